@@ -1,0 +1,115 @@
+//! Reading config.json-style files with errors that name the file and the field.
+
+use crate::{Error, Result};
+use serde_json::Value;
+use std::path::Path;
+
+/// Largest file read as JSON; configs and indexes are kilobytes, tokenizers megabytes.
+const MAX_JSON_BYTES: u64 = 256 << 20;
+
+/// Reads `path` as UTF-8 JSON.
+pub fn read_json(path: &Path) -> Result<Value> {
+    let len = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    if len > MAX_JSON_BYTES {
+        return Err(Error::Json {
+            path: path.to_path_buf(),
+            reason: format!("file is {len} bytes, more than the {MAX_JSON_BYTES} allowed"),
+        });
+    }
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| Error::Json {
+        path: path.to_path_buf(),
+        reason: format!("not valid UTF-8: {e}"),
+    })?;
+    serde_json::from_str(text).map_err(|e| Error::Json {
+        path: path.to_path_buf(),
+        reason: format!("not valid JSON: {e}"),
+    })
+}
+
+/// Typed access to a JSON object's fields, each error naming the field.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields<'a> {
+    obj: &'a serde_json::Map<String, Value>,
+    prefix: &'a str,
+}
+
+impl<'a> Fields<'a> {
+    /// Wraps a JSON value that must be an object; `prefix` is prepended to field names in
+    /// error messages (e.g. `rope_scaling.`).
+    pub fn new(value: &'a Value, prefix: &'a str) -> Result<Self> {
+        let obj = value
+            .as_object()
+            .ok_or_else(|| Error::config(prefix.trim_end_matches('.'), "must be a JSON object"))?;
+        Ok(Self { obj, prefix })
+    }
+
+    fn name(&self, field: &str) -> String {
+        format!("{}{field}", self.prefix)
+    }
+
+    /// The raw value of `field`, `None` when absent or null.
+    pub fn raw(&self, field: &str) -> Option<&'a Value> {
+        self.obj.get(field).filter(|v| !v.is_null())
+    }
+
+    /// A required positive integer no larger than `max`.
+    pub fn usize(&self, field: &str, max: usize) -> Result<usize> {
+        self.opt_usize(field, max)?
+            .ok_or_else(|| Error::config(self.name(field), "is required"))
+    }
+
+    /// An optional positive integer no larger than `max`.
+    pub fn opt_usize(&self, field: &str, max: usize) -> Result<Option<usize>> {
+        let Some(v) = self.raw(field) else {
+            return Ok(None);
+        };
+        let n = v
+            .as_u64()
+            .ok_or_else(|| Error::config(self.name(field), format!("must be a positive integer, got {v}")))?;
+        if n == 0 || n > max as u64 {
+            return Err(Error::config(
+                self.name(field),
+                format!("must be between 1 and {max}, got {n}"),
+            ));
+        }
+        Ok(Some(n as usize))
+    }
+
+    /// An optional finite float in `range`.
+    pub fn opt_f64(&self, field: &str, range: std::ops::RangeInclusive<f64>) -> Result<Option<f64>> {
+        let Some(v) = self.raw(field) else {
+            return Ok(None);
+        };
+        let x = v
+            .as_f64()
+            .ok_or_else(|| Error::config(self.name(field), format!("must be a number, got {v}")))?;
+        if !x.is_finite() || !range.contains(&x) {
+            return Err(Error::config(
+                self.name(field),
+                format!("must be a finite number in {range:?}, got {x}"),
+            ));
+        }
+        Ok(Some(x))
+    }
+
+    /// An optional bool.
+    pub fn opt_bool(&self, field: &str) -> Result<Option<bool>> {
+        self.raw(field)
+            .map(|v| {
+                v.as_bool()
+                    .ok_or_else(|| Error::config(self.name(field), format!("must be true or false, got {v}")))
+            })
+            .transpose()
+    }
+
+    /// An optional string.
+    pub fn opt_str(&self, field: &str) -> Result<Option<&'a str>> {
+        self.raw(field)
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| Error::config(self.name(field), format!("must be a string, got {v}")))
+            })
+            .transpose()
+    }
+}

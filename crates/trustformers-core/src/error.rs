@@ -1,0 +1,130 @@
+//! The one error type of the library crates. Every variant names what went wrong: the file,
+//! the tensor, the config field.
+
+use std::path::PathBuf;
+
+/// Result alias used across TrustformeRS.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Everything that can go wrong while loading or running a model.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be opened, mapped or read.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A safetensors file is malformed (header, dtype, offsets, sizes).
+    #[error("{path}: invalid safetensors file: {reason}")]
+    Safetensors { path: PathBuf, reason: String },
+    /// A sharded checkpoint's `model.safetensors.index.json` is malformed or inconsistent.
+    #[error("{path}: invalid safetensors index: {reason}")]
+    ShardIndex { path: PathBuf, reason: String },
+    /// A GGUF file is malformed.
+    #[error("{path}: invalid GGUF file: {source}")]
+    Gguf {
+        path: PathBuf,
+        #[source]
+        source: GgufError,
+    },
+    /// A JSON file (config.json, index, ...) is not valid JSON or not UTF-8.
+    #[error("{path}: {reason}")]
+    Json { path: PathBuf, reason: String },
+    /// A config field is missing, has the wrong type, or holds an unusable value.
+    #[error("config field `{field}`: {reason}")]
+    Config { field: String, reason: String },
+    /// The model type / GGUF architecture has no registered implementation.
+    #[error("unknown model type `{model_type}`; known types: {}", known.join(", "))]
+    UnknownModelType {
+        model_type: String,
+        known: Vec<&'static str>,
+    },
+    /// A tensor the model needs is not in the checkpoint.
+    #[error("tensor `{name}` is missing from the checkpoint")]
+    MissingTensor { name: String },
+    /// A checkpoint tensor has a different shape than the model expects.
+    #[error("tensor `{name}` has shape {actual:?}, expected {expected:?}")]
+    ShapeMismatch {
+        name: String,
+        expected: Vec<usize>,
+        actual: Vec<usize>,
+    },
+    /// Checkpoint tensors that no part of the model consumed.
+    #[error("checkpoint tensors not used by the model: {}", names.join(", "))]
+    UnusedTensors { names: Vec<String> },
+    /// A tensor is stored in a dtype this operation cannot handle.
+    #[error("tensor `{name}`: {reason}")]
+    UnsupportedTensor { name: String, reason: String },
+    /// Invalid argument from a caller (shapes, dtypes, parameters).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// An error from the tensor engine.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+impl Error {
+    /// Shorthand for a [`Error::Config`] error.
+    pub fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Config {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for an [`Error::Io`] error.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// What is wrong with a GGUF file. Offsets are byte offsets into the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GgufError {
+    #[error("not a GGUF file (magic {0:#010x})")]
+    BadMagic(u32),
+    #[error("unsupported GGUF version {0} (supported: 2, 3)")]
+    UnsupportedVersion(u32),
+    #[error("file ends at byte {offset} while reading {what}")]
+    Truncated { what: String, offset: u64 },
+    #[error("{what} count {count} cannot fit in the file")]
+    CountTooLarge { what: String, count: u64 },
+    #[error("{what} is not valid UTF-8")]
+    InvalidUtf8 { what: String },
+    #[error("metadata `{key}` has unknown value type {value_type}")]
+    UnknownValueType { key: String, value_type: u32 },
+    #[error("metadata `{key}` nests arrays deeper than {max_depth}")]
+    NestingTooDeep { key: String, max_depth: usize },
+    #[error("duplicate metadata key `{0}`")]
+    DuplicateKey(String),
+    #[error("duplicate tensor `{0}`")]
+    DuplicateTensor(String),
+    #[error("metadata `{key}`: {reason}")]
+    BadMetadata { key: String, reason: String },
+    #[error("tensor `{tensor}` has {n_dims} dimensions (at most 4 are allowed)")]
+    TooManyDims { tensor: String, n_dims: u32 },
+    #[error("tensor `{tensor}` has unknown ggml type {ggml_type}")]
+    UnknownTensorType { tensor: String, ggml_type: u32 },
+    #[error("tensor `{tensor}` has a size that overflows or does not fit its block size")]
+    BadTensorSize { tensor: String },
+    #[error("tensor `{tensor}` data offset {offset} is not a multiple of the alignment {alignment}")]
+    MisalignedTensor {
+        tensor: String,
+        offset: u64,
+        alignment: u64,
+    },
+    #[error("tensor `{tensor}` data (bytes {start}..{end}) lies past the end of the file ({file_len})")]
+    TensorOutOfBounds {
+        tensor: String,
+        start: u64,
+        end: u64,
+        file_len: u64,
+    },
+    #[error("tensors `{first}` and `{second}` overlap")]
+    OverlappingTensors { first: String, second: String },
+}

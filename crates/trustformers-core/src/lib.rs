@@ -1,0 +1,15 @@
+//! Foundations shared by every TrustformeRS crate: the error type, the dtype/device policy,
+//! memory-mapped weight sources (safetensors, sharded safetensors, GGUF) and the strict loader
+//! that makes sure every checkpoint tensor is found, has the right shape, and is used.
+
+pub mod config;
+pub mod dtype;
+pub mod error;
+pub mod gguf;
+pub mod loader;
+pub mod weights;
+
+pub use candle_core::{DType, Device, Tensor};
+pub use dtype::parse_dtype;
+pub use error::{Error, GgufError, Result};
+pub use loader::{Weight, Weights};

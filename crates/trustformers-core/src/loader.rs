@@ -1,0 +1,161 @@
+//! The strict loader: a `VarBuilder`-like view over a [`TensorSource`] that walks HF tensor
+//! names (`weights.pp("model").pp("layers").pp(0)`), checks every shape, converts to the
+//! compute dtype, and remembers what was consumed so that [`Weights::finish`] can refuse a
+//! checkpoint with tensors nobody used.
+
+use crate::weights::{StoredTensor, TensorSource};
+use crate::{Error, Result};
+use candle_core::quantized::QTensor;
+use candle_core::{DType, Device, Shape, Tensor};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+/// A weight as a layer receives it: dense in the compute dtype, or still block-quantized.
+#[derive(Clone)]
+pub enum Weight {
+    Dense(Tensor),
+    Quantized(Arc<QTensor>),
+}
+
+struct Inner {
+    source: Box<dyn TensorSource>,
+    dtype: DType,
+    device: Device,
+    keep_quantized: bool,
+    used: Mutex<BTreeSet<String>>,
+}
+
+/// A prefix into a checkpoint. Cheap to clone; all clones share the record of used tensors.
+#[derive(Clone)]
+pub struct Weights {
+    inner: Arc<Inner>,
+    prefix: String,
+}
+
+impl Weights {
+    /// Wraps `source`. Dense tensors are converted to `dtype`; quantized tensors stay
+    /// quantized when `keep_quantized`, and are dequantized to `dtype` otherwise.
+    pub fn new(
+        source: Box<dyn TensorSource>,
+        dtype: DType,
+        device: Device,
+        keep_quantized: bool,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                source,
+                dtype,
+                device,
+                keep_quantized,
+                used: Mutex::new(BTreeSet::new()),
+            }),
+            prefix: String::new(),
+        }
+    }
+
+    /// A view one level down: `pp("self_attn")` turns `model.layers.0` into
+    /// `model.layers.0.self_attn`.
+    pub fn pp(&self, name: impl std::fmt::Display) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            prefix: self.path(&name.to_string()),
+        }
+    }
+
+    /// The full tensor name of `name` under this prefix.
+    pub fn path(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
+    }
+
+    /// The compute dtype.
+    pub fn dtype(&self) -> DType {
+        self.inner.dtype
+    }
+
+    /// The device tensors are loaded onto.
+    pub fn device(&self) -> &Device {
+        &self.inner.device
+    }
+
+    /// Whether `name` exists under this prefix.
+    pub fn contains(&self, name: &str) -> bool {
+        self.inner.source.shape(&self.path(name)).is_some()
+    }
+
+    /// Loads `name` as a dense tensor in the compute dtype, dequantizing if needed.
+    pub fn get(&self, shape: impl Into<Shape>, name: &str) -> Result<Tensor> {
+        match self.load(shape.into(), name)? {
+            StoredTensor::Dense(t) => Ok(t.to_dtype(self.inner.dtype)?),
+            StoredTensor::Quantized(q) => {
+                Ok(q.dequantize(&self.inner.device)?.to_dtype(self.inner.dtype)?)
+            }
+        }
+    }
+
+    /// Loads `name` for a matmul: quantized tensors stay quantized when the loader keeps
+    /// them, everything else becomes dense in the compute dtype.
+    pub fn get_weight(&self, shape: impl Into<Shape>, name: &str) -> Result<Weight> {
+        match self.load(shape.into(), name)? {
+            StoredTensor::Quantized(q) if self.inner.keep_quantized => {
+                Ok(Weight::Quantized(Arc::new(q)))
+            }
+            StoredTensor::Quantized(q) => Ok(Weight::Dense(
+                q.dequantize(&self.inner.device)?.to_dtype(self.inner.dtype)?,
+            )),
+            StoredTensor::Dense(t) => Ok(Weight::Dense(t.to_dtype(self.inner.dtype)?)),
+        }
+    }
+
+    fn load(&self, shape: Shape, name: &str) -> Result<StoredTensor> {
+        let full = self.path(name);
+        let actual = self
+            .inner
+            .source
+            .shape(&full)
+            .ok_or_else(|| Error::MissingTensor { name: full.clone() })?;
+        if actual != shape.dims() {
+            return Err(Error::ShapeMismatch {
+                name: full,
+                expected: shape.dims().to_vec(),
+                actual,
+            });
+        }
+        let tensor = self.inner.source.load(&full, &self.inner.device)?;
+        if let Ok(mut used) = self.inner.used.lock() {
+            used.insert(full);
+        }
+        Ok(tensor)
+    }
+
+    /// Fails with [`Error::UnusedTensors`] if the checkpoint holds tensors that were never
+    /// loaded, except those whose name ends with one of `ignored` (buffers transformers
+    /// itself skips, such as `rotary_emb.inv_freq`).
+    pub fn finish(&self, ignored: &[&str]) -> Result<()> {
+        let used = self
+            .inner
+            .used
+            .lock()
+            .map_err(|_| Error::InvalidInput("weight loader lock poisoned".into()))?;
+        let unused: Vec<String> = self
+            .inner
+            .source
+            .names()
+            .into_iter()
+            .filter(|n| !used.contains(n) && !ignored.iter().any(|s| n.ends_with(s)))
+            .collect();
+        if unused.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::UnusedTensors { names: unused })
+        }
+    }
+
+    /// Describes the files behind this loader.
+    pub fn describe(&self) -> String {
+        self.inner.source.describe()
+    }
+}

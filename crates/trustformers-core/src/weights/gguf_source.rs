@@ -1,0 +1,95 @@
+//! GGUF weights exposed under Hugging Face tensor names.
+
+use super::{StoredTensor, TensorSource};
+use crate::gguf::GgufFile;
+use crate::{Error, Result};
+use candle_core::quantized::GgmlDType;
+use candle_core::Device;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Where an HF-named tensor lives in the GGUF file.
+#[derive(Debug, Clone)]
+pub struct GgufTensorRef {
+    /// The tensor's name in the GGUF file.
+    pub gguf_name: String,
+    /// Row permutation to apply (outermost dimension), e.g. to undo llama.cpp's Q/K
+    /// interleaving. `row_order[i]` is the GGUF row that becomes row `i`.
+    pub row_order: Option<Vec<usize>>,
+}
+
+/// A GGUF file whose tensors are renamed to HF names by a mapping built by the caller.
+pub struct GgufSource {
+    file: Arc<GgufFile>,
+    names: BTreeMap<String, GgufTensorRef>,
+}
+
+impl GgufSource {
+    /// Exposes `file`'s tensors under the names `rename` gives them. Tensors `rename` does
+    /// not know keep their GGUF name, so the strict loader reports them as unused.
+    pub fn new(
+        file: Arc<GgufFile>,
+        rename: impl Fn(&str, &[usize]) -> Option<(String, Option<Vec<usize>>)>,
+    ) -> Result<Self> {
+        let mut names = BTreeMap::new();
+        for info in &file.tensors {
+            let (hf, row_order) = rename(&info.name, &info.shape)
+                .unwrap_or_else(|| (info.name.clone(), None));
+            let r = GgufTensorRef {
+                gguf_name: info.name.clone(),
+                row_order,
+            };
+            if let Some(prev) = names.insert(hf.clone(), r) {
+                return Err(Error::UnsupportedTensor {
+                    name: info.name.clone(),
+                    reason: format!("maps to `{hf}`, which `{}` also maps to", prev.gguf_name),
+                });
+            }
+        }
+        Ok(Self { file, names })
+    }
+
+    /// The underlying file.
+    pub fn file(&self) -> &GgufFile {
+        &self.file
+    }
+}
+
+impl TensorSource for GgufSource {
+    fn names(&self) -> Vec<String> {
+        self.names.keys().cloned().collect()
+    }
+
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        let r = self.names.get(name)?;
+        self.file.tensor_info(&r.gguf_name).map(|i| i.shape.clone())
+    }
+
+    fn load(&self, name: &str, device: &Device) -> Result<StoredTensor> {
+        let r = self.names.get(name).ok_or_else(|| Error::MissingTensor {
+            name: name.to_string(),
+        })?;
+        let q = self
+            .file
+            .qtensor(&r.gguf_name, r.row_order.as_deref(), device)?;
+        Ok(match q.dtype() {
+            GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
+                StoredTensor::Dense(q.dequantize(device)?)
+            }
+            _ => StoredTensor::Quantized(q),
+        })
+    }
+
+    fn is_quantized(&self) -> bool {
+        self.file.tensors.iter().any(|t| {
+            !matches!(
+                t.dtype,
+                GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16
+            )
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.file.path().display().to_string()
+    }
+}
