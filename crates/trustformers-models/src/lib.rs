@@ -1,1 +1,10 @@
+//! Model architectures and the registry that maps a config's `model_type` (or a GGUF file's
+//! `general.architecture`) to the code that builds it.
 
+pub mod decoder;
+pub mod gguf;
+pub mod hf_config;
+pub mod registry;
+
+pub use decoder::{CausalLmOutput, DecoderForCausalLM, DecoderModel, DecoderSpec, ForwardOptions};
+pub use registry::{Architecture, ARCHITECTURES};

@@ -1,1 +1,21 @@
+//! Transformer building blocks, one file per algorithm. Every block is built from HF tensor
+//! names through the strict [`trustformers_core::Weights`] loader and works with dense and
+//! quantized weights alike.
 
+pub mod activation;
+pub mod attention;
+pub mod embedding;
+pub mod kv_cache;
+pub mod linear;
+pub mod mlp;
+pub mod norm;
+pub mod rope;
+
+pub use activation::Activation;
+pub use attention::{Attention, AttentionSpec};
+pub use embedding::Embedding;
+pub use kv_cache::KvCache;
+pub use linear::Linear;
+pub use mlp::GatedMlp;
+pub use norm::RmsNorm;
+pub use rope::{RopeScaling, RopeSpec, RotaryEmbedding};

@@ -1,0 +1,268 @@
+//! One config-driven pre-norm decoder for the LLaMA family (LLaMA, Mistral, Qwen2, Qwen3).
+//! Mirrors `transformers/models/llama/modeling_llama.py`; the presets state each model's diff.
+//!
+//! ```text
+//! x = embed_tokens(ids)
+//! for each layer:  x = x + self_attn(input_layernorm(x))
+//!                  x = x + mlp(post_attention_layernorm(x))
+//! logits = lm_head(norm(x))
+//! ```
+
+pub mod presets;
+mod spec;
+
+pub use spec::DecoderSpec;
+
+use candle_core::{DType, Tensor};
+use trustformers_core::{Error, Result, Weights};
+use trustformers_nn::attention::causal_mask;
+use trustformers_nn::{Attention, Embedding, GatedMlp, KvCache, Linear, RmsNorm, RotaryEmbedding};
+
+/// Checkpoint buffers transformers itself ignores when loading this family.
+pub const IGNORED_TENSORS: &[&str] = &["rotary_emb.inv_freq"];
+
+struct DecoderLayer {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: GatedMlp,
+}
+
+impl DecoderLayer {
+    fn new(spec: &DecoderSpec, vb: &Weights) -> Result<Self> {
+        let h = spec.hidden_size;
+        Ok(Self {
+            input_layernorm: RmsNorm::new(&vb.pp("input_layernorm"), h, spec.rms_norm_eps)?,
+            self_attn: Attention::new(&spec.attention, &vb.pp("self_attn"))?,
+            post_attention_layernorm: RmsNorm::new(
+                &vb.pp("post_attention_layernorm"),
+                h,
+                spec.rms_norm_eps,
+            )?,
+            mlp: GatedMlp::new(
+                &vb.pp("mlp"),
+                h,
+                spec.intermediate_size,
+                spec.mlp_bias,
+                spec.hidden_act,
+            )?,
+        })
+    }
+}
+
+/// Options for one forward pass.
+#[derive(Debug, Clone, Default)]
+pub struct ForwardOptions {
+    /// `[batch, past + seq]` 0/1 mask over cached and new tokens (transformers'
+    /// `attention_mask`); `None` means no padding.
+    pub attention_mask: Option<Tensor>,
+    /// Also return the hidden state after the embeddings and after every layer.
+    pub output_hidden_states: bool,
+}
+
+/// The base model: embeddings, layers, final norm (HF `LlamaModel`, prefix `model`).
+pub struct DecoderModel {
+    spec: DecoderSpec,
+    embed_tokens: Embedding,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    rope: RotaryEmbedding,
+}
+
+/// Hidden states of the base model.
+pub struct DecoderOutput {
+    /// `[batch, seq, hidden]` after the final norm.
+    pub last_hidden_state: Tensor,
+    /// With `output_hidden_states`: the embeddings, then each layer's output, the last one
+    /// after the final norm (transformers' `hidden_states` tuple), `num_layers + 1` tensors.
+    pub hidden_states: Vec<Tensor>,
+}
+
+impl DecoderModel {
+    /// Loads the base model under `vb` (the `model` prefix of a causal LM checkpoint).
+    pub fn new(spec: &DecoderSpec, vb: &Weights) -> Result<Self> {
+        let layers = (0..spec.num_hidden_layers)
+            .map(|i| DecoderLayer::new(spec, &vb.pp("layers").pp(i)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            spec: spec.clone(),
+            embed_tokens: Embedding::new(&vb.pp("embed_tokens"), spec.vocab_size, spec.hidden_size)?,
+            layers,
+            norm: RmsNorm::new(&vb.pp("norm"), spec.hidden_size, spec.rms_norm_eps)?,
+            rope: RotaryEmbedding::new(&spec.rope)?,
+        })
+    }
+
+    /// The spec this model was built from.
+    pub fn spec(&self) -> &DecoderSpec {
+        &self.spec
+    }
+
+    /// A KV cache sized for this model.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.layers.len())
+    }
+
+    /// # Shapes
+    /// `input_ids`, `positions`: `[batch, seq]` integers -> hidden states `[batch, seq, hidden]`.
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        positions: &Tensor,
+        opts: &ForwardOptions,
+        cache: &mut KvCache,
+    ) -> Result<DecoderOutput> {
+        let (batch, seq) = input_ids.dims2()?;
+        if positions.dims() != [batch, seq] {
+            return Err(Error::InvalidInput(format!(
+                "positions have shape {:?}, expected [{batch}, {seq}] like input_ids",
+                positions.dims()
+            )));
+        }
+        let past = cache.seq_len();
+        let device = input_ids.device();
+        let mut xs = self.embed_tokens.forward(input_ids)?;
+        let cos_sin = self.rope.cos_sin(positions, xs.dtype())?;
+
+        // One mask per distinct window, shared by the layers that use it.
+        let mut masks: Vec<(Option<usize>, Option<Tensor>)> = Vec::new();
+        for &w in &self.spec.layer_windows {
+            if !masks.iter().any(|(mw, _)| *mw == w) {
+                let m = causal_mask(opts.attention_mask.as_ref(), batch, past, seq, w, device)?;
+                masks.push((w, m));
+            }
+        }
+
+        let mut hidden_states = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            if opts.output_hidden_states {
+                hidden_states.push(xs.clone());
+            }
+            let window = self.spec.layer_windows[i];
+            let mask = masks
+                .iter()
+                .find(|(w, _)| *w == window)
+                .and_then(|(_, m)| m.as_ref());
+            let h = layer.input_layernorm.forward(&xs)?;
+            let h = layer
+                .self_attn
+                .forward(&h, &self.rope, &cos_sin, mask, cache, i)?;
+            xs = (xs + h)?;
+            let h = layer.mlp.forward(&layer.post_attention_layernorm.forward(&xs)?)?;
+            xs = (xs + h)?;
+        }
+        let last_hidden_state = self.norm.forward(&xs)?;
+        if opts.output_hidden_states {
+            hidden_states.push(last_hidden_state.clone());
+        }
+        Ok(DecoderOutput {
+            last_hidden_state,
+            hidden_states,
+        })
+    }
+}
+
+/// A decoder with its language-modelling head (HF `LlamaForCausalLM`).
+pub struct DecoderForCausalLM {
+    model: DecoderModel,
+    lm_head: Linear,
+}
+
+/// Outputs of [`DecoderForCausalLM::forward_with`].
+pub struct CausalLmOutput {
+    /// `[batch, seq, vocab]`.
+    pub logits: Tensor,
+    /// `[batch, seq, hidden]`.
+    pub last_hidden_state: Tensor,
+    /// See [`DecoderOutput::hidden_states`].
+    pub hidden_states: Vec<Tensor>,
+}
+
+impl DecoderForCausalLM {
+    /// Loads `model.*` and `lm_head` (or ties it to `model.embed_tokens`) from `vb`.
+    pub fn new(spec: &DecoderSpec, vb: &Weights) -> Result<Self> {
+        let model = DecoderModel::new(spec, &vb.pp("model"))?;
+        let lm_head = if spec.tie_word_embeddings {
+            Linear::from_weight(model.embed_tokens.weight().clone(), None)?
+        } else {
+            Linear::new(&vb.pp("lm_head"), spec.hidden_size, spec.vocab_size, false)?
+        };
+        Ok(Self { model, lm_head })
+    }
+
+    /// The base model.
+    pub fn model(&self) -> &DecoderModel {
+        &self.model
+    }
+
+    /// A KV cache sized for this model.
+    pub fn new_cache(&self) -> KvCache {
+        self.model.new_cache()
+    }
+
+    /// Logits for every position, with no padding.
+    ///
+    /// # Shapes
+    /// `input_ids`, `positions`: `[batch, seq]` -> `[batch, seq, vocab]`.
+    pub fn forward(&self, input_ids: &Tensor, positions: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        Ok(self
+            .forward_with(input_ids, positions, &ForwardOptions::default(), cache)?
+            .logits)
+    }
+
+    /// Logits and hidden states, with an optional padding mask.
+    pub fn forward_with(
+        &self,
+        input_ids: &Tensor,
+        positions: &Tensor,
+        opts: &ForwardOptions,
+        cache: &mut KvCache,
+    ) -> Result<CausalLmOutput> {
+        let out = self.model.forward(input_ids, positions, opts, cache)?;
+        let logits = self.lm_head.forward(&out.last_hidden_state)?.to_dtype(DType::F32)?;
+        Ok(CausalLmOutput {
+            logits,
+            last_hidden_state: out.last_hidden_state,
+            hidden_states: out.hidden_states,
+        })
+    }
+}
+
+/// Position ids the way transformers' `generate()` derives them from a padding mask:
+/// `cumsum(mask) - 1`, with padded slots set to 1. Returns the positions of the last `seq`
+/// slots.
+///
+/// # Shapes
+/// `attention_mask`: `[batch, total]` -> `[batch, seq]` i64.
+pub fn positions_from_mask(attention_mask: &Tensor, seq: usize) -> Result<Tensor> {
+    let rows = attention_mask.to_dtype(DType::I64)?.to_vec2::<i64>()?;
+    let total = rows.first().map_or(0, Vec::len);
+    if seq > total {
+        return Err(Error::InvalidInput(format!(
+            "asked for {seq} positions from a mask of length {total}"
+        )));
+    }
+    let mut out = Vec::with_capacity(rows.len() * seq);
+    for row in &rows {
+        let mut count = 0i64;
+        let pos: Vec<i64> = row
+            .iter()
+            .map(|&m| {
+                count += m;
+                if m == 0 {
+                    1
+                } else {
+                    count - 1
+                }
+            })
+            .collect();
+        out.extend_from_slice(&pos[total - seq..]);
+    }
+    Ok(Tensor::from_vec(out, (rows.len(), seq), attention_mask.device())?)
+}
+
+/// Positions `past..past + seq` for every row.
+pub fn default_positions(batch: usize, past: usize, seq: usize, device: &candle_core::Device) -> Result<Tensor> {
+    let row = Tensor::arange(past as i64, (past + seq) as i64, device)?;
+    Ok(row.unsqueeze(0)?.repeat((batch, 1))?)
+}

@@ -1,0 +1,114 @@
+//! The typed spec that drives [`super::DecoderModel`], and the config fields every
+//! LLaMA-family preset shares.
+
+use crate::hf_config::{self, limits};
+use trustformers_core::config::Fields;
+use trustformers_core::{Error, Result};
+use trustformers_nn::{Activation, AttentionSpec, RopeSpec};
+
+/// Every knob of the decoder, with all defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecoderSpec {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub max_position_embeddings: usize,
+    pub attention: AttentionSpec,
+    pub rope: RopeSpec,
+    pub rms_norm_eps: f64,
+    pub hidden_act: Activation,
+    /// Bias on the MLP projections.
+    pub mlp_bias: bool,
+    /// Sliding attention window per layer (`None` = full causal attention).
+    pub layer_windows: Vec<Option<usize>>,
+    /// The output projection reuses the input embedding table.
+    pub tie_word_embeddings: bool,
+}
+
+impl DecoderSpec {
+    /// Reads the fields shared by LLaMA, Mistral and Qwen configs. `default_head_dim`, when
+    /// given, is used if the config has no `head_dim` (Qwen3 defaults to 128); otherwise
+    /// `hidden_size / num_attention_heads`. Presets then set their own knobs.
+    pub fn llama_like(f: &Fields<'_>, default_head_dim: Option<usize>) -> Result<Self> {
+        let vocab_size = f.usize("vocab_size", limits::VOCAB)?;
+        let hidden_size = f.usize("hidden_size", limits::HIDDEN)?;
+        let intermediate_size = f.usize("intermediate_size", limits::INTERMEDIATE)?;
+        let num_hidden_layers = f.usize("num_hidden_layers", limits::LAYERS)?;
+        let num_heads = f.usize("num_attention_heads", limits::HEADS)?;
+        let num_kv_heads = f
+            .opt_usize("num_key_value_heads", limits::HEADS)?
+            .unwrap_or(num_heads);
+        if num_heads % num_kv_heads != 0 {
+            return Err(Error::config(
+                "num_key_value_heads",
+                format!("{num_kv_heads} does not divide num_attention_heads {num_heads}"),
+            ));
+        }
+        let head_dim = match (f.opt_usize("head_dim", limits::HEAD_DIM)?, default_head_dim) {
+            (Some(d), _) | (None, Some(d)) => d,
+            (None, None) => {
+                if hidden_size % num_heads != 0 {
+                    return Err(Error::config(
+                        "num_attention_heads",
+                        format!("{num_heads} does not divide hidden_size {hidden_size}"),
+                    ));
+                }
+                hidden_size / num_heads
+            }
+        };
+        let max_position_embeddings = f
+            .opt_usize("max_position_embeddings", limits::POSITIONS)?
+            .unwrap_or(2048);
+        let rope = hf_config::rope_spec(f, head_dim, max_position_embeddings)?;
+        let rms_norm_eps = f.opt_f64("rms_norm_eps", 0.0..=1.0)?.unwrap_or(1e-6);
+        let hidden_act = Activation::from_hf(f.opt_str("hidden_act")?.unwrap_or("silu"))?;
+        Ok(Self {
+            vocab_size,
+            hidden_size,
+            intermediate_size,
+            num_hidden_layers,
+            max_position_embeddings,
+            attention: AttentionSpec {
+                hidden_size,
+                num_heads,
+                num_kv_heads,
+                head_dim,
+                qkv_bias: false,
+                o_bias: false,
+                qk_norm_eps: None,
+            },
+            rope,
+            rms_norm_eps,
+            hidden_act,
+            mlp_bias: false,
+            layer_windows: vec![None; num_hidden_layers],
+            tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),
+        })
+    }
+
+    /// The `sliding_window` field, ignoring a null.
+    pub fn sliding_window(f: &Fields<'_>) -> Result<Option<usize>> {
+        f.opt_usize("sliding_window", limits::POSITIONS)
+    }
+
+    /// The Qwen rule: `layer_types` when present; otherwise, with `use_sliding_window`,
+    /// layers from `max_window_layers` on slide.
+    pub fn qwen_windows(&mut self, f: &Fields<'_>) -> Result<()> {
+        let use_sliding = f.opt_bool("use_sliding_window")?.unwrap_or(false);
+        let window = if use_sliding {
+            Self::sliding_window(f)?.or(Some(4096))
+        } else {
+            None
+        };
+        let n = self.num_hidden_layers;
+        self.layer_windows = match hf_config::layer_types_windows(f, n, window)? {
+            Some(w) => w,
+            None => {
+                let first = f.opt_usize("max_window_layers", limits::LAYERS)?.unwrap_or(28);
+                (0..n).map(|i| window.filter(|_| i >= first)).collect()
+            }
+        };
+        Ok(())
+    }
+}

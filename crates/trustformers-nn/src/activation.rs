@@ -1,0 +1,45 @@
+//! Activation functions, named after the math (not after the model that made them popular).
+
+use candle_core::Tensor;
+use trustformers_core::{Error, Result};
+
+/// An elementwise activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// x * sigmoid(x) (`silu`, `swish`).
+    Silu,
+    /// GELU with the exact erf formulation (`gelu`).
+    GeluErf,
+    /// GELU with the tanh approximation (`gelu_pytorch_tanh`, `gelu_new`).
+    GeluTanh,
+    /// max(0, x).
+    Relu,
+}
+
+impl Activation {
+    /// Parses a transformers `hidden_act` / `hidden_activation` name.
+    pub fn from_hf(name: &str) -> Result<Self> {
+        Ok(match name {
+            "silu" | "swish" => Self::Silu,
+            "gelu" => Self::GeluErf,
+            "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" => Self::GeluTanh,
+            "relu" => Self::Relu,
+            other => {
+                return Err(Error::config(
+                    "hidden_act",
+                    format!("unsupported activation `{other}` (supported: silu, gelu, gelu_pytorch_tanh, gelu_new, relu)"),
+                ))
+            }
+        })
+    }
+
+    /// Applies the activation elementwise.
+    pub fn forward(self, xs: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Self::Silu => candle_nn::ops::silu(xs)?,
+            Self::GeluErf => xs.gelu_erf()?,
+            Self::GeluTanh => xs.gelu()?,
+            Self::Relu => xs.relu()?,
+        })
+    }
+}

@@ -1,0 +1,202 @@
+//! Multi-head attention with grouped/multi-query KV heads, optional Q/K RMSNorm, and the
+//! padding / causal / sliding-window masks transformers builds in `masking_utils.py`.
+
+use crate::{KvCache, Linear, RmsNorm, RotaryEmbedding};
+use candle_core::{DType, Device, Tensor};
+use trustformers_core::{Error, Result, Weights};
+
+/// Shape and knobs of one attention layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttentionSpec {
+    pub hidden_size: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    /// Bias on q, k, v projections.
+    pub qkv_bias: bool,
+    /// Bias on the output projection.
+    pub o_bias: bool,
+    /// RMSNorm over each head of q and k before RoPE, with this epsilon.
+    pub qk_norm_eps: Option<f64>,
+}
+
+/// Self-attention with HF names `q_proj`, `k_proj`, `v_proj`, `o_proj` (+ `q_norm`, `k_norm`).
+#[derive(Clone)]
+pub struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    /// Loads the projections under `vb` (usually `model.layers.{i}.self_attn`).
+    pub fn new(spec: &AttentionSpec, vb: &Weights) -> Result<Self> {
+        let q_dim = spec.num_heads * spec.head_dim;
+        let kv_dim = spec.num_kv_heads * spec.head_dim;
+        let h = spec.hidden_size;
+        let norm = |name: &str| {
+            spec.qk_norm_eps
+                .map(|eps| RmsNorm::new(&vb.pp(name), spec.head_dim, eps))
+                .transpose()
+        };
+        Ok(Self {
+            q_proj: Linear::new(&vb.pp("q_proj"), h, q_dim, spec.qkv_bias)?,
+            k_proj: Linear::new(&vb.pp("k_proj"), h, kv_dim, spec.qkv_bias)?,
+            v_proj: Linear::new(&vb.pp("v_proj"), h, kv_dim, spec.qkv_bias)?,
+            o_proj: Linear::new(&vb.pp("o_proj"), q_dim, h, spec.o_bias)?,
+            q_norm: norm("q_norm")?,
+            k_norm: norm("k_norm")?,
+            num_heads: spec.num_heads,
+            num_kv_heads: spec.num_kv_heads,
+            head_dim: spec.head_dim,
+        })
+    }
+
+    /// # Shapes
+    /// `xs`: `[batch, seq, hidden]`; cos/sin `[batch, 1, seq, rotary_dim]`; `mask`: additive
+    /// `[batch, 1, seq, past + seq]` or `None` for no masking -> `[batch, seq, hidden]`.
+    pub fn forward(
+        &self,
+        xs: &Tensor,
+        rope: &RotaryEmbedding,
+        cos_sin: &(Tensor, Tensor),
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+        layer: usize,
+    ) -> Result<Tensor> {
+        let (b, s, _) = xs.dims3()?;
+        let heads = |t: Tensor, n: usize, norm: &Option<RmsNorm>| -> Result<Tensor> {
+            let t = t.reshape((b, s, n, self.head_dim))?;
+            let t = match norm {
+                Some(norm) => norm.forward(&t)?,
+                None => t,
+            };
+            Ok(t.transpose(1, 2)?.contiguous()?)
+        };
+        let q = heads(self.q_proj.forward(xs)?, self.num_heads, &self.q_norm)?;
+        let k = heads(self.k_proj.forward(xs)?, self.num_kv_heads, &self.k_norm)?;
+        let v = heads(self.v_proj.forward(xs)?, self.num_kv_heads, &None)?;
+        let q = rope.apply(&q, &cos_sin.0, &cos_sin.1)?;
+        let k = rope.apply(&k, &cos_sin.0, &cos_sin.1)?;
+        let (k, v) = cache.append(layer, &k, &v)?;
+        let out = sdpa(&q, &k, &v, mask, self.num_heads / self.num_kv_heads)?;
+        let out = out.transpose(1, 2)?.reshape((b, s, self.num_heads * self.head_dim))?;
+        self.o_proj.forward(&out)
+    }
+}
+
+/// Scaled dot-product attention computed in f32, keys/values shared by `groups` query heads.
+///
+/// # Shapes
+/// q `[b, h, s, d]`, k/v `[b, h / groups, t, d]`, mask `[b, 1, s, t]` -> `[b, h, s, d]`.
+pub fn sdpa(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, groups: usize) -> Result<Tensor> {
+    let dtype = q.dtype();
+    let (b, kv_heads, t, d) = k.dims4()?;
+    let repeat = |x: &Tensor| -> Result<Tensor> {
+        if groups == 1 {
+            return Ok(x.to_dtype(DType::F32)?);
+        }
+        Ok(x.unsqueeze(2)?
+            .broadcast_as((b, kv_heads, groups, t, d))?
+            .reshape((b, kv_heads * groups, t, d))?
+            .to_dtype(DType::F32)?)
+    };
+    let (k, v) = (repeat(k)?, repeat(v)?);
+    let q = q.to_dtype(DType::F32)?;
+    let scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?;
+    let scores = match mask {
+        Some(m) => scores.broadcast_add(m)?,
+        None => scores,
+    };
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    Ok(probs.matmul(&v)?.to_dtype(dtype)?)
+}
+
+/// The additive attention mask for `seq` new queries after `past` cached positions, exactly as
+/// transformers' `create_causal_mask` / `create_sliding_window_causal_mask` build it: query
+/// slot `past + i` sees key slot `j` iff `j <= past + i`, `j > past + i - window` (with a
+/// window), and `attention_mask[b, j] == 1`. Masked entries hold `f32::MIN` (finite, so
+/// fully padded rows stay finite). Returns `None` when nothing is masked.
+///
+/// # Shapes
+/// `attention_mask`: `[batch, past + seq]` of 0/1 -> `[batch, 1, seq, past + seq]` f32.
+pub fn causal_mask(
+    attention_mask: Option<&Tensor>,
+    batch: usize,
+    past: usize,
+    seq: usize,
+    window: Option<usize>,
+    device: &Device,
+) -> Result<Option<Tensor>> {
+    let total = past + seq;
+    let padding: Option<Vec<Vec<u32>>> = match attention_mask {
+        Some(m) => {
+            let dims = m.dims();
+            if dims != [batch, total] {
+                return Err(Error::InvalidInput(format!(
+                    "attention_mask has shape {dims:?}, expected [{batch}, {total}] (past + new tokens)"
+                )));
+            }
+            let rows = m.to_dtype(DType::U32)?.to_vec2::<u32>()?;
+            if rows.iter().flatten().all(|&x| x != 0) {
+                None
+            } else {
+                Some(rows)
+            }
+        }
+        None => None,
+    };
+    let windowed = window.is_some_and(|w| w < total);
+    if padding.is_none() && seq == 1 && !windowed {
+        return Ok(None);
+    }
+    let mut data = Vec::with_capacity(batch * seq * total);
+    for bi in 0..batch {
+        for i in 0..seq {
+            let q = past + i;
+            for j in 0..total {
+                let causal = j <= q;
+                let in_window = window.is_none_or(|w| j + w > q);
+                let not_pad = padding.as_ref().is_none_or(|p| p[bi][j] != 0);
+                data.push(if causal && in_window && not_pad { 0.0 } else { f32::MIN });
+            }
+        }
+    }
+    Ok(Some(Tensor::from_vec(data, (batch, 1, seq, total), device)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sliding_window_and_padding() {
+        let mask = Tensor::new(&[[0u32, 1, 1, 1]], &Device::Cpu).unwrap();
+        let m = causal_mask(Some(&mask), 1, 0, 4, Some(2), &Device::Cpu)
+            .unwrap()
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let ok = |v: f32| v == 0.0;
+        // Row 3 sees keys 2 and 3 only (window 2); key 0 is padding for everyone.
+        assert_eq!(m[3].iter().map(|&v| ok(v)).collect::<Vec<_>>(), [false, false, true, true]);
+        assert_eq!(m[1].iter().map(|&v| ok(v)).collect::<Vec<_>>(), [false, true, false, false]);
+        assert!(m[0].iter().all(|&v| !ok(v)));
+    }
+
+    #[test]
+    fn single_decode_step_needs_no_mask() {
+        assert!(causal_mask(None, 2, 5, 1, None, &Device::Cpu).unwrap().is_none());
+        assert!(causal_mask(None, 2, 5, 1, Some(3), &Device::Cpu).unwrap().is_some());
+    }
+}

@@ -1,0 +1,208 @@
+//! Rotary position embeddings and their context-extension variants, keyed by algorithm the
+//! way transformers' `ROPE_INIT_FUNCTIONS` is (`modeling_rope_utils.py`).
+
+use candle_core::{DType, Device, Tensor, D};
+use trustformers_core::{Error, Result};
+
+/// How inverse frequencies are rescaled for longer contexts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RopeScaling {
+    /// Plain RoPE.
+    Default,
+    /// Position interpolation: every frequency divided by `factor`.
+    Linear { factor: f64 },
+    /// Dynamic NTK: the base grows with the sequence once it passes
+    /// `max_position_embeddings`.
+    Dynamic { factor: f64, max_position_embeddings: usize },
+    /// YaRN: per-frequency blend of interpolation and extrapolation, plus an attention
+    /// (cos/sin) scale.
+    Yarn {
+        factor: f64,
+        original_max_position_embeddings: usize,
+        beta_fast: f64,
+        beta_slow: f64,
+        attention_factor: f64,
+        truncate: bool,
+    },
+    /// Llama 3.1: low frequencies divided by `factor`, high ones kept, smooth in between.
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position_embeddings: usize,
+    },
+}
+
+/// Everything needed to build the rotary tables.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RopeSpec {
+    /// Base wavelength (`rope_theta`).
+    pub theta: f64,
+    /// Number of leading head dimensions that rotate (`head_dim * partial_rotary_factor`).
+    pub rotary_dim: usize,
+    pub scaling: RopeScaling,
+}
+
+/// Precomputed inverse frequencies; cos/sin are computed for the positions of each call.
+#[derive(Debug, Clone)]
+pub struct RotaryEmbedding {
+    spec: RopeSpec,
+    inv_freq: Vec<f32>,
+    attention_scaling: f64,
+}
+
+fn base_inv_freq(theta: f64, dim: usize) -> Vec<f32> {
+    (0..dim)
+        .step_by(2)
+        .map(|i| 1.0 / (theta as f32).powf(i as f32 / dim as f32))
+        .collect()
+}
+
+impl RotaryEmbedding {
+    /// Builds the tables for `spec`.
+    pub fn new(spec: &RopeSpec) -> Result<Self> {
+        let dim = spec.rotary_dim;
+        if dim < 2 || dim % 2 != 0 {
+            return Err(Error::config(
+                "head_dim",
+                format!("rotary dimension must be even and at least 2, got {dim}"),
+            ));
+        }
+        let inv = base_inv_freq(spec.theta, dim);
+        let (inv_freq, attention_scaling) = match &spec.scaling {
+            RopeScaling::Default | RopeScaling::Dynamic { .. } => (inv, 1.0),
+            RopeScaling::Linear { factor } => {
+                (inv.iter().map(|f| f / *factor as f32).collect(), 1.0)
+            }
+            RopeScaling::Yarn {
+                factor,
+                original_max_position_embeddings,
+                beta_fast,
+                beta_slow,
+                attention_factor,
+                truncate,
+            } => {
+                let d = dim as f64;
+                let correction = |rotations: f64| {
+                    d * ((*original_max_position_embeddings as f64)
+                        / (rotations * 2.0 * std::f64::consts::PI))
+                        .ln()
+                        / (2.0 * spec.theta.ln())
+                };
+                let (mut low, mut high) = (correction(*beta_fast), correction(*beta_slow));
+                if *truncate {
+                    low = low.floor();
+                    high = high.ceil();
+                }
+                let low = low.max(0.0);
+                let mut high = high.min(d - 1.0);
+                if low == high {
+                    high += 0.001;
+                }
+                let inv = inv
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &f)| {
+                        let ramp = ((i as f32 - low as f32) / (high - low) as f32).clamp(0.0, 1.0);
+                        let extrapolation = 1.0 - ramp;
+                        let interpolated = f / *factor as f32;
+                        interpolated * (1.0 - extrapolation) + f * extrapolation
+                    })
+                    .collect();
+                (inv, *attention_factor)
+            }
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            } => {
+                let old = *original_max_position_embeddings as f64;
+                let low_wavelen = old / low_freq_factor;
+                let high_wavelen = old / high_freq_factor;
+                let inv = inv
+                    .iter()
+                    .map(|&f| {
+                        let wavelen = 2.0 * std::f64::consts::PI / f as f64;
+                        if wavelen < high_wavelen {
+                            f
+                        } else if wavelen > low_wavelen {
+                            (f as f64 / factor) as f32
+                        } else {
+                            let smooth = (old / wavelen - low_freq_factor)
+                                / (high_freq_factor - low_freq_factor);
+                            ((1.0 - smooth) * f as f64 / factor + smooth * f as f64) as f32
+                        }
+                    })
+                    .collect();
+                (inv, 1.0)
+            }
+        };
+        Ok(Self {
+            spec: spec.clone(),
+            inv_freq,
+            attention_scaling,
+        })
+    }
+
+    /// Inverse frequencies for a call whose largest position is `max_pos`.
+    fn inv_freq_for(&self, max_pos: usize) -> Vec<f32> {
+        match self.spec.scaling {
+            RopeScaling::Dynamic {
+                factor,
+                max_position_embeddings,
+            } if max_pos + 1 > max_position_embeddings => {
+                let dim = self.spec.rotary_dim as f64;
+                let seq_len = (max_pos + 1) as f64;
+                let base = self.spec.theta
+                    * ((factor * seq_len / max_position_embeddings as f64) - (factor - 1.0))
+                        .powf(dim / (dim - 2.0));
+                base_inv_freq(base, self.spec.rotary_dim)
+            }
+            _ => self.inv_freq.clone(),
+        }
+    }
+
+    /// cos and sin tables for `positions`.
+    ///
+    /// # Shapes
+    /// `positions`: `[batch, seq]` integers -> cos, sin: `[batch, 1, seq, rotary_dim]`.
+    pub fn cos_sin(&self, positions: &Tensor, dtype: DType) -> Result<(Tensor, Tensor)> {
+        let device: &Device = positions.device();
+        let pos = positions.to_dtype(DType::F32)?;
+        let max_pos = pos.flatten_all()?.max(0)?.to_scalar::<f32>()?.max(0.0) as usize;
+        let inv = self.inv_freq_for(max_pos);
+        let half = inv.len();
+        let inv = Tensor::from_vec(inv, (1, 1, half), device)?;
+        let freqs = pos.unsqueeze(D::Minus1)?.broadcast_mul(&inv)?;
+        let emb = Tensor::cat(&[&freqs, &freqs], D::Minus1)?.unsqueeze(1)?;
+        let cos = (emb.cos()? * self.attention_scaling)?.to_dtype(dtype)?;
+        let sin = (emb.sin()? * self.attention_scaling)?.to_dtype(dtype)?;
+        Ok((cos, sin))
+    }
+
+    /// Rotates the first `rotary_dim` dimensions of `xs` (GPT-NeoX "rotate half" layout).
+    ///
+    /// # Shapes
+    /// `xs`: `[batch, heads, seq, head_dim]`, cos/sin from [`Self::cos_sin`].
+    pub fn apply(&self, xs: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        let head_dim = xs.dim(D::Minus1)?;
+        let rot = self.spec.rotary_dim;
+        let (x_rot, x_pass) = if rot < head_dim {
+            (
+                xs.narrow(D::Minus1, 0, rot)?,
+                Some(xs.narrow(D::Minus1, rot, head_dim - rot)?),
+            )
+        } else {
+            (xs.clone(), None)
+        };
+        let x1 = x_rot.narrow(D::Minus1, 0, rot / 2)?;
+        let x2 = x_rot.narrow(D::Minus1, rot / 2, rot / 2)?;
+        let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+        let out = (x_rot.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?)?;
+        match x_pass {
+            Some(pass) => Ok(Tensor::cat(&[&out, &pass], D::Minus1)?),
+            None => Ok(out),
+        }
+    }
+}
