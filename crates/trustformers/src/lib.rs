@@ -1,1 +1,22 @@
+//! TrustformeRS: Hugging Face Transformers in Rust.
+//!
+//! Load a checkpoint the way the Hub ships it (a directory with config.json + safetensors,
+//! sharded or not, or a single GGUF file) and run it with transformers' numbers:
+//!
+//! ```no_run
+//! use trustformers::{AutoModelForCausalLM, LoadOptions};
+//! use trustformers::models::decoder::default_positions;
+//! # fn main() -> trustformers::Result<()> {
+//! let model = AutoModelForCausalLM::from_pretrained("path/to/checkpoint", &LoadOptions::default())?;
+//! let ids = trustformers::Tensor::new(&[[1u32, 2, 3]], &trustformers::Device::Cpu)?;
+//! let positions = default_positions(1, 0, 3, &trustformers::Device::Cpu)?;
+//! let logits = model.forward(&ids, &positions, &mut model.new_cache())?; // [1, 3, vocab]
+//! # Ok(()) }
+//! ```
 
+mod auto;
+
+pub use auto::{AutoConfig, AutoModel, AutoModelForCausalLM, LoadOptions, ModelConfig};
+pub use trustformers_core::{self as core, DType, Device, Error, Result, Tensor};
+pub use trustformers_models::{self as models, DecoderForCausalLM, DecoderModel};
+pub use trustformers_nn::{self as nn, KvCache};

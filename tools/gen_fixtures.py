@@ -1,0 +1,319 @@
+#!/usr/bin/env python3
+"""Writes the tiny parity fixtures under tests/fixtures/ with transformers as the reference.
+
+Each fixture directory holds a checkpoint exactly as transformers saves it (config.json +
+model.safetensors) or a GGUF file, and `expected.safetensors` with the inputs and
+transformers' outputs:
+
+  input_ids, attention_mask, position_ids   [2, SEQ] int64; row 1 is left-padded
+  logits, last_hidden_state, hidden_states.{i}  float32
+  greedy_input_ids [1, SEQ], greedy_output_ids [1, SEQ + NEW]   (12 greedy tokens)
+
+Usage (needs torch, transformers, safetensors, gguf):
+  python tools/gen_fixtures.py            # every fixture
+  python tools/gen_fixtures.py smollm2 --gguf PATH   # real-model reference (see below)
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+SEQ = 10
+PAD = 3
+NEW = 12
+
+BASE = dict(
+    vocab_size=128,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=64,
+    rms_norm_eps=1e-5,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=0,
+)
+
+# Every knob of every preset turned on somewhere.
+DECODERS = {
+    # LLaMA: GQA, attention and MLP biases, llama3 RoPE scaling, untied head.
+    "llama": dict(
+        model_type="llama",
+        attention_bias=True,
+        mlp_bias=True,
+        rope_parameters=dict(
+            rope_type="llama3",
+            rope_theta=10000.0,
+            factor=8.0,
+            low_freq_factor=1.0,
+            high_freq_factor=4.0,
+            original_max_position_embeddings=16,
+        ),
+    ),
+    "llama_linear": dict(
+        model_type="llama",
+        tie_word_embeddings=True,
+        rope_parameters=dict(rope_type="linear", rope_theta=10000.0, factor=2.0),
+    ),
+    # Dynamic NTK only changes anything past max_position_embeddings: make that shorter
+    # than the sequence.
+    "llama_dynamic": dict(
+        model_type="llama",
+        max_position_embeddings=8,
+        tie_word_embeddings=True,
+        rope_parameters=dict(rope_type="dynamic", rope_theta=10000.0, factor=2.0),
+    ),
+    "llama_yarn": dict(
+        model_type="llama",
+        tie_word_embeddings=True,
+        rope_parameters=dict(
+            rope_type="yarn",
+            rope_theta=10000.0,
+            factor=4.0,
+            original_max_position_embeddings=16,
+            beta_fast=8.0,
+            beta_slow=1.0,
+        ),
+    ),
+    # Mistral: multi-query attention and a sliding window shorter than the sequence.
+    "mistral": dict(model_type="mistral", num_key_value_heads=1, sliding_window=4),
+    # Qwen2: q/k/v biases, the second layer slides (max_window_layers=1), tied head.
+    "qwen2": dict(
+        model_type="qwen2",
+        use_sliding_window=True,
+        sliding_window=4,
+        max_window_layers=1,
+        tie_word_embeddings=True,
+    ),
+    # Qwen3: q/k norm, explicit head_dim != hidden / heads, attention bias, sliding layer.
+    "qwen3": dict(
+        model_type="qwen3",
+        head_dim=16,
+        attention_bias=True,
+        use_sliding_window=True,
+        sliding_window=4,
+        max_window_layers=1,
+    ),
+}
+
+
+def randomize(model, seed):
+    """Replaces transformers' tiny init with weights large enough to make logits differ."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=g)
+            if "norm" in name:
+                p.copy_(1.0 + 0.2 * noise)
+            else:
+                p.copy_(0.15 * noise)
+
+
+def inputs(vocab, seed):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, vocab, (2, SEQ), generator=g)
+    mask = torch.ones(2, SEQ, dtype=torch.long)
+    mask[1, :PAD] = 0
+    ids[1, :PAD] = 0
+    # transformers' generate(): cumsum(mask) - 1, padded slots set to 1.
+    pos = mask.cumsum(-1) - 1
+    pos.masked_fill_(mask == 0, 1)
+    return ids, mask, pos
+
+
+def reference(model, ids, mask, pos):
+    with torch.no_grad():
+        out = model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=pos,
+            output_hidden_states=True,
+        )
+        base = model.model(input_ids=ids, attention_mask=mask, position_ids=pos)
+        # transformers' last entry of hidden_states is the normed output.
+        assert torch.equal(base.last_hidden_state, out.hidden_states[-1])
+        prompt = ids[:1].clone()
+        greedy = model.generate(
+            prompt,
+            attention_mask=torch.ones_like(prompt),
+            max_new_tokens=NEW,
+            min_new_tokens=NEW,
+            do_sample=False,
+            pad_token_id=0,
+        )
+    tensors = {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "position_ids": pos,
+        "logits": out.logits.float(),
+        "last_hidden_state": base.last_hidden_state.float(),
+        "greedy_input_ids": prompt,
+        "greedy_output_ids": greedy,
+    }
+    for i, h in enumerate(out.hidden_states):
+        tensors[f"hidden_states.{i}"] = h.float().clone()
+    return {k: v.contiguous() for k, v in tensors.items()}
+
+
+def decoder_fixture(name, overrides, seed):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = dict(BASE)
+    cfg.update(overrides)
+    model_type = cfg.pop("model_type")
+    config = AutoConfig.for_model(model_type, **cfg)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager").eval()
+    randomize(model, seed)
+    out_dir = FIXTURES / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    (out_dir / "generation_config.json").unlink(missing_ok=True)
+    ids, mask, pos = inputs(cfg["vocab_size"], seed)
+    save_file(reference(model, ids, mask, pos), out_dir / "expected.safetensors")
+    print(f"{name}: {sum(f.stat().st_size for f in out_dir.iterdir()) // 1024} KB")
+
+
+def llama_cpp_permute(w, n_head):
+    """What convert_hf_to_gguf.py does to LLaMA q/k weights."""
+    return (
+        w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(w.shape)
+    )
+
+
+def gguf_fixture(seed=7):
+    """A tiny LLaMA GGUF with Q8_0 and Q4_0 tensors, and transformers' outputs on it."""
+    import gguf
+    from gguf import GGMLQuantizationType as Q
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    cfg = dict(BASE)
+    config = LlamaConfig(**cfg)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    randomize(model, seed)
+    sd = {k: v.numpy().astype(np.float32) for k, v in model.state_dict().items()}
+
+    out_dir = FIXTURES / "llama_gguf"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "tiny-llama.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_context_length(cfg["max_position_embeddings"])
+    w.add_embedding_length(cfg["hidden_size"])
+    w.add_feed_forward_length(cfg["intermediate_size"])
+    w.add_block_count(cfg["num_hidden_layers"])
+    w.add_head_count(cfg["num_attention_heads"])
+    w.add_head_count_kv(cfg["num_key_value_heads"])
+    w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    w.add_rope_freq_base(10000.0)
+    w.add_vocab_size(cfg["vocab_size"])
+    w.add_tokenizer_model("llama")
+    tokens = ["<unk>", "<s>", "</s>"] + [f"t{i}" for i in range(3, cfg["vocab_size"])]
+    w.add_token_list(tokens)
+    w.add_token_scores([0.0] * len(tokens))
+    w.add_token_types([2, 3, 3] + [1] * (len(tokens) - 3))
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+
+    def add(name, arr, qtype):
+        if qtype == Q.F32:
+            w.add_tensor(name, arr)
+        else:
+            w.add_tensor(name, gguf.quants.quantize(arr, qtype), raw_dtype=qtype)
+
+    add("token_embd.weight", sd["model.embed_tokens.weight"], Q.Q8_0)
+    add("output_norm.weight", sd["model.norm.weight"], Q.F32)
+    add("output.weight", sd["lm_head.weight"], Q.Q4_0)
+    heads, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        add(f"blk.{i}.attn_norm.weight", sd[p + "input_layernorm.weight"], Q.F32)
+        add(f"blk.{i}.ffn_norm.weight", sd[p + "post_attention_layernorm.weight"], Q.F32)
+        add(f"blk.{i}.attn_q.weight", llama_cpp_permute(sd[p + "self_attn.q_proj.weight"], heads), Q.Q8_0)
+        add(f"blk.{i}.attn_k.weight", llama_cpp_permute(sd[p + "self_attn.k_proj.weight"], kv), Q.Q8_0)
+        add(f"blk.{i}.attn_v.weight", sd[p + "self_attn.v_proj.weight"], Q.Q8_0)
+        add(f"blk.{i}.attn_output.weight", sd[p + "self_attn.o_proj.weight"], Q.Q4_0)
+        add(f"blk.{i}.ffn_gate.weight", sd[p + "mlp.gate_proj.weight"], Q.Q4_0)
+        add(f"blk.{i}.ffn_up.weight", sd[p + "mlp.up_proj.weight"], Q.Q8_0)
+        add(f"blk.{i}.ffn_down.weight", sd[p + "mlp.down_proj.weight"], Q.Q4_0)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+    ref = AutoModelForCausalLM.from_pretrained(
+        out_dir, gguf_file=path.name, dtype=torch.float32, attn_implementation="eager"
+    ).eval()
+    ids, mask, pos = inputs(cfg["vocab_size"], seed)
+    save_file(reference(ref, ids, mask, pos), out_dir / "expected.safetensors")
+    print(f"llama_gguf: {sum(f.stat().st_size for f in out_dir.iterdir()) // 1024} KB")
+
+
+def smollm2_reference(gguf_path, out):
+    """Reference logits of SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized by transformers) on
+    a 32-token input. Full logits are 6 MB, so per position we keep transformers' 256 highest
+    logits plus 256 fixed token ids, and the argmax."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_path = Path(gguf_path).resolve()
+    tok = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32, attn_implementation="eager"
+    ).eval()
+    text = (
+        "The quick brown fox jumps over the lazy dog. Rust is a systems programming language "
+        "that runs blazingly fast, prevents segfaults, and guarantees thread safety."
+    )
+    ids = torch.tensor([tok(text)["input_ids"][:32]])
+    assert ids.shape[1] == 32, ids.shape
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0].float()
+    vocab = logits.shape[-1]
+    g = torch.Generator().manual_seed(0)
+    fixed = torch.randperm(vocab, generator=g)[:256]
+    top = logits.topk(256, dim=-1).indices
+    idx = torch.cat([top, fixed.expand(logits.shape[0], -1)], dim=-1)
+    save_file(
+        {
+            "input_ids": ids,
+            "logit_ids": idx.contiguous(),
+            "logit_values": logits.gather(-1, idx).contiguous(),
+            "argmax": logits.argmax(-1).contiguous(),
+        },
+        out,
+    )
+    print(f"wrote {out}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("only", nargs="*", help="fixture names (default: all)")
+    ap.add_argument("--gguf", help="SmolLM2 GGUF path, for the `smollm2` reference")
+    args = ap.parse_args()
+    only = set(args.only)
+    if "smollm2" in only:
+        smollm2_reference(args.gguf, FIXTURES / "smollm2_reference.safetensors")
+        only.discard("smollm2")
+        if not only:
+            return
+    for seed, (name, overrides) in enumerate(DECODERS.items()):
+        if not only or name in only:
+            decoder_fixture(name, overrides, seed)
+    if not only or "llama_gguf" in only:
+        gguf_fixture()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
