@@ -1,1 +1,31 @@
-fn main() {}
+//! The `trustformers` command-line tool.
+
+mod debug;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "trustformers", version, about = "Hugging Face Transformers in Rust")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Tools for finding where a port diverges from transformers.
+    Debug {
+        #[command(subcommand)]
+        command: debug::DebugCommand,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Debug { command } => debug::run(command),
+    }
+}

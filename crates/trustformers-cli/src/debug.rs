@@ -1,0 +1,107 @@
+//! `trustformers debug dump`: run a model on saved inputs and write every output under
+//! transformers' field names, for side-by-side comparison with a Python run.
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use clap::{Args, Subcommand};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use trustformers::core::parse_dtype;
+use trustformers::models::decoder::positions_from_mask;
+use trustformers::models::ForwardOptions;
+use trustformers::{AutoModelForCausalLM, LoadOptions};
+
+#[derive(Subcommand)]
+pub enum DebugCommand {
+    /// Run a model on inputs from a safetensors file and save its outputs.
+    Dump(DumpArgs),
+}
+
+#[derive(Args)]
+pub struct DumpArgs {
+    /// Checkpoint directory (config.json + safetensors) or .gguf file.
+    #[arg(long)]
+    model: PathBuf,
+    /// safetensors file with int64 `input_ids` [batch, seq] and optional `attention_mask`
+    /// and `position_ids` of the same shape.
+    #[arg(long)]
+    inputs: PathBuf,
+    /// Where to write the float32 outputs (`logits`, `last_hidden_state`, ...).
+    #[arg(long)]
+    out: PathBuf,
+    /// Compute dtype (f32, f16, bf16). For a GGUF file, giving one dequantizes the weights;
+    /// without it they stay quantized.
+    #[arg(long)]
+    dtype: Option<String>,
+    /// Also write `hidden_states.{i}`: the embeddings, then each layer's output.
+    #[arg(long)]
+    layers: bool,
+}
+
+pub fn run(command: DebugCommand) -> Result<()> {
+    match command {
+        DebugCommand::Dump(args) => dump(&args),
+    }
+}
+
+fn input(inputs: &HashMap<String, Tensor>, name: &str, shape: Option<&[usize]>) -> Result<Option<Tensor>> {
+    let Some(t) = inputs.get(name) else {
+        return Ok(None);
+    };
+    if !t.dtype().is_int() {
+        bail!("input `{name}` must be an integer tensor, got {:?}", t.dtype());
+    }
+    if t.rank() != 2 {
+        bail!("input `{name}` must be [batch, seq], got shape {:?}", t.dims());
+    }
+    if let Some(shape) = shape {
+        if t.dims() != shape {
+            bail!("input `{name}` has shape {:?}, expected {shape:?} like input_ids", t.dims());
+        }
+    }
+    Ok(Some(t.to_dtype(DType::I64)?))
+}
+
+fn dump(args: &DumpArgs) -> Result<()> {
+    let dtype = args.dtype.as_deref().map(parse_dtype).transpose()?;
+    let opts = LoadOptions {
+        dtype,
+        device: Device::Cpu,
+    };
+    let model = AutoModelForCausalLM::from_pretrained(&args.model, &opts)
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    let inputs = candle_core::safetensors::load(&args.inputs, &Device::Cpu)
+        .with_context(|| format!("reading {}", args.inputs.display()))?;
+    let ids = input(&inputs, "input_ids", None)?
+        .with_context(|| format!("{} has no `input_ids` tensor", args.inputs.display()))?;
+    let shape = ids.dims().to_vec();
+    let mask = input(&inputs, "attention_mask", Some(&shape))?;
+    let ones = Tensor::ones(shape.as_slice(), DType::I64, &Device::Cpu)?;
+    let positions = match input(&inputs, "position_ids", Some(&shape))? {
+        Some(p) => p,
+        None => positions_from_mask(mask.as_ref().unwrap_or(&ones), shape[1])?,
+    };
+    let fwd = ForwardOptions {
+        attention_mask: mask,
+        output_hidden_states: args.layers,
+    };
+    let out = model.forward_with(&ids, &positions, &fwd, &mut model.new_cache())?;
+    let mut tensors = HashMap::new();
+    tensors.insert("logits".to_string(), out.logits.to_dtype(DType::F32)?);
+    tensors.insert(
+        "last_hidden_state".to_string(),
+        out.last_hidden_state.to_dtype(DType::F32)?,
+    );
+    for (i, h) in out.hidden_states.iter().enumerate() {
+        tensors.insert(format!("hidden_states.{i}"), h.to_dtype(DType::F32)?);
+    }
+    candle_core::safetensors::save(&tensors, &args.out)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!(
+        "wrote {} tensors to {} (logits {:?})",
+        tensors.len(),
+        args.out.display(),
+        out.logits.dims()
+    );
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! `trustformers debug dump` end to end on a committed fixture.
+
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
+}
+
+fn load(path: &Path) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(path, &Device::Cpu).unwrap()
+}
+
+fn dump(model: &Path, inputs: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_trustformers"))
+        .args(["debug", "dump", "--model"])
+        .arg(model)
+        .arg("--inputs")
+        .arg(inputs)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn max_diff_unpadded(a: &Tensor, b: &Tensor, mask: &Tensor) -> f32 {
+    let mask: Vec<Vec<i64>> = mask.to_vec2().unwrap();
+    let mut worst = 0f32;
+    for (row, m) in mask.iter().enumerate() {
+        let start = m.iter().position(|&x| x != 0).unwrap();
+        let len = m.len() - start;
+        let x = a.narrow(0, row, 1).unwrap().narrow(1, start, len).unwrap();
+        let y = b.narrow(0, row, 1).unwrap().narrow(1, start, len).unwrap();
+        let d = (x - y).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        worst = worst.max(d.to_scalar::<f32>().unwrap());
+    }
+    worst
+}
+
+#[test]
+fn dump_matches_transformers_outputs() {
+    for (name, model) in [
+        ("qwen2", fixture("qwen2")),
+        ("llama_gguf", fixture("llama_gguf").join("tiny-llama.gguf")),
+    ] {
+        let expected = load(&fixture(name).join("expected.safetensors"));
+        let dir = tempfile::tempdir().unwrap();
+        // Without position_ids: the tool derives them from the mask like generate() does.
+        let inputs: HashMap<String, Tensor> = ["input_ids", "attention_mask"]
+            .iter()
+            .map(|k| (k.to_string(), expected[*k].clone()))
+            .collect();
+        let inputs_path = dir.path().join("inputs.safetensors");
+        candle_core::safetensors::save(&inputs, &inputs_path).unwrap();
+        let out_path = dir.path().join("out.safetensors");
+        let out = dump(&model, &inputs_path, &out_path, &["--dtype", "f32", "--layers"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let got = load(&out_path);
+        let mask = &expected["attention_mask"];
+        for key in ["logits", "last_hidden_state", "hidden_states.0", "hidden_states.2"] {
+            assert_eq!(got[key].dtype(), DType::F32);
+            let d = max_diff_unpadded(&got[key], &expected[key], mask);
+            assert!(d <= 1e-4, "{name} {key} differs by {d}");
+        }
+    }
+}
+
+#[test]
+fn bad_inputs_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs_path = dir.path().join("inputs.safetensors");
+    let out_path = dir.path().join("out.safetensors");
+    let floats = Tensor::zeros((1, 4), DType::F32, &Device::Cpu).unwrap();
+    candle_core::safetensors::save(&HashMap::from([("input_ids".to_string(), floats)]), &inputs_path).unwrap();
+    let out = dump(&fixture("llama"), &inputs_path, &out_path, &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("input_ids"));
+
+    let too_big = Tensor::new(&[[1i64, 100_000]], &Device::Cpu).unwrap();
+    candle_core::safetensors::save(&HashMap::from([("input_ids".to_string(), too_big)]), &inputs_path).unwrap();
+    let out = dump(&fixture("llama"), &inputs_path, &out_path, &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("out of range"));
+
+    std::fs::write(&inputs_path, b"not safetensors").unwrap();
+    let out = dump(&fixture("llama"), &inputs_path, &out_path, &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("inputs.safetensors"));
+}
