@@ -44,19 +44,32 @@ pub fn run(command: DebugCommand) -> Result<()> {
     }
 }
 
-fn input(inputs: &HashMap<String, Tensor>, name: &str, shape: Option<&[usize]>) -> Result<Option<Tensor>> {
+fn input(
+    inputs: &HashMap<String, Tensor>,
+    name: &str,
+    shape: Option<&[usize]>,
+) -> Result<Option<Tensor>> {
     let Some(t) = inputs.get(name) else {
         return Ok(None);
     };
     if !t.dtype().is_int() {
-        bail!("input `{name}` must be an integer tensor, got {:?}", t.dtype());
+        bail!(
+            "input `{name}` must be an integer tensor, got {:?}",
+            t.dtype()
+        );
     }
     if t.rank() != 2 {
-        bail!("input `{name}` must be [batch, seq], got shape {:?}", t.dims());
+        bail!(
+            "input `{name}` must be [batch, seq], got shape {:?}",
+            t.dims()
+        );
     }
     if let Some(shape) = shape {
         if t.dims() != shape {
-            bail!("input `{name}` has shape {:?}, expected {shape:?} like input_ids", t.dims());
+            bail!(
+                "input `{name}` has shape {:?}, expected {shape:?} like input_ids",
+                t.dims()
+            );
         }
     }
     Ok(Some(t.to_dtype(DType::I64)?))

@@ -5,7 +5,11 @@ mod debug;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "trustformers", version, about = "Hugging Face Transformers in Rust")]
+#[command(
+    name = "trustformers",
+    version,
+    about = "Hugging Face Transformers in Rust"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -1,4 +1,5 @@
 //! `trustformers debug dump` end to end on a committed fixture.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
@@ -36,7 +37,14 @@ fn max_diff_unpadded(a: &Tensor, b: &Tensor, mask: &Tensor) -> f32 {
         let len = m.len() - start;
         let x = a.narrow(0, row, 1).unwrap().narrow(1, start, len).unwrap();
         let y = b.narrow(0, row, 1).unwrap().narrow(1, start, len).unwrap();
-        let d = (x - y).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        let d = (x - y)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap();
         worst = worst.max(d.to_scalar::<f32>().unwrap());
     }
     worst
@@ -58,11 +66,25 @@ fn dump_matches_transformers_outputs() {
         let inputs_path = dir.path().join("inputs.safetensors");
         candle_core::safetensors::save(&inputs, &inputs_path).unwrap();
         let out_path = dir.path().join("out.safetensors");
-        let out = dump(&model, &inputs_path, &out_path, &["--dtype", "f32", "--layers"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = dump(
+            &model,
+            &inputs_path,
+            &out_path,
+            &["--dtype", "f32", "--layers"],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let got = load(&out_path);
         let mask = &expected["attention_mask"];
-        for key in ["logits", "last_hidden_state", "hidden_states.0", "hidden_states.2"] {
+        for key in [
+            "logits",
+            "last_hidden_state",
+            "hidden_states.0",
+            "hidden_states.2",
+        ] {
             assert_eq!(got[key].dtype(), DType::F32);
             let d = max_diff_unpadded(&got[key], &expected[key], mask);
             assert!(d <= 1e-4, "{name} {key} differs by {d}");
@@ -76,13 +98,21 @@ fn bad_inputs_are_reported() {
     let inputs_path = dir.path().join("inputs.safetensors");
     let out_path = dir.path().join("out.safetensors");
     let floats = Tensor::zeros((1, 4), DType::F32, &Device::Cpu).unwrap();
-    candle_core::safetensors::save(&HashMap::from([("input_ids".to_string(), floats)]), &inputs_path).unwrap();
+    candle_core::safetensors::save(
+        &HashMap::from([("input_ids".to_string(), floats)]),
+        &inputs_path,
+    )
+    .unwrap();
     let out = dump(&fixture("llama"), &inputs_path, &out_path, &[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("input_ids"));
 
     let too_big = Tensor::new(&[[1i64, 100_000]], &Device::Cpu).unwrap();
-    candle_core::safetensors::save(&HashMap::from([("input_ids".to_string(), too_big)]), &inputs_path).unwrap();
+    candle_core::safetensors::save(
+        &HashMap::from([("input_ids".to_string(), too_big)]),
+        &inputs_path,
+    )
+    .unwrap();
     let out = dump(&fixture("llama"), &inputs_path, &out_path, &[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("out of range"));

@@ -9,7 +9,9 @@ const MAX_JSON_BYTES: u64 = 256 << 20;
 
 /// Reads `path` as UTF-8 JSON.
 pub fn read_json(path: &Path) -> Result<Value> {
-    let len = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    let len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
     if len > MAX_JSON_BYTES {
         return Err(Error::Json {
             path: path.to_path_buf(),
@@ -64,9 +66,12 @@ impl<'a> Fields<'a> {
         let Some(v) = self.raw(field) else {
             return Ok(None);
         };
-        let n = v
-            .as_u64()
-            .ok_or_else(|| Error::config(self.name(field), format!("must be a positive integer, got {v}")))?;
+        let n = v.as_u64().ok_or_else(|| {
+            Error::config(
+                self.name(field),
+                format!("must be a positive integer, got {v}"),
+            )
+        })?;
         if n == 0 || n > max as u64 {
             return Err(Error::config(
                 self.name(field),
@@ -77,7 +82,11 @@ impl<'a> Fields<'a> {
     }
 
     /// An optional finite float in `range`.
-    pub fn opt_f64(&self, field: &str, range: std::ops::RangeInclusive<f64>) -> Result<Option<f64>> {
+    pub fn opt_f64(
+        &self,
+        field: &str,
+        range: std::ops::RangeInclusive<f64>,
+    ) -> Result<Option<f64>> {
         let Some(v) = self.raw(field) else {
             return Ok(None);
         };
@@ -97,8 +106,9 @@ impl<'a> Fields<'a> {
     pub fn opt_bool(&self, field: &str) -> Result<Option<bool>> {
         self.raw(field)
             .map(|v| {
-                v.as_bool()
-                    .ok_or_else(|| Error::config(self.name(field), format!("must be true or false, got {v}")))
+                v.as_bool().ok_or_else(|| {
+                    Error::config(self.name(field), format!("must be true or false, got {v}"))
+                })
             })
             .transpose()
     }
@@ -107,8 +117,9 @@ impl<'a> Fields<'a> {
     pub fn opt_str(&self, field: &str) -> Result<Option<&'a str>> {
         self.raw(field)
             .map(|v| {
-                v.as_str()
-                    .ok_or_else(|| Error::config(self.name(field), format!("must be a string, got {v}")))
+                v.as_str().ok_or_else(|| {
+                    Error::config(self.name(field), format!("must be a string, got {v}"))
+                })
             })
             .transpose()
     }

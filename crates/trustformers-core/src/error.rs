@@ -112,13 +112,17 @@ pub enum GgufError {
     UnknownTensorType { tensor: String, ggml_type: u32 },
     #[error("tensor `{tensor}` has a size that overflows or does not fit its block size")]
     BadTensorSize { tensor: String },
-    #[error("tensor `{tensor}` data offset {offset} is not a multiple of the alignment {alignment}")]
+    #[error(
+        "tensor `{tensor}` data offset {offset} is not a multiple of the alignment {alignment}"
+    )]
     MisalignedTensor {
         tensor: String,
         offset: u64,
         alignment: u64,
     },
-    #[error("tensor `{tensor}` data (bytes {start}..{end}) lies past the end of the file ({file_len})")]
+    #[error(
+        "tensor `{tensor}` data (bytes {start}..{end}) lies past the end of the file ({file_len})"
+    )]
     TensorOutOfBounds {
         tensor: String,
         start: u64,

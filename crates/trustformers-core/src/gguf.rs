@@ -524,7 +524,9 @@ fn tensor_byte_len(shape: &[usize], dtype: GgmlDType) -> Option<usize> {
     if inner % dtype.block_size() != 0 {
         return None;
     }
-    let elems = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))?;
+    let elems = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))?;
     (elems / dtype.block_size()).checked_mul(dtype.type_size())
 }
 
@@ -604,7 +606,12 @@ pub(crate) mod tests {
                 ("llama.block_count", GgufValue::U32(2)),
             ],
             &[
-                ("a", 0, vec![4, 2], f32_bytes(&[1., 2., 3., 4., 5., 6., 7., 8.])),
+                (
+                    "a",
+                    0,
+                    vec![4, 2],
+                    f32_bytes(&[1., 2., 3., 4., 5., 6., 7., 8.]),
+                ),
                 ("b", 0, vec![3], f32_bytes(&[1., 2., 3.])),
             ],
         )
@@ -638,14 +645,23 @@ pub(crate) mod tests {
     fn huge_counts_are_refused_before_allocating() {
         let mut bytes = sample();
         bytes[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(matches!(parse(&bytes), Err(GgufError::CountTooLarge { .. })));
+        assert!(matches!(
+            parse(&bytes),
+            Err(GgufError::CountTooLarge { .. })
+        ));
         let mut bytes = sample();
         bytes[16..24].copy_from_slice(&(1u64 << 63).to_le_bytes());
-        assert!(matches!(parse(&bytes), Err(GgufError::CountTooLarge { .. })));
+        assert!(matches!(
+            parse(&bytes),
+            Err(GgufError::CountTooLarge { .. })
+        ));
         // First key's string length.
         let mut bytes = sample();
         bytes[24..32].copy_from_slice(&(1u64 << 63).to_le_bytes());
-        assert!(matches!(parse(&bytes), Err(GgufError::CountTooLarge { .. })));
+        assert!(matches!(
+            parse(&bytes),
+            Err(GgufError::CountTooLarge { .. })
+        ));
     }
 
     #[test]
@@ -657,34 +673,61 @@ pub(crate) mod tests {
             Err(GgufError::UnknownTensorType { ggml_type: 99, .. })
         ));
         let dims = write_gguf(&[], &[("t", 0, vec![1; 5], data.clone())]);
-        assert!(matches!(parse(&dims), Err(GgufError::TooManyDims { n_dims: 5, .. })));
+        assert!(matches!(
+            parse(&dims),
+            Err(GgufError::TooManyDims { n_dims: 5, .. })
+        ));
         let overflow = write_gguf(&[], &[("t", 0, vec![1 << 40, 1 << 40], data.clone())]);
-        assert!(matches!(parse(&overflow), Err(GgufError::BadTensorSize { .. })));
+        assert!(matches!(
+            parse(&overflow),
+            Err(GgufError::BadTensorSize { .. })
+        ));
         let past_end = write_gguf(&[], &[("t", 0, vec![1024], data.clone())]);
-        assert!(matches!(parse(&past_end), Err(GgufError::TensorOutOfBounds { .. })));
-        let dup = write_gguf(&[], &[("t", 0, vec![4], data.clone()), ("t", 0, vec![4], data)]);
+        assert!(matches!(
+            parse(&past_end),
+            Err(GgufError::TensorOutOfBounds { .. })
+        ));
+        let dup = write_gguf(
+            &[],
+            &[("t", 0, vec![4], data.clone()), ("t", 0, vec![4], data)],
+        );
         assert!(matches!(parse(&dup), Err(GgufError::DuplicateTensor(_))));
     }
 
     #[test]
     fn overlapping_and_misaligned_offsets_are_refused() {
         let data = f32_bytes(&[0.0; 8]);
-        let mut bytes = write_gguf(&[], &[("a", 0, vec![8], data.clone()), ("b", 0, vec![8], data)]);
+        let mut bytes = write_gguf(
+            &[],
+            &[("a", 0, vec![8], data.clone()), ("b", 0, vec![8], data)],
+        );
         // Tensor "b"'s offset field is the last 8 bytes of its info; point it into "a".
         let info_end = 24 + (8 + 1 + 4 + 8 + 4 + 8) * 2;
         bytes[info_end - 8..info_end].copy_from_slice(&0u64.to_le_bytes());
-        assert!(matches!(parse(&bytes), Err(GgufError::OverlappingTensors { .. })));
+        assert!(matches!(
+            parse(&bytes),
+            Err(GgufError::OverlappingTensors { .. })
+        ));
         bytes[info_end - 8..info_end].copy_from_slice(&3u64.to_le_bytes());
-        assert!(matches!(parse(&bytes), Err(GgufError::MisalignedTensor { .. })));
+        assert!(matches!(
+            parse(&bytes),
+            Err(GgufError::MisalignedTensor { .. })
+        ));
     }
 
     #[test]
     fn bad_alignment_is_refused() {
         for a in [0u32, 3, 1 << 31] {
             let bytes = write_gguf(&[("general.alignment", GgufValue::U32(a))], &[]);
-            assert!(matches!(parse(&bytes), Err(GgufError::BadMetadata { .. })), "{a}");
+            assert!(
+                matches!(parse(&bytes), Err(GgufError::BadMetadata { .. })),
+                "{a}"
+            );
         }
-        let bytes = write_gguf(&[("general.alignment", GgufValue::String("32".into()))], &[]);
+        let bytes = write_gguf(
+            &[("general.alignment", GgufValue::String("32".into()))],
+            &[],
+        );
         assert!(matches!(parse(&bytes), Err(GgufError::BadMetadata { .. })));
     }
 }

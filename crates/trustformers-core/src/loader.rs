@@ -90,9 +90,9 @@ impl Weights {
     pub fn get(&self, shape: impl Into<Shape>, name: &str) -> Result<Tensor> {
         match self.load(shape.into(), name)? {
             StoredTensor::Dense(t) => Ok(t.to_dtype(self.inner.dtype)?),
-            StoredTensor::Quantized(q) => {
-                Ok(q.dequantize(&self.inner.device)?.to_dtype(self.inner.dtype)?)
-            }
+            StoredTensor::Quantized(q) => Ok(q
+                .dequantize(&self.inner.device)?
+                .to_dtype(self.inner.dtype)?),
         }
     }
 
@@ -104,7 +104,8 @@ impl Weights {
                 Ok(Weight::Quantized(Arc::new(q)))
             }
             StoredTensor::Quantized(q) => Ok(Weight::Dense(
-                q.dequantize(&self.inner.device)?.to_dtype(self.inner.dtype)?,
+                q.dequantize(&self.inner.device)?
+                    .to_dtype(self.inner.dtype)?,
             )),
             StoredTensor::Dense(t) => Ok(Weight::Dense(t.to_dtype(self.inner.dtype)?)),
         }

@@ -67,9 +67,8 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<(&'static Architecture, Value
     for (gguf_key, hf_key) in CONFIG_KEYS {
         let key = format!("{name}.{gguf_key}");
         if let Some(v) = file.get(&key) {
-            let json = to_json(v).ok_or_else(|| {
-                Error::config(key.clone(), format!("unexpected value {v:?}"))
-            })?;
+            let json = to_json(v)
+                .ok_or_else(|| Error::config(key.clone(), format!("unexpected value {v:?}")))?;
             config.insert((*hf_key).into(), json);
         }
     }
@@ -92,7 +91,10 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<(&'static Architecture, Value
         if kind != "none" {
             let mut scaling = Map::new();
             scaling.insert("rope_type".into(), Value::from(kind));
-            if let Some(f) = file.get(&format!("{name}.rope.scaling.factor")).and_then(to_json) {
+            if let Some(f) = file
+                .get(&format!("{name}.rope.scaling.factor"))
+                .and_then(to_json)
+            {
                 scaling.insert("factor".into(), f);
             }
             if let Some(n) = file
@@ -143,7 +145,10 @@ fn unpermute_order(rows: usize, n_heads: usize) -> Option<Vec<usize>> {
 /// Exposes a GGUF file's tensors under HF names, undoing the Q/K permutation where the
 /// architecture's converter applied it. `config` is the one from [`config_from_gguf`].
 pub fn gguf_source(file: Arc<GgufFile>, arch: &Architecture, config: &Value) -> Result<GgufSource> {
-    let heads = config.get("num_attention_heads").and_then(Value::as_u64).unwrap_or(0) as usize;
+    let heads = config
+        .get("num_attention_heads")
+        .and_then(Value::as_u64)
+        .unwrap_or(0) as usize;
     let kv_heads = config
         .get("num_key_value_heads")
         .and_then(Value::as_u64)
@@ -174,7 +179,10 @@ mod tests {
             hf_tensor_name("blk.3.attn_q.weight").as_deref(),
             Some("model.layers.3.self_attn.q_proj.weight")
         );
-        assert_eq!(hf_tensor_name("output.weight").as_deref(), Some("lm_head.weight"));
+        assert_eq!(
+            hf_tensor_name("output.weight").as_deref(),
+            Some("lm_head.weight")
+        );
         assert_eq!(hf_tensor_name("blk.x.attn_q.weight"), None);
         assert_eq!(hf_tensor_name("rope_freqs.weight"), None);
     }

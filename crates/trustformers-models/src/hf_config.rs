@@ -22,7 +22,11 @@ pub const DEFAULT_ROPE_THETA: f64 = 10_000.0;
 
 /// Reads the RoPE settings: `rope_parameters` (transformers 5) or `rope_theta` +
 /// `rope_scaling` (transformers 4).
-pub fn rope_spec(f: &Fields<'_>, head_dim: usize, max_position_embeddings: usize) -> Result<RopeSpec> {
+pub fn rope_spec(
+    f: &Fields<'_>,
+    head_dim: usize,
+    max_position_embeddings: usize,
+) -> Result<RopeSpec> {
     let (params, prefix) = match (f.raw("rope_parameters"), f.raw("rope_scaling")) {
         (Some(p), _) => (Some(p), "rope_parameters."),
         (None, Some(s)) => (Some(s), "rope_scaling."),
@@ -32,11 +36,15 @@ pub fn rope_spec(f: &Fields<'_>, head_dim: usize, max_position_embeddings: usize
     let p = Fields::new(params.unwrap_or(&empty), prefix)?;
     let theta = match p.opt_f64("rope_theta", 1.0..=1e12)? {
         Some(t) => t,
-        None => f.opt_f64("rope_theta", 1.0..=1e12)?.unwrap_or(DEFAULT_ROPE_THETA),
+        None => f
+            .opt_f64("rope_theta", 1.0..=1e12)?
+            .unwrap_or(DEFAULT_ROPE_THETA),
     };
     let partial = match p.opt_f64("partial_rotary_factor", 0.0..=1.0)? {
         Some(x) => x,
-        None => f.opt_f64("partial_rotary_factor", 0.0..=1.0)?.unwrap_or(1.0),
+        None => f
+            .opt_f64("partial_rotary_factor", 0.0..=1.0)?
+            .unwrap_or(1.0),
     };
     let rotary_dim = (head_dim as f64 * partial) as usize;
     let rope_type = match p.opt_str("rope_type")? {
@@ -48,9 +56,11 @@ pub fn rope_spec(f: &Fields<'_>, head_dim: usize, max_position_embeddings: usize
             .ok_or_else(|| Error::config(format!("{prefix}factor"), "is required"))
     };
     let original_max = || -> Result<usize> {
-        Ok(p.opt_usize("original_max_position_embeddings", limits::POSITIONS)?
-            .or(f.opt_usize("original_max_position_embeddings", limits::POSITIONS)?)
-            .unwrap_or(max_position_embeddings))
+        Ok(
+            p.opt_usize("original_max_position_embeddings", limits::POSITIONS)?
+                .or(f.opt_usize("original_max_position_embeddings", limits::POSITIONS)?)
+                .unwrap_or(max_position_embeddings),
+        )
     };
     let scaling = match rope_type {
         "default" => RopeScaling::Default,
@@ -152,12 +162,14 @@ pub fn layer_types_windows(
         .iter()
         .map(|t| match t.as_str() {
             Some("full_attention") => Ok(None),
-            Some("sliding_attention") => window
-                .map(Some)
-                .ok_or_else(|| Error::config("sliding_window", "is required by sliding_attention layers")),
+            Some("sliding_attention") => window.map(Some).ok_or_else(|| {
+                Error::config("sliding_window", "is required by sliding_attention layers")
+            }),
             _ => Err(Error::config(
                 "layer_types",
-                format!("unsupported layer type {t} (supported: full_attention, sliding_attention)"),
+                format!(
+                    "unsupported layer type {t} (supported: full_attention, sliding_attention)"
+                ),
             )),
         })
         .collect::<Result<Vec<_>>>()

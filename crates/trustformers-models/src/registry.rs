@@ -70,6 +70,9 @@ pub fn by_gguf_architecture(name: &str) -> Result<&'static Architecture> {
         .find(|a| a.gguf.is_some_and(|(g, _)| g == name))
         .ok_or_else(|| Error::UnknownModelType {
             model_type: format!("{name} (GGUF general.architecture)"),
-            known: ARCHITECTURES.iter().filter_map(|a| a.gguf.map(|g| g.0)).collect(),
+            known: ARCHITECTURES
+                .iter()
+                .filter_map(|a| a.gguf.map(|g| g.0))
+                .collect(),
         })
 }

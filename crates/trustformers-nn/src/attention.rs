@@ -86,7 +86,9 @@ impl Attention {
         let k = rope.apply(&k, &cos_sin.0, &cos_sin.1)?;
         let (k, v) = cache.append(layer, &k, &v)?;
         let out = sdpa(&q, &k, &v, mask, self.num_heads / self.num_kv_heads)?;
-        let out = out.transpose(1, 2)?.reshape((b, s, self.num_heads * self.head_dim))?;
+        let out = out
+            .transpose(1, 2)?
+            .reshape((b, s, self.num_heads * self.head_dim))?;
         self.o_proj.forward(&out)
     }
 }
@@ -95,7 +97,13 @@ impl Attention {
 ///
 /// # Shapes
 /// q `[b, h, s, d]`, k/v `[b, h / groups, t, d]`, mask `[b, 1, s, t]` -> `[b, h, s, d]`.
-pub fn sdpa(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, groups: usize) -> Result<Tensor> {
+pub fn sdpa(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    groups: usize,
+) -> Result<Tensor> {
     let dtype = q.dtype();
     let (b, kv_heads, t, d) = k.dims4()?;
     let repeat = |x: &Tensor| -> Result<Tensor> {
@@ -164,11 +172,19 @@ pub fn causal_mask(
                 let causal = j <= q;
                 let in_window = window.is_none_or(|w| j + w > q);
                 let not_pad = padding.as_ref().is_none_or(|p| p[bi][j] != 0);
-                data.push(if causal && in_window && not_pad { 0.0 } else { f32::MIN });
+                data.push(if causal && in_window && not_pad {
+                    0.0
+                } else {
+                    f32::MIN
+                });
             }
         }
     }
-    Ok(Some(Tensor::from_vec(data, (batch, 1, seq, total), device)?))
+    Ok(Some(Tensor::from_vec(
+        data,
+        (batch, 1, seq, total),
+        device,
+    )?))
 }
 
 #[cfg(test)]
@@ -189,14 +205,24 @@ mod tests {
             .unwrap();
         let ok = |v: f32| v == 0.0;
         // Row 3 sees keys 2 and 3 only (window 2); key 0 is padding for everyone.
-        assert_eq!(m[3].iter().map(|&v| ok(v)).collect::<Vec<_>>(), [false, false, true, true]);
-        assert_eq!(m[1].iter().map(|&v| ok(v)).collect::<Vec<_>>(), [false, true, false, false]);
+        assert_eq!(
+            m[3].iter().map(|&v| ok(v)).collect::<Vec<_>>(),
+            [false, false, true, true]
+        );
+        assert_eq!(
+            m[1].iter().map(|&v| ok(v)).collect::<Vec<_>>(),
+            [false, true, false, false]
+        );
         assert!(m[0].iter().all(|&v| !ok(v)));
     }
 
     #[test]
     fn single_decode_step_needs_no_mask() {
-        assert!(causal_mask(None, 2, 5, 1, None, &Device::Cpu).unwrap().is_none());
-        assert!(causal_mask(None, 2, 5, 1, Some(3), &Device::Cpu).unwrap().is_some());
+        assert!(causal_mask(None, 2, 5, 1, None, &Device::Cpu)
+            .unwrap()
+            .is_none());
+        assert!(causal_mask(None, 2, 5, 1, Some(3), &Device::Cpu)
+            .unwrap()
+            .is_some());
     }
 }

@@ -13,7 +13,10 @@ pub enum RopeScaling {
     Linear { factor: f64 },
     /// Dynamic NTK: the base grows with the sequence once it passes
     /// `max_position_embeddings`.
-    Dynamic { factor: f64, max_position_embeddings: usize },
+    Dynamic {
+        factor: f64,
+        max_position_embeddings: usize,
+    },
     /// YaRN: per-frequency blend of interpolation and extrapolation, plus an attention
     /// (cos/sin) scale.
     Yarn {

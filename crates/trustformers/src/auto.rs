@@ -59,11 +59,20 @@ impl ModelConfig {
         let (source, keep_quantized): (Box<dyn TensorSource>, bool) = match &self.files {
             Files::Dir(dir) => (Box::new(SafetensorsSource::from_dir(dir)?), false),
             Files::Gguf(file) => (
-                Box::new(gguf::gguf_source(file.clone(), self.architecture, &self.json)?),
+                Box::new(gguf::gguf_source(
+                    file.clone(),
+                    self.architecture,
+                    &self.json,
+                )?),
                 opts.dtype.is_none(),
             ),
         };
-        Ok(Weights::new(source, dtype, opts.device.clone(), keep_quantized))
+        Ok(Weights::new(
+            source,
+            dtype,
+            opts.device.clone(),
+            keep_quantized,
+        ))
     }
 }
 
@@ -74,7 +83,11 @@ impl AutoConfig {
     /// `path` is a checkpoint directory (with config.json) or a `.gguf` file.
     pub fn from_pretrained(path: impl AsRef<Path>) -> Result<ModelConfig> {
         let path = path.as_ref();
-        if path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        if path.is_file()
+            && path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+        {
             let file = Arc::new(GgufFile::open(path)?);
             let (architecture, json) = gguf::config_from_gguf(&file)?;
             return Ok(ModelConfig {
@@ -97,7 +110,12 @@ impl AutoConfig {
         let model_type = json
             .get("model_type")
             .and_then(Value::as_str)
-            .ok_or_else(|| Error::config("model_type", format!("missing from {}", config_path.display())))?;
+            .ok_or_else(|| {
+                Error::config(
+                    "model_type",
+                    format!("missing from {}", config_path.display()),
+                )
+            })?;
         Ok(ModelConfig {
             architecture: registry::by_model_type(model_type)?,
             json,
@@ -118,7 +136,14 @@ impl AutoModel {
         let spec = config.decoder_spec()?;
         let vb = config.weights(opts)?;
         let with_head = vb.contains("model.embed_tokens.weight");
-        let model = DecoderModel::new(&spec, &if with_head { vb.pp("model") } else { vb.clone() })?;
+        let model = DecoderModel::new(
+            &spec,
+            &if with_head {
+                vb.pp("model")
+            } else {
+                vb.clone()
+            },
+        )?;
         let mut ignored = IGNORED_TENSORS.to_vec();
         if with_head {
             ignored.push("lm_head.weight");
@@ -133,7 +158,10 @@ pub struct AutoModelForCausalLM;
 
 impl AutoModelForCausalLM {
     /// Loads a causal LM from a checkpoint directory or GGUF file.
-    pub fn from_pretrained(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<DecoderForCausalLM> {
+    pub fn from_pretrained(
+        path: impl AsRef<Path>,
+        opts: &LoadOptions,
+    ) -> Result<DecoderForCausalLM> {
         let config = AutoConfig::from_pretrained(path)?;
         Self::from_config(&config, opts)
     }

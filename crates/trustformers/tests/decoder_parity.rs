@@ -1,6 +1,7 @@
 //! Parity against transformers on the tiny fixtures written by `tools/gen_fixtures.py`:
 //! logits and hidden states (left-padded row included), prefill + decode against one full
 //! forward, and greedy continuation.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -55,7 +56,13 @@ fn check_forward(name: &str) {
     let out = model
         .forward_with(&exp["input_ids"], &positions, &opts, &mut model.new_cache())
         .unwrap();
-    assert_close_unpadded(&format!("{name} logits"), &out.logits, &exp["logits"], mask, ATOL);
+    assert_close_unpadded(
+        &format!("{name} logits"),
+        &out.logits,
+        &exp["logits"],
+        mask,
+        ATOL,
+    );
     assert_close_unpadded(
         &format!("{name} last_hidden_state"),
         &out.last_hidden_state,
@@ -63,7 +70,10 @@ fn check_forward(name: &str) {
         mask,
         ATOL,
     );
-    assert_eq!(out.hidden_states.len(), model.model().spec().num_hidden_layers + 1);
+    assert_eq!(
+        out.hidden_states.len(),
+        model.model().spec().num_hidden_layers + 1
+    );
     for (i, h) in out.hidden_states.iter().enumerate() {
         let key = format!("hidden_states.{i}");
         assert_close_unpadded(&format!("{name} {key}"), h, &exp[&key], mask, ATOL);
@@ -98,11 +108,22 @@ fn check_cache(name: &str, split: usize) {
         };
         let pos = positions_from_mask(&mask_so_far, end - start).unwrap();
         let chunk = ids.narrow(1, start, end - start).unwrap();
-        steps.push(model.forward_with(&chunk, &pos, &opts, &mut cache).unwrap().logits);
+        steps.push(
+            model
+                .forward_with(&chunk, &pos, &opts, &mut cache)
+                .unwrap()
+                .logits,
+        );
         start = end;
     }
     let incremental = Tensor::cat(&steps, 1).unwrap();
-    assert_close_unpadded(&format!("{name} prefill+decode"), &incremental, &full, mask, ATOL);
+    assert_close_unpadded(
+        &format!("{name} prefill+decode"),
+        &incremental,
+        &full,
+        mask,
+        ATOL,
+    );
 }
 
 /// Greedy decoding with the KV cache reproduces transformers' `generate()`.
@@ -110,7 +131,11 @@ fn check_greedy(name: &str) {
     let model = load(name, &f32_opts());
     let exp = expected(name);
     let prompt = &exp["greedy_input_ids"];
-    let want: Vec<i64> = exp["greedy_output_ids"].squeeze(0).unwrap().to_vec1().unwrap();
+    let want: Vec<i64> = exp["greedy_output_ids"]
+        .squeeze(0)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     let mut ids: Vec<i64> = prompt.squeeze(0).unwrap().to_vec1().unwrap();
     let mut cache = model.new_cache();
     let mut input = prompt.clone();
@@ -119,7 +144,13 @@ fn check_greedy(name: &str) {
         let pos = default_positions(1, past, input.dim(1).unwrap(), &Device::Cpu).unwrap();
         let logits = model.forward(&input, &pos, &mut cache).unwrap();
         let last = logits.narrow(1, logits.dim(1).unwrap() - 1, 1).unwrap();
-        let next = last.argmax(D::Minus1).unwrap().flatten_all().unwrap().to_vec1::<u32>().unwrap()[0];
+        let next = last
+            .argmax(D::Minus1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<u32>()
+            .unwrap()[0];
         ids.push(next as i64);
         input = Tensor::new(&[[next]], &Device::Cpu).unwrap();
     }
@@ -168,13 +199,38 @@ fn gguf_quantized_path_stays_close() {
     let logits = model.forward(ids, &pos, &mut model.new_cache()).unwrap();
     let reference = exp["logits"].narrow(0, 0, 1).unwrap();
     // Activations are quantized to 8 bits for the ggml dot products: close, not equal.
-    let scale = reference.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let scale = reference
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     let d = max_abs_diff(&logits, &reference);
-    assert!(d < 0.02 * scale, "quantized logits differ by {d} (largest logit {scale})");
-    let a: Vec<u32> = logits.argmax(D::Minus1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-    let b: Vec<u32> = reference.argmax(D::Minus1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    assert!(
+        d < 0.02 * scale,
+        "quantized logits differ by {d} (largest logit {scale})"
+    );
+    let a: Vec<u32> = logits
+        .argmax(D::Minus1)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let b: Vec<u32> = reference
+        .argmax(D::Minus1)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     let same = a.iter().zip(&b).filter(|(x, y)| x == y).count();
-    assert!(same * 100 >= a.len() * 95, "argmax agrees on {same}/{}", a.len());
+    assert!(
+        same * 100 >= a.len() * 95,
+        "argmax agrees on {same}/{}",
+        a.len()
+    );
 }
 
 #[test]
@@ -204,7 +260,12 @@ fn base_model_gives_last_hidden_state() {
     let ids = exp["input_ids"].narrow(0, 0, 1).unwrap();
     let pos = default_positions(1, 0, ids.dim(1).unwrap(), &Device::Cpu).unwrap();
     let out = model
-        .forward(&ids, &pos, &ForwardOptions::default(), &mut model.new_cache())
+        .forward(
+            &ids,
+            &pos,
+            &ForwardOptions::default(),
+            &mut model.new_cache(),
+        )
         .unwrap();
     let want = exp["last_hidden_state"].narrow(0, 0, 1).unwrap();
     assert!(max_abs_diff(&out.last_hidden_state, &want) <= ATOL);

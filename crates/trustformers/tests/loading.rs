@@ -1,5 +1,6 @@
 //! Strict loading and bad input: every problem is a typed error that names the tensor, field
 //! or file; nothing panics.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -24,7 +25,11 @@ fn fixture_tensors(name: &str) -> HashMap<String, Tensor> {
 /// A temporary checkpoint with `name`'s config and the given tensors.
 fn checkpoint_with(name: &str, tensors: &HashMap<String, Tensor>) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(fixture(name).join("config.json"), dir.path().join("config.json")).unwrap();
+    std::fs::copy(
+        fixture(name).join("config.json"),
+        dir.path().join("config.json"),
+    )
+    .unwrap();
     candle_core::safetensors::save(tensors, dir.path().join("model.safetensors")).unwrap();
     dir
 }
@@ -50,7 +55,10 @@ fn a_missing_tensor_is_named() {
 #[test]
 fn an_unused_tensor_is_named() {
     let mut t = fixture_tensors("llama");
-    t.insert("model.layers.0.mlp.extra.weight".into(), Tensor::zeros(4, DType::F32, &Device::Cpu).unwrap());
+    t.insert(
+        "model.layers.0.mlp.extra.weight".into(),
+        Tensor::zeros(4, DType::F32, &Device::Cpu).unwrap(),
+    );
     let dir = checkpoint_with("llama", &t);
     match load_err(dir.path()) {
         Error::UnusedTensors { names } => assert_eq!(names, ["model.layers.0.mlp.extra.weight"]),
@@ -78,7 +86,11 @@ fn a_wrong_shape_is_named() {
     );
     let dir = checkpoint_with("llama", &t);
     match load_err(dir.path()) {
-        Error::ShapeMismatch { name, expected, actual } => {
+        Error::ShapeMismatch {
+            name,
+            expected,
+            actual,
+        } => {
             assert_eq!(name, "model.layers.0.self_attn.k_proj.weight");
             assert_eq!((expected, actual), (vec![16, 32], vec![8, 32]));
         }
@@ -87,8 +99,10 @@ fn a_wrong_shape_is_named() {
 }
 
 fn write_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
-    let mut config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("llama").join("config.json")).unwrap()).unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("llama").join("config.json")).unwrap(),
+    )
+    .unwrap();
     edit(&mut config);
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
 }
@@ -99,16 +113,25 @@ fn config_layer_and_vocab_counts_are_checked_against_the_tensors() {
     write_config(dir.path(), |c| c["num_hidden_layers"] = 1.into());
     assert!(matches!(load_err(dir.path()), Error::UnusedTensors { .. }));
     write_config(dir.path(), |c| c["num_hidden_layers"] = 3.into());
-    assert!(matches!(load_err(dir.path()), Error::MissingTensor { name } if name.starts_with("model.layers.2.")));
+    assert!(
+        matches!(load_err(dir.path()), Error::MissingTensor { name } if name.starts_with("model.layers.2."))
+    );
     write_config(dir.path(), |c| c["vocab_size"] = 100.into());
-    assert!(matches!(load_err(dir.path()), Error::ShapeMismatch { name, .. } if name == "model.embed_tokens.weight"));
+    assert!(
+        matches!(load_err(dir.path()), Error::ShapeMismatch { name, .. } if name == "model.embed_tokens.weight")
+    );
 }
+
+type ConfigEdit = dyn FnOnce(&mut serde_json::Value);
 
 #[test]
 fn bad_config_fields_are_named() {
     let dir = checkpoint_with("llama", &fixture_tensors("llama"));
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut serde_json::Value)>)> = vec![
-        ("hidden_size", Box::new(|c| drop(c.as_object_mut().unwrap().remove("hidden_size")))),
+    let cases: Vec<(&str, Box<ConfigEdit>)> = vec![
+        (
+            "hidden_size",
+            Box::new(|c| drop(c.as_object_mut().unwrap().remove("hidden_size"))),
+        ),
         ("hidden_size", Box::new(|c| c["hidden_size"] = 0.into())),
         ("hidden_size", Box::new(|c| c["hidden_size"] = (-32).into())),
         ("hidden_size", Box::new(|c| c["hidden_size"] = "32".into())),
@@ -120,11 +143,33 @@ fn bad_config_fields_are_named() {
                 c["num_attention_heads"] = 6.into();
             }),
         ),
-        ("num_key_value_heads", Box::new(|c| c["num_key_value_heads"] = 3.into())),
-        ("rms_norm_eps", Box::new(|c| c["rms_norm_eps"] = (-1.0).into())),
-        ("rope_parameters.rope_type", Box::new(|c| c["rope_parameters"]["rope_type"] = "spiral".into())),
-        ("rope_parameters.factor", Box::new(|c| drop(c["rope_parameters"].as_object_mut().unwrap().remove("factor")))),
-        ("hidden_act", Box::new(|c| c["hidden_act"] = "swoosh".into())),
+        (
+            "num_key_value_heads",
+            Box::new(|c| c["num_key_value_heads"] = 3.into()),
+        ),
+        (
+            "rms_norm_eps",
+            Box::new(|c| c["rms_norm_eps"] = (-1.0).into()),
+        ),
+        (
+            "rope_parameters.rope_type",
+            Box::new(|c| c["rope_parameters"]["rope_type"] = "spiral".into()),
+        ),
+        (
+            "rope_parameters.factor",
+            Box::new(|c| {
+                drop(
+                    c["rope_parameters"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("factor"),
+                )
+            }),
+        ),
+        (
+            "hidden_act",
+            Box::new(|c| c["hidden_act"] = "swoosh".into()),
+        ),
     ];
     for (field, edit) in cases {
         write_config(dir.path(), edit);
@@ -147,7 +192,11 @@ fn bad_config_fields_are_named() {
 #[test]
 fn non_utf8_or_missing_config_is_an_error() {
     let dir = checkpoint_with("llama", &fixture_tensors("llama"));
-    std::fs::write(dir.path().join("config.json"), b"{\"model_type\": \"ll\xffama\"}").unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        b"{\"model_type\": \"ll\xffama\"}",
+    )
+    .unwrap();
     assert!(matches!(load_err(dir.path()), Error::Json { reason, .. } if reason.contains("UTF-8")));
     std::fs::remove_file(dir.path().join("config.json")).unwrap();
     assert!(matches!(load_err(dir.path()), Error::Io { .. }));
@@ -173,7 +222,11 @@ fn transformers_4_configs_read_like_transformers_5_ones() {
     // Same model, config.json as transformers 4 wrote it: rope_theta + rope_scaling.
     let dir = checkpoint_with("llama", &fixture_tensors("llama"));
     write_config(dir.path(), |c| {
-        let params = c.as_object_mut().unwrap().remove("rope_parameters").unwrap();
+        let params = c
+            .as_object_mut()
+            .unwrap()
+            .remove("rope_parameters")
+            .unwrap();
         c["rope_theta"] = params["rope_theta"].clone();
         let mut scaling = params.clone();
         scaling.as_object_mut().unwrap().remove("rope_theta");
@@ -181,8 +234,14 @@ fn transformers_4_configs_read_like_transformers_5_ones() {
         scaling["type"] = "llama3".into();
         c["rope_scaling"] = scaling;
     });
-    let v4 = AutoConfig::from_pretrained(dir.path()).unwrap().decoder_spec().unwrap();
-    let v5 = AutoConfig::from_pretrained(fixture("llama")).unwrap().decoder_spec().unwrap();
+    let v4 = AutoConfig::from_pretrained(dir.path())
+        .unwrap()
+        .decoder_spec()
+        .unwrap();
+    let v5 = AutoConfig::from_pretrained(fixture("llama"))
+        .unwrap()
+        .decoder_spec()
+        .unwrap();
     assert_eq!(v4, v5);
 }
 
@@ -190,18 +249,32 @@ fn transformers_4_configs_read_like_transformers_5_ones() {
 fn sharded_checkpoints_load_like_single_files() {
     let tensors = fixture_tensors("qwen2");
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(fixture("qwen2").join("config.json"), dir.path().join("config.json")).unwrap();
+    std::fs::copy(
+        fixture("qwen2").join("config.json"),
+        dir.path().join("config.json"),
+    )
+    .unwrap();
     let (mut a, mut b) = (HashMap::new(), HashMap::new());
     let mut weight_map = serde_json::Map::new();
     for (i, (name, t)) in tensors.iter().enumerate() {
-        let (shard, file) = if i % 2 == 0 { (&mut a, "model-00001-of-00002.safetensors") } else { (&mut b, "model-00002-of-00002.safetensors") };
+        let (shard, file) = if i % 2 == 0 {
+            (&mut a, "model-00001-of-00002.safetensors")
+        } else {
+            (&mut b, "model-00002-of-00002.safetensors")
+        };
         shard.insert(name.clone(), t.clone());
         weight_map.insert(name.clone(), file.into());
     }
-    candle_core::safetensors::save(&a, dir.path().join("model-00001-of-00002.safetensors")).unwrap();
-    candle_core::safetensors::save(&b, dir.path().join("model-00002-of-00002.safetensors")).unwrap();
+    candle_core::safetensors::save(&a, dir.path().join("model-00001-of-00002.safetensors"))
+        .unwrap();
+    candle_core::safetensors::save(&b, dir.path().join("model-00002-of-00002.safetensors"))
+        .unwrap();
     let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
-    std::fs::write(dir.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
 
     let exp = expected("qwen2");
     let ids = exp["input_ids"].narrow(0, 0, 1).unwrap();
@@ -213,12 +286,26 @@ fn sharded_checkpoints_load_like_single_files() {
     // An index that points a tensor at the wrong shard, or outside the directory.
     let mut bad = index.clone();
     let first = tensors.keys().min().unwrap().clone();
-    let other = if weight_map[&first] == "model-00001-of-00002.safetensors" { "model-00002-of-00002.safetensors" } else { "model-00001-of-00002.safetensors" };
+    let other = if weight_map[&first] == "model-00001-of-00002.safetensors" {
+        "model-00002-of-00002.safetensors"
+    } else {
+        "model-00001-of-00002.safetensors"
+    };
     bad["weight_map"][&first] = other.into();
-    std::fs::write(dir.path().join("model.safetensors.index.json"), bad.to_string()).unwrap();
-    assert!(matches!(load_err(dir.path()), Error::ShardIndex { reason, .. } if reason.contains(&first)));
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        bad.to_string(),
+    )
+    .unwrap();
+    assert!(
+        matches!(load_err(dir.path()), Error::ShardIndex { reason, .. } if reason.contains(&first))
+    );
     bad["weight_map"][&first] = "../../etc/passwd".into();
-    std::fs::write(dir.path().join("model.safetensors.index.json"), bad.to_string()).unwrap();
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        bad.to_string(),
+    )
+    .unwrap();
     assert!(matches!(load_err(dir.path()), Error::ShardIndex { .. }));
 }
 
@@ -237,7 +324,10 @@ fn malformed_safetensors_are_errors() {
     let mut cases: Vec<(String, Vec<u8>)> = vec![
         ("empty".into(), vec![]),
         ("truncated header length".into(), good[..5].to_vec()),
-        ("truncated header".into(), good[..8 + header_len / 2].to_vec()),
+        (
+            "truncated header".into(),
+            good[..8 + header_len / 2].to_vec(),
+        ),
         ("truncated data".into(), good[..good.len() - 1].to_vec()),
         ("trailing bytes".into(), [good.clone(), vec![0; 4]].concat()),
     ];
@@ -272,11 +362,17 @@ fn malformed_safetensors_are_errors() {
         ),
     ]);
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(fixture("llama").join("config.json"), dir.path().join("config.json")).unwrap();
+    std::fs::copy(
+        fixture("llama").join("config.json"),
+        dir.path().join("config.json"),
+    )
+    .unwrap();
     for (what, bytes) in cases {
         std::fs::write(dir.path().join("model.safetensors"), &bytes).unwrap();
         match AutoModelForCausalLM::from_pretrained(dir.path(), &opts()) {
-            Err(Error::Safetensors { path, .. }) => assert!(path.ends_with("model.safetensors"), "{what}"),
+            Err(Error::Safetensors { path, .. }) => {
+                assert!(path.ends_with("model.safetensors"), "{what}")
+            }
             Err(e) => panic!("{what}: unexpected error {e}"),
             Ok(_) => panic!("{what}: loaded"),
         }
@@ -300,11 +396,16 @@ fn malformed_gguf_files_are_errors() {
     }
     // A tensor the name table does not know is reported as unused, by its GGUF name.
     let mut renamed = good.clone();
-    let at = renamed.windows(16).position(|w| w == b"blk.1.ffn_down.w").unwrap();
+    let at = renamed
+        .windows(16)
+        .position(|w| w == b"blk.1.ffn_down.w")
+        .unwrap();
     renamed[at..at + 8].copy_from_slice(b"blk.1.xx");
     std::fs::write(&path, &renamed).unwrap();
     match AutoModelForCausalLM::from_pretrained(&path, &opts()) {
-        Err(Error::MissingTensor { name }) => assert_eq!(name, "model.layers.1.mlp.down_proj.weight"),
+        Err(Error::MissingTensor { name }) => {
+            assert_eq!(name, "model.layers.1.mlp.down_proj.weight")
+        }
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("loaded"),
     }

@@ -33,8 +33,8 @@ impl GgufSource {
     ) -> Result<Self> {
         let mut names = BTreeMap::new();
         for info in &file.tensors {
-            let (hf, row_order) = rename(&info.name, &info.shape)
-                .unwrap_or_else(|| (info.name.clone(), None));
+            let (hf, row_order) =
+                rename(&info.name, &info.shape).unwrap_or_else(|| (info.name.clone(), None));
             let r = GgufTensorRef {
                 gguf_name: info.name.clone(),
                 row_order,
@@ -81,12 +81,10 @@ impl TensorSource for GgufSource {
     }
 
     fn is_quantized(&self) -> bool {
-        self.file.tensors.iter().any(|t| {
-            !matches!(
-                t.dtype,
-                GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16
-            )
-        })
+        self.file
+            .tensors
+            .iter()
+            .any(|t| !matches!(t.dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16))
     }
 
     fn describe(&self) -> String {

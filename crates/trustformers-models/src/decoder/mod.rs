@@ -86,7 +86,11 @@ impl DecoderModel {
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             spec: spec.clone(),
-            embed_tokens: Embedding::new(&vb.pp("embed_tokens"), spec.vocab_size, spec.hidden_size)?,
+            embed_tokens: Embedding::new(
+                &vb.pp("embed_tokens"),
+                spec.vocab_size,
+                spec.hidden_size,
+            )?,
             layers,
             norm: RmsNorm::new(&vb.pp("norm"), spec.hidden_size, spec.rms_norm_eps)?,
             rope: RotaryEmbedding::new(&spec.rope)?,
@@ -148,7 +152,9 @@ impl DecoderModel {
                 .self_attn
                 .forward(&h, &self.rope, &cos_sin, mask, cache, i)?;
             xs = (xs + h)?;
-            let h = layer.mlp.forward(&layer.post_attention_layernorm.forward(&xs)?)?;
+            let h = layer
+                .mlp
+                .forward(&layer.post_attention_layernorm.forward(&xs)?)?;
             xs = (xs + h)?;
         }
         let last_hidden_state = self.norm.forward(&xs)?;
@@ -204,7 +210,12 @@ impl DecoderForCausalLM {
     ///
     /// # Shapes
     /// `input_ids`, `positions`: `[batch, seq]` -> `[batch, seq, vocab]`.
-    pub fn forward(&self, input_ids: &Tensor, positions: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        positions: &Tensor,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
         Ok(self
             .forward_with(input_ids, positions, &ForwardOptions::default(), cache)?
             .logits)
@@ -219,7 +230,10 @@ impl DecoderForCausalLM {
         cache: &mut KvCache,
     ) -> Result<CausalLmOutput> {
         let out = self.model.forward(input_ids, positions, opts, cache)?;
-        let logits = self.lm_head.forward(&out.last_hidden_state)?.to_dtype(DType::F32)?;
+        let logits = self
+            .lm_head
+            .forward(&out.last_hidden_state)?
+            .to_dtype(DType::F32)?;
         Ok(CausalLmOutput {
             logits,
             last_hidden_state: out.last_hidden_state,
@@ -258,11 +272,20 @@ pub fn positions_from_mask(attention_mask: &Tensor, seq: usize) -> Result<Tensor
             .collect();
         out.extend_from_slice(&pos[total - seq..]);
     }
-    Ok(Tensor::from_vec(out, (rows.len(), seq), attention_mask.device())?)
+    Ok(Tensor::from_vec(
+        out,
+        (rows.len(), seq),
+        attention_mask.device(),
+    )?)
 }
 
 /// Positions `past..past + seq` for every row.
-pub fn default_positions(batch: usize, past: usize, seq: usize, device: &candle_core::Device) -> Result<Tensor> {
+pub fn default_positions(
+    batch: usize,
+    past: usize,
+    seq: usize,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
     let row = Tensor::arange(past as i64, (past + seq) as i64, device)?;
     Ok(row.unsqueeze(0)?.repeat((batch, 1))?)
 }

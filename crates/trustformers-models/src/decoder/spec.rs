@@ -105,7 +105,9 @@ impl DecoderSpec {
         self.layer_windows = match hf_config::layer_types_windows(f, n, window)? {
             Some(w) => w,
             None => {
-                let first = f.opt_usize("max_window_layers", limits::LAYERS)?.unwrap_or(28);
+                let first = f
+                    .opt_usize("max_window_layers", limits::LAYERS)?
+                    .unwrap_or(28);
                 (0..n).map(|i| window.filter(|_| i >= first)).collect()
             }
         };

@@ -1,4 +1,5 @@
 //! Shared helpers for the parity tests: fixture paths, expected outputs, comparisons.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -14,7 +15,8 @@ pub fn fixture(name: &str) -> PathBuf {
 
 /// The tensors of `tests/fixtures/<name>/expected.safetensors`.
 pub fn expected(name: &str) -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixture(name).join("expected.safetensors"), &Device::Cpu).unwrap()
+    candle_core::safetensors::load(fixture(name).join("expected.safetensors"), &Device::Cpu)
+        .unwrap()
 }
 
 /// Largest absolute difference between two tensors of the same shape.
@@ -35,7 +37,10 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
 /// Positions `start..` of row `row` of a `[batch, seq, ...]` tensor.
 pub fn row_from(t: &Tensor, row: usize, start: usize) -> Tensor {
     let seq = t.dim(1).unwrap();
-    t.narrow(0, row, 1).unwrap().narrow(1, start, seq - start).unwrap()
+    t.narrow(0, row, 1)
+        .unwrap()
+        .narrow(1, start, seq - start)
+        .unwrap()
 }
 
 /// Index of the first unpadded position of every row of a `[batch, seq]` 0/1 mask.
@@ -50,9 +55,18 @@ pub fn first_real(mask: &Tensor) -> Vec<usize> {
 }
 
 /// Checks that `actual` matches `expected` at every unpadded position, within `atol`.
-pub fn assert_close_unpadded(name: &str, actual: &Tensor, expected: &Tensor, mask: &Tensor, atol: f32) {
+pub fn assert_close_unpadded(
+    name: &str,
+    actual: &Tensor,
+    expected: &Tensor,
+    mask: &Tensor,
+    atol: f32,
+) {
     for (row, start) in first_real(mask).into_iter().enumerate() {
-        let d = max_abs_diff(&row_from(actual, row, start), &row_from(expected, row, start));
+        let d = max_abs_diff(
+            &row_from(actual, row, start),
+            &row_from(expected, row, start),
+        );
         assert!(d <= atol, "{name}: row {row} differs by {d} (atol {atol})");
     }
 }
