@@ -1,7 +1,7 @@
 //! Compute dtype policy.
 
 use crate::{Error, Result};
-use candle_core::{DType, Device};
+use candle_core::DType;
 
 /// Parses a user-facing dtype name (`f32`, `f16`, `bf16`, also `float32`, `float16`, `bfloat16`).
 pub fn parse_dtype(name: &str) -> Result<DType> {
@@ -12,16 +12,6 @@ pub fn parse_dtype(name: &str) -> Result<DType> {
         other => Err(Error::InvalidInput(format!(
             "unknown dtype `{other}` (expected f32, f16 or bf16)"
         ))),
-    }
-}
-
-/// The compute dtype used when the caller does not choose one: f32 on CPU, where half
-/// precision is emulated and slower; the checkpoint's own float type elsewhere.
-pub fn default_dtype(device: &Device, checkpoint_dtype: Option<DType>) -> DType {
-    match (device, checkpoint_dtype) {
-        (Device::Cpu, _) | (_, None) => DType::F32,
-        (_, Some(dt)) if dt.is_float() => dt,
-        _ => DType::F32,
     }
 }
 

@@ -117,6 +117,11 @@ impl DecoderModel {
         cache: &mut KvCache,
     ) -> Result<DecoderOutput> {
         let (batch, seq) = input_ids.dims2()?;
+        if batch == 0 || seq == 0 {
+            return Err(Error::InvalidInput(format!(
+                "input_ids must hold at least one token, got shape [{batch}, {seq}]"
+            )));
+        }
         if positions.dims() != [batch, seq] {
             return Err(Error::InvalidInput(format!(
                 "positions have shape {:?}, expected [{batch}, {seq}] like input_ids",
