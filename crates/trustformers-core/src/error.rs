@@ -57,6 +57,13 @@ pub enum Error {
     /// A tensor is stored in a dtype this operation cannot handle.
     #[error("tensor `{name}`: {reason}")]
     UnsupportedTensor { name: String, reason: String },
+    /// A tokenizer file is malformed or a tokenizer operation failed.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// A chat template failed to parse or render (including templates that raise or run
+    /// out of fuel).
+    #[error("chat template: {0}")]
+    ChatTemplate(String),
     /// Invalid argument from a caller (shapes, dtypes, parameters).
     #[error("invalid input: {0}")]
     InvalidInput(String),

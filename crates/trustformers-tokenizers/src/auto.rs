@@ -1,0 +1,84 @@
+//! `AutoTokenizer`: finds the tokenizer files of a checkpoint in transformers' order of
+//! preference and builds the same pipeline transformers builds from them.
+
+use crate::config::TokenizerConfig;
+use crate::formats::{self, vocab_files};
+use crate::tokenizer::{tk_err, Tokenizer};
+use serde_json::Value;
+use std::path::Path;
+use trustformers_core::gguf::GgufFile;
+use trustformers_core::{config::read_json, Error, Result};
+
+/// Loads tokenizers from checkpoint directories and GGUF files.
+pub struct AutoTokenizer;
+
+impl AutoTokenizer {
+    /// `path` is a directory holding `tokenizer.json`, `vocab.txt`, or `vocab.json` +
+    /// `merges.txt` (with the optional tokenizer_config.json, special_tokens_map.json,
+    /// added_tokens.json, chat_template.jinja), or a `.gguf` file.
+    pub fn from_pretrained(path: impl AsRef<Path>) -> Result<Tokenizer> {
+        let path = path.as_ref();
+        if path.is_file()
+            && path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+        {
+            return Self::from_gguf(&GgufFile::open(path)?);
+        }
+        if !path.is_dir() {
+            return Err(Error::io(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "expected a checkpoint directory or a .gguf file",
+                ),
+            ));
+        }
+        let mut config = TokenizerConfig::from_dir(path)?;
+        let config_path = path.join("tokenizer_config.json");
+        let raw = if config_path.is_file() {
+            read_json(&config_path)?
+        } else {
+            Value::Object(Default::default())
+        };
+        let tokenizer_json = path.join("tokenizer.json");
+        let mut inner = if tokenizer_json.is_file() {
+            let bytes =
+                std::fs::read(&tokenizer_json).map_err(|e| Error::io(&tokenizer_json, e))?;
+            let mut t = tokenizers::Tokenizer::from_bytes(&bytes)
+                .map_err(|e| Error::Tokenizer(format!("{}: {e}", tokenizer_json.display())))?;
+            // transformers ignores add_bos_token/add_eos_token when a tokenizer.json exists:
+            // its post-processor already says what to add.
+            config.add_bos_token = None;
+            config.add_eos_token = None;
+            formats::add_special_tokens(&mut t, &config)?;
+            t
+        } else if path.join("vocab.txt").is_file() {
+            vocab_files::wordpiece(path, &mut config, &raw)?
+        } else if path.join("vocab.json").is_file() && path.join("merges.txt").is_file() {
+            vocab_files::gpt2(path, &mut config, &raw)?
+        } else {
+            return Err(Error::io(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no tokenizer.json, vocab.txt, or vocab.json + merges.txt in this directory",
+                ),
+            ));
+        };
+        formats::apply_bos_eos_template(&mut inner, &config)?;
+        Tokenizer::new(inner, config)
+    }
+
+    /// Builds the tokenizer described by a GGUF file's metadata.
+    pub fn from_gguf(file: &GgufFile) -> Result<Tokenizer> {
+        let (inner, config) = formats::gguf::from_gguf(file)?;
+        Tokenizer::new(inner, config)
+    }
+
+    /// Wraps a `tokenizers` pipeline read from tokenizer.json bytes, with default settings.
+    pub fn from_tokenizer_json(bytes: &[u8]) -> Result<Tokenizer> {
+        let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(tk_err)?;
+        Tokenizer::new(inner, TokenizerConfig::default())
+    }
+}

@@ -1,0 +1,24 @@
+//! Tokenizers for every checkpoint format, with transformers' semantics, built on the HF
+//! `tokenizers` crate (which implements BPE, WordPiece and Unigram; nothing is
+//! re-implemented here).
+//!
+//! ```no_run
+//! use trustformers_tokenizers::{AutoTokenizer, EncodeOptions};
+//! # fn main() -> trustformers_core::Result<()> {
+//! let tok = AutoTokenizer::from_pretrained("path/to/checkpoint-or.gguf")?;
+//! let enc = tok.encode("Hello world", &EncodeOptions::default())?;
+//! assert_eq!(tok.decode(&enc.input_ids, true)?, "Hello world");
+//! # Ok(()) }
+//! ```
+
+mod auto;
+pub mod chat;
+pub mod config;
+pub mod formats;
+mod tokenizer;
+
+pub use auto::AutoTokenizer;
+pub use config::{Side, SpecialTokens, TokenizerConfig};
+pub use tokenizer::{
+    clean_up_tokenization, EncodeOptions, Encoding, Padding, TextInput, Tokenizer, Truncation,
+};

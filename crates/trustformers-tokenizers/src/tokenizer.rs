@@ -1,0 +1,437 @@
+//! The tokenizer users hold: an HF `tokenizers` pipeline plus what transformers keeps beside
+//! it in tokenizer_config.json (special tokens, limits, padding side, chat template), with
+//! transformers' encode/decode semantics.
+
+use crate::config::{Side, TokenizerConfig};
+use std::collections::HashSet;
+use tokenizers::processors::PostProcessorWrapper;
+use tokenizers::utils::padding::{pad_encodings, PaddingDirection, PaddingParams, PaddingStrategy};
+use tokenizers::utils::truncation::{
+    truncate_encodings, TruncationDirection, TruncationParams, TruncationStrategy,
+};
+use tokenizers::{EncodeInput, PostProcessor};
+use trustformers_core::{Error, Result};
+
+pub(crate) fn tk_err(e: impl std::fmt::Display) -> Error {
+    Error::Tokenizer(e.to_string())
+}
+
+/// How to pad a batch (transformers' `padding=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Padding {
+    /// No padding (`False`, `"do_not_pad"`).
+    #[default]
+    None,
+    /// To the longest sequence of the batch (`True`, `"longest"`).
+    Longest,
+    /// To `max_length` (or the model's maximum length) (`"max_length"`).
+    MaxLength,
+}
+
+/// Which sequence of a pair loses tokens first (transformers' `truncation=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Truncation {
+    LongestFirst,
+    OnlyFirst,
+    OnlySecond,
+}
+
+/// Options of one encode call, named after transformers' `__call__` arguments.
+#[derive(Debug, Clone)]
+pub struct EncodeOptions {
+    pub add_special_tokens: bool,
+    pub padding: Padding,
+    pub truncation: Option<Truncation>,
+    /// Limit for truncation and `Padding::MaxLength`; defaults to `model_max_length`.
+    pub max_length: Option<usize>,
+    /// Overlap between overflowing windows.
+    pub stride: usize,
+    pub pad_to_multiple_of: Option<usize>,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        Self {
+            add_special_tokens: true,
+            padding: Padding::None,
+            truncation: None,
+            max_length: None,
+            stride: 0,
+            pad_to_multiple_of: None,
+        }
+    }
+}
+
+/// One encoded sequence (or pair), as transformers' `BatchEncoding` row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoding {
+    pub input_ids: Vec<u32>,
+    pub tokens: Vec<String>,
+    pub attention_mask: Vec<u32>,
+    pub token_type_ids: Vec<u32>,
+    pub special_tokens_mask: Vec<u32>,
+    /// Character offsets into the input text (transformers' `offset_mapping`).
+    pub offsets: Vec<(usize, usize)>,
+    /// Windows cut off by truncation (`return_overflowing_tokens=True`).
+    pub overflowing: Vec<Encoding>,
+}
+
+impl From<tokenizers::Encoding> for Encoding {
+    fn from(e: tokenizers::Encoding) -> Self {
+        Self {
+            input_ids: e.get_ids().to_vec(),
+            tokens: e.get_tokens().to_vec(),
+            attention_mask: e.get_attention_mask().to_vec(),
+            token_type_ids: e.get_type_ids().to_vec(),
+            special_tokens_mask: e.get_special_tokens_mask().to_vec(),
+            offsets: e.get_offsets().to_vec(),
+            overflowing: e
+                .get_overflowing()
+                .iter()
+                .cloned()
+                .map(Into::into)
+                .collect(),
+        }
+    }
+}
+
+/// A text input: one sequence or a pair.
+#[derive(Debug, Clone, Copy)]
+pub enum TextInput<'a> {
+    Single(&'a str),
+    Pair(&'a str, &'a str),
+}
+
+impl<'a> From<&'a str> for TextInput<'a> {
+    fn from(s: &'a str) -> Self {
+        Self::Single(s)
+    }
+}
+
+impl<'a> From<(&'a str, &'a str)> for TextInput<'a> {
+    fn from((a, b): (&'a str, &'a str)) -> Self {
+        Self::Pair(a, b)
+    }
+}
+
+/// A loaded tokenizer. Immutable and shareable across threads.
+pub struct Tokenizer {
+    /// The pipeline without its post-processor: the post-processor runs after truncation,
+    /// with per-call options, exactly where `tokenizers` itself runs it.
+    inner: tokenizers::Tokenizer,
+    post_processor: Option<PostProcessorWrapper>,
+    config: TokenizerConfig,
+    special_ids: HashSet<u32>,
+}
+
+impl Tokenizer {
+    /// Wraps a `tokenizers` pipeline with its transformers-side configuration.
+    pub fn new(mut inner: tokenizers::Tokenizer, config: TokenizerConfig) -> Result<Self> {
+        inner.with_truncation(None).map_err(tk_err)?;
+        inner.with_padding(None);
+        let post_processor = inner.get_post_processor().cloned();
+        inner.with_post_processor(None::<PostProcessorWrapper>);
+        let mut special_ids: HashSet<u32> = inner
+            .get_added_tokens_decoder()
+            .iter()
+            .filter(|(_, t)| t.special)
+            .map(|(id, _)| *id)
+            .collect();
+        for tok in config.special.all() {
+            if let Some(id) = inner.token_to_id(tok) {
+                special_ids.insert(id);
+            }
+        }
+        Ok(Self {
+            inner,
+            post_processor,
+            config,
+            special_ids,
+        })
+    }
+
+    /// The transformers-side settings (special tokens, limits, chat template).
+    pub fn config(&self) -> &TokenizerConfig {
+        &self.config
+    }
+
+    /// The underlying `tokenizers` pipeline with its post-processor restored, e.g. to save
+    /// it as tokenizer.json.
+    pub fn to_hf(&self) -> tokenizers::Tokenizer {
+        let mut t = self.inner.clone();
+        t.with_post_processor(self.post_processor.clone());
+        t
+    }
+
+    /// Vocabulary size including added tokens (transformers' `len(tokenizer)`).
+    pub fn len(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// Whether the vocabulary is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The id of a token string.
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// The token string of an id.
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    fn special_id(&self, token: &Option<String>) -> Option<u32> {
+        token.as_deref().and_then(|t| self.token_to_id(t))
+    }
+
+    /// Id of the beginning-of-sequence token.
+    pub fn bos_token_id(&self) -> Option<u32> {
+        self.special_id(&self.config.special.bos)
+    }
+
+    /// Id of the end-of-sequence token.
+    pub fn eos_token_id(&self) -> Option<u32> {
+        self.special_id(&self.config.special.eos)
+    }
+
+    /// Id of the padding token.
+    pub fn pad_token_id(&self) -> Option<u32> {
+        self.special_id(&self.config.special.pad)
+    }
+
+    /// Whether `id` is a special token (skipped by `skip_special_tokens`).
+    pub fn is_special(&self, id: u32) -> bool {
+        self.special_ids.contains(&id)
+    }
+
+    fn max_length(&self, opts: &EncodeOptions) -> Option<usize> {
+        opts.max_length.or(self.config.model_max_length)
+    }
+
+    /// Truncation and special tokens for one input, as `TokenizerImpl::post_process` does.
+    fn finish(
+        &self,
+        first: tokenizers::Encoding,
+        second: Option<tokenizers::Encoding>,
+        opts: &EncodeOptions,
+    ) -> Result<tokenizers::Encoding> {
+        let is_pair = second.is_some();
+        let (first, second) = match (opts.truncation, self.max_length(opts)) {
+            (Some(strategy), Some(max_length)) => {
+                let added = match (&self.post_processor, opts.add_special_tokens) {
+                    (Some(p), true) => p.added_tokens(is_pair),
+                    _ => 0,
+                };
+                let params = TruncationParams {
+                    direction: match self.config.truncation_side {
+                        Side::Left => TruncationDirection::Left,
+                        Side::Right => TruncationDirection::Right,
+                    },
+                    max_length: max_length.checked_sub(added).ok_or_else(|| {
+                        Error::InvalidInput(format!(
+                            "max_length {max_length} leaves no room for {added} special tokens"
+                        ))
+                    })?,
+                    strategy: match strategy {
+                        Truncation::LongestFirst => TruncationStrategy::LongestFirst,
+                        Truncation::OnlyFirst => TruncationStrategy::OnlyFirst,
+                        Truncation::OnlySecond => TruncationStrategy::OnlySecond,
+                    },
+                    stride: opts.stride,
+                };
+                truncate_encodings(first, second, &params).map_err(tk_err)?
+            }
+            _ => (first, second),
+        };
+        match &self.post_processor {
+            Some(p) => p
+                .process(first, second, opts.add_special_tokens)
+                .map_err(tk_err),
+            None => {
+                let mut encodings = vec![first];
+                encodings.extend(second);
+                let mut merged =
+                    <dyn PostProcessor>::default_process(encodings, opts.add_special_tokens)
+                        .map_err(tk_err)?;
+                merged
+                    .pop()
+                    .ok_or_else(|| Error::Tokenizer("post-processing produced nothing".into()))
+            }
+        }
+    }
+
+    fn pad(&self, encodings: &mut [tokenizers::Encoding], opts: &EncodeOptions) -> Result<()> {
+        let strategy = match opts.padding {
+            Padding::None => return Ok(()),
+            Padding::Longest => PaddingStrategy::BatchLongest,
+            Padding::MaxLength => {
+                PaddingStrategy::Fixed(self.max_length(opts).ok_or_else(|| {
+                    Error::InvalidInput(
+                        "padding to max_length needs max_length or model_max_length".into(),
+                    )
+                })?)
+            }
+        };
+        let pad_token = self.config.special.pad.clone().ok_or_else(|| {
+            Error::InvalidInput("this tokenizer has no pad token, so it cannot pad".into())
+        })?;
+        let pad_id = self.token_to_id(&pad_token).ok_or_else(|| {
+            Error::Tokenizer(format!("pad token `{pad_token}` is not in the vocabulary"))
+        })?;
+        let params = PaddingParams {
+            strategy,
+            direction: match self.config.padding_side {
+                Side::Left => PaddingDirection::Left,
+                Side::Right => PaddingDirection::Right,
+            },
+            pad_to_multiple_of: opts.pad_to_multiple_of,
+            pad_id,
+            pad_type_id: 0,
+            pad_token,
+        };
+        pad_encodings(encodings, &params).map_err(tk_err)
+    }
+
+    /// Encodes one text or pair (transformers' `tokenizer(text)` / `tokenizer(a, b)`).
+    /// As in transformers, an empty second text means no pair.
+    pub fn encode<'a>(
+        &self,
+        input: impl Into<TextInput<'a>>,
+        opts: &EncodeOptions,
+    ) -> Result<Encoding> {
+        let input = match input.into() {
+            TextInput::Pair(a, "") => TextInput::Single(a),
+            other => other,
+        };
+        let mut out = self.encode_batch(&[input], opts)?;
+        out.pop()
+            .ok_or_else(|| Error::Tokenizer("encoding produced nothing".into()))
+    }
+
+    /// Encodes a batch, padding every row together (transformers' `tokenizer([...])`).
+    pub fn encode_batch(
+        &self,
+        inputs: &[TextInput<'_>],
+        opts: &EncodeOptions,
+    ) -> Result<Vec<Encoding>> {
+        // The model pass is parallel inside `tokenizers`; sequences of pairs are flattened.
+        let mut flat: Vec<EncodeInput<'_>> = Vec::with_capacity(inputs.len() * 2);
+        for input in inputs {
+            match *input {
+                TextInput::Single(a) => flat.push(a.into()),
+                TextInput::Pair(a, b) => {
+                    flat.push(a.into());
+                    flat.push(b.into());
+                }
+            }
+        }
+        let mut raw = self
+            .inner
+            .encode_batch_char_offsets(flat, false)
+            .map_err(tk_err)?
+            .into_iter();
+        let mut finished = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let missing = || Error::Tokenizer("batch encoding lost a sequence".into());
+            let first = raw.next().ok_or_else(missing)?;
+            let second = match input {
+                TextInput::Single(_) => None,
+                TextInput::Pair(..) => Some(raw.next().ok_or_else(missing)?),
+            };
+            finished.push(self.finish(first, second, opts)?);
+        }
+        self.pad(&mut finished, opts)?;
+        Ok(finished.into_iter().map(Into::into).collect())
+    }
+
+    /// Ids only, with the default options (transformers' `tokenizer.encode(text)`).
+    pub fn encode_ids(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
+        let opts = EncodeOptions {
+            add_special_tokens,
+            ..Default::default()
+        };
+        Ok(self.encode(text, &opts)?.input_ids)
+    }
+
+    /// Text for `ids` (transformers' `tokenizer.decode`), with transformers' clean-up rule:
+    /// `clean_up_tokenization_spaces` from the config, never applied to BPE models.
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
+        let text = self
+            .inner
+            .decode(ids, skip_special_tokens)
+            .map_err(tk_err)?;
+        let is_bpe = matches!(self.inner.get_model(), tokenizers::ModelWrapper::BPE(_));
+        Ok(if self.config.clean_up_tokenization_spaces && !is_bpe {
+            clean_up_tokenization(&text)
+        } else {
+            text
+        })
+    }
+
+    /// Renders the chat template (transformers' `apply_chat_template(..., tokenize=False)`).
+    pub fn apply_chat_template(
+        &self,
+        messages: &[crate::chat::Message],
+        opts: &crate::chat::ChatOptions,
+    ) -> Result<String> {
+        let template = self
+            .config
+            .chat_template
+            .as_deref()
+            .ok_or_else(|| Error::ChatTemplate("this tokenizer has no chat template".into()))?;
+        let s = &self.config.special;
+        let special = [
+            ("bos_token", s.bos.as_deref()),
+            ("eos_token", s.eos.as_deref()),
+            ("unk_token", s.unk.as_deref()),
+            ("pad_token", s.pad.as_deref()),
+            ("sep_token", s.sep.as_deref()),
+            ("cls_token", s.cls.as_deref()),
+            ("mask_token", s.mask.as_deref()),
+        ];
+        crate::chat::render(template, messages, opts, &special)
+    }
+
+    /// Decodes several sequences.
+    pub fn decode_batch(
+        &self,
+        batch: &[Vec<u32>],
+        skip_special_tokens: bool,
+    ) -> Result<Vec<String>> {
+        batch
+            .iter()
+            .map(|ids| self.decode(ids, skip_special_tokens))
+            .collect()
+    }
+}
+
+/// transformers' `clean_up_tokenization`: removes the spaces WordPiece decoding leaves before
+/// punctuation and English contractions.
+pub fn clean_up_tokenization(text: &str) -> String {
+    text.replace(" .", ".")
+        .replace(" ?", "?")
+        .replace(" !", "!")
+        .replace(" ,", ",")
+        .replace(" ' ", "'")
+        .replace(" n't", "n't")
+        .replace(" 'm", "'m")
+        .replace(" 's", "'s")
+        .replace(" 've", "'ve")
+        .replace(" 're", "'re")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_up_matches_transformers() {
+        assert_eq!(
+            clean_up_tokenization("hello , world ! it 's"),
+            "hello, world! it's"
+        );
+    }
+}

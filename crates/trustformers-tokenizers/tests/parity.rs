@@ -1,0 +1,280 @@
+//! Tokenizer parity with transformers on the corpus of `tools/gen_tokenizer_fixtures.py`:
+//! identical ids (with and without special tokens), decoded text, offsets, pairs, padded and
+//! truncated batches with overflow, and rendered chat templates.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::Value;
+use std::path::PathBuf;
+use trustformers_tokenizers::{
+    AutoTokenizer, EncodeOptions, Padding, Side, TextInput, Tokenizer, Truncation,
+};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tokenizers")
+}
+
+fn cache() -> PathBuf {
+    match std::env::var("TRUSTFORMERS_CACHE") {
+        Ok(p) => PathBuf::from(p),
+        Err(_) => {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/trustformers")
+        }
+    }
+}
+
+fn real_models() -> bool {
+    std::env::var("TRUSTFORMERS_TEST_MODELS").is_ok_and(|v| v == "1")
+}
+
+fn json(path: PathBuf) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+fn with_sides(tok: &Tokenizer, side: Side) -> Tokenizer {
+    let mut config = tok.config().clone();
+    config.padding_side = side;
+    config.truncation_side = side;
+    Tokenizer::new(tok.to_hf(), config).unwrap()
+}
+
+fn options(kwargs: &Value) -> EncodeOptions {
+    let mut o = EncodeOptions::default();
+    if kwargs.get("truncation") == Some(&Value::Bool(true)) {
+        o.truncation = Some(Truncation::LongestFirst);
+    }
+    o.padding = match kwargs.get("padding") {
+        Some(Value::Bool(true)) => Padding::Longest,
+        Some(Value::String(s)) if s == "max_length" => Padding::MaxLength,
+        _ => Padding::None,
+    };
+    o.max_length = kwargs
+        .get("max_length")
+        .and_then(Value::as_u64)
+        .map(|x| x as usize);
+    o.stride = kwargs.get("stride").and_then(Value::as_u64).unwrap_or(0) as usize;
+    o.pad_to_multiple_of = kwargs
+        .get("pad_to_multiple_of")
+        .and_then(Value::as_u64)
+        .map(|x| x as usize);
+    o
+}
+
+fn check(name: &str, tok: &Tokenizer) {
+    let corpus: Vec<String> = serde_json::from_value(json(fixtures().join("corpus.json"))).unwrap();
+    let exp = json(fixtures().join(format!("{name}.expected.json")));
+    let defaults = EncodeOptions::default();
+    let plain = EncodeOptions {
+        add_special_tokens: false,
+        ..Default::default()
+    };
+    let mut failures = Vec::new();
+    for (text, case) in corpus.iter().zip(exp["cases"].as_array().unwrap()) {
+        let enc = tok.encode(text.as_str(), &defaults).unwrap();
+        let mut fail = |what: &str, got: String, want: String| {
+            if got != want {
+                failures.push(format!("{what} of {text:?}:\n   got {got}\n  want {want}"));
+            }
+        };
+        fail(
+            "ids",
+            format!("{:?}", enc.input_ids),
+            format!("{:?}", ids(&case["ids"])),
+        );
+        let p = tok.encode(text.as_str(), &plain).unwrap();
+        fail(
+            "plain ids",
+            format!("{:?}", p.input_ids),
+            format!("{:?}", ids(&case["ids_plain"])),
+        );
+        let want_ids = ids(&case["ids"]);
+        fail(
+            "decode",
+            format!("{:?}", tok.decode(&want_ids, false).unwrap()),
+            format!("{:?}", case["decoded"].as_str().unwrap()),
+        );
+        fail(
+            "decode(skip_special_tokens)",
+            format!("{:?}", tok.decode(&want_ids, true).unwrap()),
+            format!("{:?}", case["decoded_skip"].as_str().unwrap()),
+        );
+        if let Some(offsets) = case.get("offsets") {
+            let want: Vec<(usize, usize)> = serde_json::from_value(offsets.clone()).unwrap();
+            fail("offsets", format!("{:?}", enc.offsets), format!("{want:?}"));
+            fail(
+                "special_tokens_mask",
+                format!("{:?}", enc.special_tokens_mask),
+                format!("{:?}", ids(&case["special_tokens_mask"])),
+            );
+            let tokens: Vec<String> = serde_json::from_value(case["tokens"].clone()).unwrap();
+            fail("tokens", format!("{:?}", enc.tokens), format!("{tokens:?}"));
+        }
+    }
+    for pair in exp["pairs"].as_array().unwrap() {
+        let (a, b) = (pair["a"].as_str().unwrap(), pair["b"].as_str().unwrap());
+        let mut o = EncodeOptions::default();
+        if let Some(strategy) = pair.get("truncation").and_then(Value::as_str) {
+            o.truncation = Some(match strategy {
+                "longest_first" => Truncation::LongestFirst,
+                "only_first" => Truncation::OnlyFirst,
+                _ => Truncation::OnlySecond,
+            });
+            o.max_length = pair
+                .get("max_length")
+                .and_then(Value::as_u64)
+                .map(|x| x as usize);
+        }
+        let got = tok.encode((a, b), &o);
+        match (pair.get("error"), got) {
+            (Some(_), Err(_)) => {}
+            (Some(e), Ok(enc)) => failures.push(format!(
+                "pair {a:?}/{b:?} {o:?}: transformers refused ({e}), got {:?}",
+                enc.input_ids
+            )),
+            (None, Err(e)) => failures.push(format!("pair {a:?}/{b:?}: {e}")),
+            (None, Ok(enc)) => {
+                if enc.input_ids != ids(&pair["ids"]) {
+                    failures.push(format!(
+                        "pair {a:?}/{b:?} {o:?}: got {:?} want {:?}",
+                        enc.input_ids,
+                        ids(&pair["ids"])
+                    ));
+                }
+                if let Some(tt) = pair.get("token_type_ids") {
+                    if enc.token_type_ids != ids(tt) {
+                        failures.push(format!(
+                            "pair {a:?}/{b:?} type ids: got {:?} want {:?}",
+                            enc.token_type_ids,
+                            ids(tt)
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    let batch = [
+        "Hello world",
+        "A much longer sentence with many more tokens in it than the first one.",
+        "",
+        "café 😀",
+        "short",
+    ];
+    let inputs: Vec<TextInput> = batch.iter().map(|s| TextInput::Single(s)).collect();
+    for b in exp["batches"].as_array().unwrap() {
+        let side = if b["side"] == "left" {
+            Side::Left
+        } else {
+            Side::Right
+        };
+        let t = with_sides(tok, side);
+        let o = options(&b["kwargs"]);
+        let overflow = b["kwargs"].get("return_overflowing_tokens").is_some();
+        let encs = t.encode_batch(&inputs, &o).unwrap();
+        let mut got_ids = Vec::new();
+        let mut got_mask = Vec::new();
+        for e in encs {
+            got_ids.push(e.input_ids.clone());
+            got_mask.push(e.attention_mask.clone());
+            if overflow {
+                for o in e.overflowing {
+                    got_ids.push(o.input_ids);
+                    got_mask.push(o.attention_mask);
+                }
+            }
+        }
+        let want_ids: Vec<Vec<u32>> = b["input_ids"].as_array().unwrap().iter().map(ids).collect();
+        let want_mask: Vec<Vec<u32>> = b["attention_mask"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(ids)
+            .collect();
+        if got_ids != want_ids || got_mask != want_mask {
+            failures.push(format!(
+                "batch {} {:?}:\n   got {got_ids:?}\n  want {want_ids:?}",
+                b["kwargs"], side
+            ));
+        }
+    }
+    for chat in exp["chat"].as_array().unwrap() {
+        let messages: Vec<trustformers_tokenizers::chat::Message> =
+            serde_json::from_value(chat["messages"].clone()).unwrap();
+        let gen = chat["add_generation_prompt"].as_bool().unwrap();
+        let got = tok.apply_chat_template(
+            &messages,
+            &trustformers_tokenizers::chat::ChatOptions {
+                add_generation_prompt: gen,
+                ..Default::default()
+            },
+        );
+        match (&chat["rendered"], got) {
+            (Value::String(want), Ok(got)) if *want == got => {}
+            (Value::Object(_), Err(_)) => {}
+            (want, got) => failures.push(format!(
+                "chat {messages:?} gen={gen}:\n   got {got:?}\n  want {want}"
+            )),
+        }
+    }
+    let n = failures.len();
+    let shown: Vec<_> = failures.into_iter().take(15).collect();
+    assert!(
+        n == 0,
+        "{name}: {n} mismatches, first ones:\n{}",
+        shown.join("\n")
+    );
+}
+
+#[test]
+fn wordpiece_vocab_txt_matches_transformers() {
+    check(
+        "wordpiece",
+        &AutoTokenizer::from_pretrained(fixtures().join("wordpiece")).unwrap(),
+    );
+}
+
+#[test]
+fn gpt2_vocab_json_merges_txt_matches_transformers() {
+    check(
+        "gpt2",
+        &AutoTokenizer::from_pretrained(fixtures().join("gpt2")).unwrap(),
+    );
+}
+
+#[test]
+fn unigram_tokenizer_json_matches_transformers() {
+    check(
+        "unigram",
+        &AutoTokenizer::from_pretrained(fixtures().join("unigram")).unwrap(),
+    );
+}
+
+#[test]
+fn real_tokenizers_match_transformers() {
+    if !real_models() {
+        eprintln!("skipped: set TRUSTFORMERS_TEST_MODELS=1 (and run tools/fetch_models.sh)");
+        return;
+    }
+    check(
+        "all-minilm-l6-v2",
+        &AutoTokenizer::from_pretrained(cache().join("all-minilm-l6-v2")).unwrap(),
+    );
+    check(
+        "smollm2",
+        &AutoTokenizer::from_pretrained(
+            cache().join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        )
+        .unwrap(),
+    );
+    check(
+        "gemma3",
+        &AutoTokenizer::from_pretrained(cache().join("gemma-3-270m/gemma-3-270m-q4_k_m.gguf"))
+            .unwrap(),
+    );
+}
