@@ -260,8 +260,32 @@ def train_small(texts):
     }))
 
 
+def train_sentencepiece(texts):
+    import io
+    import sentencepiece as spm
+
+    # Unigram keeps the default nmt_nfkc normalizer (a precompiled charsmap); BPE uses identity.
+    for kind, vocab in [("unigram", 400), ("bpe", 600)]:
+        d = OUT / f"spm_{kind}"
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        model = io.BytesIO()
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(t for t in texts[::2] if t.strip()),
+            model_writer=model,
+            model_type=kind,
+            vocab_size=vocab,
+            byte_fallback=(kind == "bpe"),
+            character_coverage=0.98,
+            normalization_rule_name="nmt_nfkc" if kind == "unigram" else "identity",
+            user_defined_symbols=["<sep>"],
+            minloglevel=2,
+        )
+        (d / "tokenizer.model").write_bytes(model.getvalue())
+
+
 def main():
-    from transformers import AutoTokenizer, BertTokenizer, GPT2Tokenizer
+    from transformers import AutoTokenizer, BertTokenizer, GPT2Tokenizer, LlamaTokenizer, T5Tokenizer
 
     OUT.mkdir(parents=True, exist_ok=True)
     texts = corpus()
@@ -270,6 +294,13 @@ def main():
     expected(BertTokenizer.from_pretrained(OUT / "wordpiece"), texts, "wordpiece")
     expected(GPT2Tokenizer.from_pretrained(OUT / "gpt2"), texts, "gpt2")
     expected(AutoTokenizer.from_pretrained(OUT / "unigram"), texts, "unigram")
+    train_sentencepiece(texts)
+    (OUT / "spm_unigram" / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "T5Tokenizer", "extra_ids": 0}))
+    (OUT / "spm_bpe" / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer"}))
+    expected(T5Tokenizer.from_pretrained(OUT / "spm_unigram"), texts, "spm_unigram")
+    expected(LlamaTokenizer.from_pretrained(OUT / "spm_bpe"), texts, "spm_bpe")
+    if os.environ.get("ONLY_SMALL"):
+        return
     minilm = CACHE / "all-minilm-l6-v2"
     expected(AutoTokenizer.from_pretrained(minilm), texts, "all-minilm-l6-v2")
     smol = CACHE / "smollm2-135m-instruct"

@@ -53,6 +53,8 @@ impl AutoTokenizer {
             config.add_eos_token = None;
             formats::add_special_tokens(&mut t, &config)?;
             t
+        } else if path.join("tokenizer.model").is_file() {
+            formats::sentencepiece::from_model_file(path, &mut config, &raw)?
         } else if path.join("vocab.txt").is_file() {
             vocab_files::wordpiece(path, &mut config, &raw)?
         } else if path.join("vocab.json").is_file() && path.join("merges.txt").is_file() {
@@ -62,7 +64,7 @@ impl AutoTokenizer {
                 path,
                 std::io::Error::new(
                     std::io::ErrorKind::NotFound,
-                    "no tokenizer.json, vocab.txt, or vocab.json + merges.txt in this directory",
+                    "no tokenizer.json, tokenizer.model, vocab.txt, or vocab.json + merges.txt in this directory",
                 ),
             ));
         };

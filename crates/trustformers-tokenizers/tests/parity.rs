@@ -113,8 +113,14 @@ fn check(name: &str, tok: &Tokenizer) {
                 format!("{:?}", enc.special_tokens_mask),
                 format!("{:?}", ids(&case["special_tokens_mask"])),
             );
+            // transformers' convert_ids_to_tokens(ids).
             let tokens: Vec<String> = serde_json::from_value(case["tokens"].clone()).unwrap();
-            fail("tokens", format!("{:?}", enc.tokens), format!("{tokens:?}"));
+            let got: Vec<String> = enc
+                .input_ids
+                .iter()
+                .map(|&id| tok.id_to_token(id).unwrap())
+                .collect();
+            fail("tokens", format!("{got:?}"), format!("{tokens:?}"));
         }
     }
     for pair in exp["pairs"].as_array().unwrap() {
@@ -252,6 +258,22 @@ fn unigram_tokenizer_json_matches_transformers() {
     check(
         "unigram",
         &AutoTokenizer::from_pretrained(fixtures().join("unigram")).unwrap(),
+    );
+}
+
+#[test]
+fn sentencepiece_unigram_model_matches_transformers() {
+    check(
+        "spm_unigram",
+        &AutoTokenizer::from_pretrained(fixtures().join("spm_unigram")).unwrap(),
+    );
+}
+
+#[test]
+fn sentencepiece_bpe_model_matches_transformers() {
+    check(
+        "spm_bpe",
+        &AutoTokenizer::from_pretrained(fixtures().join("spm_bpe")).unwrap(),
     );
 }
 

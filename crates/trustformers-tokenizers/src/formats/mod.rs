@@ -3,6 +3,7 @@
 //! same files give the same pipeline.
 
 pub mod gguf;
+pub mod sentencepiece;
 pub mod vocab_files;
 
 use crate::config::TokenizerConfig;
