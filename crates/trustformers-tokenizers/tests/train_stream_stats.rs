@@ -212,3 +212,131 @@ fn malformed_tokenizer_files_are_errors() {
         Err(Error::Tokenizer(_))
     ));
 }
+
+/// A GGUF file with only metadata: (key, value) where value is a string, a u32, or an array
+/// of strings / f32 / i32.
+enum Meta<'a> {
+    Str(&'a str),
+    U32(u32),
+    Strs(Vec<String>),
+    F32s(Vec<f32>),
+    I32s(Vec<i32>),
+}
+
+fn gguf_metadata(kv: &[(&str, Meta)]) -> Vec<u8> {
+    fn s(out: &mut Vec<u8>, v: &str) {
+        out.extend((v.len() as u64).to_le_bytes());
+        out.extend(v.as_bytes());
+    }
+    let mut out = b"GGUF".to_vec();
+    out.extend(3u32.to_le_bytes());
+    out.extend(0u64.to_le_bytes());
+    out.extend((kv.len() as u64).to_le_bytes());
+    for (k, v) in kv {
+        s(&mut out, k);
+        match v {
+            Meta::Str(x) => {
+                out.extend(8u32.to_le_bytes());
+                s(&mut out, x);
+            }
+            Meta::U32(x) => {
+                out.extend(4u32.to_le_bytes());
+                out.extend(x.to_le_bytes());
+            }
+            Meta::Strs(xs) => {
+                out.extend(9u32.to_le_bytes());
+                out.extend(8u32.to_le_bytes());
+                out.extend((xs.len() as u64).to_le_bytes());
+                xs.iter().for_each(|x| s(&mut out, x));
+            }
+            Meta::F32s(xs) => {
+                out.extend(9u32.to_le_bytes());
+                out.extend(6u32.to_le_bytes());
+                out.extend((xs.len() as u64).to_le_bytes());
+                xs.iter().for_each(|x| out.extend(x.to_le_bytes()));
+            }
+            Meta::I32s(xs) => {
+                out.extend(9u32.to_le_bytes());
+                out.extend(5u32.to_le_bytes());
+                out.extend((xs.len() as u64).to_le_bytes());
+                xs.iter().for_each(|x| out.extend(x.to_le_bytes()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn gguf_tokenizer_metadata_is_checked() {
+    let tokens: Vec<String> = ["<unk>", "<s>", "</s>", "▁", "a", "▁a"].iter().map(|s| s.to_string()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.gguf");
+    let load = |kv: &[(&str, Meta)]| {
+        std::fs::write(&path, gguf_metadata(kv)).unwrap();
+        AutoTokenizer::from_pretrained(&path)
+    };
+    let good = load(&[
+        ("tokenizer.ggml.model", Meta::Str("llama")),
+        ("tokenizer.ggml.tokens", Meta::Strs(tokens.clone())),
+        ("tokenizer.ggml.scores", Meta::F32s(vec![0.0, 0.0, 0.0, -1.0, -2.0, -3.0])),
+        ("tokenizer.ggml.token_type", Meta::I32s(vec![2, 3, 3, 1, 1, 1])),
+        ("tokenizer.ggml.bos_token_id", Meta::U32(1)),
+    ])
+    .unwrap();
+    assert_eq!(good.encode_ids("a a", true).unwrap(), [1, 5, 5]);
+    assert_eq!(good.decode(&[1, 5, 5], true).unwrap(), "a a");
+    let bad: Vec<(&str, Vec<(&str, Meta)>)> = vec![
+        ("no model", vec![("tokenizer.ggml.tokens", Meta::Strs(tokens.clone()))]),
+        ("unknown model", vec![("tokenizer.ggml.model", Meta::Str("quantum")), ("tokenizer.ggml.tokens", Meta::Strs(tokens.clone()))]),
+        ("no tokens", vec![("tokenizer.ggml.model", Meta::Str("llama"))]),
+        ("tokens not strings", vec![("tokenizer.ggml.model", Meta::Str("llama")), ("tokenizer.ggml.tokens", Meta::I32s(vec![1, 2]))]),
+        (
+            "score count",
+            vec![
+                ("tokenizer.ggml.model", Meta::Str("llama")),
+                ("tokenizer.ggml.tokens", Meta::Strs(tokens.clone())),
+                ("tokenizer.ggml.scores", Meta::F32s(vec![0.0; 5])),
+            ],
+        ),
+        (
+            "type count",
+            vec![
+                ("tokenizer.ggml.model", Meta::Str("gpt2")),
+                ("tokenizer.ggml.tokens", Meta::Strs(tokens.clone())),
+                ("tokenizer.ggml.token_type", Meta::I32s(vec![1; 7])),
+            ],
+        ),
+        (
+            "bos beyond vocab",
+            vec![
+                ("tokenizer.ggml.model", Meta::Str("gpt2")),
+                ("tokenizer.ggml.tokens", Meta::Strs(tokens.clone())),
+                ("tokenizer.ggml.bos_token_id", Meta::U32(1000)),
+            ],
+        ),
+        (
+            "bad merge",
+            vec![
+                ("tokenizer.ggml.model", Meta::Str("gpt2")),
+                ("tokenizer.ggml.tokens", Meta::Strs(tokens.clone())),
+                ("tokenizer.ggml.merges", Meta::Strs(vec!["nospace".into()])),
+            ],
+        ),
+    ];
+    for (what, kv) in bad {
+        match load(&kv) {
+            Err(Error::Config { .. }) => {}
+            Err(e) => panic!("{what}: unexpected error {e}"),
+            Ok(_) => panic!("{what}: loaded"),
+        }
+    }
+}
+
+#[test]
+fn the_tiny_llama_gguf_fixture_is_self_sufficient() {
+    let path = fixtures().join("../llama_gguf/tiny-llama.gguf");
+    let tok = AutoTokenizer::from_pretrained(path).unwrap();
+    assert_eq!(tok.len(), 128);
+    assert_eq!(tok.bos_token_id(), Some(1));
+    assert_eq!(tok.encode_ids("t5", true).unwrap()[0], 1);
+}
