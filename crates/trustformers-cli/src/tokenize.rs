@@ -33,13 +33,15 @@ pub fn tokenize(args: &TokenizeArgs) -> Result<()> {
     };
     let enc = tok.encode(args.text.as_str(), &opts)?;
     if args.json {
-        let offsets: Vec<[usize; 2]> = enc.offsets.iter().map(|&(a, b)| [a, b]).collect();
+        let offsets: Vec<[usize; 2]> = enc.offsets().iter().map(|&(a, b)| [a, b]).collect();
         println!(
             "{}",
-            json!({ "ids": enc.input_ids, "tokens": enc.tokens, "offsets": offsets })
+            json!({ "ids": enc.input_ids(), "tokens": enc.tokens(), "offsets": offsets })
         );
     } else {
-        for ((id, token), (start, end)) in enc.input_ids.iter().zip(&enc.tokens).zip(&enc.offsets) {
+        for ((id, token), (start, end)) in
+            enc.input_ids().iter().zip(enc.tokens()).zip(enc.offsets())
+        {
             println!("{id}\t{token:?}\t{start}..{end}");
         }
     }

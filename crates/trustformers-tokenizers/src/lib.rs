@@ -7,7 +7,7 @@
 //! # fn main() -> trustformers_core::Result<()> {
 //! let tok = AutoTokenizer::from_pretrained("path/to/checkpoint-or.gguf")?;
 //! let enc = tok.encode("Hello world", &EncodeOptions::default())?;
-//! assert_eq!(tok.decode(&enc.input_ids, true)?, "Hello world");
+//! assert_eq!(tok.decode(&enc.input_ids(), true)?, "Hello world");
 //! # Ok(()) }
 //! ```
 

@@ -65,7 +65,7 @@ pub fn corpus_stats(tokenizer: &Tokenizer, text: &str, top: usize) -> Result<Cor
         vocab_size: tokenizer.len(),
         most_split_words: Vec::new(),
     };
-    let mut seen = HashSet::new();
+    let mut seen: HashSet<u32> = HashSet::new();
     let mut words: HashMap<&str, ()> = HashMap::new();
     for chunk in lines.chunks(1024) {
         let inputs: Vec<TextInput> = chunk.iter().map(|l| TextInput::Single(l)).collect();
@@ -75,9 +75,13 @@ pub fn corpus_stats(tokenizer: &Tokenizer, text: &str, top: usize) -> Result<Cor
                 stats.words += 1;
                 words.insert(w, ());
             }
-            stats.tokens += enc.input_ids.len();
-            stats.unknown_tokens += enc.input_ids.iter().filter(|&&id| Some(id) == unk).count();
-            seen.extend(enc.input_ids);
+            stats.tokens += enc.input_ids().len();
+            stats.unknown_tokens += enc
+                .input_ids()
+                .iter()
+                .filter(|&&id| Some(id) == unk)
+                .count();
+            seen.extend(enc.input_ids().iter().copied());
         }
     }
     stats.distinct_tokens = seen.len();
@@ -87,7 +91,7 @@ pub fn corpus_stats(tokenizer: &Tokenizer, text: &str, top: usize) -> Result<Cor
     for chunk in distinct.chunks(4096) {
         let inputs: Vec<TextInput> = chunk.iter().map(|w| TextInput::Single(w)).collect();
         for (w, enc) in chunk.iter().zip(tokenizer.encode_batch(&inputs, &opts)?) {
-            split.push((w.to_string(), enc.input_ids.len()));
+            split.push((w.to_string(), enc.input_ids().len()));
         }
     }
     split.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));

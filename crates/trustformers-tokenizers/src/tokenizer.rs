@@ -3,6 +3,7 @@
 //! transformers' encode/decode semantics.
 
 use crate::config::{Side, TokenizerConfig};
+use rayon::prelude::*;
 use std::collections::HashSet;
 use tokenizers::processors::PostProcessorWrapper;
 use tokenizers::utils::padding::{pad_encodings, PaddingDirection, PaddingParams, PaddingStrategy};
@@ -62,36 +63,65 @@ impl Default for EncodeOptions {
     }
 }
 
-/// One encoded sequence (or pair), as transformers' `BatchEncoding` row.
+/// One encoded sequence (or pair), as a row of transformers' `BatchEncoding`. A thin view
+/// over `tokenizers`' encoding, so batches are not copied.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Encoding {
-    pub input_ids: Vec<u32>,
-    pub tokens: Vec<String>,
-    pub attention_mask: Vec<u32>,
-    pub token_type_ids: Vec<u32>,
-    pub special_tokens_mask: Vec<u32>,
-    /// Character offsets into the input text (transformers' `offset_mapping`).
-    pub offsets: Vec<(usize, usize)>,
-    /// Windows cut off by truncation (`return_overflowing_tokens=True`).
-    pub overflowing: Vec<Encoding>,
-}
+pub struct Encoding(tokenizers::Encoding);
 
-impl From<tokenizers::Encoding> for Encoding {
-    fn from(e: tokenizers::Encoding) -> Self {
-        Self {
-            input_ids: e.get_ids().to_vec(),
-            tokens: e.get_tokens().to_vec(),
-            attention_mask: e.get_attention_mask().to_vec(),
-            token_type_ids: e.get_type_ids().to_vec(),
-            special_tokens_mask: e.get_special_tokens_mask().to_vec(),
-            offsets: e.get_offsets().to_vec(),
-            overflowing: e
-                .get_overflowing()
-                .iter()
-                .cloned()
-                .map(Into::into)
-                .collect(),
-        }
+impl Encoding {
+    /// Token ids.
+    pub fn input_ids(&self) -> &[u32] {
+        self.0.get_ids()
+    }
+
+    /// Token strings.
+    pub fn tokens(&self) -> &[String] {
+        self.0.get_tokens()
+    }
+
+    /// 1 for real tokens, 0 for padding.
+    pub fn attention_mask(&self) -> &[u32] {
+        self.0.get_attention_mask()
+    }
+
+    /// Segment ids (0 for the first text, 1 for the second of a pair, as the template says).
+    pub fn token_type_ids(&self) -> &[u32] {
+        self.0.get_type_ids()
+    }
+
+    /// 1 for tokens added by the post-processor (special tokens), 0 otherwise.
+    pub fn special_tokens_mask(&self) -> &[u32] {
+        self.0.get_special_tokens_mask()
+    }
+
+    /// Character offsets into the input text (transformers' `offset_mapping`).
+    pub fn offsets(&self) -> &[(usize, usize)] {
+        self.0.get_offsets()
+    }
+
+    /// Windows cut off by truncation (`return_overflowing_tokens=True`).
+    pub fn overflowing(&self) -> Vec<Encoding> {
+        self.0
+            .get_overflowing()
+            .iter()
+            .cloned()
+            .map(Encoding)
+            .collect()
+    }
+
+    /// Number of tokens.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no tokens.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The underlying `tokenizers` encoding.
+    pub fn into_inner(self) -> tokenizers::Encoding {
+        self.0
     }
 }
 
@@ -328,12 +358,13 @@ impl Tokenizer {
                 }
             }
         }
-        let mut raw = self
+        let raw = self
             .inner
             .encode_batch_char_offsets(flat, false)
-            .map_err(tk_err)?
-            .into_iter();
-        let mut finished = Vec::with_capacity(inputs.len());
+            .map_err(tk_err)?;
+        // Regroup into (first, second) per input, then truncate and post-process in parallel.
+        let mut raw = raw.into_iter();
+        let mut grouped = Vec::with_capacity(inputs.len());
         for input in inputs {
             let missing = || Error::Tokenizer("batch encoding lost a sequence".into());
             let first = raw.next().ok_or_else(missing)?;
@@ -341,10 +372,14 @@ impl Tokenizer {
                 TextInput::Single(_) => None,
                 TextInput::Pair(..) => Some(raw.next().ok_or_else(missing)?),
             };
-            finished.push(self.finish(first, second, opts)?);
+            grouped.push((first, second));
         }
+        let mut finished = grouped
+            .into_par_iter()
+            .map(|(first, second)| self.finish(first, second, opts))
+            .collect::<Result<Vec<_>>>()?;
         self.pad(&mut finished, opts)?;
-        Ok(finished.into_iter().map(Into::into).collect())
+        Ok(finished.into_iter().map(Encoding).collect())
     }
 
     /// Ids only, with the default options (transformers' `tokenizer.encode(text)`).
@@ -353,7 +388,7 @@ impl Tokenizer {
             add_special_tokens,
             ..Default::default()
         };
-        Ok(self.encode(text, &opts)?.input_ids)
+        Ok(self.encode(text, &opts)?.input_ids().to_vec())
     }
 
     /// Text for `ids` (transformers' `tokenizer.decode`), with transformers' clean-up rule:

@@ -85,13 +85,13 @@ fn check(name: &str, tok: &Tokenizer) {
         };
         fail(
             "ids",
-            format!("{:?}", enc.input_ids),
+            format!("{:?}", enc.input_ids()),
             format!("{:?}", ids(&case["ids"])),
         );
         let p = tok.encode(text.as_str(), &plain).unwrap();
         fail(
             "plain ids",
-            format!("{:?}", p.input_ids),
+            format!("{:?}", p.input_ids()),
             format!("{:?}", ids(&case["ids_plain"])),
         );
         let want_ids = ids(&case["ids"]);
@@ -107,16 +107,20 @@ fn check(name: &str, tok: &Tokenizer) {
         );
         if let Some(offsets) = case.get("offsets") {
             let want: Vec<(usize, usize)> = serde_json::from_value(offsets.clone()).unwrap();
-            fail("offsets", format!("{:?}", enc.offsets), format!("{want:?}"));
+            fail(
+                "offsets",
+                format!("{:?}", enc.offsets()),
+                format!("{want:?}"),
+            );
             fail(
                 "special_tokens_mask",
-                format!("{:?}", enc.special_tokens_mask),
+                format!("{:?}", enc.special_tokens_mask()),
                 format!("{:?}", ids(&case["special_tokens_mask"])),
             );
             // transformers' convert_ids_to_tokens(ids).
             let tokens: Vec<String> = serde_json::from_value(case["tokens"].clone()).unwrap();
             let got: Vec<String> = enc
-                .input_ids
+                .input_ids()
                 .iter()
                 .map(|&id| tok.id_to_token(id).unwrap())
                 .collect();
@@ -142,22 +146,22 @@ fn check(name: &str, tok: &Tokenizer) {
             (Some(_), Err(_)) => {}
             (Some(e), Ok(enc)) => failures.push(format!(
                 "pair {a:?}/{b:?} {o:?}: transformers refused ({e}), got {:?}",
-                enc.input_ids
+                enc.input_ids()
             )),
             (None, Err(e)) => failures.push(format!("pair {a:?}/{b:?}: {e}")),
             (None, Ok(enc)) => {
-                if enc.input_ids != ids(&pair["ids"]) {
+                if enc.input_ids() != ids(&pair["ids"]) {
                     failures.push(format!(
                         "pair {a:?}/{b:?} {o:?}: got {:?} want {:?}",
-                        enc.input_ids,
+                        enc.input_ids(),
                         ids(&pair["ids"])
                     ));
                 }
                 if let Some(tt) = pair.get("token_type_ids") {
-                    if enc.token_type_ids != ids(tt) {
+                    if enc.token_type_ids() != ids(tt) {
                         failures.push(format!(
                             "pair {a:?}/{b:?} type ids: got {:?} want {:?}",
-                            enc.token_type_ids,
+                            enc.token_type_ids(),
                             ids(tt)
                         ));
                     }
@@ -186,12 +190,12 @@ fn check(name: &str, tok: &Tokenizer) {
         let mut got_ids = Vec::new();
         let mut got_mask = Vec::new();
         for e in encs {
-            got_ids.push(e.input_ids.clone());
-            got_mask.push(e.attention_mask.clone());
+            got_ids.push(e.input_ids().to_vec());
+            got_mask.push(e.attention_mask().to_vec());
             if overflow {
-                for o in e.overflowing {
-                    got_ids.push(o.input_ids);
-                    got_mask.push(o.attention_mask);
+                for o in e.overflowing() {
+                    got_ids.push(o.input_ids().to_vec());
+                    got_mask.push(o.attention_mask().to_vec());
                 }
             }
         }

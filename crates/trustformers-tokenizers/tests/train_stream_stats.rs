@@ -39,10 +39,14 @@ fn every_kind_trains_saves_and_reloads() {
         let again = AutoTokenizer::from_pretrained(dir.path()).unwrap();
         let opts = EncodeOptions::default();
         for text in texts.iter().take(200) {
-            let a = tok.encode(text.as_str(), &opts).unwrap().input_ids;
+            let a = tok
+                .encode(text.as_str(), &opts)
+                .unwrap()
+                .input_ids()
+                .to_vec();
             assert_eq!(
                 a,
-                again.encode(text.as_str(), &opts).unwrap().input_ids,
+                again.encode(text.as_str(), &opts).unwrap().input_ids(),
                 "{kind}: {text:?}"
             );
         }
@@ -52,7 +56,8 @@ fn every_kind_trains_saves_and_reloads() {
                 let ids = tok
                     .encode(text.as_str(), &EncodeOptions::default())
                     .unwrap()
-                    .input_ids;
+                    .input_ids()
+                    .to_vec();
                 assert_eq!(tok.decode(&ids, true).unwrap(), *text, "{kind}");
             }
         }
@@ -101,7 +106,8 @@ fn streaming_decode_adds_up_and_never_splits_a_character() {
             let ids = tok
                 .encode(text.as_str(), &EncodeOptions::default())
                 .unwrap()
-                .input_ids;
+                .input_ids()
+                .to_vec();
             let (streamed, pieces) = stream_all(&tok, &ids);
             assert_eq!(
                 streamed,
@@ -121,7 +127,8 @@ fn streaming_decode_adds_up_and_never_splits_a_character() {
     let ids = tok
         .encode("😀", &EncodeOptions::default())
         .unwrap()
-        .input_ids;
+        .input_ids()
+        .to_vec();
     assert!(ids.len() > 1);
     let mut s = DecodeStream::new(&tok, false);
     let out: Vec<Option<String>> = ids.iter().map(|&id| s.step(id).unwrap()).collect();
@@ -268,7 +275,10 @@ fn gguf_metadata(kv: &[(&str, Meta)]) -> Vec<u8> {
 
 #[test]
 fn gguf_tokenizer_metadata_is_checked() {
-    let tokens: Vec<String> = ["<unk>", "<s>", "</s>", "▁", "a", "▁a"].iter().map(|s| s.to_string()).collect();
+    let tokens: Vec<String> = ["<unk>", "<s>", "</s>", "▁", "a", "▁a"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.gguf");
     let load = |kv: &[(&str, Meta)]| {
@@ -278,18 +288,42 @@ fn gguf_tokenizer_metadata_is_checked() {
     let good = load(&[
         ("tokenizer.ggml.model", Meta::Str("llama")),
         ("tokenizer.ggml.tokens", Meta::Strs(tokens.clone())),
-        ("tokenizer.ggml.scores", Meta::F32s(vec![0.0, 0.0, 0.0, -1.0, -2.0, -3.0])),
-        ("tokenizer.ggml.token_type", Meta::I32s(vec![2, 3, 3, 1, 1, 1])),
+        (
+            "tokenizer.ggml.scores",
+            Meta::F32s(vec![0.0, 0.0, 0.0, -1.0, -2.0, -3.0]),
+        ),
+        (
+            "tokenizer.ggml.token_type",
+            Meta::I32s(vec![2, 3, 3, 1, 1, 1]),
+        ),
         ("tokenizer.ggml.bos_token_id", Meta::U32(1)),
     ])
     .unwrap();
     assert_eq!(good.encode_ids("a a", true).unwrap(), [1, 5, 5]);
     assert_eq!(good.decode(&[1, 5, 5], true).unwrap(), "a a");
     let bad: Vec<(&str, Vec<(&str, Meta)>)> = vec![
-        ("no model", vec![("tokenizer.ggml.tokens", Meta::Strs(tokens.clone()))]),
-        ("unknown model", vec![("tokenizer.ggml.model", Meta::Str("quantum")), ("tokenizer.ggml.tokens", Meta::Strs(tokens.clone()))]),
-        ("no tokens", vec![("tokenizer.ggml.model", Meta::Str("llama"))]),
-        ("tokens not strings", vec![("tokenizer.ggml.model", Meta::Str("llama")), ("tokenizer.ggml.tokens", Meta::I32s(vec![1, 2]))]),
+        (
+            "no model",
+            vec![("tokenizer.ggml.tokens", Meta::Strs(tokens.clone()))],
+        ),
+        (
+            "unknown model",
+            vec![
+                ("tokenizer.ggml.model", Meta::Str("quantum")),
+                ("tokenizer.ggml.tokens", Meta::Strs(tokens.clone())),
+            ],
+        ),
+        (
+            "no tokens",
+            vec![("tokenizer.ggml.model", Meta::Str("llama"))],
+        ),
+        (
+            "tokens not strings",
+            vec![
+                ("tokenizer.ggml.model", Meta::Str("llama")),
+                ("tokenizer.ggml.tokens", Meta::I32s(vec![1, 2])),
+            ],
+        ),
         (
             "score count",
             vec![
