@@ -10,7 +10,7 @@ use tokenizers::utils::padding::{pad_encodings, PaddingDirection, PaddingParams,
 use tokenizers::utils::truncation::{
     truncate_encodings, TruncationDirection, TruncationParams, TruncationStrategy,
 };
-use tokenizers::{EncodeInput, PostProcessor};
+use tokenizers::PostProcessor;
 use trustformers_core::{Error, Result};
 
 pub(crate) fn tk_err(e: impl std::fmt::Display) -> Error {
@@ -347,36 +347,16 @@ impl Tokenizer {
         inputs: &[TextInput<'_>],
         opts: &EncodeOptions,
     ) -> Result<Vec<Encoding>> {
-        // The model pass is parallel inside `tokenizers`; sequences of pairs are flattened.
-        let mut flat: Vec<EncodeInput<'_>> = Vec::with_capacity(inputs.len() * 2);
-        for input in inputs {
-            match *input {
-                TextInput::Single(a) => flat.push(a.into()),
-                TextInput::Pair(a, b) => {
-                    flat.push(a.into());
-                    flat.push(b.into());
+        // One parallel pass: encode each text, then truncate and post-process it.
+        let mut finished = inputs
+            .par_iter()
+            .map(|input| {
+                let raw = |text: &str| self.inner.encode_char_offsets(text, false).map_err(tk_err);
+                match *input {
+                    TextInput::Single(a) => self.finish(raw(a)?, None, opts),
+                    TextInput::Pair(a, b) => self.finish(raw(a)?, Some(raw(b)?), opts),
                 }
-            }
-        }
-        let raw = self
-            .inner
-            .encode_batch_char_offsets(flat, false)
-            .map_err(tk_err)?;
-        // Regroup into (first, second) per input, then truncate and post-process in parallel.
-        let mut raw = raw.into_iter();
-        let mut grouped = Vec::with_capacity(inputs.len());
-        for input in inputs {
-            let missing = || Error::Tokenizer("batch encoding lost a sequence".into());
-            let first = raw.next().ok_or_else(missing)?;
-            let second = match input {
-                TextInput::Single(_) => None,
-                TextInput::Pair(..) => Some(raw.next().ok_or_else(missing)?),
-            };
-            grouped.push((first, second));
-        }
-        let mut finished = grouped
-            .into_par_iter()
-            .map(|(first, second)| self.finish(first, second, opts))
+            })
             .collect::<Result<Vec<_>>>()?;
         self.pad(&mut finished, opts)?;
         Ok(finished.into_iter().map(Encoding).collect())
