@@ -200,6 +200,18 @@ fn malformed_tokenizer_files_are_errors() {
         );
     }
     std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
+    let model = std::fs::read(fixtures().join("spm_bpe/tokenizer.model")).unwrap();
+    for cut in [1, 7, model.len() / 2, model.len() - 1] {
+        std::fs::write(dir.path().join("tokenizer.model"), &model[..cut]).unwrap();
+        assert!(
+            matches!(
+                AutoTokenizer::from_pretrained(dir.path()),
+                Err(Error::Tokenizer(_))
+            ),
+            "cut at {cut}"
+        );
+    }
+    std::fs::remove_file(dir.path().join("tokenizer.model")).unwrap();
     std::fs::write(dir.path().join("vocab.txt"), b"[UNK]\n\xff\xfe\n").unwrap();
     assert!(matches!(
         AutoTokenizer::from_pretrained(dir.path()),
