@@ -1,0 +1,240 @@
+//! `GenerationConfig`: transformers' generation parameters, read from generation_config.json
+//! and overridable per call; turns itself into the processor list transformers would build.
+
+use crate::processors::*;
+use serde_json::Value;
+use std::path::Path;
+use trustformers_core::{config::read_json, Error, Result};
+
+/// Generation parameters, named as in transformers' `GenerationConfig`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationConfig {
+    pub max_new_tokens: usize,
+    pub min_new_tokens: usize,
+    pub do_sample: bool,
+    pub temperature: f32,
+    pub top_k: usize,
+    pub top_p: f32,
+    pub min_p: Option<f32>,
+    pub typical_p: f32,
+    pub repetition_penalty: f32,
+    pub frequency_penalty: f32,
+    pub presence_penalty: f32,
+    pub no_repeat_ngram_size: usize,
+    pub bad_words_ids: Vec<Vec<u32>>,
+    pub logit_bias: Vec<(u32, f32)>,
+    /// Any of these ends the sequence.
+    pub eos_token_id: Vec<u32>,
+    /// Force an end-of-sequence token at the last allowed position.
+    pub forced_eos_at_max_length: bool,
+    /// Text that ends generation; it is not part of the output.
+    pub stop_strings: Vec<String>,
+    /// Wall-clock limit in seconds.
+    pub max_time: Option<f64>,
+    pub seed: u64,
+}
+
+impl Default for GenerationConfig {
+    fn default() -> Self {
+        Self {
+            max_new_tokens: 256,
+            min_new_tokens: 0,
+            do_sample: false,
+            temperature: 1.0,
+            top_k: 50,
+            top_p: 1.0,
+            min_p: None,
+            typical_p: 1.0,
+            repetition_penalty: 1.0,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            no_repeat_ngram_size: 0,
+            bad_words_ids: Vec::new(),
+            logit_bias: Vec::new(),
+            eos_token_id: Vec::new(),
+            forced_eos_at_max_length: false,
+            stop_strings: Vec::new(),
+            max_time: None,
+            seed: 0,
+        }
+    }
+}
+
+fn ids(v: &Value, field: &str) -> Result<Vec<u32>> {
+    let one = |x: &Value| {
+        x.as_u64()
+            .and_then(|i| u32::try_from(i).ok())
+            .ok_or_else(|| {
+                Error::config(
+                    field,
+                    format!("must be a token id or a list of them, got {v}"),
+                )
+            })
+    };
+    match v {
+        Value::Array(items) => items.iter().map(one).collect(),
+        other => Ok(vec![one(other)?]),
+    }
+}
+
+impl GenerationConfig {
+    /// Defaults overridden by `dir/generation_config.json` when it exists.
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        let mut config = Self::default();
+        let path = dir.join("generation_config.json");
+        if path.is_file() {
+            config.apply_json(&read_json(&path)?)?;
+        }
+        Ok(config)
+    }
+
+    /// Applies the fields of a generation_config.json.
+    pub fn apply_json(&mut self, json: &Value) -> Result<()> {
+        let f = |k: &str| json.get(k).filter(|v| !v.is_null());
+        let num = |k: &str| -> Result<Option<f64>> {
+            f(k).map(|v| {
+                v.as_f64()
+                    .ok_or_else(|| Error::config(k, format!("must be a number, got {v}")))
+            })
+            .transpose()
+        };
+        if let Some(x) = num("max_new_tokens")? {
+            self.max_new_tokens = x as usize;
+        }
+        if let Some(x) = num("min_new_tokens")? {
+            self.min_new_tokens = x as usize;
+        }
+        if let Some(b) = f("do_sample").and_then(Value::as_bool) {
+            self.do_sample = b;
+        }
+        if let Some(x) = num("temperature")? {
+            self.temperature = x as f32;
+        }
+        if let Some(x) = num("top_k")? {
+            self.top_k = x as usize;
+        }
+        if let Some(x) = num("top_p")? {
+            self.top_p = x as f32;
+        }
+        if let Some(x) = num("min_p")? {
+            self.min_p = Some(x as f32);
+        }
+        if let Some(x) = num("typical_p")? {
+            self.typical_p = x as f32;
+        }
+        if let Some(x) = num("repetition_penalty")? {
+            self.repetition_penalty = x as f32;
+        }
+        if let Some(x) = num("no_repeat_ngram_size")? {
+            self.no_repeat_ngram_size = x as usize;
+        }
+        if let Some(v) = f("eos_token_id") {
+            self.eos_token_id = ids(v, "eos_token_id")?;
+        }
+        if let Some(x) = num("max_time")? {
+            self.max_time = Some(x);
+        }
+        self.validate()
+    }
+
+    /// Refuses values transformers refuses.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, why: String| Err(Error::config(field, why));
+        if !(self.temperature.is_finite() && self.temperature > 0.0) && self.do_sample {
+            return bad(
+                "temperature",
+                format!("must be a positive number, got {}", self.temperature),
+            );
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return bad("top_p", format!("must be in (0, 1], got {}", self.top_p));
+        }
+        if !(self.typical_p > 0.0 && self.typical_p <= 1.0) {
+            return bad(
+                "typical_p",
+                format!("must be in (0, 1], got {}", self.typical_p),
+            );
+        }
+        if let Some(p) = self.min_p {
+            if !(0.0..=1.0).contains(&p) {
+                return bad("min_p", format!("must be in [0, 1], got {p}"));
+            }
+        }
+        if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
+            return bad(
+                "repetition_penalty",
+                format!("must be a positive number, got {}", self.repetition_penalty),
+            );
+        }
+        if self.max_new_tokens == 0 {
+            return bad("max_new_tokens", "must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The processors transformers' `_get_logits_processor` would build, in its order:
+    /// biases and penalties first, then (when sampling) the warpers.
+    pub fn processors(&self, max_length: usize) -> LogitsProcessorList {
+        let mut list: Vec<Box<dyn LogitsProcessor>> = Vec::new();
+        if !self.logit_bias.is_empty() {
+            list.push(Box::new(LogitBias(self.logit_bias.clone())));
+        }
+        if self.repetition_penalty != 1.0 {
+            list.push(Box::new(RepetitionPenalty(self.repetition_penalty)));
+        }
+        if self.frequency_penalty != 0.0 || self.presence_penalty != 0.0 {
+            list.push(Box::new(FrequencyPresencePenalty {
+                frequency: self.frequency_penalty,
+                presence: self.presence_penalty,
+            }));
+        }
+        if self.no_repeat_ngram_size > 0 {
+            list.push(Box::new(NoRepeatNGram(self.no_repeat_ngram_size)));
+        }
+        if !self.bad_words_ids.is_empty() {
+            list.push(Box::new(BadWords(self.bad_words_ids.clone())));
+        }
+        if self.min_new_tokens > 0 && !self.eos_token_id.is_empty() {
+            list.push(Box::new(MinNewTokens {
+                min_new_tokens: self.min_new_tokens,
+                eos: self.eos_token_id.clone(),
+            }));
+        }
+        if self.forced_eos_at_max_length && !self.eos_token_id.is_empty() {
+            list.push(Box::new(ForcedEos {
+                max_length,
+                eos: self.eos_token_id.clone(),
+            }));
+        }
+        if self.do_sample {
+            if self.temperature != 1.0 {
+                list.push(Box::new(Temperature(self.temperature)));
+            }
+            if self.top_k != 0 {
+                list.push(Box::new(TopK {
+                    k: self.top_k,
+                    min_tokens_to_keep: 1,
+                }));
+            }
+            if self.top_p < 1.0 {
+                list.push(Box::new(TopP {
+                    p: self.top_p,
+                    min_tokens_to_keep: 1,
+                }));
+            }
+            if let Some(min_p) = self.min_p {
+                list.push(Box::new(MinP {
+                    min_p,
+                    min_tokens_to_keep: 1,
+                }));
+            }
+            if self.typical_p < 1.0 {
+                list.push(Box::new(TypicalP {
+                    mass: self.typical_p,
+                    min_tokens_to_keep: 1,
+                }));
+            }
+        }
+        LogitsProcessorList(list)
+    }
+}

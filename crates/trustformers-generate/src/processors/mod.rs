@@ -1,0 +1,81 @@
+//! Logits processors, one file each, with transformers' semantics (`generation/logits_process.py`).
+//! Each edits one row of next-token scores in place; masked tokens get `-inf`.
+
+mod bad_words;
+mod forced_eos;
+mod frequency_presence;
+mod logit_bias;
+mod min_new_tokens;
+mod min_p;
+mod no_repeat_ngram;
+mod repetition_penalty;
+mod temperature;
+mod top_k;
+mod top_p;
+mod typical_p;
+
+pub use bad_words::BadWords;
+pub use forced_eos::ForcedEos;
+pub use frequency_presence::FrequencyPresencePenalty;
+pub use logit_bias::LogitBias;
+pub use min_new_tokens::MinNewTokens;
+pub use min_p::MinP;
+pub use no_repeat_ngram::NoRepeatNGram;
+pub use repetition_penalty::RepetitionPenalty;
+pub use temperature::Temperature;
+pub use top_k::TopK;
+pub use top_p::TopP;
+pub use typical_p::TypicalP;
+
+/// What a processor may look at besides the scores.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The prompt followed by the tokens generated so far.
+    pub ids: &'a [u32],
+    /// How many of `ids` are the prompt.
+    pub prompt_len: usize,
+}
+
+impl Context<'_> {
+    /// Tokens generated so far.
+    pub fn generated(&self) -> &[u32] {
+        &self.ids[self.prompt_len.min(self.ids.len())..]
+    }
+}
+
+/// One step of the logits pipeline.
+pub trait LogitsProcessor: Send + Sync {
+    /// Edits `scores` (one entry per vocabulary id) for the next token.
+    fn process(&self, ctx: &Context<'_>, scores: &mut [f32]);
+}
+
+/// A processor list applied in order.
+#[derive(Default)]
+pub struct LogitsProcessorList(pub Vec<Box<dyn LogitsProcessor>>);
+
+impl LogitsProcessorList {
+    /// Applies every processor in order.
+    pub fn process(&self, ctx: &Context<'_>, scores: &mut [f32]) {
+        for p in &self.0 {
+            p.process(ctx, scores);
+        }
+    }
+}
+
+/// Numerically stable softmax of a row.
+pub(crate) fn softmax(scores: &[f32]) -> Vec<f32> {
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        return vec![0.0; scores.len()];
+    }
+    let exp: Vec<f32> = scores.iter().map(|&s| (s - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    exp.into_iter().map(|e| e / sum).collect()
+}
+
+/// Indices sorted by score, descending (stable: ties keep index order).
+pub(crate) fn sorted_desc(scores: &[f32]) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    idx
+}

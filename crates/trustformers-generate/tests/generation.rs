@@ -1,0 +1,261 @@
+//! Logits processors against transformers on fixed scores, greedy generation against
+//! transformers' `generate()` on the tiny fixtures, seeded sampling, stop strings.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::Value;
+use std::path::PathBuf;
+use trustformers_core::{DType, Device, Error};
+use trustformers_generate::processors::*;
+use trustformers_generate::{generate_ids, FinishReason, GenerationConfig};
+use trustformers_models::DecoderForCausalLM;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+fn processor(name: &str, args: &Value) -> Box<dyn LogitsProcessor> {
+    let f = |k: &str| args[k].as_f64().unwrap() as f32;
+    let u = |k: &str| args[k].as_u64().unwrap() as usize;
+    let ids = |v: &Value| -> Vec<u32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
+    };
+    match name {
+        "temperature" => Box::new(Temperature(f("temperature"))),
+        "top_k" => Box::new(TopK {
+            k: u("top_k"),
+            min_tokens_to_keep: 1,
+        }),
+        "top_p" => Box::new(TopP {
+            p: f("top_p"),
+            min_tokens_to_keep: 1,
+        }),
+        "min_p" => Box::new(MinP {
+            min_p: f("min_p"),
+            min_tokens_to_keep: 1,
+        }),
+        "typical_p" => Box::new(TypicalP {
+            mass: f("typical_p"),
+            min_tokens_to_keep: 1,
+        }),
+        "repetition_penalty" => Box::new(RepetitionPenalty(f("repetition_penalty"))),
+        "no_repeat_ngram_size" => Box::new(NoRepeatNGram(u("no_repeat_ngram_size"))),
+        "logit_bias" => Box::new(LogitBias(
+            args["logit_bias"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| (p[0].as_u64().unwrap() as u32, p[1].as_f64().unwrap() as f32))
+                .collect(),
+        )),
+        "bad_words_ids" => Box::new(BadWords(
+            args["bad_words_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(ids)
+                .collect(),
+        )),
+        "min_new_tokens" => Box::new(MinNewTokens {
+            min_new_tokens: u("min_new_tokens"),
+            eos: ids(&args["eos_token_id"]),
+        }),
+        "forced_eos" => Box::new(ForcedEos {
+            max_length: u("max_length"),
+            eos: ids(&args["eos_token_id"]),
+        }),
+        other => panic!("unknown processor {other}"),
+    }
+}
+
+#[test]
+fn processors_match_transformers() {
+    let fx: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("generation/processors.json")).unwrap(),
+    )
+    .unwrap();
+    let prompt_len = fx["prompt_len"].as_u64().unwrap() as usize;
+    for case in fx["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let p = processor(name, &case["args"]);
+        for row in 0..2 {
+            let ids: Vec<u32> = fx["input_ids"][row]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+                .collect();
+            let mut scores: Vec<f32> = fx["scores"][row]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect();
+            p.process(
+                &Context {
+                    ids: &ids,
+                    prompt_len,
+                },
+                &mut scores,
+            );
+            for (i, (got, want)) in scores
+                .iter()
+                .zip(case["scores"][row].as_array().unwrap())
+                .enumerate()
+            {
+                match want.as_f64() {
+                    None => assert_eq!(*got, f32::NEG_INFINITY, "{name} row {row} id {i}"),
+                    Some(w) => assert!(
+                        (f64::from(*got) - w).abs() <= 1e-5,
+                        "{name} row {row} id {i}: {got} vs {w}"
+                    ),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn frequency_and_presence_penalties_follow_openai() {
+    let ids = [7u32, 1, 2, 2, 2, 3];
+    let mut scores = vec![0.0f32; 5];
+    let p = FrequencyPresencePenalty {
+        frequency: 0.5,
+        presence: 1.0,
+    };
+    // Prompt is [7, 1]; generated [2, 2, 2, 3].
+    p.process(
+        &Context {
+            ids: &ids,
+            prompt_len: 2,
+        },
+        &mut scores,
+    );
+    assert_eq!(scores, [0.0, 0.0, -2.5, -1.5, 0.0]);
+}
+
+fn model(name: &str) -> DecoderForCausalLM {
+    let opts = trustformers::LoadOptions {
+        dtype: Some(DType::F32),
+        device: Device::Cpu,
+    };
+    trustformers::AutoModelForCausalLM::from_pretrained(fixtures().join(name), &opts).unwrap()
+}
+
+fn expected_greedy(name: &str) -> (Vec<u32>, Vec<u32>) {
+    let t = candle_core::safetensors::load(
+        fixtures().join(name).join("expected.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let prompt: Vec<i64> = t["greedy_input_ids"].squeeze(0).unwrap().to_vec1().unwrap();
+    let all: Vec<i64> = t["greedy_output_ids"]
+        .squeeze(0)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let prompt: Vec<u32> = prompt.into_iter().map(|x| x as u32).collect();
+    let new = all[prompt.len()..].iter().map(|&x| x as u32).collect();
+    (prompt, new)
+}
+
+#[test]
+fn greedy_matches_transformers_generate() {
+    for name in ["llama", "mistral", "qwen2", "qwen3"] {
+        let m = model(name);
+        let (prompt, want) = expected_greedy(name);
+        let config = GenerationConfig {
+            max_new_tokens: want.len(),
+            ..Default::default()
+        };
+        let out = generate_ids(&m, &prompt, &config, |_| Ok(true)).unwrap();
+        assert_eq!(out.ids, want, "{name}");
+        assert_eq!(out.finish_reason, FinishReason::Length);
+    }
+}
+
+#[test]
+fn sampling_is_seeded_and_eos_stops() {
+    let m = model("qwen2");
+    let (prompt, _) = expected_greedy("qwen2");
+    let config = GenerationConfig {
+        max_new_tokens: 12,
+        do_sample: true,
+        temperature: 1.5,
+        top_k: 20,
+        seed: 7,
+        ..Default::default()
+    };
+    let a = generate_ids(&m, &prompt, &config, |_| Ok(true))
+        .unwrap()
+        .ids;
+    let b = generate_ids(&m, &prompt, &config, |_| Ok(true))
+        .unwrap()
+        .ids;
+    assert_eq!(a, b);
+    let c = generate_ids(
+        &m,
+        &prompt,
+        &GenerationConfig {
+            seed: 8,
+            ..config.clone()
+        },
+        |_| Ok(true),
+    )
+    .unwrap()
+    .ids;
+    assert_ne!(a, c, "different seeds gave the same 12 tokens");
+    // Make the third sampled token an EOS id: generation ends there, EOS included.
+    let eos = GenerationConfig {
+        eos_token_id: vec![a[2]],
+        ..config
+    };
+    let out = generate_ids(&m, &prompt, &eos, |_| Ok(true)).unwrap();
+    assert_eq!(out.finish_reason, FinishReason::Eos);
+    assert_eq!(out.ids.last(), Some(&a[2]));
+}
+
+#[test]
+fn bad_parameters_are_refused() {
+    let m = model("llama");
+    let (prompt, _) = expected_greedy("llama");
+    let bad = [
+        GenerationConfig {
+            do_sample: true,
+            temperature: -1.0,
+            ..Default::default()
+        },
+        GenerationConfig {
+            top_p: 0.0,
+            ..Default::default()
+        },
+        GenerationConfig {
+            top_p: 1.5,
+            ..Default::default()
+        },
+        GenerationConfig {
+            max_new_tokens: 0,
+            ..Default::default()
+        },
+        GenerationConfig {
+            max_new_tokens: 10_000,
+            ..Default::default()
+        },
+    ];
+    for config in bad {
+        assert!(
+            matches!(
+                generate_ids(&m, &prompt, &config, |_| Ok(true)),
+                Err(Error::Config { .. } | Error::InvalidInput(_))
+            ),
+            "{config:?}"
+        );
+    }
+    assert!(matches!(
+        generate_ids(&m, &[], &GenerationConfig::default(), |_| Ok(true)),
+        Err(Error::InvalidInput(_))
+    ));
+}

@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""transformers' logits processors on fixed score tensors -> tests/fixtures/generation/processors.json.
+
+Each case: the processor and its arguments, input_ids [2, 8], scores [2, 40] in, scores out
+(-inf written as null)."""
+import json
+import math
+from pathlib import Path
+
+import torch
+from transformers.generation import logits_process as lp
+
+OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "generation" / "processors.json"
+
+
+def main():
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(2, 40, generator=g) * 3
+    scores[0, 5] = scores[0, 6]  # a tie
+    input_ids = torch.tensor([[1, 9, 3, 7, 9, 3, 4, 1], [2, 2, 5, 6, 7, 8, 9, 10]])
+    prompt_len = 5
+    cases = [
+        ("temperature", {"temperature": 0.7}, lp.TemperatureLogitsWarper(0.7)),
+        ("top_k", {"top_k": 5}, lp.TopKLogitsWarper(top_k=5)),
+        ("top_p", {"top_p": 0.8}, lp.TopPLogitsWarper(top_p=0.8)),
+        ("min_p", {"min_p": 0.1}, lp.MinPLogitsWarper(min_p=0.1)),
+        ("typical_p", {"typical_p": 0.9}, lp.TypicalLogitsWarper(mass=0.9)),
+        ("repetition_penalty", {"repetition_penalty": 1.3}, lp.RepetitionPenaltyLogitsProcessor(1.3)),
+        ("no_repeat_ngram_size", {"no_repeat_ngram_size": 2}, lp.NoRepeatNGramLogitsProcessor(2)),
+        ("logit_bias", {"logit_bias": [[3, 2.5], [7, -1.0]]}, lp.SequenceBiasLogitsProcessor({(3,): 2.5, (7,): -1.0})),
+        ("bad_words_ids", {"bad_words_ids": [[5], [1, 9], [4, 1, 11]]}, lp.NoBadWordsLogitsProcessor([[5], [1, 9], [4, 1, 11]], eos_token_id=2)),
+        ("min_new_tokens", {"min_new_tokens": 5, "eos_token_id": [2, 3]}, lp.MinNewTokensLengthLogitsProcessor(prompt_len, 5, [2, 3])),
+        ("forced_eos", {"max_length": 9, "eos_token_id": [2]}, lp.ForcedEOSTokenLogitsProcessor(9, [2])),
+    ]
+    out = {"input_ids": input_ids.tolist(), "prompt_len": prompt_len, "scores": scores.tolist(), "cases": []}
+    for name, args, proc in cases:
+        res = proc(input_ids, scores.clone())
+        out["cases"].append({
+            "name": name,
+            "args": args,
+            "scores": [[None if math.isinf(x) and x < 0 else x for x in row] for row in res.tolist()],
+        })
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(out))
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()
