@@ -1,6 +1,7 @@
 //! The `trustformers` command-line tool.
 
 mod debug;
+mod generate;
 mod tokenize;
 
 use clap::{Parser, Subcommand};
@@ -18,6 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Continue a prompt, streaming the text to stdout.
+    Generate(generate::GenerateArgs),
     /// Tokenize a text the way transformers' tokenizer does.
     Tokenize(tokenize::TokenizeArgs),
     /// Train tokenizers and analyse them on a corpus.
@@ -38,6 +41,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::Generate(args) => generate::run(&args),
         Command::Debug { command } => debug::run(command),
         Command::Tokenize(args) => tokenize::tokenize(&args),
         Command::Tokenizer { command } => tokenize::run(command),

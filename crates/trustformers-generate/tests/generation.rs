@@ -259,3 +259,53 @@ fn bad_parameters_are_refused() {
         Err(Error::InvalidInput(_))
     ));
 }
+
+#[test]
+fn smollm2_chat_turn_is_coherent_and_stops_at_im_end() {
+    if std::env::var("TRUSTFORMERS_TEST_MODELS").map_or(true, |v| v != "1") {
+        eprintln!("skipped: set TRUSTFORMERS_TEST_MODELS=1 (and run tools/fetch_models.sh)");
+        return;
+    }
+    let cache = std::env::var("TRUSTFORMERS_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/trustformers")
+        });
+    let path = cache.join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let model =
+        trustformers::AutoModelForCausalLM::from_pretrained(&path, &Default::default()).unwrap();
+    let tok = trustformers::AutoTokenizer::from_pretrained(&path).unwrap();
+    use trustformers::tokenizers::chat::{ChatOptions, Message};
+    let prompt = tok
+        .apply_chat_template(
+            &[Message::new(
+                "user",
+                "What is the capital of France? Answer in one short sentence.",
+            )],
+            &ChatOptions {
+                add_generation_prompt: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let ids = tok.encode_ids(&prompt, false).unwrap();
+    let im_end = tok.token_to_id("<|im_end|>").unwrap();
+    let config = GenerationConfig {
+        max_new_tokens: 48,
+        eos_token_id: vec![im_end],
+        ..Default::default()
+    };
+    let mut streamed = String::new();
+    let out =
+        trustformers_generate::generate_text(&model, &tok, &ids, &config, |p| streamed.push_str(p))
+            .unwrap();
+    eprintln!("{:?}", out.text);
+    assert_eq!(
+        out.tokens.finish_reason,
+        FinishReason::Eos,
+        "{:?}",
+        out.text
+    );
+    assert_eq!(streamed, out.text);
+    assert!(out.text.contains("Paris"), "{:?}", out.text);
+}

@@ -18,6 +18,7 @@ mod auto;
 
 pub use auto::{AutoConfig, AutoModel, AutoModelForCausalLM, LoadOptions, ModelConfig};
 pub use trustformers_core::{self as core, DType, Device, Error, Result, Tensor};
+pub use trustformers_generate::{self as generation, GenerationConfig};
 pub use trustformers_models::{self as models, DecoderForCausalLM, DecoderModel};
 pub use trustformers_nn::{self as nn, KvCache};
 pub use trustformers_tokenizers::{self as tokenizers, AutoTokenizer, Tokenizer};
