@@ -4,10 +4,11 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::json;
 use std::io::Write;
-use std::path::PathBuf;
 use trustformers::generation::generate_text;
 use trustformers::tokenizers::chat::{ChatOptions, Message};
-use trustformers::{AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LoadOptions};
+use trustformers::{
+    resolve_model, AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LoadOptions,
+};
 
 /// Overwrites `slot` when the flag was given.
 fn set<T>(slot: &mut T, flag: Option<T>) {
@@ -19,9 +20,10 @@ fn set<T>(slot: &mut T, flag: Option<T>) {
 /// Flags are transformers' `GenerationConfig` fields in kebab-case.
 #[derive(Args)]
 pub struct GenerateArgs {
-    /// Checkpoint directory or .gguf file.
+    /// Checkpoint directory, .gguf file, or a known model name
+    /// (smollm2-135m-instruct, gemma-3-270m); default smollm2-135m-instruct, fetched once.
     #[arg(long)]
-    model: PathBuf,
+    model: Option<String>,
     #[arg(long)]
     max_new_tokens: Option<usize>,
     #[arg(long)]
@@ -55,9 +57,10 @@ pub struct GenerateArgs {
     max_time: Option<f64>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Wrap the prompt as a user message in the model's chat template.
+    /// Continue the prompt as raw text. By default, a model with a chat template (an
+    /// instruct model) gets the prompt as a user message through its template.
     #[arg(long)]
-    apply_chat_template: bool,
+    raw: bool,
     /// Compute dtype (f32, f16, bf16); for a GGUF file this dequantizes the weights.
     #[arg(long)]
     dtype: Option<String>,
@@ -77,18 +80,19 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         .as_deref()
         .map(trustformers::core::parse_dtype)
         .transpose()?;
+    let path = resolve_model(args.model.as_deref())?;
     let model = AutoModelForCausalLM::from_pretrained(
-        &args.model,
+        &path,
         &LoadOptions {
             dtype,
             ..Default::default()
         },
     )
-    .with_context(|| format!("loading {}", args.model.display()))?;
-    let tok = AutoTokenizer::from_pretrained(&args.model)
-        .with_context(|| format!("loading the tokenizer of {}", args.model.display()))?;
-    let mut config = if args.model.is_dir() {
-        GenerationConfig::from_dir(&args.model)?
+    .with_context(|| format!("loading {}", path.display()))?;
+    let tok = AutoTokenizer::from_pretrained(&path)
+        .with_context(|| format!("loading the tokenizer of {}", path.display()))?;
+    let mut config = if path.is_dir() {
+        GenerationConfig::from_dir(&path)?
     } else {
         GenerationConfig::default()
     };
@@ -113,7 +117,8 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         .stop_strings
         .extend(args.stop_strings.iter().cloned());
 
-    let prompt = if args.apply_chat_template {
+    let chat = !args.raw && tok.config().chat_template.is_some();
+    let prompt = if chat {
         let opts = ChatOptions {
             add_generation_prompt: true,
             ..Default::default()
@@ -123,7 +128,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         args.prompt.clone()
     };
     // A chat template writes its own special tokens.
-    let ids = tok.encode_ids(&prompt, !args.apply_chat_template)?;
+    let ids = tok.encode_ids(&prompt, !chat)?;
     let mut stdout = std::io::stdout().lock();
     let out = generate_text(&model, &tok, &ids, &config, |piece| {
         if !args.json {

@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use trustformers::tokenizers::stats::corpus_stats;
 use trustformers::tokenizers::train::{self, TrainOptions};
 use trustformers::tokenizers::EncodeOptions;
-use trustformers::AutoTokenizer;
+use trustformers::{resolve_model, AutoTokenizer};
 
 #[derive(Args)]
 pub struct TokenizeArgs {
-    /// Checkpoint directory or .gguf file holding the tokenizer.
+    /// Checkpoint directory, .gguf file, or known model name (default smollm2-135m-instruct).
     #[arg(long)]
-    model: PathBuf,
+    model: Option<String>,
     /// Leave out the special tokens transformers adds by default.
     #[arg(long)]
     no_special_tokens: bool,
@@ -25,8 +25,9 @@ pub struct TokenizeArgs {
 }
 
 pub fn tokenize(args: &TokenizeArgs) -> Result<()> {
-    let tok = AutoTokenizer::from_pretrained(&args.model)
-        .with_context(|| format!("loading the tokenizer of {}", args.model.display()))?;
+    let path = resolve_model(args.model.as_deref())?;
+    let tok = AutoTokenizer::from_pretrained(&path)
+        .with_context(|| format!("loading the tokenizer of {}", path.display()))?;
     let opts = EncodeOptions {
         add_special_tokens: !args.no_special_tokens,
         ..Default::default()

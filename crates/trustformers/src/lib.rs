@@ -15,8 +15,10 @@
 //! ```
 
 mod auto;
+pub mod resolve;
 
 pub use auto::{AutoConfig, AutoModel, AutoModelForCausalLM, LoadOptions, ModelConfig};
+pub use resolve::{resolve_model, DEFAULT_MODEL};
 pub use trustformers_core::{self as core, DType, Device, Error, Result, Tensor};
 pub use trustformers_generate::{self as generation, GenerationConfig};
 pub use trustformers_models::{self as models, DecoderForCausalLM, DecoderModel};
