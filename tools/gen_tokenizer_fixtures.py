@@ -309,5 +309,67 @@ def main():
     expected(AutoTokenizer.from_pretrained(gemma, gguf_file="gemma-3-270m-q4_k_m.gguf"), texts, "gemma3")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and not os.environ.get("GGUF_TOKENIZERS"):
     main()
+    gguf_tokenizers()
+
+
+def gguf_tokenizers():
+    """Tokenizer-only GGUF files for the `t5` and `bert` tokenizer models, made from the small
+    fixtures above: t5 from spm_unigram's pieces (reference: transformers reading the GGUF),
+    bert from wordpiece's vocab.txt spelled the way llama.cpp's converter spells it (word
+    starts get "▁", "##" is dropped; reference: the wordpiece fixture's own expected file)."""
+    import gguf
+    import sentencepiece as spm
+    from transformers import AutoTokenizer
+
+    texts = json.loads((OUT / "corpus.json").read_text())
+    sp = spm.SentencePieceProcessor(model_file=str(OUT / "spm_unigram" / "tokenizer.model"))
+    d = OUT / "gguf_t5"
+    d.mkdir(exist_ok=True)
+    w = gguf.GGUFWriter(str(d / "t5-tokenizer.gguf"), "t5")
+    w.add_tokenizer_model("t5")
+    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+    w.add_token_list(pieces)
+    w.add_token_scores([sp.get_score(i) for i in range(sp.get_piece_size())])
+    types = []
+    for i in range(sp.get_piece_size()):
+        types.append(2 if sp.is_unknown(i) else 3 if sp.is_control(i) else 4 if sp.is_unused(i) else 1)
+    w.add_token_types(types)
+    w.add_unk_token_id(sp.unk_id())
+    w.add_eos_token_id(sp.eos_id())
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    expected(AutoTokenizer.from_pretrained(d, gguf_file="t5-tokenizer.gguf"), texts, "gguf_t5")
+
+    d = OUT / "gguf_bert"
+    d.mkdir(exist_ok=True)
+    vocab = (OUT / "wordpiece" / "vocab.txt").read_text().splitlines()
+    tokens, types = [], []
+    for t in vocab:
+        if t.startswith("[") and t.endswith("]"):
+            tokens.append(t)
+            types.append(3)
+        elif t.startswith("##"):
+            tokens.append(t[2:])
+            types.append(1)
+        else:
+            tokens.append("\u2581" + t)
+            types.append(1)
+    w = gguf.GGUFWriter(str(d / "bert-tokenizer.gguf"), "bert")
+    w.add_tokenizer_model("bert")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    for key, name in [("unk", "[UNK]"), ("sep", "[SEP]"), ("pad", "[PAD]"), ("cls", "[CLS]"), ("mask", "[MASK]")]:
+        w.add_uint32(f"tokenizer.ggml.{'unknown' if key == 'unk' else 'padding' if key == 'pad' else key}_token_id", vocab.index(name))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    print("gguf_bert: written")
+
+
+if __name__ == "__main__" and os.environ.get("GGUF_TOKENIZERS"):
+    gguf_tokenizers()

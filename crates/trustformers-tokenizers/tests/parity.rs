@@ -68,6 +68,11 @@ fn options(kwargs: &Value) -> EncodeOptions {
 }
 
 fn check(name: &str, tok: &Tokenizer) {
+    check_where(name, tok, |_| true);
+}
+
+/// Like `check`, on the corpus strings `keep` accepts.
+fn check_where(name: &str, tok: &Tokenizer, keep: impl Fn(&str) -> bool) {
     let corpus: Vec<String> = serde_json::from_value(json(fixtures().join("corpus.json"))).unwrap();
     let exp = json(fixtures().join(format!("{name}.expected.json")));
     let defaults = EncodeOptions::default();
@@ -77,6 +82,9 @@ fn check(name: &str, tok: &Tokenizer) {
     };
     let mut failures = Vec::new();
     for (text, case) in corpus.iter().zip(exp["cases"].as_array().unwrap()) {
+        if !keep(text) {
+            continue;
+        }
         let enc = tok.encode(text.as_str(), &defaults).unwrap();
         let mut fail = |what: &str, got: String, want: String| {
             if got != want {
@@ -279,6 +287,25 @@ fn sentencepiece_bpe_model_matches_transformers() {
         "spm_bpe",
         &AutoTokenizer::from_pretrained(fixtures().join("spm_bpe")).unwrap(),
     );
+}
+
+#[test]
+fn gguf_t5_tokenizer_matches_transformers() {
+    check(
+        "gguf_t5",
+        &AutoTokenizer::from_pretrained(fixtures().join("gguf_t5/t5-tokenizer.gguf")).unwrap(),
+    );
+}
+
+/// llama.cpp's spelling of the wordpiece fixture's vocabulary must give back the tokenizer
+/// transformers builds from the vocab.txt. That spelling cannot tell a continuation piece
+/// starting with "▁" from a word start (the fixture's vocabulary, trained on this corpus,
+/// has "##▁"), so texts containing "▁" are left out.
+#[test]
+fn gguf_bert_tokenizer_matches_the_vocab_txt_it_came_from() {
+    let tok =
+        AutoTokenizer::from_pretrained(fixtures().join("gguf_bert/bert-tokenizer.gguf")).unwrap();
+    check_where("wordpiece", &tok, |text| !text.contains('▁'));
 }
 
 #[test]

@@ -218,10 +218,58 @@ pub fn from_gguf(file: &GgufFile) -> Result<(tokenizers::Tokenizer, TokenizerCon
             };
             sentencepiece_bpe(vocab, merges, flavor, config.special.unk.as_deref())?
         }
+        "t5" => {
+            // T5Tokenizer: the file calls the first 100 sentinels [PAD...]; rename them back.
+            let blanks: Vec<usize> = (0..tokens.len())
+                .filter(|&i| is_pad_placeholder(&tokens[i]))
+                .collect();
+            for (sentinel, &i) in blanks.iter().take(100).enumerate() {
+                tokens[i] = format!("<extra_id_{}>", 99 - sentinel);
+            }
+            let scores = scores.clone().ok_or_else(|| {
+                Error::config(
+                    "tokenizer.ggml.scores",
+                    "required by a t5 (Unigram) tokenizer",
+                )
+            })?;
+            let vocab = tokens.iter().cloned().zip(scores).collect();
+            let s = &mut config.special;
+            for (slot, default) in [
+                (&mut s.eos, "</s>"),
+                (&mut s.unk, "<unk>"),
+                (&mut s.pad, "<pad>"),
+            ] {
+                slot.get_or_insert_with(|| default.to_string());
+            }
+            super::sentencepiece::t5_unigram(vocab, None, &mut config, 100)?
+        }
+        "bert" => {
+            // llama.cpp spells WordPiece vocabularies with "▁" on word starts and no "##" on
+            // continuations; BertTokenizer wants the reverse.
+            let vocab = index_vocab(tokens.iter().zip(&types_or_normal(&types, n)).map(
+                |(t, &ty)| {
+                    if ty == CONTROL {
+                        t.clone()
+                    } else if let Some(word) = t.strip_prefix('▁') {
+                        word.to_string()
+                    } else {
+                        format!("##{t}")
+                    }
+                },
+            ));
+            for (slot, key) in [
+                (&mut config.special.sep, "tokenizer.ggml.sep_token_id"),
+                (&mut config.special.cls, "tokenizer.ggml.cls_token_id"),
+                (&mut config.special.mask, "tokenizer.ggml.mask_token_id"),
+            ] {
+                *slot = id_token(key)?;
+            }
+            super::vocab_files::bert_wordpiece(vocab, &mut config, true, None, true)?
+        }
         other => {
             return Err(Error::config(
                 "tokenizer.ggml.model",
-                format!("unsupported tokenizer `{other}` (supported: gpt2, llama)"),
+                format!("unsupported tokenizer `{other}` (supported: gpt2, llama, t5, bert)"),
             ))
         }
     };
@@ -265,6 +313,23 @@ pub fn from_gguf(file: &GgufFile) -> Result<(tokenizers::Tokenizer, TokenizerCon
         ])));
     }
     Ok((tokenizer, config))
+}
+
+/// `[PAD123]`: how a GGUF file spells T5's sentinel tokens.
+fn is_pad_placeholder(token: &str) -> bool {
+    token
+        .strip_prefix("[PAD")
+        .and_then(|rest| rest.strip_suffix(']'))
+        .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Token types, or all normal when the file has none.
+fn types_or_normal(types: &[i64], n: usize) -> Vec<i64> {
+    if types.is_empty() {
+        vec![1; n]
+    } else {
+        types.to_vec()
+    }
 }
 
 /// `{token: index}` in file order; a repeated token keeps its last index, like a Python dict.

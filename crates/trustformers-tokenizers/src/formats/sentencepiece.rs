@@ -231,43 +231,18 @@ pub fn from_model_file(
         default_special(&mut s.eos, "</s>");
         default_special(&mut s.unk, "<unk>");
         default_special(&mut s.pad, "<pad>");
-        // T5Tokenizer's sentinel tokens <extra_id_0>..<extra_id_{n-1}> (`extra_ids`, 100 by
-        // default), unless the config lists its own.
-        if !s.additional.iter().any(|t| t.contains("<extra_id_")) {
-            let n = raw
-                .get("extra_ids")
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(100)
-                .min(10_000);
-            s.additional
-                .extend((0..n).map(|i| format!("<extra_id_{i}>")));
-        }
         let vocab: Vec<(String, f64)> = m
             .pieces
             .iter()
             .map(|p| (p.piece.clone(), f64::from(p.score)))
             .collect();
-        // T5Tokenizer hard-codes unk_id=2 (T5's own vocabulary puts <unk> there).
-        let unigram =
-            Unigram::from(vocab, Some(2.min(m.pieces.len() - 1)), false).map_err(tk_err)?;
-        let mut t = tokenizers::Tokenizer::new(unigram);
-        if !m.precompiled_charsmap.is_empty() {
-            let charsmap =
-                spm_precompiled::Precompiled::from(&m.precompiled_charsmap).map_err(|e| {
-                    Error::Tokenizer(format!("{}: bad precompiled charsmap: {e}", path.display()))
-                })?;
-            t.with_normalizer(Some(charsmap)).map_err(tk_err)?;
-        }
-        t.with_pre_tokenizer(Some(Sequence::new(vec![
-            WhitespaceSplit.into(),
-            Metaspace::new('▁', PrependScheme::Always, true).into(),
-        ])));
-        t.with_decoder(Some(MetaspaceDecoder::new(
-            '▁',
-            PrependScheme::Always,
-            true,
-        )));
-        t
+        let extra_ids = raw
+            .get("extra_ids")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(100);
+        let charsmap =
+            (!m.precompiled_charsmap.is_empty()).then_some(m.precompiled_charsmap.as_slice());
+        t5_unigram(vocab, charsmap, config, extra_ids)?
     } else {
         let s = &mut config.special;
         default_special(&mut s.unk, "<unk>");
@@ -282,29 +257,67 @@ pub fn from_model_file(
         let merges = generate_merges(&vocab, None);
         sentencepiece_bpe(vocab, merges, SentencePieceFlavor::Llama, None)?
     };
-    let unknown: Vec<&Piece> = m.pieces.iter().filter(|p| p.kind == UNKNOWN).collect();
-    if unknown.len() > 1 {
+    let unknown = m.pieces.iter().filter(|p| p.kind == UNKNOWN).count();
+    if unknown > 1 {
         return Err(Error::Tokenizer(format!(
             "{}: more than one unknown piece",
             path.display()
         )));
     }
-    add_tokens(&mut t, config)?;
-    if t5 {
-        let eos = config.special.eos.clone().unwrap_or_default();
-        let id = t.token_to_id(&eos).ok_or_else(|| {
-            Error::Tokenizer(format!("eos token `{eos}` is not in the vocabulary"))
-        })?;
-        let template = TemplateProcessing::builder()
-            .try_single(format!("$A:0 {eos}:0"))
-            .map_err(Error::Tokenizer)?
-            .try_pair(format!("$A:0 {eos}:0 $B:0 {eos}:0"))
-            .map_err(Error::Tokenizer)?
-            .special_tokens(vec![(eos, id)])
-            .build()
-            .map_err(tk_err)?;
-        t.with_post_processor(Some(template));
+    if !t5 {
+        add_tokens(&mut t, config)?;
     }
+    Ok(t)
+}
+
+/// `T5Tokenizer`: Unigram with T5's hard-coded `unk_id=2`, the optional precompiled
+/// normalizer, whitespace split + `▁` prefix, sentinel tokens `<extra_id_{i}>` (`extra_ids`
+/// of them unless the config lists its own), and `A </s>` / `A </s> B </s>`.
+pub fn t5_unigram(
+    vocab: Vec<(String, f64)>,
+    charsmap: Option<&[u8]>,
+    config: &mut TokenizerConfig,
+    extra_ids: u64,
+) -> Result<tokenizers::Tokenizer> {
+    let s = &mut config.special;
+    if !s.additional.iter().any(|t| t.contains("<extra_id_")) {
+        s.additional
+            .extend((0..extra_ids.min(10_000)).map(|i| format!("<extra_id_{i}>")));
+    }
+    let n = vocab.len();
+    if n == 0 {
+        return Err(Error::Tokenizer("empty Unigram vocabulary".into()));
+    }
+    let unigram = Unigram::from(vocab, Some(2.min(n - 1)), false).map_err(tk_err)?;
+    let mut t = tokenizers::Tokenizer::new(unigram);
+    if let Some(charsmap) = charsmap {
+        let charsmap = spm_precompiled::Precompiled::from(charsmap)
+            .map_err(|e| Error::Tokenizer(format!("bad precompiled charsmap: {e}")))?;
+        t.with_normalizer(Some(charsmap)).map_err(tk_err)?;
+    }
+    t.with_pre_tokenizer(Some(Sequence::new(vec![
+        WhitespaceSplit.into(),
+        Metaspace::new('▁', PrependScheme::Always, true).into(),
+    ])));
+    t.with_decoder(Some(MetaspaceDecoder::new(
+        '▁',
+        PrependScheme::Always,
+        true,
+    )));
+    add_tokens(&mut t, config)?;
+    let eos = config.special.eos.clone().unwrap_or_default();
+    let id = t
+        .token_to_id(&eos)
+        .ok_or_else(|| Error::Tokenizer(format!("eos token `{eos}` is not in the vocabulary")))?;
+    let template = TemplateProcessing::builder()
+        .try_single(format!("$A:0 {eos}:0"))
+        .map_err(Error::Tokenizer)?
+        .try_pair(format!("$A:0 {eos}:0 $B:0 {eos}:0"))
+        .map_err(Error::Tokenizer)?
+        .special_tokens(vec![(eos, id)])
+        .build()
+        .map_err(tk_err)?;
+    t.with_post_processor(Some(template));
     Ok(t)
 }
 

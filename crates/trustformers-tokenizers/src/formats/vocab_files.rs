@@ -46,13 +46,30 @@ pub fn wordpiece(
             .entry(line.trim_end_matches(['\r', '\n']).to_string())
             .or_insert(id);
     }
+    let flag = |k: &str| raw.get(k).and_then(Value::as_bool);
+    bert_wordpiece(
+        vocab,
+        config,
+        flag("do_lower_case").unwrap_or(true),
+        flag("strip_accents"),
+        flag("tokenize_chinese_chars").unwrap_or(true),
+    )
+}
+
+/// The `BertTokenizer` pipeline over a vocabulary.
+pub fn bert_wordpiece(
+    vocab: HashMap<String, u32>,
+    config: &mut TokenizerConfig,
+    do_lower_case: bool,
+    strip_accents: Option<bool>,
+    tokenize_chinese_chars: bool,
+) -> Result<tokenizers::Tokenizer> {
     let s = &mut config.special;
     default_special(&mut s.unk, "[UNK]");
     default_special(&mut s.sep, "[SEP]");
     default_special(&mut s.pad, "[PAD]");
     default_special(&mut s.cls, "[CLS]");
     default_special(&mut s.mask, "[MASK]");
-    let flag = |k: &str| raw.get(k).and_then(Value::as_bool);
     let model = WordPiece::builder()
         .vocab(vocab.into_iter().collect::<ahash::AHashMap<_, _>>())
         .unk_token(s.unk.clone().unwrap_or_default())
@@ -61,9 +78,9 @@ pub fn wordpiece(
     let mut t = tokenizers::Tokenizer::new(model);
     t.with_normalizer(Some(BertNormalizer::new(
         true,
-        flag("tokenize_chinese_chars").unwrap_or(true),
-        flag("strip_accents"),
-        flag("do_lower_case").unwrap_or(true),
+        tokenize_chinese_chars,
+        strip_accents,
+        do_lower_case,
     )))
     .map_err(tk_err)?;
     t.with_pre_tokenizer(Some(BertPreTokenizer));
