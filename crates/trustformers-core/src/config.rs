@@ -124,3 +124,33 @@ impl<'a> Fields<'a> {
             .transpose()
     }
 }
+
+/// What a model path points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointKind {
+    /// A directory with config.json / tokenizer files / weights.
+    Dir,
+    /// A single `.gguf` file.
+    Gguf,
+}
+
+/// Classifies `path`, or fails with an error naming it.
+pub fn checkpoint_kind(path: &Path) -> Result<CheckpointKind> {
+    if path.is_file()
+        && path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
+        Ok(CheckpointKind::Gguf)
+    } else if path.is_dir() {
+        Ok(CheckpointKind::Dir)
+    } else {
+        Err(Error::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "expected a checkpoint directory or a .gguf file",
+            ),
+        ))
+    }
+}

@@ -6,8 +6,9 @@ use crate::formats::{self, vocab_files};
 use crate::tokenizer::{tk_err, Tokenizer};
 use serde_json::Value;
 use std::path::Path;
+use trustformers_core::config::{checkpoint_kind, read_json, CheckpointKind};
 use trustformers_core::gguf::GgufFile;
-use trustformers_core::{config::read_json, Error, Result};
+use trustformers_core::{Error, Result};
 
 /// Loads tokenizers from checkpoint directories and GGUF files.
 pub struct AutoTokenizer;
@@ -18,21 +19,8 @@ impl AutoTokenizer {
     /// added_tokens.json, chat_template.jinja), or a `.gguf` file.
     pub fn from_pretrained(path: impl AsRef<Path>) -> Result<Tokenizer> {
         let path = path.as_ref();
-        if path.is_file()
-            && path
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
-        {
+        if checkpoint_kind(path)? == CheckpointKind::Gguf {
             return Self::from_gguf(&GgufFile::open(path)?);
-        }
-        if !path.is_dir() {
-            return Err(Error::io(
-                path,
-                std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "expected a checkpoint directory or a .gguf file",
-                ),
-            ));
         }
         let mut config = TokenizerConfig::from_dir(path)?;
         let config_path = path.join("tokenizer_config.json");

@@ -4,6 +4,7 @@
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use trustformers_core::config::{checkpoint_kind, CheckpointKind};
 use trustformers_core::gguf::GgufFile;
 use trustformers_core::weights::{SafetensorsSource, TensorSource};
 use trustformers_core::{config, DType, Device, Error, Result, Weights};
@@ -83,11 +84,7 @@ impl AutoConfig {
     /// `path` is a checkpoint directory (with config.json) or a `.gguf` file.
     pub fn from_pretrained(path: impl AsRef<Path>) -> Result<ModelConfig> {
         let path = path.as_ref();
-        if path.is_file()
-            && path
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
-        {
+        if checkpoint_kind(path)? == CheckpointKind::Gguf {
             let file = Arc::new(GgufFile::open(path)?);
             let (architecture, json) = gguf::config_from_gguf(&file)?;
             return Ok(ModelConfig {
@@ -95,15 +92,6 @@ impl AutoConfig {
                 architecture,
                 files: Files::Gguf(file),
             });
-        }
-        if !path.is_dir() {
-            return Err(Error::io(
-                path,
-                std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "expected a checkpoint directory or a .gguf file",
-                ),
-            ));
         }
         let config_path = path.join("config.json");
         let json = config::read_json(&config_path)?;
