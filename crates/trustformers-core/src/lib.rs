@@ -2,6 +2,7 @@
 //! memory-mapped weight sources (safetensors, sharded safetensors, GGUF) and the strict loader
 //! that makes sure every checkpoint tensor is found, has the right shape, and is used.
 
+pub mod cache;
 pub mod config;
 pub mod dtype;
 pub mod error;
@@ -9,6 +10,7 @@ pub mod gguf;
 pub mod loader;
 pub mod weights;
 
+pub use cache::cache_dir;
 pub use candle_core::{DType, Device, Tensor};
 pub use dtype::parse_dtype;
 pub use error::{Error, GgufError, Result};

@@ -266,11 +266,7 @@ fn smollm2_chat_turn_is_coherent_and_stops_at_im_end() {
         eprintln!("skipped: set TRUSTFORMERS_TEST_MODELS=1 (and run tools/fetch_models.sh)");
         return;
     }
-    let cache = std::env::var("TRUSTFORMERS_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/trustformers")
-        });
+    let cache = trustformers_core::cache_dir();
     let path = cache.join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
     let model =
         trustformers::AutoModelForCausalLM::from_pretrained(&path, &Default::default()).unwrap();

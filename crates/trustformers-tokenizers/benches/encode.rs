@@ -15,11 +15,7 @@ fn fixtures() -> PathBuf {
 }
 
 fn tokenizer() -> Tokenizer {
-    let cache = std::env::var("TRUSTFORMERS_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/trustformers")
-        });
+    let cache = trustformers_core::cache_dir();
     let smollm2 = cache.join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
     if smollm2.is_file() {
         AutoTokenizer::from_pretrained(smollm2).unwrap()

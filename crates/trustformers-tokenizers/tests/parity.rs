@@ -13,15 +13,6 @@ fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tokenizers")
 }
 
-fn cache() -> PathBuf {
-    match std::env::var("TRUSTFORMERS_CACHE") {
-        Ok(p) => PathBuf::from(p),
-        Err(_) => {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/trustformers")
-        }
-    }
-}
-
 fn real_models() -> bool {
     std::env::var("TRUSTFORMERS_TEST_MODELS").is_ok_and(|v| v == "1")
 }
@@ -316,18 +307,22 @@ fn real_tokenizers_match_transformers() {
     }
     check(
         "all-minilm-l6-v2",
-        &AutoTokenizer::from_pretrained(cache().join("all-minilm-l6-v2")).unwrap(),
+        &AutoTokenizer::from_pretrained(trustformers_core::cache_dir().join("all-minilm-l6-v2"))
+            .unwrap(),
     );
     check(
         "smollm2",
         &AutoTokenizer::from_pretrained(
-            cache().join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
+            trustformers_core::cache_dir()
+                .join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
         )
         .unwrap(),
     );
     check(
         "gemma3",
-        &AutoTokenizer::from_pretrained(cache().join("gemma-3-270m/gemma-3-270m-q4_k_m.gguf"))
-            .unwrap(),
+        &AutoTokenizer::from_pretrained(
+            trustformers_core::cache_dir().join("gemma-3-270m/gemma-3-270m-q4_k_m.gguf"),
+        )
+        .unwrap(),
     );
 }

@@ -5,6 +5,7 @@
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+pub use trustformers_core::cache_dir;
 use trustformers_core::{Error, Result};
 
 /// The model used when none is given.
@@ -56,17 +57,6 @@ const ALIASES: &[Alias] = &[
         sha256: None,
     },
 ];
-
-/// `$TRUSTFORMERS_CACHE`, or `~/.cache/trustformers`.
-pub fn cache_dir() -> PathBuf {
-    match std::env::var_os("TRUSTFORMERS_CACHE") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-            home.join(".cache").join("trustformers")
-        }
-    }
-}
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

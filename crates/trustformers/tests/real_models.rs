@@ -27,9 +27,7 @@ fn smollm2_path() -> PathBuf {
     if let Ok(p) = std::env::var("TRUSTFORMERS_SMOLLM2_GGUF") {
         return PathBuf::from(p);
     }
-    let home = std::env::var("HOME").unwrap_or_else(|_| ".".into());
-    PathBuf::from(home)
-        .join(".cache/trustformers/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+    trustformers::resolve::cache_dir().join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
 #[test]
