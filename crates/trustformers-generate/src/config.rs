@@ -6,6 +6,20 @@ use serde_json::Value;
 use std::path::Path;
 use trustformers_core::{config::read_json, Error, Result};
 
+/// When beam search stops (transformers' `early_stopping`: `False`, `True` or `"never"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EarlyStopping {
+    /// Stop once the best running beam, scored at its current length, cannot beat the worst
+    /// finished one (transformers' default heuristic).
+    #[default]
+    Heuristic,
+    /// Stop as soon as `num_beams` hypotheses are finished.
+    True,
+    /// Stop only when no running beam can improve, scoring it at the longest possible length
+    /// when the length penalty rewards length (the canonical algorithm).
+    Never,
+}
+
 /// Generation parameters, named as in transformers' `GenerationConfig`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerationConfig {
@@ -32,6 +46,18 @@ pub struct GenerationConfig {
     /// Wall-clock limit in seconds.
     pub max_time: Option<f64>,
     pub seed: u64,
+    /// Beam search with this many beams when above 1.
+    pub num_beams: usize,
+    /// Beam scores are divided by `generated_length ^ length_penalty`.
+    pub length_penalty: f32,
+    pub early_stopping: EarlyStopping,
+    /// Sequences returned per prompt (the best beams, or independent samples).
+    pub num_return_sequences: usize,
+    /// Fills the left of shorter prompts in a batch; defaults to the first EOS id.
+    pub pad_token_id: Option<u32>,
+    /// Also return each generated token's log-probability and this many top alternatives
+    /// (OpenAI's `top_logprobs`; not a transformers field).
+    pub top_logprobs: Option<usize>,
 }
 
 impl Default for GenerationConfig {
@@ -56,6 +82,12 @@ impl Default for GenerationConfig {
             stop_strings: Vec::new(),
             max_time: None,
             seed: 0,
+            num_beams: 1,
+            length_penalty: 1.0,
+            early_stopping: EarlyStopping::Heuristic,
+            num_return_sequences: 1,
+            pad_token_id: None,
+            top_logprobs: None,
         }
     }
 }
@@ -134,6 +166,31 @@ impl GenerationConfig {
         if let Some(x) = num("max_time")? {
             self.max_time = Some(x);
         }
+        if let Some(x) = num("num_beams")? {
+            self.num_beams = x as usize;
+        }
+        if let Some(x) = num("length_penalty")? {
+            self.length_penalty = x as f32;
+        }
+        if let Some(x) = num("num_return_sequences")? {
+            self.num_return_sequences = x as usize;
+        }
+        if let Some(v) = f("early_stopping") {
+            self.early_stopping = match v {
+                Value::Bool(false) => EarlyStopping::Heuristic,
+                Value::Bool(true) => EarlyStopping::True,
+                Value::String(s) if s == "never" => EarlyStopping::Never,
+                other => {
+                    return Err(Error::config(
+                        "early_stopping",
+                        format!("must be true, false or \"never\", got {other}"),
+                    ))
+                }
+            };
+        }
+        if let Some(v) = f("pad_token_id") {
+            self.pad_token_id = ids(v, "pad_token_id")?.first().copied();
+        }
         self.validate()
     }
 
@@ -168,6 +225,33 @@ impl GenerationConfig {
         }
         if self.max_new_tokens == 0 {
             return bad("max_new_tokens", "must be at least 1".into());
+        }
+        if self.num_beams == 0 {
+            return bad("num_beams", "must be at least 1".into());
+        }
+        if self.num_return_sequences == 0 {
+            return bad("num_return_sequences", "must be at least 1".into());
+        }
+        if self.num_beams > 1 && self.num_return_sequences > self.num_beams {
+            return bad(
+                "num_return_sequences",
+                format!(
+                    "must be at most num_beams ({}) in beam search, got {}",
+                    self.num_beams, self.num_return_sequences
+                ),
+            );
+        }
+        if self.num_beams == 1 && !self.do_sample && self.num_return_sequences > 1 {
+            return bad(
+                "num_return_sequences",
+                "greedy search returns one sequence per prompt; use do_sample or num_beams".into(),
+            );
+        }
+        if !self.length_penalty.is_finite() {
+            return bad(
+                "length_penalty",
+                format!("must be a finite number, got {}", self.length_penalty),
+            );
         }
         Ok(())
     }

@@ -2,13 +2,14 @@
 //! the logits processors and greedy or seeded multinomial selection; text comes out through
 //! the streaming detokenizer, with stop strings held back until they can be ruled out.
 
+use crate::beam::beam_search;
 use crate::config::GenerationConfig;
 use crate::processors::{softmax, Context};
 use candle_core::{Device, Tensor};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::time::{Duration, Instant};
 use trustformers_core::{Error, Result};
-use trustformers_models::decoder::default_positions;
+use trustformers_models::decoder::{default_positions, positions_from_mask, ForwardOptions};
 use trustformers_models::DecoderForCausalLM;
 use trustformers_tokenizers::{DecodeStream, Tokenizer};
 
@@ -27,12 +28,26 @@ pub enum FinishReason {
     Stopped,
 }
 
+/// A generated token's log-probability under the model (log-softmax of the raw logits,
+/// before any processor), with the most likely alternatives at that step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprob {
+    pub id: u32,
+    pub logprob: f32,
+    /// `(id, logprob)`, most likely first.
+    pub top: Vec<(u32, f32)>,
+}
+
 /// Token-level result.
 #[derive(Debug, Clone)]
 pub struct TokenOutput {
     /// Generated ids (the final EOS included, as transformers returns it).
     pub ids: Vec<u32>,
     pub finish_reason: FinishReason,
+    /// With `top_logprobs`: one entry per generated id.
+    pub logprobs: Vec<TokenLogprob>,
+    /// Beam search: the sequence's length-penalised score (transformers' `sequences_scores`).
+    pub score: Option<f32>,
     /// Time to process the prompt, and to generate the rest.
     pub prefill: Duration,
     pub decode: Duration,
@@ -60,76 +75,259 @@ fn select(scores: &[f32], sample: bool, rng: &mut StdRng) -> u32 {
     best as u32
 }
 
-/// Generates token ids after `prompt`. `on_token` sees each new id and may return `false`
-/// to stop.
+/// Log-softmax of a row.
+pub(crate) fn log_softmax(scores: &[f32]) -> Vec<f32> {
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        return scores.to_vec();
+    }
+    let log_sum = scores.iter().map(|&s| (s - max).exp()).sum::<f32>().ln();
+    scores.iter().map(|&s| (s - max) - log_sum).collect()
+}
+
+/// The chosen token's log-probability and the `n` most likely tokens.
+pub(crate) fn logprob_of(logits: &[f32], id: u32, n: usize) -> TokenLogprob {
+    let lp = log_softmax(logits);
+    let mut order: Vec<u32> = (0..lp.len() as u32).collect();
+    let n = n.min(order.len());
+    let by_score = |a: &u32, b: &u32| lp[*b as usize].total_cmp(&lp[*a as usize]).then(a.cmp(b));
+    if n > 0 && n < order.len() {
+        order.select_nth_unstable_by(n - 1, by_score);
+    }
+    order.truncate(n);
+    order.sort_by(by_score);
+    TokenLogprob {
+        id,
+        logprob: lp.get(id as usize).copied().unwrap_or(f32::NEG_INFINITY),
+        top: order.into_iter().map(|i| (i, lp[i as usize])).collect(),
+    }
+}
+
+/// Checks the prompts and returns `max_length` (longest prompt + `max_new_tokens`), refusing
+/// what the model's context cannot hold.
+pub(crate) fn check_prompts(
+    model: &DecoderForCausalLM,
+    prompts: &[&[u32]],
+    config: &GenerationConfig,
+) -> Result<usize> {
+    config.validate()?;
+    if prompts.is_empty() {
+        return Err(Error::InvalidInput("no prompts to generate from".into()));
+    }
+    if let Some(i) = prompts.iter().position(|p| p.is_empty()) {
+        return Err(Error::InvalidInput(format!("prompt {i} is empty")));
+    }
+    let vocab = model.model().spec().vocab_size;
+    if let Some(&id) = prompts
+        .iter()
+        .flat_map(|p| p.iter())
+        .find(|&&id| id as usize >= vocab)
+    {
+        return Err(Error::InvalidInput(format!(
+            "token id {id} is outside the model's vocabulary of {vocab}"
+        )));
+    }
+    let context = model.model().spec().max_position_embeddings;
+    let longest = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
+    if longest >= context {
+        return Err(Error::InvalidInput(format!(
+            "the prompt ({longest} tokens) does not fit the model's context of {context} tokens"
+        )));
+    }
+    let max_length = longest + config.max_new_tokens;
+    if max_length > context {
+        return Err(Error::InvalidInput(format!(
+            "prompt ({longest} tokens) + max_new_tokens ({}) exceeds the model's context of {context} tokens; \
+             at most {} new tokens fit",
+            config.max_new_tokens,
+            context - longest
+        )));
+    }
+    Ok(max_length)
+}
+
+/// One row of a batch being generated.
+struct Row {
+    /// Left padding, prompt and generated tokens.
+    ids: Vec<u32>,
+    mask: Vec<u32>,
+    /// How many of `ids` are generated tokens (padding fed after the end is not).
+    generated: usize,
+    finished: Option<FinishReason>,
+    logprobs: Vec<TokenLogprob>,
+}
+
+/// Greedy or sampled generation for a batch of prompts, left-padded to one width like
+/// transformers' `generate()`: padded slots are masked out, positions count real tokens only,
+/// and a finished row is fed padding until every row is done. `on_token(row, id)` sees each
+/// new id and may return `false` to stop that row.
+fn sample_rows(
+    model: &DecoderForCausalLM,
+    prompts: &[&[u32]],
+    config: &GenerationConfig,
+    mut on_token: impl FnMut(usize, u32) -> Result<bool>,
+) -> Result<Vec<TokenOutput>> {
+    let max_length = check_prompts(model, prompts, config)?;
+    let width = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
+    let padded = prompts.iter().any(|p| p.len() < width);
+    let pad = config
+        .pad_token_id
+        .or(config.eos_token_id.first().copied())
+        .unwrap_or(0);
+    let mut rows: Vec<Row> = prompts
+        .iter()
+        .map(|p| {
+            let n = width - p.len();
+            Row {
+                ids: std::iter::repeat_n(pad, n)
+                    .chain(p.iter().copied())
+                    .collect(),
+                mask: std::iter::repeat_n(0, n)
+                    .chain(std::iter::repeat_n(1, p.len()))
+                    .collect(),
+                generated: 0,
+                finished: None,
+                logprobs: Vec::new(),
+            }
+        })
+        .collect();
+    let batch = rows.len();
+    let processors = config.processors(max_length);
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let mut cache = model.new_cache();
+    let device = Device::Cpu;
+    let mut input = Tensor::new(
+        rows.iter().flat_map(|r| r.ids.clone()).collect::<Vec<_>>(),
+        &device,
+    )?
+    .reshape((batch, width))?;
+    let start = Instant::now();
+    let mut prefill = Duration::ZERO;
+    let deadline = config
+        .max_time
+        .map(|s| start + Duration::from_secs_f64(s.max(0.0)));
+    loop {
+        let past = cache.seq_len();
+        let seq = input.dim(1)?;
+        let (pos, mask) = if padded {
+            let flat: Vec<u32> = rows.iter().flat_map(|r| r.mask.iter().copied()).collect();
+            let mask = Tensor::from_vec(flat, (batch, past + seq), &device)?;
+            (positions_from_mask(&mask, seq)?, Some(mask))
+        } else {
+            (default_positions(batch, past, seq, &device)?, None)
+        };
+        let opts = ForwardOptions {
+            attention_mask: mask,
+            output_hidden_states: false,
+        };
+        let logits = model.forward_with(&input, &pos, &opts, &mut cache)?.logits;
+        let last: Vec<Vec<f32>> = logits.narrow(1, seq - 1, 1)?.squeeze(1)?.to_vec2()?;
+        if past == 0 {
+            prefill = start.elapsed();
+        }
+        let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
+        for (r, (row, logits)) in rows.iter_mut().zip(last).enumerate() {
+            if row.finished.is_some() {
+                row.ids.push(pad);
+                row.mask.push(1);
+                continue;
+            }
+            let mut scores = logits.clone();
+            processors.process(
+                &Context {
+                    ids: &row.ids,
+                    prompt_len: width,
+                },
+                &mut scores,
+            );
+            let next = select(&scores, config.do_sample, &mut rng);
+            if let Some(n) = config.top_logprobs {
+                row.logprobs.push(logprob_of(&logits, next, n));
+            }
+            row.ids.push(next);
+            row.mask.push(1);
+            row.generated += 1;
+            row.finished = if !on_token(r, next)? {
+                Some(FinishReason::Stopped)
+            } else if config.eos_token_id.contains(&next) {
+                Some(FinishReason::Eos)
+            } else if row.ids.len() >= max_length {
+                Some(FinishReason::Length)
+            } else if timed_out {
+                Some(FinishReason::MaxTime)
+            } else {
+                None
+            };
+        }
+        if rows.iter().all(|r| r.finished.is_some()) {
+            break;
+        }
+        let next: Vec<u32> = rows
+            .iter()
+            .map(|r| r.ids.last().copied().unwrap_or(pad))
+            .collect();
+        input = Tensor::from_vec(next, (batch, 1), &device)?;
+    }
+    let total = start.elapsed();
+    Ok(rows
+        .into_iter()
+        .map(|row| TokenOutput {
+            ids: row.ids[width..width + row.generated].to_vec(),
+            finish_reason: row.finished.unwrap_or(FinishReason::Length),
+            logprobs: row.logprobs,
+            score: None,
+            prefill,
+            decode: total.saturating_sub(prefill),
+        })
+        .collect())
+}
+/// Generates token ids after `prompt` (greedy or sampled). `on_token` sees each new id and
+/// may return `false` to stop. Beam search is [`beam_search`](crate::beam_search): it
+/// cannot stream, since the best sequence is only known at the end.
 pub fn generate_ids(
     model: &DecoderForCausalLM,
     prompt: &[u32],
     config: &GenerationConfig,
     mut on_token: impl FnMut(u32) -> Result<bool>,
 ) -> Result<TokenOutput> {
-    config.validate()?;
-    if prompt.is_empty() {
-        return Err(Error::InvalidInput("the prompt is empty".into()));
+    if config.num_beams > 1 {
+        return Err(Error::config(
+            "num_beams",
+            "beam search does not stream; use beam_search or generate_batch",
+        ));
     }
-    let context = model.model().spec().max_position_embeddings;
-    let max_length = prompt.len() + config.max_new_tokens;
-    if max_length > context {
-        return Err(Error::InvalidInput(format!(
-            "prompt ({} tokens) + max_new_tokens ({}) exceeds the model's context of {context} tokens",
-            prompt.len(),
-            config.max_new_tokens
-        )));
+    if config.num_return_sequences > 1 {
+        return Err(Error::config(
+            "num_return_sequences",
+            "a streamed generation returns one sequence; use generate_batch",
+        ));
     }
-    let processors = config.processors(max_length);
-    let mut rng = StdRng::seed_from_u64(config.seed);
-    let mut cache = model.new_cache();
-    let mut ids = prompt.to_vec();
-    let mut input = Tensor::new(prompt, &Device::Cpu)?.unsqueeze(0)?;
-    let start = Instant::now();
-    let mut prefill = Duration::ZERO;
-    let deadline = config
-        .max_time
-        .map(|s| start + Duration::from_secs_f64(s.max(0.0)));
-    let finish_reason = loop {
-        let past = cache.seq_len();
-        let pos = default_positions(1, past, input.dim(1)?, &Device::Cpu)?;
-        let logits = model.forward(&input, &pos, &mut cache)?;
-        let last = logits.narrow(1, logits.dim(1)? - 1, 1)?.flatten_all()?;
-        let mut scores: Vec<f32> = last.to_vec1()?;
-        if past == 0 {
-            prefill = start.elapsed();
+    let mut out = sample_rows(model, &[prompt], config, |_, id| on_token(id))?;
+    out.pop()
+        .ok_or_else(|| Error::InvalidInput("no sequence was generated".into()))
+}
+
+/// transformers' `generate()` on a batch of prompts of any lengths: `num_return_sequences`
+/// outputs per prompt, in prompt order, by greedy search, sampling or beam search
+/// (`num_beams > 1`). Greedy and sampled prompts run together, left-padded; beam search runs
+/// one prompt at a time.
+pub fn generate_batch(
+    model: &DecoderForCausalLM,
+    prompts: &[Vec<u32>],
+    config: &GenerationConfig,
+) -> Result<Vec<TokenOutput>> {
+    if config.num_beams > 1 {
+        let mut out = Vec::new();
+        for p in prompts {
+            out.extend(beam_search(model, p, config)?);
         }
-        processors.process(
-            &Context {
-                ids: &ids,
-                prompt_len: prompt.len(),
-            },
-            &mut scores,
-        );
-        let next = select(&scores, config.do_sample, &mut rng);
-        ids.push(next);
-        if !on_token(next)? {
-            break FinishReason::Stopped;
-        }
-        if config.eos_token_id.contains(&next) {
-            break FinishReason::Eos;
-        }
-        if ids.len() >= max_length {
-            break FinishReason::Length;
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            break FinishReason::MaxTime;
-        }
-        input = Tensor::new(&[next], &Device::Cpu)?.unsqueeze(0)?;
-    };
-    let total = start.elapsed();
-    Ok(TokenOutput {
-        ids: ids[prompt.len()..].to_vec(),
-        finish_reason,
-        prefill,
-        decode: total.saturating_sub(prefill),
-    })
+        return Ok(out);
+    }
+    let rows: Vec<&[u32]> = prompts
+        .iter()
+        .flat_map(|p| std::iter::repeat_n(p.as_slice(), config.num_return_sequences))
+        .collect();
+    sample_rows(model, &rows, config, |_, _| Ok(true))
 }
 
 /// Text-level result.

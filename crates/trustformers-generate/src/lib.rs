@@ -1,11 +1,17 @@
 //! Text generation with transformers' semantics: logits processors (one file each), greedy
-//! and seeded multinomial sampling, stopping criteria (EOS ids, max new tokens, stop strings,
-//! max time), and streaming text.
+//! search, seeded multinomial sampling, beam search, batched prompts with left padding,
+//! stopping criteria (EOS ids, max new tokens, stop strings, max time), per-token logprobs
+//! and streaming text.
 
+mod beam;
 pub mod config;
 pub mod generate;
 pub mod processors;
 
-pub use config::GenerationConfig;
-pub use generate::{generate_ids, generate_text, FinishReason, TextOutput, TokenOutput};
+pub use beam::beam_search;
+pub use config::{EarlyStopping, GenerationConfig};
+pub use generate::{
+    generate_batch, generate_ids, generate_text, FinishReason, TextOutput, TokenLogprob,
+    TokenOutput,
+};
 pub use processors::{Context, LogitsProcessor, LogitsProcessorList};

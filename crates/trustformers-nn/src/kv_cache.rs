@@ -40,6 +40,17 @@ impl KvCache {
         Ok((k, v))
     }
 
+    /// Keeps batch rows `rows` (in that order, repeats allowed): how beam search follows the
+    /// beams it continues, and how one prefilled prompt is copied to several beams.
+    pub fn select_rows(&mut self, rows: &[u32]) -> Result<()> {
+        for (k, v) in self.layers.iter_mut().flatten() {
+            let idx = Tensor::new(rows, k.device())?;
+            *k = k.index_select(&idx, 0)?;
+            *v = v.index_select(&idx, 0)?;
+        }
+        Ok(())
+    }
+
     /// Empties the cache.
     pub fn clear(&mut self) {
         self.layers.iter_mut().for_each(|l| *l = None);

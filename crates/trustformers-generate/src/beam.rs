@@ -1,0 +1,269 @@
+//! Beam search as transformers' `_beam_search` runs it (generation/utils.py): every step keeps
+//! the `beams_to_keep` best continuations of all beams, continues the best `num_beams` that
+//! did not finish, and merges the finished ones into a length-penalised list of
+//! `num_beams` hypotheses. The stopping rules (`early_stopping` false / true / "never") and
+//! the `-1e9` masking arithmetic are the same, so the same sequences come out.
+
+use crate::config::{EarlyStopping, GenerationConfig};
+use crate::generate::{check_prompts, log_softmax, logprob_of};
+use crate::processors::{softmax, Context};
+use crate::{FinishReason, TokenLogprob, TokenOutput};
+use candle_core::{Device, Tensor};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use std::time::{Duration, Instant};
+use trustformers_core::Result;
+use trustformers_models::decoder::default_positions;
+use trustformers_models::DecoderForCausalLM;
+
+/// transformers' stand-in for "impossible" in beam scores.
+const NEG: f32 = -1.0e9;
+
+#[derive(Clone)]
+struct Hypothesis {
+    tokens: Vec<u32>,
+    logprobs: Vec<TokenLogprob>,
+    score: f32,
+    finished: bool,
+}
+
+impl Hypothesis {
+    fn empty(score: f32) -> Self {
+        Self {
+            tokens: Vec::new(),
+            logprobs: Vec::new(),
+            score,
+            finished: false,
+        }
+    }
+}
+
+/// Indices of the `k` largest values, largest first (ties: lower index first).
+fn top_k(values: &[f32], k: usize) -> Vec<usize> {
+    let k = k.min(values.len());
+    let mut idx: Vec<usize> = (0..values.len()).collect();
+    let order = |a: &usize, b: &usize| values[*b].total_cmp(&values[*a]).then(a.cmp(b));
+    if k > 0 && k < idx.len() {
+        idx.select_nth_unstable_by(k - 1, order);
+    }
+    idx.truncate(k);
+    idx.sort_by(order);
+    idx
+}
+
+/// `k` indices drawn without replacement with probabilities `softmax(values)`, then ordered by
+/// value like transformers' beam sampling does.
+fn sample_k(values: &[f32], k: usize, rng: &mut StdRng) -> Vec<usize> {
+    let mut probs = softmax(values);
+    let mut picked = Vec::with_capacity(k);
+    for _ in 0..k.min(values.len()) {
+        let total: f32 = probs.iter().sum();
+        if total <= 0.0 {
+            break;
+        }
+        let mut u = rng.random::<f32>() * total;
+        let mut choice = None;
+        for (i, &p) in probs.iter().enumerate() {
+            if p > 0.0 {
+                choice = Some(i);
+                if u < p {
+                    break;
+                }
+                u -= p;
+            }
+        }
+        let Some(i) = choice else { break };
+        probs[i] = 0.0;
+        picked.push(i);
+    }
+    picked.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
+    picked
+}
+
+/// `len ^ length_penalty` in the f32 transformers divides by.
+fn length_norm(len: usize, length_penalty: f32) -> f32 {
+    (len as f64).powf(length_penalty as f64) as f32
+}
+
+/// Beam search for one prompt: the best `num_return_sequences` hypotheses, best first, each
+/// with its length-penalised `score`.
+pub fn beam_search(
+    model: &DecoderForCausalLM,
+    prompt: &[u32],
+    config: &GenerationConfig,
+) -> Result<Vec<TokenOutput>> {
+    let max_length = check_prompts(model, &[prompt], config)?;
+    let num_beams = config.num_beams;
+    let prompt_len = prompt.len();
+    let eos = &config.eos_token_id;
+    // Enough candidates that `num_beams` of them are still running even if the best ones
+    // all end in (any of the) EOS ids.
+    let beams_to_keep = 2.max(1 + eos.len()) * num_beams;
+    let processors = config.processors(max_length);
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let device = Device::Cpu;
+    let start = Instant::now();
+    let deadline = config
+        .max_time
+        .map(|s| start + Duration::from_secs_f64(s.max(0.0)));
+
+    // Prefill the prompt once, then give every beam a copy of its cache.
+    let mut cache = model.new_cache();
+    let input = Tensor::new(prompt, &device)?.unsqueeze(0)?;
+    let logits = model.forward(
+        &input,
+        &default_positions(1, 0, prompt_len, &device)?,
+        &mut cache,
+    )?;
+    let first: Vec<f32> = logits
+        .narrow(1, prompt_len - 1, 1)?
+        .flatten_all()?
+        .to_vec1()?;
+    cache.select_rows(&vec![0; num_beams])?;
+    let prefill = start.elapsed();
+    let mut step_logits = vec![first; num_beams];
+
+    // Only the first beam starts live, so the first step does not pick one token n times.
+    let mut running: Vec<Hypothesis> = (0..num_beams)
+        .map(|b| Hypothesis::empty(if b == 0 { 0.0 } else { NEG }))
+        .collect();
+    let mut done: Vec<Hypothesis> = vec![Hypothesis::empty(NEG); num_beams];
+    let mut improvable = true;
+    let mut cur_len = prompt_len;
+    let mut timed_out = false;
+    let mut ids = prompt.to_vec();
+    loop {
+        let vocab = step_logits.first().map_or(0, Vec::len);
+        let mut acc = Vec::with_capacity(num_beams * vocab);
+        for (beam, logits) in running.iter().zip(&step_logits) {
+            let mut lp = log_softmax(logits);
+            ids.truncate(prompt_len);
+            ids.extend_from_slice(&beam.tokens);
+            processors.process(
+                &Context {
+                    ids: &ids,
+                    prompt_len,
+                },
+                &mut lp,
+            );
+            acc.extend(lp.iter().map(|&x| x + beam.score));
+        }
+        let top = if config.do_sample {
+            sample_k(&acc, beams_to_keep, &mut rng)
+        } else {
+            top_k(&acc, beams_to_keep)
+        };
+        timed_out |= deadline.is_some_and(|d| Instant::now() >= d);
+        let candidates: Vec<Hypothesis> = top
+            .iter()
+            .map(|&i| {
+                let (beam, id) = (i / vocab, (i % vocab) as u32);
+                let mut h = running[beam].clone();
+                h.tokens.push(id);
+                if let Some(n) = config.top_logprobs {
+                    h.logprobs.push(logprob_of(&step_logits[beam], id, n));
+                }
+                h.score = acc[i];
+                h.finished = eos.contains(&id) || cur_len + 1 >= max_length || timed_out;
+                h
+            })
+            .collect();
+        let sources: Vec<usize> = top.iter().map(|&i| i / vocab).collect();
+
+        // The best candidates that did not finish keep running.
+        let running_scores: Vec<f32> = candidates
+            .iter()
+            .map(|c| c.score + if c.finished { NEG } else { 0.0 })
+            .collect();
+        let keep = top_k(&running_scores, num_beams);
+
+        // Finished candidates among the top `num_beams` compete with the finished list.
+        let full = config.early_stopping == EarlyStopping::True && done.iter().all(|h| h.finished);
+        let norm = length_norm(cur_len + 1 - prompt_len, config.length_penalty);
+        let mut merged = done;
+        for (k, c) in candidates.iter().enumerate() {
+            let just_finished = c.finished && k < num_beams;
+            let mut score = c.score / norm;
+            if full {
+                score += NEG;
+            }
+            if !improvable {
+                score += NEG;
+            }
+            if !just_finished {
+                score += NEG;
+            }
+            merged.push(Hypothesis {
+                score,
+                finished: just_finished,
+                ..c.clone()
+            });
+        }
+        let merged_scores: Vec<f32> = merged.iter().map(|h| h.score).collect();
+        done = top_k(&merged_scores, num_beams)
+            .into_iter()
+            .map(|i| merged[i].clone())
+            .collect();
+
+        let beam_rows: Vec<u32> = keep.iter().map(|&k| sources[k] as u32).collect();
+        running = keep
+            .iter()
+            .map(|&k| Hypothesis {
+                score: running_scores[k],
+                ..candidates[k].clone()
+            })
+            .collect();
+        cur_len += 1;
+
+        // Can a running beam still beat the worst finished one?
+        let best_len =
+            if config.early_stopping == EarlyStopping::Never && config.length_penalty > 0.0 {
+                max_length - prompt_len
+            } else {
+                cur_len - prompt_len
+            };
+        let best_running = running[0].score / length_norm(best_len, config.length_penalty);
+        let worst_done = done.iter().map(|h| h.score).fold(f32::INFINITY, f32::min);
+        improvable &= done
+            .iter()
+            .any(|h| best_running > if h.finished { worst_done } else { NEG });
+        let all_full =
+            config.early_stopping == EarlyStopping::True && done.iter().all(|h| h.finished);
+        if !improvable || all_full || candidates.iter().all(|c| c.finished) {
+            break;
+        }
+
+        cache.select_rows(&beam_rows)?;
+        let next: Vec<u32> = running
+            .iter()
+            .map(|h| h.tokens.last().copied().unwrap_or(0))
+            .collect();
+        let past = cache.seq_len();
+        let input = Tensor::from_vec(next, (num_beams, 1), &device)?;
+        let logits = model.forward(
+            &input,
+            &default_positions(num_beams, past, 1, &device)?,
+            &mut cache,
+        )?;
+        step_logits = logits.squeeze(1)?.to_vec2()?;
+    }
+    let decode = start.elapsed().saturating_sub(prefill);
+    Ok(done
+        .into_iter()
+        .take(config.num_return_sequences)
+        .map(|h| {
+            let finish_reason = match h.tokens.last() {
+                Some(id) if eos.contains(id) => FinishReason::Eos,
+                _ if timed_out => FinishReason::MaxTime,
+                _ => FinishReason::Length,
+            };
+            TokenOutput {
+                ids: h.tokens,
+                finish_reason,
+                logprobs: h.logprobs,
+                score: Some(h.score),
+                prefill,
+                decode,
+            }
+        })
+        .collect())
+}
