@@ -1,159 +1,183 @@
 //! `trustformers generate`: stream a continuation of a prompt to stdout.
 
+use crate::interrupt::Streaming;
+use crate::options::{GenerationArgs, Loaded, ModelArgs};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use serde_json::json;
-use std::io::Write;
-use trustformers::generation::generate_text;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use trustformers::generation::{generate_batch, generate_text, FinishReason, TokenOutput};
 use trustformers::tokenizers::chat::{ChatOptions, Message};
-use trustformers::{
-    resolve_model, AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LoadOptions,
-};
+use trustformers::{GenerationConfig, Tokenizer};
 
-/// Overwrites `slot` when the flag was given.
-fn set<T>(slot: &mut T, flag: Option<T>) {
-    if let Some(v) = flag {
-        *slot = v;
-    }
-}
-
-/// Flags are transformers' `GenerationConfig` fields in kebab-case.
 #[derive(Args)]
 pub struct GenerateArgs {
-    /// Checkpoint directory, .gguf file, or a known model name
-    /// (smollm2-135m-instruct, gemma-3-270m); default smollm2-135m-instruct, fetched once.
-    #[arg(long)]
-    model: Option<String>,
-    #[arg(long)]
-    max_new_tokens: Option<usize>,
-    #[arg(long)]
-    min_new_tokens: Option<usize>,
-    /// Sample instead of picking the most likely token.
-    #[arg(long)]
-    do_sample: bool,
-    #[arg(long)]
-    temperature: Option<f32>,
-    #[arg(long)]
-    top_k: Option<usize>,
-    #[arg(long)]
-    top_p: Option<f32>,
-    #[arg(long)]
-    min_p: Option<f32>,
-    #[arg(long)]
-    typical_p: Option<f32>,
-    #[arg(long)]
-    repetition_penalty: Option<f32>,
-    #[arg(long)]
-    frequency_penalty: Option<f32>,
-    #[arg(long)]
-    presence_penalty: Option<f32>,
-    #[arg(long)]
-    no_repeat_ngram_size: Option<usize>,
-    /// Text that ends generation (repeatable); it is left out of the output.
-    #[arg(long = "stop-strings")]
-    stop_strings: Vec<String>,
-    /// Seconds after which generation stops.
-    #[arg(long)]
-    max_time: Option<f64>,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    generation: GenerationArgs,
     /// Continue the prompt as raw text. By default, a model with a chat template (an
     /// instruct model) gets the prompt as a user message through its template.
     #[arg(long)]
     raw: bool,
-    /// Compute dtype (f32, f16, bf16); for a GGUF file this dequantizes the weights.
-    #[arg(long)]
-    dtype: Option<String>,
     /// Print text, token ids, finish reason and timings as JSON at the end instead of streaming.
     #[arg(long)]
     json: bool,
-    /// The prompt.
-    prompt: String,
+    /// With --json: each token's log-probability and this many most likely alternatives.
+    #[arg(long)]
+    top_logprobs: Option<usize>,
+    /// The prompt; read from stdin when absent or `-`.
+    prompt: Option<String>,
 }
 
-pub fn run(args: &GenerateArgs) -> Result<()> {
-    if args.prompt.is_empty() {
-        bail!("the prompt is empty");
-    }
-    let dtype = args
-        .dtype
-        .as_deref()
-        .map(trustformers::core::parse_dtype)
-        .transpose()?;
-    let path = resolve_model(args.model.as_deref())?;
-    let model = AutoModelForCausalLM::from_pretrained(
-        &path,
-        &LoadOptions {
-            dtype,
-            ..Default::default()
-        },
-    )
-    .with_context(|| format!("loading {}", path.display()))?;
-    let tok = AutoTokenizer::from_pretrained(&path)
-        .with_context(|| format!("loading the tokenizer of {}", path.display()))?;
-    let mut config = if path.is_dir() {
-        GenerationConfig::from_dir(&path)?
-    } else {
-        GenerationConfig::default()
-    };
-    if config.eos_token_id.is_empty() {
-        config.eos_token_id.extend(tok.eos_token_id());
-    }
-    set(&mut config.max_new_tokens, args.max_new_tokens);
-    set(&mut config.min_new_tokens, args.min_new_tokens);
-    set(&mut config.temperature, args.temperature);
-    set(&mut config.top_k, args.top_k);
-    set(&mut config.top_p, args.top_p);
-    set(&mut config.typical_p, args.typical_p);
-    set(&mut config.repetition_penalty, args.repetition_penalty);
-    set(&mut config.frequency_penalty, args.frequency_penalty);
-    set(&mut config.presence_penalty, args.presence_penalty);
-    set(&mut config.no_repeat_ngram_size, args.no_repeat_ngram_size);
-    config.do_sample |= args.do_sample;
-    config.min_p = args.min_p.or(config.min_p);
-    config.max_time = args.max_time.or(config.max_time);
-    config.seed = args.seed;
-    config
-        .stop_strings
-        .extend(args.stop_strings.iter().cloned());
+/// All of stdin as text, refusing bytes that are not UTF-8.
+pub fn read_stdin() -> Result<String> {
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut bytes)
+        .context("reading the prompt from stdin")?;
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "stdin is not valid UTF-8 (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
 
-    let chat = !args.raw && tok.config().chat_template.is_some();
+/// The prompt's token ids: through the chat template when the model has one (unless `raw`).
+pub fn prompt_ids(tok: &Tokenizer, text: &str, raw: bool) -> Result<Vec<u32>> {
+    let chat = !raw && tok.config().chat_template.is_some();
     let prompt = if chat {
         let opts = ChatOptions {
             add_generation_prompt: true,
             ..Default::default()
         };
-        tok.apply_chat_template(&[Message::new("user", args.prompt.clone())], &opts)?
+        tok.apply_chat_template(&[Message::new("user", text.to_owned())], &opts)?
     } else {
-        args.prompt.clone()
+        text.to_owned()
     };
     // A chat template writes its own special tokens.
-    let ids = tok.encode_ids(&prompt, !chat)?;
+    Ok(tok.encode_ids(&prompt, !chat)?)
+}
+
+fn finish(reason: FinishReason) -> String {
+    match reason {
+        FinishReason::StopString => "stop_string".into(),
+        FinishReason::MaxTime => "max_time".into(),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+fn logprobs_json(tok: &Tokenizer, out: &TokenOutput) -> Value {
+    let token = |id: u32| tok.id_to_token(id).unwrap_or_default();
+    Value::Array(
+        out.logprobs
+            .iter()
+            .map(|l| {
+                json!({
+                    "id": l.id,
+                    "token": token(l.id),
+                    "logprob": l.logprob,
+                    "top_logprobs": l.top.iter().map(|&(id, lp)| json!({
+                        "id": id, "token": token(id), "logprob": lp
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+    )
+}
+
+pub fn run(args: &GenerateArgs) -> Result<()> {
+    let text = match args.prompt.as_deref() {
+        None | Some("-") => read_stdin()?,
+        Some(p) => p.to_owned(),
+    };
+    if text.trim().is_empty() {
+        bail!("the prompt is empty");
+    }
+    // Refuse bad flags before spending time on loading.
+    args.generation.apply(&GenerationConfig::default())?;
+    let Loaded {
+        model,
+        tokenizer: tok,
+        generation,
+        ..
+    } = args.model.load()?;
+    let mut config = args.generation.apply(&generation)?;
+    config.top_logprobs = args.top_logprobs;
+    let ids = prompt_ids(&tok, &text, args.raw)?;
+
+    if config.num_beams > 1 || config.num_return_sequences > 1 {
+        // Beam search knows its best sequences only at the end: nothing streams.
+        let outs = generate_batch(&model, std::slice::from_ref(&ids), &config)?;
+        let mut seqs = Vec::new();
+        for (i, out) in outs.iter().enumerate() {
+            let text = tok.decode(&out.ids, true)?;
+            if args.json {
+                seqs.push(json!({
+                    "text": text,
+                    "token_ids": out.ids,
+                    "finish_reason": finish(out.finish_reason),
+                    "score": out.score,
+                    "logprobs": args.top_logprobs.map(|_| logprobs_json(&tok, out)),
+                }));
+            } else {
+                if outs.len() > 1 {
+                    println!("--- sequence {} ---", i + 1);
+                }
+                println!("{text}");
+            }
+        }
+        if args.json {
+            let (prefill, decode) = outs.first().map_or((0.0, 0.0), |o| {
+                (o.prefill.as_secs_f64(), o.decode.as_secs_f64())
+            });
+            println!(
+                "{}",
+                json!({"sequences": seqs, "prompt_tokens": ids.len(), "prefill_s": prefill, "decode_s": decode})
+            );
+        }
+        return Ok(());
+    }
+
+    let streaming = Streaming::start();
     let mut stdout = std::io::stdout().lock();
     let out = generate_text(&model, &tok, &ids, &config, |piece| {
         if !args.json {
             // A closed pipe (e.g. `| head`) just ends the stream.
-            let _ = stdout
+            if stdout
                 .write_all(piece.as_bytes())
-                .and_then(|()| stdout.flush());
+                .and_then(|()| stdout.flush())
+                .is_err()
+            {
+                return false;
+            }
         }
+        !streaming.requested()
     })?;
+    let interrupted = streaming.requested();
+    drop(streaming);
     let new_tokens = out.tokens.ids.len();
     if args.json {
-        println!(
-            "{}",
-            json!({
-                "text": out.text,
-                "token_ids": out.tokens.ids,
-                "finish_reason": format!("{:?}", out.tokens.finish_reason).to_lowercase(),
-                "prompt_tokens": ids.len(),
-                "prefill_s": out.tokens.prefill.as_secs_f64(),
-                "decode_s": out.tokens.decode.as_secs_f64(),
-                "decode_tok_s": new_tokens.saturating_sub(1) as f64 / out.tokens.decode.as_secs_f64().max(1e-9),
-            })
-        );
+        let mut v = json!({
+            "text": out.text,
+            "token_ids": out.tokens.ids,
+            "finish_reason": finish(out.tokens.finish_reason),
+            "prompt_tokens": ids.len(),
+            "prefill_s": out.tokens.prefill.as_secs_f64(),
+            "decode_s": out.tokens.decode.as_secs_f64(),
+            "decode_tok_s": new_tokens.saturating_sub(1) as f64 / out.tokens.decode.as_secs_f64().max(1e-9),
+        });
+        if args.top_logprobs.is_some() {
+            v["logprobs"] = logprobs_json(&tok, &out.tokens);
+        }
+        println!("{v}");
     } else {
         println!();
+    }
+    if interrupted {
+        eprintln!("[interrupted]");
+        std::process::exit(130);
     }
     Ok(())
 }

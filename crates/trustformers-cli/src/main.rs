@@ -1,7 +1,11 @@
 //! The `trustformers` command-line tool.
 
+mod bench;
+mod chat;
 mod debug;
 mod generate;
+mod interrupt;
+mod options;
 mod tokenize;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +25,11 @@ struct Cli {
 enum Command {
     /// Continue a prompt, streaming the text to stdout.
     Generate(generate::GenerateArgs),
+    /// Chat with an instruct model through its chat template (a REPL on a terminal; one
+    /// message per line otherwise).
+    Chat(chat::ChatArgs),
+    /// Time loading, prompt processing and generation (llama-bench's pp/tg tests).
+    Bench(bench::BenchArgs),
     /// Tokenize a text the way transformers' tokenizer does.
     Tokenize(tokenize::TokenizeArgs),
     /// Train tokenizers and analyse them on a corpus.
@@ -35,13 +44,28 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    if let Err(e) = run() {
+        // The error chain, one cause per line; no backtrace, whatever RUST_BACKTRACE says.
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    if let Command::Bench(args) = &cli.command {
+        bench::set_threads(args.threads)?;
+    }
+    interrupt::install()?;
+    match cli.command {
+        Command::Bench(args) => bench::run(&args),
         Command::Generate(args) => generate::run(&args),
+        Command::Chat(args) => chat::run(&args),
         Command::Debug { command } => debug::run(command),
         Command::Tokenize(args) => tokenize::tokenize(&args),
         Command::Tokenizer { command } => tokenize::run(command),

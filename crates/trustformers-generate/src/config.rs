@@ -226,6 +226,14 @@ impl GenerationConfig {
         if self.max_new_tokens == 0 {
             return bad("max_new_tokens", "must be at least 1".into());
         }
+        if let Some(t) = self.max_time {
+            if !(t.is_finite() && t >= 0.0) {
+                return bad(
+                    "max_time",
+                    format!("must be a non-negative number of seconds, got {t}"),
+                );
+            }
+        }
         if self.num_beams == 0 {
             return bad("num_beams", "must be at least 1".into());
         }

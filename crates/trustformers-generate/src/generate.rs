@@ -351,20 +351,22 @@ fn held_back(text: &str, stops: &[String]) -> usize {
     hold
 }
 
-/// Generates text after `prompt`, streaming it to `on_text` as it is produced. Special
-/// tokens (and the end-of-sequence token) are not part of the text; stop strings end
-/// generation and are cut from it.
+/// Generates text after `prompt`, streaming it to `on_text` as it is produced; `on_text`
+/// returns `false` to stop (finish reason `Stopped`). Special tokens (and the
+/// end-of-sequence token) are not part of the text; stop strings end generation and are cut
+/// from it.
 pub fn generate_text(
     model: &DecoderForCausalLM,
     tokenizer: &Tokenizer,
     prompt: &[u32],
     config: &GenerationConfig,
-    mut on_text: impl FnMut(&str),
+    mut on_text: impl FnMut(&str) -> bool,
 ) -> Result<TextOutput> {
     let mut stream = DecodeStream::new(tokenizer, true);
     let mut text = String::new();
     let mut emitted = 0usize;
     let mut stopped = false;
+    let mut go_on = true;
     let mut tokens = generate_ids(model, prompt, config, |id| {
         if let Some(piece) = stream.step(id)? {
             text.push_str(&piece);
@@ -384,12 +386,15 @@ pub fn generate_text(
             text.len() - held_back(&text, &config.stop_strings)
         };
         if ready > emitted {
-            on_text(&text[emitted..ready]);
+            go_on = on_text(&text[emitted..ready]);
             emitted = ready;
         }
-        Ok(!stopped)
+        Ok(!stopped && go_on)
     })?;
-    if !stopped {
+    if tokens.finish_reason == FinishReason::Stopped && !stopped {
+        // The caller stopped: the text is what it was given.
+        text.truncate(emitted);
+    } else if !stopped {
         if let Some(rest) = stream.finish()? {
             text.push_str(&rest);
         }

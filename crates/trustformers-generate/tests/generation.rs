@@ -292,9 +292,11 @@ fn smollm2_chat_turn_is_coherent_and_stops_at_im_end() {
         ..Default::default()
     };
     let mut streamed = String::new();
-    let out =
-        trustformers_generate::generate_text(&model, &tok, &ids, &config, |p| streamed.push_str(p))
-            .unwrap();
+    let out = trustformers_generate::generate_text(&model, &tok, &ids, &config, |p| {
+        streamed.push_str(p);
+        true
+    })
+    .unwrap();
     eprintln!("{:?}", out.text);
     assert_eq!(
         out.tokens.finish_reason,

@@ -1,0 +1,185 @@
+//! `trustformers bench`: llama-bench's measurements for a causal LM — prompt processing
+//! (`pp N`: one forward pass over N tokens from an empty cache) and text generation
+//! (`tg N`: N single-token steps through the KV cache) in tokens/s, plus load time and peak
+//! RSS; each the median of `--repetitions` runs. Token ids are drawn at random (seeded), as
+//! llama-bench does, so results do not depend on a tokenizer.
+
+use crate::options::ModelArgs;
+use anyhow::{bail, Result};
+use clap::Args;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use serde_json::{json, Map, Value};
+use std::time::Instant;
+use trustformers::models::decoder::default_positions;
+use trustformers::{DecoderForCausalLM, Device, Tensor};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Prompt lengths to time (llama-bench's -p).
+    #[arg(short = 'p', long, value_delimiter = ',', default_value = "128,512")]
+    n_prompt: Vec<usize>,
+    /// Tokens to generate (llama-bench's -n).
+    #[arg(short = 'n', long, value_delimiter = ',', default_value = "128")]
+    n_gen: Vec<usize>,
+    /// Runs per measurement; the median is reported (llama-bench's -r).
+    #[arg(short = 'r', long, default_value_t = 5)]
+    repetitions: usize,
+    /// Threads for the matrix kernels (default: all cores).
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+    /// Print one JSON object: load_s, pp{N}_tok_s, tg{N}_tok_s, peak_rss_mb.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Sets the thread count before any thread pool starts (candle and rayon read this).
+pub fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(t) = threads {
+        if t == 0 {
+            bail!("--threads must be at least 1");
+        }
+        std::env::set_var("RAYON_NUM_THREADS", t.to_string());
+    }
+    Ok(())
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => xs[n / 2],
+        _ => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
+}
+
+fn random_ids(rng: &mut StdRng, n: usize, vocab: usize) -> Vec<u32> {
+    (0..n).map(|_| rng.random_range(0..vocab as u32)).collect()
+}
+
+/// Seconds for one forward pass over `n` tokens from an empty cache.
+fn prompt_run(model: &DecoderForCausalLM, ids: &[u32]) -> Result<f64> {
+    let mut cache = model.new_cache();
+    let input = Tensor::new(ids, &Device::Cpu)?.unsqueeze(0)?;
+    let pos = default_positions(1, 0, ids.len(), &Device::Cpu)?;
+    let start = Instant::now();
+    let logits = model.forward(&input, &pos, &mut cache)?;
+    // Make sure the work is done (the CPU backend is synchronous; this reads one value).
+    logits
+        .narrow(1, ids.len() - 1, 1)?
+        .flatten_all()?
+        .max(0)?
+        .to_scalar::<f32>()?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// Seconds for `n` single-token decode steps after one start token.
+fn gen_run(model: &DecoderForCausalLM, n: usize, vocab: usize, rng: &mut StdRng) -> Result<f64> {
+    let mut cache = model.new_cache();
+    let mut next = random_ids(rng, 1, vocab)[0];
+    let start = Instant::now();
+    for step in 0..n {
+        let input = Tensor::new(&[next], &Device::Cpu)?.unsqueeze(0)?;
+        let pos = default_positions(1, step, 1, &Device::Cpu)?;
+        let logits = model.forward(&input, &pos, &mut cache)?;
+        next = logits.flatten_all()?.argmax(0)?.to_scalar::<u32>()?;
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// Peak resident set size of this process in MB (Linux `VmHWM`).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    if args.repetitions == 0 {
+        bail!("--repetitions must be at least 1");
+    }
+    let mut loads = Vec::new();
+    let mut loaded = None;
+    for _ in 0..args.repetitions {
+        let start = Instant::now();
+        let l = args.model.load()?;
+        loads.push(start.elapsed().as_secs_f64());
+        loaded = Some(l);
+    }
+    let Some(loaded) = loaded else {
+        bail!("no model was loaded");
+    };
+    let model = &loaded.model;
+    let spec = model.model().spec();
+    let (vocab, context) = (spec.vocab_size, spec.max_position_embeddings);
+    if let Some(&n) = args
+        .n_prompt
+        .iter()
+        .chain(&args.n_gen)
+        .find(|&&n| n == 0 || n >= context)
+    {
+        bail!("test length {n} must be between 1 and the model's context ({context} tokens) - 1");
+    }
+    let threads = candle_core::utils::get_num_threads();
+    let mut rng = StdRng::seed_from_u64(0);
+    let mut results = Map::new();
+    results.insert("model".into(), json!(loaded.path.display().to_string()));
+    results.insert("threads".into(), json!(threads));
+    results.insert("repetitions".into(), json!(args.repetitions));
+    results.insert("load_s".into(), json!(median(loads)));
+    let mut rows = Vec::new();
+    for &n in &args.n_prompt {
+        // One warm-up run, as llama-bench does.
+        prompt_run(model, &random_ids(&mut rng, n, vocab))?;
+        let mut rates = Vec::new();
+        for _ in 0..args.repetitions {
+            let secs = prompt_run(model, &random_ids(&mut rng, n, vocab))?;
+            rates.push(n as f64 / secs);
+        }
+        rows.push((format!("pp{n}"), rates));
+    }
+    for &n in &args.n_gen {
+        gen_run(model, n.min(8), vocab, &mut rng)?;
+        let mut rates = Vec::new();
+        for _ in 0..args.repetitions {
+            rates.push(n as f64 / gen_run(model, n, vocab, &mut rng)?);
+        }
+        rows.push((format!("tg{n}"), rates));
+    }
+    let rss = peak_rss_mb();
+    for (name, rates) in &rows {
+        results.insert(format!("{name}_tok_s"), json!(median(rates.clone())));
+    }
+    results.insert("peak_rss_mb".into(), json!(rss));
+    if args.json {
+        println!("{}", Value::Object(results));
+        return Ok(());
+    }
+    println!(
+        "model: {}  threads: {threads}  repetitions: {}",
+        loaded.path.display(),
+        args.repetitions
+    );
+    println!("| test   |      t/s (median) |    min |    max |");
+    println!("|--------|-------------------|--------|--------|");
+    for (name, rates) in &rows {
+        let min = rates.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = rates.iter().copied().fold(0.0, f64::max);
+        println!(
+            "| {name:<6} | {:>17.2} | {min:>6.2} | {max:>6.2} |",
+            median(rates.clone())
+        );
+    }
+    println!(
+        "load: {:.3} s (median)",
+        results["load_s"].as_f64().unwrap_or(f64::NAN)
+    );
+    match rss {
+        Some(mb) => println!("peak RSS: {mb:.0} MB"),
+        None => println!("peak RSS: not available on this platform"),
+    }
+    Ok(())
+}
