@@ -5,6 +5,7 @@
 pub mod activation;
 pub mod attention;
 pub mod embedding;
+pub mod kernels;
 pub mod kv_cache;
 pub mod linear;
 pub mod mlp;

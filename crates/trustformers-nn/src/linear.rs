@@ -1,7 +1,9 @@
 //! One linear layer for dense and block-quantized weights, so no model is written twice.
 
-use candle_core::quantized::QMatMul;
+use crate::kernels::q4_1::Q41Matrix;
+use candle_core::quantized::{GgmlDType, QMatMul};
 use candle_core::{DType, Module, Tensor};
+use std::sync::Arc;
 use trustformers_core::{Result, Weight, Weights};
 
 /// `y = x W^T + b`, with `W` dense (any float dtype) or ggml-quantized.
@@ -15,6 +17,8 @@ pub struct Linear {
 enum LinearWeight {
     Dense(Tensor),
     Quantized(QMatMul),
+    /// Q4_1, which candle only has a scalar kernel for.
+    Q41(Arc<Q41Matrix>),
 }
 
 impl Linear {
@@ -33,6 +37,9 @@ impl Linear {
     pub fn from_weight(weight: Weight, bias: Option<Tensor>) -> Result<Self> {
         let weight = match weight {
             Weight::Dense(t) => LinearWeight::Dense(t),
+            Weight::Quantized(q) if q.dtype() == GgmlDType::Q4_1 && q.shape().rank() == 2 => {
+                LinearWeight::Q41(Arc::new(Q41Matrix::from_qtensor(&q)?))
+            }
             Weight::Quantized(q) => LinearWeight::Quantized(QMatMul::from_arc(q)?),
         };
         Ok(Self { weight, bias })
@@ -56,6 +63,21 @@ impl Linear {
                 let dtype = xs.dtype();
                 let ys = q.forward(&xs.to_dtype(DType::F32)?)?;
                 ys.to_dtype(dtype)?
+            }
+            LinearWeight::Q41(m) => {
+                let (out_dim, in_dim) = m.dims();
+                let (in_dims, _) = xs.dims().split_at(xs.rank().saturating_sub(1));
+                let x: Vec<f32> = xs.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+                if x.len() % in_dim.max(1) != 0 || xs.dims().last() != Some(&in_dim) {
+                    return Err(trustformers_core::Error::ShapeMismatch {
+                        name: "linear input".into(),
+                        expected: vec![in_dim],
+                        actual: xs.dims().to_vec(),
+                    });
+                }
+                let mut out_dims = in_dims.to_vec();
+                out_dims.push(out_dim);
+                Tensor::from_vec(m.matmul(&x)?, out_dims, xs.device())?.to_dtype(xs.dtype())?
             }
         };
         match &self.bias {

@@ -1,0 +1,3 @@
+//! CPU kernels for weight formats candle runs slowly, behind [`Linear`](crate::Linear).
+
+pub mod q4_1;
