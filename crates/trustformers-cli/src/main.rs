@@ -54,8 +54,13 @@ fn main() {
 
 fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
         .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
         .init();
     let cli = Cli::parse();
     if let Command::Bench(args) = &cli.command {

@@ -15,6 +15,7 @@
 //! ```
 
 mod auto;
+pub mod hub;
 pub mod resolve;
 
 pub use auto::{AutoConfig, AutoModel, AutoModelForCausalLM, LoadOptions, ModelConfig};

