@@ -104,6 +104,23 @@ DECODERS = {
         sliding_window=4,
         max_window_layers=1,
     ),
+    # Gemma 3: unit-offset norms, sandwich norms, q/k norm, scaled embeddings, GeLU-tanh,
+    # query_pre_attn_scalar != head_dim, alternating sliding/full layers with their own RoPE
+    # (linear scaling on the global ones), final logit soft-capping, attention bias.
+    "gemma3": dict(
+        model_type="gemma3_text",
+        num_hidden_layers=3,
+        head_dim=16,
+        query_pre_attn_scalar=12,
+        sliding_window=4,
+        sliding_window_pattern=2,
+        attention_bias=True,
+        final_logit_softcapping=5.0,
+        rope_parameters={
+            "full_attention": dict(rope_type="linear", factor=2.0, rope_theta=1_000_000.0),
+            "sliding_attention": dict(rope_type="default", rope_theta=10_000.0),
+        },
+    ),
 }
 
 

@@ -164,7 +164,7 @@ fn expected_greedy(name: &str) -> (Vec<u32>, Vec<u32>) {
 
 #[test]
 fn greedy_matches_transformers_generate() {
-    for name in ["llama", "mistral", "qwen2", "qwen3"] {
+    for name in ["llama", "mistral", "qwen2", "qwen3", "gemma3"] {
         let m = model(name);
         let (prompt, want) = expected_greedy(name);
         let config = GenerationConfig {

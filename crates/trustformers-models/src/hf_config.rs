@@ -32,14 +32,34 @@ pub fn rope_spec(
         (None, Some(s)) => (Some(s), "rope_scaling."),
         (None, None) => (None, ""),
     };
+    let theta = f
+        .opt_f64("rope_theta", 1.0..=1e12)?
+        .unwrap_or(DEFAULT_ROPE_THETA);
+    rope_from_params(f, params, prefix, theta, head_dim, max_position_embeddings)
+}
+
+/// Reads one RoPE parameter set (`params`, reported under `prefix`), with `default_theta`
+/// when it names no `rope_theta`. Fields missing from `params` fall back to the top-level
+/// config `f`, as transformers 4 stored them there.
+pub fn rope_from_params(
+    f: &Fields<'_>,
+    params: Option<&Value>,
+    prefix: &str,
+    default_theta: f64,
+    head_dim: usize,
+    max_position_embeddings: usize,
+) -> Result<RopeSpec> {
+    if params.is_some_and(|p| !p.is_object()) {
+        return Err(Error::config(
+            prefix.trim_end_matches('.'),
+            "must be an object",
+        ));
+    }
     let empty = Value::Object(Default::default());
     let p = Fields::new(params.unwrap_or(&empty), prefix)?;
-    let theta = match p.opt_f64("rope_theta", 1.0..=1e12)? {
-        Some(t) => t,
-        None => f
-            .opt_f64("rope_theta", 1.0..=1e12)?
-            .unwrap_or(DEFAULT_ROPE_THETA),
-    };
+    let theta = p
+        .opt_f64("rope_theta", 1.0..=1e12)?
+        .unwrap_or(default_theta);
     let partial = match p.opt_f64("partial_rotary_factor", 0.0..=1.0)? {
         Some(x) => x,
         None => f

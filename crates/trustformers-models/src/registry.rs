@@ -46,6 +46,7 @@ pub const ARCHITECTURES: &[Architecture] = &[
     arch("mistral", None, presets::mistral::spec),
     arch("qwen2", Some(("qwen2", Hf)), presets::qwen2::spec),
     arch("qwen3", Some(("qwen3", Hf)), presets::qwen3::spec),
+    arch("gemma3_text", Some(("gemma3", Hf)), presets::gemma3::spec),
 ];
 
 fn known() -> Vec<&'static str> {

@@ -18,6 +18,12 @@ pub struct AttentionSpec {
     pub o_bias: bool,
     /// RMSNorm over each head of q and k before RoPE, with this epsilon.
     pub qk_norm_eps: Option<f64>,
+    /// The q/k norms scale by `1 + w` (Gemma).
+    pub qk_norm_unit_offset: bool,
+    /// Score scale; `None` is `1 / sqrt(head_dim)`.
+    pub scale: Option<f64>,
+    /// `tanh` soft-capping of the scores at this value (Gemma 2).
+    pub softcap: Option<f64>,
 }
 
 /// Self-attention with HF names `q_proj`, `k_proj`, `v_proj`, `o_proj` (+ `q_norm`, `k_norm`).
@@ -32,6 +38,8 @@ pub struct Attention {
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
+    scale: f64,
+    softcap: Option<f64>,
 }
 
 impl Attention {
@@ -42,7 +50,9 @@ impl Attention {
         let h = spec.hidden_size;
         let norm = |name: &str| {
             spec.qk_norm_eps
-                .map(|eps| RmsNorm::new(&vb.pp(name), spec.head_dim, eps))
+                .map(|eps| {
+                    RmsNorm::load(&vb.pp(name), spec.head_dim, eps, spec.qk_norm_unit_offset)
+                })
                 .transpose()
         };
         Ok(Self {
@@ -55,6 +65,8 @@ impl Attention {
             num_heads: spec.num_heads,
             num_kv_heads: spec.num_kv_heads,
             head_dim: spec.head_dim,
+            scale: spec.scale.unwrap_or(1.0 / (spec.head_dim as f64).sqrt()),
+            softcap: spec.softcap,
         })
     }
 
@@ -85,7 +97,8 @@ impl Attention {
         let q = rope.apply(&q, &cos_sin.0, &cos_sin.1)?;
         let k = rope.apply(&k, &cos_sin.0, &cos_sin.1)?;
         let (k, v) = cache.append(layer, &k, &v)?;
-        let out = sdpa(&q, &k, &v, mask, self.num_heads / self.num_kv_heads)?;
+        let groups = self.num_heads / self.num_kv_heads;
+        let out = sdpa(&q, &k, &v, mask, groups, self.scale, self.softcap)?;
         let out = out
             .transpose(1, 2)?
             .reshape((b, s, self.num_heads * self.head_dim))?;
@@ -93,7 +106,8 @@ impl Attention {
     }
 }
 
-/// Scaled dot-product attention computed in f32, keys/values shared by `groups` query heads.
+/// Scaled dot-product attention computed in f32, keys/values shared by `groups` query heads:
+/// `softmax(softcap(q k^T * scale) + mask) v`, with `softcap(x) = c * tanh(x / c)` when given.
 ///
 /// # Shapes
 /// q `[b, h, s, d]`, k/v `[b, h / groups, t, d]`, mask `[b, 1, s, t]` -> `[b, h, s, d]`.
@@ -103,6 +117,8 @@ pub fn sdpa(
     v: &Tensor,
     mask: Option<&Tensor>,
     groups: usize,
+    scale: f64,
+    softcap: Option<f64>,
 ) -> Result<Tensor> {
     let dtype = q.dtype();
     let (b, kv_heads, t, d) = k.dims4()?;
@@ -117,7 +133,10 @@ pub fn sdpa(
     };
     let (k, v) = (repeat(k)?, repeat(v)?);
     let q = q.to_dtype(DType::F32)?;
-    let scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?;
+    let mut scores = (q.matmul(&k.t()?)? * scale)?;
+    if let Some(c) = softcap {
+        scores = ((scores / c)?.tanh()? * c)?;
+    }
     let scores = match mask {
         Some(m) => scores.broadcast_add(m)?,
         None => scores,

@@ -20,6 +20,7 @@ const DECODERS: &[&str] = &[
     "mistral",
     "qwen2",
     "qwen3",
+    "gemma3",
 ];
 
 fn f32_opts() -> LoadOptions {

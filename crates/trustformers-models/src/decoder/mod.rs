@@ -1,11 +1,14 @@
-//! One config-driven pre-norm decoder for the LLaMA family (LLaMA, Mistral, Qwen2, Qwen3).
-//! Mirrors `transformers/models/llama/modeling_llama.py`; the presets state each model's diff.
+//! One config-driven pre-norm decoder for the LLaMA family (LLaMA, Mistral, Qwen2, Qwen3) and
+//! its relatives with sandwich norms (Gemma 3). Mirrors
+//! `transformers/models/llama/modeling_llama.py`; the presets state each model's diff.
 //!
 //! ```text
-//! x = embed_tokens(ids)
+//! x = embed_tokens(ids) [* embed_scale]
 //! for each layer:  x = x + self_attn(input_layernorm(x))
 //!                  x = x + mlp(post_attention_layernorm(x))
-//! logits = lm_head(norm(x))
+//!   sandwich norms: x = x + post_attention_layernorm(self_attn(input_layernorm(x)))
+//!                   x = x + post_feedforward_layernorm(mlp(pre_feedforward_layernorm(x)))
+//! logits = lm_head(norm(x)) [soft-capped]
 //! ```
 
 pub mod presets;
@@ -25,20 +28,24 @@ struct DecoderLayer {
     input_layernorm: RmsNorm,
     self_attn: Attention,
     post_attention_layernorm: RmsNorm,
+    /// Sandwich norms only.
+    pre_feedforward_layernorm: Option<RmsNorm>,
+    post_feedforward_layernorm: Option<RmsNorm>,
     mlp: GatedMlp,
 }
 
 impl DecoderLayer {
     fn new(spec: &DecoderSpec, vb: &Weights) -> Result<Self> {
         let h = spec.hidden_size;
+        let norm =
+            |name: &str| RmsNorm::load(&vb.pp(name), h, spec.rms_norm_eps, spec.norm_unit_offset);
+        let sandwich = |name: &str| spec.sandwich_norms.then(|| norm(name)).transpose();
         Ok(Self {
-            input_layernorm: RmsNorm::new(&vb.pp("input_layernorm"), h, spec.rms_norm_eps)?,
+            input_layernorm: norm("input_layernorm")?,
             self_attn: Attention::new(&spec.attention, &vb.pp("self_attn"))?,
-            post_attention_layernorm: RmsNorm::new(
-                &vb.pp("post_attention_layernorm"),
-                h,
-                spec.rms_norm_eps,
-            )?,
+            post_attention_layernorm: norm("post_attention_layernorm")?,
+            pre_feedforward_layernorm: sandwich("pre_feedforward_layernorm")?,
+            post_feedforward_layernorm: sandwich("post_feedforward_layernorm")?,
             mlp: GatedMlp::new(
                 &vb.pp("mlp"),
                 h,
@@ -47,6 +54,38 @@ impl DecoderLayer {
                 spec.hidden_act,
             )?,
         })
+    }
+
+    fn forward(
+        &self,
+        xs: &Tensor,
+        rope: &RotaryEmbedding,
+        cos_sin: &(Tensor, Tensor),
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+        index: usize,
+    ) -> Result<Tensor> {
+        let h = self.input_layernorm.forward(xs)?;
+        let h = self
+            .self_attn
+            .forward(&h, rope, cos_sin, mask, cache, index)?;
+        match (
+            &self.pre_feedforward_layernorm,
+            &self.post_feedforward_layernorm,
+        ) {
+            (Some(pre), Some(post)) => {
+                let xs = (xs + self.post_attention_layernorm.forward(&h)?)?;
+                let h = post.forward(&self.mlp.forward(&pre.forward(&xs)?)?)?;
+                Ok((xs + h)?)
+            }
+            _ => {
+                let xs = (xs + h)?;
+                let h = self
+                    .mlp
+                    .forward(&self.post_attention_layernorm.forward(&xs)?)?;
+                Ok((xs + h)?)
+            }
+        }
     }
 }
 
@@ -67,6 +106,8 @@ pub struct DecoderModel {
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
     rope: RotaryEmbedding,
+    /// RoPE of the sliding-window layers, when it differs.
+    sliding_rope: Option<RotaryEmbedding>,
 }
 
 /// Hidden states of the base model.
@@ -92,8 +133,18 @@ impl DecoderModel {
                 spec.hidden_size,
             )?,
             layers,
-            norm: RmsNorm::new(&vb.pp("norm"), spec.hidden_size, spec.rms_norm_eps)?,
+            norm: RmsNorm::load(
+                &vb.pp("norm"),
+                spec.hidden_size,
+                spec.rms_norm_eps,
+                spec.norm_unit_offset,
+            )?,
             rope: RotaryEmbedding::new(&spec.rope)?,
+            sliding_rope: spec
+                .sliding_rope
+                .as_ref()
+                .map(RotaryEmbedding::new)
+                .transpose()?,
         })
     }
 
@@ -131,7 +182,17 @@ impl DecoderModel {
         let past = cache.seq_len();
         let device = input_ids.device();
         let mut xs = self.embed_tokens.forward(input_ids)?;
+        if let Some(scale) = self.spec.embed_scale {
+            // transformers multiplies by the scale cast to the weights' dtype.
+            let scale = Tensor::new(scale as f32, device)?.to_dtype(xs.dtype())?;
+            xs = xs.broadcast_mul(&scale)?;
+        }
         let cos_sin = self.rope.cos_sin(positions, xs.dtype())?;
+        let sliding_cos_sin = self
+            .sliding_rope
+            .as_ref()
+            .map(|r| r.cos_sin(positions, xs.dtype()))
+            .transpose()?;
 
         // One mask per distinct window, shared by the layers that use it.
         let mut masks: Vec<(Option<usize>, Option<Tensor>)> = Vec::new();
@@ -152,15 +213,11 @@ impl DecoderModel {
                 .iter()
                 .find(|(w, _)| *w == window)
                 .and_then(|(_, m)| m.as_ref());
-            let h = layer.input_layernorm.forward(&xs)?;
-            let h = layer
-                .self_attn
-                .forward(&h, &self.rope, &cos_sin, mask, cache, i)?;
-            xs = (xs + h)?;
-            let h = layer
-                .mlp
-                .forward(&layer.post_attention_layernorm.forward(&xs)?)?;
-            xs = (xs + h)?;
+            let (rope, cos_sin) = match (&self.sliding_rope, &sliding_cos_sin, window) {
+                (Some(r), Some(cs), Some(_)) => (r, cs),
+                _ => (&self.rope, &cos_sin),
+            };
+            xs = layer.forward(&xs, rope, cos_sin, mask, cache, i)?;
         }
         let last_hidden_state = self.norm.forward(&xs)?;
         if opts.output_hidden_states {
@@ -235,10 +292,13 @@ impl DecoderForCausalLM {
         cache: &mut KvCache,
     ) -> Result<CausalLmOutput> {
         let out = self.model.forward(input_ids, positions, opts, cache)?;
-        let logits = self
+        let mut logits = self
             .lm_head
             .forward(&out.last_hidden_state)?
             .to_dtype(DType::F32)?;
+        if let Some(c) = self.model.spec.final_logit_softcapping {
+            logits = ((logits / c)?.tanh()? * c)?;
+        }
         Ok(CausalLmOutput {
             logits,
             last_hidden_state: out.last_hidden_state,

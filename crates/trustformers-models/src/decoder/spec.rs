@@ -24,6 +24,18 @@ pub struct DecoderSpec {
     pub layer_windows: Vec<Option<usize>>,
     /// The output projection reuses the input embedding table.
     pub tie_word_embeddings: bool,
+    /// Embeddings are multiplied by this (Gemma: `sqrt(hidden_size)`).
+    pub embed_scale: Option<f64>,
+    /// Every RMSNorm scales by `1 + w` (Gemma).
+    pub norm_unit_offset: bool,
+    /// Sandwich norms: the attention and MLP outputs are normed before the residual add
+    /// (`post_attention_layernorm`, `post_feedforward_layernorm`), and the MLP input by
+    /// `pre_feedforward_layernorm` (Gemma 2/3).
+    pub sandwich_norms: bool,
+    /// RoPE of the sliding-window layers when it differs from `rope` (Gemma 3's local base).
+    pub sliding_rope: Option<RopeSpec>,
+    /// `tanh` soft-capping of the final logits (Gemma 2).
+    pub final_logit_softcapping: Option<f64>,
 }
 
 impl DecoderSpec {
@@ -77,6 +89,9 @@ impl DecoderSpec {
                 qkv_bias: false,
                 o_bias: false,
                 qk_norm_eps: None,
+                qk_norm_unit_offset: false,
+                scale: None,
+                softcap: None,
             },
             rope,
             rms_norm_eps,
@@ -84,6 +99,11 @@ impl DecoderSpec {
             mlp_bias: false,
             layer_windows: vec![None; num_hidden_layers],
             tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),
+            embed_scale: None,
+            norm_unit_offset: false,
+            sandwich_norms: false,
+            sliding_rope: None,
+            final_logit_softcapping: None,
         })
     }
 
