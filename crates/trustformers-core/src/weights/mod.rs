@@ -4,7 +4,7 @@
 mod gguf_source;
 mod safetensors_source;
 
-pub use gguf_source::{GgufSource, GgufTensorRef};
+pub use gguf_source::{GgufSource, GgufTensorRef, Renamed};
 pub use safetensors_source::SafetensorsSource;
 
 use crate::Result;
