@@ -1,7 +1,7 @@
 //! One linear layer for dense and block-quantized weights, so no model is written twice.
 
-use crate::kernels::q4_1::Q41Matrix;
-use candle_core::quantized::{GgmlDType, QMatMul};
+use crate::kernels::{self, QuantMatmul};
+use candle_core::quantized::QMatMul;
 use candle_core::{DType, Module, Tensor};
 use std::sync::Arc;
 use trustformers_core::{Result, Weight, Weights};
@@ -17,8 +17,8 @@ pub struct Linear {
 enum LinearWeight {
     Dense(Tensor),
     Quantized(QMatMul),
-    /// Q4_1, which candle only has a scalar kernel for.
-    Q41(Arc<Q41Matrix>),
+    /// Formats candle only has scalar code for, run by our kernels.
+    Own(Arc<dyn QuantMatmul>),
 }
 
 impl Linear {
@@ -37,10 +37,10 @@ impl Linear {
     pub fn from_weight(weight: Weight, bias: Option<Tensor>) -> Result<Self> {
         let weight = match weight {
             Weight::Dense(t) => LinearWeight::Dense(t),
-            Weight::Quantized(q) if q.dtype() == GgmlDType::Q4_1 && q.shape().rank() == 2 => {
-                LinearWeight::Q41(Arc::new(Q41Matrix::from_qtensor(&q)?))
-            }
-            Weight::Quantized(q) => LinearWeight::Quantized(QMatMul::from_arc(q)?),
+            Weight::Quantized(q) => match kernels::for_qtensor(&q)? {
+                Some(own) => LinearWeight::Own(Arc::from(own)),
+                None => LinearWeight::Quantized(QMatMul::from_arc(q)?),
+            },
         };
         Ok(Self { weight, bias })
     }
@@ -64,7 +64,7 @@ impl Linear {
                 let ys = q.forward(&xs.to_dtype(DType::F32)?)?;
                 ys.to_dtype(dtype)?
             }
-            LinearWeight::Q41(m) => {
+            LinearWeight::Own(m) => {
                 let (out_dim, in_dim) = m.dims();
                 let (in_dims, _) = xs.dims().split_at(xs.rank().saturating_sub(1));
                 let x: Vec<f32> = xs.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;

@@ -1,0 +1,86 @@
+//! ggml `Q5_0`: each 32-value block is `d * (q - 16)` with 5-bit `q` (4 low bits in nibbles,
+//! the fifth in a 32-bit mask). Against 8-bit activations a block contributes
+//! `d_w d_x Σ (q_w - 16) q_x`.
+
+use super::{BlockQ8, WeightBlock};
+use candle_core::quantized::GgmlDType;
+use half::f16;
+
+/// `block_q5_0`: f16 `d`, 4 bytes `qh` (bit `j` is the high bit of value `j`), 16 bytes of
+/// nibbles (low nibble of `qs[j]` is value `j`, high nibble value `j + 16`).
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct BlockQ5_0 {
+    d: f16,
+    qh: [u8; 4],
+    qs: [u8; 16],
+}
+
+impl WeightBlock for BlockQ5_0 {
+    const DTYPE: GgmlDType = GgmlDType::Q5_0;
+    const BYTES: usize = 22;
+
+    fn read(b: &[u8]) -> Self {
+        let mut qs = [0u8; 16];
+        qs.copy_from_slice(&b[6..22]);
+        Self {
+            d: f16::from_le_bytes([b[0], b[1]]),
+            qh: [b[2], b[3], b[4], b[5]],
+            qs,
+        }
+    }
+
+    fn dot(w: &[Self], x: &[BlockQ8]) -> f32 {
+        let mut acc = 0f32;
+        for (w, x) in w.iter().zip(x) {
+            let qh = u32::from_le_bytes(w.qh);
+            let mut sumi = 0i32;
+            for j in 0..16 {
+                let lo = ((w.qs[j] & 0x0F) as u32 | ((qh >> j) & 1) << 4) as i32 - 16;
+                let hi = ((w.qs[j] >> 4) as u32 | ((qh >> (j + 16)) & 1) << 4) as i32 - 16;
+                sumi += lo * x.qs[j] as i32 + hi * x.qs[j + 16] as i32;
+            }
+            acc += w.d.to_f32() * x.d * sumi as f32;
+        }
+        acc
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot_avx2(w: &[Self], x: &[BlockQ8]) -> f32 {
+        use std::arch::x86_64::*;
+        let low = _mm256_set1_epi8(0x0F);
+        let ones = _mm256_set1_epi16(1);
+        // Byte i of the broadcast mask word, then bit i of it: ggml's bytes_from_bits_32.
+        let shuffle = _mm256_set_epi64x(
+            0x0303030303030303,
+            0x0202020202020202,
+            0x0101010101010101,
+            0x0000000000000000,
+        );
+        let bit = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe);
+        let high = _mm256_set1_epi8(0xF0u8 as i8);
+        let mut acc = _mm256_setzero_ps();
+        for (w, x) in w.iter().zip(x) {
+            let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(w.d.to_bits() as i32)));
+            // SAFETY: `qs` holds 16 bytes and `x.qs` 32; unaligned loads.
+            let packed = unsafe { _mm_loadu_si128(w.qs.as_ptr().cast()) };
+            let nibbles =
+                _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low);
+            let bits = _mm256_shuffle_epi8(_mm256_set1_epi32(i32::from_le_bytes(w.qh)), shuffle);
+            let set = _mm256_cmpeq_epi8(_mm256_or_si256(bits, bit), _mm256_set1_epi64x(-1));
+            // q - 16 as a signed byte: without the fifth bit the value is negative, so its
+            // high nibble is all ones.
+            let wq = _mm256_or_si256(nibbles, _mm256_andnot_si256(set, high));
+            let xq = unsafe { _mm256_loadu_si256(x.qs.as_ptr().cast()) };
+            // Signed * signed via |w| * (x with w's sign), as maddubs wants u8 * i8.
+            let sums = _mm256_madd_epi16(
+                _mm256_maddubs_epi16(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq)),
+                ones,
+            );
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * x.d), _mm256_cvtepi32_ps(sums), acc);
+        }
+        // SAFETY: AVX is part of AVX2.
+        unsafe { super::hsum(acc) }
+    }
+}
