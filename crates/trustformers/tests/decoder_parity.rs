@@ -199,7 +199,10 @@ fn gguf_quantized_path_stays_close() {
     let pos = default_positions(1, 0, ids.dim(1).unwrap(), &Device::Cpu).unwrap();
     let logits = model.forward(ids, &pos, &mut model.new_cache()).unwrap();
     let reference = exp["logits"].narrow(0, 0, 1).unwrap();
-    // Activations are quantized to 8 bits for the ggml dot products: close, not equal.
+    // Activations are quantized to 8 bits per 32-value block for the ggml dot products, as
+    // llama.cpp does: close, not equal. In this 32-wide model each row is a single block, so
+    // the rounding is as coarse as it gets; the kernels' own error is checked against
+    // candle's ggml kernels in trustformers-nn.
     let scale = reference
         .abs()
         .unwrap()
@@ -209,7 +212,7 @@ fn gguf_quantized_path_stays_close() {
         .unwrap();
     let d = max_abs_diff(&logits, &reference);
     assert!(
-        d < 0.02 * scale,
+        d < 0.04 * scale,
         "quantized logits differ by {d} (largest logit {scale})"
     );
     let a: Vec<u32> = logits

@@ -1,20 +1,24 @@
-//! CPU kernels for ggml weight formats candle only has scalar code for (Q4_1, Q5_0), behind
-//! [`Linear`](crate::Linear).
+//! CPU kernels for ggml weight formats behind [`Linear`](crate::Linear): Q4_1 and Q5_0, which
+//! candle only has scalar code for, and Q8_0 (large output heads).
 //!
 //! They compute what llama.cpp computes: activations are quantized per 32-value block to 8
 //! bits ([`BlockQ8`]), each weight block's dot product is summed in integers and scaled once.
 //! An AVX2 path is chosen at run time; the portable path computes the same integer sums, so
-//! both give the same result up to float rounding. Output rows are split over rayon's pool.
+//! both give the same result up to float rounding. Output rows are split over candle's
+//! barrier pool, the same threads candle's own quantized kernels use, so the two never
+//! compete for cores.
 
 mod q4_1;
 mod q5_0;
+mod q8_0;
 
 use candle_core::quantized::{GgmlDType, QTensor};
-use rayon::prelude::*;
+use std::sync::{Mutex, PoisonError};
 use trustformers_core::{Error, Result};
 
 pub use q4_1::BlockQ4_1;
 pub use q5_0::BlockQ5_0;
+pub use q8_0::BlockQ8_0;
 
 /// Values per block, for every format here.
 pub const BLOCK: usize = 32;
@@ -167,10 +171,14 @@ impl<B: WeightBlock> QuantMatmul for QMatrix<B> {
         let xq: Vec<BlockQ8> = x.chunks_exact(BLOCK).map(BlockQ8::quantize).collect();
         // Computed as [rows, n] so each task owns a contiguous slice, then transposed.
         let mut out_t = vec![0f32; self.rows * n];
-        out_t
-            .par_chunks_mut(ROWS_PER_TASK * n)
-            .enumerate()
-            .for_each(|(task, chunk)| {
+        // One uncontended lock per task hands each worker its own slice of the output.
+        let tasks: Vec<Mutex<&mut [f32]>> = out_t
+            .chunks_mut(ROWS_PER_TASK * n)
+            .map(Mutex::new)
+            .collect();
+        candle_core::utils::barrier_pool().execute_chunked(tasks.len(), |range| {
+            for task in range {
+                let mut chunk = tasks[task].lock().unwrap_or_else(PoisonError::into_inner);
                 let first = task * ROWS_PER_TASK;
                 for (i, row_out) in chunk.chunks_exact_mut(n).enumerate() {
                     let w = &self.blocks[(first + i) * per_row..(first + i + 1) * per_row];
@@ -178,7 +186,9 @@ impl<B: WeightBlock> QuantMatmul for QMatrix<B> {
                         *o = self.dot(w, &xq[t * per_row..(t + 1) * per_row]);
                     }
                 }
-            });
+            }
+        });
+        drop(tasks);
         if n == 1 {
             return Ok(out_t);
         }
@@ -200,6 +210,7 @@ pub fn for_qtensor(q: &QTensor) -> Result<Option<Box<dyn QuantMatmul>>> {
     Ok(match q.dtype() {
         GgmlDType::Q4_1 => Some(Box::new(QMatrix::<BlockQ4_1>::from_qtensor(q)?)),
         GgmlDType::Q5_0 => Some(Box::new(QMatrix::<BlockQ5_0>::from_qtensor(q)?)),
+        GgmlDType::Q8_0 => Some(Box::new(QMatrix::<BlockQ8_0>::from_qtensor(q)?)),
         _ => None,
     })
 }
@@ -221,9 +232,10 @@ unsafe fn hsum(v: std::arch::x86_64::__m256) -> f32 {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use candle_core::{Device, Tensor};
+    use candle_core::quantized::QMatMul;
+    use candle_core::{Device, Module, Tensor};
 
-    pub(super) fn random(n: usize, seed: u64) -> Vec<f32> {
+    fn random(n: usize, seed: u64) -> Vec<f32> {
         // A small LCG: deterministic, no dependency.
         let mut s = seed;
         (0..n)
@@ -236,7 +248,9 @@ mod tests {
             .collect()
     }
 
-    /// The kernel against dequantize + f32 matmul, and the portable path against the SIMD one.
+    /// The kernel against dequantize + f32 matmul (no further from it than candle's ggml
+    /// kernels, which quantize activations the same way), and the portable path against the
+    /// SIMD one.
     fn check<B: WeightBlock>() {
         let (rows, cols, n) = (70, 256, 3);
         let w = Tensor::from_vec(random(rows * cols, 1), (rows, cols), &Device::Cpu).unwrap();
@@ -254,16 +268,33 @@ mod tests {
             .unwrap()
             .to_vec1()
             .unwrap();
-        // Only the 8-bit activation rounding separates the two: at most half a step
-        // (|x|max / 254) per value times |w| <= 1, over `cols` values, and in practice a
-        // random walk far below that.
-        let bound = cols as f32 / 254.0;
-        let worst = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        assert!(worst < bound * 0.1, "{:?}: max diff {worst}", B::DTYPE);
+        let worst = |v: &[f32]| {
+            v.iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max)
+        };
+        let candle: Vec<f32> = QMatMul::from_qtensor(QTensor::quantize(&w, B::DTYPE).unwrap())
+            .unwrap()
+            .forward(&xt)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let (ours, ggml) = (worst(&got), worst(&candle));
+        // Only the 8-bit activation rounding separates either from f32: at most half a step
+        // (|x|max / 254) per value times |w| <= 1, summed over `cols` values.
+        assert!(
+            ours < cols as f32 / 254.0 * 0.1,
+            "{:?}: max diff {ours}",
+            B::DTYPE
+        );
+        assert!(
+            ours <= ggml * 1.1 + 1e-6,
+            "{:?}: {ours} vs candle's {ggml}",
+            B::DTYPE
+        );
 
         let per_row = cols / BLOCK;
         let xq: Vec<BlockQ8> = x.chunks_exact(BLOCK).map(BlockQ8::quantize).collect();
@@ -286,6 +317,11 @@ mod tests {
     #[test]
     fn q5_0_matches_the_dequantized_matmul() {
         check::<BlockQ5_0>();
+    }
+
+    #[test]
+    fn q8_0_matches_the_dequantized_matmul() {
+        check::<BlockQ8_0>();
     }
 
     #[test]

@@ -1,0 +1,65 @@
+//! ggml `Q8_0`: each 32-value block is `d * q` with 8-bit `q`. Against 8-bit activations a
+//! block contributes `d_w d_x Σ q_w q_x`.
+
+use super::{BlockQ8, WeightBlock};
+use candle_core::quantized::GgmlDType;
+use half::f16;
+
+/// `block_q8_0`: f16 `d`, 32 signed bytes.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct BlockQ8_0 {
+    d: f16,
+    qs: [i8; 32],
+}
+
+impl WeightBlock for BlockQ8_0 {
+    const DTYPE: GgmlDType = GgmlDType::Q8_0;
+    const BYTES: usize = 34;
+
+    fn read(b: &[u8]) -> Self {
+        let mut qs = [0i8; 32];
+        for (q, &byte) in qs.iter_mut().zip(&b[2..34]) {
+            *q = byte as i8;
+        }
+        Self {
+            d: f16::from_le_bytes([b[0], b[1]]),
+            qs,
+        }
+    }
+
+    fn dot(w: &[Self], x: &[BlockQ8]) -> f32 {
+        let mut acc = 0f32;
+        for (w, x) in w.iter().zip(x) {
+            let sumi: i32 =
+                w.qs.iter()
+                    .zip(&x.qs)
+                    .map(|(&a, &b)| a as i32 * b as i32)
+                    .sum();
+            acc += w.d.to_f32() * x.d * sumi as f32;
+        }
+        acc
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot_avx2(w: &[Self], x: &[BlockQ8]) -> f32 {
+        use std::arch::x86_64::*;
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = _mm256_setzero_ps();
+        for (w, x) in w.iter().zip(x) {
+            let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(w.d.to_bits() as i32)));
+            // SAFETY: both hold 32 bytes; unaligned loads.
+            let wq = unsafe { _mm256_loadu_si256(w.qs.as_ptr().cast()) };
+            let xq = unsafe { _mm256_loadu_si256(x.qs.as_ptr().cast()) };
+            // Signed * signed via |w| * (x with w's sign), as maddubs wants u8 * i8.
+            let sums = _mm256_madd_epi16(
+                _mm256_maddubs_epi16(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq)),
+                ones,
+            );
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * x.d), _mm256_cvtepi32_ps(sums), acc);
+        }
+        // SAFETY: AVX is part of AVX2.
+        unsafe { super::hsum(acc) }
+    }
+}
