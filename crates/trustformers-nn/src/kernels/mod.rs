@@ -215,6 +215,35 @@ pub fn for_qtensor(q: &QTensor) -> Result<Option<Box<dyn QuantMatmul>>> {
     })
 }
 
+/// One f16 to f32 with F16C (the `half` crate would detect the feature on every call).
+///
+/// # Safety
+/// The CPU must support F16C.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "f16c")]
+unsafe fn f16_to_f32(x: half::f16) -> f32 {
+    use std::arch::x86_64::*;
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(x.to_bits() as i32)))
+}
+
+/// Σ w·x of 32 signed bytes each, as eight i32 lane sums. `maddubs` wants u8 · i8, so it
+/// multiplies |w| by x carrying w's sign.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_i8(
+    w: std::arch::x86_64::__m256i,
+    x: std::arch::x86_64::__m256i,
+) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::*;
+    _mm256_madd_epi16(
+        _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)),
+        _mm256_set1_epi16(1),
+    )
+}
+
 /// Horizontal sum of 8 lanes.
 ///
 /// # Safety

@@ -50,7 +50,6 @@ impl WeightBlock for BlockQ5_0 {
     unsafe fn dot_avx2(w: &[Self], x: &[BlockQ8]) -> f32 {
         use std::arch::x86_64::*;
         let low = _mm256_set1_epi8(0x0F);
-        let ones = _mm256_set1_epi16(1);
         // Byte i of the broadcast mask word, then bit i of it: ggml's bytes_from_bits_32.
         let shuffle = _mm256_set_epi64x(
             0x0303030303030303,
@@ -62,7 +61,8 @@ impl WeightBlock for BlockQ5_0 {
         let high = _mm256_set1_epi8(0xF0u8 as i8);
         let mut acc = _mm256_setzero_ps();
         for (w, x) in w.iter().zip(x) {
-            let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(w.d.to_bits() as i32)));
+            // SAFETY: F16C is required by this function.
+            let d = unsafe { super::f16_to_f32(w.d) };
             // SAFETY: `qs` holds 16 bytes and `x.qs` 32; unaligned loads.
             let packed = unsafe { _mm_loadu_si128(w.qs.as_ptr().cast()) };
             let nibbles =
@@ -73,11 +73,8 @@ impl WeightBlock for BlockQ5_0 {
             // high nibble is all ones.
             let wq = _mm256_or_si256(nibbles, _mm256_andnot_si256(set, high));
             let xq = unsafe { _mm256_loadu_si256(x.qs.as_ptr().cast()) };
-            // Signed * signed via |w| * (x with w's sign), as maddubs wants u8 * i8.
-            let sums = _mm256_madd_epi16(
-                _mm256_maddubs_epi16(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq)),
-                ones,
-            );
+            // SAFETY: AVX2 is required by this function.
+            let sums = unsafe { super::dot_i8(wq, xq) };
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d * x.d), _mm256_cvtepi32_ps(sums), acc);
         }
         // SAFETY: AVX is part of AVX2.
