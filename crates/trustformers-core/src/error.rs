@@ -17,8 +17,12 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A safetensors file is malformed (header, dtype, offsets, sizes).
-    #[error("{path}: invalid safetensors file: {reason}")]
-    Safetensors { path: PathBuf, reason: String },
+    #[error("{path}: invalid safetensors file: {source}")]
+    Safetensors {
+        path: PathBuf,
+        #[source]
+        source: SafetensorsError,
+    },
     /// A sharded checkpoint's `model.safetensors.index.json` is malformed or inconsistent.
     #[error("{path}: invalid safetensors index: {reason}")]
     ShardIndex { path: PathBuf, reason: String },
@@ -136,6 +140,64 @@ pub enum GgufError {
         end: u64,
         file_len: u64,
     },
-    #[error("tensors `{first}` and `{second}` overlap")]
-    OverlappingTensors { first: String, second: String },
+    #[error("tensor `{tensor}` data starts at offset {offset}, expected {expected} (tensors must follow each other in order, padded to the alignment)")]
+    UnexpectedOffset {
+        tensor: String,
+        offset: u64,
+        expected: u64,
+    },
+}
+
+/// What is wrong with a safetensors file. Offsets are relative to the start of the data
+/// section, as in the header.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SafetensorsError {
+    #[error("file is {len} bytes, too short for the 8-byte header length")]
+    TooShort { len: usize },
+    #[error("header length {header_len} is too small for a JSON object")]
+    HeaderTooSmall { header_len: u64 },
+    #[error("header length {header_len} is larger than the 100,000,000 bytes allowed")]
+    HeaderTooLarge { header_len: u64 },
+    #[error("header of {header_len} bytes runs past the end of the {file_len}-byte file")]
+    HeaderPastEnd { header_len: u64, file_len: u64 },
+    #[error("header is not valid UTF-8")]
+    HeaderNotUtf8,
+    #[error("header is not a JSON object of tensors: {0}")]
+    InvalidJson(String),
+    #[error("tensor `{0}` appears twice")]
+    DuplicateKey(String),
+    #[error("`__metadata__` must be an object of strings")]
+    BadMetadata,
+    #[error("more than {max} tensors")]
+    TooManyTensors { max: usize },
+    #[error("tensor `{tensor}` has unknown dtype `{dtype}`")]
+    UnknownDtype { tensor: String, dtype: String },
+    #[error("tensor `{tensor}` has {dims} dimensions")]
+    TooManyDims { tensor: String, dims: usize },
+    #[error("tensor `{tensor}` has a shape whose byte size overflows")]
+    ShapeOverflow { tensor: String },
+    #[error("tensor `{tensor}` ends ({end}) before it begins ({begin})")]
+    EndBeforeBegin { tensor: String, begin: u64, end: u64 },
+    #[error("tensor `{tensor}` spans {bytes} bytes but its shape and dtype need {expected}")]
+    SizeMismatch {
+        tensor: String,
+        bytes: u64,
+        expected: u64,
+    },
+    #[error("tensor `{tensor}` ends at {end}, past the {data_len} bytes of data")]
+    TensorPastEnd {
+        tensor: String,
+        end: u64,
+        data_len: u64,
+    },
+    #[error("tensor `{tensor}` starts at {offset}, expected {expected} (tensors must be back to back, without gaps or overlaps)")]
+    NotContiguous {
+        tensor: String,
+        offset: u64,
+        expected: u64,
+    },
+    #[error("{bytes} bytes after the last tensor")]
+    TrailingBytes { bytes: u64 },
+    #[error("tensor `{tensor}` appears in more than one file")]
+    DuplicateAcrossFiles { tensor: String },
 }

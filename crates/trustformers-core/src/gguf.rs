@@ -241,10 +241,34 @@ pub fn ggml_dtype(id: u32) -> Option<GgmlDType> {
     })
 }
 
-struct Parsed {
-    version: u32,
-    metadata: BTreeMap<String, GgufValue>,
-    tensors: Vec<GgufTensorInfo>,
+/// The ggml type id of a candle type (the inverse of [`ggml_dtype`]).
+pub fn ggml_type_id(dtype: GgmlDType) -> u32 {
+    match dtype {
+        GgmlDType::F32 => 0,
+        GgmlDType::F16 => 1,
+        GgmlDType::Q4_0 => 2,
+        GgmlDType::Q4_1 => 3,
+        GgmlDType::Q5_0 => 6,
+        GgmlDType::Q5_1 => 7,
+        GgmlDType::Q8_0 => 8,
+        GgmlDType::Q8_1 => 9,
+        GgmlDType::Q2K => 10,
+        GgmlDType::Q3K => 11,
+        GgmlDType::Q4K => 12,
+        GgmlDType::Q5K => 13,
+        GgmlDType::Q6K => 14,
+        GgmlDType::Q8K => 15,
+        GgmlDType::BF16 => 30,
+    }
+}
+
+/// Everything before the tensor data, validated against the file it came from.
+#[derive(Debug, Clone)]
+pub struct GgufHeader {
+    pub version: u32,
+    pub metadata: BTreeMap<String, GgufValue>,
+    /// Tensor infos in file order, with byte ranges checked against the file.
+    pub tensors: Vec<GgufTensorInfo>,
 }
 
 /// A cursor over the file bytes that never reads past the end.
@@ -383,7 +407,8 @@ fn min_value_size(value_type: u32) -> Option<usize> {
     })
 }
 
-fn parse(buf: &[u8]) -> std::result::Result<Parsed, GgufError> {
+/// Parses and validates a whole GGUF file held in memory.
+pub fn parse(buf: &[u8]) -> std::result::Result<GgufHeader, GgufError> {
     let mut r = Reader { buf, pos: 0 };
     let magic = r.u32("magic")?;
     if magic != MAGIC {
@@ -467,6 +492,9 @@ fn parse(buf: &[u8]) -> std::result::Result<Parsed, GgufError> {
     let data_start = (r.pos as u64).div_ceil(alignment) * alignment;
     let file_len = buf.len() as u64;
     let mut tensors = Vec::with_capacity(raw.len());
+    // Tensors are stored back to back in info order, each padded to the alignment (the layout
+    // llama.cpp writes and requires): anything else is a gap, an overlap or an alias.
+    let mut expected = 0u64;
     for (name, shape, dtype, offset) in raw {
         let len = tensor_byte_len(&shape, dtype).ok_or_else(|| GgufError::BadTensorSize {
             tensor: name.clone(),
@@ -476,6 +504,13 @@ fn parse(buf: &[u8]) -> std::result::Result<Parsed, GgufError> {
                 tensor: name,
                 offset,
                 alignment,
+            });
+        }
+        if offset != expected {
+            return Err(GgufError::UnexpectedOffset {
+                tensor: name,
+                offset,
+                expected,
             });
         }
         let start = data_start.checked_add(offset);
@@ -491,6 +526,8 @@ fn parse(buf: &[u8]) -> std::result::Result<Parsed, GgufError> {
                 })
             }
         };
+        // `end <= file_len`, so this cannot overflow.
+        expected = (offset + len as u64).div_ceil(alignment) * alignment;
         tensors.push(GgufTensorInfo {
             name,
             shape,
@@ -499,18 +536,7 @@ fn parse(buf: &[u8]) -> std::result::Result<Parsed, GgufError> {
             len: (end - start) as usize,
         });
     }
-
-    let mut by_offset: Vec<&GgufTensorInfo> = tensors.iter().filter(|t| t.len > 0).collect();
-    by_offset.sort_by_key(|t| t.start);
-    for pair in by_offset.windows(2) {
-        if pair[0].start + pair[0].len > pair[1].start {
-            return Err(GgufError::OverlappingTensors {
-                first: pair[0].name.clone(),
-                second: pair[1].name.clone(),
-            });
-        }
-    }
-    Ok(Parsed {
+    Ok(GgufHeader {
         version,
         metadata,
         tensors,
@@ -530,69 +556,119 @@ fn tensor_byte_len(shape: &[usize], dtype: GgmlDType) -> Option<usize> {
     (elems / dtype.block_size()).checked_mul(dtype.type_size())
 }
 
+/// A tensor for [`write`]: raw bytes in a ggml type, dimensions innermost first (GGUF order).
+#[derive(Debug, Clone)]
+pub struct RawTensor {
+    pub name: String,
+    pub ggml_type: u32,
+    pub dims: Vec<u64>,
+    pub data: Vec<u8>,
+}
+
+/// The GGUF type id of a value.
+pub fn value_type(v: &GgufValue) -> u32 {
+    match v {
+        GgufValue::U8(_) => 0,
+        GgufValue::I8(_) => 1,
+        GgufValue::U16(_) => 2,
+        GgufValue::I16(_) => 3,
+        GgufValue::U32(_) => 4,
+        GgufValue::I32(_) => 5,
+        GgufValue::F32(_) => 6,
+        GgufValue::Bool(_) => 7,
+        GgufValue::String(_) => 8,
+        GgufValue::Array(_) => 9,
+        GgufValue::U64(_) => 10,
+        GgufValue::I64(_) => 11,
+        GgufValue::F64(_) => 12,
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend((s.len() as u64).to_le_bytes());
+    out.extend(s.as_bytes());
+}
+
+fn put_value(out: &mut Vec<u8>, v: &GgufValue) {
+    match v {
+        GgufValue::U8(x) => out.push(*x),
+        GgufValue::I8(x) => out.extend(x.to_le_bytes()),
+        GgufValue::U16(x) => out.extend(x.to_le_bytes()),
+        GgufValue::I16(x) => out.extend(x.to_le_bytes()),
+        GgufValue::U32(x) => out.extend(x.to_le_bytes()),
+        GgufValue::I32(x) => out.extend(x.to_le_bytes()),
+        GgufValue::F32(x) => out.extend(x.to_le_bytes()),
+        GgufValue::Bool(x) => out.push(u8::from(*x)),
+        GgufValue::String(s) => put_str(out, s),
+        GgufValue::Array(items) => {
+            // An empty array is written as an array of u8.
+            let item_type = items.first().map_or(0, value_type);
+            out.extend(item_type.to_le_bytes());
+            out.extend((items.len() as u64).to_le_bytes());
+            for item in items {
+                put_value(out, item);
+            }
+        }
+        GgufValue::U64(x) => out.extend(x.to_le_bytes()),
+        GgufValue::I64(x) => out.extend(x.to_le_bytes()),
+        GgufValue::F64(x) => out.extend(x.to_le_bytes()),
+    }
+}
+
+/// Serializes a GGUF v3 file with the default alignment (32), laid out the way llama.cpp
+/// writes it. Arrays must hold values of one type. Used to build test files and fuzz seeds.
+pub fn write(metadata: &[(String, GgufValue)], tensors: &[RawTensor]) -> Vec<u8> {
+    let align = DEFAULT_ALIGNMENT as usize;
+    let mut out = Vec::new();
+    out.extend(b"GGUF");
+    out.extend(3u32.to_le_bytes());
+    out.extend((tensors.len() as u64).to_le_bytes());
+    out.extend((metadata.len() as u64).to_le_bytes());
+    for (k, v) in metadata {
+        put_str(&mut out, k);
+        out.extend(value_type(v).to_le_bytes());
+        put_value(&mut out, v);
+    }
+    let mut offset = 0u64;
+    for t in tensors {
+        put_str(&mut out, &t.name);
+        out.extend((t.dims.len() as u32).to_le_bytes());
+        for d in &t.dims {
+            out.extend(d.to_le_bytes());
+        }
+        out.extend(t.ggml_type.to_le_bytes());
+        out.extend(offset.to_le_bytes());
+        offset += t.data.len().div_ceil(align) as u64 * align as u64;
+    }
+    out.resize(out.len().div_ceil(align) * align, 0);
+    for t in tensors {
+        out.extend(&t.data);
+        out.resize(out.len().div_ceil(align) * align, 0);
+    }
+    out
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
-    /// Writes a GGUF v3 file in memory from metadata and (name, ggml type, dims innermost
-    /// first, data) tensors. Shared with the loader tests.
+    /// The writer with tensors given as (name, ggml type, dims innermost first, data).
     pub(crate) fn write_gguf(
         kv: &[(&str, GgufValue)],
         tensors: &[(&str, u32, Vec<u64>, Vec<u8>)],
     ) -> Vec<u8> {
-        fn put_str(out: &mut Vec<u8>, s: &str) {
-            out.extend((s.len() as u64).to_le_bytes());
-            out.extend(s.as_bytes());
-        }
-        fn put_value(out: &mut Vec<u8>, v: &GgufValue) {
-            match v {
-                GgufValue::U32(x) => out.extend(x.to_le_bytes()),
-                GgufValue::F32(x) => out.extend(x.to_le_bytes()),
-                GgufValue::U64(x) => out.extend(x.to_le_bytes()),
-                GgufValue::String(s) => put_str(out, s),
-                other => unimplemented!("test writer: {other:?}"),
-            }
-        }
-        fn type_id(v: &GgufValue) -> u32 {
-            match v {
-                GgufValue::U32(_) => 4,
-                GgufValue::F32(_) => 6,
-                GgufValue::U64(_) => 10,
-                GgufValue::String(_) => 8,
-                _ => unimplemented!(),
-            }
-        }
-        let mut out = Vec::new();
-        out.extend(b"GGUF");
-        out.extend(3u32.to_le_bytes());
-        out.extend((tensors.len() as u64).to_le_bytes());
-        out.extend((kv.len() as u64).to_le_bytes());
-        for (k, v) in kv {
-            put_str(&mut out, k);
-            out.extend(type_id(v).to_le_bytes());
-            put_value(&mut out, v);
-        }
-        let mut offset = 0u64;
-        for (name, ty, dims, data) in tensors {
-            put_str(&mut out, name);
-            out.extend((dims.len() as u32).to_le_bytes());
-            for d in dims {
-                out.extend(d.to_le_bytes());
-            }
-            out.extend(ty.to_le_bytes());
-            out.extend(offset.to_le_bytes());
-            offset += (data.len() as u64).div_ceil(32) * 32;
-        }
-        while out.len() % 32 != 0 {
-            out.push(0);
-        }
-        for (_, _, _, data) in tensors {
-            out.extend(data);
-            while out.len() % 32 != 0 {
-                out.push(0);
-            }
-        }
-        out
+        let kv: Vec<(String, GgufValue)> =
+            kv.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let tensors: Vec<RawTensor> = tensors
+            .iter()
+            .map(|(name, ty, dims, data)| RawTensor {
+                name: name.to_string(),
+                ggml_type: *ty,
+                dims: dims.clone(),
+                data: data.clone(),
+            })
+            .collect();
+        write(&kv, &tensors)
     }
 
     fn f32_bytes(v: &[f32]) -> Vec<u8> {
@@ -706,7 +782,7 @@ pub(crate) mod tests {
         bytes[info_end - 8..info_end].copy_from_slice(&0u64.to_le_bytes());
         assert!(matches!(
             parse(&bytes),
-            Err(GgufError::OverlappingTensors { .. })
+            Err(GgufError::UnexpectedOffset { .. })
         ));
         bytes[info_end - 8..info_end].copy_from_slice(&3u64.to_le_bytes());
         assert!(matches!(

@@ -2,7 +2,7 @@
 //! names, so the same model code runs safetensors checkpoints and GGUF files.
 
 use crate::registry::{self, Architecture, GgufNorms, GgufQkLayout};
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 use std::sync::Arc;
 use trustformers_core::gguf::{GgufFile, GgufValue};
 use trustformers_core::weights::{GgufSource, Renamed};
@@ -58,7 +58,8 @@ fn to_json(v: &GgufValue) -> Option<Value> {
     Some(match v {
         GgufValue::String(s) => Value::from(s.as_str()),
         GgufValue::Bool(b) => Value::from(*b),
-        GgufValue::F32(_) | GgufValue::F64(_) => Value::from(v.as_f64()?),
+        // NaN and infinities have no JSON form: refused rather than read as null.
+        GgufValue::F32(_) | GgufValue::F64(_) => Value::Number(Number::from_f64(v.as_f64()?)?),
         GgufValue::Array(_) => return None,
         _ => Value::from(v.as_u64()?),
     })

@@ -1,6 +1,7 @@
 //! What transformers keeps next to the tokenizer pipeline: tokenizer_config.json,
 //! special_tokens_map.json and added_tokens.json.
 
+use crate::tokenizer::MAX_TOKEN_ID;
 use serde_json::Value;
 use std::path::Path;
 use trustformers_core::{config::read_json, Error, Result};
@@ -67,7 +68,7 @@ fn token_string(v: &Value) -> Option<String> {
     }
 }
 
-fn set_special(special: &mut SpecialTokens, obj: &serde_json::Map<String, Value>) {
+fn set_special(special: &mut SpecialTokens, obj: &serde_json::Map<String, Value>) -> Result<()> {
     let fields: [(&str, &mut Option<String>); 7] = [
         ("bos_token", &mut special.bos),
         ("eos_token", &mut special.eos),
@@ -78,8 +79,13 @@ fn set_special(special: &mut SpecialTokens, obj: &serde_json::Map<String, Value>
         ("mask_token", &mut special.mask),
     ];
     for (key, slot) in fields {
-        if let Some(v) = obj.get(key) {
-            *slot = token_string(v);
+        match obj.get(key) {
+            None | Some(Value::Null) => {}
+            Some(v) => {
+                *slot = Some(token_string(v).ok_or_else(|| {
+                    Error::config(key, "must be a string or an AddedToken object")
+                })?)
+            }
         }
     }
     for key in ["additional_special_tokens", "extra_special_tokens"] {
@@ -91,6 +97,7 @@ fn set_special(special: &mut SpecialTokens, obj: &serde_json::Map<String, Value>
             }
         }
     }
+    Ok(())
 }
 
 fn side(v: Option<&Value>, field: &str) -> Result<Side> {
@@ -131,7 +138,7 @@ impl TokenizerConfig {
         let path = dir.join("special_tokens_map.json");
         if path.is_file() {
             if let Value::Object(obj) = read_json(&path)? {
-                set_special(&mut config.special, &obj);
+                set_special(&mut config.special, &obj)?;
             }
         }
         let path = dir.join("added_tokens.json");
@@ -146,6 +153,7 @@ impl TokenizerConfig {
                 let id = id
                     .as_u64()
                     .and_then(|i| u32::try_from(i).ok())
+                    .filter(|&i| i < MAX_TOKEN_ID)
                     .ok_or_else(|| Error::Json {
                         path: path.clone(),
                         reason: format!("id of `{token}` is not a token id"),
@@ -172,13 +180,20 @@ impl TokenizerConfig {
         let obj = json
             .as_object()
             .ok_or_else(|| Error::config("tokenizer_config", "must be a JSON object"))?;
-        set_special(&mut self.special, obj);
-        if let Some(n) = obj.get("model_max_length") {
+        set_special(&mut self.special, obj)?;
+        match obj.get("model_max_length") {
+            None | Some(Value::Null) => {}
             // transformers writes int(1e30) for "no limit".
-            self.model_max_length = n
-                .as_u64()
-                .filter(|&n| n > 0 && n < 1 << 40)
-                .map(|n| n as usize);
+            Some(n) => match (n.as_u64(), n.as_f64()) {
+                (Some(n), _) if n > 0 && n < 1 << 40 => self.model_max_length = Some(n as usize),
+                (_, Some(f)) if f >= (1u64 << 40) as f64 => self.model_max_length = None,
+                _ => {
+                    return Err(Error::config(
+                        "model_max_length",
+                        format!("must be a positive integer, got {n}"),
+                    ))
+                }
+            },
         }
         self.padding_side = side(obj.get("padding_side"), "padding_side")?;
         self.truncation_side = side(obj.get("truncation_side"), "truncation_side")?;
@@ -190,15 +205,29 @@ impl TokenizerConfig {
         }
         self.add_bos_token = obj.get("add_bos_token").and_then(Value::as_bool);
         self.add_eos_token = obj.get("add_eos_token").and_then(Value::as_bool);
-        if self.chat_template.is_none() {
-            self.chat_template = obj.get("chat_template").and_then(chat_template);
+        match obj.get("chat_template") {
+            None | Some(Value::Null) => {}
+            Some(v) => {
+                let template = chat_template(v).ok_or_else(|| {
+                    Error::config(
+                        "chat_template",
+                        "must be a string or a list of named templates with a `default`",
+                    )
+                })?;
+                if self.chat_template.is_none() {
+                    self.chat_template = Some(template);
+                }
+            }
         }
         if let Some(Value::Object(decoder)) = obj.get("added_tokens_decoder") {
             for (id, token) in decoder {
-                let (Ok(id), Some(content)) = (id.parse::<u32>(), token_string(token)) else {
+                let (Some(id), Some(content)) = (
+                    id.parse::<u32>().ok().filter(|&i| i < MAX_TOKEN_ID),
+                    token_string(token),
+                ) else {
                     return Err(Error::config(
                         "added_tokens_decoder",
-                        format!("entry `{id}` is not an id with a token"),
+                        format!("entry `{id}` is not a token id (below {MAX_TOKEN_ID}) with a token"),
                     ));
                 };
                 let special = token

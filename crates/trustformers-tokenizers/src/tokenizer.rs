@@ -4,7 +4,7 @@
 
 use crate::config::{Side, TokenizerConfig};
 use rayon::prelude::*;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use tokenizers::processors::PostProcessorWrapper;
 use tokenizers::utils::padding::{pad_encodings, PaddingDirection, PaddingParams, PaddingStrategy};
 use tokenizers::utils::truncation::{
@@ -154,9 +154,88 @@ pub struct Tokenizer {
     special_ids: HashSet<u32>,
 }
 
+/// Largest token id accepted: far above any real vocabulary (the largest are ~10^6), and low
+/// enough that nothing indexed by token id can be made huge.
+pub const MAX_TOKEN_ID: u32 = 1 << 24;
+
+/// Refuses vocabularies that map two tokens to one id or use absurd ids, which `tokenizers`
+/// accepts and which would make decoding ambiguous or embedding lookups fail later.
+fn check_vocabulary(inner: &tokenizers::Tokenizer) -> Result<()> {
+    let vocab = inner.get_vocab(true);
+    let mut owner: HashMap<u32, &str> = HashMap::with_capacity(vocab.len());
+    for (token, &id) in &vocab {
+        if id >= MAX_TOKEN_ID {
+            return Err(Error::Tokenizer(format!(
+                "token `{token}` has id {id}, beyond the largest allowed ({MAX_TOKEN_ID})"
+            )));
+        }
+        if let Some(other) = owner.insert(id, token) {
+            // An added token may re-declare a vocabulary entry with the same id.
+            if other != token {
+                return Err(Error::Tokenizer(format!(
+                    "tokens `{other}` and `{token}` both have id {id}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `tokenizers` panics at encode time on a TemplateProcessing that names a special token its
+/// own `special_tokens` table lacks; refuse such a file at load time instead.
+fn check_post_processor(inner: &tokenizers::Tokenizer) -> Result<()> {
+    let Some(post) = inner.get_post_processor() else {
+        return Ok(());
+    };
+    let json = serde_json::to_value(post).map_err(|e| Error::Tokenizer(e.to_string()))?;
+    check_template_json(&json)
+}
+
+fn check_template_json(json: &serde_json::Value) -> Result<()> {
+    use serde_json::Value;
+    match json.get("type").and_then(Value::as_str) {
+        Some("Sequence") => {
+            for p in json
+                .get("processors")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                check_template_json(p)?;
+            }
+            Ok(())
+        }
+        Some("TemplateProcessing") => {
+            let specials = json.get("special_tokens").and_then(Value::as_object);
+            for piece in ["single", "pair"]
+                .iter()
+                .filter_map(|k| json.get(*k).and_then(Value::as_array))
+                .flatten()
+            {
+                if let Some(id) = piece
+                    .get("SpecialToken")
+                    .and_then(|t| t.get("id"))
+                    .and_then(Value::as_str)
+                {
+                    if !specials.is_some_and(|s| s.contains_key(id)) {
+                        return Err(Error::Tokenizer(format!(
+                            "post-processor template uses special token `{id}`, which its \
+                             `special_tokens` table does not define"
+                        )));
+                    }
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 impl Tokenizer {
     /// Wraps a `tokenizers` pipeline with its transformers-side configuration.
     pub fn new(mut inner: tokenizers::Tokenizer, config: TokenizerConfig) -> Result<Self> {
+        check_vocabulary(&inner)?;
+        check_post_processor(&inner)?;
         inner.with_truncation(None).map_err(tk_err)?;
         inner.with_padding(None);
         let post_processor = inner.get_post_processor().cloned();

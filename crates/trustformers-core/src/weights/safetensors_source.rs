@@ -1,9 +1,9 @@
 //! safetensors checkpoints: one file, or shards listed by `model.safetensors.index.json`.
 
 use super::{StoredTensor, TensorSource};
-use crate::{Error, Result};
+use crate::safetensors_header::{self, Dtype};
+use crate::{Error, Result, SafetensorsError};
 use candle_core::{DType, Device, Tensor};
-use safetensors::tensor::{Dtype, SafeTensors};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -101,26 +101,23 @@ impl SafetensorsSource {
             let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
             // SAFETY: read-only map; the file must not be truncated while mapped.
             let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-            let invalid = |reason: String| Error::Safetensors {
+            let invalid = |source: SafetensorsError| Error::Safetensors {
                 path: path.clone(),
-                reason,
+                source,
             };
-            let (header_len, metadata) =
-                SafeTensors::read_metadata(&mmap).map_err(|e| invalid(e.to_string()))?;
-            let data_start = 8 + header_len;
-            for (name, info) in metadata.tensors() {
-                let (start, end) = info.data_offsets;
+            let header = safetensors_header::parse(&mmap).map_err(invalid)?;
+            for t in header.tensors {
                 let entry = Entry {
                     file: file_idx,
-                    dtype: info.dtype,
-                    shape: info.shape.clone(),
-                    start: data_start + start,
-                    end: data_start + end,
+                    dtype: t.dtype,
+                    shape: t.shape,
+                    start: t.start,
+                    end: t.end,
                 };
-                if entries.insert(name.clone(), entry).is_some() {
-                    return Err(invalid(format!(
-                        "tensor `{name}` appears in more than one file"
-                    )));
+                if entries.insert(t.name.clone(), entry).is_some() {
+                    return Err(invalid(SafetensorsError::DuplicateAcrossFiles {
+                        tensor: t.name,
+                    }));
                 }
             }
             files.push(MappedFile {
