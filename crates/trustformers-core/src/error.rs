@@ -23,6 +23,13 @@ pub enum Error {
         #[source]
         source: SafetensorsError,
     },
+    /// A PyTorch `.bin` checkpoint is malformed or uses something the safe reader refuses.
+    #[error("{path}: invalid PyTorch checkpoint: {source}")]
+    Pth {
+        path: PathBuf,
+        #[source]
+        source: PthError,
+    },
     /// A sharded checkpoint's `model.safetensors.index.json` is malformed or inconsistent.
     #[error("{path}: invalid safetensors index: {reason}")]
     ShardIndex { path: PathBuf, reason: String },
@@ -177,7 +184,11 @@ pub enum SafetensorsError {
     #[error("tensor `{tensor}` has a shape whose byte size overflows")]
     ShapeOverflow { tensor: String },
     #[error("tensor `{tensor}` ends ({end}) before it begins ({begin})")]
-    EndBeforeBegin { tensor: String, begin: u64, end: u64 },
+    EndBeforeBegin {
+        tensor: String,
+        begin: u64,
+        end: u64,
+    },
     #[error("tensor `{tensor}` spans {bytes} bytes but its shape and dtype need {expected}")]
     SizeMismatch {
         tensor: String,
@@ -200,4 +211,25 @@ pub enum SafetensorsError {
     TrailingBytes { bytes: u64 },
     #[error("tensor `{tensor}` appears in more than one file")]
     DuplicateAcrossFiles { tensor: String },
+}
+
+/// What is wrong with a PyTorch `.bin` checkpoint. Offsets are byte offsets into `data.pkl`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PthError {
+    #[error("{0}")]
+    NotZip(String),
+    #[error("no `<name>/data.pkl` in the archive")]
+    NoPickle,
+    #[error("pickle ends at byte {offset}")]
+    PickleTruncated { offset: usize },
+    #[error("pickle byte {offset}: {reason}")]
+    BadPickle { offset: usize, reason: String },
+    #[error("pickle byte {offset}: refusing global `{name}` (only state-dict tensors are read)")]
+    ForbiddenGlobal { name: String, offset: usize },
+    #[error("{0}")]
+    NotAStateDict(String),
+    #[error("tensor `{tensor}` {reason}")]
+    BadTensor { tensor: String, reason: String },
+    #[error("tensor `{tensor}`: storage `{key}` is missing from the archive")]
+    MissingStorage { tensor: String, key: String },
 }

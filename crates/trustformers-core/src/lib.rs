@@ -8,11 +8,12 @@ pub mod dtype;
 pub mod error;
 pub mod gguf;
 pub mod loader;
+pub mod pickle;
 pub mod safetensors_header;
 pub mod weights;
 
 pub use cache::cache_dir;
 pub use candle_core::{DType, Device, Tensor};
 pub use dtype::parse_dtype;
-pub use error::{Error, GgufError, Result, SafetensorsError};
+pub use error::{Error, GgufError, PthError, Result, SafetensorsError};
 pub use loader::{Weight, Weights};

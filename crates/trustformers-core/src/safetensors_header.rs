@@ -118,8 +118,8 @@ pub fn parse(buf: &[u8]) -> Result<Header, SafetensorsError> {
         });
     }
     let data_start = 8 + header_len as usize;
-    let text = std::str::from_utf8(&buf[8..data_start])
-        .map_err(|_| SafetensorsError::HeaderNotUtf8)?;
+    let text =
+        std::str::from_utf8(&buf[8..data_start]).map_err(|_| SafetensorsError::HeaderNotUtf8)?;
     let raw = RawHeader::parse(text)?;
 
     let mut tensors = Vec::with_capacity(raw.tensors.len());
@@ -165,7 +165,7 @@ pub fn parse(buf: &[u8]) -> Result<Header, SafetensorsError> {
     }
 
     // The data section is the tensors back to back, in some order, with nothing else in it.
-    tensors.sort_by(|a, b| (a.start, a.end).cmp(&(b.start, b.end)));
+    tensors.sort_by_key(|t| (t.start, t.end));
     let mut cursor = data_start;
     for t in &tensors {
         if t.start != cursor {

@@ -227,7 +227,9 @@ impl TokenizerConfig {
                 ) else {
                     return Err(Error::config(
                         "added_tokens_decoder",
-                        format!("entry `{id}` is not a token id (below {MAX_TOKEN_ID}) with a token"),
+                        format!(
+                            "entry `{id}` is not a token id (below {MAX_TOKEN_ID}) with a token"
+                        ),
                     ));
                 };
                 let special = token

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use trustformers_core::config::{checkpoint_kind, CheckpointKind};
 use trustformers_core::gguf::GgufFile;
-use trustformers_core::weights::{SafetensorsSource, TensorSource};
+use trustformers_core::weights::TensorSource;
 use trustformers_core::{config, DType, Device, Error, Result, Weights};
 use trustformers_models::decoder::IGNORED_TENSORS;
 use trustformers_models::registry::{self, Architecture};
@@ -58,7 +58,7 @@ impl ModelConfig {
     fn weights(&self, opts: &LoadOptions) -> Result<Weights> {
         let dtype = opts.dtype.unwrap_or(DType::F32);
         let (source, keep_quantized): (Box<dyn TensorSource>, bool) = match &self.files {
-            Files::Dir(dir) => (Box::new(SafetensorsSource::from_dir(dir)?), false),
+            Files::Dir(dir) => (trustformers_core::weights::open_dir(dir)?, false),
             Files::Gguf(file) => (
                 Box::new(gguf::gguf_source(
                     file.clone(),

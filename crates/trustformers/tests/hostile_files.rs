@@ -62,12 +62,21 @@ fn chat_template_corpus() {
 }
 
 #[test]
+fn pytorch_bin_corpus() {
+    let _g = serial();
+    let cases = hostile::pth::cases();
+    assert!(cases.len() >= 20, "{} .bin cases", cases.len());
+    run_all(&cases);
+}
+
+#[test]
 fn valid_bases_load() {
     let _g = serial();
     hostile::gguf::base_loads();
     hostile::safetensors::base_loads();
     hostile::tokenizer::base_loads();
     hostile::chat::base_loads();
+    hostile::pth::base_loads();
 }
 
 /// The whole corpus in this process; run by `corpus_survives_in_a_child_process`.
@@ -92,7 +101,11 @@ fn corpus_survives_in_a_child_process() {
     #[cfg(unix)]
     {
         use std::os::unix::process::ExitStatusExt;
-        assert_eq!(out.status.signal(), None, "the corpus child died by a signal");
+        assert_eq!(
+            out.status.signal(),
+            None,
+            "the corpus child died by a signal"
+        );
     }
     assert!(
         out.status.success(),

@@ -410,3 +410,18 @@ fn malformed_gguf_files_are_errors() {
         Ok(_) => panic!("loaded"),
     }
 }
+
+#[test]
+fn pytorch_bin_checkpoint_loads_like_safetensors() {
+    let from_bin = AutoModelForCausalLM::from_pretrained(fixture("llama_bin"), &opts()).unwrap();
+    let from_st = AutoModelForCausalLM::from_pretrained(fixture("llama"), &opts()).unwrap();
+    let ids = Tensor::new(&[[1u32, 5, 9, 42]], &Device::Cpu).unwrap();
+    let positions = default_positions(1, 0, 4, &Device::Cpu).unwrap();
+    let a = from_bin
+        .forward(&ids, &positions, &mut from_bin.new_cache())
+        .unwrap();
+    let b = from_st
+        .forward(&ids, &positions, &mut from_st.new_cache())
+        .unwrap();
+    assert_eq!(max_abs_diff(&a, &b), 0.0);
+}

@@ -2,9 +2,11 @@
 //! name and loads them on demand from a memory-mapped file.
 
 mod gguf_source;
+mod pth_source;
 mod safetensors_source;
 
 pub use gguf_source::{GgufSource, GgufTensorRef, Renamed};
+pub use pth_source::PthSource;
 pub use safetensors_source::SafetensorsSource;
 
 use crate::Result;
@@ -31,4 +33,17 @@ pub trait TensorSource: Send + Sync {
     fn is_quantized(&self) -> bool;
     /// The files behind this source, for messages.
     fn describe(&self) -> String;
+}
+
+/// The weights of a checkpoint directory, as transformers picks them: `model.safetensors`
+/// (or its sharded index) first, then `pytorch_model.bin`, read by a parser that never runs
+/// code.
+pub fn open_dir(dir: &std::path::Path) -> Result<Box<dyn TensorSource>> {
+    let bin = dir.join("pytorch_model.bin");
+    let has_safetensors = dir.join("model.safetensors").is_file()
+        || dir.join("model.safetensors.index.json").is_file();
+    if !has_safetensors && bin.is_file() {
+        return Ok(Box::new(PthSource::open(&bin)?));
+    }
+    Ok(Box::new(SafetensorsSource::from_dir(dir)?))
 }

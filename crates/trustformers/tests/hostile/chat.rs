@@ -27,8 +27,14 @@ fn files(template: &str) -> Vec<(&'static str, Vec<u8>)> {
         serde_json::from_slice(&fixture("tokenizers/unigram/tokenizer_config.json")).unwrap();
     config["chat_template"] = Value::String(template.to_string());
     vec![
-        ("tokenizer.json", fixture("tokenizers/unigram/tokenizer.json")),
-        ("tokenizer_config.json", serde_json::to_vec(&config).unwrap()),
+        (
+            "tokenizer.json",
+            fixture("tokenizers/unigram/tokenizer.json"),
+        ),
+        (
+            "tokenizer_config.json",
+            serde_json::to_vec(&config).unwrap(),
+        ),
     ]
 }
 
@@ -45,7 +51,11 @@ pub fn base_loads() {
 }
 
 pub fn cases() -> Vec<Case> {
-    let deep_ifs = format!("{}x{}", "{% if true %}".repeat(5000), "{% endif %}".repeat(5000));
+    let deep_ifs = format!(
+        "{}x{}",
+        "{% if true %}".repeat(5000),
+        "{% endif %}".repeat(5000)
+    );
     let deep_parens = format!("{{{{ {}1{} }}}}", "(".repeat(5000), ")".repeat(5000));
     vec![
         case("huge range", "{% for i in range(1000000000) %}x{% endfor %}", expect!(Error::ChatTemplate(_))),

@@ -7,6 +7,7 @@ pub mod alloc;
 pub mod chat;
 pub mod config;
 pub mod gguf;
+pub mod pth;
 pub mod safetensors;
 pub mod tokenizer;
 
@@ -80,10 +81,7 @@ impl Case {
         Self {
             format,
             name: name.into(),
-            files: files
-                .into_iter()
-                .map(|(n, b)| (n.to_string(), b))
-                .collect(),
+            files: files.into_iter().map(|(n, b)| (n.to_string(), b)).collect(),
             entry: String::new(),
             load,
             expect,
@@ -98,6 +96,7 @@ pub fn all_cases() -> Vec<Case> {
     cases.extend(tokenizer::cases());
     cases.extend(config::cases());
     cases.extend(chat::cases());
+    cases.extend(pth::cases());
     cases
 }
 
@@ -147,7 +146,9 @@ pub fn run(case: &Case) -> std::result::Result<(), String> {
         problems.push(format!("took {elapsed:?}"));
     }
     if allocated > size + ALLOC_SLACK {
-        problems.push(format!("allocated {allocated} bytes for {size} bytes of files"));
+        problems.push(format!(
+            "allocated {allocated} bytes for {size} bytes of files"
+        ));
     }
     if problems.is_empty() {
         Ok(())
@@ -156,8 +157,38 @@ pub fn run(case: &Case) -> std::result::Result<(), String> {
     }
 }
 
+/// With `TRUSTFORMERS_CORPUS_DUMP=DIR`, writes every case's files under
+/// `DIR/<format>/<case>/` (and chat templates as `chat_template.jinja`): the fuzzers' seeds.
+fn dump(case: &Case) {
+    let Some(root) = std::env::var_os("TRUSTFORMERS_CORPUS_DUMP") else {
+        return;
+    };
+    let slug = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect()
+    };
+    let dir = Path::new(&root)
+        .join(slug(case.format))
+        .join(slug(&case.name));
+    for (name, bytes) in &case.files {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        if name == "tokenizer_config.json" {
+            let template = serde_json::from_slice::<serde_json::Value>(bytes)
+                .ok()
+                .and_then(|v| v.get("chat_template")?.as_str().map(str::to_string));
+            if let Some(t) = template {
+                std::fs::write(dir.join("chat_template.jinja"), t).unwrap();
+            }
+        }
+    }
+}
+
 /// Runs `cases` and fails with every case that missed the bar.
 pub fn run_all(cases: &[Case]) {
+    cases.iter().for_each(dump);
     let failures: Vec<String> = cases
         .iter()
         .filter_map(|c| {

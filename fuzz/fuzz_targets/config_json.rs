@@ -1,0 +1,20 @@
+//! Any bytes as config.json: for its `model_type` (or every registered type), building the
+//! model spec fails with an error or yields a spec within the configured limits.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use trustformers_models::registry;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
+    let model_type = json.get("model_type").and_then(|v| v.as_str()).unwrap_or("llama");
+    for ty in [model_type, "llama", "gemma3_text", "qwen3"] {
+        if let Ok(arch) = registry::by_model_type(ty) {
+            if let Ok(spec) = (arch.decoder_spec)(&json) {
+                assert_eq!(spec.layer_windows.len(), spec.num_hidden_layers);
+            }
+        }
+    }
+});

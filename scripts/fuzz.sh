@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target (or the ones named) for SECONDS each, seeded with the valid
+# fixtures and the malformed-file corpus of crates/trustformers/tests/hostile_files.rs.
+#
+#   scripts/fuzz.sh 600                 # each target for 10 minutes
+#   scripts/fuzz.sh 30 gguf_parse       # one target
+#   JOBS=2 scripts/fuzz.sh 600          # two targets at a time
+#
+# Crashes land in fuzz/artifacts/<target>/; each one found becomes a case of the corpus.
+# Prints one summary line per target: executions, and whether it found anything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SECONDS_EACH=${1:?usage: scripts/fuzz.sh SECONDS [TARGET...]}
+shift || true
+ALL=(gguf_parse safetensors_parse pickle_load tokenizer_json tokenize_text chat_template config_json)
+[ $# -gt 0 ] && TARGETS=("$@") || TARGETS=("${ALL[@]}")
+JOBS=${JOBS:-1}
+
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+command -v cargo-fuzz >/dev/null 2>&1 || cargo +nightly install cargo-fuzz --locked
+
+# Seeds: the corpus mutants, dumped by the corpus test, and the fixtures.
+SEEDS=fuzz/seeds
+rm -rf "$SEEDS"
+TRUSTFORMERS_CORPUS_DUMP="$PWD/$SEEDS/dump" cargo test -q -p trustformers --test hostile_files -- \
+  --exact corpus_child --ignored >/dev/null
+# The pickle of the .bin fixture (an uncompressed zip entry), for pickle_load.
+mkdir -p "$SEEDS/dump/pickle"
+(cd "$SEEDS/dump/pickle" && unzip -oq "$OLDPWD/tests/fixtures/llama_bin/pytorch_model.bin" '*/data.pkl' 2>/dev/null) || true
+seed() { # target, find expression...
+  local target=$1; shift
+  mkdir -p "fuzz/corpus/$target"
+  find "$SEEDS/dump" tests/fixtures "$@" -exec sh -c 'for f; do cp "$f" "fuzz/corpus/'"$target"'/$(cksum < "$f" | cut -d" " -f1)"; done' _ {} +
+}
+seed gguf_parse -type f -name '*.gguf'
+seed safetensors_parse -type f -name '*.safetensors'
+seed tokenizer_json -type f -name 'tokenizer.json'
+seed tokenize_text -type f -name '*.txt' -size -64k
+seed chat_template -type f -name 'chat_template.jinja'
+seed config_json -type f -name 'config.json'
+seed pickle_load -type f -name 'data.pkl'
+
+cargo +nightly fuzz build
+run_one() {
+  local t=$1 log="fuzz/artifacts/$1.log"
+  mkdir -p fuzz/artifacts
+  # -rss_limit_mb: an input that makes the target allocate more than this counts as a crash.
+  if cargo +nightly fuzz run "$t" "fuzz/corpus/$t" -- \
+      -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -timeout=10 -max_len=262144 \
+      >"$log" 2>&1; then
+    status=ok
+  else
+    status="FOUND (see $log and fuzz/artifacts/$t/)"
+  fi
+  execs=$(grep -Eo '#[0-9]+' "$log" | tail -1 | tr -d '#')
+  echo "$t: ${execs:-0} executions in ${SECONDS_EACH}s: $status"
+}
+export -f run_one
+export SECONDS_EACH
+printf '%s\n' "${TARGETS[@]}" | xargs -P "$JOBS" -I{} bash -c 'run_one {}'
