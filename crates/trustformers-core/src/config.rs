@@ -7,8 +7,8 @@ use std::path::Path;
 /// Largest file read as JSON; configs and indexes are kilobytes, tokenizers megabytes.
 const MAX_JSON_BYTES: u64 = 256 << 20;
 
-/// Reads `path` as UTF-8 JSON.
-pub fn read_json(path: &Path) -> Result<Value> {
+/// Reads a text file (JSON, template, vocabulary) of at most 256 MiB.
+pub fn read_small_file(path: &Path) -> Result<Vec<u8>> {
     let len = std::fs::metadata(path)
         .map_err(|e| Error::io(path, e))?
         .len();
@@ -18,7 +18,12 @@ pub fn read_json(path: &Path) -> Result<Value> {
             reason: format!("file is {len} bytes, more than the {MAX_JSON_BYTES} allowed"),
         });
     }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+/// Reads `path` as UTF-8 JSON.
+pub fn read_json(path: &Path) -> Result<Value> {
+    let bytes = read_small_file(path)?;
     let text = std::str::from_utf8(&bytes).map_err(|e| Error::Json {
         path: path.to_path_buf(),
         reason: format!("not valid UTF-8: {e}"),

@@ -371,3 +371,61 @@ fn storage(pid: &Value) -> Option<Value> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_an_ordered_dict_of_rebuilt_tensors() {
+        // OrderedDict([("w", _rebuild_tensor_v2(<storage '0'>, 0, (2,), (1,), False, OrderedDict()))])
+        let mut p = b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01(X\x01\x00\x00\x00w".to_vec();
+        p.extend(b"ctorch._utils\n_rebuild_tensor_v2\nq\x02((X\x07\x00\x00\x00storageq\x03");
+        p.extend(b"ctorch\nFloatStorage\nq\x04X\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x02tQ");
+        p.extend(b"K\x00K\x02\x85K\x01\x85\x89h\x00)Rtq\x05Rq\x06u.");
+        let Value::Dict(items) = load(&p).unwrap() else {
+            panic!("not a dict")
+        };
+        assert_eq!(items.len(), 1);
+        let (Value::Str(name), Value::Call(f, args)) = &items[0] else {
+            panic!("unexpected entry {:?}", items[0])
+        };
+        assert_eq!(
+            (name.as_str(), *f),
+            ("w", "torch._utils._rebuild_tensor_v2")
+        );
+        assert_eq!(
+            args[0],
+            Value::Storage {
+                class: "torch.FloatStorage",
+                key: "0".into()
+            }
+        );
+        assert_eq!(args[2], Value::Tuple(Rc::new(vec![Value::Int(2)])));
+    }
+
+    #[test]
+    fn refuses_globals_outside_the_state_dict() {
+        for global in [
+            "os\nsystem\n",
+            "builtins\neval\n",
+            "torch\nload\n",
+            "subprocess\nrun\n",
+        ] {
+            let mut p = b"\x80\x02c".to_vec();
+            p.extend(global.as_bytes());
+            p.extend(b"X\x02\x00\x00\x00id\x85R.");
+            assert!(
+                matches!(load(&p), Err(PthError::ForbiddenGlobal { .. })),
+                "{global:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn long_integers_keep_their_sign() {
+        assert_eq!(load(b"\x80\x02\x8a\x01\xff.").unwrap(), Value::Int(-1));
+        assert_eq!(load(b"\x80\x02\x8a\x02\x00\x01.").unwrap(), Value::Int(256));
+        assert!(load(b"\x80\x02\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x00\x01.").is_err());
+    }
+}

@@ -3,10 +3,10 @@
 
 use crate::config::TokenizerConfig;
 use crate::formats::{self, vocab_files};
-use crate::tokenizer::{tk_err, Tokenizer};
+use crate::tokenizer::Tokenizer;
 use serde_json::Value;
 use std::path::Path;
-use trustformers_core::config::{checkpoint_kind, read_json, CheckpointKind};
+use trustformers_core::config::{checkpoint_kind, read_json, read_small_file, CheckpointKind};
 use trustformers_core::gguf::GgufFile;
 use trustformers_core::{Error, Result};
 
@@ -31,9 +31,8 @@ impl AutoTokenizer {
         };
         let tokenizer_json = path.join("tokenizer.json");
         let mut inner = if tokenizer_json.is_file() {
-            let bytes =
-                std::fs::read(&tokenizer_json).map_err(|e| Error::io(&tokenizer_json, e))?;
-            let mut t = tokenizers::Tokenizer::from_bytes(&bytes)
+            let bytes = read_small_file(&tokenizer_json)?;
+            let mut t = parse_tokenizer_json(&bytes)
                 .map_err(|e| Error::Tokenizer(format!("{}: {e}", tokenizer_json.display())))?;
             // transformers ignores add_bos_token/add_eos_token when a tokenizer.json exists:
             // its post-processor already says what to add.
@@ -68,7 +67,15 @@ impl AutoTokenizer {
 
     /// Wraps a `tokenizers` pipeline read from tokenizer.json bytes, with default settings.
     pub fn from_tokenizer_json(bytes: &[u8]) -> Result<Tokenizer> {
-        let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(tk_err)?;
+        let inner = parse_tokenizer_json(bytes).map_err(Error::Tokenizer)?;
         Tokenizer::new(inner, TokenizerConfig::default())
     }
+}
+
+/// Reads a tokenizer.json. The bytes are parsed as JSON first and the pipeline is built from
+/// that value: `tokenizers` panics (`expect("Helper")`) on a syntax error inside a
+/// `decoder`, which a value can no longer contain.
+fn parse_tokenizer_json(bytes: &[u8]) -> std::result::Result<tokenizers::Tokenizer, String> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
+    serde_json::from_value(value).map_err(|e| e.to_string())
 }

@@ -4,7 +4,8 @@
 use crate::tokenizer::MAX_TOKEN_ID;
 use serde_json::Value;
 use std::path::Path;
-use trustformers_core::{config::read_json, Error, Result};
+use trustformers_core::config::{read_json, read_small_file};
+use trustformers_core::{Error, Result};
 
 /// Padding or truncation side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -165,7 +166,7 @@ impl TokenizerConfig {
         }
         let path = dir.join("chat_template.jinja");
         if path.is_file() {
-            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            let bytes = read_small_file(&path)?;
             let text = String::from_utf8(bytes).map_err(|_| Error::Json {
                 path: path.clone(),
                 reason: "not valid UTF-8".into(),

@@ -212,7 +212,7 @@ pub fn from_model_file(
         .get("tokenizer_class")
         .and_then(serde_json::Value::as_str);
     let path = dir.join("tokenizer.model");
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let bytes = trustformers_core::config::read_small_file(&path)?;
     let m = SentencePieceModel::parse(&bytes)?;
     let t5 = match tokenizer_class {
         Some(c) => c.starts_with("T5"),

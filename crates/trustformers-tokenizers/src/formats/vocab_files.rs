@@ -11,10 +11,11 @@ use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::template::TemplateProcessing;
-use trustformers_core::{config::read_json, Error, Result};
+use trustformers_core::config::{read_json, read_small_file};
+use trustformers_core::{Error, Result};
 
 fn read_text(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = read_small_file(path)?;
     String::from_utf8(bytes).map_err(|e| Error::Json {
         path: path.to_path_buf(),
         reason: format!("not valid UTF-8: {e}"),

@@ -106,6 +106,19 @@ pub fn cases() -> Vec<Case> {
             b"{\"model\": \"\xff\xfe\"}".to_vec(),
             expect!(Error::Tokenizer(_)),
         ),
+        // Found by the tokenizer_json fuzzer: `tokenizers` panicked on a syntax error inside
+        // the decoder object.
+        case_bytes(
+            "decoder cut off mid-object",
+            {
+                let text = String::from_utf8(fixture("tokenizers/unigram/tokenizer.json")).unwrap();
+                let at = text.find("\"decoder\"").unwrap();
+                let mut b = text.as_bytes()[..at + 40].to_vec();
+                b.extend(b"\x01\x00{\"x\": ]");
+                b
+            },
+            expect!(Error::Tokenizer(_)),
+        ),
         case_bytes(
             "a JSON array",
             b"[1, 2, 3]".to_vec(),
