@@ -122,6 +122,23 @@ DECODERS = {
             "sliding_attention": dict(rope_type="default", rope_theta=10_000.0),
         },
     ),
+    # Gemma: unit-offset norms, scaled embeddings, GeLU-tanh, head_dim != hidden / heads,
+    # attention bias, tied head.
+    "gemma": dict(model_type="gemma", head_dim=16, attention_bias=True),
+    # Gemma 2: sandwich norms, attention and final soft-capping small enough to bite,
+    # query_pre_attn_scalar != head_dim, alternating sliding (window < sequence) and full
+    # layers, untied head.
+    "gemma2": dict(
+        model_type="gemma2",
+        num_hidden_layers=3,
+        head_dim=16,
+        query_pre_attn_scalar=12,
+        sliding_window=4,
+        attn_logit_softcapping=2.0,
+        final_logit_softcapping=5.0,
+        attention_bias=True,
+        tie_word_embeddings=False,
+    ),
 }
 
 
@@ -279,6 +296,93 @@ def gguf_fixture(seed=7):
     print(f"llama_gguf: {sum(f.stat().st_size for f in out_dir.iterdir()) // 1024} KB")
 
 
+# HF block tensor -> GGUF name, as convert_hf_to_gguf.py maps Gemma 1 and 2.
+GEMMA_BLOCK = {
+    "input_layernorm": "attn_norm",
+    "self_attn.q_proj": "attn_q",
+    "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output",
+    "post_attention_layernorm": "post_attention_norm",
+    "pre_feedforward_layernorm": "ffn_norm",
+    "post_feedforward_layernorm": "post_ffw_norm",
+    "mlp.gate_proj": "ffn_gate",
+    "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
+}
+
+
+def gemma_gguf_fixture(name):
+    """The `gemma` / `gemma2` fixture as llama.cpp's converter writes it (f32, norms stored as
+    1 + w, Gemma 1's post-attention norm named ffn_norm); transformers' outputs are the HF
+    fixture's."""
+    import json
+    import shutil
+
+    import gguf
+    from safetensors.numpy import load_file
+
+    src = FIXTURES / name
+    cfg = json.loads((src / "config.json").read_text())
+    sd = load_file(src / "model.safetensors")
+    arch = cfg["model_type"]
+    out_dir = FIXTURES / f"{name}_gguf"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    w = gguf.GGUFWriter(str(out_dir / f"tiny-{name}.gguf"), arch)
+    w.add_context_length(cfg["max_position_embeddings"])
+    w.add_embedding_length(cfg["hidden_size"])
+    w.add_feed_forward_length(cfg["intermediate_size"])
+    w.add_block_count(cfg["num_hidden_layers"])
+    w.add_head_count(cfg["num_attention_heads"])
+    w.add_head_count_kv(cfg["num_key_value_heads"])
+    w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    w.add_key_length(cfg["head_dim"])
+    w.add_value_length(cfg["head_dim"])
+    w.add_vocab_size(cfg["vocab_size"])
+    if arch == "gemma2":
+        w.add_attn_logit_softcapping(cfg["attn_logit_softcapping"])
+        w.add_final_logit_softcapping(cfg["final_logit_softcapping"])
+        w.add_sliding_window(cfg["sliding_window"])
+    block = dict(GEMMA_BLOCK)
+    if arch == "gemma":
+        block["post_attention_layernorm"] = "ffn_norm"
+    for hf, arr in sd.items():
+        arr = arr.astype(np.float32)
+        if hf.endswith("norm.weight"):
+            arr = arr + 1.0
+        if hf == "model.embed_tokens.weight":
+            gname = "token_embd.weight"
+        elif hf == "model.norm.weight":
+            gname = "output_norm.weight"
+        elif hf == "lm_head.weight":
+            gname = "output.weight"
+        else:
+            rest = hf.removeprefix("model.layers.")
+            layer, tensor = rest.split(".", 1)
+            stem, suffix = tensor.rsplit(".", 1)
+            gname = f"blk.{layer}.{block[stem]}.{suffix}"
+        w.add_tensor(gname, arr)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    if cfg.get("query_pre_attn_scalar", cfg["head_dim"]) == cfg["head_dim"]:
+        shutil.copy(src / "expected.safetensors", out_dir / "expected.safetensors")
+    else:
+        # llama.cpp scales scores by 1/sqrt(key_length) (query_pre_attn_scalar equals head_dim
+        # in the released 2B and 9B models): the reference is transformers with that scalar.
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        config = AutoConfig.from_pretrained(src)
+        config.query_pre_attn_scalar = cfg["head_dim"]
+        model = AutoModelForCausalLM.from_pretrained(
+            src, config=config, attn_implementation="eager"
+        ).eval()
+        ids, mask, pos = inputs(cfg["vocab_size"], 11)
+        save_file(reference(model, ids, mask, pos), out_dir / "expected.safetensors")
+    print(f"{name}_gguf written")
+
+
 def gguf_reference(gguf_path, out):
     """Reference logits of a real GGUF model (SmolLM2-135M-Instruct Q4_1, Gemma 3 270M Q4_K_M),
     dequantized by transformers, on a 32-token input. Full logits are megabytes, so per
@@ -332,6 +436,9 @@ def main():
             decoder_fixture(name, overrides, seed)
     if not only or "llama_gguf" in only:
         gguf_fixture()
+    for name in ["gemma", "gemma2"]:
+        if not only or f"{name}_gguf" in only:
+            gemma_gguf_fixture(name)
 
 
 if __name__ == "__main__":

@@ -123,6 +123,10 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<(&'static Architecture, Value
     {
         config.insert("query_pre_attn_scalar".into(), d);
     }
+    // GGUF has no flag for attention biases: their tensors say it.
+    if file.tensor_info("blk.0.attn_q.bias").is_some() {
+        config.insert("attention_bias".into(), Value::from(true));
+    }
     let tied = file.tensor_info("output.weight").is_none();
     config.insert("tie_word_embeddings".into(), Value::from(tied));
     Ok((arch, Value::Object(config)))
@@ -136,7 +140,7 @@ pub fn hf_tensor_name(gguf_name: &str, norms: GgufNorms) -> Option<String> {
         let layer: usize = layer.parse().ok()?;
         let sandwich = match norms {
             GgufNorms::UnitOffsetSandwich => SANDWICH_BLOCK_TENSORS,
-            GgufNorms::Plain => &[],
+            GgufNorms::Plain | GgufNorms::UnitOffset => &[],
         };
         let hf = sandwich
             .iter()
@@ -182,7 +186,11 @@ pub fn gguf_source(file: Arc<GgufFile>, arch: &Architecture, config: &Value) -> 
     let norms = arch.gguf.map_or(GgufNorms::Plain, |g| g.norms);
     GgufSource::new(file, |gguf_name, shape| {
         let hf = hf_tensor_name(gguf_name, norms)?;
-        let shift = if norms == GgufNorms::UnitOffsetSandwich && hf.ends_with("norm.weight") {
+        let unit_offset = matches!(
+            norms,
+            GgufNorms::UnitOffset | GgufNorms::UnitOffsetSandwich
+        );
+        let shift = if unit_offset && hf.ends_with("norm.weight") {
             -1.0
         } else {
             0.0

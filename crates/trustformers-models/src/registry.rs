@@ -21,6 +21,9 @@ pub enum GgufNorms {
     /// `ffn_norm` is the pre-MLP norm (`post_attention_layernorm` in HF LLaMA naming);
     /// weights as in the HF checkpoint.
     Plain,
+    /// Plain norm names, weights stored as `1 + w` for the unit-offset RMSNorm (Gemma); the
+    /// shift is undone at load time.
+    UnitOffset,
     /// Sandwich norms (`post_attention_norm`, `ffn_norm`, `post_ffw_norm`) stored as `1 + w`
     /// for the unit-offset RMSNorm (`convert_hf_to_gguf.py`'s Gemma `norm_shift`); the shift
     /// is undone at load time.
@@ -63,7 +66,7 @@ const fn arch(
     }
 }
 
-use GgufNorms::{Plain, UnitOffsetSandwich};
+use GgufNorms::{Plain, UnitOffset, UnitOffsetSandwich};
 use GgufQkLayout::{Hf, Interleaved};
 
 /// Every supported architecture, one line each.
@@ -76,6 +79,16 @@ pub const ARCHITECTURES: &[Architecture] = &[
     arch("mistral", None, presets::mistral::spec),
     arch("qwen2", gguf("qwen2", Hf, Plain), presets::qwen2::spec),
     arch("qwen3", gguf("qwen3", Hf, Plain), presets::qwen3::spec),
+    arch(
+        "gemma",
+        gguf("gemma", Hf, UnitOffset),
+        presets::gemma::spec,
+    ),
+    arch(
+        "gemma2",
+        gguf("gemma2", Hf, UnitOffsetSandwich),
+        presets::gemma2::spec,
+    ),
     arch(
         "gemma3_text",
         gguf("gemma3", Hf, UnitOffsetSandwich),

@@ -21,6 +21,8 @@ const DECODERS: &[&str] = &[
     "qwen2",
     "qwen3",
     "gemma3",
+    "gemma",
+    "gemma2",
 ];
 
 fn f32_opts() -> LoadOptions {
@@ -32,10 +34,9 @@ fn f32_opts() -> LoadOptions {
 
 fn load(name: &str, opts: &LoadOptions) -> DecoderForCausalLM {
     let path = fixture(name);
-    let path = if name == "llama_gguf" {
-        path.join("tiny-llama.gguf")
-    } else {
-        path
+    let path = match name.strip_suffix("_gguf") {
+        Some(model) => path.join(format!("tiny-{model}.gguf")),
+        None => path,
     };
     AutoModelForCausalLM::from_pretrained(path, opts).unwrap()
 }
@@ -186,9 +187,11 @@ fn greedy_continuation_matches_transformers() {
 
 #[test]
 fn gguf_dequantized_matches_transformers_on_the_same_file() {
-    check_forward("llama_gguf");
-    check_cache("llama_gguf", 4);
-    check_greedy("llama_gguf");
+    for name in ["llama_gguf", "gemma_gguf", "gemma2_gguf"] {
+        check_forward(name);
+        check_cache(name, 4);
+        check_greedy(name);
+    }
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! One file per `model_type`: each turns an HF config into a [`super::DecoderSpec`] by
 //! stating how the model differs from the LLaMA baseline.
 
+pub mod gemma;
+pub mod gemma2;
 pub mod gemma3;
 pub mod llama;
 pub mod mistral;
