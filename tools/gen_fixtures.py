@@ -139,6 +139,32 @@ DECODERS = {
         attention_bias=True,
         tie_word_embeddings=False,
     ),
+    # Phi-3: fused qkv_proj and gate_up_proj, LongRoPE with an attention scale (max positions
+    # twice the original), half the head rotating, sliding window, attention bias off.
+    "phi3": dict(
+        model_type="phi3",
+        original_max_position_embeddings=32,
+        sliding_window=4,
+        rope_parameters=dict(
+            rope_type="longrope",
+            rope_theta=10000.0,
+            partial_rotary_factor=0.5,
+            short_factor=[1.0, 1.5],
+            long_factor=[2.0, 4.0],
+        ),
+    ),
+    # The same past original_max_position_embeddings: the long factors (forward pass only;
+    # transformers recomputes the cache when a generation crosses that length).
+    "phi3_long": dict(
+        model_type="phi3",
+        original_max_position_embeddings=4,
+        rope_parameters=dict(
+            rope_type="longrope",
+            rope_theta=10000.0,
+            short_factor=[1.0, 1.5, 2.0, 2.5],
+            long_factor=[3.0, 5.0, 7.0, 9.0],
+        ),
+    ),
 }
 
 

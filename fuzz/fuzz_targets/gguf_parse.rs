@@ -21,6 +21,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(file) = gguf::GgufFile::open(&path) {
         let _ = trustformers_models::gguf::config_from_gguf(&file)
             .and_then(|(arch, json)| (arch.decoder_spec)(&json));
+        // Building a real 30k-token vocabulary takes tens of milliseconds under the sanitizer;
+        // mutants of the small files exercise the same code at fuzzing speed.
+        if data.len() > 64 << 10 {
+            return;
+        }
         if let Ok(tok) = trustformers_tokenizers::AutoTokenizer::from_gguf(&file) {
             if let Ok(ids) = tok.encode_ids("Hello world", true) {
                 let _ = tok.decode(&ids, false);

@@ -186,10 +186,7 @@ pub fn gguf_source(file: Arc<GgufFile>, arch: &Architecture, config: &Value) -> 
     let norms = arch.gguf.map_or(GgufNorms::Plain, |g| g.norms);
     GgufSource::new(file, |gguf_name, shape| {
         let hf = hf_tensor_name(gguf_name, norms)?;
-        let unit_offset = matches!(
-            norms,
-            GgufNorms::UnitOffset | GgufNorms::UnitOffsetSandwich
-        );
+        let unit_offset = matches!(norms, GgufNorms::UnitOffset | GgufNorms::UnitOffsetSandwich);
         let shift = if unit_offset && hf.ends_with("norm.weight") {
             -1.0
         } else {

@@ -122,6 +122,36 @@ pub fn rope_from_params(
                 truncate: p.opt_bool("truncate")?.unwrap_or(true),
             }
         }
+        "longrope" | "su" => {
+            let original = original_max()?;
+            let factor = match p.opt_f64("factor", 1e-3..=1e6)? {
+                Some(x) => x,
+                None => max_position_embeddings as f64 / original as f64,
+            };
+            let attention_factor = match p.opt_f64("attention_factor", 0.0..=1e3)? {
+                Some(a) => a,
+                None if factor <= 1.0 => 1.0,
+                None => (1.0 + factor.ln() / (original as f64).ln()).sqrt(),
+            };
+            let factors = |name: &str| -> Result<Vec<f64>> {
+                let field = format!("{prefix}{name}");
+                p.raw(name)
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| Error::config(&field, "must be a list of numbers"))?
+                    .iter()
+                    .map(|v| {
+                        v.as_f64()
+                            .ok_or_else(|| Error::config(&field, "must be a list of numbers"))
+                    })
+                    .collect()
+            };
+            RopeScaling::LongRope {
+                short_factor: factors("short_factor")?,
+                long_factor: factors("long_factor")?,
+                original_max_position_embeddings: original,
+                attention_factor,
+            }
+        }
         "llama3" => RopeScaling::Llama3 {
             factor: factor()?,
             low_freq_factor: p
@@ -135,7 +165,7 @@ pub fn rope_from_params(
         other => {
             return Err(Error::config(
                 format!("{prefix}rope_type"),
-                format!("unsupported RoPE type `{other}` (supported: default, linear, dynamic, yarn, llama3)"),
+                format!("unsupported RoPE type `{other}` (supported: default, linear, dynamic, yarn, longrope, llama3)"),
             ))
         }
     };

@@ -24,14 +24,21 @@ pub struct AttentionSpec {
     pub scale: Option<f64>,
     /// `tanh` soft-capping of the scores at this value (Gemma 2).
     pub softcap: Option<f64>,
+    /// q, k and v come from one `qkv_proj` (rows: q, then k, then v), as in Phi-3.
+    pub fused_qkv: bool,
+}
+
+/// The q/k/v projections: three layers, or one whose output is split.
+#[derive(Clone)]
+enum QkvProj {
+    Separate { q: Linear, k: Linear, v: Linear },
+    Fused(Linear),
 }
 
 /// Self-attention with HF names `q_proj`, `k_proj`, `v_proj`, `o_proj` (+ `q_norm`, `k_norm`).
 #[derive(Clone)]
 pub struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
+    qkv: QkvProj,
     o_proj: Linear,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
@@ -55,10 +62,22 @@ impl Attention {
                 })
                 .transpose()
         };
+        let qkv = if spec.fused_qkv {
+            QkvProj::Fused(Linear::new(
+                &vb.pp("qkv_proj"),
+                h,
+                q_dim + 2 * kv_dim,
+                spec.qkv_bias,
+            )?)
+        } else {
+            QkvProj::Separate {
+                q: Linear::new(&vb.pp("q_proj"), h, q_dim, spec.qkv_bias)?,
+                k: Linear::new(&vb.pp("k_proj"), h, kv_dim, spec.qkv_bias)?,
+                v: Linear::new(&vb.pp("v_proj"), h, kv_dim, spec.qkv_bias)?,
+            }
+        };
         Ok(Self {
-            q_proj: Linear::new(&vb.pp("q_proj"), h, q_dim, spec.qkv_bias)?,
-            k_proj: Linear::new(&vb.pp("k_proj"), h, kv_dim, spec.qkv_bias)?,
-            v_proj: Linear::new(&vb.pp("v_proj"), h, kv_dim, spec.qkv_bias)?,
+            qkv,
             o_proj: Linear::new(&vb.pp("o_proj"), q_dim, h, spec.o_bias)?,
             q_norm: norm("q_norm")?,
             k_norm: norm("k_norm")?,
@@ -91,9 +110,22 @@ impl Attention {
             };
             Ok(t.transpose(1, 2)?.contiguous()?)
         };
-        let q = heads(self.q_proj.forward(xs)?, self.num_heads, &self.q_norm)?;
-        let k = heads(self.k_proj.forward(xs)?, self.num_kv_heads, &self.k_norm)?;
-        let v = heads(self.v_proj.forward(xs)?, self.num_kv_heads, &None)?;
+        let (q, k, v) = match &self.qkv {
+            QkvProj::Separate { q, k, v } => (q.forward(xs)?, k.forward(xs)?, v.forward(xs)?),
+            QkvProj::Fused(qkv) => {
+                let all = qkv.forward(xs)?;
+                let q_dim = self.num_heads * self.head_dim;
+                let kv_dim = self.num_kv_heads * self.head_dim;
+                (
+                    all.narrow(2, 0, q_dim)?,
+                    all.narrow(2, q_dim, kv_dim)?,
+                    all.narrow(2, q_dim + kv_dim, kv_dim)?,
+                )
+            }
+        };
+        let q = heads(q, self.num_heads, &self.q_norm)?;
+        let k = heads(k, self.num_kv_heads, &self.k_norm)?;
+        let v = heads(v, self.num_kv_heads, &None)?;
         let q = rope.apply(&q, &cos_sin.0, &cos_sin.1)?;
         let k = rope.apply(&k, &cos_sin.0, &cos_sin.1)?;
         let (k, v) = cache.append(layer, &k, &v)?;

@@ -8,10 +8,16 @@ use trustformers_core::{Result, Weights};
 /// `down_proj`.
 #[derive(Clone)]
 pub struct GatedMlp {
-    gate: Linear,
-    up: Linear,
+    gate_up: GateUp,
     down: Linear,
     act: Activation,
+}
+
+/// The gate and up projections: two layers, or one whose output is halved (gate first).
+#[derive(Clone)]
+enum GateUp {
+    Separate { gate: Linear, up: Linear },
+    Fused(Linear),
 }
 
 impl GatedMlp {
@@ -24,8 +30,31 @@ impl GatedMlp {
         act: Activation,
     ) -> Result<Self> {
         Ok(Self {
-            gate: Linear::new(&vb.pp("gate_proj"), hidden, intermediate, bias)?,
-            up: Linear::new(&vb.pp("up_proj"), hidden, intermediate, bias)?,
+            gate_up: GateUp::Separate {
+                gate: Linear::new(&vb.pp("gate_proj"), hidden, intermediate, bias)?,
+                up: Linear::new(&vb.pp("up_proj"), hidden, intermediate, bias)?,
+            },
+            down: Linear::new(&vb.pp("down_proj"), intermediate, hidden, bias)?,
+            act,
+        })
+    }
+
+    /// Loads a fused `gate_up_proj` `[2 * intermediate, hidden]` (gate rows first, as Phi-3
+    /// stores it) and `down_proj` under `vb`.
+    pub fn fused(
+        vb: &Weights,
+        hidden: usize,
+        intermediate: usize,
+        bias: bool,
+        act: Activation,
+    ) -> Result<Self> {
+        Ok(Self {
+            gate_up: GateUp::Fused(Linear::new(
+                &vb.pp("gate_up_proj"),
+                hidden,
+                2 * intermediate,
+                bias,
+            )?),
             down: Linear::new(&vb.pp("down_proj"), intermediate, hidden, bias)?,
             act,
         })
@@ -34,7 +63,17 @@ impl GatedMlp {
     /// # Shapes
     /// `xs`: `[..., hidden]` -> `[..., hidden]`.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let gate = self.act.forward(&self.gate.forward(xs)?)?;
-        self.down.forward(&(gate * self.up.forward(xs)?)?)
+        let (gate, up) = match &self.gate_up {
+            GateUp::Separate { gate, up } => (gate.forward(xs)?, up.forward(xs)?),
+            GateUp::Fused(gate_up) => {
+                let both = gate_up.forward(xs)?;
+                let half = both.dim(candle_core::D::Minus1)? / 2;
+                (
+                    both.narrow(candle_core::D::Minus1, 0, half)?,
+                    both.narrow(candle_core::D::Minus1, half, half)?,
+                )
+            }
+        };
+        self.down.forward(&(self.act.forward(&gate)? * up)?)
     }
 }

@@ -27,6 +27,15 @@ pub enum RopeScaling {
         attention_factor: f64,
         truncate: bool,
     },
+    /// LongRoPE (Phi-3): every frequency divided by its own factor, `short_factor` while
+    /// the sequence fits `original_max_position_embeddings` and `long_factor` beyond, plus an
+    /// attention (cos/sin) scale.
+    LongRope {
+        short_factor: Vec<f64>,
+        long_factor: Vec<f64>,
+        original_max_position_embeddings: usize,
+        attention_factor: f64,
+    },
     /// Llama 3.1: low frequencies divided by `factor`, high ones kept, smooth in between.
     Llama3 {
         factor: f64,
@@ -61,6 +70,14 @@ fn base_inv_freq(theta: f64, dim: usize) -> Vec<f32> {
         .collect()
 }
 
+/// `inv / factor`, elementwise, in f32 as transformers computes it.
+fn scale_inv_freq(inv: &[f32], factors: &[f64]) -> Vec<f32> {
+    inv.iter()
+        .zip(factors)
+        .map(|(&f, &e)| 1.0 / (e as f32 / f))
+        .collect()
+}
+
 impl RotaryEmbedding {
     /// Builds the tables for `spec`.
     pub fn new(spec: &RopeSpec) -> Result<Self> {
@@ -73,6 +90,30 @@ impl RotaryEmbedding {
         }
         let inv = base_inv_freq(spec.theta, dim);
         let (inv_freq, attention_scaling) = match &spec.scaling {
+            RopeScaling::LongRope {
+                short_factor,
+                long_factor,
+                attention_factor,
+                ..
+            } => {
+                for (name, factors) in
+                    [("short_factor", short_factor), ("long_factor", long_factor)]
+                {
+                    if factors.len() != dim / 2
+                        || factors.iter().any(|f| !(f.is_finite() && *f > 0.0))
+                    {
+                        return Err(Error::config(
+                            format!("rope_parameters.{name}"),
+                            format!(
+                                "must hold {} positive numbers (rotary dimension / 2), got {}",
+                                dim / 2,
+                                factors.len()
+                            ),
+                        ));
+                    }
+                }
+                (scale_inv_freq(&inv, short_factor), *attention_factor)
+            }
             RopeScaling::Default | RopeScaling::Dynamic { .. } => (inv, 1.0),
             RopeScaling::Linear { factor } => {
                 (inv.iter().map(|f| f / *factor as f32).collect(), 1.0)
@@ -162,6 +203,14 @@ impl RotaryEmbedding {
                         .powf(dim / (dim - 2.0));
                 base_inv_freq(base, self.spec.rotary_dim)
             }
+            RopeScaling::LongRope {
+                ref long_factor,
+                original_max_position_embeddings,
+                ..
+            } if max_pos + 1 > original_max_position_embeddings => scale_inv_freq(
+                &base_inv_freq(self.spec.theta, self.spec.rotary_dim),
+                long_factor,
+            ),
             _ => self.inv_freq.clone(),
         }
     }
@@ -204,7 +253,9 @@ impl RotaryEmbedding {
         let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
         let out = (x_rot.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?)?;
         match x_pass {
-            Some(pass) => Ok(Tensor::cat(&[&out, &pass], D::Minus1)?),
+            // candle concatenates along the last dimension through transposes; the matmuls
+            // downstream need a plain layout.
+            Some(pass) => Ok(Tensor::cat(&[&out, &pass], D::Minus1)?.contiguous()?),
             None => Ok(out),
         }
     }

@@ -46,13 +46,23 @@ impl DecoderLayer {
             post_attention_layernorm: norm("post_attention_layernorm")?,
             pre_feedforward_layernorm: sandwich("pre_feedforward_layernorm")?,
             post_feedforward_layernorm: sandwich("post_feedforward_layernorm")?,
-            mlp: GatedMlp::new(
-                &vb.pp("mlp"),
-                h,
-                spec.intermediate_size,
-                spec.mlp_bias,
-                spec.hidden_act,
-            )?,
+            mlp: if spec.fused_gate_up {
+                GatedMlp::fused(
+                    &vb.pp("mlp"),
+                    h,
+                    spec.intermediate_size,
+                    spec.mlp_bias,
+                    spec.hidden_act,
+                )?
+            } else {
+                GatedMlp::new(
+                    &vb.pp("mlp"),
+                    h,
+                    spec.intermediate_size,
+                    spec.mlp_bias,
+                    spec.hidden_act,
+                )?
+            },
         })
     }
 

@@ -20,6 +20,8 @@ pub struct DecoderSpec {
     pub hidden_act: Activation,
     /// Bias on the MLP projections.
     pub mlp_bias: bool,
+    /// The MLP's gate and up projections are one `gate_up_proj` (Phi-3).
+    pub fused_gate_up: bool,
     /// Sliding attention window per layer (`None` = full causal attention).
     pub layer_windows: Vec<Option<usize>>,
     /// The output projection reuses the input embedding table.
@@ -92,11 +94,13 @@ impl DecoderSpec {
                 qk_norm_unit_offset: false,
                 scale: None,
                 softcap: None,
+                fused_qkv: false,
             },
             rope,
             rms_norm_eps,
             hidden_act,
             mlp_bias: false,
+            fused_gate_up: false,
             layer_windows: vec![None; num_hidden_layers],
             tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),
             embed_scale: None,

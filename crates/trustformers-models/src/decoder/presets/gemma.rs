@@ -13,7 +13,10 @@ use trustformers_nn::Activation;
 pub(crate) fn gemma_common(f: &Fields<'_>) -> Result<DecoderSpec> {
     let mut spec = DecoderSpec::llama_like(f, Some(256))?;
     spec.max_position_embeddings = f
-        .opt_usize("max_position_embeddings", crate::hf_config::limits::POSITIONS)?
+        .opt_usize(
+            "max_position_embeddings",
+            crate::hf_config::limits::POSITIONS,
+        )?
         .unwrap_or(8192);
     // `hidden_activation` wins; old configs only have `hidden_act`.
     let act = match f.opt_str("hidden_activation")? {
