@@ -153,6 +153,21 @@ DECODERS = {
             long_factor=[2.0, 4.0],
         ),
     ),
+    # StableLM: LayerNorm with bias, partial rotary (default 0.25 of head_dim 8 = 2 dims),
+    # q/k/v bias, per-head q/k LayerNorm, parallel residual.
+    "stablelm": dict(
+        model_type="stablelm",
+        use_qkv_bias=True,
+        qk_layernorm=True,
+        use_parallel_residual=True,
+        layer_norm_eps=1e-5,
+    ),
+    # StableLM 2 style: sequential residual, half the head rotating, no qk norm, tied head.
+    "stablelm_seq": dict(
+        model_type="stablelm",
+        partial_rotary_factor=0.5,
+        tie_word_embeddings=True,
+    ),
     # The same past original_max_position_embeddings: the long factors (forward pass only;
     # transformers recomputes the cache when a generation crosses that length).
     "phi3_long": dict(

@@ -78,6 +78,7 @@ pub const ARCHITECTURES: &[Architecture] = &[
     ),
     arch("mistral", None, presets::mistral::spec),
     arch("phi3", None, presets::phi3::spec),
+    arch("stablelm", None, presets::stablelm::spec),
     arch("qwen2", gguf("qwen2", Hf, Plain), presets::qwen2::spec),
     arch("qwen3", gguf("qwen3", Hf, Plain), presets::qwen3::spec),
     arch("gemma", gguf("gemma", Hf, UnitOffset), presets::gemma::spec),

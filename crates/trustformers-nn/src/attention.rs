@@ -1,7 +1,7 @@
 //! Multi-head attention with grouped/multi-query KV heads, optional Q/K RMSNorm, and the
 //! padding / causal / sliding-window masks transformers builds in `masking_utils.py`.
 
-use crate::{KvCache, Linear, RmsNorm, RotaryEmbedding};
+use crate::{KvCache, LayerNorm, Linear, RmsNorm, RotaryEmbedding};
 use candle_core::{DType, Device, Tensor};
 use trustformers_core::{Error, Result, Weights};
 
@@ -24,6 +24,9 @@ pub struct AttentionSpec {
     pub scale: Option<f64>,
     /// `tanh` soft-capping of the scores at this value (Gemma 2).
     pub softcap: Option<f64>,
+    /// Per-head LayerNorm (no bias) of q and k before RoPE, with this epsilon
+    /// (`q_layernorm.norms.{h}`, StableLM).
+    pub qk_layernorm_per_head: Option<f64>,
     /// q, k and v come from one `qkv_proj` (rows: q, then k, then v), as in Phi-3.
     pub fused_qkv: bool,
 }
@@ -35,13 +38,31 @@ enum QkvProj {
     Fused(Linear),
 }
 
+/// A norm over each head of q or k: one RMSNorm shared by the heads, or one LayerNorm per
+/// head.
+#[derive(Clone)]
+enum HeadNorm {
+    Shared(RmsNorm),
+    PerHead(LayerNorm),
+}
+
+impl HeadNorm {
+    /// `xs`: `[batch, seq, heads, head_dim]`.
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Shared(n) => n.forward(xs),
+            Self::PerHead(n) => n.forward(xs),
+        }
+    }
+}
+
 /// Self-attention with HF names `q_proj`, `k_proj`, `v_proj`, `o_proj` (+ `q_norm`, `k_norm`).
 #[derive(Clone)]
 pub struct Attention {
     qkv: QkvProj,
     o_proj: Linear,
-    q_norm: Option<RmsNorm>,
-    k_norm: Option<RmsNorm>,
+    q_norm: Option<HeadNorm>,
+    k_norm: Option<HeadNorm>,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
@@ -55,10 +76,19 @@ impl Attention {
         let q_dim = spec.num_heads * spec.head_dim;
         let kv_dim = spec.num_kv_heads * spec.head_dim;
         let h = spec.hidden_size;
-        let norm = |name: &str| {
+        let norm = |name: &str, per_head: &str, heads: usize| -> Result<Option<HeadNorm>> {
+            if let Some(eps) = spec.qk_layernorm_per_head {
+                return Ok(Some(HeadNorm::PerHead(LayerNorm::per_head(
+                    &vb.pp(per_head),
+                    heads,
+                    spec.head_dim,
+                    eps,
+                )?)));
+            }
             spec.qk_norm_eps
                 .map(|eps| {
                     RmsNorm::load(&vb.pp(name), spec.head_dim, eps, spec.qk_norm_unit_offset)
+                        .map(HeadNorm::Shared)
                 })
                 .transpose()
         };
@@ -79,8 +109,8 @@ impl Attention {
         Ok(Self {
             qkv,
             o_proj: Linear::new(&vb.pp("o_proj"), q_dim, h, spec.o_bias)?,
-            q_norm: norm("q_norm")?,
-            k_norm: norm("k_norm")?,
+            q_norm: norm("q_norm", "q_layernorm", spec.num_heads)?,
+            k_norm: norm("k_norm", "k_layernorm", spec.num_kv_heads)?,
             num_heads: spec.num_heads,
             num_kv_heads: spec.num_kv_heads,
             head_dim: spec.head_dim,
@@ -102,7 +132,7 @@ impl Attention {
         layer: usize,
     ) -> Result<Tensor> {
         let (b, s, _) = xs.dims3()?;
-        let heads = |t: Tensor, n: usize, norm: &Option<RmsNorm>| -> Result<Tensor> {
+        let heads = |t: Tensor, n: usize, norm: &Option<HeadNorm>| -> Result<Tensor> {
             let t = t.reshape((b, s, n, self.head_dim))?;
             let t = match norm {
                 Some(norm) => norm.forward(&t)?,

@@ -18,5 +18,5 @@ pub use embedding::Embedding;
 pub use kv_cache::KvCache;
 pub use linear::Linear;
 pub use mlp::GatedMlp;
-pub use norm::RmsNorm;
+pub use norm::{LayerNorm, Norm, NormKind, RmsNorm};
 pub use rope::{RopeScaling, RopeSpec, RotaryEmbedding};

@@ -56,3 +56,94 @@ impl RmsNorm {
         Ok(x.to_dtype(dtype)?.broadcast_mul(&self.weight)?)
     }
 }
+
+/// LayerNorm: `(x - mean) / sqrt(var + eps) * w + b`, computed in f32 and cast back.
+#[derive(Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    eps: f64,
+}
+
+impl LayerNorm {
+    /// Loads `weight` `[dim]` and, when `bias`, `bias` `[dim]` under `vb`.
+    pub fn new(vb: &Weights, dim: usize, eps: f64, bias: bool) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get(dim, "weight")?.to_dtype(DType::F32)?,
+            bias: bias
+                .then(|| {
+                    vb.get(dim, "bias")
+                        .and_then(|b| Ok(b.to_dtype(DType::F32)?))
+                })
+                .transpose()?,
+            eps,
+        })
+    }
+
+    /// Per-head LayerNorms without bias stacked as one `[heads, dim]` weight, from
+    /// `norms.{h}.weight` under `vb` (StableLM's `StableLmLayerNormPerHead`).
+    pub fn per_head(vb: &Weights, heads: usize, dim: usize, eps: f64) -> Result<Self> {
+        let rows = (0..heads)
+            .map(|h| vb.pp("norms").pp(h).get(dim, "weight"))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            weight: Tensor::stack(&rows, 0)?.to_dtype(DType::F32)?,
+            bias: None,
+            eps,
+        })
+    }
+
+    /// # Shapes
+    /// `xs`: `[..., dim]` (per-head: `[..., heads, dim]`) -> the same.
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let dtype = xs.dtype();
+        let x = xs.to_dtype(DType::F32)?;
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let x = x.broadcast_sub(&mean)?;
+        let var = x.sqr()?.mean_keepdim(D::Minus1)?;
+        let x = x.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        let x = x.broadcast_mul(&self.weight)?;
+        let x = match &self.bias {
+            Some(b) => x.broadcast_add(b)?,
+            None => x,
+        };
+        Ok(x.to_dtype(dtype)?)
+    }
+}
+
+/// Which normalisation a model uses, with its settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NormKind {
+    /// RMSNorm; `unit_offset` scales by `1 + w` (Gemma).
+    Rms { eps: f64, unit_offset: bool },
+    /// LayerNorm, with or without a bias.
+    Layer { eps: f64, bias: bool },
+}
+
+/// An RMSNorm or a LayerNorm, as the model's [`NormKind`] says.
+#[derive(Clone)]
+pub enum Norm {
+    Rms(RmsNorm),
+    Layer(LayerNorm),
+}
+
+impl Norm {
+    /// Loads the norm under `vb`.
+    pub fn load(vb: &Weights, dim: usize, kind: NormKind) -> Result<Self> {
+        Ok(match kind {
+            NormKind::Rms { eps, unit_offset } => {
+                Self::Rms(RmsNorm::load(vb, dim, eps, unit_offset)?)
+            }
+            NormKind::Layer { eps, bias } => Self::Layer(LayerNorm::new(vb, dim, eps, bias)?),
+        })
+    }
+
+    /// # Shapes
+    /// `xs`: `[..., dim]` -> `[..., dim]`.
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Rms(n) => n.forward(xs),
+            Self::Layer(n) => n.forward(xs),
+        }
+    }
+}

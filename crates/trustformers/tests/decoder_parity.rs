@@ -24,6 +24,8 @@ const DECODERS: &[&str] = &[
     "gemma",
     "gemma2",
     "phi3",
+    "stablelm",
+    "stablelm_seq",
 ];
 
 /// Checked by a full forward pass only: their RoPE changes with the sequence length, so a

@@ -19,31 +19,33 @@ pub use spec::DecoderSpec;
 use candle_core::{DType, Tensor};
 use trustformers_core::{Error, Result, Weights};
 use trustformers_nn::attention::causal_mask;
-use trustformers_nn::{Attention, Embedding, GatedMlp, KvCache, Linear, RmsNorm, RotaryEmbedding};
+use trustformers_nn::{Attention, Embedding, GatedMlp, KvCache, Linear, Norm, RotaryEmbedding};
 
 /// Checkpoint buffers transformers itself ignores when loading this family.
 pub const IGNORED_TENSORS: &[&str] = &["rotary_emb.inv_freq"];
 
 struct DecoderLayer {
-    input_layernorm: RmsNorm,
+    input_layernorm: Norm,
     self_attn: Attention,
-    post_attention_layernorm: RmsNorm,
+    /// `None` with a parallel residual.
+    post_attention_layernorm: Option<Norm>,
     /// Sandwich norms only.
-    pre_feedforward_layernorm: Option<RmsNorm>,
-    post_feedforward_layernorm: Option<RmsNorm>,
+    pre_feedforward_layernorm: Option<Norm>,
+    post_feedforward_layernorm: Option<Norm>,
     mlp: GatedMlp,
 }
 
 impl DecoderLayer {
     fn new(spec: &DecoderSpec, vb: &Weights) -> Result<Self> {
         let h = spec.hidden_size;
-        let norm =
-            |name: &str| RmsNorm::load(&vb.pp(name), h, spec.rms_norm_eps, spec.norm_unit_offset);
+        let norm = |name: &str| Norm::load(&vb.pp(name), h, spec.norm_kind());
         let sandwich = |name: &str| spec.sandwich_norms.then(|| norm(name)).transpose();
         Ok(Self {
             input_layernorm: norm("input_layernorm")?,
             self_attn: Attention::new(&spec.attention, &vb.pp("self_attn"))?,
-            post_attention_layernorm: norm("post_attention_layernorm")?,
+            post_attention_layernorm: (!spec.parallel_residual)
+                .then(|| norm("post_attention_layernorm"))
+                .transpose()?,
             pre_feedforward_layernorm: sandwich("pre_feedforward_layernorm")?,
             post_feedforward_layernorm: sandwich("post_feedforward_layernorm")?,
             mlp: if spec.fused_gate_up {
@@ -75,24 +77,26 @@ impl DecoderLayer {
         cache: &mut KvCache,
         index: usize,
     ) -> Result<Tensor> {
-        let h = self.input_layernorm.forward(xs)?;
+        let normed = self.input_layernorm.forward(xs)?;
         let h = self
             .self_attn
-            .forward(&h, rope, cos_sin, mask, cache, index)?;
+            .forward(&normed, rope, cos_sin, mask, cache, index)?;
+        let Some(post_attn) = &self.post_attention_layernorm else {
+            // Parallel residual: attention and MLP both read the one normed input.
+            return Ok(((xs + h)? + self.mlp.forward(&normed)?)?);
+        };
         match (
             &self.pre_feedforward_layernorm,
             &self.post_feedforward_layernorm,
         ) {
             (Some(pre), Some(post)) => {
-                let xs = (xs + self.post_attention_layernorm.forward(&h)?)?;
+                let xs = (xs + post_attn.forward(&h)?)?;
                 let h = post.forward(&self.mlp.forward(&pre.forward(&xs)?)?)?;
                 Ok((xs + h)?)
             }
             _ => {
                 let xs = (xs + h)?;
-                let h = self
-                    .mlp
-                    .forward(&self.post_attention_layernorm.forward(&xs)?)?;
+                let h = self.mlp.forward(&post_attn.forward(&xs)?)?;
                 Ok((xs + h)?)
             }
         }
@@ -114,7 +118,7 @@ pub struct DecoderModel {
     spec: DecoderSpec,
     embed_tokens: Embedding,
     layers: Vec<DecoderLayer>,
-    norm: RmsNorm,
+    norm: Norm,
     rope: RotaryEmbedding,
     /// RoPE of the sliding-window layers, when it differs.
     sliding_rope: Option<RotaryEmbedding>,
@@ -143,12 +147,7 @@ impl DecoderModel {
                 spec.hidden_size,
             )?,
             layers,
-            norm: RmsNorm::load(
-                &vb.pp("norm"),
-                spec.hidden_size,
-                spec.rms_norm_eps,
-                spec.norm_unit_offset,
-            )?,
+            norm: Norm::load(&vb.pp("norm"), spec.hidden_size, spec.norm_kind())?,
             rope: RotaryEmbedding::new(&spec.rope)?,
             sliding_rope: spec
                 .sliding_rope

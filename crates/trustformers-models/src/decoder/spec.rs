@@ -4,7 +4,7 @@
 use crate::hf_config::{self, limits};
 use trustformers_core::config::Fields;
 use trustformers_core::{Error, Result};
-use trustformers_nn::{Activation, AttentionSpec, RopeSpec};
+use trustformers_nn::{Activation, AttentionSpec, NormKind, RopeSpec};
 
 /// Every knob of the decoder, with all defaults applied.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +30,11 @@ pub struct DecoderSpec {
     pub embed_scale: Option<f64>,
     /// Every RMSNorm scales by `1 + w` (Gemma).
     pub norm_unit_offset: bool,
+    /// LayerNorm instead of RMSNorm everywhere, with this epsilon and bias (StableLM).
+    pub layer_norm: Option<(f64, bool)>,
+    /// Parallel residual: `x + attn(ln(x)) + mlp(ln(x))` with the one `input_layernorm`
+    /// (GPT-J, GPT-NeoX, StableLM, Phi).
+    pub parallel_residual: bool,
     /// Sandwich norms: the attention and MLP outputs are normed before the residual add
     /// (`post_attention_layernorm`, `post_feedforward_layernorm`), and the MLP input by
     /// `pre_feedforward_layernorm` (Gemma 2/3).
@@ -41,6 +46,17 @@ pub struct DecoderSpec {
 }
 
 impl DecoderSpec {
+    /// The kind of every norm of the model.
+    pub fn norm_kind(&self) -> NormKind {
+        match self.layer_norm {
+            Some((eps, bias)) => NormKind::Layer { eps, bias },
+            None => NormKind::Rms {
+                eps: self.rms_norm_eps,
+                unit_offset: self.norm_unit_offset,
+            },
+        }
+    }
+
     /// Reads the fields shared by LLaMA, Mistral and Qwen configs. `default_head_dim`, when
     /// given, is used if the config has no `head_dim` (Qwen3 defaults to 128); otherwise
     /// `hidden_size / num_attention_heads`. Presets then set their own knobs.
@@ -95,6 +111,7 @@ impl DecoderSpec {
                 scale: None,
                 softcap: None,
                 fused_qkv: false,
+                qk_layernorm_per_head: None,
             },
             rope,
             rms_norm_eps,
@@ -105,6 +122,8 @@ impl DecoderSpec {
             tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),
             embed_scale: None,
             norm_unit_offset: false,
+            layer_norm: None,
+            parallel_residual: false,
             sandwich_norms: false,
             sliding_rope: None,
             final_logit_softcapping: None,
