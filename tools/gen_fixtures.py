@@ -168,6 +168,13 @@ DECODERS = {
         partial_rotary_factor=0.5,
         tie_word_embeddings=True,
     ),
+    # Mixtral: 4 experts, top-2 routing, sliding window.
+    "mixtral": dict(
+        model_type="mixtral",
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        sliding_window=4,
+    ),
     # The same past original_max_position_embeddings: the long factors (forward pass only;
     # transformers recomputes the cache when a generation crosses that length).
     "phi3_long": dict(

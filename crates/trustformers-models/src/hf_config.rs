@@ -15,6 +15,7 @@ pub mod limits {
     pub const HEADS: usize = 1 << 10;
     pub const HEAD_DIM: usize = 1 << 11;
     pub const POSITIONS: usize = 1 << 24;
+    pub const EXPERTS: usize = 1 << 10;
 }
 
 /// transformers' default `rope_theta` for the LLaMA family.

@@ -77,6 +77,7 @@ pub const ARCHITECTURES: &[Architecture] = &[
         presets::llama::spec,
     ),
     arch("mistral", None, presets::mistral::spec),
+    arch("mixtral", None, presets::mixtral::spec),
     arch("phi3", None, presets::phi3::spec),
     arch("stablelm", None, presets::stablelm::spec),
     arch("qwen2", gguf("qwen2", Hf, Plain), presets::qwen2::spec),

@@ -39,6 +39,24 @@ impl GatedMlp {
         })
     }
 
+    /// Builds the block from loaded layers: a fused gate/up projection and the down one.
+    pub fn from_layers(gate_up: Linear, down: Linear, act: Activation) -> Self {
+        Self {
+            gate_up: GateUp::Fused(gate_up),
+            down,
+            act,
+        }
+    }
+
+    /// Builds the block from separate gate, up and down layers.
+    pub fn from_separate(gate: Linear, up: Linear, down: Linear, act: Activation) -> Result<Self> {
+        Ok(Self {
+            gate_up: GateUp::Separate { gate, up },
+            down,
+            act,
+        })
+    }
+
     /// Loads a fused `gate_up_proj` `[2 * intermediate, hidden]` (gate rows first, as Phi-3
     /// stores it) and `down_proj` under `vb`.
     pub fn fused(

@@ -26,6 +26,7 @@ const DECODERS: &[&str] = &[
     "phi3",
     "stablelm",
     "stablelm_seq",
+    "mixtral",
 ];
 
 /// Checked by a full forward pass only: their RoPE changes with the sequence length, so a

@@ -425,3 +425,41 @@ fn pytorch_bin_checkpoint_loads_like_safetensors() {
         .unwrap();
     assert_eq!(max_abs_diff(&a, &b), 0.0);
 }
+
+#[test]
+fn mixtral_experts_load_from_either_layout() {
+    // transformers 5 keeps experts fused in memory (`mlp.experts.gate_up_proj` [E, 2I, H],
+    // `mlp.experts.down_proj` [E, H, I]); the Hub (and save_pretrained) store them one by one.
+    let tensors = fixture_tensors("mixtral");
+    let mut fused: HashMap<String, Tensor> = HashMap::new();
+    for (name, t) in &tensors {
+        if !name.contains(".block_sparse_moe.") {
+            fused.insert(name.clone(), t.clone());
+        } else if name.ends_with("block_sparse_moe.gate.weight") {
+            fused.insert(name.replace(".block_sparse_moe.", ".mlp."), t.clone());
+        }
+    }
+    for layer in 0..2 {
+        let p = format!("model.layers.{layer}.block_sparse_moe.experts");
+        let (mut gate_up, mut down) = (Vec::new(), Vec::new());
+        for e in 0..4 {
+            let w = |k: &str| tensors[&format!("{p}.{e}.{k}.weight")].clone();
+            gate_up.push(Tensor::cat(&[w("w1"), w("w3")], 0).unwrap());
+            down.push(w("w2"));
+        }
+        let q = format!("model.layers.{layer}.mlp.experts");
+        fused.insert(
+            format!("{q}.gate_up_proj"),
+            Tensor::stack(&gate_up, 0).unwrap(),
+        );
+        fused.insert(format!("{q}.down_proj"), Tensor::stack(&down, 0).unwrap());
+    }
+    let dir = checkpoint_with("mixtral", &fused);
+    let a = AutoModelForCausalLM::from_pretrained(dir.path(), &opts()).unwrap();
+    let b = AutoModelForCausalLM::from_pretrained(fixture("mixtral"), &opts()).unwrap();
+    let ids = Tensor::new(&[[1u32, 5, 9, 42, 7]], &Device::Cpu).unwrap();
+    let positions = default_positions(1, 0, 5, &Device::Cpu).unwrap();
+    let la = a.forward(&ids, &positions, &mut a.new_cache()).unwrap();
+    let lb = b.forward(&ids, &positions, &mut b.new_cache()).unwrap();
+    assert!(max_abs_diff(&la, &lb) < 1e-6);
+}

@@ -19,7 +19,9 @@ pub use spec::DecoderSpec;
 use candle_core::{DType, Tensor};
 use trustformers_core::{Error, Result, Weights};
 use trustformers_nn::attention::causal_mask;
-use trustformers_nn::{Attention, Embedding, GatedMlp, KvCache, Linear, Norm, RotaryEmbedding};
+use trustformers_nn::{
+    Attention, Embedding, GatedMlp, KvCache, Linear, Norm, RotaryEmbedding, SparseMoe,
+};
 
 /// Checkpoint buffers transformers itself ignores when loading this family.
 pub const IGNORED_TENSORS: &[&str] = &["rotary_emb.inv_freq"];
@@ -32,7 +34,22 @@ struct DecoderLayer {
     /// Sandwich norms only.
     pre_feedforward_layernorm: Option<Norm>,
     post_feedforward_layernorm: Option<Norm>,
-    mlp: GatedMlp,
+    mlp: FeedForward,
+}
+
+/// The feed-forward half of a layer.
+enum FeedForward {
+    Dense(GatedMlp),
+    Moe(SparseMoe),
+}
+
+impl FeedForward {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Dense(mlp) => mlp.forward(xs),
+            Self::Moe(moe) => moe.forward(xs),
+        }
+    }
 }
 
 impl DecoderLayer {
@@ -48,22 +65,30 @@ impl DecoderLayer {
                 .transpose()?,
             pre_feedforward_layernorm: sandwich("pre_feedforward_layernorm")?,
             post_feedforward_layernorm: sandwich("post_feedforward_layernorm")?,
-            mlp: if spec.fused_gate_up {
-                GatedMlp::fused(
+            mlp: if let Some(moe) = spec.moe {
+                FeedForward::Moe(SparseMoe::load(
+                    vb,
+                    moe,
+                    h,
+                    spec.intermediate_size,
+                    spec.hidden_act,
+                )?)
+            } else if spec.fused_gate_up {
+                FeedForward::Dense(GatedMlp::fused(
                     &vb.pp("mlp"),
                     h,
                     spec.intermediate_size,
                     spec.mlp_bias,
                     spec.hidden_act,
-                )?
+                )?)
             } else {
-                GatedMlp::new(
+                FeedForward::Dense(GatedMlp::new(
                     &vb.pp("mlp"),
                     h,
                     spec.intermediate_size,
                     spec.mlp_bias,
                     spec.hidden_act,
-                )?
+                )?)
             },
         })
     }

@@ -4,7 +4,7 @@
 use crate::hf_config::{self, limits};
 use trustformers_core::config::Fields;
 use trustformers_core::{Error, Result};
-use trustformers_nn::{Activation, AttentionSpec, NormKind, RopeSpec};
+use trustformers_nn::{Activation, AttentionSpec, MoeSpec, NormKind, RopeSpec};
 
 /// Every knob of the decoder, with all defaults applied.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +22,8 @@ pub struct DecoderSpec {
     pub mlp_bias: bool,
     /// The MLP's gate and up projections are one `gate_up_proj` (Phi-3).
     pub fused_gate_up: bool,
+    /// A sparse mixture of experts replaces the MLP (Mixtral).
+    pub moe: Option<MoeSpec>,
     /// Sliding attention window per layer (`None` = full causal attention).
     pub layer_windows: Vec<Option<usize>>,
     /// The output projection reuses the input embedding table.
@@ -118,6 +120,7 @@ impl DecoderSpec {
             hidden_act,
             mlp_bias: false,
             fused_gate_up: false,
+            moe: None,
             layer_windows: vec![None; num_hidden_layers],
             tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),
             embed_scale: None,
