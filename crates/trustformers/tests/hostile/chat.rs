@@ -61,6 +61,9 @@ pub fn cases() -> Vec<Case> {
         case("huge range", "{% for i in range(1000000000) %}x{% endfor %}", expect!(Error::ChatTemplate(_))),
         case("nested loops", "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}", expect!(Error::ChatTemplate(_))),
         case("loop over a loop of messages forever", "{% for a in range(99999) %}{% for b in range(99999) %}{% for m in messages %}{{ m.role }}{% endfor %}{% endfor %}{% endfor %}", expect!(Error::ChatTemplate(_))),
+        // Found by the chat_template fuzzer: a missing attribute costs an error object per
+        // lookup, so the same fuel takes longer.
+        case("loop over a missing attribute forever", "{% for a in range(99999) %}{% for b in range(99999) %}{% for m in messages %}{{ m.rkle }}{% endfor %}{% endfor %}{% endfor %}", expect!(Error::ChatTemplate(_))),
         case("recursive macro", "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", expect!(Error::ChatTemplate(_))),
         case("recursive loop", "{% for m in messages recursive %}{{ loop([m]) }}{% endfor %}", expect!(Error::ChatTemplate(_))),
         case("5000 nested ifs", &deep_ifs, expect!(Error::ChatTemplate(_))),

@@ -124,6 +124,14 @@ pub fn run(case: &Case) -> std::result::Result<(), String> {
     let started = Instant::now();
     let outcome = catch_unwind(AssertUnwindSafe(|| (case.load)(&target)));
     let elapsed = started.elapsed();
+    if std::env::var_os("TRUSTFORMERS_CORPUS_TIMES").is_some() {
+        eprintln!(
+            "{:>10.3} ms  {} / {}",
+            elapsed.as_secs_f64() * 1e3,
+            case.format,
+            case.name
+        );
+    }
     let allocated = alloc::peak_since(before);
     let _ = std::panic::take_hook();
     let mut problems = Vec::new();
