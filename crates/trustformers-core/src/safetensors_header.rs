@@ -18,7 +18,7 @@ use std::fmt;
 /// Largest header accepted (the limit of the reference implementation).
 pub const MAX_HEADER_BYTES: u64 = 100_000_000;
 /// Most tensors one file may hold. Real checkpoints hold a few thousand per shard.
-pub const MAX_TENSORS: usize = 1 << 17;
+pub const MAX_TENSORS: usize = 1 << 16;
 /// Most dimensions a tensor may have.
 pub const MAX_DIMS: usize = 8;
 
@@ -118,9 +118,7 @@ pub fn parse(buf: &[u8]) -> Result<Header, SafetensorsError> {
         });
     }
     let data_start = 8 + header_len as usize;
-    let text =
-        std::str::from_utf8(&buf[8..data_start]).map_err(|_| SafetensorsError::HeaderNotUtf8)?;
-    let raw = RawHeader::parse(text)?;
+    let raw = RawHeader::parse(&buf[8..data_start])?;
 
     let mut tensors = Vec::with_capacity(raw.tensors.len());
     for t in raw.tensors {
@@ -203,8 +201,10 @@ struct RawHeader {
 }
 
 impl RawHeader {
-    fn parse(text: &str) -> Result<Self, SafetensorsError> {
-        let mut de = serde_json::Deserializer::from_str(text);
+    /// Parses the header bytes. UTF-8 is checked as strings are read, so a hostile header
+    /// is refused without scanning all of it first.
+    fn parse(bytes: &[u8]) -> Result<Self, SafetensorsError> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
         let mut problem = None;
         let seed = HeaderSeed {
             problem: &mut problem,
@@ -213,6 +213,10 @@ impl RawHeader {
         match (parsed, problem) {
             (_, Some(problem)) => Err(problem),
             (Ok(header), None) => Ok(header),
+            // A successful parse has read every byte as UTF-8; a failed one may be why.
+            (Err(_), None) if std::str::from_utf8(bytes).is_err() => {
+                Err(SafetensorsError::HeaderNotUtf8)
+            }
             (Err(e), None) => Err(SafetensorsError::InvalidJson(e.to_string())),
         }
     }
