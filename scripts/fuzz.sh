@@ -42,11 +42,14 @@ seed config_json -type f -name 'config.json'
 seed pickle_load -type f -name 'data.pkl'
 
 cargo +nightly fuzz build
+# Run the binaries built above, so that editing the sources meanwhile changes nothing.
+BIN_DIR=$(ls -d fuzz/target/*/release | head -1)
+export BIN_DIR
 run_one() {
   local t=$1 log="fuzz/artifacts/$1.log"
-  mkdir -p fuzz/artifacts
+  mkdir -p "fuzz/artifacts/$t"
   # -rss_limit_mb: an input that makes the target allocate more than this counts as a crash.
-  if cargo +nightly fuzz run "$t" "fuzz/corpus/$t" -- \
+  if "$BIN_DIR/$t" "fuzz/corpus/$t" -artifact_prefix="fuzz/artifacts/$t/" \
       -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -timeout=10 -max_len=262144 \
       >"$log" 2>&1; then
     status=ok

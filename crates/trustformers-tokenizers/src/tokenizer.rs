@@ -426,17 +426,20 @@ impl Tokenizer {
         inputs: &[TextInput<'_>],
         opts: &EncodeOptions,
     ) -> Result<Vec<Encoding>> {
-        // One parallel pass: encode each text, then truncate and post-process it.
-        let mut finished = inputs
-            .par_iter()
-            .map(|input| {
-                let raw = |text: &str| self.inner.encode_char_offsets(text, false).map_err(tk_err);
-                match *input {
-                    TextInput::Single(a) => self.finish(raw(a)?, None, opts),
-                    TextInput::Pair(a, b) => self.finish(raw(a)?, Some(raw(b)?), opts),
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
+        // Encode each text, then truncate and post-process it; in parallel for batches (a
+        // single text stays on the calling thread).
+        let one = |input: &TextInput<'_>| {
+            let raw = |text: &str| self.inner.encode_char_offsets(text, false).map_err(tk_err);
+            match *input {
+                TextInput::Single(a) => self.finish(raw(a)?, None, opts),
+                TextInput::Pair(a, b) => self.finish(raw(a)?, Some(raw(b)?), opts),
+            }
+        };
+        let mut finished = if inputs.len() > 1 {
+            inputs.par_iter().map(one).collect::<Result<Vec<_>>>()?
+        } else {
+            inputs.iter().map(one).collect::<Result<Vec<_>>>()?
+        };
         self.pad(&mut finished, opts)?;
         Ok(finished.into_iter().map(Encoding).collect())
     }
