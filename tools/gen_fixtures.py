@@ -175,6 +175,20 @@ DECODERS = {
         num_experts_per_tok=2,
         sliding_window=4,
     ),
+    # GPT-NeoX: per-head fused query_key_value, LayerNorm, plain GeLU MLP, biases, parallel
+    # residual with two norms, half the head rotating.
+    "gpt_neox": dict(
+        model_type="gpt_neox",
+        num_key_value_heads=4,
+        rope_parameters=dict(rope_type="default", rope_theta=10000.0, partial_rotary_factor=0.5),
+    ),
+    # Sequential residual, the default quarter of the head rotating, no attention bias.
+    "gpt_neox_seq": dict(
+        model_type="gpt_neox",
+        num_key_value_heads=4,
+        use_parallel_residual=False,
+        attention_bias=False,
+    ),
     # The same past original_max_position_embeddings: the long factors (forward pass only;
     # transformers recomputes the cache when a generation crosses that length).
     "phi3_long": dict(
@@ -222,7 +236,7 @@ def reference(model, ids, mask, pos):
             position_ids=pos,
             output_hidden_states=True,
         )
-        base = model.model(input_ids=ids, attention_mask=mask, position_ids=pos)
+        base = model.base_model(input_ids=ids, attention_mask=mask, position_ids=pos)
         # transformers' last entry of hidden_states is the normed output.
         assert torch.equal(base.last_hidden_state, out.hidden_states[-1])
         prompt = ids[:1].clone()

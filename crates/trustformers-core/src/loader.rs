@@ -17,8 +17,14 @@ pub enum Weight {
     Quantized(Arc<QTensor>),
 }
 
+/// Maps a model's canonical tensor name to the name this checkpoint stores it under, when
+/// the architecture names tensors its own way (e.g. `gpt_neox.embed_in` for
+/// `model.embed_tokens`). `None` keeps the canonical name.
+pub type TensorNames = fn(&str) -> Option<String>;
+
 struct Inner {
     source: Box<dyn TensorSource>,
+    names: Option<TensorNames>,
     dtype: DType,
     device: Device,
     keep_quantized: bool,
@@ -47,9 +53,32 @@ impl Weights {
                 dtype,
                 device,
                 keep_quantized,
+                names: None,
                 used: Mutex::new(BTreeSet::new()),
             }),
             prefix: String::new(),
+        }
+    }
+
+    /// The same loader, looking tensors up through `names` (see [`TensorNames`]). Call it
+    /// before loading anything.
+    pub fn with_names(self, names: TensorNames) -> Result<Self> {
+        let inner = Arc::try_unwrap(self.inner)
+            .map_err(|_| Error::InvalidInput("with_names called on a shared loader".into()))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                names: Some(names),
+                ..inner
+            }),
+            prefix: self.prefix,
+        })
+    }
+
+    /// The checkpoint's name for the canonical `full` name.
+    fn stored_name(&self, full: &str) -> String {
+        match self.inner.names.and_then(|f| f(full)) {
+            Some(name) if self.inner.source.shape(&name).is_some() => name,
+            _ => full.to_string(),
         }
     }
 
@@ -83,7 +112,8 @@ impl Weights {
 
     /// Whether `name` exists under this prefix.
     pub fn contains(&self, name: &str) -> bool {
-        self.inner.source.shape(&self.path(name)).is_some()
+        let full = self.stored_name(&self.path(name));
+        self.inner.source.shape(&full).is_some()
     }
 
     /// Loads `name` as a dense tensor in the compute dtype, dequantizing if needed.
@@ -112,7 +142,7 @@ impl Weights {
     }
 
     fn load(&self, shape: Shape, name: &str) -> Result<StoredTensor> {
-        let full = self.path(name);
+        let full = self.stored_name(&self.path(name));
         let actual = self
             .inner
             .source

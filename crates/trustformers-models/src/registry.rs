@@ -3,7 +3,7 @@
 use crate::decoder::presets;
 use crate::DecoderSpec;
 use serde_json::Value;
-use trustformers_core::{Error, Result};
+use trustformers_core::{Error, Result, TensorNames};
 
 /// How llama.cpp's converter lays out the rows of Q and K for this GGUF architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +48,8 @@ pub struct Architecture {
     pub gguf: Option<GgufDialect>,
     /// Builds the decoder spec from config.json.
     pub decoder_spec: fn(&Value) -> Result<DecoderSpec>,
+    /// Checkpoint tensor names, for architectures that do not use the LLaMA ones.
+    pub tensor_names: Option<TensorNames>,
 }
 
 const fn gguf(arch: &'static str, qk: GgufQkLayout, norms: GgufNorms) -> Option<GgufDialect> {
@@ -63,6 +65,21 @@ const fn arch(
         model_type,
         gguf,
         decoder_spec,
+        tensor_names: None,
+    }
+}
+
+/// An architecture whose checkpoints name tensors their own way.
+const fn named(
+    model_type: &'static str,
+    decoder_spec: fn(&Value) -> Result<DecoderSpec>,
+    tensor_names: TensorNames,
+) -> Architecture {
+    Architecture {
+        model_type,
+        gguf: None,
+        decoder_spec,
+        tensor_names: Some(tensor_names),
     }
 }
 
@@ -75,6 +92,11 @@ pub const ARCHITECTURES: &[Architecture] = &[
         "llama",
         gguf("llama", Interleaved, Plain),
         presets::llama::spec,
+    ),
+    named(
+        "gpt_neox",
+        presets::gpt_neox::spec,
+        presets::gpt_neox::tensor_name,
     ),
     arch("mistral", None, presets::mistral::spec),
     arch("mixtral", None, presets::mixtral::spec),

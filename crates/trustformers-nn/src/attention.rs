@@ -27,8 +27,20 @@ pub struct AttentionSpec {
     /// Per-head LayerNorm (no bias) of q and k before RoPE, with this epsilon
     /// (`q_layernorm.norms.{h}`, StableLM).
     pub qk_layernorm_per_head: Option<f64>,
-    /// q, k and v come from one `qkv_proj` (rows: q, then k, then v), as in Phi-3.
-    pub fused_qkv: bool,
+    /// How q, k and v are projected.
+    pub qkv: QkvLayout,
+}
+
+/// Where q, k and v come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QkvLayout {
+    /// `q_proj`, `k_proj`, `v_proj`.
+    #[default]
+    Separate,
+    /// One `qkv_proj` whose rows are all of q, then k, then v (Phi-3).
+    Fused,
+    /// One `qkv_proj` whose rows are, head by head, that head's q, k and v (GPT-NeoX).
+    FusedPerHead,
 }
 
 /// The q/k/v projections: three layers, or one whose output is split.
@@ -36,6 +48,7 @@ pub struct AttentionSpec {
 enum QkvProj {
     Separate { q: Linear, k: Linear, v: Linear },
     Fused(Linear),
+    FusedPerHead(Linear),
 }
 
 /// A norm over each head of q or k: one RMSNorm shared by the heads, or one LayerNorm per
@@ -92,19 +105,23 @@ impl Attention {
                 })
                 .transpose()
         };
-        let qkv = if spec.fused_qkv {
-            QkvProj::Fused(Linear::new(
-                &vb.pp("qkv_proj"),
-                h,
-                q_dim + 2 * kv_dim,
-                spec.qkv_bias,
-            )?)
-        } else {
-            QkvProj::Separate {
+        let fused = || Linear::new(&vb.pp("qkv_proj"), h, q_dim + 2 * kv_dim, spec.qkv_bias);
+        let qkv = match spec.qkv {
+            QkvLayout::Fused => QkvProj::Fused(fused()?),
+            QkvLayout::FusedPerHead if spec.num_heads == spec.num_kv_heads => {
+                QkvProj::FusedPerHead(fused()?)
+            }
+            QkvLayout::FusedPerHead => {
+                return Err(Error::config(
+                    "num_key_value_heads",
+                    "a per-head fused qkv projection needs as many kv heads as heads",
+                ))
+            }
+            QkvLayout::Separate => QkvProj::Separate {
                 q: Linear::new(&vb.pp("q_proj"), h, q_dim, spec.qkv_bias)?,
                 k: Linear::new(&vb.pp("k_proj"), h, kv_dim, spec.qkv_bias)?,
                 v: Linear::new(&vb.pp("v_proj"), h, kv_dim, spec.qkv_bias)?,
-            }
+            },
         };
         Ok(Self {
             qkv,
@@ -151,6 +168,19 @@ impl Attention {
                     all.narrow(2, q_dim, kv_dim)?,
                     all.narrow(2, q_dim + kv_dim, kv_dim)?,
                 )
+            }
+            QkvProj::FusedPerHead(qkv) => {
+                let all = qkv
+                    .forward(xs)?
+                    .reshape((b, s, self.num_heads, 3 * self.head_dim))?;
+                let part = |i: usize| -> Result<Tensor> {
+                    Ok(all.narrow(3, i * self.head_dim, self.head_dim)?.reshape((
+                        b,
+                        s,
+                        self.num_heads * self.head_dim,
+                    ))?)
+                };
+                (part(0)?, part(1)?, part(2)?)
             }
         };
         let q = heads(q, self.num_heads, &self.q_norm)?;

@@ -14,11 +14,11 @@ pub mod norm;
 pub mod rope;
 
 pub use activation::Activation;
-pub use attention::{Attention, AttentionSpec};
+pub use attention::{Attention, AttentionSpec, QkvLayout};
 pub use embedding::Embedding;
 pub use kv_cache::KvCache;
 pub use linear::Linear;
-pub use mlp::GatedMlp;
+pub use mlp::{GatedMlp, Mlp};
 pub use moe::{MoeSpec, SparseMoe};
 pub use norm::{LayerNorm, Norm, NormKind, RmsNorm};
 pub use rope::{RopeScaling, RopeSpec, RotaryEmbedding};

@@ -95,3 +95,35 @@ impl GatedMlp {
         self.down.forward(&(self.act.forward(&gate)? * up)?)
     }
 }
+
+/// Plain MLP: `down(act(up(x)))`, HF-canonical names `up_proj` and `down_proj` (GPT-NeoX's
+/// `dense_h_to_4h` / `dense_4h_to_h`, GPT-2's `c_fc` / `c_proj`, Phi's `fc1` / `fc2`).
+#[derive(Clone)]
+pub struct Mlp {
+    up: Linear,
+    down: Linear,
+    act: Activation,
+}
+
+impl Mlp {
+    /// Loads the two projections under `vb`.
+    pub fn new(
+        vb: &Weights,
+        hidden: usize,
+        intermediate: usize,
+        bias: bool,
+        act: Activation,
+    ) -> Result<Self> {
+        Ok(Self {
+            up: Linear::new(&vb.pp("up_proj"), hidden, intermediate, bias)?,
+            down: Linear::new(&vb.pp("down_proj"), intermediate, hidden, bias)?,
+            act,
+        })
+    }
+
+    /// # Shapes
+    /// `xs`: `[..., hidden]` -> `[..., hidden]`.
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.down.forward(&self.act.forward(&self.up.forward(xs)?)?)
+    }
+}

@@ -68,12 +68,11 @@ impl ModelConfig {
                 opts.dtype.is_none(),
             ),
         };
-        Ok(Weights::new(
-            source,
-            dtype,
-            opts.device.clone(),
-            keep_quantized,
-        ))
+        let weights = Weights::new(source, dtype, opts.device.clone(), keep_quantized);
+        match self.architecture.tensor_names {
+            Some(names) => weights.with_names(names),
+            None => Ok(weights),
+        }
     }
 }
 

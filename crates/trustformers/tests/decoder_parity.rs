@@ -27,6 +27,8 @@ const DECODERS: &[&str] = &[
     "stablelm",
     "stablelm_seq",
     "mixtral",
+    "gpt_neox",
+    "gpt_neox_seq",
 ];
 
 /// Checked by a full forward pass only: their RoPE changes with the sequence length, so a

@@ -14,17 +14,22 @@
 pub mod presets;
 mod spec;
 
-pub use spec::DecoderSpec;
+pub use spec::{DecoderSpec, Residual};
 
 use candle_core::{DType, Tensor};
 use trustformers_core::{Error, Result, Weights};
 use trustformers_nn::attention::causal_mask;
 use trustformers_nn::{
-    Attention, Embedding, GatedMlp, KvCache, Linear, Norm, RotaryEmbedding, SparseMoe,
+    Attention, Embedding, GatedMlp, KvCache, Linear, Mlp, Norm, RotaryEmbedding, SparseMoe,
 };
 
 /// Checkpoint buffers transformers itself ignores when loading this family.
-pub const IGNORED_TENSORS: &[&str] = &["rotary_emb.inv_freq"];
+pub const IGNORED_TENSORS: &[&str] = &[
+    "rotary_emb.inv_freq",
+    // GPT-NeoX checkpoints saved by transformers 4 carry their causal-mask buffers.
+    "attention.bias",
+    "attention.masked_bias",
+];
 
 struct DecoderLayer {
     input_layernorm: Norm,
@@ -35,11 +40,13 @@ struct DecoderLayer {
     pre_feedforward_layernorm: Option<Norm>,
     post_feedforward_layernorm: Option<Norm>,
     mlp: FeedForward,
+    residual: Residual,
 }
 
 /// The feed-forward half of a layer.
 enum FeedForward {
     Dense(GatedMlp),
+    Plain(Mlp),
     Moe(SparseMoe),
 }
 
@@ -47,6 +54,7 @@ impl FeedForward {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         match self {
             Self::Dense(mlp) => mlp.forward(xs),
+            Self::Plain(mlp) => mlp.forward(xs),
             Self::Moe(moe) => moe.forward(xs),
         }
     }
@@ -60,9 +68,10 @@ impl DecoderLayer {
         Ok(Self {
             input_layernorm: norm("input_layernorm")?,
             self_attn: Attention::new(&spec.attention, &vb.pp("self_attn"))?,
-            post_attention_layernorm: (!spec.parallel_residual)
+            post_attention_layernorm: (spec.residual != Residual::Parallel)
                 .then(|| norm("post_attention_layernorm"))
                 .transpose()?,
+            residual: spec.residual,
             pre_feedforward_layernorm: sandwich("pre_feedforward_layernorm")?,
             post_feedforward_layernorm: sandwich("post_feedforward_layernorm")?,
             mlp: if let Some(moe) = spec.moe {
@@ -71,6 +80,14 @@ impl DecoderLayer {
                     moe,
                     h,
                     spec.intermediate_size,
+                    spec.hidden_act,
+                )?)
+            } else if !spec.gated_mlp {
+                FeedForward::Plain(Mlp::new(
+                    &vb.pp("mlp"),
+                    h,
+                    spec.intermediate_size,
+                    spec.mlp_bias,
                     spec.hidden_act,
                 )?)
             } else if spec.fused_gate_up {
@@ -110,6 +127,10 @@ impl DecoderLayer {
             // Parallel residual: attention and MLP both read the one normed input.
             return Ok(((xs + h)? + self.mlp.forward(&normed)?)?);
         };
+        if self.residual == Residual::ParallelTwoNorms {
+            let m = self.mlp.forward(&post_attn.forward(xs)?)?;
+            return Ok(((m + h)? + xs)?);
+        }
         match (
             &self.pre_feedforward_layernorm,
             &self.post_feedforward_layernorm,

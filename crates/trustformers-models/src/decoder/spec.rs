@@ -4,7 +4,18 @@
 use crate::hf_config::{self, limits};
 use trustformers_core::config::Fields;
 use trustformers_core::{Error, Result};
-use trustformers_nn::{Activation, AttentionSpec, MoeSpec, NormKind, RopeSpec};
+use trustformers_nn::{Activation, AttentionSpec, MoeSpec, NormKind, QkvLayout, RopeSpec};
+
+/// How a layer adds attention and MLP to the residual stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Residual {
+    /// `x = x + attn(ln1(x)); x = x + mlp(ln2(x))` (LLaMA).
+    Sequential,
+    /// `x = x + attn(ln1(x)) + mlp(ln1(x))`: one norm (GPT-J, StableLM, Phi).
+    Parallel,
+    /// `x = x + attn(ln1(x)) + mlp(ln2(x))`: two norms of the same input (GPT-NeoX).
+    ParallelTwoNorms,
+}
 
 /// Every knob of the decoder, with all defaults applied.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,9 +45,11 @@ pub struct DecoderSpec {
     pub norm_unit_offset: bool,
     /// LayerNorm instead of RMSNorm everywhere, with this epsilon and bias (StableLM).
     pub layer_norm: Option<(f64, bool)>,
-    /// Parallel residual: `x + attn(ln(x)) + mlp(ln(x))` with the one `input_layernorm`
-    /// (GPT-J, GPT-NeoX, StableLM, Phi).
-    pub parallel_residual: bool,
+    /// How attention and MLP are added to the residual stream.
+    pub residual: Residual,
+    /// The MLP is gated (`gate_proj`, `up_proj`, `down_proj`); otherwise plain
+    /// `down(act(up(x)))` (GPT-NeoX, GPT-2, Phi).
+    pub gated_mlp: bool,
     /// Sandwich norms: the attention and MLP outputs are normed before the residual add
     /// (`post_attention_layernorm`, `post_feedforward_layernorm`), and the MLP input by
     /// `pre_feedforward_layernorm` (Gemma 2/3).
@@ -112,7 +125,7 @@ impl DecoderSpec {
                 qk_norm_unit_offset: false,
                 scale: None,
                 softcap: None,
-                fused_qkv: false,
+                qkv: QkvLayout::Separate,
                 qk_layernorm_per_head: None,
             },
             rope,
@@ -126,7 +139,8 @@ impl DecoderSpec {
             embed_scale: None,
             norm_unit_offset: false,
             layer_norm: None,
-            parallel_residual: false,
+            residual: Residual::Sequential,
+            gated_mlp: true,
             sandwich_norms: false,
             sliding_rope: None,
             final_logit_softcapping: None,

@@ -7,12 +7,13 @@ use crate::DecoderSpec;
 use serde_json::Value;
 use trustformers_core::config::Fields;
 use trustformers_core::Result;
+use trustformers_nn::QkvLayout;
 
 /// Builds the spec from a `phi3` config.json.
 pub fn spec(config: &Value) -> Result<DecoderSpec> {
     let f = Fields::new(config, "")?;
     let mut spec = DecoderSpec::llama_like(&f, None)?;
-    spec.attention.fused_qkv = true;
+    spec.attention.qkv = QkvLayout::Fused;
     spec.fused_gate_up = true;
     let window = DecoderSpec::sliding_window(&f)?;
     spec.layer_windows = vec![window; spec.num_hidden_layers];

@@ -3,6 +3,7 @@
 //! default), optional q/k/v bias (`use_qkv_bias`), optional per-head q/k LayerNorm
 //! (`qk_layernorm`) and an optional parallel residual (`use_parallel_residual`).
 
+use crate::decoder::Residual;
 use crate::DecoderSpec;
 use serde_json::Value;
 use trustformers_core::config::Fields;
@@ -30,6 +31,8 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
     if f.opt_bool("qk_layernorm")?.unwrap_or(false) {
         spec.attention.qk_layernorm_per_head = Some(eps);
     }
-    spec.parallel_residual = f.opt_bool("use_parallel_residual")?.unwrap_or(false);
+    if f.opt_bool("use_parallel_residual")?.unwrap_or(false) {
+        spec.residual = Residual::Parallel;
+    }
     Ok(spec)
 }
