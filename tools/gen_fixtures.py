@@ -189,6 +189,9 @@ DECODERS = {
         use_parallel_residual=False,
         attention_bias=False,
     ),
+    # Phi (phi-2): one LayerNorm, parallel block, biases (head too), partial rotary, plain
+    # gelu_new MLP, shared q/k LayerNorm, GQA.
+    "phi": dict(model_type="phi", qk_layernorm=True),
     # The same past original_max_position_embeddings: the long factors (forward pass only;
     # transformers recomputes the cache when a generation crosses that length).
     "phi3_long": dict(

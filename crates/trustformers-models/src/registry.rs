@@ -100,6 +100,7 @@ pub const ARCHITECTURES: &[Architecture] = &[
     ),
     arch("mistral", None, presets::mistral::spec),
     arch("mixtral", None, presets::mixtral::spec),
+    named("phi", presets::phi::spec, presets::phi::tensor_name),
     arch("phi3", None, presets::phi3::spec),
     arch("stablelm", None, presets::stablelm::spec),
     arch("qwen2", gguf("qwen2", Hf, Plain), presets::qwen2::spec),

@@ -24,11 +24,19 @@ pub struct AttentionSpec {
     pub scale: Option<f64>,
     /// `tanh` soft-capping of the scores at this value (Gemma 2).
     pub softcap: Option<f64>,
-    /// Per-head LayerNorm (no bias) of q and k before RoPE, with this epsilon
-    /// (`q_layernorm.norms.{h}`, StableLM).
-    pub qk_layernorm_per_head: Option<f64>,
+    /// LayerNorm of each head of q and k before RoPE (`q_layernorm`, `k_layernorm`).
+    pub qk_layernorm: Option<QkLayerNorm>,
     /// How q, k and v are projected.
     pub qkv: QkvLayout,
+}
+
+/// The LayerNorm over each head of q and k.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum QkLayerNorm {
+    /// One LayerNorm with bias shared by all heads (`q_layernorm.weight`, Phi).
+    Shared { eps: f64 },
+    /// One LayerNorm without bias per head (`q_layernorm.norms.{h}.weight`, StableLM).
+    PerHead { eps: f64 },
 }
 
 /// Where q, k and v come from.
@@ -51,20 +59,20 @@ enum QkvProj {
     FusedPerHead(Linear),
 }
 
-/// A norm over each head of q or k: one RMSNorm shared by the heads, or one LayerNorm per
-/// head.
+/// A norm over each head of q or k: an RMSNorm shared by the heads, or a LayerNorm (shared, or
+/// one weight row per head).
 #[derive(Clone)]
 enum HeadNorm {
-    Shared(RmsNorm),
-    PerHead(LayerNorm),
+    Rms(RmsNorm),
+    Layer(LayerNorm),
 }
 
 impl HeadNorm {
     /// `xs`: `[batch, seq, heads, head_dim]`.
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         match self {
-            Self::Shared(n) => n.forward(xs),
-            Self::PerHead(n) => n.forward(xs),
+            Self::Rms(n) => n.forward(xs),
+            Self::Layer(n) => n.forward(xs),
         }
     }
 }
@@ -90,18 +98,29 @@ impl Attention {
         let kv_dim = spec.num_kv_heads * spec.head_dim;
         let h = spec.hidden_size;
         let norm = |name: &str, per_head: &str, heads: usize| -> Result<Option<HeadNorm>> {
-            if let Some(eps) = spec.qk_layernorm_per_head {
-                return Ok(Some(HeadNorm::PerHead(LayerNorm::per_head(
-                    &vb.pp(per_head),
-                    heads,
-                    spec.head_dim,
-                    eps,
-                )?)));
+            match spec.qk_layernorm {
+                Some(QkLayerNorm::PerHead { eps }) => {
+                    return Ok(Some(HeadNorm::Layer(LayerNorm::per_head(
+                        &vb.pp(per_head),
+                        heads,
+                        spec.head_dim,
+                        eps,
+                    )?)))
+                }
+                Some(QkLayerNorm::Shared { eps }) => {
+                    return Ok(Some(HeadNorm::Layer(LayerNorm::new(
+                        &vb.pp(per_head),
+                        spec.head_dim,
+                        eps,
+                        true,
+                    )?)))
+                }
+                None => {}
             }
             spec.qk_norm_eps
                 .map(|eps| {
                     RmsNorm::load(&vb.pp(name), spec.head_dim, eps, spec.qk_norm_unit_offset)
-                        .map(HeadNorm::Shared)
+                        .map(HeadNorm::Rms)
                 })
                 .transpose()
         };

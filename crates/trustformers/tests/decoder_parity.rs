@@ -29,6 +29,7 @@ const DECODERS: &[&str] = &[
     "mixtral",
     "gpt_neox",
     "gpt_neox_seq",
+    "phi",
 ];
 
 /// Checked by a full forward pass only: their RoPE changes with the sequence length, so a

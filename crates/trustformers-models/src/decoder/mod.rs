@@ -306,9 +306,18 @@ impl DecoderForCausalLM {
     pub fn new(spec: &DecoderSpec, vb: &Weights) -> Result<Self> {
         let model = DecoderModel::new(spec, &vb.pp("model"))?;
         let lm_head = if spec.tie_word_embeddings {
-            Linear::from_weight(model.embed_tokens.weight().clone(), None)?
+            let bias = spec
+                .lm_head_bias
+                .then(|| vb.pp("lm_head").get(spec.vocab_size, "bias"))
+                .transpose()?;
+            Linear::from_weight(model.embed_tokens.weight().clone(), bias)?
         } else {
-            Linear::new(&vb.pp("lm_head"), spec.hidden_size, spec.vocab_size, false)?
+            Linear::new(
+                &vb.pp("lm_head"),
+                spec.hidden_size,
+                spec.vocab_size,
+                spec.lm_head_bias,
+            )?
         };
         Ok(Self { model, lm_head })
     }

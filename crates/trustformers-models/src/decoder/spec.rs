@@ -39,6 +39,8 @@ pub struct DecoderSpec {
     pub layer_windows: Vec<Option<usize>>,
     /// The output projection reuses the input embedding table.
     pub tie_word_embeddings: bool,
+    /// The output projection has a bias (Phi).
+    pub lm_head_bias: bool,
     /// Embeddings are multiplied by this (Gemma: `sqrt(hidden_size)`).
     pub embed_scale: Option<f64>,
     /// Every RMSNorm scales by `1 + w` (Gemma).
@@ -126,7 +128,7 @@ impl DecoderSpec {
                 scale: None,
                 softcap: None,
                 qkv: QkvLayout::Separate,
-                qk_layernorm_per_head: None,
+                qk_layernorm: None,
             },
             rope,
             rms_norm_eps,
@@ -136,6 +138,7 @@ impl DecoderSpec {
             moe: None,
             layer_windows: vec![None; num_hidden_layers],
             tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),
+            lm_head_bias: false,
             embed_scale: None,
             norm_unit_offset: false,
             layer_norm: None,

@@ -8,6 +8,7 @@ pub mod gpt_neox;
 pub mod llama;
 pub mod mistral;
 pub mod mixtral;
+pub mod phi;
 pub mod phi3;
 pub mod qwen2;
 pub mod qwen3;

@@ -8,6 +8,7 @@ use crate::DecoderSpec;
 use serde_json::Value;
 use trustformers_core::config::Fields;
 use trustformers_core::Result;
+use trustformers_nn::QkLayerNorm;
 
 /// Builds the spec from a `stablelm` config.json.
 pub fn spec(config: &Value) -> Result<DecoderSpec> {
@@ -29,7 +30,7 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
     spec.layer_norm = Some((eps, true));
     spec.attention.qkv_bias = f.opt_bool("use_qkv_bias")?.unwrap_or(false);
     if f.opt_bool("qk_layernorm")?.unwrap_or(false) {
-        spec.attention.qk_layernorm_per_head = Some(eps);
+        spec.attention.qk_layernorm = Some(QkLayerNorm::PerHead { eps });
     }
     if f.opt_bool("use_parallel_residual")?.unwrap_or(false) {
         spec.residual = Residual::Parallel;

@@ -1,0 +1,55 @@
+//! Phi (phi-1, phi-1.5, phi-2; `modeling_phi.py`, `PhiForCausalLM`): one LayerNorm feeding a
+//! parallel attention + MLP block (`x + attn(ln(x)) + mlp(ln(x))`), biases everywhere
+//! (the head included), partial rotary (0.5 by default), a plain GeLU MLP (`fc1`, `fc2`), and
+//! an optional LayerNorm of q and k heads (`qk_layernorm`).
+
+use crate::decoder::Residual;
+use crate::DecoderSpec;
+use serde_json::Value;
+use trustformers_core::config::Fields;
+use trustformers_core::Result;
+use trustformers_nn::{Activation, QkLayerNorm};
+
+/// Builds the spec from a `phi` config.json.
+pub fn spec(config: &Value) -> Result<DecoderSpec> {
+    let mut config = config.clone();
+    if let Some(obj) = config.as_object_mut() {
+        let in_params = obj
+            .get("rope_parameters")
+            .and_then(|p| p.get("partial_rotary_factor"))
+            .is_some();
+        if !in_params && !obj.contains_key("partial_rotary_factor") {
+            obj.insert("partial_rotary_factor".into(), Value::from(0.5));
+        }
+    }
+    let f = Fields::new(&config, "")?;
+    let mut spec = DecoderSpec::llama_like(&f, None)?;
+    let eps = f.opt_f64("layer_norm_eps", 0.0..=1.0)?.unwrap_or(1e-5);
+    spec.layer_norm = Some((eps, true));
+    spec.hidden_act = Activation::from_hf(f.opt_str("hidden_act")?.unwrap_or("gelu_new"))?;
+    spec.attention.qkv_bias = true;
+    spec.attention.o_bias = true;
+    if f.opt_bool("qk_layernorm")?.unwrap_or(false) {
+        spec.attention.qk_layernorm = Some(QkLayerNorm::Shared { eps });
+    }
+    spec.gated_mlp = false;
+    spec.mlp_bias = true;
+    spec.residual = Residual::Parallel;
+    spec.lm_head_bias = true;
+    Ok(spec)
+}
+
+/// LLaMA-style canonical names -> Phi checkpoint names.
+pub fn tensor_name(canonical: &str) -> Option<String> {
+    if let Some(r) = canonical.strip_prefix("model.norm.") {
+        return Some(format!("model.final_layernorm.{r}"));
+    }
+    [
+        (".self_attn.o_proj.", ".self_attn.dense."),
+        (".mlp.up_proj.", ".mlp.fc1."),
+        (".mlp.down_proj.", ".mlp.fc2."),
+    ]
+    .iter()
+    .find(|(from, _)| canonical.contains(from))
+    .map(|(from, to)| canonical.replacen(from, to, 1))
+}
