@@ -192,6 +192,18 @@ DECODERS = {
     # Phi (phi-2): one LayerNorm, parallel block, biases (head too), partial rotary, plain
     # gelu_new MLP, shared q/k LayerNorm, GQA.
     "phi": dict(model_type="phi", qk_layernorm=True),
+    # GPT-J: GPT-2 config names, interleaved rotary on rotary_dim < head_dim, parallel block,
+    # biased head.
+    "gptj": dict(
+        model_type="gptj",
+        n_embd=32,
+        n_head=4,
+        n_layer=2,
+        n_positions=64,
+        n_inner=64,
+        rotary_dim=4,
+        vocab_size=128,
+    ),
     # The same past original_max_position_embeddings: the long factors (forward pass only;
     # transformers recomputes the cache when a generation crosses that length).
     "phi3_long": dict(

@@ -187,6 +187,7 @@ pub fn rope_from_params(
         theta,
         rotary_dim,
         scaling,
+        interleaved: false,
     })
 }
 

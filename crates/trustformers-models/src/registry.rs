@@ -98,6 +98,7 @@ pub const ARCHITECTURES: &[Architecture] = &[
         presets::gpt_neox::spec,
         presets::gpt_neox::tensor_name,
     ),
+    named("gptj", presets::gptj::spec, presets::gptj::tensor_name),
     arch("mistral", None, presets::mistral::spec),
     arch("mixtral", None, presets::mixtral::spec),
     named("phi", presets::phi::spec, presets::phi::tensor_name),

@@ -53,6 +53,9 @@ pub struct RopeSpec {
     /// Number of leading head dimensions that rotate (`head_dim * partial_rotary_factor`).
     pub rotary_dim: usize,
     pub scaling: RopeScaling,
+    /// Rotate adjacent pairs `(x0, x1), (x2, x3), ...` (GPT-J's `rotate_every_two`) instead of
+    /// the two halves (GPT-NeoX's `rotate_half`, used by LLaMA).
+    pub interleaved: bool,
 }
 
 /// Precomputed inverse frequencies; cos/sin are computed for the positions of each call.
@@ -248,10 +251,27 @@ impl RotaryEmbedding {
         } else {
             (xs.clone(), None)
         };
-        let x1 = x_rot.narrow(D::Minus1, 0, rot / 2)?;
-        let x2 = x_rot.narrow(D::Minus1, rot / 2, rot / 2)?;
-        let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-        let out = (x_rot.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?)?;
+        let out = if self.spec.interleaved {
+            // Pair i is (x[2i], x[2i+1]) and turns by the i-th frequency: the first half of
+            // the cos/sin tables.
+            let dims = x_rot.dims().to_vec();
+            let mut pairs = dims.clone();
+            pairs.pop();
+            pairs.extend([rot / 2, 2]);
+            let x = x_rot.reshape(pairs)?;
+            let even = x.narrow(D::Minus1, 0, 1)?.squeeze(D::Minus1)?;
+            let odd = x.narrow(D::Minus1, 1, 1)?.squeeze(D::Minus1)?;
+            let c = cos.narrow(D::Minus1, 0, rot / 2)?;
+            let s = sin.narrow(D::Minus1, 0, rot / 2)?;
+            let new_even = (even.broadcast_mul(&c)? - odd.broadcast_mul(&s)?)?;
+            let new_odd = (odd.broadcast_mul(&c)? + even.broadcast_mul(&s)?)?;
+            Tensor::stack(&[&new_even, &new_odd], D::Minus1)?.reshape(dims)?
+        } else {
+            let x1 = x_rot.narrow(D::Minus1, 0, rot / 2)?;
+            let x2 = x_rot.narrow(D::Minus1, rot / 2, rot / 2)?;
+            let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+            (x_rot.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?)?
+        };
         match x_pass {
             // candle concatenates along the last dimension through transposes; the matmuls
             // downstream need a plain layout.

@@ -30,6 +30,7 @@ const DECODERS: &[&str] = &[
     "gpt_neox",
     "gpt_neox_seq",
     "phi",
+    "gptj",
 ];
 
 /// Checked by a full forward pass only: their RoPE changes with the sequence length, so a

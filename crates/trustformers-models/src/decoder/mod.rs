@@ -26,9 +26,11 @@ use trustformers_nn::{
 /// Checkpoint buffers transformers itself ignores when loading this family.
 pub const IGNORED_TENSORS: &[&str] = &[
     "rotary_emb.inv_freq",
-    // GPT-NeoX checkpoints saved by transformers 4 carry their causal-mask buffers.
+    // GPT-NeoX and GPT-J checkpoints saved by transformers 4 carry their causal-mask buffers.
     "attention.bias",
     "attention.masked_bias",
+    "attn.bias",
+    "attn.masked_bias",
 ];
 
 struct DecoderLayer {

@@ -5,6 +5,7 @@ pub mod gemma;
 pub mod gemma2;
 pub mod gemma3;
 pub mod gpt_neox;
+pub mod gptj;
 pub mod llama;
 pub mod mistral;
 pub mod mixtral;
