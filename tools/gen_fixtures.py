@@ -204,6 +204,19 @@ DECODERS = {
         rotary_dim=4,
         vocab_size=128,
     ),
+    # GPT-2: Conv1D weights, learned positions, fused c_attn, tied head.
+    "gpt2": dict(
+        model_type="gpt2", n_embd=32, n_head=4, n_layer=2, n_positions=64, n_inner=64
+    ),
+    # GPT-Neo: global and local (window 4 < sequence) layers, unscaled attention.
+    "gpt_neo": dict(
+        model_type="gpt_neo",
+        num_layers=2,
+        num_heads=4,
+        attention_types=[[["global", "local"], 1]],
+        window_size=4,
+        intermediate_size=64,
+    ),
     # The same past original_max_position_embeddings: the long factors (forward pass only;
     # transformers recomputes the cache when a generation crosses that length).
     "phi3_long": dict(

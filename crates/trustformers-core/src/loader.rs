@@ -17,10 +17,36 @@ pub enum Weight {
     Quantized(Arc<QTensor>),
 }
 
-/// Maps a model's canonical tensor name to the name this checkpoint stores it under, when
-/// the architecture names tensors its own way (e.g. `gpt_neox.embed_in` for
+/// Where a checkpoint stores a tensor the model knows by its canonical name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredName {
+    pub name: String,
+    /// Stored as the transpose of the canonical `[out, in]` (GPT-2's `Conv1D`).
+    pub transposed: bool,
+}
+
+impl StoredName {
+    /// Stored under `name`, as is.
+    pub fn plain(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            transposed: false,
+        }
+    }
+
+    /// Stored under `name`, transposed.
+    pub fn transposed(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            transposed: true,
+        }
+    }
+}
+
+/// Maps a model's canonical tensor name to where this checkpoint stores it, when the
+/// architecture names tensors its own way (e.g. `gpt_neox.embed_in` for
 /// `model.embed_tokens`). `None` keeps the canonical name.
-pub type TensorNames = fn(&str) -> Option<String>;
+pub type TensorNames = fn(&str) -> Option<StoredName>;
 
 struct Inner {
     source: Box<dyn TensorSource>,
@@ -74,11 +100,11 @@ impl Weights {
         })
     }
 
-    /// The checkpoint's name for the canonical `full` name.
-    fn stored_name(&self, full: &str) -> String {
+    /// Where the checkpoint stores the canonical `full` name.
+    fn stored_name(&self, full: &str) -> StoredName {
         match self.inner.names.and_then(|f| f(full)) {
-            Some(name) if self.inner.source.shape(&name).is_some() => name,
-            _ => full.to_string(),
+            Some(stored) if self.inner.source.shape(&stored.name).is_some() => stored,
+            _ => StoredName::plain(full),
         }
     }
 
@@ -113,7 +139,7 @@ impl Weights {
     /// Whether `name` exists under this prefix.
     pub fn contains(&self, name: &str) -> bool {
         let full = self.stored_name(&self.path(name));
-        self.inner.source.shape(&full).is_some()
+        self.inner.source.shape(&full.name).is_some()
     }
 
     /// Loads `name` as a dense tensor in the compute dtype, dequantizing if needed.
@@ -142,20 +168,40 @@ impl Weights {
     }
 
     fn load(&self, shape: Shape, name: &str) -> Result<StoredTensor> {
-        let full = self.stored_name(&self.path(name));
+        let StoredName {
+            name: full,
+            transposed,
+        } = self.stored_name(&self.path(name));
         let actual = self
             .inner
             .source
             .shape(&full)
             .ok_or_else(|| Error::MissingTensor { name: full.clone() })?;
-        if actual != shape.dims() {
+        let mut expected = shape.dims().to_vec();
+        if transposed {
+            expected.reverse();
+        }
+        if actual != expected {
             return Err(Error::ShapeMismatch {
                 name: full,
-                expected: shape.dims().to_vec(),
+                expected,
                 actual,
             });
         }
-        let tensor = self.inner.source.load(&full, &self.inner.device)?;
+        let mut tensor = self.inner.source.load(&full, &self.inner.device)?;
+        if transposed {
+            tensor = match tensor {
+                StoredTensor::Dense(t) if t.rank() == 2 => {
+                    StoredTensor::Dense(t.t()?.contiguous()?)
+                }
+                _ => {
+                    return Err(Error::UnsupportedTensor {
+                        name: full,
+                        reason: "only dense matrices can be stored transposed".into(),
+                    })
+                }
+            };
+        }
         if let Ok(mut used) = self.inner.used.lock() {
             used.insert(full);
         }

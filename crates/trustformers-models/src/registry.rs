@@ -93,6 +93,12 @@ pub const ARCHITECTURES: &[Architecture] = &[
         gguf("llama", Interleaved, Plain),
         presets::llama::spec,
     ),
+    named("gpt2", presets::gpt2::spec, presets::gpt2::tensor_name),
+    named(
+        "gpt_neo",
+        presets::gpt_neo::spec,
+        presets::gpt_neo::tensor_name,
+    ),
     named(
         "gpt_neox",
         presets::gpt_neox::spec,

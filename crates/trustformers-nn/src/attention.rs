@@ -28,6 +28,9 @@ pub struct AttentionSpec {
     pub qk_layernorm: Option<QkLayerNorm>,
     /// How q, k and v are projected.
     pub qkv: QkvLayout,
+    /// Rotate q and k by position; `false` for models with learned absolute positions
+    /// (GPT-2, GPT-Neo).
+    pub rotary: bool,
 }
 
 /// The LayerNorm over each head of q and k.
@@ -89,6 +92,7 @@ pub struct Attention {
     head_dim: usize,
     scale: f64,
     softcap: Option<f64>,
+    rotary: bool,
 }
 
 impl Attention {
@@ -152,6 +156,7 @@ impl Attention {
             head_dim: spec.head_dim,
             scale: spec.scale.unwrap_or(1.0 / (spec.head_dim as f64).sqrt()),
             softcap: spec.softcap,
+            rotary: spec.rotary,
         })
     }
 
@@ -205,8 +210,14 @@ impl Attention {
         let q = heads(q, self.num_heads, &self.q_norm)?;
         let k = heads(k, self.num_kv_heads, &self.k_norm)?;
         let v = heads(v, self.num_kv_heads, &None)?;
-        let q = rope.apply(&q, &cos_sin.0, &cos_sin.1)?;
-        let k = rope.apply(&k, &cos_sin.0, &cos_sin.1)?;
+        let (q, k) = if self.rotary {
+            (
+                rope.apply(&q, &cos_sin.0, &cos_sin.1)?,
+                rope.apply(&k, &cos_sin.0, &cos_sin.1)?,
+            )
+        } else {
+            (q, k)
+        };
         let (k, v) = cache.append(layer, &k, &v)?;
         let groups = self.num_heads / self.num_kv_heads;
         let out = sdpa(&q, &k, &v, mask, groups, self.scale, self.softcap)?;

@@ -31,6 +31,8 @@ const DECODERS: &[&str] = &[
     "gpt_neox_seq",
     "phi",
     "gptj",
+    "gpt2",
+    "gpt_neo",
 ];
 
 /// Checked by a full forward pass only: their RoPE changes with the sequence length, so a

@@ -165,6 +165,8 @@ pub struct ForwardOptions {
 pub struct DecoderModel {
     spec: DecoderSpec,
     embed_tokens: Embedding,
+    /// Learned absolute positions (GPT-2, GPT-Neo).
+    embed_positions: Option<Embedding>,
     layers: Vec<DecoderLayer>,
     norm: Norm,
     rope: RotaryEmbedding,
@@ -194,6 +196,16 @@ impl DecoderModel {
                 spec.vocab_size,
                 spec.hidden_size,
             )?,
+            embed_positions: spec
+                .learned_positions
+                .then(|| {
+                    Embedding::new(
+                        &vb.pp("embed_positions"),
+                        spec.max_position_embeddings,
+                        spec.hidden_size,
+                    )
+                })
+                .transpose()?,
             layers,
             norm: Norm::load(&vb.pp("norm"), spec.hidden_size, spec.norm_kind())?,
             rope: RotaryEmbedding::new(&spec.rope)?,
@@ -243,6 +255,9 @@ impl DecoderModel {
             // transformers multiplies by the scale cast to the weights' dtype.
             let scale = Tensor::new(scale as f32, device)?.to_dtype(xs.dtype())?;
             xs = xs.broadcast_mul(&scale)?;
+        }
+        if let Some(table) = &self.embed_positions {
+            xs = (xs + table.forward(positions)?)?;
         }
         let cos_sin = self.rope.cos_sin(positions, xs.dtype())?;
         let sliding_cos_sin = self

@@ -41,6 +41,9 @@ pub struct DecoderSpec {
     pub tie_word_embeddings: bool,
     /// The output projection has a bias (Phi).
     pub lm_head_bias: bool,
+    /// Learned absolute position embeddings (`embed_positions`, `[max_positions, hidden]`)
+    /// are added to the token embeddings (GPT-2, GPT-Neo); such models have no RoPE.
+    pub learned_positions: bool,
     /// Embeddings are multiplied by this (Gemma: `sqrt(hidden_size)`).
     pub embed_scale: Option<f64>,
     /// Every RMSNorm scales by `1 + w` (Gemma).
@@ -128,6 +131,7 @@ impl DecoderSpec {
                 scale: None,
                 softcap: None,
                 qkv: QkvLayout::Separate,
+                rotary: true,
                 qk_layernorm: None,
             },
             rope,
@@ -139,6 +143,7 @@ impl DecoderSpec {
             layer_windows: vec![None; num_hidden_layers],
             tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),
             lm_head_bias: false,
+            learned_positions: false,
             embed_scale: None,
             norm_unit_offset: false,
             layer_norm: None,

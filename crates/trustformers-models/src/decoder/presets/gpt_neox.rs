@@ -8,6 +8,7 @@ use crate::decoder::Residual;
 use crate::DecoderSpec;
 use serde_json::Value;
 use trustformers_core::config::Fields;
+use trustformers_core::StoredName;
 use trustformers_core::{Error, Result};
 use trustformers_nn::{Activation, QkvLayout};
 
@@ -52,7 +53,11 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
 }
 
 /// LLaMA-style canonical names -> GPT-NeoX checkpoint names.
-pub fn tensor_name(canonical: &str) -> Option<String> {
+pub fn tensor_name(canonical: &str) -> Option<StoredName> {
+    stored(canonical).map(StoredName::plain)
+}
+
+fn stored(canonical: &str) -> Option<String> {
     if canonical == "lm_head.weight" {
         // transformers 4 saved the head as `embed_out`.
         return Some("embed_out.weight".into());

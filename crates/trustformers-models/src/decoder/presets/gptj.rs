@@ -8,6 +8,7 @@ use crate::decoder::Residual;
 use crate::DecoderSpec;
 use serde_json::{Map, Value};
 use trustformers_core::config::Fields;
+use trustformers_core::StoredName;
 use trustformers_core::{Error, Result};
 use trustformers_nn::Activation;
 
@@ -68,7 +69,11 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
 }
 
 /// LLaMA-style canonical names -> GPT-J checkpoint names.
-pub fn tensor_name(canonical: &str) -> Option<String> {
+pub fn tensor_name(canonical: &str) -> Option<StoredName> {
+    stored(canonical).map(StoredName::plain)
+}
+
+fn stored(canonical: &str) -> Option<String> {
     let rest = canonical.strip_prefix("model.")?;
     if let Some(r) = rest.strip_prefix("embed_tokens.") {
         return Some(format!("transformer.wte.{r}"));

@@ -4,6 +4,8 @@
 pub mod gemma;
 pub mod gemma2;
 pub mod gemma3;
+pub mod gpt2;
+pub mod gpt_neo;
 pub mod gpt_neox;
 pub mod gptj;
 pub mod llama;

@@ -8,6 +8,7 @@ use crate::DecoderSpec;
 use serde_json::Value;
 use trustformers_core::config::Fields;
 use trustformers_core::Result;
+use trustformers_core::StoredName;
 use trustformers_nn::{Activation, QkLayerNorm};
 
 /// Builds the spec from a `phi` config.json.
@@ -40,7 +41,11 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
 }
 
 /// LLaMA-style canonical names -> Phi checkpoint names.
-pub fn tensor_name(canonical: &str) -> Option<String> {
+pub fn tensor_name(canonical: &str) -> Option<StoredName> {
+    stored(canonical).map(StoredName::plain)
+}
+
+fn stored(canonical: &str) -> Option<String> {
     if let Some(r) = canonical.strip_prefix("model.norm.") {
         return Some(format!("model.final_layernorm.{r}"));
     }

@@ -1,0 +1,137 @@
+//! GPT-Neo (`modeling_gpt_neo.py`, `GPTNeoForCausalLM`): GPT-2's block with separate q/k/v
+//! projections (no bias), unscaled attention scores, learned absolute positions, and layers
+//! alternating between global attention and local attention over the last `window_size`
+//! tokens (`attention_types` / `attention_layers`).
+
+use super::gptj::gpt2_style_names;
+use crate::hf_config::limits;
+use crate::DecoderSpec;
+use serde_json::Value;
+use trustformers_core::config::Fields;
+use trustformers_core::{Error, Result, StoredName};
+use trustformers_nn::Activation;
+
+/// `attention_layers`, or `attention_types` expanded (`[[["global", "local"], 12]]`).
+fn layer_types(config: &Value, n: usize) -> Result<Vec<String>> {
+    let bad = |why: &str| Error::config("attention_types", why.to_string());
+    let mut types = Vec::new();
+    if let Some(list) = config.get("attention_layers").and_then(Value::as_array) {
+        for t in list {
+            types.push(
+                t.as_str()
+                    .ok_or_else(|| bad("entries must be strings"))?
+                    .to_string(),
+            );
+        }
+    } else {
+        let groups = config
+            .get("attention_types")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("missing"))?;
+        for g in groups {
+            let (names, repeat) = match g.as_array().map(Vec::as_slice) {
+                Some([names, repeat]) => (
+                    names
+                        .as_array()
+                        .ok_or_else(|| bad("expected [[types], count]"))?,
+                    repeat
+                        .as_u64()
+                        .ok_or_else(|| bad("expected [[types], count]"))?,
+                ),
+                _ => return Err(bad("expected [[types], count]")),
+            };
+            for _ in 0..repeat.min(limits::LAYERS as u64) {
+                for t in names {
+                    types.push(
+                        t.as_str()
+                            .ok_or_else(|| bad("types must be strings"))?
+                            .to_string(),
+                    );
+                }
+                if types.len() > limits::LAYERS {
+                    return Err(bad("describes too many layers"));
+                }
+            }
+        }
+    }
+    if types.len() != n {
+        return Err(Error::config(
+            "attention_types",
+            format!("describes {} layers, the model has {n}", types.len()),
+        ));
+    }
+    Ok(types)
+}
+
+/// Builds the spec from a `gpt_neo` config.json.
+pub fn spec(config: &Value) -> Result<DecoderSpec> {
+    let mut config = gpt2_style_names(config)?;
+    if let Some(obj) = config.as_object_mut() {
+        for (from, to) in [
+            ("num_layers", "num_hidden_layers"),
+            ("num_heads", "num_attention_heads"),
+        ] {
+            if let Some(v) = obj.get(from).cloned() {
+                obj.entry(to).or_insert(v);
+            }
+        }
+        if obj.get("intermediate_size").is_none_or(Value::is_null) {
+            if let Some(h) = obj.get("hidden_size").and_then(Value::as_u64) {
+                obj.insert("intermediate_size".into(), Value::from(4 * h));
+            }
+        }
+    }
+    let f = Fields::new(&config, "")?;
+    let mut spec = DecoderSpec::llama_like(&f, None)?;
+    let eps = f.opt_f64("layer_norm_epsilon", 0.0..=1.0)?.unwrap_or(1e-5);
+    spec.layer_norm = Some((eps, true));
+    spec.hidden_act = Activation::from_hf(f.opt_str("activation_function")?.unwrap_or("gelu_new"))?;
+    spec.attention.o_bias = true;
+    spec.attention.rotary = false;
+    spec.attention.scale = Some(1.0);
+    spec.gated_mlp = false;
+    spec.mlp_bias = true;
+    spec.learned_positions = true;
+    spec.tie_word_embeddings = f.opt_bool("tie_word_embeddings")?.unwrap_or(true);
+    let window = f
+        .opt_usize("window_size", limits::POSITIONS)?
+        .unwrap_or(256);
+    spec.layer_windows = layer_types(&config, spec.num_hidden_layers)?
+        .iter()
+        .map(|t| match t.as_str() {
+            "global" => Ok(None),
+            "local" => Ok(Some(window)),
+            other => Err(Error::config(
+                "attention_types",
+                format!("unknown attention type `{other}` (global, local)"),
+            )),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(spec)
+}
+
+/// LLaMA-style canonical names -> GPT-Neo checkpoint names.
+pub fn tensor_name(canonical: &str) -> Option<StoredName> {
+    let rest = canonical.strip_prefix("model.")?;
+    for (from, to) in [
+        ("embed_tokens.", "transformer.wte."),
+        ("embed_positions.", "transformer.wpe."),
+        ("norm.", "transformer.ln_f."),
+    ] {
+        if let Some(r) = rest.strip_prefix(from) {
+            return Some(StoredName::plain(format!("{to}{r}")));
+        }
+    }
+    let (layer, tensor) = rest.strip_prefix("layers.")?.split_once('.')?;
+    let stored = [
+        ("input_layernorm.", "ln_1."),
+        ("post_attention_layernorm.", "ln_2."),
+        ("self_attn.o_proj.", "attn.attention.out_proj."),
+        ("self_attn.", "attn.attention."),
+        ("mlp.up_proj.", "mlp.c_fc."),
+        ("mlp.down_proj.", "mlp.c_proj."),
+    ]
+    .iter()
+    .find_map(|(from, to)| tensor.strip_prefix(from).map(|r| format!("{to}{r}")))?;
+    Some(StoredName::plain(format!("transformer.h.{layer}.{stored}")))
+}
