@@ -217,6 +217,18 @@ DECODERS = {
         window_size=4,
         intermediate_size=64,
     ),
+    # Falcon 7B style: multi-query, parallel attention off one norm, no biases, tied.
+    "falcon": dict(model_type="falcon", multi_query=True, parallel_attn=True),
+    # Falcon 40B style: 2 kv groups of 2 queries, ln_attn / ln_mlp, biases, untied.
+    "falcon_new": dict(
+        model_type="falcon",
+        new_decoder_architecture=True,
+        num_kv_heads=2,
+        bias=True,
+        tie_word_embeddings=False,
+    ),
+    # Neither: full multi-head, head by head, sequential residual.
+    "falcon_seq": dict(model_type="falcon", multi_query=False, parallel_attn=False),
     # The same past original_max_position_embeddings: the long factors (forward pass only;
     # transformers recomputes the cache when a generation crosses that length).
     "phi3_long": dict(

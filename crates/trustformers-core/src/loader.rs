@@ -43,10 +43,11 @@ impl StoredName {
     }
 }
 
-/// Maps a model's canonical tensor name to where this checkpoint stores it, when the
+/// Maps a model's canonical tensor name to where this checkpoint may store it, when the
 /// architecture names tensors its own way (e.g. `gpt_neox.embed_in` for
-/// `model.embed_tokens`). `None` keeps the canonical name.
-pub type TensorNames = fn(&str) -> Option<StoredName>;
+/// `model.embed_tokens`). The first candidate the checkpoint holds is used; with none, the
+/// canonical name.
+pub type TensorNames = fn(&str) -> Vec<StoredName>;
 
 struct Inner {
     source: Box<dyn TensorSource>,
@@ -102,10 +103,12 @@ impl Weights {
 
     /// Where the checkpoint stores the canonical `full` name.
     fn stored_name(&self, full: &str) -> StoredName {
-        match self.inner.names.and_then(|f| f(full)) {
-            Some(stored) if self.inner.source.shape(&stored.name).is_some() => stored,
-            _ => StoredName::plain(full),
-        }
+        self.inner
+            .names
+            .into_iter()
+            .flat_map(|f| f(full))
+            .find(|stored| self.inner.source.shape(&stored.name).is_some())
+            .unwrap_or_else(|| StoredName::plain(full))
     }
 
     /// A view one level down: `pp("self_attn")` turns `model.layers.0` into

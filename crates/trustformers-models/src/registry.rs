@@ -112,6 +112,11 @@ pub const ARCHITECTURES: &[Architecture] = &[
     arch("stablelm", None, presets::stablelm::spec),
     arch("qwen2", gguf("qwen2", Hf, Plain), presets::qwen2::spec),
     arch("qwen3", gguf("qwen3", Hf, Plain), presets::qwen3::spec),
+    named(
+        "falcon",
+        presets::falcon::spec,
+        presets::falcon::tensor_name,
+    ),
     arch("gemma", gguf("gemma", Hf, UnitOffset), presets::gemma::spec),
     arch(
         "gemma2",

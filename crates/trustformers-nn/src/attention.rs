@@ -50,8 +50,9 @@ pub enum QkvLayout {
     Separate,
     /// One `qkv_proj` whose rows are all of q, then k, then v (Phi-3).
     Fused,
-    /// One `qkv_proj` whose rows are, head by head, that head's q, k and v (GPT-NeoX).
-    FusedPerHead,
+    /// One `qkv_proj` whose rows are, kv group by kv group, the group's queries, then its key
+    /// and value (Falcon 40B; GPT-NeoX is the case of one query per group).
+    FusedGrouped,
 }
 
 /// The q/k/v projections: three layers, or one whose output is split.
@@ -59,7 +60,7 @@ pub enum QkvLayout {
 enum QkvProj {
     Separate { q: Linear, k: Linear, v: Linear },
     Fused(Linear),
-    FusedPerHead(Linear),
+    FusedGrouped(Linear),
 }
 
 /// A norm over each head of q or k: an RMSNorm shared by the heads, or a LayerNorm (shared, or
@@ -131,15 +132,7 @@ impl Attention {
         let fused = || Linear::new(&vb.pp("qkv_proj"), h, q_dim + 2 * kv_dim, spec.qkv_bias);
         let qkv = match spec.qkv {
             QkvLayout::Fused => QkvProj::Fused(fused()?),
-            QkvLayout::FusedPerHead if spec.num_heads == spec.num_kv_heads => {
-                QkvProj::FusedPerHead(fused()?)
-            }
-            QkvLayout::FusedPerHead => {
-                return Err(Error::config(
-                    "num_key_value_heads",
-                    "a per-head fused qkv projection needs as many kv heads as heads",
-                ))
-            }
+            QkvLayout::FusedGrouped => QkvProj::FusedGrouped(fused()?),
             QkvLayout::Separate => QkvProj::Separate {
                 q: Linear::new(&vb.pp("q_proj"), h, q_dim, spec.qkv_bias)?,
                 k: Linear::new(&vb.pp("k_proj"), h, kv_dim, spec.qkv_bias)?,
@@ -193,18 +186,14 @@ impl Attention {
                     all.narrow(2, q_dim + kv_dim, kv_dim)?,
                 )
             }
-            QkvProj::FusedPerHead(qkv) => {
-                let all = qkv
-                    .forward(xs)?
-                    .reshape((b, s, self.num_heads, 3 * self.head_dim))?;
-                let part = |i: usize| -> Result<Tensor> {
-                    Ok(all.narrow(3, i * self.head_dim, self.head_dim)?.reshape((
-                        b,
-                        s,
-                        self.num_heads * self.head_dim,
-                    ))?)
+            QkvProj::FusedGrouped(qkv) => {
+                let (kv, d) = (self.num_kv_heads, self.head_dim);
+                let group = self.num_heads / kv;
+                let all = qkv.forward(xs)?.reshape((b, s, kv, group + 2, d))?;
+                let part = |start: usize, n: usize| -> Result<Tensor> {
+                    Ok(all.narrow(3, start, n)?.reshape((b, s, kv * n * d))?)
                 };
-                (part(0)?, part(1)?, part(2)?)
+                (part(0, group)?, part(group, 1)?, part(group + 1, 1)?)
             }
         };
         let q = heads(q, self.num_heads, &self.q_norm)?;

@@ -33,6 +33,9 @@ const DECODERS: &[&str] = &[
     "gptj",
     "gpt2",
     "gpt_neo",
+    "falcon",
+    "falcon_new",
+    "falcon_seq",
 ];
 
 /// Checked by a full forward pass only: their RoPE changes with the sequence length, so a

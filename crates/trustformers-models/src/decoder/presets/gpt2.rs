@@ -45,7 +45,11 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
 }
 
 /// LLaMA-style canonical names -> GPT-2 checkpoint names (Conv1D weights transposed).
-pub fn tensor_name(canonical: &str) -> Option<StoredName> {
+pub fn tensor_name(canonical: &str) -> Vec<StoredName> {
+    stored(canonical).into_iter().collect()
+}
+
+fn stored(canonical: &str) -> Option<StoredName> {
     let rest = canonical.strip_prefix("model.")?;
     for (from, to) in [
         ("embed_tokens.", "transformer.wte."),

@@ -111,7 +111,11 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
 }
 
 /// LLaMA-style canonical names -> GPT-Neo checkpoint names.
-pub fn tensor_name(canonical: &str) -> Option<StoredName> {
+pub fn tensor_name(canonical: &str) -> Vec<StoredName> {
+    stored(canonical).into_iter().collect()
+}
+
+fn stored(canonical: &str) -> Option<StoredName> {
     let rest = canonical.strip_prefix("model.")?;
     for (from, to) in [
         ("embed_tokens.", "transformer.wte."),

@@ -39,7 +39,7 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
     spec.layer_norm = Some((eps, true));
     spec.hidden_act = Activation::from_hf(f.opt_str("hidden_act")?.unwrap_or("gelu"))?;
     let bias = f.opt_bool("attention_bias")?.unwrap_or(true);
-    spec.attention.qkv = QkvLayout::FusedPerHead;
+    spec.attention.qkv = QkvLayout::FusedGrouped;
     spec.attention.qkv_bias = bias;
     spec.attention.o_bias = bias;
     spec.gated_mlp = false;
@@ -53,8 +53,11 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
 }
 
 /// LLaMA-style canonical names -> GPT-NeoX checkpoint names.
-pub fn tensor_name(canonical: &str) -> Option<StoredName> {
-    stored(canonical).map(StoredName::plain)
+pub fn tensor_name(canonical: &str) -> Vec<StoredName> {
+    stored(canonical)
+        .map(StoredName::plain)
+        .into_iter()
+        .collect()
 }
 
 fn stored(canonical: &str) -> Option<String> {

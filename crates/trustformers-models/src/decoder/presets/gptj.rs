@@ -69,8 +69,11 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
 }
 
 /// LLaMA-style canonical names -> GPT-J checkpoint names.
-pub fn tensor_name(canonical: &str) -> Option<StoredName> {
-    stored(canonical).map(StoredName::plain)
+pub fn tensor_name(canonical: &str) -> Vec<StoredName> {
+    stored(canonical)
+        .map(StoredName::plain)
+        .into_iter()
+        .collect()
 }
 
 fn stored(canonical: &str) -> Option<String> {

@@ -1,6 +1,7 @@
 //! One file per `model_type`: each turns an HF config into a [`super::DecoderSpec`] by
 //! stating how the model differs from the LLaMA baseline.
 
+pub mod falcon;
 pub mod gemma;
 pub mod gemma2;
 pub mod gemma3;
