@@ -52,10 +52,25 @@ fn max_diff_unpadded(a: &Tensor, b: &Tensor, mask: &Tensor) -> f32 {
 
 #[test]
 fn dump_matches_transformers_outputs() {
-    for (name, model) in [
-        ("qwen2", fixture("qwen2")),
-        ("llama_gguf", fixture("llama_gguf").join("tiny-llama.gguf")),
-    ] {
+    // One of each family of the decoder zoo, as safetensors or GGUF.
+    let dirs = [
+        "qwen2",
+        "gemma2",
+        "phi3",
+        "stablelm",
+        "mixtral",
+        "gpt_neox",
+        "phi",
+        "gptj",
+        "gpt2",
+        "gpt_neo",
+        "falcon_new",
+    ];
+    let models = dirs
+        .iter()
+        .map(|n| (*n, fixture(n)))
+        .chain([("llama_gguf", fixture("llama_gguf").join("tiny-llama.gguf"))]);
+    for (name, model) in models {
         let expected = load(&fixture(name).join("expected.safetensors"));
         let dir = tempfile::tempdir().unwrap();
         // Without position_ids: the tool derives them from the mask like generate() does.
