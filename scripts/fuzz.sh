@@ -41,7 +41,8 @@ seed chat_template -type f -name 'chat_template.jinja'
 seed config_json -type f -name 'config.json'
 seed pickle_load -type f -name 'data.pkl'
 
-cargo +nightly fuzz build
+# An explicit target dir, so that CARGO_TARGET_DIR cannot move the binaries.
+cargo +nightly fuzz build --target-dir fuzz/target
 # Run the binaries built above, so that editing the sources meanwhile changes nothing.
 BIN_DIR=$(ls -d fuzz/target/*/release | head -1)
 export BIN_DIR
