@@ -83,9 +83,49 @@ impl std::io::Write for Bounded {
     }
 }
 
+/// Refuses `{% import %}` and `{% from %}` statements. Without a loader they can never
+/// succeed, and minijinja 3.1 panics compiling some of them (`{% import 'x' as (a, b) %}`,
+/// found by fuzzing), so they are refused before minijinja sees them.
+fn check_statements(template: &str) -> Result<()> {
+    let mut rest = template;
+    while let Some(at) = rest.find("{%") {
+        rest = &rest[at + 2..];
+        let statement = rest.trim_start_matches(['-', '+']).trim_start();
+        let word: String = statement
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if word == "import" || word == "from" {
+            return Err(Error::ChatTemplate(format!(
+                "`{{% {word} %}}` statements are not allowed: templates render without a loader"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Renders `template` for `messages`. `special_tokens` become template variables
 /// (`bos_token`, `eos_token`, ...), as in transformers.
 pub fn render(
+    template: &str,
+    messages: &[Message],
+    opts: &ChatOptions,
+    special_tokens: &[(&str, Option<&str>)],
+) -> Result<String> {
+    check_statements(template)?;
+    // The template engine is third-party code fed untrusted input: should it still panic, the
+    // caller gets an error, not an unwinding stack.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        render_unchecked(template, messages, opts, special_tokens)
+    }))
+    .unwrap_or_else(|_| {
+        Err(Error::ChatTemplate(
+            "the template engine failed on this template".into(),
+        ))
+    })
+}
+
+fn render_unchecked(
     template: &str,
     messages: &[Message],
     opts: &ChatOptions,

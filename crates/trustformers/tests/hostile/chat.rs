@@ -64,6 +64,10 @@ pub fn cases() -> Vec<Case> {
         // Found by the chat_template fuzzer: a missing attribute costs an error object per
         // lookup, so the same fuel takes longer.
         case("loop over a missing attribute forever", "{% for a in range(99999) %}{% for b in range(99999) %}{% for m in messages %}{{ m.rkle }}{% endfor %}{% endfor %}{% endfor %}", expect!(Error::ChatTemplate(_))),
+        // Found by the chat_template fuzzer: minijinja 3.1's code generator panics
+        // (`unreachable!`) on an import target that is an expression.
+        case("import into an expression", "{% import ' sswd' as p % p %}Mt   p }}", expect!(Error::ChatTemplate(_))),
+        case("import into a tuple", "{%- import 'x' as (a, b) %}", expect!(Error::ChatTemplate(_))),
         case("recursive macro", "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", expect!(Error::ChatTemplate(_))),
         case("recursive loop", "{% for m in messages recursive %}{{ loop([m]) }}{% endfor %}", expect!(Error::ChatTemplate(_))),
         case("5000 nested ifs", &deep_ifs, expect!(Error::ChatTemplate(_))),
