@@ -9,7 +9,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(json) = serde_json::from_slice::<serde_json::Value>(data) else {
         return;
     };
-    let model_type = json.get("model_type").and_then(|v| v.as_str()).unwrap_or("llama");
+    let model_type = json
+        .get("model_type")
+        .and_then(|v| v.as_str())
+        .unwrap_or("llama");
     for ty in [model_type, "llama", "gemma3_text", "qwen3"] {
         if let Ok(arch) = registry::by_model_type(ty) {
             if let Ok(spec) = (arch.decoder_spec)(&json) {

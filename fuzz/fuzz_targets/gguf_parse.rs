@@ -11,7 +11,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     for t in &header.tensors {
-        assert!(t.start + t.len <= data.len(), "tensor `{}` out of bounds", t.name);
+        assert!(
+            t.start + t.len <= data.len(),
+            "tensor `{}` out of bounds",
+            t.name
+        );
     }
     // The metadata-driven paths need a file; write it where only this process looks.
     let path = std::env::temp_dir().join(format!("trustformers-fuzz-{}.gguf", std::process::id()));
