@@ -57,7 +57,7 @@ run_one() {
   else
     status="FOUND (see $log and fuzz/artifacts/$t/)"
   fi
-  execs=$(grep -Eo '#[0-9]+' "$log" | tail -1 | tr -d '#')
+  execs=$(grep -Eo '^Done [0-9]+ runs' "$log" | grep -Eo '[0-9]+' | tail -1)
   echo "$t: ${execs:-0} executions in ${SECONDS_EACH}s: $status"
 }
 export -f run_one
