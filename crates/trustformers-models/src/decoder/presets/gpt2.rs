@@ -4,6 +4,7 @@
 //! at load time).
 
 use super::gptj::gpt2_style_names;
+use super::names::{by_prefix, GPT2_GLOBALS};
 use crate::DecoderSpec;
 use serde_json::Value;
 use trustformers_core::config::Fields;
@@ -51,14 +52,8 @@ pub fn tensor_name(canonical: &str) -> Vec<StoredName> {
 
 fn stored(canonical: &str) -> Option<StoredName> {
     let rest = canonical.strip_prefix("model.")?;
-    for (from, to) in [
-        ("embed_tokens.", "transformer.wte."),
-        ("embed_positions.", "transformer.wpe."),
-        ("norm.", "transformer.ln_f."),
-    ] {
-        if let Some(r) = rest.strip_prefix(from) {
-            return Some(StoredName::plain(format!("{to}{r}")));
-        }
+    if let Some(name) = by_prefix(rest, GPT2_GLOBALS) {
+        return Some(StoredName::plain(name));
     }
     let (layer, tensor) = rest.strip_prefix("layers.")?.split_once('.')?;
     let (stored, conv1d) = [

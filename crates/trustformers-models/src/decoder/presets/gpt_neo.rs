@@ -4,6 +4,7 @@
 //! tokens (`attention_types` / `attention_layers`).
 
 use super::gptj::gpt2_style_names;
+use super::names::{rename, GPT2_GLOBALS};
 use crate::hf_config::limits;
 use crate::DecoderSpec;
 use serde_json::Value;
@@ -116,26 +117,18 @@ pub fn tensor_name(canonical: &str) -> Vec<StoredName> {
 }
 
 fn stored(canonical: &str) -> Option<StoredName> {
-    let rest = canonical.strip_prefix("model.")?;
-    for (from, to) in [
-        ("embed_tokens.", "transformer.wte."),
-        ("embed_positions.", "transformer.wpe."),
-        ("norm.", "transformer.ln_f."),
-    ] {
-        if let Some(r) = rest.strip_prefix(from) {
-            return Some(StoredName::plain(format!("{to}{r}")));
-        }
-    }
-    let (layer, tensor) = rest.strip_prefix("layers.")?.split_once('.')?;
-    let stored = [
-        ("input_layernorm.", "ln_1."),
-        ("post_attention_layernorm.", "ln_2."),
-        ("self_attn.o_proj.", "attn.attention.out_proj."),
-        ("self_attn.", "attn.attention."),
-        ("mlp.up_proj.", "mlp.c_fc."),
-        ("mlp.down_proj.", "mlp.c_proj."),
-    ]
-    .iter()
-    .find_map(|(from, to)| tensor.strip_prefix(from).map(|r| format!("{to}{r}")))?;
-    Some(StoredName::plain(format!("transformer.h.{layer}.{stored}")))
+    let name = rename(
+        canonical,
+        GPT2_GLOBALS,
+        "transformer.h",
+        &[
+            ("input_layernorm.", "ln_1."),
+            ("post_attention_layernorm.", "ln_2."),
+            ("self_attn.o_proj.", "attn.attention.out_proj."),
+            ("self_attn.", "attn.attention."),
+            ("mlp.up_proj.", "mlp.c_fc."),
+            ("mlp.down_proj.", "mlp.c_proj."),
+        ],
+    )?;
+    Some(StoredName::plain(name))
 }

@@ -4,6 +4,7 @@
 //! parallel residual with two norms (`use_parallel_residual`, on by default):
 //! `x + attn(ln1(x)) + mlp(ln2(x))`.
 
+use super::names::rename;
 use crate::decoder::Residual;
 use crate::DecoderSpec;
 use serde_json::Value;
@@ -65,23 +66,19 @@ fn stored(canonical: &str) -> Option<String> {
         // transformers 4 saved the head as `embed_out`.
         return Some("embed_out.weight".into());
     }
-    let rest = canonical.strip_prefix("model.")?;
-    if let Some(r) = rest.strip_prefix("embed_tokens.") {
-        return Some(format!("gpt_neox.embed_in.{r}"));
-    }
-    if let Some(r) = rest.strip_prefix("norm.") {
-        return Some(format!("gpt_neox.final_layer_norm.{r}"));
-    }
-    let rest = rest.strip_prefix("layers.")?;
-    let (layer, tensor) = rest.split_once('.')?;
-    let tensor = [
-        ("self_attn.qkv_proj.", "attention.query_key_value."),
-        ("self_attn.o_proj.", "attention.dense."),
-        ("mlp.up_proj.", "mlp.dense_h_to_4h."),
-        ("mlp.down_proj.", "mlp.dense_4h_to_h."),
-    ]
-    .iter()
-    .find_map(|(from, to)| tensor.strip_prefix(from).map(|r| format!("{to}{r}")))
-    .unwrap_or_else(|| tensor.to_string());
-    Some(format!("gpt_neox.layers.{layer}.{tensor}"))
+    rename(
+        canonical,
+        &[
+            ("embed_tokens.", "gpt_neox.embed_in."),
+            ("norm.", "gpt_neox.final_layer_norm."),
+        ],
+        "gpt_neox.layers",
+        &[
+            ("self_attn.qkv_proj.", "attention.query_key_value."),
+            ("self_attn.o_proj.", "attention.dense."),
+            ("mlp.up_proj.", "mlp.dense_h_to_4h."),
+            ("mlp.down_proj.", "mlp.dense_4h_to_h."),
+            ("", ""),
+        ],
+    )
 }

@@ -4,6 +4,7 @@
 //! head. Config fields use GPT-2 names (`n_embd`, `n_head`, `n_layer`, `n_positions`,
 //! `n_inner`).
 
+use super::names::rename;
 use crate::decoder::Residual;
 use crate::DecoderSpec;
 use serde_json::{Map, Value};
@@ -77,22 +78,19 @@ pub fn tensor_name(canonical: &str) -> Vec<StoredName> {
 }
 
 fn stored(canonical: &str) -> Option<String> {
-    let rest = canonical.strip_prefix("model.")?;
-    if let Some(r) = rest.strip_prefix("embed_tokens.") {
-        return Some(format!("transformer.wte.{r}"));
-    }
-    if let Some(r) = rest.strip_prefix("norm.") {
-        return Some(format!("transformer.ln_f.{r}"));
-    }
-    let (layer, tensor) = rest.strip_prefix("layers.")?.split_once('.')?;
-    let tensor = [
-        ("input_layernorm.", "ln_1."),
-        ("self_attn.o_proj.", "attn.out_proj."),
-        ("self_attn.", "attn."),
-        ("mlp.up_proj.", "mlp.fc_in."),
-        ("mlp.down_proj.", "mlp.fc_out."),
-    ]
-    .iter()
-    .find_map(|(from, to)| tensor.strip_prefix(from).map(|r| format!("{to}{r}")))?;
-    Some(format!("transformer.h.{layer}.{tensor}"))
+    rename(
+        canonical,
+        &[
+            ("embed_tokens.", "transformer.wte."),
+            ("norm.", "transformer.ln_f."),
+        ],
+        "transformer.h",
+        &[
+            ("input_layernorm.", "ln_1."),
+            ("self_attn.o_proj.", "attn.out_proj."),
+            ("self_attn.", "attn."),
+            ("mlp.up_proj.", "mlp.fc_in."),
+            ("mlp.down_proj.", "mlp.fc_out."),
+        ],
+    )
 }

@@ -12,6 +12,7 @@ pub mod gptj;
 pub mod llama;
 pub mod mistral;
 pub mod mixtral;
+mod names;
 pub mod phi;
 pub mod phi3;
 pub mod qwen2;

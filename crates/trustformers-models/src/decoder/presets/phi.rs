@@ -3,6 +3,7 @@
 //! (the head included), partial rotary (0.5 by default), a plain GeLU MLP (`fc1`, `fc2`), and
 //! an optional LayerNorm of q and k heads (`qk_layernorm`).
 
+use super::names::{rename, with_partial_rotary_default};
 use crate::decoder::Residual;
 use crate::DecoderSpec;
 use serde_json::Value;
@@ -13,16 +14,7 @@ use trustformers_nn::{Activation, QkLayerNorm};
 
 /// Builds the spec from a `phi` config.json.
 pub fn spec(config: &Value) -> Result<DecoderSpec> {
-    let mut config = config.clone();
-    if let Some(obj) = config.as_object_mut() {
-        let in_params = obj
-            .get("rope_parameters")
-            .and_then(|p| p.get("partial_rotary_factor"))
-            .is_some();
-        if !in_params && !obj.contains_key("partial_rotary_factor") {
-            obj.insert("partial_rotary_factor".into(), Value::from(0.5));
-        }
-    }
+    let config = with_partial_rotary_default(config, Value::from(0.5));
     let f = Fields::new(&config, "")?;
     let mut spec = DecoderSpec::llama_like(&f, None)?;
     let eps = f.opt_f64("layer_norm_eps", 0.0..=1.0)?.unwrap_or(1e-5);
@@ -49,15 +41,14 @@ pub fn tensor_name(canonical: &str) -> Vec<StoredName> {
 }
 
 fn stored(canonical: &str) -> Option<String> {
-    if let Some(r) = canonical.strip_prefix("model.norm.") {
-        return Some(format!("model.final_layernorm.{r}"));
-    }
-    [
-        (".self_attn.o_proj.", ".self_attn.dense."),
-        (".mlp.up_proj.", ".mlp.fc1."),
-        (".mlp.down_proj.", ".mlp.fc2."),
-    ]
-    .iter()
-    .find(|(from, _)| canonical.contains(from))
-    .map(|(from, to)| canonical.replacen(from, to, 1))
+    rename(
+        canonical,
+        &[("norm.", "model.final_layernorm.")],
+        "model.layers",
+        &[
+            ("self_attn.o_proj.", "self_attn.dense."),
+            ("mlp.up_proj.", "mlp.fc1."),
+            ("mlp.down_proj.", "mlp.fc2."),
+        ],
+    )
 }

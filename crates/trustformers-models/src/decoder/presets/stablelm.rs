@@ -3,6 +3,7 @@
 //! default), optional q/k/v bias (`use_qkv_bias`), optional per-head q/k LayerNorm
 //! (`qk_layernorm`) and an optional parallel residual (`use_parallel_residual`).
 
+use super::names::with_partial_rotary_default;
 use crate::decoder::Residual;
 use crate::DecoderSpec;
 use serde_json::Value;
@@ -12,18 +13,8 @@ use trustformers_nn::QkLayerNorm;
 
 /// Builds the spec from a `stablelm` config.json.
 pub fn spec(config: &Value) -> Result<DecoderSpec> {
-    // StableLM's partial_rotary_factor defaults to 0.25, not 1: state it for the shared
-    // RoPE reader when the config does not.
-    let mut config = config.clone();
-    if let Some(obj) = config.as_object_mut() {
-        let in_params = obj
-            .get("rope_parameters")
-            .and_then(|p| p.get("partial_rotary_factor"))
-            .is_some();
-        if !in_params && !obj.contains_key("partial_rotary_factor") {
-            obj.insert("partial_rotary_factor".into(), Value::from(0.25));
-        }
-    }
+    // StableLM's partial_rotary_factor defaults to 0.25, not 1.
+    let config = with_partial_rotary_default(config, Value::from(0.25));
     let f = Fields::new(&config, "")?;
     let mut spec = DecoderSpec::llama_like(&f, None)?;
     let eps = f.opt_f64("layer_norm_eps", 0.0..=1.0)?.unwrap_or(1e-5);
