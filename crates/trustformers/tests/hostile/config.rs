@@ -1,19 +1,9 @@
 //! config.json mutants of the tiny LLaMA checkpoint (its safetensors weights unchanged).
 
-use super::{fixture, forward_once, Case, Expect};
+use super::{fixture, load_dir_f32 as load, Case, Expect};
 use crate::expect;
 use serde_json::{json, Value};
-use std::path::Path;
-use trustformers::{AutoModelForCausalLM, DType, Device, Error, LoadOptions, Result};
-
-fn load(dir: &Path) -> Result<()> {
-    let opts = LoadOptions {
-        dtype: Some(DType::F32),
-        device: Device::Cpu,
-    };
-    let model = AutoModelForCausalLM::from_pretrained(dir, &opts)?;
-    forward_once(&model)
-}
+use trustformers::Error;
 
 fn case_bytes(name: &str, config: Vec<u8>, expect: Expect) -> Case {
     Case::dir(

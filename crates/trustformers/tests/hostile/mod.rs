@@ -222,6 +222,18 @@ pub fn fixture(rel: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// Loads a checkpoint directory in f32 and runs it once: the loader of the safetensors,
+/// `.bin` and config.json cases.
+pub fn load_dir_f32(dir: &Path) -> Result<()> {
+    let opts = trustformers::LoadOptions {
+        dtype: Some(trustformers::DType::F32),
+        device: trustformers::Device::Cpu,
+    };
+    forward_once(&trustformers::AutoModelForCausalLM::from_pretrained(
+        dir, &opts,
+    )?)
+}
+
 /// Runs a loaded causal LM once on three tokens.
 pub fn forward_once(model: &trustformers::DecoderForCausalLM) -> Result<()> {
     use trustformers::models::decoder::default_positions;

@@ -1,21 +1,11 @@
 //! PyTorch `.bin` mutants of the tiny LLaMA checkpoint as `torch.save` wrote it: the archive
 //! itself, and its `data.pkl` rewritten inside a well-formed archive.
 
-use super::{fixture, forward_once, Case, Expect};
+use super::{fixture, load_dir_f32 as load, Case, Expect};
 use crate::expect;
 use std::io::{Cursor, Read, Write};
-use std::path::Path;
 use trustformers::core::PthError as P;
-use trustformers::{AutoModelForCausalLM, DType, Device, Error, LoadOptions, Result};
-
-fn load(dir: &Path) -> Result<()> {
-    let opts = LoadOptions {
-        dtype: Some(DType::F32),
-        device: Device::Cpu,
-    };
-    let model = AutoModelForCausalLM::from_pretrained(dir, &opts)?;
-    forward_once(&model)
-}
+use trustformers::Error;
 
 /// The archive's entries, in order.
 fn entries() -> Vec<(String, Vec<u8>)> {

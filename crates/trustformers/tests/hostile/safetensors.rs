@@ -1,21 +1,11 @@
 //! safetensors mutants of the tiny LLaMA checkpoint (config.json + model.safetensors), and of
 //! a two-shard copy with its `model.safetensors.index.json`.
 
-use super::{fixture, forward_once, Case, Expect};
+use super::{fixture, load_dir_f32 as load, Case, Expect};
 use crate::expect;
 use serde_json::{json, Value};
-use std::path::Path;
 use trustformers::core::SafetensorsError as S;
-use trustformers::{AutoModelForCausalLM, DType, Device, Error, LoadOptions, Result};
-
-fn load(dir: &Path) -> Result<()> {
-    let opts = LoadOptions {
-        dtype: Some(DType::F32),
-        device: Device::Cpu,
-    };
-    let model = AutoModelForCausalLM::from_pretrained(dir, &opts)?;
-    forward_once(&model)
-}
+use trustformers::Error;
 
 /// The fixture's header (as JSON) and data section.
 fn parts() -> (Value, Vec<u8>) {
