@@ -3,8 +3,7 @@
 //! everywhere, a tied head, and `Conv1D` layers that store weights as `[in, out]` (transposed
 //! at load time).
 
-use super::gptj::gpt2_style_names;
-use super::names::{by_prefix, GPT2_GLOBALS};
+use super::names::{by_prefix, gpt2_style_names, GPT2_GLOBALS};
 use crate::DecoderSpec;
 use serde_json::Value;
 use trustformers_core::config::Fields;

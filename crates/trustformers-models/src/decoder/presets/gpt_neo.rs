@@ -3,8 +3,7 @@
 //! alternating between global attention and local attention over the last `window_size`
 //! tokens (`attention_types` / `attention_layers`).
 
-use super::gptj::gpt2_style_names;
-use super::names::{rename, GPT2_GLOBALS};
+use super::names::{gpt2_style_names, plain, rename, GPT2_GLOBALS};
 use crate::hf_config::limits;
 use crate::DecoderSpec;
 use serde_json::Value;
@@ -66,22 +65,7 @@ fn layer_types(config: &Value, n: usize) -> Result<Vec<String>> {
 
 /// Builds the spec from a `gpt_neo` config.json.
 pub fn spec(config: &Value) -> Result<DecoderSpec> {
-    let mut config = gpt2_style_names(config)?;
-    if let Some(obj) = config.as_object_mut() {
-        for (from, to) in [
-            ("num_layers", "num_hidden_layers"),
-            ("num_heads", "num_attention_heads"),
-        ] {
-            if let Some(v) = obj.get(from).cloned() {
-                obj.entry(to).or_insert(v);
-            }
-        }
-        if obj.get("intermediate_size").is_none_or(Value::is_null) {
-            if let Some(h) = obj.get("hidden_size").and_then(Value::as_u64) {
-                obj.insert("intermediate_size".into(), Value::from(4 * h));
-            }
-        }
-    }
+    let config = gpt2_style_names(config)?;
     let f = Fields::new(&config, "")?;
     let mut spec = DecoderSpec::llama_like(&f, None)?;
     let eps = f.opt_f64("layer_norm_epsilon", 0.0..=1.0)?.unwrap_or(1e-5);
@@ -113,11 +97,7 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
 
 /// LLaMA-style canonical names -> GPT-Neo checkpoint names.
 pub fn tensor_name(canonical: &str) -> Vec<StoredName> {
-    stored(canonical).into_iter().collect()
-}
-
-fn stored(canonical: &str) -> Option<StoredName> {
-    let name = rename(
+    plain(rename(
         canonical,
         GPT2_GLOBALS,
         "transformer.h",
@@ -129,6 +109,5 @@ fn stored(canonical: &str) -> Option<StoredName> {
             ("mlp.up_proj.", "mlp.c_fc."),
             ("mlp.down_proj.", "mlp.c_proj."),
         ],
-    )?;
-    Some(StoredName::plain(name))
+    ))
 }

@@ -4,7 +4,7 @@
 //! parallel residual with two norms (`use_parallel_residual`, on by default):
 //! `x + attn(ln1(x)) + mlp(ln2(x))`.
 
-use super::names::rename;
+use super::names::{plain, rename};
 use crate::decoder::Residual;
 use crate::DecoderSpec;
 use serde_json::Value;
@@ -55,10 +55,7 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
 
 /// LLaMA-style canonical names -> GPT-NeoX checkpoint names.
 pub fn tensor_name(canonical: &str) -> Vec<StoredName> {
-    stored(canonical)
-        .map(StoredName::plain)
-        .into_iter()
-        .collect()
+    plain(stored(canonical))
 }
 
 fn stored(canonical: &str) -> Option<String> {

@@ -4,42 +4,14 @@
 //! head. Config fields use GPT-2 names (`n_embd`, `n_head`, `n_layer`, `n_positions`,
 //! `n_inner`).
 
-use super::names::rename;
+use super::names::{gpt2_style_names, plain, rename};
 use crate::decoder::Residual;
 use crate::DecoderSpec;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use trustformers_core::config::Fields;
 use trustformers_core::StoredName;
 use trustformers_core::{Error, Result};
 use trustformers_nn::Activation;
-
-/// GPT-2 style config names -> the LLaMA names the shared reader uses.
-pub(crate) fn gpt2_style_names(config: &Value) -> Result<Value> {
-    let obj = config
-        .as_object()
-        .ok_or_else(|| Error::config("config", "must be a JSON object"))?;
-    let mut out: Map<String, Value> = obj.clone();
-    // These models have no grouped-query attention; transformers ignores the field.
-    out.remove("num_key_value_heads");
-    for (from, to) in [
-        ("n_embd", "hidden_size"),
-        ("n_head", "num_attention_heads"),
-        ("n_layer", "num_hidden_layers"),
-        ("n_positions", "max_position_embeddings"),
-        ("n_inner", "intermediate_size"),
-    ] {
-        if let Some(v) = obj.get(from) {
-            out.entry(to).or_insert(v.clone());
-        }
-    }
-    // n_inner null means 4 * n_embd.
-    if out.get("intermediate_size").is_none_or(Value::is_null) {
-        if let Some(h) = out.get("hidden_size").and_then(Value::as_u64) {
-            out.insert("intermediate_size".into(), Value::from(4 * h));
-        }
-    }
-    Ok(Value::Object(out))
-}
 
 /// Builds the spec from a `gptj` config.json.
 pub fn spec(config: &Value) -> Result<DecoderSpec> {
@@ -71,10 +43,7 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
 
 /// LLaMA-style canonical names -> GPT-J checkpoint names.
 pub fn tensor_name(canonical: &str) -> Vec<StoredName> {
-    stored(canonical)
-        .map(StoredName::plain)
-        .into_iter()
-        .collect()
+    plain(stored(canonical))
 }
 
 fn stored(canonical: &str) -> Option<String> {

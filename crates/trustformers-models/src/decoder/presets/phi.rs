@@ -3,7 +3,7 @@
 //! (the head included), partial rotary (0.5 by default), a plain GeLU MLP (`fc1`, `fc2`), and
 //! an optional LayerNorm of q and k heads (`qk_layernorm`).
 
-use super::names::{rename, with_partial_rotary_default};
+use super::names::{plain, rename, with_partial_rotary_default};
 use crate::decoder::Residual;
 use crate::DecoderSpec;
 use serde_json::Value;
@@ -34,10 +34,7 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
 
 /// LLaMA-style canonical names -> Phi checkpoint names.
 pub fn tensor_name(canonical: &str) -> Vec<StoredName> {
-    stored(canonical)
-        .map(StoredName::plain)
-        .into_iter()
-        .collect()
+    plain(stored(canonical))
 }
 
 fn stored(canonical: &str) -> Option<String> {
