@@ -7,6 +7,7 @@ pub mod alloc;
 pub mod chat;
 pub mod config;
 pub mod gguf;
+mod gguf_files;
 pub mod pth;
 pub mod safetensors;
 pub mod tokenizer;
