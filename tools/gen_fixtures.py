@@ -17,6 +17,7 @@ Usage (needs torch, transformers, safetensors, gguf):
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -241,6 +242,20 @@ DECODERS = {
             long_factor=[3.0, 5.0, 7.0, 9.0],
         ),
     ),
+    # phi-2 as released: no GQA, no q/k LayerNorm (the layout llama.cpp's phi2 reads).
+    "phi2": dict(model_type="phi", num_key_value_heads=4, qk_layernorm=False),
+    # Falcon-RW: ALiBi, full multi-head attention, sequential block. The reference is
+    # transformers' default SDPA attention: its eager path adds the ALiBi bias twice.
+    "falcon_alibi": dict(
+        model_type="falcon",
+        alibi=True,
+        multi_query=False,
+        parallel_attn=False,
+        new_decoder_architecture=False,
+        num_kv_heads=4,
+        bias=True,
+        attn_implementation="sdpa",
+    ),
 }
 
 
@@ -280,11 +295,13 @@ def reference(model, ids, mask, pos):
         # transformers' last entry of hidden_states is the normed output.
         assert torch.equal(base.last_hidden_state, out.hidden_states[-1])
         prompt = ids[:1].clone()
+        # Plain argmax for NEW steps: no end-of-sequence handling (min_new_tokens would
+        # suppress the EOS token instead).
+        model.generation_config.eos_token_id = None
         greedy = model.generate(
             prompt,
             attention_mask=torch.ones_like(prompt),
             max_new_tokens=NEW,
-            min_new_tokens=NEW,
             do_sample=False,
             pad_token_id=0,
         )
@@ -308,9 +325,12 @@ def decoder_fixture(name, overrides, seed):
     cfg = dict(BASE)
     cfg.update(overrides)
     model_type = cfg.pop("model_type")
+    attn_implementation = cfg.pop("attn_implementation", "eager")
     config = AutoConfig.for_model(model_type, **cfg)
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager").eval()
+    model = AutoModelForCausalLM.from_config(
+        config, attn_implementation=attn_implementation
+    ).eval()
     randomize(model, seed)
     out_dir = FIXTURES / name
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -485,6 +505,205 @@ def gemma_gguf_fixture(name):
     print(f"{name}_gguf written")
 
 
+# HF model_type -> llama.cpp's GGUF architecture.
+GGUF_ARCH = {
+    "gpt2": "gpt2",
+    "gptj": "gptj",
+    "gpt_neox": "gptneox",
+    "falcon": "falcon",
+    "phi": "phi2",
+    "phi3": "phi3",
+    "stablelm": "stablelm",
+    "mixtral": "llama",
+}
+
+
+def converted_gguf_fixture(name, legacy_qkv=False, reference_config=None):
+    """The HF fixture `name` written as llama.cpp's convert_hf_to_gguf.py writes it (f32, its
+    metadata keys, its tensor names from gguf-py's TensorNameMap and its tensor transforms),
+    as `{name}_gguf`. `legacy_qkv` fuses phi-2's q/k/v into `attn_qkv` as converted from the
+    original phi-2 checkpoints. The reference is the HF fixture's, or transformers on the
+    HF checkpoint with `reference_config` applied (where llama.cpp's architecture cannot
+    express a setting of the fixture)."""
+    import json
+    import shutil
+
+    import gguf
+    from safetensors.numpy import load_file
+
+    src = FIXTURES / name
+    cfg = json.loads((src / "config.json").read_text())
+    sd = {k: v.astype(np.float32) for k, v in load_file(src / "model.safetensors").items()}
+    mt = cfg["model_type"]
+    arch = GGUF_ARCH[mt]
+    n_layer = cfg.get("num_hidden_layers", cfg.get("n_layer"))
+    hidden = cfg.get("hidden_size", cfg.get("n_embd"))
+    n_head = cfg.get("num_attention_heads", cfg.get("n_head"))
+    head_dim = hidden // n_head
+    ffn = cfg.get("n_inner") or cfg.get("intermediate_size") or 4 * hidden
+    if mt == "falcon":
+        ffn = cfg.get("ffn_hidden_size") or 4 * hidden
+    rope = cfg.get("rope_parameters") or {}
+    partial = rope.get("partial_rotary_factor", 1.0)
+
+    out_dir = FIXTURES / f"{name}_gguf"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    w = gguf.GGUFWriter(str(out_dir / f"tiny-{name}.gguf"), arch)
+    w.add_block_count(n_layer)
+    w.add_embedding_length(hidden)
+    # The converter writes 4 * n_embd for GPT-2, GPT-J, Falcon and Phi-2, their released
+    # widths; the GPT-2, GPT-J and Phi-2 fixtures are narrower, so the real width is written.
+    w.add_feed_forward_length(ffn)
+    w.add_head_count(n_head)
+    w.add_context_length(cfg.get("max_position_embeddings", cfg.get("n_positions")))
+    n_head_kv = n_head
+    if mt in ("gpt2", "gptj"):
+        w.add_layer_norm_eps(cfg["layer_norm_epsilon"])
+        if mt == "gptj" and cfg["rotary_dim"] < head_dim:
+            w.add_rope_dimension_count(cfg["rotary_dim"])
+    elif mt == "gpt_neox":
+        w.add_rope_dimension_count(int(partial * head_dim))
+        w.add_parallel_residual(cfg.get("use_parallel_residual", True))
+        w.add_layer_norm_eps(cfg["layer_norm_eps"])
+    elif mt == "falcon":
+        # Released 7B configs have no num_kv_heads: the converter reads 1 for them.
+        new_arch = cfg["new_decoder_architecture"]
+        n_head_kv = 1 if cfg["multi_query"] and not new_arch else cfg["num_kv_heads"]
+        w.add_head_count_kv(n_head_kv)
+        w.add_layer_norm_eps(cfg["layer_norm_epsilon"])
+    elif mt == "phi":
+        w.add_head_count_kv(n_head)
+        w.add_layer_norm_eps(cfg["layer_norm_eps"])
+        w.add_rope_dimension_count(int(partial * hidden) // n_head)
+    elif mt == "phi3":
+        n_head_kv = cfg["num_key_value_heads"]
+        w.add_head_count_kv(n_head_kv)
+        w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+        w.add_rope_dimension_count(int(partial * hidden) // n_head)
+        w.add_rope_freq_base(rope["rope_theta"])
+        w.add_sliding_window(cfg.get("sliding_window") or 0)
+        orig = rope["original_max_position_embeddings"]
+        w.add_rope_scaling_orig_ctx_len(orig)
+        scale = cfg["max_position_embeddings"] / orig
+        w.add_rope_scaling_attn_factors(
+            math.sqrt(1 + math.log(scale) / math.log(orig)) if scale > 1.0 else 1.0
+        )
+        w.add_tensor("rope_factors_long.weight", np.array(rope["long_factor"], np.float32))
+        w.add_tensor("rope_factors_short.weight", np.array(rope["short_factor"], np.float32))
+    elif mt == "stablelm":
+        n_head_kv = cfg["num_key_value_heads"]
+        w.add_rope_dimension_count(int(partial * head_dim))
+        w.add_head_count_kv(n_head_kv)
+        w.add_parallel_residual(cfg["use_parallel_residual"])
+        w.add_layer_norm_eps(cfg["layer_norm_eps"])
+    elif mt == "mixtral":
+        n_head_kv = cfg["num_key_value_heads"]
+        w.add_head_count_kv(n_head_kv)
+        w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+        w.add_rope_freq_base(rope["rope_theta"])
+        w.add_rope_dimension_count(head_dim)
+        w.add_expert_count(cfg["num_local_experts"])
+        w.add_expert_used_count(cfg["num_experts_per_tok"])
+    w.add_vocab_size(cfg["vocab_size"])
+
+    # The converters' modify_tensors.
+    tensors = {}
+    for hf, arr in sd.items():
+        if hf.endswith((".attn.bias", ".attn.masked_bias")):
+            continue
+        if mt == "gpt2" and hf.endswith(
+            (".c_attn.weight", ".c_proj.weight", ".c_fc.weight")
+        ):
+            arr = arr.T
+        if mt == "gpt_neox" and "query_key_value" in hf:
+            # Per head (q, k, v) -> all q, all k, all v.
+            qkv = arr.reshape(n_head, 3, head_dim, *arr.shape[1:])
+            arr = np.concatenate([qkv[:, i].reshape(-1, *arr.shape[1:]) for i in range(3)])
+        if mt == "falcon" and "query_key_value" in hf:
+            # jploski: kv groups of (queries, key, value) -> all q, all k, all v.
+            qkv = arr.reshape(n_head_kv, n_head // n_head_kv + 2, head_dim, *arr.shape[1:])
+            rest = arr.shape[1:]
+            arr = np.concatenate(
+                [
+                    qkv[:, :-2].reshape(-1, *rest),
+                    qkv[:, -2:-1].reshape(-1, *rest),
+                    qkv[:, -1:].reshape(-1, *rest),
+                ]
+            )
+        if mt == "mixtral" and hf.endswith("q_proj.weight"):
+            arr = llama_cpp_permute(arr, n_head)
+        if mt == "mixtral" and hf.endswith("k_proj.weight"):
+            arr = llama_cpp_permute(arr, n_head_kv)
+        tensors[hf] = arr
+    if mt == "stablelm":
+        for layer in range(n_layer):
+            for which in ("q", "k"):
+                stem = f"model.layers.{layer}.self_attn.{which}_layernorm"
+                norms = sorted(k for k in tensors if k.startswith(f"{stem}.norms."))
+                norms.sort(key=lambda k: int(k.split(".")[-2]))
+                if norms:
+                    tensors[f"{stem}.weight"] = np.stack([tensors.pop(k) for k in norms])
+    if mt == "mixtral":
+        for layer in range(n_layer):
+            moe = f"model.layers.{layer}.block_sparse_moe"
+            for wname, gname in (("w1", "ffn_gate_exps"), ("w3", "ffn_up_exps"), ("w2", "ffn_down_exps")):
+                experts = [
+                    tensors.pop(f"{moe}.experts.{e}.{wname}.weight")
+                    for e in range(cfg["num_local_experts"])
+                ]
+                tensors[f"blk.{layer}.{gname}.weight"] = np.stack(experts)
+    if legacy_qkv:
+        for layer in range(n_layer):
+            attn = f"model.layers.{layer}.self_attn"
+            for suffix in ("weight", "bias"):
+                parts = [tensors.pop(f"{attn}.{p}_proj.{suffix}") for p in "qkv"]
+                tensors[f"blk.{layer}.attn_qkv.{suffix}"] = np.concatenate(parts)
+
+    tmap = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], n_layer)
+    for hf, arr in tensors.items():
+        gname = hf if hf.startswith("blk.") else tmap.get_name(hf, try_suffixes=(".weight", ".bias"))
+        assert gname is not None, f"{name}: no GGUF name for {hf}"
+        w.add_tensor(gname, np.ascontiguousarray(arr))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+    if reference_config is None:
+        shutil.copy(src / "expected.safetensors", out_dir / "expected.safetensors")
+    else:
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        config = AutoConfig.from_pretrained(src)
+        for k, v in reference_config.items():
+            setattr(config, k, v)
+        model = AutoModelForCausalLM.from_pretrained(
+            src, config=config, attn_implementation="eager"
+        ).eval()
+        seed = list(DECODERS).index(name)
+        ids, mask, pos = inputs(cfg["vocab_size"], seed)
+        save_file(reference(model, ids, mask, pos), out_dir / "expected.safetensors")
+    print(f"{name}_gguf written")
+
+
+# Fixtures written as llama.cpp converts them: name -> converted_gguf_fixture arguments.
+CONVERTED_GGUF = {
+    "gpt2": {},
+    "gptj": {},
+    "gpt_neox": {},
+    "gpt_neox_seq": {},
+    "falcon": {},
+    "falcon_new": {},
+    "phi2": {"legacy_qkv": True},
+    "phi3": {},
+    "phi3_long": {},
+    "stablelm": {},
+    "stablelm_seq": {},
+    # llama.cpp's llama has no sliding window (Mixtral's releases have none).
+    "mixtral": {"reference_config": {"sliding_window": None}},
+}
+
+
 def gguf_reference(gguf_path, out):
     """Reference logits of a real GGUF model (SmolLM2-135M-Instruct Q4_1, Gemma 3 270M Q4_K_M),
     dequantized by transformers, on a 32-token input. Full logits are megabytes, so per
@@ -541,6 +760,9 @@ def main():
     for name in ["gemma", "gemma2"]:
         if not only or f"{name}_gguf" in only:
             gemma_gguf_fixture(name)
+    for name, kwargs in CONVERTED_GGUF.items():
+        if not only or f"{name}_gguf" in only:
+            converted_gguf_fixture(name, **kwargs)
 
 
 if __name__ == "__main__":

@@ -52,26 +52,28 @@ fn max_diff_unpadded(a: &Tensor, b: &Tensor, mask: &Tensor) -> f32 {
 
 #[test]
 fn dump_matches_transformers_outputs() {
-    // One of each family of the decoder zoo, as safetensors or GGUF.
-    let dirs = [
-        "qwen2",
-        "gemma2",
-        "phi3",
-        "stablelm",
-        "mixtral",
-        "gpt_neox",
-        "phi",
-        "gptj",
-        "gpt2",
-        "gpt_neo",
-        "falcon_new",
-    ];
-    let models = dirs
-        .iter()
-        .map(|n| (*n, fixture(n)))
-        .chain([("llama_gguf", fixture("llama_gguf").join("tiny-llama.gguf"))]);
+    // Every decoder fixture, safetensors or GGUF: each directory with transformers' outputs.
+    let root = fixture("");
+    let mut models: Vec<(String, std::path::PathBuf)> = std::fs::read_dir(&root)
+        .unwrap()
+        .filter_map(|e| {
+            let dir = e.unwrap().path();
+            let name = dir.file_name()?.to_str()?.to_string();
+            if !dir.join("expected.safetensors").is_file() {
+                return None;
+            }
+            let model = match name.strip_suffix("_gguf") {
+                Some(stem) => dir.join(format!("tiny-{stem}.gguf")),
+                None if dir.join("config.json").is_file() => dir.clone(),
+                None => return None,
+            };
+            Some((name, model))
+        })
+        .collect();
+    models.sort();
+    assert!(models.len() >= 40, "found only {} fixtures", models.len());
     for (name, model) in models {
-        let expected = load(&fixture(name).join("expected.safetensors"));
+        let expected = load(&fixture(&name).join("expected.safetensors"));
         let dir = tempfile::tempdir().unwrap();
         // Without position_ids: the tool derives them from the mask like generate() does.
         let inputs: HashMap<String, Tensor> = ["input_ids", "attention_mask"]

@@ -1,36 +1,50 @@
-//! The one table that maps GGUF metadata and tensor names to HF config fields and tensor
-//! names, so the same model code runs safetensors checkpoints and GGUF files.
+//! The one table that maps GGUF metadata and tensor names to HF config fields and canonical
+//! (LLaMA-style) tensor names, so the same model code runs safetensors checkpoints and GGUF
+//! files. What differs per architecture lives in its [`GgufDialect`].
 
-use crate::registry::{self, Architecture, GgufNorms, GgufQkLayout};
+use crate::registry::{self, Architecture, GgufDialect, GgufNorms, GgufQkLayout, GgufQkvLayout};
+use candle_core::quantized::GgmlDType;
 use serde_json::{Map, Number, Value};
 use std::sync::Arc;
-use trustformers_core::gguf::{GgufFile, GgufValue};
+use trustformers_core::gguf::{GgufFile, GgufValue, TensorPart};
 use trustformers_core::weights::{GgufSource, Renamed};
 use trustformers_core::{Error, Result};
 
-/// `<arch>.<key>` metadata -> config.json field.
-const CONFIG_KEYS: &[(&str, &str)] = &[
-    ("context_length", "max_position_embeddings"),
-    ("embedding_length", "hidden_size"),
-    ("feed_forward_length", "intermediate_size"),
-    ("block_count", "num_hidden_layers"),
-    ("attention.head_count", "num_attention_heads"),
-    ("attention.head_count_kv", "num_key_value_heads"),
-    ("attention.layer_norm_rms_epsilon", "rms_norm_eps"),
-    ("attention.key_length", "head_dim"),
-    ("attention.sliding_window", "sliding_window"),
-    ("rope.freq_base", "rope_theta"),
-    ("vocab_size", "vocab_size"),
-    ("final_logit_softcapping", "final_logit_softcapping"),
-    ("attn_logit_softcapping", "attn_logit_softcapping"),
+/// `<arch>.<key>` metadata -> config.json fields.
+const CONFIG_KEYS: &[(&str, &[&str])] = &[
+    ("context_length", &["max_position_embeddings"]),
+    ("embedding_length", &["hidden_size"]),
+    ("feed_forward_length", &["intermediate_size"]),
+    ("block_count", &["num_hidden_layers"]),
+    ("attention.head_count", &["num_attention_heads"]),
+    ("attention.head_count_kv", &["num_key_value_heads"]),
+    ("attention.layer_norm_rms_epsilon", &["rms_norm_eps"]),
+    // GPT-2, GPT-J and Falcon call it layer_norm_epsilon; GPT-NeoX, Phi and StableLM
+    // layer_norm_eps.
+    (
+        "attention.layer_norm_epsilon",
+        &["layer_norm_epsilon", "layer_norm_eps"],
+    ),
+    ("attention.key_length", &["head_dim"]),
+    ("attention.sliding_window", &["sliding_window"]),
+    ("rope.freq_base", &["rope_theta"]),
+    ("vocab_size", &["vocab_size"]),
+    ("final_logit_softcapping", &["final_logit_softcapping"]),
+    ("attn_logit_softcapping", &["attn_logit_softcapping"]),
+    ("use_parallel_residual", &["use_parallel_residual"]),
+    ("expert_count", &["num_local_experts"]),
+    ("expert_used_count", &["num_experts_per_tok"]),
 ];
 
-/// GGUF tensor name (per block: after `blk.{i}.`) -> HF tensor name (after `model.layers.{i}.`).
+/// GGUF tensor name (per block: after `blk.{i}.`) -> canonical name (after
+/// `model.layers.{i}.`), for every architecture; a [`GgufDialect`] overrides entries.
 const BLOCK_TENSORS: &[(&str, &str)] = &[
     ("attn_norm", "input_layernorm"),
+    ("attn_norm_2", "post_attention_layernorm"),
     ("attn_q", "self_attn.q_proj"),
     ("attn_k", "self_attn.k_proj"),
     ("attn_v", "self_attn.v_proj"),
+    ("attn_qkv", "self_attn.qkv_proj"),
     ("attn_output", "self_attn.o_proj"),
     ("attn_q_norm", "self_attn.q_norm"),
     ("attn_k_norm", "self_attn.k_norm"),
@@ -38,21 +52,52 @@ const BLOCK_TENSORS: &[(&str, &str)] = &[
     ("ffn_gate", "mlp.gate_proj"),
     ("ffn_up", "mlp.up_proj"),
     ("ffn_down", "mlp.down_proj"),
+    // Mixtral, as llama.cpp writes it: the router and the experts stacked in one tensor.
+    ("ffn_gate_inp", "block_sparse_moe.gate"),
+    ("ffn_gate_exps", "block_sparse_moe.experts.{}.w1"),
+    ("ffn_up_exps", "block_sparse_moe.experts.{}.w3"),
+    ("ffn_down_exps", "block_sparse_moe.experts.{}.w2"),
 ];
 
-/// Block tensors of architectures with sandwich norms, looked up before [`BLOCK_TENSORS`].
-const SANDWICH_BLOCK_TENSORS: &[(&str, &str)] = &[
-    ("post_attention_norm", "post_attention_layernorm"),
-    ("ffn_norm", "pre_feedforward_layernorm"),
-    ("post_ffw_norm", "post_feedforward_layernorm"),
-];
-
-/// Top-level GGUF tensor name -> HF tensor name.
+/// Top-level GGUF tensor name -> canonical name.
 const GLOBAL_TENSORS: &[(&str, &str)] = &[
     ("token_embd", "model.embed_tokens"),
+    ("position_embd", "model.embed_positions"),
     ("output_norm", "model.norm"),
     ("output", "lm_head"),
 ];
+
+/// Tensors read into the config (RoPE frequency factors), not weights.
+const CONFIG_TENSORS: &[&str] = &[
+    "rope_factors_long.weight",
+    "rope_factors_short.weight",
+    "rope_freqs.weight",
+];
+
+/// Per-architecture block tensor names ([`GgufDialect::block`]).
+pub mod names {
+    /// Gemma 2 and 3: sandwich norms around attention and MLP.
+    pub const SANDWICH: &[(&str, &str)] = &[
+        ("post_attention_norm", "post_attention_layernorm"),
+        ("ffn_norm", "pre_feedforward_layernorm"),
+        ("post_ffw_norm", "post_feedforward_layernorm"),
+    ];
+    /// Falcon 40B/180B: `attn_norm` is the MLP's norm (`ln_mlp`), `attn_norm_2` attention's
+    /// (`ln_attn`).
+    pub const FALCON_NEW: &[(&str, &str)] = &[
+        ("attn_norm", "post_attention_layernorm"),
+        ("attn_norm_2", "input_layernorm"),
+    ];
+    /// Phi-2 files converted from the original checkpoints fuse q, k and v (`Wqkv`).
+    pub const PHI2: &[(&str, &str)] = &[("attn_qkv", "self_attn.{q,k,v}_proj")];
+    /// Phi-3 keeps its fused gate and up projection in `ffn_up`.
+    pub const PHI3: &[(&str, &str)] = &[("ffn_up", "mlp.gate_up_proj")];
+    /// StableLM's per-head q/k LayerNorms, stacked into one `[heads, head_dim]` tensor.
+    pub const STABLELM: &[(&str, &str)] = &[
+        ("attn_q_norm", "self_attn.q_layernorm.norms.{}"),
+        ("attn_k_norm", "self_attn.k_layernorm.norms.{}"),
+    ];
+}
 
 fn to_json(v: &GgufValue) -> Option<Value> {
     Some(match v {
@@ -65,22 +110,104 @@ fn to_json(v: &GgufValue) -> Option<Value> {
     })
 }
 
+/// Whether the file has block 0's tensor `name` (e.g. `attn_q.bias`): GGUF has no flags for
+/// optional parts, their tensors say it.
+pub fn has_block_tensor(file: &GgufFile, name: &str) -> bool {
+    file.tensor_info(&format!("blk.0.{name}")).is_some()
+}
+
+/// The values of a small f32 vector tensor, as a JSON list.
+fn f32_list(file: &GgufFile, name: &str) -> Result<Value> {
+    let bad = |reason: String| Error::UnsupportedTensor {
+        name: name.to_string(),
+        reason,
+    };
+    let info = file.tensor_info(name).ok_or_else(|| Error::MissingTensor {
+        name: name.to_string(),
+    })?;
+    if info.dtype != GgmlDType::F32 || info.shape.len() != 1 {
+        return Err(bad(format!(
+            "expected a 1-D f32 tensor, got {:?} {:?}",
+            info.dtype, info.shape
+        )));
+    }
+    file.tensor_bytes(info)
+        .chunks_exact(4)
+        .map(|b| {
+            let x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            Number::from_f64(f64::from(x))
+                .map(Value::Number)
+                .ok_or_else(|| bad(format!("holds {x}")))
+        })
+        .collect()
+}
+
+/// `rope_scaling` from the metadata, or from the frequency-factor tensors llama.cpp writes
+/// instead (Phi-3's LongRoPE factors; LLaMA 3.1's `rope_freqs`, one factor for short and
+/// long sequences alike).
+fn rope_scaling(file: &GgufFile, arch: &str) -> Result<Option<Value>> {
+    let meta = |key: &str| {
+        file.get(&format!("{arch}.rope.scaling.{key}"))
+            .and_then(to_json)
+    };
+    let mut scaling = Map::new();
+    let (long, short) = ("rope_factors_long.weight", "rope_factors_short.weight");
+    if file.tensor_info(long).is_some() || file.tensor_info(short).is_some() {
+        scaling.insert("rope_type".into(), Value::from("longrope"));
+        scaling.insert("long_factor".into(), f32_list(file, long)?);
+        scaling.insert("short_factor".into(), f32_list(file, short)?);
+    } else if file.tensor_info("rope_freqs.weight").is_some() {
+        let factors = f32_list(file, "rope_freqs.weight")?;
+        scaling.insert("rope_type".into(), Value::from("longrope"));
+        scaling.insert("long_factor".into(), factors.clone());
+        scaling.insert("short_factor".into(), factors);
+        scaling.insert("attention_factor".into(), Value::from(1.0));
+    } else {
+        match meta("type") {
+            Some(Value::String(kind)) if kind != "none" => {
+                scaling.insert("rope_type".into(), Value::from(kind));
+            }
+            _ => return Ok(None),
+        }
+        if let Some(f) = meta("factor") {
+            scaling.insert("factor".into(), f);
+        }
+    }
+    if let Some(n) = meta("original_context_length") {
+        scaling.insert("original_max_position_embeddings".into(), n);
+    }
+    if let Some(a) = meta("attn_factor") {
+        scaling.entry("attention_factor").or_insert(a);
+    }
+    Ok(Some(Value::Object(scaling)))
+}
+
 /// Builds the HF config.json equivalent of a GGUF file's metadata.
 pub fn config_from_gguf(file: &GgufFile) -> Result<(&'static Architecture, Value)> {
     let name = file
         .get("general.architecture")
         .and_then(GgufValue::as_str)
         .ok_or_else(|| Error::config("general.architecture", "missing from the GGUF metadata"))?;
-    let arch = registry::by_gguf_architecture(name)?;
+    let experts = file
+        .get(&format!("{name}.expert_count"))
+        .and_then(GgufValue::as_u64)
+        .is_some_and(|n| n > 0);
+    let arch = registry::by_gguf_architecture(name, experts)?;
     let mut config = Map::new();
     config.insert("model_type".into(), Value::from(arch.model_type));
-    for (gguf_key, hf_key) in CONFIG_KEYS {
+    for (gguf_key, hf_keys) in CONFIG_KEYS {
         let key = format!("{name}.{gguf_key}");
         if let Some(v) = file.get(&key) {
             let json = to_json(v)
                 .ok_or_else(|| Error::config(key.clone(), format!("unexpected value {v:?}")))?;
-            config.insert((*hf_key).into(), json);
+            for hf in *hf_keys {
+                config.insert((*hf).into(), json.clone());
+            }
         }
+    }
+    // Phi-3 writes a window of 0 for "none".
+    if config.get("sliding_window").and_then(Value::as_u64) == Some(0) {
+        config.remove("sliding_window");
     }
     if !config.contains_key("vocab_size") {
         let from_tokens = match file.get("tokenizer.ggml.tokens") {
@@ -94,63 +221,196 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<(&'static Architecture, Value
             config.insert("vocab_size".into(), Value::from(n));
         }
     }
-    if let Some(kind) = file
-        .get(&format!("{name}.rope.scaling.type"))
-        .and_then(GgufValue::as_str)
+    if let Some(dims) = file
+        .get(&format!("{name}.rope.dimension_count"))
+        .and_then(GgufValue::as_u64)
     {
-        if kind != "none" {
-            let mut scaling = Map::new();
-            scaling.insert("rope_type".into(), Value::from(kind));
-            if let Some(f) = file
-                .get(&format!("{name}.rope.scaling.factor"))
-                .and_then(to_json)
-            {
-                scaling.insert("factor".into(), f);
-            }
-            if let Some(n) = file
-                .get(&format!("{name}.rope.scaling.original_context_length"))
-                .and_then(to_json)
-            {
-                scaling.insert("original_max_position_embeddings".into(), n);
-            }
-            config.insert("rope_scaling".into(), Value::Object(scaling));
+        config.insert("rotary_dim".into(), Value::from(dims));
+        if let Some(factor) = partial_rotary_factor(&config, dims) {
+            config.insert("partial_rotary_factor".into(), factor);
         }
     }
-    // llama.cpp scales Gemma 3 scores by 1/sqrt(key_length) (transformers:
-    // query_pre_attn_scalar, equal to head_dim for every size but 27B).
-    if let (Some(GgufNorms::UnitOffsetSandwich), Some(d)) =
-        (arch.gguf.map(|g| g.norms), config.get("head_dim").cloned())
-    {
-        config.insert("query_pre_attn_scalar".into(), d);
+    if let Some(scaling) = rope_scaling(file, name)? {
+        config.insert("rope_scaling".into(), scaling);
     }
-    // GGUF has no flag for attention biases: their tensors say it.
-    if file.tensor_info("blk.0.attn_q.bias").is_some() {
-        config.insert("attention_bias".into(), Value::from(true));
-    }
+    let bias = has_block_tensor(file, "attn_q.bias") || has_block_tensor(file, "attn_qkv.bias");
+    config.insert("attention_bias".into(), Value::from(bias));
     let tied = file.tensor_info("output.weight").is_none();
     config.insert("tie_word_embeddings".into(), Value::from(tied));
+    if let Some(hook) = arch.gguf.and_then(|g| g.config) {
+        hook(file, &mut config)?;
+    }
     Ok((arch, Value::Object(config)))
 }
 
-/// The HF name of a GGUF tensor, or `None` if the table does not know it.
-pub fn hf_tensor_name(gguf_name: &str, norms: GgufNorms) -> Option<String> {
+/// `dims / head_dim`, nudged up where the division rounds down so that transformers' rule
+/// `int(head_dim * partial_rotary_factor)` gives `dims` back.
+fn partial_rotary_factor(config: &Map<String, Value>, dims: u64) -> Option<Value> {
+    let head_dim = match config.get("head_dim").and_then(Value::as_u64) {
+        Some(d) => d,
+        None => {
+            let hidden = config.get("hidden_size")?.as_u64()?;
+            let heads = config.get("num_attention_heads")?.as_u64()?;
+            hidden.checked_div(heads)?
+        }
+    };
+    if head_dim == 0 || dims > head_dim {
+        return None;
+    }
+    let mut factor = dims as f64 / head_dim as f64;
+    if ((head_dim as f64 * factor) as u64) < dims {
+        // The next f64 up (factor is positive and finite here).
+        factor = f64::from_bits(factor.to_bits() + 1);
+    }
+    Number::from_f64(factor).map(Value::Number)
+}
+
+/// The canonical name template of a GGUF tensor (see [`GgufDialect::block`]) for a model
+/// with `config`, or `None` if the tables do not know it.
+pub fn canonical_name(gguf_name: &str, dialect: &GgufDialect, config: &Value) -> Option<String> {
     let (stem, suffix) = gguf_name.rsplit_once('.')?;
     if let Some(rest) = stem.strip_prefix("blk.") {
         let (layer, tensor) = rest.split_once('.')?;
         let layer: usize = layer.parse().ok()?;
-        let sandwich = match norms {
-            GgufNorms::UnitOffsetSandwich => SANDWICH_BLOCK_TENSORS,
-            GgufNorms::Plain | GgufNorms::UnitOffset => &[],
+        let conditional = match dialect.block_if {
+            Some((flag, table)) if config.get(flag) == Some(&Value::Bool(true)) => table,
+            _ => &[],
         };
-        let hf = sandwich
+        let hf = match conditional
             .iter()
+            .chain(dialect.block)
             .chain(BLOCK_TENSORS)
-            .find(|(g, _)| *g == tensor)?
-            .1;
+            .find(|(g, _)| *g == tensor)
+        {
+            Some((_, hf)) => (*hf).to_string(),
+            // Mixtral files from before stacked experts: `ffn_gate.{e}` etc.
+            None => {
+                let (kind, expert) = tensor.split_once('.')?;
+                let expert: usize = expert.parse().ok()?;
+                let w = match kind {
+                    "ffn_gate" => "w1",
+                    "ffn_down" => "w2",
+                    "ffn_up" => "w3",
+                    _ => return None,
+                };
+                format!("block_sparse_moe.experts.{expert}.{w}")
+            }
+        };
         return Some(format!("model.layers.{layer}.{hf}.{suffix}"));
     }
     let hf = GLOBAL_TENSORS.iter().find(|(g, _)| *g == stem)?.1;
     Some(format!("{hf}.{suffix}"))
+}
+
+/// Attention shape from the config built by [`config_from_gguf`].
+#[derive(Debug, Clone, Copy)]
+struct Heads {
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Heads {
+    fn from_config(config: &Value) -> Self {
+        let get = |k: &str| config.get(k).and_then(Value::as_u64).map(|v| v as usize);
+        let heads = get("num_attention_heads").unwrap_or(0);
+        let kv_heads = get("num_key_value_heads").unwrap_or(heads);
+        let head_dim = get("head_dim")
+            .or_else(|| get("hidden_size").and_then(|h| h.checked_div(heads)))
+            .unwrap_or(0);
+        Self {
+            heads,
+            kv_heads,
+            head_dim,
+        }
+    }
+}
+
+/// The HF tensors one GGUF tensor holds, with the parts and row orders that recover them.
+fn expand(
+    template: String,
+    shape: &[usize],
+    dialect: &GgufDialect,
+    heads: Heads,
+) -> Option<Vec<Renamed>> {
+    if template.contains("{}") {
+        let n = *shape.first()?;
+        return Some(
+            (0..n)
+                .map(|i| Renamed {
+                    name: template.replace("{}", &i.to_string()),
+                    part: TensorPart::Index(i),
+                    ..Default::default()
+                })
+                .collect(),
+        );
+    }
+    if template.contains("{q,k,v}") {
+        let q = heads.heads * heads.head_dim;
+        let kv = heads.kv_heads * heads.head_dim;
+        return Some(
+            [("q", 0..q), ("k", q..q + kv), ("v", q + kv..q + 2 * kv)]
+                .into_iter()
+                .map(|(which, rows)| Renamed {
+                    name: template.replace("{q,k,v}", which),
+                    part: TensorPart::Rows(rows),
+                    ..Default::default()
+                })
+                .collect(),
+        );
+    }
+    let unit_offset = dialect.norms == GgufNorms::UnitOffset;
+    let shift = if unit_offset && template.ends_with("norm.weight") {
+        -1.0
+    } else {
+        0.0
+    };
+    let rows = *shape.first()?;
+    let row_order = if template.contains("self_attn.qkv_proj.") {
+        match dialect.qkv {
+            GgufQkvLayout::Stacked if heads.kv_heads != 1 => {
+                stacked_to_grouped_order(rows, heads.heads, heads.kv_heads, heads.head_dim)
+            }
+            _ => None,
+        }
+    } else if dialect.qk != GgufQkLayout::Interleaved {
+        None
+    } else if template.contains("self_attn.q_proj.") {
+        unpermute_order(rows, heads.heads)
+    } else if template.contains("self_attn.k_proj.") {
+        unpermute_order(rows, heads.kv_heads)
+    } else {
+        None
+    };
+    Some(vec![Renamed {
+        name: template,
+        part: TensorPart::Whole,
+        row_order,
+        shift,
+    }])
+}
+
+/// Row order that turns a stacked QKV projection (all q heads, all k heads, all v heads)
+/// into the grouped one (per key/value head: its query heads, then its key, then its value).
+/// `None` if `rows` does not fit the head counts.
+fn stacked_to_grouped_order(
+    rows: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+) -> Option<Vec<usize>> {
+    if kv_heads == 0 || heads % kv_heads != 0 || rows != (heads + 2 * kv_heads) * head_dim {
+        return None;
+    }
+    let per_group = heads / kv_heads;
+    let (k0, v0) = (heads * head_dim, (heads + kv_heads) * head_dim);
+    let mut order = Vec::with_capacity(rows);
+    for g in 0..kv_heads {
+        order.extend((g * per_group * head_dim)..((g + 1) * per_group * head_dim));
+        order.extend(k0 + g * head_dim..k0 + (g + 1) * head_dim);
+        order.extend(v0 + g * head_dim..v0 + (g + 1) * head_dim);
+    }
+    Some(order)
 }
 
 /// Row order that undoes llama.cpp's per-head Q/K permutation for `n_heads` heads:
@@ -171,41 +431,19 @@ fn unpermute_order(rows: usize, n_heads: usize) -> Option<Vec<usize>> {
     Some(order)
 }
 
-/// Exposes a GGUF file's tensors under HF names, undoing the Q/K permutation where the
-/// architecture's converter applied it. `config` is the one from [`config_from_gguf`].
+/// Exposes a GGUF file's tensors under canonical names, undoing the converter's
+/// transforms. `config` is the one from [`config_from_gguf`].
 pub fn gguf_source(file: Arc<GgufFile>, arch: &Architecture, config: &Value) -> Result<GgufSource> {
-    let heads = config
-        .get("num_attention_heads")
-        .and_then(Value::as_u64)
-        .unwrap_or(0) as usize;
-    let kv_heads = config
-        .get("num_key_value_heads")
-        .and_then(Value::as_u64)
-        .map_or(heads, |v| v as usize);
-    let interleaved = arch.gguf.is_some_and(|g| g.qk == GgufQkLayout::Interleaved);
-    let norms = arch.gguf.map_or(GgufNorms::Plain, |g| g.norms);
+    let dialect = arch
+        .gguf
+        .ok_or_else(|| Error::InvalidInput(format!("`{}` has no GGUF dialect", arch.model_type)))?;
+    let heads = Heads::from_config(config);
     GgufSource::new(file, |gguf_name, shape| {
-        let hf = hf_tensor_name(gguf_name, norms)?;
-        let unit_offset = matches!(norms, GgufNorms::UnitOffset | GgufNorms::UnitOffsetSandwich);
-        let shift = if unit_offset && hf.ends_with("norm.weight") {
-            -1.0
-        } else {
-            0.0
-        };
-        let order = if !interleaved {
-            None
-        } else if hf.contains("self_attn.q_proj.") {
-            unpermute_order(*shape.first()?, heads)
-        } else if hf.contains("self_attn.k_proj.") {
-            unpermute_order(*shape.first()?, kv_heads)
-        } else {
-            None
-        };
-        Some(Renamed {
-            name: hf,
-            row_order: order,
-            shift,
-        })
+        if CONFIG_TENSORS.contains(&gguf_name) {
+            return Some(Vec::new());
+        }
+        let name = canonical_name(gguf_name, &dialect, config)?;
+        expand(name, shape, &dialect, heads)
     })
 }
 
@@ -213,35 +451,132 @@ pub fn gguf_source(file: Arc<GgufFile>, arch: &Architecture, config: &Value) -> 
 mod tests {
     use super::*;
 
+    fn dialect(model_type: &str) -> GgufDialect {
+        registry::by_model_type(model_type).unwrap().gguf.unwrap()
+    }
+
     #[test]
-    fn names_map_to_hf() {
+    fn names_map_to_canonical() {
+        let llama = dialect("llama");
+        let none = Value::Null;
+        let name = |n: &str, d: &GgufDialect| canonical_name(n, d, &none);
         assert_eq!(
-            hf_tensor_name("blk.3.attn_q.weight", GgufNorms::Plain).as_deref(),
+            name("blk.3.attn_q.weight", &llama).as_deref(),
             Some("model.layers.3.self_attn.q_proj.weight")
         );
         assert_eq!(
-            hf_tensor_name("output.weight", GgufNorms::Plain).as_deref(),
+            name("output.weight", &llama).as_deref(),
             Some("lm_head.weight")
         );
+        assert_eq!(name("blk.x.attn_q.weight", &llama), None);
+        assert_eq!(name("rope_freqs.weight", &llama), None);
+        // The pre-MLP norm has a different name once the model has sandwich norms.
         assert_eq!(
-            hf_tensor_name("blk.x.attn_q.weight", GgufNorms::Plain),
-            None
-        );
-        // The pre-MLP norm has a different HF name once the model has sandwich norms.
-        assert_eq!(
-            hf_tensor_name("blk.0.ffn_norm.weight", GgufNorms::Plain).as_deref(),
+            name("blk.0.ffn_norm.weight", &llama).as_deref(),
             Some("model.layers.0.post_attention_layernorm.weight")
         );
-        let sandwich = GgufNorms::UnitOffsetSandwich;
+        let gemma2 = dialect("gemma2");
         assert_eq!(
-            hf_tensor_name("blk.0.ffn_norm.weight", sandwich).as_deref(),
+            name("blk.0.ffn_norm.weight", &gemma2).as_deref(),
             Some("model.layers.0.pre_feedforward_layernorm.weight")
         );
         assert_eq!(
-            hf_tensor_name("blk.0.post_attention_norm.weight", sandwich).as_deref(),
+            name("blk.0.post_attention_norm.weight", &gemma2).as_deref(),
             Some("model.layers.0.post_attention_layernorm.weight")
         );
-        assert_eq!(hf_tensor_name("rope_freqs.weight", GgufNorms::Plain), None);
+        // Phi-3's ffn_up is the fused gate and up projection.
+        assert_eq!(
+            name("blk.1.ffn_up.weight", &dialect("phi3")).as_deref(),
+            Some("model.layers.1.mlp.gate_up_proj.weight")
+        );
+        // Falcon's norms swap roles in the new decoder architecture.
+        let falcon = dialect("falcon");
+        let new_arch = serde_json::json!({"new_decoder_architecture": true});
+        assert_eq!(
+            canonical_name("blk.0.attn_norm.weight", &falcon, &new_arch).as_deref(),
+            Some("model.layers.0.post_attention_layernorm.weight")
+        );
+        assert_eq!(
+            name("blk.0.attn_norm.weight", &falcon).as_deref(),
+            Some("model.layers.0.input_layernorm.weight")
+        );
+        // Mixtral's experts, stacked or one by one.
+        let mixtral = dialect("mixtral");
+        assert_eq!(
+            name("blk.0.ffn_up_exps.weight", &mixtral).as_deref(),
+            Some("model.layers.0.block_sparse_moe.experts.{}.w3.weight")
+        );
+        assert_eq!(
+            name("blk.0.ffn_down.5.weight", &mixtral).as_deref(),
+            Some("model.layers.0.block_sparse_moe.experts.5.w2.weight")
+        );
+    }
+
+    #[test]
+    fn splits_expand_to_parts() {
+        let heads = Heads {
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 8,
+        };
+        let stablelm = dialect("stablelm");
+        let t = canonical_name("blk.0.attn_k_norm.weight", &stablelm, &Value::Null).unwrap();
+        let parts = expand(t, &[2, 8], &stablelm, heads).unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(
+            parts[1].name,
+            "model.layers.0.self_attn.k_layernorm.norms.1.weight"
+        );
+        assert_eq!(parts[1].part, TensorPart::Index(1));
+        let phi = dialect("phi");
+        let t = canonical_name("blk.0.attn_qkv.bias", &phi, &Value::Null).unwrap();
+        let parts = expand(t, &[64], &phi, heads).unwrap();
+        let got: Vec<_> = parts
+            .iter()
+            .map(|r| (r.name.as_str(), r.part.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "model.layers.0.self_attn.q_proj.bias",
+                    TensorPart::Rows(0..32)
+                ),
+                (
+                    "model.layers.0.self_attn.k_proj.bias",
+                    TensorPart::Rows(32..48)
+                ),
+                (
+                    "model.layers.0.self_attn.v_proj.bias",
+                    TensorPart::Rows(48..64)
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn stacked_qkv_regroups_per_kv_head() {
+        // 4 query heads in 2 groups, head_dim 1: stacked rows q0 q1 q2 q3 k0 k1 v0 v1.
+        let order = stacked_to_grouped_order(8, 4, 2, 1).unwrap();
+        // Grouped: q0 q1 k0 v0 | q2 q3 k1 v1.
+        assert_eq!(order, [0, 1, 4, 6, 2, 3, 5, 7]);
+        // One kv head: the layouts agree.
+        let order = stacked_to_grouped_order(6, 4, 1, 1).unwrap();
+        assert_eq!(order, [0, 1, 2, 3, 4, 5]);
+        assert_eq!(stacked_to_grouped_order(7, 4, 2, 1), None);
+    }
+
+    #[test]
+    fn partial_rotary_factor_round_trips() {
+        for (head_dim, dims) in [(80u64, 32u64), (64, 16), (96, 24), (80, 24), (256, 256)] {
+            let mut config = Map::new();
+            config.insert("head_dim".into(), Value::from(head_dim));
+            let f = partial_rotary_factor(&config, dims)
+                .unwrap()
+                .as_f64()
+                .unwrap();
+            assert_eq!((head_dim as f64 * f) as u64, dims, "{head_dim} {dims}");
+        }
     }
 
     #[test]

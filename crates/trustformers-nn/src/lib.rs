@@ -14,7 +14,7 @@ pub mod norm;
 pub mod rope;
 
 pub use activation::Activation;
-pub use attention::{Attention, AttentionSpec, QkLayerNorm, QkvLayout};
+pub use attention::{alibi_mask, alibi_slopes, Attention, AttentionSpec, QkLayerNorm, QkvLayout};
 pub use embedding::Embedding;
 pub use kv_cache::KvCache;
 pub use linear::Linear;

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use trustformers_core::config::{checkpoint_kind, CheckpointKind};
 use trustformers_core::gguf::GgufFile;
-use trustformers_core::weights::TensorSource;
 use trustformers_core::{config, DType, Device, Error, Result, Weights};
 use trustformers_models::decoder::IGNORED_TENSORS;
 use trustformers_models::registry::{self, Architecture};
@@ -57,21 +56,25 @@ impl ModelConfig {
 
     fn weights(&self, opts: &LoadOptions) -> Result<Weights> {
         let dtype = opts.dtype.unwrap_or(DType::F32);
-        let (source, keep_quantized): (Box<dyn TensorSource>, bool) = match &self.files {
-            Files::Dir(dir) => (trustformers_core::weights::open_dir(dir)?, false),
-            Files::Gguf(file) => (
-                Box::new(gguf::gguf_source(
-                    file.clone(),
-                    self.architecture,
-                    &self.json,
-                )?),
-                opts.dtype.is_none(),
-            ),
-        };
-        let weights = Weights::new(source, dtype, opts.device.clone(), keep_quantized);
-        match self.architecture.tensor_names {
-            Some(names) => weights.with_names(names),
-            None => Ok(weights),
+        match &self.files {
+            Files::Dir(dir) => {
+                let source = trustformers_core::weights::open_dir(dir)?;
+                let weights = Weights::new(source, dtype, opts.device.clone(), false);
+                match self.architecture.tensor_names {
+                    Some(names) => weights.with_names(names),
+                    None => Ok(weights),
+                }
+            }
+            // GGUF tensors are renamed to the canonical names already.
+            Files::Gguf(file) => {
+                let source = gguf::gguf_source(file.clone(), self.architecture, &self.json)?;
+                Ok(Weights::new(
+                    Box::new(source),
+                    dtype,
+                    opts.device.clone(),
+                    opts.dtype.is_none(),
+                ))
+            }
         }
     }
 }

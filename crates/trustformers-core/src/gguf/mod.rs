@@ -169,20 +169,23 @@ impl GgufFile {
         &self.mmap[info.start..info.start + info.len]
     }
 
-    /// Loads a tensor as a quantized tensor, keeping its ggml type. `row_order` optionally
-    /// reorders the outermost dimension (used to undo llama.cpp's Q/K head permutation).
+    /// Loads a tensor (or the `part` of it an HF tensor is) as a quantized tensor, keeping its
+    /// ggml type. `row_order` optionally reorders the outermost dimension of that part (used
+    /// to undo llama.cpp's Q/K head permutation).
     pub fn qtensor(
         &self,
         name: &str,
+        part: &TensorPart,
         row_order: Option<&[usize]>,
         device: &Device,
     ) -> Result<QTensor> {
         let info = self.tensor_info(name).ok_or_else(|| Error::MissingTensor {
             name: name.to_string(),
         })?;
-        let bytes = self.tensor_bytes(info);
+        let (range, shape) = part_layout(info, part)?;
+        let bytes = &self.tensor_bytes(info)[range];
         let data: Cow<'_, [u8]> = match row_order {
-            Some(order) => Cow::Owned(reorder_rows(info, bytes, order)?),
+            Some(order) => Cow::Owned(reorder_rows(&info.name, &shape, bytes, order)?),
             None => Cow::Borrowed(bytes),
         };
         // candle reinterprets the bytes as blocks in place: they must be 8-byte aligned.
@@ -196,15 +199,71 @@ impl GgufFile {
             &bytemuck::cast_slice::<u64, u8>(&words)[..data.len()]
         };
         let storage = QStorage::from_data(Cow::Borrowed(bytes), device, info.dtype)?;
-        Ok(QTensor::new(storage, info.shape.clone())?)
+        Ok(QTensor::new(storage, shape)?)
     }
 }
 
-fn reorder_rows(info: &GgufTensorInfo, bytes: &[u8], order: &[usize]) -> Result<Vec<u8>> {
-    let rows = info.shape.first().copied().unwrap_or(0);
+/// Which part of a GGUF tensor an HF tensor is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum TensorPart {
+    /// All of it.
+    #[default]
+    Whole,
+    /// Rows `start..end` of the outermost dimension (q, k or v of a fused projection).
+    Rows(std::ops::Range<usize>),
+    /// Entry `i` of the outermost dimension, which is dropped (expert `i` of a stacked
+    /// `[experts, rows, cols]` tensor, head `i` of stacked per-head norms).
+    Index(usize),
+}
+
+/// The shape `part` of a tensor shaped `shape` has, or `None` if it is out of range.
+pub fn part_shape(shape: &[usize], part: &TensorPart) -> Option<Vec<usize>> {
+    let (&outer, inner) = shape.split_first()?;
+    match part {
+        TensorPart::Whole => Some(shape.to_vec()),
+        TensorPart::Rows(r) if r.start < r.end && r.end <= outer => Some(
+            std::iter::once(r.len())
+                .chain(inner.iter().copied())
+                .collect(),
+        ),
+        TensorPart::Index(i) if *i < outer && !inner.is_empty() => Some(inner.to_vec()),
+        _ => None,
+    }
+}
+
+/// The byte range and shape of `part` of `info`'s data. Parts split the outermost dimension,
+/// so each must hold whole quantization blocks.
+fn part_layout(
+    info: &GgufTensorInfo,
+    part: &TensorPart,
+) -> Result<(std::ops::Range<usize>, Vec<usize>)> {
+    let unsupported = |reason: String| Error::UnsupportedTensor {
+        name: info.name.clone(),
+        reason,
+    };
+    let shape = part_shape(&info.shape, part)
+        .ok_or_else(|| unsupported(format!("has no part {part:?} (shape {:?})", info.shape)))?;
+    let (outer, range) = match part {
+        TensorPart::Whole => return Ok((0..info.len, shape)),
+        TensorPart::Rows(r) => (info.shape[0], r.clone()),
+        TensorPart::Index(i) => (info.shape[0], *i..*i + 1),
+    };
+    let per_row: usize = info.shape[1..].iter().product();
+    if per_row % info.dtype.block_size() != 0 || info.len % outer != 0 {
+        return Err(unsupported(format!(
+            "a {:?} tensor of shape {:?} cannot be split along its outermost dimension",
+            info.dtype, info.shape
+        )));
+    }
+    let row_bytes = info.len / outer;
+    Ok((range.start * row_bytes..range.end * row_bytes, shape))
+}
+
+fn reorder_rows(name: &str, shape: &[usize], bytes: &[u8], order: &[usize]) -> Result<Vec<u8>> {
+    let rows = shape.first().copied().unwrap_or(0);
     if order.len() != rows || rows == 0 || bytes.len() % rows != 0 {
         return Err(Error::UnsupportedTensor {
-            name: info.name.clone(),
+            name: name.to_string(),
             reason: format!("cannot reorder {} rows by {} indices", rows, order.len()),
         });
     }
@@ -214,7 +273,7 @@ fn reorder_rows(info: &GgufTensorInfo, bytes: &[u8], order: &[usize]) -> Result<
         let row = bytes
             .get(src * row_len..(src + 1) * row_len)
             .ok_or_else(|| Error::UnsupportedTensor {
-                name: info.name.clone(),
+                name: name.to_string(),
                 reason: format!("row {src} out of range"),
             })?;
         out.extend_from_slice(row);
@@ -262,5 +321,88 @@ pub fn ggml_type_id(dtype: GgmlDType) -> u32 {
         GgmlDType::Q6K => 14,
         GgmlDType::Q8K => 15,
         GgmlDType::BF16 => 30,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Tensor;
+
+    /// A GGUF file holding one tensor quantized to `dtype`, and the tensor dequantized.
+    fn one_tensor(shape: &[usize], dtype: GgmlDType) -> (tempfile::TempDir, GgufFile, Tensor) {
+        let n: usize = shape.iter().product();
+        let values: Vec<f32> = (0..n)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+            .collect();
+        let t = Tensor::from_vec(values, shape, &Device::Cpu).unwrap();
+        let q = QTensor::quantize(&t, dtype).unwrap();
+        let raw = RawTensor {
+            name: "w".into(),
+            ggml_type: ggml_type_id(dtype),
+            dims: shape.iter().rev().map(|&d| d as u64).collect(),
+            data: q.data().unwrap().into_owned(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.gguf");
+        std::fs::write(&path, write(&[], &[raw])).unwrap();
+        let reference = q.dequantize(&Device::Cpu).unwrap();
+        (dir, GgufFile::open(&path).unwrap(), reference)
+    }
+
+    fn load(file: &GgufFile, part: TensorPart, order: Option<&[usize]>) -> Tensor {
+        file.qtensor("w", &part, order, &Device::Cpu)
+            .unwrap()
+            .dequantize(&Device::Cpu)
+            .unwrap()
+    }
+
+    fn assert_same(a: &Tensor, b: &Tensor) {
+        assert_eq!(a.dims(), b.dims());
+        let (a, b) = (
+            a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn parts_of_quantized_tensors_are_their_slices() {
+        // Stacked experts: [experts, rows, cols].
+        let (_dir, file, whole) = one_tensor(&[3, 4, 64], GgmlDType::Q8_0);
+        assert_same(&load(&file, TensorPart::Whole, None), &whole);
+        for e in 0..3 {
+            let part = load(&file, TensorPart::Index(e), None);
+            assert_same(&part, &whole.get(e).unwrap());
+        }
+        // A fused projection: rows 2..5 of [6, 32], then reordered.
+        let (_dir, file, whole) = one_tensor(&[6, 32], GgmlDType::Q4_0);
+        let rows = load(&file, TensorPart::Rows(2..5), None);
+        assert_same(&rows, &whole.narrow(0, 2, 3).unwrap());
+        let reordered = load(&file, TensorPart::Rows(2..5), Some(&[2, 0, 1]));
+        let idx = Tensor::new(&[4u32, 2, 3], &Device::Cpu).unwrap();
+        assert_same(&reordered, &whole.index_select(&idx, 0).unwrap());
+    }
+
+    #[test]
+    fn parts_outside_the_tensor_are_errors() {
+        let (_dir, file, _) = one_tensor(&[2, 32], GgmlDType::Q8_0);
+        for part in [
+            TensorPart::Index(2),
+            TensorPart::Rows(1..3),
+            TensorPart::Rows(1..1),
+        ] {
+            let err = file.qtensor("w", &part, None, &Device::Cpu).unwrap_err();
+            assert!(
+                matches!(err, Error::UnsupportedTensor { .. }),
+                "{part:?}: {err}"
+            );
+        }
+        // A quantized vector has no rows to split: its blocks span them.
+        let (_dir, file, _) = one_tensor(&[64], GgmlDType::Q8_0);
+        let err = file
+            .qtensor("w", &TensorPart::Rows(0..32), None, &Device::Cpu)
+            .unwrap_err();
+        assert!(matches!(err, Error::UnsupportedTensor { .. }), "{err}");
     }
 }

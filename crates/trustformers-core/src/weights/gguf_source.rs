@@ -1,7 +1,7 @@
 //! GGUF weights exposed under Hugging Face tensor names.
 
 use super::{StoredTensor, TensorSource};
-use crate::gguf::GgufFile;
+use crate::gguf::{part_shape, GgufFile, TensorPart};
 use crate::{Error, Result};
 use candle_core::quantized::GgmlDType;
 use candle_core::Device;
@@ -13,22 +13,37 @@ use std::sync::Arc;
 pub struct GgufTensorRef {
     /// The tensor's name in the GGUF file.
     pub gguf_name: String,
-    /// Row permutation to apply (outermost dimension), e.g. to undo llama.cpp's Q/K
-    /// interleaving. `row_order[i]` is the GGUF row that becomes row `i`.
+    /// The part of that tensor this one is (a fused projection or stacked experts hold
+    /// several HF tensors).
+    pub part: TensorPart,
+    /// Row permutation to apply to that part (outermost dimension), e.g. to undo llama.cpp's
+    /// Q/K interleaving. `row_order[i]` is the GGUF row that becomes row `i`.
     pub row_order: Option<Vec<usize>>,
     /// Added to every value of a float tensor, e.g. `-1` to undo llama.cpp's `1 + w` norms.
     pub shift: f32,
 }
 
-/// What a rename function says about one GGUF tensor.
+/// What a rename function says about one HF tensor held by a GGUF tensor.
 #[derive(Debug, Clone, Default)]
 pub struct Renamed {
     /// The HF name.
     pub name: String,
+    /// See [`GgufTensorRef::part`].
+    pub part: TensorPart,
     /// See [`GgufTensorRef::row_order`].
     pub row_order: Option<Vec<usize>>,
     /// See [`GgufTensorRef::shift`].
     pub shift: f32,
+}
+
+impl Renamed {
+    /// The whole tensor under `name`, unchanged.
+    pub fn plain(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
 }
 
 /// A GGUF file whose tensors are renamed to HF names by a mapping built by the caller.
@@ -38,29 +53,40 @@ pub struct GgufSource {
 }
 
 impl GgufSource {
-    /// Exposes `file`'s tensors under the names `rename` gives them. Tensors `rename` does
-    /// not know keep their GGUF name, so the strict loader reports them as unused.
+    /// Exposes `file`'s tensors under the names `rename` gives them: `None` for a tensor it
+    /// does not know, which keeps its GGUF name so the strict loader reports it as unused;
+    /// an empty list for one that is not a weight (e.g. read into the config).
     pub fn new(
         file: Arc<GgufFile>,
-        rename: impl Fn(&str, &[usize]) -> Option<Renamed>,
+        rename: impl Fn(&str, &[usize]) -> Option<Vec<Renamed>>,
     ) -> Result<Self> {
         let mut names = BTreeMap::new();
         for info in &file.tensors {
-            let renamed = rename(&info.name, &info.shape).unwrap_or_else(|| Renamed {
-                name: info.name.clone(),
-                ..Default::default()
-            });
-            let hf = renamed.name;
-            let r = GgufTensorRef {
-                gguf_name: info.name.clone(),
-                row_order: renamed.row_order,
-                shift: renamed.shift,
-            };
-            if let Some(prev) = names.insert(hf.clone(), r) {
-                return Err(Error::UnsupportedTensor {
-                    name: info.name.clone(),
-                    reason: format!("maps to `{hf}`, which `{}` also maps to", prev.gguf_name),
-                });
+            let renamed = rename(&info.name, &info.shape)
+                .unwrap_or_else(|| vec![Renamed::plain(info.name.clone())]);
+            for renamed in renamed {
+                let hf = renamed.name;
+                if part_shape(&info.shape, &renamed.part).is_none() {
+                    return Err(Error::UnsupportedTensor {
+                        name: info.name.clone(),
+                        reason: format!(
+                            "`{hf}` is part {:?} of it, outside its shape {:?}",
+                            renamed.part, info.shape
+                        ),
+                    });
+                }
+                let r = GgufTensorRef {
+                    gguf_name: info.name.clone(),
+                    part: renamed.part,
+                    row_order: renamed.row_order,
+                    shift: renamed.shift,
+                };
+                if let Some(prev) = names.insert(hf.clone(), r) {
+                    return Err(Error::UnsupportedTensor {
+                        name: info.name.clone(),
+                        reason: format!("maps to `{hf}`, which `{}` also maps to", prev.gguf_name),
+                    });
+                }
             }
         }
         Ok(Self { file, names })
@@ -79,7 +105,8 @@ impl TensorSource for GgufSource {
 
     fn shape(&self, name: &str) -> Option<Vec<usize>> {
         let r = self.names.get(name)?;
-        self.file.tensor_info(&r.gguf_name).map(|i| i.shape.clone())
+        let info = self.file.tensor_info(&r.gguf_name)?;
+        part_shape(&info.shape, &r.part)
     }
 
     fn load(&self, name: &str, device: &Device) -> Result<StoredTensor> {
@@ -88,7 +115,7 @@ impl TensorSource for GgufSource {
         })?;
         let q = self
             .file
-            .qtensor(&r.gguf_name, r.row_order.as_deref(), device)?;
+            .qtensor(&r.gguf_name, &r.part, r.row_order.as_deref(), device)?;
         Ok(match q.dtype() {
             GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
                 let t = q.dequantize(device)?;

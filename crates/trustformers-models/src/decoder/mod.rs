@@ -18,7 +18,7 @@ pub use spec::{DecoderSpec, Residual};
 
 use candle_core::{DType, Tensor};
 use trustformers_core::{Error, Result, Weights};
-use trustformers_nn::attention::causal_mask;
+use trustformers_nn::attention::{alibi_mask, causal_mask};
 use trustformers_nn::{
     Attention, Embedding, GatedMlp, KvCache, Linear, Mlp, Norm, RotaryEmbedding, SparseMoe,
 };
@@ -268,6 +268,20 @@ impl DecoderModel {
 
         // One mask per distinct window, shared by the layers that use it.
         let mut masks: Vec<(Option<usize>, Option<Tensor>)> = Vec::new();
+        if self.spec.alibi {
+            let att = &self.spec.attention;
+            let scale = att.scale.unwrap_or(1.0 / (att.head_dim as f64).sqrt());
+            let mask = alibi_mask(
+                opts.attention_mask.as_ref(),
+                batch,
+                past,
+                seq,
+                att.num_heads,
+                scale,
+                device,
+            )?;
+            masks.push((None, Some(mask)));
+        }
         for &w in &self.spec.layer_windows {
             if !masks.iter().any(|(mw, _)| *mw == w) {
                 let m = causal_mask(opts.attention_mask.as_ref(), batch, past, seq, w, device)?;

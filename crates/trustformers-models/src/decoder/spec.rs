@@ -44,6 +44,9 @@ pub struct DecoderSpec {
     /// Learned absolute position embeddings (`embed_positions`, `[max_positions, hidden]`)
     /// are added to the token embeddings (GPT-2, GPT-Neo); such models have no RoPE.
     pub learned_positions: bool,
+    /// ALiBi: a per-head linear bias on attention scores instead of positions in q and k
+    /// (Falcon-RW); such models have no RoPE.
+    pub alibi: bool,
     /// Embeddings are multiplied by this (Gemma: `sqrt(hidden_size)`).
     pub embed_scale: Option<f64>,
     /// Every RMSNorm scales by `1 + w` (Gemma).
@@ -144,6 +147,7 @@ impl DecoderSpec {
             tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),
             lm_head_bias: false,
             learned_positions: false,
+            alibi: false,
             embed_scale: None,
             norm_unit_offset: false,
             layer_norm: None,

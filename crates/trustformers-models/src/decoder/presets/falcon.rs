@@ -7,15 +7,41 @@
 //!   (`num_ln_in_parallel_attn`, 2 by default);
 //! - neither: full multi-head attention laid out head by head, sequential or parallel.
 //!
-//! ALiBi Falcon (`alibi: true`, falcon-rw) is refused.
+//! ALiBi Falcon (`alibi: true`, falcon-rw) biases attention scores per head instead of
+//! rotating q and k. transformers' default (SDPA) attention adds the bias once; its eager
+//! path adds it twice (once to the scores, once through the mask), and is not followed.
 
 use crate::decoder::Residual;
+use crate::gguf::has_block_tensor;
 use crate::hf_config::limits;
 use crate::DecoderSpec;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use trustformers_core::config::Fields;
+use trustformers_core::gguf::GgufFile;
 use trustformers_core::{Error, Result, StoredName};
 use trustformers_nn::{Activation, QkvLayout};
+
+/// Falcon's layout flags from a GGUF file: llama.cpp writes the kv head count and runs
+/// attention and MLP in parallel; a second norm per block (`attn_norm_2`) marks the
+/// new decoder architecture.
+pub fn from_gguf(file: &GgufFile, config: &mut Map<String, Value>) -> Result<()> {
+    let new_arch = has_block_tensor(file, "attn_norm_2.weight");
+    let kv = config.get("num_key_value_heads").cloned();
+    config.insert("new_decoder_architecture".into(), Value::from(new_arch));
+    config.insert("parallel_attn".into(), Value::from(true));
+    config.insert(
+        "multi_query".into(),
+        Value::from(!new_arch && kv.as_ref().and_then(Value::as_u64) == Some(1)),
+    );
+    if let Some(kv) = kv {
+        config.insert("num_kv_heads".into(), kv);
+    }
+    config.insert(
+        "bias".into(),
+        Value::from(has_block_tensor(file, "attn_qkv.bias")),
+    );
+    Ok(())
+}
 
 /// Builds the spec from a `falcon` config.json.
 pub fn spec(config: &Value) -> Result<DecoderSpec> {
@@ -42,12 +68,7 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
     let new_arch = flag("new_decoder_architecture", false);
     let multi_query = flag("multi_query", true);
     let parallel = flag("parallel_attn", true);
-    if flag("alibi", false) {
-        return Err(Error::config(
-            "alibi",
-            "ALiBi Falcon models are not supported",
-        ));
-    }
+    let alibi = flag("alibi", false);
     // The kv heads the attention really has, whatever num_key_value_heads says.
     let heads = obj
         .get("num_attention_heads")
@@ -82,6 +103,10 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
     spec.gated_mlp = false;
     spec.mlp_bias = bias;
     spec.tie_word_embeddings = f.opt_bool("tie_word_embeddings")?.unwrap_or(true);
+    if alibi {
+        spec.alibi = true;
+        spec.attention.rotary = false;
+    }
     let norms = f
         .opt_usize("num_ln_in_parallel_attn", limits::LAYERS)?
         .unwrap_or(if new_arch { 2 } else { 1 });

@@ -6,9 +6,19 @@
 use super::gemma::gemma_common;
 use crate::hf_config;
 use crate::DecoderSpec;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use trustformers_core::config::Fields;
+use trustformers_core::gguf::GgufFile;
 use trustformers_core::Result;
+
+/// llama.cpp scales Gemma 2 and 3 scores by `1/sqrt(key_length)` (transformers:
+/// `query_pre_attn_scalar`, equal to `head_dim` in every released size but Gemma 3 27B).
+pub fn from_gguf(_file: &GgufFile, config: &mut Map<String, Value>) -> Result<()> {
+    if let Some(d) = config.get("head_dim").cloned() {
+        config.insert("query_pre_attn_scalar".into(), d);
+    }
+    Ok(())
+}
 
 /// Builds the spec from a `gemma2` config.json.
 pub fn spec(config: &Value) -> Result<DecoderSpec> {

@@ -5,11 +5,29 @@
 
 use super::names::with_partial_rotary_default;
 use crate::decoder::Residual;
+use crate::gguf::has_block_tensor;
 use crate::DecoderSpec;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use trustformers_core::config::Fields;
+use trustformers_core::gguf::GgufFile;
 use trustformers_core::Result;
 use trustformers_nn::QkLayerNorm;
+
+/// The flags llama.cpp leaves to the tensors: q/k/v biases, per-head q/k norms, and a
+/// sequential block (which has a pre-MLP norm).
+pub fn from_gguf(file: &GgufFile, config: &mut Map<String, Value>) -> Result<()> {
+    for (key, value) in [
+        ("use_qkv_bias", has_block_tensor(file, "attn_q.bias")),
+        ("qk_layernorm", has_block_tensor(file, "attn_q_norm.weight")),
+        (
+            "use_parallel_residual",
+            !has_block_tensor(file, "ffn_norm.weight"),
+        ),
+    ] {
+        config.insert(key.into(), Value::from(value));
+    }
+    Ok(())
+}
 
 /// Builds the spec from a `stablelm` config.json.
 pub fn spec(config: &Value) -> Result<DecoderSpec> {
