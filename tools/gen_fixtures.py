@@ -515,16 +515,17 @@ GGUF_ARCH = {
     "phi3": "phi3",
     "stablelm": "stablelm",
     "mixtral": "llama",
+    "llama": "llama",
 }
 
 
-def converted_gguf_fixture(name, legacy_qkv=False, reference_config=None):
+def converted_gguf_fixture(name, legacy_qkv=False, reference_config=None, out=None):
     """The HF fixture `name` written as llama.cpp's convert_hf_to_gguf.py writes it (f32, its
     metadata keys, its tensor names from gguf-py's TensorNameMap and its tensor transforms),
     as `{name}_gguf`. `legacy_qkv` fuses phi-2's q/k/v into `attn_qkv` as converted from the
     original phi-2 checkpoints. The reference is the HF fixture's, or transformers on the
     HF checkpoint with `reference_config` applied (where llama.cpp's architecture cannot
-    express a setting of the fixture)."""
+    express a setting of the fixture). `out` names the result (default `{name}_gguf`)."""
     import json
     import shutil
 
@@ -546,9 +547,10 @@ def converted_gguf_fixture(name, legacy_qkv=False, reference_config=None):
     rope = cfg.get("rope_parameters") or {}
     partial = rope.get("partial_rotary_factor", 1.0)
 
-    out_dir = FIXTURES / f"{name}_gguf"
+    out = out or f"{name}_gguf"
+    out_dir = FIXTURES / out
     out_dir.mkdir(parents=True, exist_ok=True)
-    w = gguf.GGUFWriter(str(out_dir / f"tiny-{name}.gguf"), arch)
+    w = gguf.GGUFWriter(str(out_dir / f"tiny-{out.removesuffix('_gguf')}.gguf"), arch)
     w.add_block_count(n_layer)
     w.add_embedding_length(hidden)
     # The converter writes 4 * n_embd for GPT-2, GPT-J, Falcon and Phi-2, their released
@@ -596,6 +598,28 @@ def converted_gguf_fixture(name, legacy_qkv=False, reference_config=None):
         w.add_head_count_kv(n_head_kv)
         w.add_parallel_residual(cfg["use_parallel_residual"])
         w.add_layer_norm_eps(cfg["layer_norm_eps"])
+    elif mt == "llama":
+        n_head_kv = cfg["num_key_value_heads"]
+        w.add_head_count_kv(n_head_kv)
+        w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+        w.add_rope_freq_base(rope["rope_theta"])
+        w.add_rope_dimension_count(head_dim)
+        assert rope["rope_type"] == "llama3"
+        # LlamaModel.generate_extra_tensors: llama3 RoPE as per-frequency divisors.
+        freqs = 1.0 / (rope["rope_theta"] ** (np.arange(0, head_dim, 2, dtype=np.float32) / head_dim))
+        factor, low, high = rope["factor"], rope["low_freq_factor"], rope["high_freq_factor"]
+        old_ctx = rope["original_max_position_embeddings"]
+        factors = []
+        for freq in freqs:
+            wavelen = 2 * math.pi / freq
+            if wavelen < old_ctx / high:
+                factors.append(1.0)
+            elif wavelen > old_ctx / low:
+                factors.append(factor)
+            else:
+                smooth = (old_ctx / wavelen - low) / (high - low)
+                factors.append(1 / ((1 - smooth) / factor + smooth))
+        w.add_tensor("rope_freqs.weight", np.array(factors, np.float32))
     elif mt == "mixtral":
         n_head_kv = cfg["num_key_value_heads"]
         w.add_head_count_kv(n_head_kv)
@@ -630,9 +654,10 @@ def converted_gguf_fixture(name, legacy_qkv=False, reference_config=None):
                     qkv[:, -1:].reshape(-1, *rest),
                 ]
             )
-        if mt == "mixtral" and hf.endswith("q_proj.weight"):
+        # LlamaModel.permute (weights and biases alike).
+        if arch == "llama" and "q_proj." in hf:
             arr = llama_cpp_permute(arr, n_head)
-        if mt == "mixtral" and hf.endswith("k_proj.weight"):
+        if arch == "llama" and "k_proj." in hf:
             arr = llama_cpp_permute(arr, n_head_kv)
         tensors[hf] = arr
     if mt == "stablelm":
@@ -683,7 +708,7 @@ def converted_gguf_fixture(name, legacy_qkv=False, reference_config=None):
         seed = list(DECODERS).index(name)
         ids, mask, pos = inputs(cfg["vocab_size"], seed)
         save_file(reference(model, ids, mask, pos), out_dir / "expected.safetensors")
-    print(f"{name}_gguf written")
+    print(f"{out} written")
 
 
 # Fixtures written as llama.cpp converts them: name -> converted_gguf_fixture arguments.
@@ -701,6 +726,9 @@ CONVERTED_GGUF = {
     "stablelm_seq": {},
     # llama.cpp's llama has no sliding window (Mixtral's releases have none).
     "mixtral": {"reference_config": {"sliding_window": None}},
+    # LLaMA 3 RoPE, which the converter turns into a rope_freqs tensor; with q/k/v/o and MLP
+    # biases.
+    "llama": {"out": "llama3_gguf"},
 }
 
 
@@ -761,7 +789,7 @@ def main():
         if not only or f"{name}_gguf" in only:
             gemma_gguf_fixture(name)
     for name, kwargs in CONVERTED_GGUF.items():
-        if not only or f"{name}_gguf" in only:
+        if not only or kwargs.get("out", f"{name}_gguf") in only:
             converted_gguf_fixture(name, **kwargs)
 
 

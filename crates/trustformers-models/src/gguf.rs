@@ -235,6 +235,8 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<(&'static Architecture, Value
     }
     let bias = has_block_tensor(file, "attn_q.bias") || has_block_tensor(file, "attn_qkv.bias");
     config.insert("attention_bias".into(), Value::from(bias));
+    let mlp_bias = has_block_tensor(file, "ffn_up.bias");
+    config.insert("mlp_bias".into(), Value::from(mlp_bias));
     let tied = file.tensor_info("output.weight").is_none();
     config.insert("tie_word_embeddings".into(), Value::from(tied));
     if let Some(hook) = arch.gguf.and_then(|g| g.config) {

@@ -44,6 +44,7 @@ const DECODERS: &[&str] = &[
 /// from the safetensors fixture without the suffix: the same numbers are expected.
 const GGUF: &[&str] = &[
     "llama_gguf",
+    "llama3_gguf",
     "gemma_gguf",
     "gemma2_gguf",
     "gpt2_gguf",

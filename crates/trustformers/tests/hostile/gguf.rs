@@ -708,5 +708,86 @@ pub fn cases() -> Vec<Case> {
             expect!(Error::MissingTensor { .. }),
         ),
     ]);
+    cases.extend(converter_layout_cases());
     cases
+}
+
+fn f32_tensor(name: &str, dims: Vec<u64>, values: &[f32]) -> RawTensor {
+    RawTensor {
+        name: name.into(),
+        ggml_type: 0,
+        dims,
+        data: values.iter().flat_map(|x| x.to_le_bytes()).collect(),
+    }
+}
+
+/// Tensors whose layout comes from llama.cpp's converters: RoPE factor tensors read into the
+/// config, stacked experts split per expert.
+fn converter_layout_cases() -> Vec<Case> {
+    let with_tensor = |name: &str, tensor: RawTensor, expect: Expect| {
+        tensor_case(name, move |t| t.push(tensor), expect)
+    };
+    vec![
+        with_tensor(
+            "rope_freqs quantized",
+            RawTensor {
+                name: "rope_freqs.weight".into(),
+                ggml_type: 8,
+                dims: vec![32],
+                data: vec![0; 34],
+            },
+            expect!(Error::UnsupportedTensor { .. }),
+        ),
+        with_tensor(
+            "rope_freqs holding NaN",
+            f32_tensor("rope_freqs.weight", vec![4], &[1.0, f32::NAN, 1.0, 1.0]),
+            expect!(Error::UnsupportedTensor { .. }),
+        ),
+        with_tensor(
+            "rope_freqs of the wrong length",
+            f32_tensor("rope_freqs.weight", vec![3], &[1.0, 2.0, 4.0]),
+            expect!(Error::Config { .. }),
+        ),
+        with_tensor(
+            "rope_freqs of zeros",
+            f32_tensor("rope_freqs.weight", vec![4], &[0.0; 4]),
+            expect!(Error::Config { .. }),
+        ),
+        with_tensor(
+            "LongRoPE long factors without short ones",
+            f32_tensor("rope_factors_long.weight", vec![4], &[1.0; 4]),
+            expect!(Error::MissingTensor { .. }),
+        ),
+        kv_case(
+            "expert count with dense MLPs",
+            |kv| {
+                set(kv, "llama.expert_count", GgufValue::U32(4));
+                set(kv, "llama.expert_used_count", GgufValue::U32(2));
+            },
+            expect!(Error::MissingTensor { .. }),
+        ),
+        {
+            let (mut kv, mut t) = base_parts();
+            set(&mut kv, "llama.expert_count", GgufValue::U32(2));
+            set(&mut kv, "llama.expert_used_count", GgufValue::U32(1));
+            t.push(f32_tensor(
+                "blk.0.ffn_gate_exps.weight",
+                vec![64],
+                &[0.0; 64],
+            ));
+            case(
+                "stacked experts in a vector",
+                write(&kv, &t),
+                expect!(Error::UnsupportedTensor { .. }),
+            )
+        },
+        kv_case(
+            "more experts used than exist",
+            |kv| {
+                set(kv, "llama.expert_count", GgufValue::U32(2));
+                set(kv, "llama.expert_used_count", GgufValue::U32(3));
+            },
+            expect!(Error::Config { .. }),
+        ),
+    ]
 }
