@@ -211,21 +211,30 @@ impl Weights {
         Ok(tensor)
     }
 
-    /// Fails with [`Error::UnusedTensors`] if the checkpoint holds tensors that were never
-    /// loaded, except those whose name ends with one of `ignored` (buffers transformers
-    /// itself skips, such as `rotary_emb.inv_freq`).
-    pub fn finish(&self, ignored: &[&str]) -> Result<()> {
+    /// The checkpoint's tensors that were never loaded.
+    pub fn unused(&self) -> Result<Vec<String>> {
         let used = self
             .inner
             .used
             .lock()
             .map_err(|_| Error::InvalidInput("weight loader lock poisoned".into()))?;
-        let unused: Vec<String> = self
+        Ok(self
             .inner
             .source
             .names()
             .into_iter()
-            .filter(|n| !used.contains(n) && !ignored.iter().any(|s| n.ends_with(s)))
+            .filter(|n| !used.contains(n))
+            .collect())
+    }
+
+    /// Fails with [`Error::UnusedTensors`] if the checkpoint holds tensors that were never
+    /// loaded, except those whose name ends with one of `ignored` (buffers transformers
+    /// itself skips, such as `rotary_emb.inv_freq`).
+    pub fn finish(&self, ignored: &[&str]) -> Result<()> {
+        let unused: Vec<String> = self
+            .unused()?
+            .into_iter()
+            .filter(|n| !ignored.iter().any(|s| n.ends_with(s)))
             .collect();
         if unused.is_empty() {
             Ok(())

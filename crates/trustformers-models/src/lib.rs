@@ -2,9 +2,12 @@
 //! `general.architecture`) to the code that builds it.
 
 pub mod decoder;
+pub mod encoder;
 pub mod gguf;
 pub mod hf_config;
 pub mod registry;
 
 pub use decoder::{CausalLmOutput, DecoderForCausalLM, DecoderModel, DecoderSpec, ForwardOptions};
-pub use registry::{Architecture, ARCHITECTURES};
+pub use encoder::heads::{EncoderForTask, EncoderTask, EncoderTaskOutput};
+pub use encoder::{EncoderModel, EncoderOutput, EncoderSpec};
+pub use registry::{Architecture, EncoderArchitecture, ARCHITECTURES, ENCODERS};

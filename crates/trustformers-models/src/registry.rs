@@ -1,7 +1,8 @@
 //! `model_type` -> constructor. Adding an architecture is one entry here plus its file.
 
 use crate::decoder::presets;
-use crate::{gguf, DecoderSpec};
+use crate::encoder::heads::{EncoderTask, HeadLayout};
+use crate::{gguf, DecoderSpec, EncoderSpec};
 use serde_json::{Map, Value};
 use trustformers_core::gguf::GgufFile;
 use trustformers_core::{Error, Result, TensorNames};
@@ -207,7 +208,11 @@ pub const ARCHITECTURES: &[Architecture] = &[
 ];
 
 fn known() -> Vec<&'static str> {
-    ARCHITECTURES.iter().map(|a| a.model_type).collect()
+    ARCHITECTURES
+        .iter()
+        .map(|a| a.model_type)
+        .chain(ENCODERS.iter().map(|a| a.model_type))
+        .collect()
 }
 
 /// The architecture for a config.json `model_type`.
@@ -241,4 +246,59 @@ pub fn by_gguf_architecture(name: &str, experts: bool) -> Result<&'static Archit
                 names
             },
         })
+}
+
+/// One supported encoder architecture.
+#[derive(Debug, Clone, Copy)]
+pub struct EncoderArchitecture {
+    /// config.json `model_type`.
+    pub model_type: &'static str,
+    /// Builds the encoder spec from config.json.
+    pub spec: fn(&Value) -> Result<EncoderSpec>,
+    /// The layout of each task head it has.
+    pub head: fn(EncoderTask, &EncoderSpec) -> Option<HeadLayout>,
+    /// Checkpoint tensor names, for architectures that do not use BERT's.
+    pub tensor_names: Option<TensorNames>,
+}
+
+use crate::encoder::presets as enc;
+
+const fn encoder(
+    model_type: &'static str,
+    spec: fn(&Value) -> Result<EncoderSpec>,
+    head: fn(EncoderTask, &EncoderSpec) -> Option<HeadLayout>,
+    tensor_names: Option<TensorNames>,
+) -> EncoderArchitecture {
+    EncoderArchitecture {
+        model_type,
+        spec,
+        head,
+        tensor_names,
+    }
+}
+
+/// Every supported encoder architecture.
+pub const ENCODERS: &[EncoderArchitecture] = &[
+    encoder("bert", enc::bert::spec, enc::bert::head, None),
+    encoder("roberta", enc::roberta::spec, enc::roberta::head, None),
+    encoder("xlm-roberta", enc::roberta::spec, enc::roberta::head, None),
+    encoder("camembert", enc::roberta::spec, enc::roberta::head, None),
+    encoder(
+        "distilbert",
+        enc::distilbert::spec,
+        enc::distilbert::head,
+        Some(enc::distilbert::tensor_name),
+    ),
+    encoder("electra", enc::electra::spec, enc::electra::head, None),
+    encoder(
+        "albert",
+        enc::albert::spec,
+        enc::albert::head,
+        Some(enc::albert::tensor_name),
+    ),
+];
+
+/// The encoder architecture for a config.json `model_type`, if it is one.
+pub fn encoder_by_model_type(model_type: &str) -> Option<&'static EncoderArchitecture> {
+    ENCODERS.iter().find(|a| a.model_type == model_type)
 }

@@ -14,6 +14,8 @@ pub enum Activation {
     GeluTanh,
     /// max(0, x).
     Relu,
+    /// tanh(x) (BERT's pooler, RoBERTa's classification head).
+    Tanh,
 }
 
 impl Activation {
@@ -24,10 +26,11 @@ impl Activation {
             "gelu" => Self::GeluErf,
             "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" => Self::GeluTanh,
             "relu" => Self::Relu,
+            "tanh" => Self::Tanh,
             other => {
                 return Err(Error::config(
                     "hidden_act",
-                    format!("unsupported activation `{other}` (supported: silu, gelu, gelu_pytorch_tanh, gelu_new, relu)"),
+                    format!("unsupported activation `{other}` (supported: silu, gelu, gelu_pytorch_tanh, gelu_new, relu, tanh)"),
                 ))
             }
         })
@@ -40,6 +43,7 @@ impl Activation {
             Self::GeluErf => xs.gelu_erf()?,
             Self::GeluTanh => xs.gelu()?,
             Self::Relu => xs.relu()?,
+            Self::Tanh => xs.tanh()?,
         })
     }
 }

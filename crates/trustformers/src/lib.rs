@@ -15,13 +15,21 @@
 //! ```
 
 mod auto;
+pub mod encoders;
 pub mod hub;
 pub mod resolve;
 
 pub use auto::{AutoConfig, AutoModel, AutoModelForCausalLM, LoadOptions, ModelConfig};
+pub use encoders::{
+    AutoEncoderModel, AutoModelForMaskedLM, AutoModelForMultipleChoice, AutoModelForPreTraining,
+    AutoModelForQuestionAnswering, AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+};
 pub use resolve::{resolve_model, DEFAULT_MODEL};
 pub use trustformers_core::{self as core, DType, Device, Error, Result, Tensor};
 pub use trustformers_generate::{self as generation, GenerationConfig};
-pub use trustformers_models::{self as models, DecoderForCausalLM, DecoderModel};
+pub use trustformers_models::{
+    self as models, DecoderForCausalLM, DecoderModel, EncoderForTask, EncoderTask,
+};
 pub use trustformers_nn::{self as nn, KvCache};
 pub use trustformers_tokenizers::{self as tokenizers, AutoTokenizer, Tokenizer};

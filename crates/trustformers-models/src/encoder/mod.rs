@@ -1,0 +1,471 @@
+//! The BERT-style encoder family (`modeling_bert.py` and the models built like it): token,
+//! position and token-type embeddings, then post-LayerNorm layers of bidirectional
+//! self-attention and a plain MLP, and an optional pooler (`tanh(dense(h[:, 0]))`).
+//!
+//! ```text
+//! h = LN(x + attn(x))          attention.output.LayerNorm
+//! x = LN(h + down(act(up(h)))) output.LayerNorm
+//! ```
+//!
+//! One config-driven [`EncoderModel`] covers BERT, RoBERTa / XLM-RoBERTa (positions offset by
+//! the padding index), DistilBERT (no token types), ELECTRA (a narrower embedding projected
+//! up) and ALBERT (factorized embeddings, layers shared in groups). Checkpoint names are
+//! BERT's; the presets map the others to them. Task heads live in [`heads`].
+
+pub mod heads;
+pub mod presets;
+
+use crate::hf_config::limits;
+use candle_core::{DType, Tensor, D};
+use trustformers_core::config::Fields;
+use trustformers_core::{Error, Result, Weights};
+use trustformers_nn::attention::sdpa;
+use trustformers_nn::{Activation, Embedding, LayerNorm, Linear};
+
+/// Checkpoint buffers transformers itself ignores, and tied output projections that some
+/// checkpoints store (the embedding table is used).
+pub const IGNORED_TENSORS: &[&str] = &[
+    "embeddings.position_ids",
+    "predictions.decoder.weight",
+    "predictions.decoder.bias",
+    "lm_head.decoder.weight",
+    "lm_head.decoder.bias",
+    "vocab_projector.weight",
+    "generator_lm_head.weight",
+];
+
+/// Everything that shapes an encoder, with every default applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncoderSpec {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub hidden_act: Activation,
+    pub layer_norm_eps: f64,
+    pub max_position_embeddings: usize,
+    /// Token-type (segment) vocabulary; 0 for none (DistilBERT).
+    pub type_vocab_size: usize,
+    /// Width of the embeddings; projected to `hidden_size` by `embeddings_project` when it
+    /// differs (ALBERT, ELECTRA).
+    pub embedding_size: usize,
+    /// Distinct layers: layer `i` runs group `i * groups / layers` (ALBERT shares weights).
+    pub num_hidden_groups: usize,
+    /// Position ids count from `padding_idx + 1` over non-padding tokens (RoBERTa).
+    pub position_padding_idx: Option<u32>,
+    pub pad_token_id: Option<u32>,
+    /// Where the base model sits in a checkpoint with a head (`bert`, `roberta`, ...).
+    pub base_prefix: &'static str,
+}
+
+impl EncoderSpec {
+    /// Reads BERT's config fields (`hidden_size`, `num_hidden_layers`, ...).
+    pub fn bert_like(f: &Fields<'_>, base_prefix: &'static str) -> Result<Self> {
+        let hidden_size = f.usize("hidden_size", limits::HIDDEN)?;
+        let num_attention_heads = f.usize("num_attention_heads", limits::HEADS)?;
+        let position_type = f.opt_str("position_embedding_type")?.unwrap_or("absolute");
+        if position_type != "absolute" {
+            return Err(Error::config(
+                "position_embedding_type",
+                format!("`{position_type}` is not supported (only `absolute`)"),
+            ));
+        }
+        let spec = Self {
+            vocab_size: f.usize("vocab_size", limits::VOCAB)?,
+            hidden_size,
+            num_hidden_layers: f.usize("num_hidden_layers", limits::LAYERS)?,
+            num_attention_heads,
+            intermediate_size: f.usize("intermediate_size", limits::INTERMEDIATE)?,
+            hidden_act: Activation::from_hf(f.opt_str("hidden_act")?.unwrap_or("gelu"))?,
+            layer_norm_eps: f.opt_f64("layer_norm_eps", 0.0..=1.0)?.unwrap_or(1e-12),
+            max_position_embeddings: f
+                .opt_usize("max_position_embeddings", limits::POSITIONS)?
+                .unwrap_or(512),
+            type_vocab_size: f.opt_usize("type_vocab_size", limits::VOCAB)?.unwrap_or(2),
+            embedding_size: hidden_size,
+            num_hidden_groups: 1,
+            position_padding_idx: None,
+            pad_token_id: pad_token_id(f)?,
+            base_prefix,
+        };
+        Ok(Self {
+            num_hidden_groups: spec.num_hidden_layers,
+            ..spec
+        })
+    }
+
+    /// Checks the shape fields against each other.
+    pub fn validate(&self) -> Result<()> {
+        let zero = [
+            ("hidden_size", self.hidden_size),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("vocab_size", self.vocab_size),
+            ("embedding_size", self.embedding_size),
+        ];
+        if let Some((field, _)) = zero.iter().find(|(_, v)| *v == 0) {
+            return Err(Error::config(*field, "must be positive"));
+        }
+        if self.hidden_size % self.num_attention_heads != 0 {
+            return Err(Error::config(
+                "num_attention_heads",
+                format!(
+                    "{} heads do not divide hidden_size {}",
+                    self.num_attention_heads, self.hidden_size
+                ),
+            ));
+        }
+        if self.num_hidden_groups == 0 || self.num_hidden_groups > self.num_hidden_layers {
+            return Err(Error::config(
+                "num_hidden_groups",
+                format!(
+                    "must be between 1 and the {} layers, got {}",
+                    self.num_hidden_layers, self.num_hidden_groups
+                ),
+            ));
+        }
+        if let Some(p) = self.position_padding_idx {
+            if p as usize + 1 >= self.max_position_embeddings {
+                return Err(Error::config(
+                    "pad_token_id",
+                    format!(
+                        "positions start after the padding index {p}, past max_position_embeddings {}",
+                        self.max_position_embeddings
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+}
+
+/// `pad_token_id`, which may be 0 (BERT); null or absent is `None`.
+pub fn pad_token_id(f: &Fields<'_>) -> Result<Option<u32>> {
+    match f.raw("pad_token_id") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .filter(|&p| p < limits::VOCAB as u64)
+            .map(|p| Some(p as u32))
+            .ok_or_else(|| Error::config("pad_token_id", format!("must be a token id, got {v}"))),
+    }
+}
+
+struct Embeddings {
+    word: Embedding,
+    position: Embedding,
+    token_type: Option<Embedding>,
+    norm: LayerNorm,
+    /// `embeddings_project` when `embedding_size != hidden_size`.
+    project: Option<Linear>,
+}
+
+impl Embeddings {
+    fn new(spec: &EncoderSpec, vb: &Weights) -> Result<Self> {
+        let e = spec.embedding_size;
+        let emb = vb.pp("embeddings");
+        Ok(Self {
+            word: Embedding::new(&emb.pp("word_embeddings"), spec.vocab_size, e)?,
+            position: Embedding::new(
+                &emb.pp("position_embeddings"),
+                spec.max_position_embeddings,
+                e,
+            )?,
+            token_type: (spec.type_vocab_size > 0)
+                .then(|| Embedding::new(&emb.pp("token_type_embeddings"), spec.type_vocab_size, e))
+                .transpose()?,
+            norm: LayerNorm::new(&emb.pp("LayerNorm"), e, spec.layer_norm_eps, true)?,
+            project: (e != spec.hidden_size)
+                .then(|| Linear::new(&vb.pp("embeddings_project"), e, spec.hidden_size, true))
+                .transpose()?,
+        })
+    }
+
+    /// # Shapes
+    /// `input_ids`, `token_type_ids`: `[batch, seq]` -> `[batch, seq, hidden]`.
+    fn forward(
+        &self,
+        spec: &EncoderSpec,
+        input_ids: &Tensor,
+        token_type_ids: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (batch, seq) = input_ids.dims2()?;
+        let positions = position_ids(spec, input_ids)?;
+        let mut xs = (self.word.forward(input_ids)? + self.position.forward(&positions)?)?;
+        if let Some(table) = &self.token_type {
+            let types = match token_type_ids {
+                Some(t) if t.dims() != [batch, seq] => {
+                    return Err(Error::InvalidInput(format!(
+                        "token_type_ids have shape {:?}, expected [{batch}, {seq}] like input_ids",
+                        t.dims()
+                    )))
+                }
+                Some(t) => t.clone(),
+                None => Tensor::zeros((batch, seq), DType::U32, input_ids.device())?,
+            };
+            xs = (xs + table.forward(&types)?)?;
+        }
+        let xs = self.norm.forward(&xs)?;
+        match &self.project {
+            Some(p) => p.forward(&xs),
+            None => Ok(xs),
+        }
+    }
+}
+
+/// Absolute positions `0..seq`, or RoBERTa's: `padding_idx + cumsum(ids != pad)` on
+/// non-padding tokens and `padding_idx` on padding.
+fn position_ids(spec: &EncoderSpec, input_ids: &Tensor) -> Result<Tensor> {
+    let (batch, seq) = input_ids.dims2()?;
+    if seq > spec.max_position_embeddings
+        || spec
+            .position_padding_idx
+            .is_some_and(|p| p as usize + 1 + seq > spec.max_position_embeddings)
+    {
+        return Err(Error::InvalidInput(format!(
+            "{seq} tokens do not fit max_position_embeddings {} (truncate the input)",
+            spec.max_position_embeddings
+        )));
+    }
+    let device = input_ids.device();
+    let Some(pad) = spec.position_padding_idx else {
+        return Ok(Tensor::arange(0u32, seq as u32, device)?
+            .unsqueeze(0)?
+            .repeat((batch, 1))?);
+    };
+    let rows = input_ids.to_dtype(DType::U32)?.to_vec2::<u32>()?;
+    let mut out = Vec::with_capacity(batch * seq);
+    for row in rows {
+        let mut count = 0;
+        out.extend(row.iter().map(|&id| {
+            if id == pad {
+                pad
+            } else {
+                count += 1;
+                pad + count
+            }
+        }));
+    }
+    Ok(Tensor::from_vec(out, (batch, seq), device)?)
+}
+
+struct EncoderLayer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attn_out: Linear,
+    attn_norm: LayerNorm,
+    up: Linear,
+    down: Linear,
+    out_norm: LayerNorm,
+    heads: usize,
+    head_dim: usize,
+    act: Activation,
+}
+
+impl EncoderLayer {
+    fn new(spec: &EncoderSpec, vb: &Weights) -> Result<Self> {
+        let (h, i) = (spec.hidden_size, spec.intermediate_size);
+        let att = vb.pp("attention");
+        let lin = |vb: Weights, inp: usize, out: usize| Linear::new(&vb, inp, out, true);
+        Ok(Self {
+            query: lin(att.pp("self").pp("query"), h, h)?,
+            key: lin(att.pp("self").pp("key"), h, h)?,
+            value: lin(att.pp("self").pp("value"), h, h)?,
+            attn_out: lin(att.pp("output").pp("dense"), h, h)?,
+            attn_norm: LayerNorm::new(
+                &att.pp("output").pp("LayerNorm"),
+                h,
+                spec.layer_norm_eps,
+                true,
+            )?,
+            up: lin(vb.pp("intermediate").pp("dense"), h, i)?,
+            down: lin(vb.pp("output").pp("dense"), i, h)?,
+            out_norm: LayerNorm::new(
+                &vb.pp("output").pp("LayerNorm"),
+                h,
+                spec.layer_norm_eps,
+                true,
+            )?,
+            heads: spec.num_attention_heads,
+            head_dim: spec.head_dim(),
+            act: spec.hidden_act,
+        })
+    }
+
+    /// # Shapes
+    /// `xs`: `[batch, seq, hidden]`, `mask`: additive `[batch, 1, 1, seq]` -> as `xs`.
+    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, s, _) = xs.dims3()?;
+        let split = |t: Tensor| -> Result<Tensor> {
+            Ok(t.reshape((b, s, self.heads, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?)
+        };
+        let q = split(self.query.forward(xs)?)?;
+        let k = split(self.key.forward(xs)?)?;
+        let v = split(self.value.forward(xs)?)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let ctx = sdpa(&q, &k, &v, mask, 1, scale, None)?
+            .transpose(1, 2)?
+            .reshape((b, s, self.heads * self.head_dim))?;
+        let h = self
+            .attn_norm
+            .forward(&(xs + self.attn_out.forward(&ctx)?)?)?;
+        let m = self
+            .down
+            .forward(&self.act.forward(&self.up.forward(&h)?)?)?;
+        self.out_norm.forward(&(h + m)?)
+    }
+}
+
+/// The additive padding mask: 0 where `attention_mask` is 1, `f32::MIN` where it is 0;
+/// `None` when nothing is padded.
+///
+/// # Shapes
+/// `attention_mask`: `[batch, seq]` -> `[batch, 1, 1, seq]` f32.
+pub fn padding_mask(
+    attention_mask: Option<&Tensor>,
+    batch: usize,
+    seq: usize,
+) -> Result<Option<Tensor>> {
+    let Some(m) = attention_mask else {
+        return Ok(None);
+    };
+    if m.dims() != [batch, seq] {
+        return Err(Error::InvalidInput(format!(
+            "attention_mask has shape {:?}, expected [{batch}, {seq}] like input_ids",
+            m.dims()
+        )));
+    }
+    let m = m.to_dtype(DType::F32)?;
+    if m.min_all()?.to_scalar::<f32>()? > 0.0 {
+        return Ok(None);
+    }
+    let masked = m.eq(0.0)?;
+    let min = Tensor::full(f32::MIN, (batch, seq), m.device())?;
+    let zero = Tensor::zeros((batch, seq), DType::F32, m.device())?;
+    Ok(Some(
+        masked
+            .where_cond(&min, &zero)?
+            .reshape((batch, 1, 1, seq))?,
+    ))
+}
+
+/// Hidden states of the base model (transformers' `BaseModelOutputWithPooling`).
+pub struct EncoderOutput {
+    /// `[batch, seq, hidden]`.
+    pub last_hidden_state: Tensor,
+    /// `[batch, hidden]`: `tanh(dense(h[:, 0]))`, for models with a pooler.
+    pub pooler_output: Option<Tensor>,
+    /// With `output_hidden_states`: the embeddings, then every layer's output.
+    pub hidden_states: Vec<Tensor>,
+}
+
+/// The encoder: embeddings, layers and an optional pooler (HF `BertModel`).
+pub struct EncoderModel {
+    spec: EncoderSpec,
+    embeddings: Embeddings,
+    layers: Vec<EncoderLayer>,
+    pooler: Option<Linear>,
+}
+
+impl EncoderModel {
+    /// Loads the base model under `vb` (the checkpoint root, or `bert.` etc. in a checkpoint
+    /// with a head); the pooler when `pooler` and the checkpoint has one.
+    pub fn new(spec: &EncoderSpec, vb: &Weights, pooler: bool) -> Result<Self> {
+        spec.validate()?;
+        let layers = (0..spec.num_hidden_groups)
+            .map(|g| EncoderLayer::new(spec, &vb.pp("encoder").pp("layer").pp(g)))
+            .collect::<Result<Vec<_>>>()?;
+        let pooler_vb = vb.pp("pooler").pp("dense");
+        let pooler = (pooler && pooler_vb.contains("weight"))
+            .then(|| Linear::new(&pooler_vb, spec.hidden_size, spec.hidden_size, true))
+            .transpose()?;
+        Ok(Self {
+            spec: spec.clone(),
+            embeddings: Embeddings::new(spec, vb)?,
+            layers,
+            pooler,
+        })
+    }
+
+    /// The spec the model was built from.
+    pub fn spec(&self) -> &EncoderSpec {
+        &self.spec
+    }
+
+    /// The word embedding table (for tied output projections).
+    pub fn word_embeddings(&self) -> &Embedding {
+        &self.embeddings.word
+    }
+
+    /// Whether the model has a pooler.
+    pub fn has_pooler(&self) -> bool {
+        self.pooler.is_some()
+    }
+
+    /// # Shapes
+    /// `input_ids`, `token_type_ids`, `attention_mask`: `[batch, seq]` -> see
+    /// [`EncoderOutput`].
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        attention_mask: Option<&Tensor>,
+        output_hidden_states: bool,
+    ) -> Result<EncoderOutput> {
+        let (batch, seq) = input_ids.dims2()?;
+        if batch == 0 || seq == 0 {
+            return Err(Error::InvalidInput(format!(
+                "input_ids must hold at least one token, got shape [{batch}, {seq}]"
+            )));
+        }
+        let mask = padding_mask(attention_mask, batch, seq)?;
+        let mut xs = self
+            .embeddings
+            .forward(&self.spec, input_ids, token_type_ids)?;
+        let mut hidden_states = Vec::new();
+        let (n, groups) = (self.spec.num_hidden_layers, self.layers.len());
+        for i in 0..n {
+            if output_hidden_states {
+                hidden_states.push(xs.clone());
+            }
+            xs = self.layers[i * groups / n].forward(&xs, mask.as_ref())?;
+        }
+        if output_hidden_states {
+            hidden_states.push(xs.clone());
+        }
+        let pooler_output = self
+            .pooler
+            .as_ref()
+            .map(|p| -> Result<Tensor> {
+                let first = xs.narrow(1, 0, 1)?.squeeze(1)?;
+                Ok(p.forward(&first)?.tanh()?)
+            })
+            .transpose()?;
+        Ok(EncoderOutput {
+            last_hidden_state: xs,
+            pooler_output,
+            hidden_states,
+        })
+    }
+}
+
+/// Mean of `xs` over the positions `attention_mask` keeps (sentence-transformers' mean
+/// pooling).
+///
+/// # Shapes
+/// `xs`: `[batch, seq, hidden]`, `attention_mask`: `[batch, seq]` -> `[batch, hidden]`.
+pub fn masked_mean(xs: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+    let m = attention_mask.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?;
+    let xs = xs.to_dtype(DType::F32)?;
+    let sum = xs.broadcast_mul(&m)?.sum(1)?;
+    let count = m.sum(1)?.clamp(1e-9, f64::INFINITY)?;
+    Ok(sum.broadcast_div(&count)?)
+}

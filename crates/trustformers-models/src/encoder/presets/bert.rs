@@ -1,0 +1,36 @@
+//! BERT (`modeling_bert.py`): the encoder as it is, a pooler, and transformers' heads.
+
+use crate::encoder::heads::{EncoderTask, HeadInput, HeadLayout, HeadOut};
+use crate::encoder::EncoderSpec;
+use serde_json::Value;
+use trustformers_core::config::Fields;
+use trustformers_core::Result;
+
+/// Builds the spec from a `bert` config.json.
+pub fn spec(config: &Value) -> Result<EncoderSpec> {
+    EncoderSpec::bert_like(&Fields::new(config, "")?, "bert")
+}
+
+/// BERT's heads (`cls.predictions`, `classifier` on the pooler, `qa_outputs`).
+pub fn head(task: EncoderTask, spec: &EncoderSpec) -> Option<HeadLayout> {
+    Some(match task {
+        EncoderTask::MaskedLm => HeadLayout {
+            input: HeadInput::EveryToken,
+            dense: Some((
+                "cls.predictions.transform.dense",
+                spec.hidden_size,
+                spec.hidden_act,
+            )),
+            norm: Some(("cls.predictions.transform.LayerNorm", spec.layer_norm_eps)),
+            out: HeadOut::TiedEmbeddings {
+                bias: "cls.predictions.bias",
+            },
+        },
+        EncoderTask::SequenceClassification | EncoderTask::MultipleChoice => {
+            HeadLayout::linear(HeadInput::Pooled, "classifier")
+        }
+        EncoderTask::TokenClassification => HeadLayout::linear(HeadInput::EveryToken, "classifier"),
+        EncoderTask::QuestionAnswering => HeadLayout::linear(HeadInput::EveryToken, "qa_outputs"),
+        EncoderTask::Base | EncoderTask::PreTraining => return None,
+    })
+}

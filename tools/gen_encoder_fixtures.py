@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Writes the tiny encoder fixtures under tests/fixtures/ with transformers as the reference.
+
+Each fixture directory holds a checkpoint exactly as transformers saves it (config.json +
+model.safetensors) and `expected.safetensors` with the inputs and transformers' outputs under
+their field names:
+
+  input_ids, attention_mask, token_type_ids   [2, SEQ] int64; row 1 is right-padded
+  last_hidden_state, pooler_output, hidden_states.{i}     (base models)
+  logits | start_logits, end_logits                       (heads)
+
+Multiple-choice fixtures take the two rows as the two choices of one example.
+
+Usage (needs torch, transformers, safetensors):
+  python tools/gen_encoder_fixtures.py            # every fixture
+  python tools/gen_encoder_fixtures.py bert_mlm   # some
+"""
+
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+SEQ = 10
+PAD = 3
+
+BASE = dict(
+    vocab_size=128,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=64,
+    type_vocab_size=2,
+    layer_norm_eps=1e-12,
+    pad_token_id=0,
+    id2label={0: "negative", 1: "neutral", 2: "positive"},
+)
+
+# Every knob on somewhere: RoBERTa's padding_idx position offset, ALBERT's factorized
+# embeddings and shared layer groups, ELECTRA's embedding projection, DistilBERT's own names.
+ARCHS = {
+    "bert": ("bert", dict(hidden_act="gelu")),
+    "roberta": ("roberta", dict(pad_token_id=1, type_vocab_size=1)),
+    "xlm_roberta": ("xlm-roberta", dict(pad_token_id=1, type_vocab_size=1)),
+    "distilbert": (
+        "distilbert",
+        dict(dim=32, n_layers=2, n_heads=4, hidden_dim=64, activation="gelu"),
+    ),
+    "electra": ("electra", dict(embedding_size=16, hidden_act="gelu")),
+    "albert": (
+        "albert",
+        dict(
+            embedding_size=16,
+            num_hidden_layers=4,
+            num_hidden_groups=2,
+            inner_group_num=1,
+            hidden_act="gelu_new",
+        ),
+    ),
+}
+
+# fixture name -> (architecture, transformers class)
+FIXTURES_LIST = {
+    "bert_base": ("bert", "BertModel"),
+    "bert_mlm": ("bert", "BertForMaskedLM"),
+    "bert_seqcls": ("bert", "BertForSequenceClassification"),
+    "bert_tokcls": ("bert", "BertForTokenClassification"),
+    "bert_qa": ("bert", "BertForQuestionAnswering"),
+    "bert_mc": ("bert", "BertForMultipleChoice"),
+    "roberta_base": ("roberta", "RobertaModel"),
+    "roberta_mlm": ("roberta", "RobertaForMaskedLM"),
+    "roberta_seqcls": ("roberta", "RobertaForSequenceClassification"),
+    "roberta_tokcls": ("roberta", "RobertaForTokenClassification"),
+    "roberta_qa": ("roberta", "RobertaForQuestionAnswering"),
+    "xlm_roberta_seqcls": ("xlm_roberta", "XLMRobertaForSequenceClassification"),
+    "distilbert_base": ("distilbert", "DistilBertModel"),
+    "distilbert_mlm": ("distilbert", "DistilBertForMaskedLM"),
+    "distilbert_seqcls": ("distilbert", "DistilBertForSequenceClassification"),
+    "distilbert_tokcls": ("distilbert", "DistilBertForTokenClassification"),
+    "distilbert_qa": ("distilbert", "DistilBertForQuestionAnswering"),
+    "electra_base": ("electra", "ElectraModel"),
+    "electra_pretraining": ("electra", "ElectraForPreTraining"),
+    "electra_mlm": ("electra", "ElectraForMaskedLM"),
+    "electra_seqcls": ("electra", "ElectraForSequenceClassification"),
+    "albert_base": ("albert", "AlbertModel"),
+    "albert_mlm": ("albert", "AlbertForMaskedLM"),
+    "albert_seqcls": ("albert", "AlbertForSequenceClassification"),
+}
+
+
+def randomize(model, seed):
+    """Replaces transformers' tiny init with weights large enough to make outputs differ."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=g)
+            if "LayerNorm" in name or "layer_norm" in name or "layernorm" in name.lower():
+                p.copy_((1.0 if name.endswith("weight") else 0.0) + 0.2 * noise)
+            else:
+                p.copy_(0.15 * noise)
+
+
+def inputs(vocab, pad_id, seed):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, vocab, (2, SEQ), generator=g)
+    mask = torch.ones(2, SEQ, dtype=torch.long)
+    mask[1, SEQ - PAD :] = 0
+    ids[1, SEQ - PAD :] = pad_id
+    types = torch.zeros(2, SEQ, dtype=torch.long)
+    types[0, 6:] = 1
+    types[1, 4 : SEQ - PAD] = 1
+    return ids, mask, types
+
+
+def fixture(name, arch, cls_name, seed):
+    import transformers
+    from transformers import AutoConfig
+
+    model_type, overrides = ARCHS[arch]
+    cfg = dict(BASE)
+    if model_type == "distilbert":
+        for k in ["hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"]:
+            cfg.pop(k)
+        cfg.pop("type_vocab_size")
+        cfg.pop("layer_norm_eps")
+    cfg.update(overrides)
+    if cls_name.endswith("QuestionAnswering"):
+        cfg.pop("id2label")
+        cfg["num_labels"] = 2
+    if cls_name.endswith("TokenClassification"):
+        cfg["id2label"] = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}
+    config = AutoConfig.for_model(model_type, **cfg)
+    torch.manual_seed(seed)
+    model = getattr(transformers, cls_name)(config).eval()
+    randomize(model, seed)
+    out_dir = FIXTURES / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    ids, mask, types = inputs(config.vocab_size, config.pad_token_id, seed)
+    if config.model_type in ("roberta", "xlm-roberta"):
+        types = torch.zeros_like(types)
+    kwargs = dict(input_ids=ids, attention_mask=mask)
+    if config.model_type != "distilbert":
+        kwargs["token_type_ids"] = types
+    with torch.no_grad():
+        if cls_name.endswith("MultipleChoice"):
+            out = model(**{k: v.unsqueeze(0) for k, v in kwargs.items()})
+        else:
+            out = model(**kwargs, output_hidden_states=True)
+    tensors = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    for field in ["last_hidden_state", "pooler_output", "logits", "start_logits", "end_logits"]:
+        value = getattr(out, field, None)
+        if value is not None:
+            tensors[field] = value.float()
+    for i, h in enumerate(getattr(out, "hidden_states", None) or []):
+        tensors[f"hidden_states.{i}"] = h.float()
+    save_file({k: v.clone().contiguous() for k, v in tensors.items()}, out_dir / "expected.safetensors")
+    print(f"{name}: {sum(f.stat().st_size for f in out_dir.iterdir()) // 1024} KB")
+
+
+def main():
+    only = set(sys.argv[1:])
+    for seed, (name, (arch, cls_name)) in enumerate(FIXTURES_LIST.items()):
+        if not only or name in only:
+            fixture(name, arch, cls_name, seed)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
