@@ -17,6 +17,7 @@
 mod auto;
 pub mod encoders;
 pub mod hub;
+pub mod pipelines;
 pub mod resolve;
 
 pub use auto::{AutoConfig, AutoModel, AutoModelForCausalLM, LoadOptions, ModelConfig};

@@ -111,3 +111,43 @@ fn gguf_matches_transformers(file: &str, reference: &str) {
         "quantized argmax agrees on only {same}/{seq} positions"
     );
 }
+
+/// all-MiniLM-L6-v2 through the sentence-transformers modules (mean pooling, normalize): 119
+/// varied sentences (accents, CJK, emoji, code, empty, past max_seq_length) give
+/// sentence-transformers' embeddings, cosine similarity at least 0.99999 each.
+#[test]
+fn all_minilm_embeddings_match_sentence_transformers() {
+    if !enabled() {
+        eprintln!("skipped: set TRUSTFORMERS_TEST_MODELS=1 to run real-model checks");
+        return;
+    }
+    use trustformers::pipelines::{EmbedParams, SentenceTransformer};
+    let dir = trustformers::resolve::cache_dir().join("all-minilm-l6-v2");
+    assert!(dir.is_dir(), "model not found at {}", dir.display());
+    let texts: Vec<String> = serde_json::from_str(
+        &std::fs::read_to_string(fixture("all_minilm_sentences.json")).unwrap(),
+    )
+    .unwrap();
+    let reference =
+        candle_core::safetensors::load(fixture("all_minilm_reference.safetensors"), &Device::Cpu)
+            .unwrap();
+    let want: Vec<Vec<f32>> = reference["embeddings"].to_vec2().unwrap();
+    let model = SentenceTransformer::from_pretrained(&dir, &LoadOptions::default()).unwrap();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let got = model.encode(&refs, &EmbedParams::default()).unwrap();
+    assert_eq!(got.len(), want.len());
+    let mut worst = 1.0f64;
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g.len(), 384);
+        let dot: f64 = g
+            .iter()
+            .zip(w)
+            .map(|(a, b)| f64::from(*a) * f64::from(*b))
+            .sum();
+        let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+        let cos = dot / (norm(g) * norm(w));
+        worst = worst.min(cos);
+        assert!(cos >= 0.99999, "sentence {i} {:?}: cosine {cos}", texts[i]);
+    }
+    eprintln!("{} sentences, lowest cosine similarity {worst}", got.len());
+}

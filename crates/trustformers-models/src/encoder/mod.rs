@@ -16,7 +16,7 @@ pub mod heads;
 pub mod presets;
 
 use crate::hf_config::limits;
-use candle_core::{DType, Tensor, D};
+use candle_core::{DType, Device, Tensor, D};
 use trustformers_core::config::Fields;
 use trustformers_core::{Error, Result, Weights};
 use trustformers_nn::attention::sdpa;
@@ -370,6 +370,7 @@ pub struct EncoderOutput {
 /// The encoder: embeddings, layers and an optional pooler (HF `BertModel`).
 pub struct EncoderModel {
     spec: EncoderSpec,
+    device: Device,
     embeddings: Embeddings,
     layers: Vec<EncoderLayer>,
     pooler: Option<Linear>,
@@ -389,6 +390,7 @@ impl EncoderModel {
             .transpose()?;
         Ok(Self {
             spec: spec.clone(),
+            device: vb.device().clone(),
             embeddings: Embeddings::new(spec, vb)?,
             layers,
             pooler,
@@ -398,6 +400,11 @@ impl EncoderModel {
     /// The spec the model was built from.
     pub fn spec(&self) -> &EncoderSpec {
         &self.spec
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// The word embedding table (for tied output projections).

@@ -1,0 +1,60 @@
+//! Task pipelines, each `preprocess -> forward -> postprocess` with a typed params struct,
+//! behaving like transformers' pipelines (and sentence-transformers for sentence embeddings).
+
+pub mod feature_extraction;
+pub mod sentence_embeddings;
+
+pub use feature_extraction::{FeatureExtractionParams, FeatureExtractionPipeline};
+pub use sentence_embeddings::{EmbedParams, Pooling, SentenceTransformer};
+
+use candle_core::{Device, Tensor};
+use trustformers_core::{Error, Result};
+use trustformers_tokenizers::{EncodeOptions, Encoding, TextInput, Tokenizer};
+
+/// A padded batch as model inputs.
+pub(crate) struct Batch {
+    /// `[batch, seq]` u32.
+    pub input_ids: Tensor,
+    /// `[batch, seq]` u32.
+    pub token_type_ids: Tensor,
+    /// `[batch, seq]` u32.
+    pub attention_mask: Tensor,
+    pub encodings: Vec<Encoding>,
+}
+
+/// Tokenizes `inputs` together (padding to the longest) and stacks them.
+pub(crate) fn tokenize(
+    tokenizer: &Tokenizer,
+    inputs: &[TextInput<'_>],
+    opts: &EncodeOptions,
+    device: &Device,
+) -> Result<Batch> {
+    if inputs.is_empty() {
+        return Err(Error::InvalidInput("the batch holds no inputs".into()));
+    }
+    let encodings = tokenizer.encode_batch(inputs, opts)?;
+    let seq = encodings.first().map_or(0, Encoding::len);
+    if seq == 0 {
+        return Err(Error::InvalidInput("the inputs encode to no tokens".into()));
+    }
+    let rows = encodings.len();
+    let stack = |f: fn(&Encoding) -> &[u32]| -> Result<Tensor> {
+        let mut data = Vec::with_capacity(rows * seq);
+        for e in &encodings {
+            let row = f(e);
+            if row.len() != seq {
+                return Err(Error::InvalidInput(
+                    "the tokenizer returned rows of different lengths".into(),
+                ));
+            }
+            data.extend_from_slice(row);
+        }
+        Ok(Tensor::from_vec(data, (rows, seq), device)?)
+    };
+    Ok(Batch {
+        input_ids: stack(Encoding::input_ids)?,
+        token_type_ids: stack(Encoding::token_type_ids)?,
+        attention_mask: stack(Encoding::attention_mask)?,
+        encodings,
+    })
+}

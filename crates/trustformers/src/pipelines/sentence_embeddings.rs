@@ -1,0 +1,419 @@
+//! Sentence embeddings the way sentence-transformers computes them: the modules listed in
+//! `modules.json` (Transformer, Pooling, Dense, Normalize), with `max_seq_length` and
+//! `do_lower_case` from `sentence_bert_config.json` and the pooling modes of
+//! `1_Pooling/config.json` (legacy `pooling_mode_*_tokens` flags or `pooling_mode`).
+//! A plain transformers checkpoint gets mean pooling, as sentence-transformers gives it.
+
+use super::tokenize;
+use crate::auto::LoadOptions;
+use crate::encoders::load_encoder;
+use candle_core::{DType, Tensor, D};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use trustformers_core::{config, Error, Result, Weights};
+use trustformers_models::{EncoderForTask, EncoderTask};
+use trustformers_nn::{Activation, Linear};
+use trustformers_tokenizers::{
+    AutoTokenizer, EncodeOptions, Padding, TextInput, Tokenizer, Truncation,
+};
+
+/// One pooling mode of sentence-transformers' `Pooling` module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// The first unmasked token.
+    Cls,
+    /// Elementwise maximum over unmasked tokens.
+    Max,
+    /// Mean over unmasked tokens.
+    Mean,
+    /// Sum over unmasked tokens divided by the square root of their count.
+    MeanSqrtLen,
+    /// Mean weighted by position (1, 2, ... from the first unmasked token).
+    WeightedMean,
+    /// The last unmasked token.
+    LastToken,
+}
+
+impl Pooling {
+    /// Legacy config flag -> mode, in sentence-transformers' order.
+    const FLAGS: &'static [(&'static str, Pooling)] = &[
+        ("pooling_mode_cls_token", Self::Cls),
+        ("pooling_mode_max_tokens", Self::Max),
+        ("pooling_mode_mean_tokens", Self::Mean),
+        ("pooling_mode_mean_sqrt_len_tokens", Self::MeanSqrtLen),
+        ("pooling_mode_weightedmean_tokens", Self::WeightedMean),
+        ("pooling_mode_lasttoken", Self::LastToken),
+    ];
+
+    fn from_name(name: &str) -> Result<Self> {
+        Ok(match name {
+            "cls" => Self::Cls,
+            "max" => Self::Max,
+            "mean" => Self::Mean,
+            "mean_sqrt_len_tokens" => Self::MeanSqrtLen,
+            "weightedmean" => Self::WeightedMean,
+            "lasttoken" => Self::LastToken,
+            other => {
+                return Err(Error::config(
+                    "pooling_mode",
+                    format!("unknown mode `{other}` (cls, max, mean, mean_sqrt_len_tokens, weightedmean, lasttoken)"),
+                ))
+            }
+        })
+    }
+
+    /// The modes a Pooling config selects, in output order.
+    pub fn from_config(config: &Value) -> Result<Vec<Self>> {
+        let modes = match config.get("pooling_mode") {
+            Some(Value::String(s)) => vec![Self::from_name(s)?],
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .ok_or_else(|| Error::config("pooling_mode", "must hold strings"))
+                        .and_then(Self::from_name)
+                })
+                .collect::<Result<_>>()?,
+            Some(_) => return Err(Error::config("pooling_mode", "must be a string or a list")),
+            None => Self::FLAGS
+                .iter()
+                .filter(|(flag, _)| config.get(*flag).and_then(Value::as_bool) == Some(true))
+                .map(|(_, m)| *m)
+                .collect(),
+        };
+        if modes.is_empty() {
+            return Err(Error::config("pooling_mode", "selects no pooling mode"));
+        }
+        Ok(modes)
+    }
+
+    /// # Shapes
+    /// `xs`: `[batch, seq, hidden]` f32, `mask`: `[batch, seq]` f32 -> `[batch, hidden]`.
+    fn pool(self, xs: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let (_, seq, _) = xs.dims3()?;
+        let m = mask.unsqueeze(D::Minus1)?;
+        let first_real = |mask: &Tensor| -> Result<Vec<usize>> {
+            Ok(mask
+                .to_vec2::<f32>()?
+                .iter()
+                .map(|row| row.iter().position(|&v| v > 0.0).unwrap_or(0))
+                .collect())
+        };
+        let gather = |idx: Vec<usize>, xs: &Tensor| -> Result<Tensor> {
+            let rows = idx
+                .iter()
+                .enumerate()
+                .map(|(b, &i)| xs.get(b)?.get(i))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            Ok(Tensor::stack(&rows, 0)?)
+        };
+        Ok(match self {
+            Self::Cls => gather(first_real(mask)?, xs)?,
+            Self::LastToken => {
+                let last: Vec<usize> = mask
+                    .to_vec2::<f32>()?
+                    .iter()
+                    .map(|row| row.iter().rposition(|&v| v > 0.0).unwrap_or(seq - 1))
+                    .collect();
+                gather(last, &xs.broadcast_mul(&m)?)?
+            }
+            Self::Max => {
+                let neg = Tensor::full(f32::NEG_INFINITY, xs.shape(), xs.device())?;
+                m.broadcast_as(xs.shape())?
+                    .ne(0f32)?
+                    .where_cond(xs, &neg)?
+                    .max(1)?
+            }
+            Self::Mean | Self::MeanSqrtLen => {
+                let sum = xs.broadcast_mul(&m)?.sum(1)?;
+                let count = m.sum(1)?.clamp(1e-9, f64::INFINITY)?;
+                let denom = if self == Self::Mean {
+                    count
+                } else {
+                    count.sqrt()?
+                };
+                sum.broadcast_div(&denom)?
+            }
+            Self::WeightedMean => {
+                let starts = first_real(mask)?;
+                let batch = starts.len();
+                let mut w = Vec::with_capacity(batch * seq);
+                for &s in &starts {
+                    w.extend((0..seq).map(|i| (i as f32 + 1.0) - s as f32));
+                }
+                let w = Tensor::from_vec(w, (batch, seq, 1), xs.device())?.broadcast_mul(&m)?;
+                let sum = xs.broadcast_mul(&w)?.sum(1)?;
+                sum.broadcast_div(&w.sum(1)?.clamp(1e-9, f64::INFINITY)?)?
+            }
+        })
+    }
+}
+
+/// sentence-transformers' `Dense` module: a linear layer and an activation.
+struct Dense {
+    linear: Linear,
+    act: Option<Activation>,
+}
+
+impl Dense {
+    fn load(dir: &Path, opts: &LoadOptions) -> Result<Self> {
+        let cfg = config::read_json(&dir.join("config.json"))?;
+        let dim = |k: &str| -> Result<usize> {
+            cfg.get(k)
+                .and_then(Value::as_u64)
+                .filter(|&n| n > 0 && n <= 1 << 20)
+                .map(|n| n as usize)
+                .ok_or_else(|| Error::config(k, format!("missing or invalid in {}", dir.display())))
+        };
+        let act = match cfg
+            .get("activation_function")
+            .and_then(Value::as_str)
+            .unwrap_or("torch.nn.modules.linear.Identity")
+        {
+            a if a.ends_with("Identity") => None,
+            a if a.ends_with("Tanh") => Some(Activation::Tanh),
+            a if a.ends_with("ReLU") => Some(Activation::Relu),
+            a if a.ends_with("GELU") => Some(Activation::GeluErf),
+            other => {
+                return Err(Error::config(
+                    "activation_function",
+                    format!("`{other}` is not supported (Identity, Tanh, ReLU, GELU)"),
+                ))
+            }
+        };
+        let bias = cfg.get("bias").and_then(Value::as_bool).unwrap_or(true);
+        let source = trustformers_core::weights::open_dir(dir)?;
+        let vb = Weights::new(
+            source,
+            opts.dtype.unwrap_or(DType::F32),
+            opts.device.clone(),
+            false,
+        );
+        let linear = Linear::new(
+            &vb.pp("linear"),
+            dim("in_features")?,
+            dim("out_features")?,
+            bias,
+        )?;
+        vb.finish(&[])?;
+        Ok(Self { linear, act })
+    }
+
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let y = self.linear.forward(xs)?;
+        match self.act {
+            Some(a) => a.forward(&y),
+            None => Ok(y),
+        }
+    }
+}
+
+enum Module {
+    Pooling(Vec<Pooling>),
+    Dense(Dense),
+    Normalize,
+}
+
+/// Options of [`SentenceTransformer::encode`].
+#[derive(Debug, Clone)]
+pub struct EmbedParams {
+    /// Sentences per forward pass.
+    pub batch_size: usize,
+    /// L2-normalize the embeddings (on top of a `Normalize` module, which always applies).
+    pub normalize: bool,
+}
+
+impl Default for EmbedParams {
+    fn default() -> Self {
+        Self {
+            batch_size: 32,
+            normalize: false,
+        }
+    }
+}
+
+/// A sentence-transformers model.
+pub struct SentenceTransformer {
+    tokenizer: Tokenizer,
+    model: EncoderForTask,
+    modules: Vec<Module>,
+    max_seq_length: Option<usize>,
+    do_lower_case: bool,
+}
+
+impl SentenceTransformer {
+    /// Loads a sentence-transformers directory (or a plain transformers encoder checkpoint,
+    /// which gets mean pooling).
+    pub fn from_pretrained(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self> {
+        let dir = dir.as_ref();
+        let listed = dir.join("modules.json");
+        let entries: Vec<(String, PathBuf)> = if listed.is_file() {
+            let json = config::read_json(&listed)?;
+            json.as_array()
+                .ok_or_else(|| Error::config("modules.json", "must be a list"))?
+                .iter()
+                .map(|m| -> Result<(String, PathBuf)> {
+                    let kind = m
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| Error::config("modules.json", "a module has no `type`"))?;
+                    let path = m.get("path").and_then(Value::as_str).unwrap_or("");
+                    if Path::new(path)
+                        .components()
+                        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+                    {
+                        return Err(Error::config(
+                            "modules.json",
+                            format!("module path `{path}` leaves the model directory"),
+                        ));
+                    }
+                    let short = kind.rsplit('.').next().unwrap_or(kind).to_string();
+                    Ok((short, dir.join(path)))
+                })
+                .collect::<Result<_>>()?
+        } else {
+            vec![("Transformer".into(), dir.to_path_buf())]
+        };
+        let mut transformer: Option<PathBuf> = None;
+        let mut modules = Vec::new();
+        for (kind, path) in entries {
+            match kind.as_str() {
+                "Transformer" if transformer.is_none() => transformer = Some(path),
+                "Pooling" => {
+                    let cfg = config::read_json(&path.join("config.json"))?;
+                    modules.push(Module::Pooling(Pooling::from_config(&cfg)?));
+                }
+                "Dense" => modules.push(Module::Dense(Dense::load(&path, opts)?)),
+                "Normalize" => modules.push(Module::Normalize),
+                other => {
+                    return Err(Error::config(
+                        "modules.json",
+                        format!("module `{other}` is not supported (Transformer, Pooling, Dense, Normalize)"),
+                    ))
+                }
+            }
+        }
+        let transformer = transformer
+            .ok_or_else(|| Error::config("modules.json", "lists no Transformer module"))?;
+        if !modules.iter().any(|m| matches!(m, Module::Pooling(_))) {
+            modules.insert(0, Module::Pooling(vec![Pooling::Mean]));
+        }
+        let st_config = transformer.join("sentence_bert_config.json");
+        let (max_seq_length, do_lower_case) = if st_config.is_file() {
+            let cfg = config::read_json(&st_config)?;
+            (
+                cfg.get("max_seq_length")
+                    .and_then(Value::as_u64)
+                    .map(|n| n as usize),
+                cfg.get("do_lower_case")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+            )
+        } else {
+            (None, false)
+        };
+        Ok(Self {
+            tokenizer: AutoTokenizer::from_pretrained(&transformer)?,
+            model: load_encoder(&transformer, Some(EncoderTask::Base), opts)?,
+            modules,
+            max_seq_length,
+            do_lower_case,
+        })
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The longest input, in tokens; longer ones are truncated.
+    pub fn max_seq_length(&self) -> usize {
+        let positions = self.model.model().spec().max_position_embeddings;
+        let model_max = self
+            .tokenizer
+            .config()
+            .model_max_length
+            .unwrap_or(positions);
+        self.max_seq_length
+            .unwrap_or(model_max)
+            .min(model_max)
+            .min(positions)
+    }
+
+    /// One embedding per text (sentence-transformers' `encode`).
+    pub fn encode(&self, texts: &[&str], params: &EmbedParams) -> Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Err(Error::InvalidInput("no texts to embed".into()));
+        }
+        if params.batch_size == 0 {
+            return Err(Error::InvalidInput("batch_size must be positive".into()));
+        }
+        let lowered: Vec<String>;
+        let texts: Vec<&str> = if self.do_lower_case {
+            lowered = texts.iter().map(|t| t.to_lowercase()).collect();
+            lowered.iter().map(String::as_str).collect()
+        } else {
+            texts.to_vec()
+        };
+        let opts = EncodeOptions {
+            padding: Padding::Longest,
+            truncation: Some(Truncation::LongestFirst),
+            max_length: Some(self.max_seq_length()),
+            ..Default::default()
+        };
+        let device = self.model.model().device().clone();
+        let mut out = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(params.batch_size) {
+            let inputs: Vec<TextInput<'_>> = chunk.iter().map(|t| TextInput::Single(t)).collect();
+            let batch = tokenize(&self.tokenizer, &inputs, &opts, &device)?;
+            let hidden = self
+                .model
+                .forward(
+                    &batch.input_ids,
+                    Some(&batch.token_type_ids),
+                    Some(&batch.attention_mask),
+                    false,
+                )?
+                .last_hidden_state
+                .to_dtype(DType::F32)?;
+            let mask = batch.attention_mask.to_dtype(DType::F32)?;
+            let mut xs = hidden;
+            let mut pooled = false;
+            for module in &self.modules {
+                xs = match module {
+                    Module::Pooling(modes) => {
+                        pooled = true;
+                        let parts = modes
+                            .iter()
+                            .map(|m| m.pool(&xs, &mask))
+                            .collect::<Result<Vec<_>>>()?;
+                        Tensor::cat(&parts, D::Minus1)?
+                    }
+                    Module::Dense(d) if pooled => d.forward(&xs)?.to_dtype(DType::F32)?,
+                    Module::Dense(_) => {
+                        return Err(Error::config(
+                            "modules.json",
+                            "a Dense module before Pooling",
+                        ))
+                    }
+                    Module::Normalize => l2_normalize(&xs)?,
+                };
+            }
+            if params.normalize {
+                xs = l2_normalize(&xs)?;
+            }
+            out.extend(xs.to_vec2::<f32>()?);
+        }
+        Ok(out)
+    }
+}
+
+/// Rows divided by their L2 norm (at least 1e-12, as torch's `normalize`).
+fn l2_normalize(xs: &Tensor) -> Result<Tensor> {
+    let norm = xs
+        .sqr()?
+        .sum_keepdim(D::Minus1)?
+        .sqrt()?
+        .clamp(1e-12, f64::INFINITY)?;
+    Ok(xs.broadcast_div(&norm)?)
+}
