@@ -92,6 +92,36 @@ FIXTURES_LIST = {
 }
 
 
+# A 128-token WordPiece vocabulary for the BERT fixtures, so that pipelines can run on them:
+# specials, punctuation, letters (whole and continuation) and the pipelines' test words.
+WORDS = (
+    "the a is in of and to was it he she i my this that what who where when at on "
+    "paris france capital city name john lives london love hate movie good bad great "
+    "terrible weather today sunny politics sports music works google born berlin germany "
+    "river seine flows through tower located not very"
+).split()
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+PUNCT = list(".,?!'-")
+LETTERS = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+
+
+def vocab():
+    tokens = SPECIALS + PUNCT + LETTERS + [f"##{c}" for c in LETTERS] + WORDS
+    tokens += [f"##{w}" for w in ["s", "ed", "ing", "ly"] if f"##{w}" not in tokens]
+    assert len(tokens) <= 128, len(tokens)
+    tokens += [f"[unused{i}]" for i in range(128 - len(tokens))]
+    return tokens
+
+
+def save_tokenizer(out_dir):
+    from transformers import BertTokenizer
+
+    vocab_file = out_dir / "vocab.txt"
+    vocab_file.write_text("\n".join(vocab()) + "\n")
+    tok = BertTokenizer(vocab_file=str(vocab_file), model_max_length=64)
+    tok.save_pretrained(out_dir)
+
+
 def randomize(model, seed):
     """Replaces transformers' tiny init with weights large enough to make outputs differ."""
     g = torch.Generator().manual_seed(seed)
@@ -140,6 +170,8 @@ def fixture(name, arch, cls_name, seed):
     out_dir = FIXTURES / name
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
+    if model_type == "bert":
+        save_tokenizer(out_dir)
     ids, mask, types = inputs(config.vocab_size, config.pad_token_id, seed)
     if config.model_type in ("roberta", "xlm-roberta"):
         types = torch.zeros_like(types)

@@ -3,6 +3,7 @@
 mod bench;
 mod chat;
 mod debug;
+mod embed;
 mod generate;
 mod interrupt;
 mod options;
@@ -28,6 +29,8 @@ enum Command {
     /// Chat with an instruct model through its chat template (a REPL on a terminal; one
     /// message per line otherwise).
     Chat(chat::ChatArgs),
+    /// Sentence embeddings of texts (sentence-transformers' encode).
+    Embed(embed::EmbedArgs),
     /// Time loading, prompt processing and generation (llama-bench's pp/tg tests).
     Bench(bench::BenchArgs),
     /// Tokenize a text the way transformers' tokenizer does.
@@ -72,6 +75,7 @@ fn run() -> anyhow::Result<()> {
         Command::Generate(args) => generate::run(&args),
         Command::Chat(args) => chat::run(&args),
         Command::Debug { command } => debug::run(command),
+        Command::Embed(args) => embed::run(&args),
         Command::Tokenize(args) => tokenize::tokenize(&args),
         Command::Tokenizer { command } => tokenize::run(command),
     }
