@@ -89,6 +89,8 @@ FIXTURES_LIST = {
     "albert_base": ("albert", "AlbertModel"),
     "albert_mlm": ("albert", "AlbertForMaskedLM"),
     "albert_seqcls": ("albert", "AlbertForSequenceClassification"),
+    # An NLI head (entailment label) for the zero-shot pipeline.
+    "bert_nli": ("bert", "BertForSequenceClassification"),
 }
 
 
@@ -106,7 +108,8 @@ LETTERS = [chr(c) for c in range(ord("a"), ord("z") + 1)]
 
 
 def vocab():
-    tokens = SPECIALS + PUNCT + LETTERS + [f"##{c}" for c in LETTERS] + WORDS
+    tokens = SPECIALS + PUNCT + LETTERS + [f"##{c}" for c in LETTERS]
+    tokens += [w for w in WORDS if w not in tokens]
     tokens += [f"##{w}" for w in ["s", "ed", "ing", "ly"] if f"##{w}" not in tokens]
     assert len(tokens) <= 128, len(tokens)
     tokens += [f"[unused{i}]" for i in range(128 - len(tokens))]
@@ -114,12 +117,33 @@ def vocab():
 
 
 def save_tokenizer(out_dir):
+    """A BERT WordPiece tokenizer over `vocab()`, built with `tokenizers` and saved the way
+    transformers saves BertTokenizer."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertTokenizer
 
-    vocab_file = out_dir / "vocab.txt"
-    vocab_file.write_text("\n".join(vocab()) + "\n")
-    tok = BertTokenizer(vocab_file=str(vocab_file), model_max_length=64)
-    tok.save_pretrained(out_dir)
+    tokens = vocab()
+    ids = {t: i for i, t in enumerate(tokens)}
+    tok = Tokenizer(models.WordPiece(ids, unk_token="[UNK]", max_input_chars_per_word=100))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])],
+    )
+    tok.decoder = decoders.WordPiece(prefix="##")
+    fast = BertTokenizer(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=64,
+    )
+    fast.save_pretrained(out_dir)
+    (out_dir / "vocab.txt").write_text("\n".join(tokens) + "\n")
 
 
 def randomize(model, seed):
@@ -161,6 +185,9 @@ def fixture(name, arch, cls_name, seed):
     if cls_name.endswith("QuestionAnswering"):
         cfg.pop("id2label")
         cfg["num_labels"] = 2
+    if name.endswith("_nli"):
+        cfg["id2label"] = {0: "contradiction", 1: "neutral", 2: "entailment"}
+        cfg["label2id"] = {v: k for k, v in cfg["id2label"].items()}
     if cls_name.endswith("TokenClassification"):
         cfg["id2label"] = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}
     config = AutoConfig.for_model(model_type, **cfg)

@@ -69,7 +69,11 @@ pub fn run(args: &EmbedArgs) -> Result<()> {
 fn print(args: &EmbedArgs, name: &str, embeddings: &[Vec<f32>]) -> Result<()> {
     let mut out = std::io::stdout().lock();
     if args.json {
-        writeln!(out, "{}", json!({ "model": name, "embeddings": embeddings }))?;
+        writeln!(
+            out,
+            "{}",
+            json!({ "model": name, "embeddings": embeddings })
+        )?;
     } else if args.npy.is_none() {
         for e in embeddings {
             let line: Vec<String> = e.iter().map(f32::to_string).collect();

@@ -2,10 +2,17 @@
 //! behaving like transformers' pipelines (and sentence-transformers for sentence embeddings).
 
 pub mod feature_extraction;
+pub mod fill_mask;
 pub mod sentence_embeddings;
+pub mod text_classification;
 
 pub use feature_extraction::{FeatureExtractionParams, FeatureExtractionPipeline};
+pub use fill_mask::{FillMaskParams, FillMaskPipeline, FillMaskPrediction};
 pub use sentence_embeddings::{EmbedParams, Pooling, SentenceTransformer};
+pub use text_classification::{
+    ClassificationFunction, LabelScore, TextClassificationParams, TextClassificationPipeline,
+    ZeroShotClassificationPipeline, ZeroShotParams, ZeroShotResult,
+};
 
 use candle_core::{Device, Tensor};
 use trustformers_core::{Error, Result};

@@ -1,0 +1,172 @@
+//! transformers' `fill-mask` pipeline: the most likely tokens for the one mask token of each
+//! input.
+
+use super::tokenize;
+use crate::auto::LoadOptions;
+use crate::encoders::load_encoder;
+use candle_core::DType;
+use serde::Serialize;
+use std::path::Path;
+use trustformers_core::{Error, Result};
+use trustformers_models::{EncoderForTask, EncoderTask};
+use trustformers_tokenizers::{AutoTokenizer, EncodeOptions, Padding, TextInput, Tokenizer};
+
+/// One candidate for the mask.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FillMaskPrediction {
+    pub score: f32,
+    pub token: u32,
+    pub token_str: String,
+    /// The input with the mask filled, special tokens removed.
+    pub sequence: String,
+}
+
+/// Options of [`FillMaskPipeline::run`].
+#[derive(Debug, Clone)]
+pub struct FillMaskParams {
+    /// Candidates per input.
+    pub top_k: usize,
+    /// Restrict the candidates to these tokens (a word not in the vocabulary stands for its
+    /// first token, as transformers does).
+    pub targets: Option<Vec<String>>,
+}
+
+impl Default for FillMaskParams {
+    fn default() -> Self {
+        Self {
+            top_k: 5,
+            targets: None,
+        }
+    }
+}
+
+/// A masked-LM model and its tokenizer.
+pub struct FillMaskPipeline {
+    tokenizer: Tokenizer,
+    model: EncoderForTask,
+    mask_id: u32,
+}
+
+impl FillMaskPipeline {
+    /// Loads a masked-LM checkpoint directory; its tokenizer must have a mask token.
+    pub fn from_pretrained(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self> {
+        let dir = dir.as_ref();
+        let tokenizer = AutoTokenizer::from_pretrained(dir)?;
+        let mask = tokenizer
+            .config()
+            .special
+            .mask
+            .clone()
+            .ok_or_else(|| Error::InvalidInput("the tokenizer has no mask token".into()))?;
+        let mask_id = tokenizer.token_to_id(&mask).ok_or_else(|| {
+            Error::Tokenizer(format!("mask token `{mask}` is not in the vocabulary"))
+        })?;
+        Ok(Self {
+            model: load_encoder(dir, Some(EncoderTask::MaskedLm), opts)?,
+            tokenizer,
+            mask_id,
+        })
+    }
+
+    /// The mask token, as it must appear in inputs.
+    pub fn mask_token(&self) -> Option<&str> {
+        self.tokenizer.config().special.mask.as_deref()
+    }
+
+    fn target_ids(&self, targets: &[String]) -> Result<Vec<u32>> {
+        let mut ids: Vec<u32> = Vec::new();
+        for t in targets {
+            let id = match self.tokenizer.token_to_id(t) {
+                Some(id) => Some(id),
+                None => self.tokenizer.encode_ids(t, false)?.first().copied(),
+            };
+            if let Some(id) = id.filter(|id| !ids.contains(id)) {
+                ids.push(id);
+            }
+        }
+        if ids.is_empty() {
+            return Err(Error::InvalidInput(
+                "none of the targets is in the vocabulary".into(),
+            ));
+        }
+        Ok(ids)
+    }
+
+    /// The candidates for each input, best first.
+    pub fn run(
+        &self,
+        texts: &[&str],
+        params: &FillMaskParams,
+    ) -> Result<Vec<Vec<FillMaskPrediction>>> {
+        if texts.is_empty() {
+            return Err(Error::InvalidInput("no texts to fill".into()));
+        }
+        let targets = params
+            .targets
+            .as_deref()
+            .map(|t| self.target_ids(t))
+            .transpose()?;
+        let inputs: Vec<TextInput<'_>> = texts.iter().map(|t| TextInput::Single(t)).collect();
+        let opts = EncodeOptions {
+            padding: Padding::Longest,
+            ..Default::default()
+        };
+        let batch = tokenize(&self.tokenizer, &inputs, &opts, self.model.model().device())?;
+        let logits = self
+            .model
+            .forward(
+                &batch.input_ids,
+                Some(&batch.token_type_ids),
+                Some(&batch.attention_mask),
+                false,
+            )?
+            .logits
+            .ok_or_else(|| Error::InvalidInput("the model has no masked-LM head".into()))?
+            .to_dtype(DType::F32)?;
+        let pad = self.tokenizer.pad_token_id();
+        let mut out = Vec::with_capacity(texts.len());
+        for (row, enc) in batch.encodings.iter().enumerate() {
+            let ids = enc.input_ids();
+            let masks: Vec<usize> = (0..ids.len()).filter(|&i| ids[i] == self.mask_id).collect();
+            let &[at] = masks.as_slice() else {
+                return Err(Error::InvalidInput(format!(
+                    "input {row} holds {} mask tokens ({}); fill-mask needs exactly one",
+                    masks.len(),
+                    self.mask_token().unwrap_or("?")
+                )));
+            };
+            let probs =
+                candle_nn::ops::softmax_last_dim(&logits.get(row)?.get(at)?)?.to_vec1::<f32>()?;
+            let candidates: Vec<u32> = match &targets {
+                Some(t) => t.clone(),
+                None => (0..probs.len() as u32).collect(),
+            };
+            let mut ranked: Vec<(u32, f32)> = candidates
+                .iter()
+                .filter_map(|&id| probs.get(id as usize).map(|&p| (id, p)))
+                .collect();
+            // torch.topk: largest first; equal scores keep the lower index first.
+            ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            ranked.truncate(params.top_k);
+            let predictions = ranked
+                .into_iter()
+                .map(|(id, score)| -> Result<FillMaskPrediction> {
+                    let filled: Vec<u32> = ids
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &t)| if i == at { id } else { t })
+                        .filter(|&t| Some(t) != pad)
+                        .collect();
+                    Ok(FillMaskPrediction {
+                        score,
+                        token: id,
+                        token_str: self.tokenizer.decode(&[id], false)?,
+                        sequence: self.tokenizer.decode(&filled, true)?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            out.push(predictions);
+        }
+        Ok(out)
+    }
+}

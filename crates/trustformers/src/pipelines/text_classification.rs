@@ -1,0 +1,306 @@
+//! transformers' `text-classification` pipeline (texts or text pairs -> labels with scores)
+//! and `zero-shot-classification` (an NLI model scoring "This example is {label}.").
+
+use super::tokenize;
+use crate::auto::LoadOptions;
+use crate::encoders::{load_encoder, EncoderConfig};
+use candle_core::DType;
+use serde::Serialize;
+use serde_json::Value;
+use std::path::Path;
+use trustformers_core::{Error, Result};
+use trustformers_models::{EncoderForTask, EncoderTask};
+use trustformers_tokenizers::{
+    AutoTokenizer, EncodeOptions, Padding, TextInput, Tokenizer, Truncation,
+};
+
+/// How scores are computed from logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClassificationFunction {
+    Softmax,
+    Sigmoid,
+    None,
+}
+
+impl ClassificationFunction {
+    /// transformers' name (`softmax`, `sigmoid`, `none`).
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "softmax" => Ok(Self::Softmax),
+            "sigmoid" => Ok(Self::Sigmoid),
+            "none" => Ok(Self::None),
+            other => Err(Error::InvalidInput(format!(
+                "function_to_apply `{other}` is not one of softmax, sigmoid, none"
+            ))),
+        }
+    }
+
+    /// transformers' default for a config: by `problem_type`, else sigmoid for one label and
+    /// softmax for several.
+    fn default_for(config: &Value, labels: usize) -> Self {
+        match config.get("problem_type").and_then(Value::as_str) {
+            Some("regression") => Self::None,
+            Some("multi_label_classification") => Self::Sigmoid,
+            Some("single_label_classification") => Self::Softmax,
+            _ if labels == 1 => Self::Sigmoid,
+            _ => Self::Softmax,
+        }
+    }
+
+    fn apply(self, logits: &[f32]) -> Vec<f32> {
+        match self {
+            Self::None => logits.to_vec(),
+            Self::Sigmoid => logits.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect(),
+            Self::Softmax => softmax(logits),
+        }
+    }
+}
+
+fn softmax(xs: &[f32]) -> Vec<f32> {
+    let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = xs.iter().map(|&x| (x - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    exp.into_iter().map(|e| e / sum).collect()
+}
+
+/// One label and its score.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LabelScore {
+    pub label: String,
+    pub score: f32,
+}
+
+/// Options of [`TextClassificationPipeline::run`].
+#[derive(Debug, Clone)]
+pub struct TextClassificationParams {
+    /// Labels returned per input, best first; `None` for all.
+    pub top_k: Option<usize>,
+    /// Overrides the config's default (softmax, or sigmoid for one label / multi-label).
+    pub function_to_apply: Option<ClassificationFunction>,
+    /// Truncate inputs to the model's maximum length; otherwise a longer input is an error.
+    pub truncation: bool,
+    /// Inputs per forward pass.
+    pub batch_size: usize,
+}
+
+impl Default for TextClassificationParams {
+    fn default() -> Self {
+        Self {
+            top_k: Some(1),
+            function_to_apply: None,
+            truncation: false,
+            batch_size: 8,
+        }
+    }
+}
+
+/// A sequence-classification model and its tokenizer.
+pub struct TextClassificationPipeline {
+    tokenizer: Tokenizer,
+    model: EncoderForTask,
+    config: Value,
+}
+
+impl TextClassificationPipeline {
+    /// Loads a sequence-classification checkpoint directory.
+    pub fn from_pretrained(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self> {
+        let dir = dir.as_ref();
+        Ok(Self {
+            tokenizer: AutoTokenizer::from_pretrained(dir)?,
+            model: load_encoder(dir, Some(EncoderTask::SequenceClassification), opts)?,
+            config: EncoderConfig::from_pretrained(dir)?.json,
+        })
+    }
+
+    /// The class names, by label id.
+    pub fn labels(&self) -> &[String] {
+        self.model.labels()
+    }
+
+    /// Labels with scores per input (a text or a text pair), best first.
+    pub fn run(
+        &self,
+        inputs: &[TextInput<'_>],
+        params: &TextClassificationParams,
+    ) -> Result<Vec<Vec<LabelScore>>> {
+        let labels = self.labels();
+        let function = params
+            .function_to_apply
+            .unwrap_or_else(|| ClassificationFunction::default_for(&self.config, labels.len()));
+        let truncation = params.truncation.then_some(Truncation::LongestFirst);
+        classify_logits(
+            &self.tokenizer,
+            &self.model,
+            inputs,
+            truncation,
+            params.batch_size,
+        )?
+        .into_iter()
+        .map(|logits| {
+            let scores = function.apply(&logits);
+            let mut out: Vec<LabelScore> = scores
+                .into_iter()
+                .enumerate()
+                .map(|(i, score)| LabelScore {
+                    label: labels
+                        .get(i)
+                        .cloned()
+                        .unwrap_or_else(|| format!("LABEL_{i}")),
+                    score,
+                })
+                .collect();
+            // Stable: equal scores keep label order, as Python's sort.
+            out.sort_by(|a, b| b.score.total_cmp(&a.score));
+            if let Some(k) = params.top_k {
+                out.truncate(k);
+            }
+            Ok(out)
+        })
+        .collect()
+    }
+}
+
+/// Logits `[labels]` of a sequence-classification model for each input, batched.
+pub(crate) fn classify_logits(
+    tokenizer: &Tokenizer,
+    model: &EncoderForTask,
+    inputs: &[TextInput<'_>],
+    truncation: Option<Truncation>,
+    batch_size: usize,
+) -> Result<Vec<Vec<f32>>> {
+    if inputs.is_empty() {
+        return Err(Error::InvalidInput("no texts to classify".into()));
+    }
+    let opts = EncodeOptions {
+        padding: Padding::Longest,
+        truncation,
+        ..Default::default()
+    };
+    let mut out = Vec::with_capacity(inputs.len());
+    for chunk in inputs.chunks(batch_size.max(1)) {
+        let batch = tokenize(tokenizer, chunk, &opts, model.model().device())?;
+        let logits = model
+            .forward(
+                &batch.input_ids,
+                Some(&batch.token_type_ids),
+                Some(&batch.attention_mask),
+                false,
+            )?
+            .logits
+            .ok_or_else(|| Error::InvalidInput("the model has no classification head".into()))?;
+        out.extend(logits.to_dtype(DType::F32)?.to_vec2::<f32>()?);
+    }
+    Ok(out)
+}
+
+/// Options of [`ZeroShotClassificationPipeline::run`].
+#[derive(Debug, Clone)]
+pub struct ZeroShotParams {
+    pub candidate_labels: Vec<String>,
+    /// `{}` is replaced by each label.
+    pub hypothesis_template: String,
+    /// Score each label independently (entailment vs contradiction) instead of a softmax
+    /// over the labels.
+    pub multi_label: bool,
+}
+
+impl Default for ZeroShotParams {
+    fn default() -> Self {
+        Self {
+            candidate_labels: Vec::new(),
+            hypothesis_template: "This example is {}.".into(),
+            multi_label: false,
+        }
+    }
+}
+
+/// The labels of one sequence, best first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ZeroShotResult {
+    pub sequence: String,
+    pub labels: Vec<String>,
+    pub scores: Vec<f32>,
+}
+
+/// An NLI model used as a zero-shot classifier.
+pub struct ZeroShotClassificationPipeline {
+    tokenizer: Tokenizer,
+    model: EncoderForTask,
+    entailment: usize,
+    contradiction: usize,
+}
+
+impl ZeroShotClassificationPipeline {
+    /// Loads an NLI sequence-classification checkpoint: a label starting with `entail` must
+    /// be in `label2id` (else the last label is taken, as transformers does).
+    pub fn from_pretrained(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self> {
+        let dir = dir.as_ref();
+        let model = load_encoder(dir, Some(EncoderTask::SequenceClassification), opts)?;
+        let n = model.labels().len();
+        if n < 2 {
+            return Err(Error::config(
+                "id2label",
+                "a zero-shot model needs entailment and contradiction labels",
+            ));
+        }
+        let entailment = model
+            .labels()
+            .iter()
+            .position(|l| l.to_lowercase().starts_with("entail"))
+            .unwrap_or(n - 1);
+        Ok(Self {
+            tokenizer: AutoTokenizer::from_pretrained(dir)?,
+            entailment,
+            contradiction: if entailment == 0 { n - 1 } else { 0 },
+            model,
+        })
+    }
+
+    /// Scores `params.candidate_labels` for `sequence`.
+    pub fn run(&self, sequence: &str, params: &ZeroShotParams) -> Result<ZeroShotResult> {
+        let labels = &params.candidate_labels;
+        if labels.is_empty() {
+            return Err(Error::InvalidInput(
+                "zero-shot classification needs at least one candidate label".into(),
+            ));
+        }
+        if !params.hypothesis_template.contains("{}") {
+            return Err(Error::InvalidInput(format!(
+                "hypothesis_template `{}` has no `{{}}` for the label",
+                params.hypothesis_template
+            )));
+        }
+        let hypotheses: Vec<String> = labels
+            .iter()
+            .map(|l| params.hypothesis_template.replacen("{}", l, 1))
+            .collect();
+        let inputs: Vec<TextInput<'_>> = hypotheses
+            .iter()
+            .map(|h| TextInput::Pair(sequence, h))
+            .collect();
+        // transformers truncates the premise only.
+        let truncation = Some(Truncation::OnlyFirst);
+        let logits = classify_logits(&self.tokenizer, &self.model, &inputs, truncation, 8)?;
+        let scores: Vec<f32> = if params.multi_label || labels.len() == 1 {
+            logits
+                .iter()
+                .map(|l| softmax(&[l[self.contradiction], l[self.entailment]])[1])
+                .collect()
+        } else {
+            softmax(
+                &logits
+                    .iter()
+                    .map(|l| l[self.entailment])
+                    .collect::<Vec<_>>(),
+            )
+        };
+        // numpy's argsort reversed: best first, equal scores latest label first.
+        let mut order: Vec<usize> = (0..labels.len()).collect();
+        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(b.cmp(&a)));
+        Ok(ZeroShotResult {
+            sequence: sequence.to_string(),
+            labels: order.iter().map(|&i| labels[i].clone()).collect(),
+            scores: order.iter().map(|&i| scores[i]).collect(),
+        })
+    }
+}

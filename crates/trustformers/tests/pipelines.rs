@@ -1,0 +1,177 @@
+//! Pipelines against transformers' pipelines on the tiny BERT fixtures
+//! (`tools/gen_pipeline_fixtures.py` -> tests/fixtures/pipelines.json): labels, tokens and
+//! text exact, scores within 1e-4.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::fixture;
+use serde_json::Value;
+use trustformers::pipelines::*;
+use trustformers::tokenizers::TextInput;
+use trustformers::LoadOptions;
+
+const ATOL: f64 = 1e-4;
+
+fn cases(task: &str) -> Vec<Value> {
+    let all: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(fixture("pipelines.json")).unwrap()).unwrap();
+    let out: Vec<Value> = all.into_iter().filter(|c| c["task"] == task).collect();
+    assert!(!out.is_empty(), "no {task} cases");
+    out
+}
+
+/// One output per input: transformers returns a bare result for a single input.
+fn per_input(output: &Value, single: bool) -> Vec<Value> {
+    match output {
+        Value::Array(items) if !single => items.clone(),
+        other => vec![other.clone()],
+    }
+}
+
+fn texts(inputs: &Value) -> Vec<String> {
+    match inputs {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect(),
+        other => panic!("unexpected inputs {other}"),
+    }
+}
+
+fn close(a: f64, b: &Value, what: &str) {
+    let b = b.as_f64().unwrap();
+    assert!((a - b).abs() <= ATOL, "{what}: {a} vs transformers {b}");
+}
+
+#[test]
+fn fill_mask_matches_transformers() {
+    let pipe =
+        FillMaskPipeline::from_pretrained(fixture("bert_mlm"), &LoadOptions::default()).unwrap();
+    for case in cases("fill-mask") {
+        let inputs = texts(&case["inputs"]);
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let params = FillMaskParams {
+            top_k: case["params"]["top_k"].as_u64().map_or(5, |k| k as usize),
+            targets: case["params"]["targets"]
+                .as_array()
+                .map(|t| t.iter().map(|v| v.as_str().unwrap().to_string()).collect()),
+        };
+        let got = pipe.run(&refs, &params).unwrap();
+        let want = per_input(&case["output"], case["inputs"].is_string());
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            let w = w.as_array().unwrap();
+            assert_eq!(g.len(), w.len(), "{case}");
+            for (p, q) in g.iter().zip(w) {
+                assert_eq!(u64::from(p.token), q["token"].as_u64().unwrap(), "{case}");
+                assert_eq!(p.token_str, q["token_str"].as_str().unwrap());
+                assert_eq!(p.sequence, q["sequence"].as_str().unwrap());
+                close(f64::from(p.score), &q["score"], "fill-mask score");
+            }
+        }
+    }
+    // One mask exactly.
+    for bad in ["no mask here", "[MASK] and [MASK]"] {
+        let err = pipe.run(&[bad], &FillMaskParams::default()).unwrap_err();
+        assert!(err.to_string().contains("mask"), "{err}");
+    }
+    assert!(pipe.run(&[], &FillMaskParams::default()).is_err());
+}
+
+#[test]
+fn text_classification_matches_transformers() {
+    let pipe = TextClassificationPipeline::from_pretrained(
+        fixture("bert_seqcls"),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    for case in cases("text-classification") {
+        let p = &case["params"];
+        let params = TextClassificationParams {
+            top_k: match p.get("top_k") {
+                None => Some(1),
+                Some(Value::Null) => None,
+                Some(k) => Some(k.as_u64().unwrap() as usize),
+            },
+            function_to_apply: p["function_to_apply"]
+                .as_str()
+                .map(|f| ClassificationFunction::from_name(f).unwrap()),
+            ..Default::default()
+        };
+        let inputs = &case["inputs"];
+        let (owned, pair): (Vec<String>, Option<(String, String)>) = match inputs {
+            Value::Object(o) => (
+                vec![],
+                Some((
+                    o["text"].as_str().unwrap().to_string(),
+                    o["text_pair"].as_str().unwrap().to_string(),
+                )),
+            ),
+            other => (texts(other), None),
+        };
+        let batch: Vec<TextInput<'_>> = match &pair {
+            Some((a, b)) => vec![TextInput::Pair(a, b)],
+            None => owned.iter().map(|t| TextInput::Single(t)).collect(),
+        };
+        let got = pipe.run(&batch, &params).unwrap();
+        let single = !inputs.is_array();
+        let want: Vec<Vec<Value>> = per_input(&case["output"], single)
+            .into_iter()
+            .map(|o| match o {
+                Value::Array(items) => items,
+                one => vec![one],
+            })
+            .collect();
+        assert_eq!(got.len(), want.len(), "{case}");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.len(), w.len(), "{case}");
+            for (a, b) in g.iter().zip(w) {
+                assert_eq!(a.label, b["label"].as_str().unwrap(), "{case}");
+                close(f64::from(a.score), &b["score"], "text-classification score");
+            }
+        }
+    }
+    assert!(pipe.run(&[], &TextClassificationParams::default()).is_err());
+}
+
+#[test]
+fn zero_shot_classification_matches_transformers() {
+    let pipe = ZeroShotClassificationPipeline::from_pretrained(
+        fixture("bert_nli"),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    for case in cases("zero-shot-classification") {
+        let p = &case["params"];
+        let mut params = ZeroShotParams {
+            candidate_labels: p["candidate_labels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect(),
+            multi_label: p["multi_label"].as_bool().unwrap_or(false),
+            ..Default::default()
+        };
+        if let Some(t) = p["hypothesis_template"].as_str() {
+            params.hypothesis_template = t.to_string();
+        }
+        let got = pipe.run(case["inputs"].as_str().unwrap(), &params).unwrap();
+        let want = &case["output"];
+        assert_eq!(got.sequence, want["sequence"].as_str().unwrap());
+        let labels: Vec<&str> = want["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(got.labels, labels, "{case}");
+        for (a, b) in got.scores.iter().zip(want["scores"].as_array().unwrap()) {
+            close(f64::from(*a), b, "zero-shot score");
+        }
+    }
+    let empty = ZeroShotParams::default();
+    assert!(pipe.run("text", &empty).is_err());
+}
