@@ -468,6 +468,24 @@ impl Tokenizer {
         })
     }
 
+    /// Tokens back to text through the decoder (transformers' `convert_tokens_to_string`);
+    /// joined by spaces when the tokenizer has no decoder.
+    pub fn tokens_to_string(&self, tokens: &[String]) -> Result<String> {
+        match self.inner.get_decoder() {
+            Some(d) => tokenizers::Decoder::decode(d, tokens.to_vec()).map_err(tk_err),
+            None => Ok(tokens.join(" ")),
+        }
+    }
+
+    /// The prefix that marks a word-continuing token (WordPiece's `##`), if the model has one.
+    pub fn continuing_subword_prefix(&self) -> Option<String> {
+        match self.inner.get_model() {
+            tokenizers::ModelWrapper::WordPiece(w) => Some(w.continuing_subword_prefix.clone()),
+            tokenizers::ModelWrapper::BPE(b) => b.continuing_subword_prefix.clone(),
+            _ => None,
+        }
+    }
+
     /// Renders the chat template (transformers' `apply_chat_template(..., tokenize=False)`).
     pub fn apply_chat_template(
         &self,

@@ -175,3 +175,35 @@ fn zero_shot_classification_matches_transformers() {
     let empty = ZeroShotParams::default();
     assert!(pipe.run("text", &empty).is_err());
 }
+
+#[test]
+fn token_classification_matches_transformers() {
+    let pipe = TokenClassificationPipeline::from_pretrained(
+        fixture("bert_tokcls"),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    for case in cases("token-classification") {
+        let params = TokenClassificationParams {
+            aggregation: Aggregation::from_name(
+                case["params"]["aggregation_strategy"].as_str().unwrap(),
+            )
+            .unwrap(),
+            ..Default::default()
+        };
+        let got = pipe.run(case["inputs"].as_str().unwrap(), &params).unwrap();
+        let want = case["output"].as_array().unwrap();
+        assert_eq!(got.len(), want.len(), "{case}\n{:?}", got);
+        for (g, w) in got.iter().zip(want) {
+            let j = g.to_json();
+            for key in ["entity", "entity_group", "word", "start", "end", "index"] {
+                assert_eq!(j.get(key), w.get(key), "{key} in {case}");
+            }
+            close(
+                f64::from(g.score),
+                &w["score"],
+                "token-classification score",
+            );
+        }
+    }
+}

@@ -5,6 +5,7 @@ pub mod feature_extraction;
 pub mod fill_mask;
 pub mod sentence_embeddings;
 pub mod text_classification;
+pub mod token_classification;
 
 pub use feature_extraction::{FeatureExtractionParams, FeatureExtractionPipeline};
 pub use fill_mask::{FillMaskParams, FillMaskPipeline, FillMaskPrediction};
@@ -12,6 +13,9 @@ pub use sentence_embeddings::{EmbedParams, Pooling, SentenceTransformer};
 pub use text_classification::{
     ClassificationFunction, LabelScore, TextClassificationParams, TextClassificationPipeline,
     ZeroShotClassificationPipeline, ZeroShotParams, ZeroShotResult,
+};
+pub use token_classification::{
+    Aggregation, Entity, TokenClassificationParams, TokenClassificationPipeline,
 };
 
 use candle_core::{Device, Tensor};
