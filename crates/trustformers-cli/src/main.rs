@@ -7,6 +7,7 @@ mod embed;
 mod generate;
 mod interrupt;
 mod options;
+mod pipeline;
 mod tokenize;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,9 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Sentence embeddings of texts (sentence-transformers' encode).
     Embed(embed::EmbedArgs),
+    /// Run a task pipeline (fill-mask, text-classification, token-classification,
+    /// zero-shot-classification, feature-extraction) and print transformers' JSON.
+    Pipeline(pipeline::PipelineArgs),
     /// Time loading, prompt processing and generation (llama-bench's pp/tg tests).
     Bench(bench::BenchArgs),
     /// Tokenize a text the way transformers' tokenizer does.
@@ -76,6 +80,7 @@ fn run() -> anyhow::Result<()> {
         Command::Chat(args) => chat::run(&args),
         Command::Debug { command } => debug::run(command),
         Command::Embed(args) => embed::run(&args),
+        Command::Pipeline(args) => pipeline::run(&args),
         Command::Tokenize(args) => tokenize::tokenize(&args),
         Command::Tokenizer { command } => tokenize::run(command),
     }

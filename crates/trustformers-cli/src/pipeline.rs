@@ -1,0 +1,186 @@
+//! `trustformers pipeline TASK`: transformers' pipelines from the command line, printing the
+//! JSON transformers returns (one result for one input, a list for several).
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use serde_json::{json, Value};
+use std::io::BufRead;
+use trustformers::pipelines::*;
+use trustformers::tokenizers::TextInput;
+use trustformers::{resolve_model, LoadOptions};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Task {
+    FeatureExtraction,
+    FillMask,
+    TextClassification,
+    SentimentAnalysis,
+    TokenClassification,
+    Ner,
+    ZeroShotClassification,
+}
+
+#[derive(Args)]
+pub struct PipelineArgs {
+    /// The task.
+    #[arg(value_enum)]
+    task: Task,
+    /// Checkpoint directory, Hub repo id or known model name.
+    #[arg(long)]
+    model: String,
+    /// fill-mask: candidates per input; text-classification: labels per input (`all` for
+    /// every label).
+    #[arg(long)]
+    top_k: Option<String>,
+    /// fill-mask: restrict candidates to these tokens (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    targets: Option<Vec<String>>,
+    /// text-classification: softmax, sigmoid or none (default: from the config).
+    #[arg(long)]
+    function_to_apply: Option<String>,
+    /// text-classification: the second text of a pair, for every input.
+    #[arg(long)]
+    text_pair: Option<String>,
+    /// token-classification: none, simple, first, average or max.
+    #[arg(long, default_value = "none")]
+    aggregation_strategy: String,
+    /// zero-shot-classification: the labels to score (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    candidate_labels: Option<Vec<String>>,
+    /// zero-shot-classification: score labels independently.
+    #[arg(long)]
+    multi_label: bool,
+    /// zero-shot-classification: the hypothesis, `{}` standing for the label.
+    #[arg(long)]
+    hypothesis_template: Option<String>,
+    /// Truncate inputs longer than the model's maximum length.
+    #[arg(long)]
+    truncation: bool,
+    /// The inputs; one per line from stdin when none are given.
+    inputs: Vec<String>,
+}
+
+fn inputs(args: &PipelineArgs) -> Result<Vec<String>> {
+    let texts = if args.inputs.is_empty() {
+        std::io::stdin()
+            .lock()
+            .lines()
+            .collect::<std::io::Result<Vec<String>>>()
+            .context("reading inputs from stdin (one per line, UTF-8)")?
+    } else {
+        args.inputs.clone()
+    };
+    if texts.is_empty() {
+        bail!("no input: pass inputs as arguments or one per line on stdin");
+    }
+    Ok(texts)
+}
+
+/// One result as is for one input, else the list (transformers' convention).
+fn shaped(mut results: Vec<Value>) -> Value {
+    if results.len() == 1 {
+        results.remove(0)
+    } else {
+        Value::Array(results)
+    }
+}
+
+pub fn run(args: &PipelineArgs) -> Result<()> {
+    let path = resolve_model(Some(&args.model))?;
+    let texts = inputs(args)?;
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let opts = LoadOptions::default();
+    let top_k = |default: Option<usize>| -> Result<Option<usize>> {
+        match args.top_k.as_deref() {
+            None => Ok(default),
+            Some("all") => Ok(None),
+            Some(k) => Ok(Some(k.parse().with_context(|| format!("--top-k {k}"))?)),
+        }
+    };
+    let out = match args.task {
+        Task::FeatureExtraction => {
+            let pipe = FeatureExtractionPipeline::from_pretrained(&path, &opts)?;
+            let params = FeatureExtractionParams {
+                truncation: args.truncation,
+                ..Default::default()
+            };
+            let rows = pipe.run(&refs, &params)?;
+            shaped(rows.into_iter().map(|r| json!([r])).collect())
+        }
+        Task::FillMask => {
+            let pipe = FillMaskPipeline::from_pretrained(&path, &opts)?;
+            let params = FillMaskParams {
+                top_k: top_k(Some(5))?.unwrap_or(usize::MAX),
+                targets: args.targets.clone(),
+            };
+            shaped(
+                pipe.run(&refs, &params)?
+                    .into_iter()
+                    .map(|p| json!(p))
+                    .collect(),
+            )
+        }
+        Task::TextClassification | Task::SentimentAnalysis => {
+            let pipe = TextClassificationPipeline::from_pretrained(&path, &opts)?;
+            let params = TextClassificationParams {
+                top_k: top_k(Some(1))?,
+                function_to_apply: args
+                    .function_to_apply
+                    .as_deref()
+                    .map(ClassificationFunction::from_name)
+                    .transpose()?,
+                truncation: args.truncation,
+                ..Default::default()
+            };
+            let batch: Vec<TextInput<'_>> = refs
+                .iter()
+                .map(|t| match &args.text_pair {
+                    Some(b) => TextInput::Pair(t, b),
+                    None => TextInput::Single(t),
+                })
+                .collect();
+            shaped(
+                pipe.run(&batch, &params)?
+                    .into_iter()
+                    .map(|r| json!(r))
+                    .collect(),
+            )
+        }
+        Task::TokenClassification | Task::Ner => {
+            let pipe = TokenClassificationPipeline::from_pretrained(&path, &opts)?;
+            let params = TokenClassificationParams {
+                aggregation: Aggregation::from_name(&args.aggregation_strategy)?,
+                ..Default::default()
+            };
+            let results = refs
+                .iter()
+                .map(|t| -> Result<Value> {
+                    let entities = pipe.run(t, &params)?;
+                    Ok(Value::Array(entities.iter().map(Entity::to_json).collect()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            shaped(results)
+        }
+        Task::ZeroShotClassification => {
+            let pipe = ZeroShotClassificationPipeline::from_pretrained(&path, &opts)?;
+            let mut params = ZeroShotParams {
+                candidate_labels: args
+                    .candidate_labels
+                    .clone()
+                    .context("zero-shot-classification needs --candidate-labels")?,
+                multi_label: args.multi_label,
+                ..Default::default()
+            };
+            if let Some(t) = &args.hypothesis_template {
+                params.hypothesis_template = t.clone();
+            }
+            let results = refs
+                .iter()
+                .map(|t| Ok(json!(pipe.run(t, &params)?)))
+                .collect::<Result<Vec<_>>>()?;
+            shaped(results)
+        }
+    };
+    println!("{out}");
+    Ok(())
+}
