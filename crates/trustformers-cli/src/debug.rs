@@ -7,9 +7,10 @@ use clap::{Args, Subcommand};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use trustformers::core::parse_dtype;
+use trustformers::encoders::{load_encoder, EncoderConfig};
 use trustformers::models::decoder::positions_from_mask;
 use trustformers::models::ForwardOptions;
-use trustformers::{AutoModelForCausalLM, LoadOptions};
+use trustformers::{AutoModelForCausalLM, EncoderTask, LoadOptions};
 
 #[derive(Subcommand)]
 pub enum DebugCommand {
@@ -22,8 +23,9 @@ pub struct DumpArgs {
     /// Checkpoint directory (config.json + safetensors) or .gguf file.
     #[arg(long)]
     model: PathBuf,
-    /// safetensors file with int64 `input_ids` [batch, seq] and optional `attention_mask`
-    /// and `position_ids` of the same shape.
+    /// safetensors file with integer `input_ids` [batch, seq] and optional
+    /// `attention_mask`, `position_ids` (decoders) and `token_type_ids` (encoders) of the same
+    /// shape. For a multiple-choice head the rows are the choices of one example.
     #[arg(long)]
     inputs: PathBuf,
     /// Where to write the float32 outputs (`logits`, `last_hidden_state`, ...).
@@ -75,12 +77,67 @@ fn input(
     Ok(Some(t.to_dtype(DType::I64)?))
 }
 
+/// Whether `path` is a checkpoint directory of an encoder (BERT & co.).
+fn is_encoder(path: &std::path::Path) -> bool {
+    path.is_dir() && EncoderConfig::from_pretrained(path).is_ok()
+}
+
+/// An encoder with the head its config names: writes every output transformers gives
+/// (`last_hidden_state`, `pooler_output`, `logits`, `start_logits`, `end_logits`).
+fn dump_encoder(args: &DumpArgs, opts: &LoadOptions) -> Result<()> {
+    let model = load_encoder(&args.model, None, opts)
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    let inputs = candle_core::safetensors::load(&args.inputs, &Device::Cpu)
+        .with_context(|| format!("reading {}", args.inputs.display()))?;
+    let ids = input(&inputs, "input_ids", None)?
+        .with_context(|| format!("{} has no `input_ids` tensor", args.inputs.display()))?;
+    let shape = ids.dims().to_vec();
+    let mask = input(&inputs, "attention_mask", Some(&shape))?;
+    let types = input(&inputs, "token_type_ids", Some(&shape))?;
+    let mc = model.task() == EncoderTask::MultipleChoice;
+    let lift = |t: Tensor| -> Result<Tensor> { Ok(if mc { t.unsqueeze(0)? } else { t }) };
+    let out = model.forward(
+        &lift(ids)?,
+        types.map(lift).transpose()?.as_ref(),
+        mask.map(lift).transpose()?.as_ref(),
+        args.layers && !mc,
+    )?;
+    let mut tensors = HashMap::new();
+    let named = [
+        ("last_hidden_state", Some(out.last_hidden_state)),
+        ("pooler_output", out.pooler_output),
+        ("logits", out.logits),
+        ("start_logits", out.start_logits),
+        ("end_logits", out.end_logits),
+    ];
+    for (name, t) in named {
+        if let Some(t) = t {
+            tensors.insert(name.to_string(), t.to_dtype(DType::F32)?);
+        }
+    }
+    for (i, h) in out.hidden_states.iter().enumerate() {
+        tensors.insert(format!("hidden_states.{i}"), h.to_dtype(DType::F32)?);
+    }
+    candle_core::safetensors::save(&tensors, &args.out)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!(
+        "wrote {} tensors to {} ({:?} head)",
+        tensors.len(),
+        args.out.display(),
+        model.task()
+    );
+    Ok(())
+}
+
 fn dump(args: &DumpArgs) -> Result<()> {
     let dtype = args.dtype.as_deref().map(parse_dtype).transpose()?;
     let opts = LoadOptions {
         dtype,
         device: Device::Cpu,
     };
+    if is_encoder(&args.model) {
+        return dump_encoder(args, &opts);
+    }
     let model = AutoModelForCausalLM::from_pretrained(&args.model, &opts)
         .with_context(|| format!("loading {}", args.model.display()))?;
     let inputs = candle_core::safetensors::load(&args.inputs, &Device::Cpu)

@@ -29,12 +29,27 @@ fn dump(model: &Path, inputs: &Path, out: &Path, extra: &[&str]) -> std::process
         .unwrap()
 }
 
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// Largest difference over the unpadded span of each row (left- or right-padded).
 fn max_diff_unpadded(a: &Tensor, b: &Tensor, mask: &Tensor) -> f32 {
     let mask: Vec<Vec<i64>> = mask.to_vec2().unwrap();
     let mut worst = 0f32;
     for (row, m) in mask.iter().enumerate() {
         let start = m.iter().position(|&x| x != 0).unwrap();
-        let len = m.len() - start;
+        let end = m.iter().rposition(|&x| x != 0).unwrap() + 1;
+        let len = end - start;
         let x = a.narrow(0, row, 1).unwrap().narrow(1, start, len).unwrap();
         let y = b.narrow(0, row, 1).unwrap().narrow(1, start, len).unwrap();
         let d = (x - y)
@@ -76,9 +91,9 @@ fn dump_matches_transformers_outputs() {
         let expected = load(&fixture(&name).join("expected.safetensors"));
         let dir = tempfile::tempdir().unwrap();
         // Without position_ids: the tool derives them from the mask like generate() does.
-        let inputs: HashMap<String, Tensor> = ["input_ids", "attention_mask"]
+        let inputs: HashMap<String, Tensor> = ["input_ids", "attention_mask", "token_type_ids"]
             .iter()
-            .map(|k| (k.to_string(), expected[*k].clone()))
+            .filter_map(|k| Some((k.to_string(), expected.get(*k)?.clone())))
             .collect();
         let inputs_path = dir.path().join("inputs.safetensors");
         candle_core::safetensors::save(&inputs, &inputs_path).unwrap();
@@ -91,21 +106,39 @@ fn dump_matches_transformers_outputs() {
         );
         assert!(
             out.status.success(),
-            "{}",
+            "{name}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let got = load(&out_path);
         let mask = &expected["attention_mask"];
+        let mut compared = 0;
         for key in [
             "logits",
             "last_hidden_state",
+            "pooler_output",
+            "start_logits",
+            "end_logits",
             "hidden_states.0",
             "hidden_states.2",
         ] {
-            assert_eq!(got[key].dtype(), DType::F32);
-            let d = max_diff_unpadded(&got[key], &expected[key], mask);
+            let Some(want) = expected.get(key) else {
+                continue;
+            };
+            let g = got
+                .get(key)
+                .unwrap_or_else(|| panic!("{name}: the dump has no `{key}`"));
+            assert_eq!(g.dtype(), DType::F32);
+            assert_eq!(g.dims(), want.dims(), "{name} {key}");
+            let per_token = g.rank() >= 2 && g.dim(1).unwrap() == mask.dim(1).unwrap();
+            let d = if per_token {
+                max_diff_unpadded(g, want, mask)
+            } else {
+                max_diff(g, want)
+            };
             assert!(d <= 1e-4, "{name} {key} differs by {d}");
+            compared += 1;
         }
+        assert!(compared >= 1, "{name}: nothing compared");
     }
 }
 
