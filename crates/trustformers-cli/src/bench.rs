@@ -11,12 +11,25 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::{json, Map, Value};
 use std::time::Instant;
 use trustformers::models::decoder::default_positions;
-use trustformers::{DecoderForCausalLM, Device, Tensor};
+use trustformers::pipelines::{EmbedParams, SentenceTransformer};
+use trustformers::{resolve_model, DecoderForCausalLM, Device, LoadOptions, Tensor};
+
+/// What `bench` measures.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchTask {
+    /// A causal LM: prompt processing and generation (llama-bench's tests).
+    TextGeneration,
+    /// Sentence embeddings: batches of 32 at 16 and 128 tokens, and one 16-token sentence.
+    FeatureExtraction,
+}
 
 #[derive(Args)]
 pub struct BenchArgs {
     #[command(flatten)]
     model: ModelArgs,
+    /// What to measure (feature-extraction defaults to all-minilm-l6-v2).
+    #[arg(long, value_enum, default_value = "text-generation")]
+    task: BenchTask,
     /// Prompt lengths to time (llama-bench's -p).
     #[arg(short = 'p', long, value_delimiter = ',', default_value = "128,512")]
     n_prompt: Vec<usize>,
@@ -101,6 +114,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if args.repetitions == 0 {
         bail!("--repetitions must be at least 1");
     }
+    if args.task == BenchTask::FeatureExtraction {
+        return bench_embeddings(args);
+    }
     let mut loads = Vec::new();
     let mut loaded = None;
     for _ in 0..args.repetitions {
@@ -180,6 +196,83 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     match rss {
         Some(mb) => println!("peak RSS: {mb:.0} MB"),
         None => println!("peak RSS: not available on this platform"),
+    }
+    Ok(())
+}
+
+/// Words that are one token each in BERT's uncased vocabulary, to build sentences of an
+/// exact length.
+const ONE_TOKEN_WORDS: &[&str] = &[
+    "the", "of", "and", "to", "in", "is", "was", "he", "for", "it", "with", "as", "his", "on",
+    "be", "at", "by", "she", "they", "from",
+];
+
+/// `count` sentences of `tokens` tokens each (special tokens included), checked against the
+/// model's tokenizer.
+fn sentences(model: &SentenceTransformer, count: usize, tokens: usize) -> Result<Vec<String>> {
+    (0..count)
+        .map(|i| {
+            let words: Vec<&str> = (0..tokens.saturating_sub(2))
+                .map(|j| ONE_TOKEN_WORDS[(i * 7 + j * 3) % ONE_TOKEN_WORDS.len()])
+                .collect();
+            let text = words.join(" ");
+            let n = model.tokenizer().encode_ids(&text, true)?.len();
+            if n != tokens {
+                bail!("the benchmark sentence has {n} tokens with this tokenizer, not {tokens}");
+            }
+            Ok(text)
+        })
+        .collect()
+}
+
+/// `trustformers bench --task feature-extraction`: sentences/s for batches of 32 sentences of
+/// 16 and 128 tokens, and the latency of one 16-token sentence; medians of `-r` runs after a
+/// warm-up.
+fn bench_embeddings(args: &BenchArgs) -> Result<()> {
+    let name = args
+        .model
+        .model
+        .as_deref()
+        .unwrap_or(crate::embed::DEFAULT_EMBEDDING_MODEL);
+    let path = resolve_model(Some(name))?;
+    let start = Instant::now();
+    let model = SentenceTransformer::from_pretrained(&path, &LoadOptions::default())?;
+    let load_s = start.elapsed().as_secs_f64();
+    let params = EmbedParams::default();
+    let time = |texts: &[String]| -> Result<f64> {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        model.encode(&refs, &params)?;
+        let mut secs = Vec::new();
+        for _ in 0..args.repetitions {
+            let start = Instant::now();
+            model.encode(&refs, &params)?;
+            secs.push(start.elapsed().as_secs_f64());
+        }
+        Ok(median(secs))
+    };
+    let b16 = 32.0 / time(&sentences(&model, 32, 16)?)?;
+    let b128 = 32.0 / time(&sentences(&model, 32, 128)?)?;
+    let single_ms = 1e3 * time(&sentences(&model, 1, 16)?)?;
+    let results = json!({
+        "model": name,
+        "threads": candle_core::utils::get_num_threads(),
+        "repetitions": args.repetitions,
+        "load_s": load_s,
+        "batch32_len16_sentences_per_s": b16,
+        "batch32_len128_sentences_per_s": b128,
+        "single_len16_ms": single_ms,
+        "peak_rss_mb": peak_rss_mb(),
+    });
+    if args.json {
+        println!("{results}");
+    } else {
+        println!(
+            "model: {name}  threads: {}  repetitions: {}",
+            results["threads"], args.repetitions
+        );
+        println!("batch 32 x 16 tokens:  {b16:.1} sentences/s");
+        println!("batch 32 x 128 tokens: {b128:.1} sentences/s");
+        println!("one 16-token sentence: {single_ms:.2} ms");
     }
     Ok(())
 }
