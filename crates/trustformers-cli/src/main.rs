@@ -33,7 +33,8 @@ enum Command {
     /// Sentence embeddings of texts (sentence-transformers' encode).
     Embed(embed::EmbedArgs),
     /// Run a task pipeline (fill-mask, text-classification, token-classification,
-    /// zero-shot-classification, feature-extraction) and print transformers' JSON.
+    /// question-answering, zero-shot-classification, feature-extraction) and print
+    /// transformers' JSON.
     Pipeline(pipeline::PipelineArgs),
     /// Time loading, prompt processing and generation (llama-bench's pp/tg tests).
     Bench(bench::BenchArgs),

@@ -18,6 +18,7 @@ pub enum Task {
     TokenClassification,
     Ner,
     ZeroShotClassification,
+    QuestionAnswering,
 }
 
 #[derive(Args)]
@@ -53,6 +54,15 @@ pub struct PipelineArgs {
     /// zero-shot-classification: the hypothesis, `{}` standing for the label.
     #[arg(long)]
     hypothesis_template: Option<String>,
+    /// question-answering: the context the answers come from (the inputs are questions).
+    #[arg(long)]
+    context: Option<String>,
+    /// question-answering: longest answer, in tokens.
+    #[arg(long, default_value_t = 15)]
+    max_answer_len: usize,
+    /// question-answering: also consider "no answer".
+    #[arg(long)]
+    handle_impossible_answer: bool,
     /// Truncate inputs longer than the model's maximum length.
     #[arg(long)]
     truncation: bool,
@@ -177,6 +187,31 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
             let results = refs
                 .iter()
                 .map(|t| Ok(json!(pipe.run(t, &params)?)))
+                .collect::<Result<Vec<_>>>()?;
+            shaped(results)
+        }
+        Task::QuestionAnswering => {
+            let pipe = QuestionAnsweringPipeline::from_pretrained(&path, &opts)?;
+            let context = args
+                .context
+                .as_deref()
+                .context("question-answering needs --context")?;
+            let params = QuestionAnsweringParams {
+                top_k: top_k(Some(1))?.unwrap_or(1),
+                max_answer_len: args.max_answer_len,
+                handle_impossible_answer: args.handle_impossible_answer,
+                ..Default::default()
+            };
+            let results = refs
+                .iter()
+                .map(|q| {
+                    Ok(shaped(
+                        pipe.run(q, context, &params)?
+                            .into_iter()
+                            .map(|a| json!(a))
+                            .collect(),
+                    ))
+                })
                 .collect::<Result<Vec<_>>>()?;
             shaped(results)
         }

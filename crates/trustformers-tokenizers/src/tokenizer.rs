@@ -123,6 +123,11 @@ impl Encoding {
     pub fn into_inner(self) -> tokenizers::Encoding {
         self.0
     }
+
+    /// The underlying `tokenizers` encoding (word and sequence ids, char spans).
+    pub fn as_inner(&self) -> &tokenizers::Encoding {
+        &self.0
+    }
 }
 
 /// A text input: one sequence or a pair.
@@ -432,7 +437,14 @@ impl Tokenizer {
             let raw = |text: &str| self.inner.encode_char_offsets(text, false).map_err(tk_err);
             match *input {
                 TextInput::Single(a) => self.finish(raw(a)?, None, opts),
-                TextInput::Pair(a, b) => self.finish(raw(a)?, Some(raw(b)?), opts),
+                TextInput::Pair(a, b) => {
+                    // `tokenizers` encodes the second sequence with type id 1 before
+                    // truncation: overflowing windows keep it (the template retypes only
+                    // the main window).
+                    let mut second = raw(b)?;
+                    second.set_type_ids(vec![1; second.len()]);
+                    self.finish(raw(a)?, Some(second), opts)
+                }
             }
         };
         let mut finished = if inputs.len() > 1 {

@@ -326,3 +326,34 @@ fn real_tokenizers_match_transformers() {
         .unwrap(),
     );
 }
+
+/// Overflowing windows of a truncated pair keep the second sequence's type id, as
+/// transformers gives them (`tokenizer(q, c, truncation="only_second", max_length=32,
+/// stride=8, return_overflowing_tokens=True)` on the QA fixture's tokenizer).
+#[test]
+fn overflowing_pair_windows_keep_type_ids() {
+    use trustformers_tokenizers::{EncodeOptions, TextInput, Truncation};
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/bert_qa");
+    let tok = trustformers_tokenizers::AutoTokenizer::from_pretrained(&dir).unwrap();
+    let context = "john was born in berlin . he lives in london and works at google . the river \
+        seine flows through paris , the capital of france . paris is a great city and the \
+        weather is sunny today .";
+    let opts = EncodeOptions {
+        truncation: Some(Truncation::OnlySecond),
+        max_length: Some(32),
+        stride: 8,
+        ..Default::default()
+    };
+    let first = tok
+        .encode(TextInput::Pair("who works at google ?", context), &opts)
+        .unwrap();
+    let windows: Vec<_> = std::iter::once(first.clone())
+        .chain(first.overflowing())
+        .collect();
+    assert_eq!(windows.len(), 2);
+    // transformers: 7 question tokens ([CLS] who works at google ? [SEP]) of type 0, the rest 1.
+    for (w, len) in windows.iter().zip([32, 31]) {
+        let want: Vec<u32> = (0..len).map(|i| u32::from(i >= 7)).collect();
+        assert_eq!(w.token_type_ids(), want.as_slice());
+    }
+}

@@ -207,3 +207,45 @@ fn token_classification_matches_transformers() {
         }
     }
 }
+
+/// Against transformers 4.57's question-answering pipeline (removed in transformers 5).
+#[test]
+fn question_answering_matches_transformers_4() {
+    let pipe =
+        QuestionAnsweringPipeline::from_pretrained(fixture("bert_qa"), &LoadOptions::default())
+            .unwrap();
+    for case in cases("question-answering") {
+        let p = &case["params"];
+        let params = QuestionAnsweringParams {
+            top_k: p["top_k"].as_u64().map_or(1, |k| k as usize),
+            max_answer_len: p["max_answer_len"].as_u64().map_or(15, |k| k as usize),
+            max_seq_len: p["max_seq_len"].as_u64().map(|k| k as usize),
+            doc_stride: p["doc_stride"].as_u64().map(|k| k as usize),
+            handle_impossible_answer: p["handle_impossible_answer"].as_bool().unwrap_or(false),
+        };
+        let inputs = &case["inputs"];
+        let got = pipe
+            .run(
+                inputs["question"].as_str().unwrap(),
+                inputs["context"].as_str().unwrap(),
+                &params,
+            )
+            .unwrap();
+        let want = per_input(&case["output"], !case["output"].is_array());
+        let want = if case["output"].is_array() {
+            case["output"].as_array().unwrap().clone()
+        } else {
+            want
+        };
+        assert_eq!(got.len(), want.len(), "{case}\n{got:?}");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.answer, w["answer"].as_str().unwrap(), "{case}\n{got:?}");
+            assert_eq!(g.start as u64, w["start"].as_u64().unwrap());
+            assert_eq!(g.end as u64, w["end"].as_u64().unwrap());
+            close(f64::from(g.score), &w["score"], "qa score");
+        }
+    }
+    assert!(pipe
+        .run("", "context", &QuestionAnsweringParams::default())
+        .is_err());
+}

@@ -3,12 +3,14 @@
 
 pub mod feature_extraction;
 pub mod fill_mask;
+pub mod question_answering;
 pub mod sentence_embeddings;
 pub mod text_classification;
 pub mod token_classification;
 
 pub use feature_extraction::{FeatureExtractionParams, FeatureExtractionPipeline};
 pub use fill_mask::{FillMaskParams, FillMaskPipeline, FillMaskPrediction};
+pub use question_answering::{Answer, QuestionAnsweringParams, QuestionAnsweringPipeline};
 pub use sentence_embeddings::{EmbedParams, Pooling, SentenceTransformer};
 pub use text_classification::{
     ClassificationFunction, LabelScore, TextClassificationParams, TextClassificationPipeline,
