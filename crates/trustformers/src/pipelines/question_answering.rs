@@ -246,10 +246,10 @@ fn decode_spans(
 ) -> Vec<(usize, usize, f32)> {
     let n = p_start.len();
     let mut cands: Vec<(usize, f32)> = Vec::with_capacity(n * n);
-    for s in 0..n {
-        for e in 0..n {
+    for (s, &ps) in p_start.iter().enumerate() {
+        for (e, &pe) in p_end.iter().enumerate() {
             let score = if e >= s && e - s < max_answer_len {
-                p_start[s] * p_end[e]
+                ps * pe
             } else {
                 0.0
             };
