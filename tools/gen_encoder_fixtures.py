@@ -51,6 +51,18 @@ ARCHS = {
         dict(dim=32, n_layers=2, n_heads=4, hidden_dim=64, activation="gelu"),
     ),
     "electra": ("electra", dict(embedding_size=16, hidden_act="gelu")),
+    # ModernBERT: 3 layers (global, local, local), a local window shorter than the inputs.
+    "modernbert": (
+        "modernbert",
+        dict(
+            num_hidden_layers=3,
+            local_attention=4,
+            global_attn_every_n_layers=3,
+            hidden_activation="gelu",
+            classifier_pooling="mean",
+            pad_token_id=0,
+        ),
+    ),
     "albert": (
         "albert",
         dict(
@@ -91,6 +103,10 @@ FIXTURES_LIST = {
     "albert_seqcls": ("albert", "AlbertForSequenceClassification"),
     # An NLI head (entailment label) for the zero-shot pipeline.
     "bert_nli": ("bert", "BertForSequenceClassification"),
+    "modernbert_base": ("modernbert", "ModernBertModel"),
+    "modernbert_mlm": ("modernbert", "ModernBertForMaskedLM"),
+    "modernbert_seqcls": ("modernbert", "ModernBertForSequenceClassification"),
+    "modernbert_tokcls": ("modernbert", "ModernBertForTokenClassification"),
 }
 
 
@@ -200,10 +216,10 @@ def fixture(name, arch, cls_name, seed):
     if model_type == "bert":
         save_tokenizer(out_dir)
     ids, mask, types = inputs(config.vocab_size, config.pad_token_id, seed)
-    if config.model_type in ("roberta", "xlm-roberta"):
+    if config.model_type in ("roberta", "xlm-roberta", "modernbert"):
         types = torch.zeros_like(types)
     kwargs = dict(input_ids=ids, attention_mask=mask)
-    if config.model_type != "distilbert":
+    if config.model_type not in ("distilbert", "modernbert"):
         kwargs["token_type_ids"] = types
     with torch.no_grad():
         if cls_name.endswith("MultipleChoice"):

@@ -291,6 +291,12 @@ pub const ENCODERS: &[EncoderArchitecture] = &[
     ),
     encoder("electra", enc::electra::spec, enc::electra::head, None),
     encoder(
+        "modernbert",
+        crate::encoder::modernbert::spec,
+        crate::encoder::modernbert::head,
+        None,
+    ),
+    encoder(
         "albert",
         enc::albert::spec,
         enc::albert::head,

@@ -82,10 +82,13 @@ pub fn load_encoder(
     };
     let model = EncoderForTask::new(spec, task, layout.as_ref(), labels, &vb)?;
     // Unused base-model tensors are errors, except a pooler the head does not read.
-    let prefixed = vb.contains(&format!(
-        "{}.embeddings.word_embeddings.weight",
-        spec.base_prefix
-    )) || vb.contains(&format!("{}.embeddings.LayerNorm.weight", spec.base_prefix));
+    let prefixed = [
+        "word_embeddings.weight",
+        "LayerNorm.weight",
+        "tok_embeddings.weight",
+    ]
+    .iter()
+    .any(|t| vb.contains(&format!("{}.embeddings.{t}", spec.base_prefix)));
     let base = if prefixed {
         format!("{}.", spec.base_prefix)
     } else {
@@ -99,9 +102,15 @@ pub fn load_encoder(
             let Some(rest) = n.strip_prefix(&base) else {
                 return false;
             };
-            ["embeddings", "encoder.", "transformer."]
-                .iter()
-                .any(|p| rest.starts_with(p))
+            [
+                "embeddings",
+                "encoder.",
+                "transformer.",
+                "layers.",
+                "final_norm.",
+            ]
+            .iter()
+            .any(|p| rest.starts_with(p))
         })
         .collect();
     if !unused.is_empty() {

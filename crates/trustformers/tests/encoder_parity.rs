@@ -37,6 +37,11 @@ const FIXTURES: &[(&str, EncoderTask)] = &[
     ("albert_base", EncoderTask::Base),
     ("albert_mlm", EncoderTask::MaskedLm),
     ("albert_seqcls", EncoderTask::SequenceClassification),
+    ("bert_nli", EncoderTask::SequenceClassification),
+    ("modernbert_base", EncoderTask::Base),
+    ("modernbert_mlm", EncoderTask::MaskedLm),
+    ("modernbert_seqcls", EncoderTask::SequenceClassification),
+    ("modernbert_tokcls", EncoderTask::TokenClassification),
 ];
 
 /// Per-token outputs with padding positions zeroed, so that only real tokens count.

@@ -68,6 +68,8 @@ pub enum HeadInput {
     Pooled,
     /// The first token's hidden state (RoBERTa, ELECTRA, DistilBERT classification).
     FirstToken,
+    /// The mean over unpadded tokens (ModernBERT's `classifier_pooling: mean`).
+    MeanPooled,
     /// Every token's hidden state.
     EveryToken,
 }
@@ -86,10 +88,10 @@ pub enum HeadOut {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HeadLayout {
     pub input: HeadInput,
-    /// A projection (name, output width, activation) before the output.
-    pub dense: Option<(&'static str, usize, Activation)>,
-    /// A LayerNorm (name, epsilon) after the dense projection.
-    pub norm: Option<(&'static str, f64)>,
+    /// A projection (name, output width, activation, bias) before the output.
+    pub dense: Option<(&'static str, usize, Activation, bool)>,
+    /// A LayerNorm (name, epsilon, bias) after the dense projection.
+    pub norm: Option<(&'static str, f64, bool)>,
     pub out: HeadOut,
 }
 
@@ -155,8 +157,8 @@ impl Head {
         let spec = model.spec();
         let mut width = spec.hidden_size;
         let dense = match layout.dense {
-            Some((name, dim, act)) => {
-                let l = Linear::new(&vb.pp(name), width, dim, true)?;
+            Some((name, dim, act, bias)) => {
+                let l = Linear::new(&vb.pp(name), width, dim, bias)?;
                 width = dim;
                 Some((l, act))
             }
@@ -164,7 +166,7 @@ impl Head {
         };
         let norm = layout
             .norm
-            .map(|(name, eps)| LayerNorm::new(&vb.pp(name), width, eps, true))
+            .map(|(name, eps, bias)| LayerNorm::new(&vb.pp(name), width, eps, bias))
             .transpose()?;
         let out = match layout.out {
             HeadOut::Linear(name) => Linear::new(&vb.pp(name), width, out_dim, true)?,
@@ -187,9 +189,18 @@ impl Head {
         })
     }
 
-    fn forward(&self, last: &Tensor, pooled: Option<&Tensor>) -> Result<Tensor> {
+    fn forward(
+        &self,
+        last: &Tensor,
+        pooled: Option<&Tensor>,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let xs = match self.input {
             HeadInput::EveryToken => last.clone(),
+            HeadInput::MeanPooled => match mask {
+                Some(m) => super::masked_mean(last, m)?.to_dtype(last.dtype())?,
+                None => last.mean(1)?,
+            },
             HeadInput::FirstToken => last.narrow(1, 0, 1)?.squeeze(1)?,
             HeadInput::Pooled => pooled
                 .ok_or_else(|| Error::InvalidInput("this head needs the pooler output".into()))?
@@ -241,7 +252,9 @@ impl EncoderForTask {
         vb: &Weights,
     ) -> Result<Self> {
         let base = vb.pp(spec.base_prefix);
-        let base = if base.contains("embeddings.word_embeddings.weight") {
+        let base = if base.contains("embeddings.word_embeddings.weight")
+            || base.contains("embeddings.tok_embeddings.weight")
+        {
             base
         } else {
             vb.clone()
@@ -319,7 +332,13 @@ impl EncoderForTask {
         let logits = self
             .head
             .as_ref()
-            .map(|h| h.forward(&out.last_hidden_state, out.pooler_output.as_ref()))
+            .map(|h| {
+                h.forward(
+                    &out.last_hidden_state,
+                    out.pooler_output.as_ref(),
+                    mask.as_ref(),
+                )
+            })
             .transpose()?;
         let (mut logits, mut start_logits, mut end_logits) = (logits, None, None);
         match (self.task, logits.take()) {

@@ -13,6 +13,7 @@
 //! BERT's; the presets map the others to them. Task heads live in [`heads`].
 
 pub mod heads;
+pub mod modernbert;
 pub mod presets;
 
 use crate::hf_config::limits;
@@ -57,6 +58,8 @@ pub struct EncoderSpec {
     pub pad_token_id: Option<u32>,
     /// Where the base model sits in a checkpoint with a head (`bert`, `roberta`, ...).
     pub base_prefix: &'static str,
+    /// ModernBERT's pre-norm rotary layers instead of BERT's (see [`modernbert`]).
+    pub modern: Option<modernbert::ModernBertSpec>,
 }
 
 impl EncoderSpec {
@@ -88,6 +91,7 @@ impl EncoderSpec {
             position_padding_idx: None,
             pad_token_id: pad_token_id(f)?,
             base_prefix,
+            modern: None,
         };
         Ok(Self {
             num_hidden_groups: spec.num_hidden_layers,
@@ -367,13 +371,20 @@ pub struct EncoderOutput {
     pub hidden_states: Vec<Tensor>,
 }
 
-/// The encoder: embeddings, layers and an optional pooler (HF `BertModel`).
+enum Body {
+    Bert {
+        embeddings: Embeddings,
+        layers: Vec<EncoderLayer>,
+        pooler: Option<Linear>,
+    },
+    Modern(modernbert::ModernBertBody),
+}
+
+/// The encoder: embeddings, layers and an optional pooler (HF `BertModel`, `ModernBertModel`).
 pub struct EncoderModel {
     spec: EncoderSpec,
     device: Device,
-    embeddings: Embeddings,
-    layers: Vec<EncoderLayer>,
-    pooler: Option<Linear>,
+    body: Body,
 }
 
 impl EncoderModel {
@@ -381,19 +392,27 @@ impl EncoderModel {
     /// with a head); the pooler when `pooler` and the checkpoint has one.
     pub fn new(spec: &EncoderSpec, vb: &Weights, pooler: bool) -> Result<Self> {
         spec.validate()?;
-        let layers = (0..spec.num_hidden_groups)
-            .map(|g| EncoderLayer::new(spec, &vb.pp("encoder").pp("layer").pp(g)))
-            .collect::<Result<Vec<_>>>()?;
-        let pooler_vb = vb.pp("pooler").pp("dense");
-        let pooler = (pooler && pooler_vb.contains("weight"))
-            .then(|| Linear::new(&pooler_vb, spec.hidden_size, spec.hidden_size, true))
-            .transpose()?;
+        let body = match &spec.modern {
+            Some(m) => Body::Modern(modernbert::ModernBertBody::new(spec, m, vb)?),
+            None => {
+                let layers = (0..spec.num_hidden_groups)
+                    .map(|g| EncoderLayer::new(spec, &vb.pp("encoder").pp("layer").pp(g)))
+                    .collect::<Result<Vec<_>>>()?;
+                let pooler_vb = vb.pp("pooler").pp("dense");
+                let pooler = (pooler && pooler_vb.contains("weight"))
+                    .then(|| Linear::new(&pooler_vb, spec.hidden_size, spec.hidden_size, true))
+                    .transpose()?;
+                Body::Bert {
+                    embeddings: Embeddings::new(spec, vb)?,
+                    layers,
+                    pooler,
+                }
+            }
+        };
         Ok(Self {
             spec: spec.clone(),
             device: vb.device().clone(),
-            embeddings: Embeddings::new(spec, vb)?,
-            layers,
-            pooler,
+            body,
         })
     }
 
@@ -409,12 +428,21 @@ impl EncoderModel {
 
     /// The word embedding table (for tied output projections).
     pub fn word_embeddings(&self) -> &Embedding {
-        &self.embeddings.word
+        match &self.body {
+            Body::Bert { embeddings, .. } => &embeddings.word,
+            Body::Modern(m) => m.word_embeddings(),
+        }
     }
 
     /// Whether the model has a pooler.
     pub fn has_pooler(&self) -> bool {
-        self.pooler.is_some()
+        matches!(
+            &self.body,
+            Body::Bert {
+                pooler: Some(_),
+                ..
+            }
+        )
     }
 
     /// # Shapes
@@ -433,23 +461,42 @@ impl EncoderModel {
                 "input_ids must hold at least one token, got shape [{batch}, {seq}]"
             )));
         }
+        if seq > self.spec.max_position_embeddings {
+            return Err(Error::InvalidInput(format!(
+                "{seq} tokens do not fit max_position_embeddings {} (truncate the input)",
+                self.spec.max_position_embeddings
+            )));
+        }
         let mask = padding_mask(attention_mask, batch, seq)?;
-        let mut xs = self
-            .embeddings
-            .forward(&self.spec, input_ids, token_type_ids)?;
+        let (embeddings, layers, pooler) = match &self.body {
+            Body::Modern(m) => {
+                let (last_hidden_state, hidden_states) =
+                    m.forward(input_ids, mask.as_ref(), output_hidden_states)?;
+                return Ok(EncoderOutput {
+                    last_hidden_state,
+                    pooler_output: None,
+                    hidden_states,
+                });
+            }
+            Body::Bert {
+                embeddings,
+                layers,
+                pooler,
+            } => (embeddings, layers, pooler),
+        };
+        let mut xs = embeddings.forward(&self.spec, input_ids, token_type_ids)?;
         let mut hidden_states = Vec::new();
-        let (n, groups) = (self.spec.num_hidden_layers, self.layers.len());
+        let (n, groups) = (self.spec.num_hidden_layers, layers.len());
         for i in 0..n {
             if output_hidden_states {
                 hidden_states.push(xs.clone());
             }
-            xs = self.layers[i * groups / n].forward(&xs, mask.as_ref())?;
+            xs = layers[i * groups / n].forward(&xs, mask.as_ref())?;
         }
         if output_hidden_states {
             hidden_states.push(xs.clone());
         }
-        let pooler_output = self
-            .pooler
+        let pooler_output = pooler
             .as_ref()
             .map(|p| -> Result<Tensor> {
                 let first = xs.narrow(1, 0, 1)?.squeeze(1)?;

@@ -38,8 +38,13 @@ pub fn head(task: EncoderTask, spec: &EncoderSpec) -> Option<HeadLayout> {
     Some(match task {
         EncoderTask::MaskedLm => HeadLayout {
             input: HeadInput::EveryToken,
-            dense: Some(("predictions.dense", spec.embedding_size, spec.hidden_act)),
-            norm: Some(("predictions.LayerNorm", spec.layer_norm_eps)),
+            dense: Some((
+                "predictions.dense",
+                spec.embedding_size,
+                spec.hidden_act,
+                true,
+            )),
+            norm: Some(("predictions.LayerNorm", spec.layer_norm_eps, true)),
             out: HeadOut::TiedEmbeddings {
                 bias: "predictions.bias",
             },

@@ -20,8 +20,13 @@ pub fn head(task: EncoderTask, spec: &EncoderSpec) -> Option<HeadLayout> {
                 "cls.predictions.transform.dense",
                 spec.hidden_size,
                 spec.hidden_act,
+                true,
             )),
-            norm: Some(("cls.predictions.transform.LayerNorm", spec.layer_norm_eps)),
+            norm: Some((
+                "cls.predictions.transform.LayerNorm",
+                spec.layer_norm_eps,
+                true,
+            )),
             out: HeadOut::TiedEmbeddings {
                 bias: "cls.predictions.bias",
             },

@@ -44,6 +44,7 @@ pub fn spec(config: &Value) -> Result<EncoderSpec> {
         position_padding_idx: None,
         pad_token_id: pad_token_id(&f)?,
         base_prefix: "distilbert",
+        modern: None,
     })
 }
 
@@ -51,15 +52,15 @@ pub fn spec(config: &Value) -> Result<EncoderSpec> {
 pub fn head(task: EncoderTask, spec: &EncoderSpec) -> Option<HeadLayout> {
     let classifier = HeadLayout {
         input: HeadInput::FirstToken,
-        dense: Some(("pre_classifier", spec.hidden_size, Activation::Relu)),
+        dense: Some(("pre_classifier", spec.hidden_size, Activation::Relu, true)),
         norm: None,
         out: HeadOut::Linear("classifier"),
     };
     Some(match task {
         EncoderTask::MaskedLm => HeadLayout {
             input: HeadInput::EveryToken,
-            dense: Some(("vocab_transform", spec.hidden_size, spec.hidden_act)),
-            norm: Some(("vocab_layer_norm", 1e-12)),
+            dense: Some(("vocab_transform", spec.hidden_size, spec.hidden_act, true)),
+            norm: Some(("vocab_layer_norm", 1e-12, true)),
             out: HeadOut::TiedEmbeddings {
                 bias: "vocab_projector.bias",
             },

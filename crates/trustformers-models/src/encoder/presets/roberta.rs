@@ -23,15 +23,15 @@ pub fn head(task: EncoderTask, spec: &EncoderSpec) -> Option<HeadLayout> {
     Some(match task {
         EncoderTask::MaskedLm => HeadLayout {
             input: HeadInput::EveryToken,
-            dense: Some(("lm_head.dense", spec.hidden_size, Activation::GeluErf)),
-            norm: Some(("lm_head.layer_norm", spec.layer_norm_eps)),
+            dense: Some(("lm_head.dense", spec.hidden_size, Activation::GeluErf, true)),
+            norm: Some(("lm_head.layer_norm", spec.layer_norm_eps, true)),
             out: HeadOut::TiedEmbeddings {
                 bias: "lm_head.bias",
             },
         },
         EncoderTask::SequenceClassification => HeadLayout {
             input: HeadInput::FirstToken,
-            dense: Some(("classifier.dense", spec.hidden_size, Activation::Tanh)),
+            dense: Some(("classifier.dense", spec.hidden_size, Activation::Tanh, true)),
             norm: None,
             out: HeadOut::Linear("classifier.out_proj"),
         },
