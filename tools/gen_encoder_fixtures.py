@@ -63,6 +63,37 @@ ARCHS = {
             pad_token_id=0,
         ),
     ),
+    # DeBERTa-v3: shared attention keys, log buckets shorter than the inputs, normed relative
+    # table, no absolute positions or token types.
+    "deberta_v3": (
+        "deberta-v2",
+        dict(
+            relative_attention=True,
+            pos_att_type=["p2c", "c2p"],
+            share_att_key=True,
+            position_buckets=8,
+            max_relative_positions=16,
+            norm_rel_ebd="layer_norm",
+            position_biased_input=False,
+            type_vocab_size=0,
+            layer_norm_eps=1e-7,
+        ),
+    ),
+    # DeBERTa-v2 style: own position projections, no buckets, absolute positions, token
+    # types, a narrower embedding projected up.
+    "deberta_v2": (
+        "deberta-v2",
+        dict(
+            relative_attention=True,
+            pos_att_type="c2p|p2c",
+            share_att_key=False,
+            max_relative_positions=-1,
+            position_biased_input=True,
+            type_vocab_size=2,
+            embedding_size=16,
+            layer_norm_eps=1e-7,
+        ),
+    ),
     "albert": (
         "albert",
         dict(
@@ -107,6 +138,11 @@ FIXTURES_LIST = {
     "modernbert_mlm": ("modernbert", "ModernBertForMaskedLM"),
     "modernbert_seqcls": ("modernbert", "ModernBertForSequenceClassification"),
     "modernbert_tokcls": ("modernbert", "ModernBertForTokenClassification"),
+    "deberta_v3_base": ("deberta_v3", "DebertaV2Model"),
+    "deberta_v3_mlm": ("deberta_v3", "DebertaV2ForMaskedLM"),
+    "deberta_v3_seqcls": ("deberta_v3", "DebertaV2ForSequenceClassification"),
+    "deberta_v2_seqcls": ("deberta_v2", "DebertaV2ForSequenceClassification"),
+    "deberta_v2_qa": ("deberta_v2", "DebertaV2ForQuestionAnswering"),
 }
 
 
@@ -216,7 +252,9 @@ def fixture(name, arch, cls_name, seed):
     if model_type == "bert":
         save_tokenizer(out_dir)
     ids, mask, types = inputs(config.vocab_size, config.pad_token_id, seed)
-    if config.model_type in ("roberta", "xlm-roberta", "modernbert"):
+    if config.model_type in ("roberta", "xlm-roberta", "modernbert") or not getattr(
+        config, "type_vocab_size", 1
+    ):
         types = torch.zeros_like(types)
     kwargs = dict(input_ids=ids, attention_mask=mask)
     if config.model_type not in ("distilbert", "modernbert"):

@@ -291,6 +291,12 @@ pub const ENCODERS: &[EncoderArchitecture] = &[
     ),
     encoder("electra", enc::electra::spec, enc::electra::head, None),
     encoder(
+        "deberta-v2",
+        crate::encoder::deberta::spec,
+        crate::encoder::deberta::head,
+        Some(crate::encoder::deberta::tensor_name),
+    ),
+    encoder(
         "modernbert",
         crate::encoder::modernbert::spec,
         crate::encoder::modernbert::head,

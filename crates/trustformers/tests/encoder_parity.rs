@@ -42,6 +42,11 @@ const FIXTURES: &[(&str, EncoderTask)] = &[
     ("modernbert_mlm", EncoderTask::MaskedLm),
     ("modernbert_seqcls", EncoderTask::SequenceClassification),
     ("modernbert_tokcls", EncoderTask::TokenClassification),
+    ("deberta_v3_base", EncoderTask::Base),
+    ("deberta_v3_mlm", EncoderTask::MaskedLm),
+    ("deberta_v3_seqcls", EncoderTask::SequenceClassification),
+    ("deberta_v2_seqcls", EncoderTask::SequenceClassification),
+    ("deberta_v2_qa", EncoderTask::QuestionAnswering),
 ];
 
 /// Per-token outputs with padding positions zeroed, so that only real tokens count.

@@ -12,6 +12,7 @@
 //! up) and ALBERT (factorized embeddings, layers shared in groups). Checkpoint names are
 //! BERT's; the presets map the others to them. Task heads live in [`heads`].
 
+pub mod deberta;
 pub mod heads;
 pub mod modernbert;
 pub mod presets;
@@ -60,6 +61,8 @@ pub struct EncoderSpec {
     pub base_prefix: &'static str,
     /// ModernBERT's pre-norm rotary layers instead of BERT's (see [`modernbert`]).
     pub modern: Option<modernbert::ModernBertSpec>,
+    /// DeBERTa's disentangled attention (see [`deberta`]).
+    pub deberta: Option<deberta::DebertaSpec>,
 }
 
 impl EncoderSpec {
@@ -85,13 +88,23 @@ impl EncoderSpec {
             max_position_embeddings: f
                 .opt_usize("max_position_embeddings", limits::POSITIONS)?
                 .unwrap_or(512),
-            type_vocab_size: f.opt_usize("type_vocab_size", limits::VOCAB)?.unwrap_or(2),
+            // 0 means no token types (DeBERTa-v3).
+            type_vocab_size: match f.raw("type_vocab_size") {
+                None => 2,
+                Some(v) => v
+                    .as_u64()
+                    .filter(|&n| n <= limits::VOCAB as u64)
+                    .ok_or_else(|| {
+                        Error::config("type_vocab_size", format!("must be a count, got {v}"))
+                    })? as usize,
+            },
             embedding_size: hidden_size,
             num_hidden_groups: 1,
             position_padding_idx: None,
             pad_token_id: pad_token_id(f)?,
             base_prefix,
             modern: None,
+            deberta: None,
         };
         Ok(Self {
             num_hidden_groups: spec.num_hidden_layers,
@@ -162,7 +175,8 @@ pub fn pad_token_id(f: &Fields<'_>) -> Result<Option<u32>> {
 
 struct Embeddings {
     word: Embedding,
-    position: Embedding,
+    /// Absent without `position_biased_input` (DeBERTa-v3).
+    position: Option<Embedding>,
     token_type: Option<Embedding>,
     norm: LayerNorm,
     /// `embeddings_project` when `embedding_size != hidden_size`.
@@ -175,17 +189,38 @@ impl Embeddings {
         let emb = vb.pp("embeddings");
         Ok(Self {
             word: Embedding::new(&emb.pp("word_embeddings"), spec.vocab_size, e)?,
-            position: Embedding::new(
-                &emb.pp("position_embeddings"),
-                spec.max_position_embeddings,
-                e,
-            )?,
+            position: spec
+                .deberta
+                .as_ref()
+                .is_none_or(|d| d.position_biased_input)
+                .then(|| {
+                    Embedding::new(
+                        &emb.pp("position_embeddings"),
+                        spec.max_position_embeddings,
+                        e,
+                    )
+                })
+                .transpose()?,
             token_type: (spec.type_vocab_size > 0)
                 .then(|| Embedding::new(&emb.pp("token_type_embeddings"), spec.type_vocab_size, e))
                 .transpose()?,
-            norm: LayerNorm::new(&emb.pp("LayerNorm"), e, spec.layer_norm_eps, true)?,
+            // DeBERTa projects before the norm, ELECTRA and ALBERT after it.
+            norm: LayerNorm::new(
+                &emb.pp("LayerNorm"),
+                if spec.deberta.is_some() {
+                    spec.hidden_size
+                } else {
+                    e
+                },
+                spec.layer_norm_eps,
+                true,
+            )?,
             project: (e != spec.hidden_size)
-                .then(|| Linear::new(&vb.pp("embeddings_project"), e, spec.hidden_size, true))
+                .then(|| {
+                    // DeBERTa's `embed_proj` has no bias.
+                    let bias = spec.deberta.is_none();
+                    Linear::new(&vb.pp("embeddings_project"), e, spec.hidden_size, bias)
+                })
                 .transpose()?,
         })
     }
@@ -199,8 +234,10 @@ impl Embeddings {
         token_type_ids: Option<&Tensor>,
     ) -> Result<Tensor> {
         let (batch, seq) = input_ids.dims2()?;
-        let positions = position_ids(spec, input_ids)?;
-        let mut xs = (self.word.forward(input_ids)? + self.position.forward(&positions)?)?;
+        let mut xs = self.word.forward(input_ids)?;
+        if let Some(table) = &self.position {
+            xs = (xs + table.forward(&position_ids(spec, input_ids)?)?)?;
+        }
         if let Some(table) = &self.token_type {
             let types = match token_type_ids {
                 Some(t) if t.dims() != [batch, seq] => {
@@ -214,10 +251,14 @@ impl Embeddings {
             };
             xs = (xs + table.forward(&types)?)?;
         }
-        let xs = self.norm.forward(&xs)?;
-        match &self.project {
+        let project = |xs: Tensor| match &self.project {
             Some(p) => p.forward(&xs),
             None => Ok(xs),
+        };
+        if spec.deberta.is_some() {
+            self.norm.forward(&project(xs)?)
+        } else {
+            project(self.norm.forward(&xs)?)
         }
     }
 }
@@ -270,6 +311,8 @@ struct EncoderLayer {
     heads: usize,
     head_dim: usize,
     act: Activation,
+    /// DeBERTa's own position projections.
+    rel: Option<deberta::RelProjections>,
 }
 
 impl EncoderLayer {
@@ -299,12 +342,22 @@ impl EncoderLayer {
             heads: spec.num_attention_heads,
             head_dim: spec.head_dim(),
             act: spec.hidden_act,
+            rel: spec
+                .deberta
+                .as_ref()
+                .map(|d| deberta::RelProjections::new(spec, d, &att.pp("self")))
+                .transpose()?,
         })
     }
 
     /// # Shapes
     /// `xs`: `[batch, seq, hidden]`, `mask`: additive `[batch, 1, 1, seq]` -> as `xs`.
-    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    fn forward(
+        &self,
+        xs: &Tensor,
+        mask: Option<&Tensor>,
+        rel: Option<&deberta::RelContext>,
+    ) -> Result<Tensor> {
         let (b, s, _) = xs.dims3()?;
         let split = |t: Tensor| -> Result<Tensor> {
             Ok(t.reshape((b, s, self.heads, self.head_dim))?
@@ -314,8 +367,23 @@ impl EncoderLayer {
         let q = split(self.query.forward(xs)?)?;
         let k = split(self.key.forward(xs)?)?;
         let v = split(self.value.forward(xs)?)?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let ctx = sdpa(&q, &k, &v, mask, 1, scale, None)?
+        let ctx = match (rel, &self.rel) {
+            (Some(rel), Some(own)) => {
+                // The position terms ride in the additive mask of the content scores.
+                let (bias, scale) =
+                    deberta::position_bias(&q, &k, rel, &self.query, &self.key, own)?;
+                let bias = match mask {
+                    Some(m) => bias.broadcast_add(m)?,
+                    None => bias,
+                };
+                sdpa(&q, &k, &v, Some(&bias), 1, scale, None)?
+            }
+            _ => {
+                let scale = 1.0 / (self.head_dim as f64).sqrt();
+                sdpa(&q, &k, &v, mask, 1, scale, None)?
+            }
+        };
+        let ctx = ctx
             .transpose(1, 2)?
             .reshape((b, s, self.heads * self.head_dim))?;
         let h = self
@@ -376,6 +444,7 @@ enum Body {
         embeddings: Embeddings,
         layers: Vec<EncoderLayer>,
         pooler: Option<Linear>,
+        rel: Option<deberta::RelTable>,
     },
     Modern(modernbert::ModernBertBody),
 }
@@ -406,6 +475,11 @@ impl EncoderModel {
                     embeddings: Embeddings::new(spec, vb)?,
                     layers,
                     pooler,
+                    rel: spec
+                        .deberta
+                        .as_ref()
+                        .map(|d| deberta::RelTable::new(spec, d, vb))
+                        .transpose()?,
                 }
             }
         };
@@ -468,7 +542,7 @@ impl EncoderModel {
             )));
         }
         let mask = padding_mask(attention_mask, batch, seq)?;
-        let (embeddings, layers, pooler) = match &self.body {
+        let (embeddings, layers, pooler, rel) = match &self.body {
             Body::Modern(m) => {
                 let (last_hidden_state, hidden_states) =
                     m.forward(input_ids, mask.as_ref(), output_hidden_states)?;
@@ -482,8 +556,13 @@ impl EncoderModel {
                 embeddings,
                 layers,
                 pooler,
-            } => (embeddings, layers, pooler),
+                rel,
+            } => (embeddings, layers, pooler, rel),
         };
+        let rel = rel
+            .as_ref()
+            .map(|r| r.context(seq, input_ids.device()))
+            .transpose()?;
         let mut xs = embeddings.forward(&self.spec, input_ids, token_type_ids)?;
         let mut hidden_states = Vec::new();
         let (n, groups) = (self.spec.num_hidden_layers, layers.len());
@@ -491,7 +570,7 @@ impl EncoderModel {
             if output_hidden_states {
                 hidden_states.push(xs.clone());
             }
-            xs = layers[i * groups / n].forward(&xs, mask.as_ref())?;
+            xs = layers[i * groups / n].forward(&xs, mask.as_ref(), rel.as_ref())?;
         }
         if output_hidden_states {
             hidden_states.push(xs.clone());

@@ -45,6 +45,7 @@ pub fn spec(config: &Value) -> Result<EncoderSpec> {
         pad_token_id: pad_token_id(&f)?,
         base_prefix: "distilbert",
         modern: None,
+        deberta: None,
     })
 }
 

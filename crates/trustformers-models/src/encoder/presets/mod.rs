@@ -11,7 +11,7 @@ use trustformers_core::StoredName;
 
 /// Splits a canonical name into the base-model prefix (`bert.`, or empty) and the rest, when
 /// the rest is a base-model tensor.
-fn split_base<'a>(canonical: &'a str, prefix: &str) -> Option<(&'a str, &'a str)> {
+pub(crate) fn split_base<'a>(canonical: &'a str, prefix: &str) -> Option<(&'a str, &'a str)> {
     let rest = canonical
         .strip_prefix(prefix)
         .and_then(|r| r.strip_prefix('.'))
@@ -25,7 +25,7 @@ fn split_base<'a>(canonical: &'a str, prefix: &str) -> Option<(&'a str, &'a str)
 
 /// Renames the layer tensors of a BERT-layout name (`encoder.layer.{i}.{tensor}`) by `block`
 /// (`(BERT prefix, stored prefix)`), under `layers` (`{i}` is the layer or group index).
-fn rename_layer(rest: &str, layers: &str, block: &[(&str, &str)]) -> Option<String> {
+pub(crate) fn rename_layer(rest: &str, layers: &str, block: &[(&str, &str)]) -> Option<String> {
     let (layer, tensor) = rest.strip_prefix("encoder.layer.")?.split_once('.')?;
     let (from, to) = block.iter().find(|(from, _)| tensor.starts_with(from))?;
     Some(format!(
@@ -35,6 +35,6 @@ fn rename_layer(rest: &str, layers: &str, block: &[(&str, &str)]) -> Option<Stri
     ))
 }
 
-fn plain(name: Option<String>) -> Vec<StoredName> {
+pub(crate) fn plain(name: Option<String>) -> Vec<StoredName> {
     name.map(StoredName::plain).into_iter().collect()
 }
