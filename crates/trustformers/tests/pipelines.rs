@@ -249,3 +249,34 @@ fn question_answering_matches_transformers_4() {
         .run("", "context", &QuestionAnsweringParams::default())
         .is_err());
 }
+
+/// Inputs past the model's 64 positions: a clear error, or truncation when asked.
+#[test]
+fn long_inputs_error_unless_truncated() {
+    let long = vec!["the weather"; 80].join(" ");
+    let pipe = TextClassificationPipeline::from_pretrained(fixture("bert_seqcls"), &LoadOptions::default())
+        .unwrap();
+    let err = pipe
+        .run(&[TextInput::Single(&long)], &TextClassificationParams::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("max_position_embeddings"), "{err}");
+    let truncated = TextClassificationParams {
+        truncation: true,
+        ..Default::default()
+    };
+    assert_eq!(pipe.run(&[TextInput::Single(&long)], &truncated).unwrap().len(), 1);
+
+    let features =
+        FeatureExtractionPipeline::from_pretrained(fixture("bert_base"), &LoadOptions::default())
+            .unwrap();
+    assert!(features.run(&[&long], &FeatureExtractionParams::default()).is_err());
+    let params = FeatureExtractionParams {
+        truncation: true,
+        ..Default::default()
+    };
+    let out = features.run(&[&long, "john"], &params).unwrap();
+    assert_eq!(out[0].len(), 64);
+    // The short input keeps its own length, padding removed: [CLS] john [SEP].
+    assert_eq!(out[1].len(), 3);
+    assert!(features.run(&[], &params).is_err());
+}
