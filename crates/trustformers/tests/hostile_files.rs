@@ -62,6 +62,14 @@ fn chat_template_corpus() {
 }
 
 #[test]
+fn encoder_corpus() {
+    let _g = serial();
+    let cases = hostile::encoder::cases();
+    assert!(cases.len() >= 10, "{} encoder cases", cases.len());
+    run_all(&cases);
+}
+
+#[test]
 fn pytorch_bin_corpus() {
     let _g = serial();
     let cases = hostile::pth::cases();

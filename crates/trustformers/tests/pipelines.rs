@@ -254,22 +254,35 @@ fn question_answering_matches_transformers_4() {
 #[test]
 fn long_inputs_error_unless_truncated() {
     let long = vec!["the weather"; 80].join(" ");
-    let pipe = TextClassificationPipeline::from_pretrained(fixture("bert_seqcls"), &LoadOptions::default())
-        .unwrap();
+    let pipe = TextClassificationPipeline::from_pretrained(
+        fixture("bert_seqcls"),
+        &LoadOptions::default(),
+    )
+    .unwrap();
     let err = pipe
-        .run(&[TextInput::Single(&long)], &TextClassificationParams::default())
+        .run(
+            &[TextInput::Single(&long)],
+            &TextClassificationParams::default(),
+        )
         .unwrap_err();
     assert!(err.to_string().contains("max_position_embeddings"), "{err}");
     let truncated = TextClassificationParams {
         truncation: true,
         ..Default::default()
     };
-    assert_eq!(pipe.run(&[TextInput::Single(&long)], &truncated).unwrap().len(), 1);
+    assert_eq!(
+        pipe.run(&[TextInput::Single(&long)], &truncated)
+            .unwrap()
+            .len(),
+        1
+    );
 
     let features =
         FeatureExtractionPipeline::from_pretrained(fixture("bert_base"), &LoadOptions::default())
             .unwrap();
-    assert!(features.run(&[&long], &FeatureExtractionParams::default()).is_err());
+    assert!(features
+        .run(&[&long], &FeatureExtractionParams::default())
+        .is_err());
     let params = FeatureExtractionParams {
         truncation: true,
         ..Default::default()

@@ -6,6 +6,7 @@
 pub mod alloc;
 pub mod chat;
 pub mod config;
+pub mod encoder;
 pub mod gguf;
 mod gguf_files;
 pub mod pth;
@@ -98,6 +99,7 @@ pub fn all_cases() -> Vec<Case> {
     cases.extend(config::cases());
     cases.extend(chat::cases());
     cases.extend(pth::cases());
+    cases.extend(encoder::cases());
     cases
 }
 
