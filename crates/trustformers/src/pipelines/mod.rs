@@ -24,6 +24,14 @@ use candle_core::{Device, Tensor};
 use trustformers_core::{Error, Result};
 use trustformers_tokenizers::{EncodeOptions, Encoding, TextInput, Tokenizer};
 
+/// Softmax of one row of scores, computed in f32 like numpy's on f32 logits.
+pub(crate) fn softmax(xs: &[f32]) -> Vec<f32> {
+    let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = xs.iter().map(|&x| (x - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    exp.into_iter().map(|e| e / sum).collect()
+}
+
 /// A padded batch as model inputs.
 pub(crate) struct Batch {
     /// `[batch, seq]` u32.

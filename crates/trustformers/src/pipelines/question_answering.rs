@@ -5,6 +5,7 @@
 //! answers (from overlapping windows) add up, and the best answers win, as character offsets
 //! into the context.
 
+use super::softmax;
 use crate::auto::LoadOptions;
 use crate::encoders::load_encoder;
 use candle_core::{DType, Tensor};
@@ -58,13 +59,6 @@ impl Default for QuestionAnsweringParams {
 pub struct QuestionAnsweringPipeline {
     tokenizer: Tokenizer,
     model: EncoderForTask,
-}
-
-fn softmax(xs: &[f32]) -> Vec<f32> {
-    let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exp: Vec<f32> = xs.iter().map(|&x| (x - max).exp()).collect();
-    let sum: f32 = exp.iter().sum();
-    exp.into_iter().map(|e| e / sum).collect()
 }
 
 impl QuestionAnsweringPipeline {

@@ -1,7 +1,7 @@
 //! transformers' `text-classification` pipeline (texts or text pairs -> labels with scores)
 //! and `zero-shot-classification` (an NLI model scoring "This example is {label}.").
 
-use super::tokenize;
+use super::{softmax, tokenize};
 use crate::auto::LoadOptions;
 use crate::encoders::{load_encoder, EncoderConfig};
 use candle_core::DType;
@@ -54,13 +54,6 @@ impl ClassificationFunction {
             Self::Softmax => softmax(logits),
         }
     }
-}
-
-fn softmax(xs: &[f32]) -> Vec<f32> {
-    let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exp: Vec<f32> = xs.iter().map(|&x| (x - max).exp()).collect();
-    let sum: f32 = exp.iter().sum();
-    exp.into_iter().map(|e| e / sum).collect()
 }
 
 /// One label and its score.

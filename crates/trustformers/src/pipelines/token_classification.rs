@@ -2,7 +2,7 @@
 //! into words (`first`, `average`, `max`) and entity groups (`simple` and those three), with
 //! character offsets into the original text.
 
-use super::tokenize;
+use super::{softmax, tokenize};
 use crate::auto::LoadOptions;
 use crate::encoders::load_encoder;
 use candle_core::DType;
@@ -183,10 +183,7 @@ impl TokenClassificationPipeline {
             if enc.special_tokens_mask()[idx] != 0 {
                 continue;
             }
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let exp: Vec<f32> = row.iter().map(|&x| (x - max).exp()).collect();
-            let sum: f32 = exp.iter().sum();
-            let scores: Vec<f32> = exp.into_iter().map(|e| e / sum).collect();
+            let scores = softmax(row);
             let (start, end) = enc.offsets()[idx];
             let word_ref = slice(start, end);
             let mut word = enc.tokens()[idx].clone();
