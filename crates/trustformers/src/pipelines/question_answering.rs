@@ -161,9 +161,7 @@ impl QuestionAnsweringPipeline {
                 &desired,
             ) {
                 let (a, b) = word_chars(enc, s, e);
-                let text: String = chars[a.min(chars.len())..b.min(chars.len())]
-                    .iter()
-                    .collect();
+                let text: String = chars.get(a..b).unwrap_or_default().iter().collect();
                 // The same answer from several spans or windows: scores add up.
                 match answers
                     .iter_mut()

@@ -171,11 +171,8 @@ impl TokenClassificationPipeline {
             .to_vec2::<f32>()?;
         let enc = &batch.encodings[0];
         let chars: Vec<char> = text.chars().collect();
-        let slice = |a: usize, b: usize| -> String {
-            chars[a.min(chars.len())..b.min(chars.len())]
-                .iter()
-                .collect()
-        };
+        let slice =
+            |a: usize, b: usize| -> String { chars.get(a..b).unwrap_or_default().iter().collect() };
         let word_aware = self.tokenizer.continuing_subword_prefix().is_some();
         let unk = self.tokenizer.config().special.unk.clone();
         let mut pre = Vec::new();
