@@ -50,9 +50,11 @@ run_one() {
   local t=$1 log="fuzz/artifacts/$1.log"
   mkdir -p "fuzz/artifacts/$t"
   # -rss_limit_mb: an input that makes the target allocate more than this counts as a crash.
+  # FUZZ_SEED fixes libFuzzer's mutation sequence (CI: a repeatable smoke run rather than a
+  # new random walk each time).
   if "$BIN_DIR/$t" "fuzz/corpus/$t" -artifact_prefix="fuzz/artifacts/$t/" \
       -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -timeout=10 -max_len=262144 \
-      >"$log" 2>&1; then
+      ${FUZZ_SEED:+-seed="$FUZZ_SEED"} >"$log" 2>&1; then
     status=ok
   else
     status="FOUND (see $log and fuzz/artifacts/$t/)"
@@ -61,5 +63,5 @@ run_one() {
   echo "$t: ${execs:-0} executions in ${SECONDS_EACH}s: $status"
 }
 export -f run_one
-export SECONDS_EACH
+export SECONDS_EACH FUZZ_SEED
 printf '%s\n' "${TARGETS[@]}" | xargs -P "$JOBS" -I{} bash -c 'run_one {}'

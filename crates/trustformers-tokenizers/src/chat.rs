@@ -83,6 +83,26 @@ impl std::io::Write for Bounded {
     }
 }
 
+/// minijinja 3.1 keeps line and column numbers in 16 bits; past them its error spans
+/// overflow (a panic with debug assertions, found by fuzzing: an unterminated comment at
+/// column 65,535). No real template comes close.
+const MAX_LINES: usize = u16::MAX as usize - 1;
+const MAX_LINE_CHARS: usize = u16::MAX as usize - 1;
+
+/// Refuses templates whose lines or line count exceed what minijinja can locate.
+fn check_positions(template: &str) -> Result<()> {
+    let mut lines = 0;
+    for line in template.split('\n') {
+        lines += 1;
+        if lines > MAX_LINES || line.chars().count() > MAX_LINE_CHARS {
+            return Err(Error::ChatTemplate(format!(
+                "templates are limited to {MAX_LINES} lines of {MAX_LINE_CHARS} characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Refuses `{% import %}` and `{% from %}` statements. Without a loader they can never
 /// succeed, and minijinja 3.1 panics compiling some of them (`{% import 'x' as (a, b) %}`,
 /// found by fuzzing), so they are refused before minijinja sees them.
@@ -112,6 +132,7 @@ pub fn render(
     opts: &ChatOptions,
     special_tokens: &[(&str, Option<&str>)],
 ) -> Result<String> {
+    check_positions(template)?;
     check_statements(template)?;
     // The template engine is third-party code fed untrusted input: should it still panic, the
     // caller gets an error, not an unwinding stack.
@@ -337,6 +358,15 @@ mod tests {
             &ChatOptions::default(),
             &[("bos_token", Some("<s>"))],
         )
+    }
+
+    #[test]
+    fn lines_past_minijinja_columns_are_refused() {
+        let long = format!("{}{{#", "x".repeat(MAX_LINE_CHARS + 1));
+        assert!(matches!(render_plain(&long), Err(Error::ChatTemplate(_))));
+        // A long line within the limit still renders.
+        let ok = format!("{}{{{{ bos_token }}}}", "x".repeat(60_000));
+        assert!(render_plain(&ok).unwrap().ends_with("<s>"));
     }
 
     #[test]

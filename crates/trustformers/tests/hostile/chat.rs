@@ -82,5 +82,12 @@ pub fn cases() -> Vec<Case> {
         case("environment variable", "{{ env.HOME.upper() }}", expect!(Error::ChatTemplate(_))),
         case("raise_exception", "{{ raise_exception('no tools allowed') }}", expect!(Error::ChatTemplate(_))),
         case("syntax error", "{% for m in messages %}", expect!(Error::ChatTemplate(_))),
+        // Found by fuzzing: minijinja 3.1's 16-bit column overflows on an error at column
+        // 65,535 (a panic with debug assertions).
+        case(
+            "unterminated comment at column 70,000",
+            &format!("{}{{#", "x".repeat(70_000)),
+            expect!(Error::ChatTemplate(_)),
+        ),
     ]
 }
