@@ -70,6 +70,16 @@ pub trait WeightBlock: Copy + Send + Sync + 'static {
     /// The CPU must support AVX2, FMA and F16C.
     #[cfg(target_arch = "x86_64")]
     unsafe fn dot_avx2(w: &[Self], x: &[BlockQ8]) -> f32;
+    /// [`Self::dot_avx2`] against four activation rows, for formats that can unpack each
+    /// weight block once for all four (prefill). Gives the same four values.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA and F16C.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn dot4_avx2(w: &[Self], x: [&[BlockQ8]; 4]) -> [f32; 4] {
+        // SAFETY: the caller guarantees the CPU features.
+        unsafe { x.map(|x| Self::dot_avx2(w, x)) }
+    }
 }
 
 /// A matrix multiplication against quantized weights.
@@ -182,8 +192,23 @@ impl<B: WeightBlock> QuantMatmul for QMatrix<B> {
                 let first = task * ROWS_PER_TASK;
                 for (i, row_out) in chunk.chunks_exact_mut(n).enumerate() {
                     let w = &self.blocks[(first + i) * per_row..(first + i + 1) * per_row];
-                    for (t, o) in row_out.iter_mut().enumerate() {
-                        *o = self.dot(w, &xq[t * per_row..(t + 1) * per_row]);
+                    let x = |t: usize| &xq[t * per_row..(t + 1) * per_row];
+                    // Four activation rows at a time share each unpacked weight block.
+                    let mut t = 0;
+                    #[cfg(target_arch = "x86_64")]
+                    if self.avx2 {
+                        for out4 in row_out.chunks_exact_mut(4) {
+                            // SAFETY: `avx2` is only set when the CPU reports AVX2, FMA
+                            // and F16C.
+                            let v =
+                                unsafe { B::dot4_avx2(w, [x(t), x(t + 1), x(t + 2), x(t + 3)]) };
+                            out4.copy_from_slice(&v);
+                            t += 4;
+                        }
+                    }
+                    for o in &mut row_out[t..] {
+                        *o = self.dot(w, x(t));
+                        t += 1;
                     }
                 }
             }
@@ -281,7 +306,8 @@ mod tests {
     /// kernels, which quantize activations the same way), and the portable path against the
     /// SIMD one.
     fn check<B: WeightBlock>() {
-        let (rows, cols, n) = (70, 256, 3);
+        // Six activation rows: one group of four through `dot4_avx2`, two through `dot`.
+        let (rows, cols, n) = (70, 256, 6);
         let w = Tensor::from_vec(random(rows * cols, 1), (rows, cols), &Device::Cpu).unwrap();
         let q = QTensor::quantize(&w, B::DTYPE).unwrap();
         let m = QMatrix::<B>::from_qtensor(&q).unwrap();

@@ -46,27 +46,77 @@ impl WeightBlock for BlockQ4_1 {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot_avx2(w: &[Self], x: &[BlockQ8]) -> f32 {
         use std::arch::x86_64::*;
-        let low = _mm256_set1_epi8(0x0F);
-        let ones = _mm256_set1_epi16(1);
         let mut acc = _mm256_setzero_ps();
         let mut mins = 0f32;
         for (w, x) in w.iter().zip(x) {
-            // d and m from f16 in one conversion.
-            let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(
-                (w.d.to_bits() as u32 | (w.m.to_bits() as u32) << 16) as i32,
-            ));
-            let d = _mm_cvtss_f32(dm);
-            let m = _mm_cvtss_f32(_mm_shuffle_ps(dm, dm, 1));
+            // SAFETY: the same CPU features as this function.
+            let (wq, d, m) = unsafe { unpack_avx2(w) };
             mins += m * x.s;
-            // SAFETY: `qs` holds 16 bytes and `x.qs` 32; unaligned loads.
-            let packed = unsafe { _mm_loadu_si128(w.qs.as_ptr().cast()) };
-            let wq = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low);
-            let xq = unsafe { _mm256_loadu_si256(x.qs.as_ptr().cast()) };
-            // u8 * i8 pairs summed to i16 (at most 2 * 15 * 128), then to i32.
-            let sums = _mm256_madd_epi16(_mm256_maddubs_epi16(wq, xq), ones);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * x.d), _mm256_cvtepi32_ps(sums), acc);
+            // SAFETY: the same CPU features as this function.
+            acc = unsafe { block_fma(wq, d, x, acc) };
         }
         // SAFETY: AVX is part of AVX2.
         unsafe { super::hsum(acc) + mins }
     }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot4_avx2(w: &[Self], x: [&[BlockQ8]; 4]) -> [f32; 4] {
+        use std::arch::x86_64::*;
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut mins = [0f32; 4];
+        for (b, w) in w.iter().enumerate() {
+            // SAFETY: the same CPU features as this function.
+            let (wq, d, m) = unsafe { unpack_avx2(w) };
+            for k in 0..4 {
+                let xb = &x[k][b];
+                mins[k] += m * xb.s;
+                // SAFETY: the same CPU features as this function.
+                acc[k] = unsafe { block_fma(wq, d, xb, acc[k]) };
+            }
+        }
+        // SAFETY: AVX is part of AVX2.
+        std::array::from_fn(|k| unsafe { super::hsum(acc[k]) } + mins[k])
+    }
+}
+
+/// A block's 32 values as unsigned bytes, with its `d` and `m`.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn unpack_avx2(w: &BlockQ4_1) -> (std::arch::x86_64::__m256i, f32, f32) {
+    use std::arch::x86_64::*;
+    // d and m from f16 in one conversion.
+    let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(
+        (w.d.to_bits() as u32 | (w.m.to_bits() as u32) << 16) as i32,
+    ));
+    // SAFETY: `qs` holds 16 bytes; unaligned load.
+    let packed = unsafe { _mm_loadu_si128(w.qs.as_ptr().cast()) };
+    let wq = _mm256_and_si256(
+        _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed),
+        _mm256_set1_epi8(0x0F),
+    );
+    (
+        wq,
+        _mm_cvtss_f32(dm),
+        _mm_cvtss_f32(_mm_shuffle_ps(dm, dm, 1)),
+    )
+}
+
+/// `acc + d * x.d * (wq . x.qs)` in eight lanes.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn block_fma(
+    wq: std::arch::x86_64::__m256i,
+    d: f32,
+    x: &BlockQ8,
+    acc: std::arch::x86_64::__m256,
+) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    // SAFETY: `qs` holds 32 bytes; unaligned load.
+    let xq = unsafe { _mm256_loadu_si256(x.qs.as_ptr().cast()) };
+    // u8 * i8 pairs summed to i16 (at most 2 * 15 * 128), then to i32.
+    let sums = _mm256_madd_epi16(_mm256_maddubs_epi16(wq, xq), _mm256_set1_epi16(1));
+    _mm256_fmadd_ps(_mm256_set1_ps(d * x.d), _mm256_cvtepi32_ps(sums), acc)
 }

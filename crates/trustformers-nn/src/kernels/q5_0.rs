@@ -49,35 +49,100 @@ impl WeightBlock for BlockQ5_0 {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot_avx2(w: &[Self], x: &[BlockQ8]) -> f32 {
         use std::arch::x86_64::*;
-        let low = _mm256_set1_epi8(0x0F);
-        // Byte i of the broadcast mask word, then bit i of it: ggml's bytes_from_bits_32.
-        let shuffle = _mm256_set_epi64x(
-            0x0303030303030303,
-            0x0202020202020202,
-            0x0101010101010101,
-            0x0000000000000000,
-        );
-        let bit = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe);
-        let high = _mm256_set1_epi8(0xF0u8 as i8);
+        let c = Consts::new();
         let mut acc = _mm256_setzero_ps();
         for (w, x) in w.iter().zip(x) {
-            // SAFETY: F16C is required by this function.
-            let d = unsafe { super::f16_to_f32(w.d) };
-            // SAFETY: `qs` holds 16 bytes and `x.qs` 32; unaligned loads.
-            let packed = unsafe { _mm_loadu_si128(w.qs.as_ptr().cast()) };
-            let nibbles =
-                _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low);
-            let bits = _mm256_shuffle_epi8(_mm256_set1_epi32(i32::from_le_bytes(w.qh)), shuffle);
-            let set = _mm256_cmpeq_epi8(_mm256_or_si256(bits, bit), _mm256_set1_epi64x(-1));
-            // q - 16 as a signed byte: without the fifth bit the value is negative, so its
-            // high nibble is all ones.
-            let wq = _mm256_or_si256(nibbles, _mm256_andnot_si256(set, high));
-            let xq = unsafe { _mm256_loadu_si256(x.qs.as_ptr().cast()) };
-            // SAFETY: AVX2 is required by this function.
-            let sums = unsafe { super::dot_i8(wq, xq) };
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * x.d), _mm256_cvtepi32_ps(sums), acc);
+            let (wq, d) = unpack!(w, c);
+            acc = block_fma!(wq, d, x, acc);
         }
         // SAFETY: AVX is part of AVX2.
         unsafe { super::hsum(acc) }
     }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot4_avx2(w: &[Self], x: [&[BlockQ8]; 4]) -> [f32; 4] {
+        use std::arch::x86_64::*;
+        let c = Consts::new();
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for (b, w) in w.iter().enumerate() {
+            let (wq, d) = unpack!(w, c);
+            for k in 0..4 {
+                acc[k] = block_fma!(wq, d, &x[k][b], acc[k]);
+            }
+        }
+        // SAFETY: AVX is part of AVX2.
+        std::array::from_fn(|k| unsafe { super::hsum(acc[k]) })
+    }
 }
+
+/// The constant vectors of the unpacking, built once per dot product.
+#[cfg(target_arch = "x86_64")]
+struct Consts {
+    low: std::arch::x86_64::__m256i,
+    shuffle: std::arch::x86_64::__m256i,
+    bit: std::arch::x86_64::__m256i,
+    high: std::arch::x86_64::__m256i,
+    all: std::arch::x86_64::__m256i,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Consts {
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn new() -> Self {
+        use std::arch::x86_64::*;
+        Self {
+            low: _mm256_set1_epi8(0x0F),
+            // Byte i of the broadcast mask word, then bit i of it: ggml's bytes_from_bits_32.
+            shuffle: _mm256_set_epi64x(
+                0x0303030303030303,
+                0x0202020202020202,
+                0x0101010101010101,
+                0x0000000000000000,
+            ),
+            bit: _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe),
+            high: _mm256_set1_epi8(0xF0u8 as i8),
+            all: _mm256_set1_epi64x(-1),
+        }
+    }
+}
+
+/// A block's 32 values minus 16 as signed bytes, with its `d` (a macro, so that it inlines
+/// into the AVX2 functions).
+#[cfg(target_arch = "x86_64")]
+macro_rules! unpack {
+    ($w:expr, $c:expr) => {{
+        let w: &BlockQ5_0 = $w;
+        // SAFETY: F16C is required by the calling function.
+        let d = unsafe { super::f16_to_f32(w.d) };
+        // SAFETY: `qs` holds 16 bytes; unaligned load.
+        let packed = unsafe { _mm_loadu_si128(w.qs.as_ptr().cast()) };
+        let nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), $c.low);
+        let bits = _mm256_shuffle_epi8(_mm256_set1_epi32(i32::from_le_bytes(w.qh)), $c.shuffle);
+        let set = _mm256_cmpeq_epi8(_mm256_or_si256(bits, $c.bit), $c.all);
+        // q - 16 as a signed byte: without the fifth bit the value is negative, so its high
+        // nibble is all ones.
+        (
+            _mm256_or_si256(nibbles, _mm256_andnot_si256(set, $c.high)),
+            d,
+        )
+    }};
+}
+#[cfg(target_arch = "x86_64")]
+use unpack;
+
+/// `acc + d * x.d * (wq . x.qs)` in eight lanes.
+#[cfg(target_arch = "x86_64")]
+macro_rules! block_fma {
+    ($wq:expr, $d:expr, $x:expr, $acc:expr) => {{
+        let x: &BlockQ8 = $x;
+        // SAFETY: `qs` holds 32 bytes; unaligned load.
+        let xq = unsafe { _mm256_loadu_si256(x.qs.as_ptr().cast()) };
+        // SAFETY: AVX2 is required by the calling function.
+        let sums = unsafe { super::dot_i8($wq, xq) };
+        _mm256_fmadd_ps(_mm256_set1_ps($d * x.d), _mm256_cvtepi32_ps(sums), $acc)
+    }};
+}
+#[cfg(target_arch = "x86_64")]
+use block_fma;
