@@ -112,21 +112,30 @@ fn dump_encoder(args: &DumpArgs, opts: &LoadOptions) -> Result<()> {
     ];
     for (name, t) in named {
         if let Some(t) = t {
-            tensors.insert(name.to_string(), t.to_dtype(DType::F32)?);
+            tensors.insert(name.to_string(), t);
         }
     }
-    for (i, h) in out.hidden_states.iter().enumerate() {
-        tensors.insert(format!("hidden_states.{i}"), h.to_dtype(DType::F32)?);
-    }
-    candle_core::safetensors::save(&tensors, &args.out)
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    let n = save(args, tensors, &out.hidden_states)?;
     eprintln!(
-        "wrote {} tensors to {} ({:?} head)",
-        tensors.len(),
+        "wrote {n} tensors to {} ({:?} head)",
         args.out.display(),
         model.task()
     );
     Ok(())
+}
+
+/// Writes `tensors` and `hidden_states.{i}` as float32 to `--out`; returns how many.
+fn save(args: &DumpArgs, tensors: HashMap<String, Tensor>, hidden: &[Tensor]) -> Result<usize> {
+    let mut all = HashMap::new();
+    for (name, t) in tensors {
+        all.insert(name, t.to_dtype(DType::F32)?);
+    }
+    for (i, h) in hidden.iter().enumerate() {
+        all.insert(format!("hidden_states.{i}"), h.to_dtype(DType::F32)?);
+    }
+    candle_core::safetensors::save(&all, &args.out)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    Ok(all.len())
 }
 
 fn dump(args: &DumpArgs) -> Result<()> {
@@ -157,19 +166,11 @@ fn dump(args: &DumpArgs) -> Result<()> {
     };
     let out = model.forward_with(&ids, &positions, &fwd, &mut model.new_cache())?;
     let mut tensors = HashMap::new();
-    tensors.insert("logits".to_string(), out.logits.to_dtype(DType::F32)?);
-    tensors.insert(
-        "last_hidden_state".to_string(),
-        out.last_hidden_state.to_dtype(DType::F32)?,
-    );
-    for (i, h) in out.hidden_states.iter().enumerate() {
-        tensors.insert(format!("hidden_states.{i}"), h.to_dtype(DType::F32)?);
-    }
-    candle_core::safetensors::save(&tensors, &args.out)
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    tensors.insert("logits".to_string(), out.logits.clone());
+    tensors.insert("last_hidden_state".to_string(), out.last_hidden_state);
+    let n = save(args, tensors, &out.hidden_states)?;
     eprintln!(
-        "wrote {} tensors to {} (logits {:?})",
-        tensors.len(),
+        "wrote {n} tensors to {} (logits {:?})",
         args.out.display(),
         out.logits.dims()
     );

@@ -63,14 +63,8 @@ impl FeatureExtractionPipeline {
         for chunk in texts.chunks(params.batch_size.max(1)) {
             let inputs: Vec<TextInput<'_>> = chunk.iter().map(|t| TextInput::Single(t)).collect();
             let batch = tokenize(&self.tokenizer, &inputs, &opts, self.model.model().device())?;
-            let hidden = self
-                .model
-                .forward(
-                    &batch.input_ids,
-                    Some(&batch.token_type_ids),
-                    Some(&batch.attention_mask),
-                    false,
-                )?
+            let hidden = batch
+                .run(&self.model)?
                 .last_hidden_state
                 .to_dtype(DType::F32)?
                 .to_vec3::<f32>()?;

@@ -112,14 +112,8 @@ impl FillMaskPipeline {
             ..Default::default()
         };
         let batch = tokenize(&self.tokenizer, &inputs, &opts, self.model.model().device())?;
-        let logits = self
-            .model
-            .forward(
-                &batch.input_ids,
-                Some(&batch.token_type_ids),
-                Some(&batch.attention_mask),
-                false,
-            )?
+        let logits = batch
+            .run(&self.model)?
             .logits
             .ok_or_else(|| Error::InvalidInput("the model has no masked-LM head".into()))?
             .to_dtype(DType::F32)?;

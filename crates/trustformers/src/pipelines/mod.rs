@@ -22,6 +22,7 @@ pub use token_classification::{
 
 use candle_core::{Device, Tensor};
 use trustformers_core::{Error, Result};
+use trustformers_models::{EncoderForTask, EncoderTaskOutput};
 use trustformers_tokenizers::{EncodeOptions, Encoding, TextInput, Tokenizer};
 
 /// Softmax of one row of scores, computed in f32 like numpy's on f32 logits.
@@ -41,6 +42,18 @@ pub(crate) struct Batch {
     /// `[batch, seq]` u32.
     pub attention_mask: Tensor,
     pub encodings: Vec<Encoding>,
+}
+
+impl Batch {
+    /// Runs `model` on the batch.
+    pub(crate) fn run(&self, model: &EncoderForTask) -> Result<EncoderTaskOutput> {
+        model.forward(
+            &self.input_ids,
+            Some(&self.token_type_ids),
+            Some(&self.attention_mask),
+            false,
+        )
+    }
 }
 
 /// Tokenizes `inputs` together (padding to the longest) and stacks them.

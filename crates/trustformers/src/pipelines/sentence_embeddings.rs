@@ -366,14 +366,8 @@ impl SentenceTransformer {
         for chunk in texts.chunks(params.batch_size) {
             let inputs: Vec<TextInput<'_>> = chunk.iter().map(|t| TextInput::Single(t)).collect();
             let batch = tokenize(&self.tokenizer, &inputs, &opts, &device)?;
-            let hidden = self
-                .model
-                .forward(
-                    &batch.input_ids,
-                    Some(&batch.token_type_ids),
-                    Some(&batch.attention_mask),
-                    false,
-                )?
+            let hidden = batch
+                .run(&self.model)?
                 .last_hidden_state
                 .to_dtype(DType::F32)?;
             let mask = batch.attention_mask.to_dtype(DType::F32)?;

@@ -172,13 +172,8 @@ pub(crate) fn classify_logits(
     let mut out = Vec::with_capacity(inputs.len());
     for chunk in inputs.chunks(batch_size.max(1)) {
         let batch = tokenize(tokenizer, chunk, &opts, model.model().device())?;
-        let logits = model
-            .forward(
-                &batch.input_ids,
-                Some(&batch.token_type_ids),
-                Some(&batch.attention_mask),
-                false,
-            )?
+        let logits = batch
+            .run(model)?
             .logits
             .ok_or_else(|| Error::InvalidInput("the model has no classification head".into()))?;
         out.extend(logits.to_dtype(DType::F32)?.to_vec2::<f32>()?);

@@ -154,14 +154,8 @@ impl TokenClassificationPipeline {
             &opts,
             self.model.model().device(),
         )?;
-        let logits = self
-            .model
-            .forward(
-                &batch.input_ids,
-                Some(&batch.token_type_ids),
-                Some(&batch.attention_mask),
-                false,
-            )?
+        let logits = batch
+            .run(&self.model)?
             .logits
             .ok_or_else(|| {
                 Error::InvalidInput("the model has no token-classification head".into())
