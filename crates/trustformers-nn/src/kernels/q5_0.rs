@@ -49,7 +49,8 @@ impl WeightBlock for BlockQ5_0 {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot_avx2(w: &[Self], x: &[BlockQ8]) -> f32 {
         use std::arch::x86_64::*;
-        let c = Consts::new();
+        // SAFETY: AVX2 is required by this function.
+        let c = unsafe { Consts::new() };
         let mut acc = _mm256_setzero_ps();
         for (w, x) in w.iter().zip(x) {
             let (wq, d) = unpack!(w, c);
@@ -63,7 +64,8 @@ impl WeightBlock for BlockQ5_0 {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot4_avx2(w: &[Self], x: [&[BlockQ8]; 4]) -> [f32; 4] {
         use std::arch::x86_64::*;
-        let c = Consts::new();
+        // SAFETY: AVX2 is required by this function.
+        let c = unsafe { Consts::new() };
         let mut acc = [_mm256_setzero_ps(); 4];
         for (b, w) in w.iter().enumerate() {
             let (wq, d) = unpack!(w, c);
@@ -88,9 +90,12 @@ struct Consts {
 
 #[cfg(target_arch = "x86_64")]
 impl Consts {
+    /// # Safety
+    /// The CPU must support AVX2 (a safe `#[target_feature]` fn needs Rust 1.86; the MSRV is
+    /// 1.85).
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn new() -> Self {
+    unsafe fn new() -> Self {
         use std::arch::x86_64::*;
         Self {
             low: _mm256_set1_epi8(0x0F),
