@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use trustformers::core::parse_dtype;
-use trustformers::encoders::{load_encoder, EncoderConfig};
+use trustformers::encoders::EncoderConfig;
 use trustformers::models::decoder::positions_from_mask;
 use trustformers::models::ForwardOptions;
 use trustformers::{AutoModelForCausalLM, EncoderTask, LoadOptions};
@@ -77,20 +77,22 @@ fn input(
     Ok(Some(t.to_dtype(DType::I64)?))
 }
 
-/// Whether `path` is a checkpoint directory of an encoder (BERT & co.).
-fn is_encoder(path: &std::path::Path) -> bool {
-    path.is_dir() && EncoderConfig::from_pretrained(path).is_ok()
-}
-
-/// An encoder with the head its config names: writes every output transformers gives
-/// (`last_hidden_state`, `pooler_output`, `logits`, `start_logits`, `end_logits`).
-fn dump_encoder(args: &DumpArgs, opts: &LoadOptions) -> Result<()> {
-    let model = load_encoder(&args.model, None, opts)
-        .with_context(|| format!("loading {}", args.model.display()))?;
+/// The `--inputs` file and its `input_ids`.
+fn read_inputs(args: &DumpArgs) -> Result<(HashMap<String, Tensor>, Tensor)> {
     let inputs = candle_core::safetensors::load(&args.inputs, &Device::Cpu)
         .with_context(|| format!("reading {}", args.inputs.display()))?;
     let ids = input(&inputs, "input_ids", None)?
         .with_context(|| format!("{} has no `input_ids` tensor", args.inputs.display()))?;
+    Ok((inputs, ids))
+}
+
+/// An encoder with the head its config names: writes every output transformers gives
+/// (`last_hidden_state`, `pooler_output`, `logits`, `start_logits`, `end_logits`).
+fn dump_encoder(args: &DumpArgs, config: &EncoderConfig, opts: &LoadOptions) -> Result<()> {
+    let model = config
+        .load(&args.model, None, opts)
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    let (inputs, ids) = read_inputs(args)?;
     let shape = ids.dims().to_vec();
     let mask = input(&inputs, "attention_mask", Some(&shape))?;
     let types = input(&inputs, "token_type_ids", Some(&shape))?;
@@ -144,15 +146,18 @@ fn dump(args: &DumpArgs) -> Result<()> {
         dtype,
         device: Device::Cpu,
     };
-    if is_encoder(&args.model) {
-        return dump_encoder(args, &opts);
+    // An encoder checkpoint (BERT & co.) by its config's model_type; anything else is
+    // loaded as a decoder.
+    if args.model.is_dir() {
+        match EncoderConfig::from_pretrained(&args.model) {
+            Ok(config) => return dump_encoder(args, &config, &opts),
+            Err(trustformers::Error::UnknownModelType { .. }) => {}
+            Err(e) => return Err(e).with_context(|| format!("loading {}", args.model.display())),
+        }
     }
     let model = AutoModelForCausalLM::from_pretrained(&args.model, &opts)
         .with_context(|| format!("loading {}", args.model.display()))?;
-    let inputs = candle_core::safetensors::load(&args.inputs, &Device::Cpu)
-        .with_context(|| format!("reading {}", args.inputs.display()))?;
-    let ids = input(&inputs, "input_ids", None)?
-        .with_context(|| format!("{} has no `input_ids` tensor", args.inputs.display()))?;
+    let (inputs, ids) = read_inputs(args)?;
     let shape = ids.dims().to_vec();
     let mask = input(&inputs, "attention_mask", Some(&shape))?;
     let ones = Tensor::ones(shape.as_slice(), DType::I64, &Device::Cpu)?;

@@ -57,66 +57,67 @@ pub fn load_encoder(
     opts: &LoadOptions,
 ) -> Result<EncoderForTask> {
     let dir = dir.as_ref();
-    let config = EncoderConfig::from_pretrained(dir)?;
-    let task = task.unwrap_or_else(|| config.task());
-    let spec = &config.spec;
-    let layout = (config.architecture.head)(task, spec);
-    if task != EncoderTask::Base && layout.is_none() {
-        return Err(Error::InvalidInput(format!(
-            "`{}` has no {task:?} head",
-            config.architecture.model_type
-        )));
-    }
-    let labels = match task {
-        EncoderTask::SequenceClassification | EncoderTask::TokenClassification => {
-            id2label(&config.json)?
+    EncoderConfig::from_pretrained(dir)?.load(dir, task, opts)
+}
+
+impl EncoderConfig {
+    /// Loads the weights of `dir` (the directory this config was read from); see
+    /// [`load_encoder`].
+    pub fn load(
+        &self,
+        dir: &Path,
+        task: Option<EncoderTask>,
+        opts: &LoadOptions,
+    ) -> Result<EncoderForTask> {
+        let task = task.unwrap_or_else(|| self.task());
+        let spec = &self.spec;
+        let layout = (self.architecture.head)(task, spec);
+        if task != EncoderTask::Base && layout.is_none() {
+            return Err(Error::InvalidInput(format!(
+                "`{}` has no {task:?} head",
+                self.architecture.model_type
+            )));
         }
-        _ => Vec::new(),
-    };
-    let source = trustformers_core::weights::open_dir(dir)?;
-    let dtype = opts.dtype.unwrap_or(DType::F32);
-    let vb = Weights::new(source, dtype, opts.device.clone(), false);
-    let vb = match config.architecture.tensor_names {
-        Some(names) => vb.with_names(names)?,
-        None => vb,
-    };
-    let model = EncoderForTask::new(spec, task, layout.as_ref(), labels, &vb)?;
-    // Unused base-model tensors are errors, except a pooler the head does not read.
-    let prefixed = [
-        "word_embeddings.weight",
-        "LayerNorm.weight",
-        "tok_embeddings.weight",
-    ]
-    .iter()
-    .any(|t| vb.contains(&format!("{}.embeddings.{t}", spec.base_prefix)));
-    let base = if prefixed {
-        format!("{}.", spec.base_prefix)
-    } else {
-        String::new()
-    };
-    let unused: Vec<String> = vb
-        .unused()?
-        .into_iter()
-        .filter(|n| !IGNORED_TENSORS.iter().any(|s| n.ends_with(s)))
-        .filter(|n| {
-            let Some(rest) = n.strip_prefix(&base) else {
-                return false;
-            };
-            [
-                "embeddings",
-                "encoder.",
-                "transformer.",
-                "layers.",
-                "final_norm.",
-            ]
-            .iter()
-            .any(|p| rest.starts_with(p))
-        })
-        .collect();
-    if !unused.is_empty() {
-        return Err(Error::UnusedTensors { names: unused });
+        let labels = match task {
+            EncoderTask::SequenceClassification | EncoderTask::TokenClassification => {
+                id2label(&self.json)?
+            }
+            _ => Vec::new(),
+        };
+        let source = trustformers_core::weights::open_dir(dir)?;
+        let dtype = opts.dtype.unwrap_or(DType::F32);
+        let vb = Weights::new(source, dtype, opts.device.clone(), false);
+        let vb = match self.architecture.tensor_names {
+            Some(names) => vb.with_names(names)?,
+            None => vb,
+        };
+        let model = EncoderForTask::new(spec, task, layout.as_ref(), labels, &vb)?;
+        // Unused base-model tensors are errors, except a pooler the head does not read.
+        let base = model.checkpoint_prefix();
+        let unused: Vec<String> = vb
+            .unused()?
+            .into_iter()
+            .filter(|n| !IGNORED_TENSORS.iter().any(|s| n.ends_with(s)))
+            .filter(|n| {
+                let Some(rest) = n.strip_prefix(base) else {
+                    return false;
+                };
+                [
+                    "embeddings",
+                    "encoder.",
+                    "transformer.",
+                    "layers.",
+                    "final_norm.",
+                ]
+                .iter()
+                .any(|p| rest.starts_with(p))
+            })
+            .collect();
+        if !unused.is_empty() {
+            return Err(Error::UnusedTensors { names: unused });
+        }
+        Ok(model)
     }
-    Ok(model)
 }
 
 macro_rules! auto_task {

@@ -219,29 +219,25 @@ pub(super) struct RelContext {
     pub spec: DebertaSpec,
 }
 
-/// The table under `encoder.` (`rel_embeddings`, `LayerNorm`).
+/// The table under `encoder.` (`rel_embeddings`), layer-normed at load when the config
+/// asks (`encoder.LayerNorm`): it does not depend on the input.
 pub(super) struct RelTable {
     table: Tensor,
-    norm: Option<LayerNorm>,
     spec: DebertaSpec,
 }
 
 impl RelTable {
     pub(super) fn new(spec: &EncoderSpec, d: &DebertaSpec, vb: &Weights) -> Result<Self> {
         let enc = vb.pp("encoder");
+        let table = enc.get((2 * d.span(), spec.hidden_size), "rel_embeddings.weight")?;
+        let table = if d.norm_rel_ebd {
+            let h = spec.hidden_size;
+            LayerNorm::new(&enc.pp("LayerNorm"), h, spec.layer_norm_eps, true)?.forward(&table)?
+        } else {
+            table
+        };
         Ok(Self {
-            table: enc.get((2 * d.span(), spec.hidden_size), "rel_embeddings.weight")?,
-            norm: d
-                .norm_rel_ebd
-                .then(|| {
-                    LayerNorm::new(
-                        &enc.pp("LayerNorm"),
-                        spec.hidden_size,
-                        spec.layer_norm_eps,
-                        true,
-                    )
-                })
-                .transpose()?,
+            table,
             spec: d.clone(),
         })
     }
@@ -263,12 +259,8 @@ impl RelTable {
                 index.push((span as i64 + rel).clamp(0, 2 * span as i64 - 1) as u32);
             }
         }
-        let table = match &self.norm {
-            Some(n) => n.forward(&self.table)?,
-            None => self.table.clone(),
-        };
         Ok(RelContext {
-            table,
+            table: self.table.clone(),
             index: Tensor::from_vec(index, (seq, seq), device)?,
             spec: self.spec.clone(),
         })

@@ -239,6 +239,8 @@ pub struct EncoderForTask {
     task: EncoderTask,
     head: Option<Head>,
     labels: Vec<String>,
+    /// `bert.` etc. when the checkpoint holds the base model under its prefix, else empty.
+    checkpoint_prefix: String,
 }
 
 impl EncoderForTask {
@@ -251,13 +253,13 @@ impl EncoderForTask {
         labels: Vec<String>,
         vb: &Weights,
     ) -> Result<Self> {
-        let base = vb.pp(spec.base_prefix);
-        let base = if base.contains("embeddings.word_embeddings.weight")
-            || base.contains("embeddings.tok_embeddings.weight")
+        let prefixed = vb.pp(spec.base_prefix);
+        let (base, checkpoint_prefix) = if prefixed.contains("embeddings.word_embeddings.weight")
+            || prefixed.contains("embeddings.tok_embeddings.weight")
         {
-            base
+            (prefixed, format!("{}.", spec.base_prefix))
         } else {
-            vb.clone()
+            (vb.clone(), String::new())
         };
         let wants_pooler =
             task == EncoderTask::Base || layout.is_some_and(|l| l.input == HeadInput::Pooled);
@@ -283,12 +285,18 @@ impl EncoderForTask {
             task,
             head,
             labels,
+            checkpoint_prefix,
         })
     }
 
     /// The base model.
     pub fn model(&self) -> &EncoderModel {
         &self.model
+    }
+
+    /// Where the base model's tensors sit in the checkpoint: `bert.` etc., or empty.
+    pub fn checkpoint_prefix(&self) -> &str {
+        &self.checkpoint_prefix
     }
 
     /// The task of the head.

@@ -98,10 +98,11 @@ impl TextClassificationPipeline {
     /// Loads a sequence-classification checkpoint directory.
     pub fn from_pretrained(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self> {
         let dir = dir.as_ref();
+        let config = EncoderConfig::from_pretrained(dir)?;
         Ok(Self {
             tokenizer: AutoTokenizer::from_pretrained(dir)?,
-            model: load_encoder(dir, Some(EncoderTask::SequenceClassification), opts)?,
-            config: EncoderConfig::from_pretrained(dir)?.json,
+            model: config.load(dir, Some(EncoderTask::SequenceClassification), opts)?,
+            config: config.json,
         })
     }
 
