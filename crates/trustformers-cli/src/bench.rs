@@ -10,7 +10,7 @@ use clap::Args;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::{json, Map, Value};
 use std::time::Instant;
-use trustformers::models::decoder::default_positions;
+use trustformers::models::decoder::{default_positions, ForwardOptions};
 use trustformers::pipelines::{EmbedParams, SentenceTransformer};
 use trustformers::{resolve_model, DecoderForCausalLM, Device, LoadOptions, Tensor};
 
@@ -77,11 +77,15 @@ fn prompt_run(model: &DecoderForCausalLM, ids: &[u32]) -> Result<f64> {
     let mut cache = model.new_cache();
     let input = Tensor::new(ids, &Device::Cpu)?.unsqueeze(0)?;
     let pos = default_positions(1, 0, ids.len(), &Device::Cpu)?;
+    // Logits for the last position only, as llama-bench and transformers' generate() do.
+    let opts = ForwardOptions {
+        logits_to_keep: Some(1),
+        ..ForwardOptions::default()
+    };
     let start = Instant::now();
-    let logits = model.forward(&input, &pos, &mut cache)?;
+    let logits = model.forward_with(&input, &pos, &opts, &mut cache)?.logits;
     // Make sure the work is done (the CPU backend is synchronous; this reads one value).
     logits
-        .narrow(1, ids.len() - 1, 1)?
         .flatten_all()?
         .max(0)?
         .to_scalar::<f32>()?;

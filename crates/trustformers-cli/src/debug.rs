@@ -168,6 +168,7 @@ fn dump(args: &DumpArgs) -> Result<()> {
     let fwd = ForwardOptions {
         attention_mask: mask,
         output_hidden_states: args.layers,
+        logits_to_keep: None,
     };
     let out = model.forward_with(&ids, &positions, &fwd, &mut model.new_cache())?;
     let mut tensors = HashMap::new();

@@ -12,7 +12,7 @@ use candle_core::{Device, Tensor};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::time::{Duration, Instant};
 use trustformers_core::Result;
-use trustformers_models::decoder::default_positions;
+use trustformers_models::decoder::{default_positions, ForwardOptions};
 use trustformers_models::DecoderForCausalLM;
 
 /// transformers' stand-in for "impossible" in beam scores.
@@ -109,15 +109,19 @@ pub fn beam_search(
     // Prefill the prompt once, then give every beam a copy of its cache.
     let mut cache = model.new_cache();
     let input = Tensor::new(prompt, &device)?.unsqueeze(0)?;
-    let logits = model.forward(
-        &input,
-        &default_positions(1, 0, prompt_len, &device)?,
-        &mut cache,
-    )?;
-    let first: Vec<f32> = logits
-        .narrow(1, prompt_len - 1, 1)?
-        .flatten_all()?
-        .to_vec1()?;
+    let opts = ForwardOptions {
+        logits_to_keep: Some(1),
+        ..ForwardOptions::default()
+    };
+    let logits = model
+        .forward_with(
+            &input,
+            &default_positions(1, 0, prompt_len, &device)?,
+            &opts,
+            &mut cache,
+        )?
+        .logits;
+    let first: Vec<f32> = logits.flatten_all()?.to_vec1()?;
     cache.select_rows(&vec![0; num_beams])?;
     let prefill = start.elapsed();
     let mut step_logits = vec![first; num_beams];

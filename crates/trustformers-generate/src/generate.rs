@@ -219,9 +219,10 @@ fn sample_rows(
         let opts = ForwardOptions {
             attention_mask: mask,
             output_hidden_states: false,
+            logits_to_keep: Some(1),
         };
         let logits = model.forward_with(&input, &pos, &opts, &mut cache)?.logits;
-        let last: Vec<Vec<f32>> = logits.narrow(1, seq - 1, 1)?.squeeze(1)?.to_vec2()?;
+        let last: Vec<Vec<f32>> = logits.squeeze(1)?.to_vec2()?;
         if past == 0 {
             prefill = start.elapsed();
         }

@@ -93,6 +93,7 @@ fn check_forward(name: &str) {
     let opts = ForwardOptions {
         attention_mask: Some(mask.clone()),
         output_hidden_states: true,
+        logits_to_keep: None,
     };
     let out = model
         .forward_with(&exp["input_ids"], &positions, &opts, &mut model.new_cache())
@@ -131,12 +132,34 @@ fn check_cache(name: &str, split: usize) {
     let full_opts = ForwardOptions {
         attention_mask: Some(mask.clone()),
         output_hidden_states: false,
+        logits_to_keep: None,
     };
     let positions = positions_from_mask(mask, seq).unwrap();
     let full = model
         .forward_with(ids, &positions, &full_opts, &mut model.new_cache())
         .unwrap()
         .logits;
+    // `logits_to_keep` gives the last positions' logits and nothing else.
+    let keep_opts = ForwardOptions {
+        logits_to_keep: Some(2),
+        ..full_opts.clone()
+    };
+    let kept = model
+        .forward_with(ids, &positions, &keep_opts, &mut model.new_cache())
+        .unwrap()
+        .logits;
+    assert_eq!(kept.dim(1).unwrap(), 2);
+    let diff = (kept - full.narrow(1, seq - 2, 2).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(diff <= ATOL, "{name}: logits_to_keep differs by {diff}");
 
     let mut cache = model.new_cache();
     let mut steps = vec![];
@@ -146,6 +169,7 @@ fn check_cache(name: &str, split: usize) {
         let opts = ForwardOptions {
             attention_mask: Some(mask_so_far.clone()),
             output_hidden_states: false,
+            logits_to_keep: None,
         };
         let pos = positions_from_mask(&mask_so_far, end - start).unwrap();
         let chunk = ids.narrow(1, start, end - start).unwrap();

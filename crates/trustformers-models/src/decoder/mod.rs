@@ -159,6 +159,9 @@ pub struct ForwardOptions {
     pub attention_mask: Option<Tensor>,
     /// Also return the hidden state after the embeddings and after every layer.
     pub output_hidden_states: bool,
+    /// transformers' `logits_to_keep`: compute logits for the last `n` positions only
+    /// (generation needs one; the head is often the largest matrix). `None` keeps all.
+    pub logits_to_keep: Option<usize>,
 }
 
 /// The base model: embeddings, layers, final norm (HF `LlamaModel`, prefix `model`).
@@ -387,10 +390,12 @@ impl DecoderForCausalLM {
         cache: &mut KvCache,
     ) -> Result<CausalLmOutput> {
         let out = self.model.forward(input_ids, positions, opts, cache)?;
-        let mut logits = self
-            .lm_head
-            .forward(&out.last_hidden_state)?
-            .to_dtype(DType::F32)?;
+        let seq = out.last_hidden_state.dim(1)?;
+        let kept = match opts.logits_to_keep {
+            Some(n) if n < seq => out.last_hidden_state.narrow(1, seq - n, n)?,
+            _ => out.last_hidden_state.clone(),
+        };
+        let mut logits = self.lm_head.forward(&kept)?.to_dtype(DType::F32)?;
         if let Some(c) = self.model.spec.final_logit_softcapping {
             logits = ((logits / c)?.tanh()? * c)?;
         }

@@ -8,6 +8,7 @@
 //! barrier pool, the same threads candle's own quantized kernels use, so the two never
 //! compete for cores.
 
+pub mod gemm;
 mod q4_1;
 mod q5_0;
 mod q8_0;

@@ -1,0 +1,464 @@
+//! f32 matrix multiplication `C = A W^T (+ bias)` for linear layers, with `W` `[n, k]` read
+//! through [`Panels`]: pre-packed once for dense weights, or dequantized a panel at a time
+//! for ggml formats, so that prefill runs quantized weights through the same f32 kernel
+//! without ever holding them dequantized.
+//!
+//! The structure is BLIS's: `W^T` is cut into panels of [`NR`] output columns and up to
+//! [`KC`] depth (a panel stays in L1 while it is multiplied by every row of `A`), and a
+//! register-blocked micro-kernel computes `MR x NR` tiles of `C` from `A`'s rows as they are
+//! (no packing of `A`). The AVX2/FMA micro-kernel is chosen at run time; the portable one
+//! computes the same sums in the same order per tile. Output panels are split over candle's
+//! barrier pool.
+
+use std::sync::OnceLock;
+use trustformers_core::{Error, Result};
+
+/// Output columns per panel (two AVX registers).
+pub const NR: usize = 16;
+/// Rows of `A` per micro-kernel tile.
+const MR: usize = 6;
+/// Depth of one pass of the micro-kernel (its slice of a panel stays in L1).
+const KC: usize = 256;
+/// Rows of `A` swept across a group of panels (a block stays in L2).
+const MC: usize = 120;
+/// Most panels per work item.
+const MAX_GROUP: usize = 16;
+
+/// The right-hand side of [`gemm`]: `W` `[n, k]`, handed out as `W^T` panels.
+pub trait Panels: Sync {
+    /// `(n, k)`: output columns and depth.
+    fn dims(&self) -> (usize, usize);
+
+    /// The panel of columns `j * NR ..`: `k` rows of [`NR`] values, row `p` holding
+    /// `W[j * NR + c, p]` at `c` (zero past `n`). Either fills `scratch` (`k * NR` values)
+    /// and returns it, or returns a panel it keeps.
+    fn panel<'a>(&'a self, j: usize, scratch: &'a mut [f32]) -> &'a [f32];
+}
+
+/// A dense f32 `W` `[n, k]` packed once into its panels.
+pub struct PackedF32 {
+    n: usize,
+    k: usize,
+    /// `ceil(n / NR)` panels of `k * NR` values.
+    data: Vec<f32>,
+}
+
+impl PackedF32 {
+    /// Packs the row-major `[n, k]` matrix `w`.
+    pub fn new(w: &[f32], n: usize, k: usize) -> Result<Self> {
+        if n.checked_mul(k) != Some(w.len()) {
+            return Err(Error::InvalidInput(format!(
+                "{} weight values do not make a [{n}, {k}] matrix",
+                w.len()
+            )));
+        }
+        let panels = n.div_ceil(NR);
+        let mut data = vec![0f32; panels * k * NR];
+        for (j, panel) in data.chunks_exact_mut(k.max(1) * NR).enumerate() {
+            for c in 0..NR.min(n - j * NR) {
+                let row = &w[(j * NR + c) * k..(j * NR + c + 1) * k];
+                for (p, &v) in row.iter().enumerate() {
+                    panel[p * NR + c] = v;
+                }
+            }
+        }
+        Ok(Self { n, k, data })
+    }
+}
+
+impl Panels for PackedF32 {
+    fn dims(&self) -> (usize, usize) {
+        (self.n, self.k)
+    }
+
+    fn panel<'a>(&'a self, j: usize, _: &'a mut [f32]) -> &'a [f32] {
+        &self.data[j * self.k * NR..(j + 1) * self.k * NR]
+    }
+}
+
+/// How a tile's accumulators start.
+#[derive(Clone, Copy)]
+enum Init<'a> {
+    /// From the bias (`NR` values, zero-padded), or zero.
+    Bias(Option<&'a [f32; NR]>),
+    /// From what `C` holds (a later depth block).
+    Load,
+}
+
+/// A pointer to `C` shared by the workers; each writes only its own panels' columns.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: workers write disjoint column ranges of `C` (one panel each at a time), and
+// `gemm` does not touch `C` until they have all finished.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+fn use_avx2() -> bool {
+    static AVX2: OnceLock<bool> = OnceLock::new();
+    *AVX2.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
+}
+
+/// `C = A W^T + bias` for `A` `[m, k]` row-major; returns `C` `[m, n]` row-major.
+pub fn gemm(a: &[f32], m: usize, w: &dyn Panels, bias: Option<&[f32]>) -> Result<Vec<f32>> {
+    gemm_with(use_avx2(), a, m, w, bias)
+}
+
+fn gemm_with(
+    avx2: bool,
+    a: &[f32],
+    m: usize,
+    w: &dyn Panels,
+    bias: Option<&[f32]>,
+) -> Result<Vec<f32>> {
+    let (n, k) = w.dims();
+    if m.checked_mul(k) != Some(a.len()) {
+        return Err(Error::InvalidInput(format!(
+            "{} activation values are not {m} rows of {k}",
+            a.len()
+        )));
+    }
+    if let Some(b) = bias {
+        if b.len() != n {
+            return Err(Error::InvalidInput(format!(
+                "bias has {} values for {n} outputs",
+                b.len()
+            )));
+        }
+    }
+    let mut c = vec![0f32; m * n];
+    if k == 0 {
+        // An empty sum: every row is the bias.
+        if let Some(b) = bias {
+            c.chunks_exact_mut(n.max(1))
+                .for_each(|row| row.copy_from_slice(b));
+        }
+        return Ok(c);
+    }
+    if m == 0 || n == 0 {
+        return Ok(c);
+    }
+    let out = OutPtr(c.as_mut_ptr());
+    let panels = n.div_ceil(NR);
+    // A worker takes a group of panels and sweeps each block of A's rows across all of
+    // them, so the block is read from L2 once per group rather than once per panel.
+    let threads = candle_core::utils::get_num_threads().max(1);
+    let group = panels.div_ceil(2 * threads).clamp(1, MAX_GROUP);
+    candle_core::utils::barrier_pool().execute_chunked(panels.div_ceil(group), |groups| {
+        let mut scratch = Vec::new();
+        for g in groups {
+            let first = g * group;
+            let last = panels.min(first + group);
+            scratch.resize((last - first) * k * NR, 0.0);
+            let mut bias_tiles = vec![[0f32; NR]; last - first];
+            let mut views: Vec<&[f32]> = Vec::with_capacity(last - first);
+            for (j, (tile, scratch)) in
+                (first..last).zip(bias_tiles.iter_mut().zip(scratch.chunks_mut(k * NR)))
+            {
+                if let Some(b) = bias {
+                    let cols = NR.min(n - j * NR);
+                    tile[..cols].copy_from_slice(&b[j * NR..j * NR + cols]);
+                }
+                views.push(w.panel(j, scratch));
+            }
+            for i0 in (0..m).step_by(MC) {
+                let block = MC.min(m - i0);
+                for k0 in (0..k).step_by(KC) {
+                    let kc = KC.min(k - k0);
+                    for (j, (view, bias_tile)) in (first..last).zip(views.iter().zip(&bias_tiles)) {
+                        let cols = NR.min(n - j * NR);
+                        let init = if k0 == 0 {
+                            Init::Bias(bias.map(|_| bias_tile))
+                        } else {
+                            Init::Load
+                        };
+                        let panel = &view[k0 * NR..(k0 + kc) * NR];
+                        for i in (i0..i0 + block).step_by(MR) {
+                            let rows = MR.min(i0 + block - i);
+                            let a_tile = &a[i * k + k0..];
+                            // SAFETY: the tile's rows `i .. i + rows` and columns
+                            // `j * NR .. j * NR + cols` lie inside `C` (`m * n` values, alive
+                            // until the pool returns); this worker alone owns panel `j`.
+                            let c_tile = unsafe { out.get().add(i * n + j * NR) };
+                            // SAFETY: as above; `a_tile` holds `rows` rows of stride `k` from
+                            // `k0`, `panel` holds `kc * NR` values.
+                            unsafe {
+                                tile(avx2, rows, cols, kc, a_tile, k, panel, c_tile, n, init)
+                            };
+                        }
+                    }
+                }
+            }
+        }
+    });
+    Ok(c)
+}
+
+/// One `rows x cols` tile (`rows <= MR`, `cols <= NR`) of `C` at `c` (row stride `ldc`).
+///
+/// # Safety
+/// `c` must be valid for writes of `rows` rows of `cols` values at stride `ldc`; `a` must
+/// hold `(rows - 1) * lda + kc` values; `b` `kc * NR`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile(
+    avx2: bool,
+    rows: usize,
+    cols: usize,
+    kc: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    c: *mut f32,
+    ldc: usize,
+    init: Init<'_>,
+) {
+    debug_assert!(a.len() >= (rows - 1) * lda + kc && b.len() >= kc * NR);
+    // A partial tile runs on a full-width copy so the kernels always read and write NR.
+    let mut buf = [0f32; MR * NR];
+    let (dst, ld) = if cols == NR {
+        (c, ldc)
+    } else {
+        if matches!(init, Init::Load) {
+            for r in 0..rows {
+                // SAFETY: the caller guarantees `cols` values in each of `rows` rows.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(c.add(r * ldc), buf[r * NR..].as_mut_ptr(), cols)
+                };
+            }
+        }
+        (buf.as_mut_ptr(), NR)
+    };
+    // SAFETY: `dst` holds `rows` rows of NR values at stride `ld`; the rest as the caller
+    // guarantees.
+    unsafe {
+        match rows {
+            1 => kernel::<1>(avx2, kc, a, lda, b, dst, ld, init),
+            2 => kernel::<2>(avx2, kc, a, lda, b, dst, ld, init),
+            3 => kernel::<3>(avx2, kc, a, lda, b, dst, ld, init),
+            4 => kernel::<4>(avx2, kc, a, lda, b, dst, ld, init),
+            5 => kernel::<5>(avx2, kc, a, lda, b, dst, ld, init),
+            _ => kernel::<MR>(avx2, kc, a, lda, b, dst, ld, init),
+        }
+    }
+    if cols != NR {
+        for r in 0..rows {
+            // SAFETY: as above.
+            unsafe { std::ptr::copy_nonoverlapping(buf[r * NR..].as_ptr(), c.add(r * ldc), cols) };
+        }
+    }
+}
+
+/// # Safety
+/// `c` must hold `R` rows of NR values at stride `ldc`; `a` `(R - 1) * lda + kc` values; `b`
+/// `kc * NR`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn kernel<const R: usize>(
+    avx2: bool,
+    kc: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    c: *mut f32,
+    ldc: usize,
+    init: Init<'_>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: `avx2` is only true when the CPU has AVX2 and FMA; the rest is the caller's.
+        return unsafe { kernel_avx2::<R>(kc, a.as_ptr(), lda, b.as_ptr(), c, ldc, init) };
+    }
+    let _ = avx2;
+    let mut acc = [[0f32; NR]; R];
+    for (r, row) in acc.iter_mut().enumerate() {
+        match init {
+            Init::Bias(Some(bias)) => *row = *bias,
+            Init::Bias(None) => {}
+            // SAFETY: the caller guarantees NR values per row.
+            Init::Load => unsafe {
+                std::ptr::copy_nonoverlapping(c.add(r * ldc), row.as_mut_ptr(), NR)
+            },
+        }
+    }
+    for (p, bp) in b[..kc * NR].chunks_exact(NR).enumerate() {
+        for (r, row) in acc.iter_mut().enumerate() {
+            let av = a[r * lda + p];
+            for (o, &bv) in row.iter_mut().zip(bp) {
+                *o = av.mul_add(bv, *o);
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        // SAFETY: as above.
+        unsafe { std::ptr::copy_nonoverlapping(row.as_ptr(), c.add(r * ldc), NR) };
+    }
+}
+
+/// # Safety
+/// The CPU must support AVX2 and FMA; pointers as for [`kernel`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn kernel_avx2<const R: usize>(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    init: Init<'_>,
+) {
+    use std::arch::x86_64::*;
+    let mut lo = [_mm256_setzero_ps(); R];
+    let mut hi = [_mm256_setzero_ps(); R];
+    // SAFETY (whole body): the caller guarantees the extents of `a`, `b` and `c`.
+    unsafe {
+        match init {
+            Init::Bias(Some(bias)) => {
+                let (b0, b1) = (
+                    _mm256_loadu_ps(bias.as_ptr()),
+                    _mm256_loadu_ps(bias.as_ptr().add(8)),
+                );
+                for r in 0..R {
+                    lo[r] = b0;
+                    hi[r] = b1;
+                }
+            }
+            Init::Bias(None) => {}
+            Init::Load => {
+                for r in 0..R {
+                    lo[r] = _mm256_loadu_ps(c.add(r * ldc));
+                    hi[r] = _mm256_loadu_ps(c.add(r * ldc + 8));
+                }
+            }
+        }
+        let mut p = 0;
+        if R == 1 {
+            // One row has only two accumulators, too few to hide the FMA latency: four
+            // more pairs take successive depths, summed at the end.
+            let mut more = [[_mm256_setzero_ps(); 2]; 3];
+            while p + 4 <= kc {
+                for (u, acc) in more.iter_mut().enumerate() {
+                    let av = _mm256_broadcast_ss(&*a.add(p + u + 1));
+                    acc[0] = _mm256_fmadd_ps(av, _mm256_loadu_ps(b.add((p + u + 1) * NR)), acc[0]);
+                    acc[1] =
+                        _mm256_fmadd_ps(av, _mm256_loadu_ps(b.add((p + u + 1) * NR + 8)), acc[1]);
+                }
+                let av = _mm256_broadcast_ss(&*a.add(p));
+                lo[0] = _mm256_fmadd_ps(av, _mm256_loadu_ps(b.add(p * NR)), lo[0]);
+                hi[0] = _mm256_fmadd_ps(av, _mm256_loadu_ps(b.add(p * NR + 8)), hi[0]);
+                p += 4;
+            }
+            for acc in more {
+                lo[0] = _mm256_add_ps(lo[0], acc[0]);
+                hi[0] = _mm256_add_ps(hi[0], acc[1]);
+            }
+        }
+        for p in p..kc {
+            let b0 = _mm256_loadu_ps(b.add(p * NR));
+            let b1 = _mm256_loadu_ps(b.add(p * NR + 8));
+            for r in 0..R {
+                let av = _mm256_broadcast_ss(&*a.add(r * lda + p));
+                lo[r] = _mm256_fmadd_ps(av, b0, lo[r]);
+                hi[r] = _mm256_fmadd_ps(av, b1, hi[r]);
+            }
+        }
+        for r in 0..R {
+            _mm256_storeu_ps(c.add(r * ldc), lo[r]);
+            _mm256_storeu_ps(c.add(r * ldc + 8), hi[r]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn random(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn reference(
+        a: &[f32],
+        m: usize,
+        w: &[f32],
+        n: usize,
+        k: usize,
+        bias: Option<&[f32]>,
+    ) -> Vec<f32> {
+        let mut c = vec![0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = bias.map_or(0.0, |b| b[j]) as f64;
+                for p in 0..k {
+                    s += a[i * k + p] as f64 * w[j * k + p] as f64;
+                }
+                c[i * n + j] = s as f32;
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn matches_the_reference_on_ragged_shapes() {
+        // Rows not a multiple of MR, columns not of NR, depth over two KC blocks and ragged.
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (7, 17, 300),
+            (13, 40, 513),
+            (6, 16, 256),
+            (2, 3, 0),
+        ] {
+            let a = random(m * k, 1);
+            let w = random(n * k, 2);
+            let bias = random(n, 3);
+            let packed = PackedF32::new(&w, n, k).unwrap();
+            for b in [None, Some(bias.as_slice())] {
+                let want = reference(&a, m, &w, n, k, b);
+                let simd = gemm(&a, m, &packed, b).unwrap();
+                let portable = gemm_with(false, &a, m, &packed, b).unwrap();
+                for got in [simd, portable] {
+                    for (g, w) in got.iter().zip(&want) {
+                        assert!(
+                            (g - w).abs() <= 1e-5 * (1.0 + k as f32),
+                            "{m}x{n}x{k}: {g} vs {w}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        assert!(PackedF32::new(&[0.0; 5], 2, 3).is_err());
+        let packed = PackedF32::new(&[0.0; 6], 2, 3).unwrap();
+        assert!(gemm(&[0.0; 5], 2, &packed, None).is_err());
+        assert!(gemm(&[0.0; 6], 2, &packed, Some(&[0.0; 3])).is_err());
+    }
+}
