@@ -85,10 +85,7 @@ fn prompt_run(model: &DecoderForCausalLM, ids: &[u32]) -> Result<f64> {
     let start = Instant::now();
     let logits = model.forward_with(&input, &pos, &opts, &mut cache)?.logits;
     // Make sure the work is done (the CPU backend is synchronous; this reads one value).
-    logits
-        .flatten_all()?
-        .max(0)?
-        .to_scalar::<f32>()?;
+    logits.flatten_all()?.max(0)?.to_scalar::<f32>()?;
     Ok(start.elapsed().as_secs_f64())
 }
 

@@ -1,8 +1,9 @@
 //! One linear layer for dense and block-quantized weights, so no model is written twice.
 
-use crate::kernels::{self, QuantMatmul};
+use crate::kernels::gemm::{self, PackedF32, Panels};
+use crate::kernels::{self, KQuantPanels, QuantMatmul, GEMM_ROWS};
 use candle_core::quantized::QMatMul;
-use candle_core::{DType, Module, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 use std::sync::Arc;
 use trustformers_core::{Result, Weight, Weights};
 
@@ -16,7 +17,14 @@ pub struct Linear {
 #[derive(Clone)]
 enum LinearWeight {
     Dense(Tensor),
-    Quantized(QMatMul),
+    /// f32 on the CPU, packed for our GEMM.
+    Packed(Arc<PackedF32>),
+    /// Candle's kernels for decode; `prefill` dequantizes panels into our GEMM where we
+    /// can read the format.
+    Quantized {
+        mm: QMatMul,
+        prefill: Option<Arc<KQuantPanels>>,
+    },
     /// Formats candle only has scalar code for, run by our kernels.
     Own(Arc<dyn QuantMatmul>),
 }
@@ -36,10 +44,18 @@ impl Linear {
     /// Builds a layer from an already-loaded weight (e.g. tied embeddings).
     pub fn from_weight(weight: Weight, bias: Option<Tensor>) -> Result<Self> {
         let weight = match weight {
+            Weight::Dense(t) if t.dtype() == DType::F32 && t.device().is_cpu() && t.rank() == 2 => {
+                let (n, k) = t.dims2()?;
+                let values: Vec<f32> = t.flatten_all()?.to_vec1()?;
+                LinearWeight::Packed(Arc::new(PackedF32::new(&values, n, k)?))
+            }
             Weight::Dense(t) => LinearWeight::Dense(t),
             Weight::Quantized(q) => match kernels::for_qtensor(&q)? {
                 Some(own) => LinearWeight::Own(Arc::from(own)),
-                None => LinearWeight::Quantized(QMatMul::from_arc(q)?),
+                None => LinearWeight::Quantized {
+                    prefill: KQuantPanels::new(q.clone())?.map(Arc::new),
+                    mm: QMatMul::from_arc(q)?,
+                },
             },
         };
         Ok(Self { weight, bias })
@@ -58,10 +74,14 @@ impl Linear {
                 out_dims.push(w.dim(0)?);
                 ys.reshape(out_dims)?
             }
-            LinearWeight::Quantized(q) => {
+            LinearWeight::Packed(w) => return gemm_forward(w.as_ref(), xs, self.bias.as_ref()),
+            LinearWeight::Quantized {
+                prefill: Some(w), ..
+            } if rows_of(xs) >= GEMM_ROWS => gemm_forward(w.as_ref(), xs, None)?,
+            LinearWeight::Quantized { mm, .. } => {
                 // ggml kernels take and return f32 activations.
                 let dtype = xs.dtype();
-                let ys = q.forward(&xs.to_dtype(DType::F32)?)?;
+                let ys = mm.forward(&xs.to_dtype(DType::F32)?)?;
                 ys.to_dtype(dtype)?
             }
             LinearWeight::Own(m) => {
@@ -85,4 +105,34 @@ impl Linear {
             None => Ok(ys),
         }
     }
+}
+
+/// Rows of a `[..., in_dim]` input.
+fn rows_of(xs: &Tensor) -> usize {
+    xs.dims()
+        .split_last()
+        .map_or(0, |(_, rows)| rows.iter().product())
+}
+
+/// `xs W^T (+ bias)` through our GEMM, in `xs`'s dtype.
+fn gemm_forward(w: &dyn Panels, xs: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let (out_dim, in_dim) = w.dims();
+    if xs.dims().last() != Some(&in_dim) {
+        return Err(trustformers_core::Error::ShapeMismatch {
+            name: "linear input".into(),
+            expected: vec![in_dim],
+            actual: xs.dims().to_vec(),
+        });
+    }
+    let rows = rows_of(xs);
+    let x: Vec<f32> = xs.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    let bias: Option<Vec<f32>> = bias
+        .map(|b| b.to_dtype(DType::F32)?.flatten_all()?.to_vec1())
+        .transpose()?;
+    let mut out_dims = xs.dims().to_vec();
+    if let Some(last) = out_dims.last_mut() {
+        *last = out_dim;
+    }
+    let ys = gemm::gemm(&x, rows, w, bias.as_deref())?;
+    Ok(Tensor::from_vec(ys, out_dims, &Device::Cpu)?.to_dtype(xs.dtype())?)
 }

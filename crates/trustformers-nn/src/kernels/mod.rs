@@ -8,6 +8,7 @@
 //! barrier pool, the same threads candle's own quantized kernels use, so the two never
 //! compete for cores.
 
+mod dequant;
 pub mod gemm;
 mod q4_1;
 mod q5_0;
@@ -17,6 +18,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use std::sync::{Mutex, PoisonError};
 use trustformers_core::{Error, Result};
 
+pub use dequant::KQuantPanels;
 pub use q4_1::BlockQ4_1;
 pub use q5_0::BlockQ5_0;
 pub use q8_0::BlockQ8_0;
@@ -25,6 +27,9 @@ pub use q8_0::BlockQ8_0;
 pub const BLOCK: usize = 32;
 /// Output rows per parallel work item.
 const ROWS_PER_TASK: usize = 16;
+/// From this many activation rows (prefill) a matmul dequantizes the weights a panel at a
+/// time into the f32 [`gemm`](gemm::gemm) instead of quantizing the activations.
+pub const GEMM_ROWS: usize = 32;
 
 /// One activation block: `x ≈ d * qs`, and `s = d * Σ qs` (ggml's `block_q8_1`, with `d` and
 /// `s` kept in f32).
@@ -63,6 +68,8 @@ pub trait WeightBlock: Copy + Send + Sync + 'static {
     const BYTES: usize;
     /// Reads one block from its `BYTES` bytes.
     fn read(bytes: &[u8]) -> Self;
+    /// The block's 32 values (ggml's `dequantize_row_*`).
+    fn dequantize(&self, out: &mut [f32; BLOCK]);
     /// Σ over blocks of (weights · activations), portable code.
     fn dot(w: &[Self], x: &[BlockQ8]) -> f32;
     /// The same with AVX2/FMA/F16C.
@@ -178,6 +185,9 @@ impl<B: WeightBlock> QuantMatmul for QMatrix<B> {
             )));
         }
         let n = x.len() / self.cols;
+        if n >= GEMM_ROWS {
+            return gemm::gemm(x, n, self, None);
+        }
         let per_row = self.cols / BLOCK;
         let xq: Vec<BlockQ8> = x.chunks_exact(BLOCK).map(BlockQ8::quantize).collect();
         // Computed as [rows, n] so each task owns a contiguous slice, then transposed.

@@ -29,6 +29,14 @@ impl WeightBlock for BlockQ4_1 {
         }
     }
 
+    fn dequantize(&self, out: &mut [f32; 32]) {
+        let (d, m) = (self.d.to_f32(), self.m.to_f32());
+        for (j, &q) in self.qs.iter().enumerate() {
+            out[j] = d * (q & 0x0F) as f32 + m;
+            out[j + 16] = d * (q >> 4) as f32 + m;
+        }
+    }
+
     fn dot(w: &[Self], x: &[BlockQ8]) -> f32 {
         let mut acc = 0f32;
         for (w, x) in w.iter().zip(x) {

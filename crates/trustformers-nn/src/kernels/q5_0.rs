@@ -30,6 +30,17 @@ impl WeightBlock for BlockQ5_0 {
         }
     }
 
+    fn dequantize(&self, out: &mut [f32; 32]) {
+        let d = self.d.to_f32();
+        let qh = u32::from_le_bytes(self.qh);
+        for (j, &q) in self.qs.iter().enumerate() {
+            let lo = ((q & 0x0F) as u32 | ((qh >> j) & 1) << 4) as i32 - 16;
+            let hi = ((q >> 4) as u32 | ((qh >> (j + 16)) & 1) << 4) as i32 - 16;
+            out[j] = d * lo as f32;
+            out[j + 16] = d * hi as f32;
+        }
+    }
+
     fn dot(w: &[Self], x: &[BlockQ8]) -> f32 {
         let mut acc = 0f32;
         for (w, x) in w.iter().zip(x) {

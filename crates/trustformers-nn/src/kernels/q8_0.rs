@@ -28,6 +28,13 @@ impl WeightBlock for BlockQ8_0 {
         }
     }
 
+    fn dequantize(&self, out: &mut [f32; 32]) {
+        let d = self.d.to_f32();
+        for (o, &q) in out.iter_mut().zip(&self.qs) {
+            *o = d * q as f32;
+        }
+    }
+
     fn dot(w: &[Self], x: &[BlockQ8]) -> f32 {
         let mut acc = 0f32;
         for (w, x) in w.iter().zip(x) {
