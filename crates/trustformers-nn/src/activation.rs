@@ -1,6 +1,6 @@
 //! Activation functions, named after the math (not after the model that made them popular).
 
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 use trustformers_core::{Error, Result};
 
 /// An elementwise activation.
@@ -40,6 +40,11 @@ impl Activation {
     pub fn forward(self, xs: &Tensor) -> Result<Tensor> {
         Ok(match self {
             Self::Silu => candle_nn::ops::silu(xs)?,
+            Self::GeluErf if xs.dtype() == DType::F32 && xs.device().is_cpu() => {
+                let mut x: Vec<f32> = xs.flatten_all()?.to_vec1()?;
+                crate::kernels::fused::gelu_erf(&mut x);
+                Tensor::from_vec(x, xs.dims(), xs.device())?
+            }
             Self::GeluErf => xs.gelu_erf()?,
             Self::GeluTanh => xs.gelu()?,
             Self::Relu => xs.relu()?,

@@ -93,9 +93,40 @@ impl LayerNorm {
         })
     }
 
+    /// `LayerNorm(xs + residual)` (post-norm blocks), in one pass on the CPU in f32.
+    ///
+    /// # Shapes
+    /// `xs`, `residual`: `[..., dim]` -> the same.
+    pub fn forward_residual(&self, xs: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        if self.fuses(xs) && residual.dims() == xs.dims() && residual.dtype() == DType::F32 {
+            let r: Vec<f32> = residual.flatten_all()?.to_vec1()?;
+            return self.fused(xs, Some(&r));
+        }
+        self.forward(&(xs + residual)?)
+    }
+
+    /// Whether the fused CPU kernel takes `xs`: f32 on the CPU, one weight row.
+    fn fuses(&self, xs: &Tensor) -> bool {
+        xs.dtype() == DType::F32
+            && xs.device().is_cpu()
+            && self.weight.rank() == 1
+            && xs.dims().last() == Some(&self.weight.elem_count())
+    }
+
+    fn fused(&self, xs: &Tensor, residual: Option<&[f32]>) -> Result<Tensor> {
+        let mut x: Vec<f32> = xs.flatten_all()?.to_vec1()?;
+        let w: Vec<f32> = self.weight.to_vec1()?;
+        let b: Option<Vec<f32>> = self.bias.as_ref().map(|b| b.to_vec1()).transpose()?;
+        crate::kernels::fused::layer_norm(&mut x, residual, &w, b.as_deref(), self.eps as f32);
+        Ok(Tensor::from_vec(x, xs.dims(), xs.device())?)
+    }
+
     /// # Shapes
     /// `xs`: `[..., dim]` (per-head: `[..., heads, dim]`) -> the same.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if self.fuses(xs) {
+            return self.fused(xs, None);
+        }
         let dtype = xs.dtype();
         let x = xs.to_dtype(DType::F32)?;
         let mean = x.mean_keepdim(D::Minus1)?;

@@ -22,6 +22,7 @@ use candle_core::{DType, Device, Tensor, D};
 use trustformers_core::config::Fields;
 use trustformers_core::{Error, Result, Weights};
 use trustformers_nn::attention::sdpa;
+use trustformers_nn::kernels::fused;
 use trustformers_nn::{Activation, Embedding, LayerNorm, Linear};
 
 /// Checkpoint buffers transformers itself ignores, and tied output projections that some
@@ -359,6 +360,9 @@ impl EncoderLayer {
         rel: Option<&deberta::RelContext>,
     ) -> Result<Tensor> {
         let (b, s, _) = xs.dims3()?;
+        if rel.is_none() && xs.dtype() == DType::F32 && xs.device().is_cpu() {
+            return self.forward_cpu(xs, mask);
+        }
         let split = |t: Tensor| -> Result<Tensor> {
             Ok(t.reshape((b, s, self.heads, self.head_dim))?
                 .transpose(1, 2)?
@@ -386,13 +390,39 @@ impl EncoderLayer {
         let ctx = ctx
             .transpose(1, 2)?
             .reshape((b, s, self.heads * self.head_dim))?;
+        self.feed_forward(xs, &ctx)
+    }
+
+    /// The output projection, residual norm and MLP after attention.
+    fn feed_forward(&self, xs: &Tensor, ctx: &Tensor) -> Result<Tensor> {
         let h = self
             .attn_norm
-            .forward(&(xs + self.attn_out.forward(&ctx)?)?)?;
+            .forward_residual(&self.attn_out.forward(ctx)?, xs)?;
         let m = self
             .down
             .forward(&self.act.forward(&self.up.forward(&h)?)?)?;
-        self.out_norm.forward(&(h + m)?)
+        self.out_norm.forward_residual(&m, &h)
+    }
+
+    /// [`Self::forward`] in f32 on the CPU: attention reads the heads where the projections
+    /// put them, in one fused kernel.
+    fn forward_cpu(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, s, _) = xs.dims3()?;
+        let values = |t: Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1()?) };
+        let q = values(self.query.forward(xs)?)?;
+        let k = values(self.key.forward(xs)?)?;
+        let v = values(self.value.forward(xs)?)?;
+        let mask = mask.map(|m| values(m.clone())).transpose()?;
+        let shape = fused::AttentionShape {
+            batch: b,
+            seq: s,
+            heads: self.heads,
+            head_dim: self.head_dim,
+            scale: (1.0 / (self.head_dim as f64).sqrt()) as f32,
+        };
+        let ctx = fused::attention(&q, &k, &v, mask.as_deref(), shape);
+        let ctx = Tensor::from_vec(ctx, (b, s, self.heads * self.head_dim), xs.device())?;
+        self.feed_forward(xs, &ctx)
     }
 }
 

@@ -44,7 +44,7 @@ pub struct PackedF32 {
 }
 
 impl PackedF32 {
-    /// Packs the row-major `[n, k]` matrix `w`.
+    /// Packs `w` `[n, k]` row-major (a linear layer's weight), after checking its size.
     pub fn new(w: &[f32], n: usize, k: usize) -> Result<Self> {
         if n.checked_mul(k) != Some(w.len()) {
             return Err(Error::InvalidInput(format!(
@@ -52,6 +52,11 @@ impl PackedF32 {
                 w.len()
             )));
         }
+        Ok(Self::from_rows(w, n, k))
+    }
+
+    /// Packs `w` `[n, k]` row-major; `w` must hold `n * k` values.
+    pub(crate) fn from_rows(w: &[f32], n: usize, k: usize) -> Self {
         let panels = n.div_ceil(NR);
         let mut data = vec![0f32; panels * k * NR];
         for (j, panel) in data.chunks_exact_mut(k.max(1) * NR).enumerate() {
@@ -62,7 +67,20 @@ impl PackedF32 {
                 }
             }
         }
-        Ok(Self { n, k, data })
+        Self { n, k, data }
+    }
+
+    /// Packs `W` `[n, k]` given as `wt` = `W^T` `[k, n]` row-major (`k * n` values).
+    pub(crate) fn from_columns(wt: &[f32], k: usize, n: usize) -> Self {
+        let panels = n.div_ceil(NR);
+        let mut data = vec![0f32; panels * k * NR];
+        for (j, panel) in data.chunks_exact_mut(k.max(1) * NR).enumerate() {
+            let cols = NR.min(n - j * NR);
+            for (p, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                dst[..cols].copy_from_slice(&wt[p * n + j * NR..p * n + j * NR + cols]);
+            }
+        }
+        Self { n, k, data }
     }
 }
 
@@ -101,7 +119,7 @@ impl OutPtr {
     }
 }
 
-fn use_avx2() -> bool {
+pub(crate) fn use_avx2() -> bool {
     static AVX2: OnceLock<bool> = OnceLock::new();
     *AVX2.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
@@ -116,13 +134,21 @@ fn use_avx2() -> bool {
     })
 }
 
+/// [`gemm`] on the calling thread alone, for callers already running on the pool; `a`
+/// must hold `m * k` values.
+pub(crate) fn gemm_serial(a: &[f32], m: usize, w: &dyn Panels) -> Vec<f32> {
+    // The only errors are size checks the caller has made.
+    gemm_with(use_avx2(), false, a, m, w, None).unwrap_or_default()
+}
+
 /// `C = A W^T + bias` for `A` `[m, k]` row-major; returns `C` `[m, n]` row-major.
 pub fn gemm(a: &[f32], m: usize, w: &dyn Panels, bias: Option<&[f32]>) -> Result<Vec<f32>> {
-    gemm_with(use_avx2(), a, m, w, bias)
+    gemm_with(use_avx2(), true, a, m, w, bias)
 }
 
 fn gemm_with(
     avx2: bool,
+    parallel: bool,
     a: &[f32],
     m: usize,
     w: &dyn Panels,
@@ -161,7 +187,7 @@ fn gemm_with(
     // them, so the block is read from L2 once per group rather than once per panel.
     let threads = candle_core::utils::get_num_threads().max(1);
     let group = panels.div_ceil(2 * threads).clamp(1, MAX_GROUP);
-    candle_core::utils::barrier_pool().execute_chunked(panels.div_ceil(group), |groups| {
+    let run = |groups: std::ops::Range<usize>| {
         let mut scratch = Vec::new();
         for g in groups {
             let first = g * group;
@@ -207,7 +233,13 @@ fn gemm_with(
                 }
             }
         }
-    });
+    };
+    let n_groups = panels.div_ceil(group);
+    if parallel {
+        candle_core::utils::barrier_pool().execute_chunked(n_groups, run);
+    } else {
+        run(0..n_groups);
+    }
     Ok(c)
 }
 
@@ -441,7 +473,7 @@ mod tests {
             for b in [None, Some(bias.as_slice())] {
                 let want = reference(&a, m, &w, n, k, b);
                 let simd = gemm(&a, m, &packed, b).unwrap();
-                let portable = gemm_with(false, &a, m, &packed, b).unwrap();
+                let portable = gemm_with(false, false, &a, m, &packed, b).unwrap();
                 for got in [simd, portable] {
                     for (g, w) in got.iter().zip(&want) {
                         assert!(

@@ -9,6 +9,7 @@
 //! compete for cores.
 
 mod dequant;
+pub mod fused;
 pub mod gemm;
 mod q4_1;
 mod q5_0;

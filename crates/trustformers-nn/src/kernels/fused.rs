@@ -1,0 +1,417 @@
+//! Fused f32 CPU kernels for the steps between matmuls: LayerNorm, exact GeLU and
+//! bidirectional attention, each one pass over its data instead of a chain of tensor ops
+//! that allocate an intermediate per step.
+//!
+//! The loops are written to vectorize: each is compiled twice, once with AVX2/FMA (chosen at
+//! run time) and once for the baseline target. Rows are split over candle's barrier pool.
+
+use super::gemm::{self, PackedF32};
+use std::sync::{Mutex, PoisonError};
+
+/// Rows per parallel work item for row-wise kernels.
+const ROWS_PER_TASK: usize = 32;
+
+fn use_avx2() -> bool {
+    super::gemm::use_avx2()
+}
+
+/// Runs `f` on every `row_len`-value row of `data`, rows split over the barrier pool.
+fn par_rows(data: &mut [f32], row_len: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    if row_len == 0 {
+        return;
+    }
+    let tasks: Vec<Mutex<&mut [f32]>> = data
+        .chunks_mut(ROWS_PER_TASK * row_len)
+        .map(Mutex::new)
+        .collect();
+    candle_core::utils::barrier_pool().execute_chunked(tasks.len(), |range| {
+        for t in range {
+            let mut chunk = tasks[t].lock().unwrap_or_else(PoisonError::into_inner);
+            for (i, row) in chunk.chunks_exact_mut(row_len).enumerate() {
+                f(t * ROWS_PER_TASK + i, row);
+            }
+        }
+    });
+}
+
+/// Compiles `$body` (a closure-free block over its arguments) for AVX2/FMA and for the
+/// baseline, and calls the one the CPU supports.
+macro_rules! multiversion {
+    ($vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
+        $vis fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2($($arg: $ty),*) {
+                body($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            if use_avx2() {
+                // SAFETY: only called when the CPU reports AVX2 and FMA.
+                return unsafe { avx2($($arg),*) };
+            }
+            body($($arg),*)
+        }
+    };
+}
+
+/// `erf(x)` to within 3e-7 (a few ulp): XLA's and Eigen's rational approximation on [-4, 4] (erf is ±1 to
+/// f32 precision beyond). Branch-free, so loops over it vectorize.
+#[inline(always)]
+fn erf(x: f32) -> f32 {
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let mut p = -2.726_142_3e-10f32;
+    p = p.mul_add(x2, 2.770_681_4e-8);
+    p = p.mul_add(x2, -2.101_024e-6);
+    p = p.mul_add(x2, -5.692_506_4e-5);
+    p = p.mul_add(x2, -7.349_906_3e-4);
+    p = p.mul_add(x2, -2.954_6e-3);
+    p = p.mul_add(x2, -1.609_603_3e-2);
+    let mut q = -1.456_607_2e-5f32;
+    q = q.mul_add(x2, -2.133_740_6e-4);
+    q = q.mul_add(x2, -1.682_827e-3);
+    q = q.mul_add(x2, -7.373_329_3e-3);
+    q = q.mul_add(x2, -1.426_474e-2);
+    x * p / q
+}
+
+/// `exp(x)` to about 2 ulp for `x` in f32's range (0 below -87.3): `2^n * e^r` with
+/// `|r| <= ln2 / 2` and a degree-6 polynomial. Branch-free.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    let x = x.clamp(-87.3, 88.7);
+    let n = (x * std::f32::consts::LOG2_E).round();
+    // r = x - n ln2, with ln2 split in two for precision.
+    let r = n.mul_add(-0.693_145_75, x);
+    let r = n.mul_add(-1.428_606_8e-6, r);
+    let mut p = 1.0 / 720.0f32;
+    p = p.mul_add(r, 1.0 / 120.0);
+    p = p.mul_add(r, 1.0 / 24.0);
+    p = p.mul_add(r, 1.0 / 6.0);
+    p = p.mul_add(r, 0.5);
+    p = p.mul_add(r, 1.0);
+    p = p.mul_add(r, 1.0);
+    p * f32::from_bits(((n as i32 + 127) << 23) as u32)
+}
+
+multiversion! {
+    fn gelu_erf_row(xs: &mut [f32]) {
+        for x in xs.iter_mut() {
+            *x = 0.5 * *x * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2));
+        }
+    }
+}
+
+/// Exact (erf) GeLU in place, as torch's `gelu(approximate="none")`.
+pub fn gelu_erf(xs: &mut [f32]) {
+    // Rows only split the work; any length does.
+    par_rows(xs, 4096.min(xs.len().max(1)), |_, row| gelu_erf_row(row));
+}
+
+multiversion! {
+    fn layer_norm_row(x: &mut [f32], weight: &[f32], bias: Option<&[f32]>, eps: f32) {
+        let n = x.len() as f32;
+        let mean = x.iter().sum::<f32>() / n;
+        let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / n;
+        let inv = 1.0 / (var + eps).sqrt();
+        match bias {
+            Some(b) => {
+                for ((x, &w), &b) in x.iter_mut().zip(weight).zip(b) {
+                    *x = (*x - mean) * inv * w + b;
+                }
+            }
+            None => {
+                for (x, &w) in x.iter_mut().zip(weight) {
+                    *x = (*x - mean) * inv * w;
+                }
+            }
+        }
+    }
+}
+
+/// LayerNorm over rows of `weight.len()` values, in place, after adding `residual` when
+/// given (BERT's `LayerNorm(x + residual)`).
+pub fn layer_norm(
+    xs: &mut [f32],
+    residual: Option<&[f32]>,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    eps: f32,
+) {
+    let cols = weight.len();
+    par_rows(xs, cols, |i, row| {
+        if let Some(r) = residual {
+            for (x, &r) in row.iter_mut().zip(&r[i * cols..(i + 1) * cols]) {
+                *x += r;
+            }
+        }
+        layer_norm_row(row, weight, bias, eps)
+    });
+}
+
+/// Shapes and settings of one [`attention`] call.
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionShape {
+    pub batch: usize,
+    pub seq: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+    pub scale: f32,
+}
+
+multiversion! {
+    fn softmax_rows(scores: &mut [f32], seq: usize, mask: Option<&[f32]>, scale: f32) {
+        // Eight running lanes per reduction, so the loops vectorize without reassociating.
+        for row in scores.chunks_exact_mut(seq) {
+            match mask {
+                Some(m) => row.iter_mut().zip(m).for_each(|(x, &m)| *x = x.mul_add(scale, m)),
+                None => row.iter_mut().for_each(|x| *x *= scale),
+            }
+            let mut lanes = [f32::NEG_INFINITY; 8];
+            let mut chunks = row.chunks_exact(8);
+            for c in &mut chunks {
+                for (l, &x) in lanes.iter_mut().zip(c) {
+                    *l = l.max(x);
+                }
+            }
+            let max = chunks.remainder().iter().chain(&lanes).fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            let mut sums = [0f32; 8];
+            let mut chunks = row.chunks_exact_mut(8);
+            for c in &mut chunks {
+                for (l, x) in sums.iter_mut().zip(c) {
+                    *x = exp(*x - max);
+                    *l += *x;
+                }
+            }
+            let mut sum: f32 = sums.iter().sum();
+            for x in chunks.into_remainder() {
+                *x = exp(*x - max);
+                sum += *x;
+            }
+            let inv = 1.0 / sum;
+            row.iter_mut().for_each(|x| *x *= inv);
+        }
+    }
+}
+
+/// One (batch, head): `q`, `k`, `v` are the batch's `[seq, heads * head_dim]` rows, `out`
+/// this head's `[seq, head_dim]`. Both products run through the GEMM micro-kernel.
+fn attend_head(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: Option<&[f32]>,
+    shape: AttentionShape,
+    h: usize,
+    out: &mut [f32],
+) {
+    let (s, d, width) = (shape.seq, shape.head_dim, shape.heads * shape.head_dim);
+    let head = |t: &[f32]| -> Vec<f32> {
+        t.chunks_exact(width)
+            .flat_map(|row| &row[h * d..(h + 1) * d])
+            .copied()
+            .collect()
+    };
+    let (qh, kh, vh) = (head(q), head(k), head(v));
+    // Q K^T: K `[seq, head_dim]` is a linear layer's `[n, k]` weight.
+    let keys = PackedF32::from_rows(&kh, s, d);
+    let mut scores = gemm::gemm_serial(&qh, s, &keys);
+    softmax_rows(&mut scores, s, mask, shape.scale);
+    // P V: V `[seq, head_dim]` is the transposed weight `[k, n]`.
+    let values = PackedF32::from_columns(&vh, s, d);
+    out.copy_from_slice(&gemm::gemm_serial(&scores, s, &values));
+}
+
+/// Bidirectional scaled dot-product attention with an additive key mask, reading heads in
+/// place: `q`, `k`, `v` and the result are `[batch, seq, heads * head_dim]` (the projections'
+/// layout), `mask` is `[batch, seq]` (0 to keep, a large negative number to drop).
+pub fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: Option<&[f32]>,
+    shape: AttentionShape,
+) -> Vec<f32> {
+    let AttentionShape {
+        batch,
+        seq,
+        heads,
+        head_dim,
+        ..
+    } = shape;
+    let width = heads * head_dim;
+    let mut per_head = vec![0f32; batch * seq * width];
+    if per_head.is_empty() {
+        return per_head;
+    }
+    // Work items are (batch, head), each writing its own `[seq, head_dim]` block.
+    let blocks: Vec<Mutex<&mut [f32]>> = per_head
+        .chunks_mut(seq * head_dim)
+        .map(Mutex::new)
+        .collect();
+    candle_core::utils::barrier_pool().execute_chunked(batch * heads, |items| {
+        for item in items {
+            let (b, h) = (item / heads, item % heads);
+            let span = b * seq * width..(b + 1) * seq * width;
+            let mut dst = blocks[item].lock().unwrap_or_else(PoisonError::into_inner);
+            attend_head(
+                &q[span.clone()],
+                &k[span.clone()],
+                &v[span],
+                mask.map(|m| &m[b * seq..(b + 1) * seq]),
+                shape,
+                h,
+                &mut dst,
+            );
+        }
+    });
+    drop(blocks);
+    // `[batch, heads, seq, head_dim]` -> `[batch, seq, heads * head_dim]`.
+    let mut out = vec![0f32; per_head.len()];
+    for (item, block) in per_head.chunks_exact(seq * head_dim).enumerate() {
+        let (b, h) = (item / heads, item % heads);
+        for (i, row) in block.chunks_exact(head_dim).enumerate() {
+            let at = (b * seq + i) * width + h * head_dim;
+            out[at..at + head_dim].copy_from_slice(row);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn random(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn erf_and_exp_are_accurate() {
+        for i in -2000..=2000 {
+            let x = i as f64 / 250.0;
+            let e = erf(x as f32) as f64;
+            assert!((e - libm_erf(x)).abs() < 3e-7, "erf({x}) = {e}");
+        }
+        for i in -870..=880 {
+            let x = i as f32 / 10.0;
+            let (got, want) = (exp(x) as f64, (x as f64).exp());
+            assert!(
+                (got - want).abs() <= 4e-7 * want,
+                "exp({x}) = {got} vs {want}"
+            );
+        }
+        assert_eq!(exp(f32::MIN), exp(-87.3));
+        assert!(exp(f32::MIN) < 1e-37);
+    }
+
+    /// erf by its series (|x| < 3) or continued fraction: the f64 reference.
+    fn libm_erf(x: f64) -> f64 {
+        if x.abs() < 3.0 {
+            let mut sum = x;
+            let mut term = x;
+            for n in 1..200 {
+                term *= -x * x / n as f64;
+                sum += term / (2 * n + 1) as f64;
+            }
+            sum * 2.0 / std::f64::consts::PI.sqrt()
+        } else {
+            // erfc by Lentz's continued fraction.
+            let z = x.abs();
+            let mut f = z;
+            for n in (1..60).rev() {
+                f = z + (n as f64 / 2.0) / f;
+            }
+            let erfc = (-z * z).exp() / (f * std::f64::consts::PI.sqrt());
+            (1.0 - erfc).copysign(x)
+        }
+    }
+
+    #[test]
+    fn layer_norm_matches_the_definition() {
+        let (rows, cols) = (70, 48);
+        let x = random(rows * cols, 1);
+        let r = random(rows * cols, 2);
+        let w = random(cols, 3);
+        let b = random(cols, 4);
+        let mut got = x.clone();
+        layer_norm(&mut got, Some(&r), &w, Some(&b), 1e-12);
+        for i in 0..rows {
+            let row: Vec<f64> = (0..cols)
+                .map(|c| (x[i * cols + c] + r[i * cols + c]) as f64)
+                .collect();
+            let mean = row.iter().sum::<f64>() / cols as f64;
+            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / cols as f64;
+            for c in 0..cols {
+                let want = (row[c] - mean) / (var + 1e-12).sqrt() * w[c] as f64 + b[c] as f64;
+                assert!((got[i * cols + c] as f64 - want).abs() < 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn attention_matches_the_definition() {
+        let shape = AttentionShape {
+            batch: 2,
+            seq: 5,
+            heads: 3,
+            head_dim: 4,
+            scale: 0.5,
+        };
+        let width = shape.heads * shape.head_dim;
+        let n = shape.batch * shape.seq * width;
+        let (q, k, v) = (random(n, 1), random(n, 2), random(n, 3));
+        // The second row's last two keys are padding.
+        let mut mask = vec![0f32; shape.batch * shape.seq];
+        mask[8] = f32::MIN;
+        mask[9] = f32::MIN;
+        let got = attention(&q, &k, &v, Some(&mask), shape);
+        for b in 0..shape.batch {
+            for h in 0..shape.heads {
+                for i in 0..shape.seq {
+                    let at = |t: &[f32], j: usize, c: usize| {
+                        t[(b * shape.seq + j) * width + h * 4 + c] as f64
+                    };
+                    let s: Vec<f64> = (0..shape.seq)
+                        .map(|j| {
+                            (0..4).map(|c| at(&q, i, c) * at(&k, j, c)).sum::<f64>() * 0.5
+                                + mask[b * shape.seq + j] as f64
+                        })
+                        .collect();
+                    let max = s.iter().cloned().fold(f64::MIN, f64::max);
+                    let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
+                    let z: f64 = e.iter().sum();
+                    for c in 0..4 {
+                        let want: f64 = (0..shape.seq).map(|j| e[j] / z * at(&v, j, c)).sum();
+                        let g = got[(b * shape.seq + i) * width + h * 4 + c] as f64;
+                        assert!((g - want).abs() < 1e-5, "{b} {h} {i} {c}: {g} vs {want}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gelu_matches_the_definition() {
+        let mut x: Vec<f32> = (-600..600).map(|i| i as f32 / 100.0).collect();
+        let want: Vec<f64> = x
+            .iter()
+            .map(|&v| 0.5 * v as f64 * (1.0 + libm_erf(v as f64 / 2f64.sqrt())))
+            .collect();
+        gelu_erf(&mut x);
+        for (g, w) in x.iter().zip(&want) {
+            assert!((*g as f64 - w).abs() < 1e-6, "{g} vs {w}");
+        }
+    }
+}
