@@ -209,10 +209,11 @@ fn attend_head(
 ) {
     let (s, d, width) = (shape.seq, shape.head_dim, shape.heads * shape.head_dim);
     let head = |t: &[f32]| -> Vec<f32> {
-        t.chunks_exact(width)
-            .flat_map(|row| &row[h * d..(h + 1) * d])
-            .copied()
-            .collect()
+        let mut out = Vec::with_capacity(s * d);
+        for row in t.chunks_exact(width) {
+            out.extend_from_slice(&row[h * d..(h + 1) * d]);
+        }
+        out
     };
     let (qh, kh, vh) = (head(q), head(k), head(v));
     // Q K^T: K `[seq, head_dim]` is a linear layer's `[n, k]` weight.

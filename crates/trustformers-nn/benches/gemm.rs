@@ -1,0 +1,78 @@
+//! The f32 GEMM against candle's matmul: dense weights at all-MiniLM-L6-v2's shapes (a batch
+//! of 32 x 16 tokens), and quantized weights at prefill (128 rows, SmolLM2 / Gemma 3 shapes)
+//! dequantized panel by panel against candle's `QMatMul`.
+//!
+//! `cargo bench -p trustformers-nn --bench gemm` (threads: `RAYON_NUM_THREADS`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{Device, Module, Tensor};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::sync::Arc;
+use trustformers_nn::kernels::gemm::{gemm, PackedF32};
+use trustformers_nn::kernels::{for_qtensor, KQuantPanels};
+
+fn values(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * 2_654_435_761 % 1000) as f32 / 500.0 - 1.0) * 0.05)
+        .collect()
+}
+
+fn dense(c: &mut Criterion) {
+    let mut group = c.benchmark_group("f32");
+    group.sample_size(20);
+    // (rows of activations, out, in): MiniLM's attention projection, up and down.
+    for (m, n, k) in [(512, 384, 384), (512, 1536, 384), (512, 384, 1536)] {
+        let (a, w) = (values(m * k), values(n * k));
+        let packed = PackedF32::new(&w, n, k).unwrap();
+        let at = Tensor::from_vec(a.clone(), (m, k), &Device::Cpu).unwrap();
+        let wt = Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap();
+        let name = format!("{m}x{n}x{k}");
+        group.throughput(Throughput::Elements((m * n * k) as u64));
+        group.bench_with_input(BenchmarkId::new("ours", &name), &a, |b, a| {
+            b.iter(|| gemm(a, m, &packed, None).unwrap())
+        });
+        group.bench_with_input(BenchmarkId::new("candle", &name), &at, |b, at| {
+            b.iter(|| at.matmul(&wt.t().unwrap()).unwrap())
+        });
+    }
+    group.finish();
+}
+
+fn quantized(c: &mut Criterion) {
+    let m = 128;
+    for (dtype, n, k) in [
+        (GgmlDType::Q4_1, 1536, 576),
+        (GgmlDType::Q4K, 640, 1024),
+        (GgmlDType::Q6K, 640, 2048),
+    ] {
+        let mut group = c.benchmark_group(format!("{dtype:?} prefill"));
+        group.sample_size(20);
+        let w = Tensor::from_vec(values(n * k), (n, k), &Device::Cpu).unwrap();
+        let q = Arc::new(QTensor::quantize(&w, dtype).unwrap());
+        // K-quants go to the GEMM through their panels; our block formats' kernels do so
+        // themselves from 32 rows up.
+        let ours: Box<dyn Fn(&[f32]) -> Vec<f32>> = match KQuantPanels::new(q.clone()).unwrap() {
+            Some(p) => Box::new(move |a| gemm(a, m, &p, None).unwrap()),
+            None => {
+                let own = for_qtensor(&q).unwrap().expect("a kernel for this format");
+                Box::new(move |a| own.matmul(a).unwrap())
+            }
+        };
+        let candle = QMatMul::from_arc(q).unwrap();
+        let a = values(m * k);
+        let at = Tensor::from_vec(a.clone(), (m, k), &Device::Cpu).unwrap();
+        let name = format!("{m}x{n}x{k}");
+        group.throughput(Throughput::Elements((m * n * k) as u64));
+        group.bench_with_input(BenchmarkId::new("ours", &name), &a, |b, a| {
+            b.iter(|| ours(a))
+        });
+        group.bench_with_input(BenchmarkId::new("candle", &name), &at, |b, at| {
+            b.iter(|| candle.forward(at).unwrap())
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, dense, quantized);
+criterion_main!(benches);
