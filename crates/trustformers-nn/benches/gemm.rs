@@ -12,6 +12,9 @@ use std::sync::Arc;
 use trustformers_nn::kernels::gemm::{gemm, PackedF32};
 use trustformers_nn::kernels::{for_qtensor, KQuantPanels};
 
+/// One way of computing `x W^T`.
+type Matmul = dyn Fn(&[f32]) -> Vec<f32>;
+
 fn values(n: usize) -> Vec<f32> {
     (0..n)
         .map(|i| ((i * 2_654_435_761 % 1000) as f32 / 500.0 - 1.0) * 0.05)
@@ -52,7 +55,7 @@ fn quantized(c: &mut Criterion) {
         let q = Arc::new(QTensor::quantize(&w, dtype).unwrap());
         // K-quants go to the GEMM through their panels; our block formats' kernels do so
         // themselves from 32 rows up.
-        let ours: Box<dyn Fn(&[f32]) -> Vec<f32>> = match KQuantPanels::new(q.clone()).unwrap() {
+        let ours: Box<Matmul> = match KQuantPanels::new(q.clone()).unwrap() {
             Some(p) => Box::new(move |a| gemm(a, m, &p, None).unwrap()),
             None => {
                 let own = for_qtensor(&q).unwrap().expect("a kernel for this format");
