@@ -391,6 +391,46 @@ mod tests {
         check::<BlockQ8_0>();
     }
 
+    /// From `GEMM_ROWS` activation rows the matmul is the dequantized weights times the
+    /// activations in f32, for every format we read, through `Linear` as the models call it.
+    #[test]
+    fn prefill_rows_take_the_f32_gemm() {
+        use crate::Linear;
+        use trustformers_core::Weight;
+        let (rows, cols, n) = (37, 512, GEMM_ROWS + 5);
+        let w = Tensor::from_vec(random(rows * cols, 3), (rows, cols), &Device::Cpu).unwrap();
+        let x = Tensor::from_vec(random(n * cols, 4), (n, cols), &Device::Cpu).unwrap();
+        let bias = Tensor::from_vec(random(rows, 5), rows, &Device::Cpu).unwrap();
+        for dtype in [
+            GgmlDType::Q4_1,
+            GgmlDType::Q5_0,
+            GgmlDType::Q8_0,
+            GgmlDType::Q4K,
+            GgmlDType::Q6K,
+        ] {
+            let q = std::sync::Arc::new(QTensor::quantize(&w, dtype).unwrap());
+            let want = x
+                .matmul(&q.dequantize(&Device::Cpu).unwrap().t().unwrap())
+                .unwrap()
+                .broadcast_add(&bias)
+                .unwrap();
+            let layer = Linear::from_weight(Weight::Quantized(q), Some(bias.clone())).unwrap();
+            let got = layer.forward(&x).unwrap();
+            let diff = (got - want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            // f32 sums in another order, not 8-bit activations.
+            assert!(diff < 1e-4, "{dtype:?}: {diff}");
+        }
+    }
+
     #[test]
     fn bad_shapes_are_errors() {
         type M = QMatrix<BlockQ4_1>;
