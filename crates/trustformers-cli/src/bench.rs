@@ -121,6 +121,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let mut loads = Vec::new();
     let mut loaded = None;
     for _ in 0..args.repetitions {
+        // Drop the previous copy first, so peak RSS is one model's, not two.
+        drop(loaded.take());
         let start = Instant::now();
         let l = args.model.load()?;
         loads.push(start.elapsed().as_secs_f64());
