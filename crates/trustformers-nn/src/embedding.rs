@@ -1,20 +1,38 @@
 //! Token embedding lookup over a dense or quantized table.
 
+use crate::kernels::{self, QuantMatmul};
+use crate::Linear;
 use candle_core::{DType, Tensor};
+use std::sync::Arc;
 use trustformers_core::{Error, Result, Weight, Weights};
 
 /// A `[vocab_size, hidden_size]` lookup table.
 #[derive(Clone)]
 pub struct Embedding {
-    table: Weight,
+    table: Table,
     vocab_size: usize,
     dtype: DType,
+}
+
+#[derive(Clone)]
+enum Table {
+    Dense(Tensor),
+    /// Quantized, in candle's storage.
+    Quantized(Arc<candle_core::quantized::QTensor>),
+    /// Quantized in a format our kernels run: one copy serves the lookup and a tied head.
+    Own(Arc<dyn QuantMatmul>),
 }
 
 impl Embedding {
     /// Loads `weight` `[vocab_size, hidden_size]` under `vb`.
     pub fn new(vb: &Weights, vocab_size: usize, hidden_size: usize) -> Result<Self> {
-        let table = vb.get_weight((vocab_size, hidden_size), "weight")?;
+        let table = match vb.get_weight((vocab_size, hidden_size), "weight")? {
+            Weight::Dense(t) => Table::Dense(t),
+            Weight::Quantized(q) => match kernels::for_qtensor(&q)? {
+                Some(own) => Table::Own(Arc::from(own)),
+                None => Table::Quantized(q),
+            },
+        };
         Ok(Self {
             table,
             vocab_size,
@@ -22,9 +40,14 @@ impl Embedding {
         })
     }
 
-    /// The table, to tie an output projection to it.
-    pub fn weight(&self) -> &Weight {
-        &self.table
+    /// An output projection tied to this table (`x W^T` with `W` the table), sharing its
+    /// storage rather than copying it.
+    pub fn tied_linear(&self, bias: Option<Tensor>) -> Result<Linear> {
+        match &self.table {
+            Table::Dense(t) => Ok(Linear::shared_dense(t.clone(), bias)),
+            Table::Quantized(q) => Linear::from_weight(Weight::Quantized(q.clone()), bias),
+            Table::Own(m) => Ok(Linear::from_kernel(m.clone(), bias)),
+        }
     }
 
     /// # Shapes
@@ -39,12 +62,23 @@ impl Embedding {
             )));
         }
         match &self.table {
-            Weight::Dense(w) => {
+            Table::Dense(w) => {
                 let mut dims = ids.dims().to_vec();
                 dims.push(w.dim(1)?);
                 Ok(w.index_select(&ids.flatten_all()?, 0)?.reshape(dims)?)
             }
-            Weight::Quantized(q) => Ok(q.embedding(&ids)?.to_dtype(self.dtype)?),
+            Table::Quantized(q) => Ok(q.embedding(&ids)?.to_dtype(self.dtype)?),
+            Table::Own(m) => {
+                let hidden = m.dims().1;
+                let rows = ids.flatten_all()?.to_vec1::<u32>()?;
+                let mut values = vec![0f32; rows.len() * hidden];
+                for (&r, out) in rows.iter().zip(values.chunks_exact_mut(hidden.max(1))) {
+                    m.dequantize_row(r as usize, out)?;
+                }
+                let mut dims = ids.dims().to_vec();
+                dims.push(hidden);
+                Ok(Tensor::from_vec(values, dims, ids.device())?.to_dtype(self.dtype)?)
+            }
         }
     }
 }

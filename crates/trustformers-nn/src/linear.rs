@@ -41,7 +41,24 @@ impl Linear {
         Self::from_weight(weight, bias)
     }
 
-    /// Builds a layer from an already-loaded weight (e.g. tied embeddings).
+    /// A layer over a dense table shared with an embedding: kept as it is, not packed,
+    /// so the two share one copy.
+    pub fn shared_dense(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self {
+            weight: LinearWeight::Dense(weight),
+            bias,
+        }
+    }
+
+    /// A layer over a quantized matrix our kernels run, shared with an embedding.
+    pub fn from_kernel(weight: Arc<dyn QuantMatmul>, bias: Option<Tensor>) -> Self {
+        Self {
+            weight: LinearWeight::Own(weight),
+            bias,
+        }
+    }
+
+    /// Builds a layer from an already-loaded weight.
     pub fn from_weight(weight: Weight, bias: Option<Tensor>) -> Result<Self> {
         let weight = match weight {
             Weight::Dense(t) if t.dtype() == DType::F32 && t.device().is_cpu() && t.rank() == 2 => {

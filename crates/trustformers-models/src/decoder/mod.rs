@@ -344,7 +344,7 @@ impl DecoderForCausalLM {
                 .lm_head_bias
                 .then(|| vb.pp("lm_head").get(spec.vocab_size, "bias"))
                 .transpose()?;
-            Linear::from_weight(model.embed_tokens.weight().clone(), bias)?
+            model.embed_tokens.tied_linear(bias)?
         } else {
             Linear::new(
                 &vb.pp("lm_head"),

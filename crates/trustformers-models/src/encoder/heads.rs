@@ -171,9 +171,8 @@ impl Head {
         let out = match layout.out {
             HeadOut::Linear(name) => Linear::new(&vb.pp(name), width, out_dim, true)?,
             HeadOut::TiedEmbeddings { bias } => {
-                let table = model.word_embeddings().weight().clone();
                 let b = vb.get(spec.vocab_size, bias)?;
-                Linear::from_weight(table, Some(b))?
+                model.word_embeddings().tied_linear(Some(b))?
             }
         };
         if layout.input == HeadInput::Pooled && !model.has_pooler() {

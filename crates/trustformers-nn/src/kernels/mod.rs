@@ -97,6 +97,8 @@ pub trait QuantMatmul: Send + Sync {
     fn dims(&self) -> (usize, usize);
     /// `y = x W^T` for `x` of `n * cols` values (row-major); returns `n * rows` values.
     fn matmul(&self, x: &[f32]) -> Result<Vec<f32>>;
+    /// Row `r` of `W`, dequantized into `out` (`cols` values): an embedding lookup.
+    fn dequantize_row(&self, r: usize, out: &mut [f32]) -> Result<()>;
 }
 
 /// A `[rows, cols]` matrix of `B` blocks.
@@ -175,6 +177,27 @@ impl<B: WeightBlock> QMatrix<B> {
 impl<B: WeightBlock> QuantMatmul for QMatrix<B> {
     fn dims(&self) -> (usize, usize) {
         (self.rows, self.cols)
+    }
+
+    fn dequantize_row(&self, r: usize, out: &mut [f32]) -> Result<()> {
+        if r >= self.rows || out.len() != self.cols {
+            return Err(Error::InvalidInput(format!(
+                "row {r} of a [{}, {}] matrix into {} values",
+                self.rows,
+                self.cols,
+                out.len()
+            )));
+        }
+        let per_row = self.cols / BLOCK;
+        let mut values = [0f32; BLOCK];
+        for (block, out) in self.blocks[r * per_row..(r + 1) * per_row]
+            .iter()
+            .zip(out.chunks_exact_mut(BLOCK))
+        {
+            block.dequantize(&mut values);
+            out.copy_from_slice(&values);
+        }
+        Ok(())
     }
 
     fn matmul(&self, x: &[f32]) -> Result<Vec<f32>> {
@@ -391,6 +414,27 @@ mod tests {
         check::<BlockQ8_0>();
     }
 
+    /// An embedding lookup's rows equal candle's dequantization of the table.
+    #[test]
+    fn dequantized_rows_equal_candles() {
+        let (rows, cols) = (5, 96);
+        let w = Tensor::from_vec(random(rows * cols, 9), (rows, cols), &Device::Cpu).unwrap();
+        for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0] {
+            let q = QTensor::quantize(&w, dtype).unwrap();
+            let want = q
+                .dequantize(&Device::Cpu)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
+            let m = for_qtensor(&q).unwrap().unwrap();
+            let mut row = vec![0f32; cols];
+            for (r, want) in want.iter().enumerate() {
+                m.dequantize_row(r, &mut row).unwrap();
+                assert_eq!(&row, want, "{dtype:?} row {r}");
+            }
+        }
+    }
+
     /// From `GEMM_ROWS` activation rows the matmul is the dequantized weights times the
     /// activations in f32, for every format we read, through `Linear` as the models call it.
     #[test]
@@ -439,6 +483,8 @@ mod tests {
         assert!(M::from_bytes(&[0; 20], usize::MAX, 32).is_err());
         let m = M::from_bytes(&[0; 40], 2, 32).unwrap();
         assert!(m.matmul(&[0.0; 33]).is_err());
+        assert!(m.dequantize_row(2, &mut [0.0; 32]).is_err());
+        assert!(m.dequantize_row(1, &mut [0.0; 31]).is_err());
         assert_eq!(m.matmul(&[1.0; 64]).unwrap(), vec![0.0; 4]);
         assert!(QMatrix::<BlockQ5_0>::from_bytes(&[0; 23], 1, 32).is_err());
     }
