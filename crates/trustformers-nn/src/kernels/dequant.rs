@@ -205,19 +205,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::super::{BlockQ4_1, BlockQ5_0, BlockQ8_0};
     use super::*;
+    use crate::kernels::tests::random;
     use candle_core::{Device, Tensor};
-
-    fn random(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
 
     /// Every panel equals the matching slice of candle's dequantized tensor.
     fn check_panels(p: &dyn Panels, q: &QTensor) {

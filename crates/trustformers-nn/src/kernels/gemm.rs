@@ -425,18 +425,7 @@ unsafe fn kernel_avx2<const R: usize>(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    fn random(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::kernels::tests::random;
 
     fn reference(
         a: &[f32],

@@ -318,13 +318,14 @@ unsafe fn hsum(v: std::arch::x86_64::__m256) -> f32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use candle_core::quantized::QMatMul;
     use candle_core::{Device, Module, Tensor};
 
-    fn random(n: usize, seed: u64) -> Vec<f32> {
+    /// Values in [-1, 1) from a small LCG: deterministic, no dependency.
+    pub(crate) fn random(n: usize, seed: u64) -> Vec<f32> {
         // A small LCG: deterministic, no dependency.
         let mut s = seed;
         (0..n)
