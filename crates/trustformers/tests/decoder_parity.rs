@@ -149,16 +149,7 @@ fn check_cache(name: &str, split: usize) {
         .unwrap()
         .logits;
     assert_eq!(kept.dim(1).unwrap(), 2);
-    let diff = (kept - full.narrow(1, seq - 2, 2).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = max_abs_diff(&kept, &full.narrow(1, seq - 2, 2).unwrap());
     assert!(diff <= ATOL, "{name}: logits_to_keep differs by {diff}");
 
     let mut cache = model.new_cache();
