@@ -11,6 +11,7 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::{json, Map, Value};
 use std::time::Instant;
 use trustformers::models::decoder::{default_positions, ForwardOptions};
+use trustformers::nn::profile::{self, Part};
 use trustformers::pipelines::{EmbedParams, SentenceTransformer};
 use trustformers::{resolve_model, DecoderForCausalLM, Device, LoadOptions, Tensor};
 
@@ -45,6 +46,10 @@ pub struct BenchArgs {
     /// Print one JSON object: load_s, pp{N}_tok_s, tg{N}_tok_s, peak_rss_mb.
     #[arg(long)]
     json: bool,
+    /// After the timed runs, run each test once more with per-part timing on and report
+    /// where a step's time goes (linear layers, head, attention, norms, ...).
+    #[arg(long)]
+    profile: bool,
 }
 
 /// Sets the thread count before any thread pool starts (candle and rayon read this).
@@ -98,6 +103,7 @@ fn gen_run(model: &DecoderForCausalLM, n: usize, vocab: usize, rng: &mut StdRng)
         let input = Tensor::new(&[next], &Device::Cpu)?.unsqueeze(0)?;
         let pos = default_positions(1, step, 1, &Device::Cpu)?;
         let logits = model.forward(&input, &pos, &mut cache)?;
+        let _timing = profile::scope(Part::Sampling);
         next = logits.flatten_all()?.argmax(0)?.to_scalar::<u32>()?;
     }
     Ok(start.elapsed().as_secs_f64())
@@ -173,6 +179,23 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         results.insert(format!("{name}_tok_s"), json!(median(rates.clone())));
     }
     results.insert("peak_rss_mb".into(), json!(rss));
+    let mut profiles = Vec::new();
+    if args.profile {
+        for &n in &args.n_prompt {
+            let ids = random_ids(&mut rng, n, vocab);
+            profiles.push(profiled(format!("pp{n}"), 1, || prompt_run(model, &ids))?);
+        }
+        for &n in &args.n_gen {
+            profiles.push(profiled(format!("tg{n}"), n, || {
+                gen_run(model, n, vocab, &mut rng)
+            })?);
+        }
+        let json_profiles: Map<String, Value> = profiles
+            .iter()
+            .map(|p| (p.test.clone(), p.to_json()))
+            .collect();
+        results.insert("profile".into(), Value::Object(json_profiles));
+    }
     if args.json {
         println!("{}", Value::Object(results));
         return Ok(());
@@ -200,7 +223,87 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         Some(mb) => println!("peak RSS: {mb:.0} MB"),
         None => println!("peak RSS: not available on this platform"),
     }
+    for p in &profiles {
+        p.print();
+    }
     Ok(())
+}
+
+/// Where one run's time went, per step.
+struct Profile {
+    test: String,
+    /// Steps in the run (tokens for tg, 1 for pp).
+    steps: usize,
+    total_s: f64,
+    parts: Vec<(&'static str, f64, u64)>,
+}
+
+/// Runs `run` once with per-part timing on.
+fn profiled(test: String, steps: usize, run: impl FnOnce() -> Result<f64>) -> Result<Profile> {
+    profile::reset();
+    profile::set_enabled(true);
+    let total_s = run();
+    profile::set_enabled(false);
+    let total_s = total_s?;
+    let parts = profile::totals()
+        .into_iter()
+        .map(|(part, d, calls)| (part.name(), d.as_secs_f64(), calls))
+        .collect();
+    Ok(Profile {
+        test,
+        steps: steps.max(1),
+        total_s,
+        parts,
+    })
+}
+
+impl Profile {
+    /// Time outside every timed part: residual adds, masks, tensor bookkeeping.
+    fn other_s(&self) -> f64 {
+        let timed: f64 = self.parts.iter().map(|(_, s, _)| s).sum();
+        (self.total_s - timed).max(0.0)
+    }
+
+    fn to_json(&self) -> Value {
+        let ms = |s: f64| s * 1e3 / self.steps as f64;
+        let mut parts: Map<String, Value> = self
+            .parts
+            .iter()
+            .map(|&(name, s, _)| (name.to_string(), json!(ms(s))))
+            .collect();
+        parts.insert("other".into(), json!(ms(self.other_s())));
+        json!({"step_ms": ms(self.total_s), "parts_ms": parts})
+    }
+
+    fn print(&self) {
+        let per_step = |s: f64| s * 1e3 / self.steps as f64;
+        let pct = |s: f64| 100.0 * s / self.total_s;
+        println!();
+        println!(
+            "{}: {:.3} ms per step ({} step{}, timed once)",
+            self.test,
+            per_step(self.total_s),
+            self.steps,
+            if self.steps == 1 { "" } else { "s" }
+        );
+        println!("| part                               | ms/step |     % | calls/step |");
+        println!("|------------------------------------|---------|-------|------------|");
+        for &(name, s, calls) in &self.parts {
+            println!(
+                "| {name:<34} | {:>7.3} | {:>5.1} | {:>10.1} |",
+                per_step(s),
+                pct(s),
+                calls as f64 / self.steps as f64
+            );
+        }
+        let other = self.other_s();
+        println!(
+            "| {:<34} | {:>7.3} | {:>5.1} |            |",
+            "other (residuals, masks, glue)",
+            per_step(other),
+            pct(other)
+        );
+    }
 }
 
 /// Words that are one token each in BERT's uncased vocabulary, to build sentences of an

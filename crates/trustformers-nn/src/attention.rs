@@ -1,6 +1,8 @@
 //! Multi-head attention with grouped/multi-query KV heads, optional Q/K RMSNorm, and the
 //! padding / causal / sliding-window masks transformers builds in `masking_utils.py`.
 
+use crate::kernels::fused::{self, MaskView, SdpaShape};
+use crate::profile::{self, Part};
 use crate::{KvCache, LayerNorm, Linear, RmsNorm, RotaryEmbedding};
 use candle_core::{DType, Device, Tensor};
 use trustformers_core::{Error, Result, Weights};
@@ -165,6 +167,8 @@ impl Attention {
         cache: &mut KvCache,
         layer: usize,
     ) -> Result<Tensor> {
+        // The projections, norms and rope inside report themselves.
+        let _timing = profile::scope(Part::Attention);
         let (b, s, _) = xs.dims3()?;
         let heads = |t: Tensor, n: usize, norm: &Option<HeadNorm>| -> Result<Tensor> {
             let t = t.reshape((b, s, n, self.head_dim))?;
@@ -231,6 +235,22 @@ pub fn sdpa(
     scale: f64,
     softcap: Option<f64>,
 ) -> Result<Tensor> {
+    match fused_sdpa(q, k, v, mask, scale, softcap)? {
+        Some(out) => Ok(out),
+        None => sdpa_ops(q, k, v, mask, groups, scale, softcap),
+    }
+}
+
+/// [`sdpa`] as tensor operations, for any dtype and device.
+fn sdpa_ops(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    groups: usize,
+    scale: f64,
+    softcap: Option<f64>,
+) -> Result<Tensor> {
     let dtype = q.dtype();
     let (b, kv_heads, t, d) = k.dims4()?;
     let repeat = |x: &Tensor| -> Result<Tensor> {
@@ -254,6 +274,69 @@ pub fn sdpa(
     };
     let probs = candle_nn::ops::softmax_last_dim(&scores)?;
     Ok(probs.matmul(&v)?.to_dtype(dtype)?)
+}
+
+/// [`sdpa`] on the fused CPU kernel, for f32 tensors on the CPU and a mask that broadcasts
+/// to `[b, h, s, t]` along its own dimensions; `None` for anything else.
+fn fused_sdpa(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    scale: f64,
+    softcap: Option<f64>,
+) -> Result<Option<Tensor>> {
+    let f32_cpu = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu();
+    if ![q, k, v].into_iter().all(f32_cpu) || !mask.is_none_or(f32_cpu) {
+        return Ok(None);
+    }
+    let (b, h, s, d) = q.dims4()?;
+    let (kb, kv_heads, t, kd) = k.dims4()?;
+    if kb != b || kd != d || v.dims() != k.dims() || kv_heads == 0 || h % kv_heads != 0 {
+        return Ok(None);
+    }
+    // Strides of the mask read as [b, h, s, t]: 0 along the dimensions it broadcasts.
+    let mask = match mask {
+        None => None,
+        Some(m) => {
+            let dims = m.dims();
+            let fits = |i: usize, n: usize| dims[i] == n || dims[i] == 1;
+            if dims.len() != 4 || dims[3] != t || !(fits(0, b) && fits(1, h) && fits(2, s)) {
+                return Ok(None);
+            }
+            let stride = |i: usize| {
+                if dims[i] == 1 {
+                    0
+                } else {
+                    dims[i + 1..].iter().product()
+                }
+            };
+            let strides = [stride(0), stride(1), stride(2)];
+            Some((m.flatten_all()?.to_vec1::<f32>()?, strides))
+        }
+    };
+    let values = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
+    let shape = SdpaShape {
+        batch: b,
+        heads: h,
+        kv_heads,
+        queries: s,
+        keys: t,
+        head_dim: d,
+        scale: scale as f32,
+        softcap: softcap.map(|c| c as f32),
+    };
+    let out = fused::sdpa(
+        &values(q)?,
+        &values(k)?,
+        &values(v)?,
+        mask.as_ref().map(|(values, strides)| MaskView {
+            values,
+            strides: *strides,
+        }),
+        shape,
+    )?;
+    Ok(Some(Tensor::from_vec(out, (b, h, s, d), q.device())?))
 }
 
 /// The additive attention mask for `seq` new queries after `past` cached positions, exactly as
@@ -411,7 +494,72 @@ pub fn alibi_mask(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::kernels::tests::random;
+
+    /// The fused kernel against the tensor-op path: decode and prefill query counts, grouped
+    /// heads, softcapping, and masks shaped as the decoder ([b, 1, s, t]), ALiBi
+    /// ([b, h, s, t]) and the encoders ([b, 1, 1, t]) build them.
+    #[test]
+    fn fused_sdpa_matches_the_tensor_ops() {
+        let dev = Device::Cpu;
+        let tensor = |dims: &[usize], seed: u64| {
+            let n = dims.iter().product();
+            Tensor::from_vec(random(n, seed), dims, &dev).unwrap()
+        };
+        // (heads, kv_heads, queries, keys, head_dim, softcap)
+        let cases = [
+            (4, 2, 1, 7, 16, None),
+            (4, 2, 2, 9, 12, Some(5.0)),
+            (4, 1, 5, 9, 8, None),
+            (2, 2, 17, 17, 64, Some(0.5)),
+        ];
+        for (h, kvh, s, t, d, softcap) in cases {
+            let b = 2;
+            let q = tensor(&[b, h, s, d], 1);
+            let k = (tensor(&[b, kvh, t, d], 2) * 3.0).unwrap();
+            let v = tensor(&[b, kvh, t, d], 3);
+            // Dropped entries as the decoder writes them (f32::MIN), others small biases.
+            let mask = |dims: &[usize], seed: u64| {
+                let n: usize = dims.iter().product();
+                let values: Vec<f32> = random(n, seed)
+                    .into_iter()
+                    .map(|x| if x > 0.6 { f32::MIN } else { x })
+                    .collect();
+                Tensor::from_vec(values, dims, &dev).unwrap()
+            };
+            let masks = [
+                None,
+                Some(mask(&[b, 1, s, t], 4)),
+                Some(mask(&[b, h, s, t], 5)),
+                Some(mask(&[b, 1, 1, t], 6)),
+            ];
+            for m in &masks {
+                let groups = h / kvh;
+                let scale = 1.0 / (d as f64).sqrt();
+                let got = fused_sdpa(&q, &k, &v, m.as_ref(), scale, softcap)
+                    .unwrap()
+                    .expect("f32 on the CPU takes the fused path");
+                let want = sdpa_ops(&q, &k, &v, m.as_ref(), groups, scale, softcap).unwrap();
+                let diff = (got - want)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .max(0)
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(
+                    diff < 1e-5,
+                    "{h}/{kvh} heads, {s}x{t}, mask {:?}: {diff}",
+                    m.as_ref().map(|m| m.dims().to_vec())
+                );
+            }
+        }
+    }
 
     #[test]
     fn alibi_slopes_match_transformers() {

@@ -1,6 +1,7 @@
 //! Token embedding lookup over a dense or quantized table.
 
 use crate::kernels::{self, QuantMatmul};
+use crate::profile::{self, Part};
 use crate::Linear;
 use candle_core::{DType, Tensor};
 use std::sync::Arc;
@@ -53,6 +54,7 @@ impl Embedding {
     /// # Shapes
     /// `ids`: `[batch, seq]` integer ids -> `[batch, seq, hidden_size]`.
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        let _timing = profile::scope(Part::Embedding);
         let ids = ids.to_dtype(DType::U32)?;
         let max = ids.flatten_all()?.max(0)?.to_scalar::<u32>()?;
         if max as usize >= self.vocab_size {

@@ -11,6 +11,7 @@ pub mod linear;
 pub mod mlp;
 pub mod moe;
 pub mod norm;
+pub mod profile;
 pub mod rope;
 
 pub use activation::Activation;

@@ -2,6 +2,7 @@
 
 use crate::kernels::gemm::{self, PackedF32, Panels};
 use crate::kernels::{self, KQuantPanels, QuantMatmul, GEMM_ROWS};
+use crate::profile::{self, Part};
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Tensor};
 use std::sync::Arc;
@@ -81,6 +82,7 @@ impl Linear {
     /// # Shapes
     /// `xs`: `[..., in_dim]` -> `[..., out_dim]`.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let _timing = profile::scope(Part::Linear);
         let ys = match &self.weight {
             LinearWeight::Dense(w) => {
                 let (in_dims, last) = xs.dims().split_at(xs.rank().saturating_sub(1));

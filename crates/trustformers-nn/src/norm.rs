@@ -1,6 +1,8 @@
 //! Normalisation layers.
 
+use crate::profile::{self, Part};
 use candle_core::{DType, Tensor, D};
+use std::sync::Arc;
 use trustformers_core::{Result, Weights};
 
 /// RMSNorm: `w * x / sqrt(mean(x^2) + eps)`, computed in f32 like transformers. By default
@@ -12,26 +14,33 @@ pub struct RmsNorm {
     eps: f64,
     /// The stored weight was `w`; `weight` holds `1 + w` in f32, applied before the cast.
     unit_offset: bool,
+    /// `weight`'s values when it is f32, for the fused CPU kernel.
+    values: Option<Arc<[f32]>>,
 }
 
 impl RmsNorm {
     /// Loads `weight` `[dim]` under `vb`.
     pub fn new(vb: &Weights, dim: usize, eps: f64) -> Result<Self> {
+        Self::from_weight(vb.get(dim, "weight")?, eps, false)
+    }
+
+    fn from_weight(weight: Tensor, eps: f64, unit_offset: bool) -> Result<Self> {
+        let values = match weight.dtype() {
+            DType::F32 => Some(weight.to_vec1::<f32>()?.into()),
+            _ => None,
+        };
         Ok(Self {
-            weight: vb.get(dim, "weight")?,
+            weight,
             eps,
-            unit_offset: false,
+            unit_offset,
+            values,
         })
     }
 
     /// Loads `weight` `[dim]` under `vb` for `x * (1 + w)` (Gemma's RMSNorm).
     pub fn unit_offset(vb: &Weights, dim: usize, eps: f64) -> Result<Self> {
         let w = vb.get(dim, "weight")?.to_dtype(DType::F32)?;
-        Ok(Self {
-            weight: (w + 1.0)?,
-            eps,
-            unit_offset: true,
-        })
+        Self::from_weight((w + 1.0)?, eps, true)
     }
 
     /// Either form, by `unit_offset`.
@@ -46,6 +55,14 @@ impl RmsNorm {
     /// # Shapes
     /// `xs`: `[..., dim]` -> `[..., dim]`.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let _timing = profile::scope(Part::Norm);
+        if let (Some(w), DType::F32, true) = (&self.values, xs.dtype(), xs.device().is_cpu()) {
+            if xs.dims().last() == Some(&w.len()) {
+                let mut x: Vec<f32> = xs.flatten_all()?.to_vec1()?;
+                crate::kernels::fused::rms_norm(&mut x, w, self.eps as f32);
+                return Ok(Tensor::from_vec(x, xs.dims(), xs.device())?);
+            }
+        }
         let dtype = xs.dtype();
         let x = xs.to_dtype(DType::F32)?;
         let var = x.sqr()?.mean_keepdim(D::Minus1)?;
@@ -98,6 +115,7 @@ impl LayerNorm {
     /// # Shapes
     /// `xs`, `residual`: `[..., dim]` -> the same.
     pub fn forward_residual(&self, xs: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        let _timing = profile::scope(Part::Norm);
         if self.fuses(xs) && residual.dims() == xs.dims() && residual.dtype() == DType::F32 {
             let r: Vec<f32> = residual.flatten_all()?.to_vec1()?;
             return self.fused(xs, Some(&r));
@@ -124,6 +142,7 @@ impl LayerNorm {
     /// # Shapes
     /// `xs`: `[..., dim]` (per-head: `[..., heads, dim]`) -> the same.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let _timing = profile::scope(Part::Norm);
         if self.fuses(xs) {
             return self.fused(xs, None);
         }

@@ -1,6 +1,7 @@
 //! Rotary position embeddings and their context-extension variants, keyed by algorithm the
 //! way transformers' `ROPE_INIT_FUNCTIONS` is (`modeling_rope_utils.py`).
 
+use crate::profile::{self, Part};
 use candle_core::{DType, Device, Tensor, D};
 use trustformers_core::{Error, Result};
 
@@ -241,6 +242,7 @@ impl RotaryEmbedding {
     /// # Shapes
     /// `xs`: `[batch, heads, seq, head_dim]`, cos/sin from [`Self::cos_sin`].
     pub fn apply(&self, xs: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        let _timing = profile::scope(Part::Rope);
         let head_dim = xs.dim(D::Minus1)?;
         let rot = self.spec.rotary_dim;
         let (x_rot, x_pass) = if rot < head_dim {

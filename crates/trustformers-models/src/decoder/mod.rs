@@ -19,6 +19,7 @@ pub use spec::{DecoderSpec, Residual};
 use candle_core::{DType, Tensor};
 use trustformers_core::{Error, Result, Weights};
 use trustformers_nn::attention::{alibi_mask, causal_mask};
+use trustformers_nn::profile::{self, Part};
 use trustformers_nn::{
     Attention, Embedding, GatedMlp, KvCache, Linear, Mlp, Norm, RotaryEmbedding, SparseMoe,
 };
@@ -395,10 +396,12 @@ impl DecoderForCausalLM {
             Some(n) if n < seq => out.last_hidden_state.narrow(1, seq - n, n)?,
             _ => out.last_hidden_state.clone(),
         };
+        let timing = profile::scope(Part::Head);
         let mut logits = self.lm_head.forward(&kept)?.to_dtype(DType::F32)?;
         if let Some(c) = self.model.spec.final_logit_softcapping {
             logits = ((logits / c)?.tanh()? * c)?;
         }
+        drop(timing);
         Ok(CausalLmOutput {
             logits,
             last_hidden_state: out.last_hidden_state,

@@ -7,6 +7,7 @@
 
 use super::gemm::{self, PackedF32};
 use std::sync::{Mutex, PoisonError};
+use trustformers_core::{Error, Result};
 
 /// Rows per parallel work item for row-wise kernels.
 const ROWS_PER_TASK: usize = 32;
@@ -37,7 +38,8 @@ fn par_rows(data: &mut [f32], row_len: usize, f: impl Fn(usize, &mut [f32]) + Sy
 /// Compiles `$body` (a closure-free block over its arguments) for AVX2/FMA and for the
 /// baseline, and calls the one the CPU supports.
 macro_rules! multiversion {
-    ($vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
+        $(#[$attr])*
         $vis fn $name($($arg: $ty),*) {
             #[inline(always)]
             fn body($($arg: $ty),*) $body
@@ -96,18 +98,85 @@ fn exp(x: f32) -> f32 {
     p * f32::from_bits(((n as i32 + 127) << 23) as u32)
 }
 
-multiversion! {
-    fn gelu_erf_row(xs: &mut [f32]) {
-        for x in xs.iter_mut() {
-            *x = 0.5 * *x * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2));
+/// An elementwise activation the fused kernels compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    /// `x * sigmoid(x)`.
+    Silu,
+    /// GeLU with erf.
+    GeluErf,
+    /// GeLU's tanh approximation (`gelu_pytorch_tanh`).
+    GeluTanh,
+}
+
+#[inline(always)]
+fn act(kind: Act, x: f32) -> f32 {
+    match kind {
+        Act::Silu => x / (1.0 + exp(-x)),
+        Act::GeluErf => 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
+        Act::GeluTanh => {
+            // sqrt(2 / pi)
+            let inner = 0.797_884_6 * x * (1.0 + 0.044_715 * x * x);
+            0.5 * x * (1.0 + tanh(inner))
         }
     }
 }
 
-/// Exact (erf) GeLU in place, as torch's `gelu(approximate="none")`.
-pub fn gelu_erf(xs: &mut [f32]) {
-    // Rows only split the work; any length does.
-    par_rows(xs, 4096.min(xs.len().max(1)), |_, row| gelu_erf_row(row));
+multiversion! {
+    fn activate_row(kind: Act, xs: &mut [f32]) {
+        match kind {
+            Act::Silu => xs.iter_mut().for_each(|x| *x = act(Act::Silu, *x)),
+            Act::GeluErf => xs.iter_mut().for_each(|x| *x = act(Act::GeluErf, *x)),
+            Act::GeluTanh => xs.iter_mut().for_each(|x| *x = act(Act::GeluTanh, *x)),
+        }
+    }
+}
+
+/// `act(x)` in place.
+pub fn activate(kind: Act, xs: &mut [f32]) {
+    par_rows(xs, 4096.min(xs.len().max(1)), |_, row| {
+        activate_row(kind, row)
+    });
+}
+
+multiversion! {
+    fn gated_row(kind: Act, gate: &mut [f32], up: &[f32]) {
+        // One loop per kind, so each vectorizes without a branch inside.
+        match kind {
+            Act::Silu => gate.iter_mut().zip(up).for_each(|(g, &u)| *g = act(Act::Silu, *g) * u),
+            Act::GeluErf => gate.iter_mut().zip(up).for_each(|(g, &u)| *g = act(Act::GeluErf, *g) * u),
+            Act::GeluTanh => gate.iter_mut().zip(up).for_each(|(g, &u)| *g = act(Act::GeluTanh, *g) * u),
+        }
+    }
+}
+
+/// `gate = act(gate) * up` in place (a gated MLP's middle); `up` holds as many values.
+pub fn gated(kind: Act, gate: &mut [f32], up: &[f32]) {
+    let chunk = 4096.min(gate.len().max(1));
+    par_rows(gate, chunk, |i, row| {
+        gated_row(kind, row, &up[i * chunk..i * chunk + row.len()])
+    });
+}
+
+multiversion! {
+    fn rms_norm_row(x: &mut [f32], weight: &[f32], eps: f32) {
+        let mut lanes = [0f32; 8];
+        let chunks = x.chunks_exact(8);
+        let tail: f32 = chunks.remainder().iter().map(|v| v * v).sum();
+        for c in chunks {
+            for (l, &v) in lanes.iter_mut().zip(c) {
+                *l += v * v;
+            }
+        }
+        let mean = (lanes.iter().sum::<f32>() + tail) / x.len() as f32;
+        let inv = 1.0 / (mean + eps).sqrt();
+        x.iter_mut().zip(weight).for_each(|(x, &w)| *x = *x * inv * w);
+    }
+}
+
+/// RMSNorm over rows of `weight.len()` values, in place: `x / sqrt(mean(x^2) + eps) * w`.
+pub fn rms_norm(xs: &mut [f32], weight: &[f32], eps: f32) {
+    par_rows(xs, weight.len(), |_, row| rms_norm_row(row, weight, eps));
 }
 
 multiversion! {
@@ -161,37 +230,99 @@ pub struct AttentionShape {
     pub scale: f32,
 }
 
+/// `tanh(x)` from [`exp`]: `1 - 2 / (e^2x + 1)`, within 1e-7 absolute. Branch-free.
+#[inline(always)]
+fn tanh(x: f32) -> f32 {
+    1.0 - 2.0 / (exp(2.0 * x) + 1.0)
+}
+
+/// One row of scores to probabilities: `softmax(softcap(x * scale) + mask)`, with
+/// `softcap(y) = c * tanh(y / c)` when given.
+#[inline(always)]
+fn softmax_row_body(row: &mut [f32], mask: Option<&[f32]>, scale: f32, softcap: Option<f32>) {
+    match (softcap, mask) {
+        (Some(c), _) => {
+            let k = scale / c;
+            row.iter_mut().for_each(|x| *x = c * tanh(*x * k));
+            if let Some(m) = mask {
+                row.iter_mut().zip(m).for_each(|(x, &m)| *x += m);
+            }
+        }
+        (None, Some(m)) => row
+            .iter_mut()
+            .zip(m)
+            .for_each(|(x, &m)| *x = x.mul_add(scale, m)),
+        (None, None) => row.iter_mut().for_each(|x| *x *= scale),
+    }
+    // Eight running lanes per reduction, so the loops vectorize without reassociating.
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let mut chunks = row.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l = l.max(x);
+        }
+    }
+    let max = chunks
+        .remainder()
+        .iter()
+        .chain(&lanes)
+        .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let mut sums = [0f32; 8];
+    let mut chunks = row.chunks_exact_mut(8);
+    for c in &mut chunks {
+        for (l, x) in sums.iter_mut().zip(c) {
+            *x = exp(*x - max);
+            *l += *x;
+        }
+    }
+    let mut sum: f32 = sums.iter().sum();
+    for x in chunks.into_remainder() {
+        *x = exp(*x - max);
+        sum += *x;
+    }
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|x| *x *= inv);
+}
+
 multiversion! {
     fn softmax_rows(scores: &mut [f32], seq: usize, mask: Option<&[f32]>, scale: f32) {
-        // Eight running lanes per reduction, so the loops vectorize without reassociating.
         for row in scores.chunks_exact_mut(seq) {
-            match mask {
-                Some(m) => row.iter_mut().zip(m).for_each(|(x, &m)| *x = x.mul_add(scale, m)),
-                None => row.iter_mut().for_each(|x| *x *= scale),
-            }
-            let mut lanes = [f32::NEG_INFINITY; 8];
-            let mut chunks = row.chunks_exact(8);
-            for c in &mut chunks {
-                for (l, &x) in lanes.iter_mut().zip(c) {
-                    *l = l.max(x);
+            softmax_row_body(row, mask, scale, None);
+        }
+    }
+}
+
+multiversion! {
+    fn softmax_row(row: &mut [f32], mask: Option<&[f32]>, scale: f32, softcap: Option<f32>) {
+        softmax_row_body(row, mask, scale, softcap);
+    }
+}
+
+multiversion! {
+    /// `out[j] = q · keys[j]` for the `q.len()`-value rows of `keys`.
+    fn dot_rows(q: &[f32], keys: &[f32], out: &mut [f32]) {
+        for (o, key) in out.iter_mut().zip(keys.chunks_exact(q.len().max(1))) {
+            let mut lanes = [0f32; 8];
+            let (qs, ks) = (q.chunks_exact(8), key.chunks_exact(8));
+            let tail: f32 = qs.remainder().iter().zip(ks.remainder()).map(|(a, b)| a * b).sum();
+            for (a, b) in qs.zip(ks) {
+                for l in 0..8 {
+                    lanes[l] += a[l] * b[l];
                 }
             }
-            let max = chunks.remainder().iter().chain(&lanes).fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-            let mut sums = [0f32; 8];
-            let mut chunks = row.chunks_exact_mut(8);
-            for c in &mut chunks {
-                for (l, x) in sums.iter_mut().zip(c) {
-                    *x = exp(*x - max);
-                    *l += *x;
-                }
+            *o = lanes.iter().sum::<f32>() + tail;
+        }
+    }
+}
+
+multiversion! {
+    /// `out = Σ_j p[j] values[j]` for the `out.len()`-value rows of `values`.
+    fn weighted_sum(p: &[f32], values: &[f32], out: &mut [f32]) {
+        out.fill(0.0);
+        for (&p, row) in p.iter().zip(values.chunks_exact(out.len().max(1))) {
+            for (o, &v) in out.iter_mut().zip(row) {
+                *o += p * v;
             }
-            let mut sum: f32 = sums.iter().sum();
-            for x in chunks.into_remainder() {
-                *x = exp(*x - max);
-                sum += *x;
-            }
-            let inv = 1.0 / sum;
-            row.iter_mut().for_each(|x| *x *= inv);
         }
     }
 }
@@ -279,6 +410,152 @@ pub fn attention(
         }
     }
     out
+}
+
+/// Shapes and settings of one [`sdpa`] call.
+#[derive(Clone, Copy, Debug)]
+pub struct SdpaShape {
+    pub batch: usize,
+    pub heads: usize,
+    /// Key/value heads; each serves `heads / kv_heads` query heads.
+    pub kv_heads: usize,
+    pub queries: usize,
+    pub keys: usize,
+    pub head_dim: usize,
+    pub scale: f32,
+    pub softcap: Option<f32>,
+}
+
+/// An additive mask read as `[batch, heads, queries, keys]`: entry `(b, h, i, j)` is
+/// `values[b * strides[0] + h * strides[1] + i * strides[2] + j]` (a stride of 0 broadcasts).
+#[derive(Clone, Copy)]
+pub struct MaskView<'a> {
+    pub values: &'a [f32],
+    pub strides: [usize; 3],
+}
+
+/// Up to this many queries per head, scores are dot products and the output a weighted sum
+/// of value rows (decode); from more, both products run on the GEMM micro-kernel.
+const DIRECT_QUERIES: usize = 2;
+
+/// One (batch, key/value head) item of [`sdpa`]: `q` and `out` hold its query heads'
+/// `[group, queries, head_dim]`, `k` and `v` its `[keys, head_dim]`; `mask(g, i)` is the
+/// mask row of query `i` of the group's head `g`.
+fn attend_group<'m>(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: &dyn Fn(usize, usize) -> Option<&'m [f32]>,
+    shape: SdpaShape,
+    out: &mut [f32],
+) {
+    let (s, t, d) = (shape.queries, shape.keys, shape.head_dim);
+    let group = shape.heads / shape.kv_heads;
+    let (scale, softcap) = (shape.scale, shape.softcap);
+    if s <= DIRECT_QUERIES {
+        let mut scores = vec![0f32; t];
+        for g in 0..group {
+            for i in 0..s {
+                let row = (g * s + i) * d..(g * s + i + 1) * d;
+                dot_rows(&q[row.clone()], k, &mut scores);
+                softmax_row(&mut scores, mask(g, i), scale, softcap);
+                weighted_sum(&scores, v, &mut out[row]);
+            }
+        }
+        return;
+    }
+    // Q K^T: K `[keys, head_dim]` is a linear layer's `[n, k]` weight; P V: V is the
+    // transposed weight `[k, n]`.
+    let keys = PackedF32::from_rows(k, t, d);
+    let values = PackedF32::from_columns(v, t, d);
+    for g in 0..group {
+        let mut scores = gemm::gemm_serial(&q[g * s * d..(g + 1) * s * d], s, &keys);
+        for (i, row) in scores.chunks_exact_mut(t.max(1)).enumerate() {
+            softmax_row(row, mask(g, i), scale, softcap);
+        }
+        out[g * s * d..(g + 1) * s * d].copy_from_slice(&gemm::gemm_serial(&scores, s, &values));
+    }
+}
+
+/// Scaled dot-product attention, `softmax(softcap(q k^T * scale) + mask) v`, with grouped
+/// key/value heads: `q` is `[batch, heads, queries, head_dim]`, `k` and `v`
+/// `[batch, kv_heads, keys, head_dim]`; returns `[batch, heads, queries, head_dim]`.
+/// (Batch, key/value head) items are split over the barrier pool.
+pub fn sdpa(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: Option<MaskView<'_>>,
+    shape: SdpaShape,
+) -> Result<Vec<f32>> {
+    let SdpaShape {
+        batch,
+        heads,
+        kv_heads,
+        queries,
+        keys,
+        head_dim,
+        ..
+    } = shape;
+    let bad = |what: String| Err(Error::InvalidInput(format!("attention: {what}")));
+    if kv_heads == 0 || heads % kv_heads != 0 {
+        return bad(format!(
+            "{heads} heads cannot share {kv_heads} key/value heads"
+        ));
+    }
+    let q_len = batch * heads * queries * head_dim;
+    let kv_len = batch * kv_heads * keys * head_dim;
+    if q.len() != q_len || k.len() != kv_len || v.len() != kv_len {
+        return bad(format!(
+            "{} / {} / {} query / key / value values for {shape:?}",
+            q.len(),
+            k.len(),
+            v.len()
+        ));
+    }
+    if let Some(m) = &mask {
+        let last = |n: usize, stride: usize| n.saturating_sub(1) * stride;
+        let needed = last(batch, m.strides[0])
+            + last(heads, m.strides[1])
+            + last(queries, m.strides[2])
+            + keys;
+        if m.values.len() < needed {
+            return bad(format!(
+                "a mask of {} values is too small for {shape:?}",
+                m.values.len()
+            ));
+        }
+    }
+    let mut out = vec![0f32; q_len];
+    if q_len == 0 {
+        return Ok(out);
+    }
+    let group = heads / kv_heads;
+    let item_len = group * queries * head_dim;
+    let kv_item = keys * head_dim;
+    let items: Vec<Mutex<&mut [f32]>> = out.chunks_mut(item_len).map(Mutex::new).collect();
+    candle_core::utils::barrier_pool().execute_chunked(batch * kv_heads, |range| {
+        for item in range {
+            let (b, kvh) = (item / kv_heads, item % kv_heads);
+            let mut dst = items[item].lock().unwrap_or_else(PoisonError::into_inner);
+            let row = |g: usize, i: usize| {
+                mask.map(|m| {
+                    let at = b * m.strides[0] + (kvh * group + g) * m.strides[1] + i * m.strides[2];
+                    &m.values[at..at + keys]
+                })
+            };
+            attend_group(
+                &q[item * item_len..(item + 1) * item_len],
+                &k[item * kv_item..(item + 1) * kv_item],
+                &v[item * kv_item..(item + 1) * kv_item],
+                &row,
+                shape,
+                &mut dst,
+            );
+        }
+    });
+    drop(items);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -392,16 +669,57 @@ mod tests {
         }
     }
 
+    /// Each activation, alone and gated, against its definition in f64.
     #[test]
-    fn gelu_matches_the_definition() {
-        let mut x: Vec<f32> = (-600..600).map(|i| i as f32 / 100.0).collect();
-        let want: Vec<f64> = x
-            .iter()
-            .map(|&v| 0.5 * v as f64 * (1.0 + libm_erf(v as f64 / 2f64.sqrt())))
-            .collect();
-        gelu_erf(&mut x);
-        for (g, w) in x.iter().zip(&want) {
-            assert!((*g as f64 - w).abs() < 1e-6, "{g} vs {w}");
+    fn activations_match_their_definitions() {
+        let x: Vec<f32> = (-1000..1000).map(|i| i as f32 / 100.0).collect();
+        let up = random(x.len(), 7);
+        let cases: [(Act, fn(f64) -> f64); 3] = [
+            (Act::Silu, |v| v / (1.0 + (-v).exp())),
+            (Act::GeluErf, |v| {
+                0.5 * v * (1.0 + libm_erf(v / 2f64.sqrt()))
+            }),
+            (Act::GeluTanh, |v| {
+                let inner = (2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v * v * v);
+                0.5 * v * (1.0 + inner.tanh())
+            }),
+        ];
+        for (kind, f) in cases {
+            let mut plain = x.clone();
+            activate(kind, &mut plain);
+            let mut gated_x = x.clone();
+            gated(kind, &mut gated_x, &up);
+            for (i, &v) in x.iter().enumerate() {
+                let want = f(v as f64);
+                let tol = 2e-6 * (1.0 + want.abs());
+                assert!(
+                    (plain[i] as f64 - want).abs() < tol,
+                    "{kind:?}({v}) = {}, want {want}",
+                    plain[i]
+                );
+                let want_gated = want * up[i] as f64;
+                assert!(
+                    (gated_x[i] as f64 - want_gated).abs() < tol,
+                    "{kind:?} gated at {v}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rms_norm_matches_the_definition() {
+        let (rows, cols) = (5, 77);
+        let x = random(rows * cols, 8);
+        let w = random(cols, 9);
+        let mut got = x.clone();
+        rms_norm(&mut got, &w, 1e-6);
+        for (row, out) in x.chunks_exact(cols).zip(got.chunks_exact(cols)) {
+            let ms = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / cols as f64;
+            let inv = 1.0 / (ms + 1e-6).sqrt();
+            for c in 0..cols {
+                let want = row[c] as f64 * inv * w[c] as f64;
+                assert!((out[c] as f64 - want).abs() < 1e-5, "{} vs {want}", out[c]);
+            }
         }
     }
 }

@@ -52,17 +52,32 @@ impl WeightBlock for BlockQ8_0 {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot_avx2(w: &[Self], x: &[BlockQ8]) -> f32 {
         use std::arch::x86_64::*;
-        let mut acc = _mm256_setzero_ps();
-        for (w, x) in w.iter().zip(x) {
-            // SAFETY: F16C is required by this function.
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn block(w: &BlockQ8_0, x: &BlockQ8, acc: __m256) -> __m256 {
+            // SAFETY: the caller has F16C.
             let d = unsafe { super::f16_to_f32(w.d) };
             // SAFETY: both hold 32 bytes; unaligned loads.
             let wq = unsafe { _mm256_loadu_si256(w.qs.as_ptr().cast()) };
             let xq = unsafe { _mm256_loadu_si256(x.qs.as_ptr().cast()) };
-            // SAFETY: AVX2 is required by this function.
+            // SAFETY: the caller has AVX2.
             let sums = unsafe { super::dot_i8(wq, xq) };
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * x.d), _mm256_cvtepi32_ps(sums), acc);
+            _mm256_fmadd_ps(_mm256_set1_ps(d * x.d), _mm256_cvtepi32_ps(sums), acc)
         }
+        // Four accumulators, so consecutive blocks' FMAs do not wait on each other.
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let whole = w.len().min(x.len()) & !3;
+        for (w, x) in w[..whole].chunks_exact(4).zip(x[..whole].chunks_exact(4)) {
+            for k in 0..4 {
+                // SAFETY: this function has AVX2, FMA and F16C.
+                acc[k] = unsafe { block(&w[k], &x[k], acc[k]) };
+            }
+        }
+        for (k, (w, x)) in w[whole..].iter().zip(&x[whole..]).enumerate() {
+            // SAFETY: as above.
+            acc[k] = unsafe { block(w, x, acc[k]) };
+        }
+        let acc = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
         // SAFETY: AVX is part of AVX2.
         unsafe { super::hsum(acc) }
     }
