@@ -514,6 +514,7 @@ mod tests {
             (4, 2, 2, 9, 12, Some(5.0)),
             (4, 1, 5, 9, 8, None),
             (2, 2, 17, 17, 64, Some(0.5)),
+            (3, 1, 100, 130, 16, None),
         ];
         for (h, kvh, s, t, d, softcap) in cases {
             let b = 2;
@@ -529,7 +530,22 @@ mod tests {
                     .collect();
                 Tensor::from_vec(values, dims, &dev).unwrap()
             };
+            // Causal after `t - s` cached positions, as the decoder builds it, with the
+            // second batch row's first query dropping every key (a padded row).
+            let causal = {
+                let mut values = vec![0f32; b * s * t];
+                for (r, row) in values.chunks_exact_mut(t).enumerate() {
+                    let (bi, i) = (r / s, r % s);
+                    for (j, m) in row.iter_mut().enumerate() {
+                        if j > t - s + i || (bi == 1 && i == 0) {
+                            *m = f32::MIN;
+                        }
+                    }
+                }
+                Tensor::from_vec(values, (b, 1, s, t), &dev).unwrap()
+            };
             let masks = [
+                Some(causal),
                 None,
                 Some(mask(&[b, 1, s, t], 4)),
                 Some(mask(&[b, h, s, t], 5)),

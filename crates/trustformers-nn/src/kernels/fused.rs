@@ -438,49 +438,75 @@ pub struct MaskView<'a> {
 /// of value rows (decode); from more, both products run on the GEMM micro-kernel.
 const DIRECT_QUERIES: usize = 2;
 
-/// One (batch, key/value head) item of [`sdpa`]: `q` and `out` hold its query heads'
-/// `[group, queries, head_dim]`, `k` and `v` its `[keys, head_dim]`; `mask(g, i)` is the
-/// mask row of query `i` of the group's head `g`.
-fn attend_group<'m>(
+/// Queries `rows` of one head of [`sdpa`]: `q` and `out` hold those rows (`head_dim`
+/// values each), `kv` the head's keys and values (plain rows up to [`DIRECT_QUERIES`]
+/// queries, packed for the GEMM above), `mask(i)` the mask row of query `i`.
+fn attend_rows<'m>(
     q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    mask: &dyn Fn(usize, usize) -> Option<&'m [f32]>,
+    kv: KeysValues<'_>,
+    rows: std::ops::Range<usize>,
+    mask: &dyn Fn(usize) -> Option<&'m [f32]>,
     shape: SdpaShape,
     out: &mut [f32],
 ) {
-    let (s, t, d) = (shape.queries, shape.keys, shape.head_dim);
-    let group = shape.heads / shape.kv_heads;
+    let (t, d) = (shape.keys, shape.head_dim);
     let (scale, softcap) = (shape.scale, shape.softcap);
-    if s <= DIRECT_QUERIES {
-        let mut scores = vec![0f32; t];
-        for g in 0..group {
-            for i in 0..s {
-                let row = (g * s + i) * d..(g * s + i + 1) * d;
-                dot_rows(&q[row.clone()], k, &mut scores);
-                softmax_row(&mut scores, mask(g, i), scale, softcap);
-                weighted_sum(&scores, v, &mut out[row]);
+    match kv {
+        KeysValues::Rows(k, v) => {
+            let mut scores = vec![0f32; t];
+            for (i, (q, out)) in rows.zip(q.chunks_exact(d).zip(out.chunks_exact_mut(d))) {
+                dot_rows(q, k, &mut scores);
+                softmax_row(&mut scores, mask(i), scale, softcap);
+                weighted_sum(&scores, v, out);
             }
         }
-        return;
-    }
-    // Q K^T: K `[keys, head_dim]` is a linear layer's `[n, k]` weight; P V: V is the
-    // transposed weight `[k, n]`.
-    let keys = PackedF32::from_rows(k, t, d);
-    let values = PackedF32::from_columns(v, t, d);
-    for g in 0..group {
-        let mut scores = gemm::gemm_serial(&q[g * s * d..(g + 1) * s * d], s, &keys);
-        for (i, row) in scores.chunks_exact_mut(t.max(1)).enumerate() {
-            softmax_row(row, mask(g, i), scale, softcap);
+        KeysValues::Packed(keys, values) => {
+            // Keys past every row's last visible one (a causal mask's upper triangle) are
+            // left out of both products. A row that drops every key attends to all of them
+            // evenly, as the full product does, so its block keeps every key.
+            let visible = rows
+                .clone()
+                .map(|i| match mask(i).map_or(t, visible_keys) {
+                    0 => t,
+                    n => n,
+                })
+                .max()
+                .unwrap_or(t);
+            let n = rows.len();
+            let mut scores = gemm::gemm_serial(q, n, &keys.corner(visible, d));
+            for (i, row) in rows.zip(scores.chunks_exact_mut(visible)) {
+                softmax_row(row, mask(i).map(|m| &m[..visible]), scale, softcap);
+            }
+            out.copy_from_slice(&gemm::gemm_serial(&scores, n, &values.corner(d, visible)));
         }
-        out[g * s * d..(g + 1) * s * d].copy_from_slice(&gemm::gemm_serial(&scores, s, &values));
     }
+}
+
+/// One key/value head as [`attend_rows`] reads it.
+#[derive(Clone, Copy)]
+enum KeysValues<'a> {
+    /// `[keys, head_dim]` rows each.
+    Rows(&'a [f32], &'a [f32]),
+    /// Q K^T's right-hand side (K `[keys, head_dim]` is a linear layer's `[n, k]` weight)
+    /// and P V's (V is the transposed weight `[k, n]`).
+    Packed(&'a PackedF32, &'a PackedF32),
+}
+
+/// Query rows per block of the prefill path: each block skips the keys none of its rows
+/// sees.
+const QUERY_BLOCK: usize = 48;
+
+/// One past the last key a mask row keeps (0 when it drops them all). Entries at or below
+/// -1e30 (the decoder's `f32::MIN`, `-inf`) are dropped: their softmax weight is 0 in
+/// f32, so leaving them out changes nothing.
+fn visible_keys(mask: &[f32]) -> usize {
+    mask.iter().rposition(|&m| m > -1e30).map_or(0, |j| j + 1)
 }
 
 /// Scaled dot-product attention, `softmax(softcap(q k^T * scale) + mask) v`, with grouped
 /// key/value heads: `q` is `[batch, heads, queries, head_dim]`, `k` and `v`
 /// `[batch, kv_heads, keys, head_dim]`; returns `[batch, heads, queries, head_dim]`.
-/// (Batch, key/value head) items are split over the barrier pool.
+/// (Batch, head, block of queries) items are split over the barrier pool.
 pub fn sdpa(
     q: &[f32],
     k: &[f32],
@@ -531,27 +557,52 @@ pub fn sdpa(
         return Ok(out);
     }
     let group = heads / kv_heads;
-    let item_len = group * queries * head_dim;
-    let kv_item = keys * head_dim;
-    let items: Vec<Mutex<&mut [f32]>> = out.chunks_mut(item_len).map(Mutex::new).collect();
-    candle_core::utils::barrier_pool().execute_chunked(batch * kv_heads, |range| {
+    let (q_head, kv_head) = (queries * head_dim, keys * head_dim);
+    // Decode reads keys and values as they are; prefill packs each key/value head once.
+    let direct = queries <= DIRECT_QUERIES;
+    let packed: Vec<(PackedF32, PackedF32)> = if direct {
+        Vec::new()
+    } else {
+        k.chunks_exact(kv_head)
+            .zip(v.chunks_exact(kv_head))
+            .map(|(k, v)| {
+                (
+                    PackedF32::from_rows(k, keys, head_dim),
+                    PackedF32::from_columns(v, keys, head_dim),
+                )
+            })
+            .collect()
+    };
+    // Work items are (batch, head, block of query rows), in `out`'s order.
+    let block = if direct { queries } else { QUERY_BLOCK };
+    let blocks_per_head = queries.div_ceil(block);
+    let items: Vec<Mutex<&mut [f32]>> = out
+        .chunks_mut(q_head)
+        .flat_map(|head| head.chunks_mut(block * head_dim))
+        .map(Mutex::new)
+        .collect();
+    candle_core::utils::barrier_pool().execute_chunked(items.len(), |range| {
         for item in range {
-            let (b, kvh) = (item / kv_heads, item % kv_heads);
+            let (bh, blk) = (item / blocks_per_head, item % blocks_per_head);
+            let (b, h) = (bh / heads, bh % heads);
+            let kvh = b * kv_heads + h / group;
+            let rows = blk * block..queries.min((blk + 1) * block);
             let mut dst = items[item].lock().unwrap_or_else(PoisonError::into_inner);
-            let row = |g: usize, i: usize| {
+            let mask_row = |i: usize| {
                 mask.map(|m| {
-                    let at = b * m.strides[0] + (kvh * group + g) * m.strides[1] + i * m.strides[2];
+                    let at = b * m.strides[0] + h * m.strides[1] + i * m.strides[2];
                     &m.values[at..at + keys]
                 })
             };
-            attend_group(
-                &q[item * item_len..(item + 1) * item_len],
-                &k[item * kv_item..(item + 1) * kv_item],
-                &v[item * kv_item..(item + 1) * kv_item],
-                &row,
-                shape,
-                &mut dst,
-            );
+            let kv = match packed.get(kvh) {
+                Some((keys, values)) => KeysValues::Packed(keys, values),
+                None => KeysValues::Rows(
+                    &k[kvh * kv_head..(kvh + 1) * kv_head],
+                    &v[kvh * kv_head..(kvh + 1) * kv_head],
+                ),
+            };
+            let q_rows = bh * q_head + rows.start * head_dim..bh * q_head + rows.end * head_dim;
+            attend_rows(&q[q_rows], kv, rows, &mask_row, shape, &mut dst);
         }
     });
     drop(items);

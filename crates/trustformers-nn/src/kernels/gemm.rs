@@ -94,6 +94,37 @@ impl Panels for PackedF32 {
     }
 }
 
+/// The top-left `n x k` corner of a [`PackedF32`]: its first `n` rows, each cut to its first
+/// `k` values (causal attention's visible keys). Panels are shared, not copied: the last
+/// one may hold rows past `n`, whose output columns the GEMM computes and drops.
+pub(crate) struct Corner<'a> {
+    packed: &'a PackedF32,
+    n: usize,
+    k: usize,
+}
+
+impl PackedF32 {
+    /// The first `n` rows and `k` columns (clamped to the matrix).
+    pub(crate) fn corner(&self, n: usize, k: usize) -> Corner<'_> {
+        Corner {
+            packed: self,
+            n: n.min(self.n),
+            k: k.min(self.k),
+        }
+    }
+}
+
+impl Panels for Corner<'_> {
+    fn dims(&self) -> (usize, usize) {
+        (self.n, self.k)
+    }
+
+    fn panel<'a>(&'a self, j: usize, scratch: &'a mut [f32]) -> &'a [f32] {
+        // Depth is a panel's outer index, so the first `k` rows are a prefix of it.
+        &self.packed.panel(j, scratch)[..self.k * NR]
+    }
+}
+
 /// How a tile's accumulators start.
 #[derive(Clone, Copy)]
 enum Init<'a> {
