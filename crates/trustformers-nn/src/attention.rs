@@ -179,7 +179,17 @@ impl Attention {
             Ok(t.transpose(1, 2)?.contiguous()?)
         };
         let (q, k, v) = match &self.qkv {
-            QkvProj::Separate { q, k, v } => (q.forward(xs)?, k.forward(xs)?, v.forward(xs)?),
+            QkvProj::Separate { q, k, v } => {
+                match <[Tensor; 3]>::try_from(Linear::forward_many(&[q, k, v], xs)?) {
+                    Ok([q, k, v]) => (q, k, v),
+                    Err(outs) => {
+                        return Err(Error::InvalidInput(format!(
+                            "three projections gave {} outputs",
+                            outs.len()
+                        )))
+                    }
+                }
+            }
             QkvProj::Fused(qkv) => {
                 let all = qkv.forward(xs)?;
                 let q_dim = self.num_heads * self.head_dim;

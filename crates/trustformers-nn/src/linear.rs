@@ -126,6 +126,41 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// Each layer's output for the same input (q/k/v, gate/up). At one activation row, layers
+    /// our quantized kernels run share one quantization of the input and one dispatch to the
+    /// thread pool ([`kernels::matvec_many`]); otherwise the layers run one by one.
+    pub fn forward_many(layers: &[&Linear], xs: &Tensor) -> Result<Vec<Tensor>> {
+        let _timing = profile::scope(Part::Linear);
+        let own: Option<Vec<&dyn QuantMatmul>> = layers
+            .iter()
+            .map(|l| match &l.weight {
+                LinearWeight::Own(m) => Some(m.as_ref()),
+                _ => None,
+            })
+            .collect();
+        let Some(own) = own.filter(|_| layers.len() > 1 && rows_of(xs) == 1) else {
+            return layers.iter().map(|l| l.forward(xs)).collect();
+        };
+        let x: Vec<f32> = xs.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let outs = kernels::matvec_many(&own, &x)?;
+        outs.into_iter()
+            .zip(layers)
+            .map(|(y, layer)| {
+                let mut dims = xs.dims().to_vec();
+                if let Some(last) = dims.last_mut() {
+                    *last = y.len();
+                }
+                let y = Tensor::from_vec(y, dims, xs.device())?.to_dtype(xs.dtype())?;
+                Ok(match &layer.bias {
+                    Some(b) => y.broadcast_add(b)?,
+                    None => y,
+                })
+            })
+            .collect()
+    }
+}
+
 /// Rows of a `[..., in_dim]` input.
 fn rows_of(xs: &Tensor) -> usize {
     xs.dims()

@@ -85,7 +85,17 @@ impl GatedMlp {
         // The gating multiply counts with the activation; the projections report themselves.
         let _timing = profile::scope(Part::Activation);
         let (gate, up) = match &self.gate_up {
-            GateUp::Separate { gate, up } => (gate.forward(xs)?, up.forward(xs)?),
+            GateUp::Separate { gate, up } => {
+                match <[Tensor; 2]>::try_from(Linear::forward_many(&[gate, up], xs)?) {
+                    Ok([gate, up]) => (gate, up),
+                    Err(outs) => {
+                        return Err(trustformers_core::Error::InvalidInput(format!(
+                            "two projections gave {} outputs",
+                            outs.len()
+                        )))
+                    }
+                }
+            }
             GateUp::Fused(gate_up) => {
                 let both = gate_up.forward(xs)?;
                 let half = both.dim(candle_core::D::Minus1)? / 2;

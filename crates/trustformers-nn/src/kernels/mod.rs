@@ -99,6 +99,46 @@ pub trait QuantMatmul: Send + Sync {
     fn matmul(&self, x: &[f32]) -> Result<Vec<f32>>;
     /// Row `r` of `W`, dequantized into `out` (`cols` values): an embedding lookup.
     fn dequantize_row(&self, r: usize, out: &mut [f32]) -> Result<()>;
+    /// `out[i] = W[first + i] · x` for one activation row already quantized to `cols / 32`
+    /// blocks ([`matvec_many`]'s work item); `first + out.len()` must not pass `rows`.
+    fn dot_rows(&self, xq: &[BlockQ8], first: usize, out: &mut [f32]);
+}
+
+/// `x W_i^T` for one activation row `x` and several matrices of its width (a decode step's
+/// q/k/v or gate/up projections): `x` is quantized once and the rows of all the matrices
+/// are split over the pool in one dispatch, instead of one per matrix.
+pub fn matvec_many(ms: &[&dyn QuantMatmul], x: &[f32]) -> Result<Vec<Vec<f32>>> {
+    if let Some(m) = ms
+        .iter()
+        .find(|m| m.dims().1 != x.len() || x.len() % BLOCK != 0)
+    {
+        return Err(Error::InvalidInput(format!(
+            "{} activation values for a [{}, {}] matrix",
+            x.len(),
+            m.dims().0,
+            m.dims().1
+        )));
+    }
+    let xq: Vec<BlockQ8> = x.chunks_exact(BLOCK).map(BlockQ8::quantize).collect();
+    let mut outs: Vec<Vec<f32>> = ms.iter().map(|m| vec![0f32; m.dims().0]).collect();
+    // Tasks of up to ROWS_PER_TASK rows, none straddling two matrices.
+    let tasks: Vec<(usize, usize, Mutex<&mut [f32]>)> = outs
+        .iter_mut()
+        .enumerate()
+        .flat_map(|(i, out)| {
+            out.chunks_mut(ROWS_PER_TASK)
+                .enumerate()
+                .map(move |(t, chunk)| (i, t * ROWS_PER_TASK, Mutex::new(chunk)))
+        })
+        .collect();
+    candle_core::utils::barrier_pool().execute_chunked(tasks.len(), |range| {
+        for (m, first, chunk) in &tasks[range] {
+            let mut chunk = chunk.lock().unwrap_or_else(PoisonError::into_inner);
+            ms[*m].dot_rows(&xq, *first, &mut chunk);
+        }
+    });
+    drop(tasks);
+    Ok(outs)
 }
 
 /// A `[rows, cols]` matrix of `B` blocks.
@@ -198,6 +238,15 @@ impl<B: WeightBlock> QuantMatmul for QMatrix<B> {
             out.copy_from_slice(&values);
         }
         Ok(())
+    }
+
+    fn dot_rows(&self, xq: &[BlockQ8], first: usize, out: &mut [f32]) {
+        let per_row = self.cols / BLOCK;
+        let rows = self.blocks[first * per_row..(first + out.len()) * per_row]
+            .chunks_exact(per_row.max(1));
+        for (o, w) in out.iter_mut().zip(rows) {
+            *o = self.dot(w, xq);
+        }
     }
 
     fn matmul(&self, x: &[f32]) -> Result<Vec<f32>> {
@@ -398,6 +447,32 @@ pub(crate) mod tests {
                 assert_eq!(got[t * rows + r], a);
             }
         }
+    }
+
+    /// One dispatch over several matrices (of different formats and heights) gives each
+    /// matrix's own mat-vec exactly.
+    #[test]
+    fn matvec_many_equals_one_matvec_per_matrix() {
+        let cols = 96;
+        let matrix = |rows: usize, dtype: GgmlDType, seed: u64| {
+            let w =
+                Tensor::from_vec(random(rows * cols, seed), (rows, cols), &Device::Cpu).unwrap();
+            for_qtensor(&QTensor::quantize(&w, dtype).unwrap())
+                .unwrap()
+                .unwrap()
+        };
+        let ms = [
+            matrix(37, GgmlDType::Q4_1, 1),
+            matrix(5, GgmlDType::Q8_0, 2),
+            matrix(64, GgmlDType::Q5_0, 3),
+        ];
+        let x = random(cols, 4);
+        let refs: Vec<&dyn QuantMatmul> = ms.iter().map(|m| m.as_ref()).collect();
+        let got = matvec_many(&refs, &x).unwrap();
+        for (m, got) in ms.iter().zip(&got) {
+            assert_eq!(got, &m.matmul(&x).unwrap());
+        }
+        assert!(matvec_many(&refs, &x[..64]).is_err());
     }
 
     #[test]
