@@ -2,6 +2,7 @@
 //! padding / causal / sliding-window masks transformers builds in `masking_utils.py`.
 
 use crate::kernels::fused::{self, MaskView, SdpaShape};
+use crate::kv_cache::{KvBuffer, KvView};
 use crate::profile::{self, Part};
 use crate::{KvCache, LayerNorm, Linear, RmsNorm, RotaryEmbedding};
 use candle_core::{DType, Device, Tensor};
@@ -221,9 +222,20 @@ impl Attention {
         } else {
             (q, k)
         };
-        let (k, v) = cache.append(layer, &k, &v)?;
         let groups = self.num_heads / self.num_kv_heads;
-        let out = sdpa(&q, &k, &v, mask, groups, self.scale, self.softcap)?;
+        let out = match cache.append_view(layer, &k, &v)? {
+            KvView::Tensors(k, v) => sdpa(&q, &k, &v, mask, groups, self.scale, self.softcap)?,
+            KvView::Buffer(buf) => {
+                let keys = FusedKeys::buffer(buf);
+                match fused_sdpa_over(&q, keys, mask, self.scale, self.softcap)? {
+                    Some(out) => out,
+                    None => {
+                        let (k, v) = buf.to_tensors(q.device())?;
+                        sdpa_ops(&q, &k, &v, mask, groups, self.scale, self.softcap)?
+                    }
+                }
+            }
+        };
         let out = out
             .transpose(1, 2)?
             .reshape((b, s, self.num_heads * self.head_dim))?;
@@ -297,12 +309,56 @@ fn fused_sdpa(
     softcap: Option<f64>,
 ) -> Result<Option<Tensor>> {
     let f32_cpu = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu();
-    if ![q, k, v].into_iter().all(f32_cpu) || !mask.is_none_or(f32_cpu) {
+    if !(f32_cpu(k) && f32_cpu(v)) || v.dims() != k.dims() {
+        return Ok(None);
+    }
+    let (kb, kv_heads, t, d) = k.dims4()?;
+    let values = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
+    let keys = FusedKeys {
+        k: &values(k)?,
+        v: &values(v)?,
+        stride: t * d,
+        dims: (kb, kv_heads, t, d),
+    };
+    fused_sdpa_over(q, keys, mask, scale, softcap)
+}
+
+/// Keys and values as the fused kernel reads them: `batch * kv_heads` blocks of
+/// `[keys, head_dim]`, `stride` values apart.
+struct FusedKeys<'a> {
+    k: &'a [f32],
+    v: &'a [f32],
+    stride: usize,
+    /// `(batch, kv_heads, keys, head_dim)`.
+    dims: (usize, usize, usize, usize),
+}
+
+impl<'a> FusedKeys<'a> {
+    fn buffer(buf: &'a KvBuffer) -> Self {
+        Self {
+            k: buf.keys(),
+            v: buf.values(),
+            stride: buf.head_stride(),
+            dims: buf.dims(),
+        }
+    }
+}
+
+/// [`fused_sdpa`] over keys and values already in the kernel's layout.
+fn fused_sdpa_over(
+    q: &Tensor,
+    keys: FusedKeys<'_>,
+    mask: Option<&Tensor>,
+    scale: f64,
+    softcap: Option<f64>,
+) -> Result<Option<Tensor>> {
+    let f32_cpu = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu();
+    if !f32_cpu(q) || !mask.is_none_or(f32_cpu) {
         return Ok(None);
     }
     let (b, h, s, d) = q.dims4()?;
-    let (kb, kv_heads, t, kd) = k.dims4()?;
-    if kb != b || kd != d || v.dims() != k.dims() || kv_heads == 0 || h % kv_heads != 0 {
+    let (kb, kv_heads, t, kd) = keys.dims;
+    if kb != b || kd != d || kv_heads == 0 || h % kv_heads != 0 {
         return Ok(None);
     }
     // Strides of the mask read as [b, h, s, t]: 0 along the dimensions it broadcasts.
@@ -325,7 +381,6 @@ fn fused_sdpa(
             Some((m.flatten_all()?.to_vec1::<f32>()?, strides))
         }
     };
-    let values = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
     let shape = SdpaShape {
         batch: b,
         heads: h,
@@ -337,9 +392,10 @@ fn fused_sdpa(
         softcap: softcap.map(|c| c as f32),
     };
     let out = fused::sdpa(
-        &values(q)?,
-        &values(k)?,
-        &values(v)?,
+        &q.flatten_all()?.to_vec1::<f32>()?,
+        keys.k,
+        keys.v,
+        keys.stride,
         mask.as_ref().map(|(values, strides)| MaskView {
             values,
             strides: *strides,

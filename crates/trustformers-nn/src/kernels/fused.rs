@@ -16,7 +16,8 @@ fn use_avx2() -> bool {
     super::gemm::use_avx2()
 }
 
-/// Runs `f` on every `row_len`-value row of `data`, rows split over the barrier pool.
+/// Runs `f` on every `row_len`-value row of `data` (the last one shorter when `row_len`
+/// does not divide the length), rows split over the barrier pool.
 fn par_rows(data: &mut [f32], row_len: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     if row_len == 0 {
         return;
@@ -28,7 +29,7 @@ fn par_rows(data: &mut [f32], row_len: usize, f: impl Fn(usize, &mut [f32]) + Sy
     candle_core::utils::barrier_pool().execute_chunked(tasks.len(), |range| {
         for t in range {
             let mut chunk = tasks[t].lock().unwrap_or_else(PoisonError::into_inner);
-            for (i, row) in chunk.chunks_exact_mut(row_len).enumerate() {
+            for (i, row) in chunk.chunks_mut(row_len).enumerate() {
                 f(t * ROWS_PER_TASK + i, row);
             }
         }
@@ -504,13 +505,16 @@ fn visible_keys(mask: &[f32]) -> usize {
 }
 
 /// Scaled dot-product attention, `softmax(softcap(q k^T * scale) + mask) v`, with grouped
-/// key/value heads: `q` is `[batch, heads, queries, head_dim]`, `k` and `v`
-/// `[batch, kv_heads, keys, head_dim]`; returns `[batch, heads, queries, head_dim]`.
+/// key/value heads: `q` is `[batch, heads, queries, head_dim]`, `k` and `v` hold
+/// `batch * kv_heads` blocks of `[keys, head_dim]`, block `i` starting at `i * kv_stride`
+/// (`keys * head_dim` when packed tight, more in a [`KvBuffer`](crate::kv_cache::KvBuffer));
+/// returns `[batch, heads, queries, head_dim]`.
 /// (Batch, head, block of queries) items are split over the barrier pool.
 pub fn sdpa(
     q: &[f32],
     k: &[f32],
     v: &[f32],
+    kv_stride: usize,
     mask: Option<MaskView<'_>>,
     shape: SdpaShape,
 ) -> Result<Vec<f32>> {
@@ -530,10 +534,11 @@ pub fn sdpa(
         ));
     }
     let q_len = batch * heads * queries * head_dim;
-    let kv_len = batch * kv_heads * keys * head_dim;
-    if q.len() != q_len || k.len() != kv_len || v.len() != kv_len {
+    let kv_head = keys * head_dim;
+    let kv_len = (batch * kv_heads).saturating_sub(1) * kv_stride + kv_head;
+    if q.len() != q_len || kv_stride < kv_head || k.len() < kv_len || v.len() < kv_len {
         return bad(format!(
-            "{} / {} / {} query / key / value values for {shape:?}",
+            "{} / {} / {} query / key / value values (stride {kv_stride}) for {shape:?}",
             q.len(),
             k.len(),
             v.len()
@@ -557,28 +562,31 @@ pub fn sdpa(
         return Ok(out);
     }
     let group = heads / kv_heads;
-    let (q_head, kv_head) = (queries * head_dim, keys * head_dim);
+    let q_head = queries * head_dim;
+    fn head(x: &[f32], i: usize, stride: usize, len: usize) -> &[f32] {
+        &x[i * stride..i * stride + len]
+    }
+    let block = |x, i| head(x, i, kv_stride, kv_head);
     // Decode reads keys and values as they are; prefill packs each key/value head once.
     let direct = queries <= DIRECT_QUERIES;
     let packed: Vec<(PackedF32, PackedF32)> = if direct {
         Vec::new()
     } else {
-        k.chunks_exact(kv_head)
-            .zip(v.chunks_exact(kv_head))
-            .map(|(k, v)| {
+        (0..batch * kv_heads)
+            .map(|i| {
                 (
-                    PackedF32::from_rows(k, keys, head_dim),
-                    PackedF32::from_columns(v, keys, head_dim),
+                    PackedF32::from_rows(block(k, i), keys, head_dim),
+                    PackedF32::from_columns(block(v, i), keys, head_dim),
                 )
             })
             .collect()
     };
     // Work items are (batch, head, block of query rows), in `out`'s order.
-    let block = if direct { queries } else { QUERY_BLOCK };
-    let blocks_per_head = queries.div_ceil(block);
+    let rows_per_item = if direct { queries } else { QUERY_BLOCK };
+    let blocks_per_head = queries.div_ceil(rows_per_item);
     let items: Vec<Mutex<&mut [f32]>> = out
         .chunks_mut(q_head)
-        .flat_map(|head| head.chunks_mut(block * head_dim))
+        .flat_map(|head| head.chunks_mut(rows_per_item * head_dim))
         .map(Mutex::new)
         .collect();
     candle_core::utils::barrier_pool().execute_chunked(items.len(), |range| {
@@ -586,7 +594,7 @@ pub fn sdpa(
             let (bh, blk) = (item / blocks_per_head, item % blocks_per_head);
             let (b, h) = (bh / heads, bh % heads);
             let kvh = b * kv_heads + h / group;
-            let rows = blk * block..queries.min((blk + 1) * block);
+            let rows = blk * rows_per_item..queries.min((blk + 1) * rows_per_item);
             let mut dst = items[item].lock().unwrap_or_else(PoisonError::into_inner);
             let mask_row = |i: usize| {
                 mask.map(|m| {
@@ -596,10 +604,7 @@ pub fn sdpa(
             };
             let kv = match packed.get(kvh) {
                 Some((keys, values)) => KeysValues::Packed(keys, values),
-                None => KeysValues::Rows(
-                    &k[kvh * kv_head..(kvh + 1) * kv_head],
-                    &v[kvh * kv_head..(kvh + 1) * kv_head],
-                ),
+                None => KeysValues::Rows(block(k, kvh), block(v, kvh)),
             };
             let q_rows = bh * q_head + rows.start * head_dim..bh * q_head + rows.end * head_dim;
             attend_rows(&q[q_rows], kv, rows, &mask_row, shape, &mut dst);
@@ -723,9 +728,11 @@ mod tests {
     /// Each activation, alone and gated, against its definition in f64.
     #[test]
     fn activations_match_their_definitions() {
-        let x: Vec<f32> = (-1000..1000).map(|i| i as f32 / 100.0).collect();
+        // More values than one work item's 4096, and not a multiple of it.
+        let x: Vec<f32> = (-5000..5001).map(|i| i as f32 / 500.0).collect();
         let up = random(x.len(), 7);
-        let cases: [(Act, fn(f64) -> f64); 3] = [
+        type Reference = fn(f64) -> f64;
+        let cases: [(Act, Reference); 3] = [
             (Act::Silu, |v| v / (1.0 + (-v).exp())),
             (Act::GeluErf, |v| {
                 0.5 * v * (1.0 + libm_erf(v / 2f64.sqrt()))
