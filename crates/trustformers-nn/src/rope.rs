@@ -243,6 +243,45 @@ impl RotaryEmbedding {
     /// `xs`: `[batch, heads, seq, head_dim]`, cos/sin from [`Self::cos_sin`].
     pub fn apply(&self, xs: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         let _timing = profile::scope(Part::Rope);
+        if let Some(out) = self.apply_fused(xs, cos, sin)? {
+            return Ok(out);
+        }
+        self.apply_ops(xs, cos, sin)
+    }
+
+    /// [`Self::apply`] in one pass over the values, for the halves layout in f32 on the
+    /// CPU with cos/sin `[batch, 1, seq, rotary_dim]`; `None` otherwise. Each value is
+    /// computed as the tensor operations compute it (`x * cos + rotate_half(x) * sin`).
+    fn apply_fused(&self, xs: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Option<Tensor>> {
+        let rot = self.spec.rotary_dim;
+        let f32_cpu = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu();
+        if self.spec.interleaved || ![xs, cos, sin].into_iter().all(f32_cpu) {
+            return Ok(None);
+        }
+        let (b, h, s, d) = xs.dims4()?;
+        if rot > d || rot % 2 != 0 || cos.dims() != [b, 1, s, rot] || sin.dims() != cos.dims() {
+            return Ok(None);
+        }
+        let mut x: Vec<f32> = xs.flatten_all()?.to_vec1()?;
+        let cos: Vec<f32> = cos.flatten_all()?.to_vec1()?;
+        let sin: Vec<f32> = sin.flatten_all()?.to_vec1()?;
+        let half = rot / 2;
+        for (r, row) in x.chunks_exact_mut(d.max(1)).enumerate() {
+            // Row r is (batch, head, position) = (r / (h * s), _, r % s).
+            let at = ((r / (h * s)) * s + r % s) * rot;
+            let (c, sn) = (&cos[at..at + rot], &sin[at..at + rot]);
+            let (x1, x2) = row[..rot].split_at_mut(half);
+            for i in 0..half {
+                let (a, b) = (x1[i], x2[i]);
+                x1[i] = a * c[i] + -b * sn[i];
+                x2[i] = b * c[half + i] + a * sn[half + i];
+            }
+        }
+        Ok(Some(Tensor::from_vec(x, (b, h, s, d), xs.device())?))
+    }
+
+    /// [`Self::apply`] as tensor operations, for any dtype, device and layout.
+    fn apply_ops(&self, xs: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         let head_dim = xs.dim(D::Minus1)?;
         let rot = self.spec.rotary_dim;
         let (x_rot, x_pass) = if rot < head_dim {
@@ -280,5 +319,37 @@ impl RotaryEmbedding {
             Some(pass) => Ok(Tensor::cat(&[&out, &pass], D::Minus1)?.contiguous()?),
             None => Ok(out),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::kernels::tests::random;
+
+    /// The one-pass rotation equals the tensor operations exactly, with a partial rotary
+    /// dimension and two batch rows at different positions.
+    #[test]
+    fn fused_rotation_equals_the_tensor_ops() {
+        let rope = RotaryEmbedding::new(&RopeSpec {
+            theta: 10000.0,
+            rotary_dim: 12,
+            scaling: RopeScaling::Default,
+            interleaved: false,
+        })
+        .unwrap();
+        let (b, h, s, d) = (2, 3, 5, 16);
+        let xs = Tensor::from_vec(random(b * h * s * d, 1), (b, h, s, d), &Device::Cpu).unwrap();
+        let positions =
+            Tensor::new(&[[0u32, 1, 2, 3, 4], [7, 8, 9, 10, 11]], &Device::Cpu).unwrap();
+        let (cos, sin) = rope.cos_sin(&positions, DType::F32).unwrap();
+        let fused = rope.apply_fused(&xs, &cos, &sin).unwrap().unwrap();
+        let ops = rope.apply_ops(&xs, &cos, &sin).unwrap();
+        let (fused, ops): (Vec<f32>, Vec<f32>) = (
+            fused.flatten_all().unwrap().to_vec1().unwrap(),
+            ops.flatten_all().unwrap().to_vec1().unwrap(),
+        );
+        assert_eq!(fused, ops);
     }
 }
