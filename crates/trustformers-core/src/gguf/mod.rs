@@ -199,7 +199,34 @@ impl GgufFile {
             &bytemuck::cast_slice::<u64, u8>(&words)[..data.len()]
         };
         let storage = QStorage::from_data(Cow::Borrowed(bytes), device, info.dtype)?;
-        Ok(QTensor::new(storage, shape)?)
+        let tensor = QTensor::new(storage, shape)?;
+        self.release(info);
+        Ok(tensor)
+    }
+
+    /// Drops a tensor's pages of the map from this process's resident memory once it has
+    /// been copied out: the copy is what the model keeps, so without this every weight would
+    /// be resident twice while loading. The file stays in the page cache; a later read of the
+    /// range faults the same bytes back in.
+    fn release(&self, info: &GgufTensorInfo) {
+        #[cfg(unix)]
+        {
+            // SAFETY: the map is private and read-only, never written: MADV_DONTNEED only
+            // drops pages that read back unchanged from the file, so nothing that reads the
+            // range (now or later) sees different bytes.
+            let dropped = unsafe {
+                self.mmap.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    info.start,
+                    info.len,
+                )
+            };
+            // Only a hint: if the kernel refuses, the pages stay resident and nothing else
+            // changes.
+            drop(dropped);
+        }
+        #[cfg(not(unix))]
+        let _ = info;
     }
 }
 
