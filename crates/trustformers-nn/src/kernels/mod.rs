@@ -26,8 +26,17 @@ pub use q8_0::BlockQ8_0;
 
 /// Values per block, for every format here.
 pub const BLOCK: usize = 32;
-/// Output rows per parallel work item.
+/// Fewest output rows per parallel work item.
 const ROWS_PER_TASK: usize = 16;
+/// Work items per thread a matrix is cut into at most (more only cost locking: a 262k-row
+/// output head would otherwise be 16k items).
+const TASKS_PER_THREAD: usize = 32;
+
+/// Output rows per work item for a matrix of `rows` rows.
+fn rows_per_task(rows: usize) -> usize {
+    let threads = candle_core::utils::get_num_threads().max(1);
+    ROWS_PER_TASK.max(rows.div_ceil(threads * TASKS_PER_THREAD))
+}
 /// From this many activation rows (prefill) a matmul dequantizes the weights a panel at a
 /// time into the f32 [`gemm`](gemm::gemm) instead of quantizing the activations.
 pub const GEMM_ROWS: usize = 32;
@@ -121,14 +130,15 @@ pub fn matvec_many(ms: &[&dyn QuantMatmul], x: &[f32]) -> Result<Vec<Vec<f32>>> 
     }
     let xq: Vec<BlockQ8> = x.chunks_exact(BLOCK).map(BlockQ8::quantize).collect();
     let mut outs: Vec<Vec<f32>> = ms.iter().map(|m| vec![0f32; m.dims().0]).collect();
-    // Tasks of up to ROWS_PER_TASK rows, none straddling two matrices.
+    // Tasks of rows of one matrix each.
     let tasks: Vec<(usize, usize, Mutex<&mut [f32]>)> = outs
         .iter_mut()
         .enumerate()
         .flat_map(|(i, out)| {
-            out.chunks_mut(ROWS_PER_TASK)
+            let per_task = rows_per_task(out.len());
+            out.chunks_mut(per_task)
                 .enumerate()
-                .map(move |(t, chunk)| (i, t * ROWS_PER_TASK, Mutex::new(chunk)))
+                .map(move |(t, chunk)| (i, t * per_task, Mutex::new(chunk)))
         })
         .collect();
     candle_core::utils::barrier_pool().execute_chunked(tasks.len(), |range| {
@@ -266,14 +276,13 @@ impl<B: WeightBlock> QuantMatmul for QMatrix<B> {
         // Computed as [rows, n] so each task owns a contiguous slice, then transposed.
         let mut out_t = vec![0f32; self.rows * n];
         // One uncontended lock per task hands each worker its own slice of the output.
-        let tasks: Vec<Mutex<&mut [f32]>> = out_t
-            .chunks_mut(ROWS_PER_TASK * n)
-            .map(Mutex::new)
-            .collect();
+        let per_task = rows_per_task(self.rows);
+        let tasks: Vec<Mutex<&mut [f32]>> =
+            out_t.chunks_mut(per_task * n).map(Mutex::new).collect();
         candle_core::utils::barrier_pool().execute_chunked(tasks.len(), |range| {
             for task in range {
                 let mut chunk = tasks[task].lock().unwrap_or_else(PoisonError::into_inner);
-                let first = task * ROWS_PER_TASK;
+                let first = task * per_task;
                 for (i, row_out) in chunk.chunks_exact_mut(n).enumerate() {
                     let w = &self.blocks[(first + i) * per_row..(first + i + 1) * per_row];
                     let x = |t: usize| &xq[t * per_row..(t + 1) * per_row];
