@@ -562,7 +562,7 @@ pub fn alibi_mask(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::kernels::tests::random;
+    use crate::kernels::tests::{max_abs_diff, random};
 
     /// The fused kernel against the tensor-op path: decode and prefill query counts, grouped
     /// heads, softcapping, and masks shaped as the decoder ([b, 1, s, t]), ALiBi
@@ -624,16 +624,7 @@ mod tests {
                     .unwrap()
                     .expect("f32 on the CPU takes the fused path");
                 let want = sdpa_ops(&q, &k, &v, m.as_ref(), groups, scale, softcap).unwrap();
-                let diff = (got - want)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .max(0)
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let diff = max_abs_diff(&got, &want);
                 assert!(
                     diff < 1e-5,
                     "{h}/{kvh} heads, {s}x{t}, mask {:?}: {diff}",

@@ -382,6 +382,20 @@ pub(crate) mod tests {
     use candle_core::quantized::QMatMul;
     use candle_core::{Device, Module, Tensor};
 
+    /// The largest absolute difference between two tensors of one shape.
+    pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
     /// Values in [-1, 1) from a small LCG: deterministic, no dependency.
     pub(crate) fn random(n: usize, seed: u64) -> Vec<f32> {
         // A small LCG: deterministic, no dependency.
@@ -545,16 +559,7 @@ pub(crate) mod tests {
                 .unwrap();
             let layer = Linear::from_weight(Weight::Quantized(q), Some(bias.clone())).unwrap();
             let got = layer.forward(&x).unwrap();
-            let diff = (got - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = max_abs_diff(&got, &want);
             // f32 sums in another order, not 8-bit activations.
             assert!(diff < 1e-4, "{dtype:?}: {diff}");
         }
