@@ -40,6 +40,10 @@ impl ModelArgs {
             .map(trustformers::core::parse_dtype)
             .transpose()?;
         let path = resolve_model(self.model.as_deref())?;
+        // The tokenizer first: what its construction frees is handed back before the
+        // weights arrive, so the two peaks do not add up.
+        let tokenizer = AutoTokenizer::from_pretrained(&path)
+            .with_context(|| format!("loading the tokenizer of {}", path.display()))?;
         let model = AutoModelForCausalLM::from_pretrained(
             &path,
             &LoadOptions {
@@ -48,8 +52,6 @@ impl ModelArgs {
             },
         )
         .with_context(|| format!("loading {}", path.display()))?;
-        let tokenizer = AutoTokenizer::from_pretrained(&path)
-            .with_context(|| format!("loading the tokenizer of {}", path.display()))?;
         let mut generation = if path.is_dir() {
             GenerationConfig::from_dir(&path)?
         } else {

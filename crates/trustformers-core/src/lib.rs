@@ -8,6 +8,7 @@ pub mod dtype;
 pub mod error;
 pub mod gguf;
 pub mod loader;
+pub mod memory;
 pub mod pickle;
 pub mod safetensors_header;
 pub mod weights;

@@ -30,7 +30,9 @@ fn bench(c: &mut Criterion) {
         group.sample_size(20);
         for &(name, rows, cols) in SHAPES {
             let q = weights(rows, cols, dtype);
-            let ours = for_qtensor(&q).unwrap().expect("a kernel for this format");
+            let ours = for_qtensor(&std::sync::Arc::new(q))
+                .unwrap()
+                .expect("a kernel for this format");
             let candle = QMatMul::from_qtensor(weights(rows, cols, dtype)).unwrap();
             for n in [1usize, 16] {
                 let x: Vec<f32> = (0..n * cols)

@@ -8,6 +8,7 @@ use serde_json::Value;
 use std::path::Path;
 use trustformers_core::config::{checkpoint_kind, read_json, read_small_file, CheckpointKind};
 use trustformers_core::gguf::GgufFile;
+use trustformers_core::memory::release_free_memory;
 use trustformers_core::{Error, Result};
 
 /// Loads tokenizers from checkpoint directories and GGUF files.
@@ -20,7 +21,9 @@ impl AutoTokenizer {
     pub fn from_pretrained(path: impl AsRef<Path>) -> Result<Tokenizer> {
         let path = path.as_ref();
         if checkpoint_kind(path)? == CheckpointKind::Gguf {
-            return Self::from_gguf(&GgufFile::open(path)?);
+            let tokenizer = Self::from_gguf(&GgufFile::open(path)?)?;
+            release_free_memory();
+            return Ok(tokenizer);
         }
         let mut config = TokenizerConfig::from_dir(path)?;
         let config_path = path.join("tokenizer_config.json");
@@ -56,7 +59,9 @@ impl AutoTokenizer {
             ));
         };
         formats::apply_bos_eos_template(&mut inner, &config)?;
-        Tokenizer::new(inner, config)
+        let tokenizer = Tokenizer::new(inner, config)?;
+        release_free_memory();
+        Ok(tokenizer)
     }
 
     /// Builds the tokenizer described by a GGUF file's metadata.

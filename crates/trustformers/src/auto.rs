@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use trustformers_core::config::{checkpoint_kind, CheckpointKind};
 use trustformers_core::gguf::GgufFile;
+use trustformers_core::memory::release_free_memory;
 use trustformers_core::{config, DType, Device, Error, Result, Weights};
 use trustformers_models::decoder::IGNORED_TENSORS;
 use trustformers_models::registry::{self, Architecture};
@@ -152,8 +153,10 @@ impl AutoModelForCausalLM {
         path: impl AsRef<Path>,
         opts: &LoadOptions,
     ) -> Result<DecoderForCausalLM> {
-        let config = AutoConfig::from_pretrained(path)?;
-        Self::from_config(&config, opts)
+        let model = Self::from_config(&AutoConfig::from_pretrained(path)?, opts)?;
+        // A GGUF file's parsed metadata (its whole vocabulary) has just been freed.
+        release_free_memory();
+        Ok(model)
     }
 
     /// Loads the weights for an already-read config.

@@ -7,7 +7,7 @@
 //! reader allocate more than the file holds.
 
 use crate::{Error, Result};
-use candle_core::quantized::{GgmlDType, QStorage, QTensor};
+use candle_core::quantized::{GgmlDType, GgmlType, QStorage, QTensor, QuantizedType};
 use candle_core::Device;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -18,6 +18,9 @@ mod write;
 
 pub use parse::{parse, GgufHeader};
 pub use write::{value_type, write, RawTensor};
+
+/// Bytes of a tensor copied out of the map between two releases of its pages.
+const COPY_CHUNK: usize = 4 << 20;
 
 /// `general.alignment` when the file does not set it.
 const DEFAULT_ALIGNMENT: u64 = 32;
@@ -183,50 +186,127 @@ impl GgufFile {
             name: name.to_string(),
         })?;
         let (range, shape) = part_layout(info, part)?;
-        let bytes = &self.tensor_bytes(info)[range];
-        let data: Cow<'_, [u8]> = match row_order {
-            Some(order) => Cow::Owned(reorder_rows(&info.name, &shape, bytes, order)?),
-            None => Cow::Borrowed(bytes),
+        let tensor = match (row_order, device) {
+            (None, Device::Cpu) => {
+                let storage = QStorage::Cpu(self.copy_blocks(info, range, COPY_CHUNK)?);
+                QTensor::new(storage, shape)?
+            }
+            _ => {
+                let bytes = &self.tensor_bytes(info)[range];
+                let data: Cow<'_, [u8]> = match row_order {
+                    Some(order) => Cow::Owned(reorder_rows(&info.name, &shape, bytes, order)?),
+                    None => Cow::Borrowed(bytes),
+                };
+                // candle reinterprets the bytes as blocks in place: they must be 8-byte
+                // aligned.
+                let words: Vec<u64>;
+                let bytes: &[u8] = if data.as_ptr().align_offset(8) == 0 {
+                    &data
+                } else {
+                    let mut buf = vec![0u64; data.len().div_ceil(8)];
+                    bytemuck::cast_slice_mut::<u64, u8>(&mut buf)[..data.len()]
+                        .copy_from_slice(&data);
+                    words = buf;
+                    &bytemuck::cast_slice::<u64, u8>(&words)[..data.len()]
+                };
+                let storage = QStorage::from_data(Cow::Borrowed(bytes), device, info.dtype)?;
+                QTensor::new(storage, shape)?
+            }
         };
-        // candle reinterprets the bytes as blocks in place: they must be 8-byte aligned.
-        let words: Vec<u64>;
-        let bytes: &[u8] = if data.as_ptr().align_offset(8) == 0 {
-            &data
-        } else {
-            let mut buf = vec![0u64; data.len().div_ceil(8)];
-            bytemuck::cast_slice_mut::<u64, u8>(&mut buf)[..data.len()].copy_from_slice(&data);
-            words = buf;
-            &bytemuck::cast_slice::<u64, u8>(&words)[..data.len()]
-        };
-        let storage = QStorage::from_data(Cow::Borrowed(bytes), device, info.dtype)?;
-        let tensor = QTensor::new(storage, shape)?;
-        self.release(info);
+        self.release(info.start, info.len);
         Ok(tensor)
+    }
+
+    /// Copies `range` of a tensor's bytes into an owned vector of its ggml blocks, `chunk`
+    /// bytes at a time, dropping the map's pages behind the copy as it goes: at no point are
+    /// both copies of a large tensor (Gemma 3's 178 MB embedding) resident.
+    fn copy_blocks(
+        &self,
+        info: &GgufTensorInfo,
+        range: std::ops::Range<usize>,
+        chunk: usize,
+    ) -> Result<Box<dyn QuantizedType>> {
+        use candle_core::quantized::k_quants::*;
+        use half::{bf16, f16};
+        let src = &self.tensor_bytes(info)[range.clone()];
+        let start = info.start + range.start;
+        Ok(match info.dtype {
+            GgmlDType::F32 => self.copy_as::<f32>(info, src, start, chunk)?,
+            GgmlDType::F16 => self.copy_as::<f16>(info, src, start, chunk)?,
+            GgmlDType::BF16 => self.copy_as::<bf16>(info, src, start, chunk)?,
+            GgmlDType::Q4_0 => self.copy_as::<BlockQ4_0>(info, src, start, chunk)?,
+            GgmlDType::Q4_1 => self.copy_as::<BlockQ4_1>(info, src, start, chunk)?,
+            GgmlDType::Q5_0 => self.copy_as::<BlockQ5_0>(info, src, start, chunk)?,
+            GgmlDType::Q5_1 => self.copy_as::<BlockQ5_1>(info, src, start, chunk)?,
+            GgmlDType::Q8_0 => self.copy_as::<BlockQ8_0>(info, src, start, chunk)?,
+            GgmlDType::Q8_1 => self.copy_as::<BlockQ8_1>(info, src, start, chunk)?,
+            GgmlDType::Q2K => self.copy_as::<BlockQ2K>(info, src, start, chunk)?,
+            GgmlDType::Q3K => self.copy_as::<BlockQ3K>(info, src, start, chunk)?,
+            GgmlDType::Q4K => self.copy_as::<BlockQ4K>(info, src, start, chunk)?,
+            GgmlDType::Q5K => self.copy_as::<BlockQ5K>(info, src, start, chunk)?,
+            GgmlDType::Q6K => self.copy_as::<BlockQ6K>(info, src, start, chunk)?,
+            GgmlDType::Q8K => self.copy_as::<BlockQ8K>(info, src, start, chunk)?,
+        })
+    }
+
+    /// [`Self::copy_blocks`] for one block type `T`; `src` starts at byte `start` of the map.
+    fn copy_as<T: GgmlType + Send + Sync + 'static>(
+        &self,
+        info: &GgufTensorInfo,
+        src: &[u8],
+        start: usize,
+        chunk: usize,
+    ) -> Result<Box<dyn QuantizedType>> {
+        let size = std::mem::size_of::<T>();
+        if size == 0 || src.len() % size != 0 {
+            return Err(Error::UnsupportedTensor {
+                name: info.name.clone(),
+                reason: format!(
+                    "{} bytes are not a whole number of {:?} blocks",
+                    src.len(),
+                    info.dtype
+                ),
+            });
+        }
+        let count = src.len() / size;
+        let mut blocks: Vec<T> = Vec::with_capacity(count);
+        let dst = blocks.as_mut_ptr().cast::<u8>();
+        for offset in (0..src.len()).step_by(chunk.max(1)) {
+            let len = chunk.max(1).min(src.len() - offset);
+            // SAFETY: `dst` has room for `count * size == src.len()` bytes, the two buffers
+            // do not overlap (one is the read-only map), and `offset + len <= src.len()`.
+            unsafe {
+                std::ptr::copy_nonoverlapping(src.as_ptr().add(offset), dst.add(offset), len)
+            };
+            self.release(start + offset, len);
+        }
+        // SAFETY: every byte of the `count` blocks was written above. ggml blocks are plain
+        // integers and f16 scales, for which any bit pattern is a valid value: candle reads
+        // the same bytes as blocks in place (`from_data`).
+        unsafe { blocks.set_len(count) };
+        Ok(Box::new(blocks))
     }
 
     /// Drops a tensor's pages of the map from this process's resident memory once it has
     /// been copied out: the copy is what the model keeps, so without this every weight would
     /// be resident twice while loading. The file stays in the page cache; a later read of the
     /// range faults the same bytes back in.
-    fn release(&self, info: &GgufTensorInfo) {
+    fn release(&self, start: usize, len: usize) {
         #[cfg(unix)]
         {
             // SAFETY: the map is private and read-only, never written: MADV_DONTNEED only
             // drops pages that read back unchanged from the file, so nothing that reads the
             // range (now or later) sees different bytes.
             let dropped = unsafe {
-                self.mmap.unchecked_advise_range(
-                    memmap2::UncheckedAdvice::DontNeed,
-                    info.start,
-                    info.len,
-                )
+                self.mmap
+                    .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len)
             };
             // Only a hint: if the kernel refuses, the pages stay resident and nothing else
             // changes.
             drop(dropped);
         }
         #[cfg(not(unix))]
-        let _ = info;
+        let _ = (start, len);
     }
 }
 
@@ -409,6 +489,32 @@ mod tests {
         let reordered = load(&file, TensorPart::Rows(2..5), Some(&[2, 0, 1]));
         let idx = Tensor::new(&[4u32, 2, 3], &Device::Cpu).unwrap();
         assert_same(&reordered, &whole.index_select(&idx, 0).unwrap());
+    }
+
+    #[test]
+    fn copies_in_any_chunk_size_equal_the_file_bytes() {
+        for dtype in [
+            GgmlDType::F32,
+            GgmlDType::F16,
+            GgmlDType::Q4_0,
+            GgmlDType::Q4_1,
+            GgmlDType::Q5_0,
+            GgmlDType::Q8_0,
+            GgmlDType::Q4K,
+            GgmlDType::Q6K,
+        ] {
+            let (_dir, file, reference) = one_tensor(&[3, 256], dtype);
+            let info = file.tensor_info("w").unwrap();
+            let want = file.tensor_bytes(info).to_vec();
+            // Chunks smaller than a block, not a multiple of it, and larger than the tensor.
+            for chunk in [1, 7, 100, 1 << 20] {
+                let storage = file.copy_blocks(info, 0..info.len, chunk).unwrap();
+                let q = QTensor::new(QStorage::Cpu(storage), (3, 256)).unwrap();
+                assert_eq!(q.data().unwrap().as_ref(), want.as_slice(), "{dtype:?}");
+                assert_same(&q.dequantize(&Device::Cpu).unwrap(), &reference);
+            }
+            assert_same(&load(&file, TensorPart::Whole, None), &reference);
+        }
     }
 
     #[test]

@@ -254,7 +254,7 @@ mod tests {
     #[test]
     fn block_panels_equal_candles_dequantization() {
         for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0] {
-            let q = quantized(dtype, 21, 96);
+            let q = Arc::new(quantized(dtype, 21, 96));
             let p: Box<dyn Panels> = match dtype {
                 GgmlDType::Q4_1 => Box::new(QMatrix::<BlockQ4_1>::from_qtensor(&q).unwrap()),
                 GgmlDType::Q5_0 => Box::new(QMatrix::<BlockQ5_0>::from_qtensor(&q).unwrap()),

@@ -16,7 +16,8 @@ mod q5_0;
 mod q8_0;
 
 use candle_core::quantized::{GgmlDType, QTensor};
-use std::sync::{Mutex, PoisonError};
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex, PoisonError};
 use trustformers_core::{Error, Result};
 
 pub use dequant::KQuantPanels;
@@ -155,8 +156,41 @@ pub fn matvec_many(ms: &[&dyn QuantMatmul], x: &[f32]) -> Result<Vec<Vec<f32>>> 
 pub struct QMatrix<B: WeightBlock> {
     rows: usize,
     cols: usize,
-    blocks: Vec<B>,
+    blocks: Blocks<B>,
     avx2: bool,
+}
+
+/// A matrix's blocks: its own copy, or candle's storage of a quantized tensor read in place
+/// (our block types have ggml's layout), so a loaded weight is not held twice.
+enum Blocks<B> {
+    Owned(Vec<B>),
+    Shared {
+        /// Keeps the storage `ptr` points into alive; candle never changes it.
+        _owner: Arc<QTensor>,
+        ptr: std::ptr::NonNull<B>,
+        len: usize,
+    },
+}
+
+// SAFETY: `Shared` only reads immutable data owned by a `QTensor` (itself `Send + Sync`)
+// that it keeps alive; `B` is `Send + Sync`.
+unsafe impl<B: Send + Sync> Send for Blocks<B> {}
+// SAFETY: as above: nothing is ever written through `ptr`.
+unsafe impl<B: Send + Sync> Sync for Blocks<B> {}
+
+impl<B> std::ops::Deref for Blocks<B> {
+    type Target = [B];
+
+    fn deref(&self) -> &[B] {
+        match self {
+            Self::Owned(v) => v,
+            // SAFETY: `from_qtensor` checked that `ptr` is aligned for `B` and starts `len`
+            // initialised blocks of the storage `_owner` keeps alive and never mutates.
+            Self::Shared { ptr, len, .. } => unsafe {
+                std::slice::from_raw_parts(ptr.as_ptr(), *len)
+            },
+        }
+    }
 }
 
 fn has_avx2() -> bool {
@@ -173,8 +207,9 @@ fn has_avx2() -> bool {
 }
 
 impl<B: WeightBlock> QMatrix<B> {
-    /// Reads a `[rows, cols]` tensor of this format.
-    pub fn from_qtensor(q: &QTensor) -> Result<Self> {
+    /// A `[rows, cols]` tensor of this format. A tensor in CPU memory is read where it lies
+    /// (sharing `q`); others are copied.
+    pub fn from_qtensor(q: &Arc<QTensor>) -> Result<Self> {
         if q.dtype() != B::DTYPE {
             return Err(Error::InvalidInput(format!(
                 "expected a {:?} tensor, got {:?}",
@@ -183,35 +218,62 @@ impl<B: WeightBlock> QMatrix<B> {
             )));
         }
         let (rows, cols) = q.shape().dims2()?;
-        Self::from_bytes(&q.data()?, rows, cols)
-    }
-
-    /// Reads `rows * cols / 32` blocks as a GGUF file stores them.
-    pub fn from_bytes(bytes: &[u8], rows: usize, cols: usize) -> Result<Self> {
-        if cols % BLOCK != 0 {
-            return Err(Error::InvalidInput(format!(
-                "a {:?} row must be a multiple of {BLOCK} values, got {cols}",
-                B::DTYPE
-            )));
-        }
-        let n_blocks = rows
-            .checked_mul(cols / BLOCK)
-            .filter(|n| n.checked_mul(B::BYTES) == Some(bytes.len()))
-            .ok_or_else(|| {
-                Error::InvalidInput(format!(
-                    "{} bytes of {:?} data do not hold a [{rows}, {cols}] matrix",
-                    bytes.len(),
-                    B::DTYPE
-                ))
-            })?;
-        let mut blocks = Vec::with_capacity(n_blocks);
-        blocks.extend(bytes.chunks_exact(B::BYTES).map(B::read));
+        let data = q.data()?;
+        let len = Self::block_count(data.len(), rows, cols)?;
+        let shared = match &data {
+            Cow::Borrowed(bytes)
+                if std::mem::size_of::<B>() == B::BYTES
+                    && bytes.as_ptr().align_offset(std::mem::align_of::<B>()) == 0 =>
+            {
+                std::ptr::NonNull::new(bytes.as_ptr().cast_mut().cast::<B>())
+            }
+            _ => None,
+        };
+        let blocks = match shared {
+            Some(ptr) => Blocks::Shared {
+                _owner: q.clone(),
+                ptr,
+                len,
+            },
+            None => Blocks::Owned(data.chunks_exact(B::BYTES).map(B::read).collect()),
+        };
         Ok(Self {
             rows,
             cols,
             blocks,
             avx2: has_avx2(),
         })
+    }
+
+    /// Reads `rows * cols / 32` blocks as a GGUF file stores them.
+    pub fn from_bytes(bytes: &[u8], rows: usize, cols: usize) -> Result<Self> {
+        let n_blocks = Self::block_count(bytes.len(), rows, cols)?;
+        let mut blocks = Vec::with_capacity(n_blocks);
+        blocks.extend(bytes.chunks_exact(B::BYTES).map(B::read));
+        Ok(Self {
+            rows,
+            cols,
+            blocks: Blocks::Owned(blocks),
+            avx2: has_avx2(),
+        })
+    }
+
+    /// The number of blocks in a `[rows, cols]` matrix stored in `bytes` bytes.
+    fn block_count(bytes: usize, rows: usize, cols: usize) -> Result<usize> {
+        if cols % BLOCK != 0 {
+            return Err(Error::InvalidInput(format!(
+                "a {:?} row must be a multiple of {BLOCK} values, got {cols}",
+                B::DTYPE
+            )));
+        }
+        rows.checked_mul(cols / BLOCK)
+            .filter(|n| n.checked_mul(B::BYTES) == Some(bytes))
+            .ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "{bytes} bytes of {:?} data do not hold a [{rows}, {cols}] matrix",
+                    B::DTYPE
+                ))
+            })
     }
 
     fn dot(&self, w: &[B], x: &[BlockQ8]) -> f32 {
@@ -321,7 +383,7 @@ impl<B: WeightBlock> QuantMatmul for QMatrix<B> {
 }
 
 /// Our kernel for `q` when we have one for its format and shape.
-pub fn for_qtensor(q: &QTensor) -> Result<Option<Box<dyn QuantMatmul>>> {
+pub fn for_qtensor(q: &Arc<QTensor>) -> Result<Option<Box<dyn QuantMatmul>>> {
     if q.shape().rank() != 2 {
         return Ok(None);
     }
@@ -417,8 +479,9 @@ pub(crate) mod tests {
         // Six activation rows: one group of four through `dot4_avx2`, two through `dot`.
         let (rows, cols, n) = (70, 256, 6);
         let w = Tensor::from_vec(random(rows * cols, 1), (rows, cols), &Device::Cpu).unwrap();
-        let q = QTensor::quantize(&w, B::DTYPE).unwrap();
+        let q = Arc::new(QTensor::quantize(&w, B::DTYPE).unwrap());
         let m = QMatrix::<B>::from_qtensor(&q).unwrap();
+        assert!(matches!(m.blocks, Blocks::Shared { .. }), "read in place");
         let x = random(n * cols, 2);
         let got = m.matmul(&x).unwrap();
 
@@ -480,7 +543,7 @@ pub(crate) mod tests {
         let matrix = |rows: usize, dtype: GgmlDType, seed: u64| {
             let w =
                 Tensor::from_vec(random(rows * cols, seed), (rows, cols), &Device::Cpu).unwrap();
-            for_qtensor(&QTensor::quantize(&w, dtype).unwrap())
+            for_qtensor(&Arc::new(QTensor::quantize(&w, dtype).unwrap()))
                 .unwrap()
                 .unwrap()
         };
@@ -525,7 +588,7 @@ pub(crate) mod tests {
                 .unwrap()
                 .to_vec2::<f32>()
                 .unwrap();
-            let m = for_qtensor(&q).unwrap().unwrap();
+            let m = for_qtensor(&Arc::new(q)).unwrap().unwrap();
             let mut row = vec![0f32; cols];
             for (r, want) in want.iter().enumerate() {
                 m.dequantize_row(r, &mut row).unwrap();
