@@ -5,7 +5,8 @@
 use super::{byte_level_bpe, generate_merges, sentencepiece_bpe, SentencePieceFlavor};
 use crate::config::TokenizerConfig;
 use crate::tokenizer::tk_err;
-use std::collections::{HashMap, HashSet};
+use ahash::AHashMap;
+use std::collections::HashSet;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
@@ -50,14 +51,13 @@ pub fn bytes_to_unicode() -> [char; 256] {
     table
 }
 
-fn strings(file: &GgufFile, key: &str) -> Result<Option<Vec<String>>> {
+fn strings<'a>(file: &'a GgufFile, key: &str) -> Result<Option<Vec<&'a str>>> {
     match file.get(key) {
         None => Ok(None),
         Some(GgufValue::Array(items)) => items
             .iter()
             .map(|v| {
                 v.as_str()
-                    .map(str::to_string)
                     .ok_or_else(|| Error::config(key, "must be an array of strings"))
             })
             .collect::<Result<Vec<_>>>()
@@ -104,7 +104,7 @@ pub fn from_gguf(file: &GgufFile) -> Result<(tokenizers::Tokenizer, TokenizerCon
         .ok_or_else(|| Error::config("tokenizer.ggml.tokens", "missing from the GGUF metadata"))?;
     // The vocabulary as the model class spells it (Gemma respells whitespace tokens); added
     // tokens below are picked from the file's own spelling, as transformers does.
-    let mut tokens = original.clone();
+    let mut tokens: Vec<String> = original.iter().map(|t| t.to_string()).collect();
     let n = tokens.len();
     let scores = numbers(file, "tokenizer.ggml.scores", n)?;
     let types: Vec<i64> = numbers(file, "tokenizer.ggml.token_type", n)?
@@ -181,13 +181,12 @@ pub fn from_gguf(file: &GgufFile) -> Result<(tokenizers::Tokenizer, TokenizerCon
                     }
                 }
                 // Gemma's merge order follows the file order, not the scores.
-                let mut positions = HashMap::new();
+                let mut positions = AHashMap::new();
                 let mut order = Vec::new();
                 for (i, t) in tokens.iter().enumerate() {
-                    if !positions.contains_key(t) {
-                        order.push(t.clone());
+                    if positions.insert(t.as_str(), -(i as f64)).is_none() {
+                        order.push(t.as_str());
                     }
-                    positions.insert(t.clone(), -(i as f64));
                 }
                 (SentencePieceFlavor::Gemma, positions, order)
             } else {
@@ -197,13 +196,12 @@ pub fn from_gguf(file: &GgufFile) -> Result<(tokenizers::Tokenizer, TokenizerCon
                         "required to rebuild sentencepiece merges",
                     )
                 })?;
-                let mut map = HashMap::new();
+                let mut map = AHashMap::new();
                 let mut order = Vec::new();
                 for (t, s) in tokens.iter().zip(scores) {
-                    if !map.contains_key(t) {
-                        order.push(t.clone());
+                    if map.insert(t.as_str(), s).is_none() {
+                        order.push(t.as_str());
                     }
-                    map.insert(t.clone(), s);
                 }
                 (SentencePieceFlavor::Llama, map, order)
             };
@@ -282,7 +280,7 @@ pub fn from_gguf(file: &GgufFile) -> Result<(tokenizers::Tokenizer, TokenizerCon
         .filter(|(t, ty)| {
             **ty == CONTROL && (!byte_level || t.chars().all(|c| alphabet.contains(&c)))
         })
-        .map(|(t, _)| AddedToken::from(t.clone(), true).normalized(false))
+        .map(|(t, _)| AddedToken::from(t.to_string(), true).normalized(false))
         .collect();
     tokenizer
         .add_special_tokens(control.clone())
@@ -291,7 +289,7 @@ pub fn from_gguf(file: &GgufFile) -> Result<(tokenizers::Tokenizer, TokenizerCon
         .iter()
         .zip(&types)
         .filter(|(t, ty)| **ty == USER_DEFINED && tokenizer.token_to_id(t).is_some())
-        .map(|(t, _)| AddedToken::from(t.clone(), false).normalized(false))
+        .map(|(t, _)| AddedToken::from(t.to_string(), false).normalized(false))
         .collect();
     tokenizer.add_tokens(user).map_err(tk_err)?;
     config.special.additional = control.iter().map(|t| t.content.clone()).collect();
@@ -333,6 +331,6 @@ fn types_or_normal(types: &[i64], n: usize) -> Vec<i64> {
 }
 
 /// `{token: index}` in file order; a repeated token keeps its last index, like a Python dict.
-fn index_vocab(tokens: impl Iterator<Item = String>) -> HashMap<String, u32> {
+fn index_vocab<M: FromIterator<(String, u32)>>(tokens: impl Iterator<Item = String>) -> M {
     tokens.enumerate().map(|(i, t)| (t, i as u32)).collect()
 }

@@ -8,7 +8,6 @@ pub mod vocab_files;
 
 use crate::config::TokenizerConfig;
 use crate::tokenizer::tk_err;
-use std::collections::HashMap;
 use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::decoders::fuse::Fuse;
@@ -24,14 +23,17 @@ use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, SplitDelimiterBehavior};
 use trustformers_core::{Error, Result};
 
+/// A BPE vocabulary, `{token: id}`, in the map type `tokenizers`' BPE keeps.
+pub type Vocab = ahash::AHashMap<String, u32>;
+
 /// Byte-level BPE (`GPT2Tokenizer`): ByteLevel pre-tokenizer and decoder, no unknown token.
 pub fn byte_level_bpe(
-    vocab: HashMap<String, u32>,
+    vocab: Vocab,
     merges: Vec<(String, String)>,
     add_prefix_space: bool,
 ) -> Result<tokenizers::Tokenizer> {
     let model = BPE::builder()
-        .vocab_and_merges(vocab.into_iter().collect::<ahash::AHashMap<_, _>>(), merges)
+        .vocab_and_merges(vocab, merges)
         .fuse_unk(false)
         .build()
         .map_err(tk_err)?;
@@ -54,13 +56,13 @@ pub enum SentencePieceFlavor {
 
 /// SentencePiece BPE with byte fallback, as `LlamaTokenizer` / `GemmaTokenizer` build it.
 pub fn sentencepiece_bpe(
-    vocab: HashMap<String, u32>,
+    vocab: Vocab,
     merges: Vec<(String, String)>,
     flavor: SentencePieceFlavor,
     unk_token: Option<&str>,
 ) -> Result<tokenizers::Tokenizer> {
     let mut builder = BPE::builder()
-        .vocab_and_merges(vocab.into_iter().collect::<ahash::AHashMap<_, _>>(), merges)
+        .vocab_and_merges(vocab, merges)
         .fuse_unk(true)
         .byte_fallback(true);
     if let (SentencePieceFlavor::Gemma, Some(unk)) = (flavor, unk_token) {
@@ -175,15 +177,15 @@ pub fn apply_bos_eos_template(
 ///
 /// `order` lists the tokens in the order the scores were inserted (Python dict order).
 pub fn generate_merges(
-    vocab: &HashMap<String, u32>,
-    scores: Option<(&[String], &HashMap<String, f64>)>,
+    vocab: &Vocab,
+    scores: Option<(&[&str], &ahash::AHashMap<&str, f64>)>,
 ) -> Vec<(String, String)> {
     let mut by_id: Vec<(&String, u32)> = vocab.iter().map(|(t, &i)| (t, i)).collect();
     by_id.sort_by_key(|(_, i)| *i);
     let entries: Vec<(&str, f64)> = match scores {
         Some((order, scores)) => order
             .iter()
-            .filter_map(|t| scores.get(t).map(|&s| (t.as_str(), s)))
+            .filter_map(|&t| scores.get(t).map(|&s| (t, s)))
             .collect(),
         None => by_id
             .iter()

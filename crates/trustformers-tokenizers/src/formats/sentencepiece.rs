@@ -5,7 +5,6 @@
 use super::{generate_merges, sentencepiece_bpe, SentencePieceFlavor};
 use crate::config::TokenizerConfig;
 use crate::tokenizer::tk_err;
-use std::collections::HashMap;
 use std::path::Path;
 use tokenizers::decoders::metaspace::Metaspace as MetaspaceDecoder;
 use tokenizers::models::unigram::Unigram;
@@ -248,7 +247,7 @@ pub fn from_model_file(
         default_special(&mut s.unk, "<unk>");
         default_special(&mut s.bos, "<s>");
         default_special(&mut s.eos, "</s>");
-        let vocab: HashMap<String, u32> = m
+        let vocab: super::Vocab = m
             .pieces
             .iter()
             .enumerate()

@@ -111,7 +111,7 @@ pub fn gpt2(
     raw: &Value,
 ) -> Result<tokenizers::Tokenizer> {
     let vocab_path = dir.join("vocab.json");
-    let vocab: HashMap<String, u32> = match read_json(&vocab_path)? {
+    let vocab: super::Vocab = match read_json(&vocab_path)? {
         Value::Object(obj) => obj
             .into_iter()
             .map(|(k, v)| {
