@@ -287,10 +287,10 @@ impl GgufFile {
         Ok(Box::new(blocks))
     }
 
-    /// Drops a tensor's pages of the map from this process's resident memory once it has
-    /// been copied out: the copy is what the model keeps, so without this every weight would
-    /// be resident twice while loading. The file stays in the page cache; a later read of the
-    /// range faults the same bytes back in.
+    /// Drops the map's pages over `start..start + len` (widened to whole pages) from this
+    /// process's resident memory once they have been copied out: the copy is what the model
+    /// keeps, so without this every weight would be resident twice while loading. The file
+    /// stays in the page cache; a later read of the range faults the same bytes back in.
     fn release(&self, start: usize, len: usize) {
         #[cfg(unix)]
         {
