@@ -94,6 +94,24 @@ ARCHS = {
             layer_norm_eps=1e-7,
         ),
     ),
+    # deberta-v2-xlarge's convolution after the first layer, grouped, with its own
+    # activation, on the DeBERTa-v2 layout above.
+    "deberta_v2_conv": (
+        "deberta-v2",
+        dict(
+            relative_attention=True,
+            pos_att_type="c2p|p2c",
+            share_att_key=False,
+            max_relative_positions=-1,
+            position_biased_input=True,
+            type_vocab_size=2,
+            embedding_size=16,
+            layer_norm_eps=1e-7,
+            conv_kernel_size=3,
+            conv_groups=2,
+            conv_act="gelu",
+        ),
+    ),
     "albert": (
         "albert",
         dict(
@@ -143,6 +161,7 @@ FIXTURES_LIST = {
     "deberta_v3_seqcls": ("deberta_v3", "DebertaV2ForSequenceClassification"),
     "deberta_v2_seqcls": ("deberta_v2", "DebertaV2ForSequenceClassification"),
     "deberta_v2_qa": ("deberta_v2", "DebertaV2ForQuestionAnswering"),
+    "deberta_v2_conv_base": ("deberta_v2_conv", "DebertaV2Model"),
 }
 
 

@@ -47,6 +47,7 @@ const FIXTURES: &[(&str, EncoderTask)] = &[
     ("deberta_v3_seqcls", EncoderTask::SequenceClassification),
     ("deberta_v2_seqcls", EncoderTask::SequenceClassification),
     ("deberta_v2_qa", EncoderTask::QuestionAnswering),
+    ("deberta_v2_conv_base", EncoderTask::Base),
 ];
 
 /// Per-token outputs with padding positions zeroed, so that only real tokens count.

@@ -40,6 +40,18 @@ pub struct DebertaSpec {
     pub pooler_act: Activation,
     /// The masked-LM head is the legacy `cls.predictions` one.
     pub legacy_mlm: bool,
+    /// The convolution after the first layer (`conv_kernel_size` > 0: deberta-v2-xlarge
+    /// and -xxlarge).
+    pub conv: Option<ConvSpec>,
+}
+
+/// `ConvLayer`: a 1-D convolution over positions, `conv_kernel_size` wide, in
+/// `conv_groups` groups, followed by `conv_act`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConvSpec {
+    pub kernel_size: usize,
+    pub groups: usize,
+    pub act: Activation,
 }
 
 impl DebertaSpec {
@@ -64,12 +76,38 @@ pub fn spec(config: &Value) -> Result<EncoderSpec> {
         .opt_usize("embedding_size", limits::HIDDEN)?
         .unwrap_or(spec.hidden_size);
     spec.layer_norm_eps = f.opt_f64("layer_norm_eps", 0.0..=1.0)?.unwrap_or(1e-7);
-    if f.opt_usize("conv_kernel_size", 64)?.unwrap_or(0) > 0 {
-        return Err(Error::config(
-            "conv_kernel_size",
-            "DeBERTa's convolution layer (deberta-v2-xlarge/xxlarge) is not supported",
-        ));
-    }
+    let conv = match f.opt_usize("conv_kernel_size", 64)?.unwrap_or(0) {
+        0 => None,
+        k if k % 2 == 0 => {
+            // transformers pads (k - 1) / 2 on each side: an even kernel would shorten the
+            // sequence by one position and fail there too.
+            return Err(Error::config(
+                "conv_kernel_size",
+                format!("must be odd, got {k}"),
+            ));
+        }
+        kernel_size => {
+            let groups = f.opt_usize("conv_groups", limits::HIDDEN)?.unwrap_or(1);
+            if groups == 0 || spec.hidden_size % groups != 0 {
+                return Err(Error::config(
+                    "conv_groups",
+                    format!("must divide hidden_size {}, got {groups}", spec.hidden_size),
+                ));
+            }
+            let act = f.opt_str("conv_act")?.unwrap_or("tanh");
+            let act = Activation::from_hf(act).map_err(|_| {
+                Error::config(
+                    "conv_act",
+                    format!("unsupported activation `{act}` (supported: silu, gelu, gelu_pytorch_tanh, gelu_new, relu, tanh)"),
+                )
+            })?;
+            Some(ConvSpec {
+                kernel_size,
+                groups,
+                act,
+            })
+        }
+    };
     if f.opt_bool("relative_attention")? != Some(true) {
         return Err(Error::config(
             "relative_attention",
@@ -131,6 +169,7 @@ pub fn spec(config: &Value) -> Result<EncoderSpec> {
         position_biased_input: f.opt_bool("position_biased_input")?.unwrap_or(true),
         pooler_act: Activation::from_hf(f.opt_str("pooler_hidden_act")?.unwrap_or("gelu"))?,
         legacy_mlm: f.opt_bool("legacy")?.unwrap_or(true),
+        conv,
     });
     Ok(spec)
 }
@@ -267,6 +306,69 @@ impl RelTable {
     }
 }
 
+/// `encoder.conv` (`ConvLayer`): runs once, after the first layer, on the embeddings;
+/// its output replaces that layer's.
+pub(super) struct ConvLayer {
+    /// `[hidden, hidden / groups, kernel_size]`.
+    weight: Tensor,
+    bias: Tensor,
+    norm: LayerNorm,
+    spec: ConvSpec,
+}
+
+impl ConvLayer {
+    pub(super) fn new(spec: &EncoderSpec, c: &ConvSpec, vb: &Weights) -> Result<Self> {
+        let h = spec.hidden_size;
+        let conv = vb.pp("conv");
+        Ok(Self {
+            weight: conv.get((h, h / c.groups, c.kernel_size), "weight")?,
+            bias: conv.get(h, "bias")?,
+            norm: LayerNorm::new(&vb.pp("LayerNorm"), h, spec.layer_norm_eps, true)?,
+            spec: c.clone(),
+        })
+    }
+
+    /// `LayerNorm(layer_output + act(conv(embeddings)))`, padding positions zeroed before
+    /// the activation and after the norm.
+    ///
+    /// # Shapes
+    /// `embeddings`, `layer_output`: `[batch, seq, hidden]`; `attention_mask`: `[batch, seq]`.
+    pub(super) fn forward(
+        &self,
+        embeddings: &Tensor,
+        layer_output: &Tensor,
+        attention_mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let c = &self.spec;
+        let keep = attention_mask
+            .map(|m| m.to_dtype(embeddings.dtype())?.unsqueeze(2))
+            .transpose()?;
+        // transformers' embeddings come out zeroed at padding, and the convolution reads
+        // each position's neighbours.
+        let embeddings = match &keep {
+            Some(k) => embeddings.broadcast_mul(k)?,
+            None => embeddings.clone(),
+        };
+        let conv = embeddings
+            .transpose(1, 2)?
+            .contiguous()?
+            .conv1d(&self.weight, (c.kernel_size - 1) / 2, 1, 1, c.groups)?
+            .broadcast_add(&self.bias.unsqueeze(1)?)?
+            .transpose(1, 2)?;
+        let conv = match &keep {
+            Some(k) => conv.broadcast_mul(k)?,
+            None => conv,
+        };
+        let out = self
+            .norm
+            .forward(&(layer_output + c.act.forward(&conv)?)?)?;
+        Ok(match &keep {
+            Some(k) => out.broadcast_mul(k)?,
+            None => out,
+        })
+    }
+}
+
 /// `pos_key_proj` / `pos_query_proj` of a layer without `share_att_key`.
 pub(super) struct RelProjections {
     pub pos_key: Option<Linear>,
@@ -359,6 +461,53 @@ mod tests {
         ];
         for (rel, want) in cases {
             assert_eq!(bucket(rel, 256, 512), want, "{rel}");
+        }
+    }
+
+    #[test]
+    fn convolution_settings_are_read_and_checked() {
+        let config = |extra: Value| {
+            let mut c = serde_json::json!({
+                "model_type": "deberta-v2",
+                "vocab_size": 128,
+                "hidden_size": 32,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "intermediate_size": 64,
+                "max_position_embeddings": 64,
+                "relative_attention": true,
+            });
+            if let (Some(c), Value::Object(extra)) = (c.as_object_mut(), extra) {
+                c.extend(extra);
+            }
+            spec(&c)
+        };
+        let conv = |s: EncoderSpec| s.deberta.unwrap().conv;
+        assert_eq!(conv(config(serde_json::json!({})).unwrap()), None);
+        assert_eq!(
+            conv(config(serde_json::json!({"conv_kernel_size": 3})).unwrap()),
+            Some(ConvSpec {
+                kernel_size: 3,
+                groups: 1,
+                act: Activation::Tanh
+            })
+        );
+        for (bad, field) in [
+            (
+                serde_json::json!({"conv_kernel_size": 4}),
+                "conv_kernel_size",
+            ),
+            (
+                serde_json::json!({"conv_kernel_size": 3, "conv_groups": 5}),
+                "conv_groups",
+            ),
+            (
+                serde_json::json!({"conv_kernel_size": 3, "conv_act": "mish"}),
+                "conv_act",
+            ),
+        ] {
+            let err = config(bad).unwrap_err().to_string();
+            assert!(err.contains(field), "{err}");
         }
     }
 }

@@ -475,6 +475,7 @@ enum Body {
         layers: Vec<EncoderLayer>,
         pooler: Option<Linear>,
         rel: Option<deberta::RelTable>,
+        conv: Option<deberta::ConvLayer>,
     },
     Modern(modernbert::ModernBertBody),
 }
@@ -509,6 +510,12 @@ impl EncoderModel {
                         .deberta
                         .as_ref()
                         .map(|d| deberta::RelTable::new(spec, d, vb))
+                        .transpose()?,
+                    conv: spec
+                        .deberta
+                        .as_ref()
+                        .and_then(|d| d.conv.as_ref())
+                        .map(|c| deberta::ConvLayer::new(spec, c, &vb.pp("encoder").pp("conv")))
                         .transpose()?,
                 }
             }
@@ -572,7 +579,7 @@ impl EncoderModel {
             )));
         }
         let mask = padding_mask(attention_mask, batch, seq)?;
-        let (embeddings, layers, pooler, rel) = match &self.body {
+        let (embeddings, layers, pooler, rel, conv) = match &self.body {
             Body::Modern(m) => {
                 let (last_hidden_state, hidden_states) =
                     m.forward(input_ids, mask.as_ref(), output_hidden_states)?;
@@ -587,13 +594,15 @@ impl EncoderModel {
                 layers,
                 pooler,
                 rel,
-            } => (embeddings, layers, pooler, rel),
+                conv,
+            } => (embeddings, layers, pooler, rel, conv),
         };
         let rel = rel
             .as_ref()
             .map(|r| r.context(seq, input_ids.device()))
             .transpose()?;
-        let mut xs = embeddings.forward(&self.spec, input_ids, token_type_ids)?;
+        let embedded = embeddings.forward(&self.spec, input_ids, token_type_ids)?;
+        let mut xs = embedded.clone();
         let mut hidden_states = Vec::new();
         let (n, groups) = (self.spec.num_hidden_layers, layers.len());
         for i in 0..n {
@@ -601,6 +610,9 @@ impl EncoderModel {
                 hidden_states.push(xs.clone());
             }
             xs = layers[i * groups / n].forward(&xs, mask.as_ref(), rel.as_ref())?;
+            if let (0, Some(conv)) = (i, conv) {
+                xs = conv.forward(&embedded, &xs, attention_mask)?;
+            }
         }
         if output_hidden_states {
             hidden_states.push(xs.clone());
