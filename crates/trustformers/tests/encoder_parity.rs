@@ -113,7 +113,9 @@ fn check(name: &str, task: EncoderTask) {
             continue;
         };
         assert_eq!(got.dims(), want.dims(), "{name} {key}");
-        let d = if per_token(key) && !mc {
+        // DeBERTa's embeddings are zero at padding in transformers, and so in ours.
+        let whole = name.starts_with("deberta") && key == "hidden_states.0";
+        let d = if per_token(key) && !mc && !whole {
             max_abs_diff(&unpadded(got, mask), &unpadded(want, mask))
         } else {
             max_abs_diff(got, want)

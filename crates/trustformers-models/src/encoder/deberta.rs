@@ -329,7 +329,8 @@ impl ConvLayer {
     }
 
     /// `LayerNorm(layer_output + act(conv(embeddings)))`, padding positions zeroed before
-    /// the activation and after the norm.
+    /// the activation and after the norm. `embeddings` must be zero at padding, as the
+    /// encoder gives them: the convolution reads each position's neighbours.
     ///
     /// # Shapes
     /// `embeddings`, `layer_output`: `[batch, seq, hidden]`; `attention_mask`: `[batch, seq]`.
@@ -343,12 +344,6 @@ impl ConvLayer {
         let keep = attention_mask
             .map(|m| m.to_dtype(embeddings.dtype())?.unsqueeze(2))
             .transpose()?;
-        // transformers' embeddings come out zeroed at padding, and the convolution reads
-        // each position's neighbours.
-        let embeddings = match &keep {
-            Some(k) => embeddings.broadcast_mul(k)?,
-            None => embeddings.clone(),
-        };
         let conv = embeddings
             .transpose(1, 2)?
             .contiguous()?

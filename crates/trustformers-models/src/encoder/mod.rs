@@ -601,7 +601,11 @@ impl EncoderModel {
             .as_ref()
             .map(|r| r.context(seq, input_ids.device()))
             .transpose()?;
-        let embedded = embeddings.forward(&self.spec, input_ids, token_type_ids)?;
+        let mut embedded = embeddings.forward(&self.spec, input_ids, token_type_ids)?;
+        if let (Some(_), Some(m)) = (&self.spec.deberta, attention_mask) {
+            // DebertaV2Embeddings zeroes padding positions (its convolution reads them).
+            embedded = embedded.broadcast_mul(&m.to_dtype(embedded.dtype())?.unsqueeze(2)?)?;
+        }
         let mut xs = embedded.clone();
         let mut hidden_states = Vec::new();
         let (n, groups) = (self.spec.num_hidden_layers, layers.len());
