@@ -162,13 +162,11 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
                 aggregation: Aggregation::from_name(&args.aggregation_strategy)?,
                 ..Default::default()
             };
-            let results = refs
+            let results = pipe
+                .run_batch(&refs, &params)?
                 .iter()
-                .map(|t| -> Result<Value> {
-                    let entities = pipe.run(t, &params)?;
-                    Ok(Value::Array(entities.iter().map(Entity::to_json).collect()))
-                })
-                .collect::<Result<Vec<_>>>()?;
+                .map(|entities| Value::Array(entities.iter().map(Entity::to_json).collect()))
+                .collect();
             shaped(results)
         }
         Task::ZeroShotClassification => {

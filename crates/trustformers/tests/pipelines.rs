@@ -208,6 +208,57 @@ fn token_classification_matches_transformers() {
     }
 }
 
+#[test]
+fn token_classification_batches_equal_single_texts() {
+    let pipe = TokenClassificationPipeline::from_pretrained(
+        fixture("bert_tokcls"),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let texts: Vec<String> = cases("token-classification")
+        .iter()
+        .map(|c| c["inputs"].as_str().unwrap().to_string())
+        .chain(
+            [
+                "a",
+                "the quick brown fox jumps over the lazy dog again and again",
+            ]
+            .map(String::from),
+        )
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    for aggregation in ["none", "simple", "first", "average", "max"] {
+        let params = TokenClassificationParams {
+            aggregation: Aggregation::from_name(aggregation).unwrap(),
+            ignore_labels: Vec::new(),
+            batch_size: 3,
+        };
+        let batched = pipe.run_batch(&refs, &params).unwrap();
+        assert_eq!(batched.len(), refs.len());
+        for (text, got) in refs.iter().zip(&batched) {
+            let alone = pipe.run(text, &params).unwrap();
+            assert!(!alone.is_empty(), "{text}: nothing to compare");
+            assert_eq!(got.len(), alone.len(), "{aggregation}: {text}");
+            for (g, a) in got.iter().zip(&alone) {
+                assert_eq!(
+                    (&g.label, &g.word, g.start, g.end, g.index),
+                    (&a.label, &a.word, a.start, a.end, a.index),
+                    "{aggregation}: {text}"
+                );
+                assert!((g.score - a.score).abs() < 1e-5, "{aggregation}: {text}");
+            }
+        }
+    }
+    let zero = TokenClassificationParams {
+        batch_size: 0,
+        ..Default::default()
+    };
+    assert!(pipe.run_batch(&refs, &zero).is_err());
+    assert!(pipe
+        .run_batch(&[], &TokenClassificationParams::default())
+        .is_err());
+}
+
 /// Against transformers 4.57's question-answering pipeline (removed in transformers 5).
 #[test]
 fn question_answering_matches_transformers_4() {

@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 use std::path::Path;
 use trustformers_core::{Error, Result};
 use trustformers_models::{EncoderForTask, EncoderTask};
-use trustformers_tokenizers::{AutoTokenizer, EncodeOptions, TextInput, Tokenizer, Truncation};
+use trustformers_tokenizers::{
+    AutoTokenizer, EncodeOptions, Encoding, Padding, TextInput, Tokenizer, Truncation,
+};
 
 /// How token predictions are merged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +80,8 @@ pub struct TokenClassificationParams {
     pub aggregation: Aggregation,
     /// Labels left out of the result.
     pub ignore_labels: Vec<String>,
+    /// Texts per forward pass in [`TokenClassificationPipeline::run_batch`].
+    pub batch_size: usize,
 }
 
 impl Default for TokenClassificationParams {
@@ -85,6 +89,7 @@ impl Default for TokenClassificationParams {
         Self {
             aggregation: Aggregation::None,
             ignore_labels: vec!["O".into()],
+            batch_size: 8,
         }
     }
 }
@@ -144,26 +149,56 @@ impl TokenClassificationPipeline {
 
     /// The entities of `text`.
     pub fn run(&self, text: &str, params: &TokenClassificationParams) -> Result<Vec<Entity>> {
+        self.run_batch(&[text], params)?
+            .pop()
+            .ok_or_else(|| Error::InvalidInput("no entities were computed".into()))
+    }
+
+    /// The entities of each text, in order: `params.batch_size` texts per forward pass,
+    /// padded to the longest of them.
+    pub fn run_batch(
+        &self,
+        texts: &[&str],
+        params: &TokenClassificationParams,
+    ) -> Result<Vec<Vec<Entity>>> {
+        if texts.is_empty() {
+            return Err(Error::InvalidInput("no texts to classify".into()));
+        }
+        if params.batch_size == 0 {
+            return Err(Error::InvalidInput("batch_size must be positive".into()));
+        }
         let opts = EncodeOptions {
             truncation: Some(Truncation::LongestFirst),
+            padding: Padding::Longest,
             ..Default::default()
         };
-        let batch = tokenize(
-            &self.tokenizer,
-            &[TextInput::Single(text)],
-            &opts,
-            self.model.model().device(),
-        )?;
-        let logits = batch
-            .run(&self.model)?
-            .logits
-            .ok_or_else(|| {
-                Error::InvalidInput("the model has no token-classification head".into())
-            })?
-            .to_dtype(DType::F32)?
-            .squeeze(0)?
-            .to_vec2::<f32>()?;
-        let enc = &batch.encodings[0];
+        let mut results = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(params.batch_size) {
+            let inputs: Vec<TextInput<'_>> = chunk.iter().map(|t| TextInput::Single(t)).collect();
+            let batch = tokenize(&self.tokenizer, &inputs, &opts, self.model.model().device())?;
+            let logits = batch
+                .run(&self.model)?
+                .logits
+                .ok_or_else(|| {
+                    Error::InvalidInput("the model has no token-classification head".into())
+                })?
+                .to_dtype(DType::F32)?
+                .to_vec3::<f32>()?;
+            for ((text, enc), rows) in chunk.iter().zip(&batch.encodings).zip(&logits) {
+                results.push(self.entities(text, enc, rows, params)?);
+            }
+        }
+        Ok(results)
+    }
+
+    /// One text's entities from its encoding and per-token logits (padding skipped).
+    fn entities(
+        &self,
+        text: &str,
+        enc: &Encoding,
+        logits: &[Vec<f32>],
+        params: &TokenClassificationParams,
+    ) -> Result<Vec<Entity>> {
         let chars: Vec<char> = text.chars().collect();
         let slice =
             |a: usize, b: usize| -> String { chars.get(a..b).unwrap_or_default().iter().collect() };
@@ -171,7 +206,9 @@ impl TokenClassificationPipeline {
         let unk = self.tokenizer.config().special.unk.clone();
         let mut pre = Vec::new();
         for (idx, row) in logits.iter().enumerate() {
-            if enc.special_tokens_mask()[idx] != 0 {
+            if enc.special_tokens_mask().get(idx) != Some(&0)
+                || enc.attention_mask().get(idx) == Some(&0)
+            {
                 continue;
             }
             let scores = softmax(row);
