@@ -200,17 +200,12 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
                 handle_impossible_answer: args.handle_impossible_answer,
                 ..Default::default()
             };
-            let results = refs
-                .iter()
-                .map(|q| {
-                    Ok(shaped(
-                        pipe.run(q, context, &params)?
-                            .into_iter()
-                            .map(|a| json!(a))
-                            .collect(),
-                    ))
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let pairs: Vec<(&str, &str)> = refs.iter().map(|&q| (q, context)).collect();
+            let results = pipe
+                .run_batch(&pairs, &params)?
+                .into_iter()
+                .map(|answers| shaped(answers.into_iter().map(|a| json!(a)).collect()))
+                .collect();
             shaped(results)
         }
     };

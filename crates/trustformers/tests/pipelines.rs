@@ -273,6 +273,7 @@ fn question_answering_matches_transformers_4() {
             max_seq_len: p["max_seq_len"].as_u64().map(|k| k as usize),
             doc_stride: p["doc_stride"].as_u64().map(|k| k as usize),
             handle_impossible_answer: p["handle_impossible_answer"].as_bool().unwrap_or(false),
+            ..Default::default()
         };
         let inputs = &case["inputs"];
         let got = pipe
@@ -298,6 +299,60 @@ fn question_answering_matches_transformers_4() {
     }
     assert!(pipe
         .run("", "context", &QuestionAnsweringParams::default())
+        .is_err());
+}
+
+#[test]
+fn question_answering_batches_equal_single_pairs() {
+    let pipe =
+        QuestionAnsweringPipeline::from_pretrained(fixture("bert_qa"), &LoadOptions::default())
+            .unwrap();
+    let long = vec!["the weather is nice and the sun is out"; 12].join(" ");
+    let owned: Vec<(String, String)> = cases("question-answering")
+        .iter()
+        .map(|c| {
+            let i = &c["inputs"];
+            (
+                i["question"].as_str().unwrap().to_string(),
+                i["context"].as_str().unwrap().to_string(),
+            )
+        })
+        .chain([("is the sun out".to_string(), long)])
+        .collect();
+    let pairs: Vec<(&str, &str)> = owned
+        .iter()
+        .map(|(q, c)| (q.as_str(), c.as_str()))
+        .collect();
+    // Small windows, so the long context spans several in the same batch as the others.
+    let params = QuestionAnsweringParams {
+        top_k: 3,
+        max_seq_len: Some(32),
+        doc_stride: Some(8),
+        handle_impossible_answer: true,
+        batch_size: 3,
+        ..Default::default()
+    };
+    let batched = pipe.run_batch(&pairs, &params).unwrap();
+    assert_eq!(batched.len(), pairs.len());
+    for (&(q, c), got) in pairs.iter().zip(&batched) {
+        let alone = pipe.run(q, c, &params).unwrap();
+        assert_eq!(got.len(), alone.len(), "{q}");
+        for (g, a) in got.iter().zip(&alone) {
+            assert_eq!(
+                (&g.answer, g.start, g.end),
+                (&a.answer, a.start, a.end),
+                "{q}"
+            );
+            assert!((g.score - a.score).abs() < 1e-5, "{q}");
+        }
+    }
+    let zero = QuestionAnsweringParams {
+        batch_size: 0,
+        ..Default::default()
+    };
+    assert!(pipe.run_batch(&pairs, &zero).is_err());
+    assert!(pipe
+        .run_batch(&[], &QuestionAnsweringParams::default())
         .is_err());
 }
 

@@ -41,6 +41,9 @@ pub struct QuestionAnsweringParams {
     pub doc_stride: Option<usize>,
     /// Also consider "no answer" (the CLS score), returned as an empty answer at 0..0.
     pub handle_impossible_answer: bool,
+    /// (question, context) pairs per forward pass in
+    /// [`QuestionAnsweringPipeline::run_batch`].
+    pub batch_size: usize,
 }
 
 impl Default for QuestionAnsweringParams {
@@ -51,6 +54,7 @@ impl Default for QuestionAnsweringParams {
             max_seq_len: None,
             doc_stride: None,
             handle_impossible_answer: false,
+            batch_size: 8,
         }
     }
 }
@@ -78,14 +82,71 @@ impl QuestionAnsweringPipeline {
         context: &str,
         params: &QuestionAnsweringParams,
     ) -> Result<Vec<Answer>> {
+        self.run_batch(&[(question, context)], params)?
+            .pop()
+            .ok_or_else(|| Error::InvalidInput("no answers were computed".into()))
+    }
+
+    /// The best answers for each (question, context) pair, in order: the windows of
+    /// `params.batch_size` pairs go through the model as one padded batch.
+    pub fn run_batch(
+        &self,
+        pairs: &[(&str, &str)],
+        params: &QuestionAnsweringParams,
+    ) -> Result<Vec<Vec<Answer>>> {
+        if pairs.is_empty() {
+            return Err(Error::InvalidInput("no questions to answer".into()));
+        }
+        if params.top_k == 0 || params.max_answer_len == 0 || params.batch_size == 0 {
+            return Err(Error::InvalidInput(
+                "top_k, max_answer_len and batch_size must be positive".into(),
+            ));
+        }
+        let mut results = Vec::with_capacity(pairs.len());
+        for chunk in pairs.chunks(params.batch_size) {
+            let (mut all, mut counts) = (Vec::new(), Vec::new());
+            for &(question, context) in chunk {
+                let windows = self.windows(question, context, params)?;
+                counts.push(windows.len());
+                all.extend(windows);
+            }
+            let batch = self.batch(&all)?;
+            let out = self
+                .model
+                .forward(&batch.0, Some(&batch.1), Some(&batch.2), false)?;
+            let (Some(starts), Some(ends)) = (out.start_logits, out.end_logits) else {
+                return Err(Error::InvalidInput(
+                    "the model has no question-answering head".into(),
+                ));
+            };
+            let starts = starts.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+            let ends = ends.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+            let mut first = 0;
+            for (&(_, context), count) in chunk.iter().zip(counts) {
+                let rows = first..first + count;
+                results.push(self.answers(
+                    context,
+                    &all[rows.clone()],
+                    &starts[rows.clone()],
+                    &ends[rows],
+                    params,
+                ));
+                first += count;
+            }
+        }
+        Ok(results)
+    }
+
+    /// The encoded windows of one pair: the question with overlapping slices of the context.
+    fn windows(
+        &self,
+        question: &str,
+        context: &str,
+        params: &QuestionAnsweringParams,
+    ) -> Result<Vec<Encoding>> {
         if question.trim().is_empty() || context.trim().is_empty() {
             return Err(Error::InvalidInput(
                 "question and context must not be empty".into(),
-            ));
-        }
-        if params.top_k == 0 || params.max_answer_len == 0 {
-            return Err(Error::InvalidInput(
-                "top_k and max_answer_len must be positive".into(),
             ));
         }
         let positions = self.model.model().spec().max_position_embeddings;
@@ -108,6 +169,18 @@ impl QuestionAnsweringPipeline {
             .encode(TextInput::Pair(question, context), &opts)?;
         let mut spans: Vec<Encoding> = vec![first.clone()];
         spans.extend(first.overflowing());
+        Ok(spans)
+    }
+
+    /// One pair's answers from its windows' start and end logits.
+    fn answers(
+        &self,
+        context: &str,
+        spans: &[Encoding],
+        starts: &[Vec<f32>],
+        ends: &[Vec<f32>],
+        params: &QuestionAnsweringParams,
+    ) -> Vec<Answer> {
         let cls = self
             .tokenizer
             .config()
@@ -115,18 +188,6 @@ impl QuestionAnsweringPipeline {
             .cls
             .as_deref()
             .and_then(|c| self.tokenizer.token_to_id(c));
-        // Run every window in one padded batch.
-        let batch = self.batch(&spans)?;
-        let out = self
-            .model
-            .forward(&batch.0, Some(&batch.1), Some(&batch.2), false)?;
-        let (Some(starts), Some(ends)) = (out.start_logits, out.end_logits) else {
-            return Err(Error::InvalidInput(
-                "the model has no question-answering head".into(),
-            ));
-        };
-        let starts = starts.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-        let ends = ends.to_dtype(DType::F32)?.to_vec2::<f32>()?;
         let chars: Vec<char> = context.chars().collect();
         let mut min_null = 1_000_000f32;
         let mut answers = Vec::new();
@@ -188,7 +249,7 @@ impl QuestionAnsweringPipeline {
         // Python's sorted(reverse=True) is stable: equal scores keep their order.
         answers.sort_by(|a, b| b.score.total_cmp(&a.score));
         answers.truncate(params.top_k);
-        Ok(answers)
+        answers
     }
 
     fn batch(&self, spans: &[Encoding]) -> Result<(Tensor, Tensor, Tensor)> {
