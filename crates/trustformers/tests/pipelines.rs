@@ -307,7 +307,7 @@ fn question_answering_batches_equal_single_pairs() {
     let pipe =
         QuestionAnsweringPipeline::from_pretrained(fixture("bert_qa"), &LoadOptions::default())
             .unwrap();
-    let long = vec!["the weather is nice and the sun is out"; 12].join(" ");
+    let long = ["the weather is nice and the sun is out"; 12].join(" ");
     let owned: Vec<(String, String)> = cases("question-answering")
         .iter()
         .map(|c| {
