@@ -94,24 +94,6 @@ ARCHS = {
             layer_norm_eps=1e-7,
         ),
     ),
-    # deberta-v2-xlarge's convolution after the first layer, grouped, with its own
-    # activation, on the DeBERTa-v2 layout above.
-    "deberta_v2_conv": (
-        "deberta-v2",
-        dict(
-            relative_attention=True,
-            pos_att_type="c2p|p2c",
-            share_att_key=False,
-            max_relative_positions=-1,
-            position_biased_input=True,
-            type_vocab_size=2,
-            embedding_size=16,
-            layer_norm_eps=1e-7,
-            conv_kernel_size=3,
-            conv_groups=2,
-            conv_act="gelu",
-        ),
-    ),
     "albert": (
         "albert",
         dict(
@@ -123,6 +105,13 @@ ARCHS = {
         ),
     ),
 }
+
+# deberta-v2-xlarge's convolution after the first layer, grouped, with its own activation, on
+# the DeBERTa-v2 layout above.
+ARCHS["deberta_v2_conv"] = (
+    "deberta-v2",
+    dict(ARCHS["deberta_v2"][1], conv_kernel_size=3, conv_groups=2, conv_act="gelu"),
+)
 
 # fixture name -> (architecture, transformers class)
 FIXTURES_LIST = {
