@@ -182,10 +182,11 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
             if let Some(t) = &args.hypothesis_template {
                 params.hypothesis_template = t.clone();
             }
-            let results = refs
-                .iter()
-                .map(|t| Ok(json!(pipe.run(t, &params)?)))
-                .collect::<Result<Vec<_>>>()?;
+            let results = pipe
+                .run_batch(&refs, &params)?
+                .into_iter()
+                .map(|r| json!(r))
+                .collect();
             shaped(results)
         }
         Task::QuestionAnswering => {

@@ -177,6 +177,45 @@ fn zero_shot_classification_matches_transformers() {
 }
 
 #[test]
+fn zero_shot_batches_equal_single_sequences() {
+    let pipe = ZeroShotClassificationPipeline::from_pretrained(
+        fixture("bert_nli"),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let sequences = [
+        "the weather is nice",
+        "a",
+        "the quick brown fox jumps over the lazy dog again and again",
+    ];
+    for multi_label in [false, true] {
+        let params = ZeroShotParams {
+            candidate_labels: vec!["sports".into(), "weather".into(), "animals".into()],
+            multi_label,
+            // Not a multiple of the three labels: batches cut across sequences.
+            batch_size: 2,
+            ..Default::default()
+        };
+        let batched = pipe.run_batch(&sequences, &params).unwrap();
+        assert_eq!(batched.len(), sequences.len());
+        for (sequence, got) in sequences.iter().zip(&batched) {
+            let alone = pipe.run(sequence, &params).unwrap();
+            assert_eq!(got.sequence, alone.sequence);
+            assert_eq!(got.labels, alone.labels, "{sequence}");
+            for (a, b) in got.scores.iter().zip(&alone.scores) {
+                assert!((a - b).abs() < 1e-5, "{sequence}: {a} vs {b}");
+            }
+        }
+        let zero = ZeroShotParams {
+            batch_size: 0,
+            ..params.clone()
+        };
+        assert!(pipe.run_batch(&sequences, &zero).is_err());
+        assert!(pipe.run_batch(&[], &params).is_err());
+    }
+}
+
+#[test]
 fn token_classification_matches_transformers() {
     let pipe = TokenClassificationPipeline::from_pretrained(
         fixture("bert_tokcls"),

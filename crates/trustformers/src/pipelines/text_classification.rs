@@ -191,6 +191,8 @@ pub struct ZeroShotParams {
     /// Score each label independently (entailment vs contradiction) instead of a softmax
     /// over the labels.
     pub multi_label: bool,
+    /// (sequence, hypothesis) pairs per forward pass.
+    pub batch_size: usize,
 }
 
 impl Default for ZeroShotParams {
@@ -199,6 +201,7 @@ impl Default for ZeroShotParams {
             candidate_labels: Vec::new(),
             hypothesis_template: "This example is {}.".into(),
             multi_label: false,
+            batch_size: 8,
         }
     }
 }
@@ -247,11 +250,29 @@ impl ZeroShotClassificationPipeline {
 
     /// Scores `params.candidate_labels` for `sequence`.
     pub fn run(&self, sequence: &str, params: &ZeroShotParams) -> Result<ZeroShotResult> {
+        self.run_batch(&[sequence], params)?
+            .pop()
+            .ok_or_else(|| Error::InvalidInput("no scores were computed".into()))
+    }
+
+    /// Scores `params.candidate_labels` for each sequence, in order: the (sequence,
+    /// hypothesis) pairs of all sequences go through the model `params.batch_size` at a time.
+    pub fn run_batch(
+        &self,
+        sequences: &[&str],
+        params: &ZeroShotParams,
+    ) -> Result<Vec<ZeroShotResult>> {
         let labels = &params.candidate_labels;
         if labels.is_empty() {
             return Err(Error::InvalidInput(
                 "zero-shot classification needs at least one candidate label".into(),
             ));
+        }
+        if sequences.is_empty() {
+            return Err(Error::InvalidInput("no sequences to classify".into()));
+        }
+        if params.batch_size == 0 {
+            return Err(Error::InvalidInput("batch_size must be positive".into()));
         }
         if !params.hypothesis_template.contains("{}") {
             return Err(Error::InvalidInput(format!(
@@ -263,13 +284,34 @@ impl ZeroShotClassificationPipeline {
             .iter()
             .map(|l| params.hypothesis_template.replacen("{}", l, 1))
             .collect();
-        let inputs: Vec<TextInput<'_>> = hypotheses
+        let inputs: Vec<TextInput<'_>> = sequences
             .iter()
-            .map(|h| TextInput::Pair(sequence, h))
+            .flat_map(|&s| hypotheses.iter().map(move |h| TextInput::Pair(s, h)))
             .collect();
         // transformers truncates the premise only.
         let truncation = Some(Truncation::OnlyFirst);
-        let logits = classify_logits(&self.tokenizer, &self.model, &inputs, truncation, 8)?;
+        let logits = classify_logits(
+            &self.tokenizer,
+            &self.model,
+            &inputs,
+            truncation,
+            params.batch_size,
+        )?;
+        Ok(sequences
+            .iter()
+            .zip(logits.chunks(labels.len()))
+            .map(|(sequence, logits)| self.ranked(sequence, logits, params))
+            .collect())
+    }
+
+    /// One sequence's labels, best first, from its hypotheses' logits.
+    fn ranked(
+        &self,
+        sequence: &str,
+        logits: &[Vec<f32>],
+        params: &ZeroShotParams,
+    ) -> ZeroShotResult {
+        let labels = &params.candidate_labels;
         let scores: Vec<f32> = if params.multi_label || labels.len() == 1 {
             logits
                 .iter()
@@ -286,10 +328,10 @@ impl ZeroShotClassificationPipeline {
         // numpy's argsort reversed: best first, equal scores latest label first.
         let mut order: Vec<usize> = (0..labels.len()).collect();
         order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(b.cmp(&a)));
-        Ok(ZeroShotResult {
+        ZeroShotResult {
             sequence: sequence.to_string(),
             labels: order.iter().map(|&i| labels[i].clone()).collect(),
             scores: order.iter().map(|&i| scores[i]).collect(),
-        })
+        }
     }
 }
