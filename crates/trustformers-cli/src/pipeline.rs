@@ -66,6 +66,10 @@ pub struct PipelineArgs {
     /// Truncate inputs longer than the model's maximum length.
     #[arg(long)]
     truncation: bool,
+    /// Inputs per forward pass, padded together (question-answering: question/context pairs;
+    /// zero-shot-classification: sequence/label pairs).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    batch_size: u32,
     /// The inputs; one per line from stdin when none are given.
     inputs: Vec<String>,
 }
@@ -107,12 +111,13 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
             Some(k) => Ok(Some(k.parse().with_context(|| format!("--top-k {k}"))?)),
         }
     };
+    let batch_size = args.batch_size as usize;
     let out = match args.task {
         Task::FeatureExtraction => {
             let pipe = FeatureExtractionPipeline::from_pretrained(&path, &opts)?;
             let params = FeatureExtractionParams {
                 truncation: args.truncation,
-                ..Default::default()
+                batch_size,
             };
             let rows = pipe.run(&refs, &params)?;
             shaped(rows.into_iter().map(|r| json!([r])).collect())
@@ -122,6 +127,8 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
             let params = FillMaskParams {
                 top_k: top_k(Some(5))?.unwrap_or(usize::MAX),
                 targets: args.targets.clone(),
+                truncation: args.truncation,
+                batch_size,
             };
             shaped(
                 pipe.run(&refs, &params)?
@@ -140,7 +147,7 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
                     .map(ClassificationFunction::from_name)
                     .transpose()?,
                 truncation: args.truncation,
-                ..Default::default()
+                batch_size,
             };
             let batch: Vec<TextInput<'_>> = refs
                 .iter()
@@ -160,6 +167,7 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
             let pipe = TokenClassificationPipeline::from_pretrained(&path, &opts)?;
             let params = TokenClassificationParams {
                 aggregation: Aggregation::from_name(&args.aggregation_strategy)?,
+                batch_size,
                 ..Default::default()
             };
             let results = pipe
@@ -177,6 +185,7 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
                     .clone()
                     .context("zero-shot-classification needs --candidate-labels")?,
                 multi_label: args.multi_label,
+                batch_size,
                 ..Default::default()
             };
             if let Some(t) = &args.hypothesis_template {
@@ -199,6 +208,7 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
                 top_k: top_k(Some(1))?.unwrap_or(1),
                 max_answer_len: args.max_answer_len,
                 handle_impossible_answer: args.handle_impossible_answer,
+                batch_size,
                 ..Default::default()
             };
             let pairs: Vec<(&str, &str)> = refs.iter().map(|&q| (q, context)).collect();

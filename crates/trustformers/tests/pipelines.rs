@@ -57,6 +57,7 @@ fn fill_mask_matches_transformers() {
             targets: case["params"]["targets"]
                 .as_array()
                 .map(|t| t.iter().map(|v| v.as_str().unwrap().to_string()).collect()),
+            ..Default::default()
         };
         let got = pipe.run(&refs, &params).unwrap();
         let want = per_input(&case["output"], case["inputs"].is_string());
@@ -78,6 +79,63 @@ fn fill_mask_matches_transformers() {
         assert!(err.to_string().contains("mask"), "{err}");
     }
     assert!(pipe.run(&[], &FillMaskParams::default()).is_err());
+}
+
+/// Inputs of different lengths padded together give what each gives alone.
+#[test]
+fn fill_mask_batches_equal_single_texts() {
+    let pipe =
+        FillMaskPipeline::from_pretrained(fixture("bert_mlm"), &LoadOptions::default()).unwrap();
+    let texts: Vec<String> = cases("fill-mask")
+        .iter()
+        .flat_map(|c| texts(&c["inputs"]))
+        .chain(
+            [
+                "[MASK]",
+                "the weather is sunny and the [MASK] is warm in the south",
+            ]
+            .map(String::from),
+        )
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    for targets in [None, Some(vec!["the".to_string(), "sunny".to_string()])] {
+        let params = FillMaskParams {
+            top_k: 4,
+            targets,
+            batch_size: 2,
+            ..Default::default()
+        };
+        let batched = pipe.run(&refs, &params).unwrap();
+        assert_eq!(batched.len(), refs.len());
+        for (text, got) in refs.iter().zip(&batched) {
+            let alone = pipe.run(&[text], &params).unwrap().remove(0);
+            assert!(!alone.is_empty(), "{text}: nothing to compare");
+            assert_eq!(got.len(), alone.len(), "{text}");
+            for (g, a) in got.iter().zip(&alone) {
+                assert_eq!((g.token, &g.sequence), (a.token, &a.sequence), "{text}");
+                assert!((g.score - a.score).abs() < 1e-5, "{text}");
+            }
+        }
+    }
+    // The error names the input, counted over all batches.
+    let err = pipe
+        .run(
+            &["[MASK] one", "[MASK] two", "no mask"],
+            &FillMaskParams {
+                batch_size: 2,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("input 2 holds 0 mask tokens"),
+        "{err}"
+    );
+    let zero = FillMaskParams {
+        batch_size: 0,
+        ..Default::default()
+    };
+    assert!(pipe.run(&refs, &zero).is_err());
 }
 
 #[test]
@@ -437,4 +495,60 @@ fn long_inputs_error_unless_truncated() {
     // The short input keeps its own length, padding removed: [CLS] john [SEP].
     assert_eq!(out[1].len(), 3);
     assert!(features.run(&[], &params).is_err());
+    let zero = FeatureExtractionParams {
+        batch_size: 0,
+        ..Default::default()
+    };
+    assert!(features.run(&["john"], &zero).is_err());
+    let zero = TextClassificationParams {
+        batch_size: 0,
+        ..Default::default()
+    };
+    assert!(pipe.run(&[TextInput::Single("john")], &zero).is_err());
+
+    // fill-mask: a long input is an error unless truncated; a mask cut off is an error.
+    let fill =
+        FillMaskPipeline::from_pretrained(fixture("bert_mlm"), &LoadOptions::default()).unwrap();
+    let early = format!("the [MASK] {long}");
+    let late = format!("{long} the [MASK]");
+    let err = fill.run(&[&early], &FillMaskParams::default()).unwrap_err();
+    assert!(err.to_string().contains("max_position_embeddings"), "{err}");
+    let truncated = FillMaskParams {
+        truncation: true,
+        ..Default::default()
+    };
+    let out = fill.run(&[&early, "the [MASK]"], &truncated).unwrap();
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].len(), 5);
+    let err = fill.run(&[&late], &truncated).unwrap_err();
+    assert!(err.to_string().contains("0 mask tokens"), "{err}");
+}
+
+/// RoBERTa's positions start after its padding index: 64 position embeddings hold 62
+/// tokens, and that is where truncation cuts when the tokenizer sets no limit.
+#[test]
+fn truncation_stops_at_the_usable_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture("roberta_mlm").join(f), dir.path().join(f)).unwrap();
+    }
+    // bert_base's vocabulary (128 tokens, as RoBERTa's fixture), without model_max_length.
+    for f in ["tokenizer.json", "vocab.txt"] {
+        std::fs::copy(fixture("bert_base").join(f), dir.path().join(f)).unwrap();
+    }
+    let mut config: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("bert_base").join("tokenizer_config.json")).unwrap(),
+    )
+    .unwrap();
+    config.as_object_mut().unwrap().remove("model_max_length");
+    std::fs::write(dir.path().join("tokenizer_config.json"), config.to_string()).unwrap();
+    let features =
+        FeatureExtractionPipeline::from_pretrained(dir.path(), &LoadOptions::default()).unwrap();
+    let long = vec!["the weather"; 80].join(" ");
+    let params = FeatureExtractionParams {
+        truncation: true,
+        ..Default::default()
+    };
+    let out = features.run(&[&long], &params).unwrap();
+    assert_eq!(out[0].len(), 62);
 }

@@ -1,11 +1,11 @@
 //! transformers' `feature-extraction` pipeline: the last hidden state of every token.
 
-use super::tokenize;
+use super::{max_input_tokens, tokenize};
 use crate::auto::LoadOptions;
 use crate::encoders::load_encoder;
 use candle_core::DType;
 use std::path::Path;
-use trustformers_core::Result;
+use trustformers_core::{Error, Result};
 use trustformers_models::{EncoderForTask, EncoderTask};
 use trustformers_tokenizers::{
     AutoTokenizer, EncodeOptions, Padding, TextInput, Tokenizer, Truncation,
@@ -51,16 +51,24 @@ impl FeatureExtractionPipeline {
         texts: &[&str],
         params: &FeatureExtractionParams,
     ) -> Result<Vec<Vec<Vec<f32>>>> {
+        if texts.is_empty() {
+            return Err(Error::InvalidInput(
+                "no texts to extract features from".into(),
+            ));
+        }
+        if params.batch_size == 0 {
+            return Err(Error::InvalidInput("batch_size must be positive".into()));
+        }
         let opts = EncodeOptions {
             padding: Padding::Longest,
             truncation: params.truncation.then_some(Truncation::LongestFirst),
             max_length: params
                 .truncation
-                .then(|| self.model.model().spec().max_position_embeddings),
+                .then(|| max_input_tokens(&self.tokenizer, &self.model)),
             ..Default::default()
         };
         let mut out = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(params.batch_size.max(1)) {
+        for chunk in texts.chunks(params.batch_size) {
             let inputs: Vec<TextInput<'_>> = chunk.iter().map(|t| TextInput::Single(t)).collect();
             let batch = tokenize(&self.tokenizer, &inputs, &opts, self.model.model().device())?;
             let hidden = batch
@@ -77,11 +85,6 @@ impl FeatureExtractionPipeline {
                         .collect(),
                 );
             }
-        }
-        if out.is_empty() {
-            return Err(trustformers_core::Error::InvalidInput(
-                "no texts to extract features from".into(),
-            ));
         }
         Ok(out)
     }

@@ -1,7 +1,7 @@
 //! transformers' `fill-mask` pipeline: the most likely tokens for the one mask token of each
 //! input.
 
-use super::tokenize;
+use super::{max_input_tokens, tokenize};
 use crate::auto::LoadOptions;
 use crate::encoders::load_encoder;
 use candle_core::DType;
@@ -9,7 +9,9 @@ use serde::Serialize;
 use std::path::Path;
 use trustformers_core::{Error, Result};
 use trustformers_models::{EncoderForTask, EncoderTask};
-use trustformers_tokenizers::{AutoTokenizer, EncodeOptions, Padding, TextInput, Tokenizer};
+use trustformers_tokenizers::{
+    AutoTokenizer, EncodeOptions, Encoding, Padding, TextInput, Tokenizer, Truncation,
+};
 
 /// One candidate for the mask.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -29,6 +31,11 @@ pub struct FillMaskParams {
     /// Restrict the candidates to these tokens (a word not in the vocabulary stands for its
     /// first token, as transformers does).
     pub targets: Option<Vec<String>>,
+    /// Truncate inputs to the model's maximum length; otherwise a longer input is an error.
+    /// A mask cut off by truncation is an error too.
+    pub truncation: bool,
+    /// Inputs per forward pass, padded to the longest.
+    pub batch_size: usize,
 }
 
 impl Default for FillMaskParams {
@@ -36,6 +43,8 @@ impl Default for FillMaskParams {
         Self {
             top_k: 5,
             targets: None,
+            truncation: false,
+            batch_size: 8,
         }
     }
 }
@@ -92,7 +101,8 @@ impl FillMaskPipeline {
         Ok(ids)
     }
 
-    /// The candidates for each input, best first.
+    /// The candidates for each input, best first: `params.batch_size` inputs per forward
+    /// pass.
     pub fn run(
         &self,
         texts: &[&str],
@@ -101,66 +111,107 @@ impl FillMaskPipeline {
         if texts.is_empty() {
             return Err(Error::InvalidInput("no texts to fill".into()));
         }
+        if params.batch_size == 0 {
+            return Err(Error::InvalidInput("batch_size must be positive".into()));
+        }
         let targets = params
             .targets
             .as_deref()
             .map(|t| self.target_ids(t))
             .transpose()?;
-        let inputs: Vec<TextInput<'_>> = texts.iter().map(|t| TextInput::Single(t)).collect();
         let opts = EncodeOptions {
             padding: Padding::Longest,
+            truncation: params.truncation.then_some(Truncation::LongestFirst),
+            max_length: params
+                .truncation
+                .then(|| max_input_tokens(&self.tokenizer, &self.model)),
             ..Default::default()
         };
-        let batch = tokenize(&self.tokenizer, &inputs, &opts, self.model.model().device())?;
-        let logits = batch
-            .run(&self.model)?
-            .logits
-            .ok_or_else(|| Error::InvalidInput("the model has no masked-LM head".into()))?
-            .to_dtype(DType::F32)?;
-        let pad = self.tokenizer.pad_token_id();
         let mut out = Vec::with_capacity(texts.len());
-        for (row, enc) in batch.encodings.iter().enumerate() {
-            let ids = enc.input_ids();
-            let masks: Vec<usize> = (0..ids.len()).filter(|&i| ids[i] == self.mask_id).collect();
-            let &[at] = masks.as_slice() else {
-                return Err(Error::InvalidInput(format!(
-                    "input {row} holds {} mask tokens ({}); fill-mask needs exactly one",
-                    masks.len(),
-                    self.mask_token().unwrap_or("?")
-                )));
-            };
-            let probs =
-                candle_nn::ops::softmax_last_dim(&logits.get(row)?.get(at)?)?.to_vec1::<f32>()?;
-            let candidates: Vec<u32> = match &targets {
-                Some(t) => t.clone(),
-                None => (0..probs.len() as u32).collect(),
-            };
-            let mut ranked: Vec<(u32, f32)> = candidates
+        for (chunk, first) in texts
+            .chunks(params.batch_size)
+            .zip((0..).step_by(params.batch_size))
+        {
+            let inputs: Vec<TextInput<'_>> = chunk.iter().map(|t| TextInput::Single(t)).collect();
+            let batch = tokenize(&self.tokenizer, &inputs, &opts, self.model.model().device())?;
+            // Every input has its one mask before the model runs.
+            let masks = batch
+                .encodings
                 .iter()
-                .filter_map(|&id| probs.get(id as usize).map(|&p| (id, p)))
-                .collect();
-            // torch.topk: largest first; equal scores keep the lower index first.
-            ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            ranked.truncate(params.top_k);
-            let predictions = ranked
-                .into_iter()
-                .map(|(id, score)| -> Result<FillMaskPrediction> {
-                    let filled: Vec<u32> = ids
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &t)| if i == at { id } else { t })
-                        .filter(|&t| Some(t) != pad)
-                        .collect();
-                    Ok(FillMaskPrediction {
-                        score,
-                        token: id,
-                        token_str: self.tokenizer.decode(&[id], false)?,
-                        sequence: self.tokenizer.decode(&filled, true)?,
-                    })
+                .enumerate()
+                .map(|(row, enc)| {
+                    let ids = enc.input_ids();
+                    let at: Vec<usize> =
+                        (0..ids.len()).filter(|&i| ids[i] == self.mask_id).collect();
+                    match at.as_slice() {
+                        &[at] => Ok(at),
+                        _ => Err(Error::InvalidInput(format!(
+                            "input {} holds {} mask tokens ({}); fill-mask needs exactly one",
+                            first + row,
+                            at.len(),
+                            self.mask_token().unwrap_or("?")
+                        ))),
+                    }
                 })
-                .collect::<Result<Vec<_>>>()?;
-            out.push(predictions);
+                .collect::<Result<Vec<usize>>>()?;
+            let logits = batch
+                .run(&self.model)?
+                .logits
+                .ok_or_else(|| Error::InvalidInput("the model has no masked-LM head".into()))?
+                .to_dtype(DType::F32)?;
+            for (row, (enc, at)) in batch.encodings.iter().zip(masks).enumerate() {
+                out.push(self.predictions(
+                    enc,
+                    at,
+                    &logits.get(row)?.get(at)?,
+                    targets.as_deref(),
+                    params.top_k,
+                )?);
+            }
         }
         Ok(out)
+    }
+
+    /// The `top_k` candidates for the mask at `at` of `enc`, from its logits.
+    fn predictions(
+        &self,
+        enc: &Encoding,
+        at: usize,
+        logits: &candle_core::Tensor,
+        targets: Option<&[u32]>,
+        top_k: usize,
+    ) -> Result<Vec<FillMaskPrediction>> {
+        let probs = candle_nn::ops::softmax_last_dim(logits)?.to_vec1::<f32>()?;
+        let candidates: Vec<u32> = match targets {
+            Some(t) => t.to_vec(),
+            None => (0..probs.len() as u32).collect(),
+        };
+        let mut ranked: Vec<(u32, f32)> = candidates
+            .iter()
+            .filter_map(|&id| probs.get(id as usize).map(|&p| (id, p)))
+            .collect();
+        // torch.topk: largest first; equal scores keep the lower index first.
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked.truncate(top_k);
+        ranked
+            .into_iter()
+            .map(|(id, score)| -> Result<FillMaskPrediction> {
+                // The input with the mask filled, its padding dropped.
+                let filled: Vec<u32> = enc
+                    .input_ids()
+                    .iter()
+                    .zip(enc.attention_mask())
+                    .enumerate()
+                    .filter(|(_, (_, &m))| m != 0)
+                    .map(|(i, (&t, _))| if i == at { id } else { t })
+                    .collect();
+                Ok(FillMaskPrediction {
+                    score,
+                    token: id,
+                    token_str: self.tokenizer.decode(&[id], false)?,
+                    sequence: self.tokenizer.decode(&filled, true)?,
+                })
+            })
+            .collect()
     }
 }

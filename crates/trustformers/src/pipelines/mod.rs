@@ -33,6 +33,20 @@ pub(crate) fn softmax(xs: &[f32]) -> Vec<f32> {
     exp.into_iter().map(|e| e / sum).collect()
 }
 
+/// The longest input `model` takes, in tokens, which truncation cuts to: the tokenizer's
+/// `model_max_length` (as in transformers), capped by the position embeddings (RoBERTa's
+/// positions start after its padding index, so 514 of them hold 512 tokens).
+pub(crate) fn max_input_tokens(tokenizer: &Tokenizer, model: &EncoderForTask) -> usize {
+    let spec = model.model().spec();
+    let positions = spec
+        .max_position_embeddings
+        .saturating_sub(spec.position_padding_idx.map_or(0, |p| p as usize + 1));
+    tokenizer
+        .config()
+        .model_max_length
+        .map_or(positions, |m| m.min(positions))
+}
+
 /// A padded batch as model inputs.
 pub(crate) struct Batch {
     /// `[batch, seq]` u32.

@@ -1,7 +1,7 @@
 //! transformers' `text-classification` pipeline (texts or text pairs -> labels with scores)
 //! and `zero-shot-classification` (an NLI model scoring "This example is {label}.").
 
-use super::{softmax, tokenize};
+use super::{max_input_tokens, softmax, tokenize};
 use crate::auto::LoadOptions;
 use crate::encoders::{load_encoder, EncoderConfig};
 use candle_core::DType;
@@ -165,13 +165,17 @@ pub(crate) fn classify_logits(
     if inputs.is_empty() {
         return Err(Error::InvalidInput("no texts to classify".into()));
     }
+    if batch_size == 0 {
+        return Err(Error::InvalidInput("batch_size must be positive".into()));
+    }
     let opts = EncodeOptions {
         padding: Padding::Longest,
         truncation,
+        max_length: truncation.map(|_| max_input_tokens(tokenizer, model)),
         ..Default::default()
     };
     let mut out = Vec::with_capacity(inputs.len());
-    for chunk in inputs.chunks(batch_size.max(1)) {
+    for chunk in inputs.chunks(batch_size) {
         let batch = tokenize(tokenizer, chunk, &opts, model.model().device())?;
         let logits = batch
             .run(model)?
