@@ -5,7 +5,7 @@
 //! answers (from overlapping windows) add up, and the best answers win, as character offsets
 //! into the context.
 
-use super::softmax;
+use super::{max_input_tokens, softmax};
 use crate::auto::LoadOptions;
 use crate::encoders::load_encoder;
 use candle_core::{DType, Tensor};
@@ -149,14 +149,9 @@ impl QuestionAnsweringPipeline {
                 "question and context must not be empty".into(),
             ));
         }
-        let positions = self.model.model().spec().max_position_embeddings;
-        let max_seq_len = params.max_seq_len.unwrap_or_else(|| {
-            self.tokenizer
-                .config()
-                .model_max_length
-                .unwrap_or(positions)
-                .min(384)
-        });
+        let max_seq_len = params
+            .max_seq_len
+            .unwrap_or_else(|| max_input_tokens(&self.tokenizer, &self.model).min(384));
         let doc_stride = params.doc_stride.unwrap_or((max_seq_len / 2).min(128));
         let opts = EncodeOptions {
             truncation: Some(Truncation::OnlySecond),

@@ -4,7 +4,7 @@
 //! `1_Pooling/config.json` (legacy `pooling_mode_*_tokens` flags or `pooling_mode`).
 //! A plain transformers checkpoint gets mean pooling, as sentence-transformers gives it.
 
-use super::tokenize;
+use super::{max_input_tokens, tokenize};
 use crate::auto::LoadOptions;
 use crate::encoders::load_encoder;
 use candle_core::{DType, Tensor, D};
@@ -328,16 +328,8 @@ impl SentenceTransformer {
 
     /// The longest input, in tokens; longer ones are truncated.
     pub fn max_seq_length(&self) -> usize {
-        let positions = self.model.model().spec().max_position_embeddings;
-        let model_max = self
-            .tokenizer
-            .config()
-            .model_max_length
-            .unwrap_or(positions);
-        self.max_seq_length
-            .unwrap_or(model_max)
-            .min(model_max)
-            .min(positions)
+        let model_max = max_input_tokens(&self.tokenizer, &self.model);
+        self.max_seq_length.map_or(model_max, |m| m.min(model_max))
     }
 
     /// One embedding per text (sentence-transformers' `encode`).
