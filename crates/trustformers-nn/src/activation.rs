@@ -55,8 +55,10 @@ impl Activation {
         if let (Some(kind), true, true) = (self.fused(), f32_cpu(gate), gate.dims() == up.dims()) {
             if f32_cpu(up) {
                 let mut g: Vec<f32> = gate.flatten_all()?.to_vec1()?;
-                let u: Vec<f32> = up.flatten_all()?.to_vec1()?;
-                fused::gated(kind, &mut g, &u);
+                crate::kernels::with_f32(up, |u| {
+                    fused::gated(kind, &mut g, u);
+                    Ok(())
+                })?;
                 return Ok(Tensor::from_vec(g, gate.dims(), gate.device())?);
             }
         }

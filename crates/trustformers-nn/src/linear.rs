@@ -106,8 +106,7 @@ impl Linear {
             LinearWeight::Own(m) => {
                 let (out_dim, in_dim) = m.dims();
                 let (in_dims, _) = xs.dims().split_at(xs.rank().saturating_sub(1));
-                let x: Vec<f32> = xs.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-                if x.len() % in_dim.max(1) != 0 || xs.dims().last() != Some(&in_dim) {
+                if xs.dims().last() != Some(&in_dim) {
                     return Err(trustformers_core::Error::ShapeMismatch {
                         name: "linear input".into(),
                         expected: vec![in_dim],
@@ -116,7 +115,8 @@ impl Linear {
                 }
                 let mut out_dims = in_dims.to_vec();
                 out_dims.push(out_dim);
-                Tensor::from_vec(m.matmul(&x)?, out_dims, xs.device())?.to_dtype(xs.dtype())?
+                let ys = kernels::with_f32(xs, |x| m.matmul(x))?;
+                Tensor::from_vec(ys, out_dims, xs.device())?.to_dtype(xs.dtype())?
             }
         };
         match &self.bias {
@@ -142,8 +142,7 @@ impl Linear {
         let Some(own) = own.filter(|_| layers.len() > 1 && rows_of(xs) == 1) else {
             return layers.iter().map(|l| l.forward(xs)).collect();
         };
-        let x: Vec<f32> = xs.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        let outs = kernels::matvec_many(&own, &x)?;
+        let outs = kernels::with_f32(xs, |x| kernels::matvec_many(&own, x))?;
         outs.into_iter()
             .zip(layers)
             .map(|(y, layer)| {
@@ -179,14 +178,13 @@ fn gemm_forward(w: &dyn Panels, xs: &Tensor, bias: Option<&Tensor>) -> Result<Te
         });
     }
     let rows = rows_of(xs);
-    let x: Vec<f32> = xs.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    let bias: Option<Vec<f32>> = bias
-        .map(|b| b.to_dtype(DType::F32)?.flatten_all()?.to_vec1())
-        .transpose()?;
     let mut out_dims = xs.dims().to_vec();
     if let Some(last) = out_dims.last_mut() {
         *last = out_dim;
     }
-    let ys = gemm::gemm(&x, rows, w, bias.as_deref())?;
+    let ys = kernels::with_f32(xs, |x| match bias {
+        Some(b) => kernels::with_f32(b, |b| gemm::gemm(x, rows, w, Some(b))),
+        None => gemm::gemm(x, rows, w, None),
+    })?;
     Ok(Tensor::from_vec(ys, out_dims, &Device::Cpu)?.to_dtype(xs.dtype())?)
 }

@@ -117,8 +117,7 @@ impl LayerNorm {
     pub fn forward_residual(&self, xs: &Tensor, residual: &Tensor) -> Result<Tensor> {
         let _timing = profile::scope(Part::Norm);
         if self.fuses(xs) && residual.dims() == xs.dims() && residual.dtype() == DType::F32 {
-            let r: Vec<f32> = residual.flatten_all()?.to_vec1()?;
-            return self.fused(xs, Some(&r));
+            return crate::kernels::with_f32(residual, |r| self.fused(xs, Some(r)));
         }
         self.forward(&(xs + residual)?)
     }
@@ -133,9 +132,17 @@ impl LayerNorm {
 
     fn fused(&self, xs: &Tensor, residual: Option<&[f32]>) -> Result<Tensor> {
         let mut x: Vec<f32> = xs.flatten_all()?.to_vec1()?;
-        let w: Vec<f32> = self.weight.to_vec1()?;
-        let b: Option<Vec<f32>> = self.bias.as_ref().map(|b| b.to_vec1()).transpose()?;
-        crate::kernels::fused::layer_norm(&mut x, residual, &w, b.as_deref(), self.eps as f32);
+        let eps = self.eps as f32;
+        crate::kernels::with_f32(&self.weight, |w| match &self.bias {
+            Some(b) => crate::kernels::with_f32(b, |b| {
+                crate::kernels::fused::layer_norm(&mut x, residual, w, Some(b), eps);
+                Ok(())
+            }),
+            None => {
+                crate::kernels::fused::layer_norm(&mut x, residual, w, None, eps);
+                Ok(())
+            }
+        })?;
         Ok(Tensor::from_vec(x, xs.dims(), xs.device())?)
     }
 

@@ -22,7 +22,7 @@ use candle_core::{DType, Device, Tensor, D};
 use trustformers_core::config::Fields;
 use trustformers_core::{Error, Result, Weights};
 use trustformers_nn::attention::sdpa;
-use trustformers_nn::kernels::fused;
+use trustformers_nn::kernels::{fused, with_f32};
 use trustformers_nn::{Activation, Embedding, LayerNorm, Linear};
 
 /// Checkpoint buffers transformers itself ignores, and tied output projections that some
@@ -408,11 +408,11 @@ impl EncoderLayer {
     /// put them, in one fused kernel.
     fn forward_cpu(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, s, _) = xs.dims3()?;
-        let values = |t: Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1()?) };
-        let q = values(self.query.forward(xs)?)?;
-        let k = values(self.key.forward(xs)?)?;
-        let v = values(self.value.forward(xs)?)?;
-        let mask = mask.map(|m| values(m.clone())).transpose()?;
+        let (q, k, v) = (
+            self.query.forward(xs)?,
+            self.key.forward(xs)?,
+            self.value.forward(xs)?,
+        );
         let shape = fused::AttentionShape {
             batch: b,
             seq: s,
@@ -420,7 +420,14 @@ impl EncoderLayer {
             head_dim: self.head_dim,
             scale: (1.0 / (self.head_dim as f64).sqrt()) as f32,
         };
-        let ctx = fused::attention(&q, &k, &v, mask.as_deref(), shape);
+        let ctx = with_f32(&q, |q| {
+            with_f32(&k, |k| {
+                with_f32(&v, |v| match mask {
+                    Some(m) => with_f32(m, |m| Ok(fused::attention(q, k, v, Some(m), shape))),
+                    None => Ok(fused::attention(q, k, v, None, shape)),
+                })
+            })
+        })?;
         let ctx = Tensor::from_vec(ctx, (b, s, self.heads * self.head_dim), xs.device())?;
         self.feed_forward(xs, &ctx)
     }

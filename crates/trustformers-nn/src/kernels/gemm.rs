@@ -33,6 +33,12 @@ pub trait Panels: Sync {
     /// `W[j * NR + c, p]` at `c` (zero past `n`). Either fills `scratch` (`k * NR` values)
     /// and returns it, or returns a panel it keeps.
     fn panel<'a>(&'a self, j: usize, scratch: &'a mut [f32]) -> &'a [f32];
+
+    /// Whether [`Self::panel`] returns panels it keeps, never writing `scratch` (which may
+    /// then be empty).
+    fn keeps_panels(&self) -> bool {
+        false
+    }
 }
 
 /// A dense f32 `W` `[n, k]` packed once into its panels.
@@ -92,6 +98,10 @@ impl Panels for PackedF32 {
     fn panel<'a>(&'a self, j: usize, _: &'a mut [f32]) -> &'a [f32] {
         &self.data[j * self.k * NR..(j + 1) * self.k * NR]
     }
+
+    fn keeps_panels(&self) -> bool {
+        true
+    }
 }
 
 /// The top-left `n x k` corner of a [`PackedF32`]: its first `n` rows, each cut to its first
@@ -122,6 +132,10 @@ impl Panels for Corner<'_> {
     fn panel<'a>(&'a self, j: usize, scratch: &'a mut [f32]) -> &'a [f32] {
         // Depth is a panel's outer index, so the first `k` rows are a prefix of it.
         &self.packed.panel(j, scratch)[..self.k * NR]
+    }
+
+    fn keeps_panels(&self) -> bool {
+        true
     }
 }
 
@@ -218,27 +232,32 @@ fn gemm_with(
     // them, so the block is read from L2 once per group rather than once per panel.
     let threads = candle_core::utils::get_num_threads().max(1);
     let group = panels.div_ceil(2 * threads).clamp(1, MAX_GROUP);
+    // Room for each panel of a group, unless `w` hands out panels it keeps.
+    let scratch_per_panel = if w.keeps_panels() { 0 } else { k * NR };
     let run = |groups: std::ops::Range<usize>| {
         let mut scratch = Vec::new();
+        let mut packed = Vec::new();
         for g in groups {
             let first = g * group;
             let last = panels.min(first + group);
-            scratch.resize((last - first) * k * NR, 0.0);
+            scratch.resize((last - first) * scratch_per_panel, 0.0);
             let mut bias_tiles = vec![[0f32; NR]; last - first];
             let mut views: Vec<&[f32]> = Vec::with_capacity(last - first);
-            for (j, (tile, scratch)) in
-                (first..last).zip(bias_tiles.iter_mut().zip(scratch.chunks_mut(k * NR)))
-            {
+            let mut rest = scratch.as_mut_slice();
+            for (j, tile) in (first..last).zip(bias_tiles.iter_mut()) {
                 if let Some(b) = bias {
                     let cols = NR.min(n - j * NR);
                     tile[..cols].copy_from_slice(&b[j * NR..j * NR + cols]);
                 }
-                views.push(w.panel(j, scratch));
+                let (own, tail) = std::mem::take(&mut rest).split_at_mut(scratch_per_panel);
+                rest = tail;
+                views.push(w.panel(j, own));
             }
             for i0 in (0..m).step_by(MC) {
                 let block = MC.min(m - i0);
                 for k0 in (0..k).step_by(KC) {
                     let kc = KC.min(k - k0);
+                    pack_a(a, k, i0, block, k0, kc, &mut packed);
                     for (j, (view, bias_tile)) in (first..last).zip(views.iter().zip(&bias_tiles)) {
                         let cols = NR.min(n - j * NR);
                         let init = if k0 == 0 {
@@ -247,18 +266,16 @@ fn gemm_with(
                             Init::Load
                         };
                         let panel = &view[k0 * NR..(k0 + kc) * NR];
-                        for i in (i0..i0 + block).step_by(MR) {
+                        for (t, i) in (i0..i0 + block).step_by(MR).enumerate() {
                             let rows = MR.min(i0 + block - i);
-                            let a_tile = &a[i * k + k0..];
+                            let a_tile = &packed[t * kc * MR..(t + 1) * kc * MR];
                             // SAFETY: the tile's rows `i .. i + rows` and columns
                             // `j * NR .. j * NR + cols` lie inside `C` (`m * n` values, alive
                             // until the pool returns); this worker alone owns panel `j`.
                             let c_tile = unsafe { out.get().add(i * n + j * NR) };
                             // SAFETY: as above; `a_tile` holds `rows` rows of stride `k` from
                             // `k0`, `panel` holds `kc * NR` values.
-                            unsafe {
-                                tile(avx2, rows, cols, kc, a_tile, k, panel, c_tile, n, init)
-                            };
+                            unsafe { tile(avx2, rows, cols, kc, a_tile, panel, c_tile, n, init) };
                         }
                     }
                 }
@@ -277,11 +294,50 @@ fn gemm_with(
     Ok(c)
 }
 
+/// Copies `A`'s rows `i0 .. i0 + block` at depths `k0 .. k0 + kc` into `out` as tiles of
+/// [`MR`] rows, each depth-major (tile `t`'s value at row `r`, depth `p` goes to
+/// `t * kc * MR + p * MR + r`), so that the micro-kernel reads one stream. Rows past the
+/// block in the last tile are left as they were (the kernel does not read them).
+fn pack_a(
+    a: &[f32],
+    lda: usize,
+    i0: usize,
+    block: usize,
+    k0: usize,
+    kc: usize,
+    out: &mut Vec<f32>,
+) {
+    let need = block.div_ceil(MR) * kc * MR;
+    if out.len() < need {
+        out.resize(need, 0.0);
+    }
+    for (t, tile) in out[..need].chunks_exact_mut(kc * MR).enumerate() {
+        let first = i0 + t * MR;
+        let rows = MR.min(i0 + block - first);
+        if rows == MR {
+            let src: [&[f32]; MR] =
+                std::array::from_fn(|r| &a[(first + r) * lda + k0..(first + r) * lda + k0 + kc]);
+            for (p, dst) in tile.chunks_exact_mut(MR).enumerate() {
+                for (d, row) in dst.iter_mut().zip(&src) {
+                    *d = row[p];
+                }
+            }
+        } else {
+            for r in 0..rows {
+                let row = &a[(first + r) * lda + k0..(first + r) * lda + k0 + kc];
+                for (p, &v) in row.iter().enumerate() {
+                    tile[p * MR + r] = v;
+                }
+            }
+        }
+    }
+}
+
 /// One `rows x cols` tile (`rows <= MR`, `cols <= NR`) of `C` at `c` (row stride `ldc`).
 ///
 /// # Safety
 /// `c` must be valid for writes of `rows` rows of `cols` values at stride `ldc`; `a` must
-/// hold `(rows - 1) * lda + kc` values; `b` `kc * NR`.
+/// hold `kc` depths of a packed tile (`(kc - 1) * MR + rows` values); `b` `kc * NR`.
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile(
     avx2: bool,
@@ -289,13 +345,12 @@ unsafe fn tile(
     cols: usize,
     kc: usize,
     a: &[f32],
-    lda: usize,
     b: &[f32],
     c: *mut f32,
     ldc: usize,
     init: Init<'_>,
 ) {
-    debug_assert!(a.len() >= (rows - 1) * lda + kc && b.len() >= kc * NR);
+    debug_assert!(a.len() >= (kc - 1) * MR + rows && b.len() >= kc * NR);
     // A partial tile runs on a full-width copy so the kernels always read and write NR.
     let mut buf = [0f32; MR * NR];
     let (dst, ld) = if cols == NR {
@@ -315,12 +370,12 @@ unsafe fn tile(
     // guarantees.
     unsafe {
         match rows {
-            1 => kernel::<1>(avx2, kc, a, lda, b, dst, ld, init),
-            2 => kernel::<2>(avx2, kc, a, lda, b, dst, ld, init),
-            3 => kernel::<3>(avx2, kc, a, lda, b, dst, ld, init),
-            4 => kernel::<4>(avx2, kc, a, lda, b, dst, ld, init),
-            5 => kernel::<5>(avx2, kc, a, lda, b, dst, ld, init),
-            _ => kernel::<MR>(avx2, kc, a, lda, b, dst, ld, init),
+            1 => kernel::<1>(avx2, kc, a, b, dst, ld, init),
+            2 => kernel::<2>(avx2, kc, a, b, dst, ld, init),
+            3 => kernel::<3>(avx2, kc, a, b, dst, ld, init),
+            4 => kernel::<4>(avx2, kc, a, b, dst, ld, init),
+            5 => kernel::<5>(avx2, kc, a, b, dst, ld, init),
+            _ => kernel::<MR>(avx2, kc, a, b, dst, ld, init),
         }
     }
     if cols != NR {
@@ -332,7 +387,7 @@ unsafe fn tile(
 }
 
 /// # Safety
-/// `c` must hold `R` rows of NR values at stride `ldc`; `a` `(R - 1) * lda + kc` values; `b`
+/// `c` must hold `R` rows of NR values at stride `ldc`; `a` a packed tile of `kc` depths; `b`
 /// `kc * NR`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
@@ -340,7 +395,6 @@ unsafe fn kernel<const R: usize>(
     avx2: bool,
     kc: usize,
     a: &[f32],
-    lda: usize,
     b: &[f32],
     c: *mut f32,
     ldc: usize,
@@ -349,7 +403,7 @@ unsafe fn kernel<const R: usize>(
     #[cfg(target_arch = "x86_64")]
     if avx2 {
         // SAFETY: `avx2` is only true when the CPU has AVX2 and FMA; the rest is the caller's.
-        return unsafe { kernel_avx2::<R>(kc, a.as_ptr(), lda, b.as_ptr(), c, ldc, init) };
+        return unsafe { kernel_avx2::<R>(kc, a.as_ptr(), b.as_ptr(), c, ldc, init) };
     }
     let _ = avx2;
     let mut acc = [[0f32; NR]; R];
@@ -365,7 +419,7 @@ unsafe fn kernel<const R: usize>(
     }
     for (p, bp) in b[..kc * NR].chunks_exact(NR).enumerate() {
         for (r, row) in acc.iter_mut().enumerate() {
-            let av = a[r * lda + p];
+            let av = a[p * MR + r];
             for (o, &bv) in row.iter_mut().zip(bp) {
                 *o = av.mul_add(bv, *o);
             }
@@ -384,7 +438,6 @@ unsafe fn kernel<const R: usize>(
 unsafe fn kernel_avx2<const R: usize>(
     kc: usize,
     a: *const f32,
-    lda: usize,
     b: *const f32,
     c: *mut f32,
     ldc: usize,
@@ -421,12 +474,12 @@ unsafe fn kernel_avx2<const R: usize>(
             let mut more = [[_mm256_setzero_ps(); 2]; 3];
             while p + 4 <= kc {
                 for (u, acc) in more.iter_mut().enumerate() {
-                    let av = _mm256_broadcast_ss(&*a.add(p + u + 1));
+                    let av = _mm256_broadcast_ss(&*a.add((p + u + 1) * MR));
                     acc[0] = _mm256_fmadd_ps(av, _mm256_loadu_ps(b.add((p + u + 1) * NR)), acc[0]);
                     acc[1] =
                         _mm256_fmadd_ps(av, _mm256_loadu_ps(b.add((p + u + 1) * NR + 8)), acc[1]);
                 }
-                let av = _mm256_broadcast_ss(&*a.add(p));
+                let av = _mm256_broadcast_ss(&*a.add(p * MR));
                 lo[0] = _mm256_fmadd_ps(av, _mm256_loadu_ps(b.add(p * NR)), lo[0]);
                 hi[0] = _mm256_fmadd_ps(av, _mm256_loadu_ps(b.add(p * NR + 8)), hi[0]);
                 p += 4;
@@ -440,7 +493,7 @@ unsafe fn kernel_avx2<const R: usize>(
             let b0 = _mm256_loadu_ps(b.add(p * NR));
             let b1 = _mm256_loadu_ps(b.add(p * NR + 8));
             for r in 0..R {
-                let av = _mm256_broadcast_ss(&*a.add(r * lda + p));
+                let av = _mm256_broadcast_ss(&*a.add(p * MR + r));
                 lo[r] = _mm256_fmadd_ps(av, b0, lo[r]);
                 hi[r] = _mm256_fmadd_ps(av, b1, hi[r]);
             }
@@ -486,6 +539,8 @@ mod tests {
             (1, 1, 1),
             (7, 17, 300),
             (13, 40, 513),
+            // Three row blocks, the last partial (packed A is reused across blocks).
+            (250, 33, 300),
             (6, 16, 256),
             (2, 3, 0),
         ] {

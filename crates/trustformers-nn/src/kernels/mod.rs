@@ -25,6 +25,28 @@ pub use q4_1::BlockQ4_1;
 pub use q5_0::BlockQ5_0;
 pub use q8_0::BlockQ8_0;
 
+/// Runs `f` on `xs`'s values as one row-major f32 slice: borrowed from the tensor's storage
+/// when it is contiguous f32 on the CPU (the common case, and no copy), converted and
+/// copied otherwise.
+pub fn with_f32<R>(xs: &candle_core::Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    use candle_core::{CpuStorage, Storage};
+    if xs.dtype() == candle_core::DType::F32 {
+        let (storage, layout) = xs.storage_and_layout();
+        if let (Storage::Cpu(CpuStorage::F32(values)), Some((start, end))) =
+            (&*storage, layout.contiguous_offsets())
+        {
+            if let Some(values) = values.get(start..end) {
+                return f(values);
+            }
+        }
+    }
+    let values: Vec<f32> = xs
+        .to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1()?;
+    f(&values)
+}
+
 /// Values per block, for every format here.
 pub const BLOCK: usize = 32;
 /// Fewest output rows per parallel work item.
@@ -443,6 +465,34 @@ pub(crate) mod tests {
     use super::*;
     use candle_core::quantized::QMatMul;
     use candle_core::{Device, Module, Tensor};
+
+    #[test]
+    fn with_f32_reads_any_layout_in_row_major_order() {
+        let t = Tensor::arange(0f32, 24.0, &Device::Cpu)
+            .unwrap()
+            .reshape((4, 6))
+            .unwrap();
+        let cases = [
+            // Contiguous (borrowed), a row range at an offset (borrowed), a transpose and a
+            // column range (copied), and f16 (converted).
+            t.clone(),
+            t.narrow(0, 1, 2).unwrap(),
+            t.t().unwrap(),
+            t.narrow(1, 2, 3).unwrap(),
+            t.to_dtype(candle_core::DType::F16).unwrap(),
+        ];
+        for case in cases {
+            let want: Vec<f32> = case
+                .to_dtype(candle_core::DType::F32)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let got = with_f32(&case, |v| Ok(v.to_vec())).unwrap();
+            assert_eq!(got, want, "{:?}", case.layout());
+        }
+    }
 
     /// The largest absolute difference between two tensors of one shape.
     pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
