@@ -232,11 +232,11 @@ fn gemm_with(
     // them, so the block is read from L2 once per group rather than once per panel.
     let threads = candle_core::utils::get_num_threads().max(1);
     let group = panels.div_ceil(2 * threads).clamp(1, MAX_GROUP);
-    // Room for each panel of a group, unless `w` hands out panels it keeps.
+    // Room for each panel of a group, unless `w` hands out panels it keeps (zeroing room
+    // for nothing was a visible share of the time).
     let scratch_per_panel = if w.keeps_panels() { 0 } else { k * NR };
     let run = |groups: std::ops::Range<usize>| {
         let mut scratch = Vec::new();
-        let mut packed = Vec::new();
         for g in groups {
             let first = g * group;
             let last = panels.min(first + group);
@@ -257,7 +257,6 @@ fn gemm_with(
                 let block = MC.min(m - i0);
                 for k0 in (0..k).step_by(KC) {
                     let kc = KC.min(k - k0);
-                    pack_a(a, k, i0, block, k0, kc, &mut packed);
                     for (j, (view, bias_tile)) in (first..last).zip(views.iter().zip(&bias_tiles)) {
                         let cols = NR.min(n - j * NR);
                         let init = if k0 == 0 {
@@ -266,16 +265,18 @@ fn gemm_with(
                             Init::Load
                         };
                         let panel = &view[k0 * NR..(k0 + kc) * NR];
-                        for (t, i) in (i0..i0 + block).step_by(MR).enumerate() {
+                        for i in (i0..i0 + block).step_by(MR) {
                             let rows = MR.min(i0 + block - i);
-                            let a_tile = &packed[t * kc * MR..(t + 1) * kc * MR];
+                            let a_tile = &a[i * k + k0..];
                             // SAFETY: the tile's rows `i .. i + rows` and columns
                             // `j * NR .. j * NR + cols` lie inside `C` (`m * n` values, alive
                             // until the pool returns); this worker alone owns panel `j`.
                             let c_tile = unsafe { out.get().add(i * n + j * NR) };
                             // SAFETY: as above; `a_tile` holds `rows` rows of stride `k` from
                             // `k0`, `panel` holds `kc * NR` values.
-                            unsafe { tile(avx2, rows, cols, kc, a_tile, panel, c_tile, n, init) };
+                            unsafe {
+                                tile(avx2, rows, cols, kc, a_tile, k, panel, c_tile, n, init)
+                            };
                         }
                     }
                 }
@@ -294,50 +295,11 @@ fn gemm_with(
     Ok(c)
 }
 
-/// Copies `A`'s rows `i0 .. i0 + block` at depths `k0 .. k0 + kc` into `out` as tiles of
-/// [`MR`] rows, each depth-major (tile `t`'s value at row `r`, depth `p` goes to
-/// `t * kc * MR + p * MR + r`), so that the micro-kernel reads one stream. Rows past the
-/// block in the last tile are left as they were (the kernel does not read them).
-fn pack_a(
-    a: &[f32],
-    lda: usize,
-    i0: usize,
-    block: usize,
-    k0: usize,
-    kc: usize,
-    out: &mut Vec<f32>,
-) {
-    let need = block.div_ceil(MR) * kc * MR;
-    if out.len() < need {
-        out.resize(need, 0.0);
-    }
-    for (t, tile) in out[..need].chunks_exact_mut(kc * MR).enumerate() {
-        let first = i0 + t * MR;
-        let rows = MR.min(i0 + block - first);
-        if rows == MR {
-            let src: [&[f32]; MR] =
-                std::array::from_fn(|r| &a[(first + r) * lda + k0..(first + r) * lda + k0 + kc]);
-            for (p, dst) in tile.chunks_exact_mut(MR).enumerate() {
-                for (d, row) in dst.iter_mut().zip(&src) {
-                    *d = row[p];
-                }
-            }
-        } else {
-            for r in 0..rows {
-                let row = &a[(first + r) * lda + k0..(first + r) * lda + k0 + kc];
-                for (p, &v) in row.iter().enumerate() {
-                    tile[p * MR + r] = v;
-                }
-            }
-        }
-    }
-}
-
 /// One `rows x cols` tile (`rows <= MR`, `cols <= NR`) of `C` at `c` (row stride `ldc`).
 ///
 /// # Safety
 /// `c` must be valid for writes of `rows` rows of `cols` values at stride `ldc`; `a` must
-/// hold `kc` depths of a packed tile (`(kc - 1) * MR + rows` values); `b` `kc * NR`.
+/// hold `(rows - 1) * lda + kc` values; `b` `kc * NR`.
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile(
     avx2: bool,
@@ -345,12 +307,13 @@ unsafe fn tile(
     cols: usize,
     kc: usize,
     a: &[f32],
+    lda: usize,
     b: &[f32],
     c: *mut f32,
     ldc: usize,
     init: Init<'_>,
 ) {
-    debug_assert!(a.len() >= (kc - 1) * MR + rows && b.len() >= kc * NR);
+    debug_assert!(a.len() >= (rows - 1) * lda + kc && b.len() >= kc * NR);
     // A partial tile runs on a full-width copy so the kernels always read and write NR.
     let mut buf = [0f32; MR * NR];
     let (dst, ld) = if cols == NR {
@@ -370,12 +333,12 @@ unsafe fn tile(
     // guarantees.
     unsafe {
         match rows {
-            1 => kernel::<1>(avx2, kc, a, b, dst, ld, init),
-            2 => kernel::<2>(avx2, kc, a, b, dst, ld, init),
-            3 => kernel::<3>(avx2, kc, a, b, dst, ld, init),
-            4 => kernel::<4>(avx2, kc, a, b, dst, ld, init),
-            5 => kernel::<5>(avx2, kc, a, b, dst, ld, init),
-            _ => kernel::<MR>(avx2, kc, a, b, dst, ld, init),
+            1 => kernel::<1>(avx2, kc, a, lda, b, dst, ld, init),
+            2 => kernel::<2>(avx2, kc, a, lda, b, dst, ld, init),
+            3 => kernel::<3>(avx2, kc, a, lda, b, dst, ld, init),
+            4 => kernel::<4>(avx2, kc, a, lda, b, dst, ld, init),
+            5 => kernel::<5>(avx2, kc, a, lda, b, dst, ld, init),
+            _ => kernel::<MR>(avx2, kc, a, lda, b, dst, ld, init),
         }
     }
     if cols != NR {
@@ -387,7 +350,7 @@ unsafe fn tile(
 }
 
 /// # Safety
-/// `c` must hold `R` rows of NR values at stride `ldc`; `a` a packed tile of `kc` depths; `b`
+/// `c` must hold `R` rows of NR values at stride `ldc`; `a` `(R - 1) * lda + kc` values; `b`
 /// `kc * NR`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
@@ -395,6 +358,7 @@ unsafe fn kernel<const R: usize>(
     avx2: bool,
     kc: usize,
     a: &[f32],
+    lda: usize,
     b: &[f32],
     c: *mut f32,
     ldc: usize,
@@ -403,7 +367,7 @@ unsafe fn kernel<const R: usize>(
     #[cfg(target_arch = "x86_64")]
     if avx2 {
         // SAFETY: `avx2` is only true when the CPU has AVX2 and FMA; the rest is the caller's.
-        return unsafe { kernel_avx2::<R>(kc, a.as_ptr(), b.as_ptr(), c, ldc, init) };
+        return unsafe { kernel_avx2::<R>(kc, a.as_ptr(), lda, b.as_ptr(), c, ldc, init) };
     }
     let _ = avx2;
     let mut acc = [[0f32; NR]; R];
@@ -419,7 +383,7 @@ unsafe fn kernel<const R: usize>(
     }
     for (p, bp) in b[..kc * NR].chunks_exact(NR).enumerate() {
         for (r, row) in acc.iter_mut().enumerate() {
-            let av = a[p * MR + r];
+            let av = a[r * lda + p];
             for (o, &bv) in row.iter_mut().zip(bp) {
                 *o = av.mul_add(bv, *o);
             }
@@ -438,6 +402,7 @@ unsafe fn kernel<const R: usize>(
 unsafe fn kernel_avx2<const R: usize>(
     kc: usize,
     a: *const f32,
+    lda: usize,
     b: *const f32,
     c: *mut f32,
     ldc: usize,
@@ -474,12 +439,12 @@ unsafe fn kernel_avx2<const R: usize>(
             let mut more = [[_mm256_setzero_ps(); 2]; 3];
             while p + 4 <= kc {
                 for (u, acc) in more.iter_mut().enumerate() {
-                    let av = _mm256_broadcast_ss(&*a.add((p + u + 1) * MR));
+                    let av = _mm256_broadcast_ss(&*a.add(p + u + 1));
                     acc[0] = _mm256_fmadd_ps(av, _mm256_loadu_ps(b.add((p + u + 1) * NR)), acc[0]);
                     acc[1] =
                         _mm256_fmadd_ps(av, _mm256_loadu_ps(b.add((p + u + 1) * NR + 8)), acc[1]);
                 }
-                let av = _mm256_broadcast_ss(&*a.add(p * MR));
+                let av = _mm256_broadcast_ss(&*a.add(p));
                 lo[0] = _mm256_fmadd_ps(av, _mm256_loadu_ps(b.add(p * NR)), lo[0]);
                 hi[0] = _mm256_fmadd_ps(av, _mm256_loadu_ps(b.add(p * NR + 8)), hi[0]);
                 p += 4;
@@ -493,7 +458,7 @@ unsafe fn kernel_avx2<const R: usize>(
             let b0 = _mm256_loadu_ps(b.add(p * NR));
             let b1 = _mm256_loadu_ps(b.add(p * NR + 8));
             for r in 0..R {
-                let av = _mm256_broadcast_ss(&*a.add(p * MR + r));
+                let av = _mm256_broadcast_ss(&*a.add(r * lda + p));
                 lo[r] = _mm256_fmadd_ps(av, b0, lo[r]);
                 hi[r] = _mm256_fmadd_ps(av, b1, hi[r]);
             }
@@ -539,7 +504,7 @@ mod tests {
             (1, 1, 1),
             (7, 17, 300),
             (13, 40, 513),
-            // Three row blocks, the last partial (packed A is reused across blocks).
+            // Three row blocks, the last partial.
             (250, 33, 300),
             (6, 16, 256),
             (2, 3, 0),
