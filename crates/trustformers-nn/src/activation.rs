@@ -39,7 +39,7 @@ impl Activation {
     }
 
     /// The fused kernels' form of this activation, when they have one.
-    fn fused(self) -> Option<fused::Act> {
+    pub(crate) fn fused(self) -> Option<fused::Act> {
         match self {
             Self::Silu => Some(fused::Act::Silu),
             Self::GeluErf => Some(fused::Act::GeluErf),

@@ -1,8 +1,10 @@
 //! One linear layer for dense and block-quantized weights, so no model is written twice.
 
+use crate::kernels::fused::Act;
 use crate::kernels::gemm::{self, PackedF32, Panels};
 use crate::kernels::{self, KQuantPanels, QuantMatmul, GEMM_ROWS};
 use crate::profile::{self, Part};
+use crate::Activation;
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Tensor};
 use std::sync::Arc;
@@ -93,10 +95,12 @@ impl Linear {
                 out_dims.push(w.dim(0)?);
                 ys.reshape(out_dims)?
             }
-            LinearWeight::Packed(w) => return gemm_forward(w.as_ref(), xs, self.bias.as_ref()),
+            LinearWeight::Packed(w) => {
+                return gemm_forward(w.as_ref(), xs, self.bias.as_ref(), None)
+            }
             LinearWeight::Quantized {
                 prefill: Some(w), ..
-            } if rows_of(xs) >= GEMM_ROWS => gemm_forward(w.as_ref(), xs, None)?,
+            } if rows_of(xs) >= GEMM_ROWS => gemm_forward(w.as_ref(), xs, None, None)?,
             LinearWeight::Quantized { mm, .. } => {
                 // ggml kernels take and return f32 activations.
                 let dtype = xs.dtype();
@@ -127,6 +131,19 @@ impl Linear {
 }
 
 impl Linear {
+    /// `act(self.forward(xs))`. When this layer runs on our f32 GEMM, the activation is
+    /// applied to each block of the output while it is still in cache (no second pass).
+    ///
+    /// # Shapes
+    /// `xs`: `[..., in_dim]` -> `[..., out_dim]`.
+    pub fn forward_activated(&self, xs: &Tensor, act: Activation) -> Result<Tensor> {
+        if let (LinearWeight::Packed(w), Some(kind)) = (&self.weight, act.fused()) {
+            let _timing = profile::scope(Part::Linear);
+            return gemm_forward(w.as_ref(), xs, self.bias.as_ref(), Some(kind));
+        }
+        act.forward(&self.forward(xs)?)
+    }
+
     /// Each layer's output for the same input (q/k/v, gate/up). At one activation row, layers
     /// our quantized kernels run share one quantization of the input and one dispatch to the
     /// thread pool ([`kernels::matvec_many`]); otherwise the layers run one by one.
@@ -167,8 +184,13 @@ fn rows_of(xs: &Tensor) -> usize {
         .map_or(0, |(_, rows)| rows.iter().product())
 }
 
-/// `xs W^T (+ bias)` through our GEMM, in `xs`'s dtype.
-fn gemm_forward(w: &dyn Panels, xs: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+/// `xs W^T (+ bias)`, then `act` if given, through our GEMM, in `xs`'s dtype.
+fn gemm_forward(
+    w: &dyn Panels,
+    xs: &Tensor,
+    bias: Option<&Tensor>,
+    act: Option<Act>,
+) -> Result<Tensor> {
     let (out_dim, in_dim) = w.dims();
     if xs.dims().last() != Some(&in_dim) {
         return Err(trustformers_core::Error::ShapeMismatch {
@@ -182,9 +204,13 @@ fn gemm_forward(w: &dyn Panels, xs: &Tensor, bias: Option<&Tensor>) -> Result<Te
     if let Some(last) = out_dims.last_mut() {
         *last = out_dim;
     }
+    let run = |x: &[f32], b: Option<&[f32]>| match act {
+        Some(act) => gemm::gemm_activated(x, rows, w, b, act),
+        None => gemm::gemm(x, rows, w, b),
+    };
     let ys = kernels::with_f32(xs, |x| match bias {
-        Some(b) => kernels::with_f32(b, |b| gemm::gemm(x, rows, w, Some(b))),
-        None => gemm::gemm(x, rows, w, None),
+        Some(b) => kernels::with_f32(b, |b| run(x, Some(b))),
+        None => run(x, None),
     })?;
     Ok(Tensor::from_vec(ys, out_dims, &Device::Cpu)?.to_dtype(xs.dtype())?)
 }

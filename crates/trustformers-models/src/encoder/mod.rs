@@ -400,7 +400,7 @@ impl EncoderLayer {
             .forward_residual(&self.attn_out.forward(ctx)?, xs)?;
         let m = self
             .down
-            .forward(&self.act.forward(&self.up.forward(&h)?)?)?;
+            .forward(&self.up.forward_activated(&h, self.act)?)?;
         self.out_norm.forward_residual(&m, &h)
     }
 

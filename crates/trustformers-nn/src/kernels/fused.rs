@@ -124,7 +124,8 @@ fn act(kind: Act, x: f32) -> f32 {
 }
 
 multiversion! {
-    fn activate_row(kind: Act, xs: &mut [f32]) {
+    /// `act(x)` in place on the calling thread.
+    pub(crate) fn activate_row(kind: Act, xs: &mut [f32]) {
         match kind {
             Act::Silu => xs.iter_mut().for_each(|x| *x = act(Act::Silu, *x)),
             Act::GeluErf => xs.iter_mut().for_each(|x| *x = act(Act::GeluErf, *x)),

@@ -10,6 +10,7 @@
 //! computes the same sums in the same order per tile. Output panels are split over candle's
 //! barrier pool.
 
+use super::fused::{activate_row, Act};
 use std::sync::OnceLock;
 use trustformers_core::{Error, Result};
 
@@ -183,12 +184,24 @@ pub(crate) fn use_avx2() -> bool {
 /// must hold `m * k` values.
 pub(crate) fn gemm_serial(a: &[f32], m: usize, w: &dyn Panels) -> Vec<f32> {
     // The only errors are size checks the caller has made.
-    gemm_with(use_avx2(), false, a, m, w, None).unwrap_or_default()
+    gemm_with(use_avx2(), false, a, m, w, None, None).unwrap_or_default()
 }
 
 /// `C = A W^T + bias` for `A` `[m, k]` row-major; returns `C` `[m, n]` row-major.
 pub fn gemm(a: &[f32], m: usize, w: &dyn Panels, bias: Option<&[f32]>) -> Result<Vec<f32>> {
-    gemm_with(use_avx2(), true, a, m, w, bias)
+    gemm_with(use_avx2(), true, a, m, w, bias, None)
+}
+
+/// `act(A W^T + bias)`: [`gemm`] with the activation applied to each block of `C` as soon
+/// as it is complete, while it is still in cache (an MLP's first layer).
+pub fn gemm_activated(
+    a: &[f32],
+    m: usize,
+    w: &dyn Panels,
+    bias: Option<&[f32]>,
+    act: Act,
+) -> Result<Vec<f32>> {
+    gemm_with(use_avx2(), true, a, m, w, bias, Some(act))
 }
 
 fn gemm_with(
@@ -198,6 +211,7 @@ fn gemm_with(
     m: usize,
     w: &dyn Panels,
     bias: Option<&[f32]>,
+    act: Option<Act>,
 ) -> Result<Vec<f32>> {
     let (n, k) = w.dims();
     if m.checked_mul(k) != Some(a.len()) {
@@ -220,6 +234,9 @@ fn gemm_with(
         if let Some(b) = bias {
             c.chunks_exact_mut(n.max(1))
                 .for_each(|row| row.copy_from_slice(b));
+        }
+        if let Some(act) = act {
+            activate_row(act, &mut c);
         }
         return Ok(c);
     }
@@ -280,6 +297,21 @@ fn gemm_with(
                         }
                     }
                 }
+                if let Some(act) = act {
+                    // The block's columns of this group are final: activate them in cache.
+                    let (start, end) = (first * NR, n.min(last * NR));
+                    for i in i0..i0 + block {
+                        // SAFETY: row `i`'s columns `start .. end` lie inside `C`, belong to
+                        // this worker's panels, and were all written by the loop above.
+                        let row = unsafe {
+                            std::slice::from_raw_parts_mut(
+                                out.get().add(i * n + start),
+                                end - start,
+                            )
+                        };
+                        activate_row(act, row);
+                    }
+                }
             }
         }
     };
@@ -314,37 +346,54 @@ unsafe fn tile(
     init: Init<'_>,
 ) {
     debug_assert!(a.len() >= (rows - 1) * lda + kc && b.len() >= kc * NR);
+    // SAFETY (both calls): `c` (or the buffer) holds `rows` rows of NR values at its stride;
+    // the rest as the caller guarantees.
+    if cols == NR {
+        return unsafe { rows_kernel(avx2, rows, kc, a, lda, b, c, ldc, init) };
+    }
     // A partial tile runs on a full-width copy so the kernels always read and write NR.
     let mut buf = [0f32; MR * NR];
-    let (dst, ld) = if cols == NR {
-        (c, ldc)
-    } else {
-        if matches!(init, Init::Load) {
-            for r in 0..rows {
-                // SAFETY: the caller guarantees `cols` values in each of `rows` rows.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(c.add(r * ldc), buf[r * NR..].as_mut_ptr(), cols)
-                };
-            }
-        }
-        (buf.as_mut_ptr(), NR)
-    };
-    // SAFETY: `dst` holds `rows` rows of NR values at stride `ld`; the rest as the caller
-    // guarantees.
-    unsafe {
-        match rows {
-            1 => kernel::<1>(avx2, kc, a, lda, b, dst, ld, init),
-            2 => kernel::<2>(avx2, kc, a, lda, b, dst, ld, init),
-            3 => kernel::<3>(avx2, kc, a, lda, b, dst, ld, init),
-            4 => kernel::<4>(avx2, kc, a, lda, b, dst, ld, init),
-            5 => kernel::<5>(avx2, kc, a, lda, b, dst, ld, init),
-            _ => kernel::<MR>(avx2, kc, a, lda, b, dst, ld, init),
+    if matches!(init, Init::Load) {
+        for r in 0..rows {
+            // SAFETY: the caller guarantees `cols` values in each of `rows` rows.
+            unsafe {
+                std::ptr::copy_nonoverlapping(c.add(r * ldc), buf[r * NR..].as_mut_ptr(), cols)
+            };
         }
     }
-    if cols != NR {
-        for r in 0..rows {
-            // SAFETY: as above.
-            unsafe { std::ptr::copy_nonoverlapping(buf[r * NR..].as_ptr(), c.add(r * ldc), cols) };
+    unsafe { rows_kernel(avx2, rows, kc, a, lda, b, buf.as_mut_ptr(), NR, init) };
+    for r in 0..rows {
+        // SAFETY: as above.
+        unsafe { std::ptr::copy_nonoverlapping(buf[r * NR..].as_ptr(), c.add(r * ldc), cols) };
+    }
+}
+
+/// [`kernel`] for `rows` (at most [`MR`]) rows.
+///
+/// # Safety
+/// As for [`kernel`] with `R = rows`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn rows_kernel(
+    avx2: bool,
+    rows: usize,
+    kc: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    c: *mut f32,
+    ldc: usize,
+    init: Init<'_>,
+) {
+    // SAFETY: the caller's guarantees, for `R = rows`.
+    unsafe {
+        match rows {
+            1 => kernel::<1>(avx2, kc, a, lda, b, c, ldc, init),
+            2 => kernel::<2>(avx2, kc, a, lda, b, c, ldc, init),
+            3 => kernel::<3>(avx2, kc, a, lda, b, c, ldc, init),
+            4 => kernel::<4>(avx2, kc, a, lda, b, c, ldc, init),
+            5 => kernel::<5>(avx2, kc, a, lda, b, c, ldc, init),
+            _ => kernel::<MR>(avx2, kc, a, lda, b, c, ldc, init),
         }
     }
 }
@@ -516,13 +565,38 @@ mod tests {
             for b in [None, Some(bias.as_slice())] {
                 let want = reference(&a, m, &w, n, k, b);
                 let simd = gemm(&a, m, &packed, b).unwrap();
-                let portable = gemm_with(false, false, &a, m, &packed, b).unwrap();
+                let portable = gemm_with(false, false, &a, m, &packed, b, None).unwrap();
                 for got in [simd, portable] {
                     for (g, w) in got.iter().zip(&want) {
                         assert!(
                             (g - w).abs() <= 1e-5 * (1.0 + k as f32),
                             "{m}x{n}x{k}: {g} vs {w}"
                         );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn activated_equals_gemm_then_activation() {
+        // Groups of panels and row blocks cut across the output, columns ragged.
+        for &(m, n, k) in &[(1, 5, 7), (250, 600, 40), (9, 17, 0)] {
+            let a = random(m * k, 4);
+            let w = random(n * k, 5);
+            let bias = random(n, 6);
+            let packed = PackedF32::new(&w, n, k).unwrap();
+            for act in [Act::Silu, Act::GeluErf, Act::GeluTanh] {
+                let mut want = gemm(&a, m, &packed, Some(&bias)).unwrap();
+                activate_row(act, &mut want);
+                for avx2 in [use_avx2(), false] {
+                    for parallel in [true, false] {
+                        let got = gemm_with(avx2, parallel, &a, m, &packed, Some(&bias), Some(act))
+                            .unwrap();
+                        assert_eq!(got.len(), want.len());
+                        for (g, w) in got.iter().zip(&want) {
+                            assert!((g - w).abs() <= 1e-5, "{m}x{n}x{k} {act:?}: {g} vs {w}");
+                        }
                     }
                 }
             }
