@@ -52,14 +52,17 @@ pub struct BenchArgs {
     profile: bool,
 }
 
-/// Sets the thread count before any thread pool starts (candle and rayon read this).
+/// Fixes the thread count before any thread pool starts: `threads` when given, else what
+/// candle picks (`RAYON_NUM_THREADS`, or the physical cores). Candle reads the count from
+/// the environment at every matmul, and without the variable it counts the cores by
+/// parsing `/proc/cpuinfo` each time; that halved decode speed.
 pub fn set_threads(threads: Option<usize>) -> Result<()> {
-    if let Some(t) = threads {
-        if t == 0 {
-            bail!("--threads must be at least 1");
-        }
-        std::env::set_var("RAYON_NUM_THREADS", t.to_string());
-    }
+    let t = match threads {
+        Some(0) => bail!("--threads must be at least 1"),
+        Some(t) => t,
+        None => candle_core::utils::get_num_threads(),
+    };
+    std::env::set_var("RAYON_NUM_THREADS", t.to_string());
     Ok(())
 }
 
@@ -381,4 +384,22 @@ fn bench_embeddings(args: &BenchArgs) -> Result<()> {
         println!("one 16-token sentence: {single_ms:.2} ms");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_thread_count_is_always_fixed_in_the_environment() {
+        assert!(set_threads(Some(0)).is_err());
+        set_threads(Some(3)).unwrap();
+        assert_eq!(std::env::var("RAYON_NUM_THREADS").unwrap(), "3");
+        // Without --threads, candle's own choice is written down, so that it is not worked
+        // out again (from /proc/cpuinfo) at every matmul.
+        set_threads(None).unwrap();
+        let t: usize = std::env::var("RAYON_NUM_THREADS").unwrap().parse().unwrap();
+        assert!(t >= 1);
+    }
 }

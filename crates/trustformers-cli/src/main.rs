@@ -71,9 +71,10 @@ fn run() -> anyhow::Result<()> {
         .with_target(false)
         .init();
     let cli = Cli::parse();
-    if let Command::Bench(args) = &cli.command {
-        bench::set_threads(args.threads)?;
-    }
+    bench::set_threads(match &cli.command {
+        Command::Bench(args) => args.threads,
+        _ => None,
+    })?;
     interrupt::install()?;
     match cli.command {
         Command::Bench(args) => bench::run(&args),

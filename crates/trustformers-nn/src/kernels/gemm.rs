@@ -247,7 +247,7 @@ fn gemm_with(
     let panels = n.div_ceil(NR);
     // A worker takes a group of panels and sweeps each block of A's rows across all of
     // them, so the block is read from L2 once per group rather than once per panel.
-    let threads = candle_core::utils::get_num_threads().max(1);
+    let threads = super::pool_threads();
     let group = panels.div_ceil(2 * threads).clamp(1, MAX_GROUP);
     // Room for each panel of a group, unless `w` hands out panels it keeps (zeroing room
     // for nothing was a visible share of the time).

@@ -55,9 +55,16 @@ const ROWS_PER_TASK: usize = 16;
 /// output head would otherwise be 16k items).
 const TASKS_PER_THREAD: usize = 32;
 
+/// Threads of candle's barrier pool, which runs our kernels: the pool's own count, fixed
+/// when it starts. (`candle_core::utils::get_num_threads` reads the environment on every
+/// call, and without `RAYON_NUM_THREADS` parses `/proc/cpuinfo`: too slow per matmul.)
+pub(crate) fn pool_threads() -> usize {
+    candle_core::utils::barrier_pool().n_workers() + 1
+}
+
 /// Output rows per work item for a matrix of `rows` rows.
 fn rows_per_task(rows: usize) -> usize {
-    let threads = candle_core::utils::get_num_threads().max(1);
+    let threads = pool_threads();
     ROWS_PER_TASK.max(rows.div_ceil(threads * TASKS_PER_THREAD))
 }
 /// From this many activation rows (prefill) a matmul dequantizes the weights a panel at a
