@@ -131,6 +131,39 @@ impl Linear {
 }
 
 impl Linear {
+    /// One layer computing `layers`' outputs side by side (q, k and v as one GEMM, so the
+    /// input is read once and the thread pool called once), when all of them run on our f32
+    /// GEMM with the same input size; `None` otherwise.
+    pub fn stack(layers: &[&Linear]) -> Result<Option<Linear>> {
+        let packed: Option<Vec<&PackedF32>> = layers
+            .iter()
+            .map(|l| match &l.weight {
+                LinearWeight::Packed(w) => Some(w.as_ref()),
+                _ => None,
+            })
+            .collect();
+        let Some(weight) = packed.as_deref().and_then(PackedF32::stack) else {
+            return Ok(None);
+        };
+        let bias = if layers.iter().any(|l| l.bias.is_some()) {
+            let parts = layers
+                .iter()
+                .zip(packed.iter().flatten())
+                .map(|(l, w)| match &l.bias {
+                    Some(b) => Ok(b.to_dtype(DType::F32)?),
+                    None => Ok(Tensor::zeros(w.dims().0, DType::F32, &Device::Cpu)?),
+                })
+                .collect::<Result<Vec<Tensor>>>()?;
+            Some(Tensor::cat(&parts, 0)?)
+        } else {
+            None
+        };
+        Ok(Some(Self {
+            weight: LinearWeight::Packed(Arc::new(weight)),
+            bias,
+        }))
+    }
+
     /// `act(self.forward(xs))`. When this layer runs on our f32 GEMM, the activation is
     /// applied to each block of the output while it is still in cache (no second pass).
     ///

@@ -300,10 +300,19 @@ fn position_ids(spec: &EncoderSpec, input_ids: &Tensor) -> Result<Tensor> {
     Ok(Tensor::from_vec(out, (batch, seq), device)?)
 }
 
+/// The query, key and value projections: one GEMM when they run on our f32 kernel.
+enum Qkv {
+    Separate {
+        query: Linear,
+        key: Linear,
+        value: Linear,
+    },
+    /// The three outputs side by side in each row.
+    Stacked(Linear),
+}
+
 struct EncoderLayer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
+    qkv: Qkv,
     attn_out: Linear,
     attn_norm: LayerNorm,
     up: Linear,
@@ -321,10 +330,21 @@ impl EncoderLayer {
         let (h, i) = (spec.hidden_size, spec.intermediate_size);
         let att = vb.pp("attention");
         let lin = |vb: Weights, inp: usize, out: usize| Linear::new(&vb, inp, out, true);
+        let (query, key, value) = (
+            lin(att.pp("self").pp("query"), h, h)?,
+            lin(att.pp("self").pp("key"), h, h)?,
+            lin(att.pp("self").pp("value"), h, h)?,
+        );
+        // DeBERTa's position terms use the query and key projections on their own.
+        let stacked = match spec.deberta {
+            None => Linear::stack(&[&query, &key, &value])?,
+            Some(_) => None,
+        };
         Ok(Self {
-            query: lin(att.pp("self").pp("query"), h, h)?,
-            key: lin(att.pp("self").pp("key"), h, h)?,
-            value: lin(att.pp("self").pp("value"), h, h)?,
+            qkv: match stacked {
+                Some(l) => Qkv::Stacked(l),
+                None => Qkv::Separate { query, key, value },
+            },
             attn_out: lin(att.pp("output").pp("dense"), h, h)?,
             attn_norm: LayerNorm::new(
                 &att.pp("output").pp("LayerNorm"),
@@ -368,14 +388,27 @@ impl EncoderLayer {
                 .transpose(1, 2)?
                 .contiguous()?)
         };
-        let q = split(self.query.forward(xs)?)?;
-        let k = split(self.key.forward(xs)?)?;
-        let v = split(self.value.forward(xs)?)?;
+        let (q, k, v) = match &self.qkv {
+            Qkv::Separate { query, key, value } => {
+                (query.forward(xs)?, key.forward(xs)?, value.forward(xs)?)
+            }
+            Qkv::Stacked(qkv) => {
+                let y = qkv.forward(xs)?;
+                let h = self.heads * self.head_dim;
+                let third = |i: usize| y.narrow(D::Minus1, i * h, h)?.contiguous();
+                (third(0)?, third(1)?, third(2)?)
+            }
+        };
+        let (q, k, v) = (split(q)?, split(k)?, split(v)?);
         let ctx = match (rel, &self.rel) {
             (Some(rel), Some(own)) => {
+                let Qkv::Separate { query, key, .. } = &self.qkv else {
+                    return Err(Error::InvalidInput(
+                        "DeBERTa's position terms need separate query and key projections".into(),
+                    ));
+                };
                 // The position terms ride in the additive mask of the content scores.
-                let (bias, scale) =
-                    deberta::position_bias(&q, &k, rel, &self.query, &self.key, own)?;
+                let (bias, scale) = deberta::position_bias(&q, &k, rel, query, key, own)?;
                 let bias = match mask {
                     Some(m) => bias.broadcast_add(m)?,
                     None => bias,
@@ -408,26 +441,35 @@ impl EncoderLayer {
     /// put them, in one fused kernel.
     fn forward_cpu(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, s, _) = xs.dims3()?;
-        let (q, k, v) = (
-            self.query.forward(xs)?,
-            self.key.forward(xs)?,
-            self.value.forward(xs)?,
-        );
+        let width = self.heads * self.head_dim;
         let shape = fused::AttentionShape {
             batch: b,
             seq: s,
             heads: self.heads,
             head_dim: self.head_dim,
             scale: (1.0 / (self.head_dim as f64).sqrt()) as f32,
+            row_stride: width,
         };
-        let ctx = with_f32(&q, |q| {
-            with_f32(&k, |k| {
-                with_f32(&v, |v| match mask {
-                    Some(m) => with_f32(m, |m| Ok(fused::attention(q, k, v, Some(m), shape))),
-                    None => Ok(fused::attention(q, k, v, None, shape)),
-                })
-            })
-        })?;
+        let attend = |q: &[f32], k: &[f32], v: &[f32], shape| match mask {
+            Some(m) => with_f32(m, |m| fused::attention(q, k, v, Some(m), shape)),
+            None => fused::attention(q, k, v, None, shape),
+        };
+        let ctx = match &self.qkv {
+            Qkv::Separate { query, key, value } => {
+                let (q, k, v) = (query.forward(xs)?, key.forward(xs)?, value.forward(xs)?);
+                with_f32(&q, |q| {
+                    with_f32(&k, |k| with_f32(&v, |v| attend(q, k, v, shape)))
+                })?
+            }
+            Qkv::Stacked(qkv) => with_f32(&qkv.forward(xs)?, |y| {
+                let shape = fused::AttentionShape {
+                    row_stride: 3 * width,
+                    ..shape
+                };
+                let tail = |i: usize| y.get(i * width..).unwrap_or_default();
+                attend(y, tail(1), tail(2), shape)
+            })?,
+        };
         let ctx = Tensor::from_vec(ctx, (b, s, self.heads * self.head_dim), xs.device())?;
         self.feed_forward(xs, &ctx)
     }

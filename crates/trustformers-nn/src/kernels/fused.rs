@@ -230,6 +230,9 @@ pub struct AttentionShape {
     pub heads: usize,
     pub head_dim: usize,
     pub scale: f32,
+    /// Values from one token's queries (keys, values) to the next's: `heads * head_dim`
+    /// for separate projections, three times that for one fused q/k/v projection.
+    pub row_stride: usize,
 }
 
 /// `tanh(x)` from [`exp`]: `1 - 2 / (e^2x + 1)`, within 1e-7 absolute. Branch-free.
@@ -329,8 +332,9 @@ multiversion! {
     }
 }
 
-/// One (batch, head): `q`, `k`, `v` are the batch's `[seq, heads * head_dim]` rows, `out`
-/// this head's `[seq, head_dim]`. Both products run through the GEMM micro-kernel.
+/// One (batch, head): `q`, `k`, `v` start at the batch's first token, one token every
+/// `row_stride` values; returns this head's `[seq, head_dim]` output. Both products run
+/// through the GEMM micro-kernel, reading the head where the projection put it.
 fn attend_head(
     q: &[f32],
     k: &[f32],
@@ -338,80 +342,104 @@ fn attend_head(
     mask: Option<&[f32]>,
     shape: AttentionShape,
     h: usize,
-    out: &mut [f32],
-) {
-    let (s, d, width) = (shape.seq, shape.head_dim, shape.heads * shape.head_dim);
-    let head = |t: &[f32]| -> Vec<f32> {
-        let mut out = Vec::with_capacity(s * d);
-        for row in t.chunks_exact(width) {
-            out.extend_from_slice(&row[h * d..(h + 1) * d]);
-        }
-        out
-    };
-    let (qh, kh, vh) = (head(q), head(k), head(v));
+) -> Vec<f32> {
+    let (s, d, stride) = (shape.seq, shape.head_dim, shape.row_stride);
     // Q K^T: K `[seq, head_dim]` is a linear layer's `[n, k]` weight.
-    let keys = PackedF32::from_rows(&kh, s, d);
-    let mut scores = gemm::gemm_serial(&qh, s, &keys);
+    let keys = PackedF32::from_strided_rows(&k[h * d..], s, d, stride);
+    let mut scores = gemm::gemm_serial_strided(&q[h * d..], stride, s, &keys);
     softmax_rows(&mut scores, s, mask, shape.scale);
     // P V: V `[seq, head_dim]` is the transposed weight `[k, n]`.
-    let values = PackedF32::from_columns(&vh, s, d);
-    out.copy_from_slice(&gemm::gemm_serial(&scores, s, &values));
+    let values = PackedF32::from_strided_columns(&v[h * d..], s, d, stride);
+    gemm::gemm_serial(&scores, s, &values)
+}
+
+/// The attention output, written by the workers: each (batch, head) owns its own columns.
+#[derive(Clone, Copy)]
+struct HeadsOut(*mut f32);
+// SAFETY: work items write disjoint (token, head) column ranges, and `attention` reads the
+// buffer only after the pool has returned.
+unsafe impl Send for HeadsOut {}
+// SAFETY: as above.
+unsafe impl Sync for HeadsOut {}
+
+impl HeadsOut {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
 }
 
 /// Bidirectional scaled dot-product attention with an additive key mask, reading heads in
-/// place: `q`, `k`, `v` and the result are `[batch, seq, heads * head_dim]` (the projections'
-/// layout), `mask` is `[batch, seq]` (0 to keep, a large negative number to drop).
+/// place: token `t`'s queries (keys, values) are `q[t * row_stride..][..heads * head_dim]`
+/// (the projections' layout, or one fused projection's thirds), `mask` is `[batch, seq]`
+/// (0 to keep, a large negative number to drop). Returns `[batch, seq, heads * head_dim]`.
 pub fn attention(
     q: &[f32],
     k: &[f32],
     v: &[f32],
     mask: Option<&[f32]>,
     shape: AttentionShape,
-) -> Vec<f32> {
+) -> Result<Vec<f32>> {
     let AttentionShape {
         batch,
         seq,
         heads,
         head_dim,
+        row_stride,
         ..
     } = shape;
     let width = heads * head_dim;
-    let mut per_head = vec![0f32; batch * seq * width];
-    if per_head.is_empty() {
-        return per_head;
+    let tokens = batch * seq;
+    let total = tokens * width;
+    if total == 0 {
+        return Ok(Vec::new());
     }
-    // Work items are (batch, head), each writing its own `[seq, head_dim]` block.
-    let blocks: Vec<Mutex<&mut [f32]>> = per_head
-        .chunks_mut(seq * head_dim)
-        .map(Mutex::new)
-        .collect();
+    let need = (tokens - 1) * row_stride + width;
+    if row_stride < width
+        || [q, k, v].iter().any(|t| t.len() < need)
+        || mask.is_some_and(|m| m.len() != tokens)
+    {
+        return Err(Error::InvalidInput(format!(
+            "attention over {batch} x {seq} tokens of {heads} x {head_dim} (stride {row_stride}) \
+             got {} / {} / {} values and a mask of {:?}",
+            q.len(),
+            k.len(),
+            v.len(),
+            mask.map(<[f32]>::len)
+        )));
+    }
+    let mut out: Vec<f32> = Vec::with_capacity(total);
+    let dst = HeadsOut(out.spare_capacity_mut().as_mut_ptr().cast::<f32>());
+    // Work items are (batch, head).
     candle_core::utils::barrier_pool().execute_chunked(batch * heads, |items| {
         for item in items {
             let (b, h) = (item / heads, item % heads);
-            let span = b * seq * width..(b + 1) * seq * width;
-            let mut dst = blocks[item].lock().unwrap_or_else(PoisonError::into_inner);
-            attend_head(
-                &q[span.clone()],
-                &k[span.clone()],
-                &v[span],
+            let first = b * seq * row_stride;
+            let head = attend_head(
+                &q[first..],
+                &k[first..],
+                &v[first..],
                 mask.map(|m| &m[b * seq..(b + 1) * seq]),
                 shape,
                 h,
-                &mut dst,
             );
+            for (i, row) in head.chunks_exact(head_dim).enumerate() {
+                // SAFETY: token `b * seq + i`, head `h`'s `head_dim` columns lie inside the
+                // `total` values of `out`, and no other item writes them.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        row.as_ptr(),
+                        dst.get().add((b * seq + i) * width + h * head_dim),
+                        head_dim,
+                    )
+                };
+            }
         }
     });
-    drop(blocks);
-    // `[batch, heads, seq, head_dim]` -> `[batch, seq, heads * head_dim]`.
-    let mut out = vec![0f32; per_head.len()];
-    for (item, block) in per_head.chunks_exact(seq * head_dim).enumerate() {
-        let (b, h) = (item / heads, item % heads);
-        for (i, row) in block.chunks_exact(head_dim).enumerate() {
-            let at = (b * seq + i) * width + h * head_dim;
-            out[at..at + head_dim].copy_from_slice(row);
-        }
-    }
-    out
+    // SAFETY: the items cover every (batch, head), and each wrote its `seq * head_dim` values,
+    // so all `total` are written.
+    unsafe { out.set_len(total) };
+    Ok(out)
 }
 
 /// Shapes and settings of one [`sdpa`] call.
@@ -692,6 +720,7 @@ mod tests {
             heads: 3,
             head_dim: 4,
             scale: 0.5,
+            row_stride: 12,
         };
         let width = shape.heads * shape.head_dim;
         let n = shape.batch * shape.seq * width;
@@ -700,7 +729,21 @@ mod tests {
         let mut mask = vec![0f32; shape.batch * shape.seq];
         mask[8] = f32::MIN;
         mask[9] = f32::MIN;
-        let got = attention(&q, &k, &v, Some(&mask), shape);
+        let got = attention(&q, &k, &v, Some(&mask), shape).unwrap();
+        // The same from one fused projection: each token's q, k and v side by side.
+        let fused: Vec<f32> = (0..shape.batch * shape.seq)
+            .flat_map(|t| [&q, &k, &v].map(|x| &x[t * width..(t + 1) * width]))
+            .flatten()
+            .copied()
+            .collect();
+        let strided = AttentionShape {
+            row_stride: 3 * width,
+            ..shape
+        };
+        let (fq, fk, fv) = (&fused[..], &fused[width..], &fused[2 * width..]);
+        assert_eq!(attention(fq, fk, fv, Some(&mask), strided).unwrap(), got);
+        assert!(attention(&q[1..], &k, &v, Some(&mask), shape).is_err());
+        assert!(attention(&q, &k, &v, Some(&mask[1..]), shape).is_err());
         for b in 0..shape.batch {
             for h in 0..shape.heads {
                 for i in 0..shape.seq {

@@ -64,11 +64,17 @@ impl PackedF32 {
 
     /// Packs `w` `[n, k]` row-major; `w` must hold `n * k` values.
     pub(crate) fn from_rows(w: &[f32], n: usize, k: usize) -> Self {
+        Self::from_strided_rows(w, n, k, k)
+    }
+
+    /// Packs `W` `[n, k]` whose row `r` is `w[r * stride..][..k]` (one head's keys inside
+    /// rows of several); `w` must hold `(n - 1) * stride + k` values.
+    pub(crate) fn from_strided_rows(w: &[f32], n: usize, k: usize, stride: usize) -> Self {
         let panels = n.div_ceil(NR);
         let mut data = vec![0f32; panels * k * NR];
         for (j, panel) in data.chunks_exact_mut(k.max(1) * NR).enumerate() {
             for c in 0..NR.min(n - j * NR) {
-                let row = &w[(j * NR + c) * k..(j * NR + c + 1) * k];
+                let row = &w[(j * NR + c) * stride..(j * NR + c) * stride + k];
                 for (p, &v) in row.iter().enumerate() {
                     panel[p * NR + c] = v;
                 }
@@ -79,15 +85,42 @@ impl PackedF32 {
 
     /// Packs `W` `[n, k]` given as `wt` = `W^T` `[k, n]` row-major (`k * n` values).
     pub(crate) fn from_columns(wt: &[f32], k: usize, n: usize) -> Self {
+        Self::from_strided_columns(wt, k, n, n)
+    }
+
+    /// Packs `W` `[n, k]` given as `W^T` `[k, n]` whose row `p` is `wt[p * stride..][..n]`;
+    /// `wt` must hold `(k - 1) * stride + n` values.
+    pub(crate) fn from_strided_columns(wt: &[f32], k: usize, n: usize, stride: usize) -> Self {
         let panels = n.div_ceil(NR);
         let mut data = vec![0f32; panels * k * NR];
         for (j, panel) in data.chunks_exact_mut(k.max(1) * NR).enumerate() {
             let cols = NR.min(n - j * NR);
             for (p, dst) in panel.chunks_exact_mut(NR).enumerate() {
-                dst[..cols].copy_from_slice(&wt[p * n + j * NR..p * n + j * NR + cols]);
+                let at = p * stride + j * NR;
+                dst[..cols].copy_from_slice(&wt[at..at + cols]);
             }
         }
         Self { n, k, data }
+    }
+}
+
+impl PackedF32 {
+    /// One matrix of `parts`' rows, in order (q, k and v projections as one), or `None`
+    /// when their depths differ.
+    pub fn stack(parts: &[&PackedF32]) -> Option<Self> {
+        let k = parts.first()?.k;
+        if parts.iter().any(|p| p.k != k) {
+            return None;
+        }
+        let n: usize = parts.iter().map(|p| p.n).sum();
+        let mut rows = Vec::with_capacity(n * k);
+        for part in parts {
+            for r in 0..part.n {
+                let panel = &part.data[(r / NR) * k * NR..];
+                rows.extend((0..k).map(|p| panel[p * NR + r % NR]));
+            }
+        }
+        Some(Self::from_rows(&rows, n, k))
     }
 }
 
@@ -183,13 +216,19 @@ pub(crate) fn use_avx2() -> bool {
 /// [`gemm`] on the calling thread alone, for callers already running on the pool; `a`
 /// must hold `m * k` values.
 pub(crate) fn gemm_serial(a: &[f32], m: usize, w: &dyn Panels) -> Vec<f32> {
+    gemm_serial_strided(a, w.dims().1, m, w)
+}
+
+/// [`gemm_serial`] for `A` whose row `i` is `a[i * lda..][..k]` (one head's queries inside
+/// rows of several); `a` must hold `(m - 1) * lda + k` values.
+pub(crate) fn gemm_serial_strided(a: &[f32], lda: usize, m: usize, w: &dyn Panels) -> Vec<f32> {
     // The only errors are size checks the caller has made.
-    gemm_with(use_avx2(), false, a, m, w, None, None).unwrap_or_default()
+    gemm_with(use_avx2(), false, a, lda, m, w, None, None).unwrap_or_default()
 }
 
 /// `C = A W^T + bias` for `A` `[m, k]` row-major; returns `C` `[m, n]` row-major.
 pub fn gemm(a: &[f32], m: usize, w: &dyn Panels, bias: Option<&[f32]>) -> Result<Vec<f32>> {
-    gemm_with(use_avx2(), true, a, m, w, bias, None)
+    gemm_with(use_avx2(), true, a, w.dims().1, m, w, bias, None)
 }
 
 /// `act(A W^T + bias)`: [`gemm`] with the activation applied to each block of `C` as soon
@@ -201,20 +240,34 @@ pub fn gemm_activated(
     bias: Option<&[f32]>,
     act: Act,
 ) -> Result<Vec<f32>> {
-    gemm_with(use_avx2(), true, a, m, w, bias, Some(act))
+    gemm_with(use_avx2(), true, a, w.dims().1, m, w, bias, Some(act))
 }
 
+/// `A`'s row `i` is `a[i * lda..][..k]`; when `lda` is `k`, `a` must hold exactly `m * k`
+/// values.
+#[allow(clippy::too_many_arguments)]
 fn gemm_with(
     avx2: bool,
     parallel: bool,
     a: &[f32],
+    lda: usize,
     m: usize,
     w: &dyn Panels,
     bias: Option<&[f32]>,
     act: Option<Act>,
 ) -> Result<Vec<f32>> {
     let (n, k) = w.dims();
-    if m.checked_mul(k) != Some(a.len()) {
+    let fits = if lda == k {
+        m.checked_mul(k) == Some(a.len())
+    } else {
+        m == 0
+            || lda > k
+                && m.checked_sub(1)
+                    .and_then(|rows| rows.checked_mul(lda))
+                    .and_then(|v| v.checked_add(k))
+                    .is_some_and(|need| need <= a.len())
+    };
+    if !fits {
         return Err(Error::InvalidInput(format!(
             "{} activation values are not {m} rows of {k}",
             a.len()
@@ -247,8 +300,12 @@ fn gemm_with(
     let panels = n.div_ceil(NR);
     // A worker takes a group of panels and sweeps each block of A's rows across all of
     // them, so the block is read from L2 once per group rather than once per panel.
-    let threads = super::pool_threads();
-    let group = panels.div_ceil(2 * threads).clamp(1, MAX_GROUP);
+    // The groups are as equal as can be, and their number a multiple of twice the threads,
+    // so that each thread gets the same share (72 panels on two threads are eight groups of
+    // nine, not four of sixteen and one of eight).
+    let threads = if parallel { super::pool_threads() } else { 1 };
+    let items = 2 * threads * panels.div_ceil(2 * threads * MAX_GROUP);
+    let group = panels.div_ceil(items).max(1);
     // Room for each panel of a group, unless `w` hands out panels it keeps (zeroing room
     // for nothing was a visible share of the time).
     let scratch_per_panel = if w.keeps_panels() { 0 } else { k * NR };
@@ -284,15 +341,15 @@ fn gemm_with(
                         let panel = &view[k0 * NR..(k0 + kc) * NR];
                         for i in (i0..i0 + block).step_by(MR) {
                             let rows = MR.min(i0 + block - i);
-                            let a_tile = &a[i * k + k0..];
+                            let a_tile = &a[i * lda + k0..];
                             // SAFETY: the tile's rows `i .. i + rows` and columns
                             // `j * NR .. j * NR + cols` lie inside `C` (`m * n` values, alive
                             // until the pool returns); this worker alone owns panel `j`.
                             let c_tile = unsafe { out.get().add(i * n + j * NR) };
-                            // SAFETY: as above; `a_tile` holds `rows` rows of stride `k` from
+                            // SAFETY: as above; `a_tile` holds `rows` rows of stride `lda` from
                             // `k0`, `panel` holds `kc * NR` values.
                             unsafe {
-                                tile(avx2, rows, cols, kc, a_tile, k, panel, c_tile, n, init)
+                                tile(avx2, rows, cols, kc, a_tile, lda, panel, c_tile, n, init)
                             };
                         }
                     }
@@ -565,7 +622,7 @@ mod tests {
             for b in [None, Some(bias.as_slice())] {
                 let want = reference(&a, m, &w, n, k, b);
                 let simd = gemm(&a, m, &packed, b).unwrap();
-                let portable = gemm_with(false, false, &a, m, &packed, b, None).unwrap();
+                let portable = gemm_with(false, false, &a, k, m, &packed, b, None).unwrap();
                 for got in [simd, portable] {
                     for (g, w) in got.iter().zip(&want) {
                         assert!(
@@ -591,8 +648,9 @@ mod tests {
                 activate_row(act, &mut want);
                 for avx2 in [use_avx2(), false] {
                     for parallel in [true, false] {
-                        let got = gemm_with(avx2, parallel, &a, m, &packed, Some(&bias), Some(act))
-                            .unwrap();
+                        let got =
+                            gemm_with(avx2, parallel, &a, k, m, &packed, Some(&bias), Some(act))
+                                .unwrap();
                         assert_eq!(got.len(), want.len());
                         for (g, w) in got.iter().zip(&want) {
                             assert!((g - w).abs() <= 1e-5, "{m}x{n}x{k} {act:?}: {g} vs {w}");
@@ -601,6 +659,31 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn stacked_matrices_give_their_outputs_side_by_side() {
+        let (m, k) = (7, 20);
+        let a = random(m * k, 7);
+        // Row counts that do not fill their last panels.
+        let parts: Vec<(Vec<f32>, usize)> = [(5, 8), (17, 9), (16, 10)]
+            .iter()
+            .map(|&(n, seed)| (random(n * k, seed), n))
+            .collect();
+        let packed: Vec<PackedF32> = parts
+            .iter()
+            .map(|(w, n)| PackedF32::new(w, *n, k).unwrap())
+            .collect();
+        let stacked = PackedF32::stack(&packed.iter().collect::<Vec<_>>()).unwrap();
+        let got = gemm(&a, m, &stacked, None).unwrap();
+        let all: Vec<f32> = parts.iter().flat_map(|(w, _)| w.iter().copied()).collect();
+        assert_eq!(
+            got,
+            gemm(&a, m, &PackedF32::new(&all, 38, k).unwrap(), None).unwrap()
+        );
+        let other = PackedF32::new(&random(3 * 4, 1), 3, 4).unwrap();
+        assert!(PackedF32::stack(&[&packed[0], &other]).is_none());
+        assert!(PackedF32::stack(&[]).is_none());
     }
 
     #[test]
