@@ -552,3 +552,31 @@ fn truncation_stops_at_the_usable_positions() {
     let out = features.run(&[&long], &params).unwrap();
     assert_eq!(out[0].len(), 62);
 }
+
+/// Sentence embeddings run longest-first, as sentence-transformers does, and come back in
+/// input order: batched results equal each text alone.
+#[test]
+fn sentence_embeddings_return_in_input_order() {
+    let model = SentenceTransformer::from_pretrained(fixture("bert_base"), &LoadOptions::default())
+        .unwrap();
+    let texts = [
+        "john",
+        "the weather is sunny and warm in the south today",
+        "the capital",
+        "",
+        "i like this movie very much",
+    ];
+    let params = EmbedParams {
+        batch_size: 2,
+        ..Default::default()
+    };
+    let batched = model.encode(&texts, &params).unwrap();
+    assert_eq!(batched.len(), texts.len());
+    for (text, got) in texts.iter().zip(&batched) {
+        let alone = model.encode(&[text], &params).unwrap().remove(0);
+        assert_eq!(got.len(), alone.len());
+        for (g, a) in got.iter().zip(&alone) {
+            assert!((g - a).abs() < 1e-5, "{text:?}: {g} vs {a}");
+        }
+    }
+}

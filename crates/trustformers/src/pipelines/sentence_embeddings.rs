@@ -354,9 +354,14 @@ impl SentenceTransformer {
             ..Default::default()
         };
         let device = self.model.model().device().clone();
-        let mut out = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(params.batch_size) {
-            let inputs: Vec<TextInput<'_>> = chunk.iter().map(|t| TextInput::Single(t)).collect();
+        // As sentence-transformers: longest texts (in characters) first, so that each batch
+        // holds texts of similar length and pads little; results return in input order.
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(texts[i].chars().count()));
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
+        for chunk in order.chunks(params.batch_size) {
+            let inputs: Vec<TextInput<'_>> =
+                chunk.iter().map(|&i| TextInput::Single(texts[i])).collect();
             let batch = tokenize(&self.tokenizer, &inputs, &opts, &device)?;
             let hidden = batch
                 .run(&self.model)?
@@ -388,7 +393,9 @@ impl SentenceTransformer {
             if params.normalize {
                 xs = l2_normalize(&xs)?;
             }
-            out.extend(xs.to_vec2::<f32>()?);
+            for (&i, row) in chunk.iter().zip(xs.to_vec2::<f32>()?) {
+                out[i] = row;
+            }
         }
         Ok(out)
     }
