@@ -403,9 +403,9 @@ unsafe fn tile(
     init: Init<'_>,
 ) {
     debug_assert!(a.len() >= (rows - 1) * lda + kc && b.len() >= kc * NR);
-    // SAFETY (both calls): `c` (or the buffer) holds `rows` rows of NR values at its stride;
-    // the rest as the caller guarantees.
     if cols == NR {
+        // SAFETY: `c` holds `rows` full rows of NR values at stride `ldc`; the rest as the
+        // caller guarantees.
         return unsafe { rows_kernel(avx2, rows, kc, a, lda, b, c, ldc, init) };
     }
     // A partial tile runs on a full-width copy so the kernels always read and write NR.
@@ -418,6 +418,7 @@ unsafe fn tile(
             };
         }
     }
+    // SAFETY: `buf` holds MR >= `rows` rows of NR values; the rest as the caller guarantees.
     unsafe { rows_kernel(avx2, rows, kc, a, lda, b, buf.as_mut_ptr(), NR, init) };
     for r in 0..rows {
         // SAFETY: as above.
