@@ -82,5 +82,48 @@ impl AutoTokenizer {
 /// `decoder`, which a value can no longer contain.
 fn parse_tokenizer_json(bytes: &[u8]) -> std::result::Result<tokenizers::Tokenizer, String> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
-    serde_json::from_value(value).map_err(|e| e.to_string())
+    check_bpe_merges(&value)?;
+    // `tokenizers` is third-party code fed untrusted input: should it still panic, the
+    // caller gets an error.
+    std::panic::catch_unwind(|| serde_json::from_value(value).map_err(|e| e.to_string()))
+        .unwrap_or_else(|_| Err("the tokenizers crate failed on this tokenizer.json".into()))
+}
+
+/// `tokenizers` builds each BPE merge's token in a buffer as long as the longest vocabulary
+/// token, and panics on a merge of two vocabulary tokens that is longer (or whose second
+/// part is shorter than the continuing-subword prefix it drops). Such a merge cannot name a
+/// vocabulary token, so it is an error here, before the crate sees it.
+fn check_bpe_merges(value: &Value) -> std::result::Result<(), String> {
+    let Some(model) = value.get("model") else {
+        return Ok(());
+    };
+    let (Some(vocab), Some(merges)) = (
+        model.get("vocab").and_then(Value::as_object),
+        model.get("merges").and_then(Value::as_array),
+    ) else {
+        return Ok(());
+    };
+    let longest = vocab.keys().map(String::len).max().unwrap_or(0);
+    let prefix = model
+        .get("continuing_subword_prefix")
+        .and_then(Value::as_str)
+        .map_or(0, str::len);
+    for (i, merge) in merges.iter().enumerate() {
+        // Either "a b" or ["a", "b"]; anything else `tokenizers` rejects itself.
+        let pair = match merge {
+            Value::String(s) => s.split_once(' '),
+            Value::Array(p) => p
+                .first()
+                .and_then(Value::as_str)
+                .zip(p.get(1).and_then(Value::as_str)),
+            _ => None,
+        };
+        let Some((a, b)) = pair else { continue };
+        if b.len() < prefix || a.len() + (b.len() - prefix) > longest {
+            return Err(format!(
+                "BPE merge {i} (`{a}` + `{b}`) makes a token longer than any in the vocabulary"
+            ));
+        }
+    }
+    Ok(())
 }

@@ -175,6 +175,19 @@ pub fn cases() -> Vec<Case> {
         ),
         case(
             "gpt2",
+            // `tokenizers` 0.23 panicked on this one (found by the tokenizer_json fuzz target).
+            "merge longer than any vocabulary token",
+            |j| {
+                let longest = j["model"]["vocab"]
+                    .as_object()
+                    .and_then(|v| v.keys().max_by_key(|k| k.len()).cloned())
+                    .unwrap();
+                j["model"]["merges"] = json!([[longest, longest]]);
+            },
+            expect!(Error::Tokenizer(_)),
+        ),
+        case(
+            "gpt2",
             "merge with one part",
             |j| j["model"]["merges"] = json!(["abc"]),
             expect!(Error::Tokenizer(_)),
