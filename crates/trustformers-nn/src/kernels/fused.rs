@@ -353,22 +353,6 @@ fn attend_head(
     gemm::gemm_serial(&scores, s, &values)
 }
 
-/// The attention output, written by the workers: each (batch, head) owns its own columns.
-#[derive(Clone, Copy)]
-struct HeadsOut(*mut f32);
-// SAFETY: work items write disjoint (token, head) column ranges, and `attention` reads the
-// buffer only after the pool has returned.
-unsafe impl Send for HeadsOut {}
-// SAFETY: as above.
-unsafe impl Sync for HeadsOut {}
-
-impl HeadsOut {
-    /// The pointer (a method, so closures capture the whole `Sync` wrapper).
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 /// Bidirectional scaled dot-product attention with an additive key mask, reading heads in
 /// place: token `t`'s queries (keys, values) are `q[t * row_stride..][..heads * head_dim]`
 /// (the projections' layout, or one fused projection's thirds), `mask` is `[batch, seq]`
@@ -409,8 +393,9 @@ pub fn attention(
         )));
     }
     let mut out: Vec<f32> = Vec::with_capacity(total);
-    let dst = HeadsOut(out.spare_capacity_mut().as_mut_ptr().cast::<f32>());
-    // Work items are (batch, head).
+    // Work items are (batch, head), each writing its own heads' columns; `out` is read only
+    // after the pool returns.
+    let dst = gemm::OutPtr(out.spare_capacity_mut().as_mut_ptr().cast::<f32>());
     candle_core::utils::barrier_pool().execute_chunked(batch * heads, |items| {
         for item in items {
             let (b, h) = (item / heads, item % heads);

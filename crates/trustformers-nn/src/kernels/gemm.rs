@@ -182,18 +182,20 @@ enum Init<'a> {
     Load,
 }
 
-/// A pointer to `C` shared by the workers; each writes only its own panels' columns.
+/// An output buffer shared by the pool's workers, each writing only its own part (the GEMM:
+/// its panels' columns; attention: its heads' columns). Whoever creates one must keep the
+/// parts disjoint and read the buffer only after the pool has returned.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: workers write disjoint column ranges of `C` (one panel each at a time), and
-// `gemm` does not touch `C` until they have all finished.
+pub(crate) struct OutPtr(pub(crate) *mut f32);
+// SAFETY: writes through it go to disjoint ranges, and the buffer is read only after all
+// writers have finished (the creator's obligation above).
 unsafe impl Send for OutPtr {}
 // SAFETY: as above.
 unsafe impl Sync for OutPtr {}
 
 impl OutPtr {
     /// The pointer (a method, so closures capture the whole `Sync` wrapper).
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }
