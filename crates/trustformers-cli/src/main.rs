@@ -71,7 +71,7 @@ fn run() -> anyhow::Result<()> {
         .with_target(false)
         .init();
     let cli = Cli::parse();
-    bench::set_threads(match &cli.command {
+    set_threads(match &cli.command {
         Command::Bench(args) => args.threads,
         _ => None,
     })?;
@@ -85,5 +85,37 @@ fn run() -> anyhow::Result<()> {
         Command::Pipeline(args) => pipeline::run(&args),
         Command::Tokenize(args) => tokenize::tokenize(&args),
         Command::Tokenizer { command } => tokenize::run(command),
+    }
+}
+
+/// Fixes the thread count before any thread pool starts: `threads` when given, else what
+/// candle picks (`RAYON_NUM_THREADS`, or the physical cores). Candle reads the count from
+/// the environment at every matmul, and without the variable it counts the cores by
+/// parsing `/proc/cpuinfo` each time; that halved decode speed.
+fn set_threads(threads: Option<usize>) -> anyhow::Result<()> {
+    let t = match threads {
+        Some(0) => anyhow::bail!("--threads must be at least 1"),
+        Some(t) => t,
+        None => candle_core::utils::get_num_threads(),
+    };
+    std::env::set_var("RAYON_NUM_THREADS", t.to_string());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_thread_count_is_always_fixed_in_the_environment() {
+        assert!(set_threads(Some(0)).is_err());
+        set_threads(Some(3)).unwrap();
+        assert_eq!(std::env::var("RAYON_NUM_THREADS").unwrap(), "3");
+        // Without --threads, candle's own choice is written down, so that it is not worked
+        // out again (from /proc/cpuinfo) at every matmul.
+        set_threads(None).unwrap();
+        let t: usize = std::env::var("RAYON_NUM_THREADS").unwrap().parse().unwrap();
+        assert!(t >= 1);
     }
 }
