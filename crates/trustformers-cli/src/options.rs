@@ -20,6 +20,10 @@ pub struct ModelArgs {
     /// Compute dtype (f32, f16, bf16); for a GGUF file this dequantizes the weights.
     #[arg(long)]
     pub dtype: Option<String>,
+    /// What the KV cache keeps keys and values as (f32, f16); default f16 for quantized
+    /// weights, as llama.cpp does, and f32 otherwise.
+    #[arg(long)]
+    pub kv_cache_dtype: Option<String>,
 }
 
 /// A loaded causal LM with its tokenizer and generation defaults.
@@ -39,12 +43,18 @@ impl ModelArgs {
             .as_deref()
             .map(trustformers::core::parse_dtype)
             .transpose()?;
+        let kv_dtype = self
+            .kv_cache_dtype
+            .as_deref()
+            .map(trustformers::core::parse_dtype)
+            .transpose()
+            .context("--kv-cache-dtype")?;
         let path = resolve_model(self.model.as_deref())?;
         // The tokenizer first: what its construction frees is handed back before the
         // weights arrive, so the two peaks do not add up.
         let tokenizer = AutoTokenizer::from_pretrained(&path)
             .with_context(|| format!("loading the tokenizer of {}", path.display()))?;
-        let model = AutoModelForCausalLM::from_pretrained(
+        let mut model = AutoModelForCausalLM::from_pretrained(
             &path,
             &LoadOptions {
                 dtype,
@@ -52,6 +62,11 @@ impl ModelArgs {
             },
         )
         .with_context(|| format!("loading {}", path.display()))?;
+        if let Some(kv_dtype) = kv_dtype {
+            model
+                .set_kv_cache_dtype(kv_dtype)
+                .context("--kv-cache-dtype")?;
+        }
         let mut generation = if path.is_dir() {
             GenerationConfig::from_dir(&path)?
         } else {

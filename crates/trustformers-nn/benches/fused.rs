@@ -1,7 +1,8 @@
 //! The fused CPU kernels against the tensor operations they replace, at decoder shapes:
 //! attention (Gemma 3 270M: 4 query heads sharing 1 key/value head of 256; SmolLM2-135M:
 //! 9 sharing 3 of 64) for one decode step over 128 cached positions and a causal 512-token
-//! prefill, RMSNorm, and the gated GeLU of an MLP.
+//! prefill, RMSNorm, and the gated GeLU of an MLP; and one decode step's attention over a
+//! KV cache kept in f32 and in f16, at 128 and 2,048 cached positions.
 //!
 //! `cargo bench -p trustformers-nn --bench fused` (threads: `RAYON_NUM_THREADS`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -10,6 +11,7 @@ use candle_core::{Device, Tensor, D};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use trustformers_nn::attention::{causal_mask, sdpa};
 use trustformers_nn::kernels::fused::{self, Act};
+use trustformers_nn::kernels::sdpa::{self as cached, KvRows, SdpaShape};
 
 fn values(n: usize, seed: usize) -> Vec<f32> {
     (0..n)
@@ -73,6 +75,46 @@ fn attention(c: &mut Criterion) {
     group.finish();
 }
 
+/// One decode query per head over `t` cached keys and values, read where a KV cache keeps
+/// them: f32, or f16 (half the bytes).
+fn cache_attention(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cache attention");
+    group.sample_size(20);
+    for (name, h, kv, d) in [("gemma3", 4, 1, 256), ("smollm2", 9, 3, 64)] {
+        for t in [128, 2048] {
+            let q = values(h * d, 1);
+            let (k, v) = (values(kv * t * d, 2), values(kv * t * d, 3));
+            let half = |x: &[f32]| -> Vec<half::f16> {
+                x.iter().map(|&x| half::f16::from_f32(x)).collect()
+            };
+            let (k16, v16) = (half(&k), half(&v));
+            let shape = SdpaShape {
+                batch: 1,
+                heads: h,
+                kv_heads: kv,
+                queries: 1,
+                keys: t,
+                head_dim: d,
+                scale: 1.0 / (d as f32).sqrt(),
+                softcap: None,
+            };
+            let id = format!("{name} decode t={t}");
+            group.bench_function(BenchmarkId::new("f32", &id), |b| {
+                b.iter(|| {
+                    cached::sdpa(&q, KvRows::F32(&k), KvRows::F32(&v), t * d, None, shape).unwrap()
+                })
+            });
+            group.bench_function(BenchmarkId::new("f16", &id), |b| {
+                b.iter(|| {
+                    cached::sdpa(&q, KvRows::F16(&k16), KvRows::F16(&v16), t * d, None, shape)
+                        .unwrap()
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
 fn rows(c: &mut Criterion) {
     let mut group = c.benchmark_group("rows");
     group.sample_size(30);
@@ -115,5 +157,5 @@ fn rows(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, attention, rows);
+criterion_group!(benches, attention, cache_attention, rows);
 criterion_main!(benches);

@@ -1,7 +1,7 @@
 //! Multi-head attention with grouped/multi-query KV heads, optional Q/K RMSNorm, and the
 //! padding / causal / sliding-window masks transformers builds in `masking_utils.py`.
 
-use crate::kernels::fused::{self, MaskView, SdpaShape};
+use crate::kernels::sdpa::{KvRows, MaskView, SdpaShape};
 use crate::kv_cache::{KvBuffer, KvView};
 use crate::profile::{self, Part};
 use crate::{KvCache, LayerNorm, Linear, RmsNorm, RotaryEmbedding};
@@ -154,6 +154,11 @@ impl Attention {
             softcap: spec.softcap,
             rotary: spec.rotary,
         })
+    }
+
+    /// Whether the projections' weights are kept ggml-quantized.
+    pub fn is_quantized(&self) -> bool {
+        self.o_proj.is_quantized()
     }
 
     /// # Shapes
@@ -314,9 +319,10 @@ fn fused_sdpa(
     }
     let (kb, kv_heads, t, d) = k.dims4()?;
     let values = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
+    let (k, v) = (values(k)?, values(v)?);
     let keys = FusedKeys {
-        k: &values(k)?,
-        v: &values(v)?,
+        k: KvRows::F32(&k),
+        v: KvRows::F32(&v),
         stride: t * d,
         dims: (kb, kv_heads, t, d),
     };
@@ -326,8 +332,8 @@ fn fused_sdpa(
 /// Keys and values as the fused kernel reads them: `batch * kv_heads` blocks of
 /// `[keys, head_dim]`, `stride` values apart.
 struct FusedKeys<'a> {
-    k: &'a [f32],
-    v: &'a [f32],
+    k: KvRows<'a>,
+    v: KvRows<'a>,
     stride: usize,
     /// `(batch, kv_heads, keys, head_dim)`.
     dims: (usize, usize, usize, usize),
@@ -391,7 +397,7 @@ fn fused_sdpa_over(
         scale: scale as f32,
         softcap: softcap.map(|c| c as f32),
     };
-    let out = fused::sdpa(
+    let out = crate::kernels::sdpa::sdpa(
         &q.flatten_all()?.to_vec1::<f32>()?,
         keys.k,
         keys.v,
@@ -630,6 +636,45 @@ mod tests {
                     "{h}/{kvh} heads, {s}x{t}, mask {:?}: {diff}",
                     m.as_ref().map(|m| m.dims().to_vec())
                 );
+                // Keys and values kept in f16 give the tensor ops' result on the same
+                // values rounded to f16.
+                let half = |t: &Tensor| -> Vec<half::f16> {
+                    t.flatten_all()
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap()
+                        .iter()
+                        .map(|&x| half::f16::from_f32(x))
+                        .collect()
+                };
+                let (k16, v16) = (half(&k), half(&v));
+                let keys = FusedKeys {
+                    k: KvRows::F16(&k16),
+                    v: KvRows::F16(&v16),
+                    stride: t * d,
+                    dims: (b, kvh, t, d),
+                };
+                let got = fused_sdpa_over(&q, keys, m.as_ref(), scale, softcap)
+                    .unwrap()
+                    .expect("f32 queries on the CPU take the fused path");
+                let rounded = |t: &Tensor| {
+                    t.to_dtype(DType::F16)
+                        .unwrap()
+                        .to_dtype(DType::F32)
+                        .unwrap()
+                };
+                let want = sdpa_ops(
+                    &q,
+                    &rounded(&k),
+                    &rounded(&v),
+                    m.as_ref(),
+                    groups,
+                    scale,
+                    softcap,
+                )
+                .unwrap();
+                let diff = max_abs_diff(&got, &want);
+                assert!(diff < 1e-5, "f16 keys, {h}/{kvh} heads, {s}x{t}: {diff}");
             }
         }
     }

@@ -2,15 +2,28 @@
 //!
 //! f32 keys and values on the CPU live in buffers with room for more positions, written in
 //! place: a decode step copies only its own keys and values, and attention reads the cache
-//! where it lies. Other dtypes and devices keep tensors, concatenated per step.
+//! where it lies. A buffer keeps them in f32 or, like llama.cpp's default cache, in f16
+//! (half the memory, and half the bytes decode attention reads). Other dtypes and devices
+//! keep tensors, concatenated per step.
 
+use crate::kernels::sdpa::KvRows;
 use candle_core::{DType, Device, Tensor};
+use half::f16;
+use half::slice::HalfFloatSliceExt;
 use trustformers_core::{Error, Result};
 
 /// Keys and values of every layer seen so far, `[batch, kv_heads, seq, head_dim]` each.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct KvCache {
     layers: Vec<Option<LayerKv>>,
+    /// What buffered layers store: f32 or f16.
+    dtype: DType,
+}
+
+impl Default for KvCache {
+    fn default() -> Self {
+        Self::new(0)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -19,12 +32,12 @@ enum LayerKv {
     Tensors(Tensor, Tensor),
 }
 
-/// One layer's f32 keys and values, `[batch, kv_heads, capacity, head_dim]` each, of which
-/// the first `len` positions are filled.
+/// One layer's keys and values, `[batch, kv_heads, capacity, head_dim]` each, of which the
+/// first `len` positions are filled.
 #[derive(Debug, Clone)]
 pub struct KvBuffer {
-    k: Vec<f32>,
-    v: Vec<f32>,
+    k: Store,
+    v: Store,
     batch: usize,
     heads: usize,
     head_dim: usize,
@@ -32,14 +45,116 @@ pub struct KvBuffer {
     capacity: usize,
 }
 
+/// A buffer's keys or values, in the cache's dtype.
+#[derive(Debug, Clone)]
+enum Store {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+}
+
+impl Store {
+    fn new(dtype: DType) -> Self {
+        match dtype {
+            DType::F16 => Self::F16(Vec::new()),
+            _ => Self::F32(Vec::new()),
+        }
+    }
+
+    fn rows(&self) -> KvRows<'_> {
+        match self {
+            Self::F32(x) => KvRows::F32(x),
+            Self::F16(x) => KvRows::F16(x),
+        }
+    }
+
+    /// Moves the first `filled` values of each `old_stride`-value block into a new store
+    /// of `blocks` blocks `new_stride` apart.
+    fn regrow(&mut self, blocks: usize, old_stride: usize, new_stride: usize, filled: usize) {
+        fn regrow<T: Copy + Default>(
+            old: &[T],
+            blocks: usize,
+            old_stride: usize,
+            new_stride: usize,
+            filled: usize,
+        ) -> Vec<T> {
+            let mut new = vec![T::default(); blocks * new_stride];
+            if old_stride > 0 {
+                for (dst, src) in new
+                    .chunks_exact_mut(new_stride)
+                    .zip(old.chunks_exact(old_stride))
+                {
+                    dst[..filled].copy_from_slice(&src[..filled]);
+                }
+            }
+            new
+        }
+        match self {
+            Self::F32(x) => *x = regrow(x, blocks, old_stride, new_stride, filled),
+            Self::F16(x) => *x = regrow(x, blocks, old_stride, new_stride, filled),
+        }
+    }
+
+    /// Writes `src` from value `at` on, rounded to the store's dtype.
+    fn write(&mut self, at: usize, src: &[f32]) {
+        match self {
+            Self::F32(x) => x[at..at + src.len()].copy_from_slice(src),
+            Self::F16(x) => x[at..at + src.len()].convert_from_f32_slice(src),
+        }
+    }
+
+    /// The first `filled` values of each `stride`-value block, as f32.
+    fn filled(&self, stride: usize, filled: usize) -> Vec<f32> {
+        let blocks = |n: usize| n.checked_div(stride).unwrap_or(0);
+        let mut out = Vec::new();
+        match self {
+            Self::F32(x) => {
+                out.reserve(blocks(x.len()) * filled);
+                for block in x.chunks_exact(stride.max(1)) {
+                    out.extend_from_slice(&block[..filled]);
+                }
+            }
+            Self::F16(x) => {
+                out.resize(blocks(x.len()) * filled, 0.0);
+                for (dst, block) in out
+                    .chunks_exact_mut(filled.max(1))
+                    .zip(x.chunks_exact(stride.max(1)))
+                {
+                    block[..filled].convert_to_f32_slice(dst);
+                }
+            }
+        }
+        out
+    }
+
+    /// Blocks `rows` (of `block` values each), in that order; `batch` names the row count
+    /// in the error for a row out of range.
+    fn pick(&self, rows: &[u32], block: usize, batch: usize) -> Result<Self> {
+        fn pick<T: Copy>(x: &[T], rows: &[u32], block: usize, batch: usize) -> Result<Vec<T>> {
+            let mut out = Vec::with_capacity(rows.len() * block);
+            for &r in rows {
+                let r = r as usize;
+                let src = x.get(r * block..(r + 1) * block).ok_or_else(|| {
+                    Error::InvalidInput(format!("row {r} of a cache of {batch} rows"))
+                })?;
+                out.extend_from_slice(src);
+            }
+            Ok(out)
+        }
+        Ok(match self {
+            Self::F32(x) => Self::F32(pick(x, rows, block, batch)?),
+            Self::F16(x) => Self::F16(pick(x, rows, block, batch)?),
+        })
+    }
+}
+
 /// Positions a buffer first makes room for.
 const MIN_CAPACITY: usize = 64;
 
 impl KvBuffer {
-    fn new(batch: usize, heads: usize, head_dim: usize) -> Self {
+    fn new(batch: usize, heads: usize, head_dim: usize, dtype: DType) -> Self {
         Self {
-            k: Vec::new(),
-            v: Vec::new(),
+            k: Store::new(dtype),
+            v: Store::new(dtype),
             batch,
             heads,
             head_dim,
@@ -60,13 +175,13 @@ impl KvBuffer {
     }
 
     /// All key blocks, `batch * kv_heads` of [`Self::head_stride`] values.
-    pub fn keys(&self) -> &[f32] {
-        &self.k
+    pub fn keys(&self) -> KvRows<'_> {
+        self.k.rows()
     }
 
     /// All value blocks, laid out as [`Self::keys`].
-    pub fn values(&self) -> &[f32] {
-        &self.v
+    pub fn values(&self) -> KvRows<'_> {
+        self.v.rows()
     }
 
     /// Appends `k`, `v` (`[batch, kv_heads, seq, head_dim]` values each, row-major).
@@ -78,20 +193,10 @@ impl KvBuffer {
         if needed > self.capacity {
             // Doubling keeps the copies of earlier positions to a constant per position.
             let capacity = needed.max(2 * self.capacity).max(MIN_CAPACITY);
-            let grow = |old: &[f32]| -> Vec<f32> {
-                let mut new = vec![0f32; self.batch * self.heads * capacity * d];
-                if self.capacity > 0 {
-                    for (dst, src) in new
-                        .chunks_exact_mut(capacity * d)
-                        .zip(old.chunks_exact(self.capacity * d))
-                    {
-                        dst[..self.len * d].copy_from_slice(&src[..self.len * d]);
-                    }
-                }
-                new
-            };
-            self.k = grow(&self.k);
-            self.v = grow(&self.v);
+            let blocks = self.batch * self.heads;
+            let (old, new, filled) = (self.capacity * d, capacity * d, self.len * d);
+            self.k.regrow(blocks, old, new, filled);
+            self.v.regrow(blocks, old, new, filled);
             self.capacity = capacity;
         }
         let stride = self.capacity * d;
@@ -101,45 +206,28 @@ impl KvBuffer {
             .zip(v.chunks_exact(seq * d))
             .enumerate()
         {
-            let start = block * stride + at;
-            self.k[start..start + seq * d].copy_from_slice(k);
-            self.v[start..start + seq * d].copy_from_slice(v);
+            self.k.write(block * stride + at, k);
+            self.v.write(block * stride + at, v);
         }
         self.len = needed;
         Ok(())
     }
 
-    /// The filled positions as two `[batch, kv_heads, len, head_dim]` tensors.
+    /// The filled positions as two f32 `[batch, kv_heads, len, head_dim]` tensors.
     pub fn to_tensors(&self, device: &Device) -> Result<(Tensor, Tensor)> {
-        let filled = |x: &[f32]| -> Vec<f32> {
-            x.chunks_exact(self.head_stride().max(1))
-                .flat_map(|block| &block[..self.len * self.head_dim])
-                .copied()
-                .collect()
-        };
+        let (stride, filled) = (self.head_stride(), self.len * self.head_dim);
         let dims = (self.batch, self.heads, self.len, self.head_dim);
         Ok((
-            Tensor::from_vec(filled(&self.k), dims, device)?,
-            Tensor::from_vec(filled(&self.v), dims, device)?,
+            Tensor::from_vec(self.k.filled(stride, filled), dims, device)?,
+            Tensor::from_vec(self.v.filled(stride, filled), dims, device)?,
         ))
     }
 
     /// Keeps batch rows `rows`, in that order.
     fn select_rows(&mut self, rows: &[u32]) -> Result<()> {
         let block = self.heads * self.head_stride();
-        let pick = |x: &[f32]| -> Result<Vec<f32>> {
-            let mut out = Vec::with_capacity(rows.len() * block);
-            for &r in rows {
-                let r = r as usize;
-                let src = x.get(r * block..(r + 1) * block).ok_or_else(|| {
-                    Error::InvalidInput(format!("row {r} of a cache of {} rows", self.batch))
-                })?;
-                out.extend_from_slice(src);
-            }
-            Ok(out)
-        };
-        self.k = pick(&self.k)?;
-        self.v = pick(&self.v)?;
+        self.k = self.k.pick(rows, block, self.batch)?;
+        self.v = self.v.pick(rows, block, self.batch)?;
         self.batch = rows.len();
         Ok(())
     }
@@ -154,11 +242,31 @@ pub enum KvView<'a> {
 }
 
 impl KvCache {
-    /// An empty cache for a model with `num_layers` layers.
+    /// An empty cache for a model with `num_layers` layers, keeping keys and values in f32.
     pub fn new(num_layers: usize) -> Self {
         Self {
             layers: vec![None; num_layers],
+            dtype: DType::F32,
         }
+    }
+
+    /// An empty cache that keeps f32 keys and values on the CPU as `dtype`: `F32`, or `F16`
+    /// (half the memory; each value rounded to f16 as llama.cpp's default cache does).
+    pub fn with_dtype(num_layers: usize, dtype: DType) -> Result<Self> {
+        match dtype {
+            DType::F32 | DType::F16 => Ok(Self {
+                dtype,
+                ..Self::new(num_layers)
+            }),
+            other => Err(Error::InvalidInput(format!(
+                "a KV cache keeps f32 or f16, not {other:?}"
+            ))),
+        }
+    }
+
+    /// What the cache keeps f32 keys and values as.
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
 
     /// Number of cached positions (0 when empty).
@@ -195,7 +303,7 @@ impl KvCache {
         let buffered = k.dtype() == DType::F32 && v.dtype() == DType::F32 && k.device().is_cpu();
         let slot = &mut self.layers[layer];
         if slot.is_none() && buffered {
-            *slot = Some(LayerKv::Buffer(KvBuffer::new(b, h, d)));
+            *slot = Some(LayerKv::Buffer(KvBuffer::new(b, h, d, self.dtype)));
         }
         match slot {
             Some(LayerKv::Buffer(buf)) => {
@@ -298,5 +406,43 @@ mod tests {
             .is_err());
         cache.clear();
         assert_eq!(cache.seq_len(), 0);
+    }
+
+    /// An f16 cache holds each value rounded to f16, through growths and row selection,
+    /// and refuses dtypes it cannot keep.
+    #[test]
+    fn f16_buffer_keeps_rounded_values() {
+        let rounded = |t: &Tensor| {
+            t.to_dtype(DType::F16)
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap()
+        };
+        let mut cache = KvCache::with_dtype(2, DType::F16).unwrap();
+        assert_eq!(cache.dtype(), DType::F16);
+        let (mut want_k, mut want_v) = (tensor((2, 3, 70, 8), 1), tensor((2, 3, 70, 8), 2));
+        cache.append(1, &want_k, &want_v).unwrap();
+        for step in 0..80 {
+            let (k, v) = (
+                tensor((2, 3, 1, 8), 10 + step),
+                tensor((2, 3, 1, 8), 500 + step),
+            );
+            want_k = Tensor::cat(&[&want_k, &k], 2).unwrap();
+            want_v = Tensor::cat(&[&want_v, &v], 2).unwrap();
+            let (got_k, got_v) = cache.append(1, &k, &v).unwrap();
+            assert_same(&got_k, &rounded(&want_k));
+            assert_same(&got_v, &rounded(&want_v));
+        }
+        match cache
+            .append_view(1, &tensor((2, 3, 1, 8), 3), &tensor((2, 3, 1, 8), 4))
+            .unwrap()
+        {
+            KvView::Buffer(b) => assert!(matches!(b.keys(), KvRows::F16(_))),
+            KvView::Tensors(..) => panic!("f32 keys on the CPU are buffered"),
+        }
+        cache.select_rows(&[1]).unwrap();
+        assert_eq!(cache.seq_len(), 151);
+        assert!(KvCache::with_dtype(1, DType::BF16).is_err());
+        assert_eq!(KvCache::new(1).dtype(), DType::F32);
     }
 }

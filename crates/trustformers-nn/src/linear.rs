@@ -81,6 +81,14 @@ impl Linear {
         Ok(Self { weight, bias })
     }
 
+    /// Whether the weight is kept ggml-quantized.
+    pub fn is_quantized(&self) -> bool {
+        matches!(
+            self.weight,
+            LinearWeight::Quantized { .. } | LinearWeight::Own(_)
+        )
+    }
+
     /// # Shapes
     /// `xs`: `[..., in_dim]` -> `[..., out_dim]`.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {

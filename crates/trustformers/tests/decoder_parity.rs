@@ -251,7 +251,10 @@ fn gguf_dequantized_matches_transformers_on_the_same_file() {
 #[test]
 fn gguf_quantized_path_stays_close() {
     let exp = expected("llama_gguf");
-    let model = load("llama_gguf", &LoadOptions::default());
+    let mut model = load("llama_gguf", &LoadOptions::default());
+    // The weight kernels' error alone: the f16 cache's rounding, which the quantized
+    // activations then amplify in this 32-wide model, has its own test below.
+    model.set_kv_cache_dtype(DType::F32).unwrap();
     let ids = &exp["input_ids"].narrow(0, 0, 1).unwrap();
     let pos = default_positions(1, 0, ids.dim(1).unwrap(), &Device::Cpu).unwrap();
     let logits = model.forward(ids, &pos, &mut model.new_cache()).unwrap();
@@ -330,4 +333,56 @@ fn base_model_gives_last_hidden_state() {
         .unwrap();
     let want = exp["last_hidden_state"].narrow(0, 0, 1).unwrap();
     assert!(max_abs_diff(&out.last_hidden_state, &want) <= ATOL);
+}
+
+/// Quantized weights get an f16 KV cache, as llama.cpp's default; prefill then decode
+/// through it equals one full forward through it. Dense weights keep f32, and the dtype
+/// can be set to f32 or f16 only.
+#[test]
+fn quantized_weights_cache_keys_and_values_in_f16() {
+    let exp = expected("llama_gguf");
+    let ids = &exp["input_ids"].narrow(0, 0, 1).unwrap();
+    let seq = ids.dim(1).unwrap();
+    let mut model = load("llama_gguf", &LoadOptions::default());
+    assert_eq!(model.new_cache().dtype(), DType::F16);
+    assert_eq!(
+        load("llama_gguf", &f32_opts()).new_cache().dtype(),
+        DType::F32
+    );
+
+    let pos = default_positions(1, 0, seq, &Device::Cpu).unwrap();
+    let full = model.forward(ids, &pos, &mut model.new_cache()).unwrap();
+    let mut cache = model.new_cache();
+    let mut steps = vec![];
+    for (start, end) in std::iter::once((0, 4)).chain((4..seq).map(|i| (i, i + 1))) {
+        let pos = default_positions(1, start, end - start, &Device::Cpu).unwrap();
+        let chunk = ids.narrow(1, start, end - start).unwrap();
+        steps.push(model.forward(&chunk, &pos, &mut cache).unwrap());
+    }
+    let incremental = Tensor::cat(&steps, 1).unwrap();
+    let d = max_abs_diff(&incremental, &full);
+    assert!(d <= ATOL, "f16 cache: prefill+decode differs by {d}");
+
+    assert!(model.set_kv_cache_dtype(DType::BF16).is_err());
+    model.set_kv_cache_dtype(DType::F32).unwrap();
+    assert_eq!(model.new_cache().dtype(), DType::F32);
+
+    // On dense weights (no activation quantization to amplify it), an f16 cache moves the
+    // logits by about f16's rounding.
+    let mut dense = load("llama_gguf", &f32_opts());
+    let want = dense.forward(ids, &pos, &mut dense.new_cache()).unwrap();
+    dense.set_kv_cache_dtype(DType::F16).unwrap();
+    let got = dense.forward(ids, &pos, &mut dense.new_cache()).unwrap();
+    let scale = want
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let d = max_abs_diff(&got, &want);
+    assert!(
+        d > 0.0 && d < 2e-3 * scale,
+        "f16 against f32 cache: {d} (largest logit {scale})"
+    );
 }

@@ -176,6 +176,8 @@ pub struct DecoderModel {
     rope: RotaryEmbedding,
     /// RoPE of the sliding-window layers, when it differs.
     sliding_rope: Option<RotaryEmbedding>,
+    /// What [`Self::new_cache`] keeps keys and values as.
+    kv_cache_dtype: DType,
 }
 
 /// Hidden states of the base model.
@@ -193,6 +195,13 @@ impl DecoderModel {
         let layers = (0..spec.num_hidden_layers)
             .map(|i| DecoderLayer::new(spec, &vb.pp("layers").pp(i)))
             .collect::<Result<Vec<_>>>()?;
+        // Quantized weights get llama.cpp's f16 cache: their outputs are approximate
+        // already. Dense weights keep f32, so they give transformers' numbers.
+        let kv_cache_dtype = if layers.iter().any(|l| l.self_attn.is_quantized()) {
+            DType::F16
+        } else {
+            DType::F32
+        };
         Ok(Self {
             spec: spec.clone(),
             embed_tokens: Embedding::new(
@@ -218,6 +227,7 @@ impl DecoderModel {
                 .as_ref()
                 .map(RotaryEmbedding::new)
                 .transpose()?,
+            kv_cache_dtype,
         })
     }
 
@@ -226,9 +236,25 @@ impl DecoderModel {
         &self.spec
     }
 
-    /// A KV cache sized for this model.
+    /// A KV cache sized for this model, keeping keys and values as
+    /// [`Self::kv_cache_dtype`].
     pub fn new_cache(&self) -> KvCache {
-        KvCache::new(self.layers.len())
+        let layers = self.layers.len();
+        // The dtype was checked when it was set.
+        KvCache::with_dtype(layers, self.kv_cache_dtype).unwrap_or_else(|_| KvCache::new(layers))
+    }
+
+    /// What new caches keep keys and values as: f16 when the weights are quantized (as
+    /// llama.cpp does), f32 otherwise.
+    pub fn kv_cache_dtype(&self) -> DType {
+        self.kv_cache_dtype
+    }
+
+    /// Makes new caches keep keys and values as `dtype`: f32 or f16.
+    pub fn set_kv_cache_dtype(&mut self, dtype: DType) -> Result<()> {
+        KvCache::with_dtype(0, dtype)?;
+        self.kv_cache_dtype = dtype;
+        Ok(())
     }
 
     /// # Shapes
@@ -362,9 +388,14 @@ impl DecoderForCausalLM {
         &self.model
     }
 
-    /// A KV cache sized for this model.
+    /// A KV cache sized for this model; see [`DecoderModel::new_cache`].
     pub fn new_cache(&self) -> KvCache {
         self.model.new_cache()
+    }
+
+    /// See [`DecoderModel::set_kv_cache_dtype`].
+    pub fn set_kv_cache_dtype(&mut self, dtype: DType) -> Result<()> {
+        self.model.set_kv_cache_dtype(dtype)
     }
 
     /// Logits for every position, with no padding.

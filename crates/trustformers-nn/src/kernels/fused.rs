@@ -12,7 +12,7 @@ use trustformers_core::{Error, Result};
 /// Rows per parallel work item for row-wise kernels.
 const ROWS_PER_TASK: usize = 32;
 
-fn use_avx2() -> bool {
+pub(super) fn use_avx2() -> bool {
     super::gemm::use_avx2()
 }
 
@@ -58,6 +58,7 @@ macro_rules! multiversion {
         }
     };
 }
+pub(super) use multiversion;
 
 /// `erf(x)` to within 3e-7 (a few ulp): XLA's and Eigen's rational approximation on [-4, 4] (erf is ±1 to
 /// f32 precision beyond). Branch-free, so loops over it vectorize.
@@ -298,37 +299,8 @@ multiversion! {
 }
 
 multiversion! {
-    fn softmax_row(row: &mut [f32], mask: Option<&[f32]>, scale: f32, softcap: Option<f32>) {
+    pub(super) fn softmax_row(row: &mut [f32], mask: Option<&[f32]>, scale: f32, softcap: Option<f32>) {
         softmax_row_body(row, mask, scale, softcap);
-    }
-}
-
-multiversion! {
-    /// `out[j] = q · keys[j]` for the `q.len()`-value rows of `keys`.
-    fn dot_rows(q: &[f32], keys: &[f32], out: &mut [f32]) {
-        for (o, key) in out.iter_mut().zip(keys.chunks_exact(q.len().max(1))) {
-            let mut lanes = [0f32; 8];
-            let (qs, ks) = (q.chunks_exact(8), key.chunks_exact(8));
-            let tail: f32 = qs.remainder().iter().zip(ks.remainder()).map(|(a, b)| a * b).sum();
-            for (a, b) in qs.zip(ks) {
-                for l in 0..8 {
-                    lanes[l] += a[l] * b[l];
-                }
-            }
-            *o = lanes.iter().sum::<f32>() + tail;
-        }
-    }
-}
-
-multiversion! {
-    /// `out = Σ_j p[j] values[j]` for the `out.len()`-value rows of `values`.
-    fn weighted_sum(p: &[f32], values: &[f32], out: &mut [f32]) {
-        out.fill(0.0);
-        for (&p, row) in p.iter().zip(values.chunks_exact(out.len().max(1))) {
-            for (o, &v) in out.iter_mut().zip(row) {
-                *o += p * v;
-            }
-        }
     }
 }
 
@@ -424,207 +396,6 @@ pub fn attention(
     // SAFETY: the items cover every (batch, head), and each wrote its `seq * head_dim` values,
     // so all `total` are written.
     unsafe { out.set_len(total) };
-    Ok(out)
-}
-
-/// Shapes and settings of one [`sdpa`] call.
-#[derive(Clone, Copy, Debug)]
-pub struct SdpaShape {
-    pub batch: usize,
-    pub heads: usize,
-    /// Key/value heads; each serves `heads / kv_heads` query heads.
-    pub kv_heads: usize,
-    pub queries: usize,
-    pub keys: usize,
-    pub head_dim: usize,
-    pub scale: f32,
-    pub softcap: Option<f32>,
-}
-
-/// An additive mask read as `[batch, heads, queries, keys]`: entry `(b, h, i, j)` is
-/// `values[b * strides[0] + h * strides[1] + i * strides[2] + j]` (a stride of 0 broadcasts).
-#[derive(Clone, Copy)]
-pub struct MaskView<'a> {
-    pub values: &'a [f32],
-    pub strides: [usize; 3],
-}
-
-/// Up to this many queries per head, scores are dot products and the output a weighted sum
-/// of value rows (decode); from more, both products run on the GEMM micro-kernel.
-const DIRECT_QUERIES: usize = 2;
-
-/// Queries `rows` of one head of [`sdpa`]: `q` and `out` hold those rows (`head_dim`
-/// values each), `kv` the head's keys and values (plain rows up to [`DIRECT_QUERIES`]
-/// queries, packed for the GEMM above), `mask(i)` the mask row of query `i`.
-fn attend_rows<'m>(
-    q: &[f32],
-    kv: KeysValues<'_>,
-    rows: std::ops::Range<usize>,
-    mask: &dyn Fn(usize) -> Option<&'m [f32]>,
-    shape: SdpaShape,
-    out: &mut [f32],
-) {
-    let (t, d) = (shape.keys, shape.head_dim);
-    let (scale, softcap) = (shape.scale, shape.softcap);
-    match kv {
-        KeysValues::Rows(k, v) => {
-            let mut scores = vec![0f32; t];
-            for (i, (q, out)) in rows.zip(q.chunks_exact(d).zip(out.chunks_exact_mut(d))) {
-                dot_rows(q, k, &mut scores);
-                softmax_row(&mut scores, mask(i), scale, softcap);
-                weighted_sum(&scores, v, out);
-            }
-        }
-        KeysValues::Packed(keys, values) => {
-            // Keys past every row's last visible one (a causal mask's upper triangle) are
-            // left out of both products. A row that drops every key attends to all of them
-            // evenly, as the full product does, so its block keeps every key.
-            let visible = rows
-                .clone()
-                .map(|i| match mask(i).map_or(t, visible_keys) {
-                    0 => t,
-                    n => n,
-                })
-                .max()
-                .unwrap_or(t);
-            let n = rows.len();
-            let mut scores = gemm::gemm_serial(q, n, &keys.corner(visible, d));
-            for (i, row) in rows.zip(scores.chunks_exact_mut(visible)) {
-                softmax_row(row, mask(i).map(|m| &m[..visible]), scale, softcap);
-            }
-            out.copy_from_slice(&gemm::gemm_serial(&scores, n, &values.corner(d, visible)));
-        }
-    }
-}
-
-/// One key/value head as [`attend_rows`] reads it.
-#[derive(Clone, Copy)]
-enum KeysValues<'a> {
-    /// `[keys, head_dim]` rows each.
-    Rows(&'a [f32], &'a [f32]),
-    /// Q K^T's right-hand side (K `[keys, head_dim]` is a linear layer's `[n, k]` weight)
-    /// and P V's (V is the transposed weight `[k, n]`).
-    Packed(&'a PackedF32, &'a PackedF32),
-}
-
-/// Query rows per block of the prefill path: each block skips the keys none of its rows
-/// sees.
-const QUERY_BLOCK: usize = 48;
-
-/// One past the last key a mask row keeps (0 when it drops them all). Entries at or below
-/// -1e30 (the decoder's `f32::MIN`, `-inf`) are dropped: their softmax weight is 0 in
-/// f32, so leaving them out changes nothing.
-fn visible_keys(mask: &[f32]) -> usize {
-    mask.iter().rposition(|&m| m > -1e30).map_or(0, |j| j + 1)
-}
-
-/// Scaled dot-product attention, `softmax(softcap(q k^T * scale) + mask) v`, with grouped
-/// key/value heads: `q` is `[batch, heads, queries, head_dim]`, `k` and `v` hold
-/// `batch * kv_heads` blocks of `[keys, head_dim]`, block `i` starting at `i * kv_stride`
-/// (`keys * head_dim` when packed tight, more in a [`KvBuffer`](crate::kv_cache::KvBuffer));
-/// returns `[batch, heads, queries, head_dim]`.
-/// (Batch, head, block of queries) items are split over the barrier pool.
-pub fn sdpa(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    kv_stride: usize,
-    mask: Option<MaskView<'_>>,
-    shape: SdpaShape,
-) -> Result<Vec<f32>> {
-    let SdpaShape {
-        batch,
-        heads,
-        kv_heads,
-        queries,
-        keys,
-        head_dim,
-        ..
-    } = shape;
-    let bad = |what: String| Err(Error::InvalidInput(format!("attention: {what}")));
-    if kv_heads == 0 || heads % kv_heads != 0 {
-        return bad(format!(
-            "{heads} heads cannot share {kv_heads} key/value heads"
-        ));
-    }
-    let q_len = batch * heads * queries * head_dim;
-    let kv_head = keys * head_dim;
-    let kv_len = (batch * kv_heads).saturating_sub(1) * kv_stride + kv_head;
-    if q.len() != q_len || kv_stride < kv_head || k.len() < kv_len || v.len() < kv_len {
-        return bad(format!(
-            "{} / {} / {} query / key / value values (stride {kv_stride}) for {shape:?}",
-            q.len(),
-            k.len(),
-            v.len()
-        ));
-    }
-    if let Some(m) = &mask {
-        let last = |n: usize, stride: usize| n.saturating_sub(1) * stride;
-        let needed = last(batch, m.strides[0])
-            + last(heads, m.strides[1])
-            + last(queries, m.strides[2])
-            + keys;
-        if m.values.len() < needed {
-            return bad(format!(
-                "a mask of {} values is too small for {shape:?}",
-                m.values.len()
-            ));
-        }
-    }
-    let mut out = vec![0f32; q_len];
-    if q_len == 0 {
-        return Ok(out);
-    }
-    let group = heads / kv_heads;
-    let q_head = queries * head_dim;
-    fn head(x: &[f32], i: usize, stride: usize, len: usize) -> &[f32] {
-        &x[i * stride..i * stride + len]
-    }
-    let block = |x, i| head(x, i, kv_stride, kv_head);
-    // Decode reads keys and values as they are; prefill packs each key/value head once.
-    let direct = queries <= DIRECT_QUERIES;
-    let packed: Vec<(PackedF32, PackedF32)> = if direct {
-        Vec::new()
-    } else {
-        (0..batch * kv_heads)
-            .map(|i| {
-                (
-                    PackedF32::from_rows(block(k, i), keys, head_dim),
-                    PackedF32::from_columns(block(v, i), keys, head_dim),
-                )
-            })
-            .collect()
-    };
-    // Work items are (batch, head, block of query rows), in `out`'s order.
-    let rows_per_item = if direct { queries } else { QUERY_BLOCK };
-    let blocks_per_head = queries.div_ceil(rows_per_item);
-    let items: Vec<Mutex<&mut [f32]>> = out
-        .chunks_mut(q_head)
-        .flat_map(|head| head.chunks_mut(rows_per_item * head_dim))
-        .map(Mutex::new)
-        .collect();
-    candle_core::utils::barrier_pool().execute_chunked(items.len(), |range| {
-        for item in range {
-            let (bh, blk) = (item / blocks_per_head, item % blocks_per_head);
-            let (b, h) = (bh / heads, bh % heads);
-            let kvh = b * kv_heads + h / group;
-            let rows = blk * rows_per_item..queries.min((blk + 1) * rows_per_item);
-            let mut dst = items[item].lock().unwrap_or_else(PoisonError::into_inner);
-            let mask_row = |i: usize| {
-                mask.map(|m| {
-                    let at = b * m.strides[0] + h * m.strides[1] + i * m.strides[2];
-                    &m.values[at..at + keys]
-                })
-            };
-            let kv = match packed.get(kvh) {
-                Some((keys, values)) => KeysValues::Packed(keys, values),
-                None => KeysValues::Rows(block(k, kvh), block(v, kvh)),
-            };
-            let q_rows = bh * q_head + rows.start * head_dim..bh * q_head + rows.end * head_dim;
-            attend_rows(&q[q_rows], kv, rows, &mask_row, shape, &mut dst);
-        }
-    });
-    drop(items);
     Ok(out)
 }
 

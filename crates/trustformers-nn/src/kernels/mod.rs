@@ -14,6 +14,7 @@ pub mod gemm;
 mod q4_1;
 mod q5_0;
 mod q8_0;
+pub mod sdpa;
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use std::borrow::Cow;
