@@ -1,8 +1,10 @@
 //! `trustformers bench`: llama-bench's measurements for a causal LM — prompt processing
 //! (`pp N`: one forward pass over N tokens from an empty cache) and text generation
 //! (`tg N`: N single-token steps through the KV cache) in tokens/s, plus load time and peak
-//! RSS; each the median of `--repetitions` runs. Token ids are drawn at random (seeded), as
-//! llama-bench does, so results do not depend on a tokenizer.
+//! RSS; each the median of `--repetitions` runs. With `--n-depth D` each test starts after D
+//! tokens already in the cache (llama-bench's `-d`), so long-context decode can be timed.
+//! Token ids are drawn at random (seeded), as llama-bench does, so results do not depend on
+//! a tokenizer.
 
 use crate::options::ModelArgs;
 use anyhow::{bail, Result};
@@ -13,7 +15,7 @@ use std::time::Instant;
 use trustformers::models::decoder::{default_positions, ForwardOptions};
 use trustformers::nn::profile::{self, Part};
 use trustformers::pipelines::{EmbedParams, SentenceTransformer};
-use trustformers::{resolve_model, DecoderForCausalLM, Device, LoadOptions, Tensor};
+use trustformers::{resolve_model, DecoderForCausalLM, Device, KvCache, LoadOptions, Tensor};
 
 /// What `bench` measures.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -37,13 +39,17 @@ pub struct BenchArgs {
     /// Tokens to generate (llama-bench's -n).
     #[arg(short = 'n', long, value_delimiter = ',', default_value = "128")]
     n_gen: Vec<usize>,
+    /// Tokens already in the KV cache when each test starts (llama-bench's -d).
+    #[arg(short = 'd', long, default_value_t = 0)]
+    n_depth: usize,
     /// Runs per measurement; the median is reported (llama-bench's -r).
     #[arg(short = 'r', long, default_value_t = 5)]
     repetitions: usize,
     /// Threads for the matrix kernels (default: all cores).
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
-    /// Print one JSON object: load_s, pp{N}_tok_s, tg{N}_tok_s, peak_rss_mb.
+    /// Print one JSON object: load_s, pp{N}_tok_s, tg{N}_tok_s (pp{N}_d{D}_tok_s, ... with a
+    /// depth), peak_rss_mb.
     #[arg(long)]
     json: bool,
     /// After the timed runs, run each test once more with per-part timing on and report
@@ -66,31 +72,56 @@ fn random_ids(rng: &mut StdRng, n: usize, vocab: usize) -> Vec<u32> {
     (0..n).map(|_| rng.random_range(0..vocab as u32)).collect()
 }
 
-/// Seconds for one forward pass over `n` tokens from an empty cache.
-fn prompt_run(model: &DecoderForCausalLM, ids: &[u32]) -> Result<f64> {
-    let mut cache = model.new_cache();
+/// One forward pass over `ids` after what `cache` holds, computing the last position's
+/// logits only (as llama-bench and transformers' generate() do).
+fn forward_last(model: &DecoderForCausalLM, ids: &[u32], cache: &mut KvCache) -> Result<()> {
     let input = Tensor::new(ids, &Device::Cpu)?.unsqueeze(0)?;
-    let pos = default_positions(1, 0, ids.len(), &Device::Cpu)?;
-    // Logits for the last position only, as llama-bench and transformers' generate() do.
+    let pos = default_positions(1, cache.seq_len(), ids.len(), &Device::Cpu)?;
     let opts = ForwardOptions {
         logits_to_keep: Some(1),
         ..ForwardOptions::default()
     };
-    let start = Instant::now();
-    let logits = model.forward_with(&input, &pos, &opts, &mut cache)?.logits;
+    let logits = model.forward_with(&input, &pos, &opts, cache)?.logits;
     // Make sure the work is done (the CPU backend is synchronous; this reads one value).
     logits.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+    Ok(())
+}
+
+/// A cache holding `depth` random tokens (untimed), for a test to start from.
+fn cache_at_depth(
+    model: &DecoderForCausalLM,
+    depth: usize,
+    vocab: usize,
+    rng: &mut StdRng,
+) -> Result<KvCache> {
+    let mut cache = model.new_cache();
+    if depth > 0 {
+        forward_last(model, &random_ids(rng, depth, vocab), &mut cache)?;
+    }
+    Ok(cache)
+}
+
+/// Seconds for one forward pass over `ids` after `cache`'s tokens.
+fn prompt_run(model: &DecoderForCausalLM, ids: &[u32], mut cache: KvCache) -> Result<f64> {
+    let start = Instant::now();
+    forward_last(model, ids, &mut cache)?;
     Ok(start.elapsed().as_secs_f64())
 }
 
-/// Seconds for `n` single-token decode steps after one start token.
-fn gen_run(model: &DecoderForCausalLM, n: usize, vocab: usize, rng: &mut StdRng) -> Result<f64> {
-    let mut cache = model.new_cache();
+/// Seconds for `n` single-token decode steps after `cache`'s tokens and one start token.
+fn gen_run(
+    model: &DecoderForCausalLM,
+    n: usize,
+    vocab: usize,
+    rng: &mut StdRng,
+    mut cache: KvCache,
+) -> Result<f64> {
     let mut next = random_ids(rng, 1, vocab)[0];
+    let past = cache.seq_len();
     let start = Instant::now();
     for step in 0..n {
         let input = Tensor::new(&[next], &Device::Cpu)?.unsqueeze(0)?;
-        let pos = default_positions(1, step, 1, &Device::Cpu)?;
+        let pos = default_positions(1, past + step, 1, &Device::Cpu)?;
         let logits = model.forward(&input, &pos, &mut cache)?;
         let _timing = profile::scope(Part::Sampling);
         next = logits.flatten_all()?.argmax(0)?.to_scalar::<u32>()?;
@@ -129,14 +160,23 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let model = &loaded.model;
     let spec = model.model().spec();
     let (vocab, context) = (spec.vocab_size, spec.max_position_embeddings);
+    let depth = args.n_depth;
     if let Some(&n) = args
         .n_prompt
         .iter()
         .chain(&args.n_gen)
-        .find(|&&n| n == 0 || n >= context)
+        .find(|&&n| n == 0 || n.saturating_add(depth) >= context)
     {
-        bail!("test length {n} must be between 1 and the model's context ({context} tokens) - 1");
+        bail!(
+            "test length {n} must be at least 1, and with a depth of {depth} below the \
+             model's context ({context} tokens)"
+        );
     }
+    // llama-bench's names: "pp512", or "pp512 @ d2048" with a depth.
+    let name = |test: String| match depth {
+        0 => test,
+        d => format!("{test}@d{d}"),
+    };
     let threads = candle_core::utils::get_num_threads();
     let mut rng = StdRng::seed_from_u64(0);
     let mut results = Map::new();
@@ -147,36 +187,45 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let mut rows = Vec::new();
     for &n in &args.n_prompt {
         // One warm-up run, as llama-bench does.
-        prompt_run(model, &random_ids(&mut rng, n, vocab))?;
+        let cache = cache_at_depth(model, depth, vocab, &mut rng)?;
+        prompt_run(model, &random_ids(&mut rng, n, vocab), cache)?;
         let mut rates = Vec::new();
         for _ in 0..args.repetitions {
-            let secs = prompt_run(model, &random_ids(&mut rng, n, vocab))?;
+            let cache = cache_at_depth(model, depth, vocab, &mut rng)?;
+            let secs = prompt_run(model, &random_ids(&mut rng, n, vocab), cache)?;
             rates.push(n as f64 / secs);
         }
-        rows.push((format!("pp{n}"), rates));
+        rows.push((name(format!("pp{n}")), rates));
     }
     for &n in &args.n_gen {
-        gen_run(model, n.min(8), vocab, &mut rng)?;
+        let cache = cache_at_depth(model, depth, vocab, &mut rng)?;
+        gen_run(model, n.min(8), vocab, &mut rng, cache)?;
         let mut rates = Vec::new();
         for _ in 0..args.repetitions {
-            rates.push(n as f64 / gen_run(model, n, vocab, &mut rng)?);
+            let cache = cache_at_depth(model, depth, vocab, &mut rng)?;
+            rates.push(n as f64 / gen_run(model, n, vocab, &mut rng, cache)?);
         }
-        rows.push((format!("tg{n}"), rates));
+        rows.push((name(format!("tg{n}")), rates));
     }
     let rss = peak_rss_mb();
     for (name, rates) in &rows {
-        results.insert(format!("{name}_tok_s"), json!(median(rates.clone())));
+        let key = name.replace('@', "_");
+        results.insert(format!("{key}_tok_s"), json!(median(rates.clone())));
     }
     results.insert("peak_rss_mb".into(), json!(rss));
     let mut profiles = Vec::new();
     if args.profile {
         for &n in &args.n_prompt {
             let ids = random_ids(&mut rng, n, vocab);
-            profiles.push(profiled(format!("pp{n}"), 1, || prompt_run(model, &ids))?);
+            let cache = cache_at_depth(model, depth, vocab, &mut rng)?;
+            profiles.push(profiled(name(format!("pp{n}")), 1, || {
+                prompt_run(model, &ids, cache)
+            })?);
         }
         for &n in &args.n_gen {
-            profiles.push(profiled(format!("tg{n}"), n, || {
-                gen_run(model, n, vocab, &mut rng)
+            let cache = cache_at_depth(model, depth, vocab, &mut rng)?;
+            profiles.push(profiled(name(format!("tg{n}")), n, || {
+                gen_run(model, n, vocab, &mut rng, cache)
             })?);
         }
         let json_profiles: Map<String, Value> = profiles

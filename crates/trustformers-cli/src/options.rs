@@ -49,6 +49,10 @@ impl ModelArgs {
             .map(trustformers::core::parse_dtype)
             .transpose()
             .context("--kv-cache-dtype")?;
+        if let Some(kv_dtype) = kv_dtype {
+            // Refused before the weights load, not after.
+            trustformers::KvCache::with_dtype(0, kv_dtype).context("--kv-cache-dtype")?;
+        }
         let path = resolve_model(self.model.as_deref())?;
         // The tokenizer first: what its construction frees is handed back before the
         // weights arrive, so the two peaks do not add up.

@@ -144,6 +144,32 @@ fn chat_generate_and_bench_on_a_tiny_model() {
     if cfg!(target_os = "linux") {
         assert!(v["peak_rss_mb"].as_f64().unwrap() > 0.0);
     }
+
+    // Tests after tokens already in the cache (llama-bench's -d), with an f16 cache.
+    let out = bin()
+        .args([
+            "bench",
+            "--model",
+            m,
+            "-p",
+            "8",
+            "-n",
+            "4",
+            "-d",
+            "16",
+            "-r",
+            "1",
+            "--kv-cache-dtype",
+            "f16",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["pp8_d16_tok_s", "tg4_d16_tok_s"] {
+        assert!(v[key].as_f64().unwrap() > 0.0, "{key}: {v}");
+    }
 }
 
 #[test]
@@ -214,6 +240,16 @@ fn bad_input_gets_a_clear_message() {
             "unexpected argument",
         ),
         (vec!["bench", "--model", m, "-p", "0"], b"", "test length 0"),
+        (
+            vec!["bench", "--model", m, "-p", "8", "-d", "60"],
+            b"",
+            "with a depth of 60",
+        ),
+        (
+            vec!["bench", "--model", m, "--kv-cache-dtype", "bf16"],
+            b"",
+            "a KV cache keeps f32 or f16",
+        ),
     ];
     for (args, stdin, want) in cases {
         let out = run_with_stdin(&args, stdin);
