@@ -10,6 +10,7 @@ use crate::kernels::sdpa::KvRows;
 use candle_core::{DType, Device, Tensor};
 use half::f16;
 use half::slice::HalfFloatSliceExt;
+use half::vec::HalfBitsVecExt;
 use trustformers_core::{Error, Result};
 
 /// Keys and values of every layer seen so far, `[batch, kv_heads, seq, head_dim]` each.
@@ -70,14 +71,13 @@ impl Store {
     /// Moves the first `filled` values of each `old_stride`-value block into a new store
     /// of `blocks` blocks `new_stride` apart.
     fn regrow(&mut self, blocks: usize, old_stride: usize, new_stride: usize, filled: usize) {
-        fn regrow<T: Copy + Default>(
+        fn regrow<T: Copy>(
             old: &[T],
-            blocks: usize,
+            mut new: Vec<T>,
             old_stride: usize,
             new_stride: usize,
             filled: usize,
         ) -> Vec<T> {
-            let mut new = vec![T::default(); blocks * new_stride];
             if old_stride > 0 {
                 for (dst, src) in new
                     .chunks_exact_mut(new_stride)
@@ -88,9 +88,15 @@ impl Store {
             }
             new
         }
+        // Zeroed allocations (calloc): pages of positions not yet written stay unmapped,
+        // so room made for later positions costs no memory until it is used.
+        let n = blocks * new_stride;
         match self {
-            Self::F32(x) => *x = regrow(x, blocks, old_stride, new_stride, filled),
-            Self::F16(x) => *x = regrow(x, blocks, old_stride, new_stride, filled),
+            Self::F32(x) => *x = regrow(x, vec![0f32; n], old_stride, new_stride, filled),
+            Self::F16(x) => {
+                let zeros: Vec<f16> = vec![0u16; n].reinterpret_into();
+                *x = regrow(x, zeros, old_stride, new_stride, filled)
+            }
         }
     }
 
