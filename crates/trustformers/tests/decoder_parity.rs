@@ -248,6 +248,16 @@ fn gguf_dequantized_matches_transformers_on_the_same_file() {
     }
 }
 
+/// The largest absolute value in `t`.
+fn largest_abs(t: &Tensor) -> f32 {
+    t.abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 #[test]
 fn gguf_quantized_path_stays_close() {
     let exp = expected("llama_gguf");
@@ -263,13 +273,7 @@ fn gguf_quantized_path_stays_close() {
     // llama.cpp does: close, not equal. In this 32-wide model each row is a single block, so
     // the rounding is as coarse as it gets; the kernels' own error is checked against
     // candle's ggml kernels in trustformers-nn.
-    let scale = reference
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let scale = largest_abs(&reference);
     let d = max_abs_diff(&logits, &reference);
     assert!(
         d < 0.04 * scale,
@@ -373,13 +377,7 @@ fn quantized_weights_cache_keys_and_values_in_f16() {
     let want = dense.forward(ids, &pos, &mut dense.new_cache()).unwrap();
     dense.set_kv_cache_dtype(DType::F16).unwrap();
     let got = dense.forward(ids, &pos, &mut dense.new_cache()).unwrap();
-    let scale = want
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let scale = largest_abs(&want);
     let d = max_abs_diff(&got, &want);
     assert!(
         d > 0.0 && d < 2e-3 * scale,
