@@ -1,5 +1,5 @@
-//! The f32 GEMM against candle's matmul: dense weights at all-MiniLM-L6-v2's shapes (a batch
-//! of 32 x 16 tokens), and quantized weights at prefill (128 rows, SmolLM2 / Gemma 3 shapes)
+//! The f32 GEMM against candle's matmul: dense weights at all-MiniLM-L6-v2's shapes (batches
+//! of 32 x 16 and 32 x 128 tokens), and quantized weights at prefill (128 rows, SmolLM2 / Gemma 3 shapes)
 //! dequantized panel by panel against candle's `QMatMul`.
 //!
 //! `cargo bench -p trustformers-nn --bench gemm` (threads: `RAYON_NUM_THREADS`).
@@ -25,7 +25,14 @@ fn dense(c: &mut Criterion) {
     let mut group = c.benchmark_group("f32");
     group.sample_size(20);
     // (rows of activations, out, in): MiniLM's attention projection, up and down.
-    for (m, n, k) in [(512, 384, 384), (512, 1536, 384), (512, 384, 1536)] {
+    for (m, n, k) in [
+        (512, 384, 384),
+        (512, 1536, 384),
+        (512, 384, 1536),
+        (4096, 384, 384),
+        (4096, 1536, 384),
+        (4096, 384, 1536),
+    ] {
         let (a, w) = (values(m * k), values(n * k));
         let packed = PackedF32::new(&w, n, k).unwrap();
         let at = Tensor::from_vec(a.clone(), (m, k), &Device::Cpu).unwrap();
