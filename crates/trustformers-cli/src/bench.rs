@@ -183,6 +183,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     results.insert("model".into(), json!(loaded.path.display().to_string()));
     results.insert("threads".into(), json!(threads));
     results.insert("repetitions".into(), json!(args.repetitions));
+    results.insert("ubatch_size".into(), json!(args.model.ubatch_size));
     results.insert("load_s".into(), json!(median(loads)));
     let mut rows = Vec::new();
     for &n in &args.n_prompt {

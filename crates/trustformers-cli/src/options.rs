@@ -24,6 +24,10 @@ pub struct ModelArgs {
     /// weights, as llama.cpp does, and f32 otherwise.
     #[arg(long)]
     pub kv_cache_dtype: Option<String>,
+    /// Most prompt tokens run through the layers at once (llama.cpp's `--ubatch-size`): a
+    /// longer prompt goes in chunks, so its activations take one chunk's memory.
+    #[arg(long, default_value_t = trustformers::models::DEFAULT_PREFILL_CHUNK)]
+    pub ubatch_size: usize,
 }
 
 /// A loaded causal LM with its tokenizer and generation defaults.
@@ -53,6 +57,9 @@ impl ModelArgs {
             // Refused before the weights load, not after.
             trustformers::KvCache::with_dtype(0, kv_dtype).context("--kv-cache-dtype")?;
         }
+        if self.ubatch_size == 0 {
+            anyhow::bail!("--ubatch-size must be at least 1");
+        }
         let path = resolve_model(self.model.as_deref())?;
         // The tokenizer first: what its construction frees is handed back before the
         // weights arrive, so the two peaks do not add up.
@@ -71,6 +78,9 @@ impl ModelArgs {
                 .set_kv_cache_dtype(kv_dtype)
                 .context("--kv-cache-dtype")?;
         }
+        model
+            .set_prefill_chunk(self.ubatch_size)
+            .context("--ubatch-size")?;
         let mut generation = if path.is_dir() {
             GenerationConfig::from_dir(&path)?
         } else {

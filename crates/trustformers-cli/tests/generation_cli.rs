@@ -161,6 +161,8 @@ fn chat_generate_and_bench_on_a_tiny_model() {
             "1",
             "--kv-cache-dtype",
             "f16",
+            "--ubatch-size",
+            "3",
             "--json",
         ])
         .output()
@@ -170,6 +172,7 @@ fn chat_generate_and_bench_on_a_tiny_model() {
     for key in ["pp8_d16_tok_s", "tg4_d16_tok_s"] {
         assert!(v[key].as_f64().unwrap() > 0.0, "{key}: {v}");
     }
+    assert_eq!(v["ubatch_size"], 3, "{v}");
 }
 
 #[test]
@@ -249,6 +252,11 @@ fn bad_input_gets_a_clear_message() {
             vec!["bench", "--model", m, "--kv-cache-dtype", "bf16"],
             b"",
             "a KV cache keeps f32 or f16",
+        ),
+        (
+            vec!["bench", "--model", m, "--ubatch-size", "0"],
+            b"",
+            "--ubatch-size must be at least 1",
         ),
     ];
     for (args, stdin, want) in cases {

@@ -7,7 +7,10 @@ pub mod gguf;
 pub mod hf_config;
 pub mod registry;
 
-pub use decoder::{CausalLmOutput, DecoderForCausalLM, DecoderModel, DecoderSpec, ForwardOptions};
+pub use decoder::{
+    CausalLmOutput, DecoderForCausalLM, DecoderModel, DecoderSpec, ForwardOptions,
+    DEFAULT_PREFILL_CHUNK,
+};
 pub use encoder::heads::{EncoderForTask, EncoderTask, EncoderTaskOutput};
 pub use encoder::{EncoderModel, EncoderOutput, EncoderSpec};
 pub use registry::{Architecture, EncoderArchitecture, ARCHITECTURES, ENCODERS};

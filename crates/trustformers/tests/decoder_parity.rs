@@ -152,6 +152,31 @@ fn check_cache(name: &str, split: usize) {
     let diff = max_abs_diff(&kept, &full.narrow(1, seq - 2, 2).unwrap());
     assert!(diff <= ATOL, "{name}: logits_to_keep differs by {diff}");
 
+    // The same through the layers `split` tokens at a time (chunked prefill): the kept
+    // logits and every position's final hidden state equal one pass.
+    let one_pass = model
+        .forward_with(ids, &positions, &full_opts, &mut model.new_cache())
+        .unwrap()
+        .last_hidden_state;
+    let mut chunked = load(name, &f32_opts());
+    assert!(chunked.set_prefill_chunk(0).is_err());
+    chunked.set_prefill_chunk(split).unwrap();
+    let out = chunked
+        .forward_with(ids, &positions, &keep_opts, &mut chunked.new_cache())
+        .unwrap();
+    let diff = max_abs_diff(&out.logits, &kept);
+    assert!(
+        diff <= ATOL,
+        "{name}: chunked prefill's logits differ by {diff}"
+    );
+    assert_close_unpadded(
+        &format!("{name} chunked prefill's last_hidden_state"),
+        &out.last_hidden_state,
+        &one_pass,
+        mask,
+        ATOL,
+    );
+
     let mut cache = model.new_cache();
     let mut steps = vec![];
     let mut start = 0;

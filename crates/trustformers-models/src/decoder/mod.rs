@@ -346,10 +346,14 @@ impl DecoderModel {
     }
 }
 
+/// Prompt tokens run through the layers at once, by default: llama.cpp's `n_ubatch`.
+pub const DEFAULT_PREFILL_CHUNK: usize = 512;
+
 /// A decoder with its language-modelling head (HF `LlamaForCausalLM`).
 pub struct DecoderForCausalLM {
     model: DecoderModel,
     lm_head: Linear,
+    prefill_chunk: usize,
 }
 
 /// Outputs of [`DecoderForCausalLM::forward_with`].
@@ -380,7 +384,11 @@ impl DecoderForCausalLM {
                 spec.lm_head_bias,
             )?
         };
-        Ok(Self { model, lm_head })
+        Ok(Self {
+            model,
+            lm_head,
+            prefill_chunk: DEFAULT_PREFILL_CHUNK,
+        })
     }
 
     /// The base model.
@@ -396,6 +404,25 @@ impl DecoderForCausalLM {
     /// See [`DecoderModel::set_kv_cache_dtype`].
     pub fn set_kv_cache_dtype(&mut self, dtype: DType) -> Result<()> {
         self.model.set_kv_cache_dtype(dtype)
+    }
+
+    /// The most tokens one pass through the layers takes; see [`Self::set_prefill_chunk`].
+    pub fn prefill_chunk(&self) -> usize {
+        self.prefill_chunk
+    }
+
+    /// Runs longer inputs through the layers `tokens` at a time (llama.cpp's `n_ubatch`), so
+    /// a long prompt's activations take the memory of one chunk, not of the whole prompt.
+    /// Applies when only the last positions' logits are kept and no per-layer hidden states
+    /// are asked for; the results are those of one pass.
+    pub fn set_prefill_chunk(&mut self, tokens: usize) -> Result<()> {
+        if tokens == 0 {
+            return Err(Error::InvalidInput(
+                "the prefill chunk must hold at least one token".into(),
+            ));
+        }
+        self.prefill_chunk = tokens;
+        Ok(())
     }
 
     /// Logits for every position, with no padding.
@@ -421,7 +448,7 @@ impl DecoderForCausalLM {
         opts: &ForwardOptions,
         cache: &mut KvCache,
     ) -> Result<CausalLmOutput> {
-        let out = self.model.forward(input_ids, positions, opts, cache)?;
+        let out = self.forward_chunked(input_ids, positions, opts, cache)?;
         let seq = out.last_hidden_state.dim(1)?;
         let kept = match opts.logits_to_keep {
             Some(n) if n < seq => out.last_hidden_state.narrow(1, seq - n, n)?,
@@ -437,6 +464,60 @@ impl DecoderForCausalLM {
             logits,
             last_hidden_state: out.last_hidden_state,
             hidden_states: out.hidden_states,
+        })
+    }
+
+    /// The base model's forward, `prefill_chunk` tokens at a time when only the logits of a
+    /// last chunk are kept; the chunks' final hidden states are joined again.
+    fn forward_chunked(
+        &self,
+        input_ids: &Tensor,
+        positions: &Tensor,
+        opts: &ForwardOptions,
+        cache: &mut KvCache,
+    ) -> Result<DecoderOutput> {
+        let seq = input_ids.dim(1)?;
+        let (chunk, keep) = (self.prefill_chunk, opts.logits_to_keep.unwrap_or(seq));
+        if opts.output_hidden_states || seq <= chunk || positions.dims() != input_ids.dims() {
+            return self.model.forward(input_ids, positions, opts, cache);
+        }
+        let past = cache.seq_len();
+        let mut states = Vec::new();
+        let mut start = 0;
+        while start < seq {
+            // The last chunk holds every position whose logits are kept.
+            let end = if seq - start > chunk && seq - (start + chunk) >= keep {
+                start + chunk
+            } else {
+                seq
+            };
+            let attention_mask = opts
+                .attention_mask
+                .as_ref()
+                .map(|m| m.narrow(1, 0, past + end))
+                .transpose()?;
+            let part = ForwardOptions {
+                attention_mask,
+                output_hidden_states: false,
+                logits_to_keep: None,
+            };
+            let out = self.model.forward(
+                &input_ids.narrow(1, start, end - start)?,
+                &positions.narrow(1, start, end - start)?,
+                &part,
+                cache,
+            )?;
+            states.push(out.last_hidden_state);
+            start = end;
+        }
+        let last_hidden_state = if states.len() == 1 {
+            states.remove(0)
+        } else {
+            Tensor::cat(&states, 1)?
+        };
+        Ok(DecoderOutput {
+            last_hidden_state,
+            hidden_states: Vec::new(),
         })
     }
 }
