@@ -49,7 +49,7 @@ pub struct BenchArgs {
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
     /// Print one JSON object: load_s, pp{N}_tok_s, tg{N}_tok_s (pp{N}_d{D}_tok_s, ... with a
-    /// depth), peak_rss_mb.
+    /// depth), peak_rss_mb (in MiB, `VmHWM` / 1024).
     #[arg(long)]
     json: bool,
     /// After the timed runs, run each test once more with per-part timing on and report
@@ -129,7 +129,7 @@ fn gen_run(
     Ok(start.elapsed().as_secs_f64())
 }
 
-/// Peak resident set size of this process in MB (Linux `VmHWM`).
+/// Peak resident set size of this process in MiB (Linux `VmHWM`).
 fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -259,7 +259,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         results["load_s"].as_f64().unwrap_or(f64::NAN)
     );
     match rss {
-        Some(mb) => println!("peak RSS: {mb:.0} MB"),
+        Some(mb) => println!("peak RSS: {mb:.0} MiB"),
         None => println!("peak RSS: not available on this platform"),
     }
     for p in &profiles {
