@@ -32,6 +32,8 @@ fn dense(c: &mut Criterion) {
         (4096, 384, 384),
         (4096, 1536, 384),
         (4096, 384, 1536),
+        // Gemma 3 270M's gate/up shape, dense, next to its Q5_0 prefill below.
+        (128, 2048, 640),
     ] {
         let (a, w) = (values(m * k), values(n * k));
         let packed = PackedF32::new(&w, n, k).unwrap();
@@ -53,6 +55,8 @@ fn quantized(c: &mut Criterion) {
     let m = 128;
     for (dtype, n, k) in [
         (GgmlDType::Q4_1, 1536, 576),
+        // Gemma 3 270M's gate/up and q projections (most of its prefill arithmetic).
+        (GgmlDType::Q5_0, 2048, 640),
         (GgmlDType::Q4K, 640, 1024),
         (GgmlDType::Q6K, 640, 2048),
     ] {

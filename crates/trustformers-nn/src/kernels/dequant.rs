@@ -2,7 +2,8 @@
 //! dequantized when the GEMM asks for it, so prefill multiplies in f32 (more exact than
 //! 8-bit activations) while the weights stay quantized in memory.
 //!
-//! [`QMatrix`] formats dequantize through [`WeightBlock::dequantize`]; ggml's K-quants that
+//! [`QMatrix`] formats dequantize through [`WeightBlock::dequantize_avx2`] (or the portable
+//! [`WeightBlock::dequantize`]) a block of 16 rows at a time; ggml's K-quants that
 //! candle runs for decode (`Q4_K`, `Q6_K`) are read from the tensor's own bytes.
 
 use super::gemm::{Panels, NR};
@@ -20,24 +21,91 @@ impl<B: WeightBlock> Panels for QMatrix<B> {
     fn panel<'a>(&'a self, j: usize, scratch: &'a mut [f32]) -> &'a [f32] {
         let per_row = self.cols / BLOCK;
         let panel = &mut scratch[..self.cols * NR];
-        let mut values = [0f32; BLOCK];
-        for c in 0..NR {
-            let r = j * NR + c;
-            if r >= self.rows {
-                panel.iter_mut().skip(c).step_by(NR).for_each(|v| *v = 0.0);
-                continue;
-            }
-            for (b, block) in self.blocks[r * per_row..(r + 1) * per_row]
-                .iter()
-                .enumerate()
-            {
-                block.dequantize(&mut values);
-                for (t, &v) in values.iter().enumerate() {
-                    panel[(b * BLOCK + t) * NR + c] = v;
+        let present = NR.min(self.rows.saturating_sub(j * NR));
+        // The panel's 16 rows of one block at a time, then written column-major; rows past
+        // the matrix's end stay zero.
+        let mut tile = [[0f32; BLOCK]; NR];
+        for (b, out) in panel.chunks_exact_mut(BLOCK * NR).enumerate() {
+            for (c, values) in tile.iter_mut().enumerate().take(present) {
+                let block = &self.blocks[(j * NR + c) * per_row + b];
+                #[cfg(target_arch = "x86_64")]
+                if self.avx2 {
+                    // SAFETY: `avx2` is only set when the CPU reports AVX2, FMA and F16C.
+                    unsafe { block.dequantize_avx2(values) };
+                    continue;
                 }
+                block.dequantize(values);
             }
+            transpose_tile(&tile, out, self.avx2);
         }
         panel
+    }
+}
+
+/// `out[t * NR + c] = tile[c][t]`: one block of a panel's rows, column-major as the GEMM
+/// reads it.
+fn transpose_tile<const W: usize>(tile: &[[f32; W]; NR], out: &mut [f32], avx2: bool) {
+    let out = &mut out[..W * NR];
+    #[cfg(target_arch = "x86_64")]
+    if avx2 && W % 8 == 0 {
+        // SAFETY: `avx2` is only set when the CPU reports AVX2; `out` holds `W * NR` values
+        // and `W` is a multiple of 8.
+        unsafe { transpose_tile_avx2(tile, out) };
+        return;
+    }
+    let _ = avx2;
+    for (t, column) in out.chunks_exact_mut(NR).enumerate() {
+        for (c, v) in column.iter_mut().enumerate() {
+            *v = tile[c][t];
+        }
+    }
+}
+
+/// [`transpose_tile`] in 8 x 8 squares.
+///
+/// # Safety
+/// The CPU must support AVX2; `out` must hold `W * NR` values and `W` be a multiple of 8.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn transpose_tile_avx2<const W: usize>(tile: &[[f32; W]; NR], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    for c0 in (0..NR).step_by(8) {
+        for t0 in (0..W).step_by(8) {
+            // SAFETY: rows `c0..c0 + 8` of the tile hold `W >= t0 + 8` values each.
+            let r: [__m256; 8] =
+                std::array::from_fn(|i| unsafe { _mm256_loadu_ps(tile[c0 + i][t0..].as_ptr()) });
+            let a0 = _mm256_unpacklo_ps(r[0], r[1]);
+            let a1 = _mm256_unpackhi_ps(r[0], r[1]);
+            let a2 = _mm256_unpacklo_ps(r[2], r[3]);
+            let a3 = _mm256_unpackhi_ps(r[2], r[3]);
+            let a4 = _mm256_unpacklo_ps(r[4], r[5]);
+            let a5 = _mm256_unpackhi_ps(r[4], r[5]);
+            let a6 = _mm256_unpacklo_ps(r[6], r[7]);
+            let a7 = _mm256_unpackhi_ps(r[6], r[7]);
+            let b0 = _mm256_shuffle_ps::<0x44>(a0, a2);
+            let b1 = _mm256_shuffle_ps::<0xEE>(a0, a2);
+            let b2 = _mm256_shuffle_ps::<0x44>(a1, a3);
+            let b3 = _mm256_shuffle_ps::<0xEE>(a1, a3);
+            let b4 = _mm256_shuffle_ps::<0x44>(a4, a6);
+            let b5 = _mm256_shuffle_ps::<0xEE>(a4, a6);
+            let b6 = _mm256_shuffle_ps::<0x44>(a5, a7);
+            let b7 = _mm256_shuffle_ps::<0xEE>(a5, a7);
+            let columns = [
+                _mm256_permute2f128_ps::<0x20>(b0, b4),
+                _mm256_permute2f128_ps::<0x20>(b1, b5),
+                _mm256_permute2f128_ps::<0x20>(b2, b6),
+                _mm256_permute2f128_ps::<0x20>(b3, b7),
+                _mm256_permute2f128_ps::<0x31>(b0, b4),
+                _mm256_permute2f128_ps::<0x31>(b1, b5),
+                _mm256_permute2f128_ps::<0x31>(b2, b6),
+                _mm256_permute2f128_ps::<0x31>(b3, b7),
+            ];
+            for (k, column) in columns.into_iter().enumerate() {
+                let at = (t0 + k) * NR + c0;
+                // SAFETY: `at + 8 <= W * NR`, the length of `out`.
+                unsafe { _mm256_storeu_ps(out[at..at + 8].as_mut_ptr(), column) };
+            }
+        }
     }
 }
 
@@ -249,6 +317,25 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn tiles_transpose_alike_with_and_without_avx2() {
+        let mut tile = [[0f32; 32]; NR];
+        for (c, row) in tile.iter_mut().enumerate() {
+            for (t, v) in row.iter_mut().enumerate() {
+                *v = (c * 100 + t) as f32;
+            }
+        }
+        for avx2 in [false, super::super::has_avx2()] {
+            let mut out = vec![f32::NAN; 32 * NR];
+            transpose_tile(&tile, &mut out, avx2);
+            for t in 0..32 {
+                for c in 0..NR {
+                    assert_eq!(out[t * NR + c], tile[c][t], "avx2 {avx2}: [{t}, {c}]");
+                }
+            }
+        }
     }
 
     #[test]

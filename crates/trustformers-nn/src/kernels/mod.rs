@@ -111,6 +111,15 @@ pub trait WeightBlock: Copy + Send + Sync + 'static {
     fn read(bytes: &[u8]) -> Self;
     /// The block's 32 values (ggml's `dequantize_row_*`).
     fn dequantize(&self, out: &mut [f32; BLOCK]);
+    /// The same values with AVX2/FMA/F16C (prefill dequantizes every weight once per
+    /// matmul).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA and F16C.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn dequantize_avx2(&self, out: &mut [f32; BLOCK]) {
+        self.dequantize(out)
+    }
     /// Σ over blocks of (weights · activations), portable code.
     fn dot(w: &[Self], x: &[BlockQ8]) -> f32;
     /// The same with AVX2/FMA/F16C.
@@ -452,6 +461,43 @@ unsafe fn dot_i8(
         _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)),
         _mm256_set1_epi16(1),
     )
+}
+
+/// `out[j] = d * v[j] + m` (multiplied, then added, as the portable dequantizers round) for
+/// the 32 bytes `v`, signed or unsigned.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn store_scaled(
+    v: std::arch::x86_64::__m256i,
+    signed: bool,
+    d: f32,
+    m: Option<f32>,
+    out: &mut [f32; BLOCK],
+) {
+    use std::arch::x86_64::*;
+    let halves = [_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v)];
+    let d = _mm256_set1_ps(d);
+    for (i, bytes) in halves
+        .into_iter()
+        .flat_map(|h| [h, _mm_srli_si128::<8>(h)])
+        .enumerate()
+    {
+        let ints = if signed {
+            _mm256_cvtepi8_epi32(bytes)
+        } else {
+            _mm256_cvtepu8_epi32(bytes)
+        };
+        let mut values = _mm256_mul_ps(d, _mm256_cvtepi32_ps(ints));
+        if let Some(m) = m {
+            values = _mm256_add_ps(values, _mm256_set1_ps(m));
+        }
+        // SAFETY: `out` holds 32 values; `8 * i + 8 <= 32`.
+        unsafe { _mm256_storeu_ps(out[8 * i..].as_mut_ptr(), values) };
+    }
 }
 
 /// Horizontal sum of 8 lanes.

@@ -52,6 +52,15 @@ impl WeightBlock for BlockQ4_1 {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dequantize_avx2(&self, out: &mut [f32; 32]) {
+        // SAFETY: the same CPU features as this function.
+        let (wq, d, m) = unsafe { unpack_avx2(self) };
+        // SAFETY: as above.
+        unsafe { super::store_scaled(wq, false, d, Some(m), out) };
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot_avx2(w: &[Self], x: &[BlockQ8]) -> f32 {
         use std::arch::x86_64::*;
         let mut acc = _mm256_setzero_ps();

@@ -58,6 +58,17 @@ impl WeightBlock for BlockQ5_0 {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dequantize_avx2(&self, out: &mut [f32; 32]) {
+        use std::arch::x86_64::*;
+        // SAFETY: AVX2 is required by this function.
+        let c = unsafe { Consts::new() };
+        let (wq, d) = unpack!(self, c);
+        // SAFETY: as above.
+        unsafe { super::store_scaled(wq, true, d, None, out) };
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot_avx2(w: &[Self], x: &[BlockQ8]) -> f32 {
         use std::arch::x86_64::*;
         // SAFETY: AVX2 is required by this function.

@@ -50,6 +50,21 @@ impl WeightBlock for BlockQ8_0 {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dequantize_avx2(&self, out: &mut [f32; 32]) {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller has F16C; `qs` holds 32 bytes (unaligned load).
+        let (d, q) = unsafe {
+            (
+                super::f16_to_f32(self.d),
+                _mm256_loadu_si256(self.qs.as_ptr().cast()),
+            )
+        };
+        // SAFETY: the caller has AVX2.
+        unsafe { super::store_scaled(q, true, d, None, out) };
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot_avx2(w: &[Self], x: &[BlockQ8]) -> f32 {
         use std::arch::x86_64::*;
         #[inline]
