@@ -135,7 +135,19 @@ impl KQuant {
         }
     }
 
-    fn dequantize(self, block: &[u8], out: &mut [f32; QK_K]) {
+    fn dequantize(self, block: &[u8], out: &mut [f32; QK_K], avx2: bool) {
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: `avx2` is only set when the CPU reports AVX2, FMA and F16C.
+            unsafe {
+                match self {
+                    Self::Q4K => dequantize_q4k_avx2(block, out),
+                    Self::Q6K => dequantize_q6k_avx2(block, out),
+                }
+            }
+            return;
+        }
+        let _ = avx2;
         match self {
             Self::Q4K => dequantize_q4k(block, out),
             Self::Q6K => dequantize_q6k(block, out),
@@ -202,12 +214,107 @@ fn dequantize_q6k(b: &[u8], out: &mut [f32; QK_K]) {
     }
 }
 
+/// [`dequantize_q4k`] with AVX2: the same values, bit for bit.
+///
+/// # Safety
+/// The CPU must support AVX2 and F16C; `b` must hold a 144-byte block.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn dequantize_q4k_avx2(b: &[u8], out: &mut [f32; QK_K]) {
+    use std::arch::x86_64::*;
+    let b = &b[..144];
+    let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+    let dmin = f16::from_le_bytes([b[2], b[3]]).to_f32();
+    let (scales, qs) = (&b[4..16], &b[16..144]);
+    let low = _mm256_set1_epi8(0x0F);
+    for (chunk, (q, y)) in qs
+        .chunks_exact(32)
+        .zip(out.chunks_exact_mut(64))
+        .enumerate()
+    {
+        let (sc1, m1) = scale_min_k4(2 * chunk, scales);
+        let (sc2, m2) = scale_min_k4(2 * chunk + 1, scales);
+        let (d1, m1) = (d * sc1 as f32, dmin * m1 as f32);
+        let (d2, m2) = (d * sc2 as f32, dmin * m2 as f32);
+        // SAFETY: `q` holds 32 bytes; unaligned load.
+        let q = unsafe { _mm256_loadu_si256(q.as_ptr().cast()) };
+        let (lo, hi) = y.split_at_mut(32);
+        // `x - m` is `x + (-m)` exactly.
+        // SAFETY: the caller has AVX2.
+        unsafe {
+            super::store_scaled(_mm256_and_si256(q, low), false, [d1, d1], Some(-m1), lo);
+            super::store_scaled(
+                _mm256_and_si256(_mm256_srli_epi16::<4>(q), low),
+                false,
+                [d2, d2],
+                Some(-m2),
+                hi,
+            );
+        }
+    }
+}
+
+/// [`dequantize_q6k`] with AVX2: the same values, bit for bit.
+///
+/// # Safety
+/// The CPU must support AVX2 and F16C; `b` must hold a 210-byte block.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn dequantize_q6k_avx2(b: &[u8], out: &mut [f32; QK_K]) {
+    use std::arch::x86_64::*;
+    let b = &b[..210];
+    let d = f16::from_le_bytes([b[208], b[209]]).to_f32();
+    let (low, two) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(3));
+    let offset = _mm256_set1_epi8(32);
+    for half in 0..2 {
+        let ql = &b[half * 64..half * 64 + 64];
+        let qh = &b[128 + half * 32..128 + half * 32 + 32];
+        let sc = &b[192 + half * 8..192 + half * 8 + 8];
+        let y = &mut out[half * 128..half * 128 + 128];
+        // SAFETY: `ql` holds 64 bytes and `qh` 32; unaligned loads.
+        let (ql0, ql1, qh) = unsafe {
+            (
+                _mm256_loadu_si256(ql.as_ptr().cast()),
+                _mm256_loadu_si256(ql[32..].as_ptr().cast()),
+                _mm256_loadu_si256(qh.as_ptr().cast()),
+            )
+        };
+        // Two high bits from `qh` (bits 2k, 2k+1) under four low bits, minus 32.
+        let value = |nibbles: __m256i, shift: i32| {
+            let high = match shift {
+                0 => qh,
+                2 => _mm256_srli_epi16::<2>(qh),
+                4 => _mm256_srli_epi16::<4>(qh),
+                _ => _mm256_srli_epi16::<6>(qh),
+            };
+            let high = _mm256_slli_epi16::<4>(_mm256_and_si256(high, two));
+            _mm256_sub_epi8(
+                _mm256_or_si256(_mm256_and_si256(nibbles, low), high),
+                offset,
+            )
+        };
+        let parts = [
+            value(ql0, 0),
+            value(ql1, 2),
+            value(_mm256_srli_epi16::<4>(ql0), 4),
+            value(_mm256_srli_epi16::<4>(ql1), 6),
+        ];
+        for (k, (part, y)) in parts.into_iter().zip(y.chunks_exact_mut(32)).enumerate() {
+            // Sub-blocks of 16: scales `2k` and `2k + 1` of this half.
+            let scale = |i: usize| d * (sc[i] as i8) as f32;
+            // SAFETY: the caller has AVX2.
+            unsafe { super::store_scaled(part, true, [scale(2 * k), scale(2 * k + 1)], None, y) };
+        }
+    }
+}
+
 /// A K-quant `[rows, cols]` tensor as GEMM panels, read from candle's storage in place.
 pub struct KQuantPanels {
     q: Arc<QTensor>,
     kind: KQuant,
     rows: usize,
     cols: usize,
+    avx2: bool,
 }
 
 impl KQuantPanels {
@@ -232,6 +339,7 @@ impl KQuantPanels {
             kind,
             rows,
             cols,
+            avx2: super::has_avx2(),
         }))
     }
 }
@@ -258,7 +366,7 @@ impl Panels for KQuantPanels {
             }
             let row = &data[r * row_bytes..(r + 1) * row_bytes];
             for (b, block) in row.chunks_exact(self.kind.bytes()).enumerate() {
-                self.kind.dequantize(block, &mut values);
+                self.kind.dequantize(block, &mut values, self.avx2);
                 for (t, &v) in values.iter().enumerate() {
                     panel[(b * QK_K + t) * NR + c] = v;
                 }
@@ -317,6 +425,21 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn k_quant_blocks_dequantize_alike_with_and_without_avx2() {
+        for dtype in [GgmlDType::Q4K, GgmlDType::Q6K] {
+            let q = quantized(dtype, 4, 1024);
+            let kind = KQuant::of(dtype).unwrap();
+            let data = q.data().unwrap();
+            for block in data.chunks_exact(kind.bytes()) {
+                let (mut portable, mut fast) = ([0f32; QK_K], [f32::NAN; QK_K]);
+                kind.dequantize(block, &mut portable, false);
+                kind.dequantize(block, &mut fast, super::super::has_avx2());
+                assert_eq!(portable, fast, "{dtype:?}");
+            }
+        }
     }
 
     #[test]

@@ -464,7 +464,8 @@ unsafe fn dot_i8(
 }
 
 /// `out[j] = d * v[j] + m` (multiplied, then added, as the portable dequantizers round) for
-/// the 32 bytes `v`, signed or unsigned.
+/// the 32 bytes `v`, signed or unsigned; `d` is `d[0]` for the first 16 values and `d[1]` for
+/// the last 16.
 ///
 /// # Safety
 /// The CPU must support AVX2.
@@ -474,13 +475,13 @@ unsafe fn dot_i8(
 unsafe fn store_scaled(
     v: std::arch::x86_64::__m256i,
     signed: bool,
-    d: f32,
+    d: [f32; 2],
     m: Option<f32>,
-    out: &mut [f32; BLOCK],
+    out: &mut [f32],
 ) {
     use std::arch::x86_64::*;
+    let out = &mut out[..BLOCK];
     let halves = [_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v)];
-    let d = _mm256_set1_ps(d);
     for (i, bytes) in halves
         .into_iter()
         .flat_map(|h| [h, _mm_srli_si128::<8>(h)])
@@ -491,7 +492,7 @@ unsafe fn store_scaled(
         } else {
             _mm256_cvtepu8_epi32(bytes)
         };
-        let mut values = _mm256_mul_ps(d, _mm256_cvtepi32_ps(ints));
+        let mut values = _mm256_mul_ps(_mm256_set1_ps(d[i / 2]), _mm256_cvtepi32_ps(ints));
         if let Some(m) = m {
             values = _mm256_add_ps(values, _mm256_set1_ps(m));
         }

@@ -56,7 +56,7 @@ impl WeightBlock for BlockQ4_1 {
         // SAFETY: the same CPU features as this function.
         let (wq, d, m) = unsafe { unpack_avx2(self) };
         // SAFETY: as above.
-        unsafe { super::store_scaled(wq, false, d, Some(m), out) };
+        unsafe { super::store_scaled(wq, false, [d, d], Some(m), out) };
     }
 
     #[cfg(target_arch = "x86_64")]

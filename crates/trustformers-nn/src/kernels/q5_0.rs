@@ -64,7 +64,7 @@ impl WeightBlock for BlockQ5_0 {
         let c = unsafe { Consts::new() };
         let (wq, d) = unpack!(self, c);
         // SAFETY: as above.
-        unsafe { super::store_scaled(wq, true, d, None, out) };
+        unsafe { super::store_scaled(wq, true, [d, d], None, out) };
     }
 
     #[cfg(target_arch = "x86_64")]

@@ -60,7 +60,7 @@ impl WeightBlock for BlockQ8_0 {
             )
         };
         // SAFETY: the caller has AVX2.
-        unsafe { super::store_scaled(q, true, d, None, out) };
+        unsafe { super::store_scaled(q, true, [d, d], None, out) };
     }
 
     #[cfg(target_arch = "x86_64")]
