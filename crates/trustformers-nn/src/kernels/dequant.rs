@@ -357,20 +357,16 @@ impl Panels for KQuantPanels {
             return panel;
         };
         let row_bytes = self.cols / QK_K * self.kind.bytes();
-        let mut values = [0f32; QK_K];
-        for c in 0..NR {
-            let r = j * NR + c;
-            if r >= self.rows {
-                panel.iter_mut().skip(c).step_by(NR).for_each(|v| *v = 0.0);
-                continue;
+        let present = NR.min(self.rows.saturating_sub(j * NR));
+        // As for the block formats: one super-block of the panel's rows at a time.
+        let mut tile = [[0f32; QK_K]; NR];
+        for (b, out) in panel.chunks_exact_mut(QK_K * NR).enumerate() {
+            for (c, values) in tile.iter_mut().enumerate().take(present) {
+                let at = (j * NR + c) * row_bytes + b * self.kind.bytes();
+                self.kind
+                    .dequantize(&data[at..at + self.kind.bytes()], values, self.avx2);
             }
-            let row = &data[r * row_bytes..(r + 1) * row_bytes];
-            for (b, block) in row.chunks_exact(self.kind.bytes()).enumerate() {
-                self.kind.dequantize(block, &mut values, self.avx2);
-                for (t, &v) in values.iter().enumerate() {
-                    panel[(b * QK_K + t) * NR + c] = v;
-                }
-            }
+            transpose_tile(&tile, out, self.avx2);
         }
         panel
     }
