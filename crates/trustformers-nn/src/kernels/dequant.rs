@@ -61,6 +61,9 @@ fn transpose_tile<const W: usize>(tile: &[[f32; W]; NR], out: &mut [f32], avx2: 
     }
 }
 
+// The AVX2 transpose moves 8 x 8 squares.
+const _: () = assert!(NR % 8 == 0);
+
 /// [`transpose_tile`] in 8 x 8 squares.
 ///
 /// # Safety
