@@ -113,8 +113,7 @@ struct Consts {
 #[cfg(target_arch = "x86_64")]
 impl Consts {
     /// # Safety
-    /// The CPU must support AVX2 (a safe `#[target_feature]` fn needs Rust 1.86; the MSRV is
-    /// 1.85).
+    /// The CPU must support AVX2.
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn new() -> Self {
