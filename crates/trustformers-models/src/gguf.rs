@@ -401,7 +401,8 @@ fn stacked_to_grouped_order(
     kv_heads: usize,
     head_dim: usize,
 ) -> Option<Vec<usize>> {
-    if kv_heads == 0 || heads % kv_heads != 0 || rows != (heads + 2 * kv_heads) * head_dim {
+    if kv_heads == 0 || !heads.is_multiple_of(kv_heads) || rows != (heads + 2 * kv_heads) * head_dim
+    {
         return None;
     }
     let per_group = heads / kv_heads;
@@ -418,7 +419,7 @@ fn stacked_to_grouped_order(
 /// Row order that undoes llama.cpp's per-head Q/K permutation for `n_heads` heads:
 /// HF row `h*d + j*d/2 + i` is GGUF row `h*d + 2*i + j`.
 fn unpermute_order(rows: usize, n_heads: usize) -> Option<Vec<usize>> {
-    if n_heads == 0 || rows % n_heads != 0 || (rows / n_heads) % 2 != 0 {
+    if n_heads == 0 || !rows.is_multiple_of(n_heads) || !(rows / n_heads).is_multiple_of(2) {
         return None;
     }
     let d = rows / n_heads;

@@ -86,7 +86,7 @@ impl RotaryEmbedding {
     /// Builds the tables for `spec`.
     pub fn new(spec: &RopeSpec) -> Result<Self> {
         let dim = spec.rotary_dim;
-        if dim < 2 || dim % 2 != 0 {
+        if dim < 2 || !dim.is_multiple_of(2) {
             return Err(Error::config(
                 "head_dim",
                 format!("rotary dimension must be even and at least 2, got {dim}"),
@@ -259,7 +259,11 @@ impl RotaryEmbedding {
             return Ok(None);
         }
         let (b, h, s, d) = xs.dims4()?;
-        if rot > d || rot % 2 != 0 || cos.dims() != [b, 1, s, rot] || sin.dims() != cos.dims() {
+        if rot > d
+            || !rot.is_multiple_of(2)
+            || cos.dims() != [b, 1, s, rot]
+            || sin.dims() != cos.dims()
+        {
             return Ok(None);
         }
         let mut x: Vec<f32> = xs.flatten_all()?.to_vec1()?;

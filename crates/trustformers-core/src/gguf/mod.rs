@@ -258,7 +258,7 @@ impl GgufFile {
         chunk: usize,
     ) -> Result<Box<dyn QuantizedType>> {
         let size = std::mem::size_of::<T>();
-        if size == 0 || src.len() % size != 0 {
+        if size == 0 || !src.len().is_multiple_of(size) {
             return Err(Error::UnsupportedTensor {
                 name: info.name.clone(),
                 reason: format!(
@@ -356,7 +356,7 @@ fn part_layout(
         TensorPart::Index(i) => (info.shape[0], *i..*i + 1),
     };
     let per_row: usize = info.shape[1..].iter().product();
-    if per_row % info.dtype.block_size() != 0 || info.len % outer != 0 {
+    if !per_row.is_multiple_of(info.dtype.block_size()) || !info.len.is_multiple_of(outer) {
         return Err(unsupported(format!(
             "a {:?} tensor of shape {:?} cannot be split along its outermost dimension",
             info.dtype, info.shape
@@ -368,7 +368,7 @@ fn part_layout(
 
 fn reorder_rows(name: &str, shape: &[usize], bytes: &[u8], order: &[usize]) -> Result<Vec<u8>> {
     let rows = shape.first().copied().unwrap_or(0);
-    if order.len() != rows || rows == 0 || bytes.len() % rows != 0 {
+    if order.len() != rows || rows == 0 || !bytes.len().is_multiple_of(rows) {
         return Err(Error::UnsupportedTensor {
             name: name.to_string(),
             reason: format!("cannot reorder {} rows by {} indices", rows, order.len()),

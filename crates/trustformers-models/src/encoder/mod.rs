@@ -125,7 +125,7 @@ impl EncoderSpec {
         if let Some((field, _)) = zero.iter().find(|(_, v)| *v == 0) {
             return Err(Error::config(*field, "must be positive"));
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(Error::config(
                 "num_attention_heads",
                 format!(

@@ -47,7 +47,7 @@ impl<B: WeightBlock> Panels for QMatrix<B> {
 fn transpose_tile<const W: usize>(tile: &[[f32; W]; NR], out: &mut [f32], avx2: bool) {
     let out = &mut out[..W * NR];
     #[cfg(target_arch = "x86_64")]
-    if avx2 && W % 8 == 0 {
+    if avx2 && W.is_multiple_of(8) {
         // SAFETY: `avx2` is only set when the CPU reports AVX2; `out` holds `W * NR` values
         // and `W` is a multiple of 8.
         unsafe { transpose_tile_avx2(tile, out) };
@@ -62,7 +62,7 @@ fn transpose_tile<const W: usize>(tile: &[[f32; W]; NR], out: &mut [f32], avx2: 
 }
 
 // The AVX2 transpose moves 8 x 8 squares.
-const _: () = assert!(NR % 8 == 0);
+const _: () = assert!(NR.is_multiple_of(8));
 
 /// [`transpose_tile`] in 8 x 8 squares.
 ///

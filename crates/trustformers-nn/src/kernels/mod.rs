@@ -159,7 +159,7 @@ pub trait QuantMatmul: Send + Sync {
 pub fn matvec_many(ms: &[&dyn QuantMatmul], x: &[f32]) -> Result<Vec<Vec<f32>>> {
     if let Some(m) = ms
         .iter()
-        .find(|m| m.dims().1 != x.len() || x.len() % BLOCK != 0)
+        .find(|m| m.dims().1 != x.len() || !x.len().is_multiple_of(BLOCK))
     {
         return Err(Error::InvalidInput(format!(
             "{} activation values for a [{}, {}] matrix",
@@ -299,7 +299,7 @@ impl<B: WeightBlock> QMatrix<B> {
 
     /// The number of blocks in a `[rows, cols]` matrix stored in `bytes` bytes.
     fn block_count(bytes: usize, rows: usize, cols: usize) -> Result<usize> {
-        if cols % BLOCK != 0 {
+        if !cols.is_multiple_of(BLOCK) {
             return Err(Error::InvalidInput(format!(
                 "a {:?} row must be a multiple of {BLOCK} values, got {cols}",
                 B::DTYPE
@@ -361,7 +361,7 @@ impl<B: WeightBlock> QuantMatmul for QMatrix<B> {
     }
 
     fn matmul(&self, x: &[f32]) -> Result<Vec<f32>> {
-        if self.cols == 0 || x.len() % self.cols != 0 {
+        if self.cols == 0 || !x.len().is_multiple_of(self.cols) {
             return Err(Error::InvalidInput(format!(
                 "{} activation values are not a whole number of rows of {}",
                 x.len(),
