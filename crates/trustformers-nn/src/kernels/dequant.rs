@@ -170,6 +170,15 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     }
 }
 
+/// The scale and min of the two 32-value sub-blocks of Q4_K chunk `chunk` (64 values): the
+/// low nibbles' `(d * scale, dmin * min)`, then the high nibbles'.
+fn q4k_pair_scales(d: f32, dmin: f32, scales: &[u8], chunk: usize) -> [(f32, f32); 2] {
+    [2 * chunk, 2 * chunk + 1].map(|j| {
+        let (sc, m) = scale_min_k4(j, scales);
+        (d * sc as f32, dmin * m as f32)
+    })
+}
+
 /// `block_q4_K` (f16 `d`, f16 `dmin`, 12 bytes of scales and mins, 128 bytes of nibbles):
 /// value = `d * scale * q - dmin * min` per 32-value sub-block (ggml's
 /// `dequantize_row_q4_K`).
@@ -182,10 +191,7 @@ fn dequantize_q4k(b: &[u8], out: &mut [f32; QK_K]) {
         .zip(out.chunks_exact_mut(64))
         .enumerate()
     {
-        let (sc1, m1) = scale_min_k4(2 * chunk, scales);
-        let (sc2, m2) = scale_min_k4(2 * chunk + 1, scales);
-        let (d1, m1) = (d * sc1 as f32, dmin * m1 as f32);
-        let (d2, m2) = (d * sc2 as f32, dmin * m2 as f32);
+        let [(d1, m1), (d2, m2)] = q4k_pair_scales(d, dmin, scales, chunk);
         let (lo, hi) = y.split_at_mut(32);
         for ((&q, lo), hi) in q.iter().zip(lo).zip(hi) {
             *lo = d1 * (q & 0x0F) as f32 - m1;
@@ -235,10 +241,7 @@ unsafe fn dequantize_q4k_avx2(b: &[u8], out: &mut [f32; QK_K]) {
         .zip(out.chunks_exact_mut(64))
         .enumerate()
     {
-        let (sc1, m1) = scale_min_k4(2 * chunk, scales);
-        let (sc2, m2) = scale_min_k4(2 * chunk + 1, scales);
-        let (d1, m1) = (d * sc1 as f32, dmin * m1 as f32);
-        let (d2, m2) = (d * sc2 as f32, dmin * m2 as f32);
+        let [(d1, m1), (d2, m2)] = q4k_pair_scales(d, dmin, scales, chunk);
         // SAFETY: `q` holds 32 bytes; unaligned load.
         let q = unsafe { _mm256_loadu_si256(q.as_ptr().cast()) };
         let (lo, hi) = y.split_at_mut(32);
