@@ -169,6 +169,21 @@ fn check_cache(name: &str, split: usize) {
         diff <= ATOL,
         "{name}: chunked prefill's logits differ by {diff}"
     );
+    // A mask of the wrong width gets the one pass's error, not a failed slice.
+    let short = ForwardOptions {
+        attention_mask: Some(mask.narrow(1, 1, seq - 1).unwrap()),
+        ..keep_opts.clone()
+    };
+    let one_pass_err = model
+        .forward_with(ids, &positions, &short, &mut model.new_cache())
+        .err()
+        .map(|e| e.to_string());
+    let chunked_err = chunked
+        .forward_with(ids, &positions, &short, &mut chunked.new_cache())
+        .err()
+        .map(|e| e.to_string());
+    assert!(one_pass_err.is_some(), "{name}: a short mask was accepted");
+    assert_eq!(chunked_err, one_pass_err, "{name}");
     assert_close_unpadded(
         &format!("{name} chunked prefill's last_hidden_state"),
         &out.last_hidden_state,

@@ -478,10 +478,19 @@ impl DecoderForCausalLM {
     ) -> Result<DecoderOutput> {
         let seq = input_ids.dim(1)?;
         let (chunk, keep) = (self.prefill_chunk, opts.logits_to_keep.unwrap_or(seq));
-        if opts.output_hidden_states || seq <= chunk || positions.dims() != input_ids.dims() {
+        let past = cache.seq_len();
+        // Inputs of the wrong shape go to one pass, whose checks name the problem.
+        let mask_fits = opts
+            .attention_mask
+            .as_ref()
+            .is_none_or(|m| m.dims().get(1) == Some(&(past + seq)));
+        if opts.output_hidden_states
+            || seq <= chunk
+            || positions.dims() != input_ids.dims()
+            || !mask_fits
+        {
             return self.model.forward(input_ids, positions, opts, cache);
         }
-        let past = cache.seq_len();
         let mut states = Vec::new();
         let mut start = 0;
         while start < seq {
