@@ -12,10 +12,11 @@ use clap::Args;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::{json, Map, Value};
 use std::time::Instant;
-use trustformers::models::decoder::{default_positions, ForwardOptions};
+use trustformers::models::decoder::default_positions;
+use trustformers::models::ForwardOptions;
 use trustformers::nn::profile::{self, Part};
 use trustformers::pipelines::{EmbedParams, SentenceTransformer};
-use trustformers::{resolve_model, DecoderForCausalLM, Device, KvCache, LoadOptions, Tensor};
+use trustformers::{resolve_model, Cache, CausalLM, LoadOptions, Tensor};
 
 /// What `bench` measures.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -74,9 +75,9 @@ fn random_ids(rng: &mut StdRng, n: usize, vocab: usize) -> Vec<u32> {
 
 /// One forward pass over `ids` after what `cache` holds, computing the last position's
 /// logits only (as llama-bench and transformers' generate() do).
-fn forward_last(model: &DecoderForCausalLM, ids: &[u32], cache: &mut KvCache) -> Result<()> {
-    let input = Tensor::new(ids, &Device::Cpu)?.unsqueeze(0)?;
-    let pos = default_positions(1, cache.seq_len(), ids.len(), &Device::Cpu)?;
+fn forward_last(model: &dyn CausalLM, ids: &[u32], cache: &mut Cache) -> Result<()> {
+    let input = Tensor::new(ids, model.device())?.unsqueeze(0)?;
+    let pos = default_positions(1, cache.seq_len(), ids.len(), model.device())?;
     let opts = ForwardOptions {
         logits_to_keep: Some(1),
         ..ForwardOptions::default()
@@ -89,11 +90,11 @@ fn forward_last(model: &DecoderForCausalLM, ids: &[u32], cache: &mut KvCache) ->
 
 /// A cache holding `depth` random tokens (untimed), for a test to start from.
 fn cache_at_depth(
-    model: &DecoderForCausalLM,
+    model: &dyn CausalLM,
     depth: usize,
     vocab: usize,
     rng: &mut StdRng,
-) -> Result<KvCache> {
+) -> Result<Cache> {
     let mut cache = model.new_cache();
     if depth > 0 {
         forward_last(model, &random_ids(rng, depth, vocab), &mut cache)?;
@@ -102,7 +103,7 @@ fn cache_at_depth(
 }
 
 /// Seconds for one forward pass over `ids` after `cache`'s tokens.
-fn prompt_run(model: &DecoderForCausalLM, ids: &[u32], mut cache: KvCache) -> Result<f64> {
+fn prompt_run(model: &dyn CausalLM, ids: &[u32], mut cache: Cache) -> Result<f64> {
     let start = Instant::now();
     forward_last(model, ids, &mut cache)?;
     Ok(start.elapsed().as_secs_f64())
@@ -110,18 +111,18 @@ fn prompt_run(model: &DecoderForCausalLM, ids: &[u32], mut cache: KvCache) -> Re
 
 /// Seconds for `n` single-token decode steps after `cache`'s tokens and one start token.
 fn gen_run(
-    model: &DecoderForCausalLM,
+    model: &dyn CausalLM,
     n: usize,
     vocab: usize,
     rng: &mut StdRng,
-    mut cache: KvCache,
+    mut cache: Cache,
 ) -> Result<f64> {
     let mut next = random_ids(rng, 1, vocab)[0];
     let past = cache.seq_len();
     let start = Instant::now();
     for step in 0..n {
-        let input = Tensor::new(&[next], &Device::Cpu)?.unsqueeze(0)?;
-        let pos = default_positions(1, past + step, 1, &Device::Cpu)?;
+        let input = Tensor::new(&[next], model.device())?.unsqueeze(0)?;
+        let pos = default_positions(1, past + step, 1, model.device())?;
         let logits = model.forward(&input, &pos, &mut cache)?;
         let _timing = profile::scope(Part::Sampling);
         next = logits.flatten_all()?.argmax(0)?.to_scalar::<u32>()?;
@@ -157,9 +158,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let Some(loaded) = loaded else {
         bail!("no model was loaded");
     };
-    let model = &loaded.model;
-    let spec = model.model().spec();
-    let (vocab, context) = (spec.vocab_size, spec.max_position_embeddings);
+    let model = &*loaded.model;
+    let (vocab, context) = (model.vocab_size(), model.max_position_embeddings());
     let depth = args.n_depth;
     if let Some(&n) = args
         .n_prompt

@@ -7,10 +7,9 @@ use clap::{Args, Subcommand};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use trustformers::core::parse_dtype;
-use trustformers::encoders::EncoderConfig;
 use trustformers::models::decoder::positions_from_mask;
 use trustformers::models::ForwardOptions;
-use trustformers::{AutoModelForCausalLM, EncoderTask, LoadOptions};
+use trustformers::{AutoConfig, EncoderTask, LoadOptions, ModelConfig, ModelKind};
 
 #[derive(Subcommand)]
 pub enum DebugCommand {
@@ -88,9 +87,9 @@ fn read_inputs(args: &DumpArgs) -> Result<(HashMap<String, Tensor>, Tensor)> {
 
 /// An encoder with the head its config names: writes every output transformers gives
 /// (`last_hidden_state`, `pooler_output`, `logits`, `start_logits`, `end_logits`).
-fn dump_encoder(args: &DumpArgs, config: &EncoderConfig, opts: &LoadOptions) -> Result<()> {
+fn dump_encoder(args: &DumpArgs, config: &ModelConfig, opts: &LoadOptions) -> Result<()> {
     let model = config
-        .load(&args.model, None, opts)
+        .load_encoder(None, opts)
         .with_context(|| format!("loading {}", args.model.display()))?;
     let (inputs, ids) = read_inputs(args)?;
     let shape = ids.dims().to_vec();
@@ -144,23 +143,20 @@ fn dump(args: &DumpArgs) -> Result<()> {
     let dtype = args.dtype.as_deref().map(parse_dtype).transpose()?;
     let opts = LoadOptions {
         dtype,
-        device: Device::Cpu,
+        ..Default::default()
     };
-    // An encoder checkpoint (BERT & co.) by its config's model_type; anything else is
-    // loaded as a decoder.
-    if args.model.is_dir() {
-        match EncoderConfig::from_pretrained(&args.model) {
-            Ok(config) => return dump_encoder(args, &config, &opts),
-            Err(trustformers::Error::UnknownModelType { .. }) => {}
-            Err(e) => return Err(e).with_context(|| format!("loading {}", args.model.display())),
-        }
+    let config = AutoConfig::from_pretrained(&args.model)
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    if config.kind() == ModelKind::Encoder {
+        return dump_encoder(args, &config, &opts);
     }
-    let model = AutoModelForCausalLM::from_pretrained(&args.model, &opts)
+    let model = config
+        .load_causal_lm(&opts)
         .with_context(|| format!("loading {}", args.model.display()))?;
     let (inputs, ids) = read_inputs(args)?;
     let shape = ids.dims().to_vec();
     let mask = input(&inputs, "attention_mask", Some(&shape))?;
-    let ones = Tensor::ones(shape.as_slice(), DType::I64, &Device::Cpu)?;
+    let ones = Tensor::ones(shape.as_slice(), DType::I64, model.device())?;
     let positions = match input(&inputs, "position_ids", Some(&shape))? {
         Some(p) => p,
         None => positions_from_mask(mask.as_ref().unwrap_or(&ones), shape[1])?,

@@ -1,13 +1,12 @@
 //! `trustformers generate`: stream a continuation of a prompt to stdout.
 
 use crate::interrupt::Streaming;
-use crate::options::{GenerationArgs, Loaded, ModelArgs};
+use crate::options::{GenerationArgs, ModelArgs};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
-use trustformers::generation::{generate_batch, generate_text, FinishReason, TokenOutput};
-use trustformers::tokenizers::chat::{ChatOptions, Message};
+use trustformers::generation::{generate_batch, FinishReason, TokenOutput};
 use trustformers::{GenerationConfig, Tokenizer};
 
 #[derive(Args)]
@@ -42,22 +41,6 @@ pub fn read_stdin() -> Result<String> {
             e.utf8_error().valid_up_to()
         )
     })
-}
-
-/// The prompt's token ids: through the chat template when the model has one (unless `raw`).
-pub fn prompt_ids(tok: &Tokenizer, text: &str, raw: bool) -> Result<Vec<u32>> {
-    let chat = !raw && tok.config().chat_template.is_some();
-    let prompt = if chat {
-        let opts = ChatOptions {
-            add_generation_prompt: true,
-            ..Default::default()
-        };
-        tok.apply_chat_template(&[Message::new("user", text.to_owned())], &opts)?
-    } else {
-        text.to_owned()
-    };
-    // A chat template writes its own special tokens.
-    Ok(tok.encode_ids(&prompt, !chat)?)
 }
 
 fn finish(reason: FinishReason) -> String {
@@ -97,19 +80,15 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     }
     // Refuse bad flags before spending time on loading.
     args.generation.apply(&GenerationConfig::default())?;
-    let Loaded {
-        model,
-        tokenizer: tok,
-        generation,
-        ..
-    } = args.model.load()?;
-    let mut config = args.generation.apply(&generation)?;
+    let loaded = args.model.load()?;
+    let tok = &loaded.tokenizer;
+    let mut config = args.generation.apply(&loaded.generation)?;
     config.top_logprobs = args.top_logprobs;
-    let ids = prompt_ids(&tok, &text, args.raw)?;
+    let ids = loaded.prompt_ids(&text, args.raw)?;
 
     if config.num_beams > 1 || config.num_return_sequences > 1 {
         // Beam search knows its best sequences only at the end: nothing streams.
-        let outs = generate_batch(&model, std::slice::from_ref(&ids), &config)?;
+        let outs = generate_batch(&*loaded.model, std::slice::from_ref(&ids), &config)?;
         let mut seqs = Vec::new();
         for (i, out) in outs.iter().enumerate() {
             let text = tok.decode(&out.ids, true)?;
@@ -119,7 +98,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
                     "token_ids": out.ids,
                     "finish_reason": finish(out.finish_reason),
                     "score": out.score,
-                    "logprobs": args.top_logprobs.map(|_| logprobs_json(&tok, out)),
+                    "logprobs": args.top_logprobs.map(|_| logprobs_json(tok, out)),
                 }));
             } else {
                 if outs.len() > 1 {
@@ -142,7 +121,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
 
     let streaming = Streaming::start();
     let mut stdout = std::io::stdout().lock();
-    let out = generate_text(&model, &tok, &ids, &config, |piece| {
+    let out = loaded.generate_text(&ids, &config, |piece| {
         if !args.json {
             // A closed pipe (e.g. `| head`) just ends the stream.
             if stdout
@@ -169,7 +148,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
             "decode_tok_s": new_tokens.saturating_sub(1) as f64 / out.tokens.decode.as_secs_f64().max(1e-9),
         });
         if args.top_logprobs.is_some() {
-            v["logprobs"] = logprobs_json(&tok, &out.tokens);
+            v["logprobs"] = logprobs_json(tok, &out.tokens);
         }
         println!("{v}");
     } else {

@@ -54,10 +54,23 @@ enum Command {
 
 fn main() {
     if let Err(e) = run() {
-        // The error chain, one cause per line; no backtrace, whatever RUST_BACKTRACE says.
-        eprintln!("error: {e:#}");
+        // No backtrace, whatever RUST_BACKTRACE says.
+        eprintln!("error: {}", report(&e));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes, outermost first, each said once: a cause whose text the one
+/// before it already holds (the library's errors print their source) is left out.
+fn report(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !parts.last().is_some_and(|prev| prev.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
 }
 
 fn run() -> anyhow::Result<()> {
@@ -106,6 +119,14 @@ fn set_threads(threads: Option<usize>) -> anyhow::Result<()> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn an_error_chain_says_each_cause_once_outermost_first() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no tokenizer.json here");
+        let inner = trustformers::Error::io("/m", io);
+        let e = anyhow::Error::new(inner).context("loading /m");
+        assert_eq!(report(&e), "loading /m: /m: no tokenizer.json here");
+    }
 
     #[test]
     fn the_thread_count_is_always_fixed_in_the_environment() {

@@ -3,12 +3,8 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use std::path::PathBuf;
 use trustformers::generation::EarlyStopping;
-use trustformers::{
-    resolve_model, AutoModelForCausalLM, AutoTokenizer, DecoderForCausalLM, GenerationConfig,
-    LoadOptions, Tokenizer,
-};
+use trustformers::{resolve_model, GenerationConfig, LoadOptions, LoadedModel};
 
 /// Which model, and how to load it.
 #[derive(Args, Clone)]
@@ -30,71 +26,40 @@ pub struct ModelArgs {
     pub ubatch_size: usize,
 }
 
-/// A loaded causal LM with its tokenizer and generation defaults.
-pub struct Loaded {
-    pub path: PathBuf,
-    pub model: DecoderForCausalLM,
-    pub tokenizer: Tokenizer,
-    /// generation_config.json of a checkpoint directory, with the tokenizer's EOS when it
-    /// names none.
-    pub generation: GenerationConfig,
-}
-
 impl ModelArgs {
-    pub fn load(&self) -> Result<Loaded> {
+    /// The load options these flags ask for, checked before anything is read.
+    pub fn load_options(&self) -> Result<LoadOptions> {
         let dtype = self
             .dtype
             .as_deref()
             .map(trustformers::core::parse_dtype)
-            .transpose()?;
-        let kv_dtype = self
+            .transpose()
+            .context("--dtype")?;
+        let kv_cache_dtype = self
             .kv_cache_dtype
             .as_deref()
             .map(trustformers::core::parse_dtype)
             .transpose()
             .context("--kv-cache-dtype")?;
-        if let Some(kv_dtype) = kv_dtype {
-            // Refused before the weights load, not after.
-            trustformers::KvCache::with_dtype(0, kv_dtype).context("--kv-cache-dtype")?;
-        }
         if self.ubatch_size == 0 {
             anyhow::bail!("--ubatch-size must be at least 1");
         }
-        let path = resolve_model(self.model.as_deref())?;
-        // The tokenizer first: what its construction frees is handed back before the
-        // weights arrive, so the two peaks do not add up.
-        let tokenizer = AutoTokenizer::from_pretrained(&path)
-            .with_context(|| format!("loading the tokenizer of {}", path.display()))?;
-        let mut model = AutoModelForCausalLM::from_pretrained(
-            &path,
-            &LoadOptions {
-                dtype,
-                ..Default::default()
-            },
-        )
-        .with_context(|| format!("loading {}", path.display()))?;
-        if let Some(kv_dtype) = kv_dtype {
-            model
-                .set_kv_cache_dtype(kv_dtype)
-                .context("--kv-cache-dtype")?;
-        }
-        model
-            .set_prefill_chunk(self.ubatch_size)
-            .context("--ubatch-size")?;
-        let mut generation = if path.is_dir() {
-            GenerationConfig::from_dir(&path)?
-        } else {
-            GenerationConfig::default()
+        let opts = LoadOptions {
+            dtype,
+            kv_cache_dtype,
+            prefill_chunk: self.ubatch_size,
+            ..Default::default()
         };
-        if generation.eos_token_id.is_empty() {
-            generation.eos_token_id.extend(tokenizer.eos_token_id());
-        }
-        Ok(Loaded {
-            path,
-            model,
-            tokenizer,
-            generation,
-        })
+        // Refused before the weights load, not after.
+        opts.validate().context("--kv-cache-dtype")?;
+        Ok(opts)
+    }
+
+    /// Resolves and loads the model with its tokenizer and generation defaults.
+    pub fn load(&self) -> Result<LoadedModel> {
+        let opts = self.load_options()?;
+        let path = resolve_model(self.model.as_deref())?;
+        LoadedModel::from_path(&path, &opts).with_context(|| format!("loading {}", path.display()))
     }
 }
 

@@ -267,3 +267,59 @@ fn bad_input_gets_a_clear_message() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+/// A checkpoint of the wrong kind is named as such, with what it is for; a missing file is
+/// said once; a file of the wrong kind is not reported in the operating system's words.
+#[test]
+fn wrong_kinds_and_missing_files_get_one_message_that_says_what_to_do() {
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    let bert = fixtures.join("bert_base");
+    let gguf = fixtures.join("llama_gguf/tiny-llama.gguf");
+    let dir = tempfile::tempdir().unwrap();
+    let no_tokenizer = dir.path().join("model");
+    std::fs::create_dir_all(&no_tokenizer).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixtures.join("llama").join(f), no_tokenizer.join(f)).unwrap();
+    }
+    let (bert, gguf, no_tokenizer) = (
+        bert.to_str().unwrap(),
+        gguf.to_str().unwrap(),
+        no_tokenizer.to_str().unwrap(),
+    );
+    let cases: Vec<(Vec<&str>, &[&str])> = vec![
+        (
+            vec!["generate", "--model", bert, "hi"],
+            &["`bert` is a text encoder", "embeddings (`embed`)"],
+        ),
+        (
+            vec!["embed", "--model", gguf, "hi"],
+            &[
+                "`llama` is a decoder-only causal language model",
+                "text generation (`generate`",
+            ],
+        ),
+        (
+            vec!["pipeline", "fill-mask", "--model", gguf, "a [MASK]"],
+            &["`llama` is a decoder-only causal language model"],
+        ),
+        (
+            vec!["generate", "--model", no_tokenizer, "hi"],
+            &["no tokenizer.json", "copy the checkpoint's tokenizer files"],
+        ),
+    ];
+    for (args, wants) in cases {
+        let out = run_with_stdin(&args, b"");
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = stderr(&out);
+        for want in wants {
+            assert!(err.contains(want), "{args:?}: {err}");
+            assert_eq!(
+                err.matches(want).count(),
+                1,
+                "{args:?} repeats itself: {err}"
+            );
+        }
+        assert!(!err.contains("os error"), "{args:?}: {err}");
+        assert!(!err.contains("unknown model type"), "{args:?}: {err}");
+    }
+}

@@ -231,10 +231,16 @@ impl Weights {
     /// loaded, except those whose name ends with one of `ignored` (buffers transformers
     /// itself skips, such as `rotary_emb.inv_freq`).
     pub fn finish(&self, ignored: &[&str]) -> Result<()> {
+        self.finish_unless(|n| ignored.iter().any(|s| n.ends_with(s)))
+    }
+
+    /// Fails with [`Error::UnusedTensors`] if the checkpoint holds tensors that were never
+    /// loaded and `may_skip` does not allow: the model that was built decides.
+    pub fn finish_unless(&self, may_skip: impl Fn(&str) -> bool) -> Result<()> {
         let unused: Vec<String> = self
             .unused()?
             .into_iter()
-            .filter(|n| !ignored.iter().any(|s| n.ends_with(s)))
+            .filter(|n| !may_skip(n))
             .collect();
         if unused.is_empty() {
             Ok(())

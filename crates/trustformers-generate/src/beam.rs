@@ -8,12 +8,12 @@ use crate::config::{EarlyStopping, GenerationConfig};
 use crate::generate::{check_prompts, log_softmax, logprob_of};
 use crate::processors::{softmax, Context};
 use crate::{FinishReason, TokenLogprob, TokenOutput};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::time::{Duration, Instant};
 use trustformers_core::Result;
-use trustformers_models::decoder::{default_positions, ForwardOptions};
-use trustformers_models::DecoderForCausalLM;
+use trustformers_models::decoder::default_positions;
+use trustformers_models::{CausalLM, ForwardOptions};
 
 /// transformers' stand-in for "impossible" in beam scores.
 const NEG: f32 = -1.0e9;
@@ -87,7 +87,7 @@ fn length_norm(len: usize, length_penalty: f32) -> f32 {
 /// Beam search for one prompt: the best `num_return_sequences` hypotheses, best first, each
 /// with its length-penalised `score`.
 pub fn beam_search(
-    model: &DecoderForCausalLM,
+    model: &dyn CausalLM,
     prompt: &[u32],
     config: &GenerationConfig,
 ) -> Result<Vec<TokenOutput>> {
@@ -100,7 +100,7 @@ pub fn beam_search(
     let beams_to_keep = 2.max(1 + eos.len()) * num_beams;
     let processors = config.processors(max_length);
     let mut rng = StdRng::seed_from_u64(config.seed);
-    let device = Device::Cpu;
+    let device = model.device().clone();
     let start = Instant::now();
     let deadline = config
         .max_time

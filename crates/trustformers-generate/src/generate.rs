@@ -5,12 +5,12 @@
 use crate::beam::beam_search;
 use crate::config::GenerationConfig;
 use crate::processors::{softmax, Context};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::time::{Duration, Instant};
 use trustformers_core::{Error, Result};
-use trustformers_models::decoder::{default_positions, positions_from_mask, ForwardOptions};
-use trustformers_models::DecoderForCausalLM;
+use trustformers_models::decoder::{default_positions, positions_from_mask};
+use trustformers_models::{CausalLM, ForwardOptions};
 use trustformers_tokenizers::{DecodeStream, Tokenizer};
 
 /// Why generation ended.
@@ -106,7 +106,7 @@ pub(crate) fn logprob_of(logits: &[f32], id: u32, n: usize) -> TokenLogprob {
 /// Checks the prompts and returns `max_length` (longest prompt + `max_new_tokens`), refusing
 /// what the model's context cannot hold.
 pub(crate) fn check_prompts(
-    model: &DecoderForCausalLM,
+    model: &dyn CausalLM,
     prompts: &[&[u32]],
     config: &GenerationConfig,
 ) -> Result<usize> {
@@ -117,7 +117,7 @@ pub(crate) fn check_prompts(
     if let Some(i) = prompts.iter().position(|p| p.is_empty()) {
         return Err(Error::InvalidInput(format!("prompt {i} is empty")));
     }
-    let vocab = model.model().spec().vocab_size;
+    let vocab = model.vocab_size();
     if let Some(&id) = prompts
         .iter()
         .flat_map(|p| p.iter())
@@ -127,7 +127,7 @@ pub(crate) fn check_prompts(
             "token id {id} is outside the model's vocabulary of {vocab}"
         )));
     }
-    let context = model.model().spec().max_position_embeddings;
+    let context = model.max_position_embeddings();
     let longest = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
     if longest >= context {
         return Err(Error::InvalidInput(format!(
@@ -162,7 +162,7 @@ struct Row {
 /// and a finished row is fed padding until every row is done. `on_token(row, id)` sees each
 /// new id and may return `false` to stop that row.
 fn sample_rows(
-    model: &DecoderForCausalLM,
+    model: &dyn CausalLM,
     prompts: &[&[u32]],
     config: &GenerationConfig,
     mut on_token: impl FnMut(usize, u32) -> Result<bool>,
@@ -195,7 +195,7 @@ fn sample_rows(
     let processors = config.processors(max_length);
     let mut rng = StdRng::seed_from_u64(config.seed);
     let mut cache = model.new_cache();
-    let device = Device::Cpu;
+    let device = model.device().clone();
     let mut input = Tensor::new(
         rows.iter().flat_map(|r| r.ids.clone()).collect::<Vec<_>>(),
         &device,
@@ -286,7 +286,7 @@ fn sample_rows(
 /// may return `false` to stop. Beam search is [`beam_search`](crate::beam_search): it
 /// cannot stream, since the best sequence is only known at the end.
 pub fn generate_ids(
-    model: &DecoderForCausalLM,
+    model: &dyn CausalLM,
     prompt: &[u32],
     config: &GenerationConfig,
     mut on_token: impl FnMut(u32) -> Result<bool>,
@@ -313,7 +313,7 @@ pub fn generate_ids(
 /// (`num_beams > 1`). Greedy and sampled prompts run together, left-padded; beam search runs
 /// one prompt at a time.
 pub fn generate_batch(
-    model: &DecoderForCausalLM,
+    model: &dyn CausalLM,
     prompts: &[Vec<u32>],
     config: &GenerationConfig,
 ) -> Result<Vec<TokenOutput>> {
@@ -357,7 +357,7 @@ fn held_back(text: &str, stops: &[String]) -> usize {
 /// end-of-sequence token) are not part of the text; stop strings end generation and are cut
 /// from it.
 pub fn generate_text(
-    model: &DecoderForCausalLM,
+    model: &dyn CausalLM,
     tokenizer: &Tokenizer,
     prompt: &[u32],
     config: &GenerationConfig,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use trustformers_core::{DType, Device, Error};
 use trustformers_generate::processors::*;
 use trustformers_generate::{generate_ids, FinishReason, GenerationConfig};
-use trustformers_models::DecoderForCausalLM;
+use trustformers_models::CausalLM;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
@@ -137,10 +137,10 @@ fn frequency_and_presence_penalties_follow_openai() {
     assert_eq!(scores, [0.0, 0.0, -2.5, -1.5, 0.0]);
 }
 
-fn model(name: &str) -> DecoderForCausalLM {
+fn model(name: &str) -> Box<dyn CausalLM> {
     let opts = trustformers::LoadOptions {
         dtype: Some(DType::F32),
-        device: Device::Cpu,
+        ..Default::default()
     };
     trustformers::AutoModelForCausalLM::from_pretrained(fixtures().join(name), &opts).unwrap()
 }

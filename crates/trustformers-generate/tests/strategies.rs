@@ -5,20 +5,20 @@
 
 use serde_json::Value;
 use std::path::PathBuf;
-use trustformers_core::{DType, Device, Error};
+use trustformers_core::{DType, Error};
 use trustformers_generate::{
     beam_search, generate_batch, generate_ids, EarlyStopping, FinishReason, GenerationConfig,
 };
-use trustformers_models::DecoderForCausalLM;
+use trustformers_models::CausalLM;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
 }
 
-fn model(name: &str) -> DecoderForCausalLM {
+fn model(name: &str) -> Box<dyn CausalLM> {
     let opts = trustformers::LoadOptions {
         dtype: Some(DType::F32),
-        device: Device::Cpu,
+        ..Default::default()
     };
     trustformers::AutoModelForCausalLM::from_pretrained(fixtures().join(name), &opts).unwrap()
 }

@@ -6,11 +6,14 @@ pub mod encoder;
 pub mod gguf;
 pub mod hf_config;
 pub mod registry;
+pub mod traits;
 
-pub use decoder::{
-    CausalLmOutput, DecoderForCausalLM, DecoderModel, DecoderSpec, ForwardOptions,
-    DEFAULT_PREFILL_CHUNK,
-};
+pub use decoder::{DecoderForCausalLM, DecoderModel, DecoderSpec};
 pub use encoder::heads::{EncoderForTask, EncoderTask, EncoderTaskOutput};
 pub use encoder::{EncoderModel, EncoderOutput, EncoderSpec};
-pub use registry::{Architecture, EncoderArchitecture, ARCHITECTURES, ENCODERS};
+pub use registry::{Architecture, ModelKind, ARCHITECTURES};
+pub use traits::{
+    CausalLM, CausalLmOutput, EncoderDecoderLM, ForwardOptions, RuntimeOptions, Seq2SeqOutput,
+    DEFAULT_PREFILL_CHUNK,
+};
+pub use trustformers_nn::Cache;

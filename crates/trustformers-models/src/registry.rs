@@ -1,11 +1,14 @@
-//! `model_type` -> constructor. Adding an architecture is one entry here plus its file.
+//! One table of architectures: `model_type` (and GGUF `general.architecture`) -> what kind
+//! of model it builds and how. Adding an architecture is one entry here plus its file.
 
 use crate::decoder::presets;
 use crate::encoder::heads::{EncoderTask, HeadLayout};
-use crate::{gguf, DecoderSpec, EncoderSpec};
+use crate::encoder::{deberta, modernbert, presets as enc};
+use crate::traits::{CausalLM, RuntimeOptions};
+use crate::{gguf, DecoderForCausalLM, DecoderSpec, EncoderSpec};
 use serde_json::{Map, Value};
 use trustformers_core::gguf::GgufFile;
-use trustformers_core::{Error, Result, TensorNames};
+use trustformers_core::{Error, Result, TensorNames, Weights};
 
 /// How llama.cpp's converter lays out the rows of Q and K for this GGUF architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,29 +115,96 @@ impl GgufDialect {
     }
 }
 
-/// One supported architecture.
+/// What kind of model an architecture builds, and so what it can be used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    /// A causal language model built from self-attention layers (LLaMA, GPT-2, MoE).
+    Decoder,
+    /// A bidirectional text encoder with task heads (BERT family).
+    Encoder,
+    /// An encoder and a decoder with cross-attention (T5, BART).
+    EncoderDecoder,
+    /// An image encoder (ViT, CLIP's vision tower).
+    Vision,
+    /// Images and text together (LLaVA, BLIP-2).
+    Multimodal,
+    /// A recurrent or state-space language model (Mamba, RWKV) or a hybrid.
+    StateSpace,
+}
+
+impl ModelKind {
+    /// What such a model is, in a few words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Decoder => "a decoder-only causal language model",
+            Self::Encoder => "a text encoder",
+            Self::EncoderDecoder => "an encoder-decoder model",
+            Self::Vision => "a vision model",
+            Self::Multimodal => "a multimodal model",
+            Self::StateSpace => "a state-space language model",
+        }
+    }
+
+    /// What it can be used for, as the commands and pipelines that take it.
+    pub fn uses(self) -> &'static str {
+        match self {
+            Self::Decoder | Self::StateSpace => "text generation (`generate`, `chat`, `bench`)",
+            Self::Encoder => {
+                "embeddings (`embed`) and the `fill-mask`, `text-classification`, \
+                 `token-classification`, `question-answering`, `zero-shot-classification` and \
+                 `feature-extraction` pipelines"
+            }
+            Self::EncoderDecoder => "translation, summarization and text2text generation",
+            Self::Vision => "image classification and image embeddings",
+            Self::Multimodal => "image-text-to-text generation",
+        }
+    }
+}
+
+/// How an architecture turns its config into a model.
+#[derive(Debug, Clone, Copy)]
+pub enum Builder {
+    /// The config-driven decoder, through a preset that builds its spec.
+    Decoder(fn(&Value) -> Result<DecoderSpec>),
+    /// An encoder: its spec, and the layout of each task head it has.
+    Encoder {
+        spec: fn(&Value) -> Result<EncoderSpec>,
+        head: fn(EncoderTask, &EncoderSpec) -> Option<HeadLayout>,
+    },
+}
+
+/// One supported architecture: one entry of [`ARCHITECTURES`].
 #[derive(Debug, Clone, Copy)]
 pub struct Architecture {
     /// config.json `model_type`.
     pub model_type: &'static str,
+    /// What the checkpoint builds.
+    pub builder: Builder,
     /// The GGUF architecture that maps to this model type, if any.
     pub gguf: Option<GgufDialect>,
-    /// Builds the decoder spec from config.json.
-    pub decoder_spec: fn(&Value) -> Result<DecoderSpec>,
-    /// Checkpoint tensor names, for architectures that do not use the LLaMA ones. GGUF files
-    /// are mapped to the canonical (LLaMA) names by [`crate::gguf`] instead.
+    /// Checkpoint tensor names, for architectures that do not use their family's. GGUF
+    /// files are mapped to the family's names by [`crate::gguf`] instead.
     pub tensor_names: Option<TensorNames>,
 }
 
 impl Architecture {
-    const fn new(
+    const fn decoder(model_type: &'static str, spec: fn(&Value) -> Result<DecoderSpec>) -> Self {
+        Self {
+            model_type,
+            builder: Builder::Decoder(spec),
+            gguf: None,
+            tensor_names: None,
+        }
+    }
+    const fn encoder(
         model_type: &'static str,
-        decoder_spec: fn(&Value) -> Result<DecoderSpec>,
+        spec: fn(&Value) -> Result<EncoderSpec>,
+        head: fn(EncoderTask, &EncoderSpec) -> Option<HeadLayout>,
     ) -> Self {
         Self {
             model_type,
+            builder: Builder::Encoder { spec, head },
             gguf: None,
-            decoder_spec,
             tensor_names: None,
         }
     }
@@ -148,6 +218,83 @@ impl Architecture {
         self.tensor_names = Some(tensor_names);
         self
     }
+
+    /// What kind of model this architecture builds.
+    pub fn kind(&self) -> ModelKind {
+        match self.builder {
+            Builder::Decoder(_) => ModelKind::Decoder,
+            Builder::Encoder { .. } => ModelKind::Encoder,
+        }
+    }
+
+    /// Whether [`Self::causal_lm`] can build it.
+    pub fn is_causal_lm(&self) -> bool {
+        matches!(self.kind(), ModelKind::Decoder | ModelKind::StateSpace)
+    }
+
+    /// The error for using this architecture as something it is not: names it, what it
+    /// is, what it can be used for, and what `wanted` needed.
+    pub fn wrong_kind(&self, wanted: &str) -> Error {
+        let kind = self.kind();
+        Error::InvalidInput(format!(
+            "`{}` is {}, not {wanted}; it can be used for {}",
+            self.model_type,
+            kind.describe(),
+            kind.uses()
+        ))
+    }
+
+    /// The decoder spec for `config`, if this is a decoder.
+    pub fn decoder_spec(&self, config: &Value) -> Result<DecoderSpec> {
+        match self.builder {
+            Builder::Decoder(spec) => spec(config),
+            _ => Err(self.wrong_kind("a decoder-only causal language model")),
+        }
+    }
+
+    /// The encoder spec for `config`, if this is an encoder.
+    pub fn encoder_spec(&self, config: &Value) -> Result<EncoderSpec> {
+        match self.builder {
+            Builder::Encoder { spec, .. } => spec(config),
+            _ => Err(self.wrong_kind("a text encoder")),
+        }
+    }
+
+    /// The layout of the head of `task`, if this encoder has one.
+    pub fn encoder_head(&self, task: EncoderTask, spec: &EncoderSpec) -> Option<HeadLayout> {
+        match self.builder {
+            Builder::Encoder { head, .. } => head(task, spec),
+            _ => None,
+        }
+    }
+
+    /// Builds the causal language model of this architecture from `config` and `vb`, or
+    /// says what the architecture is for when it is not one.
+    pub fn causal_lm(
+        &self,
+        config: &Value,
+        vb: &Weights,
+        runtime: &RuntimeOptions,
+    ) -> Result<Box<dyn CausalLM>> {
+        match self.builder {
+            Builder::Decoder(spec) => Ok(Box::new(DecoderForCausalLM::new(
+                self.model_type,
+                &spec(config)?,
+                vb,
+                runtime,
+            )?)),
+            _ => Err(self.wrong_kind("a causal language model")),
+        }
+    }
+
+    /// Checkpoint tensors a model of this architecture may leave unused (buffers
+    /// transformers itself skips when loading), by name suffix.
+    pub fn ignored_tensors(&self) -> &'static [&'static str] {
+        match self.builder {
+            Builder::Decoder(_) => crate::decoder::IGNORED_TENSORS,
+            Builder::Encoder { .. } => crate::encoder::IGNORED_TENSORS,
+        }
+    }
 }
 
 use gguf::names as g;
@@ -160,31 +307,31 @@ use GgufQkvLayout::Stacked;
 
 /// Every supported architecture.
 pub const ARCHITECTURES: &[Architecture] = &[
-    A::new("llama", llama::spec).gguf(D::new("llama").qk(Interleaved)),
-    A::new("gpt2", gpt2::spec)
+    A::decoder("llama", llama::spec).gguf(D::new("llama").qk(Interleaved)),
+    A::decoder("gpt2", gpt2::spec)
         .names(gpt2::tensor_name)
         .gguf(D::new("gpt2")),
-    A::new("gpt_neo", gpt_neo::spec).names(gpt_neo::tensor_name),
-    A::new("gpt_neox", gpt_neox::spec)
+    A::decoder("gpt_neo", gpt_neo::spec).names(gpt_neo::tensor_name),
+    A::decoder("gpt_neox", gpt_neox::spec)
         .names(gpt_neox::tensor_name)
         .gguf(D::new("gptneox").qkv(Stacked)),
-    A::new("gptj", gptj::spec)
+    A::decoder("gptj", gptj::spec)
         .names(gptj::tensor_name)
         .gguf(D::new("gptj")),
-    A::new("mistral", mistral::spec),
-    A::new("mixtral", mixtral::spec).gguf(D::new("llama").qk(Interleaved).experts()),
-    A::new("phi", phi::spec)
+    A::decoder("mistral", mistral::spec),
+    A::decoder("mixtral", mixtral::spec).gguf(D::new("llama").qk(Interleaved).experts()),
+    A::decoder("phi", phi::spec)
         .names(phi::tensor_name)
         .gguf(D::new("phi2").block(g::PHI2)),
-    A::new("phi3", phi3::spec).gguf(D::new("phi3").block(g::PHI3)),
-    A::new("stablelm", stablelm::spec).gguf(
+    A::decoder("phi3", phi3::spec).gguf(D::new("phi3").block(g::PHI3)),
+    A::decoder("stablelm", stablelm::spec).gguf(
         D::new("stablelm")
             .block(g::STABLELM)
             .config(stablelm::from_gguf),
     ),
-    A::new("qwen2", qwen2::spec).gguf(D::new("qwen2")),
-    A::new("qwen3", qwen3::spec).gguf(D::new("qwen3")),
-    A::new("falcon", falcon::spec)
+    A::decoder("qwen2", qwen2::spec).gguf(D::new("qwen2")),
+    A::decoder("qwen3", qwen3::spec).gguf(D::new("qwen3")),
+    A::decoder("falcon", falcon::spec)
         .names(falcon::tensor_name)
         .gguf(
             D::new("falcon")
@@ -192,27 +339,34 @@ pub const ARCHITECTURES: &[Architecture] = &[
                 .block_if("new_decoder_architecture", g::FALCON_NEW)
                 .config(falcon::from_gguf),
         ),
-    A::new("gemma", gemma::spec).gguf(D::new("gemma").norms(UnitOffset)),
-    A::new("gemma2", gemma2::spec).gguf(
+    A::decoder("gemma", gemma::spec).gguf(D::new("gemma").norms(UnitOffset)),
+    A::decoder("gemma2", gemma2::spec).gguf(
         D::new("gemma2")
             .norms(UnitOffset)
             .block(g::SANDWICH)
             .config(gemma2::from_gguf),
     ),
-    A::new("gemma3_text", gemma3::spec).gguf(
+    A::decoder("gemma3_text", gemma3::spec).gguf(
         D::new("gemma3")
             .norms(UnitOffset)
             .block(g::SANDWICH)
             .config(gemma2::from_gguf),
     ),
+    // Encoders.
+    A::encoder("bert", enc::bert::spec, enc::bert::head),
+    A::encoder("roberta", enc::roberta::spec, enc::roberta::head),
+    A::encoder("xlm-roberta", enc::roberta::spec, enc::roberta::head),
+    A::encoder("camembert", enc::roberta::spec, enc::roberta::head),
+    A::encoder("distilbert", enc::distilbert::spec, enc::distilbert::head)
+        .names(enc::distilbert::tensor_name),
+    A::encoder("electra", enc::electra::spec, enc::electra::head),
+    A::encoder("deberta-v2", deberta::spec, deberta::head).names(deberta::tensor_name),
+    A::encoder("modernbert", modernbert::spec, modernbert::head),
+    A::encoder("albert", enc::albert::spec, enc::albert::head).names(enc::albert::tensor_name),
 ];
 
 fn known() -> Vec<&'static str> {
-    ARCHITECTURES
-        .iter()
-        .map(|a| a.model_type)
-        .chain(ENCODERS.iter().map(|a| a.model_type))
-        .collect()
+    ARCHITECTURES.iter().map(|a| a.model_type).collect()
 }
 
 /// The architecture for a config.json `model_type`.
@@ -246,71 +400,4 @@ pub fn by_gguf_architecture(name: &str, experts: bool) -> Result<&'static Archit
                 names
             },
         })
-}
-
-/// One supported encoder architecture.
-#[derive(Debug, Clone, Copy)]
-pub struct EncoderArchitecture {
-    /// config.json `model_type`.
-    pub model_type: &'static str,
-    /// Builds the encoder spec from config.json.
-    pub spec: fn(&Value) -> Result<EncoderSpec>,
-    /// The layout of each task head it has.
-    pub head: fn(EncoderTask, &EncoderSpec) -> Option<HeadLayout>,
-    /// Checkpoint tensor names, for architectures that do not use BERT's.
-    pub tensor_names: Option<TensorNames>,
-}
-
-use crate::encoder::presets as enc;
-
-const fn encoder(
-    model_type: &'static str,
-    spec: fn(&Value) -> Result<EncoderSpec>,
-    head: fn(EncoderTask, &EncoderSpec) -> Option<HeadLayout>,
-    tensor_names: Option<TensorNames>,
-) -> EncoderArchitecture {
-    EncoderArchitecture {
-        model_type,
-        spec,
-        head,
-        tensor_names,
-    }
-}
-
-/// Every supported encoder architecture.
-pub const ENCODERS: &[EncoderArchitecture] = &[
-    encoder("bert", enc::bert::spec, enc::bert::head, None),
-    encoder("roberta", enc::roberta::spec, enc::roberta::head, None),
-    encoder("xlm-roberta", enc::roberta::spec, enc::roberta::head, None),
-    encoder("camembert", enc::roberta::spec, enc::roberta::head, None),
-    encoder(
-        "distilbert",
-        enc::distilbert::spec,
-        enc::distilbert::head,
-        Some(enc::distilbert::tensor_name),
-    ),
-    encoder("electra", enc::electra::spec, enc::electra::head, None),
-    encoder(
-        "deberta-v2",
-        crate::encoder::deberta::spec,
-        crate::encoder::deberta::head,
-        Some(crate::encoder::deberta::tensor_name),
-    ),
-    encoder(
-        "modernbert",
-        crate::encoder::modernbert::spec,
-        crate::encoder::modernbert::head,
-        None,
-    ),
-    encoder(
-        "albert",
-        enc::albert::spec,
-        enc::albert::head,
-        Some(enc::albert::tensor_name),
-    ),
-];
-
-/// The encoder architecture for a config.json `model_type`, if it is one.
-pub fn encoder_by_model_type(model_type: &str) -> Option<&'static EncoderArchitecture> {
-    ENCODERS.iter().find(|a| a.model_type == model_type)
 }

@@ -1,8 +1,8 @@
 //! Multi-head attention with grouped/multi-query KV heads, optional Q/K RMSNorm, and the
 //! padding / causal / sliding-window masks transformers builds in `masking_utils.py`.
 
+use crate::cache::kv::{KvBuffer, KvView};
 use crate::kernels::sdpa::{KvRows, MaskView, SdpaShape};
-use crate::kv_cache::{KvBuffer, KvView};
 use crate::profile::{self, Part};
 use crate::{KvCache, LayerNorm, Linear, RmsNorm, RotaryEmbedding};
 use candle_core::{DType, Device, Tensor};

@@ -3,7 +3,7 @@
 use crate::kernels::{self, QuantMatmul};
 use crate::profile::{self, Part};
 use crate::Linear;
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use std::sync::Arc;
 use trustformers_core::{Error, Result, Weight, Weights};
 
@@ -13,6 +13,7 @@ pub struct Embedding {
     table: Table,
     vocab_size: usize,
     dtype: DType,
+    device: Device,
 }
 
 #[derive(Clone)]
@@ -38,7 +39,18 @@ impl Embedding {
             table,
             vocab_size,
             dtype: vb.dtype(),
+            device: vb.device().clone(),
         })
+    }
+
+    /// The dtype lookups return.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Where the table lives.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// An output projection tied to this table (`x W^T` with `W` the table), sharing its

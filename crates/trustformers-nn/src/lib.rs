@@ -4,9 +4,9 @@
 
 pub mod activation;
 pub mod attention;
+pub mod cache;
 pub mod embedding;
 pub mod kernels;
-pub mod kv_cache;
 pub mod linear;
 pub mod mlp;
 pub mod moe;
@@ -16,8 +16,8 @@ pub mod rope;
 
 pub use activation::Activation;
 pub use attention::{alibi_mask, alibi_slopes, Attention, AttentionSpec, QkLayerNorm, QkvLayout};
+pub use cache::{Cache, EncoderDecoderCache, KvCache, RecurrentState};
 pub use embedding::Embedding;
-pub use kv_cache::KvCache;
 pub use linear::Linear;
 pub use mlp::{GatedMlp, Mlp};
 pub use moe::{MoeSpec, SparseMoe};

@@ -54,7 +54,8 @@ impl AutoTokenizer {
                 path,
                 std::io::Error::new(
                     std::io::ErrorKind::NotFound,
-                    "no tokenizer.json, tokenizer.model, vocab.txt, or vocab.json + merges.txt in this directory",
+                    "no tokenizer.json, tokenizer.model, vocab.txt, or vocab.json + merges.txt in this directory; \
+                     copy the checkpoint's tokenizer files next to config.json, or use a .gguf file, which holds its tokenizer",
                 ),
             ));
         };

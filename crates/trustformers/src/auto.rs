@@ -1,5 +1,6 @@
-//! `AutoConfig`, `AutoModel`, `AutoModelForCausalLM`: find the files, read the config, pick
-//! the architecture from the registry, load the weights strictly.
+//! The one load path for every kind of model: find the files, read the config (config.json,
+//! or a GGUF file's metadata), pick the architecture from the registry, build the model of
+//! the requested kind and load its weights strictly.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -8,17 +9,28 @@ use trustformers_core::config::{checkpoint_kind, CheckpointKind};
 use trustformers_core::gguf::GgufFile;
 use trustformers_core::memory::release_free_memory;
 use trustformers_core::{config, DType, Device, Error, Result, Weights};
-use trustformers_models::decoder::IGNORED_TENSORS;
-use trustformers_models::registry::{self, Architecture};
-use trustformers_models::{gguf, DecoderForCausalLM, DecoderModel, DecoderSpec};
+use trustformers_models::encoder::heads::{id2label, EncoderTask};
+use trustformers_models::registry::{self, Architecture, ModelKind};
+use trustformers_models::{
+    gguf, CausalLM, DecoderModel, DecoderSpec, EncoderForTask, RuntimeOptions,
+    DEFAULT_PREFILL_CHUNK,
+};
 
-/// How to load a model.
+/// How to load a model: where it runs, in what dtype, and how it runs once loaded.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     /// Compute dtype. `None`: f32, and GGUF weights stay quantized. `Some(f32)` on a GGUF
     /// file dequantizes every weight instead.
     pub dtype: Option<DType>,
+    /// Where the weights and activations live.
     pub device: Device,
+    /// What KV caches keep keys and values as (f32 or f16). `None`: f16 for quantized
+    /// weights, as llama.cpp does, f32 otherwise.
+    pub kv_cache_dtype: Option<DType>,
+    /// The most prompt tokens one pass through the layers takes (llama.cpp's
+    /// `--ubatch-size`): a longer prompt goes in chunks, so its activations take one
+    /// chunk's memory. The results are those of one pass.
+    pub prefill_chunk: usize,
 }
 
 impl Default for LoadOptions {
@@ -26,7 +38,24 @@ impl Default for LoadOptions {
         Self {
             dtype: None,
             device: Device::Cpu,
+            kv_cache_dtype: None,
+            prefill_chunk: DEFAULT_PREFILL_CHUNK,
         }
+    }
+}
+
+impl LoadOptions {
+    /// The settings that change how the loaded model runs.
+    pub fn runtime(&self) -> RuntimeOptions {
+        RuntimeOptions {
+            kv_cache_dtype: self.kv_cache_dtype,
+            prefill_chunk: self.prefill_chunk,
+        }
+    }
+
+    /// Refuses options no model loads with, before any file is read.
+    pub fn validate(&self) -> Result<()> {
+        self.runtime().validate()
     }
 }
 
@@ -50,9 +79,19 @@ impl ModelConfig {
         self.architecture.model_type
     }
 
+    /// What kind of model the checkpoint holds.
+    pub fn kind(&self) -> ModelKind {
+        self.architecture.kind()
+    }
+
     /// The decoder spec with every default applied.
     pub fn decoder_spec(&self) -> Result<DecoderSpec> {
-        (self.architecture.decoder_spec)(&self.json)
+        self.architecture.decoder_spec(&self.json)
+    }
+
+    /// The task of the checkpoint's own head (its `architectures` entry), for encoders.
+    pub fn encoder_task(&self) -> EncoderTask {
+        EncoderTask::from_config(&self.json)
     }
 
     fn weights(&self, opts: &LoadOptions) -> Result<Weights> {
@@ -66,7 +105,7 @@ impl ModelConfig {
                     None => Ok(weights),
                 }
             }
-            // GGUF tensors are renamed to the canonical names already.
+            // GGUF tensors are renamed to the checkpoint names already.
             Files::Gguf(file) => {
                 let source = gguf::gguf_source(file.clone(), self.architecture, &self.json)?;
                 Ok(Weights::new(
@@ -77,6 +116,52 @@ impl ModelConfig {
                 ))
             }
         }
+    }
+
+    /// Builds the causal language model and loads its weights; every checkpoint tensor must
+    /// be used, but for the buffers the architecture says transformers skips.
+    pub fn load_causal_lm(&self, opts: &LoadOptions) -> Result<Box<dyn CausalLM>> {
+        if !self.architecture.is_causal_lm() {
+            return Err(self.architecture.wrong_kind("a causal language model"));
+        }
+        opts.validate()?;
+        let vb = self.weights(opts)?;
+        let model = self
+            .architecture
+            .causal_lm(&self.json, &vb, &opts.runtime())?;
+        vb.finish(self.architecture.ignored_tensors())?;
+        Ok(model)
+    }
+
+    /// Builds the encoder with the head of `task` (`None`: the checkpoint's own, from
+    /// `architectures`), as transformers' `AutoModelFor<Task>` does. Head tensors of other
+    /// tasks in the checkpoint are skipped (transformers warns about them); an unused
+    /// tensor of the base model is an error.
+    pub fn load_encoder(
+        &self,
+        task: Option<EncoderTask>,
+        opts: &LoadOptions,
+    ) -> Result<EncoderForTask> {
+        let arch = self.architecture;
+        let spec = arch.encoder_spec(&self.json)?;
+        let task = task.unwrap_or_else(|| self.encoder_task());
+        let layout = arch.encoder_head(task, &spec);
+        if task != EncoderTask::Base && layout.is_none() {
+            return Err(Error::InvalidInput(format!(
+                "`{}` has no {task:?} head",
+                arch.model_type
+            )));
+        }
+        let labels = match task {
+            EncoderTask::SequenceClassification | EncoderTask::TokenClassification => {
+                id2label(&self.json)?
+            }
+            _ => Vec::new(),
+        };
+        let vb = self.weights(opts)?;
+        let model = EncoderForTask::new(&spec, task, layout.as_ref(), labels, &vb)?;
+        vb.finish_unless(|name| model.may_skip_tensor(name))?;
+        Ok(model)
     }
 }
 
@@ -115,7 +200,7 @@ impl AutoConfig {
     }
 }
 
-/// Loads the base model (hidden states, no head).
+/// Loads the base model of a decoder (hidden states, no head).
 pub struct AutoModel;
 
 impl AutoModel {
@@ -135,7 +220,7 @@ impl AutoModel {
                 vb.clone()
             },
         )?;
-        let mut ignored = IGNORED_TENSORS.to_vec();
+        let mut ignored = config.architecture.ignored_tensors().to_vec();
         if with_head {
             ignored.push("lm_head.weight");
         }
@@ -144,7 +229,8 @@ impl AutoModel {
     }
 }
 
-/// Loads a model with its language-modelling head.
+/// Loads a model with its language-modelling head: any architecture of a causal kind
+/// (decoders today; state-space models share the same seam).
 pub struct AutoModelForCausalLM;
 
 impl AutoModelForCausalLM {
@@ -152,19 +238,16 @@ impl AutoModelForCausalLM {
     pub fn from_pretrained(
         path: impl AsRef<Path>,
         opts: &LoadOptions,
-    ) -> Result<DecoderForCausalLM> {
-        let model = Self::from_config(&AutoConfig::from_pretrained(path)?, opts)?;
+    ) -> Result<Box<dyn CausalLM>> {
+        opts.validate()?;
+        let model = AutoConfig::from_pretrained(path)?.load_causal_lm(opts)?;
         // A GGUF file's parsed metadata (its whole vocabulary) has just been freed.
         release_free_memory();
         Ok(model)
     }
 
     /// Loads the weights for an already-read config.
-    pub fn from_config(config: &ModelConfig, opts: &LoadOptions) -> Result<DecoderForCausalLM> {
-        let spec = config.decoder_spec()?;
-        let vb = config.weights(opts)?;
-        let model = DecoderForCausalLM::new(&spec, &vb)?;
-        vb.finish(IGNORED_TENSORS)?;
-        Ok(model)
+    pub fn from_config(config: &ModelConfig, opts: &LoadOptions) -> Result<Box<dyn CausalLM>> {
+        config.load_causal_lm(opts)
     }
 }

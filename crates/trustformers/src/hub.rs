@@ -5,8 +5,6 @@
 //! A reference is `org/name` (a transformers checkpoint: config.json, safetensors, tokenizer
 //! files), `org/name/file.gguf` (one GGUF file), either with an optional `@revision`.
 
-use hf_hub::api::sync::ApiBuilder;
-use hf_hub::{Cache, Repo, RepoType};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use trustformers_core::{Error, Result};
@@ -79,30 +77,18 @@ pub fn offline() -> bool {
 
 /// The hub cache directory (`$HF_HOME/hub` or `~/.cache/huggingface/hub`).
 pub fn cache_root() -> PathBuf {
-    Cache::from_env().path().clone()
+    match std::env::var_os("HF_HOME") {
+        Some(home) => PathBuf::from(home).join("hub"),
+        None => std::env::var_os("HOME")
+            .map_or_else(|| PathBuf::from("."), PathBuf::from)
+            .join(".cache")
+            .join("huggingface")
+            .join("hub"),
+    }
 }
 
-/// Tokenizer, generation and sentence-transformers files fetched with a checkpoint when the
-/// repo has them.
-const SIDE_FILES: &[&str] = &[
-    "generation_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "tokenizer.model",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "chat_template.jinja",
-    "chat_template.json",
-    "modules.json",
-    "sentence_bert_config.json",
-    "config_sentence_transformers.json",
-    "1_Pooling/config.json",
-];
-const SINGLE: &str = "model.safetensors";
-const INDEX: &str = "model.safetensors.index.json";
+pub(crate) const SINGLE: &str = "model.safetensors";
+pub(crate) const INDEX: &str = "model.safetensors.index.json";
 
 /// The snapshot directory `r` resolves to in the cache at `root`, if the ref is known.
 fn snapshot(root: &Path, r: &HubRef) -> Option<PathBuf> {
@@ -123,7 +109,7 @@ fn snapshot(root: &Path, r: &HubRef) -> Option<PathBuf> {
 }
 
 /// Shard file names listed by a safetensors index.
-fn shards(index: &Path) -> Result<BTreeSet<String>> {
+pub(crate) fn shards(index: &Path) -> Result<BTreeSet<String>> {
     let json = trustformers_core::config::read_json(index)?;
     let map = json
         .get("weight_map")
@@ -156,85 +142,6 @@ pub fn cached_in(root: &Path, r: &HubRef) -> Option<PathBuf> {
 /// `r` from the standard cache, without the network.
 pub fn cached(r: &HubRef) -> Option<PathBuf> {
     cached_in(&cache_root(), r)
-}
-
-fn hub_error(r: &HubRef, what: &str, e: impl std::fmt::Display) -> Error {
-    Error::InvalidInput(format!(
-        "could not {what} for {r} from the Hugging Face Hub ({e}); it is not in the cache {} either \
-         (set HF_HUB_OFFLINE=1 to use only the cache, HF_TOKEN for gated models)",
-        cache_root().display()
-    ))
-}
-
-/// Downloads `r` into the standard cache and returns its path there.
-pub fn download(r: &HubRef) -> Result<PathBuf> {
-    if offline() {
-        return Err(Error::InvalidInput(format!(
-            "{r} is not in the Hugging Face cache {} and HF_HUB_OFFLINE is set",
-            cache_root().display()
-        )));
-    }
-    let mut builder = ApiBuilder::from_env().with_progress(true);
-    if let Ok(token) = std::env::var("HF_TOKEN") {
-        builder = builder.with_token(Some(token));
-    }
-    let api = builder
-        .build()
-        .map_err(|e| hub_error(r, "set up a client", e))?;
-    let repo = api.repo(Repo::with_revision(
-        r.repo.clone(),
-        RepoType::Model,
-        r.revision.clone(),
-    ));
-    if let Some(file) = &r.file {
-        return repo
-            .get(file)
-            .map_err(|e| hub_error(r, "download the file", e));
-    }
-    let info = repo.info().map_err(|e| hub_error(r, "list the files", e))?;
-    let present: BTreeSet<&str> = info.siblings.iter().map(|s| s.rfilename.as_str()).collect();
-    if !present.contains("config.json") || !(present.contains(SINGLE) || present.contains(INDEX)) {
-        let ggufs: Vec<&str> = present
-            .iter()
-            .copied()
-            .filter(|f| f.ends_with(".gguf"))
-            .collect();
-        return Err(Error::InvalidInput(format!(
-            "{r} has no config.json with {SINGLE} or {INDEX}{}",
-            if ggufs.is_empty() {
-                String::new()
-            } else {
-                format!("; for a GGUF file name it, e.g. {}/{}", r.repo, ggufs[0])
-            }
-        )));
-    }
-    let get = |f: &str| {
-        repo.get(f)
-            .map_err(|e| hub_error(r, &format!("download {f}"), e))
-    };
-    let config = get("config.json")?;
-    for f in SIDE_FILES.iter().filter(|f| present.contains(*f)) {
-        get(f)?;
-    }
-    if present.contains(SINGLE) {
-        get(SINGLE)?;
-    } else {
-        for shard in shards(&get(INDEX)?)? {
-            get(&shard)?;
-        }
-    }
-    config
-        .parent()
-        .map(Path::to_path_buf)
-        .ok_or_else(|| hub_error(r, "place the files", "no snapshot directory"))
-}
-
-/// `r` from the cache, or downloaded.
-pub fn resolve(r: &HubRef) -> Result<PathBuf> {
-    match cached(r) {
-        Some(p) => Ok(p),
-        None => download(r),
-    }
 }
 
 #[cfg(test)]

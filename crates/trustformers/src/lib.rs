@@ -14,11 +14,13 @@
 //! # Ok(()) }
 //! ```
 
-mod auto;
+pub mod auto;
 pub mod encoders;
+mod fetch;
 pub mod hub;
 pub mod pipelines;
 pub mod resolve;
+pub mod session;
 
 pub use auto::{AutoConfig, AutoModel, AutoModelForCausalLM, LoadOptions, ModelConfig};
 pub use encoders::{
@@ -27,10 +29,12 @@ pub use encoders::{
     AutoModelForTokenClassification,
 };
 pub use resolve::{resolve_model, DEFAULT_MODEL};
+pub use session::{ChatSession, LoadedModel};
 pub use trustformers_core::{self as core, DType, Device, Error, Result, Tensor};
 pub use trustformers_generate::{self as generation, GenerationConfig};
 pub use trustformers_models::{
-    self as models, DecoderForCausalLM, DecoderModel, EncoderForTask, EncoderTask,
+    self as models, CausalLM, DecoderForCausalLM, DecoderModel, EncoderDecoderLM, EncoderForTask,
+    EncoderTask, ModelKind,
 };
-pub use trustformers_nn::{self as nn, KvCache};
+pub use trustformers_nn::{self as nn, Cache, KvCache};
 pub use trustformers_tokenizers::{self as tokenizers, AutoTokenizer, Tokenizer};

@@ -8,76 +8,103 @@ mod common;
 use candle_core::{DType, Device, Tensor, D};
 use common::{assert_close_unpadded, expected, fixture, max_abs_diff};
 use trustformers::models::decoder::{default_positions, positions_from_mask};
-use trustformers::models::{DecoderForCausalLM, ForwardOptions};
-use trustformers::{AutoModel, AutoModelForCausalLM, LoadOptions};
+use trustformers::models::ForwardOptions;
+use trustformers::{AutoModel, AutoModelForCausalLM, CausalLM, LoadOptions};
 
 const ATOL: f32 = 1e-4;
-const DECODERS: &[&str] = &[
-    "llama",
-    "llama_linear",
-    "llama_dynamic",
-    "llama_yarn",
-    "mistral",
-    "qwen2",
-    "qwen3",
-    "gemma3",
-    "gemma",
-    "gemma2",
-    "phi3",
-    "stablelm",
-    "stablelm_seq",
-    "mixtral",
-    "gpt_neox",
-    "gpt_neox_seq",
-    "phi",
-    "gptj",
-    "gpt2",
-    "gpt_neo",
-    "falcon",
-    "falcon_new",
-    "falcon_seq",
-    "phi2",
-    "falcon_alibi",
-];
 
-/// GGUF files written as llama.cpp's converter writes them (`tools/gen_fixtures.py`), each
-/// from the safetensors fixture without the suffix: the same numbers are expected.
-const GGUF: &[&str] = &[
-    "llama_gguf",
-    "llama3_gguf",
-    "gemma_gguf",
-    "gemma2_gguf",
-    "gpt2_gguf",
-    "gptj_gguf",
-    "gpt_neox_gguf",
-    "gpt_neox_seq_gguf",
-    "falcon_gguf",
-    "falcon_new_gguf",
-    "phi2_gguf",
-    "phi3_gguf",
-    "stablelm_gguf",
-    "stablelm_seq_gguf",
-    "mixtral_gguf",
-];
+/// One test module per fixture, one test per check: `cargo test llama_gguf::` runs one
+/// fixture, and a failure in one hides none of the others.
+macro_rules! fixture_tests {
+    ($($name:ident: $($check:ident $(($arg:expr))?),+;)+) => {$(
+        mod $name {
+            $(
+                #[test]
+                fn $check() {
+                    super::$check(stringify!($name) $(, $arg)?);
+                }
+            )+
+        }
+    )+};
+}
 
-/// Checked by a full forward pass only: their RoPE changes with the sequence length, so a
-/// cache built on a shorter prefix differs from a full forward, in transformers too.
-const FORWARD_ONLY: &[&str] = &["phi3_long", "phi3_long_gguf"];
+// Safetensors checkpoints made by transformers (`tools/gen_fixtures.py`): logits and hidden
+// states, prefill then decode (after 1 and 6 prompt tokens) against one full forward, and
+// greedy continuation.
+fixture_tests! {
+    llama: check_forward, check_cache(&[1, 6]), check_greedy;
+    llama_linear: check_forward, check_cache(&[1, 6]), check_greedy;
+    mistral: check_forward, check_cache(&[1, 6]), check_greedy;
+    qwen2: check_forward, check_cache(&[1, 6]), check_greedy;
+    qwen3: check_forward, check_cache(&[1, 6]), check_greedy;
+    gemma3: check_forward, check_cache(&[1, 6]), check_greedy;
+    gemma: check_forward, check_cache(&[1, 6]), check_greedy;
+    gemma2: check_forward, check_cache(&[1, 6]), check_greedy;
+    phi3: check_forward, check_cache(&[1, 6]), check_greedy;
+    stablelm: check_forward, check_cache(&[1, 6]), check_greedy;
+    stablelm_seq: check_forward, check_cache(&[1, 6]), check_greedy;
+    mixtral: check_forward, check_cache(&[1, 6]), check_greedy;
+    gpt_neox: check_forward, check_cache(&[1, 6]), check_greedy;
+    gpt_neox_seq: check_forward, check_cache(&[1, 6]), check_greedy;
+    phi: check_forward, check_cache(&[1, 6]), check_greedy;
+    gptj: check_forward, check_cache(&[1, 6]), check_greedy;
+    gpt2: check_forward, check_cache(&[1, 6]), check_greedy;
+    gpt_neo: check_forward, check_cache(&[1, 6]), check_greedy;
+    falcon: check_forward, check_cache(&[1, 6]), check_greedy;
+    falcon_new: check_forward, check_cache(&[1, 6]), check_greedy;
+    falcon_seq: check_forward, check_cache(&[1, 6]), check_greedy;
+    phi2: check_forward, check_cache(&[1, 6]), check_greedy;
+    falcon_alibi: check_forward, check_cache(&[1, 6]), check_greedy;
+    llama_yarn: check_forward, check_cache(&[1, 6]), check_greedy;
+    // Dynamic NTK rescales every frequency once the sequence passes max_position_embeddings,
+    // so keys cached before that point were rotated differently than a full forward rotates
+    // them; transformers behaves the same way (and the greedy test covers it).
+    llama_dynamic: check_forward, check_greedy;
+    // Their RoPE changes with the sequence length, so a cache built on a shorter prefix
+    // differs from a full forward, in transformers too: a full forward only.
+    phi3_long: check_forward;
+    phi3_long_gguf: check_forward;
+}
+
+// GGUF files written as llama.cpp's converter writes them (`tools/gen_fixtures.py`), each
+// from the safetensors fixture without the suffix, dequantized: the same numbers are
+// expected.
+fixture_tests! {
+    llama_gguf: check_forward, check_cache(&[4]), check_greedy;
+    llama3_gguf: check_forward, check_cache(&[4]), check_greedy;
+    gemma_gguf: check_forward, check_cache(&[4]), check_greedy;
+    gemma2_gguf: check_forward, check_cache(&[4]), check_greedy;
+    gpt2_gguf: check_forward, check_cache(&[4]), check_greedy;
+    gptj_gguf: check_forward, check_cache(&[4]), check_greedy;
+    gpt_neox_gguf: check_forward, check_cache(&[4]), check_greedy;
+    gpt_neox_seq_gguf: check_forward, check_cache(&[4]), check_greedy;
+    falcon_gguf: check_forward, check_cache(&[4]), check_greedy;
+    falcon_new_gguf: check_forward, check_cache(&[4]), check_greedy;
+    phi2_gguf: check_forward, check_cache(&[4]), check_greedy;
+    phi3_gguf: check_forward, check_cache(&[4]), check_greedy;
+    stablelm_gguf: check_forward, check_cache(&[4]), check_greedy;
+    stablelm_seq_gguf: check_forward, check_cache(&[4]), check_greedy;
+    mixtral_gguf: check_forward, check_cache(&[4]), check_greedy;
+}
 
 fn f32_opts() -> LoadOptions {
     LoadOptions {
         dtype: Some(DType::F32),
-        device: Device::Cpu,
+        ..Default::default()
     }
 }
 
-fn load(name: &str, opts: &LoadOptions) -> DecoderForCausalLM {
+/// The checkpoint of fixture `name`: its directory, or the GGUF file in it.
+fn checkpoint(name: &str) -> std::path::PathBuf {
     let path = fixture(name);
-    let path = match name.strip_suffix("_gguf") {
+    match name.strip_suffix("_gguf") {
         Some(model) => path.join(format!("tiny-{model}.gguf")),
         None => path,
-    };
-    AutoModelForCausalLM::from_pretrained(path, opts).unwrap()
+    }
+}
+
+fn load(name: &str, opts: &LoadOptions) -> Box<dyn CausalLM> {
+    AutoModelForCausalLM::from_pretrained(checkpoint(name), opts).unwrap()
 }
 
 fn check_forward(name: &str) {
@@ -112,19 +139,23 @@ fn check_forward(name: &str) {
         mask,
         ATOL,
     );
-    assert_eq!(
-        out.hidden_states.len(),
-        model.model().spec().num_hidden_layers + 1
-    );
+    assert_eq!(out.hidden_states.len(), model.num_hidden_layers() + 1);
     for (i, h) in out.hidden_states.iter().enumerate() {
         let key = format!("hidden_states.{i}");
         assert_close_unpadded(&format!("{name} {key}"), h, &exp[&key], mask, ATOL);
     }
 }
 
-/// Prefill `split` tokens, then decode the rest one at a time; the logits must equal one
-/// full forward. Runs on the left-padded batch, so masks and positions are exercised too.
-fn check_cache(name: &str, split: usize) {
+/// Prefill each of `splits` tokens, then decode the rest one at a time; the logits must
+/// equal one full forward. Runs on the left-padded batch, so masks and positions are
+/// exercised too.
+fn check_cache(name: &str, splits: &[usize]) {
+    for &split in splits {
+        check_cache_split(name, split);
+    }
+}
+
+fn check_cache_split(name: &str, split: usize) {
     let model = load(name, &f32_opts());
     let exp = expected(name);
     let (ids, mask) = (&exp["input_ids"], &exp["attention_mask"]);
@@ -158,9 +189,12 @@ fn check_cache(name: &str, split: usize) {
         .forward_with(ids, &positions, &full_opts, &mut model.new_cache())
         .unwrap()
         .last_hidden_state;
-    let mut chunked = load(name, &f32_opts());
-    assert!(chunked.set_prefill_chunk(0).is_err());
-    chunked.set_prefill_chunk(split).unwrap();
+    let chunk = |prefill_chunk| LoadOptions {
+        prefill_chunk,
+        ..f32_opts()
+    };
+    assert!(AutoModelForCausalLM::from_pretrained(checkpoint(name), &chunk(0)).is_err());
+    let chunked = load(name, &chunk(split));
     let out = chunked
         .forward_with(ids, &positions, &keep_opts, &mut chunked.new_cache())
         .unwrap();
@@ -253,38 +287,11 @@ fn check_greedy(name: &str) {
     assert_eq!(ids, want, "{name}: greedy continuation");
 }
 
-#[test]
-fn logits_and_hidden_states_match_transformers() {
-    for name in DECODERS.iter().chain(FORWARD_ONLY) {
-        check_forward(name);
-    }
-}
-
-#[test]
-fn prefill_then_decode_equals_full_forward() {
-    // Dynamic NTK rescales every frequency once the sequence passes max_position_embeddings,
-    // so keys cached before that point were rotated differently than a full forward rotates
-    // them; transformers behaves the same way (and the greedy test covers it).
-    for name in DECODERS.iter().filter(|n| **n != "llama_dynamic") {
-        for split in [1, 6] {
-            check_cache(name, split);
-        }
-    }
-}
-
-#[test]
-fn greedy_continuation_matches_transformers() {
-    for name in DECODERS {
-        check_greedy(name);
-    }
-}
-
-#[test]
-fn gguf_dequantized_matches_transformers_on_the_same_file() {
-    for name in GGUF {
-        check_forward(name);
-        check_cache(name, 4);
-        check_greedy(name);
+/// Weights as stored (quantized stay quantized), keys and values cached in f32.
+fn f32_cache() -> LoadOptions {
+    LoadOptions {
+        kv_cache_dtype: Some(DType::F32),
+        ..Default::default()
     }
 }
 
@@ -301,10 +308,9 @@ fn largest_abs(t: &Tensor) -> f32 {
 #[test]
 fn gguf_quantized_path_stays_close() {
     let exp = expected("llama_gguf");
-    let mut model = load("llama_gguf", &LoadOptions::default());
     // The weight kernels' error alone: the f16 cache's rounding, which the quantized
     // activations then amplify in this 32-wide model, has its own test below.
-    model.set_kv_cache_dtype(DType::F32).unwrap();
+    let model = load("llama_gguf", &f32_cache());
     let ids = &exp["input_ids"].narrow(0, 0, 1).unwrap();
     let pos = default_positions(1, 0, ids.dim(1).unwrap(), &Device::Cpu).unwrap();
     let logits = model.forward(ids, &pos, &mut model.new_cache()).unwrap();
@@ -352,7 +358,7 @@ fn half_precision_runs_close_to_f32() {
             "llama",
             &LoadOptions {
                 dtype: Some(dtype),
-                device: Device::Cpu,
+                ..Default::default()
             },
         );
         let logits = model.forward(&ids, &pos, &mut model.new_cache()).unwrap();
@@ -387,7 +393,7 @@ fn quantized_weights_cache_keys_and_values_in_f16() {
     let exp = expected("llama_gguf");
     let ids = &exp["input_ids"].narrow(0, 0, 1).unwrap();
     let seq = ids.dim(1).unwrap();
-    let mut model = load("llama_gguf", &LoadOptions::default());
+    let model = load("llama_gguf", &LoadOptions::default());
     assert_eq!(model.new_cache().dtype(), DType::F16);
     assert_eq!(
         load("llama_gguf", &f32_opts()).new_cache().dtype(),
@@ -407,15 +413,28 @@ fn quantized_weights_cache_keys_and_values_in_f16() {
     let d = max_abs_diff(&incremental, &full);
     assert!(d <= ATOL, "f16 cache: prefill+decode differs by {d}");
 
-    assert!(model.set_kv_cache_dtype(DType::BF16).is_err());
-    model.set_kv_cache_dtype(DType::F32).unwrap();
+    let bf16_cache = LoadOptions {
+        kv_cache_dtype: Some(DType::BF16),
+        ..Default::default()
+    };
+    let err = AutoModelForCausalLM::from_pretrained(checkpoint("llama_gguf"), &bf16_cache)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("kv_cache_dtype"), "{err}");
+    let model = load("llama_gguf", &f32_cache());
     assert_eq!(model.new_cache().dtype(), DType::F32);
 
     // On dense weights (no activation quantization to amplify it), an f16 cache moves the
     // logits by about f16's rounding.
-    let mut dense = load("llama_gguf", &f32_opts());
+    let dense = load("llama_gguf", &f32_opts());
     let want = dense.forward(ids, &pos, &mut dense.new_cache()).unwrap();
-    dense.set_kv_cache_dtype(DType::F16).unwrap();
+    let dense = load(
+        "llama_gguf",
+        &LoadOptions {
+            kv_cache_dtype: Some(DType::F16),
+            ..f32_opts()
+        },
+    );
     let got = dense.forward(ids, &pos, &mut dense.new_cache()).unwrap();
     let scale = largest_abs(&want);
     let d = max_abs_diff(&got, &want);

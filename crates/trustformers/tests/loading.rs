@@ -14,7 +14,7 @@ use trustformers::{AutoConfig, AutoModelForCausalLM, Error, LoadOptions};
 fn opts() -> LoadOptions {
     LoadOptions {
         dtype: Some(DType::F32),
-        device: Device::Cpu,
+        ..Default::default()
     }
 }
 

@@ -61,7 +61,7 @@ fn gguf_matches_transformers(file: &str, reference: &str) {
     // Dequantized to f32: the same numbers as transformers on the same file.
     let f32_opts = LoadOptions {
         dtype: Some(DType::F32),
-        device: Device::Cpu,
+        ..Default::default()
     };
     let model = AutoModelForCausalLM::from_pretrained(&path, &f32_opts).unwrap();
     let logits = model

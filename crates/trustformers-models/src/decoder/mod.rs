@@ -16,12 +16,13 @@ mod spec;
 
 pub use spec::{DecoderSpec, Residual};
 
-use candle_core::{DType, Tensor};
+use crate::traits::{CausalLM, CausalLmOutput, ForwardOptions, RuntimeOptions};
+use candle_core::{DType, Device, Tensor};
 use trustformers_core::{Error, Result, Weights};
 use trustformers_nn::attention::{alibi_mask, causal_mask};
 use trustformers_nn::profile::{self, Part};
 use trustformers_nn::{
-    Attention, Embedding, GatedMlp, KvCache, Linear, Mlp, Norm, RotaryEmbedding, SparseMoe,
+    Attention, Cache, Embedding, GatedMlp, KvCache, Linear, Mlp, Norm, RotaryEmbedding, SparseMoe,
 };
 
 /// Checkpoint buffers transformers itself ignores when loading this family.
@@ -152,19 +153,6 @@ impl DecoderLayer {
     }
 }
 
-/// Options for one forward pass.
-#[derive(Debug, Clone, Default)]
-pub struct ForwardOptions {
-    /// `[batch, past + seq]` 0/1 mask over cached and new tokens (transformers'
-    /// `attention_mask`); `None` means no padding.
-    pub attention_mask: Option<Tensor>,
-    /// Also return the hidden state after the embeddings and after every layer.
-    pub output_hidden_states: bool,
-    /// transformers' `logits_to_keep`: compute logits for the last `n` positions only
-    /// (generation needs one; the head is often the largest matrix). `None` keeps all.
-    pub logits_to_keep: Option<usize>,
-}
-
 /// The base model: embeddings, layers, final norm (HF `LlamaModel`, prefix `model`).
 pub struct DecoderModel {
     spec: DecoderSpec,
@@ -248,13 +236,6 @@ impl DecoderModel {
     /// llama.cpp does), f32 otherwise.
     pub fn kv_cache_dtype(&self) -> DType {
         self.kv_cache_dtype
-    }
-
-    /// Makes new caches keep keys and values as `dtype`: f32 or f16.
-    pub fn set_kv_cache_dtype(&mut self, dtype: DType) -> Result<()> {
-        KvCache::with_dtype(0, dtype)?;
-        self.kv_cache_dtype = dtype;
-        Ok(())
     }
 
     /// # Shapes
@@ -346,30 +327,28 @@ impl DecoderModel {
     }
 }
 
-/// Prompt tokens run through the layers at once, by default: llama.cpp's `n_ubatch`.
-pub const DEFAULT_PREFILL_CHUNK: usize = 512;
-
 /// A decoder with its language-modelling head (HF `LlamaForCausalLM`).
 pub struct DecoderForCausalLM {
+    model_type: String,
     model: DecoderModel,
     lm_head: Linear,
     prefill_chunk: usize,
 }
 
-/// Outputs of [`DecoderForCausalLM::forward_with`].
-pub struct CausalLmOutput {
-    /// `[batch, seq, vocab]`.
-    pub logits: Tensor,
-    /// `[batch, seq, hidden]`.
-    pub last_hidden_state: Tensor,
-    /// See [`DecoderOutput::hidden_states`].
-    pub hidden_states: Vec<Tensor>,
-}
-
 impl DecoderForCausalLM {
-    /// Loads `model.*` and `lm_head` (or ties it to `model.embed_tokens`) from `vb`.
-    pub fn new(spec: &DecoderSpec, vb: &Weights) -> Result<Self> {
-        let model = DecoderModel::new(spec, &vb.pp("model"))?;
+    /// Loads `model.*` and `lm_head` (or ties it to `model.embed_tokens`) from `vb`, for a
+    /// checkpoint of `model_type`, to run with `runtime`.
+    pub fn new(
+        model_type: &str,
+        spec: &DecoderSpec,
+        vb: &Weights,
+        runtime: &RuntimeOptions,
+    ) -> Result<Self> {
+        runtime.validate()?;
+        let mut model = DecoderModel::new(spec, &vb.pp("model"))?;
+        if let Some(dtype) = runtime.kv_cache_dtype {
+            model.kv_cache_dtype = dtype;
+        }
         let lm_head = if spec.tie_word_embeddings {
             let bias = spec
                 .lm_head_bias
@@ -385,9 +364,10 @@ impl DecoderForCausalLM {
             )?
         };
         Ok(Self {
+            model_type: model_type.to_owned(),
             model,
             lm_head,
-            prefill_chunk: DEFAULT_PREFILL_CHUNK,
+            prefill_chunk: runtime.prefill_chunk,
         })
     }
 
@@ -396,52 +376,15 @@ impl DecoderForCausalLM {
         &self.model
     }
 
-    /// A KV cache sized for this model; see [`DecoderModel::new_cache`].
-    pub fn new_cache(&self) -> KvCache {
-        self.model.new_cache()
-    }
-
-    /// See [`DecoderModel::set_kv_cache_dtype`].
-    pub fn set_kv_cache_dtype(&mut self, dtype: DType) -> Result<()> {
-        self.model.set_kv_cache_dtype(dtype)
-    }
-
-    /// The most tokens one pass through the layers takes; see [`Self::set_prefill_chunk`].
+    /// The most tokens one pass through the layers takes ([`RuntimeOptions::prefill_chunk`]):
+    /// longer inputs go through in chunks when only the last positions' logits are kept and
+    /// no per-layer hidden states are asked for; the results are those of one pass.
     pub fn prefill_chunk(&self) -> usize {
         self.prefill_chunk
     }
 
-    /// Runs longer inputs through the layers `tokens` at a time (llama.cpp's `n_ubatch`), so
-    /// a long prompt's activations take the memory of one chunk, not of the whole prompt.
-    /// Applies when only the last positions' logits are kept and no per-layer hidden states
-    /// are asked for; the results are those of one pass.
-    pub fn set_prefill_chunk(&mut self, tokens: usize) -> Result<()> {
-        if tokens == 0 {
-            return Err(Error::InvalidInput(
-                "the prefill chunk must hold at least one token".into(),
-            ));
-        }
-        self.prefill_chunk = tokens;
-        Ok(())
-    }
-
-    /// Logits for every position, with no padding.
-    ///
-    /// # Shapes
-    /// `input_ids`, `positions`: `[batch, seq]` -> `[batch, seq, vocab]`.
-    pub fn forward(
-        &self,
-        input_ids: &Tensor,
-        positions: &Tensor,
-        cache: &mut KvCache,
-    ) -> Result<Tensor> {
-        Ok(self
-            .forward_with(input_ids, positions, &ForwardOptions::default(), cache)?
-            .logits)
-    }
-
-    /// Logits and hidden states, with an optional padding mask.
-    pub fn forward_with(
+    /// Logits and hidden states, with an optional padding mask, through a KV cache.
+    fn forward_kv(
         &self,
         input_ids: &Tensor,
         positions: &Tensor,
@@ -528,6 +471,48 @@ impl DecoderForCausalLM {
             last_hidden_state,
             hidden_states: Vec::new(),
         })
+    }
+}
+
+impl CausalLM for DecoderForCausalLM {
+    fn model_type(&self) -> &str {
+        &self.model_type
+    }
+
+    fn forward_with(
+        &self,
+        input_ids: &Tensor,
+        positions: &Tensor,
+        opts: &ForwardOptions,
+        cache: &mut Cache,
+    ) -> Result<CausalLmOutput> {
+        let cache = cache.kv_mut(&self.model_type)?;
+        self.forward_kv(input_ids, positions, opts, cache)
+    }
+
+    /// A KV cache keeping keys and values as the model's cache dtype.
+    fn new_cache(&self) -> Cache {
+        Cache::Kv(self.model.new_cache())
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.model.spec.vocab_size
+    }
+
+    fn max_position_embeddings(&self) -> usize {
+        self.model.spec.max_position_embeddings
+    }
+
+    fn num_hidden_layers(&self) -> usize {
+        self.model.spec.num_hidden_layers
+    }
+
+    fn device(&self) -> &Device {
+        self.model.embed_tokens.device()
+    }
+
+    fn dtype(&self) -> DType {
+        self.model.embed_tokens.dtype()
     }
 }
 

@@ -298,6 +298,26 @@ impl EncoderForTask {
         &self.checkpoint_prefix
     }
 
+    /// Whether the checkpoint may hold `name` without this model loading it: buffers
+    /// transformers itself skips, other tasks' heads (transformers warns about them) and a
+    /// pooler the head does not read. An unused tensor of the base model is not allowed.
+    pub fn may_skip_tensor(&self, name: &str) -> bool {
+        if super::IGNORED_TENSORS.iter().any(|s| name.ends_with(s)) {
+            return true;
+        }
+        let Some(rest) = name.strip_prefix(self.checkpoint_prefix.as_str()) else {
+            return true;
+        };
+        const BASE: &[&str] = &[
+            "embeddings",
+            "encoder.",
+            "transformer.",
+            "layers.",
+            "final_norm.",
+        ];
+        !BASE.iter().any(|p| rest.starts_with(p))
+    }
+
     /// The task of the head.
     pub fn task(&self) -> EncoderTask {
         self.task

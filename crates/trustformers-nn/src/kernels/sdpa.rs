@@ -148,7 +148,7 @@ fn visible_keys(mask: &[f32]) -> usize {
 /// Scaled dot-product attention, `softmax(softcap(q k^T * scale) + mask) v`, with grouped
 /// key/value heads: `q` is `[batch, heads, queries, head_dim]`, `k` and `v` hold
 /// `batch * kv_heads` blocks of `[keys, head_dim]`, block `i` starting at `i * kv_stride`
-/// (`keys * head_dim` when packed tight, more in a [`KvBuffer`](crate::kv_cache::KvBuffer));
+/// (`keys * head_dim` when packed tight, more in a [`KvBuffer`](crate::cache::kv::KvBuffer));
 /// returns `[batch, heads, queries, head_dim]`.
 /// (Batch, head, block of queries) items are split over the barrier pool.
 pub fn sdpa(

@@ -1,15 +1,13 @@
 //! transformers' `feature-extraction` pipeline: the last hidden state of every token.
 
+use super::load_encoder_and_tokenizer;
 use super::{max_input_tokens, tokenize};
 use crate::auto::LoadOptions;
-use crate::encoders::load_encoder;
 use candle_core::DType;
 use std::path::Path;
 use trustformers_core::{Error, Result};
 use trustformers_models::{EncoderForTask, EncoderTask};
-use trustformers_tokenizers::{
-    AutoTokenizer, EncodeOptions, Padding, TextInput, Tokenizer, Truncation,
-};
+use trustformers_tokenizers::{EncodeOptions, Padding, TextInput, Tokenizer, Truncation};
 
 /// Options of [`FeatureExtractionPipeline::run`].
 #[derive(Debug, Clone)]
@@ -38,11 +36,8 @@ pub struct FeatureExtractionPipeline {
 impl FeatureExtractionPipeline {
     /// Loads an encoder checkpoint directory.
     pub fn from_pretrained(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self> {
-        let dir = dir.as_ref();
-        Ok(Self {
-            tokenizer: AutoTokenizer::from_pretrained(dir)?,
-            model: load_encoder(dir, Some(EncoderTask::Base), opts)?,
-        })
+        let (model, tokenizer) = load_encoder_and_tokenizer(dir.as_ref(), EncoderTask::Base, opts)?;
+        Ok(Self { tokenizer, model })
     }
 
     /// Per input, `[tokens][hidden]` (transformers returns `[1][tokens][hidden]` per input).

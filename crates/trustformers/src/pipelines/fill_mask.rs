@@ -1,17 +1,15 @@
 //! transformers' `fill-mask` pipeline: the most likely tokens for the one mask token of each
 //! input.
 
+use super::load_encoder_and_tokenizer;
 use super::{max_input_tokens, tokenize};
 use crate::auto::LoadOptions;
-use crate::encoders::load_encoder;
 use candle_core::DType;
 use serde::Serialize;
 use std::path::Path;
 use trustformers_core::{Error, Result};
 use trustformers_models::{EncoderForTask, EncoderTask};
-use trustformers_tokenizers::{
-    AutoTokenizer, EncodeOptions, Encoding, Padding, TextInput, Tokenizer, Truncation,
-};
+use trustformers_tokenizers::{EncodeOptions, Encoding, Padding, TextInput, Tokenizer, Truncation};
 
 /// One candidate for the mask.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -59,8 +57,8 @@ pub struct FillMaskPipeline {
 impl FillMaskPipeline {
     /// Loads a masked-LM checkpoint directory; its tokenizer must have a mask token.
     pub fn from_pretrained(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self> {
-        let dir = dir.as_ref();
-        let tokenizer = AutoTokenizer::from_pretrained(dir)?;
+        let (model, tokenizer) =
+            load_encoder_and_tokenizer(dir.as_ref(), EncoderTask::MaskedLm, opts)?;
         let mask = tokenizer
             .config()
             .special
@@ -71,7 +69,7 @@ impl FillMaskPipeline {
             Error::Tokenizer(format!("mask token `{mask}` is not in the vocabulary"))
         })?;
         Ok(Self {
-            model: load_encoder(dir, Some(EncoderTask::MaskedLm), opts)?,
+            model,
             tokenizer,
             mask_id,
         })

@@ -20,10 +20,24 @@ pub use token_classification::{
     Aggregation, Entity, TokenClassificationParams, TokenClassificationPipeline,
 };
 
+use crate::auto::LoadOptions;
+use crate::encoders::load_encoder;
 use candle_core::{Device, Tensor};
+use std::path::Path;
 use trustformers_core::{Error, Result};
-use trustformers_models::{EncoderForTask, EncoderTaskOutput};
-use trustformers_tokenizers::{EncodeOptions, Encoding, TextInput, Tokenizer};
+use trustformers_models::{EncoderForTask, EncoderTask, EncoderTaskOutput};
+use trustformers_tokenizers::{AutoTokenizer, EncodeOptions, Encoding, TextInput, Tokenizer};
+
+/// An encoder with the head of `task` and its tokenizer: the model first, so a checkpoint
+/// of another kind is named as such before its tokenizer is looked at.
+pub(crate) fn load_encoder_and_tokenizer(
+    path: &Path,
+    task: EncoderTask,
+    opts: &LoadOptions,
+) -> Result<(EncoderForTask, Tokenizer)> {
+    let model = load_encoder(path, Some(task), opts)?;
+    Ok((model, AutoTokenizer::from_pretrained(path)?))
+}
 
 /// Softmax of one row of scores, computed in f32 like numpy's on f32 logits.
 pub(crate) fn softmax(xs: &[f32]) -> Vec<f32> {

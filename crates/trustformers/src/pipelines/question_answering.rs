@@ -5,17 +5,15 @@
 //! answers (from overlapping windows) add up, and the best answers win, as character offsets
 //! into the context.
 
+use super::load_encoder_and_tokenizer;
 use super::{max_input_tokens, softmax};
 use crate::auto::LoadOptions;
-use crate::encoders::load_encoder;
 use candle_core::{DType, Tensor};
 use serde::Serialize;
 use std::path::Path;
 use trustformers_core::{Error, Result};
 use trustformers_models::{EncoderForTask, EncoderTask};
-use trustformers_tokenizers::{
-    AutoTokenizer, EncodeOptions, Encoding, TextInput, Tokenizer, Truncation,
-};
+use trustformers_tokenizers::{EncodeOptions, Encoding, TextInput, Tokenizer, Truncation};
 
 /// One answer span.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -68,11 +66,9 @@ pub struct QuestionAnsweringPipeline {
 impl QuestionAnsweringPipeline {
     /// Loads a question-answering checkpoint directory.
     pub fn from_pretrained(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self> {
-        let dir = dir.as_ref();
-        Ok(Self {
-            tokenizer: AutoTokenizer::from_pretrained(dir)?,
-            model: load_encoder(dir, Some(EncoderTask::QuestionAnswering), opts)?,
-        })
+        let (model, tokenizer) =
+            load_encoder_and_tokenizer(dir.as_ref(), EncoderTask::QuestionAnswering, opts)?;
+        Ok(Self { tokenizer, model })
     }
 
     /// The best answers to `question` in `context`.

@@ -6,16 +6,13 @@
 
 use super::{max_input_tokens, tokenize};
 use crate::auto::LoadOptions;
-use crate::encoders::load_encoder;
 use candle_core::{DType, Tensor, D};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use trustformers_core::{config, Error, Result, Weights};
 use trustformers_models::{EncoderForTask, EncoderTask};
 use trustformers_nn::{Activation, Linear};
-use trustformers_tokenizers::{
-    AutoTokenizer, EncodeOptions, Padding, TextInput, Tokenizer, Truncation,
-};
+use trustformers_tokenizers::{EncodeOptions, Padding, TextInput, Tokenizer, Truncation};
 
 /// One pooling mode of sentence-transformers' `Pooling` module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -312,9 +309,11 @@ impl SentenceTransformer {
         } else {
             (None, false)
         };
+        let (model, tokenizer) =
+            super::load_encoder_and_tokenizer(&transformer, EncoderTask::Base, opts)?;
         Ok(Self {
-            tokenizer: AutoTokenizer::from_pretrained(&transformer)?,
-            model: load_encoder(&transformer, Some(EncoderTask::Base), opts)?,
+            tokenizer,
+            model,
             modules,
             max_seq_length,
             do_lower_case,

@@ -2,8 +2,9 @@
 //! and `zero-shot-classification` (an NLI model scoring "This example is {label}.").
 
 use super::{max_input_tokens, softmax, tokenize};
+use crate::auto::AutoConfig;
 use crate::auto::LoadOptions;
-use crate::encoders::{load_encoder, EncoderConfig};
+use crate::encoders::load_encoder;
 use candle_core::DType;
 use serde::Serialize;
 use serde_json::Value;
@@ -98,10 +99,10 @@ impl TextClassificationPipeline {
     /// Loads a sequence-classification checkpoint directory.
     pub fn from_pretrained(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self> {
         let dir = dir.as_ref();
-        let config = EncoderConfig::from_pretrained(dir)?;
+        let config = AutoConfig::from_pretrained(dir)?;
         Ok(Self {
+            model: config.load_encoder(Some(EncoderTask::SequenceClassification), opts)?,
             tokenizer: AutoTokenizer::from_pretrained(dir)?,
-            model: config.load(dir, Some(EncoderTask::SequenceClassification), opts)?,
             config: config.json,
         })
     }

@@ -2,17 +2,15 @@
 //! into words (`first`, `average`, `max`) and entity groups (`simple` and those three), with
 //! character offsets into the original text.
 
+use super::load_encoder_and_tokenizer;
 use super::{softmax, tokenize};
 use crate::auto::LoadOptions;
-use crate::encoders::load_encoder;
 use candle_core::DType;
 use serde_json::{json, Value};
 use std::path::Path;
 use trustformers_core::{Error, Result};
 use trustformers_models::{EncoderForTask, EncoderTask};
-use trustformers_tokenizers::{
-    AutoTokenizer, EncodeOptions, Encoding, Padding, TextInput, Tokenizer, Truncation,
-};
+use trustformers_tokenizers::{EncodeOptions, Encoding, Padding, TextInput, Tokenizer, Truncation};
 
 /// How token predictions are merged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,11 +130,9 @@ fn tag(label: &str) -> (&str, &str) {
 impl TokenClassificationPipeline {
     /// Loads a token-classification checkpoint directory.
     pub fn from_pretrained(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self> {
-        let dir = dir.as_ref();
-        Ok(Self {
-            tokenizer: AutoTokenizer::from_pretrained(dir)?,
-            model: load_encoder(dir, Some(EncoderTask::TokenClassification), opts)?,
-        })
+        let (model, tokenizer) =
+            load_encoder_and_tokenizer(dir.as_ref(), EncoderTask::TokenClassification, opts)?;
+        Ok(Self { tokenizer, model })
     }
 
     fn label(&self, i: usize) -> String {
