@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(file) = gguf::GgufFile::open(&path) {
         let _ = trustformers_models::gguf::config_from_gguf(&file)
-            .and_then(|(arch, json)| (arch.decoder_spec)(&json));
+            .and_then(|(arch, json)| arch.decoder_spec(&json));
         // Building a real 30k-token vocabulary takes tens of milliseconds under the sanitizer;
         // mutants of the small files exercise the same code at fuzzing speed.
         if data.len() > 64 << 10 {

@@ -1,10 +1,12 @@
 //! `trustformers pipeline TASK`: transformers' pipelines from the command line, printing the
-//! JSON transformers returns (one result for one input, a list for several).
+//! JSON transformers returns (one result for one input, a list for several). Every task
+//! is loaded and run through the one [`Pipeline`](trustformers::pipelines::Pipeline) trait.
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
 use std::io::BufRead;
+use trustformers::pipelines::pipeline::run as run_pipeline;
 use trustformers::pipelines::*;
 use trustformers::tokenizers::TextInput;
 use trustformers::{resolve_model, LoadOptions};
@@ -114,16 +116,14 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
     let batch_size = args.batch_size as usize;
     let out = match args.task {
         Task::FeatureExtraction => {
-            let pipe = FeatureExtractionPipeline::from_pretrained(&path, &opts)?;
             let params = FeatureExtractionParams {
                 truncation: args.truncation,
                 batch_size,
             };
-            let rows = pipe.run(&refs, &params)?;
+            let rows = run_pipeline::<FeatureExtractionPipeline>(&path, &opts, &refs, &params)?;
             shaped(rows.into_iter().map(|r| json!([r])).collect())
         }
         Task::FillMask => {
-            let pipe = FillMaskPipeline::from_pretrained(&path, &opts)?;
             let params = FillMaskParams {
                 top_k: top_k(Some(5))?.unwrap_or(usize::MAX),
                 targets: args.targets.clone(),
@@ -131,14 +131,13 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
                 batch_size,
             };
             shaped(
-                pipe.run(&refs, &params)?
+                run_pipeline::<FillMaskPipeline>(&path, &opts, &refs, &params)?
                     .into_iter()
                     .map(|p| json!(p))
                     .collect(),
             )
         }
         Task::TextClassification | Task::SentimentAnalysis => {
-            let pipe = TextClassificationPipeline::from_pretrained(&path, &opts)?;
             let params = TextClassificationParams {
                 top_k: top_k(Some(1))?,
                 function_to_apply: args
@@ -157,28 +156,26 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
                 })
                 .collect();
             shaped(
-                pipe.run(&batch, &params)?
+                run_pipeline::<TextClassificationPipeline>(&path, &opts, &batch, &params)?
                     .into_iter()
                     .map(|r| json!(r))
                     .collect(),
             )
         }
         Task::TokenClassification | Task::Ner => {
-            let pipe = TokenClassificationPipeline::from_pretrained(&path, &opts)?;
             let params = TokenClassificationParams {
                 aggregation: Aggregation::from_name(&args.aggregation_strategy)?,
                 batch_size,
                 ..Default::default()
             };
-            let results = pipe
-                .run_batch(&refs, &params)?
-                .iter()
-                .map(|entities| Value::Array(entities.iter().map(Entity::to_json).collect()))
-                .collect();
+            let results =
+                run_pipeline::<TokenClassificationPipeline>(&path, &opts, &refs, &params)?
+                    .iter()
+                    .map(|entities| Value::Array(entities.iter().map(Entity::to_json).collect()))
+                    .collect();
             shaped(results)
         }
         Task::ZeroShotClassification => {
-            let pipe = ZeroShotClassificationPipeline::from_pretrained(&path, &opts)?;
             let mut params = ZeroShotParams {
                 candidate_labels: args
                     .candidate_labels
@@ -191,15 +188,14 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
             if let Some(t) = &args.hypothesis_template {
                 params.hypothesis_template = t.clone();
             }
-            let results = pipe
-                .run_batch(&refs, &params)?
-                .into_iter()
-                .map(|r| json!(r))
-                .collect();
+            let results =
+                run_pipeline::<ZeroShotClassificationPipeline>(&path, &opts, &refs, &params)?
+                    .into_iter()
+                    .map(|r| json!(r))
+                    .collect();
             shaped(results)
         }
         Task::QuestionAnswering => {
-            let pipe = QuestionAnsweringPipeline::from_pretrained(&path, &opts)?;
             let context = args
                 .context
                 .as_deref()
@@ -212,8 +208,7 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
                 ..Default::default()
             };
             let pairs: Vec<(&str, &str)> = refs.iter().map(|&q| (q, context)).collect();
-            let results = pipe
-                .run_batch(&pairs, &params)?
+            let results = run_pipeline::<QuestionAnsweringPipeline>(&path, &opts, &pairs, &params)?
                 .into_iter()
                 .map(|answers| shaped(answers.into_iter().map(|a| json!(a)).collect()))
                 .collect();

@@ -30,16 +30,7 @@ fn dump(model: &Path, inputs: &Path, out: &Path, extra: &[&str]) -> std::process
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    trustformers::core::numeric::max_abs_diff(a, b).unwrap()
 }
 
 /// Largest difference over the unpadded span of each row (left- or right-padded).
@@ -52,15 +43,7 @@ fn max_diff_unpadded(a: &Tensor, b: &Tensor, mask: &Tensor) -> f32 {
         let len = end - start;
         let x = a.narrow(0, row, 1).unwrap().narrow(1, start, len).unwrap();
         let y = b.narrow(0, row, 1).unwrap().narrow(1, start, len).unwrap();
-        let d = (x - y)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap();
-        worst = worst.max(d.to_scalar::<f32>().unwrap());
+        worst = worst.max(max_diff(&x, &y));
     }
     worst
 }

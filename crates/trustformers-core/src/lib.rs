@@ -9,6 +9,7 @@ pub mod error;
 pub mod gguf;
 pub mod loader;
 pub mod memory;
+pub mod numeric;
 pub mod pickle;
 pub mod safetensors_header;
 pub mod weights;

@@ -5,12 +5,13 @@
 //! the `-1e9` masking arithmetic are the same, so the same sequences come out.
 
 use crate::config::{EarlyStopping, GenerationConfig};
-use crate::generate::{check_prompts, log_softmax, logprob_of};
+use crate::generate::{check_prompts, logprob_of};
 use crate::processors::{softmax, Context};
 use crate::{FinishReason, TokenLogprob, TokenOutput};
 use candle_core::Tensor;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::time::{Duration, Instant};
+use trustformers_core::numeric::log_softmax;
 use trustformers_core::Result;
 use trustformers_models::decoder::default_positions;
 use trustformers_models::{CausalLM, ForwardOptions};

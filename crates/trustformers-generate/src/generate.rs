@@ -8,6 +8,7 @@ use crate::processors::{softmax, Context};
 use candle_core::Tensor;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::time::{Duration, Instant};
+use trustformers_core::numeric::log_softmax;
 use trustformers_core::{Error, Result};
 use trustformers_models::decoder::{default_positions, positions_from_mask};
 use trustformers_models::{CausalLM, ForwardOptions};
@@ -73,16 +74,6 @@ fn select(scores: &[f32], sample: bool, rng: &mut StdRng) -> u32 {
         }
     }
     best as u32
-}
-
-/// Log-softmax of a row.
-pub(crate) fn log_softmax(scores: &[f32]) -> Vec<f32> {
-    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if max == f32::NEG_INFINITY {
-        return scores.to_vec();
-    }
-    let log_sum = scores.iter().map(|&s| (s - max).exp()).sum::<f32>().ln();
-    scores.iter().map(|&s| (s - max) - log_sum).collect()
 }
 
 /// The chosen token's log-probability and the `n` most likely tokens.

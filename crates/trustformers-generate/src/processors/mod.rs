@@ -62,16 +62,7 @@ impl LogitsProcessorList {
     }
 }
 
-/// Numerically stable softmax of a row.
-pub(crate) fn softmax(scores: &[f32]) -> Vec<f32> {
-    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if max == f32::NEG_INFINITY {
-        return vec![0.0; scores.len()];
-    }
-    let exp: Vec<f32> = scores.iter().map(|&s| (s - max).exp()).collect();
-    let sum: f32 = exp.iter().sum();
-    exp.into_iter().map(|e| e / sum).collect()
-}
+pub(crate) use trustformers_core::numeric::softmax;
 
 /// Indices sorted by score, descending (stable: ties keep index order).
 pub(crate) fn sorted_desc(scores: &[f32]) -> Vec<usize> {

@@ -551,16 +551,7 @@ pub(crate) mod tests {
 
     /// The largest absolute difference between two tensors of one shape.
     pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
+        trustformers_core::numeric::max_abs_diff(a, b).unwrap()
     }
 
     /// Values in [-1, 1) from a small LCG: deterministic, no dependency.

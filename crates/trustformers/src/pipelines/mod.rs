@@ -3,6 +3,7 @@
 
 pub mod feature_extraction;
 pub mod fill_mask;
+pub mod pipeline;
 pub mod question_answering;
 pub mod sentence_embeddings;
 pub mod text_classification;
@@ -10,6 +11,7 @@ pub mod token_classification;
 
 pub use feature_extraction::{FeatureExtractionParams, FeatureExtractionPipeline};
 pub use fill_mask::{FillMaskParams, FillMaskPipeline, FillMaskPrediction};
+pub use pipeline::Pipeline;
 pub use question_answering::{Answer, QuestionAnsweringParams, QuestionAnsweringPipeline};
 pub use sentence_embeddings::{EmbedParams, Pooling, SentenceTransformer};
 pub use text_classification::{
@@ -39,13 +41,7 @@ pub(crate) fn load_encoder_and_tokenizer(
     Ok((model, AutoTokenizer::from_pretrained(path)?))
 }
 
-/// Softmax of one row of scores, computed in f32 like numpy's on f32 logits.
-pub(crate) fn softmax(xs: &[f32]) -> Vec<f32> {
-    let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exp: Vec<f32> = xs.iter().map(|&x| (x - max).exp()).collect();
-    let sum: f32 = exp.iter().sum();
-    exp.into_iter().map(|e| e / sum).collect()
-}
+pub(crate) use trustformers_core::numeric::softmax;
 
 /// The longest input `model` takes, in tokens, which truncation cuts to: the tokenizer's
 /// `model_max_length` (as in transformers), capped by the position embeddings (RoBERTa's

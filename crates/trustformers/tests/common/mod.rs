@@ -21,17 +21,7 @@ pub fn expected(name: &str) -> HashMap<String, Tensor> {
 
 /// Largest absolute difference between two tensors of the same shape.
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shape mismatch");
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    trustformers::core::numeric::max_abs_diff(a, b).unwrap()
 }
 
 /// Positions `start..` of row `row` of a `[batch, seq, ...]` tensor.
