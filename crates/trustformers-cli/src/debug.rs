@@ -76,9 +76,9 @@ fn input(
     Ok(Some(t.to_dtype(DType::I64)?))
 }
 
-/// The `--inputs` file and its `input_ids`.
-fn read_inputs(args: &DumpArgs) -> Result<(HashMap<String, Tensor>, Tensor)> {
-    let inputs = candle_core::safetensors::load(&args.inputs, &Device::Cpu)
+/// The `--inputs` file, on `device`, and its `input_ids`.
+fn read_inputs(args: &DumpArgs, device: &Device) -> Result<(HashMap<String, Tensor>, Tensor)> {
+    let inputs = candle_core::safetensors::load(&args.inputs, device)
         .with_context(|| format!("reading {}", args.inputs.display()))?;
     let ids = input(&inputs, "input_ids", None)?
         .with_context(|| format!("{} has no `input_ids` tensor", args.inputs.display()))?;
@@ -91,7 +91,7 @@ fn dump_encoder(args: &DumpArgs, config: &ModelConfig, opts: &LoadOptions) -> Re
     let model = config
         .load_encoder(None, opts)
         .with_context(|| format!("loading {}", args.model.display()))?;
-    let (inputs, ids) = read_inputs(args)?;
+    let (inputs, ids) = read_inputs(args, model.model().device())?;
     let shape = ids.dims().to_vec();
     let mask = input(&inputs, "attention_mask", Some(&shape))?;
     let types = input(&inputs, "token_type_ids", Some(&shape))?;
@@ -153,7 +153,7 @@ fn dump(args: &DumpArgs) -> Result<()> {
     let model = config
         .load_causal_lm(&opts)
         .with_context(|| format!("loading {}", args.model.display()))?;
-    let (inputs, ids) = read_inputs(args)?;
+    let (inputs, ids) = read_inputs(args, model.device())?;
     let shape = ids.dims().to_vec();
     let mask = input(&inputs, "attention_mask", Some(&shape))?;
     let ones = Tensor::ones(shape.as_slice(), DType::I64, model.device())?;

@@ -4,12 +4,12 @@
 //! sharded or not, or a single GGUF file) and run it with transformers' numbers:
 //!
 //! ```no_run
-//! use trustformers::{AutoModelForCausalLM, LoadOptions};
+//! use trustformers::{AutoModelForCausalLM, CausalLM, LoadOptions};
 //! use trustformers::models::decoder::default_positions;
 //! # fn main() -> trustformers::Result<()> {
 //! let model = AutoModelForCausalLM::from_pretrained("path/to/checkpoint", &LoadOptions::default())?;
-//! let ids = trustformers::Tensor::new(&[[1u32, 2, 3]], &trustformers::Device::Cpu)?;
-//! let positions = default_positions(1, 0, 3, &trustformers::Device::Cpu)?;
+//! let ids = trustformers::Tensor::new(&[[1u32, 2, 3]], model.device())?;
+//! let positions = default_positions(1, 0, 3, model.device())?;
 //! let logits = model.forward(&ids, &positions, &mut model.new_cache())?; // [1, 3, vocab]
 //! # Ok(()) }
 //! ```

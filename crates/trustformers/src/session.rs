@@ -1,6 +1,21 @@
 //! What running a language model takes besides the model: its tokenizer, its generation
 //! defaults and its chat template. [`LoadedModel`] is loaded once and shared (the CLI, a
 //! server, the bindings); [`ChatSession`] is one conversation with it.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use trustformers::{ChatSession, LoadOptions, LoadedModel};
+//! # fn main() -> trustformers::Result<()> {
+//! let loaded = Arc::new(LoadedModel::load(Some("smollm2-135m-instruct"), &LoadOptions::default())?);
+//! let mut config = loaded.generation.clone();
+//! config.max_new_tokens = 40;
+//! let ids = loaded.prompt_ids("Once upon a time", true)?; // true: plain text, no chat template
+//! let out = loaded.generate_text(&ids, &config, |piece| { print!("{piece}"); true })?;
+//! let mut chat = ChatSession::new(loaded.clone(), Some("Answer in one word.".into()))?;
+//! let reply = chat.send("What is 2 + 2?", &config, |_| true)?;
+//! # let _ = (out, reply);
+//! # Ok(()) }
+//! ```
 
 use crate::auto::{AutoConfig, LoadOptions};
 use crate::resolve::resolve_model;

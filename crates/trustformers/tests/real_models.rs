@@ -72,16 +72,7 @@ fn gguf_matches_transformers(file: &str, reference: &str) {
     let got = logits
         .gather(&logit_ids.to_dtype(DType::U32).unwrap(), D::Minus1)
         .unwrap();
-    let d = (got - want)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let d = trustformers::core::numeric::max_abs_diff(&got, want).unwrap();
     assert!(d <= 1e-3, "{file}: dequantized logits differ by {d}");
     let argmax: Vec<u32> = logits.argmax(D::Minus1).unwrap().to_vec1().unwrap();
     assert_eq!(
