@@ -13,7 +13,6 @@ use trustformers_models::encoder::heads::{id2label, EncoderTask};
 use trustformers_models::registry::{self, Architecture, ModelKind};
 use trustformers_models::{
     gguf, CausalLM, DecoderModel, DecoderSpec, EncoderForTask, RuntimeOptions,
-    DEFAULT_PREFILL_CHUNK,
 };
 
 /// How to load a model: where it runs, in what dtype, and how it runs once loaded.
@@ -35,11 +34,15 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
+        let RuntimeOptions {
+            kv_cache_dtype,
+            prefill_chunk,
+        } = RuntimeOptions::default();
         Self {
             dtype: None,
             device: Device::Cpu,
-            kv_cache_dtype: None,
-            prefill_chunk: DEFAULT_PREFILL_CHUNK,
+            kv_cache_dtype,
+            prefill_chunk,
         }
     }
 }
@@ -92,6 +95,14 @@ impl ModelConfig {
     /// The task of the checkpoint's own head (its `architectures` entry), for encoders.
     pub fn encoder_task(&self) -> EncoderTask {
         EncoderTask::from_config(&self.json)
+    }
+
+    /// The parsed GGUF file, when the checkpoint is one (its tokenizer is inside).
+    pub fn gguf(&self) -> Option<&GgufFile> {
+        match &self.files {
+            Files::Gguf(file) => Some(file),
+            Files::Dir(_) => None,
+        }
     }
 
     fn weights(&self, opts: &LoadOptions) -> Result<Weights> {

@@ -60,8 +60,12 @@ impl LoadedModel {
                 .wrong_kind("a causal language model, which text generation needs"));
         }
         // The tokenizer before the weights: what its construction frees is handed back
-        // before the weights arrive, so the two peaks do not add up.
-        let tokenizer = AutoTokenizer::from_pretrained(&path)?;
+        // before the weights arrive, so the two peaks do not add up. A GGUF file's
+        // tokenizer comes from the metadata already parsed, not from a second parse.
+        let tokenizer = match config.gguf() {
+            Some(file) => AutoTokenizer::from_gguf(file)?,
+            None => AutoTokenizer::from_pretrained(&path)?,
+        };
         let model = config.load_causal_lm(opts)?;
         drop(config);
         // A GGUF file's parsed metadata (its whole vocabulary) has just been freed.

@@ -28,117 +28,90 @@ pub trait Pipeline: Sized {
     fn call(&self, inputs: &[Self::Input<'_>], params: &Self::Params) -> Result<Vec<Self::Output>>;
 }
 
-impl Pipeline for FeatureExtractionPipeline {
-    const TASK: &'static str = "feature-extraction";
-    type Input<'a> = &'a str;
-    type Params = FeatureExtractionParams;
-    /// `[tokens][hidden]`.
-    type Output = Vec<Vec<f32>>;
+/// `impl Pipeline` for a task type whose inherent `from_pretrained` loads it and whose
+/// inherent `$method` runs a batch.
+macro_rules! pipeline {
+    ($ty:ty, $task:literal, $input:ty, $params:ty, $output:ty, $method:ident) => {
+        impl Pipeline for $ty {
+            const TASK: &'static str = $task;
+            type Input<'a> = $input;
+            type Params = $params;
+            type Output = $output;
 
-    fn from_pretrained(path: &Path, opts: &LoadOptions) -> Result<Self> {
-        FeatureExtractionPipeline::from_pretrained(path, opts)
-    }
+            fn from_pretrained(path: &Path, opts: &LoadOptions) -> Result<Self> {
+                <$ty>::from_pretrained(path, opts)
+            }
 
-    fn call(&self, inputs: &[&str], params: &Self::Params) -> Result<Vec<Self::Output>> {
-        self.run(inputs, params)
-    }
+            fn call(
+                &self,
+                inputs: &[Self::Input<'_>],
+                params: &Self::Params,
+            ) -> Result<Vec<Self::Output>> {
+                self.$method(inputs, params)
+            }
+        }
+    };
 }
 
-impl Pipeline for FillMaskPipeline {
-    const TASK: &'static str = "fill-mask";
-    type Input<'a> = &'a str;
-    type Params = FillMaskParams;
-    /// The candidates for the mask, best first.
-    type Output = Vec<FillMaskPrediction>;
-
-    fn from_pretrained(path: &Path, opts: &LoadOptions) -> Result<Self> {
-        FillMaskPipeline::from_pretrained(path, opts)
-    }
-
-    fn call(&self, inputs: &[&str], params: &Self::Params) -> Result<Vec<Self::Output>> {
-        self.run(inputs, params)
-    }
-}
-
-impl Pipeline for TextClassificationPipeline {
-    const TASK: &'static str = "text-classification";
-    type Input<'a> = TextInput<'a>;
-    type Params = TextClassificationParams;
-    /// Labels with scores, best first.
-    type Output = Vec<LabelScore>;
-
-    fn from_pretrained(path: &Path, opts: &LoadOptions) -> Result<Self> {
-        TextClassificationPipeline::from_pretrained(path, opts)
-    }
-
-    fn call(&self, inputs: &[TextInput<'_>], params: &Self::Params) -> Result<Vec<Self::Output>> {
-        self.run(inputs, params)
-    }
-}
-
-impl Pipeline for ZeroShotClassificationPipeline {
-    const TASK: &'static str = "zero-shot-classification";
-    type Input<'a> = &'a str;
-    type Params = ZeroShotParams;
-    type Output = ZeroShotResult;
-
-    fn from_pretrained(path: &Path, opts: &LoadOptions) -> Result<Self> {
-        ZeroShotClassificationPipeline::from_pretrained(path, opts)
-    }
-
-    fn call(&self, inputs: &[&str], params: &Self::Params) -> Result<Vec<Self::Output>> {
-        self.run_batch(inputs, params)
-    }
-}
-
-impl Pipeline for TokenClassificationPipeline {
-    const TASK: &'static str = "token-classification";
-    type Input<'a> = &'a str;
-    type Params = TokenClassificationParams;
-    /// The entities of one text.
-    type Output = Vec<Entity>;
-
-    fn from_pretrained(path: &Path, opts: &LoadOptions) -> Result<Self> {
-        TokenClassificationPipeline::from_pretrained(path, opts)
-    }
-
-    fn call(&self, inputs: &[&str], params: &Self::Params) -> Result<Vec<Self::Output>> {
-        self.run_batch(inputs, params)
-    }
-}
-
-impl Pipeline for QuestionAnsweringPipeline {
-    const TASK: &'static str = "question-answering";
-    /// `(question, context)`.
-    type Input<'a> = (&'a str, &'a str);
-    type Params = QuestionAnsweringParams;
-    /// The best answers, best first.
-    type Output = Vec<Answer>;
-
-    fn from_pretrained(path: &Path, opts: &LoadOptions) -> Result<Self> {
-        QuestionAnsweringPipeline::from_pretrained(path, opts)
-    }
-
-    fn call(&self, inputs: &[(&str, &str)], params: &Self::Params) -> Result<Vec<Self::Output>> {
-        self.run_batch(inputs, params)
-    }
-}
-
-impl Pipeline for SentenceTransformer {
-    const TASK: &'static str = "sentence-similarity";
-    type Input<'a> = &'a str;
-    type Params = EmbedParams;
-    /// One sentence embedding.
-    type Output = Vec<f32>;
-
-    fn from_pretrained(path: &Path, opts: &LoadOptions) -> Result<Self> {
-        SentenceTransformer::from_pretrained(path, opts)
-    }
-
-    fn call(&self, inputs: &[&str], params: &Self::Params) -> Result<Vec<Self::Output>> {
-        self.encode(inputs, params)
-    }
-}
+// Outputs per input: `[tokens][hidden]`; mask candidates, best first; labels with scores,
+// best first; a zero-shot ranking; the entities of a text; the best answers; an embedding.
+pipeline!(
+    FeatureExtractionPipeline,
+    "feature-extraction",
+    &'a str,
+    FeatureExtractionParams,
+    Vec<Vec<f32>>,
+    run
+);
+pipeline!(
+    FillMaskPipeline,
+    "fill-mask",
+    &'a str,
+    FillMaskParams,
+    Vec<FillMaskPrediction>,
+    run
+);
+pipeline!(
+    TextClassificationPipeline,
+    "text-classification",
+    TextInput<'a>,
+    TextClassificationParams,
+    Vec<LabelScore>,
+    run
+);
+pipeline!(
+    ZeroShotClassificationPipeline,
+    "zero-shot-classification",
+    &'a str,
+    ZeroShotParams,
+    ZeroShotResult,
+    run_batch
+);
+pipeline!(
+    TokenClassificationPipeline,
+    "token-classification",
+    &'a str,
+    TokenClassificationParams,
+    Vec<Entity>,
+    run_batch
+);
+// Inputs are `(question, context)`.
+pipeline!(
+    QuestionAnsweringPipeline,
+    "question-answering",
+    (&'a str, &'a str),
+    QuestionAnsweringParams,
+    Vec<Answer>,
+    run_batch
+);
+pipeline!(
+    SentenceTransformer,
+    "sentence-similarity",
+    &'a str,
+    EmbedParams,
+    Vec<f32>,
+    encode
+);
 
 /// Loads the pipeline `P` from `path` and runs it on `inputs`: what `pipeline(task,
 /// model=path)(inputs)` does in transformers.
