@@ -11,11 +11,18 @@ their field names:
 
 Multiple-choice fixtures take the two rows as the two choices of one example.
 
+GGUF fixtures (`bert_gguf`) are the safetensors fixture of the same family converted by
+llama.cpp's own `convert_hf_to_gguf.py` (f32), with the reference outputs transformers gave
+on the original, less what the converter drops (the pooler). They need a llama.cpp source
+tree, e.g. the one inside the llama-cpp-python sdist (`vendor/llama.cpp`):
+
 Usage (needs torch, transformers, safetensors):
   python tools/gen_encoder_fixtures.py            # every fixture
   python tools/gen_encoder_fixtures.py bert_mlm   # some
+  LLAMA_CPP=/path/to/llama.cpp python tools/gen_encoder_fixtures.py bert_gguf
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -283,11 +290,47 @@ def fixture(name, arch, cls_name, seed):
     print(f"{name}: {sum(f.stat().st_size for f in out_dir.iterdir()) // 1024} KB")
 
 
+# GGUF fixture -> the safetensors fixture it is converted from.
+GGUF_FIXTURES = {"bert_gguf": "bert_base"}
+
+
+def gguf_fixture(name, src_name):
+    """`src_name` converted by llama.cpp's convert_hf_to_gguf.py (from $LLAMA_CPP) to f32."""
+    import runpy
+
+    from safetensors.torch import load_file
+
+    llama_cpp = Path(os.environ["LLAMA_CPP"]).resolve()
+    sys.path[:0] = [str(llama_cpp), str(llama_cpp / "gguf-py")]
+    import conversion.base as base
+
+    # The converter names the pre-tokenizer by a hash of known tokenizers' outputs; the tiny
+    # fixture vocabulary is not one of them, and a BERT tokenizer has no pre-tokenizer to
+    # name anyway (WordPiece splits on whitespace and punctuation).
+    base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "default"
+    out_dir = FIXTURES / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"tiny-{name.removesuffix('_gguf')}.gguf"
+    argv = sys.argv
+    sys.argv = ["convert_hf_to_gguf.py", str(FIXTURES / src_name), "--outtype", "f32", "--outfile", str(out)]
+    try:
+        runpy.run_path(str(llama_cpp / "convert_hf_to_gguf.py"), run_name="__main__")
+    finally:
+        sys.argv = argv
+    expected = load_file(FIXTURES / src_name / "expected.safetensors")
+    expected.pop("pooler_output", None)
+    save_file(expected, out_dir / "expected.safetensors")
+    print(f"{name}: {sum(f.stat().st_size for f in out_dir.iterdir()) // 1024} KB")
+
+
 def main():
     only = set(sys.argv[1:])
     for seed, (name, (arch, cls_name)) in enumerate(FIXTURES_LIST.items()):
         if not only or name in only:
             fixture(name, arch, cls_name, seed)
+    for name, src in GGUF_FIXTURES.items():
+        if name in only or (not only and "LLAMA_CPP" in os.environ):
+            gguf_fixture(name, src)
 
 
 if __name__ == "__main__":

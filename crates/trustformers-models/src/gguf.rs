@@ -1,8 +1,11 @@
-//! The one table that maps GGUF metadata and tensor names to HF config fields and canonical
-//! (LLaMA-style) tensor names, so the same model code runs safetensors checkpoints and GGUF
-//! files. What differs per architecture lives in its [`GgufDialect`].
+//! The tables that map GGUF metadata to HF config fields and GGUF tensor names to the names
+//! the model asks for (the decoder's LLaMA-style names, BERT's own names for encoders), so
+//! the same model code runs safetensors checkpoints and GGUF files. What differs per
+//! architecture lives in its [`GgufDialect`].
 
-use crate::registry::{self, Architecture, GgufDialect, GgufNorms, GgufQkLayout, GgufQkvLayout};
+use crate::registry::{
+    self, Architecture, GgufDialect, GgufNorms, GgufQkLayout, GgufQkvLayout, ModelKind,
+};
 use candle_core::quantized::GgmlDType;
 use serde_json::{Map, Number, Value};
 use std::sync::Arc;
@@ -36,8 +39,47 @@ const CONFIG_KEYS: &[(&str, &[&str])] = &[
     ("expert_used_count", &["num_experts_per_tok"]),
 ];
 
-/// GGUF tensor name (per block: after `blk.{i}.`) -> canonical name (after
-/// `model.layers.{i}.`), for every architecture; a [`GgufDialect`] overrides entries.
+/// Where one family's GGUF tensors go: top-level names, the prefix of layer `i`'s tensors
+/// (`{layers}.{i}.`), and the names inside a block (after `blk.{i}.`). A [`GgufDialect`]
+/// overrides block entries.
+#[derive(Debug)]
+pub struct GgufNames {
+    pub global: &'static [(&'static str, &'static str)],
+    pub layers: &'static str,
+    pub block: &'static [(&'static str, &'static str)],
+}
+
+/// The decoder family: LLaMA's names, which every decoder preset asks for.
+pub const DECODER_NAMES: GgufNames = GgufNames {
+    global: GLOBAL_TENSORS,
+    layers: "model.layers",
+    block: BLOCK_TENSORS,
+};
+
+/// llama.cpp's `bert` architecture: `BertModel`'s names (the converter drops the pooler and
+/// the pre-training heads).
+pub const BERT_NAMES: GgufNames = GgufNames {
+    global: &[
+        ("token_embd", "embeddings.word_embeddings"),
+        ("token_types", "embeddings.token_type_embeddings"),
+        ("position_embd", "embeddings.position_embeddings"),
+        ("token_embd_norm", "embeddings.LayerNorm"),
+    ],
+    layers: "encoder.layer",
+    block: &[
+        ("attn_q", "attention.self.query"),
+        ("attn_k", "attention.self.key"),
+        ("attn_v", "attention.self.value"),
+        ("attn_output", "attention.output.dense"),
+        ("attn_output_norm", "attention.output.LayerNorm"),
+        ("ffn_up", "intermediate.dense"),
+        ("ffn_down", "output.dense"),
+        ("layer_output_norm", "output.LayerNorm"),
+    ],
+};
+
+/// GGUF tensor name (per block: after `blk.{i}.`) -> the decoder's name (after
+/// `model.layers.{i}.`), for every decoder architecture.
 const BLOCK_TENSORS: &[(&str, &str)] = &[
     ("attn_norm", "input_layernorm"),
     ("attn_norm_2", "post_attention_layernorm"),
@@ -59,7 +101,7 @@ const BLOCK_TENSORS: &[(&str, &str)] = &[
     ("ffn_down_exps", "block_sparse_moe.experts.{}.w2"),
 ];
 
-/// Top-level GGUF tensor name -> canonical name.
+/// Top-level GGUF tensor name -> the decoder's name.
 const GLOBAL_TENSORS: &[(&str, &str)] = &[
     ("token_embd", "model.embed_tokens"),
     ("position_embd", "model.embed_positions"),
@@ -221,12 +263,24 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<(&'static Architecture, Value
             config.insert("vocab_size".into(), Value::from(n));
         }
     }
+    if arch.kind() == ModelKind::Decoder {
+        decoder_config(file, name, &mut config)?;
+    }
+    if let Some(hook) = arch.gguf.and_then(|g| g.config) {
+        hook(file, &mut config)?;
+    }
+    Ok((arch, Value::Object(config)))
+}
+
+/// The decoder fields GGUF states by tensors or derived keys: rotary dimensions and scaling,
+/// biases, tied embeddings.
+fn decoder_config(file: &GgufFile, name: &str, config: &mut Map<String, Value>) -> Result<()> {
     if let Some(dims) = file
         .get(&format!("{name}.rope.dimension_count"))
         .and_then(GgufValue::as_u64)
     {
         config.insert("rotary_dim".into(), Value::from(dims));
-        if let Some(factor) = partial_rotary_factor(&config, dims) {
+        if let Some(factor) = partial_rotary_factor(config, dims) {
             config.insert("partial_rotary_factor".into(), factor);
         }
     }
@@ -239,10 +293,7 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<(&'static Architecture, Value
     config.insert("mlp_bias".into(), Value::from(mlp_bias));
     let tied = file.tensor_info("output.weight").is_none();
     config.insert("tie_word_embeddings".into(), Value::from(tied));
-    if let Some(hook) = arch.gguf.and_then(|g| g.config) {
-        hook(file, &mut config)?;
-    }
-    Ok((arch, Value::Object(config)))
+    Ok(())
 }
 
 /// `dims / head_dim`, nudged up where the division rounds down so that transformers' rule
@@ -267,8 +318,8 @@ fn partial_rotary_factor(config: &Map<String, Value>, dims: u64) -> Option<Value
     Number::from_f64(factor).map(Value::Number)
 }
 
-/// The canonical name template of a GGUF tensor (see [`GgufDialect::block`]) for a model
-/// with `config`, or `None` if the tables do not know it.
+/// The name template the model asks for of a GGUF tensor (see [`GgufDialect::block`]) for a
+/// model with `config`, or `None` if the tables do not know it.
 pub fn canonical_name(gguf_name: &str, dialect: &GgufDialect, config: &Value) -> Option<String> {
     let (stem, suffix) = gguf_name.rsplit_once('.')?;
     if let Some(rest) = stem.strip_prefix("blk.") {
@@ -281,12 +332,12 @@ pub fn canonical_name(gguf_name: &str, dialect: &GgufDialect, config: &Value) ->
         let hf = match conditional
             .iter()
             .chain(dialect.block)
-            .chain(BLOCK_TENSORS)
+            .chain(dialect.names.block)
             .find(|(g, _)| *g == tensor)
         {
             Some((_, hf)) => (*hf).to_string(),
             // Mixtral files from before stacked experts: `ffn_gate.{e}` etc.
-            None => {
+            None if dialect.experts => {
                 let (kind, expert) = tensor.split_once('.')?;
                 let expert: usize = expert.parse().ok()?;
                 let w = match kind {
@@ -297,10 +348,11 @@ pub fn canonical_name(gguf_name: &str, dialect: &GgufDialect, config: &Value) ->
                 };
                 format!("block_sparse_moe.experts.{expert}.{w}")
             }
+            None => return None,
         };
-        return Some(format!("model.layers.{layer}.{hf}.{suffix}"));
+        return Some(format!("{}.{layer}.{hf}.{suffix}", dialect.names.layers));
     }
-    let hf = GLOBAL_TENSORS.iter().find(|(g, _)| *g == stem)?.1;
+    let hf = dialect.names.global.iter().find(|(g, _)| *g == stem)?.1;
     Some(format!("{hf}.{suffix}"))
 }
 
@@ -513,6 +565,19 @@ mod tests {
             name("blk.0.ffn_down.5.weight", &mixtral).as_deref(),
             Some("model.layers.0.block_sparse_moe.experts.5.w2.weight")
         );
+        assert_eq!(name("blk.0.ffn_down.5.weight", &llama), None);
+        // BERT's own names, not the decoder's.
+        let bert = dialect("bert");
+        assert_eq!(
+            name("blk.1.attn_output_norm.weight", &bert).as_deref(),
+            Some("encoder.layer.1.attention.output.LayerNorm.weight")
+        );
+        assert_eq!(
+            name("token_types.weight", &bert).as_deref(),
+            Some("embeddings.token_type_embeddings.weight")
+        );
+        assert_eq!(name("blk.0.attn_norm.weight", &bert), None);
+        assert_eq!(name("output_norm.weight", &bert), None);
     }
 
     #[test]

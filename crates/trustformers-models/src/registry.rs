@@ -66,6 +66,8 @@ pub struct GgufDialect {
     pub block_if: Option<(&'static str, &'static [(&'static str, &'static str)])>,
     /// Architecture-specific config fields.
     pub config: Option<GgufConfig>,
+    /// The family's tensor names ([`gguf::DECODER_NAMES`] unless said otherwise).
+    pub names: &'static gguf::GgufNames,
 }
 
 impl GgufDialect {
@@ -79,6 +81,7 @@ impl GgufDialect {
             block: &[],
             block_if: None,
             config: None,
+            names: &gguf::DECODER_NAMES,
         }
     }
     const fn qk(mut self, qk: GgufQkLayout) -> Self {
@@ -111,6 +114,10 @@ impl GgufDialect {
     }
     const fn config(mut self, config: GgufConfig) -> Self {
         self.config = Some(config);
+        self
+    }
+    const fn names(mut self, names: &'static gguf::GgufNames) -> Self {
+        self.names = names;
         self
     }
 }
@@ -353,7 +360,11 @@ pub const ARCHITECTURES: &[Architecture] = &[
             .config(gemma2::from_gguf),
     ),
     // Encoders.
-    A::encoder("bert", enc::bert::spec, enc::bert::head),
+    A::encoder("bert", enc::bert::spec, enc::bert::head).gguf(
+        D::new("bert")
+            .names(&gguf::BERT_NAMES)
+            .config(enc::bert::from_gguf),
+    ),
     A::encoder("roberta", enc::roberta::spec, enc::roberta::head),
     A::encoder("xlm-roberta", enc::roberta::spec, enc::roberta::head),
     A::encoder("camembert", enc::roberta::spec, enc::roberta::head),

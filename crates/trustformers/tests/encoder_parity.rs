@@ -12,43 +12,55 @@ use trustformers::{EncoderTask, LoadOptions};
 
 const ATOL: f32 = 1e-4;
 
-const FIXTURES: &[(&str, EncoderTask)] = &[
-    ("bert_base", EncoderTask::Base),
-    ("bert_mlm", EncoderTask::MaskedLm),
-    ("bert_seqcls", EncoderTask::SequenceClassification),
-    ("bert_tokcls", EncoderTask::TokenClassification),
-    ("bert_qa", EncoderTask::QuestionAnswering),
-    ("bert_mc", EncoderTask::MultipleChoice),
-    ("roberta_base", EncoderTask::Base),
-    ("roberta_mlm", EncoderTask::MaskedLm),
-    ("roberta_seqcls", EncoderTask::SequenceClassification),
-    ("roberta_tokcls", EncoderTask::TokenClassification),
-    ("roberta_qa", EncoderTask::QuestionAnswering),
-    ("xlm_roberta_seqcls", EncoderTask::SequenceClassification),
-    ("distilbert_base", EncoderTask::Base),
-    ("distilbert_mlm", EncoderTask::MaskedLm),
-    ("distilbert_seqcls", EncoderTask::SequenceClassification),
-    ("distilbert_tokcls", EncoderTask::TokenClassification),
-    ("distilbert_qa", EncoderTask::QuestionAnswering),
-    ("electra_base", EncoderTask::Base),
-    ("electra_pretraining", EncoderTask::PreTraining),
-    ("electra_mlm", EncoderTask::MaskedLm),
-    ("electra_seqcls", EncoderTask::SequenceClassification),
-    ("albert_base", EncoderTask::Base),
-    ("albert_mlm", EncoderTask::MaskedLm),
-    ("albert_seqcls", EncoderTask::SequenceClassification),
-    ("bert_nli", EncoderTask::SequenceClassification),
-    ("modernbert_base", EncoderTask::Base),
-    ("modernbert_mlm", EncoderTask::MaskedLm),
-    ("modernbert_seqcls", EncoderTask::SequenceClassification),
-    ("modernbert_tokcls", EncoderTask::TokenClassification),
-    ("deberta_v3_base", EncoderTask::Base),
-    ("deberta_v3_mlm", EncoderTask::MaskedLm),
-    ("deberta_v3_seqcls", EncoderTask::SequenceClassification),
-    ("deberta_v2_seqcls", EncoderTask::SequenceClassification),
-    ("deberta_v2_qa", EncoderTask::QuestionAnswering),
-    ("deberta_v2_conv_base", EncoderTask::Base),
-];
+/// One test per fixture, named after it, checking the head of `task`.
+macro_rules! encoder_tests {
+    ($($name:ident: $task:ident;)+) => {$(
+        #[test]
+        fn $name() {
+            check(stringify!($name), EncoderTask::$task);
+        }
+    )+};
+}
+
+encoder_tests! {
+    bert_base: Base;
+    bert_mlm: MaskedLm;
+    bert_seqcls: SequenceClassification;
+    bert_tokcls: TokenClassification;
+    bert_qa: QuestionAnswering;
+    bert_mc: MultipleChoice;
+    roberta_base: Base;
+    roberta_mlm: MaskedLm;
+    roberta_seqcls: SequenceClassification;
+    roberta_tokcls: TokenClassification;
+    roberta_qa: QuestionAnswering;
+    xlm_roberta_seqcls: SequenceClassification;
+    distilbert_base: Base;
+    distilbert_mlm: MaskedLm;
+    distilbert_seqcls: SequenceClassification;
+    distilbert_tokcls: TokenClassification;
+    distilbert_qa: QuestionAnswering;
+    electra_base: Base;
+    electra_pretraining: PreTraining;
+    electra_mlm: MaskedLm;
+    electra_seqcls: SequenceClassification;
+    albert_base: Base;
+    albert_mlm: MaskedLm;
+    albert_seqcls: SequenceClassification;
+    bert_nli: SequenceClassification;
+    modernbert_base: Base;
+    modernbert_mlm: MaskedLm;
+    modernbert_seqcls: SequenceClassification;
+    modernbert_tokcls: TokenClassification;
+    deberta_v3_base: Base;
+    deberta_v3_mlm: MaskedLm;
+    deberta_v3_seqcls: SequenceClassification;
+    deberta_v2_seqcls: SequenceClassification;
+    deberta_v2_qa: QuestionAnswering;
+    deberta_v2_conv_base: Base;
+    // `bert_base` converted by llama.cpp's convert_hf_to_gguf.py: the pooler is dropped.
+    bert_gguf: Base;
+}
 
 /// Per-token outputs with padding positions zeroed, so that only real tokens count.
 fn unpadded(t: &Tensor, mask: &Tensor) -> Tensor {
@@ -59,8 +71,18 @@ fn unpadded(t: &Tensor, mask: &Tensor) -> Tensor {
     t.broadcast_mul(&m).unwrap()
 }
 
+/// The fixture's checkpoint: its directory, or the GGUF file in it.
+fn checkpoint(name: &str) -> std::path::PathBuf {
+    let dir = fixture(name);
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "gguf"))
+        .unwrap_or(dir)
+}
+
 fn check(name: &str, task: EncoderTask) {
-    let model = load_encoder(fixture(name), None, &LoadOptions::default()).unwrap();
+    let model = load_encoder(checkpoint(name), None, &LoadOptions::default()).unwrap();
     assert_eq!(model.task(), task, "{name}: task from config.architectures");
     let exp = expected(name);
     let (ids, mask, types) = (
@@ -123,18 +145,58 @@ fn check(name: &str, task: EncoderTask) {
         assert!(d <= ATOL, "{name} {key}: max diff {d}");
         compared += 1;
     }
-    // The head's output, and for the others every hidden state too.
+    // The head's output, and for the others every hidden state too (and the pooler's,
+    // where the checkpoint has one).
     let want = if mc {
         1
     } else {
-        2 + model.model().spec().num_hidden_layers
+        1 + exp.contains_key("pooler_output") as usize + model.model().spec().num_hidden_layers
     };
     assert!(compared >= want, "{name}: compared only {compared} fields");
 }
 
+/// The tokenizer llama.cpp's converter writes into a BERT GGUF file encodes as the
+/// checkpoint's own tokenizer.json does.
 #[test]
-fn encoders_match_transformers() {
-    for (name, task) in FIXTURES {
-        check(name, *task);
+fn bert_gguf_tokenizer_matches_the_checkpoints() {
+    use trustformers::AutoTokenizer;
+    let gguf = AutoTokenizer::from_pretrained(checkpoint("bert_gguf")).unwrap();
+    let hf = AutoTokenizer::from_pretrained(fixture("bert_base")).unwrap();
+    for text in [
+        "hello world",
+        "The quick, brown fox!",
+        "unaffable tokens ##x",
+        "",
+    ] {
+        for special in [true, false] {
+            assert_eq!(
+                gguf.encode_ids(text, special).unwrap(),
+                hf.encode_ids(text, special).unwrap(),
+                "{text:?} (special tokens: {special})"
+            );
+        }
+    }
+}
+
+/// Sentence embeddings of the GGUF file (no recorded pooling: mean) equal the checkpoint's.
+#[test]
+fn bert_gguf_sentence_embeddings_match_the_checkpoints() {
+    use trustformers::pipelines::{EmbedParams, SentenceTransformer};
+    let texts = ["hello world", "the quick brown fox jumps"];
+    let params = EmbedParams::default();
+    let opts = LoadOptions::default();
+    let gguf = SentenceTransformer::from_pretrained(checkpoint("bert_gguf"), &opts).unwrap();
+    let hf = SentenceTransformer::from_pretrained(fixture("bert_base"), &opts).unwrap();
+    let (a, b) = (
+        gguf.encode(&texts, &params).unwrap(),
+        hf.encode(&texts, &params).unwrap(),
+    );
+    for (x, y) in a.iter().zip(&b) {
+        let d = x
+            .iter()
+            .zip(y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f32::max);
+        assert!(d <= ATOL, "max diff {d}");
     }
 }

@@ -2,17 +2,22 @@
 //! `modules.json` (Transformer, Pooling, Dense, Normalize), with `max_seq_length` and
 //! `do_lower_case` from `sentence_bert_config.json` and the pooling modes of
 //! `1_Pooling/config.json` (legacy `pooling_mode_*_tokens` flags or `pooling_mode`).
-//! A plain transformers checkpoint gets mean pooling, as sentence-transformers gives it.
+//! A plain transformers checkpoint gets mean pooling, as sentence-transformers gives it; a
+//! GGUF file (llama.cpp's `bert` embedding models) the pooling its converter recorded.
 
 use super::{max_input_tokens, tokenize};
-use crate::auto::LoadOptions;
+use crate::auto::{AutoConfig, LoadOptions};
 use candle_core::{DType, Tensor, D};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use trustformers_core::config::{checkpoint_kind, CheckpointKind};
+use trustformers_core::gguf::{GgufFile, GgufValue};
 use trustformers_core::{config, Error, Result, Weights};
 use trustformers_models::{EncoderForTask, EncoderTask};
 use trustformers_nn::{Activation, Linear};
-use trustformers_tokenizers::{EncodeOptions, Padding, TextInput, Tokenizer, Truncation};
+use trustformers_tokenizers::{
+    AutoTokenizer, EncodeOptions, Padding, TextInput, Tokenizer, Truncation,
+};
 
 /// One pooling mode of sentence-transformers' `Pooling` module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +59,34 @@ impl Pooling {
                 return Err(Error::config(
                     "pooling_mode",
                     format!("unknown mode `{other}` (cls, max, mean, mean_sqrt_len_tokens, weightedmean, lasttoken)"),
+                ))
+            }
+        })
+    }
+
+    /// The pooling llama.cpp's converter recorded in a GGUF file (`{arch}.pooling_type`, from
+    /// the model's sentence-transformers Pooling module): mean (1), CLS (2), last token (3).
+    /// None (0) or no record gets mean pooling, as a plain transformers checkpoint does.
+    pub fn from_gguf(file: &GgufFile) -> Result<Self> {
+        let arch = file
+            .get("general.architecture")
+            .and_then(GgufValue::as_str)
+            .unwrap_or_default();
+        let key = format!("{arch}.pooling_type");
+        Ok(match file.get(&key).map(|v| (v, v.as_u64())) {
+            None | Some((_, Some(0 | 1))) => Self::Mean,
+            Some((_, Some(2))) => Self::Cls,
+            Some((_, Some(3))) => Self::LastToken,
+            Some((_, Some(4))) => {
+                return Err(Error::config(
+                    key,
+                    "says rank: this is a reranker, not an embedding model",
+                ))
+            }
+            Some((v, _)) => {
+                return Err(Error::config(
+                    key,
+                    format!("unknown pooling type {v:?} (0 to 3 are embeddings)"),
                 ))
             }
         })
@@ -240,9 +273,26 @@ pub struct SentenceTransformer {
 
 impl SentenceTransformer {
     /// Loads a sentence-transformers directory (or a plain transformers encoder checkpoint,
-    /// which gets mean pooling).
+    /// which gets mean pooling, or a GGUF file, which gets the pooling it records).
     pub fn from_pretrained(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self> {
         let dir = dir.as_ref();
+        if checkpoint_kind(dir)? == CheckpointKind::Gguf {
+            // One parse of the file for the pooling, the model and the tokenizer.
+            let config = AutoConfig::from_pretrained(dir)?;
+            let file = config.gguf().ok_or_else(|| {
+                Error::InvalidInput(format!("{}: not a GGUF file", dir.display()))
+            })?;
+            let pooling = Pooling::from_gguf(file)?;
+            let tokenizer = AutoTokenizer::from_gguf(file)?;
+            let model = config.load_encoder(Some(EncoderTask::Base), opts)?;
+            return Ok(Self {
+                tokenizer,
+                model,
+                modules: vec![Module::Pooling(vec![pooling])],
+                max_seq_length: None,
+                do_lower_case: false,
+            });
+        }
         let listed = dir.join("modules.json");
         let entries: Vec<(String, PathBuf)> = if listed.is_file() {
             let json = config::read_json(&listed)?;
