@@ -8,9 +8,9 @@ pub mod hf_config;
 pub mod registry;
 pub mod traits;
 
-pub use decoder::{DecoderForCausalLM, DecoderModel, DecoderSpec};
+pub use decoder::{DecoderForCausalLM, DecoderModel, DecoderSpec, Positions, Residual};
 pub use encoder::heads::{EncoderForTask, EncoderTask, EncoderTaskOutput};
-pub use encoder::{EncoderModel, EncoderOutput, EncoderSpec};
+pub use encoder::{EncoderLayout, EncoderModel, EncoderOutput, EncoderSpec};
 pub use registry::{Architecture, ModelKind, ARCHITECTURES};
 pub use traits::{
     CausalLM, CausalLmOutput, EncoderDecoderLM, ForwardOptions, RuntimeOptions, Seq2SeqOutput,

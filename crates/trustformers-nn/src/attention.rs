@@ -19,30 +19,26 @@ pub struct AttentionSpec {
     pub qkv_bias: bool,
     /// Bias on the output projection.
     pub o_bias: bool,
-    /// RMSNorm over each head of q and k before RoPE, with this epsilon.
-    pub qk_norm_eps: Option<f64>,
-    /// The q/k norms scale by `1 + w` (Gemma).
-    pub qk_norm_unit_offset: bool,
+    /// The norm over each head of q and k before RoPE, if any.
+    pub qk_norm: Option<QkNorm>,
     /// Score scale; `None` is `1 / sqrt(head_dim)`.
     pub scale: Option<f64>,
     /// `tanh` soft-capping of the scores at this value (Gemma 2).
     pub softcap: Option<f64>,
-    /// LayerNorm of each head of q and k before RoPE (`q_layernorm`, `k_layernorm`).
-    pub qk_layernorm: Option<QkLayerNorm>,
     /// How q, k and v are projected.
     pub qkv: QkvLayout,
-    /// Rotate q and k by position; `false` for models with learned absolute positions
-    /// (GPT-2, GPT-Neo).
-    pub rotary: bool,
 }
 
-/// The LayerNorm over each head of q and k.
+/// The norm over each head of q and k, before RoPE.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum QkLayerNorm {
-    /// One LayerNorm with bias shared by all heads (`q_layernorm.weight`, Phi).
-    Shared { eps: f64 },
+pub enum QkNorm {
+    /// One RMSNorm shared by the heads (`q_norm`, `k_norm`: Qwen3, Gemma 3), scaling by
+    /// `1 + w` when `unit_offset` (Gemma).
+    Rms { eps: f64, unit_offset: bool },
+    /// One LayerNorm with bias shared by the heads (`q_layernorm.weight`, Phi).
+    LayerShared { eps: f64 },
     /// One LayerNorm without bias per head (`q_layernorm.norms.{h}.weight`, StableLM).
-    PerHead { eps: f64 },
+    LayerPerHead { eps: f64 },
 }
 
 /// Where q, k and v come from.
@@ -96,7 +92,6 @@ pub struct Attention {
     head_dim: usize,
     scale: f64,
     softcap: Option<f64>,
-    rotary: bool,
 }
 
 impl Attention {
@@ -105,32 +100,20 @@ impl Attention {
         let q_dim = spec.num_heads * spec.head_dim;
         let kv_dim = spec.num_kv_heads * spec.head_dim;
         let h = spec.hidden_size;
-        let norm = |name: &str, per_head: &str, heads: usize| -> Result<Option<HeadNorm>> {
-            match spec.qk_layernorm {
-                Some(QkLayerNorm::PerHead { eps }) => {
-                    return Ok(Some(HeadNorm::Layer(LayerNorm::per_head(
-                        &vb.pp(per_head),
-                        heads,
-                        spec.head_dim,
-                        eps,
-                    )?)))
+        let d = spec.head_dim;
+        let norm = |rms: &str, layer: &str, heads: usize| -> Result<Option<HeadNorm>> {
+            Ok(Some(match spec.qk_norm {
+                None => return Ok(None),
+                Some(QkNorm::Rms { eps, unit_offset }) => {
+                    HeadNorm::Rms(RmsNorm::load(&vb.pp(rms), d, eps, unit_offset)?)
                 }
-                Some(QkLayerNorm::Shared { eps }) => {
-                    return Ok(Some(HeadNorm::Layer(LayerNorm::new(
-                        &vb.pp(per_head),
-                        spec.head_dim,
-                        eps,
-                        true,
-                    )?)))
+                Some(QkNorm::LayerShared { eps }) => {
+                    HeadNorm::Layer(LayerNorm::new(&vb.pp(layer), d, eps, true)?)
                 }
-                None => {}
-            }
-            spec.qk_norm_eps
-                .map(|eps| {
-                    RmsNorm::load(&vb.pp(name), spec.head_dim, eps, spec.qk_norm_unit_offset)
-                        .map(HeadNorm::Rms)
-                })
-                .transpose()
+                Some(QkNorm::LayerPerHead { eps }) => {
+                    HeadNorm::Layer(LayerNorm::per_head(&vb.pp(layer), heads, d, eps)?)
+                }
+            }))
         };
         let fused = || Linear::new(&vb.pp("qkv_proj"), h, q_dim + 2 * kv_dim, spec.qkv_bias);
         let qkv = match spec.qkv {
@@ -152,7 +135,6 @@ impl Attention {
             head_dim: spec.head_dim,
             scale: spec.scale.unwrap_or(1.0 / (spec.head_dim as f64).sqrt()),
             softcap: spec.softcap,
-            rotary: spec.rotary,
         })
     }
 
@@ -162,13 +144,14 @@ impl Attention {
     }
 
     /// # Shapes
-    /// `xs`: `[batch, seq, hidden]`; cos/sin `[batch, 1, seq, rotary_dim]`; `mask`: additive
-    /// `[batch, 1, seq, past + seq]` or `None` for no masking -> `[batch, seq, hidden]`.
+    /// `xs`: `[batch, seq, hidden]`; `rotary`: the rotary embedding and its cos/sin
+    /// `[batch, 1, seq, rotary_dim]` (`None` for models whose positions are not rotary);
+    /// `mask`: additive `[batch, 1, seq, past + seq]` or `None` for no masking ->
+    /// `[batch, seq, hidden]`.
     pub fn forward(
         &self,
         xs: &Tensor,
-        rope: &RotaryEmbedding,
-        cos_sin: &(Tensor, Tensor),
+        rotary: Option<(&RotaryEmbedding, &(Tensor, Tensor))>,
         mask: Option<&Tensor>,
         cache: &mut KvCache,
         layer: usize,
@@ -219,13 +202,9 @@ impl Attention {
         let q = heads(q, self.num_heads, &self.q_norm)?;
         let k = heads(k, self.num_kv_heads, &self.k_norm)?;
         let v = heads(v, self.num_kv_heads, &None)?;
-        let (q, k) = if self.rotary {
-            (
-                rope.apply(&q, &cos_sin.0, &cos_sin.1)?,
-                rope.apply(&k, &cos_sin.0, &cos_sin.1)?,
-            )
-        } else {
-            (q, k)
+        let (q, k) = match rotary {
+            Some((rope, (cos, sin))) => (rope.apply(&q, cos, sin)?, rope.apply(&k, cos, sin)?),
+            None => (q, k),
         };
         let groups = self.num_heads / self.num_kv_heads;
         let out = match cache.append_view(layer, &k, &v)? {

@@ -15,7 +15,7 @@ pub mod profile;
 pub mod rope;
 
 pub use activation::Activation;
-pub use attention::{alibi_mask, alibi_slopes, Attention, AttentionSpec, QkLayerNorm, QkvLayout};
+pub use attention::{alibi_mask, alibi_slopes, Attention, AttentionSpec, QkNorm, QkvLayout};
 pub use cache::{Cache, EncoderDecoderCache, KvCache, RecurrentState};
 pub use embedding::Embedding;
 pub use linear::Linear;

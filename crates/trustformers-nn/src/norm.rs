@@ -177,6 +177,15 @@ pub enum NormKind {
     Layer { eps: f64, bias: bool },
 }
 
+impl NormKind {
+    /// The epsilon.
+    pub fn eps(self) -> f64 {
+        match self {
+            Self::Rms { eps, .. } | Self::Layer { eps, .. } => eps,
+        }
+    }
+}
+
 /// An RMSNorm or a LayerNorm, as the model's [`NormKind`] says.
 #[derive(Clone)]
 pub enum Norm {

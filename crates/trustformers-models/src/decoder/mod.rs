@@ -14,7 +14,7 @@
 pub mod presets;
 mod spec;
 
-pub use spec::{DecoderSpec, Residual};
+pub use spec::{DecoderSpec, Positions, Residual};
 
 use crate::traits::{CausalLM, CausalLmOutput, ForwardOptions, RuntimeOptions};
 use candle_core::{DType, Device, Tensor};
@@ -67,8 +67,12 @@ impl FeedForward {
 impl DecoderLayer {
     fn new(spec: &DecoderSpec, vb: &Weights) -> Result<Self> {
         let h = spec.hidden_size;
-        let norm = |name: &str| Norm::load(&vb.pp(name), h, spec.norm_kind());
-        let sandwich = |name: &str| spec.sandwich_norms.then(|| norm(name)).transpose();
+        let norm = |name: &str| Norm::load(&vb.pp(name), h, spec.norm);
+        let sandwich = |name: &str| {
+            (spec.residual == Residual::Sandwich)
+                .then(|| norm(name))
+                .transpose()
+        };
         Ok(Self {
             input_layernorm: norm("input_layernorm")?,
             self_attn: Attention::new(&spec.attention, &vb.pp("self_attn"))?,
@@ -117,8 +121,7 @@ impl DecoderLayer {
     fn forward(
         &self,
         xs: &Tensor,
-        rope: &RotaryEmbedding,
-        cos_sin: &(Tensor, Tensor),
+        rotary: Option<(&RotaryEmbedding, &(Tensor, Tensor))>,
         mask: Option<&Tensor>,
         cache: &mut KvCache,
         index: usize,
@@ -126,7 +129,7 @@ impl DecoderLayer {
         let normed = self.input_layernorm.forward(xs)?;
         let h = self
             .self_attn
-            .forward(&normed, rope, cos_sin, mask, cache, index)?;
+            .forward(&normed, rotary, mask, cache, index)?;
         let Some(post_attn) = &self.post_attention_layernorm else {
             // Parallel residual: attention and MLP both read the one normed input.
             return Ok(((xs + h)? + self.mlp.forward(&normed)?)?);
@@ -197,8 +200,7 @@ impl DecoderModel {
                 spec.vocab_size,
                 spec.hidden_size,
             )?,
-            embed_positions: spec
-                .learned_positions
+            embed_positions: (spec.positions == Positions::Learned)
                 .then(|| {
                     Embedding::new(
                         &vb.pp("embed_positions"),
@@ -208,7 +210,7 @@ impl DecoderModel {
                 })
                 .transpose()?,
             layers,
-            norm: Norm::load(&vb.pp("norm"), spec.hidden_size, spec.norm_kind())?,
+            norm: Norm::load(&vb.pp("norm"), spec.hidden_size, spec.norm)?,
             rope: RotaryEmbedding::new(&spec.rope)?,
             sliding_rope: spec
                 .sliding_rope
@@ -270,16 +272,18 @@ impl DecoderModel {
         if let Some(table) = &self.embed_positions {
             xs = (xs + table.forward(positions)?)?;
         }
-        let cos_sin = self.rope.cos_sin(positions, xs.dtype())?;
-        let sliding_cos_sin = self
-            .sliding_rope
-            .as_ref()
-            .map(|r| r.cos_sin(positions, xs.dtype()))
+        let rotary = self.spec.positions == Positions::Rotary;
+        let cos_sin = rotary
+            .then(|| self.rope.cos_sin(positions, xs.dtype()))
             .transpose()?;
+        let sliding_cos_sin = match &self.sliding_rope {
+            Some(r) if rotary => Some(r.cos_sin(positions, xs.dtype())?),
+            _ => None,
+        };
 
         // One mask per distinct window, shared by the layers that use it.
         let mut masks: Vec<(Option<usize>, Option<Tensor>)> = Vec::new();
-        if self.spec.alibi {
+        if self.spec.positions == Positions::Alibi {
             let att = &self.spec.attention;
             let scale = att.scale.unwrap_or(1.0 / (att.head_dim as f64).sqrt());
             let mask = alibi_mask(
@@ -310,11 +314,11 @@ impl DecoderModel {
                 .iter()
                 .find(|(w, _)| *w == window)
                 .and_then(|(_, m)| m.as_ref());
-            let (rope, cos_sin) = match (&self.sliding_rope, &sliding_cos_sin, window) {
-                (Some(r), Some(cs), Some(_)) => (r, cs),
-                _ => (&self.rope, &cos_sin),
+            let rotary = match (&self.sliding_rope, &sliding_cos_sin, window) {
+                (Some(r), Some(cs), Some(_)) => Some((r, cs)),
+                _ => cos_sin.as_ref().map(|cs| (&self.rope, cs)),
             };
-            xs = layer.forward(&xs, rope, cos_sin, mask, cache, i)?;
+            xs = layer.forward(&xs, rotary, mask, cache, i)?;
         }
         let last_hidden_state = self.norm.forward(&xs)?;
         if opts.output_hidden_states {

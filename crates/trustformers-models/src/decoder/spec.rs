@@ -15,6 +15,23 @@ pub enum Residual {
     Parallel,
     /// `x = x + attn(ln1(x)) + mlp(ln2(x))`: two norms of the same input (GPT-NeoX).
     ParallelTwoNorms,
+    /// Sandwich norms: `x = x + ln2(attn(ln1(x))); x = x + ln4(mlp(ln3(x)))`, the outputs
+    /// normed before the residual add (`input_layernorm`, `post_attention_layernorm`,
+    /// `pre_feedforward_layernorm`, `post_feedforward_layernorm`: Gemma 2 and 3).
+    Sandwich,
+}
+
+/// How the model knows where each token is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Positions {
+    /// q and k are rotated by position (RoPE: `rope`, and `sliding_rope` for the
+    /// sliding-window layers).
+    Rotary,
+    /// Learned absolute position embeddings (`embed_positions`, `[max_positions, hidden]`)
+    /// are added to the token embeddings (GPT-2, GPT-Neo).
+    Learned,
+    /// ALiBi: a per-head linear bias on attention scores (Falcon-RW).
+    Alibi,
 }
 
 /// Every knob of the decoder, with all defaults applied.
@@ -26,8 +43,13 @@ pub struct DecoderSpec {
     pub num_hidden_layers: usize,
     pub max_position_embeddings: usize,
     pub attention: AttentionSpec,
+    /// How positions enter the model.
+    pub positions: Positions,
+    /// The rotary embedding, for [`Positions::Rotary`].
     pub rope: RopeSpec,
-    pub rms_norm_eps: f64,
+    /// Every norm of the model: RMSNorm (LLaMA; Gemma's scales by `1 + w`) or LayerNorm
+    /// (GPT-2, StableLM, Phi).
+    pub norm: NormKind,
     pub hidden_act: Activation,
     /// Bias on the MLP projections.
     pub mlp_bias: bool,
@@ -41,27 +63,13 @@ pub struct DecoderSpec {
     pub tie_word_embeddings: bool,
     /// The output projection has a bias (Phi).
     pub lm_head_bias: bool,
-    /// Learned absolute position embeddings (`embed_positions`, `[max_positions, hidden]`)
-    /// are added to the token embeddings (GPT-2, GPT-Neo); such models have no RoPE.
-    pub learned_positions: bool,
-    /// ALiBi: a per-head linear bias on attention scores instead of positions in q and k
-    /// (Falcon-RW); such models have no RoPE.
-    pub alibi: bool,
     /// Embeddings are multiplied by this (Gemma: `sqrt(hidden_size)`).
     pub embed_scale: Option<f64>,
-    /// Every RMSNorm scales by `1 + w` (Gemma).
-    pub norm_unit_offset: bool,
-    /// LayerNorm instead of RMSNorm everywhere, with this epsilon and bias (StableLM).
-    pub layer_norm: Option<(f64, bool)>,
     /// How attention and MLP are added to the residual stream.
     pub residual: Residual,
     /// The MLP is gated (`gate_proj`, `up_proj`, `down_proj`); otherwise plain
     /// `down(act(up(x)))` (GPT-NeoX, GPT-2, Phi).
     pub gated_mlp: bool,
-    /// Sandwich norms: the attention and MLP outputs are normed before the residual add
-    /// (`post_attention_layernorm`, `post_feedforward_layernorm`), and the MLP input by
-    /// `pre_feedforward_layernorm` (Gemma 2/3).
-    pub sandwich_norms: bool,
     /// RoPE of the sliding-window layers when it differs from `rope` (Gemma 3's local base).
     pub sliding_rope: Option<RopeSpec>,
     /// `tanh` soft-capping of the final logits (Gemma 2).
@@ -69,17 +77,6 @@ pub struct DecoderSpec {
 }
 
 impl DecoderSpec {
-    /// The kind of every norm of the model.
-    pub fn norm_kind(&self) -> NormKind {
-        match self.layer_norm {
-            Some((eps, bias)) => NormKind::Layer { eps, bias },
-            None => NormKind::Rms {
-                eps: self.rms_norm_eps,
-                unit_offset: self.norm_unit_offset,
-            },
-        }
-    }
-
     /// Reads the fields shared by LLaMA, Mistral and Qwen configs. `default_head_dim`, when
     /// given, is used if the config has no `head_dim` (Qwen3 defaults to 128); otherwise
     /// `hidden_size / num_attention_heads`. Presets then set their own knobs.
@@ -129,16 +126,17 @@ impl DecoderSpec {
                 head_dim,
                 qkv_bias: false,
                 o_bias: false,
-                qk_norm_eps: None,
-                qk_norm_unit_offset: false,
+                qk_norm: None,
                 scale: None,
                 softcap: None,
                 qkv: QkvLayout::Separate,
-                rotary: true,
-                qk_layernorm: None,
             },
+            positions: Positions::Rotary,
             rope,
-            rms_norm_eps,
+            norm: NormKind::Rms {
+                eps: rms_norm_eps,
+                unit_offset: false,
+            },
             hidden_act,
             mlp_bias: false,
             fused_gate_up: false,
@@ -146,14 +144,9 @@ impl DecoderSpec {
             layer_windows: vec![None; num_hidden_layers],
             tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),
             lm_head_bias: false,
-            learned_positions: false,
-            alibi: false,
             embed_scale: None,
-            norm_unit_offset: false,
-            layer_norm: None,
             residual: Residual::Sequential,
             gated_mlp: true,
-            sandwich_norms: false,
             sliding_rope: None,
             final_logit_softcapping: None,
         })

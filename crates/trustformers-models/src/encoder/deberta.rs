@@ -13,7 +13,7 @@
 
 use super::heads::{EncoderTask, HeadInput, HeadLayout, HeadOut};
 use super::presets::{plain, rename_layer, split_base};
-use super::EncoderSpec;
+use super::{EncoderLayout, EncoderSpec};
 use crate::hf_config::limits;
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
@@ -156,7 +156,7 @@ pub fn spec(config: &Value) -> Result<EncoderSpec> {
         ));
     }
     let norm_rel = f.opt_str("norm_rel_ebd")?.unwrap_or("none");
-    spec.deberta = Some(DebertaSpec {
+    spec.layout = EncoderLayout::Deberta(DebertaSpec {
         c2p: types.iter().any(|t| t == "c2p"),
         p2c: types.iter().any(|t| t == "p2c"),
         share_att_key: f.opt_bool("share_att_key")?.unwrap_or(false),
@@ -177,7 +177,7 @@ pub fn spec(config: &Value) -> Result<EncoderSpec> {
 /// DeBERTa's heads: `cls.predictions` (legacy) or `lm_predictions.lm_head`, and the
 /// `pooler` + `classifier` of classification.
 pub fn head(task: EncoderTask, spec: &EncoderSpec) -> Option<HeadLayout> {
-    let d = spec.deberta.as_ref()?;
+    let d = spec.deberta()?;
     let (dense, norm, bias) = if d.legacy_mlm {
         (
             "cls.predictions.transform.dense",
@@ -477,7 +477,7 @@ mod tests {
             }
             spec(&c)
         };
-        let conv = |s: EncoderSpec| s.deberta.unwrap().conv;
+        let conv = |s: EncoderSpec| s.deberta().unwrap().conv.clone();
         assert_eq!(conv(config(serde_json::json!({})).unwrap()), None);
         assert_eq!(
             conv(config(serde_json::json!({"conv_kernel_size": 3})).unwrap()),

@@ -60,10 +60,21 @@ pub struct EncoderSpec {
     pub pad_token_id: Option<u32>,
     /// Where the base model sits in a checkpoint with a head (`bert`, `roberta`, ...).
     pub base_prefix: &'static str,
-    /// ModernBERT's pre-norm rotary layers instead of BERT's (see [`modernbert`]).
-    pub modern: Option<modernbert::ModernBertSpec>,
-    /// DeBERTa's disentangled attention (see [`deberta`]).
-    pub deberta: Option<deberta::DebertaSpec>,
+    /// Which layers the encoder is built from.
+    pub layout: EncoderLayout,
+}
+
+/// The layers of an encoder, with what each kind needs beyond the shared fields.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EncoderLayout {
+    /// BERT's post-norm layers over absolute positions (BERT, RoBERTa, DistilBERT, ELECTRA,
+    /// ALBERT).
+    Bert,
+    /// BERT's layers with DeBERTa's disentangled attention over relative positions (see
+    /// [`deberta`]).
+    Deberta(deberta::DebertaSpec),
+    /// ModernBERT's pre-norm rotary layers (see [`modernbert`]).
+    ModernBert(modernbert::ModernBertSpec),
 }
 
 impl EncoderSpec {
@@ -104,8 +115,7 @@ impl EncoderSpec {
             position_padding_idx: None,
             pad_token_id: pad_token_id(f)?,
             base_prefix,
-            modern: None,
-            deberta: None,
+            layout: EncoderLayout::Bert,
         };
         Ok(Self {
             num_hidden_groups: spec.num_hidden_layers,
@@ -160,6 +170,22 @@ impl EncoderSpec {
     fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads
     }
+
+    /// DeBERTa's part of the spec, for [`EncoderLayout::Deberta`].
+    pub fn deberta(&self) -> Option<&deberta::DebertaSpec> {
+        match &self.layout {
+            EncoderLayout::Deberta(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// ModernBERT's part of the spec, for [`EncoderLayout::ModernBert`].
+    pub fn modern_bert(&self) -> Option<&modernbert::ModernBertSpec> {
+        match &self.layout {
+            EncoderLayout::ModernBert(m) => Some(m),
+            _ => None,
+        }
+    }
 }
 
 /// `pad_token_id`, which may be 0 (BERT); null or absent is `None`.
@@ -191,8 +217,7 @@ impl Embeddings {
         Ok(Self {
             word: Embedding::new(&emb.pp("word_embeddings"), spec.vocab_size, e)?,
             position: spec
-                .deberta
-                .as_ref()
+                .deberta()
                 .is_none_or(|d| d.position_biased_input)
                 .then(|| {
                     Embedding::new(
@@ -208,7 +233,7 @@ impl Embeddings {
             // DeBERTa projects before the norm, ELECTRA and ALBERT after it.
             norm: LayerNorm::new(
                 &emb.pp("LayerNorm"),
-                if spec.deberta.is_some() {
+                if spec.deberta().is_some() {
                     spec.hidden_size
                 } else {
                     e
@@ -219,7 +244,7 @@ impl Embeddings {
             project: (e != spec.hidden_size)
                 .then(|| {
                     // DeBERTa's `embed_proj` has no bias.
-                    let bias = spec.deberta.is_none();
+                    let bias = spec.deberta().is_none();
                     Linear::new(&vb.pp("embeddings_project"), e, spec.hidden_size, bias)
                 })
                 .transpose()?,
@@ -256,7 +281,7 @@ impl Embeddings {
             Some(p) => p.forward(&xs),
             None => Ok(xs),
         };
-        if spec.deberta.is_some() {
+        if spec.deberta().is_some() {
             self.norm.forward(&project(xs)?)
         } else {
             project(self.norm.forward(&xs)?)
@@ -336,9 +361,9 @@ impl EncoderLayer {
             lin(att.pp("self").pp("value"), h, h)?,
         );
         // DeBERTa's position terms use the query and key projections on their own.
-        let stacked = match spec.deberta {
-            None => Linear::stack(&[&query, &key, &value])?,
-            Some(_) => None,
+        let stacked = match spec.layout {
+            EncoderLayout::Deberta(_) => None,
+            _ => Linear::stack(&[&query, &key, &value])?,
         };
         Ok(Self {
             qkv: match stacked {
@@ -364,8 +389,7 @@ impl EncoderLayer {
             head_dim: spec.head_dim(),
             act: spec.hidden_act,
             rel: spec
-                .deberta
-                .as_ref()
+                .deberta()
                 .map(|d| deberta::RelProjections::new(spec, d, &att.pp("self")))
                 .transpose()?,
         })
@@ -541,7 +565,7 @@ impl EncoderModel {
     /// with a head); the pooler when `pooler` and the checkpoint has one.
     pub fn new(spec: &EncoderSpec, vb: &Weights, pooler: bool) -> Result<Self> {
         spec.validate()?;
-        let body = match &spec.modern {
+        let body = match spec.modern_bert() {
             Some(m) => Body::Modern(modernbert::ModernBertBody::new(spec, m, vb)?),
             None => {
                 let layers = (0..spec.num_hidden_groups)
@@ -556,13 +580,11 @@ impl EncoderModel {
                     layers,
                     pooler,
                     rel: spec
-                        .deberta
-                        .as_ref()
+                        .deberta()
                         .map(|d| deberta::RelTable::new(spec, d, vb))
                         .transpose()?,
                     conv: spec
-                        .deberta
-                        .as_ref()
+                        .deberta()
                         .and_then(|d| d.conv.as_ref())
                         .map(|c| deberta::ConvLayer::new(spec, c, &vb.pp("encoder").pp("conv")))
                         .transpose()?,
@@ -651,7 +673,7 @@ impl EncoderModel {
             .map(|r| r.context(seq, input_ids.device()))
             .transpose()?;
         let mut embedded = embeddings.forward(&self.spec, input_ids, token_type_ids)?;
-        if let (Some(_), Some(m)) = (&self.spec.deberta, attention_mask) {
+        if let (Some(_), Some(m)) = (self.spec.deberta(), attention_mask) {
             // DebertaV2Embeddings zeroes padding positions (its convolution reads them).
             embedded = embedded.broadcast_mul(&m.to_dtype(embedded.dtype())?.unsqueeze(2)?)?;
         }

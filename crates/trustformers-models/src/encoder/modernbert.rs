@@ -11,7 +11,7 @@
 //! ```
 
 use super::heads::{EncoderTask, HeadInput, HeadLayout, HeadOut};
-use super::EncoderSpec;
+use super::{EncoderLayout, EncoderSpec};
 use crate::hf_config::{self, limits};
 use candle_core::Tensor;
 use serde_json::Value;
@@ -74,7 +74,7 @@ pub fn spec(config: &Value) -> Result<EncoderSpec> {
             spec.max_position_embeddings,
         )
     };
-    spec.modern = Some(ModernBertSpec {
+    spec.layout = EncoderLayout::ModernBert(ModernBertSpec {
         layer_windows,
         global_rope: rope("full_attention", "global_rope_theta", 160_000.0)?,
         local_rope: rope("sliding_attention", "local_rope_theta", 10_000.0)?,
@@ -100,7 +100,7 @@ pub fn spec(config: &Value) -> Result<EncoderSpec> {
 /// ModernBERT's heads: `head` (dense, activation, norm), then `decoder` (tied) or
 /// `classifier`.
 pub fn head(task: EncoderTask, spec: &EncoderSpec) -> Option<HeadLayout> {
-    let m = spec.modern.as_ref()?;
+    let m = spec.modern_bert()?;
     let input = match task {
         EncoderTask::MaskedLm
         | EncoderTask::TokenClassification

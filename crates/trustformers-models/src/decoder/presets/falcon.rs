@@ -11,7 +11,7 @@
 //! rotating q and k. transformers' default (SDPA) attention adds the bias once; its eager
 //! path adds it twice (once to the scores, once through the mask), and is not followed.
 
-use crate::decoder::Residual;
+use crate::decoder::{Positions, Residual};
 use crate::gguf::has_block_tensor;
 use crate::hf_config::limits;
 use crate::DecoderSpec;
@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 use trustformers_core::config::Fields;
 use trustformers_core::gguf::GgufFile;
 use trustformers_core::{Error, Result, StoredName};
-use trustformers_nn::{Activation, QkvLayout};
+use trustformers_nn::{Activation, NormKind, QkvLayout};
 
 /// Falcon's layout flags from a GGUF file: llama.cpp writes the kv head count and runs
 /// attention and MLP in parallel; a second norm per block (`attn_norm_2`) marks the
@@ -90,7 +90,7 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
     let f = Fields::new(&config, "")?;
     let mut spec = DecoderSpec::llama_like(&f, None)?;
     let eps = f.opt_f64("layer_norm_epsilon", 0.0..=1.0)?.unwrap_or(1e-5);
-    spec.layer_norm = Some((eps, true));
+    spec.norm = NormKind::Layer { eps, bias: true };
     spec.hidden_act = Activation::from_hf(f.opt_str("activation")?.unwrap_or("gelu"))?;
     let bias = f.opt_bool("bias")?.unwrap_or(false);
     spec.attention.qkv = if new_arch || !multi_query {
@@ -104,8 +104,7 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
     spec.mlp_bias = bias;
     spec.tie_word_embeddings = f.opt_bool("tie_word_embeddings")?.unwrap_or(true);
     if alibi {
-        spec.alibi = true;
-        spec.attention.rotary = false;
+        spec.positions = Positions::Alibi;
     }
     let norms = f
         .opt_usize("num_ln_in_parallel_attn", limits::LAYERS)?

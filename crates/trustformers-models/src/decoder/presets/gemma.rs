@@ -6,7 +6,7 @@ use crate::DecoderSpec;
 use serde_json::Value;
 use trustformers_core::config::Fields;
 use trustformers_core::Result;
-use trustformers_nn::Activation;
+use trustformers_nn::{Activation, NormKind};
 
 /// The knobs Gemma 1 and 2 share: unit-offset norms, scaled embeddings, the activation, the
 /// biases and the tied head.
@@ -28,7 +28,10 @@ pub(crate) fn gemma_common(f: &Fields<'_>) -> Result<DecoderSpec> {
     spec.attention.qkv_bias = bias;
     spec.attention.o_bias = bias;
     spec.embed_scale = Some((spec.hidden_size as f64).sqrt());
-    spec.norm_unit_offset = true;
+    spec.norm = NormKind::Rms {
+        eps: spec.norm.eps(),
+        unit_offset: true,
+    };
     spec.tie_word_embeddings = f.opt_bool("tie_word_embeddings")?.unwrap_or(true);
     Ok(spec)
 }

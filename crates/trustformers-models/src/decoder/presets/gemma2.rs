@@ -4,6 +4,7 @@
 //! `layer_types`).
 
 use super::gemma::gemma_common;
+use crate::decoder::Residual;
 use crate::hf_config;
 use crate::DecoderSpec;
 use serde_json::{Map, Value};
@@ -24,7 +25,7 @@ pub fn from_gguf(_file: &GgufFile, config: &mut Map<String, Value>) -> Result<()
 pub fn spec(config: &Value) -> Result<DecoderSpec> {
     let f = Fields::new(config, "")?;
     let mut spec = gemma_common(&f)?;
-    spec.sandwich_norms = true;
+    spec.residual = Residual::Sandwich;
     let scalar = f
         .opt_f64("query_pre_attn_scalar", 1e-6..=1e9)?
         .unwrap_or(256.0);

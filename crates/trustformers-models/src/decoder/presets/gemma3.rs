@@ -4,12 +4,13 @@
 //! layers (every `sliding_window_pattern`-th layer global, or `layer_types`) that use their
 //! own RoPE base. Optional soft-capping of the final logits.
 
+use crate::decoder::Residual;
 use crate::hf_config::{self, limits};
 use crate::DecoderSpec;
 use serde_json::Value;
 use trustformers_core::config::Fields;
 use trustformers_core::{Error, Result};
-use trustformers_nn::Activation;
+use trustformers_nn::{Activation, NormKind, QkNorm};
 
 /// transformers' `Gemma3TextConfig.default_theta`.
 const GLOBAL_THETA: f64 = 1_000_000.0;
@@ -31,8 +32,14 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
     let att = &mut spec.attention;
     att.qkv_bias = bias;
     att.o_bias = bias;
-    att.qk_norm_eps = Some(spec.rms_norm_eps);
-    att.qk_norm_unit_offset = true;
+    let norm = NormKind::Rms {
+        eps: spec.norm.eps(),
+        unit_offset: true,
+    };
+    att.qk_norm = Some(QkNorm::Rms {
+        eps: norm.eps(),
+        unit_offset: true,
+    });
     let scalar = f
         .opt_f64("query_pre_attn_scalar", 1e-6..=1e9)?
         .unwrap_or(256.0);
@@ -41,8 +48,8 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
     att.softcap = None;
     spec.final_logit_softcapping = f.opt_f64("final_logit_softcapping", 1e-6..=1e9)?;
     spec.embed_scale = Some((spec.hidden_size as f64).sqrt());
-    spec.norm_unit_offset = true;
-    spec.sandwich_norms = true;
+    spec.norm = norm;
+    spec.residual = Residual::Sandwich;
     spec.tie_word_embeddings = f.opt_bool("tie_word_embeddings")?.unwrap_or(true);
     if f.opt_bool("use_bidirectional_attention")?.unwrap_or(false) {
         return Err(Error::config(

@@ -4,11 +4,12 @@
 //! at load time).
 
 use super::names::{by_prefix, gpt2_style_names, GPT2_GLOBALS};
+use crate::decoder::Positions;
 use crate::DecoderSpec;
 use serde_json::Value;
 use trustformers_core::config::Fields;
 use trustformers_core::{Error, Result, StoredName};
-use trustformers_nn::{Activation, QkvLayout};
+use trustformers_nn::{Activation, NormKind, QkvLayout};
 
 /// Builds the spec from a `gpt2` config.json.
 pub fn spec(config: &Value) -> Result<DecoderSpec> {
@@ -27,19 +28,18 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
         )?
         .unwrap_or(1024);
     let eps = f.opt_f64("layer_norm_epsilon", 0.0..=1.0)?.unwrap_or(1e-5);
-    spec.layer_norm = Some((eps, true));
+    spec.norm = NormKind::Layer { eps, bias: true };
     spec.hidden_act = Activation::from_hf(f.opt_str("activation_function")?.unwrap_or("gelu_new"))?;
     let att = &mut spec.attention;
     att.qkv = QkvLayout::Fused;
     att.qkv_bias = true;
     att.o_bias = true;
-    att.rotary = false;
     if !f.opt_bool("scale_attn_weights")?.unwrap_or(true) {
         att.scale = Some(1.0);
     }
     spec.gated_mlp = false;
     spec.mlp_bias = true;
-    spec.learned_positions = true;
+    spec.positions = Positions::Learned;
     spec.tie_word_embeddings = f.opt_bool("tie_word_embeddings")?.unwrap_or(true);
     Ok(spec)
 }

@@ -4,12 +4,13 @@
 //! tokens (`attention_types` / `attention_layers`).
 
 use super::names::{gpt2_style_names, plain, rename, GPT2_GLOBALS};
+use crate::decoder::Positions;
 use crate::hf_config::limits;
 use crate::DecoderSpec;
 use serde_json::Value;
 use trustformers_core::config::Fields;
 use trustformers_core::{Error, Result, StoredName};
-use trustformers_nn::Activation;
+use trustformers_nn::{Activation, NormKind};
 
 /// `attention_layers`, or `attention_types` expanded (`[[["global", "local"], 12]]`).
 fn layer_types(config: &Value, n: usize) -> Result<Vec<String>> {
@@ -69,14 +70,13 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
     let f = Fields::new(&config, "")?;
     let mut spec = DecoderSpec::llama_like(&f, None)?;
     let eps = f.opt_f64("layer_norm_epsilon", 0.0..=1.0)?.unwrap_or(1e-5);
-    spec.layer_norm = Some((eps, true));
+    spec.norm = NormKind::Layer { eps, bias: true };
     spec.hidden_act = Activation::from_hf(f.opt_str("activation_function")?.unwrap_or("gelu_new"))?;
     spec.attention.o_bias = true;
-    spec.attention.rotary = false;
     spec.attention.scale = Some(1.0);
     spec.gated_mlp = false;
     spec.mlp_bias = true;
-    spec.learned_positions = true;
+    spec.positions = Positions::Learned;
     spec.tie_word_embeddings = f.opt_bool("tie_word_embeddings")?.unwrap_or(true);
     let window = f
         .opt_usize("window_size", limits::POSITIONS)?

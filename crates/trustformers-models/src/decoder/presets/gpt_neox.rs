@@ -11,7 +11,7 @@ use serde_json::Value;
 use trustformers_core::config::Fields;
 use trustformers_core::StoredName;
 use trustformers_core::{Error, Result};
-use trustformers_nn::{Activation, QkvLayout};
+use trustformers_nn::{Activation, NormKind, QkvLayout};
 
 /// Builds the spec from a `gpt_neox` config.json.
 pub fn spec(config: &Value) -> Result<DecoderSpec> {
@@ -37,7 +37,7 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
         ));
     }
     let eps = f.opt_f64("layer_norm_eps", 0.0..=1.0)?.unwrap_or(1e-5);
-    spec.layer_norm = Some((eps, true));
+    spec.norm = NormKind::Layer { eps, bias: true };
     spec.hidden_act = Activation::from_hf(f.opt_str("hidden_act")?.unwrap_or("gelu"))?;
     let bias = f.opt_bool("attention_bias")?.unwrap_or(true);
     spec.attention.qkv = QkvLayout::FusedGrouped;

@@ -11,7 +11,7 @@ use serde_json::Value;
 use trustformers_core::config::Fields;
 use trustformers_core::StoredName;
 use trustformers_core::{Error, Result};
-use trustformers_nn::Activation;
+use trustformers_nn::{Activation, NormKind};
 
 /// Builds the spec from a `gptj` config.json.
 pub fn spec(config: &Value) -> Result<DecoderSpec> {
@@ -32,7 +32,7 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
     spec.rope.rotary_dim = rotary_dim;
     spec.rope.interleaved = true;
     let eps = f.opt_f64("layer_norm_epsilon", 0.0..=1.0)?.unwrap_or(1e-5);
-    spec.layer_norm = Some((eps, true));
+    spec.norm = NormKind::Layer { eps, bias: true };
     spec.hidden_act = Activation::from_hf(f.opt_str("activation_function")?.unwrap_or("gelu_new"))?;
     spec.gated_mlp = false;
     spec.mlp_bias = true;

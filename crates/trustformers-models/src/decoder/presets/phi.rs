@@ -10,7 +10,7 @@ use serde_json::Value;
 use trustformers_core::config::Fields;
 use trustformers_core::Result;
 use trustformers_core::StoredName;
-use trustformers_nn::{Activation, QkLayerNorm};
+use trustformers_nn::{Activation, NormKind, QkNorm};
 
 /// Builds the spec from a `phi` config.json.
 pub fn spec(config: &Value) -> Result<DecoderSpec> {
@@ -18,12 +18,12 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
     let f = Fields::new(&config, "")?;
     let mut spec = DecoderSpec::llama_like(&f, None)?;
     let eps = f.opt_f64("layer_norm_eps", 0.0..=1.0)?.unwrap_or(1e-5);
-    spec.layer_norm = Some((eps, true));
+    spec.norm = NormKind::Layer { eps, bias: true };
     spec.hidden_act = Activation::from_hf(f.opt_str("hidden_act")?.unwrap_or("gelu_new"))?;
     spec.attention.qkv_bias = true;
     spec.attention.o_bias = true;
     if f.opt_bool("qk_layernorm")?.unwrap_or(false) {
-        spec.attention.qk_layernorm = Some(QkLayerNorm::Shared { eps });
+        spec.attention.qk_norm = Some(QkNorm::LayerShared { eps });
     }
     spec.gated_mlp = false;
     spec.mlp_bias = true;

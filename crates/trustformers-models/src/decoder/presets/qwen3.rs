@@ -6,6 +6,7 @@ use crate::DecoderSpec;
 use serde_json::Value;
 use trustformers_core::config::Fields;
 use trustformers_core::Result;
+use trustformers_nn::QkNorm;
 
 /// Builds the spec from a `qwen3` config.json.
 pub fn spec(config: &Value) -> Result<DecoderSpec> {
@@ -14,7 +15,10 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
     let bias = f.opt_bool("attention_bias")?.unwrap_or(false);
     spec.attention.qkv_bias = bias;
     spec.attention.o_bias = bias;
-    spec.attention.qk_norm_eps = Some(spec.rms_norm_eps);
+    spec.attention.qk_norm = Some(QkNorm::Rms {
+        eps: spec.norm.eps(),
+        unit_offset: false,
+    });
     spec.qwen_windows(&f)?;
     Ok(spec)
 }

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use trustformers_core::config::Fields;
 use trustformers_core::gguf::GgufFile;
 use trustformers_core::Result;
-use trustformers_nn::QkLayerNorm;
+use trustformers_nn::{NormKind, QkNorm};
 
 /// The flags llama.cpp leaves to the tensors: q/k/v biases, per-head q/k norms, and a
 /// sequential block (which has a pre-MLP norm).
@@ -36,10 +36,10 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
     let f = Fields::new(&config, "")?;
     let mut spec = DecoderSpec::llama_like(&f, None)?;
     let eps = f.opt_f64("layer_norm_eps", 0.0..=1.0)?.unwrap_or(1e-5);
-    spec.layer_norm = Some((eps, true));
+    spec.norm = NormKind::Layer { eps, bias: true };
     spec.attention.qkv_bias = f.opt_bool("use_qkv_bias")?.unwrap_or(false);
     if f.opt_bool("qk_layernorm")?.unwrap_or(false) {
-        spec.attention.qk_layernorm = Some(QkLayerNorm::PerHead { eps });
+        spec.attention.qk_norm = Some(QkNorm::LayerPerHead { eps });
     }
     if f.opt_bool("use_parallel_residual")?.unwrap_or(false) {
         spec.residual = Residual::Parallel;

@@ -5,7 +5,7 @@
 
 use super::{plain, rename_layer, split_base};
 use crate::encoder::heads::{EncoderTask, HeadInput, HeadLayout, HeadOut};
-use crate::encoder::{pad_token_id, EncoderSpec};
+use crate::encoder::{pad_token_id, EncoderLayout, EncoderSpec};
 use crate::hf_config::limits;
 use serde_json::Value;
 use trustformers_core::config::Fields;
@@ -44,8 +44,7 @@ pub fn spec(config: &Value) -> Result<EncoderSpec> {
         position_padding_idx: None,
         pad_token_id: pad_token_id(&f)?,
         base_prefix: "distilbert",
-        modern: None,
-        deberta: None,
+        layout: EncoderLayout::Bert,
     })
 }
 
