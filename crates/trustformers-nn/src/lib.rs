@@ -11,15 +11,18 @@ pub mod linear;
 pub mod mlp;
 pub mod moe;
 pub mod norm;
+pub mod positions;
 pub mod profile;
-pub mod rope;
 
 pub use activation::Activation;
-pub use attention::{alibi_mask, alibi_slopes, Attention, AttentionSpec, QkNorm, QkvLayout};
+pub use attention::{
+    Attention, AttentionSpec, BidirectionalAttention, CrossAttention, CrossAttentionSpec, QkNorm,
+    QkvLayout,
+};
 pub use cache::{Cache, EncoderDecoderCache, KvCache, RecurrentState};
 pub use embedding::Embedding;
 pub use linear::Linear;
 pub use mlp::{GatedMlp, Mlp};
 pub use moe::{MoeSpec, SparseMoe};
 pub use norm::{LayerNorm, Norm, NormKind, RmsNorm};
-pub use rope::{RopeScaling, RopeSpec, RotaryEmbedding};
+pub use positions::{RopeScaling, RopeSpec, RotaryEmbedding};

@@ -35,6 +35,28 @@ pub trait TensorSource: Send + Sync {
     fn describe(&self) -> String;
 }
 
+/// Tensors already in memory, by name: weights built rather than read (tests, adapters).
+impl TensorSource for std::collections::BTreeMap<String, Tensor> {
+    fn names(&self) -> Vec<String> {
+        self.keys().cloned().collect()
+    }
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.get(name).map(|t| t.dims().to_vec())
+    }
+    fn load(&self, name: &str, device: &Device) -> Result<StoredTensor> {
+        let t = self.get(name).ok_or_else(|| crate::Error::MissingTensor {
+            name: name.to_string(),
+        })?;
+        Ok(StoredTensor::Dense(t.to_device(device)?))
+    }
+    fn is_quantized(&self) -> bool {
+        false
+    }
+    fn describe(&self) -> String {
+        format!("{} tensors in memory", self.len())
+    }
+}
+
 /// The weights of a checkpoint directory, as transformers picks them: `model.safetensors`
 /// (or its sharded index) first, then `pytorch_model.bin`, read by a parser that never runs
 /// code.

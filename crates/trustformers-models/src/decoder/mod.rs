@@ -19,7 +19,8 @@ pub use spec::{DecoderSpec, Positions, Residual};
 use crate::traits::{CausalLM, CausalLmOutput, ForwardOptions, RuntimeOptions};
 use candle_core::{DType, Device, Tensor};
 use trustformers_core::{Error, Result, Weights};
-use trustformers_nn::attention::{alibi_mask, causal_mask};
+use trustformers_nn::attention::causal_mask;
+use trustformers_nn::positions::alibi_mask;
 use trustformers_nn::profile::{self, Part};
 use trustformers_nn::{
     Attention, Cache, Embedding, GatedMlp, KvCache, Linear, Mlp, Norm, RotaryEmbedding, SparseMoe,

@@ -19,6 +19,7 @@ use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 use trustformers_core::config::Fields;
 use trustformers_core::{Error, Result, StoredName, Weights};
+use trustformers_nn::positions::relative::log_bucket;
 use trustformers_nn::{Activation, LayerNorm, Linear};
 
 /// What DeBERTa adds to [`EncoderSpec`].
@@ -230,25 +231,6 @@ pub fn tensor_name(canonical: &str) -> Vec<StoredName> {
     plain(stored.map(|n| format!("{base}{n}")))
 }
 
-/// `make_log_bucket_position` for one distance, in f32 as transformers computes it.
-fn bucket(rel: i64, bucket_size: usize, max_position: usize) -> i64 {
-    let mid = (bucket_size / 2) as i64;
-    let abs = if rel < mid && rel > -mid {
-        mid - 1
-    } else {
-        rel.abs()
-    };
-    if abs <= mid {
-        return rel;
-    }
-    let log_pos = ((abs as f32 / mid as f32).ln()
-        / ((max_position as f32 - 1.0) / mid as f32).ln()
-        * (mid - 1) as f32)
-        .ceil()
-        + mid as f32;
-    log_pos as i64 * rel.signum()
-}
-
 /// The relative-position table and index shared by every layer of one forward pass.
 pub(super) struct RelContext {
     /// `[2 * span, hidden]`, normed when the config asks.
@@ -287,7 +269,7 @@ impl RelTable {
         for i in 0..seq as i64 {
             for j in 0..seq as i64 {
                 let rel = if self.spec.position_buckets > 0 {
-                    bucket(
+                    log_bucket(
                         i - j,
                         self.spec.position_buckets,
                         self.spec.max_relative_positions,
@@ -441,23 +423,6 @@ pub(super) fn position_bias(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn buckets_match_transformers() {
-        // transformers' make_log_bucket_position(rel, 256, 512) at these distances.
-        let cases = [
-            (0, 0),
-            (5, 5),
-            (-127, -127),
-            (128, 128),
-            (129, 129),
-            (200, 169),
-            (-511, -255),
-        ];
-        for (rel, want) in cases {
-            assert_eq!(bucket(rel, 256, 512), want, "{rel}");
-        }
-    }
 
     #[test]
     fn convolution_settings_are_read_and_checked() {

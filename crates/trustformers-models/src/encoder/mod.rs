@@ -21,9 +21,8 @@ use crate::hf_config::limits;
 use candle_core::{DType, Device, Tensor, D};
 use trustformers_core::config::Fields;
 use trustformers_core::{Error, Result, Weights};
-use trustformers_nn::attention::sdpa;
-use trustformers_nn::kernels::{fused, with_f32};
-use trustformers_nn::{Activation, Embedding, LayerNorm, Linear};
+use trustformers_nn::attention::padding_mask;
+use trustformers_nn::{Activation, BidirectionalAttention, Embedding, LayerNorm, Linear};
 
 /// Checkpoint buffers transformers itself ignores, and tied output projections that some
 /// checkpoints store (the embedding table is used).
@@ -325,26 +324,13 @@ fn position_ids(spec: &EncoderSpec, input_ids: &Tensor) -> Result<Tensor> {
     Ok(Tensor::from_vec(out, (batch, seq), device)?)
 }
 
-/// The query, key and value projections: one GEMM when they run on our f32 kernel.
-enum Qkv {
-    Separate {
-        query: Linear,
-        key: Linear,
-        value: Linear,
-    },
-    /// The three outputs side by side in each row.
-    Stacked(Linear),
-}
-
 struct EncoderLayer {
-    qkv: Qkv,
+    attention: BidirectionalAttention,
     attn_out: Linear,
     attn_norm: LayerNorm,
     up: Linear,
     down: Linear,
     out_norm: LayerNorm,
-    heads: usize,
-    head_dim: usize,
     act: Activation,
     /// DeBERTa's own position projections.
     rel: Option<deberta::RelProjections>,
@@ -355,21 +341,18 @@ impl EncoderLayer {
         let (h, i) = (spec.hidden_size, spec.intermediate_size);
         let att = vb.pp("attention");
         let lin = |vb: Weights, inp: usize, out: usize| Linear::new(&vb, inp, out, true);
-        let (query, key, value) = (
-            lin(att.pp("self").pp("query"), h, h)?,
-            lin(att.pp("self").pp("key"), h, h)?,
-            lin(att.pp("self").pp("value"), h, h)?,
-        );
         // DeBERTa's position terms use the query and key projections on their own.
-        let stacked = match spec.layout {
-            EncoderLayout::Deberta(_) => None,
-            _ => Linear::stack(&[&query, &key, &value])?,
-        };
+        let stack = !matches!(spec.layout, EncoderLayout::Deberta(_));
         Ok(Self {
-            qkv: match stacked {
-                Some(l) => Qkv::Stacked(l),
-                None => Qkv::Separate { query, key, value },
-            },
+            attention: BidirectionalAttention::new(
+                &att.pp("self"),
+                ["query", "key", "value"],
+                h,
+                spec.num_attention_heads,
+                spec.head_dim(),
+                true,
+                stack,
+            )?,
             attn_out: lin(att.pp("output").pp("dense"), h, h)?,
             attn_norm: LayerNorm::new(
                 &att.pp("output").pp("LayerNorm"),
@@ -385,8 +368,6 @@ impl EncoderLayer {
                 spec.layer_norm_eps,
                 true,
             )?,
-            heads: spec.num_attention_heads,
-            head_dim: spec.head_dim(),
             act: spec.hidden_act,
             rel: spec
                 .deberta()
@@ -403,50 +384,24 @@ impl EncoderLayer {
         mask: Option<&Tensor>,
         rel: Option<&deberta::RelContext>,
     ) -> Result<Tensor> {
-        let (b, s, _) = xs.dims3()?;
-        if rel.is_none() && xs.dtype() == DType::F32 && xs.device().is_cpu() {
-            return self.forward_cpu(xs, mask);
-        }
-        let split = |t: Tensor| -> Result<Tensor> {
-            Ok(t.reshape((b, s, self.heads, self.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()?)
-        };
-        let (q, k, v) = match &self.qkv {
-            Qkv::Separate { query, key, value } => {
-                (query.forward(xs)?, key.forward(xs)?, value.forward(xs)?)
-            }
-            Qkv::Stacked(qkv) => {
-                let y = qkv.forward(xs)?;
-                let h = self.heads * self.head_dim;
-                let third = |i: usize| y.narrow(D::Minus1, i * h, h)?.contiguous();
-                (third(0)?, third(1)?, third(2)?)
-            }
-        };
-        let (q, k, v) = (split(q)?, split(k)?, split(v)?);
         let ctx = match (rel, &self.rel) {
             (Some(rel), Some(own)) => {
-                let Qkv::Separate { query, key, .. } = &self.qkv else {
+                let Some((query, key)) = self.attention.query_key() else {
                     return Err(Error::InvalidInput(
                         "DeBERTa's position terms need separate query and key projections".into(),
                     ));
                 };
+                let (q, k, v) = self.attention.project_heads(xs)?;
                 // The position terms ride in the additive mask of the content scores.
                 let (bias, scale) = deberta::position_bias(&q, &k, rel, query, key, own)?;
                 let bias = match mask {
                     Some(m) => bias.broadcast_add(m)?,
                     None => bias,
                 };
-                sdpa(&q, &k, &v, Some(&bias), 1, scale, None)?
+                self.attention.attend(&q, &k, &v, Some(&bias), scale)?
             }
-            _ => {
-                let scale = 1.0 / (self.head_dim as f64).sqrt();
-                sdpa(&q, &k, &v, mask, 1, scale, None)?
-            }
+            _ => self.attention.forward(xs, mask)?,
         };
-        let ctx = ctx
-            .transpose(1, 2)?
-            .reshape((b, s, self.heads * self.head_dim))?;
         self.feed_forward(xs, &ctx)
     }
 
@@ -460,76 +415,6 @@ impl EncoderLayer {
             .forward(&self.up.forward_activated(&h, self.act)?)?;
         self.out_norm.forward_residual(&m, &h)
     }
-
-    /// [`Self::forward`] in f32 on the CPU: attention reads the heads where the projections
-    /// put them, in one fused kernel.
-    fn forward_cpu(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let (b, s, _) = xs.dims3()?;
-        let width = self.heads * self.head_dim;
-        let shape = fused::AttentionShape {
-            batch: b,
-            seq: s,
-            heads: self.heads,
-            head_dim: self.head_dim,
-            scale: (1.0 / (self.head_dim as f64).sqrt()) as f32,
-            row_stride: width,
-        };
-        let attend = |q: &[f32], k: &[f32], v: &[f32], shape| match mask {
-            Some(m) => with_f32(m, |m| fused::attention(q, k, v, Some(m), shape)),
-            None => fused::attention(q, k, v, None, shape),
-        };
-        let ctx = match &self.qkv {
-            Qkv::Separate { query, key, value } => {
-                let (q, k, v) = (query.forward(xs)?, key.forward(xs)?, value.forward(xs)?);
-                with_f32(&q, |q| {
-                    with_f32(&k, |k| with_f32(&v, |v| attend(q, k, v, shape)))
-                })?
-            }
-            Qkv::Stacked(qkv) => with_f32(&qkv.forward(xs)?, |y| {
-                let shape = fused::AttentionShape {
-                    row_stride: 3 * width,
-                    ..shape
-                };
-                let tail = |i: usize| y.get(i * width..).unwrap_or_default();
-                attend(y, tail(1), tail(2), shape)
-            })?,
-        };
-        let ctx = Tensor::from_vec(ctx, (b, s, self.heads * self.head_dim), xs.device())?;
-        self.feed_forward(xs, &ctx)
-    }
-}
-
-/// The additive padding mask: 0 where `attention_mask` is 1, `f32::MIN` where it is 0;
-/// `None` when nothing is padded.
-///
-/// # Shapes
-/// `attention_mask`: `[batch, seq]` -> `[batch, 1, 1, seq]` f32.
-pub fn padding_mask(
-    attention_mask: Option<&Tensor>,
-    batch: usize,
-    seq: usize,
-) -> Result<Option<Tensor>> {
-    let Some(m) = attention_mask else {
-        return Ok(None);
-    };
-    if m.dims() != [batch, seq] {
-        return Err(Error::InvalidInput(format!(
-            "attention_mask has shape {:?}, expected [{batch}, {seq}] like input_ids",
-            m.dims()
-        )));
-    }
-    let m = m.to_dtype(DType::F32)?;
-    if m.min_all()?.to_scalar::<f32>()? > 0.0 {
-        return Ok(None);
-    }
-    let masked = m.eq(0.0)?;
-    let min = Tensor::full(f32::MIN, (batch, seq), m.device())?;
-    let zero = Tensor::zeros((batch, seq), DType::F32, m.device())?;
-    Ok(Some(
-        masked
-            .where_cond(&min, &zero)?
-            .reshape((batch, 1, 1, seq))?,
-    ))
 }
 
 /// Hidden states of the base model (transformers' `BaseModelOutputWithPooling`).

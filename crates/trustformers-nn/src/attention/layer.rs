@@ -1,0 +1,229 @@
+//! Causal self-attention with a KV cache (the decoders' `self_attn`): grouped/multi-query KV
+//! heads, fused or separate q/k/v projections, optional per-head q/k norms, rotary positions
+//! when the model has them, scores through [`super::sdpa`].
+
+use super::sdpa::{fused_sdpa_over, sdpa, sdpa_ops, FusedKeys};
+use crate::cache::kv::KvView;
+use crate::profile::{self, Part};
+use crate::{KvCache, LayerNorm, Linear, RmsNorm, RotaryEmbedding};
+use candle_core::Tensor;
+use trustformers_core::{Error, Result, Weights};
+
+/// Shape and knobs of one attention layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttentionSpec {
+    pub hidden_size: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    /// Bias on q, k, v projections.
+    pub qkv_bias: bool,
+    /// Bias on the output projection.
+    pub o_bias: bool,
+    /// The norm over each head of q and k before RoPE, if any.
+    pub qk_norm: Option<QkNorm>,
+    /// Score scale; `None` is `1 / sqrt(head_dim)`.
+    pub scale: Option<f64>,
+    /// `tanh` soft-capping of the scores at this value (Gemma 2).
+    pub softcap: Option<f64>,
+    /// How q, k and v are projected.
+    pub qkv: QkvLayout,
+}
+
+/// The norm over each head of q and k, before RoPE.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum QkNorm {
+    /// One RMSNorm shared by the heads (`q_norm`, `k_norm`: Qwen3, Gemma 3), scaling by
+    /// `1 + w` when `unit_offset` (Gemma).
+    Rms { eps: f64, unit_offset: bool },
+    /// One LayerNorm with bias shared by the heads (`q_layernorm.weight`, Phi).
+    LayerShared { eps: f64 },
+    /// One LayerNorm without bias per head (`q_layernorm.norms.{h}.weight`, StableLM).
+    LayerPerHead { eps: f64 },
+}
+
+/// Where q, k and v come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QkvLayout {
+    /// `q_proj`, `k_proj`, `v_proj`.
+    #[default]
+    Separate,
+    /// One `qkv_proj` whose rows are all of q, then k, then v (Phi-3).
+    Fused,
+    /// One `qkv_proj` whose rows are, kv group by kv group, the group's queries, then its key
+    /// and value (Falcon 40B; GPT-NeoX is the case of one query per group).
+    FusedGrouped,
+}
+
+/// The q/k/v projections: three layers, or one whose output is split.
+#[derive(Clone)]
+enum QkvProj {
+    Separate { q: Linear, k: Linear, v: Linear },
+    Fused(Linear),
+    FusedGrouped(Linear),
+}
+
+/// A norm over each head of q or k: an RMSNorm shared by the heads, or a LayerNorm (shared, or
+/// one weight row per head).
+#[derive(Clone)]
+enum HeadNorm {
+    Rms(RmsNorm),
+    Layer(LayerNorm),
+}
+
+impl HeadNorm {
+    /// `xs`: `[batch, seq, heads, head_dim]`.
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Rms(n) => n.forward(xs),
+            Self::Layer(n) => n.forward(xs),
+        }
+    }
+}
+
+/// Self-attention with HF names `q_proj`, `k_proj`, `v_proj`, `o_proj` (+ `q_norm`, `k_norm`).
+#[derive(Clone)]
+pub struct Attention {
+    qkv: QkvProj,
+    o_proj: Linear,
+    q_norm: Option<HeadNorm>,
+    k_norm: Option<HeadNorm>,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+    scale: f64,
+    softcap: Option<f64>,
+}
+
+impl Attention {
+    /// Loads the projections under `vb` (usually `model.layers.{i}.self_attn`).
+    pub fn new(spec: &AttentionSpec, vb: &Weights) -> Result<Self> {
+        let q_dim = spec.num_heads * spec.head_dim;
+        let kv_dim = spec.num_kv_heads * spec.head_dim;
+        let h = spec.hidden_size;
+        let d = spec.head_dim;
+        let norm = |rms: &str, layer: &str, heads: usize| -> Result<Option<HeadNorm>> {
+            Ok(Some(match spec.qk_norm {
+                None => return Ok(None),
+                Some(QkNorm::Rms { eps, unit_offset }) => {
+                    HeadNorm::Rms(RmsNorm::load(&vb.pp(rms), d, eps, unit_offset)?)
+                }
+                Some(QkNorm::LayerShared { eps }) => {
+                    HeadNorm::Layer(LayerNorm::new(&vb.pp(layer), d, eps, true)?)
+                }
+                Some(QkNorm::LayerPerHead { eps }) => {
+                    HeadNorm::Layer(LayerNorm::per_head(&vb.pp(layer), heads, d, eps)?)
+                }
+            }))
+        };
+        let fused = || Linear::new(&vb.pp("qkv_proj"), h, q_dim + 2 * kv_dim, spec.qkv_bias);
+        let qkv = match spec.qkv {
+            QkvLayout::Fused => QkvProj::Fused(fused()?),
+            QkvLayout::FusedGrouped => QkvProj::FusedGrouped(fused()?),
+            QkvLayout::Separate => QkvProj::Separate {
+                q: Linear::new(&vb.pp("q_proj"), h, q_dim, spec.qkv_bias)?,
+                k: Linear::new(&vb.pp("k_proj"), h, kv_dim, spec.qkv_bias)?,
+                v: Linear::new(&vb.pp("v_proj"), h, kv_dim, spec.qkv_bias)?,
+            },
+        };
+        Ok(Self {
+            qkv,
+            o_proj: Linear::new(&vb.pp("o_proj"), q_dim, h, spec.o_bias)?,
+            q_norm: norm("q_norm", "q_layernorm", spec.num_heads)?,
+            k_norm: norm("k_norm", "k_layernorm", spec.num_kv_heads)?,
+            num_heads: spec.num_heads,
+            num_kv_heads: spec.num_kv_heads,
+            head_dim: spec.head_dim,
+            scale: spec.scale.unwrap_or(1.0 / (spec.head_dim as f64).sqrt()),
+            softcap: spec.softcap,
+        })
+    }
+
+    /// Whether the projections' weights are kept ggml-quantized.
+    pub fn is_quantized(&self) -> bool {
+        self.o_proj.is_quantized()
+    }
+
+    /// # Shapes
+    /// `xs`: `[batch, seq, hidden]`; `rotary`: the rotary embedding and its cos/sin
+    /// `[batch, 1, seq, rotary_dim]` (`None` for models whose positions are not rotary);
+    /// `mask`: additive `[batch, 1, seq, past + seq]` or `None` for no masking ->
+    /// `[batch, seq, hidden]`.
+    pub fn forward(
+        &self,
+        xs: &Tensor,
+        rotary: Option<(&RotaryEmbedding, &(Tensor, Tensor))>,
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+        layer: usize,
+    ) -> Result<Tensor> {
+        // The projections, norms and rope inside report themselves.
+        let _timing = profile::scope(Part::Attention);
+        let (b, s, _) = xs.dims3()?;
+        let heads = |t: Tensor, n: usize, norm: &Option<HeadNorm>| -> Result<Tensor> {
+            let t = t.reshape((b, s, n, self.head_dim))?;
+            let t = match norm {
+                Some(norm) => norm.forward(&t)?,
+                None => t,
+            };
+            Ok(t.transpose(1, 2)?.contiguous()?)
+        };
+        let (q, k, v) = match &self.qkv {
+            QkvProj::Separate { q, k, v } => {
+                match <[Tensor; 3]>::try_from(Linear::forward_many(&[q, k, v], xs)?) {
+                    Ok([q, k, v]) => (q, k, v),
+                    Err(outs) => {
+                        return Err(Error::InvalidInput(format!(
+                            "three projections gave {} outputs",
+                            outs.len()
+                        )))
+                    }
+                }
+            }
+            QkvProj::Fused(qkv) => {
+                let all = qkv.forward(xs)?;
+                let q_dim = self.num_heads * self.head_dim;
+                let kv_dim = self.num_kv_heads * self.head_dim;
+                (
+                    all.narrow(2, 0, q_dim)?,
+                    all.narrow(2, q_dim, kv_dim)?,
+                    all.narrow(2, q_dim + kv_dim, kv_dim)?,
+                )
+            }
+            QkvProj::FusedGrouped(qkv) => {
+                let (kv, d) = (self.num_kv_heads, self.head_dim);
+                let group = self.num_heads / kv;
+                let all = qkv.forward(xs)?.reshape((b, s, kv, group + 2, d))?;
+                let part = |start: usize, n: usize| -> Result<Tensor> {
+                    Ok(all.narrow(3, start, n)?.reshape((b, s, kv * n * d))?)
+                };
+                (part(0, group)?, part(group, 1)?, part(group + 1, 1)?)
+            }
+        };
+        let q = heads(q, self.num_heads, &self.q_norm)?;
+        let k = heads(k, self.num_kv_heads, &self.k_norm)?;
+        let v = heads(v, self.num_kv_heads, &None)?;
+        let (q, k) = match rotary {
+            Some((rope, (cos, sin))) => (rope.apply(&q, cos, sin)?, rope.apply(&k, cos, sin)?),
+            None => (q, k),
+        };
+        let groups = self.num_heads / self.num_kv_heads;
+        let out = match cache.append_view(layer, &k, &v)? {
+            KvView::Tensors(k, v) => sdpa(&q, &k, &v, mask, groups, self.scale, self.softcap)?,
+            KvView::Buffer(buf) => {
+                let keys = FusedKeys::buffer(buf);
+                match fused_sdpa_over(&q, keys, mask, self.scale, self.softcap)? {
+                    Some(out) => out,
+                    None => {
+                        let (k, v) = buf.to_tensors(q.device())?;
+                        sdpa_ops(&q, &k, &v, mask, groups, self.scale, self.softcap)?
+                    }
+                }
+            }
+        };
+        let out = out
+            .transpose(1, 2)?
+            .reshape((b, s, self.num_heads * self.head_dim))?;
+        self.o_proj.forward(&out)
+    }
+}
