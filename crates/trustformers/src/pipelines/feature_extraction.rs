@@ -1,13 +1,13 @@
 //! transformers' `feature-extraction` pipeline: the last hidden state of every token.
 
-use super::load_encoder_and_tokenizer;
-use super::{max_input_tokens, tokenize};
+use super::pipeline::Pipeline;
+use super::{load_encoder_and_tokenizer, padded, singles, tokenize, Batch};
 use crate::auto::LoadOptions;
 use candle_core::DType;
 use std::path::Path;
-use trustformers_core::{Error, Result};
-use trustformers_models::{EncoderForTask, EncoderTask};
-use trustformers_tokenizers::{EncodeOptions, Padding, TextInput, Tokenizer, Truncation};
+use trustformers_core::Result;
+use trustformers_models::{EncoderForTask, EncoderTask, EncoderTaskOutput};
+use trustformers_tokenizers::{Tokenizer, Truncation};
 
 /// Options of [`FeatureExtractionPipeline::run`].
 #[derive(Debug, Clone)]
@@ -46,41 +46,58 @@ impl FeatureExtractionPipeline {
         texts: &[&str],
         params: &FeatureExtractionParams,
     ) -> Result<Vec<Vec<Vec<f32>>>> {
-        if texts.is_empty() {
-            return Err(Error::InvalidInput(
-                "no texts to extract features from".into(),
-            ));
-        }
-        if params.batch_size == 0 {
-            return Err(Error::InvalidInput("batch_size must be positive".into()));
-        }
-        let opts = EncodeOptions {
-            padding: Padding::Longest,
-            truncation: params.truncation.then_some(Truncation::LongestFirst),
-            max_length: params
-                .truncation
-                .then(|| max_input_tokens(&self.tokenizer, &self.model)),
-            ..Default::default()
-        };
-        let mut out = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(params.batch_size) {
-            let inputs: Vec<TextInput<'_>> = chunk.iter().map(|t| TextInput::Single(t)).collect();
-            let batch = tokenize(&self.tokenizer, &inputs, &opts, self.model.model().device())?;
-            let hidden = batch
-                .run(&self.model)?
-                .last_hidden_state
-                .to_dtype(DType::F32)?
-                .to_vec3::<f32>()?;
-            for (rows, enc) in hidden.into_iter().zip(&batch.encodings) {
-                out.push(
-                    rows.into_iter()
-                        .zip(enc.attention_mask())
-                        .filter(|(_, &m)| m != 0)
-                        .map(|(r, _)| r)
-                        .collect(),
-                );
-            }
-        }
-        Ok(out)
+        self.call(texts, params)
+    }
+}
+
+impl Pipeline for FeatureExtractionPipeline {
+    const TASK: &'static str = "feature-extraction";
+    type Input<'a> = &'a str;
+    type Params = FeatureExtractionParams;
+    /// `[tokens][hidden]`, padding removed.
+    type Output = Vec<Vec<f32>>;
+    type ModelInputs = Batch;
+    type ModelOutputs = EncoderTaskOutput;
+
+    fn from_pretrained(path: &Path, opts: &LoadOptions) -> Result<Self> {
+        Self::from_pretrained(path, opts)
+    }
+
+    fn preprocess(&self, texts: &[&str], _: usize, params: &Self::Params) -> Result<Batch> {
+        let truncation = params.truncation.then_some(Truncation::LongestFirst);
+        let opts = padded(&self.tokenizer, &self.model, truncation);
+        tokenize(
+            &self.tokenizer,
+            &singles(texts),
+            &opts,
+            self.model.model().device(),
+        )
+    }
+
+    fn forward(&self, batch: &Batch) -> Result<EncoderTaskOutput> {
+        batch.run(&self.model)
+    }
+
+    fn postprocess(
+        &self,
+        batch: &Batch,
+        out: EncoderTaskOutput,
+        _: &Self::Params,
+    ) -> Result<Vec<Self::Output>> {
+        let hidden = out
+            .last_hidden_state
+            .to_dtype(DType::F32)?
+            .to_vec3::<f32>()?;
+        Ok(hidden
+            .into_iter()
+            .zip(&batch.encodings)
+            .map(|(rows, enc)| {
+                rows.into_iter()
+                    .zip(enc.attention_mask())
+                    .filter(|(_, &m)| m != 0)
+                    .map(|(r, _)| r)
+                    .collect()
+            })
+            .collect())
     }
 }

@@ -1,15 +1,15 @@
 //! transformers' `fill-mask` pipeline: the most likely tokens for the one mask token of each
 //! input.
 
-use super::load_encoder_and_tokenizer;
-use super::{max_input_tokens, tokenize};
+use super::pipeline::Pipeline;
+use super::{load_encoder_and_tokenizer, padded, singles, tokenize, Batch};
 use crate::auto::LoadOptions;
 use candle_core::DType;
 use serde::Serialize;
 use std::path::Path;
 use trustformers_core::{Error, Result};
-use trustformers_models::{EncoderForTask, EncoderTask};
-use trustformers_tokenizers::{EncodeOptions, Encoding, Padding, TextInput, Tokenizer, Truncation};
+use trustformers_models::{EncoderForTask, EncoderTask, EncoderTaskOutput};
+use trustformers_tokenizers::{Encoding, Tokenizer, Truncation};
 
 /// One candidate for the mask.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -106,68 +106,7 @@ impl FillMaskPipeline {
         texts: &[&str],
         params: &FillMaskParams,
     ) -> Result<Vec<Vec<FillMaskPrediction>>> {
-        if texts.is_empty() {
-            return Err(Error::InvalidInput("no texts to fill".into()));
-        }
-        if params.batch_size == 0 {
-            return Err(Error::InvalidInput("batch_size must be positive".into()));
-        }
-        let targets = params
-            .targets
-            .as_deref()
-            .map(|t| self.target_ids(t))
-            .transpose()?;
-        let opts = EncodeOptions {
-            padding: Padding::Longest,
-            truncation: params.truncation.then_some(Truncation::LongestFirst),
-            max_length: params
-                .truncation
-                .then(|| max_input_tokens(&self.tokenizer, &self.model)),
-            ..Default::default()
-        };
-        let mut out = Vec::with_capacity(texts.len());
-        for (chunk, first) in texts
-            .chunks(params.batch_size)
-            .zip((0..).step_by(params.batch_size))
-        {
-            let inputs: Vec<TextInput<'_>> = chunk.iter().map(|t| TextInput::Single(t)).collect();
-            let batch = tokenize(&self.tokenizer, &inputs, &opts, self.model.model().device())?;
-            // Every input has its one mask before the model runs.
-            let masks = batch
-                .encodings
-                .iter()
-                .enumerate()
-                .map(|(row, enc)| {
-                    let ids = enc.input_ids();
-                    let at: Vec<usize> =
-                        (0..ids.len()).filter(|&i| ids[i] == self.mask_id).collect();
-                    match at.as_slice() {
-                        &[at] => Ok(at),
-                        _ => Err(Error::InvalidInput(format!(
-                            "input {} holds {} mask tokens ({}); fill-mask needs exactly one",
-                            first + row,
-                            at.len(),
-                            self.mask_token().unwrap_or("?")
-                        ))),
-                    }
-                })
-                .collect::<Result<Vec<usize>>>()?;
-            let logits = batch
-                .run(&self.model)?
-                .logits
-                .ok_or_else(|| Error::InvalidInput("the model has no masked-LM head".into()))?
-                .to_dtype(DType::F32)?;
-            for (row, (enc, at)) in batch.encodings.iter().zip(masks).enumerate() {
-                out.push(self.predictions(
-                    enc,
-                    at,
-                    &logits.get(row)?.get(at)?,
-                    targets.as_deref(),
-                    params.top_k,
-                )?);
-            }
-        }
-        Ok(out)
+        self.call(texts, params)
     }
 
     /// The `top_k` candidates for the mask at `at` of `enc`, from its logits.
@@ -209,6 +148,106 @@ impl FillMaskPipeline {
                     token_str: self.tokenizer.decode(&[id], false)?,
                     sequence: self.tokenizer.decode(&filled, true)?,
                 })
+            })
+            .collect()
+    }
+}
+
+/// A fill-mask batch: the padded inputs and where each row's mask is.
+pub struct MaskedBatch {
+    batch: Batch,
+    masks: Vec<usize>,
+}
+
+impl Pipeline for FillMaskPipeline {
+    const TASK: &'static str = "fill-mask";
+    type Input<'a> = &'a str;
+    type Params = FillMaskParams;
+    /// The mask's candidates, best first.
+    type Output = Vec<FillMaskPrediction>;
+    type ModelInputs = MaskedBatch;
+    type ModelOutputs = EncoderTaskOutput;
+
+    fn from_pretrained(path: &Path, opts: &LoadOptions) -> Result<Self> {
+        Self::from_pretrained(path, opts)
+    }
+
+    fn check(&self, params: &FillMaskParams) -> Result<()> {
+        if let Some(targets) = &params.targets {
+            self.target_ids(targets)?;
+        }
+        Ok(())
+    }
+
+    fn preprocess(
+        &self,
+        texts: &[&str],
+        first: usize,
+        params: &FillMaskParams,
+    ) -> Result<MaskedBatch> {
+        let truncation = params.truncation.then_some(Truncation::LongestFirst);
+        let opts = padded(&self.tokenizer, &self.model, truncation);
+        let batch = tokenize(
+            &self.tokenizer,
+            &singles(texts),
+            &opts,
+            self.model.model().device(),
+        )?;
+        // Every input has its one mask before the model runs.
+        let masks = batch
+            .encodings
+            .iter()
+            .enumerate()
+            .map(|(row, enc)| {
+                let ids = enc.input_ids();
+                let at: Vec<usize> = (0..ids.len()).filter(|&i| ids[i] == self.mask_id).collect();
+                match at.as_slice() {
+                    &[at] => Ok(at),
+                    _ => Err(Error::InvalidInput(format!(
+                        "input {} holds {} mask tokens ({}); fill-mask needs exactly one",
+                        first + row,
+                        at.len(),
+                        self.mask_token().unwrap_or("?")
+                    ))),
+                }
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        Ok(MaskedBatch { batch, masks })
+    }
+
+    fn forward(&self, inputs: &MaskedBatch) -> Result<EncoderTaskOutput> {
+        inputs.batch.run(&self.model)
+    }
+
+    fn postprocess(
+        &self,
+        inputs: &MaskedBatch,
+        out: EncoderTaskOutput,
+        params: &FillMaskParams,
+    ) -> Result<Vec<Self::Output>> {
+        let targets = params
+            .targets
+            .as_deref()
+            .map(|t| self.target_ids(t))
+            .transpose()?;
+        let logits = out
+            .logits
+            .ok_or_else(|| Error::InvalidInput("the model has no masked-LM head".into()))?
+            .to_dtype(DType::F32)?;
+        inputs
+            .batch
+            .encodings
+            .iter()
+            .zip(&inputs.masks)
+            .enumerate()
+            .map(|(row, (enc, &at))| {
+                self.predictions(
+                    enc,
+                    at,
+                    &logits.get(row)?.get(at)?,
+                    targets.as_deref(),
+                    params.top_k,
+                )
             })
             .collect()
     }

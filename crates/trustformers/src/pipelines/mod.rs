@@ -28,7 +28,9 @@ use candle_core::{Device, Tensor};
 use std::path::Path;
 use trustformers_core::{Error, Result};
 use trustformers_models::{EncoderForTask, EncoderTask, EncoderTaskOutput};
-use trustformers_tokenizers::{AutoTokenizer, EncodeOptions, Encoding, TextInput, Tokenizer};
+use trustformers_tokenizers::{
+    AutoTokenizer, EncodeOptions, Encoding, Padding, TextInput, Tokenizer, Truncation,
+};
 
 /// An encoder with the head of `task` and its tokenizer: the model first, so a checkpoint
 /// of another kind is named as such before its tokenizer is looked at.
@@ -57,8 +59,28 @@ pub(crate) fn max_input_tokens(tokenizer: &Tokenizer, model: &EncoderForTask) ->
         .map_or(positions, |m| m.min(positions))
 }
 
-/// A padded batch as model inputs.
-pub(crate) struct Batch {
+/// Padding to the longest input of a batch and, with `truncation`, truncating to the
+/// model's length ([`max_input_tokens`]).
+pub(crate) fn padded(
+    tokenizer: &Tokenizer,
+    model: &EncoderForTask,
+    truncation: Option<Truncation>,
+) -> EncodeOptions {
+    EncodeOptions {
+        padding: Padding::Longest,
+        truncation,
+        max_length: truncation.map(|_| max_input_tokens(tokenizer, model)),
+        ..Default::default()
+    }
+}
+
+/// Single texts as tokenizer inputs.
+pub(crate) fn singles<'a>(texts: &[&'a str]) -> Vec<TextInput<'a>> {
+    texts.iter().map(|t| TextInput::Single(t)).collect()
+}
+
+/// A padded batch of tokenized inputs, as the encoder pipelines give it to the model.
+pub struct Batch {
     /// `[batch, seq]` u32.
     pub input_ids: Tensor,
     /// `[batch, seq]` u32.
@@ -70,7 +92,7 @@ pub(crate) struct Batch {
 
 impl Batch {
     /// Runs `model` on the batch.
-    pub(crate) fn run(&self, model: &EncoderForTask) -> Result<EncoderTaskOutput> {
+    pub fn run(&self, model: &EncoderForTask) -> Result<EncoderTaskOutput> {
         model.forward(
             &self.input_ids,
             Some(&self.token_type_ids),

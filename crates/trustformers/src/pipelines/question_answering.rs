@@ -5,8 +5,8 @@
 //! answers (from overlapping windows) add up, and the best answers win, as character offsets
 //! into the context.
 
-use super::load_encoder_and_tokenizer;
-use super::{max_input_tokens, softmax};
+use super::pipeline::Pipeline;
+use super::{load_encoder_and_tokenizer, max_input_tokens, softmax};
 use crate::auto::LoadOptions;
 use candle_core::{DType, Tensor};
 use serde::Serialize;
@@ -90,47 +90,7 @@ impl QuestionAnsweringPipeline {
         pairs: &[(&str, &str)],
         params: &QuestionAnsweringParams,
     ) -> Result<Vec<Vec<Answer>>> {
-        if pairs.is_empty() {
-            return Err(Error::InvalidInput("no questions to answer".into()));
-        }
-        if params.top_k == 0 || params.max_answer_len == 0 || params.batch_size == 0 {
-            return Err(Error::InvalidInput(
-                "top_k, max_answer_len and batch_size must be positive".into(),
-            ));
-        }
-        let mut results = Vec::with_capacity(pairs.len());
-        for chunk in pairs.chunks(params.batch_size) {
-            let (mut all, mut counts) = (Vec::new(), Vec::new());
-            for &(question, context) in chunk {
-                let windows = self.windows(question, context, params)?;
-                counts.push(windows.len());
-                all.extend(windows);
-            }
-            let batch = self.batch(&all)?;
-            let out = self
-                .model
-                .forward(&batch.0, Some(&batch.1), Some(&batch.2), false)?;
-            let (Some(starts), Some(ends)) = (out.start_logits, out.end_logits) else {
-                return Err(Error::InvalidInput(
-                    "the model has no question-answering head".into(),
-                ));
-            };
-            let starts = starts.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-            let ends = ends.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-            let mut first = 0;
-            for (&(_, context), count) in chunk.iter().zip(counts) {
-                let rows = first..first + count;
-                results.push(self.answers(
-                    context,
-                    &all[rows.clone()],
-                    &starts[rows.clone()],
-                    &ends[rows],
-                    params,
-                ));
-                first += count;
-            }
-        }
-        Ok(results)
+        self.call(pairs, params)
     }
 
     /// The encoded windows of one pair: the question with overlapping slices of the context.
@@ -323,4 +283,99 @@ fn word_chars(enc: &Encoding, s: usize, e: usize) -> (usize, usize) {
         }
     }
     (enc.offsets()[s].0, enc.offsets()[e].1)
+}
+
+/// The windows of a batch of (question, context) pairs, padded into one batch.
+pub struct WindowBatch {
+    contexts: Vec<String>,
+    /// Every pair's windows, pair after pair.
+    windows: Vec<Encoding>,
+    /// How many windows each pair has.
+    counts: Vec<usize>,
+    /// `input_ids`, `token_type_ids`, `attention_mask`, `[windows, seq]`.
+    tensors: (Tensor, Tensor, Tensor),
+}
+
+impl Pipeline for QuestionAnsweringPipeline {
+    const TASK: &'static str = "question-answering";
+    /// `(question, context)`.
+    type Input<'a> = (&'a str, &'a str);
+    type Params = QuestionAnsweringParams;
+    /// The best answers, best first.
+    type Output = Vec<Answer>;
+    type ModelInputs = WindowBatch;
+    /// Start and end logits per window.
+    type ModelOutputs = (Vec<Vec<f32>>, Vec<Vec<f32>>);
+
+    fn from_pretrained(path: &Path, opts: &LoadOptions) -> Result<Self> {
+        Self::from_pretrained(path, opts)
+    }
+
+    fn check(&self, params: &QuestionAnsweringParams) -> Result<()> {
+        if params.top_k == 0 || params.max_answer_len == 0 {
+            return Err(Error::InvalidInput(
+                "top_k, max_answer_len and batch_size must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn preprocess(
+        &self,
+        pairs: &[(&str, &str)],
+        _: usize,
+        params: &QuestionAnsweringParams,
+    ) -> Result<WindowBatch> {
+        let (mut windows, mut counts) = (Vec::new(), Vec::new());
+        for &(question, context) in pairs {
+            let w = self.windows(question, context, params)?;
+            counts.push(w.len());
+            windows.extend(w);
+        }
+        Ok(WindowBatch {
+            contexts: pairs.iter().map(|(_, c)| c.to_string()).collect(),
+            tensors: self.batch(&windows)?,
+            windows,
+            counts,
+        })
+    }
+
+    fn forward(&self, inputs: &WindowBatch) -> Result<Self::ModelOutputs> {
+        let (ids, types, mask) = &inputs.tensors;
+        let out = self.model.forward(ids, Some(types), Some(mask), false)?;
+        let (Some(starts), Some(ends)) = (out.start_logits, out.end_logits) else {
+            return Err(Error::InvalidInput(
+                "the model has no question-answering head".into(),
+            ));
+        };
+        Ok((
+            starts.to_dtype(DType::F32)?.to_vec2::<f32>()?,
+            ends.to_dtype(DType::F32)?.to_vec2::<f32>()?,
+        ))
+    }
+
+    fn postprocess(
+        &self,
+        inputs: &WindowBatch,
+        (starts, ends): Self::ModelOutputs,
+        params: &QuestionAnsweringParams,
+    ) -> Result<Vec<Vec<Answer>>> {
+        let mut first = 0;
+        let mut results = Vec::with_capacity(inputs.counts.len());
+        for (context, &count) in inputs.contexts.iter().zip(&inputs.counts) {
+            let rows = first..first + count;
+            let (Some(windows), Some(s), Some(e)) = (
+                inputs.windows.get(rows.clone()),
+                starts.get(rows.clone()),
+                ends.get(rows),
+            ) else {
+                return Err(Error::InvalidInput(
+                    "the model gave fewer rows than there are windows".into(),
+                ));
+            };
+            results.push(self.answers(context, windows, s, e, params));
+            first += count;
+        }
+        Ok(results)
+    }
 }

@@ -5,7 +5,8 @@
 //! A plain transformers checkpoint gets mean pooling, as sentence-transformers gives it; a
 //! GGUF file (llama.cpp's `bert` embedding models) the pooling its converter recorded.
 
-use super::{max_input_tokens, tokenize};
+use super::pipeline::Pipeline;
+use super::{max_input_tokens, tokenize, Batch};
 use crate::auto::{AutoConfig, LoadOptions};
 use candle_core::{DType, Tensor, D};
 use serde_json::Value;
@@ -13,7 +14,7 @@ use std::path::{Path, PathBuf};
 use trustformers_core::config::{checkpoint_kind, CheckpointKind};
 use trustformers_core::gguf::{GgufFile, GgufValue};
 use trustformers_core::{config, Error, Result, Weights};
-use trustformers_models::{EncoderForTask, EncoderTask};
+use trustformers_models::{EncoderForTask, EncoderTask, EncoderTaskOutput};
 use trustformers_nn::{Activation, Linear};
 use trustformers_tokenizers::{
     AutoTokenizer, EncodeOptions, Padding, TextInput, Tokenizer, Truncation,
@@ -383,70 +384,94 @@ impl SentenceTransformer {
 
     /// One embedding per text (sentence-transformers' `encode`).
     pub fn encode(&self, texts: &[&str], params: &EmbedParams) -> Result<Vec<Vec<f32>>> {
-        if texts.is_empty() {
-            return Err(Error::InvalidInput("no texts to embed".into()));
-        }
-        if params.batch_size == 0 {
-            return Err(Error::InvalidInput("batch_size must be positive".into()));
-        }
-        let lowered: Vec<String>;
-        let texts: Vec<&str> = if self.do_lower_case {
-            lowered = texts.iter().map(|t| t.to_lowercase()).collect();
-            lowered.iter().map(String::as_str).collect()
+        self.call(texts, params)
+    }
+
+    /// `text` as the model reads it (lowercased when the model says so).
+    fn prepared<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        if self.do_lower_case {
+            text.to_lowercase().into()
         } else {
-            texts.to_vec()
-        };
+            text.into()
+        }
+    }
+}
+
+impl Pipeline for SentenceTransformer {
+    const TASK: &'static str = "sentence-similarity";
+    type Input<'a> = &'a str;
+    type Params = EmbedParams;
+    /// The text's embedding.
+    type Output = Vec<f32>;
+    type ModelInputs = Batch;
+    type ModelOutputs = EncoderTaskOutput;
+
+    fn from_pretrained(path: &Path, opts: &LoadOptions) -> Result<Self> {
+        Self::from_pretrained(path, opts)
+    }
+
+    /// As sentence-transformers: longest texts (in characters) first, so that each batch
+    /// holds texts of similar length and pads little.
+    fn batch_order(&self, texts: &[&str]) -> Option<Vec<usize>> {
+        let lengths: Vec<usize> = texts
+            .iter()
+            .map(|t| self.prepared(t).chars().count())
+            .collect();
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+        Some(order)
+    }
+
+    fn preprocess(&self, texts: &[&str], _: usize, _: &EmbedParams) -> Result<Batch> {
         let opts = EncodeOptions {
             padding: Padding::Longest,
             truncation: Some(Truncation::LongestFirst),
             max_length: Some(self.max_seq_length()),
             ..Default::default()
         };
-        let device = self.model.model().device().clone();
-        // As sentence-transformers: longest texts (in characters) first, so that each batch
-        // holds texts of similar length and pads little; results return in input order.
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(texts[i].chars().count()));
-        let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(params.batch_size) {
-            let inputs: Vec<TextInput<'_>> =
-                chunk.iter().map(|&i| TextInput::Single(texts[i])).collect();
-            let batch = tokenize(&self.tokenizer, &inputs, &opts, &device)?;
-            let hidden = batch
-                .run(&self.model)?
-                .last_hidden_state
-                .to_dtype(DType::F32)?;
-            let mask = batch.attention_mask.to_dtype(DType::F32)?;
-            let mut xs = hidden;
-            let mut pooled = false;
-            for module in &self.modules {
-                xs = match module {
-                    Module::Pooling(modes) => {
-                        pooled = true;
-                        let parts = modes
-                            .iter()
-                            .map(|m| m.pool(&xs, &mask))
-                            .collect::<Result<Vec<_>>>()?;
-                        Tensor::cat(&parts, D::Minus1)?
-                    }
-                    Module::Dense(d) if pooled => d.forward(&xs)?.to_dtype(DType::F32)?,
-                    Module::Dense(_) => {
-                        return Err(Error::config(
-                            "modules.json",
-                            "a Dense module before Pooling",
-                        ))
-                    }
-                    Module::Normalize => l2_normalize(&xs)?,
-                };
-            }
-            if params.normalize {
-                xs = l2_normalize(&xs)?;
-            }
-            for (&i, row) in chunk.iter().zip(xs.to_vec2::<f32>()?) {
-                out[i] = row;
-            }
+        let texts: Vec<_> = texts.iter().map(|t| self.prepared(t)).collect();
+        let inputs: Vec<TextInput<'_>> = texts.iter().map(|t| TextInput::Single(t)).collect();
+        tokenize(&self.tokenizer, &inputs, &opts, self.model.model().device())
+    }
+
+    fn forward(&self, batch: &Batch) -> Result<EncoderTaskOutput> {
+        batch.run(&self.model)
+    }
+
+    /// The modules after the Transformer: pooling, dense layers, normalization.
+    fn postprocess(
+        &self,
+        batch: &Batch,
+        out: EncoderTaskOutput,
+        params: &EmbedParams,
+    ) -> Result<Vec<Vec<f32>>> {
+        let mask = batch.attention_mask.to_dtype(DType::F32)?;
+        let mut xs = out.last_hidden_state.to_dtype(DType::F32)?;
+        let mut pooled = false;
+        for module in &self.modules {
+            xs = match module {
+                Module::Pooling(modes) => {
+                    pooled = true;
+                    let parts = modes
+                        .iter()
+                        .map(|m| m.pool(&xs, &mask))
+                        .collect::<Result<Vec<_>>>()?;
+                    Tensor::cat(&parts, D::Minus1)?
+                }
+                Module::Dense(d) if pooled => d.forward(&xs)?.to_dtype(DType::F32)?,
+                Module::Dense(_) => {
+                    return Err(Error::config(
+                        "modules.json",
+                        "a Dense module before Pooling",
+                    ))
+                }
+                Module::Normalize => l2_normalize(&xs)?,
+            };
         }
-        Ok(out)
+        if params.normalize {
+            xs = l2_normalize(&xs)?;
+        }
+        Ok(xs.to_vec2::<f32>()?)
     }
 }
 

@@ -1,7 +1,8 @@
 //! transformers' `text-classification` pipeline (texts or text pairs -> labels with scores)
 //! and `zero-shot-classification` (an NLI model scoring "This example is {label}.").
 
-use super::{max_input_tokens, softmax, tokenize};
+use super::pipeline::Pipeline;
+use super::{padded, softmax, tokenize, Batch};
 use crate::auto::AutoConfig;
 use crate::auto::LoadOptions;
 use crate::encoders::load_encoder;
@@ -10,10 +11,8 @@ use serde::Serialize;
 use serde_json::Value;
 use std::path::Path;
 use trustformers_core::{Error, Result};
-use trustformers_models::{EncoderForTask, EncoderTask};
-use trustformers_tokenizers::{
-    AutoTokenizer, EncodeOptions, Padding, TextInput, Tokenizer, Truncation,
-};
+use trustformers_models::{EncoderForTask, EncoderTask, EncoderTaskOutput};
+use trustformers_tokenizers::{AutoTokenizer, TextInput, Tokenizer, Truncation};
 
 /// How scores are computed from logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,73 +117,80 @@ impl TextClassificationPipeline {
         inputs: &[TextInput<'_>],
         params: &TextClassificationParams,
     ) -> Result<Vec<Vec<LabelScore>>> {
+        self.call(inputs, params)
+    }
+}
+
+impl Pipeline for TextClassificationPipeline {
+    const TASK: &'static str = "text-classification";
+    type Input<'a> = TextInput<'a>;
+    type Params = TextClassificationParams;
+    /// Labels with scores, best first.
+    type Output = Vec<LabelScore>;
+    type ModelInputs = Batch;
+    type ModelOutputs = EncoderTaskOutput;
+
+    fn from_pretrained(path: &Path, opts: &LoadOptions) -> Result<Self> {
+        Self::from_pretrained(path, opts)
+    }
+
+    fn preprocess(
+        &self,
+        inputs: &[TextInput<'_>],
+        _: usize,
+        params: &Self::Params,
+    ) -> Result<Batch> {
+        let truncation = params.truncation.then_some(Truncation::LongestFirst);
+        let opts = padded(&self.tokenizer, &self.model, truncation);
+        tokenize(&self.tokenizer, inputs, &opts, self.model.model().device())
+    }
+
+    fn forward(&self, batch: &Batch) -> Result<EncoderTaskOutput> {
+        batch.run(&self.model)
+    }
+
+    fn postprocess(
+        &self,
+        _: &Batch,
+        out: EncoderTaskOutput,
+        params: &Self::Params,
+    ) -> Result<Vec<Self::Output>> {
         let labels = self.labels();
         let function = params
             .function_to_apply
             .unwrap_or_else(|| ClassificationFunction::default_for(&self.config, labels.len()));
-        let truncation = params.truncation.then_some(Truncation::LongestFirst);
-        classify_logits(
-            &self.tokenizer,
-            &self.model,
-            inputs,
-            truncation,
-            params.batch_size,
-        )?
-        .into_iter()
-        .map(|logits| {
-            let scores = function.apply(&logits);
-            let mut out: Vec<LabelScore> = scores
-                .into_iter()
-                .enumerate()
-                .map(|(i, score)| LabelScore {
-                    label: labels
-                        .get(i)
-                        .cloned()
-                        .unwrap_or_else(|| format!("LABEL_{i}")),
-                    score,
-                })
-                .collect();
-            // Stable: equal scores keep label order, as Python's sort.
-            out.sort_by(|a, b| b.score.total_cmp(&a.score));
-            if let Some(k) = params.top_k {
-                out.truncate(k);
-            }
-            Ok(out)
-        })
-        .collect()
+        Ok(class_logits(out)?
+            .into_iter()
+            .map(|logits| {
+                let scores = function.apply(&logits);
+                let mut out: Vec<LabelScore> = scores
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, score)| LabelScore {
+                        label: labels
+                            .get(i)
+                            .cloned()
+                            .unwrap_or_else(|| format!("LABEL_{i}")),
+                        score,
+                    })
+                    .collect();
+                // Stable: equal scores keep label order, as Python's sort.
+                out.sort_by(|a, b| b.score.total_cmp(&a.score));
+                if let Some(k) = params.top_k {
+                    out.truncate(k);
+                }
+                out
+            })
+            .collect())
     }
 }
 
-/// Logits `[labels]` of a sequence-classification model for each input, batched.
-pub(crate) fn classify_logits(
-    tokenizer: &Tokenizer,
-    model: &EncoderForTask,
-    inputs: &[TextInput<'_>],
-    truncation: Option<Truncation>,
-    batch_size: usize,
-) -> Result<Vec<Vec<f32>>> {
-    if inputs.is_empty() {
-        return Err(Error::InvalidInput("no texts to classify".into()));
-    }
-    if batch_size == 0 {
-        return Err(Error::InvalidInput("batch_size must be positive".into()));
-    }
-    let opts = EncodeOptions {
-        padding: Padding::Longest,
-        truncation,
-        max_length: truncation.map(|_| max_input_tokens(tokenizer, model)),
-        ..Default::default()
-    };
-    let mut out = Vec::with_capacity(inputs.len());
-    for chunk in inputs.chunks(batch_size) {
-        let batch = tokenize(tokenizer, chunk, &opts, model.model().device())?;
-        let logits = batch
-            .run(model)?
-            .logits
-            .ok_or_else(|| Error::InvalidInput("the model has no classification head".into()))?;
-        out.extend(logits.to_dtype(DType::F32)?.to_vec2::<f32>()?);
-    }
-    Ok(out)
+/// The `[labels]` logits of each row of a sequence-classification model's output.
+fn class_logits(out: EncoderTaskOutput) -> Result<Vec<Vec<f32>>> {
+    let logits = out
+        .logits
+        .ok_or_else(|| Error::InvalidInput("the model has no classification head".into()))?;
+    Ok(logits.to_dtype(DType::F32)?.to_vec2::<f32>()?)
 }
 
 /// Options of [`ZeroShotClassificationPipeline::run`].
@@ -261,52 +267,13 @@ impl ZeroShotClassificationPipeline {
     }
 
     /// Scores `params.candidate_labels` for each sequence, in order: the (sequence,
-    /// hypothesis) pairs of all sequences go through the model `params.batch_size` at a time.
+    /// hypothesis) pairs go through the model `params.batch_size` at a time.
     pub fn run_batch(
         &self,
         sequences: &[&str],
         params: &ZeroShotParams,
     ) -> Result<Vec<ZeroShotResult>> {
-        let labels = &params.candidate_labels;
-        if labels.is_empty() {
-            return Err(Error::InvalidInput(
-                "zero-shot classification needs at least one candidate label".into(),
-            ));
-        }
-        if sequences.is_empty() {
-            return Err(Error::InvalidInput("no sequences to classify".into()));
-        }
-        if params.batch_size == 0 {
-            return Err(Error::InvalidInput("batch_size must be positive".into()));
-        }
-        if !params.hypothesis_template.contains("{}") {
-            return Err(Error::InvalidInput(format!(
-                "hypothesis_template `{}` has no `{{}}` for the label",
-                params.hypothesis_template
-            )));
-        }
-        let hypotheses: Vec<String> = labels
-            .iter()
-            .map(|l| params.hypothesis_template.replacen("{}", l, 1))
-            .collect();
-        let inputs: Vec<TextInput<'_>> = sequences
-            .iter()
-            .flat_map(|&s| hypotheses.iter().map(move |h| TextInput::Pair(s, h)))
-            .collect();
-        // transformers truncates the premise only.
-        let truncation = Some(Truncation::OnlyFirst);
-        let logits = classify_logits(
-            &self.tokenizer,
-            &self.model,
-            &inputs,
-            truncation,
-            params.batch_size,
-        )?;
-        Ok(sequences
-            .iter()
-            .zip(logits.chunks(labels.len()))
-            .map(|(sequence, logits)| self.ranked(sequence, logits, params))
-            .collect())
+        self.call(sequences, params)
     }
 
     /// One sequence's labels, best first, from its hypotheses' logits.
@@ -338,5 +305,98 @@ impl ZeroShotClassificationPipeline {
             labels: order.iter().map(|&i| labels[i].clone()).collect(),
             scores: order.iter().map(|&i| scores[i]).collect(),
         }
+    }
+}
+
+/// A zero-shot batch: its sequences, and their (sequence, hypothesis) pairs in padded
+/// batches of at most `batch_size` pairs.
+pub struct HypothesisBatches {
+    sequences: Vec<String>,
+    batches: Vec<Batch>,
+}
+
+impl Pipeline for ZeroShotClassificationPipeline {
+    const TASK: &'static str = "zero-shot-classification";
+    type Input<'a> = &'a str;
+    type Params = ZeroShotParams;
+    type Output = ZeroShotResult;
+    type ModelInputs = HypothesisBatches;
+    /// `[labels]` logits per pair, in pair order.
+    type ModelOutputs = Vec<Vec<f32>>;
+
+    fn from_pretrained(path: &Path, opts: &LoadOptions) -> Result<Self> {
+        Self::from_pretrained(path, opts)
+    }
+
+    fn check(&self, params: &ZeroShotParams) -> Result<()> {
+        if params.candidate_labels.is_empty() {
+            return Err(Error::InvalidInput(
+                "zero-shot classification needs at least one candidate label".into(),
+            ));
+        }
+        if !params.hypothesis_template.contains("{}") {
+            return Err(Error::InvalidInput(format!(
+                "hypothesis_template `{}` has no `{{}}` for the label",
+                params.hypothesis_template
+            )));
+        }
+        Ok(())
+    }
+
+    fn preprocess(
+        &self,
+        sequences: &[&str],
+        _: usize,
+        params: &ZeroShotParams,
+    ) -> Result<HypothesisBatches> {
+        let hypotheses: Vec<String> = params
+            .candidate_labels
+            .iter()
+            .map(|l| params.hypothesis_template.replacen("{}", l, 1))
+            .collect();
+        let pairs: Vec<TextInput<'_>> = sequences
+            .iter()
+            .flat_map(|&s| hypotheses.iter().map(move |h| TextInput::Pair(s, h)))
+            .collect();
+        // transformers truncates the premise only.
+        let opts = padded(&self.tokenizer, &self.model, Some(Truncation::OnlyFirst));
+        let device = self.model.model().device();
+        Ok(HypothesisBatches {
+            sequences: sequences.iter().map(|s| s.to_string()).collect(),
+            batches: pairs
+                .chunks(params.batch_size.max(1))
+                .map(|chunk| tokenize(&self.tokenizer, chunk, &opts, device))
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    fn forward(&self, inputs: &HypothesisBatches) -> Result<Vec<Vec<f32>>> {
+        let mut logits = Vec::new();
+        for batch in &inputs.batches {
+            logits.extend(class_logits(batch.run(&self.model)?)?);
+        }
+        Ok(logits)
+    }
+
+    fn postprocess(
+        &self,
+        inputs: &HypothesisBatches,
+        logits: Vec<Vec<f32>>,
+        params: &ZeroShotParams,
+    ) -> Result<Vec<ZeroShotResult>> {
+        let labels = params.candidate_labels.len();
+        if logits.len() != inputs.sequences.len() * labels {
+            return Err(Error::InvalidInput(format!(
+                "{} logits for {} sequences of {labels} labels",
+                logits.len(),
+                inputs.sequences.len()
+            )));
+        }
+        Ok(inputs
+            .sequences
+            .iter()
+            .zip(logits.chunks(labels))
+            .map(|(sequence, logits)| self.ranked(sequence, logits, params))
+            .collect())
     }
 }

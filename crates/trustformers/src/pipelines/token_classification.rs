@@ -2,15 +2,15 @@
 //! into words (`first`, `average`, `max`) and entity groups (`simple` and those three), with
 //! character offsets into the original text.
 
-use super::load_encoder_and_tokenizer;
-use super::{softmax, tokenize};
+use super::pipeline::Pipeline;
+use super::{load_encoder_and_tokenizer, singles, softmax, tokenize, Batch};
 use crate::auto::LoadOptions;
 use candle_core::DType;
 use serde_json::{json, Value};
 use std::path::Path;
 use trustformers_core::{Error, Result};
-use trustformers_models::{EncoderForTask, EncoderTask};
-use trustformers_tokenizers::{EncodeOptions, Encoding, Padding, TextInput, Tokenizer, Truncation};
+use trustformers_models::{EncoderForTask, EncoderTask, EncoderTaskOutput};
+use trustformers_tokenizers::{EncodeOptions, Encoding, Padding, Tokenizer, Truncation};
 
 /// How token predictions are merged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,34 +157,7 @@ impl TokenClassificationPipeline {
         texts: &[&str],
         params: &TokenClassificationParams,
     ) -> Result<Vec<Vec<Entity>>> {
-        if texts.is_empty() {
-            return Err(Error::InvalidInput("no texts to classify".into()));
-        }
-        if params.batch_size == 0 {
-            return Err(Error::InvalidInput("batch_size must be positive".into()));
-        }
-        let opts = EncodeOptions {
-            truncation: Some(Truncation::LongestFirst),
-            padding: Padding::Longest,
-            ..Default::default()
-        };
-        let mut results = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(params.batch_size) {
-            let inputs: Vec<TextInput<'_>> = chunk.iter().map(|t| TextInput::Single(t)).collect();
-            let batch = tokenize(&self.tokenizer, &inputs, &opts, self.model.model().device())?;
-            let logits = batch
-                .run(&self.model)?
-                .logits
-                .ok_or_else(|| {
-                    Error::InvalidInput("the model has no token-classification head".into())
-                })?
-                .to_dtype(DType::F32)?
-                .to_vec3::<f32>()?;
-            for ((text, enc), rows) in chunk.iter().zip(&batch.encodings).zip(&logits) {
-                results.push(self.entities(text, enc, rows, params)?);
-            }
-        }
-        Ok(results)
+        self.call(texts, params)
     }
 
     /// One text's entities from its encoding and per-token logits (padding skipped).
@@ -349,6 +322,69 @@ impl TokenClassificationPipeline {
                     }
                 }))
             })
+            .collect()
+    }
+}
+
+/// A batch of texts with their padded encodings (entities point back into the texts).
+pub struct TextBatch {
+    texts: Vec<String>,
+    batch: Batch,
+}
+
+impl Pipeline for TokenClassificationPipeline {
+    const TASK: &'static str = "token-classification";
+    type Input<'a> = &'a str;
+    type Params = TokenClassificationParams;
+    /// The entities of the text.
+    type Output = Vec<Entity>;
+    type ModelInputs = TextBatch;
+    type ModelOutputs = EncoderTaskOutput;
+
+    fn from_pretrained(path: &Path, opts: &LoadOptions) -> Result<Self> {
+        Self::from_pretrained(path, opts)
+    }
+
+    fn preprocess(&self, texts: &[&str], _: usize, _: &Self::Params) -> Result<TextBatch> {
+        let opts = EncodeOptions {
+            truncation: Some(Truncation::LongestFirst),
+            padding: Padding::Longest,
+            ..Default::default()
+        };
+        Ok(TextBatch {
+            texts: texts.iter().map(|t| t.to_string()).collect(),
+            batch: tokenize(
+                &self.tokenizer,
+                &singles(texts),
+                &opts,
+                self.model.model().device(),
+            )?,
+        })
+    }
+
+    fn forward(&self, inputs: &TextBatch) -> Result<EncoderTaskOutput> {
+        inputs.batch.run(&self.model)
+    }
+
+    fn postprocess(
+        &self,
+        inputs: &TextBatch,
+        out: EncoderTaskOutput,
+        params: &Self::Params,
+    ) -> Result<Vec<Vec<Entity>>> {
+        let logits = out
+            .logits
+            .ok_or_else(|| {
+                Error::InvalidInput("the model has no token-classification head".into())
+            })?
+            .to_dtype(DType::F32)?
+            .to_vec3::<f32>()?;
+        inputs
+            .texts
+            .iter()
+            .zip(&inputs.batch.encodings)
+            .zip(&logits)
+            .map(|((text, enc), rows)| self.entities(text, enc, rows, params))
             .collect()
     }
 }
