@@ -43,11 +43,11 @@ impl StoredName {
     }
 }
 
-/// Maps a model's canonical tensor name to where this checkpoint may store it, when the
+/// Maps the name a model asks for to the one name its checkpoint stores it under, when the
 /// architecture names tensors its own way (e.g. `gpt_neox.embed_in` for
-/// `model.embed_tokens`). The first candidate the checkpoint holds is used; with none, the
-/// canonical name.
-pub type TensorNames = fn(&str) -> Vec<StoredName>;
+/// `model.embed_tokens`); `None`: stored under the name asked for. One answer, never a
+/// list to try: what is loaded can be written back under the same names.
+pub type TensorNames = Box<dyn Fn(&str) -> Option<StoredName> + Send + Sync>;
 
 struct Inner {
     source: Box<dyn TensorSource>,
@@ -89,25 +89,27 @@ impl Weights {
 
     /// The same loader, looking tensors up through `names` (see [`TensorNames`]). Call it
     /// before loading anything.
-    pub fn with_names(self, names: TensorNames) -> Result<Self> {
+    pub fn with_names(
+        self,
+        names: impl Fn(&str) -> Option<StoredName> + Send + Sync + 'static,
+    ) -> Result<Self> {
         let inner = Arc::try_unwrap(self.inner)
             .map_err(|_| Error::InvalidInput("with_names called on a shared loader".into()))?;
         Ok(Self {
             inner: Arc::new(Inner {
-                names: Some(names),
+                names: Some(Box::new(names)),
                 ..inner
             }),
             prefix: self.prefix,
         })
     }
 
-    /// Where the checkpoint stores the canonical `full` name.
+    /// Where the checkpoint stores the tensor the model calls `full`.
     fn stored_name(&self, full: &str) -> StoredName {
         self.inner
             .names
-            .into_iter()
-            .flat_map(|f| f(full))
-            .find(|stored| self.inner.source.shape(&stored.name).is_some())
+            .as_ref()
+            .and_then(|f| f(full))
             .unwrap_or_else(|| StoredName::plain(full))
     }
 

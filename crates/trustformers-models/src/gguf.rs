@@ -13,31 +13,207 @@ use trustformers_core::gguf::{GgufFile, GgufValue, TensorPart};
 use trustformers_core::weights::{GgufSource, Renamed};
 use trustformers_core::{Error, Result};
 
-/// `<arch>.<key>` metadata -> config.json fields.
-const CONFIG_KEYS: &[(&str, &[&str])] = &[
-    ("context_length", &["max_position_embeddings"]),
-    ("embedding_length", &["hidden_size"]),
-    ("feed_forward_length", &["intermediate_size"]),
-    ("block_count", &["num_hidden_layers"]),
-    ("attention.head_count", &["num_attention_heads"]),
-    ("attention.head_count_kv", &["num_key_value_heads"]),
-    ("attention.layer_norm_rms_epsilon", &["rms_norm_eps"]),
-    // GPT-2, GPT-J and Falcon call it layer_norm_epsilon; GPT-NeoX, Phi and StableLM
-    // layer_norm_eps.
-    (
-        "attention.layer_norm_epsilon",
-        &["layer_norm_epsilon", "layer_norm_eps"],
-    ),
-    ("attention.key_length", &["head_dim"]),
-    ("attention.sliding_window", &["sliding_window"]),
-    ("rope.freq_base", &["rope_theta"]),
-    ("vocab_size", &["vocab_size"]),
-    ("final_logit_softcapping", &["final_logit_softcapping"]),
-    ("attn_logit_softcapping", &["attn_logit_softcapping"]),
-    ("use_parallel_residual", &["use_parallel_residual"]),
-    ("expert_count", &["num_local_experts"]),
-    ("expert_used_count", &["num_experts_per_tok"]),
-];
+/// The hyperparameters llama.cpp writes under `{arch}.` for every architecture, read with
+/// their types (a count that is not an unsigned integer, or an epsilon that is not a
+/// finite number, is an error that names the key).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GgufHyperparams {
+    pub context_length: Option<u64>,
+    pub embedding_length: Option<u64>,
+    pub feed_forward_length: Option<u64>,
+    pub block_count: Option<u64>,
+    pub head_count: Option<u64>,
+    pub head_count_kv: Option<u64>,
+    /// The head dimension (`attention.key_length`).
+    pub key_length: Option<u64>,
+    /// `attention.sliding_window`; 0 means none (Phi-3).
+    pub sliding_window: Option<u64>,
+    pub vocab_size: Option<u64>,
+    pub expert_count: Option<u64>,
+    pub expert_used_count: Option<u64>,
+    /// `attention.layer_norm_rms_epsilon`.
+    pub rms_norm_eps: Option<f64>,
+    /// `attention.layer_norm_epsilon`.
+    pub layer_norm_eps: Option<f64>,
+    /// `rope.freq_base`.
+    pub rope_theta: Option<f64>,
+    pub final_logit_softcapping: Option<f64>,
+    pub attn_logit_softcapping: Option<f64>,
+    pub use_parallel_residual: Option<bool>,
+    /// Rotated dimensions per head (`rope.dimension_count`).
+    pub rope_dimension_count: Option<u64>,
+    /// `rope.scaling.type` (`linear`, `yarn`, `none`, ...).
+    pub rope_scaling_type: Option<String>,
+    pub rope_scaling_factor: Option<f64>,
+    pub rope_scaling_original_context_length: Option<u64>,
+    pub rope_scaling_attn_factor: Option<f64>,
+}
+
+impl GgufHyperparams {
+    /// Reads the `{arch}.*` hyperparameters of `file`.
+    pub fn read(file: &GgufFile, arch: &str) -> Result<Self> {
+        let get = |key: &str| {
+            let full = format!("{arch}.{key}");
+            file.get(&full).map(|v| (full, v))
+        };
+        let count = |key: &str| -> Result<Option<u64>> {
+            get(key)
+                .map(|(full, v)| {
+                    v.as_u64().ok_or_else(|| {
+                        Error::config(full, format!("must be an unsigned integer, got {v:?}"))
+                    })
+                })
+                .transpose()
+        };
+        let float = |key: &str| -> Result<Option<f64>> {
+            get(key)
+                .map(|(full, v)| {
+                    v.as_f64().filter(|x| x.is_finite()).ok_or_else(|| {
+                        Error::config(full, format!("must be a finite number, got {v:?}"))
+                    })
+                })
+                .transpose()
+        };
+        let flag = |key: &str| -> Result<Option<bool>> {
+            get(key)
+                .map(|(full, v)| {
+                    v.as_bool()
+                        .ok_or_else(|| Error::config(full, format!("must be a boolean, got {v:?}")))
+                })
+                .transpose()
+        };
+        let text = |key: &str| -> Result<Option<String>> {
+            get(key)
+                .map(|(full, v)| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| Error::config(full, format!("must be a string, got {v:?}")))
+                })
+                .transpose()
+        };
+        Ok(Self {
+            context_length: count("context_length")?,
+            embedding_length: count("embedding_length")?,
+            feed_forward_length: count("feed_forward_length")?,
+            block_count: count("block_count")?,
+            head_count: count("attention.head_count")?,
+            head_count_kv: count("attention.head_count_kv")?,
+            key_length: count("attention.key_length")?,
+            sliding_window: count("attention.sliding_window")?,
+            vocab_size: count("vocab_size")?,
+            expert_count: count("expert_count")?,
+            expert_used_count: count("expert_used_count")?,
+            rms_norm_eps: float("attention.layer_norm_rms_epsilon")?,
+            layer_norm_eps: float("attention.layer_norm_epsilon")?,
+            rope_theta: float("rope.freq_base")?,
+            final_logit_softcapping: float("final_logit_softcapping")?,
+            attn_logit_softcapping: float("attn_logit_softcapping")?,
+            use_parallel_residual: flag("use_parallel_residual")?,
+            rope_dimension_count: count("rope.dimension_count")?,
+            rope_scaling_type: text("rope.scaling.type")?,
+            rope_scaling_factor: float("rope.scaling.factor")?,
+            rope_scaling_original_context_length: count("rope.scaling.original_context_length")?,
+            rope_scaling_attn_factor: float("rope.scaling.attn_factor")?,
+        })
+    }
+
+    /// The head dimension: `attention.key_length`, else the width over the head count.
+    pub fn head_dim(&self) -> Option<u64> {
+        self.key_length.or_else(|| {
+            self.embedding_length?
+                .checked_div(self.head_count?)
+                .filter(|&d| d > 0)
+        })
+    }
+
+    /// The config.json fields these give, under the family's own key names.
+    fn write(&self, keys: &ConfigKeys, config: &mut Map<String, Value>) {
+        let mut put = |key: &str, value: Option<Value>| {
+            if let Some(v) = value {
+                config.insert(key.into(), v);
+            }
+        };
+        let float = |x: Option<f64>| x.and_then(Number::from_f64).map(Value::Number);
+        put(keys.context_length, self.context_length.map(Value::from));
+        put(
+            keys.embedding_length,
+            self.embedding_length.map(Value::from),
+        );
+        put(
+            keys.feed_forward_length,
+            self.feed_forward_length.map(Value::from),
+        );
+        put(keys.block_count, self.block_count.map(Value::from));
+        put(keys.head_count, self.head_count.map(Value::from));
+        put(keys.head_count_kv, self.head_count_kv.map(Value::from));
+        put(keys.layer_norm_eps, float(self.layer_norm_eps));
+        put("rms_norm_eps", float(self.rms_norm_eps));
+        put("head_dim", self.key_length.map(Value::from));
+        // Phi-3 writes a window of 0 for "none".
+        put(
+            "sliding_window",
+            self.sliding_window.filter(|&w| w > 0).map(Value::from),
+        );
+        put("rope_theta", float(self.rope_theta));
+        put("vocab_size", self.vocab_size.map(Value::from));
+        put(
+            "final_logit_softcapping",
+            float(self.final_logit_softcapping),
+        );
+        put("attn_logit_softcapping", float(self.attn_logit_softcapping));
+        put(
+            "use_parallel_residual",
+            self.use_parallel_residual.map(Value::from),
+        );
+        put("num_local_experts", self.expert_count.map(Value::from));
+        put(
+            "num_experts_per_tok",
+            self.expert_used_count.map(Value::from),
+        );
+    }
+}
+
+/// The config.json key names a family uses for the common hyperparameters.
+#[derive(Debug)]
+pub struct ConfigKeys {
+    pub context_length: &'static str,
+    pub embedding_length: &'static str,
+    pub feed_forward_length: &'static str,
+    pub block_count: &'static str,
+    pub head_count: &'static str,
+    pub head_count_kv: &'static str,
+    pub layer_norm_eps: &'static str,
+}
+
+/// The names of LLaMA's config.json, which most families share.
+pub const HF_KEYS: ConfigKeys = ConfigKeys {
+    context_length: "max_position_embeddings",
+    embedding_length: "hidden_size",
+    feed_forward_length: "intermediate_size",
+    block_count: "num_hidden_layers",
+    head_count: "num_attention_heads",
+    head_count_kv: "num_key_value_heads",
+    layer_norm_eps: "layer_norm_eps",
+};
+
+/// GPT-2's and GPT-J's names (`n_embd`, `n_head`, ...).
+pub const GPT2_KEYS: ConfigKeys = ConfigKeys {
+    context_length: "n_positions",
+    embedding_length: "n_embd",
+    feed_forward_length: "n_inner",
+    block_count: "n_layer",
+    head_count: "n_head",
+    head_count_kv: "num_key_value_heads",
+    layer_norm_eps: "layer_norm_epsilon",
+};
+
+/// Falcon's names (`num_kv_heads`, `ffn_hidden_size`, `layer_norm_epsilon`).
+pub const FALCON_KEYS: ConfigKeys = ConfigKeys {
+    feed_forward_length: "ffn_hidden_size",
+    head_count_kv: "num_kv_heads",
+    layer_norm_eps: "layer_norm_epsilon",
+    ..HF_KEYS
+};
 
 /// Where one family's GGUF tensors go: top-level names, the prefix of layer `i`'s tensors
 /// (`{layers}.{i}.`), and the names inside a block (after `blk.{i}.`). A [`GgufDialect`]
@@ -141,17 +317,6 @@ pub mod names {
     ];
 }
 
-fn to_json(v: &GgufValue) -> Option<Value> {
-    Some(match v {
-        GgufValue::String(s) => Value::from(s.as_str()),
-        GgufValue::Bool(b) => Value::from(*b),
-        // NaN and infinities have no JSON form: refused rather than read as null.
-        GgufValue::F32(_) | GgufValue::F64(_) => Value::Number(Number::from_f64(v.as_f64()?)?),
-        GgufValue::Array(_) => return None,
-        _ => Value::from(v.as_u64()?),
-    })
-}
-
 /// Whether the file has block 0's tensor `name` (e.g. `attn_q.bias`): GGUF has no flags for
 /// optional parts, their tensors say it.
 pub fn has_block_tensor(file: &GgufFile, name: &str) -> bool {
@@ -187,11 +352,8 @@ fn f32_list(file: &GgufFile, name: &str) -> Result<Value> {
 /// `rope_scaling` from the metadata, or from the frequency-factor tensors llama.cpp writes
 /// instead (Phi-3's LongRoPE factors; LLaMA 3.1's `rope_freqs`, one factor for short and
 /// long sequences alike).
-fn rope_scaling(file: &GgufFile, arch: &str) -> Result<Option<Value>> {
-    let meta = |key: &str| {
-        file.get(&format!("{arch}.rope.scaling.{key}"))
-            .and_then(to_json)
-    };
+fn rope_scaling(file: &GgufFile, hp: &GgufHyperparams) -> Result<Option<Value>> {
+    let float = |x: Option<f64>| x.and_then(Number::from_f64).map(Value::Number);
     let mut scaling = Map::new();
     let (long, short) = ("rope_factors_long.weight", "rope_factors_short.weight");
     if file.tensor_info(long).is_some() || file.tensor_info(short).is_some() {
@@ -205,20 +367,20 @@ fn rope_scaling(file: &GgufFile, arch: &str) -> Result<Option<Value>> {
         scaling.insert("short_factor".into(), factors);
         scaling.insert("attention_factor".into(), Value::from(1.0));
     } else {
-        match meta("type") {
-            Some(Value::String(kind)) if kind != "none" => {
+        match hp.rope_scaling_type.as_deref() {
+            Some(kind) if kind != "none" => {
                 scaling.insert("rope_type".into(), Value::from(kind));
             }
             _ => return Ok(None),
         }
-        if let Some(f) = meta("factor") {
+        if let Some(f) = float(hp.rope_scaling_factor) {
             scaling.insert("factor".into(), f);
         }
     }
-    if let Some(n) = meta("original_context_length") {
-        scaling.insert("original_max_position_embeddings".into(), n);
+    if let Some(n) = hp.rope_scaling_original_context_length {
+        scaling.insert("original_max_position_embeddings".into(), Value::from(n));
     }
-    if let Some(a) = meta("attn_factor") {
+    if let Some(a) = float(hp.rope_scaling_attn_factor) {
         scaling.entry("attention_factor").or_insert(a);
     }
     Ok(Some(Value::Object(scaling)))
@@ -237,20 +399,9 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<(&'static Architecture, Value
     let arch = registry::by_gguf_architecture(name, experts)?;
     let mut config = Map::new();
     config.insert("model_type".into(), Value::from(arch.model_type));
-    for (gguf_key, hf_keys) in CONFIG_KEYS {
-        let key = format!("{name}.{gguf_key}");
-        if let Some(v) = file.get(&key) {
-            let json = to_json(v)
-                .ok_or_else(|| Error::config(key.clone(), format!("unexpected value {v:?}")))?;
-            for hf in *hf_keys {
-                config.insert((*hf).into(), json.clone());
-            }
-        }
-    }
-    // Phi-3 writes a window of 0 for "none".
-    if config.get("sliding_window").and_then(Value::as_u64) == Some(0) {
-        config.remove("sliding_window");
-    }
+    let keys = arch.gguf.map_or(&HF_KEYS, |d| d.keys);
+    let hp = GgufHyperparams::read(file, name)?;
+    hp.write(keys, &mut config);
     if !config.contains_key("vocab_size") {
         let from_tokens = match file.get("tokenizer.ggml.tokens") {
             Some(GgufValue::Array(tokens)) => Some(tokens.len()),
@@ -264,7 +415,7 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<(&'static Architecture, Value
         }
     }
     if arch.kind() == ModelKind::Decoder {
-        decoder_config(file, name, &mut config)?;
+        decoder_config(file, &hp, &mut config)?;
     }
     if let Some(hook) = arch.gguf.and_then(|g| g.config) {
         hook(file, &mut config)?;
@@ -274,17 +425,18 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<(&'static Architecture, Value
 
 /// The decoder fields GGUF states by tensors or derived keys: rotary dimensions and scaling,
 /// biases, tied embeddings.
-fn decoder_config(file: &GgufFile, name: &str, config: &mut Map<String, Value>) -> Result<()> {
-    if let Some(dims) = file
-        .get(&format!("{name}.rope.dimension_count"))
-        .and_then(GgufValue::as_u64)
-    {
+fn decoder_config(
+    file: &GgufFile,
+    hp: &GgufHyperparams,
+    config: &mut Map<String, Value>,
+) -> Result<()> {
+    if let Some(dims) = hp.rope_dimension_count {
         config.insert("rotary_dim".into(), Value::from(dims));
-        if let Some(factor) = partial_rotary_factor(config, dims) {
+        if let Some(factor) = hp.head_dim().and_then(|d| partial_rotary_factor(d, dims)) {
             config.insert("partial_rotary_factor".into(), factor);
         }
     }
-    if let Some(scaling) = rope_scaling(file, name)? {
+    if let Some(scaling) = rope_scaling(file, hp)? {
         config.insert("rope_scaling".into(), scaling);
     }
     let bias = has_block_tensor(file, "attn_q.bias") || has_block_tensor(file, "attn_qkv.bias");
@@ -298,15 +450,7 @@ fn decoder_config(file: &GgufFile, name: &str, config: &mut Map<String, Value>) 
 
 /// `dims / head_dim`, nudged up where the division rounds down so that transformers' rule
 /// `int(head_dim * partial_rotary_factor)` gives `dims` back.
-fn partial_rotary_factor(config: &Map<String, Value>, dims: u64) -> Option<Value> {
-    let head_dim = match config.get("head_dim").and_then(Value::as_u64) {
-        Some(d) => d,
-        None => {
-            let hidden = config.get("hidden_size")?.as_u64()?;
-            let heads = config.get("num_attention_heads")?.as_u64()?;
-            hidden.checked_div(heads)?
-        }
-    };
+fn partial_rotary_factor(head_dim: u64, dims: u64) -> Option<Value> {
     if head_dim == 0 || dims > head_dim {
         return None;
     }
@@ -356,7 +500,7 @@ pub fn canonical_name(gguf_name: &str, dialect: &GgufDialect, config: &Value) ->
     Some(format!("{hf}.{suffix}"))
 }
 
-/// Attention shape from the config built by [`config_from_gguf`].
+/// Attention shape from the hyperparameters.
 #[derive(Debug, Clone, Copy)]
 struct Heads {
     heads: usize,
@@ -365,17 +509,13 @@ struct Heads {
 }
 
 impl Heads {
-    fn from_config(config: &Value) -> Self {
-        let get = |k: &str| config.get(k).and_then(Value::as_u64).map(|v| v as usize);
-        let heads = get("num_attention_heads").unwrap_or(0);
-        let kv_heads = get("num_key_value_heads").unwrap_or(heads);
-        let head_dim = get("head_dim")
-            .or_else(|| get("hidden_size").and_then(|h| h.checked_div(heads)))
-            .unwrap_or(0);
+    fn new(hp: &GgufHyperparams) -> Self {
+        let size = |v: Option<u64>| v.map_or(0, |v| v as usize);
+        let heads = size(hp.head_count);
         Self {
             heads,
-            kv_heads,
-            head_dim,
+            kv_heads: hp.head_count_kv.map_or(heads, |v| v as usize),
+            head_dim: size(hp.head_dim()),
         }
     }
 }
@@ -492,7 +632,7 @@ pub fn gguf_source(file: Arc<GgufFile>, arch: &Architecture, config: &Value) -> 
     let dialect = arch
         .gguf
         .ok_or_else(|| Error::InvalidInput(format!("`{}` has no GGUF dialect", arch.model_type)))?;
-    let heads = Heads::from_config(config);
+    let heads = Heads::new(&GgufHyperparams::read(&file, dialect.arch)?);
     GgufSource::new(file, |gguf_name, shape| {
         if CONFIG_TENSORS.contains(&gguf_name) {
             return Some(Vec::new());
@@ -637,9 +777,7 @@ mod tests {
     #[test]
     fn partial_rotary_factor_round_trips() {
         for (head_dim, dims) in [(80u64, 32u64), (64, 16), (96, 24), (80, 24), (256, 256)] {
-            let mut config = Map::new();
-            config.insert("head_dim".into(), Value::from(head_dim));
-            let f = partial_rotary_factor(&config, dims)
+            let f = partial_rotary_factor(head_dim, dims)
                 .unwrap()
                 .as_f64()
                 .unwrap();

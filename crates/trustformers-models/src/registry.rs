@@ -8,7 +8,7 @@ use crate::traits::{CausalLM, RuntimeOptions};
 use crate::{gguf, DecoderForCausalLM, DecoderSpec, EncoderSpec};
 use serde_json::{Map, Value};
 use trustformers_core::gguf::GgufFile;
-use trustformers_core::{Error, Result, TensorNames, Weights};
+use trustformers_core::{Error, Result, StoredName, Weights};
 
 /// How llama.cpp's converter lays out the rows of Q and K for this GGUF architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +68,9 @@ pub struct GgufDialect {
     pub config: Option<GgufConfig>,
     /// The family's tensor names ([`gguf::DECODER_NAMES`] unless said otherwise).
     pub names: &'static gguf::GgufNames,
+    /// The family's config.json names for the common hyperparameters
+    /// ([`gguf::HF_KEYS`] unless said otherwise).
+    pub keys: &'static gguf::ConfigKeys,
 }
 
 impl GgufDialect {
@@ -82,6 +85,7 @@ impl GgufDialect {
             block_if: None,
             config: None,
             names: &gguf::DECODER_NAMES,
+            keys: &gguf::HF_KEYS,
         }
     }
     const fn qk(mut self, qk: GgufQkLayout) -> Self {
@@ -120,7 +124,15 @@ impl GgufDialect {
         self.names = names;
         self
     }
+    const fn keys(mut self, keys: &'static gguf::ConfigKeys) -> Self {
+        self.keys = keys;
+        self
+    }
 }
+
+/// The one name a checkpoint of the architecture (with its config) stores a tensor under,
+/// for the name the model asks for; `None`: that same name.
+pub type TensorNames = fn(&str, &Value) -> Option<StoredName>;
 
 /// What kind of model an architecture builds, and so what it can be used for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,7 +316,7 @@ impl Architecture {
     }
 }
 
-use gguf::names as g;
+use gguf as g;
 use presets::*;
 use Architecture as A;
 use GgufDialect as D;
@@ -317,23 +329,23 @@ pub const ARCHITECTURES: &[Architecture] = &[
     A::decoder("llama", llama::spec).gguf(D::new("llama").qk(Interleaved)),
     A::decoder("gpt2", gpt2::spec)
         .names(gpt2::tensor_name)
-        .gguf(D::new("gpt2")),
+        .gguf(D::new("gpt2").keys(&g::GPT2_KEYS)),
     A::decoder("gpt_neo", gpt_neo::spec).names(gpt_neo::tensor_name),
     A::decoder("gpt_neox", gpt_neox::spec)
         .names(gpt_neox::tensor_name)
         .gguf(D::new("gptneox").qkv(Stacked)),
     A::decoder("gptj", gptj::spec)
         .names(gptj::tensor_name)
-        .gguf(D::new("gptj")),
+        .gguf(D::new("gptj").keys(&g::GPT2_KEYS)),
     A::decoder("mistral", mistral::spec),
     A::decoder("mixtral", mixtral::spec).gguf(D::new("llama").qk(Interleaved).experts()),
     A::decoder("phi", phi::spec)
         .names(phi::tensor_name)
-        .gguf(D::new("phi2").block(g::PHI2)),
-    A::decoder("phi3", phi3::spec).gguf(D::new("phi3").block(g::PHI3)),
+        .gguf(D::new("phi2").block(g::names::PHI2)),
+    A::decoder("phi3", phi3::spec).gguf(D::new("phi3").block(g::names::PHI3)),
     A::decoder("stablelm", stablelm::spec).gguf(
         D::new("stablelm")
-            .block(g::STABLELM)
+            .block(g::names::STABLELM)
             .config(stablelm::from_gguf),
     ),
     A::decoder("qwen2", qwen2::spec).gguf(D::new("qwen2")),
@@ -343,20 +355,21 @@ pub const ARCHITECTURES: &[Architecture] = &[
         .gguf(
             D::new("falcon")
                 .qkv(Stacked)
-                .block_if("new_decoder_architecture", g::FALCON_NEW)
+                .keys(&g::FALCON_KEYS)
+                .block_if("new_decoder_architecture", g::names::FALCON_NEW)
                 .config(falcon::from_gguf),
         ),
     A::decoder("gemma", gemma::spec).gguf(D::new("gemma").norms(UnitOffset)),
     A::decoder("gemma2", gemma2::spec).gguf(
         D::new("gemma2")
             .norms(UnitOffset)
-            .block(g::SANDWICH)
+            .block(g::names::SANDWICH)
             .config(gemma2::from_gguf),
     ),
     A::decoder("gemma3_text", gemma3::spec).gguf(
         D::new("gemma3")
             .norms(UnitOffset)
-            .block(g::SANDWICH)
+            .block(g::names::SANDWICH)
             .config(gemma2::from_gguf),
     ),
     // Encoders.

@@ -112,7 +112,10 @@ impl ModelConfig {
                 let source = trustformers_core::weights::open_dir(dir)?;
                 let weights = Weights::new(source, dtype, opts.device.clone(), false);
                 match self.architecture.tensor_names {
-                    Some(names) => weights.with_names(names),
+                    Some(names) => {
+                        let config = self.json.clone();
+                        weights.with_names(move |name| names(name, &config))
+                    }
                     None => Ok(weights),
                 }
             }

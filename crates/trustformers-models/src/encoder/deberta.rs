@@ -212,10 +212,8 @@ pub fn head(task: EncoderTask, spec: &EncoderSpec) -> Option<HeadLayout> {
 }
 
 /// BERT-layout names -> DeBERTa checkpoint names.
-pub fn tensor_name(canonical: &str) -> Vec<StoredName> {
-    let Some((base, rest)) = split_base(canonical, "deberta") else {
-        return Vec::new();
-    };
+pub fn tensor_name(canonical: &str, _config: &Value) -> Option<StoredName> {
+    let (base, rest) = split_base(canonical, "deberta")?;
     let stored = match rest.strip_prefix("embeddings_project.") {
         Some(r) => Some(format!("embeddings.embed_proj.{r}")),
         None => rename_layer(

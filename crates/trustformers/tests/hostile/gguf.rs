@@ -260,6 +260,33 @@ pub fn cases() -> Vec<Case> {
             ..
         }),
     ));
+    // Hyperparameters of the wrong type name their key.
+    cases.push(kv_case(
+        "block count as a string",
+        |kv| set(kv, "llama.block_count", GgufValue::String("two".into())),
+        expect!(Error::Config { field, .. } if field == "llama.block_count"),
+    ));
+    cases.push(kv_case(
+        "head count as a float",
+        |kv| set(kv, "llama.attention.head_count", GgufValue::F32(4.0)),
+        expect!(Error::Config { field, .. } if field == "llama.attention.head_count"),
+    ));
+    cases.push(kv_case(
+        "NaN epsilon",
+        |kv| {
+            set(
+                kv,
+                "llama.attention.layer_norm_rms_epsilon",
+                GgufValue::F32(f32::NAN),
+            )
+        },
+        expect!(Error::Config { field, .. } if field == "llama.attention.layer_norm_rms_epsilon"),
+    ));
+    cases.push(kv_case(
+        "rope scaling type as a number",
+        |kv| set(kv, "llama.rope.scaling.type", GgufValue::U32(1)),
+        expect!(Error::Config { field, .. } if field == "llama.rope.scaling.type"),
+    ));
     cases.push(kv_case(
         "vocabulary as nested arrays",
         |kv| {

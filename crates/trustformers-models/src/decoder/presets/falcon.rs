@@ -21,21 +21,18 @@ use trustformers_core::gguf::GgufFile;
 use trustformers_core::{Error, Result, StoredName};
 use trustformers_nn::{Activation, NormKind, QkvLayout};
 
-/// Falcon's layout flags from a GGUF file: llama.cpp writes the kv head count and runs
-/// attention and MLP in parallel; a second norm per block (`attn_norm_2`) marks the
-/// new decoder architecture.
+/// Falcon's layout flags from a GGUF file: llama.cpp writes the kv head count (read into
+/// `num_kv_heads`) and runs attention and MLP in parallel; a second norm per block
+/// (`attn_norm_2`) marks the new decoder architecture.
 pub fn from_gguf(file: &GgufFile, config: &mut Map<String, Value>) -> Result<()> {
     let new_arch = has_block_tensor(file, "attn_norm_2.weight");
-    let kv = config.get("num_key_value_heads").cloned();
+    let kv = config.get("num_kv_heads").and_then(Value::as_u64);
     config.insert("new_decoder_architecture".into(), Value::from(new_arch));
     config.insert("parallel_attn".into(), Value::from(true));
     config.insert(
         "multi_query".into(),
-        Value::from(!new_arch && kv.as_ref().and_then(Value::as_u64) == Some(1)),
+        Value::from(!new_arch && kv == Some(1)),
     );
-    if let Some(kv) = kv {
-        config.insert("num_kv_heads".into(), kv);
-    }
     config.insert(
         "bias".into(),
         Value::from(has_block_tensor(file, "attn_qkv.bias")),
@@ -123,40 +120,53 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
     Ok(spec)
 }
 
-/// LLaMA-style canonical names -> Falcon checkpoint names.
-pub fn tensor_name(canonical: &str) -> Vec<StoredName> {
-    let Some(rest) = canonical.strip_prefix("model.") else {
-        return Vec::new();
-    };
+/// LLaMA-style names -> Falcon checkpoint names. The new decoder architecture with two
+/// norms per layer stores them as `ln_attn` and `ln_mlp`; every other layout keeps
+/// `input_layernorm` (and `post_attention_layernorm` when sequential).
+pub fn tensor_name(canonical: &str, config: &Value) -> Option<StoredName> {
+    let rest = canonical.strip_prefix("model.")?;
     if let Some(r) = rest.strip_prefix("embed_tokens.") {
-        return vec![StoredName::plain(format!(
+        return Some(StoredName::plain(format!(
             "transformer.word_embeddings.{r}"
-        ))];
+        )));
     }
     if let Some(r) = rest.strip_prefix("norm.") {
-        return vec![StoredName::plain(format!("transformer.ln_f.{r}"))];
+        return Some(StoredName::plain(format!("transformer.ln_f.{r}")));
     }
-    let Some((layer, tensor)) = rest.strip_prefix("layers.").and_then(|r| r.split_once('.')) else {
-        return Vec::new();
-    };
-    let candidates: &[(&str, &[&str])] = &[
-        ("input_layernorm.", &["ln_attn.", "input_layernorm."]),
+    let (layer, tensor) = rest.strip_prefix("layers.")?.split_once('.')?;
+    let new_arch = config
+        .get("new_decoder_architecture")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let norms = config
+        .get("num_ln_in_parallel_attn")
+        .and_then(Value::as_u64)
+        .unwrap_or(if new_arch { 2 } else { 1 });
+    let two_norms = new_arch && norms == 2;
+    let table: &[(&str, &str)] = &[
+        (
+            "input_layernorm.",
+            if two_norms {
+                "ln_attn."
+            } else {
+                "input_layernorm."
+            },
+        ),
         (
             "post_attention_layernorm.",
-            &["ln_mlp.", "post_attention_layernorm."],
+            if two_norms {
+                "ln_mlp."
+            } else {
+                "post_attention_layernorm."
+            },
         ),
-        ("self_attn.qkv_proj.", &["self_attention.query_key_value."]),
-        ("self_attn.o_proj.", &["self_attention.dense."]),
-        ("mlp.up_proj.", &["mlp.dense_h_to_4h."]),
-        ("mlp.down_proj.", &["mlp.dense_4h_to_h."]),
+        ("self_attn.qkv_proj.", "self_attention.query_key_value."),
+        ("self_attn.o_proj.", "self_attention.dense."),
+        ("mlp.up_proj.", "mlp.dense_h_to_4h."),
+        ("mlp.down_proj.", "mlp.dense_4h_to_h."),
     ];
-    candidates
+    table
         .iter()
         .find_map(|(from, to)| tensor.strip_prefix(from).map(|r| (to, r)))
-        .map(|(to, r)| {
-            to.iter()
-                .map(|t| StoredName::plain(format!("transformer.h.{layer}.{t}{r}")))
-                .collect()
-        })
-        .unwrap_or_default()
+        .map(|(to, r)| StoredName::plain(format!("transformer.h.{layer}.{to}{r}")))
 }

@@ -45,11 +45,7 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
 }
 
 /// LLaMA-style canonical names -> GPT-2 checkpoint names (Conv1D weights transposed).
-pub fn tensor_name(canonical: &str) -> Vec<StoredName> {
-    stored(canonical).into_iter().collect()
-}
-
-fn stored(canonical: &str) -> Option<StoredName> {
+pub fn tensor_name(canonical: &str, _config: &Value) -> Option<StoredName> {
     let rest = canonical.strip_prefix("model.")?;
     if let Some(name) = by_prefix(rest, GPT2_GLOBALS) {
         return Some(StoredName::plain(name));

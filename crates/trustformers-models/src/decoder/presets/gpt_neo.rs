@@ -96,7 +96,7 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
 }
 
 /// LLaMA-style canonical names -> GPT-Neo checkpoint names.
-pub fn tensor_name(canonical: &str) -> Vec<StoredName> {
+pub fn tensor_name(canonical: &str, _config: &Value) -> Option<StoredName> {
     plain(rename(
         canonical,
         GPT2_GLOBALS,

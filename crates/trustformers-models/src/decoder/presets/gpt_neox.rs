@@ -54,7 +54,7 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
 }
 
 /// LLaMA-style canonical names -> GPT-NeoX checkpoint names.
-pub fn tensor_name(canonical: &str) -> Vec<StoredName> {
+pub fn tensor_name(canonical: &str, _config: &Value) -> Option<StoredName> {
     plain(stored(canonical))
 }
 

@@ -42,7 +42,7 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
 }
 
 /// LLaMA-style canonical names -> GPT-J checkpoint names.
-pub fn tensor_name(canonical: &str) -> Vec<StoredName> {
+pub fn tensor_name(canonical: &str, _config: &Value) -> Option<StoredName> {
     plain(stored(canonical))
 }
 

@@ -13,8 +13,8 @@ pub(crate) fn by_prefix(name: &str, table: &[(&str, &str)]) -> Option<String> {
 }
 
 /// Stored names that are plain renames.
-pub(crate) fn plain(name: Option<String>) -> Vec<StoredName> {
-    name.map(StoredName::plain).into_iter().collect()
+pub(crate) fn plain(name: Option<String>) -> Option<StoredName> {
+    name.map(StoredName::plain)
 }
 
 /// The stored name of a canonical `model.*` name: outside the layers by `globals`, inside

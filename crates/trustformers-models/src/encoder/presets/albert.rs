@@ -59,10 +59,8 @@ pub fn head(task: EncoderTask, spec: &EncoderSpec) -> Option<HeadLayout> {
 }
 
 /// BERT-layout names -> ALBERT checkpoint names.
-pub fn tensor_name(canonical: &str) -> Vec<StoredName> {
-    let Some((base, rest)) = split_base(canonical, "albert") else {
-        return Vec::new();
-    };
+pub fn tensor_name(canonical: &str, _config: &Value) -> Option<StoredName> {
+    let (base, rest) = split_base(canonical, "albert")?;
     let stored = if let Some(r) = rest.strip_prefix("pooler.dense.") {
         Some(format!("pooler.{r}"))
     } else if let Some(r) = rest.strip_prefix("embeddings_project.") {

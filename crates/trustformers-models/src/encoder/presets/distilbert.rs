@@ -73,10 +73,8 @@ pub fn head(task: EncoderTask, spec: &EncoderSpec) -> Option<HeadLayout> {
 }
 
 /// BERT-layout names -> DistilBERT checkpoint names.
-pub fn tensor_name(canonical: &str) -> Vec<StoredName> {
-    let Some((base, rest)) = split_base(canonical, "distilbert") else {
-        return Vec::new();
-    };
+pub fn tensor_name(canonical: &str, _config: &Value) -> Option<StoredName> {
+    let (base, rest) = split_base(canonical, "distilbert")?;
     plain(
         rename_layer(
             rest,

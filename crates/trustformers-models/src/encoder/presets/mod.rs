@@ -35,6 +35,6 @@ pub(crate) fn rename_layer(rest: &str, layers: &str, block: &[(&str, &str)]) -> 
     ))
 }
 
-pub(crate) fn plain(name: Option<String>) -> Vec<StoredName> {
-    name.map(StoredName::plain).into_iter().collect()
+pub(crate) fn plain(name: Option<String>) -> Option<StoredName> {
+    name.map(StoredName::plain)
 }
