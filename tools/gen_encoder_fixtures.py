@@ -113,6 +113,13 @@ ARCHS = {
     ),
 }
 
+# NomicBERT (nomic-embed-text): BERT's post-norm layers with rotary positions, SwiGLU and no
+# biases; the RoPE base as nomic-embed-text-v1.5's.
+ARCHS["nomic_bert"] = (
+    "nomic_bert",
+    dict(hidden_act="silu", rope_parameters={"rope_type": "default", "rope_theta": 1000.0}),
+)
+
 # deberta-v2-xlarge's convolution after the first layer, grouped, with its own activation, on
 # the DeBERTa-v2 layout above.
 ARCHS["deberta_v2_conv"] = (
@@ -158,6 +165,9 @@ FIXTURES_LIST = {
     "deberta_v2_seqcls": ("deberta_v2", "DebertaV2ForSequenceClassification"),
     "deberta_v2_qa": ("deberta_v2", "DebertaV2ForQuestionAnswering"),
     "deberta_v2_conv_base": ("deberta_v2_conv", "DebertaV2Model"),
+    "nomic_bert_base": ("nomic_bert", "NomicBertModel"),
+    "nomic_bert_mlm": ("nomic_bert", "NomicBertForMaskedLM"),
+    "nomic_bert_seqcls": ("nomic_bert", "NomicBertForSequenceClassification"),
 }
 
 
@@ -264,7 +274,7 @@ def fixture(name, arch, cls_name, seed):
     out_dir = FIXTURES / name
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
-    if model_type == "bert":
+    if model_type in ("bert", "nomic_bert"):
         save_tokenizer(out_dir)
     ids, mask, types = inputs(config.vocab_size, config.pad_token_id, seed)
     if config.model_type in ("roberta", "xlm-roberta", "modernbert") or not getattr(
@@ -291,7 +301,49 @@ def fixture(name, arch, cls_name, seed):
 
 
 # GGUF fixture -> the safetensors fixture it is converted from.
-GGUF_FIXTURES = {"bert_gguf": "bert_base"}
+GGUF_FIXTURES = {"bert_gguf": "bert_base", "nomic_bert_gguf": "nomic_bert_hub"}
+
+
+def nomic_hub_fixture():
+    """`nomic_bert_base` with the config of the Hub's nomic-embed-text releases (the original
+    code's names, which llama.cpp's converter reads), the same weights and outputs."""
+    import json
+    import shutil
+
+    src, out = FIXTURES / "nomic_bert_base", FIXTURES / "nomic_bert_hub"
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = json.loads((src / "config.json").read_text())
+    hub = {
+        "architectures": ["NomicBertModel"],
+        "model_type": "nomic_bert",
+        "vocab_size": cfg["vocab_size"],
+        "n_embd": cfg["hidden_size"],
+        "n_head": cfg["num_attention_heads"],
+        "n_layer": cfg["num_hidden_layers"],
+        "n_inner": cfg["intermediate_size"],
+        # nomic-embed-text-v2's values, which the converter accepts (and reads as 512).
+        "n_positions": 2048,
+        "max_trained_positions": 2048,
+        "layer_norm_epsilon": cfg["layer_norm_eps"],
+        "rotary_emb_base": cfg["rope_parameters"]["rope_theta"],
+        "rotary_emb_fraction": 1.0,
+        "rotary_emb_interleaved": False,
+        "rotary_emb_scale_base": None,
+        "rotary_scaling_factor": None,
+        "activation_function": "swiglu",
+        "prenorm": False,
+        "causal": False,
+        "qkv_proj_bias": False,
+        "mlp_fc1_bias": False,
+        "mlp_fc2_bias": False,
+        "type_vocab_size": cfg["type_vocab_size"],
+        "pad_token_id": cfg["pad_token_id"],
+    }
+    (out / "config.json").write_text(json.dumps(hub, indent=2) + "\n")
+    for f in src.iterdir():
+        if f.name != "config.json":
+            shutil.copy(f, out / f.name)
+    print("nomic_bert_hub written")
 
 
 def gguf_fixture(name, src_name):
@@ -308,6 +360,17 @@ def gguf_fixture(name, src_name):
     # fixture vocabulary is not one of them, and a BERT tokenizer has no pre-tokenizer to
     # name anyway (WordPiece splits on whitespace and punctuation).
     base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "default"
+    if src_name == "nomic_bert_hub":
+        # The converter reads the config through AutoConfig first; transformers 5 knows
+        # `nomic_bert` under other key names and would hand it defaults (768 wide, 12
+        # layers) beside the Hub's `n_embd`. Without that class (the converter's case), it
+        # reads config.json as it is.
+        import json
+
+        def raw_config(dir_model, is_mistral_format):
+            return json.loads((Path(dir_model) / "config.json").read_text())
+
+        base.ModelBase.load_hparams = staticmethod(raw_config)
     out_dir = FIXTURES / name
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"tiny-{name.removesuffix('_gguf')}.gguf"
@@ -328,6 +391,8 @@ def main():
     for seed, (name, (arch, cls_name)) in enumerate(FIXTURES_LIST.items()):
         if not only or name in only:
             fixture(name, arch, cls_name, seed)
+    if not only or "nomic_bert_hub" in only:
+        nomic_hub_fixture()
     for name, src in GGUF_FIXTURES.items():
         if name in only or (not only and "LLAMA_CPP" in os.environ):
             gguf_fixture(name, src)

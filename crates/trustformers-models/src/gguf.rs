@@ -254,6 +254,26 @@ pub const BERT_NAMES: GgufNames = GgufNames {
     ],
 };
 
+/// llama.cpp's `nomic-bert` architecture: the names of Nomic's original code, which
+/// transformers saves too.
+pub const NOMIC_BERT_NAMES: GgufNames = GgufNames {
+    global: &[
+        ("token_embd", "embeddings.word_embeddings"),
+        ("token_types", "embeddings.token_type_embeddings"),
+        ("token_embd_norm", "emb_ln"),
+    ],
+    layers: "encoder.layers",
+    block: &[
+        ("attn_qkv", "attn.Wqkv"),
+        ("attn_output", "attn.out_proj"),
+        ("attn_output_norm", "norm1"),
+        ("ffn_up", "mlp.fc11"),
+        ("ffn_gate", "mlp.fc12"),
+        ("ffn_down", "mlp.fc2"),
+        ("layer_output_norm", "norm2"),
+    ],
+};
+
 /// GGUF tensor name (per block: after `blk.{i}.`) -> the decoder's name (after
 /// `model.layers.{i}.`), for every decoder architecture.
 const BLOCK_TENSORS: &[(&str, &str)] = &[

@@ -3,7 +3,7 @@
 
 use crate::decoder::presets;
 use crate::encoder::heads::{EncoderTask, HeadLayout};
-use crate::encoder::{deberta, modernbert, presets as enc};
+use crate::encoder::{deberta, modernbert, nomic_bert, presets as enc};
 use crate::traits::{CausalLM, RuntimeOptions};
 use crate::{gguf, DecoderForCausalLM, DecoderSpec, EncoderSpec};
 use serde_json::{Map, Value};
@@ -387,6 +387,11 @@ pub const ARCHITECTURES: &[Architecture] = &[
     A::encoder("deberta-v2", deberta::spec, deberta::head).names(deberta::tensor_name),
     A::encoder("modernbert", modernbert::spec, modernbert::head),
     A::encoder("albert", enc::albert::spec, enc::albert::head).names(enc::albert::tensor_name),
+    A::encoder("nomic_bert", nomic_bert::spec, nomic_bert::head).gguf(
+        D::new("nomic-bert")
+            .names(&gguf::NOMIC_BERT_NAMES)
+            .config(nomic_bert::from_gguf),
+    ),
 ];
 
 fn known() -> Vec<&'static str> {

@@ -58,6 +58,13 @@ encoder_tests! {
     deberta_v2_seqcls: SequenceClassification;
     deberta_v2_qa: QuestionAnswering;
     deberta_v2_conv_base: Base;
+    nomic_bert_base: Base;
+    nomic_bert_mlm: MaskedLm;
+    nomic_bert_seqcls: SequenceClassification;
+    // `nomic_bert_base` with the Hub's config names (nomic-embed-text's), and converted by
+    // llama.cpp's convert_hf_to_gguf.py from that.
+    nomic_bert_hub: Base;
+    nomic_bert_gguf: Base;
     // `bert_base` converted by llama.cpp's convert_hf_to_gguf.py: the pooler is dropped.
     bert_gguf: Base;
 }

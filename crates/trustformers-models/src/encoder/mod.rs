@@ -15,6 +15,7 @@
 pub mod deberta;
 pub mod heads;
 pub mod modernbert;
+pub mod nomic_bert;
 pub mod presets;
 
 use crate::hf_config::limits;
@@ -74,6 +75,8 @@ pub enum EncoderLayout {
     Deberta(deberta::DebertaSpec),
     /// ModernBERT's pre-norm rotary layers (see [`modernbert`]).
     ModernBert(modernbert::ModernBertSpec),
+    /// BERT's post-norm layers with rotary positions and SwiGLU (see [`nomic_bert`]).
+    NomicBert(nomic_bert::NomicBertSpec),
 }
 
 impl EncoderSpec {
@@ -436,6 +439,7 @@ enum Body {
         conv: Option<deberta::ConvLayer>,
     },
     Modern(modernbert::ModernBertBody),
+    Nomic(nomic_bert::NomicBertBody),
 }
 
 /// The encoder: embeddings, layers and an optional pooler (HF `BertModel`, `ModernBertModel`).
@@ -450,9 +454,14 @@ impl EncoderModel {
     /// with a head); the pooler when `pooler` and the checkpoint has one.
     pub fn new(spec: &EncoderSpec, vb: &Weights, pooler: bool) -> Result<Self> {
         spec.validate()?;
-        let body = match spec.modern_bert() {
-            Some(m) => Body::Modern(modernbert::ModernBertBody::new(spec, m, vb)?),
-            None => {
+        let body = match &spec.layout {
+            EncoderLayout::ModernBert(m) => {
+                Body::Modern(modernbert::ModernBertBody::new(spec, m, vb)?)
+            }
+            EncoderLayout::NomicBert(n) => {
+                Body::Nomic(nomic_bert::NomicBertBody::new(spec, n, vb, pooler)?)
+            }
+            EncoderLayout::Bert | EncoderLayout::Deberta(_) => {
                 let layers = (0..spec.num_hidden_groups)
                     .map(|g| EncoderLayer::new(spec, &vb.pp("encoder").pp("layer").pp(g)))
                     .collect::<Result<Vec<_>>>()?;
@@ -498,18 +507,17 @@ impl EncoderModel {
         match &self.body {
             Body::Bert { embeddings, .. } => &embeddings.word,
             Body::Modern(m) => m.word_embeddings(),
+            Body::Nomic(n) => n.word_embeddings(),
         }
     }
 
     /// Whether the model has a pooler.
     pub fn has_pooler(&self) -> bool {
-        matches!(
-            &self.body,
-            Body::Bert {
-                pooler: Some(_),
-                ..
-            }
-        )
+        match &self.body {
+            Body::Bert { pooler, .. } => pooler.is_some(),
+            Body::Nomic(n) => n.pooler.is_some(),
+            Body::Modern(_) => false,
+        }
     }
 
     /// # Shapes
@@ -542,6 +550,19 @@ impl EncoderModel {
                 return Ok(EncoderOutput {
                     last_hidden_state,
                     pooler_output: None,
+                    hidden_states,
+                });
+            }
+            Body::Nomic(n) => {
+                let (last_hidden_state, hidden_states) = n.forward(
+                    input_ids,
+                    token_type_ids,
+                    mask.as_ref(),
+                    output_hidden_states,
+                )?;
+                return Ok(EncoderOutput {
+                    pooler_output: n.pool(&last_hidden_state)?,
+                    last_hidden_state,
                     hidden_states,
                 });
             }
