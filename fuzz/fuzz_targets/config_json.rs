@@ -13,7 +13,15 @@ fuzz_target!(|data: &[u8]| {
         .get("model_type")
         .and_then(|v| v.as_str())
         .unwrap_or("llama");
-    for ty in [model_type, "llama", "gemma3_text", "qwen3", "bert", "modernbert"] {
+    for ty in [
+        model_type,
+        "llama",
+        "gemma3_text",
+        "qwen3",
+        "bert",
+        "modernbert",
+        "nomic_bert",
+    ] {
         if let Ok(arch) = registry::by_model_type(ty) {
             if let Ok(spec) = arch.decoder_spec(&json) {
                 assert_eq!(spec.layer_windows.len(), spec.num_hidden_layers);

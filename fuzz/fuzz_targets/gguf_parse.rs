@@ -23,8 +23,13 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     if let Ok(file) = gguf::GgufFile::open(&path) {
-        let _ = trustformers_models::gguf::config_from_gguf(&file)
-            .and_then(|(arch, json)| arch.decoder_spec(&json));
+        if let Ok((arch, json)) = trustformers_models::gguf::config_from_gguf(&file) {
+            if arch.is_causal_lm() {
+                let _ = arch.decoder_spec(&json);
+            } else {
+                let _ = arch.encoder_spec(&json);
+            }
+        }
         // Building a real 30k-token vocabulary takes tens of milliseconds under the sanitizer;
         // mutants of the small files exercise the same code at fuzzing speed.
         if data.len() > 64 << 10 {

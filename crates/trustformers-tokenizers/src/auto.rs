@@ -21,9 +21,7 @@ impl AutoTokenizer {
     pub fn from_pretrained(path: impl AsRef<Path>) -> Result<Tokenizer> {
         let path = path.as_ref();
         if checkpoint_kind(path)? == CheckpointKind::Gguf {
-            let tokenizer = Self::from_gguf(&GgufFile::open(path)?)?;
-            release_free_memory();
-            return Ok(tokenizer);
+            return Self::from_gguf(&GgufFile::open(path)?);
         }
         let mut config = TokenizerConfig::from_dir(path)?;
         let config_path = path.join("tokenizer_config.json");
@@ -65,10 +63,14 @@ impl AutoTokenizer {
         Ok(tokenizer)
     }
 
-    /// Builds the tokenizer described by a GGUF file's metadata.
+    /// Builds the tokenizer described by a GGUF file's metadata. What building it frees is
+    /// handed back to the system (see [`release_free_memory`]), so that it does not stay
+    /// resident beside the weights loaded next.
     pub fn from_gguf(file: &GgufFile) -> Result<Tokenizer> {
         let (inner, config) = formats::gguf::from_gguf(file)?;
-        Tokenizer::new(inner, config)
+        let tokenizer = Tokenizer::new(inner, config)?;
+        release_free_memory();
+        Ok(tokenizer)
     }
 
     /// Wraps a `tokenizers` pipeline read from tokenizer.json bytes, with default settings.
