@@ -185,7 +185,8 @@ fn bert_gguf_tokenizer_matches_the_checkpoints() {
     }
 }
 
-/// Sentence embeddings of the GGUF file (no recorded pooling: mean) equal the checkpoint's.
+/// Sentence embeddings of the GGUF file (no recorded pooling: mean; normalized, as llama.cpp
+/// gives them) equal the checkpoint's, normalized.
 #[test]
 fn bert_gguf_sentence_embeddings_match_the_checkpoints() {
     use trustformers::pipelines::{EmbedParams, SentenceTransformer};
@@ -194,9 +195,13 @@ fn bert_gguf_sentence_embeddings_match_the_checkpoints() {
     let opts = LoadOptions::default();
     let gguf = SentenceTransformer::from_pretrained(checkpoint("bert_gguf"), &opts).unwrap();
     let hf = SentenceTransformer::from_pretrained(fixture("bert_base"), &opts).unwrap();
+    let normalized = EmbedParams {
+        normalize: true,
+        ..EmbedParams::default()
+    };
     let (a, b) = (
         gguf.encode(&texts, &params).unwrap(),
-        hf.encode(&texts, &params).unwrap(),
+        hf.encode(&texts, &normalized).unwrap(),
     );
     for (x, y) in a.iter().zip(&b) {
         let d = x

@@ -274,7 +274,8 @@ pub struct SentenceTransformer {
 
 impl SentenceTransformer {
     /// Loads a sentence-transformers directory (or a plain transformers encoder checkpoint,
-    /// which gets mean pooling, or a GGUF file, which gets the pooling it records).
+    /// which gets mean pooling, or a GGUF file, which gets the pooling it records and, as
+    /// llama.cpp gives them, L2-normalized embeddings).
     pub fn from_pretrained(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self> {
         let dir = dir.as_ref();
         if checkpoint_kind(dir)? == CheckpointKind::Gguf {
@@ -289,7 +290,9 @@ impl SentenceTransformer {
             return Ok(Self {
                 tokenizer,
                 model,
-                modules: vec![Module::Pooling(vec![pooling])],
+                // llama.cpp's embeddings are L2-normalized unless asked otherwise; the
+                // converter keeps no record of a Normalize module.
+                modules: vec![Module::Pooling(vec![pooling]), Module::Normalize],
                 max_seq_length: None,
                 do_lower_case: false,
             });
