@@ -177,6 +177,8 @@ mod tests {
                 .unwrap()
                 .transpose(1, 2)
                 .unwrap()
+                .contiguous()
+                .unwrap()
         };
         let (q, k, v) = (
             heads_of(lin(&xs, "q")),
