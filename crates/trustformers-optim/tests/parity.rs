@@ -1,0 +1,265 @@
+//! Every optimizer against `torch.optim` on the fixtures of `tools/gen_optim_fixtures.py`:
+//! the parameters after each of 20 steps, and the constructors' defaults.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use candle_core::backprop::GradStore;
+use candle_core::{Device, Tensor, Var};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use trustformers_optim::{by_name, Param};
+
+const NAMES: [&str; 4] = ["w", "b", "t", "s"];
+/// Relative tolerance, against the larger of the value and 1e-2 (parameters are O(1)).
+const RTOL: f32 = 1e-6;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/optim")
+}
+
+fn meta() -> &'static Value {
+    static META: OnceLock<Value> = OnceLock::new();
+    META.get_or_init(|| {
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("torch.json")).unwrap())
+            .unwrap()
+    })
+}
+
+fn tensors() -> &'static HashMap<String, Tensor> {
+    static T: OnceLock<HashMap<String, Tensor>> = OnceLock::new();
+    T.get_or_init(|| {
+        candle_core::safetensors::load(fixtures().join("torch.safetensors"), &Device::Cpu).unwrap()
+    })
+}
+
+fn values(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+fn check(case: &str) {
+    let spec = meta()["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == case)
+        .unwrap_or_else(|| panic!("no case `{case}` in torch.json"));
+    let t = tensors();
+    let params: Vec<Param> = NAMES
+        .iter()
+        .map(|n| {
+            Param::new(
+                *n,
+                Var::from_tensor(&t[&format!("{case}/init/{n}")]).unwrap(),
+            )
+        })
+        .collect();
+    let mut opt = by_name(
+        spec["optimizer"].as_str().unwrap(),
+        params.clone(),
+        &spec["kwargs"],
+    )
+    .unwrap();
+    let steps = spec["steps"].as_u64().unwrap();
+    let mut worst = 0f32;
+    for step in 0..steps {
+        let mut grads = GradStore::default();
+        for p in &params {
+            let g = t[&format!("{case}/grad/{step}/{}", p.name)].clone();
+            grads.insert(p.var.as_tensor(), g);
+        }
+        opt.step(&grads).unwrap();
+        for p in &params {
+            let want = values(&t[&format!("{case}/param/{step}/{}", p.name)]);
+            let got = values(p.var.as_tensor());
+            for (a, b) in got.iter().zip(&want) {
+                let rel = (a - b).abs() / b.abs().max(1e-2);
+                worst = worst.max(rel);
+                assert!(
+                    rel <= RTOL,
+                    "{case}: step {step}, `{}`: {a} against torch's {b} (relative {rel:e})",
+                    p.name
+                );
+            }
+        }
+    }
+    eprintln!("{case}: worst relative difference {worst:e}");
+}
+
+/// One test per fixture case.
+macro_rules! cases {
+    ($($case:ident),+ $(,)?) => {$(
+        #[test]
+        fn $case() {
+            check(stringify!($case));
+        }
+    )+};
+}
+
+cases!(
+    sgd,
+    sgd_momentum,
+    sgd_nesterov_decay,
+    sgd_dampening_maximize,
+    adam,
+    adam_amsgrad_decay,
+    adam_betas_maximize,
+    adam_decoupled,
+    adamw,
+    adamw_amsgrad,
+    adamax,
+    adamax_decay_maximize,
+    nadam,
+    nadam_decay,
+    nadam_decoupled,
+    radam,
+    radam_decay,
+    radam_decoupled_rectified,
+    adagrad,
+    adagrad_options,
+    adadelta,
+    adadelta_options,
+    rmsprop,
+    rmsprop_centered_momentum,
+    rmsprop_momentum,
+    rprop,
+    rprop_options,
+);
+
+/// Every fixture case has a test above.
+#[test]
+fn every_case_is_tested() {
+    let source = include_str!("parity.rs");
+    for case in meta()["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        assert!(
+            source.contains(&format!("    {name},\n")),
+            "case `{name}` has no test"
+        );
+    }
+}
+
+/// Our defaults are the constructors' (read from torch by the fixture script).
+#[test]
+fn defaults_are_torchs() {
+    for (class, want) in meta()["defaults"].as_object().unwrap() {
+        // An optimizer built from no arguments, its config read back as JSON.
+        let config = trustformers_optim::default_kwargs(class).unwrap();
+        for (key, value) in want.as_object().unwrap() {
+            let ours = config
+                .get(key)
+                .unwrap_or_else(|| panic!("{class}: no `{key}` argument"));
+            assert_eq!(
+                ours.as_f64().or(ours.as_bool().map(f64::from)),
+                value.as_f64().or(value.as_bool().map(f64::from)),
+                "{class}.{key}: ours {ours}, torch's {value}"
+            );
+            if let (Some(a), Some(b)) = (ours.as_array(), value.as_array()) {
+                let a: Vec<f64> = a.iter().map(|v| v.as_f64().unwrap()).collect();
+                let b: Vec<f64> = b.iter().map(|v| v.as_f64().unwrap()).collect();
+                assert_eq!(a, b, "{class}.{key}");
+            }
+        }
+        assert_eq!(
+            config.as_object().unwrap().len(),
+            want.as_object().unwrap().len(),
+            "{class}: arguments {config} against torch's {want}"
+        );
+    }
+}
+
+/// Out-of-range arguments get torch's message, naming the argument.
+#[test]
+fn bad_arguments_are_named() {
+    let p = || {
+        vec![Param::new(
+            "w",
+            Var::zeros(2, candle_core::DType::F32, &Device::Cpu).unwrap(),
+        )]
+    };
+    for (class, kwargs, field) in [
+        ("Adam", serde_json::json!({"lr": -1.0}), "lr"),
+        ("AdamW", serde_json::json!({"betas": [0.9, 1.0]}), "betas"),
+        ("SGD", serde_json::json!({"nesterov": true}), "nesterov"),
+        ("RMSprop", serde_json::json!({"eps": -1e-8}), "eps"),
+        ("Rprop", serde_json::json!({"etas": [1.5, 1.2]}), "etas"),
+        ("Adadelta", serde_json::json!({"rho": 1.5}), "rho"),
+    ] {
+        let err = by_name(class, p(), &kwargs).err().unwrap();
+        assert!(
+            matches!(&err, trustformers_core::Error::Config { field: f, .. } if f == field),
+            "{class} {kwargs}: {err}"
+        );
+    }
+    let unknown = by_name("Adam", p(), &serde_json::json!({"betaz": [0.9, 0.99]}))
+        .err()
+        .unwrap();
+    assert!(unknown.to_string().contains("betaz"), "{unknown}");
+    assert!(by_name("Adamm", p(), &serde_json::json!({})).is_err());
+}
+
+/// `clip_grad_norm_` (2-, 1-, 0.5- and inf-norms) and `clip_grad_value_` against torch, on
+/// gradients with a large outlier.
+#[test]
+fn clipping_matches_torch() {
+    use trustformers_optim::{clip_grad_norm, clip_grad_value};
+    let t = tensors();
+    let setup = |key: &str| {
+        let params: Vec<Param> = NAMES
+            .iter()
+            .map(|n| {
+                let g = &t[&format!("{key}/grad/{n}")];
+                Param::new(*n, Var::zeros(g.shape(), g.dtype(), &Device::Cpu).unwrap())
+            })
+            .collect();
+        let mut grads = GradStore::default();
+        for p in &params {
+            grads.insert(
+                p.var.as_tensor(),
+                t[&format!("{key}/grad/{}", p.name)].clone(),
+            );
+        }
+        (params, grads)
+    };
+    let compare = |key: &str, params: &[Param], grads: &GradStore| {
+        for p in params {
+            let got = values(grads.get(p.var.as_tensor()).unwrap());
+            let want = values(&t[&format!("{key}/clipped/{}", p.name)]);
+            for (a, b) in got.iter().zip(&want) {
+                assert!(
+                    (a - b).abs() <= RTOL * b.abs().max(1e-2),
+                    "{key} `{}`: {a} against {b}",
+                    p.name
+                );
+            }
+        }
+    };
+    for clip in meta()["clips"].as_array().unwrap() {
+        let key = clip["name"].as_str().unwrap();
+        let norm_type: f64 = clip["norm_type"].as_str().unwrap().parse().unwrap();
+        let (params, mut grads) = setup(key);
+        let total = clip_grad_norm(
+            &params,
+            &mut grads,
+            clip["max_norm"].as_f64().unwrap(),
+            norm_type,
+            true,
+        )
+        .unwrap();
+        let want = clip["total"].as_f64().unwrap() as f32;
+        assert!(
+            (total - want).abs() <= RTOL * want,
+            "{key}: total {total} against {want}"
+        );
+        compare(key, &params, &grads);
+    }
+    let (params, mut grads) = setup("clip_value");
+    clip_grad_value(&params, &mut grads, 0.5).unwrap();
+    compare("clip_value", &params, &grads);
+    // A non-finite total is an error when asked.
+    let (params, mut grads) = setup("clip_value");
+    let w = params[0].var.as_tensor();
+    let nan = (grads.get(w).unwrap() * f64::NAN).unwrap();
+    grads.insert(w, nan);
+    assert!(clip_grad_norm(&params, &mut grads, 1.0, 2.0, true).is_err());
+}

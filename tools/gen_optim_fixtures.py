@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Writes tests/fixtures/optim/: torch.optim's optimizers stepped on fixed parameters and
+gradients, the reference for crates/trustformers-optim/tests/parity.rs.
+
+Each case is an optimizer class with constructor arguments. Four parameters (a matrix, a
+vector, a 3-D tensor and a scalar) take 20 steps on seeded gradients with zeros, sign changes
+and one large outlier. Stored: the initial parameters, every step's gradients and every
+step's parameters (`torch.safetensors`, keys `{case}/init/{name}`, `{case}/grad/{step}/{name}`,
+`{case}/param/{step}/{name}`), and the cases with each class's constructor defaults
+(`torch.json`).
+
+Usage (needs torch, safetensors): python tools/gen_optim_fixtures.py
+"""
+
+import inspect
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "optim"
+STEPS = 20
+SHAPES = {"w": (4, 3), "b": (5,), "t": (2, 3, 2), "s": ()}
+
+# case name -> (class, constructor arguments): every option on somewhere.
+CASES = {
+    "sgd": ("SGD", {"lr": 0.1}),
+    "sgd_momentum": ("SGD", {"lr": 0.1, "momentum": 0.9}),
+    "sgd_nesterov_decay": ("SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01}),
+    "sgd_dampening_maximize": ("SGD", {"lr": 0.05, "momentum": 0.8, "dampening": 0.3, "maximize": True}),
+    "adam": ("Adam", {}),
+    "adam_amsgrad_decay": ("Adam", {"lr": 1e-2, "amsgrad": True, "weight_decay": 0.1}),
+    "adam_betas_maximize": ("Adam", {"lr": 1e-2, "betas": [0.8, 0.99], "maximize": True}),
+    "adam_decoupled": ("Adam", {"lr": 1e-2, "weight_decay": 0.1, "decoupled_weight_decay": True}),
+    "adamw": ("AdamW", {}),
+    "adamw_amsgrad": ("AdamW", {"lr": 1e-2, "amsgrad": True, "weight_decay": 0.1}),
+    "adamax": ("Adamax", {}),
+    "adamax_decay_maximize": ("Adamax", {"lr": 1e-2, "weight_decay": 0.1, "maximize": True}),
+    "nadam": ("NAdam", {}),
+    "nadam_decay": ("NAdam", {"lr": 1e-2, "weight_decay": 0.1}),
+    "nadam_decoupled": ("NAdam", {"lr": 1e-2, "weight_decay": 0.1, "decoupled_weight_decay": True, "momentum_decay": 1e-2}),
+    "radam": ("RAdam", {}),
+    "radam_decay": ("RAdam", {"lr": 1e-2, "weight_decay": 0.1}),
+    # beta2 = 0.9: the rectified update from the 5th step on.
+    "radam_decoupled_rectified": ("RAdam", {"lr": 1e-2, "betas": [0.9, 0.9], "weight_decay": 0.1, "decoupled_weight_decay": True}),
+    "adagrad": ("Adagrad", {}),
+    "adagrad_options": ("Adagrad", {"lr": 0.1, "lr_decay": 0.01, "weight_decay": 0.1, "initial_accumulator_value": 0.1}),
+    "adadelta": ("Adadelta", {}),
+    "adadelta_options": ("Adadelta", {"lr": 0.5, "rho": 0.8, "weight_decay": 0.1, "maximize": True}),
+    "rmsprop": ("RMSprop", {}),
+    "rmsprop_centered_momentum": ("RMSprop", {"lr": 1e-3, "centered": True, "momentum": 0.9, "weight_decay": 0.1}),
+    "rmsprop_momentum": ("RMSprop", {"momentum": 0.5}),
+    "rprop": ("Rprop", {}),
+    "rprop_options": ("Rprop", {"lr": 0.05, "etas": [0.3, 1.5], "step_sizes": [1e-3, 0.2], "maximize": True}),
+}
+
+# Constructor switches that choose an implementation, not the numbers.
+IMPLEMENTATION = {"foreach", "capturable", "differentiable", "fused"}
+
+
+def gradients(case_seed):
+    g = torch.Generator().manual_seed(case_seed)
+    steps = []
+    for step in range(STEPS):
+        grads = {}
+        for name, shape in SHAPES.items():
+            x = torch.randn(shape, generator=g)
+            # Zeros, and a sign that flips between steps for part of the values.
+            x = x * (torch.rand(shape, generator=g) > 0.2)
+            if step % 3 == 2:
+                x = -x
+            if step == 7 and name == "w":
+                x[0, 0] = 1e3
+            grads[name] = x
+        steps.append(grads)
+    return steps
+
+
+def main():
+    OUT.mkdir(parents=True, exist_ok=True)
+    tensors, cases, defaults = {}, [], {}
+    for seed, (case, (cls, kwargs)) in enumerate(CASES.items()):
+        g = torch.Generator().manual_seed(1000 + seed)
+        params = {n: torch.randn(s, generator=g).requires_grad_() for n, s in SHAPES.items()}
+        for n, p in params.items():
+            tensors[f"{case}/init/{n}"] = p.detach().clone()
+        opt = getattr(torch.optim, cls)(list(params.values()), **kwargs)
+        for step, grads in enumerate(gradients(seed)):
+            for n, p in params.items():
+                p.grad = grads[n].clone()
+                tensors[f"{case}/grad/{step}/{n}"] = grads[n].clone()
+            opt.step()
+            for n, p in params.items():
+                tensors[f"{case}/param/{step}/{n}"] = p.detach().clone()
+        cases.append({"name": case, "optimizer": cls, "kwargs": kwargs, "steps": STEPS})
+        if cls not in defaults:
+            klass = getattr(torch.optim, cls)
+            d = klass([torch.zeros(1)]).defaults
+            # The constructor's arguments only (AdamW fixes decoupled_weight_decay itself).
+            accepted = inspect.signature(klass.__init__).parameters
+            defaults[cls] = {
+                k: (list(v) if isinstance(v, tuple) else v)
+                for k, v in d.items()
+                if k not in IMPLEMENTATION and k in accepted
+            }
+    # clip_grad_norm_ on the gradients of the step with the outlier, for several norms, and
+    # clip_grad_value_.
+    clips = []
+    for norm_type in [2.0, 1.0, 0.5, float("inf")]:
+        grads = {n: g.clone() for n, g in gradients(0)[7].items()}
+        params = [torch.zeros(SHAPES[n], requires_grad=True) for n in grads]
+        for p, g in zip(params, grads.values()):
+            p.grad = g.clone()
+        total = torch.nn.utils.clip_grad_norm_(params, max_norm=1.5, norm_type=norm_type)
+        key = f"clip_norm_{norm_type}"
+        clips.append({"name": key, "norm_type": str(norm_type), "max_norm": 1.5, "total": total.item()})
+        for n, p in zip(grads, params):
+            tensors[f"{key}/grad/{n}"] = grads[n]
+            tensors[f"{key}/clipped/{n}"] = p.grad.clone()
+    grads = gradients(0)[7]
+    for n, g in grads.items():
+        tensors[f"clip_value/grad/{n}"] = g.clone()
+        p = torch.zeros(SHAPES[n], requires_grad=True)
+        p.grad = g.clone()
+        torch.nn.utils.clip_grad_value_([p], clip_value=0.5)
+        tensors[f"clip_value/clipped/{n}"] = p.grad.clone()
+    save_file({k: v.contiguous() for k, v in tensors.items()}, OUT / "torch.safetensors")
+    meta = {"torch_version": torch.__version__, "cases": cases, "defaults": defaults, "clips": clips}
+    (OUT / "torch.json").write_text(json.dumps(meta, indent=1) + "\n")
+    print(f"{len(cases)} cases, torch {torch.__version__}")
+
+
+if __name__ == "__main__":
+    main()
