@@ -9,7 +9,10 @@ step's parameters (`torch.safetensors`, keys `{case}/init/{name}`, `{case}/grad/
 `{case}/param/{step}/{name}`), and the cases with each class's constructor defaults
 (`torch.json`).
 
-Usage (needs torch, safetensors): python tools/gen_optim_fixtures.py
+Also transformers' learning-rate schedules (`get_scheduler`, every step-driven
+SchedulerType), `clip_grad_norm_` and `clip_grad_value_`.
+
+Usage (needs torch, transformers, safetensors): python tools/gen_optim_fixtures.py
 """
 
 import inspect
@@ -54,6 +57,29 @@ CASES = {
     "rprop": ("Rprop", {}),
     "rprop_options": ("Rprop", {"lr": 0.05, "etas": [0.3, 1.5], "step_sizes": [1e-3, 0.2], "maximize": True}),
 }
+
+# Schedules: case name -> (transformers SchedulerType, scheduler_specific_kwargs).
+SCHEDULES = {
+    "linear": ("linear", {}),
+    "cosine": ("cosine", {}),
+    "cosine_cycles": ("cosine", {"num_cycles": 1.5}),
+    "cosine_with_restarts": ("cosine_with_restarts", {}),
+    "cosine_with_restarts_3": ("cosine_with_restarts", {"num_cycles": 3}),
+    "polynomial": ("polynomial", {}),
+    "polynomial_power": ("polynomial", {"lr_end": 0.01, "power": 2.0}),
+    "constant": ("constant", {}),
+    "constant_with_warmup": ("constant_with_warmup", {}),
+    "inverse_sqrt": ("inverse_sqrt", {}),
+    "inverse_sqrt_timescale": ("inverse_sqrt", {"timescale": 50}),
+    "cosine_with_min_lr": ("cosine_with_min_lr", {"min_lr": 0.01}),
+    "cosine_with_min_lr_rate": ("cosine_with_min_lr", {"min_lr_rate": 0.2}),
+    "cosine_warmup_with_min_lr": ("cosine_warmup_with_min_lr", {"min_lr_rate": 0.1}),
+    "cosine_warmup_with_min_lr_rate": ("cosine_warmup_with_min_lr", {"min_lr": 0.005, "warmup_lr_rate": 0.1}),
+    "wsd": ("warmup_stable_decay", {"num_decay_steps": 300}),
+    "wsd_cosine_sqrt": ("warmup_stable_decay", {"num_decay_steps": 200, "num_stable_steps": 400, "warmup_type": "cosine", "decay_type": "1-sqrt", "min_lr_ratio": 0.1}),
+    "wsd_sqrt_linear": ("warmup_stable_decay", {"num_decay_steps": 300, "warmup_type": "1-sqrt", "decay_type": "linear"}),
+}
+WARMUP, TRAINING, RECORDED = 100, 1000, 1200
 
 # Constructor switches that choose an implementation, not the numbers.
 IMPLEMENTATION = {"foreach", "capturable", "differentiable", "fused"}
@@ -125,8 +151,38 @@ def main():
         p.grad = g.clone()
         torch.nn.utils.clip_grad_value_([p], clip_value=0.5)
         tensors[f"clip_value/clipped/{n}"] = p.grad.clone()
+    # Schedules: two parameter groups (lr 0.1 and 0.05), the rates of steps 0..RECORDED,
+    # each after the optimizer step of the step before, as in a training loop.
+    import transformers
+
+    schedules = []
+    for case, (name, kwargs) in SCHEDULES.items():
+        groups = [
+            {"params": [torch.zeros(1, requires_grad=True)]},
+            {"params": [torch.zeros(1, requires_grad=True)], "lr": 0.05},
+        ]
+        opt = torch.optim.SGD(groups, lr=0.1)
+        sched = transformers.get_scheduler(
+            name, opt, num_warmup_steps=WARMUP, num_training_steps=TRAINING,
+            scheduler_specific_kwargs=kwargs,
+        )
+        lrs = []
+        for _ in range(RECORDED):
+            lrs.append(sched.get_last_lr())
+            opt.step()
+            sched.step()
+        tensors[f"schedule/{case}"] = torch.tensor(lrs, dtype=torch.float64)
+        schedules.append({"name": case, "scheduler": name, "kwargs": kwargs})
     save_file({k: v.contiguous() for k, v in tensors.items()}, OUT / "torch.safetensors")
-    meta = {"torch_version": torch.__version__, "cases": cases, "defaults": defaults, "clips": clips}
+    meta = {
+        "torch_version": torch.__version__,
+        "transformers_version": transformers.__version__,
+        "cases": cases,
+        "defaults": defaults,
+        "clips": clips,
+        "schedules": schedules,
+        "schedule_steps": {"warmup": WARMUP, "training": TRAINING, "recorded": RECORDED, "lr": [0.1, 0.05]},
+    }
     (OUT / "torch.json").write_text(json.dumps(meta, indent=1) + "\n")
     print(f"{len(cases)} cases, torch {torch.__version__}")
 

@@ -17,9 +17,11 @@
 //! ```
 
 pub mod clip;
+pub mod schedule;
 pub mod torch;
 
 pub use clip::{clip_grad_norm, clip_grad_value};
+pub use schedule::{get_scheduler, LambdaLr, Schedule};
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};

@@ -263,3 +263,134 @@ fn clipping_matches_torch() {
     grads.insert(w, nan);
     assert!(clip_grad_norm(&params, &mut grads, 1.0, 2.0, true).is_err());
 }
+
+/// A schedule over two parameter groups (lr 0.1 and 0.05) against transformers'
+/// `get_scheduler`: the rates of 1,200 steps (warmup 100, training 1,000).
+fn check_schedule(case: &str) {
+    use trustformers_optim::torch::{Sgd, SgdConfig};
+    use trustformers_optim::{get_scheduler, LambdaLr, Optim, Optimizer, ParamGroup};
+    let m = meta();
+    let spec = m["schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == case)
+        .unwrap_or_else(|| panic!("no schedule `{case}` in torch.json"));
+    let steps = &m["schedule_steps"];
+    let group = |lr: f64| ParamGroup {
+        params: vec![Param::new(
+            "x",
+            Var::zeros(1, candle_core::DType::F32, &Device::Cpu).unwrap(),
+        )],
+        config: SgdConfig {
+            lr,
+            ..Default::default()
+        },
+    };
+    let lrs: Vec<f64> = steps["lr"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let mut opt = Optimizer::<Sgd>::with_groups(lrs.iter().map(|&lr| group(lr)).collect()).unwrap();
+    let schedule = get_scheduler(
+        spec["scheduler"].as_str().unwrap(),
+        lrs[0],
+        steps["warmup"].as_u64(),
+        steps["training"].as_u64(),
+        &spec["kwargs"],
+    )
+    .unwrap();
+    let mut sched = LambdaLr::new(&mut opt, schedule).unwrap();
+    let want = tensors()[&format!("schedule/{case}")]
+        .to_vec2::<f64>()
+        .unwrap();
+    for (step, row) in want.iter().enumerate() {
+        let got = opt.learning_rates();
+        for (g, (a, b)) in got.iter().zip(row).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-7 * b.abs().max(1e-12),
+                "{case}: step {step}, group {g}: {a} against transformers' {b}"
+            );
+        }
+        sched.step(&mut opt).unwrap();
+    }
+}
+
+/// One test per schedule case.
+macro_rules! schedules {
+    ($($case:ident),+ $(,)?) => {$(
+        #[test]
+        fn $case() {
+            check_schedule(stringify!($case));
+        }
+    )+};
+}
+
+mod schedules {
+    use super::check_schedule;
+    schedules!(
+        linear,
+        cosine,
+        cosine_cycles,
+        cosine_with_restarts,
+        cosine_with_restarts_3,
+        polynomial,
+        polynomial_power,
+        constant,
+        constant_with_warmup,
+        inverse_sqrt,
+        inverse_sqrt_timescale,
+        cosine_with_min_lr,
+        cosine_with_min_lr_rate,
+        cosine_warmup_with_min_lr,
+        cosine_warmup_with_min_lr_rate,
+        wsd,
+        wsd_cosine_sqrt,
+        wsd_sqrt_linear,
+    );
+}
+
+/// Every schedule case has a test, and bad scheduler arguments are named.
+#[test]
+fn every_schedule_is_tested_and_bad_arguments_are_named() {
+    let source = include_str!("parity.rs");
+    for case in meta()["schedules"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        assert!(
+            source.contains(&format!("        {name},\n")),
+            "schedule `{name}` has no test"
+        );
+    }
+    use serde_json::json as j;
+    use trustformers_optim::get_scheduler;
+    for (name, warmup, kwargs, field) in [
+        ("linearr", Some(10), j!({}), "lr_scheduler_type"),
+        ("linear", None, j!({}), "num_warmup_steps"),
+        ("cosine", Some(10), j!({"num_cycle": 1}), "num_cycle"),
+        ("polynomial", Some(10), j!({"lr_end": 1.0}), "lr_end"),
+        ("cosine_with_min_lr", Some(10), j!({}), "min_lr"),
+        (
+            "cosine_with_min_lr",
+            Some(10),
+            j!({"min_lr": 0.1, "min_lr_rate": 0.1}),
+            "min_lr",
+        ),
+        (
+            "warmup_stable_decay",
+            Some(10),
+            j!({"num_decay_steps": 10, "decay_type": "exp"}),
+            "decay_type",
+        ),
+        ("inverse_sqrt", Some(10), j!({"timescale": -1}), "timescale"),
+    ] {
+        let err = get_scheduler(name, 0.1, warmup, Some(100), &kwargs)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, trustformers_core::Error::Config { field: f, .. } if f == field),
+            "{name} {kwargs}: {err}"
+        );
+    }
+}
