@@ -1,5 +1,7 @@
 //! `trustformers debug dump`: run a model on saved inputs and write every output under
 //! transformers' field names, for side-by-side comparison with a Python run.
+//! `trustformers debug optim`: step an optimizer (and a schedule) on saved parameters and
+//! gradients, for comparison with the reference implementation.
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -15,6 +17,9 @@ use trustformers::{AutoConfig, EncoderTask, LoadOptions, ModelConfig, ModelKind}
 pub enum DebugCommand {
     /// Run a model on inputs from a safetensors file and save its outputs.
     Dump(DumpArgs),
+    /// Step an optimizer on parameters and per-step gradients from safetensors files and
+    /// save every step's parameters and learning rate.
+    Optim(crate::debug_optim::OptimArgs),
 }
 
 #[derive(Args)]
@@ -42,6 +47,7 @@ pub struct DumpArgs {
 pub fn run(command: DebugCommand) -> Result<()> {
     match command {
         DebugCommand::Dump(args) => dump(&args),
+        DebugCommand::Optim(args) => crate::debug_optim::run(&args),
     }
 }
 

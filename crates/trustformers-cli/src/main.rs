@@ -3,6 +3,7 @@
 mod bench;
 mod chat;
 mod debug;
+mod debug_optim;
 mod embed;
 mod generate;
 mod interrupt;

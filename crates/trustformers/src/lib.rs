@@ -37,4 +37,5 @@ pub use trustformers_models::{
     EncoderTask, ModelKind,
 };
 pub use trustformers_nn::{self as nn, Cache, KvCache};
+pub use trustformers_optim as optim;
 pub use trustformers_tokenizers::{self as tokenizers, AutoTokenizer, Tokenizer};
