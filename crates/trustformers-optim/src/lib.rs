@@ -27,7 +27,9 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::Path;
 use trustformers_core::{Error, Result};
 
 /// A trainable parameter and the name it is saved under.
@@ -60,11 +62,58 @@ pub trait Algorithm {
     /// The reference's class name (`"AdamW"`).
     const NAME: &'static str;
     type Config: Hyper;
-    type State;
+    type State: StateParts;
     /// The state of a parameter of `len` values before its first step.
     fn init(config: &Self::Config, len: usize) -> Self::State;
     /// One step: `param` is updated in place from `grad`.
     fn update(config: &Self::Config, param: &mut [f32], grad: &[f32], state: &mut Self::State);
+}
+
+/// A per-parameter state as it is saved: its per-element vectors (into safetensors) and
+/// its scalars (step counts; into JSON).
+pub trait StateParts: Sized {
+    /// The vectors by field name (an empty one: not made yet).
+    fn vectors(&self) -> Vec<(&'static str, &[f32])>;
+    /// The scalars as a JSON object.
+    fn scalars(&self) -> Value;
+    /// The state back from [`Self::vectors`] (by field name) and [`Self::scalars`].
+    fn restore(vectors: &mut HashMap<String, Vec<f32>>, scalars: &Value) -> Result<Self>;
+}
+
+/// `impl StateParts` for a state struct: its scalar fields with their types, then its
+/// vector fields.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! state_parts {
+    ($ty:ident { $($scalar:ident: $sty:ty),* } [$($vec:ident),*]) => {
+        impl $crate::StateParts for $ty {
+            fn vectors(&self) -> Vec<(&'static str, &[f32])> {
+                vec![$((stringify!($vec), self.$vec.as_slice())),*]
+            }
+            fn scalars(&self) -> serde_json::Value {
+                #[allow(unused_mut)]
+                let mut m = serde_json::Map::new();
+                $(m.insert(stringify!($scalar).into(), serde_json::json!(self.$scalar));)*
+                serde_json::Value::Object(m)
+            }
+            fn restore(
+                vectors: &mut std::collections::HashMap<String, Vec<f32>>,
+                scalars: &serde_json::Value,
+            ) -> trustformers_core::Result<Self> {
+                let _ = scalars;
+                Ok(Self {
+                    $($scalar: scalars
+                        .get(stringify!($scalar))
+                        .and_then(|v| serde_json::from_value::<$sty>(v.clone()).ok())
+                        .ok_or_else(|| trustformers_core::Error::config(
+                            stringify!($scalar),
+                            "missing or invalid in the saved optimizer state",
+                        ))?,)*
+                    $($vec: vectors.remove(stringify!($vec)).unwrap_or_default(),)*
+                })
+            }
+        }
+    };
 }
 
 /// Parameters that share hyper-parameters (torch's `param_groups` entries).
@@ -85,12 +134,20 @@ pub trait Optim {
     fn learning_rates(&self) -> Vec<f64>;
     /// Sets each group's learning rate (one value per group).
     fn set_learning_rates(&mut self, lrs: &[f64]) -> Result<()>;
+    /// Writes the state to `{prefix}.safetensors` (each parameter's vectors, as
+    /// `{param}.{field}`) and `{prefix}.json` (the groups' hyper-parameters, step counts).
+    fn save(&self, prefix: &Path) -> Result<()>;
+    /// Reads what [`Optim::save`] wrote, for the same parameters: steps then continue as
+    /// if never interrupted.
+    fn load(&mut self, prefix: &Path) -> Result<()>;
 }
 
 /// An [`Algorithm`] over parameter groups, with one state per parameter.
 pub struct Optimizer<A: Algorithm> {
     groups: Vec<ParamGroup<A::Config>>,
     states: Vec<Vec<Option<A::State>>>,
+    skip_nonfinite: bool,
+    skipped_steps: u64,
 }
 
 impl<A: Algorithm> Optimizer<A> {
@@ -101,6 +158,18 @@ impl<A: Algorithm> Optimizer<A> {
 
     /// Several groups, each with its own hyper-parameters.
     pub fn with_groups(groups: Vec<ParamGroup<A::Config>>) -> Result<Self> {
+        let mut seen = std::collections::HashSet::new();
+        if let Some(p) = groups
+            .iter()
+            .flat_map(|g| &g.params)
+            .find(|p| !seen.insert(p.name.as_str()))
+        {
+            return Err(Error::InvalidInput(format!(
+                "{}: two parameters are named `{}`; names key the saved state",
+                A::NAME,
+                p.name
+            )));
+        }
         for g in &groups {
             g.config.validate()?;
             if let Some(p) = g.params.iter().find(|p| p.var.dtype() != DType::F32) {
@@ -116,7 +185,12 @@ impl<A: Algorithm> Optimizer<A> {
             .iter()
             .map(|g| g.params.iter().map(|_| None).collect())
             .collect();
-        Ok(Self { groups, states })
+        Ok(Self {
+            groups,
+            states,
+            skip_nonfinite: false,
+            skipped_steps: 0,
+        })
     }
 
     /// The groups and their hyper-parameters.
@@ -129,9 +203,24 @@ impl<A: Algorithm> Optimizer<A> {
         self.states.get(group)?.get(index)?.as_ref()
     }
 
+    /// What to do with a non-finite gradient: an error naming the parameter (the
+    /// default), or, with `skip`, the whole step skipped and counted, as mixed-precision
+    /// training does.
+    pub fn skip_nonfinite(mut self, skip: bool) -> Self {
+        self.skip_nonfinite = skip;
+        self
+    }
+
+    /// Steps skipped for a non-finite gradient.
+    pub fn skipped_steps(&self) -> u64 {
+        self.skipped_steps
+    }
+
     fn step_impl(&mut self, grads: &GradStore) -> Result<()> {
-        for (group, states) in self.groups.iter().zip(&mut self.states) {
-            for (param, state) in group.params.iter().zip(states.iter_mut()) {
+        // Every gradient is checked before any parameter moves, so a skipped step leaves
+        // all of them as they were.
+        for group in &self.groups {
+            for param in &group.params {
                 let Some(grad) = grads.get(param.var.as_tensor()) else {
                     continue;
                 };
@@ -144,6 +233,30 @@ impl<A: Algorithm> Optimizer<A> {
                         param.var.dims()
                     )));
                 }
+                let finite = grad
+                    .to_dtype(DType::F32)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?
+                    .iter()
+                    .all(|g| g.is_finite());
+                if !finite {
+                    if self.skip_nonfinite {
+                        self.skipped_steps += 1;
+                        return Ok(());
+                    }
+                    return Err(Error::InvalidInput(format!(
+                        "{}: the gradient of `{}` is not finite (NaN or infinite)",
+                        A::NAME,
+                        param.name
+                    )));
+                }
+            }
+        }
+        for (group, states) in self.groups.iter().zip(&mut self.states) {
+            for (param, state) in group.params.iter().zip(states.iter_mut()) {
+                let Some(grad) = grads.get(param.var.as_tensor()) else {
+                    continue;
+                };
                 let g = grad.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
                 let mut p = param.var.flatten_all()?.to_vec1::<f32>()?;
                 let state = state.get_or_insert_with(|| A::init(&group.config, p.len()));
@@ -156,9 +269,146 @@ impl<A: Algorithm> Optimizer<A> {
     }
 }
 
+fn with_extension(prefix: &Path, ext: &str) -> std::path::PathBuf {
+    let mut name = prefix.as_os_str().to_owned();
+    name.push(".");
+    name.push(ext);
+    std::path::PathBuf::from(name)
+}
+
+impl<A: Algorithm> Optimizer<A> {
+    fn save_impl(&self, prefix: &Path) -> Result<()> {
+        let mut tensors: HashMap<String, Tensor> = HashMap::new();
+        let mut scalars = serde_json::Map::new();
+        let mut groups = Vec::new();
+        for (group, states) in self.groups.iter().zip(&self.states) {
+            let names: Vec<&str> = group.params.iter().map(|p| p.name.as_str()).collect();
+            let config = serde_json::to_value(&group.config)
+                .map_err(|e| Error::InvalidInput(e.to_string()))?;
+            groups.push(json!({"params": names, "config": config}));
+            for (param, state) in group.params.iter().zip(states) {
+                let Some(state) = state else { continue };
+                for (field, v) in state.vectors() {
+                    let t = Tensor::from_slice(v, v.len(), &candle_core::Device::Cpu)?;
+                    tensors.insert(format!("{}.{field}", param.name), t);
+                }
+                scalars.insert(param.name.clone(), state.scalars());
+            }
+        }
+        let meta = json!({
+            "optimizer": A::NAME,
+            "groups": groups,
+            "state": scalars,
+            "skipped_steps": self.skipped_steps,
+        });
+        let st = with_extension(prefix, "safetensors");
+        candle_core::safetensors::save(&tensors, &st)
+            .map_err(|e| Error::InvalidInput(format!("{}: {e}", st.display())))?;
+        let js = with_extension(prefix, "json");
+        let text =
+            serde_json::to_string_pretty(&meta).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        std::fs::write(&js, text).map_err(|e| Error::Io {
+            path: js.clone(),
+            source: e,
+        })?;
+        Ok(())
+    }
+
+    fn load_impl(&mut self, prefix: &Path) -> Result<()> {
+        let js = with_extension(prefix, "json");
+        let meta = trustformers_core::config::read_json(&js)?;
+        let bad = |why: String| Error::config(js.display().to_string(), why);
+        if meta.get("optimizer").and_then(Value::as_str) != Some(A::NAME) {
+            return Err(bad(format!(
+                "holds the state of {}, not of {}",
+                meta.get("optimizer").unwrap_or(&Value::Null),
+                A::NAME
+            )));
+        }
+        let groups = meta
+            .get("groups")
+            .and_then(Value::as_array)
+            .filter(|g| g.len() == self.groups.len())
+            .ok_or_else(|| {
+                bad(format!(
+                    "does not hold {} parameter groups",
+                    self.groups.len()
+                ))
+            })?;
+        let st = with_extension(prefix, "safetensors");
+        let mut tensors = candle_core::safetensors::load(&st, &candle_core::Device::Cpu)
+            .map_err(|e| Error::InvalidInput(format!("{}: {e}", st.display())))?;
+        let mut new_configs = Vec::new();
+        let mut new_states = Vec::new();
+        for (group, saved) in self.groups.iter().zip(groups) {
+            let names: Vec<&str> = group.params.iter().map(|p| p.name.as_str()).collect();
+            let saved_names: Vec<&str> = saved
+                .get("params")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            if saved_names != names {
+                return Err(bad(format!(
+                    "was saved for parameters {saved_names:?}, these are {names:?}"
+                )));
+            }
+            let config: A::Config = serde_json::from_value(saved["config"].clone())
+                .map_err(|e| bad(format!("hyper-parameters: {e}")))?;
+            config.validate()?;
+            new_configs.push(config);
+            let mut states = Vec::new();
+            for param in &group.params {
+                let Some(scalars) = meta["state"].get(&param.name) else {
+                    states.push(None);
+                    continue;
+                };
+                let prefix = format!("{}.", param.name);
+                let keys: Vec<String> = tensors
+                    .keys()
+                    .filter(|k| k.starts_with(&prefix))
+                    .cloned()
+                    .collect();
+                let mut vectors = HashMap::new();
+                for k in keys {
+                    if let Some(t) = tensors.remove(&k) {
+                        let v = t.flatten_all()?.to_vec1::<f32>()?;
+                        if !v.is_empty() && v.len() != param.var.elem_count() {
+                            return Err(bad(format!(
+                                "`{k}` has {} values for a parameter of {}",
+                                v.len(),
+                                param.var.elem_count()
+                            )));
+                        }
+                        vectors.insert(k[prefix.len()..].to_string(), v);
+                    }
+                }
+                states.push(Some(A::State::restore(&mut vectors, scalars)?));
+            }
+            new_states.push(states);
+        }
+        for (group, config) in self.groups.iter_mut().zip(new_configs) {
+            group.config = config;
+        }
+        self.states = new_states;
+        self.skipped_steps = meta
+            .get("skipped_steps")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        Ok(())
+    }
+}
+
 impl<A: Algorithm> Optim for Optimizer<A> {
     fn name(&self) -> &'static str {
         A::NAME
+    }
+
+    fn save(&self, prefix: &Path) -> Result<()> {
+        self.save_impl(prefix)
+    }
+
+    fn load(&mut self, prefix: &Path) -> Result<()> {
+        self.load_impl(prefix)
     }
 
     fn step(&mut self, grads: &GradStore) -> Result<()> {

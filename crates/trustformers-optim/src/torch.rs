@@ -2,7 +2,7 @@
 //! the CPU: the same state, the same order of operations, hyper-parameters computed in f64
 //! and handed to the element-wise kernels as f32.
 
-use crate::{Algorithm, Hyper};
+use crate::{Algorithm, Hyper, StateParts};
 use serde::{Deserialize, Serialize};
 use trustformers_core::{Error, Result};
 
@@ -142,7 +142,8 @@ pub struct Sgd;
 /// SGD's momentum buffer, made at the first step.
 #[derive(Debug, Clone, Default)]
 pub struct SgdState {
-    pub momentum_buffer: Option<Vec<f32>>,
+    /// Empty until the first step with momentum.
+    pub momentum_buffer: Vec<f32>,
 }
 
 impl Algorithm for Sgd {
@@ -157,10 +158,11 @@ impl Algorithm for Sgd {
     fn update(c: &SgdConfig, param: &mut [f32], grad: &[f32], state: &mut SgdState) {
         let (wd, momentum, lr) = (c.weight_decay as f32, c.momentum as f32, c.lr as f32);
         let keep = (1.0 - c.dampening) as f32;
-        let first = state.momentum_buffer.is_none();
-        let buf = state
-            .momentum_buffer
-            .get_or_insert_with(|| vec![0.0; param.len()]);
+        let first = state.momentum_buffer.is_empty();
+        if first {
+            state.momentum_buffer = vec![0.0; param.len()];
+        }
+        let buf = &mut state.momentum_buffer;
         for ((p, &g), b) in param.iter_mut().zip(grad).zip(buf.iter_mut()) {
             let mut d = effective_grad(g, *p, c.maximize, wd);
             if c.momentum != 0.0 {
@@ -178,7 +180,7 @@ impl Algorithm for Sgd {
             *p = add_alpha(*p, d, -lr);
         }
         if c.momentum == 0.0 {
-            state.momentum_buffer = None;
+            state.momentum_buffer = Vec::new();
         }
     }
 }
@@ -952,3 +954,15 @@ impl Algorithm for Rprop {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// What each state saves: its per-element vectors, and its scalars as JSON.
+
+crate::state_parts!(SgdState {}[momentum_buffer]);
+crate::state_parts!(AdamState { step: u64 } [exp_avg, exp_avg_sq, max_exp_avg_sq]);
+crate::state_parts!(AdamaxState { step: u64 } [exp_avg, exp_inf]);
+crate::state_parts!(NAdamState { step: u64, mu_product: f32 } [exp_avg, exp_avg_sq]);
+crate::state_parts!(AdagradState { step: u64 }[sum]);
+crate::state_parts!(AdadeltaState {} [square_avg, acc_delta]);
+crate::state_parts!(RmsPropState {} [square_avg, grad_avg, momentum_buffer]);
+crate::state_parts!(RpropState {} [prev, step_size]);

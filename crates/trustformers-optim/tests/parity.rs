@@ -277,9 +277,9 @@ fn check_schedule(case: &str) {
         .find(|c| c["name"] == case)
         .unwrap_or_else(|| panic!("no schedule `{case}` in torch.json"));
     let steps = &m["schedule_steps"];
-    let group = |lr: f64| ParamGroup {
+    let group = |i: usize, lr: f64| ParamGroup {
         params: vec![Param::new(
-            "x",
+            format!("x{i}"),
             Var::zeros(1, candle_core::DType::F32, &Device::Cpu).unwrap(),
         )],
         config: SgdConfig {
@@ -293,7 +293,13 @@ fn check_schedule(case: &str) {
         .iter()
         .map(|v| v.as_f64().unwrap())
         .collect();
-    let mut opt = Optimizer::<Sgd>::with_groups(lrs.iter().map(|&lr| group(lr)).collect()).unwrap();
+    let mut opt = Optimizer::<Sgd>::with_groups(
+        lrs.iter()
+            .enumerate()
+            .map(|(i, &lr)| group(i, lr))
+            .collect(),
+    )
+    .unwrap();
     let schedule = get_scheduler(
         spec["scheduler"].as_str().unwrap(),
         lrs[0],
@@ -393,4 +399,129 @@ fn every_schedule_is_tested_and_bad_arguments_are_named() {
             "{name} {kwargs}: {err}"
         );
     }
+}
+
+/// A non-finite gradient is an error naming the parameter, or, when asked, a skipped and
+/// counted step that moves no parameter.
+#[test]
+fn nonfinite_gradients_are_refused_or_skipped() {
+    use trustformers_optim::torch::{Adam, AdamConfig};
+    use trustformers_optim::{Optim, Optimizer};
+    let make = || {
+        ["a", "b"]
+            .map(|n| {
+                Param::new(
+                    n,
+                    Var::ones(3, candle_core::DType::F32, &Device::Cpu).unwrap(),
+                )
+            })
+            .to_vec()
+    };
+    let grads = |params: &[Param]| {
+        let mut g = GradStore::default();
+        g.insert(
+            params[0].var.as_tensor(),
+            Tensor::new(&[1f32, 2.0, 3.0], &Device::Cpu).unwrap(),
+        );
+        g.insert(
+            params[1].var.as_tensor(),
+            Tensor::new(&[1f32, f32::NAN, 3.0], &Device::Cpu).unwrap(),
+        );
+        g
+    };
+    let params = make();
+    let mut opt = Optimizer::<Adam>::new(params.clone(), AdamConfig::default()).unwrap();
+    let err = opt.step(&grads(&params)).unwrap_err().to_string();
+    assert!(err.contains("`b`") && err.contains("not finite"), "{err}");
+    let params = make();
+    let mut opt = Optimizer::<Adam>::new(params.clone(), AdamConfig::default())
+        .unwrap()
+        .skip_nonfinite(true);
+    opt.step(&grads(&params)).unwrap();
+    assert_eq!(opt.skipped_steps(), 1);
+    for p in &params {
+        assert_eq!(
+            values(p.var.as_tensor()),
+            [1.0, 1.0, 1.0],
+            "{} moved",
+            p.name
+        );
+    }
+    assert!(opt.state(0, 0).is_none(), "a skipped step made state");
+}
+
+/// Saved after 10 steps and loaded into a new optimizer, every case continues exactly as
+/// it would have: the same parameters after 20 steps, bit for bit.
+#[test]
+fn saved_state_resumes_bit_identically() {
+    let t = tensors();
+    let dir = std::env::temp_dir().join(format!("trustformers-optim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for spec in meta()["cases"].as_array().unwrap() {
+        let case = spec["name"].as_str().unwrap();
+        let class = spec["optimizer"].as_str().unwrap();
+        let fresh = || -> Vec<Param> {
+            NAMES
+                .iter()
+                .map(|n| {
+                    Param::new(
+                        *n,
+                        Var::from_tensor(&t[&format!("{case}/init/{n}")]).unwrap(),
+                    )
+                })
+                .collect()
+        };
+        let run = |opt: &mut Box<dyn trustformers_optim::Optim>,
+                   params: &[Param],
+                   steps: std::ops::Range<u64>| {
+            for step in steps {
+                let mut grads = GradStore::default();
+                for p in params {
+                    grads.insert(
+                        p.var.as_tensor(),
+                        t[&format!("{case}/grad/{step}/{}", p.name)].clone(),
+                    );
+                }
+                opt.step(&grads).unwrap();
+            }
+        };
+        let straight = fresh();
+        let mut opt = by_name(class, straight.clone(), &spec["kwargs"]).unwrap();
+        run(&mut opt, &straight, 0..20);
+
+        let first = fresh();
+        let mut opt = by_name(class, first.clone(), &spec["kwargs"]).unwrap();
+        run(&mut opt, &first, 0..10);
+        let prefix = dir.join(case);
+        opt.save(&prefix).unwrap();
+        // A new optimizer over parameters holding the 10-step values.
+        let resumed: Vec<Param> = first
+            .iter()
+            .map(|p| {
+                Param::new(
+                    p.name.clone(),
+                    Var::from_tensor(&p.var.as_tensor().copy().unwrap()).unwrap(),
+                )
+            })
+            .collect();
+        let mut opt = by_name(class, resumed.clone(), &serde_json::json!({})).unwrap();
+        opt.load(&prefix).unwrap();
+        run(&mut opt, &resumed, 10..20);
+        for (a, b) in resumed.iter().zip(&straight) {
+            assert_eq!(
+                values(a.var.as_tensor()),
+                values(b.var.as_tensor()),
+                "{case} `{}`",
+                a.name
+            );
+        }
+    }
+    // The state of another optimizer, or of other parameters, is refused.
+    let p = vec![Param::new(
+        "w",
+        Var::zeros(2, candle_core::DType::F32, &Device::Cpu).unwrap(),
+    )];
+    let mut other = by_name("SGD", p, &serde_json::json!({})).unwrap();
+    assert!(other.load(&dir.join("adam")).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
 }
