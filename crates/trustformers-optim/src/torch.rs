@@ -2,7 +2,7 @@
 //! the CPU: the same state, the same order of operations, hyper-parameters computed in f64
 //! and handed to the element-wise kernels as f32.
 
-use crate::{Algorithm, Hyper, StateParts};
+use crate::{Algorithm, Hyper};
 use serde::{Deserialize, Serialize};
 use trustformers_core::{Error, Result};
 
