@@ -56,6 +56,11 @@ CASES = {
     "rmsprop_momentum": ("RMSprop", {"momentum": 0.5}),
     "rprop": ("Rprop", {}),
     "rprop_options": ("Rprop", {"lr": 0.05, "etas": [0.3, 1.5], "step_sizes": [1e-3, 0.2], "maximize": True}),
+    "asgd": ("ASGD", {}),
+    # t0 = 5: averaging from the 6th step on.
+    "asgd_averaging": ("ASGD", {"lr": 0.05, "lambd": 0.01, "alpha": 0.5, "t0": 5, "weight_decay": 0.1, "maximize": True}),
+    "adafactor": ("Adafactor", {}),
+    "adafactor_options": ("Adafactor", {"lr": 0.05, "beta2_decay": -0.5, "eps": [1e-6, 1e-2], "d": 2.0, "weight_decay": 0.1, "maximize": True}),
 }
 
 # Schedules: case name -> (transformers SchedulerType, scheduler_specific_kwargs).

@@ -63,10 +63,16 @@ pub trait Algorithm {
     const NAME: &'static str;
     type Config: Hyper;
     type State: StateParts;
-    /// The state of a parameter of `len` values before its first step.
-    fn init(config: &Self::Config, len: usize) -> Self::State;
-    /// One step: `param` is updated in place from `grad`.
-    fn update(config: &Self::Config, param: &mut [f32], grad: &[f32], state: &mut Self::State);
+    /// The state of a parameter of `shape` before its first step.
+    fn init(config: &Self::Config, shape: &[usize]) -> Self::State;
+    /// One step: `param` (of `shape`, row-major) is updated in place from `grad`.
+    fn update(
+        config: &Self::Config,
+        shape: &[usize],
+        param: &mut [f32],
+        grad: &[f32],
+        state: &mut Self::State,
+    );
 }
 
 /// A per-parameter state as it is saved: its per-element vectors (into safetensors) and
@@ -259,8 +265,9 @@ impl<A: Algorithm> Optimizer<A> {
                 };
                 let g = grad.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
                 let mut p = param.var.flatten_all()?.to_vec1::<f32>()?;
-                let state = state.get_or_insert_with(|| A::init(&group.config, p.len()));
-                A::update(&group.config, &mut p, &g, state);
+                let shape = param.var.dims();
+                let state = state.get_or_insert_with(|| A::init(&group.config, shape));
+                A::update(&group.config, shape, &mut p, &g, state);
                 let updated = Tensor::from_vec(p, param.var.shape(), param.var.device())?;
                 param.var.set(&updated)?;
             }
@@ -368,18 +375,33 @@ impl<A: Algorithm> Optimizer<A> {
                     .filter(|k| k.starts_with(&prefix))
                     .cloned()
                     .collect();
+                // Each vector is as long as a new state's (or, for one made at the first
+                // step, as the parameter), or empty.
+                let fresh = A::init(&group.config, param.var.dims());
+                let lengths: HashMap<&str, usize> = fresh
+                    .vectors()
+                    .into_iter()
+                    .map(|(field, v)| (field, v.len()))
+                    .collect();
                 let mut vectors = HashMap::new();
                 for k in keys {
                     if let Some(t) = tensors.remove(&k) {
                         let v = t.flatten_all()?.to_vec1::<f32>()?;
-                        if !v.is_empty() && v.len() != param.var.elem_count() {
+                        let field = &k[prefix.len()..];
+                        let want = match lengths.get(field) {
+                            Some(0) => param.var.elem_count(),
+                            Some(&n) => n,
+                            None => {
+                                return Err(bad(format!("`{k}` is not a state of {}", A::NAME)))
+                            }
+                        };
+                        if !v.is_empty() && v.len() != want {
                             return Err(bad(format!(
-                                "`{k}` has {} values for a parameter of {}",
-                                v.len(),
-                                param.var.elem_count()
+                                "`{k}` has {} values where {want} are expected",
+                                v.len()
                             )));
                         }
-                        vectors.insert(k[prefix.len()..].to_string(), v);
+                        vectors.insert(field.to_string(), v);
                     }
                 }
                 states.push(Some(A::State::restore(&mut vectors, scalars)?));
@@ -451,7 +473,18 @@ fn boxed<A: Algorithm + 'static>(params: Vec<Param>, kwargs: &Value) -> Result<B
 
 /// The names [`by_name`] knows: the references' class names.
 pub const OPTIMIZERS: &[&str] = &[
-    "SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "Adagrad", "Adadelta", "RMSprop", "Rprop",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "NAdam",
+    "RAdam",
+    "Adagrad",
+    "Adadelta",
+    "RMSprop",
+    "Rprop",
+    "ASGD",
+    "Adafactor",
 ];
 
 /// The optimizer named as its reference's class (`"AdamW"`), over one group of `params`,
@@ -469,6 +502,8 @@ pub fn by_name(name: &str, params: Vec<Param>, kwargs: &Value) -> Result<Box<dyn
         "Adadelta" => boxed::<Adadelta>(params, kwargs),
         "RMSprop" => boxed::<RmsProp>(params, kwargs),
         "Rprop" => boxed::<Rprop>(params, kwargs),
+        "ASGD" => boxed::<Asgd>(params, kwargs),
+        "Adafactor" => boxed::<Adafactor>(params, kwargs),
         other => Err(Error::InvalidInput(format!(
             "unknown optimizer `{other}`; known: {}",
             OPTIMIZERS.join(", ")
@@ -494,6 +529,8 @@ pub fn default_kwargs(name: &str) -> Result<Value> {
         "Adadelta" => defaults_of::<Adadelta>(),
         "RMSprop" => defaults_of::<RmsProp>(),
         "Rprop" => defaults_of::<Rprop>(),
+        "ASGD" => defaults_of::<Asgd>(),
+        "Adafactor" => defaults_of::<Adafactor>(),
         other => Err(Error::InvalidInput(format!(
             "unknown optimizer `{other}`; known: {}",
             OPTIMIZERS.join(", ")

@@ -151,11 +151,17 @@ impl Algorithm for Sgd {
     type Config = SgdConfig;
     type State = SgdState;
 
-    fn init(_: &SgdConfig, _: usize) -> SgdState {
+    fn init(_: &SgdConfig, _: &[usize]) -> SgdState {
         SgdState::default()
     }
 
-    fn update(c: &SgdConfig, param: &mut [f32], grad: &[f32], state: &mut SgdState) {
+    fn update(
+        c: &SgdConfig,
+        _shape: &[usize],
+        param: &mut [f32],
+        grad: &[f32],
+        state: &mut SgdState,
+    ) {
         let (wd, momentum, lr) = (c.weight_decay as f32, c.momentum as f32, c.lr as f32);
         let keep = (1.0 - c.dampening) as f32;
         let first = state.momentum_buffer.is_empty();
@@ -281,7 +287,8 @@ impl Algorithm for Adam {
     type Config = AdamConfig;
     type State = AdamState;
 
-    fn init(c: &AdamConfig, n: usize) -> AdamState {
+    fn init(c: &AdamConfig, shape: &[usize]) -> AdamState {
+        let n: usize = shape.iter().product();
         AdamState {
             step: 0,
             exp_avg: vec![0.0; n],
@@ -290,7 +297,13 @@ impl Algorithm for Adam {
         }
     }
 
-    fn update(c: &AdamConfig, param: &mut [f32], grad: &[f32], s: &mut AdamState) {
+    fn update(
+        c: &AdamConfig,
+        _shape: &[usize],
+        param: &mut [f32],
+        grad: &[f32],
+        s: &mut AdamState,
+    ) {
         s.step += 1;
         let step = s.step as f64;
         let [beta1, beta2] = c.betas;
@@ -332,12 +345,18 @@ impl Algorithm for AdamW {
     type Config = AdamWConfig;
     type State = AdamState;
 
-    fn init(c: &AdamWConfig, n: usize) -> AdamState {
-        Adam::init(&c.adam(), n)
+    fn init(c: &AdamWConfig, shape: &[usize]) -> AdamState {
+        Adam::init(&c.adam(), shape)
     }
 
-    fn update(c: &AdamWConfig, param: &mut [f32], grad: &[f32], s: &mut AdamState) {
-        Adam::update(&c.adam(), param, grad, s)
+    fn update(
+        c: &AdamWConfig,
+        _shape: &[usize],
+        param: &mut [f32],
+        grad: &[f32],
+        s: &mut AdamState,
+    ) {
+        Adam::update(&c.adam(), _shape, param, grad, s)
     }
 }
 
@@ -390,7 +409,8 @@ impl Algorithm for Adamax {
     type Config = AdamaxConfig;
     type State = AdamaxState;
 
-    fn init(_: &AdamaxConfig, n: usize) -> AdamaxState {
+    fn init(_: &AdamaxConfig, shape: &[usize]) -> AdamaxState {
+        let n: usize = shape.iter().product();
         AdamaxState {
             step: 0,
             exp_avg: vec![0.0; n],
@@ -398,7 +418,13 @@ impl Algorithm for Adamax {
         }
     }
 
-    fn update(c: &AdamaxConfig, param: &mut [f32], grad: &[f32], s: &mut AdamaxState) {
+    fn update(
+        c: &AdamaxConfig,
+        _shape: &[usize],
+        param: &mut [f32],
+        grad: &[f32],
+        s: &mut AdamaxState,
+    ) {
         s.step += 1;
         let [beta1, beta2] = c.betas;
         let (w1, b2, eps) = ((1.0 - beta1) as f32, beta2 as f32, c.eps as f32);
@@ -473,7 +499,8 @@ impl Algorithm for NAdam {
     type Config = NAdamConfig;
     type State = NAdamState;
 
-    fn init(_: &NAdamConfig, n: usize) -> NAdamState {
+    fn init(_: &NAdamConfig, shape: &[usize]) -> NAdamState {
+        let n: usize = shape.iter().product();
         NAdamState {
             step: 0,
             mu_product: 1.0,
@@ -482,7 +509,13 @@ impl Algorithm for NAdam {
         }
     }
 
-    fn update(c: &NAdamConfig, param: &mut [f32], grad: &[f32], s: &mut NAdamState) {
+    fn update(
+        c: &NAdamConfig,
+        _shape: &[usize],
+        param: &mut [f32],
+        grad: &[f32],
+        s: &mut NAdamState,
+    ) {
         s.step += 1;
         let step = s.step as f64;
         let [beta1, beta2] = c.betas;
@@ -564,7 +597,8 @@ impl Algorithm for RAdam {
     type Config = RAdamConfig;
     type State = AdamState;
 
-    fn init(_: &RAdamConfig, n: usize) -> AdamState {
+    fn init(_: &RAdamConfig, shape: &[usize]) -> AdamState {
+        let n: usize = shape.iter().product();
         AdamState {
             step: 0,
             exp_avg: vec![0.0; n],
@@ -573,7 +607,13 @@ impl Algorithm for RAdam {
         }
     }
 
-    fn update(c: &RAdamConfig, param: &mut [f32], grad: &[f32], s: &mut AdamState) {
+    fn update(
+        c: &RAdamConfig,
+        _shape: &[usize],
+        param: &mut [f32],
+        grad: &[f32],
+        s: &mut AdamState,
+    ) {
         s.step += 1;
         let step = s.step as f64;
         let [beta1, beta2] = c.betas;
@@ -680,14 +720,21 @@ impl Algorithm for Adagrad {
     type Config = AdagradConfig;
     type State = AdagradState;
 
-    fn init(c: &AdagradConfig, n: usize) -> AdagradState {
+    fn init(c: &AdagradConfig, shape: &[usize]) -> AdagradState {
+        let n: usize = shape.iter().product();
         AdagradState {
             step: 0,
             sum: vec![c.initial_accumulator_value as f32; n],
         }
     }
 
-    fn update(c: &AdagradConfig, param: &mut [f32], grad: &[f32], s: &mut AdagradState) {
+    fn update(
+        c: &AdagradConfig,
+        _shape: &[usize],
+        param: &mut [f32],
+        grad: &[f32],
+        s: &mut AdagradState,
+    ) {
         s.step += 1;
         let clr = c.lr / (1.0 + (s.step as f64 - 1.0) * c.lr_decay);
         let (neg_clr, wd, eps) = (-clr as f32, c.weight_decay as f32, c.eps as f32);
@@ -752,14 +799,21 @@ impl Algorithm for Adadelta {
     type Config = AdadeltaConfig;
     type State = AdadeltaState;
 
-    fn init(_: &AdadeltaConfig, n: usize) -> AdadeltaState {
+    fn init(_: &AdadeltaConfig, shape: &[usize]) -> AdadeltaState {
+        let n: usize = shape.iter().product();
         AdadeltaState {
             square_avg: vec![0.0; n],
             acc_delta: vec![0.0; n],
         }
     }
 
-    fn update(c: &AdadeltaConfig, param: &mut [f32], grad: &[f32], s: &mut AdadeltaState) {
+    fn update(
+        c: &AdadeltaConfig,
+        _shape: &[usize],
+        param: &mut [f32],
+        grad: &[f32],
+        s: &mut AdadeltaState,
+    ) {
         let (rho, w, eps) = (c.rho as f32, (1.0 - c.rho) as f32, c.eps as f32);
         let (neg_lr, wd) = (-c.lr as f32, c.weight_decay as f32);
         for i in 0..param.len() {
@@ -835,7 +889,8 @@ impl Algorithm for RmsProp {
     type Config = RmsPropConfig;
     type State = RmsPropState;
 
-    fn init(c: &RmsPropConfig, n: usize) -> RmsPropState {
+    fn init(c: &RmsPropConfig, shape: &[usize]) -> RmsPropState {
+        let n: usize = shape.iter().product();
         RmsPropState {
             square_avg: vec![0.0; n],
             grad_avg: if c.centered { vec![0.0; n] } else { Vec::new() },
@@ -847,7 +902,13 @@ impl Algorithm for RmsProp {
         }
     }
 
-    fn update(c: &RmsPropConfig, param: &mut [f32], grad: &[f32], s: &mut RmsPropState) {
+    fn update(
+        c: &RmsPropConfig,
+        _shape: &[usize],
+        param: &mut [f32],
+        grad: &[f32],
+        s: &mut RmsPropState,
+    ) {
         let (alpha, w, eps) = (c.alpha as f32, (1.0 - c.alpha) as f32, c.eps as f32);
         let (neg_lr, wd, momentum) = (-c.lr as f32, c.weight_decay as f32, c.momentum as f32);
         for i in 0..param.len() {
@@ -920,14 +981,21 @@ impl Algorithm for Rprop {
     type Config = RpropConfig;
     type State = RpropState;
 
-    fn init(c: &RpropConfig, n: usize) -> RpropState {
+    fn init(c: &RpropConfig, shape: &[usize]) -> RpropState {
+        let n: usize = shape.iter().product();
         RpropState {
             prev: vec![0.0; n],
             step_size: vec![c.lr as f32; n],
         }
     }
 
-    fn update(c: &RpropConfig, param: &mut [f32], grad: &[f32], s: &mut RpropState) {
+    fn update(
+        c: &RpropConfig,
+        _shape: &[usize],
+        param: &mut [f32],
+        grad: &[f32],
+        s: &mut RpropState,
+    ) {
         let (minus, plus) = (c.etas[0] as f32, c.etas[1] as f32);
         let (lo, hi) = (c.step_sizes[0] as f32, c.step_sizes[1] as f32);
         let sign = |x: f32| {
@@ -956,6 +1024,283 @@ impl Algorithm for Rprop {
 }
 
 // ---------------------------------------------------------------------------------------
+// ASGD
+
+/// `torch.optim.ASGD`'s arguments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AsgdConfig {
+    pub lr: f64,
+    pub lambd: f64,
+    pub alpha: f64,
+    pub t0: f64,
+    pub weight_decay: f64,
+    pub maximize: bool,
+}
+
+impl Default for AsgdConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-2,
+            lambd: 1e-4,
+            alpha: 0.75,
+            t0: 1e6,
+            weight_decay: 0.0,
+            maximize: false,
+        }
+    }
+}
+
+hyper!(AsgdConfig, |c| {
+    check_lr(c.lr)?;
+    check_weight_decay(c.weight_decay)
+});
+
+/// ASGD's step size `eta`, averaging rate `mu` (f32, as torch keeps them in tensors) and
+/// the averaged parameter `ax`.
+#[derive(Debug, Clone)]
+pub struct AsgdState {
+    pub step: u64,
+    pub eta: f32,
+    pub mu: f32,
+    pub ax: Vec<f32>,
+}
+
+/// `torch.optim.ASGD`.
+pub struct Asgd;
+
+impl Algorithm for Asgd {
+    const NAME: &'static str = "ASGD";
+    type Config = AsgdConfig;
+    type State = AsgdState;
+
+    fn init(c: &AsgdConfig, shape: &[usize]) -> AsgdState {
+        let n: usize = shape.iter().product();
+        AsgdState {
+            step: 0,
+            eta: c.lr as f32,
+            mu: 1.0,
+            ax: vec![0.0; n],
+        }
+    }
+
+    fn update(
+        c: &AsgdConfig,
+        _shape: &[usize],
+        param: &mut [f32],
+        grad: &[f32],
+        s: &mut AsgdState,
+    ) {
+        s.step += 1;
+        let eta = f64::from(s.eta);
+        let (decay, neg_eta, wd) = (
+            (1.0 - c.lambd * eta) as f32,
+            -eta as f32,
+            c.weight_decay as f32,
+        );
+        for i in 0..param.len() {
+            let g = effective_grad(grad[i], param[i], c.maximize, wd);
+            param[i] *= decay;
+            param[i] = add_alpha(param[i], g, neg_eta);
+            s.ax[i] = if s.mu != 1.0 {
+                s.ax[i] + (param[i] - s.ax[i]) * s.mu
+            } else {
+                param[i]
+            };
+        }
+        let step = s.step as f64;
+        s.eta = (c.lr / (1.0 + c.lambd * c.lr * step).powf(c.alpha)) as f32;
+        s.mu = (1.0 / (step - c.t0).max(1.0)) as f32;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Adafactor (torch's)
+
+/// `torch.optim.Adafactor`'s arguments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdafactorConfig {
+    pub lr: f64,
+    /// The second-moment decay is `1 - step^beta2_decay`.
+    pub beta2_decay: f64,
+    /// `(eps1, eps2)`: the floor of the variance estimate (`None`: the dtype's epsilon)
+    /// and of the parameter scale.
+    pub eps: (Option<f64>, f64),
+    /// The update's RMS is clipped to this.
+    pub d: f64,
+    pub weight_decay: f64,
+    pub maximize: bool,
+}
+
+impl Default for AdafactorConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-2,
+            beta2_decay: -0.8,
+            eps: (None, 1e-3),
+            d: 1.0,
+            weight_decay: 0.0,
+            maximize: false,
+        }
+    }
+}
+
+hyper!(AdafactorConfig, |c| {
+    check(
+        c.lr >= 0.0,
+        "lr",
+        format!("Learning rate should be >= 0 but is: {}", c.lr),
+    )?;
+    check(
+        c.beta2_decay <= 0.0,
+        "beta2_decay",
+        format!("beta2_decay should be <= 0 but is: {}", c.beta2_decay),
+    )?;
+    check(
+        c.eps.0.is_none_or(|e| e >= 0.0),
+        "eps",
+        format!("epsilon1 should be >= 0 but is: {:?}", c.eps.0),
+    )?;
+    check(
+        c.eps.1 >= 0.0,
+        "eps",
+        format!("epsilon2 should be >= 0 but is: {}", c.eps.1),
+    )?;
+    check(
+        c.d >= 1.0,
+        "d",
+        format!("Clipping threshold d should be >= 1 but is: {}", c.d),
+    )?;
+    check(
+        c.weight_decay >= 0.0,
+        "weight_decay",
+        format!("weight_decay should be >= 0 but is: {}", c.weight_decay),
+    )
+});
+
+/// Adafactor's second moment: factored into row and column means for a parameter of two
+/// or more dimensions (over its last two), whole otherwise.
+#[derive(Debug, Clone)]
+pub struct AdafactorState {
+    pub step: u64,
+    /// `[..., rows]`.
+    pub row_var: Vec<f32>,
+    /// `[..., cols]`.
+    pub col_var: Vec<f32>,
+    pub variance: Vec<f32>,
+}
+
+/// `torch.optim.Adafactor`.
+pub struct Adafactor;
+
+/// sqrt of the sum of squares, accumulated in f32 in order.
+fn norm2(values: impl Iterator<Item = f32>) -> f32 {
+    values.fold(0.0f32, |acc, v| acc + v * v).sqrt()
+}
+
+impl Algorithm for Adafactor {
+    const NAME: &'static str = "Adafactor";
+    type Config = AdafactorConfig;
+    type State = AdafactorState;
+
+    fn init(_: &AdafactorConfig, shape: &[usize]) -> AdafactorState {
+        let n: usize = shape.iter().product();
+        match shape {
+            [outer @ .., rows, cols] => {
+                let batch: usize = outer.iter().product();
+                AdafactorState {
+                    step: 0,
+                    row_var: vec![0.0; batch * rows],
+                    col_var: vec![0.0; batch * cols],
+                    variance: Vec::new(),
+                }
+            }
+            _ => AdafactorState {
+                step: 0,
+                row_var: Vec::new(),
+                col_var: Vec::new(),
+                variance: vec![0.0; n],
+            },
+        }
+    }
+
+    fn update(
+        c: &AdafactorConfig,
+        shape: &[usize],
+        param: &mut [f32],
+        grad: &[f32],
+        s: &mut AdafactorState,
+    ) {
+        s.step += 1;
+        let step = s.step as f64;
+        let eps1 = c.eps.0.unwrap_or(f64::from(f32::EPSILON)) as f32;
+        let w = step.powf(c.beta2_decay) as f32;
+        let rho = c.lr.min(1.0 / step.sqrt());
+        let n = param.len();
+        let scale = f64::from(norm2(param.iter().copied())) / (n as f64).sqrt();
+        let alpha = c.eps.1.max(scale) * rho;
+        if c.weight_decay != 0.0 {
+            let decay = (1.0 - c.lr * c.weight_decay) as f32;
+            param.iter_mut().for_each(|p| *p *= decay);
+        }
+        let g: Vec<f32> = if c.maximize {
+            grad.iter().map(|g| -g).collect()
+        } else {
+            grad.to_vec()
+        };
+        let estimate: Vec<f32> = match shape {
+            [.., rows, cols] => {
+                let (rows, cols) = (*rows, *cols);
+                let batch = n / (rows * cols).max(1);
+                let mut est = vec![0.0f32; n];
+                for b in 0..batch {
+                    let base = b * rows * cols;
+                    for r in 0..rows {
+                        let row = &g[base + r * cols..base + (r + 1) * cols];
+                        let norm = norm2(row.iter().copied());
+                        let mean = norm * norm / cols as f32;
+                        let v = &mut s.row_var[b * rows + r];
+                        *v = lerp(*v, mean, w);
+                    }
+                    for col in 0..cols {
+                        let norm = norm2((0..rows).map(|r| g[base + r * cols + col]));
+                        let mean = norm * norm / rows as f32;
+                        let v = &mut s.col_var[b * cols + col];
+                        *v = lerp(*v, mean, w);
+                    }
+                    let row_var = &s.row_var[b * rows..(b + 1) * rows];
+                    let row_mean = (row_var.iter().sum::<f32>() / rows as f32).max(eps1);
+                    for r in 0..rows {
+                        for col in 0..cols {
+                            est[base + r * cols + col] =
+                                row_var[r] * s.col_var[b * cols + col] / row_mean;
+                        }
+                    }
+                }
+                est
+            }
+            _ => {
+                for (v, g) in s.variance.iter_mut().zip(&g) {
+                    *v = lerp(*v, g * g, w);
+                }
+                s.variance.clone()
+            }
+        };
+        let update: Vec<f32> = estimate
+            .iter()
+            .zip(&g)
+            .map(|(e, g)| (1.0 / e.max(eps1 * eps1).sqrt()) * g)
+            .collect();
+        let rms = f64::from(norm2(update.iter().copied())) / ((n as f64).sqrt() * c.d);
+        let step_size = (-alpha / rms.max(1.0)) as f32;
+        for (p, u) in param.iter_mut().zip(&update) {
+            *p = add_alpha(*p, *u, step_size);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // What each state saves: its per-element vectors, and its scalars as JSON.
 
 crate::state_parts!(SgdState {}[momentum_buffer]);
@@ -966,3 +1311,11 @@ crate::state_parts!(AdagradState { step: u64 }[sum]);
 crate::state_parts!(AdadeltaState {} [square_avg, acc_delta]);
 crate::state_parts!(RmsPropState {} [square_avg, grad_avg, momentum_buffer]);
 crate::state_parts!(RpropState {} [prev, step_size]);
+crate::state_parts!(
+    AsgdState {
+        step: u64,
+        eta: f32,
+        mu: f32
+    }[ax]
+);
+crate::state_parts!(AdafactorState { step: u64 } [row_var, col_var, variance]);
