@@ -61,6 +61,9 @@ CASES = {
     "asgd_averaging": ("ASGD", {"lr": 0.05, "lambd": 0.01, "alpha": 0.5, "t0": 5, "weight_decay": 0.1, "maximize": True}),
     "adafactor": ("Adafactor", {}),
     "adafactor_options": ("Adafactor", {"lr": 0.05, "beta2_decay": -0.5, "eps": [1e-6, 1e-2], "d": 2.0, "weight_decay": 0.1, "maximize": True}),
+    "hf_adafactor": ("transformers.Adafactor", {}),
+    "hf_adafactor_warmup": ("transformers.Adafactor", {"warmup_init": True, "decay_rate": -0.5, "clip_threshold": 0.5}),
+    "hf_adafactor_manual": ("transformers.Adafactor", {"lr": 1e-2, "relative_step": False, "scale_parameter": False, "beta1": 0.9, "weight_decay": 0.1}),
 }
 
 # Schedules: case name -> (transformers SchedulerType, scheduler_specific_kwargs).
@@ -90,6 +93,15 @@ WARMUP, TRAINING, RECORDED = 100, 1000, 1200
 IMPLEMENTATION = {"foreach", "capturable", "differentiable", "fused"}
 
 
+def optimizer_class(name):
+    """torch.optim's class, or `transformers.X` for transformers' own."""
+    if name.startswith("transformers."):
+        import transformers.optimization
+
+        return getattr(transformers.optimization, name.split(".", 1)[1])
+    return getattr(torch.optim, name)
+
+
 def gradients(case_seed):
     g = torch.Generator().manual_seed(case_seed)
     steps = []
@@ -116,7 +128,7 @@ def main():
         params = {n: torch.randn(s, generator=g).requires_grad_() for n, s in SHAPES.items()}
         for n, p in params.items():
             tensors[f"{case}/init/{n}"] = p.detach().clone()
-        opt = getattr(torch.optim, cls)(list(params.values()), **kwargs)
+        opt = optimizer_class(cls)(list(params.values()), **kwargs)
         for step, grads in enumerate(gradients(seed)):
             for n, p in params.items():
                 p.grad = grads[n].clone()
@@ -126,7 +138,7 @@ def main():
                 tensors[f"{case}/param/{step}/{n}"] = p.detach().clone()
         cases.append({"name": case, "optimizer": cls, "kwargs": kwargs, "steps": STEPS})
         if cls not in defaults:
-            klass = getattr(torch.optim, cls)
+            klass = optimizer_class(cls)
             d = klass([torch.zeros(1)]).defaults
             # The constructor's arguments only (AdamW fixes decoupled_weight_decay itself).
             accepted = inspect.signature(klass.__init__).parameters

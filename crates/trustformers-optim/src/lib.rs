@@ -504,6 +504,7 @@ pub fn by_name(name: &str, params: Vec<Param>, kwargs: &Value) -> Result<Box<dyn
         "Rprop" => boxed::<Rprop>(params, kwargs),
         "ASGD" => boxed::<Asgd>(params, kwargs),
         "Adafactor" => boxed::<Adafactor>(params, kwargs),
+        "transformers.Adafactor" => boxed::<HfAdafactor>(params, kwargs),
         other => Err(Error::InvalidInput(format!(
             "unknown optimizer `{other}`; known: {}",
             OPTIMIZERS.join(", ")
@@ -531,6 +532,7 @@ pub fn default_kwargs(name: &str) -> Result<Value> {
         "Rprop" => defaults_of::<Rprop>(),
         "ASGD" => defaults_of::<Asgd>(),
         "Adafactor" => defaults_of::<Adafactor>(),
+        "transformers.Adafactor" => defaults_of::<HfAdafactor>(),
         other => Err(Error::InvalidInput(format!(
             "unknown optimizer `{other}`; known: {}",
             OPTIMIZERS.join(", ")
