@@ -1461,8 +1461,8 @@ impl Algorithm for HfAdafactor {
                     }
                     let row = &s.exp_avg_sq_row[b * rows..(b + 1) * rows];
                     let row_mean = row.iter().sum::<f32>() / rows as f32;
-                    for r in 0..rows {
-                        let r_factor = 1.0 / (row[r] / row_mean).sqrt();
+                    for (r, &row_r) in row.iter().enumerate() {
+                        let r_factor = 1.0 / (row_r / row_mean).sqrt();
                         for col in 0..cols {
                             let c_factor = 1.0 / s.exp_avg_sq_col[b * cols + col].sqrt();
                             let i = base + r * cols + col;
