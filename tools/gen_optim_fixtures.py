@@ -12,7 +12,7 @@ step's parameters (`torch.safetensors`, keys `{case}/init/{name}`, `{case}/grad/
 Also transformers' learning-rate schedules (`get_scheduler`, every step-driven
 SchedulerType), `clip_grad_norm_` and `clip_grad_value_`.
 
-Usage (needs torch, transformers, safetensors): python tools/gen_optim_fixtures.py
+Usage (needs torch, transformers, timm, safetensors): python tools/gen_optim_fixtures.py
 """
 
 import inspect
@@ -64,6 +64,8 @@ CASES = {
     "hf_adafactor": ("transformers.Adafactor", {}),
     "hf_adafactor_warmup": ("transformers.Adafactor", {"warmup_init": True, "decay_rate": -0.5, "clip_threshold": 0.5}),
     "hf_adafactor_manual": ("transformers.Adafactor", {"lr": 1e-2, "relative_step": False, "scale_parameter": False, "beta1": 0.9, "weight_decay": 0.1}),
+    "lion": ("Lion", {}),
+    "lion_options": ("Lion", {"lr": 1e-3, "betas": [0.8, 0.95], "weight_decay": 0.1, "caution": True, "corrected_weight_decay": True, "maximize": True}),
 }
 
 # Schedules: case name -> (transformers SchedulerType, scheduler_specific_kwargs).
@@ -89,12 +91,19 @@ SCHEDULES = {
 }
 WARMUP, TRAINING, RECORDED = 100, 1000, 1200
 
+# Classes taken from timm.optim.
+TIMM = {"Lion"}
+
 # Constructor switches that choose an implementation, not the numbers.
 IMPLEMENTATION = {"foreach", "capturable", "differentiable", "fused"}
 
 
 def optimizer_class(name):
     """torch.optim's class, or `transformers.X` for transformers' own."""
+    if name in TIMM:
+        import timm.optim
+
+        return getattr(timm.optim, name)
     if name.startswith("transformers."):
         import transformers.optimization
 
@@ -194,6 +203,7 @@ def main():
     meta = {
         "torch_version": torch.__version__,
         "transformers_version": transformers.__version__,
+        "timm_version": __import__("timm").__version__,
         "cases": cases,
         "defaults": defaults,
         "clips": clips,

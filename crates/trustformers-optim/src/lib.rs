@@ -18,6 +18,7 @@
 
 pub mod clip;
 pub mod schedule;
+pub mod timm;
 pub mod torch;
 
 pub use clip::{clip_grad_norm, clip_grad_value};
@@ -54,6 +55,9 @@ pub trait Hyper: Clone + Default + Serialize + DeserializeOwned {
     fn set_lr(&mut self, lr: f64);
     /// The reference constructor's checks, with its messages.
     fn validate(&self) -> Result<()>;
+    /// Called once when an optimizer is built with these (timm keeps the constructor's
+    /// learning rate for corrected weight decay).
+    fn constructed(&mut self) {}
 }
 
 /// One update rule: its hyper-parameters, its per-parameter state, and one step of one
@@ -163,7 +167,8 @@ impl<A: Algorithm> Optimizer<A> {
     }
 
     /// Several groups, each with its own hyper-parameters.
-    pub fn with_groups(groups: Vec<ParamGroup<A::Config>>) -> Result<Self> {
+    pub fn with_groups(mut groups: Vec<ParamGroup<A::Config>>) -> Result<Self> {
+        groups.iter_mut().for_each(|g| g.config.constructed());
         let mut seen = std::collections::HashSet::new();
         if let Some(p) = groups
             .iter()
@@ -505,6 +510,7 @@ pub fn by_name(name: &str, params: Vec<Param>, kwargs: &Value) -> Result<Box<dyn
         "ASGD" => boxed::<Asgd>(params, kwargs),
         "Adafactor" => boxed::<Adafactor>(params, kwargs),
         "transformers.Adafactor" => boxed::<HfAdafactor>(params, kwargs),
+        "Lion" => boxed::<crate::timm::Lion>(params, kwargs),
         other => Err(Error::InvalidInput(format!(
             "unknown optimizer `{other}`; known: {}",
             OPTIMIZERS.join(", ")
@@ -533,6 +539,7 @@ pub fn default_kwargs(name: &str) -> Result<Value> {
         "ASGD" => defaults_of::<Asgd>(),
         "Adafactor" => defaults_of::<Adafactor>(),
         "transformers.Adafactor" => defaults_of::<HfAdafactor>(),
+        "Lion" => defaults_of::<crate::timm::Lion>(),
         other => Err(Error::InvalidInput(format!(
             "unknown optimizer `{other}`; known: {}",
             OPTIMIZERS.join(", ")

@@ -134,6 +134,8 @@ cases!(
     hf_adafactor,
     hf_adafactor_warmup,
     hf_adafactor_manual,
+    lion,
+    lion_options,
 );
 
 /// Every fixture case has a test above.
