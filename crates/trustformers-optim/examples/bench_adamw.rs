@@ -36,7 +36,10 @@ fn shapes() -> Vec<(String, Vec<usize>)> {
 }
 
 fn main() {
-    let reps: usize = std::env::var("REPS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
+    let reps: usize = std::env::var("REPS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
     let dev = Device::Cpu;
     let params: Vec<Param> = shapes()
         .into_iter()

@@ -26,12 +26,14 @@ pub use schedule::{get_scheduler, LambdaLr, Schedule};
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
+use rayon::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::Path;
 use trustformers_core::{Error, Result};
+use trustformers_nn::kernels::with_f32;
 
 /// A trainable parameter and the name it is saved under.
 #[derive(Clone)]
@@ -50,7 +52,7 @@ impl Param {
 }
 
 /// Hyper-parameters every algorithm has.
-pub trait Hyper: Clone + Default + Serialize + DeserializeOwned {
+pub trait Hyper: Clone + Default + Serialize + DeserializeOwned + Send + Sync {
     fn lr(&self) -> f64;
     fn set_lr(&mut self, lr: f64);
     /// The reference constructor's checks, with its messages.
@@ -66,7 +68,7 @@ pub trait Algorithm {
     /// The reference's class name (`"AdamW"`).
     const NAME: &'static str;
     type Config: Hyper;
-    type State: StateParts;
+    type State: StateParts + Send;
     /// The state of a parameter of `shape` before its first step.
     fn init(config: &Self::Config, shape: &[usize]) -> Self::State;
     /// One step: `param` (of `shape`, row-major) is updated in place from `grad`.
@@ -244,12 +246,7 @@ impl<A: Algorithm> Optimizer<A> {
                         param.var.dims()
                     )));
                 }
-                let finite = grad
-                    .to_dtype(DType::F32)?
-                    .flatten_all()?
-                    .to_vec1::<f32>()?
-                    .iter()
-                    .all(|g| g.is_finite());
+                let finite = with_f32(grad, |g| Ok(g.iter().all(|g| g.is_finite())))?;
                 if !finite {
                     if self.skip_nonfinite {
                         self.skipped_steps += 1;
@@ -263,22 +260,74 @@ impl<A: Algorithm> Optimizer<A> {
                 }
             }
         }
+        let fma = fma_available();
         for (group, states) in self.groups.iter().zip(&mut self.states) {
-            for (param, state) in group.params.iter().zip(states.iter_mut()) {
-                let Some(grad) = grads.get(param.var.as_tensor()) else {
-                    continue;
-                };
-                let g = grad.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-                let mut p = param.var.flatten_all()?.to_vec1::<f32>()?;
-                let shape = param.var.dims();
-                let state = state.get_or_insert_with(|| A::init(&group.config, shape));
-                A::update(&group.config, shape, &mut p, &g, state);
-                let updated = Tensor::from_vec(p, param.var.shape(), param.var.device())?;
-                param.var.set(&updated)?;
-            }
+            // Parameters are independent: one per thread at a time.
+            group
+                .params
+                .par_iter()
+                .zip(states.par_iter_mut())
+                .try_for_each(|(param, state)| -> Result<()> {
+                    let Some(grad) = grads.get(param.var.as_tensor()) else {
+                        return Ok(());
+                    };
+                    let mut p = with_f32(param.var.as_tensor(), |p| Ok(p.to_vec()))?;
+                    let shape = param.var.dims();
+                    let state = state.get_or_insert_with(|| A::init(&group.config, shape));
+                    with_f32(grad, |g| {
+                        update::<A>(fma, &group.config, shape, &mut p, g, state);
+                        Ok(())
+                    })?;
+                    let updated = Tensor::from_vec(p, param.var.shape(), param.var.device())?;
+                    param.var.set(&updated)?;
+                    Ok(())
+                })?;
         }
         Ok(())
     }
+}
+
+/// Whether the CPU has fused multiply-add: the updates are written with `mul_add`, which is
+/// one instruction there and a slow library call without it.
+fn fma_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        true
+    }
+}
+
+/// `A::update`, compiled for AVX2 + FMA when the CPU has them (the same results: `mul_add`
+/// is exact either way).
+fn update<A: Algorithm>(
+    fma: bool,
+    config: &A::Config,
+    shape: &[usize],
+    param: &mut [f32],
+    grad: &[f32],
+    state: &mut A::State,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if fma {
+        #[target_feature(enable = "avx2,fma")]
+        fn with_fma<A: Algorithm>(
+            config: &A::Config,
+            shape: &[usize],
+            param: &mut [f32],
+            grad: &[f32],
+            state: &mut A::State,
+        ) {
+            A::update(config, shape, param, grad, state)
+        }
+        // SAFETY: the CPU has AVX2 and FMA (checked by `fma_available`).
+        unsafe { with_fma::<A>(config, shape, param, grad, state) };
+        return;
+    }
+    let _ = fma;
+    A::update(config, shape, param, grad, state)
 }
 
 fn with_extension(prefix: &Path, ext: &str) -> std::path::PathBuf {

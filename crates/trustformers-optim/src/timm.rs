@@ -135,6 +135,7 @@ impl Algorithm for Lion {
         }
     }
 
+    #[inline(always)]
     fn update(c: &LionConfig, _: &[usize], param: &mut [f32], grad: &[f32], s: &mut LionState) {
         let [beta1, beta2] = c.betas;
         let wd_scale = match (c.corrected_weight_decay, c.max_lr_snapshot) {

@@ -155,6 +155,7 @@ impl Algorithm for Sgd {
         SgdState::default()
     }
 
+    #[inline(always)]
     fn update(
         c: &SgdConfig,
         _shape: &[usize],
@@ -297,6 +298,7 @@ impl Algorithm for Adam {
         }
     }
 
+    #[inline(always)]
     fn update(
         c: &AdamConfig,
         _shape: &[usize],
@@ -349,6 +351,7 @@ impl Algorithm for AdamW {
         Adam::init(&c.adam(), shape)
     }
 
+    #[inline(always)]
     fn update(
         c: &AdamWConfig,
         _shape: &[usize],
@@ -418,6 +421,7 @@ impl Algorithm for Adamax {
         }
     }
 
+    #[inline(always)]
     fn update(
         c: &AdamaxConfig,
         _shape: &[usize],
@@ -509,6 +513,7 @@ impl Algorithm for NAdam {
         }
     }
 
+    #[inline(always)]
     fn update(
         c: &NAdamConfig,
         _shape: &[usize],
@@ -607,6 +612,7 @@ impl Algorithm for RAdam {
         }
     }
 
+    #[inline(always)]
     fn update(
         c: &RAdamConfig,
         _shape: &[usize],
@@ -728,6 +734,7 @@ impl Algorithm for Adagrad {
         }
     }
 
+    #[inline(always)]
     fn update(
         c: &AdagradConfig,
         _shape: &[usize],
@@ -807,6 +814,7 @@ impl Algorithm for Adadelta {
         }
     }
 
+    #[inline(always)]
     fn update(
         c: &AdadeltaConfig,
         _shape: &[usize],
@@ -902,6 +910,7 @@ impl Algorithm for RmsProp {
         }
     }
 
+    #[inline(always)]
     fn update(
         c: &RmsPropConfig,
         _shape: &[usize],
@@ -989,6 +998,7 @@ impl Algorithm for Rprop {
         }
     }
 
+    #[inline(always)]
     fn update(
         c: &RpropConfig,
         _shape: &[usize],
@@ -1084,6 +1094,7 @@ impl Algorithm for Asgd {
         }
     }
 
+    #[inline(always)]
     fn update(
         c: &AsgdConfig,
         _shape: &[usize],
@@ -1225,6 +1236,7 @@ impl Algorithm for Adafactor {
         }
     }
 
+    #[inline(always)]
     fn update(
         c: &AdafactorConfig,
         shape: &[usize],
@@ -1412,6 +1424,7 @@ impl Algorithm for HfAdafactor {
         }
     }
 
+    #[inline(always)]
     fn update(
         c: &HfAdafactorConfig,
         shape: &[usize],
