@@ -90,6 +90,17 @@ SCHEDULES = {
     "wsd_sqrt_linear": ("warmup_stable_decay", {"num_decay_steps": 300, "warmup_type": "1-sqrt", "decay_type": "linear"}),
 }
 WARMUP, TRAINING, RECORDED = 100, 1000, 1200
+# torch's own schedulers: case name -> (class, arguments).
+TORCH_SCHEDULES = {
+    "step_lr": ("StepLR", {"step_size": 30, "gamma": 0.5}),
+    "multi_step_lr": ("MultiStepLR", {"milestones": [100, 250, 600], "gamma": 0.3}),
+    "exponential_lr": ("ExponentialLR", {"gamma": 0.995}),
+}
+# ReduceLROnPlateau on a metric that improves, then stalls: case -> arguments.
+PLATEAU = {
+    "plateau": {},
+    "plateau_options": {"mode": "max", "factor": 0.5, "patience": 3, "threshold": 0.01, "threshold_mode": "abs", "cooldown": 2, "min_lr": 0.01},
+}
 
 # Classes taken from timm.optim.
 TIMM = {"Lion"}
@@ -199,8 +210,43 @@ def main():
             sched.step()
         tensors[f"schedule/{case}"] = torch.tensor(lrs, dtype=torch.float64)
         schedules.append({"name": case, "scheduler": name, "kwargs": kwargs})
+    for case, (cls, kwargs) in TORCH_SCHEDULES.items():
+        groups = [
+            {"params": [torch.zeros(1, requires_grad=True)]},
+            {"params": [torch.zeros(1, requires_grad=True)], "lr": 0.05},
+        ]
+        opt = torch.optim.SGD(groups, lr=0.1)
+        sched = getattr(torch.optim.lr_scheduler, cls)(opt, **kwargs)
+        lrs = []
+        for _ in range(RECORDED):
+            lrs.append(sched.get_last_lr())
+            opt.step()
+            sched.step()
+        tensors[f"schedule/{case}"] = torch.tensor(lrs, dtype=torch.float64)
+        schedules.append({"name": case, "torch": cls, "kwargs": kwargs})
+    g = torch.Generator().manual_seed(5)
+    steps = torch.arange(300, dtype=torch.float64)
+    metric = 1.0 / (1.0 + steps / 20.0) + 0.02 * torch.rand(300, generator=g, dtype=torch.float64)
+    tensors["plateau/metric"] = metric
+    plateaus = []
+    for case, kwargs in PLATEAU.items():
+        groups = [
+            {"params": [torch.zeros(1, requires_grad=True)]},
+            {"params": [torch.zeros(1, requires_grad=True)], "lr": 0.05},
+        ]
+        opt = torch.optim.SGD(groups, lr=0.1)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, **kwargs)
+        sign = -1.0 if kwargs.get("mode") == "max" else 1.0
+        lrs = []
+        for m in metric.tolist():
+            opt.step()
+            sched.step(sign * m)
+            lrs.append([grp["lr"] for grp in opt.param_groups])
+        tensors[f"plateau/{case}"] = torch.tensor(lrs, dtype=torch.float64)
+        plateaus.append({"name": case, "kwargs": kwargs, "sign": sign})
     save_file({k: v.contiguous() for k, v in tensors.items()}, OUT / "torch.safetensors")
     meta = {
+        "plateaus": plateaus,
         "torch_version": torch.__version__,
         "transformers_version": transformers.__version__,
         "timm_version": __import__("timm").__version__,

@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use clap::Args;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use trustformers::optim::{by_name, get_scheduler, LambdaLr, Param};
+use trustformers::optim::{by_name, get_scheduler, torch_scheduler, LambdaLr, Param};
 
 #[derive(Args)]
 pub struct OptimArgs {
@@ -32,8 +32,9 @@ pub struct OptimArgs {
     /// at each step (`lr`, f64).
     #[arg(long)]
     out: PathBuf,
-    /// A transformers learning-rate schedule (linear, cosine, ...); it steps after each
-    /// optimizer step, as in a training loop.
+    /// A transformers learning-rate schedule (linear, cosine, ...) or torch's StepLR,
+    /// MultiStepLR or ExponentialLR; it steps after each optimizer step, as in a training
+    /// loop.
     #[arg(long)]
     scheduler: Option<String>,
     /// The schedule's own keyword arguments as JSON (`scheduler_specific_kwargs`).
@@ -75,13 +76,18 @@ pub fn run(args: &OptimArgs) -> Result<()> {
     let mut schedule = match &args.scheduler {
         Some(name) => {
             let lr_init = opt.learning_rates().first().copied().unwrap_or_default();
-            let schedule = get_scheduler(
-                name,
-                lr_init,
-                args.num_warmup_steps,
-                args.num_training_steps,
-                &json("scheduler-config", &args.scheduler_config)?,
-            )?;
+            let kwargs = json("scheduler-config", &args.scheduler_config)?;
+            let schedule = if ["StepLR", "MultiStepLR", "ExponentialLR"].contains(&name.as_str()) {
+                torch_scheduler(name, &kwargs)?
+            } else {
+                get_scheduler(
+                    name,
+                    lr_init,
+                    args.num_warmup_steps,
+                    args.num_training_steps,
+                    &kwargs,
+                )?
+            };
             Some(LambdaLr::new(opt.as_mut(), schedule)?)
         }
         None => None,

@@ -22,7 +22,7 @@ pub mod timm;
 pub mod torch;
 
 pub use clip::{clip_grad_norm, clip_grad_value};
-pub use schedule::{get_scheduler, LambdaLr, Schedule};
+pub use schedule::{get_scheduler, torch_scheduler, LambdaLr, ReduceLrOnPlateau, Schedule};
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};

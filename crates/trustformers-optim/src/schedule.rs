@@ -85,6 +85,20 @@ pub enum Schedule {
         min_lr_ratio: f64,
         num_cycles: f64,
     },
+    /// torch's `StepLR`: times `gamma` every `step_size` steps.
+    StepLr {
+        step_size: u64,
+        gamma: f64,
+    },
+    /// torch's `MultiStepLR`: times `gamma` at each milestone.
+    MultiStepLr {
+        milestones: Vec<u64>,
+        gamma: f64,
+    },
+    /// torch's `ExponentialLR`: times `gamma` every step.
+    ExponentialLr {
+        gamma: f64,
+    },
 }
 
 /// The names [`get_scheduler`] knows (transformers' `SchedulerType` values with a
@@ -228,6 +242,14 @@ impl Schedule {
                 }
                 min_lr_ratio
             }
+            Self::StepLr { step_size, gamma } => {
+                gamma.powi(step.checked_div(step_size).unwrap_or(0) as i32)
+            }
+            Self::MultiStepLr {
+                ref milestones,
+                gamma,
+            } => gamma.powi(milestones.iter().filter(|&&m| m <= step).count() as i32),
+            Self::ExponentialLr { gamma } => gamma.powi(step.min(i32::MAX as u64) as i32),
         }
     }
 }
@@ -319,6 +341,12 @@ pub fn get_scheduler(
     });
     if name == "constant" {
         return Ok(Schedule::Constant);
+    }
+    if name == "reduce_lr_on_plateau" {
+        return Err(Error::config(
+            "lr_scheduler_type",
+            "reduce_lr_on_plateau follows a metric, not the step: use ReduceLrOnPlateau",
+        ));
     }
     if !SCHEDULERS.contains(&name) {
         return Err(Error::config(
@@ -471,6 +499,183 @@ pub fn get_scheduler(
             ))
         }
     })
+}
+
+/// torch's `StepLR(step_size, gamma=0.1)`, `MultiStepLR(milestones, gamma=0.1)` and
+/// `ExponentialLR(gamma)`, by class name, with their keyword arguments.
+pub fn torch_scheduler(name: &str, kwargs: &Value) -> Result<Schedule> {
+    let empty = Map::new();
+    let k = Kwargs(kwargs.as_object().unwrap_or(&empty));
+    let gamma = |default: Option<f64>| -> Result<f64> {
+        k.f64("gamma")?
+            .or(default)
+            .ok_or_else(|| Error::config("gamma", format!("{name} needs `gamma`")))
+    };
+    Ok(match name {
+        "StepLR" => {
+            k.only(name, &["step_size", "gamma"])?;
+            let step_size = k
+                .u64("step_size")?
+                .filter(|&s| s > 0)
+                .ok_or_else(|| Error::config("step_size", "StepLR needs a positive `step_size`"))?;
+            Schedule::StepLr {
+                step_size,
+                gamma: gamma(Some(0.1))?,
+            }
+        }
+        "MultiStepLR" => {
+            k.only(name, &["milestones", "gamma"])?;
+            let milestones = match k.0.get("milestones") {
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|v| {
+                        v.as_u64().ok_or_else(|| {
+                            Error::config("milestones", format!("must be step counts, got {v}"))
+                        })
+                    })
+                    .collect::<Result<Vec<u64>>>()?,
+                _ => {
+                    return Err(Error::config(
+                        "milestones",
+                        "MultiStepLR needs a list of `milestones`",
+                    ))
+                }
+            };
+            Schedule::MultiStepLr {
+                milestones,
+                gamma: gamma(Some(0.1))?,
+            }
+        }
+        "ExponentialLR" => {
+            k.only(name, &["gamma"])?;
+            Schedule::ExponentialLr {
+                gamma: gamma(None)?,
+            }
+        }
+        other => {
+            return Err(Error::config(
+                "scheduler",
+                format!("`{other}` is not one of StepLR, MultiStepLR, ExponentialLR"),
+            ))
+        }
+    })
+}
+
+/// torch's `ReduceLROnPlateau`: every group's rate times `factor` (down to `min_lr`) once
+/// the metric has not improved for more than `patience` steps, then `cooldown` steps of
+/// rest.
+#[derive(Debug, Clone)]
+pub struct ReduceLrOnPlateau {
+    maximize: bool,
+    factor: f64,
+    patience: u64,
+    threshold: f64,
+    relative: bool,
+    cooldown: u64,
+    min_lr: f64,
+    eps: f64,
+    best: f64,
+    bad_steps: u64,
+    cooldown_left: u64,
+}
+
+impl ReduceLrOnPlateau {
+    /// From torch's keyword arguments (`mode`, `factor`, `patience`, `threshold`,
+    /// `threshold_mode`, `cooldown`, `min_lr`, `eps`), with its defaults and checks.
+    pub fn new(kwargs: &Value) -> Result<Self> {
+        let empty = Map::new();
+        let k = Kwargs(kwargs.as_object().unwrap_or(&empty));
+        k.only(
+            "ReduceLROnPlateau",
+            &[
+                "mode",
+                "factor",
+                "patience",
+                "threshold",
+                "threshold_mode",
+                "cooldown",
+                "min_lr",
+                "eps",
+            ],
+        )?;
+        let maximize = match k.str("mode")?.unwrap_or("min") {
+            "min" => false,
+            "max" => true,
+            other => return Err(Error::config("mode", format!("mode {other} is unknown!"))),
+        };
+        let relative = match k.str("threshold_mode")?.unwrap_or("rel") {
+            "rel" => true,
+            "abs" => false,
+            other => {
+                return Err(Error::config(
+                    "threshold_mode",
+                    format!("threshold mode {other} is unknown!"),
+                ))
+            }
+        };
+        let factor = k.f64("factor")?.unwrap_or(0.1);
+        if factor >= 1.0 {
+            return Err(Error::config("factor", "Factor should be < 1.0."));
+        }
+        Ok(Self {
+            maximize,
+            factor,
+            patience: k.u64("patience")?.unwrap_or(10),
+            threshold: k.f64("threshold")?.unwrap_or(1e-4),
+            relative,
+            cooldown: k.u64("cooldown")?.unwrap_or(0),
+            min_lr: k.f64("min_lr")?.unwrap_or(0.0),
+            eps: k.f64("eps")?.unwrap_or(1e-8),
+            best: if maximize {
+                f64::NEG_INFINITY
+            } else {
+                f64::INFINITY
+            },
+            bad_steps: 0,
+            cooldown_left: 0,
+        })
+    }
+
+    fn better(&self, a: f64) -> bool {
+        match (self.maximize, self.relative) {
+            (false, true) => a < self.best * (1.0 - self.threshold),
+            (false, false) => a < self.best - self.threshold,
+            (true, true) => a > self.best * (self.threshold + 1.0),
+            (true, false) => a > self.best + self.threshold,
+        }
+    }
+
+    /// One step with the metric measured after it; lowers the rates when it has stalled.
+    pub fn step(&mut self, optimizer: &mut dyn Optim, metric: f64) -> Result<()> {
+        if self.better(metric) {
+            self.best = metric;
+            self.bad_steps = 0;
+        } else {
+            self.bad_steps += 1;
+        }
+        if self.cooldown_left > 0 {
+            self.cooldown_left -= 1;
+            self.bad_steps = 0;
+        }
+        if self.bad_steps > self.patience {
+            let lrs: Vec<f64> = optimizer
+                .learning_rates()
+                .into_iter()
+                .map(|old| {
+                    let new = (old * self.factor).max(self.min_lr);
+                    if old - new > self.eps {
+                        new
+                    } else {
+                        old
+                    }
+                })
+                .collect();
+            optimizer.set_learning_rates(&lrs)?;
+            self.cooldown_left = self.cooldown;
+            self.bad_steps = 0;
+        }
+        Ok(())
+    }
 }
 
 /// torch's `LambdaLR`: every group's learning rate is its initial one times the schedule's

@@ -322,14 +322,17 @@ fn check_schedule(case: &str) {
             .collect(),
     )
     .unwrap();
-    let schedule = get_scheduler(
-        spec["scheduler"].as_str().unwrap(),
-        lrs[0],
-        steps["warmup"].as_u64(),
-        steps["training"].as_u64(),
-        &spec["kwargs"],
-    )
-    .unwrap();
+    let schedule = match spec["torch"].as_str() {
+        Some(class) => trustformers_optim::torch_scheduler(class, &spec["kwargs"]).unwrap(),
+        None => get_scheduler(
+            spec["scheduler"].as_str().unwrap(),
+            lrs[0],
+            steps["warmup"].as_u64(),
+            steps["training"].as_u64(),
+            &spec["kwargs"],
+        )
+        .unwrap(),
+    };
     let mut sched = LambdaLr::new(&mut opt, schedule).unwrap();
     let want = tensors()[&format!("schedule/{case}")]
         .to_vec2::<f64>()
@@ -377,7 +380,53 @@ mod schedules {
         wsd,
         wsd_cosine_sqrt,
         wsd_sqrt_linear,
+        step_lr,
+        multi_step_lr,
+        exponential_lr,
     );
+}
+
+/// `ReduceLROnPlateau` (both modes, absolute and relative thresholds, cooldown, a floor)
+/// against torch on a metric that improves and then stalls.
+#[test]
+fn reduce_on_plateau_matches_torch() {
+    use trustformers_optim::torch::{Sgd, SgdConfig};
+    use trustformers_optim::{Optim, Optimizer, ParamGroup, ReduceLrOnPlateau};
+    let metric = tensors()["plateau/metric"].to_vec1::<f64>().unwrap();
+    for spec in meta()["plateaus"].as_array().unwrap() {
+        let case = spec["name"].as_str().unwrap();
+        let sign = spec["sign"].as_f64().unwrap();
+        let groups = [0.1, 0.05]
+            .iter()
+            .enumerate()
+            .map(|(i, &lr)| ParamGroup {
+                params: vec![Param::new(
+                    format!("x{i}"),
+                    Var::zeros(1, candle_core::DType::F32, &Device::Cpu).unwrap(),
+                )],
+                config: SgdConfig {
+                    lr,
+                    ..Default::default()
+                },
+            })
+            .collect();
+        let mut opt = Optimizer::<Sgd>::with_groups(groups).unwrap();
+        let mut sched = ReduceLrOnPlateau::new(&spec["kwargs"]).unwrap();
+        let want = tensors()[&format!("plateau/{case}")]
+            .to_vec2::<f64>()
+            .unwrap();
+        for (step, (m, row)) in metric.iter().zip(&want).enumerate() {
+            sched.step(&mut opt, sign * m).unwrap();
+            for (a, b) in opt.learning_rates().iter().zip(row) {
+                assert!(
+                    (a - b).abs() <= 1e-12 * b.abs(),
+                    "{case}: step {step}: {a} against torch's {b}"
+                );
+            }
+        }
+    }
+    assert!(ReduceLrOnPlateau::new(&serde_json::json!({"factor": 1.5})).is_err());
+    assert!(ReduceLrOnPlateau::new(&serde_json::json!({"mode": "mid"})).is_err());
 }
 
 /// Every schedule case has a test, and bad scheduler arguments are named.
