@@ -66,6 +66,10 @@ CASES = {
     "hf_adafactor_manual": ("transformers.Adafactor", {"lr": 1e-2, "relative_step": False, "scale_parameter": False, "beta1": 0.9, "weight_decay": 0.1}),
     "lion": ("Lion", {}),
     "lion_options": ("Lion", {"lr": 1e-3, "betas": [0.8, 0.95], "weight_decay": 0.1, "caution": True, "corrected_weight_decay": True, "maximize": True}),
+    "adabelief": ("AdaBelief", {}),
+    "adabelief_amsgrad_l2": ("AdaBelief", {"lr": 1e-2, "amsgrad": True, "decoupled_decay": False, "weight_decay": 0.1, "eps": 1e-10}),
+    "adabelief_plain_fixed": ("AdaBelief", {"lr": 1e-2, "rectify": False, "fixed_decay": True, "weight_decay": 0.01, "betas": [0.9, 0.9]}),
+    "adabelief_no_sgd": ("AdaBelief", {"lr": 1e-2, "degenerated_to_sgd": False}),
 }
 
 # Schedules: case name -> (transformers SchedulerType, scheduler_specific_kwargs).
@@ -103,7 +107,7 @@ PLATEAU = {
 }
 
 # Classes taken from timm.optim.
-TIMM = {"Lion"}
+TIMM = {"Lion", "AdaBelief"}
 
 # Constructor switches that choose an implementation, not the numbers.
 IMPLEMENTATION = {"foreach", "capturable", "differentiable", "fused"}

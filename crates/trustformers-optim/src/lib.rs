@@ -560,6 +560,7 @@ pub fn by_name(name: &str, params: Vec<Param>, kwargs: &Value) -> Result<Box<dyn
         "Adafactor" => boxed::<Adafactor>(params, kwargs),
         "transformers.Adafactor" => boxed::<HfAdafactor>(params, kwargs),
         "Lion" => boxed::<crate::timm::Lion>(params, kwargs),
+        "AdaBelief" => boxed::<crate::timm::AdaBelief>(params, kwargs),
         other => Err(Error::InvalidInput(format!(
             "unknown optimizer `{other}`; known: {}",
             OPTIMIZERS.join(", ")
@@ -589,6 +590,7 @@ pub fn default_kwargs(name: &str) -> Result<Value> {
         "Adafactor" => defaults_of::<Adafactor>(),
         "transformers.Adafactor" => defaults_of::<HfAdafactor>(),
         "Lion" => defaults_of::<crate::timm::Lion>(),
+        "AdaBelief" => defaults_of::<crate::timm::AdaBelief>(),
         other => Err(Error::InvalidInput(format!(
             "unknown optimizer `{other}`; known: {}",
             OPTIMIZERS.join(", ")

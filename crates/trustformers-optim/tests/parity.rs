@@ -136,6 +136,10 @@ cases!(
     hf_adafactor_manual,
     lion,
     lion_options,
+    adabelief,
+    adabelief_amsgrad_l2,
+    adabelief_plain_fixed,
+    adabelief_no_sgd,
 );
 
 /// Every fixture case has a test above.
