@@ -70,6 +70,9 @@ CASES = {
     "adabelief_amsgrad_l2": ("AdaBelief", {"lr": 1e-2, "amsgrad": True, "decoupled_decay": False, "weight_decay": 0.1, "eps": 1e-10}),
     "adabelief_plain_fixed": ("AdaBelief", {"lr": 1e-2, "rectify": False, "fixed_decay": True, "weight_decay": 0.01, "betas": [0.9, 0.9]}),
     "adabelief_no_sgd": ("AdaBelief", {"lr": 1e-2, "degenerated_to_sgd": False}),
+    "adan": ("Adan", {}),
+    "adan_prox": ("Adan", {"lr": 1e-2, "weight_decay": 0.1, "betas": [0.9, 0.9, 0.95]}),
+    "adan_no_prox_caution": ("Adan", {"lr": 1e-2, "weight_decay": 0.1, "no_prox": True, "caution": True}),
 }
 
 # Schedules: case name -> (transformers SchedulerType, scheduler_specific_kwargs).
@@ -107,7 +110,7 @@ PLATEAU = {
 }
 
 # Classes taken from timm.optim.
-TIMM = {"Lion", "AdaBelief"}
+TIMM = {"Lion", "AdaBelief", "Adan"}
 
 # Constructor switches that choose an implementation, not the numbers.
 IMPLEMENTATION = {"foreach", "capturable", "differentiable", "fused"}

@@ -561,6 +561,7 @@ pub fn by_name(name: &str, params: Vec<Param>, kwargs: &Value) -> Result<Box<dyn
         "transformers.Adafactor" => boxed::<HfAdafactor>(params, kwargs),
         "Lion" => boxed::<crate::timm::Lion>(params, kwargs),
         "AdaBelief" => boxed::<crate::timm::AdaBelief>(params, kwargs),
+        "Adan" => boxed::<crate::timm::Adan>(params, kwargs),
         other => Err(Error::InvalidInput(format!(
             "unknown optimizer `{other}`; known: {}",
             OPTIMIZERS.join(", ")
@@ -591,6 +592,7 @@ pub fn default_kwargs(name: &str) -> Result<Value> {
         "transformers.Adafactor" => defaults_of::<HfAdafactor>(),
         "Lion" => defaults_of::<crate::timm::Lion>(),
         "AdaBelief" => defaults_of::<crate::timm::AdaBelief>(),
+        "Adan" => defaults_of::<crate::timm::Adan>(),
         other => Err(Error::InvalidInput(format!(
             "unknown optimizer `{other}`; known: {}",
             OPTIMIZERS.join(", ")

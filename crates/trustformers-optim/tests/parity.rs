@@ -140,6 +140,9 @@ cases!(
     adabelief_amsgrad_l2,
     adabelief_plain_fixed,
     adabelief_no_sgd,
+    adan,
+    adan_prox,
+    adan_no_prox_caution,
 );
 
 /// Every fixture case has a test above.
