@@ -12,7 +12,8 @@ step's parameters (`torch.safetensors`, keys `{case}/init/{name}`, `{case}/grad/
 Also transformers' learning-rate schedules (`get_scheduler`, every step-driven
 SchedulerType), `clip_grad_norm_` and `clip_grad_value_`.
 
-Usage (needs torch, transformers, timm, safetensors): python tools/gen_optim_fixtures.py
+Usage (needs torch, transformers, timm, schedulefree, safetensors):
+  python tools/gen_optim_fixtures.py
 """
 
 import inspect
@@ -73,6 +74,8 @@ CASES = {
     "adan": ("Adan", {}),
     "adan_prox": ("Adan", {"lr": 1e-2, "weight_decay": 0.1, "betas": [0.9, 0.9, 0.95]}),
     "adan_no_prox_caution": ("Adan", {"lr": 1e-2, "weight_decay": 0.1, "no_prox": True, "caution": True}),
+    "schedulefree": ("AdamWScheduleFree", {}),
+    "schedulefree_options": ("AdamWScheduleFree", {"lr": 1e-2, "betas": [0.8, 0.99], "weight_decay": 0.1, "warmup_steps": 5, "r": 1.0, "weight_lr_power": 1.5}),
 }
 
 # Schedules: case name -> (transformers SchedulerType, scheduler_specific_kwargs).
@@ -118,6 +121,10 @@ IMPLEMENTATION = {"foreach", "capturable", "differentiable", "fused"}
 
 def optimizer_class(name):
     """torch.optim's class, or `transformers.X` for transformers' own."""
+    if name == "AdamWScheduleFree":
+        import schedulefree
+
+        return schedulefree.AdamWScheduleFree
     if name in TIMM:
         import timm.optim
 
@@ -156,6 +163,9 @@ def main():
         for n, p in params.items():
             tensors[f"{case}/init/{n}"] = p.detach().clone()
         opt = optimizer_class(cls)(list(params.values()), **kwargs)
+        # Schedule-free optimizers step in train mode.
+        if hasattr(opt, "train"):
+            opt.train()
         for step, grads in enumerate(gradients(seed)):
             for n, p in params.items():
                 p.grad = grads[n].clone()
@@ -163,6 +173,10 @@ def main():
             opt.step()
             for n, p in params.items():
                 tensors[f"{case}/param/{step}/{n}"] = p.detach().clone()
+        if hasattr(opt, "eval"):
+            opt.eval()
+            for n, p in params.items():
+                tensors[f"{case}/eval/{n}"] = p.detach().clone()
         cases.append({"name": case, "optimizer": cls, "kwargs": kwargs, "steps": STEPS})
         if cls not in defaults:
             klass = optimizer_class(cls)
@@ -257,6 +271,7 @@ def main():
         "torch_version": torch.__version__,
         "transformers_version": transformers.__version__,
         "timm_version": __import__("timm").__version__,
+        "schedulefree_version": __import__("importlib.metadata").metadata.version("schedulefree"),
         "cases": cases,
         "defaults": defaults,
         "clips": clips,

@@ -92,6 +92,8 @@ pub fn run(args: &OptimArgs) -> Result<()> {
         }
         None => None,
     };
+    // Schedule-free optimizers step in train mode (nothing for the others).
+    opt.train()?;
     let mut out: HashMap<String, Tensor> = HashMap::new();
     let mut lrs = Vec::with_capacity(args.steps);
     for step in 0..args.steps {

@@ -18,6 +18,7 @@
 
 pub mod clip;
 pub mod schedule;
+pub mod schedulefree;
 pub mod timm;
 pub mod torch;
 
@@ -71,6 +72,13 @@ pub trait Algorithm {
     type State: StateParts + Send;
     /// The state of a parameter of `shape` before its first step.
     fn init(config: &Self::Config, shape: &[usize]) -> Self::State;
+    /// Whether the algorithm keeps training and evaluation weights apart (schedule-free
+    /// optimizers): steps then need [`Optim::train`] first, and [`Optim::eval`] gives the
+    /// weights to evaluate.
+    const HAS_MODES: bool = false;
+    /// Moves `param` between its training and its evaluation weights (`train`: to
+    /// training). Only called when [`Self::HAS_MODES`].
+    fn switch(_config: &Self::Config, _param: &mut [f32], _state: &Self::State, _train: bool) {}
     /// One step: `param` (of `shape`, row-major) is updated in place from `grad`.
     fn update(
         config: &Self::Config,
@@ -152,6 +160,14 @@ pub trait Optim {
     /// Reads what [`Optim::save`] wrote, for the same parameters: steps then continue as
     /// if never interrupted.
     fn load(&mut self, prefix: &Path) -> Result<()>;
+    /// Puts the parameters in training mode (schedule-free optimizers; nothing for others).
+    fn train(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Puts the parameters in evaluation mode (schedule-free optimizers; nothing for others).
+    fn eval(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// An [`Algorithm`] over parameter groups, with one state per parameter.
@@ -160,6 +176,8 @@ pub struct Optimizer<A: Algorithm> {
     states: Vec<Vec<Option<A::State>>>,
     skip_nonfinite: bool,
     skipped_steps: u64,
+    /// For algorithms with modes: whether the parameters hold the training weights.
+    train_mode: bool,
 }
 
 impl<A: Algorithm> Optimizer<A> {
@@ -203,6 +221,7 @@ impl<A: Algorithm> Optimizer<A> {
             states,
             skip_nonfinite: false,
             skipped_steps: 0,
+            train_mode: false,
         })
     }
 
@@ -229,7 +248,32 @@ impl<A: Algorithm> Optimizer<A> {
         self.skipped_steps
     }
 
+    fn set_mode(&mut self, train: bool) -> Result<()> {
+        if !A::HAS_MODES || self.train_mode == train {
+            self.train_mode = train;
+            return Ok(());
+        }
+        for (group, states) in self.groups.iter().zip(&self.states) {
+            for (param, state) in group.params.iter().zip(states) {
+                let Some(state) = state else { continue };
+                let mut p = with_f32(param.var.as_tensor(), |p| Ok(p.to_vec()))?;
+                A::switch(&group.config, &mut p, state, train);
+                let updated = Tensor::from_vec(p, param.var.shape(), param.var.device())?;
+                param.var.set(&updated)?;
+            }
+        }
+        self.train_mode = train;
+        Ok(())
+    }
+
     fn step_impl(&mut self, grads: &GradStore) -> Result<()> {
+        if A::HAS_MODES && !self.train_mode {
+            return Err(Error::InvalidInput(format!(
+                "{}: the optimizer is not in train mode; call train() before step() and \
+                 eval() before evaluating",
+                A::NAME
+            )));
+        }
         // Every gradient is checked before any parameter moves, so a skipped step leaves
         // all of them as they were.
         for group in &self.groups {
@@ -361,6 +405,7 @@ impl<A: Algorithm> Optimizer<A> {
             "groups": groups,
             "state": scalars,
             "skipped_steps": self.skipped_steps,
+            "train_mode": self.train_mode,
         });
         let st = with_extension(prefix, "safetensors");
         candle_core::safetensors::save(&tensors, &st)
@@ -470,6 +515,10 @@ impl<A: Algorithm> Optimizer<A> {
             .get("skipped_steps")
             .and_then(Value::as_u64)
             .unwrap_or(0);
+        self.train_mode = meta
+            .get("train_mode")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         Ok(())
     }
 }
@@ -485,6 +534,14 @@ impl<A: Algorithm> Optim for Optimizer<A> {
 
     fn load(&mut self, prefix: &Path) -> Result<()> {
         self.load_impl(prefix)
+    }
+
+    fn train(&mut self) -> Result<()> {
+        self.set_mode(true)
+    }
+
+    fn eval(&mut self) -> Result<()> {
+        self.set_mode(false)
     }
 
     fn step(&mut self, grads: &GradStore) -> Result<()> {
@@ -562,6 +619,7 @@ pub fn by_name(name: &str, params: Vec<Param>, kwargs: &Value) -> Result<Box<dyn
         "Lion" => boxed::<crate::timm::Lion>(params, kwargs),
         "AdaBelief" => boxed::<crate::timm::AdaBelief>(params, kwargs),
         "Adan" => boxed::<crate::timm::Adan>(params, kwargs),
+        "AdamWScheduleFree" => boxed::<crate::schedulefree::AdamWScheduleFree>(params, kwargs),
         other => Err(Error::InvalidInput(format!(
             "unknown optimizer `{other}`; known: {}",
             OPTIMIZERS.join(", ")
@@ -593,6 +651,7 @@ pub fn default_kwargs(name: &str) -> Result<Value> {
         "Lion" => defaults_of::<crate::timm::Lion>(),
         "AdaBelief" => defaults_of::<crate::timm::AdaBelief>(),
         "Adan" => defaults_of::<crate::timm::Adan>(),
+        "AdamWScheduleFree" => defaults_of::<crate::schedulefree::AdamWScheduleFree>(),
         other => Err(Error::InvalidInput(format!(
             "unknown optimizer `{other}`; known: {}",
             OPTIMIZERS.join(", ")

@@ -62,6 +62,7 @@ fn check(case: &str) {
         &spec["kwargs"],
     )
     .unwrap();
+    opt.train().unwrap();
     let steps = spec["steps"].as_u64().unwrap();
     let mut worst = 0f32;
     for step in 0..steps {
@@ -83,6 +84,20 @@ fn check(case: &str) {
                     "{case}: step {step}, `{}`: {a} against torch's {b} (relative {rel:e})",
                     p.name
                 );
+            }
+        }
+    }
+    // Schedule-free optimizers: the evaluation weights after the last step.
+    if t.contains_key(&format!("{case}/eval/w")) {
+        opt.eval().unwrap();
+        for p in &params {
+            let want = values(&t[&format!("{case}/eval/{}", p.name)]);
+            let got = values(p.var.as_tensor());
+            let scale = want.iter().fold(1e-2f32, |m, v| m.max(v.abs()));
+            for (a, b) in got.iter().zip(&want) {
+                let rel = (a - b).abs() / b.abs().max(scale);
+                worst = worst.max(rel);
+                assert!(rel <= RTOL, "{case}: eval `{}`: {a} against {b}", p.name);
             }
         }
     }
@@ -143,6 +158,8 @@ cases!(
     adan,
     adan_prox,
     adan_no_prox_caution,
+    schedulefree,
+    schedulefree_options,
 );
 
 /// Every fixture case has a test above.
@@ -565,10 +582,12 @@ fn saved_state_resumes_bit_identically() {
         };
         let straight = fresh();
         let mut opt = by_name(class, straight.clone(), &spec["kwargs"]).unwrap();
+        opt.train().unwrap();
         run(&mut opt, &straight, 0..20);
 
         let first = fresh();
         let mut opt = by_name(class, first.clone(), &spec["kwargs"]).unwrap();
+        opt.train().unwrap();
         run(&mut opt, &first, 0..10);
         let prefix = dir.join(case);
         opt.save(&prefix).unwrap();
@@ -602,4 +621,23 @@ fn saved_state_resumes_bit_identically() {
     let mut other = by_name("SGD", p, &serde_json::json!({})).unwrap();
     assert!(other.load(&dir.join("adam")).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A schedule-free optimizer refuses to step outside train mode, as the package does.
+#[test]
+fn schedule_free_steps_only_in_train_mode() {
+    let p = vec![Param::new(
+        "w",
+        Var::ones(2, candle_core::DType::F32, &Device::Cpu).unwrap(),
+    )];
+    let mut opt = by_name("AdamWScheduleFree", p.clone(), &serde_json::json!({})).unwrap();
+    let mut grads = GradStore::default();
+    grads.insert(
+        p[0].var.as_tensor(),
+        Tensor::new(&[1f32, -1.0], &Device::Cpu).unwrap(),
+    );
+    let err = opt.step(&grads).unwrap_err().to_string();
+    assert!(err.contains("train mode"), "{err}");
+    opt.train().unwrap();
+    opt.step(&grads).unwrap();
 }
