@@ -74,6 +74,9 @@ CASES = {
     "adan": ("Adan", {}),
     "adan_prox": ("Adan", {"lr": 1e-2, "weight_decay": 0.1, "betas": [0.9, 0.9, 0.95]}),
     "adan_no_prox_caution": ("Adan", {"lr": 1e-2, "weight_decay": 0.1, "no_prox": True, "caution": True}),
+    "lars": ("Lars", {"lr": 0.1}),
+    "lars_decay_momentum": ("Lars", {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.01, "trust_coeff": 0.01}),
+    "lars_nesterov_clip": ("Lars", {"lr": 0.5, "momentum": 0.9, "nesterov": True, "always_adapt": True, "trust_clip": True}),
     "schedulefree": ("AdamWScheduleFree", {}),
     "schedulefree_options": ("AdamWScheduleFree", {"lr": 1e-2, "betas": [0.8, 0.99], "weight_decay": 0.1, "warmup_steps": 5, "r": 1.0, "weight_lr_power": 1.5}),
 }
@@ -113,7 +116,7 @@ PLATEAU = {
 }
 
 # Classes taken from timm.optim.
-TIMM = {"Lion", "AdaBelief", "Adan"}
+TIMM = {"Lion", "AdaBelief", "Adan", "Lars"}
 
 # Constructor switches that choose an implementation, not the numbers.
 IMPLEMENTATION = {"foreach", "capturable", "differentiable", "fused"}

@@ -619,6 +619,7 @@ pub fn by_name(name: &str, params: Vec<Param>, kwargs: &Value) -> Result<Box<dyn
         "Lion" => boxed::<crate::timm::Lion>(params, kwargs),
         "AdaBelief" => boxed::<crate::timm::AdaBelief>(params, kwargs),
         "Adan" => boxed::<crate::timm::Adan>(params, kwargs),
+        "Lars" => boxed::<crate::timm::Lars>(params, kwargs),
         "AdamWScheduleFree" => boxed::<crate::schedulefree::AdamWScheduleFree>(params, kwargs),
         other => Err(Error::InvalidInput(format!(
             "unknown optimizer `{other}`; known: {}",
@@ -651,6 +652,7 @@ pub fn default_kwargs(name: &str) -> Result<Value> {
         "Lion" => defaults_of::<crate::timm::Lion>(),
         "AdaBelief" => defaults_of::<crate::timm::AdaBelief>(),
         "Adan" => defaults_of::<crate::timm::Adan>(),
+        "Lars" => defaults_of::<crate::timm::Lars>(),
         "AdamWScheduleFree" => defaults_of::<crate::schedulefree::AdamWScheduleFree>(),
         other => Err(Error::InvalidInput(format!(
             "unknown optimizer `{other}`; known: {}",

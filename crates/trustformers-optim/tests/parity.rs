@@ -160,6 +160,9 @@ cases!(
     adan_no_prox_caution,
     schedulefree,
     schedulefree_options,
+    lars,
+    lars_decay_momentum,
+    lars_nesterov_clip,
 );
 
 /// Every fixture case has a test above.
