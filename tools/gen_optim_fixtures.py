@@ -77,6 +77,9 @@ CASES = {
     "lars": ("Lars", {"lr": 0.1}),
     "lars_decay_momentum": ("Lars", {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.01, "trust_coeff": 0.01}),
     "lars_nesterov_clip": ("Lars", {"lr": 0.5, "momentum": 0.9, "nesterov": True, "always_adapt": True, "trust_clip": True}),
+    # Lookahead around AdamW and SGD: the inner optimizer's name and arguments.
+    "lookahead_adamw": ("Lookahead", {"optimizer": "AdamW", "optimizer_kwargs": {"lr": 1e-2}}),
+    "lookahead_sgd": ("Lookahead", {"optimizer": "SGD", "optimizer_kwargs": {"lr": 0.1, "momentum": 0.9}, "alpha": 0.3, "k": 4}),
     "schedulefree": ("AdamWScheduleFree", {}),
     "schedulefree_options": ("AdamWScheduleFree", {"lr": 1e-2, "betas": [0.8, 0.99], "weight_decay": 0.1, "warmup_steps": 5, "r": 1.0, "weight_lr_power": 1.5}),
 }
@@ -165,7 +168,13 @@ def main():
         params = {n: torch.randn(s, generator=g).requires_grad_() for n, s in SHAPES.items()}
         for n, p in params.items():
             tensors[f"{case}/init/{n}"] = p.detach().clone()
-        opt = optimizer_class(cls)(list(params.values()), **kwargs)
+        if cls == "Lookahead":
+            import timm.optim
+
+            inner = optimizer_class(kwargs["optimizer"])(list(params.values()), **kwargs.get("optimizer_kwargs", {}))
+            opt = timm.optim.Lookahead(inner, **{k: v for k, v in kwargs.items() if k in ("alpha", "k")})
+        else:
+            opt = optimizer_class(cls)(list(params.values()), **kwargs)
         # Schedule-free optimizers step in train mode.
         if hasattr(opt, "train"):
             opt.train()
@@ -181,7 +190,7 @@ def main():
             for n, p in params.items():
                 tensors[f"{case}/eval/{n}"] = p.detach().clone()
         cases.append({"name": case, "optimizer": cls, "kwargs": kwargs, "steps": STEPS})
-        if cls not in defaults:
+        if cls not in defaults and cls != "Lookahead":
             klass = optimizer_class(cls)
             d = klass([torch.zeros(1)]).defaults
             # The constructor's arguments only (AdamW fixes decoupled_weight_decay itself).

@@ -620,6 +620,9 @@ pub fn by_name(name: &str, params: Vec<Param>, kwargs: &Value) -> Result<Box<dyn
         "AdaBelief" => boxed::<crate::timm::AdaBelief>(params, kwargs),
         "Adan" => boxed::<crate::timm::Adan>(params, kwargs),
         "Lars" => boxed::<crate::timm::Lars>(params, kwargs),
+        "Lookahead" => Ok(Box::new(crate::timm::Lookahead::from_kwargs(
+            params, kwargs,
+        )?)),
         "AdamWScheduleFree" => boxed::<crate::schedulefree::AdamWScheduleFree>(params, kwargs),
         other => Err(Error::InvalidInput(format!(
             "unknown optimizer `{other}`; known: {}",
@@ -653,6 +656,7 @@ pub fn default_kwargs(name: &str) -> Result<Value> {
         "AdaBelief" => defaults_of::<crate::timm::AdaBelief>(),
         "Adan" => defaults_of::<crate::timm::Adan>(),
         "Lars" => defaults_of::<crate::timm::Lars>(),
+        "Lookahead" => Ok(json!({"alpha": 0.5, "k": 6})),
         "AdamWScheduleFree" => defaults_of::<crate::schedulefree::AdamWScheduleFree>(),
         other => Err(Error::InvalidInput(format!(
             "unknown optimizer `{other}`; known: {}",

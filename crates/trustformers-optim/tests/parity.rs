@@ -163,6 +163,8 @@ cases!(
     lars,
     lars_decay_momentum,
     lars_nesterov_clip,
+    lookahead_adamw,
+    lookahead_sgd,
 );
 
 /// Every fixture case has a test above.
@@ -604,7 +606,9 @@ fn saved_state_resumes_bit_identically() {
                 )
             })
             .collect();
-        let mut opt = by_name(class, resumed.clone(), &serde_json::json!({})).unwrap();
+        // Built with the same arguments (Lookahead needs its inner optimizer's name); the
+        // loaded state sets the hyper-parameters.
+        let mut opt = by_name(class, resumed.clone(), &spec["kwargs"]).unwrap();
         opt.load(&prefix).unwrap();
         run(&mut opt, &resumed, 10..20);
         for (a, b) in resumed.iter().zip(&straight) {
