@@ -80,6 +80,9 @@ CASES = {
     # Lookahead around AdamW and SGD: the inner optimizer's name and arguments.
     "lookahead_adamw": ("Lookahead", {"optimizer": "AdamW", "optimizer_kwargs": {"lr": 1e-2}}),
     "lookahead_sgd": ("Lookahead", {"optimizer": "SGD", "optimizer_kwargs": {"lr": 0.1, "momentum": 0.9}, "alpha": 0.3, "k": 4}),
+    "lamb": ("Lamb", {}),
+    "lamb_options": ("Lamb", {"lr": 1e-2, "max_grad_norm": None, "decoupled_decay": True, "weight_decay": 0.1, "trust_clip": True, "caution": True, "grad_averaging": False}),
+    "lamb_no_decay": ("Lamb", {"lr": 1e-2, "weight_decay": 0.0, "always_adapt": True, "bias_correction": False, "max_grad_norm": 5.0}),
     "schedulefree": ("AdamWScheduleFree", {}),
     "schedulefree_options": ("AdamWScheduleFree", {"lr": 1e-2, "betas": [0.8, 0.99], "weight_decay": 0.1, "warmup_steps": 5, "r": 1.0, "weight_lr_power": 1.5}),
 }
@@ -119,7 +122,7 @@ PLATEAU = {
 }
 
 # Classes taken from timm.optim.
-TIMM = {"Lion", "AdaBelief", "Adan", "Lars"}
+TIMM = {"Lion", "AdaBelief", "Adan", "Lars", "Lamb"}
 
 # Constructor switches that choose an implementation, not the numbers.
 IMPLEMENTATION = {"foreach", "capturable", "differentiable", "fused"}

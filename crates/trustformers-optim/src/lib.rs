@@ -72,6 +72,12 @@ pub trait Algorithm {
     type State: StateParts + Send;
     /// The state of a parameter of `shape` before its first step.
     fn init(config: &Self::Config, shape: &[usize]) -> Self::State;
+    /// Whether the algorithm reads the norm of all gradients together (timm's Lamb clips
+    /// by it): [`Self::set_global_grad_norm`] then gets it before each step's updates.
+    const GLOBAL_GRAD_NORM: bool = false;
+    /// The L2 norm of every gradient of the step, taken together (the norm of the
+    /// per-gradient norms, in f32 as torch's `_foreach_norm` gives them).
+    fn set_global_grad_norm(_config: &mut Self::Config, _norm: f32) {}
     /// Whether the algorithm keeps training and evaluation weights apart (schedule-free
     /// optimizers): steps then need [`Optim::train`] first, and [`Optim::eval`] gives the
     /// weights to evaluate.
@@ -302,6 +308,22 @@ impl<A: Algorithm> Optimizer<A> {
                         param.name
                     )));
                 }
+            }
+        }
+        if A::GLOBAL_GRAD_NORM {
+            let mut squares = 0f32;
+            for group in &self.groups {
+                for param in &group.params {
+                    if let Some(grad) = grads.get(param.var.as_tensor()) {
+                        let norm = with_f32(grad, |g| {
+                            Ok(g.iter().fold(0f32, |acc, v| acc + v * v).sqrt())
+                        })?;
+                        squares += norm * norm;
+                    }
+                }
+            }
+            for group in &mut self.groups {
+                A::set_global_grad_norm(&mut group.config, squares.sqrt());
             }
         }
         let fma = fma_available();
@@ -620,6 +642,7 @@ pub fn by_name(name: &str, params: Vec<Param>, kwargs: &Value) -> Result<Box<dyn
         "AdaBelief" => boxed::<crate::timm::AdaBelief>(params, kwargs),
         "Adan" => boxed::<crate::timm::Adan>(params, kwargs),
         "Lars" => boxed::<crate::timm::Lars>(params, kwargs),
+        "Lamb" => boxed::<crate::timm::Lamb>(params, kwargs),
         "Lookahead" => Ok(Box::new(crate::timm::Lookahead::from_kwargs(
             params, kwargs,
         )?)),
@@ -656,6 +679,7 @@ pub fn default_kwargs(name: &str) -> Result<Value> {
         "AdaBelief" => defaults_of::<crate::timm::AdaBelief>(),
         "Adan" => defaults_of::<crate::timm::Adan>(),
         "Lars" => defaults_of::<crate::timm::Lars>(),
+        "Lamb" => defaults_of::<crate::timm::Lamb>(),
         "Lookahead" => Ok(json!({"alpha": 0.5, "k": 6})),
         "AdamWScheduleFree" => defaults_of::<crate::schedulefree::AdamWScheduleFree>(),
         other => Err(Error::InvalidInput(format!(

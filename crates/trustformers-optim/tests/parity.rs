@@ -165,6 +165,9 @@ cases!(
     lars_nesterov_clip,
     lookahead_adamw,
     lookahead_sgd,
+    lamb,
+    lamb_options,
+    lamb_no_decay,
 );
 
 /// Every fixture case has a test above.
