@@ -83,6 +83,12 @@ CASES = {
     "lamb": ("Lamb", {}),
     "lamb_options": ("Lamb", {"lr": 1e-2, "max_grad_norm": None, "decoupled_decay": True, "weight_decay": 0.1, "trust_clip": True, "caution": True, "grad_averaging": False}),
     "lamb_no_decay": ("Lamb", {"lr": 1e-2, "weight_decay": 0.0, "always_adapt": True, "bias_correction": False, "max_grad_norm": 5.0}),
+    "madgrad": ("MADGRAD", {}),
+    "madgrad_no_momentum_decay": ("MADGRAD", {"momentum": 0.0, "weight_decay": 0.1}),
+    "madgrad_decoupled": ("MADGRAD", {"lr": 1e-3, "weight_decay": 0.1, "decoupled_decay": True}),
+    "nvnovograd": ("NvNovoGrad", {}),
+    "nvnovograd_options": ("NvNovoGrad", {"lr": 1e-2, "amsgrad": True, "grad_averaging": True, "weight_decay": 0.1}),
+    "nvnovograd_decoupled": ("NvNovoGrad", {"lr": 1e-2, "weight_decay": 0.1, "decoupled_decay": True, "corrected_weight_decay": True}),
     "schedulefree": ("AdamWScheduleFree", {}),
     "schedulefree_options": ("AdamWScheduleFree", {"lr": 1e-2, "betas": [0.8, 0.99], "weight_decay": 0.1, "warmup_steps": 5, "r": 1.0, "weight_lr_power": 1.5}),
 }
@@ -122,7 +128,7 @@ PLATEAU = {
 }
 
 # Classes taken from timm.optim.
-TIMM = {"Lion", "AdaBelief", "Adan", "Lars", "Lamb"}
+TIMM = {"Lion", "AdaBelief", "Adan", "Lars", "Lamb", "MADGRAD", "NvNovoGrad"}
 
 # Constructor switches that choose an implementation, not the numbers.
 IMPLEMENTATION = {"foreach", "capturable", "differentiable", "fused"}

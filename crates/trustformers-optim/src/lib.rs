@@ -643,6 +643,8 @@ pub fn by_name(name: &str, params: Vec<Param>, kwargs: &Value) -> Result<Box<dyn
         "Adan" => boxed::<crate::timm::Adan>(params, kwargs),
         "Lars" => boxed::<crate::timm::Lars>(params, kwargs),
         "Lamb" => boxed::<crate::timm::Lamb>(params, kwargs),
+        "MADGRAD" => boxed::<crate::timm::Madgrad>(params, kwargs),
+        "NvNovoGrad" => boxed::<crate::timm::NvNovoGrad>(params, kwargs),
         "Lookahead" => Ok(Box::new(crate::timm::Lookahead::from_kwargs(
             params, kwargs,
         )?)),
@@ -680,6 +682,8 @@ pub fn default_kwargs(name: &str) -> Result<Value> {
         "Adan" => defaults_of::<crate::timm::Adan>(),
         "Lars" => defaults_of::<crate::timm::Lars>(),
         "Lamb" => defaults_of::<crate::timm::Lamb>(),
+        "MADGRAD" => defaults_of::<crate::timm::Madgrad>(),
+        "NvNovoGrad" => defaults_of::<crate::timm::NvNovoGrad>(),
         "Lookahead" => Ok(json!({"alpha": 0.5, "k": 6})),
         "AdamWScheduleFree" => defaults_of::<crate::schedulefree::AdamWScheduleFree>(),
         other => Err(Error::InvalidInput(format!(

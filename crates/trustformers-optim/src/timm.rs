@@ -951,3 +951,272 @@ impl Algorithm for Lamb {
 }
 
 crate::state_parts!(LambState { step: u64 } [exp_avg, exp_avg_sq]);
+
+/// `timm.optim.MADGRAD`'s arguments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MadgradConfig {
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub eps: f64,
+    pub decoupled_decay: bool,
+}
+
+impl Default for MadgradConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-2,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            eps: 1e-6,
+            decoupled_decay: false,
+        }
+    }
+}
+
+impl Hyper for MadgradConfig {
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+    fn validate(&self) -> Result<()> {
+        check(
+            (0.0..1.0).contains(&self.momentum),
+            "momentum",
+            format!("Momentum {} must be in the range [0,1]", self.momentum),
+        )?;
+        check(
+            self.lr > 0.0,
+            "lr",
+            format!("Learning rate {} must be positive", self.lr),
+        )?;
+        check(
+            self.weight_decay >= 0.0,
+            "weight_decay",
+            format!("Weight decay {} must be non-negative", self.weight_decay),
+        )?;
+        check(self.eps >= 0.0, "eps", "Eps must be non-negative".into())
+    }
+}
+
+/// MADGRAD's dual averages and, with momentum, the starting point.
+#[derive(Debug, Clone)]
+pub struct MadgradState {
+    pub step: u64,
+    pub grad_sum_sq: Vec<f32>,
+    pub s: Vec<f32>,
+    pub x0: Vec<f32>,
+}
+
+/// `timm.optim.MADGRAD` (Defazio and Jelassi, dual averaging with a cube-root denominator).
+pub struct Madgrad;
+
+impl Algorithm for Madgrad {
+    const NAME: &'static str = "MADGRAD";
+    type Config = MadgradConfig;
+    type State = MadgradState;
+
+    fn init(_: &MadgradConfig, shape: &[usize]) -> MadgradState {
+        let n: usize = shape.iter().product();
+        MadgradState {
+            step: 0,
+            grad_sum_sq: vec![0.0; n],
+            s: vec![0.0; n],
+            // The parameter at the first step (with momentum).
+            x0: Vec::new(),
+        }
+    }
+
+    #[inline(always)]
+    fn update(
+        c: &MadgradConfig,
+        _: &[usize],
+        param: &mut [f32],
+        grad: &[f32],
+        s: &mut MadgradState,
+    ) {
+        if c.momentum != 0.0 && s.x0.len() != param.len() {
+            s.x0 = param.to_vec();
+        }
+        s.step += 1;
+        let lamb = ((c.lr + c.eps) * (s.step as f64).sqrt()) as f32;
+        let ck = (1.0 - c.momentum) as f32;
+        let (eps, third) = (c.eps as f32, (1.0f64 / 3.0) as f32);
+        let decay = (1.0 - c.lr * c.weight_decay) as f32;
+        for i in 0..param.len() {
+            let mut g = grad[i];
+            if c.weight_decay != 0.0 {
+                if c.decoupled_decay {
+                    param[i] *= decay;
+                } else {
+                    g = add_alpha(g, param[i], c.weight_decay as f32);
+                }
+            }
+            let x0 = if c.momentum == 0.0 {
+                let rms = s.grad_sum_sq[i].powf(third) + eps;
+                param[i] + 1.0 * s.s[i] / rms
+            } else {
+                s.x0[i]
+            };
+            s.grad_sum_sq[i] = (lamb * g).mul_add(g, s.grad_sum_sq[i]);
+            let rms = s.grad_sum_sq[i].powf(third) + eps;
+            s.s[i] = add_alpha(s.s[i], g, lamb);
+            let z = x0 + -s.s[i] / rms;
+            param[i] = if c.momentum == 0.0 {
+                z
+            } else {
+                add_alpha(param[i] * (1.0 - ck), z, ck)
+            };
+        }
+    }
+}
+
+crate::state_parts!(MadgradState { step: u64 } [grad_sum_sq, s, x0]);
+
+/// `timm.optim.NvNovoGrad`'s arguments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NvNovoGradConfig {
+    pub lr: f64,
+    pub betas: [f64; 2],
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub grad_averaging: bool,
+    pub amsgrad: bool,
+    pub decoupled_decay: bool,
+    pub corrected_weight_decay: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_lr_snapshot: Option<f64>,
+}
+
+impl Default for NvNovoGradConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-3,
+            betas: [0.95, 0.98],
+            eps: 1e-8,
+            weight_decay: 0.0,
+            grad_averaging: false,
+            amsgrad: false,
+            decoupled_decay: false,
+            corrected_weight_decay: false,
+            max_lr_snapshot: None,
+        }
+    }
+}
+
+impl Hyper for NvNovoGradConfig {
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+    fn validate(&self) -> Result<()> {
+        check(
+            self.lr >= 0.0,
+            "lr",
+            format!("Invalid learning rate: {}", self.lr),
+        )?;
+        check(
+            self.eps >= 0.0,
+            "eps",
+            format!("Invalid epsilon value: {}", self.eps),
+        )?;
+        for (i, b) in self.betas.iter().enumerate() {
+            check(
+                (0.0..1.0).contains(b),
+                "betas",
+                format!("Invalid beta parameter at index {i}: {b}"),
+            )?;
+        }
+        Ok(())
+    }
+    fn constructed(&mut self) {
+        self.max_lr_snapshot.get_or_insert(self.lr);
+    }
+}
+
+/// NovoGrad's first moment and its per-tensor second moment (one value per parameter).
+#[derive(Debug, Clone)]
+pub struct NvNovoGradState {
+    pub step: u64,
+    pub exp_avg_sq: f32,
+    pub max_exp_avg_sq: f32,
+    pub exp_avg: Vec<f32>,
+}
+
+/// `timm.optim.NvNovoGrad` (NVIDIA's NovoGrad: layer-wise second moments).
+pub struct NvNovoGrad;
+
+impl Algorithm for NvNovoGrad {
+    const NAME: &'static str = "NvNovoGrad";
+    type Config = NvNovoGradConfig;
+    type State = NvNovoGradState;
+
+    fn init(_: &NvNovoGradConfig, shape: &[usize]) -> NvNovoGradState {
+        NvNovoGradState {
+            step: 0,
+            exp_avg_sq: 0.0,
+            max_exp_avg_sq: 0.0,
+            exp_avg: vec![0.0; shape.iter().product()],
+        }
+    }
+
+    #[inline(always)]
+    fn update(
+        c: &NvNovoGradConfig,
+        _: &[usize],
+        param: &mut [f32],
+        grad: &[f32],
+        s: &mut NvNovoGradState,
+    ) {
+        s.step += 1;
+        let [beta1, beta2] = c.betas;
+        let norm = grad.iter().fold(0f32, |acc, g| acc + g * g);
+        s.exp_avg_sq = if s.exp_avg_sq == 0.0 {
+            norm
+        } else {
+            add_alpha(s.exp_avg_sq * beta2 as f32, norm, (1.0 - beta2) as f32)
+        };
+        let second = if c.amsgrad {
+            s.max_exp_avg_sq = s.max_exp_avg_sq.max(s.exp_avg_sq);
+            s.max_exp_avg_sq
+        } else {
+            s.exp_avg_sq
+        };
+        let denom = second.sqrt() + c.eps as f32;
+        let wd_scale = match (c.corrected_weight_decay, c.max_lr_snapshot) {
+            (true, Some(max_lr)) => c.lr * c.lr / max_lr,
+            _ => c.lr,
+        };
+        let decay = (1.0 - wd_scale * c.weight_decay) as f32;
+        let (b1, w1, neg_lr) = (beta1 as f32, (1.0 - beta1) as f32, -c.lr as f32);
+        for i in 0..param.len() {
+            let mut u = grad[i] / denom;
+            if c.weight_decay != 0.0 {
+                if c.decoupled_decay {
+                    param[i] *= decay;
+                } else {
+                    u = add_alpha(u, param[i], c.weight_decay as f32);
+                }
+            }
+            if c.grad_averaging {
+                u *= w1;
+            }
+            s.exp_avg[i] = add_alpha(s.exp_avg[i] * b1, u, 1.0);
+            param[i] = add_alpha(param[i], s.exp_avg[i], neg_lr);
+        }
+    }
+}
+
+crate::state_parts!(
+    NvNovoGradState {
+        step: u64,
+        exp_avg_sq: f32,
+        max_exp_avg_sq: f32
+    }[exp_avg]
+);

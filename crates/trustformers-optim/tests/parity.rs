@@ -168,6 +168,12 @@ cases!(
     lamb,
     lamb_options,
     lamb_no_decay,
+    madgrad,
+    madgrad_no_momentum_decay,
+    madgrad_decoupled,
+    nvnovograd,
+    nvnovograd_options,
+    nvnovograd_decoupled,
 );
 
 /// Every fixture case has a test above.
