@@ -286,8 +286,25 @@ def main():
             lrs.append([grp["lr"] for grp in opt.param_groups])
         tensors[f"plateau/{case}"] = torch.tensor(lrs, dtype=torch.float64)
         plateaus.append({"name": case, "kwargs": kwargs, "sign": sign})
+    # The Trainer's weight-decay rule on tiny models of three families.
+    from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    tiny = dict(vocab_size=32, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
+    models = {
+        "llama": LlamaForCausalLM(LlamaConfig(**tiny, tie_word_embeddings=False)),
+        "gpt2": GPT2LMHeadModel(GPT2Config(vocab_size=32, n_embd=8, n_layer=1, n_head=2)),
+        "bert": BertForMaskedLM(BertConfig(**tiny)),
+    }
+    decay = {}
+    for family, model in models.items():
+        decay[family] = {
+            "names": [n for n, _ in model.named_parameters()],
+            "decay": transformers.Trainer.get_decay_parameter_names(None, model),
+            "layer_norms": [n for n, m in model.named_modules() if isinstance(m, torch.nn.LayerNorm)],
+        }
     save_file({k: v.contiguous() for k, v in tensors.items()}, OUT / "torch.safetensors")
     meta = {
+        "decay": decay,
         "plateaus": plateaus,
         "torch_version": torch.__version__,
         "transformers_version": transformers.__version__,

@@ -599,9 +599,90 @@ pub fn config_from_kwargs<C: Hyper>(name: &str, kwargs: &Value) -> Result<C> {
     Ok(config)
 }
 
-fn boxed<A: Algorithm + 'static>(params: Vec<Param>, kwargs: &Value) -> Result<Box<dyn Optim>> {
-    let config = config_from_kwargs::<A::Config>(A::NAME, kwargs)?;
-    Ok(Box::new(Optimizer::<A>::new(params, config)?))
+/// A parameter group as torch takes one: its parameters, and the constructor arguments it
+/// overrides (`{"params": [...], "weight_decay": 0.0}`).
+pub struct GroupSpec {
+    pub params: Vec<Param>,
+    pub overrides: Value,
+}
+
+/// `kwargs` with `overrides` on top (both JSON objects).
+fn merged(kwargs: &Value, overrides: &Value) -> Result<Value> {
+    let mut out = match kwargs {
+        Value::Object(m) => m.clone(),
+        Value::Null => serde_json::Map::new(),
+        other => {
+            return Err(Error::config(
+                "optimizer arguments",
+                format!("must be a JSON object, got {other}"),
+            ))
+        }
+    };
+    match overrides {
+        Value::Object(m) => out.extend(m.clone()),
+        Value::Null => {}
+        other => {
+            return Err(Error::config(
+                "parameter group",
+                format!("must be a JSON object, got {other}"),
+            ))
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+fn boxed<A: Algorithm + 'static>(groups: Vec<GroupSpec>, kwargs: &Value) -> Result<Box<dyn Optim>> {
+    let groups = groups
+        .into_iter()
+        .map(|g| -> Result<ParamGroup<A::Config>> {
+            Ok(ParamGroup {
+                config: config_from_kwargs::<A::Config>(A::NAME, &merged(kwargs, &g.overrides)?)?,
+                params: g.params,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Box::new(Optimizer::<A>::with_groups(groups)?))
+}
+
+/// transformers' rule for which parameters get weight decay (`Trainer.get_decay_parameter_names`):
+/// none inside a LayerNorm module (`layer_norms`: their module names, since names alone do
+/// not say which modules are LayerNorms, e.g. GPT-2's `ln_1`), and none whose lowercased name
+/// holds `bias`, `layernorm`, `rmsnorm`, a `norm` component or a `_norm` suffix.
+pub fn decays_weight(name: &str, layer_norms: &[&str]) -> bool {
+    let in_layer_norm = layer_norms.iter().any(|m| {
+        name.strip_prefix(m)
+            .is_some_and(|rest| rest.starts_with('.'))
+    });
+    let n = name.to_lowercase();
+    let parts: Vec<&str> = n.split('.').collect();
+    let excluded = n.contains("bias")
+        || n.contains("layernorm")
+        || n.contains("rmsnorm")
+        || parts.contains(&"norm")
+        || parts.iter().any(|p| p.ends_with("_norm"));
+    !in_layer_norm && !excluded
+}
+
+/// The Trainer's two parameter groups: those that decay, with `weight_decay`, and the
+/// others (see [`decays_weight`]), with none.
+pub fn transformers_groups(
+    params: Vec<Param>,
+    weight_decay: f64,
+    layer_norms: &[&str],
+) -> Vec<GroupSpec> {
+    let (decay, no_decay): (Vec<Param>, Vec<Param>) = params
+        .into_iter()
+        .partition(|p| decays_weight(&p.name, layer_norms));
+    vec![
+        GroupSpec {
+            params: decay,
+            overrides: json!({ "weight_decay": weight_decay }),
+        },
+        GroupSpec {
+            params: no_decay,
+            overrides: json!({ "weight_decay": 0.0 }),
+        },
+    ]
 }
 
 /// The names [`by_name`] knows: the references' class names.
@@ -623,6 +704,19 @@ pub const OPTIMIZERS: &[&str] = &[
 /// The optimizer named as its reference's class (`"AdamW"`), over one group of `params`,
 /// with the reference constructor's keyword arguments.
 pub fn by_name(name: &str, params: Vec<Param>, kwargs: &Value) -> Result<Box<dyn Optim>> {
+    let group = GroupSpec {
+        params,
+        overrides: json!({}),
+    };
+    by_name_with_groups(name, vec![group], kwargs)
+}
+
+/// [`by_name`] over parameter groups, each with the arguments it overrides.
+pub fn by_name_with_groups(
+    name: &str,
+    params: Vec<GroupSpec>,
+    kwargs: &Value,
+) -> Result<Box<dyn Optim>> {
     use torch::*;
     match name {
         "SGD" => boxed::<Sgd>(params, kwargs),

@@ -642,7 +642,8 @@ impl Lookahead {
 
     /// From keyword arguments: `optimizer` (the inner one's name), `optimizer_kwargs`,
     /// `alpha` (0.5) and `k` (6).
-    pub fn from_kwargs(params: Vec<crate::Param>, kwargs: &serde_json::Value) -> Result<Self> {
+    pub fn from_kwargs(groups: Vec<crate::GroupSpec>, kwargs: &serde_json::Value) -> Result<Self> {
+        let params: Vec<crate::Param> = groups.iter().flat_map(|g| g.params.clone()).collect();
         let name = kwargs
             .get("optimizer")
             .and_then(serde_json::Value::as_str)

@@ -657,3 +657,44 @@ fn schedule_free_steps_only_in_train_mode() {
     opt.train().unwrap();
     opt.step(&grads).unwrap();
 }
+
+/// transformers' Trainer rule for which parameters decay, on tiny LLaMA, GPT-2 and BERT
+/// models (read from transformers by the fixture script), and its two groups.
+#[test]
+fn weight_decay_groups_follow_the_trainer() {
+    use trustformers_optim::{by_name_with_groups, decays_weight, transformers_groups};
+    for (family, spec) in meta()["decay"].as_object().unwrap() {
+        let strs = |key: &str| -> Vec<&str> {
+            spec[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect()
+        };
+        let (names, decay, norms) = (strs("names"), strs("decay"), strs("layer_norms"));
+        for name in &names {
+            assert_eq!(
+                decays_weight(name, &norms),
+                decay.contains(name),
+                "{family}: `{name}`"
+            );
+        }
+        let params: Vec<Param> = names
+            .iter()
+            .map(|n| {
+                Param::new(
+                    *n,
+                    Var::zeros(1, candle_core::DType::F32, &Device::Cpu).unwrap(),
+                )
+            })
+            .collect();
+        let groups = transformers_groups(params, 0.01, &norms);
+        // transformers lists a tied head (GPT-2's `lm_head.weight`) that named_parameters
+        // gives once, as the embedding.
+        let decaying = names.iter().filter(|n| decay.contains(n)).count();
+        assert_eq!(groups[0].params.len(), decaying, "{family}");
+        let opt = by_name_with_groups("AdamW", groups, &serde_json::json!({"lr": 1e-3})).unwrap();
+        assert_eq!(opt.learning_rates(), [1e-3, 1e-3]);
+    }
+}
