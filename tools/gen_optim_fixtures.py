@@ -121,6 +121,16 @@ TORCH_SCHEDULES = {
     "multi_step_lr": ("MultiStepLR", {"milestones": [100, 250, 600], "gamma": 0.3}),
     "exponential_lr": ("ExponentialLR", {"gamma": 0.995}),
 }
+# OneCycleLR and CyclicLR (rates and momenta): case -> (class, optimizer, arguments).
+CYCLES = {
+    "one_cycle_sgd": ("OneCycleLR", "SGD", {"max_lr": [0.1, 0.05], "total_steps": 1000}),
+    "one_cycle_adam_three_phase": ("OneCycleLR", "Adam", {"max_lr": 0.01, "total_steps": 500, "pct_start": 0.25, "anneal_strategy": "linear", "three_phase": True, "div_factor": 10.0, "final_div_factor": 100.0}),
+    "one_cycle_no_momentum": ("OneCycleLR", "SGD", {"max_lr": 0.2, "epochs": 10, "steps_per_epoch": 50, "cycle_momentum": False}),
+    "cyclic_triangular": ("CyclicLR", "SGD", {"base_lr": 0.01, "max_lr": [0.1, 0.05], "step_size_up": 100}),
+    "cyclic_triangular2": ("CyclicLR", "SGD", {"base_lr": 0.01, "max_lr": 0.1, "step_size_up": 50, "step_size_down": 150, "mode": "triangular2"}),
+    "cyclic_exp_range_adam": ("CyclicLR", "Adam", {"base_lr": 0.001, "max_lr": 0.01, "step_size_up": 80, "mode": "exp_range", "gamma": 0.999, "base_momentum": 0.85, "max_momentum": 0.95}),
+}
+
 # ReduceLROnPlateau on a metric that improves, then stalls: case -> arguments.
 PLATEAU = {
     "plateau": {},
@@ -266,6 +276,27 @@ def main():
             sched.step()
         tensors[f"schedule/{case}"] = torch.tensor(lrs, dtype=torch.float64)
         schedules.append({"name": case, "torch": cls, "kwargs": kwargs})
+    cycles = []
+    for case, (cls, opt_cls, kwargs) in CYCLES.items():
+        opt_kwargs = {"momentum": 0.9} if opt_cls == "SGD" else {}
+        groups = [
+            {"params": [torch.zeros(1, requires_grad=True)]},
+            {"params": [torch.zeros(1, requires_grad=True)], "lr": 0.05},
+        ]
+        opt = getattr(torch.optim, opt_cls)(groups, lr=0.1, **opt_kwargs)
+        sched = getattr(torch.optim.lr_scheduler, cls)(opt, **kwargs)
+        steps = kwargs.get("total_steps") or kwargs.get("epochs", 0) * kwargs.get("steps_per_epoch", 0) or 1000
+        rows = []
+        for _ in range(steps):
+            rows.append(
+                [grp["lr"] for grp in opt.param_groups]
+                + [grp["betas"][0] if "betas" in grp else grp["momentum"] for grp in opt.param_groups]
+            )
+            opt.step()
+            if len(rows) < steps:
+                sched.step()
+        tensors[f"cycle/{case}"] = torch.tensor(rows, dtype=torch.float64)
+        cycles.append({"name": case, "scheduler": cls, "optimizer": opt_cls, "optimizer_kwargs": opt_kwargs, "kwargs": kwargs})
     g = torch.Generator().manual_seed(5)
     steps = torch.arange(300, dtype=torch.float64)
     metric = 1.0 / (1.0 + steps / 20.0) + 0.02 * torch.rand(300, generator=g, dtype=torch.float64)
@@ -304,6 +335,7 @@ def main():
         }
     save_file({k: v.contiguous() for k, v in tensors.items()}, OUT / "torch.safetensors")
     meta = {
+        "cycles": cycles,
         "decay": decay,
         "plateaus": plateaus,
         "torch_version": torch.__version__,

@@ -23,7 +23,9 @@ pub mod timm;
 pub mod torch;
 
 pub use clip::{clip_grad_norm, clip_grad_value};
-pub use schedule::{get_scheduler, torch_scheduler, LambdaLr, ReduceLrOnPlateau, Schedule};
+pub use schedule::{
+    get_scheduler, torch_scheduler, CyclicLr, LambdaLr, OneCycleLr, ReduceLrOnPlateau, Schedule,
+};
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
@@ -61,6 +63,13 @@ pub trait Hyper: Clone + Default + Serialize + DeserializeOwned + Send + Sync {
     /// Called once when an optimizer is built with these (timm keeps the constructor's
     /// learning rate for corrected weight decay).
     fn constructed(&mut self) {}
+    /// The momentum a schedule may cycle: `momentum` (SGD, RMSprop) or `betas[0]` (the Adam
+    /// family); `None` for algorithms with neither.
+    fn momentum(&self) -> Option<f64> {
+        None
+    }
+    /// Sets what [`Hyper::momentum`] reads.
+    fn set_momentum(&mut self, _momentum: f64) {}
 }
 
 /// One update rule: its hyper-parameters, its per-parameter state, and one step of one
@@ -160,6 +169,17 @@ pub trait Optim {
     fn learning_rates(&self) -> Vec<f64>;
     /// Sets each group's learning rate (one value per group).
     fn set_learning_rates(&mut self, lrs: &[f64]) -> Result<()>;
+    /// Each group's momentum (`momentum` or `betas[0]`), if the algorithm has one.
+    fn momenta(&self) -> Vec<Option<f64>> {
+        Vec::new()
+    }
+    /// Sets each group's momentum; an error for an algorithm without one.
+    fn set_momenta(&mut self, _momenta: &[f64]) -> Result<()> {
+        Err(Error::InvalidInput(format!(
+            "{} has no momentum or beta1 to set",
+            self.name()
+        )))
+    }
     /// Writes the state to `{prefix}.safetensors` (each parameter's vectors, as
     /// `{param}.{field}`) and `{prefix}.json` (the groups' hyper-parameters, step counts).
     fn save(&self, prefix: &Path) -> Result<()>;
@@ -556,6 +576,27 @@ impl<A: Algorithm> Optim for Optimizer<A> {
 
     fn load(&mut self, prefix: &Path) -> Result<()> {
         self.load_impl(prefix)
+    }
+
+    fn momenta(&self) -> Vec<Option<f64>> {
+        self.groups.iter().map(|g| g.config.momentum()).collect()
+    }
+
+    fn set_momenta(&mut self, momenta: &[f64]) -> Result<()> {
+        if momenta.len() != self.groups.len()
+            || self.groups.iter().any(|g| g.config.momentum().is_none())
+        {
+            return Err(Error::InvalidInput(format!(
+                "{}: {} momenta for {} parameter groups (optimizer must support momentum or beta1)",
+                A::NAME,
+                momenta.len(),
+                self.groups.len()
+            )));
+        }
+        for (g, &m) in self.groups.iter_mut().zip(momenta) {
+            g.config.set_momentum(m);
+        }
+        Ok(())
     }
 
     fn train(&mut self) -> Result<()> {

@@ -769,6 +769,14 @@ impl crate::Optim for Lookahead {
         Ok(())
     }
 
+    fn momenta(&self) -> Vec<Option<f64>> {
+        self.inner.momenta()
+    }
+
+    fn set_momenta(&mut self, momenta: &[f64]) -> Result<()> {
+        self.inner.set_momenta(momenta)
+    }
+
     fn train(&mut self) -> Result<()> {
         self.inner.train()
     }

@@ -78,6 +78,29 @@ fn effective_grad(g: f32, p: f32, maximize: bool, wd: f32) -> f32 {
 
 macro_rules! hyper {
     ($config:ty, |$c:ident| $validate:block) => {
+        hyper!(@impl $config, |$c| $validate, {});
+    };
+    ($config:ty, momentum, |$c:ident| $validate:block) => {
+        hyper!(@impl $config, |$c| $validate, {
+            fn momentum(&self) -> Option<f64> {
+                Some(self.momentum)
+            }
+            fn set_momentum(&mut self, momentum: f64) {
+                self.momentum = momentum;
+            }
+        });
+    };
+    ($config:ty, beta1, |$c:ident| $validate:block) => {
+        hyper!(@impl $config, |$c| $validate, {
+            fn momentum(&self) -> Option<f64> {
+                Some(self.betas[0])
+            }
+            fn set_momentum(&mut self, beta1: f64) {
+                self.betas[0] = beta1;
+            }
+        });
+    };
+    (@impl $config:ty, |$c:ident| $validate:block, { $($extra:item)* }) => {
         impl Hyper for $config {
             fn lr(&self) -> f64 {
                 self.lr
@@ -89,6 +112,7 @@ macro_rules! hyper {
                 let $c = self;
                 $validate
             }
+            $($extra)*
         }
     };
 }
@@ -121,7 +145,7 @@ impl Default for SgdConfig {
     }
 }
 
-hyper!(SgdConfig, |c| {
+hyper!(SgdConfig, momentum, |c| {
     check_lr(c.lr)?;
     check(
         c.momentum >= 0.0,
@@ -223,7 +247,7 @@ impl Default for AdamConfig {
     }
 }
 
-hyper!(AdamConfig, |c| {
+hyper!(AdamConfig, beta1, |c| {
     check_lr(c.lr)?;
     check_eps(c.eps)?;
     check_betas(c.betas)?;
@@ -255,7 +279,7 @@ impl Default for AdamWConfig {
     }
 }
 
-hyper!(AdamWConfig, |c| { c.adam().validate() });
+hyper!(AdamWConfig, beta1, |c| { c.adam().validate() });
 
 impl AdamWConfig {
     fn adam(&self) -> AdamConfig {
@@ -389,7 +413,7 @@ impl Default for AdamaxConfig {
     }
 }
 
-hyper!(AdamaxConfig, |c| {
+hyper!(AdamaxConfig, beta1, |c| {
     check_lr(c.lr)?;
     check_eps(c.eps)?;
     check_betas(c.betas)?;
@@ -473,7 +497,7 @@ impl Default for NAdamConfig {
     }
 }
 
-hyper!(NAdamConfig, |c| {
+hyper!(NAdamConfig, beta1, |c| {
     check_lr(c.lr)?;
     check_eps(c.eps)?;
     check_betas(c.betas)?;
@@ -587,7 +611,7 @@ impl Default for RAdamConfig {
     }
 }
 
-hyper!(RAdamConfig, |c| {
+hyper!(RAdamConfig, beta1, |c| {
     check_lr(c.lr)?;
     check_eps(c.eps)?;
     check_betas(c.betas)?;
@@ -865,7 +889,7 @@ impl Default for RmsPropConfig {
     }
 }
 
-hyper!(RmsPropConfig, |c| {
+hyper!(RmsPropConfig, momentum, |c| {
     check_lr(c.lr)?;
     check_eps(c.eps)?;
     check(

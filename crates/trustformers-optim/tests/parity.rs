@@ -698,3 +698,71 @@ fn weight_decay_groups_follow_the_trainer() {
         assert_eq!(opt.learning_rates(), [1e-3, 1e-3]);
     }
 }
+
+/// torch's OneCycleLR and CyclicLR over two groups of SGD (momentum) or Adam (beta1): the
+/// rate and the momentum of every step.
+#[test]
+fn cycles_match_torch() {
+    use trustformers_optim::{by_name_with_groups, CyclicLr, GroupSpec, OneCycleLr};
+    for spec in meta()["cycles"].as_array().unwrap() {
+        let case = spec["name"].as_str().unwrap();
+        let groups = vec![
+            GroupSpec {
+                params: vec![Param::new(
+                    "a",
+                    Var::zeros(1, candle_core::DType::F32, &Device::Cpu).unwrap(),
+                )],
+                overrides: serde_json::json!({}),
+            },
+            GroupSpec {
+                params: vec![Param::new(
+                    "b",
+                    Var::zeros(1, candle_core::DType::F32, &Device::Cpu).unwrap(),
+                )],
+                overrides: serde_json::json!({"lr": 0.05}),
+            },
+        ];
+        let mut kwargs = spec["optimizer_kwargs"].clone();
+        kwargs["lr"] = 0.1.into();
+        let mut opt =
+            by_name_with_groups(spec["optimizer"].as_str().unwrap(), groups, &kwargs).unwrap();
+        let want = tensors()[&format!("cycle/{case}")]
+            .to_vec2::<f64>()
+            .unwrap();
+        let one_cycle = spec["scheduler"] == "OneCycleLR";
+        let (mut a, mut b) = (None, None);
+        if one_cycle {
+            a = Some(OneCycleLr::new(opt.as_mut(), &spec["kwargs"]).unwrap());
+        } else {
+            b = Some(CyclicLr::new(opt.as_mut(), &spec["kwargs"]).unwrap());
+        }
+        for (step, row) in want.iter().enumerate() {
+            let mut got = opt.learning_rates();
+            got.extend(opt.momenta().into_iter().map(Option::unwrap));
+            for (i, (x, y)) in got.iter().zip(row).enumerate() {
+                assert!(
+                    (x - y).abs() <= 1e-12 * y.abs().max(1e-12),
+                    "{case}: step {step}, value {i}: {x} against torch's {y}"
+                );
+            }
+            if step + 1 < want.len() {
+                match (&mut a, &mut b) {
+                    (Some(s), _) => s.step(opt.as_mut()).unwrap(),
+                    (_, Some(s)) => s.step(opt.as_mut()).unwrap(),
+                    _ => unreachable!(),
+                }
+            }
+        }
+    }
+    // Momentum cycling needs an optimizer with momentum or beta1.
+    let p = vec![Param::new(
+        "w",
+        Var::zeros(1, candle_core::DType::F32, &Device::Cpu).unwrap(),
+    )];
+    let mut rprop = by_name("Rprop", p, &serde_json::json!({})).unwrap();
+    assert!(OneCycleLr::new(
+        rprop.as_mut(),
+        &serde_json::json!({"max_lr": 0.1, "total_steps": 10})
+    )
+    .is_err());
+}
