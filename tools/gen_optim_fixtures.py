@@ -89,6 +89,13 @@ CASES = {
     "nvnovograd": ("NvNovoGrad", {}),
     "nvnovograd_options": ("NvNovoGrad", {"lr": 1e-2, "amsgrad": True, "grad_averaging": True, "weight_decay": 0.1}),
     "nvnovograd_decoupled": ("NvNovoGrad", {"lr": 1e-2, "weight_decay": 0.1, "decoupled_decay": True, "corrected_weight_decay": True}),
+    "adamp": ("AdamP", {}),
+    # `_proj` cases get gradients orthogonal to each weight row, so that the projection runs.
+    "adamp_proj": ("AdamP", {"lr": 1e-2, "weight_decay": 0.1, "nesterov": True}),
+    "adamp_proj_caution": ("AdamP", {"lr": 1e-2, "weight_decay": 0.1, "caution": True}),
+    "sgdp": ("SGDP", {"lr": 0.1, "momentum": 0.9}),
+    "sgdp_proj": ("SGDP", {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.01, "nesterov": True}),
+    "sgdp_proj_caution": ("SGDP", {"lr": 0.1, "momentum": 0.5, "dampening": 0.1, "weight_decay": 0.01, "caution": True}),
     "schedulefree": ("AdamWScheduleFree", {}),
     "schedulefree_options": ("AdamWScheduleFree", {"lr": 1e-2, "betas": [0.8, 0.99], "weight_decay": 0.1, "warmup_steps": 5, "r": 1.0, "weight_lr_power": 1.5}),
 }
@@ -138,7 +145,7 @@ PLATEAU = {
 }
 
 # Classes taken from timm.optim.
-TIMM = {"Lion", "AdaBelief", "Adan", "Lars", "Lamb", "MADGRAD", "NvNovoGrad"}
+TIMM = {"Lion", "AdaBelief", "Adan", "Lars", "Lamb", "MADGRAD", "NvNovoGrad", "AdamP", "SGDP"}
 
 # Constructor switches that choose an implementation, not the numbers.
 IMPLEMENTATION = {"foreach", "capturable", "differentiable", "fused"}
@@ -198,6 +205,13 @@ def main():
         if hasattr(opt, "train"):
             opt.train()
         for step, grads in enumerate(gradients(seed)):
+            if "_proj" in case:
+                for n, p in params.items():
+                    if p.dim() > 1:
+                        pv = p.detach().reshape(p.shape[0], -1)
+                        gv = grads[n].reshape(p.shape[0], -1)
+                        gv = gv - (gv * pv).sum(1, keepdim=True) / (pv * pv).sum(1, keepdim=True) * pv
+                        grads[n] = gv.reshape(p.shape).contiguous()
             for n, p in params.items():
                 p.grad = grads[n].clone()
                 tensors[f"{case}/grad/{step}/{n}"] = grads[n].clone()
@@ -211,11 +225,14 @@ def main():
         cases.append({"name": case, "optimizer": cls, "kwargs": kwargs, "steps": STEPS})
         if cls not in defaults and cls != "Lookahead":
             klass = optimizer_class(cls)
-            d = klass([torch.zeros(1)]).defaults
+            d = klass([torch.zeros(1)], **({"lr": 0.1} if cls == "SGDP" else {})).defaults
+            if cls == "SGDP":
+                d = dict(d, lr=None)
             # The constructor's arguments only (AdamW fixes decoupled_weight_decay itself).
             accepted = inspect.signature(klass.__init__).parameters
+            # timm's SGDP has no default lr (torch's `required` sentinel): null.
             defaults[cls] = {
-                k: (list(v) if isinstance(v, tuple) else v)
+                k: (list(v) if isinstance(v, tuple) else v if isinstance(v, (int, float, bool, str, type(None), list)) else None)
                 for k, v in d.items()
                 if k not in IMPLEMENTATION and k in accepted
             }

@@ -780,6 +780,8 @@ pub fn by_name_with_groups(
         "Lamb" => boxed::<crate::timm::Lamb>(params, kwargs),
         "MADGRAD" => boxed::<crate::timm::Madgrad>(params, kwargs),
         "NvNovoGrad" => boxed::<crate::timm::NvNovoGrad>(params, kwargs),
+        "AdamP" => boxed::<crate::timm::AdamP>(params, kwargs),
+        "SGDP" => boxed::<crate::timm::Sgdp>(params, kwargs),
         "Lookahead" => Ok(Box::new(crate::timm::Lookahead::from_kwargs(
             params, kwargs,
         )?)),
@@ -819,6 +821,8 @@ pub fn default_kwargs(name: &str) -> Result<Value> {
         "Lamb" => defaults_of::<crate::timm::Lamb>(),
         "MADGRAD" => defaults_of::<crate::timm::Madgrad>(),
         "NvNovoGrad" => defaults_of::<crate::timm::NvNovoGrad>(),
+        "AdamP" => defaults_of::<crate::timm::AdamP>(),
+        "SGDP" => defaults_of::<crate::timm::Sgdp>(),
         "Lookahead" => Ok(json!({"alpha": 0.5, "k": 6})),
         "AdamWScheduleFree" => defaults_of::<crate::schedulefree::AdamWScheduleFree>(),
         other => Err(Error::InvalidInput(format!(

@@ -174,6 +174,12 @@ cases!(
     nvnovograd,
     nvnovograd_options,
     nvnovograd_decoupled,
+    adamp,
+    adamp_proj,
+    adamp_proj_caution,
+    sgdp,
+    sgdp_proj,
+    sgdp_proj_caution,
 );
 
 /// Every fixture case has a test above.
