@@ -350,8 +350,33 @@ def main():
             "decay": transformers.Trainer.get_decay_parameter_names(None, model),
             "layer_norms": [n for n, m in model.named_modules() if isinstance(m, torch.nn.LayerNorm)],
         }
+    # LBFGS on the Rosenbrock function from (-1.5, 2.0): the point and the evaluation count
+    # after each of 5 steps.
+    lbfgs = []
+    for case, kwargs in {
+        "lbfgs": {},
+        "lbfgs_strong_wolfe": {"line_search_fn": "strong_wolfe"},
+        "lbfgs_short_history": {"lr": 0.5, "history_size": 3, "max_iter": 10},
+    }.items():
+        x = torch.tensor([-1.5, 2.0], requires_grad=True)
+        opt = torch.optim.LBFGS([x], **kwargs)
+
+        def closure():
+            opt.zero_grad()
+            x0, x1 = x[0], x[1]
+            loss = (1 - x0) ** 2 + 100 * (x1 - x0 ** 2) ** 2
+            loss.backward()
+            return loss
+
+        rows = []
+        for _ in range(5):
+            opt.step(closure)
+            rows.append([x[0].item(), x[1].item(), opt.state[x]["func_evals"]])
+        tensors[f"lbfgs/{case}"] = torch.tensor(rows, dtype=torch.float64)
+        lbfgs.append({"name": case, "kwargs": kwargs})
     save_file({k: v.contiguous() for k, v in tensors.items()}, OUT / "torch.safetensors")
     meta = {
+        "lbfgs": lbfgs,
         "cycles": cycles,
         "decay": decay,
         "plateaus": plateaus,

@@ -17,12 +17,14 @@
 //! ```
 
 pub mod clip;
+pub mod lbfgs;
 pub mod schedule;
 pub mod schedulefree;
 pub mod timm;
 pub mod torch;
 
 pub use clip::{clip_grad_norm, clip_grad_value};
+pub use lbfgs::{Lbfgs, LbfgsConfig};
 pub use schedule::{
     get_scheduler, torch_scheduler, CyclicLr, LambdaLr, OneCycleLr, ReduceLrOnPlateau, Schedule,
 };

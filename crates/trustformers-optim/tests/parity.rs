@@ -772,3 +772,73 @@ fn cycles_match_torch() {
     )
     .is_err());
 }
+
+/// torch's LBFGS on the Rosenbrock function from (-1.5, 2.0), with and without the
+/// strong-Wolfe line search: the point (bit for bit) and the evaluation count after each of
+/// 5 steps. The closure computes the loss and gradient in f32 as torch's autograd does.
+#[test]
+fn lbfgs_follows_torch_on_rosenbrock() {
+    use trustformers_optim::{Lbfgs, LbfgsConfig};
+    for spec in meta()["lbfgs"].as_array().unwrap() {
+        let case = spec["name"].as_str().unwrap();
+        let x = Var::from_tensor(&Tensor::new(&[-1.5f32, 2.0], &Device::Cpu).unwrap()).unwrap();
+        let config: LbfgsConfig = serde_json::from_value(spec["kwargs"].clone()).unwrap();
+        let mut opt = Lbfgs::new(vec![Param::new("x", x.clone())], config).unwrap();
+        let mut closure = || -> trustformers_core::Result<(f64, GradStore)> {
+            let v = values(x.as_tensor());
+            let (x0, x1) = (v[0], v[1]);
+            // loss = (1 - x0) ** 2 + 100 * (x1 - x0 ** 2) ** 2, and its backward.
+            let a = 1.0 - x0;
+            let c = x1 - x0 * x0;
+            let loss = a * a + 100.0 * (c * c);
+            let gc = 100.0 * (2.0 * c);
+            let g0 = -(2.0 * a) + (-gc) * (2.0 * x0);
+            let mut grads = GradStore::default();
+            grads.insert(x.as_tensor(), Tensor::new(&[g0, gc], &Device::Cpu).unwrap());
+            Ok((f64::from(loss), grads))
+        };
+        let want = tensors()[&format!("lbfgs/{case}")]
+            .to_vec2::<f64>()
+            .unwrap();
+        for (step, row) in want.iter().enumerate() {
+            opt.step(&mut closure).unwrap();
+            let v = values(x.as_tensor());
+            eprintln!(
+                "{case} {step}: {v:?} evals {} (torch {row:?})",
+                opt.func_evals()
+            );
+            for (i, (a, b)) in v.iter().zip(row).enumerate() {
+                // The same iterates, bit for bit.
+                assert_eq!(*a, *b as f32, "{case}: step {step}, x{i}");
+            }
+            assert_eq!(
+                opt.func_evals(),
+                row[2] as u64,
+                "{case}: step {step}: evaluations"
+            );
+        }
+    }
+}
+
+/// LBFGS's arguments are checked as torch checks them.
+#[test]
+fn lbfgs_arguments_are_checked() {
+    use trustformers_optim::{Lbfgs, LbfgsConfig};
+    let p = || {
+        vec![Param::new(
+            "x",
+            Var::zeros(2, candle_core::DType::F32, &Device::Cpu).unwrap(),
+        )]
+    };
+    let bad = |c: LbfgsConfig| Lbfgs::new(p(), c).err().unwrap().to_string();
+    assert!(bad(LbfgsConfig {
+        lr: -1.0,
+        ..Default::default()
+    })
+    .contains("Invalid learning rate"));
+    let wolfe = LbfgsConfig {
+        line_search_fn: Some("wolfe".into()),
+        ..Default::default()
+    };
+    assert!(bad(wolfe).contains("strong_wolfe"));
+}
