@@ -359,9 +359,25 @@ impl<A: Algorithm> Optimizer<A> {
                     let Some(grad) = grads.get(param.var.as_tensor()) else {
                         return Ok(());
                     };
-                    let mut p = with_f32(param.var.as_tensor(), |p| Ok(p.to_vec()))?;
                     let shape = param.var.dims();
                     let state = state.get_or_insert_with(|| A::init(&group.config, shape));
+                    let tensor = param.var.as_tensor();
+                    if tensor.device().is_cpu()
+                        && tensor.dtype() == DType::F32
+                        && tensor.is_contiguous()
+                    {
+                        // In place, in the variable's own storage: one pass over the memory.
+                        let grad = grad.to_dtype(DType::F32)?.contiguous()?;
+                        let op = InPlace::<A> {
+                            fma,
+                            config: &group.config,
+                            shape,
+                            state: std::cell::RefCell::new(state),
+                        };
+                        tensor.inplace_op2(&grad, &op)?;
+                        return Ok(());
+                    }
+                    let mut p = with_f32(tensor, |p| Ok(p.to_vec()))?;
                     with_f32(grad, |g| {
                         update::<A>(fma, &group.config, shape, &mut p, g, state);
                         Ok(())
@@ -371,6 +387,61 @@ impl<A: Algorithm> Optimizer<A> {
                     Ok(())
                 })?;
         }
+        Ok(())
+    }
+}
+
+/// One parameter's update as a candle in-place op: the parameter's storage is written
+/// directly, the gradient read where it lies.
+struct InPlace<'a, A: Algorithm> {
+    fma: bool,
+    config: &'a A::Config,
+    shape: &'a [usize],
+    state: std::cell::RefCell<&'a mut A::State>,
+}
+
+impl<A: Algorithm> candle_core::InplaceOp2 for InPlace<'_, A> {
+    fn name(&self) -> &'static str {
+        A::NAME
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut candle_core::CpuStorage,
+        l1: &candle_core::Layout,
+        s2: &candle_core::CpuStorage,
+        l2: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        use candle_core::CpuStorage::F32;
+        let (F32(p), F32(g)) = (s1, s2) else {
+            return Err(candle_core::Error::Msg(format!(
+                "{}: f32 tensors only",
+                A::NAME
+            )));
+        };
+        let (Some((ps, pe)), Some((gs, ge))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
+        else {
+            return Err(candle_core::Error::Msg(format!(
+                "{}: contiguous tensors only",
+                A::NAME
+            )));
+        };
+        let (Some(p), Some(g)) = (p.get_mut(ps..pe), g.get(gs..ge)) else {
+            return Err(candle_core::Error::Msg(format!(
+                "{}: storage shorter than its layout",
+                A::NAME
+            )));
+        };
+        if p.len() != g.len() {
+            return Err(candle_core::Error::Msg(format!(
+                "{}: {} values against {} gradients",
+                A::NAME,
+                p.len(),
+                g.len()
+            )));
+        }
+        let mut state = self.state.borrow_mut();
+        update::<A>(self.fma, self.config, self.shape, p, g, &mut state);
         Ok(())
     }
 }
