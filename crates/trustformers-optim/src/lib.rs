@@ -18,6 +18,7 @@
 
 pub mod clip;
 pub mod lbfgs;
+mod ops;
 pub mod schedule;
 pub mod schedulefree;
 pub mod timm;

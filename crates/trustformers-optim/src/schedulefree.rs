@@ -3,18 +3,9 @@
 //! training point `y` in train mode and the average `x` in eval mode; the optimizer moves
 //! them between the two ([`crate::Optim::train`], [`crate::Optim::eval`]).
 
-use crate::{Algorithm, Hyper};
+use crate::ops::{check, check_lr, hyper, lerp};
+use crate::Algorithm;
 use serde::{Deserialize, Serialize};
-use trustformers_core::{Error, Result};
-
-/// torch's `lerp` (see [`crate::torch`]).
-fn lerp(s: f32, e: f32, w: f32) -> f32 {
-    if w.abs() < 0.5 {
-        w.mul_add(e - s, s)
-    } else {
-        (-(e - s)).mul_add(1.0 - w, e)
-    }
-}
 
 /// `AdamWScheduleFree`'s arguments.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,29 +37,14 @@ impl Default for AdamWScheduleFreeConfig {
     }
 }
 
-impl Hyper for AdamWScheduleFreeConfig {
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-    fn validate(&self) -> Result<()> {
-        if self.lr < 0.0 {
-            return Err(Error::config(
-                "lr",
-                format!("Invalid learning rate: {}", self.lr),
-            ));
-        }
-        if self.betas[0] <= 0.0 || self.betas[0] >= 1.0 || !(0.0..1.0).contains(&self.betas[1]) {
-            return Err(Error::config(
-                "betas",
-                format!("{:?}: beta1 must be in (0, 1), beta2 in [0, 1)", self.betas),
-            ));
-        }
-        Ok(())
-    }
-}
+hyper!(AdamWScheduleFreeConfig, |c| {
+    check_lr(c.lr)?;
+    check(
+        c.betas[0] > 0.0 && c.betas[0] < 1.0 && (0.0..1.0).contains(&c.betas[1]),
+        "betas",
+        format!("{:?}: beta1 must be in (0, 1), beta2 in [0, 1)", c.betas),
+    )
+});
 
 /// The averaging sequence `z`, the second moment, and the counters the package keeps per
 /// group (kept per parameter here; equal when every parameter has a gradient at every
