@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes tests/fixtures/optim/: torch.optim's optimizers stepped on fixed parameters and
-gradients, the reference for crates/trustformers-optim/tests/parity.rs.
+gradients, the reference for crates/trustformers-optim/tests/optimizers.rs and schedules.rs.
 
 Each case is an optimizer class with constructor arguments. Four parameters (a matrix, a
 vector, a 3-D tensor and a scalar) take 20 steps on seeded gradients with zeros, sign changes
