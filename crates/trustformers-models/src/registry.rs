@@ -390,7 +390,7 @@ pub const ARCHITECTURES: &[Architecture] = &[
     A::encoder("nomic_bert", nomic_bert::spec, nomic_bert::head).gguf(
         D::new("nomic-bert")
             .names(&gguf::NOMIC_BERT_NAMES)
-            .config(nomic_bert::from_gguf),
+            .config(enc::bert::from_gguf),
     ),
 ];
 

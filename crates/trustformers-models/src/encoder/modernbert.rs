@@ -17,7 +17,7 @@ use candle_core::Tensor;
 use serde_json::Value;
 use trustformers_core::config::Fields;
 use trustformers_core::{Error, Result, Weights};
-use trustformers_nn::attention::sdpa;
+use trustformers_nn::attention::{sdpa, split_fused_qkv};
 use trustformers_nn::{Activation, Embedding, LayerNorm, Linear, RopeSpec, RotaryEmbedding};
 
 /// What ModernBERT adds to [`EncoderSpec`].
@@ -260,20 +260,10 @@ impl ModernBertBody {
                 Some(n) => n.forward(&xs)?,
                 None => xs.clone(),
             };
-            let qkv = layer
-                .wqkv
-                .forward(&normed)?
-                .reshape((b, s, 3, self.heads, self.head_dim))?;
-            let part = |k: usize| -> Result<Tensor> {
-                Ok(qkv
-                    .narrow(2, k, 1)?
-                    .squeeze(2)?
-                    .transpose(1, 2)?
-                    .contiguous()?)
-            };
-            let q = rope.apply(&part(0)?, &cs.0, &cs.1)?;
-            let k = rope.apply(&part(1)?, &cs.0, &cs.1)?;
-            let v = part(2)?;
+            let (q, k, v) =
+                split_fused_qkv(&layer.wqkv.forward(&normed)?, self.heads, self.head_dim)?;
+            let q = rope.apply(&q, &cs.0, &cs.1)?;
+            let k = rope.apply(&k, &cs.0, &cs.1)?;
             let scale = 1.0 / (self.head_dim as f64).sqrt();
             let ctx = sdpa(&q, &k, &v, mask.as_ref(), 1, scale, None)?
                 .transpose(1, 2)?

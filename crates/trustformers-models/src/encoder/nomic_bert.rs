@@ -20,9 +20,8 @@ use crate::hf_config::{self, limits};
 use candle_core::Tensor;
 use serde_json::{Map, Value};
 use trustformers_core::config::Fields;
-use trustformers_core::gguf::{GgufFile, GgufValue};
 use trustformers_core::{Error, Result, Weights};
-use trustformers_nn::attention::sdpa;
+use trustformers_nn::attention::{sdpa, split_fused_qkv};
 use trustformers_nn::{Activation, Embedding, LayerNorm, Linear, RopeSpec, RotaryEmbedding};
 
 /// What NomicBERT adds to [`EncoderSpec`].
@@ -131,23 +130,6 @@ pub fn spec(config: &Value) -> Result<EncoderSpec> {
     )?;
     spec.layout = EncoderLayout::NomicBert(NomicBertSpec { rope });
     Ok(spec)
-}
-
-/// The config fields of llama.cpp's `nomic-bert` GGUF files beyond the common ones: the
-/// token-type vocabulary (the `token_types` tensor's rows) and the padding id.
-pub fn from_gguf(file: &GgufFile, config: &mut Map<String, Value>) -> Result<()> {
-    let types = file
-        .tensor_info("token_types.weight")
-        .and_then(|t| t.shape.first().copied())
-        .unwrap_or(0);
-    config.insert("type_vocab_size".into(), Value::from(types));
-    if let Some(pad) = file
-        .get("tokenizer.ggml.padding_token_id")
-        .and_then(GgufValue::as_u64)
-    {
-        config.insert("pad_token_id".into(), Value::from(pad));
-    }
-    Ok(())
 }
 
 /// NomicBERT's heads: BERT's, with the prediction transform's norm named `layer_norm`.
@@ -280,20 +262,10 @@ impl NomicBertBody {
             if output_hidden_states {
                 hidden.push(xs.clone());
             }
-            let qkv = layer
-                .wqkv
-                .forward(&xs)?
-                .reshape((b, s, 3, self.heads, self.head_dim))?;
-            let part = |k: usize| -> Result<Tensor> {
-                Ok(qkv
-                    .narrow(2, k, 1)?
-                    .squeeze(2)?
-                    .transpose(1, 2)?
-                    .contiguous()?)
-            };
-            let q = self.rope.apply(&part(0)?, &cos, &sin)?;
-            let k = self.rope.apply(&part(1)?, &cos, &sin)?;
-            let ctx = sdpa(&q, &k, &part(2)?, padding, 1, scale, None)?
+            let (q, k, v) = split_fused_qkv(&layer.wqkv.forward(&xs)?, self.heads, self.head_dim)?;
+            let q = self.rope.apply(&q, &cos, &sin)?;
+            let k = self.rope.apply(&k, &cos, &sin)?;
+            let ctx = sdpa(&q, &k, &v, padding, 1, scale, None)?
                 .transpose(1, 2)?
                 .reshape((b, s, self.heads * self.head_dim))?;
             let h = layer

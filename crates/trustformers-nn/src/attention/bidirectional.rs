@@ -9,6 +9,27 @@ use crate::Linear;
 use candle_core::{DType, Tensor, D};
 use trustformers_core::{Error, Result, Weights};
 
+/// A fused q/k/v projection (`Wqkv`, q then k then v along the last axis) split into heads.
+///
+/// # Shapes
+/// `qkv`: `[batch, seq, 3 * heads * head_dim]` -> three `[batch, heads, seq, head_dim]`.
+pub fn split_fused_qkv(
+    qkv: &Tensor,
+    heads: usize,
+    head_dim: usize,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let (b, s, _) = qkv.dims3()?;
+    let qkv = qkv.reshape((b, s, 3, heads, head_dim))?;
+    let part = |k: usize| -> Result<Tensor> {
+        Ok(qkv
+            .narrow(2, k, 1)?
+            .squeeze(2)?
+            .transpose(1, 2)?
+            .contiguous()?)
+    };
+    Ok((part(0)?, part(1)?, part(2)?))
+}
+
 /// The query, key and value projections: one GEMM when they run on our f32 kernel.
 enum Qkv {
     Separate {

@@ -10,7 +10,7 @@ pub mod layer;
 pub mod mask;
 pub mod sdpa;
 
-pub use bidirectional::BidirectionalAttention;
+pub use bidirectional::{split_fused_qkv, BidirectionalAttention};
 pub use cross::{CrossAttention, CrossAttentionSpec};
 pub use layer::{Attention, AttentionSpec, QkNorm, QkvLayout};
 pub use mask::{causal_mask, padding_mask};

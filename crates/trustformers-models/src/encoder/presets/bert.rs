@@ -12,7 +12,7 @@ pub fn spec(config: &Value) -> Result<EncoderSpec> {
     EncoderSpec::bert_like(&Fields::new(config, "")?, "bert")
 }
 
-/// The config fields of llama.cpp's `bert` GGUF files beyond the common ones: the token-type
+/// The config fields of llama.cpp's `bert` and `nomic-bert` GGUF files beyond the common ones: the token-type
 /// vocabulary (the `token_types` tensor's rows; a file without it has no token types) and
 /// the padding id.
 pub fn from_gguf(file: &GgufFile, config: &mut Map<String, Value>) -> Result<()> {
