@@ -87,11 +87,25 @@ pub(crate) fn check_eps(eps: f64) -> Result<()> {
     check(eps >= 0.0, "eps", format!("Invalid epsilon value: {eps}"))
 }
 
-pub(crate) fn check_weight_decay(wd: f64) -> Result<()> {
+/// `field` at least 0, with torch's message (`Invalid momentum value: -1`).
+pub(crate) fn check_nonnegative(field: &str, value: f64) -> Result<()> {
     check(
-        wd >= 0.0,
-        "weight_decay",
-        format!("Invalid weight_decay value: {wd}"),
+        value >= 0.0,
+        field,
+        format!("Invalid {field} value: {value}"),
+    )
+}
+
+pub(crate) fn check_weight_decay(wd: f64) -> Result<()> {
+    check_nonnegative("weight_decay", wd)
+}
+
+/// SGD's rule (and timm's LARS's): Nesterov momentum needs a momentum and no dampening.
+pub(crate) fn check_nesterov(nesterov: bool, momentum: f64, dampening: f64) -> Result<()> {
+    check(
+        !nesterov || (momentum > 0.0 && dampening == 0.0),
+        "nesterov",
+        "Nesterov momentum requires a momentum and zero dampening".into(),
     )
 }
 

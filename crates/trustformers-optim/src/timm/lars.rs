@@ -1,6 +1,8 @@
 //! `timm.optim.Lars`.
 
-use crate::ops::{add_alpha, check, check_lr, check_weight_decay, hyper, norm2};
+use crate::ops::{
+    add_alpha, check_lr, check_nesterov, check_nonnegative, check_weight_decay, hyper, norm2,
+};
 use crate::Algorithm;
 use serde::{Deserialize, Serialize};
 
@@ -39,17 +41,9 @@ impl Default for LarsConfig {
 
 hyper!(LarsConfig, |c| {
     check_lr(c.lr)?;
-    check(
-        c.momentum >= 0.0,
-        "momentum",
-        format!("Invalid momentum value: {}", c.momentum),
-    )?;
+    check_nonnegative("momentum", c.momentum)?;
     check_weight_decay(c.weight_decay)?;
-    check(
-        !c.nesterov || (c.momentum > 0.0 && c.dampening == 0.0),
-        "nesterov",
-        "Nesterov momentum requires a momentum and zero dampening".into(),
-    )
+    check_nesterov(c.nesterov, c.momentum, c.dampening)
 });
 
 /// Lars's momentum buffer, made at the first step.

@@ -2,7 +2,8 @@
 //! RMSprop.
 
 use crate::ops::{
-    add_alpha, addcmul, check, check_eps, check_lr, check_weight_decay, effective_grad, hyper, lerp,
+    add_alpha, addcmul, check, check_eps, check_lr, check_nonnegative, check_weight_decay,
+    effective_grad, hyper, lerp,
 };
 use crate::Algorithm;
 use serde::{Deserialize, Serialize};
@@ -37,11 +38,7 @@ impl Default for AdagradConfig {
 
 hyper!(AdagradConfig, |c| {
     check_lr(c.lr)?;
-    check(
-        c.lr_decay >= 0.0,
-        "lr_decay",
-        format!("Invalid lr_decay value: {}", c.lr_decay),
-    )?;
+    check_nonnegative("lr_decay", c.lr_decay)?;
     check_weight_decay(c.weight_decay)?;
     check(
         c.initial_accumulator_value >= 0.0,
@@ -211,17 +208,9 @@ impl Default for RmsPropConfig {
 hyper!(RmsPropConfig, momentum, |c| {
     check_lr(c.lr)?;
     check_eps(c.eps)?;
-    check(
-        c.momentum >= 0.0,
-        "momentum",
-        format!("Invalid momentum value: {}", c.momentum),
-    )?;
+    check_nonnegative("momentum", c.momentum)?;
     check_weight_decay(c.weight_decay)?;
-    check(
-        c.alpha >= 0.0,
-        "alpha",
-        format!("Invalid alpha value: {}", c.alpha),
-    )
+    check_nonnegative("alpha", c.alpha)
 });
 
 /// RMSprop's running averages (of squares; of gradients when centered) and momentum.

@@ -1,7 +1,7 @@
 //! `torch.optim`'s Adam family: Adam, AdamW, Adamax, NAdam and RAdam.
 
 use crate::ops::{
-    add_alpha, addcmul, check, check_betas, check_eps, check_lr, check_weight_decay,
+    add_alpha, addcmul, check_betas, check_eps, check_lr, check_nonnegative, check_weight_decay,
     effective_grad, hyper, lerp,
 };
 use crate::Algorithm;
@@ -9,6 +9,18 @@ use serde::{Deserialize, Serialize};
 
 // ---------------------------------------------------------------------------------------
 // Adam, AdamW
+
+/// torch's `decoupled_weight_decay` choice (Adam, NAdam, RAdam): the factor that scales
+/// the parameter before the step (AdamW's `1 - lr * weight_decay`; `None` without decoupled
+/// decay) and the L2 coefficient added to the gradient (0 with it).
+fn weight_decay(lr: f64, weight_decay: f64, decoupled: bool) -> (Option<f32>, f32) {
+    if decoupled {
+        let decay = (weight_decay != 0.0).then(|| (1.0 - lr * weight_decay) as f32);
+        (decay, 0.0)
+    } else {
+        (None, weight_decay as f32)
+    }
+}
 
 /// `torch.optim.Adam`'s arguments (`AdamW`'s, with its weight decay default).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,19 +136,13 @@ impl Algorithm for Adam {
         s.step += 1;
         let step = s.step as f64;
         let [beta1, beta2] = c.betas;
-        let decoupled = c.decoupled_weight_decay && c.weight_decay != 0.0;
-        let decay = (1.0 - c.lr * c.weight_decay) as f32;
-        let l2 = if c.decoupled_weight_decay {
-            0.0
-        } else {
-            c.weight_decay as f32
-        };
+        let (decay, l2) = weight_decay(c.lr, c.weight_decay, c.decoupled_weight_decay);
         let (w1, keep2, w2) = ((1.0 - beta1) as f32, beta2 as f32, (1.0 - beta2) as f32);
         let step_size = c.lr / (1.0 - beta1.powf(step));
         let bc2_sqrt = (1.0 - beta2.powf(step)).sqrt() as f32;
         let (neg_step, eps) = (-step_size as f32, c.eps as f32);
         for i in 0..param.len() {
-            if decoupled {
+            if let Some(decay) = decay {
                 param[i] *= decay;
             }
             let g = effective_grad(grad[i], param[i], c.maximize, l2);
@@ -293,11 +299,7 @@ hyper!(NAdamConfig, beta1, |c| {
     check_eps(c.eps)?;
     check_betas(&c.betas)?;
     check_weight_decay(c.weight_decay)?;
-    check(
-        c.momentum_decay >= 0.0,
-        "momentum_decay",
-        format!("Invalid momentum_decay value: {}", c.momentum_decay),
-    )
+    check_nonnegative("momentum_decay", c.momentum_decay)
 });
 
 /// NAdam's moments and the running product of its momentum coefficients (an f32, as
@@ -347,13 +349,7 @@ impl Algorithm for NAdam {
         let mu_product_next = mu_product * mu_next;
         let grad_scale = (-c.lr * (1.0 - mu) / (1.0 - mu_product)) as f32;
         let avg_scale = ((-c.lr * mu_next) / (1.0 - mu_product_next)) as f32;
-        let decoupled = c.decoupled_weight_decay && c.weight_decay != 0.0;
-        let decay = (1.0 - c.lr * c.weight_decay) as f32;
-        let l2 = if c.decoupled_weight_decay {
-            0.0
-        } else {
-            c.weight_decay as f32
-        };
+        let (decay, l2) = weight_decay(c.lr, c.weight_decay, c.decoupled_weight_decay);
         let (w1, b2, w2, eps) = (
             (1.0 - beta1) as f32,
             beta2 as f32,
@@ -361,7 +357,7 @@ impl Algorithm for NAdam {
             c.eps as f32,
         );
         for i in 0..param.len() {
-            if decoupled {
+            if let Some(decay) = decay {
                 param[i] *= decay;
             }
             let g = effective_grad(grad[i], param[i], c.maximize, l2);
@@ -446,13 +442,7 @@ impl Algorithm for RAdam {
             / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
             .sqrt() as f32;
         let rectified = rho_t > 5.0;
-        let decoupled = c.decoupled_weight_decay && c.weight_decay != 0.0;
-        let decay = (1.0 - c.lr * c.weight_decay) as f32;
-        let l2 = if c.decoupled_weight_decay {
-            0.0
-        } else {
-            c.weight_decay as f32
-        };
+        let (decay, l2) = weight_decay(c.lr, c.weight_decay, c.decoupled_weight_decay);
         let (w1, b2, w2, eps) = (
             (1.0 - beta1) as f32,
             beta2 as f32,
@@ -461,7 +451,7 @@ impl Algorithm for RAdam {
         );
         let (bc1, bc2_sqrt, lr) = (bc1 as f32, bc2.sqrt() as f32, c.lr as f32);
         for i in 0..param.len() {
-            if decoupled {
+            if let Some(decay) = decay {
                 param[i] *= decay;
             }
             let g = effective_grad(grad[i], param[i], c.maximize, l2);

@@ -1,6 +1,9 @@
 //! `torch.optim.SGD` and `torch.optim.ASGD`.
 
-use crate::ops::{add_alpha, check, check_lr, check_weight_decay, effective_grad, hyper};
+use crate::ops::{
+    add_alpha, check_lr, check_nesterov, check_nonnegative, check_weight_decay, effective_grad,
+    hyper,
+};
 use crate::Algorithm;
 use serde::{Deserialize, Serialize};
 
@@ -34,17 +37,9 @@ impl Default for SgdConfig {
 
 hyper!(SgdConfig, momentum, |c| {
     check_lr(c.lr)?;
-    check(
-        c.momentum >= 0.0,
-        "momentum",
-        format!("Invalid momentum value: {}", c.momentum),
-    )?;
+    check_nonnegative("momentum", c.momentum)?;
     check_weight_decay(c.weight_decay)?;
-    check(
-        !c.nesterov || (c.momentum > 0.0 && c.dampening == 0.0),
-        "nesterov",
-        "Nesterov momentum requires a momentum and zero dampening".into(),
-    )
+    check_nesterov(c.nesterov, c.momentum, c.dampening)
 });
 
 /// `torch.optim.SGD`.
