@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 /// decay) and the L2 coefficient added to the gradient (0 with it).
 fn weight_decay(lr: f64, weight_decay: f64, decoupled: bool) -> (Option<f32>, f32) {
     if decoupled {
-        let decay = (weight_decay != 0.0).then(|| (1.0 - lr * weight_decay) as f32);
+        let decay = (weight_decay != 0.0).then_some((1.0 - lr * weight_decay) as f32);
         (decay, 0.0)
     } else {
         (None, weight_decay as f32)
