@@ -1,6 +1,7 @@
 //! Learning-rate schedules against transformers' `get_scheduler` and torch's schedulers
 //! (`ReduceLROnPlateau`, `OneCycleLR`, `CyclicLR`), on the fixtures of
 //! `tools/gen_optim_fixtures.py`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

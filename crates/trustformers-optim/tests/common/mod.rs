@@ -1,7 +1,7 @@
 //! What the optimizer and schedule parity tests share: the fixtures of
 //! `tools/gen_optim_fixtures.py` and comparisons as Python makes them.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use candle_core::{Device, Tensor, Var};
 use serde_json::Value;
