@@ -1,6 +1,7 @@
 //! Optimizers by their reference class names, with the reference constructors' keyword
 //! arguments and parameter groups, and transformers' weight-decay grouping.
 
+use crate::{schedulefree, timm, torch};
 use crate::{Algorithm, Hyper, Optim, Optimizer, Param, ParamGroup};
 use serde_json::{json, Value};
 use trustformers_core::{Error, Result};
@@ -101,21 +102,52 @@ pub fn transformers_groups(
     ]
 }
 
-/// The names [`by_name`] knows: the references' class names.
-pub const OPTIMIZERS: &[&str] = &[
-    "SGD",
-    "Adam",
-    "AdamW",
-    "Adamax",
-    "NAdam",
-    "RAdam",
-    "Adagrad",
-    "Adadelta",
-    "RMSprop",
-    "Rprop",
-    "ASGD",
-    "Adafactor",
-];
+/// Every algorithm by its reference's class name: `$then!` receives the table (`"SGD" =>
+/// Sgd, ...`). Lookahead wraps another optimizer and is not in it.
+macro_rules! algorithms {
+    ($then:ident) => {
+        $then! {
+            "SGD" => torch::Sgd,
+            "Adam" => torch::Adam,
+            "AdamW" => torch::AdamW,
+            "Adamax" => torch::Adamax,
+            "NAdam" => torch::NAdam,
+            "RAdam" => torch::RAdam,
+            "Adagrad" => torch::Adagrad,
+            "Adadelta" => torch::Adadelta,
+            "RMSprop" => torch::RmsProp,
+            "Rprop" => torch::Rprop,
+            "ASGD" => torch::Asgd,
+            "Adafactor" => torch::Adafactor,
+            "transformers.Adafactor" => torch::HfAdafactor,
+            "Lion" => timm::Lion,
+            "AdaBelief" => timm::AdaBelief,
+            "Adan" => timm::Adan,
+            "Lars" => timm::Lars,
+            "Lamb" => timm::Lamb,
+            "MADGRAD" => timm::Madgrad,
+            "NvNovoGrad" => timm::NvNovoGrad,
+            "AdamP" => timm::AdamP,
+            "SGDP" => timm::Sgdp,
+            "AdamWScheduleFree" => schedulefree::AdamWScheduleFree,
+        }
+    };
+}
+
+macro_rules! names {
+    ($($name:literal => $algorithm:ty,)*) => {
+        /// The names [`by_name`] knows: the references' class names.
+        pub const OPTIMIZERS: &[&str] = &[$($name,)* "Lookahead"];
+    };
+}
+algorithms!(names);
+
+fn unknown(name: &str) -> Error {
+    Error::InvalidInput(format!(
+        "unknown optimizer `{name}`; known: {}",
+        OPTIMIZERS.join(", ")
+    ))
+}
 
 /// The optimizer named as its reference's class (`"AdamW"`), over one group of `params`,
 /// with the reference constructor's keyword arguments.
@@ -133,39 +165,16 @@ pub fn by_name_with_groups(
     params: Vec<GroupSpec>,
     kwargs: &Value,
 ) -> Result<Box<dyn Optim>> {
-    use crate::torch::*;
-    match name {
-        "SGD" => boxed::<Sgd>(params, kwargs),
-        "Adam" => boxed::<Adam>(params, kwargs),
-        "AdamW" => boxed::<AdamW>(params, kwargs),
-        "Adamax" => boxed::<Adamax>(params, kwargs),
-        "NAdam" => boxed::<NAdam>(params, kwargs),
-        "RAdam" => boxed::<RAdam>(params, kwargs),
-        "Adagrad" => boxed::<Adagrad>(params, kwargs),
-        "Adadelta" => boxed::<Adadelta>(params, kwargs),
-        "RMSprop" => boxed::<RmsProp>(params, kwargs),
-        "Rprop" => boxed::<Rprop>(params, kwargs),
-        "ASGD" => boxed::<Asgd>(params, kwargs),
-        "Adafactor" => boxed::<Adafactor>(params, kwargs),
-        "transformers.Adafactor" => boxed::<HfAdafactor>(params, kwargs),
-        "Lion" => boxed::<crate::timm::Lion>(params, kwargs),
-        "AdaBelief" => boxed::<crate::timm::AdaBelief>(params, kwargs),
-        "Adan" => boxed::<crate::timm::Adan>(params, kwargs),
-        "Lars" => boxed::<crate::timm::Lars>(params, kwargs),
-        "Lamb" => boxed::<crate::timm::Lamb>(params, kwargs),
-        "MADGRAD" => boxed::<crate::timm::Madgrad>(params, kwargs),
-        "NvNovoGrad" => boxed::<crate::timm::NvNovoGrad>(params, kwargs),
-        "AdamP" => boxed::<crate::timm::AdamP>(params, kwargs),
-        "SGDP" => boxed::<crate::timm::Sgdp>(params, kwargs),
-        "Lookahead" => Ok(Box::new(crate::timm::Lookahead::from_kwargs(
-            params, kwargs,
-        )?)),
-        "AdamWScheduleFree" => boxed::<crate::schedulefree::AdamWScheduleFree>(params, kwargs),
-        other => Err(Error::InvalidInput(format!(
-            "unknown optimizer `{other}`; known: {}",
-            OPTIMIZERS.join(", ")
-        ))),
+    macro_rules! build {
+        ($($name:literal => $algorithm:ty,)*) => {
+            match name {
+                $($name => boxed::<$algorithm>(params, kwargs),)*
+                "Lookahead" => Ok(Box::new(timm::Lookahead::from_kwargs(params, kwargs)?)),
+                other => Err(unknown(other)),
+            }
+        };
     }
+    algorithms!(build)
 }
 
 fn defaults_of<A: Algorithm>() -> Result<Value> {
@@ -174,35 +183,14 @@ fn defaults_of<A: Algorithm>() -> Result<Value> {
 
 /// The constructor defaults of the optimizer named `name`, as keyword arguments.
 pub fn default_kwargs(name: &str) -> Result<Value> {
-    use crate::torch::*;
-    match name {
-        "SGD" => defaults_of::<Sgd>(),
-        "Adam" => defaults_of::<Adam>(),
-        "AdamW" => defaults_of::<AdamW>(),
-        "Adamax" => defaults_of::<Adamax>(),
-        "NAdam" => defaults_of::<NAdam>(),
-        "RAdam" => defaults_of::<RAdam>(),
-        "Adagrad" => defaults_of::<Adagrad>(),
-        "Adadelta" => defaults_of::<Adadelta>(),
-        "RMSprop" => defaults_of::<RmsProp>(),
-        "Rprop" => defaults_of::<Rprop>(),
-        "ASGD" => defaults_of::<Asgd>(),
-        "Adafactor" => defaults_of::<Adafactor>(),
-        "transformers.Adafactor" => defaults_of::<HfAdafactor>(),
-        "Lion" => defaults_of::<crate::timm::Lion>(),
-        "AdaBelief" => defaults_of::<crate::timm::AdaBelief>(),
-        "Adan" => defaults_of::<crate::timm::Adan>(),
-        "Lars" => defaults_of::<crate::timm::Lars>(),
-        "Lamb" => defaults_of::<crate::timm::Lamb>(),
-        "MADGRAD" => defaults_of::<crate::timm::Madgrad>(),
-        "NvNovoGrad" => defaults_of::<crate::timm::NvNovoGrad>(),
-        "AdamP" => defaults_of::<crate::timm::AdamP>(),
-        "SGDP" => defaults_of::<crate::timm::Sgdp>(),
-        "Lookahead" => Ok(json!({"alpha": 0.5, "k": 6})),
-        "AdamWScheduleFree" => defaults_of::<crate::schedulefree::AdamWScheduleFree>(),
-        other => Err(Error::InvalidInput(format!(
-            "unknown optimizer `{other}`; known: {}",
-            OPTIMIZERS.join(", ")
-        ))),
+    macro_rules! defaults {
+        ($($name:literal => $algorithm:ty,)*) => {
+            match name {
+                $($name => defaults_of::<$algorithm>(),)*
+                "Lookahead" => Ok(timm::Lookahead::default_kwargs()),
+                other => Err(unknown(other)),
+            }
+        };
     }
+    algorithms!(defaults)
 }

@@ -542,3 +542,43 @@ fn lbfgs_arguments_are_checked() {
     };
     assert!(bad(wolfe).contains("strong_wolfe"));
 }
+
+/// `OPTIMIZERS` names everything `by_name` builds, and Lookahead hands its parameter groups,
+/// with their overrides, to the optimizer it wraps.
+#[test]
+fn every_listed_optimizer_builds_and_lookahead_keeps_groups() {
+    use serde_json::json;
+    use trustformers_optim::{by_name_with_groups, default_kwargs, GroupSpec, OPTIMIZERS};
+    for name in OPTIMIZERS {
+        let mut kwargs = default_kwargs(name).unwrap();
+        if *name == "Lookahead" {
+            kwargs["optimizer"] = json!("SGD");
+        }
+        if *name == "SGDP" {
+            kwargs["lr"] = json!(0.1);
+        }
+        let opt = by_name(name, zeros("w", 2), &kwargs);
+        assert!(opt.is_ok(), "{name}: {:?}", opt.err());
+    }
+    let message = by_name("Adamm", zeros("w", 2), &json!({}))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("Lion") && message.contains("Lookahead"),
+        "{message}"
+    );
+    let groups = vec![
+        GroupSpec {
+            params: zeros("a", 2),
+            overrides: json!({}),
+        },
+        GroupSpec {
+            params: zeros("b", 2),
+            overrides: json!({"lr": 0.01}),
+        },
+    ];
+    let kwargs = json!({"optimizer": "AdamW", "optimizer_kwargs": {"lr": 1e-3}, "k": 5});
+    let opt = by_name_with_groups("Lookahead", groups, &kwargs).unwrap();
+    assert_eq!(opt.learning_rates(), [1e-3, 1e-2]);
+}

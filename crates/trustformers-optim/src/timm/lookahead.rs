@@ -40,8 +40,17 @@ impl Lookahead {
         })
     }
 
-    /// From keyword arguments: `optimizer` (the inner one's name), `optimizer_kwargs`,
-    /// `alpha` (0.5) and `k` (6).
+    /// timm's defaults: `alpha` 0.5, `k` 6.
+    pub const DEFAULTS: (f64, u64) = (0.5, 6);
+
+    /// [`Self::DEFAULTS`] as keyword arguments.
+    pub fn default_kwargs() -> serde_json::Value {
+        let (alpha, k) = Self::DEFAULTS;
+        serde_json::json!({"alpha": alpha, "k": k})
+    }
+
+    /// From keyword arguments: `optimizer` (the inner one's name, over `groups` with their
+    /// overrides), `optimizer_kwargs`, `alpha` and `k` ([`Self::DEFAULTS`]).
     pub fn from_kwargs(groups: Vec<crate::GroupSpec>, kwargs: &serde_json::Value) -> Result<Self> {
         let params: Vec<crate::Param> = groups.iter().flat_map(|g| g.params.clone()).collect();
         let name = kwargs
@@ -60,19 +69,19 @@ impl Lookahead {
             ));
         }
         let empty = serde_json::json!({});
-        let inner = crate::by_name(
+        let inner = crate::by_name_with_groups(
             name,
-            params.clone(),
+            groups,
             kwargs.get("optimizer_kwargs").unwrap_or(&empty),
         )?;
         let alpha = match kwargs.get("alpha") {
-            None => 0.5,
+            None => Self::DEFAULTS.0,
             Some(v) => v
                 .as_f64()
                 .ok_or_else(|| Error::config("alpha", format!("must be a number, got {v}")))?,
         };
         let k = match kwargs.get("k") {
-            None => 6,
+            None => Self::DEFAULTS.1,
             Some(v) => v
                 .as_u64()
                 .ok_or_else(|| Error::config("k", format!("must be a step count, got {v}")))?,
