@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 SECONDS_EACH=${1:?usage: scripts/fuzz.sh SECONDS [TARGET...]}
 shift || true
-ALL=(gguf_parse safetensors_parse pickle_load tokenizer_json tokenize_text chat_template config_json)
+ALL=(gguf_parse safetensors_parse pickle_load tokenizer_json tokenize_text chat_template config_json optim_kwargs)
 [ $# -gt 0 ] && TARGETS=("$@") || TARGETS=("${ALL[@]}")
 JOBS=${JOBS:-1}
 
@@ -40,6 +40,15 @@ seed tokenize_text -type f -name '*.txt' -size -64k
 seed chat_template -type f -name 'chat_template.jinja'
 seed config_json -type f -name 'config.json'
 seed pickle_load -type f -name 'data.pkl'
+# optim_kwargs: constructor and scheduler arguments as the fixtures and the CLI pass them.
+mkdir -p fuzz/corpus/optim_kwargs
+for kwargs in '{"lr": 0.01, "betas": [0.9, 0.99], "weight_decay": 0.1, "amsgrad": true}' \
+    '{"lr": 0.1, "momentum": 0.9, "nesterov": true}' '{"optimizer": "AdamW", "k": 5, "alpha": 0.5}' \
+    '{"max_lr": [0.1, 0.2], "total_steps": 100, "three_phase": true}' \
+    '{"base_lr": 0.01, "max_lr": 0.1, "step_size_up": 5, "mode": "exp_range", "gamma": 0.9}' \
+    '{"num_cycles": 2, "min_lr_rate": 0.1, "num_decay_steps": 10}' '{"step_size": 3, "milestones": [2, 5]}'; do
+  printf '%s' "$kwargs" > "fuzz/corpus/optim_kwargs/$(printf '%s' "$kwargs" | cksum | cut -d' ' -f1)"
+done
 
 # An explicit target dir, so that CARGO_TARGET_DIR cannot move the binaries.
 cargo +nightly fuzz build --target-dir fuzz/target
