@@ -14,7 +14,7 @@
 //! code's (`n_embd`, `n_head`, `rotary_emb_base`, ...), as the Hub's nomic-embed-text
 //! releases do.
 
-use super::heads::{EncoderTask, HeadInput, HeadLayout, HeadOut};
+use super::heads::{EncoderTask, HeadLayout};
 use super::{pad_token_id, EncoderLayout, EncoderSpec};
 use crate::hf_config::{self, limits};
 use candle_core::Tensor;
@@ -132,30 +132,20 @@ pub fn spec(config: &Value) -> Result<EncoderSpec> {
     Ok(spec)
 }
 
-/// NomicBERT's heads: BERT's, with the prediction transform's norm named `layer_norm`.
+/// NomicBERT's heads: BERT's masked-LM and classification heads, with the prediction
+/// transform's norm named `layer_norm`.
 pub fn head(task: EncoderTask, spec: &EncoderSpec) -> Option<HeadLayout> {
-    Some(match task {
-        EncoderTask::MaskedLm => HeadLayout {
-            input: HeadInput::EveryToken,
-            dense: Some((
-                "cls.predictions.transform.dense",
-                spec.hidden_size,
-                spec.hidden_act,
-                true,
-            )),
-            norm: Some((
-                "cls.predictions.transform.layer_norm",
-                spec.layer_norm_eps,
-                true,
-            )),
-            out: HeadOut::TiedEmbeddings {
-                bias: "cls.predictions.bias",
-            },
-        },
-        EncoderTask::SequenceClassification => HeadLayout::linear(HeadInput::Pooled, "classifier"),
-        EncoderTask::TokenClassification => HeadLayout::linear(HeadInput::EveryToken, "classifier"),
+    match task {
+        EncoderTask::MaskedLm
+        | EncoderTask::SequenceClassification
+        | EncoderTask::TokenClassification => {}
         _ => return None,
-    })
+    }
+    let mut layout = super::presets::bert::head(task, spec)?;
+    if let Some(norm) = &mut layout.norm {
+        norm.0 = "cls.predictions.transform.layer_norm";
+    }
+    Some(layout)
 }
 
 struct Layer {
