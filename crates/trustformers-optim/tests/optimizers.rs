@@ -346,8 +346,9 @@ fn nonfinite_gradients_are_refused_or_skipped() {
 #[test]
 fn saved_state_resumes_bit_identically() {
     let t = tensors();
-    let dir = std::env::temp_dir().join(format!("trustformers-optim-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    // Removed when dropped, also when an assertion below fails.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     for spec in meta()["cases"].as_array().unwrap() {
         let case = spec["name"].as_str().unwrap();
         let class = spec["optimizer"].as_str().unwrap();
@@ -415,7 +416,6 @@ fn saved_state_resumes_bit_identically() {
     let p = zeros("w", 2);
     let mut other = by_name("SGD", p, &serde_json::json!({})).unwrap();
     assert!(other.load(&dir.join("adam")).is_err());
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A schedule-free optimizer refuses to step outside train mode, as the package does.
