@@ -11,10 +11,33 @@ use trustformers_core::{Error, Result};
 /// from it, each one fused multiply-add.
 pub(crate) fn lerp(s: f32, e: f32, w: f32) -> f32 {
     if w.abs() < 0.5 {
+        lerp_with::<true>(s, e, w)
+    } else {
+        lerp_with::<false>(s, e, w)
+    }
+}
+
+/// [`lerp`] with the formula chosen by the caller (`SMALL_W`: `|w| < 0.5`), for loops that
+/// choose it once.
+#[inline(always)]
+pub(crate) fn lerp_with<const SMALL_W: bool>(s: f32, e: f32, w: f32) -> f32 {
+    if SMALL_W {
         w.mul_add(e - s, s)
     } else {
         (-(e - s)).mul_add(1.0 - w, e)
     }
+}
+
+/// Whether every value is finite: in parallel over blocks, each a branch-free loop.
+pub(crate) fn all_finite(values: &[f32]) -> bool {
+    use rayon::prelude::*;
+    const EXPONENT: u32 = 0x7f80_0000;
+    values.par_chunks(1 << 16).all(|block| {
+        let special = block
+            .iter()
+            .fold(0u32, |acc, v| acc | u32::from(v.to_bits() & EXPONENT == EXPONENT));
+        special == 0
+    })
 }
 
 /// `self + value * t1 * t2` (`addcmul`).

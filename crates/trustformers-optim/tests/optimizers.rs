@@ -339,6 +339,15 @@ fn nonfinite_gradients_are_refused_or_skipped() {
         );
     }
     assert!(opt.state(0, 0).is_none(), "a skipped step made state");
+    // Unchecked, as torch's Adam: the step is taken and the NaN reaches the parameter.
+    let params = make();
+    let mut opt = Optimizer::<Adam>::new(params.clone(), AdamConfig::default())
+        .unwrap()
+        .check_finite(false);
+    opt.step(&grads(&params)).unwrap();
+    let b = values(params[1].var.as_tensor());
+    assert!(b[0] < 1.0 && b[1].is_nan() && b[2] < 1.0, "{b:?}");
+    assert!(values(params[0].var.as_tensor()).iter().all(|v| *v < 1.0));
 }
 
 /// Saved after 10 steps and loaded into a new optimizer, every case continues exactly as

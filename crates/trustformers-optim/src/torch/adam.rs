@@ -2,7 +2,7 @@
 
 use crate::ops::{
     add_alpha, addcmul, check_betas, check_eps, check_lr, check_nonnegative, check_weight_decay,
-    effective_grad, hyper, lerp,
+    effective_grad, hyper, lerp, lerp_with,
 };
 use crate::Algorithm;
 use serde::{Deserialize, Serialize};
@@ -137,25 +137,91 @@ impl Algorithm for Adam {
         let step = s.step as f64;
         let [beta1, beta2] = c.betas;
         let (decay, l2) = weight_decay(c.lr, c.weight_decay, c.decoupled_weight_decay);
-        let (w1, keep2, w2) = ((1.0 - beta1) as f32, beta2 as f32, (1.0 - beta2) as f32);
-        let step_size = c.lr / (1.0 - beta1.powf(step));
-        let bc2_sqrt = (1.0 - beta2.powf(step)).sqrt() as f32;
-        let (neg_step, eps) = (-step_size as f32, c.eps as f32);
-        for i in 0..param.len() {
-            if let Some(decay) = decay {
-                param[i] *= decay;
+        let k = AdamStep {
+            // Multiplying by 1 and by -1 is exact: no branch in the loop for either.
+            decay: decay.unwrap_or(1.0),
+            sign: if c.maximize { -1.0 } else { 1.0 },
+            l2,
+            w1: (1.0 - beta1) as f32,
+            keep2: beta2 as f32,
+            w2: (1.0 - beta2) as f32,
+            bc2_sqrt: (1.0 - beta2.powf(step)).sqrt() as f32,
+            neg_step: (-c.lr / (1.0 - beta1.powf(step))) as f32,
+            eps: c.eps as f32,
+        };
+        // The choices that change the arithmetic are made once, outside the loop, so that
+        // each variant is a straight loop the compiler vectorizes.
+        match (c.amsgrad, l2 != 0.0, k.w1.abs() < 0.5) {
+            (false, false, true) => adam_loop::<false, false, true>(&k, param, grad, s),
+            (false, false, false) => adam_loop::<false, false, false>(&k, param, grad, s),
+            (false, true, true) => adam_loop::<false, true, true>(&k, param, grad, s),
+            (false, true, false) => adam_loop::<false, true, false>(&k, param, grad, s),
+            (true, false, true) => adam_loop::<true, false, true>(&k, param, grad, s),
+            (true, false, false) => adam_loop::<true, false, false>(&k, param, grad, s),
+            (true, true, true) => adam_loop::<true, true, true>(&k, param, grad, s),
+            (true, true, false) => adam_loop::<true, true, false>(&k, param, grad, s),
+        }
+    }
+}
+
+/// One Adam step's scalars.
+struct AdamStep {
+    decay: f32,
+    sign: f32,
+    l2: f32,
+    w1: f32,
+    keep2: f32,
+    w2: f32,
+    bc2_sqrt: f32,
+    neg_step: f32,
+    eps: f32,
+}
+
+/// Adam's element-wise update with the variant fixed at compile time: `AMSGRAD`, L2 weight
+/// decay in the gradient, and which of torch's two `lerp` formulas the first moment's
+/// weight selects.
+#[inline(always)]
+fn adam_loop<const AMSGRAD: bool, const L2: bool, const SMALL_W: bool>(
+    k: &AdamStep,
+    param: &mut [f32],
+    grad: &[f32],
+    s: &mut AdamState,
+) {
+    #[inline(always)]
+    fn element<const L2: bool, const SMALL_W: bool>(
+        k: &AdamStep,
+        p: &mut f32,
+        g: f32,
+        m: &mut f32,
+        v: &mut f32,
+        vmax: Option<&mut f32>,
+    ) {
+        *p *= k.decay;
+        let g = g * k.sign;
+        let g = if L2 { add_alpha(g, *p, k.l2) } else { g };
+        *m = lerp_with::<SMALL_W>(*m, g, k.w1);
+        *v = addcmul(*v * k.keep2, k.w2, g, g);
+        let second = match vmax {
+            Some(vmax) => {
+                *vmax = vmax.max(*v);
+                *vmax
             }
-            let g = effective_grad(grad[i], param[i], c.maximize, l2);
-            s.exp_avg[i] = lerp(s.exp_avg[i], g, w1);
-            s.exp_avg_sq[i] = addcmul(s.exp_avg_sq[i] * keep2, w2, g, g);
-            let second = if c.amsgrad {
-                s.max_exp_avg_sq[i] = s.max_exp_avg_sq[i].max(s.exp_avg_sq[i]);
-                s.max_exp_avg_sq[i]
-            } else {
-                s.exp_avg_sq[i]
-            };
-            let denom = second.sqrt() / bc2_sqrt + eps;
-            param[i] += neg_step * s.exp_avg[i] / denom;
+            None => *v,
+        };
+        let denom = second.sqrt() / k.bc2_sqrt + k.eps;
+        *p += k.neg_step * *m / denom;
+    }
+    let n = param.len();
+    let grad = &grad[..n];
+    let (m, v) = (&mut s.exp_avg[..n], &mut s.exp_avg_sq[..n]);
+    let pgmv = param.iter_mut().zip(grad).zip(m.iter_mut().zip(v.iter_mut()));
+    if AMSGRAD {
+        for (((p, &g), (m, v)), vmax) in pgmv.zip(&mut s.max_exp_avg_sq[..n]) {
+            element::<L2, SMALL_W>(k, p, g, m, v, Some(vmax));
+        }
+    } else {
+        for ((p, &g), (m, v)) in pgmv {
+            element::<L2, SMALL_W>(k, p, g, m, v, None);
         }
     }
 }
