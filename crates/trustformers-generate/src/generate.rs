@@ -5,6 +5,7 @@
 use crate::beam::beam_search;
 use crate::config::GenerationConfig;
 use crate::processors::{softmax, Context};
+use crate::step::TextStream;
 use candle_core::Tensor;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use trustformers_core::numeric::log_softmax;
 use trustformers_core::{Error, Result};
 use trustformers_models::decoder::{default_positions, positions_from_mask};
 use trustformers_models::{CausalLM, ForwardOptions};
-use trustformers_tokenizers::{DecodeStream, Tokenizer};
+use trustformers_tokenizers::Tokenizer;
 
 /// Why generation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +56,7 @@ pub struct TokenOutput {
 }
 
 /// Picks the next token from processed scores.
-fn select(scores: &[f32], sample: bool, rng: &mut StdRng) -> u32 {
+pub(crate) fn select(scores: &[f32], sample: bool, rng: &mut StdRng) -> u32 {
     if sample {
         let probs = softmax(scores);
         let mut u: f32 = rng.random();
@@ -329,20 +330,6 @@ pub struct TextOutput {
     pub tokens: TokenOutput,
 }
 
-/// Length of the longest suffix of `text` that is a proper prefix of some stop string: that
-/// much must be held back, since the next token may complete a stop string.
-fn held_back(text: &str, stops: &[String]) -> usize {
-    let mut hold = 0;
-    for stop in stops {
-        for (i, _) in stop.char_indices().skip(1) {
-            if text.ends_with(&stop[..i]) {
-                hold = hold.max(i);
-            }
-        }
-    }
-    hold
-}
-
 /// Generates text after `prompt`, streaming it to `on_text` as it is produced; `on_text`
 /// returns `false` to stop (finish reason `Stopped`). Special tokens (and the
 /// end-of-sequence token) are not part of the text; stop strings end generation and are cut
@@ -354,47 +341,24 @@ pub fn generate_text(
     config: &GenerationConfig,
     mut on_text: impl FnMut(&str) -> bool,
 ) -> Result<TextOutput> {
-    let mut stream = DecodeStream::new(tokenizer, true);
-    let mut text = String::new();
-    let mut emitted = 0usize;
-    let mut stopped = false;
+    let mut stream = TextStream::new(tokenizer, &config.stop_strings);
     let mut go_on = true;
     let mut tokens = generate_ids(model, prompt, config, |id| {
-        if let Some(piece) = stream.step(id)? {
-            text.push_str(&piece);
+        let piece = stream.push(id)?;
+        if !piece.is_empty() {
+            go_on = on_text(piece);
         }
-        if let Some(at) = config
-            .stop_strings
-            .iter()
-            .filter_map(|s| text.find(s.as_str()))
-            .min()
-        {
-            text.truncate(at);
-            stopped = true;
-        }
-        let ready = if stopped {
-            text.len()
-        } else {
-            text.len() - held_back(&text, &config.stop_strings)
-        };
-        if ready > emitted {
-            go_on = on_text(&text[emitted..ready]);
-            emitted = ready;
-        }
-        Ok(!stopped && go_on)
+        Ok(!stream.stopped() && go_on)
     })?;
-    if tokens.finish_reason == FinishReason::Stopped && !stopped {
-        // The caller stopped: the text is what it was given.
-        text.truncate(emitted);
-    } else if !stopped {
-        if let Some(rest) = stream.finish()? {
-            text.push_str(&rest);
-        }
-        if text.len() > emitted {
-            on_text(&text[emitted..]);
-        }
-    } else {
+    if stream.stopped() {
         tokens.finish_reason = FinishReason::StopString;
+    } else if tokens.finish_reason != FinishReason::Stopped {
+        let rest = stream.finish()?;
+        if !rest.is_empty() {
+            on_text(rest);
+        }
     }
+    // When the caller stopped, the text is what it was given.
+    let text = stream.emitted().to_owned();
     Ok(TextOutput { text, tokens })
 }

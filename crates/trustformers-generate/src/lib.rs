@@ -7,6 +7,7 @@ mod beam;
 pub mod config;
 pub mod generate;
 pub mod processors;
+pub mod step;
 
 pub use beam::beam_search;
 pub use config::{EarlyStopping, GenerationConfig};
@@ -15,3 +16,4 @@ pub use generate::{
     TokenOutput,
 };
 pub use processors::{Context, LogitsProcessor, LogitsProcessorList};
+pub use step::{Sequence, Step, TextStream};

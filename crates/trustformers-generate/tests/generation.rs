@@ -342,3 +342,59 @@ fn gemma3_270m_continues_text_coherently() {
         );
     }
 }
+
+/// A `Sequence` stepped to the end gives `generate_ids`' tokens: greedy on every decoder
+/// fixture (transformers' tokens), sampled with the same seed, and with the prompt fed in
+/// chunks of 2 (the scheduler's chunked prefill).
+#[test]
+fn stepped_sequences_equal_generate_ids() {
+    use trustformers_generate::{Sequence, Step};
+    let run = |m: &dyn CausalLM, prompt: &[u32], config: &GenerationConfig, chunk| {
+        let mut seq = Sequence::new(m, prompt, config).unwrap();
+        let mut prefilled = 0;
+        while seq.finished().is_none() {
+            match seq.step(m, chunk).unwrap() {
+                Step::Prefilled(n) => prefilled += n,
+                Step::Token(..) => {}
+                Step::Done => unreachable!("stepped after the end"),
+            }
+        }
+        assert_eq!(seq.step(m, chunk).unwrap(), Step::Done);
+        assert!(seq.cache_bytes() > 0);
+        if let Some(chunk) = chunk {
+            assert_eq!(prefilled, (prompt.len() - 1) / chunk * chunk);
+        }
+        (seq.generated().to_vec(), seq.finished().unwrap())
+    };
+    for name in ["llama", "mistral", "qwen2", "qwen3", "gemma3"] {
+        let m = model(name);
+        let (prompt, want) = expected_greedy(name);
+        let config = GenerationConfig {
+            max_new_tokens: want.len(),
+            ..Default::default()
+        };
+        for chunk in [None, Some(2)] {
+            let (ids, reason) = run(&m, &prompt, &config, chunk);
+            assert_eq!(ids, want, "{name} {chunk:?}");
+            assert_eq!(reason, FinishReason::Length);
+        }
+    }
+    let m = model("qwen2");
+    let (prompt, _) = expected_greedy("qwen2");
+    let config = GenerationConfig {
+        max_new_tokens: 12,
+        do_sample: true,
+        temperature: 1.5,
+        top_k: 20,
+        seed: 7,
+        ..Default::default()
+    };
+    let want = generate_ids(&m, &prompt, &config, |_| Ok(true)).unwrap();
+    let (ids, reason) = run(&m, &prompt, &config, None);
+    assert_eq!((ids, reason), (want.ids, want.finish_reason));
+    let too_long = GenerationConfig {
+        max_new_tokens: m.max_position_embeddings(),
+        ..Default::default()
+    };
+    assert!(Sequence::new(&m, &prompt, &too_long).is_err());
+}

@@ -33,9 +33,9 @@ pub(crate) fn all_finite(values: &[f32]) -> bool {
     use rayon::prelude::*;
     const EXPONENT: u32 = 0x7f80_0000;
     values.par_chunks(1 << 16).all(|block| {
-        let special = block
-            .iter()
-            .fold(0u32, |acc, v| acc | u32::from(v.to_bits() & EXPONENT == EXPONENT));
+        let special = block.iter().fold(0u32, |acc, v| {
+            acc | u32::from(v.to_bits() & EXPONENT == EXPONENT)
+        });
         special == 0
     })
 }

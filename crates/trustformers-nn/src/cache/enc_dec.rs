@@ -32,6 +32,18 @@ impl EncoderDecoderCache {
         })
     }
 
+    /// Bytes the cache holds: self-attention, cross-attention and the encoder output.
+    pub fn memory_bytes(&self) -> usize {
+        let cross: usize = self
+            .cross
+            .iter()
+            .flatten()
+            .map(|(k, v)| super::tensor_bytes(k) + super::tensor_bytes(v))
+            .sum();
+        let encoder = self.encoder_output.iter().chain(&self.encoder_mask);
+        self.self_attn.memory_bytes() + cross + encoder.map(super::tensor_bytes).sum::<usize>()
+    }
+
     /// The decoder's self-attention cache.
     pub fn self_attn(&self) -> &KvCache {
         &self.self_attn

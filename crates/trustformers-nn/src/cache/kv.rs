@@ -61,6 +61,13 @@ impl Store {
         }
     }
 
+    fn bytes(&self) -> usize {
+        match self {
+            Self::F32(x) => std::mem::size_of_val(x.as_slice()),
+            Self::F16(x) => std::mem::size_of_val(x.as_slice()),
+        }
+    }
+
     fn rows(&self) -> KvRows<'_> {
         match self {
             Self::F32(x) => KvRows::F32(x),
@@ -273,6 +280,18 @@ impl KvCache {
     /// What the cache keeps f32 keys and values as.
     pub fn dtype(&self) -> DType {
         self.dtype
+    }
+
+    /// Bytes the cache holds (buffers at their capacity).
+    pub fn memory_bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .flatten()
+            .map(|layer| match layer {
+                LayerKv::Buffer(b) => b.k.bytes() + b.v.bytes(),
+                LayerKv::Tensors(k, v) => super::tensor_bytes(k) + super::tensor_bytes(v),
+            })
+            .sum()
     }
 
     /// Number of cached positions (0 when empty).

@@ -30,6 +30,11 @@ pub enum Cache {
     State(RecurrentState),
 }
 
+/// A tensor's size in bytes.
+fn tensor_bytes(t: &candle_core::Tensor) -> usize {
+    t.elem_count() * t.dtype().size_in_bytes()
+}
+
 impl From<KvCache> for Cache {
     fn from(cache: KvCache) -> Self {
         Self::Kv(cache)
@@ -55,6 +60,15 @@ impl Cache {
             Self::Kv(_) => "key/value cache",
             Self::EncoderDecoder(_) => "encoder-decoder cache",
             Self::State(_) => "recurrent state",
+        }
+    }
+
+    /// Bytes the cache holds: what a server counts per sequence.
+    pub fn memory_bytes(&self) -> usize {
+        match self {
+            Self::Kv(c) => c.memory_bytes(),
+            Self::EncoderDecoder(c) => c.memory_bytes(),
+            Self::State(c) => c.memory_bytes(),
         }
     }
 

@@ -23,6 +23,16 @@ impl RecurrentState {
         }
     }
 
+    /// Bytes the states hold.
+    pub fn memory_bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .flatten()
+            .flatten()
+            .map(super::tensor_bytes)
+            .sum()
+    }
+
     /// What the states are kept as.
     pub fn dtype(&self) -> DType {
         self.dtype

@@ -214,7 +214,10 @@ fn adam_loop<const AMSGRAD: bool, const L2: bool, const SMALL_W: bool>(
     let n = param.len();
     let grad = &grad[..n];
     let (m, v) = (&mut s.exp_avg[..n], &mut s.exp_avg_sq[..n]);
-    let pgmv = param.iter_mut().zip(grad).zip(m.iter_mut().zip(v.iter_mut()));
+    let pgmv = param
+        .iter_mut()
+        .zip(grad)
+        .zip(m.iter_mut().zip(v.iter_mut()));
     if AMSGRAD {
         for (((p, &g), (m, v)), vmax) in pgmv.zip(&mut s.max_exp_avg_sq[..n]) {
             element::<L2, SMALL_W>(k, p, g, m, v, Some(vmax));

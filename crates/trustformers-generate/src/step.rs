@@ -1,0 +1,245 @@
+//! Generation one step at a time, for a caller that owns the loop: a server's scheduler
+//! keeps many [`Sequence`]s and advances each in turn, admitting new ones between steps.
+//! A sequence fed its prompt in one piece and stepped to the end gives the tokens
+//! [`generate_ids`](crate::generate_ids) gives for that prompt and configuration (the same
+//! processors, the same seeded sampler).
+
+use crate::config::GenerationConfig;
+use crate::generate::{check_prompts, logprob_of, select, FinishReason, TokenLogprob};
+use crate::processors::{Context, LogitsProcessorList};
+use candle_core::Tensor;
+use rand::{rngs::StdRng, SeedableRng};
+use trustformers_core::{Error, Result};
+use trustformers_models::decoder::default_positions;
+use trustformers_models::Cache;
+use trustformers_models::{CausalLM, ForwardOptions};
+use trustformers_tokenizers::{DecodeStream, Tokenizer};
+
+/// What one [`Sequence::step`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Part of the prompt went into the cache; no token yet (chunked prefill).
+    Prefilled(usize),
+    /// A new token, with its log-probability when `top_logprobs` is set.
+    Token(u32, Option<TokenLogprob>),
+    /// The sequence had finished already: nothing ran.
+    Done,
+}
+
+/// One sequence being generated greedily or by sampling, with its own KV cache.
+pub struct Sequence {
+    /// The prompt, then the generated tokens.
+    ids: Vec<u32>,
+    prompt_len: usize,
+    /// How many of `ids` the cache holds.
+    fed: usize,
+    max_length: usize,
+    config: GenerationConfig,
+    processors: LogitsProcessorList,
+    rng: StdRng,
+    cache: Cache,
+    finished: Option<FinishReason>,
+}
+
+impl Sequence {
+    /// A sequence for `prompt` under `config` (checked as `generate_ids` checks them: the
+    /// prompt and `max_new_tokens` must fit the context). Beam search and several return
+    /// sequences are not stepwise: they are refused.
+    pub fn new(model: &dyn CausalLM, prompt: &[u32], config: &GenerationConfig) -> Result<Self> {
+        if config.num_beams > 1 {
+            return Err(Error::config(
+                "num_beams",
+                "beam search is not stepwise; use beam_search",
+            ));
+        }
+        if config.num_return_sequences > 1 {
+            return Err(Error::config(
+                "num_return_sequences",
+                "a sequence is one sequence; make one per return sequence",
+            ));
+        }
+        let max_length = check_prompts(model, &[prompt], config)?;
+        Ok(Self {
+            ids: prompt.to_vec(),
+            prompt_len: prompt.len(),
+            fed: 0,
+            max_length,
+            processors: config.processors(max_length),
+            rng: StdRng::seed_from_u64(config.seed),
+            config: config.clone(),
+            cache: model.new_cache(),
+            finished: None,
+        })
+    }
+
+    /// Runs the model once: at most `max_prompt_tokens` of the prompt still to process
+    /// (`None`: all of it), or the last generated token; picks the next token once the
+    /// whole prompt is in. Generation stops at an end-of-sequence token or
+    /// `max_new_tokens`; [`Sequence::stop`] ends it from outside.
+    pub fn step(&mut self, model: &dyn CausalLM, max_prompt_tokens: Option<usize>) -> Result<Step> {
+        if self.finished.is_some() {
+            return Ok(Step::Done);
+        }
+        let mut take = self.ids.len() - self.fed;
+        if self.fed < self.prompt_len {
+            take = take.min(max_prompt_tokens.unwrap_or(usize::MAX).max(1));
+        }
+        let device = model.device();
+        let input = Tensor::new(&self.ids[self.fed..self.fed + take], device)?.unsqueeze(0)?;
+        let positions = default_positions(1, self.fed, take, device)?;
+        let opts = ForwardOptions {
+            logits_to_keep: Some(1),
+            ..Default::default()
+        };
+        let logits = model
+            .forward_with(&input, &positions, &opts, &mut self.cache)?
+            .logits;
+        self.fed += take;
+        if self.fed < self.prompt_len {
+            return Ok(Step::Prefilled(take));
+        }
+        let logits: Vec<f32> = logits.flatten_all()?.to_vec1()?;
+        let mut scores = logits.clone();
+        self.processors.process(
+            &Context {
+                ids: &self.ids,
+                prompt_len: self.prompt_len,
+            },
+            &mut scores,
+        );
+        let next = select(&scores, self.config.do_sample, &mut self.rng);
+        let logprob = self
+            .config
+            .top_logprobs
+            .map(|n| logprob_of(&logits, next, n));
+        self.ids.push(next);
+        if self.config.eos_token_id.contains(&next) {
+            self.finished = Some(FinishReason::Eos);
+        } else if self.ids.len() >= self.max_length {
+            self.finished = Some(FinishReason::Length);
+        }
+        Ok(Step::Token(next, logprob))
+    }
+
+    /// Ends the sequence (a stop string seen by the caller, a client gone): `reason` is
+    /// what [`Sequence::finished`] then says. A finished sequence keeps its first reason.
+    pub fn stop(&mut self, reason: FinishReason) {
+        self.finished.get_or_insert(reason);
+    }
+
+    /// Why the sequence ended, once it has.
+    pub fn finished(&self) -> Option<FinishReason> {
+        self.finished
+    }
+
+    /// The prompt's length in tokens.
+    pub fn prompt_len(&self) -> usize {
+        self.prompt_len
+    }
+
+    /// The tokens generated so far (an end-of-sequence token included).
+    pub fn generated(&self) -> &[u32] {
+        &self.ids[self.prompt_len..]
+    }
+
+    /// Bytes the KV cache holds.
+    pub fn cache_bytes(&self) -> usize {
+        self.cache.memory_bytes()
+    }
+
+    /// Drops the cache's memory now (the sequence is over but still referenced).
+    pub fn free_cache(&mut self, model: &dyn CausalLM) {
+        self.cache = model.new_cache();
+    }
+}
+
+/// Token ids to text as generation produces them: the streaming detokenizer, with stop
+/// strings cut from the text and whatever might begin one held back until it is ruled out.
+pub struct TextStream<'a> {
+    decode: DecodeStream<'a>,
+    stop_strings: Vec<String>,
+    text: String,
+    emitted: usize,
+    stopped: bool,
+}
+
+impl<'a> TextStream<'a> {
+    /// A stream through `tokenizer` (special tokens skipped) that ends at any of
+    /// `stop_strings`.
+    pub fn new(tokenizer: &'a Tokenizer, stop_strings: &[String]) -> Self {
+        Self {
+            decode: DecodeStream::new(tokenizer, true),
+            stop_strings: stop_strings.to_vec(),
+            text: String::new(),
+            emitted: 0,
+            stopped: false,
+        }
+    }
+
+    /// Adds a token; returns the text that can be shown now (empty while a piece is
+    /// incomplete or might start a stop string).
+    pub fn push(&mut self, id: u32) -> Result<&str> {
+        if self.stopped {
+            return Ok("");
+        }
+        if let Some(piece) = self.decode.step(id)? {
+            self.text.push_str(&piece);
+        }
+        if let Some(at) = self
+            .stop_strings
+            .iter()
+            .filter_map(|s| self.text.find(s.as_str()))
+            .min()
+        {
+            self.text.truncate(at);
+            self.stopped = true;
+        }
+        let ready = if self.stopped {
+            self.text.len()
+        } else {
+            self.text.len() - held_back(&self.text, &self.stop_strings)
+        };
+        Ok(self.release(ready))
+    }
+
+    /// Whether a stop string has appeared: generation should end.
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// The end of generation: the rest of the text, what was held back included (unless
+    /// a stop string cut it).
+    pub fn finish(&mut self) -> Result<&str> {
+        if !self.stopped {
+            if let Some(rest) = self.decode.finish()? {
+                self.text.push_str(&rest);
+            }
+        }
+        Ok(self.release(self.text.len()))
+    }
+
+    /// The text shown so far.
+    pub fn emitted(&self) -> &str {
+        &self.text[..self.emitted]
+    }
+
+    fn release(&mut self, ready: usize) -> &str {
+        let from = self.emitted;
+        self.emitted = self.emitted.max(ready);
+        &self.text[from..self.emitted]
+    }
+}
+
+/// Length of the longest suffix of `text` that is a proper prefix of some stop string: that
+/// much must be held back, since the next token may complete a stop string.
+fn held_back(text: &str, stops: &[String]) -> usize {
+    let mut hold = 0;
+    for stop in stops {
+        for (i, _) in stop.char_indices().skip(1) {
+            if text.ends_with(&stop[..i]) {
+                hold = hold.max(i);
+            }
+        }
+    }
+    hold
+}
