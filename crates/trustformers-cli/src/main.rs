@@ -9,6 +9,7 @@ mod generate;
 mod interrupt;
 mod options;
 mod pipeline;
+mod serve;
 mod tokenize;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +40,9 @@ enum Command {
     Pipeline(pipeline::PipelineArgs),
     /// Time loading, prompt processing and generation (llama-bench's pp/tg tests).
     Bench(bench::BenchArgs),
+    /// An OpenAI-compatible server: chat and text completions, embeddings, metrics and a
+    /// chat page.
+    Serve(serve::ServeArgs),
     /// Tokenize a text the way transformers' tokenizer does.
     Tokenize(tokenize::TokenizeArgs),
     /// Train tokenizers and analyse them on a corpus.
@@ -89,6 +93,10 @@ fn run() -> anyhow::Result<()> {
         Command::Bench(args) => args.threads,
         _ => None,
     })?;
+    if let Command::Serve(args) = &cli.command {
+        // The server handles SIGINT and SIGTERM itself (a graceful stop).
+        return serve::run(args);
+    }
     interrupt::install()?;
     match cli.command {
         Command::Bench(args) => bench::run(&args),
@@ -97,6 +105,7 @@ fn run() -> anyhow::Result<()> {
         Command::Debug { command } => debug::run(command),
         Command::Embed(args) => embed::run(&args),
         Command::Pipeline(args) => pipeline::run(&args),
+        Command::Serve(args) => serve::run(&args),
         Command::Tokenize(args) => tokenize::tokenize(&args),
         Command::Tokenizer { command } => tokenize::run(command),
     }

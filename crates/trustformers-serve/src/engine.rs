@@ -1,0 +1,311 @@
+//! The scheduler: one thread owns the generative model and every running sequence. Each
+//! round it admits waiting requests (up to `max_batch_size` sequences), then advances every
+//! sequence by one step: a chunk of a new prompt, or one token, so running streams keep
+//! flowing while a long prompt is read. A sequence whose client has gone is dropped, with
+//! its KV cache, at its next step.
+//!
+//! Each sequence runs its own forward pass: one batched pass over all of them, reading
+//! each weight once per round, is not built yet.
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedSender;
+use trustformers::generation::{FinishReason, Sequence, Step, TextStream, TokenLogprob};
+use trustformers::{GenerationConfig, LoadedModel};
+
+/// One request's generation: `n` sequences from one prompt.
+pub struct Job {
+    pub prompt: Vec<u32>,
+    pub config: GenerationConfig,
+    pub n: usize,
+    pub events: UnboundedSender<Event>,
+    pub received: Instant,
+}
+
+/// What a request's sequences report, in order for each sequence.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A token and the text it made ready (possibly empty: a piece still incomplete, or
+    /// text that might begin a stop string).
+    Token {
+        index: usize,
+        id: u32,
+        text: String,
+        logprob: Option<TokenLogprob>,
+    },
+    /// Sequence `index` ended after `completion_tokens` tokens.
+    Finish {
+        index: usize,
+        reason: FinishReason,
+        completion_tokens: usize,
+    },
+    /// The request failed; its sequences are gone.
+    Error(ApiError),
+}
+
+/// How the scheduler runs.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineOptions {
+    /// Most sequences running at once.
+    pub max_batch_size: usize,
+    /// Most requests waiting for a place; more are refused with 429.
+    pub max_queue: usize,
+    /// Most prompt tokens a sequence runs in one round.
+    pub prefill_chunk: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            max_batch_size: 8,
+            max_queue: 64,
+            prefill_chunk: 256,
+        }
+    }
+}
+
+/// State shared between the handlers and the scheduler thread.
+struct Shared {
+    queued: AtomicUsize,
+    cancel: AtomicBool,
+}
+
+/// The handle requests are submitted through; the thread stops when it is dropped.
+pub struct Engine {
+    jobs: mpsc::Sender<Job>,
+    shared: Arc<Shared>,
+    options: EngineOptions,
+    metrics: Arc<Metrics>,
+}
+
+impl Engine {
+    /// Starts the scheduler thread for `model`.
+    pub fn start(
+        model: Arc<LoadedModel>,
+        options: EngineOptions,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Self> {
+        let (jobs, rx) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            queued: AtomicUsize::new(0),
+            cancel: AtomicBool::new(false),
+        });
+        let scheduler = Scheduler {
+            model,
+            options,
+            shared: shared.clone(),
+            metrics: metrics.clone(),
+        };
+        std::thread::Builder::new()
+            .name("trustformers-scheduler".into())
+            .spawn(move || scheduler.run(rx))?;
+        Ok(Self {
+            jobs,
+            shared,
+            options,
+            metrics,
+        })
+    }
+
+    /// The options it runs with.
+    pub fn options(&self) -> EngineOptions {
+        self.options
+    }
+
+    /// Queues `job`; 429 when `max_queue` requests are waiting already.
+    pub fn submit(&self, job: Job) -> Result<(), ApiError> {
+        if self.shared.cancel.load(Ordering::Relaxed) {
+            return Err(ApiError::unavailable("the server is shutting down"));
+        }
+        let queued = self.shared.queued.fetch_add(1, Ordering::SeqCst);
+        if queued >= self.options.max_queue {
+            self.shared.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(ApiError::busy(format!(
+                "{queued} requests are waiting already (--max-queue {}); retry later",
+                self.options.max_queue
+            )));
+        }
+        self.metrics.queued_requests.set((queued + 1) as f64);
+        self.jobs.send(job).map_err(|_| {
+            self.shared.queued.fetch_sub(1, Ordering::SeqCst);
+            ApiError::unavailable("the scheduler has stopped")
+        })
+    }
+
+    /// Ends every running and waiting sequence (shutdown): each stream gets its finish.
+    pub fn cancel_all(&self) {
+        self.shared.cancel.store(true, Ordering::SeqCst);
+    }
+}
+
+/// One running sequence.
+struct Active<'a> {
+    seq: Sequence,
+    text: TextStream<'a>,
+    index: usize,
+    events: UnboundedSender<Event>,
+    received: Instant,
+    last_token: Option<Instant>,
+}
+
+struct Scheduler {
+    model: Arc<LoadedModel>,
+    options: EngineOptions,
+    shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
+}
+
+impl Scheduler {
+    fn run(self, jobs: mpsc::Receiver<Job>) {
+        let model = self.model.clone();
+        let mut active: Vec<Active<'_>> = Vec::new();
+        let mut waiting: Option<Job> = None;
+        loop {
+            // Admit what fits.
+            loop {
+                let job = match waiting.take() {
+                    Some(job) => job,
+                    None if active.is_empty() => {
+                        match jobs.recv_timeout(Duration::from_millis(100)) {
+                            Ok(job) => job,
+                            Err(RecvTimeoutError::Timeout) => break,
+                            Err(RecvTimeoutError::Disconnected) => return,
+                        }
+                    }
+                    None => match jobs.try_recv() {
+                        Ok(job) => job,
+                        Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                    },
+                };
+                if !active.is_empty() && active.len() + job.n > self.options.max_batch_size {
+                    waiting = Some(job);
+                    break;
+                }
+                self.shared.queued.fetch_sub(1, Ordering::SeqCst);
+                if job.events.is_closed() {
+                    continue;
+                }
+                self.admit(&model, job, &mut active);
+            }
+            if self.shared.cancel.load(Ordering::SeqCst) {
+                for a in &mut active {
+                    a.seq.stop(FinishReason::Stopped);
+                    let _ = a.events.send(Event::Finish {
+                        index: a.index,
+                        reason: FinishReason::Stopped,
+                        completion_tokens: a.seq.generated().len(),
+                    });
+                }
+                active.clear();
+                for job in waiting.take().into_iter().chain(jobs.try_iter()) {
+                    self.shared.queued.fetch_sub(1, Ordering::SeqCst);
+                    let _ = job.events.send(Event::Error(ApiError::unavailable(
+                        "the server is shutting down",
+                    )));
+                }
+            }
+            for a in &mut active {
+                self.advance(&model, a);
+            }
+            active.retain(|a| a.seq.finished().is_none());
+            self.metrics.active_sequences.set(active.len() as f64);
+            self.metrics
+                .queued_requests
+                .set(self.shared.queued.load(Ordering::SeqCst) as f64);
+            let bytes: usize = active.iter().map(|a| a.seq.cache_bytes()).sum();
+            self.metrics.kv_cache_bytes.set(bytes as f64);
+        }
+    }
+
+    fn admit<'a>(&self, model: &'a LoadedModel, job: Job, active: &mut Vec<Active<'a>>) {
+        self.metrics
+            .prompt_tokens
+            .increment(job.prompt.len() as u64);
+        for index in 0..job.n {
+            let mut config = job.config.clone();
+            // The choices of one request differ when sampled.
+            config.seed = config.seed.wrapping_add(index as u64);
+            match Sequence::new(&*model.model, &job.prompt, &config) {
+                Ok(seq) => active.push(Active {
+                    seq,
+                    text: TextStream::new(&model.tokenizer, &config.stop_strings),
+                    index,
+                    events: job.events.clone(),
+                    received: job.received,
+                    last_token: None,
+                }),
+                Err(e) => {
+                    let _ = job.events.send(Event::Error(e.into()));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One step of one sequence, and what it reports.
+    fn advance(&self, model: &LoadedModel, a: &mut Active<'_>) {
+        if a.events.is_closed() {
+            // The client has gone.
+            a.seq.stop(FinishReason::Stopped);
+            return;
+        }
+        let chunk = Some(self.options.prefill_chunk);
+        // A failure (or a bug) in one sequence ends that request only.
+        let step = std::panic::catch_unwind(AssertUnwindSafe(|| a.seq.step(&*model.model, chunk)));
+        let (id, logprob) = match step {
+            Ok(Ok(Step::Token(id, logprob))) => (id, logprob),
+            Ok(Ok(Step::Prefilled(_) | Step::Done)) => return,
+            Ok(Err(e)) => return self.fail(a, e.into()),
+            Err(_) => return self.fail(a, ApiError::internal("generation failed (a bug)")),
+        };
+        let now = Instant::now();
+        match a.last_token {
+            None => self
+                .metrics
+                .time_to_first_token
+                .record(now.duration_since(a.received).as_secs_f64()),
+            Some(last) => self
+                .metrics
+                .time_per_output_token
+                .record(now.duration_since(last).as_secs_f64()),
+        }
+        a.last_token = Some(now);
+        self.metrics.generated_tokens.increment(1);
+        let mut text = match a.text.push(id) {
+            Ok(piece) => piece.to_owned(),
+            Err(e) => return self.fail(a, e.into()),
+        };
+        if a.text.stopped() {
+            a.seq.stop(FinishReason::StopString);
+        } else if a.seq.finished().is_some() {
+            match a.text.finish() {
+                Ok(rest) => text.push_str(rest),
+                Err(e) => return self.fail(a, e.into()),
+            }
+        }
+        let _ = a.events.send(Event::Token {
+            index: a.index,
+            id,
+            text,
+            logprob,
+        });
+        if let Some(reason) = a.seq.finished() {
+            let _ = a.events.send(Event::Finish {
+                index: a.index,
+                reason,
+                completion_tokens: a.seq.generated().len(),
+            });
+        }
+    }
+
+    fn fail(&self, a: &mut Active<'_>, error: ApiError) {
+        tracing::warn!(error = %error.message, "a sequence failed");
+        a.seq.stop(FinishReason::Stopped);
+        let _ = a.events.send(Event::Error(error));
+    }
+}
