@@ -65,7 +65,9 @@ pub struct ChatRequest {
     pub tools: Option<Vec<Value>>,
     pub tool_choice: Option<Value>,
     pub response_format: Option<Value>,
-    #[serde(flatten)]
+    /// Read from the same body by [`Sampling`]'s own pass (a flattened struct would hide
+    /// the name of a field with a wrong type).
+    #[serde(skip)]
     pub sampling: Sampling,
 }
 
@@ -87,7 +89,8 @@ pub struct CompletionRequest {
     pub echo: bool,
     /// Legacy completions: how many top alternatives per token (0-5).
     pub logprobs: Option<u64>,
-    #[serde(flatten)]
+    /// Read as [`ChatRequest::sampling`] is.
+    #[serde(skip)]
     pub sampling: Sampling,
 }
 

@@ -71,7 +71,10 @@ impl Default for EngineOptions {
 
 /// State shared between the handlers and the scheduler thread.
 struct Shared {
+    /// Requests submitted and not yet admitted.
     queued: AtomicUsize,
+    /// Sequences running, as of the scheduler's last round.
+    running: AtomicUsize,
     cancel: AtomicBool,
 }
 
@@ -93,6 +96,7 @@ impl Engine {
         let (jobs, rx) = mpsc::channel();
         let shared = Arc::new(Shared {
             queued: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
             cancel: AtomicBool::new(false),
         });
         let scheduler = Scheduler {
@@ -122,8 +126,12 @@ impl Engine {
         if self.shared.cancel.load(Ordering::Relaxed) {
             return Err(ApiError::unavailable("the server is shutting down"));
         }
+        // A request that a free place will take at the next round does not count
+        // against the queue.
+        let running = self.shared.running.load(Ordering::SeqCst);
+        let free = self.options.max_batch_size.saturating_sub(running);
         let queued = self.shared.queued.fetch_add(1, Ordering::SeqCst);
-        if queued >= self.options.max_queue {
+        if queued >= self.options.max_queue + free {
             self.shared.queued.fetch_sub(1, Ordering::SeqCst);
             return Err(ApiError::busy(format!(
                 "{queued} requests are waiting already (--max-queue {}); retry later",
@@ -213,6 +221,7 @@ impl Scheduler {
                 self.advance(&model, a);
             }
             active.retain(|a| a.seq.finished().is_none());
+            self.shared.running.store(active.len(), Ordering::SeqCst);
             self.metrics.active_sequences.set(active.len() as f64);
             self.metrics
                 .queued_requests

@@ -146,24 +146,24 @@ fn loaded(state: &AppState) -> Result<&Models, ApiError> {
         .ok_or_else(|| ApiError::unavailable("the models are still loading"))
 }
 
-/// The body as JSON of type `T`: 413 past the limit, 400 naming the field otherwise.
-fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+/// The body as JSON: 413 past the limit, 400 when it is not JSON.
+fn parse_json(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
     let body = body.map_err(|e| ApiError::with_status(e.status(), e.body_text()))?;
-    let mut de = serde_json::Deserializer::from_slice(&body);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
+}
+
+/// `T` read from the body, with a wrong field named as the error's `param`.
+fn typed<T: DeserializeOwned>(body: &Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(body).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if path == "." || inner.is_syntax() || inner.is_eof() {
-            ApiError::bad_request(format!(
-                "the body is not valid JSON for this route: {inner}"
-            ))
+        if path == "." {
+            ApiError::bad_request(format!("the body does not fit this route: {inner}"))
         } else {
             ApiError::invalid(&path, format!("`{path}`: {inner}"))
         }
-    })?;
-    de.end()
-        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
-    Ok(value)
+    })
 }
 
 fn unix_now() -> u64 {
@@ -362,7 +362,9 @@ async fn chat_completions(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let request: ChatRequest = parse(body)?;
+    let body = parse_json(body)?;
+    let mut request: ChatRequest = typed(&body)?;
+    request.sampling = typed(&body)?;
     let models = loaded(&state)?;
     let chat = &models.chat;
     check_model(request.sampling.model.as_deref(), &chat.id)?;
@@ -467,7 +469,9 @@ async fn completions(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let request: CompletionRequest = parse(body)?;
+    let body = parse_json(body)?;
+    let mut request: CompletionRequest = typed(&body)?;
+    request.sampling = typed(&body)?;
     let models = loaded(&state)?;
     let chat = &models.chat;
     check_model(request.sampling.model.as_deref(), &chat.id)?;
@@ -568,7 +572,7 @@ async fn completions(
             all.push(json!({
                 "index": p * n + i,
                 "text": format!("{echo}{}", texts[i]),
-                "logprobs": m.logprobs.then(|| completion_logprobs(&m, &logprobs[i])),
+                "logprobs": m.logprobs.then(|| completion_logprobs(&m, &logprobs[i], &mut echo.len())),
                 "finish_reason": finish_reason(finishes[i]),
             }));
         }
@@ -589,7 +593,7 @@ async fn embeddings(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let request: EmbeddingRequest = parse(body)?;
+    let request: EmbeddingRequest = typed(&parse_json(body)?)?;
     let models = loaded(&state)?;
     let Some(embedding) = &models.embedding else {
         return Err(match &request.model {
@@ -797,15 +801,15 @@ fn chat_logprobs(meta: &Meta, logprobs: &[TokenLogprob]) -> Vec<Value> {
         .collect()
 }
 
-/// Legacy completions' `logprobs` object.
-fn completion_logprobs(meta: &Meta, logprobs: &[TokenLogprob]) -> Value {
-    let mut offset = 0;
+/// Legacy completions' `logprobs` object; `offset` is where the first token starts in the
+/// choice's text (after an echoed prompt), and is moved past the last one.
+fn completion_logprobs(meta: &Meta, logprobs: &[TokenLogprob], offset: &mut usize) -> Value {
     let (mut tokens, mut token_logprobs, mut top, mut offsets) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for lp in logprobs {
         let token = meta.token_text(lp.id);
-        offsets.push(offset);
-        offset += token.len();
+        offsets.push(*offset);
+        *offset += token.len();
         tokens.push(token);
         token_logprobs.push(lp.logprob);
         let alternatives: serde_json::Map<String, Value> = lp
@@ -833,6 +837,8 @@ struct Streaming {
     pending: VecDeque<SseEvent>,
     finished: usize,
     completion_tokens: usize,
+    /// Completions: where the next token starts in the text (one choice is streamed).
+    offset: usize,
     done: bool,
 }
 
@@ -894,7 +900,7 @@ impl Streaming {
                     Kind::Completion { .. } => json!({
                         "index": index,
                         "text": text,
-                        "logprobs": self.meta.logprobs.then(|| completion_logprobs(&self.meta, &lp)),
+                        "logprobs": self.meta.logprobs.then(|| completion_logprobs(&self.meta, &lp, &mut self.offset)),
                         "finish_reason": null,
                     }),
                 };
@@ -960,6 +966,10 @@ fn sse(
     include_usage: bool,
     kind: Kind,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let offset = match &kind {
+        Kind::Completion { echo: Some(echo) } => echo.len(),
+        _ => 0,
+    };
     let mut state = Streaming {
         meta,
         rx,
@@ -968,6 +978,7 @@ fn sse(
         pending: VecDeque::new(),
         finished: 0,
         completion_tokens: 0,
+        offset,
         done: false,
     };
     state.start();
