@@ -16,4 +16,4 @@ pub use generate::{
     TokenOutput,
 };
 pub use processors::{Context, LogitsProcessor, LogitsProcessorList};
-pub use step::{Sequence, Step, TextStream};
+pub use step::{step_rows, Sequence, Step, TextStream};

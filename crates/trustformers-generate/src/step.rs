@@ -98,7 +98,16 @@ impl Sequence {
         if self.fed < self.prompt_len {
             return Ok(Step::Prefilled(take));
         }
-        let logits: Vec<f32> = logits.flatten_all()?.to_vec1()?;
+        Ok(self.choose(logits.flatten_all()?.to_vec1()?))
+    }
+
+    /// Whether the prompt is in and the sequence goes on: what [`step_rows`] takes.
+    pub fn decoding(&self) -> bool {
+        self.finished.is_none() && self.fed >= self.prompt_len && self.ids.len() - self.fed == 1
+    }
+
+    /// Picks the next token from the last position's logits.
+    fn choose(&mut self, logits: Vec<f32>) -> Step {
         let mut scores = logits.clone();
         self.processors.process(
             &Context {
@@ -118,7 +127,7 @@ impl Sequence {
         } else if self.ids.len() >= self.max_length {
             self.finished = Some(FinishReason::Length);
         }
-        Ok(Step::Token(next, logprob))
+        Step::Token(next, logprob)
     }
 
     /// Ends the sequence (a stop string seen by the caller, a client gone): `reason` is
@@ -151,6 +160,39 @@ impl Sequence {
     pub fn free_cache(&mut self, model: &dyn CausalLM) {
         self.cache = model.new_cache();
     }
+}
+
+/// One token for each of `seqs` in one forward pass ([`CausalLM::forward_rows`]: each
+/// weight read once for all of them); each must be [`Sequence::decoding`]. The tokens are
+/// those [`Sequence::step`] gives each sequence alone (up to rounding in the batched
+/// matrix products).
+pub fn step_rows(model: &dyn CausalLM, seqs: &mut [&mut Sequence]) -> Result<Vec<Step>> {
+    if let Some(i) = seqs.iter().position(|s| !s.decoding()) {
+        return Err(Error::InvalidInput(format!(
+            "sequence {i} is not decoding (its prompt is not in, or it has finished)"
+        )));
+    }
+    if seqs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let device = model.device();
+    let rows = seqs.len();
+    let ids: Vec<u32> = seqs.iter().map(|s| s.ids[s.fed]).collect();
+    let positions: Vec<i64> = seqs.iter().map(|s| s.fed as i64).collect();
+    let input = Tensor::from_vec(ids, (rows, 1), device)?;
+    let positions = Tensor::from_vec(positions, (rows, 1), device)?;
+    let mut caches: Vec<&mut Cache> = seqs.iter_mut().map(|s| &mut s.cache).collect();
+    let logits: Vec<Vec<f32>> = model
+        .forward_rows(&input, &positions, &mut caches)?
+        .to_vec2()?;
+    Ok(seqs
+        .iter_mut()
+        .zip(logits)
+        .map(|(s, logits)| {
+            s.fed += 1;
+            s.choose(logits)
+        })
+        .collect())
 }
 
 /// Token ids to text as generation produces them: the streaming detokenizer, with stop

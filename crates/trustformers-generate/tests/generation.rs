@@ -2,6 +2,7 @@
 //! transformers' `generate()` on the tiny fixtures, seeded sampling, stop strings.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use candle_core::Tensor;
 use serde_json::Value;
 use std::path::PathBuf;
 use trustformers_core::{DType, Device, Error};
@@ -397,4 +398,141 @@ fn stepped_sequences_equal_generate_ids() {
         ..Default::default()
     };
     assert!(Sequence::new(&m, &prompt, &too_long).is_err());
+}
+
+/// Rows continuing caches of different lengths, run together (`forward_rows`), give each
+/// row's logits as one `forward_with` per row does (within 1e-4), on decoders of every
+/// kind of attention: GQA, sliding windows, soft-capping, ALiBi, learned positions, parallel
+/// residuals, MoE, and quantized GGUF weights; and `step_rows` then picks the tokens
+/// stepping each sequence alone picks.
+#[test]
+fn rows_run_together_equal_rows_run_alone() {
+    use trustformers_generate::{step_rows, Sequence, Step};
+    use trustformers_models::Cache;
+    for name in [
+        "llama",
+        "mistral",
+        "gemma2",
+        "gemma3",
+        "phi3",
+        "falcon_alibi",
+        "gpt2",
+        "gpt_neox",
+        "mixtral",
+        "llama_gguf",
+        "gemma2_gguf",
+    ] {
+        let dir = fixtures().join(name);
+        let gguf = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "gguf"));
+        let m: Box<dyn CausalLM> = match gguf {
+            Some(file) => {
+                trustformers::AutoModelForCausalLM::from_pretrained(file, &Default::default())
+                    .unwrap()
+            }
+            None => model(name),
+        };
+        let vocab = m.vocab_size() as u32;
+        let prompts: Vec<Vec<u32>> = [3usize, 7, 1, 12]
+            .iter()
+            .enumerate()
+            .map(|(r, &n)| {
+                (0..n as u32)
+                    .map(|i| (i * 7 + r as u32 * 13 + 1) % vocab)
+                    .collect()
+            })
+            .collect();
+        // Caches after each prompt, one forward each.
+        let mut caches: Vec<Cache> = prompts
+            .iter()
+            .map(|p| {
+                let mut c = m.new_cache();
+                let ids = Tensor::new(p.as_slice(), &Device::Cpu)
+                    .unwrap()
+                    .unsqueeze(0)
+                    .unwrap();
+                let pos =
+                    trustformers_models::decoder::default_positions(1, 0, p.len(), &Device::Cpu)
+                        .unwrap();
+                m.forward(&ids, &pos, &mut c).unwrap();
+                c
+            })
+            .collect();
+        let next: Vec<u32> = (0..prompts.len() as u32)
+            .map(|r| (r * 5 + 2) % vocab)
+            .collect();
+        let mut alone = Vec::new();
+        for (r, cache) in caches.iter().enumerate() {
+            let mut c = cache.clone();
+            let ids = Tensor::new(&[[next[r]]], &Device::Cpu).unwrap();
+            let pos = Tensor::new(&[[prompts[r].len() as i64]], &Device::Cpu).unwrap();
+            let l = m.forward(&ids, &pos, &mut c).unwrap();
+            alone.push(l.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        }
+        let ids = Tensor::new(next.as_slice(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(1)
+            .unwrap();
+        let pos: Vec<i64> = prompts.iter().map(|p| p.len() as i64).collect();
+        let pos = Tensor::new(pos.as_slice(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(1)
+            .unwrap();
+        let mut refs: Vec<&mut Cache> = caches.iter_mut().collect();
+        let together: Vec<Vec<f32>> = m
+            .forward_rows(&ids, &pos, &mut refs)
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        for (r, (a, t)) in alone.iter().zip(&together).enumerate() {
+            let diff = a
+                .iter()
+                .zip(t)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            assert!(diff < 1e-4, "{name} row {r}: {diff}");
+        }
+        for (r, c) in caches.iter().enumerate() {
+            assert_eq!(c.seq_len(), prompts[r].len() + 1, "{name} row {r}");
+        }
+
+        // Greedy sequences stepped together pick the tokens they pick alone.
+        let config = GenerationConfig {
+            max_new_tokens: 6,
+            eos_token_id: vec![],
+            ..Default::default()
+        };
+        let solo: Vec<Vec<u32>> = prompts
+            .iter()
+            .map(|p| generate_ids(&m, p, &config, |_| Ok(true)).unwrap().ids)
+            .collect();
+        let mut seqs: Vec<Sequence> = prompts
+            .iter()
+            .map(|p| Sequence::new(&m, p, &config).unwrap())
+            .collect();
+        for s in &mut seqs {
+            assert!(matches!(s.step(&m, None).unwrap(), Step::Token(..)));
+        }
+        assert!(step_rows(&m, &mut []).unwrap().is_empty());
+        loop {
+            let mut live: Vec<&mut Sequence> = seqs.iter_mut().filter(|s| s.decoding()).collect();
+            if live.is_empty() {
+                break;
+            }
+            for step in step_rows(&m, &mut live).unwrap() {
+                assert!(matches!(step, Step::Token(..)));
+            }
+        }
+        for (r, s) in seqs.iter().enumerate() {
+            assert_eq!(s.generated(), solo[r].as_slice(), "{name} row {r}");
+            assert!(!s.decoding());
+        }
+        let mut done: Vec<&mut Sequence> = seqs.iter_mut().collect();
+        assert!(
+            step_rows(&m, &mut done).is_err(),
+            "finished sequences are refused"
+        );
+    }
 }

@@ -103,6 +103,45 @@ pub trait CausalLM: Send + Sync {
             .logits)
     }
 
+    /// Next-token logits for rows that each continue their own cache (sequences of
+    /// different lengths stepped together, as a server's scheduler does): row `i` of
+    /// `input_ids` and `positions` follows what `caches[i]` holds, with no padding, and
+    /// extends it. The results are those of one [`CausalLM::forward_with`] per row; a
+    /// model may run the rows in one pass (the decoders do: each weight is read once for
+    /// all rows).
+    ///
+    /// # Shapes
+    /// `input_ids`, `positions`: `[rows, seq]` -> logits of each row's last position
+    /// `[rows, vocab]` f32.
+    fn forward_rows(
+        &self,
+        input_ids: &Tensor,
+        positions: &Tensor,
+        caches: &mut [&mut Cache],
+    ) -> Result<Tensor> {
+        let rows = input_ids.dim(0)?;
+        if caches.len() != rows {
+            return Err(Error::InvalidInput(format!(
+                "{rows} rows of input_ids with {} caches",
+                caches.len()
+            )));
+        }
+        let opts = ForwardOptions {
+            logits_to_keep: Some(1),
+            ..Default::default()
+        };
+        let logits = caches
+            .iter_mut()
+            .enumerate()
+            .map(|(i, cache)| {
+                let row = |t: &Tensor| t.narrow(0, i, 1);
+                let out = self.forward_with(&row(input_ids)?, &row(positions)?, &opts, cache)?;
+                Ok(out.logits.squeeze(1)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&logits, 0)?)
+    }
+
     /// An empty cache of the kind this model fills.
     fn new_cache(&self) -> Cache;
 
@@ -138,6 +177,14 @@ macro_rules! forward_causal_lm {
                 cache: &mut Cache,
             ) -> Result<CausalLmOutput> {
                 (**self).forward_with(input_ids, positions, opts, cache)
+            }
+            fn forward_rows(
+                &self,
+                input_ids: &Tensor,
+                positions: &Tensor,
+                caches: &mut [&mut Cache],
+            ) -> Result<Tensor> {
+                (**self).forward_rows(input_ids, positions, caches)
             }
             fn new_cache(&self) -> Cache {
                 (**self).new_cache()

@@ -1,11 +1,11 @@
-//! The scheduler: one thread owns the generative model and every running sequence. Each
-//! round it admits waiting requests (up to `max_batch_size` sequences), then advances every
-//! sequence by one step: a chunk of a new prompt, or one token, so running streams keep
-//! flowing while a long prompt is read. A sequence whose client has gone is dropped, with
-//! its KV cache, at its next step.
-//!
-//! Each sequence runs its own forward pass: one batched pass over all of them, reading
-//! each weight once per round, is not built yet.
+//! The scheduler (continuous batching): one thread owns the generative model and every
+//! running sequence. Each round it admits waiting requests (up to `max_batch_size`
+//! sequences), then advances every sequence by one step: a chunk of a new prompt, or one
+//! token, so running streams keep flowing while a long prompt is read. The sequences
+//! generating run as one batch each round ([`step_rows`]: one forward pass, each weight
+//! read once, each sequence attending to its own KV cache); those still reading their
+//! prompts run one chunk each, on their own. A sequence whose client has gone is dropped,
+//! with its KV cache, at its next round.
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -15,7 +15,7 @@ use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
-use trustformers::generation::{FinishReason, Sequence, Step, TextStream, TokenLogprob};
+use trustformers::generation::{step_rows, FinishReason, Sequence, Step, TextStream, TokenLogprob};
 use trustformers::{GenerationConfig, LoadedModel};
 
 /// One request's generation: `n` sequences from one prompt.
@@ -217,9 +217,7 @@ impl Scheduler {
                     )));
                 }
             }
-            for a in &mut active {
-                self.advance(&model, a);
-            }
+            self.round(&model, &mut active);
             active.retain(|a| a.seq.finished().is_none());
             self.shared.running.store(active.len(), Ordering::SeqCst);
             self.metrics.active_sequences.set(active.len() as f64);
@@ -256,16 +254,53 @@ impl Scheduler {
         }
     }
 
-    /// One step of one sequence, and what it reports.
-    fn advance(&self, model: &LoadedModel, a: &mut Active<'_>) {
-        if a.events.is_closed() {
-            // The client has gone.
-            a.seq.stop(FinishReason::Stopped);
+    /// One round: a prompt chunk for each sequence still reading its prompt, then one
+    /// token for every other sequence, all of them in one forward pass.
+    fn round(&self, model: &LoadedModel, active: &mut [Active<'_>]) {
+        let lm = &*model.model;
+        let mut decoding = Vec::new();
+        for a in active.iter_mut() {
+            if a.events.is_closed() {
+                // The client has gone: the sequence and its cache are dropped.
+                a.seq.stop(FinishReason::Stopped);
+            } else if a.seq.decoding() {
+                decoding.push(a);
+            } else if a.seq.finished().is_none() {
+                let chunk = Some(self.options.prefill_chunk);
+                // A failure (or a bug) in one sequence ends that request only.
+                let step = std::panic::catch_unwind(AssertUnwindSafe(|| a.seq.step(lm, chunk)));
+                self.report(a, step);
+            }
+        }
+        if decoding.is_empty() {
             return;
         }
-        let chunk = Some(self.options.prefill_chunk);
-        // A failure (or a bug) in one sequence ends that request only.
-        let step = std::panic::catch_unwind(AssertUnwindSafe(|| a.seq.step(&*model.model, chunk)));
+        let steps = {
+            let mut seqs: Vec<&mut Sequence> = decoding.iter_mut().map(|a| &mut a.seq).collect();
+            std::panic::catch_unwind(AssertUnwindSafe(|| step_rows(lm, &mut seqs)))
+        };
+        match steps {
+            Ok(Ok(steps)) => {
+                for (a, step) in decoding.into_iter().zip(steps) {
+                    self.report(a, Ok(Ok(step)));
+                }
+            }
+            Ok(Err(e)) => {
+                let error = ApiError::from(e);
+                for a in decoding {
+                    self.fail(a, error.clone());
+                }
+            }
+            Err(_) => {
+                for a in decoding {
+                    self.fail(a, ApiError::internal("generation failed (a bug)"));
+                }
+            }
+        }
+    }
+
+    /// What one step of a sequence reports to its client.
+    fn report(&self, a: &mut Active<'_>, step: std::thread::Result<trustformers::Result<Step>>) {
         let (id, logprob) = match step {
             Ok(Ok(Step::Token(id, logprob))) => (id, logprob),
             Ok(Ok(Step::Prefilled(_) | Step::Done)) => return,

@@ -119,18 +119,15 @@ impl DecoderLayer {
         })
     }
 
+    /// The layer on `xs`, with `attend` running its attention on the normed input (over one
+    /// shared cache, or a cache per row).
     fn forward(
         &self,
         xs: &Tensor,
-        rotary: Option<(&RotaryEmbedding, &(Tensor, Tensor))>,
-        mask: Option<&Tensor>,
-        cache: &mut KvCache,
-        index: usize,
+        attend: impl FnOnce(&Attention, &Tensor) -> Result<Tensor>,
     ) -> Result<Tensor> {
         let normed = self.input_layernorm.forward(xs)?;
-        let h = self
-            .self_attn
-            .forward(&normed, rotary, mask, cache, index)?;
+        let h = attend(&self.self_attn, &normed)?;
         let Some(post_attn) = &self.post_attention_layernorm else {
             // Parallel residual: attention and MLP both read the one normed input.
             return Ok(((xs + h)? + self.mlp.forward(&normed)?)?);
@@ -264,6 +261,87 @@ impl DecoderModel {
         }
         let past = cache.seq_len();
         let device = input_ids.device();
+        let (mut xs, cos_sin, sliding_cos_sin) = self.embed(input_ids, positions)?;
+        // One mask per distinct window, shared by the layers that use it.
+        let masks = self.masks(opts.attention_mask.as_ref(), batch, past, seq, device)?;
+        let mut hidden_states = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            if opts.output_hidden_states {
+                hidden_states.push(xs.clone());
+            }
+            let window = self.spec.layer_windows[i];
+            let mask = masks
+                .iter()
+                .find(|(w, _)| *w == window)
+                .and_then(|(_, m)| m.as_ref());
+            let rotary = self.rotary_for(window, cos_sin.as_ref(), sliding_cos_sin.as_ref());
+            xs = layer.forward(&xs, |attn, x| attn.forward(x, rotary, mask, cache, i))?;
+        }
+        let last_hidden_state = self.norm.forward(&xs)?;
+        if opts.output_hidden_states {
+            hidden_states.push(last_hidden_state.clone());
+        }
+        Ok(DecoderOutput {
+            last_hidden_state,
+            hidden_states,
+        })
+    }
+
+    /// Rows that each continue their own cache, run together: row `i` of `input_ids` and
+    /// `positions` (`[rows, seq]`) follows what `caches[i]` holds, with no padding. The
+    /// projections and MLPs run once for all rows (their weights read once); each row's
+    /// attention reads its own cache. Returns the final hidden states `[rows, seq, hidden]`.
+    pub fn forward_rows(
+        &self,
+        input_ids: &Tensor,
+        positions: &Tensor,
+        caches: &mut [&mut KvCache],
+    ) -> Result<Tensor> {
+        let (rows, seq) = input_ids.dims2()?;
+        if rows == 0 || seq == 0 || rows != caches.len() || positions.dims() != [rows, seq] {
+            return Err(Error::InvalidInput(format!(
+                "forward_rows: input_ids {:?}, positions {:?} and {} caches do not match",
+                input_ids.dims(),
+                positions.dims(),
+                caches.len()
+            )));
+        }
+        let device = input_ids.device();
+        let (mut xs, cos_sin, sliding_cos_sin) = self.embed(input_ids, positions)?;
+        // Each row's masks after its own past: (window, one mask per row).
+        let mut masks: Vec<(Option<usize>, Vec<Option<Tensor>>)> = Vec::new();
+        for cache in caches.iter() {
+            for (w, m) in self.masks(None, 1, cache.seq_len(), seq, device)? {
+                match masks.iter_mut().find(|(mw, _)| *mw == w) {
+                    Some((_, per_row)) => per_row.push(m),
+                    None => masks.push((w, vec![m])),
+                }
+            }
+        }
+        for (i, layer) in self.layers.iter().enumerate() {
+            let window = self.spec.layer_windows[i];
+            let none = vec![None; rows];
+            let masks = masks
+                .iter()
+                .find(|(w, _)| *w == window)
+                .map_or(&none, |(_, m)| m);
+            let rotary = self.rotary_for(window, cos_sin.as_ref(), sliding_cos_sin.as_ref());
+            xs = layer.forward(&xs, |attn, x| {
+                attn.forward_rows(x, rotary, masks, caches, i)
+            })?;
+        }
+        self.norm.forward(&xs)
+    }
+
+    /// Token (and learned position) embeddings, and the rotary cos/sin of `positions` for
+    /// the full and the sliding-window layers.
+    #[allow(clippy::type_complexity)]
+    fn embed(
+        &self,
+        input_ids: &Tensor,
+        positions: &Tensor,
+    ) -> Result<(Tensor, Option<(Tensor, Tensor)>, Option<(Tensor, Tensor)>)> {
+        let device = input_ids.device();
         let mut xs = self.embed_tokens.forward(input_ids)?;
         if let Some(scale) = self.spec.embed_scale {
             // transformers multiplies by the scale cast to the weights' dtype.
@@ -281,14 +359,25 @@ impl DecoderModel {
             Some(r) if rotary => Some(r.cos_sin(positions, xs.dtype())?),
             _ => None,
         };
+        Ok((xs, cos_sin, sliding_cos_sin))
+    }
 
-        // One mask per distinct window, shared by the layers that use it.
+    /// The additive masks, one per distinct attention window (ALiBi's biases when the
+    /// model has them), after `past` cached positions.
+    fn masks(
+        &self,
+        attention_mask: Option<&Tensor>,
+        batch: usize,
+        past: usize,
+        seq: usize,
+        device: &Device,
+    ) -> Result<Vec<(Option<usize>, Option<Tensor>)>> {
         let mut masks: Vec<(Option<usize>, Option<Tensor>)> = Vec::new();
         if self.spec.positions == Positions::Alibi {
             let att = &self.spec.attention;
             let scale = att.scale.unwrap_or(1.0 / (att.head_dim as f64).sqrt());
             let mask = alibi_mask(
-                opts.attention_mask.as_ref(),
+                attention_mask,
                 batch,
                 past,
                 seq,
@@ -300,35 +389,24 @@ impl DecoderModel {
         }
         for &w in &self.spec.layer_windows {
             if !masks.iter().any(|(mw, _)| *mw == w) {
-                let m = causal_mask(opts.attention_mask.as_ref(), batch, past, seq, w, device)?;
+                let m = causal_mask(attention_mask, batch, past, seq, w, device)?;
                 masks.push((w, m));
             }
         }
+        Ok(masks)
+    }
 
-        let mut hidden_states = Vec::new();
-        for (i, layer) in self.layers.iter().enumerate() {
-            if opts.output_hidden_states {
-                hidden_states.push(xs.clone());
-            }
-            let window = self.spec.layer_windows[i];
-            let mask = masks
-                .iter()
-                .find(|(w, _)| *w == window)
-                .and_then(|(_, m)| m.as_ref());
-            let rotary = match (&self.sliding_rope, &sliding_cos_sin, window) {
-                (Some(r), Some(cs), Some(_)) => Some((r, cs)),
-                _ => cos_sin.as_ref().map(|cs| (&self.rope, cs)),
-            };
-            xs = layer.forward(&xs, rotary, mask, cache, i)?;
+    /// The rotary embedding and cos/sin a layer with `window` uses.
+    fn rotary_for<'a>(
+        &'a self,
+        window: Option<usize>,
+        cos_sin: Option<&'a (Tensor, Tensor)>,
+        sliding_cos_sin: Option<&'a (Tensor, Tensor)>,
+    ) -> Option<(&'a RotaryEmbedding, &'a (Tensor, Tensor))> {
+        match (&self.sliding_rope, sliding_cos_sin, window) {
+            (Some(r), Some(cs), Some(_)) => Some((r, cs)),
+            _ => cos_sin.map(|cs| (&self.rope, cs)),
         }
-        let last_hidden_state = self.norm.forward(&xs)?;
-        if opts.output_hidden_states {
-            hidden_states.push(last_hidden_state.clone());
-        }
-        Ok(DecoderOutput {
-            last_hidden_state,
-            hidden_states,
-        })
     }
 }
 
@@ -402,17 +480,21 @@ impl DecoderForCausalLM {
             Some(n) if n < seq => out.last_hidden_state.narrow(1, seq - n, n)?,
             _ => out.last_hidden_state.clone(),
         };
-        let timing = profile::scope(Part::Head);
-        let mut logits = self.lm_head.forward(&kept)?.to_dtype(DType::F32)?;
-        if let Some(c) = self.model.spec.final_logit_softcapping {
-            logits = ((logits / c)?.tanh()? * c)?;
-        }
-        drop(timing);
         Ok(CausalLmOutput {
-            logits,
+            logits: self.logits(&kept)?,
             last_hidden_state: out.last_hidden_state,
             hidden_states: out.hidden_states,
         })
+    }
+
+    /// The head on final hidden states: f32 logits, soft-capped when the model does.
+    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let _timing = profile::scope(Part::Head);
+        let mut logits = self.lm_head.forward(hidden)?.to_dtype(DType::F32)?;
+        if let Some(c) = self.model.spec.final_logit_softcapping {
+            logits = ((logits / c)?.tanh()? * c)?;
+        }
+        Ok(logits)
     }
 
     /// The base model's forward, `prefill_chunk` tokens at a time when only the logits of a
@@ -493,6 +575,22 @@ impl CausalLM for DecoderForCausalLM {
     ) -> Result<CausalLmOutput> {
         let cache = cache.kv_mut(&self.model_type)?;
         self.forward_kv(input_ids, positions, opts, cache)
+    }
+
+    /// The rows in one pass through the layers ([`DecoderModel::forward_rows`]).
+    fn forward_rows(
+        &self,
+        input_ids: &Tensor,
+        positions: &Tensor,
+        caches: &mut [&mut Cache],
+    ) -> Result<Tensor> {
+        let mut kv = caches
+            .iter_mut()
+            .map(|c| c.kv_mut(&self.model_type))
+            .collect::<Result<Vec<_>>>()?;
+        let hidden = self.model.forward_rows(input_ids, positions, &mut kv)?;
+        let seq = hidden.dim(1)?;
+        Ok(self.logits(&hidden.narrow(1, seq - 1, 1)?)?.squeeze(1)?)
     }
 
     /// A KV cache keeping keys and values as the model's cache dtype.

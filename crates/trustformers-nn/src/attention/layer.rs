@@ -159,6 +159,54 @@ impl Attention {
     ) -> Result<Tensor> {
         // The projections, norms and rope inside report themselves.
         let _timing = profile::scope(Part::Attention);
+        let (q, k, v) = self.project(xs, rotary)?;
+        let out = self.attend(&q, &k, &v, mask, cache, layer)?;
+        self.output(&out, xs)
+    }
+
+    /// [`Self::forward`] for rows that each continue their own cache (sequences of
+    /// different lengths stepped together): the projections run once for all rows, the
+    /// attention of row `i` reads `caches[i]` under `masks[i]`.
+    ///
+    /// # Shapes
+    /// `xs`: `[rows, seq, hidden]`, `rotary` as for [`Self::forward`] with each row's own
+    /// positions, `masks[i]`: `[1, 1, seq, past_i + seq]` or `None` -> `[rows, seq, hidden]`.
+    pub fn forward_rows(
+        &self,
+        xs: &Tensor,
+        rotary: Option<(&RotaryEmbedding, &(Tensor, Tensor))>,
+        masks: &[Option<Tensor>],
+        caches: &mut [&mut KvCache],
+        layer: usize,
+    ) -> Result<Tensor> {
+        let _timing = profile::scope(Part::Attention);
+        let rows = xs.dim(0)?;
+        if caches.len() != rows || masks.len() != rows {
+            return Err(Error::InvalidInput(format!(
+                "{rows} rows with {} caches and {} masks",
+                caches.len(),
+                masks.len()
+            )));
+        }
+        let (q, k, v) = self.project(xs, rotary)?;
+        let outs = caches
+            .iter_mut()
+            .zip(masks)
+            .enumerate()
+            .map(|(i, (cache, mask))| {
+                let row = |t: &Tensor| t.narrow(0, i, 1);
+                self.attend(&row(&q)?, &row(&k)?, &row(&v)?, mask.as_ref(), cache, layer)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.output(&Tensor::cat(&outs, 0)?, xs)
+    }
+
+    /// q, k, v as `[batch, heads, seq, head_dim]`, normed and rotated.
+    fn project(
+        &self,
+        xs: &Tensor,
+        rotary: Option<(&RotaryEmbedding, &(Tensor, Tensor))>,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, s, _) = xs.dims3()?;
         let heads = |t: Tensor, n: usize, norm: &Option<HeadNorm>| -> Result<Tensor> {
             let t = t.reshape((b, s, n, self.head_dim))?;
@@ -203,24 +251,41 @@ impl Attention {
         let q = heads(q, self.num_heads, &self.q_norm)?;
         let k = heads(k, self.num_kv_heads, &self.k_norm)?;
         let v = heads(v, self.num_kv_heads, &None)?;
-        let (q, k) = match rotary {
-            Some((rope, (cos, sin))) => (rope.apply(&q, cos, sin)?, rope.apply(&k, cos, sin)?),
-            None => (q, k),
-        };
+        Ok(match rotary {
+            Some((rope, (cos, sin))) => (rope.apply(&q, cos, sin)?, rope.apply(&k, cos, sin)?, v),
+            None => (q, k, v),
+        })
+    }
+
+    /// Appends k, v to `cache` and attends: `[batch, heads, seq, head_dim]`.
+    fn attend(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+        layer: usize,
+    ) -> Result<Tensor> {
         let groups = self.num_heads / self.num_kv_heads;
-        let out = match cache.append_view(layer, &k, &v)? {
-            KvView::Tensors(k, v) => sdpa(&q, &k, &v, mask, groups, self.scale, self.softcap)?,
+        Ok(match cache.append_view(layer, k, v)? {
+            KvView::Tensors(k, v) => sdpa(q, &k, &v, mask, groups, self.scale, self.softcap)?,
             KvView::Buffer(buf) => {
                 let keys = FusedKeys::buffer(buf);
-                match fused_sdpa_over(&q, keys, mask, self.scale, self.softcap)? {
+                match fused_sdpa_over(q, keys, mask, self.scale, self.softcap)? {
                     Some(out) => out,
                     None => {
                         let (k, v) = buf.to_tensors(q.device())?;
-                        sdpa_ops(&q, &k, &v, mask, groups, self.scale, self.softcap)?
+                        sdpa_ops(q, &k, &v, mask, groups, self.scale, self.softcap)?
                     }
                 }
             }
-        };
+        })
+    }
+
+    /// The heads joined and projected back: `[batch, seq, hidden]` for input `xs`.
+    fn output(&self, out: &Tensor, xs: &Tensor) -> Result<Tensor> {
+        let (b, s, _) = xs.dims3()?;
         let out = out
             .transpose(1, 2)?
             .reshape((b, s, self.num_heads * self.head_dim))?;
