@@ -21,6 +21,7 @@ pub mod engine;
 pub mod error;
 pub mod metrics;
 mod routes;
+pub mod tools;
 
 pub use engine::EngineOptions;
 pub use error::ApiError;

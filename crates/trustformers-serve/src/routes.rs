@@ -6,6 +6,7 @@ use crate::api::{
 };
 use crate::engine::{Event, Job};
 use crate::error::ApiError;
+use crate::tools::{self, ToolCallStream};
 use crate::{AppState, ChatModel, Models};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -398,8 +399,10 @@ async fn chat_completions(
     }
     let tools = match request.tool_choice.as_ref().and_then(Value::as_str) {
         Some("none") => None,
-        _ => request.tools.clone(),
+        _ => request.tools.clone().filter(|t| !t.is_empty()),
     };
+    // With tools, `<tool_call>` blocks in the reply become `tool_calls`.
+    let calls_tools = tools.is_some();
     let opts = ChatOptions {
         add_generation_prompt: true,
         tools,
@@ -439,16 +442,31 @@ async fn chat_completions(
             .stream_options
             .as_ref()
             .is_some_and(|o| o.include_usage);
-        Ok(sse(meta, rx, usage, Kind::Chat).into_response())
+        let tools = calls_tools.then(|| (0..n).map(|_| ToolCallStream::default()).collect());
+        Ok(sse(meta, rx, usage, Kind::Chat { tools }).into_response())
     } else {
         let (texts, finishes, logprobs, completion) = collect(rx, n).await?;
         let choices: Vec<Value> = (0..n)
             .map(|i| {
+                let (text, calls) = if calls_tools {
+                    tools::parse(&texts[i], &format!("call_{i}"))
+                } else {
+                    (texts[i].clone(), Vec::new())
+                };
+                let mut message = json!({"role": "assistant", "content": text});
+                let mut reason = finish_reason(finishes[i]);
+                if !calls.is_empty() {
+                    if text.is_empty() {
+                        message["content"] = Value::Null;
+                    }
+                    message["tool_calls"] = Value::Array(calls);
+                    reason = "tool_calls";
+                }
                 json!({
                     "index": i,
-                    "message": {"role": "assistant", "content": texts[i]},
+                    "message": message,
                     "logprobs": meta.logprobs.then(|| json!({"content": chat_logprobs(&meta, &logprobs[i])})),
-                    "finish_reason": finish_reason(finishes[i]),
+                    "finish_reason": reason,
                 })
             })
             .collect();
@@ -822,10 +840,14 @@ fn completion_logprobs(meta: &Meta, logprobs: &[TokenLogprob], offset: &mut usiz
     json!({"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top, "text_offset": offsets})
 }
 
-#[derive(Clone)]
 enum Kind {
-    Chat,
-    Completion { echo: Option<String> },
+    /// With tools: each choice's text goes through its tool-call filter.
+    Chat {
+        tools: Option<Vec<ToolCallStream>>,
+    },
+    Completion {
+        echo: Option<String>,
+    },
 }
 
 /// The state of a streamed response.
@@ -845,7 +867,7 @@ struct Streaming {
 impl Streaming {
     fn chunk(&self, choice: Value) -> SseEvent {
         let object = match self.kind {
-            Kind::Chat => "chat.completion.chunk",
+            Kind::Chat { .. } => "chat.completion.chunk",
             Kind::Completion { .. } => "text_completion",
         };
         let body = json!({
@@ -862,7 +884,7 @@ impl Streaming {
     fn start(&mut self) {
         for index in 0..self.meta.n {
             let choice = match &self.kind {
-                Kind::Chat => json!({
+                Kind::Chat { .. } => json!({
                     "index": index,
                     "delta": {"role": "assistant", "content": ""},
                     "logprobs": null,
@@ -886,12 +908,19 @@ impl Streaming {
                 logprob,
                 ..
             } => {
+                let text = match &mut self.kind {
+                    Kind::Chat { tools: Some(tools) } => match tools.get_mut(index) {
+                        Some(t) => t.push(&text),
+                        None => text,
+                    },
+                    _ => text,
+                };
                 if text.is_empty() && logprob.is_none() {
                     return;
                 }
                 let lp = logprob.map(|lp| vec![lp]).unwrap_or_default();
                 let choice = match self.kind {
-                    Kind::Chat => json!({
+                    Kind::Chat { .. } => json!({
                         "index": index,
                         "delta": {"content": text},
                         "logprobs": self.meta.logprobs.then(|| json!({"content": chat_logprobs(&self.meta, &lp)})),
@@ -913,14 +942,46 @@ impl Streaming {
                 completion_tokens,
             } => {
                 self.completion_tokens += completion_tokens;
+                let mut reason = finish_reason(reason);
+                let calls = match &mut self.kind {
+                    Kind::Chat { tools: Some(tools) } => match tools.get_mut(index) {
+                        Some(t) => std::mem::take(t).finish(&format!("call_{index}")),
+                        None => (String::new(), Vec::new()),
+                    },
+                    _ => (String::new(), Vec::new()),
+                };
+                let (rest, calls) = calls;
+                if !rest.is_empty() {
+                    let event = self.chunk(json!({
+                        "index": index, "delta": {"content": rest}, "logprobs": null,
+                        "finish_reason": null,
+                    }));
+                    self.pending.push_back(event);
+                }
+                if !calls.is_empty() {
+                    reason = "tool_calls";
+                    let calls: Vec<Value> = calls
+                        .into_iter()
+                        .enumerate()
+                        .map(|(k, mut c)| {
+                            c["index"] = k.into();
+                            c
+                        })
+                        .collect();
+                    let event = self.chunk(json!({
+                        "index": index, "delta": {"tool_calls": calls}, "logprobs": null,
+                        "finish_reason": null,
+                    }));
+                    self.pending.push_back(event);
+                }
                 let choice = match self.kind {
-                    Kind::Chat => json!({
+                    Kind::Chat { .. } => json!({
                         "index": index, "delta": {}, "logprobs": null,
-                        "finish_reason": finish_reason(reason),
+                        "finish_reason": reason,
                     }),
                     Kind::Completion { .. } => json!({
                         "index": index, "text": "", "logprobs": null,
-                        "finish_reason": finish_reason(reason),
+                        "finish_reason": reason,
                     }),
                 };
                 let event = self.chunk(choice);
@@ -943,7 +1004,7 @@ impl Streaming {
         if self.include_usage {
             let mut body = json!({
                 "id": self.meta.id,
-                "object": match self.kind { Kind::Chat => "chat.completion.chunk", Kind::Completion { .. } => "text_completion" },
+                "object": match self.kind { Kind::Chat { .. } => "chat.completion.chunk", Kind::Completion { .. } => "text_completion" },
                 "created": self.meta.created,
                 "model": self.meta.model,
                 "choices": [],
