@@ -9,7 +9,8 @@ The server runs SmolLM2-135M-Instruct and all-MiniLM-L6-v2 (tools/fetch_models.s
 ephemeral loopback port with an API key. Checked: chat, whole and streamed, equals
 `trustformers generate --json` (greedy) for the same message; embeddings equal
 `trustformers embed` (cosine >= 0.99999); a wrong key raises AuthenticationError; an unknown
-model raises NotFoundError; SIGTERM ends the server with status 0.
+model raises NotFoundError; json_schema and json_object replies parse (and fit the schema);
+SIGTERM ends the server with status 0.
 """
 
 import json
@@ -132,6 +133,52 @@ def main():
         # The client's default asks for base64 and decodes it; ask for floats too.
         r = client.embeddings.create(model="all-minilm-l6-v2", input=texts[0], encoding_format="float")
         check(cosine(r.data[0].embedding, want[0]) >= 0.99999, "embeddings as floats")
+
+        # Structured outputs: the reply parses, and fits the schema.
+        schema = {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "country": {"type": "string"},
+                "population": {"type": "integer"},
+                "capital": {"type": "boolean"},
+            },
+            "required": ["name", "country", "population", "capital"],
+            "additionalProperties": False,
+        }
+        r = client.chat.completions.create(
+            model="smollm2-135m-instruct",
+            messages=[{"role": "user", "content": "Describe Paris as JSON."}],
+            temperature=0,
+            max_tokens=200,
+            response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": schema}},
+        )
+        content = r.choices[0].message.content
+        try:
+            city = json.loads(content)
+            fits = (
+                set(city) == set(schema["properties"])
+                and isinstance(city["name"], str)
+                and isinstance(city["country"], str)
+                and isinstance(city["population"], int)
+                and isinstance(city["capital"], bool)
+            )
+        except json.JSONDecodeError:
+            fits = False
+        check(fits and r.choices[0].finish_reason == "stop", f"json_schema reply fits the schema: {content!r}")
+        r = client.chat.completions.create(
+            model="smollm2-135m-instruct",
+            messages=[{"role": "user", "content": "Reply with a JSON object with the keys name and age for a cat."}],
+            temperature=0,
+            max_tokens=300,
+            response_format={"type": "json_object"},
+        )
+        content = r.choices[0].message.content
+        try:
+            ok = isinstance(json.loads(content), dict)
+        except json.JSONDecodeError:
+            ok = False
+        check(ok and r.choices[0].finish_reason == "stop", f"json_object reply parses: {content!r}")
 
         bad = openai.OpenAI(base_url=base + "/v1", api_key="wrong", max_retries=0)
         try:

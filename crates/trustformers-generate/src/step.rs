@@ -72,6 +72,17 @@ impl Sequence {
         })
     }
 
+    /// Adds `processor` before the configuration's own (a constraint such as
+    /// [`JsonConstraint`](crate::processors::JsonConstraint), which must see the scores
+    /// before temperature and top-k do).
+    pub fn with_processor(
+        mut self,
+        processor: Box<dyn crate::processors::LogitsProcessor>,
+    ) -> Self {
+        self.processors.0.insert(0, processor);
+        self
+    }
+
     /// Runs the model once: at most `max_prompt_tokens` of the prompt still to process
     /// (`None`: all of it), or the last generated token; picks the next token once the
     /// whole prompt is in. Generation stops at an end-of-sequence token or

@@ -15,6 +15,7 @@ use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
+use trustformers::generation::processors::JsonConstraint;
 use trustformers::generation::{step_rows, FinishReason, Sequence, Step, TextStream, TokenLogprob};
 use trustformers::{GenerationConfig, LoadedModel};
 
@@ -23,6 +24,8 @@ pub struct Job {
     pub prompt: Vec<u32>,
     pub config: GenerationConfig,
     pub n: usize,
+    /// Constrained decoding (`response_format`), applied to each of the `n` sequences.
+    pub constraint: Option<JsonConstraint>,
     pub events: UnboundedSender<Event>,
     pub received: Instant,
 }
@@ -237,7 +240,13 @@ impl Scheduler {
             let mut config = job.config.clone();
             // The choices of one request differ when sampled.
             config.seed = config.seed.wrapping_add(index as u64);
-            match Sequence::new(&*model.model, &job.prompt, &config) {
+            let seq = Sequence::new(&*model.model, &job.prompt, &config).map(|seq| {
+                match &job.constraint {
+                    Some(c) => seq.with_processor(Box::new(c.clone())),
+                    None => seq,
+                }
+            });
+            match seq {
                 Ok(seq) => active.push(Active {
                     seq,
                     text: TextStream::new(&model.tokenizer, &config.stop_strings),

@@ -78,6 +78,42 @@ pub(crate) struct ChatModel {
     pub engine: engine::Engine,
     /// Longest prompt + completion.
     pub context: usize,
+    /// Each vocabulary id's text, for constrained decoding (made on first use).
+    pub token_texts: OnceLock<Arc<Vec<Option<String>>>>,
+}
+
+impl ChatModel {
+    /// What each token id adds to a text: `decode([p, id])` after `decode([p])` for an
+    /// ordinary token `p`, so that tokenizers which drop a leading space at the start of a
+    /// text (SentencePiece) give the token's text in the middle of one. Special tokens and
+    /// ids the tokenizer does not have are `None`.
+    pub fn token_texts(&self) -> Arc<Vec<Option<String>>> {
+        self.token_texts
+            .get_or_init(|| {
+                let tok = &self.loaded.tokenizer;
+                let prefix = tok
+                    .encode_ids("a", false)
+                    .ok()
+                    .and_then(|ids| ids.first().copied());
+                let base = prefix.and_then(|p| tok.decode(&[p], false).ok());
+                let texts = (0..self.loaded.model.vocab_size() as u32)
+                    .map(|id| {
+                        if id as usize >= tok.len() || tok.is_special(id) {
+                            return None;
+                        }
+                        match (prefix, &base) {
+                            (Some(p), Some(base)) => {
+                                let full = tok.decode(&[p, id], false).ok()?;
+                                full.strip_prefix(base.as_str()).map(str::to_owned)
+                            }
+                            _ => tok.decode(&[id], false).ok(),
+                        }
+                    })
+                    .collect();
+                Arc::new(texts)
+            })
+            .clone()
+    }
 }
 
 /// The embedding model, loaded.
@@ -139,6 +175,7 @@ impl AppState {
                 loaded,
                 engine,
                 context,
+                token_texts: OnceLock::new(),
             },
             embedding,
         };

@@ -26,6 +26,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc::UnboundedReceiver;
+use trustformers::generation::processors::JsonConstraint;
 use trustformers::generation::{FinishReason, TokenLogprob};
 use trustformers::pipelines::EmbedParams;
 use trustformers::tokenizers::chat::{ChatOptions, Message};
@@ -369,15 +370,7 @@ async fn chat_completions(
     let models = loaded(&state)?;
     let chat = &models.chat;
     check_model(request.sampling.model.as_deref(), &chat.id)?;
-    if let Some(format) = &request.response_format {
-        if format["type"].as_str() != Some("text") {
-            return Err(ApiError::invalid(
-                "response_format",
-                "only `{\"type\": \"text\"}` is supported yet: constrained decoding for \
-                 json_object and json_schema is not built",
-            ));
-        }
-    }
+    let constraint = response_format(chat, request.response_format.as_ref())?;
     if request.messages.is_empty() {
         return Err(ApiError::invalid(
             "messages",
@@ -426,7 +419,7 @@ async fn chat_completions(
         .or(request.sampling.max_tokens);
     let config = generation_config(chat, &request.sampling, max_tokens, ids.len(), top_logprobs)?;
     let n = choices(&request.sampling, chat)?;
-    let rx = submit(chat, ids.clone(), config, n)?;
+    let rx = submit(chat, ids.clone(), config, n, constraint)?;
     let meta = Meta {
         id: response_id("chatcmpl"),
         created: unix_now(),
@@ -547,7 +540,7 @@ async fn completions(
             }
             e
         })?;
-        receivers.push(submit(chat, ids.clone(), config, n)?);
+        receivers.push(submit(chat, ids.clone(), config, n, None)?);
     }
     let meta = |prompt_tokens| Meta {
         id: response_id("cmpl"),
@@ -709,17 +702,52 @@ async fn models(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiEr
     Ok(Json(json!({"object": "list", "data": data})))
 }
 
+/// `response_format`: text (none), any JSON object, or a JSON schema, enforced while
+/// decoding so that the reply parses.
+fn response_format(
+    chat: &ChatModel,
+    format: Option<&Value>,
+) -> Result<Option<JsonConstraint>, ApiError> {
+    let Some(format) = format else {
+        return Ok(None);
+    };
+    let eos = chat.loaded.generation.eos_token_id.clone();
+    match format["type"].as_str() {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(JsonConstraint::object(chat.token_texts(), eos))),
+        Some("json_schema") => {
+            let Some(schema) = format["json_schema"].get("schema") else {
+                return Err(ApiError::invalid(
+                    "response_format",
+                    "`json_schema` needs `json_schema.schema`",
+                ));
+            };
+            Ok(Some(JsonConstraint::schema(
+                chat.token_texts(),
+                eos,
+                schema,
+            )?))
+        }
+        _ => Err(ApiError::invalid(
+            "response_format",
+            "`response_format.type` is `text`, `json_object` or `json_schema`",
+        )),
+    }
+}
+
 fn submit(
     chat: &ChatModel,
     prompt: Vec<u32>,
     config: GenerationConfig,
     n: usize,
+    constraint: Option<JsonConstraint>,
 ) -> Result<UnboundedReceiver<Event>, ApiError> {
     let (events, rx) = tokio::sync::mpsc::unbounded_channel();
     chat.engine.submit(Job {
         prompt,
         config,
         n,
+        constraint,
         events,
         received: Instant::now(),
     })?;

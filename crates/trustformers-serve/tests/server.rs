@@ -368,7 +368,12 @@ async fn bad_requests_get_openai_errors() {
     check(s, &b, 400, Some("max_tokens"));
     let m = b["error"]["message"].as_str().unwrap();
     assert!(m.contains("99") && m.contains("100"), "{m}");
-    let (s, b) = chat(json!({"response_format": {"type": "json_object"}})).await;
+    let unsupported = json!({"type": "json_schema", "json_schema": {"name": "x", "schema":
+        {"type": "object", "properties": {"a": {"anyOf": [{"type": "string"}]}}}}});
+    let (s, b) = chat(json!({ "response_format": unsupported })).await;
+    check(s, &b, 400, Some("response_format"));
+    assert!(b["error"]["message"].as_str().unwrap().contains("anyOf"));
+    let (s, b) = chat(json!({"response_format": {"type": "xml"}})).await;
     check(s, &b, 400, Some("response_format"));
     let (s, b) = server
         .post(

@@ -4,6 +4,7 @@
 mod bad_words;
 mod forced_eos;
 mod frequency_presence;
+mod json;
 mod logit_bias;
 mod min_new_tokens;
 mod min_p;
@@ -17,6 +18,7 @@ mod typical_p;
 pub use bad_words::BadWords;
 pub use forced_eos::ForcedEos;
 pub use frequency_presence::FrequencyPresencePenalty;
+pub use json::{JsonConstraint, MAX_DEPTH as JSON_MAX_DEPTH};
 pub use logit_bias::LogitBias;
 pub use min_new_tokens::MinNewTokens;
 pub use min_p::MinP;
