@@ -23,6 +23,8 @@ def one_stream(url, body, out):
     start = time.perf_counter()
     first = None
     tokens = 0
+    # Servers that send no usage: one streamed piece per token.
+    pieces = 0
     req = urllib.request.Request(
         url + "/v1/completions",
         data=json.dumps(body).encode(),
@@ -37,9 +39,12 @@ def one_stream(url, body, out):
             if chunk.get("usage"):
                 tokens = chunk["usage"]["completion_tokens"]
             for c in chunk.get("choices", []):
-                if c.get("text") and first is None:
-                    first = time.perf_counter()
-    out.append({"ttft": (first or time.perf_counter()) - start, "tokens": tokens, "end": time.perf_counter()})
+                if c.get("text"):
+                    pieces += 1
+                    if first is None:
+                        first = time.perf_counter()
+    out.append({"ttft": (first or time.perf_counter()) - start, "tokens": tokens or pieces,
+                "end": time.perf_counter()})
 
 
 def main():

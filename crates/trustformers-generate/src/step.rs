@@ -91,10 +91,7 @@ impl Sequence {
         if self.finished.is_some() {
             return Ok(Step::Done);
         }
-        let mut take = self.ids.len() - self.fed;
-        if self.fed < self.prompt_len {
-            take = take.min(max_prompt_tokens.unwrap_or(usize::MAX).max(1));
-        }
+        let take = self.next_take(max_prompt_tokens);
         let device = model.device();
         let input = Tensor::new(&self.ids[self.fed..self.fed + take], device)?.unsqueeze(0)?;
         let positions = default_positions(1, self.fed, take, device)?;
@@ -112,7 +109,18 @@ impl Sequence {
         Ok(self.choose(logits.flatten_all()?.to_vec1()?))
     }
 
-    /// Whether the prompt is in and the sequence goes on: what [`step_rows`] takes.
+    /// How many tokens the next step feeds: the rest of the prompt (at most
+    /// `max_prompt_tokens`), or the last token.
+    pub fn next_take(&self, max_prompt_tokens: Option<usize>) -> usize {
+        let pending = self.ids.len() - self.fed;
+        if self.fed < self.prompt_len {
+            pending.min(max_prompt_tokens.unwrap_or(usize::MAX).max(1))
+        } else {
+            pending
+        }
+    }
+
+    /// Whether the prompt is in and the sequence goes on: it takes one token a step.
     pub fn decoding(&self) -> bool {
         self.finished.is_none() && self.fed >= self.prompt_len && self.ids.len() - self.fed == 1
     }
@@ -173,25 +181,35 @@ impl Sequence {
     }
 }
 
-/// One token for each of `seqs` in one forward pass ([`CausalLM::forward_rows`]: each
-/// weight read once for all of them); each must be [`Sequence::decoding`]. The tokens are
-/// those [`Sequence::step`] gives each sequence alone (up to rounding in the batched
-/// matrix products).
-pub fn step_rows(model: &dyn CausalLM, seqs: &mut [&mut Sequence]) -> Result<Vec<Step>> {
-    if let Some(i) = seqs.iter().position(|s| !s.decoding()) {
-        return Err(Error::InvalidInput(format!(
-            "sequence {i} is not decoding (its prompt is not in, or it has finished)"
-        )));
+/// One step of each of `seqs` in one forward pass ([`CausalLM::forward_rows`]: each weight
+/// read once for all of them). Every row feeds the same number of tokens: the fewest any
+/// of the sequences has to feed, and at most `max_prompt_tokens` of a prompt; so a group
+/// of [`Sequence::decoding`] sequences takes one token each, and a group of prompts of one
+/// length goes in together. The steps are those [`Sequence::step`] gives each sequence
+/// alone (up to rounding in the batched matrix products).
+pub fn step_rows(
+    model: &dyn CausalLM,
+    seqs: &mut [&mut Sequence],
+    max_prompt_tokens: Option<usize>,
+) -> Result<Vec<Step>> {
+    if let Some(i) = seqs.iter().position(|s| s.finished.is_some()) {
+        return Err(Error::InvalidInput(format!("sequence {i} has finished")));
     }
-    if seqs.is_empty() {
+    let Some(take) = seqs.iter().map(|s| s.next_take(max_prompt_tokens)).min() else {
         return Ok(Vec::new());
-    }
+    };
     let device = model.device();
     let rows = seqs.len();
-    let ids: Vec<u32> = seqs.iter().map(|s| s.ids[s.fed]).collect();
-    let positions: Vec<i64> = seqs.iter().map(|s| s.fed as i64).collect();
-    let input = Tensor::from_vec(ids, (rows, 1), device)?;
-    let positions = Tensor::from_vec(positions, (rows, 1), device)?;
+    let ids: Vec<u32> = seqs
+        .iter()
+        .flat_map(|s| s.ids[s.fed..s.fed + take].iter().copied())
+        .collect();
+    let positions: Vec<i64> = seqs
+        .iter()
+        .flat_map(|s| (s.fed..s.fed + take).map(|p| p as i64))
+        .collect();
+    let input = Tensor::from_vec(ids, (rows, take), device)?;
+    let positions = Tensor::from_vec(positions, (rows, take), device)?;
     let mut caches: Vec<&mut Cache> = seqs.iter_mut().map(|s| &mut s.cache).collect();
     let logits: Vec<Vec<f32>> = model
         .forward_rows(&input, &positions, &mut caches)?
@@ -200,8 +218,12 @@ pub fn step_rows(model: &dyn CausalLM, seqs: &mut [&mut Sequence]) -> Result<Vec
         .iter_mut()
         .zip(logits)
         .map(|(s, logits)| {
-            s.fed += 1;
-            s.choose(logits)
+            s.fed += take;
+            if s.fed < s.prompt_len {
+                Step::Prefilled(take)
+            } else {
+                s.choose(logits)
+            }
         })
         .collect())
 }

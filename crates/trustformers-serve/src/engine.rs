@@ -60,6 +60,9 @@ pub struct EngineOptions {
     pub max_queue: usize,
     /// Most prompt tokens a sequence runs in one round.
     pub prefill_chunk: usize,
+    /// Most prompt tokens all sequences run in one round (at least one chunk runs), so
+    /// that a burst of new prompts delays the running streams by a bounded time.
+    pub prefill_budget: usize,
 }
 
 impl Default for EngineOptions {
@@ -68,6 +71,7 @@ impl Default for EngineOptions {
             max_batch_size: 8,
             max_queue: 64,
             prefill_chunk: 256,
+            prefill_budget: 1024,
         }
     }
 }
@@ -263,10 +267,12 @@ impl Scheduler {
         }
     }
 
-    /// One round: a prompt chunk for each sequence still reading its prompt, then one
-    /// token for every other sequence, all of them in one forward pass.
+    /// One round: prompt chunks for the sequences still reading their prompts (those whose
+    /// chunks have one length in one pass, up to `prefill_budget` tokens in all), then one
+    /// token for every generating sequence, all of them in one pass.
     fn round(&self, model: &LoadedModel, active: &mut [Active<'_>]) {
-        let lm = &*model.model;
+        let chunk = Some(self.options.prefill_chunk);
+        let mut reading = Vec::new();
         let mut decoding = Vec::new();
         for a in active.iter_mut() {
             if a.events.is_closed() {
@@ -275,33 +281,52 @@ impl Scheduler {
             } else if a.seq.decoding() {
                 decoding.push(a);
             } else if a.seq.finished().is_none() {
-                let chunk = Some(self.options.prefill_chunk);
-                // A failure (or a bug) in one sequence ends that request only.
-                let step = std::panic::catch_unwind(AssertUnwindSafe(|| a.seq.step(lm, chunk)));
-                self.report(a, step);
+                reading.push(a);
             }
         }
-        if decoding.is_empty() {
+        reading.sort_by_key(|a| a.seq.next_take(chunk));
+        let mut budget = self.options.prefill_budget;
+        let mut first = true;
+        for group in reading.chunk_by_mut(|a, b| a.seq.next_take(chunk) == b.seq.next_take(chunk)) {
+            let take = group[0].seq.next_take(chunk).max(1);
+            // At least one prompt moves each round, however long its chunk.
+            let rows = (budget / take).max(usize::from(first)).min(group.len());
+            if rows == 0 {
+                break;
+            }
+            first = false;
+            budget = budget.saturating_sub(rows * take);
+            self.step_group(model, &mut group[..rows], chunk);
+        }
+        self.step_group(model, &mut decoding, chunk);
+    }
+
+    /// One step of `group` in one pass, reported to each sequence's client. A failure (or
+    /// a bug) ends the group's requests only.
+    fn step_group(&self, model: &LoadedModel, group: &mut [&mut Active<'_>], chunk: Option<usize>) {
+        if group.is_empty() {
             return;
         }
         let steps = {
-            let mut seqs: Vec<&mut Sequence> = decoding.iter_mut().map(|a| &mut a.seq).collect();
-            std::panic::catch_unwind(AssertUnwindSafe(|| step_rows(lm, &mut seqs)))
+            let mut seqs: Vec<&mut Sequence> = group.iter_mut().map(|a| &mut a.seq).collect();
+            std::panic::catch_unwind(AssertUnwindSafe(|| {
+                step_rows(&*model.model, &mut seqs, chunk)
+            }))
         };
         match steps {
             Ok(Ok(steps)) => {
-                for (a, step) in decoding.into_iter().zip(steps) {
+                for (a, step) in group.iter_mut().zip(steps) {
                     self.report(a, Ok(Ok(step)));
                 }
             }
             Ok(Err(e)) => {
                 let error = ApiError::from(e);
-                for a in decoding {
+                for a in group.iter_mut() {
                     self.fail(a, error.clone());
                 }
             }
             Err(_) => {
-                for a in decoding {
+                for a in group.iter_mut() {
                     self.fail(a, ApiError::internal("generation failed (a bug)"));
                 }
             }

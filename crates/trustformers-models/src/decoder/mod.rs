@@ -590,7 +590,8 @@ impl CausalLM for DecoderForCausalLM {
             .collect::<Result<Vec<_>>>()?;
         let hidden = self.model.forward_rows(input_ids, positions, &mut kv)?;
         let seq = hidden.dim(1)?;
-        Ok(self.logits(&hidden.narrow(1, seq - 1, 1)?)?.squeeze(1)?)
+        let last = hidden.narrow(1, seq - 1, 1)?.contiguous()?;
+        Ok(self.logits(&last)?.squeeze(1)?)
     }
 
     /// A KV cache keeping keys and values as the model's cache dtype.
