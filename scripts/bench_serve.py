@@ -55,6 +55,8 @@ def main():
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--eos", default="0,1,2", help="token ids to bias out")
     p.add_argument("--label", default="")
+    p.add_argument("--ttft-under-load", type=int, default=0, metavar="N",
+                   help="also: with N streams generating, the TTFT of 5 new requests sent one by one")
     args = p.parse_args()
     for n in [int(x) for x in args.streams.split(",")]:
         results = []
@@ -88,6 +90,36 @@ def main():
             "ttft_p50_ms": round(statistics.median(ttft) * 1e3, 1),
             "ttft_max_ms": round(ttft[-1] * 1e3, 1),
         }), flush=True)
+    if args.ttft_under_load:
+        ttft_under_load(args)
+
+
+def ttft_under_load(args):
+    n = args.ttft_under_load
+    body = lambda i, new: {  # noqa: E731
+        "prompt": [100 + (i * 37 + j * 11) % 5000 for j in range(args.prompt_tokens)],
+        "max_tokens": new, "temperature": 0, "stream": True,
+        "stream_options": {"include_usage": True},
+        "logit_bias": {e: -100 for e in args.eos.split(",")},
+    }
+    background, threads = [], []
+    for i in range(n):
+        t = threading.Thread(target=one_stream, args=(args.url, body(i, 4 * args.new_tokens), background))
+        t.start()
+        threads.append(t)
+    time.sleep(8)  # the background prompts are in; they are generating
+    probes = []
+    for k in range(5):
+        one_stream(args.url, body(1000 + k, 2), probes)
+    for t in threads:
+        t.join()
+    ttft = sorted(r["ttft"] for r in probes)
+    print(json.dumps({
+        "system": args.label or args.url,
+        "ttft_under_load_streams": n,
+        "probe_ttft_p50_ms": round(statistics.median(ttft) * 1e3, 1),
+        "probe_ttft_max_ms": round(ttft[-1] * 1e3, 1),
+    }), flush=True)
 
 
 if __name__ == "__main__":
