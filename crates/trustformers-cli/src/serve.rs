@@ -28,6 +28,12 @@ pub struct ServeArgs {
     /// Most requests waiting for a place; more get 429.
     #[arg(long, default_value_t = 64)]
     max_queue: usize,
+    /// KV caches of finished requests kept for prompts that begin the same way (a shared
+    /// system prompt, a growing chat); 0 (the default) is off. With quantized weights a
+    /// reused prefix can change a reply slightly (the rest of the prompt runs on another
+    /// kernel than a fresh run's).
+    #[arg(long, default_value_t = 0)]
+    prefix_cache: usize,
     /// Longest prompt + completion, in tokens (default: the model's context).
     #[arg(long)]
     ctx_size: Option<usize>,
@@ -49,6 +55,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     options.engine = EngineOptions {
         max_batch_size: args.max_batch_size,
         max_queue: args.max_queue,
+        prefix_cache_entries: args.prefix_cache,
         ..EngineOptions::default()
     };
     options.ctx_size = args.ctx_size;

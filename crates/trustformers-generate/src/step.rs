@@ -72,6 +72,38 @@ impl Sequence {
         })
     }
 
+    /// [`Sequence::new`] starting from `cache`, which holds the keys and values of another
+    /// sequence's first `cached` tokens, the same as `prompt`'s first `cached` (a shared
+    /// system prompt, the earlier turns of a chat): those are not computed again. At least
+    /// the prompt's last token is: `cached` must be below the prompt's length.
+    pub fn with_prefix(
+        model: &dyn CausalLM,
+        prompt: &[u32],
+        config: &GenerationConfig,
+        mut cache: Cache,
+        cached: usize,
+    ) -> Result<Self> {
+        let mut seq = Self::new(model, prompt, config)?;
+        if cached >= prompt.len() {
+            return Err(Error::InvalidInput(format!(
+                "a cached prefix of {cached} tokens leaves nothing of a {}-token prompt to run",
+                prompt.len()
+            )));
+        }
+        cache.truncate(cached)?;
+        seq.cache = cache;
+        seq.fed = cached;
+        Ok(seq)
+    }
+
+    /// The tokens the cache holds and the cache itself: what a later sequence with the
+    /// same beginning can start from ([`Sequence::with_prefix`]).
+    pub fn into_cache(self) -> (Vec<u32>, Cache) {
+        let mut ids = self.ids;
+        ids.truncate(self.fed);
+        (ids, self.cache)
+    }
+
     /// Adds `processor` before the configuration's own (a constraint such as
     /// [`JsonConstraint`](crate::processors::JsonConstraint), which must see the scores
     /// before temperature and top-k do).

@@ -548,3 +548,42 @@ fn rows_run_together_equal_rows_run_alone() {
         );
     }
 }
+
+/// A sequence started from another's cache (a shared prefix, cut back to the common
+/// tokens) generates what it generates from scratch.
+#[test]
+fn a_shared_prefix_is_reused_not_recomputed() {
+    use trustformers_generate::{Sequence, Step};
+    let m = model("llama");
+    let config = GenerationConfig {
+        max_new_tokens: 5,
+        eos_token_id: vec![],
+        ..Default::default()
+    };
+    let first: Vec<u32> = (1..20).collect();
+    let mut seq = Sequence::new(&m, &first, &config).unwrap();
+    while seq.finished().is_none() {
+        seq.step(&m, None).unwrap();
+    }
+    let (ids, cache) = seq.into_cache();
+    assert_eq!(ids.len(), first.len() + 4, "the last token was never fed");
+    // The second prompt shares the first 12 tokens, then differs.
+    let second: Vec<u32> = (1..13).chain([40, 41, 42]).collect();
+    let want = generate_ids(&m, &second, &config, |_| Ok(true))
+        .unwrap()
+        .ids;
+    let mut seq = Sequence::with_prefix(&m, &second, &config, cache.clone(), 12).unwrap();
+    let mut fed = 0;
+    while seq.finished().is_none() {
+        if let Step::Prefilled(n) = seq.step(&m, None).unwrap() {
+            fed += n;
+        }
+    }
+    assert_eq!(
+        fed, 0,
+        "the three new prompt tokens went in with the first step"
+    );
+    assert_eq!(seq.generated(), want.as_slice());
+    assert!(Sequence::with_prefix(&m, &second, &config, cache.clone(), 15).is_err());
+    assert!(Sequence::with_prefix(&m, &second[..5], &config, cache, 40).is_err());
+}

@@ -9,6 +9,7 @@
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::prefix::PrefixCache;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 use trustformers::generation::processors::JsonConstraint;
 use trustformers::generation::{step_rows, FinishReason, Sequence, Step, TextStream, TokenLogprob};
+use trustformers::nn::kernels::GEMM_ROWS;
 use trustformers::{GenerationConfig, LoadedModel};
 
 /// One request's generation: `n` sequences from one prompt.
@@ -63,6 +65,12 @@ pub struct EngineOptions {
     /// Most prompt tokens all sequences run in one round (at least one chunk runs), so
     /// that a burst of new prompts delays the running streams by a bounded time.
     pub prefill_budget: usize,
+    /// KV caches of finished sequences kept for prompts that begin the same way
+    /// ([`PrefixCache`]); 0 (the default) turns prefix caching off. With quantized
+    /// weights a reused prefix changes which kernel computes the rest of the prompt (the
+    /// int8 mat-vec below 32 tokens, the f32 GEMM from there), so a reply can differ from
+    /// a fresh run's; with f32 weights only by rounding.
+    pub prefix_cache_entries: usize,
 }
 
 impl Default for EngineOptions {
@@ -72,6 +80,7 @@ impl Default for EngineOptions {
             max_queue: 64,
             prefill_chunk: 256,
             prefill_budget: 1024,
+            prefix_cache_entries: 0,
         }
     }
 }
@@ -180,6 +189,7 @@ impl Scheduler {
         let model = self.model.clone();
         let mut active: Vec<Active<'_>> = Vec::new();
         let mut waiting: Option<Job> = None;
+        let mut prefixes = PrefixCache::new(self.options.prefix_cache_entries);
         loop {
             // Admit what fits.
             loop {
@@ -205,7 +215,7 @@ impl Scheduler {
                 if job.events.is_closed() {
                     continue;
                 }
-                self.admit(&model, job, &mut active);
+                self.admit(&model, job, &mut active, &mut prefixes);
             }
             if self.shared.cancel.load(Ordering::SeqCst) {
                 for a in &mut active {
@@ -225,30 +235,54 @@ impl Scheduler {
                 }
             }
             self.round(&model, &mut active);
-            active.retain(|a| a.seq.finished().is_none());
+            let (done, running): (Vec<_>, Vec<_>) =
+                active.drain(..).partition(|a| a.seq.finished().is_some());
+            active = running;
+            for a in done {
+                // A sequence whose client went away (or that failed) frees its cache now.
+                if a.seq.finished() != Some(FinishReason::Stopped) {
+                    let (ids, cache) = a.seq.into_cache();
+                    prefixes.insert(ids, cache);
+                }
+            }
             self.shared.running.store(active.len(), Ordering::SeqCst);
             self.metrics.active_sequences.set(active.len() as f64);
             self.metrics
                 .queued_requests
                 .set(self.shared.queued.load(Ordering::SeqCst) as f64);
-            let bytes: usize = active.iter().map(|a| a.seq.cache_bytes()).sum();
+            let bytes: usize =
+                active.iter().map(|a| a.seq.cache_bytes()).sum::<usize>() + prefixes.bytes();
             self.metrics.kv_cache_bytes.set(bytes as f64);
         }
     }
 
-    fn admit<'a>(&self, model: &'a LoadedModel, job: Job, active: &mut Vec<Active<'a>>) {
+    fn admit<'a>(
+        &self,
+        model: &'a LoadedModel,
+        job: Job,
+        active: &mut Vec<Active<'a>>,
+        prefixes: &mut PrefixCache,
+    ) {
         self.metrics
             .prompt_tokens
             .increment(job.prompt.len() as u64);
+        let prefix = prefixes.lookup(&job.prompt);
         for index in 0..job.n {
             let mut config = job.config.clone();
             // The choices of one request differ when sampled.
             config.seed = config.seed.wrapping_add(index as u64);
-            let seq = Sequence::new(&*model.model, &job.prompt, &config).map(|seq| {
-                match &job.constraint {
-                    Some(c) => seq.with_processor(Box::new(c.clone())),
-                    None => seq,
+            let lm = &*model.model;
+            let seq = match &prefix {
+                Some((cache, shared)) => {
+                    Sequence::with_prefix(lm, &job.prompt, &config, cache.clone(), *shared)
+                        .inspect(|_| self.metrics.prefix_cache_tokens.increment(*shared as u64))
+                        .or_else(|_| Sequence::new(lm, &job.prompt, &config))
                 }
+                None => Sequence::new(lm, &job.prompt, &config),
+            };
+            let seq = seq.map(|seq| match &job.constraint {
+                Some(c) => seq.with_processor(Box::new(c.clone())),
+                None => seq,
             });
             match seq {
                 Ok(seq) => active.push(Active {
@@ -296,9 +330,20 @@ impl Scheduler {
             }
             first = false;
             budget = budget.saturating_sub(rows * take);
-            self.step_group(model, &mut group[..rows], chunk);
+            if take >= GEMM_ROWS {
+                self.step_group(model, &mut group[..rows], chunk);
+            } else {
+                // Short chunks together would reach the quantized kernels' GEMM path, which
+                // rounds differently from the mat-vec path each takes alone.
+                for one in group[..rows].chunks_mut(1) {
+                    self.step_group(model, one, chunk);
+                }
+            }
         }
-        self.step_group(model, &mut decoding, chunk);
+        // Below GEMM_ROWS rows a decode step takes the same kernels as one sequence alone.
+        for part in decoding.chunks_mut(GEMM_ROWS - 1) {
+            self.step_group(model, part, chunk);
+        }
     }
 
     /// One step of `group` in one pass, reported to each sequence's client. A failure (or

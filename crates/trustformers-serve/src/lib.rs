@@ -20,6 +20,7 @@ pub mod api;
 pub mod engine;
 pub mod error;
 pub mod metrics;
+pub mod prefix;
 mod routes;
 pub mod tools;
 

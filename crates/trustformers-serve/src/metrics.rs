@@ -20,6 +20,8 @@ pub struct Metrics {
     handle: PrometheusHandle,
     pub prompt_tokens: Counter,
     pub generated_tokens: Counter,
+    /// Prompt tokens taken from the prefix cache instead of computed.
+    pub prefix_cache_tokens: Counter,
     pub active_sequences: Gauge,
     pub queued_requests: Gauge,
     pub kv_cache_bytes: Gauge,
@@ -54,6 +56,7 @@ impl Metrics {
         let metrics = Self {
             prompt_tokens: counter("trustformers_prompt_tokens_total"),
             generated_tokens: counter("trustformers_generated_tokens_total"),
+            prefix_cache_tokens: counter("trustformers_prefix_cache_tokens_total"),
             active_sequences: gauge("trustformers_active_sequences"),
             queued_requests: gauge("trustformers_queued_requests"),
             kv_cache_bytes: gauge("trustformers_kv_cache_bytes"),

@@ -550,3 +550,55 @@ async fn greedy_replies_do_not_depend_on_concurrent_requests() {
         );
     }
 }
+
+/// A prompt that begins like a finished one starts from its KV cache: the reply is the
+/// one computed from scratch, and the metrics count the reused tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_prefix_is_taken_from_the_cache() {
+    let server = Server::start(
+        |o| {
+            o.engine = EngineOptions {
+                prefix_cache_entries: 4,
+                ..EngineOptions::default()
+            }
+        },
+        true,
+    )
+    .await;
+    let reused = || server.metric("trustformers_prefix_cache_tokens_total");
+    let ask = |text: &'static str| {
+        server.post(
+            "/v1/chat/completions",
+            json!({"messages": user(text), "max_tokens": 8, "temperature": 0}),
+        )
+    };
+    let text = "hello world, how are you? the quick brown fox";
+    let (_, first) = ask(text).await;
+    assert_eq!(reused().await, 0.0);
+    let (_, again) = ask(text).await;
+    assert!(reused().await >= 16.0, "nothing was reused");
+    assert_eq!(
+        again["choices"][0]["message"],
+        first["choices"][0]["message"]
+    );
+    // A conversation that goes on from it: the same reply as a server without the cache.
+    let longer = json!({"messages": [
+        {"role": "user", "content": text},
+        {"role": "assistant", "content": first["choices"][0]["message"]["content"]},
+        {"role": "user", "content": "how are you"}
+    ], "max_tokens": 8, "temperature": 0});
+    let before = reused().await;
+    let (status, cached) = server.post("/v1/chat/completions", longer.clone()).await;
+    assert_eq!(status, 200, "{cached}");
+    assert!(reused().await > before);
+    let plain = Server::start(|_| {}, true).await;
+    let (_, fresh) = plain.post("/v1/chat/completions", longer).await;
+    assert_eq!(
+        cached["choices"][0]["message"],
+        fresh["choices"][0]["message"]
+    );
+    assert_eq!(
+        plain.metric("trustformers_prefix_cache_tokens_total").await,
+        0.0
+    );
+}

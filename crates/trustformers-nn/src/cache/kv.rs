@@ -375,6 +375,27 @@ impl KvCache {
     pub fn clear(&mut self) {
         self.layers.iter_mut().for_each(|l| *l = None);
     }
+
+    /// Keeps the first `len` cached positions: a prefix that another sequence shares. A
+    /// buffer keeps its memory; the positions past `len` are written over as it grows again.
+    pub fn truncate(&mut self, len: usize) -> Result<()> {
+        let have = self.seq_len();
+        if len > have {
+            return Err(Error::InvalidInput(format!(
+                "cannot keep {len} positions of a cache holding {have}"
+            )));
+        }
+        for layer in self.layers.iter_mut().flatten() {
+            match layer {
+                LayerKv::Buffer(b) => b.len = len,
+                LayerKv::Tensors(k, v) => {
+                    *k = k.narrow(2, 0, len)?.contiguous()?;
+                    *v = v.narrow(2, 0, len)?.contiguous()?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -100,6 +100,19 @@ impl Cache {
         }
     }
 
+    /// Keeps the first `len` positions (a shared prompt prefix reused by another sequence).
+    /// A recurrent state summarises every position it has seen and cannot be cut back: an
+    /// error.
+    pub fn truncate(&mut self, len: usize) -> Result<()> {
+        match self {
+            Self::Kv(c) => c.truncate(len),
+            Self::EncoderDecoder(c) => c.self_attn_mut().truncate(len),
+            Self::State(_) => Err(trustformers_core::Error::InvalidInput(
+                "a recurrent state cannot be cut back to a prefix".into(),
+            )),
+        }
+    }
+
     /// Empties the cache.
     pub fn clear(&mut self) {
         match self {
