@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -192,12 +193,44 @@ def main():
         except openai.NotFoundError:
             check(True, "an unknown model raises NotFoundError")
     finally:
+        # SIGTERM with a long stream in flight: the stream still ends properly ([DONE]),
+        # within the grace period, and the server exits with status 0.
+        got = {}
+
+        def long_stream():
+            body = {"messages": [{"role": "user", "content": "Tell a very long story."}],
+                    "max_tokens": 4000, "stream": True, "logit_bias": {"2": -100}}
+            req = urllib.request.Request(base + "/v1/chat/completions", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json",
+                                                  "Authorization": "Bearer " + KEY})
+            try:
+                with urllib.request.urlopen(req, timeout=60) as r:
+                    for raw in r:
+                        line = raw.decode().strip()
+                        if line.startswith("data: ") and "first" not in got:
+                            got["first"] = time.time()
+                        if line == "data: [DONE]":
+                            got["done"] = time.time()
+            except Exception as e:  # noqa: BLE001 - reported below
+                got["error"] = repr(e)
+
+        streamer = threading.Thread(target=long_stream)
+        streamer.start()
+        deadline = time.time() + 60
+        while "first" not in got and "error" not in got and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        signalled = time.time()
         proc.send_signal(signal.SIGTERM)
         try:
             code = proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
             code = None
+        streamer.join(timeout=15)
+        ended = got.get("done")
+        check(ended is not None and ended - signalled < 10,
+              f"SIGTERM ends a stream in flight with [DONE] ({got})")
         check(code == 0, f"SIGTERM ends the server with status 0 (got {code})")
 
     if failures:
