@@ -31,7 +31,9 @@ pub struct StreamOptions {
 }
 
 /// The sampling fields chat and text completions share, with the extra GenerationConfig
-/// knobs vLLM and llama-server accept (`top_k`, `min_p`, `repetition_penalty`).
+/// knobs vLLM and llama-server accept (`top_k`, `min_p`, `repetition_penalty`). Read from
+/// the same body as the request in a pass of its own: a flattened struct would hide the
+/// name of a field with a wrong type.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Sampling {
     pub model: Option<String>,
@@ -54,7 +56,16 @@ pub struct Sampling {
     pub user: Option<String>,
 }
 
-/// `POST /v1/chat/completions`.
+impl Sampling {
+    /// Whether a stream ends with a usage chunk.
+    pub fn include_usage(&self) -> bool {
+        self.stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage)
+    }
+}
+
+/// `POST /v1/chat/completions` (with [`Sampling`]).
 #[derive(Debug, Clone, Deserialize)]
 pub struct ChatRequest {
     pub messages: Vec<Message>,
@@ -65,10 +76,6 @@ pub struct ChatRequest {
     pub tools: Option<Vec<Value>>,
     pub tool_choice: Option<Value>,
     pub response_format: Option<Value>,
-    /// Read from the same body by [`Sampling`]'s own pass (a flattened struct would hide
-    /// the name of a field with a wrong type).
-    #[serde(skip)]
-    pub sampling: Sampling,
 }
 
 /// `prompt`: a string, strings, token ids or lists of token ids.
@@ -81,7 +88,7 @@ pub enum Prompt {
     IdLists(Vec<Vec<u32>>),
 }
 
-/// `POST /v1/completions`.
+/// `POST /v1/completions` (with [`Sampling`]).
 #[derive(Debug, Clone, Deserialize)]
 pub struct CompletionRequest {
     pub prompt: Prompt,
@@ -89,9 +96,6 @@ pub struct CompletionRequest {
     pub echo: bool,
     /// Legacy completions: how many top alternatives per token (0-5).
     pub logprobs: Option<u64>,
-    /// Read as [`ChatRequest::sampling`] is.
-    #[serde(skip)]
-    pub sampling: Sampling,
 }
 
 /// `input` of `POST /v1/embeddings`.

@@ -168,6 +168,20 @@ fn typed<T: DeserializeOwned>(body: &Value) -> Result<T, ApiError> {
     })
 }
 
+/// A chat or text completion request: the body as `T`, its sampling fields, and the
+/// model, which must be the one served (or not named).
+fn generation_request<'s, T: DeserializeOwned>(
+    state: &'s AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(T, Sampling, &'s ChatModel), ApiError> {
+    let body = parse_json(body)?;
+    let request: T = typed(&body)?;
+    let sampling: Sampling = typed(&body)?;
+    let chat = &loaded(state)?.chat;
+    check_model(sampling.model.as_deref(), &chat.id)?;
+    Ok((request, sampling, chat))
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -364,12 +378,7 @@ async fn chat_completions(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = parse_json(body)?;
-    let mut request: ChatRequest = typed(&body)?;
-    request.sampling = typed(&body)?;
-    let models = loaded(&state)?;
-    let chat = &models.chat;
-    check_model(request.sampling.model.as_deref(), &chat.id)?;
+    let (request, sampling, chat): (ChatRequest, _, _) = generation_request(&state, body)?;
     let constraint = response_format(chat, request.response_format.as_ref())?;
     if request.messages.is_empty() {
         return Err(ApiError::invalid(
@@ -414,27 +423,13 @@ async fn chat_completions(
         (false, None) => None,
         (true, n) => Some(n.unwrap_or(0)),
     };
-    let max_tokens = request
-        .max_completion_tokens
-        .or(request.sampling.max_tokens);
-    let config = generation_config(chat, &request.sampling, max_tokens, ids.len(), top_logprobs)?;
-    let n = choices(&request.sampling, chat)?;
+    let max_tokens = request.max_completion_tokens.or(sampling.max_tokens);
+    let config = generation_config(chat, &sampling, max_tokens, ids.len(), top_logprobs)?;
+    let n = choices(&sampling, chat)?;
     let rx = submit(chat, ids.clone(), config, n, constraint)?;
-    let meta = Meta {
-        id: response_id("chatcmpl"),
-        created: unix_now(),
-        model: chat.id.clone(),
-        prompt_tokens: ids.len(),
-        n,
-        logprobs: request.logprobs,
-        state: state.clone(),
-    };
-    if request.sampling.stream {
-        let usage = request
-            .sampling
-            .stream_options
-            .as_ref()
-            .is_some_and(|o| o.include_usage);
+    let meta = Meta::new("chatcmpl", &state, ids.len(), n, request.logprobs);
+    if sampling.stream {
+        let usage = sampling.include_usage();
         let tools = calls_tools.then(|| (0..n).map(|_| ToolCallStream::default()).collect());
         Ok(sse(meta, rx, usage, Kind::Chat { tools }).into_response())
     } else {
@@ -480,12 +475,7 @@ async fn completions(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = parse_json(body)?;
-    let mut request: CompletionRequest = typed(&body)?;
-    request.sampling = typed(&body)?;
-    let models = loaded(&state)?;
-    let chat = &models.chat;
-    check_model(request.sampling.model.as_deref(), &chat.id)?;
+    let (request, sampling, chat): (CompletionRequest, _, _) = generation_request(&state, body)?;
     let tokenizer = &chat.loaded.tokenizer;
     let prompts: Vec<Vec<u32>> = match &request.prompt {
         Prompt::Text(t) => vec![tokenizer.encode_ids(t, true)?],
@@ -499,7 +489,7 @@ async fn completions(
     if prompts.is_empty() || prompts.iter().any(Vec::is_empty) {
         return Err(ApiError::invalid("prompt", "`prompt` must not be empty"));
     }
-    if request.sampling.stream && prompts.len() > 1 {
+    if sampling.stream && prompts.len() > 1 {
         return Err(ApiError::invalid(
             "prompt",
             "streaming takes one prompt per request",
@@ -514,7 +504,7 @@ async fn completions(
         }
         other => other,
     };
-    let n = choices(&request.sampling, chat)?;
+    let n = choices(&sampling, chat)?;
     if prompts.len() * n > chat.engine.options().max_batch_size {
         return Err(ApiError::invalid(
             "prompt",
@@ -529,8 +519,8 @@ async fn completions(
     for ids in &prompts {
         let config = generation_config(
             chat,
-            &request.sampling,
-            request.sampling.max_tokens.or(Some(16)),
+            &sampling,
+            sampling.max_tokens.or(Some(16)),
             ids.len(),
             top_logprobs,
         )
@@ -542,21 +532,9 @@ async fn completions(
         })?;
         receivers.push(submit(chat, ids.clone(), config, n, None)?);
     }
-    let meta = |prompt_tokens| Meta {
-        id: response_id("cmpl"),
-        created: unix_now(),
-        model: chat.id.clone(),
-        prompt_tokens,
-        n,
-        logprobs: top_logprobs.is_some(),
-        state: state.clone(),
-    };
-    if request.sampling.stream {
-        let usage = request
-            .sampling
-            .stream_options
-            .as_ref()
-            .is_some_and(|o| o.include_usage);
+    let meta = |prompt_tokens| Meta::new("cmpl", &state, prompt_tokens, n, top_logprobs.is_some());
+    if sampling.stream {
+        let usage = sampling.include_usage();
         let prompt = &prompts[0];
         let echo = request
             .echo
@@ -822,6 +800,24 @@ struct Meta {
 }
 
 impl Meta {
+    fn new(
+        prefix: &str,
+        state: &Arc<AppState>,
+        prompt_tokens: usize,
+        n: usize,
+        logprobs: bool,
+    ) -> Self {
+        Self {
+            id: response_id(prefix),
+            created: unix_now(),
+            model: state.options.model.clone(),
+            prompt_tokens,
+            n,
+            logprobs,
+            state: state.clone(),
+        }
+    }
+
     fn token_text(&self, id: u32) -> String {
         self.state
             .models
