@@ -170,10 +170,10 @@ fn typed<T: DeserializeOwned>(body: &Value) -> Result<T, ApiError> {
 
 /// A chat or text completion request: the body as `T`, its sampling fields, and the
 /// model, which must be the one served (or not named).
-fn generation_request<'s, T: DeserializeOwned>(
-    state: &'s AppState,
+fn generation_request<T: DeserializeOwned>(
+    state: &AppState,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(T, Sampling, &'s ChatModel), ApiError> {
+) -> Result<(T, Sampling, &ChatModel), ApiError> {
     let body = parse_json(body)?;
     let request: T = typed(&body)?;
     let sampling: Sampling = typed(&body)?;
