@@ -185,9 +185,10 @@ impl Linear {
         act.forward(&self.forward(xs)?)
     }
 
-    /// Each layer's output for the same input (q/k/v, gate/up). At one activation row, layers
-    /// our quantized kernels run share one quantization of the input and one dispatch to the
-    /// thread pool ([`kernels::matvec_many`]); otherwise the layers run one by one.
+    /// Each layer's output for the same input (q/k/v, gate/up). Below [`GEMM_ROWS`]
+    /// activation rows (decode steps, of one sequence or a batch), layers our quantized
+    /// kernels run share one quantization of the input and one dispatch to the thread pool
+    /// ([`kernels::matvec_many`]); otherwise the layers run one by one.
     pub fn forward_many(layers: &[&Linear], xs: &Tensor) -> Result<Vec<Tensor>> {
         let _timing = profile::scope(Part::Linear);
         let own: Option<Vec<&dyn QuantMatmul>> = layers
@@ -197,7 +198,7 @@ impl Linear {
                 _ => None,
             })
             .collect();
-        let Some(own) = own.filter(|_| layers.len() > 1 && rows_of(xs) == 1) else {
+        let Some(own) = own.filter(|_| layers.len() > 1 && rows_of(xs) < GEMM_ROWS) else {
             return layers.iter().map(|l| l.forward(xs)).collect();
         };
         let outs = kernels::with_f32(xs, |x| kernels::matvec_many(&own, x))?;
@@ -206,7 +207,7 @@ impl Linear {
             .map(|(y, layer)| {
                 let mut dims = xs.dims().to_vec();
                 if let Some(last) = dims.last_mut() {
-                    *last = y.len();
+                    *last = y.len() / rows_of(xs).max(1);
                 }
                 let y = Tensor::from_vec(y, dims, xs.device())?.to_dtype(xs.dtype())?;
                 Ok(match &layer.bias {

@@ -148,19 +148,26 @@ pub trait QuantMatmul: Send + Sync {
     fn matmul(&self, x: &[f32]) -> Result<Vec<f32>>;
     /// Row `r` of `W`, dequantized into `out` (`cols` values): an embedding lookup.
     fn dequantize_row(&self, r: usize, out: &mut [f32]) -> Result<()>;
-    /// `out[i] = W[first + i] · x` for one activation row already quantized to `cols / 32`
-    /// blocks ([`matvec_many`]'s work item); `first + out.len()` must not pass `rows`.
-    fn dot_rows(&self, xq: &[BlockQ8], first: usize, out: &mut [f32]);
+    /// `out[i * n + t] = W[first + i] · x_t` for `n` activation rows already quantized to
+    /// `cols / 32` blocks each (`xq`, row after row): [`matvec_many`]'s and
+    /// [`QuantMatmul::matmul`]'s work item, `[weight rows, n]`. `first + out.len() / n`
+    /// must not pass `rows`.
+    fn dot_rows(&self, xq: &[BlockQ8], n: usize, first: usize, out: &mut [f32]);
 }
 
-/// `x W_i^T` for one activation row `x` and several matrices of its width (a decode step's
-/// q/k/v or gate/up projections): `x` is quantized once and the rows of all the matrices
-/// are split over the pool in one dispatch, instead of one per matrix.
+/// `x W_i^T` for a few activation rows `x` (fewer than [`GEMM_ROWS`]: a decode step, of one
+/// sequence or a batch) and several matrices of its width (q/k/v, gate/up projections): `x`
+/// is quantized once and the rows of all the matrices are split over the pool in one
+/// dispatch, instead of one per matrix. Each result is `[rows of x, rows of W_i]`, the
+/// values [`QuantMatmul::matmul`] gives.
 pub fn matvec_many(ms: &[&dyn QuantMatmul], x: &[f32]) -> Result<Vec<Vec<f32>>> {
-    if let Some(m) = ms
-        .iter()
-        .find(|m| m.dims().1 != x.len() || !x.len().is_multiple_of(BLOCK))
-    {
+    let cols = ms.first().map_or(0, |m| m.dims().1);
+    if let Some(m) = ms.iter().find(|m| {
+        m.dims().1 != cols
+            || cols == 0
+            || !x.len().is_multiple_of(cols)
+            || !cols.is_multiple_of(BLOCK)
+    }) {
         return Err(Error::InvalidInput(format!(
             "{} activation values for a [{}, {}] matrix",
             x.len(),
@@ -168,15 +175,17 @@ pub fn matvec_many(ms: &[&dyn QuantMatmul], x: &[f32]) -> Result<Vec<Vec<f32>>> 
             m.dims().1
         )));
     }
+    let n = x.len() / cols;
     let xq: Vec<BlockQ8> = x.chunks_exact(BLOCK).map(BlockQ8::quantize).collect();
-    let mut outs: Vec<Vec<f32>> = ms.iter().map(|m| vec![0f32; m.dims().0]).collect();
+    // Computed as [rows of W_i, n] so each task owns a contiguous slice.
+    let mut outs: Vec<Vec<f32>> = ms.iter().map(|m| vec![0f32; m.dims().0 * n]).collect();
     // Tasks of rows of one matrix each.
     let tasks: Vec<(usize, usize, Mutex<&mut [f32]>)> = outs
         .iter_mut()
         .enumerate()
         .flat_map(|(i, out)| {
-            let per_task = rows_per_task(out.len());
-            out.chunks_mut(per_task)
+            let per_task = rows_per_task(out.len() / n.max(1));
+            out.chunks_mut(per_task * n)
                 .enumerate()
                 .map(move |(t, chunk)| (i, t * per_task, Mutex::new(chunk)))
         })
@@ -184,11 +193,26 @@ pub fn matvec_many(ms: &[&dyn QuantMatmul], x: &[f32]) -> Result<Vec<Vec<f32>>> 
     candle_core::utils::barrier_pool().execute_chunked(tasks.len(), |range| {
         for (m, first, chunk) in &tasks[range] {
             let mut chunk = chunk.lock().unwrap_or_else(PoisonError::into_inner);
-            ms[*m].dot_rows(&xq, *first, &mut chunk);
+            ms[*m].dot_rows(&xq, n, *first, &mut chunk);
         }
     });
     drop(tasks);
-    Ok(outs)
+    Ok(outs.into_iter().map(|out| transpose(out, n)).collect())
+}
+
+/// `[rows, n]` values as `[n, rows]`.
+fn transpose(values: Vec<f32>, n: usize) -> Vec<f32> {
+    if n <= 1 {
+        return values;
+    }
+    let rows = values.len() / n;
+    let mut out = vec![0f32; values.len()];
+    for (r, row) in values.chunks_exact(n).enumerate() {
+        for (t, &v) in row.iter().enumerate() {
+            out[t * rows + r] = v;
+        }
+    }
+    out
 }
 
 /// A `[rows, cols]` matrix of `B` blocks.
@@ -351,12 +375,26 @@ impl<B: WeightBlock> QuantMatmul for QMatrix<B> {
         Ok(())
     }
 
-    fn dot_rows(&self, xq: &[BlockQ8], first: usize, out: &mut [f32]) {
+    fn dot_rows(&self, xq: &[BlockQ8], n: usize, first: usize, out: &mut [f32]) {
         let per_row = self.cols / BLOCK;
-        let rows = self.blocks[first * per_row..(first + out.len()) * per_row]
-            .chunks_exact(per_row.max(1));
-        for (o, w) in out.iter_mut().zip(rows) {
-            *o = self.dot(w, xq);
+        for (i, row_out) in out.chunks_exact_mut(n.max(1)).enumerate() {
+            let w = &self.blocks[(first + i) * per_row..(first + i + 1) * per_row];
+            let x = |t: usize| &xq[t * per_row..(t + 1) * per_row];
+            // Four activation rows at a time share each unpacked weight block.
+            let mut t = 0;
+            #[cfg(target_arch = "x86_64")]
+            if self.avx2 {
+                for out4 in row_out.chunks_exact_mut(4) {
+                    // SAFETY: `avx2` is only set when the CPU reports AVX2, FMA and F16C.
+                    let v = unsafe { B::dot4_avx2(w, [x(t), x(t + 1), x(t + 2), x(t + 3)]) };
+                    out4.copy_from_slice(&v);
+                    t += 4;
+                }
+            }
+            for o in &mut row_out[t..] {
+                *o = self.dot(w, x(t));
+                t += 1;
+            }
         }
     }
 
@@ -372,52 +410,10 @@ impl<B: WeightBlock> QuantMatmul for QMatrix<B> {
         if n >= GEMM_ROWS {
             return gemm::gemm(x, n, self, None);
         }
-        let per_row = self.cols / BLOCK;
-        let xq: Vec<BlockQ8> = x.chunks_exact(BLOCK).map(BlockQ8::quantize).collect();
-        // Computed as [rows, n] so each task owns a contiguous slice, then transposed.
-        let mut out_t = vec![0f32; self.rows * n];
-        // One uncontended lock per task hands each worker its own slice of the output.
-        let per_task = rows_per_task(self.rows);
-        let tasks: Vec<Mutex<&mut [f32]>> =
-            out_t.chunks_mut(per_task * n).map(Mutex::new).collect();
-        candle_core::utils::barrier_pool().execute_chunked(tasks.len(), |range| {
-            for task in range {
-                let mut chunk = tasks[task].lock().unwrap_or_else(PoisonError::into_inner);
-                let first = task * per_task;
-                for (i, row_out) in chunk.chunks_exact_mut(n).enumerate() {
-                    let w = &self.blocks[(first + i) * per_row..(first + i + 1) * per_row];
-                    let x = |t: usize| &xq[t * per_row..(t + 1) * per_row];
-                    // Four activation rows at a time share each unpacked weight block.
-                    let mut t = 0;
-                    #[cfg(target_arch = "x86_64")]
-                    if self.avx2 {
-                        for out4 in row_out.chunks_exact_mut(4) {
-                            // SAFETY: `avx2` is only set when the CPU reports AVX2, FMA
-                            // and F16C.
-                            let v =
-                                unsafe { B::dot4_avx2(w, [x(t), x(t + 1), x(t + 2), x(t + 3)]) };
-                            out4.copy_from_slice(&v);
-                            t += 4;
-                        }
-                    }
-                    for o in &mut row_out[t..] {
-                        *o = self.dot(w, x(t));
-                        t += 1;
-                    }
-                }
-            }
-        });
-        drop(tasks);
-        if n == 1 {
-            return Ok(out_t);
-        }
-        let mut out = vec![0f32; n * self.rows];
-        for (r, row) in out_t.chunks_exact(n).enumerate() {
-            for (t, &v) in row.iter().enumerate() {
-                out[t * self.rows + r] = v;
-            }
-        }
-        Ok(out)
+        let me: &dyn QuantMatmul = self;
+        matvec_many(&[me], x)?
+            .pop()
+            .ok_or_else(|| Error::InvalidInput("no matrix was multiplied".into()))
     }
 }
 
