@@ -1,0 +1,10 @@
+//! Fine-tuning on candle's autograd. So far: the losses transformers' heads compute
+//! ([`loss`]), equal to torch's in value and gradient. The rest of the fine-tuning issue
+//! (training mode through the models, collators, the Trainer, LoRA) builds on them.
+
+pub mod loss;
+
+pub use loss::{
+    bce_with_logits, causal_lm_loss, cross_entropy, per_token_loss, question_answering_loss,
+    sequence_classification_loss, ClassLabels, ProblemType, IGNORE_INDEX,
+};
