@@ -113,3 +113,37 @@ save_file(tensors, OUT / "losses.safetensors")
 (OUT / "losses.json").write_text(json.dumps(
     {"torch": torch.__version__, "transformers": transformers.__version__, "cases": cases}, indent=1) + "\n")
 print(f"{len(cases)} cases -> {OUT}")
+
+# Collators: transformers' own on fixed examples (padding right and left, multiple of 4).
+from transformers import (  # noqa: E402
+    DataCollatorForLanguageModeling,
+    DataCollatorForTokenClassification,
+    DataCollatorWithPadding,
+    PreTrainedTokenizerFast,
+)
+from tokenizers import Tokenizer, models  # noqa: E402
+
+tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"[PAD]": 0, "a": 1}, "a")))
+tok.pad_token = "[PAD]"
+examples = [
+    {"input_ids": [5, 6, 7], "token_type_ids": [0, 0, 1]},
+    {"input_ids": [8], "token_type_ids": [0]},
+    {"input_ids": [9, 10, 11, 12, 13], "token_type_ids": [0, 1, 1, 1, 1]},
+]
+collated = {}
+for side in ["right", "left"]:
+    tok.padding_side = side
+    for multiple in [None, 4]:
+        key = f"{side}_{multiple or 1}"
+        seq = [dict(e, labels=i % 2) for i, e in enumerate(examples)]
+        out = DataCollatorWithPadding(tok, pad_to_multiple_of=multiple)(seq)
+        collated[f"padding_{key}"] = {k: v.tolist() for k, v in out.items()}
+        tokcls = [dict(e, labels=[j % 3 for j in range(len(e["input_ids"]))]) for e in examples]
+        out = DataCollatorForTokenClassification(tok, pad_to_multiple_of=multiple)(tokcls)
+        collated[f"token_{key}"] = {k: v.tolist() for k, v in out.items()}
+        plain = [{"input_ids": e["input_ids"]} for e in examples]
+        out = DataCollatorForLanguageModeling(tok, mlm=False, pad_to_multiple_of=multiple)(plain)
+        collated[f"causal_{key}"] = {k: v.tolist() for k, v in out.items()}
+(OUT / "collators.json").write_text(json.dumps(
+    {"transformers": transformers.__version__, "examples": examples, "collated": collated}) + "\n")
+print(f"{len(collated)} collations -> {OUT}")

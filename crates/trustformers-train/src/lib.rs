@@ -1,7 +1,9 @@
 //! Fine-tuning on candle's autograd. So far: the losses transformers' heads compute
-//! ([`loss`]), equal to torch's in value and gradient. The rest of the fine-tuning issue
+//! ([`loss`]), equal to torch's in value and gradient, and transformers' deterministic data
+//! collators and `group_texts` ([`collate`]). The rest of the fine-tuning issue
 //! (training mode through the models, collators, the Trainer, LoRA) builds on them.
 
+pub mod collate;
 pub mod loss;
 
 pub use loss::{
