@@ -183,6 +183,91 @@ pub fn causal_lm(examples: &[Example], padding: &Padding) -> Result<Batch> {
     Ok(batch)
 }
 
+/// `DataCollatorForLanguageModeling(mlm=True)`'s masking options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Masking {
+    /// Share of the (non-special) tokens chosen for prediction (`mlm_probability`, 0.15).
+    pub probability: f64,
+    /// Of the chosen, the share replaced by the mask token (`mask_replace_prob`, 0.8) and
+    /// the share replaced by a random token (`random_replace_prob`, 0.1); the rest stay.
+    pub mask_share: f64,
+    pub random_share: f64,
+    pub mask_token_id: u32,
+    /// Random replacements are drawn from `0..vocab_size`.
+    pub vocab_size: u32,
+    /// Ids never chosen (the tokenizer's special tokens, the pad token among them).
+    pub special_ids: Vec<u32>,
+}
+
+impl Masking {
+    /// transformers' defaults around a tokenizer's mask token and special ids.
+    pub fn new(mask_token_id: u32, vocab_size: u32, special_ids: Vec<u32>) -> Self {
+        Self {
+            probability: 0.15,
+            mask_share: 0.8,
+            random_share: 0.1,
+            mask_token_id,
+            vocab_size,
+            special_ids,
+        }
+    }
+}
+
+/// `DataCollatorForLanguageModeling(mlm=True)`: padded like [`with_padding`]; each
+/// non-special token is chosen with `probability`, its label is its id (all others -100),
+/// and it becomes the mask token (80%), a random token (10%) or stays (10%): the 80/10/10
+/// rule, drawn from `rng` (transformers draws from torch's generator, so the choices are
+/// the rule's, not torch's bits).
+pub fn masked_lm(
+    examples: &[Example],
+    padding: &Padding,
+    masking: &Masking,
+    rng: &mut impl rand::Rng,
+) -> Result<Batch> {
+    let valid = |p: f64| (0.0..=1.0).contains(&p);
+    if !valid(masking.probability) {
+        return Err(Error::config("mlm_probability", "must be in [0, 1]"));
+    }
+    if !valid(masking.mask_share)
+        || !valid(masking.random_share)
+        || masking.mask_share + masking.random_share > 1.0
+    {
+        return Err(Error::config(
+            "mask_replace_prob",
+            "mask_replace_prob and random_replace_prob must be in [0, 1] and add up to at most 1",
+        ));
+    }
+    if masking.vocab_size == 0 {
+        return Err(Error::config("vocab_size", "must be at least 1"));
+    }
+    let plain: Vec<Example> = examples
+        .iter()
+        .map(|e| Example {
+            labels: None,
+            ..e.clone()
+        })
+        .collect();
+    let mut batch = with_padding(&plain, padding)?;
+    let mut labels = vec![IGNORE_INDEX; batch.input_ids.len()];
+    // Of the chosen: below `mask_share` masked, then `random_share` random, the rest kept.
+    let random_from = masking.mask_share;
+    let random_to = masking.mask_share + masking.random_share;
+    for (id, label) in batch.input_ids.iter_mut().zip(&mut labels) {
+        if masking.special_ids.contains(id) || !rng.random_bool(masking.probability) {
+            continue;
+        }
+        *label = i64::from(*id);
+        let u: f64 = rng.random();
+        if u < random_from {
+            *id = masking.mask_token_id;
+        } else if u < random_to {
+            *id = rng.random_range(0..masking.vocab_size);
+        }
+    }
+    batch.labels = Some(labels);
+    Ok(batch)
+}
+
 /// transformers' `group_texts` (the causal-LM examples' packing): every example's ids
 /// concatenated, then cut into blocks of `block_size`; the remainder that fills no block
 /// is dropped.

@@ -164,3 +164,85 @@ fn inconsistent_examples_are_errors_naming_them() {
     };
     assert!(with_padding(&[e(vec![1], None)], &zero).is_err());
 }
+
+/// The 80/10/10 rule over many tokens: about 15% chosen, of those about 80% masked, 10%
+/// random, 10% kept; special and padding tokens never; the same seed gives the same batch.
+#[test]
+fn masked_lm_follows_the_80_10_10_rule() {
+    use rand::SeedableRng;
+    let examples: Vec<Example> = (0..200)
+        .map(|i| Example {
+            // 101 and 102 play [CLS] and [SEP]; rows of different lengths get padding (0).
+            input_ids: [101]
+                .into_iter()
+                .chain((0..(50 + i % 50)).map(|j| 1000 + (i * 7 + j) % 500))
+                .chain([102])
+                .collect(),
+            ..Default::default()
+        })
+        .collect();
+    let masking = Masking::new(103, 30000, vec![0, 101, 102, 103]);
+    let collate = |seed| {
+        masked_lm(
+            &examples,
+            &Padding::default(),
+            &masking,
+            &mut rand::rngs::StdRng::seed_from_u64(seed),
+        )
+        .unwrap()
+    };
+    let batch = collate(7);
+    assert_eq!(batch, collate(7));
+    assert_ne!(batch, collate(8));
+    let original = with_padding(&examples, &Padding::default()).unwrap();
+    let labels = batch.labels.as_ref().unwrap();
+    let (mut eligible, mut chosen, mut masked, mut random, mut kept) = (0, 0, 0, 0, 0);
+    for ((&before, &after), &label) in original.input_ids.iter().zip(&batch.input_ids).zip(labels) {
+        let special = [0, 101, 102].contains(&before);
+        if special {
+            assert_eq!((after, label), (before, -100), "a special token was chosen");
+            continue;
+        }
+        eligible += 1;
+        if label == -100 {
+            assert_eq!(after, before);
+            continue;
+        }
+        assert_eq!(label, i64::from(before));
+        chosen += 1;
+        match after {
+            103 => masked += 1,
+            a if a == before => kept += 1,
+            _ => random += 1,
+        }
+    }
+    let share = |a: i32, b: i32| f64::from(a) / f64::from(b);
+    assert!(
+        (share(chosen, eligible) - 0.15).abs() < 0.01,
+        "{chosen} of {eligible}"
+    );
+    assert!(
+        (share(masked, chosen) - 0.8).abs() < 0.03,
+        "{masked} of {chosen} masked"
+    );
+    // A random token can be the original one (1 in 30000): counted as kept here.
+    assert!(
+        (share(random, chosen) - 0.1).abs() < 0.02,
+        "{random} of {chosen} random"
+    );
+    assert!(
+        (share(kept, chosen) - 0.1).abs() < 0.02,
+        "{kept} of {chosen} kept"
+    );
+    let bad = Masking {
+        probability: 1.5,
+        ..masking.clone()
+    };
+    assert!(masked_lm(
+        &examples,
+        &Padding::default(),
+        &bad,
+        &mut rand::rngs::StdRng::seed_from_u64(0)
+    )
+    .is_err());
+}
