@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 SECONDS_EACH=${1:?usage: scripts/fuzz.sh SECONDS [TARGET...]}
 shift || true
-ALL=(gguf_parse safetensors_parse pickle_load tokenizer_json tokenize_text chat_template config_json optim_kwargs)
+ALL=(gguf_parse safetensors_parse pickle_load tokenizer_json tokenize_text chat_template config_json optim_kwargs serve_request)
 [ $# -gt 0 ] && TARGETS=("$@") || TARGETS=("${ALL[@]}")
 JOBS=${JOBS:-1}
 
@@ -48,6 +48,14 @@ for kwargs in '{"lr": 0.01, "betas": [0.9, 0.99], "weight_decay": 0.1, "amsgrad"
     '{"base_lr": 0.01, "max_lr": 0.1, "step_size_up": 5, "mode": "exp_range", "gamma": 0.9}' \
     '{"num_cycles": 2, "min_lr_rate": 0.1, "num_decay_steps": 10}' '{"step_size": 3, "milestones": [2, 5]}'; do
   printf '%s' "$kwargs" > "fuzz/corpus/optim_kwargs/$(printf '%s' "$kwargs" | cksum | cut -d' ' -f1)"
+done
+
+# serve_request: request bodies and JSON schemas with a reply after a 0xFF byte.
+mkdir -p fuzz/corpus/serve_request
+for body in '{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream": true, "n": 2, "logit_bias": {"1": -100}, "stop": ["x"]}' \
+    '{"prompt": [1, 2, 3], "echo": true, "logprobs": 2, "temperature": 0}' '{"input": ["a", "b"], "encoding_format": "base64"}' \
+    '{"response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"enum": ["x", 1, null]}, "c": {"type": "array", "items": {"type": "number"}}}, "required": ["a"]}}}}'; do
+  printf '%s\377{"a": 12, "b": "x", "c": [1.5e3, -0]}' "$body" > "fuzz/corpus/serve_request/$(printf '%s' "$body" | cksum | cut -d' ' -f1)"
 done
 
 # An explicit target dir, so that CARGO_TARGET_DIR cannot move the binaries.
