@@ -154,11 +154,8 @@ fn collate(examples: &[Example], padding: &Padding, per_token_labels: bool) -> R
     Ok(batch)
 }
 
-/// `DataCollatorForLanguageModeling(mlm=False)`: padded like [`with_padding`], with labels
-/// equal to the input ids (the model shifts them) and -100 wherever the id is the pad token,
-/// as transformers does: with a tokenizer whose pad token is its EOS token, the EOS tokens
-/// are not learned either.
-pub fn causal_lm(examples: &[Example], padding: &Padding) -> Result<Batch> {
+/// `examples` padded without their labels (the language-modelling collators make their own).
+fn pad_inputs(examples: &[Example], padding: &Padding) -> Result<Batch> {
     let plain: Vec<Example> = examples
         .iter()
         .map(|e| Example {
@@ -166,7 +163,15 @@ pub fn causal_lm(examples: &[Example], padding: &Padding) -> Result<Batch> {
             ..e.clone()
         })
         .collect();
-    let mut batch = with_padding(&plain, padding)?;
+    with_padding(&plain, padding)
+}
+
+/// `DataCollatorForLanguageModeling(mlm=False)`: padded like [`with_padding`], with labels
+/// equal to the input ids (the model shifts them) and -100 wherever the id is the pad token,
+/// as transformers does: with a tokenizer whose pad token is its EOS token, the EOS tokens
+/// are not learned either.
+pub fn causal_lm(examples: &[Example], padding: &Padding) -> Result<Batch> {
+    let mut batch = pad_inputs(examples, padding)?;
     batch.labels = Some(
         batch
             .input_ids
@@ -240,14 +245,7 @@ pub fn masked_lm(
     if masking.vocab_size == 0 {
         return Err(Error::config("vocab_size", "must be at least 1"));
     }
-    let plain: Vec<Example> = examples
-        .iter()
-        .map(|e| Example {
-            labels: None,
-            ..e.clone()
-        })
-        .collect();
-    let mut batch = with_padding(&plain, padding)?;
+    let mut batch = pad_inputs(examples, padding)?;
     let mut labels = vec![IGNORE_INDEX; batch.input_ids.len()];
     // Of the chosen: below `mask_share` masked, then `random_share` random, the rest kept.
     let random_from = masking.mask_share;
