@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 SECONDS_EACH=${1:?usage: scripts/fuzz.sh SECONDS [TARGET...]}
 shift || true
-ALL=(gguf_parse safetensors_parse pickle_load tokenizer_json tokenize_text chat_template config_json optim_kwargs serve_request)
+ALL=(gguf_parse safetensors_parse pickle_load tokenizer_json tokenize_text chat_template config_json optim_kwargs serve_request dataset_file)
 [ $# -gt 0 ] && TARGETS=("$@") || TARGETS=("${ALL[@]}")
 JOBS=${JOBS:-1}
 
@@ -57,6 +57,12 @@ for body in '{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, 
     '{"response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"enum": ["x", 1, null]}, "c": {"type": "array", "items": {"type": "number"}}}, "required": ["a"]}}}}'; do
   printf '%s\377{"a": 12, "b": "x", "c": [1.5e3, -0]}' "$body" > "fuzz/corpus/serve_request/$(printf '%s' "$body" | cksum | cut -d' ' -f1)"
 done
+
+# dataset_file: a first byte choosing JSON Lines, CSV or text, then the file.
+mkdir -p fuzz/corpus/dataset_file
+printf '\000{"text": "good", "label": 1}\n{"text": "bad", "label": "b"}\n' > fuzz/corpus/dataset_file/jsonl
+printf '\001sentence,label\n"a, quoted",1\nplain,a\n' > fuzz/corpus/dataset_file/csv
+printf '\002one line\n\nthree\n' > fuzz/corpus/dataset_file/txt
 
 # An explicit target dir, so that CARGO_TARGET_DIR cannot move the binaries.
 cargo +nightly fuzz build --target-dir fuzz/target

@@ -1,0 +1,202 @@
+//! Training data from files as Hugging Face `datasets` reads them: JSON Lines (one object
+//! per line), CSV (a header row, then one row per example) and plain text (one example per
+//! line, in the column `text`, empty lines included). Every error names the file, and the
+//! line (and column) where it can.
+
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+use trustformers_core::{Error, Result};
+
+/// Rows of named values, and the file they came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    pub path: PathBuf,
+    pub rows: Vec<Map<String, Value>>,
+}
+
+fn read(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    String::from_utf8(bytes).map_err(|e| Error::Json {
+        path: path.to_path_buf(),
+        reason: format!("not UTF-8 (byte {})", e.utf8_error().valid_up_to()),
+    })
+}
+
+fn error(path: &Path, reason: String) -> Error {
+    Error::Json {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+impl Dataset {
+    /// By the file's extension: `.jsonl`/`.json` (JSON Lines), `.csv`, `.txt`.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        Self::parse(path, &read(path)?)
+    }
+
+    /// `text` read as the file `path` names (its extension says the format).
+    pub fn parse(path: &Path, text: &str) -> Result<Self> {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("jsonl" | "json") => Self::parse_jsonl(path, text),
+            Some("csv") => Self::parse_csv(path, text),
+            Some("txt") => Self::parse_text(path, text),
+            _ => Err(error(
+                path,
+                "unknown data format: use a .jsonl, .json (JSON Lines), .csv or .txt file".into(),
+            )),
+        }
+    }
+
+    /// One JSON object per line; blank lines are skipped.
+    fn parse_jsonl(path: &Path, text: &str) -> Result<Self> {
+        let mut rows = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let value: Value = serde_json::from_str(line)
+                .map_err(|e| error(path, format!("line {}, column {}: {e}", i + 1, e.column())))?;
+            match value {
+                Value::Object(row) => rows.push(row),
+                other => {
+                    return Err(error(
+                        path,
+                        format!("line {}: expected a JSON object, found {other}", i + 1),
+                    ))
+                }
+            }
+        }
+        Self::new(path, rows)
+    }
+
+    /// A header row, then one row per example; every value a string, as `datasets` reads a
+    /// CSV file before casting.
+    fn parse_csv(path: &Path, text: &str) -> Result<Self> {
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let header: Vec<String> = reader
+            .headers()
+            .map_err(|e| error(path, format!("the header row: {e}")))?
+            .iter()
+            .map(str::to_owned)
+            .collect();
+        let mut rows = Vec::new();
+        for record in reader.records() {
+            let record = record.map_err(|e| {
+                let line = e.position().map_or(0, |p| p.line());
+                error(path, format!("line {line}: {e}"))
+            })?;
+            rows.push(
+                header
+                    .iter()
+                    .zip(record.iter())
+                    .map(|(k, v)| (k.clone(), Value::String(v.to_owned())))
+                    .collect(),
+            );
+        }
+        Self::new(path, rows)
+    }
+
+    /// One example per line, in the column `text` (empty lines too, as `datasets` keeps
+    /// them).
+    fn parse_text(path: &Path, text: &str) -> Result<Self> {
+        let rows = text
+            .lines()
+            .map(|l| Map::from_iter([("text".to_owned(), Value::String(l.to_owned()))]))
+            .collect();
+        Self::new(path, rows)
+    }
+
+    fn new(path: &Path, rows: Vec<Map<String, Value>>) -> Result<Self> {
+        if rows.is_empty() {
+            return Err(error(path, "the file holds no examples".into()));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            rows,
+        })
+    }
+
+    /// The number of examples.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether there are none (never, for a dataset read from a file).
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    fn get(&self, row: usize, column: &str) -> Result<&Value> {
+        let r = self.rows.get(row).ok_or_else(|| {
+            error(
+                &self.path,
+                format!("no example {row} (of {})", self.rows.len()),
+            )
+        })?;
+        r.get(column).ok_or_else(|| {
+            let known: Vec<&str> = r.keys().map(String::as_str).collect();
+            error(
+                &self.path,
+                format!(
+                    "example {}: no column `{column}` (it has {})",
+                    row + 1,
+                    known.join(", ")
+                ),
+            )
+        })
+    }
+
+    /// Column `column` as text, for every example.
+    pub fn texts(&self, column: &str) -> Result<Vec<String>> {
+        (0..self.rows.len())
+            .map(|i| match self.get(i, column)? {
+                Value::String(s) => Ok(s.clone()),
+                other => Err(error(
+                    &self.path,
+                    format!("example {}: `{column}` is {other}, not a string", i + 1),
+                )),
+            })
+            .collect()
+    }
+
+    /// Column `column` as class indices below `num_labels`: integers, or strings naming
+    /// `label_names` (a CSV file's labels are strings).
+    pub fn class_labels(
+        &self,
+        column: &str,
+        num_labels: usize,
+        label_names: &[String],
+    ) -> Result<Vec<i64>> {
+        (0..self.rows.len())
+            .map(|i| {
+                let v = self.get(i, column)?;
+                let index = match v {
+                    Value::Number(n) => n.as_i64(),
+                    Value::String(s) => s
+                        .trim()
+                        .parse::<i64>()
+                        .ok()
+                        .or_else(|| label_names.iter().position(|l| l == s).map(|p| p as i64)),
+                    _ => None,
+                };
+                match index {
+                    Some(l) if (0..num_labels as i64).contains(&l) => Ok(l),
+                    _ => Err(error(
+                        &self.path,
+                        format!(
+                            "example {}: label {v} is not one of the {num_labels} classes{}",
+                            i + 1,
+                            if label_names.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({})", label_names.join(", "))
+                            }
+                        ),
+                    )),
+                }
+            })
+            .collect()
+    }
+}
