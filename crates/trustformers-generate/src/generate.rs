@@ -4,7 +4,7 @@
 
 use crate::beam::beam_search;
 use crate::config::GenerationConfig;
-use crate::processors::{softmax, Context};
+use crate::processors::{softmax, Context, LogitsProcessorList};
 use crate::step::TextStream;
 use candle_core::Tensor;
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -56,7 +56,7 @@ pub struct TokenOutput {
 }
 
 /// Picks the next token from processed scores.
-pub(crate) fn select(scores: &[f32], sample: bool, rng: &mut StdRng) -> u32 {
+fn select(scores: &[f32], sample: bool, rng: &mut StdRng) -> u32 {
     if sample {
         let probs = softmax(scores);
         let mut u: f32 = rng.random();
@@ -75,6 +75,24 @@ pub(crate) fn select(scores: &[f32], sample: bool, rng: &mut StdRng) -> u32 {
         }
     }
     best as u32
+}
+
+/// The next token from one row's raw logits: the processors, then greedy or seeded
+/// sampled selection; with `top_logprobs`, its log-probability (of the raw logits).
+pub(crate) fn next_token(
+    processors: &LogitsProcessorList,
+    config: &GenerationConfig,
+    ctx: Context<'_>,
+    logits: &[f32],
+    rng: &mut StdRng,
+) -> (u32, Option<TokenLogprob>) {
+    let mut scores = logits.to_vec();
+    processors.process(&ctx, &mut scores);
+    let next = select(&scores, config.do_sample, rng);
+    (
+        next,
+        config.top_logprobs.map(|n| logprob_of(logits, next, n)),
+    )
 }
 
 /// The chosen token's log-probability and the `n` most likely tokens.
@@ -225,18 +243,12 @@ fn sample_rows(
                 row.mask.push(1);
                 continue;
             }
-            let mut scores = logits.clone();
-            processors.process(
-                &Context {
-                    ids: &row.ids,
-                    prompt_len: width,
-                },
-                &mut scores,
-            );
-            let next = select(&scores, config.do_sample, &mut rng);
-            if let Some(n) = config.top_logprobs {
-                row.logprobs.push(logprob_of(&logits, next, n));
-            }
+            let ctx = Context {
+                ids: &row.ids,
+                prompt_len: width,
+            };
+            let (next, logprob) = next_token(&processors, config, ctx, &logits, &mut rng);
+            row.logprobs.extend(logprob);
             row.ids.push(next);
             row.mask.push(1);
             row.generated += 1;

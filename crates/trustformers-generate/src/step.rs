@@ -5,7 +5,7 @@
 //! processors, the same seeded sampler).
 
 use crate::config::GenerationConfig;
-use crate::generate::{check_prompts, logprob_of, select, FinishReason, TokenLogprob};
+use crate::generate::{check_prompts, next_token, FinishReason, TokenLogprob};
 use crate::processors::{Context, LogitsProcessorList};
 use candle_core::Tensor;
 use rand::{rngs::StdRng, SeedableRng};
@@ -159,19 +159,12 @@ impl Sequence {
 
     /// Picks the next token from the last position's logits.
     fn choose(&mut self, logits: Vec<f32>) -> Step {
-        let mut scores = logits.clone();
-        self.processors.process(
-            &Context {
-                ids: &self.ids,
-                prompt_len: self.prompt_len,
-            },
-            &mut scores,
-        );
-        let next = select(&scores, self.config.do_sample, &mut self.rng);
-        let logprob = self
-            .config
-            .top_logprobs
-            .map(|n| logprob_of(&logits, next, n));
+        let ctx = Context {
+            ids: &self.ids,
+            prompt_len: self.prompt_len,
+        };
+        let (next, logprob) =
+            next_token(&self.processors, &self.config, ctx, &logits, &mut self.rng);
         self.ids.push(next);
         if self.config.eos_token_id.contains(&next) {
             self.finished = Some(FinishReason::Eos);

@@ -361,7 +361,7 @@ impl Scheduler {
         match steps {
             Ok(Ok(steps)) => {
                 for (a, step) in group.iter_mut().zip(steps) {
-                    self.report(a, Ok(Ok(step)));
+                    self.report(a, step);
                 }
             }
             Ok(Err(e)) => {
@@ -379,12 +379,9 @@ impl Scheduler {
     }
 
     /// What one step of a sequence reports to its client.
-    fn report(&self, a: &mut Active<'_>, step: std::thread::Result<trustformers::Result<Step>>) {
-        let (id, logprob) = match step {
-            Ok(Ok(Step::Token(id, logprob))) => (id, logprob),
-            Ok(Ok(Step::Prefilled(_) | Step::Done)) => return,
-            Ok(Err(e)) => return self.fail(a, e.into()),
-            Err(_) => return self.fail(a, ApiError::internal("generation failed (a bug)")),
+    fn report(&self, a: &mut Active<'_>, step: Step) {
+        let Step::Token(id, logprob) = step else {
+            return;
         };
         let now = Instant::now();
         match a.last_token {
