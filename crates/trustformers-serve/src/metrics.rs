@@ -40,14 +40,46 @@ impl Metrics {
             };
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
-        let describe = |name: &'static str, unit: Unit, help: &'static str| {
-            recorder.describe_counter(name.into(), Some(unit), help.into());
-        };
-        describe(
-            "trustformers_requests_total",
-            Unit::Count,
-            "HTTP requests by endpoint and status",
-        );
+        // HELP lines of the exposition.
+        for (name, help) in [
+            (
+                "trustformers_requests_total",
+                "HTTP requests by endpoint and status",
+            ),
+            ("trustformers_prompt_tokens_total", "Prompt tokens admitted"),
+            ("trustformers_generated_tokens_total", "Tokens generated"),
+            (
+                "trustformers_prefix_cache_tokens_total",
+                "Prompt tokens taken from the prefix cache",
+            ),
+        ] {
+            recorder.describe_counter(name.into(), Some(Unit::Count), help.into());
+        }
+        for (name, help) in [
+            ("trustformers_active_sequences", "Sequences being generated"),
+            (
+                "trustformers_queued_requests",
+                "Requests waiting for a place",
+            ),
+            (
+                "trustformers_kv_cache_bytes",
+                "Bytes held by KV caches, the prefix cache's included",
+            ),
+        ] {
+            recorder.describe_gauge(name.into(), None, help.into());
+        }
+        for (name, help) in [
+            (
+                "trustformers_time_to_first_token_seconds",
+                "From a request's arrival to its first token",
+            ),
+            (
+                "trustformers_time_per_output_token_seconds",
+                "Between a sequence's consecutive tokens",
+            ),
+        ] {
+            recorder.describe_histogram(name.into(), Some(Unit::Seconds), help.into());
+        }
         let counter =
             |name: &'static str| recorder.register_counter(&Key::from_name(name), &METADATA);
         let gauge = |name: &'static str| recorder.register_gauge(&Key::from_name(name), &METADATA);
