@@ -2,6 +2,8 @@
 //! transformers' field names, for side-by-side comparison with a Python run.
 //! `trustformers debug optim`: step an optimizer (and a schedule) on saved parameters and
 //! gradients, for comparison with the reference implementation.
+//! `trustformers debug grad`: one forward and backward pass of a model's training loss on
+//! saved inputs and labels; writes the loss and every parameter's gradient.
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -11,6 +13,7 @@ use std::path::PathBuf;
 use trustformers::core::parse_dtype;
 use trustformers::models::decoder::positions_from_mask;
 use trustformers::models::ForwardOptions;
+use trustformers::train::TrainBatch;
 use trustformers::{AutoConfig, EncoderTask, LoadOptions, ModelConfig, ModelKind};
 
 #[derive(Subcommand)]
@@ -20,6 +23,28 @@ pub enum DebugCommand {
     /// Step an optimizer on parameters and per-step gradients from safetensors files and
     /// save every step's parameters and learning rate.
     Optim(crate::debug_optim::OptimArgs),
+    /// Compute a model's training loss on inputs and labels from a safetensors file and save
+    /// the loss and every parameter's gradient under its checkpoint name.
+    Grad(GradArgs),
+}
+
+#[derive(Args)]
+pub struct GradArgs {
+    /// Checkpoint directory (config.json + safetensors) or .gguf file (dequantized).
+    #[arg(long)]
+    model: PathBuf,
+    /// safetensors file with the model inputs under transformers' names (`input_ids`,
+    /// `attention_mask`, `token_type_ids`, `position_ids`) and the labels its `forward`
+    /// takes: `labels`, or `start_positions` and `end_positions` for question answering.
+    #[arg(long)]
+    inputs: PathBuf,
+    /// Where to write `loss` and each parameter's gradient (float32), named as the
+    /// checkpoint names the parameter. Parameters the loss does not reach are left out.
+    #[arg(long)]
+    out: PathBuf,
+    /// Training dtype (f32, bf16, f16); f32 by default.
+    #[arg(long)]
+    dtype: Option<String>,
 }
 
 #[derive(Args)]
@@ -48,7 +73,44 @@ pub fn run(command: DebugCommand) -> Result<()> {
     match command {
         DebugCommand::Dump(args) => dump(&args),
         DebugCommand::Optim(args) => crate::debug_optim::run(&args),
+        DebugCommand::Grad(args) => grad(&args),
     }
+}
+
+fn grad(args: &GradArgs) -> Result<()> {
+    let opts = LoadOptions {
+        dtype: Some(
+            args.dtype
+                .as_deref()
+                .map(parse_dtype)
+                .transpose()?
+                .unwrap_or(DType::F32),
+        ),
+        ..LoadOptions::default()
+    };
+    let trainable = AutoConfig::from_pretrained(&args.model)
+        .and_then(|config| config.load_trainable(None, &opts))
+        .with_context(|| format!("loading {} for training", args.model.display()))?;
+    let inputs = candle_core::safetensors::load(&args.inputs, &opts.device)
+        .with_context(|| format!("reading {}", args.inputs.display()))?;
+    let batch = TrainBatch::from_named(&trainable.model, &inputs)
+        .with_context(|| format!("reading the batch in {}", args.inputs.display()))?;
+    let (loss, grads) = trainable.loss_and_gradients(&batch)?;
+    let mut out = HashMap::new();
+    out.insert("loss".to_string(), loss.to_dtype(DType::F32)?);
+    for (name, g) in grads {
+        out.insert(name, g.to_dtype(DType::F32)?);
+    }
+    candle_core::safetensors::save(&out, &args.out)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!(
+        "loss {:.6}; wrote it and {} gradients ({} parameters in the model) to {}",
+        loss.to_dtype(DType::F32)?.to_scalar::<f32>()?,
+        out.len() - 1,
+        trainable.parameters.len(),
+        args.out.display()
+    );
+    Ok(())
 }
 
 fn input(

@@ -6,8 +6,8 @@
 use crate::weights::{StoredTensor, TensorSource};
 use crate::{Error, Result};
 use candle_core::quantized::QTensor;
-use candle_core::{DType, Device, Shape, Tensor};
-use std::collections::BTreeSet;
+use candle_core::{DType, Device, Shape, Tensor, Var};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 /// A weight as a layer receives it: dense in the compute dtype, or still block-quantized.
@@ -56,6 +56,9 @@ struct Inner {
     device: Device,
     keep_quantized: bool,
     used: Mutex<BTreeSet<String>>,
+    /// Set for training: every tensor is loaded once as a [`Var`], kept here by its name in
+    /// the checkpoint.
+    parameters: Option<Mutex<BTreeMap<String, Var>>>,
 }
 
 /// A prefix into a checkpoint. Cheap to clone; all clones share the record of used tensors.
@@ -82,9 +85,39 @@ impl Weights {
                 keep_quantized,
                 names: None,
                 used: Mutex::new(BTreeSet::new()),
+                parameters: None,
             }),
             prefix: String::new(),
         }
+    }
+
+    /// Wraps `source` for training: every tensor is dequantized if needed, converted to
+    /// `dtype` and loaded as a [`Var`] (once, however many layers share it), so the layers
+    /// built from it take their differentiable path and [`Self::parameters`] lists what
+    /// the optimizer updates.
+    pub fn trainable(source: Box<dyn TensorSource>, dtype: DType, device: Device) -> Self {
+        let mut weights = Self::new(source, dtype, device, false);
+        if let Some(inner) = Arc::get_mut(&mut weights.inner) {
+            inner.parameters = Some(Mutex::new(BTreeMap::new()));
+        }
+        weights
+    }
+
+    /// Whether tensors are loaded as trainable [`Var`]s.
+    pub fn is_trainable(&self) -> bool {
+        self.inner.parameters.is_some()
+    }
+
+    /// The trainable tensors loaded so far, by their names in the checkpoint (and in its
+    /// layout: a transposed tensor is kept as stored); empty unless [`Self::trainable`].
+    pub fn parameters(&self) -> Result<Parameters> {
+        let Some(parameters) = &self.inner.parameters else {
+            return Ok(Parameters::default());
+        };
+        let parameters = parameters
+            .lock()
+            .map_err(|_| Error::InvalidInput("weight loader lock poisoned".into()))?;
+        Ok(Parameters(parameters.clone()))
     }
 
     /// The same loader, looking tensors up through `names` (see [`TensorNames`]). Call it
@@ -149,6 +182,9 @@ impl Weights {
 
     /// Loads `name` as a dense tensor in the compute dtype, dequantizing if needed.
     pub fn get(&self, shape: impl Into<Shape>, name: &str) -> Result<Tensor> {
+        if self.is_trainable() {
+            return self.load_parameter(shape.into(), name);
+        }
         match self.load(shape.into(), name)? {
             StoredTensor::Dense(t) => Ok(t.to_dtype(self.inner.dtype)?),
             StoredTensor::Quantized(q) => Ok(q
@@ -160,6 +196,9 @@ impl Weights {
     /// Loads `name` for a matmul: quantized tensors stay quantized when the loader keeps
     /// them, everything else becomes dense in the compute dtype.
     pub fn get_weight(&self, shape: impl Into<Shape>, name: &str) -> Result<Weight> {
+        if self.is_trainable() {
+            return Ok(Weight::Dense(self.load_parameter(shape.into(), name)?));
+        }
         match self.load(shape.into(), name)? {
             StoredTensor::Quantized(q) if self.inner.keep_quantized => {
                 Ok(Weight::Quantized(Arc::new(q)))
@@ -172,7 +211,76 @@ impl Weights {
         }
     }
 
+    /// `name` as a view of its [`Var`] (created on first use, as stored, in the compute
+    /// dtype), transposed when the checkpoint stores it so.
+    fn load_parameter(&self, shape: Shape, name: &str) -> Result<Tensor> {
+        let stored = self.stored_name(&self.path(name));
+        let parameters = self
+            .inner
+            .parameters
+            .as_ref()
+            .ok_or_else(|| Error::InvalidInput("the loader is not trainable".into()))?;
+        let known = parameters
+            .lock()
+            .map_err(|_| Error::InvalidInput("weight loader lock poisoned".into()))?
+            .get(&stored.name)
+            .cloned();
+        let var = match known {
+            Some(var) => {
+                let mut expected = shape.dims().to_vec();
+                if stored.transposed {
+                    expected.reverse();
+                }
+                if var.dims() != expected {
+                    return Err(Error::ShapeMismatch {
+                        name: stored.name,
+                        expected,
+                        actual: var.dims().to_vec(),
+                    });
+                }
+                var
+            }
+            None => {
+                let (tensor, _) = self.load_stored(shape, name)?;
+                let dense = match tensor {
+                    StoredTensor::Dense(t) => t,
+                    StoredTensor::Quantized(q) => q.dequantize(&self.inner.device)?,
+                };
+                let var = Var::from_tensor(&dense.to_dtype(self.inner.dtype)?)?;
+                parameters
+                    .lock()
+                    .map_err(|_| Error::InvalidInput("weight loader lock poisoned".into()))?
+                    .insert(stored.name.clone(), var.clone());
+                var
+            }
+        };
+        let tensor = var.as_tensor().clone();
+        Ok(if stored.transposed {
+            tensor.t()?
+        } else {
+            tensor
+        })
+    }
+
     fn load(&self, shape: Shape, name: &str) -> Result<StoredTensor> {
+        let (tensor, transposed) = self.load_stored(shape, name)?;
+        if !transposed {
+            return Ok(tensor);
+        }
+        match tensor {
+            StoredTensor::Dense(t) if t.rank() == 2 => {
+                Ok(StoredTensor::Dense(t.t()?.contiguous()?))
+            }
+            _ => Err(Error::UnsupportedTensor {
+                name: self.stored_name(&self.path(name)).name,
+                reason: "only dense matrices can be stored transposed".into(),
+            }),
+        }
+    }
+
+    /// `name` as the checkpoint stores it, after the shape check, and whether it is stored
+    /// transposed.
+    fn load_stored(&self, shape: Shape, name: &str) -> Result<(StoredTensor, bool)> {
         let StoredName {
             name: full,
             transposed,
@@ -193,24 +301,17 @@ impl Weights {
                 actual,
             });
         }
-        let mut tensor = self.inner.source.load(&full, &self.inner.device)?;
-        if transposed {
-            tensor = match tensor {
-                StoredTensor::Dense(t) if t.rank() == 2 => {
-                    StoredTensor::Dense(t.t()?.contiguous()?)
-                }
-                _ => {
-                    return Err(Error::UnsupportedTensor {
-                        name: full,
-                        reason: "only dense matrices can be stored transposed".into(),
-                    })
-                }
-            };
+        let tensor = self.inner.source.load(&full, &self.inner.device)?;
+        if transposed && !matches!(&tensor, StoredTensor::Dense(t) if t.rank() == 2) {
+            return Err(Error::UnsupportedTensor {
+                name: full,
+                reason: "only dense matrices can be stored transposed".into(),
+            });
         }
         if let Ok(mut used) = self.inner.used.lock() {
             used.insert(full);
         }
-        Ok(tensor)
+        Ok((tensor, transposed))
     }
 
     /// The checkpoint's tensors that were never loaded.
@@ -254,5 +355,42 @@ impl Weights {
     /// Describes the files behind this loader.
     pub fn describe(&self) -> String {
         self.inner.source.describe()
+    }
+}
+
+/// A model's trainable tensors by their checkpoint names (sorted), as
+/// [`Weights::parameters`] collected them.
+#[derive(Clone, Default)]
+pub struct Parameters(BTreeMap<String, Var>);
+
+impl Parameters {
+    /// The parameter stored under `name`.
+    pub fn get(&self, name: &str) -> Option<&Var> {
+        self.0.get(name)
+    }
+
+    /// Every parameter with its name, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Var)> {
+        self.0.iter()
+    }
+
+    /// How many tensors.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// How many numbers, all tensors together.
+    pub fn numel(&self) -> usize {
+        self.0.values().map(|v| v.elem_count()).sum()
+    }
+
+    /// Keeps only the parameters `keep` accepts (the rest stay in the model, frozen).
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.0.retain(|name, _| keep(name));
     }
 }

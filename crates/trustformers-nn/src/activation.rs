@@ -53,7 +53,7 @@ impl Activation {
         let _timing = profile::scope(Part::Activation);
         let f32_cpu = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu();
         if let (Some(kind), true, true) = (self.fused(), f32_cpu(gate), gate.dims() == up.dims()) {
-            if f32_cpu(up) {
+            if f32_cpu(up) && !crate::differentiable(&[gate, up]) {
                 let mut g: Vec<f32> = gate.flatten_all()?.to_vec1()?;
                 crate::kernels::with_f32(up, |u| {
                     fused::gated(kind, &mut g, u);
@@ -70,7 +70,9 @@ impl Activation {
         let _timing = profile::scope(Part::Activation);
         Ok(match self {
             Self::Silu | Self::GeluErf | Self::GeluTanh
-                if xs.dtype() == DType::F32 && xs.device().is_cpu() =>
+                if xs.dtype() == DType::F32
+                    && xs.device().is_cpu()
+                    && !crate::differentiable(&[xs]) =>
             {
                 let mut x: Vec<f32> = xs.flatten_all()?.to_vec1()?;
                 if let Some(kind) = self.fused() {
@@ -78,7 +80,7 @@ impl Activation {
                 }
                 Tensor::from_vec(x, xs.dims(), xs.device())?
             }
-            Self::Silu => candle_nn::ops::silu(xs)?,
+            Self::Silu => xs.silu()?,
             Self::GeluErf => xs.gelu_erf()?,
             Self::GeluTanh => xs.gelu()?,
             Self::Relu => xs.relu()?,

@@ -14,6 +14,8 @@ pub struct Embedding {
     vocab_size: usize,
     dtype: DType,
     device: Device,
+    /// The row that gets no gradient in training (torch's `padding_idx`).
+    padding_idx: Option<u32>,
 }
 
 #[derive(Clone)]
@@ -40,7 +42,15 @@ impl Embedding {
             vocab_size,
             dtype: vb.dtype(),
             device: vb.device().clone(),
+            padding_idx: None,
         })
+    }
+
+    /// The same table, with row `padding_idx` left out of the gradient as torch's
+    /// `nn.Embedding(padding_idx=...)` does (its lookups are unchanged).
+    pub fn with_padding_idx(mut self, padding_idx: Option<u32>) -> Self {
+        self.padding_idx = padding_idx;
+        self
     }
 
     /// The dtype lookups return.
@@ -79,7 +89,18 @@ impl Embedding {
             Table::Dense(w) => {
                 let mut dims = ids.dims().to_vec();
                 dims.push(w.dim(1)?);
-                Ok(w.index_select(&ids.flatten_all()?, 0)?.reshape(dims)?)
+                let flat = ids.flatten_all()?;
+                let rows = w.index_select(&flat, 0)?;
+                let rows = match self.padding_idx {
+                    Some(pad) if crate::differentiable(&[w]) => {
+                        // Padding rows: the same values, detached from the graph.
+                        let keep = flat.ne(pad)?.to_dtype(rows.dtype())?.unsqueeze(1)?;
+                        let padded = rows.detach().broadcast_mul(&keep.affine(-1.0, 1.0)?)?;
+                        (rows.broadcast_mul(&keep)? + padded)?
+                    }
+                    _ => rows,
+                };
+                Ok(rows.reshape(dims)?)
             }
             Table::Quantized(q) => Ok(q.embedding(&ids)?.to_dtype(self.dtype)?),
             Table::Own(m) => {

@@ -15,6 +15,14 @@ pub mod positions;
 pub mod profile;
 
 pub use activation::Activation;
+
+/// Whether any of `ts` is in an autograd graph (a trainable weight, or computed from one).
+/// Layers then take their differentiable path, candle's ops, instead of the CPU kernels,
+/// which read and write plain buffers: training and inference share the layer code and the
+/// choice is made here, not per model.
+pub(crate) fn differentiable(ts: &[&candle_core::Tensor]) -> bool {
+    ts.iter().any(|t| t.track_op())
+}
 pub use attention::{
     Attention, AttentionSpec, BidirectionalAttention, CrossAttention, CrossAttentionSpec, QkNorm,
     QkvLayout,

@@ -64,6 +64,8 @@ impl Linear {
     /// Builds a layer from an already-loaded weight.
     pub fn from_weight(weight: Weight, bias: Option<Tensor>) -> Result<Self> {
         let weight = match weight {
+            // A trainable weight stays a tensor, so its matmul is in the graph.
+            Weight::Dense(t) if crate::differentiable(&[&t]) => LinearWeight::Dense(t),
             Weight::Dense(t) if t.dtype() == DType::F32 && t.device().is_cpu() && t.rank() == 2 => {
                 let (n, k) = t.dims2()?;
                 let values: Vec<f32> = t.flatten_all()?.to_vec1()?;
@@ -79,6 +81,16 @@ impl Linear {
             },
         };
         Ok(Self { weight, bias })
+    }
+
+    /// Whether the weight or bias is trainable (in an autograd graph).
+    pub fn is_trainable(&self) -> bool {
+        let weight = matches!(&self.weight, LinearWeight::Dense(w) if crate::differentiable(&[w]));
+        weight
+            || self
+                .bias
+                .as_ref()
+                .is_some_and(|b| crate::differentiable(&[b]))
     }
 
     /// Whether the weight is kept ggml-quantized.

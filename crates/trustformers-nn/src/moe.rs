@@ -88,7 +88,13 @@ impl SparseMoe {
         let (b, s, h) = xs.dims3()?;
         let flat = xs.reshape((b * s, h))?;
         let logits = self.router.forward(&flat)?.to_dtype(DType::F32)?;
-        let probs: Vec<Vec<f32>> = candle_nn::ops::softmax_last_dim(&logits)?.to_vec2()?;
+        let training = crate::differentiable(&[&logits]);
+        let probs_t = if training {
+            candle_nn::ops::softmax(&logits, candle_core::D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&logits)?
+        };
+        let probs: Vec<Vec<f32>> = probs_t.to_vec2()?;
         // Per expert: the tokens routed to it and their weights.
         let mut routed: Vec<(Vec<u32>, Vec<f32>)> =
             vec![(Vec::new(), Vec::new()); self.experts.len()];
@@ -108,14 +114,37 @@ impl SparseMoe {
                 routed[i].1.push(w);
             }
         }
+        // Training: the routing weights as tensor ops over `probs_t`, so the router gets its
+        // gradient (the choice of experts itself has none, as in torch).
+        let routing = if training {
+            let experts = self.experts.len();
+            let mut chosen = vec![0f32; probs.len() * experts];
+            for (i, (tokens, _)) in routed.iter().enumerate() {
+                for &t in tokens {
+                    chosen[t as usize * experts + i] = 1.0;
+                }
+            }
+            let chosen = Tensor::from_vec(chosen, (probs.len(), experts), xs.device())?;
+            let kept = (&probs_t * chosen)?;
+            Some(if self.spec.norm_topk_prob {
+                kept.broadcast_div(&kept.sum_keepdim(1)?)?
+            } else {
+                kept
+            })
+        } else {
+            None
+        };
         let mut out = Tensor::zeros((b * s, h), DType::F32, xs.device())?;
-        for (expert, (tokens, weights)) in self.experts.iter().zip(routed) {
+        for (i, (expert, (tokens, weights))) in self.experts.iter().zip(routed).enumerate() {
             if tokens.is_empty() {
                 continue;
             }
             let n = tokens.len();
             let idx = Tensor::from_vec(tokens, n, xs.device())?;
-            let w = Tensor::from_vec(weights, (n, 1), xs.device())?;
+            let w = match &routing {
+                Some(r) => r.index_select(&idx, 0)?.narrow(1, i, 1)?,
+                None => Tensor::from_vec(weights, (n, 1), xs.device())?,
+            };
             let y = expert.forward(&flat.index_select(&idx, 0)?)?;
             let y = y.to_dtype(DType::F32)?.broadcast_mul(&w)?;
             out = out.index_add(&idx, &y, 0)?;

@@ -57,7 +57,7 @@ impl RmsNorm {
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let _timing = profile::scope(Part::Norm);
         if let (Some(w), DType::F32, true) = (&self.values, xs.dtype(), xs.device().is_cpu()) {
-            if xs.dims().last() == Some(&w.len()) {
+            if xs.dims().last() == Some(&w.len()) && !crate::differentiable(&[xs, &self.weight]) {
                 let mut x: Vec<f32> = xs.flatten_all()?.to_vec1()?;
                 crate::kernels::fused::rms_norm(&mut x, w, self.eps as f32);
                 return Ok(Tensor::from_vec(x, xs.dims(), xs.device())?);
@@ -116,7 +116,11 @@ impl LayerNorm {
     /// `xs`, `residual`: `[..., dim]` -> the same.
     pub fn forward_residual(&self, xs: &Tensor, residual: &Tensor) -> Result<Tensor> {
         let _timing = profile::scope(Part::Norm);
-        if self.fuses(xs) && residual.dims() == xs.dims() && residual.dtype() == DType::F32 {
+        if self.fuses(xs)
+            && residual.dims() == xs.dims()
+            && residual.dtype() == DType::F32
+            && !crate::differentiable(&[residual])
+        {
             return crate::kernels::with_f32(residual, |r| self.fused(xs, Some(r)));
         }
         self.forward(&(xs + residual)?)
@@ -128,6 +132,11 @@ impl LayerNorm {
             && xs.device().is_cpu()
             && self.weight.rank() == 1
             && xs.dims().last() == Some(&self.weight.elem_count())
+            && !crate::differentiable(&[xs, &self.weight])
+            && !self
+                .bias
+                .as_ref()
+                .is_some_and(|b| crate::differentiable(&[b]))
     }
 
     fn fused(&self, xs: &Tensor, residual: Option<&[f32]>) -> Result<Tensor> {

@@ -14,6 +14,7 @@ use trustformers_models::registry::{self, Architecture, ModelKind};
 use trustformers_models::{
     gguf, CausalLM, DecoderModel, DecoderSpec, EncoderForTask, RuntimeOptions,
 };
+use trustformers_train::{TaskModel, Trainable};
 
 /// How to load a model: where it runs, in what dtype, and how it runs once loaded.
 #[derive(Debug, Clone)]
@@ -105,12 +106,17 @@ impl ModelConfig {
         }
     }
 
-    fn weights(&self, opts: &LoadOptions) -> Result<Weights> {
+    /// The checkpoint's weights; `trainable`: every tensor a `Var` (GGUF tensors
+    /// dequantized), for [`Self::load_trainable`].
+    fn weights(&self, opts: &LoadOptions, trainable: bool) -> Result<Weights> {
         let dtype = opts.dtype.unwrap_or(DType::F32);
+        let open = |source| match trainable {
+            true => Weights::trainable(source, dtype, opts.device.clone()),
+            false => Weights::new(source, dtype, opts.device.clone(), opts.dtype.is_none()),
+        };
         match &self.files {
             Files::Dir(dir) => {
-                let source = trustformers_core::weights::open_dir(dir)?;
-                let weights = Weights::new(source, dtype, opts.device.clone(), false);
+                let weights = open(trustformers_core::weights::open_dir(dir)?);
                 match self.architecture.tensor_names {
                     Some(names) => {
                         let config = self.json.clone();
@@ -122,12 +128,7 @@ impl ModelConfig {
             // GGUF tensors are renamed to the checkpoint names already.
             Files::Gguf(file) => {
                 let source = gguf::gguf_source(file.clone(), self.architecture, &self.json)?;
-                Ok(Weights::new(
-                    Box::new(source),
-                    dtype,
-                    opts.device.clone(),
-                    opts.dtype.is_none(),
-                ))
+                Ok(open(Box::new(source)))
             }
         }
     }
@@ -139,7 +140,7 @@ impl ModelConfig {
             return Err(self.architecture.wrong_kind("a causal language model"));
         }
         opts.validate()?;
-        let vb = self.weights(opts)?;
+        let vb = self.weights(opts, false)?;
         let model = self
             .architecture
             .causal_lm(&self.json, &vb, &opts.runtime())?;
@@ -156,6 +157,12 @@ impl ModelConfig {
         task: Option<EncoderTask>,
         opts: &LoadOptions,
     ) -> Result<EncoderForTask> {
+        let vb = self.weights(opts, false)?;
+        self.build_encoder(task, &vb)
+    }
+
+    /// The encoder with the head of `task` over `vb`, every base tensor used.
+    fn build_encoder(&self, task: Option<EncoderTask>, vb: &Weights) -> Result<EncoderForTask> {
         let arch = self.architecture;
         let spec = arch.encoder_spec(&self.json)?;
         let task = task.unwrap_or_else(|| self.encoder_task());
@@ -172,10 +179,42 @@ impl ModelConfig {
             }
             _ => Vec::new(),
         };
-        let vb = self.weights(opts)?;
-        let model = EncoderForTask::new(&spec, task, layout.as_ref(), labels, &vb)?;
+        let model = EncoderForTask::new(&spec, task, layout.as_ref(), labels, vb)?;
         vb.finish_unless(|name| model.may_skip_tensor(name))?;
         Ok(model)
+    }
+
+    /// Loads the model for training: every weight a trainable `Var` in `opts.dtype` (f32
+    /// by default; GGUF weights dequantized), so the layers take their differentiable
+    /// path. A causal LM trains with its next-token loss; an encoder with the head of
+    /// `task` (`None`: the checkpoint's own).
+    pub fn load_trainable(
+        &self,
+        task: Option<EncoderTask>,
+        opts: &LoadOptions,
+    ) -> Result<Trainable> {
+        opts.validate()?;
+        let vb = self.weights(opts, true)?;
+        let model = if self.architecture.is_causal_lm() {
+            let model = self
+                .architecture
+                .causal_lm(&self.json, &vb, &opts.runtime())?;
+            vb.finish(self.architecture.ignored_tensors())?;
+            TaskModel::CausalLm(model)
+        } else {
+            TaskModel::Encoder {
+                model: self.build_encoder(task, &vb)?,
+                problem_type: self
+                    .json
+                    .get("problem_type")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            }
+        };
+        Ok(Trainable {
+            model,
+            parameters: vb.parameters()?,
+        })
     }
 }
 
@@ -224,7 +263,7 @@ impl AutoModel {
     pub fn from_pretrained(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<DecoderModel> {
         let config = AutoConfig::from_pretrained(path)?;
         let spec = config.decoder_spec()?;
-        let vb = config.weights(opts)?;
+        let vb = config.weights(opts, false)?;
         let with_head = vb.contains("model.embed_tokens.weight");
         let model = DecoderModel::new(
             &spec,

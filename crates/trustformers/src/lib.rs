@@ -39,3 +39,4 @@ pub use trustformers_models::{
 pub use trustformers_nn::{self as nn, Cache, KvCache};
 pub use trustformers_optim as optim;
 pub use trustformers_tokenizers::{self as tokenizers, AutoTokenizer, Tokenizer};
+pub use trustformers_train as train;

@@ -197,7 +197,8 @@ impl DecoderModel {
                 &vb.pp("embed_tokens"),
                 spec.vocab_size,
                 spec.hidden_size,
-            )?,
+            )?
+            .with_padding_idx(spec.padding_idx),
             embed_positions: (spec.positions == Positions::Learned)
                 .then(|| {
                     Embedding::new(

@@ -74,6 +74,9 @@ pub struct DecoderSpec {
     pub sliding_rope: Option<RopeSpec>,
     /// `tanh` soft-capping of the final logits (Gemma 2).
     pub final_logit_softcapping: Option<f64>,
+    /// The token whose embedding row never gets a gradient (`nn.Embedding(padding_idx=)`,
+    /// `pad_token_id` in the LLaMA family; GPT-2, GPT-J, GPT-Neo(X) and Falcon have none).
+    pub padding_idx: Option<u32>,
 }
 
 impl DecoderSpec {
@@ -149,6 +152,7 @@ impl DecoderSpec {
             gated_mlp: true,
             sliding_rope: None,
             final_logit_softcapping: None,
+            padding_idx: crate::encoder::pad_token_id(f)?.filter(|&p| (p as usize) < vocab_size),
         })
     }
 

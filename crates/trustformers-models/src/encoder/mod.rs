@@ -80,6 +80,13 @@ pub enum EncoderLayout {
 }
 
 impl EncoderSpec {
+    /// The word embedding row that gets no gradient (`padding_idx=pad_token_id` in every
+    /// encoder family), when the pad token is in the vocabulary.
+    pub fn embedding_padding_idx(&self) -> Option<u32> {
+        self.pad_token_id
+            .filter(|&p| (p as usize) < self.vocab_size)
+    }
+
     /// Reads BERT's config fields (`hidden_size`, `num_hidden_layers`, ...).
     pub fn bert_like(f: &Fields<'_>, base_prefix: &'static str) -> Result<Self> {
         let hidden_size = f.usize("hidden_size", limits::HIDDEN)?;
@@ -217,15 +224,20 @@ impl Embeddings {
         let e = spec.embedding_size;
         let emb = vb.pp("embeddings");
         Ok(Self {
-            word: Embedding::new(&emb.pp("word_embeddings"), spec.vocab_size, e)?,
+            word: Embedding::new(&emb.pp("word_embeddings"), spec.vocab_size, e)?
+                .with_padding_idx(spec.embedding_padding_idx()),
             position: spec
                 .deberta()
                 .is_none_or(|d| d.position_biased_input)
                 .then(|| {
-                    Embedding::new(
-                        &emb.pp("position_embeddings"),
-                        spec.max_position_embeddings,
-                        e,
+                    // RoBERTa's position table has the padding index too.
+                    Ok::<_, trustformers_core::Error>(
+                        Embedding::new(
+                            &emb.pp("position_embeddings"),
+                            spec.max_position_embeddings,
+                            e,
+                        )?
+                        .with_padding_idx(spec.position_padding_idx),
                     )
                 })
                 .transpose()?,

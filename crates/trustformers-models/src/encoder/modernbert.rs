@@ -189,7 +189,8 @@ impl ModernBertBody {
                 &vb.pp("embeddings").pp("tok_embeddings"),
                 spec.vocab_size,
                 h,
-            )?,
+            )?
+            .with_padding_idx(spec.embedding_padding_idx()),
             embed_norm: norm(vb.pp("embeddings").pp("norm"))?,
             layers,
             final_norm: norm(vb.pp("final_norm"))?,

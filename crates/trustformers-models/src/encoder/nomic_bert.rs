@@ -201,7 +201,8 @@ impl NomicBertBody {
         let emb = vb.pp("embeddings");
         let pooler_vb = vb.pp("pooler").pp("dense");
         Ok(Self {
-            word: Embedding::new(&emb.pp("word_embeddings"), spec.vocab_size, h)?,
+            word: Embedding::new(&emb.pp("word_embeddings"), spec.vocab_size, h)?
+                .with_padding_idx(spec.embedding_padding_idx()),
             token_type: (spec.type_vocab_size > 0)
                 .then(|| Embedding::new(&emb.pp("token_type_embeddings"), spec.type_vocab_size, h))
                 .transpose()?,

@@ -80,6 +80,16 @@ impl BidirectionalAttention {
         })
     }
 
+    /// Whether the projections are trainable.
+    fn is_trainable(&self) -> bool {
+        match &self.qkv {
+            Qkv::Separate { query, key, value } => {
+                query.is_trainable() || key.is_trainable() || value.is_trainable()
+            }
+            Qkv::Stacked(qkv) => qkv.is_trainable(),
+        }
+    }
+
     /// The query and key projections, when they are kept apart (`stack: false`, or
     /// projections our GEMM cannot stack).
     pub fn query_key(&self) -> Option<(&Linear, &Linear)> {
@@ -96,7 +106,12 @@ impl BidirectionalAttention {
     /// seq]` (the padding mask is `[batch, 1, 1, seq]`) -> `[batch, seq, heads * head_dim]`.
     pub fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let padding_only = mask.is_none_or(|m| matches!(m.dims(), [_, 1, 1, _]));
-        if xs.dtype() == DType::F32 && xs.device().is_cpu() && padding_only {
+        if xs.dtype() == DType::F32
+            && xs.device().is_cpu()
+            && padding_only
+            && !self.is_trainable()
+            && !crate::differentiable(&[xs])
+        {
             return self.forward_cpu(xs, mask);
         }
         let (q, k, v) = self.project_heads(xs)?;

@@ -57,7 +57,12 @@ pub(super) fn sdpa_ops(
         Some(m) => scores.broadcast_add(m)?,
         None => scores,
     };
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    // The fused softmax has no backward; the composed one is the same function.
+    let probs = if crate::differentiable(&[&scores]) {
+        candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?
+    } else {
+        candle_nn::ops::softmax_last_dim(&scores)?
+    };
     Ok(probs.matmul(&v)?.to_dtype(dtype)?)
 }
 
@@ -72,7 +77,7 @@ fn fused_sdpa(
     softcap: Option<f64>,
 ) -> Result<Option<Tensor>> {
     let f32_cpu = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu();
-    if !(f32_cpu(k) && f32_cpu(v)) || v.dims() != k.dims() {
+    if !(f32_cpu(k) && f32_cpu(v)) || v.dims() != k.dims() || crate::differentiable(&[q, k, v]) {
         return Ok(None);
     }
     let (kb, kv_heads, t, d) = k.dims4()?;
@@ -117,7 +122,7 @@ pub(super) fn fused_sdpa_over(
     softcap: Option<f64>,
 ) -> Result<Option<Tensor>> {
     let f32_cpu = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu();
-    if !f32_cpu(q) || !mask.is_none_or(f32_cpu) {
+    if !f32_cpu(q) || !mask.is_none_or(f32_cpu) || crate::differentiable(&[q]) {
         return Ok(None);
     }
     let (b, h, s, d) = q.dims4()?;

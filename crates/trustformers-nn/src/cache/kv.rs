@@ -325,7 +325,11 @@ impl KvCache {
                 actual: v.dims().to_vec(),
             });
         }
-        let buffered = k.dtype() == DType::F32 && v.dtype() == DType::F32 && k.device().is_cpu();
+        // Keys in an autograd graph stay tensors, so attention's gradient reaches them.
+        let buffered = k.dtype() == DType::F32
+            && v.dtype() == DType::F32
+            && k.device().is_cpu()
+            && !crate::differentiable(&[k, v]);
         let slot = &mut self.layers[layer];
         if slot.is_none() && buffered {
             *slot = Some(LayerKv::Buffer(KvBuffer::new(b, h, d, self.dtype)));

@@ -255,7 +255,10 @@ impl RotaryEmbedding {
     fn apply_fused(&self, xs: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Option<Tensor>> {
         let rot = self.spec.rotary_dim;
         let f32_cpu = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu();
-        if self.spec.interleaved || ![xs, cos, sin].into_iter().all(f32_cpu) {
+        if self.spec.interleaved
+            || ![xs, cos, sin].into_iter().all(f32_cpu)
+            || crate::differentiable(&[xs])
+        {
             return Ok(None);
         }
         let (b, h, s, d) = xs.dims4()?;

@@ -21,6 +21,8 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
         }
     }
     let mut spec = DecoderSpec::llama_like(&f, None)?;
+    // Its embedding has no padding_idx.
+    spec.padding_idx = None;
     spec.max_position_embeddings = f
         .opt_usize(
             "max_position_embeddings",

@@ -69,6 +69,8 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
     let config = gpt2_style_names(config)?;
     let f = Fields::new(&config, "")?;
     let mut spec = DecoderSpec::llama_like(&f, None)?;
+    // Its embedding has no padding_idx.
+    spec.padding_idx = None;
     let eps = f.opt_f64("layer_norm_epsilon", 0.0..=1.0)?.unwrap_or(1e-5);
     spec.norm = NormKind::Layer { eps, bias: true };
     spec.hidden_act = Activation::from_hf(f.opt_str("activation_function")?.unwrap_or("gelu_new"))?;

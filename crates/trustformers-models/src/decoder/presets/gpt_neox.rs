@@ -28,6 +28,8 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
     }
     let f = Fields::new(&config, "")?;
     let mut spec = DecoderSpec::llama_like(&f, None)?;
+    // Its embedding has no padding_idx.
+    spec.padding_idx = None;
     if f.raw("num_key_value_heads").is_some()
         && spec.attention.num_kv_heads != spec.attention.num_heads
     {

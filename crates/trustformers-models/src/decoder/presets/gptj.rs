@@ -18,6 +18,8 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
     let config = gpt2_style_names(config)?;
     let f = Fields::new(&config, "")?;
     let mut spec = DecoderSpec::llama_like(&f, None)?;
+    // Its embedding has no padding_idx.
+    spec.padding_idx = None;
     let head_dim = spec.attention.head_dim;
     let rotary_dim = match f.opt_usize("rotary_dim", head_dim)? {
         Some(d) => d,
