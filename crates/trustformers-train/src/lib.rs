@@ -5,13 +5,17 @@
 //! collators and `group_texts` ([`collate`]); datasets from JSON Lines, CSV and text files
 //! ([`dataset`]). The Trainer and LoRA build on them.
 
+pub mod args;
 pub mod collate;
 pub mod dataset;
 pub mod loss;
 pub mod task;
+pub mod trainer;
 
+pub use args::{Strategy, TrainingArguments};
 pub use loss::{
     bce_with_logits, causal_lm_loss, cross_entropy, per_token_loss, question_answering_loss,
     sequence_classification_loss, ClassLabels, ProblemType, IGNORE_INDEX,
 };
 pub use task::{Labels, TaskModel, TrainBatch, Trainable};
+pub use trainer::{Collator, SaveSpec, Trainer, TrainerState};

@@ -53,6 +53,15 @@ impl TaskModel {
     /// The loss of `batch`, as a scalar in the autograd graph; see [`crate::loss`] for
     /// `num_items_in_batch`.
     pub fn loss(&self, batch: &TrainBatch, num_items_in_batch: Option<f64>) -> Result<Tensor> {
+        Ok(self.forward_loss(batch, num_items_in_batch)?.0)
+    }
+
+    /// The loss of `batch` and the head's logits (`None` for question answering).
+    fn forward_loss(
+        &self,
+        batch: &TrainBatch,
+        num_items_in_batch: Option<f64>,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         match self {
             Self::CausalLm(model) => {
                 let Labels::Tokens(labels) = &batch.labels else {
@@ -73,7 +82,8 @@ impl TaskModel {
                 };
                 let mut cache = model.new_cache();
                 let out = model.forward_with(&batch.input_ids, &positions, &opts, &mut cache)?;
-                causal_lm_loss(&out.logits, labels, num_items_in_batch)
+                let loss = causal_lm_loss(&out.logits, labels, num_items_in_batch)?;
+                Ok((loss, None))
             }
             Self::Encoder {
                 model,
@@ -94,7 +104,11 @@ impl TaskModel {
                     (
                         EncoderTask::MaskedLm | EncoderTask::TokenClassification,
                         Labels::Tokens(labels),
-                    ) => per_token_loss(&logits("logits", out.logits)?, labels, num_items_in_batch),
+                    ) => {
+                        let logits = logits("logits", out.logits)?;
+                        let loss = per_token_loss(&logits, labels, num_items_in_batch)?;
+                        Ok((loss, Some(logits)))
+                    }
                     (
                         EncoderTask::SequenceClassification | EncoderTask::MultipleChoice,
                         Labels::Classes(labels),
@@ -109,15 +123,22 @@ impl TaskModel {
                                 matches!(labels, ClassLabels::Indices(_)),
                             )?
                         };
-                        sequence_classification_loss(&logits, labels, problem, num_items_in_batch)
+                        let loss = sequence_classification_loss(
+                            &logits,
+                            labels,
+                            problem,
+                            num_items_in_batch,
+                        )?;
+                        Ok((loss, Some(logits)))
                     }
                     (EncoderTask::QuestionAnswering, Labels::Spans { start, end }) => {
-                        question_answering_loss(
+                        let loss = question_answering_loss(
                             &logits("start_logits", out.start_logits)?,
                             &logits("end_logits", out.end_logits)?,
                             start,
                             end,
-                        )
+                        )?;
+                        Ok((loss, None))
                     }
                     (task, labels) => Err(Error::InvalidInput(format!(
                         "a {task:?} head does not train on {}",
@@ -125,6 +146,56 @@ impl TaskModel {
                     ))),
                 }
             }
+        }
+    }
+
+    /// The loss of `batch` as a number, and for classification heads trained on class
+    /// indices, how many predictions (argmax of the logits) match their label and how many
+    /// labels there are (-100 left out).
+    pub fn eval_batch(&self, batch: &TrainBatch) -> Result<(f64, Option<(usize, usize)>)> {
+        let (loss, logits) = self.forward_loss(batch, None)?;
+        let loss = f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
+        let labels = match &batch.labels {
+            Labels::Classes(ClassLabels::Indices(l)) | Labels::Tokens(l) => l,
+            _ => return Ok((loss, None)),
+        };
+        let classifies = matches!(
+            self.encoder_task(),
+            Some(
+                EncoderTask::SequenceClassification
+                    | EncoderTask::TokenClassification
+                    | EncoderTask::MultipleChoice
+            )
+        );
+        let Some(logits) = logits.filter(|_| classifies) else {
+            return Ok((loss, None));
+        };
+        let predicted: Vec<u32> = logits
+            .argmax(candle_core::D::Minus1)?
+            .flatten_all()?
+            .to_vec1()?;
+        let (mut hits, mut total) = (0, 0);
+        for (&p, &l) in predicted.iter().zip(labels) {
+            if l != crate::IGNORE_INDEX {
+                total += 1;
+                hits += usize::from(i64::from(p) == l);
+            }
+        }
+        Ok((loss, Some((hits, total))))
+    }
+
+    /// Whether the loss takes `num_items_in_batch` (transformers' causal LM loss does; its
+    /// encoder heads average over each batch, so the Trainer divides by the number of
+    /// accumulated micro-batches instead).
+    pub fn counts_items(&self) -> bool {
+        matches!(self, Self::CausalLm(_))
+    }
+
+    /// The longest sequence the model takes.
+    pub fn max_positions(&self) -> usize {
+        match self {
+            Self::CausalLm(m) => m.max_position_embeddings(),
+            Self::Encoder { model, .. } => model.model().spec().max_position_embeddings,
         }
     }
 

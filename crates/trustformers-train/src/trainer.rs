@@ -1,0 +1,714 @@
+//! The Trainer: transformers' training loop (`Trainer._inner_training_loop`) over a
+//! [`Trainable`] model. Per optimizer step: `gradient_accumulation_steps` micro-batches,
+//! each loss scaled as transformers scales it (by the step's label count for losses that
+//! take `num_items_in_batch`, by the number of micro-batches otherwise), gradients summed,
+//! clipped to `max_grad_norm`, one optimizer step, one schedule step. Logs, evaluations and
+//! checkpoints follow `TrainingArguments`; checkpoints use transformers' layout and resume
+//! bit-identically.
+
+use crate::args::{Strategy, TrainingArguments};
+use crate::collate::{Batch, Example};
+use crate::loss::IGNORE_INDEX;
+use crate::task::{Labels, TaskModel, TrainBatch, Trainable};
+use crate::ClassLabels;
+use candle_core::{DType, Device, Tensor};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use trustformers_core::{Error, Result};
+use trustformers_models::EncoderTask;
+use trustformers_optim::{
+    by_name_with_groups, clip_grad_norm, get_scheduler, transformers_groups, LambdaLr, Optim, Param,
+};
+
+/// Turns examples into a padded batch. `batch_seed` differs for every batch of a run and is
+/// the same on resume: collators that draw random numbers (masked LM) seed from it.
+pub type Collator = Box<dyn Fn(&[Example], u64) -> Result<Batch> + Send>;
+
+/// What a checkpoint directory gets besides the weights: the model's config.json contents
+/// and the files to copy next to it (tokenizer files).
+#[derive(Debug, Clone, Default)]
+pub struct SaveSpec {
+    pub config: Value,
+    pub extra_files: Vec<PathBuf>,
+}
+
+/// Called with every log entry (training logs, evaluations, the final summary).
+pub type LogCallback = Box<dyn FnMut(&Value) + Send>;
+
+/// transformers' `TrainerState`, written as `trainer_state.json`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrainerState {
+    pub global_step: u64,
+    pub epoch: f64,
+    pub max_steps: u64,
+    pub log_history: Vec<Value>,
+    pub best_metric: Option<f64>,
+    pub best_model_checkpoint: Option<PathBuf>,
+    /// Sum of every micro-batch loss so far (for `train_loss`).
+    total_loss: f64,
+}
+
+impl TrainerState {
+    fn to_json(&self, args: &TrainingArguments) -> Value {
+        json!({
+            "global_step": self.global_step,
+            "epoch": self.epoch,
+            "max_steps": self.max_steps,
+            "logging_steps": args.logging_steps,
+            "eval_steps": args.eval_steps.unwrap_or(args.logging_steps),
+            "save_steps": args.save_steps,
+            "train_batch_size": args.per_device_train_batch_size,
+            "num_train_epochs": args.num_train_epochs,
+            "best_metric": self.best_metric,
+            "best_model_checkpoint": self.best_model_checkpoint,
+            "log_history": self.log_history,
+            "total_flos": 0,
+            "is_local_process_zero": true,
+            "is_world_process_zero": true,
+            "trustformers_total_loss": self.total_loss,
+        })
+    }
+
+    fn from_json(path: &Path, v: &Value) -> Result<Self> {
+        let field = |name: &str| {
+            v.get(name)
+                .ok_or_else(|| Error::InvalidInput(format!("{}: no `{name}`", path.display())))
+        };
+        let as_u64 = |name: &str| -> Result<u64> {
+            field(name)?.as_u64().ok_or_else(|| {
+                Error::InvalidInput(format!("{}: `{name}` is not a step count", path.display()))
+            })
+        };
+        Ok(Self {
+            global_step: as_u64("global_step")?,
+            epoch: field("epoch")?.as_f64().unwrap_or(0.0),
+            max_steps: as_u64("max_steps")?,
+            log_history: field("log_history")?
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+            best_metric: v.get("best_metric").and_then(Value::as_f64),
+            best_model_checkpoint: v
+                .get("best_model_checkpoint")
+                .and_then(Value::as_str)
+                .map(PathBuf::from),
+            total_loss: v
+                .get("trustformers_total_loss")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0),
+        })
+    }
+}
+
+/// The training loop and everything it owns.
+pub struct Trainer {
+    args: TrainingArguments,
+    model: Trainable,
+    params: Vec<Param>,
+    optimizer: Box<dyn Optim>,
+    schedule: LambdaLr,
+    collator: Collator,
+    train: Vec<Example>,
+    eval: Vec<Example>,
+    save: SaveSpec,
+    state: TrainerState,
+    on_log: Option<LogCallback>,
+    /// Micro-batches per epoch and optimizer steps per epoch.
+    batches_per_epoch: usize,
+    steps_per_epoch: u64,
+}
+
+/// Rows of `[batch, length]` inputs as a tensor.
+fn rows(values: &[u32], batch: usize, length: usize, device: &Device) -> Result<Tensor> {
+    Ok(Tensor::from_slice(values, (batch, length), device)?)
+}
+
+impl Trainer {
+    /// Sets up a run: checks the arguments and the data against the model before any step,
+    /// builds the optimizer (transformers' two weight-decay groups) and the schedule.
+    pub fn new(
+        args: TrainingArguments,
+        model: Trainable,
+        train: Vec<Example>,
+        eval: Vec<Example>,
+        collator: Collator,
+        save: SaveSpec,
+    ) -> Result<Self> {
+        args.validate()?;
+        if train.is_empty() {
+            return Err(Error::InvalidInput("the training set is empty".into()));
+        }
+        if args.eval_strategy != Strategy::No && eval.is_empty() {
+            return Err(Error::config(
+                "eval_strategy",
+                "evaluation was asked for but there is no validation set",
+            ));
+        }
+        let limit = model.model.max_positions();
+        if let Some(e) = train
+            .iter()
+            .chain(&eval)
+            .find(|e| e.input_ids.len() > limit)
+        {
+            return Err(Error::InvalidInput(format!(
+                "an example of {} tokens does not fit the model's {limit} positions \
+                 (truncate the texts or lower the block size)",
+                e.input_ids.len()
+            )));
+        }
+        let params: Vec<Param> = model
+            .parameters
+            .iter()
+            .map(|(name, var)| Param::new(name.clone(), var.clone()))
+            .collect();
+        // transformers excludes LayerNorm modules' parameters from weight decay by module
+        // type; in every architecture here those are the modules holding a 1-D `weight`.
+        let norms: Vec<String> = params
+            .iter()
+            .filter(|p| p.var.rank() == 1 && p.name.ends_with(".weight"))
+            .filter_map(|p| p.name.strip_suffix(".weight").map(str::to_owned))
+            .collect();
+        let norm_refs: Vec<&str> = norms.iter().map(String::as_str).collect();
+        let (name, kwargs) = args.optimizer()?;
+        let groups = transformers_groups(params.clone(), args.weight_decay, &norm_refs)
+            .into_iter()
+            .filter(|g| !g.params.is_empty())
+            .collect();
+        let mut optimizer = by_name_with_groups(name, groups, &kwargs)?;
+        let batches_per_epoch = train.len().div_ceil(args.per_device_train_batch_size);
+        let ga = args.gradient_accumulation_steps;
+        let steps_per_epoch = (batches_per_epoch.div_ceil(ga)).max(1) as u64;
+        let max_steps = if args.max_steps > 0 {
+            args.max_steps as u64
+        } else {
+            (args.num_train_epochs * steps_per_epoch as f64).ceil() as u64
+        };
+        let warmup = if args.warmup_steps > 0 {
+            args.warmup_steps
+        } else {
+            (max_steps as f64 * args.warmup_ratio).ceil() as u64
+        };
+        let schedule = get_scheduler(
+            &args.lr_scheduler_type,
+            args.learning_rate,
+            Some(warmup),
+            Some(max_steps),
+            &args.lr_scheduler_kwargs,
+        )?;
+        let schedule = LambdaLr::new(optimizer.as_mut(), schedule)?;
+        Ok(Self {
+            state: TrainerState {
+                max_steps,
+                ..Default::default()
+            },
+            args,
+            model,
+            params,
+            optimizer,
+            schedule,
+            collator,
+            train,
+            eval,
+            save,
+            on_log: None,
+            batches_per_epoch,
+            steps_per_epoch,
+        })
+    }
+
+    /// Calls `f` with every log entry as it is made.
+    pub fn on_log(mut self, f: impl FnMut(&Value) + Send + 'static) -> Self {
+        self.on_log = Some(Box::new(f));
+        self
+    }
+
+    /// The state so far (`log_history` among it).
+    pub fn state(&self) -> &TrainerState {
+        &self.state
+    }
+
+    /// The model being trained.
+    pub fn model(&self) -> &Trainable {
+        &self.model
+    }
+
+    /// The training examples' order in `epoch`: file order, or a permutation seeded by
+    /// `data_seed` and the epoch.
+    fn order(&self, epoch: u64) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.train.len()).collect();
+        if self.args.shuffle {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(
+                self.args
+                    .data_seed()
+                    .wrapping_add(epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            );
+            order.shuffle(&mut rng);
+        }
+        order
+    }
+
+    /// A collated batch as the model's inputs.
+    fn to_batch(&self, examples: &[Example], seed: u64) -> Result<TrainBatch> {
+        let b = (self.collator)(examples, seed)?;
+        let device = &Device::Cpu;
+        let labels = match b.labels {
+            None => return Err(Error::InvalidInput("the collator gave no labels".into())),
+            Some(l) if l.len() == b.batch * b.length && self.per_token_labels() => {
+                Labels::Tokens(l)
+            }
+            Some(l) if l.len() == b.batch && !self.per_token_labels() => {
+                Labels::Classes(ClassLabels::Indices(l))
+            }
+            Some(l) => {
+                return Err(Error::InvalidInput(format!(
+                    "{} labels for a batch of {} examples of {} tokens",
+                    l.len(),
+                    b.batch,
+                    b.length
+                )))
+            }
+        };
+        Ok(TrainBatch {
+            input_ids: rows(&b.input_ids, b.batch, b.length, device)?,
+            attention_mask: Some(rows(&b.attention_mask, b.batch, b.length, device)?),
+            token_type_ids: b
+                .token_type_ids
+                .as_deref()
+                .map(|t| rows(t, b.batch, b.length, device))
+                .transpose()?,
+            position_ids: None,
+            labels,
+        })
+    }
+
+    fn per_token_labels(&self) -> bool {
+        match &self.model.model {
+            TaskModel::CausalLm(_) => true,
+            TaskModel::Encoder { model, .. } => matches!(
+                model.task(),
+                EncoderTask::MaskedLm | EncoderTask::TokenClassification
+            ),
+        }
+    }
+
+    /// Runs the loop to `max_steps` (continuing `resume_from_checkpoint` when set) and
+    /// returns the final summary (`train_loss`, `train_runtime`, ...).
+    pub fn train(&mut self) -> Result<Value> {
+        let started = std::time::Instant::now();
+        if let Some(dir) = self.args.resume_from_checkpoint.clone() {
+            self.resume(&dir)?;
+        }
+        let ga = self.args.gradient_accumulation_steps;
+        let bs = self.args.per_device_train_batch_size;
+        let epochs = self.state.max_steps.div_ceil(self.steps_per_epoch);
+        let mut logged_loss = 0.0f64;
+        let mut last_logged = self.state.global_step;
+        let mut grad_norm = None;
+        let mut tokens = 0usize;
+        'epochs: for epoch in 0..epochs {
+            let first_step = epoch * self.steps_per_epoch;
+            if self.state.global_step >= first_step + self.steps_per_epoch {
+                continue;
+            }
+            let order = self.order(epoch);
+            let batches: Vec<Vec<usize>> = order.chunks(bs).map(<[usize]>::to_vec).collect();
+            for (step_in_epoch, group) in batches.chunks(ga).enumerate() {
+                let step = first_step + step_in_epoch as u64;
+                if step < self.state.global_step {
+                    continue;
+                }
+                let micro: Vec<TrainBatch> = group
+                    .iter()
+                    .enumerate()
+                    .map(|(i, idx)| {
+                        let examples: Vec<Example> =
+                            idx.iter().map(|&i| self.train[i].clone()).collect();
+                        let seed = self
+                            .args
+                            .data_seed()
+                            .wrapping_mul(1_000_003)
+                            .wrapping_add(step * ga as u64 + i as u64);
+                        self.to_batch(&examples, seed)
+                    })
+                    .collect::<Result<_>>()?;
+                let num_items = self.model.model.counts_items().then(|| {
+                    micro
+                        .iter()
+                        .map(|b| counted_labels(b, &self.model.model))
+                        .sum::<usize>() as f64
+                });
+                let mut grads: Option<candle_core::backprop::GradStore> = None;
+                let mut step_loss = 0.0f64;
+                let mut finite = true;
+                for batch in &micro {
+                    tokens += batch.input_ids.elem_count();
+                    let mut loss = self.model.model.loss(batch, num_items)?;
+                    if num_items.is_none() {
+                        loss = (loss / micro.len() as f64)?;
+                    }
+                    let value = f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
+                    if !value.is_finite() {
+                        finite = false;
+                        break;
+                    }
+                    step_loss += value;
+                    let g = loss.backward()?;
+                    grads = Some(match grads {
+                        None => g,
+                        Some(mut acc) => {
+                            for p in &self.params {
+                                let t = p.var.as_tensor();
+                                if let Some(new) = g.get(t) {
+                                    let sum = match acc.get(t) {
+                                        Some(old) => (old + new)?,
+                                        None => new.clone(),
+                                    };
+                                    acc.insert(t, sum);
+                                }
+                            }
+                            acc
+                        }
+                    });
+                }
+                let Some(mut grads) = grads.filter(|_| finite) else {
+                    if self.args.skip_nonfinite_loss {
+                        self.log(json!({"skipped_step": step + 1, "reason": "non-finite loss"}));
+                        self.state.global_step += 1;
+                        self.schedule.step(self.optimizer.as_mut())?;
+                        continue;
+                    }
+                    return Err(Error::InvalidInput(format!(
+                        "the loss is not finite at step {} (epoch {epoch}); nothing of this \
+                         step was applied and the last checkpoint is intact \
+                         (skip_nonfinite_loss skips such steps)",
+                        step + 1
+                    )));
+                };
+                if self.args.max_grad_norm > 0.0 {
+                    grad_norm = Some(clip_grad_norm(
+                        &self.params,
+                        &mut grads,
+                        self.args.max_grad_norm,
+                        2.0,
+                        false,
+                    )?);
+                }
+                let lr = self.current_lr();
+                self.optimizer.step(&grads)?;
+                self.schedule.step(self.optimizer.as_mut())?;
+                self.state.global_step += 1;
+                self.state.total_loss += step_loss;
+                logged_loss += step_loss;
+                let done_batches = ((step_in_epoch + 1) * ga).min(self.batches_per_epoch);
+                self.state.epoch =
+                    epoch as f64 + done_batches as f64 / self.batches_per_epoch as f64;
+                let global = self.state.global_step;
+                if global.is_multiple_of(self.args.logging_steps) {
+                    let steps = (global - last_logged).max(1) as f64;
+                    let mut entry = Map::new();
+                    entry.insert("loss".into(), json!(logged_loss / steps));
+                    if let Some(n) = grad_norm {
+                        entry.insert("grad_norm".into(), json!(n));
+                    }
+                    // The rate this step used, as transformers 5 logs it.
+                    entry.insert("learning_rate".into(), json!(lr));
+                    entry.insert(
+                        "tokens_per_second".into(),
+                        json!(tokens as f64 / started.elapsed().as_secs_f64().max(1e-9)),
+                    );
+                    entry.insert("epoch".into(), json!(self.state.epoch));
+                    entry.insert("step".into(), json!(global));
+                    self.log(Value::Object(entry));
+                    logged_loss = 0.0;
+                    last_logged = global;
+                }
+                let eval_every = self.args.eval_steps.unwrap_or(self.args.logging_steps);
+                let evaluated =
+                    self.args.eval_strategy == Strategy::Steps && global.is_multiple_of(eval_every);
+                let metrics = if evaluated {
+                    Some(self.evaluate()?)
+                } else {
+                    None
+                };
+                if self.args.save_strategy == Strategy::Steps
+                    && global.is_multiple_of(self.args.save_steps)
+                {
+                    self.save_checkpoint(metrics.as_ref())?;
+                }
+                if global >= self.state.max_steps {
+                    self.end_of_epoch(epoch, step_in_epoch + 1 == group_count(&batches, ga))?;
+                    break 'epochs;
+                }
+            }
+            self.end_of_epoch(epoch, true)?;
+        }
+        if self.args.load_best_model_at_end {
+            if let Some(best) = self.state.best_model_checkpoint.clone() {
+                self.load_weights(&best.join("model.safetensors"))?;
+            }
+        }
+        let runtime = started.elapsed().as_secs_f64();
+        let summary = json!({
+            "train_runtime": runtime,
+            "train_samples_per_second": self.state.global_step as f64
+                * (self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps) as f64
+                / runtime.max(1e-9),
+            "train_steps_per_second": self.state.global_step as f64 / runtime.max(1e-9),
+            "train_loss": self.state.total_loss / self.state.global_step.max(1) as f64,
+            "epoch": self.state.epoch,
+            "step": self.state.global_step,
+        });
+        self.log(summary.clone());
+        Ok(summary)
+    }
+
+    /// Evaluation and saving at the end of an epoch (`epoch` strategies).
+    fn end_of_epoch(&mut self, _epoch: u64, complete: bool) -> Result<()> {
+        if !complete {
+            return Ok(());
+        }
+        let metrics = if self.args.eval_strategy == Strategy::Epoch {
+            Some(self.evaluate()?)
+        } else {
+            None
+        };
+        if self.args.save_strategy == Strategy::Epoch {
+            self.save_checkpoint(metrics.as_ref())?;
+        }
+        Ok(())
+    }
+
+    fn current_lr(&self) -> f64 {
+        self.schedule
+            .learning_rates()
+            .first()
+            .copied()
+            .unwrap_or(0.0)
+    }
+
+    fn log(&mut self, entry: Value) {
+        if let Some(f) = self.on_log.as_mut() {
+            f(&entry);
+        }
+        self.state.log_history.push(entry);
+    }
+
+    /// Loss over the validation set (each batch weighted by its size, as transformers'
+    /// evaluation loop averages), with `accuracy` for classification and `perplexity`
+    /// for language modelling; logged and returned.
+    pub fn evaluate(&mut self) -> Result<Map<String, Value>> {
+        let started = std::time::Instant::now();
+        let (mut loss_sum, mut examples, mut correct, mut predicted) =
+            (0.0, 0usize, 0usize, 0usize);
+        let chunks: Vec<Vec<Example>> = self
+            .eval
+            .chunks(self.args.per_device_eval_batch_size)
+            .map(<[Example]>::to_vec)
+            .collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let batch = self.to_batch(chunk, u64::MAX - i as u64)?;
+            let (loss, hits) = self.model.model.eval_batch(&batch)?;
+            loss_sum += loss * chunk.len() as f64;
+            examples += chunk.len();
+            if let Some((c, n)) = hits {
+                correct += c;
+                predicted += n;
+            }
+        }
+        let eval_loss = loss_sum / examples.max(1) as f64;
+        let mut m = Map::new();
+        m.insert("eval_loss".into(), json!(eval_loss));
+        if predicted > 0 {
+            m.insert(
+                "eval_accuracy".into(),
+                json!(correct as f64 / predicted as f64),
+            );
+        }
+        if self.per_token_labels() {
+            m.insert("eval_perplexity".into(), json!(eval_loss.exp()));
+        }
+        m.insert(
+            "eval_runtime".into(),
+            json!(started.elapsed().as_secs_f64()),
+        );
+        m.insert("epoch".into(), json!(self.state.epoch));
+        m.insert("step".into(), json!(self.state.global_step));
+        self.log(Value::Object(m.clone()));
+        Ok(m)
+    }
+
+    /// Writes `output_dir/checkpoint-{step}` and prunes old ones past `save_total_limit`.
+    fn save_checkpoint(&mut self, metrics: Option<&Map<String, Value>>) -> Result<()> {
+        let dir = self
+            .args
+            .output_dir
+            .join(format!("checkpoint-{}", self.state.global_step));
+        if let Some(m) = metrics {
+            let (name, greater) = self.args.best_metric();
+            if let Some(v) = m.get(&name).and_then(Value::as_f64) {
+                let better = match self.state.best_metric {
+                    None => true,
+                    Some(best) if greater => v > best,
+                    Some(best) => v < best,
+                };
+                if better {
+                    self.state.best_metric = Some(v);
+                    self.state.best_model_checkpoint = Some(dir.clone());
+                }
+            }
+        }
+        self.save_pretrained(&dir)?;
+        self.optimizer.save(&dir.join("optimizer"))?;
+        let json_file = |name: &str, v: &Value| -> Result<()> {
+            let path = dir.join(name);
+            let text = serde_json::to_string_pretty(v)
+                .map_err(|e| Error::InvalidInput(format!("{}: {e}", path.display())))?;
+            std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
+        };
+        json_file(
+            "scheduler.json",
+            &json!({ "last_epoch": self.state.global_step, "lrs": self.schedule.learning_rates() }),
+        )?;
+        json_file("trainer_state.json", &self.state.to_json(&self.args))?;
+        json_file(
+            "training_args.json",
+            &serde_json::to_value(&self.args).map_err(|e| Error::InvalidInput(e.to_string()))?,
+        )?;
+        self.prune_checkpoints()
+    }
+
+    fn prune_checkpoints(&self) -> Result<()> {
+        let Some(limit) = self.args.save_total_limit else {
+            return Ok(());
+        };
+        let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(&self.args.output_dir)
+            .map_err(|e| Error::io(&self.args.output_dir, e))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let n = name.strip_prefix("checkpoint-")?.parse().ok()?;
+                Some((n, e.path()))
+            })
+            .collect();
+        found.sort();
+        let best = self.state.best_model_checkpoint.as_ref();
+        let mut excess = found.len().saturating_sub(limit.max(1));
+        for (_, path) in found {
+            if excess == 0 {
+                break;
+            }
+            if Some(&path) == best {
+                continue;
+            }
+            std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+            excess -= 1;
+        }
+        Ok(())
+    }
+
+    /// Writes the model as transformers' `save_pretrained` does: `model.safetensors` with
+    /// every parameter under its checkpoint name, `config.json`, and the tokenizer files.
+    pub fn save_pretrained(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let tensors: HashMap<String, Tensor> = self
+            .model
+            .parameters
+            .iter()
+            .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
+            .collect();
+        let weights = dir.join("model.safetensors");
+        candle_core::safetensors::save(&tensors, &weights)
+            .map_err(|e| Error::InvalidInput(format!("writing {}: {e}", weights.display())))?;
+        let config = dir.join("config.json");
+        let text = serde_json::to_string_pretty(&self.save.config)
+            .map_err(|e| Error::InvalidInput(format!("{}: {e}", config.display())))?;
+        std::fs::write(&config, text).map_err(|e| Error::io(&config, e))?;
+        for file in &self.save.extra_files {
+            if let Some(name) = file.file_name() {
+                std::fs::copy(file, dir.join(name)).map_err(|e| Error::io(file, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets every parameter to the values in a `model.safetensors` this model wrote.
+    fn load_weights(&self, path: &Path) -> Result<()> {
+        let saved = candle_core::safetensors::load(path, &Device::Cpu)
+            .map_err(|e| Error::InvalidInput(format!("reading {}: {e}", path.display())))?;
+        for (name, var) in self.model.parameters.iter() {
+            let t = saved.get(name).ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "{} has no `{name}`: it is not a checkpoint of this model",
+                    path.display()
+                ))
+            })?;
+            if t.dims() != var.dims() {
+                return Err(Error::ShapeMismatch {
+                    name: format!("{name} in {}", path.display()),
+                    expected: var.dims().to_vec(),
+                    actual: t.dims().to_vec(),
+                });
+            }
+            var.set(&t.to_dtype(var.dtype())?)?;
+        }
+        if saved.len() != self.model.parameters.len() {
+            return Err(Error::InvalidInput(format!(
+                "{} holds {} tensors, the model {}: it is not a checkpoint of this model",
+                path.display(),
+                saved.len(),
+                self.model.parameters.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Continues from a `checkpoint-N` directory: weights, optimizer state, schedule and
+    /// the trainer state; the data order is a function of the seed and the epoch, so the
+    /// same batches follow.
+    fn resume(&mut self, dir: &Path) -> Result<()> {
+        self.load_weights(&dir.join("model.safetensors"))?;
+        self.optimizer.load(&dir.join("optimizer"))?;
+        let path = dir.join("trainer_state.json");
+        let state = trustformers_core::config::read_json(&path)?;
+        let state = TrainerState::from_json(&path, &state)?;
+        if state.max_steps != self.state.max_steps {
+            return Err(Error::InvalidInput(format!(
+                "{} was made for {} steps, this run has {}: resume with the same data and \
+                 arguments",
+                dir.display(),
+                state.max_steps,
+                self.state.max_steps
+            )));
+        }
+        for _ in 0..state.global_step {
+            self.schedule.step(self.optimizer.as_mut())?;
+        }
+        self.state = state;
+        Ok(())
+    }
+}
+
+fn group_count(batches: &[Vec<usize>], ga: usize) -> usize {
+    batches.len().div_ceil(ga)
+}
+
+/// Labels that count toward `num_items_in_batch` (transformers' `_get_num_items_in_batch`):
+/// per-token labels other than -100, after the shift for a causal LM.
+fn counted_labels(batch: &TrainBatch, model: &TaskModel) -> usize {
+    let seq = batch.input_ids.dims().last().copied().unwrap_or(0).max(1);
+    match &batch.labels {
+        Labels::Tokens(l) => match model {
+            TaskModel::CausalLm(_) => l
+                .chunks(seq)
+                .map(|row| row.iter().skip(1).filter(|&&x| x != IGNORE_INDEX).count())
+                .sum(),
+            TaskModel::Encoder { .. } => l.iter().filter(|&&x| x != IGNORE_INDEX).count(),
+        },
+        Labels::Classes(ClassLabels::Indices(l)) => l.len(),
+        Labels::Classes(ClassLabels::Values(v)) => v.len(),
+        Labels::Spans { start, .. } => start.len(),
+    }
+}

@@ -1,0 +1,257 @@
+//! The Trainer against transformers' Trainer (`tools/gen_trainer_fixtures.py`): 30 steps of
+//! AdamW with warmup, weight decay, clipping and gradient accumulation 2, data in file
+//! order; every logged loss and grad norm within 1e-4 relative, every learning rate equal.
+//! Then checkpoints: resuming continues bit-identically, `save_pretrained` loads back with
+//! the same outputs, and a diverging run stops with the step number.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use common::fixture;
+use serde_json::Value;
+use trustformers::train::collate::{self, Example, Padding};
+use trustformers::train::{Collator, SaveSpec, Strategy, Trainer, TrainingArguments};
+use trustformers::{AutoConfig, LoadOptions};
+
+struct Run {
+    checkpoint: String,
+    args: TrainingArguments,
+    examples: Vec<Example>,
+    per_token: bool,
+    reference: Vec<Value>,
+}
+
+fn reference(name: &str) -> Run {
+    let path = fixture("train").join(format!("trainer_{name}.json"));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut args: TrainingArguments = serde_json::from_value(v["args"].clone()).unwrap();
+    args.shuffle = false;
+    args.save_strategy = Strategy::No;
+    let per_token = name == "causal_lm";
+    let examples = v["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| Example {
+            input_ids: serde_json::from_value(e["input_ids"].clone()).unwrap(),
+            labels: e.get("label").map(|l| vec![l.as_i64().unwrap()]),
+            ..Default::default()
+        })
+        .collect();
+    Run {
+        checkpoint: v["checkpoint"].as_str().unwrap().to_string(),
+        args,
+        examples,
+        per_token,
+        reference: v["log_history"].as_array().unwrap().clone(),
+    }
+}
+
+fn collator(per_token: bool) -> Collator {
+    Box::new(move |examples: &[Example], _seed: u64| {
+        let padding = Padding::default();
+        if per_token {
+            collate::causal_lm(examples, &padding)
+        } else {
+            collate::with_padding(examples, &padding)
+        }
+    })
+}
+
+fn trainer(run: &Run, args: TrainingArguments) -> Trainer {
+    let config = AutoConfig::from_pretrained(fixture(&run.checkpoint)).unwrap();
+    let model = config
+        .load_trainable(None, &LoadOptions::default())
+        .unwrap();
+    let save = SaveSpec {
+        config: config.json.clone(),
+        extra_files: Vec::new(),
+    };
+    Trainer::new(
+        args,
+        model,
+        run.examples.clone(),
+        Vec::new(),
+        collator(run.per_token),
+        save,
+    )
+    .unwrap()
+}
+
+fn close(a: f64, b: f64, rel: f64) -> bool {
+    (a - b).abs() <= rel * b.abs().max(1e-12)
+}
+
+fn check_loss_curve(name: &str) {
+    let run = reference(name);
+    let mut t = trainer(&run, run.args.clone());
+    t.train().unwrap();
+    let logs: Vec<&Value> = t
+        .state()
+        .log_history
+        .iter()
+        .filter(|e| e.get("loss").is_some())
+        .collect();
+    assert_eq!(logs.len(), run.reference.len(), "{name}: logged steps");
+    for (ours, theirs) in logs.iter().zip(&run.reference) {
+        let step = &theirs["step"];
+        assert_eq!(&ours["step"], step);
+        for (key, rel) in [("loss", 1e-4), ("grad_norm", 1e-4), ("learning_rate", 1e-9)] {
+            let (a, b) = (ours[key].as_f64().unwrap(), theirs[key].as_f64().unwrap());
+            assert!(
+                close(a, b, rel),
+                "{name} step {step}: {key} {a} vs transformers {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn causal_lm_loss_curve_matches_transformers() {
+    check_loss_curve("causal_lm");
+}
+
+#[test]
+fn classifier_loss_curve_matches_transformers() {
+    check_loss_curve("seq_cls");
+}
+
+fn weights(dir: &std::path::Path) -> std::collections::HashMap<String, Tensor> {
+    candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap()
+}
+
+#[test]
+fn resuming_a_checkpoint_continues_bit_identically() {
+    let run = reference("causal_lm");
+    let out = tempfile::tempdir().unwrap();
+    let args = TrainingArguments {
+        output_dir: out.path().to_path_buf(),
+        max_steps: 6,
+        save_strategy: Strategy::Steps,
+        save_steps: 3,
+        save_total_limit: Some(1),
+        shuffle: true,
+        ..run.args.clone()
+    };
+    let mut whole = trainer(&run, args.clone());
+    whole.train().unwrap();
+    let end = out.path().join("checkpoint-6");
+    assert!(
+        !out.path().join("checkpoint-3").exists(),
+        "save_total_limit keeps one"
+    );
+    let uninterrupted = weights(&end);
+
+    // Another run writes checkpoint-3; a fresh trainer continues from it.
+    let out2 = tempfile::tempdir().unwrap();
+    let args2 = TrainingArguments {
+        output_dir: out2.path().to_path_buf(),
+        save_total_limit: None,
+        ..args
+    };
+    trainer(&run, args2.clone()).train().unwrap();
+    let resumed_args = TrainingArguments {
+        resume_from_checkpoint: Some(out2.path().join("checkpoint-3")),
+        output_dir: tempfile::tempdir().unwrap().keep(),
+        ..args2
+    };
+    let mut second = trainer(&run, resumed_args.clone());
+    second.train().unwrap();
+    assert_eq!(second.state().global_step, 6);
+    let resumed = weights(&resumed_args.output_dir.join("checkpoint-6"));
+    for (name, t) in &uninterrupted {
+        let (a, b): (Vec<f32>, Vec<f32>) = (
+            t.flatten_all().unwrap().to_vec1().unwrap(),
+            resumed[name].flatten_all().unwrap().to_vec1().unwrap(),
+        );
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{name} differs after resuming"
+        );
+    }
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            resumed_args
+                .output_dir
+                .join("checkpoint-6/trainer_state.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["global_step"], 6);
+    assert_eq!(
+        state["log_history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e.get("loss").is_some())
+            .count(),
+        6
+    );
+    std::fs::remove_dir_all(&resumed_args.output_dir).unwrap();
+}
+
+#[test]
+fn saved_model_loads_back_with_the_trained_outputs() {
+    let run = reference("seq_cls");
+    let out = tempfile::tempdir().unwrap();
+    let args = TrainingArguments {
+        output_dir: out.path().to_path_buf(),
+        max_steps: 4,
+        ..run.args.clone()
+    };
+    let mut t = trainer(&run, args);
+    t.train().unwrap();
+    let dir = out.path().join("final");
+    t.save_pretrained(&dir).unwrap();
+
+    let ids = Tensor::new(&[[5u32, 9, 17, 33, 2]], &Device::Cpu).unwrap();
+    let trustformers::train::TaskModel::Encoder { model, .. } = &t.model().model else {
+        panic!("a classifier");
+    };
+    let trained = model
+        .forward(&ids, None, None, false)
+        .unwrap()
+        .logits
+        .unwrap();
+    let loaded = AutoConfig::from_pretrained(&dir)
+        .unwrap()
+        .load_encoder(None, &LoadOptions::default())
+        .unwrap();
+    let reloaded = loaded
+        .forward(&ids, None, None, false)
+        .unwrap()
+        .logits
+        .unwrap();
+    let diff = common::max_abs_diff(&trained.to_dtype(DType::F32).unwrap(), &reloaded);
+    assert!(diff < 1e-5, "reloaded logits differ by {diff}");
+    let before = AutoConfig::from_pretrained(fixture("bert_seqcls"))
+        .unwrap()
+        .load_encoder(None, &LoadOptions::default())
+        .unwrap()
+        .forward(&ids, None, None, false)
+        .unwrap()
+        .logits
+        .unwrap();
+    assert!(
+        common::max_abs_diff(&before, &reloaded) > 1e-3,
+        "training changed nothing"
+    );
+}
+
+#[test]
+fn a_diverging_run_stops_with_the_step_number() {
+    let run = reference("causal_lm");
+    let out = tempfile::tempdir().unwrap();
+    let args = TrainingArguments {
+        output_dir: out.path().to_path_buf(),
+        learning_rate: 1e30,
+        warmup_steps: 0,
+        max_grad_norm: 0.0,
+        max_steps: 10,
+        ..run.args.clone()
+    };
+    let err = trainer(&run, args).train().unwrap_err().to_string();
+    assert!(err.contains("not finite at step"), "{err}");
+}
