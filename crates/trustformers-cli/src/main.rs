@@ -11,6 +11,7 @@ mod options;
 mod pipeline;
 mod serve;
 mod tokenize;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -50,6 +51,8 @@ enum Command {
         #[command(subcommand)]
         command: tokenize::TokenizerCommand,
     },
+    /// Fine-tune a model with the Trainer (transformers' TrainingArguments as flags).
+    Train(Box<train::TrainArgs>),
     /// Tools for finding where a port diverges from transformers.
     Debug {
         #[command(subcommand)]
@@ -108,6 +111,7 @@ fn run() -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(&args),
         Command::Tokenize(args) => tokenize::tokenize(&args),
         Command::Tokenizer { command } => tokenize::run(command),
+        Command::Train(args) => train::run(&args),
     }
 }
 

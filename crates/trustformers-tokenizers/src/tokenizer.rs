@@ -316,6 +316,18 @@ impl Tokenizer {
         self.special_id(&self.config.special.pad)
     }
 
+    /// Id of the mask token (masked language models).
+    pub fn mask_token_id(&self) -> Option<u32> {
+        self.special_id(&self.config.special.mask)
+    }
+
+    /// Every special token's id, sorted.
+    pub fn special_token_ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.special_ids.iter().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Whether `id` is a special token (skipped by `skip_special_tokens`).
     pub fn is_special(&self, id: u32) -> bool {
         self.special_ids.contains(&id)

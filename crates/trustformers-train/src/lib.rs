@@ -9,6 +9,7 @@ pub mod args;
 pub mod collate;
 pub mod dataset;
 pub mod loss;
+pub mod prepare;
 pub mod task;
 pub mod trainer;
 
@@ -18,4 +19,4 @@ pub use loss::{
     sequence_classification_loss, ClassLabels, ProblemType, IGNORE_INDEX,
 };
 pub use task::{Labels, TaskModel, TrainBatch, Trainable};
-pub use trainer::{Collator, SaveSpec, Trainer, TrainerState};
+pub use trainer::{Collator, SaveSpec, StepReport, Trainer, TrainerState};

@@ -38,6 +38,19 @@ pub struct SaveSpec {
 /// Called with every log entry (training logs, evaluations, the final summary).
 pub type LogCallback = Box<dyn FnMut(&Value) + Send>;
 
+/// What a progress display gets after each optimizer step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepReport {
+    pub step: u64,
+    pub max_steps: u64,
+    /// This step's loss (its micro-batches' scaled losses added up).
+    pub loss: f64,
+    /// The learning rate the step used.
+    pub learning_rate: f64,
+    /// Input tokens (padding included) per second since the run started.
+    pub tokens_per_second: f64,
+}
+
 /// transformers' `TrainerState`, written as `trainer_state.json`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TrainerState {
@@ -116,6 +129,9 @@ pub struct Trainer {
     save: SaveSpec,
     state: TrainerState,
     on_log: Option<LogCallback>,
+    on_step: Option<Box<dyn FnMut(&StepReport) + Send>>,
+    /// Asked after every step; `true` saves a checkpoint and ends the run (Ctrl-C).
+    stop: Option<Box<dyn Fn() -> bool + Send>>,
     /// Micro-batches per epoch and optimizer steps per epoch.
     batches_per_epoch: usize,
     steps_per_epoch: u64,
@@ -214,6 +230,8 @@ impl Trainer {
             eval,
             save,
             on_log: None,
+            on_step: None,
+            stop: None,
             batches_per_epoch,
             steps_per_epoch,
         })
@@ -222,6 +240,19 @@ impl Trainer {
     /// Calls `f` with every log entry as it is made.
     pub fn on_log(mut self, f: impl FnMut(&Value) + Send + 'static) -> Self {
         self.on_log = Some(Box::new(f));
+        self
+    }
+
+    /// Calls `f` after every optimizer step (a progress bar).
+    pub fn on_step(mut self, f: impl FnMut(&StepReport) + Send + 'static) -> Self {
+        self.on_step = Some(Box::new(f));
+        self
+    }
+
+    /// Asks `stop` after every step; once it says `true`, the trainer saves
+    /// `checkpoint-{step}` and returns (resume from it later).
+    pub fn stop_when(mut self, stop: impl Fn() -> bool + Send + 'static) -> Self {
+        self.stop = Some(Box::new(stop));
         self
     }
 
@@ -406,6 +437,16 @@ impl Trainer {
                 self.state.epoch =
                     epoch as f64 + done_batches as f64 / self.batches_per_epoch as f64;
                 let global = self.state.global_step;
+                let tokens_per_second = tokens as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                if let Some(f) = self.on_step.as_mut() {
+                    f(&StepReport {
+                        step: global,
+                        max_steps: self.state.max_steps,
+                        loss: step_loss,
+                        learning_rate: lr,
+                        tokens_per_second,
+                    });
+                }
                 if global.is_multiple_of(self.args.logging_steps) {
                     let steps = (global - last_logged).max(1) as f64;
                     let mut entry = Map::new();
@@ -415,10 +456,7 @@ impl Trainer {
                     }
                     // The rate this step used, as transformers 5 logs it.
                     entry.insert("learning_rate".into(), json!(lr));
-                    entry.insert(
-                        "tokens_per_second".into(),
-                        json!(tokens as f64 / started.elapsed().as_secs_f64().max(1e-9)),
-                    );
+                    entry.insert("tokens_per_second".into(), json!(tokens_per_second));
                     entry.insert("epoch".into(), json!(self.state.epoch));
                     entry.insert("step".into(), json!(global));
                     self.log(Value::Object(entry));
@@ -437,6 +475,15 @@ impl Trainer {
                     && global.is_multiple_of(self.args.save_steps)
                 {
                     self.save_checkpoint(metrics.as_ref())?;
+                }
+                let saved = self.args.save_strategy == Strategy::Steps
+                    && global.is_multiple_of(self.args.save_steps);
+                if self.stop.as_ref().is_some_and(|stop| stop()) {
+                    if !saved {
+                        self.save_checkpoint(metrics.as_ref())?;
+                    }
+                    self.log(json!({ "interrupted_at_step": global }));
+                    break 'epochs;
                 }
                 if global >= self.state.max_steps {
                     self.end_of_epoch(epoch, step_in_epoch + 1 == group_count(&batches, ga))?;

@@ -2,19 +2,40 @@
 //! or a GGUF file's metadata), pick the architecture from the registry, build the model of
 //! the requested kind and load its weights strictly.
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use trustformers_core::config::{checkpoint_kind, CheckpointKind};
 use trustformers_core::gguf::GgufFile;
 use trustformers_core::memory::release_free_memory;
+use trustformers_core::weights::{TensorSource, WithAdded};
+use trustformers_core::Tensor;
 use trustformers_core::{config, DType, Device, Error, Result, Weights};
+use trustformers_models::encoder::heads::HeadOut;
 use trustformers_models::encoder::heads::{id2label, EncoderTask};
 use trustformers_models::registry::{self, Architecture, ModelKind};
 use trustformers_models::{
     gguf, CausalLM, DecoderModel, DecoderSpec, EncoderForTask, RuntimeOptions,
 };
 use trustformers_train::{TaskModel, Trainable};
+
+/// How a new head tensor starts.
+#[derive(Clone, Copy)]
+enum Init {
+    Zeros,
+    Ones,
+    Normal,
+}
+
+/// A standard normal sample (Box-Muller).
+fn normal(rng: &mut StdRng) -> f32 {
+    let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+    let u2: f64 = rng.random();
+    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+}
 
 /// How to load a model: where it runs, in what dtype, and how it runs once loaded.
 #[derive(Debug, Clone)]
@@ -109,10 +130,30 @@ impl ModelConfig {
     /// The checkpoint's weights; `trainable`: every tensor a `Var` (GGUF tensors
     /// dequantized), for [`Self::load_trainable`].
     fn weights(&self, opts: &LoadOptions, trainable: bool) -> Result<Weights> {
+        self.weights_with(opts, trainable, BTreeMap::new())
+    }
+
+    /// [`Self::weights`] with `added` tensors where the checkpoint has none of that name.
+    fn weights_with(
+        &self,
+        opts: &LoadOptions,
+        trainable: bool,
+        added: BTreeMap<String, Tensor>,
+    ) -> Result<Weights> {
         let dtype = opts.dtype.unwrap_or(DType::F32);
-        let open = |source| match trainable {
-            true => Weights::trainable(source, dtype, opts.device.clone()),
-            false => Weights::new(source, dtype, opts.device.clone(), opts.dtype.is_none()),
+        let open = |source: Box<dyn TensorSource>| {
+            let source: Box<dyn TensorSource> = if added.is_empty() {
+                source
+            } else {
+                Box::new(WithAdded {
+                    source,
+                    added: added.clone(),
+                })
+            };
+            match trainable {
+                true => Weights::trainable(source, dtype, opts.device.clone()),
+                false => Weights::new(source, dtype, opts.device.clone(), opts.dtype.is_none()),
+            }
         };
         match &self.files {
             Files::Dir(dir) => {
@@ -184,6 +225,84 @@ impl ModelConfig {
         Ok(model)
     }
 
+    /// The tensors of `task`'s head that the checkpoint lacks, initialized as
+    /// transformers' `_init_weights` does (linear weights from N(0, `initializer_range`),
+    /// biases 0, LayerNorm weights 1), from a fixed seed: a base checkpoint gets a new head
+    /// to fine-tune, as `AutoModelForSequenceClassification.from_pretrained` gives it.
+    fn new_head_tensors(&self, task: Option<EncoderTask>) -> Result<BTreeMap<String, Tensor>> {
+        let arch = self.architecture;
+        let spec = arch.encoder_spec(&self.json)?;
+        let task = task.unwrap_or_else(|| self.encoder_task());
+        let Some(layout) = arch.encoder_head(task, &spec) else {
+            return Ok(BTreeMap::new());
+        };
+        let out_dim = match task {
+            EncoderTask::SequenceClassification | EncoderTask::TokenClassification => {
+                id2label(&self.json)?.len()
+            }
+            EncoderTask::MaskedLm => spec.vocab_size,
+            EncoderTask::QuestionAnswering => 2,
+            _ => 1,
+        };
+        let std = self
+            .json
+            .get("initializer_range")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.02);
+        let mut shapes: Vec<(String, Vec<usize>, Init)> = Vec::new();
+        let mut width = spec.hidden_size;
+        if let Some((name, dim, _, bias)) = layout.dense {
+            shapes.push((format!("{name}.weight"), vec![dim, width], Init::Normal));
+            if bias {
+                shapes.push((format!("{name}.bias"), vec![dim], Init::Zeros));
+            }
+            width = dim;
+        }
+        if let Some((name, _, bias)) = layout.norm {
+            shapes.push((format!("{name}.weight"), vec![width], Init::Ones));
+            if bias {
+                shapes.push((format!("{name}.bias"), vec![width], Init::Zeros));
+            }
+        }
+        match layout.out {
+            HeadOut::Linear(name) => {
+                shapes.push((format!("{name}.weight"), vec![out_dim, width], Init::Normal));
+                shapes.push((format!("{name}.bias"), vec![out_dim], Init::Zeros));
+            }
+            HeadOut::TiedEmbeddings { bias } => {
+                shapes.push((bias.to_string(), vec![spec.vocab_size], Init::Zeros));
+            }
+        }
+        let source = match &self.files {
+            Files::Dir(dir) => trustformers_core::weights::open_dir(dir)?,
+            Files::Gguf(file) => Box::new(gguf::gguf_source(file.clone(), arch, &self.json)?),
+        };
+        let missing: Vec<_> = shapes
+            .into_iter()
+            .filter(|(name, _, _)| source.shape(name).is_none())
+            .collect();
+        if !missing.is_empty() {
+            let names: Vec<&str> = missing.iter().map(|(n, _, _)| n.as_str()).collect();
+            tracing::warn!(
+                "newly initialized for {task:?} (train them before use): {}",
+                names.join(", ")
+            );
+        }
+        let mut rng = StdRng::seed_from_u64(42);
+        missing
+            .into_iter()
+            .map(|(name, shape, init)| {
+                let n: usize = shape.iter().product();
+                let values: Vec<f32> = match init {
+                    Init::Zeros => vec![0.0; n],
+                    Init::Ones => vec![1.0; n],
+                    Init::Normal => (0..n).map(|_| normal(&mut rng) * std as f32).collect(),
+                };
+                Ok((name, Tensor::from_vec(values, shape, &Device::Cpu)?))
+            })
+            .collect()
+    }
+
     /// Loads the model for training: every weight a trainable `Var` in `opts.dtype` (f32
     /// by default; GGUF weights dequantized), so the layers take their differentiable
     /// path. A causal LM trains with its next-token loss; an encoder with the head of
@@ -194,7 +313,12 @@ impl ModelConfig {
         opts: &LoadOptions,
     ) -> Result<Trainable> {
         opts.validate()?;
-        let vb = self.weights(opts, true)?;
+        let added = if self.architecture.is_causal_lm() {
+            BTreeMap::new()
+        } else {
+            self.new_head_tensors(task)?
+        };
+        let vb = self.weights_with(opts, true, added)?;
         let model = if self.architecture.is_causal_lm() {
             let model = self
                 .architecture

@@ -57,6 +57,43 @@ impl TensorSource for std::collections::BTreeMap<String, Tensor> {
     }
 }
 
+/// A checkpoint with tensors added in memory: weights a model needs that the file does not
+/// hold (a new task head, initialized as transformers initializes it). Tensors of the file
+/// win over added ones of the same name.
+pub struct WithAdded {
+    pub source: Box<dyn TensorSource>,
+    pub added: std::collections::BTreeMap<String, Tensor>,
+}
+
+impl TensorSource for WithAdded {
+    fn names(&self) -> Vec<String> {
+        let mut names = self.source.names();
+        names.extend(self.added.keys().cloned());
+        names.sort();
+        names.dedup();
+        names
+    }
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.source.shape(name).or_else(|| self.added.shape(name))
+    }
+    fn load(&self, name: &str, device: &Device) -> Result<StoredTensor> {
+        match self.source.shape(name) {
+            Some(_) => self.source.load(name, device),
+            None => self.added.load(name, device),
+        }
+    }
+    fn is_quantized(&self) -> bool {
+        self.source.is_quantized()
+    }
+    fn describe(&self) -> String {
+        format!(
+            "{} (with {} new tensors)",
+            self.source.describe(),
+            self.added.len()
+        )
+    }
+}
+
 /// The weights of a checkpoint directory, as transformers picks them: `model.safetensors`
 /// (or its sharded index) first, then `pytorch_model.bin`, read by a parser that never runs
 /// code.

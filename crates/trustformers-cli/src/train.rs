@@ -1,0 +1,411 @@
+//! `trustformers train`: fine-tune a checkpoint on a JSON Lines, CSV or text file with the
+//! Trainer, under transformers' `TrainingArguments` names (in kebab-case). Progress on a
+//! bar, every log entry as a JSON line in `{output-dir}/trainer_log.jsonl`, Ctrl-C saves a
+//! checkpoint before exiting, the final model in `{output-dir}` as `save_pretrained`
+//! writes it.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Map, Value};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use trustformers::core::parse_dtype;
+use trustformers::train::collate::{self, Example, Masking, Padding};
+use trustformers::train::dataset::Dataset;
+use trustformers::train::prepare::{self, Columns, Task};
+use trustformers::train::{Collator, SaveSpec, Trainer, TrainingArguments};
+use trustformers::{AutoConfig, AutoTokenizer, EncoderTask, LoadOptions, Tokenizer};
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Checkpoint directory (config.json + safetensors + tokenizer) or .gguf file
+    /// (dequantized for training).
+    #[arg(long)]
+    model: PathBuf,
+    /// causal-lm, masked-lm or text-classification.
+    #[arg(long)]
+    task: String,
+    /// Training data: .jsonl/.json (JSON Lines), .csv or .txt (one example per line).
+    #[arg(long)]
+    train_file: PathBuf,
+    /// Evaluation data, in the same formats.
+    #[arg(long)]
+    validation_file: Option<PathBuf>,
+    #[arg(long, default_value = "text")]
+    text_column: String,
+    #[arg(long, default_value = "label")]
+    label_column: String,
+    /// Tokens per example: the block size for language modelling (texts are concatenated
+    /// and cut into blocks), the truncation length for classification. Default: 128,
+    /// capped at the model's positions.
+    #[arg(long)]
+    max_length: Option<usize>,
+    /// Classes of a new classification head (a base checkpoint); the config's labels
+    /// otherwise.
+    #[arg(long)]
+    num_labels: Option<usize>,
+    /// Share of tokens masked for masked-lm.
+    #[arg(long, default_value_t = 0.15)]
+    mlm_probability: f64,
+    /// Keep the training data in file order (no shuffling).
+    #[arg(long)]
+    no_shuffle: bool,
+    /// Training dtype; f32 (the default) is the one supported so far.
+    #[arg(long)]
+    dtype: Option<String>,
+    #[command(flatten)]
+    training: TrainingFlags,
+}
+
+/// `TrainingArguments` fields as flags; those given override transformers' defaults.
+#[derive(Args)]
+struct TrainingFlags {
+    #[arg(long, default_value = "trainer_output")]
+    output_dir: PathBuf,
+    #[arg(long)]
+    learning_rate: Option<f64>,
+    #[arg(long)]
+    per_device_train_batch_size: Option<usize>,
+    #[arg(long)]
+    per_device_eval_batch_size: Option<usize>,
+    #[arg(long)]
+    gradient_accumulation_steps: Option<usize>,
+    #[arg(long)]
+    num_train_epochs: Option<f64>,
+    #[arg(long, allow_negative_numbers = true)]
+    max_steps: Option<i64>,
+    #[arg(long)]
+    warmup_steps: Option<u64>,
+    #[arg(long)]
+    warmup_ratio: Option<f64>,
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    #[arg(long)]
+    adam_beta1: Option<f64>,
+    #[arg(long)]
+    adam_beta2: Option<f64>,
+    #[arg(long)]
+    adam_epsilon: Option<f64>,
+    #[arg(long)]
+    max_grad_norm: Option<f64>,
+    #[arg(long)]
+    lr_scheduler_type: Option<String>,
+    #[arg(long)]
+    optim: Option<String>,
+    #[arg(long)]
+    logging_steps: Option<u64>,
+    /// no, steps or epoch.
+    #[arg(long)]
+    eval_strategy: Option<String>,
+    #[arg(long)]
+    eval_steps: Option<u64>,
+    /// no, steps or epoch.
+    #[arg(long)]
+    save_strategy: Option<String>,
+    #[arg(long)]
+    save_steps: Option<u64>,
+    #[arg(long)]
+    save_total_limit: Option<usize>,
+    #[arg(long)]
+    load_best_model_at_end: bool,
+    #[arg(long)]
+    metric_for_best_model: Option<String>,
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long)]
+    data_seed: Option<u64>,
+    #[arg(long)]
+    resume_from_checkpoint: Option<PathBuf>,
+    /// Skip a step whose loss is not finite instead of stopping.
+    #[arg(long)]
+    skip_nonfinite_loss: bool,
+}
+
+impl TrainingFlags {
+    /// transformers' defaults with the given flags on top, checked.
+    fn arguments(&self, shuffle: bool) -> Result<TrainingArguments> {
+        let mut m = Map::new();
+        let mut put = |k: &str, v: Value| {
+            if !v.is_null() {
+                m.insert(k.to_string(), v);
+            }
+        };
+        put("output_dir", json!(self.output_dir));
+        put("learning_rate", json!(self.learning_rate));
+        put(
+            "per_device_train_batch_size",
+            json!(self.per_device_train_batch_size),
+        );
+        put(
+            "per_device_eval_batch_size",
+            json!(self.per_device_eval_batch_size),
+        );
+        put(
+            "gradient_accumulation_steps",
+            json!(self.gradient_accumulation_steps),
+        );
+        put("num_train_epochs", json!(self.num_train_epochs));
+        put("max_steps", json!(self.max_steps));
+        put("warmup_steps", json!(self.warmup_steps));
+        put("warmup_ratio", json!(self.warmup_ratio));
+        put("weight_decay", json!(self.weight_decay));
+        put("adam_beta1", json!(self.adam_beta1));
+        put("adam_beta2", json!(self.adam_beta2));
+        put("adam_epsilon", json!(self.adam_epsilon));
+        put("max_grad_norm", json!(self.max_grad_norm));
+        put("lr_scheduler_type", json!(self.lr_scheduler_type));
+        put("optim", json!(self.optim));
+        put("logging_steps", json!(self.logging_steps));
+        put("eval_strategy", json!(self.eval_strategy));
+        put("eval_steps", json!(self.eval_steps));
+        put("save_strategy", json!(self.save_strategy));
+        put("save_steps", json!(self.save_steps));
+        put("save_total_limit", json!(self.save_total_limit));
+        put("load_best_model_at_end", json!(self.load_best_model_at_end));
+        put("metric_for_best_model", json!(self.metric_for_best_model));
+        put("seed", json!(self.seed));
+        put("data_seed", json!(self.data_seed));
+        put("resume_from_checkpoint", json!(self.resume_from_checkpoint));
+        put("skip_nonfinite_loss", json!(self.skip_nonfinite_loss));
+        put("shuffle", json!(shuffle));
+        let args: TrainingArguments =
+            serde_json::from_value(Value::Object(m)).context("reading the training arguments")?;
+        args.validate()?;
+        Ok(args)
+    }
+}
+
+/// The checkpoint's files a saved model needs besides weights and config.
+const TOKENIZER_FILES: &[&str] = &[
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "sentencepiece.bpe.model",
+    "spm.model",
+    "tokenizer.model",
+    "generation_config.json",
+];
+
+pub fn run(args: &TrainArgs) -> Result<()> {
+    let task = Task::from_name(&args.task)?;
+    let training = args.training.arguments(!args.no_shuffle)?;
+    let dtype = args
+        .dtype
+        .as_deref()
+        .map(parse_dtype)
+        .transpose()?
+        .unwrap_or(trustformers::DType::F32);
+    if dtype != trustformers::DType::F32 {
+        bail!("--dtype {dtype:?}: training runs in f32 so far (mixed precision is not done yet)");
+    }
+    let mut config = AutoConfig::from_pretrained(&args.model)
+        .with_context(|| format!("reading {}", args.model.display()))?;
+    let encoder_task = match task {
+        Task::CausalLm if config.architecture.is_causal_lm() => None,
+        Task::MaskedLm | Task::TextClassification if config.architecture.is_causal_lm() => {
+            bail!(
+                "{} is a causal language model (`{}`): train it with --task causal-lm",
+                args.model.display(),
+                config.model_type()
+            )
+        }
+        Task::CausalLm => bail!(
+            "{} is an encoder (`{}`): train it with --task masked-lm or text-classification",
+            args.model.display(),
+            config.model_type()
+        ),
+        Task::MaskedLm => Some(EncoderTask::MaskedLm),
+        Task::TextClassification => Some(EncoderTask::SequenceClassification),
+    };
+    if let Some(n) = args.num_labels {
+        if n == 0 {
+            bail!("--num-labels must be at least 1");
+        }
+        let labels: Map<String, Value> = (0..n)
+            .map(|i| (i.to_string(), json!(format!("LABEL_{i}"))))
+            .collect();
+        config.json["id2label"] = Value::Object(labels);
+        config.json["num_labels"] = json!(n);
+    }
+    let tokenizer = match config.gguf() {
+        Some(file) => AutoTokenizer::from_gguf(file)?,
+        None => AutoTokenizer::from_pretrained(&args.model)?,
+    };
+    let trainable = config
+        .load_trainable(encoder_task, &LoadOptions::default())
+        .with_context(|| format!("loading {} for training", args.model.display()))?;
+    let (num_labels, label_names) = match &trainable.model {
+        trustformers::train::TaskModel::Encoder { model, .. } => {
+            (model.labels().len(), model.labels().to_vec())
+        }
+        trustformers::train::TaskModel::CausalLm(_) => (0, Vec::new()),
+    };
+    let max_length = args
+        .max_length
+        .unwrap_or(128)
+        .min(trainable.model.max_positions());
+    let columns = Columns {
+        text: &args.text_column,
+        label: &args.label_column,
+        max_length,
+        num_labels,
+        label_names: &label_names,
+    };
+    let read = |path: &PathBuf| -> Result<Vec<Example>> {
+        let data = Dataset::from_file(path)?;
+        Ok(prepare::examples(task, &data, &tokenizer, &columns)?)
+    };
+    let train = read(&args.train_file)?;
+    let eval = args
+        .validation_file
+        .as_ref()
+        .map(read)
+        .transpose()?
+        .unwrap_or_default();
+    let collator = collator(task, &tokenizer, args.mlm_probability)?;
+    let mut extra_files = Vec::new();
+    if config.gguf().is_none() {
+        for name in TOKENIZER_FILES {
+            let path = args.model.join(name);
+            if path.is_file() {
+                extra_files.push(path);
+            }
+        }
+    }
+    if let Some(task) = encoder_task {
+        set_architecture(&mut config.json, task);
+    }
+    let save = SaveSpec {
+        config: config.json.clone(),
+        extra_files,
+    };
+    let output_dir = training.output_dir.clone();
+    std::fs::create_dir_all(&output_dir)
+        .with_context(|| format!("creating {}", output_dir.display()))?;
+    let log_path = output_dir.join("trainer_log.jsonl");
+    let log = Arc::new(Mutex::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("opening {}", log_path.display()))?,
+    ));
+    eprintln!(
+        "training {} ({} parameters) on {} examples of up to {max_length} tokens ({} for evaluation)",
+        args.model.display(),
+        trainable.parameters.numel(),
+        train.len(),
+        eval.len()
+    );
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let streaming = Arc::new(crate::interrupt::Streaming::start());
+    let stop = streaming.clone();
+    let step_bar = bar.clone();
+    let log_bar = bar.clone();
+    let mut trainer = Trainer::new(training, trainable, train, eval, collator, save)?
+        .on_step(move |r| {
+            step_bar.set_length(r.max_steps);
+            step_bar.set_position(r.step);
+            step_bar.set_message(format!(
+                "loss {:.4}  lr {:.2e}  {:.0} tokens/s",
+                r.loss, r.learning_rate, r.tokens_per_second
+            ));
+        })
+        .on_log(move |entry| {
+            if let Ok(mut f) = log.lock() {
+                // A log line that fails to write must not stop training; the bar says so.
+                if writeln!(f, "{entry}").is_err() {
+                    log_bar.println("warning: could not write trainer_log.jsonl");
+                }
+            }
+            if entry.get("eval_loss").is_some() {
+                log_bar.println(entry.to_string());
+            }
+        })
+        .stop_when(move || stop.requested());
+    let summary = trainer.train()?;
+    bar.finish_and_clear();
+    drop(streaming);
+    if trainer
+        .state()
+        .log_history
+        .iter()
+        .any(|e| e.get("interrupted_at_step").is_some())
+    {
+        eprintln!(
+            "interrupted: saved checkpoint-{} in {} (resume with --resume-from-checkpoint)",
+            trainer.state().global_step,
+            output_dir.display()
+        );
+        return Ok(());
+    }
+    trainer.save_pretrained(&output_dir)?;
+    println!("{summary}");
+    eprintln!("saved the model to {}", output_dir.display());
+    Ok(())
+}
+
+/// Names the class of the trained head in `architectures` (`BertModel` trained for
+/// classification saves as `BertForSequenceClassification`), so transformers' Auto classes
+/// load the head.
+fn set_architecture(config: &mut Value, task: EncoderTask) {
+    const SUFFIXES: &[&str] = &[
+        "ForMaskedLM",
+        "ForSequenceClassification",
+        "ForTokenClassification",
+        "ForQuestionAnswering",
+        "ForMultipleChoice",
+        "ForPreTraining",
+        "Model",
+    ];
+    let suffix = match task {
+        EncoderTask::MaskedLm => "ForMaskedLM",
+        EncoderTask::SequenceClassification => "ForSequenceClassification",
+        _ => return,
+    };
+    let Some(class) = config["architectures"][0].as_str() else {
+        return;
+    };
+    let base = SUFFIXES
+        .iter()
+        .find_map(|s| class.strip_suffix(s))
+        .unwrap_or(class);
+    config["architectures"] = json!([format!("{base}{suffix}")]);
+}
+
+/// transformers' collator for `task`, padding with the tokenizer's pad token (0 without one).
+fn collator(task: Task, tokenizer: &Tokenizer, mlm_probability: f64) -> Result<Collator> {
+    let padding = Padding {
+        pad_token_id: tokenizer.pad_token_id().unwrap_or(0),
+        ..Padding::default()
+    };
+    Ok(match task {
+        Task::CausalLm => Box::new(move |ex: &[Example], _| collate::causal_lm(ex, &padding)),
+        Task::TextClassification => {
+            Box::new(move |ex: &[Example], _| collate::with_padding(ex, &padding))
+        }
+        Task::MaskedLm => {
+            let mask = tokenizer
+                .mask_token_id()
+                .context("masked-lm needs a tokenizer with a mask token")?;
+            let vocab = u32::try_from(tokenizer.len()).context("vocabulary size")?;
+            let mut masking = Masking::new(mask, vocab, tokenizer.special_token_ids());
+            masking.probability = mlm_probability;
+            Box::new(move |ex: &[Example], seed| {
+                let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+                collate::masked_lm(ex, &padding, &masking, &mut rng)
+            })
+        }
+    })
+}
