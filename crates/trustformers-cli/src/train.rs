@@ -277,11 +277,8 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             }
         }
     }
-    if let Some(task) = encoder_task {
-        set_architecture(&mut config.json, task);
-    }
     let save = SaveSpec {
-        config: config.json.clone(),
+        config: config.trained_config(encoder_task),
         extra_files,
     };
     let output_dir = training.output_dir.clone();
@@ -354,34 +351,6 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     println!("{summary}");
     eprintln!("saved the model to {}", output_dir.display());
     Ok(())
-}
-
-/// Names the class of the trained head in `architectures` (`BertModel` trained for
-/// classification saves as `BertForSequenceClassification`), so transformers' Auto classes
-/// load the head.
-fn set_architecture(config: &mut Value, task: EncoderTask) {
-    const SUFFIXES: &[&str] = &[
-        "ForMaskedLM",
-        "ForSequenceClassification",
-        "ForTokenClassification",
-        "ForQuestionAnswering",
-        "ForMultipleChoice",
-        "ForPreTraining",
-        "Model",
-    ];
-    let suffix = match task {
-        EncoderTask::MaskedLm => "ForMaskedLM",
-        EncoderTask::SequenceClassification => "ForSequenceClassification",
-        _ => return,
-    };
-    let Some(class) = config["architectures"][0].as_str() else {
-        return;
-    };
-    let base = SUFFIXES
-        .iter()
-        .find_map(|s| class.strip_suffix(s))
-        .unwrap_or(class);
-    config["architectures"] = json!([format!("{base}{suffix}")]);
 }
 
 /// transformers' collator for `task`, padding with the tokenizer's pad token (0 without one).

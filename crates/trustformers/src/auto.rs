@@ -303,6 +303,38 @@ impl ModelConfig {
             .collect()
     }
 
+    /// The config.json of this model trained with the head of `task`: `architectures`
+    /// names the trained class (`BertModel` fine-tuned for classification saves as
+    /// `BertForSequenceClassification`), so transformers' Auto classes load the head.
+    pub fn trained_config(&self, task: Option<EncoderTask>) -> Value {
+        const SUFFIXES: &[&str] = &[
+            "ForMaskedLM",
+            "ForSequenceClassification",
+            "ForTokenClassification",
+            "ForQuestionAnswering",
+            "ForMultipleChoice",
+            "ForPreTraining",
+            "Model",
+        ];
+        let mut config = self.json.clone();
+        let suffix = match task {
+            Some(EncoderTask::MaskedLm) => "ForMaskedLM",
+            Some(EncoderTask::SequenceClassification) => "ForSequenceClassification",
+            Some(EncoderTask::TokenClassification) => "ForTokenClassification",
+            Some(EncoderTask::QuestionAnswering) => "ForQuestionAnswering",
+            Some(EncoderTask::MultipleChoice) => "ForMultipleChoice",
+            _ => return config,
+        };
+        if let Some(class) = config["architectures"][0].as_str() {
+            let base = SUFFIXES
+                .iter()
+                .find_map(|s| class.strip_suffix(s))
+                .unwrap_or(class);
+            config["architectures"] = serde_json::json!([format!("{base}{suffix}")]);
+        }
+        config
+    }
+
     /// Loads the model for training: every weight a trainable `Var` in `opts.dtype` (f32
     /// by default; GGUF weights dequantized), so the layers take their differentiable
     /// path. A causal LM trains with its next-token loss; an encoder with the head of

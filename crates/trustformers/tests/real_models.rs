@@ -153,3 +153,93 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     dot / (norm(a) * norm(b))
 }
+
+/// all-MiniLM-L6-v2 fine-tuned as a two-class classifier (a new head) for 50 steps on the
+/// labelled sentences of `tests/fixtures/train/sentiment_*.jsonl`: the evaluation loss
+/// drops, and the saved directory loads back (as `BertForSequenceClassification`) with
+/// the trained model's logits.
+#[test]
+fn all_minilm_fine_tunes_as_a_classifier() {
+    if !enabled() {
+        eprintln!("skipped: set TRUSTFORMERS_TEST_MODELS=1 to run real-model checks");
+        return;
+    }
+    use trustformers::train::collate::{self, Example, Padding};
+    use trustformers::train::dataset::Dataset;
+    use trustformers::train::prepare::{self, Columns, Task};
+    use trustformers::train::{SaveSpec, Strategy, TaskModel, Trainer, TrainingArguments};
+    use trustformers::{AutoConfig, AutoTokenizer, EncoderTask};
+
+    let dir = trustformers::resolve::cache_dir().join("all-minilm-l6-v2");
+    assert!(dir.is_dir(), "model not found at {}", dir.display());
+    let config = AutoConfig::from_pretrained(&dir).unwrap();
+    let task = Some(EncoderTask::SequenceClassification);
+    let model = config.load_trainable(task, &LoadOptions::default()).unwrap();
+    let tokenizer = AutoTokenizer::from_pretrained(&dir).unwrap();
+    let columns = Columns {
+        text: "text",
+        label: "label",
+        max_length: 64,
+        num_labels: 2,
+        label_names: &[],
+    };
+    let read = |name: &str| -> Vec<Example> {
+        let data = Dataset::from_file(fixture("train").join(name)).unwrap();
+        prepare::examples(Task::TextClassification, &data, &tokenizer, &columns).unwrap()
+    };
+    let out = tempfile::tempdir().unwrap();
+    let args = TrainingArguments {
+        output_dir: out.path().to_path_buf(),
+        max_steps: 50,
+        learning_rate: 5e-5,
+        per_device_train_batch_size: 8,
+        eval_strategy: Strategy::Steps,
+        eval_steps: Some(50),
+        save_strategy: Strategy::No,
+        ..Default::default()
+    };
+    let pad = tokenizer.pad_token_id().unwrap_or(0);
+    let collator = Box::new(move |ex: &[Example], _: u64| {
+        let padding = Padding {
+            pad_token_id: pad,
+            ..Padding::default()
+        };
+        collate::with_padding(ex, &padding)
+    });
+    let save = SaveSpec {
+        config: config.trained_config(task),
+        extra_files: vec![dir.join("tokenizer.json"), dir.join("tokenizer_config.json")],
+    };
+    let mut trainer = Trainer::new(
+        args,
+        model,
+        read("sentiment_train.jsonl"),
+        read("sentiment_validation.jsonl"),
+        collator,
+        save,
+    )
+    .unwrap();
+    let before = trainer.evaluate().unwrap()["eval_loss"].as_f64().unwrap();
+    trainer.train().unwrap();
+    let after = trainer.state().log_history.iter().rev().find_map(|e| e.get("eval_loss"));
+    let after = after.and_then(|v| v.as_f64()).unwrap();
+    assert!(after < before, "eval loss {before} -> {after}");
+
+    let saved = out.path().join("model");
+    trainer.save_pretrained(&saved).unwrap();
+    let ids = candle_core::Tensor::new(&[[101u32, 1996, 3185, 2001, 6919, 1012, 102]], &Device::Cpu)
+        .unwrap();
+    let TaskModel::Encoder { model, .. } = &trainer.model().model else {
+        panic!("a classifier");
+    };
+    let trained = model.forward(&ids, None, None, false).unwrap().logits.unwrap();
+    let loaded = trustformers::AutoModelForSequenceClassification::from_pretrained(
+        &saved,
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(loaded.task(), EncoderTask::SequenceClassification);
+    let reloaded = loaded.forward(&ids, None, None, false).unwrap().logits.unwrap();
+    let diff = common::max_abs_diff(&trained.to_dtype(DType::F32).unwrap(), &reloaded);
+    assert!(diff < 1e-5, "reloaded logits differ by {diff}");
+}
