@@ -13,6 +13,7 @@ pub mod moe;
 pub mod norm;
 pub mod positions;
 pub mod profile;
+pub mod softmax;
 
 pub use activation::Activation;
 

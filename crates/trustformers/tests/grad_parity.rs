@@ -106,3 +106,62 @@ gradient_tests!(
     modernbert_seqcls,
     nomic_bert_seqcls,
 );
+
+/// Batches that cannot be trained on get errors naming the tensor, before any forward.
+#[test]
+fn bad_batches_are_refused_by_name() {
+    use candle_core::Tensor;
+    use std::collections::HashMap;
+    let trainable = AutoConfig::from_pretrained(fixture("bert_seqcls"))
+        .unwrap()
+        .load_trainable(None, &LoadOptions::default())
+        .unwrap();
+    let ids = Tensor::new(&[[5i64, 6, 7]], &Device::Cpu).unwrap();
+    let cases: Vec<(Vec<(&str, Tensor)>, &str)> = vec![
+        (vec![("input_ids", ids.clone())], "labels"),
+        (
+            vec![("labels", Tensor::new(&[1i64], &Device::Cpu).unwrap())],
+            "input_ids",
+        ),
+        (
+            vec![
+                ("input_ids", ids.to_dtype(DType::F32).unwrap()),
+                ("labels", Tensor::new(&[1i64], &Device::Cpu).unwrap()),
+            ],
+            "input_ids",
+        ),
+        (
+            vec![
+                ("input_ids", ids.clone()),
+                (
+                    "attention_mask",
+                    Tensor::new(&[[1i64, 1]], &Device::Cpu).unwrap(),
+                ),
+                ("labels", Tensor::new(&[1i64], &Device::Cpu).unwrap()),
+            ],
+            "attention_mask",
+        ),
+    ];
+    for (tensors, name) in cases {
+        let map: HashMap<String, Tensor> = tensors
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let err = TrainBatch::from_named(&trainable.model, &map)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(name), "expected an error naming {name}: {err}");
+    }
+    // A label outside the classes: an error from the loss, not a crash.
+    let map: HashMap<String, Tensor> = [
+        ("input_ids".to_string(), ids),
+        (
+            "labels".to_string(),
+            Tensor::new(&[7i64], &Device::Cpu).unwrap(),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let batch = TrainBatch::from_named(&trainable.model, &map).unwrap();
+    assert!(trainable.model.loss(&batch, None).is_err());
+}

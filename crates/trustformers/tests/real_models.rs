@@ -174,7 +174,9 @@ fn all_minilm_fine_tunes_as_a_classifier() {
     assert!(dir.is_dir(), "model not found at {}", dir.display());
     let config = AutoConfig::from_pretrained(&dir).unwrap();
     let task = Some(EncoderTask::SequenceClassification);
-    let model = config.load_trainable(task, &LoadOptions::default()).unwrap();
+    let model = config
+        .load_trainable(task, &LoadOptions::default())
+        .unwrap();
     let tokenizer = AutoTokenizer::from_pretrained(&dir).unwrap();
     let columns = Columns {
         text: "text",
@@ -208,7 +210,10 @@ fn all_minilm_fine_tunes_as_a_classifier() {
     });
     let save = SaveSpec {
         config: config.trained_config(task),
-        extra_files: vec![dir.join("tokenizer.json"), dir.join("tokenizer_config.json")],
+        extra_files: vec![
+            dir.join("tokenizer.json"),
+            dir.join("tokenizer_config.json"),
+        ],
     };
     let mut trainer = Trainer::new(
         args,
@@ -221,25 +226,39 @@ fn all_minilm_fine_tunes_as_a_classifier() {
     .unwrap();
     let before = trainer.evaluate().unwrap()["eval_loss"].as_f64().unwrap();
     trainer.train().unwrap();
-    let after = trainer.state().log_history.iter().rev().find_map(|e| e.get("eval_loss"));
+    let after = trainer
+        .state()
+        .log_history
+        .iter()
+        .rev()
+        .find_map(|e| e.get("eval_loss"));
     let after = after.and_then(|v| v.as_f64()).unwrap();
     assert!(after < before, "eval loss {before} -> {after}");
 
     let saved = out.path().join("model");
     trainer.save_pretrained(&saved).unwrap();
-    let ids = candle_core::Tensor::new(&[[101u32, 1996, 3185, 2001, 6919, 1012, 102]], &Device::Cpu)
-        .unwrap();
+    let ids =
+        candle_core::Tensor::new(&[[101u32, 1996, 3185, 2001, 6919, 1012, 102]], &Device::Cpu)
+            .unwrap();
     let TaskModel::Encoder { model, .. } = &trainer.model().model else {
         panic!("a classifier");
     };
-    let trained = model.forward(&ids, None, None, false).unwrap().logits.unwrap();
+    let trained = model
+        .forward(&ids, None, None, false)
+        .unwrap()
+        .logits
+        .unwrap();
     let loaded = trustformers::AutoModelForSequenceClassification::from_pretrained(
         &saved,
         &LoadOptions::default(),
     )
     .unwrap();
     assert_eq!(loaded.task(), EncoderTask::SequenceClassification);
-    let reloaded = loaded.forward(&ids, None, None, false).unwrap().logits.unwrap();
+    let reloaded = loaded
+        .forward(&ids, None, None, false)
+        .unwrap()
+        .logits
+        .unwrap();
     let diff = common::max_abs_diff(&trained.to_dtype(DType::F32).unwrap(), &reloaded);
     assert!(diff < 1e-5, "reloaded logits differ by {diff}");
 }

@@ -57,9 +57,9 @@ pub(super) fn sdpa_ops(
         Some(m) => scores.broadcast_add(m)?,
         None => scores,
     };
-    // The fused softmax has no backward; the composed one is the same function.
+    // candle's fused softmax has no backward; ours has.
     let probs = if crate::differentiable(&[&scores]) {
-        candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?
+        crate::softmax::softmax_last_dim(&scores)?
     } else {
         candle_nn::ops::softmax_last_dim(&scores)?
     };
