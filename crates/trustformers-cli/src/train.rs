@@ -16,14 +16,14 @@ use trustformers::train::collate::{self, Example, Masking, Padding};
 use trustformers::train::dataset::Dataset;
 use trustformers::train::prepare::{self, Columns, Task};
 use trustformers::train::{Collator, SaveSpec, Trainer, TrainingArguments};
-use trustformers::{AutoConfig, AutoTokenizer, EncoderTask, LoadOptions, Tokenizer};
+use trustformers::{resolve_model, AutoConfig, AutoTokenizer, EncoderTask, LoadOptions, Tokenizer};
 
 #[derive(Args)]
 pub struct TrainArgs {
-    /// Checkpoint directory (config.json + safetensors + tokenizer) or .gguf file
-    /// (dequantized for training).
+    /// Checkpoint directory (config.json + safetensors + tokenizer), .gguf file (dequantized
+    /// for training), Hub repo id or alias (`all-minilm-l6-v2`, ...).
     #[arg(long)]
-    model: PathBuf,
+    model: String,
     /// causal-lm, masked-lm or text-classification.
     #[arg(long)]
     task: String,
@@ -219,20 +219,21 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     if dtype != trustformers::DType::F32 {
         bail!("--dtype {dtype:?}: training runs in f32 so far (mixed precision is not done yet)");
     }
-    let mut config = AutoConfig::from_pretrained(&args.model)
-        .with_context(|| format!("reading {}", args.model.display()))?;
+    let model_path = resolve_model(Some(&args.model))?;
+    let mut config = AutoConfig::from_pretrained(&model_path)
+        .with_context(|| format!("reading {}", model_path.display()))?;
     let encoder_task = match task {
         Task::CausalLm if config.architecture.is_causal_lm() => None,
         Task::MaskedLm | Task::TextClassification if config.architecture.is_causal_lm() => {
             bail!(
                 "{} is a causal language model (`{}`): train it with --task causal-lm",
-                args.model.display(),
+                model_path.display(),
                 config.model_type()
             )
         }
         Task::CausalLm => bail!(
             "{} is an encoder (`{}`): train it with --task masked-lm or text-classification",
-            args.model.display(),
+            model_path.display(),
             config.model_type()
         ),
         Task::MaskedLm => Some(EncoderTask::MaskedLm),
@@ -250,11 +251,11 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     }
     let tokenizer = match config.gguf() {
         Some(file) => AutoTokenizer::from_gguf(file)?,
-        None => AutoTokenizer::from_pretrained(&args.model)?,
+        None => AutoTokenizer::from_pretrained(&model_path)?,
     };
     let trainable = config
         .load_trainable(encoder_task, &LoadOptions::default())
-        .with_context(|| format!("loading {} for training", args.model.display()))?;
+        .with_context(|| format!("loading {} for training", model_path.display()))?;
     let (num_labels, label_names) = match &trainable.model {
         trustformers::train::TaskModel::Encoder { model, .. } => {
             (model.labels().len(), model.labels().to_vec())
@@ -285,19 +286,25 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         .unwrap_or_default();
     let collator = collator(task, &tokenizer, args.mlm_probability)?;
     let mut extra_files = Vec::new();
+    let output_dir = training.output_dir.clone();
     if config.gguf().is_none() {
         for name in TOKENIZER_FILES {
-            let path = args.model.join(name);
+            let path = model_path.join(name);
             if path.is_file() {
                 extra_files.push(path);
             }
         }
+    } else {
+        // The tokenizer is inside the GGUF file: written out once, copied with each save.
+        let dir = output_dir.join("gguf-tokenizer");
+        trustformers::tokenizers::train::save(&tokenizer, &dir)?;
+        extra_files.push(dir.join("tokenizer.json"));
+        extra_files.push(dir.join("tokenizer_config.json"));
     }
     let save = SaveSpec {
         config: config.trained_config(encoder_task),
         extra_files,
     };
-    let output_dir = training.output_dir.clone();
     std::fs::create_dir_all(&output_dir)
         .with_context(|| format!("creating {}", output_dir.display()))?;
     let log_path = output_dir.join("trainer_log.jsonl");
@@ -310,7 +317,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     ));
     eprintln!(
         "training {} ({} parameters) on {} examples of up to {max_length} tokens ({} for evaluation)",
-        args.model.display(),
+        model_path.display(),
         trainable.parameters.numel(),
         train.len(),
         eval.len()

@@ -675,7 +675,15 @@ impl Trainer {
         std::fs::write(&config, text).map_err(|e| Error::io(&config, e))?;
         for file in &self.save.extra_files {
             if let Some(name) = file.file_name() {
-                std::fs::copy(file, dir.join(name)).map_err(|e| Error::io(file, e))?;
+                let to = dir.join(name);
+                // Copying a file onto itself would empty it.
+                let same = matches!(
+                    (file.canonicalize(), to.canonicalize()),
+                    (Ok(a), Ok(b)) if a == b
+                );
+                if !same {
+                    std::fs::copy(file, &to).map_err(|e| Error::io(file, e))?;
+                }
             }
         }
         Ok(())
