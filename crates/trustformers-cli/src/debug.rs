@@ -42,9 +42,6 @@ pub struct GradArgs {
     /// checkpoint names the parameter. Parameters the loss does not reach are left out.
     #[arg(long)]
     out: PathBuf,
-    /// Training dtype (f32, bf16, f16); f32 by default.
-    #[arg(long)]
-    dtype: Option<String>,
 }
 
 #[derive(Args)]
@@ -78,14 +75,9 @@ pub fn run(command: DebugCommand) -> Result<()> {
 }
 
 fn grad(args: &GradArgs) -> Result<()> {
+    // Training runs in f32.
     let opts = LoadOptions {
-        dtype: Some(
-            args.dtype
-                .as_deref()
-                .map(parse_dtype)
-                .transpose()?
-                .unwrap_or(DType::F32),
-        ),
+        dtype: Some(DType::F32),
         ..LoadOptions::default()
     };
     let trainable = AutoConfig::from_pretrained(&args.model)

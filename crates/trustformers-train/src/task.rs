@@ -16,7 +16,7 @@ pub enum TaskModel {
     CausalLm(Box<dyn CausalLM>),
     /// An encoder with a task head.
     Encoder {
-        model: EncoderForTask,
+        model: Box<EncoderForTask>,
         /// config.json's `problem_type` (sequence classification).
         problem_type: Option<String>,
     },

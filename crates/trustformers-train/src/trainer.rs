@@ -38,6 +38,12 @@ pub struct SaveSpec {
 /// Called with every log entry (training logs, evaluations, the final summary).
 pub type LogCallback = Box<dyn FnMut(&Value) + Send>;
 
+/// Called after every optimizer step.
+pub type StepCallback = Box<dyn FnMut(&StepReport) + Send>;
+
+/// Asked after every optimizer step whether to stop.
+pub type StopCheck = Box<dyn Fn() -> bool + Send>;
+
 /// What a progress display gets after each optimizer step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepReport {
@@ -129,9 +135,9 @@ pub struct Trainer {
     save: SaveSpec,
     state: TrainerState,
     on_log: Option<LogCallback>,
-    on_step: Option<Box<dyn FnMut(&StepReport) + Send>>,
+    on_step: Option<StepCallback>,
     /// Asked after every step; `true` saves a checkpoint and ends the run (Ctrl-C).
-    stop: Option<Box<dyn Fn() -> bool + Send>>,
+    stop: Option<StopCheck>,
     /// Micro-batches per epoch and optimizer steps per epoch.
     batches_per_epoch: usize,
     steps_per_epoch: u64,

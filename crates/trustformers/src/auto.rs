@@ -359,7 +359,7 @@ impl ModelConfig {
             TaskModel::CausalLm(model)
         } else {
             TaskModel::Encoder {
-                model: self.build_encoder(task, &vb)?,
+                model: Box::new(self.build_encoder(task, &vb)?),
                 problem_type: self
                     .json
                     .get("problem_type")

@@ -1,0 +1,118 @@
+//! `trustformers debug grad` and `trustformers train` end to end on committed fixtures.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use candle_core::Device;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
+}
+
+fn trustformers(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_trustformers"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The torch reference file holds the inputs and labels too: the command reads them and
+/// writes torch's loss and gradients under the checkpoint's names.
+#[test]
+fn debug_grad_writes_torchs_gradients() {
+    let out = tempfile::tempdir().unwrap();
+    let reference = fixture("train/grads/gpt2.safetensors");
+    let result = out.path().join("grads.safetensors");
+    let run = trustformers(&[
+        "debug",
+        "grad",
+        "--model",
+        fixture("gpt2").to_str().unwrap(),
+        "--inputs",
+        reference.to_str().unwrap(),
+        "--out",
+        result.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let want = candle_core::safetensors::load(&reference, &Device::Cpu).unwrap();
+    let got = candle_core::safetensors::load(&result, &Device::Cpu).unwrap();
+    let diff = |a, b| trustformers::core::numeric::max_abs_diff(a, b).unwrap();
+    assert!(diff(&got["loss"], &want["loss"]) < 1e-5);
+    let grads = want.keys().filter(|k| k.starts_with("grad.")).count();
+    assert_eq!(got.len(), grads + 1, "loss and one gradient per parameter");
+    for (name, g) in &got {
+        if name != "loss" {
+            assert!(diff(g, &want[&format!("grad.{name}")]) < 1e-4, "{name}");
+        }
+    }
+}
+
+#[test]
+fn debug_grad_names_what_is_missing() {
+    let out = tempfile::tempdir().unwrap();
+    let inputs = out.path().join("in.safetensors");
+    let ids = candle_core::Tensor::new(&[[5i64, 6, 7]], &Device::Cpu).unwrap();
+    candle_core::safetensors::save(&[("input_ids", ids)].into_iter().collect(), &inputs).unwrap();
+    let run = trustformers(&[
+        "debug",
+        "grad",
+        "--model",
+        fixture("llama").to_str().unwrap(),
+        "--inputs",
+        inputs.to_str().unwrap(),
+        "--out",
+        out.path().join("o.safetensors").to_str().unwrap(),
+    ]);
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("labels"), "{err}");
+}
+
+/// Bad training settings are refused before any step, naming the setting.
+#[test]
+fn train_refuses_bad_settings_by_name() {
+    let out = tempfile::tempdir().unwrap();
+    let model = fixture("bert_seqcls");
+    let data = fixture("train/sentiment_train.jsonl");
+    let base = [
+        "train",
+        "--model",
+        model.to_str().unwrap(),
+        "--train-file",
+        data.to_str().unwrap(),
+        "--output-dir",
+        out.path().to_str().unwrap(),
+    ];
+    for (extra, name) in [
+        (&["--task", "summarization"][..], "task"),
+        (&["--task", "causal-lm"][..], "is an encoder"),
+        (
+            &[
+                "--task",
+                "text-classification",
+                "--gradient-accumulation-steps",
+                "0",
+            ][..],
+            "gradient_accumulation_steps",
+        ),
+        (
+            &["--task", "text-classification", "--optim", "adamw_8bit"][..],
+            "adamw_8bit",
+        ),
+        (
+            &["--task", "text-classification", "--label-column", "stars"][..],
+            "stars",
+        ),
+    ] {
+        let run = trustformers(&[&base[..], extra].concat());
+        assert!(!run.status.success(), "{extra:?} was accepted");
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(err.contains(name), "{extra:?}: {err}");
+    }
+}
