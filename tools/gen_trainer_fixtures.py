@@ -9,6 +9,9 @@ gradient accumulation 2, batches of 4, clipping at 1.0, the data in file order
               semantics: right padding with 0, labels -100 on padding
   seq_cls     tests/fixtures/bert_seqcls (BertForSequenceClassification), padding with 0,
               one class label per example
+  lora        causal_lm's model and data with a PEFT LoRA adapter (r 4, alpha 8, q_proj and
+              v_proj); its initial weights (PEFT's init, B = 0) are saved to
+              tests/fixtures/train/lora_init/ so both sides start from them
 
 `tests/fixtures/train/trainer_<run>.json` holds the examples (token ids and labels), the
 arguments, and `log_history` with the loss, learning rate and grad norm logged at every step.
@@ -96,12 +99,22 @@ def no_dropout(config):
     return config
 
 
-def run(name, checkpoint, cls, rows, per_token):
+def run(name, checkpoint, cls, rows, per_token, lora=False):
     ckpt = FIXTURES / checkpoint
     config = no_dropout(transformers.AutoConfig.from_pretrained(ckpt))
     model = getattr(transformers, cls).from_pretrained(
         ckpt, config=config, attn_implementation="eager", dtype=torch.float32
     )
+    if lora:
+        import peft
+
+        torch.manual_seed(0)
+        lora_config = peft.LoraConfig(
+            r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"],
+            task_type="CAUSAL_LM",
+        )
+        model = peft.get_peft_model(model, lora_config)
+        model.save_pretrained(OUT / "lora_init")
     out_dir = Path("/tmp") / f"trustformers-trainer-{name}"
     args = transformers.TrainingArguments(
         output_dir=str(out_dir),
@@ -144,6 +157,8 @@ def main():
     labels = len(bert.get("id2label") or {}) or 2
     rows = examples(2, bert["vocab_size"], 24, labels)
     run("seq_cls", "bert_seqcls", "BertForSequenceClassification", rows, False)
+    rows = examples(1, llama["vocab_size"], 24)
+    run("lora", "llama", "LlamaForCausalLM", rows, True, lora=True)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,9 @@ pub struct DumpArgs {
     /// Also write `hidden_states.{i}`: the embeddings, then each layer's output.
     #[arg(long)]
     layers: bool,
+    /// A PEFT LoRA adapter directory merged into the weights it targets.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
 }
 
 pub fn run(command: DebugCommand) -> Result<()> {
@@ -203,6 +206,7 @@ fn dump(args: &DumpArgs) -> Result<()> {
     let dtype = args.dtype.as_deref().map(parse_dtype).transpose()?;
     let opts = LoadOptions {
         dtype,
+        adapter: args.adapter.clone(),
         ..Default::default()
     };
     let config = AutoConfig::from_pretrained(&args.model)

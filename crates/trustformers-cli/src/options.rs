@@ -24,6 +24,10 @@ pub struct ModelArgs {
     /// longer prompt goes in chunks, so its activations take one chunk's memory.
     #[arg(long, default_value_t = trustformers::models::DEFAULT_PREFILL_CHUNK)]
     pub ubatch_size: usize,
+    /// A PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors),
+    /// merged into the weights it targets at load.
+    #[arg(long)]
+    pub adapter: Option<std::path::PathBuf>,
 }
 
 impl ModelArgs {
@@ -48,6 +52,7 @@ impl ModelArgs {
             dtype,
             kv_cache_dtype,
             prefill_chunk: self.ubatch_size,
+            adapter: self.adapter.clone(),
             ..Default::default()
         };
         // Refused before the weights load, not after.

@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use trustformers::core::lora::LoraConfig;
 use trustformers::core::parse_dtype;
 use trustformers::train::collate::{self, Example, Masking, Padding};
 use trustformers::train::dataset::Dataset;
@@ -55,6 +56,21 @@ pub struct TrainArgs {
     /// Training dtype; f32 (the default) is the one supported so far.
     #[arg(long)]
     dtype: Option<String>,
+    /// Train a LoRA adapter of this rank instead of the whole model (causal-lm); saves
+    /// PEFT's adapter_config.json + adapter_model.safetensors.
+    #[arg(long)]
+    lora_r: Option<usize>,
+    #[arg(long, default_value_t = 8.0)]
+    lora_alpha: f64,
+    /// Comma-separated module names (PEFT's target_modules).
+    #[arg(long, value_delimiter = ',', default_value = "q_proj,v_proj")]
+    lora_target_modules: Vec<String>,
+    /// Scale by lora_alpha / sqrt(r) (rsLoRA).
+    #[arg(long)]
+    use_rslora: bool,
+    /// Continue training this PEFT adapter directory.
+    #[arg(long)]
+    lora_from: Option<PathBuf>,
     #[command(flatten)]
     training: TrainingFlags,
 }
@@ -253,9 +269,33 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         Some(file) => AutoTokenizer::from_gguf(file)?,
         None => AutoTokenizer::from_pretrained(&model_path)?,
     };
-    let trainable = config
-        .load_trainable(encoder_task, &LoadOptions::default())
-        .with_context(|| format!("loading {} for training", model_path.display()))?;
+    let lora = match (args.lora_r, &args.lora_from) {
+        (None, None) => None,
+        (_, Some(dir)) => Some(trustformers::read_adapter(dir)?),
+        (Some(r), None) => Some((
+            LoraConfig {
+                r,
+                lora_alpha: args.lora_alpha,
+                target_modules: args.lora_target_modules.clone(),
+                use_rslora: args.use_rslora,
+                ..LoraConfig::default()
+            },
+            Default::default(),
+        )),
+    };
+    if lora.is_some() && task != Task::CausalLm {
+        bail!("LoRA training is supported for --task causal-lm so far");
+    }
+    let adapter_config = lora
+        .as_ref()
+        .map(|(c, _)| c.to_peft_json("CAUSAL_LM", &model_path.display().to_string()));
+    let trainable = match lora {
+        Some((lora, start)) => {
+            config.load_trainable_lora(encoder_task, &LoadOptions::default(), lora, start)
+        }
+        None => config.load_trainable(encoder_task, &LoadOptions::default()),
+    }
+    .with_context(|| format!("loading {} for training", model_path.display()))?;
     let (num_labels, label_names) = match &trainable.model {
         trustformers::train::TaskModel::Encoder { model, .. } => {
             (model.labels().len(), model.labels().to_vec())
@@ -304,6 +344,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let save = SaveSpec {
         config: config.trained_config(encoder_task),
         extra_files,
+        adapter_config,
     };
     std::fs::create_dir_all(&output_dir)
         .with_context(|| format!("creating {}", output_dir.display()))?;

@@ -8,13 +8,15 @@ use crate::Activation;
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Tensor};
 use std::sync::Arc;
-use trustformers_core::{Result, Weight, Weights};
+use trustformers_core::{LoraAdapter, Result, Weight, Weights};
 
 /// `y = x W^T + b`, with `W` dense (any float dtype) or ggml-quantized.
 #[derive(Clone)]
 pub struct Linear {
     weight: LinearWeight,
     bias: Option<Tensor>,
+    /// A trainable LoRA adapter added to the output (PEFT's `lora.Linear`).
+    lora: Option<LoraAdapter>,
 }
 
 #[derive(Clone)]
@@ -41,7 +43,9 @@ impl Linear {
         } else {
             None
         };
-        Self::from_weight(weight, bias)
+        let mut layer = Self::from_weight(weight, bias)?;
+        layer.lora = vb.lora_adapter(in_dim, out_dim)?;
+        Ok(layer)
     }
 
     /// A layer over a dense table shared with an embedding: kept as it is, not packed,
@@ -50,6 +54,7 @@ impl Linear {
         Self {
             weight: LinearWeight::Dense(weight),
             bias,
+            lora: None,
         }
     }
 
@@ -58,6 +63,7 @@ impl Linear {
         Self {
             weight: LinearWeight::Own(weight),
             bias,
+            lora: None,
         }
     }
 
@@ -80,17 +86,21 @@ impl Linear {
                 },
             },
         };
-        Ok(Self { weight, bias })
+        Ok(Self {
+            weight,
+            bias,
+            lora: None,
+        })
     }
 
     /// Whether the weight or bias is trainable (in an autograd graph).
     pub fn is_trainable(&self) -> bool {
         let weight = matches!(&self.weight, LinearWeight::Dense(w) if crate::differentiable(&[w]));
-        weight
-            || self
-                .bias
-                .as_ref()
-                .is_some_and(|b| crate::differentiable(&[b]))
+        let bias = self
+            .bias
+            .as_ref()
+            .is_some_and(|b| crate::differentiable(&[b]));
+        weight || bias || self.lora.is_some()
     }
 
     /// Whether the weight is kept ggml-quantized.
@@ -104,6 +114,20 @@ impl Linear {
     /// # Shapes
     /// `xs`: `[..., in_dim]` -> `[..., out_dim]`.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let ys = self.forward_base(xs)?;
+        match &self.lora {
+            // scale * B (A x), as PEFT adds it (dropout off).
+            Some(l) => {
+                let down = xs.broadcast_matmul(&l.a.t()?)?;
+                let up = down.broadcast_matmul(&l.b.t()?)?;
+                Ok((ys + (up * l.scale)?)?)
+            }
+            None => Ok(ys),
+        }
+    }
+
+    /// The layer without its adapter.
+    fn forward_base(&self, xs: &Tensor) -> Result<Tensor> {
         let _timing = profile::scope(Part::Linear);
         let ys = match &self.weight {
             LinearWeight::Dense(w) => {
@@ -155,6 +179,9 @@ impl Linear {
     /// input is read once and the thread pool called once), when all of them run on our f32
     /// GEMM with the same input size; `None` otherwise.
     pub fn stack(layers: &[&Linear]) -> Result<Option<Linear>> {
+        if layers.iter().any(|l| l.lora.is_some()) {
+            return Ok(None);
+        }
         let packed: Option<Vec<&PackedF32>> = layers
             .iter()
             .map(|l| match &l.weight {
@@ -181,6 +208,7 @@ impl Linear {
         Ok(Some(Self {
             weight: LinearWeight::Packed(Arc::new(weight)),
             bias,
+            lora: None,
         }))
     }
 
@@ -190,7 +218,8 @@ impl Linear {
     /// # Shapes
     /// `xs`: `[..., in_dim]` -> `[..., out_dim]`.
     pub fn forward_activated(&self, xs: &Tensor, act: Activation) -> Result<Tensor> {
-        if let (LinearWeight::Packed(w), Some(kind)) = (&self.weight, act.fused()) {
+        if let (LinearWeight::Packed(w), Some(kind), None) = (&self.weight, act.fused(), &self.lora)
+        {
             let _timing = profile::scope(Part::Linear);
             return gemm_forward(w.as_ref(), xs, self.bias.as_ref(), Some(kind));
         }
@@ -210,7 +239,8 @@ impl Linear {
                 _ => None,
             })
             .collect();
-        let Some(own) = own.filter(|_| layers.len() > 1 && rows_of(xs) < GEMM_ROWS) else {
+        let plain = layers.iter().all(|l| l.lora.is_none());
+        let Some(own) = own.filter(|_| plain && layers.len() > 1 && rows_of(xs) < GEMM_ROWS) else {
             return layers.iter().map(|l| l.forward(xs)).collect();
         };
         let outs = kernels::with_f32(xs, |x| kernels::matvec_many(&own, x))?;

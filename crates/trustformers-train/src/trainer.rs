@@ -33,6 +33,20 @@ pub type Collator = Box<dyn Fn(&[Example], u64) -> Result<Batch> + Send>;
 pub struct SaveSpec {
     pub config: Value,
     pub extra_files: Vec<PathBuf>,
+    /// With LoRA: `adapter_config.json`'s contents. Saves then write the adapter as PEFT
+    /// does (`adapter_model.safetensors` + `adapter_config.json`), not the model.
+    pub adapter_config: Option<Value>,
+}
+
+impl SaveSpec {
+    /// The weights file a save writes.
+    fn weights_file(&self) -> &'static str {
+        if self.adapter_config.is_some() {
+            "adapter_model.safetensors"
+        } else {
+            "model.safetensors"
+        }
+    }
 }
 
 /// Called with every log entry (training logs, evaluations, the final summary).
@@ -500,7 +514,7 @@ impl Trainer {
         }
         if self.args.load_best_model_at_end {
             if let Some(best) = self.state.best_model_checkpoint.clone() {
-                self.load_weights(&best.join("model.safetensors"))?;
+                self.load_weights(&best.join(self.save.weights_file()))?;
             }
         }
         let runtime = started.elapsed().as_secs_f64();
@@ -663,7 +677,8 @@ impl Trainer {
     }
 
     /// Writes the model as transformers' `save_pretrained` does: `model.safetensors` with
-    /// every parameter under its checkpoint name, `config.json`, and the tokenizer files.
+    /// every parameter under its checkpoint name, `config.json`, and the tokenizer files;
+    /// with LoRA, the adapter as PEFT's `save_pretrained` does.
     pub fn save_pretrained(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let tensors: HashMap<String, Tensor> = self
@@ -672,11 +687,14 @@ impl Trainer {
             .iter()
             .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
             .collect();
-        let weights = dir.join("model.safetensors");
+        let weights = dir.join(self.save.weights_file());
         candle_core::safetensors::save(&tensors, &weights)
             .map_err(|e| Error::InvalidInput(format!("writing {}: {e}", weights.display())))?;
-        let config = dir.join("config.json");
-        let text = serde_json::to_string_pretty(&self.save.config)
+        let (config, contents) = match &self.save.adapter_config {
+            Some(adapter) => (dir.join("adapter_config.json"), adapter),
+            None => (dir.join("config.json"), &self.save.config),
+        };
+        let text = serde_json::to_string_pretty(contents)
             .map_err(|e| Error::InvalidInput(format!("{}: {e}", config.display())))?;
         std::fs::write(&config, text).map_err(|e| Error::io(&config, e))?;
         for file in &self.save.extra_files {
@@ -730,7 +748,7 @@ impl Trainer {
     /// the trainer state; the data order is a function of the seed and the epoch, so the
     /// same batches follow.
     fn resume(&mut self, dir: &Path) -> Result<()> {
-        self.load_weights(&dir.join("model.safetensors"))?;
+        self.load_weights(&dir.join(self.save.weights_file()))?;
         self.optimizer.load(&dir.join("optimizer"))?;
         let path = dir.join("trainer_state.json");
         let state = trustformers_core::config::read_json(&path)?;

@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use trustformers_core::config::{checkpoint_kind, CheckpointKind};
 use trustformers_core::gguf::GgufFile;
+use trustformers_core::lora::LoraConfig;
 use trustformers_core::memory::release_free_memory;
 use trustformers_core::weights::{TensorSource, WithAdded};
+use trustformers_core::LoraMode;
 use trustformers_core::Tensor;
 use trustformers_core::{config, DType, Device, Error, Result, Weights};
 use trustformers_models::encoder::heads::HeadOut;
@@ -52,6 +54,9 @@ pub struct LoadOptions {
     /// `--ubatch-size`): a longer prompt goes in chunks, so its activations take one
     /// chunk's memory. The results are those of one pass.
     pub prefill_chunk: usize,
+    /// A PEFT LoRA adapter directory (`adapter_config.json` + `adapter_model.safetensors`)
+    /// merged into the weights it targets at load.
+    pub adapter: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
@@ -65,8 +70,32 @@ impl Default for LoadOptions {
             device: Device::Cpu,
             kv_cache_dtype,
             prefill_chunk,
+            adapter: None,
         }
     }
+}
+
+/// A PEFT LoRA adapter as saved: its config and weights by PEFT name.
+pub fn read_adapter(dir: &Path) -> Result<(LoraConfig, BTreeMap<String, Tensor>)> {
+    let config_path = dir.join("adapter_config.json");
+    let config = LoraConfig::from_peft_json(&config_path, &config::read_json(&config_path)?)?;
+    let weights_path = dir.join("adapter_model.safetensors");
+    let source =
+        trustformers_core::weights::SafetensorsSource::open(std::slice::from_ref(&weights_path))?;
+    let weights = source
+        .names()
+        .into_iter()
+        .map(|name| match source.load(&name, &Device::Cpu)? {
+            trustformers_core::weights::StoredTensor::Dense(t) => Ok((name, t)),
+            trustformers_core::weights::StoredTensor::Quantized(_) => {
+                Err(Error::UnsupportedTensor {
+                    name,
+                    reason: "adapter weights must be dense".into(),
+                })
+            }
+        })
+        .collect::<Result<BTreeMap<_, _>>>()?;
+    Ok((config, weights))
 }
 
 impl LoadOptions {
@@ -130,7 +159,14 @@ impl ModelConfig {
     /// The checkpoint's weights; `trainable`: every tensor a `Var` (GGUF tensors
     /// dequantized), for [`Self::load_trainable`].
     fn weights(&self, opts: &LoadOptions, trainable: bool) -> Result<Weights> {
-        self.weights_with(opts, trainable, BTreeMap::new())
+        let weights = self.weights_with(opts, trainable, BTreeMap::new())?;
+        match &opts.adapter {
+            Some(dir) => {
+                let (config, tensors) = read_adapter(dir)?;
+                weights.with_lora(config, LoraMode::Merge, tensors)
+            }
+            None => Ok(weights),
+        }
     }
 
     /// [`Self::weights`] with `added` tensors where the checkpoint has none of that name.
@@ -186,6 +222,14 @@ impl ModelConfig {
             .architecture
             .causal_lm(&self.json, &vb, &opts.runtime())?;
         vb.finish(self.architecture.ignored_tensors())?;
+        if let Some(dir) = &opts.adapter {
+            if vb.lora_targets().is_empty() {
+                return Err(Error::InvalidInput(format!(
+                    "the adapter in {} targets no linear layer of this model",
+                    dir.display()
+                )));
+            }
+        }
         Ok(model)
     }
 
@@ -344,13 +388,45 @@ impl ModelConfig {
         task: Option<EncoderTask>,
         opts: &LoadOptions,
     ) -> Result<Trainable> {
+        self.load_trainable_with(task, opts, None)
+    }
+
+    /// [`Self::load_trainable`] with LoRA adapters as PEFT puts them on the linear layers
+    /// `lora` targets: only the adapters train (they are the returned parameters, under
+    /// PEFT's names). `start_from` (PEFT's adapter weights by name) continues an adapter.
+    pub fn load_trainable_lora(
+        &self,
+        task: Option<EncoderTask>,
+        opts: &LoadOptions,
+        lora: LoraConfig,
+        start_from: BTreeMap<String, Tensor>,
+    ) -> Result<Trainable> {
+        self.load_trainable_with(task, opts, Some((lora, start_from)))
+    }
+
+    fn load_trainable_with(
+        &self,
+        task: Option<EncoderTask>,
+        opts: &LoadOptions,
+        lora: Option<(LoraConfig, BTreeMap<String, Tensor>)>,
+    ) -> Result<Trainable> {
         opts.validate()?;
+        if opts.adapter.is_some() {
+            return Err(Error::config(
+                "adapter",
+                "merging an adapter is for inference; train one with load_trainable_lora",
+            ));
+        }
         let added = if self.architecture.is_causal_lm() {
             BTreeMap::new()
         } else {
             self.new_head_tensors(task)?
         };
-        let vb = self.weights_with(opts, true, added)?;
+        let mut vb = self.weights_with(opts, true, added)?;
+        let targets = lora.as_ref().map(|(c, _)| c.target_modules.clone());
+        if let Some((config, start)) = lora {
+            vb = vb.with_lora(config, LoraMode::Train, start)?;
+        }
         let model = if self.architecture.is_causal_lm() {
             let model = self
                 .architecture
@@ -367,6 +443,14 @@ impl ModelConfig {
                     .map(str::to_owned),
             }
         };
+        if let Some(targets) = targets {
+            if vb.lora_targets().is_empty() {
+                return Err(Error::config(
+                    "target_modules",
+                    format!("{targets:?} match no linear layer of this model"),
+                ));
+            }
+        }
         Ok(Trainable {
             model,
             parameters: vb.parameters()?,

@@ -22,7 +22,9 @@ pub mod pipelines;
 pub mod resolve;
 pub mod session;
 
-pub use auto::{AutoConfig, AutoModel, AutoModelForCausalLM, LoadOptions, ModelConfig};
+pub use auto::{
+    read_adapter, AutoConfig, AutoModel, AutoModelForCausalLM, LoadOptions, ModelConfig,
+};
 pub use encoders::{
     AutoEncoderModel, AutoModelForMaskedLM, AutoModelForMultipleChoice, AutoModelForPreTraining,
     AutoModelForQuestionAnswering, AutoModelForSequenceClassification,

@@ -214,6 +214,7 @@ fn all_minilm_fine_tunes_as_a_classifier() {
             dir.join("tokenizer.json"),
             dir.join("tokenizer_config.json"),
         ],
+        adapter_config: None,
     };
     let mut trainer = Trainer::new(
         args,

@@ -19,6 +19,7 @@ struct Run {
     args: TrainingArguments,
     examples: Vec<Example>,
     per_token: bool,
+    lora: bool,
     reference: Vec<Value>,
 }
 
@@ -28,7 +29,7 @@ fn reference(name: &str) -> Run {
     let mut args: TrainingArguments = serde_json::from_value(v["args"].clone()).unwrap();
     args.shuffle = false;
     args.save_strategy = Strategy::No;
-    let per_token = name == "causal_lm";
+    let per_token = name != "seq_cls";
     let examples = v["examples"]
         .as_array()
         .unwrap()
@@ -44,6 +45,7 @@ fn reference(name: &str) -> Run {
         args,
         examples,
         per_token,
+        lora: name == "lora",
         reference: v["log_history"].as_array().unwrap().clone(),
     }
 }
@@ -61,12 +63,25 @@ fn collator(per_token: bool) -> Collator {
 
 fn trainer(run: &Run, args: TrainingArguments) -> Trainer {
     let config = AutoConfig::from_pretrained(fixture(&run.checkpoint)).unwrap();
-    let model = config
-        .load_trainable(None, &LoadOptions::default())
-        .unwrap();
+    let (model, adapter_config) = if run.lora {
+        let (lora, start) = trustformers::read_adapter(&fixture("train/lora_init")).unwrap();
+        let json = lora.to_peft_json("CAUSAL_LM", "llama");
+        let model = config
+            .load_trainable_lora(None, &LoadOptions::default(), lora, start)
+            .unwrap();
+        (model, Some(json))
+    } else {
+        (
+            config
+                .load_trainable(None, &LoadOptions::default())
+                .unwrap(),
+            None,
+        )
+    };
     let save = SaveSpec {
         config: config.json.clone(),
         extra_files: Vec::new(),
+        adapter_config,
     };
     Trainer::new(
         args,
@@ -115,6 +130,69 @@ fn causal_lm_loss_curve_matches_transformers() {
 #[test]
 fn classifier_loss_curve_matches_transformers() {
     check_loss_curve("seq_cls");
+}
+
+/// LoRA on q_proj and v_proj from PEFT's initial adapter: peft + transformers' Trainer as
+/// the reference; only the 8 adapter matrices train.
+#[test]
+fn lora_loss_curve_matches_peft() {
+    check_loss_curve("lora");
+    let run = reference("lora");
+    let t = trainer(&run, run.args.clone());
+    assert_eq!(t.model().parameters.len(), 8);
+    assert!(t.model().parameters.iter().all(|(name, _)| name
+        .starts_with("base_model.model.model.layers.")
+        && (name.ends_with("lora_A.weight") || name.ends_with("lora_B.weight"))));
+}
+
+/// A trained adapter is saved as PEFT saves one and merges into the base model at load:
+/// the merged model gives the trained model's logits.
+#[test]
+fn saved_adapter_merges_into_the_base_model() {
+    let run = reference("lora");
+    let out = tempfile::tempdir().unwrap();
+    let args = TrainingArguments {
+        output_dir: out.path().to_path_buf(),
+        max_steps: 5,
+        ..run.args.clone()
+    };
+    let mut t = trainer(&run, args);
+    t.train().unwrap();
+    let dir = out.path().join("adapter");
+    t.save_pretrained(&dir).unwrap();
+    assert!(dir.join("adapter_config.json").is_file());
+    assert!(!dir.join("model.safetensors").exists());
+
+    let ids = Tensor::new(&[[5u32, 9, 17, 33, 2, 8]], &Device::Cpu).unwrap();
+    let pos = Tensor::new(&[[0u32, 1, 2, 3, 4, 5]], &Device::Cpu).unwrap();
+    let trustformers::train::TaskModel::CausalLm(trained) = &t.model().model else {
+        panic!("a causal LM");
+    };
+    let logits = |m: &dyn trustformers::CausalLM| {
+        m.forward(&ids, &pos, &mut m.new_cache())
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap()
+    };
+    let opts = LoadOptions {
+        adapter: Some(dir),
+        ..LoadOptions::default()
+    };
+    let merged = AutoConfig::from_pretrained(fixture("llama"))
+        .unwrap()
+        .load_causal_lm(&opts)
+        .unwrap();
+    let base = AutoConfig::from_pretrained(fixture("llama"))
+        .unwrap()
+        .load_causal_lm(&LoadOptions::default())
+        .unwrap();
+    let (want, got) = (logits(trained.as_ref()), logits(merged.as_ref()));
+    let diff = common::max_abs_diff(&want, &got);
+    assert!(diff < 1e-4, "merged logits differ by {diff}");
+    assert!(
+        common::max_abs_diff(&logits(base.as_ref()), &got) > 1e-4,
+        "the adapter changed nothing"
+    );
 }
 
 fn weights(dir: &std::path::Path) -> std::collections::HashMap<String, Tensor> {
