@@ -263,3 +263,102 @@ fn all_minilm_fine_tunes_as_a_classifier() {
     let diff = common::max_abs_diff(&trained.to_dtype(DType::F32).unwrap(), &reloaded);
     assert!(diff < 1e-5, "reloaded logits differ by {diff}");
 }
+
+/// LoRA (r 8 on q_proj and v_proj) on SmolLM2, dequantized from its GGUF, for 20 steps on
+/// the sentences of `tests/fixtures/train/sentiment_train.jsonl`: the loss drops, and the
+/// saved adapter merges into the model at load (`LoadOptions::adapter`, what `--adapter`
+/// sets) with the trained model's logits.
+#[test]
+fn smollm2_lora_lowers_its_loss_and_loads_as_an_adapter() {
+    if !enabled() {
+        eprintln!("skipped: set TRUSTFORMERS_TEST_MODELS=1 to run real-model checks");
+        return;
+    }
+    use trustformers::core::lora::LoraConfig;
+    use trustformers::train::collate::{self, Example, Padding};
+    use trustformers::train::dataset::Dataset;
+    use trustformers::train::prepare::{self, Columns, Task};
+    use trustformers::train::{SaveSpec, Strategy, TaskModel, Trainer, TrainingArguments};
+    use trustformers::{AutoConfig, AutoTokenizer};
+
+    let path = trustformers::resolve::cache_dir()
+        .join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(path.is_file(), "GGUF not found at {}", path.display());
+    let config = AutoConfig::from_pretrained(&path).unwrap();
+    let tokenizer = AutoTokenizer::from_gguf(config.gguf().unwrap()).unwrap();
+    let lora = LoraConfig {
+        r: 8,
+        lora_alpha: 16.0,
+        target_modules: vec!["q_proj".into(), "v_proj".into()],
+        ..Default::default()
+    };
+    let adapter_config = lora.to_peft_json("CAUSAL_LM", "SmolLM2-135M-Instruct");
+    let model = config
+        .load_trainable_lora(None, &LoadOptions::default(), lora, Default::default())
+        .unwrap();
+    assert_eq!(
+        model.parameters.len(),
+        4 * 30,
+        "A and B on two projections of 30 layers"
+    );
+    let data = Dataset::from_file(fixture("train").join("sentiment_train.jsonl")).unwrap();
+    let columns = Columns {
+        text: "text",
+        label: "label",
+        max_length: 32,
+        num_labels: 0,
+        label_names: &[],
+    };
+    let examples = prepare::examples(Task::CausalLm, &data, &tokenizer, &columns).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let args = TrainingArguments {
+        output_dir: out.path().to_path_buf(),
+        max_steps: 20,
+        learning_rate: 1e-3,
+        per_device_train_batch_size: 4,
+        logging_steps: 1,
+        save_strategy: Strategy::No,
+        shuffle: false,
+        ..Default::default()
+    };
+    let collator = Box::new(|ex: &[Example], _: u64| collate::causal_lm(ex, &Padding::default()));
+    let save = SaveSpec {
+        config: config.json.clone(),
+        extra_files: Vec::new(),
+        adapter_config: Some(adapter_config),
+    };
+    let mut trainer = Trainer::new(args, model, examples, Vec::new(), collator, save).unwrap();
+    trainer.train().unwrap();
+    let losses: Vec<f64> = trainer
+        .state()
+        .log_history
+        .iter()
+        .filter_map(|e| e.get("loss").and_then(|l| l.as_f64()))
+        .collect();
+    let mean = |l: &[f64]| l.iter().sum::<f64>() / l.len() as f64;
+    let (first, last) = (mean(&losses[..5]), mean(&losses[losses.len() - 5..]));
+    assert!(
+        last < first - 0.2,
+        "loss over the first 5 steps {first}, the last 5 {last}"
+    );
+
+    let dir = out.path().join("adapter");
+    trainer.save_pretrained(&dir).unwrap();
+    let ids = candle_core::Tensor::new(&[[504u32, 3326, 436, 253, 3789]], &Device::Cpu).unwrap();
+    let pos = default_positions(1, 0, 5, &Device::Cpu).unwrap();
+    let TaskModel::CausalLm(trained) = &trainer.model().model else {
+        panic!("a causal LM");
+    };
+    let want = trained
+        .forward(&ids, &pos, &mut trained.new_cache())
+        .unwrap();
+    let opts = LoadOptions {
+        dtype: Some(DType::F32),
+        adapter: Some(dir),
+        ..LoadOptions::default()
+    };
+    let merged = AutoModelForCausalLM::from_pretrained(&path, &opts).unwrap();
+    let got = merged.forward(&ids, &pos, &mut merged.new_cache()).unwrap();
+    let diff = common::max_abs_diff(&want, &got);
+    assert!(diff < 1e-3, "merged logits differ by {diff}");
+}
