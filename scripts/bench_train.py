@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
-"""Training throughput side by side: one fine-tuning step of a sequence classifier (a new
-two-class head on a BERT checkpoint, batch 32 x 128 tokens, AdamW) with transformers' Trainer
-and with `trustformers train`, on the same CPU, in the same run. Reports the median step time
-(the first step left out) and tokens per second of each.
+"""Training throughput side by side, transformers' Trainer against `trustformers train` on the
+same CPU in the same run; the median step time (the first step left out) and tokens/s:
 
-Usage (needs torch, transformers, accelerate in the Python environment):
+- default: a sequence classifier (a new two-class head on a BERT checkpoint, batch 32 x 128
+  tokens, AdamW);
+- `--lora`: a LoRA adapter (r 8 on q_proj and v_proj, peft as the reference) on a causal LM
+  given as a GGUF file (dequantized on both sides), batch 4 x 256 tokens.
+
+Usage (needs torch, transformers, accelerate, and for --lora peft and gguf):
   cargo build --release -p trustformers-cli
-  python scripts/bench_train.py --model ~/.cache/trustformers/all-minilm-l6-v2 \\
-      [--trustformers target/release/trustformers] [--steps 8] [--batch 32] [--seq 128]
+  python scripts/bench_train.py --model ~/.cache/trustformers/all-minilm-l6-v2
+  python scripts/bench_train.py --lora --batch 4 --seq 256 \\
+      --model ~/.cache/trustformers/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
+  options: [--trustformers target/release/trustformers] [--steps 8] [--threads N]
 """
 
 import argparse
@@ -35,14 +40,20 @@ def data(path, n, words):
             f.write(json.dumps({"text": text, "label": i % 2}) + "\n")
 
 
-def bench_transformers(model_dir, train_file, steps, batch, seq, threads):
+def bench_transformers(model_dir, train_file, steps, batch, seq, threads, lora=False):
     import torch
     import transformers
     from torch.utils.data import Dataset
 
     torch.set_num_threads(threads)
-    tok = transformers.AutoTokenizer.from_pretrained(model_dir)
+    gguf = {}
+    if lora:
+        gguf = {"gguf_file": Path(model_dir).name}
+        model_dir = str(Path(model_dir).parent)
+    tok = transformers.AutoTokenizer.from_pretrained(model_dir, **gguf)
     rows = [json.loads(l) for l in open(train_file)]
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
     enc = tok([r["text"] for r in rows], truncation=True, max_length=seq, padding="max_length")
 
     class Rows(Dataset):
@@ -51,10 +62,31 @@ def bench_transformers(model_dir, train_file, steps, batch, seq, threads):
 
         def __getitem__(self, i):
             item = {k: torch.tensor(v[i]) for k, v in enc.items()}
-            item["labels"] = torch.tensor(rows[i]["label"])
+            item["labels"] = item["input_ids"].clone() if lora else torch.tensor(rows[i]["label"])
             return item
 
-    model = transformers.AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2)
+    if lora:
+        import peft
+
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            model_dir, dtype=torch.float32, **gguf
+        )
+        # The Trainer refuses a model marked as GGUF-quantized; dequantized, it is plain f32
+        # weights: save and reload them as such.
+        plain = tempfile.mkdtemp()
+        model.config.quantization_config = None
+        model.hf_quantizer = None
+        model.save_pretrained(plain)
+        model = transformers.AutoModelForCausalLM.from_pretrained(plain, dtype=torch.float32)
+        model = peft.get_peft_model(
+            model,
+            peft.LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
+                            task_type="CAUSAL_LM"),
+        )
+    else:
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(
+            model_dir, num_labels=2
+        )
     times = []
 
     class Clock(transformers.TrainerCallback):
@@ -80,13 +112,15 @@ def bench_transformers(model_dir, train_file, steps, batch, seq, threads):
     return times
 
 
-def bench_trustformers(binary, model_dir, train_file, steps, batch, seq, threads):
+def bench_trustformers(binary, model_dir, train_file, steps, batch, seq, threads, lora=False):
+    task = ["--task", "causal-lm", "--lora-r", "8", "--lora-alpha", "16"] if lora else [
+        "--task", "text-classification", "--num-labels", "2"]
     with tempfile.TemporaryDirectory() as out:
         env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
         subprocess.run(
             [
-                binary, "train", "--model", str(model_dir), "--task", "text-classification",
-                "--num-labels", "2", "--train-file", str(train_file), "--output-dir", out,
+                binary, "train", "--model", str(model_dir), *task,
+                "--train-file", str(train_file), "--output-dir", out,
                 "--max-steps", str(steps), "--per-device-train-batch-size", str(batch),
                 "--max-length", str(seq), "--logging-steps", "1", "--save-strategy", "no",
                 "--learning-rate", "5e-5", "--no-shuffle",
@@ -110,12 +144,17 @@ def main():
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seq", type=int, default=128)
     p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--lora", action="store_true")
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         train = Path(tmp) / "train.jsonl"
-        data(train, a.batch * a.steps, 200)
-        ours = bench_trustformers(a.trustformers, a.model, train, a.steps, a.batch, a.seq, a.threads)
-        theirs = bench_transformers(a.model, train, a.steps, a.batch, a.seq, a.threads)
+        # Causal LM: our side packs the texts into blocks of --seq tokens, so each step
+        # holds batch x seq tokens on both sides.
+        data(train, a.batch * a.steps * (2 if a.lora else 1), a.seq * 2)
+        ours = bench_trustformers(
+            a.trustformers, a.model, train, a.steps, a.batch, a.seq, a.threads, a.lora
+        )
+        theirs = bench_transformers(a.model, train, a.steps, a.batch, a.seq, a.threads, a.lora)
     tokens = a.batch * a.seq
     print(f"batch {a.batch} x {a.seq} tokens, {a.steps} steps, {a.threads} threads; median step (first left out)")
     for name, times in [("transformers Trainer", theirs), ("trustformers train", ours)]:
