@@ -210,7 +210,9 @@ const TOKENIZER_FILES: &[&str] = &[
 /// Keeps freed activation buffers in the heap instead of returning them to the OS: a
 /// training step allocates and frees hundreds of megabytes of activations and gradients, and
 /// glibc's default (large blocks mapped and unmapped each time) spent 30% of a MiniLM step
-/// in page faults (`scripts/bench_train.py`).
+/// in page faults (`scripts/bench_train.py`). Blocks past the largest mmap threshold (a
+/// causal LM's logits and their gradients, 200 MB at 4 x 256 tokens of SmolLM2) come from the
+/// heap too: 10% off a LoRA step on SmolLM2.
 fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator parameters; called before the training
@@ -218,6 +220,7 @@ fn keep_freed_memory() {
     unsafe {
         // The largest threshold glibc takes (32 MiB on 64-bit), and no trimming.
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_MMAP_MAX, 0);
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
     }
 }

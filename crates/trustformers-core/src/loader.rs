@@ -284,6 +284,15 @@ impl Weights {
         Ok((weight.to_dtype(DType::F32)? + delta.to_device(weight.device())?)?.to_dtype(dtype)?)
     }
 
+    /// Whether the checkpoint's own tensors stay frozen (LoRA training): they load as plain
+    /// tensors, and only the adapters are [`Var`]s.
+    pub fn freezes_base(&self) -> bool {
+        self.inner
+            .lora
+            .as_ref()
+            .is_some_and(|l| l.mode == LoraMode::Train)
+    }
+
     /// Whether tensors are loaded as trainable [`Var`]s.
     pub fn is_trainable(&self) -> bool {
         self.inner.parameters.is_some()
@@ -413,6 +422,15 @@ impl Weights {
     /// `name` as a view of its [`Var`] (created on first use, as stored, in the compute
     /// dtype), transposed when the checkpoint stores it so.
     fn load_parameter(&self, shape: Shape, name: &str) -> Result<Tensor> {
+        if self.freezes_base() {
+            // Frozen under LoRA: a plain tensor, so no gradient is computed for it.
+            return match self.load(shape, name)? {
+                StoredTensor::Dense(t) => Ok(t.to_dtype(self.inner.dtype)?),
+                StoredTensor::Quantized(q) => Ok(q
+                    .dequantize(&self.inner.device)?
+                    .to_dtype(self.inner.dtype)?),
+            };
+        }
         let stored = self.stored_name(&self.path(name));
         let parameters = self
             .inner

@@ -32,6 +32,48 @@ enum LinearWeight {
     },
     /// Formats candle only has scalar code for, run by our kernels.
     Own(Arc<dyn QuantMatmul>),
+    /// A frozen f32 weight under training (LoRA's base layers): our GEMM forward, and in
+    /// the graph only the input's gradient (`grad W`), never the weight's.
+    Frozen {
+        w: Tensor,
+        packed: Arc<PackedF32>,
+    },
+}
+
+/// `x W^T` for a frozen `W`: forward on our packed GEMM, backward `dX = dY W` only.
+struct FrozenMatmul {
+    w: Tensor,
+    packed: Arc<PackedF32>,
+}
+
+impl candle_core::CustomOp1 for FrozenMatmul {
+    fn name(&self) -> &'static str {
+        "frozen_matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s: &candle_core::CpuStorage,
+        l: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let (m, k) = l.shape().dims2()?;
+        let (n, pk) = self.packed.dims();
+        let x = match (s, l.contiguous_offsets()) {
+            (candle_core::CpuStorage::F32(v), Some((a, b))) if pk == k => &v[a..b],
+            _ => candle_core::bail!("frozen_matmul: contiguous f32 [m, {pk}] input expected"),
+        };
+        let y = gemm::gemm(x, m, self.packed.as_ref(), None).map_err(candle_core::Error::wrap)?;
+        Ok((candle_core::CpuStorage::F32(y), (m, n).into()))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad.matmul(&self.w)?))
+    }
 }
 
 impl Linear {
@@ -43,7 +85,24 @@ impl Linear {
         } else {
             None
         };
-        let mut layer = Self::from_weight(weight, bias)?;
+        let mut layer = match weight {
+            Weight::Dense(w)
+                if vb.freezes_base() && w.dtype() == DType::F32 && w.device().is_cpu() =>
+            {
+                let w = w.contiguous()?;
+                let values: Vec<f32> = w.flatten_all()?.to_vec1()?;
+                let packed = Arc::new(PackedF32::new(&values, out_dim, in_dim)?);
+                Self {
+                    weight: LinearWeight::Frozen { w, packed },
+                    bias,
+                    lora: None,
+                }
+            }
+            // Under LoRA the other frozen weights stay tensors: the input's gradient must
+            // pass through them.
+            Weight::Dense(w) if vb.freezes_base() => Self::shared_dense(w, bias),
+            weight => Self::from_weight(weight, bias)?,
+        };
         layer.lora = vb.lora_adapter(in_dim, out_dim)?;
         Ok(layer)
     }
@@ -130,6 +189,18 @@ impl Linear {
     fn forward_base(&self, xs: &Tensor) -> Result<Tensor> {
         let _timing = profile::scope(Part::Linear);
         let ys = match &self.weight {
+            // A frozen table (a tied head under LoRA): no gradient for it.
+            LinearWeight::Dense(w)
+                if crate::differentiable(&[xs])
+                    && !crate::differentiable(&[w])
+                    && w.dtype() == DType::F32
+                    && xs.dtype() == DType::F32
+                    && w.device().is_cpu() =>
+            {
+                let (n, k) = w.dims2()?;
+                let values: Vec<f32> = w.flatten_all()?.to_vec1()?;
+                frozen_matmul(xs, w, Arc::new(PackedF32::new(&values, n, k)?))?
+            }
             LinearWeight::Dense(w) => {
                 let (in_dims, last) = xs.dims().split_at(xs.rank().saturating_sub(1));
                 let rows: usize = in_dims.iter().product();
@@ -142,6 +213,10 @@ impl Linear {
             LinearWeight::Packed(w) => {
                 return gemm_forward(w.as_ref(), xs, self.bias.as_ref(), None)
             }
+            LinearWeight::Frozen { w, packed } if crate::differentiable(&[xs]) => {
+                frozen_matmul(xs, w, packed.clone())?
+            }
+            LinearWeight::Frozen { packed, .. } => gemm_forward(packed.as_ref(), xs, None, None)?,
             LinearWeight::Quantized {
                 prefill: Some(w), ..
             } if rows_of(xs) >= GEMM_ROWS => gemm_forward(w.as_ref(), xs, None, None)?,
@@ -259,6 +334,27 @@ impl Linear {
             })
             .collect()
     }
+}
+
+/// `xs W^T` for a frozen `W` (packed as `packed`), differentiable in `xs` only.
+fn frozen_matmul(xs: &Tensor, w: &Tensor, packed: Arc<PackedF32>) -> Result<Tensor> {
+    let (n, k) = packed.dims();
+    if xs.dims().last() != Some(&k) {
+        return Err(trustformers_core::Error::ShapeMismatch {
+            name: "linear input".into(),
+            expected: vec![k],
+            actual: xs.dims().to_vec(),
+        });
+    }
+    let (in_dims, _) = xs.dims().split_at(xs.rank().saturating_sub(1));
+    let flat = xs.reshape((rows_of(xs), k))?.contiguous()?;
+    let op = FrozenMatmul {
+        w: w.contiguous()?,
+        packed,
+    };
+    let mut out_dims = in_dims.to_vec();
+    out_dims.push(n);
+    Ok(flat.apply_op1(op)?.reshape(out_dims)?)
 }
 
 /// Rows of a `[..., in_dim]` input.

@@ -506,11 +506,12 @@ impl Trainer {
                     break 'epochs;
                 }
                 if global >= self.state.max_steps {
-                    self.end_of_epoch(epoch, step_in_epoch + 1 == group_count(&batches, ga))?;
+                    // transformers ends the epoch (its evaluation and save) here too.
+                    self.end_of_epoch()?;
                     break 'epochs;
                 }
             }
-            self.end_of_epoch(epoch, true)?;
+            self.end_of_epoch()?;
         }
         if self.args.load_best_model_at_end {
             if let Some(best) = self.state.best_model_checkpoint.clone() {
@@ -533,10 +534,7 @@ impl Trainer {
     }
 
     /// Evaluation and saving at the end of an epoch (`epoch` strategies).
-    fn end_of_epoch(&mut self, _epoch: u64, complete: bool) -> Result<()> {
-        if !complete {
-            return Ok(());
-        }
+    fn end_of_epoch(&mut self) -> Result<()> {
         let metrics = if self.args.eval_strategy == Strategy::Epoch {
             Some(self.evaluate()?)
         } else {
@@ -768,10 +766,6 @@ impl Trainer {
         self.state = state;
         Ok(())
     }
-}
-
-fn group_count(batches: &[Vec<usize>], ga: usize) -> usize {
-    batches.len().div_ceil(ga)
 }
 
 /// Labels that count toward `num_items_in_batch` (transformers' `_get_num_items_in_batch`):
