@@ -167,7 +167,7 @@ fn all_minilm_fine_tunes_as_a_classifier() {
     use trustformers::train::collate::{self, Example, Padding};
     use trustformers::train::dataset::Dataset;
     use trustformers::train::prepare::{self, Columns, Task};
-    use trustformers::train::{SaveSpec, Strategy, TaskModel, Trainer, TrainingArguments};
+    use trustformers::train::{SaveSpec, Strategy, Trainer, TrainingArguments};
     use trustformers::{AutoConfig, AutoTokenizer, EncoderTask};
 
     let dir = trustformers::resolve::cache_dir().join("all-minilm-l6-v2");
@@ -241,14 +241,7 @@ fn all_minilm_fine_tunes_as_a_classifier() {
     let ids =
         candle_core::Tensor::new(&[[101u32, 1996, 3185, 2001, 6919, 1012, 102]], &Device::Cpu)
             .unwrap();
-    let TaskModel::Encoder { model, .. } = &trainer.model().model else {
-        panic!("a classifier");
-    };
-    let trained = model
-        .forward(&ids, None, None, false)
-        .unwrap()
-        .logits
-        .unwrap();
+    let trained = common::trained_classifier_logits(&trainer.model().model, &ids);
     let loaded = trustformers::AutoModelForSequenceClassification::from_pretrained(
         &saved,
         &LoadOptions::default(),

@@ -285,14 +285,7 @@ fn saved_model_loads_back_with_the_trained_outputs() {
     t.save_pretrained(&dir).unwrap();
 
     let ids = Tensor::new(&[[5u32, 9, 17, 33, 2]], &Device::Cpu).unwrap();
-    let trustformers::train::TaskModel::Encoder { model, .. } = &t.model().model else {
-        panic!("a classifier");
-    };
-    let trained = model
-        .forward(&ids, None, None, false)
-        .unwrap()
-        .logits
-        .unwrap();
+    let trained = common::trained_classifier_logits(&t.model().model, &ids);
     let loaded = AutoConfig::from_pretrained(&dir)
         .unwrap()
         .load_encoder(None, &LoadOptions::default())

@@ -60,3 +60,15 @@ pub fn assert_close_unpadded(
         assert!(d <= atol, "{name}: row {row} differs by {d} (atol {atol})");
     }
 }
+
+/// The logits of a classifier being trained (an encoder `TaskModel`) on `ids`.
+pub fn trained_classifier_logits(model: &trustformers::train::TaskModel, ids: &Tensor) -> Tensor {
+    let trustformers::train::TaskModel::Encoder { model, .. } = model else {
+        panic!("a classifier");
+    };
+    model
+        .forward(ids, None, None, false)
+        .unwrap()
+        .logits
+        .unwrap()
+}
