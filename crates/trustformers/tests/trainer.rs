@@ -326,3 +326,29 @@ fn a_diverging_run_stops_with_the_step_number() {
     let err = trainer(&run, args).train().unwrap_err().to_string();
     assert!(err.contains("not finite at step"), "{err}");
 }
+
+/// Resuming from another model's checkpoint is refused before any step, naming the file.
+#[test]
+fn resuming_another_models_checkpoint_is_refused() {
+    let classifier = reference("seq_cls");
+    let out = tempfile::tempdir().unwrap();
+    let args = TrainingArguments {
+        output_dir: out.path().to_path_buf(),
+        max_steps: 2,
+        save_strategy: Strategy::Steps,
+        save_steps: 2,
+        ..classifier.args.clone()
+    };
+    trainer(&classifier, args).train().unwrap();
+    let lm = reference("causal_lm");
+    let args = TrainingArguments {
+        output_dir: out.path().join("lm"),
+        resume_from_checkpoint: Some(out.path().join("checkpoint-2")),
+        ..lm.args.clone()
+    };
+    let err = trainer(&lm, args).train().unwrap_err().to_string();
+    assert!(
+        err.contains("model.safetensors") && err.contains("not a checkpoint of this model"),
+        "{err}"
+    );
+}
