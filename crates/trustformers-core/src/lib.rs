@@ -19,4 +19,5 @@ pub use cache::cache_dir;
 pub use candle_core::{DType, Device, Tensor};
 pub use dtype::parse_dtype;
 pub use error::{Error, GgufError, PthError, Result, SafetensorsError};
-pub use loader::{LoraAdapter, LoraMode, Parameters, StoredName, TensorNames, Weight, Weights};
+pub use loader::{Parameters, StoredName, TensorNames, Weight, Weights};
+pub use lora::{LoraAdapter, LoraMode};

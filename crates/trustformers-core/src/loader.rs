@@ -3,7 +3,7 @@
 //! compute dtype, and remembers what was consumed so that [`Weights::finish`] can refuse a
 //! checkpoint with tensors nobody used.
 
-use crate::lora::LoraConfig;
+use crate::lora::LoraMode;
 use crate::weights::{StoredTensor, TensorSource};
 use crate::{Error, Result};
 use candle_core::quantized::QTensor;
@@ -50,73 +50,24 @@ impl StoredName {
 /// list to try: what is loaded can be written back under the same names.
 pub type TensorNames = Box<dyn Fn(&str) -> Option<StoredName> + Send + Sync>;
 
-struct Inner {
-    source: Box<dyn TensorSource>,
-    names: Option<TensorNames>,
-    dtype: DType,
-    device: Device,
-    keep_quantized: bool,
-    used: Mutex<BTreeSet<String>>,
+pub(crate) struct Inner {
+    pub(crate) source: Box<dyn TensorSource>,
+    pub(crate) names: Option<TensorNames>,
+    pub(crate) dtype: DType,
+    pub(crate) device: Device,
+    pub(crate) keep_quantized: bool,
+    pub(crate) used: Mutex<BTreeSet<String>>,
     /// Set for training: every tensor is loaded once as a [`Var`], kept here by its name in
     /// the checkpoint.
-    parameters: Option<Mutex<BTreeMap<String, Var>>>,
-    lora: Option<LoraState>,
-}
-
-/// What the loader does with LoRA adapters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LoraMode {
-    /// Each targeted linear layer gets a trainable adapter (from the given weights, or
-    /// initialized as PEFT does); only the adapters are [`Weights::parameters`].
-    Train,
-    /// The given adapters are merged into the weights they target (`W + s B A`), for
-    /// inference with an adapter.
-    Merge,
-}
-
-struct LoraState {
-    config: LoraConfig,
-    mode: LoraMode,
-    /// Adapter weights by PEFT name (`base_model.model.{module}.lora_A.weight`).
-    initial: BTreeMap<String, Tensor>,
-    /// Trained adapters by PEFT name.
-    adapters: Mutex<BTreeMap<String, Var>>,
-    /// Modules that got an adapter.
-    targeted: Mutex<Vec<String>>,
-}
-
-/// A LoRA adapter for one linear layer: `x -> scale * B (A x)`.
-#[derive(Clone)]
-pub struct LoraAdapter {
-    /// `[r, in]`.
-    pub a: Tensor,
-    /// `[out, r]`.
-    pub b: Tensor,
-    pub scale: f64,
-}
-
-/// Uniform values in `[-bound, bound)` from a seed (splitmix64): PEFT's `kaiming_uniform_`
-/// shape of initialization, reproducible (not torch's bits).
-fn uniform(n: usize, bound: f32, seed: u64) -> Vec<f32> {
-    let mut state = seed;
-    (0..n)
-        .map(|_| {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            let u = (z >> 40) as f32 / (1u64 << 24) as f32;
-            (2.0 * u - 1.0) * bound
-        })
-        .collect()
+    pub(crate) parameters: Option<Mutex<BTreeMap<String, Var>>>,
+    pub(crate) lora: Option<crate::lora::LoraState>,
 }
 
 /// A prefix into a checkpoint. Cheap to clone; all clones share the record of used tensors.
 #[derive(Clone)]
 pub struct Weights {
-    inner: Arc<Inner>,
-    prefix: String,
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) prefix: String,
 }
 
 impl Weights {
@@ -153,144 +104,6 @@ impl Weights {
             inner.parameters = Some(Mutex::new(BTreeMap::new()));
         }
         weights
-    }
-
-    /// The same loader with LoRA adapters on the linear layers `config` targets: trained
-    /// (starting from `initial` when given, a PEFT adapter's weights by PEFT name) or merged
-    /// into the base weights. Call it before loading anything.
-    pub fn with_lora(
-        self,
-        config: LoraConfig,
-        mode: LoraMode,
-        initial: BTreeMap<String, Tensor>,
-    ) -> Result<Self> {
-        config.validate()?;
-        let inner = Arc::try_unwrap(self.inner)
-            .map_err(|_| Error::InvalidInput("with_lora called on a shared loader".into()))?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                lora: Some(LoraState {
-                    config,
-                    mode,
-                    initial,
-                    adapters: Mutex::new(BTreeMap::new()),
-                    targeted: Mutex::new(Vec::new()),
-                }),
-                ..inner
-            }),
-            prefix: self.prefix,
-        })
-    }
-
-    /// The modules that got a LoRA adapter so far (trained or merged).
-    pub fn lora_targets(&self) -> Vec<String> {
-        self.inner
-            .lora
-            .as_ref()
-            .and_then(|l| l.targeted.lock().ok().map(|t| t.clone()))
-            .unwrap_or_default()
-    }
-
-    /// The trainable LoRA adapter of the linear layer under this prefix (`in_dim ->
-    /// out_dim`), when LoRA is trained and targets it.
-    pub fn lora_adapter(&self, in_dim: usize, out_dim: usize) -> Result<Option<LoraAdapter>> {
-        let Some(lora) = &self.inner.lora else {
-            return Ok(None);
-        };
-        if lora.mode != LoraMode::Train || !lora.config.targets(&self.prefix) {
-            return Ok(None);
-        }
-        let r = lora.config.r;
-        let device = &self.inner.device;
-        let dtype = self.inner.dtype;
-        let (a_name, b_name) = (
-            crate::lora::peft_name(&self.prefix, "lora_A"),
-            crate::lora::peft_name(&self.prefix, "lora_B"),
-        );
-        let start = |name: &str, shape: (usize, usize), fresh: Tensor| -> Result<Var> {
-            let t = match lora.initial.get(name) {
-                Some(t) if t.dims() == [shape.0, shape.1] => t.clone(),
-                Some(t) => {
-                    return Err(Error::ShapeMismatch {
-                        name: name.to_string(),
-                        expected: vec![shape.0, shape.1],
-                        actual: t.dims().to_vec(),
-                    })
-                }
-                None => fresh,
-            };
-            Ok(Var::from_tensor(&t.to_device(device)?.to_dtype(dtype)?)?)
-        };
-        // PEFT: A from kaiming_uniform(a = sqrt(5)), that is U(-1/sqrt(in), 1/sqrt(in)); B 0.
-        let seed = self.prefix.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-        let bound = 1.0 / (in_dim.max(1) as f32).sqrt();
-        let a = start(
-            &a_name,
-            (r, in_dim),
-            Tensor::from_vec(uniform(r * in_dim, bound, seed), (r, in_dim), device)?,
-        )?;
-        let b = start(
-            &b_name,
-            (out_dim, r),
-            Tensor::zeros((out_dim, r), dtype, device)?,
-        )?;
-        let lock = || Error::InvalidInput("weight loader lock poisoned".into());
-        let mut adapters = lora.adapters.lock().map_err(|_| lock())?;
-        adapters.insert(a_name, a.clone());
-        adapters.insert(b_name, b.clone());
-        lora.targeted
-            .lock()
-            .map_err(|_| lock())?
-            .push(self.prefix.clone());
-        Ok(Some(LoraAdapter {
-            a: a.as_tensor().clone(),
-            b: b.as_tensor().clone(),
-            scale: lora.config.scale(),
-        }))
-    }
-
-    /// `weight` with the adapter on this module merged in (`W + scale B A`), when LoRA is
-    /// merged and targets this module.
-    fn merged(&self, name: &str, weight: Tensor) -> Result<Tensor> {
-        let Some(lora) = &self.inner.lora else {
-            return Ok(weight);
-        };
-        if lora.mode != LoraMode::Merge || name != "weight" || !lora.config.targets(&self.prefix) {
-            return Ok(weight);
-        }
-        let part = |p: &str| {
-            let n = crate::lora::peft_name(&self.prefix, p);
-            lora.initial
-                .get(&n)
-                .cloned()
-                .ok_or(Error::MissingTensor { name: n })
-        };
-        let (a, b) = (part("lora_A")?, part("lora_B")?);
-        let dtype = weight.dtype();
-        let delta =
-            (b.to_dtype(DType::F32)?.matmul(&a.to_dtype(DType::F32)?)? * lora.config.scale())?;
-        if delta.dims() != weight.dims() {
-            return Err(Error::ShapeMismatch {
-                name: crate::lora::peft_name(&self.prefix, "lora_B"),
-                expected: weight.dims().to_vec(),
-                actual: delta.dims().to_vec(),
-            });
-        }
-        if let Ok(mut t) = lora.targeted.lock() {
-            t.push(self.prefix.clone());
-        }
-        Ok((weight.to_dtype(DType::F32)? + delta.to_device(weight.device())?)?.to_dtype(dtype)?)
-    }
-
-    /// Whether the checkpoint's own tensors stay frozen (LoRA training): they load as plain
-    /// tensors, and only the adapters are [`Var`]s.
-    pub fn freezes_base(&self) -> bool {
-        self.inner
-            .lora
-            .as_ref()
-            .is_some_and(|l| l.mode == LoraMode::Train)
     }
 
     /// Whether tensors are loaded as trainable [`Var`]s.
@@ -604,10 +417,5 @@ impl Parameters {
     /// How many numbers, all tensors together.
     pub fn numel(&self) -> usize {
         self.0.values().map(|v| v.elem_count()).sum()
-    }
-
-    /// Keeps only the parameters `keep` accepts (the rest stay in the model, frozen).
-    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
-        self.0.retain(|name, _| keep(name));
     }
 }

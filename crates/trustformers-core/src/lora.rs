@@ -1,11 +1,16 @@
 //! LoRA as PEFT defines it (`peft/tuners/lora`): `LoraConfig` with PEFT's field names, which
 //! modules it targets, the adapters' names in `adapter_model.safetensors`, and
-//! `adapter_config.json`. The layer side (an adapter wrapping a linear layer) is in
-//! trustformers-nn; the loader ([`crate::Weights`]) hands adapters to the layers it builds.
+//! `adapter_config.json`; and the loader's side ([`Weights::with_lora`]): it hands each
+//! targeted linear layer its adapter to train, or merges a saved adapter into the weight.
+//! The layer side (an adapter wrapping a linear layer) is in trustformers-nn.
 
-use crate::{Error, Result};
+use crate::loader::Inner;
+use crate::{Error, Result, Weights};
+use candle_core::{DType, Tensor, Var};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 /// PEFT's `LoraConfig` fields that change the model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -162,6 +167,195 @@ impl LoraConfig {
 /// The name PEFT saves the `part` (`lora_A` or `lora_B`) of the adapter on `module` under.
 pub fn peft_name(module: &str, part: &str) -> String {
     format!("base_model.model.{module}.{part}.weight")
+}
+
+/// What the loader does with LoRA adapters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoraMode {
+    /// Each targeted linear layer gets a trainable adapter (from the given weights, or
+    /// initialized as PEFT does); only the adapters are [`Weights::parameters`].
+    Train,
+    /// The given adapters are merged into the weights they target (`W + s B A`), for
+    /// inference with an adapter.
+    Merge,
+}
+
+pub(crate) struct LoraState {
+    pub(crate) config: LoraConfig,
+    pub(crate) mode: LoraMode,
+    /// Adapter weights by PEFT name (`base_model.model.{module}.lora_A.weight`).
+    pub(crate) initial: BTreeMap<String, Tensor>,
+    /// Trained adapters by PEFT name.
+    pub(crate) adapters: Mutex<BTreeMap<String, Var>>,
+    /// Modules that got an adapter.
+    pub(crate) targeted: Mutex<Vec<String>>,
+}
+
+/// A LoRA adapter for one linear layer: `x -> scale * B (A x)`.
+#[derive(Clone)]
+pub struct LoraAdapter {
+    /// `[r, in]`.
+    pub a: Tensor,
+    /// `[out, r]`.
+    pub b: Tensor,
+    pub scale: f64,
+}
+
+/// Uniform values in `[-bound, bound)` from a seed (splitmix64): PEFT's `kaiming_uniform_`
+/// shape of initialization, reproducible (not torch's bits).
+fn uniform(n: usize, bound: f32, seed: u64) -> Vec<f32> {
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            let u = (z >> 40) as f32 / (1u64 << 24) as f32;
+            (2.0 * u - 1.0) * bound
+        })
+        .collect()
+}
+
+impl Weights {
+    /// The same loader with LoRA adapters on the linear layers `config` targets: trained
+    /// (starting from `initial` when given, a PEFT adapter's weights by PEFT name) or merged
+    /// into the base weights. Call it before loading anything.
+    pub fn with_lora(
+        self,
+        config: LoraConfig,
+        mode: LoraMode,
+        initial: BTreeMap<String, Tensor>,
+    ) -> Result<Self> {
+        config.validate()?;
+        let inner = Arc::try_unwrap(self.inner)
+            .map_err(|_| Error::InvalidInput("with_lora called on a shared loader".into()))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                lora: Some(LoraState {
+                    config,
+                    mode,
+                    initial,
+                    adapters: Mutex::new(BTreeMap::new()),
+                    targeted: Mutex::new(Vec::new()),
+                }),
+                ..inner
+            }),
+            prefix: self.prefix,
+        })
+    }
+
+    /// The modules that got a LoRA adapter so far (trained or merged).
+    pub fn lora_targets(&self) -> Vec<String> {
+        self.inner
+            .lora
+            .as_ref()
+            .and_then(|l| l.targeted.lock().ok().map(|t| t.clone()))
+            .unwrap_or_default()
+    }
+
+    /// The trainable LoRA adapter of the linear layer under this prefix (`in_dim ->
+    /// out_dim`), when LoRA is trained and targets it.
+    pub fn lora_adapter(&self, in_dim: usize, out_dim: usize) -> Result<Option<LoraAdapter>> {
+        let Some(lora) = &self.inner.lora else {
+            return Ok(None);
+        };
+        if lora.mode != LoraMode::Train || !lora.config.targets(&self.prefix) {
+            return Ok(None);
+        }
+        let r = lora.config.r;
+        let device = &self.inner.device;
+        let dtype = self.inner.dtype;
+        let (a_name, b_name) = (
+            peft_name(&self.prefix, "lora_A"),
+            peft_name(&self.prefix, "lora_B"),
+        );
+        let start = |name: &str, shape: (usize, usize), fresh: Tensor| -> Result<Var> {
+            let t = match lora.initial.get(name) {
+                Some(t) if t.dims() == [shape.0, shape.1] => t.clone(),
+                Some(t) => {
+                    return Err(Error::ShapeMismatch {
+                        name: name.to_string(),
+                        expected: vec![shape.0, shape.1],
+                        actual: t.dims().to_vec(),
+                    })
+                }
+                None => fresh,
+            };
+            Ok(Var::from_tensor(&t.to_device(device)?.to_dtype(dtype)?)?)
+        };
+        // PEFT: A from kaiming_uniform(a = sqrt(5)), that is U(-1/sqrt(in), 1/sqrt(in)); B 0.
+        let seed = self.prefix.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        let bound = 1.0 / (in_dim.max(1) as f32).sqrt();
+        let a = start(
+            &a_name,
+            (r, in_dim),
+            Tensor::from_vec(uniform(r * in_dim, bound, seed), (r, in_dim), device)?,
+        )?;
+        let b = start(
+            &b_name,
+            (out_dim, r),
+            Tensor::zeros((out_dim, r), dtype, device)?,
+        )?;
+        let lock = || Error::InvalidInput("weight loader lock poisoned".into());
+        let mut adapters = lora.adapters.lock().map_err(|_| lock())?;
+        adapters.insert(a_name, a.clone());
+        adapters.insert(b_name, b.clone());
+        lora.targeted
+            .lock()
+            .map_err(|_| lock())?
+            .push(self.prefix.clone());
+        Ok(Some(LoraAdapter {
+            a: a.as_tensor().clone(),
+            b: b.as_tensor().clone(),
+            scale: lora.config.scale(),
+        }))
+    }
+
+    /// `weight` with the adapter on this module merged in (`W + scale B A`), when LoRA is
+    /// merged and targets this module.
+    pub(crate) fn merged(&self, name: &str, weight: Tensor) -> Result<Tensor> {
+        let Some(lora) = &self.inner.lora else {
+            return Ok(weight);
+        };
+        if lora.mode != LoraMode::Merge || name != "weight" || !lora.config.targets(&self.prefix) {
+            return Ok(weight);
+        }
+        let part = |p: &str| {
+            let n = peft_name(&self.prefix, p);
+            lora.initial
+                .get(&n)
+                .cloned()
+                .ok_or(Error::MissingTensor { name: n })
+        };
+        let (a, b) = (part("lora_A")?, part("lora_B")?);
+        let dtype = weight.dtype();
+        let delta =
+            (b.to_dtype(DType::F32)?.matmul(&a.to_dtype(DType::F32)?)? * lora.config.scale())?;
+        if delta.dims() != weight.dims() {
+            return Err(Error::ShapeMismatch {
+                name: peft_name(&self.prefix, "lora_B"),
+                expected: weight.dims().to_vec(),
+                actual: delta.dims().to_vec(),
+            });
+        }
+        if let Ok(mut t) = lora.targeted.lock() {
+            t.push(self.prefix.clone());
+        }
+        Ok((weight.to_dtype(DType::F32)? + delta.to_device(weight.device())?)?.to_dtype(dtype)?)
+    }
+
+    /// Whether the checkpoint's own tensors stay frozen (LoRA training): they load as plain
+    /// tensors, and only the adapters are [`Var`]s.
+    pub fn freezes_base(&self) -> bool {
+        self.inner
+            .lora
+            .as_ref()
+            .is_some_and(|l| l.mode == LoraMode::Train)
+    }
 }
 
 #[cfg(test)]

@@ -156,10 +156,10 @@ impl ModelConfig {
         }
     }
 
-    /// The checkpoint's weights; `trainable`: every tensor a `Var` (GGUF tensors
-    /// dequantized), for [`Self::load_trainable`].
+    /// The checkpoint's weights, with `opts.adapter` merged; `trainable`: every tensor a
+    /// `Var` (GGUF tensors dequantized), for [`Self::load_trainable`].
     fn weights(&self, opts: &LoadOptions, trainable: bool) -> Result<Weights> {
-        let weights = self.weights_with(opts, trainable, BTreeMap::new())?;
+        let weights = self.weights_over(self.source()?, opts, trainable)?;
         match &opts.adapter {
             Some(dir) => {
                 let (config, tensors) = read_adapter(dir)?;
@@ -169,44 +169,38 @@ impl ModelConfig {
         }
     }
 
-    /// [`Self::weights`] with `added` tensors where the checkpoint has none of that name.
-    fn weights_with(
+    /// The checkpoint's tensors, as its files hold them (a GGUF file's renamed to the
+    /// checkpoint names already).
+    fn source(&self) -> Result<Box<dyn TensorSource>> {
+        Ok(match &self.files {
+            Files::Dir(dir) => trustformers_core::weights::open_dir(dir)?,
+            Files::Gguf(file) => Box::new(gguf::gguf_source(
+                file.clone(),
+                self.architecture,
+                &self.json,
+            )?),
+        })
+    }
+
+    /// A loader over `source` (see [`Self::weights`]), looking tensors up under the
+    /// architecture's own names where it has them.
+    fn weights_over(
         &self,
+        source: Box<dyn TensorSource>,
         opts: &LoadOptions,
         trainable: bool,
-        added: BTreeMap<String, Tensor>,
     ) -> Result<Weights> {
         let dtype = opts.dtype.unwrap_or(DType::F32);
-        let open = |source: Box<dyn TensorSource>| {
-            let source: Box<dyn TensorSource> = if added.is_empty() {
-                source
-            } else {
-                Box::new(WithAdded {
-                    source,
-                    added: added.clone(),
-                })
-            };
-            match trainable {
-                true => Weights::trainable(source, dtype, opts.device.clone()),
-                false => Weights::new(source, dtype, opts.device.clone(), opts.dtype.is_none()),
-            }
+        let weights = match trainable {
+            true => Weights::trainable(source, dtype, opts.device.clone()),
+            false => Weights::new(source, dtype, opts.device.clone(), opts.dtype.is_none()),
         };
-        match &self.files {
-            Files::Dir(dir) => {
-                let weights = open(trustformers_core::weights::open_dir(dir)?);
-                match self.architecture.tensor_names {
-                    Some(names) => {
-                        let config = self.json.clone();
-                        weights.with_names(move |name| names(name, &config))
-                    }
-                    None => Ok(weights),
-                }
+        match (&self.files, self.architecture.tensor_names) {
+            (Files::Dir(_), Some(names)) => {
+                let config = self.json.clone();
+                weights.with_names(move |name| names(name, &config))
             }
-            // GGUF tensors are renamed to the checkpoint names already.
-            Files::Gguf(file) => {
-                let source = gguf::gguf_source(file.clone(), self.architecture, &self.json)?;
-                Ok(open(Box::new(source)))
-            }
+            _ => Ok(weights),
         }
     }
 
@@ -273,7 +267,11 @@ impl ModelConfig {
     /// transformers' `_init_weights` does (linear weights from N(0, `initializer_range`),
     /// biases 0, LayerNorm weights 1), from a fixed seed: a base checkpoint gets a new head
     /// to fine-tune, as `AutoModelForSequenceClassification.from_pretrained` gives it.
-    fn new_head_tensors(&self, task: Option<EncoderTask>) -> Result<BTreeMap<String, Tensor>> {
+    fn new_head_tensors(
+        &self,
+        task: Option<EncoderTask>,
+        source: &dyn TensorSource,
+    ) -> Result<BTreeMap<String, Tensor>> {
         let arch = self.architecture;
         let spec = arch.encoder_spec(&self.json)?;
         let task = task.unwrap_or_else(|| self.encoder_task());
@@ -317,10 +315,6 @@ impl ModelConfig {
                 shapes.push((bias.to_string(), vec![spec.vocab_size], Init::Zeros));
             }
         }
-        let source = match &self.files {
-            Files::Dir(dir) => trustformers_core::weights::open_dir(dir)?,
-            Files::Gguf(file) => Box::new(gguf::gguf_source(file.clone(), arch, &self.json)?),
-        };
         let missing: Vec<_> = shapes
             .into_iter()
             .filter(|(name, _, _)| source.shape(name).is_none())
@@ -417,12 +411,14 @@ impl ModelConfig {
                 "merging an adapter is for inference; train one with load_trainable_lora",
             ));
         }
-        let added = if self.architecture.is_causal_lm() {
-            BTreeMap::new()
-        } else {
-            self.new_head_tensors(task)?
-        };
-        let mut vb = self.weights_with(opts, true, added)?;
+        let mut source = self.source()?;
+        if !self.architecture.is_causal_lm() {
+            let added = self.new_head_tensors(task, source.as_ref())?;
+            if !added.is_empty() {
+                source = Box::new(WithAdded { source, added });
+            }
+        }
+        let mut vb = self.weights_over(source, opts, true)?;
         let targets = lora.as_ref().map(|(c, _)| c.target_modules.clone());
         if let Some((config, start)) = lora {
             vb = vb.with_lora(config, LoraMode::Train, start)?;
