@@ -6,6 +6,7 @@
 //! ([`dataset`]). The Trainer and LoRA build on them.
 
 pub mod args;
+pub mod checkpoint;
 pub mod collate;
 pub mod dataset;
 pub mod loss;
@@ -14,9 +15,10 @@ pub mod task;
 pub mod trainer;
 
 pub use args::{Strategy, TrainingArguments};
+pub use checkpoint::{SaveSpec, TrainerState};
 pub use loss::{
     bce_with_logits, causal_lm_loss, cross_entropy, per_token_loss, question_answering_loss,
     sequence_classification_loss, ClassLabels, ProblemType, IGNORE_INDEX,
 };
 pub use task::{Labels, TaskModel, TrainBatch, Trainable};
-pub use trainer::{Collator, SaveSpec, StepReport, Trainer, TrainerState};
+pub use trainer::{Collator, StepReport, Trainer};
