@@ -46,6 +46,14 @@ fn tokenizer_corpus() {
 }
 
 #[test]
+fn adapter_corpus() {
+    let _g = serial();
+    let cases = hostile::adapter::cases();
+    assert!(cases.len() >= 19, "{} adapter cases", cases.len());
+    run_all(&cases);
+}
+
+#[test]
 fn config_corpus() {
     let _g = serial();
     let cases = hostile::config::cases();

@@ -3,6 +3,7 @@
 //! back with the expected error variant: no panic, within a second, allocating at most the
 //! size of its files plus 64 MiB.
 
+pub mod adapter;
 pub mod alloc;
 pub mod chat;
 pub mod config;
@@ -100,6 +101,7 @@ pub fn all_cases() -> Vec<Case> {
     cases.extend(chat::cases());
     cases.extend(pth::cases());
     cases.extend(encoder::cases());
+    cases.extend(adapter::cases());
     cases
 }
 
