@@ -1,10 +1,17 @@
-//! Softmax over the last dimension as one differentiable op, for the training path: one pass
-//! per row forward (`exp(x - max) / sum`, as torch computes it) and one backward
-//! (`y * (g - sum(g * y))`), where the composed ops take five and eight passes over the
-//! attention scores, each allocating a tensor of their size.
+//! Our kernels as differentiable candle ops, for the training path.
+//!
+//! - Softmax over the last dimension as one op: one pass per row forward (`exp(x - max) /
+//!   sum`, as torch computes it) and one backward (`y * (g - sum(g * y))`), where the
+//!   composed ops take five and eight passes over the attention scores, each allocating a
+//!   tensor of their size.
+//! - `x W^T` for a frozen `W` (LoRA's base layers): our packed GEMM forward, and only the
+//!   input's gradient backward (candle's matmul would compute the weight's too).
 
+use crate::kernels::gemm::{self, PackedF32, Panels};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor};
+use std::sync::Arc;
 use std::sync::{Mutex, PoisonError};
+use trustformers_core::Result;
 
 /// Rows per work item on the thread pool.
 const ROWS_PER_TASK: usize = 64;
@@ -107,6 +114,63 @@ impl CustomOp2 for SoftmaxGrad {
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
+}
+
+/// `x W^T` for a frozen `W`: forward on our packed GEMM, backward `dX = dY W` only.
+struct FrozenMatmul {
+    w: Tensor,
+    packed: Arc<PackedF32>,
+}
+
+impl candle_core::CustomOp1 for FrozenMatmul {
+    fn name(&self) -> &'static str {
+        "frozen_matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s: &candle_core::CpuStorage,
+        l: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let (m, k) = l.shape().dims2()?;
+        let (n, pk) = self.packed.dims();
+        let x = match (s, l.contiguous_offsets()) {
+            (candle_core::CpuStorage::F32(v), Some((a, b))) if pk == k => &v[a..b],
+            _ => candle_core::bail!("frozen_matmul: contiguous f32 [m, {pk}] input expected"),
+        };
+        let y = gemm::gemm(x, m, self.packed.as_ref(), None).map_err(candle_core::Error::wrap)?;
+        Ok((candle_core::CpuStorage::F32(y), (m, n).into()))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad.matmul(&self.w)?))
+    }
+}
+
+/// `xs W^T` for a frozen `W` (packed as `packed`), differentiable in `xs` only.
+pub(crate) fn frozen_matmul(xs: &Tensor, w: &Tensor, packed: Arc<PackedF32>) -> Result<Tensor> {
+    let (n, k) = packed.dims();
+    if xs.dims().last() != Some(&k) {
+        return Err(trustformers_core::Error::ShapeMismatch {
+            name: "linear input".into(),
+            expected: vec![k],
+            actual: xs.dims().to_vec(),
+        });
+    }
+    let (in_dims, _) = xs.dims().split_at(xs.rank().saturating_sub(1));
+    let flat = xs.reshape((xs.elem_count() / k.max(1), k))?.contiguous()?;
+    let op = FrozenMatmul {
+        w: w.contiguous()?,
+        packed,
+    };
+    let mut out_dims = in_dims.to_vec();
+    out_dims.push(n);
+    Ok(flat.apply_op1(op)?.reshape(out_dims)?)
 }
 
 /// Softmax over the last dimension, differentiable: one fused op for f32 on the CPU,

@@ -4,6 +4,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod autograd;
 pub mod cache;
 pub mod embedding;
 pub mod kernels;
@@ -13,7 +14,6 @@ pub mod moe;
 pub mod norm;
 pub mod positions;
 pub mod profile;
-pub mod softmax;
 
 pub use activation::Activation;
 

@@ -40,42 +40,6 @@ enum LinearWeight {
     },
 }
 
-/// `x W^T` for a frozen `W`: forward on our packed GEMM, backward `dX = dY W` only.
-struct FrozenMatmul {
-    w: Tensor,
-    packed: Arc<PackedF32>,
-}
-
-impl candle_core::CustomOp1 for FrozenMatmul {
-    fn name(&self) -> &'static str {
-        "frozen_matmul"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s: &candle_core::CpuStorage,
-        l: &candle_core::Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let (m, k) = l.shape().dims2()?;
-        let (n, pk) = self.packed.dims();
-        let x = match (s, l.contiguous_offsets()) {
-            (candle_core::CpuStorage::F32(v), Some((a, b))) if pk == k => &v[a..b],
-            _ => candle_core::bail!("frozen_matmul: contiguous f32 [m, {pk}] input expected"),
-        };
-        let y = gemm::gemm(x, m, self.packed.as_ref(), None).map_err(candle_core::Error::wrap)?;
-        Ok((candle_core::CpuStorage::F32(y), (m, n).into()))
-    }
-
-    fn bwd(
-        &self,
-        _arg: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(grad.matmul(&self.w)?))
-    }
-}
-
 impl Linear {
     /// Loads `weight` `[out_dim, in_dim]` and, when `bias`, `bias` `[out_dim]` under `vb`.
     pub fn new(vb: &Weights, in_dim: usize, out_dim: usize, bias: bool) -> Result<Self> {
@@ -199,7 +163,7 @@ impl Linear {
             {
                 let (n, k) = w.dims2()?;
                 let values: Vec<f32> = w.flatten_all()?.to_vec1()?;
-                frozen_matmul(xs, w, Arc::new(PackedF32::new(&values, n, k)?))?
+                crate::autograd::frozen_matmul(xs, w, Arc::new(PackedF32::new(&values, n, k)?))?
             }
             LinearWeight::Dense(w) => {
                 let (in_dims, last) = xs.dims().split_at(xs.rank().saturating_sub(1));
@@ -214,7 +178,7 @@ impl Linear {
                 return gemm_forward(w.as_ref(), xs, self.bias.as_ref(), None)
             }
             LinearWeight::Frozen { w, packed } if crate::differentiable(&[xs]) => {
-                frozen_matmul(xs, w, packed.clone())?
+                crate::autograd::frozen_matmul(xs, w, packed.clone())?
             }
             LinearWeight::Frozen { packed, .. } => gemm_forward(packed.as_ref(), xs, None, None)?,
             LinearWeight::Quantized {
@@ -334,27 +298,6 @@ impl Linear {
             })
             .collect()
     }
-}
-
-/// `xs W^T` for a frozen `W` (packed as `packed`), differentiable in `xs` only.
-fn frozen_matmul(xs: &Tensor, w: &Tensor, packed: Arc<PackedF32>) -> Result<Tensor> {
-    let (n, k) = packed.dims();
-    if xs.dims().last() != Some(&k) {
-        return Err(trustformers_core::Error::ShapeMismatch {
-            name: "linear input".into(),
-            expected: vec![k],
-            actual: xs.dims().to_vec(),
-        });
-    }
-    let (in_dims, _) = xs.dims().split_at(xs.rank().saturating_sub(1));
-    let flat = xs.reshape((rows_of(xs), k))?.contiguous()?;
-    let op = FrozenMatmul {
-        w: w.contiguous()?,
-        packed,
-    };
-    let mut out_dims = in_dims.to_vec();
-    out_dims.push(n);
-    Ok(flat.apply_op1(op)?.reshape(out_dims)?)
 }
 
 /// Rows of a `[..., in_dim]` input.

@@ -90,7 +90,7 @@ impl SparseMoe {
         let logits = self.router.forward(&flat)?.to_dtype(DType::F32)?;
         let training = crate::differentiable(&[&logits]);
         let probs_t = if training {
-            crate::softmax::softmax_last_dim(&logits)?
+            crate::autograd::softmax_last_dim(&logits)?
         } else {
             candle_nn::ops::softmax_last_dim(&logits)?
         };

@@ -59,7 +59,7 @@ pub(super) fn sdpa_ops(
     };
     // candle's fused softmax has no backward; ours has.
     let probs = if crate::differentiable(&[&scores]) {
-        crate::softmax::softmax_last_dim(&scores)?
+        crate::autograd::softmax_last_dim(&scores)?
     } else {
         candle_nn::ops::softmax_last_dim(&scores)?
     };
