@@ -40,6 +40,7 @@ seed tokenize_text -type f -name '*.txt' -size -64k
 seed chat_template -type f -name 'chat_template.jinja'
 seed config_json -type f -name 'config.json'
 seed pickle_load -type f -name 'data.pkl'
+seed adapter_config -type f -name 'adapter_config.json'
 # optim_kwargs: constructor and scheduler arguments as the fixtures and the CLI pass them.
 mkdir -p fuzz/corpus/optim_kwargs
 for kwargs in '{"lr": 0.01, "betas": [0.9, 0.99], "weight_decay": 0.1, "amsgrad": true}' \
