@@ -199,6 +199,8 @@ pub struct LoraAdapter {
     /// `[out, r]`.
     pub b: Tensor,
     pub scale: f64,
+    /// Dropout on the adapter's input in training (`lora_dropout`).
+    pub dropout: f64,
 }
 
 /// Uniform values in `[-bound, bound)` from a seed (splitmix64): PEFT's `kaiming_uniform_`
@@ -312,6 +314,7 @@ impl Weights {
             a: a.as_tensor().clone(),
             b: b.as_tensor().clone(),
             scale: lora.config.scale(),
+            dropout: lora.config.lora_dropout,
         }))
     }
 

@@ -18,6 +18,36 @@ pub mod limits {
     pub const EXPERTS: usize = 1 << 10;
 }
 
+/// Where a model applies dropout in training and with what probability: transformers'
+/// config fields, with each family's defaults, read by the presets. Inference ignores them.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Dropouts {
+    /// On the embeddings (`embd_pdrop`; `hidden_dropout_prob` in BERT).
+    pub embedding: f64,
+    /// On the attention probabilities (`attention_dropout`, `attn_pdrop`,
+    /// `attention_probs_dropout_prob`).
+    pub attention: f64,
+    /// On the attention block's output before it joins the residual (`resid_pdrop`,
+    /// `hidden_dropout`; `hidden_dropout_prob` in BERT).
+    pub attention_output: f64,
+    /// On the MLP's output before it joins the residual.
+    pub mlp_output: f64,
+    /// On the MLP's activations, before its output projection (`activation_dropout`;
+    /// ModernBERT's `mlp_dropout`).
+    pub mlp_activation: f64,
+}
+
+/// A dropout probability: the first of `names` the config sets (a null counts as unset),
+/// else `default`.
+pub fn dropout(f: &Fields<'_>, names: &[&str], default: f64) -> Result<f64> {
+    for name in names {
+        if let Some(p) = f.opt_f64(name, 0.0..=1.0)? {
+            return Ok(p);
+        }
+    }
+    Ok(default)
+}
+
 /// transformers' default `rope_theta` for the LLaMA family.
 pub const DEFAULT_ROPE_THETA: f64 = 10_000.0;
 

@@ -12,6 +12,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use trustformers_nn::attention::{causal_mask, sdpa};
 use trustformers_nn::kernels::fused::{self, Act};
 use trustformers_nn::kernels::sdpa::{self as cached, KvRows, SdpaShape};
+use trustformers_nn::Dropout;
 
 fn values(n: usize, seed: usize) -> Vec<f32> {
     (0..n)
@@ -65,7 +66,19 @@ fn attention(c: &mut Criterion) {
             let scale = 1.0 / (d as f64).sqrt();
             let id = format!("{name} {test}");
             group.bench_function(BenchmarkId::new("fused", &id), |b| {
-                b.iter(|| sdpa(&q, &k, &v, mask.as_ref(), h / kv, scale, None).unwrap())
+                b.iter(|| {
+                    sdpa(
+                        &q,
+                        &k,
+                        &v,
+                        mask.as_ref(),
+                        h / kv,
+                        scale,
+                        None,
+                        Dropout::NONE,
+                    )
+                    .unwrap()
+                })
             });
             group.bench_function(BenchmarkId::new("candle ops", &id), |b| {
                 b.iter(|| ops_attention(&q, &k, &v, mask.as_ref(), h / kv))

@@ -18,7 +18,7 @@ const ROWS_PER_TASK: usize = 64;
 
 /// Runs `f(first_row, rows)` over `out` in chunks of whole rows of `n` values on candle's
 /// thread pool.
-fn par_rows(out: &mut [f32], n: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+pub(crate) fn par_rows(out: &mut [f32], n: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     let tasks: Vec<(usize, Mutex<&mut [f32]>)> = out
         .chunks_mut(ROWS_PER_TASK * n.max(1))
         .enumerate()

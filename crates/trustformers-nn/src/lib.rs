@@ -6,6 +6,7 @@ pub mod activation;
 pub mod attention;
 pub mod autograd;
 pub mod cache;
+pub mod dropout;
 pub mod embedding;
 pub mod kernels;
 pub mod linear;
@@ -29,6 +30,7 @@ pub use attention::{
     QkvLayout,
 };
 pub use cache::{Cache, EncoderDecoderCache, KvCache, RecurrentState};
+pub use dropout::{Dropout, DropoutRng};
 pub use embedding::Embedding;
 pub use linear::Linear;
 pub use mlp::{GatedMlp, Mlp};

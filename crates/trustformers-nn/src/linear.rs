@@ -4,7 +4,7 @@ use crate::kernels::fused::Act;
 use crate::kernels::gemm::{self, PackedF32, Panels};
 use crate::kernels::{self, KQuantPanels, QuantMatmul, GEMM_ROWS};
 use crate::profile::{self, Part};
-use crate::Activation;
+use crate::{Activation, Dropout};
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Tensor};
 use std::sync::Arc;
@@ -139,9 +139,10 @@ impl Linear {
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let ys = self.forward_base(xs)?;
         match &self.lora {
-            // scale * B (A x), as PEFT adds it (dropout off).
+            // scale * B (A dropout(x)), as PEFT adds it.
             Some(l) => {
-                let down = xs.broadcast_matmul(&l.a.t()?)?;
+                let dropped = Dropout::new(l.dropout, "lora_dropout")?.forward(xs)?;
+                let down = dropped.broadcast_matmul(&l.a.t()?)?;
                 let up = down.broadcast_matmul(&l.b.t()?)?;
                 Ok((ys + (up * l.scale)?)?)
             }

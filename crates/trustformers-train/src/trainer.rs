@@ -19,6 +19,7 @@ use serde_json::{json, Map, Value};
 
 use trustformers_core::{Error, Result};
 use trustformers_models::EncoderTask;
+use trustformers_nn::dropout::{self, DropoutRng};
 use trustformers_optim::{
     by_name_with_groups, clip_grad_norm, get_scheduler, transformers_groups, LambdaLr, Optim, Param,
 };
@@ -307,19 +308,32 @@ impl Trainer {
                 let mut grads: Option<candle_core::backprop::GradStore> = None;
                 let mut step_loss = 0.0f64;
                 let mut finite = true;
-                for batch in &micro {
+                for (i, batch) in micro.iter().enumerate() {
                     tokens += batch.input_ids.elem_count();
-                    let mut loss = self.model.model.loss(batch, num_items)?;
-                    if num_items.is_none() {
-                        loss = (loss / micro.len() as f64)?;
-                    }
-                    let value = f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
-                    if !value.is_finite() {
+                    // Training mode: dropout draws from a generator seeded by `seed` and the
+                    // micro-batch's index, so a resumed run draws the same masks.
+                    let mut rng = DropoutRng::new(
+                        self.args
+                            .seed
+                            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                            .wrapping_add(step * ga as u64 + i as u64),
+                    );
+                    let (value, g) = dropout::training(&mut rng, || -> Result<_> {
+                        let mut loss = self.model.model.loss(batch, num_items)?;
+                        if num_items.is_none() {
+                            loss = (loss / micro.len() as f64)?;
+                        }
+                        let value = f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
+                        if !value.is_finite() {
+                            return Ok((value, None));
+                        }
+                        Ok((value, Some(loss.backward()?)))
+                    })?;
+                    let Some(g) = g else {
                         finite = false;
                         break;
-                    }
+                    };
                     step_loss += value;
-                    let g = loss.backward()?;
                     grads = Some(match grads {
                         None => g,
                         Some(mut acc) => {

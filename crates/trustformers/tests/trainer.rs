@@ -61,8 +61,27 @@ fn collator(per_token: bool) -> Collator {
     })
 }
 
+/// Every `*dropout*` probability of the config set to 0, as the reference script does: the
+/// masks are not torch's, so curves compare without dropout.
+fn no_dropout(config: &mut trustformers::ModelConfig) {
+    if let Some(obj) = config.json.as_object_mut() {
+        for (k, v) in obj.iter_mut() {
+            if (k.contains("dropout") || k.ends_with("pdrop")) && v.is_f64() {
+                *v = serde_json::json!(0.0);
+            }
+        }
+    }
+}
+
 fn trainer(run: &Run, args: TrainingArguments) -> Trainer {
-    let config = AutoConfig::from_pretrained(fixture(&run.checkpoint)).unwrap();
+    trainer_with(run, args, true)
+}
+
+fn trainer_with(run: &Run, args: TrainingArguments, dropout_off: bool) -> Trainer {
+    let mut config = AutoConfig::from_pretrained(fixture(&run.checkpoint)).unwrap();
+    if dropout_off {
+        no_dropout(&mut config);
+    }
     let (model, adapter_config) = if run.lora {
         let (lora, start) = trustformers::read_adapter(&fixture("train/lora_init")).unwrap();
         let json = lora.to_peft_json("CAUSAL_LM", "llama");
@@ -201,7 +220,50 @@ fn weights(dir: &std::path::Path) -> std::collections::HashMap<String, Tensor> {
 
 #[test]
 fn resuming_a_checkpoint_continues_bit_identically() {
-    let run = reference("causal_lm");
+    check_resume("causal_lm", true);
+}
+
+/// BERT's dropout (0.1 in the fixture) active: the masks of the resumed steps are the
+/// uninterrupted run's.
+#[test]
+fn resuming_with_dropout_continues_bit_identically() {
+    check_resume("seq_cls", false);
+}
+
+/// Dropout acts in training (the curve differs from the one without it) and is seeded (the
+/// same seed gives the same curve, another seed another).
+#[test]
+fn dropout_is_active_in_training_and_seeded() {
+    let run = reference("seq_cls");
+    let curve = |dropout_off: bool, seed: u64| -> Vec<f64> {
+        let args = TrainingArguments {
+            output_dir: tempfile::tempdir().unwrap().keep(),
+            max_steps: 4,
+            seed,
+            ..run.args.clone()
+        };
+        let dir = args.output_dir.clone();
+        let mut t = trainer_with(&run, args, dropout_off);
+        t.train().unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+        t.state()
+            .log_history
+            .iter()
+            .filter_map(|e| e.get("loss").and_then(Value::as_f64))
+            .collect()
+    };
+    let plain = curve(true, 42);
+    let dropped = curve(false, 42);
+    assert_eq!(plain.len(), dropped.len());
+    assert!(!plain.is_empty());
+    assert_ne!(plain, dropped, "dropout changed nothing");
+    assert_eq!(dropped, curve(false, 42), "the same seed, another curve");
+    assert_ne!(dropped, curve(false, 7), "another seed, the same masks");
+}
+
+fn check_resume(name: &str, dropout_off: bool) {
+    let run = reference(name);
+    let trainer = |run: &Run, args| trainer_with(run, args, dropout_off);
     let out = tempfile::tempdir().unwrap();
     let args = TrainingArguments {
         output_dir: out.path().to_path_buf(),

@@ -23,7 +23,8 @@ use trustformers_nn::attention::causal_mask;
 use trustformers_nn::positions::alibi_mask;
 use trustformers_nn::profile::{self, Part};
 use trustformers_nn::{
-    Attention, Cache, Embedding, GatedMlp, KvCache, Linear, Mlp, Norm, RotaryEmbedding, SparseMoe,
+    Attention, Cache, Dropout, Embedding, GatedMlp, KvCache, Linear, Mlp, Norm, RotaryEmbedding,
+    SparseMoe,
 };
 
 /// Checkpoint buffers transformers itself ignores when loading this family.
@@ -46,6 +47,10 @@ struct DecoderLayer {
     post_feedforward_layernorm: Option<Norm>,
     mlp: FeedForward,
     residual: Residual,
+    /// On the attention and MLP outputs before the residual add, in training.
+    attn_dropout: Dropout,
+    mlp_dropout: Dropout,
+    dropout_branch_sum: bool,
 }
 
 /// The feed-forward half of a layer.
@@ -74,9 +79,14 @@ impl DecoderLayer {
                 .then(|| norm(name))
                 .transpose()
         };
+        let d = &spec.dropout;
         Ok(Self {
             input_layernorm: norm("input_layernorm")?,
-            self_attn: Attention::new(&spec.attention, &vb.pp("self_attn"))?,
+            self_attn: Attention::new(&spec.attention, &vb.pp("self_attn"))?
+                .with_dropout(Dropout::new(d.attention, "attention_dropout")?),
+            attn_dropout: Dropout::new(d.attention_output, "resid_pdrop")?,
+            mlp_dropout: Dropout::new(d.mlp_output, "resid_pdrop")?,
+            dropout_branch_sum: spec.dropout_branch_sum,
             post_attention_layernorm: (spec.residual != Residual::Parallel)
                 .then(|| norm("post_attention_layernorm"))
                 .transpose()?,
@@ -128,27 +138,41 @@ impl DecoderLayer {
     ) -> Result<Tensor> {
         let normed = self.input_layernorm.forward(xs)?;
         let h = attend(&self.self_attn, &normed)?;
-        let Some(post_attn) = &self.post_attention_layernorm else {
-            // Parallel residual: attention and MLP both read the one normed input.
-            return Ok(((xs + h)? + self.mlp.forward(&normed)?)?);
+        // Parallel residuals: attention and MLP read the one normed input, or two norms of
+        // the same input.
+        let parallel = match (&self.post_attention_layernorm, self.residual) {
+            (None, _) => Some(self.mlp.forward(&normed)?),
+            (Some(norm), Residual::ParallelTwoNorms) => Some(self.mlp.forward(&norm.forward(xs)?)?),
+            _ => None,
         };
-        if self.residual == Residual::ParallelTwoNorms {
-            let m = self.mlp.forward(&post_attn.forward(xs)?)?;
+        if let Some(m) = parallel {
+            if self.dropout_branch_sum {
+                return Ok((self.mlp_dropout.forward(&(m + h)?)? + xs)?);
+            }
+            let (h, m) = (
+                self.attn_dropout.forward(&h)?,
+                self.mlp_dropout.forward(&m)?,
+            );
             return Ok(((m + h)? + xs)?);
         }
+        let Some(post_attn) = &self.post_attention_layernorm else {
+            return Err(Error::InvalidInput(
+                "a sequential layer without its norm".into(),
+            ));
+        };
         match (
             &self.pre_feedforward_layernorm,
             &self.post_feedforward_layernorm,
         ) {
             (Some(pre), Some(post)) => {
-                let xs = (xs + post_attn.forward(&h)?)?;
+                let xs = (xs + self.attn_dropout.forward(&post_attn.forward(&h)?)?)?;
                 let h = post.forward(&self.mlp.forward(&pre.forward(&xs)?)?)?;
-                Ok((xs + h)?)
+                Ok((xs + self.mlp_dropout.forward(&h)?)?)
             }
             _ => {
-                let xs = (xs + h)?;
+                let xs = (xs + self.attn_dropout.forward(&h)?)?;
                 let h = self.mlp.forward(&post_attn.forward(&xs)?)?;
-                Ok((xs + h)?)
+                Ok((xs + self.mlp_dropout.forward(&h)?)?)
             }
         }
     }
@@ -167,6 +191,8 @@ pub struct DecoderModel {
     sliding_rope: Option<RotaryEmbedding>,
     /// What [`Self::new_cache`] keeps keys and values as.
     kv_cache_dtype: DType,
+    /// On the embeddings, in training.
+    embed_dropout: Dropout,
 }
 
 /// Hidden states of the base model.
@@ -217,6 +243,7 @@ impl DecoderModel {
                 .map(RotaryEmbedding::new)
                 .transpose()?,
             kv_cache_dtype,
+            embed_dropout: Dropout::new(spec.dropout.embedding, "embd_pdrop")?,
         })
     }
 
@@ -352,6 +379,7 @@ impl DecoderModel {
         if let Some(table) = &self.embed_positions {
             xs = (xs + table.forward(positions)?)?;
         }
+        xs = self.embed_dropout.forward(&xs)?;
         let rotary = self.spec.positions == Positions::Rotary;
         let cos_sin = rotary
             .then(|| self.rope.cos_sin(positions, xs.dtype()))

@@ -1,7 +1,7 @@
 //! The typed spec that drives [`super::DecoderModel`], and the config fields every
 //! LLaMA-family preset shares.
 
-use crate::hf_config::{self, limits};
+use crate::hf_config::{self, limits, Dropouts};
 use trustformers_core::config::Fields;
 use trustformers_core::{Error, Result};
 use trustformers_nn::{Activation, AttentionSpec, MoeSpec, NormKind, QkvLayout, RopeSpec};
@@ -77,6 +77,11 @@ pub struct DecoderSpec {
     /// The token whose embedding row never gets a gradient (`nn.Embedding(padding_idx=)`,
     /// `pad_token_id` in the LLaMA family; GPT-2, GPT-J, GPT-Neo(X) and Falcon have none).
     pub padding_idx: Option<u32>,
+    /// Dropout in training (the LLaMA family has only `attention_dropout`).
+    pub dropout: Dropouts,
+    /// With a parallel residual, one dropout (`mlp_output`'s) on the sum of the attention
+    /// and MLP outputs instead of one per branch (Falcon's `dropout_add`).
+    pub dropout_branch_sum: bool,
 }
 
 impl DecoderSpec {
@@ -153,6 +158,11 @@ impl DecoderSpec {
             sliding_rope: None,
             final_logit_softcapping: None,
             padding_idx: crate::encoder::pad_token_id(f)?.filter(|&p| (p as usize) < vocab_size),
+            dropout: Dropouts {
+                attention: hf_config::dropout(f, &["attention_dropout"], 0.0)?,
+                ..Dropouts::default()
+            },
+            dropout_branch_sum: false,
         })
     }
 

@@ -13,14 +13,14 @@
 
 use super::heads::{EncoderTask, HeadInput, HeadLayout, HeadOut};
 use super::presets::{plain, rename_layer, split_base};
-use super::{EncoderLayout, EncoderSpec};
-use crate::hf_config::limits;
+use super::{EncoderLayout, EncoderSpec, HeadDropouts};
+use crate::hf_config::{dropout, limits};
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 use trustformers_core::config::Fields;
 use trustformers_core::{Error, Result, StoredName, Weights};
 use trustformers_nn::positions::relative::log_bucket;
-use trustformers_nn::{Activation, LayerNorm, Linear};
+use trustformers_nn::{Activation, Dropout, LayerNorm, Linear};
 
 /// What DeBERTa adds to [`EncoderSpec`].
 #[derive(Debug, Clone, PartialEq)]
@@ -172,6 +172,20 @@ pub fn spec(config: &Value) -> Result<EncoderSpec> {
         legacy_mlm: f.opt_bool("legacy")?.unwrap_or(true),
         conv,
     });
+    // `ContextPooler`'s `pooler_dropout` before its dense, then `cls_dropout` (else
+    // `hidden_dropout_prob`) before the classifier; `hidden_dropout_prob` before the token
+    // classifier; nothing in question answering.
+    let hidden = dropout(&f, &["hidden_dropout_prob"], 0.1)?;
+    let classifier = (
+        dropout(&f, &["pooler_dropout"], 0.0)?,
+        dropout(&f, &["cls_dropout"], hidden)?,
+    );
+    spec.head_dropout = HeadDropouts {
+        sequence_classification: classifier,
+        multiple_choice: classifier,
+        token_classification: (hidden, 0.0),
+        question_answering: (0.0, 0.0),
+    };
     Ok(spec)
 }
 
@@ -236,28 +250,33 @@ pub(super) struct RelContext {
     /// `[seq, seq]` u32: the table row of each (query, key) pair.
     pub index: Tensor,
     pub spec: DebertaSpec,
+    /// On the table, in each layer, in training (`pos_dropout`: `hidden_dropout_prob`).
+    pub dropout: Dropout,
 }
 
-/// The table under `encoder.` (`rel_embeddings`), layer-normed at load when the config
-/// asks (`encoder.LayerNorm`): it does not depend on the input.
+/// The table under `encoder.` (`rel_embeddings`), layer-normed when the config asks
+/// (`encoder.LayerNorm`). It does not depend on the input, but the norm runs per forward
+/// pass: in training the table and the norm's weights change after each step.
 pub(super) struct RelTable {
     table: Tensor,
+    norm: Option<LayerNorm>,
     spec: DebertaSpec,
+    dropout: Dropout,
 }
 
 impl RelTable {
     pub(super) fn new(spec: &EncoderSpec, d: &DebertaSpec, vb: &Weights) -> Result<Self> {
         let enc = vb.pp("encoder");
         let table = enc.get((2 * d.span(), spec.hidden_size), "rel_embeddings.weight")?;
-        let table = if d.norm_rel_ebd {
-            let h = spec.hidden_size;
-            LayerNorm::new(&enc.pp("LayerNorm"), h, spec.layer_norm_eps, true)?.forward(&table)?
-        } else {
-            table
-        };
+        let h = spec.hidden_size;
         Ok(Self {
             table,
+            norm: d
+                .norm_rel_ebd
+                .then(|| LayerNorm::new(&enc.pp("LayerNorm"), h, spec.layer_norm_eps, true))
+                .transpose()?,
             spec: d.clone(),
+            dropout: Dropout::new(spec.dropout.attention_output, "hidden_dropout_prob")?,
         })
     }
 
@@ -279,9 +298,13 @@ impl RelTable {
             }
         }
         Ok(RelContext {
-            table: self.table.clone(),
+            table: match &self.norm {
+                Some(norm) => norm.forward(&self.table)?,
+                None => self.table.clone(),
+            },
             index: Tensor::from_vec(index, (seq, seq), device)?,
             spec: self.spec.clone(),
+            dropout: self.dropout,
         })
     }
 }
@@ -294,6 +317,8 @@ pub(super) struct ConvLayer {
     bias: Tensor,
     norm: LayerNorm,
     spec: ConvSpec,
+    /// On the convolution's output before the activation, in training.
+    dropout: Dropout,
 }
 
 impl ConvLayer {
@@ -305,6 +330,7 @@ impl ConvLayer {
             bias: conv.get(h, "bias")?,
             norm: LayerNorm::new(&vb.pp("LayerNorm"), h, spec.layer_norm_eps, true)?,
             spec: c.clone(),
+            dropout: Dropout::new(spec.dropout.attention_output, "hidden_dropout_prob")?,
         })
     }
 
@@ -336,7 +362,7 @@ impl ConvLayer {
         };
         let out = self
             .norm
-            .forward(&(layer_output + c.act.forward(&conv)?)?)?;
+            .forward(&(layer_output + c.act.forward(&self.dropout.forward(&conv)?)?)?)?;
         Ok(match &keep {
             Some(k) => out.broadcast_mul(k)?,
             None => out,
@@ -383,7 +409,8 @@ pub(super) fn position_bias(
     let scale = 1.0 / ((d * terms) as f64).sqrt();
     let (q, k) = (q.to_dtype(DType::F32)?, k.to_dtype(DType::F32)?);
     let mut out = Tensor::zeros((b, heads, s, s), DType::F32, q.device())?;
-    let rows = ctx.table.dim(0)?;
+    let table = ctx.dropout.forward(&ctx.table)?;
+    let rows = table.dim(0)?;
     // [2span, hidden] -> [1, heads, d, 2span]
     let per_head = |t: Tensor| -> Result<Tensor> {
         Ok(t.to_dtype(DType::F32)?
@@ -400,16 +427,16 @@ pub(super) fn position_bias(
         .contiguous()?;
     if ctx.spec.c2p {
         let pk = match &own.pos_key {
-            Some(p) => p.forward(&ctx.table)?,
-            None => project_key.forward(&ctx.table)?,
+            Some(p) => p.forward(&table)?,
+            None => project_key.forward(&table)?,
         };
         let c2p = q.broadcast_matmul(&per_head(pk)?)?.contiguous()?;
         out = (out + c2p.gather(&index, 3)?)?;
     }
     if ctx.spec.p2c {
         let pq = match &own.pos_query {
-            Some(p) => p.forward(&ctx.table)?,
-            None => project_query.forward(&ctx.table)?,
+            Some(p) => p.forward(&table)?,
+            None => project_query.forward(&table)?,
         };
         let p2c = k.broadcast_matmul(&per_head(pq)?)?.contiguous()?;
         let index_t = index.transpose(2, 3)?.contiguous()?;

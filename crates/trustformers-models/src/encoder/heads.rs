@@ -9,7 +9,7 @@ use super::{EncoderModel, EncoderSpec};
 use candle_core::Tensor;
 use serde_json::Value;
 use trustformers_core::{Error, Result, Weights};
-use trustformers_nn::{Activation, LayerNorm, Linear};
+use trustformers_nn::{Activation, Dropout, LayerNorm, Linear};
 
 /// A task, as transformers' class-name suffix says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,12 +145,15 @@ struct Head {
     dense: Option<(Linear, Activation)>,
     norm: Option<LayerNorm>,
     out: Linear,
+    /// On the head's input, and between the dense block and the output, in training.
+    dropout: (Dropout, Dropout),
 }
 
 impl Head {
     fn new(
         layout: &HeadLayout,
         model: &EncoderModel,
+        task: EncoderTask,
         out_dim: usize,
         vb: &Weights,
     ) -> Result<Self> {
@@ -180,11 +183,16 @@ impl Head {
                 name: format!("{}.pooler.dense.weight", spec.base_prefix),
             });
         }
+        let (before, after) = spec.head_dropout.for_task(task);
         Ok(Self {
             input: layout.input,
             dense,
             norm,
             out,
+            dropout: (
+                Dropout::new(before, "classifier_dropout")?,
+                Dropout::new(after, "classifier_dropout")?,
+            ),
         })
     }
 
@@ -205,6 +213,7 @@ impl Head {
                 .ok_or_else(|| Error::InvalidInput("this head needs the pooler output".into()))?
                 .clone(),
         };
+        let xs = self.dropout.0.forward(&xs)?;
         let xs = match &self.dense {
             Some((l, act)) => act.forward(&l.forward(&xs)?)?,
             None => xs,
@@ -213,6 +222,7 @@ impl Head {
             Some(n) => n.forward(&xs)?,
             None => xs,
         };
+        let xs = self.dropout.1.forward(&xs)?;
         self.out.forward(&xs)
     }
 }
@@ -272,7 +282,7 @@ impl EncoderForTask {
         };
         let head = match (task, layout) {
             (EncoderTask::Base, _) => None,
-            (_, Some(layout)) => Some(Head::new(layout, &model, out_dim, vb)?),
+            (_, Some(layout)) => Some(Head::new(layout, &model, task, out_dim, vb)?),
             (_, None) => {
                 return Err(Error::InvalidInput(format!(
                     "no {task:?} head for this architecture"

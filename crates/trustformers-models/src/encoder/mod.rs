@@ -18,12 +18,12 @@ pub mod modernbert;
 pub mod nomic_bert;
 pub mod presets;
 
-use crate::hf_config::limits;
+use crate::hf_config::{self, limits, Dropouts};
 use candle_core::{DType, Device, Tensor, D};
 use trustformers_core::config::Fields;
 use trustformers_core::{Error, Result, Weights};
 use trustformers_nn::attention::padding_mask;
-use trustformers_nn::{Activation, BidirectionalAttention, Embedding, LayerNorm, Linear};
+use trustformers_nn::{Activation, BidirectionalAttention, Dropout, Embedding, LayerNorm, Linear};
 
 /// Checkpoint buffers transformers itself ignores, and tied output projections that some
 /// checkpoints store (the embedding table is used).
@@ -62,6 +62,47 @@ pub struct EncoderSpec {
     pub base_prefix: &'static str,
     /// Which layers the encoder is built from.
     pub layout: EncoderLayout,
+    /// Dropout in the layers, in training.
+    pub dropout: Dropouts,
+    /// Dropout in the task heads, in training.
+    pub head_dropout: HeadDropouts,
+}
+
+/// Dropout of the task heads in training, per task: `(on the head's input, between its dense
+/// projection and its output)` (the second only for heads with a dense projection).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct HeadDropouts {
+    pub sequence_classification: (f64, f64),
+    pub multiple_choice: (f64, f64),
+    pub token_classification: (f64, f64),
+    pub question_answering: (f64, f64),
+}
+
+impl HeadDropouts {
+    /// BERT's heads: `classifier_dropout` (else `hidden_dropout_prob`) on the classifiers'
+    /// input, `hidden_dropout_prob` on multiple choice's, none for question answering.
+    pub fn bert(f: &Fields<'_>) -> Result<Self> {
+        let hidden = hf_config::dropout(f, &["hidden_dropout_prob"], 0.1)?;
+        let classifier = hf_config::dropout(f, &["classifier_dropout"], hidden)?;
+        Ok(Self {
+            sequence_classification: (classifier, 0.0),
+            multiple_choice: (hidden, 0.0),
+            token_classification: (classifier, 0.0),
+            question_answering: (0.0, 0.0),
+        })
+    }
+
+    /// The pair for `task` (none for heads without dropout).
+    pub fn for_task(&self, task: heads::EncoderTask) -> (f64, f64) {
+        use heads::EncoderTask as T;
+        match task {
+            T::SequenceClassification => self.sequence_classification,
+            T::MultipleChoice => self.multiple_choice,
+            T::TokenClassification => self.token_classification,
+            T::QuestionAnswering => self.question_answering,
+            T::Base | T::MaskedLm | T::PreTraining => (0.0, 0.0),
+        }
+    }
 }
 
 /// The layers of an encoder, with what each kind needs beyond the shared fields.
@@ -125,6 +166,17 @@ impl EncoderSpec {
             pad_token_id: pad_token_id(f)?,
             base_prefix,
             layout: EncoderLayout::Bert,
+            dropout: {
+                let hidden = hf_config::dropout(f, &["hidden_dropout_prob"], 0.1)?;
+                Dropouts {
+                    embedding: hidden,
+                    attention: hf_config::dropout(f, &["attention_probs_dropout_prob"], 0.1)?,
+                    attention_output: hidden,
+                    mlp_output: hidden,
+                    mlp_activation: 0.0,
+                }
+            },
+            head_dropout: HeadDropouts::bert(f)?,
         };
         Ok(Self {
             num_hidden_groups: spec.num_hidden_layers,
@@ -217,6 +269,8 @@ struct Embeddings {
     norm: LayerNorm,
     /// `embeddings_project` when `embedding_size != hidden_size`.
     project: Option<Linear>,
+    /// After the norm, in training.
+    dropout: Dropout,
 }
 
 impl Embeddings {
@@ -262,6 +316,7 @@ impl Embeddings {
                     Linear::new(&vb.pp("embeddings_project"), e, spec.hidden_size, bias)
                 })
                 .transpose()?,
+            dropout: Dropout::new(spec.dropout.embedding, "hidden_dropout_prob")?,
         })
     }
 
@@ -296,9 +351,9 @@ impl Embeddings {
             None => Ok(xs),
         };
         if spec.deberta().is_some() {
-            self.norm.forward(&project(xs)?)
+            self.dropout.forward(&self.norm.forward(&project(xs)?)?)
         } else {
-            project(self.norm.forward(&xs)?)
+            project(self.dropout.forward(&self.norm.forward(&xs)?)?)
         }
     }
 }
@@ -349,6 +404,9 @@ struct EncoderLayer {
     act: Activation,
     /// DeBERTa's own position projections.
     rel: Option<deberta::RelProjections>,
+    /// On the attention's and the MLP's outputs before their residual norms, in training.
+    attn_dropout: Dropout,
+    mlp_dropout: Dropout,
 }
 
 impl EncoderLayer {
@@ -367,7 +425,13 @@ impl EncoderLayer {
                 spec.head_dim(),
                 true,
                 stack,
-            )?,
+            )?
+            .with_dropout(Dropout::new(
+                spec.dropout.attention,
+                "attention_probs_dropout_prob",
+            )?),
+            attn_dropout: Dropout::new(spec.dropout.attention_output, "hidden_dropout_prob")?,
+            mlp_dropout: Dropout::new(spec.dropout.mlp_output, "hidden_dropout_prob")?,
             attn_out: lin(att.pp("output").pp("dense"), h, h)?,
             attn_norm: LayerNorm::new(
                 &att.pp("output").pp("LayerNorm"),
@@ -422,13 +486,13 @@ impl EncoderLayer {
 
     /// The output projection, residual norm and MLP after attention.
     fn feed_forward(&self, xs: &Tensor, ctx: &Tensor) -> Result<Tensor> {
-        let h = self
-            .attn_norm
-            .forward_residual(&self.attn_out.forward(ctx)?, xs)?;
+        let a = self.attn_dropout.forward(&self.attn_out.forward(ctx)?)?;
+        let h = self.attn_norm.forward_residual(&a, xs)?;
         let m = self
             .down
             .forward(&self.up.forward_activated(&h, self.act)?)?;
-        self.out_norm.forward_residual(&m, &h)
+        self.out_norm
+            .forward_residual(&self.mlp_dropout.forward(&m)?, &h)
     }
 }
 

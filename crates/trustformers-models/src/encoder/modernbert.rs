@@ -12,13 +12,15 @@
 
 use super::heads::{EncoderTask, HeadInput, HeadLayout, HeadOut};
 use super::{EncoderLayout, EncoderSpec};
-use crate::hf_config::{self, limits};
+use crate::hf_config::{self, limits, Dropouts};
 use candle_core::Tensor;
 use serde_json::Value;
 use trustformers_core::config::Fields;
 use trustformers_core::{Error, Result, Weights};
 use trustformers_nn::attention::{sdpa, split_fused_qkv};
-use trustformers_nn::{Activation, Embedding, LayerNorm, Linear, RopeSpec, RotaryEmbedding};
+use trustformers_nn::{
+    Activation, Dropout, Embedding, LayerNorm, Linear, RopeSpec, RotaryEmbedding,
+};
 
 /// What ModernBERT adds to [`EncoderSpec`].
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +51,24 @@ pub fn spec(config: &Value) -> Result<EncoderSpec> {
         .opt_usize("max_position_embeddings", limits::POSITIONS)?
         .unwrap_or(8192);
     spec.type_vocab_size = 0;
+    // `embedding_dropout` after the embeddings' norm, `attention_dropout` on the attention
+    // probabilities and after `Wo`, `mlp_dropout` on the gated activations,
+    // `classifier_dropout` between every head's dense block and its output; all 0 by default.
+    let attention = hf_config::dropout(&f, &["attention_dropout"], 0.0)?;
+    spec.dropout = Dropouts {
+        embedding: hf_config::dropout(&f, &["embedding_dropout"], 0.0)?,
+        attention,
+        attention_output: attention,
+        mlp_output: 0.0,
+        mlp_activation: hf_config::dropout(&f, &["mlp_dropout"], 0.0)?,
+    };
+    let classifier = (0.0, hf_config::dropout(&f, &["classifier_dropout"], 0.0)?);
+    spec.head_dropout = super::HeadDropouts {
+        sequence_classification: classifier,
+        multiple_choice: classifier,
+        token_classification: classifier,
+        question_answering: classifier,
+    };
     let n = spec.num_hidden_layers;
     let half = f
         .opt_usize("local_attention", limits::POSITIONS)?
@@ -151,6 +171,7 @@ pub(super) struct ModernBertBody {
     head_dim: usize,
     intermediate: usize,
     act: Activation,
+    dropout: Dropouts,
 }
 
 impl ModernBertBody {
@@ -200,6 +221,7 @@ impl ModernBertBody {
             head_dim: h / spec.num_attention_heads,
             intermediate: i,
             act: spec.hidden_act,
+            dropout: spec.dropout,
         })
     }
 
@@ -221,9 +243,15 @@ impl ModernBertBody {
         let positions = Tensor::arange(0i64, s as i64, device)?
             .unsqueeze(0)?
             .repeat((b, 1))?;
-        let mut xs = self
-            .embed_norm
-            .forward(&self.embeddings.forward(input_ids)?)?;
+        let d = &self.dropout;
+        let (attention, attention_output) = (
+            Dropout::new(d.attention, "attention_dropout")?,
+            Dropout::new(d.attention_output, "attention_dropout")?,
+        );
+        let mlp_activation = Dropout::new(d.mlp_activation, "mlp_dropout")?;
+        let embeddings = self.embeddings.forward(input_ids)?;
+        let mut xs = Dropout::new(d.embedding, "embedding_dropout")?
+            .forward(&self.embed_norm.forward(&embeddings)?)?;
         let dtype = xs.dtype();
         let global = self.global_rope.cos_sin(&positions, dtype)?;
         let local = self.local_rope.cos_sin(&positions, dtype)?;
@@ -266,16 +294,16 @@ impl ModernBertBody {
             let q = rope.apply(&q, &cs.0, &cs.1)?;
             let k = rope.apply(&k, &cs.0, &cs.1)?;
             let scale = 1.0 / (self.head_dim as f64).sqrt();
-            let ctx = sdpa(&q, &k, &v, mask.as_ref(), 1, scale, None)?
+            let ctx = sdpa(&q, &k, &v, mask.as_ref(), 1, scale, None, attention)?
                 .transpose(1, 2)?
                 .reshape((b, s, self.heads * self.head_dim))?;
-            xs = (xs + layer.wo.forward(&ctx)?)?;
+            xs = (xs + attention_output.forward(&layer.wo.forward(&ctx)?)?)?;
             let wi = layer.wi.forward(&layer.mlp_norm.forward(&xs)?)?;
             let input = wi.narrow(2, 0, self.intermediate)?;
             let gate = wi.narrow(2, self.intermediate, self.intermediate)?;
             let m = layer
                 .mlp_out
-                .forward(&(self.act.forward(&input)? * gate)?)?;
+                .forward(&mlp_activation.forward(&(self.act.forward(&input)? * gate)?)?)?;
             xs = (xs + m)?;
         }
         // transformers' last hidden state entry is the normed output.

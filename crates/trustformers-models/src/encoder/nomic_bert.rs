@@ -22,7 +22,9 @@ use serde_json::{Map, Value};
 use trustformers_core::config::Fields;
 use trustformers_core::{Error, Result, Weights};
 use trustformers_nn::attention::{sdpa, split_fused_qkv};
-use trustformers_nn::{Activation, Embedding, LayerNorm, Linear, RopeSpec, RotaryEmbedding};
+use trustformers_nn::{
+    Activation, Dropout, Embedding, LayerNorm, Linear, RopeSpec, RotaryEmbedding,
+};
 
 /// What NomicBERT adds to [`EncoderSpec`].
 #[derive(Debug, Clone, PartialEq)]
@@ -107,6 +109,23 @@ pub fn spec(config: &Value) -> Result<EncoderSpec> {
         .opt_usize("max_position_embeddings", limits::POSITIONS)?
         .unwrap_or(2048);
     spec.pad_token_id = pad_token_id(&f)?;
+    // BERT's sites with 0 by default (the original code's names: `embd_pdrop`,
+    // `attn_pdrop`, `resid_pdrop`).
+    let hidden = hf_config::dropout(&f, &["hidden_dropout_prob", "resid_pdrop"], 0.0)?;
+    spec.dropout = hf_config::Dropouts {
+        embedding: hf_config::dropout(&f, &["hidden_dropout_prob", "embd_pdrop"], 0.0)?,
+        attention: hf_config::dropout(&f, &["attention_probs_dropout_prob", "attn_pdrop"], 0.0)?,
+        attention_output: hidden,
+        mlp_output: hidden,
+        mlp_activation: 0.0,
+    };
+    let classifier = hf_config::dropout(&f, &["classifier_dropout"], hidden)?;
+    spec.head_dropout = super::HeadDropouts {
+        sequence_classification: (classifier, 0.0),
+        multiple_choice: (classifier, 0.0),
+        token_classification: (classifier, 0.0),
+        question_answering: (0.0, 0.0),
+    };
     let head_dim = match f.opt_usize("head_dim", limits::HEAD_DIM)? {
         Some(d) if d * spec.num_attention_heads != spec.hidden_size => {
             return Err(Error::config(
@@ -171,6 +190,7 @@ pub(super) struct NomicBertBody {
     heads: usize,
     head_dim: usize,
     act: Activation,
+    dropout: hf_config::Dropouts,
 }
 
 impl NomicBertBody {
@@ -215,6 +235,7 @@ impl NomicBertBody {
             heads: spec.num_attention_heads,
             head_dim: h / spec.num_attention_heads,
             act: spec.hidden_act,
+            dropout: spec.dropout,
         })
     }
 
@@ -242,7 +263,14 @@ impl NomicBertBody {
             };
             xs = (xs + table.forward(&types)?)?;
         }
-        let mut xs = self.emb_ln.forward(&xs)?;
+        let d = &self.dropout;
+        let (attention, attention_output, mlp_output) = (
+            Dropout::new(d.attention, "attention_probs_dropout_prob")?,
+            Dropout::new(d.attention_output, "hidden_dropout_prob")?,
+            Dropout::new(d.mlp_output, "hidden_dropout_prob")?,
+        );
+        let mut xs = Dropout::new(d.embedding, "hidden_dropout_prob")?
+            .forward(&self.emb_ln.forward(&xs)?)?;
         let positions = Tensor::arange(0i64, s as i64, device)?
             .unsqueeze(0)?
             .repeat((b, 1))?;
@@ -256,16 +284,17 @@ impl NomicBertBody {
             let (q, k, v) = split_fused_qkv(&layer.wqkv.forward(&xs)?, self.heads, self.head_dim)?;
             let q = self.rope.apply(&q, &cos, &sin)?;
             let k = self.rope.apply(&k, &cos, &sin)?;
-            let ctx = sdpa(&q, &k, &v, padding, 1, scale, None)?
+            let ctx = sdpa(&q, &k, &v, padding, 1, scale, None, attention)?
                 .transpose(1, 2)?
                 .reshape((b, s, self.heads * self.head_dim))?;
-            let h = layer
-                .norm1
-                .forward_residual(&layer.out_proj.forward(&ctx)?, &xs)?;
+            let h = layer.norm1.forward_residual(
+                &attention_output.forward(&layer.out_proj.forward(&ctx)?)?,
+                &xs,
+            )?;
             let gated = (self.act.forward(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?;
             xs = layer
                 .norm2
-                .forward_residual(&layer.down.forward(&gated)?, &h)?;
+                .forward_residual(&mlp_output.forward(&layer.down.forward(&gated)?)?, &h)?;
         }
         if output_hidden_states {
             hidden.push(xs.clone());

@@ -5,7 +5,7 @@
 
 use super::sdpa::sdpa;
 use crate::kernels::{fused, with_f32};
-use crate::Linear;
+use crate::{Dropout, Linear};
 use candle_core::{DType, Tensor, D};
 use trustformers_core::{Error, Result, Weights};
 
@@ -47,6 +47,8 @@ pub struct BidirectionalAttention {
     qkv: Qkv,
     heads: usize,
     head_dim: usize,
+    /// On the attention probabilities, in training (`attention_probs_dropout_prob`).
+    dropout: Dropout,
 }
 
 impl BidirectionalAttention {
@@ -77,7 +79,13 @@ impl BidirectionalAttention {
             },
             heads,
             head_dim,
+            dropout: Dropout::NONE,
         })
+    }
+
+    /// With dropout on the attention probabilities in training.
+    pub fn with_dropout(self, dropout: Dropout) -> Self {
+        Self { dropout, ..self }
     }
 
     /// Whether the projections are trainable.
@@ -111,6 +119,7 @@ impl BidirectionalAttention {
             && padding_only
             && !self.is_trainable()
             && !crate::differentiable(&[xs])
+            && !self.dropout.is_active()
         {
             return self.forward_cpu(xs, mask);
         }
@@ -158,7 +167,7 @@ impl BidirectionalAttention {
         scale: f64,
     ) -> Result<Tensor> {
         let (b, _, s, _) = q.dims4()?;
-        Ok(sdpa(q, k, v, bias, 1, scale, None)?
+        Ok(sdpa(q, k, v, bias, 1, scale, None, self.dropout)?
             .transpose(1, 2)?
             .reshape((b, s, self.heads * self.head_dim))?)
     }

@@ -4,7 +4,7 @@
 
 use super::mask::padding_mask;
 use super::sdpa::sdpa;
-use crate::{EncoderDecoderCache, Linear};
+use crate::{Dropout, EncoderDecoderCache, Linear};
 use candle_core::Tensor;
 use trustformers_core::{Error, Result, Weights};
 
@@ -91,7 +91,7 @@ impl CrossAttention {
             )));
         }
         let q = self.split(&self.q.forward(xs)?)?;
-        let ctx = sdpa(&q, keys, values, mask, 1, self.scale, None)?
+        let ctx = sdpa(&q, keys, values, mask, 1, self.scale, None, Dropout::NONE)?
             .transpose(1, 2)?
             .reshape((b, s, self.heads * self.head_dim))?;
         self.o.forward(&ctx)

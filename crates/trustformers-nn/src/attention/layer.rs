@@ -5,7 +5,7 @@
 use super::sdpa::{fused_sdpa_over, sdpa, sdpa_ops, FusedKeys};
 use crate::cache::kv::KvView;
 use crate::profile::{self, Part};
-use crate::{KvCache, LayerNorm, Linear, RmsNorm, RotaryEmbedding};
+use crate::{Dropout, KvCache, LayerNorm, Linear, RmsNorm, RotaryEmbedding};
 use candle_core::Tensor;
 use trustformers_core::{Error, Result, Weights};
 
@@ -93,6 +93,8 @@ pub struct Attention {
     head_dim: usize,
     scale: f64,
     softcap: Option<f64>,
+    /// On the attention probabilities, in training (`attention_dropout`).
+    dropout: Dropout,
 }
 
 impl Attention {
@@ -136,7 +138,13 @@ impl Attention {
             head_dim: spec.head_dim,
             scale: spec.scale.unwrap_or(1.0 / (spec.head_dim as f64).sqrt()),
             softcap: spec.softcap,
+            dropout: Dropout::NONE,
         })
+    }
+
+    /// With dropout `p` on the attention probabilities in training.
+    pub fn with_dropout(self, dropout: Dropout) -> Self {
+        Self { dropout, ..self }
     }
 
     /// Whether the projections' weights are kept ggml-quantized.
@@ -269,14 +277,28 @@ impl Attention {
     ) -> Result<Tensor> {
         let groups = self.num_heads / self.num_kv_heads;
         Ok(match cache.append_view(layer, k, v)? {
-            KvView::Tensors(k, v) => sdpa(q, &k, &v, mask, groups, self.scale, self.softcap)?,
+            KvView::Tensors(k, v) => sdpa(
+                q,
+                &k,
+                &v,
+                mask,
+                groups,
+                self.scale,
+                self.softcap,
+                self.dropout,
+            )?,
             KvView::Buffer(buf) => {
                 let keys = FusedKeys::buffer(buf);
-                match fused_sdpa_over(q, keys, mask, self.scale, self.softcap)? {
+                let fused = match self.dropout.is_active() {
+                    true => None,
+                    false => fused_sdpa_over(q, keys, mask, self.scale, self.softcap)?,
+                };
+                match fused {
                     Some(out) => out,
                     None => {
                         let (k, v) = buf.to_tensors(q.device())?;
-                        sdpa_ops(q, &k, &v, mask, groups, self.scale, self.softcap)?
+                        let (scale, softcap) = (self.scale, self.softcap);
+                        sdpa_ops(q, &k, &v, mask, groups, scale, softcap, self.dropout)?
                     }
                 }
             }

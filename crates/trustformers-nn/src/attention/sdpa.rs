@@ -3,11 +3,13 @@
 
 use crate::cache::kv::KvBuffer;
 use crate::kernels::sdpa::{KvRows, MaskView, SdpaShape};
+use crate::Dropout;
 use candle_core::{DType, Tensor};
 use trustformers_core::Result;
 
 /// Scaled dot-product attention computed in f32, keys/values shared by `groups` query heads:
-/// `softmax(softcap(q k^T * scale) + mask) v`, with `softcap(x) = c * tanh(x / c)` when given.
+/// `dropout(softmax(softcap(q k^T * scale) + mask)) v`, with `softcap(x) = c * tanh(x / c)` when
+/// given (the dropout on the probabilities acts only in training).
 ///
 /// # Shapes
 /// q `[b, h, s, d]`, k/v `[b, h / groups, t, d]`, mask `[b, 1, s, t]` -> `[b, h, s, d]`.
@@ -19,14 +21,19 @@ pub fn sdpa(
     groups: usize,
     scale: f64,
     softcap: Option<f64>,
+    dropout: Dropout,
 ) -> Result<Tensor> {
+    if dropout.is_active() {
+        return sdpa_ops(q, k, v, mask, groups, scale, softcap, dropout);
+    }
     match fused_sdpa(q, k, v, mask, scale, softcap)? {
         Some(out) => Ok(out),
-        None => sdpa_ops(q, k, v, mask, groups, scale, softcap),
+        None => sdpa_ops(q, k, v, mask, groups, scale, softcap, dropout),
     }
 }
 
 /// [`sdpa`] as tensor operations, for any dtype and device.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn sdpa_ops(
     q: &Tensor,
     k: &Tensor,
@@ -35,6 +42,7 @@ pub(super) fn sdpa_ops(
     groups: usize,
     scale: f64,
     softcap: Option<f64>,
+    dropout: Dropout,
 ) -> Result<Tensor> {
     let dtype = q.dtype();
     let (b, kv_heads, t, d) = k.dims4()?;
@@ -63,7 +71,7 @@ pub(super) fn sdpa_ops(
     } else {
         candle_nn::ops::softmax_last_dim(&scores)?
     };
-    Ok(probs.matmul(&v)?.to_dtype(dtype)?)
+    Ok(dropout.forward(&probs)?.matmul(&v)?.to_dtype(dtype)?)
 }
 
 /// [`sdpa`] on the fused CPU kernel, for f32 tensors on the CPU and a mask that broadcasts
@@ -239,7 +247,17 @@ mod tests {
                 let got = fused_sdpa(&q, &k, &v, m.as_ref(), scale, softcap)
                     .unwrap()
                     .expect("f32 on the CPU takes the fused path");
-                let want = sdpa_ops(&q, &k, &v, m.as_ref(), groups, scale, softcap).unwrap();
+                let want = sdpa_ops(
+                    &q,
+                    &k,
+                    &v,
+                    m.as_ref(),
+                    groups,
+                    scale,
+                    softcap,
+                    Dropout::NONE,
+                )
+                .unwrap();
                 let diff = max_abs_diff(&got, &want);
                 assert!(
                     diff < 1e-5,
@@ -281,6 +299,7 @@ mod tests {
                     groups,
                     scale,
                     softcap,
+                    Dropout::NONE,
                 )
                 .unwrap();
                 let diff = max_abs_diff(&got, &want);

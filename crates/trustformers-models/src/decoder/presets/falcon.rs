@@ -13,6 +13,7 @@
 
 use crate::decoder::{Positions, Residual};
 use crate::gguf::has_block_tensor;
+use crate::hf_config::dropout;
 use crate::hf_config::limits;
 use crate::DecoderSpec;
 use serde_json::{Map, Value};
@@ -119,6 +120,15 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
             ))
         }
     };
+    // `dropout_add`: a sequential layer drops the attention output with
+    // `attention_dropout`; every layer drops its MLP output (plus the attention output when
+    // parallel) with `hidden_dropout`.
+    spec.dropout.attention_output = match spec.residual {
+        Residual::Sequential => spec.dropout.attention,
+        _ => 0.0,
+    };
+    spec.dropout.mlp_output = dropout(&f, &["hidden_dropout"], 0.0)?;
+    spec.dropout_branch_sum = spec.residual != Residual::Sequential;
     Ok(spec)
 }
 

@@ -5,6 +5,7 @@
 
 use super::names::{by_prefix, gpt2_style_names, GPT2_GLOBALS};
 use crate::decoder::Positions;
+use crate::hf_config::{dropout, Dropouts};
 use crate::DecoderSpec;
 use serde_json::Value;
 use trustformers_core::config::Fields;
@@ -43,6 +44,14 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
     spec.mlp_bias = true;
     spec.positions = Positions::Learned;
     spec.tie_word_embeddings = f.opt_bool("tie_word_embeddings")?.unwrap_or(true);
+    let resid = dropout(&f, &["resid_pdrop"], 0.1)?;
+    spec.dropout = Dropouts {
+        embedding: dropout(&f, &["embd_pdrop"], 0.1)?,
+        attention: dropout(&f, &["attn_pdrop"], 0.1)?,
+        attention_output: resid,
+        mlp_output: resid,
+        mlp_activation: 0.0,
+    };
     Ok(spec)
 }
 

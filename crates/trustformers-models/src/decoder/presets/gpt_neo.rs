@@ -6,6 +6,7 @@
 use super::names::{gpt2_style_names, plain, rename, GPT2_GLOBALS};
 use crate::decoder::Positions;
 use crate::hf_config::limits;
+use crate::hf_config::{dropout, Dropouts};
 use crate::DecoderSpec;
 use serde_json::Value;
 use trustformers_core::config::Fields;
@@ -80,6 +81,14 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
     spec.mlp_bias = true;
     spec.positions = Positions::Learned;
     spec.tie_word_embeddings = f.opt_bool("tie_word_embeddings")?.unwrap_or(true);
+    let resid = dropout(&f, &["resid_dropout"], 0.0)?;
+    spec.dropout = Dropouts {
+        embedding: dropout(&f, &["embed_dropout"], 0.0)?,
+        attention: dropout(&f, &["attention_dropout"], 0.0)?,
+        attention_output: resid,
+        mlp_output: resid,
+        mlp_activation: 0.0,
+    };
     let window = f
         .opt_usize("window_size", limits::POSITIONS)?
         .unwrap_or(256);

@@ -6,6 +6,7 @@
 
 use super::names::{plain, rename};
 use crate::decoder::Residual;
+use crate::hf_config::{dropout, Dropouts};
 use crate::DecoderSpec;
 use serde_json::Value;
 use trustformers_core::config::Fields;
@@ -51,6 +52,14 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
         Residual::ParallelTwoNorms
     } else {
         Residual::Sequential
+    };
+    // `hidden_dropout` on the embeddings and each block's output.
+    let hidden = dropout(&f, &["hidden_dropout"], 0.0)?;
+    spec.dropout = Dropouts {
+        embedding: hidden,
+        attention_output: hidden,
+        mlp_output: hidden,
+        ..spec.dropout
     };
     Ok(spec)
 }

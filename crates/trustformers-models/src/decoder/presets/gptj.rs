@@ -6,6 +6,7 @@
 
 use super::names::{gpt2_style_names, plain, rename};
 use crate::decoder::Residual;
+use crate::hf_config::{dropout, Dropouts};
 use crate::DecoderSpec;
 use serde_json::Value;
 use trustformers_core::config::Fields;
@@ -40,6 +41,14 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
     spec.mlp_bias = true;
     spec.residual = Residual::Parallel;
     spec.lm_head_bias = true;
+    let resid = dropout(&f, &["resid_pdrop"], 0.0)?;
+    spec.dropout = Dropouts {
+        embedding: dropout(&f, &["embd_pdrop"], 0.0)?,
+        attention: dropout(&f, &["attn_pdrop"], 0.0)?,
+        attention_output: resid,
+        mlp_output: resid,
+        mlp_activation: 0.0,
+    };
     Ok(spec)
 }
 

@@ -5,6 +5,7 @@
 
 use super::names::{plain, rename, with_partial_rotary_default};
 use crate::decoder::Residual;
+use crate::hf_config::{dropout, Dropouts};
 use crate::DecoderSpec;
 use serde_json::Value;
 use trustformers_core::config::Fields;
@@ -29,6 +30,13 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
     spec.mlp_bias = true;
     spec.residual = Residual::Parallel;
     spec.lm_head_bias = true;
+    let resid = dropout(&f, &["resid_pdrop"], 0.0)?;
+    spec.dropout = Dropouts {
+        embedding: dropout(&f, &["embd_pdrop"], 0.0)?,
+        attention_output: resid,
+        mlp_output: resid,
+        ..spec.dropout
+    };
     Ok(spec)
 }
 

@@ -3,6 +3,7 @@
 //! `longrope`: per-frequency short/long factors and an attention scale), optional partial
 //! rotary, and a sliding window on every layer when `sliding_window` is set.
 
+use crate::hf_config::dropout;
 use crate::DecoderSpec;
 use serde_json::Value;
 use trustformers_core::config::Fields;
@@ -17,5 +18,9 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
     spec.fused_gate_up = true;
     let window = DecoderSpec::sliding_window(&f)?;
     spec.layer_windows = vec![window; spec.num_hidden_layers];
+    // `resid_pdrop` on both blocks' outputs (Phi-3 applies no `embd_pdrop`).
+    let resid = dropout(&f, &["resid_pdrop"], 0.0)?;
+    spec.dropout.attention_output = resid;
+    spec.dropout.mlp_output = resid;
     Ok(spec)
 }

@@ -6,6 +6,7 @@
 use super::names::with_partial_rotary_default;
 use crate::decoder::Residual;
 use crate::gguf::has_block_tensor;
+use crate::hf_config::dropout;
 use crate::DecoderSpec;
 use serde_json::{Map, Value};
 use trustformers_core::config::Fields;
@@ -44,5 +45,7 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
     if f.opt_bool("use_parallel_residual")?.unwrap_or(false) {
         spec.residual = Residual::Parallel;
     }
+    // `hidden_dropout` on the MLP's output only.
+    spec.dropout.mlp_output = dropout(&f, &["hidden_dropout"], 0.0)?;
     Ok(spec)
 }

@@ -5,8 +5,8 @@
 
 use super::{plain, rename_layer, split_base};
 use crate::encoder::heads::{EncoderTask, HeadInput, HeadLayout, HeadOut};
-use crate::encoder::EncoderSpec;
-use crate::hf_config::limits;
+use crate::encoder::{EncoderSpec, HeadDropouts};
+use crate::hf_config::{dropout, limits, Dropouts};
 use serde_json::Value;
 use trustformers_core::config::Fields;
 use trustformers_core::{Error, Result, StoredName};
@@ -30,6 +30,27 @@ pub fn spec(config: &Value) -> Result<EncoderSpec> {
             format!("only 1 layer per group is supported, got {inner}"),
         ));
     }
+    // ALBERT's dropouts default to 0, its classifiers' to 0.1 (`classifier_dropout_prob`;
+    // the token classifier falls back to `hidden_dropout_prob` when that is null).
+    let hidden = dropout(&f, &["hidden_dropout_prob"], 0.0)?;
+    spec.dropout = Dropouts {
+        embedding: hidden,
+        attention: dropout(&f, &["attention_probs_dropout_prob"], 0.0)?,
+        attention_output: hidden,
+        mlp_output: hidden,
+        mlp_activation: 0.0,
+    };
+    let classifier = match f.raw("classifier_dropout_prob") {
+        Some(_) => dropout(&f, &["classifier_dropout_prob"], 0.1)?,
+        None if config.get("classifier_dropout_prob").is_some() => hidden,
+        None => 0.1,
+    };
+    spec.head_dropout = HeadDropouts {
+        sequence_classification: (classifier, 0.0),
+        multiple_choice: (classifier, 0.0),
+        token_classification: (classifier, 0.0),
+        question_answering: (0.0, 0.0),
+    };
     Ok(spec)
 }
 

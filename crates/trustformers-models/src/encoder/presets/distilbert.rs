@@ -5,8 +5,8 @@
 
 use super::{plain, rename_layer, split_base};
 use crate::encoder::heads::{EncoderTask, HeadInput, HeadLayout, HeadOut};
-use crate::encoder::{pad_token_id, EncoderLayout, EncoderSpec};
-use crate::hf_config::limits;
+use crate::encoder::{pad_token_id, EncoderLayout, EncoderSpec, HeadDropouts};
+use crate::hf_config::{dropout, limits, Dropouts};
 use serde_json::Value;
 use trustformers_core::config::Fields;
 use trustformers_core::{Error, Result, StoredName};
@@ -45,6 +45,27 @@ pub fn spec(config: &Value) -> Result<EncoderSpec> {
         pad_token_id: pad_token_id(&f)?,
         base_prefix: "distilbert",
         layout: EncoderLayout::Bert,
+        // `dropout` on the embeddings and the FFN's output, none after the attention's
+        // `out_lin`; the classifiers' after `pre_classifier`.
+        dropout: {
+            let p = dropout(&f, &["dropout"], 0.1)?;
+            Dropouts {
+                embedding: p,
+                attention: dropout(&f, &["attention_dropout"], 0.1)?,
+                attention_output: 0.0,
+                mlp_output: p,
+                mlp_activation: 0.0,
+            }
+        },
+        head_dropout: {
+            let seq = dropout(&f, &["seq_classif_dropout"], 0.2)?;
+            HeadDropouts {
+                sequence_classification: (0.0, seq),
+                multiple_choice: (0.0, seq),
+                token_classification: (dropout(&f, &["dropout"], 0.1)?, 0.0),
+                question_answering: (dropout(&f, &["qa_dropout"], 0.1)?, 0.0),
+            }
+        },
     })
 }
 

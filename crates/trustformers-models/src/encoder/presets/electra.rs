@@ -17,6 +17,9 @@ pub fn spec(config: &Value) -> Result<EncoderSpec> {
     spec.embedding_size = f
         .opt_usize("embedding_size", limits::HIDDEN)?
         .unwrap_or(128);
+    // `ElectraClassificationHead`: dropout before the dense and before `out_proj`.
+    let (classifier, _) = spec.head_dropout.sequence_classification;
+    spec.head_dropout.sequence_classification = (classifier, classifier);
     Ok(spec)
 }
 

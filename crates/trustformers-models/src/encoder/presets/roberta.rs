@@ -15,6 +15,9 @@ pub fn spec(config: &Value) -> Result<EncoderSpec> {
     let mut spec = EncoderSpec::bert_like(&Fields::new(config, "")?, "roberta")?;
     let pad = *spec.pad_token_id.get_or_insert(1);
     spec.position_padding_idx = Some(pad);
+    // `RobertaClassificationHead`: dropout before the dense and before `out_proj`.
+    let (classifier, _) = spec.head_dropout.sequence_classification;
+    spec.head_dropout.sequence_classification = (classifier, classifier);
     Ok(spec)
 }
 
