@@ -6,6 +6,7 @@ pub mod activation;
 pub mod attention;
 pub mod autograd;
 pub mod cache;
+pub mod checkpoint;
 pub mod dropout;
 pub mod embedding;
 pub mod kernels;

@@ -69,6 +69,9 @@ pub struct TrainingArguments {
     pub resume_from_checkpoint: Option<PathBuf>,
     /// Skip an optimizer step whose loss is not finite instead of stopping.
     pub skip_nonfinite_loss: bool,
+    /// Recompute each layer's activations in backward instead of keeping them: less
+    /// memory, about one more forward pass of compute.
+    pub gradient_checkpointing: bool,
 }
 
 impl Default for TrainingArguments {
@@ -105,6 +108,7 @@ impl Default for TrainingArguments {
             shuffle: true,
             resume_from_checkpoint: None,
             skip_nonfinite_loss: false,
+            gradient_checkpointing: false,
         }
     }
 }

@@ -335,7 +335,7 @@ impl Trainable {
         batch: &TrainBatch,
     ) -> Result<(Tensor, Vec<(String, Tensor)>)> {
         let loss = self.model.loss(batch, None)?;
-        let grads = loss.backward()?;
+        let grads = trustformers_nn::checkpoint::backward(&loss)?;
         Ok((loss, self.gradients(&grads)))
     }
 

@@ -19,6 +19,7 @@ use serde_json::{json, Map, Value};
 
 use trustformers_core::{Error, Result};
 use trustformers_models::EncoderTask;
+use trustformers_nn::checkpoint;
 use trustformers_nn::dropout::{self, DropoutRng};
 use trustformers_optim::{
     by_name_with_groups, clip_grad_norm, get_scheduler, transformers_groups, LambdaLr, Optim, Param,
@@ -318,7 +319,7 @@ impl Trainer {
                             .wrapping_mul(0x9E37_79B9_7F4A_7C15)
                             .wrapping_add(step * ga as u64 + i as u64),
                     );
-                    let (value, g) = dropout::training(&mut rng, || -> Result<_> {
+                    let forward_backward = || -> Result<_> {
                         let mut loss = self.model.model.loss(batch, num_items)?;
                         if num_items.is_none() {
                             loss = (loss / micro.len() as f64)?;
@@ -327,7 +328,14 @@ impl Trainer {
                         if !value.is_finite() {
                             return Ok((value, None));
                         }
-                        Ok((value, Some(loss.backward()?)))
+                        Ok((value, Some(checkpoint::backward(&loss)?)))
+                    };
+                    let (value, g) = dropout::training(&mut rng, || {
+                        if self.args.gradient_checkpointing {
+                            checkpoint::checkpointing(forward_backward)
+                        } else {
+                            forward_backward()
+                        }
                     })?;
                     let Some(g) = g else {
                         finite = false;

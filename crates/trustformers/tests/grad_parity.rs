@@ -8,6 +8,7 @@ mod common;
 use candle_core::{DType, Device};
 use common::{fixture, max_abs_diff};
 use std::collections::BTreeSet;
+use trustformers::nn::checkpoint;
 use trustformers::train::TrainBatch;
 use trustformers::{AutoConfig, LoadOptions};
 
@@ -15,6 +16,11 @@ const LOSS_ATOL: f32 = 1e-5;
 const GRAD_ATOL: f32 = 1e-4;
 
 fn check_gradients(name: &str) {
+    check_gradients_with(name, false);
+}
+
+/// With `checkpointed`, under gradient checkpointing: each layer recomputed in backward.
+fn check_gradients_with(name: &str, checkpointed: bool) {
     let reference = candle_core::safetensors::load(
         fixture("train/grads").join(format!("{name}.safetensors")),
         &Device::Cpu,
@@ -25,7 +31,24 @@ fn check_gradients(name: &str) {
         .load_trainable(None, &LoadOptions::default())
         .unwrap();
     let batch = TrainBatch::from_named(&trainable.model, &reference).unwrap();
-    let (loss, grads) = trainable.loss_and_gradients(&batch).unwrap();
+    let (loss, grads) = if checkpointed {
+        let (loss, grads) =
+            checkpoint::checkpointing(|| trainable.loss_and_gradients(&batch)).unwrap();
+        // The layers' activations are not in the graph: each layer is one node.
+        let (plain, _) = trainable.loss_and_gradients(&batch).unwrap();
+        let nodes = |t: &candle_core::Tensor| t.sorted_nodes().len();
+        if !name.starts_with("deberta") {
+            assert!(
+                nodes(&loss) < nodes(&plain),
+                "{name}: checkpointing kept the graph ({} nodes, {} without)",
+                nodes(&loss),
+                nodes(&plain)
+            );
+        }
+        (loss, grads)
+    } else {
+        trainable.loss_and_gradients(&batch).unwrap()
+    };
 
     let loss = loss
         .to_dtype(DType::F32)
@@ -67,6 +90,34 @@ macro_rules! gradient_tests {
             check_gradients(stringify!($name));
         }
     )+};
+}
+
+/// The same gradients with every layer checkpointed (recomputed in backward): decoders of
+/// each residual layout, an MoE, shared ALBERT layers, and DeBERTa (not checkpointed: its
+/// relative table is computed from weights).
+mod checkpointed {
+    macro_rules! checkpointed_tests {
+        ($($name:ident),+ $(,)?) => {$(
+            #[test]
+            fn $name() {
+                super::check_gradients_with(stringify!($name), true);
+            }
+        )+};
+    }
+    checkpointed_tests!(
+        llama,
+        gemma3,
+        gpt2,
+        gpt_neox,
+        phi,
+        falcon,
+        mixtral,
+        bert_seqcls,
+        bert_mlm,
+        albert_seqcls,
+        distilbert_seqcls,
+        deberta_v3_seqcls,
+    );
 }
 
 // Decoders: one checkpoint per layer layout (see the generator for what each covers).

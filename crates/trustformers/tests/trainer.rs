@@ -414,3 +414,32 @@ fn resuming_another_models_checkpoint_is_refused() {
         "{err}"
     );
 }
+
+/// Gradient checkpointing recomputes each layer with the same dropout masks: the loss curve
+/// with dropout on is the one without checkpointing.
+#[test]
+fn gradient_checkpointing_keeps_the_curve() {
+    let run = reference("seq_cls");
+    let curve = |checkpointing: bool| -> Vec<f64> {
+        let args = TrainingArguments {
+            output_dir: tempfile::tempdir().unwrap().keep(),
+            max_steps: 6,
+            gradient_checkpointing: checkpointing,
+            ..run.args.clone()
+        };
+        let dir = args.output_dir.clone();
+        let mut t = trainer_with(&run, args, false);
+        t.train().unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+        t.state()
+            .log_history
+            .iter()
+            .filter_map(|e| e.get("loss").and_then(Value::as_f64))
+            .collect()
+    };
+    let (plain, checkpointed) = (curve(false), curve(true));
+    assert_eq!(plain.len(), checkpointed.len());
+    for (a, b) in plain.iter().zip(&checkpointed) {
+        assert!(close(*a, *b, 1e-6), "{a} vs {b} with checkpointing");
+    }
+}

@@ -18,8 +18,10 @@ pub use spec::{DecoderSpec, Positions, Residual};
 
 use crate::traits::{CausalLM, CausalLmOutput, ForwardOptions, RuntimeOptions};
 use candle_core::{DType, Device, Tensor};
+use std::sync::Arc;
 use trustformers_core::{Error, Result, Weights};
 use trustformers_nn::attention::causal_mask;
+use trustformers_nn::checkpoint;
 use trustformers_nn::positions::alibi_mask;
 use trustformers_nn::profile::{self, Part};
 use trustformers_nn::{
@@ -184,7 +186,8 @@ pub struct DecoderModel {
     embed_tokens: Embedding,
     /// Learned absolute positions (GPT-2, GPT-Neo).
     embed_positions: Option<Embedding>,
-    layers: Vec<DecoderLayer>,
+    /// Shared, so a checkpointed layer can be rerun in backward.
+    layers: Vec<Arc<DecoderLayer>>,
     norm: Norm,
     rope: RotaryEmbedding,
     /// RoPE of the sliding-window layers, when it differs.
@@ -208,7 +211,7 @@ impl DecoderModel {
     /// Loads the base model under `vb` (the `model` prefix of a causal LM checkpoint).
     pub fn new(spec: &DecoderSpec, vb: &Weights) -> Result<Self> {
         let layers = (0..spec.num_hidden_layers)
-            .map(|i| DecoderLayer::new(spec, &vb.pp("layers").pp(i)))
+            .map(|i| DecoderLayer::new(spec, &vb.pp("layers").pp(i)).map(Arc::new))
             .collect::<Result<Vec<_>>>()?;
         // Quantized weights get llama.cpp's f16 cache: their outputs are approximate
         // already. Dense weights keep f32, so they give transformers' numbers.
@@ -303,7 +306,23 @@ impl DecoderModel {
                 .find(|(w, _)| *w == window)
                 .and_then(|(_, m)| m.as_ref());
             let rotary = self.rotary_for(window, cos_sin.as_ref(), sliding_cos_sin.as_ref());
-            xs = layer.forward(&xs, |attn, x| attn.forward(x, rotary, mask, cache, i))?;
+            xs = if checkpoint::is_enabled() && cache.seq_len() == 0 {
+                // Training without a past: the layer reruns in backward over a cache of its
+                // own.
+                let (layer, n) = (layer.clone(), self.layers.len());
+                let rotary = rotary.map(|(r, cs)| (r.clone(), cs.clone()));
+                let mask = mask.cloned();
+                let block: checkpoint::Block = Arc::new(move |x: &Tensor| {
+                    let mut cache = KvCache::new(n);
+                    let rotary = rotary.as_ref().map(|(r, cs)| (r, cs));
+                    layer.forward(x, |attn, x| {
+                        attn.forward(x, rotary, mask.as_ref(), &mut cache, i)
+                    })
+                });
+                checkpoint::checkpoint(&xs, block)?
+            } else {
+                layer.forward(&xs, |attn, x| attn.forward(x, rotary, mask, cache, i))?
+            };
         }
         let last_hidden_state = self.norm.forward(&xs)?;
         if opts.output_hidden_states {

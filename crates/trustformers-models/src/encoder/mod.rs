@@ -20,9 +20,11 @@ pub mod presets;
 
 use crate::hf_config::{self, limits, Dropouts};
 use candle_core::{DType, Device, Tensor, D};
+use std::sync::Arc;
 use trustformers_core::config::Fields;
 use trustformers_core::{Error, Result, Weights};
 use trustformers_nn::attention::padding_mask;
+use trustformers_nn::checkpoint;
 use trustformers_nn::{Activation, BidirectionalAttention, Dropout, Embedding, LayerNorm, Linear};
 
 /// Checkpoint buffers transformers itself ignores, and tied output projections that some
@@ -509,7 +511,8 @@ pub struct EncoderOutput {
 enum Body {
     Bert {
         embeddings: Embeddings,
-        layers: Vec<EncoderLayer>,
+        /// Shared, so a checkpointed layer can be rerun in backward.
+        layers: Vec<Arc<EncoderLayer>>,
         pooler: Option<Linear>,
         rel: Option<deberta::RelTable>,
         conv: Option<deberta::ConvLayer>,
@@ -539,7 +542,9 @@ impl EncoderModel {
             }
             EncoderLayout::Bert | EncoderLayout::Deberta(_) => {
                 let layers = (0..spec.num_hidden_groups)
-                    .map(|g| EncoderLayer::new(spec, &vb.pp("encoder").pp("layer").pp(g)))
+                    .map(|g| {
+                        EncoderLayer::new(spec, &vb.pp("encoder").pp("layer").pp(g)).map(Arc::new)
+                    })
                     .collect::<Result<Vec<_>>>()?;
                 let pooler_vb = vb.pp("pooler").pp("dense");
                 let pooler = (pooler && pooler_vb.contains("weight"))
@@ -666,7 +671,17 @@ impl EncoderModel {
             if output_hidden_states {
                 hidden_states.push(xs.clone());
             }
-            xs = layers[i * groups / n].forward(&xs, mask.as_ref(), rel.as_ref())?;
+            let layer = &layers[i * groups / n];
+            // DeBERTa's relative table comes from trainable weights in each forward pass, so
+            // its layers are not checkpointed (only a block's input gets a gradient).
+            xs = if checkpoint::is_enabled() && rel.is_none() {
+                let (layer, mask) = (layer.clone(), mask.clone());
+                let block: checkpoint::Block =
+                    Arc::new(move |x: &Tensor| layer.forward(x, mask.as_ref(), None));
+                checkpoint::checkpoint(&xs, block)?
+            } else {
+                layer.forward(&xs, mask.as_ref(), rel.as_ref())?
+            };
             if let (0, Some(conv)) = (i, conv) {
                 xs = conv.forward(&embedded, &xs, attention_mask)?;
             }
