@@ -25,24 +25,33 @@ pub struct TrainArgs {
     /// for training), Hub repo id or alias (`all-minilm-l6-v2`, ...).
     #[arg(long)]
     model: String,
-    /// causal-lm, masked-lm or text-classification.
+    /// causal-lm, masked-lm, text-classification, token-classification or
+    /// question-answering.
     #[arg(long)]
     task: String,
     /// Training data: .jsonl/.json (JSON Lines), .csv or .txt (one example per line).
+    /// Token classification reads a list of words and a list of labels per example;
+    /// question answering reads SQuAD's `question`, `context` and `answers` columns.
     #[arg(long)]
     train_file: PathBuf,
     /// Evaluation data, in the same formats.
     #[arg(long)]
     validation_file: Option<PathBuf>,
-    #[arg(long, default_value = "text")]
-    text_column: String,
-    #[arg(long, default_value = "label")]
-    label_column: String,
+    /// Default: `text` (`tokens` for token-classification).
+    #[arg(long)]
+    text_column: Option<String>,
+    /// Default: `label` (`ner_tags` for token-classification).
+    #[arg(long)]
+    label_column: Option<String>,
     /// Tokens per example: the block size for language modelling (texts are concatenated
-    /// and cut into blocks), the truncation length for classification. Default: 128,
-    /// capped at the model's positions.
+    /// and cut into blocks), the truncation length for classification, the window for
+    /// question answering. Default: 128 (384 for question answering), capped at the
+    /// model's positions.
     #[arg(long)]
     max_length: Option<usize>,
+    /// Question answering: overlap of the windows over a long context, in tokens.
+    #[arg(long, default_value_t = 128)]
+    doc_stride: usize,
     /// Classes of a new classification head (a base checkpoint); the config's labels
     /// otherwise.
     #[arg(long)]
@@ -248,7 +257,12 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         .with_context(|| format!("reading {}", model_path.display()))?;
     let encoder_task = match task {
         Task::CausalLm if config.architecture.is_causal_lm() => None,
-        Task::MaskedLm | Task::TextClassification if config.architecture.is_causal_lm() => {
+        Task::MaskedLm
+        | Task::TextClassification
+        | Task::TokenClassification
+        | Task::QuestionAnswering
+            if config.architecture.is_causal_lm() =>
+        {
             bail!(
                 "{} is a causal language model (`{}`): train it with --task causal-lm",
                 model_path.display(),
@@ -256,13 +270,51 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             )
         }
         Task::CausalLm => bail!(
-            "{} is an encoder (`{}`): train it with --task masked-lm or text-classification",
+            "{} is an encoder (`{}`): train it with --task masked-lm, text-classification, \
+             token-classification or question-answering",
             model_path.display(),
             config.model_type()
         ),
         Task::MaskedLm => Some(EncoderTask::MaskedLm),
         Task::TextClassification => Some(EncoderTask::SequenceClassification),
+        Task::TokenClassification => Some(EncoderTask::TokenClassification),
+        Task::QuestionAnswering => Some(EncoderTask::QuestionAnswering),
     };
+    let (default_text, default_label) = task.default_columns();
+    let text_column = args.text_column.as_deref().unwrap_or(default_text);
+    let label_column = args.label_column.as_deref().unwrap_or(default_label);
+    let train_data = Dataset::from_file(&args.train_file)?;
+    // Word labels given by name make the label list, sorted, as run_ner.py does, unless the
+    // checkpoint's head already names them all.
+    if task == Task::TokenClassification && args.num_labels.is_none() {
+        if let Some(names) = train_data.word_label_names(label_column)? {
+            let known: Vec<String> = config
+                .json
+                .get("id2label")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.values()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !names.iter().all(|n| known.contains(n)) {
+                let id2label: Map<String, Value> = names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (i.to_string(), json!(n)))
+                    .collect();
+                let label2id: Map<String, Value> = names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (n.clone(), json!(i)))
+                    .collect();
+                config.json["id2label"] = Value::Object(id2label);
+                config.json["label2id"] = Value::Object(label2id);
+                config.json["num_labels"] = json!(names.len());
+            }
+        }
+    }
     if let Some(n) = args.num_labels {
         if n == 0 {
             bail!("--num-labels must be at least 1");
@@ -310,26 +362,31 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         }
         trustformers::train::TaskModel::CausalLm(_) => (0, Vec::new()),
     };
+    let default_length = if task == Task::QuestionAnswering {
+        384
+    } else {
+        128
+    };
     let max_length = args
         .max_length
-        .unwrap_or(128)
+        .unwrap_or(default_length)
         .min(trainable.model.max_positions());
     let columns = Columns {
-        text: &args.text_column,
-        label: &args.label_column,
+        text: text_column,
+        label: label_column,
         max_length,
         num_labels,
         label_names: &label_names,
+        doc_stride: args.doc_stride,
     };
-    let read = |path: &PathBuf| -> Result<Vec<Example>> {
-        let data = Dataset::from_file(path)?;
-        Ok(prepare::examples(task, &data, &tokenizer, &columns)?)
-    };
-    let train = read(&args.train_file)?;
+    let train = prepare::examples(task, &train_data, &tokenizer, &columns)?;
     let eval = args
         .validation_file
         .as_ref()
-        .map(read)
+        .map(|path| -> Result<Vec<Example>> {
+            let data = Dataset::from_file(path)?;
+            Ok(prepare::examples(task, &data, &tokenizer, &columns)?)
+        })
         .transpose()?
         .unwrap_or_default();
     let collator = collator(task, &tokenizer, args.mlm_probability)?;
@@ -433,8 +490,11 @@ fn collator(task: Task, tokenizer: &Tokenizer, mlm_probability: f64) -> Result<C
     };
     Ok(match task {
         Task::CausalLm => Box::new(move |ex: &[Example], _| collate::causal_lm(ex, &padding)),
-        Task::TextClassification => {
+        Task::TextClassification | Task::QuestionAnswering => {
             Box::new(move |ex: &[Example], _| collate::with_padding(ex, &padding))
+        }
+        Task::TokenClassification => {
+            Box::new(move |ex: &[Example], _| collate::for_token_classification(ex, &padding))
         }
         Task::MaskedLm => {
             let mask = tokenizer

@@ -116,3 +116,77 @@ fn train_refuses_bad_settings_by_name() {
         assert!(err.contains(name), "{extra:?}: {err}");
     }
 }
+
+/// Token classification (word labels by name: the label list comes from the data, as
+/// run_ner.py makes it) and question answering (SQuAD columns) train end to end, with
+/// gradient checkpointing, and save a model whose config names the labels (a new head on
+/// the base checkpoint: the token-classification fixture's head has 5 labels, the data 7,
+/// which is refused as transformers refuses it without `ignore_mismatched_sizes`).
+#[test]
+fn train_token_classification_and_question_answering() {
+    for (task, model, data, extra) in [
+        (
+            "token-classification",
+            "bert_base",
+            "ner_train.jsonl",
+            &["--max-length", "20"][..],
+        ),
+        (
+            "question-answering",
+            "bert_qa",
+            "qa_train.jsonl",
+            &["--max-length", "96", "--doc-stride", "32"][..],
+        ),
+    ] {
+        let out = tempfile::tempdir().unwrap();
+        let model = fixture(model);
+        let data = fixture("train").join(data);
+        let run = trustformers(
+            &[
+                &[
+                    "train",
+                    "--task",
+                    task,
+                    "--model",
+                    model.to_str().unwrap(),
+                    "--train-file",
+                    data.to_str().unwrap(),
+                    "--output-dir",
+                    out.path().to_str().unwrap(),
+                    "--max-steps",
+                    "3",
+                    "--per-device-train-batch-size",
+                    "2",
+                    "--logging-steps",
+                    "1",
+                    "--gradient-checkpointing",
+                ][..],
+                extra,
+            ]
+            .concat(),
+        );
+        assert!(
+            run.status.success(),
+            "{task}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let log = std::fs::read_to_string(out.path().join("trainer_log.jsonl")).unwrap();
+        let losses: Vec<f64> = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|e| e.get("loss").and_then(serde_json::Value::as_f64))
+            .collect();
+        assert_eq!(losses.len(), 3, "{task}: {log}");
+        assert!(
+            losses.iter().all(|l| l.is_finite() && *l > 0.0),
+            "{task}: {losses:?}"
+        );
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.path().join("config.json")).unwrap())
+                .unwrap();
+        if task == "token-classification" {
+            assert_eq!(config["id2label"]["0"], "B-LOC", "{config}");
+            assert_eq!(config["id2label"].as_object().unwrap().len(), 7);
+        }
+    }
+}

@@ -316,6 +316,11 @@ impl Tokenizer {
         self.special_id(&self.config.special.pad)
     }
 
+    /// Id of the classifier token (`[CLS]`, `<s>`).
+    pub fn cls_token_id(&self) -> Option<u32> {
+        self.special_id(&self.config.special.cls)
+    }
+
     /// Id of the mask token (masked language models).
     pub fn mask_token_id(&self) -> Option<u32> {
         self.special_id(&self.config.special.mask)
@@ -434,6 +439,21 @@ impl Tokenizer {
         };
         let mut out = self.encode_batch(&[input], opts)?;
         out.pop()
+            .ok_or_else(|| Error::Tokenizer("encoding produced nothing".into()))
+    }
+
+    /// Encodes text already split into words (transformers' `tokenizer(words,
+    /// is_split_into_words=True)`): each word is pre-tokenized on its own, and
+    /// `as_inner().get_word_ids()` gives each token's word.
+    pub fn encode_words(&self, words: &[&str], opts: &EncodeOptions) -> Result<Encoding> {
+        let raw = self
+            .inner
+            .encode_char_offsets(tokenizers::InputSequence::from(words), false)
+            .map_err(tk_err)?;
+        let mut out = vec![self.finish(raw, None, opts)?];
+        self.pad(&mut out, opts)?;
+        out.pop()
+            .map(Encoding)
             .ok_or_else(|| Error::Tokenizer("encoding produced nothing".into()))
     }
 

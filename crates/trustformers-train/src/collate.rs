@@ -69,7 +69,8 @@ fn pad_to<T: Copy>(row: &[T], length: usize, value: T, side: Side, out: &mut Vec
 }
 
 /// `DataCollatorWithPadding`: `examples` padded to the longest (rounded up to
-/// `multiple_of`); labels, one per example, as they are.
+/// `multiple_of`); labels, the same number per example (one class, or an answer's start and
+/// end), as they are.
 pub fn with_padding(examples: &[Example], padding: &Padding) -> Result<Batch> {
     collate(examples, padding, false)
 }
@@ -96,6 +97,12 @@ fn collate(examples: &[Example], padding: &Padding, per_token_labels: bool) -> R
     };
     let with_types = examples.iter().any(|e| e.token_type_ids.is_some());
     let with_labels = examples.iter().any(|e| e.labels.is_some());
+    // One label per example (classification), or a fixed few (question answering's start
+    // and end).
+    let label_width = examples
+        .iter()
+        .find_map(|e| e.labels.as_ref().map(Vec::len))
+        .filter(|&w| w > 0);
     let mut batch = Batch {
         batch: examples.len(),
         length,
@@ -141,12 +148,13 @@ fn collate(examples: &[Example], padding: &Padding, per_token_labels: bool) -> R
             if per_token_labels {
                 check("labels", l.len())?;
                 pad_to(l, length, padding.label_pad, padding.side, labels);
-            } else if l.len() == 1 {
+            } else if Some(l.len()) == label_width {
                 labels.extend_from_slice(l);
             } else {
                 return Err(Error::InvalidInput(format!(
-                    "example {i}: {} labels where one per example is expected",
-                    l.len()
+                    "example {i}: {} labels where the first example has {}",
+                    l.len(),
+                    label_width.unwrap_or(0)
                 )));
             }
         }

@@ -172,31 +172,155 @@ impl Dataset {
         (0..self.rows.len())
             .map(|i| {
                 let v = self.get(i, column)?;
-                let index = match v {
-                    Value::Number(n) => n.as_i64(),
-                    Value::String(s) => s
-                        .trim()
-                        .parse::<i64>()
-                        .ok()
-                        .or_else(|| label_names.iter().position(|l| l == s).map(|p| p as i64)),
-                    _ => None,
-                };
-                match index {
-                    Some(l) if (0..num_labels as i64).contains(&l) => Ok(l),
-                    _ => Err(error(
-                        &self.path,
-                        format!(
-                            "example {}: label {v} is not one of the {num_labels} classes{}",
-                            i + 1,
-                            if label_names.is_empty() {
-                                String::new()
-                            } else {
-                                format!(" ({})", label_names.join(", "))
-                            }
-                        ),
-                    )),
-                }
+                label_index(v, num_labels, label_names).ok_or_else(|| {
+                    self.bad_label(i, &format!("label {v}"), num_labels, label_names)
+                })
             })
             .collect()
     }
+
+    fn bad_label(&self, row: usize, what: &str, num_labels: usize, names: &[String]) -> Error {
+        error(
+            &self.path,
+            format!(
+                "example {}: {what} is not one of the {num_labels} classes{}",
+                row + 1,
+                if names.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", names.join(", "))
+                }
+            ),
+        )
+    }
+
+    /// Column `column` as a list per example (`tokens`, `ner_tags`).
+    fn lists(&self, column: &str) -> Result<Vec<&Vec<Value>>> {
+        (0..self.rows.len())
+            .map(|i| match self.get(i, column)? {
+                Value::Array(a) => Ok(a),
+                other => Err(error(
+                    &self.path,
+                    format!("example {}: `{column}` is {other}, not a list", i + 1),
+                )),
+            })
+            .collect()
+    }
+
+    /// Column `column` as a list of words per example (token classification's `tokens`).
+    pub fn word_lists(&self, column: &str) -> Result<Vec<Vec<String>>> {
+        self.lists(column)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, words)| {
+                words
+                    .iter()
+                    .map(|w| match w {
+                        Value::String(s) => Ok(s.clone()),
+                        other => Err(error(
+                            &self.path,
+                            format!("example {}: `{column}` holds {other}, not a word", i + 1),
+                        )),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Column `column` as one class index per word (`ner_tags`): integers below
+    /// `num_labels`, or names from `label_names`.
+    pub fn word_labels(
+        &self,
+        column: &str,
+        num_labels: usize,
+        label_names: &[String],
+    ) -> Result<Vec<Vec<i64>>> {
+        self.lists(column)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, tags)| {
+                tags.iter()
+                    .map(|v| {
+                        label_index(v, num_labels, label_names).ok_or_else(|| {
+                            self.bad_label(
+                                i,
+                                &format!("`{column}` value {v}"),
+                                num_labels,
+                                label_names,
+                            )
+                        })
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The distinct labels of a list column when they are names, sorted
+    /// (`run_ner.py`'s `get_label_list`); `None` when they are integers.
+    pub fn word_label_names(&self, column: &str) -> Result<Option<Vec<String>>> {
+        let mut names = std::collections::BTreeSet::new();
+        for tags in self.lists(column)? {
+            for v in tags {
+                match v {
+                    Value::String(s) => {
+                        names.insert(s.clone());
+                    }
+                    _ => return Ok(None),
+                }
+            }
+        }
+        Ok((!names.is_empty()).then(|| names.into_iter().collect()))
+    }
+
+    /// SQuAD's `answers` column: `{"text": [...], "answer_start": [...]}` per example, as
+    /// (character offset of the answer in the context, answer text) pairs; none for an
+    /// unanswerable question (SQuAD v2).
+    pub fn answers(&self, column: &str) -> Result<Vec<Vec<(usize, String)>>> {
+        (0..self.rows.len())
+            .map(|i| {
+                let bad =
+                    |why: &str| error(&self.path, format!("example {}: `{column}` {why}", i + 1));
+                let v = self.get(i, column)?;
+                let texts = v
+                    .get("text")
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| bad("has no `text` list"))?;
+                let starts = v
+                    .get("answer_start")
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| bad("has no `answer_start` list"))?;
+                if texts.len() != starts.len() {
+                    return Err(bad("has as many `text` as `answer_start` entries"));
+                }
+                texts
+                    .iter()
+                    .zip(starts)
+                    .map(|(t, s)| {
+                        let text = t
+                            .as_str()
+                            .ok_or_else(|| bad("has a `text` that is not a string"))?;
+                        let start = s.as_u64().ok_or_else(|| {
+                            bad("has an `answer_start` that is not a character offset")
+                        })?;
+                        Ok((start as usize, text.to_owned()))
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// A class index below `num_labels` from an integer, a string holding one, or a name in
+/// `names`.
+fn label_index(v: &Value, num_labels: usize, names: &[String]) -> Option<i64> {
+    let index = match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .or_else(|| names.iter().position(|l| l == s).map(|p| p as i64)),
+        _ => None,
+    };
+    index.filter(|l| (0..num_labels as i64).contains(l))
 }

@@ -225,7 +225,11 @@ impl Trainer {
             Some(l) if l.len() == b.batch * b.length && self.per_token_labels() => {
                 Labels::Tokens(l)
             }
-            Some(l) if l.len() == b.batch && !self.per_token_labels() => {
+            Some(l) if l.len() == 2 * b.batch && self.answers_spans() => Labels::Spans {
+                start: l.iter().step_by(2).copied().collect(),
+                end: l.iter().skip(1).step_by(2).copied().collect(),
+            },
+            Some(l) if l.len() == b.batch && !self.per_token_labels() && !self.answers_spans() => {
                 Labels::Classes(ClassLabels::Indices(l))
             }
             Some(l) => {
@@ -248,6 +252,12 @@ impl Trainer {
             position_ids: None,
             labels,
         })
+    }
+
+    /// Whether the head labels answer spans (`[start, end]` per example).
+    fn answers_spans(&self) -> bool {
+        matches!(&self.model.model, TaskModel::Encoder { model, .. }
+            if model.task() == EncoderTask::QuestionAnswering)
     }
 
     fn per_token_labels(&self) -> bool {

@@ -184,6 +184,7 @@ fn all_minilm_fine_tunes_as_a_classifier() {
         max_length: 64,
         num_labels: 2,
         label_names: &[],
+        doc_stride: 0,
     };
     let read = |name: &str| -> Vec<Example> {
         let data = Dataset::from_file(fixture("train").join(name)).unwrap();
@@ -301,6 +302,7 @@ fn smollm2_lora_lowers_its_loss_and_loads_as_an_adapter() {
         max_length: 32,
         num_labels: 0,
         label_names: &[],
+        doc_stride: 0,
     };
     let examples = prepare::examples(Task::CausalLm, &data, &tokenizer, &columns).unwrap();
     let out = tempfile::tempdir().unwrap();
