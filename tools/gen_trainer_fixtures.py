@@ -12,6 +12,9 @@ gradient accumulation 2, batches of 4, clipping at 1.0, the data in file order
   lora        causal_lm's model and data with a PEFT LoRA adapter (r 4, alpha 8, q_proj and
               v_proj); its initial weights (PEFT's init, B = 0) are saved to
               tests/fixtures/train/lora_init/ so both sides start from them
+  lora_seq_cls  seq_cls's model and data with a SEQ_CLS LoRA adapter (r 4, alpha 8, query and
+              value): PEFT trains the classifier in full (modules_to_save: classifier,
+              score); initial weights in tests/fixtures/train/lora_seq_cls_init/
 
 `tests/fixtures/train/trainer_<run>.json` holds the examples (token ids and labels), the
 arguments, and `log_history` with the loss, learning rate and grad norm logged at every step.
@@ -23,8 +26,8 @@ the sum of the micro-batch means. The reference turns that off
 (`model_accepts_loss_kwargs = False`): each micro-batch mean is divided by the accumulation
 steps, as the Trainer's own docs describe for per-batch-mean losses and as our Trainer does.
 
-Usage (needs torch, transformers, accelerate, safetensors):
-  python tools/gen_trainer_fixtures.py
+Usage (needs torch, transformers, accelerate, safetensors, peft):
+  python tools/gen_trainer_fixtures.py [RUN ...]   # all runs by default
 """
 
 import json
@@ -99,7 +102,7 @@ def no_dropout(config):
     return config
 
 
-def run(name, checkpoint, cls, rows, per_token, lora=False):
+def run(name, checkpoint, cls, rows, per_token, lora=None):
     ckpt = FIXTURES / checkpoint
     config = no_dropout(transformers.AutoConfig.from_pretrained(ckpt))
     model = getattr(transformers, cls).from_pretrained(
@@ -109,12 +112,12 @@ def run(name, checkpoint, cls, rows, per_token, lora=False):
         import peft
 
         torch.manual_seed(0)
+        task_type, targets, init = lora
         lora_config = peft.LoraConfig(
-            r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"],
-            task_type="CAUSAL_LM",
+            r=4, lora_alpha=8, lora_dropout=0.0, target_modules=targets, task_type=task_type,
         )
         model = peft.get_peft_model(model, lora_config)
-        model.save_pretrained(OUT / "lora_init")
+        model.save_pretrained(OUT / init)
     out_dir = Path("/tmp") / f"trustformers-trainer-{name}"
     args = transformers.TrainingArguments(
         output_dir=str(out_dir),
@@ -150,15 +153,34 @@ def run(name, checkpoint, cls, rows, per_token, lora=False):
 
 
 def main():
+    import sys
+
+    wanted = set(sys.argv[1:])
     OUT.mkdir(parents=True, exist_ok=True)
     llama = json.loads((FIXTURES / "llama" / "config.json").read_text())
-    run("causal_lm", "llama", "LlamaForCausalLM", examples(1, llama["vocab_size"], 24), True)
     bert = json.loads((FIXTURES / "bert_seqcls" / "config.json").read_text())
     labels = len(bert.get("id2label") or {}) or 2
-    rows = examples(2, bert["vocab_size"], 24, labels)
-    run("seq_cls", "bert_seqcls", "BertForSequenceClassification", rows, False)
-    rows = examples(1, llama["vocab_size"], 24)
-    run("lora", "llama", "LlamaForCausalLM", rows, True, lora=True)
+    runs = {
+        "causal_lm": lambda: run(
+            "causal_lm", "llama", "LlamaForCausalLM", examples(1, llama["vocab_size"], 24), True
+        ),
+        "seq_cls": lambda: run(
+            "seq_cls", "bert_seqcls", "BertForSequenceClassification",
+            examples(2, bert["vocab_size"], 24, labels), False,
+        ),
+        "lora": lambda: run(
+            "lora", "llama", "LlamaForCausalLM", examples(1, llama["vocab_size"], 24), True,
+            lora=("CAUSAL_LM", ["q_proj", "v_proj"], "lora_init"),
+        ),
+        "lora_seq_cls": lambda: run(
+            "lora_seq_cls", "bert_seqcls", "BertForSequenceClassification",
+            examples(2, bert["vocab_size"], 24, labels), False,
+            lora=("SEQ_CLS", ["query", "value"], "lora_seq_cls_init"),
+        ),
+    }
+    for name, go in runs.items():
+        if not wanted or name in wanted:
+            go()
 
 
 if __name__ == "__main__":

@@ -65,15 +65,19 @@ pub struct TrainArgs {
     /// Training dtype; f32 (the default) is the one supported so far.
     #[arg(long)]
     dtype: Option<String>,
-    /// Train a LoRA adapter of this rank instead of the whole model (causal-lm); saves
-    /// PEFT's adapter_config.json + adapter_model.safetensors.
+    /// Train a LoRA adapter of this rank instead of the whole model; saves PEFT's
+    /// adapter_config.json + adapter_model.safetensors. A classifier head trains in full
+    /// with it (PEFT's `modules_to_save`: classifier and score, qa_outputs for question
+    /// answering).
     #[arg(long)]
     lora_r: Option<usize>,
     #[arg(long, default_value_t = 8.0)]
     lora_alpha: f64,
     /// Comma-separated module names (PEFT's target_modules).
-    #[arg(long, value_delimiter = ',', default_value = "q_proj,v_proj")]
-    lora_target_modules: Vec<String>,
+    /// Default: PEFT's for the model type (`q_proj,v_proj` for the LLaMA family,
+    /// `query,value` for BERT, RoBERTa and ELECTRA).
+    #[arg(long, value_delimiter = ',')]
+    lora_target_modules: Option<Vec<String>>,
     /// Scale by lora_alpha / sqrt(r) (rsLoRA).
     #[arg(long)]
     use_rslora: bool,
@@ -336,19 +340,34 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             LoraConfig {
                 r,
                 lora_alpha: args.lora_alpha,
-                target_modules: args.lora_target_modules.clone(),
+                target_modules: match &args.lora_target_modules {
+                    Some(t) => t.clone(),
+                    None => default_lora_targets(config.model_type())?,
+                },
                 use_rslora: args.use_rslora,
+                modules_to_save: match task {
+                    Task::TextClassification | Task::TokenClassification => {
+                        vec!["classifier".into(), "score".into()]
+                    }
+                    Task::QuestionAnswering => vec!["qa_outputs".into()],
+                    Task::CausalLm | Task::MaskedLm => Vec::new(),
+                },
                 ..LoraConfig::default()
             },
             Default::default(),
         )),
     };
-    if lora.is_some() && task != Task::CausalLm {
-        bail!("LoRA training is supported for --task causal-lm so far");
-    }
+    // PEFT's task types.
+    let task_type = match task {
+        Task::CausalLm => "CAUSAL_LM",
+        Task::MaskedLm => "FEATURE_EXTRACTION",
+        Task::TextClassification => "SEQ_CLS",
+        Task::TokenClassification => "TOKEN_CLS",
+        Task::QuestionAnswering => "QUESTION_ANS",
+    };
     let adapter_config = lora
         .as_ref()
-        .map(|(c, _)| c.to_peft_json("CAUSAL_LM", &model_path.display().to_string()));
+        .map(|(c, _)| c.to_peft_json(task_type, &model_path.display().to_string()));
     let trainable = match lora {
         Some((lora, start)) => {
             config.load_trainable_lora(encoder_task, &LoadOptions::default(), lora, start)
@@ -483,6 +502,18 @@ pub fn run(args: &TrainArgs) -> Result<()> {
 }
 
 /// transformers' collator for `task`, padding with the tokenizer's pad token (0 without one).
+/// PEFT's default `target_modules` for a model type, where our module names are the
+/// checkpoint's.
+fn default_lora_targets(model_type: &str) -> Result<Vec<String>> {
+    let names: &[&str] = match model_type {
+        "bert" | "roberta" | "xlm-roberta" | "electra" => &["query", "value"],
+        "llama" | "mistral" | "mixtral" | "qwen2" | "qwen3" | "gemma" | "gemma2" | "gemma3"
+        | "gemma3_text" | "stablelm" | "phi" => &["q_proj", "v_proj"],
+        other => bail!("no default LoRA target modules for `{other}`: pass --lora-target-modules"),
+    };
+    Ok(names.iter().map(|s| s.to_string()).collect())
+}
+
 fn collator(task: Task, tokenizer: &Tokenizer, mlm_probability: f64) -> Result<Collator> {
     let padding = Padding {
         pad_token_id: tokenizer.pad_token_id().unwrap_or(0),

@@ -190,3 +190,50 @@ fn train_token_classification_and_question_answering() {
         }
     }
 }
+
+/// LoRA on a classifier from the CLI: BERT's default targets (query, value), the head in
+/// `modules_to_save`, PEFT's SEQ_CLS adapter files.
+#[test]
+fn train_a_classifier_adapter() {
+    let out = tempfile::tempdir().unwrap();
+    let model = fixture("bert_seqcls");
+    let data = fixture("train/sentiment_train.jsonl");
+    let run = trustformers(&[
+        "train",
+        "--task",
+        "text-classification",
+        "--model",
+        model.to_str().unwrap(),
+        "--train-file",
+        data.to_str().unwrap(),
+        "--output-dir",
+        out.path().to_str().unwrap(),
+        "--max-steps",
+        "2",
+        "--lora-r",
+        "2",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join("adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["task_type"], "SEQ_CLS");
+    assert_eq!(
+        config["target_modules"],
+        serde_json::json!(["query", "value"])
+    );
+    assert_eq!(
+        config["modules_to_save"],
+        serde_json::json!(["classifier", "score"])
+    );
+    let saved =
+        candle_core::safetensors::load(out.path().join("adapter_model.safetensors"), &Device::Cpu)
+            .unwrap();
+    assert!(saved.contains_key("base_model.model.classifier.weight"));
+    assert_eq!(saved.len(), 4 * 2 + 2);
+}

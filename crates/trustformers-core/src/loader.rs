@@ -200,6 +200,10 @@ impl Weights {
         if self.is_trainable() {
             return self.load_parameter(shape.into(), name);
         }
+        let shape = shape.into();
+        if let Some(t) = self.saved_module_tensor(&shape, name)? {
+            return Ok(t);
+        }
         match self.load(shape.into(), name)? {
             StoredTensor::Dense(t) => Ok(t.to_dtype(self.inner.dtype)?),
             StoredTensor::Quantized(q) => Ok(q
@@ -213,6 +217,10 @@ impl Weights {
     pub fn get_weight(&self, shape: impl Into<Shape>, name: &str) -> Result<Weight> {
         if self.is_trainable() {
             return Ok(Weight::Dense(self.load_parameter(shape.into(), name)?));
+        }
+        let shape = shape.into();
+        if let Some(t) = self.saved_module_tensor(&shape, name)? {
+            return Ok(Weight::Dense(t));
         }
         let merging = self.inner.lora.as_ref().is_some_and(|l| {
             l.mode == LoraMode::Merge && name == "weight" && l.config.targets(&self.prefix)
@@ -235,6 +243,9 @@ impl Weights {
     /// `name` as a view of its [`Var`] (created on first use, as stored, in the compute
     /// dtype), transposed when the checkpoint stores it so.
     fn load_parameter(&self, shape: Shape, name: &str) -> Result<Tensor> {
+        if let Some(t) = self.saved_module_parameter(&shape, name)? {
+            return Ok(t);
+        }
         if self.freezes_base() {
             // Frozen under LoRA: a plain tensor, so no gradient is computed for it.
             return match self.load(shape, name)? {
@@ -292,7 +303,7 @@ impl Weights {
         })
     }
 
-    fn load(&self, shape: Shape, name: &str) -> Result<StoredTensor> {
+    pub(crate) fn load(&self, shape: Shape, name: &str) -> Result<StoredTensor> {
         let (tensor, transposed) = self.load_stored(shape, name)?;
         if !transposed {
             return Ok(tensor);

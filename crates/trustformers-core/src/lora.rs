@@ -19,7 +19,7 @@ pub struct LoraConfig {
     /// The adapters' rank.
     pub r: usize,
     pub lora_alpha: f64,
-    /// Dropout on the adapter's input (training only; not applied yet, see the issue).
+    /// Dropout on the adapter's input (training only).
     pub lora_dropout: f64,
     /// Module names (the last components of their paths, `q_proj`) or full paths.
     pub target_modules: Vec<String>,
@@ -27,6 +27,9 @@ pub struct LoraConfig {
     pub bias: String,
     /// Scale by `lora_alpha / sqrt(r)` instead of `lora_alpha / r`.
     pub use_rslora: bool,
+    /// Modules trained in full and saved with the adapter (a classifier head: PEFT adds
+    /// `classifier` and `score` for sequence and token classification).
+    pub modules_to_save: Vec<String>,
 }
 
 impl Default for LoraConfig {
@@ -38,6 +41,7 @@ impl Default for LoraConfig {
             target_modules: Vec::new(),
             bias: "none".into(),
             use_rslora: false,
+            modules_to_save: Vec::new(),
         }
     }
 }
@@ -80,6 +84,24 @@ impl LoraConfig {
             .any(|t| path == t || path.ends_with(&format!(".{t}")))
     }
 
+    /// Whether the tensor `name` belongs to a module in `modules_to_save`: the module, or
+    /// one of the modules it sits in, is named so (`classifier.dense.weight` under
+    /// `classifier`).
+    pub fn saves(&self, name: &str) -> bool {
+        let mut module = name;
+        while let Some((parent, _)) = module.rsplit_once('.') {
+            module = parent;
+            if self
+                .modules_to_save
+                .iter()
+                .any(|m| module == m || module.ends_with(&format!(".{m}")))
+            {
+                return true;
+            }
+        }
+        false
+    }
+
     /// `adapter_config.json` as PEFT writes it.
     pub fn to_peft_json(&self, task_type: &str, base_model: &str) -> Value {
         json!({
@@ -93,7 +115,7 @@ impl LoraConfig {
             "bias": self.bias,
             "use_rslora": self.use_rslora,
             "fan_in_fan_out": false,
-            "modules_to_save": null,
+            "modules_to_save": (!self.modules_to_save.is_empty()).then_some(&self.modules_to_save),
             "init_lora_weights": true,
             "inference_mode": true,
         })
@@ -116,9 +138,22 @@ impl LoraConfig {
                 "Conv1D adapters are not supported".into(),
             ));
         }
-        if v.get("modules_to_save").is_some_and(|m| !m.is_null()) {
-            return Err(bad("modules_to_save", "is not supported yet".into()));
-        }
+        let names = |field: &str| -> Result<Vec<String>> {
+            match v.get(field) {
+                None | Some(Value::Null) => Ok(Vec::new()),
+                Some(Value::String(s)) => Ok(vec![s.clone()]),
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|t| {
+                        t.as_str()
+                            .map(str::to_owned)
+                            .ok_or_else(|| bad(field, "must hold names".into()))
+                    })
+                    .collect(),
+                Some(other) => Err(bad(field, format!("must be a list of names, got {other}"))),
+            }
+        };
+        let modules_to_save = names("modules_to_save")?;
         for field in ["rank_pattern", "alpha_pattern"] {
             if v.get(field)
                 .and_then(Value::as_object)
@@ -127,18 +162,10 @@ impl LoraConfig {
                 return Err(bad(field, "per-module ranks are not supported yet".into()));
             }
         }
-        let target_modules = match v.get("target_modules") {
-            Some(Value::String(s)) => vec![s.clone()],
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|t| {
-                    t.as_str()
-                        .map(str::to_owned)
-                        .ok_or_else(|| bad("target_modules", "must hold names".into()))
-                })
-                .collect::<Result<_>>()?,
-            _ => return Err(bad("target_modules", "missing".into())),
-        };
+        if v.get("target_modules").is_none_or(Value::is_null) {
+            return Err(bad("target_modules", "missing".into()));
+        }
+        let target_modules = names("target_modules")?;
         let num = |field: &str| v.get(field).and_then(Value::as_f64);
         let config = Self {
             r: v.get("r")
@@ -156,6 +183,7 @@ impl LoraConfig {
                 .get("use_rslora")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
+            modules_to_save,
         };
         config
             .validate()
@@ -167,6 +195,11 @@ impl LoraConfig {
 /// The name PEFT saves the `part` (`lora_A` or `lora_B`) of the adapter on `module` under.
 pub fn peft_name(module: &str, part: &str) -> String {
     format!("base_model.model.{module}.{part}.weight")
+}
+
+/// The name PEFT saves the tensor `name` of a module in `modules_to_save` under.
+pub fn peft_saved_name(name: &str) -> String {
+    format!("base_model.model.{name}")
 }
 
 /// What the loader does with LoRA adapters.
@@ -201,6 +234,17 @@ pub struct LoraAdapter {
     pub scale: f64,
     /// Dropout on the adapter's input in training (`lora_dropout`).
     pub dropout: f64,
+}
+
+fn check_shape<'a>(name: &str, t: &'a Tensor, shape: &candle_core::Shape) -> Result<&'a Tensor> {
+    if t.dims() != shape.dims() {
+        return Err(Error::ShapeMismatch {
+            name: name.to_string(),
+            expected: shape.dims().to_vec(),
+            actual: t.dims().to_vec(),
+        });
+    }
+    Ok(t)
 }
 
 /// Uniform values in `[-bound, bound)` from a seed (splitmix64): PEFT's `kaiming_uniform_`
@@ -316,6 +360,71 @@ impl Weights {
             scale: lora.config.scale(),
             dropout: lora.config.lora_dropout,
         }))
+    }
+
+    /// Under LoRA training, `name` as a trainable parameter when its module is in
+    /// `modules_to_save`: kept with the adapters under PEFT's name, starting from the
+    /// adapter's saved tensor when continuing one, else from the checkpoint.
+    pub(crate) fn saved_module_parameter(
+        &self,
+        shape: &candle_core::Shape,
+        name: &str,
+    ) -> Result<Option<Tensor>> {
+        let Some(lora) = &self.inner.lora else {
+            return Ok(None);
+        };
+        let full = self.path(name);
+        if lora.mode != LoraMode::Train || !lora.config.saves(&full) {
+            return Ok(None);
+        }
+        let peft = peft_saved_name(&full);
+        let lock = || Error::InvalidInput("weight loader lock poisoned".into());
+        if let Some(var) = lora.adapters.lock().map_err(|_| lock())?.get(&peft) {
+            return Ok(Some(var.as_tensor().clone()));
+        }
+        let start = match lora.initial.get(&peft) {
+            Some(t) => check_shape(&peft, t, shape)?.clone(),
+            None => match self.load(shape.clone(), name)? {
+                crate::weights::StoredTensor::Dense(t) => t,
+                crate::weights::StoredTensor::Quantized(q) => q.dequantize(&self.inner.device)?,
+            },
+        };
+        let var = Var::from_tensor(
+            &start
+                .to_device(&self.inner.device)?
+                .to_dtype(self.inner.dtype)?,
+        )?;
+        lora.adapters
+            .lock()
+            .map_err(|_| lock())?
+            .insert(peft, var.clone());
+        Ok(Some(var.as_tensor().clone()))
+    }
+
+    /// When a saved adapter is merged, `name` from the adapter if its module is in
+    /// `modules_to_save`.
+    pub(crate) fn saved_module_tensor(
+        &self,
+        shape: &candle_core::Shape,
+        name: &str,
+    ) -> Result<Option<Tensor>> {
+        let Some(lora) = &self.inner.lora else {
+            return Ok(None);
+        };
+        let full = self.path(name);
+        if lora.mode != LoraMode::Merge || !lora.config.saves(&full) {
+            return Ok(None);
+        }
+        let peft = peft_saved_name(&full);
+        let t = lora
+            .initial
+            .get(&peft)
+            .ok_or_else(|| Error::MissingTensor { name: peft.clone() })?;
+        Ok(Some(
+            check_shape(&peft, t, shape)?
+                .to_device(&self.inner.device)?
+                .to_dtype(self.inner.dtype)?,
+        ))
     }
 
     /// `weight` with the adapter on this module merged in (`W + scale B A`), when LoRA is

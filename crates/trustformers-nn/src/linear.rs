@@ -50,8 +50,12 @@ impl Linear {
             None
         };
         let mut layer = match weight {
+            // Frozen under LoRA (a weight in `modules_to_save` is a trainable Var).
             Weight::Dense(w)
-                if vb.freezes_base() && w.dtype() == DType::F32 && w.device().is_cpu() =>
+                if vb.freezes_base()
+                    && !w.track_op()
+                    && w.dtype() == DType::F32
+                    && w.device().is_cpu() =>
             {
                 let w = w.contiguous()?;
                 let values: Vec<f32> = w.flatten_all()?.to_vec1()?;
@@ -64,7 +68,7 @@ impl Linear {
             }
             // Under LoRA the other frozen weights stay tensors: the input's gradient must
             // pass through them.
-            Weight::Dense(w) if vb.freezes_base() => Self::shared_dense(w, bias),
+            Weight::Dense(w) if vb.freezes_base() && !w.track_op() => Self::shared_dense(w, bias),
             weight => Self::from_weight(weight, bias)?,
         };
         layer.lora = vb.lora_adapter(in_dim, out_dim)?;

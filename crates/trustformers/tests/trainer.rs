@@ -29,7 +29,7 @@ fn reference(name: &str) -> Run {
     let mut args: TrainingArguments = serde_json::from_value(v["args"].clone()).unwrap();
     args.shuffle = false;
     args.save_strategy = Strategy::No;
-    let per_token = name != "seq_cls";
+    let per_token = !name.ends_with("seq_cls");
     let examples = v["examples"]
         .as_array()
         .unwrap()
@@ -45,7 +45,7 @@ fn reference(name: &str) -> Run {
         args,
         examples,
         per_token,
-        lora: name == "lora",
+        lora: name.starts_with("lora"),
         reference: v["log_history"].as_array().unwrap().clone(),
     }
 }
@@ -83,8 +83,13 @@ fn trainer_with(run: &Run, args: TrainingArguments, dropout_off: bool) -> Traine
         no_dropout(&mut config);
     }
     let (model, adapter_config) = if run.lora {
-        let (lora, start) = trustformers::read_adapter(&fixture("train/lora_init")).unwrap();
-        let json = lora.to_peft_json("CAUSAL_LM", "llama");
+        let (init, task_type) = if run.per_token {
+            ("train/lora_init", "CAUSAL_LM")
+        } else {
+            ("train/lora_seq_cls_init", "SEQ_CLS")
+        };
+        let (lora, start) = trustformers::read_adapter(&fixture(init)).unwrap();
+        let json = lora.to_peft_json(task_type, &run.checkpoint);
         let model = config
             .load_trainable_lora(None, &LoadOptions::default(), lora, start)
             .unwrap();
@@ -162,6 +167,24 @@ fn lora_loss_curve_matches_peft() {
     assert!(t.model().parameters.iter().all(|(name, _)| name
         .starts_with("base_model.model.model.layers.")
         && (name.ends_with("lora_A.weight") || name.ends_with("lora_B.weight"))));
+}
+
+/// LoRA on a classifier (PEFT's SEQ_CLS: `query` and `value` adapted, the classifier
+/// trained in full as `modules_to_save`), against peft.
+#[test]
+fn lora_classifier_loss_curve_matches_peft() {
+    let run = reference("lora_seq_cls");
+    let t = trainer(&run, run.args.clone());
+    let names: Vec<&str> = t
+        .model()
+        .parameters
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(names.len(), 10, "{names:?}");
+    assert!(names.contains(&"base_model.model.classifier.weight"));
+    assert!(names.contains(&"base_model.model.classifier.bias"));
+    check_loss_curve("lora_seq_cls");
 }
 
 /// A trained adapter is saved as PEFT saves one and merges into the base model at load:
@@ -442,4 +465,52 @@ fn gradient_checkpointing_keeps_the_curve() {
     for (a, b) in plain.iter().zip(&checkpointed) {
         assert!(close(*a, *b, 1e-6), "{a} vs {b} with checkpointing");
     }
+}
+
+/// A classifier adapter saves its `modules_to_save` in PEFT's layout and loads back with
+/// `adapter`: the merged encoder gives the trained model's logits.
+#[test]
+fn saved_classifier_adapter_loads_with_its_head() {
+    let run = reference("lora_seq_cls");
+    let out = tempfile::tempdir().unwrap();
+    let args = TrainingArguments {
+        output_dir: out.path().to_path_buf(),
+        max_steps: 5,
+        ..run.args.clone()
+    };
+    let mut t = trainer(&run, args);
+    t.train().unwrap();
+    let dir = out.path().join("adapter");
+    t.save_pretrained(&dir).unwrap();
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("adapter_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["task_type"], "SEQ_CLS");
+    assert_eq!(
+        config["modules_to_save"],
+        serde_json::json!(["classifier", "score"])
+    );
+    let saved = candle_core::safetensors::load(dir.join("adapter_model.safetensors"), &Device::Cpu)
+        .unwrap();
+    assert!(saved.contains_key("base_model.model.classifier.weight"));
+
+    let ids = Tensor::new(&[[5u32, 9, 17, 33, 2, 8]], &Device::Cpu).unwrap();
+    let trustformers::train::TaskModel::Encoder { model: trained, .. } = &t.model().model else {
+        panic!("an encoder");
+    };
+    let logits = |m: &trustformers::models::EncoderForTask| {
+        m.forward(&ids, None, None, false).unwrap().logits.unwrap()
+    };
+    let opts = LoadOptions {
+        adapter: Some(dir),
+        ..LoadOptions::default()
+    };
+    let mut config = AutoConfig::from_pretrained(fixture("bert_seqcls")).unwrap();
+    no_dropout(&mut config);
+    let merged = config.load_encoder(None, &opts).unwrap();
+    let base = config.load_encoder(None, &LoadOptions::default()).unwrap();
+    let (want, got) = (logits(trained), logits(&merged));
+    let diff = common::max_abs_diff(&want, &got);
+    assert!(diff < 1e-4, "merged logits differ by {diff}");
+    assert!(common::max_abs_diff(&logits(&base), &got) > 1e-4);
 }

@@ -137,10 +137,16 @@ pub fn cases() -> Vec<Case> {
             json_error(),
         ),
         case(
-            "modules_to_save",
-            with(|c| c["modules_to_save"] = json!(["lm_head"])),
+            "modules_to_save not names",
+            with(|c| c["modules_to_save"] = json!([3])),
             good(),
             json_error(),
+        ),
+        case(
+            "modules_to_save without their weights",
+            with(|c| c["modules_to_save"] = json!(["lm_head"])),
+            good(),
+            expect!(Error::MissingTensor { .. }),
         ),
         case(
             "targets nothing",
