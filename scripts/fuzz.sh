@@ -59,11 +59,15 @@ for body in '{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, 
   printf '%s\377{"a": 12, "b": "x", "c": [1.5e3, -0]}' "$body" > "fuzz/corpus/serve_request/$(printf '%s' "$body" | cksum | cut -d' ' -f1)"
 done
 
-# dataset_file: a first byte choosing JSON Lines, CSV or text, then the file.
+# dataset_file: a first byte choosing JSON Lines, CSV, text or Parquet, then the file.
 mkdir -p fuzz/corpus/dataset_file
 printf '\000{"text": "good", "label": 1}\n{"text": "bad", "label": "b"}\n' > fuzz/corpus/dataset_file/jsonl
 printf '\001sentence,label\n"a, quoted",1\nplain,a\n' > fuzz/corpus/dataset_file/csv
 printf '\002one line\n\nthree\n' > fuzz/corpus/dataset_file/txt
+# Parquet (first byte 3): the fixtures datasets' files, as pyarrow writes them.
+for f in tests/fixtures/train/*.parquet; do
+    { printf '\003'; cat "$f"; } > "fuzz/corpus/dataset_file/$(basename "$f")"
+done
 
 # An explicit target dir, so that CARGO_TARGET_DIR cannot move the binaries.
 cargo +nightly fuzz build --target-dir fuzz/target

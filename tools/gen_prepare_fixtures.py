@@ -3,7 +3,11 @@ example scripts' own code: `run_ner.py`'s `tokenize_and_align_labels` (label_all
 and `run_qa.py`'s `prepare_train_features` (pad_to_max_length=False), on the fixtures'
 BERT tokenizer. Writes tests/fixtures/train/prepare_reference.json.
 
-    python tools/gen_prepare_fixtures.py   # needs transformers
+Also writes the JSON Lines fixtures as Parquet, as `datasets` saves them (pyarrow; lists
+and structs as Parquet lists and groups): sentiment_train.parquet (snappy), ner_train.parquet
+(zstd) and qa_train.parquet (snappy).
+
+    python tools/gen_prepare_fixtures.py   # needs transformers, pyarrow
 """
 
 import json
@@ -78,7 +82,18 @@ def qa(tok):
     return {"max_length": QA_MAX, "doc_stride": QA_STRIDE, "features": out}
 
 
+def parquet():
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for name, codec in [("sentiment_train", "snappy"), ("ner_train", "zstd"), ("qa_train", "snappy")]:
+        table = pa.Table.from_pylist(rows(f"{name}.jsonl"))
+        pq.write_table(table, FIXTURES / "train" / f"{name}.parquet", compression=codec)
+        print(f"wrote {name}.parquet: {table.schema}")
+
+
 def main():
+    parquet()
     tok = transformers.AutoTokenizer.from_pretrained(FIXTURES / "bert_qa")
     ref = {"ner": ner(tok), "qa": qa(tok)}
     path = FIXTURES / "train" / "prepare_reference.json"

@@ -1,6 +1,6 @@
-//! Any bytes as a training data file (JSON Lines, CSV or text, chosen by the first byte):
-//! read into a dataset or refused with an error naming the file, and its columns read as
-//! texts and class labels without a panic.
+//! Any bytes as a training data file (JSON Lines, CSV, text or Parquet, chosen by the first
+//! byte): read into a dataset or refused with an error naming the file, and its columns read
+//! as texts, class labels, word lists, word labels and SQuAD answers without a panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -11,12 +11,15 @@ fuzz_target!(|data: &[u8]| {
     let Some((&kind, rest)) = data.split_first() else {
         return;
     };
-    let name = ["data.jsonl", "data.csv", "data.txt"][kind as usize % 3];
-    let text = String::from_utf8_lossy(rest);
-    if let Ok(d) = Dataset::parse(Path::new(name), &text) {
-        for column in ["text", "label", "sentence"] {
+    let name = ["data.jsonl", "data.csv", "data.txt", "data.parquet"][kind as usize % 4];
+    if let Ok(d) = Dataset::from_bytes(Path::new(name), rest.to_vec()) {
+        for column in ["text", "label", "sentence", "tokens", "ner_tags", "answers"] {
             let _ = d.texts(column);
             let _ = d.class_labels(column, 3, &["a".into(), "b".into()]);
+            let _ = d.word_lists(column);
+            let _ = d.word_labels(column, 3, &["O".into()]);
+            let _ = d.word_label_names(column);
+            let _ = d.answers(column);
         }
     }
 });

@@ -29,7 +29,8 @@ pub struct TrainArgs {
     /// question-answering.
     #[arg(long)]
     task: String,
-    /// Training data: .jsonl/.json (JSON Lines), .csv or .txt (one example per line).
+    /// Training data: .jsonl/.json (JSON Lines), .csv, .txt (one example per line) or
+    /// .parquet (as `datasets` saves it).
     /// Token classification reads a list of words and a list of labels per example;
     /// question answering reads SQuAD's `question`, `context` and `answers` columns.
     #[arg(long)]

@@ -1,7 +1,8 @@
 //! Training data from files as Hugging Face `datasets` reads them: JSON Lines (one object
-//! per line), CSV (a header row, then one row per example) and plain text (one example per
-//! line, in the column `text`, empty lines included). Every error names the file, and the
-//! line (and column) where it can.
+//! per line), CSV (a header row, then one row per example), plain text (one example per
+//! line, in the column `text`, empty lines included) and Parquet (what `datasets` saves and
+//! the Hub serves: one row per example, lists and structs as JSON arrays and objects).
+//! Every error names the file, and the line (and column) or row where it can.
 
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -14,9 +15,8 @@ pub struct Dataset {
     pub rows: Vec<Map<String, Value>>,
 }
 
-fn read(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    String::from_utf8(bytes).map_err(|e| Error::Json {
+fn utf8(path: &Path, bytes: &[u8]) -> Result<String> {
+    String::from_utf8(bytes.to_vec()).map_err(|e| Error::Json {
         path: path.to_path_buf(),
         reason: format!("not UTF-8 (byte {})", e.utf8_error().valid_up_to()),
     })
@@ -30,10 +30,19 @@ fn error(path: &Path, reason: String) -> Error {
 }
 
 impl Dataset {
-    /// By the file's extension: `.jsonl`/`.json` (JSON Lines), `.csv`, `.txt`.
+    /// By the file's extension: `.jsonl`/`.json` (JSON Lines), `.csv`, `.txt`, `.parquet`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        Self::parse(path, &read(path)?)
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_bytes(path, bytes)
+    }
+
+    /// The contents of the file `path` names (its extension says the format).
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self> {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("parquet") => Self::parse_parquet(path, bytes),
+            _ => Self::parse(path, &utf8(path, &bytes)?),
+        }
     }
 
     /// `text` read as the file `path` names (its extension says the format).
@@ -44,7 +53,9 @@ impl Dataset {
             Some("txt") => Self::parse_text(path, text),
             _ => Err(error(
                 path,
-                "unknown data format: use a .jsonl, .json (JSON Lines), .csv or .txt file".into(),
+                "unknown data format: use a .jsonl, .json (JSON Lines), .csv, .txt or .parquet \
+                 file"
+                    .into(),
             )),
         }
     }
@@ -95,6 +106,35 @@ impl Dataset {
                     .collect(),
             );
         }
+        Self::new(path, rows)
+    }
+
+    /// One example per row of a Parquet file, each column's value as JSON (strings, numbers,
+    /// lists, structs as objects). The reader runs isolated: a malformed file it would panic
+    /// on is an error here, not a crash.
+    fn parse_parquet(path: &Path, bytes: Vec<u8>) -> Result<Self> {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let read = move || -> std::result::Result<Vec<Map<String, Value>>, String> {
+            let reader =
+                SerializedFileReader::new(bytes::Bytes::from(bytes)).map_err(|e| e.to_string())?;
+            let declared = reader.metadata().file_metadata().num_rows();
+            let mut rows = Vec::with_capacity(usize::try_from(declared).unwrap_or(0).min(1 << 16));
+            for (i, row) in reader
+                .get_row_iter(None)
+                .map_err(|e| e.to_string())?
+                .enumerate()
+            {
+                let row = row.map_err(|e| format!("row {}: {e}", i + 1))?;
+                match row.to_json_value() {
+                    Value::Object(map) => rows.push(map),
+                    other => return Err(format!("row {}: {other} is not a record", i + 1)),
+                }
+            }
+            Ok(rows)
+        };
+        let rows = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read))
+            .map_err(|_| error(path, "malformed Parquet file (the reader gave up)".into()))?
+            .map_err(|e| error(path, format!("Parquet: {e}")))?;
         Self::new(path, rows)
     }
 

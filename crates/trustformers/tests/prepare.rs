@@ -142,3 +142,51 @@ fn mismatched_words_and_labels_name_the_example() {
         .to_string();
     assert!(err.contains("not one of the 2 classes"), "{err}");
 }
+
+/// Parquet files as `datasets` saves them (pyarrow: snappy and zstd, lists, a struct
+/// column) read into the same rows as the JSON Lines files they were written from.
+#[test]
+fn parquet_reads_as_json_lines() {
+    for name in ["sentiment_train", "ner_train", "qa_train"] {
+        let dir = fixture("train");
+        let parquet = Dataset::from_file(dir.join(format!("{name}.parquet"))).unwrap();
+        let jsonl = Dataset::from_file(dir.join(format!("{name}.jsonl"))).unwrap();
+        assert_eq!(parquet.rows, jsonl.rows, "{name}");
+    }
+}
+
+/// Malformed Parquet files get an error naming the file, never a crash: garbage, every
+/// truncation of a real file, a corrupted footer length and corrupted metadata.
+#[test]
+fn malformed_parquet_is_an_error() {
+    let good = std::fs::read(fixture("train").join("qa_train.parquet")).unwrap();
+    let path = std::path::Path::new("bad.parquet");
+    let mut cases: Vec<(String, Vec<u8>)> = vec![
+        ("empty".into(), Vec::new()),
+        (
+            "garbage".into(),
+            b"PAR1 this is not a parquet file PAR1".to_vec(),
+        ),
+    ];
+    for cut in (0..good.len()).step_by(97) {
+        cases.push((format!("truncated at {cut}"), good[..cut].to_vec()));
+    }
+    let n = good.len();
+    let mut huge_footer = good.clone();
+    huge_footer[n - 8..n - 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    cases.push(("footer length past the file".into(), huge_footer));
+    for at in (n.saturating_sub(400)..n - 8).step_by(13) {
+        let mut flipped = good.clone();
+        flipped[at] ^= 0xA5;
+        cases.push((format!("metadata byte {at} flipped"), flipped));
+    }
+    for (what, bytes) in cases {
+        let start = std::time::Instant::now();
+        match Dataset::from_bytes(path, bytes) {
+            // A flipped byte may leave a readable file; then it still has rows.
+            Ok(d) => assert!(!d.rows.is_empty(), "{what}"),
+            Err(e) => assert!(e.to_string().contains("bad.parquet"), "{what}: {e}"),
+        }
+        assert!(start.elapsed().as_secs() < 2, "{what}: too slow");
+    }
+}
