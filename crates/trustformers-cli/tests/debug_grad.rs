@@ -109,6 +109,11 @@ fn train_refuses_bad_settings_by_name() {
             &["--task", "text-classification", "--label-column", "stars"][..],
             "stars",
         ),
+        (&["--task", "text-classification", "--bf16"][..], "bf16"),
+        (
+            &["--task", "question-answering", "--max-length", "64"][..],
+            "doc_stride",
+        ),
     ] {
         let run = trustformers(&[&base[..], extra].concat());
         assert!(!run.status.success(), "{extra:?} was accepted");

@@ -208,9 +208,6 @@ fn question_answering(
     tokenizer: &Tokenizer,
     columns: &Columns<'_>,
 ) -> Result<Vec<Example>> {
-    let questions = dataset.texts("question")?;
-    let contexts = dataset.texts("context")?;
-    let answers = dataset.answers("answers")?;
     if columns.doc_stride >= columns.max_length {
         return Err(Error::config(
             "doc_stride",
@@ -220,6 +217,9 @@ fn question_answering(
             ),
         ));
     }
+    let questions = dataset.texts("question")?;
+    let contexts = dataset.texts("context")?;
+    let answers = dataset.answers("answers")?;
     let opts = EncodeOptions {
         truncation: Some(Truncation::OnlySecond),
         max_length: Some(columns.max_length),
