@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 SECONDS_EACH=${1:?usage: scripts/fuzz.sh SECONDS [TARGET...]}
 shift || true
-ALL=(gguf_parse safetensors_parse pickle_load tokenizer_json tokenize_text chat_template config_json optim_kwargs serve_request dataset_file adapter_config)
+ALL=(gguf_parse safetensors_parse pickle_load tokenizer_json tokenize_text chat_template config_json optim_kwargs serve_request dataset_file adapter_config trainer_state)
 [ $# -gt 0 ] && TARGETS=("$@") || TARGETS=("${ALL[@]}")
 JOBS=${JOBS:-1}
 
@@ -41,6 +41,9 @@ seed chat_template -type f -name 'chat_template.jinja'
 seed config_json -type f -name 'config.json'
 seed pickle_load -type f -name 'data.pkl'
 seed adapter_config -type f -name 'adapter_config.json'
+# trainer_state: a state as the Trainer writes it.
+mkdir -p fuzz/corpus/trainer_state
+printf '{"global_step": 3, "epoch": 1.5, "max_steps": 6, "log_history": [{"loss": 1.2, "step": 1}], "best_metric": null, "best_model_checkpoint": null, "trustformers_total_loss": 3.1}' > fuzz/corpus/trainer_state/state.json
 # optim_kwargs: constructor and scheduler arguments as the fixtures and the CLI pass them.
 mkdir -p fuzz/corpus/optim_kwargs
 for kwargs in '{"lr": 0.01, "betas": [0.9, 0.99], "weight_decay": 0.1, "amsgrad": true}' \

@@ -67,7 +67,9 @@ impl TrainerState {
         })
     }
 
-    pub(crate) fn from_json(path: &Path, v: &Value) -> Result<Self> {
+    /// Reads `trainer_state.json` (`v`, from the file `path`): missing or mistyped fields are
+    /// errors naming the file.
+    pub fn from_json(path: &Path, v: &Value) -> Result<Self> {
         let field = |name: &str| {
             v.get(name)
                 .ok_or_else(|| Error::InvalidInput(format!("{}: no `{name}`", path.display())))
