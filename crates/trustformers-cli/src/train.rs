@@ -507,13 +507,18 @@ pub fn run(args: &TrainArgs) -> Result<()> {
 }
 
 /// transformers' collator for `task`, padding with the tokenizer's pad token (0 without one).
-/// PEFT's default `target_modules` for a model type, where our module names are the
-/// checkpoint's.
+/// PEFT's default `target_modules` for a model type (its
+/// `TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING`).
 fn default_lora_targets(model_type: &str) -> Result<Vec<String>> {
     let names: &[&str] = match model_type {
-        "bert" | "roberta" | "xlm-roberta" | "electra" => &["query", "value"],
+        "bert" | "roberta" | "xlm-roberta" | "electra" | "albert" => &["query", "value"],
+        "deberta-v2" => &["query_proj", "value_proj"],
+        "distilbert" => &["q_lin", "v_lin"],
+        "gpt2" => &["c_attn"],
+        "gpt_neox" | "falcon" => &["query_key_value"],
+        "phi3" => &["qkv_proj"],
         "llama" | "mistral" | "mixtral" | "qwen2" | "qwen3" | "gemma" | "gemma2" | "gemma3"
-        | "gemma3_text" | "stablelm" | "phi" => &["q_proj", "v_proj"],
+        | "gemma3_text" | "stablelm" | "phi" | "gptj" | "gpt_neo" => &["q_proj", "v_proj"],
         other => bail!("no default LoRA target modules for `{other}`: pass --lora-target-modules"),
     };
     Ok(names.iter().map(|s| s.to_string()).collect())

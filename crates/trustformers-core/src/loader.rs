@@ -153,7 +153,7 @@ impl Weights {
     }
 
     /// Where the checkpoint stores the tensor the model calls `full`.
-    fn stored_name(&self, full: &str) -> StoredName {
+    pub(crate) fn stored_name(&self, full: &str) -> StoredName {
         self.inner
             .names
             .as_ref()
@@ -204,7 +204,7 @@ impl Weights {
         if let Some(t) = self.saved_module_tensor(&shape, name)? {
             return Ok(t);
         }
-        match self.load(shape.into(), name)? {
+        match self.load(shape, name)? {
             StoredTensor::Dense(t) => Ok(t.to_dtype(self.inner.dtype)?),
             StoredTensor::Quantized(q) => Ok(q
                 .dequantize(&self.inner.device)?
@@ -223,12 +223,18 @@ impl Weights {
             return Ok(Weight::Dense(t));
         }
         let merging = self.inner.lora.as_ref().is_some_and(|l| {
-            l.mode == LoraMode::Merge && name == "weight" && l.config.targets(&self.prefix)
+            l.mode == LoraMode::Merge
+                && name == "weight"
+                && l.config.targets(
+                    self.stored_name(&self.path("weight"))
+                        .name
+                        .trim_end_matches(".weight"),
+                )
         });
         if merging {
             return Ok(Weight::Dense(self.merged(name, self.get(shape, name)?)?));
         }
-        match self.load(shape.into(), name)? {
+        match self.load(shape, name)? {
             StoredTensor::Quantized(q) if self.inner.keep_quantized => {
                 Ok(Weight::Quantized(Arc::new(q)))
             }

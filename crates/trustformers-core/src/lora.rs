@@ -27,6 +27,9 @@ pub struct LoraConfig {
     pub bias: String,
     /// Scale by `lora_alpha / sqrt(r)` instead of `lora_alpha / r`.
     pub use_rslora: bool,
+    /// The targets store their weight as `[in, out]` (GPT-2's Conv1D). PEFT saves the
+    /// adapter matrices the same way either way; kept for `adapter_config.json`.
+    pub fan_in_fan_out: bool,
     /// Modules trained in full and saved with the adapter (a classifier head: PEFT adds
     /// `classifier` and `score` for sequence and token classification).
     pub modules_to_save: Vec<String>,
@@ -41,6 +44,7 @@ impl Default for LoraConfig {
             target_modules: Vec::new(),
             bias: "none".into(),
             use_rslora: false,
+            fan_in_fan_out: false,
             modules_to_save: Vec::new(),
         }
     }
@@ -114,7 +118,7 @@ impl LoraConfig {
             "target_modules": self.target_modules,
             "bias": self.bias,
             "use_rslora": self.use_rslora,
-            "fan_in_fan_out": false,
+            "fan_in_fan_out": self.fan_in_fan_out,
             "modules_to_save": (!self.modules_to_save.is_empty()).then_some(&self.modules_to_save),
             "init_lora_weights": true,
             "inference_mode": true,
@@ -131,12 +135,6 @@ impl LoraConfig {
         match v.get("peft_type").and_then(Value::as_str) {
             Some("LORA") => {}
             other => return Err(bad("peft_type", format!("{other:?} is not LORA"))),
-        }
-        if v.get("fan_in_fan_out").and_then(Value::as_bool) == Some(true) {
-            return Err(bad(
-                "fan_in_fan_out",
-                "Conv1D adapters are not supported".into(),
-            ));
         }
         let names = |field: &str| -> Result<Vec<String>> {
             match v.get(field) {
@@ -181,6 +179,10 @@ impl LoraConfig {
                 .to_string(),
             use_rslora: v
                 .get("use_rslora")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            fan_in_fan_out: v
+                .get("fan_in_fan_out")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
             modules_to_save,
@@ -301,22 +303,31 @@ impl Weights {
             .unwrap_or_default()
     }
 
+    /// The module under this prefix as the checkpoint (and so transformers and PEFT) names
+    /// it: `transformer.h.0.attn.c_attn` for GPT-2's fused projection, whose path here is
+    /// LLaMA's.
+    fn module_name(&self) -> String {
+        let stored = self.stored_name(&self.path("weight")).name;
+        match stored.strip_suffix(".weight") {
+            Some(m) => m.to_string(),
+            None => self.prefix.clone(),
+        }
+    }
+
     /// The trainable LoRA adapter of the linear layer under this prefix (`in_dim ->
     /// out_dim`), when LoRA is trained and targets it.
     pub fn lora_adapter(&self, in_dim: usize, out_dim: usize) -> Result<Option<LoraAdapter>> {
         let Some(lora) = &self.inner.lora else {
             return Ok(None);
         };
-        if lora.mode != LoraMode::Train || !lora.config.targets(&self.prefix) {
+        let module = self.module_name();
+        if lora.mode != LoraMode::Train || !lora.config.targets(&module) {
             return Ok(None);
         }
         let r = lora.config.r;
         let device = &self.inner.device;
         let dtype = self.inner.dtype;
-        let (a_name, b_name) = (
-            peft_name(&self.prefix, "lora_A"),
-            peft_name(&self.prefix, "lora_B"),
-        );
+        let (a_name, b_name) = (peft_name(&module, "lora_A"), peft_name(&module, "lora_B"));
         let start = |name: &str, shape: (usize, usize), fresh: Tensor| -> Result<Var> {
             let t = match lora.initial.get(name) {
                 Some(t) if t.dims() == [shape.0, shape.1] => t.clone(),
@@ -350,10 +361,7 @@ impl Weights {
         let mut adapters = lora.adapters.lock().map_err(|_| lock())?;
         adapters.insert(a_name, a.clone());
         adapters.insert(b_name, b.clone());
-        lora.targeted
-            .lock()
-            .map_err(|_| lock())?
-            .push(self.prefix.clone());
+        lora.targeted.lock().map_err(|_| lock())?.push(module);
         Ok(Some(LoraAdapter {
             a: a.as_tensor().clone(),
             b: b.as_tensor().clone(),
@@ -373,7 +381,7 @@ impl Weights {
         let Some(lora) = &self.inner.lora else {
             return Ok(None);
         };
-        let full = self.path(name);
+        let full = self.stored_name(&self.path(name)).name;
         if lora.mode != LoraMode::Train || !lora.config.saves(&full) {
             return Ok(None);
         }
@@ -411,7 +419,7 @@ impl Weights {
         let Some(lora) = &self.inner.lora else {
             return Ok(None);
         };
-        let full = self.path(name);
+        let full = self.stored_name(&self.path(name)).name;
         if lora.mode != LoraMode::Merge || !lora.config.saves(&full) {
             return Ok(None);
         }
@@ -433,11 +441,12 @@ impl Weights {
         let Some(lora) = &self.inner.lora else {
             return Ok(weight);
         };
-        if lora.mode != LoraMode::Merge || name != "weight" || !lora.config.targets(&self.prefix) {
+        let module = self.module_name();
+        if lora.mode != LoraMode::Merge || name != "weight" || !lora.config.targets(&module) {
             return Ok(weight);
         }
         let part = |p: &str| {
-            let n = peft_name(&self.prefix, p);
+            let n = peft_name(&module, p);
             lora.initial
                 .get(&n)
                 .cloned()
@@ -449,13 +458,13 @@ impl Weights {
             (b.to_dtype(DType::F32)?.matmul(&a.to_dtype(DType::F32)?)? * lora.config.scale())?;
         if delta.dims() != weight.dims() {
             return Err(Error::ShapeMismatch {
-                name: peft_name(&self.prefix, "lora_B"),
+                name: peft_name(&module, "lora_B"),
                 expected: weight.dims().to_vec(),
                 actual: delta.dims().to_vec(),
             });
         }
         if let Ok(mut t) = lora.targeted.lock() {
-            t.push(self.prefix.clone());
+            t.push(module);
         }
         Ok((weight.to_dtype(DType::F32)? + delta.to_device(weight.device())?)?.to_dtype(dtype)?)
     }

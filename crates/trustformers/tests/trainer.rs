@@ -514,3 +514,52 @@ fn saved_classifier_adapter_loads_with_its_head() {
     assert!(diff < 1e-4, "merged logits differ by {diff}");
     assert!(common::max_abs_diff(&logits(&base), &got) > 1e-4);
 }
+
+/// PEFT adapters on models whose module names are not LLaMA's merge at load with peft's
+/// outputs: GPT-2's Conv1D `c_attn` (`fan_in_fan_out`) and DistilBERT's `q_lin`/`v_lin`
+/// (`tools/gen_lora_fixtures.py`, B non-zero).
+#[test]
+fn peft_adapters_under_checkpoint_names_merge() {
+    for (name, checkpoint) in [("gpt2", "gpt2"), ("distilbert", "distilbert_base")] {
+        let dir = fixture("train").join(format!("lora_{name}"));
+        let reference =
+            candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu)
+                .unwrap();
+        let ids = reference["input_ids"].to_dtype(DType::U32).unwrap();
+        let want = &reference["output"];
+        let opts = LoadOptions {
+            adapter: Some(dir.clone()),
+            ..LoadOptions::default()
+        };
+        let config = AutoConfig::from_pretrained(fixture(checkpoint)).unwrap();
+        let run = |opts: &LoadOptions| {
+            if name == "gpt2" {
+                let m = config.load_causal_lm(opts).unwrap();
+                let seq = ids.dim(1).unwrap() as u32;
+                let pos = Tensor::arange(0u32, seq, &Device::Cpu)
+                    .unwrap()
+                    .unsqueeze(0)
+                    .unwrap();
+                m.forward(&ids, &pos, &mut m.new_cache()).unwrap()
+            } else {
+                let m = config
+                    .load_encoder(Some(trustformers::EncoderTask::Base), opts)
+                    .unwrap();
+                m.forward(&ids, None, None, false)
+                    .unwrap()
+                    .last_hidden_state
+            }
+        };
+        let got = run(&opts);
+        let diff = common::max_abs_diff(&got, want);
+        assert!(
+            diff < 1e-4,
+            "{name}: merged outputs differ from peft's by {diff}"
+        );
+        let base = run(&LoadOptions::default());
+        assert!(
+            common::max_abs_diff(&base, want) > 1e-3,
+            "{name}: the adapter changed nothing"
+        );
+    }
+}

@@ -125,12 +125,6 @@ pub fn cases() -> Vec<Case> {
             json_error(),
         ),
         case(
-            "Conv1D adapters",
-            with(|c| c["fan_in_fan_out"] = json!(true)),
-            good(),
-            json_error(),
-        ),
-        case(
             "per-module ranks",
             with(|c| c["rank_pattern"] = json!({"q_proj": 8})),
             good(),
