@@ -13,6 +13,8 @@ use trustformers_core::Result;
 ///
 /// # Shapes
 /// q `[b, h, s, d]`, k/v `[b, h / groups, t, d]`, mask `[b, 1, s, t]` -> `[b, h, s, d]`.
+// The arguments are torch's `scaled_dot_product_attention`'s, plus the grouping and softcap.
+#[allow(clippy::too_many_arguments)]
 pub fn sdpa(
     q: &Tensor,
     k: &Tensor,
