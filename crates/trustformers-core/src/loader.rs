@@ -204,12 +204,15 @@ impl Weights {
         if let Some(t) = self.saved_module_tensor(&shape, name)? {
             return Ok(t);
         }
-        match self.load(shape, name)? {
-            StoredTensor::Dense(t) => Ok(t.to_dtype(self.inner.dtype)?),
-            StoredTensor::Quantized(q) => Ok(q
-                .dequantize(&self.inner.device)?
-                .to_dtype(self.inner.dtype)?),
-        }
+        Ok(self.load_dense(shape, name)?.to_dtype(self.inner.dtype)?)
+    }
+
+    /// `name` as stored, dequantized when it is quantized (in its stored dtype otherwise).
+    pub(crate) fn load_dense(&self, shape: Shape, name: &str) -> Result<Tensor> {
+        Ok(match self.load(shape, name)? {
+            StoredTensor::Dense(t) => t,
+            StoredTensor::Quantized(q) => q.dequantize(&self.inner.device)?,
+        })
     }
 
     /// Loads `name` for a matmul: quantized tensors stay quantized when the loader keeps
@@ -254,12 +257,7 @@ impl Weights {
         }
         if self.freezes_base() {
             // Frozen under LoRA: a plain tensor, so no gradient is computed for it.
-            return match self.load(shape, name)? {
-                StoredTensor::Dense(t) => Ok(t.to_dtype(self.inner.dtype)?),
-                StoredTensor::Quantized(q) => Ok(q
-                    .dequantize(&self.inner.device)?
-                    .to_dtype(self.inner.dtype)?),
-            };
+            return Ok(self.load_dense(shape, name)?.to_dtype(self.inner.dtype)?);
         }
         let stored = self.stored_name(&self.path(name));
         let parameters = self

@@ -370,6 +370,16 @@ impl Weights {
         }))
     }
 
+    /// With LoRA in `mode`, when `name` under this prefix belongs to a module in
+    /// `modules_to_save`: the LoRA state and the tensor's PEFT name.
+    fn saved_module(&self, name: &str, mode: LoraMode) -> Option<(&LoraState, String)> {
+        let lora = self.inner.lora.as_ref().filter(|l| l.mode == mode)?;
+        let full = self.stored_name(&self.path(name)).name;
+        lora.config
+            .saves(&full)
+            .then(|| (lora, peft_saved_name(&full)))
+    }
+
     /// Under LoRA training, `name` as a trainable parameter when its module is in
     /// `modules_to_save`: kept with the adapters under PEFT's name, starting from the
     /// adapter's saved tensor when continuing one, else from the checkpoint.
@@ -378,24 +388,16 @@ impl Weights {
         shape: &candle_core::Shape,
         name: &str,
     ) -> Result<Option<Tensor>> {
-        let Some(lora) = &self.inner.lora else {
+        let Some((lora, peft)) = self.saved_module(name, LoraMode::Train) else {
             return Ok(None);
         };
-        let full = self.stored_name(&self.path(name)).name;
-        if lora.mode != LoraMode::Train || !lora.config.saves(&full) {
-            return Ok(None);
-        }
-        let peft = peft_saved_name(&full);
         let lock = || Error::InvalidInput("weight loader lock poisoned".into());
         if let Some(var) = lora.adapters.lock().map_err(|_| lock())?.get(&peft) {
             return Ok(Some(var.as_tensor().clone()));
         }
         let start = match lora.initial.get(&peft) {
             Some(t) => check_shape(&peft, t, shape)?.clone(),
-            None => match self.load(shape.clone(), name)? {
-                crate::weights::StoredTensor::Dense(t) => t,
-                crate::weights::StoredTensor::Quantized(q) => q.dequantize(&self.inner.device)?,
-            },
+            None => self.load_dense(shape.clone(), name)?,
         };
         let var = Var::from_tensor(
             &start
@@ -416,14 +418,9 @@ impl Weights {
         shape: &candle_core::Shape,
         name: &str,
     ) -> Result<Option<Tensor>> {
-        let Some(lora) = &self.inner.lora else {
+        let Some((lora, peft)) = self.saved_module(name, LoraMode::Merge) else {
             return Ok(None);
         };
-        let full = self.stored_name(&self.path(name)).name;
-        if lora.mode != LoraMode::Merge || !lora.config.saves(&full) {
-            return Ok(None);
-        }
-        let peft = peft_saved_name(&full);
         let t = lora
             .initial
             .get(&peft)
