@@ -25,7 +25,8 @@ pub struct Batch {
     pub input_ids: Vec<u32>,
     pub attention_mask: Vec<u32>,
     pub token_type_ids: Option<Vec<u32>>,
-    /// Per token (`[batch, length]`), or one per example (`batch`).
+    /// Per token (`[batch, length]`), or the same few per example (`[batch, width]`: one
+    /// class, or an answer's start and end).
     pub labels: Option<Vec<i64>>,
 }
 
