@@ -158,9 +158,12 @@ fn inconsistent_examples_are_errors_naming_them() {
     // as it is; a different number in a later example is an error naming it.
     let spans = with_padding(&[e(vec![1], Some(vec![0, 1]))], &p).unwrap();
     assert_eq!(spans.labels, Some(vec![0, 1]));
-    let err = with_padding(&[e(vec![1], Some(vec![0, 1])), e(vec![2], Some(vec![3]))], &p)
-        .unwrap_err()
-        .to_string();
+    let err = with_padding(
+        &[e(vec![1], Some(vec![0, 1])), e(vec![2], Some(vec![3]))],
+        &p,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("example 1") && err.contains("labels"), "{err}");
     let zero = Padding {
         multiple_of: Some(0),
