@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""Writes the tiny encoder-decoder fixtures under tests/fixtures/ with transformers as the
+reference.
+
+Each fixture directory holds a checkpoint exactly as transformers saves it (config.json,
+generation_config.json, model.safetensors) and `expected.safetensors`:
+
+  input_ids, attention_mask        [2, SRC] int64; row 1 is right-padded (as tokenizers pad)
+  decoder_input_ids                [2, TGT] int64, starting with decoder_start_token_id
+  logits                           [2, TGT, vocab]
+  last_hidden_state                [2, TGT, d_model]  the decoder's final hidden state
+  encoder_last_hidden_state        [2, SRC, d_model]
+  greedy_ids, beam_ids             [2, n] int64: generate() on the batch (greedy), and on each
+                                   row alone with num_beams=3 (rows padded with -1); both with
+                                   max_new_tokens=MAX_NEW and the saved generation_config.json
+
+Every knob is on somewhere: relative-position buckets fewer than the distances (T5), an untied
+head without the output scale (T5 v1.1 / Flan-T5), per-layer relative bias (UMT5), learned
+positions with BART's offset and post-LN, mBART's pre-LN with final norms, Marian's
+sinusoidal positions, scaled embeddings, swish and decoder start = pad, Pegasus' pre-LN with
+sinusoidal positions, and final_logits_bias that is not zero.
+
+Usage (needs torch, transformers, safetensors):
+  python tools/gen_seq2seq_fixtures.py          # every fixture
+  python tools/gen_seq2seq_fixtures.py t5 bart  # some
+"""
+
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+SRC, TGT, MAX_NEW = 12, 6, 8
+VOCAB = 96
+
+T5 = dict(
+    vocab_size=VOCAB,
+    d_model=32,
+    d_kv=8,
+    d_ff=64,
+    num_layers=2,
+    num_heads=4,
+    relative_attention_num_buckets=8,
+    relative_attention_max_distance=10,
+    pad_token_id=0,
+    eos_token_id=1,
+    decoder_start_token_id=0,
+    initializer_factor=4.0,
+)
+
+BART = dict(
+    vocab_size=VOCAB,
+    d_model=32,
+    encoder_layers=2,
+    decoder_layers=2,
+    encoder_attention_heads=4,
+    decoder_attention_heads=4,
+    encoder_ffn_dim=64,
+    decoder_ffn_dim=48,
+    max_position_embeddings=64,
+    activation_function="gelu",
+    # transformers' 0.02 leaves a tiny model's logits to final_logits_bias alone: a wider
+    # init makes the generated ids depend on the input.
+    init_std=0.3,
+)
+
+FIXTURE_SPECS = {
+    # T5 v1.0: ReLU FFN, head tied to the embeddings with the d_model^-0.5 scale.
+    "t5": ("T5", dict(T5, feed_forward_proj="relu")),
+    # T5 v1.1 / Flan-T5: gated-GELU, its own lm_head, no output scale, fewer decoder layers
+    # than encoder layers (transformers' generate() sizes its cache by num_layers, so the
+    # decoder may not be the deeper one).
+    "t5_v1_1": (
+        "T5",
+        dict(
+            T5,
+            feed_forward_proj="gated-gelu",
+            tie_word_embeddings=False,
+            num_layers=3,
+            num_decoder_layers=2,
+        ),
+    ),
+    "mt5": ("MT5", dict(T5, feed_forward_proj="gated-gelu", tie_word_embeddings=False)),
+    # UMT5: a relative attention bias in every layer.
+    "umt5": ("UMT5", dict(T5, feed_forward_proj="gated-gelu", tie_word_embeddings=False)),
+    "bart": (
+        "Bart",
+        dict(BART, pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2),
+    ),
+    "mbart": (
+        "MBart",
+        dict(
+            BART,
+            pad_token_id=1,
+            bos_token_id=0,
+            eos_token_id=2,
+            decoder_start_token_id=2,
+            scale_embedding=True,
+        ),
+    ),
+    "marian": (
+        "Marian",
+        dict(
+            BART,
+            activation_function="swish",
+            pad_token_id=VOCAB - 1,
+            eos_token_id=0,
+            decoder_start_token_id=VOCAB - 1,
+            scale_embedding=True,
+        ),
+    ),
+    "pegasus": (
+        "Pegasus",
+        dict(
+            BART,
+            activation_function="relu",
+            pad_token_id=0,
+            eos_token_id=1,
+            decoder_start_token_id=0,
+            scale_embedding=True,
+        ),
+    ),
+}
+
+
+def model_class(kind):
+    return "MarianMTModel" if kind == "Marian" else f"{kind}ForConditionalGeneration"
+
+
+def build(kind, kwargs):
+    import transformers
+
+    config = getattr(transformers, f"{kind}Config")(**kwargs)
+    model = getattr(transformers, model_class(kind))(config).eval()
+    with torch.no_grad():
+        # Random init leaves some tensors at 0 or 1 (biases, norms, final_logits_bias): make
+        # every one of them matter.
+        for name, p in model.named_parameters():
+            if "norm" in name and name.endswith("weight"):
+                p.copy_(1.0 + 0.2 * torch.randn_like(p))
+            elif name.endswith("bias"):
+                p.copy_(0.1 * torch.randn_like(p))
+        if hasattr(model, "final_logits_bias"):
+            model.final_logits_bias.copy_(0.2 * torch.randn_like(model.final_logits_bias))
+    return model
+
+
+def inputs(config):
+    g = torch.Generator().manual_seed(1)
+    low = 3  # clear of the special ids at the bottom of the vocabulary
+    ids = torch.randint(low, VOCAB - 2, (2, SRC), generator=g)
+    mask = torch.ones(2, SRC, dtype=torch.long)
+    ids[1, SRC - 4 :] = config.pad_token_id
+    mask[1, SRC - 4 :] = 0
+    dec = torch.randint(low, VOCAB - 2, (2, TGT), generator=g)
+    dec[:, 0] = config.decoder_start_token_id
+    return ids, mask, dec
+
+
+def pad_rows(rows, value=-1):
+    width = max(len(r) for r in rows)
+    return torch.tensor([list(r) + [value] * (width - len(r)) for r in rows], dtype=torch.long)
+
+
+def write(name):
+    kind, kwargs = FIXTURE_SPECS[name]
+    torch.manual_seed(0)
+    model = build(kind, kwargs)
+    out_dir = FIXTURES / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    # Reload as a user would, so the reference is what loading the saved files gives.
+    import transformers
+
+    model = getattr(transformers, model_class(kind)).from_pretrained(out_dir).eval()
+    ids, mask, dec = inputs(model.config)
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, decoder_input_ids=dec)
+        greedy = model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=MAX_NEW, do_sample=False
+        )
+        beams = [
+            model.generate(
+                input_ids=ids[i : i + 1, : int(mask[i].sum())],
+                max_new_tokens=MAX_NEW,
+                num_beams=3,
+                do_sample=False,
+            )[0].tolist()
+            for i in range(2)
+        ]
+    tensors = {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "decoder_input_ids": dec,
+        "logits": out.logits,
+        "last_hidden_state": out.decoder_hidden_states[-1]
+        if out.decoder_hidden_states
+        else model.get_decoder()(
+            input_ids=dec,
+            encoder_hidden_states=out.encoder_last_hidden_state,
+            encoder_attention_mask=mask,
+        ).last_hidden_state,
+        "encoder_last_hidden_state": out.encoder_last_hidden_state,
+        # generate() returns the decoder start token first; the fixtures keep what follows.
+        "greedy_ids": greedy[:, 1:],
+        "beam_ids": pad_rows([b[1:] for b in beams]),
+    }
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
+    save_file(tensors, str(out_dir / "expected.safetensors"))
+    print(f"{name}: greedy {greedy[:, 1:].tolist()} beams {[b[1:] for b in beams]}")
+
+
+def main():
+    names = sys.argv[1:] or list(FIXTURE_SPECS)
+    for name in names:
+        write(name)
+
+
+if __name__ == "__main__":
+    main()
