@@ -51,6 +51,18 @@ T5 = dict(
     initializer_factor=4.0,
 )
 
+# Without the output scale a head of initializer_factor 4 puts the logits near +-80, where
+# the reference's own f32 rounding reaches 1e-4: these keep transformers' factor 1.
+GATED_T5 = dict(
+    T5, feed_forward_proj="gated-gelu", tie_word_embeddings=False, initializer_factor=1.0
+)
+
+# Fixtures whose checkpoint is rewritten as the Hub ships Flan-T5: transformers 5 saves a T5
+# with one tied table, but Flan-T5's files hold their own `lm_head.weight` and say
+# `tie_word_embeddings: false` (which transformers reads as "no output scale", and still
+# loads the file's head).
+UNTIED_HEAD = {"t5_v1_1"}
+
 BART = dict(
     vocab_size=VOCAB,
     d_model=32,
@@ -73,19 +85,18 @@ FIXTURE_SPECS = {
     # T5 v1.1 / Flan-T5: gated-GELU, its own lm_head, no output scale, fewer decoder layers
     # than encoder layers (transformers' generate() sizes its cache by num_layers, so the
     # decoder may not be the deeper one).
+    # Saved as the Hub ships Flan-T5 (see UNTIED_HEAD).
     "t5_v1_1": (
         "T5",
         dict(
-            T5,
-            feed_forward_proj="gated-gelu",
-            tie_word_embeddings=False,
+            GATED_T5,
             num_layers=3,
             num_decoder_layers=2,
         ),
     ),
-    "mt5": ("MT5", dict(T5, feed_forward_proj="gated-gelu", tie_word_embeddings=False)),
+    "mt5": ("MT5", GATED_T5),
     # UMT5: a relative attention bias in every layer.
-    "umt5": ("UMT5", dict(T5, feed_forward_proj="gated-gelu", tie_word_embeddings=False)),
+    "umt5": ("UMT5", GATED_T5),
     "bart": (
         "Bart",
         dict(BART, pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2),
@@ -165,6 +176,22 @@ def pad_rows(rows, value=-1):
     return torch.tensor([list(r) + [value] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
+def untie_head(out_dir, config):
+    import json
+
+    from safetensors.torch import load_file
+
+    weights = load_file(out_dir / "model.safetensors")
+    g = torch.Generator().manual_seed(2)
+    weights["lm_head.weight"] = torch.randn(config.vocab_size, config.d_model, generator=g)
+    save_file(weights, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    path = out_dir / "config.json"
+    saved = json.loads(path.read_text())
+    saved["tie_word_embeddings"] = False
+    saved.pop("scale_decoder_outputs", None)
+    path.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
+
+
 def write(name):
     kind, kwargs = FIXTURE_SPECS[name]
     torch.manual_seed(0)
@@ -172,6 +199,8 @@ def write(name):
     out_dir = FIXTURES / name
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
+    if name in UNTIED_HEAD:
+        untie_head(out_dir, model.config)
     # Reload as a user would, so the reference is what loading the saved files gives.
     import transformers
 

@@ -18,6 +18,19 @@ pub mod limits {
     pub const EXPERTS: usize = 1 << 10;
 }
 
+/// A token id field (`pad_token_id`, `decoder_start_token_id`), which may be 0; null or
+/// absent is `None`.
+pub fn token_id(f: &Fields<'_>, field: &str) -> Result<Option<u32>> {
+    match f.raw(field) {
+        None => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .filter(|&p| p < limits::VOCAB as u64)
+            .map(|p| Some(p as u32))
+            .ok_or_else(|| Error::config(field, format!("must be a token id, got {v}"))),
+    }
+}
+
 /// Where a model applies dropout in training and with what probability: transformers'
 /// config fields, with each family's defaults, read by the presets. Inference ignores them.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]

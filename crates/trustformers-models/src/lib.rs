@@ -6,6 +6,7 @@ pub mod encoder;
 pub mod gguf;
 pub mod hf_config;
 pub mod registry;
+pub mod seq2seq;
 pub mod traits;
 
 pub use decoder::{DecoderForCausalLM, DecoderModel, DecoderSpec, Positions, Residual};

@@ -4,7 +4,9 @@
 use crate::decoder::presets;
 use crate::encoder::heads::{EncoderTask, HeadLayout};
 use crate::encoder::{deberta, modernbert, nomic_bert, presets as enc};
-use crate::traits::{CausalLM, RuntimeOptions};
+use crate::seq2seq::{self, BartForConditionalGeneration, BartSpec};
+use crate::seq2seq::{T5ForConditionalGeneration, T5Spec};
+use crate::traits::{CausalLM, EncoderDecoderLM, RuntimeOptions};
 use crate::{gguf, DecoderForCausalLM, DecoderSpec, EncoderSpec};
 use serde_json::{Map, Value};
 use trustformers_core::gguf::GgufFile;
@@ -190,6 +192,25 @@ pub enum Builder {
         spec: fn(&Value) -> Result<EncoderSpec>,
         head: fn(EncoderTask, &EncoderSpec) -> Option<HeadLayout>,
     },
+    /// An encoder-decoder: builds the model of `model_type` from its config and weights.
+    EncoderDecoder(SeqToSeqBuilder),
+}
+
+/// Builds an encoder-decoder of a `model_type` from its config and weights.
+pub type SeqToSeqBuilder = fn(&str, &Value, &Weights) -> Result<Box<dyn EncoderDecoderLM>>;
+
+fn t5(model_type: &str, config: &Value, vb: &Weights) -> Result<Box<dyn EncoderDecoderLM>> {
+    let spec = T5Spec::from_config(config, model_type)?;
+    Ok(Box::new(T5ForConditionalGeneration::new(
+        model_type, &spec, vb,
+    )?))
+}
+
+fn bart(model_type: &str, config: &Value, vb: &Weights) -> Result<Box<dyn EncoderDecoderLM>> {
+    let spec = BartSpec::from_config(config, model_type)?;
+    Ok(Box::new(BartForConditionalGeneration::new(
+        model_type, &spec, vb,
+    )?))
 }
 
 /// One supported architecture: one entry of [`ARCHITECTURES`].
@@ -227,6 +248,14 @@ impl Architecture {
             tensor_names: None,
         }
     }
+    const fn encoder_decoder(model_type: &'static str, build: SeqToSeqBuilder) -> Self {
+        Self {
+            model_type,
+            builder: Builder::EncoderDecoder(build),
+            gguf: None,
+            tensor_names: None,
+        }
+    }
     /// Also loads from GGUF files written as `dialect`.
     const fn gguf(mut self, dialect: GgufDialect) -> Self {
         self.gguf = Some(dialect);
@@ -243,6 +272,7 @@ impl Architecture {
         match self.builder {
             Builder::Decoder(_) => ModelKind::Decoder,
             Builder::Encoder { .. } => ModelKind::Encoder,
+            Builder::EncoderDecoder(_) => ModelKind::EncoderDecoder,
         }
     }
 
@@ -306,12 +336,26 @@ impl Architecture {
         }
     }
 
+    /// Builds the encoder-decoder of this architecture from `config` and `vb`, or says what
+    /// the architecture is for when it is not one.
+    pub fn encoder_decoder_lm(
+        &self,
+        config: &Value,
+        vb: &Weights,
+    ) -> Result<Box<dyn EncoderDecoderLM>> {
+        match self.builder {
+            Builder::EncoderDecoder(build) => build(self.model_type, config, vb),
+            _ => Err(self.wrong_kind("an encoder-decoder model")),
+        }
+    }
+
     /// Checkpoint tensors a model of this architecture may leave unused (buffers
     /// transformers itself skips when loading), by name suffix.
     pub fn ignored_tensors(&self) -> &'static [&'static str] {
         match self.builder {
             Builder::Decoder(_) => crate::decoder::IGNORED_TENSORS,
             Builder::Encoder { .. } => crate::encoder::IGNORED_TENSORS,
+            Builder::EncoderDecoder(_) => seq2seq::IGNORED_TENSORS,
         }
     }
 }
@@ -392,6 +436,14 @@ pub const ARCHITECTURES: &[Architecture] = &[
             .names(&gguf::NOMIC_BERT_NAMES)
             .config(enc::bert::from_gguf),
     ),
+    // Encoder-decoders.
+    A::encoder_decoder("t5", t5),
+    A::encoder_decoder("mt5", t5),
+    A::encoder_decoder("umt5", t5),
+    A::encoder_decoder("bart", bart),
+    A::encoder_decoder("mbart", bart),
+    A::encoder_decoder("marian", bart),
+    A::encoder_decoder("pegasus", bart),
 ];
 
 fn known() -> Vec<&'static str> {

@@ -20,7 +20,7 @@ use trustformers_models::encoder::heads::HeadOut;
 use trustformers_models::encoder::heads::{id2label, EncoderTask};
 use trustformers_models::registry::{self, Architecture, ModelKind};
 use trustformers_models::{
-    gguf, CausalLM, DecoderModel, DecoderSpec, EncoderForTask, RuntimeOptions,
+    gguf, CausalLM, DecoderModel, DecoderSpec, EncoderDecoderLM, EncoderForTask, RuntimeOptions,
 };
 use trustformers_train::{TaskModel, Trainable};
 
@@ -224,6 +224,20 @@ impl ModelConfig {
                 )));
             }
         }
+        Ok(model)
+    }
+
+    /// Builds the encoder-decoder (`...ForConditionalGeneration`) and loads its weights;
+    /// every checkpoint tensor must be used, but for the tied copies and computed tables
+    /// the architecture says transformers skips.
+    pub fn load_seq2seq_lm(&self, opts: &LoadOptions) -> Result<Box<dyn EncoderDecoderLM>> {
+        if self.kind() != ModelKind::EncoderDecoder {
+            return Err(self.architecture.wrong_kind("an encoder-decoder model"));
+        }
+        opts.validate()?;
+        let vb = self.weights(opts, false)?;
+        let model = self.architecture.encoder_decoder_lm(&self.json, &vb)?;
+        vb.finish(self.architecture.ignored_tensors())?;
         Ok(model)
     }
 
@@ -538,5 +552,20 @@ impl AutoModelForCausalLM {
     /// Loads the weights for an already-read config.
     pub fn from_config(config: &ModelConfig, opts: &LoadOptions) -> Result<Box<dyn CausalLM>> {
         config.load_causal_lm(opts)
+    }
+}
+
+/// Loads an encoder-decoder with its language-modelling head (T5, BART, Marian, Pegasus):
+/// transformers' `AutoModelForSeq2SeqLM`.
+pub struct AutoModelForSeq2SeqLM;
+
+impl AutoModelForSeq2SeqLM {
+    /// Loads an encoder-decoder from a checkpoint directory.
+    pub fn from_pretrained(
+        path: impl AsRef<Path>,
+        opts: &LoadOptions,
+    ) -> Result<Box<dyn EncoderDecoderLM>> {
+        opts.validate()?;
+        AutoConfig::from_pretrained(path)?.load_seq2seq_lm(opts)
     }
 }

@@ -23,7 +23,8 @@ pub mod resolve;
 pub mod session;
 
 pub use auto::{
-    read_adapter, AutoConfig, AutoModel, AutoModelForCausalLM, LoadOptions, ModelConfig,
+    read_adapter, AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, LoadOptions,
+    ModelConfig,
 };
 pub use encoders::{
     AutoEncoderModel, AutoModelForMaskedLM, AutoModelForMultipleChoice, AutoModelForPreTraining,

@@ -253,14 +253,7 @@ impl EncoderSpec {
 
 /// `pad_token_id`, which may be 0 (BERT); null or absent is `None`.
 pub fn pad_token_id(f: &Fields<'_>) -> Result<Option<u32>> {
-    match f.raw("pad_token_id") {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .filter(|&p| p < limits::VOCAB as u64)
-            .map(|p| Some(p as u32))
-            .ok_or_else(|| Error::config("pad_token_id", format!("must be a token id, got {v}"))),
-    }
+    hf_config::token_id(f, "pad_token_id")
 }
 
 struct Embeddings {

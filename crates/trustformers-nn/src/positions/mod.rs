@@ -6,4 +6,5 @@ pub mod relative;
 pub mod rope;
 
 pub use alibi::{alibi_mask, alibi_slopes};
+pub use relative::{t5_bucket, t5_buckets};
 pub use rope::{RopeScaling, RopeSpec, RotaryEmbedding};

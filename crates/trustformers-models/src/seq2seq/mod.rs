@@ -1,0 +1,101 @@
+//! Encoder-decoder models (transformers' `AutoModelForSeq2SeqLM`): [`t5`] (T5, mT5, UMT5)
+//! and the [`bart`] family (BART, mBART, Marian, Pegasus). Each encodes a source once; its
+//! decoder attends to its own tokens through the self-attention cache and to the encoder
+//! output through cross-attention keys and values projected once per layer, both kept in
+//! an [`EncoderDecoderCache`].
+
+pub mod bart;
+pub mod t5;
+
+use crate::hf_config;
+use candle_core::Tensor;
+use trustformers_core::config::Fields;
+use trustformers_core::{Error, Result};
+use trustformers_nn::{CrossAttention, EncoderDecoderCache};
+
+pub use bart::{BartForConditionalGeneration, BartSpec};
+pub use t5::{T5EncoderModel, T5ForConditionalGeneration, T5Spec};
+
+/// Checkpoint tensors an encoder-decoder may leave unused: copies of the shared embedding
+/// table that transformers ties (`encoder.embed_tokens`, `decoder.embed_tokens`) and the
+/// sinusoidal position tables some checkpoints store although they are computed (Marian,
+/// Pegasus).
+pub const IGNORED_TENSORS: &[&str] = &[
+    "encoder.embed_tokens.weight",
+    "decoder.embed_tokens.weight",
+    "encoder.embed_positions.weight",
+    "decoder.embed_positions.weight",
+];
+
+/// Self-attention as attention over the layer's own input: the keys and values of `xs`,
+/// appended to `cache`'s self-attention layer `layer` first in a decoder.
+///
+/// # Shapes
+/// `xs`: `[batch, seq, hidden]`; `mask`: additive, broadcasting to `[batch, heads, seq,
+/// keys]` -> `[batch, seq, hidden]`.
+fn self_attention(
+    attn: &CrossAttention,
+    xs: &Tensor,
+    mask: Option<&Tensor>,
+    cache: Option<(&mut EncoderDecoderCache, usize)>,
+) -> Result<Tensor> {
+    let (k, v) = attn.project_source(xs)?;
+    let (k, v) = match cache {
+        Some((cache, layer)) => cache.self_attn_mut().append(layer, &k, &v)?,
+        None => (k, v),
+    };
+    attn.forward(xs, (&k, &v), mask)
+}
+
+/// `h + f(norm(h))` (pre-norm) or `norm(h + f(h))` (post-norm), a residual sublayer.
+fn residual(
+    h: &Tensor,
+    pre_norm: bool,
+    norm: impl Fn(&Tensor) -> Result<Tensor>,
+    f: impl FnOnce(&Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    if pre_norm {
+        Ok((h + f(&norm(h)?)?)?)
+    } else {
+        norm(&(h + f(h)?)?)
+    }
+}
+
+/// The source's additive padding mask for its own self-attention, `None` without padding.
+///
+/// # Shapes
+/// `attention_mask`: `[batch, source_len]` -> `[batch, 1, 1, source_len]`.
+fn source_mask(attention_mask: Option<&Tensor>, input_ids: &Tensor) -> Result<Option<Tensor>> {
+    let (b, s) = input_ids.dims2()?;
+    if let Some(m) = attention_mask {
+        if m.dims() != [b, s] {
+            return Err(Error::InvalidInput(format!(
+                "attention_mask has shape {:?}, input_ids [{b}, {s}]",
+                m.dims()
+            )));
+        }
+    }
+    trustformers_nn::attention::padding_mask(attention_mask, b, s)
+}
+
+/// `decoder_start_token_id` (`default` when absent), which must be in the decoder's
+/// vocabulary of `vocab_size`.
+fn decoder_start(f: &Fields<'_>, default: u32, vocab_size: usize) -> Result<u32> {
+    let id = hf_config::token_id(f, "decoder_start_token_id")?.unwrap_or(default);
+    if id as usize >= vocab_size {
+        return Err(Error::config(
+            "decoder_start_token_id",
+            format!("{id} is outside the decoder's vocabulary of {vocab_size}"),
+        ));
+    }
+    Ok(id)
+}
+
+/// Keeps the logits of the last `keep` positions (all when `None`).
+fn keep_last(h: &Tensor, keep: Option<usize>) -> Result<Tensor> {
+    let seq = h.dim(1)?;
+    match keep {
+        Some(n) if n < seq => Ok(h.narrow(1, seq - n, n)?),
+        _ => Ok(h.clone()),
+    }
+}
