@@ -41,6 +41,18 @@ pub struct GenerationConfig {
     pub eos_token_id: Vec<u32>,
     /// Force an end-of-sequence token at the last allowed position.
     pub forced_eos_at_max_length: bool,
+    /// The tokens forced at the last allowed position (`forced_eos_token_id`; BART,
+    /// Marian, Pegasus set it). Set, it takes the place of `forced_eos_at_max_length`'s EOS.
+    pub forced_eos_token_id: Vec<u32>,
+    /// The token forced first after a one-token start (`forced_bos_token_id`: mBART's target
+    /// language code).
+    pub forced_bos_token_id: Option<u32>,
+    /// No end-of-sequence before the sequence (decoder start or prompt included) is this
+    /// long (`min_length`).
+    pub min_length: usize,
+    /// The token an encoder-decoder's decoder starts from, in place of the model config's
+    /// (`decoder_start_token_id`).
+    pub decoder_start_token_id: Option<u32>,
     /// Text that ends generation; it is not part of the output.
     pub stop_strings: Vec<String>,
     /// Wall-clock limit in seconds.
@@ -79,6 +91,10 @@ impl Default for GenerationConfig {
             logit_bias: Vec::new(),
             eos_token_id: Vec::new(),
             forced_eos_at_max_length: false,
+            forced_eos_token_id: Vec::new(),
+            forced_bos_token_id: None,
+            min_length: 0,
+            decoder_start_token_id: None,
             stop_strings: Vec::new(),
             max_time: None,
             seed: 0,
@@ -191,6 +207,18 @@ impl GenerationConfig {
         if let Some(v) = f("pad_token_id") {
             self.pad_token_id = ids(v, "pad_token_id")?.first().copied();
         }
+        if let Some(v) = f("forced_eos_token_id") {
+            self.forced_eos_token_id = ids(v, "forced_eos_token_id")?;
+        }
+        if let Some(v) = f("forced_bos_token_id") {
+            self.forced_bos_token_id = ids(v, "forced_bos_token_id")?.first().copied();
+        }
+        if let Some(x) = num("min_length")? {
+            self.min_length = x as usize;
+        }
+        if let Some(v) = f("decoder_start_token_id") {
+            self.decoder_start_token_id = ids(v, "decoder_start_token_id")?.first().copied();
+        }
         self.validate()
     }
 
@@ -292,10 +320,24 @@ impl GenerationConfig {
                 eos: self.eos_token_id.clone(),
             }));
         }
-        if self.forced_eos_at_max_length && !self.eos_token_id.is_empty() {
+        if self.min_length > 0 && !self.eos_token_id.is_empty() {
+            list.push(Box::new(MinLength {
+                min_length: self.min_length,
+                eos: self.eos_token_id.clone(),
+            }));
+        }
+        if let Some(bos) = self.forced_bos_token_id {
+            list.push(Box::new(ForcedBos(bos)));
+        }
+        let forced_eos = match self.forced_eos_token_id.is_empty() {
+            false => self.forced_eos_token_id.clone(),
+            true if self.forced_eos_at_max_length => self.eos_token_id.clone(),
+            true => Vec::new(),
+        };
+        if !forced_eos.is_empty() {
             list.push(Box::new(ForcedEos {
                 max_length,
-                eos: self.eos_token_id.clone(),
+                eos: forced_eos,
             }));
         }
         if self.do_sample {

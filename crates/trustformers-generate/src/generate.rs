@@ -171,7 +171,7 @@ struct Row {
 /// transformers' `generate()`: padded slots are masked out, positions count real tokens only,
 /// and a finished row is fed padding until every row is done. `on_token(row, id)` sees each
 /// new id and may return `false` to stop that row.
-fn sample_rows(
+pub(crate) fn sample_rows(
     model: &dyn CausalLM,
     prompts: &[&[u32]],
     config: &GenerationConfig,

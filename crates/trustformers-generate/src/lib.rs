@@ -7,6 +7,7 @@ mod beam;
 pub mod config;
 pub mod generate;
 pub mod processors;
+pub mod seq2seq;
 pub mod step;
 
 pub use beam::beam_search;
@@ -16,4 +17,5 @@ pub use generate::{
     TokenOutput,
 };
 pub use processors::{Context, LogitsProcessor, LogitsProcessorList};
+pub use seq2seq::{generate_seq2seq, EncodedDecoder};
 pub use step::{step_rows, Sequence, Step, TextStream};

@@ -8,8 +8,9 @@ mod common;
 
 use candle_core::{DType, Device, Tensor};
 use common::{expected, fixture, max_abs_diff};
+use trustformers::generation::generate_seq2seq;
 use trustformers::models::ForwardOptions;
-use trustformers::{AutoModelForSeq2SeqLM, EncoderDecoderLM, LoadOptions};
+use trustformers::{AutoModelForSeq2SeqLM, EncoderDecoderLM, GenerationConfig, LoadOptions};
 
 const ATOL: f32 = 1e-4;
 
@@ -28,14 +29,14 @@ macro_rules! fixture_tests {
 }
 
 fixture_tests! {
-    t5: check_forward, check_cache;
-    t5_v1_1: check_forward, check_cache;
-    mt5: check_forward, check_cache;
-    umt5: check_forward, check_cache;
-    bart: check_forward, check_cache;
-    mbart: check_forward, check_cache;
-    marian: check_forward, check_cache;
-    pegasus: check_forward, check_cache;
+    t5: check_forward, check_cache, check_greedy, check_beam;
+    t5_v1_1: check_forward, check_cache, check_greedy, check_beam;
+    mt5: check_forward, check_cache, check_greedy, check_beam;
+    umt5: check_forward, check_cache, check_greedy, check_beam;
+    bart: check_forward, check_cache, check_greedy, check_beam;
+    mbart: check_forward, check_cache, check_greedy, check_beam;
+    marian: check_forward, check_cache, check_greedy, check_beam;
+    pegasus: check_forward, check_cache, check_greedy, check_beam;
 }
 
 fn load(name: &str) -> Box<dyn EncoderDecoderLM> {
@@ -108,4 +109,74 @@ fn check_cache(name: &str) {
     let d = max_abs_diff(&stepped, &want["logits"]);
     assert!(d < ATOL, "{name}: cached decoding differs by {d}");
     assert!(model.device().same_device(&Device::Cpu));
+}
+
+/// The fixture's sources as token lists, padding dropped.
+fn sources(want: &std::collections::HashMap<String, Tensor>) -> Vec<Vec<u32>> {
+    let ids: Vec<Vec<u32>> = ids_of(&want["input_ids"]);
+    let mask: Vec<Vec<u32>> = ids_of(&want["attention_mask"]);
+    ids.into_iter()
+        .zip(mask)
+        .map(|(row, m)| {
+            row.into_iter()
+                .zip(m)
+                .filter(|&(_, k)| k == 1)
+                .map(|(t, _)| t)
+                .collect()
+        })
+        .collect()
+}
+
+fn ids_of(t: &Tensor) -> Vec<Vec<u32>> {
+    ids(t).to_vec2().unwrap()
+}
+
+/// `generate()`'s settings for the fixture: its generation_config.json, 8 new tokens.
+fn config(name: &str) -> GenerationConfig {
+    let mut config = GenerationConfig::from_dir(&fixture(name)).unwrap();
+    config.max_new_tokens = 8;
+    config
+}
+
+/// Rows of ids as transformers padded them (-1 after a row's end), padding dropped.
+fn expected_rows(t: &Tensor) -> Vec<Vec<i64>> {
+    let rows: Vec<Vec<i64>> = t.to_dtype(DType::I64).unwrap().to_vec2().unwrap();
+    rows.into_iter()
+        .map(|r| r.into_iter().filter(|&x| x >= 0).collect())
+        .collect()
+}
+
+/// Greedy search on the batch (the second source padded) gives transformers' ids.
+fn check_greedy(name: &str) {
+    let model = load(name);
+    let want = expected(name);
+    let out = generate_seq2seq(model.as_ref(), &sources(&want), &config(name)).unwrap();
+    let got: Vec<Vec<i64>> = out
+        .iter()
+        .map(|o| o.ids.iter().map(|&i| i as i64).collect())
+        .collect();
+    // transformers pads a finished row with pad ids up to the batch's length.
+    let pad = config(name).pad_token_id.unwrap_or(0) as i64;
+    let want_rows: Vec<Vec<i64>> = expected_rows(&want["greedy_ids"]);
+    for (g, w) in got.iter().zip(&want_rows) {
+        assert_eq!(g.as_slice(), &w[..g.len()], "{name}: greedy ids");
+        assert!(
+            w[g.len()..].iter().all(|&x| x == pad),
+            "{name}: greedy stopped early"
+        );
+    }
+}
+
+/// Beam search (3 beams) on each source alone gives transformers' best sequence.
+fn check_beam(name: &str) {
+    let model = load(name);
+    let want = expected(name);
+    let mut config = config(name);
+    config.num_beams = 3;
+    let want_rows = expected_rows(&want["beam_ids"]);
+    for (source, w) in sources(&want).into_iter().zip(want_rows) {
+        let out = generate_seq2seq(model.as_ref(), &[source], &config).unwrap();
+        let got: Vec<i64> = out[0].ids.iter().map(|&i| i as i64).collect();
+        assert_eq!(got, w, "{name}: beam ids");
+    }
 }

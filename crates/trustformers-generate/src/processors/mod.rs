@@ -2,10 +2,12 @@
 //! Each edits one row of next-token scores in place; masked tokens get `-inf`.
 
 mod bad_words;
+mod forced_bos;
 mod forced_eos;
 mod frequency_presence;
 mod json;
 mod logit_bias;
+mod min_length;
 mod min_new_tokens;
 mod min_p;
 mod no_repeat_ngram;
@@ -16,10 +18,12 @@ mod top_p;
 mod typical_p;
 
 pub use bad_words::BadWords;
+pub use forced_bos::ForcedBos;
 pub use forced_eos::ForcedEos;
 pub use frequency_presence::FrequencyPresencePenalty;
 pub use json::{JsonConstraint, MAX_DEPTH as JSON_MAX_DEPTH};
 pub use logit_bias::LogitBias;
+pub use min_length::MinLength;
 pub use min_new_tokens::MinNewTokens;
 pub use min_p::MinP;
 pub use no_repeat_ngram::NoRepeatNGram;

@@ -1,0 +1,170 @@
+//! Generation for encoder-decoders through the decoders' engine, as transformers' `generate()`
+//! does it: the encoder runs once per batch of sources, and the decoder is a causal LM over
+//! target tokens whose "prompt" is the decoder start token and whose every cache starts from
+//! the encoder's output. Beam search copies that cache per beam, so the beams share one
+//! encoding.
+
+use crate::beam::beam_search;
+use crate::config::GenerationConfig;
+use crate::generate::{sample_rows, TokenOutput};
+use candle_core::{DType, Device, Tensor};
+use trustformers_core::{Error, Result};
+use trustformers_models::{
+    Cache, CausalLM, CausalLmOutput, EncoderDecoderLM, ForwardOptions, Seq2SeqOutput,
+};
+
+/// The decoder of an encoder-decoder over one encoded batch of sources, as a [`CausalLM`]:
+/// every cache it makes holds that encoder output (positions are the cache's own).
+pub struct EncodedDecoder<'a> {
+    model: &'a dyn EncoderDecoderLM,
+    /// A cache holding the encoder output and nothing decoded yet.
+    fresh: Cache,
+}
+
+impl<'a> EncodedDecoder<'a> {
+    /// The decoder over `encoder_output` (`[batch, source_len, hidden]`) and its sources'
+    /// padding mask (`[batch, source_len]`).
+    pub fn new(
+        model: &'a dyn EncoderDecoderLM,
+        encoder_output: Tensor,
+        attention_mask: Option<Tensor>,
+    ) -> Result<Self> {
+        Ok(Self {
+            fresh: model.new_cache(encoder_output, attention_mask)?,
+            model,
+        })
+    }
+}
+
+impl CausalLM for EncodedDecoder<'_> {
+    fn model_type(&self) -> &str {
+        self.model.model_type()
+    }
+
+    fn forward_with(
+        &self,
+        input_ids: &Tensor,
+        _positions: &Tensor,
+        opts: &ForwardOptions,
+        cache: &mut Cache,
+    ) -> Result<CausalLmOutput> {
+        let Seq2SeqOutput {
+            logits,
+            last_hidden_state,
+        } = self.model.decode(input_ids, opts, cache)?;
+        Ok(CausalLmOutput {
+            logits,
+            last_hidden_state,
+            hidden_states: Vec::new(),
+        })
+    }
+
+    fn new_cache(&self) -> Cache {
+        self.fresh.clone()
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.model.vocab_size()
+    }
+
+    fn max_position_embeddings(&self) -> usize {
+        self.model.max_target_positions()
+    }
+
+    fn num_hidden_layers(&self) -> usize {
+        0
+    }
+
+    fn device(&self) -> &Device {
+        self.model.device()
+    }
+
+    fn dtype(&self) -> DType {
+        self.model.dtype()
+    }
+}
+
+/// Sources right-padded to one width with `pad` (as transformers' seq2seq tokenizers pad),
+/// and their 0/1 mask, `None` when no row is padded.
+fn pad_sources(sources: &[&[u32]], pad: u32, device: &Device) -> Result<(Tensor, Option<Tensor>)> {
+    let width = sources.iter().map(|s| s.len()).max().unwrap_or(0);
+    let (mut ids, mut mask) = (Vec::new(), Vec::new());
+    for s in sources {
+        ids.extend(
+            s.iter()
+                .copied()
+                .chain(std::iter::repeat_n(pad, width - s.len())),
+        );
+        mask.extend(
+            std::iter::repeat_n(1u32, s.len()).chain(std::iter::repeat_n(0, width - s.len())),
+        );
+    }
+    let rows = sources.len();
+    let padded = sources.iter().any(|s| s.len() < width);
+    Ok((
+        Tensor::from_vec(ids, (rows, width), device)?,
+        padded
+            .then(|| Tensor::from_vec(mask, (rows, width), device))
+            .transpose()?,
+    ))
+}
+
+/// transformers' `generate()` for an encoder-decoder on a batch of sources of any lengths:
+/// `num_return_sequences` outputs per source, in source order, by greedy search, sampling
+/// (the sources encoded together, right-padded) or beam search (`num_beams > 1`, one source
+/// at a time, its beams sharing the encoding). The ids returned follow the decoder start
+/// token (`config.decoder_start_token_id`, else the model's), which they leave out.
+pub fn generate_seq2seq(
+    model: &dyn EncoderDecoderLM,
+    sources: &[Vec<u32>],
+    config: &GenerationConfig,
+) -> Result<Vec<TokenOutput>> {
+    config.validate()?;
+    if sources.is_empty() {
+        return Err(Error::InvalidInput("no inputs to generate from".into()));
+    }
+    if let Some(i) = sources.iter().position(Vec::is_empty) {
+        return Err(Error::InvalidInput(format!("input {i} is empty")));
+    }
+    let start = config
+        .decoder_start_token_id
+        .unwrap_or_else(|| model.decoder_start_token_id());
+    if start as usize >= model.vocab_size() {
+        return Err(Error::config(
+            "decoder_start_token_id",
+            format!(
+                "{start} is outside the decoder's vocabulary of {}",
+                model.vocab_size()
+            ),
+        ));
+    }
+    let device = model.device().clone();
+    if config.num_beams > 1 {
+        let mut out = Vec::new();
+        for source in sources {
+            let ids = Tensor::new(source.as_slice(), &device)?.unsqueeze(0)?;
+            let decoder = EncodedDecoder::new(model, model.encode(&ids, None)?, None)?;
+            out.extend(beam_search(&decoder, &[start], config)?);
+        }
+        return Ok(out);
+    }
+    let pad = config.pad_token_id.unwrap_or(0);
+    let refs: Vec<&[u32]> = sources.iter().map(Vec::as_slice).collect();
+    let (ids, mask) = pad_sources(&refs, pad, &device)?;
+    let mut encoded = model.encode(&ids, mask.as_ref())?;
+    let mut mask = mask;
+    let n = config.num_return_sequences;
+    if n > 1 {
+        // Each source's row repeated for its samples, in order.
+        let rows: Vec<u32> = (0..sources.len() as u32)
+            .flat_map(|r| std::iter::repeat_n(r, n))
+            .collect();
+        let rows = Tensor::new(rows.as_slice(), &device)?;
+        encoded = encoded.index_select(&rows, 0)?;
+        mask = mask.map(|m| m.index_select(&rows, 0)).transpose()?;
+    }
+    let decoder = EncodedDecoder::new(model, encoded, mask)?;
+    let prompt = [start];
+    let prompts = vec![prompt.as_slice(); sources.len() * n];
+    sample_rows(&decoder, &prompts, config, |_, _| Ok(true))
+}
