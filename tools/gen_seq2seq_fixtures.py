@@ -79,6 +79,13 @@ BART = dict(
     init_std=0.3,
 )
 
+# T5's task prefixes, which the summarization and translation pipelines put before inputs,
+# written into config.json as t5-small ships them (transformers 5 no longer keeps the field).
+TASK_PARAMS = {
+    "summarization": {"prefix": "summarize: "},
+    "translation_en_to_de": {"prefix": "translate English to German: "},
+}
+
 FIXTURE_SPECS = {
     # T5 v1.0: ReLU FFN, head tied to the embeddings with the d_model^-0.5 scale.
     "t5": ("T5", dict(T5, feed_forward_proj="relu")),
@@ -192,6 +199,94 @@ def untie_head(out_dir, config):
     path.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
 
 
+# A word-level vocabulary for the pipeline fixtures: the special tokens at the model's ids,
+# then words (T5's task prefixes among them).
+WORDS = (
+    "summarize : translate English to German the a of and in is was it for on that with as "
+    "by at from this be are an or his her they we you he she not but all were when there "
+    "can more one time new some what about out up into so will no which year day people "
+    "city river house book story news report world water music light night old long small "
+    "great first last good high little own other many young right next early important "
+    "public bad same able"
+).split()
+
+# Fixtures with a tokenizer and the pipelines transformers runs on them: (task, inputs).
+PIPELINES = {
+    "t5": [
+        ("summarization", ["the city was new and the river was long", "a story about music"]),
+        ("translation_en_to_de", ["the old house is on the river"]),
+        ("text2text-generation", ["what is the news"]),
+    ],
+    "bart": [
+        ("summarization", ["the young people of the city report the news", "a small book"]),
+        ("text2text-generation", ["water and light"]),
+    ],
+}
+
+
+def write_tokenizer(out_dir, config):
+    """A WordLevel tokenizer.json over the fixture's vocabulary, with T5's (`x </s>`) or
+    BART's (`<s> x </s>`) special tokens, saved as transformers saves a fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    t5 = config.model_type == "t5"
+    specials = {"<pad>": 0, "</s>": 1, "<unk>": 2} if t5 else {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+    vocab = dict(specials)
+    for w in WORDS:
+        vocab.setdefault(w, len(vocab))
+    assert len(vocab) <= VOCAB, len(vocab)
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)
+    if t5:
+        tok.post_processor = processors.TemplateProcessing(
+            single="$A </s>", special_tokens=[("</s>", 1)]
+        )
+    else:
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+        )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        **({} if t5 else {"bos_token": "<s>"}),
+    )
+    fast.save_pretrained(out_dir)
+
+
+def write_pipelines(name, out_dir, model):
+    """transformers 5 dropped the text2text pipelines; this is what transformers 4's
+    `Text2TextGenerationPipeline` (and its summarization and translation subclasses) did, one
+    input at a time (its default batch_size): the task's `task_specific_params` update the
+    config, the `prefix` goes before each input, generate(), then decode with
+    skip_special_tokens and no clean-up, under `{return_name}_text`."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    results = []
+    for task, texts in PIPELINES[name]:
+        saved = json.loads((out_dir / "config.json").read_text())
+        params = saved.get("task_specific_params", {}).get(task, {})
+        prefix = params.get("prefix", "")
+        key = {"summarization": "summary_text", "text2text-generation": "generated_text"}.get(
+            task, "translation_text"
+        )
+        out = []
+        for text in texts:
+            enc = tokenizer(prefix + text, return_tensors="pt")
+            with torch.no_grad():
+                ids = model.generate(**enc, max_new_tokens=MAX_NEW, do_sample=False)
+            out.append({key: tokenizer.decode(ids[0], skip_special_tokens=True)})
+        results.append({"task": task, "inputs": texts, "max_new_tokens": MAX_NEW, "output": out})
+    (out_dir / "pipelines.json").write_text(json.dumps(results, indent=1) + "\n")
+    print(f"{name}: pipelines {[r['output'] for r in results]}")
+
+
 def write(name):
     kind, kwargs = FIXTURE_SPECS[name]
     torch.manual_seed(0)
@@ -239,6 +334,16 @@ def write(name):
     }
     tensors = {k: v.contiguous() for k, v in tensors.items()}
     save_file(tensors, str(out_dir / "expected.safetensors"))
+    if name in PIPELINES:
+        if model.config.model_type == "t5":
+            import json
+
+            path = out_dir / "config.json"
+            saved = json.loads(path.read_text())
+            saved["task_specific_params"] = TASK_PARAMS
+            path.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
+        write_tokenizer(out_dir, model.config)
+        write_pipelines(name, out_dir, model)
     print(f"{name}: greedy {greedy[:, 1:].tolist()} beams {[b[1:] for b in beams]}")
 
 

@@ -180,12 +180,15 @@ fn malformed_parquet_is_an_error() {
         flipped[at] ^= 0xA5;
         cases.push((format!("metadata byte {at} flipped"), flipped));
     }
-    // Found by the dataset_file fuzz target: metadata the parquet crate's thrift decoder
-    // panics on (contained by the reader's catch_unwind).
-    cases.push((
-        "thrift decoder panic".into(),
-        std::fs::read(fixture("train").join("malformed_thrift.parquet")).unwrap(),
-    ));
+    // Found by the dataset_file fuzz target: metadata the parquet crate panics on
+    // (contained by the reader's catch_unwind): in its thrift decoder, and a schema whose
+    // child count overflows a capacity.
+    for file in ["malformed_thrift.parquet", "malformed_schema.parquet"] {
+        cases.push((
+            file.into(),
+            std::fs::read(fixture("train").join(file)).unwrap(),
+        ));
+    }
     for (what, bytes) in cases {
         let start = std::time::Instant::now();
         match Dataset::from_bytes(path, bytes) {

@@ -180,3 +180,86 @@ fn check_beam(name: &str) {
         assert_eq!(got, w, "{name}: beam ids");
     }
 }
+
+/// The text-to-text pipelines give what transformers 4's did on the fixtures with a
+/// tokenizer (`pipelines.json`): T5's task prefixes, summarization, translation and
+/// text2text-generation, exact text under transformers' keys.
+fn check_pipelines(name: &str) {
+    use trustformers::pipelines::pipeline::Pipeline;
+    use trustformers::pipelines::*;
+    fn run<P: Pipeline<Params = Text2TextParams, Output = String>>(
+        name: &str,
+        inputs: &[&str],
+        params: &Text2TextParams,
+    ) -> Vec<String>
+    where
+        for<'a> P: Pipeline<Input<'a> = &'a str>,
+    {
+        P::from_pretrained(&fixture(name), &LoadOptions::default())
+            .unwrap()
+            .call(inputs, params)
+            .unwrap()
+    }
+    let cases: Vec<serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(fixture(name).join("pipelines.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(!cases.is_empty());
+    for case in cases {
+        let task = case["task"].as_str().unwrap();
+        let inputs: Vec<&str> = case["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let params = Text2TextParams {
+            max_new_tokens: Some(case["max_new_tokens"].as_u64().unwrap() as usize),
+            ..Default::default()
+        };
+        let (key, got) = match task {
+            "summarization" => (
+                SummarizationPipeline::OUTPUT_KEY,
+                run::<SummarizationPipeline>(name, &inputs, &params),
+            ),
+            "text2text-generation" => (
+                Text2TextGenerationPipeline::OUTPUT_KEY,
+                run::<Text2TextGenerationPipeline>(name, &inputs, &params),
+            ),
+            t => {
+                let (src, tgt) = t
+                    .strip_prefix("translation_")
+                    .and_then(|l| l.split_once("_to_"))
+                    .unwrap();
+                let params = Text2TextParams {
+                    src_lang: Some(src.into()),
+                    tgt_lang: Some(tgt.into()),
+                    ..params
+                };
+                (
+                    TranslationPipeline::OUTPUT_KEY,
+                    run::<TranslationPipeline>(name, &inputs, &params),
+                )
+            }
+        };
+        let want: Vec<&str> = case["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o[key].as_str().unwrap())
+            .collect();
+        assert_eq!(got, want, "{name}: {task}");
+    }
+}
+
+mod pipelines {
+    #[test]
+    fn t5() {
+        super::check_pipelines("t5");
+    }
+
+    #[test]
+    fn bart() {
+        super::check_pipelines("bart");
+    }
+}

@@ -6,6 +6,7 @@ pub mod fill_mask;
 pub mod pipeline;
 pub mod question_answering;
 pub mod sentence_embeddings;
+pub mod text2text;
 pub mod text_classification;
 pub mod token_classification;
 
@@ -14,6 +15,9 @@ pub use fill_mask::{FillMaskParams, FillMaskPipeline, FillMaskPrediction};
 pub use pipeline::Pipeline;
 pub use question_answering::{Answer, QuestionAnsweringParams, QuestionAnsweringPipeline};
 pub use sentence_embeddings::{EmbedParams, Pooling, SentenceTransformer};
+pub use text2text::{
+    SummarizationPipeline, Text2TextGenerationPipeline, Text2TextParams, TranslationPipeline,
+};
 pub use text_classification::{
     ClassificationFunction, LabelScore, TextClassificationParams, TextClassificationPipeline,
     ZeroShotClassificationPipeline, ZeroShotParams, ZeroShotResult,
