@@ -188,6 +188,50 @@ fn dump_encoder(args: &DumpArgs, config: &ModelConfig, opts: &LoadOptions) -> Re
     Ok(())
 }
 
+/// An encoder-decoder: the encoder over `input_ids` (and `attention_mask`), the decoder over
+/// `decoder_input_ids` (and `decoder_attention_mask`); writes `logits`, `last_hidden_state`
+/// (the decoder's) and `encoder_last_hidden_state`, as transformers names them.
+fn dump_seq2seq(args: &DumpArgs, config: &ModelConfig, opts: &LoadOptions) -> Result<()> {
+    let model = config
+        .load_seq2seq_lm(opts)
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    let (inputs, ids) = read_inputs(args, model.device())?;
+    let mask = input(&inputs, "attention_mask", Some(ids.dims()))?;
+    let decoder_ids = input(&inputs, "decoder_input_ids", None)?.with_context(|| {
+        format!(
+            "{} has no `decoder_input_ids` tensor (an encoder-decoder needs one)",
+            args.inputs.display()
+        )
+    })?;
+    if decoder_ids.dim(0)? != ids.dim(0)? {
+        bail!(
+            "decoder_input_ids has {} rows, input_ids {}",
+            decoder_ids.dim(0)?,
+            ids.dim(0)?
+        );
+    }
+    let decoder_mask = input(&inputs, "decoder_attention_mask", Some(decoder_ids.dims()))?;
+    let encoded = model.encode(&ids, mask.as_ref())?;
+    let mut cache = model.new_cache(encoded.clone(), mask)?;
+    let fwd = ForwardOptions {
+        attention_mask: decoder_mask,
+        ..Default::default()
+    };
+    let out = model.decode(&decoder_ids, &fwd, &mut cache)?;
+    let logits_dims = out.logits.dims().to_vec();
+    let tensors = HashMap::from([
+        ("logits".to_string(), out.logits),
+        ("last_hidden_state".to_string(), out.last_hidden_state),
+        ("encoder_last_hidden_state".to_string(), encoded),
+    ]);
+    let n = save(args, tensors, &[])?;
+    eprintln!(
+        "wrote {n} tensors to {} (logits {logits_dims:?})",
+        args.out.display()
+    );
+    Ok(())
+}
+
 /// Writes `tensors` and `hidden_states.{i}` as float32 to `--out`; returns how many.
 fn save(args: &DumpArgs, tensors: HashMap<String, Tensor>, hidden: &[Tensor]) -> Result<usize> {
     let mut all = HashMap::new();
@@ -211,8 +255,10 @@ fn dump(args: &DumpArgs) -> Result<()> {
     };
     let config = AutoConfig::from_pretrained(&args.model)
         .with_context(|| format!("loading {}", args.model.display()))?;
-    if config.kind() == ModelKind::Encoder {
-        return dump_encoder(args, &config, &opts);
+    match config.kind() {
+        ModelKind::Encoder => return dump_encoder(args, &config, &opts),
+        ModelKind::EncoderDecoder => return dump_seq2seq(args, &config, &opts),
+        _ => {}
     }
     let model = config
         .load_causal_lm(&opts)

@@ -6,8 +6,10 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
-use trustformers::generation::{generate_batch, FinishReason, TokenOutput};
-use trustformers::{GenerationConfig, Tokenizer};
+use trustformers::generation::{generate_batch, generate_seq2seq, FinishReason, TokenOutput};
+use trustformers::{
+    resolve_model, AutoConfig, AutoTokenizer, GenerationConfig, ModelKind, Tokenizer,
+};
 
 #[derive(Args)]
 pub struct GenerateArgs {
@@ -80,6 +82,12 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     }
     // Refuse bad flags before spending time on loading.
     args.generation.apply(&GenerationConfig::default())?;
+    let path = resolve_model(args.model.model.as_deref())?;
+    // A directory's config.json is cheap to read (a GGUF file's metadata is not, and holds
+    // decoders only).
+    if path.is_dir() && AutoConfig::from_pretrained(&path)?.kind() == ModelKind::EncoderDecoder {
+        return run_seq2seq(args, &path, &text);
+    }
     let loaded = args.model.load()?;
     let tok = &loaded.tokenizer;
     let mut config = args.generation.apply(&loaded.generation)?;
@@ -157,6 +165,54 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     if interrupted {
         eprintln!("[interrupted]");
         std::process::exit(130);
+    }
+    Ok(())
+}
+
+/// `generate` for an encoder-decoder (T5, BART, Marian): the prompt is the source, encoded
+/// with the tokenizer's special tokens (no chat template); the output is the decoder's text,
+/// printed when generation ends (beam search and batching know it only then).
+fn run_seq2seq(args: &GenerateArgs, path: &std::path::Path, text: &str) -> Result<()> {
+    let opts = args.model.load_options()?;
+    let config = AutoConfig::from_pretrained(path)?;
+    let model = config
+        .load_seq2seq_lm(&opts)
+        .with_context(|| format!("loading {}", path.display()))?;
+    let tok = AutoTokenizer::from_pretrained(path)?;
+    let mut base = GenerationConfig::from_dir(path)?;
+    if base.eos_token_id.is_empty() {
+        base.eos_token_id.extend(tok.eos_token_id());
+    }
+    let mut generation = args.generation.apply(&base)?;
+    generation.top_logprobs = args.top_logprobs;
+    let ids = tok.encode_ids(text, true)?;
+    let outs = generate_seq2seq(model.as_ref(), std::slice::from_ref(&ids), &generation)?;
+    let mut seqs = Vec::new();
+    for (i, out) in outs.iter().enumerate() {
+        let text = tok.decode(&out.ids, true)?;
+        if args.json {
+            seqs.push(json!({
+                "text": text,
+                "token_ids": out.ids,
+                "finish_reason": finish(out.finish_reason),
+                "score": out.score,
+                "logprobs": args.top_logprobs.map(|_| logprobs_json(&tok, out)),
+            }));
+        } else {
+            if outs.len() > 1 {
+                println!("--- sequence {} ---", i + 1);
+            }
+            println!("{text}");
+        }
+    }
+    if args.json {
+        let (prefill, decode) = outs.first().map_or((0.0, 0.0), |o| {
+            (o.prefill.as_secs_f64(), o.decode.as_secs_f64())
+        });
+        println!(
+            "{}",
+            json!({"sequences": seqs, "prompt_tokens": ids.len(), "prefill_s": prefill, "decode_s": decode})
+        );
     }
     Ok(())
 }

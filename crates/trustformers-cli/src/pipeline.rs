@@ -21,13 +21,43 @@ pub enum Task {
     Ner,
     ZeroShotClassification,
     QuestionAnswering,
+    Summarization,
+    Translation,
+    Text2textGeneration,
+}
+
+/// A task as named on the command line: one of [`Task`], or `translation_xx_to_yy`.
+#[derive(Clone)]
+pub struct TaskName {
+    task: Task,
+    /// `translation_xx_to_yy`'s languages.
+    langs: Option<(String, String)>,
+}
+
+fn parse_task(name: &str) -> std::result::Result<TaskName, String> {
+    if let Some((src, tgt)) = name
+        .strip_prefix("translation_")
+        .and_then(|l| l.split_once("_to_"))
+        .filter(|(s, t)| !s.is_empty() && !t.is_empty())
+    {
+        return Ok(TaskName {
+            task: Task::Translation,
+            langs: Some((src.to_owned(), tgt.to_owned())),
+        });
+    }
+    Ok(TaskName {
+        task: Task::from_str(name, true)?,
+        langs: None,
+    })
 }
 
 #[derive(Args)]
 pub struct PipelineArgs {
-    /// The task.
-    #[arg(value_enum)]
-    task: Task,
+    /// The task: feature-extraction, fill-mask, text-classification, sentiment-analysis,
+    /// token-classification, ner, zero-shot-classification, question-answering,
+    /// summarization, translation (or translation_xx_to_yy), text2text-generation.
+    #[arg(value_parser = parse_task)]
+    task: TaskName,
     /// Checkpoint directory, Hub repo id or known model name.
     #[arg(long)]
     model: String,
@@ -65,6 +95,19 @@ pub struct PipelineArgs {
     /// question-answering: also consider "no answer".
     #[arg(long)]
     handle_impossible_answer: bool,
+    /// summarization, translation, text2text-generation: most tokens to generate (default:
+    /// the model's generation config).
+    #[arg(long)]
+    max_new_tokens: Option<usize>,
+    /// summarization, translation, text2text-generation: beams for beam search.
+    #[arg(long)]
+    num_beams: Option<usize>,
+    /// translation: source and target language (mBART's codes, e.g. en_XX, de_DE); the
+    /// task name translation_xx_to_yy sets both.
+    #[arg(long)]
+    src_lang: Option<String>,
+    #[arg(long)]
+    tgt_lang: Option<String>,
     /// Truncate inputs longer than the model's maximum length.
     #[arg(long)]
     truncation: bool,
@@ -114,7 +157,38 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
         }
     };
     let batch_size = args.batch_size as usize;
-    let out = match args.task {
+    let text2text = || {
+        let (src, tgt) = match &args.task.langs {
+            Some((s, t)) => (Some(s.clone()), Some(t.clone())),
+            None => (args.src_lang.clone(), args.tgt_lang.clone()),
+        };
+        Text2TextParams {
+            max_new_tokens: args.max_new_tokens,
+            num_beams: args.num_beams,
+            src_lang: src,
+            tgt_lang: tgt,
+            truncation: args.truncation,
+            batch_size,
+            ..Default::default()
+        }
+    };
+    // One `{key: text}` object per input.
+    let texts_under = |key: &str, texts: Vec<String>| {
+        shaped(texts.into_iter().map(|t| json!({ key: t })).collect())
+    };
+    let out = match args.task.task {
+        Task::Summarization => texts_under(
+            SummarizationPipeline::OUTPUT_KEY,
+            run_pipeline::<SummarizationPipeline>(&path, &opts, &refs, &text2text())?,
+        ),
+        Task::Translation => texts_under(
+            TranslationPipeline::OUTPUT_KEY,
+            run_pipeline::<TranslationPipeline>(&path, &opts, &refs, &text2text())?,
+        ),
+        Task::Text2textGeneration => texts_under(
+            Text2TextGenerationPipeline::OUTPUT_KEY,
+            run_pipeline::<Text2TextGenerationPipeline>(&path, &opts, &refs, &text2text())?,
+        ),
         Task::FeatureExtraction => {
             let params = FeatureExtractionParams {
                 truncation: args.truncation,

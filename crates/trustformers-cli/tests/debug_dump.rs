@@ -50,7 +50,8 @@ fn max_diff_unpadded(a: &Tensor, b: &Tensor, mask: &Tensor) -> f32 {
 
 #[test]
 fn dump_matches_transformers_outputs() {
-    // Every decoder fixture, safetensors or GGUF: each directory with transformers' outputs.
+    // Every fixture with transformers' outputs: decoders (safetensors or GGUF), encoders and
+    // encoder-decoders.
     let root = fixture("");
     let mut models: Vec<(String, std::path::PathBuf)> = std::fs::read_dir(&root)
         .unwrap()
@@ -74,10 +75,15 @@ fn dump_matches_transformers_outputs() {
         let expected = load(&fixture(&name).join("expected.safetensors"));
         let dir = tempfile::tempdir().unwrap();
         // Without position_ids: the tool derives them from the mask like generate() does.
-        let inputs: HashMap<String, Tensor> = ["input_ids", "attention_mask", "token_type_ids"]
-            .iter()
-            .filter_map(|k| Some((k.to_string(), expected.get(*k)?.clone())))
-            .collect();
+        let inputs: HashMap<String, Tensor> = [
+            "input_ids",
+            "attention_mask",
+            "token_type_ids",
+            "decoder_input_ids",
+        ]
+        .iter()
+        .filter_map(|k| Some((k.to_string(), expected.get(*k)?.clone())))
+        .collect();
         let inputs_path = dir.path().join("inputs.safetensors");
         candle_core::safetensors::save(&inputs, &inputs_path).unwrap();
         let out_path = dir.path().join("out.safetensors");
@@ -101,6 +107,7 @@ fn dump_matches_transformers_outputs() {
             "pooler_output",
             "start_logits",
             "end_logits",
+            "encoder_last_hidden_state",
             "hidden_states.0",
             "hidden_states.2",
         ] {
