@@ -41,6 +41,10 @@ impl AutoTokenizer {
             config.add_eos_token = None;
             formats::add_special_tokens(&mut t, &config)?;
             t
+        } else if path.join("source.spm").is_file()
+            || raw.get("tokenizer_class").and_then(Value::as_str) == Some("MarianTokenizer")
+        {
+            formats::sentencepiece::marian(path, &mut config)?
         } else if path.join("tokenizer.model").is_file() {
             formats::sentencepiece::from_model_file(path, &mut config, &raw)?
         } else if path.join("vocab.txt").is_file() {

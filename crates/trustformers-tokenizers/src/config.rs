@@ -58,6 +58,8 @@ pub struct TokenizerConfig {
     pub chat_template: Option<String>,
     /// Extra tokens from added_tokens.json / added_tokens_decoder: (content, id, special).
     pub added_tokens: Vec<(String, u32, bool)>,
+    /// Strip surrounding whitespace from decoded text (`MarianTokenizer` does).
+    pub strip_decoded: bool,
 }
 
 /// A special token as transformers writes it: a string or an AddedToken dict.

@@ -498,17 +498,22 @@ impl Tokenizer {
     }
 
     /// Text for `ids` (transformers' `tokenizer.decode`), with transformers' clean-up rule:
-    /// `clean_up_tokenization_spaces` from the config, never applied to BPE models.
+    /// `clean_up_tokenization_spaces` from the config, never applied to BPE models; stripped
+    /// when the tokenizer strips its text (Marian).
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
         let text = self
             .inner
             .decode(ids, skip_special_tokens)
             .map_err(tk_err)?;
         let is_bpe = matches!(self.inner.get_model(), tokenizers::ModelWrapper::BPE(_));
-        Ok(if self.config.clean_up_tokenization_spaces && !is_bpe {
+        let text = if self.config.clean_up_tokenization_spaces && !is_bpe {
             clean_up_tokenization(&text)
         } else {
             text
+        };
+        Ok(match self.config.strip_decoded {
+            true => text.trim().to_owned(),
+            false => text,
         })
     }
 

@@ -357,3 +357,49 @@ fn overflowing_pair_windows_keep_type_ids() {
         assert_eq!(w.token_type_ids(), want.as_slice());
     }
 }
+
+/// `MarianTokenizer` (`source.spm`, `target.spm`, `vocab.json` with its own ids, a `>>de<<`
+/// language code): transformers' ids for every corpus string, and its decoded text.
+#[test]
+fn marian_tokenizer_matches_transformers() {
+    let tok = AutoTokenizer::from_pretrained(fixtures().join("marian")).unwrap();
+    let exp = json(fixtures().join("marian.expected.json"));
+    let corpus = exp["corpus"].as_array().unwrap();
+    let mut wrong = Vec::new();
+    for (i, text) in corpus.iter().enumerate() {
+        let text = text.as_str().unwrap();
+        let got = tok.encode_ids(text, true).unwrap();
+        if got != ids(&exp["ids"][i]) {
+            wrong.push(format!("{text:?}: {got:?} != {}", exp["ids"][i]));
+            continue;
+        }
+        let decoded = tok.decode(&got, true).unwrap();
+        if decoded != exp["decoded"][i].as_str().unwrap() {
+            wrong.push(format!(
+                "{text:?}: decoded {decoded:?} != {}",
+                exp["decoded"][i]
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {}:\n{}",
+        wrong.len(),
+        corpus.len(),
+        wrong.join("\n")
+    );
+}
+
+/// A Marian checkpoint without its source SentencePiece model names the missing file.
+#[test]
+fn marian_without_source_spm_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["vocab.json", "tokenizer_config.json", "target.spm"] {
+        std::fs::copy(fixtures().join("marian").join(f), dir.path().join(f)).unwrap();
+    }
+    let err = match AutoTokenizer::from_pretrained(dir.path()) {
+        Ok(_) => panic!("loaded without source.spm"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("source.spm"), "{err}");
+}

@@ -320,6 +320,111 @@ pub fn t5_unigram(
     Ok(t)
 }
 
+/// `MarianTokenizer` (Helsinki-NLP's opus-mt checkpoints): `source.spm` segments the text,
+/// `vocab.json` numbers the pieces (its ids are not the SentencePiece model's), `</s>` ends
+/// each input, and `>>xx<<` language codes of the vocabulary stay whole. transformers 4/5
+/// run it in Python; this is the same pipeline as T5's over the source model's pieces and
+/// scores, renumbered by `vocab.json` (pieces the source model lacks, such as target-side
+/// ones, rank below all of its own). transformers' optional Moses punctuation normalization
+/// (with `sacremoses` installed) is not applied.
+pub fn marian(dir: &Path, config: &mut TokenizerConfig) -> Result<tokenizers::Tokenizer> {
+    let spm_path = dir.join("source.spm");
+    if !spm_path.is_file() {
+        return Err(Error::io(
+            &spm_path,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "a MarianTokenizer needs source.spm (the source side's SentencePiece model) next \
+                 to vocab.json",
+            ),
+        ));
+    }
+    let m = SentencePieceModel::parse(&trustformers_core::config::read_small_file(&spm_path)?)?;
+    let vocab_path = dir.join("vocab.json");
+    let vocab: std::collections::HashMap<String, u64> =
+        serde_json::from_slice(&trustformers_core::config::read_small_file(&vocab_path)?)
+            .map_err(|e| Error::Tokenizer(format!("{}: {e}", vocab_path.display())))?;
+    let dense = || {
+        Error::Tokenizer(format!(
+            "{}: ids must be 0..{} with none missing or repeated",
+            vocab_path.display(),
+            vocab.len()
+        ))
+    };
+    // The source model's scores for the pieces it produces; anything else ranks below them.
+    let own: std::collections::HashMap<&str, f32> = m
+        .pieces
+        .iter()
+        .filter(|p| p.kind == 1 || p.kind == USER_DEFINED)
+        .map(|p| (p.piece.as_str(), p.score))
+        .collect();
+    let lowest = own.values().copied().fold(0f32, f32::min);
+    let mut slots: Vec<Option<(String, f64)>> = vec![None; vocab.len()];
+    for (piece, &id) in &vocab {
+        let slot = slots.get_mut(id as usize).ok_or_else(dense)?;
+        if slot.is_some() {
+            return Err(dense());
+        }
+        let score = own.get(piece.as_str()).copied().unwrap_or(lowest - 20.0);
+        *slot = Some((piece.clone(), f64::from(score)));
+    }
+    let pieces: Vec<(String, f64)> = slots.into_iter().collect::<Option<_>>().ok_or_else(dense)?;
+    let s = &mut config.special;
+    default_special(&mut s.eos, "</s>");
+    default_special(&mut s.unk, "<unk>");
+    default_special(&mut s.pad, "<pad>");
+    let unk = s.unk.clone().unwrap_or_default();
+    let unk_id = vocab.get(&unk).ok_or_else(|| {
+        Error::Tokenizer(format!(
+            "{}: the unknown token `{unk}` is not in the vocabulary",
+            vocab_path.display()
+        ))
+    })?;
+    for (piece, &id) in &vocab {
+        if piece.starts_with(">>") && piece.ends_with("<<") {
+            config.added_tokens.push((piece.clone(), id as u32, false));
+        }
+    }
+    config.added_tokens.sort_by_key(|t| t.1);
+    config.strip_decoded = true;
+    let unigram = Unigram::from(pieces, Some(*unk_id as usize), false).map_err(tk_err)?;
+    let mut t = tokenizers::Tokenizer::new(unigram);
+    if !m.precompiled_charsmap.is_empty() {
+        let charsmap =
+            spm_precompiled::Precompiled::from(&m.precompiled_charsmap).map_err(|e| {
+                Error::Tokenizer(format!(
+                    "{}: bad precompiled charsmap: {e}",
+                    spm_path.display()
+                ))
+            })?;
+        t.with_normalizer(Some(charsmap)).map_err(tk_err)?;
+    }
+    t.with_pre_tokenizer(Some(Sequence::new(vec![
+        WhitespaceSplit.into(),
+        Metaspace::new('▁', PrependScheme::Always, true).into(),
+    ])));
+    t.with_decoder(Some(MetaspaceDecoder::new(
+        '▁',
+        PrependScheme::Always,
+        true,
+    )));
+    add_tokens(&mut t, config)?;
+    let eos = config.special.eos.clone().unwrap_or_default();
+    let id = t
+        .token_to_id(&eos)
+        .ok_or_else(|| Error::Tokenizer(format!("eos token `{eos}` is not in the vocabulary")))?;
+    let template = TemplateProcessing::builder()
+        .try_single(format!("$A:0 {eos}:0"))
+        .map_err(Error::Tokenizer)?
+        .try_pair(format!("$A:0 $B:0 {eos}:0"))
+        .map_err(Error::Tokenizer)?
+        .special_tokens(vec![(eos, id)])
+        .build()
+        .map_err(tk_err)?;
+    t.with_post_processor(Some(template));
+    Ok(t)
+}
+
 /// Special tokens first (as special, unnormalized), then the config's other added tokens.
 fn add_tokens(t: &mut tokenizers::Tokenizer, config: &TokenizerConfig) -> Result<()> {
     let mut special: Vec<AddedToken> = Vec::new();
