@@ -347,10 +347,59 @@ def write(name):
     print(f"{name}: greedy {greedy[:, 1:].tolist()} beams {[b[1:] for b in beams]}")
 
 
+# BART's task heads: (class suffix, extra config).
+HEADS = {
+    "bart_seqcls": (
+        "ForSequenceClassification",
+        dict(num_labels=3, id2label={0: "negative", 1: "neutral", 2: "positive"}),
+    ),
+    "bart_qa": ("ForQuestionAnswering", dict(num_labels=2)),
+}
+
+
+def write_head(name):
+    """BART with a task head: the decoder runs on the input shifted right, the
+    classification head reads the hidden state of each row's last EOS (every row ends with
+    one, its padding after it), the QA head every position."""
+    import transformers
+
+    suffix, extra = HEADS[name]
+    kwargs = dict(FIXTURE_SPECS["bart"][1], **extra)
+    torch.manual_seed(0)
+    config = transformers.BartConfig(**kwargs)
+    model = getattr(transformers, f"Bart{suffix}")(config).eval()
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            if "norm" in pname and pname.endswith("weight"):
+                p.copy_(1.0 + 0.2 * torch.randn_like(p))
+            elif pname.endswith("bias"):
+                p.copy_(0.1 * torch.randn_like(p))
+    out_dir = FIXTURES / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    model = getattr(transformers, f"Bart{suffix}").from_pretrained(out_dir).eval()
+    ids, mask, _ = inputs(model.config)
+    ids[0, SRC - 1] = model.config.eos_token_id
+    ids[1, SRC - 5] = model.config.eos_token_id
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask)
+    tensors = {"input_ids": ids, "attention_mask": mask}
+    if suffix == "ForSequenceClassification":
+        tensors["logits"] = out.logits
+    else:
+        tensors["start_logits"] = out.start_logits
+        tensors["end_logits"] = out.end_logits
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(out_dir / "expected.safetensors"))
+    print(f"{name}: {[k for k in tensors]}")
+
+
 def main():
-    names = sys.argv[1:] or list(FIXTURE_SPECS)
+    names = sys.argv[1:] or list(FIXTURE_SPECS) + list(HEADS)
     for name in names:
-        write(name)
+        if name in HEADS:
+            write_head(name)
+        else:
+            write(name)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,9 @@ use trustformers_core::{config, DType, Device, Error, Result, Weights};
 use trustformers_models::encoder::heads::HeadOut;
 use trustformers_models::encoder::heads::{id2label, EncoderTask};
 use trustformers_models::registry::{self, Architecture, ModelKind};
+use trustformers_models::seq2seq::{
+    BartForQuestionAnswering, BartForSequenceClassification, BartSpec,
+};
 use trustformers_models::{
     gguf, CausalLM, DecoderModel, DecoderSpec, EncoderDecoderLM, EncoderForTask, RuntimeOptions,
 };
@@ -237,6 +240,40 @@ impl ModelConfig {
         opts.validate()?;
         let vb = self.weights(opts, false)?;
         let model = self.architecture.encoder_decoder_lm(&self.json, &vb)?;
+        vb.finish(self.architecture.ignored_tensors())?;
+        Ok(model)
+    }
+
+    /// The BART-family spec, refusing other architectures.
+    fn bart_spec(&self, head: &str) -> Result<BartSpec> {
+        match self.model_type() {
+            t @ ("bart" | "mbart") => BartSpec::from_config(&self.json, t),
+            _ => Err(self.architecture.wrong_kind(head)),
+        }
+    }
+
+    /// `BartForSequenceClassification` (bart-large-mnli's NLI head), every checkpoint
+    /// tensor used.
+    pub fn load_bart_for_sequence_classification(
+        &self,
+        opts: &LoadOptions,
+    ) -> Result<BartForSequenceClassification> {
+        let spec = self.bart_spec("a BART sequence classifier")?;
+        let vb = self.weights(opts, false)?;
+        let model =
+            BartForSequenceClassification::new(&spec, &self.json, id2label(&self.json)?, &vb)?;
+        vb.finish(self.architecture.ignored_tensors())?;
+        Ok(model)
+    }
+
+    /// `BartForQuestionAnswering`, every checkpoint tensor used.
+    pub fn load_bart_for_question_answering(
+        &self,
+        opts: &LoadOptions,
+    ) -> Result<BartForQuestionAnswering> {
+        let spec = self.bart_spec("a BART question-answering model")?;
+        let vb = self.weights(opts, false)?;
+        let model = BartForQuestionAnswering::new(&spec, &vb)?;
         vb.finish(self.architecture.ignored_tensors())?;
         Ok(model)
     }

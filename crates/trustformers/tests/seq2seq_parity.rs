@@ -263,3 +263,45 @@ mod pipelines {
         super::check_pipelines("bart");
     }
 }
+
+/// BART's task heads: the classifier at each row's last EOS, and the QA head's start and
+/// end logits, against transformers (a right-padded row included).
+mod bart_heads {
+    use super::*;
+    use trustformers::AutoConfig;
+
+    #[test]
+    fn sequence_classification() {
+        let want = expected("bart_seqcls");
+        let model = AutoConfig::from_pretrained(fixture("bart_seqcls"))
+            .unwrap()
+            .load_bart_for_sequence_classification(&LoadOptions::default())
+            .unwrap();
+        assert_eq!(model.labels(), ["negative", "neutral", "positive"]);
+        let mask = ids(&want["attention_mask"]);
+        let logits = model
+            .forward(&ids(&want["input_ids"]), Some(&mask))
+            .unwrap();
+        let d = max_abs_diff(&logits, &want["logits"]);
+        assert!(d < ATOL, "logits differ by {d}");
+        // A row without an end-of-sequence token has no sentence representation.
+        let no_eos = Tensor::new(&[[5u32, 6, 7]], &Device::Cpu).unwrap();
+        assert!(model.forward(&no_eos, None).is_err());
+    }
+
+    #[test]
+    fn question_answering() {
+        let want = expected("bart_qa");
+        let model = AutoConfig::from_pretrained(fixture("bart_qa"))
+            .unwrap()
+            .load_bart_for_question_answering(&LoadOptions::default())
+            .unwrap();
+        let mask = ids(&want["attention_mask"]);
+        let (start, end) = model
+            .forward(&ids(&want["input_ids"]), Some(&mask))
+            .unwrap();
+        let d = max_abs_diff(&start, &want["start_logits"])
+            .max(max_abs_diff(&end, &want["end_logits"]));
+        assert!(d < ATOL, "start/end logits differ by {d}");
+    }
+}

@@ -345,14 +345,175 @@ impl Stack {
     }
 }
 
+/// `BartModel`: the encoder and decoder, without a head.
+pub struct BartModel {
+    encoder: Stack,
+    decoder: Stack,
+    spec: BartSpec,
+}
+
+impl BartModel {
+    /// Loads the stacks under `vb` (`model` in a checkpoint with a head).
+    pub fn new(spec: &BartSpec, vb: &Weights) -> Result<Self> {
+        let d = spec.d_model;
+        let shared = Embedding::new(&vb.pp("shared"), spec.vocab_size, d)?;
+        let decoder_embed = match spec.separate_decoder_embeddings {
+            true => Embedding::new(&vb.pp("decoder.embed_tokens"), spec.decoder_vocab_size, d)?,
+            false => shared.clone(),
+        };
+        Ok(Self {
+            encoder: Stack::new(spec, false, shared, &vb.pp("encoder"))?,
+            decoder: Stack::new(spec, true, decoder_embed, &vb.pp("decoder"))?,
+            spec: spec.clone(),
+        })
+    }
+
+    /// The decoder's last hidden state for `input_ids` as the source and, without
+    /// `decoder_input_ids`, the source shifted right behind the decoder start token (as
+    /// the classification and question-answering heads run it).
+    ///
+    /// # Shapes
+    /// `input_ids`, `attention_mask`: `[batch, seq]` -> `[batch, target_len, d_model]`.
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        decoder_input_ids: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let mask = source_mask(attention_mask, input_ids)?;
+        let encoded = self.encoder.forward(input_ids, mask.as_ref(), None)?;
+        let shifted;
+        let target = match decoder_input_ids {
+            Some(t) => t,
+            None => {
+                shifted = shift_right(input_ids, self.spec.decoder_start_token_id)?;
+                &shifted
+            }
+        };
+        let mut cache = EncoderDecoderCache::new(self.spec.decoder_layers, DType::F32)?;
+        cache.set_encoder_output(encoded, attention_mask.cloned());
+        let (b, seq) = target.dims2()?;
+        let causal = causal_mask(None, b, 0, seq, None, input_ids.device())?;
+        self.decoder
+            .forward(target, causal.as_ref(), Some(&mut cache))
+    }
+}
+
+/// transformers' `shift_tokens_right`: `start` then every token but the last.
+fn shift_right(ids: &Tensor, start: u32) -> Result<Tensor> {
+    let (b, seq) = ids.dims2()?;
+    let first = Tensor::full(start, (b, 1), ids.device())?;
+    Ok(Tensor::cat(
+        &[&first, &ids.to_dtype(DType::U32)?.narrow(1, 0, seq - 1)?],
+        1,
+    )?)
+}
+
+/// `BartForSequenceClassification`: `out_proj(tanh(dense(h)))` of the decoder's hidden
+/// state at each row's last end-of-sequence token (bart-large-mnli's NLI head).
+pub struct BartForSequenceClassification {
+    model: BartModel,
+    dense: Linear,
+    out_proj: Linear,
+    eos_token_id: u32,
+    labels: Vec<String>,
+}
+
+impl BartForSequenceClassification {
+    /// Loads the model and `classification_head` from a checkpoint with that head;
+    /// `labels` are the classes' names (config.json's `id2label`, in id order).
+    pub fn new(spec: &BartSpec, config: &Value, labels: Vec<String>, vb: &Weights) -> Result<Self> {
+        let f = Fields::new(config, "")?;
+        let d = spec.d_model;
+        if labels.is_empty() {
+            return Err(Error::config("id2label", "names no class"));
+        }
+        let head = vb.pp("classification_head");
+        Ok(Self {
+            model: BartModel::new(spec, &vb.pp("model"))?,
+            dense: Linear::new(&head.pp("dense"), d, d, true)?,
+            out_proj: Linear::new(&head.pp("out_proj"), d, labels.len(), true)?,
+            eos_token_id: hf_config::token_id(&f, "eos_token_id")?.unwrap_or(2),
+            labels,
+        })
+    }
+
+    /// The classes' names, in logit order.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// Class logits. Every row needs the same number of end-of-sequence tokens (its
+    /// padding after them), as transformers requires.
+    ///
+    /// # Shapes
+    /// `input_ids`, `attention_mask`: `[batch, seq]` -> `[batch, num_labels]` f32.
+    pub fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>) -> Result<Tensor> {
+        let hidden = self.model.forward(input_ids, attention_mask, None)?;
+        let rows: Vec<Vec<u32>> = input_ids.to_dtype(DType::U32)?.to_vec2()?;
+        let counts: Vec<usize> = rows
+            .iter()
+            .map(|r| r.iter().filter(|&&t| t == self.eos_token_id).count())
+            .collect();
+        if counts.first().is_none_or(|&c| c == 0) || counts.iter().any(|&c| c != counts[0]) {
+            return Err(Error::InvalidInput(format!(
+                "every input must hold the same number (at least one) of end-of-sequence \
+                 tokens ({}), got {counts:?}",
+                self.eos_token_id
+            )));
+        }
+        let last: Vec<u32> = rows
+            .iter()
+            .map(|r| r.iter().rposition(|&t| t == self.eos_token_id).unwrap_or(0) as u32)
+            .collect();
+        let picked = (0..rows.len())
+            .map(|i| Ok(hidden.get(i)?.get(last[i] as usize)?.unsqueeze(0)?))
+            .collect::<Result<Vec<_>>>()?;
+        let sentence = Tensor::cat(&picked, 0)?;
+        let h = self.dense.forward(&sentence)?.tanh()?;
+        Ok(self.out_proj.forward(&h)?.to_dtype(DType::F32)?)
+    }
+}
+
+/// `BartForQuestionAnswering`: start and end logits from `qa_outputs` over the decoder's
+/// hidden states.
+pub struct BartForQuestionAnswering {
+    model: BartModel,
+    qa_outputs: Linear,
+}
+
+impl BartForQuestionAnswering {
+    /// Loads the model and `qa_outputs` from a checkpoint with that head.
+    pub fn new(spec: &BartSpec, vb: &Weights) -> Result<Self> {
+        Ok(Self {
+            model: BartModel::new(spec, &vb.pp("model"))?,
+            qa_outputs: Linear::new(&vb.pp("qa_outputs"), spec.d_model, 2, true)?,
+        })
+    }
+
+    /// # Shapes
+    /// `input_ids`, `attention_mask`: `[batch, seq]` -> start and end logits `[batch, seq]`
+    /// f32.
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor)> {
+        let hidden = self.model.forward(input_ids, attention_mask, None)?;
+        let logits = self.qa_outputs.forward(&hidden)?.to_dtype(DType::F32)?;
+        Ok((
+            logits.narrow(2, 0, 1)?.squeeze(2)?.contiguous()?,
+            logits.narrow(2, 1, 1)?.squeeze(2)?.contiguous()?,
+        ))
+    }
+}
+
 /// `BartForConditionalGeneration`, `MBartForConditionalGeneration`, `MarianMTModel` and
 /// `PegasusForConditionalGeneration`.
 pub struct BartForConditionalGeneration {
     model_type: String,
-    encoder: Stack,
-    decoder: Stack,
+    model: BartModel,
     lm_head: Linear,
-    spec: BartSpec,
     device: Device,
     dtype: DType,
 }
@@ -362,36 +523,21 @@ impl BartForConditionalGeneration {
     /// `lm_head.weight` when the checkpoint has one, else the decoder's embedding table,
     /// plus the `final_logits_bias` buffer (zeros when absent).
     pub fn new(model_type: &str, spec: &BartSpec, vb: &Weights) -> Result<Self> {
-        let model = vb.pp("model");
-        let d = spec.d_model;
-        let shared = Embedding::new(&model.pp("shared"), spec.vocab_size, d)?;
-        let decoder_embed = match spec.separate_decoder_embeddings {
-            true => Embedding::new(
-                &model.pp("decoder.embed_tokens"),
-                spec.decoder_vocab_size,
-                d,
-            )?,
-            false => shared.clone(),
-        };
+        let model = BartModel::new(spec, &vb.pp("model"))?;
+        let (d, vocab) = (spec.d_model, spec.decoder_vocab_size);
         let bias = match vb.contains("final_logits_bias") {
-            true => Some(
-                vb.get((1, spec.decoder_vocab_size), "final_logits_bias")?
-                    .squeeze(0)?,
-            ),
+            true => Some(vb.get((1, vocab), "final_logits_bias")?.squeeze(0)?),
             false => None,
         };
         let lm_head = if vb.contains("lm_head.weight") {
-            let weight = vb.get_weight((spec.decoder_vocab_size, d), "lm_head.weight")?;
-            Linear::from_weight(weight, bias)?
+            Linear::from_weight(vb.get_weight((vocab, d), "lm_head.weight")?, bias)?
         } else {
-            decoder_embed.tied_linear(bias)?
+            model.decoder.embed.tied_linear(bias)?
         };
         Ok(Self {
             model_type: model_type.to_owned(),
-            encoder: Stack::new(spec, false, shared, &model.pp("encoder"))?,
-            decoder: Stack::new(spec, true, decoder_embed, &model.pp("decoder"))?,
+            model,
             lm_head,
-            spec: spec.clone(),
             device: vb.device().clone(),
             dtype: vb.dtype(),
         })
@@ -405,11 +551,11 @@ impl EncoderDecoderLM for BartForConditionalGeneration {
 
     fn encode(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>) -> Result<Tensor> {
         let mask = source_mask(attention_mask, input_ids)?;
-        self.encoder.forward(input_ids, mask.as_ref(), None)
+        self.model.encoder.forward(input_ids, mask.as_ref(), None)
     }
 
     fn new_cache(&self, encoder_output: Tensor, attention_mask: Option<Tensor>) -> Result<Cache> {
-        let mut cache = EncoderDecoderCache::new(self.spec.decoder_layers, DType::F32)?;
+        let mut cache = EncoderDecoderCache::new(self.model.spec.decoder_layers, DType::F32)?;
         cache.set_encoder_output(encoder_output, attention_mask);
         Ok(cache.into())
     }
@@ -431,6 +577,7 @@ impl EncoderDecoderLM for BartForConditionalGeneration {
             &self.device,
         )?;
         let hidden = self
+            .model
             .decoder
             .forward(decoder_input_ids, mask.as_ref(), Some(cache))?;
         let out = keep_last(&hidden, opts.logits_to_keep)?;
@@ -441,15 +588,15 @@ impl EncoderDecoderLM for BartForConditionalGeneration {
     }
 
     fn decoder_start_token_id(&self) -> u32 {
-        self.spec.decoder_start_token_id
+        self.model.spec.decoder_start_token_id
     }
 
     fn vocab_size(&self) -> usize {
-        self.spec.decoder_vocab_size
+        self.model.spec.decoder_vocab_size
     }
 
     fn max_target_positions(&self) -> usize {
-        self.spec.max_position_embeddings
+        self.model.spec.max_position_embeddings
     }
 
     fn device(&self) -> &Device {

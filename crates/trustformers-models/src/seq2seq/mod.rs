@@ -13,7 +13,10 @@ use trustformers_core::config::Fields;
 use trustformers_core::{Error, Result};
 use trustformers_nn::{CrossAttention, EncoderDecoderCache};
 
-pub use bart::{BartForConditionalGeneration, BartSpec};
+pub use bart::{
+    BartForConditionalGeneration, BartForQuestionAnswering, BartForSequenceClassification,
+    BartModel, BartSpec,
+};
 pub use t5::{T5EncoderModel, T5ForConditionalGeneration, T5Spec};
 
 /// Checkpoint tensors an encoder-decoder may leave unused: copies of the shared embedding
