@@ -20,7 +20,7 @@ use trustformers_models::encoder::heads::HeadOut;
 use trustformers_models::encoder::heads::{id2label, EncoderTask};
 use trustformers_models::registry::{self, Architecture, ModelKind};
 use trustformers_models::seq2seq::{
-    BartForQuestionAnswering, BartForSequenceClassification, BartSpec,
+    BartForQuestionAnswering, BartForSequenceClassification, BartSpec, T5EncoderModel, T5Spec,
 };
 use trustformers_models::{
     gguf, CausalLM, DecoderModel, DecoderSpec, EncoderDecoderLM, EncoderForTask, RuntimeOptions,
@@ -241,6 +241,25 @@ impl ModelConfig {
         let vb = self.weights(opts, false)?;
         let model = self.architecture.encoder_decoder_lm(&self.json, &vb)?;
         vb.finish(self.architecture.ignored_tensors())?;
+        Ok(model)
+    }
+
+    /// `T5EncoderModel`: the encoder of a T5, mT5 or UMT5 checkpoint (embedding models built
+    /// on T5 encoders), from an encoder-only checkpoint or a whole one (whose decoder and
+    /// head are skipped, as transformers does).
+    pub fn load_t5_encoder(&self, opts: &LoadOptions) -> Result<T5EncoderModel> {
+        let t = self.model_type();
+        if !matches!(t, "t5" | "mt5" | "umt5") {
+            return Err(self.architecture.wrong_kind("a T5 encoder"));
+        }
+        let spec = T5Spec::from_config(&self.json, t)?;
+        let vb = self.weights(opts, false)?;
+        let model = T5EncoderModel::new(&spec, &vb)?;
+        vb.finish_unless(|name| {
+            name.starts_with("decoder.")
+                || name == "lm_head.weight"
+                || name == "encoder.embed_tokens.weight"
+        })?;
         Ok(model)
     }
 

@@ -305,3 +305,24 @@ mod bart_heads {
         assert!(d < ATOL, "start/end logits differ by {d}");
     }
 }
+
+/// `T5EncoderModel` from a whole T5 checkpoint (the decoder skipped) gives transformers'
+/// encoder output, padded row included.
+#[test]
+fn t5_encoder_model() {
+    for name in ["t5", "umt5"] {
+        let want = expected(name);
+        let encoder = trustformers::AutoConfig::from_pretrained(fixture(name))
+            .unwrap()
+            .load_t5_encoder(&LoadOptions::default())
+            .unwrap();
+        let mask = ids(&want["attention_mask"]);
+        let out = encoder
+            .forward(&ids(&want["input_ids"]), Some(&mask))
+            .unwrap();
+        let d = max_abs_diff(&out, &want["encoder_last_hidden_state"]);
+        assert!(d < ATOL, "{name}: encoder output differs by {d}");
+    }
+    let bart = trustformers::AutoConfig::from_pretrained(fixture("bart")).unwrap();
+    assert!(bart.load_t5_encoder(&LoadOptions::default()).is_err());
+}

@@ -102,3 +102,104 @@ fn keep_last(h: &Tensor, keep: Option<usize>) -> Result<Tensor> {
         _ => Ok(h.clone()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn t5_error(change: serde_json::Value) -> String {
+        let mut config = json!({
+            "vocab_size": 96, "d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2,
+            "num_heads": 4, "relative_attention_num_buckets": 8,
+        });
+        for (k, v) in change.as_object().unwrap() {
+            config[k] = v.clone();
+        }
+        T5Spec::from_config(&config, "t5").unwrap_err().to_string()
+    }
+
+    fn bart_error(change: serde_json::Value) -> String {
+        let mut config = json!({
+            "vocab_size": 96, "d_model": 32, "encoder_layers": 2, "decoder_layers": 2,
+            "encoder_attention_heads": 4, "decoder_attention_heads": 4,
+            "encoder_ffn_dim": 64, "decoder_ffn_dim": 64, "max_position_embeddings": 64,
+        });
+        for (k, v) in change.as_object().unwrap() {
+            config[k] = v.clone();
+        }
+        BartSpec::from_config(&config, "bart")
+            .unwrap_err()
+            .to_string()
+    }
+
+    /// Inconsistent configs are refused, naming the field.
+    #[test]
+    fn bad_configs_name_the_field() {
+        for (change, field) in [
+            (
+                json!({"relative_attention_num_buckets": 1}),
+                "relative_attention_num_buckets",
+            ),
+            (
+                json!({"relative_attention_num_buckets": 0}),
+                "relative_attention_num_buckets",
+            ),
+            (
+                json!({"decoder_start_token_id": 96}),
+                "decoder_start_token_id",
+            ),
+            (
+                json!({"feed_forward_proj": "gated-gelu-x"}),
+                "feed_forward_proj",
+            ),
+            (json!({"feed_forward_proj": "swishy"}), "feed_forward_proj"),
+            (json!({"d_kv": 0}), "d_kv"),
+        ] {
+            let e = t5_error(change.clone());
+            assert!(e.contains(field), "{change}: {e}");
+        }
+        for (change, field) in [
+            (
+                json!({"encoder_attention_heads": 5}),
+                "encoder_attention_heads",
+            ),
+            (
+                json!({"decoder_attention_heads": 3}),
+                "decoder_attention_heads",
+            ),
+            (
+                json!({"decoder_start_token_id": 1000}),
+                "decoder_start_token_id",
+            ),
+            (
+                json!({"activation_function": "nope"}),
+                "activation_function",
+            ),
+            (json!({"d_model": "wide"}), "d_model"),
+        ] {
+            let e = bart_error(change.clone());
+            assert!(e.contains(field), "{change}: {e}");
+        }
+        let config = json!({"d_model": 32});
+        assert!(BartSpec::from_config(&config, "t5")
+            .unwrap_err()
+            .to_string()
+            .contains("model_type"));
+    }
+
+    /// Marian's decoder starts from its padding token unless the config says otherwise.
+    #[test]
+    fn marian_starts_from_pad() {
+        let config = json!({
+            "vocab_size": 96, "d_model": 32, "encoder_layers": 1, "decoder_layers": 1,
+            "encoder_attention_heads": 4, "decoder_attention_heads": 4,
+            "encoder_ffn_dim": 64, "decoder_ffn_dim": 64, "max_position_embeddings": 64,
+            "pad_token_id": 95,
+        });
+        let spec = BartSpec::from_config(&config, "marian").unwrap();
+        assert_eq!(spec.decoder_start_token_id, 95);
+        assert_eq!(spec.positions, bart::PositionKind::Sinusoidal);
+    }
+}
