@@ -187,13 +187,9 @@ fn check_beam(name: &str) {
 fn check_pipelines(name: &str) {
     use trustformers::pipelines::pipeline::Pipeline;
     use trustformers::pipelines::*;
-    fn run<P: Pipeline<Params = Text2TextParams, Output = String>>(
-        name: &str,
-        inputs: &[&str],
-        params: &Text2TextParams,
-    ) -> Vec<String>
+    fn run<P>(name: &str, inputs: &[&str], params: &Text2TextParams) -> Vec<String>
     where
-        for<'a> P: Pipeline<Input<'a> = &'a str>,
+        for<'a> P: Pipeline<Input<'a> = &'a str, Params = Text2TextParams, Output = String>,
     {
         P::from_pretrained(&fixture(name), &LoadOptions::default())
             .unwrap()

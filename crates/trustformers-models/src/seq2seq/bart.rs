@@ -591,6 +591,9 @@ impl EncoderDecoderLM for BartForConditionalGeneration {
         self.model.spec.decoder_start_token_id
     }
 
+    // The trait's vocabulary is the decoder's (the logits' width): Marian's may differ
+    // from the encoder's.
+    #[allow(clippy::misnamed_getters)]
     fn vocab_size(&self) -> usize {
         self.model.spec.decoder_vocab_size
     }
