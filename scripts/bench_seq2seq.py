@@ -73,10 +73,11 @@ def make(name, out_dir):
     config = getattr(transformers, f"{kind}Config")(**kwargs)
     model = getattr(transformers, f"{kind}ForConditionalGeneration")(config).eval()
     model.save_pretrained(out_dir)
-    vocab = {f"w{i}": i for i in range(config.vocab_size)}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="w2"))
+    # Id 2 is the unknown token (a special token, which must not prefix other words).
+    vocab = {("<unk>" if i == 2 else f"w{i}"): i for i in range(config.vocab_size)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="w2").save_pretrained(out_dir)
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>").save_pretrained(out_dir)
     return model
 
 
@@ -85,12 +86,12 @@ def source(n):
     return " ".join(f"w{100 + (7 * i) % 5000}" for i in range(n))
 
 
-def bench_transformers(model, text, new, threads, reps):
+def bench_transformers(model, model_dir, text, new, threads, reps):
     import torch
     from transformers import AutoTokenizer
 
     torch.set_num_threads(threads)
-    tok = AutoTokenizer.from_pretrained(model.name_or_path)
+    tok = AutoTokenizer.from_pretrained(model_dir)
     ids = tok(text, return_tensors="pt").input_ids
     times = []
     with torch.inference_mode():
@@ -135,10 +136,12 @@ def main():
             model_dir = Path(tmp) / name
             model = make(name, model_dir)
             # The tokenizer adds no special tokens: src - 1 words and EOS by hand.
-            text = source(a.src - 1) + (" w1" if name.startswith("t5") else " w2")
+            text = source(a.src - 1) + (" w1" if name.startswith("t5") else " <unk>")
             for system in ("trustformers", "transformers"):
                 if system == "transformers":
-                    n_src, n_new, secs = bench_transformers(model, text, a.new, a.threads, a.reps)
+                    n_src, n_new, secs = bench_transformers(
+                        model, model_dir, text, a.new, a.threads, a.reps
+                    )
                 else:
                     n_src, n_new, secs = bench_trustformers(
                         a.trustformers, str(model_dir), text, a.new, a.threads, a.reps

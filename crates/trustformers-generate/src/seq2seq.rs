@@ -8,6 +8,7 @@ use crate::beam::beam_search;
 use crate::config::GenerationConfig;
 use crate::generate::{sample_rows, TokenOutput};
 use candle_core::{DType, Device, Tensor};
+use std::time::Instant;
 use trustformers_core::{Error, Result};
 use trustformers_models::{
     Cache, CausalLM, CausalLmOutput, EncoderDecoderLM, ForwardOptions, Seq2SeqOutput,
@@ -113,7 +114,8 @@ fn pad_sources(sources: &[&[u32]], pad: u32, device: &Device) -> Result<(Tensor,
 /// `num_return_sequences` outputs per source, in source order, by greedy search, sampling
 /// (the sources encoded together, right-padded) or beam search (`num_beams > 1`, one source
 /// at a time, its beams sharing the encoding). The ids returned follow the decoder start
-/// token (`config.decoder_start_token_id`, else the model's), which they leave out.
+/// token (`config.decoder_start_token_id`, else the model's), which they leave out; each
+/// output's `prefill` time includes the encoder's.
 pub fn generate_seq2seq(
     model: &dyn EncoderDecoderLM,
     sources: &[Vec<u32>],
@@ -139,15 +141,26 @@ pub fn generate_seq2seq(
         ));
     }
     let device = model.device().clone();
+    // The encoder's time counts as prefill, as a decoder's prompt does.
+    let with_encoder = |mut outs: Vec<TokenOutput>, encoding: std::time::Duration| {
+        outs.iter_mut().for_each(|o| o.prefill += encoding);
+        outs
+    };
     if config.num_beams > 1 {
         let mut out = Vec::new();
         for source in sources {
+            let start_time = Instant::now();
             let ids = Tensor::new(source.as_slice(), &device)?.unsqueeze(0)?;
             let decoder = EncodedDecoder::new(model, model.encode(&ids, None)?, None)?;
-            out.extend(beam_search(&decoder, &[start], config)?);
+            let encoding = start_time.elapsed();
+            out.extend(with_encoder(
+                beam_search(&decoder, &[start], config)?,
+                encoding,
+            ));
         }
         return Ok(out);
     }
+    let start_time = Instant::now();
     let pad = config.pad_token_id.unwrap_or(0);
     let refs: Vec<&[u32]> = sources.iter().map(Vec::as_slice).collect();
     let (ids, mask) = pad_sources(&refs, pad, &device)?;
@@ -164,7 +177,9 @@ pub fn generate_seq2seq(
         mask = mask.map(|m| m.index_select(&rows, 0)).transpose()?;
     }
     let decoder = EncodedDecoder::new(model, encoded, mask)?;
+    let encoding = start_time.elapsed();
     let prompt = [start];
     let prompts = vec![prompt.as_slice(); sources.len() * n];
-    sample_rows(&decoder, &prompts, config, |_, _| Ok(true))
+    let outs = sample_rows(&decoder, &prompts, config, |_, _| Ok(true))?;
+    Ok(with_encoder(outs, encoding))
 }
