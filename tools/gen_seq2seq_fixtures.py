@@ -152,10 +152,13 @@ def build(kind, kwargs):
     import transformers
 
     config = getattr(transformers, f"{kind}Config")(**kwargs)
-    model = getattr(transformers, model_class(kind))(config).eval()
+    return randomize(getattr(transformers, model_class(kind))(config).eval())
+
+
+def randomize(model):
+    """Random init leaves some tensors at 0 or 1 (biases, norms, final_logits_bias): make
+    every one of them matter."""
     with torch.no_grad():
-        # Random init leaves some tensors at 0 or 1 (biases, norms, final_logits_bias): make
-        # every one of them matter.
         for name, p in model.named_parameters():
             if "norm" in name and name.endswith("weight"):
                 p.copy_(1.0 + 0.2 * torch.randn_like(p))
@@ -367,13 +370,7 @@ def write_head(name):
     kwargs = dict(FIXTURE_SPECS["bart"][1], **extra)
     torch.manual_seed(0)
     config = transformers.BartConfig(**kwargs)
-    model = getattr(transformers, f"Bart{suffix}")(config).eval()
-    with torch.no_grad():
-        for pname, p in model.named_parameters():
-            if "norm" in pname and pname.endswith("weight"):
-                p.copy_(1.0 + 0.2 * torch.randn_like(p))
-            elif pname.endswith("bias"):
-                p.copy_(0.1 * torch.randn_like(p))
+    model = randomize(getattr(transformers, f"Bart{suffix}")(config).eval())
     out_dir = FIXTURES / name
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)

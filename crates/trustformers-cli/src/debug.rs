@@ -192,6 +192,10 @@ fn dump_encoder(args: &DumpArgs, config: &ModelConfig, opts: &LoadOptions) -> Re
 /// `decoder_input_ids` (and `decoder_attention_mask`); writes `logits`, `last_hidden_state`
 /// (the decoder's) and `encoder_last_hidden_state`, as transformers names them.
 fn dump_seq2seq(args: &DumpArgs, config: &ModelConfig, opts: &LoadOptions) -> Result<()> {
+    let head = config.json["architectures"][0].as_str().unwrap_or_default();
+    if head.ends_with("ForSequenceClassification") || head.ends_with("ForQuestionAnswering") {
+        return dump_bart_head(args, config, opts, head);
+    }
     let model = config
         .load_seq2seq_lm(opts)
         .with_context(|| format!("loading {}", args.model.display()))?;
@@ -229,6 +233,37 @@ fn dump_seq2seq(args: &DumpArgs, config: &ModelConfig, opts: &LoadOptions) -> Re
         "wrote {n} tensors to {} (logits {logits_dims:?})",
         args.out.display()
     );
+    Ok(())
+}
+
+/// BART with the task head its config names: `logits` of the classifier, or the QA head's
+/// `start_logits` and `end_logits`.
+fn dump_bart_head(
+    args: &DumpArgs,
+    config: &ModelConfig,
+    opts: &LoadOptions,
+    head: &str,
+) -> Result<()> {
+    let loading = || format!("loading {}", args.model.display());
+    let (inputs, ids) = read_inputs(args, &opts.device)?;
+    let mask = input(&inputs, "attention_mask", Some(ids.dims()))?;
+    let tensors = if head.ends_with("ForSequenceClassification") {
+        let model = config
+            .load_bart_for_sequence_classification(opts)
+            .with_context(loading)?;
+        HashMap::from([("logits".to_string(), model.forward(&ids, mask.as_ref())?)])
+    } else {
+        let model = config
+            .load_bart_for_question_answering(opts)
+            .with_context(loading)?;
+        let (start, end) = model.forward(&ids, mask.as_ref())?;
+        HashMap::from([
+            ("start_logits".to_string(), start),
+            ("end_logits".to_string(), end),
+        ])
+    };
+    let n = save(args, tensors, &[])?;
+    eprintln!("wrote {n} tensors to {} ({head})", args.out.display());
     Ok(())
 }
 

@@ -97,33 +97,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     if config.num_beams > 1 || config.num_return_sequences > 1 {
         // Beam search knows its best sequences only at the end: nothing streams.
         let outs = generate_batch(&*loaded.model, std::slice::from_ref(&ids), &config)?;
-        let mut seqs = Vec::new();
-        for (i, out) in outs.iter().enumerate() {
-            let text = tok.decode(&out.ids, true)?;
-            if args.json {
-                seqs.push(json!({
-                    "text": text,
-                    "token_ids": out.ids,
-                    "finish_reason": finish(out.finish_reason),
-                    "score": out.score,
-                    "logprobs": args.top_logprobs.map(|_| logprobs_json(tok, out)),
-                }));
-            } else {
-                if outs.len() > 1 {
-                    println!("--- sequence {} ---", i + 1);
-                }
-                println!("{text}");
-            }
-        }
-        if args.json {
-            let (prefill, decode) = outs.first().map_or((0.0, 0.0), |o| {
-                (o.prefill.as_secs_f64(), o.decode.as_secs_f64())
-            });
-            println!(
-                "{}",
-                json!({"sequences": seqs, "prompt_tokens": ids.len(), "prefill_s": prefill, "decode_s": decode})
-            );
-        }
+        print_sequences(args, tok, &outs, ids.len())?;
         return Ok(());
     }
 
@@ -187,6 +161,19 @@ fn run_seq2seq(args: &GenerateArgs, path: &std::path::Path, text: &str) -> Resul
     generation.top_logprobs = args.top_logprobs;
     let ids = tok.encode_ids(text, true)?;
     let outs = generate_seq2seq(model.as_ref(), std::slice::from_ref(&ids), &generation)?;
+    print_sequences(args, &tok, &outs, ids.len())?;
+    Ok(())
+}
+
+/// Sequences known only when generation ends (beam search, several sequences, an
+/// encoder-decoder's output): their text, or with `--json` one object with every sequence
+/// and the timings.
+fn print_sequences(
+    args: &GenerateArgs,
+    tok: &Tokenizer,
+    outs: &[TokenOutput],
+    prompt_tokens: usize,
+) -> Result<()> {
     let mut seqs = Vec::new();
     for (i, out) in outs.iter().enumerate() {
         let text = tok.decode(&out.ids, true)?;
@@ -196,7 +183,7 @@ fn run_seq2seq(args: &GenerateArgs, path: &std::path::Path, text: &str) -> Resul
                 "token_ids": out.ids,
                 "finish_reason": finish(out.finish_reason),
                 "score": out.score,
-                "logprobs": args.top_logprobs.map(|_| logprobs_json(&tok, out)),
+                "logprobs": args.top_logprobs.map(|_| logprobs_json(tok, out)),
             }));
         } else {
             if outs.len() > 1 {
@@ -211,7 +198,7 @@ fn run_seq2seq(args: &GenerateArgs, path: &std::path::Path, text: &str) -> Resul
         });
         println!(
             "{}",
-            json!({"sequences": seqs, "prompt_tokens": ids.len(), "prefill_s": prefill, "decode_s": decode})
+            json!({"sequences": seqs, "prompt_tokens": prompt_tokens, "prefill_s": prefill, "decode_s": decode})
         );
     }
     Ok(())

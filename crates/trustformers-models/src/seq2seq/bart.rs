@@ -15,7 +15,9 @@
 //! | Marian  | sinusoidal                | config      | no                    | post |
 //! | Pegasus | sinusoidal                | config      | no                    | pre, final `layer_norm` |
 
-use super::{decoder_start, keep_last, residual, self_attention, source_mask};
+use super::{
+    decoder_mask, decoder_start, encoder_cache, keep_last, residual, self_attention, source_mask,
+};
 use crate::hf_config::{self, limits};
 use crate::traits::{EncoderDecoderLM, ForwardOptions, Seq2SeqOutput};
 use candle_core::{DType, Device, Tensor};
@@ -555,9 +557,11 @@ impl EncoderDecoderLM for BartForConditionalGeneration {
     }
 
     fn new_cache(&self, encoder_output: Tensor, attention_mask: Option<Tensor>) -> Result<Cache> {
-        let mut cache = EncoderDecoderCache::new(self.model.spec.decoder_layers, DType::F32)?;
-        cache.set_encoder_output(encoder_output, attention_mask);
-        Ok(cache.into())
+        encoder_cache(
+            self.model.spec.decoder_layers,
+            encoder_output,
+            attention_mask,
+        )
     }
 
     fn decode(
@@ -567,15 +571,7 @@ impl EncoderDecoderLM for BartForConditionalGeneration {
         cache: &mut Cache,
     ) -> Result<Seq2SeqOutput> {
         let cache = cache.encoder_decoder_mut(&self.model_type)?;
-        let (b, seq) = decoder_input_ids.dims2()?;
-        let mask = causal_mask(
-            opts.attention_mask.as_ref(),
-            b,
-            cache.seq_len(),
-            seq,
-            None,
-            &self.device,
-        )?;
+        let mask = decoder_mask(decoder_input_ids, opts, cache)?;
         let hidden = self
             .model
             .decoder

@@ -94,6 +94,36 @@ fn decoder_start(f: &Fields<'_>, default: u32, vocab_size: usize) -> Result<u32>
     Ok(id)
 }
 
+/// A cache for `layers` decoder layers holding `encoder_output` and the source's padding
+/// mask: what [`crate::EncoderDecoderLM::new_cache`] gives.
+fn encoder_cache(
+    layers: usize,
+    encoder_output: Tensor,
+    attention_mask: Option<Tensor>,
+) -> Result<trustformers_nn::Cache> {
+    let mut cache = EncoderDecoderCache::new(layers, candle_core::DType::F32)?;
+    cache.set_encoder_output(encoder_output, attention_mask);
+    Ok(cache.into())
+}
+
+/// The decoder's causal mask for `decoder_input_ids` after what `cache` holds, with the
+/// target's padding from `opts.attention_mask` (`[batch, past + seq]`).
+fn decoder_mask(
+    decoder_input_ids: &Tensor,
+    opts: &crate::ForwardOptions,
+    cache: &EncoderDecoderCache,
+) -> Result<Option<Tensor>> {
+    let (b, seq) = decoder_input_ids.dims2()?;
+    trustformers_nn::attention::causal_mask(
+        opts.attention_mask.as_ref(),
+        b,
+        cache.seq_len(),
+        seq,
+        None,
+        decoder_input_ids.device(),
+    )
+}
+
 /// Keeps the logits of the last `keep` positions (all when `None`).
 fn keep_last(h: &Tensor, keep: Option<usize>) -> Result<Tensor> {
     let seq = h.dim(1)?;

@@ -12,14 +12,15 @@
 //! T5 and mT5 keep the bucket table in block 0 and share its bias with every layer of the
 //! stack; UMT5 has a table in every block. The decoder's buckets look only backwards.
 
-use super::{decoder_start, keep_last, residual, self_attention, source_mask};
+use super::{
+    decoder_mask, decoder_start, encoder_cache, keep_last, residual, self_attention, source_mask,
+};
 use crate::hf_config::limits;
 use crate::traits::{EncoderDecoderLM, ForwardOptions, Seq2SeqOutput};
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 use trustformers_core::config::Fields;
 use trustformers_core::{Error, Result, Weights};
-use trustformers_nn::attention::causal_mask;
 use trustformers_nn::positions::t5_buckets;
 use trustformers_nn::{
     Activation, Cache, CrossAttention, CrossAttentionSpec, Embedding, EncoderDecoderCache, Linear,
@@ -392,9 +393,7 @@ impl EncoderDecoderLM for T5ForConditionalGeneration {
     }
 
     fn new_cache(&self, encoder_output: Tensor, attention_mask: Option<Tensor>) -> Result<Cache> {
-        let mut cache = EncoderDecoderCache::new(self.spec.num_decoder_layers, DType::F32)?;
-        cache.set_encoder_output(encoder_output, attention_mask);
-        Ok(cache.into())
+        encoder_cache(self.spec.num_decoder_layers, encoder_output, attention_mask)
     }
 
     fn decode(
@@ -404,16 +403,7 @@ impl EncoderDecoderLM for T5ForConditionalGeneration {
         cache: &mut Cache,
     ) -> Result<Seq2SeqOutput> {
         let cache = cache.encoder_decoder_mut(&self.model_type)?;
-        let (b, seq) = decoder_input_ids.dims2()?;
-        let past = cache.seq_len();
-        let mask = causal_mask(
-            opts.attention_mask.as_ref(),
-            b,
-            past,
-            seq,
-            None,
-            &self.device,
-        )?;
+        let mask = decoder_mask(decoder_input_ids, opts, cache)?;
         let h = self.encoder.shared.forward(decoder_input_ids)?;
         let hidden = self.decoder.forward(h, mask.as_ref(), Some(cache))?;
         let mut out = keep_last(&hidden, opts.logits_to_keep)?;

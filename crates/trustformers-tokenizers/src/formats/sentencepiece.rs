@@ -288,6 +288,18 @@ pub fn t5_unigram(
         return Err(Error::Tokenizer("empty Unigram vocabulary".into()));
     }
     let unigram = Unigram::from(vocab, Some(2.min(n - 1)), false).map_err(tk_err)?;
+    spm_unigram_pipeline(unigram, charsmap, config, "$A:0 {eos}:0 $B:0 {eos}:0")
+}
+
+/// The pipeline transformers' converters give a SentencePiece Unigram model (T5, Marian):
+/// the optional precompiled normalizer, whitespace split + `▁` prefix, the special and added
+/// tokens, and `A </s>` for one input, `pair` (`{eos}` standing for the EOS token) for two.
+fn spm_unigram_pipeline(
+    unigram: Unigram,
+    charsmap: Option<&[u8]>,
+    config: &TokenizerConfig,
+    pair: &str,
+) -> Result<tokenizers::Tokenizer> {
     let mut t = tokenizers::Tokenizer::new(unigram);
     if let Some(charsmap) = charsmap {
         let charsmap = spm_precompiled::Precompiled::from(charsmap)
@@ -311,7 +323,7 @@ pub fn t5_unigram(
     let template = TemplateProcessing::builder()
         .try_single(format!("$A:0 {eos}:0"))
         .map_err(Error::Tokenizer)?
-        .try_pair(format!("$A:0 {eos}:0 $B:0 {eos}:0"))
+        .try_pair(pair.replace("{eos}", &eos))
         .map_err(Error::Tokenizer)?
         .special_tokens(vec![(eos, id)])
         .build()
@@ -388,41 +400,10 @@ pub fn marian(dir: &Path, config: &mut TokenizerConfig) -> Result<tokenizers::To
     config.added_tokens.sort_by_key(|t| t.1);
     config.strip_decoded = true;
     let unigram = Unigram::from(pieces, Some(*unk_id as usize), false).map_err(tk_err)?;
-    let mut t = tokenizers::Tokenizer::new(unigram);
-    if !m.precompiled_charsmap.is_empty() {
-        let charsmap =
-            spm_precompiled::Precompiled::from(&m.precompiled_charsmap).map_err(|e| {
-                Error::Tokenizer(format!(
-                    "{}: bad precompiled charsmap: {e}",
-                    spm_path.display()
-                ))
-            })?;
-        t.with_normalizer(Some(charsmap)).map_err(tk_err)?;
-    }
-    t.with_pre_tokenizer(Some(Sequence::new(vec![
-        WhitespaceSplit.into(),
-        Metaspace::new('▁', PrependScheme::Always, true).into(),
-    ])));
-    t.with_decoder(Some(MetaspaceDecoder::new(
-        '▁',
-        PrependScheme::Always,
-        true,
-    )));
-    add_tokens(&mut t, config)?;
-    let eos = config.special.eos.clone().unwrap_or_default();
-    let id = t
-        .token_to_id(&eos)
-        .ok_or_else(|| Error::Tokenizer(format!("eos token `{eos}` is not in the vocabulary")))?;
-    let template = TemplateProcessing::builder()
-        .try_single(format!("$A:0 {eos}:0"))
-        .map_err(Error::Tokenizer)?
-        .try_pair(format!("$A:0 $B:0 {eos}:0"))
-        .map_err(Error::Tokenizer)?
-        .special_tokens(vec![(eos, id)])
-        .build()
-        .map_err(tk_err)?;
-    t.with_post_processor(Some(template));
-    Ok(t)
+    let charsmap =
+        (!m.precompiled_charsmap.is_empty()).then_some(m.precompiled_charsmap.as_slice());
+    spm_unigram_pipeline(unigram, charsmap, config, "$A:0 $B:0 {eos}:0")
+        .map_err(|e| Error::Tokenizer(format!("{}: {e}", spm_path.display())))
 }
 
 /// Special tokens first (as special, unnormalized), then the config's other added tokens.
