@@ -137,7 +137,10 @@ impl GenerationArgs {
     /// `base` with the given flags applied, checked.
     pub fn apply(&self, base: &GenerationConfig) -> Result<GenerationConfig> {
         let mut c = base.clone();
-        set(&mut c.max_new_tokens, self.max_new_tokens);
+        if let Some(n) = self.max_new_tokens {
+            c.max_new_tokens = n;
+            c.max_length = None;
+        }
         set(&mut c.min_new_tokens, self.min_new_tokens);
         set(&mut c.temperature, self.temperature);
         set(&mut c.top_k, self.top_k);

@@ -53,6 +53,11 @@ pub struct GenerationConfig {
     /// The token an encoder-decoder's decoder starts from, in place of the model config's
     /// (`decoder_start_token_id`).
     pub decoder_start_token_id: Option<u32>,
+    /// generation_config.json's `max_length`: the longest an encoder-decoder's output may
+    /// grow, decoder start token included (summarization checkpoints set it). Setting
+    /// `max_new_tokens` explicitly clears it, as `max_new_tokens` wins in transformers.
+    /// Decoders ignore it: their length is `max_new_tokens`.
+    pub max_length: Option<usize>,
     /// Text that ends generation; it is not part of the output.
     pub stop_strings: Vec<String>,
     /// Wall-clock limit in seconds.
@@ -95,6 +100,7 @@ impl Default for GenerationConfig {
             forced_bos_token_id: None,
             min_length: 0,
             decoder_start_token_id: None,
+            max_length: None,
             stop_strings: Vec::new(),
             max_time: None,
             seed: 0,
@@ -148,6 +154,9 @@ impl GenerationConfig {
         };
         if let Some(x) = num("max_new_tokens")? {
             self.max_new_tokens = x as usize;
+            self.max_length = None;
+        } else if let Some(x) = num("max_length")? {
+            self.max_length = Some(x as usize);
         }
         if let Some(x) = num("min_new_tokens")? {
             self.min_new_tokens = x as usize;

@@ -115,13 +115,32 @@ fn pad_sources(sources: &[&[u32]], pad: u32, device: &Device) -> Result<(Tensor,
 /// (the sources encoded together, right-padded) or beam search (`num_beams > 1`, one source
 /// at a time, its beams sharing the encoding). The ids returned follow the decoder start
 /// token (`config.decoder_start_token_id`, else the model's), which they leave out; each
-/// output's `prefill` time includes the encoder's.
+/// output's `prefill` time includes the encoder's. The output grows to `max_new_tokens`, or
+/// with `config.max_length` (generation_config.json's) to that length with the start token.
 pub fn generate_seq2seq(
     model: &dyn EncoderDecoderLM,
     sources: &[Vec<u32>],
     config: &GenerationConfig,
 ) -> Result<Vec<TokenOutput>> {
     config.validate()?;
+    // generation_config.json's `max_length` counts the decoder start token.
+    let limited;
+    let config = match config.max_length {
+        Some(m) if m < 2 => {
+            return Err(Error::config(
+                "max_length",
+                format!("{m} leaves no room for a token after the decoder start"),
+            ))
+        }
+        Some(m) => {
+            limited = GenerationConfig {
+                max_new_tokens: m - 1,
+                ..config.clone()
+            };
+            &limited
+        }
+        None => config,
+    };
     if sources.is_empty() {
         return Err(Error::InvalidInput("no inputs to generate from".into()));
     }

@@ -322,3 +322,32 @@ fn t5_encoder_model() {
     let bart = trustformers::AutoConfig::from_pretrained(fixture("bart")).unwrap();
     assert!(bart.load_t5_encoder(&LoadOptions::default()).is_err());
 }
+
+/// generation_config.json's `max_length` bounds an encoder-decoder's output, decoder start
+/// included (BART's forced EOS lands on its last position); `max_new_tokens` set after it
+/// wins, as in transformers.
+#[test]
+fn max_length_counts_the_decoder_start() {
+    let model = load("bart");
+    let want = expected("bart");
+    let source = sources(&want).remove(0);
+    let mut config = GenerationConfig::from_dir(&fixture("bart")).unwrap();
+    config
+        .apply_json(&serde_json::json!({"max_length": 4}))
+        .unwrap();
+    let out = generate_seq2seq(model.as_ref(), std::slice::from_ref(&source), &config).unwrap();
+    assert_eq!(out[0].ids.len(), 3);
+    assert_eq!(
+        out[0].ids.last(),
+        Some(&2),
+        "forced EOS at the last position"
+    );
+    config
+        .apply_json(&serde_json::json!({"max_new_tokens": 6}))
+        .unwrap();
+    assert_eq!(config.max_length, None);
+    let out = generate_seq2seq(model.as_ref(), &[source], &config).unwrap();
+    assert_eq!(out[0].ids.len(), 6);
+    config.max_length = Some(1);
+    assert!(generate_seq2seq(model.as_ref(), &[vec![5]], &config).is_err());
+}

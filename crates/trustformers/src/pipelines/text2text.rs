@@ -128,6 +128,7 @@ impl Seq2Seq {
         }
         if let Some(n) = params.max_new_tokens {
             config.max_new_tokens = n;
+            config.max_length = None;
         }
         if let Some(n) = params.num_beams {
             config.num_beams = n;
