@@ -390,11 +390,86 @@ def write_head(name):
     print(f"{name}: {[k for k in tensors]}")
 
 
+def write_t5_gguf():
+    """`t5_gguf`: a T5 v1.1 (gated-GELU, its own lm_head, relative_attention_max_distance 128,
+    which llama.cpp assumes) written as llama.cpp's convert_hf_to_gguf.py writes T5 (its
+    `T5Model`: gguf-py's tensor names, the `t5.*` metadata, f32), and transformers' outputs
+    for the checkpoint it came from."""
+    import tempfile
+
+    import gguf
+    import transformers
+
+    kwargs = dict(GATED_T5, relative_attention_max_distance=128, num_decoder_layers=2, num_layers=3)
+    torch.manual_seed(0)
+    model = randomize(transformers.T5ForConditionalGeneration(transformers.T5Config(**kwargs)).eval())
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        untie_head(Path(tmp), model.config)
+        model = transformers.T5ForConditionalGeneration.from_pretrained(tmp).eval()
+        generation = Path(tmp, "generation_config.json").read_text()
+    c = model.config
+    out_dir = FIXTURES / "t5_gguf"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "generation_config.json").write_text(generation)
+    w = gguf.GGUFWriter(str(out_dir / "tiny-t5.gguf"), "t5")
+    w.add_context_length(512)
+    w.add_embedding_length(c.d_model)
+    w.add_feed_forward_length(c.d_ff)
+    w.add_block_count(c.num_layers)
+    w.add_decoder_block_count(c.num_decoder_layers)
+    w.add_head_count(c.num_heads)
+    w.add_key_length(c.d_kv)
+    w.add_value_length(c.d_kv)
+    w.add_layer_norm_eps(c.layer_norm_epsilon)
+    w.add_relative_attn_buckets_count(c.relative_attention_num_buckets)
+    w.add_layer_norm_rms_eps(c.layer_norm_epsilon)
+    w.add_decoder_start_token_id(c.decoder_start_token_id)
+    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    tmap = gguf.get_tensor_name_map(gguf.MODEL_ARCH.T5, max(c.num_layers, c.num_decoder_layers))
+    for name, t in model.state_dict().items():
+        if name in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight"):
+            continue  # the converter keeps one copy of the shared table
+        new = tmap.get_name(name, try_suffixes=(".weight", ".bias"))
+        assert new is not None, name
+        w.add_tensor(new, t.float().numpy())
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    ids, mask, dec = inputs(c)
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, decoder_input_ids=dec)
+        greedy = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=MAX_NEW, do_sample=False)
+        beams = [
+            model.generate(input_ids=ids[i : i + 1, : int(mask[i].sum())], max_new_tokens=MAX_NEW,
+                           num_beams=3, do_sample=False)[0].tolist()
+            for i in range(2)
+        ]
+        last = model.get_decoder()(
+            input_ids=dec, encoder_hidden_states=out.encoder_last_hidden_state, encoder_attention_mask=mask
+        ).last_hidden_state
+    tensors = {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "decoder_input_ids": dec,
+        "logits": out.logits,
+        "last_hidden_state": last,
+        "encoder_last_hidden_state": out.encoder_last_hidden_state,
+        "greedy_ids": greedy[:, 1:],
+        "beam_ids": pad_rows([b[1:] for b in beams]),
+    }
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(out_dir / "expected.safetensors"))
+    print(f"t5_gguf: greedy {greedy[:, 1:].tolist()}")
+
+
 def main():
-    names = sys.argv[1:] or list(FIXTURE_SPECS) + list(HEADS)
+    names = sys.argv[1:] or list(FIXTURE_SPECS) + list(HEADS) + ["t5_gguf"]
     for name in names:
         if name in HEADS:
             write_head(name)
+        elif name == "t5_gguf":
+            write_t5_gguf()
         else:
             write(name)
 

@@ -73,6 +73,10 @@ pub struct GgufDialect {
     /// The family's config.json names for the common hyperparameters
     /// ([`gguf::HF_KEYS`] unless said otherwise).
     pub keys: &'static gguf::ConfigKeys,
+    /// The GGUF name of each tensor the model asks for, when the model looks its tensors up
+    /// by GGUF names directly rather than through [`Self::names`] (T5, whose GGUF blocks are
+    /// `enc.blk.{i}` and `dec.blk.{i}`).
+    pub rename: Option<TensorNames>,
 }
 
 impl GgufDialect {
@@ -88,7 +92,14 @@ impl GgufDialect {
             config: None,
             names: &gguf::DECODER_NAMES,
             keys: &gguf::HF_KEYS,
+            rename: None,
         }
+    }
+    /// The model's tensors are looked up under their GGUF names by `rename`.
+    const fn renamed(mut self, rename: TensorNames) -> Self {
+        self.names = &gguf::NO_NAMES;
+        self.rename = Some(rename);
+        self
     }
     const fn qk(mut self, qk: GgufQkLayout) -> Self {
         self.qk = qk;
@@ -437,7 +448,11 @@ pub const ARCHITECTURES: &[Architecture] = &[
             .config(enc::bert::from_gguf),
     ),
     // Encoder-decoders.
-    A::encoder_decoder("t5", t5),
+    A::encoder_decoder("t5", t5).gguf(
+        D::new("t5")
+            .renamed(seq2seq::t5::gguf_tensor_name)
+            .config(seq2seq::t5::from_gguf),
+    ),
     A::encoder_decoder("mt5", t5),
     A::encoder_decoder("umt5", t5),
     A::encoder_decoder("bart", bart),

@@ -198,8 +198,9 @@ impl ModelConfig {
             true => Weights::trainable(source, dtype, opts.device.clone()),
             false => Weights::new(source, dtype, opts.device.clone(), opts.dtype.is_none()),
         };
-        match (&self.files, self.architecture.tensor_names) {
-            (Files::Dir(_), Some(names)) => {
+        let rename = self.architecture.gguf.and_then(|d| d.rename);
+        match (&self.files, self.architecture.tensor_names, rename) {
+            (Files::Dir(_), Some(names), _) | (Files::Gguf(_), _, Some(names)) => {
                 let config = self.json.clone();
                 weights.with_names(move |name| names(name, &config))
             }

@@ -37,10 +37,18 @@ fixture_tests! {
     mbart: check_forward, check_cache, check_greedy, check_beam;
     marian: check_forward, check_cache, check_greedy, check_beam;
     pegasus: check_forward, check_cache, check_greedy, check_beam;
+    // A T5 v1.1 written as llama.cpp's converter writes it (`t5` architecture, f32).
+    t5_gguf: check_forward, check_cache, check_greedy, check_beam;
 }
 
+/// The fixture's checkpoint: its directory, or the GGUF file in it.
 fn load(name: &str) -> Box<dyn EncoderDecoderLM> {
-    AutoModelForSeq2SeqLM::from_pretrained(fixture(name), &LoadOptions::default()).unwrap()
+    let dir = fixture(name);
+    let path = match name.strip_suffix("_gguf") {
+        Some(stem) => dir.join(format!("tiny-{stem}.gguf")),
+        None => dir,
+    };
+    AutoModelForSeq2SeqLM::from_pretrained(path, &LoadOptions::default()).unwrap()
 }
 
 fn ids(t: &Tensor) -> Tensor {

@@ -27,6 +27,14 @@ pub const DECODER_NAMES: GgufNames = GgufNames {
     block: BLOCK_TENSORS,
 };
 
+/// No names to translate: families whose model asks for the GGUF names itself (see
+/// [`crate::registry::GgufDialect::renamed`]: T5's `enc.blk.{i}` / `dec.blk.{i}`).
+pub const NO_NAMES: GgufNames = GgufNames {
+    global: &[],
+    layers: "",
+    block: &[],
+};
+
 /// llama.cpp's `bert` architecture: `BertModel`'s names (the converter drops the pooler and
 /// the pre-training heads).
 pub const BERT_NAMES: GgufNames = GgufNames {

@@ -206,7 +206,12 @@ impl Stack {
             .map(|i| {
                 let vb = vb.pp(format!("block.{i}.layer"));
                 let sa = vb.pp("0.SelfAttention");
-                let bias_table = if i == 0 || spec.bias_per_layer {
+                // UMT5 has a table in every block; so may a GGUF file (llama.cpp's `t5`
+                // architecture writes UMT5 too), which says so by holding them.
+                let bias_table = if i == 0
+                    || spec.bias_per_layer
+                    || sa.contains("relative_attention_bias.weight")
+                {
                     Some(sa.get(
                         (spec.relative_attention_num_buckets, spec.num_heads),
                         "relative_attention_bias.weight",
@@ -436,4 +441,98 @@ impl EncoderDecoderLM for T5ForConditionalGeneration {
     fn dtype(&self) -> DType {
         self.dtype
     }
+}
+
+/// llama.cpp's name for a T5 tensor (`convert_hf_to_gguf.py`'s `T5Model`, gguf-py's
+/// `TensorNameMap`): `token_embd`, `output`, `{enc,dec}.output_norm` and
+/// `{enc,dec}.blk.{i}.{attn,cross_attn,ffn}_*`.
+pub fn gguf_tensor_name(name: &str, _config: &Value) -> Option<trustformers_core::StoredName> {
+    let plain = |n: String| Some(trustformers_core::StoredName::plain(n));
+    match name {
+        "shared.weight" => return plain("token_embd.weight".into()),
+        "lm_head.weight" => return plain("output.weight".into()),
+        "encoder.final_layer_norm.weight" => return plain("enc.output_norm.weight".into()),
+        "decoder.final_layer_norm.weight" => return plain("dec.output_norm.weight".into()),
+        _ => {}
+    }
+    let (stack, rest) = name.split_once(".block.")?;
+    let prefix = match stack {
+        "encoder" => "enc",
+        "decoder" => "dec",
+        _ => return None,
+    };
+    let (layer, rest) = rest.split_once(".layer.")?;
+    let (sub, tensor) = rest.split_once('.')?;
+    let ffn_layer = if prefix == "enc" { "1" } else { "2" };
+    let gguf = match (sub, tensor) {
+        ("0", "layer_norm.weight") => "attn_norm.weight".to_owned(),
+        ("0", "SelfAttention.relative_attention_bias.weight") => "attn_rel_b.weight".to_owned(),
+        ("0", t) => format!("attn_{}", t.strip_prefix("SelfAttention.")?),
+        ("1", "layer_norm.weight") if prefix == "dec" => "cross_attn_norm.weight".to_owned(),
+        ("1", t) if prefix == "dec" => {
+            format!("cross_attn_{}", t.strip_prefix("EncDecAttention.")?)
+        }
+        (l, "layer_norm.weight") if l == ffn_layer => "ffn_norm.weight".to_owned(),
+        (l, t) if l == ffn_layer => {
+            let w = match t.strip_prefix("DenseReluDense.")? {
+                "wi.weight" | "wi_1.weight" => "ffn_up",
+                "wi_0.weight" => "ffn_gate",
+                "wo.weight" => "ffn_down",
+                _ => return None,
+            };
+            format!("{w}.weight")
+        }
+        _ => return None,
+    };
+    plain(format!("{prefix}.blk.{layer}.{gguf}"))
+}
+
+/// The config.json fields of a llama.cpp `t5` GGUF file (its `t5.*` metadata): the
+/// feed-forward is gated when the file has `ffn_gate` tensors; the bucket distance is the
+/// 128 llama.cpp assumes; a file without `output` ties the head to the embeddings (T5 v1.0,
+/// with the output scale).
+pub fn from_gguf(
+    file: &trustformers_core::gguf::GgufFile,
+    config: &mut serde_json::Map<String, Value>,
+) -> Result<()> {
+    use trustformers_core::gguf::GgufValue;
+    let int = |key: &str| file.get(&format!("t5.{key}")).and_then(GgufValue::as_u64);
+    let mut required = |key: &str, field: &str| -> Result<()> {
+        let v = int(key)
+            .ok_or_else(|| Error::config(format!("t5.{key}"), "missing from the GGUF metadata"))?;
+        config.insert(field.into(), Value::from(v));
+        Ok(())
+    };
+    required("embedding_length", "d_model")?;
+    required("feed_forward_length", "d_ff")?;
+    required("block_count", "num_layers")?;
+    required("attention.head_count", "num_heads")?;
+    required("attention.key_length", "d_kv")?;
+    required(
+        "attention.relative_buckets_count",
+        "relative_attention_num_buckets",
+    )?;
+    if int("decoder_block_count").is_some() {
+        required("decoder_block_count", "num_decoder_layers")?;
+    }
+    if int("decoder_start_token_id").is_some() {
+        required("decoder_start_token_id", "decoder_start_token_id")?;
+    }
+    let eps = file
+        .get("t5.attention.layer_norm_rms_epsilon")
+        .and_then(GgufValue::as_f64);
+    if let Some(eps) = eps {
+        config.insert("layer_norm_epsilon".into(), Value::from(eps));
+    }
+    config.insert("relative_attention_max_distance".into(), Value::from(128));
+    let gated = file.tensor_info("enc.blk.0.ffn_gate.weight").is_some();
+    config.insert(
+        "feed_forward_proj".into(),
+        Value::from(if gated { "gated-gelu" } else { "relu" }),
+    );
+    config.insert(
+        "tie_word_embeddings".into(),
+        Value::from(file.tensor_info("output.weight").is_none()),
+    );
+    Ok(())
 }
