@@ -390,6 +390,44 @@ def write_head(name):
     print(f"{name}: {[k for k in tensors]}")
 
 
+def write_t5_gguf_file(path, arch, model):
+    """`model` as convert_hf_to_gguf.py's `T5Model` (`t5`) or `T5EncoderModel` (`t5encoder`,
+    the encoder only) writes it: its metadata keys, gguf-py's tensor names, f32."""
+    import gguf
+
+    c = model.config
+    encoder_only = arch == "t5encoder"
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_context_length(512)
+    w.add_embedding_length(c.d_model)
+    w.add_feed_forward_length(c.d_ff)
+    w.add_block_count(c.num_layers)
+    if not encoder_only:
+        w.add_decoder_block_count(c.num_decoder_layers)
+    w.add_head_count(c.num_heads)
+    w.add_key_length(c.d_kv)
+    w.add_value_length(c.d_kv)
+    w.add_layer_norm_eps(c.layer_norm_epsilon)
+    w.add_relative_attn_buckets_count(c.relative_attention_num_buckets)
+    w.add_layer_norm_rms_eps(c.layer_norm_epsilon)
+    if not encoder_only:
+        w.add_decoder_start_token_id(c.decoder_start_token_id)
+    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    tmap = gguf.get_tensor_name_map(gguf.MODEL_ARCH.T5, max(c.num_layers, c.num_decoder_layers))
+    for name, t in model.state_dict().items():
+        if name in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight"):
+            continue  # the converter keeps one copy of the shared table
+        if encoder_only and (name.startswith("decoder.") or name == "lm_head.weight"):
+            continue
+        new = tmap.get_name(name, try_suffixes=(".weight", ".bias"))
+        assert new is not None, name
+        w.add_tensor(new, t.float().numpy())
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def write_t5_gguf():
     """`t5_gguf`: a T5 v1.1 (gated-GELU, its own lm_head, relative_attention_max_distance 128,
     which llama.cpp assumes) written as llama.cpp's convert_hf_to_gguf.py writes T5 (its
@@ -397,7 +435,6 @@ def write_t5_gguf():
     for the checkpoint it came from."""
     import tempfile
 
-    import gguf
     import transformers
 
     kwargs = dict(GATED_T5, relative_attention_max_distance=128, num_decoder_layers=2, num_layers=3)
@@ -412,31 +449,10 @@ def write_t5_gguf():
     out_dir = FIXTURES / "t5_gguf"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "generation_config.json").write_text(generation)
-    w = gguf.GGUFWriter(str(out_dir / "tiny-t5.gguf"), "t5")
-    w.add_context_length(512)
-    w.add_embedding_length(c.d_model)
-    w.add_feed_forward_length(c.d_ff)
-    w.add_block_count(c.num_layers)
-    w.add_decoder_block_count(c.num_decoder_layers)
-    w.add_head_count(c.num_heads)
-    w.add_key_length(c.d_kv)
-    w.add_value_length(c.d_kv)
-    w.add_layer_norm_eps(c.layer_norm_epsilon)
-    w.add_relative_attn_buckets_count(c.relative_attention_num_buckets)
-    w.add_layer_norm_rms_eps(c.layer_norm_epsilon)
-    w.add_decoder_start_token_id(c.decoder_start_token_id)
-    w.add_file_type(gguf.LlamaFileType.ALL_F32)
-    tmap = gguf.get_tensor_name_map(gguf.MODEL_ARCH.T5, max(c.num_layers, c.num_decoder_layers))
-    for name, t in model.state_dict().items():
-        if name in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight"):
-            continue  # the converter keeps one copy of the shared table
-        new = tmap.get_name(name, try_suffixes=(".weight", ".bias"))
-        assert new is not None, name
-        w.add_tensor(new, t.float().numpy())
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    write_t5_gguf_file(out_dir / "tiny-t5.gguf", "t5", model)
+    # llama.cpp's `t5encoder`: what the converter writes for a T5EncoderModel (the encoder
+    # and the shared table; its expected output is `encoder_last_hidden_state`).
+    write_t5_gguf_file(out_dir / "tiny-t5encoder.gguf", "t5encoder", model)
     ids, mask, dec = inputs(c)
     with torch.no_grad():
         out = model(input_ids=ids, attention_mask=mask, decoder_input_ids=dec)

@@ -453,6 +453,13 @@ pub const ARCHITECTURES: &[Architecture] = &[
             .renamed(seq2seq::t5::gguf_tensor_name)
             .config(seq2seq::t5::from_gguf),
     ),
+    // llama.cpp's encoder-only T5 files (a `T5EncoderModel` converted): no config.json names
+    // this type; `load_t5_encoder` loads them.
+    A::encoder_decoder("t5encoder", t5).gguf(
+        D::new("t5encoder")
+            .renamed(seq2seq::t5::gguf_tensor_name)
+            .config(seq2seq::t5::from_gguf),
+    ),
     A::encoder_decoder("mt5", t5),
     A::encoder_decoder("umt5", t5),
     A::encoder_decoder("bart", bart),

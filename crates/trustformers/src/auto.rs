@@ -238,6 +238,13 @@ impl ModelConfig {
         if self.kind() != ModelKind::EncoderDecoder {
             return Err(self.architecture.wrong_kind("an encoder-decoder model"));
         }
+        if self.model_type() == "t5encoder" {
+            return Err(Error::InvalidInput(
+                "this GGUF file holds a T5 encoder only (llama.cpp's `t5encoder`): load it with \
+                 ModelConfig::load_t5_encoder"
+                    .into(),
+            ));
+        }
         opts.validate()?;
         let vb = self.weights(opts, false)?;
         let model = self.architecture.encoder_decoder_lm(&self.json, &vb)?;
@@ -250,7 +257,7 @@ impl ModelConfig {
     /// head are skipped, as transformers does).
     pub fn load_t5_encoder(&self, opts: &LoadOptions) -> Result<T5EncoderModel> {
         let t = self.model_type();
-        if !matches!(t, "t5" | "mt5" | "umt5") {
+        if !matches!(t, "t5" | "mt5" | "umt5" | "t5encoder") {
             return Err(self.architecture.wrong_kind("a T5 encoder"));
         }
         let spec = T5Spec::from_config(&self.json, t)?;

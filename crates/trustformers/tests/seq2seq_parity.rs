@@ -359,3 +359,25 @@ fn max_length_counts_the_decoder_start() {
     config.max_length = Some(1);
     assert!(generate_seq2seq(model.as_ref(), &[vec![5]], &config).is_err());
 }
+
+/// llama.cpp's `t5encoder` GGUF file (a T5EncoderModel converted) loads as a T5 encoder and
+/// gives transformers' encoder output; as an encoder-decoder it is refused, by name.
+#[test]
+fn t5encoder_gguf() {
+    let want = expected("t5_gguf");
+    let config =
+        trustformers::AutoConfig::from_pretrained(fixture("t5_gguf").join("tiny-t5encoder.gguf"))
+            .unwrap();
+    let encoder = config.load_t5_encoder(&LoadOptions::default()).unwrap();
+    let mask = ids(&want["attention_mask"]);
+    let out = encoder
+        .forward(&ids(&want["input_ids"]), Some(&mask))
+        .unwrap();
+    let d = max_abs_diff(&out, &want["encoder_last_hidden_state"]);
+    assert!(d < ATOL, "encoder output differs by {d}");
+    let err = match config.load_seq2seq_lm(&LoadOptions::default()) {
+        Ok(_) => panic!("an encoder-only file loaded as an encoder-decoder"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("t5encoder"), "{err}");
+}

@@ -487,19 +487,27 @@ pub fn gguf_tensor_name(name: &str, _config: &Value) -> Option<trustformers_core
     plain(format!("{prefix}.blk.{layer}.{gguf}"))
 }
 
-/// The config.json fields of a llama.cpp `t5` GGUF file (its `t5.*` metadata): the
-/// feed-forward is gated when the file has `ffn_gate` tensors; the bucket distance is the
-/// 128 llama.cpp assumes; a file without `output` ties the head to the embeddings (T5 v1.0,
-/// with the output scale).
+/// The config.json fields of a llama.cpp `t5` or `t5encoder` GGUF file (its `t5.*` or
+/// `t5encoder.*` metadata): the feed-forward is gated when the file has `ffn_gate` tensors;
+/// the bucket distance is the 128 llama.cpp assumes; a file without `output` ties the head
+/// to the embeddings (T5 v1.0, with the output scale).
 pub fn from_gguf(
     file: &trustformers_core::gguf::GgufFile,
     config: &mut serde_json::Map<String, Value>,
 ) -> Result<()> {
     use trustformers_core::gguf::GgufValue;
-    let int = |key: &str| file.get(&format!("t5.{key}")).and_then(GgufValue::as_u64);
+    let arch = file
+        .get("general.architecture")
+        .and_then(GgufValue::as_str)
+        .unwrap_or("t5");
+    let int = |key: &str| {
+        file.get(&format!("{arch}.{key}"))
+            .and_then(GgufValue::as_u64)
+    };
     let mut required = |key: &str, field: &str| -> Result<()> {
-        let v = int(key)
-            .ok_or_else(|| Error::config(format!("t5.{key}"), "missing from the GGUF metadata"))?;
+        let v = int(key).ok_or_else(|| {
+            Error::config(format!("{arch}.{key}"), "missing from the GGUF metadata")
+        })?;
         config.insert(field.into(), Value::from(v));
         Ok(())
     };
@@ -519,7 +527,7 @@ pub fn from_gguf(
         required("decoder_start_token_id", "decoder_start_token_id")?;
     }
     let eps = file
-        .get("t5.attention.layer_norm_rms_epsilon")
+        .get(&format!("{arch}.attention.layer_norm_rms_epsilon"))
         .and_then(GgufValue::as_f64);
     if let Some(eps) = eps {
         config.insert("layer_norm_epsilon".into(), Value::from(eps));
