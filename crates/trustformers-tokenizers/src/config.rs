@@ -60,6 +60,8 @@ pub struct TokenizerConfig {
     pub added_tokens: Vec<(String, u32, bool)>,
     /// Strip surrounding whitespace from decoded text (`MarianTokenizer` does).
     pub strip_decoded: bool,
+    /// tokenizer_config.json's `tokenizer_class` (`MBartTokenizer`, ...).
+    pub tokenizer_class: Option<String>,
 }
 
 /// A special token as transformers writes it: a string or an AddedToken dict.
@@ -184,6 +186,9 @@ impl TokenizerConfig {
             .as_object()
             .ok_or_else(|| Error::config("tokenizer_config", "must be a JSON object"))?;
         set_special(&mut self.special, obj)?;
+        if let Some(class) = obj.get("tokenizer_class").and_then(Value::as_str) {
+            self.tokenizer_class = Some(class.to_owned());
+        }
         match obj.get("model_max_length") {
             None | Some(Value::Null) => {}
             // transformers writes int(1e30) for "no limit".

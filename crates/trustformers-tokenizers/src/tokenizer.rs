@@ -150,6 +150,7 @@ impl<'a> From<(&'a str, &'a str)> for TextInput<'a> {
 }
 
 /// A loaded tokenizer. Immutable and shareable across threads.
+#[derive(Clone)]
 pub struct Tokenizer {
     /// The pipeline without its post-processor: the post-processor runs after truncation,
     /// with per-call options, exactly where `tokenizers` itself runs it.
@@ -267,6 +268,45 @@ impl Tokenizer {
     /// The transformers-side settings (special tokens, limits, chat template).
     pub fn config(&self) -> &TokenizerConfig {
         &self.config
+    }
+
+    /// This tokenizer with its inputs marked as in language `code` (transformers'
+    /// `src_lang`): mBART's `x </s> code`, mBART-50's `code x </s>`. `None` for a tokenizer
+    /// without source languages; an error for a code outside the vocabulary.
+    pub fn with_source_language(&self, code: &str) -> Result<Option<Self>> {
+        let prefix = match self.config.tokenizer_class.as_deref() {
+            Some("MBartTokenizer" | "MBartTokenizerFast") => false,
+            Some("MBart50Tokenizer" | "MBart50TokenizerFast") => true,
+            _ => return Ok(None),
+        };
+        let lang = self.inner.token_to_id(code).ok_or_else(|| {
+            Error::Tokenizer(format!("`{code}` is not a language code of the vocabulary"))
+        })?;
+        let eos = self
+            .config
+            .special
+            .eos
+            .clone()
+            .unwrap_or_else(|| "</s>".into());
+        let eos_id = self.inner.token_to_id(&eos).ok_or_else(|| {
+            Error::Tokenizer(format!("eos token `{eos}` is not in the vocabulary"))
+        })?;
+        let (single, pair) = if prefix {
+            (format!("{code} $A {eos}"), format!("{code} $A $B {eos}"))
+        } else {
+            (format!("$A {eos} {code}"), format!("$A $B {eos} {code}"))
+        };
+        let template = tokenizers::processors::template::TemplateProcessing::builder()
+            .try_single(single)
+            .map_err(Error::Tokenizer)?
+            .try_pair(pair)
+            .map_err(Error::Tokenizer)?
+            .special_tokens(vec![(code.to_owned(), lang), (eos, eos_id)])
+            .build()
+            .map_err(tk_err)?;
+        let mut out = self.clone();
+        out.post_processor = Some(template.into());
+        Ok(Some(out))
     }
 
     /// The underlying `tokenizers` pipeline with its post-processor restored, e.g. to save

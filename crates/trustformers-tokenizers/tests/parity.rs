@@ -358,12 +358,11 @@ fn overflowing_pair_windows_keep_type_ids() {
     }
 }
 
-/// `MarianTokenizer` (`source.spm`, `target.spm`, `vocab.json` with its own ids, a `>>de<<`
-/// language code): transformers' ids for every corpus string, and its decoded text.
-#[test]
-fn marian_tokenizer_matches_transformers() {
-    let tok = AutoTokenizer::from_pretrained(fixtures().join("marian")).unwrap();
-    let exp = json(fixtures().join("marian.expected.json"));
+/// transformers' ids for every string of `{name}.expected.json`'s corpus, and the decoded
+/// text of those ids.
+fn check_ids_and_text(name: &str) {
+    let tok = AutoTokenizer::from_pretrained(fixtures().join(name)).unwrap();
+    let exp = json(fixtures().join(format!("{name}.expected.json")));
     let corpus = exp["corpus"].as_array().unwrap();
     let mut wrong = Vec::new();
     for (i, text) in corpus.iter().enumerate() {
@@ -383,11 +382,25 @@ fn marian_tokenizer_matches_transformers() {
     }
     assert!(
         wrong.is_empty(),
-        "{} of {}:\n{}",
+        "{name}: {} of {}:\n{}",
         wrong.len(),
         corpus.len(),
         wrong.join("\n")
     );
+}
+
+/// `MarianTokenizer` (`source.spm`, `target.spm`, `vocab.json` with its own ids, a `>>de<<`
+/// language code).
+#[test]
+fn marian_tokenizer_matches_transformers() {
+    check_ids_and_text("marian");
+}
+
+/// `MBartTokenizer` as transformers saves it (fairseq's id offset, language codes, `x </s>
+/// en_XX`).
+#[test]
+fn mbart_tokenizer_matches_transformers() {
+    check_ids_and_text("mbart");
 }
 
 /// A Marian checkpoint without its source SentencePiece model names the missing file.
@@ -402,4 +415,26 @@ fn marian_without_source_spm_names_it() {
         Err(e) => e.to_string(),
     };
     assert!(err.contains("source.spm"), "{err}");
+}
+
+/// mBART with another source language (transformers' `src_lang="de_DE"`): `x </s> de_DE`;
+/// a code outside the vocabulary is an error naming it, a tokenizer without source
+/// languages answers `None`.
+#[test]
+fn mbart_source_language_matches_transformers() {
+    let tok = AutoTokenizer::from_pretrained(fixtures().join("mbart")).unwrap();
+    let exp = json(fixtures().join("mbart.expected.json"));
+    let german = tok.with_source_language("de_DE").unwrap().unwrap();
+    let want = exp["ids_de_DE"].as_array().unwrap();
+    for (i, w) in want.iter().enumerate() {
+        let text = exp["corpus"][i].as_str().unwrap();
+        assert_eq!(german.encode_ids(text, true).unwrap(), ids(w), "{text:?}");
+    }
+    let err = match tok.with_source_language("xx_XX") {
+        Ok(_) => panic!("an unknown language code was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("xx_XX"), "{err}");
+    let marian = AutoTokenizer::from_pretrained(fixtures().join("marian")).unwrap();
+    assert!(marian.with_source_language("de").unwrap().is_none());
 }

@@ -24,8 +24,9 @@ pub struct Text2TextParams {
     pub num_beams: Option<usize>,
     pub do_sample: Option<bool>,
     /// translation: the source and target languages (`en`, `de`; mBART's `de_DE`), which
-    /// pick `task_specific_params["translation_{src}_to_{tgt}"]`. A target language that
-    /// is a token of the vocabulary (mBART's language codes) is forced first.
+    /// pick `task_specific_params["translation_{src}_to_{tgt}"]`. mBART's tokenizers mark
+    /// the inputs with the source code, and a target language that is a token of the
+    /// vocabulary (mBART's language codes) is forced first.
     pub src_lang: Option<String>,
     pub tgt_lang: Option<String>,
     /// Truncate inputs to the tokenizer's `model_max_length`; otherwise a longer input is
@@ -149,11 +150,16 @@ impl Seq2Seq {
             max_length: self.tokenizer.config().model_max_length,
             ..Default::default()
         };
+        // mBART's inputs carry their language's code.
+        let in_language = match params.src_lang.as_deref() {
+            Some(code) => self.tokenizer.with_source_language(code)?,
+            None => None,
+        };
+        let tokenizer = in_language.as_ref().unwrap_or(&self.tokenizer);
         let sources = texts
             .iter()
             .map(|t| {
-                Ok(self
-                    .tokenizer
+                Ok(tokenizer
                     .encode(format!("{prefix}{t}").as_str(), &opts)?
                     .input_ids()
                     .to_vec())
