@@ -438,3 +438,32 @@ fn mbart_source_language_matches_transformers() {
     let marian = AutoTokenizer::from_pretrained(fixtures().join("marian")).unwrap();
     assert!(marian.with_source_language("de").unwrap().is_none());
 }
+
+/// A Marian `vocab.json` that is not a dense map of pieces to ids is an error naming the
+/// file, never a panic.
+#[test]
+fn marian_bad_vocab_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["source.spm", "target.spm", "tokenizer_config.json"] {
+        std::fs::copy(fixtures().join("marian").join(f), dir.path().join(f)).unwrap();
+    }
+    for vocab in [
+        "[]",
+        "not json",
+        r#"{"<unk>": 0, "a": 5}"#,
+        r#"{"<unk>": 0, "a": 0}"#,
+        r#"{"<unk>": 0, "a": -1}"#,
+        r#"{"<unk>": 0, "a": 18446744073709551615}"#,
+        r#"{"a": 0, "</s>": 1}"#,
+        "{}",
+    ] {
+        std::fs::write(dir.path().join("vocab.json"), vocab).unwrap();
+        match AutoTokenizer::from_pretrained(dir.path()) {
+            Ok(_) => panic!("{vocab}: accepted"),
+            Err(e) => assert!(
+                e.to_string().contains("vocab.json") || e.to_string().contains("unknown"),
+                "{vocab}: {e}"
+            ),
+        }
+    }
+}
