@@ -227,20 +227,25 @@ PIPELINES = {
 }
 
 
-def write_tokenizer(out_dir, config):
-    """A WordLevel tokenizer.json over the fixture's vocabulary, with T5's (`x </s>`) or
-    BART's (`<s> x </s>`) special tokens, saved as transformers saves a fast tokenizer."""
+def write_tokenizer(out_dir, config, words=None, punctuation=False):
+    """A WordLevel tokenizer.json over `words` (default WORDS), with T5's (`x </s>`) or
+    BART's (`<s> x </s>`, pairs `<s> a </s></s> b </s>`) special tokens, saved as
+    transformers saves a fast tokenizer; `punctuation` splits punctuation off words."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     t5 = config.model_type == "t5"
     specials = {"<pad>": 0, "</s>": 1, "<unk>": 2} if t5 else {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
     vocab = dict(specials)
-    for w in WORDS:
+    for w in words or WORDS:
         vocab.setdefault(w, len(vocab))
     assert len(vocab) <= VOCAB, len(vocab)
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.pre_tokenizer = (
+        pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+        if punctuation
+        else pre_tokenizers.WhitespaceSplit()
+    )
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)
     if t5:
         tok.post_processor = processors.TemplateProcessing(
@@ -248,7 +253,9 @@ def write_tokenizer(out_dir, config):
         )
     else:
         tok.post_processor = processors.TemplateProcessing(
-            single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+            single="<s> $A </s>",
+            pair="<s> $A </s> </s> $B </s>",
+            special_tokens=[("<s>", 0), ("</s>", 2)],
         )
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
@@ -357,7 +364,28 @@ HEADS = {
         dict(num_labels=3, id2label={0: "negative", 1: "neutral", 2: "positive"}),
     ),
     "bart_qa": ("ForQuestionAnswering", dict(num_labels=2)),
+    # An NLI head as bart-large-mnli's, with a tokenizer: zero-shot classification.
+    "bart_nli": (
+        "ForSequenceClassification",
+        dict(
+            num_labels=3,
+            id2label={0: "contradiction", 1: "neutral", 2: "entailment"},
+            label2id={"contradiction": 0, "neutral": 1, "entailment": 2},
+        ),
+    ),
 }
+
+NLI_WORDS = (
+    "This example is about the weather sports politics music city river today sunny john "
+    "loves and a paris . ,"
+).split()
+
+# transformers' zero-shot-classification pipeline on `bart_nli`: (sequence, kwargs).
+ZERO_SHOT = [
+    ("the weather is sunny today", {"candidate_labels": ["weather", "sports", "politics"]}),
+    ("john loves music and sports", {"candidate_labels": ["music", "sports", "politics"], "multi_label": True}),
+    ("paris is a city", {"candidate_labels": ["city", "river"], "hypothesis_template": "This is about {} ."}),
+]
 
 
 def write_head(name):
@@ -387,6 +415,15 @@ def write_head(name):
         tensors["start_logits"] = out.start_logits
         tensors["end_logits"] = out.end_logits
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(out_dir / "expected.safetensors"))
+    if name == "bart_nli":
+        import json
+
+        from transformers import pipeline
+
+        write_tokenizer(out_dir, model.config, words=NLI_WORDS, punctuation=True)
+        pipe = pipeline("zero-shot-classification", model=str(out_dir))
+        cases = [{"sequence": s, "kwargs": k, "output": pipe(s, **k)} for s, k in ZERO_SHOT]
+        (out_dir / "zero_shot.json").write_text(json.dumps(cases, indent=1) + "\n")
     print(f"{name}: {[k for k in tensors]}")
 
 

@@ -381,3 +381,42 @@ fn t5encoder_gguf() {
     };
     assert!(err.contains("t5encoder"), "{err}");
 }
+
+/// Zero-shot classification with a BART NLI model (as `facebook/bart-large-mnli`, the
+/// task's default in transformers) gives transformers' pipeline output: labels in order,
+/// scores within 1e-4 (`tests/fixtures/bart_nli/zero_shot.json`).
+#[test]
+fn bart_zero_shot_classification() {
+    use trustformers::pipelines::{ZeroShotClassificationPipeline, ZeroShotParams};
+    let dir = fixture("bart_nli");
+    let pipe =
+        ZeroShotClassificationPipeline::from_pretrained(&dir, &LoadOptions::default()).unwrap();
+    let cases: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("zero_shot.json")).unwrap())
+            .unwrap();
+    assert_eq!(cases.len(), 3);
+    for case in cases {
+        let kwargs = &case["kwargs"];
+        let mut params = ZeroShotParams {
+            candidate_labels: serde_json::from_value(kwargs["candidate_labels"].clone()).unwrap(),
+            multi_label: kwargs["multi_label"].as_bool().unwrap_or(false),
+            ..Default::default()
+        };
+        if let Some(t) = kwargs["hypothesis_template"].as_str() {
+            params.hypothesis_template = t.to_owned();
+        }
+        let got = pipe
+            .run(case["sequence"].as_str().unwrap(), &params)
+            .unwrap();
+        let want = &case["output"];
+        let labels: Vec<String> = serde_json::from_value(want["labels"].clone()).unwrap();
+        assert_eq!(got.labels, labels, "{}", case["sequence"]);
+        for (g, w) in got.scores.iter().zip(want["scores"].as_array().unwrap()) {
+            assert!(
+                (*g as f64 - w.as_f64().unwrap()).abs() < 1e-4,
+                "{}: {g} vs {w}",
+                case["sequence"]
+            );
+        }
+    }
+}

@@ -6,13 +6,16 @@ use super::{padded, softmax, tokenize, Batch};
 use crate::auto::AutoConfig;
 use crate::auto::LoadOptions;
 use crate::encoders::load_encoder;
-use candle_core::DType;
+use candle_core::{DType, Device};
 use serde::Serialize;
 use serde_json::Value;
 use std::path::Path;
 use trustformers_core::{Error, Result};
-use trustformers_models::{EncoderForTask, EncoderTask, EncoderTaskOutput};
-use trustformers_tokenizers::{AutoTokenizer, TextInput, Tokenizer, Truncation};
+use trustformers_models::seq2seq::BartForSequenceClassification;
+use trustformers_models::{EncoderForTask, EncoderTask, EncoderTaskOutput, ModelKind};
+use trustformers_tokenizers::{
+    AutoTokenizer, EncodeOptions, Padding, TextInput, Tokenizer, Truncation,
+};
 
 /// How scores are computed from logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,20 +228,98 @@ pub struct ZeroShotResult {
     pub scores: Vec<f32>,
 }
 
+/// The NLI model behind zero-shot classification: an encoder with a sequence
+/// classification head (BERT, RoBERTa, DeBERTa MNLI models), or BART's
+/// (`facebook/bart-large-mnli`, transformers' default for the task).
+enum NliModel {
+    Encoder(Box<EncoderForTask>),
+    Bart {
+        model: Box<BartForSequenceClassification>,
+        max_positions: usize,
+        device: Device,
+    },
+}
+
+impl NliModel {
+    fn load(dir: &Path, opts: &LoadOptions) -> Result<Self> {
+        let config = AutoConfig::from_pretrained(dir)?;
+        if config.kind() != ModelKind::EncoderDecoder {
+            return Ok(Self::Encoder(Box::new(load_encoder(
+                dir,
+                Some(EncoderTask::SequenceClassification),
+                opts,
+            )?)));
+        }
+        let max_positions = config
+            .json
+            .get("max_position_embeddings")
+            .and_then(Value::as_u64)
+            .unwrap_or(1024) as usize;
+        Ok(Self::Bart {
+            model: Box::new(config.load_bart_for_sequence_classification(opts)?),
+            max_positions,
+            device: opts.device.clone(),
+        })
+    }
+
+    fn labels(&self) -> &[String] {
+        match self {
+            Self::Encoder(m) => m.labels(),
+            Self::Bart { model, .. } => model.labels(),
+        }
+    }
+
+    /// Pairs padded to the longest, the premise truncated to the model's length.
+    fn encode_options(&self, tokenizer: &Tokenizer) -> EncodeOptions {
+        match self {
+            Self::Encoder(m) => padded(tokenizer, m, Some(Truncation::OnlyFirst)),
+            Self::Bart { max_positions, .. } => EncodeOptions {
+                padding: Padding::Longest,
+                truncation: Some(Truncation::OnlyFirst),
+                max_length: Some(
+                    tokenizer
+                        .config()
+                        .model_max_length
+                        .map_or(*max_positions, |m| m.min(*max_positions)),
+                ),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn device(&self) -> &Device {
+        match self {
+            Self::Encoder(m) => m.model().device(),
+            Self::Bart { device, .. } => device,
+        }
+    }
+
+    /// `[labels]` logits per row of `batch`.
+    fn logits(&self, batch: &Batch) -> Result<Vec<Vec<f32>>> {
+        match self {
+            Self::Encoder(m) => class_logits(batch.run(m)?),
+            Self::Bart { model, .. } => Ok(model
+                .forward(&batch.input_ids, Some(&batch.attention_mask))?
+                .to_vec2::<f32>()?),
+        }
+    }
+}
+
 /// An NLI model used as a zero-shot classifier.
 pub struct ZeroShotClassificationPipeline {
     tokenizer: Tokenizer,
-    model: EncoderForTask,
+    model: NliModel,
     entailment: usize,
     contradiction: usize,
 }
 
 impl ZeroShotClassificationPipeline {
-    /// Loads an NLI sequence-classification checkpoint: a label starting with `entail` must
-    /// be in `label2id` (else the last label is taken, as transformers does).
+    /// Loads an NLI sequence-classification checkpoint (an encoder's, or BART's): a label
+    /// starting with `entail` must be in `label2id` (else the last label is taken, as
+    /// transformers does).
     pub fn from_pretrained(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self> {
         let dir = dir.as_ref();
-        let model = load_encoder(dir, Some(EncoderTask::SequenceClassification), opts)?;
+        let model = NliModel::load(dir, opts)?;
         let n = model.labels().len();
         if n < 2 {
             return Err(Error::config(
@@ -359,8 +440,8 @@ impl Pipeline for ZeroShotClassificationPipeline {
             .flat_map(|&s| hypotheses.iter().map(move |h| TextInput::Pair(s, h)))
             .collect();
         // transformers truncates the premise only.
-        let opts = padded(&self.tokenizer, &self.model, Some(Truncation::OnlyFirst));
-        let device = self.model.model().device();
+        let opts = self.model.encode_options(&self.tokenizer);
+        let device = self.model.device();
         Ok(HypothesisBatches {
             sequences: sequences.iter().map(|s| s.to_string()).collect(),
             batches: pairs
@@ -373,7 +454,7 @@ impl Pipeline for ZeroShotClassificationPipeline {
     fn forward(&self, inputs: &HypothesisBatches) -> Result<Vec<Vec<f32>>> {
         let mut logits = Vec::new();
         for batch in &inputs.batches {
-            logits.extend(class_logits(batch.run(&self.model)?)?);
+            logits.extend(self.model.logits(batch)?);
         }
         Ok(logits)
     }
