@@ -420,3 +420,38 @@ fn bart_zero_shot_classification() {
         }
     }
 }
+
+/// Sampling on a batch of sources of different lengths: `num_return_sequences` outputs per
+/// source, in source order, the same ids again for the same seed, and ids the greedy search
+/// would not all pick once the temperature is high.
+#[test]
+fn sampling_batches_sources_and_repeats_with_a_seed() {
+    let model = load("t5_v1_1");
+    let want = expected("t5_v1_1");
+    let sources = sources(&want);
+    assert_ne!(sources[0].len(), sources[1].len());
+    let mut config = config("t5_v1_1");
+    config.do_sample = true;
+    config.temperature = 5.0;
+    config.top_k = 0;
+    config.num_return_sequences = 2;
+    config.seed = 7;
+    let first = generate_seq2seq(model.as_ref(), &sources, &config).unwrap();
+    assert_eq!(first.len(), 4);
+    let again = generate_seq2seq(model.as_ref(), &sources, &config).unwrap();
+    let ids = |outs: &[trustformers::generation::generate::TokenOutput]| {
+        outs.iter().map(|o| o.ids.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&first), ids(&again));
+    assert!(first
+        .iter()
+        .all(|o| o.ids.iter().all(|&t| (t as usize) < model.vocab_size())));
+    config.do_sample = false;
+    config.num_return_sequences = 1;
+    let greedy = generate_seq2seq(model.as_ref(), &sources, &config).unwrap();
+    assert_ne!(
+        ids(&first)[0],
+        greedy[0].ids,
+        "a temperature of 5 changed nothing"
+    );
+}
