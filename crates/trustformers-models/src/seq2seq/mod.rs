@@ -30,8 +30,8 @@ pub const IGNORED_TENSORS: &[&str] = &[
     "decoder.embed_positions.weight",
 ];
 
-/// Self-attention as attention over the layer's own input: the keys and values of `xs`,
-/// appended to `cache`'s self-attention layer `layer` first in a decoder.
+/// Self-attention through the layer's projections ([`CrossAttention::forward_self`]): in a
+/// decoder, this step's keys and values join `cache`'s self-attention layer `layer`.
 ///
 /// # Shapes
 /// `xs`: `[batch, seq, hidden]`; `mask`: additive, broadcasting to `[batch, heads, seq,
@@ -42,12 +42,7 @@ fn self_attention(
     mask: Option<&Tensor>,
     cache: Option<(&mut EncoderDecoderCache, usize)>,
 ) -> Result<Tensor> {
-    let (k, v) = attn.project_source(xs)?;
-    let (k, v) = match cache {
-        Some((cache, layer)) => cache.self_attn_mut().append(layer, &k, &v)?,
-        None => (k, v),
-    };
-    attn.forward(xs, (&k, &v), mask)
+    attn.forward_self(xs, mask, cache.map(|(c, layer)| (c.self_attn_mut(), layer)))
 }
 
 /// `h + f(norm(h))` (pre-norm) or `norm(h + f(h))` (post-norm), a residual sublayer.

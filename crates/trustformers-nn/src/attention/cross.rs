@@ -3,8 +3,9 @@
 //! [`EncoderDecoderCache`] for every decoding step.
 
 use super::mask::padding_mask;
-use super::sdpa::sdpa;
-use crate::{Dropout, EncoderDecoderCache, Linear};
+use super::sdpa::{fused_sdpa_over, sdpa, sdpa_ops, FusedKeys};
+use crate::cache::kv::KvView;
+use crate::{Dropout, EncoderDecoderCache, KvCache, Linear};
 use candle_core::Tensor;
 use trustformers_core::{Error, Result, Weights};
 
@@ -92,6 +93,46 @@ impl CrossAttention {
         }
         let q = self.split(&self.q.forward(xs)?)?;
         let ctx = sdpa(&q, keys, values, mask, 1, self.scale, None, Dropout::NONE)?
+            .transpose(1, 2)?
+            .reshape((b, s, self.heads * self.head_dim))?;
+        self.o.forward(&ctx)
+    }
+
+    /// The same projections as self-attention over `xs` (an encoder-decoder's self-attention
+    /// layers have the shape and names of its cross-attention ones): with a cache, this
+    /// step's keys and values are appended to `cache`'s layer `layer` and attention reads
+    /// the cache where it lies (f32 on the CPU), as the decoders' does.
+    ///
+    /// # Shapes
+    /// `xs`: `[batch, seq, hidden]`; `mask`: additive, broadcasting to `[batch, heads, seq,
+    /// keys]` -> `[batch, seq, hidden]`.
+    pub fn forward_self(
+        &self,
+        xs: &Tensor,
+        mask: Option<&Tensor>,
+        cache: Option<(&mut KvCache, usize)>,
+    ) -> Result<Tensor> {
+        let (b, s, _) = xs.dims3()?;
+        let q = self.split(&self.q.forward(xs)?)?;
+        let (k, v) = self.project_source(xs)?;
+        let ctx = match cache {
+            None => sdpa(&q, &k, &v, mask, 1, self.scale, None, Dropout::NONE)?,
+            Some((cache, layer)) => match cache.append_view(layer, &k, &v)? {
+                KvView::Tensors(k, v) => {
+                    sdpa(&q, &k, &v, mask, 1, self.scale, None, Dropout::NONE)?
+                }
+                KvView::Buffer(buf) => {
+                    match fused_sdpa_over(&q, FusedKeys::buffer(buf), mask, self.scale, None)? {
+                        Some(out) => out,
+                        None => {
+                            let (k, v) = buf.to_tensors(q.device())?;
+                            sdpa_ops(&q, &k, &v, mask, 1, self.scale, None, Dropout::NONE)?
+                        }
+                    }
+                }
+            },
+        };
+        let ctx = ctx
             .transpose(1, 2)?
             .reshape((b, s, self.heads * self.head_dim))?;
         self.o.forward(&ctx)
