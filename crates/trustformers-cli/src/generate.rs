@@ -7,8 +7,10 @@ use clap::Args;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use trustformers::generation::{generate_batch, generate_seq2seq, FinishReason, TokenOutput};
+use trustformers::session::generation_defaults;
 use trustformers::{
-    resolve_model, AutoConfig, AutoTokenizer, GenerationConfig, ModelKind, Tokenizer,
+    resolve_model, AutoConfig, AutoTokenizer, GenerationConfig, LoadOptions, LoadedModel,
+    ModelConfig, ModelKind, Tokenizer,
 };
 
 #[derive(Args)]
@@ -82,13 +84,18 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     }
     // Refuse bad flags before spending time on loading.
     args.generation.apply(&GenerationConfig::default())?;
+    let opts = args.model.load_options()?;
     let path = resolve_model(args.model.model.as_deref())?;
     // A directory's config.json is cheap to read (a GGUF file's metadata is not, and holds
     // decoders only).
-    if path.is_dir() && AutoConfig::from_pretrained(&path)?.kind() == ModelKind::EncoderDecoder {
-        return run_seq2seq(args, &path, &text);
+    if path.is_dir() {
+        let config = AutoConfig::from_pretrained(&path)?;
+        if config.kind() == ModelKind::EncoderDecoder {
+            return run_seq2seq(args, &config, &opts, &path, &text);
+        }
     }
-    let loaded = args.model.load()?;
+    let loaded = LoadedModel::from_path(&path, &opts)
+        .with_context(|| format!("loading {}", path.display()))?;
     let tok = &loaded.tokenizer;
     let mut config = args.generation.apply(&loaded.generation)?;
     config.top_logprobs = args.top_logprobs;
@@ -146,18 +153,18 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
 /// `generate` for an encoder-decoder (T5, BART, Marian): the prompt is the source, encoded
 /// with the tokenizer's special tokens (no chat template); the output is the decoder's text,
 /// printed when generation ends (beam search and batching know it only then).
-fn run_seq2seq(args: &GenerateArgs, path: &std::path::Path, text: &str) -> Result<()> {
-    let opts = args.model.load_options()?;
-    let config = AutoConfig::from_pretrained(path)?;
+fn run_seq2seq(
+    args: &GenerateArgs,
+    config: &ModelConfig,
+    opts: &LoadOptions,
+    path: &std::path::Path,
+    text: &str,
+) -> Result<()> {
     let model = config
-        .load_seq2seq_lm(&opts)
+        .load_seq2seq_lm(opts)
         .with_context(|| format!("loading {}", path.display()))?;
     let tok = AutoTokenizer::from_pretrained(path)?;
-    let mut base = GenerationConfig::from_dir(path)?;
-    if base.eos_token_id.is_empty() {
-        base.eos_token_id.extend(tok.eos_token_id());
-    }
-    let mut generation = args.generation.apply(&base)?;
+    let mut generation = args.generation.apply(&generation_defaults(path, &tok)?)?;
     generation.top_logprobs = args.top_logprobs;
     let ids = tok.encode_ids(text, true)?;
     let outs = generate_seq2seq(model.as_ref(), std::slice::from_ref(&ids), &generation)?;

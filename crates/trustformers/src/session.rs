@@ -39,6 +39,20 @@ pub struct LoadedModel {
     pub generation: GenerationConfig,
 }
 
+/// A checkpoint's generation settings: its directory's generation_config.json (defaults for
+/// a GGUF file), with the tokenizer's EOS when it names none (transformers' fallback).
+pub fn generation_defaults(path: &Path, tokenizer: &Tokenizer) -> Result<GenerationConfig> {
+    let mut generation = if path.is_dir() {
+        GenerationConfig::from_dir(path)?
+    } else {
+        GenerationConfig::default()
+    };
+    if generation.eos_token_id.is_empty() {
+        generation.eos_token_id.extend(tokenizer.eos_token_id());
+    }
+    Ok(generation)
+}
+
 impl LoadedModel {
     /// Resolves `model` (a path, a Hub repo id or an alias; `None` for the default model,
     /// see [`resolve_model`]) and loads it.
@@ -70,14 +84,7 @@ impl LoadedModel {
         drop(config);
         // A GGUF file's parsed metadata (its whole vocabulary) has just been freed.
         release_free_memory();
-        let mut generation = if path.is_dir() {
-            GenerationConfig::from_dir(&path)?
-        } else {
-            GenerationConfig::default()
-        };
-        if generation.eos_token_id.is_empty() {
-            generation.eos_token_id.extend(tokenizer.eos_token_id());
-        }
+        let generation = generation_defaults(&path, &tokenizer)?;
         Ok(Self {
             path,
             model: Arc::from(model),

@@ -8,6 +8,7 @@
 
 use super::pipeline::{Pipeline, PipelineParams};
 use crate::auto::{AutoConfig, LoadOptions};
+use crate::session::generation_defaults;
 use serde_json::{Map, Value};
 use std::path::Path;
 use trustformers_core::{Error, Result};
@@ -85,9 +86,10 @@ impl Seq2Seq {
                 ))
             }
         };
+        let tokenizer = AutoTokenizer::from_pretrained(path)?;
         Ok(Self {
-            tokenizer: AutoTokenizer::from_pretrained(path)?,
-            generation: GenerationConfig::from_dir(path)?,
+            generation: generation_defaults(path, &tokenizer)?,
+            tokenizer,
             model,
             task_params,
         })
@@ -141,9 +143,6 @@ impl Seq2Seq {
             if let Some(id) = self.tokenizer.token_to_id(code) {
                 config.forced_bos_token_id = Some(id);
             }
-        }
-        if config.eos_token_id.is_empty() {
-            config.eos_token_id.extend(self.tokenizer.eos_token_id());
         }
         let opts = EncodeOptions {
             truncation: params.truncation.then_some(Truncation::LongestFirst),
