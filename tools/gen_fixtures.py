@@ -256,6 +256,93 @@ DECODERS = {
         bias=True,
         attn_implementation="sdpa",
     ),
+    # The modern decoder zoo (appended: a fixture's seed is its index here).
+    # Qwen2-MoE: 4 experts of width 16, top-2 without renormalisation, a sigmoid-gated
+    # shared expert of width 48; layer 1 dense (mlp_only_layers) at intermediate_size; q/k/v
+    # biases; transformers 5's qwen2_moe window rule (even layers below max_window_layers).
+    "qwen2_moe": dict(
+        model_type="qwen2_moe",
+        num_hidden_layers=3,
+        num_experts=4,
+        num_experts_per_tok=2,
+        moe_intermediate_size=16,
+        shared_expert_intermediate_size=48,
+        mlp_only_layers=[1],
+        use_sliding_window=True,
+        sliding_window=4,
+        max_window_layers=2,
+    ),
+    # Qwen3-MoE: 6 experts, top-2 renormalised, q/k norm, head_dim != hidden / heads, an MoE
+    # layer every second layer (decoder_sparse_step), every layer sliding.
+    "qwen3_moe": dict(
+        model_type="qwen3_moe",
+        num_hidden_layers=3,
+        head_dim=16,
+        num_experts=6,
+        num_experts_per_tok=2,
+        norm_topk_prob=True,
+        moe_intermediate_size=24,
+        decoder_sparse_step=2,
+        attention_bias=True,
+        use_sliding_window=True,
+        sliding_window=4,
+    ),
+    # OLMo 2: norms after attention and MLP only, RMSNorm over the whole q and k projections.
+    "olmo2": dict(model_type="olmo2", tie_word_embeddings=False),
+    # Granite: embedding, residual and attention multipliers, logits divided by
+    # logits_scaling, attention and MLP biases.
+    "granite": dict(
+        model_type="granite",
+        embedding_multiplier=3.0,
+        residual_multiplier=0.4,
+        attention_multiplier=0.3,
+        logits_scaling=2.5,
+        attention_bias=True,
+        mlp_bias=True,
+        tie_word_embeddings=False,
+    ),
+    # GraniteMoE: Granite's multipliers over 4 experts, top-2 (softmax over the chosen
+    # logits), stored as input_linear / output_linear / router.layer.
+    "granitemoe": dict(
+        model_type="granitemoe",
+        embedding_multiplier=3.0,
+        residual_multiplier=0.4,
+        attention_multiplier=0.3,
+        logits_scaling=2.5,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        tie_word_embeddings=False,
+    ),
+    # StarCoder2: LayerNorm with bias, biased projections, plain GELU-tanh MLP (c_fc, c_proj),
+    # a sliding window shorter than the sequence, tied head.
+    "starcoder2": dict(
+        model_type="starcoder2",
+        use_bias=True,
+        norm_epsilon=1e-5,
+        sliding_window=4,
+    ),
+    # SmolLM3: every second layer without rotary (no_rope_layer_interval=2); those slide.
+    "smollm3": dict(
+        model_type="smollm3",
+        num_hidden_layers=4,
+        no_rope_layer_interval=2,
+        use_sliding_window=True,
+        sliding_window=4,
+        tie_word_embeddings=True,
+    ),
+    # Cohere (Command-R): parallel block off one bias-free LayerNorm, interleaved rotary,
+    # logits times logit_scale, tied head.
+    "cohere": dict(model_type="cohere", logit_scale=0.5, layer_norm_eps=1e-5),
+    # Command-R+ style: per-head q/k LayerNorms (weights [heads, head_dim]).
+    "cohere_qk": dict(model_type="cohere", logit_scale=0.5, use_qk_norm=True),
+    # Cohere 2: sliding layers with rotary, every third layer global without positions.
+    "cohere2": dict(
+        model_type="cohere2",
+        num_hidden_layers=3,
+        sliding_window=4,
+        logit_scale=0.5,
+        layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+    ),
 }
 
 

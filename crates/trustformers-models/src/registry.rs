@@ -405,6 +405,15 @@ pub const ARCHITECTURES: &[Architecture] = &[
     ),
     A::decoder("qwen2", qwen2::spec).gguf(D::new("qwen2")),
     A::decoder("qwen3", qwen3::spec).gguf(D::new("qwen3")),
+    A::decoder("qwen2_moe", qwen2_moe::spec),
+    A::decoder("qwen3_moe", qwen3_moe::spec),
+    A::decoder("olmo2", olmo2::spec),
+    A::decoder("granite", granite::spec),
+    A::decoder("granitemoe", granite::moe_spec),
+    A::decoder("starcoder2", starcoder2::spec).names(starcoder2::tensor_name),
+    A::decoder("smollm3", smollm3::spec),
+    A::decoder("cohere", cohere::spec),
+    A::decoder("cohere2", cohere::spec2),
     A::decoder("falcon", falcon::spec)
         .names(falcon::tensor_name)
         .gguf(

@@ -1,19 +1,75 @@
-//! Sparse mixture-of-experts feed-forward (Mixtral's `MixtralSparseMoeBlock`): a router
-//! scores every expert per token, the `top_k` best run, and their outputs are summed with the
-//! router's softmax weights (renormalised over the chosen experts when asked).
+//! Sparse mixture-of-experts feed-forward, one module for every family: a router scores
+//! every expert per token, the `top_k` best run, and their outputs are summed with the
+//! router's softmax weights (renormalised over the chosen experts when asked), plus, where
+//! the model has one, a shared expert every token goes through (optionally scaled by a
+//! sigmoid gate). Mixtral's `MixtralSparseMoeBlock`, Qwen2-MoE's and Qwen3-MoE's
+//! `SparseMoeBlock`, GraniteMoE's `MoE` are settings of [`MoeSpec`]. Only the experts a token
+//! chose are run, so decoding reads only their weights.
 
 use crate::{Activation, GatedMlp, Linear};
 use candle_core::{DType, Tensor};
 use trustformers_core::{Error, Result, Weight, Weights};
 
-/// Shape of a mixture-of-experts block.
+/// Shape and routing of a mixture-of-experts block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MoeSpec {
     pub num_experts: usize,
     /// Experts run per token.
     pub top_k: usize,
-    /// Renormalise the chosen experts' weights to sum to one (Mixtral: always).
+    /// Renormalise the chosen experts' weights to sum to one (Mixtral: always; a softmax over
+    /// the chosen experts' logits, GraniteMoE's, is the same).
     pub norm_topk_prob: bool,
+    /// Width of each routed expert (`moe_intermediate_size`; Mixtral's `intermediate_size`).
+    pub intermediate_size: usize,
+    /// An expert every token goes through besides the routed ones.
+    pub shared_expert: Option<SharedExpert>,
+}
+
+/// The always-on expert of Qwen2-MoE (and DeepSeek, Llama 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedExpert {
+    /// Its width (`shared_expert_intermediate_size`).
+    pub intermediate_size: usize,
+    /// Its output is scaled by `sigmoid(shared_expert_gate(x))` (Qwen2-MoE).
+    pub gated: bool,
+}
+
+impl MoeSpec {
+    /// Checks the counts, naming the config field that is wrong.
+    pub fn validate(&self) -> Result<()> {
+        if self.num_experts == 0 {
+            return Err(Error::config("num_experts", "must be at least 1, got 0"));
+        }
+        if self.top_k == 0 || self.top_k > self.num_experts {
+            return Err(Error::config(
+                "num_experts_per_tok",
+                format!(
+                    "must be between 1 and the {} experts, got {}",
+                    self.num_experts, self.top_k
+                ),
+            ));
+        }
+        if self.intermediate_size == 0 {
+            return Err(Error::config(
+                "moe_intermediate_size",
+                "must be at least 1, got 0",
+            ));
+        }
+        if self.shared_expert.is_some_and(|s| s.intermediate_size == 0) {
+            return Err(Error::config(
+                "shared_expert_intermediate_size",
+                "must be at least 1, got 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The shared expert and its gate.
+#[derive(Clone)]
+struct Shared {
+    mlp: GatedMlp,
+    gate: Option<Linear>,
 }
 
 /// The router and its experts.
@@ -21,36 +77,45 @@ pub struct MoeSpec {
 pub struct SparseMoe {
     router: Linear,
     experts: Vec<GatedMlp>,
+    shared: Option<Shared>,
     spec: MoeSpec,
 }
 
 impl SparseMoe {
-    /// Loads the block of one decoder layer from `layer` (e.g. `model.layers.3`): the
-    /// transformers 5 layout (`mlp.gate`, `mlp.experts.gate_up_proj` `[E, 2I, H]`,
-    /// `mlp.experts.down_proj` `[E, H, I]`) or the Hub's original one
-    /// (`block_sparse_moe.gate`, `block_sparse_moe.experts.{e}.w1/w3/w2`).
-    pub fn load(
-        layer: &Weights,
-        spec: MoeSpec,
-        hidden: usize,
-        intermediate: usize,
-        act: Activation,
-    ) -> Result<Self> {
-        if spec.top_k == 0 || spec.top_k > spec.num_experts {
-            return Err(Error::config(
-                "num_experts_per_tok",
-                format!(
-                    "must be between 1 and the {} experts, got {}",
-                    spec.num_experts, spec.top_k
-                ),
-            ));
-        }
-        let e = spec.num_experts;
-        let fused = layer.pp("mlp").pp("experts");
-        let (router_vb, experts) = if fused.contains("gate_up_proj") {
-            let gate_up = fused.get((e, 2 * intermediate, hidden), "gate_up_proj")?;
-            let down = fused.get((e, hidden, intermediate), "down_proj")?;
-            let experts = (0..e)
+    /// Loads the block of one decoder layer from `layer` (e.g. `model.layers.3`), in any of
+    /// the layouts checkpoints ship:
+    /// - the block under `mlp` (Qwen-MoE, transformers 5) or `block_sparse_moe` (Mixtral,
+    ///   GraniteMoE);
+    /// - the router as `gate`, `router` or `router.layer`;
+    /// - the experts stacked (`experts.gate_up_proj` `[E, 2I, H]` + `experts.down_proj`
+    ///   `[E, H, I]`, or GraniteMoE's `input_linear` + `output_linear`) or one by one
+    ///   (`experts.{e}.w1/w3/w2`, `experts.{e}.gate_proj/up_proj/down_proj`);
+    /// - the shared expert as `shared_expert.{gate,up,down}_proj` with `shared_expert_gate`.
+    pub fn load(layer: &Weights, spec: MoeSpec, hidden: usize, act: Activation) -> Result<Self> {
+        spec.validate()?;
+        let (e, inter) = (spec.num_experts, spec.intermediate_size);
+        let block = ["mlp", "block_sparse_moe"]
+            .into_iter()
+            .map(|b| layer.pp(b))
+            .find(|b| {
+                ["gate.weight", "router.weight", "router.layer.weight"]
+                    .iter()
+                    .any(|r| b.contains(r))
+            })
+            .ok_or_else(|| Error::MissingTensor {
+                name: layer.path("mlp.gate.weight"),
+            })?;
+        let router_vb = if block.contains("gate.weight") {
+            block.pp("gate")
+        } else if block.contains("router.layer.weight") {
+            block.pp("router").pp("layer")
+        } else {
+            block.pp("router")
+        };
+        let stacked = |gate_up: &str, down: &str, vb: &Weights| -> Result<Vec<GatedMlp>> {
+            let gate_up = vb.get((e, 2 * inter, hidden), gate_up)?;
+            let down = vb.get((e, hidden, inter), down)?;
+            (0..e)
                 .map(|i| -> Result<GatedMlp> {
                     Ok(GatedMlp::from_layers(
                         Linear::from_weight(Weight::Dense(gate_up.get(i)?), None)?,
@@ -58,26 +123,53 @@ impl SparseMoe {
                         act,
                     ))
                 })
-                .collect::<Result<Vec<_>>>()?;
-            (layer.pp("mlp").pp("gate"), experts)
+                .collect()
+        };
+        let experts_vb = block.pp("experts");
+        let experts = if experts_vb.contains("gate_up_proj") {
+            stacked("gate_up_proj", "down_proj", &experts_vb)?
+        } else if block.contains("input_linear.weight") {
+            stacked("input_linear.weight", "output_linear.weight", &block)?
         } else {
-            let moe = layer.pp("block_sparse_moe");
-            let experts = (0..e)
+            let [gate, up, down] = if experts_vb.pp(0).contains("w1.weight") {
+                ["w1", "w3", "w2"]
+            } else {
+                ["gate_proj", "up_proj", "down_proj"]
+            };
+            (0..e)
                 .map(|i| {
-                    let x = moe.pp("experts").pp(i);
+                    let x = experts_vb.pp(i);
                     GatedMlp::from_separate(
-                        Linear::new(&x.pp("w1"), hidden, intermediate, false)?,
-                        Linear::new(&x.pp("w3"), hidden, intermediate, false)?,
-                        Linear::new(&x.pp("w2"), intermediate, hidden, false)?,
+                        Linear::new(&x.pp(gate), hidden, inter, false)?,
+                        Linear::new(&x.pp(up), hidden, inter, false)?,
+                        Linear::new(&x.pp(down), inter, hidden, false)?,
                         act,
                     )
                 })
-                .collect::<Result<Vec<_>>>()?;
-            (moe.pp("gate"), experts)
+                .collect::<Result<Vec<_>>>()?
         };
+        let shared = spec
+            .shared_expert
+            .map(|s| -> Result<Shared> {
+                Ok(Shared {
+                    mlp: GatedMlp::new(
+                        &block.pp("shared_expert"),
+                        hidden,
+                        s.intermediate_size,
+                        false,
+                        act,
+                    )?,
+                    gate: s
+                        .gated
+                        .then(|| Linear::new(&block.pp("shared_expert_gate"), hidden, 1, false))
+                        .transpose()?,
+                })
+            })
+            .transpose()?;
         Ok(Self {
             router: Linear::new(&router_vb, hidden, e, false)?,
             experts,
+            shared,
             spec,
         })
     }
@@ -149,6 +241,14 @@ impl SparseMoe {
             let y = y.to_dtype(DType::F32)?.broadcast_mul(&w)?;
             out = out.index_add(&idx, &y, 0)?;
         }
-        Ok(out.to_dtype(xs.dtype())?.reshape((b, s, h))?)
+        let mut out = out.to_dtype(xs.dtype())?;
+        if let Some(shared) = &self.shared {
+            let mut y = shared.mlp.forward(&flat)?;
+            if let Some(gate) = &shared.gate {
+                y = y.broadcast_mul(&candle_nn::ops::sigmoid(&gate.forward(&flat)?)?)?;
+            }
+            out = (out + y)?;
+        }
+        Ok(out.reshape((b, s, h))?)
     }
 }

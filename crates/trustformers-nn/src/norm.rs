@@ -110,6 +110,16 @@ impl LayerNorm {
         })
     }
 
+    /// One bias-free LayerNorm per head whose weights are the rows of one `[heads, dim]`
+    /// tensor `weight` under `vb` (Cohere's q/k norms).
+    pub fn per_head_stacked(vb: &Weights, heads: usize, dim: usize, eps: f64) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get((heads, dim), "weight")?.to_dtype(DType::F32)?,
+            bias: None,
+            eps,
+        })
+    }
+
     /// `LayerNorm(xs + residual)` (post-norm blocks), in one pass on the CPU in f32.
     ///
     /// # Shapes

@@ -64,6 +64,17 @@ fixture_tests! {
     // differs from a full forward, in transformers too: a full forward only.
     phi3_long: check_forward;
     phi3_long_gguf: check_forward;
+    // The modern decoder zoo.
+    qwen2_moe: check_forward, check_cache(&[1, 6]), check_greedy;
+    qwen3_moe: check_forward, check_cache(&[1, 6]), check_greedy;
+    olmo2: check_forward, check_cache(&[1, 6]), check_greedy;
+    granite: check_forward, check_cache(&[1, 6]), check_greedy;
+    granitemoe: check_forward, check_cache(&[1, 6]), check_greedy;
+    starcoder2: check_forward, check_cache(&[1, 6]), check_greedy;
+    smollm3: check_forward, check_cache(&[1, 6]), check_greedy;
+    cohere: check_forward, check_cache(&[1, 6]), check_greedy;
+    cohere_qk: check_forward, check_cache(&[1, 6]), check_greedy;
+    cohere2: check_forward, check_cache(&[1, 6]), check_greedy;
 }
 
 // GGUF files written as llama.cpp's converter writes them (`tools/gen_fixtures.py`), each

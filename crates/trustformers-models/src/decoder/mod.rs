@@ -40,7 +40,8 @@ pub const IGNORED_TENSORS: &[&str] = &[
 ];
 
 struct DecoderLayer {
-    input_layernorm: Norm,
+    /// `None` with norms after the sublayers only.
+    input_layernorm: Option<Norm>,
     self_attn: Attention,
     /// `None` with a parallel residual.
     post_attention_layernorm: Option<Norm>,
@@ -53,6 +54,8 @@ struct DecoderLayer {
     attn_dropout: Dropout,
     mlp_dropout: Dropout,
     dropout_branch_sum: bool,
+    /// Multiplies the sublayers' outputs before the residual add.
+    residual_scale: Option<f64>,
 }
 
 /// The feed-forward half of a layer.
@@ -73,62 +76,73 @@ impl FeedForward {
 }
 
 impl DecoderLayer {
-    fn new(spec: &DecoderSpec, vb: &Weights) -> Result<Self> {
+    /// Layer `index` of a model with `spec`, from `vb`.
+    fn new(spec: &DecoderSpec, index: usize, vb: &Weights) -> Result<Self> {
         let h = spec.hidden_size;
         let norm = |name: &str| Norm::load(&vb.pp(name), h, spec.norm);
-        let sandwich = |name: &str| {
-            (spec.residual == Residual::Sandwich)
-                .then(|| norm(name))
-                .transpose()
-        };
+        let norm_if = |cond: bool, name: &str| cond.then(|| norm(name)).transpose();
+        let (sandwich, post_norms) = (
+            spec.residual == Residual::Sandwich,
+            spec.residual == Residual::PostNorms,
+        );
         let d = &spec.dropout;
+        let mlp = match spec.moe {
+            Some(moe) if !spec.dense_layers.contains(&index) => {
+                FeedForward::Moe(SparseMoe::load(vb, moe, h, spec.hidden_act)?)
+            }
+            _ if !spec.gated_mlp => FeedForward::Plain(Mlp::new(
+                &vb.pp("mlp"),
+                h,
+                spec.intermediate_size,
+                spec.mlp_bias,
+                spec.hidden_act,
+            )?),
+            _ if spec.fused_gate_up => FeedForward::Dense(GatedMlp::fused(
+                &vb.pp("mlp"),
+                h,
+                spec.intermediate_size,
+                spec.mlp_bias,
+                spec.hidden_act,
+            )?),
+            _ => FeedForward::Dense(GatedMlp::new(
+                &vb.pp("mlp"),
+                h,
+                spec.intermediate_size,
+                spec.mlp_bias,
+                spec.hidden_act,
+            )?),
+        };
         Ok(Self {
-            input_layernorm: norm("input_layernorm")?,
+            input_layernorm: norm_if(!post_norms, "input_layernorm")?,
             self_attn: Attention::new(&spec.attention, &vb.pp("self_attn"))?
                 .with_dropout(Dropout::new(d.attention, "attention_dropout")?),
             attn_dropout: Dropout::new(d.attention_output, "resid_pdrop")?,
             mlp_dropout: Dropout::new(d.mlp_output, "resid_pdrop")?,
             dropout_branch_sum: spec.dropout_branch_sum,
-            post_attention_layernorm: (spec.residual != Residual::Parallel)
-                .then(|| norm("post_attention_layernorm"))
-                .transpose()?,
+            post_attention_layernorm: norm_if(
+                spec.residual != Residual::Parallel,
+                "post_attention_layernorm",
+            )?,
             residual: spec.residual,
-            pre_feedforward_layernorm: sandwich("pre_feedforward_layernorm")?,
-            post_feedforward_layernorm: sandwich("post_feedforward_layernorm")?,
-            mlp: if let Some(moe) = spec.moe {
-                FeedForward::Moe(SparseMoe::load(
-                    vb,
-                    moe,
-                    h,
-                    spec.intermediate_size,
-                    spec.hidden_act,
-                )?)
-            } else if !spec.gated_mlp {
-                FeedForward::Plain(Mlp::new(
-                    &vb.pp("mlp"),
-                    h,
-                    spec.intermediate_size,
-                    spec.mlp_bias,
-                    spec.hidden_act,
-                )?)
-            } else if spec.fused_gate_up {
-                FeedForward::Dense(GatedMlp::fused(
-                    &vb.pp("mlp"),
-                    h,
-                    spec.intermediate_size,
-                    spec.mlp_bias,
-                    spec.hidden_act,
-                )?)
-            } else {
-                FeedForward::Dense(GatedMlp::new(
-                    &vb.pp("mlp"),
-                    h,
-                    spec.intermediate_size,
-                    spec.mlp_bias,
-                    spec.hidden_act,
-                )?)
-            },
+            pre_feedforward_layernorm: norm_if(sandwich, "pre_feedforward_layernorm")?,
+            post_feedforward_layernorm: norm_if(
+                sandwich || post_norms,
+                "post_feedforward_layernorm",
+            )?,
+            mlp,
+            residual_scale: spec.residual_scale,
         })
+    }
+
+    /// A sublayer's output as it joins the residual stream: scaled (Granite), then dropped
+    /// out in training.
+    fn branch(&self, xs: Tensor, dropout: Dropout) -> Result<Tensor> {
+        let xs = match self.residual_scale {
+            // transformers multiplies by the Python float: the weights' dtype.
+            Some(scale) => xs.affine(scale, 0.0)?,
+            None => xs,
+        };
+        dropout.forward(&xs)
     }
 
     /// The layer on `xs`, with `attend` running its attention on the normed input (over one
@@ -138,7 +152,10 @@ impl DecoderLayer {
         xs: &Tensor,
         attend: impl FnOnce(&Attention, &Tensor) -> Result<Tensor>,
     ) -> Result<Tensor> {
-        let normed = self.input_layernorm.forward(xs)?;
+        let normed = match &self.input_layernorm {
+            Some(norm) => norm.forward(xs)?,
+            None => xs.clone(),
+        };
         let h = attend(&self.self_attn, &normed)?;
         // Parallel residuals: attention and MLP read the one normed input, or two norms of
         // the same input.
@@ -149,11 +166,11 @@ impl DecoderLayer {
         };
         if let Some(m) = parallel {
             if self.dropout_branch_sum {
-                return Ok((self.mlp_dropout.forward(&(m + h)?)? + xs)?);
+                return Ok((self.branch((m + h)?, self.mlp_dropout)? + xs)?);
             }
             let (h, m) = (
-                self.attn_dropout.forward(&h)?,
-                self.mlp_dropout.forward(&m)?,
+                self.branch(h, self.attn_dropout)?,
+                self.branch(m, self.mlp_dropout)?,
             );
             return Ok(((m + h)? + xs)?);
         }
@@ -166,15 +183,20 @@ impl DecoderLayer {
             &self.pre_feedforward_layernorm,
             &self.post_feedforward_layernorm,
         ) {
-            (Some(pre), Some(post)) => {
-                let xs = (xs + self.attn_dropout.forward(&post_attn.forward(&h)?)?)?;
-                let h = post.forward(&self.mlp.forward(&pre.forward(&xs)?)?)?;
-                Ok((xs + self.mlp_dropout.forward(&h)?)?)
+            (pre, Some(post)) => {
+                // Sandwich norms, or (without the pre-norms) norms after the sublayers.
+                let xs = (xs + self.branch(post_attn.forward(&h)?, self.attn_dropout)?)?;
+                let input = match pre {
+                    Some(pre) => pre.forward(&xs)?,
+                    None => xs.clone(),
+                };
+                let h = post.forward(&self.mlp.forward(&input)?)?;
+                Ok((xs + self.branch(h, self.mlp_dropout)?)?)
             }
             _ => {
-                let xs = (xs + self.attn_dropout.forward(&h)?)?;
+                let xs = (xs + self.branch(h, self.attn_dropout)?)?;
                 let h = self.mlp.forward(&post_attn.forward(&xs)?)?;
-                Ok((xs + self.mlp_dropout.forward(&h)?)?)
+                Ok((xs + self.branch(h, self.mlp_dropout)?)?)
             }
         }
     }
@@ -211,7 +233,7 @@ impl DecoderModel {
     /// Loads the base model under `vb` (the `model` prefix of a causal LM checkpoint).
     pub fn new(spec: &DecoderSpec, vb: &Weights) -> Result<Self> {
         let layers = (0..spec.num_hidden_layers)
-            .map(|i| DecoderLayer::new(spec, &vb.pp("layers").pp(i)).map(Arc::new))
+            .map(|i| DecoderLayer::new(spec, i, &vb.pp("layers").pp(i)).map(Arc::new))
             .collect::<Result<Vec<_>>>()?;
         // Quantized weights get llama.cpp's f16 cache: their outputs are approximate
         // already. Dense weights keep f32, so they give transformers' numbers.
@@ -305,7 +327,7 @@ impl DecoderModel {
                 .iter()
                 .find(|(w, _)| *w == window)
                 .and_then(|(_, m)| m.as_ref());
-            let rotary = self.rotary_for(window, cos_sin.as_ref(), sliding_cos_sin.as_ref());
+            let rotary = self.rotary_for(i, cos_sin.as_ref(), sliding_cos_sin.as_ref());
             xs = if checkpoint::is_enabled() && cache.seq_len() == 0 {
                 // Training without a past: the layer reruns in backward over a cache of its
                 // own.
@@ -372,7 +394,7 @@ impl DecoderModel {
                 .iter()
                 .find(|(w, _)| *w == window)
                 .map_or(&none, |(_, m)| m);
-            let rotary = self.rotary_for(window, cos_sin.as_ref(), sliding_cos_sin.as_ref());
+            let rotary = self.rotary_for(i, cos_sin.as_ref(), sliding_cos_sin.as_ref());
             xs = layer.forward(&xs, |attn, x| {
                 attn.forward_rows(x, rotary, masks, caches, i)
             })?;
@@ -444,13 +466,18 @@ impl DecoderModel {
         Ok(masks)
     }
 
-    /// The rotary embedding and cos/sin a layer with `window` uses.
+    /// The rotary embedding and cos/sin layer `layer` uses (none for a layer without
+    /// positions).
     fn rotary_for<'a>(
         &'a self,
-        window: Option<usize>,
+        layer: usize,
         cos_sin: Option<&'a (Tensor, Tensor)>,
         sliding_cos_sin: Option<&'a (Tensor, Tensor)>,
     ) -> Option<(&'a RotaryEmbedding, &'a (Tensor, Tensor))> {
+        if self.spec.nope_layers.contains(&layer) {
+            return None;
+        }
+        let window = self.spec.layer_windows.get(layer).copied().flatten();
         match (&self.sliding_rope, sliding_cos_sin, window) {
             (Some(r), Some(cs), Some(_)) => Some((r, cs)),
             _ => cos_sin.map(|cs| (&self.rope, cs)),
@@ -539,6 +566,9 @@ impl DecoderForCausalLM {
     fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         let _timing = profile::scope(Part::Head);
         let mut logits = self.lm_head.forward(hidden)?.to_dtype(DType::F32)?;
+        if let Some(scale) = self.model.spec.logit_scale {
+            logits = logits.affine(scale, 0.0)?;
+        }
         if let Some(c) = self.model.spec.final_logit_softcapping {
             logits = ((logits / c)?.tanh()? * c)?;
         }

@@ -19,6 +19,9 @@ pub enum Residual {
     /// normed before the residual add (`input_layernorm`, `post_attention_layernorm`,
     /// `pre_feedforward_layernorm`, `post_feedforward_layernorm`: Gemma 2 and 3).
     Sandwich,
+    /// Norms after each sublayer only: `x = x + ln1(attn(x)); x = x + ln2(mlp(x))`
+    /// (`post_attention_layernorm`, `post_feedforward_layernorm`: OLMo 2).
+    PostNorms,
 }
 
 /// How the model knows where each token is.
@@ -55,8 +58,21 @@ pub struct DecoderSpec {
     pub mlp_bias: bool,
     /// The MLP's gate and up projections are one `gate_up_proj` (Phi-3).
     pub fused_gate_up: bool,
-    /// A sparse mixture of experts replaces the MLP (Mixtral).
+    /// A sparse mixture of experts replaces the MLP (Mixtral), in every layer but
+    /// `dense_layers`.
     pub moe: Option<MoeSpec>,
+    /// Layers that keep the dense MLP (`intermediate_size` wide) although `moe` is set
+    /// (Qwen-MoE's `mlp_only_layers` and `decoder_sparse_step`).
+    pub dense_layers: Vec<usize>,
+    /// Layers without positions: no rotary on q and k (SmolLM3's `no_rope_layers` zeros,
+    /// Cohere 2's global layers).
+    pub nope_layers: Vec<usize>,
+    /// Attention and MLP outputs are multiplied by this before the residual add (Granite's
+    /// `residual_multiplier`).
+    pub residual_scale: Option<f64>,
+    /// The logits are multiplied by this (Cohere's `logit_scale`; Granite divides by
+    /// `logits_scaling`).
+    pub logit_scale: Option<f64>,
     /// Sliding attention window per layer (`None` = full causal attention).
     pub layer_windows: Vec<Option<usize>>,
     /// The output projection reuses the input embedding table.
@@ -149,6 +165,10 @@ impl DecoderSpec {
             mlp_bias: false,
             fused_gate_up: false,
             moe: None,
+            dense_layers: Vec::new(),
+            nope_layers: Vec::new(),
+            residual_scale: None,
+            logit_scale: None,
             layer_windows: vec![None; num_hidden_layers],
             tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),
             lm_head_bias: false,

@@ -30,7 +30,7 @@ pub struct AttentionSpec {
     pub qkv: QkvLayout,
 }
 
-/// The norm over each head of q and k, before RoPE.
+/// The norm of q and k before RoPE: over each head, or over the whole projection.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum QkNorm {
     /// One RMSNorm shared by the heads (`q_norm`, `k_norm`: Qwen3, Gemma 3), scaling by
@@ -40,6 +40,12 @@ pub enum QkNorm {
     LayerShared { eps: f64 },
     /// One LayerNorm without bias per head (`q_layernorm.norms.{h}.weight`, StableLM).
     LayerPerHead { eps: f64 },
+    /// One LayerNorm without bias per head, the heads' weights in one `[heads, head_dim]`
+    /// tensor (`q_norm.weight`: Cohere's `use_qk_norm`).
+    LayerPerHeadStacked { eps: f64 },
+    /// One RMSNorm over the whole q (and k) projection, all heads together, before it is
+    /// split into heads (`q_norm.weight` `[heads * head_dim]`: OLMo 2).
+    RmsWhole { eps: f64 },
 }
 
 /// Where q, k and v come from.
@@ -69,14 +75,17 @@ enum QkvProj {
 enum HeadNorm {
     Rms(RmsNorm),
     Layer(LayerNorm),
+    /// Over all heads at once, before the split into heads.
+    Whole(RmsNorm),
 }
 
 impl HeadNorm {
-    /// `xs`: `[batch, seq, heads, head_dim]`.
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+    /// `xs`: `[batch, seq, heads * head_dim]` -> `[batch, seq, heads, head_dim]`, normed.
+    fn forward(&self, xs: Tensor, shape: (usize, usize, usize, usize)) -> Result<Tensor> {
         match self {
-            Self::Rms(n) => n.forward(xs),
-            Self::Layer(n) => n.forward(xs),
+            Self::Whole(n) => Ok(n.forward(&xs)?.reshape(shape)?),
+            Self::Rms(n) => n.forward(&xs.reshape(shape)?),
+            Self::Layer(n) => n.forward(&xs.reshape(shape)?),
         }
     }
 }
@@ -115,6 +124,12 @@ impl Attention {
                 }
                 Some(QkNorm::LayerPerHead { eps }) => {
                     HeadNorm::Layer(LayerNorm::per_head(&vb.pp(layer), heads, d, eps)?)
+                }
+                Some(QkNorm::LayerPerHeadStacked { eps }) => {
+                    HeadNorm::Layer(LayerNorm::per_head_stacked(&vb.pp(rms), heads, d, eps)?)
+                }
+                Some(QkNorm::RmsWhole { eps }) => {
+                    HeadNorm::Whole(RmsNorm::load(&vb.pp(rms), heads * d, eps, false)?)
                 }
             }))
         };
@@ -217,10 +232,10 @@ impl Attention {
     ) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, s, _) = xs.dims3()?;
         let heads = |t: Tensor, n: usize, norm: &Option<HeadNorm>| -> Result<Tensor> {
-            let t = t.reshape((b, s, n, self.head_dim))?;
+            let shape = (b, s, n, self.head_dim);
             let t = match norm {
-                Some(norm) => norm.forward(&t)?,
-                None => t,
+                Some(norm) => norm.forward(t, shape)?,
+                None => t.reshape(shape)?,
             };
             Ok(t.transpose(1, 2)?.contiguous()?)
         };

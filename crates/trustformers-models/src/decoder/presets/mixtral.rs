@@ -23,6 +23,8 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
             .opt_usize("num_experts_per_tok", limits::EXPERTS)?
             .unwrap_or(2),
         norm_topk_prob: true,
+        intermediate_size: spec.intermediate_size,
+        shared_expert: None,
     });
     Ok(spec)
 }

@@ -1,0 +1,64 @@
+//! Cohere (Command-R; `modeling_cohere.py`) and Cohere 2 (Command-R7B, Command A;
+//! `modeling_cohere2.py`): a parallel block (`x + attn(ln(x)) + mlp(ln(x))`) off one
+//! bias-free LayerNorm, rotary on interleaved pairs, logits times `logit_scale`, a tied head;
+//! Command-R+ adds per-head q/k LayerNorms (`use_qk_norm`). Cohere 2 alternates sliding
+//! layers with rotary and global layers without positions (`layer_types`, or
+//! `sliding_window_pattern`, default 4).
+
+use crate::decoder::Residual;
+use crate::hf_config::{self, limits};
+use crate::DecoderSpec;
+use serde_json::Value;
+use trustformers_core::config::Fields;
+use trustformers_core::Result;
+use trustformers_nn::{NormKind, QkNorm};
+
+/// Builds the spec from a `cohere` config.json.
+pub fn spec(config: &Value) -> Result<DecoderSpec> {
+    let f = Fields::new(config, "")?;
+    let mut spec = DecoderSpec::llama_like(&f, None)?;
+    let eps = f.opt_f64("layer_norm_eps", 0.0..=1.0)?.unwrap_or(1e-5);
+    spec.norm = NormKind::Layer { eps, bias: false };
+    let bias = f.opt_bool("attention_bias")?.unwrap_or(false);
+    spec.attention.qkv_bias = bias;
+    spec.attention.o_bias = bias;
+    if f.opt_bool("use_qk_norm")?.unwrap_or(false) {
+        spec.attention.qk_norm = Some(QkNorm::LayerPerHeadStacked { eps });
+    }
+    spec.rope.interleaved = true;
+    spec.residual = Residual::Parallel;
+    spec.tie_word_embeddings = f.opt_bool("tie_word_embeddings")?.unwrap_or(true);
+    spec.logit_scale = Some(f.opt_f64("logit_scale", -1e9..=1e9)?.unwrap_or(0.0625));
+    Ok(spec)
+}
+
+/// Builds the spec from a `cohere2` config.json.
+pub fn spec2(config: &Value) -> Result<DecoderSpec> {
+    // Cohere 2 sizes its heads as hidden_size / num_attention_heads whatever `head_dim` says.
+    let mut config = config.clone();
+    if let Some(obj) = config.as_object_mut() {
+        obj.remove("head_dim");
+        obj.remove("use_qk_norm");
+    }
+    let mut spec = spec(&config)?;
+    let f = Fields::new(&config, "")?;
+    let window = DecoderSpec::sliding_window(&f)?.unwrap_or(4096);
+    let n = spec.num_hidden_layers;
+    spec.layer_windows = match hf_config::layer_types_windows(&f, n, Some(window))? {
+        Some(w) => w,
+        None => {
+            let pattern = f
+                .opt_usize("sliding_window_pattern", limits::LAYERS)?
+                .unwrap_or(4)
+                .max(1);
+            (0..n)
+                .map(|i| ((i + 1) % pattern != 0).then_some(window))
+                .collect()
+        }
+    };
+    // Only the sliding layers rotate q and k.
+    spec.nope_layers = (0..n)
+        .filter(|&i| spec.layer_windows[i].is_none())
+        .collect();
+    Ok(spec)
+}

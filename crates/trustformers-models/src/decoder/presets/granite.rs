@@ -1,0 +1,65 @@
+//! Granite and GraniteMoE (`modeling_granite.py`, `modeling_granitemoe.py`): LLaMA with μP
+//! multipliers: embeddings times `embedding_multiplier`, attention scores scaled by
+//! `attention_multiplier` (instead of `1 / sqrt(head_dim)`), sublayer outputs times
+//! `residual_multiplier` before the residual add, logits divided by `logits_scaling`.
+//! GraniteMoE replaces the MLP by `num_local_experts` experts, the top `num_experts_per_tok`
+//! weighted by a softmax over their logits.
+
+use crate::hf_config::limits;
+use crate::DecoderSpec;
+use serde_json::Value;
+use trustformers_core::config::Fields;
+use trustformers_core::{Error, Result};
+use trustformers_nn::MoeSpec;
+
+/// Builds the spec from a `granite` config.json.
+pub fn spec(config: &Value) -> Result<DecoderSpec> {
+    let f = Fields::new(config, "")?;
+    let mut spec = DecoderSpec::llama_like(&f, None)?;
+    let bias = f.opt_bool("attention_bias")?.unwrap_or(false);
+    spec.attention.qkv_bias = bias;
+    spec.attention.o_bias = bias;
+    spec.mlp_bias = f.opt_bool("mlp_bias")?.unwrap_or(false);
+    multipliers(&f, &mut spec)?;
+    Ok(spec)
+}
+
+/// Builds the spec from a `granitemoe` config.json.
+pub fn moe_spec(config: &Value) -> Result<DecoderSpec> {
+    let f = Fields::new(config, "")?;
+    let mut spec = DecoderSpec::llama_like(&f, None)?;
+    let bias = f.opt_bool("attention_bias")?.unwrap_or(false);
+    spec.attention.qkv_bias = bias;
+    spec.attention.o_bias = bias;
+    multipliers(&f, &mut spec)?;
+    let moe = MoeSpec {
+        num_experts: f
+            .opt_usize("num_local_experts", limits::EXPERTS)?
+            .unwrap_or(8),
+        top_k: f
+            .opt_usize("num_experts_per_tok", limits::EXPERTS)?
+            .unwrap_or(2),
+        norm_topk_prob: true,
+        intermediate_size: spec.intermediate_size,
+        shared_expert: None,
+    };
+    moe.validate()?;
+    spec.moe = Some(moe);
+    Ok(spec)
+}
+
+/// The four μP multipliers (transformers' defaults: 1, 1, 1, 1).
+fn multipliers(f: &Fields<'_>, spec: &mut DecoderSpec) -> Result<()> {
+    let multiplier = |name: &str| f.opt_f64(name, 1e-9..=1e9);
+    if let Some(m) = multiplier("embedding_multiplier")? {
+        spec.embed_scale = Some(m);
+    }
+    spec.attention.scale = Some(multiplier("attention_multiplier")?.unwrap_or(1.0));
+    spec.residual_scale = Some(multiplier("residual_multiplier")?.unwrap_or(1.0));
+    let logits_scaling = multiplier("logits_scaling")?.unwrap_or(1.0);
+    if logits_scaling == 0.0 {
+        return Err(Error::config("logits_scaling", "must not be 0"));
+    }
+    spec.logit_scale = Some(1.0 / logits_scaling);
+    Ok(())
+}

@@ -1,0 +1,27 @@
+//! OLMo 2 (`modeling_olmo2.py`): LLaMA with norms after attention and after the MLP instead
+//! of before them (`post_attention_layernorm`, `post_feedforward_layernorm`), and RMSNorms
+//! over the whole q and k projections (all heads at once) before RoPE.
+
+use crate::decoder::Residual;
+use crate::DecoderSpec;
+use serde_json::Value;
+use trustformers_core::config::Fields;
+use trustformers_core::Result;
+use trustformers_nn::{NormKind, QkNorm};
+
+/// Builds the spec from an `olmo2` config.json.
+pub fn spec(config: &Value) -> Result<DecoderSpec> {
+    let f = Fields::new(config, "")?;
+    let mut spec = DecoderSpec::llama_like(&f, None)?;
+    let eps = f.opt_f64("rms_norm_eps", 0.0..=1.0)?.unwrap_or(1e-5);
+    spec.norm = NormKind::Rms {
+        eps,
+        unit_offset: false,
+    };
+    let bias = f.opt_bool("attention_bias")?.unwrap_or(false);
+    spec.attention.qkv_bias = bias;
+    spec.attention.o_bias = bias;
+    spec.attention.qk_norm = Some(QkNorm::RmsWhole { eps });
+    spec.residual = Residual::PostNorms;
+    Ok(spec)
+}
