@@ -406,7 +406,9 @@ def reference(model, ids, mask, pos):
     return {k: v.contiguous() for k, v in tensors.items()}
 
 
-def decoder_fixture(name, overrides, seed):
+def decoder_fixture(name, overrides, seed, out_dir=None):
+    """The HF fixture `name` (config `BASE` + `overrides`, weights from `seed`) in
+    `out_dir` (default tests/fixtures/{name})."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     cfg = dict(BASE)
@@ -419,7 +421,7 @@ def decoder_fixture(name, overrides, seed):
         config, attn_implementation=attn_implementation
     ).eval()
     randomize(model, seed)
-    out_dir = FIXTURES / name
+    out_dir = out_dir or FIXTURES / name
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     (out_dir / "generation_config.json").unlink(missing_ok=True)
@@ -603,23 +605,39 @@ GGUF_ARCH = {
     "stablelm": "stablelm",
     "mixtral": "llama",
     "llama": "llama",
+    "qwen2_moe": "qwen2moe",
+    "qwen3_moe": "qwen3moe",
+    "olmo2": "olmo2",
+    "granite": "granite",
+    "granitemoe": "granitemoe",
+    "starcoder2": "starcoder2",
+    "smollm3": "smollm3",
+    "cohere": "command-r",
+    "cohere2": "cohere2",
 }
 
+# Converters that derive from LlamaModel and permute q/k for llama.cpp's rotary.
+PERMUTED = {"llama", "granite", "granitemoe", "smollm3"}
 
-def converted_gguf_fixture(name, legacy_qkv=False, reference_config=None, out=None):
+
+def converted_gguf_fixture(
+    name, legacy_qkv=False, reference_config=None, out=None, src=None, seed=None
+):
     """The HF fixture `name` written as llama.cpp's convert_hf_to_gguf.py writes it (f32, its
     metadata keys, its tensor names from gguf-py's TensorNameMap and its tensor transforms),
     as `{name}_gguf`. `legacy_qkv` fuses phi-2's q/k/v into `attn_qkv` as converted from the
     original phi-2 checkpoints. The reference is the HF fixture's, or transformers on the
     HF checkpoint with `reference_config` applied (where llama.cpp's architecture cannot
-    express a setting of the fixture). `out` names the result (default `{name}_gguf`)."""
+    express a setting of the fixture). `out` names the result (default `{name}_gguf`); `src`
+    is the HF checkpoint when it is not the fixture `name` (a model only the GGUF fixture
+    needs), and `seed` then picks the reference inputs."""
     import json
     import shutil
 
     import gguf
     from safetensors.numpy import load_file
 
-    src = FIXTURES / name
+    src = src or FIXTURES / name
     cfg = json.loads((src / "config.json").read_text())
     sd = {k: v.astype(np.float32) for k, v in load_file(src / "model.safetensors").items()}
     mt = cfg["model_type"]
@@ -715,6 +733,10 @@ def converted_gguf_fixture(name, legacy_qkv=False, reference_config=None, out=No
         w.add_rope_dimension_count(head_dim)
         w.add_expert_count(cfg["num_local_experts"])
         w.add_expert_used_count(cfg["num_experts_per_tok"])
+    elif mt in ZOO_ARCHS:
+        n_head_kv = cfg.get("num_key_value_heads") or n_head
+        head_dim = cfg.get("head_dim") or head_dim
+        zoo_metadata(w, mt, cfg, n_head_kv, head_dim)
     w.add_vocab_size(cfg["vocab_size"])
 
     # The converters' modify_tensors.
@@ -742,10 +764,17 @@ def converted_gguf_fixture(name, legacy_qkv=False, reference_config=None, out=No
                 ]
             )
         # LlamaModel.permute (weights and biases alike).
-        if arch == "llama" and "q_proj." in hf:
+        if arch in PERMUTED and "q_proj." in hf:
             arr = llama_cpp_permute(arr, n_head)
-        if arch == "llama" and "k_proj." in hf:
+        if arch in PERMUTED and "k_proj." in hf:
             arr = llama_cpp_permute(arr, n_head_kv)
+        if mt == "granitemoe" and hf.endswith("block_sparse_moe.input_linear.weight"):
+            # GraniteMoeModel.modify_tensors: gate and up apart.
+            layer = hf.split(".")[2]
+            gate, up = np.split(arr, 2, axis=-2)
+            tensors[f"blk.{layer}.ffn_gate_exps.weight"] = gate
+            tensors[f"blk.{layer}.ffn_up_exps.weight"] = up
+            continue
         tensors[hf] = arr
     if mt == "stablelm":
         for layer in range(n_layer):
@@ -764,6 +793,14 @@ def converted_gguf_fixture(name, legacy_qkv=False, reference_config=None, out=No
                     for e in range(cfg["num_local_experts"])
                 ]
                 tensors[f"blk.{layer}.{gname}.weight"] = np.stack(experts)
+    if mt in ("qwen2_moe", "qwen3_moe"):
+        # Qwen2MoeModel.modify_tensors: the experts stacked into one 3-D tensor each.
+        n_experts = cfg.get("num_experts") or cfg["num_local_experts"]
+        for layer in range(n_layer):
+            for wname in ("gate_proj", "up_proj", "down_proj"):
+                p = f"model.layers.{layer}.mlp.experts"
+                stacked = np.stack([tensors.pop(f"{p}.{e}.{wname}.weight") for e in range(n_experts)])
+                tensors[f"{p}.{wname}.weight"] = stacked
     if legacy_qkv:
         for layer in range(n_layer):
             attn = f"model.layers.{layer}.self_attn"
@@ -771,7 +808,8 @@ def converted_gguf_fixture(name, legacy_qkv=False, reference_config=None, out=No
                 parts = [tensors.pop(f"{attn}.{p}_proj.{suffix}") for p in "qkv"]
                 tensors[f"blk.{layer}.attn_qkv.{suffix}"] = np.concatenate(parts)
 
-    tmap = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], n_layer)
+    model_arch = next(a for a, n in gguf.MODEL_ARCH_NAMES.items() if n == arch)
+    tmap = gguf.get_tensor_name_map(model_arch, n_layer)
     for hf, arr in tensors.items():
         gname = hf if hf.startswith("blk.") else tmap.get_name(hf, try_suffixes=(".weight", ".bias"))
         assert gname is not None, f"{name}: no GGUF name for {hf}"
@@ -781,18 +819,18 @@ def converted_gguf_fixture(name, legacy_qkv=False, reference_config=None, out=No
     w.write_tensors_to_file()
     w.close()
 
-    if reference_config is None:
+    if reference_config is None and seed is None:
         shutil.copy(src / "expected.safetensors", out_dir / "expected.safetensors")
     else:
         from transformers import AutoConfig, AutoModelForCausalLM
 
         config = AutoConfig.from_pretrained(src)
-        for k, v in reference_config.items():
+        for k, v in (reference_config or {}).items():
             setattr(config, k, v)
         model = AutoModelForCausalLM.from_pretrained(
             src, config=config, attn_implementation="eager"
         ).eval()
-        seed = list(DECODERS).index(name)
+        seed = list(DECODERS).index(name) if seed is None else seed
         ids, mask, pos = inputs(cfg["vocab_size"], seed)
         save_file(reference(model, ids, mask, pos), out_dir / "expected.safetensors")
     print(f"{out} written")
@@ -816,7 +854,97 @@ CONVERTED_GGUF = {
     # LLaMA 3 RoPE, which the converter turns into a rope_freqs tensor; with q/k/v/o and MLP
     # biases.
     "llama": {"out": "llama3_gguf"},
+    "olmo2": {},
+    "granite": {},
+    "granitemoe": {},
+    # llama.cpp's starcoder2 runs full attention.
+    "starcoder2": {"reference_config": {"sliding_window": None}},
+    "cohere": {},
+    "cohere_qk": {},
 }
+
+# Models only a GGUF fixture needs, in what llama.cpp's architecture can express: every
+# layer a mixture-of-experts layer, no sliding windows, SmolLM3's fixed NoPE step of 4,
+# Cohere 2's default pattern of 4. name -> (model type's DECODERS-style overrides, seed).
+GGUF_ONLY = {
+    "qwen2_moe": dict(
+        model_type="qwen2_moe",
+        num_experts=4,
+        num_experts_per_tok=2,
+        moe_intermediate_size=16,
+        shared_expert_intermediate_size=48,
+    ),
+    "qwen3_moe": dict(
+        model_type="qwen3_moe",
+        head_dim=16,
+        num_experts=6,
+        num_experts_per_tok=2,
+        norm_topk_prob=True,
+        moe_intermediate_size=24,
+    ),
+    "smollm3": dict(model_type="smollm3", num_hidden_layers=4, tie_word_embeddings=True),
+    "cohere2": dict(model_type="cohere2", num_hidden_layers=4, logit_scale=0.5, sliding_window=4),
+}
+
+ZOO_ARCHS = {
+    "qwen2_moe", "qwen3_moe", "olmo2", "granite", "granitemoe", "starcoder2", "smollm3",
+    "cohere", "cohere2",
+}
+
+
+def zoo_metadata(w, mt, cfg, n_head_kv, head_dim):
+    """The set_gguf_parameters of llama.cpp's converters for the decoder zoo."""
+    rope = cfg.get("rope_parameters") or {}
+    w.add_head_count_kv(n_head_kv)
+    if "rope_theta" in rope:
+        w.add_rope_freq_base(rope["rope_theta"])
+    if "rms_norm_eps" in cfg and mt not in ("cohere", "cohere2", "starcoder2"):
+        w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    for key in ("layer_norm_eps", "norm_epsilon"):
+        if key in cfg:
+            w.add_layer_norm_eps(cfg[key])
+    if cfg.get("head_dim") and mt not in ("granite", "granitemoe"):
+        w.add_key_length(cfg["head_dim"])
+        w.add_value_length(cfg["head_dim"])
+    experts = cfg.get("num_local_experts") or cfg.get("num_experts")
+    if experts:
+        w.add_expert_count(experts)
+        w.add_expert_used_count(cfg["num_experts_per_tok"])
+    if mt in ("qwen2_moe", "qwen3_moe"):
+        w.add_expert_feed_forward_length(cfg["moe_intermediate_size"])
+        if "shared_expert_intermediate_size" in cfg:
+            w.add_expert_shared_feed_forward_length(cfg["shared_expert_intermediate_size"])
+    if mt in ("granite", "granitemoe", "smollm3"):
+        # LlamaModel.set_gguf_parameters.
+        w.add_rope_dimension_count(head_dim)
+    if mt in ("granite", "granitemoe"):
+        w.add_attention_scale(cfg["attention_multiplier"])
+        w.add_embedding_scale(cfg["embedding_multiplier"])
+        w.add_residual_scale(cfg["residual_multiplier"])
+        w.add_logit_scale(cfg["logits_scaling"])
+    if mt in ("cohere", "cohere2"):
+        w.add_logit_scale(cfg["logit_scale"])
+        w.add_rope_scaling_type(gguf_module().RopeScalingType.NONE)
+    if mt == "cohere2":
+        w.add_sliding_window(cfg["sliding_window"])
+        w.add_rope_dimension_count(head_dim)
+
+
+def gguf_module():
+    import gguf
+
+    return gguf
+
+
+def gguf_only_fixture(name, overrides, seed):
+    """`{name}_gguf` from a model made for it (see GGUF_ONLY), through a temporary HF
+    checkpoint; the reference is transformers on that checkpoint."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / name
+        decoder_fixture(name, overrides, seed, out_dir=src)
+        converted_gguf_fixture(name, src=src, seed=seed)
 
 
 def gguf_reference(gguf_path, out):
@@ -878,6 +1006,9 @@ def main():
     for name, kwargs in CONVERTED_GGUF.items():
         if not only or kwargs.get("out", f"{name}_gguf") in only:
             converted_gguf_fixture(name, **kwargs)
+    for i, (name, overrides) in enumerate(GGUF_ONLY.items()):
+        if not only or f"{name}_gguf" in only:
+            gguf_only_fixture(name, overrides, 100 + i)
 
 
 if __name__ == "__main__":

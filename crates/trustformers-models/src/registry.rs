@@ -405,15 +405,35 @@ pub const ARCHITECTURES: &[Architecture] = &[
     ),
     A::decoder("qwen2", qwen2::spec).gguf(D::new("qwen2")),
     A::decoder("qwen3", qwen3::spec).gguf(D::new("qwen3")),
-    A::decoder("qwen2_moe", qwen2_moe::spec),
-    A::decoder("qwen3_moe", qwen3_moe::spec),
-    A::decoder("olmo2", olmo2::spec),
-    A::decoder("granite", granite::spec),
-    A::decoder("granitemoe", granite::moe_spec),
-    A::decoder("starcoder2", starcoder2::spec).names(starcoder2::tensor_name),
-    A::decoder("smollm3", smollm3::spec),
-    A::decoder("cohere", cohere::spec),
-    A::decoder("cohere2", cohere::spec2),
+    A::decoder("qwen2_moe", qwen2_moe::spec).gguf(
+        D::new("qwen2moe")
+            .block(g::names::QWEN_MOE)
+            .config(qwen2_moe::from_gguf),
+    ),
+    A::decoder("qwen3_moe", qwen3_moe::spec).gguf(
+        D::new("qwen3moe")
+            .block(g::names::QWEN_MOE)
+            .config(qwen2_moe::from_gguf),
+    ),
+    A::decoder("olmo2", olmo2::spec).gguf(
+        D::new("olmo2")
+            .block(g::names::OLMO2)
+            .config(olmo2::from_gguf),
+    ),
+    A::decoder("granite", granite::spec)
+        .gguf(D::new("granite").qk(Interleaved).config(granite::from_gguf)),
+    A::decoder("granitemoe", granite::moe_spec).gguf(
+        D::new("granitemoe")
+            .qk(Interleaved)
+            .config(granite::from_gguf),
+    ),
+    A::decoder("starcoder2", starcoder2::spec)
+        .names(starcoder2::tensor_name)
+        .gguf(D::new("starcoder2").config(starcoder2::from_gguf)),
+    A::decoder("smollm3", smollm3::spec)
+        .gguf(D::new("smollm3").qk(Interleaved).config(smollm3::from_gguf)),
+    A::decoder("cohere", cohere::spec).gguf(D::new("command-r").config(cohere::from_gguf)),
+    A::decoder("cohere2", cohere::spec2).gguf(D::new("cohere2").config(cohere::from_gguf)),
     A::decoder("falcon", falcon::spec)
         .names(falcon::tensor_name)
         .gguf(
@@ -494,12 +514,16 @@ pub fn by_model_type(model_type: &str) -> Result<&'static Architecture> {
 
 /// The architecture for a GGUF `general.architecture`, with or without experts.
 pub fn by_gguf_architecture(name: &str, experts: bool) -> Result<&'static Architecture> {
-    ARCHITECTURES
-        .iter()
-        .find(|a| {
+    // `llama` files are LLaMA or, with experts, Mixtral; the other architectures name one
+    // model each, with or without experts.
+    let by_name = |exact: bool| {
+        ARCHITECTURES.iter().find(|a| {
             a.gguf
-                .is_some_and(|g| g.arch == name && g.experts == experts)
+                .is_some_and(|g| g.arch == name && (!exact || g.experts == experts))
         })
+    };
+    by_name(true)
+        .or_else(|| by_name(false))
         .ok_or_else(|| Error::UnknownModelType {
             model_type: format!("{name} (GGUF general.architecture)"),
             known: {

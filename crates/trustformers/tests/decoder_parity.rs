@@ -96,6 +96,18 @@ fixture_tests! {
     stablelm_gguf: check_forward, check_cache(&[4]), check_greedy;
     stablelm_seq_gguf: check_forward, check_cache(&[4]), check_greedy;
     mixtral_gguf: check_forward, check_cache(&[4]), check_greedy;
+    olmo2_gguf: check_forward, check_cache(&[4]), check_greedy;
+    granite_gguf: check_forward, check_cache(&[4]), check_greedy;
+    granitemoe_gguf: check_forward, check_cache(&[4]), check_greedy;
+    starcoder2_gguf: check_forward, check_cache(&[4]), check_greedy;
+    cohere_gguf: check_forward, check_cache(&[4]), check_greedy;
+    cohere_qk_gguf: check_forward, check_cache(&[4]), check_greedy;
+    // Models made for the GGUF fixture, in what llama.cpp's architecture expresses (every
+    // layer with experts, no windows, SmolLM3's NoPE step of 4, Cohere 2's pattern of 4).
+    qwen2_moe_gguf: check_forward, check_cache(&[4]), check_greedy;
+    qwen3_moe_gguf: check_forward, check_cache(&[4]), check_greedy;
+    smollm3_gguf: check_forward, check_cache(&[4]), check_greedy;
+    cohere2_gguf: check_forward, check_cache(&[4]), check_greedy;
 }
 
 fn f32_opts() -> LoadOptions {

@@ -99,10 +99,14 @@ fn a_wrong_shape_is_named() {
 }
 
 fn write_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
-    let mut config: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixture("llama").join("config.json")).unwrap(),
-    )
-    .unwrap();
+    write_config_of("llama", dir, edit)
+}
+
+/// Fixture `name`'s config.json, edited, into `dir`.
+fn write_config_of(name: &str, dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture(name).join("config.json")).unwrap())
+            .unwrap();
     edit(&mut config);
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
 }
@@ -187,6 +191,78 @@ fn bad_config_fields_are_named() {
     )
     .unwrap();
     assert!(matches!(load_err(dir.path()), Error::Json { .. }));
+}
+
+#[test]
+fn bad_expert_and_layer_fields_are_named() {
+    let cases: Vec<(&str, &str, Box<ConfigEdit>)> = vec![
+        (
+            "qwen2_moe",
+            "num_experts_per_tok",
+            Box::new(|c| c["num_experts_per_tok"] = 5.into()),
+        ),
+        (
+            "qwen2_moe",
+            "num_experts_per_tok",
+            Box::new(|c| c["num_experts_per_tok"] = 0.into()),
+        ),
+        (
+            "qwen2_moe",
+            "moe_intermediate_size",
+            Box::new(|c| c["moe_intermediate_size"] = 0.into()),
+        ),
+        (
+            "qwen2_moe",
+            "shared_expert_intermediate_size",
+            Box::new(|c| c["shared_expert_intermediate_size"] = 0.into()),
+        ),
+        (
+            "qwen3_moe",
+            "decoder_sparse_step",
+            Box::new(|c| c["decoder_sparse_step"] = 0.into()),
+        ),
+        (
+            "qwen3_moe",
+            "mlp_only_layers",
+            Box::new(|c| c["mlp_only_layers"] = "all".into()),
+        ),
+        (
+            "granitemoe",
+            "num_experts_per_tok",
+            Box::new(|c| c["num_experts_per_tok"] = 9.into()),
+        ),
+        (
+            "granite",
+            "logits_scaling",
+            Box::new(|c| c["logits_scaling"] = (-2.0).into()),
+        ),
+        (
+            "smollm3",
+            "no_rope_layers",
+            Box::new(|c| c["no_rope_layers"] = serde_json::json!([1, 0])),
+        ),
+        (
+            "smollm3",
+            "no_rope_layers",
+            Box::new(|c| c["no_rope_layers"] = serde_json::json!([1, "no", 1, 0])),
+        ),
+        (
+            "cohere2",
+            "layer_types",
+            Box::new(|c| {
+                c["layer_types"] =
+                    serde_json::json!(["chunked_attention", "full_attention", "full_attention"])
+            }),
+        ),
+    ];
+    for (name, field, edit) in cases {
+        let dir = checkpoint_with(name, &fixture_tensors(name));
+        write_config_of(name, dir.path(), edit);
+        match load_err(dir.path()) {
+            Error::Config { field: f, .. } => assert_eq!(f, field, "{name}"),
+            e => panic!("{name} {field}: unexpected error {e}"),
+        }
+    }
 }
 
 #[test]

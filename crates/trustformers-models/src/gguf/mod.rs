@@ -81,6 +81,45 @@ fn rope_scaling(file: &GgufFile, hp: &GgufHyperparams) -> Result<Option<Value>> 
     Ok(Some(Value::Object(scaling)))
 }
 
+/// Copies scalar metadata into config.json fields: each `(key, field)` pair names the key
+/// after `{general.architecture}.` (`"logit_scale"` is `granite.logit_scale` in a Granite
+/// file). Integers stay integers; a key that is not a number is an error naming it; absent
+/// keys are skipped.
+pub fn copy_metadata(
+    file: &GgufFile,
+    config: &mut Map<String, Value>,
+    pairs: &[(&str, &str)],
+) -> Result<()> {
+    let arch = file
+        .get("general.architecture")
+        .and_then(GgufValue::as_str)
+        .unwrap_or_default();
+    for (key, field) in pairs {
+        let key = format!("{arch}.{key}");
+        let Some(v) = file.get(&key) else {
+            continue;
+        };
+        let value = match (v.as_u64(), v.as_f64()) {
+            (Some(n), _) => Value::from(n),
+            (None, Some(x)) => Number::from_f64(x)
+                .map(Value::Number)
+                .ok_or_else(|| Error::config(&key, format!("must be a finite number, got {x}")))?,
+            _ => return Err(Error::config(&key, format!("must be a number, got {v:?}"))),
+        };
+        config.insert((*field).into(), value);
+    }
+    Ok(())
+}
+
+/// The metadata value `{general.architecture}.{key}`.
+pub fn arch_value<'a>(file: &'a GgufFile, key: &str) -> Option<(String, &'a GgufValue)> {
+    let arch = file
+        .get("general.architecture")
+        .and_then(GgufValue::as_str)?;
+    let key = format!("{arch}.{key}");
+    file.get(&key).map(|v| (key, v))
+}
+
 /// Builds the HF config.json equivalent of a GGUF file's metadata.
 pub fn config_from_gguf(file: &GgufFile) -> Result<(&'static Architecture, Value)> {
     let name = file

@@ -133,6 +133,23 @@ pub mod names {
     pub const PHI2: &[(&str, &str)] = &[("attn_qkv", "self_attn.{q,k,v}_proj")];
     /// Phi-3 keeps its fused gate and up projection in `ffn_up`.
     pub const PHI3: &[(&str, &str)] = &[("ffn_up", "mlp.gate_up_proj")];
+    /// Qwen2-MoE and Qwen3-MoE: the router, the stacked experts and the shared expert with
+    /// its gate, under `mlp`.
+    pub const QWEN_MOE: &[(&str, &str)] = &[
+        ("ffn_gate_inp", "mlp.gate"),
+        ("ffn_gate_exps", "mlp.experts.{}.gate_proj"),
+        ("ffn_up_exps", "mlp.experts.{}.up_proj"),
+        ("ffn_down_exps", "mlp.experts.{}.down_proj"),
+        ("ffn_gate_inp_shexp", "mlp.shared_expert_gate"),
+        ("ffn_gate_shexp", "mlp.shared_expert.gate_proj"),
+        ("ffn_up_shexp", "mlp.shared_expert.up_proj"),
+        ("ffn_down_shexp", "mlp.shared_expert.down_proj"),
+    ];
+    /// OLMo 2: norms after attention and after the MLP.
+    pub const OLMO2: &[(&str, &str)] = &[
+        ("post_attention_norm", "post_attention_layernorm"),
+        ("post_ffw_norm", "post_feedforward_layernorm"),
+    ];
     /// StableLM's per-head q/k LayerNorms, stacked into one `[heads, head_dim]` tensor.
     pub const STABLELM: &[(&str, &str)] = &[
         ("attn_q_norm", "self_attn.q_layernorm.norms.{}"),

@@ -6,12 +6,49 @@
 //! `sliding_window_pattern`, default 4).
 
 use crate::decoder::Residual;
+use crate::gguf::{arch_value, copy_metadata, has_block_tensor};
 use crate::hf_config::{self, limits};
 use crate::DecoderSpec;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use trustformers_core::config::Fields;
-use trustformers_core::Result;
+use trustformers_core::gguf::{GgufFile, GgufValue};
+use trustformers_core::{Error, Result};
 use trustformers_nn::{NormKind, QkNorm};
+
+/// llama.cpp's `command-r` and `cohere2` files: `logit_scale` (absent: no scaling, as
+/// llama.cpp does), q/k norms when the tensors are there, and Cohere 2's sliding-window
+/// pattern (a list of flags, or every n-th layer global; default 4).
+pub fn from_gguf(file: &GgufFile, config: &mut Map<String, Value>) -> Result<()> {
+    copy_metadata(file, config, &[("logit_scale", "logit_scale")])?;
+    config.entry("logit_scale").or_insert(Value::from(1.0));
+    config.insert(
+        "use_qk_norm".into(),
+        Value::from(has_block_tensor(file, "attn_q_norm.weight")),
+    );
+    let Some((key, pattern)) = arch_value(file, "attention.sliding_window_pattern") else {
+        return Ok(());
+    };
+    match pattern {
+        GgufValue::Array(flags) => {
+            let types = flags
+                .iter()
+                .map(|f| match f.as_bool() {
+                    Some(true) => Ok(Value::from("sliding_attention")),
+                    Some(false) => Ok(Value::from("full_attention")),
+                    None => Err(Error::config(&key, "must hold booleans")),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            config.insert("layer_types".into(), Value::Array(types));
+        }
+        v => {
+            let n = v
+                .as_u64()
+                .ok_or_else(|| Error::config(&key, "must be a count or a list of booleans"))?;
+            config.insert("sliding_window_pattern".into(), Value::from(n));
+        }
+    }
+    Ok(())
+}
 
 /// Builds the spec from a `cohere` config.json.
 pub fn spec(config: &Value) -> Result<DecoderSpec> {

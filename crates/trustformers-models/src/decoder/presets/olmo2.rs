@@ -3,11 +3,25 @@
 //! over the whole q and k projections (all heads at once) before RoPE.
 
 use crate::decoder::Residual;
+use crate::gguf::arch_value;
 use crate::DecoderSpec;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use trustformers_core::config::Fields;
-use trustformers_core::Result;
+use trustformers_core::gguf::GgufFile;
+use trustformers_core::{Error, Result};
 use trustformers_nn::{NormKind, QkNorm};
+
+/// llama.cpp writes OLMo 3 (sliding-window layers) as `olmo2` too: those files are refused
+/// rather than run without their windows.
+pub fn from_gguf(file: &GgufFile, _config: &mut Map<String, Value>) -> Result<()> {
+    match arch_value(file, "attention.sliding_window") {
+        Some((key, v)) if v.as_u64() != Some(0) => Err(Error::config(
+            key,
+            "OLMo 3's sliding-window attention is not supported",
+        )),
+        _ => Ok(()),
+    }
+}
 
 /// Builds the spec from an `olmo2` config.json.
 pub fn spec(config: &Value) -> Result<DecoderSpec> {

@@ -4,12 +4,39 @@
 //! width `shared_expert_intermediate_size` scaled by a sigmoid gate. Layers listed in
 //! `mlp_only_layers`, and those not on the `decoder_sparse_step` grid, keep a dense MLP.
 
+use crate::gguf::{copy_metadata, has_block_tensor};
 use crate::hf_config::{self, limits};
 use crate::DecoderSpec;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use trustformers_core::config::Fields;
+use trustformers_core::gguf::GgufFile;
 use trustformers_core::{Error, Result};
 use trustformers_nn::{MoeSpec, SharedExpert};
+
+/// The config fields of llama.cpp's `qwen2moe` and `qwen3moe` files beyond the common ones:
+/// the experts' widths, the q/k/v biases its tensors show, and the routing its graphs use
+/// (`qwen2moe` keeps the top-k softmax weights as they are, `qwen3moe` renormalises them).
+/// Every layer of these files is a mixture-of-experts layer.
+pub fn from_gguf(file: &GgufFile, config: &mut Map<String, Value>) -> Result<()> {
+    copy_metadata(
+        file,
+        config,
+        &[
+            ("expert_feed_forward_length", "moe_intermediate_size"),
+            (
+                "expert_shared_feed_forward_length",
+                "shared_expert_intermediate_size",
+            ),
+        ],
+    )?;
+    let qwen3 = config.get("model_type").and_then(Value::as_str) == Some("qwen3_moe");
+    config.insert("norm_topk_prob".into(), Value::from(qwen3));
+    config.insert(
+        "qkv_bias".into(),
+        Value::from(has_block_tensor(file, "attn_q.bias")),
+    );
+    Ok(())
+}
 
 /// Builds the spec from a `qwen2_moe` config.json.
 pub fn spec(config: &Value) -> Result<DecoderSpec> {

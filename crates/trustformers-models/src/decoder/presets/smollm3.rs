@@ -5,9 +5,18 @@
 use super::llama;
 use crate::hf_config::{self, limits};
 use crate::DecoderSpec;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use trustformers_core::config::Fields;
+use trustformers_core::gguf::GgufFile;
 use trustformers_core::{Error, Result};
+
+/// llama.cpp's `smollm3` files: every fourth layer without rotary (its fixed step), no
+/// sliding window.
+pub fn from_gguf(_file: &GgufFile, config: &mut Map<String, Value>) -> Result<()> {
+    config.insert("no_rope_layer_interval".into(), Value::from(4));
+    config.insert("use_sliding_window".into(), Value::from(false));
+    Ok(())
+}
 
 /// Builds the spec from a `smollm3` config.json.
 pub fn spec(config: &Value) -> Result<DecoderSpec> {

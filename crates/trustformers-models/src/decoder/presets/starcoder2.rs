@@ -4,11 +4,27 @@
 //! each sublayer's output (`residual_dropout`).
 
 use super::names::{plain, rename};
+use crate::gguf::has_block_tensor;
 use crate::hf_config::{dropout, Dropouts};
 use crate::DecoderSpec;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use trustformers_core::config::Fields;
+use trustformers_core::gguf::GgufFile;
 use trustformers_core::{Result, StoredName};
+
+/// llama.cpp's `starcoder2` files: the LayerNorm epsilon under StarCoder2's name, the biases
+/// the tensors show, and no sliding window (llama.cpp runs full attention).
+pub fn from_gguf(file: &GgufFile, config: &mut Map<String, Value>) -> Result<()> {
+    if let Some(eps) = config.remove("layer_norm_eps") {
+        config.insert("norm_epsilon".into(), eps);
+    }
+    config.insert(
+        "use_bias".into(),
+        Value::from(has_block_tensor(file, "attn_q.bias")),
+    );
+    config.remove("sliding_window");
+    Ok(())
+}
 use trustformers_nn::{Activation, NormKind};
 
 /// Builds the spec from a `starcoder2` config.json.
