@@ -343,6 +343,28 @@ DECODERS = {
         logit_scale=0.5,
         layer_types=["sliding_attention", "sliding_attention", "full_attention"],
     ),
+    # gpt-oss: attention sinks, biased projections, sliding (window 4) and full layers
+    # alternating, YaRN without truncation, 4 experts (top-2) with biases and a clamped
+    # SwiGLU whose limit bites, a router with a bias.
+    "gpt_oss": dict(
+        model_type="gpt_oss",
+        num_hidden_layers=3,
+        head_dim=8,
+        intermediate_size=32,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        sliding_window=4,
+        swiglu_limit=0.3,
+        rope_parameters=dict(
+            rope_type="yarn",
+            rope_theta=10000.0,
+            factor=4.0,
+            beta_fast=32.0,
+            beta_slow=1.0,
+            truncate=False,
+            original_max_position_embeddings=16,
+        ),
+    ),
 }
 
 
@@ -930,6 +952,88 @@ def zoo_metadata(w, mt, cfg, n_head_kv, head_dim):
         w.add_rope_dimension_count(head_dim)
 
 
+FP4_VALUES = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
+
+
+def mxfp4_pack(w):
+    """`w` [E, rows, cols] quantized to MXFP4 as the released gpt-oss checkpoints store it:
+    per 32 values of a row one power-of-two scale (exponent biased by 127) and 4-bit e2m1
+    codes, two per byte, low nibble first -> (blocks [E, rows, cols/32, 16], scales
+    [E, rows, cols/32]) as uint8."""
+    e, rows, cols = w.shape
+    g = w.reshape(e, rows, cols // 32, 32).astype(np.float64)
+    amax = np.abs(g).max(axis=-1, keepdims=True)
+    exp = np.where(amax > 0, np.ceil(np.log2(np.maximum(amax, 1e-30) / 6.0)), 0).astype(np.int32)
+    scaled = g / np.exp2(exp)
+    lut = np.array(FP4_VALUES)
+    mag = np.abs(scaled)[..., None]
+    idx = np.abs(mag - lut).argmin(axis=-1)
+    code = (idx + 8 * (scaled < 0)).astype(np.uint8)
+    code = np.where(lut[idx] == 0, 0, code).astype(np.uint8)
+    blocks = (code[..., 0::2] | (code[..., 1::2] << 4)).astype(np.uint8)
+    scales = (exp[..., 0] + 127).astype(np.uint8)
+    return blocks, scales
+
+
+def gpt_oss_mxfp4_fixture():
+    """`gpt_oss_mxfp4`: the `gpt_oss` fixture with its experts stored as MXFP4 blocks and
+    scales (`quantization_config.quant_method = "mxfp4"`); the reference is transformers on
+    the weights transformers' own MXFP4 dequantization gives back."""
+    import shutil
+
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.integrations.mxfp4 import convert_moe_packed_tensors
+
+    src = FIXTURES / "gpt_oss"
+    out_dir = FIXTURES / "gpt_oss_mxfp4"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sd = load_file(src / "model.safetensors")
+    dense = {}
+    stored = {}
+    for name, t in sd.items():
+        if name.endswith(("experts.gate_up_proj", "experts.down_proj")):
+            # Stored [E, in, out]; MXFP4 packs rows of the [E, out, in] weight.
+            blocks, scales = mxfp4_pack(t.transpose(1, 2).contiguous().numpy())
+            blocks_t, scales_t = torch.from_numpy(blocks), torch.from_numpy(scales)
+            stored[name + "_blocks"] = blocks_t.reshape(*blocks.shape[:2], -1, 16)
+            stored[name + "_scales"] = scales_t
+            dense[name] = convert_moe_packed_tensors(
+                stored[name + "_blocks"], scales_t, dtype=torch.float32
+            )
+        else:
+            stored[name] = t
+            dense[name] = t
+    save_file(stored, out_dir / "model.safetensors")
+    config = json.loads((src / "config.json").read_text())
+    config["quantization_config"] = {
+        "quant_method": "mxfp4",
+        "modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"],
+    }
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2))
+    model = AutoModelForCausalLM.from_config(
+        AutoConfig.from_pretrained(src), attn_implementation="eager"
+    ).eval()
+    model.load_state_dict(dense)
+    seed = list(DECODERS).index("gpt_oss")
+    ids, mask, pos = inputs(config["vocab_size"], seed)
+    ref = reference(model, ids, mask, pos)
+    save_file(ref, out_dir / "expected.safetensors")
+    # transformers loading the MXFP4 checkpoint itself gives the same logits.
+    from transformers import Mxfp4Config
+
+    quantized = AutoModelForCausalLM.from_pretrained(
+        out_dir,
+        quantization_config=Mxfp4Config(dequantize=True),
+        dtype=torch.float32,
+        attn_implementation="eager",
+    ).eval()
+    with torch.no_grad():
+        logits = quantized(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+    assert torch.allclose(logits, ref["logits"], atol=1e-6), "MXFP4 layout differs"
+    print("gpt_oss_mxfp4 written")
+
+
 def gguf_module():
     import gguf
 
@@ -1006,6 +1110,8 @@ def main():
     for name, kwargs in CONVERTED_GGUF.items():
         if not only or kwargs.get("out", f"{name}_gguf") in only:
             converted_gguf_fixture(name, **kwargs)
+    if not only or "gpt_oss_mxfp4" in only:
+        gpt_oss_mxfp4_fixture()
     for i, (name, overrides) in enumerate(GGUF_ONLY.items()):
         if not only or f"{name}_gguf" in only:
             gguf_only_fixture(name, overrides, 100 + i)

@@ -114,13 +114,30 @@ fn cache_attention(c: &mut Criterion) {
             let id = format!("{name} decode t={t}");
             group.bench_function(BenchmarkId::new("f32", &id), |b| {
                 b.iter(|| {
-                    cached::sdpa(&q, KvRows::F32(&k), KvRows::F32(&v), t * d, None, shape).unwrap()
+                    cached::sdpa(
+                        &q,
+                        KvRows::F32(&k),
+                        KvRows::F32(&v),
+                        t * d,
+                        None,
+                        None,
+                        shape,
+                    )
+                    .unwrap()
                 })
             });
             group.bench_function(BenchmarkId::new("f16", &id), |b| {
                 b.iter(|| {
-                    cached::sdpa(&q, KvRows::F16(&k16), KvRows::F16(&v16), t * d, None, shape)
-                        .unwrap()
+                    cached::sdpa(
+                        &q,
+                        KvRows::F16(&k16),
+                        KvRows::F16(&v16),
+                        t * d,
+                        None,
+                        None,
+                        shape,
+                    )
+                    .unwrap()
                 })
             });
         }

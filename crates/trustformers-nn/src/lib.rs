@@ -35,6 +35,6 @@ pub use dropout::{Dropout, DropoutRng};
 pub use embedding::Embedding;
 pub use linear::Linear;
 pub use mlp::{GatedMlp, Mlp};
-pub use moe::{MoeSpec, SharedExpert, SparseMoe};
+pub use moe::{ExpertKind, MoeSpec, SharedExpert, SparseMoe};
 pub use norm::{LayerNorm, Norm, NormKind, RmsNorm};
 pub use positions::{RopeScaling, RopeSpec, RotaryEmbedding};

@@ -3,15 +3,16 @@
 //! router's softmax weights (renormalised over the chosen experts when asked), plus, where
 //! the model has one, a shared expert every token goes through (optionally scaled by a
 //! sigmoid gate). Mixtral's `MixtralSparseMoeBlock`, Qwen2-MoE's and Qwen3-MoE's
-//! `SparseMoeBlock`, GraniteMoE's `MoE` are settings of [`MoeSpec`]. Only the experts a token
-//! chose are run, so decoding reads only their weights.
+//! `SparseMoeBlock`, GraniteMoE's `MoE` and gpt-oss's `MLP` (a router with a bias, experts
+//! with biases and a clamped SwiGLU, MXFP4 weights dequantized at load) are settings of
+//! [`MoeSpec`]. Only the experts a token chose are run, so decoding reads only their weights.
 
 use crate::{Activation, GatedMlp, Linear};
 use candle_core::{DType, Tensor};
 use trustformers_core::{Error, Result, Weight, Weights};
 
 /// Shape and routing of a mixture-of-experts block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MoeSpec {
     pub num_experts: usize,
     /// Experts run per token.
@@ -23,6 +24,20 @@ pub struct MoeSpec {
     pub intermediate_size: usize,
     /// An expert every token goes through besides the routed ones.
     pub shared_expert: Option<SharedExpert>,
+    /// The router has a bias (gpt-oss).
+    pub router_bias: bool,
+    /// What each routed expert computes.
+    pub expert: ExpertKind,
+}
+
+/// What a routed expert computes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ExpertKind {
+    /// `down(act(gate(x)) * up(x))` without biases (Mixtral, Qwen-MoE, GraniteMoE).
+    Gated,
+    /// gpt-oss: biased projections, `gate` clamped above at `limit` and `up` to
+    /// `[-limit, limit]`, then `down((up + 1) * gate * sigmoid(alpha * gate))`.
+    ClampedSwiGlu { alpha: f64, limit: f64 },
 }
 
 /// The always-on expert of Qwen2-MoE (and DeepSeek, Llama 4).
@@ -55,6 +70,14 @@ impl MoeSpec {
                 "must be at least 1, got 0",
             ));
         }
+        if let ExpertKind::ClampedSwiGlu { alpha, limit } = self.expert {
+            if !(alpha.is_finite() && limit.is_finite() && limit > 0.0) {
+                return Err(Error::config(
+                    "swiglu_limit",
+                    format!("alpha {alpha} and limit {limit} must be finite, the limit positive"),
+                ));
+            }
+        }
         if self.shared_expert.is_some_and(|s| s.intermediate_size == 0) {
             return Err(Error::config(
                 "shared_expert_intermediate_size",
@@ -72,11 +95,131 @@ struct Shared {
     gate: Option<Linear>,
 }
 
+/// One routed expert.
+#[derive(Clone)]
+enum Expert {
+    Gated(GatedMlp),
+    /// `gate_up`'s rows: all of gate, then all of up.
+    Clamped {
+        gate_up: Linear,
+        down: Linear,
+        alpha: f64,
+        limit: f64,
+    },
+}
+
+impl Expert {
+    /// `xs`: `[tokens, hidden]` -> `[tokens, hidden]`.
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Gated(mlp) => mlp.forward(xs),
+            Self::Clamped {
+                gate_up,
+                down,
+                alpha,
+                limit,
+            } => {
+                let y = gate_up.forward(xs)?;
+                let inter = y.dim(1)? / 2;
+                let gate = y.narrow(1, 0, inter)?.minimum(*limit)?;
+                let up = y.narrow(1, inter, inter)?.clamp(-*limit, *limit)?;
+                let glu = (&gate * candle_nn::ops::sigmoid(&gate.affine(*alpha, 0.0)?)?)?;
+                down.forward(&((up + 1.0)? * glu)?)
+            }
+        }
+    }
+}
+
+/// Dequantizes an MXFP4 expert tensor as transformers does: `{name}_blocks`
+/// `[experts, rows, cols / 32, 16]` bytes holding two FP4 (e2m1) values each, low nibble
+/// first, and `{name}_scales` `[experts, rows, cols / 32]` power-of-two exponents biased by
+/// 127 -> `[experts, rows, cols]` f32.
+fn mxfp4(vb: &Weights, name: &str, experts: usize, rows: usize, cols: usize) -> Result<Tensor> {
+    const FP4: [f32; 16] = [
+        0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0,
+    ];
+    if cols % 32 != 0 {
+        return Err(Error::InvalidInput(format!(
+            "{}: MXFP4 rows of {cols} values are not whole blocks of 32",
+            vb.path(name)
+        )));
+    }
+    let groups = cols / 32;
+    let bytes = |t: Tensor| -> Result<Vec<u8>> {
+        Ok(t.to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?
+            .into_iter()
+            .map(|x| x as u8)
+            .collect())
+    };
+    let blocks = bytes(vb.get((experts, rows, groups, 16), &format!("{name}_blocks"))?)?;
+    let scales = bytes(vb.get((experts, rows, groups), &format!("{name}_scales"))?)?;
+    let mut out = Vec::with_capacity(blocks.len() * 2);
+    for (block, &scale) in blocks.chunks_exact(16).zip(&scales) {
+        let scale = (2f64).powi(i32::from(scale) - 127) as f32;
+        for &b in block {
+            out.push(FP4[usize::from(b & 0x0f)] * scale);
+            out.push(FP4[usize::from(b >> 4)] * scale);
+        }
+    }
+    Ok(Tensor::from_vec(out, (experts, rows, cols), vb.device())?.to_dtype(vb.dtype())?)
+}
+
+/// gpt-oss's experts: `gate_up_proj` `[E, H, 2I]` (x @ W; gate and up interleaved, gate on
+/// the even columns) and `down_proj` `[E, I, H]`, or their MXFP4 `_blocks` / `_scales`
+/// (`[E, 2I, H]` and `[E, H, I]` once unpacked), with `gate_up_proj_bias` `[E, 2I]` and
+/// `down_proj_bias` `[E, H]`.
+fn clamped_experts(
+    vb: &Weights,
+    e: usize,
+    inter: usize,
+    hidden: usize,
+    alpha: f64,
+    limit: f64,
+) -> Result<Vec<Expert>> {
+    let (gate_up, down) = if vb.contains("gate_up_proj_blocks") {
+        (
+            mxfp4(vb, "gate_up_proj", e, 2 * inter, hidden)?,
+            mxfp4(vb, "down_proj", e, hidden, inter)?,
+        )
+    } else {
+        (
+            vb.get((e, hidden, 2 * inter), "gate_up_proj")?
+                .transpose(1, 2)?,
+            vb.get((e, inter, hidden), "down_proj")?.transpose(1, 2)?,
+        )
+    };
+    let gate_up_bias = vb.get((e, 2 * inter), "gate_up_proj_bias")?;
+    let down_bias = vb.get((e, hidden), "down_proj_bias")?;
+    // Rows as [all of gate; all of up].
+    let order: Vec<u32> = (0..inter as u32)
+        .map(|i| 2 * i)
+        .chain((0..inter as u32).map(|i| 2 * i + 1))
+        .collect();
+    let order = Tensor::from_vec(order, 2 * inter, vb.device())?;
+    (0..e)
+        .map(|i| -> Result<Expert> {
+            let w = gate_up.get(i)?.index_select(&order, 0)?.contiguous()?;
+            let b = gate_up_bias.get(i)?.index_select(&order, 0)?;
+            Ok(Expert::Clamped {
+                gate_up: Linear::from_weight(Weight::Dense(w), Some(b))?,
+                down: Linear::from_weight(
+                    Weight::Dense(down.get(i)?.contiguous()?),
+                    Some(down_bias.get(i)?),
+                )?,
+                alpha,
+                limit,
+            })
+        })
+        .collect()
+}
+
 /// The router and its experts.
 #[derive(Clone)]
 pub struct SparseMoe {
     router: Linear,
-    experts: Vec<GatedMlp>,
+    experts: Vec<Expert>,
     shared: Option<Shared>,
     spec: MoeSpec,
 }
@@ -125,28 +268,37 @@ impl SparseMoe {
                 })
                 .collect()
         };
+        let gated = |experts: Vec<GatedMlp>| experts.into_iter().map(Expert::Gated).collect();
         let experts_vb = block.pp("experts");
-        let experts = if experts_vb.contains("gate_up_proj") {
-            stacked("gate_up_proj", "down_proj", &experts_vb)?
+        let experts: Vec<Expert> = if let ExpertKind::ClampedSwiGlu { alpha, limit } = spec.expert {
+            clamped_experts(&experts_vb, e, inter, hidden, alpha, limit)?
+        } else if experts_vb.contains("gate_up_proj") {
+            gated(stacked("gate_up_proj", "down_proj", &experts_vb)?)
         } else if block.contains("input_linear.weight") {
-            stacked("input_linear.weight", "output_linear.weight", &block)?
+            gated(stacked(
+                "input_linear.weight",
+                "output_linear.weight",
+                &block,
+            )?)
         } else {
             let [gate, up, down] = if experts_vb.pp(0).contains("w1.weight") {
                 ["w1", "w3", "w2"]
             } else {
                 ["gate_proj", "up_proj", "down_proj"]
             };
-            (0..e)
-                .map(|i| {
-                    let x = experts_vb.pp(i);
-                    GatedMlp::from_separate(
-                        Linear::new(&x.pp(gate), hidden, inter, false)?,
-                        Linear::new(&x.pp(up), hidden, inter, false)?,
-                        Linear::new(&x.pp(down), inter, hidden, false)?,
-                        act,
-                    )
-                })
-                .collect::<Result<Vec<_>>>()?
+            gated(
+                (0..e)
+                    .map(|i| {
+                        let x = experts_vb.pp(i);
+                        GatedMlp::from_separate(
+                            Linear::new(&x.pp(gate), hidden, inter, false)?,
+                            Linear::new(&x.pp(up), hidden, inter, false)?,
+                            Linear::new(&x.pp(down), inter, hidden, false)?,
+                            act,
+                        )
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            )
         };
         let shared = spec
             .shared_expert
@@ -167,7 +319,7 @@ impl SparseMoe {
             })
             .transpose()?;
         Ok(Self {
-            router: Linear::new(&router_vb, hidden, e, false)?,
+            router: Linear::new(&router_vb, hidden, e, spec.router_bias)?,
             experts,
             shared,
             spec,

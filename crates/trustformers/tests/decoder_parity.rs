@@ -75,6 +75,9 @@ fixture_tests! {
     cohere: check_forward, check_cache(&[1, 6]), check_greedy;
     cohere_qk: check_forward, check_cache(&[1, 6]), check_greedy;
     cohere2: check_forward, check_cache(&[1, 6]), check_greedy;
+    gpt_oss: check_forward, check_cache(&[1, 6]), check_greedy;
+    // The same with its experts stored as MXFP4 blocks and scales, dequantized at load.
+    gpt_oss_mxfp4: check_forward, check_cache(&[1, 6]), check_greedy;
 }
 
 // GGUF files written as llama.cpp's converter writes them (`tools/gen_fixtures.py`), each

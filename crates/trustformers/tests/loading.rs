@@ -237,6 +237,16 @@ fn bad_expert_and_layer_fields_are_named() {
             Box::new(|c| c["logits_scaling"] = (-2.0).into()),
         ),
         (
+            "gpt_oss",
+            "swiglu_limit",
+            Box::new(|c| c["swiglu_limit"] = (-1.0).into()),
+        ),
+        (
+            "gpt_oss",
+            "num_experts_per_tok",
+            Box::new(|c| c["num_experts_per_tok"] = 7.into()),
+        ),
+        (
             "smollm3",
             "no_rope_layers",
             Box::new(|c| c["no_rope_layers"] = serde_json::json!([1, 0])),

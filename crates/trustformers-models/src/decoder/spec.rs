@@ -154,6 +154,7 @@ impl DecoderSpec {
                 scale: None,
                 softcap: None,
                 qkv: QkvLayout::Separate,
+                sinks: false,
             },
             positions: Positions::Rotary,
             rope,

@@ -122,11 +122,12 @@ impl CrossAttention {
                     sdpa(&q, &k, &v, mask, 1, self.scale, None, Dropout::NONE)?
                 }
                 KvView::Buffer(buf) => {
-                    match fused_sdpa_over(&q, FusedKeys::buffer(buf), mask, self.scale, None)? {
+                    match fused_sdpa_over(&q, FusedKeys::buffer(buf), mask, self.scale, None, None)?
+                    {
                         Some(out) => out,
                         None => {
                             let (k, v) = buf.to_tensors(q.device())?;
-                            sdpa_ops(&q, &k, &v, mask, 1, self.scale, None, Dropout::NONE)?
+                            sdpa_ops(&q, &k, &v, mask, 1, self.scale, None, None, Dropout::NONE)?
                         }
                     }
                 }

@@ -2,7 +2,7 @@
 //! heads, fused or separate q/k/v projections, optional per-head q/k norms, rotary positions
 //! when the model has them, scores through [`super::sdpa`].
 
-use super::sdpa::{fused_sdpa_over, sdpa, sdpa_ops, FusedKeys};
+use super::sdpa::{fused_sdpa_over, sdpa_ops, sdpa_sinks, sink_values, FusedKeys};
 use crate::cache::kv::KvView;
 use crate::profile::{self, Part};
 use crate::{Dropout, KvCache, LayerNorm, Linear, RmsNorm, RotaryEmbedding};
@@ -28,6 +28,9 @@ pub struct AttentionSpec {
     pub softcap: Option<f64>,
     /// How q, k and v are projected.
     pub qkv: QkvLayout,
+    /// A learned sink logit per query head joins the softmax (`sinks` `[num_heads]`:
+    /// gpt-oss).
+    pub sinks: bool,
 }
 
 /// The norm of q and k before RoPE: over each head, or over the whole projection.
@@ -104,6 +107,8 @@ pub struct Attention {
     softcap: Option<f64>,
     /// On the attention probabilities, in training (`attention_dropout`).
     dropout: Dropout,
+    /// The sink logits `[num_heads]` (f32), and their values for the fused kernel.
+    sinks: Option<(Tensor, Vec<f32>)>,
 }
 
 impl Attention {
@@ -154,6 +159,16 @@ impl Attention {
             scale: spec.scale.unwrap_or(1.0 / (spec.head_dim as f64).sqrt()),
             softcap: spec.softcap,
             dropout: Dropout::NONE,
+            sinks: spec
+                .sinks
+                .then(|| -> Result<(Tensor, Vec<f32>)> {
+                    let s = vb
+                        .get(spec.num_heads, "sinks")?
+                        .to_dtype(candle_core::DType::F32)?;
+                    let values = sink_values(&s)?;
+                    Ok((s, values))
+                })
+                .transpose()?,
         })
     }
 
@@ -291,8 +306,12 @@ impl Attention {
         layer: usize,
     ) -> Result<Tensor> {
         let groups = self.num_heads / self.num_kv_heads;
+        let (sinks, sink_values) = match &self.sinks {
+            Some((t, v)) => (Some(t), Some(v.as_slice())),
+            None => (None, None),
+        };
         Ok(match cache.append_view(layer, k, v)? {
-            KvView::Tensors(k, v) => sdpa(
+            KvView::Tensors(k, v) => sdpa_sinks(
                 q,
                 &k,
                 &v,
@@ -300,20 +319,22 @@ impl Attention {
                 groups,
                 self.scale,
                 self.softcap,
+                sinks,
                 self.dropout,
             )?,
             KvView::Buffer(buf) => {
                 let keys = FusedKeys::buffer(buf);
-                let fused = match self.dropout.is_active() {
+                let trained = sinks.is_some_and(|s| crate::differentiable(&[s]));
+                let fused = match self.dropout.is_active() || trained {
                     true => None,
-                    false => fused_sdpa_over(q, keys, mask, self.scale, self.softcap)?,
+                    false => fused_sdpa_over(q, keys, mask, self.scale, self.softcap, sink_values)?,
                 };
                 match fused {
                     Some(out) => out,
                     None => {
                         let (k, v) = buf.to_tensors(q.device())?;
                         let (scale, softcap) = (self.scale, self.softcap);
-                        sdpa_ops(q, &k, &v, mask, groups, scale, softcap, self.dropout)?
+                        sdpa_ops(q, &k, &v, mask, groups, scale, softcap, sinks, self.dropout)?
                     }
                 }
             }

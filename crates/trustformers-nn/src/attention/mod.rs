@@ -14,4 +14,4 @@ pub use bidirectional::{split_fused_qkv, BidirectionalAttention};
 pub use cross::{CrossAttention, CrossAttentionSpec};
 pub use layer::{Attention, AttentionSpec, QkNorm, QkvLayout};
 pub use mask::{causal_mask, padding_mask};
-pub use sdpa::sdpa;
+pub use sdpa::{sdpa, sdpa_sinks};

@@ -25,13 +25,42 @@ pub fn sdpa(
     softcap: Option<f64>,
     dropout: Dropout,
 ) -> Result<Tensor> {
-    if dropout.is_active() {
-        return sdpa_ops(q, k, v, mask, groups, scale, softcap, dropout);
+    sdpa_sinks(q, k, v, mask, groups, scale, softcap, None, dropout)
+}
+
+/// [`sdpa`] with attention sinks: one learned logit per query head joins each softmax
+/// and takes its share of the weight, with no value row (gpt-oss).
+///
+/// # Shapes
+/// As [`sdpa`]; `sinks`: `[h]`.
+#[allow(clippy::too_many_arguments)]
+pub fn sdpa_sinks(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    groups: usize,
+    scale: f64,
+    softcap: Option<f64>,
+    sinks: Option<&Tensor>,
+    dropout: Dropout,
+) -> Result<Tensor> {
+    if dropout.is_active() || sinks.is_some_and(|s| crate::differentiable(&[s])) {
+        return sdpa_ops(q, k, v, mask, groups, scale, softcap, sinks, dropout);
     }
-    match fused_sdpa(q, k, v, mask, scale, softcap)? {
+    let sink_values = sinks.map(sink_values).transpose()?;
+    match fused_sdpa(q, k, v, mask, scale, softcap, sink_values.as_deref())? {
         Some(out) => Ok(out),
-        None => sdpa_ops(q, k, v, mask, groups, scale, softcap, dropout),
+        None => sdpa_ops(q, k, v, mask, groups, scale, softcap, sinks, dropout),
     }
+}
+
+/// The sinks as f32 values for the fused kernel.
+pub(super) fn sink_values(sinks: &Tensor) -> Result<Vec<f32>> {
+    Ok(sinks
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?)
 }
 
 /// [`sdpa`] as tensor operations, for any dtype and device.
@@ -44,6 +73,7 @@ pub(super) fn sdpa_ops(
     groups: usize,
     scale: f64,
     softcap: Option<f64>,
+    sinks: Option<&Tensor>,
     dropout: Dropout,
 ) -> Result<Tensor> {
     let dtype = q.dtype();
@@ -67,11 +97,27 @@ pub(super) fn sdpa_ops(
         Some(m) => scores.broadcast_add(m)?,
         None => scores,
     };
+    // Sinks: one more column per row, dropped after the softmax.
+    let scores = match sinks {
+        Some(s) => {
+            let (b, h, rows, _) = scores.dims4()?;
+            let column = s
+                .to_dtype(DType::F32)?
+                .reshape((1, h, 1, 1))?
+                .broadcast_as((b, h, rows, 1))?;
+            Tensor::cat(&[&scores, &column], 3)?.contiguous()?
+        }
+        None => scores,
+    };
     // candle's fused softmax has no backward; ours has.
     let probs = if crate::differentiable(&[&scores]) {
         crate::autograd::softmax_last_dim(&scores)?
     } else {
         candle_nn::ops::softmax_last_dim(&scores)?
+    };
+    let probs = match sinks {
+        Some(_) => probs.narrow(3, 0, t)?,
+        None => probs,
     };
     Ok(dropout.forward(&probs)?.matmul(&v)?.to_dtype(dtype)?)
 }
@@ -85,6 +131,7 @@ fn fused_sdpa(
     mask: Option<&Tensor>,
     scale: f64,
     softcap: Option<f64>,
+    sinks: Option<&[f32]>,
 ) -> Result<Option<Tensor>> {
     let f32_cpu = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu();
     if !(f32_cpu(k) && f32_cpu(v)) || v.dims() != k.dims() || crate::differentiable(&[q, k, v]) {
@@ -99,7 +146,7 @@ fn fused_sdpa(
         stride: t * d,
         dims: (kb, kv_heads, t, d),
     };
-    fused_sdpa_over(q, keys, mask, scale, softcap)
+    fused_sdpa_over(q, keys, mask, scale, softcap, sinks)
 }
 
 /// Keys and values as the fused kernel reads them: `batch * kv_heads` blocks of
@@ -130,6 +177,7 @@ pub(super) fn fused_sdpa_over(
     mask: Option<&Tensor>,
     scale: f64,
     softcap: Option<f64>,
+    sinks: Option<&[f32]>,
 ) -> Result<Option<Tensor>> {
     let f32_cpu = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu();
     if !f32_cpu(q) || !mask.is_none_or(f32_cpu) || crate::differentiable(&[q]) {
@@ -179,6 +227,7 @@ pub(super) fn fused_sdpa_over(
             values,
             strides: *strides,
         }),
+        sinks,
         shape,
     )?;
     Ok(Some(Tensor::from_vec(out, (b, h, s, d), q.device())?))
@@ -191,7 +240,7 @@ mod tests {
     use crate::kernels::tests::{max_abs_diff, random};
     use candle_core::Device;
     /// The fused kernel against the tensor-op path: decode and prefill query counts, grouped
-    /// heads, softcapping, and masks shaped as the decoder ([b, 1, s, t]), ALiBi
+    /// heads, softcapping, attention sinks, and masks shaped as the decoder ([b, 1, s, t]), ALiBi
     /// ([b, h, s, t]) and the encoders ([b, 1, 1, t]) build them.
     #[test]
     fn fused_sdpa_matches_the_tensor_ops() {
@@ -243,10 +292,16 @@ mod tests {
                 Some(mask(&[b, h, s, t], 5)),
                 Some(mask(&[b, 1, 1, t], 6)),
             ];
-            for m in &masks {
+            let sink_tensor = tensor(&[h], 7);
+            let sink_sets = [None, Some(&sink_tensor)];
+            for (m, sinks) in masks
+                .iter()
+                .flat_map(|m| sink_sets.iter().map(move |k| (m, *k)))
+            {
+                let sink_vec = sinks.map(|s| sink_values(s).unwrap());
                 let groups = h / kvh;
                 let scale = 1.0 / (d as f64).sqrt();
-                let got = fused_sdpa(&q, &k, &v, m.as_ref(), scale, softcap)
+                let got = fused_sdpa(&q, &k, &v, m.as_ref(), scale, softcap, sink_vec.as_deref())
                     .unwrap()
                     .expect("f32 on the CPU takes the fused path");
                 let want = sdpa_ops(
@@ -257,14 +312,16 @@ mod tests {
                     groups,
                     scale,
                     softcap,
+                    sinks,
                     Dropout::NONE,
                 )
                 .unwrap();
                 let diff = max_abs_diff(&got, &want);
                 assert!(
                     diff < 1e-5,
-                    "{h}/{kvh} heads, {s}x{t}, mask {:?}: {diff}",
-                    m.as_ref().map(|m| m.dims().to_vec())
+                    "{h}/{kvh} heads, {s}x{t}, mask {:?}, sinks {}: {diff}",
+                    m.as_ref().map(|m| m.dims().to_vec()),
+                    sinks.is_some()
                 );
                 // Keys and values kept in f16 give the tensor ops' result on the same
                 // values rounded to f16.
@@ -284,9 +341,10 @@ mod tests {
                     stride: t * d,
                     dims: (b, kvh, t, d),
                 };
-                let got = fused_sdpa_over(&q, keys, m.as_ref(), scale, softcap)
-                    .unwrap()
-                    .expect("f32 queries on the CPU take the fused path");
+                let got =
+                    fused_sdpa_over(&q, keys, m.as_ref(), scale, softcap, sink_vec.as_deref())
+                        .unwrap()
+                        .expect("f32 queries on the CPU take the fused path");
                 let rounded = |t: &Tensor| {
                     t.to_dtype(DType::F16)
                         .unwrap()
@@ -301,6 +359,7 @@ mod tests {
                     groups,
                     scale,
                     softcap,
+                    sinks,
                     Dropout::NONE,
                 )
                 .unwrap();

@@ -245,7 +245,13 @@ fn tanh(x: f32) -> f32 {
 /// One row of scores to probabilities: `softmax(softcap(x * scale) + mask)`, with
 /// `softcap(y) = c * tanh(y / c)` when given.
 #[inline(always)]
-fn softmax_row_body(row: &mut [f32], mask: Option<&[f32]>, scale: f32, softcap: Option<f32>) {
+fn softmax_row_body(
+    row: &mut [f32],
+    mask: Option<&[f32]>,
+    scale: f32,
+    softcap: Option<f32>,
+    sink: Option<f32>,
+) {
     match (softcap, mask) {
         (Some(c), _) => {
             let k = scale / c;
@@ -268,10 +274,12 @@ fn softmax_row_body(row: &mut [f32], mask: Option<&[f32]>, scale: f32, softcap: 
             *l = l.max(x);
         }
     }
+    // An attention sink is one more logit in the softmax, with no value row.
     let max = chunks
         .remainder()
         .iter()
         .chain(&lanes)
+        .chain(&sink)
         .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
     let mut sums = [0f32; 8];
     let mut chunks = row.chunks_exact_mut(8);
@@ -281,7 +289,7 @@ fn softmax_row_body(row: &mut [f32], mask: Option<&[f32]>, scale: f32, softcap: 
             *l += *x;
         }
     }
-    let mut sum: f32 = sums.iter().sum();
+    let mut sum: f32 = sums.iter().sum::<f32>() + sink.map_or(0.0, |s| exp(s - max));
     for x in chunks.into_remainder() {
         *x = exp(*x - max);
         sum += *x;
@@ -293,14 +301,14 @@ fn softmax_row_body(row: &mut [f32], mask: Option<&[f32]>, scale: f32, softcap: 
 multiversion! {
     fn softmax_rows(scores: &mut [f32], seq: usize, mask: Option<&[f32]>, scale: f32) {
         for row in scores.chunks_exact_mut(seq) {
-            softmax_row_body(row, mask, scale, None);
+            softmax_row_body(row, mask, scale, None, None);
         }
     }
 }
 
 multiversion! {
-    pub(super) fn softmax_row(row: &mut [f32], mask: Option<&[f32]>, scale: f32, softcap: Option<f32>) {
-        softmax_row_body(row, mask, scale, softcap);
+    pub(super) fn softmax_row(row: &mut [f32], mask: Option<&[f32]>, scale: f32, softcap: Option<f32>, sink: Option<f32>) {
+        softmax_row_body(row, mask, scale, softcap, sink);
     }
 }
 

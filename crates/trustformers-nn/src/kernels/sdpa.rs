@@ -89,6 +89,7 @@ fn attend_rows<'m>(
     rows: std::ops::Range<usize>,
     mask: &dyn Fn(usize) -> Option<&'m [f32]>,
     shape: SdpaShape,
+    sink: Option<f32>,
     out: &mut [f32],
 ) {
     let (t, d) = (shape.keys, shape.head_dim);
@@ -98,7 +99,7 @@ fn attend_rows<'m>(
             let mut scores = vec![0f32; t];
             for (i, (q, out)) in rows.zip(q.chunks_exact(d).zip(out.chunks_exact_mut(d))) {
                 dot_rows(q, k, &mut scores);
-                softmax_row(&mut scores, mask(i), scale, softcap);
+                softmax_row(&mut scores, mask(i), scale, softcap, sink);
                 weighted_sum(&scores, v, out);
             }
         }
@@ -117,7 +118,7 @@ fn attend_rows<'m>(
             let n = rows.len();
             let mut scores = gemm::gemm_serial(q, n, &keys.corner(visible, d));
             for (i, row) in rows.zip(scores.chunks_exact_mut(visible)) {
-                softmax_row(row, mask(i).map(|m| &m[..visible]), scale, softcap);
+                softmax_row(row, mask(i).map(|m| &m[..visible]), scale, softcap, sink);
             }
             out.copy_from_slice(&gemm::gemm_serial(&scores, n, &values.corner(d, visible)));
         }
@@ -149,7 +150,8 @@ fn visible_keys(mask: &[f32]) -> usize {
 /// key/value heads: `q` is `[batch, heads, queries, head_dim]`, `k` and `v` hold
 /// `batch * kv_heads` blocks of `[keys, head_dim]`, block `i` starting at `i * kv_stride`
 /// (`keys * head_dim` when packed tight, more in a [`KvBuffer`](crate::cache::kv::KvBuffer));
-/// returns `[batch, heads, queries, head_dim]`.
+/// returns `[batch, heads, queries, head_dim]`. `sinks`, one logit per query head, join
+/// each head's softmax with no value row (gpt-oss's attention sinks).
 /// (Batch, head, block of queries) items are split over the barrier pool.
 pub fn sdpa(
     q: &[f32],
@@ -157,6 +159,7 @@ pub fn sdpa(
     v: KvRows<'_>,
     kv_stride: usize,
     mask: Option<MaskView<'_>>,
+    sinks: Option<&[f32]>,
     shape: SdpaShape,
 ) -> Result<Vec<f32>> {
     let SdpaShape {
@@ -183,6 +186,12 @@ pub fn sdpa(
             q.len(),
             k.len(),
             v.len()
+        ));
+    }
+    if sinks.is_some_and(|s| s.len() != heads) {
+        return bad(format!(
+            "{} sinks for {heads} heads",
+            sinks.map_or(0, <[f32]>::len)
         ));
     }
     if let Some(m) = &mask {
@@ -248,7 +257,8 @@ pub fn sdpa(
                 None => KeysValues::Rows(block(k, kvh), block(v, kvh)),
             };
             let q_rows = bh * q_head + rows.start * head_dim..bh * q_head + rows.end * head_dim;
-            attend_rows(&q[q_rows], kv, rows, &mask_row, shape, &mut dst);
+            let sink = sinks.map(|s| s[h]);
+            attend_rows(&q[q_rows], kv, rows, &mask_row, shape, sink, &mut dst);
         }
     });
     drop(items);

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use trustformers_core::config::Fields;
 use trustformers_core::gguf::GgufFile;
 use trustformers_core::{Error, Result};
-use trustformers_nn::MoeSpec;
+use trustformers_nn::{ExpertKind, MoeSpec};
 
 /// The multipliers of llama.cpp's `granite` and `granitemoe` files (`embedding_scale`,
 /// `residual_scale`, `attention.scale`, `logit_scale`). Without `attention.scale` llama.cpp
@@ -79,6 +79,8 @@ pub fn moe_spec(config: &Value) -> Result<DecoderSpec> {
         norm_topk_prob: true,
         intermediate_size: spec.intermediate_size,
         shared_expert: None,
+        router_bias: false,
+        expert: ExpertKind::Gated,
     };
     moe.validate()?;
     spec.moe = Some(moe);

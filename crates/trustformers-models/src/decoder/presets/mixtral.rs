@@ -7,7 +7,7 @@ use crate::DecoderSpec;
 use serde_json::Value;
 use trustformers_core::config::Fields;
 use trustformers_core::Result;
-use trustformers_nn::MoeSpec;
+use trustformers_nn::{ExpertKind, MoeSpec};
 
 /// Builds the spec from a `mixtral` config.json.
 pub fn spec(config: &Value) -> Result<DecoderSpec> {
@@ -25,6 +25,8 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
         norm_topk_prob: true,
         intermediate_size: spec.intermediate_size,
         shared_expert: None,
+        router_bias: false,
+        expert: ExpertKind::Gated,
     });
     Ok(spec)
 }

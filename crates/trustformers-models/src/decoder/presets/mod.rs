@@ -9,6 +9,7 @@ pub mod gemma3;
 pub mod gpt2;
 pub mod gpt_neo;
 pub mod gpt_neox;
+pub mod gpt_oss;
 pub mod gptj;
 pub mod granite;
 pub mod llama;

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use trustformers_core::config::Fields;
 use trustformers_core::gguf::GgufFile;
 use trustformers_core::{Error, Result};
-use trustformers_nn::{MoeSpec, SharedExpert};
+use trustformers_nn::{ExpertKind, MoeSpec, SharedExpert};
 
 /// The config fields of llama.cpp's `qwen2moe` and `qwen3moe` files beyond the common ones:
 /// the experts' widths, the q/k/v biases its tensors show, and the routing its graphs use
@@ -144,6 +144,8 @@ pub(crate) fn qwen_moe(
             .opt_usize("moe_intermediate_size", limits::INTERMEDIATE)?
             .unwrap_or(defaults.intermediate),
         shared_expert,
+        router_bias: false,
+        expert: ExpertKind::Gated,
     };
     moe.validate()?;
     spec.moe = Some(moe);
