@@ -365,6 +365,82 @@ DECODERS = {
             original_max_position_embeddings=16,
         ),
     ),
+    # DeepSeek-V3: latent attention with low-rank queries (ranks below the hidden size),
+    # interleaved rotary on 4 of 12 query/key dims, values of 6, YaRN with mscale_all_dim;
+    # a dense first layer, then 8 sigmoid-scored experts with a correction bias in 4 groups
+    # (2 kept, scored by their best two), top-2 renormalised and scaled by 2.5, 2 shared.
+    "deepseek_v3": dict(
+        model_type="deepseek_v3",
+        num_hidden_layers=3,
+        num_key_value_heads=4,
+        q_lora_rank=12,
+        kv_lora_rank=16,
+        qk_nope_head_dim=8,
+        qk_rope_head_dim=4,
+        v_head_dim=6,
+        first_k_dense_replace=1,
+        n_routed_experts=8,
+        num_experts_per_tok=2,
+        n_group=4,
+        topk_group=2,
+        n_shared_experts=2,
+        moe_intermediate_size=16,
+        routed_scaling_factor=2.5,
+        norm_topk_prob=True,
+        rope_parameters=dict(
+            rope_type="yarn",
+            rope_theta=10000.0,
+            factor=4.0,
+            original_max_position_embeddings=16,
+            beta_fast=32.0,
+            beta_slow=1.0,
+            mscale=1.0,
+            mscale_all_dim=1.0,
+        ),
+    ),
+    # V3 rotating halves (rope_interleave off), queries projected directly, no groups.
+    "deepseek_v3_halves": dict(
+        model_type="deepseek_v3",
+        num_hidden_layers=2,
+        num_key_value_heads=4,
+        q_lora_rank=None,
+        kv_lora_rank=16,
+        qk_nope_head_dim=8,
+        qk_rope_head_dim=4,
+        v_head_dim=8,
+        first_k_dense_replace=0,
+        n_routed_experts=4,
+        num_experts_per_tok=2,
+        n_group=1,
+        topk_group=1,
+        n_shared_experts=1,
+        moe_intermediate_size=16,
+        routed_scaling_factor=1.0,
+        norm_topk_prob=False,
+        rope_interleave=False,
+    ),
+    # DeepSeek-V2: queries projected directly, softmax routing limited to the best 2 of 4
+    # groups (by their best expert), weights scaled by 1.5 and not renormalised, a dense
+    # first layer, one shared expert.
+    "deepseek_v2": dict(
+        model_type="deepseek_v2",
+        num_hidden_layers=3,
+        num_key_value_heads=4,
+        q_lora_rank=None,
+        kv_lora_rank=16,
+        qk_nope_head_dim=8,
+        qk_rope_head_dim=4,
+        v_head_dim=6,
+        first_k_dense_replace=1,
+        n_routed_experts=8,
+        num_experts_per_tok=3,
+        topk_method="group_limited_greedy",
+        n_group=4,
+        topk_group=2,
+        n_shared_experts=1,
+        moe_intermediate_size=16,
+        routed_scaling_factor=1.5,
+    ),
 }
 
 
@@ -378,6 +454,10 @@ def randomize(model, seed):
                 p.copy_(1.0 + 0.2 * noise)
             else:
                 p.copy_(0.15 * noise)
+        # DeepSeek-V3's router bias is a buffer: make it choose differently from the scores.
+        for name, b in model.named_buffers():
+            if name.endswith("e_score_correction_bias"):
+                b.copy_(0.1 * torch.randn(b.shape, generator=g))
 
 
 def inputs(vocab, seed):

@@ -86,6 +86,26 @@ impl<'a> Fields<'a> {
         Ok(Some(n as usize))
     }
 
+    /// An optional count, 0 allowed, no larger than `max`.
+    pub fn opt_count(&self, field: &str, max: usize) -> Result<Option<usize>> {
+        let Some(v) = self.raw(field) else {
+            return Ok(None);
+        };
+        match v.as_u64() {
+            Some(n) if n <= max as u64 => Ok(Some(n as usize)),
+            _ => Err(Error::config(
+                self.name(field),
+                format!("must be an integer between 0 and {max}, got {v}"),
+            )),
+        }
+    }
+
+    /// Whether `field` is present and explicitly null (`"q_lora_rank": null`), as opposed
+    /// to absent (which means the default).
+    pub fn is_null(&self, field: &str) -> bool {
+        self.obj.get(field).is_some_and(Value::is_null)
+    }
+
     /// An optional finite float in `range`.
     pub fn opt_f64(
         &self,

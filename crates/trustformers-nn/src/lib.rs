@@ -27,14 +27,16 @@ pub(crate) fn differentiable(ts: &[&candle_core::Tensor]) -> bool {
     ts.iter().any(|t| t.track_op())
 }
 pub use attention::{
-    Attention, AttentionSpec, BidirectionalAttention, CrossAttention, CrossAttentionSpec, QkNorm,
-    QkvLayout,
+    Attention, AttentionSpec, BidirectionalAttention, CrossAttention, CrossAttentionSpec,
+    LatentAttention, LatentAttentionSpec, LatentPath, QkNorm, QkvLayout,
 };
 pub use cache::{Cache, EncoderDecoderCache, KvCache, RecurrentState};
 pub use dropout::{Dropout, DropoutRng};
 pub use embedding::Embedding;
 pub use linear::Linear;
 pub use mlp::{GatedMlp, Mlp};
-pub use moe::{ExpertKind, MoeSpec, SharedExpert, SparseMoe};
+pub use moe::{
+    ExpertKind, GroupRouting, GroupScore, MoeSpec, RouterScoring, SharedExpert, SparseMoe,
+};
 pub use norm::{LayerNorm, Norm, NormKind, RmsNorm};
 pub use positions::{RopeScaling, RopeSpec, RotaryEmbedding};

@@ -28,6 +28,42 @@ pub struct MoeSpec {
     pub router_bias: bool,
     /// What each routed expert computes.
     pub expert: ExpertKind,
+    /// How router logits become expert scores.
+    pub scoring: RouterScoring,
+    /// Group-limited routing: only the experts of the best groups compete.
+    pub groups: Option<GroupRouting>,
+    /// The router has `e_score_correction_bias` `[experts]`, added to the scores for choosing
+    /// experts only, not for weighting them (DeepSeek-V3).
+    pub correction_bias: bool,
+    /// The chosen experts' weights are multiplied by this (`routed_scaling_factor`).
+    pub routed_scaling_factor: f64,
+}
+
+/// How a router's logits become expert scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouterScoring {
+    /// A softmax over all experts (Mixtral, Qwen-MoE, DeepSeek-V2).
+    Softmax,
+    /// An independent sigmoid per expert (DeepSeek-V3).
+    Sigmoid,
+}
+
+/// DeepSeek's group-limited routing: the experts form `n_group` equal groups, each group is
+/// scored, and only the experts of the best `topk_group` groups may be chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupRouting {
+    pub n_group: usize,
+    pub topk_group: usize,
+    pub group_score: GroupScore,
+}
+
+/// How a group of experts is scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupScore {
+    /// Its best expert's score (DeepSeek-V2's `group_limited_greedy`).
+    Max,
+    /// The sum of its two best experts' scores (DeepSeek-V3, with the correction bias).
+    SumTop2,
 }
 
 /// What a routed expert computes.
@@ -50,6 +86,24 @@ pub struct SharedExpert {
 }
 
 impl MoeSpec {
+    /// `num_experts` plain SwiGLU experts of width `intermediate_size`, the top `top_k` by a
+    /// softmax kept with their weights as they are; the other knobs off.
+    pub fn new(num_experts: usize, top_k: usize, intermediate_size: usize) -> Self {
+        Self {
+            num_experts,
+            top_k,
+            norm_topk_prob: false,
+            intermediate_size,
+            shared_expert: None,
+            router_bias: false,
+            expert: ExpertKind::Gated,
+            scoring: RouterScoring::Softmax,
+            groups: None,
+            correction_bias: false,
+            routed_scaling_factor: 1.0,
+        }
+    }
+
     /// Checks the counts, naming the config field that is wrong.
     pub fn validate(&self) -> Result<()> {
         if self.num_experts == 0 {
@@ -68,6 +122,48 @@ impl MoeSpec {
             return Err(Error::config(
                 "moe_intermediate_size",
                 "must be at least 1, got 0",
+            ));
+        }
+        if let Some(g) = self.groups {
+            if g.n_group == 0 || self.num_experts % g.n_group != 0 {
+                return Err(Error::config(
+                    "n_group",
+                    format!(
+                        "{} groups do not divide {} experts",
+                        g.n_group, self.num_experts
+                    ),
+                ));
+            }
+            if g.topk_group == 0 || g.topk_group > g.n_group {
+                return Err(Error::config(
+                    "topk_group",
+                    format!(
+                        "must be between 1 and the {} groups, got {}",
+                        g.n_group, g.topk_group
+                    ),
+                ));
+            }
+            let per_group = self.num_experts / g.n_group;
+            if g.group_score == GroupScore::SumTop2 && per_group < 2 {
+                return Err(Error::config(
+                    "n_group",
+                    format!("groups of {per_group} expert cannot be scored by their best two"),
+                ));
+            }
+            if self.top_k > g.topk_group * per_group {
+                return Err(Error::config(
+                    "num_experts_per_tok",
+                    format!(
+                        "{} experts cannot be chosen from {} groups of {per_group}",
+                        self.top_k, g.topk_group
+                    ),
+                ));
+            }
+        }
+        if !self.routed_scaling_factor.is_finite() {
+            return Err(Error::config(
+                "routed_scaling_factor",
+                "must be a finite number",
             ));
         }
         if let ExpertKind::ClampedSwiGlu { alpha, limit } = self.expert {
@@ -219,6 +315,8 @@ fn clamped_experts(
 #[derive(Clone)]
 pub struct SparseMoe {
     router: Linear,
+    /// `e_score_correction_bias`, when the router has one.
+    correction_bias: Option<Vec<f32>>,
     experts: Vec<Expert>,
     shared: Option<Shared>,
     spec: MoeSpec,
@@ -303,14 +401,13 @@ impl SparseMoe {
         let shared = spec
             .shared_expert
             .map(|s| -> Result<Shared> {
+                // DeepSeek names them in the plural.
+                let name = match block.contains("shared_experts.gate_proj.weight") {
+                    true => "shared_experts",
+                    false => "shared_expert",
+                };
                 Ok(Shared {
-                    mlp: GatedMlp::new(
-                        &block.pp("shared_expert"),
-                        hidden,
-                        s.intermediate_size,
-                        false,
-                        act,
-                    )?,
+                    mlp: GatedMlp::new(&block.pp(name), hidden, s.intermediate_size, false, act)?,
                     gate: s
                         .gated
                         .then(|| Linear::new(&block.pp("shared_expert_gate"), hidden, 1, false))
@@ -318,12 +415,59 @@ impl SparseMoe {
                 })
             })
             .transpose()?;
+        let correction_bias = spec
+            .correction_bias
+            .then(|| -> Result<Vec<f32>> {
+                Ok(router_vb
+                    .get(e, "e_score_correction_bias")?
+                    .to_dtype(DType::F32)?
+                    .to_vec1::<f32>()?)
+            })
+            .transpose()?;
         Ok(Self {
+            correction_bias,
             router: Linear::new(&router_vb, hidden, e, spec.router_bias)?,
             experts,
             shared,
             spec,
         })
+    }
+
+    /// The experts one token goes to, from its scores `p`: the `top_k` best by score (plus
+    /// the correction bias when the router has one), among the experts of the best groups
+    /// when routing is group-limited. Ties keep the lower index first, as `torch.topk`.
+    fn choose(&self, p: &[f32]) -> Vec<usize> {
+        let mut choice: Vec<f32> = match &self.correction_bias {
+            Some(bias) => p.iter().zip(bias).map(|(s, b)| s + b).collect(),
+            None => p.to_vec(),
+        };
+        let by_score = |v: &[f32]| {
+            let mut order: Vec<usize> = (0..v.len()).collect();
+            order.sort_by(|&i, &j| v[j].total_cmp(&v[i]).then(i.cmp(&j)));
+            order
+        };
+        if let Some(g) = self.spec.groups {
+            let size = choice.len() / g.n_group;
+            let group_scores: Vec<f32> = choice
+                .chunks_exact(size)
+                .map(|group| {
+                    let best = by_score(group);
+                    match g.group_score {
+                        GroupScore::Max => group[best[0]],
+                        GroupScore::SumTop2 => group[best[0]] + group[best[1]],
+                    }
+                })
+                .collect();
+            let kept = &by_score(&group_scores)[..g.topk_group];
+            for (gi, group) in choice.chunks_exact_mut(size).enumerate() {
+                if !kept.contains(&gi) {
+                    group.iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
+                }
+            }
+        }
+        let mut order = by_score(&choice);
+        order.truncate(self.spec.top_k);
+        order
     }
 
     /// # Shapes
@@ -333,48 +477,47 @@ impl SparseMoe {
         let flat = xs.reshape((b * s, h))?;
         let logits = self.router.forward(&flat)?.to_dtype(DType::F32)?;
         let training = crate::differentiable(&[&logits]);
-        let probs_t = if training {
-            crate::autograd::softmax_last_dim(&logits)?
-        } else {
-            candle_nn::ops::softmax_last_dim(&logits)?
+        let scores_t = match self.spec.scoring {
+            RouterScoring::Softmax if training => crate::autograd::softmax_last_dim(&logits)?,
+            RouterScoring::Softmax => candle_nn::ops::softmax_last_dim(&logits)?,
+            RouterScoring::Sigmoid => candle_nn::ops::sigmoid(&logits)?,
         };
-        let probs: Vec<Vec<f32>> = probs_t.to_vec2()?;
+        let scores: Vec<Vec<f32>> = scores_t.to_vec2()?;
+        let scale = self.spec.routed_scaling_factor as f32;
         // Per expert: the tokens routed to it and their weights.
         let mut routed: Vec<(Vec<u32>, Vec<f32>)> =
             vec![(Vec::new(), Vec::new()); self.experts.len()];
-        for (token, p) in probs.iter().enumerate() {
-            let mut order: Vec<usize> = (0..p.len()).collect();
-            // torch.topk: largest first; equal scores keep the lower index first.
-            order.sort_by(|&i, &j| p[j].total_cmp(&p[i]).then(i.cmp(&j)));
-            let chosen = &order[..self.spec.top_k];
+        for (token, p) in scores.iter().enumerate() {
+            let chosen = self.choose(p);
             let total: f32 = chosen.iter().map(|&i| p[i]).sum();
-            for &i in chosen {
+            for &i in &chosen {
                 let w = if self.spec.norm_topk_prob {
                     p[i] / total
                 } else {
                     p[i]
                 };
                 routed[i].0.push(token as u32);
-                routed[i].1.push(w);
+                routed[i].1.push(w * scale);
             }
         }
-        // Training: the routing weights as tensor ops over `probs_t`, so the router gets its
+        // Training: the routing weights as tensor ops over `scores_t`, so the router gets its
         // gradient (the choice of experts itself has none, as in torch).
         let routing = if training {
             let experts = self.experts.len();
-            let mut chosen = vec![0f32; probs.len() * experts];
+            let mut chosen = vec![0f32; scores.len() * experts];
             for (i, (tokens, _)) in routed.iter().enumerate() {
                 for &t in tokens {
                     chosen[t as usize * experts + i] = 1.0;
                 }
             }
-            let chosen = Tensor::from_vec(chosen, (probs.len(), experts), xs.device())?;
-            let kept = (&probs_t * chosen)?;
-            Some(if self.spec.norm_topk_prob {
+            let chosen = Tensor::from_vec(chosen, (scores.len(), experts), xs.device())?;
+            let kept = (&scores_t * chosen)?;
+            let kept = if self.spec.norm_topk_prob {
                 kept.broadcast_div(&kept.sum_keepdim(1)?)?
             } else {
                 kept
-            })
+            };
+            Some(kept.affine(f64::from(scale), 0.0)?)
         } else {
             None
         };

@@ -78,6 +78,11 @@ fixture_tests! {
     gpt_oss: check_forward, check_cache(&[1, 6]), check_greedy;
     // The same with its experts stored as MXFP4 blocks and scales, dequantized at load.
     gpt_oss_mxfp4: check_forward, check_cache(&[1, 6]), check_greedy;
+    // Latent attention: prefill expands the latents, decode steps attend over them with the
+    // projections absorbed; the cache test holds the two paths to one full forward.
+    deepseek_v3: check_forward, check_cache(&[1, 6]), check_greedy;
+    deepseek_v3_halves: check_forward, check_cache(&[1, 6]), check_greedy;
+    deepseek_v2: check_forward, check_cache(&[1, 6]), check_greedy;
 }
 
 // GGUF files written as llama.cpp's converter writes them (`tools/gen_fixtures.py`), each

@@ -237,6 +237,36 @@ fn bad_expert_and_layer_fields_are_named() {
             Box::new(|c| c["logits_scaling"] = (-2.0).into()),
         ),
         (
+            "deepseek_v3",
+            "n_group",
+            Box::new(|c| c["n_group"] = 3.into()),
+        ),
+        (
+            "deepseek_v3",
+            "topk_group",
+            Box::new(|c| c["topk_group"] = 5.into()),
+        ),
+        (
+            "deepseek_v3",
+            "num_experts_per_tok",
+            Box::new(|c| c["num_experts_per_tok"] = 5.into()),
+        ),
+        (
+            "deepseek_v3",
+            "kv_lora_rank",
+            Box::new(|c| c["kv_lora_rank"] = 0.into()),
+        ),
+        (
+            "deepseek_v3",
+            "q_lora_rank",
+            Box::new(|c| c["q_lora_rank"] = 0.into()),
+        ),
+        (
+            "deepseek_v2",
+            "topk_method",
+            Box::new(|c| c["topk_method"] = "noaux_tc_v9".into()),
+        ),
+        (
             "gpt_oss",
             "swiglu_limit",
             Box::new(|c| c["swiglu_limit"] = (-1.0).into()),

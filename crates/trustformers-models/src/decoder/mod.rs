@@ -25,8 +25,8 @@ use trustformers_nn::checkpoint;
 use trustformers_nn::positions::alibi_mask;
 use trustformers_nn::profile::{self, Part};
 use trustformers_nn::{
-    Attention, Cache, Dropout, Embedding, GatedMlp, KvCache, Linear, Mlp, Norm, RotaryEmbedding,
-    SparseMoe,
+    Attention, Cache, Dropout, Embedding, GatedMlp, KvCache, LatentAttention, Linear, Mlp, Norm,
+    RotaryEmbedding, SparseMoe,
 };
 
 /// Checkpoint buffers transformers itself ignores when loading this family.
@@ -42,7 +42,7 @@ pub const IGNORED_TENSORS: &[&str] = &[
 struct DecoderLayer {
     /// `None` with norms after the sublayers only.
     input_layernorm: Option<Norm>,
-    self_attn: Attention,
+    self_attn: SelfAttention,
     /// `None` with a parallel residual.
     post_attention_layernorm: Option<Norm>,
     /// Sandwich norms only.
@@ -56,6 +56,53 @@ struct DecoderLayer {
     dropout_branch_sum: bool,
     /// Multiplies the sublayers' outputs before the residual add.
     residual_scale: Option<f64>,
+}
+
+/// The attention of a layer.
+enum SelfAttention {
+    Standard(Attention),
+    /// Multi-head latent attention (DeepSeek).
+    Latent(LatentAttention),
+}
+
+/// Cos/sin of the rotary embedding for one call.
+type Rotary<'a> = Option<(&'a RotaryEmbedding, &'a (Tensor, Tensor))>;
+
+impl SelfAttention {
+    fn forward(
+        &self,
+        xs: &Tensor,
+        rotary: Rotary<'_>,
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+        layer: usize,
+    ) -> Result<Tensor> {
+        match self {
+            Self::Standard(a) => a.forward(xs, rotary, mask, cache, layer),
+            Self::Latent(a) => a.forward(xs, rotary, mask, cache, layer),
+        }
+    }
+
+    fn forward_rows(
+        &self,
+        xs: &Tensor,
+        rotary: Rotary<'_>,
+        masks: &[Option<Tensor>],
+        caches: &mut [&mut KvCache],
+        layer: usize,
+    ) -> Result<Tensor> {
+        match self {
+            Self::Standard(a) => a.forward_rows(xs, rotary, masks, caches, layer),
+            Self::Latent(a) => a.forward_rows(xs, rotary, masks, caches, layer),
+        }
+    }
+
+    fn is_quantized(&self) -> bool {
+        match self {
+            Self::Standard(a) => a.is_quantized(),
+            Self::Latent(a) => a.is_quantized(),
+        }
+    }
 }
 
 /// The feed-forward half of a layer.
@@ -114,8 +161,17 @@ impl DecoderLayer {
         };
         Ok(Self {
             input_layernorm: norm_if(!post_norms, "input_layernorm")?,
-            self_attn: Attention::new(&spec.attention, &vb.pp("self_attn"))?
-                .with_dropout(Dropout::new(d.attention, "attention_dropout")?),
+            self_attn: {
+                let dropout = Dropout::new(d.attention, "attention_dropout")?;
+                match &spec.latent_attention {
+                    Some(latent) => SelfAttention::Latent(
+                        LatentAttention::new(latent, &vb.pp("self_attn"))?.with_dropout(dropout),
+                    ),
+                    None => SelfAttention::Standard(
+                        Attention::new(&spec.attention, &vb.pp("self_attn"))?.with_dropout(dropout),
+                    ),
+                }
+            },
             attn_dropout: Dropout::new(d.attention_output, "resid_pdrop")?,
             mlp_dropout: Dropout::new(d.mlp_output, "resid_pdrop")?,
             dropout_branch_sum: spec.dropout_branch_sum,
@@ -150,7 +206,7 @@ impl DecoderLayer {
     fn forward(
         &self,
         xs: &Tensor,
-        attend: impl FnOnce(&Attention, &Tensor) -> Result<Tensor>,
+        attend: impl FnOnce(&SelfAttention, &Tensor) -> Result<Tensor>,
     ) -> Result<Tensor> {
         let normed = match &self.input_layernorm {
             Some(norm) => norm.forward(xs)?,

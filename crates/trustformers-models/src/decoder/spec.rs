@@ -4,7 +4,9 @@
 use crate::hf_config::{self, limits, Dropouts};
 use trustformers_core::config::Fields;
 use trustformers_core::{Error, Result};
-use trustformers_nn::{Activation, AttentionSpec, MoeSpec, NormKind, QkvLayout, RopeSpec};
+use trustformers_nn::{
+    Activation, AttentionSpec, LatentAttentionSpec, MoeSpec, NormKind, QkvLayout, RopeSpec,
+};
 
 /// How a layer adds attention and MLP to the residual stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +48,8 @@ pub struct DecoderSpec {
     pub num_hidden_layers: usize,
     pub max_position_embeddings: usize,
     pub attention: AttentionSpec,
+    /// Multi-head latent attention replaces `attention` in every layer (DeepSeek-V2/V3).
+    pub latent_attention: Option<LatentAttentionSpec>,
     /// How positions enter the model.
     pub positions: Positions,
     /// The rotary embedding, for [`Positions::Rotary`].
@@ -156,6 +160,7 @@ impl DecoderSpec {
                 qkv: QkvLayout::Separate,
                 sinks: false,
             },
+            latent_attention: None,
             positions: Positions::Rotary,
             rope,
             norm: NormKind::Rms {

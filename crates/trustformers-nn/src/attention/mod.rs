@@ -6,12 +6,14 @@
 
 pub mod bidirectional;
 pub mod cross;
+pub mod latent;
 pub mod layer;
 pub mod mask;
 pub mod sdpa;
 
 pub use bidirectional::{split_fused_qkv, BidirectionalAttention};
 pub use cross::{CrossAttention, CrossAttentionSpec};
+pub use latent::{LatentAttention, LatentAttentionSpec, LatentPath};
 pub use layer::{Attention, AttentionSpec, QkNorm, QkvLayout};
 pub use mask::{causal_mask, padding_mask};
 pub use sdpa::{sdpa, sdpa_sinks};

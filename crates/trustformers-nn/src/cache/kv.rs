@@ -31,6 +31,9 @@ impl Default for KvCache {
 enum LayerKv {
     Buffer(KvBuffer),
     Tensors(Tensor, Tensor),
+    /// One tensor `[batch, 1, seq, dim]` standing for both keys and values (multi-head
+    /// latent attention's latents).
+    Latent(Tensor),
 }
 
 /// One layer's keys and values, `[batch, kv_heads, capacity, head_dim]` each, of which the
@@ -290,6 +293,7 @@ impl KvCache {
             .map(|layer| match layer {
                 LayerKv::Buffer(b) => b.k.bytes() + b.v.bytes(),
                 LayerKv::Tensors(k, v) => super::tensor_bytes(k) + super::tensor_bytes(v),
+                LayerKv::Latent(x) => super::tensor_bytes(x),
             })
             .sum()
     }
@@ -298,7 +302,7 @@ impl KvCache {
     pub fn seq_len(&self) -> usize {
         match self.layers.iter().flatten().next() {
             Some(LayerKv::Buffer(b)) => b.len,
-            Some(LayerKv::Tensors(k, _)) => k.dim(2).unwrap_or(0),
+            Some(LayerKv::Tensors(k, _)) | Some(LayerKv::Latent(k)) => k.dim(2).unwrap_or(0),
             None => 0,
         }
     }
@@ -347,6 +351,9 @@ impl KvCache {
                 buf.push(&values(k)?, &values(v)?, s)?;
                 Ok(KvView::Buffer(buf))
             }
+            Some(LayerKv::Latent(_)) => Err(Error::InvalidInput(format!(
+                "layer {layer} of the cache holds latents, not keys and values"
+            ))),
             Some(LayerKv::Tensors(pk, pv)) => {
                 let (k, v) = (Tensor::cat(&[&*pk, k], 2)?, Tensor::cat(&[&*pv, v], 2)?);
                 *slot = Some(LayerKv::Tensors(k.clone(), v.clone()));
@@ -359,6 +366,37 @@ impl KvCache {
         }
     }
 
+    /// Appends this step's latents `x` `[batch, 1, seq, dim]` for `layer` (multi-head latent
+    /// attention keeps one tensor per layer, no separate keys and values) and returns all of
+    /// them so far.
+    pub fn append_latent(&mut self, layer: usize, x: &Tensor) -> Result<Tensor> {
+        if self.layers.len() <= layer {
+            self.layers.resize(layer + 1, None);
+        }
+        let all = match &self.layers[layer] {
+            None => x.clone(),
+            Some(LayerKv::Latent(past)) => {
+                let (pd, xd) = (past.dims(), x.dims());
+                if pd.len() != 4 || xd.len() != 4 || (pd[0], pd[1], pd[3]) != (xd[0], xd[1], xd[3])
+                {
+                    return Err(Error::ShapeMismatch {
+                        name: format!("layer {layer} latents"),
+                        expected: pd.to_vec(),
+                        actual: xd.to_vec(),
+                    });
+                }
+                Tensor::cat(&[past, x], 2)?
+            }
+            Some(_) => {
+                return Err(Error::InvalidInput(format!(
+                    "layer {layer} of the cache holds keys and values, not latents"
+                )))
+            }
+        };
+        self.layers[layer] = Some(LayerKv::Latent(all.clone()));
+        Ok(all)
+    }
+
     /// Keeps batch rows `rows` (in that order, repeats allowed): how beam search follows the
     /// beams it continues, and how one prefilled prompt is copied to several beams.
     pub fn select_rows(&mut self, rows: &[u32]) -> Result<()> {
@@ -369,6 +407,9 @@ impl KvCache {
                     let idx = Tensor::new(rows, k.device())?;
                     *k = k.index_select(&idx, 0)?;
                     *v = v.index_select(&idx, 0)?;
+                }
+                LayerKv::Latent(x) => {
+                    *x = x.index_select(&Tensor::new(rows, x.device())?, 0)?;
                 }
             }
         }
@@ -396,6 +437,7 @@ impl KvCache {
                     *k = k.narrow(2, 0, len)?.contiguous()?;
                     *v = v.narrow(2, 0, len)?.contiguous()?;
                 }
+                LayerKv::Latent(x) => *x = x.narrow(2, 0, len)?.contiguous()?,
             }
         }
         Ok(())

@@ -47,20 +47,19 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
             .collect(),
     };
     let moe = MoeSpec {
-        num_experts: f
-            .opt_usize("num_local_experts", limits::EXPERTS)?
-            .unwrap_or(128),
-        top_k: f
-            .opt_usize("num_experts_per_tok", limits::EXPERTS)?
-            .unwrap_or(4),
         norm_topk_prob: true,
-        intermediate_size: spec.intermediate_size,
-        shared_expert: None,
         router_bias: true,
         expert: ExpertKind::ClampedSwiGlu {
             alpha: f.opt_f64("swiglu_alpha", -1e6..=1e6)?.unwrap_or(1.702),
             limit: f.opt_f64("swiglu_limit", 0.0..=1e9)?.unwrap_or(7.0),
         },
+        ..MoeSpec::new(
+            f.opt_usize("num_local_experts", limits::EXPERTS)?
+                .unwrap_or(128),
+            f.opt_usize("num_experts_per_tok", limits::EXPERTS)?
+                .unwrap_or(4),
+            spec.intermediate_size,
+        )
     };
     moe.validate()?;
     spec.moe = Some(moe);

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use trustformers_core::config::Fields;
 use trustformers_core::gguf::GgufFile;
 use trustformers_core::{Error, Result};
-use trustformers_nn::{ExpertKind, MoeSpec};
+use trustformers_nn::MoeSpec;
 
 /// The multipliers of llama.cpp's `granite` and `granitemoe` files (`embedding_scale`,
 /// `residual_scale`, `attention.scale`, `logit_scale`). Without `attention.scale` llama.cpp
@@ -70,17 +70,14 @@ pub fn moe_spec(config: &Value) -> Result<DecoderSpec> {
     spec.attention.o_bias = bias;
     multipliers(&f, &mut spec)?;
     let moe = MoeSpec {
-        num_experts: f
-            .opt_usize("num_local_experts", limits::EXPERTS)?
-            .unwrap_or(8),
-        top_k: f
-            .opt_usize("num_experts_per_tok", limits::EXPERTS)?
-            .unwrap_or(2),
         norm_topk_prob: true,
-        intermediate_size: spec.intermediate_size,
-        shared_expert: None,
-        router_bias: false,
-        expert: ExpertKind::Gated,
+        ..MoeSpec::new(
+            f.opt_usize("num_local_experts", limits::EXPERTS)?
+                .unwrap_or(8),
+            f.opt_usize("num_experts_per_tok", limits::EXPERTS)?
+                .unwrap_or(2),
+            spec.intermediate_size,
+        )
     };
     moe.validate()?;
     spec.moe = Some(moe);

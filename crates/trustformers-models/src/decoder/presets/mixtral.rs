@@ -7,7 +7,7 @@ use crate::DecoderSpec;
 use serde_json::Value;
 use trustformers_core::config::Fields;
 use trustformers_core::Result;
-use trustformers_nn::{ExpertKind, MoeSpec};
+use trustformers_nn::MoeSpec;
 
 /// Builds the spec from a `mixtral` config.json.
 pub fn spec(config: &Value) -> Result<DecoderSpec> {
@@ -16,17 +16,14 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
     let window = DecoderSpec::sliding_window(&f)?;
     spec.layer_windows = vec![window; spec.num_hidden_layers];
     spec.moe = Some(MoeSpec {
-        num_experts: f
-            .opt_usize("num_local_experts", limits::EXPERTS)?
-            .unwrap_or(8),
-        top_k: f
-            .opt_usize("num_experts_per_tok", limits::EXPERTS)?
-            .unwrap_or(2),
         norm_topk_prob: true,
-        intermediate_size: spec.intermediate_size,
-        shared_expert: None,
-        router_bias: false,
-        expert: ExpertKind::Gated,
+        ..MoeSpec::new(
+            f.opt_usize("num_local_experts", limits::EXPERTS)?
+                .unwrap_or(8),
+            f.opt_usize("num_experts_per_tok", limits::EXPERTS)?
+                .unwrap_or(2),
+            spec.intermediate_size,
+        )
     });
     Ok(spec)
 }

@@ -2,6 +2,7 @@
 //! stating how the model differs from the LLaMA baseline.
 
 pub mod cohere;
+pub mod deepseek;
 pub mod falcon;
 pub mod gemma;
 pub mod gemma2;

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use trustformers_core::config::Fields;
 use trustformers_core::gguf::GgufFile;
 use trustformers_core::{Error, Result};
-use trustformers_nn::{ExpertKind, MoeSpec, SharedExpert};
+use trustformers_nn::{MoeSpec, SharedExpert};
 
 /// The config fields of llama.cpp's `qwen2moe` and `qwen3moe` files beyond the common ones:
 /// the experts' widths, the q/k/v biases its tensors show, and the routing its graphs use
@@ -135,17 +135,15 @@ pub(crate) fn qwen_moe(
         .filter(|i| mlp_only.contains(i) || (i + 1) % step != 0)
         .collect();
     let moe = MoeSpec {
-        num_experts,
-        top_k: f
-            .opt_usize("num_experts_per_tok", limits::EXPERTS)?
-            .unwrap_or(defaults.top_k),
         norm_topk_prob: f.opt_bool("norm_topk_prob")?.unwrap_or(false),
-        intermediate_size: f
-            .opt_usize("moe_intermediate_size", limits::INTERMEDIATE)?
-            .unwrap_or(defaults.intermediate),
         shared_expert,
-        router_bias: false,
-        expert: ExpertKind::Gated,
+        ..MoeSpec::new(
+            num_experts,
+            f.opt_usize("num_experts_per_tok", limits::EXPERTS)?
+                .unwrap_or(defaults.top_k),
+            f.opt_usize("moe_intermediate_size", limits::INTERMEDIATE)?
+                .unwrap_or(defaults.intermediate),
+        )
     };
     moe.validate()?;
     spec.moe = Some(moe);
