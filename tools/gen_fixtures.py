@@ -441,6 +441,25 @@ DECODERS = {
         moe_intermediate_size=16,
         routed_scaling_factor=1.5,
     ),
+    # Llama 4 text: NoPE every second layer (no_rope_layer_interval=2) with temperature
+    # tuning that bites (floor_scale 2), chunked attention (chunks of 4) with L2 q/k norms on
+    # the rotary layers, interleaved rotary, MoE on every second layer (4 experts, top-2 by
+    # sigmoid, inputs scaled, a shared expert), dense MLPs of intermediate_size_mlp elsewhere.
+    "llama4_text": dict(
+        model_type="llama4_text",
+        num_hidden_layers=4,
+        head_dim=8,
+        intermediate_size=16,
+        intermediate_size_mlp=48,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        interleave_moe_layer_step=2,
+        no_rope_layer_interval=2,
+        attention_chunk_size=4,
+        floor_scale=2,
+        attn_scale=0.5,
+        use_qk_norm=True,
+    ),
 }
 
 
@@ -480,7 +499,9 @@ def reference(model, ids, mask, pos):
             position_ids=pos,
             output_hidden_states=True,
         )
-        base = model.base_model(input_ids=ids, attention_mask=mask, position_ids=pos)
+        # Llama4ForCausalLM names its base model `model` but reports itself as base_model.
+        base_model = model.model if model.base_model is model else model.base_model
+        base = base_model(input_ids=ids, attention_mask=mask, position_ids=pos)
         # transformers' last entry of hidden_states is the normed output.
         assert torch.equal(base.last_hidden_state, out.hidden_states[-1])
         prompt = ids[:1].clone()

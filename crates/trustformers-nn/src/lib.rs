@@ -28,7 +28,7 @@ pub(crate) fn differentiable(ts: &[&candle_core::Tensor]) -> bool {
 }
 pub use attention::{
     Attention, AttentionSpec, BidirectionalAttention, CrossAttention, CrossAttentionSpec,
-    LatentAttention, LatentAttentionSpec, LatentPath, QkNorm, QkvLayout,
+    LatentAttention, LatentAttentionSpec, LatentPath, QkNorm, QkvLayout, TemperatureTuning,
 };
 pub use cache::{Cache, EncoderDecoderCache, KvCache, RecurrentState};
 pub use dropout::{Dropout, DropoutRng};

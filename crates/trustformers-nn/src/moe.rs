@@ -37,6 +37,12 @@ pub struct MoeSpec {
     pub correction_bias: bool,
     /// The chosen experts' weights are multiplied by this (`routed_scaling_factor`).
     pub routed_scaling_factor: f64,
+    /// Each expert runs on its input times the routing weight, instead of its output being
+    /// weighted (Llama 4).
+    pub weight_inputs: bool,
+    /// Stacked expert weights are stored `[experts, in, out]` (`x @ W`: Llama 4) instead of
+    /// `[experts, out, in]`.
+    pub stacked_in_out: bool,
 }
 
 /// How a router's logits become expert scores.
@@ -101,6 +107,8 @@ impl MoeSpec {
             groups: None,
             correction_bias: false,
             routed_scaling_factor: 1.0,
+            weight_inputs: false,
+            stacked_in_out: false,
         }
     }
 
@@ -335,7 +343,7 @@ impl SparseMoe {
     pub fn load(layer: &Weights, spec: MoeSpec, hidden: usize, act: Activation) -> Result<Self> {
         spec.validate()?;
         let (e, inter) = (spec.num_experts, spec.intermediate_size);
-        let block = ["mlp", "block_sparse_moe"]
+        let block = ["mlp", "block_sparse_moe", "feed_forward"]
             .into_iter()
             .map(|b| layer.pp(b))
             .find(|b| {
@@ -354,13 +362,22 @@ impl SparseMoe {
             block.pp("router")
         };
         let stacked = |gate_up: &str, down: &str, vb: &Weights| -> Result<Vec<GatedMlp>> {
-            let gate_up = vb.get((e, 2 * inter, hidden), gate_up)?;
-            let down = vb.get((e, hidden, inter), down)?;
+            let (gate_up, down) = if spec.stacked_in_out {
+                (
+                    vb.get((e, hidden, 2 * inter), gate_up)?.transpose(1, 2)?,
+                    vb.get((e, inter, hidden), down)?.transpose(1, 2)?,
+                )
+            } else {
+                (
+                    vb.get((e, 2 * inter, hidden), gate_up)?,
+                    vb.get((e, hidden, inter), down)?,
+                )
+            };
             (0..e)
                 .map(|i| -> Result<GatedMlp> {
                     Ok(GatedMlp::from_layers(
-                        Linear::from_weight(Weight::Dense(gate_up.get(i)?), None)?,
-                        Linear::from_weight(Weight::Dense(down.get(i)?), None)?,
+                        Linear::from_weight(Weight::Dense(gate_up.get(i)?.contiguous()?), None)?,
+                        Linear::from_weight(Weight::Dense(down.get(i)?.contiguous()?), None)?,
                         act,
                     ))
                 })
@@ -532,8 +549,18 @@ impl SparseMoe {
                 Some(r) => r.index_select(&idx, 0)?.narrow(1, i, 1)?,
                 None => Tensor::from_vec(weights, (n, 1), xs.device())?,
             };
-            let y = expert.forward(&flat.index_select(&idx, 0)?)?;
-            let y = y.to_dtype(DType::F32)?.broadcast_mul(&w)?;
+            let input = flat.index_select(&idx, 0)?;
+            let y = if self.spec.weight_inputs {
+                let w = w.to_dtype(input.dtype())?;
+                expert
+                    .forward(&input.broadcast_mul(&w)?)?
+                    .to_dtype(DType::F32)?
+            } else {
+                expert
+                    .forward(&input)?
+                    .to_dtype(DType::F32)?
+                    .broadcast_mul(&w)?
+            };
             out = out.index_add(&idx, &y, 0)?;
         }
         let mut out = out.to_dtype(xs.dtype())?;

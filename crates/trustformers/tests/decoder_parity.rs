@@ -83,6 +83,7 @@ fixture_tests! {
     deepseek_v3: check_forward, check_cache(&[1, 6]), check_greedy;
     deepseek_v3_halves: check_forward, check_cache(&[1, 6]), check_greedy;
     deepseek_v2: check_forward, check_cache(&[1, 6]), check_greedy;
+    llama4_text: check_forward, check_cache(&[1, 6]), check_greedy;
 }
 
 // GGUF files written as llama.cpp's converter writes them (`tools/gen_fixtures.py`), each

@@ -20,7 +20,7 @@ use crate::traits::{CausalLM, CausalLmOutput, ForwardOptions, RuntimeOptions};
 use candle_core::{DType, Device, Tensor};
 use std::sync::Arc;
 use trustformers_core::{Error, Result, Weights};
-use trustformers_nn::attention::causal_mask;
+use trustformers_nn::attention::{causal_mask, chunked_causal_mask};
 use trustformers_nn::checkpoint;
 use trustformers_nn::positions::alibi_mask;
 use trustformers_nn::profile::{self, Part};
@@ -167,9 +167,15 @@ impl DecoderLayer {
                     Some(latent) => SelfAttention::Latent(
                         LatentAttention::new(latent, &vb.pp("self_attn"))?.with_dropout(dropout),
                     ),
-                    None => SelfAttention::Standard(
-                        Attention::new(&spec.attention, &vb.pp("self_attn"))?.with_dropout(dropout),
-                    ),
+                    None => {
+                        let attention = match &spec.nope_attention {
+                            Some(a) if spec.nope_layers.contains(&index) => a,
+                            _ => &spec.attention,
+                        };
+                        SelfAttention::Standard(
+                            Attention::new(attention, &vb.pp("self_attn"))?.with_dropout(dropout),
+                        )
+                    }
                 }
             },
             attn_dropout: Dropout::new(d.attention_output, "resid_pdrop")?,
@@ -256,6 +262,13 @@ impl DecoderLayer {
             }
         }
     }
+}
+
+/// The attention mask a layer uses: causal with an optional sliding window, or chunked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MaskKey {
+    Window(Option<usize>),
+    Chunked(usize),
 }
 
 /// The base model: embeddings, layers, final norm (HF `LlamaModel`, prefix `model`).
@@ -378,10 +391,10 @@ impl DecoderModel {
             if opts.output_hidden_states {
                 hidden_states.push(xs.clone());
             }
-            let window = self.spec.layer_windows[i];
+            let key = self.mask_key(i);
             let mask = masks
                 .iter()
-                .find(|(w, _)| *w == window)
+                .find(|(k, _)| *k == key)
                 .and_then(|(_, m)| m.as_ref());
             let rotary = self.rotary_for(i, cos_sin.as_ref(), sliding_cos_sin.as_ref());
             xs = if checkpoint::is_enabled() && cache.seq_len() == 0 {
@@ -433,8 +446,8 @@ impl DecoderModel {
         }
         let device = input_ids.device();
         let (mut xs, cos_sin, sliding_cos_sin) = self.embed(input_ids, positions)?;
-        // Each row's masks after its own past: (window, one mask per row).
-        let mut masks: Vec<(Option<usize>, Vec<Option<Tensor>>)> = Vec::new();
+        // Each row's masks after its own past: (kind, one mask per row).
+        let mut masks: Vec<(MaskKey, Vec<Option<Tensor>>)> = Vec::new();
         for cache in caches.iter() {
             for (w, m) in self.masks(None, 1, cache.seq_len(), seq, device)? {
                 match masks.iter_mut().find(|(mw, _)| *mw == w) {
@@ -444,11 +457,11 @@ impl DecoderModel {
             }
         }
         for (i, layer) in self.layers.iter().enumerate() {
-            let window = self.spec.layer_windows[i];
+            let key = self.mask_key(i);
             let none = vec![None; rows];
             let masks = masks
                 .iter()
-                .find(|(w, _)| *w == window)
+                .find(|(k, _)| *k == key)
                 .map_or(&none, |(_, m)| m);
             let rotary = self.rotary_for(i, cos_sin.as_ref(), sliding_cos_sin.as_ref());
             xs = layer.forward(&xs, |attn, x| {
@@ -488,8 +501,16 @@ impl DecoderModel {
         Ok((xs, cos_sin, sliding_cos_sin))
     }
 
-    /// The additive masks, one per distinct attention window (ALiBi's biases when the
-    /// model has them), after `past` cached positions.
+    /// Which mask layer `layer` attends under.
+    fn mask_key(&self, layer: usize) -> MaskKey {
+        match self.spec.attention_chunk_size {
+            Some(chunk) if self.spec.chunked_layers.contains(&layer) => MaskKey::Chunked(chunk),
+            _ => MaskKey::Window(self.spec.layer_windows.get(layer).copied().flatten()),
+        }
+    }
+
+    /// The additive masks, one per distinct attention window or chunk size (ALiBi's biases
+    /// when the model has them), after `past` cached positions.
     fn masks(
         &self,
         attention_mask: Option<&Tensor>,
@@ -497,8 +518,8 @@ impl DecoderModel {
         past: usize,
         seq: usize,
         device: &Device,
-    ) -> Result<Vec<(Option<usize>, Option<Tensor>)>> {
-        let mut masks: Vec<(Option<usize>, Option<Tensor>)> = Vec::new();
+    ) -> Result<Vec<(MaskKey, Option<Tensor>)>> {
+        let mut masks: Vec<(MaskKey, Option<Tensor>)> = Vec::new();
         if self.spec.positions == Positions::Alibi {
             let att = &self.spec.attention;
             let scale = att.scale.unwrap_or(1.0 / (att.head_dim as f64).sqrt());
@@ -511,12 +532,23 @@ impl DecoderModel {
                 scale,
                 device,
             )?;
-            masks.push((None, Some(mask)));
+            masks.push((MaskKey::Window(None), Some(mask)));
         }
-        for &w in &self.spec.layer_windows {
-            if !masks.iter().any(|(mw, _)| *mw == w) {
-                let m = causal_mask(attention_mask, batch, past, seq, w, device)?;
-                masks.push((w, m));
+        for layer in 0..self.spec.num_hidden_layers {
+            let key = self.mask_key(layer);
+            if !masks.iter().any(|(k, _)| *k == key) {
+                let m = match key {
+                    MaskKey::Window(w) => causal_mask(attention_mask, batch, past, seq, w, device)?,
+                    MaskKey::Chunked(c) => Some(chunked_causal_mask(
+                        attention_mask,
+                        batch,
+                        past,
+                        seq,
+                        c,
+                        device,
+                    )?),
+                };
+                masks.push((key, m));
             }
         }
         Ok(masks)

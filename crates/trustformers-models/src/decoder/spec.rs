@@ -71,6 +71,13 @@ pub struct DecoderSpec {
     /// Layers without positions: no rotary on q and k (SmolLM3's `no_rope_layers` zeros,
     /// Cohere 2's global layers).
     pub nope_layers: Vec<usize>,
+    /// The attention of `nope_layers` when it differs from `attention` (Llama 4: no q/k
+    /// norm, temperature tuning).
+    pub nope_attention: Option<AttentionSpec>,
+    /// Layers whose queries see only keys in their own chunk of `attention_chunk_size`
+    /// positions (Llama 4's `chunked_attention` layers).
+    pub chunked_layers: Vec<usize>,
+    pub attention_chunk_size: Option<usize>,
     /// Attention and MLP outputs are multiplied by this before the residual add (Granite's
     /// `residual_multiplier`).
     pub residual_scale: Option<f64>,
@@ -159,6 +166,7 @@ impl DecoderSpec {
                 softcap: None,
                 qkv: QkvLayout::Separate,
                 sinks: false,
+                temperature_tuning: None,
             },
             latent_attention: None,
             positions: Positions::Rotary,
@@ -173,6 +181,9 @@ impl DecoderSpec {
             moe: None,
             dense_layers: Vec::new(),
             nope_layers: Vec::new(),
+            nope_attention: None,
+            chunked_layers: Vec::new(),
+            attention_chunk_size: None,
             residual_scale: None,
             logit_scale: None,
             layer_windows: vec![None; num_hidden_layers],

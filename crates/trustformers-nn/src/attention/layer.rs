@@ -31,6 +31,16 @@ pub struct AttentionSpec {
     /// A learned sink logit per query head joins the softmax (`sinks` `[num_heads]`:
     /// gpt-oss).
     pub sinks: bool,
+    /// Queries scaled by position (Llama 4's NoPE layers).
+    pub temperature_tuning: Option<TemperatureTuning>,
+}
+
+/// Llama 4's attention temperature tuning: the query at cache position `p` is multiplied by
+/// `ln(1 + floor((p + 1) / floor_scale)) * attn_scale + 1`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TemperatureTuning {
+    pub floor_scale: f64,
+    pub attn_scale: f64,
 }
 
 /// The norm of q and k before RoPE: over each head, or over the whole projection.
@@ -49,6 +59,9 @@ pub enum QkNorm {
     /// One RMSNorm over the whole q (and k) projection, all heads together, before it is
     /// split into heads (`q_norm.weight` `[heads * head_dim]`: OLMo 2).
     RmsWhole { eps: f64 },
+    /// An RMSNorm without weights over each head (Llama 4's L2 norm; applied before the
+    /// rotation instead of after it, which is the same: a rotation keeps the norm).
+    Weightless { eps: f64 },
 }
 
 /// Where q, k and v come from.
@@ -80,6 +93,8 @@ enum HeadNorm {
     Layer(LayerNorm),
     /// Over all heads at once, before the split into heads.
     Whole(RmsNorm),
+    /// `x / sqrt(mean(x^2) + eps)` over each head, computed in f32.
+    Weightless(f64),
 }
 
 impl HeadNorm {
@@ -89,6 +104,13 @@ impl HeadNorm {
             Self::Whole(n) => Ok(n.forward(&xs)?.reshape(shape)?),
             Self::Rms(n) => n.forward(&xs.reshape(shape)?),
             Self::Layer(n) => n.forward(&xs.reshape(shape)?),
+            Self::Weightless(eps) => {
+                let x = xs.reshape(shape)?;
+                let dtype = x.dtype();
+                let x = x.to_dtype(candle_core::DType::F32)?;
+                let ms = x.sqr()?.mean_keepdim(3)?;
+                Ok(x.broadcast_div(&(ms + *eps)?.sqrt()?)?.to_dtype(dtype)?)
+            }
         }
     }
 }
@@ -109,6 +131,7 @@ pub struct Attention {
     dropout: Dropout,
     /// The sink logits `[num_heads]` (f32), and their values for the fused kernel.
     sinks: Option<(Tensor, Vec<f32>)>,
+    temperature: Option<TemperatureTuning>,
 }
 
 impl Attention {
@@ -136,6 +159,7 @@ impl Attention {
                 Some(QkNorm::RmsWhole { eps }) => {
                     HeadNorm::Whole(RmsNorm::load(&vb.pp(rms), heads * d, eps, false)?)
                 }
+                Some(QkNorm::Weightless { eps }) => HeadNorm::Weightless(eps),
             }))
         };
         let fused = || Linear::new(&vb.pp("qkv_proj"), h, q_dim + 2 * kv_dim, spec.qkv_bias);
@@ -169,6 +193,7 @@ impl Attention {
                     Ok((s, values))
                 })
                 .transpose()?,
+            temperature: spec.temperature_tuning,
         })
     }
 
@@ -306,6 +331,23 @@ impl Attention {
         layer: usize,
     ) -> Result<Tensor> {
         let groups = self.num_heads / self.num_kv_heads;
+        let scaled;
+        let q = match self.temperature {
+            Some(t) => {
+                // The cache positions of this step's queries.
+                let (past, seq) = (cache.layer_len(layer), q.dim(2)?);
+                let scales: Vec<f32> = (past..past + seq)
+                    .map(|p| {
+                        let bucket = ((p as f64 + 1.0) / t.floor_scale).floor();
+                        (bucket.ln_1p() * t.attn_scale + 1.0) as f32
+                    })
+                    .collect();
+                let scales = Tensor::from_vec(scales, (1, 1, seq, 1), q.device())?;
+                scaled = q.broadcast_mul(&scales.to_dtype(q.dtype())?)?;
+                &scaled
+            }
+            None => q,
+        };
         let (sinks, sink_values) = match &self.sinks {
             Some((t, v)) => (Some(t), Some(v.as_slice())),
             None => (None, None),

@@ -65,6 +65,57 @@ pub fn causal_mask(
     )?))
 }
 
+/// The additive mask of chunked attention (Llama 4's `create_chunked_causal_mask`): query
+/// slot `past + i` sees key slot `j` iff `j <= past + i`, `attention_mask[b, j] == 1`, and
+/// both lie in the same chunk of `chunk` positions counted after the row's left padding
+/// (`(j - pad) div chunk == (past + i - pad) div chunk`). Masked entries hold `f32::MIN`.
+///
+/// # Shapes
+/// `attention_mask`: `[batch, past + seq]` of 0/1 -> `[batch, 1, seq, past + seq]` f32.
+pub fn chunked_causal_mask(
+    attention_mask: Option<&Tensor>,
+    batch: usize,
+    past: usize,
+    seq: usize,
+    chunk: usize,
+    device: &Device,
+) -> Result<Tensor> {
+    let total = past + seq;
+    if chunk == 0 {
+        return Err(Error::InvalidInput(
+            "attention chunks of 0 positions".into(),
+        ));
+    }
+    let rows: Option<Vec<Vec<u32>>> = match attention_mask {
+        Some(m) => {
+            if m.dims() != [batch, total] {
+                return Err(Error::InvalidInput(format!(
+                    "attention_mask has shape {:?}, expected [{batch}, {total}] (past + new tokens)",
+                    m.dims()
+                )));
+            }
+            Some(m.to_dtype(DType::U32)?.to_vec2::<u32>()?)
+        }
+        None => None,
+    };
+    let chunk = chunk as i64;
+    let mut data = Vec::with_capacity(batch * seq * total);
+    for bi in 0..batch {
+        let row = rows.as_ref().map(|r| &r[bi]);
+        let pad = row.map_or(0, |r| r.iter().take_while(|&&x| x == 0).count()) as i64;
+        for i in 0..seq {
+            let q = (past + i) as i64;
+            for j in 0..total {
+                let visible = j as i64 <= q
+                    && row.is_none_or(|r| r[j] != 0)
+                    && (j as i64 - pad).div_euclid(chunk) == (q - pad).div_euclid(chunk);
+                data.push(if visible { 0.0 } else { f32::MIN });
+            }
+        }
+    }
+    Ok(Tensor::from_vec(data, (batch, 1, seq, total), device)?)
+}
+
 /// The additive padding mask: 0 where `attention_mask` is 1, `f32::MIN` where it is 0;
 /// `None` when nothing is padded.
 ///

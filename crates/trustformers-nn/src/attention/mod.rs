@@ -14,6 +14,6 @@ pub mod sdpa;
 pub use bidirectional::{split_fused_qkv, BidirectionalAttention};
 pub use cross::{CrossAttention, CrossAttentionSpec};
 pub use latent::{LatentAttention, LatentAttentionSpec, LatentPath};
-pub use layer::{Attention, AttentionSpec, QkNorm, QkvLayout};
-pub use mask::{causal_mask, padding_mask};
+pub use layer::{Attention, AttentionSpec, QkNorm, QkvLayout, TemperatureTuning};
+pub use mask::{causal_mask, chunked_causal_mask, padding_mask};
 pub use sdpa::{sdpa, sdpa_sinks};

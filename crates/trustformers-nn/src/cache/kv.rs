@@ -307,6 +307,15 @@ impl KvCache {
         }
     }
 
+    /// Number of positions layer `layer` holds (0 when it holds none yet).
+    pub fn layer_len(&self, layer: usize) -> usize {
+        match self.layers.get(layer).and_then(Option::as_ref) {
+            Some(LayerKv::Buffer(b)) => b.len,
+            Some(LayerKv::Tensors(k, _)) | Some(LayerKv::Latent(k)) => k.dim(2).unwrap_or(0),
+            None => 0,
+        }
+    }
+
     /// Appends this step's `k`, `v` for `layer` and returns all keys and values so far.
     pub fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
         match self.append_view(layer, k, v)? {

@@ -14,6 +14,7 @@ pub mod gpt_oss;
 pub mod gptj;
 pub mod granite;
 pub mod llama;
+pub mod llama4;
 pub mod mistral;
 pub mod mixtral;
 mod names;
