@@ -539,8 +539,23 @@ impl SparseMoe {
             None
         };
         let mut out = Tensor::zeros((b * s, h), DType::F32, xs.device())?;
+        // One token (decode): its experts run on it directly, no gather or scatter.
+        let single = b * s == 1 && routing.is_none();
+        if single {
+            for (expert, (tokens, weights)) in self.experts.iter().zip(&routed) {
+                let Some(&w) = weights.first().filter(|_| !tokens.is_empty()) else {
+                    continue;
+                };
+                let y = if self.spec.weight_inputs {
+                    expert.forward(&flat.affine(f64::from(w), 0.0)?)?
+                } else {
+                    expert.forward(&flat)?.affine(f64::from(w), 0.0)?
+                };
+                out = (out + y.to_dtype(DType::F32)?)?;
+            }
+        }
         for (i, (expert, (tokens, weights))) in self.experts.iter().zip(routed).enumerate() {
-            if tokens.is_empty() {
+            if single || tokens.is_empty() {
                 continue;
             }
             let n = tokens.len();
