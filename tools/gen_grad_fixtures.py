@@ -47,6 +47,11 @@ DECODERS = [
     "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi3", "stablelm",
     "mixtral", "gpt_neox", "phi", "gptj", "gpt2", "gpt_neo", "falcon", "falcon_new",
     "falcon_alibi",
+    # The decoder zoo: shared and gated experts, dense layers between expert layers,
+    # post-norms, multipliers, NoPE and chunked layers, sinks and clamped experts, latent
+    # attention with sigmoid group routing.
+    "qwen2_moe", "qwen3_moe", "olmo2", "granite", "granitemoe", "starcoder2", "smollm3",
+    "cohere", "cohere2", "gpt_oss", "deepseek_v2", "deepseek_v3", "llama4_text",
 ]
 # Every head, and each encoder family once.
 ENCODERS = [
