@@ -16,7 +16,7 @@ THREADS=${1:-2}
 REPS=${2:-5}
 WORK=${3:-/tmp/moe-bench}
 PY=${PYTHON:-python3}
-BIN=${LLAMA_CPP_BIN:?set LLAMA_CPP_BIN to llama.cpp's build/bin}
+BIN=${LLAMA_CPP_BIN:?set LLAMA_CPP_BIN to the build/bin directory of llama.cpp}
 CACHE=${TRUSTFORMERS_CACHE:-$HOME/.cache/trustformers}
 SMOLLM2=$CACHE/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
 mkdir -p "$WORK"

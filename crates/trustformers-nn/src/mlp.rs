@@ -107,6 +107,21 @@ impl GatedMlp {
         };
         self.down.forward(&self.act.forward_gated(&gate, &up)?)
     }
+
+    /// The gate and up projections when they are separate layers (to run many MLPs' at once
+    /// on one input).
+    pub(crate) fn gate_up(&self) -> Option<(&Linear, &Linear)> {
+        match &self.gate_up {
+            GateUp::Separate { gate, up } => Some((gate, up)),
+            GateUp::Fused(_) => None,
+        }
+    }
+
+    /// The rest of [`Self::forward`] given the gate and up projections' outputs.
+    pub(crate) fn finish(&self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+        let _timing = profile::scope(Part::Activation);
+        self.down.forward(&self.act.forward_gated(gate, up)?)
+    }
 }
 
 /// Plain MLP: `down(act(up(x)))`, HF-canonical names `up_proj` and `down_proj` (GPT-NeoX's

@@ -487,6 +487,42 @@ impl SparseMoe {
         order
     }
 
+    /// The chosen experts on one token `x` `[1, hidden]`, weighted and summed, in f32: the
+    /// gate and up projections of every chosen plain expert run as one batch of mat-vecs
+    /// (one quantization of `x`, one dispatch), as llama.cpp's `mul_mat_id` does.
+    fn one_token(&self, x: &Tensor, routed: &[(Vec<u32>, Vec<f32>)]) -> Result<Tensor> {
+        let chosen: Vec<(&Expert, f32)> = self
+            .experts
+            .iter()
+            .zip(routed)
+            .filter_map(|(e, (tokens, w))| {
+                w.first().filter(|_| !tokens.is_empty()).map(|&w| (e, w))
+            })
+            .collect();
+        let mut out = Tensor::zeros(x.dims(), DType::F32, x.device())?;
+        let plain: Option<Vec<(&GatedMlp, (&Linear, &Linear), f32)>> = chosen
+            .iter()
+            .map(|(e, w)| match e {
+                Expert::Gated(mlp) => mlp.gate_up().map(|gu| (mlp, gu, *w)),
+                Expert::Clamped { .. } => None,
+            })
+            .collect();
+        if let Some(plain) = plain.filter(|p| p.len() > 1) {
+            let layers: Vec<&Linear> = plain.iter().flat_map(|(_, (g, u), _)| [*g, *u]).collect();
+            let outs = Linear::forward_many(&layers, x)?;
+            for ((mlp, _, w), pair) in plain.iter().zip(outs.chunks_exact(2)) {
+                let y = mlp.finish(&pair[0], &pair[1])?.affine(f64::from(*w), 0.0)?;
+                out = (out + y.to_dtype(DType::F32)?)?;
+            }
+            return Ok(out);
+        }
+        for (expert, w) in chosen {
+            let y = expert.forward(x)?.affine(f64::from(w), 0.0)?;
+            out = (out + y.to_dtype(DType::F32)?)?;
+        }
+        Ok(out)
+    }
+
     /// # Shapes
     /// `xs`: `[batch, seq, hidden]` -> `[batch, seq, hidden]`.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
@@ -541,7 +577,9 @@ impl SparseMoe {
         let mut out = Tensor::zeros((b * s, h), DType::F32, xs.device())?;
         // One token (decode): its experts run on it directly, no gather or scatter.
         let single = b * s == 1 && routing.is_none();
-        if single {
+        if single && !self.spec.weight_inputs {
+            out = self.one_token(&flat, &routed)?;
+        } else if single {
             for (expert, (tokens, weights)) in self.experts.iter().zip(&routed) {
                 let Some(&w) = weights.first().filter(|_| !tokens.is_empty()) else {
                     continue;
