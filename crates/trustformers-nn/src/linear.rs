@@ -305,6 +305,54 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// Each layer on its own one-row input (one token's inputs of different layers: a
+    /// mixture of experts' down projections). Layers our quantized kernels run take one
+    /// dispatch to the thread pool for all of them ([`kernels::matvec_each`]); otherwise
+    /// they run one by one.
+    pub fn forward_each(pairs: &[(&Linear, &Tensor)]) -> Result<Vec<Tensor>> {
+        let _timing = profile::scope(Part::Linear);
+        let own: Option<Vec<&dyn QuantMatmul>> = pairs
+            .iter()
+            .map(|(l, x)| match &l.weight {
+                LinearWeight::Own(m) if l.lora.is_none() && rows_of(x) == 1 => Some(m.as_ref()),
+                _ => None,
+            })
+            .collect();
+        let Some(own) = own.filter(|o| o.len() > 1) else {
+            return pairs.iter().map(|(l, x)| l.forward(x)).collect();
+        };
+        let inputs = pairs
+            .iter()
+            .map(|(_, x)| {
+                Ok(x.to_dtype(candle_core::DType::F32)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?)
+            })
+            .collect::<Result<Vec<Vec<f32>>>>()?;
+        let args: Vec<(&dyn QuantMatmul, &[f32])> = own
+            .iter()
+            .zip(&inputs)
+            .map(|(m, x)| (*m, x.as_slice()))
+            .collect();
+        let outs = kernels::matvec_each(&args)?;
+        outs.into_iter()
+            .zip(pairs)
+            .map(|(y, (layer, x))| {
+                let mut dims = x.dims().to_vec();
+                if let Some(last) = dims.last_mut() {
+                    *last = y.len();
+                }
+                let y = Tensor::from_vec(y, dims, x.device())?.to_dtype(x.dtype())?;
+                Ok(match &layer.bias {
+                    Some(b) => y.broadcast_add(b)?,
+                    None => y,
+                })
+            })
+            .collect()
+    }
+}
+
 /// Rows of a `[..., in_dim]` input.
 fn rows_of(xs: &Tensor) -> usize {
     xs.dims()

@@ -117,10 +117,16 @@ impl GatedMlp {
         }
     }
 
-    /// The rest of [`Self::forward`] given the gate and up projections' outputs.
-    pub(crate) fn finish(&self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    /// The activation and gating of [`Self::forward`], given the gate and up projections'
+    /// outputs: the input of [`Self::down`].
+    pub(crate) fn gated(&self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
         let _timing = profile::scope(Part::Activation);
-        self.down.forward(&self.act.forward_gated(gate, up)?)
+        self.act.forward_gated(gate, up)
+    }
+
+    /// The down projection.
+    pub(crate) fn down(&self) -> &Linear {
+        &self.down
     }
 }
 

@@ -510,9 +510,18 @@ impl SparseMoe {
         if let Some(plain) = plain.filter(|p| p.len() > 1) {
             let layers: Vec<&Linear> = plain.iter().flat_map(|(_, (g, u), _)| [*g, *u]).collect();
             let outs = Linear::forward_many(&layers, x)?;
-            for ((mlp, _, w), pair) in plain.iter().zip(outs.chunks_exact(2)) {
-                let y = mlp.finish(&pair[0], &pair[1])?.affine(f64::from(*w), 0.0)?;
-                out = (out + y.to_dtype(DType::F32)?)?;
+            let hidden = plain
+                .iter()
+                .zip(outs.chunks_exact(2))
+                .map(|((mlp, _, _), pair)| mlp.gated(&pair[0], &pair[1]))
+                .collect::<Result<Vec<_>>>()?;
+            let downs: Vec<(&Linear, &Tensor)> = plain
+                .iter()
+                .map(|(mlp, _, _)| mlp.down())
+                .zip(&hidden)
+                .collect();
+            for ((_, _, w), y) in plain.iter().zip(Linear::forward_each(&downs)?) {
+                out = (out + y.affine(f64::from(*w), 0.0)?.to_dtype(DType::F32)?)?;
             }
             return Ok(out);
         }

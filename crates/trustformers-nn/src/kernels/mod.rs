@@ -200,6 +200,46 @@ pub fn matvec_many(ms: &[&dyn QuantMatmul], x: &[f32]) -> Result<Vec<Vec<f32>>> 
     Ok(outs.into_iter().map(|out| transpose(out, n)).collect())
 }
 
+/// Each matrix times its own activation row (one token's inputs of different layers, as a
+/// mixture of experts' down projections): every row is quantized once and the rows of all
+/// the matrices are split over the pool in one dispatch. Result `i` is `W_i x_i`.
+pub fn matvec_each(pairs: &[(&dyn QuantMatmul, &[f32])]) -> Result<Vec<Vec<f32>>> {
+    if let Some((m, x)) = pairs.iter().find(|(m, x)| {
+        let cols = m.dims().1;
+        cols == 0 || x.len() != cols || !cols.is_multiple_of(BLOCK)
+    }) {
+        return Err(Error::InvalidInput(format!(
+            "{} activation values for one row of a [{}, {}] matrix",
+            x.len(),
+            m.dims().0,
+            m.dims().1
+        )));
+    }
+    let xqs: Vec<Vec<BlockQ8>> = pairs
+        .iter()
+        .map(|(_, x)| x.chunks_exact(BLOCK).map(BlockQ8::quantize).collect())
+        .collect();
+    let mut outs: Vec<Vec<f32>> = pairs.iter().map(|(m, _)| vec![0f32; m.dims().0]).collect();
+    let tasks: Vec<(usize, usize, Mutex<&mut [f32]>)> = outs
+        .iter_mut()
+        .enumerate()
+        .flat_map(|(i, out)| {
+            let per_task = rows_per_task(out.len());
+            out.chunks_mut(per_task)
+                .enumerate()
+                .map(move |(t, chunk)| (i, t * per_task, Mutex::new(chunk)))
+        })
+        .collect();
+    candle_core::utils::barrier_pool().execute_chunked(tasks.len(), |range| {
+        for (m, first, chunk) in &tasks[range] {
+            let mut chunk = chunk.lock().unwrap_or_else(PoisonError::into_inner);
+            pairs[*m].0.dot_rows(&xqs[*m], 1, *first, &mut chunk);
+        }
+    });
+    drop(tasks);
+    Ok(outs)
+}
+
 /// `[rows, n]` values as `[n, rows]`.
 fn transpose(values: Vec<f32>, n: usize) -> Vec<f32> {
     if n <= 1 {
@@ -627,8 +667,8 @@ pub(crate) mod tests {
         }
     }
 
-    /// One dispatch over several matrices (of different formats and heights) gives each
-    /// matrix's own mat-vec exactly.
+    /// One dispatch over several matrices (of different formats and heights), with one input
+    /// or one each, gives each matrix's own mat-vec exactly.
     #[test]
     fn matvec_many_equals_one_matvec_per_matrix() {
         let cols = 96;
@@ -651,6 +691,17 @@ pub(crate) mod tests {
             assert_eq!(got, &m.matmul(&x).unwrap());
         }
         assert!(matvec_many(&refs, &x[..64]).is_err());
+        // Each matrix on its own input, in one dispatch: the same as one mat-vec each.
+        let xs: Vec<Vec<f32>> = (0..ms.len()).map(|i| random(cols, 10 + i as u64)).collect();
+        let pairs: Vec<(&dyn QuantMatmul, &[f32])> = refs
+            .iter()
+            .zip(&xs)
+            .map(|(m, x)| (*m, x.as_slice()))
+            .collect();
+        for ((m, x), got) in ms.iter().zip(&xs).zip(matvec_each(&pairs).unwrap()) {
+            assert_eq!(got, m.matmul(x).unwrap());
+        }
+        assert!(matvec_each(&[(refs[0], &x[..64])]).is_err());
     }
 
     #[test]
