@@ -133,7 +133,7 @@ impl MoeSpec {
             ));
         }
         if let Some(g) = self.groups {
-            if g.n_group == 0 || self.num_experts % g.n_group != 0 {
+            if g.n_group == 0 || !self.num_experts.is_multiple_of(g.n_group) {
                 return Err(Error::config(
                     "n_group",
                     format!(
@@ -242,7 +242,7 @@ fn mxfp4(vb: &Weights, name: &str, experts: usize, rows: usize, cols: usize) -> 
     const FP4: [f32; 16] = [
         0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0,
     ];
-    if cols % 32 != 0 {
+    if !cols.is_multiple_of(32) {
         return Err(Error::InvalidInput(format!(
             "{}: MXFP4 rows of {cols} values are not whole blocks of 32",
             vb.path(name)
@@ -500,27 +500,32 @@ impl SparseMoe {
             })
             .collect();
         let mut out = Tensor::zeros(x.dims(), DType::F32, x.device())?;
-        let plain: Option<Vec<(&GatedMlp, (&Linear, &Linear), f32)>> = chosen
+        // Every chosen expert's MLP (with separate gate and up layers) and weight.
+        let plain: Option<Vec<(&GatedMlp, f32)>> = chosen
             .iter()
             .map(|(e, w)| match e {
-                Expert::Gated(mlp) => mlp.gate_up().map(|gu| (mlp, gu, *w)),
-                Expert::Clamped { .. } => None,
+                Expert::Gated(mlp) if mlp.gate_up().is_some() => Some((mlp, *w)),
+                _ => None,
             })
             .collect();
         if let Some(plain) = plain.filter(|p| p.len() > 1) {
-            let layers: Vec<&Linear> = plain.iter().flat_map(|(_, (g, u), _)| [*g, *u]).collect();
+            let layers: Vec<&Linear> = plain
+                .iter()
+                .filter_map(|(mlp, _)| mlp.gate_up())
+                .flat_map(|(g, u)| [g, u])
+                .collect();
             let outs = Linear::forward_many(&layers, x)?;
             let hidden = plain
                 .iter()
                 .zip(outs.chunks_exact(2))
-                .map(|((mlp, _, _), pair)| mlp.gated(&pair[0], &pair[1]))
+                .map(|((mlp, _), pair)| mlp.gated(&pair[0], &pair[1]))
                 .collect::<Result<Vec<_>>>()?;
             let downs: Vec<(&Linear, &Tensor)> = plain
                 .iter()
-                .map(|(mlp, _, _)| mlp.down())
+                .map(|(mlp, _)| mlp.down())
                 .zip(&hidden)
                 .collect();
-            for ((_, _, w), y) in plain.iter().zip(Linear::forward_each(&downs)?) {
+            for ((_, w), y) in plain.iter().zip(Linear::forward_each(&downs)?) {
                 out = (out + y.affine(f64::from(*w), 0.0)?.to_dtype(DType::F32)?)?;
             }
             return Ok(out);

@@ -109,7 +109,7 @@ impl SelfAttention {
 enum FeedForward {
     Dense(GatedMlp),
     Plain(Mlp),
-    Moe(SparseMoe),
+    Moe(Box<SparseMoe>),
 }
 
 impl FeedForward {
@@ -135,7 +135,7 @@ impl DecoderLayer {
         let d = &spec.dropout;
         let mlp = match spec.moe {
             Some(moe) if !spec.dense_layers.contains(&index) => {
-                FeedForward::Moe(SparseMoe::load(vb, moe, h, spec.hidden_act)?)
+                FeedForward::Moe(Box::new(SparseMoe::load(vb, moe, h, spec.hidden_act)?))
             }
             _ if !spec.gated_mlp => FeedForward::Plain(Mlp::new(
                 &vb.pp("mlp"),

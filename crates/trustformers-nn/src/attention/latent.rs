@@ -57,7 +57,7 @@ impl LatentAttentionSpec {
                 return Err(Error::config(field, "must be at least 1, got 0"));
             }
         }
-        if self.qk_rope_head_dim % 2 != 0 {
+        if !self.qk_rope_head_dim.is_multiple_of(2) {
             return Err(Error::config(
                 "qk_rope_head_dim",
                 format!(
