@@ -203,6 +203,39 @@ impl DecoderSpec {
         })
     }
 
+    /// `attention_bias` (default `default`): biases on the q, k, v and output projections.
+    pub fn attention_bias(&mut self, f: &Fields<'_>, default: bool) -> Result<()> {
+        let bias = f.opt_bool("attention_bias")?.unwrap_or(default);
+        self.attention.qkv_bias = bias;
+        self.attention.o_bias = bias;
+        Ok(())
+    }
+
+    /// Sliding windows from `layer_types`, or else every `pattern`-th layer global and the
+    /// others sliding (`sliding_window_pattern`, default `default_pattern`): Gemma 3's and
+    /// Cohere 2's rule.
+    pub fn pattern_windows(
+        &mut self,
+        f: &Fields<'_>,
+        window: usize,
+        default_pattern: usize,
+    ) -> Result<()> {
+        let n = self.num_hidden_layers;
+        self.layer_windows = match hf_config::layer_types_windows(f, n, Some(window))? {
+            Some(w) => w,
+            None => {
+                let pattern = f
+                    .opt_usize("sliding_window_pattern", limits::LAYERS)?
+                    .unwrap_or(default_pattern)
+                    .max(1);
+                (0..n)
+                    .map(|i| ((i + 1) % pattern != 0).then_some(window))
+                    .collect()
+            }
+        };
+        Ok(())
+    }
+
     /// The `sliding_window` field, ignoring a null.
     pub fn sliding_window(f: &Fields<'_>) -> Result<Option<usize>> {
         f.opt_usize("sliding_window", limits::POSITIONS)

@@ -7,7 +7,6 @@
 
 use crate::decoder::Residual;
 use crate::gguf::{arch_value, copy_metadata, has_block_tensor};
-use crate::hf_config::{self, limits};
 use crate::DecoderSpec;
 use serde_json::{Map, Value};
 use trustformers_core::config::Fields;
@@ -56,9 +55,7 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
     let mut spec = DecoderSpec::llama_like(&f, None)?;
     let eps = f.opt_f64("layer_norm_eps", 0.0..=1.0)?.unwrap_or(1e-5);
     spec.norm = NormKind::Layer { eps, bias: false };
-    let bias = f.opt_bool("attention_bias")?.unwrap_or(false);
-    spec.attention.qkv_bias = bias;
-    spec.attention.o_bias = bias;
+    spec.attention_bias(&f, false)?;
     if f.opt_bool("use_qk_norm")?.unwrap_or(false) {
         spec.attention.qk_norm = Some(QkNorm::LayerPerHeadStacked { eps });
     }
@@ -80,19 +77,8 @@ pub fn spec2(config: &Value) -> Result<DecoderSpec> {
     let mut spec = spec(&config)?;
     let f = Fields::new(&config, "")?;
     let window = DecoderSpec::sliding_window(&f)?.unwrap_or(4096);
+    spec.pattern_windows(&f, window, 4)?;
     let n = spec.num_hidden_layers;
-    spec.layer_windows = match hf_config::layer_types_windows(&f, n, Some(window))? {
-        Some(w) => w,
-        None => {
-            let pattern = f
-                .opt_usize("sliding_window_pattern", limits::LAYERS)?
-                .unwrap_or(4)
-                .max(1);
-            (0..n)
-                .map(|i| ((i + 1) % pattern != 0).then_some(window))
-                .collect()
-        }
-    };
     // Only the sliding layers rotate q and k.
     spec.nope_layers = (0..n)
         .filter(|&i| spec.layer_windows[i].is_none())

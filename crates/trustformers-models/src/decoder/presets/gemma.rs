@@ -24,9 +24,7 @@ pub(crate) fn gemma_common(f: &Fields<'_>) -> Result<DecoderSpec> {
         None => f.opt_str("hidden_act")?.unwrap_or("gelu_pytorch_tanh"),
     };
     spec.hidden_act = Activation::from_hf(act)?;
-    let bias = f.opt_bool("attention_bias")?.unwrap_or(false);
-    spec.attention.qkv_bias = bias;
-    spec.attention.o_bias = bias;
+    spec.attention_bias(&f, false)?;
     spec.embed_scale = Some((spec.hidden_size as f64).sqrt());
     spec.norm = NormKind::Rms {
         eps: spec.norm.eps(),

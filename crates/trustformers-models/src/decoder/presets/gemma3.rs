@@ -59,19 +59,7 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
     }
 
     let window = DecoderSpec::sliding_window(&f)?.unwrap_or(4096);
-    let n = spec.num_hidden_layers;
-    spec.layer_windows = match hf_config::layer_types_windows(&f, n, Some(window))? {
-        Some(w) => w,
-        None => {
-            let pattern = f
-                .opt_usize("sliding_window_pattern", limits::LAYERS)?
-                .unwrap_or(6)
-                .max(1);
-            (0..n)
-                .map(|i| ((i + 1) % pattern != 0).then_some(window))
-                .collect()
-        }
-    };
+    spec.pattern_windows(&f, window, 6)?;
 
     // transformers 5: rope_parameters.{full_attention, sliding_attention}; transformers 4:
     // rope_theta + rope_scaling for global layers, rope_local_base_freq for local ones.

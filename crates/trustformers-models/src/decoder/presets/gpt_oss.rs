@@ -34,9 +34,7 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
     }
     let f = Fields::new(&config, "")?;
     let mut spec = DecoderSpec::llama_like(&f, Some(64))?;
-    let bias = f.opt_bool("attention_bias")?.unwrap_or(true);
-    spec.attention.qkv_bias = bias;
-    spec.attention.o_bias = bias;
+    spec.attention_bias(&f, true)?;
     spec.attention.sinks = true;
     let window = DecoderSpec::sliding_window(&f)?.unwrap_or(128);
     let n = spec.num_hidden_layers;

@@ -53,9 +53,7 @@ pub fn from_gguf(file: &GgufFile, config: &mut Map<String, Value>) -> Result<()>
 pub fn spec(config: &Value) -> Result<DecoderSpec> {
     let f = Fields::new(config, "")?;
     let mut spec = DecoderSpec::llama_like(&f, None)?;
-    let bias = f.opt_bool("attention_bias")?.unwrap_or(false);
-    spec.attention.qkv_bias = bias;
-    spec.attention.o_bias = bias;
+    spec.attention_bias(&f, false)?;
     spec.mlp_bias = f.opt_bool("mlp_bias")?.unwrap_or(false);
     multipliers(&f, &mut spec)?;
     Ok(spec)
@@ -65,9 +63,7 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
 pub fn moe_spec(config: &Value) -> Result<DecoderSpec> {
     let f = Fields::new(config, "")?;
     let mut spec = DecoderSpec::llama_like(&f, None)?;
-    let bias = f.opt_bool("attention_bias")?.unwrap_or(false);
-    spec.attention.qkv_bias = bias;
-    spec.attention.o_bias = bias;
+    spec.attention_bias(&f, false)?;
     multipliers(&f, &mut spec)?;
     let moe = MoeSpec {
         norm_topk_prob: true,

@@ -10,9 +10,7 @@ use trustformers_core::Result;
 pub fn spec(config: &Value) -> Result<DecoderSpec> {
     let f = Fields::new(config, "")?;
     let mut spec = DecoderSpec::llama_like(&f, None)?;
-    let bias = f.opt_bool("attention_bias")?.unwrap_or(false);
-    spec.attention.qkv_bias = bias;
-    spec.attention.o_bias = bias;
+    spec.attention_bias(&f, false)?;
     spec.mlp_bias = f.opt_bool("mlp_bias")?.unwrap_or(false);
     Ok(spec)
 }

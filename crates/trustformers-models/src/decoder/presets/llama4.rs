@@ -27,9 +27,7 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
         eps,
         unit_offset: false,
     };
-    let bias = f.opt_bool("attention_bias")?.unwrap_or(false);
-    spec.attention.qkv_bias = bias;
-    spec.attention.o_bias = bias;
+    spec.attention_bias(&f, false)?;
     spec.rope.interleaved = true;
     let moe_width = spec.intermediate_size;
     spec.intermediate_size = f

@@ -32,9 +32,7 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
         eps,
         unit_offset: false,
     };
-    let bias = f.opt_bool("attention_bias")?.unwrap_or(false);
-    spec.attention.qkv_bias = bias;
-    spec.attention.o_bias = bias;
+    spec.attention_bias(&f, false)?;
     spec.attention.qk_norm = Some(QkNorm::RmsWhole { eps });
     spec.residual = Residual::PostNorms;
     Ok(spec)

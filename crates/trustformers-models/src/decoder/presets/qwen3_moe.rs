@@ -15,9 +15,7 @@ use trustformers_nn::QkNorm;
 pub fn spec(config: &Value) -> Result<DecoderSpec> {
     let f = Fields::new(config, "")?;
     let mut spec = DecoderSpec::llama_like(&f, None)?;
-    let bias = f.opt_bool("attention_bias")?.unwrap_or(false);
-    spec.attention.qkv_bias = bias;
-    spec.attention.o_bias = bias;
+    spec.attention_bias(&f, false)?;
     spec.attention.qk_norm = Some(QkNorm::Rms {
         eps: spec.norm.eps(),
         unit_offset: false,
