@@ -24,7 +24,7 @@ pub(crate) fn gemma_common(f: &Fields<'_>) -> Result<DecoderSpec> {
         None => f.opt_str("hidden_act")?.unwrap_or("gelu_pytorch_tanh"),
     };
     spec.hidden_act = Activation::from_hf(act)?;
-    spec.attention_bias(&f, false)?;
+    spec.attention_bias(f, false)?;
     spec.embed_scale = Some((spec.hidden_size as f64).sqrt());
     spec.norm = NormKind::Rms {
         eps: spec.norm.eps(),
