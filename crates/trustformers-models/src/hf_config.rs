@@ -234,6 +234,21 @@ pub fn rope_from_params(
     })
 }
 
+/// A list of layer indices (`mlp_only_layers`, `moe_layers`), `None` when absent or null.
+pub fn layer_indices(f: &Fields<'_>, name: &str) -> Result<Option<Vec<usize>>> {
+    let Some(v) = f.raw(name) else {
+        return Ok(None);
+    };
+    v.as_array()
+        .and_then(|a| {
+            a.iter()
+                .map(|x| x.as_u64().map(|x| x as usize))
+                .collect::<Option<Vec<_>>>()
+        })
+        .map(Some)
+        .ok_or_else(|| Error::config(name, "must be a list of layer indices"))
+}
+
 /// Per-layer sliding windows from `layer_types` (`"sliding_attention"` / `"full_attention"`),
 /// or `None` when the config has no `layer_types`.
 pub fn layer_types_windows(

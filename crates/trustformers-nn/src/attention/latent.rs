@@ -13,7 +13,7 @@
 //!   half applied after attention, so attention runs over the latents themselves as one
 //!   key/value head shared by all query heads, and nothing per head is ever expanded.
 
-use super::sdpa::{sdpa, sdpa_ops};
+use super::sdpa::sdpa;
 use crate::cache::kv::KvCache;
 use crate::profile::{self, Part};
 use crate::{Dropout, Linear, RmsNorm, RotaryEmbedding};
@@ -308,9 +308,6 @@ impl LatentAttention {
         let k_rot = k_rot.broadcast_as((b, h, t, s.qk_rope_head_dim))?;
         let k = Tensor::cat(&[&k_nope, &k_rot], 3)?.contiguous()?;
         let q = Tensor::cat(&[q_nope, q_rot], 3)?.contiguous()?;
-        if self.dropout.is_active() {
-            return sdpa_ops(&q, &k, &v, mask, 1, s.scale, None, None, self.dropout);
-        }
         sdpa(&q, &k, &v, mask, 1, s.scale, None, self.dropout)
     }
 

@@ -10,7 +10,7 @@
 //! a shared expert runs on every token.
 
 use super::names::{plain, rename};
-use crate::hf_config::limits;
+use crate::hf_config::{self, limits};
 use crate::DecoderSpec;
 use serde_json::Value;
 use trustformers_core::config::Fields;
@@ -91,15 +91,8 @@ pub fn spec(config: &Value) -> Result<DecoderSpec> {
         ));
     }
 
-    let moe_layers: Vec<usize> = match f.raw("moe_layers") {
-        Some(v) => v
-            .as_array()
-            .and_then(|a| {
-                a.iter()
-                    .map(|x| x.as_u64().map(|x| x as usize))
-                    .collect::<Option<Vec<_>>>()
-            })
-            .ok_or_else(|| Error::config("moe_layers", "must be a list of layer indices"))?,
+    let moe_layers: Vec<usize> = match hf_config::layer_indices(&f, "moe_layers")? {
+        Some(layers) => layers,
         None => {
             let step = f
                 .opt_usize("interleave_moe_layer_step", limits::LAYERS)?

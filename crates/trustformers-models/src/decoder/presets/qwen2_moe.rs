@@ -120,17 +120,7 @@ pub(crate) fn qwen_moe(
             "must be at least 1, got 0",
         ));
     }
-    let mlp_only = match f.raw("mlp_only_layers") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(v) => v
-            .as_array()
-            .and_then(|a| {
-                a.iter()
-                    .map(|x| x.as_u64().map(|x| x as usize))
-                    .collect::<Option<Vec<_>>>()
-            })
-            .ok_or_else(|| Error::config("mlp_only_layers", "must be a list of layer indices"))?,
-    };
+    let mlp_only = hf_config::layer_indices(f, "mlp_only_layers")?.unwrap_or_default();
     spec.dense_layers = (0..n)
         .filter(|i| mlp_only.contains(i) || (i + 1) % step != 0)
         .collect();
