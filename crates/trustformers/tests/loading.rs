@@ -579,3 +579,38 @@ fn mixtral_experts_load_from_either_layout() {
     let lb = b.forward(&ids, &positions, &mut b.new_cache()).unwrap();
     assert!(max_abs_diff(&la, &lb) < 1e-6);
 }
+
+#[test]
+fn malformed_mxfp4_experts_are_named() {
+    let tensors = fixture_tensors("gpt_oss_mxfp4");
+    let blocks = "model.layers.0.mlp.experts.gate_up_proj_blocks";
+    let scales = "model.layers.0.mlp.experts.down_proj_scales";
+    // Blocks of the wrong shape: rows of 16 bytes cut to 8.
+    let mut bad = tensors.clone();
+    bad.insert(blocks.into(), tensors[blocks].narrow(3, 0, 8).unwrap());
+    let dir = checkpoint_with("gpt_oss_mxfp4", &bad);
+    assert!(
+        matches!(load_err(dir.path()), Error::ShapeMismatch { name, .. } if name == blocks),
+        "blocks of the wrong shape"
+    );
+    // Scales missing.
+    let mut bad = tensors.clone();
+    bad.remove(scales);
+    let dir = checkpoint_with("gpt_oss_mxfp4", &bad);
+    assert!(
+        matches!(load_err(dir.path()), Error::MissingTensor { name } if name == scales),
+        "missing scales"
+    );
+    // Every scale byte is a valid exponent: the extremes load.
+    let mut extreme = tensors.clone();
+    let s = &tensors[scales];
+    extreme.insert(
+        scales.into(),
+        (s.ones_like().unwrap() * 255.0)
+            .unwrap()
+            .to_dtype(DType::U8)
+            .unwrap(),
+    );
+    let dir = checkpoint_with("gpt_oss_mxfp4", &extreme);
+    assert!(AutoModelForCausalLM::from_pretrained(dir.path(), &opts()).is_ok());
+}
