@@ -737,6 +737,7 @@ GGUF_ARCH = {
     "smollm3": "smollm3",
     "cohere": "command-r",
     "cohere2": "cohere2",
+    "llama4_text": "llama4",
 }
 
 # Converters that derive from LlamaModel and permute q/k for llama.cpp's rotary.
@@ -772,6 +773,9 @@ def converted_gguf_fixture(
     ffn = cfg.get("n_inner") or cfg.get("intermediate_size") or 4 * hidden
     if mt == "falcon":
         ffn = cfg.get("ffn_hidden_size") or 4 * hidden
+    if mt == "llama4_text":
+        # Llama4Model swaps them: the dense MLP's width is the feed-forward length.
+        ffn = cfg["intermediate_size_mlp"]
     rope = cfg.get("rope_parameters") or {}
     partial = rope.get("partial_rotary_factor", 1.0)
 
@@ -891,6 +895,15 @@ def converted_gguf_fixture(
             arr = llama_cpp_permute(arr, n_head)
         if arch in PERMUTED and "k_proj." in hf:
             arr = llama_cpp_permute(arr, n_head_kv)
+        if mt == "llama4_text" and hf.endswith("experts.gate_up_proj"):
+            # Llama4Model.modify_tensors: [E, in, 2I] -> gate and up, each [E, I, in].
+            gate, up = np.split(np.swapaxes(arr, -1, -2), 2, axis=-2)
+            tensors[hf.replace("gate_up_proj", "gate_proj.weight")] = gate
+            tensors[hf.replace("gate_up_proj", "up_proj.weight")] = up
+            continue
+        if mt == "llama4_text" and hf.endswith("experts.down_proj"):
+            arr = np.swapaxes(arr, -1, -2)
+            hf += ".weight"
         if mt == "granitemoe" and hf.endswith("block_sparse_moe.input_linear.weight"):
             # GraniteMoeModel.modify_tensors: gate and up apart.
             layer = hf.split(".")[2]
@@ -1007,11 +1020,23 @@ GGUF_ONLY = {
     ),
     "smollm3": dict(model_type="smollm3", num_hidden_layers=4, tie_word_embeddings=True),
     "cohere2": dict(model_type="cohere2", num_hidden_layers=4, logit_scale=0.5, sliding_window=4),
+    # What llama.cpp fixes for llama4: chunks of 8192, NoPE every 4th layer, temperature
+    # tuning at 8192 / 0.1, q/k norms; experts on every second layer.
+    "llama4_text": dict(
+        model_type="llama4_text",
+        num_hidden_layers=4,
+        head_dim=8,
+        intermediate_size=16,
+        intermediate_size_mlp=48,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        interleave_moe_layer_step=2,
+    ),
 }
 
 ZOO_ARCHS = {
     "qwen2_moe", "qwen3_moe", "olmo2", "granite", "granitemoe", "starcoder2", "smollm3",
-    "cohere", "cohere2",
+    "cohere", "cohere2", "llama4_text",
 }
 
 
@@ -1037,9 +1062,12 @@ def zoo_metadata(w, mt, cfg, n_head_kv, head_dim):
         w.add_expert_feed_forward_length(cfg["moe_intermediate_size"])
         if "shared_expert_intermediate_size" in cfg:
             w.add_expert_shared_feed_forward_length(cfg["shared_expert_intermediate_size"])
-    if mt in ("granite", "granitemoe", "smollm3"):
+    if mt in ("granite", "granitemoe", "smollm3", "llama4_text"):
         # LlamaModel.set_gguf_parameters.
         w.add_rope_dimension_count(head_dim)
+    if mt == "llama4_text":
+        w.add_interleave_moe_layer_step(cfg["interleave_moe_layer_step"])
+        w.add_expert_feed_forward_length(cfg["intermediate_size"])
     if mt in ("granite", "granitemoe"):
         w.add_attention_scale(cfg["attention_multiplier"])
         w.add_embedding_scale(cfg["embedding_multiplier"])

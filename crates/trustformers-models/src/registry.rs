@@ -433,7 +433,13 @@ pub const ARCHITECTURES: &[Architecture] = &[
     A::decoder("smollm3", smollm3::spec)
         .gguf(D::new("smollm3").qk(Interleaved).config(smollm3::from_gguf)),
     A::decoder("gpt_oss", gpt_oss::spec),
-    A::decoder("llama4_text", llama4::spec).names(llama4::tensor_name),
+    A::decoder("llama4_text", llama4::spec)
+        .names(llama4::tensor_name)
+        .gguf(
+            D::new("llama4")
+                .block(g::names::QWEN_MOE)
+                .config(llama4::from_gguf),
+        ),
     A::decoder("deepseek_v2", deepseek::spec_v2),
     A::decoder("deepseek_v3", deepseek::spec_v3),
     A::decoder("cohere", cohere::spec).gguf(D::new("command-r").config(cohere::from_gguf)),

@@ -117,6 +117,7 @@ fixture_tests! {
     qwen3_moe_gguf: check_forward, check_cache(&[4]), check_greedy;
     smollm3_gguf: check_forward, check_cache(&[4]), check_greedy;
     cohere2_gguf: check_forward, check_cache(&[4]), check_greedy;
+    llama4_text_gguf: check_forward, check_cache(&[4]), check_greedy;
 }
 
 fn f32_opts() -> LoadOptions {

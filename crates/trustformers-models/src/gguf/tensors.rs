@@ -133,8 +133,8 @@ pub mod names {
     pub const PHI2: &[(&str, &str)] = &[("attn_qkv", "self_attn.{q,k,v}_proj")];
     /// Phi-3 keeps its fused gate and up projection in `ffn_up`.
     pub const PHI3: &[(&str, &str)] = &[("ffn_up", "mlp.gate_up_proj")];
-    /// Qwen2-MoE and Qwen3-MoE: the router, the stacked experts and the shared expert with
-    /// its gate, under `mlp`.
+    /// Qwen2-MoE, Qwen3-MoE and Llama 4: the router, the stacked experts and the shared
+    /// expert (with its gate), under `mlp`.
     pub const QWEN_MOE: &[(&str, &str)] = &[
         ("ffn_gate_inp", "mlp.gate"),
         ("ffn_gate_exps", "mlp.experts.{}.gate_proj"),

@@ -10,11 +10,54 @@
 //! a shared expert runs on every token.
 
 use super::names::{plain, rename};
+use crate::gguf::{arch_value, copy_metadata};
 use crate::hf_config::{self, limits};
 use crate::DecoderSpec;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use trustformers_core::config::Fields;
+use trustformers_core::gguf::GgufFile;
 use trustformers_core::{Error, Result, StoredName};
+
+/// llama.cpp's `llama4` files: the dense MLP's width is `feed_forward_length` and the
+/// experts' `expert_feed_forward_length`; `interleave_moe_layer_step`; and what llama.cpp
+/// fixes rather than stores: chunks of 8192, every fourth layer without rotary and
+/// unchunked, temperature tuning with floor scale 8192 and scale 0.1, q/k norms unless the model has 128 experts. A `sliding_window` of 0 (MobileLLM)
+/// turns the chunks off and keeps rotary everywhere but the last layer, as llama.cpp does.
+pub fn from_gguf(file: &GgufFile, config: &mut Map<String, Value>) -> Result<()> {
+    if let Some(dense) = config.remove("intermediate_size") {
+        config.insert("intermediate_size_mlp".into(), dense);
+    }
+    copy_metadata(
+        file,
+        config,
+        &[
+            ("expert_feed_forward_length", "intermediate_size"),
+            ("interleave_moe_layer_step", "interleave_moe_layer_step"),
+        ],
+    )?;
+    let experts = config.get("num_local_experts").and_then(Value::as_u64);
+    config.insert("use_qk_norm".into(), Value::from(experts != Some(128)));
+    let no_chunks = matches!(
+        arch_value(file, "attention.sliding_window"),
+        Some((_, v)) if v.as_u64() == Some(0)
+    );
+    config.remove("sliding_window");
+    if no_chunks {
+        config.insert("attention_chunk_size".into(), Value::Null);
+        if let Some(n) = config.get("num_hidden_layers").cloned() {
+            config.insert("no_rope_layer_interval".into(), n);
+        }
+    } else {
+        config.insert("attention_chunk_size".into(), Value::from(8192));
+    }
+    config
+        .entry("no_rope_layer_interval")
+        .or_insert(Value::from(4));
+    config.insert("floor_scale".into(), Value::from(8192));
+    config.insert("attn_scale".into(), Value::from(0.1));
+    config.insert("attn_temperature_tuning".into(), Value::from(true));
+    Ok(())
+}
 use trustformers_nn::{MoeSpec, QkNorm, RouterScoring, SharedExpert, TemperatureTuning};
 
 /// Builds the spec from a `llama4_text` config.json.
