@@ -738,6 +738,8 @@ GGUF_ARCH = {
     "cohere": "command-r",
     "cohere2": "cohere2",
     "llama4_text": "llama4",
+    "deepseek_v2": "deepseek2",
+    "deepseek_v3": "deepseek2",
 }
 
 # Converters that derive from LlamaModel and permute q/k for llama.cpp's rotary.
@@ -860,6 +862,8 @@ def converted_gguf_fixture(
         w.add_rope_dimension_count(head_dim)
         w.add_expert_count(cfg["num_local_experts"])
         w.add_expert_used_count(cfg["num_experts_per_tok"])
+    elif mt in ("deepseek_v2", "deepseek_v3"):
+        deepseek_metadata(w, mt, cfg)
     elif mt in ZOO_ARCHS:
         n_head_kv = cfg.get("num_key_value_heads") or n_head
         head_dim = cfg.get("head_dim") or head_dim
@@ -904,6 +908,17 @@ def converted_gguf_fixture(
         if mt == "llama4_text" and hf.endswith("experts.down_proj"):
             arr = np.swapaxes(arr, -1, -2)
             hf += ".weight"
+        if mt in ("deepseek_v2", "deepseek_v3") and hf.endswith("kv_b_proj.weight"):
+            # DeepseekV2Model.modify_tensors: per head, the key half transposed [r, nope]
+            # and the value half [v, r] apart, for llama.cpp's absorbed attention.
+            nope, v = cfg["qk_nope_head_dim"], cfg["v_head_dim"]
+            kv_b = arr.reshape(n_head, nope + v, arr.shape[-1])
+            tensors[hf.replace("kv_b_proj", "k_b_proj")] = np.swapaxes(kv_b[:, :nope], 1, 2)
+            tensors[hf.replace("kv_b_proj", "v_b_proj")] = kv_b[:, nope:]
+            continue
+        if hf.endswith("e_score_correction_bias"):
+            # gguf-py maps `mlp.gate.e_score_correction` (+ `.bias`) to `exp_probs_b`.
+            hf = hf.replace("e_score_correction_bias", "e_score_correction.bias")
         if mt == "granitemoe" and hf.endswith("block_sparse_moe.input_linear.weight"):
             # GraniteMoeModel.modify_tensors: gate and up apart.
             layer = hf.split(".")[2]
@@ -929,10 +944,11 @@ def converted_gguf_fixture(
                     for e in range(cfg["num_local_experts"])
                 ]
                 tensors[f"blk.{layer}.{gname}.weight"] = np.stack(experts)
-    if mt in ("qwen2_moe", "qwen3_moe"):
-        # Qwen2MoeModel.modify_tensors: the experts stacked into one 3-D tensor each.
-        n_experts = cfg.get("num_experts") or cfg["num_local_experts"]
-        for layer in range(n_layer):
+    if mt in ("qwen2_moe", "qwen3_moe", "deepseek_v2", "deepseek_v3"):
+        # Qwen2MoeModel / DeepseekV2Model.modify_tensors: the experts stacked into one 3-D
+        # tensor each (DeepSeek's dense first layers have none).
+        n_experts = cfg.get("num_experts") or cfg.get("num_local_experts") or cfg.get("n_routed_experts")
+        for layer in range(cfg.get("first_k_dense_replace", 0), n_layer):
             for wname in ("gate_proj", "up_proj", "down_proj"):
                 p = f"model.layers.{layer}.mlp.experts"
                 stacked = np.stack([tensors.pop(f"{p}.{e}.{wname}.weight") for e in range(n_experts)])
@@ -997,6 +1013,9 @@ CONVERTED_GGUF = {
     "starcoder2": {"reference_config": {"sliding_window": None}},
     "cohere": {},
     "cohere_qk": {},
+    # Both as llama.cpp's deepseek2 (V3 told apart by its sigmoid gating).
+    "deepseek_v3": {},
+    "deepseek_v2": {},
 }
 
 # Models only a GGUF fixture needs, in what llama.cpp's architecture can express: every
@@ -1079,6 +1098,50 @@ def zoo_metadata(w, mt, cfg, n_head_kv, head_dim):
     if mt == "cohere2":
         w.add_sliding_window(cfg["sliding_window"])
         w.add_rope_dimension_count(head_dim)
+
+
+def deepseek_metadata(w, mt, cfg):
+    """DeepseekV2Model.set_gguf_parameters: latent attention as multi-query attention over
+    the latent (one kv head, keys of rank + rotary, values of rank) with the real widths
+    under `_mla`; the experts' routing. The gating function is written from `scoring_func`,
+    which DeepSeek's released configs carry (sigmoid for V3) and transformers' do not."""
+    gguf = gguf_module()
+    rope = cfg.get("rope_parameters") or {}
+    r, rot = cfg["kv_lora_rank"], cfg["qk_rope_head_dim"]
+    w.add_head_count_kv(1)
+    w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    w.add_rope_freq_base(rope["rope_theta"])
+    w.add_leading_dense_block_count(cfg["first_k_dense_replace"])
+    if cfg.get("q_lora_rank") is not None:
+        w.add_q_lora_rank(cfg["q_lora_rank"])
+    w.add_kv_lora_rank(r)
+    w.add_key_length(r + rot)
+    w.add_value_length(r)
+    w.add_key_length_mla(cfg["qk_nope_head_dim"] + rot)
+    w.add_value_length_mla(cfg["v_head_dim"])
+    w.add_expert_feed_forward_length(cfg["moe_intermediate_size"])
+    w.add_expert_count(cfg["n_routed_experts"])
+    w.add_expert_used_count(cfg["num_experts_per_tok"])
+    w.add_expert_shared_count(cfg["n_shared_experts"])
+    w.add_expert_weights_scale(cfg["routed_scaling_factor"])
+    if cfg.get("norm_topk_prob"):
+        w.add_expert_weights_norm(True)
+    w.add_expert_group_count(cfg["n_group"])
+    w.add_expert_group_used_count(cfg["topk_group"])
+    scoring = cfg.get("scoring_func", "sigmoid" if mt == "deepseek_v3" else None)
+    if scoring is not None:
+        w.add_expert_gating_func(
+            gguf.ExpertGatingFuncType.SIGMOID if scoring == "sigmoid" else gguf.ExpertGatingFuncType.SOFTMAX
+        )
+    w.add_rope_dimension_count(rot)
+    if rope.get("rope_type") == "yarn":
+        w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+        w.add_rope_scaling_factor(rope["factor"])
+        w.add_rope_scaling_orig_ctx_len(rope["original_max_position_embeddings"])
+        w.add_rope_scaling_yarn_beta_fast(rope["beta_fast"])
+        w.add_rope_scaling_yarn_beta_slow(rope["beta_slow"])
+        # [TAG_DEEPSEEK2_YARN_LOG_MUL_FIX]: 0.1 * mscale_all_dim.
+        w.add_rope_scaling_yarn_log_mul(0.1 * rope["mscale_all_dim"])
 
 
 FP4_VALUES = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]

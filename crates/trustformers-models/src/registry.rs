@@ -379,6 +379,11 @@ use GgufNorms::UnitOffset;
 use GgufQkLayout::Interleaved;
 use GgufQkvLayout::Stacked;
 
+/// llama.cpp's `deepseek2`, shared by DeepSeek-V2 and V3 (its hook tells them apart).
+const DEEPSEEK2: GgufDialect = D::new("deepseek2")
+    .block(g::names::DEEPSEEK2)
+    .config(deepseek::from_gguf);
+
 /// Every supported architecture.
 pub const ARCHITECTURES: &[Architecture] = &[
     A::decoder("llama", llama::spec).gguf(D::new("llama").qk(Interleaved)),
@@ -440,8 +445,8 @@ pub const ARCHITECTURES: &[Architecture] = &[
                 .block(g::names::QWEN_MOE)
                 .config(llama4::from_gguf),
         ),
-    A::decoder("deepseek_v2", deepseek::spec_v2),
-    A::decoder("deepseek_v3", deepseek::spec_v3),
+    A::decoder("deepseek_v2", deepseek::spec_v2).gguf(DEEPSEEK2),
+    A::decoder("deepseek_v3", deepseek::spec_v3).gguf(DEEPSEEK2),
     A::decoder("cohere", cohere::spec).gguf(D::new("command-r").config(cohere::from_gguf)),
     A::decoder("cohere2", cohere::spec2).gguf(D::new("cohere2").config(cohere::from_gguf)),
     A::decoder("falcon", falcon::spec)

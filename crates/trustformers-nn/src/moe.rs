@@ -435,8 +435,14 @@ impl SparseMoe {
         let correction_bias = spec
             .correction_bias
             .then(|| -> Result<Vec<f32>> {
+                // llama.cpp's `exp_probs_b.bias` arrives as `e_score_correction.bias`.
+                let name = if router_vb.contains("e_score_correction.bias") {
+                    "e_score_correction.bias"
+                } else {
+                    "e_score_correction_bias"
+                };
                 Ok(router_vb
-                    .get(e, "e_score_correction_bias")?
+                    .get(e, name)?
                     .to_dtype(DType::F32)?
                     .to_vec1::<f32>()?)
             })

@@ -154,6 +154,12 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<(&'static Architecture, Value
     if let Some(hook) = arch.gguf.and_then(|g| g.config) {
         hook(file, &mut config)?;
     }
+    // A hook may name the model more closely than the file's architecture does (llama.cpp's
+    // `deepseek2` holds DeepSeek-V2 and V3).
+    let arch = match config.get("model_type").and_then(Value::as_str) {
+        Some(t) if t != arch.model_type => registry::by_model_type(t)?,
+        _ => arch,
+    };
     Ok((arch, Value::Object(config)))
 }
 

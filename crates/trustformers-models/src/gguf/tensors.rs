@@ -145,6 +145,27 @@ pub mod names {
         ("ffn_up_shexp", "mlp.shared_expert.up_proj"),
         ("ffn_down_shexp", "mlp.shared_expert.down_proj"),
     ];
+    /// DeepSeek-V2/V3 (`deepseek2`): latent attention's projections (`kv_b_proj` whole in
+    /// older files, its halves `k_b_proj` / `v_b_proj` in newer ones), the router with its
+    /// correction bias, and the experts as Qwen-MoE's.
+    pub const DEEPSEEK2: &[(&str, &str)] = &[
+        ("attn_q_a", "self_attn.q_a_proj"),
+        ("attn_q_a_norm", "self_attn.q_a_layernorm"),
+        ("attn_q_b", "self_attn.q_b_proj"),
+        ("attn_kv_a_mqa", "self_attn.kv_a_proj_with_mqa"),
+        ("attn_kv_a_norm", "self_attn.kv_a_layernorm"),
+        ("attn_kv_b", "self_attn.kv_b_proj"),
+        ("attn_k_b", "self_attn.k_b_proj"),
+        ("attn_v_b", "self_attn.v_b_proj"),
+        ("exp_probs_b", "mlp.gate.e_score_correction"),
+        ("ffn_gate_inp", "mlp.gate"),
+        ("ffn_gate_exps", "mlp.experts.{}.gate_proj"),
+        ("ffn_up_exps", "mlp.experts.{}.up_proj"),
+        ("ffn_down_exps", "mlp.experts.{}.down_proj"),
+        ("ffn_gate_shexp", "mlp.shared_experts.gate_proj"),
+        ("ffn_up_shexp", "mlp.shared_experts.up_proj"),
+        ("ffn_down_shexp", "mlp.shared_experts.down_proj"),
+    ];
     /// OLMo 2: norms after attention and after the MLP.
     pub const OLMO2: &[(&str, &str)] = &[
         ("post_attention_norm", "post_attention_layernorm"),

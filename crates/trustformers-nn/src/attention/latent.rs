@@ -130,13 +130,27 @@ impl LatentAttention {
             },
         };
         let kv_b_out = h * (s.qk_nope_head_dim + s.v_head_dim);
-        let kv_b = Linear::new(&vb.pp("kv_b_proj"), r, kv_b_out, false)?;
-        // The absorbed path's per-head halves of the same weight, [heads, nope + v, rank].
-        let w = vb.pp("kv_b_proj").get((kv_b_out, r), "weight")?.reshape((
-            h,
-            s.qk_nope_head_dim + s.v_head_dim,
-            r,
-        ))?;
+        // The per-head key and value halves, [heads, nope + v, rank]: from `kv_b_proj`, or
+        // from the halves llama.cpp stores apart (`k_b_proj` transposed, `v_b_proj`).
+        let (w, kv_b) = if vb.contains("kv_b_proj.weight") {
+            let w = vb.pp("kv_b_proj").get((kv_b_out, r), "weight")?.reshape((
+                h,
+                s.qk_nope_head_dim + s.v_head_dim,
+                r,
+            ))?;
+            (w, Linear::new(&vb.pp("kv_b_proj"), r, kv_b_out, false)?)
+        } else {
+            let k_b = vb
+                .pp("k_b_proj")
+                .get((h, r, s.qk_nope_head_dim), "weight")?;
+            let v_b = vb.pp("v_b_proj").get((h, s.v_head_dim, r), "weight")?;
+            let w = Tensor::cat(&[&k_b.transpose(1, 2)?, &v_b], 1)?.contiguous()?;
+            let dense = w.reshape((kv_b_out, r))?;
+            (
+                w,
+                Linear::from_weight(trustformers_core::Weight::Dense(dense), None)?,
+            )
+        };
         let w_uk = w
             .narrow(1, 0, s.qk_nope_head_dim)?
             .unsqueeze(0)?

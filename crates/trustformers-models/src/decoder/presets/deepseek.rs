@@ -8,14 +8,134 @@
 //! limited (groups scored by their two best), renormalised when `norm_topk_prob`. Both scale
 //! the routed weights by `routed_scaling_factor`.
 
+use crate::gguf::{arch_value, copy_metadata};
 use crate::hf_config::{self, limits};
 use crate::DecoderSpec;
-use serde_json::Value;
+use serde_json::{Map, Number, Value};
 use trustformers_core::config::Fields;
+use trustformers_core::gguf::GgufFile;
 use trustformers_core::{Error, Result};
 use trustformers_nn::{
     GroupRouting, GroupScore, LatentAttentionSpec, MoeSpec, RouterScoring, SharedExpert,
 };
+
+/// llama.cpp's `deepseek2` files, which hold V2 and V3 alike: V3 when the experts are gated
+/// by sigmoid (`expert_gating_func` 2), V2 otherwise, as llama.cpp reads them. llama.cpp
+/// stores latent attention as multi-query attention over the latent (`head_count_kv` 1,
+/// `key_length` the rank plus the rotary part): the per-head widths come from the `_mla`
+/// keys and the rotary part from `rope.dimension_count`. YaRN's `mscale_all_dim` is
+/// `rope.scaling.yarn_log_multiplier` over 0.1 (DeepSeek's configs set `mscale` to the same).
+pub fn from_gguf(file: &GgufFile, config: &mut Map<String, Value>) -> Result<()> {
+    copy_metadata(
+        file,
+        config,
+        &[
+            ("leading_dense_block_count", "first_k_dense_replace"),
+            ("expert_feed_forward_length", "moe_intermediate_size"),
+            ("expert_count", "n_routed_experts"),
+            ("expert_shared_count", "n_shared_experts"),
+            ("expert_weights_scale", "routed_scaling_factor"),
+            ("expert_group_count", "n_group"),
+            ("expert_group_used_count", "topk_group"),
+            ("attention.q_lora_rank", "q_lora_rank"),
+            ("attention.kv_lora_rank", "kv_lora_rank"),
+            ("attention.value_length_mla", "v_head_dim"),
+            ("rope.dimension_count", "qk_rope_head_dim"),
+        ],
+    )?;
+    let count = |key: &str| -> Result<Option<u64>> {
+        arch_value(file, key)
+            .map(|(name, v)| {
+                v.as_u64()
+                    .ok_or_else(|| Error::config(name, format!("must be a count, got {v:?}")))
+            })
+            .transpose()
+    };
+    let v3 = match count("expert_gating_func")? {
+        None | Some(1) => false,
+        Some(2) => true,
+        Some(other) => {
+            return Err(Error::config(
+                "expert_gating_func",
+                format!("gating {other} is not DeepSeek's (1 softmax, 2 sigmoid)"),
+            ))
+        }
+    };
+    if v3 {
+        config.insert("model_type".into(), Value::from("deepseek_v3"));
+    }
+    if !config.contains_key("q_lora_rank") {
+        config.insert("q_lora_rank".into(), Value::Null);
+    }
+    let rope = count("rope.dimension_count")?;
+    match (count("attention.key_length_mla")?, rope) {
+        (Some(k), Some(r)) if k >= r => {
+            config.insert("qk_nope_head_dim".into(), Value::from(k - r));
+        }
+        (Some(k), _) => {
+            return Err(Error::config(
+                "attention.key_length_mla",
+                format!("{k} is narrower than the rotary part ({rope:?})"),
+            ))
+        }
+        (None, _) => {
+            return Err(Error::config(
+                "attention.key_length_mla",
+                "missing: files converted before llama.cpp split kv_b_proj are not supported",
+            ))
+        }
+    }
+    // The multi-query view's fields do not describe the model's heads.
+    for field in ["head_dim", "rotary_dim", "partial_rotary_factor"] {
+        config.remove(field);
+    }
+    if let Some(heads) = config.get("num_attention_heads").cloned() {
+        config.insert("num_key_value_heads".into(), heads);
+    }
+    let norm =
+        arch_value(file, "expert_weights_norm").is_some_and(|(_, v)| v.as_bool() == Some(true));
+    config.insert("norm_topk_prob".into(), Value::from(norm));
+    let groups = config.get("n_group").and_then(Value::as_u64).unwrap_or(1);
+    if !v3 {
+        let method = if groups > 1 {
+            "group_limited_greedy"
+        } else {
+            "greedy"
+        };
+        config.insert("topk_method".into(), Value::from(method));
+    }
+    if let Some(Value::Object(scaling)) = config.get_mut("rope_scaling") {
+        let float = |key: &str| -> Result<Option<Value>> {
+            arch_value(file, &format!("rope.scaling.{key}"))
+                .map(|(name, v)| {
+                    v.as_f64()
+                        .and_then(Number::from_f64)
+                        .map(Value::Number)
+                        .ok_or_else(|| {
+                            Error::config(name, format!("must be a finite number, got {v:?}"))
+                        })
+                })
+                .transpose()
+        };
+        if let Some(Value::Number(log_mul)) = float("yarn_log_multiplier")? {
+            let m = log_mul.as_f64().unwrap_or_default() / 0.1;
+            let m = Number::from_f64(m)
+                .map(Value::Number)
+                .unwrap_or(Value::Null);
+            scaling.insert("mscale_all_dim".into(), m.clone());
+            scaling.insert("mscale".into(), m);
+        }
+        for (key, field) in [
+            ("yarn_beta_fast", "beta_fast"),
+            ("yarn_beta_slow", "beta_slow"),
+        ] {
+            if let Some(beta) = float(key)? {
+                scaling.insert(field.into(), beta);
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Builds the spec from a `deepseek_v2` config.json.
 pub fn spec_v2(config: &Value) -> Result<DecoderSpec> {
