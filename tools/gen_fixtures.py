@@ -1226,6 +1226,96 @@ def gpt_oss_mxfp4_fixture():
     print("gpt_oss_mxfp4 written")
 
 
+def gpt_oss_gguf_fixture():
+    """`gpt_oss_gguf`: the `gpt_oss_mxfp4` checkpoint as llama.cpp's GptOssModel converts it:
+    the MXFP4 experts repacked into ggml's MXFP4 blocks (the scale byte, then 16 bytes whose
+    low nibbles hold values 0-15 and high nibbles 16-31), gate and up split from the
+    interleaved `gate_up_proj` (and its bias), the sinks as `attn_sinks.weight`. llama.cpp
+    fixes the clamped SwiGLU at alpha 1.702 and limit 7.0: the reference is transformers on
+    the same checkpoint with that limit."""
+    import gguf
+    from safetensors.numpy import load_file
+    from transformers import AutoConfig, AutoModelForCausalLM, Mxfp4Config
+
+    src = FIXTURES / "gpt_oss_mxfp4"
+    out_dir = FIXTURES / "gpt_oss_gguf"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = json.loads((src / "config.json").read_text())
+    sd = load_file(src / "model.safetensors")
+    rope = cfg["rope_parameters"]
+    n_layer = cfg["num_hidden_layers"]
+    w = gguf.GGUFWriter(str(out_dir / "tiny-gpt_oss.gguf"), "gpt-oss")
+    # TextModel.set_gguf_parameters, then GptOssModel's.
+    w.add_block_count(n_layer)
+    w.add_context_length(cfg["max_position_embeddings"])
+    w.add_embedding_length(cfg["hidden_size"])
+    w.add_feed_forward_length(cfg["intermediate_size"])
+    w.add_head_count(cfg["num_attention_heads"])
+    w.add_head_count_kv(cfg["num_key_value_heads"])
+    w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+    w.add_rope_scaling_factor(rope["factor"])
+    w.add_rope_scaling_orig_ctx_len(rope["original_max_position_embeddings"])
+    w.add_rope_scaling_yarn_beta_fast(rope["beta_fast"])
+    w.add_rope_scaling_yarn_beta_slow(rope["beta_slow"])
+    w.add_rope_freq_base(rope["rope_theta"])
+    w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    w.add_expert_count(cfg["num_local_experts"])
+    w.add_expert_used_count(cfg["num_experts_per_tok"])
+    w.add_key_length(cfg["head_dim"])
+    w.add_value_length(cfg["head_dim"])
+    w.add_sliding_window(cfg["sliding_window"])
+    w.add_expert_feed_forward_length(cfg["intermediate_size"])
+    w.add_vocab_size(cfg["vocab_size"])
+
+    def mxfp4(name, blocks, scales):
+        # transformers' nibbles (value 2k low, 2k + 1 high) -> ggml's (k low, k + 16 high).
+        codes = np.stack([blocks & 0x0F, blocks >> 4], axis=-1).reshape(*blocks.shape[:-1], 32)
+        qs = (codes[..., :16] | (codes[..., 16:] << 4)).astype(np.uint8)
+        data = np.concatenate([scales[..., None], qs], axis=-1)
+        data = data.reshape(*data.shape[:-2], -1)
+        w.add_tensor(name, np.ascontiguousarray(data), raw_dtype=gguf.GGMLQuantizationType.MXFP4)
+
+    tmap = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GPT_OSS, n_layer)
+    for hf, arr in sd.items():
+        if hf.endswith("_scales"):
+            continue
+        layer = hf.split(".")[2] if hf.startswith("model.layers.") else None
+        blk = f"blk.{layer}"
+        if hf.endswith("experts.gate_up_proj_blocks"):
+            scales = sd[hf.replace("_blocks", "_scales")]
+            mxfp4(f"{blk}.ffn_gate_exps.weight", arr[:, ::2], scales[:, ::2])
+            mxfp4(f"{blk}.ffn_up_exps.weight", arr[:, 1::2], scales[:, 1::2])
+        elif hf.endswith("experts.down_proj_blocks"):
+            mxfp4(f"{blk}.ffn_down_exps.weight", arr, sd[hf.replace("_blocks", "_scales")])
+        elif hf.endswith("experts.gate_up_proj_bias"):
+            w.add_tensor(f"{blk}.ffn_gate_exps.bias", np.ascontiguousarray(arr[..., ::2]))
+            w.add_tensor(f"{blk}.ffn_up_exps.bias", np.ascontiguousarray(arr[..., 1::2]))
+        elif hf.endswith("experts.down_proj_bias"):
+            w.add_tensor(f"{blk}.ffn_down_exps.bias", arr)
+        else:
+            name = hf + ".weight" if hf.endswith("sinks") else hf
+            gname = tmap.get_name(name, try_suffixes=(".weight", ".bias"))
+            assert gname is not None, f"gpt_oss_gguf: no GGUF name for {hf}"
+            w.add_tensor(gname, arr.astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+    config = AutoConfig.from_pretrained(src)
+    config.swiglu_limit = 7.0
+    model = AutoModelForCausalLM.from_pretrained(
+        src,
+        config=config,
+        quantization_config=Mxfp4Config(dequantize=True),
+        dtype=torch.float32,
+        attn_implementation="eager",
+    ).eval()
+    ids, mask, pos = inputs(cfg["vocab_size"], list(DECODERS).index("gpt_oss"))
+    save_file(reference(model, ids, mask, pos), out_dir / "expected.safetensors")
+    print("gpt_oss_gguf written")
+
+
 def gguf_module():
     import gguf
 
@@ -1304,6 +1394,8 @@ def main():
             converted_gguf_fixture(name, **kwargs)
     if not only or "gpt_oss_mxfp4" in only:
         gpt_oss_mxfp4_fixture()
+    if not only or "gpt_oss_gguf" in only:
+        gpt_oss_gguf_fixture()
     for i, (name, overrides) in enumerate(GGUF_ONLY.items()):
         if not only or f"{name}_gguf" in only:
             gguf_only_fixture(name, overrides, 100 + i)

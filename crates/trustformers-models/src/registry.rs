@@ -437,7 +437,11 @@ pub const ARCHITECTURES: &[Architecture] = &[
         .gguf(D::new("starcoder2").config(starcoder2::from_gguf)),
     A::decoder("smollm3", smollm3::spec)
         .gguf(D::new("smollm3").qk(Interleaved).config(smollm3::from_gguf)),
-    A::decoder("gpt_oss", gpt_oss::spec),
+    A::decoder("gpt_oss", gpt_oss::spec).gguf(
+        D::new("gpt-oss")
+            .block(g::names::GPT_OSS)
+            .config(gpt_oss::from_gguf),
+    ),
     A::decoder("llama4_text", llama4::spec)
         .names(llama4::tensor_name)
         .gguf(

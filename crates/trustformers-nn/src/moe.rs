@@ -273,7 +273,9 @@ fn mxfp4(vb: &Weights, name: &str, experts: usize, rows: usize, cols: usize) -> 
 /// gpt-oss's experts: `gate_up_proj` `[E, H, 2I]` (x @ W; gate and up interleaved, gate on
 /// the even columns) and `down_proj` `[E, I, H]`, or their MXFP4 `_blocks` / `_scales`
 /// (`[E, 2I, H]` and `[E, H, I]` once unpacked), with `gate_up_proj_bias` `[E, 2I]` and
-/// `down_proj_bias` `[E, H]`.
+/// `down_proj_bias` `[E, H]`; or llama.cpp's layout, gate and up apart
+/// (`gate_proj.weight` / `up_proj.weight` `[E, I, H]`, `down_proj.weight` `[E, H, I]`, each
+/// with its `.bias`).
 fn clamped_experts(
     vb: &Weights,
     e: usize,
@@ -282,6 +284,29 @@ fn clamped_experts(
     alpha: f64,
     limit: f64,
 ) -> Result<Vec<Expert>> {
+    if vb.contains("gate_proj.weight") {
+        let gate = vb.get((e, inter, hidden), "gate_proj.weight")?;
+        let up = vb.get((e, inter, hidden), "up_proj.weight")?;
+        let down = vb.get((e, hidden, inter), "down_proj.weight")?;
+        let gate_bias = vb.get((e, inter), "gate_proj.bias")?;
+        let up_bias = vb.get((e, inter), "up_proj.bias")?;
+        let down_bias = vb.get((e, hidden), "down_proj.bias")?;
+        return (0..e)
+            .map(|i| -> Result<Expert> {
+                let w = Tensor::cat(&[gate.get(i)?, up.get(i)?], 0)?;
+                let b = Tensor::cat(&[gate_bias.get(i)?, up_bias.get(i)?], 0)?;
+                Ok(Expert::Clamped {
+                    gate_up: Linear::from_weight(Weight::Dense(w), Some(b))?,
+                    down: Linear::from_weight(
+                        Weight::Dense(down.get(i)?.contiguous()?),
+                        Some(down_bias.get(i)?),
+                    )?,
+                    alpha,
+                    limit,
+                })
+            })
+            .collect();
+    }
     let (gate_up, down) = if vb.contains("gate_up_proj_blocks") {
         (
             mxfp4(vb, "gate_up_proj", e, 2 * inter, hidden)?,

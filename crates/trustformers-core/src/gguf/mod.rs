@@ -89,13 +89,75 @@ impl GgufValue {
     }
 }
 
+/// How a tensor's values are stored: a ggml type candle computes with, or ggml's MXFP4
+/// (type 39, gpt-oss's experts), which candle does not know and which loads dequantized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GgufDType {
+    Ggml(GgmlDType),
+    /// Blocks of 32 values: one e8m0 scale byte, then 16 bytes of e2m1 codes (value `j` in
+    /// the low nibble of byte `j`, value `j + 16` in its high nibble).
+    Mxfp4,
+}
+
+impl GgufDType {
+    const MXFP4_ID: u32 = 39;
+
+    /// The type of ggml type id `id`; `None` for types this crate cannot read.
+    pub fn from_id(id: u32) -> Option<Self> {
+        match id {
+            Self::MXFP4_ID => Some(Self::Mxfp4),
+            _ => ggml_dtype(id).map(Self::Ggml),
+        }
+    }
+
+    /// The ggml type id.
+    pub fn id(self) -> u32 {
+        match self {
+            Self::Ggml(t) => ggml_type_id(t),
+            Self::Mxfp4 => Self::MXFP4_ID,
+        }
+    }
+
+    /// The candle type, when candle has one.
+    pub fn ggml(self) -> Option<GgmlDType> {
+        match self {
+            Self::Ggml(t) => Some(t),
+            Self::Mxfp4 => None,
+        }
+    }
+
+    /// Values per block.
+    pub fn block_size(self) -> usize {
+        match self {
+            Self::Ggml(t) => t.block_size(),
+            Self::Mxfp4 => 32,
+        }
+    }
+
+    /// Bytes per block.
+    pub fn type_size(self) -> usize {
+        match self {
+            Self::Ggml(t) => t.type_size(),
+            Self::Mxfp4 => 17,
+        }
+    }
+
+    /// Whether values are stored as plain floats (f32, f16, bf16).
+    pub fn is_float(self) -> bool {
+        matches!(
+            self,
+            Self::Ggml(GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16)
+        )
+    }
+}
+
 /// Where one tensor lives in the file, with shape in row-major (PyTorch/candle) order.
 #[derive(Debug, Clone)]
 pub struct GgufTensorInfo {
     pub name: String,
     /// Dimensions, outermost first (GGUF stores them innermost first).
     pub shape: Vec<usize>,
-    pub dtype: GgmlDType,
+    pub dtype: GgufDType,
     /// Absolute byte range in the file.
     pub start: usize,
     pub len: usize,
@@ -185,10 +247,17 @@ impl GgufFile {
         let info = self.tensor_info(name).ok_or_else(|| Error::MissingTensor {
             name: name.to_string(),
         })?;
+        let dtype = info.dtype.ggml().ok_or_else(|| Error::UnsupportedTensor {
+            name: name.to_string(),
+            reason: format!(
+                "{:?} has no quantized tensor type: it loads dequantized",
+                info.dtype
+            ),
+        })?;
         let (range, shape) = part_layout(info, part)?;
         let tensor = match (row_order, device) {
             (None, Device::Cpu) => {
-                let storage = QStorage::Cpu(self.copy_blocks(info, range, COPY_CHUNK)?);
+                let storage = QStorage::Cpu(self.copy_blocks(info, dtype, range, COPY_CHUNK)?);
                 QTensor::new(storage, shape)?
             }
             _ => {
@@ -209,12 +278,46 @@ impl GgufFile {
                     words = buf;
                     &bytemuck::cast_slice::<u64, u8>(&words)[..data.len()]
                 };
-                let storage = QStorage::from_data(Cow::Borrowed(bytes), device, info.dtype)?;
+                let storage = QStorage::from_data(Cow::Borrowed(bytes), device, dtype)?;
                 QTensor::new(storage, shape)?
             }
         };
         self.release(info.start, info.len);
         Ok(tensor)
+    }
+
+    /// Loads an MXFP4 tensor (or `part` of it) dequantized to f32: each value is its e2m1
+    /// code times two to the power of its block's scale byte less 127, as ggml and
+    /// transformers both decode it.
+    pub fn dequantize_mxfp4(
+        &self,
+        name: &str,
+        part: &TensorPart,
+        device: &Device,
+    ) -> Result<candle_core::Tensor> {
+        const E2M1: [f32; 16] = [
+            0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0,
+        ];
+        let info = self.tensor_info(name).ok_or_else(|| Error::MissingTensor {
+            name: name.to_string(),
+        })?;
+        if info.dtype != GgufDType::Mxfp4 {
+            return Err(Error::UnsupportedTensor {
+                name: name.to_string(),
+                reason: format!("is {:?}, not MXFP4", info.dtype),
+            });
+        }
+        let (range, shape) = part_layout(info, part)?;
+        let bytes = &self.tensor_bytes(info)[range.clone()];
+        let mut out = Vec::with_capacity(bytes.len() / 17 * 32);
+        for block in bytes.chunks_exact(17) {
+            let scale = (2f64).powi(i32::from(block[0]) - 127) as f32;
+            let codes = &block[1..];
+            out.extend(codes.iter().map(|&b| E2M1[usize::from(b & 0x0f)] * scale));
+            out.extend(codes.iter().map(|&b| E2M1[usize::from(b >> 4)] * scale));
+        }
+        self.release(info.start + range.start, range.len());
+        Ok(candle_core::Tensor::from_vec(out, shape, device)?)
     }
 
     /// Copies `range` of a tensor's bytes into an owned vector of its ggml blocks, `chunk`
@@ -223,6 +326,7 @@ impl GgufFile {
     fn copy_blocks(
         &self,
         info: &GgufTensorInfo,
+        dtype: GgmlDType,
         range: std::ops::Range<usize>,
         chunk: usize,
     ) -> Result<Box<dyn QuantizedType>> {
@@ -230,7 +334,7 @@ impl GgufFile {
         use half::{bf16, f16};
         let src = &self.tensor_bytes(info)[range.clone()];
         let start = info.start + range.start;
-        Ok(match info.dtype {
+        Ok(match dtype {
             GgmlDType::F32 => self.copy_as::<f32>(info, src, start, chunk)?,
             GgmlDType::F16 => self.copy_as::<f16>(info, src, start, chunk)?,
             GgmlDType::BF16 => self.copy_as::<bf16>(info, src, start, chunk)?,
@@ -473,6 +577,69 @@ mod tests {
         assert_eq!(a, b);
     }
 
+    /// A GGUF file holding MXFP4 tensor `w` of `dims` (GGUF order) with `data` as its bytes.
+    fn mxfp4_file(dims: Vec<u64>, data: Vec<u8>) -> (tempfile::TempDir, std::path::PathBuf) {
+        let raw = RawTensor {
+            name: "w".into(),
+            ggml_type: GgufDType::Mxfp4.id(),
+            dims,
+            data,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.gguf");
+        std::fs::write(&path, write(&[], &[raw])).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn mxfp4_blocks_dequantize_as_ggml_decodes_them() {
+        // Two rows of one block each: scale bytes 127 (x1) and 129 (x4); codes 0..16 in the
+        // low nibbles (values 0-15) and 15 - k in the high ones (values 16-31).
+        let mut data = Vec::new();
+        for scale in [127u8, 129] {
+            data.push(scale);
+            data.extend((0..16u8).map(|k| k | ((15 - k) << 4)));
+        }
+        let (_dir, path) = mxfp4_file(vec![32, 2], data);
+        let file = GgufFile::open(&path).unwrap();
+        assert_eq!(file.tensor_info("w").unwrap().dtype, GgufDType::Mxfp4);
+        let e2m1 = [
+            0.0f32, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0,
+            -6.0,
+        ];
+        let row: Vec<f32> = e2m1.iter().chain(e2m1.iter().rev()).copied().collect();
+        let want: Vec<f32> = row
+            .iter()
+            .chain(&row.iter().map(|x| x * 4.0).collect::<Vec<_>>())
+            .copied()
+            .collect();
+        let whole = file
+            .dequantize_mxfp4("w", &TensorPart::Whole, &Device::Cpu)
+            .unwrap();
+        assert_eq!(whole.dims(), &[2, 32]);
+        assert_eq!(whole.flatten_all().unwrap().to_vec1::<f32>().unwrap(), want);
+        let second = file
+            .dequantize_mxfp4("w", &TensorPart::Index(1), &Device::Cpu)
+            .unwrap();
+        assert_eq!(second.dims(), &[32]);
+        assert_eq!(
+            second.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            want[32..]
+        );
+        // candle has no MXFP4 type: asking for a quantized tensor is an error naming it.
+        let err = file
+            .qtensor("w", &TensorPart::Whole, None, &Device::Cpu)
+            .unwrap_err();
+        assert!(err.to_string().contains("dequantized"), "{err}");
+    }
+
+    #[test]
+    fn mxfp4_rows_must_be_whole_blocks() {
+        let (_dir, path) = mxfp4_file(vec![16, 2], vec![0; 17]);
+        let err = GgufFile::open(&path).unwrap_err();
+        assert!(err.to_string().contains('w'), "{err}");
+    }
+
     #[test]
     fn parts_of_quantized_tensors_are_their_slices() {
         // Stacked experts: [experts, rows, cols].
@@ -508,7 +675,7 @@ mod tests {
             let want = file.tensor_bytes(info).to_vec();
             // Chunks smaller than a block, not a multiple of it, and larger than the tensor.
             for chunk in [1, 7, 100, 1 << 20] {
-                let storage = file.copy_blocks(info, 0..info.len, chunk).unwrap();
+                let storage = file.copy_blocks(info, dtype, 0..info.len, chunk).unwrap();
                 let q = QTensor::new(QStorage::Cpu(storage), (3, 256)).unwrap();
                 assert_eq!(q.data().unwrap().as_ref(), want.as_slice(), "{dtype:?}");
                 assert_same(&q.dequantize(&Device::Cpu).unwrap(), &reference);

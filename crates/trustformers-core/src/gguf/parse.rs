@@ -1,9 +1,8 @@
 //! The parser: every count, length and offset is checked against the bytes that remain
 //! before anything is allocated.
 
-use super::{ggml_dtype, GgufTensorInfo, GgufValue, DEFAULT_ALIGNMENT};
+use super::{GgufDType, GgufTensorInfo, GgufValue, DEFAULT_ALIGNMENT};
 use crate::GgufError;
-use candle_core::quantized::GgmlDType;
 use std::collections::{BTreeMap, HashMap};
 
 const MAGIC: u32 = u32::from_le_bytes(*b"GGUF");
@@ -227,7 +226,7 @@ pub fn parse(buf: &[u8]) -> std::result::Result<GgufHeader, GgufError> {
         }
         dims.reverse();
         let type_id = r.u32(&format!("tensor `{name}` type"))?;
-        let dtype = ggml_dtype(type_id).ok_or_else(|| GgufError::UnknownTensorType {
+        let dtype = GgufDType::from_id(type_id).ok_or_else(|| GgufError::UnknownTensorType {
             tensor: name.clone(),
             ggml_type: type_id,
         })?;
@@ -294,7 +293,7 @@ pub fn parse(buf: &[u8]) -> std::result::Result<GgufHeader, GgufError> {
 
 /// Bytes taken by a tensor of this shape and type, or `None` if the size overflows or the
 /// innermost dimension is not a whole number of blocks.
-fn tensor_byte_len(shape: &[usize], dtype: GgmlDType) -> Option<usize> {
+fn tensor_byte_len(shape: &[usize], dtype: GgufDType) -> Option<usize> {
     let inner = *shape.last()?;
     if inner % dtype.block_size() != 0 {
         return None;

@@ -1,7 +1,7 @@
 //! GGUF weights exposed under Hugging Face tensor names.
 
 use super::{StoredTensor, TensorSource};
-use crate::gguf::{part_shape, GgufFile, TensorPart};
+use crate::gguf::{part_shape, GgufDType, GgufFile, TensorPart};
 use crate::{Error, Result};
 use candle_core::quantized::GgmlDType;
 use candle_core::Device;
@@ -113,6 +113,23 @@ impl TensorSource for GgufSource {
         let r = self.names.get(name).ok_or_else(|| Error::MissingTensor {
             name: name.to_string(),
         })?;
+        let info = self
+            .file
+            .tensor_info(&r.gguf_name)
+            .ok_or_else(|| Error::MissingTensor {
+                name: r.gguf_name.clone(),
+            })?;
+        if info.dtype == GgufDType::Mxfp4 {
+            if r.row_order.is_some() || r.shift != 0.0 {
+                return Err(Error::UnsupportedTensor {
+                    name: r.gguf_name.clone(),
+                    reason: "an MXFP4 tensor cannot have its rows reordered or values shifted"
+                        .into(),
+                });
+            }
+            let t = self.file.dequantize_mxfp4(&r.gguf_name, &r.part, device)?;
+            return Ok(StoredTensor::Dense(t));
+        }
         let q = self
             .file
             .qtensor(&r.gguf_name, &r.part, r.row_order.as_deref(), device)?;
@@ -139,10 +156,7 @@ impl TensorSource for GgufSource {
     }
 
     fn is_quantized(&self) -> bool {
-        self.file
-            .tensors
-            .iter()
-            .any(|t| !matches!(t.dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16))
+        self.file.tensors.iter().any(|t| !t.dtype.is_float())
     }
 
     fn describe(&self) -> String {

@@ -15,7 +15,7 @@ pub use tensors::{
 use crate::registry::{self, Architecture, ModelKind};
 use candle_core::quantized::GgmlDType;
 use serde_json::{Map, Number, Value};
-use trustformers_core::gguf::{GgufFile, GgufValue};
+use trustformers_core::gguf::{GgufDType, GgufFile, GgufValue};
 use trustformers_core::{Error, Result};
 
 /// The values of a small f32 vector tensor, as a JSON list.
@@ -27,7 +27,7 @@ fn f32_list(file: &GgufFile, name: &str) -> Result<Value> {
     let info = file.tensor_info(name).ok_or_else(|| Error::MissingTensor {
         name: name.to_string(),
     })?;
-    if info.dtype != GgmlDType::F32 || info.shape.len() != 1 {
+    if info.dtype != GgufDType::Ggml(GgmlDType::F32) || info.shape.len() != 1 {
         return Err(bad(format!(
             "expected a 1-D f32 tensor, got {:?} {:?}",
             info.dtype, info.shape
@@ -70,6 +70,17 @@ fn rope_scaling(file: &GgufFile, hp: &GgufHyperparams) -> Result<Option<Value>> 
         }
         if let Some(f) = float(hp.rope_scaling_factor) {
             scaling.insert("factor".into(), f);
+        }
+        for (key, field) in [
+            ("yarn_beta_fast", "beta_fast"),
+            ("yarn_beta_slow", "beta_slow"),
+        ] {
+            if let Some((name, v)) = arch_value(file, &format!("rope.scaling.{key}")) {
+                let beta = float(v.as_f64()).ok_or_else(|| {
+                    Error::config(name, format!("must be a finite number, got {v:?}"))
+                })?;
+                scaling.insert(field.into(), beta);
+            }
         }
     }
     if let Some(n) = hp.rope_scaling_original_context_length {

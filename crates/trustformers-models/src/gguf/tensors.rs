@@ -166,6 +166,17 @@ pub mod names {
         ("ffn_up_shexp", "mlp.shared_experts.up_proj"),
         ("ffn_down_shexp", "mlp.shared_experts.down_proj"),
     ];
+    /// gpt-oss: the sinks (stored with a `.weight` the HF tensor lacks), the router with its
+    /// bias, the experts' gate and up halves apart (each with its bias), and the pre-MLP norm
+    /// under its HF name.
+    pub const GPT_OSS: &[(&str, &str)] = &[
+        ("attn_sinks.weight", "self_attn.sinks"),
+        ("post_attention_norm", "post_attention_layernorm"),
+        ("ffn_gate_inp", "mlp.router"),
+        ("ffn_gate_exps", "mlp.experts.gate_proj"),
+        ("ffn_up_exps", "mlp.experts.up_proj"),
+        ("ffn_down_exps", "mlp.experts.down_proj"),
+    ];
     /// OLMo 2: norms after attention and after the MLP.
     pub const OLMO2: &[(&str, &str)] = &[
         ("post_attention_norm", "post_attention_layernorm"),
@@ -195,12 +206,19 @@ pub fn canonical_name(gguf_name: &str, dialect: &GgufDialect, config: &Value) ->
             Some((flag, table)) if config.get(flag) == Some(&Value::Bool(true)) => table,
             _ => &[],
         };
-        let hf = match conditional
-            .iter()
-            .chain(dialect.block)
-            .chain(dialect.names.block)
-            .find(|(g, _)| *g == tensor)
-        {
+        let table = || {
+            conditional
+                .iter()
+                .chain(dialect.block)
+                .chain(dialect.names.block)
+        };
+        // An entry keyed by the whole name (`attn_sinks.weight`) names a tensor that has no
+        // suffix on the HF side (gpt-oss's `self_attn.sinks`).
+        let whole = format!("{tensor}.{suffix}");
+        if let Some((_, hf)) = table().find(|(g, _)| *g == whole) {
+            return Some(format!("{}.{layer}.{hf}", dialect.names.layers));
+        }
+        let hf = match table().find(|(g, _)| *g == tensor) {
             Some((_, hf)) => (*hf).to_string(),
             // Mixtral files from before stacked experts: `ffn_gate.{e}` etc.
             None if dialect.experts => {

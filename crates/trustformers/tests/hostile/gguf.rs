@@ -384,6 +384,25 @@ pub fn cases() -> Vec<Case> {
                 ..
             }),
         ),
+        tensor_case(
+            "MXFP4 row not a whole number of blocks",
+            |t| {
+                t[0].ggml_type = 39;
+                t[0].dims[0] = 48;
+            },
+            expect!(Error::Gguf {
+                source: G::BadTensorSize { .. },
+                ..
+            }),
+        ),
+        patched(
+            "MXFP4 type over another type's bytes",
+            |b| put_u32(b, first_info.ggml_type, 39),
+            expect!(Error::Gguf {
+                source: G::UnexpectedOffset { .. },
+                ..
+            }),
+        ),
         patched(
             "unknown ggml type",
             |b| put_u32(b, first_info.ggml_type, 99),

@@ -2,7 +2,7 @@
 //! byte-level BPE vocabulary, and byte offsets of the fields the cases patch.
 
 use super::fixture;
-use trustformers::core::gguf::{self, ggml_type_id, GgufValue, RawTensor};
+use trustformers::core::gguf::{self, GgufValue, RawTensor};
 
 pub(super) type Kv = Vec<(String, GgufValue)>;
 
@@ -15,7 +15,7 @@ pub(super) fn base_parts() -> (Kv, Vec<RawTensor>) {
         .iter()
         .map(|t| RawTensor {
             name: t.name.clone(),
-            ggml_type: ggml_type_id(t.dtype),
+            ggml_type: t.dtype.id(),
             dims: t.shape.iter().rev().map(|&d| d as u64).collect(),
             data: bytes[t.start..t.start + t.len].to_vec(),
         })

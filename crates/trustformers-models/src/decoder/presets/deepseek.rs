@@ -104,35 +104,16 @@ pub fn from_gguf(file: &GgufFile, config: &mut Map<String, Value>) -> Result<()>
         };
         config.insert("topk_method".into(), Value::from(method));
     }
-    if let Some(Value::Object(scaling)) = config.get_mut("rope_scaling") {
-        let float = |key: &str| -> Result<Option<Value>> {
-            arch_value(file, &format!("rope.scaling.{key}"))
-                .map(|(name, v)| {
-                    v.as_f64()
-                        .and_then(Number::from_f64)
-                        .map(Value::Number)
-                        .ok_or_else(|| {
-                            Error::config(name, format!("must be a finite number, got {v:?}"))
-                        })
-                })
-                .transpose()
-        };
-        if let Some(Value::Number(log_mul)) = float("yarn_log_multiplier")? {
-            let m = log_mul.as_f64().unwrap_or_default() / 0.1;
-            let m = Number::from_f64(m)
-                .map(Value::Number)
-                .unwrap_or(Value::Null);
-            scaling.insert("mscale_all_dim".into(), m.clone());
-            scaling.insert("mscale".into(), m);
-        }
-        for (key, field) in [
-            ("yarn_beta_fast", "beta_fast"),
-            ("yarn_beta_slow", "beta_slow"),
-        ] {
-            if let Some(beta) = float(key)? {
-                scaling.insert(field.into(), beta);
-            }
-        }
+    let log_mul = arch_value(file, "rope.scaling.yarn_log_multiplier");
+    if let (Some((name, v)), Some(Value::Object(scaling))) =
+        (log_mul, config.get_mut("rope_scaling"))
+    {
+        let m = v
+            .as_f64()
+            .and_then(|m| Number::from_f64(m / 0.1))
+            .ok_or_else(|| Error::config(name, format!("must be a finite number, got {v:?}")))?;
+        scaling.insert("mscale_all_dim".into(), Value::Number(m.clone()));
+        scaling.insert("mscale".into(), Value::Number(m));
     }
     Ok(())
 }

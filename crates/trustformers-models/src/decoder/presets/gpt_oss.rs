@@ -8,10 +8,21 @@
 
 use crate::hf_config::{self, limits};
 use crate::DecoderSpec;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use trustformers_core::config::Fields;
+use trustformers_core::gguf::GgufFile;
 use trustformers_core::Result;
 use trustformers_nn::{ExpertKind, MoeSpec};
+
+/// llama.cpp's `gpt-oss` files: the generic keys say everything but YaRN's truncation, which
+/// gpt-oss's config turns off (`truncate: false`) and the file cannot state; sliding and full
+/// layers alternate from layer 0 as llama.cpp's default pattern and transformers' agree.
+pub fn from_gguf(_file: &GgufFile, config: &mut Map<String, Value>) -> Result<()> {
+    if let Some(Value::Object(scaling)) = config.get_mut("rope_scaling") {
+        scaling.insert("truncate".into(), Value::Bool(false));
+    }
+    Ok(())
+}
 
 /// Builds the spec from a `gpt_oss` config.json.
 pub fn spec(config: &Value) -> Result<DecoderSpec> {
