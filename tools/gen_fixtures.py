@@ -460,6 +460,33 @@ DECODERS = {
         attn_scale=0.5,
         use_qk_norm=True,
     ),
+    # Mamba: biased in/out projections, conv bias, a time-step rank of 3 (not "auto"), a
+    # state of 8 per channel, kernel 4, residual in f32, an untied head; the left-padded row
+    # checks the masking before the projection and after the convolution.
+    "mamba": dict(
+        model_type="mamba",
+        num_hidden_layers=3,
+        expand=1,
+        state_size=8,
+        conv_kernel=4,
+        time_step_rank=3,
+        use_bias=True,
+        use_conv_bias=True,
+        residual_in_fp32=True,
+        tie_word_embeddings=False,
+        layer_norm_epsilon=1e-5,
+    ),
+    # Mamba's defaults where they differ: no biases anywhere, rank "auto" (hidden / 16), a
+    # kernel of 2 (shorter than the prefill chunks), tied head.
+    "mamba_tied": dict(
+        model_type="mamba",
+        state_size=4,
+        conv_kernel=2,
+        time_step_rank="auto",
+        use_bias=False,
+        use_conv_bias=False,
+        tie_word_embeddings=True,
+    ),
 }
 
 

@@ -7,6 +7,7 @@ pub mod gguf;
 pub mod hf_config;
 pub mod registry;
 pub mod seq2seq;
+pub mod ssm;
 pub mod traits;
 
 pub use decoder::{DecoderForCausalLM, DecoderModel, DecoderSpec, Positions, Residual};

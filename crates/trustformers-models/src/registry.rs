@@ -6,6 +6,7 @@ use crate::encoder::heads::{EncoderTask, HeadLayout};
 use crate::encoder::{deberta, modernbert, nomic_bert, presets as enc};
 use crate::seq2seq::{self, BartForConditionalGeneration, BartSpec};
 use crate::seq2seq::{T5ForConditionalGeneration, T5Spec};
+use crate::ssm;
 use crate::traits::{CausalLM, EncoderDecoderLM, RuntimeOptions};
 use crate::{gguf, DecoderForCausalLM, DecoderSpec, EncoderSpec};
 use serde_json::{Map, Value};
@@ -205,6 +206,24 @@ pub enum Builder {
     },
     /// An encoder-decoder: builds the model of `model_type` from its config and weights.
     EncoderDecoder(SeqToSeqBuilder),
+    /// A state-space or recurrent language model: builds it from its config and weights.
+    StateSpace(StateSpaceBuilder),
+}
+
+/// Builds a state-space language model of a `model_type` from its config and weights.
+pub type StateSpaceBuilder =
+    fn(&str, &Value, &Weights, &RuntimeOptions) -> Result<Box<dyn CausalLM>>;
+
+fn mamba(
+    model_type: &str,
+    config: &Value,
+    vb: &Weights,
+    runtime: &RuntimeOptions,
+) -> Result<Box<dyn CausalLM>> {
+    let spec = ssm::MambaSpec::from_config(config)?;
+    Ok(Box::new(ssm::MambaForCausalLM::new(
+        model_type, &spec, vb, runtime,
+    )?))
 }
 
 /// Builds an encoder-decoder of a `model_type` from its config and weights.
@@ -267,6 +286,14 @@ impl Architecture {
             tensor_names: None,
         }
     }
+    const fn state_space(model_type: &'static str, build: StateSpaceBuilder) -> Self {
+        Self {
+            model_type,
+            builder: Builder::StateSpace(build),
+            gguf: None,
+            tensor_names: None,
+        }
+    }
     /// Also loads from GGUF files written as `dialect`.
     const fn gguf(mut self, dialect: GgufDialect) -> Self {
         self.gguf = Some(dialect);
@@ -284,6 +311,7 @@ impl Architecture {
             Builder::Decoder(_) => ModelKind::Decoder,
             Builder::Encoder { .. } => ModelKind::Encoder,
             Builder::EncoderDecoder(_) => ModelKind::EncoderDecoder,
+            Builder::StateSpace(_) => ModelKind::StateSpace,
         }
     }
 
@@ -343,6 +371,7 @@ impl Architecture {
                 vb,
                 runtime,
             )?)),
+            Builder::StateSpace(build) => build(self.model_type, config, vb, runtime),
             _ => Err(self.wrong_kind("a causal language model")),
         }
     }
@@ -367,6 +396,7 @@ impl Architecture {
             Builder::Decoder(_) => crate::decoder::IGNORED_TENSORS,
             Builder::Encoder { .. } => crate::encoder::IGNORED_TENSORS,
             Builder::EncoderDecoder(_) => seq2seq::IGNORED_TENSORS,
+            Builder::StateSpace(_) => ssm::IGNORED_TENSORS,
         }
     }
 }
@@ -513,6 +543,8 @@ pub const ARCHITECTURES: &[Architecture] = &[
     A::encoder_decoder("bart", bart),
     A::encoder_decoder("mbart", bart),
     A::encoder_decoder("marian", bart),
+    // State-space models.
+    A::state_space("mamba", mamba),
     A::encoder_decoder("pegasus", bart),
 ];
 

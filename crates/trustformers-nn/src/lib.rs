@@ -16,6 +16,7 @@ pub mod moe;
 pub mod norm;
 pub mod positions;
 pub mod profile;
+pub mod ssm;
 
 pub use activation::Activation;
 
@@ -40,3 +41,4 @@ pub use moe::{
 };
 pub use norm::{LayerNorm, Norm, NormKind, RmsNorm};
 pub use positions::{RopeScaling, RopeSpec, RotaryEmbedding};
+pub use ssm::{selective_scan, CausalConv1d, ScanInputs};

@@ -83,6 +83,9 @@ fixture_tests! {
     deepseek_v3: check_forward, check_cache(&[1, 6]), check_greedy;
     deepseek_v3_halves: check_forward, check_cache(&[1, 6]), check_greedy;
     deepseek_v2: check_forward, check_cache(&[1, 6]), check_greedy;
+    // State-space models: the cache holds per-layer convolution and scan states.
+    mamba: check_forward, check_cache(&[1, 6]), check_greedy;
+    mamba_tied: check_forward, check_cache(&[1, 3]), check_greedy;
     llama4_text: check_forward, check_cache(&[1, 6]), check_greedy;
 }
 

@@ -1,0 +1,394 @@
+//! Mamba (`modeling_mamba.py`, `MambaForCausalLM`): embeddings, then per layer an RMSNorm and
+//! a selective state-space mixer added to the residual stream (kept in f32 when
+//! `residual_in_fp32`), a final RMSNorm and a head tied to the embeddings unless
+//! `tie_word_embeddings` is false. The mixer projects the input to `2 * intermediate_size`
+//! (the scan's input and its gate), runs a causal depthwise convolution of `conv_kernel`
+//! taps and `silu` over the first half, derives the time step (rank `time_step_rank`,
+//! widened by `dt_proj`), `B` and `C` (`state_size` each) from it by `x_proj`, scans, gates
+//! with `silu` of the second half and projects back with `out_proj`.
+//!
+//! Per sequence the cache holds, per layer, the convolution's last `conv_kernel - 1` inputs
+//! and the scan's `[intermediate_size, state_size]` state: a fixed size at any length. A
+//! padding mask zeroes padded positions before the input projection and after the
+//! convolution, as transformers does, so left padding leaves the states at zero.
+//! transformers' own forward over several new tokens after a filled cache restarts the scan
+//! from zero (its "TODO" in `mamba_scan_forward`); this one continues from the cache, which
+//! is what a single pass over the whole sequence computes.
+
+use crate::hf_config::limits;
+use crate::traits::{CausalLM, CausalLmOutput, ForwardOptions, RuntimeOptions};
+use candle_core::{DType, Device, Tensor};
+use serde_json::Value;
+use trustformers_core::config::Fields;
+use trustformers_core::{Error, Result, Weights};
+use trustformers_nn::{
+    selective_scan, Cache, CausalConv1d, Embedding, Linear, RecurrentState, RmsNorm, ScanInputs,
+};
+
+/// A Mamba config.json's fields.
+#[derive(Debug, Clone)]
+pub struct MambaSpec {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub state_size: usize,
+    pub num_hidden_layers: usize,
+    pub conv_kernel: usize,
+    pub time_step_rank: usize,
+    pub layer_norm_epsilon: f64,
+    pub use_bias: bool,
+    pub use_conv_bias: bool,
+    pub residual_in_fp32: bool,
+    pub tie_word_embeddings: bool,
+}
+
+/// The longest convolution this reads (the released models use 4).
+const MAX_CONV_KERNEL: usize = 64;
+/// The largest state per channel (the released models use 16).
+const MAX_STATE: usize = 1 << 12;
+
+impl MambaSpec {
+    /// Reads `config` with `MambaConfig`'s defaults; sizes that cannot work are errors naming
+    /// the field.
+    pub fn from_config(config: &Value) -> Result<Self> {
+        let f = Fields::new(config, "")?;
+        let hidden_size = f.opt_usize("hidden_size", limits::HIDDEN)?.unwrap_or(768);
+        let expand = f.opt_usize("expand", 64)?.unwrap_or(2);
+        let intermediate_size = f
+            .opt_usize("intermediate_size", limits::INTERMEDIATE)?
+            .unwrap_or(expand * hidden_size);
+        let time_step_rank = match f.raw("time_step_rank") {
+            None | Some(Value::Null) => hidden_size.div_ceil(16),
+            Some(Value::String(s)) if s == "auto" => hidden_size.div_ceil(16),
+            Some(_) => f.usize("time_step_rank", limits::HIDDEN)?,
+        };
+        let conv_kernel = f.opt_usize("conv_kernel", MAX_CONV_KERNEL)?.unwrap_or(4);
+        if let Some(act) = f.opt_str("hidden_act")? {
+            if act != "silu" && act != "swish" {
+                return Err(Error::config(
+                    "hidden_act",
+                    format!("Mamba's mixer runs silu, not {act:?}"),
+                ));
+            }
+        }
+        Ok(Self {
+            vocab_size: f.opt_usize("vocab_size", limits::VOCAB)?.unwrap_or(50280),
+            hidden_size,
+            intermediate_size,
+            state_size: f.opt_usize("state_size", MAX_STATE)?.unwrap_or(16),
+            num_hidden_layers: f
+                .opt_usize("num_hidden_layers", limits::LAYERS)?
+                .unwrap_or(32),
+            conv_kernel,
+            time_step_rank,
+            layer_norm_epsilon: f.opt_f64("layer_norm_epsilon", 0.0..=1.0)?.unwrap_or(1e-5),
+            use_bias: f.opt_bool("use_bias")?.unwrap_or(false),
+            use_conv_bias: f.opt_bool("use_conv_bias")?.unwrap_or(true),
+            residual_in_fp32: f.opt_bool("residual_in_fp32")?.unwrap_or(true),
+            tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(true),
+        })
+    }
+}
+
+/// One layer's selective state-space mixer.
+struct Mixer {
+    in_proj: Linear,
+    conv: CausalConv1d,
+    x_proj: Linear,
+    dt_proj: Linear,
+    /// `-exp(A_log)`, `[intermediate_size, state_size]` f32.
+    a: Tensor,
+    /// `[intermediate_size]` f32.
+    d: Tensor,
+    out_proj: Linear,
+    inner: usize,
+    rank: usize,
+    state: usize,
+}
+
+impl Mixer {
+    fn new(spec: &MambaSpec, vb: &Weights) -> Result<Self> {
+        let (h, i, n, r) = (
+            spec.hidden_size,
+            spec.intermediate_size,
+            spec.state_size,
+            spec.time_step_rank,
+        );
+        let a_log = vb.get((i, n), "A_log")?.to_dtype(DType::F32)?;
+        Ok(Self {
+            in_proj: Linear::new(&vb.pp("in_proj"), h, 2 * i, spec.use_bias)?,
+            conv: CausalConv1d::new(&vb.pp("conv1d"), i, spec.conv_kernel, spec.use_conv_bias)?,
+            x_proj: Linear::new(&vb.pp("x_proj"), i, r + 2 * n, false)?,
+            dt_proj: Linear::new(&vb.pp("dt_proj"), r, i, true)?,
+            a: a_log.exp()?.neg()?,
+            d: vb.get(i, "D")?.to_dtype(DType::F32)?,
+            out_proj: Linear::new(&vb.pp("out_proj"), i, h, spec.use_bias)?,
+            inner: i,
+            rank: r,
+            state: n,
+        })
+    }
+
+    /// `xs` `[batch, seq, hidden]`, `mask` `[batch, seq, 1]` (1 kept, 0 padded), `states`
+    /// the convolution's and the scan's -> `[batch, seq, hidden]` and the new states.
+    fn forward(
+        &self,
+        xs: &Tensor,
+        mask: Option<&Tensor>,
+        states: Option<&[Tensor]>,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let (batch, _, _) = xs.dims3()?;
+        let masked = |t: Tensor| -> Result<Tensor> {
+            Ok(match mask {
+                Some(m) => t.broadcast_mul(&m.to_dtype(t.dtype())?)?,
+                None => t,
+            })
+        };
+        let projected = self.in_proj.forward(&masked(xs.clone())?)?;
+        let x = projected.narrow(2, 0, self.inner)?;
+        let gate = projected.narrow(2, self.inner, self.inner)?;
+        let (conv_state, scan_state) = match states {
+            Some([c, s]) => (c.clone(), s.clone()),
+            Some(other) => {
+                return Err(Error::InvalidInput(format!(
+                    "a Mamba layer's cache holds 2 states, not {}",
+                    other.len()
+                )))
+            }
+            None => (
+                self.conv.zero_state(batch, xs)?,
+                Tensor::zeros((batch, self.inner, self.state), DType::F32, xs.device())?,
+            ),
+        };
+        let (x, conv_state) = self.conv.forward(&x, &conv_state)?;
+        let x = masked(x.silu()?)?.to_dtype(xs.dtype())?;
+        let params = self.x_proj.forward(&x)?;
+        let time_step = params.narrow(2, 0, self.rank)?;
+        let b = params.narrow(2, self.rank, self.state)?;
+        let c = params.narrow(2, self.rank + self.state, self.state)?;
+        let dt = self.dt_proj.forward(&time_step)?;
+        let inputs = ScanInputs {
+            x: &x,
+            dt: &dt,
+            a: &self.a,
+            b: &b,
+            c: &c,
+            d: &self.d,
+            z: &gate,
+        };
+        let (y, scan_state) = selective_scan(&inputs, &scan_state)?;
+        let out = self.out_proj.forward(&y.to_dtype(xs.dtype())?)?;
+        Ok((out, vec![conv_state, scan_state]))
+    }
+}
+
+struct Block {
+    norm: RmsNorm,
+    mixer: Mixer,
+}
+
+/// Mamba with its language-modelling head.
+pub struct MambaForCausalLM {
+    model_type: String,
+    spec: MambaSpec,
+    embeddings: Embedding,
+    layers: Vec<Block>,
+    norm_f: RmsNorm,
+    lm_head: Linear,
+    prefill_chunk: usize,
+}
+
+impl MambaForCausalLM {
+    /// Loads `backbone.*` and `lm_head` (or ties it to the embeddings) from `vb`.
+    pub fn new(
+        model_type: &str,
+        spec: &MambaSpec,
+        vb: &Weights,
+        runtime: &RuntimeOptions,
+    ) -> Result<Self> {
+        runtime.validate()?;
+        for (field, value) in [
+            ("hidden_size", spec.hidden_size),
+            ("intermediate_size", spec.intermediate_size),
+            ("state_size", spec.state_size),
+            ("time_step_rank", spec.time_step_rank),
+            ("conv_kernel", spec.conv_kernel),
+            ("vocab_size", spec.vocab_size),
+        ] {
+            if value == 0 {
+                return Err(Error::config(field, "must be at least 1"));
+            }
+        }
+        let backbone = vb.pp("backbone");
+        let embeddings = Embedding::new(
+            &backbone.pp("embeddings"),
+            spec.vocab_size,
+            spec.hidden_size,
+        )?;
+        let layers = (0..spec.num_hidden_layers)
+            .map(|i| -> Result<Block> {
+                let layer = backbone.pp("layers").pp(i);
+                Ok(Block {
+                    norm: RmsNorm::new(
+                        &layer.pp("norm"),
+                        spec.hidden_size,
+                        spec.layer_norm_epsilon,
+                    )?,
+                    mixer: Mixer::new(spec, &layer.pp("mixer"))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let norm_f = RmsNorm::new(
+            &backbone.pp("norm_f"),
+            spec.hidden_size,
+            spec.layer_norm_epsilon,
+        )?;
+        let lm_head = if spec.tie_word_embeddings {
+            embeddings.tied_linear(None)?
+        } else {
+            Linear::new(&vb.pp("lm_head"), spec.hidden_size, spec.vocab_size, false)?
+        };
+        Ok(Self {
+            model_type: model_type.to_owned(),
+            spec: spec.clone(),
+            embeddings,
+            layers,
+            norm_f,
+            lm_head,
+            prefill_chunk: runtime.prefill_chunk,
+        })
+    }
+
+    /// One pass of `input_ids` through the layers from `state`: the final hidden states and,
+    /// when asked, every layer's output then the normed last one (transformers' tuple).
+    fn forward_layers(
+        &self,
+        input_ids: &Tensor,
+        mask: Option<&Tensor>,
+        hidden_states: bool,
+        state: &mut RecurrentState,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let mut xs = self.embeddings.forward(input_ids)?;
+        let mut all = Vec::new();
+        for (i, block) in self.layers.iter().enumerate() {
+            let residual = if self.spec.residual_in_fp32 {
+                xs.to_dtype(DType::F32)?
+            } else {
+                xs.clone()
+            };
+            let normed = block.norm.forward(&xs)?;
+            let (out, states) = block.mixer.forward(&normed, mask, state.get(i))?;
+            state.set(i, states)?;
+            let out = out.to_dtype(residual.dtype())?;
+            xs = (residual + out)?;
+            if hidden_states {
+                all.push(xs.clone());
+            }
+        }
+        let xs = self
+            .norm_f
+            .forward(&xs.to_dtype(self.embeddings.dtype())?)?;
+        if hidden_states {
+            all.push(xs.clone());
+        }
+        Ok((xs, all))
+    }
+}
+
+impl CausalLM for MambaForCausalLM {
+    fn model_type(&self) -> &str {
+        &self.model_type
+    }
+
+    fn forward_with(
+        &self,
+        input_ids: &Tensor,
+        _positions: &Tensor,
+        opts: &ForwardOptions,
+        cache: &mut Cache,
+    ) -> Result<CausalLmOutput> {
+        let state = cache.state_mut(&self.model_type)?;
+        let (batch, seq) = input_ids.dims2()?;
+        let past = state.seq_len();
+        let mask = match &opts.attention_mask {
+            Some(m) if m.dims() != [batch, past + seq] => {
+                return Err(Error::InvalidInput(format!(
+                    "attention_mask is {:?}; expected [{batch}, {}] (cached + new tokens)",
+                    m.dims(),
+                    past + seq
+                )))
+            }
+            Some(m) => Some(m.narrow(1, past, seq)?.unsqueeze(2)?),
+            None => None,
+        };
+        // A prompt goes through `prefill_chunk` tokens at a time, the states carried over:
+        // the same as one pass.
+        let chunk = if opts.output_hidden_states {
+            seq.max(1)
+        } else {
+            self.prefill_chunk
+        };
+        let mut finals = Vec::new();
+        let mut hidden_states = Vec::new();
+        let mut start = 0;
+        while start < seq {
+            let len = chunk.min(seq - start);
+            let part_mask = mask.as_ref().map(|m| m.narrow(1, start, len)).transpose()?;
+            let (last, all) = self.forward_layers(
+                &input_ids.narrow(1, start, len)?,
+                part_mask.as_ref(),
+                opts.output_hidden_states,
+                state,
+            )?;
+            finals.push(last);
+            hidden_states = all;
+            start += len;
+        }
+        state.advance(seq);
+        let last_hidden_state = match finals.len() {
+            0 => Tensor::zeros(
+                (batch, 0, self.spec.hidden_size),
+                self.embeddings.dtype(),
+                self.device(),
+            )?,
+            1 => finals.remove(0),
+            _ => Tensor::cat(&finals, 1)?,
+        };
+        let kept = match opts.logits_to_keep {
+            Some(n) if n < seq => last_hidden_state.narrow(1, seq - n, n)?,
+            _ => last_hidden_state.clone(),
+        };
+        let logits = self.lm_head.forward(&kept)?.to_dtype(DType::F32)?;
+        Ok(CausalLmOutput {
+            logits,
+            last_hidden_state,
+            hidden_states,
+        })
+    }
+
+    /// Per-layer convolution and scan states, kept in f32.
+    fn new_cache(&self) -> Cache {
+        Cache::State(RecurrentState::new(self.layers.len(), DType::F32))
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.spec.vocab_size
+    }
+
+    /// Unbounded: the state does not grow with the sequence.
+    fn max_position_embeddings(&self) -> usize {
+        usize::MAX
+    }
+
+    fn num_hidden_layers(&self) -> usize {
+        self.spec.num_hidden_layers
+    }
+
+    fn device(&self) -> &Device {
+        self.embeddings.device()
+    }
+
+    fn dtype(&self) -> DType {
+        self.embeddings.dtype()
+    }
+}

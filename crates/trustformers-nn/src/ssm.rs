@@ -1,0 +1,393 @@
+//! The pieces of Mamba's selective state-space layer that are not matrix products: the short
+//! causal depthwise convolution and the selective scan (`modeling_mamba.py`'s
+//! `causal_conv1d_fn` / `causal_conv1d_update` and `mamba_selective_scan` /
+//! `mamba_selective_state_update`). Both carry a fixed-size state from one call to the next,
+//! so a prompt can go through in pieces and decoding costs the same at any depth.
+//!
+//! Both are sequential along the sequence and independent per channel: on the CPU they run
+//! over plain slices, channels innermost; in an autograd graph (training) they run as
+//! candle's ops, which the kernels equal.
+
+use candle_core::{DType, Tensor, D};
+use trustformers_core::{Error, Result, Weights};
+
+/// A depthwise 1-D convolution over the sequence that sees only the current and the
+/// `kernel - 1` previous positions, with its state: the last `kernel - 1` inputs.
+#[derive(Clone)]
+pub struct CausalConv1d {
+    /// `[channels, kernel]`.
+    weight: Tensor,
+    /// `[channels]`.
+    bias: Option<Tensor>,
+    channels: usize,
+    kernel: usize,
+}
+
+impl CausalConv1d {
+    /// Loads torch's `nn.Conv1d(channels, channels, kernel, groups=channels)`: `weight`
+    /// `[channels, 1, kernel]` and `bias` `[channels]` under `vb`.
+    pub fn new(vb: &Weights, channels: usize, kernel: usize, bias: bool) -> Result<Self> {
+        if kernel == 0 {
+            return Err(Error::config("conv_kernel", "must be at least 1"));
+        }
+        let weight = vb.get((channels, 1, kernel), "weight")?.squeeze(1)?;
+        let bias = bias.then(|| vb.get(channels, "bias")).transpose()?;
+        Ok(Self {
+            weight: weight.to_dtype(DType::F32)?,
+            bias: bias.map(|b| b.to_dtype(DType::F32)).transpose()?,
+            channels,
+            kernel,
+        })
+    }
+
+    /// The state before any input: zeros, `[batch, kernel - 1, channels]`.
+    pub fn zero_state(&self, batch: usize, like: &Tensor) -> Result<Tensor> {
+        Ok(Tensor::zeros(
+            (batch, self.kernel - 1, self.channels),
+            DType::F32,
+            like.device(),
+        )?)
+    }
+
+    /// The convolution (no activation) of `xs` after the inputs `state` holds, and the new
+    /// state.
+    ///
+    /// # Shapes
+    /// `xs`: `[batch, seq, channels]`, `state`: `[batch, kernel - 1, channels]` f32 ->
+    /// (`[batch, seq, channels]` f32, `[batch, kernel - 1, channels]` f32).
+    pub fn forward(&self, xs: &Tensor, state: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (batch, seq, channels) = xs.dims3()?;
+        let (k, c) = (self.kernel, self.channels);
+        if channels != c || state.dims() != [batch, k - 1, c] {
+            return Err(Error::InvalidInput(format!(
+                "causal conv1d of {c} channels and kernel {k}: input {:?} with state {:?}",
+                xs.dims(),
+                state.dims()
+            )));
+        }
+        let joined = Tensor::cat(&[state, &xs.to_dtype(DType::F32)?], 1)?;
+        let new_state = joined.narrow(1, seq, k - 1)?;
+        if crate::differentiable(&[&joined, &self.weight]) || !xs.device().is_cpu() {
+            // Sum over taps of the shifted inputs times each tap's weights.
+            let mut out = self.bias.clone().map_or_else(
+                || Tensor::zeros((batch, seq, c), DType::F32, xs.device()),
+                |b| {
+                    b.reshape((1, 1, c))?
+                        .broadcast_as((batch, seq, c))?
+                        .contiguous()
+                },
+            )?;
+            for tap in 0..k {
+                let w = self.weight.narrow(1, tap, 1)?.reshape((1, 1, c))?;
+                out = (out + joined.narrow(1, tap, seq)?.broadcast_mul(&w)?)?;
+            }
+            return Ok((out, new_state.contiguous()?));
+        }
+        let x = joined.flatten_all()?.to_vec1::<f32>()?;
+        let w = self.weight.flatten_all()?.to_vec1::<f32>()?;
+        let bias = match &self.bias {
+            Some(b) => b.to_vec1::<f32>()?,
+            None => vec![0.0; c],
+        };
+        let rows = seq + k - 1;
+        let mut out = vec![0f32; batch * seq * c];
+        for b in 0..batch {
+            let x = &x[b * rows * c..(b + 1) * rows * c];
+            for (t, row) in out[b * seq * c..(b + 1) * seq * c]
+                .chunks_exact_mut(c)
+                .enumerate()
+            {
+                row.copy_from_slice(&bias);
+                for tap in 0..k {
+                    let input = &x[(t + tap) * c..(t + tap + 1) * c];
+                    for ((o, &xi), ch) in row.iter_mut().zip(input).zip(0..c) {
+                        *o += w[ch * k + tap] * xi;
+                    }
+                }
+            }
+        }
+        let out = Tensor::from_vec(out, (batch, seq, c), xs.device())?;
+        Ok((out, new_state.contiguous()?))
+    }
+}
+
+/// The selective scan's inputs for `[batch, seq]` positions of `inner` channels and a state
+/// of `state_size` per channel.
+pub struct ScanInputs<'a> {
+    /// `[batch, seq, inner]`: the convolved, activated input `u`.
+    pub x: &'a Tensor,
+    /// `[batch, seq, inner]`: the time step before softplus (`dt_proj`'s output, bias
+    /// included).
+    pub dt: &'a Tensor,
+    /// `[inner, state_size]`: `A = -exp(A_log)`.
+    pub a: &'a Tensor,
+    /// `[batch, seq, state_size]`: the input-dependent `B` and `C`.
+    pub b: &'a Tensor,
+    pub c: &'a Tensor,
+    /// `[inner]`: the skip `D`.
+    pub d: &'a Tensor,
+    /// `[batch, seq, inner]`: the gate, applied as `silu(z)`.
+    pub z: &'a Tensor,
+}
+
+/// torch's `softplus` (beta 1, linear above 20).
+fn softplus(x: f32) -> f32 {
+    if x > 20.0 {
+        x
+    } else {
+        x.exp().ln_1p()
+    }
+}
+
+fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// Runs the scan from `state` over the sequence: per position `t` and channel `i`,
+/// `dt = softplus(dt)`, `h = exp(dt A) h + dt B_t u_t`, `y = C_t h + D u`, times
+/// `silu(z)`. Returns `y` and the state after the last position.
+///
+/// # Shapes
+/// See [`ScanInputs`]; `state`: `[batch, inner, state_size]` f32 -> (`[batch, seq, inner]`
+/// f32, `[batch, inner, state_size]` f32).
+pub fn selective_scan(inputs: &ScanInputs<'_>, state: &Tensor) -> Result<(Tensor, Tensor)> {
+    let (batch, seq, inner) = inputs.x.dims3()?;
+    let (a_inner, n) = inputs.a.dims2()?;
+    let shapes_fit = a_inner == inner
+        && inputs.dt.dims() == [batch, seq, inner]
+        && inputs.z.dims() == [batch, seq, inner]
+        && inputs.b.dims() == [batch, seq, n]
+        && inputs.c.dims() == [batch, seq, n]
+        && inputs.d.dims() == [inner]
+        && state.dims() == [batch, inner, n];
+    if !shapes_fit {
+        return Err(Error::InvalidInput(format!(
+            "selective scan: x {:?}, dt {:?}, A {:?}, B {:?}, C {:?}, D {:?}, z {:?}, state {:?} \
+             do not fit",
+            inputs.x.dims(),
+            inputs.dt.dims(),
+            inputs.a.dims(),
+            inputs.b.dims(),
+            inputs.c.dims(),
+            inputs.d.dims(),
+            inputs.z.dims(),
+            state.dims()
+        )));
+    }
+    let f32s = |t: &Tensor| t.to_dtype(DType::F32);
+    let (x, dt, a, b, c, d, z) = (
+        f32s(inputs.x)?,
+        f32s(inputs.dt)?,
+        f32s(inputs.a)?,
+        f32s(inputs.b)?,
+        f32s(inputs.c)?,
+        f32s(inputs.d)?,
+        f32s(inputs.z)?,
+    );
+    let graph = [&x, &dt, &a, &b, &c, &d, &z, state];
+    if crate::differentiable(&graph) || !x.device().is_cpu() {
+        return scan_ops(&x, &dt, &a, &b, &c, &d, &z, state);
+    }
+    let vec = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
+    let (xv, dtv, av, bv, cv, dv, zv) = (
+        vec(&x)?,
+        vec(&dt)?,
+        vec(&a)?,
+        vec(&b)?,
+        vec(&c)?,
+        vec(&d)?,
+        vec(&z)?,
+    );
+    let mut h = vec(state)?;
+    let mut y = vec![0f32; batch * seq * inner];
+    for bi in 0..batch {
+        let h = &mut h[bi * inner * n..(bi + 1) * inner * n];
+        for t in 0..seq {
+            let row = (bi * seq + t) * inner;
+            let bt = &bv[(bi * seq + t) * n..(bi * seq + t + 1) * n];
+            let ct = &cv[(bi * seq + t) * n..(bi * seq + t + 1) * n];
+            for i in 0..inner {
+                let u = xv[row + i];
+                let step = softplus(dtv[row + i]);
+                let hi = &mut h[i * n..(i + 1) * n];
+                let ai = &av[i * n..(i + 1) * n];
+                let mut out = 0f32;
+                for s in 0..n {
+                    hi[s] = (step * ai[s]).exp() * hi[s] + step * bt[s] * u;
+                    out += hi[s] * ct[s];
+                }
+                y[row + i] = (out + dv[i] * u) * silu(zv[row + i]);
+            }
+        }
+    }
+    let device = x.device();
+    Ok((
+        Tensor::from_vec(y, (batch, seq, inner), device)?,
+        Tensor::from_vec(h, (batch, inner, n), device)?,
+    ))
+}
+
+/// [`selective_scan`] as candle's ops, one position at a time (differentiable).
+#[allow(clippy::too_many_arguments)]
+fn scan_ops(
+    x: &Tensor,
+    dt: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+    d: &Tensor,
+    z: &Tensor,
+    state: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    let seq = x.dim(1)?;
+    // softplus, linear above 20 as torch's.
+    let above = dt.gt(20.0)?;
+    let dt = above.where_cond(dt, &(dt.exp()? + 1.0)?.log()?)?;
+    let mut h = state.clone();
+    let mut ys = Vec::with_capacity(seq);
+    for t in 0..seq {
+        let at = |v: &Tensor| v.narrow(1, t, 1)?.squeeze(1);
+        let (u, step, bt, ct) = (at(x)?, at(&dt)?, at(b)?, at(c)?);
+        // [batch, inner, state]
+        let decay = step
+            .unsqueeze(D::Minus1)?
+            .broadcast_mul(&a.unsqueeze(0)?)?
+            .exp()?;
+        let input = (step * &u)?
+            .unsqueeze(D::Minus1)?
+            .broadcast_mul(&bt.unsqueeze(1)?)?;
+        h = ((decay * &h)? + input)?;
+        let out = h.broadcast_mul(&ct.unsqueeze(1)?)?.sum(D::Minus1)?;
+        ys.push((out + u.broadcast_mul(&d.unsqueeze(0)?)?)?);
+    }
+    let y = Tensor::stack(&ys, 1)?;
+    let gate = (z * candle_nn::ops::sigmoid(z)?)?;
+    Ok(((y * gate)?, h))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn rand(shape: &[usize], seed: u64) -> Tensor {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|i| {
+                let x = (i as u64 * 2654435761 + seed * 97) % 1000;
+                x as f32 / 500.0 - 1.0
+            })
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_scan_kernel_equals_the_ops_and_carries_its_state() {
+        let (batch, seq, inner, n) = (2, 5, 6, 4);
+        let x = rand(&[batch, seq, inner], 1);
+        let dt = rand(&[batch, seq, inner], 2);
+        let a = (rand(&[inner, n], 3).abs().unwrap() * -1.0).unwrap();
+        let (b, c) = (rand(&[batch, seq, n], 4), rand(&[batch, seq, n], 5));
+        let (d, z) = (rand(&[inner], 6), rand(&[batch, seq, inner], 7));
+        let h0 = rand(&[batch, inner, n], 8);
+        let inputs = ScanInputs {
+            x: &x,
+            dt: &dt,
+            a: &a,
+            b: &b,
+            c: &c,
+            d: &d,
+            z: &z,
+        };
+        let (y, h) = selective_scan(&inputs, &h0).unwrap();
+        let (y_ops, h_ops) = scan_ops(&x, &dt, &a, &b, &c, &d, &z, &h0).unwrap();
+        assert!(max_diff(&y, &y_ops) < 1e-5);
+        assert!(max_diff(&h, &h_ops) < 1e-5);
+        // Two positions, then the other three from the state: the same outputs.
+        let part = |t: &Tensor, s, l| t.narrow(1, s, l).unwrap();
+        let mut h = h0.clone();
+        let mut ys = vec![];
+        for (s, l) in [(0, 2), (2, 3)] {
+            let (xs, dts, bs, cs, zs) = (
+                part(&x, s, l),
+                part(&dt, s, l),
+                part(&b, s, l),
+                part(&c, s, l),
+                part(&z, s, l),
+            );
+            let inputs = ScanInputs {
+                x: &xs,
+                dt: &dts,
+                a: &a,
+                b: &bs,
+                c: &cs,
+                d: &d,
+                z: &zs,
+            };
+            let (y, next) = selective_scan(&inputs, &h).unwrap();
+            ys.push(y);
+            h = next;
+        }
+        assert!(max_diff(&Tensor::cat(&ys, 1).unwrap(), &y_ops) < 1e-5);
+        // In a graph, the ops run and gradients reach the inputs.
+        let xv = Var::from_tensor(&x).unwrap();
+        let inputs = ScanInputs {
+            x: xv.as_tensor(),
+            ..inputs
+        };
+        let (y, _) = selective_scan(&inputs, &h0).unwrap();
+        let grads = y.sum_all().unwrap().backward().unwrap();
+        assert!(grads.get(xv.as_tensor()).is_some());
+    }
+
+    #[test]
+    fn the_conv_kernel_equals_the_ops_and_carries_its_state() {
+        let (batch, seq, c, k) = (2, 5, 3, 4);
+        let conv = CausalConv1d {
+            weight: rand(&[c, k], 1),
+            bias: Some(rand(&[c], 2)),
+            channels: c,
+            kernel: k,
+        };
+        let x = rand(&[batch, seq, c], 3);
+        let s0 = conv.zero_state(batch, &x).unwrap();
+        let (y, s) = conv.forward(&x, &s0).unwrap();
+        // The ops path, through a graph.
+        let xv = Var::from_tensor(&x).unwrap();
+        let (y_ops, s_ops) = conv.forward(xv.as_tensor(), &s0).unwrap();
+        assert!(max_diff(&y, &y_ops) < 1e-6);
+        assert!(max_diff(&s, &s_ops) < 1e-6);
+        // Position by position from the state: the same outputs.
+        let mut state = s0;
+        let mut ys = vec![];
+        for t in 0..seq {
+            let (y, next) = conv.forward(&x.narrow(1, t, 1).unwrap(), &state).unwrap();
+            ys.push(y);
+            state = next;
+        }
+        assert!(max_diff(&Tensor::cat(&ys, 1).unwrap(), &y) < 1e-6);
+        assert!(max_diff(&state, &s) < 1e-6);
+        // The first output sees only the first input: bias + last tap x_0.
+        let first = y.narrow(1, 0, 1).unwrap().flatten_all().unwrap();
+        let want = (conv.bias.clone().unwrap()
+            + (conv.weight.narrow(1, k - 1, 1).unwrap().squeeze(1).unwrap()
+                * x.get(0).unwrap().get(0).unwrap())
+            .unwrap())
+        .unwrap();
+        assert!(max_diff(&first.narrow(0, 0, c).unwrap(), &want) < 1e-6);
+    }
+}
