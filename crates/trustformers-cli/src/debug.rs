@@ -61,7 +61,8 @@ pub struct DumpArgs {
     /// without it they stay quantized.
     #[arg(long)]
     dtype: Option<String>,
-    /// Also write `hidden_states.{i}`: the embeddings, then each layer's output.
+    /// Also write `hidden_states.{i}`: transformers' `hidden_states` tuple (decoders: the
+    /// embeddings, then each layer's output; Mamba: each layer's output, then the normed last).
     #[arg(long)]
     layers: bool,
     /// A PEFT LoRA adapter directory merged into the weights it targets.

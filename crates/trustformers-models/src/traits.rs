@@ -68,8 +68,9 @@ pub struct CausalLmOutput {
     pub logits: Tensor,
     /// `[batch, seq, hidden]` after the final norm.
     pub last_hidden_state: Tensor,
-    /// With `output_hidden_states`: the embeddings, then each layer's output, the last one
-    /// after the final norm (transformers' `hidden_states` tuple), `num_layers + 1` tensors.
+    /// With `output_hidden_states`: transformers' `hidden_states` tuple, `num_layers + 1`
+    /// tensors: for decoders the embeddings, then each layer's output, the last one after
+    /// the final norm; for Mamba each layer's output, then the last one after the final norm.
     pub hidden_states: Vec<Tensor>,
 }
 

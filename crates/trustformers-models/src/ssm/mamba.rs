@@ -71,7 +71,7 @@ impl MambaSpec {
                 ));
             }
         }
-        Ok(Self {
+        let spec = Self {
             vocab_size: f.opt_usize("vocab_size", limits::VOCAB)?.unwrap_or(50280),
             hidden_size,
             intermediate_size,
@@ -86,7 +86,28 @@ impl MambaSpec {
             use_conv_bias: f.opt_bool("use_conv_bias")?.unwrap_or(true),
             residual_in_fp32: f.opt_bool("residual_in_fp32")?.unwrap_or(true),
             tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(true),
-        })
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+}
+
+impl MambaSpec {
+    /// Refuses sizes no layer can be built with, naming the field.
+    pub fn validate(&self) -> Result<()> {
+        for (field, value) in [
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("state_size", self.state_size),
+            ("time_step_rank", self.time_step_rank),
+            ("conv_kernel", self.conv_kernel),
+            ("vocab_size", self.vocab_size),
+        ] {
+            if value == 0 {
+                return Err(Error::config(field, "must be at least 1"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -207,18 +228,7 @@ impl MambaForCausalLM {
         runtime: &RuntimeOptions,
     ) -> Result<Self> {
         runtime.validate()?;
-        for (field, value) in [
-            ("hidden_size", spec.hidden_size),
-            ("intermediate_size", spec.intermediate_size),
-            ("state_size", spec.state_size),
-            ("time_step_rank", spec.time_step_rank),
-            ("conv_kernel", spec.conv_kernel),
-            ("vocab_size", spec.vocab_size),
-        ] {
-            if value == 0 {
-                return Err(Error::config(field, "must be at least 1"));
-            }
-        }
+        spec.validate()?;
         let backbone = vb.pp("backbone");
         let embeddings = Embedding::new(
             &backbone.pp("embeddings"),
@@ -390,5 +400,33 @@ impl CausalLM for MambaForCausalLM {
 
     fn dtype(&self) -> DType {
         self.embeddings.dtype()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sizes_that_cannot_work_are_errors_naming_the_field() {
+        let base = json!({"model_type": "mamba", "hidden_size": 32, "vocab_size": 10});
+        assert_eq!(MambaSpec::from_config(&base).unwrap().time_step_rank, 2);
+        for (field, value) in [
+            ("state_size", json!(0)),
+            ("conv_kernel", json!(0)),
+            ("conv_kernel", json!(1000)),
+            ("time_step_rank", json!(0)),
+            ("time_step_rank", json!("fast")),
+            ("intermediate_size", json!(0)),
+            ("hidden_act", json!("gelu")),
+            ("layer_norm_epsilon", json!(-1.0)),
+        ] {
+            let mut config = base.clone();
+            config[field] = value.clone();
+            let err = MambaSpec::from_config(&config).unwrap_err().to_string();
+            assert!(err.contains(field), "{field} = {value}: {err}");
+        }
     }
 }
