@@ -1343,6 +1343,67 @@ def gpt_oss_gguf_fixture():
     print("gpt_oss_gguf written")
 
 
+def mamba_gguf_fixture(seed=120):
+    """`mamba_gguf`: a Mamba made for it in what llama.cpp's `mamba` expresses (no projection
+    biases, a convolution bias, intermediate size twice the hidden size, an untied head),
+    written as MambaModel converts it: `A_log` as `A = -exp(A_log)` under `ssm_a`, the
+    convolution squeezed to `[channels, kernel]`, `D` as `ssm_d`; the reference is
+    transformers on the checkpoint it was made from."""
+    import shutil
+    import tempfile
+
+    import gguf
+    from safetensors.numpy import load_file
+
+    overrides = dict(
+        model_type="mamba",
+        num_hidden_layers=2,
+        state_size=8,
+        conv_kernel=4,
+        time_step_rank=3,
+        use_bias=False,
+        use_conv_bias=True,
+        tie_word_embeddings=False,
+    )
+    out_dir = FIXTURES / "mamba_gguf"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "mamba"
+        decoder_fixture("mamba_gguf", overrides, seed, out_dir=src)
+        cfg = json.loads((src / "config.json").read_text())
+        sd = load_file(src / "model.safetensors")
+        assert cfg["intermediate_size"] == 2 * cfg["hidden_size"]
+        w = gguf.GGUFWriter(str(out_dir / "tiny-mamba.gguf"), "mamba")
+        # MambaModel.set_gguf_parameters.
+        w.add_context_length(2**20)
+        w.add_embedding_length(cfg["hidden_size"])
+        w.add_feed_forward_length(0)
+        w.add_head_count(0)
+        w.add_block_count(cfg["num_hidden_layers"])
+        w.add_ssm_conv_kernel(cfg["conv_kernel"])
+        w.add_ssm_inner_size(cfg["intermediate_size"])
+        w.add_ssm_state_size(cfg["state_size"])
+        w.add_ssm_time_step_rank(cfg["time_step_rank"])
+        w.add_layer_norm_rms_eps(cfg["layer_norm_epsilon"])
+        w.add_ssm_dt_b_c_rms(False)
+        w.add_vocab_size(cfg["vocab_size"])
+        tmap = gguf.get_tensor_name_map(gguf.MODEL_ARCH.MAMBA, cfg["num_hidden_layers"])
+        for hf, arr in sd.items():
+            name = tmap.get_name(hf, try_suffixes=(".weight", ".bias"))
+            assert name is not None, f"mamba_gguf: no GGUF name for {hf}"
+            if hf.endswith(".A_log"):
+                arr = -np.exp(arr)
+            if ".conv1d." in hf:
+                arr = arr.squeeze()
+            w.add_tensor(name, np.ascontiguousarray(arr.astype(np.float32)))
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        shutil.copy(src / "expected.safetensors", out_dir / "expected.safetensors")
+    print("mamba_gguf written")
+
+
 def gguf_module():
     import gguf
 
@@ -1423,6 +1484,8 @@ def main():
         gpt_oss_mxfp4_fixture()
     if not only or "gpt_oss_gguf" in only:
         gpt_oss_gguf_fixture()
+    if not only or "mamba_gguf" in only:
+        mamba_gguf_fixture()
     for i, (name, overrides) in enumerate(GGUF_ONLY.items()):
         if not only or f"{name}_gguf" in only:
             gguf_only_fixture(name, overrides, 100 + i)

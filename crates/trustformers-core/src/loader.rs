@@ -195,6 +195,14 @@ impl Weights {
         self.inner.source.shape(&full.name).is_some()
     }
 
+    /// The stored shape of `name` under this prefix, when it exists (for tensors that
+    /// checkpoints store in more than one layout, e.g. a depthwise convolution's
+    /// `[channels, 1, kernel]` or, squeezed, `[channels, kernel]`).
+    pub fn shape_of(&self, name: &str) -> Option<Vec<usize>> {
+        let full = self.stored_name(&self.path(name));
+        self.inner.source.shape(&full.name)
+    }
+
     /// Loads `name` as a dense tensor in the compute dtype, dequantizing if needed.
     pub fn get(&self, shape: impl Into<Shape>, name: &str) -> Result<Tensor> {
         if self.is_trainable() {

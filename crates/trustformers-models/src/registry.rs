@@ -544,7 +544,11 @@ pub const ARCHITECTURES: &[Architecture] = &[
     A::encoder_decoder("mbart", bart),
     A::encoder_decoder("marian", bart),
     // State-space models.
-    A::state_space("mamba", mamba),
+    A::state_space("mamba", mamba).gguf(
+        D::new("mamba")
+            .names(&gguf::MAMBA_NAMES)
+            .config(ssm::mamba_from_gguf),
+    ),
     A::encoder_decoder("pegasus", bart),
 ];
 

@@ -25,12 +25,16 @@ pub struct CausalConv1d {
 
 impl CausalConv1d {
     /// Loads torch's `nn.Conv1d(channels, channels, kernel, groups=channels)`: `weight`
-    /// `[channels, 1, kernel]` and `bias` `[channels]` under `vb`.
+    /// `[channels, 1, kernel]` (or `[channels, kernel]`, as llama.cpp stores it) and `bias`
+    /// `[channels]` under `vb`.
     pub fn new(vb: &Weights, channels: usize, kernel: usize, bias: bool) -> Result<Self> {
         if kernel == 0 {
             return Err(Error::config("conv_kernel", "must be at least 1"));
         }
-        let weight = vb.get((channels, 1, kernel), "weight")?.squeeze(1)?;
+        let weight = match vb.shape_of("weight").as_deref() {
+            Some([_, _]) => vb.get((channels, kernel), "weight")?,
+            _ => vb.get((channels, 1, kernel), "weight")?.squeeze(1)?,
+        };
         let bias = bias.then(|| vb.get(channels, "bias")).transpose()?;
         Ok(Self {
             weight: weight.to_dtype(DType::F32)?,

@@ -35,6 +35,28 @@ pub const NO_NAMES: GgufNames = GgufNames {
     block: &[],
 };
 
+/// llama.cpp's `mamba` architecture: `MambaForCausalLM`'s names. `ssm_a` holds `A` itself
+/// (`-exp(A_log)`, which the model takes under the name `A`), `ssm_d` is `D`, both without
+/// a suffix; `ssm_conv1d.weight` is squeezed to `[channels, kernel]`.
+pub const MAMBA_NAMES: GgufNames = GgufNames {
+    global: &[
+        ("token_embd", "backbone.embeddings"),
+        ("output_norm", "backbone.norm_f"),
+        ("output", "lm_head"),
+    ],
+    layers: "backbone.layers",
+    block: &[
+        ("attn_norm", "norm"),
+        ("ssm_in", "mixer.in_proj"),
+        ("ssm_conv1d", "mixer.conv1d"),
+        ("ssm_x", "mixer.x_proj"),
+        ("ssm_dt", "mixer.dt_proj"),
+        ("ssm_a", "mixer.A"),
+        ("ssm_d", "mixer.D"),
+        ("ssm_out", "mixer.out_proj"),
+    ],
+};
+
 /// llama.cpp's `bert` architecture: `BertModel`'s names (the converter drops the pooler and
 /// the pre-training heads).
 pub const BERT_NAMES: GgufNames = GgufNames {
@@ -198,9 +220,8 @@ pub fn has_block_tensor(file: &GgufFile, name: &str) -> bool {
 /// The name template the model asks for of a GGUF tensor (see [`GgufDialect::block`]) for a
 /// model with `config`, or `None` if the tables do not know it.
 pub fn canonical_name(gguf_name: &str, dialect: &GgufDialect, config: &Value) -> Option<String> {
-    let (stem, suffix) = gguf_name.rsplit_once('.')?;
-    if let Some(rest) = stem.strip_prefix("blk.") {
-        let (layer, tensor) = rest.split_once('.')?;
+    if let Some(rest) = gguf_name.strip_prefix("blk.") {
+        let (layer, name) = rest.split_once('.')?;
         let layer: usize = layer.parse().ok()?;
         let conditional = match dialect.block_if {
             Some((flag, table)) if config.get(flag) == Some(&Value::Bool(true)) => table,
@@ -212,12 +233,13 @@ pub fn canonical_name(gguf_name: &str, dialect: &GgufDialect, config: &Value) ->
                 .chain(dialect.block)
                 .chain(dialect.names.block)
         };
-        // An entry keyed by the whole name (`attn_sinks.weight`) names a tensor that has no
-        // suffix on the HF side (gpt-oss's `self_attn.sinks`).
-        let whole = format!("{tensor}.{suffix}");
-        if let Some((_, hf)) = table().find(|(g, _)| *g == whole) {
+        // An entry keyed by the whole name names a tensor with no suffix on the HF side
+        // (gpt-oss's `attn_sinks.weight` -> `self_attn.sinks`), or on neither (Mamba's
+        // `ssm_d` -> `mixer.D`).
+        if let Some((_, hf)) = table().find(|(g, _)| *g == name) {
             return Some(format!("{}.{layer}.{hf}", dialect.names.layers));
         }
+        let (tensor, suffix) = name.rsplit_once('.')?;
         let hf = match table().find(|(g, _)| *g == tensor) {
             Some((_, hf)) => (*hf).to_string(),
             // Mixtral files from before stacked experts: `ffn_gate.{e}` etc.
@@ -236,6 +258,7 @@ pub fn canonical_name(gguf_name: &str, dialect: &GgufDialect, config: &Value) ->
         };
         return Some(format!("{}.{layer}.{hf}.{suffix}", dialect.names.layers));
     }
+    let (stem, suffix) = gguf_name.rsplit_once('.')?;
     let hf = dialect.names.global.iter().find(|(g, _)| *g == stem)?.1;
     Some(format!("{hf}.{suffix}"))
 }

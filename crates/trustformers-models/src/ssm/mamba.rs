@@ -15,15 +15,47 @@
 //! from zero (its "TODO" in `mamba_scan_forward`); this one continues from the cache, which
 //! is what a single pass over the whole sequence computes.
 
+use crate::gguf::{arch_value, copy_metadata, has_block_tensor};
 use crate::hf_config::limits;
 use crate::traits::{CausalLM, CausalLmOutput, ForwardOptions, RuntimeOptions};
 use candle_core::{DType, Device, Tensor};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use trustformers_core::config::Fields;
+use trustformers_core::gguf::GgufFile;
 use trustformers_core::{Error, Result, Weights};
 use trustformers_nn::{
     selective_scan, Cache, CausalConv1d, Embedding, Linear, RecurrentState, RmsNorm, ScanInputs,
 };
+
+/// llama.cpp's `mamba` files: the widths under `ssm.*` (`inner_size`, `state_size`,
+/// `conv_kernel`, `time_step_rank`), biases and the untied head by the tensors present.
+/// Falcon-Mamba's files (`ssm.dt_b_c_rms`: RMS norms on the time step, `B` and `C`) are
+/// refused.
+pub fn from_gguf(file: &GgufFile, config: &mut Map<String, Value>) -> Result<()> {
+    if arch_value(file, "ssm.dt_b_c_rms").is_some_and(|(_, v)| v.as_bool() == Some(true)) {
+        return Err(Error::config(
+            "mamba.ssm.dt_b_c_rms",
+            "Falcon-Mamba's normed time step, B and C are not supported",
+        ));
+    }
+    copy_metadata(
+        file,
+        config,
+        &[
+            ("ssm.inner_size", "intermediate_size"),
+            ("ssm.state_size", "state_size"),
+            ("ssm.conv_kernel", "conv_kernel"),
+            ("ssm.time_step_rank", "time_step_rank"),
+            ("attention.layer_norm_rms_epsilon", "layer_norm_epsilon"),
+        ],
+    )?;
+    let has = |name: &str| has_block_tensor(file, name);
+    config.insert("use_bias".into(), Value::from(has("ssm_in.bias")));
+    config.insert("use_conv_bias".into(), Value::from(has("ssm_conv1d.bias")));
+    let tied = file.tensor_info("output.weight").is_none();
+    config.insert("tie_word_embeddings".into(), Value::from(tied));
+    Ok(())
+}
 
 /// A Mamba config.json's fields.
 #[derive(Debug, Clone)]
@@ -135,13 +167,21 @@ impl Mixer {
             spec.state_size,
             spec.time_step_rank,
         );
-        let a_log = vb.get((i, n), "A_log")?.to_dtype(DType::F32)?;
+        // llama.cpp stores `A` itself (`-exp(A_log)`).
+        let a = if vb.contains("A") {
+            vb.get((i, n), "A")?.to_dtype(DType::F32)?
+        } else {
+            vb.get((i, n), "A_log")?
+                .to_dtype(DType::F32)?
+                .exp()?
+                .neg()?
+        };
         Ok(Self {
             in_proj: Linear::new(&vb.pp("in_proj"), h, 2 * i, spec.use_bias)?,
             conv: CausalConv1d::new(&vb.pp("conv1d"), i, spec.conv_kernel, spec.use_conv_bias)?,
             x_proj: Linear::new(&vb.pp("x_proj"), i, r + 2 * n, false)?,
             dt_proj: Linear::new(&vb.pp("dt_proj"), r, i, true)?,
-            a: a_log.exp()?.neg()?,
+            a,
             d: vb.get(i, "D")?.to_dtype(DType::F32)?,
             out_proj: Linear::new(&vb.pp("out_proj"), i, h, spec.use_bias)?,
             inner: i,

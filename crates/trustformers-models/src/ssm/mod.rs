@@ -4,7 +4,7 @@
 
 pub mod mamba;
 
-pub use mamba::{MambaForCausalLM, MambaSpec};
+pub use mamba::{from_gguf as mamba_from_gguf, MambaForCausalLM, MambaSpec};
 
 /// Checkpoint tensors these models may leave unused.
 pub const IGNORED_TENSORS: &[&str] = &[];
