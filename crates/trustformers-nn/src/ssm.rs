@@ -9,6 +9,7 @@
 //! candle's ops, which the kernels equal.
 
 use candle_core::{DType, Tensor, D};
+use std::sync::{Mutex, PoisonError};
 use trustformers_core::{Error, Result, Weights};
 
 /// A depthwise 1-D convolution over the sequence that sees only the current and the
@@ -193,6 +194,7 @@ pub fn selective_scan(inputs: &ScanInputs<'_>, state: &Tensor) -> Result<(Tensor
         return scan_ops(&x, &dt, &a, &b, &c, &d, &z, state);
     }
     let vec = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
+    let sizes = ScanSizes { seq, inner, n };
     let (xv, dtv, av, bv, cv, dv, zv) = (
         vec(&x)?,
         vec(&dt)?,
@@ -204,23 +206,44 @@ pub fn selective_scan(inputs: &ScanInputs<'_>, state: &Tensor) -> Result<(Tensor
     );
     let mut h = vec(state)?;
     let mut y = vec![0f32; batch * seq * inner];
+    // Channels are independent: each task scans a run of them over the whole sequence.
+    let per_task = 16usize.max(inner.div_ceil(4 * crate::kernels::pool_threads()));
     for bi in 0..batch {
+        let rows = |v: &[f32], width: usize| v[bi * seq * width..(bi + 1) * seq * width].to_vec();
+        let (x, dt, z) = (rows(&xv, inner), rows(&dtv, inner), rows(&zv, inner));
+        let (bm, cm) = (rows(&bv, n), rows(&cv, n));
         let h = &mut h[bi * inner * n..(bi + 1) * inner * n];
-        for t in 0..seq {
-            let row = (bi * seq + t) * inner;
-            let bt = &bv[(bi * seq + t) * n..(bi * seq + t + 1) * n];
-            let ct = &cv[(bi * seq + t) * n..(bi * seq + t + 1) * n];
-            for i in 0..inner {
-                let u = xv[row + i];
-                let step = softplus(dtv[row + i]);
-                let hi = &mut h[i * n..(i + 1) * n];
-                let ai = &av[i * n..(i + 1) * n];
-                let mut out = 0f32;
-                for s in 0..n {
-                    hi[s] = (step * ai[s]).exp() * hi[s] + step * bt[s] * u;
-                    out += hi[s] * ct[s];
-                }
-                y[row + i] = (out + dv[i] * u) * silu(zv[row + i]);
+        let tasks: Vec<(usize, Mutex<(&mut [f32], Vec<f32>)>)> = h
+            .chunks_mut(per_task * n)
+            .enumerate()
+            .map(|(t, hs)| {
+                let first = t * per_task;
+                let width = hs.len() / n;
+                (first, Mutex::new((hs, vec![0f32; seq * width])))
+            })
+            .collect();
+        let inputs = ScanSlices {
+            x: &x,
+            dt: &dt,
+            a: &av,
+            b: &bm,
+            c: &cm,
+            d: &dv,
+            z: &z,
+        };
+        candle_core::utils::barrier_pool().execute_chunked(tasks.len(), |range| {
+            for (first, task) in &tasks[range] {
+                let mut task = task.lock().unwrap_or_else(PoisonError::into_inner);
+                let (hs, ys) = &mut *task;
+                scan_channels(&inputs, sizes, *first, hs, ys);
+            }
+        });
+        let y = &mut y[bi * seq * inner..(bi + 1) * seq * inner];
+        for (first, task) in tasks {
+            let (_, ys) = task.into_inner().unwrap_or_else(PoisonError::into_inner);
+            let width = ys.len() / seq.max(1);
+            for (t, row) in ys.chunks_exact(width.max(1)).enumerate() {
+                y[t * inner + first..t * inner + first + width].copy_from_slice(row);
             }
         }
     }
@@ -229,6 +252,120 @@ pub fn selective_scan(inputs: &ScanInputs<'_>, state: &Tensor) -> Result<(Tensor
         Tensor::from_vec(y, (batch, seq, inner), device)?,
         Tensor::from_vec(h, (batch, inner, n), device)?,
     ))
+}
+
+#[derive(Clone, Copy)]
+struct ScanSizes {
+    seq: usize,
+    inner: usize,
+    n: usize,
+}
+
+/// One sequence's inputs as slices: `x`, `dt`, `z` `[seq, inner]`, `a` `[inner, n]`, `b`,
+/// `c` `[seq, n]`, `d` `[inner]`.
+struct ScanSlices<'a> {
+    x: &'a [f32],
+    dt: &'a [f32],
+    a: &'a [f32],
+    b: &'a [f32],
+    c: &'a [f32],
+    d: &'a [f32],
+    z: &'a [f32],
+}
+
+/// Scans channels `first..first + h.len() / n` over the sequence: `h` their states
+/// `[width, n]`, `y` their outputs `[seq, width]`.
+fn scan_channels(s: &ScanSlices<'_>, sizes: ScanSizes, first: usize, h: &mut [f32], y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked above).
+        unsafe { scan_channels_avx2(s, sizes, first, h, y) };
+        return;
+    }
+    scan_channels_portable(s, sizes, first, h, y);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn scan_channels_avx2(
+    s: &ScanSlices<'_>,
+    sizes: ScanSizes,
+    first: usize,
+    h: &mut [f32],
+    y: &mut [f32],
+) {
+    scan_channels_portable(s, sizes, first, h, y)
+}
+
+/// The scan itself; inlined into each target-feature wrapper so the loop over a channel's
+/// state compiles to that target's vectors.
+#[inline(always)]
+fn scan_channels_portable(
+    s: &ScanSlices<'_>,
+    sizes: ScanSizes,
+    first: usize,
+    h: &mut [f32],
+    y: &mut [f32],
+) {
+    let ScanSizes { seq, inner, n } = sizes;
+    let width = h.len() / n;
+    let mut decay = vec![0f32; n];
+    for t in 0..seq {
+        let bt = &s.b[t * n..(t + 1) * n];
+        let ct = &s.c[t * n..(t + 1) * n];
+        for (k, hk) in h.chunks_exact_mut(n).enumerate() {
+            let i = first + k;
+            let u = s.x[t * inner + i];
+            let step = softplus(s.dt[t * inner + i]);
+            let ai = &s.a[i * n..(i + 1) * n];
+            for (e, &av) in decay.iter_mut().zip(ai) {
+                *e = exp_fast(step * av);
+            }
+            let su = step * u;
+            for ((hv, &e), &bv) in hk.iter_mut().zip(&decay).zip(bt) {
+                *hv = e * *hv + su * bv;
+            }
+            let out = dot(hk, ct);
+            y[t * width + k] = (out + s.d[i] * u) * silu(s.z[t * inner + i]);
+        }
+    }
+}
+
+/// `a . b` over eight partial sums, so the loop vectorizes.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            lanes[l] += x[l] * y[l];
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// `e^x` within two ulp of `f32::exp` (Cephes' `expf`: `x = k ln 2 + r`, a degree-6
+/// polynomial in `r`), branch-free so a loop of it vectorizes. Clamped to the normal range:
+/// below -87 it returns about 1.6e-38 rather than a subnormal.
+#[inline(always)]
+fn exp_fast(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // 1.5 * 2^23: adding and subtracting it rounds to the nearest integer.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let k = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = x - k * LN2_HI - k * LN2_LO;
+    let mut p = 1.987_569_1e-4f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5.000_000_1e-1;
+    let e = p * r * r + r + 1.0;
+    e * f32::from_bits(((k as i32 + 127) as u32) << 23)
 }
 
 /// [`selective_scan`] as candle's ops, one position at a time (differentiable).
@@ -301,7 +438,15 @@ mod tests {
 
     #[test]
     fn the_scan_kernel_equals_the_ops_and_carries_its_state() {
-        let (batch, seq, inner, n) = (2, 5, 6, 4);
+        // A state narrower than the dot product's lanes in one task; several tasks of
+        // channels with two full lanes each.
+        for (inner, n) in [(6, 4), (40, 16)] {
+            scan_case(inner, n);
+        }
+    }
+
+    fn scan_case(inner: usize, n: usize) {
+        let (batch, seq) = (2, 5);
         let x = rand(&[batch, seq, inner], 1);
         let dt = rand(&[batch, seq, inner], 2);
         let a = (rand(&[inner, n], 3).abs().unwrap() * -1.0).unwrap();
@@ -356,6 +501,20 @@ mod tests {
         let (y, _) = selective_scan(&inputs, &h0).unwrap();
         let grads = y.sum_all().unwrap().backward().unwrap();
         assert!(grads.get(xv.as_tensor()).is_some());
+    }
+
+    #[test]
+    fn the_fast_exp_is_within_two_ulp() {
+        let mut worst = 0f32;
+        for i in 0..=200_000 {
+            let x = -87.0 + 175.0 * i as f32 / 200_000.0;
+            let (got, want) = (exp_fast(x), x.exp());
+            worst = worst.max(((got - want) / want).abs());
+        }
+        assert!(worst < 2.5e-7, "relative error {worst}");
+        assert_eq!(exp_fast(0.0), 1.0);
+        assert!(exp_fast(-1000.0) < 1e-37);
+        assert!(exp_fast(f32::NAN).is_nan());
     }
 
     #[test]
