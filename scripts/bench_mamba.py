@@ -42,13 +42,20 @@ GEN = 128
 
 def make_model(path):
     import torch
-    from transformers import MambaConfig, MambaForCausalLM
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import MambaConfig, MambaForCausalLM, PreTrainedTokenizerFast
 
-    if (path / "config.json").exists():
+    if (path / "tokenizer.json").exists():
         return
     torch.manual_seed(0)
     model = MambaForCausalLM(MambaConfig(**CONFIG)).eval()
     model.save_pretrained(path)
+    # `trustformers bench` loads a tokenizer with the model: a word-level one over the
+    # whole vocabulary (the tests feed random ids).
+    vocab = {("<unk>" if i == 0 else f"w{i}"): i for i in range(CONFIG["vocab_size"])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>").save_pretrained(path)
 
 
 def transformers_rates(path, threads, reps, depth):
