@@ -2,6 +2,7 @@
 
 use crate::kernels::fused::Act;
 use crate::kernels::gemm::{self, PackedF32, Panels};
+use crate::kernels::gemv;
 use crate::kernels::{self, KQuantPanels, QuantMatmul, GEMM_ROWS};
 use crate::profile::{self, Part};
 use crate::{Activation, Dropout};
@@ -169,6 +170,26 @@ impl Linear {
                 let (n, k) = w.dims2()?;
                 let values: Vec<f32> = w.flatten_all()?.to_vec1()?;
                 crate::autograd::frozen_matmul(xs, w, Arc::new(PackedF32::new(&values, n, k)?))?
+            }
+            // A few rows against a row-major f32 table (a tied head while decoding): stream
+            // the table once in order.
+            LinearWeight::Dense(w)
+                if rows_of(xs) <= gemv::MAX_ROWS
+                    && w.dtype() == DType::F32
+                    && w.device().is_cpu()
+                    && w.rank() == 2
+                    && !crate::differentiable(&[xs, w]) =>
+            {
+                let (n, k) = w.dims2()?;
+                let rows = rows_of(xs);
+                let mut out_dims = xs.dims().to_vec();
+                if let Some(last) = out_dims.last_mut() {
+                    *last = n;
+                }
+                let ys = kernels::with_f32(w, |wv| {
+                    kernels::with_f32(xs, |x| gemv::gemv_rows(x, rows, wv, n, k))
+                })?;
+                Tensor::from_vec(ys, out_dims, xs.device())?.to_dtype(xs.dtype())?
             }
             LinearWeight::Dense(w) => {
                 let (in_dims, last) = xs.dims().split_at(xs.rank().saturating_sub(1));

@@ -368,7 +368,10 @@ fn exp_fast(x: f32) -> f32 {
     let e = p * r * r + r + 1.0;
     // `shifted`'s low mantissa bits hold k (two's complement): 2^k without a float-to-int
     // conversion, which would not vectorize.
-    let biased = shifted.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127);
+    let biased = shifted
+        .to_bits()
+        .wrapping_sub(ROUND.to_bits())
+        .wrapping_add(127);
     e * f32::from_bits(biased << 23)
 }
 

@@ -11,6 +11,7 @@
 mod dequant;
 pub mod fused;
 pub mod gemm;
+pub mod gemv;
 mod q4_1;
 mod q5_0;
 mod q8_0;
