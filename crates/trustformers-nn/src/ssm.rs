@@ -213,7 +213,7 @@ pub fn selective_scan(inputs: &ScanInputs<'_>, state: &Tensor) -> Result<(Tensor
         let (x, dt, z) = (rows(&xv, inner), rows(&dtv, inner), rows(&zv, inner));
         let (bm, cm) = (rows(&bv, n), rows(&cv, n));
         let h = &mut h[bi * inner * n..(bi + 1) * inner * n];
-        let tasks: Vec<(usize, Mutex<(&mut [f32], Vec<f32>)>)> = h
+        let tasks: Vec<ChannelTask<'_>> = h
             .chunks_mut(per_task * n)
             .enumerate()
             .map(|(t, hs)| {
@@ -253,6 +253,9 @@ pub fn selective_scan(inputs: &ScanInputs<'_>, state: &Tensor) -> Result<(Tensor
         Tensor::from_vec(h, (batch, inner, n), device)?,
     ))
 }
+
+/// A run of channels: its first channel, its states and its outputs.
+type ChannelTask<'a> = (usize, Mutex<(&'a mut [f32], Vec<f32>)>);
 
 #[derive(Clone, Copy)]
 struct ScanSizes {
@@ -364,7 +367,7 @@ fn exp_fast(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
     // `shifted`'s low mantissa bits hold k (two's complement): 2^k without a float-to-int
     // conversion, which would not vectorize.
