@@ -284,55 +284,63 @@ fn clamped_experts(
     alpha: f64,
     limit: f64,
 ) -> Result<Vec<Expert>> {
-    if vb.contains("gate_proj.weight") {
-        let gate = vb.get((e, inter, hidden), "gate_proj.weight")?;
-        let up = vb.get((e, inter, hidden), "up_proj.weight")?;
-        let down = vb.get((e, hidden, inter), "down_proj.weight")?;
-        let gate_bias = vb.get((e, inter), "gate_proj.bias")?;
-        let up_bias = vb.get((e, inter), "up_proj.bias")?;
-        let down_bias = vb.get((e, hidden), "down_proj.bias")?;
-        return (0..e)
-            .map(|i| -> Result<Expert> {
-                let w = Tensor::cat(&[gate.get(i)?, up.get(i)?], 0)?;
-                let b = Tensor::cat(&[gate_bias.get(i)?, up_bias.get(i)?], 0)?;
-                Ok(Expert::Clamped {
-                    gate_up: Linear::from_weight(Weight::Dense(w), Some(b))?,
-                    down: Linear::from_weight(
-                        Weight::Dense(down.get(i)?.contiguous()?),
-                        Some(down_bias.get(i)?),
-                    )?,
-                    alpha,
-                    limit,
-                })
-            })
-            .collect();
-    }
-    let (gate_up, down) = if vb.contains("gate_up_proj_blocks") {
+    // Every layout comes to `gate_up` `[E, 2I, H]` with rows [all of gate; all of up] (and
+    // its bias `[E, 2I]`), `down` `[E, H, I]` (and `[E, H]`).
+    let (gate_up, gate_up_bias, down, down_bias) = if vb.contains("gate_proj.weight") {
+        let gate_up = Tensor::cat(
+            &[
+                vb.get((e, inter, hidden), "gate_proj.weight")?,
+                vb.get((e, inter, hidden), "up_proj.weight")?,
+            ],
+            1,
+        )?;
+        let bias = Tensor::cat(
+            &[
+                vb.get((e, inter), "gate_proj.bias")?,
+                vb.get((e, inter), "up_proj.bias")?,
+            ],
+            1,
+        )?;
         (
-            mxfp4(vb, "gate_up_proj", e, 2 * inter, hidden)?,
-            mxfp4(vb, "down_proj", e, hidden, inter)?,
+            gate_up,
+            bias,
+            vb.get((e, hidden, inter), "down_proj.weight")?,
+            vb.get((e, hidden), "down_proj.bias")?,
         )
     } else {
+        let (gate_up, down) = if vb.contains("gate_up_proj_blocks") {
+            (
+                mxfp4(vb, "gate_up_proj", e, 2 * inter, hidden)?,
+                mxfp4(vb, "down_proj", e, hidden, inter)?,
+            )
+        } else {
+            (
+                vb.get((e, hidden, 2 * inter), "gate_up_proj")?
+                    .transpose(1, 2)?,
+                vb.get((e, inter, hidden), "down_proj")?.transpose(1, 2)?,
+            )
+        };
+        // Interleaved (gate on the even rows) -> [all of gate; all of up].
+        let order: Vec<u32> = (0..inter as u32)
+            .map(|i| 2 * i)
+            .chain((0..inter as u32).map(|i| 2 * i + 1))
+            .collect();
+        let order = Tensor::from_vec(order, 2 * inter, vb.device())?;
         (
-            vb.get((e, hidden, 2 * inter), "gate_up_proj")?
-                .transpose(1, 2)?,
-            vb.get((e, inter, hidden), "down_proj")?.transpose(1, 2)?,
+            gate_up.contiguous()?.index_select(&order, 1)?,
+            vb.get((e, 2 * inter), "gate_up_proj_bias")?
+                .index_select(&order, 1)?,
+            down,
+            vb.get((e, hidden), "down_proj_bias")?,
         )
     };
-    let gate_up_bias = vb.get((e, 2 * inter), "gate_up_proj_bias")?;
-    let down_bias = vb.get((e, hidden), "down_proj_bias")?;
-    // Rows as [all of gate; all of up].
-    let order: Vec<u32> = (0..inter as u32)
-        .map(|i| 2 * i)
-        .chain((0..inter as u32).map(|i| 2 * i + 1))
-        .collect();
-    let order = Tensor::from_vec(order, 2 * inter, vb.device())?;
     (0..e)
         .map(|i| -> Result<Expert> {
-            let w = gate_up.get(i)?.index_select(&order, 0)?.contiguous()?;
-            let b = gate_up_bias.get(i)?.index_select(&order, 0)?;
             Ok(Expert::Clamped {
-                gate_up: Linear::from_weight(Weight::Dense(w), Some(b))?,
+                gate_up: Linear::from_weight(
+                    Weight::Dense(gate_up.get(i)?.contiguous()?),
+                    Some(gate_up_bias.get(i)?),
+                )?,
                 down: Linear::from_weight(
                     Weight::Dense(down.get(i)?.contiguous()?),
                     Some(down_bias.get(i)?),
