@@ -487,6 +487,16 @@ DECODERS = {
         use_conv_bias=False,
         tie_word_embeddings=True,
     ),
+    # Falcon-Mamba: Mamba with weightless RMS norms on the time step, B and C (an epsilon
+    # large enough to matter), untied head.
+    "falcon_mamba": dict(
+        model_type="falcon_mamba",
+        state_size=8,
+        time_step_rank=4,
+        mixer_rms_eps=1e-3,
+        use_conv_bias=True,
+        tie_word_embeddings=False,
+    ),
 }
 
 
@@ -1343,12 +1353,13 @@ def gpt_oss_gguf_fixture():
     print("gpt_oss_gguf written")
 
 
-def mamba_gguf_fixture(seed=120):
-    """`mamba_gguf`: a Mamba made for it in what llama.cpp's `mamba` expresses (no projection
-    biases, a convolution bias, intermediate size twice the hidden size, an untied head),
-    written as MambaModel converts it: `A_log` as `A = -exp(A_log)` under `ssm_a`, the
-    convolution squeezed to `[channels, kernel]`, `D` as `ssm_d`; the reference is
-    transformers on the checkpoint it was made from."""
+def mamba_gguf_fixture(model_type="mamba", seed=120):
+    """`{model_type}_gguf`: a Mamba made for it in what llama.cpp's `mamba` expresses (no
+    projection biases, a convolution bias, intermediate size twice the hidden size, an
+    untied head), written as MambaModel converts it: `A_log` as `A = -exp(A_log)` under
+    `ssm_a`, the convolution squeezed to `[channels, kernel]`, `D` as `ssm_d`; Falcon-Mamba
+    with `ssm.dt_b_c_rms` set and transformers' default `mixer_rms_eps` (the file cannot
+    state it). The reference is transformers on the checkpoint it was made from."""
     import shutil
     import tempfile
 
@@ -1356,7 +1367,7 @@ def mamba_gguf_fixture(seed=120):
     from safetensors.numpy import load_file
 
     overrides = dict(
-        model_type="mamba",
+        model_type=model_type,
         num_hidden_layers=2,
         state_size=8,
         conv_kernel=4,
@@ -1365,15 +1376,16 @@ def mamba_gguf_fixture(seed=120):
         use_conv_bias=True,
         tie_word_embeddings=False,
     )
-    out_dir = FIXTURES / "mamba_gguf"
+    name = f"{model_type}_gguf"
+    out_dir = FIXTURES / name
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "mamba"
-        decoder_fixture("mamba_gguf", overrides, seed, out_dir=src)
+        src = Path(tmp) / model_type
+        decoder_fixture(name, overrides, seed, out_dir=src)
         cfg = json.loads((src / "config.json").read_text())
         sd = load_file(src / "model.safetensors")
         assert cfg["intermediate_size"] == 2 * cfg["hidden_size"]
-        w = gguf.GGUFWriter(str(out_dir / "tiny-mamba.gguf"), "mamba")
+        w = gguf.GGUFWriter(str(out_dir / f"tiny-{model_type}.gguf"), "mamba")
         # MambaModel.set_gguf_parameters.
         w.add_context_length(2**20)
         w.add_embedding_length(cfg["hidden_size"])
@@ -1385,12 +1397,12 @@ def mamba_gguf_fixture(seed=120):
         w.add_ssm_state_size(cfg["state_size"])
         w.add_ssm_time_step_rank(cfg["time_step_rank"])
         w.add_layer_norm_rms_eps(cfg["layer_norm_epsilon"])
-        w.add_ssm_dt_b_c_rms(False)
+        w.add_ssm_dt_b_c_rms(model_type == "falcon_mamba")
         w.add_vocab_size(cfg["vocab_size"])
         tmap = gguf.get_tensor_name_map(gguf.MODEL_ARCH.MAMBA, cfg["num_hidden_layers"])
         for hf, arr in sd.items():
             name = tmap.get_name(hf, try_suffixes=(".weight", ".bias"))
-            assert name is not None, f"mamba_gguf: no GGUF name for {hf}"
+            assert name is not None, f"{model_type}_gguf: no GGUF name for {hf}"
             if hf.endswith(".A_log"):
                 arr = -np.exp(arr)
             if ".conv1d." in hf:
@@ -1401,7 +1413,7 @@ def mamba_gguf_fixture(seed=120):
         w.write_tensors_to_file()
         w.close()
         shutil.copy(src / "expected.safetensors", out_dir / "expected.safetensors")
-    print("mamba_gguf written")
+    print(f"{model_type}_gguf written")
 
 
 def gguf_module():
@@ -1484,8 +1496,9 @@ def main():
         gpt_oss_mxfp4_fixture()
     if not only or "gpt_oss_gguf" in only:
         gpt_oss_gguf_fixture()
-    if not only or "mamba_gguf" in only:
-        mamba_gguf_fixture()
+    for i, model_type in enumerate(["mamba", "falcon_mamba"]):
+        if not only or f"{model_type}_gguf" in only:
+            mamba_gguf_fixture(model_type, 120 + i)
     for i, (name, overrides) in enumerate(GGUF_ONLY.items()):
         if not only or f"{name}_gguf" in only:
             gguf_only_fixture(name, overrides, 100 + i)

@@ -414,6 +414,11 @@ const DEEPSEEK2: GgufDialect = D::new("deepseek2")
     .block(g::names::DEEPSEEK2)
     .config(deepseek::from_gguf);
 
+/// llama.cpp's `mamba`, shared by Mamba and Falcon-Mamba (its hook tells them apart).
+const MAMBA: GgufDialect = D::new("mamba")
+    .names(&gguf::MAMBA_NAMES)
+    .config(ssm::mamba_from_gguf);
+
 /// Every supported architecture.
 pub const ARCHITECTURES: &[Architecture] = &[
     A::decoder("llama", llama::spec).gguf(D::new("llama").qk(Interleaved)),
@@ -544,11 +549,8 @@ pub const ARCHITECTURES: &[Architecture] = &[
     A::encoder_decoder("mbart", bart),
     A::encoder_decoder("marian", bart),
     // State-space models.
-    A::state_space("mamba", mamba).gguf(
-        D::new("mamba")
-            .names(&gguf::MAMBA_NAMES)
-            .config(ssm::mamba_from_gguf),
-    ),
+    A::state_space("mamba", mamba).gguf(MAMBA),
+    A::state_space("falcon_mamba", mamba).gguf(MAMBA),
     A::encoder_decoder("pegasus", bart),
 ];
 

@@ -86,6 +86,7 @@ fixture_tests! {
     // State-space models: the cache holds per-layer convolution and scan states.
     mamba: check_forward, check_cache(&[1, 6]), check_greedy;
     mamba_tied: check_forward, check_cache(&[1, 3]), check_greedy;
+    falcon_mamba: check_forward, check_cache(&[1, 6]), check_greedy;
     llama4_text: check_forward, check_cache(&[1, 6]), check_greedy;
 }
 
@@ -121,6 +122,7 @@ fixture_tests! {
     gpt_oss_gguf: check_forward, check_cache(&[1, 6]), check_greedy;
     // llama.cpp's mamba: `A` stored as -exp(A_log), the convolution squeezed.
     mamba_gguf: check_forward, check_cache(&[1, 6]), check_greedy;
+    falcon_mamba_gguf: check_forward, check_cache(&[1, 6]), check_greedy;
     // Models made for the GGUF fixture, in what llama.cpp's architecture expresses (every
     // layer with experts, no windows, SmolLM3's NoPE step of 4, Cohere 2's pattern of 4).
     qwen2_moe_gguf: check_forward, check_cache(&[4]), check_greedy;

@@ -14,11 +14,15 @@
 //! transformers' own forward over several new tokens after a filled cache restarts the scan
 //! from zero (its "TODO" in `mamba_scan_forward`); this one continues from the cache, which
 //! is what a single pass over the whole sequence computes.
+//!
+//! Falcon-Mamba (`falcon_mamba`, `FalconMambaForCausalLM`) is the same model with the time
+//! step, `B` and `C` each put through an RMSNorm without weights (`mixer_rms_eps`) before
+//! the scan.
 
 use crate::gguf::{arch_value, copy_metadata, has_block_tensor};
 use crate::hf_config::limits;
 use crate::traits::{CausalLM, CausalLmOutput, ForwardOptions, RuntimeOptions};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, D};
 use serde_json::{Map, Value};
 use trustformers_core::config::Fields;
 use trustformers_core::gguf::GgufFile;
@@ -29,14 +33,12 @@ use trustformers_nn::{
 
 /// llama.cpp's `mamba` files: the widths under `ssm.*` (`inner_size`, `state_size`,
 /// `conv_kernel`, `time_step_rank`), biases and the untied head by the tensors present.
-/// Falcon-Mamba's files (`ssm.dt_b_c_rms`: RMS norms on the time step, `B` and `C`) are
-/// refused.
+/// Falcon-Mamba's files (`ssm.dt_b_c_rms`: weightless RMS norms on the time step, `B` and
+/// `C`) are `falcon_mamba`, with transformers' `mixer_rms_eps` of 1e-6 (the file does not
+/// state it; llama.cpp uses the layers' epsilon there).
 pub fn from_gguf(file: &GgufFile, config: &mut Map<String, Value>) -> Result<()> {
     if arch_value(file, "ssm.dt_b_c_rms").is_some_and(|(_, v)| v.as_bool() == Some(true)) {
-        return Err(Error::config(
-            "mamba.ssm.dt_b_c_rms",
-            "Falcon-Mamba's normed time step, B and C are not supported",
-        ));
+        config.insert("model_type".into(), Value::from("falcon_mamba"));
     }
     copy_metadata(
         file,
@@ -72,6 +74,9 @@ pub struct MambaSpec {
     pub use_conv_bias: bool,
     pub residual_in_fp32: bool,
     pub tie_word_embeddings: bool,
+    /// Falcon-Mamba (`falcon_mamba`): the time step, `B` and `C` go through an RMSNorm
+    /// without weights, of this epsilon (`mixer_rms_eps`), before they are used.
+    pub mixer_rms_eps: Option<f64>,
 }
 
 /// The longest convolution this reads (the released models use 4).
@@ -118,6 +123,12 @@ impl MambaSpec {
             use_conv_bias: f.opt_bool("use_conv_bias")?.unwrap_or(true),
             residual_in_fp32: f.opt_bool("residual_in_fp32")?.unwrap_or(true),
             tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(true),
+            mixer_rms_eps: match f.opt_str("model_type")? {
+                Some("falcon_mamba") => {
+                    Some(f.opt_f64("mixer_rms_eps", 0.0..=1.0)?.unwrap_or(1e-6))
+                }
+                _ => None,
+            },
         };
         spec.validate()?;
         Ok(spec)
@@ -157,6 +168,8 @@ struct Mixer {
     inner: usize,
     rank: usize,
     state: usize,
+    /// Falcon-Mamba's weightless RMSNorm epsilon for the time step, `B` and `C`.
+    rms_eps: Option<f64>,
 }
 
 impl Mixer {
@@ -187,6 +200,7 @@ impl Mixer {
             inner: i,
             rank: r,
             state: n,
+            rms_eps: spec.mixer_rms_eps,
         })
     }
 
@@ -224,9 +238,18 @@ impl Mixer {
         let (x, conv_state) = self.conv.forward(&x, &conv_state)?;
         let x = masked(x.silu()?)?.to_dtype(xs.dtype())?;
         let params = self.x_proj.forward(&x)?;
-        let time_step = params.narrow(2, 0, self.rank)?;
-        let b = params.narrow(2, self.rank, self.state)?;
-        let c = params.narrow(2, self.rank + self.state, self.state)?;
+        let mut time_step = params.narrow(2, 0, self.rank)?;
+        let mut b = params.narrow(2, self.rank, self.state)?;
+        let mut c = params.narrow(2, self.rank + self.state, self.state)?;
+        if let Some(eps) = self.rms_eps {
+            // `x * rsqrt(mean(x^2) + eps)` over the last dimension, in f32.
+            let rms = |t: &Tensor| -> Result<Tensor> {
+                let f = t.to_dtype(DType::F32)?;
+                let norm = (f.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?;
+                Ok(f.broadcast_div(&norm)?.to_dtype(t.dtype())?)
+            };
+            (time_step, b, c) = (rms(&time_step)?, rms(&b)?, rms(&c)?);
+        }
         let dt = self.dt_proj.forward(&time_step)?;
         let inputs = ScanInputs {
             x: &x,
