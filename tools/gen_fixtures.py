@@ -497,6 +497,23 @@ DECODERS = {
         use_conv_bias=True,
         tie_word_embeddings=False,
     ),
+    # Mamba-2: 8 heads of 8 sharing B / C in 2 groups, a state of 8, chunks of 4 (shorter
+    # than the sequence, so transformers' prefill crosses chunk boundaries), biased
+    # projections, untied head.
+    "mamba2": dict(
+        model_type="mamba2",
+        num_hidden_layers=3,
+        num_heads=8,
+        head_dim=8,
+        n_groups=2,
+        state_size=8,
+        expand=2,
+        conv_kernel=4,
+        chunk_size=4,
+        use_bias=True,
+        use_conv_bias=True,
+        tie_word_embeddings=False,
+    ),
 }
 
 

@@ -78,7 +78,7 @@ def batch_case(model, prompt):
 
 def main():
     result = {}
-    for name in ["llama", "mistral", "qwen2", "qwen3", "mamba"]:
+    for name in ["llama", "mistral", "qwen2", "qwen3", "mamba", "mamba2"]:
         model = AutoModelForCausalLM.from_pretrained(FIXTURES / name, attn_implementation="eager",
                                                      dtype=torch.float32).eval()
         g = torch.Generator().manual_seed(11)

@@ -28,10 +28,70 @@ pub fn read_json(path: &Path) -> Result<Value> {
         path: path.to_path_buf(),
         reason: format!("not valid UTF-8: {e}"),
     })?;
-    serde_json::from_str(text).map_err(|e| Error::Json {
-        path: path.to_path_buf(),
-        reason: format!("not valid JSON: {e}"),
-    })
+    serde_json::from_str(text)
+        .or_else(|e| match quote_python_constants(text) {
+            // Python's `json` writes infinities and NaN bare (`"time_step_limit": [0.0,
+            // Infinity]` in Mamba-2's configs): read them as the strings "Infinity",
+            // "-Infinity" and "NaN", which [`json_f64`] reads back as numbers.
+            Some(quoted) => serde_json::from_str(&quoted).map_err(|_| e),
+            None => Err(e),
+        })
+        .map_err(|e| Error::Json {
+            path: path.to_path_buf(),
+            reason: format!("not valid JSON: {e}"),
+        })
+}
+
+/// `text` with Python's bare `Infinity`, `-Infinity` and `NaN` (outside strings) quoted;
+/// `None` when it has none.
+fn quote_python_constants(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len() + 16);
+    let (mut in_string, mut escaped, mut changed) = (false, false, false);
+    let mut rest = text;
+    while let Some(ch) = rest.chars().next() {
+        if in_string {
+            match (escaped, ch) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if ch == '"' {
+            in_string = true;
+        } else if let Some(word) = ["-Infinity", "Infinity", "NaN"]
+            .into_iter()
+            .find(|w| rest.starts_with(w))
+        {
+            out.push('"');
+            out.push_str(word);
+            out.push('"');
+            rest = &rest[word.len()..];
+            changed = true;
+            continue;
+        }
+        out.push(ch);
+        rest = &rest[ch.len_utf8()..];
+    }
+    changed.then_some(out)
+}
+
+/// A JSON number, or a non-finite float as configs write them: transformers 5's
+/// `{"__float__": "Infinity"}` (also `-Infinity`, `NaN`), or the strings [`read_json`] makes
+/// of Python's bare `Infinity`, `-Infinity` and `NaN` (transformers 4).
+pub fn json_f64(v: &Value) -> Option<f64> {
+    let special = |s: &str| match s {
+        "Infinity" => Some(f64::INFINITY),
+        "-Infinity" => Some(f64::NEG_INFINITY),
+        "NaN" => Some(f64::NAN),
+        _ => None,
+    };
+    match v {
+        Value::String(s) => special(s),
+        Value::Object(o) if o.len() == 1 => {
+            o.get("__float__").and_then(Value::as_str).and_then(special)
+        }
+        _ => v.as_f64(),
+    }
 }
 
 /// Typed access to a JSON object's fields, each error naming the field.
@@ -177,5 +237,39 @@ pub fn checkpoint_kind(path: &Path) -> Result<CheckpointKind> {
                 "expected a checkpoint directory or a .gguf file",
             ),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn python_constants_are_read_outside_strings_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let text = r#"{"limit": [0.0, Infinity, -Infinity, NaN], "name": "Infinity \" NaN"}"#;
+        std::fs::write(&path, text).unwrap();
+        let v = read_json(&path).unwrap();
+        let limit: Vec<f64> = v["limit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| json_f64(x).unwrap())
+            .collect();
+        assert_eq!(limit[..3], [0.0, f64::INFINITY, f64::NEG_INFINITY]);
+        assert!(limit[3].is_nan());
+        assert_eq!(v["name"], "Infinity \" NaN");
+        // transformers 5 writes them as objects.
+        let tagged: Value = serde_json::from_str(r#"{"__float__": "-Infinity"}"#).unwrap();
+        assert_eq!(json_f64(&tagged), Some(f64::NEG_INFINITY));
+        let other: Value = serde_json::from_str(r#"{"__float__": "big"}"#).unwrap();
+        assert_eq!(json_f64(&other), None);
+        // Still an error when something else is wrong, named as serde_json says.
+        std::fs::write(&path, r#"{"limit": [Infinity,]}"#).unwrap();
+        assert!(read_json(&path).is_err());
+        std::fs::write(&path, r#"{"a": Infinit}"#).unwrap();
+        assert!(read_json(&path).is_err());
     }
 }

@@ -77,7 +77,7 @@ fn beam_search_matches_transformers() {
             cases += 1;
         }
     }
-    assert_eq!(cases, 35);
+    assert_eq!(cases, 42);
 }
 
 #[test]
@@ -110,7 +110,13 @@ fn batched_left_padded_greedy_matches_transformers() {
             let eos = config.eos_token_id.contains(w.last().unwrap());
             assert_eq!(o.finish_reason == FinishReason::Eos, eos, "{name}");
         }
-        // Each row alone gives the same tokens as in the padded batch.
+        // Each row alone gives the same tokens as in the padded batch; not for the Mamba
+        // fixtures, whose input projections have biases: transformers zeroes a padded
+        // position's input, but its projection (the bias) still enters the convolution of
+        // the first real positions, so padding changes a row's numbers there (as here).
+        if name.starts_with("mamba") {
+            continue;
+        }
         for (p, w) in prompts.iter().zip(&want) {
             let alone = generate_ids(&m, p, &config, |_| Ok(true)).unwrap();
             assert_eq!(&alone.ids, w, "{name}");

@@ -551,6 +551,7 @@ pub const ARCHITECTURES: &[Architecture] = &[
     // State-space models.
     A::state_space("mamba", mamba).gguf(MAMBA),
     A::state_space("falcon_mamba", mamba).gguf(MAMBA),
+    A::state_space("mamba2", mamba),
     A::encoder_decoder("pegasus", bart),
 ];
 

@@ -117,22 +117,28 @@ impl CausalConv1d {
 }
 
 /// The selective scan's inputs for `[batch, seq]` positions of `inner` channels and a state
-/// of `state_size` per channel.
+/// of `state_size` per channel. Mamba-2's heads are runs of `head_dim` channels sharing
+/// their time step, `A` and `D` (given per channel, repeated), and `B` and `C` come in
+/// `groups`, each shared by a run of `inner / groups` channels.
 pub struct ScanInputs<'a> {
     /// `[batch, seq, inner]`: the convolved, activated input `u`.
     pub x: &'a Tensor,
-    /// `[batch, seq, inner]`: the time step before softplus (`dt_proj`'s output, bias
-    /// included).
+    /// `[batch, seq, inner]`: the time step before softplus (bias included).
     pub dt: &'a Tensor,
     /// `[inner, state_size]`: `A = -exp(A_log)`.
     pub a: &'a Tensor,
-    /// `[batch, seq, state_size]`: the input-dependent `B` and `C`.
+    /// `[batch, seq, groups * state_size]`: the input-dependent `B` and `C`.
     pub b: &'a Tensor,
     pub c: &'a Tensor,
+    /// How many `B` / `C` groups (1 for Mamba); divides `inner`.
+    pub groups: usize,
     /// `[inner]`: the skip `D`.
     pub d: &'a Tensor,
-    /// `[batch, seq, inner]`: the gate, applied as `silu(z)`.
-    pub z: &'a Tensor,
+    /// `[batch, seq, inner]`: the gate, applied as `silu(z)` (Mamba; Mamba-2 gates in its
+    /// norm instead).
+    pub z: Option<&'a Tensor>,
+    /// Bounds the time step after softplus (Mamba-2's `time_step_limit`).
+    pub dt_limit: Option<(f32, f32)>,
 }
 
 /// torch's `softplus` (beta 1, linear above 20).
@@ -148,9 +154,10 @@ fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
 
-/// Runs the scan from `state` over the sequence: per position `t` and channel `i`,
-/// `dt = softplus(dt)`, `h = exp(dt A) h + dt B_t u_t`, `y = C_t h + D u`, times
-/// `silu(z)`. Returns `y` and the state after the last position.
+/// Runs the scan from `state` over the sequence: per position `t` and channel `i` of group
+/// `g`, `dt = softplus(dt)` (bounded by `dt_limit`), `h = exp(dt A) h + dt B_{t,g} u_t`,
+/// `y = C_{t,g} h + D u`, times `silu(z)` when gated. Returns `y` and the state after the
+/// last position.
 ///
 /// # Shapes
 /// See [`ScanInputs`]; `state`: `[batch, inner, state_size]` f32 -> (`[batch, seq, inner]`
@@ -158,60 +165,74 @@ fn silu(x: f32) -> f32 {
 pub fn selective_scan(inputs: &ScanInputs<'_>, state: &Tensor) -> Result<(Tensor, Tensor)> {
     let (batch, seq, inner) = inputs.x.dims3()?;
     let (a_inner, n) = inputs.a.dims2()?;
+    let groups = inputs.groups;
     let shapes_fit = a_inner == inner
+        && groups > 0
+        && inner.is_multiple_of(groups)
         && inputs.dt.dims() == [batch, seq, inner]
-        && inputs.z.dims() == [batch, seq, inner]
-        && inputs.b.dims() == [batch, seq, n]
-        && inputs.c.dims() == [batch, seq, n]
+        && inputs.z.is_none_or(|z| z.dims() == [batch, seq, inner])
+        && inputs.b.dims() == [batch, seq, groups * n]
+        && inputs.c.dims() == [batch, seq, groups * n]
         && inputs.d.dims() == [inner]
         && state.dims() == [batch, inner, n];
     if !shapes_fit {
         return Err(Error::InvalidInput(format!(
-            "selective scan: x {:?}, dt {:?}, A {:?}, B {:?}, C {:?}, D {:?}, z {:?}, state {:?} \
-             do not fit",
+            "selective scan: x {:?}, dt {:?}, A {:?}, B {:?}, C {:?} in {groups} groups, D {:?}, \
+             z {:?}, state {:?} do not fit",
             inputs.x.dims(),
             inputs.dt.dims(),
             inputs.a.dims(),
             inputs.b.dims(),
             inputs.c.dims(),
             inputs.d.dims(),
-            inputs.z.dims(),
+            inputs.z.map(Tensor::dims),
             state.dims()
         )));
     }
     let f32s = |t: &Tensor| t.to_dtype(DType::F32);
-    let (x, dt, a, b, c, d, z) = (
+    let (x, dt, a, b, c, d) = (
         f32s(inputs.x)?,
         f32s(inputs.dt)?,
         f32s(inputs.a)?,
         f32s(inputs.b)?,
         f32s(inputs.c)?,
         f32s(inputs.d)?,
-        f32s(inputs.z)?,
     );
-    let graph = [&x, &dt, &a, &b, &c, &d, &z, state];
+    let z = inputs.z.map(f32s).transpose()?;
+    let mut graph = vec![&x, &dt, &a, &b, &c, &d, state];
+    graph.extend(z.as_ref());
     if crate::differentiable(&graph) || !x.device().is_cpu() {
-        return scan_ops(&x, &dt, &a, &b, &c, &d, &z, state);
+        let ops = ScanOps {
+            x: &x,
+            dt: &dt,
+            a: &a,
+            b: &b,
+            c: &c,
+            d: &d,
+            z: z.as_ref(),
+            groups,
+            dt_limit: inputs.dt_limit,
+        };
+        return scan_ops(&ops, state);
     }
     let vec = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
-    let sizes = ScanSizes { seq, inner, n };
-    let (xv, dtv, av, bv, cv, dv, zv) = (
-        vec(&x)?,
-        vec(&dt)?,
-        vec(&a)?,
-        vec(&b)?,
-        vec(&c)?,
-        vec(&d)?,
-        vec(&z)?,
-    );
+    let sizes = ScanSizes {
+        seq,
+        inner,
+        n,
+        groups,
+    };
+    let (xv, dtv, av, bv, cv, dv) = (vec(&x)?, vec(&dt)?, vec(&a)?, vec(&b)?, vec(&c)?, vec(&d)?);
+    let zv = z.as_ref().map(vec).transpose()?;
     let mut h = vec(state)?;
     let mut y = vec![0f32; batch * seq * inner];
     // Channels are independent: each task scans a run of them over the whole sequence.
     let per_task = 16usize.max(inner.div_ceil(4 * crate::kernels::pool_threads()));
     for bi in 0..batch {
         let rows = |v: &[f32], width: usize| v[bi * seq * width..(bi + 1) * seq * width].to_vec();
-        let (x, dt, z) = (rows(&xv, inner), rows(&dtv, inner), rows(&zv, inner));
-        let (bm, cm) = (rows(&bv, n), rows(&cv, n));
+        let (x, dt) = (rows(&xv, inner), rows(&dtv, inner));
+        let z = zv.as_ref().map(|z| rows(z, inner));
+        let (bm, cm) = (rows(&bv, groups * n), rows(&cv, groups * n));
         let h = &mut h[bi * inner * n..(bi + 1) * inner * n];
         let tasks: Vec<ChannelTask<'_>> = h
             .chunks_mut(per_task * n)
@@ -229,7 +250,8 @@ pub fn selective_scan(inputs: &ScanInputs<'_>, state: &Tensor) -> Result<(Tensor
             b: &bm,
             c: &cm,
             d: &dv,
-            z: &z,
+            z: z.as_deref(),
+            dt_limit: inputs.dt_limit,
         };
         candle_core::utils::barrier_pool().execute_chunked(tasks.len(), |range| {
             for (first, task) in &tasks[range] {
@@ -262,10 +284,11 @@ struct ScanSizes {
     seq: usize,
     inner: usize,
     n: usize,
+    groups: usize,
 }
 
 /// One sequence's inputs as slices: `x`, `dt`, `z` `[seq, inner]`, `a` `[inner, n]`, `b`,
-/// `c` `[seq, n]`, `d` `[inner]`.
+/// `c` `[seq, groups * n]`, `d` `[inner]`.
 struct ScanSlices<'a> {
     x: &'a [f32],
     dt: &'a [f32],
@@ -273,7 +296,8 @@ struct ScanSlices<'a> {
     b: &'a [f32],
     c: &'a [f32],
     d: &'a [f32],
-    z: &'a [f32],
+    z: Option<&'a [f32]>,
+    dt_limit: Option<(f32, f32)>,
 }
 
 /// Scans channels `first..first + h.len() / n` over the sequence: `h` their states
@@ -310,16 +334,26 @@ fn scan_channels_portable(
     h: &mut [f32],
     y: &mut [f32],
 ) {
-    let ScanSizes { seq, inner, n } = sizes;
+    let ScanSizes {
+        seq,
+        inner,
+        n,
+        groups,
+    } = sizes;
     let width = h.len() / n;
+    let per_group = inner / groups;
     let mut decay = vec![0f32; n];
     for t in 0..seq {
-        let bt = &s.b[t * n..(t + 1) * n];
-        let ct = &s.c[t * n..(t + 1) * n];
         for (k, hk) in h.chunks_exact_mut(n).enumerate() {
             let i = first + k;
+            let g = i / per_group;
+            let bt = &s.b[(t * groups + g) * n..(t * groups + g + 1) * n];
+            let ct = &s.c[(t * groups + g) * n..(t * groups + g + 1) * n];
             let u = s.x[t * inner + i];
-            let step = softplus(s.dt[t * inner + i]);
+            let mut step = softplus(s.dt[t * inner + i]);
+            if let Some((lo, hi)) = s.dt_limit {
+                step = step.clamp(lo, hi);
+            }
             let ai = &s.a[i * n..(i + 1) * n];
             for (e, &av) in decay.iter_mut().zip(ai) {
                 *e = exp_fast(step * av);
@@ -328,8 +362,11 @@ fn scan_channels_portable(
             for ((hv, &e), &bv) in hk.iter_mut().zip(&decay).zip(bt) {
                 *hv = e * *hv + su * bv;
             }
-            let out = dot(hk, ct);
-            y[t * width + k] = (out + s.d[i] * u) * silu(s.z[t * inner + i]);
+            let out = dot(hk, ct) + s.d[i] * u;
+            y[t * width + k] = match s.z {
+                Some(z) => out * silu(z[t * inner + i]),
+                None => out,
+            };
         }
     }
 }
@@ -378,42 +415,58 @@ fn exp_fast(x: f32) -> f32 {
     e * f32::from_bits(biased << 23)
 }
 
+/// [`selective_scan`]'s inputs for [`scan_ops`], as f32 tensors.
+struct ScanOps<'a> {
+    x: &'a Tensor,
+    dt: &'a Tensor,
+    a: &'a Tensor,
+    b: &'a Tensor,
+    c: &'a Tensor,
+    d: &'a Tensor,
+    z: Option<&'a Tensor>,
+    groups: usize,
+    dt_limit: Option<(f32, f32)>,
+}
+
 /// [`selective_scan`] as candle's ops, one position at a time (differentiable).
-#[allow(clippy::too_many_arguments)]
-fn scan_ops(
-    x: &Tensor,
-    dt: &Tensor,
-    a: &Tensor,
-    b: &Tensor,
-    c: &Tensor,
-    d: &Tensor,
-    z: &Tensor,
-    state: &Tensor,
-) -> Result<(Tensor, Tensor)> {
-    let seq = x.dim(1)?;
+fn scan_ops(s: &ScanOps<'_>, state: &Tensor) -> Result<(Tensor, Tensor)> {
+    let (batch, seq, inner) = s.x.dims3()?;
+    let n = s.a.dim(1)?;
+    let groups = s.groups;
     // softplus, linear above 20 as torch's.
-    let above = dt.gt(20.0)?;
-    let dt = above.where_cond(dt, &(dt.exp()? + 1.0)?.log()?)?;
+    let above = s.dt.gt(20.0)?;
+    let mut dt = above.where_cond(s.dt, &(s.dt.exp()? + 1.0)?.log()?)?;
+    if let Some((lo, hi)) = s.dt_limit {
+        dt = dt.clamp(lo, hi)?;
+    }
+    // Each channel's group of B or C at one position: [batch, inner, n].
+    let per_channel = |v: &Tensor| -> Result<Tensor> {
+        Ok(v.reshape((batch, groups, 1, n))?
+            .broadcast_as((batch, groups, inner / groups, n))?
+            .reshape((batch, inner, n))?)
+    };
     let mut h = state.clone();
     let mut ys = Vec::with_capacity(seq);
     for t in 0..seq {
         let at = |v: &Tensor| v.narrow(1, t, 1)?.squeeze(1);
-        let (u, step, bt, ct) = (at(x)?, at(&dt)?, at(b)?, at(c)?);
+        let (u, step) = (at(s.x)?, at(&dt)?);
+        let (bt, ct) = (per_channel(&at(s.b)?)?, per_channel(&at(s.c)?)?);
         // [batch, inner, state]
         let decay = step
             .unsqueeze(D::Minus1)?
-            .broadcast_mul(&a.unsqueeze(0)?)?
+            .broadcast_mul(&s.a.unsqueeze(0)?)?
             .exp()?;
-        let input = (step * &u)?
-            .unsqueeze(D::Minus1)?
-            .broadcast_mul(&bt.unsqueeze(1)?)?;
+        let input = (step * &u)?.unsqueeze(D::Minus1)?.broadcast_mul(&bt)?;
         h = ((decay * &h)? + input)?;
-        let out = h.broadcast_mul(&ct.unsqueeze(1)?)?.sum(D::Minus1)?;
-        ys.push((out + u.broadcast_mul(&d.unsqueeze(0)?)?)?);
+        let out = (h.broadcast_mul(&ct)?).sum(D::Minus1)?;
+        ys.push((out + u.broadcast_mul(&s.d.unsqueeze(0)?)?)?);
     }
     let y = Tensor::stack(&ys, 1)?;
-    let gate = (z * candle_nn::ops::sigmoid(z)?)?;
-    Ok(((y * gate)?, h))
+    let y = match s.z {
+        Some(z) => (y * (z * candle_nn::ops::sigmoid(z)?)?)?,
+        None => y,
+    };
+    Ok((y, h))
 }
 
 #[cfg(test)]
@@ -449,53 +502,87 @@ mod tests {
     #[test]
     fn the_scan_kernel_equals_the_ops_and_carries_its_state() {
         // A state narrower than the dot product's lanes in one task; several tasks of
-        // channels with two full lanes each.
-        for (inner, n) in [(6, 4), (40, 16)] {
-            scan_case(inner, n);
+        // channels with two full lanes each; Mamba-2's grouped B / C without a gate, with
+        // the time step bounded.
+        for (inner, n, groups, gated, limit) in [
+            (6, 4, 1, true, None),
+            (40, 16, 1, true, None),
+            (48, 8, 3, false, Some((0.2, 0.9))),
+        ] {
+            scan_case(inner, n, groups, gated, limit);
         }
     }
 
-    fn scan_case(inner: usize, n: usize) {
+    fn scan_case(inner: usize, n: usize, groups: usize, gated: bool, limit: Option<(f32, f32)>) {
         let (batch, seq) = (2, 5);
         let x = rand(&[batch, seq, inner], 1);
         let dt = rand(&[batch, seq, inner], 2);
         let a = (rand(&[inner, n], 3).abs().unwrap() * -1.0).unwrap();
-        let (b, c) = (rand(&[batch, seq, n], 4), rand(&[batch, seq, n], 5));
+        let b = rand(&[batch, seq, groups * n], 4);
+        let c = rand(&[batch, seq, groups * n], 5);
         let (d, z) = (rand(&[inner], 6), rand(&[batch, seq, inner], 7));
         let h0 = rand(&[batch, inner, n], 8);
+        let z = gated.then_some(z);
         let inputs = ScanInputs {
             x: &x,
             dt: &dt,
             a: &a,
             b: &b,
             c: &c,
+            groups,
             d: &d,
-            z: &z,
+            z: z.as_ref(),
+            dt_limit: limit,
         };
         let (y, h) = selective_scan(&inputs, &h0).unwrap();
-        let (y_ops, h_ops) = scan_ops(&x, &dt, &a, &b, &c, &d, &z, &h0).unwrap();
+        let ops = ScanOps {
+            x: &x,
+            dt: &dt,
+            a: &a,
+            b: &b,
+            c: &c,
+            d: &d,
+            z: z.as_ref(),
+            groups,
+            dt_limit: limit,
+        };
+        let (y_ops, h_ops) = scan_ops(&ops, &h0).unwrap();
         assert!(max_diff(&y, &y_ops) < 1e-5);
         assert!(max_diff(&h, &h_ops) < 1e-5);
+        // Channel 0 of group 0 at position 0 by hand (ungated, from a zero state).
+        if !gated {
+            let zero = Tensor::zeros((batch, inner, n), DType::F32, &Device::Cpu).unwrap();
+            let (y0, _) = selective_scan(&inputs, &zero).unwrap();
+            let v = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let (xv, dtv, bv, cv, dv) = (v(&x), v(&dt), v(&b), v(&c), v(&d));
+            let (lo, hi) = limit.unwrap_or((0.0, f32::INFINITY));
+            let step = dtv[0].exp().ln_1p().clamp(lo, hi);
+            let want: f32 =
+                (0..n).map(|s| step * bv[s] * xv[0] * cv[s]).sum::<f32>() + dv[0] * xv[0];
+            assert!((v(&y0)[0] - want).abs() < 1e-5);
+        }
         // Two positions, then the other three from the state: the same outputs.
         let part = |t: &Tensor, s, l| t.narrow(1, s, l).unwrap();
         let mut h = h0.clone();
         let mut ys = vec![];
         for (s, l) in [(0, 2), (2, 3)] {
-            let (xs, dts, bs, cs, zs) = (
+            let (xs, dts, bs, cs) = (
                 part(&x, s, l),
                 part(&dt, s, l),
                 part(&b, s, l),
                 part(&c, s, l),
-                part(&z, s, l),
             );
+            let zs = z.as_ref().map(|z| part(z, s, l));
             let inputs = ScanInputs {
                 x: &xs,
                 dt: &dts,
                 a: &a,
                 b: &bs,
                 c: &cs,
+                groups,
                 d: &d,
-                z: &zs,
+                z: zs.as_ref(),
+                dt_limit: limit,
             };
             let (y, next) = selective_scan(&inputs, &h).unwrap();
             ys.push(y);

@@ -87,6 +87,7 @@ fixture_tests! {
     mamba: check_forward, check_cache(&[1, 6]), check_greedy;
     mamba_tied: check_forward, check_cache(&[1, 3]), check_greedy;
     falcon_mamba: check_forward, check_cache(&[1, 6]), check_greedy;
+    mamba2: check_forward, check_cache(&[1, 6]), check_greedy;
     llama4_text: check_forward, check_cache(&[1, 6]), check_greedy;
 }
 

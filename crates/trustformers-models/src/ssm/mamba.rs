@@ -19,6 +19,7 @@
 //! step, `B` and `C` each put through an RMSNorm without weights (`mixer_rms_eps`) before
 //! the scan.
 
+use super::mamba2::{Mamba2Mixer, Mamba2Spec};
 use crate::gguf::{arch_value, copy_metadata, has_block_tensor};
 use crate::hf_config::limits;
 use crate::traits::{CausalLM, CausalLmOutput, ForwardOptions, RuntimeOptions};
@@ -77,6 +78,8 @@ pub struct MambaSpec {
     /// Falcon-Mamba (`falcon_mamba`): the time step, `B` and `C` go through an RMSNorm
     /// without weights, of this epsilon (`mixer_rms_eps`), before they are used.
     pub mixer_rms_eps: Option<f64>,
+    /// Mamba-2 (`mamba2`): its heads, groups and time-step bounds.
+    pub mamba2: Option<Mamba2Spec>,
 }
 
 /// The longest convolution this reads (the released models use 4).
@@ -89,11 +92,18 @@ impl MambaSpec {
     /// the field.
     pub fn from_config(config: &Value) -> Result<Self> {
         let f = Fields::new(config, "")?;
-        let hidden_size = f.opt_usize("hidden_size", limits::HIDDEN)?.unwrap_or(768);
+        let v2 = f.opt_str("model_type")? == Some("mamba2");
+        let hidden_size = f
+            .opt_usize("hidden_size", limits::HIDDEN)?
+            .unwrap_or(if v2 { 4096 } else { 768 });
         let expand = f.opt_usize("expand", 64)?.unwrap_or(2);
-        let intermediate_size = f
-            .opt_usize("intermediate_size", limits::INTERMEDIATE)?
-            .unwrap_or(expand * hidden_size);
+        // Mamba-2's mixer takes `expand * hidden_size` whatever `intermediate_size` says.
+        let intermediate_size = match v2 {
+            true => expand * hidden_size,
+            false => f
+                .opt_usize("intermediate_size", limits::INTERMEDIATE)?
+                .unwrap_or(expand * hidden_size),
+        };
         let time_step_rank = match f.raw("time_step_rank") {
             None | Some(Value::Null) => hidden_size.div_ceil(16),
             Some(Value::String(s)) if s == "auto" => hidden_size.div_ceil(16),
@@ -109,26 +119,35 @@ impl MambaSpec {
             }
         }
         let spec = Self {
-            vocab_size: f.opt_usize("vocab_size", limits::VOCAB)?.unwrap_or(50280),
+            vocab_size: f.opt_usize("vocab_size", limits::VOCAB)?.unwrap_or(if v2 {
+                32768
+            } else {
+                50280
+            }),
             hidden_size,
             intermediate_size,
-            state_size: f.opt_usize("state_size", MAX_STATE)?.unwrap_or(16),
+            state_size: f
+                .opt_usize("state_size", MAX_STATE)?
+                .unwrap_or(if v2 { 128 } else { 16 }),
             num_hidden_layers: f
                 .opt_usize("num_hidden_layers", limits::LAYERS)?
-                .unwrap_or(32),
+                .unwrap_or(if v2 { 64 } else { 32 }),
             conv_kernel,
             time_step_rank,
             layer_norm_epsilon: f.opt_f64("layer_norm_epsilon", 0.0..=1.0)?.unwrap_or(1e-5),
             use_bias: f.opt_bool("use_bias")?.unwrap_or(false),
             use_conv_bias: f.opt_bool("use_conv_bias")?.unwrap_or(true),
             residual_in_fp32: f.opt_bool("residual_in_fp32")?.unwrap_or(true),
-            tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(true),
+            tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(!v2),
             mixer_rms_eps: match f.opt_str("model_type")? {
                 Some("falcon_mamba") => {
                     Some(f.opt_f64("mixer_rms_eps", 0.0..=1.0)?.unwrap_or(1e-6))
                 }
                 _ => None,
             },
+            mamba2: v2
+                .then(|| Mamba2Spec::from_config(&f, intermediate_size))
+                .transpose()?,
         };
         spec.validate()?;
         Ok(spec)
@@ -154,8 +173,8 @@ impl MambaSpec {
     }
 }
 
-/// One layer's selective state-space mixer.
-struct Mixer {
+/// One layer's Mamba (or Falcon-Mamba) mixer.
+struct MambaMixer {
     in_proj: Linear,
     conv: CausalConv1d,
     x_proj: Linear,
@@ -172,7 +191,7 @@ struct Mixer {
     rms_eps: Option<f64>,
 }
 
-impl Mixer {
+impl MambaMixer {
     fn new(spec: &MambaSpec, vb: &Weights) -> Result<Self> {
         let (h, i, n, r) = (
             spec.hidden_size,
@@ -204,38 +223,27 @@ impl Mixer {
         })
     }
 
-    /// `xs` `[batch, seq, hidden]`, `mask` `[batch, seq, 1]` (1 kept, 0 padded), `states`
-    /// the convolution's and the scan's -> `[batch, seq, hidden]` and the new states.
+    /// The layer's states before any input: the convolution's and the scan's.
+    fn zero_states(&self, batch: usize, like: &Tensor) -> Result<Vec<Tensor>> {
+        Ok(vec![
+            self.conv.zero_state(batch, like)?,
+            Tensor::zeros((batch, self.inner, self.state), DType::F32, like.device())?,
+        ])
+    }
+
+    /// `xs` `[batch, seq, hidden]`, `masked` zeroing padded positions, `states` the
+    /// convolution's and the scan's -> `[batch, seq, hidden]` and the new states.
     fn forward(
         &self,
         xs: &Tensor,
-        mask: Option<&Tensor>,
-        states: Option<&[Tensor]>,
+        masked: &dyn Fn(Tensor) -> Result<Tensor>,
+        conv_state: &Tensor,
+        scan_state: &Tensor,
     ) -> Result<(Tensor, Vec<Tensor>)> {
-        let (batch, _, _) = xs.dims3()?;
-        let masked = |t: Tensor| -> Result<Tensor> {
-            Ok(match mask {
-                Some(m) => t.broadcast_mul(&m.to_dtype(t.dtype())?)?,
-                None => t,
-            })
-        };
         let projected = self.in_proj.forward(&masked(xs.clone())?)?;
         let x = projected.narrow(2, 0, self.inner)?;
         let gate = projected.narrow(2, self.inner, self.inner)?;
-        let (conv_state, scan_state) = match states {
-            Some([c, s]) => (c.clone(), s.clone()),
-            Some(other) => {
-                return Err(Error::InvalidInput(format!(
-                    "a Mamba layer's cache holds 2 states, not {}",
-                    other.len()
-                )))
-            }
-            None => (
-                self.conv.zero_state(batch, xs)?,
-                Tensor::zeros((batch, self.inner, self.state), DType::F32, xs.device())?,
-            ),
-        };
-        let (x, conv_state) = self.conv.forward(&x, &conv_state)?;
+        let (x, conv_state) = self.conv.forward(&x, conv_state)?;
         let x = masked(x.silu()?)?.to_dtype(xs.dtype())?;
         let params = self.x_proj.forward(&x)?;
         let mut time_step = params.narrow(2, 0, self.rank)?;
@@ -257,12 +265,67 @@ impl Mixer {
             a: &self.a,
             b: &b,
             c: &c,
+            groups: 1,
             d: &self.d,
-            z: &gate,
+            z: Some(&gate),
+            dt_limit: None,
         };
-        let (y, scan_state) = selective_scan(&inputs, &scan_state)?;
+        let (y, scan_state) = selective_scan(&inputs, scan_state)?;
         let out = self.out_proj.forward(&y.to_dtype(xs.dtype())?)?;
         Ok((out, vec![conv_state, scan_state]))
+    }
+}
+
+/// A layer's mixer: Mamba's or Mamba-2's.
+enum Mixer {
+    V1(MambaMixer),
+    V2(Mamba2Mixer),
+}
+
+impl Mixer {
+    fn new(spec: &MambaSpec, vb: &Weights) -> Result<Self> {
+        Ok(match &spec.mamba2 {
+            None => Self::V1(MambaMixer::new(spec, vb)?),
+            Some(v2) => Self::V2(Mamba2Mixer::new(spec, v2, vb)?),
+        })
+    }
+
+    /// `xs` `[batch, seq, hidden]`, `mask` `[batch, seq, 1]` (1 kept, 0 padded), `states`
+    /// the convolution's and the scan's -> `[batch, seq, hidden]` and the new states.
+    fn forward(
+        &self,
+        xs: &Tensor,
+        mask: Option<&Tensor>,
+        states: Option<&[Tensor]>,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let batch = xs.dim(0)?;
+        let masked = |t: Tensor| -> Result<Tensor> {
+            Ok(match mask {
+                Some(m) => t.broadcast_mul(&m.to_dtype(t.dtype())?)?,
+                None => t,
+            })
+        };
+        let zero;
+        let states = match states {
+            Some(s) => s,
+            None => {
+                zero = match self {
+                    Self::V1(m) => m.zero_states(batch, xs)?,
+                    Self::V2(m) => m.zero_states(batch, xs)?,
+                };
+                &zero[..]
+            }
+        };
+        let [conv_state, scan_state] = states else {
+            return Err(Error::InvalidInput(format!(
+                "a Mamba layer's cache holds 2 states, not {}",
+                states.len()
+            )));
+        };
+        match self {
+            Self::V1(m) => m.forward(xs, &masked, conv_state, scan_state),
+            Self::V2(m) => m.forward(xs, &masked, conv_state, scan_state),
+        }
     }
 }
 
@@ -342,6 +405,7 @@ impl MambaForCausalLM {
         state: &mut RecurrentState,
     ) -> Result<(Tensor, Vec<Tensor>)> {
         let mut xs = self.embeddings.forward(input_ids)?;
+        let embeddings = xs.clone();
         let mut all = Vec::new();
         for (i, block) in self.layers.iter().enumerate() {
             let residual = if self.spec.residual_in_fp32 {
@@ -362,6 +426,12 @@ impl MambaForCausalLM {
             .norm_f
             .forward(&xs.to_dtype(self.embeddings.dtype())?)?;
         if hidden_states {
+            if self.spec.mamba2.is_some() {
+                // Mamba-2's tuple is the decoders': the embeddings, each layer's output, the
+                // last one normed.
+                all.pop();
+                all.insert(0, embeddings);
+            }
             all.push(xs.clone());
         }
         Ok((xs, all))
@@ -485,6 +555,24 @@ mod tests {
             ("intermediate_size", json!(0)),
             ("hidden_act", json!("gelu")),
             ("layer_norm_epsilon", json!(-1.0)),
+        ] {
+            let mut config = base.clone();
+            config[field] = value.clone();
+            let err = MambaSpec::from_config(&config).unwrap_err().to_string();
+            assert!(err.contains(field), "{field} = {value}: {err}");
+        }
+        // Mamba-2: heads that do not make the inner width, groups that do not divide them,
+        // time-step bounds that are not [low, high].
+        let base = json!({"model_type": "mamba2", "hidden_size": 32, "expand": 2,
+                          "num_heads": 8, "head_dim": 8, "n_groups": 2});
+        assert!(MambaSpec::from_config(&base).unwrap().mamba2.is_some());
+        for (field, value) in [
+            ("num_heads", json!(6)),
+            ("n_groups", json!(3)),
+            ("n_groups", json!(0)),
+            ("time_step_limit", json!([1.0, 0.5])),
+            ("time_step_limit", json!([0.0])),
+            ("time_step_limit", json!("wide")),
         ] {
             let mut config = base.clone();
             config[field] = value.clone();

@@ -3,6 +3,7 @@
 //! its length.
 
 pub mod mamba;
+pub mod mamba2;
 
 pub use mamba::{from_gguf as mamba_from_gguf, MambaForCausalLM, MambaSpec};
 
