@@ -133,8 +133,20 @@ pub fn cases() -> Vec<Case> {
             expect!(Error::Config { .. }),
         ),
         case_bytes(
+            // Python's bare NaN is read (as transformers writes it), and the field refuses
+            // it by name.
             "rope_theta NaN",
             text.replace("10000.0", "NaN").into_bytes(),
+            expect!(Error::Config { .. }),
+        ),
+        case_bytes(
+            "rope_theta -Infinity",
+            text.replace("10000.0", "-Infinity").into_bytes(),
+            expect!(Error::Config { .. }),
+        ),
+        case_bytes(
+            "bare Infinity where an object belongs",
+            text.replace("{", "Infinity").into_bytes(),
             expect!(Error::Json { .. }),
         ),
         case_bytes(
