@@ -202,18 +202,18 @@ pub fn selective_scan(inputs: &ScanInputs<'_>, state: &Tensor) -> Result<(Tensor
     let mut graph = vec![&x, &dt, &a, &b, &c, &d, state];
     graph.extend(z.as_ref());
     if crate::differentiable(&graph) || !x.device().is_cpu() {
-        let ops = ScanOps {
+        let f32_inputs = ScanInputs {
             x: &x,
             dt: &dt,
             a: &a,
             b: &b,
             c: &c,
+            groups,
             d: &d,
             z: z.as_ref(),
-            groups,
             dt_limit: inputs.dt_limit,
         };
-        return scan_ops(&ops, state);
+        return scan_ops(&f32_inputs, state);
     }
     let vec = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
     let sizes = ScanSizes {
@@ -415,21 +415,9 @@ fn exp_fast(x: f32) -> f32 {
     e * f32::from_bits(biased << 23)
 }
 
-/// [`selective_scan`]'s inputs for [`scan_ops`], as f32 tensors.
-struct ScanOps<'a> {
-    x: &'a Tensor,
-    dt: &'a Tensor,
-    a: &'a Tensor,
-    b: &'a Tensor,
-    c: &'a Tensor,
-    d: &'a Tensor,
-    z: Option<&'a Tensor>,
-    groups: usize,
-    dt_limit: Option<(f32, f32)>,
-}
-
-/// [`selective_scan`] as candle's ops, one position at a time (differentiable).
-fn scan_ops(s: &ScanOps<'_>, state: &Tensor) -> Result<(Tensor, Tensor)> {
+/// [`selective_scan`] as candle's ops, one position at a time (differentiable); the inputs
+/// in f32.
+fn scan_ops(s: &ScanInputs<'_>, state: &Tensor) -> Result<(Tensor, Tensor)> {
     let (batch, seq, inner) = s.x.dims3()?;
     let n = s.a.dim(1)?;
     let groups = s.groups;
@@ -535,18 +523,7 @@ mod tests {
             dt_limit: limit,
         };
         let (y, h) = selective_scan(&inputs, &h0).unwrap();
-        let ops = ScanOps {
-            x: &x,
-            dt: &dt,
-            a: &a,
-            b: &b,
-            c: &c,
-            d: &d,
-            z: z.as_ref(),
-            groups,
-            dt_limit: limit,
-        };
-        let (y_ops, h_ops) = scan_ops(&ops, &h0).unwrap();
+        let (y_ops, h_ops) = scan_ops(&inputs, &h0).unwrap();
         assert!(max_diff(&y, &y_ops) < 1e-5);
         assert!(max_diff(&h, &h_ops) < 1e-5);
         // Channel 0 of group 0 at position 0 by hand (ungated, from a zero state).
