@@ -1433,6 +1433,60 @@ def mamba_gguf_fixture(model_type="mamba", seed=120):
     print(f"{model_type}_gguf written")
 
 
+def mamba2_gguf_fixture():
+    """`mamba2_gguf`: the `mamba2` fixture as llama.cpp's Mamba2Model converts it: `dt_bias`
+    as `ssm_dt.bias`, `A = -exp(A_log)` and `D` as `[heads, 1]`, the gated norm's weight as
+    `[groups, inner / groups]`, the convolution squeezed, the head count written as
+    `ssm.time_step_rank`. The reference is the fixture's."""
+    import shutil
+
+    import gguf
+    from safetensors.numpy import load_file
+
+    src = FIXTURES / "mamba2"
+    out_dir = FIXTURES / "mamba2_gguf"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = json.loads((src / "config.json").read_text())
+    sd = load_file(src / "model.safetensors")
+    n_layer, hidden = cfg["num_hidden_layers"], cfg["hidden_size"]
+    inner, groups = cfg["expand"] * hidden, cfg["n_groups"]
+    w = gguf.GGUFWriter(str(out_dir / "tiny-mamba2.gguf"), "mamba2")
+    # Mamba2Model.set_gguf_parameters.
+    w.add_context_length(2**20)
+    w.add_embedding_length(hidden)
+    w.add_feed_forward_length(0)
+    w.add_head_count(0)
+    w.add_block_count(n_layer)
+    w.add_ssm_conv_kernel(cfg["conv_kernel"])
+    w.add_ssm_inner_size(inner)
+    w.add_ssm_state_size(cfg["state_size"])
+    w.add_ssm_time_step_rank(inner // cfg["head_dim"])
+    w.add_ssm_group_count(groups)
+    w.add_layer_norm_rms_eps(cfg["layer_norm_epsilon"])
+    w.add_vocab_size(cfg["vocab_size"])
+    tmap = gguf.get_tensor_name_map(gguf.MODEL_ARCH.MAMBA2, n_layer)
+    for hf, arr in sd.items():
+        if hf.endswith(".dt_bias"):
+            hf = hf.removesuffix(".dt_bias") + ".dt_proj.bias"
+        name = tmap.get_name(hf, try_suffixes=(".weight", ".bias"))
+        assert name is not None, f"mamba2_gguf: no GGUF name for {hf}"
+        if ".conv1d." in hf:
+            arr = arr.squeeze()
+        elif hf.endswith((".A_log", ".D")):
+            arr = arr.reshape(*arr.shape, 1)
+        elif hf.endswith(".mixer.norm.weight"):
+            arr = arr.reshape(groups, inner // groups)
+        if hf.endswith(".A_log"):
+            arr = -np.exp(arr)
+        w.add_tensor(name, np.ascontiguousarray(arr.astype(np.float32)))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    shutil.copy(src / "expected.safetensors", out_dir / "expected.safetensors")
+    print("mamba2_gguf written")
+
+
 def gguf_module():
     import gguf
 
@@ -1513,6 +1567,8 @@ def main():
         gpt_oss_mxfp4_fixture()
     if not only or "gpt_oss_gguf" in only:
         gpt_oss_gguf_fixture()
+    if not only or "mamba2_gguf" in only:
+        mamba2_gguf_fixture()
     for i, model_type in enumerate(["mamba", "falcon_mamba"]):
         if not only or f"{model_type}_gguf" in only:
             mamba_gguf_fixture(model_type, 120 + i)

@@ -551,7 +551,11 @@ pub const ARCHITECTURES: &[Architecture] = &[
     // State-space models.
     A::state_space("mamba", mamba).gguf(MAMBA),
     A::state_space("falcon_mamba", mamba).gguf(MAMBA),
-    A::state_space("mamba2", mamba),
+    A::state_space("mamba2", mamba).gguf(
+        D::new("mamba2")
+            .names(&gguf::MAMBA2_NAMES)
+            .config(ssm::mamba2_from_gguf),
+    ),
     A::encoder_decoder("pegasus", bart),
 ];
 

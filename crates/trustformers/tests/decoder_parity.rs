@@ -124,6 +124,8 @@ fixture_tests! {
     // llama.cpp's mamba: `A` stored as -exp(A_log), the convolution squeezed.
     mamba_gguf: check_forward, check_cache(&[1, 6]), check_greedy;
     falcon_mamba_gguf: check_forward, check_cache(&[1, 6]), check_greedy;
+    // llama.cpp's mamba2: A and D as [heads, 1], the norm's weight as [groups, inner / groups].
+    mamba2_gguf: check_forward, check_cache(&[1, 6]), check_greedy;
     // Models made for the GGUF fixture, in what llama.cpp's architecture expresses (every
     // layer with experts, no windows, SmolLM3's NoPE step of 4, Cohere 2's pattern of 4).
     qwen2_moe_gguf: check_forward, check_cache(&[4]), check_greedy;

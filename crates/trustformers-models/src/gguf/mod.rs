@@ -9,7 +9,7 @@ mod tensors;
 pub use hyperparams::{ConfigKeys, GgufHyperparams, FALCON_KEYS, GPT2_KEYS, HF_KEYS};
 pub use tensors::{
     canonical_name, gguf_source, has_block_tensor, names, GgufNames, BERT_NAMES, DECODER_NAMES,
-    MAMBA_NAMES, NOMIC_BERT_NAMES, NO_NAMES,
+    MAMBA2_NAMES, MAMBA_NAMES, NOMIC_BERT_NAMES, NO_NAMES,
 };
 
 use crate::registry::{self, Architecture, ModelKind};

@@ -57,6 +57,24 @@ pub const MAMBA_NAMES: GgufNames = GgufNames {
     ],
 };
 
+/// llama.cpp's `mamba2` architecture: Mamba's names, with `dt_bias` as `ssm_dt.bias`, the
+/// gated norm as `ssm_norm`, `A` and `D` stored `[heads, 1]` and the norm's weight
+/// `[groups, inner / groups]` (the model reads either shape).
+pub const MAMBA2_NAMES: GgufNames = GgufNames {
+    global: MAMBA_NAMES.global,
+    layers: "backbone.layers",
+    block: &[
+        ("attn_norm", "norm"),
+        ("ssm_in", "mixer.in_proj"),
+        ("ssm_conv1d", "mixer.conv1d"),
+        ("ssm_dt.bias", "mixer.dt_bias"),
+        ("ssm_a", "mixer.A"),
+        ("ssm_d", "mixer.D"),
+        ("ssm_norm", "mixer.norm"),
+        ("ssm_out", "mixer.out_proj"),
+    ],
+};
+
 /// llama.cpp's `bert` architecture: `BertModel`'s names (the converter drops the pooler and
 /// the pre-training heads).
 pub const BERT_NAMES: GgufNames = GgufNames {

@@ -12,12 +12,55 @@
 //! scan (per channel, `head_dim` channels to a head).
 
 use super::MambaSpec;
+use crate::gguf::{arch_value, copy_metadata, has_block_tensor};
 use crate::hf_config::limits;
 use candle_core::{DType, Tensor, D};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use trustformers_core::config::{json_f64, Fields};
+use trustformers_core::gguf::GgufFile;
 use trustformers_core::{Error, Result, Weights};
 use trustformers_nn::{selective_scan, CausalConv1d, Linear, ScanInputs};
+
+/// llama.cpp's `mamba2` files: heads from `ssm.time_step_rank` (llama.cpp's name for the
+/// head count), groups from `ssm.group_count`, widths under `ssm.*`; biases and the untied
+/// head by the tensors present.
+pub fn from_gguf(file: &GgufFile, config: &mut Map<String, Value>) -> Result<()> {
+    copy_metadata(
+        file,
+        config,
+        &[
+            ("ssm.state_size", "state_size"),
+            ("ssm.conv_kernel", "conv_kernel"),
+            ("ssm.time_step_rank", "num_heads"),
+            ("ssm.group_count", "n_groups"),
+            ("attention.layer_norm_rms_epsilon", "layer_norm_epsilon"),
+        ],
+    )?;
+    let count = |field: &str| config.get(field).and_then(Value::as_u64);
+    let (hidden, heads) = (count("hidden_size"), count("num_heads"));
+    let inner = arch_value(file, "ssm.inner_size").and_then(|(_, v)| v.as_u64());
+    match (hidden, heads, inner) {
+        (Some(h), Some(n), Some(i)) if h > 0 && n > 0 && i % h == 0 && i % n == 0 => {
+            config.insert("expand".into(), Value::from(i / h));
+            config.insert("head_dim".into(), Value::from(i / n));
+        }
+        _ => {
+            return Err(Error::config(
+                "mamba2.ssm.inner_size",
+                format!(
+                    "{inner:?} must be a multiple of embedding_length ({hidden:?}) and of \
+                     time_step_rank, the head count ({heads:?})"
+                ),
+            ))
+        }
+    }
+    let has = |name: &str| has_block_tensor(file, name);
+    config.insert("use_bias".into(), Value::from(has("ssm_in.bias")));
+    config.insert("use_conv_bias".into(), Value::from(has("ssm_conv1d.bias")));
+    let tied = file.tensor_info("output.weight").is_none();
+    config.insert("tie_word_embeddings".into(), Value::from(tied));
+    Ok(())
+}
 
 /// Mamba-2's own fields.
 #[derive(Debug, Clone)]
@@ -106,7 +149,26 @@ impl Mamba2Mixer {
                 .broadcast_as((h, p))?
                 .reshape(inner)?)
         };
-        let a = per_channel(vb.get(h, "A_log")?.to_dtype(DType::F32)?.exp()?.neg()?)?
+        // llama.cpp stores `A` itself (`-exp(A_log)`), and `A`, `D` as `[heads, 1]` and the
+        // norm's weight as `[groups, inner / groups]`.
+        let vector = |vb: &Weights, name: &str, len: usize| -> Result<Tensor> {
+            Ok(match vb.shape_of(name).as_deref() {
+                Some([_, _]) => vb.get((len, 1), name)?.reshape(len)?,
+                _ => vb.get(len, name)?,
+            })
+        };
+        let a = match vb.contains("A") {
+            true => vector(vb, "A", h)?,
+            false => vb.get(h, "A_log")?.to_dtype(DType::F32)?.exp()?.neg()?,
+        };
+        let norm_weight = match vb.shape_of("norm.weight").as_deref() {
+            Some([_, _]) => vb
+                .pp("norm")
+                .get((g, inner / g), "weight")?
+                .reshape(inner)?,
+            _ => vb.pp("norm").get(inner, "weight")?,
+        };
+        let a = per_channel(a)?
             .reshape((inner, 1))?
             .broadcast_as((inner, state))?
             .contiguous()?;
@@ -124,9 +186,9 @@ impl Mamba2Mixer {
                 model.use_conv_bias,
             )?,
             dt_bias: per_channel(vb.get(h, "dt_bias")?)?,
-            d: per_channel(vb.get(h, "D")?)?,
+            d: per_channel(vector(vb, "D", h)?)?,
             a,
-            norm_weight: vb.pp("norm").get(inner, "weight")?.to_dtype(DType::F32)?,
+            norm_weight: norm_weight.to_dtype(DType::F32)?,
             norm_eps: model.layer_norm_epsilon,
             out_proj: Linear::new(&vb.pp("out_proj"), inner, hidden, model.use_bias)?,
             inner,

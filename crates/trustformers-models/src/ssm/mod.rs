@@ -5,6 +5,8 @@
 pub mod mamba;
 pub mod mamba2;
 
+pub use mamba2::from_gguf as mamba2_from_gguf;
+
 pub use mamba::{from_gguf as mamba_from_gguf, MambaForCausalLM, MambaSpec};
 
 /// Checkpoint tensors these models may leave unused.
