@@ -28,18 +28,20 @@ pub fn read_json(path: &Path) -> Result<Value> {
         path: path.to_path_buf(),
         reason: format!("not valid UTF-8: {e}"),
     })?;
-    serde_json::from_str(text)
-        .or_else(|e| match quote_python_constants(text) {
-            // Python's `json` writes infinities and NaN bare (`"time_step_limit": [0.0,
-            // Infinity]` in Mamba-2's configs): read them as the strings "Infinity",
-            // "-Infinity" and "NaN", which [`json_f64`] reads back as numbers.
-            Some(quoted) => serde_json::from_str(&quoted).map_err(|_| e),
-            None => Err(e),
-        })
-        .map_err(|e| Error::Json {
-            path: path.to_path_buf(),
-            reason: format!("not valid JSON: {e}"),
-        })
+    parse_json(text).map_err(|e| Error::Json {
+        path: path.to_path_buf(),
+        reason: format!("not valid JSON: {e}"),
+    })
+}
+
+/// JSON text as config files are written: Python's `json` writes infinities and NaN bare
+/// (`"time_step_limit": [0.0, Infinity]` in Mamba-2's configs), read as the strings
+/// "Infinity", "-Infinity" and "NaN", which [`json_f64`] reads back as numbers.
+pub fn parse_json(text: &str) -> serde_json::Result<Value> {
+    serde_json::from_str(text).or_else(|e| match quote_python_constants(text) {
+        Some(quoted) => serde_json::from_str(&quoted).map_err(|_| e),
+        None => Err(e),
+    })
 }
 
 /// `text` with Python's bare `Infinity`, `-Infinity` and `NaN` (outside strings) quoted;

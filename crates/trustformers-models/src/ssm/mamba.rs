@@ -52,12 +52,18 @@ pub fn from_gguf(file: &GgufFile, config: &mut Map<String, Value>) -> Result<()>
             ("attention.layer_norm_rms_epsilon", "layer_norm_epsilon"),
         ],
     )?;
+    biases_and_head_from_gguf(file, config);
+    Ok(())
+}
+
+/// What llama.cpp's `mamba` and `mamba2` files state by the tensors present: projection and
+/// convolution biases, and an untied head.
+pub(super) fn biases_and_head_from_gguf(file: &GgufFile, config: &mut Map<String, Value>) {
     let has = |name: &str| has_block_tensor(file, name);
     config.insert("use_bias".into(), Value::from(has("ssm_in.bias")));
     config.insert("use_conv_bias".into(), Value::from(has("ssm_conv1d.bias")));
     let tied = file.tensor_info("output.weight").is_none();
     config.insert("tie_word_embeddings".into(), Value::from(tied));
-    Ok(())
 }
 
 /// A Mamba config.json's fields.

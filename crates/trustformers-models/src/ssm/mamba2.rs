@@ -12,7 +12,7 @@
 //! scan (per channel, `head_dim` channels to a head).
 
 use super::MambaSpec;
-use crate::gguf::{arch_value, copy_metadata, has_block_tensor};
+use crate::gguf::{arch_value, copy_metadata};
 use crate::hf_config::limits;
 use candle_core::{DType, Tensor, D};
 use serde_json::{Map, Value};
@@ -54,11 +54,7 @@ pub fn from_gguf(file: &GgufFile, config: &mut Map<String, Value>) -> Result<()>
             ))
         }
     }
-    let has = |name: &str| has_block_tensor(file, name);
-    config.insert("use_bias".into(), Value::from(has("ssm_in.bias")));
-    config.insert("use_conv_bias".into(), Value::from(has("ssm_conv1d.bias")));
-    let tied = file.tensor_info("output.weight").is_none();
-    config.insert("tie_word_embeddings".into(), Value::from(tied));
+    super::mamba::biases_and_head_from_gguf(file, config);
     Ok(())
 }
 
