@@ -225,6 +225,39 @@ impl GenerationConfig {
         if let Some(x) = num("min_length")? {
             self.min_length = x as usize;
         }
+        if let Some(v) = f("stop_strings") {
+            self.stop_strings = match v {
+                Value::String(s) => vec![s.clone()],
+                Value::Array(items) => items
+                    .iter()
+                    .map(|x| x.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| {
+                        Error::config("stop_strings", format!("must be a string or a list of strings, got {v}"))
+                    })?,
+                other => {
+                    return Err(Error::config(
+                        "stop_strings",
+                        format!("must be a string or a list of strings, got {other}"),
+                    ))
+                }
+            };
+        }
+        if let Some(v) = f("bad_words_ids") {
+            let lists = v.as_array().ok_or_else(|| {
+                Error::config("bad_words_ids", format!("must be a list of lists of token ids, got {v}"))
+            })?;
+            self.bad_words_ids = lists
+                .iter()
+                .map(|l| match l {
+                    Value::Array(_) => ids(l, "bad_words_ids"),
+                    other => Err(Error::config(
+                        "bad_words_ids",
+                        format!("must be a list of lists of token ids, got {other}"),
+                    )),
+                })
+                .collect::<Result<_>>()?;
+        }
         if let Some(v) = f("decoder_start_token_id") {
             self.decoder_start_token_id = ids(v, "decoder_start_token_id")?.first().copied();
         }

@@ -321,6 +321,19 @@ pub fn generate_batch(
     prompts: &[Vec<u32>],
     config: &GenerationConfig,
 ) -> Result<Vec<TokenOutput>> {
+    generate_batch_with(model, prompts, config, |_, _| Ok(true))
+}
+
+/// [`generate_batch`], showing each new token of greedy and sampled search to `on_token`
+/// (its row among the outputs, and the id) as it is produced: returning `false` ends that
+/// row, an error ends the whole generation (a caller's cancellation). Beam search, whose
+/// tokens are only final at the end, calls it for none.
+pub fn generate_batch_with(
+    model: &dyn CausalLM,
+    prompts: &[Vec<u32>],
+    config: &GenerationConfig,
+    on_token: impl FnMut(usize, u32) -> Result<bool>,
+) -> Result<Vec<TokenOutput>> {
     if config.num_beams > 1 {
         let mut out = Vec::new();
         for p in prompts {
@@ -332,7 +345,7 @@ pub fn generate_batch(
         .iter()
         .flat_map(|p| std::iter::repeat_n(p.as_slice(), config.num_return_sequences))
         .collect();
-    sample_rows(model, &rows, config, |_, _| Ok(true))
+    sample_rows(model, &rows, config, on_token)
 }
 
 /// Text-level result.

@@ -13,7 +13,7 @@ pub mod step;
 pub use beam::beam_search;
 pub use config::{EarlyStopping, GenerationConfig};
 pub use generate::{
-    generate_batch, generate_ids, generate_text, FinishReason, TextOutput, TokenLogprob,
+    generate_batch, generate_batch_with, generate_ids, generate_text, FinishReason, TextOutput, TokenLogprob,
     TokenOutput,
 };
 pub use processors::{Context, LogitsProcessor, LogitsProcessorList};

@@ -75,7 +75,12 @@ pub fn resolve_model(model: Option<&str>) -> Result<PathBuf> {
     if path.exists() {
         return Ok(path.to_path_buf());
     }
-    if let Some(alias) = ALIASES.iter().find(|a| a.name == name) {
+    // A known model by its name (in any case: sentence-transformers writes
+    // `all-MiniLM-L6-v2`) or by its Hub repo id, which the alias tries first anyway.
+    if let Some(alias) = ALIASES
+        .iter()
+        .find(|a| a.name.eq_ignore_ascii_case(name) || a.hub.eq_ignore_ascii_case(name))
+    {
         return resolve_alias(alias);
     }
     if let Some(r) = HubRef::parse(name) {

@@ -1,0 +1,475 @@
+"""Models with transformers' API: ``AutoModelForCausalLM``, ``AutoModel``, the encoder
+task classes, calling a model on numpy ids, and ``generate``."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+from . import _trustformers
+from ._utils import as_ids, check_path, to_numpy
+from .exceptions import InvalidArgument
+from .generation import BaseStreamer, GenerationConfig, as_id_list, next_seed, resolve
+
+
+class PretrainedConfig(dict):
+    """A model's config.json as a dict whose keys are also attributes; ``id2label`` has
+    integer keys and ``label2id`` integer values, as in transformers."""
+
+    def __init__(self, values: Dict[str, Any]):
+        super().__init__(values)
+        if isinstance(self.get("id2label"), dict):
+            self["id2label"] = {int(k): v for k, v in self["id2label"].items()}
+        if isinstance(self.get("label2id"), dict):
+            self["label2id"] = {k: int(v) for k, v in self["label2id"].items()}
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dict(self)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.get("id2label") or {}) or 2
+
+
+class ModelOutput(dict):
+    """A model's outputs: a dict in field order whose keys are also attributes, indexable
+    by position like transformers' ``ModelOutput`` (``out[0]`` is the first field)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, key: Union[str, int, slice]) -> Any:
+        if isinstance(key, (int, slice)):
+            return self.to_tuple()[key]
+        return super().__getitem__(key)
+
+    def to_tuple(self) -> Tuple[Any, ...]:
+        return tuple(self.values())
+
+
+def _output(name: str, fields: Dict[str, Any]) -> ModelOutput:
+    cls = type(name, (ModelOutput,), {})
+    return cls((k, v) for k, v in fields.items() if v is not None)
+
+
+def _dtype_name(dtype: Any) -> Optional[str]:
+    """``dtype`` / ``torch_dtype`` as the engine's name: a string, a numpy or torch dtype."""
+    if dtype is None:
+        return None
+    if isinstance(dtype, str):
+        return dtype
+    name = str(dtype)
+    if name.startswith("torch."):
+        return name[len("torch.") :]
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        raise InvalidArgument(f"unknown dtype {dtype!r}") from None
+
+
+def _load_kwargs(kwargs: Dict[str, Any], where: str) -> Optional[str]:
+    """The dtype from ``from_pretrained``'s keyword arguments; refuses what cannot be done
+    here and accepts what changes nothing on a CPU."""
+    dtype = kwargs.pop("dtype", None)
+    torch_dtype = kwargs.pop("torch_dtype", None)
+    dtype = dtype if dtype is not None else torch_dtype
+    device_map = kwargs.pop("device_map", None)
+    if device_map not in (None, "cpu", "auto"):
+        raise InvalidArgument(f"device_map={device_map!r}: trustformers runs on the CPU")
+    revision = kwargs.pop("revision", None)
+    if revision not in (None, "main"):
+        raise InvalidArgument("revision: only the default revision is supported")
+    for ignored in ("trust_remote_code", "low_cpu_mem_usage", "local_files_only", "use_safetensors"):
+        kwargs.pop(ignored, None)
+    if kwargs:
+        raise InvalidArgument(f"{where}.from_pretrained: unknown arguments {sorted(kwargs)}")
+    return _dtype_name(dtype)
+
+
+class PreTrainedModel:
+    """What every loaded model has: ``config``, ``name_or_path``, ``device`` (the CPU), and
+    no-ops for ``eval()`` and ``to("cpu")``."""
+
+    config: PretrainedConfig
+    name_or_path: str
+    device = "cpu"
+
+    def eval(self) -> "PreTrainedModel":
+        return self
+
+    def to(self, device: Any) -> "PreTrainedModel":
+        if str(device) != "cpu":
+            raise InvalidArgument(f"trustformers runs on the CPU, not {device!r}")
+        return self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ModelOutput:
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args: Any, **kwargs: Any) -> ModelOutput:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name_or_path={self.name_or_path!r}, model_type={self.config.get('model_type')!r})"
+
+
+def _common_inputs(kwargs: Dict[str, Any], known: Tuple[str, ...]) -> None:
+    for ignored in ("use_cache", "return_dict", "output_attentions", "past_key_values", "cache_position"):
+        value = kwargs.pop(ignored, None)
+        if ignored == "output_attentions" and value:
+            raise InvalidArgument("output_attentions is not supported")
+        if ignored in ("past_key_values", "cache_position") and value is not None:
+            raise InvalidArgument(f"{ignored} is not supported: the model runs the whole sequence")
+    if "labels" in kwargs:
+        raise InvalidArgument("labels: computing a loss is `trustformers train`'s job")
+    if kwargs:
+        raise InvalidArgument(f"unknown model inputs {sorted(kwargs)}; this model takes {', '.join(known)}")
+
+
+class CausalLMModel(PreTrainedModel):
+    """A causal language model (``AutoModelForCausalLM``): logits, hidden states and
+    ``generate``."""
+
+    def __init__(self, inner: "_trustformers.CausalLM", name_or_path: str, base: bool = False):
+        self._model = inner
+        self._base = base
+        self.name_or_path = name_or_path
+        self.config = PretrainedConfig(json.loads(inner.config_json))
+        generation = GenerationConfig.from_model_config(self.config)
+        generation.update(**{k: v for k, v in json.loads(inner.generation_json).items() if not k.startswith("_")})
+        self.generation_config = generation
+
+    def forward(
+        self,
+        input_ids: Any = None,
+        attention_mask: Any = None,
+        position_ids: Any = None,
+        output_hidden_states: Optional[bool] = None,
+        logits_to_keep: int = 0,
+        **kwargs: Any,
+    ) -> ModelOutput:
+        """Runs the model on ``[batch, seq]`` ids. Returns ``logits`` (``last_hidden_state``
+        for ``AutoModel``) and, with ``output_hidden_states``, ``hidden_states``: the
+        embeddings and every layer's output."""
+        _common_inputs(kwargs, ("input_ids", "attention_mask", "position_ids", "output_hidden_states", "logits_to_keep"))
+        if input_ids is None:
+            raise InvalidArgument("input_ids is required")
+        ids = as_ids(input_ids, "input_ids")
+        mask = None if attention_mask is None else as_ids(attention_mask, "attention_mask")
+        positions = None if position_ids is None else as_ids(position_ids, "position_ids")
+        if not isinstance(logits_to_keep, int) or logits_to_keep < 0:
+            raise InvalidArgument(f"logits_to_keep must be a non-negative integer, got {logits_to_keep!r}")
+        keep = None if logits_to_keep == 0 else logits_to_keep
+        if self._base:
+            keep = 1
+        out = self._model.forward(ids, mask, positions, bool(output_hidden_states), keep)
+        hidden = tuple(out["hidden_states"]) if output_hidden_states else None
+        if self._base:
+            return _output(
+                "BaseModelOutputWithPast",
+                {"last_hidden_state": out["last_hidden_state"], "hidden_states": hidden},
+            )
+        return _output("CausalLMOutputWithPast", {"logits": out["logits"], "hidden_states": hidden})
+
+    def can_generate(self) -> bool:
+        return not self._base
+
+    def generate(
+        self,
+        input_ids: Any = None,
+        attention_mask: Any = None,
+        generation_config: Optional[GenerationConfig] = None,
+        streamer: Optional[BaseStreamer] = None,
+        **kwargs: Any,
+    ) -> Any:
+        """transformers' ``generate()``: greedy search, sampling or beam search from
+        ``[batch, seq]`` (left-padded) prompts; returns the ids, prompts included, padded
+        with ``pad_token_id`` (``return_dict_in_generate=True``: an output with
+        ``sequences`` and for beam search ``sequences_scores``). Every GenerationConfig field
+        may be passed as a keyword; ``seed`` seeds sampling (see ``set_seed``)."""
+        if self._base:
+            raise InvalidArgument("a base model (AutoModel) has no language-model head; use AutoModelForCausalLM")
+        if input_ids is None:
+            raise InvalidArgument("input_ids is required (this model has no default prompt)")
+        for ignored in ("use_cache", "tokenizer"):
+            kwargs.pop(ignored, None)
+        config = (generation_config or self.generation_config).copy()
+        if generation_config is not None:
+            # The model's settings under the ones given, as transformers merges them.
+            merged = self.generation_config.copy()
+            merged.update(**generation_config.to_dict())
+            config = merged
+        unused = config.update(**kwargs)
+        if unused:
+            raise InvalidArgument(
+                f"The following `model_kwargs` are not used by the model: {sorted(unused)}"
+            )
+        ids = as_ids(input_ids, "input_ids")
+        if attention_mask is None:
+            pad = as_id_list(config.pad_token_id, "pad_token_id")
+            eos = as_id_list(config.eos_token_id, "eos_token_id") or []
+            if pad and pad[0] not in eos and (ids == pad[0]).any():
+                mask = (ids != pad[0]).astype(np.int64)
+            else:
+                mask = np.ones_like(ids)
+        else:
+            mask = as_ids(attention_mask, "attention_mask")
+            if mask.shape != ids.shape:
+                raise InvalidArgument(
+                    f"attention_mask has shape {list(mask.shape)}, input_ids {list(ids.shape)}"
+                )
+        settings = resolve(config)
+        width = ids.shape[1]
+        if settings["max_new_tokens"] is None:
+            settings["max_new_tokens"] = max(1, int(settings["max_length"]) - width)
+        for key in ("max_new_tokens", "num_beams", "num_return_sequences"):
+            value = settings[key]
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise InvalidArgument(f"`{key}` must be a positive integer, got {value!r}")
+        eos = as_id_list(settings["eos_token_id"], "eos_token_id") or []
+        pad = as_id_list(settings["pad_token_id"], "pad_token_id")
+        pad_id = pad[0] if pad else (eos[0] if eos else 0)
+        if settings["do_sample"] and settings["seed"] is None:
+            settings["seed"] = next_seed()
+        rust = {
+            key: settings[key]
+            for key in (
+                "max_new_tokens",
+                "min_new_tokens",
+                "min_length",
+                "do_sample",
+                "temperature",
+                "top_k",
+                "top_p",
+                "min_p",
+                "typical_p",
+                "repetition_penalty",
+                "no_repeat_ngram_size",
+                "bad_words_ids",
+                "max_time",
+                "num_beams",
+                "length_penalty",
+                "num_return_sequences",
+                "early_stopping",
+                "forced_bos_token_id",
+                "forced_eos_token_id",
+                "stop_strings",
+                "seed",
+                "frequency_penalty",
+                "presence_penalty",
+            )
+            if settings[key] is not None
+        }
+        rust["eos_token_id"] = eos
+        rust["pad_token_id"] = pad_id
+        if settings["stop_strings"] is not None:
+            raise InvalidArgument("stop_strings is not supported: generate() stops on token ids (eos_token_id)")
+        prompts = [row[m.astype(bool)].tolist() for row, m in zip(ids, mask)]
+        on_token = None
+        if streamer is not None:
+            if len(prompts) > 1 or settings["num_return_sequences"] > 1:
+                raise InvalidArgument("a streamer streams one sequence: batch size and num_return_sequences must be 1")
+            if settings["num_beams"] > 1:
+                raise InvalidArgument("`streamer` cannot be used with beam search")
+            streamer.put(ids)
+
+            def on_token(row: int, token: int) -> None:
+                streamer.put(np.array([token], dtype=np.int64))
+
+        try:
+            results = self._model.generate(prompts, json.dumps(rust), on_token)
+        finally:
+            if streamer is not None:
+                streamer.end()
+        per_prompt = settings["num_return_sequences"]
+        longest = max(len(r[0]) for r in results)
+        sequences = np.full((len(results), width + longest), pad_id, dtype=np.int64)
+        for i, (new, _) in enumerate(results):
+            sequences[i, :width] = ids[i // per_prompt]
+            sequences[i, width : width + len(new)] = new
+        if settings["return_dict_in_generate"]:
+            fields: Dict[str, Any] = {"sequences": sequences}
+            if settings["num_beams"] > 1:
+                fields["sequences_scores"] = np.array([s for _, s in results], dtype=np.float32)
+            name = "GenerateBeamDecoderOnlyOutput" if settings["num_beams"] > 1 else "GenerateDecoderOnlyOutput"
+            return _output(name, fields)
+        return sequences
+
+
+_ENCODER_OUTPUTS = {
+    "base": ("BaseModelOutputWithPooling", ("last_hidden_state", "pooler_output")),
+    "masked-lm": ("MaskedLMOutput", ("logits",)),
+    "sequence-classification": ("SequenceClassifierOutput", ("logits",)),
+    "token-classification": ("TokenClassifierOutput", ("logits",)),
+    "question-answering": ("QuestionAnsweringModelOutput", ("start_logits", "end_logits")),
+    "multiple-choice": ("MultipleChoiceModelOutput", ("logits",)),
+    "pretraining": ("ElectraForPreTrainingOutput", ("logits",)),
+}
+
+
+class EncoderModel(PreTrainedModel):
+    """An encoder (BERT, RoBERTa, DeBERTa, ModernBERT, ...) with the head of one task."""
+
+    def __init__(self, inner: "_trustformers.Encoder", name_or_path: str, task: str):
+        self._model = inner
+        self._task = task
+        self.name_or_path = name_or_path
+        self.config = PretrainedConfig(json.loads(inner.config_json))
+        labels = inner.labels
+        if labels and task in ("sequence-classification", "token-classification"):
+            self.config["id2label"] = dict(enumerate(labels))
+            self.config["label2id"] = {label: i for i, label in enumerate(labels)}
+
+    def forward(
+        self,
+        input_ids: Any = None,
+        attention_mask: Any = None,
+        token_type_ids: Any = None,
+        output_hidden_states: Optional[bool] = None,
+        **kwargs: Any,
+    ) -> ModelOutput:
+        """Runs the encoder on ``[batch, seq]`` ids (``[batch, choices, seq]`` for multiple
+        choice); returns transformers' output fields for the head."""
+        _common_inputs(kwargs, ("input_ids", "attention_mask", "token_type_ids", "output_hidden_states"))
+        if input_ids is None:
+            raise InvalidArgument("input_ids is required")
+        choices = None
+        ndim = 3 if self._task == "multiple-choice" else 2
+
+        def flat(value: Any, name: str) -> Optional[np.ndarray]:
+            nonlocal choices
+            if value is None:
+                return None
+            arr = as_ids(value, name, ndim)
+            if ndim == 3:
+                choices = arr.shape[1]
+                arr = arr.reshape(-1, arr.shape[2])
+            return arr
+
+        ids = flat(input_ids, "input_ids")
+        out = self._model.forward(
+            ids,
+            flat(attention_mask, "attention_mask"),
+            flat(token_type_ids, "token_type_ids"),
+            bool(output_hidden_states),
+            choices,
+        )
+        name, keys = _ENCODER_OUTPUTS[self._task]
+        fields = {k: out.get(k) for k in keys}
+        if output_hidden_states:
+            fields["hidden_states"] = tuple(out["hidden_states"])
+        return _output(name, fields)
+
+
+def _inspect(name: str) -> Tuple[str, str]:
+    kind, _config, path = _trustformers.inspect(name)
+    return kind, path
+
+
+class _AutoEncoderClass:
+    _task = ""
+
+    def __init__(self) -> None:
+        raise InvalidArgument(f"use {type(self).__name__}.from_pretrained(name_or_path)")
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Union[str, "os.PathLike[str]"], **kwargs: Any) -> EncoderModel:
+        """Loads an encoder checkpoint (directory, ``.gguf`` file, Hub id or known name)
+        with this class's head. ``dtype`` (or ``torch_dtype``): ``"float32"`` (default),
+        ``"float16"``, ``"bfloat16"``."""
+        name = check_path(pretrained_model_name_or_path)
+        dtype = _load_kwargs(kwargs, cls.__name__)
+        return EncoderModel(_trustformers.Encoder.from_pretrained(name, cls._task, dtype), name, cls._task)
+
+
+class AutoModelForMaskedLM(_AutoEncoderClass):
+    """An encoder with its masked-language-model head."""
+
+    _task = "masked-lm"
+
+
+class AutoModelForSequenceClassification(_AutoEncoderClass):
+    """An encoder with a sequence-classification head."""
+
+    _task = "sequence-classification"
+
+
+class AutoModelForTokenClassification(_AutoEncoderClass):
+    """An encoder with a token-classification head."""
+
+    _task = "token-classification"
+
+
+class AutoModelForQuestionAnswering(_AutoEncoderClass):
+    """An encoder with an extractive question-answering head."""
+
+    _task = "question-answering"
+
+
+class AutoModelForMultipleChoice(_AutoEncoderClass):
+    """An encoder with a multiple-choice head."""
+
+    _task = "multiple-choice"
+
+
+class AutoModelForCausalLM:
+    """Loads a causal language model: decoders (LLaMA, GPT-2, Gemma, Qwen, MoE, ...) and
+    state-space models (Mamba), from safetensors or GGUF."""
+
+    def __init__(self) -> None:
+        raise InvalidArgument("use AutoModelForCausalLM.from_pretrained(name_or_path)")
+
+    @staticmethod
+    def from_pretrained(pretrained_model_name_or_path: Union[str, "os.PathLike[str]"], **kwargs: Any) -> CausalLMModel:
+        """A checkpoint directory, a ``.gguf`` file, a Hub repo id or a known model name.
+        ``dtype`` (or ``torch_dtype``): ``None``/``"auto"`` (f32; GGUF weights stay
+        quantized), ``"float32"`` (GGUF dequantized), ``"float16"``, ``"bfloat16"``."""
+        name = check_path(pretrained_model_name_or_path)
+        dtype = _load_kwargs(kwargs, "AutoModelForCausalLM")
+        return CausalLMModel(_trustformers.CausalLM.from_pretrained(name, dtype), name)
+
+
+class AutoModel:
+    """Loads the base model of a checkpoint: an encoder's hidden states and pooler output,
+    or a decoder's last hidden state."""
+
+    def __init__(self) -> None:
+        raise InvalidArgument("use AutoModel.from_pretrained(name_or_path)")
+
+    @staticmethod
+    def from_pretrained(pretrained_model_name_or_path: Union[str, "os.PathLike[str]"], **kwargs: Any) -> PreTrainedModel:
+        name = check_path(pretrained_model_name_or_path)
+        dtype = _load_kwargs(kwargs, "AutoModel")
+        kind, _path = _inspect(name)
+        if kind == "encoder":
+            return EncoderModel(_trustformers.Encoder.from_pretrained(name, "base", dtype), name, "base")
+        if kind == "causal-lm":
+            return CausalLMModel(_trustformers.CausalLM.from_pretrained(name, dtype), name, base=True)
+        raise InvalidArgument(f"{name}: AutoModel does not load {kind} checkpoints yet")
+
+
+__all__ = [
+    "AutoModel",
+    "AutoModelForCausalLM",
+    "AutoModelForMaskedLM",
+    "AutoModelForSequenceClassification",
+    "AutoModelForTokenClassification",
+    "AutoModelForQuestionAnswering",
+    "AutoModelForMultipleChoice",
+    "PretrainedConfig",
+    "ModelOutput",
+    "PreTrainedModel",
+    "CausalLMModel",
+    "EncoderModel",
+]

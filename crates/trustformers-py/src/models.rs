@@ -1,0 +1,514 @@
+//! Models: a causal language model (forward and generate) and an encoder with the head of a
+//! task. `trustformers/modeling.py` builds transformers' `AutoModel*` classes and output
+//! objects on them.
+
+use crate::arrays::{HostArray, IdArray};
+use crate::errors::{detach, invalid, Failure};
+use numpy::PyReadonlyArray2;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use trustformers::generation::{beam_search, generate_batch_with, GenerationConfig};
+use trustformers::models::decoder::default_positions;
+use trustformers::models::encoder::heads::EncoderTask;
+use trustformers::models::ForwardOptions;
+use trustformers::{
+    resolve_model, AutoConfig, CausalLM, DType, EncoderForTask, Error, LoadOptions, ModelConfig,
+    ModelKind, Tensor,
+};
+
+/// Load options from the Python side's `dtype` (`None` or "auto": the checkpoint's own way
+/// of loading; GGUF weights stay quantized).
+fn load_options(dtype: Option<&str>) -> Result<LoadOptions, Error> {
+    let dtype = match dtype {
+        None | Some("auto") => None,
+        Some(name) => Some(trustformers::core::parse_dtype(name)?),
+    };
+    Ok(LoadOptions {
+        dtype,
+        ..Default::default()
+    })
+}
+
+/// Resolves `name` (the CLI's resolution) and parses its configuration.
+fn open(name: &str) -> Result<(PathBuf, ModelConfig), Error> {
+    let path = resolve_model(Some(name))?;
+    let config = AutoConfig::from_pretrained(&path)?;
+    Ok((path, config))
+}
+
+fn json_text(value: &Value) -> String {
+    value.to_string()
+}
+
+/// What a checkpoint says about generation besides config.json: its directory's
+/// generation_config.json as is, or for a GGUF file the special token ids its tokenizer
+/// metadata names.
+fn generation_json(path: &Path, config: &ModelConfig) -> Result<Value, Error> {
+    if let Some(file) = config.gguf() {
+        let mut out = Map::new();
+        for (key, field) in [
+            ("tokenizer.ggml.eos_token_id", "eos_token_id"),
+            ("tokenizer.ggml.bos_token_id", "bos_token_id"),
+            ("tokenizer.ggml.padding_token_id", "pad_token_id"),
+        ] {
+            if let Some(id) = file.get(key).and_then(|v| v.as_u64()) {
+                out.insert(field.into(), Value::from(id));
+            }
+        }
+        return Ok(Value::Object(out));
+    }
+    let file = path.join("generation_config.json");
+    match file.is_file() {
+        true => trustformers::core::config::read_json(&file),
+        false => Ok(Value::Object(Map::new())),
+    }
+}
+
+/// A [`GenerationConfig`] from the Python side's resolved settings (transformers' field
+/// names, `max_new_tokens` always given), with the extensions `seed`,
+/// `frequency_penalty` and `presence_penalty`.
+fn generation_config(py: Python<'_>, json: &str) -> PyResult<GenerationConfig> {
+    let value: Value = serde_json::from_str(json)
+        .map_err(|e| invalid(py, format!("generation settings: {e}")))?;
+    let mut config = GenerationConfig::default();
+    config
+        .apply_json(&value)
+        .map_err(|e| crate::errors::to_py(py, e))?;
+    let number = |key: &str| value.get(key).and_then(Value::as_f64);
+    if let Some(seed) = value.get("seed").and_then(Value::as_u64) {
+        config.seed = seed;
+    }
+    if let Some(x) = number("frequency_penalty") {
+        config.frequency_penalty = x as f32;
+    }
+    if let Some(x) = number("presence_penalty") {
+        config.presence_penalty = x as f32;
+    }
+    Ok(config)
+}
+
+/// A causal language model (decoders, Mixture-of-Experts, state-space models) loaded from
+/// safetensors or GGUF.
+#[pyclass(name = "CausalLM", module = "trustformers._trustformers", frozen)]
+pub struct PyCausalLM {
+    model: Arc<dyn CausalLM>,
+    path: PathBuf,
+    config: Value,
+    generation: Value,
+}
+
+#[pymethods]
+impl PyCausalLM {
+    /// Loads the causal LM at `name` (directory, `.gguf` file, Hub id or known model).
+    #[staticmethod]
+    #[pyo3(signature = (name, dtype=None))]
+    fn from_pretrained(py: Python<'_>, name: String, dtype: Option<String>) -> PyResult<Self> {
+        detach(py, move || {
+            let opts = load_options(dtype.as_deref())?;
+            let (path, config) = open(&name)?;
+            if !config.architecture.is_causal_lm() {
+                return Err(config
+                    .architecture
+                    .wrong_kind("a causal language model (AutoModelForCausalLM)")
+                    .into());
+            }
+            let generation = generation_json(&path, &config)?;
+            let model = config.load_causal_lm(&opts)?;
+            Ok(Self {
+                model: Arc::from(model),
+                path,
+                config: config.json,
+                generation,
+            })
+        })
+    }
+
+    /// config.json (for GGUF, the equivalent built from its metadata) as JSON text.
+    #[getter]
+    fn config_json(&self) -> String {
+        json_text(&self.config)
+    }
+
+    /// generation_config.json (for GGUF, its special token ids) as JSON text.
+    #[getter]
+    fn generation_json(&self) -> String {
+        json_text(&self.generation)
+    }
+
+    /// Where the checkpoint was found.
+    #[getter]
+    fn path(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    #[getter]
+    fn model_type(&self) -> String {
+        self.model.model_type().to_owned()
+    }
+
+    #[getter]
+    fn vocab_size(&self) -> usize {
+        self.model.vocab_size()
+    }
+
+    #[getter]
+    fn num_hidden_layers(&self) -> usize {
+        self.model.num_hidden_layers()
+    }
+
+    #[getter]
+    fn max_position_embeddings(&self) -> usize {
+        self.model.max_position_embeddings()
+    }
+
+    /// One forward pass over `[batch, seq]` ids: `logits` (of the last `logits_to_keep`
+    /// positions when given), `last_hidden_state`, and with `output_hidden_states` the
+    /// `hidden_states` list. Positions default to 0..seq, as transformers' are without a
+    /// cache.
+    #[pyo3(signature = (input_ids, attention_mask=None, position_ids=None, output_hidden_states=false, logits_to_keep=None))]
+    fn forward<'py>(
+        &self,
+        py: Python<'py>,
+        input_ids: PyReadonlyArray2<'py, i64>,
+        attention_mask: Option<PyReadonlyArray2<'py, i64>>,
+        position_ids: Option<PyReadonlyArray2<'py, i64>>,
+        output_hidden_states: bool,
+        logits_to_keep: Option<usize>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let vocab = self.model.vocab_size() as u64;
+        let ids = IdArray::read(&input_ids, "input_ids", vocab).map_err(|e| to_py(py, e))?;
+        let mask = attention_mask
+            .map(|m| IdArray::read(&m, "attention_mask", 2))
+            .transpose()
+            .map_err(|e| to_py(py, e))?;
+        let positions = position_ids
+            .map(|p| IdArray::read(&p, "position_ids", u32::MAX as u64))
+            .transpose()
+            .map_err(|e| to_py(py, e))?;
+        for (name, other) in [("attention_mask", &mask), ("position_ids", &positions)] {
+            if let Some(o) = other {
+                if (o.rows, o.cols) != (ids.rows, ids.cols) {
+                    return Err(invalid(
+                        py,
+                        format!(
+                            "`{name}` has shape [{}, {}], input_ids [{}, {}]",
+                            o.rows, o.cols, ids.rows, ids.cols
+                        ),
+                    ));
+                }
+            }
+        }
+        if logits_to_keep == Some(0) {
+            return Err(invalid(py, "logits_to_keep must be at least 1"));
+        }
+        let model = self.model.clone();
+        let (logits, last, hidden) = detach(py, move || {
+            let device = model.device().clone();
+            let positions = match &positions {
+                Some(p) => p.tensor(&device)?.to_dtype(DType::I64)?,
+                None => default_positions(ids.rows, 0, ids.cols, &device)?,
+            };
+            let opts = ForwardOptions {
+                attention_mask: mask.as_ref().map(|m| m.tensor(&device)).transpose()?,
+                output_hidden_states,
+                logits_to_keep,
+            };
+            let out = model.forward_with(
+                &ids.tensor(&device)?,
+                &positions,
+                &opts,
+                &mut model.new_cache(),
+            )?;
+            let hidden = out
+                .hidden_states
+                .iter()
+                .map(HostArray::from_tensor)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((
+                HostArray::from_tensor(&out.logits)?,
+                HostArray::from_tensor(&out.last_hidden_state)?,
+                hidden,
+            ))
+        })?;
+        let out = PyDict::new(py);
+        out.set_item("logits", logits.into_py(py)?)?;
+        out.set_item("last_hidden_state", last.into_py(py)?)?;
+        if output_hidden_states {
+            let arrays = hidden
+                .into_iter()
+                .map(|h| h.into_py(py))
+                .collect::<PyResult<Vec<_>>>()?;
+            out.set_item("hidden_states", arrays)?;
+        }
+        Ok(out)
+    }
+
+    /// Generates after each prompt (lists of ids, unpadded) with the resolved settings
+    /// `config` (JSON text): a list of `(generated ids, beam score or None)`,
+    /// `num_return_sequences` per prompt. `on_token(row, id)`, when given, sees each new
+    /// token of greedy and sampled search as it comes (a streamer); Ctrl-C stops the
+    /// generation with `KeyboardInterrupt`.
+    #[pyo3(signature = (prompts, config, on_token=None))]
+    fn generate(
+        &self,
+        py: Python<'_>,
+        prompts: Vec<Vec<u32>>,
+        config: &str,
+        on_token: Option<Py<PyAny>>,
+    ) -> PyResult<Vec<(Vec<u32>, Option<f32>)>> {
+        let config = generation_config(py, config)?;
+        let vocab = self.model.vocab_size() as u32;
+        if prompts.is_empty() {
+            return Err(invalid(py, "no prompts to generate from"));
+        }
+        for p in &prompts {
+            if p.is_empty() {
+                return Err(invalid(py, "a prompt holds no tokens"));
+            }
+            if let Some(bad) = p.iter().find(|&&id| id >= vocab) {
+                return Err(invalid(
+                    py,
+                    format!("input_ids holds {bad}, outside the vocabulary of {vocab} tokens"),
+                ));
+            }
+        }
+        let model = self.model.clone();
+        detach(py, move || {
+            let mut raised: Option<PyErr> = None;
+            let outputs = if config.num_beams > 1 {
+                let mut out = Vec::new();
+                for p in &prompts {
+                    interrupted()?;
+                    out.extend(beam_search(&*model, p, &config)?);
+                }
+                Ok(out)
+            } else {
+                generate_batch_with(&*model, &prompts, &config, |row, id| {
+                    let result = Python::attach(|py| -> PyResult<()> {
+                        py.check_signals()?;
+                        if let Some(cb) = &on_token {
+                            cb.call1(py, (row, id))?;
+                        }
+                        Ok(())
+                    });
+                    match result {
+                        Ok(()) => Ok(true),
+                        Err(e) => {
+                            raised = Some(e);
+                            Err(Error::InvalidInput("generation was interrupted".into()))
+                        }
+                    }
+                })
+            };
+            if let Some(e) = raised {
+                return Err(Failure::Python(e));
+            }
+            Ok(outputs?
+                .into_iter()
+                .map(|o| (o.ids, o.score))
+                .collect())
+        })
+    }
+}
+
+/// `KeyboardInterrupt` (or whatever the signal handler raised) when Ctrl-C was pressed.
+fn interrupted() -> Result<(), Failure> {
+    Python::attach(|py| py.check_signals())?;
+    Ok(())
+}
+
+fn to_py(py: Python<'_>, e: Error) -> PyErr {
+    crate::errors::to_py(py, e)
+}
+
+/// transformers' names of the encoder heads.
+fn task(py: Python<'_>, name: &str) -> PyResult<EncoderTask> {
+    Ok(match name {
+        "base" => EncoderTask::Base,
+        "masked-lm" => EncoderTask::MaskedLm,
+        "sequence-classification" => EncoderTask::SequenceClassification,
+        "token-classification" => EncoderTask::TokenClassification,
+        "question-answering" => EncoderTask::QuestionAnswering,
+        "multiple-choice" => EncoderTask::MultipleChoice,
+        "pretraining" => EncoderTask::PreTraining,
+        other => return Err(invalid(py, format!("unknown encoder head {other:?}"))),
+    })
+}
+
+/// An encoder (BERT, RoBERTa, DeBERTa, ModernBERT, ...) with the head of one task.
+#[pyclass(name = "Encoder", module = "trustformers._trustformers", frozen)]
+pub struct PyEncoder {
+    model: Arc<EncoderForTask>,
+    path: PathBuf,
+    config: Value,
+}
+
+#[pymethods]
+impl PyEncoder {
+    /// Loads the encoder at `name` with the head `task` (`base`, `masked-lm`,
+    /// `sequence-classification`, `token-classification`, `question-answering`,
+    /// `multiple-choice`, `pretraining`).
+    #[staticmethod]
+    #[pyo3(signature = (name, task, dtype=None))]
+    fn from_pretrained(
+        py: Python<'_>,
+        name: String,
+        task: &str,
+        dtype: Option<String>,
+    ) -> PyResult<Self> {
+        let task = self::task(py, task)?;
+        detach(py, move || {
+            let opts = load_options(dtype.as_deref())?;
+            let (path, config) = open(&name)?;
+            let model = config.load_encoder(Some(task), &opts)?;
+            Ok(Self {
+                model: Arc::new(model),
+                path,
+                config: config.json,
+            })
+        })
+    }
+
+    #[getter]
+    fn config_json(&self) -> String {
+        json_text(&self.config)
+    }
+
+    #[getter]
+    fn path(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    /// The head's labels in id order (`id2label`).
+    #[getter]
+    fn labels(&self) -> Vec<String> {
+        self.model.labels().to_vec()
+    }
+
+    /// One forward pass: `last_hidden_state`, `pooler_output`, `logits` or
+    /// `start_logits`/`end_logits` as the head gives them, `hidden_states` when asked.
+    /// Multiple choice takes `[batch, choices, seq]` ids flattened to `[batch * choices,
+    /// seq]` with `num_choices`.
+    #[pyo3(signature = (input_ids, attention_mask=None, token_type_ids=None, output_hidden_states=false, num_choices=None))]
+    fn forward<'py>(
+        &self,
+        py: Python<'py>,
+        input_ids: PyReadonlyArray2<'py, i64>,
+        attention_mask: Option<PyReadonlyArray2<'py, i64>>,
+        token_type_ids: Option<PyReadonlyArray2<'py, i64>>,
+        output_hidden_states: bool,
+        num_choices: Option<usize>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let spec = self.model.model().spec();
+        let ids = IdArray::read(&input_ids, "input_ids", spec.vocab_size as u64)
+            .map_err(|e| to_py(py, e))?;
+        let mask = attention_mask
+            .map(|m| IdArray::read(&m, "attention_mask", 2))
+            .transpose()
+            .map_err(|e| to_py(py, e))?;
+        let types = match spec.type_vocab_size {
+            0 => None,
+            n => token_type_ids
+                .map(|t| IdArray::read(&t, "token_type_ids", n as u64))
+                .transpose()
+                .map_err(|e| to_py(py, e))?,
+        };
+        for (name, other) in [("attention_mask", &mask), ("token_type_ids", &types)] {
+            if let Some(o) = other {
+                if (o.rows, o.cols) != (ids.rows, ids.cols) {
+                    return Err(invalid(
+                        py,
+                        format!(
+                            "`{name}` has shape [{}, {}], input_ids [{}, {}]",
+                            o.rows, o.cols, ids.rows, ids.cols
+                        ),
+                    ));
+                }
+            }
+        }
+        let choices = match (self.model.task(), num_choices) {
+            (EncoderTask::MultipleChoice, Some(c)) if c > 0 && ids.rows % c == 0 => Some(c),
+            (EncoderTask::MultipleChoice, _) => {
+                return Err(invalid(
+                    py,
+                    "multiple choice takes input_ids of shape [batch, num_choices, seq]",
+                ))
+            }
+            _ => None,
+        };
+        let model = self.model.clone();
+        let outputs = detach(py, move || {
+            let device = model.model().device().clone();
+            let shaped = |a: &IdArray| -> Result<Tensor, Failure> {
+                let t = a.tensor(&device)?;
+                Ok(match choices {
+                    Some(c) => t.reshape((a.rows / c, c, a.cols))?,
+                    None => t,
+                })
+            };
+            let ids_t = shaped(&ids)?;
+            let mask_t = mask.as_ref().map(&shaped).transpose()?;
+            let types_t = types.as_ref().map(&shaped).transpose()?;
+            let out = model.forward(
+                &ids_t,
+                types_t.as_ref(),
+                mask_t.as_ref(),
+                output_hidden_states,
+            )?;
+            let mut arrays: Vec<(&'static str, HostArray)> = vec![(
+                "last_hidden_state",
+                HostArray::from_tensor(&out.last_hidden_state)?,
+            )];
+            for (name, t) in [
+                ("pooler_output", &out.pooler_output),
+                ("logits", &out.logits),
+                ("start_logits", &out.start_logits),
+                ("end_logits", &out.end_logits),
+            ] {
+                if let Some(t) = t {
+                    arrays.push((name, HostArray::from_tensor(t)?));
+                }
+            }
+            let hidden = out
+                .hidden_states
+                .iter()
+                .map(HostArray::from_tensor)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((arrays, hidden))
+        })?;
+        let out = PyDict::new(py);
+        let (arrays, hidden) = outputs;
+        for (name, a) in arrays {
+            out.set_item(name, a.into_py(py)?)?;
+        }
+        if output_hidden_states {
+            let arrays = hidden
+                .into_iter()
+                .map(|h| h.into_py(py))
+                .collect::<PyResult<Vec<_>>>()?;
+            out.set_item("hidden_states", arrays)?;
+        }
+        Ok(out)
+    }
+}
+
+/// Which kind of model a checkpoint holds: `causal-lm`, `encoder`, `encoder-decoder`,
+/// ... (for `AutoModel`'s dispatch), with its config.json as JSON text.
+#[pyfunction]
+pub fn inspect(py: Python<'_>, name: String) -> PyResult<(String, String, String)> {
+    detach(py, move || {
+        let (path, config) = open(&name)?;
+        let kind = match (config.architecture.is_causal_lm(), config.kind()) {
+            (true, _) => "causal-lm",
+            (false, ModelKind::Encoder) => "encoder",
+            (false, ModelKind::EncoderDecoder) => "encoder-decoder",
+            (false, ModelKind::Vision) => "vision",
+            (false, ModelKind::Multimodal) => "multimodal",
+            (false, ModelKind::Decoder | ModelKind::StateSpace) => "causal-lm",
+        };
+        Ok((kind.to_owned(), json_text(&config.json), path.display().to_string()))
+    })
+}
