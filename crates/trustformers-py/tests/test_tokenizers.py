@@ -1,0 +1,127 @@
+"""Tokenizers through the Python API against transformers' outputs on the tokenizer parity
+corpus (the files `cargo test`'s parity test reads): ids with and without special tokens,
+offsets, special-token masks, tokens, decoded text, pairs, padded and truncated batches,
+and rendered chat templates."""
+
+import numpy as np
+import pytest
+
+import trustformers as tf
+from conftest import FIXTURES, read_json, real_models
+
+TOK = FIXTURES / "tokenizers"
+CORPUS = read_json(TOK / "corpus.json")
+BATCH = [
+    "Hello world",
+    "A much longer sentence with many more tokens in it than the first one.",
+    "",
+    "café 😀",
+    "short",
+]
+
+
+def check(name, path, keep=lambda text: True):
+    tok = tf.AutoTokenizer.from_pretrained(str(path))
+    exp = read_json(TOK / f"{name}.expected.json")
+    failures = []
+
+    def fail(what, got, want):
+        if got != want:
+            failures.append(f"{what}: got {got!r} want {want!r}")
+
+    for text, case in zip(CORPUS, exp["cases"]):
+        if not keep(text):
+            continue
+        enc = tok(text, return_offsets_mapping="offsets" in case, return_special_tokens_mask=True)
+        fail(f"ids of {text!r}", enc["input_ids"], case["ids"])
+        fail(f"plain ids of {text!r}", tok(text, add_special_tokens=False)["input_ids"], case["ids_plain"])
+        fail(f"encode of {text!r}", tok.encode(text), case["ids"])
+        fail(f"decode of {text!r}", tok.decode(case["ids"]), case["decoded"])
+        fail(f"decode(skip) of {text!r}", tok.decode(case["ids"], skip_special_tokens=True), case["decoded_skip"])
+        if "offsets" in case:
+            fail(f"offsets of {text!r}", [list(o) for o in enc["offset_mapping"]], case["offsets"])
+            fail(f"special_tokens_mask of {text!r}", enc["special_tokens_mask"], case["special_tokens_mask"])
+            fail(f"tokens of {text!r}", tok.convert_ids_to_tokens(enc["input_ids"]), case["tokens"])
+    for pair in exp["pairs"]:
+        kwargs = {}
+        if "truncation" in pair:
+            kwargs = {"truncation": pair["truncation"], "max_length": pair.get("max_length")}
+        try:
+            enc = tok(pair["a"], pair["b"], **kwargs)
+        except ValueError as e:
+            if "error" not in pair:
+                failures.append(f"pair {pair['a']!r}/{pair['b']!r}: {e}")
+            continue
+        if "error" in pair:
+            failures.append(f"pair {pair['a']!r}/{pair['b']!r}: transformers refused, got {enc['input_ids']}")
+            continue
+        fail(f"pair {pair['a']!r}/{pair['b']!r}", enc["input_ids"], pair["ids"])
+        if "token_type_ids" in pair:
+            got = tok(pair["a"], pair["b"], return_token_type_ids=True, **kwargs)["token_type_ids"]
+            fail(f"pair types {pair['a']!r}/{pair['b']!r}", got, pair["token_type_ids"])
+    for b in exp["batches"]:
+        kwargs = dict(b["kwargs"])
+        tok.padding_side = b["side"]
+        tok.truncation_side = b["side"]
+        enc = tok(BATCH, **kwargs)
+        fail(f"batch {kwargs} {b['side']}", (enc["input_ids"], enc["attention_mask"]), (b["input_ids"], b["attention_mask"]))
+    tok.padding_side = tok.truncation_side = "right"
+    for chat in exp["chat"]:
+        try:
+            got = tok.apply_chat_template(chat["messages"], add_generation_prompt=chat["add_generation_prompt"], tokenize=False)
+        except ValueError as e:
+            got = None
+            if chat["rendered"] is not None:
+                failures.append(f"chat {chat['messages']}: {e}")
+        fail(f"chat {chat['messages']}", got, chat["rendered"])
+    assert not failures, f"{len(failures)} mismatches:\n" + "\n".join(failures[:20])
+
+
+@pytest.mark.parametrize("name", ["wordpiece", "gpt2", "unigram", "spm_unigram", "spm_bpe"])
+def test_tokenizer_files_match_transformers(name):
+    check(name, TOK / name)
+
+
+def test_gguf_tokenizer_matches_transformers():
+    check("gguf_t5", TOK / "gguf_t5" / "t5-tokenizer.gguf")
+
+
+@real_models
+@pytest.mark.parametrize(
+    "name,model",
+    [
+        ("all-minilm-l6-v2", "all-minilm-l6-v2"),
+        ("smollm2", "smollm2-135m-instruct"),
+        ("gemma3", "gemma-3-270m"),
+    ],
+)
+def test_real_tokenizers_match_transformers(name, model):
+    check(name, model)
+
+
+def test_batch_encoding_and_tensors():
+    tok = tf.AutoTokenizer.from_pretrained(str(FIXTURES / "bert_base"))
+    enc = tok(["hello world", "hello"], padding=True, return_tensors="np")
+    assert isinstance(enc, tf.BatchEncoding)
+    assert enc.input_ids is enc["input_ids"]
+    assert list(enc) == ["input_ids", "token_type_ids", "attention_mask"]
+    assert enc["input_ids"].dtype == np.int64 and enc["input_ids"].shape[0] == 2
+    assert enc["attention_mask"][1].tolist().count(0) > 0
+    with pytest.raises(ValueError, match="padding"):
+        tok(["hello world", "hello"], return_tensors="np")
+    assert tok.batch_decode(enc["input_ids"], skip_special_tokens=True) == ["hello world", "hello"]
+    assert tok.cls_token == "[CLS]" and tok.convert_tokens_to_ids("[CLS]") == tok.cls_token_id
+    assert tok.convert_ids_to_tokens(tok.cls_token_id) == "[CLS]"
+    assert len(tok) == tok.vocab_size == len(tok.get_vocab())
+
+
+def test_pad_token_can_be_set_as_in_transformers():
+    tok = tf.AutoTokenizer.from_pretrained(str(TOK / "gpt2"))
+    with pytest.raises(ValueError, match="pad"):
+        tok(["a", "bb cc"], padding=True)
+    tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    enc = tok(["a", "bb cc"], padding=True)
+    assert enc["input_ids"][0][0] == tok.eos_token_id and enc["attention_mask"][0][0] == 0
+    with pytest.raises(ValueError, match="vocabulary"):
+        tok.pad_token = "<not a token>"
