@@ -233,7 +233,10 @@ impl GenerationConfig {
                     .map(|x| x.as_str().map(str::to_owned))
                     .collect::<Option<Vec<_>>>()
                     .ok_or_else(|| {
-                        Error::config("stop_strings", format!("must be a string or a list of strings, got {v}"))
+                        Error::config(
+                            "stop_strings",
+                            format!("must be a string or a list of strings, got {v}"),
+                        )
                     })?,
                 other => {
                     return Err(Error::config(
@@ -245,7 +248,10 @@ impl GenerationConfig {
         }
         if let Some(v) = f("bad_words_ids") {
             let lists = v.as_array().ok_or_else(|| {
-                Error::config("bad_words_ids", format!("must be a list of lists of token ids, got {v}"))
+                Error::config(
+                    "bad_words_ids",
+                    format!("must be a list of lists of token ids, got {v}"),
+                )
             })?;
             self.bad_words_ids = lists
                 .iter()

@@ -42,7 +42,11 @@ impl IdArray {
 
     /// The values as a `[rows, cols]` u32 tensor.
     pub fn tensor(&self, device: &Device) -> Result<Tensor, Error> {
-        Ok(Tensor::from_slice(&self.data, (self.rows, self.cols), device)?)
+        Ok(Tensor::from_slice(
+            &self.data,
+            (self.rows, self.cols),
+            device,
+        )?)
     }
 }
 

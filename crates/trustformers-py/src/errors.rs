@@ -34,9 +34,7 @@ pub fn raise(py: Python<'_>, name: &str, message: String) -> PyErr {
 /// of the engine itself the base `TrustformersError`.
 fn class_of(err: &Error) -> &'static str {
     match err {
-        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-            "FileNotFound"
-        }
+        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => "FileNotFound",
         Error::Io { .. }
         | Error::Safetensors { .. }
         | Error::Pth { .. }

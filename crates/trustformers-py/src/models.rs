@@ -10,13 +10,15 @@ use pyo3::types::PyDict;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use trustformers::generation::{beam_search, generate_batch_with, GenerationConfig};
+use trustformers::generation::{
+    beam_search, generate_batch_with, generate_seq2seq, GenerationConfig,
+};
 use trustformers::models::decoder::default_positions;
 use trustformers::models::encoder::heads::EncoderTask;
 use trustformers::models::ForwardOptions;
 use trustformers::{
-    resolve_model, AutoConfig, CausalLM, DType, EncoderForTask, Error, LoadOptions, ModelConfig,
-    ModelKind, Tensor,
+    resolve_model, AutoConfig, CausalLM, DType, EncoderDecoderLM, EncoderForTask, Error,
+    LoadOptions, ModelConfig, ModelKind, Tensor,
 };
 
 /// Load options from the Python side's `dtype` (`None` or "auto": the checkpoint's own way
@@ -71,8 +73,8 @@ fn generation_json(path: &Path, config: &ModelConfig) -> Result<Value, Error> {
 /// names, `max_new_tokens` always given), with the extensions `seed`,
 /// `frequency_penalty` and `presence_penalty`.
 fn generation_config(py: Python<'_>, json: &str) -> PyResult<GenerationConfig> {
-    let value: Value = serde_json::from_str(json)
-        .map_err(|e| invalid(py, format!("generation settings: {e}")))?;
+    let value: Value =
+        serde_json::from_str(json).map_err(|e| invalid(py, format!("generation settings: {e}")))?;
     let mut config = GenerationConfig::default();
     config
         .apply_json(&value)
@@ -306,7 +308,155 @@ impl PyCausalLM {
             if let Some(e) = raised {
                 return Err(Failure::Python(e));
             }
-            Ok(outputs?
+            Ok(outputs?.into_iter().map(|o| (o.ids, o.score)).collect())
+        })
+    }
+}
+
+/// An encoder-decoder (T5, BART, Marian, Pegasus, mBART) with its language-model head.
+#[pyclass(name = "Seq2SeqLM", module = "trustformers._trustformers", frozen)]
+pub struct PySeq2SeqLM {
+    model: Arc<dyn EncoderDecoderLM>,
+    path: PathBuf,
+    config: Value,
+    generation: Value,
+}
+
+#[pymethods]
+impl PySeq2SeqLM {
+    /// Loads the encoder-decoder at `name` (directory, `.gguf` file, Hub id or known model).
+    #[staticmethod]
+    #[pyo3(signature = (name, dtype=None))]
+    fn from_pretrained(py: Python<'_>, name: String, dtype: Option<String>) -> PyResult<Self> {
+        detach(py, move || {
+            let opts = load_options(dtype.as_deref())?;
+            let (path, config) = open(&name)?;
+            let generation = generation_json(&path, &config)?;
+            let model = config.load_seq2seq_lm(&opts)?;
+            Ok(Self {
+                model: Arc::from(model),
+                path,
+                config: config.json,
+                generation,
+            })
+        })
+    }
+
+    #[getter]
+    fn config_json(&self) -> String {
+        json_text(&self.config)
+    }
+
+    #[getter]
+    fn generation_json(&self) -> String {
+        json_text(&self.generation)
+    }
+
+    #[getter]
+    fn path(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    #[getter]
+    fn vocab_size(&self) -> usize {
+        self.model.vocab_size()
+    }
+
+    #[getter]
+    fn decoder_start_token_id(&self) -> u32 {
+        self.model.decoder_start_token_id()
+    }
+
+    /// Encodes the `[batch, source]` ids and decodes `decoder_input_ids` against them:
+    /// `logits`, the decoder's `last_hidden_state`, `encoder_last_hidden_state`.
+    #[pyo3(signature = (input_ids, decoder_input_ids, attention_mask=None))]
+    fn forward<'py>(
+        &self,
+        py: Python<'py>,
+        input_ids: PyReadonlyArray2<'py, i64>,
+        decoder_input_ids: PyReadonlyArray2<'py, i64>,
+        attention_mask: Option<PyReadonlyArray2<'py, i64>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let vocab = self.model.vocab_size() as u64;
+        let ids = IdArray::read(&input_ids, "input_ids", vocab).map_err(|e| to_py(py, e))?;
+        let target = IdArray::read(&decoder_input_ids, "decoder_input_ids", vocab)
+            .map_err(|e| to_py(py, e))?;
+        let mask = attention_mask
+            .map(|m| IdArray::read(&m, "attention_mask", 2))
+            .transpose()
+            .map_err(|e| to_py(py, e))?;
+        if let Some(m) = &mask {
+            if (m.rows, m.cols) != (ids.rows, ids.cols) {
+                return Err(invalid(
+                    py,
+                    format!(
+                        "`attention_mask` has shape [{}, {}], input_ids [{}, {}]",
+                        m.rows, m.cols, ids.rows, ids.cols
+                    ),
+                ));
+            }
+        }
+        if target.rows != ids.rows {
+            return Err(invalid(
+                py,
+                format!(
+                    "decoder_input_ids has {} rows, input_ids {}",
+                    target.rows, ids.rows
+                ),
+            ));
+        }
+        let model = self.model.clone();
+        let arrays = detach(py, move || {
+            let device = model.device().clone();
+            let mask = mask.as_ref().map(|m| m.tensor(&device)).transpose()?;
+            let encoded = model.encode(&ids.tensor(&device)?, mask.as_ref())?;
+            let encoder_out = HostArray::from_tensor(&encoded)?;
+            let mut cache = model.new_cache(encoded, mask)?;
+            let out = model.decode(
+                &target.tensor(&device)?,
+                &ForwardOptions::default(),
+                &mut cache,
+            )?;
+            Ok([
+                ("logits", HostArray::from_tensor(&out.logits)?),
+                (
+                    "last_hidden_state",
+                    HostArray::from_tensor(&out.last_hidden_state)?,
+                ),
+                ("encoder_last_hidden_state", encoder_out),
+            ])
+        })?;
+        let out = PyDict::new(py);
+        for (name, a) in arrays {
+            out.set_item(name, a.into_py(py)?)?;
+        }
+        Ok(out)
+    }
+
+    /// Generates from each source (lists of ids, unpadded) with the resolved settings
+    /// `config` (JSON text): `(ids after the decoder start token, beam score or None)`,
+    /// `num_return_sequences` per source.
+    fn generate(
+        &self,
+        py: Python<'_>,
+        sources: Vec<Vec<u32>>,
+        config: &str,
+    ) -> PyResult<Vec<(Vec<u32>, Option<f32>)>> {
+        let config = generation_config(py, config)?;
+        let vocab = self.model.vocab_size() as u32;
+        if sources.is_empty() || sources.iter().any(Vec::is_empty) {
+            return Err(invalid(py, "every source must hold at least one token"));
+        }
+        if let Some(bad) = sources.iter().flatten().find(|&&id| id >= vocab) {
+            return Err(invalid(
+                py,
+                format!("input_ids holds {bad}, outside the vocabulary of {vocab} tokens"),
+            ));
+        }
+        let model = self.model.clone();
+        detach(py, move || {
+            interrupted()?;
+            Ok(generate_seq2seq(&*model, &sources, &config)?
                 .into_iter()
                 .map(|o| (o.ids, o.score))
                 .collect())
@@ -509,6 +659,10 @@ pub fn inspect(py: Python<'_>, name: String) -> PyResult<(String, String, String
             (false, ModelKind::Multimodal) => "multimodal",
             (false, ModelKind::Decoder | ModelKind::StateSpace) => "causal-lm",
         };
-        Ok((kind.to_owned(), json_text(&config.json), path.display().to_string()))
+        Ok((
+            kind.to_owned(),
+            json_text(&config.json),
+            path.display().to_string(),
+        ))
     })
 }

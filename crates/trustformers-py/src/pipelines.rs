@@ -190,7 +190,9 @@ impl PyPipeline {
                 ..Default::default()
             };
             let loaded = match task.as_str() {
-                "feature-extraction" => Loaded::FeatureExtraction(Pipeline::from_pretrained(&path, &opts)?),
+                "feature-extraction" => {
+                    Loaded::FeatureExtraction(Pipeline::from_pretrained(&path, &opts)?)
+                }
                 "fill-mask" => Loaded::FillMask(Pipeline::from_pretrained(&path, &opts)?),
                 "text-classification" | "sentiment-analysis" => {
                     Loaded::TextClassification(Pipeline::from_pretrained(&path, &opts)?)
@@ -198,10 +200,16 @@ impl PyPipeline {
                 "token-classification" | "ner" => {
                     Loaded::TokenClassification(Pipeline::from_pretrained(&path, &opts)?)
                 }
-                "question-answering" => Loaded::QuestionAnswering(Pipeline::from_pretrained(&path, &opts)?),
-                "zero-shot-classification" => Loaded::ZeroShot(Pipeline::from_pretrained(&path, &opts)?),
+                "question-answering" => {
+                    Loaded::QuestionAnswering(Pipeline::from_pretrained(&path, &opts)?)
+                }
+                "zero-shot-classification" => {
+                    Loaded::ZeroShot(Pipeline::from_pretrained(&path, &opts)?)
+                }
                 "summarization" => Loaded::Summarization(Pipeline::from_pretrained(&path, &opts)?),
-                "text2text-generation" => Loaded::Text2Text(Pipeline::from_pretrained(&path, &opts)?),
+                "text2text-generation" => {
+                    Loaded::Text2Text(Pipeline::from_pretrained(&path, &opts)?)
+                }
                 name if name == "translation" || name.starts_with("translation_") => {
                     let langs = name
                         .strip_prefix("translation_")
@@ -256,7 +264,10 @@ impl PyPipeline {
         batch_size: usize,
     ) -> PyResult<Vec<Bound<'py, PyArrayDyn<f32>>>> {
         let Loaded::FeatureExtraction(pipe) = &self.loaded else {
-            return Err(invalid(py, format!("{} does not extract features", self.task)));
+            return Err(invalid(
+                py,
+                format!("{} does not extract features", self.task),
+            ));
         };
         let params = FeatureExtractionParams {
             truncation,
@@ -352,7 +363,9 @@ impl PyPipeline {
                 Ok(Value::Array(
                     results
                         .iter()
-                        .map(|entities| Value::Array(entities.iter().map(Entity::to_json).collect()))
+                        .map(|entities| {
+                            Value::Array(entities.iter().map(Entity::to_json).collect())
+                        })
                         .collect(),
                 ))
             }
@@ -361,7 +374,9 @@ impl PyPipeline {
                 let defaults = QuestionAnsweringParams::default();
                 let params = QuestionAnsweringParams {
                     top_k: p.usize("top_k")?.unwrap_or(defaults.top_k),
-                    max_answer_len: p.usize("max_answer_len")?.unwrap_or(defaults.max_answer_len),
+                    max_answer_len: p
+                        .usize("max_answer_len")?
+                        .unwrap_or(defaults.max_answer_len),
                     max_seq_len: p.usize("max_seq_len")?.or(defaults.max_seq_len),
                     doc_stride: p.usize("doc_stride")?.or(defaults.doc_stride),
                     handle_impossible_answer: p
@@ -397,10 +412,10 @@ impl PyPipeline {
                 let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
                 to_json(pipe.call(&refs, &params)?)
             }
-            Loaded::Summarization(pipe) => self.text2text(pipe, "summary_text", inputs, params, None),
-            Loaded::Text2Text(pipe) => {
-                self.text2text(pipe, "generated_text", inputs, params, None)
+            Loaded::Summarization(pipe) => {
+                self.text2text(pipe, "summary_text", inputs, params, None)
             }
+            Loaded::Text2Text(pipe) => self.text2text(pipe, "generated_text", inputs, params, None),
             Loaded::Translation(pipe, langs) => {
                 self.text2text(pipe, "translation_text", inputs, params, langs.as_ref())
             }
@@ -446,7 +461,11 @@ impl PyPipeline {
 
 /// sentence-transformers' `SentenceTransformer`: a checkpoint with its pooling (and
 /// normalisation) modules.
-#[pyclass(name = "SentenceTransformer", module = "trustformers._trustformers", frozen)]
+#[pyclass(
+    name = "SentenceTransformer",
+    module = "trustformers._trustformers",
+    frozen
+)]
 pub struct PySentenceTransformer {
     model: SentenceTransformer,
     path: String,

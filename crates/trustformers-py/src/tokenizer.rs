@@ -349,7 +349,9 @@ impl PyTokenizer {
             if current.token_to_id(t).is_none() {
                 return Err(invalid(
                     py,
-                    format!("{name}: {t:?} is not in the vocabulary; adding tokens is not supported"),
+                    format!(
+                        "{name}: {t:?} is not in the vocabulary; adding tokens is not supported"
+                    ),
                 ));
             }
         }
@@ -402,4 +404,3 @@ impl PyTokenizer {
         self.get().len()
     }
 }
-

@@ -163,3 +163,33 @@ def test_left_padded_batch_matches_transformers(name):
         new = row[width:].tolist()
         assert new[: len(want)] == want
         assert all(t == 0 for t in new[len(want) :])
+
+
+SEQ2SEQ = ["t5", "t5_v1_1", "mt5", "umt5", "bart", "mbart", "marian", "pegasus", "t5_gguf"]
+
+
+def sources(exp):
+    return [row[m.astype(bool)] for row, m in zip(exp["input_ids"], exp["attention_mask"])]
+
+
+@pytest.mark.parametrize("name", SEQ2SEQ)
+def test_encoder_decoder_matches_transformers(name):
+    model = tf.AutoModelForSeq2SeqLM.from_pretrained(checkpoint(name))
+    exp = expected(name)
+    out = model(exp["input_ids"], attention_mask=exp["attention_mask"], decoder_input_ids=exp["decoder_input_ids"])
+    assert float(np.abs(out.logits - exp["logits"]).max()) <= ATOL
+    assert float(np.abs(out.encoder_last_hidden_state - exp["encoder_last_hidden_state"]).max()) <= ATOL
+    # Greedy on the batch (the second source padded), beam search on each source alone; the
+    # fixtures mark the end of a row with -1.
+    gen = model.generate(exp["input_ids"], attention_mask=exp["attention_mask"], max_new_tokens=8)
+    start = model.generation_config.decoder_start_token_id
+    assert (gen[:, 0] == (model._model.decoder_start_token_id if start is None else start)).all()
+    pad = model.generation_config.pad_token_id or 0
+    for row, want in zip(gen, exp["greedy_ids"]):
+        want = [int(t) for t in want if t >= 0]
+        got = row[1:].tolist()
+        assert got[: len(want)] == want and all(t == pad for t in got[len(want) :]), (got, want)
+    for source, want in zip(sources(exp), exp["beam_ids"]):
+        got = model.generate(source[None], max_new_tokens=8, num_beams=3)[0, 1:].tolist()
+        want = [int(t) for t in want if t >= 0]
+        assert got[: len(want)] == want and all(t == pad for t in got[len(want) :]), (got, want)

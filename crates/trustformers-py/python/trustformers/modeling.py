@@ -202,19 +202,7 @@ class CausalLMModel(PreTrainedModel):
             raise InvalidArgument("a base model (AutoModel) has no language-model head; use AutoModelForCausalLM")
         if input_ids is None:
             raise InvalidArgument("input_ids is required (this model has no default prompt)")
-        for ignored in ("use_cache", "tokenizer"):
-            kwargs.pop(ignored, None)
-        config = (generation_config or self.generation_config).copy()
-        if generation_config is not None:
-            # The model's settings under the ones given, as transformers merges them.
-            merged = self.generation_config.copy()
-            merged.update(**generation_config.to_dict())
-            config = merged
-        unused = config.update(**kwargs)
-        if unused:
-            raise InvalidArgument(
-                f"The following `model_kwargs` are not used by the model: {sorted(unused)}"
-            )
+        config = _merged_config(self.generation_config, generation_config, kwargs)
         ids = as_ids(input_ids, "input_ids")
         if attention_mask is None:
             pad = as_id_list(config.pad_token_id, "pad_token_id")
@@ -233,48 +221,7 @@ class CausalLMModel(PreTrainedModel):
         width = ids.shape[1]
         if settings["max_new_tokens"] is None:
             settings["max_new_tokens"] = max(1, int(settings["max_length"]) - width)
-        for key in ("max_new_tokens", "num_beams", "num_return_sequences"):
-            value = settings[key]
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise InvalidArgument(f"`{key}` must be a positive integer, got {value!r}")
-        eos = as_id_list(settings["eos_token_id"], "eos_token_id") or []
-        pad = as_id_list(settings["pad_token_id"], "pad_token_id")
-        pad_id = pad[0] if pad else (eos[0] if eos else 0)
-        if settings["do_sample"] and settings["seed"] is None:
-            settings["seed"] = next_seed()
-        rust = {
-            key: settings[key]
-            for key in (
-                "max_new_tokens",
-                "min_new_tokens",
-                "min_length",
-                "do_sample",
-                "temperature",
-                "top_k",
-                "top_p",
-                "min_p",
-                "typical_p",
-                "repetition_penalty",
-                "no_repeat_ngram_size",
-                "bad_words_ids",
-                "max_time",
-                "num_beams",
-                "length_penalty",
-                "num_return_sequences",
-                "early_stopping",
-                "forced_bos_token_id",
-                "forced_eos_token_id",
-                "stop_strings",
-                "seed",
-                "frequency_penalty",
-                "presence_penalty",
-            )
-            if settings[key] is not None
-        }
-        rust["eos_token_id"] = eos
-        rust["pad_token_id"] = pad_id
-        if settings["stop_strings"] is not None:
-            raise InvalidArgument("stop_strings is not supported: generate() stops on token ids (eos_token_id)")
+        rust, pad_id = _rust_settings(settings)
         prompts = [row[m.astype(bool)].tolist() for row, m in zip(ids, mask)]
         on_token = None
         if streamer is not None:
@@ -305,6 +252,70 @@ class CausalLMModel(PreTrainedModel):
             name = "GenerateBeamDecoderOnlyOutput" if settings["num_beams"] > 1 else "GenerateDecoderOnlyOutput"
             return _output(name, fields)
         return sequences
+
+
+def _merged_config(
+    model_config: GenerationConfig, given: Optional[GenerationConfig], kwargs: Dict[str, Any]
+) -> GenerationConfig:
+    """The model's generation config under a given one and the call's keywords, as
+    transformers merges them; keywords that are not generation fields are refused."""
+    for ignored in ("use_cache", "tokenizer"):
+        kwargs.pop(ignored, None)
+    config = model_config.copy()
+    if given is not None:
+        if not isinstance(given, GenerationConfig):
+            raise InvalidArgument("generation_config must be a GenerationConfig")
+        config.update(**given.to_dict())
+    unused = config.update(**kwargs)
+    if unused:
+        raise InvalidArgument(f"The following `model_kwargs` are not used by the model: {sorted(unused)}")
+    return config
+
+
+_RUST_FIELDS = (
+    "max_new_tokens",
+    "min_new_tokens",
+    "min_length",
+    "do_sample",
+    "temperature",
+    "top_k",
+    "top_p",
+    "min_p",
+    "typical_p",
+    "repetition_penalty",
+    "no_repeat_ngram_size",
+    "bad_words_ids",
+    "max_time",
+    "num_beams",
+    "length_penalty",
+    "num_return_sequences",
+    "early_stopping",
+    "forced_bos_token_id",
+    "forced_eos_token_id",
+    "decoder_start_token_id",
+    "seed",
+    "frequency_penalty",
+    "presence_penalty",
+)
+
+
+def _rust_settings(settings: Dict[str, Any]) -> Tuple[Dict[str, Any], int]:
+    """Resolved settings as the engine takes them, and the id that pads finished rows."""
+    for key in ("num_beams", "num_return_sequences") + (("max_new_tokens",) if settings["max_new_tokens"] is not None else ()):
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise InvalidArgument(f"`{key}` must be a positive integer, got {value!r}")
+    if settings["stop_strings"] is not None:
+        raise InvalidArgument("stop_strings is not supported: generate() stops on token ids (eos_token_id)")
+    eos = as_id_list(settings["eos_token_id"], "eos_token_id") or []
+    pad = as_id_list(settings["pad_token_id"], "pad_token_id")
+    pad_id = pad[0] if pad else (eos[0] if eos else 0)
+    if settings["do_sample"] and settings["seed"] is None:
+        settings["seed"] = next_seed()
+    rust = {key: settings[key] for key in _RUST_FIELDS if settings.get(key) is not None}
+    rust["eos_token_id"] = eos
+    rust["pad_token_id"] = pad_id
+    return rust, pad_id
 
 
 _ENCODER_OUTPUTS = {
@@ -440,6 +451,100 @@ class AutoModelForCausalLM:
         return CausalLMModel(_trustformers.CausalLM.from_pretrained(name, dtype), name)
 
 
+class Seq2SeqLMModel(PreTrainedModel):
+    """An encoder-decoder with its language-model head (``AutoModelForSeq2SeqLM``: T5, BART,
+    Marian, Pegasus, mBART): logits for decoder inputs, and ``generate``."""
+
+    def __init__(self, inner: "_trustformers.Seq2SeqLM", name_or_path: str):
+        self._model = inner
+        self.name_or_path = name_or_path
+        self.config = PretrainedConfig(json.loads(inner.config_json))
+        generation = GenerationConfig.from_model_config(self.config)
+        generation.update(**{k: v for k, v in json.loads(inner.generation_json).items() if not k.startswith("_")})
+        self.generation_config = generation
+
+    def forward(
+        self,
+        input_ids: Any = None,
+        attention_mask: Any = None,
+        decoder_input_ids: Any = None,
+        **kwargs: Any,
+    ) -> ModelOutput:
+        """Encodes ``input_ids`` and decodes ``decoder_input_ids`` against them: ``logits``
+        and ``encoder_last_hidden_state``."""
+        for unsupported in ("output_hidden_states", "decoder_attention_mask", "encoder_outputs"):
+            if kwargs.pop(unsupported, None):
+                raise InvalidArgument(f"{unsupported} is not supported for encoder-decoders")
+        _common_inputs(kwargs, ("input_ids", "attention_mask", "decoder_input_ids"))
+        if input_ids is None or decoder_input_ids is None:
+            raise InvalidArgument("input_ids and decoder_input_ids are required")
+        ids = as_ids(input_ids, "input_ids")
+        mask = None if attention_mask is None else as_ids(attention_mask, "attention_mask")
+        out = self._model.forward(ids, as_ids(decoder_input_ids, "decoder_input_ids"), mask)
+        return _output(
+            "Seq2SeqLMOutput",
+            {"logits": out["logits"], "encoder_last_hidden_state": out["encoder_last_hidden_state"]},
+        )
+
+    def can_generate(self) -> bool:
+        return True
+
+    def generate(
+        self,
+        input_ids: Any = None,
+        attention_mask: Any = None,
+        generation_config: Optional[GenerationConfig] = None,
+        **kwargs: Any,
+    ) -> Any:
+        """transformers' ``generate()`` for an encoder-decoder: the decoder's ids, starting
+        with the decoder start token, finished rows padded with ``pad_token_id``."""
+        if kwargs.get("streamer") is not None:
+            raise InvalidArgument("streamers are not supported for encoder-decoders")
+        kwargs.pop("streamer", None)
+        if input_ids is None:
+            raise InvalidArgument("input_ids is required")
+        config = _merged_config(self.generation_config, generation_config, kwargs)
+        ids = as_ids(input_ids, "input_ids")
+        mask = np.ones_like(ids) if attention_mask is None else as_ids(attention_mask, "attention_mask")
+        if mask.shape != ids.shape:
+            raise InvalidArgument(f"attention_mask has shape {list(mask.shape)}, input_ids {list(ids.shape)}")
+        settings = resolve(config)
+        rust, pad_id = _rust_settings(settings)
+        if settings["max_new_tokens"] is None:
+            # max_length counts the decoder start token, as in transformers.
+            rust["max_length"] = int(settings["max_length"])
+        start = settings["decoder_start_token_id"]
+        start = self._model.decoder_start_token_id if start is None else int(start)
+        sources = [row[m.astype(bool)].tolist() for row, m in zip(ids, mask)]
+        results = self._model.generate(sources, json.dumps(rust))
+        longest = max(len(r[0]) for r in results)
+        sequences = np.full((len(results), 1 + longest), pad_id, dtype=np.int64)
+        sequences[:, 0] = start
+        for i, (new, _) in enumerate(results):
+            sequences[i, 1 : 1 + len(new)] = new
+        if settings["return_dict_in_generate"]:
+            fields: Dict[str, Any] = {"sequences": sequences}
+            if settings["num_beams"] > 1:
+                fields["sequences_scores"] = np.array([s for _, s in results], dtype=np.float32)
+            name = "GenerateBeamEncoderDecoderOutput" if settings["num_beams"] > 1 else "GenerateEncoderDecoderOutput"
+            return _output(name, fields)
+        return sequences
+
+
+class AutoModelForSeq2SeqLM:
+    """Loads an encoder-decoder with its language-model head (T5, BART, Marian, Pegasus,
+    mBART; safetensors or llama.cpp's T5 GGUF)."""
+
+    def __init__(self) -> None:
+        raise InvalidArgument("use AutoModelForSeq2SeqLM.from_pretrained(name_or_path)")
+
+    @staticmethod
+    def from_pretrained(pretrained_model_name_or_path: Union[str, "os.PathLike[str]"], **kwargs: Any) -> Seq2SeqLMModel:
+        name = check_path(pretrained_model_name_or_path)
+        dtype = _load_kwargs(kwargs, "AutoModelForSeq2SeqLM")
+        return Seq2SeqLMModel(_trustformers.Seq2SeqLM.from_pretrained(name, dtype), name)
+
+
 class AutoModel:
     """Loads the base model of a checkpoint: an encoder's hidden states and pooler output,
     or a decoder's last hidden state."""
@@ -462,6 +567,7 @@ class AutoModel:
 __all__ = [
     "AutoModel",
     "AutoModelForCausalLM",
+    "AutoModelForSeq2SeqLM",
     "AutoModelForMaskedLM",
     "AutoModelForSequenceClassification",
     "AutoModelForTokenClassification",
@@ -472,4 +578,5 @@ __all__ = [
     "PreTrainedModel",
     "CausalLMModel",
     "EncoderModel",
+    "Seq2SeqLMModel",
 ]
