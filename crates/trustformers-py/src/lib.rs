@@ -28,6 +28,7 @@ fn _trustformers(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<models::PyCausalLM>()?;
     m.add_class::<models::PyEncoder>()?;
     m.add_class::<models::PySeq2SeqLM>()?;
+    m.add_class::<models::PyCheckpoint>()?;
     m.add_class::<pipelines::PyPipeline>()?;
     m.add_class::<pipelines::PySentenceTransformer>()?;
     m.add_function(wrap_pyfunction!(models::inspect, m)?)?;

@@ -23,7 +23,7 @@ use trustformers::{
 
 /// Load options from the Python side's `dtype` (`None` or "auto": the checkpoint's own way
 /// of loading; GGUF weights stay quantized).
-fn load_options(dtype: Option<&str>) -> Result<LoadOptions, Error> {
+pub fn load_options(dtype: Option<&str>) -> Result<LoadOptions, Error> {
     let dtype = match dtype {
         None | Some("auto") => None,
         Some(name) => Some(trustformers::core::parse_dtype(name)?),
@@ -39,6 +39,46 @@ fn open(name: &str) -> Result<(PathBuf, ModelConfig), Error> {
     let path = resolve_model(Some(name))?;
     let config = AutoConfig::from_pretrained(&path)?;
     Ok((path, config))
+}
+
+/// What a loaded checkpoint says about itself, for the Python side: where it was found,
+/// its config.json (for GGUF, the equivalent built from its metadata) and what it says
+/// about generation (see [`generation_json`]), as JSON text.
+#[pyclass(
+    name = "Checkpoint",
+    module = "trustformers._trustformers",
+    frozen,
+    get_all
+)]
+#[derive(Clone)]
+pub struct PyCheckpoint {
+    path: String,
+    config_json: String,
+    generation_json: String,
+}
+
+impl PyCheckpoint {
+    fn new(path: &Path, config: &ModelConfig) -> Result<Self, Error> {
+        Ok(Self {
+            path: path.display().to_string(),
+            config_json: json_text(&config.json),
+            generation_json: json_text(&generation_json(path, config)?),
+        })
+    }
+}
+
+/// `Err` naming `name` when `other` (a mask, positions, types) is not shaped as `ids`.
+fn same_shape(py: Python<'_>, name: &str, other: Option<&IdArray>, ids: &IdArray) -> PyResult<()> {
+    match other {
+        Some(o) if (o.rows, o.cols) != (ids.rows, ids.cols) => Err(invalid(
+            py,
+            format!(
+                "`{name}` has shape [{}, {}], input_ids [{}, {}]",
+                o.rows, o.cols, ids.rows, ids.cols
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn json_text(value: &Value) -> String {
@@ -97,9 +137,7 @@ fn generation_config(py: Python<'_>, json: &str) -> PyResult<GenerationConfig> {
 #[pyclass(name = "CausalLM", module = "trustformers._trustformers", frozen)]
 pub struct PyCausalLM {
     model: Arc<dyn CausalLM>,
-    path: PathBuf,
-    config: Value,
-    generation: Value,
+    checkpoint: PyCheckpoint,
 }
 
 #[pymethods]
@@ -117,33 +155,17 @@ impl PyCausalLM {
                     .wrong_kind("a causal language model (AutoModelForCausalLM)")
                     .into());
             }
-            let generation = generation_json(&path, &config)?;
-            let model = config.load_causal_lm(&opts)?;
+            let checkpoint = PyCheckpoint::new(&path, &config)?;
             Ok(Self {
-                model: Arc::from(model),
-                path,
-                config: config.json,
-                generation,
+                model: Arc::from(config.load_causal_lm(&opts)?),
+                checkpoint,
             })
         })
     }
 
-    /// config.json (for GGUF, the equivalent built from its metadata) as JSON text.
     #[getter]
-    fn config_json(&self) -> String {
-        json_text(&self.config)
-    }
-
-    /// generation_config.json (for GGUF, its special token ids) as JSON text.
-    #[getter]
-    fn generation_json(&self) -> String {
-        json_text(&self.generation)
-    }
-
-    /// Where the checkpoint was found.
-    #[getter]
-    fn path(&self) -> String {
-        self.path.display().to_string()
+    fn checkpoint(&self) -> PyCheckpoint {
+        self.checkpoint.clone()
     }
 
     #[getter]
@@ -190,19 +212,8 @@ impl PyCausalLM {
             .map(|p| IdArray::read(&p, "position_ids", u32::MAX as u64))
             .transpose()
             .map_err(|e| to_py(py, e))?;
-        for (name, other) in [("attention_mask", &mask), ("position_ids", &positions)] {
-            if let Some(o) = other {
-                if (o.rows, o.cols) != (ids.rows, ids.cols) {
-                    return Err(invalid(
-                        py,
-                        format!(
-                            "`{name}` has shape [{}, {}], input_ids [{}, {}]",
-                            o.rows, o.cols, ids.rows, ids.cols
-                        ),
-                    ));
-                }
-            }
-        }
+        same_shape(py, "attention_mask", mask.as_ref(), &ids)?;
+        same_shape(py, "position_ids", positions.as_ref(), &ids)?;
         if logits_to_keep == Some(0) {
             return Err(invalid(py, "logits_to_keep must be at least 1"));
         }
@@ -317,9 +328,7 @@ impl PyCausalLM {
 #[pyclass(name = "Seq2SeqLM", module = "trustformers._trustformers", frozen)]
 pub struct PySeq2SeqLM {
     model: Arc<dyn EncoderDecoderLM>,
-    path: PathBuf,
-    config: Value,
-    generation: Value,
+    checkpoint: PyCheckpoint,
 }
 
 #[pymethods]
@@ -331,30 +340,17 @@ impl PySeq2SeqLM {
         detach(py, move || {
             let opts = load_options(dtype.as_deref())?;
             let (path, config) = open(&name)?;
-            let generation = generation_json(&path, &config)?;
-            let model = config.load_seq2seq_lm(&opts)?;
+            let checkpoint = PyCheckpoint::new(&path, &config)?;
             Ok(Self {
-                model: Arc::from(model),
-                path,
-                config: config.json,
-                generation,
+                model: Arc::from(config.load_seq2seq_lm(&opts)?),
+                checkpoint,
             })
         })
     }
 
     #[getter]
-    fn config_json(&self) -> String {
-        json_text(&self.config)
-    }
-
-    #[getter]
-    fn generation_json(&self) -> String {
-        json_text(&self.generation)
-    }
-
-    #[getter]
-    fn path(&self) -> String {
-        self.path.display().to_string()
+    fn checkpoint(&self) -> PyCheckpoint {
+        self.checkpoint.clone()
     }
 
     #[getter]
@@ -385,17 +381,7 @@ impl PySeq2SeqLM {
             .map(|m| IdArray::read(&m, "attention_mask", 2))
             .transpose()
             .map_err(|e| to_py(py, e))?;
-        if let Some(m) = &mask {
-            if (m.rows, m.cols) != (ids.rows, ids.cols) {
-                return Err(invalid(
-                    py,
-                    format!(
-                        "`attention_mask` has shape [{}, {}], input_ids [{}, {}]",
-                        m.rows, m.cols, ids.rows, ids.cols
-                    ),
-                ));
-            }
-        }
+        same_shape(py, "attention_mask", mask.as_ref(), &ids)?;
         if target.rows != ids.rows {
             return Err(invalid(
                 py,
@@ -492,8 +478,7 @@ fn task(py: Python<'_>, name: &str) -> PyResult<EncoderTask> {
 #[pyclass(name = "Encoder", module = "trustformers._trustformers", frozen)]
 pub struct PyEncoder {
     model: Arc<EncoderForTask>,
-    path: PathBuf,
-    config: Value,
+    checkpoint: PyCheckpoint,
 }
 
 #[pymethods]
@@ -513,23 +498,17 @@ impl PyEncoder {
         detach(py, move || {
             let opts = load_options(dtype.as_deref())?;
             let (path, config) = open(&name)?;
-            let model = config.load_encoder(Some(task), &opts)?;
+            let checkpoint = PyCheckpoint::new(&path, &config)?;
             Ok(Self {
-                model: Arc::new(model),
-                path,
-                config: config.json,
+                model: Arc::new(config.load_encoder(Some(task), &opts)?),
+                checkpoint,
             })
         })
     }
 
     #[getter]
-    fn config_json(&self) -> String {
-        json_text(&self.config)
-    }
-
-    #[getter]
-    fn path(&self) -> String {
-        self.path.display().to_string()
+    fn checkpoint(&self) -> PyCheckpoint {
+        self.checkpoint.clone()
     }
 
     /// The head's labels in id order (`id2label`).
@@ -566,19 +545,8 @@ impl PyEncoder {
                 .transpose()
                 .map_err(|e| to_py(py, e))?,
         };
-        for (name, other) in [("attention_mask", &mask), ("token_type_ids", &types)] {
-            if let Some(o) = other {
-                if (o.rows, o.cols) != (ids.rows, ids.cols) {
-                    return Err(invalid(
-                        py,
-                        format!(
-                            "`{name}` has shape [{}, {}], input_ids [{}, {}]",
-                            o.rows, o.cols, ids.rows, ids.cols
-                        ),
-                    ));
-                }
-            }
-        }
+        same_shape(py, "attention_mask", mask.as_ref(), &ids)?;
+        same_shape(py, "token_type_ids", types.as_ref(), &ids)?;
         let choices = match (self.model.task(), num_choices) {
             (EncoderTask::MultipleChoice, Some(c)) if c > 0 && ids.rows % c == 0 => Some(c),
             (EncoderTask::MultipleChoice, _) => {

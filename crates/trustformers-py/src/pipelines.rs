@@ -5,6 +5,7 @@
 
 use crate::arrays::HostArray;
 use crate::errors::{detach, invalid, Failure};
+use crate::models::load_options;
 use numpy::PyArrayDyn;
 use pyo3::prelude::*;
 use serde::Serialize;
@@ -12,7 +13,7 @@ use serde_json::{Map, Value};
 use trustformers::pipelines::pipeline::Pipeline;
 use trustformers::pipelines::*;
 use trustformers::tokenizers::TextInput;
-use trustformers::{resolve_model, Error, LoadOptions};
+use trustformers::{resolve_model, Error};
 
 enum Loaded {
     FeatureExtraction(FeatureExtractionPipeline),
@@ -181,14 +182,7 @@ impl PyPipeline {
     fn new(py: Python<'_>, task: String, model: String, dtype: Option<String>) -> PyResult<Self> {
         detach(py, move || {
             let path = resolve_model(Some(&model))?;
-            let opts = LoadOptions {
-                dtype: dtype
-                    .as_deref()
-                    .filter(|d| *d != "auto")
-                    .map(trustformers::core::parse_dtype)
-                    .transpose()?,
-                ..Default::default()
-            };
+            let opts = load_options(dtype.as_deref())?;
             let loaded = match task.as_str() {
                 "feature-extraction" => {
                     Loaded::FeatureExtraction(Pipeline::from_pretrained(&path, &opts)?)
@@ -478,14 +472,7 @@ impl PySentenceTransformer {
     fn new(py: Python<'_>, model: String, dtype: Option<String>) -> PyResult<Self> {
         detach(py, move || {
             let path = resolve_model(Some(&model))?;
-            let opts = LoadOptions {
-                dtype: dtype
-                    .as_deref()
-                    .filter(|d| *d != "auto")
-                    .map(trustformers::core::parse_dtype)
-                    .transpose()?,
-                ..Default::default()
-            };
+            let opts = load_options(dtype.as_deref())?;
             Ok(Self {
                 model: SentenceTransformer::from_pretrained(&path, &opts)?,
                 path: path.display().to_string(),

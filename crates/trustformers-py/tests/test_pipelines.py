@@ -140,3 +140,13 @@ def test_smollm2_chat_pipeline():
         capture_output=True, text=True, check=True,
     )
     assert reply["content"] == json.loads(run.stdout)["text"]
+
+
+@pytest.mark.parametrize("name", ["t5", "bart"])
+def test_text_to_text_pipelines_match_transformers(name):
+    for case in read_json(FIXTURES / name / "pipelines.json"):
+        pipe = tf.pipeline(case["task"], model=str(FIXTURES / name))
+        got = pipe(case["inputs"], max_new_tokens=case["max_new_tokens"])
+        assert got == case["output"], case
+        one = pipe(case["inputs"][0], max_new_tokens=case["max_new_tokens"])
+        assert one == case["output"][:1]

@@ -98,6 +98,15 @@ def _load_kwargs(kwargs: Dict[str, Any], where: str) -> Optional[str]:
     return _dtype_name(dtype)
 
 
+def _configs(checkpoint: "_trustformers.Checkpoint") -> Tuple[PretrainedConfig, GenerationConfig]:
+    """A loaded checkpoint's config, and its generation config: the special token ids of
+    config.json under generation_config.json's fields (a GGUF file's token ids)."""
+    config = PretrainedConfig(json.loads(checkpoint.config_json))
+    generation = GenerationConfig.from_model_config(config)
+    generation.update(**{k: v for k, v in json.loads(checkpoint.generation_json).items() if not k.startswith("_")})
+    return config, generation
+
+
 class PreTrainedModel:
     """What every loaded model has: ``config``, ``name_or_path``, ``device`` (the CPU), and
     no-ops for ``eval()`` and ``to("cpu")``."""
@@ -145,10 +154,7 @@ class CausalLMModel(PreTrainedModel):
         self._model = inner
         self._base = base
         self.name_or_path = name_or_path
-        self.config = PretrainedConfig(json.loads(inner.config_json))
-        generation = GenerationConfig.from_model_config(self.config)
-        generation.update(**{k: v for k, v in json.loads(inner.generation_json).items() if not k.startswith("_")})
-        self.generation_config = generation
+        self.config, self.generation_config = _configs(inner.checkpoint)
 
     def forward(
         self,
@@ -336,7 +342,7 @@ class EncoderModel(PreTrainedModel):
         self._model = inner
         self._task = task
         self.name_or_path = name_or_path
-        self.config = PretrainedConfig(json.loads(inner.config_json))
+        self.config, _ = _configs(inner.checkpoint)
         labels = inner.labels
         if labels and task in ("sequence-classification", "token-classification"):
             self.config["id2label"] = dict(enumerate(labels))
@@ -458,10 +464,7 @@ class Seq2SeqLMModel(PreTrainedModel):
     def __init__(self, inner: "_trustformers.Seq2SeqLM", name_or_path: str):
         self._model = inner
         self.name_or_path = name_or_path
-        self.config = PretrainedConfig(json.loads(inner.config_json))
-        generation = GenerationConfig.from_model_config(self.config)
-        generation.update(**{k: v for k, v in json.loads(inner.generation_json).items() if not k.startswith("_")})
-        self.generation_config = generation
+        self.config, self.generation_config = _configs(inner.checkpoint)
 
     def forward(
         self,

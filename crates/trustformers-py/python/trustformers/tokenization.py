@@ -96,6 +96,23 @@ def _strings(value: Any, name: str) -> List[str]:
     raise InvalidArgument(f"{name} must be a string or a list of strings, got {type(value).__name__}")
 
 
+def _special_token(name: str, doc: str) -> property:
+    def get(self: "PreTrainedTokenizer") -> Optional[str]:
+        return self._special(name)
+
+    def set(self: "PreTrainedTokenizer", token: Optional[str]) -> None:
+        self._set_special(name, token)
+
+    return property(get, set, doc=doc)
+
+
+def _special_token_id(name: str) -> property:
+    def get(self: "PreTrainedTokenizer") -> Optional[int]:
+        return self._special_id(name)
+
+    return property(get, doc=f"The id of `{name}` (None when the tokenizer has none).")
+
+
 class PreTrainedTokenizer:
     """A loaded tokenizer (transformers' ``PreTrainedTokenizerFast`` surface)."""
 
@@ -350,20 +367,20 @@ class PreTrainedTokenizer:
     def _set_special(self, name: str, token: Optional[str]) -> None:
         self._tok.set_special_token(name, token)
 
-    bos_token = property(lambda s: s._special("bos_token"), lambda s, t: s._set_special("bos_token", t))
-    eos_token = property(lambda s: s._special("eos_token"), lambda s, t: s._set_special("eos_token", t))
-    unk_token = property(lambda s: s._special("unk_token"), lambda s, t: s._set_special("unk_token", t))
-    pad_token = property(lambda s: s._special("pad_token"), lambda s, t: s._set_special("pad_token", t))
-    sep_token = property(lambda s: s._special("sep_token"), lambda s, t: s._set_special("sep_token", t))
-    cls_token = property(lambda s: s._special("cls_token"), lambda s, t: s._set_special("cls_token", t))
-    mask_token = property(lambda s: s._special("mask_token"), lambda s, t: s._set_special("mask_token", t))
-    bos_token_id = property(lambda s: s._special_id("bos_token"))
-    eos_token_id = property(lambda s: s._special_id("eos_token"))
-    unk_token_id = property(lambda s: s._special_id("unk_token"))
-    pad_token_id = property(lambda s: s._special_id("pad_token"))
-    sep_token_id = property(lambda s: s._special_id("sep_token"))
-    cls_token_id = property(lambda s: s._special_id("cls_token"))
-    mask_token_id = property(lambda s: s._special_id("mask_token"))
+    bos_token = _special_token("bos_token", "The beginning-of-sequence token.")
+    eos_token = _special_token("eos_token", "The end-of-sequence token.")
+    unk_token = _special_token("unk_token", "The unknown token.")
+    pad_token = _special_token("pad_token", "The padding token (settable, e.g. to eos_token).")
+    sep_token = _special_token("sep_token", "The separator token.")
+    cls_token = _special_token("cls_token", "The classifier token.")
+    mask_token = _special_token("mask_token", "The mask token.")
+    bos_token_id = _special_token_id("bos_token")
+    eos_token_id = _special_token_id("eos_token")
+    unk_token_id = _special_token_id("unk_token")
+    pad_token_id = _special_token_id("pad_token")
+    sep_token_id = _special_token_id("sep_token")
+    cls_token_id = _special_token_id("cls_token")
+    mask_token_id = _special_token_id("mask_token")
 
     @property
     def special_tokens_map(self) -> Dict[str, Any]:
