@@ -485,6 +485,12 @@ impl PySentenceTransformer {
         self.path.clone()
     }
 
+    /// The size of an embedding.
+    #[getter]
+    fn dimension(&self) -> usize {
+        self.model.dimension()
+    }
+
     /// The longest input, in tokens (longer ones are truncated).
     #[getter]
     fn max_seq_length(&self) -> usize {

@@ -18,13 +18,9 @@ def check_path(name: Any) -> str:
         name = os.fspath(name)
     if not isinstance(name, str) or not name:
         raise InvalidArgument(f"a model name or path is a non-empty string, got {name!r}")
-    # A Hub id is `org/name` (one slash) and a known name has none.
-    looks_local = (
-        name.startswith((".", "/", "~"))
-        or name.count("/") > 1
-        or name.endswith(".gguf")
-        or (os.sep != "/" and os.sep in name)
-    )
+    # Written as a local path; anything else may be a Hub id (`org/name`,
+    # `org/name/file.gguf`) or a known name, which the Rust side resolves.
+    looks_local = name.startswith((".", "/", "~")) or (os.sep != "/" and os.sep in name)
     if looks_local and not os.path.exists(os.path.expanduser(name)):
         raise FileNotFound(f"{name}: no such file or directory")
     return os.path.expanduser(name)

@@ -36,7 +36,6 @@ class SentenceTransformer:
         name = check_path(model_name_or_path)
         self.model_name_or_path = name
         self._model = _trustformers.SentenceTransformer(name, dtype)
-        self._dim: Optional[int] = None
 
     @property
     def max_seq_length(self) -> int:
@@ -45,9 +44,7 @@ class SentenceTransformer:
 
     def get_sentence_embedding_dimension(self) -> int:
         """The embedding size."""
-        if self._dim is None:
-            self._dim = int(self._model.encode(["a"], 1, False).shape[1])
-        return self._dim
+        return self._model.dimension
 
     def encode(
         self,

@@ -184,6 +184,7 @@ impl Pooling {
 struct Dense {
     linear: Linear,
     act: Option<Activation>,
+    out_features: usize,
 }
 
 impl Dense {
@@ -220,14 +221,14 @@ impl Dense {
             opts.device.clone(),
             false,
         );
-        let linear = Linear::new(
-            &vb.pp("linear"),
-            dim("in_features")?,
-            dim("out_features")?,
-            bias,
-        )?;
+        let out_features = dim("out_features")?;
+        let linear = Linear::new(&vb.pp("linear"), dim("in_features")?, out_features, bias)?;
         vb.finish(&[])?;
-        Ok(Self { linear, act })
+        Ok(Self {
+            linear,
+            act,
+            out_features,
+        })
     }
 
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
@@ -383,6 +384,17 @@ impl SentenceTransformer {
     pub fn max_seq_length(&self) -> usize {
         let model_max = max_input_tokens(&self.tokenizer, &self.model);
         self.max_seq_length.map_or(model_max, |m| m.min(model_max))
+    }
+
+    /// The size of an embedding (sentence-transformers' `get_sentence_embedding_dimension`):
+    /// the hidden size times the pooling modes, or the last Dense module's output.
+    pub fn dimension(&self) -> usize {
+        let hidden = self.model.model().spec().hidden_size;
+        self.modules.iter().fold(hidden, |dim, m| match m {
+            Module::Pooling(modes) => hidden * modes.len(),
+            Module::Dense(d) => d.out_features,
+            Module::Normalize => dim,
+        })
     }
 
     /// One embedding per text (sentence-transformers' `encode`).
