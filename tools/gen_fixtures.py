@@ -514,6 +514,18 @@ DECODERS = {
         use_conv_bias=True,
         tie_word_embeddings=False,
     ),
+    # RWKV (RWKV-4): 3 blocks with rescaling every 2 (the second half of the stack runs on
+    # halved output weights, the hidden states halved after block 2), a channel-mix wider
+    # than the hidden size, untied head. RWKV reads no attention mask: the left-padded row
+    # runs its pads through the recurrence, in transformers too.
+    "rwkv": dict(
+        model_type="rwkv",
+        num_hidden_layers=3,
+        intermediate_size=96,
+        rescale_every=2,
+        layer_norm_epsilon=1e-5,
+        tie_word_embeddings=False,
+    ),
 }
 
 

@@ -226,6 +226,18 @@ fn mamba(
     )?))
 }
 
+fn rwkv(
+    model_type: &str,
+    config: &Value,
+    vb: &Weights,
+    runtime: &RuntimeOptions,
+) -> Result<Box<dyn CausalLM>> {
+    let spec = ssm::RwkvSpec::from_config(config)?;
+    Ok(Box::new(ssm::RwkvForCausalLM::new(
+        model_type, &spec, vb, runtime,
+    )?))
+}
+
 /// Builds an encoder-decoder of a `model_type` from its config and weights.
 pub type SeqToSeqBuilder = fn(&str, &Value, &Weights) -> Result<Box<dyn EncoderDecoderLM>>;
 
@@ -550,6 +562,7 @@ pub const ARCHITECTURES: &[Architecture] = &[
     A::encoder_decoder("marian", bart),
     // State-space models.
     A::state_space("mamba", mamba).gguf(MAMBA),
+    A::state_space("rwkv", rwkv),
     A::state_space("falcon_mamba", mamba).gguf(MAMBA),
     A::state_space("mamba2", mamba).gguf(
         D::new("mamba2")

@@ -88,6 +88,8 @@ fixture_tests! {
     mamba_tied: check_forward, check_cache(&[1, 3]), check_greedy;
     falcon_mamba: check_forward, check_cache(&[1, 6]), check_greedy;
     mamba2: check_forward, check_cache(&[1, 6]), check_greedy;
+    // RWKV-4: the WKV recurrence and token shift carried in the cache; rescaling.
+    rwkv: check_forward, check_cache(&[1, 6]), check_greedy;
     llama4_text: check_forward, check_cache(&[1, 6]), check_greedy;
 }
 
