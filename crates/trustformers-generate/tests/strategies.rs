@@ -77,7 +77,7 @@ fn beam_search_matches_transformers() {
             cases += 1;
         }
     }
-    assert_eq!(cases, 42);
+    assert_eq!(cases, 49);
 }
 
 #[test]
@@ -113,8 +113,9 @@ fn batched_left_padded_greedy_matches_transformers() {
         // Each row alone gives the same tokens as in the padded batch; not for the Mamba
         // fixtures, whose input projections have biases: transformers zeroes a padded
         // position's input, but its projection (the bias) still enters the convolution of
-        // the first real positions, so padding changes a row's numbers there (as here).
-        if name.starts_with("mamba") {
+        // the first real positions, so padding changes a row's numbers there (as here);
+        // nor for RWKV, which reads no mask (its pads go through the recurrence).
+        if name.starts_with("mamba") || name == "rwkv" {
             continue;
         }
         for (p, w) in prompts.iter().zip(&want) {
