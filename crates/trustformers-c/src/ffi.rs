@@ -7,6 +7,7 @@ use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use trustformers::core::ErrorKind;
 use trustformers::Error;
 
 /// What a call ended in.
@@ -48,26 +49,11 @@ impl Failure {
 
 impl From<Error> for Failure {
     fn from(err: Error) -> Self {
-        let status = match &err {
-            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                TRUSTFORMERS_NOT_FOUND
-            }
-            Error::Io { .. }
-            | Error::Safetensors { .. }
-            | Error::Pth { .. }
-            | Error::ShardIndex { .. }
-            | Error::Gguf { .. }
-            | Error::Json { .. }
-            | Error::MissingTensor { .. }
-            | Error::ShapeMismatch { .. }
-            | Error::UnusedTensors { .. }
-            | Error::UnsupportedTensor { .. } => TRUSTFORMERS_BAD_CHECKPOINT,
-            Error::Config { .. }
-            | Error::UnknownModelType { .. }
-            | Error::Tokenizer(_)
-            | Error::ChatTemplate(_)
-            | Error::InvalidInput(_) => TRUSTFORMERS_INVALID_ARGUMENT,
-            _ => TRUSTFORMERS_INTERNAL,
+        let status = match err.kind() {
+            ErrorKind::NotFound => TRUSTFORMERS_NOT_FOUND,
+            ErrorKind::BadFile => TRUSTFORMERS_BAD_CHECKPOINT,
+            ErrorKind::InvalidInput => TRUSTFORMERS_INVALID_ARGUMENT,
+            ErrorKind::Internal => TRUSTFORMERS_INTERNAL,
         };
         Self {
             status,

@@ -3,11 +3,10 @@
 
 use crate::ffi::*;
 use crate::handles::Registry;
-use crate::tokenizer::{chat_messages, trustformers_tokenizer, TOKENIZERS};
+use crate::tokenizer::{render_chat, trustformers_tokenizer, TOKENIZERS};
 use serde_json::Value;
 use std::ffi::{c_char, c_void, CString};
 use trustformers::generation::generate_batch;
-use trustformers::tokenizers::chat::ChatOptions;
 use trustformers::{GenerationConfig, LoadOptions, LoadedModel};
 
 /// A loaded causal language model with its tokenizer (opaque).
@@ -381,16 +380,6 @@ pub unsafe extern "C" fn trustformers_session_apply_chat_template(
     run(|| {
         let s = SESSIONS.get(session)?;
         // SAFETY: the caller's contract.
-        let messages = chat_messages(unsafe { str_arg(messages_json, "messages_json")? })?;
-        if out_text.is_null() {
-            return Err(Failure::invalid("`out_text` is NULL"));
-        }
-        let opts = ChatOptions {
-            add_generation_prompt: add_generation_prompt != 0,
-            ..Default::default()
-        };
-        let text = give_string(s.tokenizer.apply_chat_template(&messages, &opts)?)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out_text, text, "out_text") }
+        unsafe { render_chat(&s.tokenizer, messages_json, add_generation_prompt, out_text) }
     })
 }

@@ -14,12 +14,36 @@ pub struct trustformers_tokenizer {
 pub(crate) static TOKENIZERS: Registry<Tokenizer> = Registry::new("tokenizer");
 
 /// Chat messages from JSON text: a list of `{"role", "content", ...}` objects.
-pub(crate) fn chat_messages(json: &str) -> Result<Vec<Message>, Failure> {
+fn chat_messages(json: &str) -> Result<Vec<Message>, Failure> {
     serde_json::from_str(json).map_err(|e| {
         Failure::invalid(format!(
             "messages must be a JSON list of {{\"role\", \"content\"}} objects: {e}"
         ))
     })
+}
+
+/// Renders `messages_json` through `tokenizer`'s chat template into `out_text`.
+///
+/// # Safety
+/// `messages_json` is NULL or NUL-terminated; `out_text` is NULL or writable.
+pub(crate) unsafe fn render_chat(
+    tokenizer: &Tokenizer,
+    messages_json: *const c_char,
+    add_generation_prompt: i32,
+    out_text: *mut *mut c_char,
+) -> Result<(), Failure> {
+    // SAFETY: the caller's contract.
+    let messages = chat_messages(unsafe { str_arg(messages_json, "messages_json")? })?;
+    if out_text.is_null() {
+        return Err(Failure::invalid("`out_text` is NULL"));
+    }
+    let opts = ChatOptions {
+        add_generation_prompt: add_generation_prompt != 0,
+        ..Default::default()
+    };
+    let text = give_string(tokenizer.apply_chat_template(&messages, &opts)?)?;
+    // SAFETY: checked non-null; writable by the caller's contract.
+    unsafe { write_out(out_text, text, "out_text") }
 }
 
 /// Loads the tokenizer of `model` (a checkpoint directory, a `.gguf` file, a Hub repo id
@@ -119,16 +143,6 @@ pub unsafe extern "C" fn trustformers_tokenizer_apply_chat_template(
     run(|| {
         let t = TOKENIZERS.get(tokenizer)?;
         // SAFETY: the caller's contract.
-        let messages = chat_messages(unsafe { str_arg(messages_json, "messages_json")? })?;
-        if out_text.is_null() {
-            return Err(Failure::invalid("`out_text` is NULL"));
-        }
-        let opts = ChatOptions {
-            add_generation_prompt: add_generation_prompt != 0,
-            ..Default::default()
-        };
-        let text = give_string(t.apply_chat_template(&messages, &opts)?)?;
-        // SAFETY: checked non-null; writable by the caller's contract.
-        unsafe { write_out(out_text, text, "out_text") }
+        unsafe { render_chat(&t, messages_json, add_generation_prompt, out_text) }
     })
 }

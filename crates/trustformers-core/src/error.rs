@@ -83,7 +83,47 @@ pub enum Error {
     Candle(#[from] candle_core::Error),
 }
 
+/// What kind of failure an [`Error`] is, for callers that turn errors into their own kinds
+/// (the Python exception classes, the C API's status codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A file or directory that does not exist.
+    NotFound,
+    /// A file that cannot be read, or is not a usable checkpoint (malformed, missing or
+    /// mismatched tensors).
+    BadFile,
+    /// A bad argument, configuration value, tokenizer input or chat template.
+    InvalidInput,
+    /// A failure of the tensor engine.
+    Internal,
+}
+
 impl Error {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                ErrorKind::NotFound
+            }
+            Self::Io { .. }
+            | Self::Safetensors { .. }
+            | Self::Pth { .. }
+            | Self::ShardIndex { .. }
+            | Self::Gguf { .. }
+            | Self::Json { .. }
+            | Self::MissingTensor { .. }
+            | Self::ShapeMismatch { .. }
+            | Self::UnusedTensors { .. }
+            | Self::UnsupportedTensor { .. } => ErrorKind::BadFile,
+            Self::Config { .. }
+            | Self::UnknownModelType { .. }
+            | Self::Tokenizer(_)
+            | Self::ChatTemplate(_)
+            | Self::InvalidInput(_) => ErrorKind::InvalidInput,
+            Self::Candle(_) => ErrorKind::Internal,
+        }
+    }
+
     /// Shorthand for a [`Error::Config`] error.
     pub fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Config {

@@ -9,6 +9,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use trustformers::core::ErrorKind;
 use trustformers::Error;
 
 /// The exception class `name` of `trustformers.exceptions`.
@@ -33,24 +34,11 @@ pub fn raise(py: Python<'_>, name: &str, message: String) -> PyErr {
 /// raises for a bad checkpoint), bad arguments and configurations `ValueError`s, and failures
 /// of the engine itself the base `TrustformersError`.
 fn class_of(err: &Error) -> &'static str {
-    match err {
-        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => "FileNotFound",
-        Error::Io { .. }
-        | Error::Safetensors { .. }
-        | Error::Pth { .. }
-        | Error::ShardIndex { .. }
-        | Error::Gguf { .. }
-        | Error::Json { .. }
-        | Error::MissingTensor { .. }
-        | Error::ShapeMismatch { .. }
-        | Error::UnusedTensors { .. }
-        | Error::UnsupportedTensor { .. } => "CheckpointError",
-        Error::Config { .. }
-        | Error::UnknownModelType { .. }
-        | Error::Tokenizer(_)
-        | Error::ChatTemplate(_)
-        | Error::InvalidInput(_) => "InvalidArgument",
-        _ => "TrustformersError",
+    match err.kind() {
+        ErrorKind::NotFound => "FileNotFound",
+        ErrorKind::BadFile => "CheckpointError",
+        ErrorKind::InvalidInput => "InvalidArgument",
+        ErrorKind::Internal => "TrustformersError",
     }
 }
 

@@ -470,49 +470,25 @@ impl CausalLM for MambaForCausalLM {
             Some(m) => Some(m.narrow(1, past, seq)?.unsqueeze(2)?),
             None => None,
         };
-        // A prompt goes through `prefill_chunk` tokens at a time, the states carried over:
-        // the same as one pass.
-        let chunk = if opts.output_hidden_states {
-            seq.max(1)
-        } else {
-            self.prefill_chunk
-        };
-        let mut finals = Vec::new();
-        let mut hidden_states = Vec::new();
-        let mut start = 0;
-        while start < seq {
-            let len = chunk.min(seq - start);
-            let part_mask = mask.as_ref().map(|m| m.narrow(1, start, len)).transpose()?;
-            let (last, all) = self.forward_layers(
-                &input_ids.narrow(1, start, len)?,
-                part_mask.as_ref(),
-                opts.output_hidden_states,
-                state,
-            )?;
-            finals.push(last);
-            hidden_states = all;
-            start += len;
-        }
+        let out = super::chunked_pass(
+            (batch, seq),
+            self.spec.hidden_size,
+            (self.embeddings.dtype(), self.device()),
+            self.prefill_chunk,
+            opts,
+            &self.lm_head,
+            |start, len| {
+                let part_mask = mask.as_ref().map(|m| m.narrow(1, start, len)).transpose()?;
+                self.forward_layers(
+                    &input_ids.narrow(1, start, len)?,
+                    part_mask.as_ref(),
+                    opts.output_hidden_states,
+                    state,
+                )
+            },
+        )?;
         state.advance(seq);
-        let last_hidden_state = match finals.len() {
-            0 => Tensor::zeros(
-                (batch, 0, self.spec.hidden_size),
-                self.embeddings.dtype(),
-                self.device(),
-            )?,
-            1 => finals.remove(0),
-            _ => Tensor::cat(&finals, 1)?,
-        };
-        let kept = match opts.logits_to_keep {
-            Some(n) if n < seq => last_hidden_state.narrow(1, seq - n, n)?,
-            _ => last_hidden_state.clone(),
-        };
-        let logits = self.lm_head.forward(&kept)?.to_dtype(DType::F32)?;
-        Ok(CausalLmOutput {
-            logits,
-            last_hidden_state,
-            hidden_states,
-        })
+        Ok(out)
     }
 
     /// Per-layer convolution and scan states, kept in f32.

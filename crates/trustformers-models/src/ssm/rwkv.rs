@@ -60,7 +60,9 @@ impl RwkvSpec {
             intermediate_size: f
                 .opt_usize("intermediate_size", limits::INTERMEDIATE)?
                 .unwrap_or(4 * hidden_size),
-            num_hidden_layers: f.opt_usize("num_hidden_layers", limits::LAYERS)?.unwrap_or(32),
+            num_hidden_layers: f
+                .opt_usize("num_hidden_layers", limits::LAYERS)?
+                .unwrap_or(32),
             layer_norm_epsilon: f.opt_f64("layer_norm_epsilon", 0.0..=1.0)?.unwrap_or(1e-5),
             rescale_every: f.opt_usize("rescale_every", limits::LAYERS)?.unwrap_or(6),
             tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),
@@ -161,7 +163,10 @@ impl TimeMix {
     fn wkv(&self, key: &Tensor, value: &Tensor, state: &mut Wkv) -> Result<Tensor> {
         let (batch, seq, dim) = key.dims3()?;
         let k = key.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let v = value.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let v = value
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         let mut out = vec![0f32; k.len()];
         for b in 0..batch {
             let s = b * dim;
@@ -192,17 +197,22 @@ impl TimeMix {
 
     fn forward(&self, x: &Tensor, prev: &Tensor, state: &mut Wkv, scale: f64) -> Result<Tensor> {
         let shifted = token_shift(x, prev)?;
-        let key = self.key.forward(&interpolate(x, &shifted, &self.mix_key)?)?;
+        let key = self
+            .key
+            .forward(&interpolate(x, &shifted, &self.mix_key)?)?;
         let value = self
             .value
             .forward(&interpolate(x, &shifted, &self.mix_value)?)?;
-        let receptance = sigmoid(
-            &self
-                .receptance
-                .forward(&interpolate(x, &shifted, &self.mix_receptance)?)?,
-        )?;
+        let receptance = sigmoid(&self.receptance.forward(&interpolate(
+            x,
+            &shifted,
+            &self.mix_receptance,
+        )?)?)?;
         let wkv = self.wkv(&key, &value, state)?;
-        Ok(self.output.forward(&(receptance * wkv)?)?.affine(scale, 0.0)?)
+        Ok(self
+            .output
+            .forward(&(receptance * wkv)?)?
+            .affine(scale, 0.0)?)
     }
 }
 
@@ -234,11 +244,11 @@ impl ChannelMix {
             .relu()?
             .sqr()?;
         let value = self.value.forward(&key)?.affine(scale, 0.0)?;
-        let receptance = sigmoid(
-            &self
-                .receptance
-                .forward(&interpolate(x, &shifted, &self.mix_receptance)?)?,
-        )?;
+        let receptance = sigmoid(&self.receptance.forward(&interpolate(
+            x,
+            &shifted,
+            &self.mix_receptance,
+        )?)?)?;
         Ok((receptance * value)?)
     }
 }
@@ -280,7 +290,8 @@ impl RwkvForCausalLM {
         runtime.validate()?;
         let rwkv = vb.pp("rwkv");
         let embeddings = Embedding::new(&rwkv.pp("embeddings"), spec.vocab_size, spec.hidden_size)?;
-        let norm = |vb: &Weights| LayerNorm::new(vb, spec.hidden_size, spec.layer_norm_epsilon, true);
+        let norm =
+            |vb: &Weights| LayerNorm::new(vb, spec.hidden_size, spec.layer_norm_epsilon, true);
         let blocks = (0..spec.num_hidden_layers)
             .map(|i| -> Result<Block> {
                 let block = rwkv.pp("blocks").pp(i);
@@ -311,7 +322,12 @@ impl RwkvForCausalLM {
     }
 
     /// Block `i`'s states for `batch` rows: the cache's, or the starting ones.
-    fn states(&self, state: &RecurrentState, i: usize, batch: usize) -> Result<(Tensor, Tensor, Wkv)> {
+    fn states(
+        &self,
+        state: &RecurrentState,
+        i: usize,
+        batch: usize,
+    ) -> Result<(Tensor, Tensor, Wkv)> {
         let (h, a) = (self.spec.hidden_size, self.spec.attention_hidden_size);
         let device = self.device();
         match state.get(i) {
@@ -432,44 +448,23 @@ impl CausalLM for RwkvForCausalLM {
                 )));
             }
         }
-        let chunk = match opts.output_hidden_states {
-            true => seq.max(1),
-            false => self.prefill_chunk,
-        };
-        let mut finals = Vec::new();
-        let mut hidden_states = Vec::new();
-        let mut start = 0;
-        while start < seq {
-            let len = chunk.min(seq - start);
-            let (last, all) = self.forward_blocks(
-                &input_ids.narrow(1, start, len)?,
-                opts.output_hidden_states,
-                state,
-            )?;
-            finals.push(last);
-            hidden_states = all;
-            start += len;
-        }
+        let out = super::chunked_pass(
+            (batch, seq),
+            self.spec.hidden_size,
+            (self.embeddings.dtype(), self.device()),
+            self.prefill_chunk,
+            opts,
+            &self.head,
+            |start, len| {
+                self.forward_blocks(
+                    &input_ids.narrow(1, start, len)?,
+                    opts.output_hidden_states,
+                    state,
+                )
+            },
+        )?;
         state.advance(seq);
-        let last_hidden_state = match finals.len() {
-            0 => Tensor::zeros(
-                (batch, 0, self.spec.hidden_size),
-                self.embeddings.dtype(),
-                self.device(),
-            )?,
-            1 => finals.remove(0),
-            _ => Tensor::cat(&finals, 1)?,
-        };
-        let kept = match opts.logits_to_keep {
-            Some(n) if n < seq => last_hidden_state.narrow(1, seq - n, n)?,
-            _ => last_hidden_state.clone(),
-        };
-        let logits = self.head.forward(&kept)?.to_dtype(DType::F32)?;
-        Ok(CausalLmOutput {
-            logits,
-            last_hidden_state,
-            hidden_states,
-        })
+        Ok(out)
     }
 
     /// Per-block previous inputs and WKV states, kept in f32.
@@ -509,7 +504,10 @@ mod tests {
         let err = RwkvSpec::from_config(&serde_json::json!({"hidden_size": 0})).unwrap_err();
         assert!(err.to_string().contains("hidden_size"), "{err}");
         let spec = RwkvSpec::from_config(&serde_json::json!({"hidden_size": 8})).unwrap();
-        assert_eq!((spec.attention_hidden_size, spec.intermediate_size), (8, 32));
+        assert_eq!(
+            (spec.attention_hidden_size, spec.intermediate_size),
+            (8, 32)
+        );
         assert_eq!(spec.rescale_every, 6);
     }
 }

@@ -246,18 +246,33 @@ class CausalLMModel(PreTrainedModel):
             if streamer is not None:
                 streamer.end()
         per_prompt = settings["num_return_sequences"]
-        longest = max(len(r[0]) for r in results)
-        sequences = np.full((len(results), width + longest), pad_id, dtype=np.int64)
-        for i, (new, _) in enumerate(results):
-            sequences[i, :width] = ids[i // per_prompt]
-            sequences[i, width : width + len(new)] = new
-        if settings["return_dict_in_generate"]:
-            fields: Dict[str, Any] = {"sequences": sequences}
-            if settings["num_beams"] > 1:
-                fields["sequences_scores"] = np.array([s for _, s in results], dtype=np.float32)
-            name = "GenerateBeamDecoderOnlyOutput" if settings["num_beams"] > 1 else "GenerateDecoderOnlyOutput"
-            return _output(name, fields)
+        starts = [ids[i // per_prompt] for i in range(len(results))]
+        return _generated(starts, results, pad_id, settings, "DecoderOnly")
+
+
+def _generated(
+    starts: List[np.ndarray],
+    results: List[Tuple[List[int], Optional[float]]],
+    pad_id: int,
+    settings: Dict[str, Any],
+    kind: str,
+) -> Any:
+    """generate()'s return value: each output's start (the padded prompt, or the decoder
+    start token) then its new ids, finished rows padded with `pad_id`; with
+    `return_dict_in_generate` an output object (and beam search's `sequences_scores`)."""
+    width = len(starts[0])
+    longest = max(len(new) for new, _ in results)
+    sequences = np.full((len(results), width + longest), pad_id, dtype=np.int64)
+    for i, (new, _) in enumerate(results):
+        sequences[i, :width] = starts[i]
+        sequences[i, width : width + len(new)] = new
+    if not settings["return_dict_in_generate"]:
         return sequences
+    fields: Dict[str, Any] = {"sequences": sequences}
+    beam = settings["num_beams"] > 1
+    if beam:
+        fields["sequences_scores"] = np.array([s for _, s in results], dtype=np.float32)
+    return _output(f"Generate{'Beam' if beam else ''}{kind}Output", fields)
 
 
 def _merged_config(
@@ -520,18 +535,8 @@ class Seq2SeqLMModel(PreTrainedModel):
         start = self._model.decoder_start_token_id if start is None else int(start)
         sources = [row[m.astype(bool)].tolist() for row, m in zip(ids, mask)]
         results = self._model.generate(sources, json.dumps(rust))
-        longest = max(len(r[0]) for r in results)
-        sequences = np.full((len(results), 1 + longest), pad_id, dtype=np.int64)
-        sequences[:, 0] = start
-        for i, (new, _) in enumerate(results):
-            sequences[i, 1 : 1 + len(new)] = new
-        if settings["return_dict_in_generate"]:
-            fields: Dict[str, Any] = {"sequences": sequences}
-            if settings["num_beams"] > 1:
-                fields["sequences_scores"] = np.array([s for _, s in results], dtype=np.float32)
-            name = "GenerateBeamEncoderDecoderOutput" if settings["num_beams"] > 1 else "GenerateEncoderDecoderOutput"
-            return _output(name, fields)
-        return sequences
+        starts = [np.array([start], dtype=np.int64)] * len(results)
+        return _generated(starts, results, pad_id, settings, "EncoderDecoder")
 
 
 class AutoModelForSeq2SeqLM:
