@@ -5,11 +5,11 @@
 # too, built with the cross compilers). Installs what it needs. Takes about as long as a
 # cold debug build plus the tests under emulation; not part of CI.
 #
-# Usage: scripts/cross_aarch64.sh [FIXTURE-FILTER for decoder_parity, default "llama::"]
+# Usage: scripts/cross_aarch64.sh [FIXTURE-FILTER for decoder_parity, default: every fixture]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 T=aarch64-unknown-linux-gnu
-FILTER=${1:-llama::}
+FILTER=${1:-}
 if ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64 >/dev/null \
   || ! command -v aarch64-linux-gnu-g++ >/dev/null; then
   SUDO=$([ "$(id -u)" -eq 0 ] && echo "" || echo sudo)

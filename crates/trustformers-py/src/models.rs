@@ -6,7 +6,7 @@ use crate::arrays::{HostArray, IdArray};
 use crate::errors::{detach, invalid, Failure};
 use numpy::PyReadonlyArray2;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBool, PyDict};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -262,8 +262,9 @@ impl PyCausalLM {
     /// Generates after each prompt (lists of ids, unpadded) with the resolved settings
     /// `config` (JSON text): a list of `(generated ids, beam score or None)`,
     /// `num_return_sequences` per prompt. `on_token(row, id)`, when given, sees each new
-    /// token of greedy and sampled search as it comes (a streamer); Ctrl-C stops the
-    /// generation with `KeyboardInterrupt`.
+    /// token of greedy and sampled search as it comes (a streamer, stop strings) and
+    /// returns `False` to end that row; Ctrl-C stops the generation with
+    /// `KeyboardInterrupt`.
     #[pyo3(signature = (prompts, config, on_token=None))]
     fn generate(
         &self,
@@ -300,15 +301,16 @@ impl PyCausalLM {
                 Ok(out)
             } else {
                 generate_batch_with(&*model, &prompts, &config, |row, id| {
-                    let result = Python::attach(|py| -> PyResult<()> {
+                    let result = Python::attach(|py| -> PyResult<bool> {
                         py.check_signals()?;
-                        if let Some(cb) = &on_token {
-                            cb.call1(py, (row, id))?;
-                        }
-                        Ok(())
+                        let Some(cb) = &on_token else { return Ok(true) };
+                        // `False` ends that row; anything else (a streamer's None) goes on.
+                        let answer = cb.call1(py, (row, id))?;
+                        let answer = answer.bind(py);
+                        Ok(!(answer.is_instance_of::<PyBool>() && !answer.is_truthy()?))
                     });
                     match result {
-                        Ok(()) => Ok(true),
+                        Ok(go_on) => Ok(go_on),
                         Err(e) => {
                             raised = Some(e);
                             Err(Error::InvalidInput("generation was interrupted".into()))

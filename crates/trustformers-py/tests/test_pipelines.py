@@ -150,3 +150,25 @@ def test_text_to_text_pipelines_match_transformers(name):
         assert got == case["output"], case
         one = pipe(case["inputs"][0], max_new_tokens=case["max_new_tokens"])
         assert one == case["output"][:1]
+
+
+def test_stop_strings_end_generation_as_in_transformers(tmp_path):
+    model_dir = chat_model(tmp_path)
+    tok = tf.AutoTokenizer.from_pretrained(str(model_dir))
+    model = tf.AutoModelForCausalLM.from_pretrained(str(model_dir))
+    prompt = tok("hello", return_tensors="np")["input_ids"]
+    full = model.generate(prompt, max_new_tokens=16, eos_token_id=None)[0, prompt.shape[1] :]
+    # The text of the second generated token: generation must end right after it.
+    stop = tok.decode(full[1:2])
+    assert stop and stop not in tok.decode(full[:1])
+    with pytest.raises(ValueError, match="tokenizer"):
+        model.generate(prompt, max_new_tokens=16, eos_token_id=None, stop_strings=stop)
+    cut = model.generate(prompt, max_new_tokens=16, eos_token_id=None, stop_strings=[stop], tokenizer=tok)
+    # The token that completes the stop string is kept, as transformers keeps it; finished
+    # rows are padded.
+    np.testing.assert_array_equal(cut[0, prompt.shape[1] : prompt.shape[1] + 2], full[:2])
+    assert cut.shape[1] == prompt.shape[1] + 2
+    new = tok.decode(full[:2])
+    pipe = tf.pipeline("text-generation", model=str(model_dir))
+    out = pipe("hello", max_new_tokens=16, eos_token_id=None, stop_sequence=stop, return_full_text=False)
+    assert out[0]["generated_text"] == new

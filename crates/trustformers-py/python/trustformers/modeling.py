@@ -208,6 +208,7 @@ class CausalLMModel(PreTrainedModel):
             raise InvalidArgument("a base model (AutoModel) has no language-model head; use AutoModelForCausalLM")
         if input_ids is None:
             raise InvalidArgument("input_ids is required (this model has no default prompt)")
+        tokenizer = kwargs.pop("tokenizer", None)
         config = _merged_config(self.generation_config, generation_config, kwargs)
         ids = as_ids(input_ids, "input_ids")
         if attention_mask is None:
@@ -227,9 +228,20 @@ class CausalLMModel(PreTrainedModel):
         width = ids.shape[1]
         if settings["max_new_tokens"] is None:
             settings["max_new_tokens"] = max(1, int(settings["max_length"]) - width)
+        stop = _stop_strings(settings)
         rust, pad_id = _rust_settings(settings)
         prompts = [row[m.astype(bool)].tolist() for row, m in zip(ids, mask)]
         on_token = None
+        if stop:
+            if tokenizer is None:
+                raise InvalidArgument(
+                    "stop_strings need the tokenizer: pass tokenizer=... to generate(), as in transformers"
+                )
+            if settings["num_beams"] > 1:
+                raise InvalidArgument("stop_strings are not supported with beam search")
+            if streamer is not None:
+                raise InvalidArgument("stop_strings and a streamer together are not supported")
+            on_token = _StopStrings(tokenizer, stop, len(prompts) * settings["num_return_sequences"])
         if streamer is not None:
             if len(prompts) > 1 or settings["num_return_sequences"] > 1:
                 raise InvalidArgument("a streamer streams one sequence: batch size and num_return_sequences must be 1")
@@ -248,6 +260,32 @@ class CausalLMModel(PreTrainedModel):
         per_prompt = settings["num_return_sequences"]
         starts = [ids[i // per_prompt] for i in range(len(results))]
         return _generated(starts, results, pad_id, settings, "DecoderOnly")
+
+
+def _stop_strings(settings: Dict[str, Any]) -> List[str]:
+    """The settings' stop strings as a list (transformers takes one string or a list)."""
+    stop = settings.get("stop_strings")
+    if stop is None:
+        return []
+    items = [stop] if isinstance(stop, str) else stop
+    if not isinstance(items, (list, tuple)) or not all(isinstance(s, str) and s for s in items):
+        raise InvalidArgument(f"stop_strings must be a non-empty string or a list of them, got {stop!r}")
+    return list(items)
+
+
+class _StopStrings:
+    """Ends a row once its generated text contains one of the stop strings (the token that
+    completes it is kept, as transformers' StopStringCriteria keeps it)."""
+
+    def __init__(self, tokenizer: Any, stop: List[str], rows: int):
+        self.tokenizer = tokenizer
+        self.stop = stop
+        self.ids: List[List[int]] = [[] for _ in range(rows)]
+
+    def __call__(self, row: int, token: int) -> bool:
+        self.ids[row].append(token)
+        text = self.tokenizer.decode(self.ids[row])
+        return not any(s in text for s in self.stop)
 
 
 def _generated(
@@ -326,8 +364,6 @@ def _rust_settings(settings: Dict[str, Any]) -> Tuple[Dict[str, Any], int]:
         value = settings[key]
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise InvalidArgument(f"`{key}` must be a positive integer, got {value!r}")
-    if settings["stop_strings"] is not None:
-        raise InvalidArgument("stop_strings is not supported: generate() stops on token ids (eos_token_id)")
     eos = as_id_list(settings["eos_token_id"], "eos_token_id") or []
     pad = as_id_list(settings["pad_token_id"], "pad_token_id")
     pad_id = pad[0] if pad else (eos[0] if eos else 0)
@@ -527,6 +563,8 @@ class Seq2SeqLMModel(PreTrainedModel):
         if mask.shape != ids.shape:
             raise InvalidArgument(f"attention_mask has shape {list(mask.shape)}, input_ids {list(ids.shape)}")
         settings = resolve(config)
+        if _stop_strings(settings):
+            raise InvalidArgument("stop_strings are not supported for encoder-decoders")
         rust, pad_id = _rust_settings(settings)
         if settings["max_new_tokens"] is None:
             # max_length counts the decoder start token, as in transformers.

@@ -196,7 +196,10 @@ class TextGenerationPipeline(Pipeline):
         continue_final_message = params.pop("continue_final_message", None)
         tools = params.pop("tools", None)
         documents = params.pop("documents", None)
-        for unsupported in ("prefix", "stop_sequence", "handle_long_generation", "assistant_model"):
+        stop_sequence = params.pop("stop_sequence", None)
+        if stop_sequence is not None:
+            params["stop_strings"] = [stop_sequence] if isinstance(stop_sequence, str) else list(stop_sequence)
+        for unsupported in ("prefix", "handle_long_generation", "assistant_model"):
             if params.get(unsupported) is not None:
                 raise InvalidArgument(f"text-generation: `{unsupported}` is not supported")
         if return_tensors:
@@ -255,7 +258,7 @@ class TextGenerationPipeline(Pipeline):
         else:
             raise InvalidArgument("text-generation: an input is a string or a chat (a list of {'role', 'content'} dicts)")
         prompt = np.asarray([ids], dtype=np.int64)
-        sequences = self.model_object.generate(prompt, **generation)
+        sequences = self.model_object.generate(prompt, tokenizer=tok, **generation)
         out = []
         for seq in sequences:
             if kind == "tensors":
