@@ -307,7 +307,7 @@ impl PyCausalLM {
                         // `False` ends that row; anything else (a streamer's None) goes on.
                         let answer = cb.call1(py, (row, id))?;
                         let answer = answer.bind(py);
-                        Ok(!(answer.is_instance_of::<PyBool>() && !answer.is_truthy()?))
+                        Ok(!answer.is_instance_of::<PyBool>() || answer.is_truthy()?)
                     });
                     match result {
                         Ok(go_on) => Ok(go_on),
