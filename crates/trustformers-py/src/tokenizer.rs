@@ -125,8 +125,10 @@ impl PyTokenizer {
 
     /// Encodes texts (or pairs) as one batch; returns a dict of lists per row:
     /// `input_ids`, `token_type_ids`, `attention_mask`, `special_tokens_mask`,
-    /// `offset_mapping`, and with overflow `overflow_to_sample_mapping`.
-    #[pyo3(signature = (texts, pairs=None, add_special_tokens=true, padding="do_not_pad", truncation=None, max_length=None, stride=0, pad_to_multiple_of=None, return_overflowing_tokens=false))]
+    /// `offset_mapping`, `word_ids` (each token's word), and with overflow
+    /// `overflow_to_sample_mapping`. `words`: rows of pre-split words instead of `texts`
+    /// (transformers' `is_split_into_words=True`).
+    #[pyo3(signature = (texts, pairs=None, add_special_tokens=true, padding="do_not_pad", truncation=None, max_length=None, stride=0, pad_to_multiple_of=None, return_overflowing_tokens=false, words=None))]
     #[allow(clippy::too_many_arguments)]
     fn encode_batch<'py>(
         &self,
@@ -140,7 +142,11 @@ impl PyTokenizer {
         stride: usize,
         pad_to_multiple_of: Option<usize>,
         return_overflowing_tokens: bool,
+        words: Option<Vec<Vec<String>>>,
     ) -> PyResult<Bound<'py, PyDict>> {
+        if words.is_some() && (pairs.is_some() || !texts.is_empty()) {
+            return Err(invalid(py, "pass texts or pre-split words, not both"));
+        }
         if let Some(p) = &pairs {
             if p.len() != texts.len() {
                 return Err(invalid(
@@ -170,7 +176,17 @@ impl PyTokenizer {
                     .collect(),
                 None => texts.iter().map(|t| TextInput::Single(t)).collect(),
             };
-            let encodings = tokenizer.encode_batch(&inputs, &opts)?;
+            let encodings = match &words {
+                Some(rows) => {
+                    let rows: Vec<Vec<&str>> = rows
+                        .iter()
+                        .map(|r| r.iter().map(String::as_str).collect())
+                        .collect();
+                    let refs: Vec<&[&str]> = rows.iter().map(Vec::as_slice).collect();
+                    tokenizer.encode_words_batch(&refs, &opts)?
+                }
+                None => tokenizer.encode_batch(&inputs, &opts)?,
+            };
             // Overflowing windows follow their sample, as transformers lists them.
             let mut rows: Vec<(usize, Encoding)> = Vec::new();
             for (i, e) in encodings.into_iter().enumerate() {
@@ -194,6 +210,11 @@ impl PyTokenizer {
         let offsets: Vec<Vec<(usize, usize)>> =
             rows.iter().map(|(_, e)| e.offsets().to_vec()).collect();
         out.set_item("offset_mapping", offsets)?;
+        let word_ids: Vec<Vec<Option<u32>>> = rows
+            .iter()
+            .map(|(_, e)| e.as_inner().get_word_ids().to_vec())
+            .collect();
+        out.set_item("word_ids", word_ids)?;
         if return_overflowing_tokens {
             let samples: Vec<usize> = rows.iter().map(|(i, _)| *i).collect();
             out.set_item("overflow_to_sample_mapping", samples)?;

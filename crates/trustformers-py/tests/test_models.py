@@ -123,6 +123,8 @@ def test_model_output_and_config_behave_like_transformers():
     assert out[0] is out.logits and list(out.keys()) == ["logits"]
     assert isinstance(model.config.id2label[0], str) and model.config.model_type == "bert"
     assert model.config.label2id[model.config.id2label[1]] == 1
+    config = tf.AutoConfig.from_pretrained(checkpoint("llama_gguf"))
+    assert config.model_type == "llama" and config["hidden_size"] == 32
     base = tf.AutoModel.from_pretrained(str(FIXTURES / "llama"))
     out = base(np.array([[1, 2, 3]]))
     assert type(out).__name__ == "BaseModelOutputWithPast" and out.last_hidden_state.shape == (1, 3, 32)

@@ -125,3 +125,26 @@ def test_pad_token_can_be_set_as_in_transformers():
     assert enc["input_ids"][0][0] == tok.eos_token_id and enc["attention_mask"][0][0] == 0
     with pytest.raises(ValueError, match="vocabulary"):
         tok.pad_token = "<not a token>"
+
+
+def test_split_words_and_word_ids_as_in_transformers():
+    tok = tf.AutoTokenizer.from_pretrained(str(FIXTURES / "bert_tokcls"))
+    words = ["john", "lives", "in", "londonish"]
+    enc = tok(words, is_split_into_words=True)
+    ids = enc["input_ids"]
+    # transformers 5.25's outputs on this fixture's tokenizer.
+    assert ids == [2, 87, 88, 65, 89, 45, 55, 44, 3]
+    assert enc.word_ids() == [None, 0, 1, 2, 3, 3, 3, 3, None]
+    assert ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id
+    word_ids = enc.word_ids()
+    assert word_ids[0] is None and word_ids[-1] is None
+    assert sorted({w for w in word_ids if w is not None}) == [0, 1, 2, 3]
+    # Every word's tokens decode back to the word.
+    for i, w in enumerate(words):
+        pieces = [t for t, wid in zip(ids, word_ids) if wid == i]
+        assert tok.decode(pieces).replace(" ", "") == w
+    batch = tok([words, ["paris"]], is_split_into_words=True, padding=True, return_tensors="np")
+    assert batch["input_ids"][1].tolist() == [2, 82, 3, 0, 0, 0, 0, 0, 0]
+    assert batch.word_ids(1) == [None, 0, None, None, None, None, None, None, None]
+    # Plain text has word ids too (the pre-tokenizer's words).
+    assert tok("john lives").word_ids() == [None, 0, 1, None]

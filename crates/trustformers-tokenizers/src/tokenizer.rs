@@ -486,15 +486,30 @@ impl Tokenizer {
     /// is_split_into_words=True)`): each word is pre-tokenized on its own, and
     /// `as_inner().get_word_ids()` gives each token's word.
     pub fn encode_words(&self, words: &[&str], opts: &EncodeOptions) -> Result<Encoding> {
-        let raw = self
-            .inner
-            .encode_char_offsets(tokenizers::InputSequence::from(words), false)
-            .map_err(tk_err)?;
-        let mut out = vec![self.finish(raw, None, opts)?];
-        self.pad(&mut out, opts)?;
+        let mut out = self.encode_words_batch(&[words], opts)?;
         out.pop()
-            .map(Encoding)
             .ok_or_else(|| Error::Tokenizer("encoding produced nothing".into()))
+    }
+
+    /// Encodes a batch of texts already split into words, padding every row together
+    /// (transformers' `tokenizer([[...], ...], is_split_into_words=True)`).
+    pub fn encode_words_batch(
+        &self,
+        batch: &[&[&str]],
+        opts: &EncodeOptions,
+    ) -> Result<Vec<Encoding>> {
+        let mut finished = batch
+            .iter()
+            .map(|words| {
+                let raw = self
+                    .inner
+                    .encode_char_offsets(tokenizers::InputSequence::from(*words), false)
+                    .map_err(tk_err)?;
+                self.finish(raw, None, opts)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.pad(&mut finished, opts)?;
+        Ok(finished.into_iter().map(Encoding).collect())
     }
 
     /// Encodes a batch, padding every row together (transformers' `tokenizer([...])`).

@@ -22,6 +22,7 @@ from .generation import (
     set_seed,
 )
 from .modeling import (
+    AutoConfig,
     AutoModel,
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
@@ -44,6 +45,7 @@ __all__ = [
     "AutoTokenizer",
     "PreTrainedTokenizer",
     "BatchEncoding",
+    "AutoConfig",
     "AutoModel",
     "AutoModelForCausalLM",
     "AutoModelForMaskedLM",

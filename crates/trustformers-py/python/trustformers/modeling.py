@@ -445,6 +445,24 @@ def _inspect(name: str) -> Tuple[str, str]:
     return kind, path
 
 
+class AutoConfig:
+    """Reads a checkpoint's configuration: config.json, or for a GGUF file the equivalent
+    built from its metadata."""
+
+    def __init__(self) -> None:
+        raise InvalidArgument("use AutoConfig.from_pretrained(name_or_path)")
+
+    @staticmethod
+    def from_pretrained(pretrained_model_name_or_path: Union[str, "os.PathLike[str]"], **kwargs: Any) -> PretrainedConfig:
+        name = check_path(pretrained_model_name_or_path)
+        for ignored in ("trust_remote_code", "local_files_only"):
+            kwargs.pop(ignored, None)
+        if kwargs:
+            raise InvalidArgument(f"AutoConfig.from_pretrained: unknown arguments {sorted(kwargs)}")
+        _kind, config, _path = _trustformers.inspect(name)
+        return PretrainedConfig(json.loads(config))
+
+
 class _AutoEncoderClass:
     _task = ""
 
@@ -611,6 +629,7 @@ class AutoModel:
 
 
 __all__ = [
+    "AutoConfig",
     "AutoModel",
     "AutoModelForCausalLM",
     "AutoModelForSeq2SeqLM",

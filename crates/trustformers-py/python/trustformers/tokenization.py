@@ -53,6 +53,16 @@ class BatchEncoding(dict):
         except KeyError:
             raise AttributeError(name) from None
 
+    _word_ids: List[List[Optional[int]]] = []
+
+    def word_ids(self, batch_index: int = 0) -> List[Optional[int]]:
+        """The word each token of row `batch_index` comes from (None for special tokens and
+        padding), as transformers' `BatchEncoding.word_ids`."""
+        try:
+            return list(self._word_ids[batch_index])
+        except IndexError:
+            raise InvalidArgument(f"batch_index {batch_index} is out of range") from None
+
     def to(self, device: Any) -> "BatchEncoding":
         """Returns itself (everything runs on the CPU); other devices are refused."""
         if str(device) != "cpu":
@@ -168,12 +178,23 @@ class PreTrainedTokenizer:
         return_offsets_mapping: bool = False,
         return_length: bool = False,
         padding_side: Optional[str] = None,
+        is_split_into_words: bool = False,
     ) -> BatchEncoding:
-        """Tokenizes one text (or pair) or a batch, as transformers' ``tokenizer(...)``."""
+        """Tokenizes one text (or pair) or a batch, as transformers' ``tokenizer(...)``;
+        with ``is_split_into_words``, one list of words or a batch of them."""
         if text is None:
             raise InvalidArgument("text is required")
-        batched = not isinstance(text, str)
-        texts = _strings(text, "text")
+        words = None
+        if is_split_into_words:
+            if text_pair is not None:
+                raise InvalidArgument("text_pair is not supported with is_split_into_words")
+            batched = isinstance(text, (list, tuple)) and bool(text) and all(isinstance(t, (list, tuple)) for t in text)
+            rows = list(text) if batched else [text]
+            words = [_strings(list(r), "text") for r in rows]
+            texts: List[str] = []
+        else:
+            batched = not isinstance(text, str)
+            texts = _strings(text, "text")
         pairs = None
         if text_pair is not None:
             pairs = _strings(text_pair, "text_pair")
@@ -197,6 +218,7 @@ class PreTrainedTokenizer:
             stride=stride,
             pad_to_multiple_of=pad_to_multiple_of,
             return_overflowing_tokens=return_overflowing_tokens,
+            words=words,
         )
         keep = ["input_ids"]
         if return_token_type_ids or (
@@ -220,6 +242,7 @@ class PreTrainedTokenizer:
             enc = BatchEncoding((k, v[0]) for k, v in enc.items())
         if return_tensors is not None:
             enc = BatchEncoding(to_tensors(enc, return_tensors, batched or return_overflowing_tokens))
+        enc._word_ids = out["word_ids"]
         return enc
 
     def _with_side(self, side: str) -> "_trustformers.Tokenizer":
