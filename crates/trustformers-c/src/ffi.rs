@@ -83,11 +83,7 @@ pub fn run(body: impl FnOnce() -> Result<(), Failure>) -> trustformers_status {
             f.status
         }
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
+            let what = trustformers::core::panic_message(&*panic);
             set_last_error(&format!("internal error (please report it): {what}"));
             TRUSTFORMERS_INTERNAL
         }

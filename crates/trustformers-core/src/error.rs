@@ -83,6 +83,16 @@ pub enum Error {
     Candle(#[from] candle_core::Error),
 }
 
+/// The message of a caught panic's payload (`catch_unwind`'s error), for the bindings that
+/// turn a panic into an error instead of letting it cross into their caller.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 /// What kind of failure an [`Error`] is, for callers that turn errors into their own kinds
 /// (the Python exception classes, the C API's status codes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,6 +18,6 @@ pub mod weights;
 pub use cache::cache_dir;
 pub use candle_core::{DType, Device, Tensor};
 pub use dtype::parse_dtype;
-pub use error::{Error, ErrorKind, GgufError, PthError, Result, SafetensorsError};
+pub use error::{panic_message, Error, ErrorKind, GgufError, PthError, Result, SafetensorsError};
 pub use loader::{Parameters, StoredName, TensorNames, Weight, Weights};
 pub use lora::{LoraAdapter, LoraMode};

@@ -90,11 +90,7 @@ where
         Ok(Err(Failure::Rust(e))) => Err(to_py(py, e)),
         Ok(Err(Failure::Python(e))) => Err(e),
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
+            let what = trustformers::core::panic_message(&*panic);
             Err(raise(
                 py,
                 "TrustformersError",

@@ -13,7 +13,7 @@ import pytest
 from safetensors.numpy import load_file
 
 import trustformers as tf
-from conftest import FIXTURES, expected, read_json, real_models
+from conftest import FIXTURES, read_json, real_models
 
 
 def test_four_threads_give_the_sequential_results():

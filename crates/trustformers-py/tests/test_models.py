@@ -2,8 +2,6 @@
 needed): decoders' logits, hidden states and greedy ids, encoders' outputs for every head,
 and generate()'s beam search and left-padded batches (`generation/strategies.json`)."""
 
-import json
-
 import numpy as np
 import pytest
 from safetensors import safe_open

@@ -40,9 +40,6 @@ pub struct RwkvSpec {
     /// Halve the hidden states after every this many blocks (0: never).
     pub rescale_every: usize,
     pub tie_word_embeddings: bool,
-    /// The longest context the checkpoint was trained on (`context_length`); the
-    /// recurrence itself has no limit.
-    pub context_length: usize,
 }
 
 impl RwkvSpec {
@@ -66,9 +63,6 @@ impl RwkvSpec {
             layer_norm_epsilon: f.opt_f64("layer_norm_epsilon", 0.0..=1.0)?.unwrap_or(1e-5),
             rescale_every: f.opt_usize("rescale_every", limits::LAYERS)?.unwrap_or(6),
             tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),
-            context_length: f
-                .opt_usize("context_length", usize::MAX >> 1)?
-                .unwrap_or(1024),
         };
         for (field, value) in [
             ("hidden_size", spec.hidden_size),
@@ -476,8 +470,8 @@ impl CausalLM for RwkvForCausalLM {
         self.spec.vocab_size
     }
 
-    /// Unbounded: the state does not grow with the sequence (`context_length` is what the
-    /// checkpoint was trained on, which transformers does not enforce either).
+    /// Unbounded: the state does not grow with the sequence (config.json's `context_length`
+    /// is what the checkpoint was trained on, which transformers does not enforce either).
     fn max_position_embeddings(&self) -> usize {
         usize::MAX
     }

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
 from . import _trustformers
-from ._utils import as_ids, check_path, to_numpy
+from ._utils import as_ids, check_path
 from .exceptions import InvalidArgument
 from .generation import BaseStreamer, GenerationConfig, as_id_list, next_seed, resolve
 
@@ -231,7 +231,7 @@ class CausalLMModel(PreTrainedModel):
         stop = _stop_strings(settings)
         rust, pad_id = _rust_settings(settings)
         prompts = [row[m.astype(bool)].tolist() for row, m in zip(ids, mask)]
-        on_token = None
+        on_token: Optional[Callable[[int, int], Any]] = None
         if stop:
             if tokenizer is None:
                 raise InvalidArgument(
@@ -248,9 +248,7 @@ class CausalLMModel(PreTrainedModel):
             if settings["num_beams"] > 1:
                 raise InvalidArgument("`streamer` cannot be used with beam search")
             streamer.put(ids)
-
-            def on_token(row: int, token: int) -> None:
-                streamer.put(np.array([token], dtype=np.int64))
+            on_token = _Streamed(streamer)
 
         try:
             results = self._model.generate(prompts, json.dumps(rust), on_token)
@@ -260,6 +258,16 @@ class CausalLMModel(PreTrainedModel):
         per_prompt = settings["num_return_sequences"]
         starts = [ids[i // per_prompt] for i in range(len(results))]
         return _generated(starts, results, pad_id, settings, "DecoderOnly")
+
+
+class _Streamed:
+    """Hands each new token to a streamer, as transformers' generate() does."""
+
+    def __init__(self, streamer: BaseStreamer):
+        self.streamer = streamer
+
+    def __call__(self, row: int, token: int) -> None:
+        self.streamer.put(np.array([token], dtype=np.int64))
 
 
 def _stop_strings(settings: Dict[str, Any]) -> List[str]:
