@@ -20,8 +20,13 @@ pub struct TokenizeArgs {
     /// Print `{"ids": [...], "tokens": [...], "offsets": [...]}`.
     #[arg(long)]
     json: bool,
+    /// Tokenize every text of a JSON array read from standard input instead of TEXT; one
+    /// JSON line per text (as `--json` prints it), in order.
+    #[arg(long, conflicts_with = "text")]
+    batch: bool,
     /// The text to tokenize.
-    text: String,
+    #[arg(required_unless_present = "batch")]
+    text: Option<String>,
 }
 
 pub fn tokenize(args: &TokenizeArgs) -> Result<()> {
@@ -32,13 +37,21 @@ pub fn tokenize(args: &TokenizeArgs) -> Result<()> {
         add_special_tokens: !args.no_special_tokens,
         ..Default::default()
     };
-    let enc = tok.encode(args.text.as_str(), &opts)?;
-    if args.json {
+    let as_json = |enc: &trustformers::tokenizers::Encoding| {
         let offsets: Vec<[usize; 2]> = enc.offsets().iter().map(|&(a, b)| [a, b]).collect();
-        println!(
-            "{}",
-            json!({ "ids": enc.input_ids(), "tokens": enc.tokens(), "offsets": offsets })
-        );
+        json!({ "ids": enc.input_ids(), "tokens": enc.tokens(), "offsets": offsets })
+    };
+    let Some(text) = &args.text else {
+        let texts: Vec<String> = serde_json::from_reader(std::io::stdin().lock())
+            .context("--batch reads a JSON array of strings from standard input")?;
+        for text in &texts {
+            println!("{}", as_json(&tok.encode(text.as_str(), &opts)?));
+        }
+        return Ok(());
+    };
+    let enc = tok.encode(text.as_str(), &opts)?;
+    if args.json {
+        println!("{}", as_json(&enc));
     } else {
         for ((id, token), (start, end)) in
             enc.input_ids().iter().zip(enc.tokens()).zip(enc.offsets())

@@ -23,8 +23,13 @@ pub fn read_small_file(path: &Path) -> Result<Vec<u8>> {
 
 /// Reads `path` as UTF-8 JSON.
 pub fn read_json(path: &Path) -> Result<Value> {
-    let bytes = read_small_file(path)?;
-    let text = std::str::from_utf8(&bytes).map_err(|e| Error::Json {
+    json_from_bytes(path, &read_small_file(path)?)
+}
+
+/// A JSON config file's bytes (read from `path`, or handed over in memory under that name),
+/// parsed as [`parse_json`] does.
+pub fn json_from_bytes(path: &Path, bytes: &[u8]) -> Result<Value> {
+    let text = std::str::from_utf8(bytes).map_err(|e| Error::Json {
         path: path.to_path_buf(),
         reason: format!("not valid UTF-8: {e}"),
     })?;

@@ -10,11 +10,12 @@ use crate::processors::{softmax, Context};
 use crate::{FinishReason, TokenLogprob, TokenOutput};
 use candle_core::Tensor;
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use trustformers_core::numeric::log_softmax;
 use trustformers_core::Result;
 use trustformers_models::decoder::default_positions;
 use trustformers_models::{CausalLM, ForwardOptions};
+use web_time::Instant;
 
 /// transformers' stand-in for "impossible" in beam scores.
 const NEG: f32 = -1.0e9;

@@ -8,12 +8,13 @@ use crate::processors::{softmax, Context, LogitsProcessorList};
 use crate::step::TextStream;
 use candle_core::Tensor;
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use trustformers_core::numeric::log_softmax;
 use trustformers_core::{Error, Result};
 use trustformers_models::decoder::{default_positions, positions_from_mask};
 use trustformers_models::{CausalLM, ForwardOptions};
 use trustformers_tokenizers::Tokenizer;
+use web_time::Instant;
 
 /// Why generation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,11 +8,11 @@ use crate::beam::beam_search;
 use crate::config::GenerationConfig;
 use crate::generate::{sample_rows, TokenOutput};
 use candle_core::{DType, Device, Tensor};
-use std::time::Instant;
 use trustformers_core::{Error, Result};
 use trustformers_models::{
     Cache, CausalLM, CausalLmOutput, EncoderDecoderLM, ForwardOptions, Seq2SeqOutput,
 };
+use web_time::Instant;
 
 /// The decoder of an encoder-decoder over one encoded batch of sources, as a [`CausalLM`]:
 /// every cache it makes holds that encoder output (positions are the cache's own).

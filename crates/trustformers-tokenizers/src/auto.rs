@@ -33,14 +33,7 @@ impl AutoTokenizer {
         let tokenizer_json = path.join("tokenizer.json");
         let mut inner = if tokenizer_json.is_file() {
             let bytes = read_small_file(&tokenizer_json)?;
-            let mut t = parse_tokenizer_json(&bytes)
-                .map_err(|e| Error::Tokenizer(format!("{}: {e}", tokenizer_json.display())))?;
-            // transformers ignores add_bos_token/add_eos_token when a tokenizer.json exists:
-            // its post-processor already says what to add.
-            config.add_bos_token = None;
-            config.add_eos_token = None;
-            formats::add_special_tokens(&mut t, &config)?;
-            t
+            with_tokenizer_json(&tokenizer_json, &bytes, &mut config)?
         } else if path.join("source.spm").is_file()
             || raw.get("tokenizer_class").and_then(Value::as_str) == Some("MarianTokenizer")
         {
@@ -67,6 +60,31 @@ impl AutoTokenizer {
         Ok(tokenizer)
     }
 
+    /// A tokenizer from files held in memory (WebAssembly has no file system): `read(name)`
+    /// gives the bytes of the checkpoint's file `name`, `None` when it has none.
+    /// `tokenizer.json` is required; tokenizer_config.json, special_tokens_map.json,
+    /// added_tokens.json and chat_template.jinja are applied when present, as
+    /// [`Self::from_pretrained`] applies them. `dir` names the files in messages.
+    pub fn from_files(
+        dir: &Path,
+        read: &dyn Fn(&str) -> Result<Option<Vec<u8>>>,
+    ) -> Result<Tokenizer> {
+        let mut config = TokenizerConfig::from_files(dir, read)?;
+        let tokenizer_json = dir.join("tokenizer.json");
+        let bytes = read("tokenizer.json")?.ok_or_else(|| {
+            Error::io(
+                &tokenizer_json,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "a tokenizer held in memory needs its tokenizer.json",
+                ),
+            )
+        })?;
+        let mut inner = with_tokenizer_json(&tokenizer_json, &bytes, &mut config)?;
+        formats::apply_bos_eos_template(&mut inner, &config)?;
+        Tokenizer::new(inner, config)
+    }
+
     /// Builds the tokenizer described by a GGUF file's metadata. What building it frees is
     /// handed back to the system (see [`release_free_memory`]), so that it does not stay
     /// resident beside the weights loaded next.
@@ -82,6 +100,22 @@ impl AutoTokenizer {
         let inner = parse_tokenizer_json(bytes).map_err(Error::Tokenizer)?;
         Tokenizer::new(inner, TokenizerConfig::default())
     }
+}
+
+/// The pipeline of a tokenizer.json (read from `path`) with `config`'s special tokens added.
+fn with_tokenizer_json(
+    path: &Path,
+    bytes: &[u8],
+    config: &mut TokenizerConfig,
+) -> Result<tokenizers::Tokenizer> {
+    let mut t = parse_tokenizer_json(bytes)
+        .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
+    // transformers ignores add_bos_token/add_eos_token when a tokenizer.json exists: its
+    // post-processor already says what to add.
+    config.add_bos_token = None;
+    config.add_eos_token = None;
+    formats::add_special_tokens(&mut t, config)?;
+    Ok(t)
 }
 
 /// Reads a tokenizer.json. The bytes are parsed as JSON first and the pipeline is built from

@@ -287,8 +287,8 @@ const DAYS: [&str; 7] = [
 
 /// `datetime.now().strftime(format)` (UTC), for templates that print today's date.
 fn strftime_now(format: String) -> std::result::Result<JValue, minijinja::Error> {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    let secs = web_time::SystemTime::now()
+        .duration_since(web_time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     Ok(JValue::from(strftime(secs, &format)))

@@ -4,7 +4,7 @@
 use crate::tokenizer::MAX_TOKEN_ID;
 use serde_json::Value;
 use std::path::Path;
-use trustformers_core::config::{read_json, read_small_file};
+use trustformers_core::config::{json_from_bytes, read_small_file};
 use trustformers_core::{Error, Result};
 
 /// Padding or truncation side.
@@ -135,20 +135,35 @@ fn chat_template(v: &Value) -> Option<String> {
 impl TokenizerConfig {
     /// Reads the config files in `dir` that exist.
     pub fn from_dir(dir: &Path) -> Result<Self> {
-        let mut config = Self::default();
-        let path = dir.join("tokenizer_config.json");
-        if path.is_file() {
-            config.apply_tokenizer_config(&read_json(&path)?)?;
-        }
-        let path = dir.join("special_tokens_map.json");
-        if path.is_file() {
-            if let Value::Object(obj) = read_json(&path)? {
-                set_special(&mut config.special, &obj)?;
+        Self::from_files(dir, &|name| {
+            let path = dir.join(name);
+            match path.is_file() {
+                true => Ok(Some(read_small_file(&path)?)),
+                false => Ok(None),
             }
+        })
+    }
+
+    /// Reads the config files `read` has (`read(name)`: the bytes of file `name`, `None`
+    /// when there is none): tokenizer_config.json, special_tokens_map.json,
+    /// added_tokens.json and chat_template.jinja. `dir` names the files in messages.
+    pub fn from_files(dir: &Path, read: &dyn Fn(&str) -> Result<Option<Vec<u8>>>) -> Result<Self> {
+        let json = |name: &str| -> Result<Option<(std::path::PathBuf, Value)>> {
+            let path = dir.join(name);
+            match read(name)? {
+                Some(bytes) => Ok(Some((path.clone(), json_from_bytes(&path, &bytes)?))),
+                None => Ok(None),
+            }
+        };
+        let mut config = Self::default();
+        if let Some((_, json)) = json("tokenizer_config.json")? {
+            config.apply_tokenizer_config(&json)?;
         }
-        let path = dir.join("added_tokens.json");
-        if path.is_file() {
-            let Value::Object(obj) = read_json(&path)? else {
+        if let Some((_, Value::Object(obj))) = json("special_tokens_map.json")? {
+            set_special(&mut config.special, &obj)?;
+        }
+        if let Some((path, json)) = json("added_tokens.json")? {
+            let Value::Object(obj) = json else {
                 return Err(Error::Json {
                     path,
                     reason: "must map token strings to ids".into(),
@@ -168,11 +183,9 @@ impl TokenizerConfig {
                 }
             }
         }
-        let path = dir.join("chat_template.jinja");
-        if path.is_file() {
-            let bytes = read_small_file(&path)?;
+        if let Some(bytes) = read("chat_template.jinja")? {
             let text = String::from_utf8(bytes).map_err(|_| Error::Json {
-                path: path.clone(),
+                path: dir.join("chat_template.jinja"),
                 reason: "not valid UTF-8".into(),
             })?;
             config.chat_template = Some(text);

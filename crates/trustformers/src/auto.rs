@@ -119,6 +119,33 @@ impl LoadOptions {
 enum Files {
     Dir(PathBuf),
     Gguf(Arc<GgufFile>),
+    /// A checkpoint's tensors (by their Hugging Face names) handed over in memory.
+    Tensors(Arc<dyn TensorSource>),
+}
+
+/// A shared in-memory source behind the `Box<dyn TensorSource>` a loader takes.
+struct Shared(Arc<dyn TensorSource>);
+
+impl TensorSource for Shared {
+    fn names(&self) -> Vec<String> {
+        self.0.names()
+    }
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.0.shape(name)
+    }
+    fn load(
+        &self,
+        name: &str,
+        device: &Device,
+    ) -> Result<trustformers_core::weights::StoredTensor> {
+        self.0.load(name, device)
+    }
+    fn is_quantized(&self) -> bool {
+        self.0.is_quantized()
+    }
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
 }
 
 /// A parsed model configuration and the checkpoint it belongs to.
@@ -131,6 +158,30 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// A checkpoint held in memory (WebAssembly has no file system): its config.json and its
+    /// tensors under their Hugging Face names (e.g. [`SafetensorsSource::from_bytes`]).
+    ///
+    /// [`SafetensorsSource::from_bytes`]: trustformers_core::weights::SafetensorsSource::from_bytes
+    pub fn from_memory(json: Value, tensors: Arc<dyn TensorSource>) -> Result<Self> {
+        let architecture = registry::by_model_type(config_model_type(&json, "config.json")?)?;
+        Ok(Self {
+            json,
+            architecture,
+            files: Files::Tensors(tensors),
+        })
+    }
+
+    /// A GGUF file already parsed (from a path or from bytes): its architecture and config
+    /// from the metadata, its tensors renamed to the checkpoint names.
+    pub fn from_gguf(file: Arc<GgufFile>) -> Result<Self> {
+        let (architecture, json) = gguf::config_from_gguf(&file)?;
+        Ok(Self {
+            json,
+            architecture,
+            files: Files::Gguf(file),
+        })
+    }
+
     /// config.json's `model_type`.
     pub fn model_type(&self) -> &'static str {
         self.architecture.model_type
@@ -155,7 +206,7 @@ impl ModelConfig {
     pub fn gguf(&self) -> Option<&GgufFile> {
         match &self.files {
             Files::Gguf(file) => Some(file),
-            Files::Dir(_) => None,
+            Files::Dir(_) | Files::Tensors(_) => None,
         }
     }
 
@@ -177,6 +228,7 @@ impl ModelConfig {
     fn source(&self) -> Result<Box<dyn TensorSource>> {
         Ok(match &self.files {
             Files::Dir(dir) => trustformers_core::weights::open_dir(dir)?,
+            Files::Tensors(tensors) => Box::new(Shared(tensors.clone())),
             Files::Gguf(file) => Box::new(gguf::gguf_source(
                 file.clone(),
                 self.architecture,
@@ -200,7 +252,8 @@ impl ModelConfig {
         };
         let rename = self.architecture.gguf.and_then(|d| d.rename);
         match (&self.files, self.architecture.tensor_names, rename) {
-            (Files::Dir(_), Some(names), _) | (Files::Gguf(_), _, Some(names)) => {
+            (Files::Dir(_) | Files::Tensors(_), Some(names), _)
+            | (Files::Gguf(_), _, Some(names)) => {
                 let config = self.json.clone();
                 weights.with_names(move |name| names(name, &config))
             }
@@ -532,6 +585,13 @@ impl ModelConfig {
     }
 }
 
+/// config.json's `model_type`; `file` names it in the error.
+fn config_model_type<'a>(json: &'a Value, file: &str) -> Result<&'a str> {
+    json.get("model_type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::config("model_type", format!("missing from {file}")))
+}
+
 /// Reads a model's configuration.
 pub struct AutoConfig;
 
@@ -540,25 +600,11 @@ impl AutoConfig {
     pub fn from_pretrained(path: impl AsRef<Path>) -> Result<ModelConfig> {
         let path = path.as_ref();
         if checkpoint_kind(path)? == CheckpointKind::Gguf {
-            let file = Arc::new(GgufFile::open(path)?);
-            let (architecture, json) = gguf::config_from_gguf(&file)?;
-            return Ok(ModelConfig {
-                json,
-                architecture,
-                files: Files::Gguf(file),
-            });
+            return ModelConfig::from_gguf(Arc::new(GgufFile::open(path)?));
         }
         let config_path = path.join("config.json");
         let json = config::read_json(&config_path)?;
-        let model_type = json
-            .get("model_type")
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
-                Error::config(
-                    "model_type",
-                    format!("missing from {}", config_path.display()),
-                )
-            })?;
+        let model_type = config_model_type(&json, &config_path.display().to_string())?;
         Ok(ModelConfig {
             architecture: registry::by_model_type(model_type)?,
             json,

@@ -18,6 +18,7 @@ pub mod auto;
 pub mod encoders;
 mod fetch;
 pub mod hub;
+pub mod memory;
 pub mod pipelines;
 pub mod resolve;
 pub mod session;
@@ -31,6 +32,7 @@ pub use encoders::{
     AutoModelForQuestionAnswering, AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
 };
+pub use memory::MemoryCheckpoint;
 pub use resolve::{resolve_model, DEFAULT_MODEL};
 pub use session::{ChatSession, LoadedModel};
 pub use trustformers_core::{self as core, DType, Device, Error, Result, Tensor};

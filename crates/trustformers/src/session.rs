@@ -18,6 +18,7 @@
 //! ```
 
 use crate::auto::{AutoConfig, LoadOptions};
+use crate::memory::MemoryCheckpoint;
 use crate::resolve::resolve_model;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -87,6 +88,32 @@ impl LoadedModel {
         let generation = generation_defaults(&path, &tokenizer)?;
         Ok(Self {
             path,
+            model: Arc::from(model),
+            tokenizer,
+            generation,
+        })
+    }
+
+    /// Loads a checkpoint held in memory: its files by their path inside it (config.json,
+    /// model.safetensors, tokenizer.json, generation_config.json, ...), or one GGUF file.
+    /// `path` of the result is the checkpoint's name.
+    pub fn from_memory(mut files: MemoryCheckpoint, opts: &LoadOptions) -> Result<Self> {
+        opts.validate()?;
+        let config = files.model_config(Path::new(""))?;
+        if !config.architecture.is_causal_lm() {
+            return Err(config
+                .architecture
+                .wrong_kind("a causal language model, which text generation needs"));
+        }
+        let tokenizer = match config.gguf() {
+            Some(file) => AutoTokenizer::from_gguf(file)?,
+            None => files.tokenizer(Path::new(""))?,
+        };
+        let model = config.load_causal_lm(opts)?;
+        drop(config);
+        let generation = files.generation_config(&tokenizer)?;
+        Ok(Self {
+            path: files.path_of(Path::new("")),
             model: Arc::from(model),
             tokenizer,
             generation,

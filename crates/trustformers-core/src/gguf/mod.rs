@@ -6,6 +6,7 @@
 //! anything is allocated, so a hostile file can neither overflow size arithmetic nor make the
 //! reader allocate more than the file holds.
 
+use crate::weights::FileBytes;
 use crate::{Error, Result};
 use candle_core::quantized::{GgmlDType, GgmlType, QStorage, QTensor, QuantizedType};
 use candle_core::Device;
@@ -163,10 +164,10 @@ pub struct GgufTensorInfo {
     pub len: usize,
 }
 
-/// A parsed, memory-mapped GGUF file.
+/// A parsed GGUF file, memory-mapped (or handed over as bytes).
 pub struct GgufFile {
     path: PathBuf,
-    mmap: memmap2::Mmap,
+    bytes: FileBytes,
     pub version: u32,
     pub metadata: BTreeMap<String, GgufValue>,
     /// Tensor infos in file order.
@@ -189,11 +190,17 @@ impl GgufFile {
     /// Memory-maps and parses `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-        // SAFETY: the map is read-only; like every mmap-based loader we rely on the file not
-        // being truncated by another process while it is mapped.
-        let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
-        let parsed = parse(&mmap).map_err(|source| Error::Gguf {
+        let bytes = FileBytes::map(&path)?;
+        Self::parse_from(path, bytes)
+    }
+
+    /// Parses a GGUF file already in memory; `name` stands for its path in messages.
+    pub fn from_bytes(name: impl Into<PathBuf>, bytes: Vec<u8>) -> Result<Self> {
+        Self::parse_from(name.into(), FileBytes::Owned(bytes))
+    }
+
+    fn parse_from(path: PathBuf, bytes: FileBytes) -> Result<Self> {
+        let parsed = parse(&bytes).map_err(|source| Error::Gguf {
             path: path.clone(),
             source,
         })?;
@@ -205,7 +212,7 @@ impl GgufFile {
             .collect();
         Ok(Self {
             path,
-            mmap,
+            bytes,
             version: parsed.version,
             metadata: parsed.metadata,
             tensors: parsed.tensors,
@@ -231,7 +238,7 @@ impl GgufFile {
     /// The raw bytes of a tensor.
     pub fn tensor_bytes(&self, info: &GgufTensorInfo) -> &[u8] {
         // Bounds were validated at parse time.
-        &self.mmap[info.start..info.start + info.len]
+        &self.bytes[info.start..info.start + info.len]
     }
 
     /// Loads a tensor (or the `part` of it an HF tensor is) as a quantized tensor, keeping its
@@ -391,26 +398,11 @@ impl GgufFile {
         Ok(Box::new(blocks))
     }
 
-    /// Drops the map's pages over `start..start + len` (widened to whole pages) from this
-    /// process's resident memory once they have been copied out: the copy is what the model
-    /// keeps, so without this every weight would be resident twice while loading. The file
-    /// stays in the page cache; a later read of the range faults the same bytes back in.
+    /// Drops the map's pages over `start..start + len` from this process's resident memory
+    /// once they have been copied out: the copy is what the model keeps, so without this
+    /// every weight would be resident twice while loading.
     fn release(&self, start: usize, len: usize) {
-        #[cfg(unix)]
-        {
-            // SAFETY: the map is private and read-only, never written: MADV_DONTNEED only
-            // drops pages that read back unchanged from the file, so nothing that reads the
-            // range (now or later) sees different bytes.
-            let dropped = unsafe {
-                self.mmap
-                    .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len)
-            };
-            // Only a hint: if the kernel refuses, the pages stay resident and nothing else
-            // changes.
-            drop(dropped);
-        }
-        #[cfg(not(unix))]
-        let _ = (start, len);
+        self.bytes.release(start, len);
     }
 }
 

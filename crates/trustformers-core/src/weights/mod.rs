@@ -1,10 +1,12 @@
 //! Where checkpoint tensors come from. A [`TensorSource`] lists tensors by their Hugging Face
 //! name and loads them on demand from a memory-mapped file.
 
+mod file_bytes;
 mod gguf_source;
 mod pth_source;
 mod safetensors_source;
 
+pub use file_bytes::FileBytes;
 pub use gguf_source::{GgufSource, GgufTensorRef, Renamed};
 pub use pth_source::PthSource;
 pub use safetensors_source::SafetensorsSource;

@@ -1,6 +1,6 @@
 //! safetensors checkpoints: one file, or shards listed by `model.safetensors.index.json`.
 
-use super::{StoredTensor, TensorSource};
+use super::{FileBytes, StoredTensor, TensorSource};
 use crate::safetensors_header::{self, Dtype};
 use crate::{Error, Result, SafetensorsError};
 use candle_core::{DType, Device, Tensor};
@@ -18,10 +18,10 @@ struct Entry {
 
 struct MappedFile {
     path: PathBuf,
-    mmap: memmap2::Mmap,
+    bytes: FileBytes,
 }
 
-/// Memory-mapped safetensors files with every header validated up front.
+/// Memory-mapped (or in-memory) safetensors files with every header validated up front.
 pub struct SafetensorsSource {
     files: Vec<MappedFile>,
     entries: BTreeMap<String, Entry>,
@@ -95,17 +95,32 @@ impl SafetensorsSource {
 
     /// Opens and validates the given files. A tensor name may appear in only one of them.
     pub fn open(paths: &[PathBuf]) -> Result<Self> {
-        let mut files = Vec::with_capacity(paths.len());
+        let files = paths
+            .iter()
+            .map(|path| Ok((path.clone(), FileBytes::map(path)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Self::from_files(files)
+    }
+
+    /// Validates safetensors files already in memory, each with the name that stands for its
+    /// path in messages. A tensor name may appear in only one of them.
+    pub fn from_bytes(files: Vec<(PathBuf, Vec<u8>)>) -> Result<Self> {
+        let files = files
+            .into_iter()
+            .map(|(path, bytes)| (path, FileBytes::Owned(bytes)))
+            .collect();
+        Self::from_files(files)
+    }
+
+    fn from_files(opened: Vec<(PathBuf, FileBytes)>) -> Result<Self> {
+        let mut files = Vec::with_capacity(opened.len());
         let mut entries = BTreeMap::new();
-        for (file_idx, path) in paths.iter().enumerate() {
-            let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-            // SAFETY: read-only map; the file must not be truncated while mapped.
-            let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        for (file_idx, (path, bytes)) in opened.into_iter().enumerate() {
             let invalid = |source: SafetensorsError| Error::Safetensors {
                 path: path.clone(),
                 source,
             };
-            let header = safetensors_header::parse(&mmap).map_err(invalid)?;
+            let header = safetensors_header::parse(&bytes).map_err(invalid)?;
             for t in header.tensors {
                 let entry = Entry {
                     file: file_idx,
@@ -120,10 +135,7 @@ impl SafetensorsSource {
                     }));
                 }
             }
-            files.push(MappedFile {
-                path: path.clone(),
-                mmap,
-            });
+            files.push(MappedFile { path, bytes });
         }
         Ok(Self { files, entries })
     }
@@ -161,7 +173,7 @@ impl TensorSource for SafetensorsSource {
             name: name.to_string(),
             reason: format!("safetensors dtype {:?} is not supported", entry.dtype),
         })?;
-        let bytes = &self.files[entry.file].mmap[entry.start..entry.end];
+        let bytes = &self.files[entry.file].bytes[entry.start..entry.end];
         let tensor = Tensor::from_raw_buffer(bytes, dtype, &entry.shape, device)?;
         Ok(StoredTensor::Dense(tensor))
     }

@@ -9,9 +9,25 @@ use super::gemm::{self, PackedF32};
 use std::sync::{Mutex, PoisonError};
 use trustformers_core::{Error, Result};
 
+/// `a * b + c`: one fused multiply-add where the target has the instruction (the AVX2
+/// builds of the kernels, ARM), a multiply then an add on WebAssembly, which has none (there
+/// `mul_add` is a software routine, tens of times slower).
+#[inline(always)]
+pub(super) fn fmadd(a: f32, b: f32, c: f32) -> f32 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        a * b + c
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        a.mul_add(b, c)
+    }
+}
+
 /// Rows per parallel work item for row-wise kernels.
 const ROWS_PER_TASK: usize = 32;
 
+#[cfg(target_arch = "x86_64")]
 pub(super) fn use_avx2() -> bool {
     super::gemm::use_avx2()
 }
@@ -67,17 +83,17 @@ fn erf(x: f32) -> f32 {
     let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
     let mut p = -2.726_142_3e-10f32;
-    p = p.mul_add(x2, 2.770_681_4e-8);
-    p = p.mul_add(x2, -2.101_024e-6);
-    p = p.mul_add(x2, -5.692_506_4e-5);
-    p = p.mul_add(x2, -7.349_906_3e-4);
-    p = p.mul_add(x2, -2.954_6e-3);
-    p = p.mul_add(x2, -1.609_603_3e-2);
+    p = fmadd(p, x2, 2.770_681_4e-8);
+    p = fmadd(p, x2, -2.101_024e-6);
+    p = fmadd(p, x2, -5.692_506_4e-5);
+    p = fmadd(p, x2, -7.349_906_3e-4);
+    p = fmadd(p, x2, -2.954_6e-3);
+    p = fmadd(p, x2, -1.609_603_3e-2);
     let mut q = -1.456_607_2e-5f32;
-    q = q.mul_add(x2, -2.133_740_6e-4);
-    q = q.mul_add(x2, -1.682_827e-3);
-    q = q.mul_add(x2, -7.373_329_3e-3);
-    q = q.mul_add(x2, -1.426_474e-2);
+    q = fmadd(q, x2, -2.133_740_6e-4);
+    q = fmadd(q, x2, -1.682_827e-3);
+    q = fmadd(q, x2, -7.373_329_3e-3);
+    q = fmadd(q, x2, -1.426_474e-2);
     x * p / q
 }
 
@@ -88,15 +104,15 @@ fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.7);
     let n = (x * std::f32::consts::LOG2_E).round();
     // r = x - n ln2, with ln2 split in two for precision.
-    let r = n.mul_add(-0.693_145_75, x);
-    let r = n.mul_add(-1.428_606_8e-6, r);
+    let r = fmadd(n, -0.693_145_75, x);
+    let r = fmadd(n, -1.428_606_8e-6, r);
     let mut p = 1.0 / 720.0f32;
-    p = p.mul_add(r, 1.0 / 120.0);
-    p = p.mul_add(r, 1.0 / 24.0);
-    p = p.mul_add(r, 1.0 / 6.0);
-    p = p.mul_add(r, 0.5);
-    p = p.mul_add(r, 1.0);
-    p = p.mul_add(r, 1.0);
+    p = fmadd(p, r, 1.0 / 120.0);
+    p = fmadd(p, r, 1.0 / 24.0);
+    p = fmadd(p, r, 1.0 / 6.0);
+    p = fmadd(p, r, 0.5);
+    p = fmadd(p, r, 1.0);
+    p = fmadd(p, r, 1.0);
     p * f32::from_bits(((n as i32 + 127) << 23) as u32)
 }
 
@@ -263,7 +279,7 @@ fn softmax_row_body(
         (None, Some(m)) => row
             .iter_mut()
             .zip(m)
-            .for_each(|(x, &m)| *x = x.mul_add(scale, m)),
+            .for_each(|(x, &m)| *x = fmadd(*x, scale, m)),
         (None, None) => row.iter_mut().for_each(|x| *x *= scale),
     }
     // Eight running lanes per reduction, so the loops vectorize without reassociating.

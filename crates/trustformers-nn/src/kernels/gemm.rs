@@ -205,7 +205,8 @@ pub(crate) fn use_avx2() -> bool {
     *AVX2.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            std::arch::is_x86_feature_detected!("avx2")
+            std::env::var_os("TRUSTFORMERS_PORTABLE_KERNELS").is_none()
+                && std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -479,6 +480,33 @@ unsafe fn kernel<const R: usize>(
         return unsafe { kernel_avx2::<R>(kc, a.as_ptr(), lda, b.as_ptr(), c, ldc, init) };
     }
     let _ = avx2;
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    // SAFETY: the caller's guarantees.
+    unsafe {
+        kernel_simd128::<R>(kc, a, lda, b, c, ldc, init)
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    // SAFETY: the caller's guarantees.
+    unsafe {
+        kernel_portable::<R>(kc, a, lda, b, c, ldc, init)
+    }
+}
+
+/// [`kernel`] in plain code.
+///
+/// # Safety
+/// As for [`kernel`].
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline(always)]
+unsafe fn kernel_portable<const R: usize>(
+    kc: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    c: *mut f32,
+    ldc: usize,
+    init: Init<'_>,
+) {
     let mut acc = [[0f32; NR]; R];
     for (r, row) in acc.iter_mut().enumerate() {
         match init {
@@ -494,13 +522,64 @@ unsafe fn kernel<const R: usize>(
         for (r, row) in acc.iter_mut().enumerate() {
             let av = a[r * lda + p];
             for (o, &bv) in row.iter_mut().zip(bp) {
-                *o = av.mul_add(bv, *o);
+                *o = super::fused::fmadd(av, bv, *o);
             }
         }
     }
     for (r, row) in acc.iter().enumerate() {
         // SAFETY: as above.
         unsafe { std::ptr::copy_nonoverlapping(row.as_ptr(), c.add(r * ldc), NR) };
+    }
+}
+
+/// [`kernel`] in WebAssembly's SIMD128: four accumulators of four lanes per row, a multiply
+/// and an add per step (SIMD128 has no fused multiply-add).
+///
+/// # Safety
+/// As for [`kernel`].
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+unsafe fn kernel_simd128<const R: usize>(
+    kc: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    c: *mut f32,
+    ldc: usize,
+    init: Init<'_>,
+) {
+    use std::arch::wasm32::*;
+    const L: usize = NR / 4;
+    let mut acc = [[f32x4_splat(0.0); L]; R];
+    // SAFETY (whole body): the caller guarantees NR values in each of `R` rows of `c`, `a`
+    // holds `(R - 1) * lda + kc` values and `b` `kc * NR`; wasm loads and stores need no
+    // alignment.
+    unsafe {
+        for (r, row) in acc.iter_mut().enumerate() {
+            for (l, v) in row.iter_mut().enumerate() {
+                *v = match init {
+                    Init::Bias(Some(bias)) => v128_load(bias.as_ptr().add(4 * l).cast()),
+                    Init::Bias(None) => f32x4_splat(0.0),
+                    Init::Load => v128_load(c.add(r * ldc + 4 * l).cast()),
+                };
+            }
+        }
+        let (a, b) = (a.as_ptr(), b.as_ptr());
+        for p in 0..kc {
+            let bp = b.add(p * NR);
+            let bv: [v128; L] = std::array::from_fn(|l| v128_load(bp.add(4 * l).cast()));
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = f32x4_splat(*a.add(r * lda + p));
+                for (v, &w) in row.iter_mut().zip(&bv) {
+                    *v = f32x4_add(*v, f32x4_mul(av, w));
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (l, v) in row.iter().enumerate() {
+                v128_store(c.add(r * ldc + 4 * l).cast(), *v);
+            }
+        }
     }
 }
 

@@ -63,7 +63,7 @@ fn dot_f32(avx2: bool, a: &[f32], b: &[f32]) -> f32 {
         .sum();
     for (x, y) in ca.zip(cb) {
         for l in 0..8 {
-            lanes[l] = x[l].mul_add(y[l], lanes[l]);
+            lanes[l] = super::fused::fmadd(x[l], y[l], lanes[l]);
         }
     }
     lanes.iter().sum::<f32>() + tail

@@ -3,13 +3,15 @@
 //! pool. Keys and values are f32 or f16 ([`KvRows`]); f16 rows are widened as they are read
 //! (F16C on x86-64), so an f16 cache costs half the bytes to keep and to read.
 
-use super::fused::{multiversion, softmax_row, use_avx2};
+#[cfg(target_arch = "x86_64")]
+use super::fused::use_avx2;
+use super::fused::{multiversion, softmax_row};
 use super::gemm::{self, PackedF32};
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 use std::borrow::Cow;
 use std::ops::Range;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use trustformers_core::{Error, Result};
 
 /// Keys or values as [`sdpa`] reads them: `batch * kv_heads` blocks of `[keys, head_dim]`
@@ -311,18 +313,10 @@ fn weighted_sum(p: &[f32], values: KvRows<'_>, out: &mut [f32]) {
 }
 
 /// Whether the CPU widens f16 in hardware (F16C) next to AVX2/FMA.
+#[cfg(target_arch = "x86_64")]
 fn use_f16c() -> bool {
-    static F16C: OnceLock<bool> = OnceLock::new();
-    *F16C.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use_avx2() && std::arch::is_x86_feature_detected!("f16c")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
-    })
+    static F16C: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *F16C.get_or_init(|| use_avx2() && std::arch::is_x86_feature_detected!("f16c"))
 }
 
 /// [`dot_rows`] over f16 keys.

@@ -7,12 +7,14 @@
 
 use super::pipeline::Pipeline;
 use super::{max_input_tokens, tokenize, Batch};
-use crate::auto::{AutoConfig, LoadOptions};
+use crate::auto::{AutoConfig, LoadOptions, ModelConfig};
+use crate::memory::MemoryCheckpoint;
 use candle_core::{DType, Tensor, D};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use trustformers_core::config::{checkpoint_kind, CheckpointKind};
 use trustformers_core::gguf::{GgufFile, GgufValue};
+use trustformers_core::weights::TensorSource;
 use trustformers_core::{config, Error, Result, Weights};
 use trustformers_models::{EncoderForTask, EncoderTask, EncoderTaskOutput};
 use trustformers_nn::{Activation, Linear};
@@ -188,8 +190,10 @@ struct Dense {
 }
 
 impl Dense {
-    fn load(dir: &Path, opts: &LoadOptions) -> Result<Self> {
-        let cfg = config::read_json(&dir.join("config.json"))?;
+    /// The module in the directory `rel` of `files`.
+    fn load(files: &mut Files<'_>, rel: &Path, opts: &LoadOptions) -> Result<Self> {
+        let cfg = files.required_json(&rel.join("config.json"))?;
+        let dir = files.path_of(rel);
         let dim = |k: &str| -> Result<usize> {
             cfg.get(k)
                 .and_then(Value::as_u64)
@@ -214,7 +218,7 @@ impl Dense {
             }
         };
         let bias = cfg.get("bias").and_then(Value::as_bool).unwrap_or(true);
-        let source = trustformers_core::weights::open_dir(dir)?;
+        let source = files.tensors(rel)?;
         let vb = Weights::new(
             source,
             opts.dtype.unwrap_or(DType::F32),
@@ -236,6 +240,70 @@ impl Dense {
         match self.act {
             Some(a) => a.forward(&y),
             None => Ok(y),
+        }
+    }
+}
+
+/// Where a sentence-transformers model's files come from.
+enum Files<'a> {
+    Dir(&'a Path),
+    Memory(&'a mut MemoryCheckpoint),
+}
+
+impl Files<'_> {
+    /// The name messages give the file or directory at `rel`.
+    fn path_of(&self, rel: &Path) -> PathBuf {
+        match self {
+            Files::Dir(dir) => dir.join(rel),
+            Files::Memory(files) => files.path_of(rel),
+        }
+    }
+
+    /// The JSON file at `rel`, `None` when there is none.
+    fn json(&self, rel: &Path) -> Result<Option<Value>> {
+        match self {
+            Files::Dir(dir) => {
+                let path = dir.join(rel);
+                match path.is_file() {
+                    true => Ok(Some(config::read_json(&path)?)),
+                    false => Ok(None),
+                }
+            }
+            Files::Memory(files) => files.json(rel),
+        }
+    }
+
+    /// The JSON file at `rel`, which must be there.
+    fn required_json(&self, rel: &Path) -> Result<Value> {
+        self.json(rel)?.ok_or_else(|| {
+            Error::io(
+                self.path_of(rel),
+                std::io::Error::new(std::io::ErrorKind::NotFound, "missing"),
+            )
+        })
+    }
+
+    /// The weights in the directory `rel`.
+    fn tensors(&mut self, rel: &Path) -> Result<Box<dyn TensorSource>> {
+        match self {
+            Files::Dir(dir) => trustformers_core::weights::open_dir(&dir.join(rel)),
+            Files::Memory(files) => Ok(Box::new(files.take_safetensors(rel)?)),
+        }
+    }
+
+    /// The encoder checkpoint in the directory `rel`, without a head, and its tokenizer.
+    fn encoder(&mut self, rel: &Path, opts: &LoadOptions) -> Result<(EncoderForTask, Tokenizer)> {
+        match self {
+            Files::Dir(dir) => {
+                super::load_encoder_and_tokenizer(&dir.join(rel), EncoderTask::Base, opts)
+            }
+            Files::Memory(files) => {
+                let tokenizer = files.tokenizer(rel)?;
+                let model = files
+                    .model_config(rel)?
+                    .load_encoder(Some(EncoderTask::Base), opts)?;
+                Ok((model, tokenizer))
+            }
         }
     }
 }
@@ -280,51 +348,71 @@ impl SentenceTransformer {
     pub fn from_pretrained(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self> {
         let dir = dir.as_ref();
         if checkpoint_kind(dir)? == CheckpointKind::Gguf {
-            // One parse of the file for the pooling, the model and the tokenizer.
-            let config = AutoConfig::from_pretrained(dir)?;
-            let file = config.gguf().ok_or_else(|| {
-                Error::InvalidInput(format!("{}: not a GGUF file", dir.display()))
-            })?;
-            let pooling = Pooling::from_gguf(file)?;
-            let tokenizer = AutoTokenizer::from_gguf(file)?;
-            let model = config.load_encoder(Some(EncoderTask::Base), opts)?;
-            return Ok(Self {
-                tokenizer,
-                model,
-                // llama.cpp's embeddings are L2-normalized unless asked otherwise; the
-                // converter keeps no record of a Normalize module.
-                modules: vec![Module::Pooling(vec![pooling]), Module::Normalize],
-                max_seq_length: None,
-                do_lower_case: false,
-            });
+            return Self::from_gguf(&AutoConfig::from_pretrained(dir)?, opts);
         }
-        let listed = dir.join("modules.json");
-        let entries: Vec<(String, PathBuf)> = if listed.is_file() {
-            let json = config::read_json(&listed)?;
-            json.as_array()
-                .ok_or_else(|| Error::config("modules.json", "must be a list"))?
-                .iter()
-                .map(|m| -> Result<(String, PathBuf)> {
-                    let kind = m
-                        .get("type")
-                        .and_then(Value::as_str)
-                        .ok_or_else(|| Error::config("modules.json", "a module has no `type`"))?;
-                    let path = m.get("path").and_then(Value::as_str).unwrap_or("");
-                    if Path::new(path)
-                        .components()
-                        .any(|c| !matches!(c, std::path::Component::Normal(_)))
-                    {
-                        return Err(Error::config(
-                            "modules.json",
-                            format!("module path `{path}` leaves the model directory"),
-                        ));
-                    }
-                    let short = kind.rsplit('.').next().unwrap_or(kind).to_string();
-                    Ok((short, dir.join(path)))
-                })
-                .collect::<Result<_>>()?
-        } else {
-            vec![("Transformer".into(), dir.to_path_buf())]
+        Self::load(Files::Dir(dir), opts)
+    }
+
+    /// Loads a sentence-transformers checkpoint held in memory (its files by their path
+    /// inside it: `modules.json`, `config.json`, `model.safetensors`, `tokenizer.json`,
+    /// `1_Pooling/config.json`, ...), or a GGUF file held in memory; as
+    /// [`Self::from_pretrained`] loads them from a directory or a path.
+    pub fn from_memory(mut files: MemoryCheckpoint, opts: &LoadOptions) -> Result<Self> {
+        if files.is_gguf() {
+            return Self::from_gguf(&files.model_config(Path::new(""))?, opts);
+        }
+        Self::load(Files::Memory(&mut files), opts)
+    }
+
+    /// A GGUF file's model: the pooling it records and, as llama.cpp gives them,
+    /// L2-normalized embeddings. One parse of the file serves the pooling, the model and the
+    /// tokenizer.
+    fn from_gguf(config: &ModelConfig, opts: &LoadOptions) -> Result<Self> {
+        let file = config
+            .gguf()
+            .ok_or_else(|| Error::InvalidInput("not a GGUF file".into()))?;
+        let pooling = Pooling::from_gguf(file)?;
+        let tokenizer = AutoTokenizer::from_gguf(file)?;
+        let model = config.load_encoder(Some(EncoderTask::Base), opts)?;
+        Ok(Self {
+            tokenizer,
+            model,
+            // llama.cpp's embeddings are L2-normalized unless asked otherwise; the converter
+            // keeps no record of a Normalize module.
+            modules: vec![Module::Pooling(vec![pooling]), Module::Normalize],
+            max_seq_length: None,
+            do_lower_case: false,
+        })
+    }
+
+    /// The modules `modules.json` lists (a plain transformers checkpoint: the Transformer
+    /// alone, with mean pooling).
+    fn load(mut files: Files<'_>, opts: &LoadOptions) -> Result<Self> {
+        let entries: Vec<(String, PathBuf)> = match files.json(Path::new("modules.json"))? {
+            Some(json) => {
+                json.as_array()
+                    .ok_or_else(|| Error::config("modules.json", "must be a list"))?
+                    .iter()
+                    .map(|m| -> Result<(String, PathBuf)> {
+                        let kind = m.get("type").and_then(Value::as_str).ok_or_else(|| {
+                            Error::config("modules.json", "a module has no `type`")
+                        })?;
+                        let path = m.get("path").and_then(Value::as_str).unwrap_or("");
+                        if Path::new(path)
+                            .components()
+                            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+                        {
+                            return Err(Error::config(
+                                "modules.json",
+                                format!("module path `{path}` leaves the model directory"),
+                            ));
+                        }
+                        let short = kind.rsplit('.').next().unwrap_or(kind).to_string();
+                        Ok((short, PathBuf::from(path)))
+                    })
+                    .collect::<Result<_>>()?
+            }
+            None => vec![("Transformer".into(), PathBuf::new())],
         };
         let mut transformer: Option<PathBuf> = None;
         let mut modules = Vec::new();
@@ -332,10 +420,10 @@ impl SentenceTransformer {
             match kind.as_str() {
                 "Transformer" if transformer.is_none() => transformer = Some(path),
                 "Pooling" => {
-                    let cfg = config::read_json(&path.join("config.json"))?;
+                    let cfg = files.required_json(&path.join("config.json"))?;
                     modules.push(Module::Pooling(Pooling::from_config(&cfg)?));
                 }
-                "Dense" => modules.push(Module::Dense(Dense::load(&path, opts)?)),
+                "Dense" => modules.push(Module::Dense(Dense::load(&mut files, &path, opts)?)),
                 "Normalize" => modules.push(Module::Normalize),
                 other => {
                     return Err(Error::config(
@@ -350,22 +438,19 @@ impl SentenceTransformer {
         if !modules.iter().any(|m| matches!(m, Module::Pooling(_))) {
             modules.insert(0, Module::Pooling(vec![Pooling::Mean]));
         }
-        let st_config = transformer.join("sentence_bert_config.json");
-        let (max_seq_length, do_lower_case) = if st_config.is_file() {
-            let cfg = config::read_json(&st_config)?;
-            (
-                cfg.get("max_seq_length")
-                    .and_then(Value::as_u64)
-                    .map(|n| n as usize),
-                cfg.get("do_lower_case")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
-            )
-        } else {
-            (None, false)
-        };
-        let (model, tokenizer) =
-            super::load_encoder_and_tokenizer(&transformer, EncoderTask::Base, opts)?;
+        let (max_seq_length, do_lower_case) =
+            match files.json(&transformer.join("sentence_bert_config.json"))? {
+                Some(cfg) => (
+                    cfg.get("max_seq_length")
+                        .and_then(Value::as_u64)
+                        .map(|n| n as usize),
+                    cfg.get("do_lower_case")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
+                ),
+                None => (None, false),
+            };
+        let (model, tokenizer) = files.encoder(&transformer, opts)?;
         Ok(Self {
             tokenizer,
             model,

@@ -1,0 +1,121 @@
+// The WebAssembly demo page (crates/trustformers-wasm/demo) in headless Chromium (Debian's
+// package), driven by playwright-core: the models load in the page's worker, sentences are
+// ranked by embedding, and a chat reply streams in. Run by .ci/run after
+// scripts/build_wasm.sh:
+//
+//   node tests/browser/wasm_demo.mjs [--embedder DIR|FILE.gguf] [--chat DIR|FILE.gguf]
+//
+// Defaults are the tiny fixtures (bert_base; the llama fixture with serve_chat's tokenizer);
+// with the real models (all-MiniLM-L6-v2, SmolLM2) the ranking and the reply are checked for
+// meaning too. Needs playwright-core where node resolves it (NODE_PATH) and
+// /usr/bin/chromium (or CHROMIUM). Files are served on an ephemeral loopback port.
+import { createServer } from "node:http";
+import { createReadStream, mkdtempSync, copyFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { extname, join, normalize, sep } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createRequire } from "node:module";
+
+const { chromium } = createRequire(import.meta.url)("playwright-core");
+const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
+const root = fileURLToPath(new URL("../../", import.meta.url));
+const fixtures = join(root, "tests", "fixtures");
+
+function arg(name) {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : undefined;
+}
+
+function fail(message) {
+  console.error("FAIL " + message);
+  process.exitCode = 1;
+  throw new Error(message);
+}
+
+// The default chat model: the llama fixture's weights with serve_chat's tokenizer.
+const scratch = mkdtempSync(join(tmpdir(), "trustformers-wasm-demo-"));
+let chatModel = arg("--chat");
+if (chatModel === undefined) {
+  chatModel = join(scratch, "chat");
+  (await import("node:fs")).mkdirSync(chatModel);
+  for (const f of ["config.json", "model.safetensors"]) copyFileSync(join(fixtures, "llama", f), join(chatModel, f));
+  for (const f of ["tokenizer.json", "tokenizer_config.json"]) copyFileSync(join(fixtures, "serve_chat", f), join(chatModel, f));
+}
+const embedder = arg("--embedder") ?? join(fixtures, "bert_base");
+const real = arg("--chat") !== undefined && arg("--embedder") !== undefined;
+
+// URL prefix -> directory (or single file) served under it.
+const mounts = [
+  ["/demo/", join(root, "crates", "trustformers-wasm", "demo")],
+  ["/npm/", join(root, "crates", "trustformers-wasm", "npm")],
+  ["/models/embedder", embedder],
+  ["/models/chat", chatModel],
+];
+const types = { ".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".json": "application/json" };
+
+function resolve(url) {
+  const path = decodeURIComponent(new URL(url, "http://x").pathname);
+  for (const [prefix, target] of mounts) {
+    if (!path.startsWith(prefix)) continue;
+    const rest = path.slice(prefix.length).replace(/^\//, "");
+    if (target.endsWith(".gguf")) return rest === "" ? target : null;
+    const file = normalize(join(target, rest));
+    return file.startsWith(target + sep) || file === target ? file : null;
+  }
+  return null;
+}
+
+const server = createServer((req, res) => {
+  const file = resolve(req.url);
+  let ok = false;
+  try {
+    ok = file !== null && statSync(file).isFile();
+  } catch {}
+  if (!ok) {
+    res.writeHead(404).end();
+    return;
+  }
+  res.writeHead(200, { "content-type": types[extname(file)] ?? "application/octet-stream" });
+  createReadStream(file).pipe(res);
+});
+await new Promise((r) => server.listen(0, "127.0.0.1", r));
+const base = `http://127.0.0.1:${server.address().port}`;
+const url = (prefix, target) => (target.endsWith(".gguf") ? `${base}${prefix}` : `${base}${prefix}/`);
+
+const browser = await chromium.launch({
+  executablePath,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+try {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  const query = new URLSearchParams({ embedder: url("/models/embedder", embedder), chat: url("/models/chat", chatModel) });
+  await page.goto(`${base}/demo/index.html?${query}`);
+  await page.waitForFunction(() => /^(Ready|Error)/.test(document.getElementById("status").textContent), null, { timeout: 300_000 });
+  const status = await page.textContent("#status");
+  if (!status.startsWith("Ready")) fail("the models did not load: " + status);
+  console.log("ok: " + status);
+
+  await page.click("#rank");
+  await page.waitForFunction(() => document.querySelectorAll("#ranking li").length === 5, null, { timeout: 60_000 });
+  const ranking = await page.$$eval("#ranking li", (lis) => lis.map((li) => li.textContent));
+  console.log("ok: ranked " + JSON.stringify(ranking));
+  const scores = ranking.map((r) => Number(r.slice(0, r.indexOf(r.match(/[A-Z]/)[0]))));
+  if (!scores.every((s, i) => Number.isFinite(s) && (i === 0 || s <= scores[i - 1]))) fail("scores not in order: " + ranking);
+  if (real && !ranking[0].includes("A man is eating food.")) fail("the nearest sentence is not the one about eating: " + ranking[0]);
+
+  await page.click("#send");
+  await page.waitForFunction(() => /tokens\/s/.test(document.getElementById("speed").textContent), null, { timeout: 300_000 });
+  const reply = await page.textContent("#log .assistant");
+  const speed = await page.textContent("#speed");
+  if (reply.length === 0) fail("no reply text");
+  if (real && !reply.includes("Paris")) fail("the reply does not name Paris: " + reply);
+  console.log("ok: reply " + JSON.stringify(reply) + " (" + speed + ")");
+  if (errors.length) fail("page errors: " + errors.join("; "));
+} finally {
+  await browser.close();
+  server.close();
+  rmSync(scratch, { recursive: true, force: true });
+}
