@@ -205,8 +205,7 @@ pub(crate) fn use_avx2() -> bool {
     *AVX2.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            std::env::var_os("TRUSTFORMERS_PORTABLE_KERNELS").is_none()
-                && std::arch::is_x86_feature_detected!("avx2")
+            std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
         }
         #[cfg(not(target_arch = "x86_64"))]

@@ -334,8 +334,7 @@ impl<B> std::ops::Deref for Blocks<B> {
 fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::env::var_os("TRUSTFORMERS_PORTABLE_KERNELS").is_none()
-            && std::arch::is_x86_feature_detected!("avx2")
+        std::arch::is_x86_feature_detected!("avx2")
             && std::arch::is_x86_feature_detected!("fma")
             && std::arch::is_x86_feature_detected!("f16c")
     }
