@@ -127,7 +127,7 @@ pub(crate) mod simd128 {
         )
     }
 
-    /// The sum of four i32 lanes (exact: the block sums fit in i32 with room to spare).
+    /// The sum of four i32 lanes (exact: block sums are far from overflowing).
     #[inline(always)]
     pub fn hsum_i32x4(v: v128) -> i32 {
         i32x4_extract_lane::<0>(v)

@@ -37,10 +37,35 @@ impl WeightBlock for BlockQ4_1 {
         }
     }
 
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     fn dot(w: &[Self], x: &[BlockQ8]) -> f32 {
         let mut acc = 0f32;
         for (w, x) in w.iter().zip(x) {
             acc += w.d.to_f32() * x.d * block_sum(w, x) as f32 + w.m.to_f32() * x.s;
+        }
+        acc
+    }
+
+    /// In SIMD128: each block's integer sum exact, scaled as in the plain code.
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    fn dot(w: &[Self], x: &[BlockQ8]) -> f32 {
+        use super::simd128::{dot_i8x16, hsum_i32x4, load};
+        use std::arch::wasm32::*;
+        let mut acc = 0f32;
+        for (w, x) in w.iter().zip(x) {
+            // SAFETY: `qs` holds 16 bytes, `x.qs` 32.
+            let (packed, x0, x1) = unsafe {
+                (
+                    load(w.qs.as_ptr().cast()),
+                    load(x.qs.as_ptr()),
+                    load(x.qs.as_ptr().add(16)),
+                )
+            };
+            // Nibbles 0..=15 are the same numbers as signed bytes.
+            let lo = v128_and(packed, u8x16_splat(0x0F));
+            let hi = u8x16_shr(packed, 4);
+            let sumi = hsum_i32x4(i32x4_add(dot_i8x16(lo, x0), dot_i8x16(hi, x1)));
+            acc += w.d.to_f32() * x.d * sumi as f32 + w.m.to_f32() * x.s;
         }
         acc
     }
@@ -102,26 +127,6 @@ fn block_sum(w: &BlockQ4_1, x: &BlockQ8) -> i32 {
         sumi += (w.qs[j] >> 4) as i32 * x.qs[j + 16] as i32;
     }
     sumi
-}
-
-/// `Σ q_w q_x` over one block (exact), in SIMD128: the same integer as the plain code.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-#[inline(always)]
-fn block_sum(w: &BlockQ4_1, x: &BlockQ8) -> i32 {
-    use super::simd128::{dot_i8x16, hsum_i32x4, load};
-    use std::arch::wasm32::*;
-    // SAFETY: `qs` holds 16 bytes, `x.qs` 32.
-    let (packed, x0, x1) = unsafe {
-        (
-            load(w.qs.as_ptr().cast()),
-            load(x.qs.as_ptr()),
-            load(x.qs.as_ptr().add(16)),
-        )
-    };
-    // Nibbles 0..=15 are the same numbers as signed bytes.
-    let lo = v128_and(packed, u8x16_splat(0x0F));
-    let hi = u8x16_shr(packed, 4);
-    hsum_i32x4(i32x4_add(dot_i8x16(lo, x0), dot_i8x16(hi, x1)))
 }
 
 /// A block's 32 values as unsigned bytes, with its `d` and `m`.

@@ -35,10 +35,33 @@ impl WeightBlock for BlockQ8_0 {
         }
     }
 
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     fn dot(w: &[Self], x: &[BlockQ8]) -> f32 {
         let mut acc = 0f32;
         for (w, x) in w.iter().zip(x) {
             acc += w.d.to_f32() * x.d * block_sum(w, x) as f32;
+        }
+        acc
+    }
+
+    /// In SIMD128: each block's integer sum exact, scaled as in the plain code.
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    fn dot(w: &[Self], x: &[BlockQ8]) -> f32 {
+        use super::simd128::{dot_i8x16, hsum_i32x4, load};
+        use std::arch::wasm32::i32x4_add;
+        let mut acc = 0f32;
+        for (w, x) in w.iter().zip(x) {
+            // SAFETY: both hold 32 bytes.
+            let (w0, w1, x0, x1) = unsafe {
+                (
+                    load(w.qs.as_ptr()),
+                    load(w.qs.as_ptr().add(16)),
+                    load(x.qs.as_ptr()),
+                    load(x.qs.as_ptr().add(16)),
+                )
+            };
+            let sumi = hsum_i32x4(i32x4_add(dot_i8x16(w0, x0), dot_i8x16(w1, x1)));
+            acc += w.d.to_f32() * x.d * sumi as f32;
         }
         acc
     }
@@ -101,22 +124,4 @@ fn block_sum(w: &BlockQ8_0, x: &BlockQ8) -> i32 {
         .zip(&x.qs)
         .map(|(&a, &b)| a as i32 * b as i32)
         .sum()
-}
-
-/// `Σ q_w q_x` over one block (exact), in SIMD128: the same integer as the plain code.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-#[inline(always)]
-fn block_sum(w: &BlockQ8_0, x: &BlockQ8) -> i32 {
-    use super::simd128::{dot_i8x16, hsum_i32x4, load};
-    use std::arch::wasm32::i32x4_add;
-    // SAFETY: both hold 32 bytes.
-    let (w0, w1, x0, x1) = unsafe {
-        (
-            load(w.qs.as_ptr()),
-            load(w.qs.as_ptr().add(16)),
-            load(x.qs.as_ptr()),
-            load(x.qs.as_ptr().add(16)),
-        )
-    };
-    hsum_i32x4(i32x4_add(dot_i8x16(w0, x0), dot_i8x16(w1, x1)))
 }
