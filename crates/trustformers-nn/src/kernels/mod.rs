@@ -456,19 +456,20 @@ impl<B: WeightBlock> QuantMatmul for QMatrix<B> {
             let w = &self.blocks[(first + i) * per_row..(first + i + 1) * per_row];
             let x = |t: usize| &xq[t * per_row..(t + 1) * per_row];
             // Four activation rows at a time share each unpacked weight block.
-            let mut t = 0;
+            #[allow(unused_mut)]
+            let mut done = 0;
             #[cfg(target_arch = "x86_64")]
             if self.avx2 {
                 for out4 in row_out.chunks_exact_mut(4) {
+                    let t = done;
                     // SAFETY: `avx2` is only set when the CPU reports AVX2, FMA and F16C.
                     let v = unsafe { B::dot4_avx2(w, [x(t), x(t + 1), x(t + 2), x(t + 3)]) };
                     out4.copy_from_slice(&v);
-                    t += 4;
+                    done += 4;
                 }
             }
-            for o in &mut row_out[t..] {
+            for (t, o) in row_out.iter_mut().enumerate().skip(done) {
                 *o = self.dot(w, x(t));
-                t += 1;
             }
         }
     }
