@@ -50,7 +50,10 @@ function report(system, what, values, unit) {
 
 await init();
 const tfjsPath = arg("--tfjs");
-const { pipeline, env } = await import(pathToFileURL(createRequire(join(resolve(tfjsPath), "x.js")).resolve("@huggingface/transformers")).href);
+const tfjs = await import(pathToFileURL(createRequire(join(resolve(tfjsPath), "x.js")).resolve("@huggingface/transformers")).href);
+// Through CommonJS resolution (so that a node_modules elsewhere serves): the exports may sit
+// under `default`.
+const { pipeline, env } = tfjs.pipeline ? tfjs : tfjs.default;
 env.allowRemoteModels = false;
 
 // Sentence embeddings.

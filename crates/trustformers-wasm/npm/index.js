@@ -90,7 +90,8 @@ export async function readCheckpoint(dir) {
  * `.gguf` gives that file's bytes.
  */
 export async function fetchCheckpoint(baseUrl) {
-  const base = String(baseUrl);
+  // A relative URL is relative to the page (or worker) that asks.
+  const base = new URL(String(baseUrl), globalThis.location?.href).href;
   const get = async (url) => {
     const response = await fetch(url);
     if (response.status === 404) return null;

@@ -531,8 +531,10 @@ unsafe fn kernel_portable<const R: usize>(
     }
 }
 
-/// [`kernel`] in WebAssembly's SIMD128: four accumulators of four lanes per row, a multiply
-/// and an add per step (SIMD128 has no fused multiply-add).
+/// [`kernel`] in WebAssembly's SIMD128: two rows at a time, four accumulators of four lanes
+/// each (eight, with the panel's four vectors and the broadcast, stay within the 16 vector
+/// registers the engines map SIMD128 to), a multiply and an add per step (SIMD128 has no
+/// fused multiply-add).
 ///
 /// # Safety
 /// As for [`kernel`].
@@ -547,11 +549,42 @@ unsafe fn kernel_simd128<const R: usize>(
     ldc: usize,
     init: Init<'_>,
 ) {
+    let mut r = 0;
+    while r < R {
+        let a = &a[r * lda..];
+        // SAFETY: rows `r..` of `c` and `a` are within the caller's extents.
+        unsafe {
+            let c = c.add(r * ldc);
+            if R - r >= 2 {
+                rows_simd128::<2>(kc, a, lda, b, c, ldc, init);
+            } else {
+                rows_simd128::<1>(kc, a, lda, b, c, ldc, init);
+            }
+        }
+        r += 2;
+    }
+}
+
+/// [`kernel_simd128`] for `R2` (one or two) rows.
+///
+/// # Safety
+/// As for [`kernel`] with `R = R2`.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+unsafe fn rows_simd128<const R2: usize>(
+    kc: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    c: *mut f32,
+    ldc: usize,
+    init: Init<'_>,
+) {
     use std::arch::wasm32::*;
     const L: usize = NR / 4;
-    let mut acc = [[f32x4_splat(0.0); L]; R];
-    // SAFETY (whole body): the caller guarantees NR values in each of `R` rows of `c`, `a`
-    // holds `(R - 1) * lda + kc` values and `b` `kc * NR`; wasm loads and stores need no
+    let mut acc = [[f32x4_splat(0.0); L]; R2];
+    // SAFETY (whole body): the caller guarantees NR values in each of `R2` rows of `c`, `a`
+    // holds `(R2 - 1) * lda + kc` values and `b` `kc * NR`; wasm loads and stores need no
     // alignment.
     unsafe {
         for (r, row) in acc.iter_mut().enumerate() {
