@@ -291,6 +291,9 @@ describe("bad input", () => {
     assert.ok(tok.encode("a\ud800b").length > 0);
     tok.free();
     llm.free();
+    // A freed object is an error to use, not a dangling pointer.
+    assert.throws(() => tok.encode("hello"));
+    assert.throws(() => llm.generate(prompt, {}));
   });
 
   test("a model too large for WebAssembly's memory is an error, not a crash", async () => {
