@@ -10,13 +10,10 @@
 // Files are served on an ephemeral loopback port. Build the package first
 // (scripts/build_wasm.sh).
 
-import { createServer } from "node:http";
-import { createReadStream, statSync } from "node:fs";
 import { createRequire } from "node:module";
-import { basename, dirname, extname, join, normalize, resolve, sep } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-
-const { chromium } = createRequire(import.meta.url)("playwright-core");
+import { launchChromium, serveFiles } from "../tests/browser/browser.mjs";
 
 function arg(name, fallback) {
   const i = process.argv.indexOf(name);
@@ -35,7 +32,6 @@ const mounts = [
   ["/models/onnx-smollm2/", resolve(arg("--onnx-smollm2"))],
   ["/models/smollm2/", dirname(smollm2)],
 ];
-const types = { ".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".json": "application/json" };
 
 const page = `<!doctype html><meta charset="utf-8"><title>bench</title><script type="module">
 import { init, fetchCheckpoint, Embedder, TextGenerator } from "/npm/index.js";
@@ -89,42 +85,11 @@ try {
 }
 </script>`;
 
-function resolvePath(url) {
-  const path = decodeURIComponent(new URL(url, "http://x").pathname);
-  for (const [prefix, target] of mounts) {
-    if (!path.startsWith(prefix)) continue;
-    const file = normalize(join(target, path.slice(prefix.length)));
-    return file.startsWith(target + sep) ? file : null;
-  }
-  return null;
-}
-
-const server = createServer((req, res) => {
-  if (req.url === "/" || req.url.startsWith("/?")) {
-    res.writeHead(200, { "content-type": "text/html" }).end(page);
-    return;
-  }
-  const file = resolvePath(req.url);
-  let ok = false;
-  try {
-    ok = file !== null && statSync(file).isFile();
-  } catch {}
-  if (!ok) {
-    res.writeHead(404).end();
-    return;
-  }
-  res.writeHead(200, { "content-type": types[extname(file)] ?? "application/octet-stream" });
-  createReadStream(file).pipe(res);
-});
-await new Promise((r) => server.listen(0, "127.0.0.1", r));
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const { server, base } = await serveFiles(mounts, { "/": page });
+const browser = await launchChromium();
 try {
   const tab = await browser.newPage();
-  await tab.goto(`http://127.0.0.1:${server.address().port}/`);
+  await tab.goto(`${base}/`);
   await tab.waitForFunction(() => window.done !== undefined, null, { timeout: 1_500_000, polling: 1000 });
   const done = await tab.evaluate(() => window.done);
   if (done.error) throw new Error(done.error);

@@ -9,13 +9,9 @@
 // ephemeral loopback port.
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
-import { createRequire } from "node:module";
-
-// Through CommonJS resolution, so that NODE_PATH finds a playwright-core installed elsewhere.
-const { chromium } = createRequire(import.meta.url)("playwright-core");
+import { launchChromium } from "./browser.mjs";
 
 const bin = process.argv[2] || "target/debug/trustformers";
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 
 function fail(message) {
   console.error("FAIL " + message);
@@ -50,11 +46,7 @@ async function metric(base, name) {
 }
 
 const { server, base } = await startServer();
-const browser = await chromium.launch({
-  executablePath,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launchChromium();
 try {
   const page = await browser.newPage();
   await page.goto(base + "/");

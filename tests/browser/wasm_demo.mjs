@@ -8,15 +8,12 @@
 // Defaults are the tiny fixtures (bert_base; the llama fixture with serve_chat's tokenizer);
 // with the real models (all-MiniLM-L6-v2, SmolLM2) the ranking is checked for meaning too. Needs playwright-core where node resolves it (NODE_PATH) and
 // /usr/bin/chromium (or CHROMIUM). Files are served on an ephemeral loopback port.
-import { createServer } from "node:http";
-import { createReadStream, mkdtempSync, copyFileSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { basename, extname, join, normalize, sep } from "node:path";
+import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createRequire } from "node:module";
+import { launchChromium, serveFiles } from "./browser.mjs";
 
-const { chromium } = createRequire(import.meta.url)("playwright-core");
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const fixtures = join(root, "tests", "fixtures");
 
@@ -36,56 +33,22 @@ const scratch = mkdtempSync(join(tmpdir(), "trustformers-wasm-demo-"));
 let chatModel = arg("--chat");
 if (chatModel === undefined) {
   chatModel = join(scratch, "chat");
-  (await import("node:fs")).mkdirSync(chatModel);
+  mkdirSync(chatModel);
   for (const f of ["config.json", "model.safetensors"]) copyFileSync(join(fixtures, "llama", f), join(chatModel, f));
   for (const f of ["tokenizer.json", "tokenizer_config.json"]) copyFileSync(join(fixtures, "serve_chat", f), join(chatModel, f));
 }
 const embedder = arg("--embedder") ?? join(fixtures, "bert_base");
 const real = arg("--chat") !== undefined && arg("--embedder") !== undefined;
 
-// URL prefix -> directory (or single file) served under it.
-const mounts = [
+const { server, base } = await serveFiles([
   ["/demo/", join(root, "crates", "trustformers-wasm", "demo")],
   ["/npm/", join(root, "crates", "trustformers-wasm", "npm")],
-  ["/models/embedder", embedder],
-  ["/models/chat", chatModel],
-];
-const types = { ".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".json": "application/json" };
-
-function resolve(url) {
-  const path = decodeURIComponent(new URL(url, "http://x").pathname);
-  for (const [prefix, target] of mounts) {
-    if (!path.startsWith(prefix)) continue;
-    const rest = path.slice(prefix.length).replace(/^\//, "");
-    if (target.endsWith(".gguf")) return rest === basename(target) ? target : null;
-    const file = normalize(join(target, rest));
-    return file.startsWith(target + sep) || file === target ? file : null;
-  }
-  return null;
-}
-
-const server = createServer((req, res) => {
-  const file = resolve(req.url);
-  let ok = false;
-  try {
-    ok = file !== null && statSync(file).isFile();
-  } catch {}
-  if (!ok) {
-    res.writeHead(404).end();
-    return;
-  }
-  res.writeHead(200, { "content-type": types[extname(file)] ?? "application/octet-stream" });
-  createReadStream(file).pipe(res);
-});
-await new Promise((r) => server.listen(0, "127.0.0.1", r));
-const base = `http://127.0.0.1:${server.address().port}`;
+  ["/models/embedder/", embedder],
+  ["/models/chat/", chatModel],
+]);
 const url = (prefix, target) => `${base}${prefix}/${target.endsWith(".gguf") ? basename(target) : ""}`;
 
-const browser = await chromium.launch({
-  executablePath,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launchChromium();
 try {
   const page = await browser.newPage();
   const errors = [];

@@ -17,7 +17,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::auto::{AutoConfig, LoadOptions};
+use crate::auto::{AutoConfig, LoadOptions, ModelConfig};
 use crate::memory::MemoryCheckpoint;
 use crate::resolve::resolve_model;
 use std::path::{Path, PathBuf};
@@ -69,26 +69,12 @@ impl LoadedModel {
         // The architecture first, so a checkpoint of another kind is named as such before
         // anything large is read.
         let config = AutoConfig::from_pretrained(&path)?;
-        if !config.architecture.is_causal_lm() {
-            return Err(config
-                .architecture
-                .wrong_kind("a causal language model, which text generation needs"));
-        }
-        // The tokenizer before the weights: what its construction frees is handed back
-        // before the weights arrive, so the two peaks do not add up. A GGUF file's
-        // tokenizer comes from the metadata already parsed, not from a second parse.
-        let tokenizer = match config.gguf() {
-            Some(file) => AutoTokenizer::from_gguf(file)?,
-            None => AutoTokenizer::from_pretrained(&path)?,
-        };
-        let model = config.load_causal_lm(opts)?;
-        drop(config);
-        // A GGUF file's parsed metadata (its whole vocabulary) has just been freed.
-        release_free_memory();
+        let (model, tokenizer) =
+            Self::model_and_tokenizer(config, opts, || AutoTokenizer::from_pretrained(&path))?;
         let generation = generation_defaults(&path, &tokenizer)?;
         Ok(Self {
             path,
-            model: Arc::from(model),
+            model,
             tokenizer,
             generation,
         })
@@ -100,24 +86,41 @@ impl LoadedModel {
     pub fn from_memory(mut files: MemoryCheckpoint, opts: &LoadOptions) -> Result<Self> {
         opts.validate()?;
         let config = files.model_config(Path::new(""))?;
+        let (model, tokenizer) =
+            Self::model_and_tokenizer(config, opts, || files.tokenizer(Path::new("")))?;
+        let generation = files.generation_config(&tokenizer)?;
+        Ok(Self {
+            path: files.path_of(Path::new("")),
+            model,
+            tokenizer,
+            generation,
+        })
+    }
+
+    /// The causal LM of `config` and its tokenizer: a GGUF file's from the metadata already
+    /// parsed (not a second parse), otherwise `tokenizer()`. Other kinds of model are
+    /// refused before anything large is read.
+    fn model_and_tokenizer(
+        config: ModelConfig,
+        opts: &LoadOptions,
+        tokenizer: impl FnOnce() -> Result<Tokenizer>,
+    ) -> Result<(Arc<dyn CausalLM>, Tokenizer)> {
         if !config.architecture.is_causal_lm() {
             return Err(config
                 .architecture
                 .wrong_kind("a causal language model, which text generation needs"));
         }
+        // The tokenizer before the weights: what its construction frees is handed back
+        // before the weights arrive, so the two peaks do not add up.
         let tokenizer = match config.gguf() {
             Some(file) => AutoTokenizer::from_gguf(file)?,
-            None => files.tokenizer(Path::new(""))?,
+            None => tokenizer()?,
         };
         let model = config.load_causal_lm(opts)?;
         drop(config);
-        let generation = files.generation_config(&tokenizer)?;
-        Ok(Self {
-            path: files.path_of(Path::new("")),
-            model: Arc::from(model),
-            tokenizer,
-            generation,
-        })
+        // A GGUF file's parsed metadata (its whole vocabulary) has just been freed.
+        release_free_memory();
+        Ok((Arc::from(model), tokenizer))
     }
 
     /// Whether the tokenizer has a chat template (an instruct model).
