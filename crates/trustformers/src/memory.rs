@@ -23,12 +23,16 @@ pub struct MemoryCheckpoint {
 }
 
 impl MemoryCheckpoint {
-    /// `files`: path inside the checkpoint -> the file's bytes. `name` stands for the
-    /// checkpoint's directory in messages.
+    /// `files`: path inside the checkpoint (`/`-separated; `.` and `..` parts are dropped)
+    /// -> the file's bytes. `name` stands for the checkpoint's directory in messages.
     pub fn new(name: impl Into<PathBuf>, files: BTreeMap<String, Vec<u8>>) -> Self {
         Self {
             name: name.into(),
-            files,
+            // `./config.json` and `config.json` name the same file.
+            files: files
+                .into_iter()
+                .map(|(path, bytes)| (key(Path::new(&path)), bytes))
+                .collect(),
         }
     }
 

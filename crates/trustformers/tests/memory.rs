@@ -241,3 +241,17 @@ fn bad_checkpoints_in_memory_are_errors_naming_the_file() {
     let files = BTreeMap::from([("x.gguf".to_string(), b"GGUF\x03\0\0\0garbage".to_vec())]);
     assert!(err(files).contains("m/x.gguf"));
 }
+
+#[test]
+fn paths_inside_the_checkpoint_are_normalized() {
+    let files: BTreeMap<String, Vec<u8>> = chat_model_files()
+        .into_iter()
+        .map(|(name, bytes)| (format!("./{name}"), bytes))
+        .collect();
+    let model = LoadedModel::from_memory(
+        MemoryCheckpoint::new("chat", files),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    assert!(model.has_chat_template());
+}
