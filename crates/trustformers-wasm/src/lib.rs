@@ -123,6 +123,51 @@ fn json_of(value: &JsValue, what: &str) -> JsResult<Value> {
     serde_json::from_str(&text).map_err(|e| js_error(format!("{what}: {e}")))
 }
 
+/// A string argument. wasm-bindgen's own conversion of a `&str` parameter reads a number or
+/// an object as if it were a string (out of bounds: a trap), so strings are checked here.
+fn string_arg(value: &JsValue, what: &str) -> JsResult<String> {
+    value
+        .as_string()
+        .ok_or_else(|| js_error(format!("{what}: expected a string")))
+}
+
+/// An array of strings (`sentences`).
+fn strings_arg(value: &JsValue, what: &str) -> JsResult<Vec<String>> {
+    if !js_sys::Array::is_array(value) {
+        return Err(js_error(format!("{what}: expected an array of strings")));
+    }
+    js_sys::Array::from(value)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.as_string()
+                .ok_or_else(|| js_error(format!("{what}[{i}]: expected a string")))
+        })
+        .collect()
+}
+
+/// Token ids: a `Uint32Array`, or an array of integers in 0..2^32.
+fn ids_arg(value: &JsValue, what: &str) -> JsResult<Vec<u32>> {
+    if let Some(array) = value.dyn_ref::<js_sys::Uint32Array>() {
+        return Ok(array.to_vec());
+    }
+    if !js_sys::Array::is_array(value) {
+        return Err(js_error(format!(
+            "{what}: expected a Uint32Array or an array of token ids"
+        )));
+    }
+    js_sys::Array::from(value)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.as_f64()
+                .filter(|x| x.fract() == 0.0 && (0.0..=u32::MAX as f64).contains(x))
+                .map(|x| x as u32)
+                .ok_or_else(|| js_error(format!("{what}[{i}]: not a token id: {v:?}")))
+        })
+        .collect()
+}
+
 /// Chat messages (`[{role, content}, ...]`) from JavaScript.
 fn messages_of(value: &JsValue) -> JsResult<Vec<Message>> {
     let json = json_of(value, "messages")?;
@@ -164,16 +209,27 @@ impl Tokenizer {
     }
 
     /// Token ids of `text` (`addSpecialTokens`: the tokenizer's BOS/CLS/SEP, default true).
-    pub fn encode(&self, text: &str, add_special_tokens: Option<bool>) -> JsResult<Vec<u32>> {
+    pub fn encode(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] text: &JsValue,
+        add_special_tokens: Option<bool>,
+    ) -> JsResult<Vec<u32>> {
         self.inner
-            .encode_ids(text, add_special_tokens.unwrap_or(true))
+            .encode_ids(
+                &string_arg(text, "text")?,
+                add_special_tokens.unwrap_or(true),
+            )
             .map_err(js_error)
     }
 
     /// The text of `ids` (`skipSpecialTokens`: leave special tokens out, default false).
-    pub fn decode(&self, ids: &[u32], skip_special_tokens: Option<bool>) -> JsResult<String> {
+    pub fn decode(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Uint32Array | number[]")] ids: &JsValue,
+        skip_special_tokens: Option<bool>,
+    ) -> JsResult<String> {
         self.inner
-            .decode(ids, skip_special_tokens.unwrap_or(false))
+            .decode(&ids_arg(ids, "ids")?, skip_special_tokens.unwrap_or(false))
             .map_err(js_error)
     }
 
@@ -192,8 +248,11 @@ impl Tokenizer {
 
     /// The id of `token`, or `undefined`.
     #[wasm_bindgen(js_name = tokenToId)]
-    pub fn token_to_id(&self, token: &str) -> Option<u32> {
-        self.inner.token_to_id(token)
+    pub fn token_to_id(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] token: &JsValue,
+    ) -> JsResult<Option<u32>> {
+        Ok(self.inner.token_to_id(&string_arg(token, "token")?))
     }
 
     /// The token of `id`, or `undefined`.
@@ -246,8 +305,12 @@ impl Embedder {
     /// `tokenizer.json`, `tokenizer_config.json`, `1_Pooling/config.json`, ...). `name`
     /// stands for the model in messages.
     #[wasm_bindgen(constructor)]
-    pub fn new(name: &str, model: &JsValue) -> JsResult<Embedder> {
-        let files = checkpoint(name, model)?;
+    pub fn new(
+        #[wasm_bindgen(unchecked_param_type = "string")] name: &JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array | Record<string, Uint8Array>")]
+        model: &JsValue,
+    ) -> JsResult<Embedder> {
+        let files = checkpoint(&string_arg(name, "name")?, model)?;
         let inner =
             SentenceTransformer::from_memory(files, &LoadOptions::default()).map_err(js_error)?;
         Ok(Self { inner })
@@ -263,10 +326,14 @@ impl Embedder {
     /// (`sentences.length * dimension` numbers); `normalize`: L2-normalize each.
     pub fn embed(
         &self,
-        sentences: Vec<String>,
+        #[wasm_bindgen(unchecked_param_type = "string[]")] sentences: &JsValue,
         normalize: Option<bool>,
         batch_size: Option<usize>,
     ) -> JsResult<Vec<f32>> {
+        let sentences = strings_arg(sentences, "sentences")?;
+        if sentences.is_empty() {
+            return Ok(Vec::new());
+        }
         let params = EmbedParams {
             batch_size: batch_size.unwrap_or(32).max(1),
             normalize: normalize.unwrap_or(false),
@@ -323,8 +390,12 @@ impl TextGenerator {
     /// `model.safetensors`, `tokenizer.json`, `generation_config.json`, ...). `name` stands
     /// for the model in messages.
     #[wasm_bindgen(constructor)]
-    pub fn new(name: &str, model: &JsValue) -> JsResult<TextGenerator> {
-        let files = checkpoint(name, model)?;
+    pub fn new(
+        #[wasm_bindgen(unchecked_param_type = "string")] name: &JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array | Record<string, Uint8Array>")]
+        model: &JsValue,
+    ) -> JsResult<TextGenerator> {
+        let files = checkpoint(&string_arg(name, "name")?, model)?;
         let inner = LoadedModel::from_memory(files, &LoadOptions::default()).map_err(js_error)?;
         Ok(Self { inner })
     }
@@ -339,8 +410,14 @@ impl TextGenerator {
     }
 
     /// The text of `ids`, special tokens left out.
-    pub fn decode(&self, ids: &[u32]) -> JsResult<String> {
-        self.inner.tokenizer.decode(ids, true).map_err(js_error)
+    pub fn decode(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Uint32Array | number[]")] ids: &JsValue,
+    ) -> JsResult<String> {
+        self.inner
+            .tokenizer
+            .decode(&ids_arg(ids, "ids")?, true)
+            .map_err(js_error)
     }
 
     /// Whether the model has a chat template (an instruct model).
@@ -360,6 +437,34 @@ impl TextGenerator {
     /// `repetition_penalty`, `seed`, `stop_strings`, ...) over the model's own defaults.
     /// `onText(piece)` receives the text as it is produced; returning `false` stops.
     pub fn generate(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Uint32Array | number[]")] ids: &JsValue,
+        options: &JsValue,
+        on_text: Option<Function>,
+    ) -> JsResult<Generation> {
+        self.generate_ids(&ids_arg(ids, "ids")?, options, on_text)
+    }
+
+    /// Generates a reply to `messages` (`[{role, content}, ...]`) through the chat
+    /// template, as `generate` does.
+    pub fn chat(
+        &self,
+        messages: &JsValue,
+        options: &JsValue,
+        on_text: Option<Function>,
+    ) -> JsResult<Generation> {
+        let prompt = render_chat(&self.inner.tokenizer, messages, Some(true), &JsValue::NULL)?;
+        // A chat template writes its own special tokens.
+        let ids = self
+            .inner
+            .tokenizer
+            .encode_ids(&prompt, false)
+            .map_err(js_error)?;
+        self.generate_ids(&ids, options, on_text)
+    }
+
+    /// [`Self::generate`] after ids already checked.
+    fn generate_ids(
         &self,
         ids: &[u32],
         options: &JsValue,
@@ -396,24 +501,6 @@ impl TextGenerator {
             prefill_seconds: out.tokens.prefill.as_secs_f64(),
             decode_seconds: out.tokens.decode.as_secs_f64(),
         })
-    }
-
-    /// Generates a reply to `messages` (`[{role, content}, ...]`) through the chat
-    /// template, as `generate` does.
-    pub fn chat(
-        &self,
-        messages: &JsValue,
-        options: &JsValue,
-        on_text: Option<Function>,
-    ) -> JsResult<Generation> {
-        let prompt = render_chat(&self.inner.tokenizer, messages, Some(true), &JsValue::NULL)?;
-        // A chat template writes its own special tokens.
-        let ids = self
-            .inner
-            .tokenizer
-            .encode_ids(&prompt, false)
-            .map_err(js_error)?;
-        self.generate(&ids, options, on_text)
     }
 
     /// The model's generation defaults with `options` applied.

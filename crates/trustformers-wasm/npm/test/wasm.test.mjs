@@ -156,6 +156,14 @@ describe("tokenizers", () => {
 describe("embeddings", () => {
   const texts = ["Hello world", "The quick brown fox jumps over the lazy dog.", "café naïve 你好", ""];
 
+  test("bad sentences are errors; no sentences give no embeddings", async () => {
+    const embedder = new Embedder("bert_base", await readCheckpoint(join(fixtures, "bert_base")));
+    assert.throws(() => embedder.embed("one string"), /sentences: expected an array of strings/);
+    assert.throws(() => embedder.embed(["a", 2]), /sentences\[1\]: expected a string/);
+    assert.equal(embedder.embed([]).length, 0);
+    embedder.free();
+  });
+
   for (const [label, name] of [["bert_base", "bert_base"], ["BERT GGUF", "bert_gguf/tiny-bert.gguf"]]) {
     test(`${label}: equal the native build's within 1e-5`, async () => {
       const path = join(fixtures, name);
@@ -287,6 +295,15 @@ describe("bad input", () => {
     assert.throws(() => llm.chat([{ content: "no role" }], {}), /messages/);
     const tok = Tokenizer.fromFiles(await readCheckpoint(join(fixtures, "bert_base")));
     assert.throws(() => tok.applyChatTemplate([{ role: "user", content: "x" }]), /chat template/);
+    // Arguments of the wrong type are errors (wasm-bindgen alone would read a number as a
+    // string out of bounds: a trap).
+    assert.throws(() => tok.encode(42), /text: expected a string/);
+    assert.throws(() => tok.encode(null), /text: expected a string/);
+    assert.throws(() => tok.decode("abc"), /ids: expected a Uint32Array/);
+    assert.throws(() => tok.decode([1.5]), /ids\[0\]: not a token id/);
+    assert.throws(() => tok.decode([-1]), /not a token id/);
+    assert.throws(() => llm.generate("hello", {}), /ids: expected/);
+    assert.throws(() => new TextGenerator(42, chatModelFiles()), /name: expected a string/);
     // Lone surrogates arrive as U+FFFD, not as invalid UTF-8.
     assert.ok(tok.encode("a\ud800b").length > 0);
     tok.free();
