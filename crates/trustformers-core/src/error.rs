@@ -75,6 +75,9 @@ pub enum Error {
     /// out of fuel).
     #[error("chat template: {0}")]
     ChatTemplate(String),
+    /// An image could not be decoded, or is one the limits refuse (dimensions, pixels).
+    #[error("{image}: {reason}")]
+    Image { image: String, reason: String },
     /// Invalid argument from a caller (shapes, dtypes, parameters).
     #[error("invalid input: {0}")]
     InvalidInput(String),
@@ -124,7 +127,8 @@ impl Error {
             | Self::MissingTensor { .. }
             | Self::ShapeMismatch { .. }
             | Self::UnusedTensors { .. }
-            | Self::UnsupportedTensor { .. } => ErrorKind::BadFile,
+            | Self::UnsupportedTensor { .. }
+            | Self::Image { .. } => ErrorKind::BadFile,
             Self::Config { .. }
             | Self::UnknownModelType { .. }
             | Self::Tokenizer(_)
