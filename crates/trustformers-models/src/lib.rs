@@ -9,6 +9,7 @@ pub mod registry;
 pub mod seq2seq;
 pub mod ssm;
 pub mod traits;
+pub mod vision;
 
 pub use decoder::{DecoderForCausalLM, DecoderModel, DecoderSpec, Positions, Residual};
 pub use encoder::heads::{EncoderForTask, EncoderTask, EncoderTaskOutput};

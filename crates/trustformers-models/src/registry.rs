@@ -8,6 +8,7 @@ use crate::seq2seq::{self, BartForConditionalGeneration, BartSpec};
 use crate::seq2seq::{T5ForConditionalGeneration, T5Spec};
 use crate::ssm;
 use crate::traits::{CausalLM, EncoderDecoderLM, RuntimeOptions};
+use crate::vision::{self, ImageModel, ImageTextModel, VisionTask};
 use crate::{gguf, DecoderForCausalLM, DecoderSpec, EncoderSpec};
 use serde_json::{Map, Value};
 use trustformers_core::gguf::GgufFile;
@@ -188,7 +189,11 @@ impl ModelKind {
                  `feature-extraction` pipelines"
             }
             Self::EncoderDecoder => "translation, summarization and text2text generation",
-            Self::Vision => "image classification and image embeddings",
+            Self::Vision => {
+                "image classification and image embeddings (the `image-classification`, \
+                 `zero-shot-image-classification` and `image-feature-extraction` pipelines, \
+                 `embed --image`)"
+            }
             Self::Multimodal => "image-text-to-text generation",
         }
     }
@@ -208,6 +213,85 @@ pub enum Builder {
     EncoderDecoder(SeqToSeqBuilder),
     /// A state-space or recurrent language model: builds it from its config and weights.
     StateSpace(StateSpaceBuilder),
+    /// An image model, and the image-text model when the architecture is one (CLIP).
+    Vision {
+        image: ImageBuilder,
+        image_text: Option<ImageTextBuilder>,
+    },
+}
+
+/// Builds an image model of a `model_type` for a task, its classifier with `num_labels`
+/// outputs, from its config and weights.
+pub type ImageBuilder =
+    fn(&str, &Value, VisionTask, usize, &Weights) -> Result<Box<dyn ImageModel>>;
+
+/// Builds an image-text model of a `model_type` from its config and weights.
+pub type ImageTextBuilder = fn(&str, &Value, &Weights) -> Result<Box<dyn ImageTextModel>>;
+
+fn vit(
+    model_type: &str,
+    config: &Value,
+    task: VisionTask,
+    num_labels: usize,
+    vb: &Weights,
+) -> Result<Box<dyn ImageModel>> {
+    let spec = vision::vit::VitSpec::from_config(config, model_type)?;
+    Ok(Box::new(vision::vit::VitModel::new(
+        model_type, &spec, task, num_labels, vb,
+    )?))
+}
+
+/// The vision tower of an image-text model is an image model with no head.
+fn no_head(model_type: &str, task: VisionTask) -> Result<()> {
+    match task {
+        VisionTask::Base => Ok(()),
+        VisionTask::ImageClassification => Err(Error::InvalidInput(format!(
+            "`{model_type}` has no image classification head (use zero-shot image \
+             classification)"
+        ))),
+    }
+}
+
+fn clip_vision(
+    model_type: &str,
+    config: &Value,
+    task: VisionTask,
+    _: usize,
+    vb: &Weights,
+) -> Result<Box<dyn ImageModel>> {
+    no_head(model_type, task)?;
+    let spec = vision::clip::ClipSpec::from_config(config, model_type)?;
+    Ok(Box::new(vision::clip::ClipVisionModel::new(
+        model_type, &spec, vb,
+    )?))
+}
+
+fn clip(model_type: &str, config: &Value, vb: &Weights) -> Result<Box<dyn ImageTextModel>> {
+    let spec = vision::clip::ClipSpec::from_config(config, model_type)?;
+    Ok(Box::new(vision::clip::ClipModel::new(
+        model_type, &spec, vb,
+    )?))
+}
+
+fn siglip_vision(
+    model_type: &str,
+    config: &Value,
+    task: VisionTask,
+    _: usize,
+    vb: &Weights,
+) -> Result<Box<dyn ImageModel>> {
+    no_head(model_type, task)?;
+    let spec = vision::siglip::SiglipSpec::from_config(config, model_type)?;
+    Ok(Box::new(vision::siglip::SiglipVisionModel::new(
+        model_type, &spec, vb,
+    )?))
+}
+
+fn siglip(model_type: &str, config: &Value, vb: &Weights) -> Result<Box<dyn ImageTextModel>> {
+    let spec = vision::siglip::SiglipSpec::from_config(config, model_type)?;
+    Ok(Box::new(vision::siglip::SiglipModel::new(
+        model_type, &spec, vb,
+    )?))
 }
 
 /// Builds a state-space language model of a `model_type` from its config and weights.
@@ -306,6 +390,18 @@ impl Architecture {
             tensor_names: None,
         }
     }
+    const fn vision(
+        model_type: &'static str,
+        image: ImageBuilder,
+        image_text: Option<ImageTextBuilder>,
+    ) -> Self {
+        Self {
+            model_type,
+            builder: Builder::Vision { image, image_text },
+            gguf: None,
+            tensor_names: None,
+        }
+    }
     /// Also loads from GGUF files written as `dialect`.
     const fn gguf(mut self, dialect: GgufDialect) -> Self {
         self.gguf = Some(dialect);
@@ -324,6 +420,7 @@ impl Architecture {
             Builder::Encoder { .. } => ModelKind::Encoder,
             Builder::EncoderDecoder(_) => ModelKind::EncoderDecoder,
             Builder::StateSpace(_) => ModelKind::StateSpace,
+            Builder::Vision { .. } => ModelKind::Vision,
         }
     }
 
@@ -409,6 +506,49 @@ impl Architecture {
             Builder::Encoder { .. } => crate::encoder::IGNORED_TENSORS,
             Builder::EncoderDecoder(_) => seq2seq::IGNORED_TENSORS,
             Builder::StateSpace(_) => ssm::IGNORED_TENSORS,
+            Builder::Vision { .. } => vision::IGNORED_TENSORS,
+        }
+    }
+
+    /// Builds the image model of this architecture for `task` (its classifier with
+    /// `num_labels` outputs), or says what the architecture is for when it is not one.
+    pub fn image_model(
+        &self,
+        config: &Value,
+        task: VisionTask,
+        num_labels: usize,
+        vb: &Weights,
+    ) -> Result<Box<dyn ImageModel>> {
+        match self.builder {
+            Builder::Vision { image, .. } => image(self.model_type, config, task, num_labels, vb),
+            _ => Err(self.wrong_kind("an image model")),
+        }
+    }
+
+    /// Whether this architecture embeds images and texts together (CLIP, SigLIP).
+    pub fn is_image_text(&self) -> bool {
+        matches!(
+            self.builder,
+            Builder::Vision {
+                image_text: Some(_),
+                ..
+            }
+        )
+    }
+
+    /// Builds the image-text model of this architecture, or says what the architecture is
+    /// for when it is not one.
+    pub fn image_text_model(
+        &self,
+        config: &Value,
+        vb: &Weights,
+    ) -> Result<Box<dyn ImageTextModel>> {
+        match self.builder {
+            Builder::Vision {
+                image_text: Some(build),
+                ..
+            } => build(self.model_type, config, vb),
+            _ => Err(self.wrong_kind("an image-text model (CLIP, SigLIP)")),
         }
     }
 }
@@ -570,6 +710,13 @@ pub const ARCHITECTURES: &[Architecture] = &[
             .config(ssm::mamba2_from_gguf),
     ),
     A::encoder_decoder("pegasus", bart),
+    // Vision and image-text models.
+    A::vision("vit", vit, None),
+    A::vision("deit", vit, None),
+    A::vision("clip", clip_vision, Some(clip)),
+    A::vision("clip_vision_model", clip_vision, None),
+    A::vision("siglip", siglip_vision, Some(siglip)),
+    A::vision("siglip_vision_model", siglip_vision, None),
 ];
 
 fn known() -> Vec<&'static str> {

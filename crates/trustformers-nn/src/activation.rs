@@ -18,6 +18,8 @@ pub enum Activation {
     Relu,
     /// tanh(x) (BERT's pooler, RoBERTa's classification head).
     Tanh,
+    /// x * sigmoid(1.702 x) (`quick_gelu`: CLIP).
+    QuickGelu,
 }
 
 impl Activation {
@@ -29,10 +31,11 @@ impl Activation {
             "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" => Self::GeluTanh,
             "relu" => Self::Relu,
             "tanh" => Self::Tanh,
+            "quick_gelu" => Self::QuickGelu,
             other => {
                 return Err(Error::config(
                     "hidden_act",
-                    format!("unsupported activation `{other}` (supported: silu, gelu, gelu_pytorch_tanh, gelu_new, relu, tanh)"),
+                    format!("unsupported activation `{other}` (supported: silu, gelu, gelu_pytorch_tanh, gelu_new, relu, tanh, quick_gelu)"),
                 ))
             }
         })
@@ -44,7 +47,7 @@ impl Activation {
             Self::Silu => Some(fused::Act::Silu),
             Self::GeluErf => Some(fused::Act::GeluErf),
             Self::GeluTanh => Some(fused::Act::GeluTanh),
-            Self::Relu | Self::Tanh => None,
+            Self::Relu | Self::Tanh | Self::QuickGelu => None,
         }
     }
 
@@ -85,6 +88,7 @@ impl Activation {
             Self::GeluTanh => xs.gelu()?,
             Self::Relu => xs.relu()?,
             Self::Tanh => xs.tanh()?,
+            Self::QuickGelu => (xs * candle_nn::ops::sigmoid(&(xs * 1.702)?)?)?,
         })
     }
 }

@@ -14,6 +14,7 @@ pub mod linear;
 pub mod mlp;
 pub mod moe;
 pub mod norm;
+pub mod patch_embed;
 pub mod positions;
 pub mod profile;
 pub mod ssm;
@@ -40,5 +41,6 @@ pub use moe::{
     ExpertKind, GroupRouting, GroupScore, MoeSpec, RouterScoring, SharedExpert, SparseMoe,
 };
 pub use norm::{LayerNorm, Norm, NormKind, RmsNorm};
+pub use patch_embed::PatchEmbedding;
 pub use positions::{RopeScaling, RopeSpec, RotaryEmbedding};
 pub use ssm::{selective_scan, CausalConv1d, ScanInputs};

@@ -212,7 +212,7 @@ impl ModelConfig {
 
     /// The checkpoint's weights, with `opts.adapter` merged; `trainable`: every tensor a
     /// `Var` (GGUF tensors dequantized), for [`Self::load_trainable`].
-    fn weights(&self, opts: &LoadOptions, trainable: bool) -> Result<Weights> {
+    pub(crate) fn weights(&self, opts: &LoadOptions, trainable: bool) -> Result<Weights> {
         let weights = self.weights_over(self.source()?, opts, trainable)?;
         match &opts.adapter {
             Some(dir) => {

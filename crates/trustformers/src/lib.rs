@@ -22,6 +22,7 @@ pub mod memory;
 pub mod pipelines;
 pub mod resolve;
 pub mod session;
+pub mod vision;
 
 pub use auto::{
     read_adapter, AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, LoadOptions,
@@ -45,3 +46,8 @@ pub use trustformers_nn::{self as nn, Cache, KvCache};
 pub use trustformers_optim as optim;
 pub use trustformers_tokenizers::{self as tokenizers, AutoTokenizer, Tokenizer};
 pub use trustformers_train as train;
+pub use trustformers_vision as image;
+pub use vision::{
+    AutoImageModel, AutoImageProcessor, AutoImageTextModel, AutoModelForImageClassification,
+    ImageInput,
+};

@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Writes the tiny vision and image-text model fixtures under tests/fixtures/ with
+transformers as the reference.
+
+Each fixture directory holds the checkpoint as `save_pretrained` writes it (config.json +
+model.safetensors), a `preprocessor_config.json`, and `expected.safetensors` with the inputs
+and transformers' outputs under their field names:
+
+  pixel_values                           [2, 3, S, S] f32
+  logits, last_hidden_state, pooler_output, hidden_states.{i}       (image models)
+  input_ids, attention_mask              [2, T]; row 1 right-padded     (image-text models)
+  logits_per_image, logits_per_text, text_embeds, image_embeds,
+  text_last_hidden_state, vision_last_hidden_state,
+  image_features, text_features          (get_image_features / get_text_features)
+
+Every knob on somewhere: DeiT's distillation token and teacher head, projection dims that
+differ from the hidden sizes, text and vision towers of different widths, SigLIP's attention
+pooling head and logit bias, a padded text row.
+
+Usage (needs torch, transformers, safetensors):
+  python tools/gen_vision_model_fixtures.py
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+sys.path.insert(0, str(ROOT / "tools"))
+from gen_encoder_fixtures import randomize  # noqa: E402
+
+LABELS = {0: "cat", 1: "dog", 2: "bird"}
+TOWER = dict(num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8)
+
+
+def pixels(seed, size=32):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(2, 3, size, size, generator=g)
+
+
+def save(name, model, tensors, processor):
+    out = FIXTURES / name
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    save_file({k: v.float().clone().contiguous() if v.is_floating_point() else v.clone().contiguous()
+               for k, v in tensors.items()}, out / "expected.safetensors")
+    print(f"{name}: {sum(f.stat().st_size for f in out.iterdir()) // 1024} KB")
+
+
+def image_fixture(name, cls_name, config_cls, processor, seed, **cfg):
+    import transformers
+
+    config = getattr(transformers, config_cls)(**TOWER, **cfg)
+    torch.manual_seed(seed)
+    model = getattr(transformers, cls_name)(config).eval()
+    randomize(model, seed)
+    pv = pixels(seed)
+    with torch.no_grad():
+        out = model(pixel_values=pv, output_hidden_states=True)
+    tensors = {"pixel_values": pv}
+    for field in ["logits", "last_hidden_state", "pooler_output"]:
+        v = getattr(out, field, None)
+        if v is not None:
+            tensors[field] = v
+    for i, h in enumerate(out.hidden_states):
+        tensors[f"hidden_states.{i}"] = h
+    if "last_hidden_state" not in tensors:
+        # The classifiers return no last_hidden_state; the base model's is the same.
+        base = getattr(model, cls_name.split("For")[0].lower().replace("model", ""), None)
+        base = model.vit if hasattr(model, "vit") else model.deit
+        with torch.no_grad():
+            tensors["last_hidden_state"] = base(pixel_values=pv).last_hidden_state
+    save(name, model, tensors, processor)
+
+
+def text_inputs(vocab, eos, seed, length=7, pad=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, vocab - 3, (2, length), generator=g)
+    ids[0, -1] = eos
+    ids[1, 4] = eos
+    ids[1, 5:] = pad
+    mask = torch.ones(2, length, dtype=torch.long)
+    mask[1, 5:] = 0
+    return ids, mask
+
+
+def image_text_fixture(name, cls_name, config_cls, processor, seed, text, vision, **cfg):
+    import transformers
+
+    text = dict(text, vocab_size=99, max_position_embeddings=16, num_hidden_layers=2)
+    config = getattr(transformers, config_cls)(
+        text_config=text, vision_config=dict(TOWER, **vision), **cfg
+    )
+    torch.manual_seed(seed)
+    model = getattr(transformers, cls_name)(config).eval()
+    randomize(model, seed)
+    with torch.no_grad():
+        if hasattr(model, "logit_scale"):
+            model.logit_scale.fill_(2.0)
+        if hasattr(model, "logit_bias"):
+            model.logit_bias.fill_(-1.5)
+    pv = pixels(seed)
+    ids, mask = text_inputs(99, text.get("eos_token_id", 2), seed)
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, pixel_values=pv)
+        vision_out = model.vision_model(pixel_values=pv)
+        text_out = model.text_model(input_ids=ids, attention_mask=mask)
+        image_features = vision_out.pooler_output
+        text_features = text_out.pooler_output
+        if hasattr(model, "visual_projection"):
+            image_features = model.visual_projection(image_features)
+            text_features = model.text_projection(text_features)
+    tensors = {
+        "pixel_values": pv,
+        "input_ids": ids,
+        "attention_mask": mask,
+        "logits_per_image": out.logits_per_image,
+        "logits_per_text": out.logits_per_text,
+        "text_embeds": out.text_embeds,
+        "image_embeds": out.image_embeds,
+        "text_last_hidden_state": out.text_model_output.last_hidden_state,
+        "vision_last_hidden_state": out.vision_model_output.last_hidden_state,
+        "vision_pooler_output": vision_out.pooler_output,
+        "image_features": image_features,
+        "text_features": text_features,
+    }
+    save(name, model, tensors, processor)
+
+
+def main():
+    from transformers import (
+        CLIPImageProcessor,
+        DeiTImageProcessor,
+        SiglipImageProcessor,
+        ViTImageProcessor,
+    )
+
+    vit_proc = ViTImageProcessor(size={"height": 32, "width": 32})
+    common = dict(hidden_size=32, intermediate_size=37, hidden_act="gelu")
+    image_fixture("vit_base", "ViTModel", "ViTConfig", vit_proc, 1, **common)
+    image_fixture(
+        "vit_classifier", "ViTForImageClassification", "ViTConfig", vit_proc, 2,
+        id2label=LABELS, label2id={v: k for k, v in LABELS.items()}, **common,
+    )
+    deit_proc = DeiTImageProcessor(size={"height": 36, "width": 36}, crop_size={"height": 32, "width": 32})
+    image_fixture(
+        "deit_teacher", "DeiTForImageClassificationWithTeacher", "DeiTConfig", deit_proc, 3,
+        id2label=LABELS, label2id={v: k for k, v in LABELS.items()}, **common,
+    )
+    clip_proc = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    image_text_fixture(
+        "clip", "CLIPModel", "CLIPConfig", clip_proc, 4,
+        text=dict(hidden_size=32, intermediate_size=40, num_attention_heads=4, eos_token_id=97,
+                  pad_token_id=0),
+        vision=dict(hidden_size=48, intermediate_size=52),
+        projection_dim=24,
+    )
+    siglip_proc = SiglipImageProcessor(size={"height": 32, "width": 32})
+    image_text_fixture(
+        "siglip", "SiglipModel", "SiglipConfig", siglip_proc, 5,
+        text=dict(hidden_size=32, intermediate_size=40, num_attention_heads=4, projection_size=32,
+                  eos_token_id=97, pad_token_id=0),
+        vision=dict(hidden_size=32, intermediate_size=44),
+    )
+
+
+if __name__ == "__main__":
+    main()
