@@ -42,11 +42,47 @@ def pixels(seed, size=32):
     return torch.randn(2, 3, size, size, generator=g)
 
 
-def save(name, model, tensors, processor):
+WORDS = ["a", "photo", "of", "cat", "dog", "bird", "this", "is", ".", "the", "an", "picture"]
+
+
+def tokenizer(bos, input_names):
+    """A word-level tokenizer over a few words, with the image-text models' special tokens:
+    `<|endoftext|>` (97) closes every text, after `<|startoftext|>` (1) when `bos`."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<|startoftext|>": 1, "<unk>": 2}
+    for w in WORDS:
+        vocab[w] = len(vocab)
+    while len(vocab) < 97:
+        vocab[f"w{len(vocab)}"] = len(vocab)
+    vocab["<|endoftext|>"] = 97
+    vocab["<extra>"] = 98
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    single = "<|startoftext|> $A <|endoftext|>" if bos else "$A <|endoftext|>"
+    tok.post_processor = processors.TemplateProcessing(
+        single=single,
+        special_tokens=[("<|startoftext|>", 1), ("<|endoftext|>", 97)],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|startoftext|>",
+        eos_token="<|endoftext|>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        model_input_names=input_names,
+    )
+
+
+def save(name, model, tensors, processor, tok=None):
     out = FIXTURES / name
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     processor.save_pretrained(out)
+    if tok is not None:
+        tok.save_pretrained(out)
     save_file({k: v.float().clone().contiguous() if v.is_floating_point() else v.clone().contiguous()
                for k, v in tensors.items()}, out / "expected.safetensors")
     print(f"{name}: {sum(f.stat().st_size for f in out.iterdir()) // 1024} KB")
@@ -89,10 +125,10 @@ def text_inputs(vocab, eos, seed, length=7, pad=0):
     return ids, mask
 
 
-def image_text_fixture(name, cls_name, config_cls, processor, seed, text, vision, **cfg):
+def image_text_fixture(name, cls_name, config_cls, processor, tok, seed, text, vision, **cfg):
     import transformers
 
-    text = dict(text, vocab_size=99, max_position_embeddings=16, num_hidden_layers=2)
+    text = dict(text, vocab_size=99, num_hidden_layers=2)
     config = getattr(transformers, config_cls)(
         text_config=text, vision_config=dict(TOWER, **vision), **cfg
     )
@@ -129,7 +165,34 @@ def image_text_fixture(name, cls_name, config_cls, processor, seed, text, vision
         "image_features": image_features,
         "text_features": text_features,
     }
-    save(name, model, tensors, processor)
+    save(name, model, tensors, processor, tok)
+
+
+IMAGES = ["rgb_37x53.png", "rgba_90x120.png", "rgb_160x120.jpg"]
+
+
+def pipelines():
+    """transformers' pipelines on the fixtures, over some of the processor test images."""
+    from transformers import pipeline
+
+    images = [str(FIXTURES / "images" / f) for f in IMAGES]
+    out = {"images": IMAGES}
+    for name in ["vit_classifier", "deit_teacher"]:
+        p = pipeline("image-classification", model=str(FIXTURES / name))
+        out[name] = {
+            "default": p(images),
+            "top_k_2": p(images, top_k=2),
+        }
+    for name in ["clip", "siglip"]:
+        p = pipeline("zero-shot-image-classification", model=str(FIXTURES / name))
+        out[name] = {
+            "default": p(images, candidate_labels=["cat", "dog", "bird"]),
+            "template": p(images, candidate_labels=["dog", "cat"], hypothesis_template="a picture of the {}"),
+        }
+    p = pipeline("image-feature-extraction", model=str(FIXTURES / "vit_base"))
+    out["vit_base"] = {"features": p(images[:1]), "pooled": p(images[:1], pool=True)}
+    (FIXTURES / "vision_pipelines.json").write_text(json.dumps(out, indent=1) + "\n")
+    print("vision_pipelines.json written")
 
 
 def main():
@@ -154,19 +217,21 @@ def main():
     )
     clip_proc = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     image_text_fixture(
-        "clip", "CLIPModel", "CLIPConfig", clip_proc, 4,
+        "clip", "CLIPModel", "CLIPConfig", clip_proc,
+        tokenizer(True, ["input_ids", "attention_mask"]), 4,
         text=dict(hidden_size=32, intermediate_size=40, num_attention_heads=4, eos_token_id=97,
-                  pad_token_id=0),
+                  pad_token_id=0, max_position_embeddings=16),
         vision=dict(hidden_size=48, intermediate_size=52),
         projection_dim=24,
     )
     siglip_proc = SiglipImageProcessor(size={"height": 32, "width": 32})
     image_text_fixture(
-        "siglip", "SiglipModel", "SiglipConfig", siglip_proc, 5,
+        "siglip", "SiglipModel", "SiglipConfig", siglip_proc, tokenizer(False, ["input_ids"]), 5,
         text=dict(hidden_size=32, intermediate_size=40, num_attention_heads=4, projection_size=32,
-                  eos_token_id=97, pad_token_id=0),
+                  eos_token_id=97, pad_token_id=0, max_position_embeddings=64),
         vision=dict(hidden_size=32, intermediate_size=44),
     )
+    pipelines()
 
 
 if __name__ == "__main__":

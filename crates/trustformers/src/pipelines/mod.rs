@@ -3,6 +3,7 @@
 
 pub mod feature_extraction;
 pub mod fill_mask;
+pub mod image;
 pub mod pipeline;
 pub mod question_answering;
 pub mod sentence_embeddings;
@@ -12,6 +13,10 @@ pub mod token_classification;
 
 pub use feature_extraction::{FeatureExtractionParams, FeatureExtractionPipeline};
 pub use fill_mask::{FillMaskParams, FillMaskPipeline, FillMaskPrediction};
+pub use image::{
+    ImageClassificationParams, ImageClassificationPipeline, ImageFeatureExtractionPipeline,
+    ImageFeatureParams, ZeroShotImageClassificationPipeline, ZeroShotImageParams,
+};
 pub use pipeline::Pipeline;
 pub use question_answering::{Answer, QuestionAnsweringParams, QuestionAnsweringPipeline};
 pub use sentence_embeddings::{EmbedParams, Pooling, SentenceTransformer};

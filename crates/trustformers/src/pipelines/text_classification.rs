@@ -40,7 +40,7 @@ impl ClassificationFunction {
 
     /// transformers' default for a config: by `problem_type`, else sigmoid for one label and
     /// softmax for several.
-    fn default_for(config: &Value, labels: usize) -> Self {
+    pub(crate) fn default_for(config: &Value, labels: usize) -> Self {
         match config.get("problem_type").and_then(Value::as_str) {
             Some("regression") => Self::None,
             Some("multi_label_classification") => Self::Sigmoid,
@@ -50,7 +50,7 @@ impl ClassificationFunction {
         }
     }
 
-    fn apply(self, logits: &[f32]) -> Vec<f32> {
+    pub(crate) fn apply(self, logits: &[f32]) -> Vec<f32> {
         match self {
             Self::None => logits.to_vec(),
             Self::Sigmoid => logits.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect(),
