@@ -189,6 +189,22 @@ def pipelines():
             "default": p(images, candidate_labels=["cat", "dog", "bird"]),
             "template": p(images, candidate_labels=["dog", "cat"], hypothesis_template="a picture of the {}"),
         }
+    from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+    from transformers.image_utils import load_image
+
+    for name in ["clip", "siglip"]:
+        d = str(FIXTURES / name)
+        model, proc, tok = AutoModel.from_pretrained(d), AutoImageProcessor.from_pretrained(d), AutoTokenizer.from_pretrained(d)
+        padding = dict(padding="max_length", max_length=64) if name == "siglip" else dict(padding=True)
+        with torch.no_grad():
+            pv = proc(images=[load_image(images[0])], return_tensors="pt")["pixel_values"]
+            img = model.get_image_features(pixel_values=pv)
+            texts = tok(["a photo of a cat", "this is a dog ."], return_tensors="pt", **padding)
+            txt = model.get_text_features(**texts)
+        img = getattr(img, "pooler_output", img)
+        txt = getattr(txt, "pooler_output", txt)
+        out[name]["image_features"] = img.tolist()
+        out[name]["text_features"] = txt.tolist()
     p = pipeline("image-feature-extraction", model=str(FIXTURES / "vit_base"))
     out["vit_base"] = {"features": p(images[:1]), "pooled": p(images[:1], pool=True)}
     (FIXTURES / "vision_pipelines.json").write_text(json.dumps(out, indent=1) + "\n")

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use trustformers::core::parse_dtype;
 use trustformers::models::decoder::positions_from_mask;
+use trustformers::models::vision::VisionTask;
 use trustformers::models::ForwardOptions;
 use trustformers::train::TrainBatch;
 use trustformers::{AutoConfig, EncoderTask, LoadOptions, ModelConfig, ModelKind};
@@ -51,7 +52,9 @@ pub struct DumpArgs {
     model: PathBuf,
     /// safetensors file with integer `input_ids` [batch, seq] and optional
     /// `attention_mask`, `position_ids` (decoders) and `token_type_ids` (encoders) of the same
-    /// shape. For a multiple-choice head the rows are the choices of one example.
+    /// shape. For a multiple-choice head the rows are the choices of one example. Image models
+    /// take float `pixel_values` [batch, channels, height, width] (and image-text models
+    /// `input_ids` and `attention_mask` too).
     #[arg(long)]
     inputs: PathBuf,
     /// Where to write the float32 outputs (`logits`, `last_hidden_state`, ...).
@@ -269,6 +272,57 @@ fn dump_bart_head(
 }
 
 /// Writes `tensors` and `hidden_states.{i}` as float32 to `--out`; returns how many.
+/// Image models (`pixel_values` -> `last_hidden_state`, `pooler_output`, `logits`) and
+/// image-text models (also `input_ids`, `attention_mask` -> `logits_per_image`,
+/// `logits_per_text`, `text_embeds`, `image_embeds`, `text_last_hidden_state`,
+/// `vision_last_hidden_state`).
+fn dump_vision(args: &DumpArgs, config: &ModelConfig, opts: &LoadOptions) -> Result<()> {
+    let loading = || format!("loading {}", args.model.display());
+    let inputs = candle_core::safetensors::load(&args.inputs, &opts.device)
+        .with_context(|| format!("reading {}", args.inputs.display()))?;
+    let pixels = inputs
+        .get("pixel_values")
+        .with_context(|| format!("{} has no `pixel_values` tensor", args.inputs.display()))?
+        .to_dtype(DType::F32)?;
+    let mut tensors = HashMap::new();
+    if config.architecture.is_image_text() {
+        let model = config.load_image_text_model(opts).with_context(loading)?;
+        let (_, ids) = read_inputs(args, &opts.device)?;
+        let mask = input(&inputs, "attention_mask", Some(ids.dims()))?;
+        let out = model.forward(&ids, mask.as_ref(), &pixels)?;
+        for (name, t) in [
+            ("logits_per_image", out.logits_per_image),
+            ("logits_per_text", out.logits_per_text),
+            ("text_embeds", out.text_embeds),
+            ("image_embeds", out.image_embeds),
+            ("text_last_hidden_state", out.text_last_hidden_state),
+            ("vision_last_hidden_state", out.vision_last_hidden_state),
+        ] {
+            tensors.insert(name.to_string(), t);
+        }
+        let n = save(args, tensors, &[])?;
+        eprintln!("wrote {n} tensors to {}", args.out.display());
+        return Ok(());
+    }
+    let head = config.json["architectures"][0].as_str().unwrap_or_default();
+    let task = if head.contains("ForImageClassification") {
+        VisionTask::ImageClassification
+    } else {
+        VisionTask::Base
+    };
+    let model = config.load_image_model(task, opts).with_context(loading)?;
+    let out = model.forward(&pixels, args.layers)?;
+    tensors.insert("last_hidden_state".to_string(), out.last_hidden_state);
+    for (name, t) in [("pooler_output", out.pooler_output), ("logits", out.logits)] {
+        if let Some(t) = t {
+            tensors.insert(name.to_string(), t);
+        }
+    }
+    let n = save(args, tensors, &out.hidden_states)?;
+    eprintln!("wrote {n} tensors to {} ({task:?})", args.out.display());
+    Ok(())
+}
+
 fn save(args: &DumpArgs, tensors: HashMap<String, Tensor>, hidden: &[Tensor]) -> Result<usize> {
     let mut all = HashMap::new();
     for (name, t) in tensors {
@@ -294,6 +348,7 @@ fn dump(args: &DumpArgs) -> Result<()> {
     match config.kind() {
         ModelKind::Encoder => return dump_encoder(args, &config, &opts),
         ModelKind::EncoderDecoder => return dump_seq2seq(args, &config, &opts),
+        ModelKind::Vision => return dump_vision(args, &config, &opts),
         _ => {}
     }
     let model = config

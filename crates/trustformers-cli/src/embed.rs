@@ -1,22 +1,27 @@
-//! `trustformers embed`: sentence embeddings (sentence-transformers' `encode`).
+//! `trustformers embed`: sentence embeddings (sentence-transformers' `encode`), and text or
+//! image embeddings from an image-text model (CLIP, SigLIP: `get_text_features`,
+//! `get_image_features`).
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::json;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use trustformers::pipelines::{EmbedParams, SentenceTransformer};
-use trustformers::{resolve_model, LoadOptions};
+use trustformers::pipelines::{EmbedParams, ImageTextEmbedder, SentenceTransformer};
+use trustformers::{resolve_model, AutoConfig, ImageInput, LoadOptions};
 
 /// The model `embed` uses without `--model`.
 pub const DEFAULT_EMBEDDING_MODEL: &str = "all-minilm-l6-v2";
 
 #[derive(Args)]
 pub struct EmbedArgs {
-    /// sentence-transformers or encoder checkpoint: a directory, a Hub repo id or a known
-    /// model name (default all-minilm-l6-v2).
+    /// sentence-transformers, encoder or image-text (CLIP, SigLIP) checkpoint: a directory, a
+    /// Hub repo id or a known model name (default all-minilm-l6-v2).
     #[arg(long)]
     model: Option<String>,
+    /// Embed these image files (PNG, JPEG, WebP) instead of texts, with an image-text model.
+    #[arg(long, value_name = "FILE")]
+    image: Vec<PathBuf>,
     /// Print `{"model": ..., "embeddings": [[...], ...]}` in input order.
     #[arg(long)]
     json: bool,
@@ -36,6 +41,59 @@ pub struct EmbedArgs {
 pub fn run(args: &EmbedArgs) -> Result<()> {
     let name = args.model.as_deref().unwrap_or(DEFAULT_EMBEDDING_MODEL);
     let path = resolve_model(Some(name))?;
+    let image_text = AutoConfig::from_pretrained(&path)
+        .map(|c| c.architecture.is_image_text())
+        .unwrap_or(false);
+    if !args.image.is_empty() && !image_text {
+        bail!(
+            "--image needs an image-text model (CLIP, SigLIP); {} is not one",
+            path.display()
+        );
+    }
+    if !args.image.is_empty() && !args.texts.is_empty() {
+        bail!("give texts or --image files, not both");
+    }
+    let embeddings = if image_text {
+        let model = ImageTextEmbedder::from_pretrained(&path, &LoadOptions::default())
+            .with_context(|| format!("loading {}", path.display()))?;
+        let mut all = Vec::new();
+        if args.image.is_empty() {
+            let texts = texts(args)?;
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            for chunk in refs.chunks(args.batch_size.max(1)) {
+                all.extend(model.embed_texts(chunk, args.normalize)?);
+            }
+        } else {
+            let images: Vec<ImageInput<'_>> =
+                args.image.iter().map(|p| ImageInput::Path(p)).collect();
+            for chunk in images.chunks(args.batch_size.max(1)) {
+                all.extend(model.embed_images(chunk, args.normalize)?);
+            }
+        }
+        all
+    } else {
+        let texts = texts(args)?;
+        let model = SentenceTransformer::from_pretrained(&path, &LoadOptions::default())
+            .with_context(|| format!("loading {}", path.display()))?;
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let params = EmbedParams {
+            batch_size: args.batch_size,
+            normalize: args.normalize,
+        };
+        model.encode(&refs, &params)?
+    };
+    if let Some(file) = &args.npy {
+        write_npy(file, &embeddings)?;
+    }
+    print(args, name, &embeddings).or_else(|e| match e.downcast_ref::<std::io::Error>() {
+        // A closed pipe (`| head`) is not an error.
+        Some(io) if io.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        _ => Err(e),
+    })
+}
+
+/// The texts: the arguments, else one per line from stdin.
+fn texts(args: &EmbedArgs) -> Result<Vec<String>> {
     let texts = if args.texts.is_empty() {
         std::io::stdin()
             .lock()
@@ -48,22 +106,7 @@ pub fn run(args: &EmbedArgs) -> Result<()> {
     if texts.is_empty() {
         bail!("no text to embed: pass texts as arguments or one per line on stdin");
     }
-    let model = SentenceTransformer::from_pretrained(&path, &LoadOptions::default())
-        .with_context(|| format!("loading {}", path.display()))?;
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let params = EmbedParams {
-        batch_size: args.batch_size,
-        normalize: args.normalize,
-    };
-    let embeddings = model.encode(&refs, &params)?;
-    if let Some(file) = &args.npy {
-        write_npy(file, &embeddings)?;
-    }
-    print(args, name, &embeddings).or_else(|e| match e.downcast_ref::<std::io::Error>() {
-        // A closed pipe (`| head`) is not an error.
-        Some(io) if io.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        _ => Err(e),
-    })
+    Ok(texts)
 }
 
 fn print(args: &EmbedArgs, name: &str, embeddings: &[Vec<f32>]) -> Result<()> {

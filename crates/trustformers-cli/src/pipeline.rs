@@ -24,6 +24,9 @@ pub enum Task {
     Summarization,
     Translation,
     Text2textGeneration,
+    ImageClassification,
+    ZeroShotImageClassification,
+    ImageFeatureExtraction,
 }
 
 /// A task as named on the command line: one of [`Task`], or `translation_xx_to_yy`.
@@ -55,14 +58,16 @@ fn parse_task(name: &str) -> std::result::Result<TaskName, String> {
 pub struct PipelineArgs {
     /// The task: feature-extraction, fill-mask, text-classification, sentiment-analysis,
     /// token-classification, ner, zero-shot-classification, question-answering,
-    /// summarization, translation (or translation_xx_to_yy), text2text-generation.
+    /// summarization, translation (or translation_xx_to_yy), text2text-generation,
+    /// image-classification, zero-shot-image-classification, image-feature-extraction (their
+    /// inputs are image files: PNG, JPEG, WebP).
     #[arg(value_parser = parse_task)]
     task: TaskName,
     /// Checkpoint directory, Hub repo id or known model name.
     #[arg(long)]
     model: String,
-    /// fill-mask: candidates per input; text-classification: labels per input (`all` for
-    /// every label).
+    /// fill-mask: candidates per input; text-classification, image-classification: labels
+    /// per input (`all` for every label).
     #[arg(long)]
     top_k: Option<String>,
     /// fill-mask: restrict candidates to these tokens (comma-separated).
@@ -77,13 +82,15 @@ pub struct PipelineArgs {
     /// token-classification: none, simple, first, average or max.
     #[arg(long, default_value = "none")]
     aggregation_strategy: String,
-    /// zero-shot-classification: the labels to score (comma-separated).
+    /// zero-shot-classification, zero-shot-image-classification: the labels to score
+    /// (comma-separated).
     #[arg(long, value_delimiter = ',')]
     candidate_labels: Option<Vec<String>>,
     /// zero-shot-classification: score labels independently.
     #[arg(long)]
     multi_label: bool,
-    /// zero-shot-classification: the hypothesis, `{}` standing for the label.
+    /// zero-shot-classification, zero-shot-image-classification: the hypothesis, `{}`
+    /// standing for the label.
     #[arg(long)]
     hypothesis_template: Option<String>,
     /// question-answering: the context the answers come from (the inputs are questions).
@@ -111,6 +118,9 @@ pub struct PipelineArgs {
     /// Truncate inputs longer than the model's maximum length.
     #[arg(long)]
     truncation: bool,
+    /// image-feature-extraction: the pooled output instead of every token's state.
+    #[arg(long)]
+    pool: bool,
     /// Inputs per forward pass, padded together (question-answering: question/context pairs;
     /// zero-shot-classification: sequence/label pairs).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
@@ -142,6 +152,14 @@ fn shaped(mut results: Vec<Value>) -> Value {
     } else {
         Value::Array(results)
     }
+}
+
+/// Image files named on the command line.
+fn image_inputs(paths: &[String]) -> Vec<trustformers::ImageInput<'_>> {
+    paths
+        .iter()
+        .map(|p| trustformers::ImageInput::Path(std::path::Path::new(p)))
+        .collect()
 }
 
 pub fn run(args: &PipelineArgs) -> Result<()> {
@@ -268,6 +286,60 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
                     .map(|r| json!(r))
                     .collect();
             shaped(results)
+        }
+        Task::ImageClassification => {
+            let params = ImageClassificationParams {
+                top_k: top_k(Some(5))?.unwrap_or(usize::MAX),
+                function_to_apply: args
+                    .function_to_apply
+                    .as_deref()
+                    .map(ClassificationFunction::from_name)
+                    .transpose()?,
+                batch_size,
+            };
+            let images = image_inputs(&texts);
+            shaped(
+                run_pipeline::<ImageClassificationPipeline>(&path, &opts, &images, &params)?
+                    .into_iter()
+                    .map(|r| json!(r))
+                    .collect(),
+            )
+        }
+        Task::ZeroShotImageClassification => {
+            let mut params = ZeroShotImageParams {
+                candidate_labels: args
+                    .candidate_labels
+                    .clone()
+                    .context("zero-shot-image-classification needs --candidate-labels")?,
+                batch_size,
+                ..Default::default()
+            };
+            if let Some(t) = &args.hypothesis_template {
+                params.hypothesis_template = t.clone();
+            }
+            let images = image_inputs(&texts);
+            shaped(
+                run_pipeline::<ZeroShotImageClassificationPipeline>(
+                    &path, &opts, &images, &params,
+                )?
+                .into_iter()
+                .map(|r| json!(r))
+                .collect(),
+            )
+        }
+        Task::ImageFeatureExtraction => {
+            let params = ImageFeatureParams {
+                pool: args.pool,
+                batch_size,
+            };
+            let images = image_inputs(&texts);
+            let rows =
+                run_pipeline::<ImageFeatureExtractionPipeline>(&path, &opts, &images, &params)?;
+            shaped(
+                rows.into_iter()
+                    .map(|r| if args.pool { json!(r) } else { json!([r]) })
+                    .collect(),
+            )
         }
         Task::QuestionAnswering => {
             let context = args

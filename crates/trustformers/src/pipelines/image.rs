@@ -171,12 +171,100 @@ impl Default for ZeroShotImageParams {
     }
 }
 
-/// An image-text model (CLIP, SigLIP), its tokenizer and image processor.
-pub struct ZeroShotImageClassificationPipeline {
+/// An image-text model (CLIP, SigLIP) with its tokenizer and image processor: texts and
+/// images into one embedding space (`get_text_features`, `get_image_features`).
+pub struct ImageTextEmbedder {
     model: Box<dyn ImageTextModel>,
     device: Device,
     tokenizer: Tokenizer,
     processor: ImageProcessor,
+}
+
+/// Texts as an image-text model takes them.
+pub struct TextBatch {
+    /// `[texts, seq]`.
+    pub input_ids: Tensor,
+    /// `None` for models whose tokenizer gives no mask (SigLIP, padded to 64 tokens).
+    pub attention_mask: Option<Tensor>,
+}
+
+impl ImageTextEmbedder {
+    /// Loads an image-text checkpoint directory: the model first (a checkpoint of another
+    /// kind is named as such), then its tokenizer and image processor.
+    pub fn from_pretrained(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self> {
+        let model = AutoConfig::from_pretrained(dir.as_ref())?.load_image_text_model(opts)?;
+        Ok(Self {
+            model,
+            device: opts.device.clone(),
+            tokenizer: AutoTokenizer::from_pretrained(dir.as_ref())?,
+            processor: AutoImageProcessor::from_pretrained(dir)?,
+        })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &dyn ImageTextModel {
+        self.model.as_ref()
+    }
+
+    /// Tokenizes `texts` as transformers' zero-shot image pipeline does: padded to the
+    /// longest with a mask, or for SigLIP to 64 tokens without one; truncated to the model.
+    pub fn tokenize(&self, texts: &[&str]) -> Result<TextBatch> {
+        let max = self.model.max_text_length();
+        let siglip = self.model.pads_to_max_length();
+        let opts = EncodeOptions {
+            padding: if siglip {
+                Padding::MaxLength
+            } else {
+                Padding::Longest
+            },
+            truncation: Some(Truncation::LongestFirst),
+            max_length: Some(if siglip { 64.min(max) } else { max }),
+            ..Default::default()
+        };
+        let batch = tokenize(&self.tokenizer, &singles(texts), &opts, &self.device)?;
+        Ok(TextBatch {
+            input_ids: batch.input_ids,
+            attention_mask: (!siglip).then_some(batch.attention_mask),
+        })
+    }
+
+    /// `pixel_values` for `images`.
+    pub fn pixel_values(&self, images: &[ImageInput<'_>]) -> Result<Tensor> {
+        pixel_values(&self.processor, images, &self.device)
+    }
+
+    /// Text embeddings, `[texts][dim]`; L2-normalized with `normalize`.
+    pub fn embed_texts(&self, texts: &[&str], normalize: bool) -> Result<Vec<Vec<f32>>> {
+        let batch = self.tokenize(texts)?;
+        let features = self
+            .model
+            .text_features(&batch.input_ids, batch.attention_mask.as_ref())?;
+        rows(features, normalize)
+    }
+
+    /// Image embeddings, `[images][dim]`; L2-normalized with `normalize`.
+    pub fn embed_images(
+        &self,
+        images: &[ImageInput<'_>],
+        normalize: bool,
+    ) -> Result<Vec<Vec<f32>>> {
+        let features = self.model.image_features(&self.pixel_values(images)?)?;
+        rows(features, normalize)
+    }
+}
+
+fn rows(features: Tensor, normalize: bool) -> Result<Vec<Vec<f32>>> {
+    let features = if normalize {
+        trustformers_models::vision::l2_normalize(&features)?
+    } else {
+        features
+    };
+    Ok(features.to_dtype(DType::F32)?.to_vec2::<f32>()?)
+}
+
+/// An image-text model (CLIP, SigLIP) scoring images against labels put in a sentence.
+pub struct ZeroShotImageClassificationPipeline {
+    embedder: ImageTextEmbedder,
 }
 
 /// The candidate texts, tokenized once per batch.
@@ -189,12 +277,8 @@ pub struct ZeroShotImageInputs {
 impl ZeroShotImageClassificationPipeline {
     /// Loads an image-text checkpoint directory.
     pub fn from_pretrained(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self> {
-        let model = AutoConfig::from_pretrained(dir.as_ref())?.load_image_text_model(opts)?;
         Ok(Self {
-            model,
-            device: opts.device.clone(),
-            tokenizer: AutoTokenizer::from_pretrained(dir.as_ref())?,
-            processor: AutoImageProcessor::from_pretrained(dir)?,
+            embedder: ImageTextEmbedder::from_pretrained(dir, opts)?,
         })
     }
 
@@ -251,38 +335,19 @@ impl Pipeline for ZeroShotImageClassificationPipeline {
         _: usize,
         params: &Self::Params,
     ) -> Result<ZeroShotImageInputs> {
-        let device = &self.device;
         let texts = Self::texts(params);
         let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-        // SigLIP was trained on texts padded to 64 tokens, and its tokenizer gives no mask.
-        let max = self.model.max_text_length();
-        let (opts, mask) = if self.model.pads_to_max_length() {
-            let opts = EncodeOptions {
-                padding: Padding::MaxLength,
-                truncation: Some(Truncation::LongestFirst),
-                max_length: Some(64.min(max)),
-                ..Default::default()
-            };
-            (opts, false)
-        } else {
-            let opts = EncodeOptions {
-                padding: Padding::Longest,
-                truncation: Some(Truncation::LongestFirst),
-                max_length: Some(max),
-                ..Default::default()
-            };
-            (opts, true)
-        };
-        let batch = tokenize(&self.tokenizer, &singles(&texts), &opts, device)?;
+        let batch = self.embedder.tokenize(&texts)?;
         Ok(ZeroShotImageInputs {
-            pixel_values: pixel_values(&self.processor, images, device)?,
+            pixel_values: self.embedder.pixel_values(images)?,
             input_ids: batch.input_ids,
-            attention_mask: mask.then_some(batch.attention_mask),
+            attention_mask: batch.attention_mask,
         })
     }
 
     fn forward(&self, inputs: &ZeroShotImageInputs) -> Result<Tensor> {
         Ok(self
+            .embedder
             .model
             .forward(
                 &inputs.input_ids,
@@ -298,7 +363,7 @@ impl Pipeline for ZeroShotImageClassificationPipeline {
         logits: Tensor,
         params: &Self::Params,
     ) -> Result<Vec<Self::Output>> {
-        let function = match self.model.score_kind() {
+        let function = match self.embedder.model.score_kind() {
             ScoreKind::Softmax => ClassificationFunction::Softmax,
             ScoreKind::Sigmoid => ClassificationFunction::Sigmoid,
         };
