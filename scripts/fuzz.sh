@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 SECONDS_EACH=${1:?usage: scripts/fuzz.sh SECONDS [TARGET...]}
 shift || true
-ALL=(gguf_parse safetensors_parse pickle_load tokenizer_json tokenize_text chat_template config_json optim_kwargs serve_request dataset_file adapter_config trainer_state)
+ALL=(gguf_parse safetensors_parse pickle_load tokenizer_json tokenize_text chat_template config_json optim_kwargs serve_request dataset_file adapter_config trainer_state image_decode)
 [ $# -gt 0 ] && TARGETS=("$@") || TARGETS=("${ALL[@]}")
 JOBS=${JOBS:-1}
 
@@ -41,6 +41,7 @@ seed chat_template -type f -name 'chat_template.jinja'
 seed config_json -type f -name 'config.json'
 seed pickle_load -type f -name 'data.pkl'
 seed adapter_config -type f -name 'adapter_config.json'
+seed image_decode -type f \( -name '*.png' -o -name '*.jpg' -o -name '*.webp' -o -name '*.gif' -o -name '*.bmp' \)
 # trainer_state: a state as the Trainer writes it.
 mkdir -p fuzz/corpus/trainer_state
 printf '{"global_step": 3, "epoch": 1.5, "max_steps": 6, "log_history": [{"loss": 1.2, "step": 1}], "best_metric": null, "best_model_checkpoint": null, "trustformers_total_loss": 3.1}' > fuzz/corpus/trainer_state/state.json

@@ -103,6 +103,20 @@ mod tests {
         assert!(err.to_string().contains("30x20"), "{err}");
     }
 
+    /// 16-bit samples are rounded to 8 bits (documented: Pillow clips them instead).
+    #[test]
+    fn sixteen_bit_images_are_rounded_to_eight() {
+        let img = image::ImageBuffer::<image::Luma<u16>, _>::from_fn(3, 1, |x, _| {
+            image::Luma([[0u16, 32896, 65535][x as usize]])
+        });
+        let mut bytes = Vec::new();
+        img.write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
+            .unwrap();
+        let rgb = decode_image(&bytes, "gray16.png").unwrap();
+        let px: Vec<[u8; 3]> = rgb.pixels().map(|p| p.0).collect();
+        assert_eq!(px, [[0, 0, 0], [128, 128, 128], [255, 255, 255]]);
+    }
+
     #[test]
     fn refuses_what_is_not_an_image() {
         for (bytes, what) in [

@@ -19,8 +19,9 @@ const OPENAI_CLIP: ([f64; 3], [f64; 3]) = (
     [0.26862954, 0.26130258, 0.27577711],
 );
 
-/// The largest side a config may ask images to be resized or cropped to.
-const MAX_SIDE: usize = 16384;
+/// The largest side a config may ask images to be resized or cropped to (a 4096 x 4096 image
+/// is 200 MB of f32 pixel values).
+const MAX_SIDE: usize = 4096;
 
 /// How `size` says to resize.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! The malformed-file corpus (see `hostile/mod.rs`): GGUF, safetensors, tokenizer.json,
-//! config.json and chat templates. Each format's cases run in this process, one at a time
-//! (panics are caught and counted), and the whole corpus runs again in a child process to
-//! show that no case kills the process with a signal.
+//! config.json, chat templates, images and image-processor configs. Each format's cases run
+//! in this process, one at a time (panics are caught and counted), and the whole corpus runs
+//! again in a child process to show that no case kills the process with a signal.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod hostile;
@@ -50,6 +50,14 @@ fn adapter_corpus() {
     let _g = serial();
     let cases = hostile::adapter::cases();
     assert!(cases.len() >= 19, "{} adapter cases", cases.len());
+    run_all(&cases);
+}
+
+#[test]
+fn image_corpus() {
+    let _g = serial();
+    let cases = hostile::image::cases();
+    assert!(cases.len() >= 30, "{} image cases", cases.len());
     run_all(&cases);
 }
 

@@ -10,6 +10,7 @@ pub mod config;
 pub mod encoder;
 pub mod gguf;
 mod gguf_files;
+pub mod image;
 pub mod pth;
 pub mod safetensors;
 pub mod tokenizer;
@@ -102,6 +103,7 @@ pub fn all_cases() -> Vec<Case> {
     cases.extend(pth::cases());
     cases.extend(encoder::cases());
     cases.extend(adapter::cases());
+    cases.extend(image::cases());
     cases
 }
 
