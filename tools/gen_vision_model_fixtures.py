@@ -248,7 +248,142 @@ def main():
         vision=dict(hidden_size=32, intermediate_size=44),
     )
     pipelines()
+    llava_fixture()
+
+
+
+
+LLAVA_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'].upper() }}: "
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}"
+    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n{% else %}{{ c['text'] }}{% endif %}{% endfor %}"
+    "{% endif %} {% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+
+def llava_tokenizer():
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for w in WORDS + ["user", "assistant", ":", "what", "?", "red", "blue", "green"]:
+        vocab[w] = len(vocab)
+    while len(vocab) < 99:
+        vocab[f"w{len(vocab)}"] = len(vocab)
+    vocab["<image>"] = 99
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+        pad_token="<unk>", extra_special_tokens={"image_token": "<image>"},
+    )
+    fast.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    return fast
+
+
+def llava_fixture():
+    import shutil
+
+    from safetensors.torch import load_file
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        pipeline,
+    )
+    from transformers.image_utils import load_image
+
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=3,
+                                       num_attention_heads=4, image_size=32, patch_size=8,
+                                       projection_dim=16),
+        text_config=LlamaConfig(vocab_size=100, hidden_size=48, intermediate_size=64,
+                                num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                max_position_embeddings=128, bos_token_id=1, eos_token_id=2,
+                                pad_token_id=0),
+        image_token_id=99, projector_hidden_act="gelu", vision_feature_layer=-2,
+        vision_feature_select_strategy="default", image_seq_length=16,
+    )
+    torch.manual_seed(6)
+    model = LlavaForConditionalGeneration(config).eval()
+    randomize(model, 6)
+    tok = llava_tokenizer()
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        tokenizer=tok, patch_size=8, vision_feature_select_strategy="default",
+        num_additional_image_tokens=1, chat_template=LLAVA_TEMPLATE,
+    )
+    out = FIXTURES / "llava"
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    model.generation_config.save_pretrained(out)
+    image = load_image(str(FIXTURES / "images" / "rgb_37x53.png"))
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "what is this ?"}]}]
+    inputs = processor(images=[image], text=processor.apply_chat_template(messages, add_generation_prompt=True),
+                       return_tensors="pt")
+    g = torch.Generator().manual_seed(7)
+    two = torch.tensor([[1, 3, 4] + [99] * 16 + [5, 6] + [99] * 16 + [7, 8, 9]])
+    two_pixels = torch.randn(2, 3, 32, 32, generator=g)
+    with torch.no_grad():
+        logits = model(**inputs).logits
+        features = model.get_image_features(pixel_values=inputs["pixel_values"])
+        features = getattr(features, "pooler_output", features)
+        if isinstance(features, (list, tuple)):
+            features = torch.stack(list(features))
+        generated = model.generate(**inputs, max_new_tokens=10, do_sample=False)
+        two_logits = model(input_ids=two, pixel_values=two_pixels).logits
+        top2 = torch.topk(model(**inputs).logits[0, -1], 2).values
+    print("llava prompt margin", (top2[0] - top2[1]).item())
+    save_file({
+        "input_ids": inputs["input_ids"].contiguous(),
+        "pixel_values": inputs["pixel_values"].float().contiguous(),
+        "logits": logits.float().contiguous(),
+        "image_features": features.float().contiguous(),
+        "generated": generated.contiguous(),
+        "two_images_input_ids": two.contiguous(),
+        "two_images_pixel_values": two_pixels.contiguous(),
+        "two_images_logits": two_logits.float().contiguous(),
+    }, out / "expected.safetensors")
+    pipe = pipeline("image-text-to-text", model=str(out))
+    with_url = [{"role": "user", "content": [
+        {"type": "image", "url": str(FIXTURES / "images" / "rgb_37x53.png")},
+        {"type": "text", "text": "what is this ?"}]}]
+    result = pipe(text=with_url, max_new_tokens=10, do_sample=False, return_full_text=False)
+    (out / "pipeline.json").write_text(json.dumps({"messages": messages, "image": "rgb_37x53.png",
+                                                   "max_new_tokens": 10, "result": result}, indent=1) + "\n")
+    # The same checkpoint as transformers 4 saved it: the Hub's llava-hf layout
+    # (`vision_tower.vision_model.*`; transformers 5 saves `vision_tower.*`), and the layout of
+    # transformers 4.52-4.57 (`model.language_model`, `model.vision_tower.vision_model`, `lm_head`).
+    tensors = load_file(str(out / "model.safetensors"))
+    hub = {k.replace("vision_tower.", "vision_tower.vision_model.", 1): v for k, v in tensors.items()}
+
+    def v4_52(k):
+        k = k.replace("language_model.model.", "model.language_model.", 1)
+        k = "lm_head.weight" if k == "language_model.lm_head.weight" else k
+        for part in ["vision_tower.", "multi_modal_projector."]:
+            if k.startswith(part):
+                k = "model." + k
+        return k
+
+    for name, layout in [("llava_legacy", hub), ("llava_v4", {v4_52(k): v for k, v in hub.items()})]:
+        d = FIXTURES / name
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir()
+        shutil.copy(out / "config.json", d / "config.json")
+        save_file(layout, str(d / "model.safetensors"), metadata={"format": "pt"})
+    print("llava:", sum(f.stat().st_size for f in out.iterdir()) // 1024, "KB")
 
 
 if __name__ == "__main__":
-    main()
+    import sys as _sys
+
+    if _sys.argv[1:] == ["llava"]:
+        llava_fixture()
+    else:
+        main()

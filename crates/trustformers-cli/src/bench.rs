@@ -25,6 +25,10 @@ pub enum BenchTask {
     TextGeneration,
     /// Sentence embeddings: batches of 32 at 16 and 128 tokens, and one 16-token sentence.
     FeatureExtraction,
+    /// Images through an image model (classification, or the last hidden state without a
+    /// classifier) or an image-text model (image embeddings): batches of `--batch-size`
+    /// images decoded from `--image` files, preprocessing included.
+    Images,
 }
 
 #[derive(Args)]
@@ -57,6 +61,12 @@ pub struct BenchArgs {
     /// where a step's time goes (linear layers, head, attention, norms, ...).
     #[arg(long)]
     profile: bool,
+    /// `--task images`: the image files (cycled to fill a batch).
+    #[arg(long, value_name = "FILE")]
+    image: Vec<std::path::PathBuf>,
+    /// `--task images`: images per batch.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -141,6 +151,9 @@ fn peak_rss_mb() -> Option<f64> {
 pub fn run(args: &BenchArgs) -> Result<()> {
     if args.repetitions == 0 {
         bail!("--repetitions must be at least 1");
+    }
+    if args.task == BenchTask::Images {
+        return bench_images(args);
     }
     if args.task == BenchTask::FeatureExtraction {
         return bench_embeddings(args);
@@ -368,6 +381,102 @@ fn sentences(model: &SentenceTransformer, count: usize, tokens: usize) -> Result
             Ok(text)
         })
         .collect()
+}
+
+/// `trustformers bench --task images`: images/s for a batch of `--batch-size` images read from
+/// files, decoded, preprocessed and run (classified, embedded, or encoded); the median of `-r`
+/// runs after a warm-up.
+fn bench_images(args: &BenchArgs) -> Result<()> {
+    use trustformers::pipelines::{
+        ImageClassificationPipeline, ImageFeatureExtractionPipeline, ImageTextEmbedder, Pipeline,
+    };
+    use trustformers::{AutoConfig, ImageInput};
+    let name = args
+        .model
+        .model
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("--task images needs --model"))?;
+    if args.image.is_empty() || args.batch_size == 0 {
+        anyhow::bail!("--task images needs --image files and a positive --batch-size");
+    }
+    let path = resolve_model(Some(name))?;
+    let config = AutoConfig::from_pretrained(&path)?;
+    let head = config.json["architectures"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let files: Vec<&std::path::Path> = args
+        .image
+        .iter()
+        .cycle()
+        .take(args.batch_size)
+        .map(|p| p.as_path())
+        .collect();
+    let images: Vec<ImageInput<'_>> = files.iter().map(|p| ImageInput::Path(p)).collect();
+    let start = Instant::now();
+    let opts = LoadOptions::default();
+    let (what, run): (&str, Box<dyn Fn() -> Result<()>>) = if config.architecture.is_image_text() {
+        let model = ImageTextEmbedder::from_pretrained(&path, &opts)?;
+        (
+            "image embeddings",
+            Box::new(move || Ok(model.embed_images(&images, false).map(drop)?)),
+        )
+    } else if head.contains("ForImageClassification") {
+        let model = ImageClassificationPipeline::from_pretrained(&path, &opts)?;
+        let params = trustformers::pipelines::ImageClassificationParams {
+            batch_size: args.batch_size,
+            ..Default::default()
+        };
+        (
+            "image classification",
+            Box::new(move || Ok(model.call(&images, &params).map(drop)?)),
+        )
+    } else {
+        let model = ImageFeatureExtractionPipeline::from_pretrained(&path, &opts)?;
+        let params = trustformers::pipelines::ImageFeatureParams {
+            pool: false,
+            batch_size: args.batch_size,
+        };
+        (
+            "image features",
+            Box::new(move || Ok(model.call(&images, &params).map(drop)?)),
+        )
+    };
+    let load_s = start.elapsed().as_secs_f64();
+    run()?;
+    let mut secs = Vec::new();
+    for _ in 0..args.repetitions.max(1) {
+        let start = Instant::now();
+        run()?;
+        secs.push(start.elapsed().as_secs_f64());
+    }
+    let batch_s = median(secs);
+    let results = json!({
+        "model": name,
+        "task": what,
+        "threads": candle_core::utils::get_num_threads(),
+        "repetitions": args.repetitions,
+        "batch_size": args.batch_size,
+        "load_s": load_s,
+        "images_per_s": args.batch_size as f64 / batch_s,
+        "batch_ms": batch_s * 1e3,
+        "peak_rss_mb": peak_rss_mb(),
+    });
+    if args.json {
+        println!("{results}");
+    } else {
+        println!(
+            "model: {name} ({what})  threads: {}  repetitions: {}",
+            results["threads"], args.repetitions
+        );
+        println!(
+            "batch of {}: {:.1} ms, {:.2} images/s (decoding and preprocessing included)",
+            args.batch_size,
+            batch_s * 1e3,
+            args.batch_size as f64 / batch_s
+        );
+    }
+    Ok(())
 }
 
 /// `trustformers bench --task feature-extraction`: sentences/s for batches of 32 sentences of

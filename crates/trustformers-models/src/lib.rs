@@ -5,6 +5,7 @@ pub mod decoder;
 pub mod encoder;
 pub mod gguf;
 pub mod hf_config;
+pub mod multimodal;
 pub mod registry;
 pub mod seq2seq;
 pub mod ssm;

@@ -4,6 +4,7 @@
 use crate::decoder::presets;
 use crate::encoder::heads::{EncoderTask, HeadLayout};
 use crate::encoder::{deberta, modernbert, nomic_bert, presets as enc};
+use crate::multimodal::{self, VisionLanguageModel};
 use crate::seq2seq::{self, BartForConditionalGeneration, BartSpec};
 use crate::seq2seq::{T5ForConditionalGeneration, T5Spec};
 use crate::ssm;
@@ -194,7 +195,10 @@ impl ModelKind {
                  `zero-shot-image-classification` and `image-feature-extraction` pipelines, \
                  `embed --image`)"
             }
-            Self::Multimodal => "image-text-to-text generation",
+            Self::Multimodal => {
+                "image-text-to-text generation (the `image-text-to-text` pipeline, `chat \
+                 --image`) and text generation"
+            }
         }
     }
 }
@@ -213,6 +217,8 @@ pub enum Builder {
     EncoderDecoder(SeqToSeqBuilder),
     /// A state-space or recurrent language model: builds it from its config and weights.
     StateSpace(StateSpaceBuilder),
+    /// A language model that reads images (LLaVA).
+    Multimodal(MultimodalBuilder),
     /// An image model, and the image-text model when the architecture is one (CLIP).
     Vision {
         image: ImageBuilder,
@@ -224,6 +230,22 @@ pub enum Builder {
 /// outputs, from its config and weights.
 pub type ImageBuilder =
     fn(&str, &Value, VisionTask, usize, &Weights) -> Result<Box<dyn ImageModel>>;
+
+/// Builds a vision-language model of a `model_type` from its config and weights.
+pub type MultimodalBuilder =
+    fn(&str, &Value, &Weights, &RuntimeOptions) -> Result<Box<dyn VisionLanguageModel>>;
+
+fn llava(
+    model_type: &str,
+    config: &Value,
+    vb: &Weights,
+    runtime: &RuntimeOptions,
+) -> Result<Box<dyn VisionLanguageModel>> {
+    let spec = multimodal::llava::LlavaSpec::from_config(config)?;
+    Ok(Box::new(
+        multimodal::llava::LlavaForConditionalGeneration::new(model_type, &spec, vb, runtime)?,
+    ))
+}
 
 /// Builds an image-text model of a `model_type` from its config and weights.
 pub type ImageTextBuilder = fn(&str, &Value, &Weights) -> Result<Box<dyn ImageTextModel>>;
@@ -390,6 +412,14 @@ impl Architecture {
             tensor_names: None,
         }
     }
+    const fn multimodal(model_type: &'static str, build: MultimodalBuilder) -> Self {
+        Self {
+            model_type,
+            builder: Builder::Multimodal(build),
+            gguf: None,
+            tensor_names: None,
+        }
+    }
     const fn vision(
         model_type: &'static str,
         image: ImageBuilder,
@@ -421,6 +451,7 @@ impl Architecture {
             Builder::EncoderDecoder(_) => ModelKind::EncoderDecoder,
             Builder::StateSpace(_) => ModelKind::StateSpace,
             Builder::Vision { .. } => ModelKind::Vision,
+            Builder::Multimodal(_) => ModelKind::Multimodal,
         }
     }
 
@@ -507,6 +538,21 @@ impl Architecture {
             Builder::EncoderDecoder(_) => seq2seq::IGNORED_TENSORS,
             Builder::StateSpace(_) => ssm::IGNORED_TENSORS,
             Builder::Vision { .. } => vision::IGNORED_TENSORS,
+            Builder::Multimodal(_) => crate::decoder::IGNORED_TENSORS,
+        }
+    }
+
+    /// Builds the vision-language model of this architecture, or says what the architecture
+    /// is for when it is not one.
+    pub fn vision_language_model(
+        &self,
+        config: &Value,
+        vb: &Weights,
+        runtime: &RuntimeOptions,
+    ) -> Result<Box<dyn VisionLanguageModel>> {
+        match self.builder {
+            Builder::Multimodal(build) => build(self.model_type, config, vb, runtime),
+            _ => Err(self.wrong_kind("a vision-language model (LLaVA)")),
         }
     }
 
@@ -717,6 +763,8 @@ pub const ARCHITECTURES: &[Architecture] = &[
     A::vision("clip_vision_model", clip_vision, None),
     A::vision("siglip", siglip_vision, Some(siglip)),
     A::vision("siglip_vision_model", siglip_vision, None),
+    // Vision-language models.
+    A::multimodal("llava", llava),
 ];
 
 fn known() -> Vec<&'static str> {

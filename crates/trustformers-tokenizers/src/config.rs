@@ -189,6 +189,21 @@ impl TokenizerConfig {
                 reason: "not valid UTF-8".into(),
             })?;
             config.chat_template = Some(text);
+        } else if config.chat_template.is_none() {
+            // A processor's template as older multimodal checkpoints save it.
+            if let Some(bytes) = read("chat_template.json")? {
+                let path = dir.join("chat_template.json");
+                let json = trustformers_core::config::json_from_bytes(&path, &bytes)?;
+                let template = json.get("chat_template").and_then(|t| t.as_str());
+                config.chat_template = Some(
+                    template
+                        .ok_or_else(|| Error::Json {
+                            path,
+                            reason: "`chat_template` must be a string".into(),
+                        })?
+                        .to_string(),
+                );
+            }
         }
         Ok(config)
     }

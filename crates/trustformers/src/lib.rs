@@ -48,6 +48,6 @@ pub use trustformers_tokenizers::{self as tokenizers, AutoTokenizer, Tokenizer};
 pub use trustformers_train as train;
 pub use trustformers_vision as image;
 pub use vision::{
-    AutoImageModel, AutoImageProcessor, AutoImageTextModel, AutoModelForImageClassification,
-    ImageInput,
+    image_message, AutoImageModel, AutoImageProcessor, AutoImageTextModel,
+    AutoModelForImageClassification, ImageInput, VisionLanguageModelSession,
 };

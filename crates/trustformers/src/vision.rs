@@ -5,9 +5,13 @@ use crate::auto::{AutoConfig, LoadOptions, ModelConfig};
 use std::path::Path;
 use trustformers_core::config::read_json;
 use trustformers_core::{Error, Result};
+use trustformers_generate::{generate_text, GenerationConfig, TextOutput};
 use trustformers_models::encoder::heads::id2label;
+use trustformers_models::multimodal::{VisionLanguageModel, WithImages};
 use trustformers_models::registry::ModelKind;
 use trustformers_models::vision::{ImageModel, ImageTextModel, VisionTask};
+use trustformers_tokenizers::chat::{ChatOptions, Message};
+use trustformers_tokenizers::{AutoTokenizer, Tokenizer};
 use trustformers_vision::{decode_image, open_image, Backend, ImageProcessor, RgbImage};
 
 /// An image for a pipeline: a file, encoded bytes, or decoded pixels.
@@ -49,15 +53,34 @@ impl AutoImageProcessor {
     }
 
     /// [`Self::from_pretrained`] reproducing `backend` (transformers' `backend=` argument).
+    /// The image processor's config is `preprocessor_config.json`, or the `image_processor`
+    /// entry of a processor's `processor_config.json` (as transformers 5 saves processors).
     pub fn with_backend(dir: impl AsRef<Path>, backend: Backend) -> Result<ImageProcessor> {
-        let path = dir.as_ref().join("preprocessor_config.json");
-        if !path.is_file() {
-            return Err(Error::InvalidInput(format!(
-                "{} is missing: the checkpoint has no image processor",
-                path.display()
-            )));
-        }
-        let json = read_json(&path)?;
+        let dir = dir.as_ref();
+        let (path, json) = match dir.join("preprocessor_config.json") {
+            p if p.is_file() => {
+                let json = read_json(&p)?;
+                (p, json)
+            }
+            _ => {
+                let path = dir.join("processor_config.json");
+                if !path.is_file() {
+                    return Err(Error::InvalidInput(format!(
+                        "{} has no preprocessor_config.json or processor_config.json: the \
+                         checkpoint has no image processor",
+                        dir.display()
+                    )));
+                }
+                let json = read_json(&path)?
+                    .get("image_processor")
+                    .cloned()
+                    .ok_or_else(|| Error::Json {
+                        path: path.clone(),
+                        reason: "no `image_processor` entry".into(),
+                    })?;
+                (path, json)
+            }
+        };
         ImageProcessor::from_config(&json)
             .map(|p| p.with_backend(backend))
             .map_err(|e| Error::Json {
@@ -152,5 +175,137 @@ impl AutoImageTextModel {
         opts: &LoadOptions,
     ) -> Result<Box<dyn ImageTextModel>> {
         AutoConfig::from_pretrained(path)?.load_image_text_model(opts)
+    }
+}
+
+impl ModelConfig {
+    /// Builds a vision-language model (LLaVA: transformers' `AutoModelForImageTextToText`)
+    /// and loads its weights, every tensor used.
+    pub fn load_vision_language_model(
+        &self,
+        opts: &LoadOptions,
+    ) -> Result<Box<dyn VisionLanguageModel>> {
+        if self.kind() != ModelKind::Multimodal {
+            return Err(self
+                .architecture
+                .wrong_kind("a vision-language model (LLaVA)"));
+        }
+        opts.validate()?;
+        let vb = self.weights(opts, false)?;
+        let model = self
+            .architecture
+            .vision_language_model(&self.json, &vb, &opts.runtime())?;
+        vb.finish(self.architecture.ignored_tensors())?;
+        Ok(model)
+    }
+}
+
+/// A vision-language model with its tokenizer, image processor and generation defaults:
+/// what `chat --image` and the `image-text-to-text` pipeline run (transformers'
+/// `AutoModelForImageTextToText` with its `AutoProcessor`).
+pub struct VisionLanguageModelSession {
+    pub model: Box<dyn VisionLanguageModel>,
+    pub tokenizer: Tokenizer,
+    pub processor: ImageProcessor,
+    pub generation: GenerationConfig,
+    /// The text that stands for an image in a prompt (`<image>`).
+    pub image_token: String,
+    device: trustformers_core::Device,
+}
+
+impl VisionLanguageModelSession {
+    /// Loads a checkpoint directory: the model first (a checkpoint of another kind is named as
+    /// such), then its tokenizer, image processor and generation config.
+    pub fn from_pretrained(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self> {
+        let dir = dir.as_ref();
+        let model = AutoConfig::from_pretrained(dir)?.load_vision_language_model(opts)?;
+        let tokenizer = AutoTokenizer::from_pretrained(dir)?;
+        let image_token = tokenizer
+            .id_to_token(model.image_token_id())
+            .ok_or_else(|| {
+                Error::Tokenizer(format!(
+                    "the image token id {} is not in the vocabulary",
+                    model.image_token_id()
+                ))
+            })?;
+        Ok(Self {
+            generation: crate::session::generation_defaults(dir, &tokenizer)?,
+            processor: AutoImageProcessor::from_pretrained(dir)?,
+            model,
+            tokenizer,
+            image_token,
+            device: opts.device.clone(),
+        })
+    }
+
+    /// The prompt ids of `messages` (whose contents may hold `{"type": "image"}` parts)
+    /// through the chat template, each image token repeated as many times as an image has
+    /// features (transformers' processor), with the tokenizer's special tokens unless the
+    /// template wrote the BOS itself.
+    pub fn prompt_ids(&self, messages: &[Message]) -> Result<Vec<u32>> {
+        let opts = ChatOptions {
+            add_generation_prompt: true,
+            ..Default::default()
+        };
+        let prompt = self.tokenizer.apply_chat_template(messages, &opts)?;
+        self.encode_prompt(&prompt)
+    }
+
+    /// Tokenizes a prompt already written (with one image token per image).
+    pub fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>> {
+        let expanded = prompt.replace(
+            &self.image_token,
+            &self.image_token.repeat(self.model.image_seq_length()),
+        );
+        let bos = self.tokenizer.config().special.bos.as_deref();
+        let special = !bos.is_some_and(|b| expanded.starts_with(b));
+        self.tokenizer.encode_ids(&expanded, special)
+    }
+
+    /// Generates text after `ids` (a prompt with one image token block per image, in order),
+    /// streaming it to `on_text` (which returns `false` to stop).
+    pub fn generate(
+        &self,
+        ids: &[u32],
+        images: &[ImageInput<'_>],
+        config: &GenerationConfig,
+        on_text: impl FnMut(&str) -> bool,
+    ) -> Result<TextOutput> {
+        let image_id = self.model.image_token_id();
+        let blocks = ids.iter().filter(|&&t| t == image_id).count();
+        let expected = images.len() * self.model.image_seq_length();
+        if blocks != expected {
+            return Err(Error::InvalidInput(format!(
+                "the prompt has {blocks} image tokens for {} images ({} tokens each): put one \
+                 `{}` in the prompt per image",
+                images.len(),
+                self.model.image_seq_length(),
+                self.image_token
+            )));
+        }
+        if images.is_empty() {
+            return generate_text(&*self.model, &self.tokenizer, ids, config, on_text);
+        }
+        let decoded = images
+            .iter()
+            .map(ImageInput::load)
+            .collect::<Result<Vec<_>>>()?;
+        let pixels = self.processor.preprocess(&decoded, &self.device)?;
+        let features = self.model.image_features(&pixels)?;
+        let model = WithImages::new(self.model.as_ref(), &features)?;
+        generate_text(&model, &self.tokenizer, ids, config, on_text)
+    }
+}
+
+/// A user message of images and text, as chat templates of vision-language models take it.
+pub fn image_message(images: usize, text: &str) -> Message {
+    let mut parts: Vec<serde_json::Value> = (0..images)
+        .map(|_| serde_json::json!({"type": "image"}))
+        .collect();
+    parts.push(serde_json::json!({"type": "text", "text": text}));
+    Message {
+        role: "user".into(),
+        content: serde_json::Value::Array(parts),
+        extra: Default::default(),
     }
 }

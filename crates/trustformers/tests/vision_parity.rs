@@ -195,3 +195,120 @@ fn heads_and_kinds() {
     let err = base.forward(&wrong, false).err().unwrap().to_string();
     assert!(err.contains("[batch, 3, 32, 32]"), "{err}");
 }
+
+mod llava {
+    use super::*;
+    use trustformers::models::multimodal::{VisionLanguageModel, WithImages};
+    use trustformers::models::ForwardOptions;
+    use trustformers::CausalLM;
+    use trustformers::{image_message, ImageInput, VisionLanguageModelSession};
+
+    fn load(name: &str) -> Box<dyn VisionLanguageModel> {
+        AutoConfig::from_pretrained(fixture(name))
+            .unwrap()
+            .load_vision_language_model(&LoadOptions::default())
+            .unwrap()
+    }
+
+    fn logits(model: &dyn VisionLanguageModel, ids: &Tensor, pixels: &Tensor) -> Tensor {
+        let features = model.image_features(pixels).unwrap();
+        let (_, seq) = ids.dims2().unwrap();
+        let positions = Tensor::arange(0i64, seq as i64, ids.device())
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let mut cache = model.new_cache();
+        WithImages::new(model, &features)
+            .unwrap()
+            .forward_with(ids, &positions, &ForwardOptions::default(), &mut cache)
+            .unwrap()
+            .logits
+    }
+
+    /// Both checkpoint layouts: image features, the logits of a prompt with one image and of
+    /// one with two.
+    #[test]
+    fn logits_and_image_features() {
+        let want = expected("llava");
+        for name in ["llava", "llava_legacy", "llava_v4"] {
+            let model = load(name);
+            let features = model.image_features(&want["pixel_values"]).unwrap();
+            close(name, "image_features", &features, &want["image_features"]);
+            let got = logits(model.as_ref(), &want["input_ids"], &want["pixel_values"]);
+            close(name, "logits", &got, &want["logits"]);
+            let got = logits(
+                model.as_ref(),
+                &want["two_images_input_ids"],
+                &want["two_images_pixel_values"],
+            );
+            close(name, "two_images_logits", &got, &want["two_images_logits"]);
+        }
+    }
+
+    /// The processor's prompt (chat template, image tokens, special tokens) and pixel values,
+    /// and greedy generation, as transformers gives them; the image-text-to-text pipeline's
+    /// text.
+    #[test]
+    fn prompt_and_greedy_generation() {
+        let want = expected("llava");
+        let session =
+            VisionLanguageModelSession::from_pretrained(fixture("llava"), &LoadOptions::default())
+                .unwrap();
+        let ids = session
+            .prompt_ids(&[image_message(1, "what is this ?")])
+            .unwrap();
+        let want_ids: Vec<i64> = want["input_ids"].get(0).unwrap().to_vec1().unwrap();
+        assert_eq!(
+            ids.iter().map(|&i| i64::from(i)).collect::<Vec<_>>(),
+            want_ids
+        );
+        let path = fixture("images").join("rgb_37x53.png");
+        let image = ImageInput::Path(&path);
+        let pixels = session
+            .processor
+            .preprocess(&[image.load().unwrap()], &candle_core::Device::Cpu)
+            .unwrap();
+        close("llava", "pixel_values", &pixels, &want["pixel_values"]);
+        let mut config = session.generation.clone();
+        config.max_new_tokens = 10;
+        config.do_sample = false;
+        let out = session.generate(&ids, &[image], &config, |_| true).unwrap();
+        let generated: Vec<i64> = want["generated"].get(0).unwrap().to_vec1().unwrap();
+        let new: Vec<i64> = generated[want_ids.len()..].to_vec();
+        assert_eq!(
+            out.tokens
+                .ids
+                .iter()
+                .map(|&i| i64::from(i))
+                .collect::<Vec<_>>(),
+            new
+        );
+        let pipeline: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(fixture("llava").join("pipeline.json")).unwrap(),
+        )
+        .unwrap();
+        let pipe = trustformers::pipelines::ImageTextToTextPipeline::from_pretrained(
+            fixture("llava"),
+            &LoadOptions::default(),
+        )
+        .unwrap();
+        let params = trustformers::pipelines::ImageTextToTextParams {
+            max_new_tokens: Some(10),
+            ..Default::default()
+        };
+        let text = pipe
+            .run(&[image_message(1, "what is this ?")], &[image], &params)
+            .unwrap();
+        assert_eq!(
+            text,
+            pipeline["result"][0]["generated_text"].as_str().unwrap()
+        );
+        assert_eq!(out.text, text.trim_start());
+        // A prompt whose image tokens do not match the images is refused, naming the token.
+        let err = session
+            .generate(&ids, &[], &config, |_| true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("<image>"), "{err}");
+    }
+}

@@ -381,9 +381,49 @@ impl DecoderModel {
                 positions.dims()
             )));
         }
+        let xs = self.token_embeddings(input_ids)?;
+        self.forward_embeds(&xs, positions, opts, cache)
+    }
+
+    /// The token embeddings of `input_ids` as the layers take them (scaled where the model
+    /// scales them): transformers' `inputs_embeds`, for models that put other embeddings
+    /// (image features) among them.
+    ///
+    /// # Shapes
+    /// `input_ids`: `[batch, seq]` -> `[batch, seq, hidden]`.
+    pub fn token_embeddings(&self, input_ids: &Tensor) -> Result<Tensor> {
+        let mut xs = self.embed_tokens.forward(input_ids)?;
+        if let Some(scale) = self.spec.embed_scale {
+            // transformers multiplies by the scale cast to the weights' dtype.
+            let scale = Tensor::new(scale as f32, xs.device())?.to_dtype(xs.dtype())?;
+            xs = xs.broadcast_mul(&scale)?;
+        }
+        Ok(xs)
+    }
+
+    /// [`Self::forward`] from `inputs_embeds` (see [`Self::token_embeddings`]).
+    ///
+    /// # Shapes
+    /// `inputs_embeds`: `[batch, seq, hidden]`, `positions`: `[batch, seq]` -> hidden states
+    /// `[batch, seq, hidden]`.
+    pub fn forward_embeds(
+        &self,
+        inputs_embeds: &Tensor,
+        positions: &Tensor,
+        opts: &ForwardOptions,
+        cache: &mut KvCache,
+    ) -> Result<DecoderOutput> {
+        let (batch, seq, _) = inputs_embeds.dims3()?;
+        if batch == 0 || seq == 0 || positions.dims() != [batch, seq] {
+            return Err(Error::InvalidInput(format!(
+                "inputs_embeds {:?} and positions {:?} do not match",
+                inputs_embeds.dims(),
+                positions.dims()
+            )));
+        }
         let past = cache.seq_len();
-        let device = input_ids.device();
-        let (mut xs, cos_sin, sliding_cos_sin) = self.embed(input_ids, positions)?;
+        let device = inputs_embeds.device();
+        let (mut xs, cos_sin, sliding_cos_sin) = self.positioned(inputs_embeds, positions)?;
         // One mask per distinct window, shared by the layers that use it.
         let masks = self.masks(opts.attention_mask.as_ref(), batch, past, seq, device)?;
         let mut hidden_states = Vec::new();
@@ -445,7 +485,8 @@ impl DecoderModel {
             )));
         }
         let device = input_ids.device();
-        let (mut xs, cos_sin, sliding_cos_sin) = self.embed(input_ids, positions)?;
+        let (mut xs, cos_sin, sliding_cos_sin) =
+            self.positioned(&self.token_embeddings(input_ids)?, positions)?;
         // Each row's masks after its own past: (kind, one mask per row).
         let mut masks: Vec<(MaskKey, Vec<Option<Tensor>>)> = Vec::new();
         for cache in caches.iter() {
@@ -471,21 +512,15 @@ impl DecoderModel {
         self.norm.forward(&xs)
     }
 
-    /// Token (and learned position) embeddings, and the rotary cos/sin of `positions` for
-    /// the full and the sliding-window layers.
+    /// The embeddings plus learned positions (for models with a position table), and the
+    /// rotary cos/sin of `positions` for the full and the sliding-window layers.
     #[allow(clippy::type_complexity)]
-    fn embed(
+    fn positioned(
         &self,
-        input_ids: &Tensor,
+        inputs_embeds: &Tensor,
         positions: &Tensor,
     ) -> Result<(Tensor, Option<(Tensor, Tensor)>, Option<(Tensor, Tensor)>)> {
-        let device = input_ids.device();
-        let mut xs = self.embed_tokens.forward(input_ids)?;
-        if let Some(scale) = self.spec.embed_scale {
-            // transformers multiplies by the scale cast to the weights' dtype.
-            let scale = Tensor::new(scale as f32, device)?.to_dtype(xs.dtype())?;
-            xs = xs.broadcast_mul(&scale)?;
-        }
+        let mut xs = inputs_embeds.clone();
         if let Some(table) = &self.embed_positions {
             xs = (xs + table.forward(positions)?)?;
         }
@@ -590,20 +625,40 @@ impl DecoderForCausalLM {
         vb: &Weights,
         runtime: &RuntimeOptions,
     ) -> Result<Self> {
+        Self::from_parts(
+            model_type,
+            spec,
+            &vb.pp("model"),
+            &vb.pp("lm_head"),
+            runtime,
+        )
+    }
+
+    /// [`Self::new`] with the base model under `model` and the head under `lm_head` (a
+    /// decoder inside a multimodal checkpoint: `model.language_model` and `lm_head`, or
+    /// `language_model.model` and `language_model.lm_head`).
+    pub fn from_parts(
+        model_type: &str,
+        spec: &DecoderSpec,
+        model: &Weights,
+        lm_head: &Weights,
+        runtime: &RuntimeOptions,
+    ) -> Result<Self> {
         runtime.validate()?;
-        let mut model = DecoderModel::new(spec, &vb.pp("model"))?;
+        let head_vb = lm_head;
+        let mut model = DecoderModel::new(spec, model)?;
         if let Some(dtype) = runtime.kv_cache_dtype {
             model.kv_cache_dtype = dtype;
         }
         let lm_head = if spec.tie_word_embeddings {
             let bias = spec
                 .lm_head_bias
-                .then(|| vb.pp("lm_head").get(spec.vocab_size, "bias"))
+                .then(|| head_vb.get(spec.vocab_size, "bias"))
                 .transpose()?;
             model.embed_tokens.tied_linear(bias)?
         } else {
             Linear::new(
-                &vb.pp("lm_head"),
+                head_vb,
                 spec.hidden_size,
                 spec.vocab_size,
                 spec.lm_head_bias,
@@ -638,6 +693,35 @@ impl DecoderForCausalLM {
         cache: &mut KvCache,
     ) -> Result<CausalLmOutput> {
         let out = self.forward_chunked(input_ids, positions, opts, cache)?;
+        let seq = out.last_hidden_state.dim(1)?;
+        let kept = match opts.logits_to_keep {
+            Some(n) if n < seq => out.last_hidden_state.narrow(1, seq - n, n)?,
+            _ => out.last_hidden_state.clone(),
+        };
+        Ok(CausalLmOutput {
+            logits: self.logits(&kept)?,
+            last_hidden_state: out.last_hidden_state,
+            hidden_states: out.hidden_states,
+        })
+    }
+
+    /// Logits and hidden states from `inputs_embeds` (transformers' `inputs_embeds`: the
+    /// token embeddings of [`DecoderModel::token_embeddings`] with other embeddings put among
+    /// them), through the cache, in one pass.
+    ///
+    /// # Shapes
+    /// `inputs_embeds`: `[batch, seq, hidden]`, `positions`: `[batch, seq]`.
+    pub fn forward_embeds(
+        &self,
+        inputs_embeds: &Tensor,
+        positions: &Tensor,
+        opts: &ForwardOptions,
+        cache: &mut Cache,
+    ) -> Result<CausalLmOutput> {
+        let cache = cache.kv_mut(&self.model_type)?;
+        let out = self
+            .model
+            .forward_embeds(inputs_embeds, positions, opts, cache)?;
         let seq = out.last_hidden_state.dim(1)?;
         let kept = match opts.logits_to_keep {
             Some(n) if n < seq => out.last_hidden_state.narrow(1, seq - n, n)?,

@@ -1,18 +1,21 @@
 //! The image pipelines of transformers: `image-classification` (labels with scores),
 //! `zero-shot-image-classification` (an image-text model scoring "This is a photo of
-//! {label}.") and `image-feature-extraction` (the last hidden state, or the pooled output).
+//! {label}."), `image-feature-extraction` (the last hidden state, or the pooled output) and
+//! `image-text-to-text` (a vision-language model's reply to chat messages with images).
 
 use super::pipeline::Pipeline;
 use super::text_classification::{ClassificationFunction, LabelScore};
 use super::{singles, tokenize};
 use crate::auto::{AutoConfig, LoadOptions};
-use crate::vision::{AutoImageProcessor, ImageInput};
+use crate::vision::{AutoImageProcessor, ImageInput, VisionLanguageModelSession};
 use candle_core::{DType, Device, Tensor};
 use std::path::Path;
 use trustformers_core::{Error, Result};
+use trustformers_generate::GenerationConfig;
 use trustformers_models::vision::{
     ImageModel, ImageTextModel, ScoreKind, VisionOutput, VisionTask,
 };
+use trustformers_tokenizers::chat::Message;
 use trustformers_tokenizers::{AutoTokenizer, EncodeOptions, Padding, Tokenizer, Truncation};
 use trustformers_vision::ImageProcessor;
 
@@ -488,3 +491,63 @@ batch_size!(
     ZeroShotImageParams,
     ImageFeatureParams
 );
+
+/// Options of [`ImageTextToTextPipeline`].
+#[derive(Debug, Clone, Default)]
+pub struct ImageTextToTextParams {
+    /// Most tokens to generate (`None`: the generation config's).
+    pub max_new_tokens: Option<usize>,
+    /// The generation config to use instead of the checkpoint's.
+    pub generation: Option<GenerationConfig>,
+    /// Return the prompt's text before the reply.
+    pub return_full_text: bool,
+}
+
+/// transformers' `image-text-to-text` pipeline: chat messages with images through a
+/// vision-language model (LLaVA) and its processor, giving the reply's text.
+pub struct ImageTextToTextPipeline {
+    session: VisionLanguageModelSession,
+}
+
+impl ImageTextToTextPipeline {
+    /// Loads a vision-language checkpoint directory.
+    pub fn from_pretrained(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self> {
+        Ok(Self {
+            session: VisionLanguageModelSession::from_pretrained(dir, opts)?,
+        })
+    }
+
+    /// The model, tokenizer and processor.
+    pub fn session(&self) -> &VisionLanguageModelSession {
+        &self.session
+    }
+
+    /// The reply to `messages`, whose `{"type": "image"}` parts take `images` in order: the
+    /// text transformers' pipeline returns (the decoded sequence after the decoded prompt).
+    pub fn run(
+        &self,
+        messages: &[Message],
+        images: &[ImageInput<'_>],
+        params: &ImageTextToTextParams,
+    ) -> Result<String> {
+        let s = &self.session;
+        let ids = s.prompt_ids(messages)?;
+        let mut config = params
+            .generation
+            .clone()
+            .unwrap_or_else(|| s.generation.clone());
+        if let Some(n) = params.max_new_tokens {
+            config.max_new_tokens = n;
+        }
+        let out = s.generate(&ids, images, &config, |_| true)?;
+        let prompt = s.tokenizer.decode(&ids, true)?;
+        let mut all = ids.clone();
+        all.extend(&out.tokens.ids);
+        let full = s.tokenizer.decode(&all, true)?;
+        Ok(if params.return_full_text {
+            full
+        } else {
+            full.get(prompt.len()..).unwrap_or_default().to_string()
+        })
+    }
+}

@@ -15,8 +15,8 @@ pub use feature_extraction::{FeatureExtractionParams, FeatureExtractionPipeline}
 pub use fill_mask::{FillMaskParams, FillMaskPipeline, FillMaskPrediction};
 pub use image::{
     ImageClassificationParams, ImageClassificationPipeline, ImageFeatureExtractionPipeline,
-    ImageFeatureParams, ImageTextEmbedder, ZeroShotImageClassificationPipeline,
-    ZeroShotImageParams,
+    ImageFeatureParams, ImageTextEmbedder, ImageTextToTextParams, ImageTextToTextPipeline,
+    ZeroShotImageClassificationPipeline, ZeroShotImageParams,
 };
 pub use pipeline::Pipeline;
 pub use question_answering::{Answer, QuestionAnsweringParams, QuestionAnsweringPipeline};

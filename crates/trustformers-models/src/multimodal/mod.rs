@@ -1,0 +1,138 @@
+//! Vision-language models: a language model whose prompt holds image tokens that image
+//! features replace (LLaVA, [`llava`]).
+//!
+//! Such a model is a [`CausalLM`] on text. For a prompt with images, [`WithImages`] pairs it
+//! with the images' features: a causal LM for that one request, whose prefill puts the
+//! features in the image tokens' places, so generation, streaming and beam search run
+//! unchanged.
+
+pub mod llava;
+
+use crate::traits::{CausalLM, CausalLmOutput, ForwardOptions};
+use candle_core::{DType, Device, Tensor};
+use trustformers_core::{Error, Result};
+use trustformers_nn::Cache;
+
+/// A language model that reads images through image tokens.
+pub trait VisionLanguageModel: CausalLM {
+    /// The projected features of each image: `[images, image tokens, hidden]`.
+    fn image_features(&self, pixel_values: &Tensor) -> Result<Tensor>;
+
+    /// The token whose positions take the features.
+    fn image_token_id(&self) -> u32;
+
+    /// Image tokens per image.
+    fn image_seq_length(&self) -> usize;
+
+    /// The image size the vision tower takes, `(height, width)`.
+    fn image_size(&self) -> (usize, usize);
+
+    /// Logits for `input_ids` whose image tokens take the rows of `image_features`, in order
+    /// (every row of a batch its own images' features).
+    fn forward_with_images(
+        &self,
+        input_ids: &Tensor,
+        positions: &Tensor,
+        image_features: &Tensor,
+        opts: &ForwardOptions,
+        cache: &mut Cache,
+    ) -> Result<CausalLmOutput>;
+}
+
+/// A vision-language model with the features of one prompt's images: the first pass over a
+/// prompt holding image tokens (an empty cache) puts the features in their places, every
+/// row of the batch (beams, samples) getting the same images.
+pub struct WithImages<'a> {
+    model: &'a dyn VisionLanguageModel,
+    /// `[images * image tokens, hidden]`.
+    features: Tensor,
+}
+
+impl<'a> WithImages<'a> {
+    /// `model` with `features` from [`VisionLanguageModel::image_features`].
+    pub fn new(model: &'a dyn VisionLanguageModel, features: &Tensor) -> Result<Self> {
+        let dims = features.dims();
+        let hidden = *dims.last().unwrap_or(&0);
+        Ok(Self {
+            model,
+            features: features.reshape(((), hidden))?,
+        })
+    }
+
+    fn image_tokens(&self, input_ids: &Tensor) -> Result<usize> {
+        let id = self.model.image_token_id();
+        Ok(input_ids
+            .to_dtype(DType::U32)?
+            .flatten_all()?
+            .to_vec1::<u32>()?
+            .iter()
+            .filter(|&&t| t == id)
+            .count())
+    }
+}
+
+impl CausalLM for WithImages<'_> {
+    fn model_type(&self) -> &str {
+        self.model.model_type()
+    }
+
+    fn forward_with(
+        &self,
+        input_ids: &Tensor,
+        positions: &Tensor,
+        opts: &ForwardOptions,
+        cache: &mut Cache,
+    ) -> Result<CausalLmOutput> {
+        let tokens = self.image_tokens(input_ids)?;
+        if tokens == 0 {
+            return self.model.forward_with(input_ids, positions, opts, cache);
+        }
+        if cache.seq_len() != 0 {
+            return Err(Error::InvalidInput(
+                "image tokens after the prompt: images go in the prompt".into(),
+            ));
+        }
+        let rows = input_ids.dim(0)?;
+        let per_row = self.features.dim(0)?;
+        let features = if rows > 1 && tokens == rows * per_row {
+            self.features.repeat((rows, 1))?
+        } else {
+            self.features.clone()
+        };
+        self.model
+            .forward_with_images(input_ids, positions, &features, opts, cache)
+    }
+
+    fn forward_rows(
+        &self,
+        input_ids: &Tensor,
+        positions: &Tensor,
+        caches: &mut [&mut Cache],
+    ) -> Result<Tensor> {
+        self.model.forward_rows(input_ids, positions, caches)
+    }
+
+    fn new_cache(&self) -> Cache {
+        self.model.new_cache()
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.model.vocab_size()
+    }
+
+    fn max_position_embeddings(&self) -> usize {
+        self.model.max_position_embeddings()
+    }
+
+    fn num_hidden_layers(&self) -> usize {
+        self.model.num_hidden_layers()
+    }
+
+    fn device(&self) -> &Device {
+        self.model.device()
+    }
+
+    fn dtype(&self) -> DType {
+        self.model.dtype()
+    }
+}
