@@ -27,6 +27,7 @@ pub enum Task {
     ImageClassification,
     ZeroShotImageClassification,
     ImageFeatureExtraction,
+    ImageTextToText,
 }
 
 /// A task as named on the command line: one of [`Task`], or `translation_xx_to_yy`.
@@ -60,7 +61,8 @@ pub struct PipelineArgs {
     /// token-classification, ner, zero-shot-classification, question-answering,
     /// summarization, translation (or translation_xx_to_yy), text2text-generation,
     /// image-classification, zero-shot-image-classification, image-feature-extraction (their
-    /// inputs are image files: PNG, JPEG, WebP).
+    /// inputs are image files: PNG, JPEG, WebP), image-text-to-text (inputs are user messages,
+    /// with the --image files).
     #[arg(value_parser = parse_task)]
     task: TaskName,
     /// Checkpoint directory, Hub repo id or known model name.
@@ -102,8 +104,8 @@ pub struct PipelineArgs {
     /// question-answering: also consider "no answer".
     #[arg(long)]
     handle_impossible_answer: bool,
-    /// summarization, translation, text2text-generation: most tokens to generate (default:
-    /// the model's generation config).
+    /// summarization, translation, text2text-generation, image-text-to-text: most tokens to
+    /// generate (default: the model's generation config).
     #[arg(long)]
     max_new_tokens: Option<usize>,
     /// summarization, translation, text2text-generation: beams for beam search.
@@ -121,6 +123,9 @@ pub struct PipelineArgs {
     /// image-feature-extraction: the pooled output instead of every token's state.
     #[arg(long)]
     pool: bool,
+    /// image-text-to-text: the images every message comes with.
+    #[arg(long, value_name = "FILE")]
+    image: Vec<std::path::PathBuf>,
     /// Inputs per forward pass, padded together (question-answering: question/context pairs;
     /// zero-shot-classification: sequence/label pairs).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
@@ -340,6 +345,35 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
                     .map(|r| if args.pool { json!(r) } else { json!([r]) })
                     .collect(),
             )
+        }
+        Task::ImageTextToText => {
+            let pipe = ImageTextToTextPipeline::from_pretrained(&path, &opts)?;
+            let images: Vec<trustformers::ImageInput<'_>> = args
+                .image
+                .iter()
+                .map(|p| trustformers::ImageInput::Path(p))
+                .collect();
+            let params = ImageTextToTextParams {
+                max_new_tokens: args.max_new_tokens,
+                ..Default::default()
+            };
+            let mut results = Vec::new();
+            for text in &refs {
+                let message = trustformers::image_message(images.len(), text);
+                let reply = pipe.run(&[message], &images, &params)?;
+                // transformers echoes the chat, images by the URL (here the path) given.
+                let mut content: Vec<Value> = args
+                    .image
+                    .iter()
+                    .map(|p| json!({"type": "image", "url": p.display().to_string()}))
+                    .collect();
+                content.push(json!({"type": "text", "text": text}));
+                results.push(json!([{
+                    "input_text": [{"role": "user", "content": content}],
+                    "generated_text": reply,
+                }]));
+            }
+            shaped(results)
         }
         Task::QuestionAnswering => {
             let context = args

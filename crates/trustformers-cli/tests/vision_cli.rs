@@ -185,3 +185,79 @@ fn bad_images_and_models_are_reported() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("image-text"));
 }
+
+/// `chat --image` with the LLaVA fixture: one message per stdin line, the reply on its own
+/// line, equal to transformers' greedy reply (its image-text-to-text pipeline's text).
+#[test]
+fn chat_with_an_image() {
+    use std::io::Write;
+    let model = fixture("llava");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trustformers"))
+        .args(["chat", "--model", model.to_str().unwrap(), "--image"])
+        .arg(image("rgb_37x53.png"))
+        .args(["--max-new-tokens", "10"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"what is this ?\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("llava").join("pipeline.json")).unwrap(),
+    )
+    .unwrap();
+    let reply = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        reply.trim_end(),
+        want["result"][0]["generated_text"]
+            .as_str()
+            .unwrap()
+            .trim_start()
+    );
+    // The pipeline prints transformers' JSON.
+    let out = run(&[
+        "pipeline",
+        "image-text-to-text",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        &image("rgb_37x53.png"),
+        "--max-new-tokens",
+        "10",
+        "what is this ?",
+    ]);
+    let got = json(&out);
+    let expected = &want["result"][0];
+    assert_eq!(got[0]["generated_text"], expected["generated_text"]);
+    // The chat echoed, the image by the path given (transformers': the URL given).
+    assert_eq!(
+        got[0]["input_text"][0]["content"][1],
+        expected["input_text"][0]["content"][1]
+    );
+    assert_eq!(
+        got[0]["input_text"][0]["content"][0]["url"],
+        image("rgb_37x53.png").as_str()
+    );
+    // A text-only model refuses --image, naming what it is.
+    let out = run(&[
+        "chat",
+        "--model",
+        fixture("llama").to_str().unwrap(),
+        "--image",
+        &image("rgb_37x53.png"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("vision-language"), "{err}");
+}
