@@ -526,6 +526,15 @@ DECODERS = {
         layer_norm_epsilon=1e-5,
         tie_word_embeddings=False,
     ),
+    # OPT (BLIP-2's language model): learned positions offset by 2, pre-LN, ReLU fc1/fc2,
+    # biases, tied head; no grouped-query attention.
+    "opt": dict(
+        model_type="opt",
+        ffn_dim=64,
+        word_embed_proj_dim=32,
+        num_key_value_heads=4,
+        do_layer_norm_before=True,
+    ),
 }
 
 

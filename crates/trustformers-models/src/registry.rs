@@ -624,6 +624,7 @@ pub const ARCHITECTURES: &[Architecture] = &[
         .names(gpt2::tensor_name)
         .gguf(D::new("gpt2").keys(&g::GPT2_KEYS)),
     A::decoder("gpt_neo", gpt_neo::spec).names(gpt_neo::tensor_name),
+    A::decoder("opt", opt::spec).names(opt::tensor_name),
     A::decoder("gpt_neox", gpt_neox::spec)
         .names(gpt_neox::tensor_name)
         .gguf(D::new("gptneox").qkv(Stacked)),

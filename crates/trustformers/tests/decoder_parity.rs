@@ -50,6 +50,7 @@ fixture_tests! {
     gptj: check_forward, check_cache(&[1, 6]), check_greedy;
     gpt2: check_forward, check_cache(&[1, 6]), check_greedy;
     gpt_neo: check_forward, check_cache(&[1, 6]), check_greedy;
+    opt: check_forward, check_cache(&[1, 6]), check_greedy;
     falcon: check_forward, check_cache(&[1, 6]), check_greedy;
     falcon_new: check_forward, check_cache(&[1, 6]), check_greedy;
     falcon_seq: check_forward, check_cache(&[1, 6]), check_greedy;

@@ -323,7 +323,7 @@ impl DecoderModel {
                 .then(|| {
                     Embedding::new(
                         &vb.pp("embed_positions"),
-                        spec.max_position_embeddings,
+                        spec.max_position_embeddings + spec.learned_position_offset,
                         spec.hidden_size,
                     )
                 })
@@ -522,7 +522,14 @@ impl DecoderModel {
     ) -> Result<(Tensor, Option<(Tensor, Tensor)>, Option<(Tensor, Tensor)>)> {
         let mut xs = inputs_embeds.clone();
         if let Some(table) = &self.embed_positions {
-            xs = (xs + table.forward(positions)?)?;
+            let rows = match self.spec.learned_position_offset {
+                0 => table.forward(positions)?,
+                offset => {
+                    let shift = Tensor::new(offset as i64, positions.device())?;
+                    table.forward(&positions.to_dtype(DType::I64)?.broadcast_add(&shift)?)?
+                }
+            };
+            xs = (xs + rows)?;
         }
         xs = self.embed_dropout.forward(&xs)?;
         let rotary = self.spec.positions == Positions::Rotary;

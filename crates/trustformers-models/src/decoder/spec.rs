@@ -52,6 +52,8 @@ pub struct DecoderSpec {
     pub latent_attention: Option<LatentAttentionSpec>,
     /// How positions enter the model.
     pub positions: Positions,
+    /// With learned positions: the table row of position 0 (OPT's 2).
+    pub learned_position_offset: usize,
     /// The rotary embedding, for [`Positions::Rotary`].
     pub rope: RopeSpec,
     /// Every norm of the model: RMSNorm (LLaMA; Gemma's scales by `1 + w`) or LayerNorm
@@ -170,6 +172,7 @@ impl DecoderSpec {
             },
             latent_attention: None,
             positions: Positions::Rotary,
+            learned_position_offset: 0,
             rope,
             norm: NormKind::Rms {
                 eps: rms_norm_eps,

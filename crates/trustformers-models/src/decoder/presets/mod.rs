@@ -19,6 +19,7 @@ pub mod mistral;
 pub mod mixtral;
 mod names;
 pub mod olmo2;
+pub mod opt;
 pub mod phi;
 pub mod phi3;
 pub mod qwen2;
