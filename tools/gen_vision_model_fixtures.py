@@ -249,6 +249,7 @@ def main():
     )
     pipelines()
     llava_fixture()
+    blip2_fixture()
 
 
 
@@ -261,7 +262,7 @@ LLAVA_TEMPLATE = (
 )
 
 
-def llava_tokenizer():
+def llava_tokenizer(image_attribute=True):
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
@@ -275,9 +276,10 @@ def llava_tokenizer():
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    extra = {"extra_special_tokens": {"image_token": "<image>"}} if image_attribute else {}
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-        pad_token="<unk>", extra_special_tokens={"image_token": "<image>"},
+        pad_token="<unk>", **extra,
     )
     fast.add_special_tokens({"additional_special_tokens": ["<image>"]})
     return fast
@@ -380,10 +382,101 @@ def llava_fixture():
     print("llava:", sum(f.stat().st_size for f in out.iterdir()) // 1024, "KB")
 
 
+def blip2_fixture():
+    from transformers import (
+        Blip2Config,
+        Blip2ForConditionalGeneration,
+        Blip2Processor,
+        BlipImageProcessor,
+        OPTConfig,
+        pipeline,
+    )
+    from transformers.image_utils import load_image
+
+    config = Blip2Config(
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                           num_attention_heads=4, image_size=32, patch_size=8, qkv_bias=True),
+        qformer_config=dict(hidden_size=24, intermediate_size=40, num_hidden_layers=2,
+                            num_attention_heads=4, cross_attention_frequency=1,
+                            encoder_hidden_size=32),
+        text_config=OPTConfig(vocab_size=100, hidden_size=40, num_hidden_layers=2,
+                              num_attention_heads=4, ffn_dim=64, word_embed_proj_dim=40,
+                              max_position_embeddings=128, bos_token_id=1, eos_token_id=2,
+                              pad_token_id=0).to_dict(),
+        num_query_tokens=4, image_token_id=99,
+    )
+    torch.manual_seed(8)
+    model = Blip2ForConditionalGeneration(config).eval()
+    randomize(model, 8)
+    h = config.vision_config.hidden_size
+    with torch.no_grad():
+        for layer in model.vision_model.encoder.layers:
+            # k has no bias in BLIP-2 (transformers 5 stores the fused bias, zeros for k).
+            layer.self_attn.qkv.bias[h:2 * h] = 0
+    processor = Blip2Processor(
+        image_processor=BlipImageProcessor(size={"height": 32, "width": 32}),
+        tokenizer=llava_tokenizer(image_attribute=False), num_query_tokens=4,
+    )
+    out = FIXTURES / "blip2"
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    model.generation_config.save_pretrained(out)
+    path = str(FIXTURES / "images" / "rgb_37x53.png")
+    prompt = "what is this ? red"
+    inputs = processor(images=[load_image(path)], text=prompt, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**inputs).logits
+        vision = model.vision_model(pixel_values=inputs["pixel_values"]).last_hidden_state
+        queries = model.query_tokens.expand(vision.shape[0], -1, -1)
+        qformer = model.qformer(
+            query_embeds=queries, encoder_hidden_states=vision,
+            encoder_attention_mask=torch.ones(vision.shape[:-1], dtype=torch.long),
+        ).last_hidden_state
+        features = model.language_projection(qformer)
+        generated = model.generate(**inputs, max_new_tokens=10, do_sample=False)
+        top2 = torch.topk(logits[0, -1], 2).values
+    print("blip2 prompt margin", (top2[0] - top2[1]).item())
+    save_file({
+        "input_ids": inputs["input_ids"].contiguous(),
+        "pixel_values": inputs["pixel_values"].float().contiguous(),
+        "logits": logits.float().contiguous(),
+        "vision_last_hidden_state": vision.float().contiguous(),
+        "qformer_last_hidden_state": qformer.float().contiguous(),
+        "image_features": features.float().contiguous(),
+        "generated": generated.contiguous(),
+    }, out / "expected.safetensors")
+    pipe = pipeline("image-text-to-text", model=str(out))
+    result = pipe(images=path, text=prompt, max_new_tokens=10, do_sample=False)
+    (out / "pipeline.json").write_text(json.dumps({"prompt": prompt, "image": "rgb_37x53.png",
+                                                   "max_new_tokens": 10, "result": result}, indent=1) + "\n")
+    # As transformers 4 saved it (the Hub's Salesforce/blip2-*): q_bias and v_bias apart.
+    import shutil
+
+    from safetensors.torch import load_file
+
+    legacy = FIXTURES / "blip2_legacy"
+    shutil.rmtree(legacy, ignore_errors=True)
+    legacy.mkdir()
+    shutil.copy(out / "config.json", legacy / "config.json")
+    tensors = {}
+    for k, v in load_file(str(out / "model.safetensors")).items():
+        if k.endswith("self_attn.qkv.bias"):
+            stem = k[: -len("qkv.bias")]
+            tensors[stem + "q_bias"] = v[:h].clone()
+            tensors[stem + "v_bias"] = v[2 * h:].clone()
+        else:
+            tensors[k] = v
+    save_file(tensors, str(legacy / "model.safetensors"), metadata={"format": "pt"})
+    print("blip2:", sum(f.stat().st_size for f in out.iterdir()) // 1024, "KB")
+
+
 if __name__ == "__main__":
     import sys as _sys
 
     if _sys.argv[1:] == ["llava"]:
         llava_fixture()
+    elif _sys.argv[1:] == ["blip2"]:
+        blip2_fixture()
     else:
         main()

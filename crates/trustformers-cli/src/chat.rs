@@ -91,7 +91,7 @@ fn run_with_images(args: &ChatArgs) -> Result<()> {
                 Message::new("user", text)
             });
             let reply = session
-                .prompt_ids(&history)
+                .prompt_ids(&history, images.len())
                 .and_then(|ids| session.generate(&ids, &images, &config, on_piece));
             match reply {
                 Ok(out) => {

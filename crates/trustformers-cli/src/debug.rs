@@ -15,7 +15,7 @@ use trustformers::models::decoder::positions_from_mask;
 use trustformers::models::vision::VisionTask;
 use trustformers::models::ForwardOptions;
 use trustformers::train::TrainBatch;
-use trustformers::{AutoConfig, EncoderTask, LoadOptions, ModelConfig, ModelKind};
+use trustformers::{AutoConfig, CausalLM, EncoderTask, LoadOptions, ModelConfig, ModelKind};
 
 #[derive(Subcommand)]
 pub enum DebugCommand {
@@ -275,7 +275,8 @@ fn dump_bart_head(
 /// Image models (`pixel_values` -> `last_hidden_state`, `pooler_output`, `logits`) and
 /// image-text models (also `input_ids`, `attention_mask` -> `logits_per_image`,
 /// `logits_per_text`, `text_embeds`, `image_embeds`, `text_last_hidden_state`,
-/// `vision_last_hidden_state`).
+/// `vision_last_hidden_state`, and `get_image_features` / `get_text_features` as
+/// `image_features` / `text_features`).
 fn dump_vision(args: &DumpArgs, config: &ModelConfig, opts: &LoadOptions) -> Result<()> {
     let loading = || format!("loading {}", args.model.display());
     let inputs = candle_core::safetensors::load(&args.inputs, &opts.device)
@@ -290,6 +291,11 @@ fn dump_vision(args: &DumpArgs, config: &ModelConfig, opts: &LoadOptions) -> Res
         let (_, ids) = read_inputs(args, &opts.device)?;
         let mask = input(&inputs, "attention_mask", Some(ids.dims()))?;
         let out = model.forward(&ids, mask.as_ref(), &pixels)?;
+        tensors.insert("image_features".into(), model.image_features(&pixels)?);
+        tensors.insert(
+            "text_features".into(),
+            model.text_features(&ids, mask.as_ref())?,
+        );
         for (name, t) in [
             ("logits_per_image", out.logits_per_image),
             ("logits_per_text", out.logits_per_text),
@@ -323,6 +329,49 @@ fn dump_vision(args: &DumpArgs, config: &ModelConfig, opts: &LoadOptions) -> Res
     Ok(())
 }
 
+/// Vision-language models (`input_ids` with image tokens, `pixel_values`, optional
+/// `attention_mask` -> `logits`, `last_hidden_state` (the language model's), `image_features`
+/// ([images, image tokens, hidden]) and the model's own stages, BLIP-2's
+/// `vision_last_hidden_state` and `qformer_last_hidden_state`).
+fn dump_multimodal(args: &DumpArgs, config: &ModelConfig, opts: &LoadOptions) -> Result<()> {
+    use trustformers::models::multimodal::WithImages;
+    let model = config
+        .load_vision_language_model(opts)
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    let (inputs, ids) = read_inputs(args, &opts.device)?;
+    let pixels = inputs
+        .get("pixel_values")
+        .with_context(|| format!("{} has no `pixel_values` tensor", args.inputs.display()))?
+        .to_dtype(DType::F32)?;
+    let shape = ids.dims().to_vec();
+    let mask = input(&inputs, "attention_mask", Some(&shape))?;
+    let ones = Tensor::ones(shape.as_slice(), DType::I64, &opts.device)?;
+    let positions = positions_from_mask(mask.as_ref().unwrap_or(&ones), shape[1])?;
+    let features = model.image_features(&pixels)?;
+    let fwd = ForwardOptions {
+        attention_mask: mask,
+        output_hidden_states: false,
+        logits_to_keep: None,
+    };
+    let out = WithImages::new(model.as_ref(), &features)?.forward_with(
+        &ids,
+        &positions,
+        &fwd,
+        &mut model.new_cache(),
+    )?;
+    let mut tensors = HashMap::from([
+        ("logits".to_string(), out.logits),
+        ("last_hidden_state".to_string(), out.last_hidden_state),
+        ("image_features".to_string(), features),
+    ]);
+    for (name, t) in model.image_stages(&pixels)? {
+        tensors.insert(name.to_string(), t);
+    }
+    let n = save(args, tensors, &[])?;
+    eprintln!("wrote {n} tensors to {}", args.out.display());
+    Ok(())
+}
+
 fn save(args: &DumpArgs, tensors: HashMap<String, Tensor>, hidden: &[Tensor]) -> Result<usize> {
     let mut all = HashMap::new();
     for (name, t) in tensors {
@@ -349,6 +398,7 @@ fn dump(args: &DumpArgs) -> Result<()> {
         ModelKind::Encoder => return dump_encoder(args, &config, &opts),
         ModelKind::EncoderDecoder => return dump_seq2seq(args, &config, &opts),
         ModelKind::Vision => return dump_vision(args, &config, &opts),
+        ModelKind::Multimodal => return dump_multimodal(args, &config, &opts),
         _ => {}
     }
     let model = config

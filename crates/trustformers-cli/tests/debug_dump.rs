@@ -117,6 +117,9 @@ fn dump_matches_transformers_outputs() {
             "image_embeds",
             "text_last_hidden_state",
             "vision_last_hidden_state",
+            "qformer_last_hidden_state",
+            "image_features",
+            "text_features",
         ] {
             let Some(want) = expected.get(key) else {
                 continue;

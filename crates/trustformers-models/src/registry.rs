@@ -247,6 +247,32 @@ fn llava(
     ))
 }
 
+fn blip2(
+    model_type: &str,
+    config: &Value,
+    vb: &Weights,
+    runtime: &RuntimeOptions,
+) -> Result<Box<dyn VisionLanguageModel>> {
+    let spec = multimodal::blip2::Blip2Spec::from_config(config)?;
+    Ok(Box::new(
+        multimodal::blip2::Blip2ForConditionalGeneration::new(model_type, &spec, vb, runtime)?,
+    ))
+}
+
+/// A multimodal checkpoint's `language_model.*` tensors under the names of its text model's
+/// architecture (BLIP-2's OPT keeps `model.decoder.*`).
+fn language_model_names(name: &str, config: &Value) -> Option<StoredName> {
+    let rest = name.strip_prefix("language_model.")?;
+    let text = config.get("text_config")?;
+    let text_type = text.get("model_type")?.as_str()?;
+    let names = by_model_type(text_type).ok()?.tensor_names?;
+    let stored = names(rest, text)?;
+    Some(StoredName {
+        name: format!("language_model.{}", stored.name),
+        ..stored
+    })
+}
+
 /// Builds an image-text model of a `model_type` from its config and weights.
 pub type ImageTextBuilder = fn(&str, &Value, &Weights) -> Result<Box<dyn ImageTextModel>>;
 
@@ -766,6 +792,7 @@ pub const ARCHITECTURES: &[Architecture] = &[
     A::vision("siglip_vision_model", siglip_vision, None),
     // Vision-language models.
     A::multimodal("llava", llava),
+    A::multimodal("blip-2", blip2).names(language_model_names),
 ];
 
 fn known() -> Vec<&'static str> {

@@ -7,7 +7,7 @@ use trustformers_core::config::read_json;
 use trustformers_core::{Error, Result};
 use trustformers_generate::{generate_text, GenerationConfig, TextOutput};
 use trustformers_models::encoder::heads::id2label;
-use trustformers_models::multimodal::{VisionLanguageModel, WithImages};
+use trustformers_models::multimodal::{ImagePlacement, VisionLanguageModel, WithImages};
 use trustformers_models::registry::ModelKind;
 use trustformers_models::vision::{ImageModel, ImageTextModel, VisionTask};
 use trustformers_tokenizers::chat::{ChatOptions, Message};
@@ -238,28 +238,54 @@ impl VisionLanguageModelSession {
         })
     }
 
-    /// The prompt ids of `messages` (whose contents may hold `{"type": "image"}` parts)
-    /// through the chat template, each image token repeated as many times as an image has
-    /// features (transformers' processor), with the tokenizer's special tokens unless the
-    /// template wrote the BOS itself.
-    pub fn prompt_ids(&self, messages: &[Message]) -> Result<Vec<u32>> {
-        let opts = ChatOptions {
-            add_generation_prompt: true,
-            ..Default::default()
+    /// The prompt ids of `messages` (whose contents may hold `{"type": "image"}` parts) for
+    /// `images` images, as the model's processor makes them: through the chat template (the
+    /// texts of the messages, joined by spaces, for a tokenizer without one), then the image
+    /// tokens placed by [`Self::encode_prompt`].
+    pub fn prompt_ids(&self, messages: &[Message], images: usize) -> Result<Vec<u32>> {
+        let prompt = if self.tokenizer.config().chat_template.is_some() {
+            let opts = ChatOptions {
+                add_generation_prompt: true,
+                ..Default::default()
+            };
+            self.tokenizer.apply_chat_template(messages, &opts)?
+        } else {
+            let text = |m: &Message| -> String {
+                match &m.content {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Array(parts) => parts
+                        .iter()
+                        .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    _ => String::new(),
+                }
+            };
+            messages.iter().map(text).collect::<Vec<_>>().join(" ")
         };
-        let prompt = self.tokenizer.apply_chat_template(messages, &opts)?;
-        self.encode_prompt(&prompt)
+        self.encode_prompt(&prompt, images)
     }
 
-    /// Tokenizes a prompt already written (with one image token per image).
-    pub fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>> {
-        let expanded = prompt.replace(
-            &self.image_token,
-            &self.image_token.repeat(self.model.image_seq_length()),
-        );
-        let bos = self.tokenizer.config().special.bos.as_deref();
-        let special = !bos.is_some_and(|b| expanded.starts_with(b));
-        self.tokenizer.encode_ids(&expanded, special)
+    /// Tokenizes a prompt already written, as the processor does: LLaVA's each image token
+    /// (one per image, where the prompt puts it) repeated as many times as an image has
+    /// features, with the tokenizer's special tokens unless the prompt starts with the BOS;
+    /// BLIP-2's image tokens for `images` images before the tokenized prompt.
+    pub fn encode_prompt(&self, prompt: &str, images: usize) -> Result<Vec<u32>> {
+        let per_image = self.model.image_seq_length();
+        match self.model.image_placement() {
+            ImagePlacement::Inline => {
+                let expanded =
+                    prompt.replace(&self.image_token, &self.image_token.repeat(per_image));
+                let bos = self.tokenizer.config().special.bos.as_deref();
+                let special = !bos.is_some_and(|b| expanded.starts_with(b));
+                self.tokenizer.encode_ids(&expanded, special)
+            }
+            ImagePlacement::Prefix => {
+                let mut ids = vec![self.model.image_token_id(); images * per_image];
+                ids.extend(self.tokenizer.encode_ids(prompt, true)?);
+                Ok(ids)
+            }
+        }
     }
 
     /// Generates text after `ids` (a prompt with one image token block per image, in order),
@@ -276,8 +302,8 @@ impl VisionLanguageModelSession {
         let expected = images.len() * self.model.image_seq_length();
         if blocks != expected {
             return Err(Error::InvalidInput(format!(
-                "the prompt has {blocks} image tokens for {} images ({} tokens each): put one \
-                 `{}` in the prompt per image",
+                "the prompt has {blocks} image tokens for {} images ({} tokens each): give the \
+                 images the prompt was made for (one `{}` per image)",
                 images.len(),
                 self.model.image_seq_length(),
                 self.image_token

@@ -255,7 +255,7 @@ mod llava {
             VisionLanguageModelSession::from_pretrained(fixture("llava"), &LoadOptions::default())
                 .unwrap();
         let ids = session
-            .prompt_ids(&[image_message(1, "what is this ?")])
+            .prompt_ids(&[image_message(1, "what is this ?")], 1)
             .unwrap();
         let want_ids: Vec<i64> = want["input_ids"].get(0).unwrap().to_vec1().unwrap();
         assert_eq!(
@@ -311,4 +311,104 @@ mod llava {
             .to_string();
         assert!(err.contains("<image>"), "{err}");
     }
+}
+
+/// BLIP-2 with an OPT language model: the vision tower, the Q-Former, the projected queries,
+/// the logits of the processor's prompt (image tokens first), greedy ids and the pipeline's
+/// text as transformers gives them.
+#[test]
+fn blip2() {
+    use trustformers::models::multimodal::WithImages;
+    use trustformers::models::ForwardOptions;
+    use trustformers::pipelines::{ImageTextToTextParams, ImageTextToTextPipeline};
+    use trustformers::{CausalLM, ImageInput};
+    let want = expected("blip2");
+    let config = AutoConfig::from_pretrained(fixture("blip2")).unwrap();
+    let model = config
+        .load_vision_language_model(&LoadOptions::default())
+        .unwrap();
+    let pixels = &want["pixel_values"];
+    close(
+        "blip2",
+        "image_features",
+        &model.image_features(pixels).unwrap(),
+        &want["image_features"],
+    );
+    for name in ["blip2", "blip2_legacy"] {
+        let model = AutoConfig::from_pretrained(fixture(name))
+            .unwrap()
+            .load_vision_language_model(&LoadOptions::default())
+            .unwrap();
+        let stages = model.image_stages(pixels).unwrap();
+        assert_eq!(stages.len(), 2);
+        for (field, got) in &stages {
+            close(name, field, got, &want[*field]);
+        }
+        close(
+            name,
+            "image_features",
+            &model.image_features(pixels).unwrap(),
+            &want["image_features"],
+        );
+    }
+    let ids = &want["input_ids"];
+    let seq = ids.dim(1).unwrap();
+    let positions = Tensor::arange(0i64, seq as i64, ids.device())
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let features = model.image_features(pixels).unwrap();
+    let logits = WithImages::new(model.as_ref(), &features)
+        .unwrap()
+        .forward_with(
+            ids,
+            &positions,
+            &ForwardOptions::default(),
+            &mut model.new_cache(),
+        )
+        .unwrap()
+        .logits;
+    close("blip2", "logits", &logits, &want["logits"]);
+    // The processor's prompt, greedy ids and the pipeline's text.
+    let pipe = ImageTextToTextPipeline::from_pretrained(fixture("blip2"), &LoadOptions::default())
+        .unwrap();
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("blip2").join("pipeline.json")).unwrap(),
+    )
+    .unwrap();
+    let prompt = reference["prompt"].as_str().unwrap();
+    let got_ids = pipe.session().encode_prompt(prompt, 1).unwrap();
+    let want_ids: Vec<i64> = ids.get(0).unwrap().to_vec1().unwrap();
+    assert_eq!(
+        got_ids.iter().map(|&i| i64::from(i)).collect::<Vec<_>>(),
+        want_ids
+    );
+    let path = fixture("images").join("rgb_37x53.png");
+    let image = ImageInput::Path(&path);
+    let params = ImageTextToTextParams {
+        max_new_tokens: Some(10),
+        return_full_text: true,
+        ..Default::default()
+    };
+    let text = pipe.run_text(prompt, &[image], &params).unwrap();
+    assert_eq!(
+        text,
+        reference["result"][0]["generated_text"].as_str().unwrap()
+    );
+    let mut config = pipe.session().generation.clone();
+    config.max_new_tokens = 10;
+    let out = pipe
+        .session()
+        .generate(&got_ids, &[image], &config, |_| true)
+        .unwrap();
+    let generated: Vec<i64> = want["generated"].get(0).unwrap().to_vec1().unwrap();
+    assert_eq!(
+        out.tokens
+            .ids
+            .iter()
+            .map(|&i| i64::from(i))
+            .collect::<Vec<_>>(),
+        generated[want_ids.len()..].to_vec()
+    );
+    assert_eq!(model.image_seq_length(), 4);
 }

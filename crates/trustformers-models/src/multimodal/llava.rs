@@ -9,7 +9,7 @@
 //! tower itself), and that of transformers 4.52-4.57 (`model.vision_tower.vision_model`,
 //! `model.multi_modal_projector`, `model.language_model`, `lm_head`).
 
-use super::VisionLanguageModel;
+use super::{merge_image_features, VisionLanguageModel};
 use crate::registry;
 use crate::traits::{CausalLM, CausalLmOutput, ForwardOptions, RuntimeOptions};
 use crate::vision::clip::{ClipVisionSpec, ClipVisionTower};
@@ -233,42 +233,6 @@ impl LlavaForConditionalGeneration {
     pub fn language_model(&self) -> &DecoderForCausalLM {
         &self.language
     }
-
-    /// The inputs embeddings of `input_ids` with the image tokens' rows replaced, in order, by
-    /// the rows of `features` (`[images * image tokens, hidden]`, transformers'
-    /// `masked_scatter`).
-    fn merge(&self, input_ids: &Tensor, features: &Tensor) -> Result<Tensor> {
-        let embeds = self.language.model().token_embeddings(input_ids)?;
-        let (b, s, h) = embeds.dims3()?;
-        let ids = input_ids
-            .to_dtype(DType::U32)?
-            .flatten_all()?
-            .to_vec1::<u32>()?;
-        let slots: Vec<u32> = ids
-            .iter()
-            .enumerate()
-            .filter(|(_, &t)| t == self.spec.image_token_id)
-            .map(|(i, _)| i as u32)
-            .collect();
-        let features = features.reshape(((), h))?;
-        if slots.len() != features.dim(0)? {
-            return Err(Error::InvalidInput(format!(
-                "the prompt has {} image tokens but the images give {} features ({} per image): \
-                 put the processor's image tokens in the prompt once per image",
-                slots.len(),
-                features.dim(0)?,
-                self.spec.image_seq_length()
-            )));
-        }
-        if slots.is_empty() {
-            return Ok(embeds);
-        }
-        let index = Tensor::new(slots.as_slice(), embeds.device())?;
-        let flat = embeds.reshape((b * s, h))?;
-        let features = features.to_dtype(flat.dtype())?;
-        let flat = flat.index_add(&index, &(features - flat.index_select(&index, 0)?)?, 0)?;
-        Ok(flat.reshape((b, s, h))?)
-    }
 }
 
 impl VisionLanguageModel for LlavaForConditionalGeneration {
@@ -317,7 +281,13 @@ impl VisionLanguageModel for LlavaForConditionalGeneration {
         opts: &ForwardOptions,
         cache: &mut Cache,
     ) -> Result<CausalLmOutput> {
-        let embeds = self.merge(input_ids, image_features)?;
+        let embeds = merge_image_features(
+            &self.language,
+            input_ids,
+            image_features,
+            self.spec.image_token_id,
+            self.spec.image_seq_length(),
+        )?;
         self.language
             .forward_embeds(&embeds, positions, opts, cache)
     }

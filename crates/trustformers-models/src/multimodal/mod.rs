@@ -6,12 +6,65 @@
 //! features in the image tokens' places, so generation, streaming and beam search run
 //! unchanged.
 
+pub mod blip2;
 pub mod llava;
 
 use crate::traits::{CausalLM, CausalLmOutput, ForwardOptions};
+use crate::DecoderForCausalLM;
 use candle_core::{DType, Device, Tensor};
 use trustformers_core::{Error, Result};
 use trustformers_nn::Cache;
+
+/// The inputs embeddings of `input_ids` with the image tokens' rows replaced, in order, by
+/// the rows of `features` (`[images * image tokens, hidden]`: transformers'
+/// `masked_scatter`).
+pub fn merge_image_features(
+    language: &DecoderForCausalLM,
+    input_ids: &Tensor,
+    features: &Tensor,
+    image_token_id: u32,
+    per_image: usize,
+) -> Result<Tensor> {
+    let embeds = language.model().token_embeddings(input_ids)?;
+    let (b, s, h) = embeds.dims3()?;
+    let ids = input_ids
+        .to_dtype(DType::U32)?
+        .flatten_all()?
+        .to_vec1::<u32>()?;
+    let slots: Vec<u32> = ids
+        .iter()
+        .enumerate()
+        .filter(|(_, &t)| t == image_token_id)
+        .map(|(i, _)| i as u32)
+        .collect();
+    let features = features.reshape(((), h))?;
+    if slots.len() != features.dim(0)? {
+        return Err(Error::InvalidInput(format!(
+            "the prompt has {} image tokens but the images give {} features ({per_image} per \
+             image): put the processor's image tokens in the prompt once per image",
+            slots.len(),
+            features.dim(0)?,
+        )));
+    }
+    if slots.is_empty() {
+        return Ok(embeds);
+    }
+    let index = Tensor::new(slots.as_slice(), embeds.device())?;
+    let flat = embeds.reshape((b * s, h))?;
+    let features = features.to_dtype(flat.dtype())?;
+    let flat = flat.index_add(&index, &(features - flat.index_select(&index, 0)?)?, 0)?;
+    Ok(flat.reshape((b, s, h))?)
+}
+
+/// How a model's processor puts images in a prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImagePlacement {
+    /// Where the prompt (its chat template) writes the image token, repeated as many times as
+    /// an image has features (LLaVA).
+    Inline,
+    /// All images' tokens before the tokenized prompt, its BOS included (BLIP-2).
+    Prefix,
+}
 
 /// A language model that reads images through image tokens.
 pub trait VisionLanguageModel: CausalLM {
@@ -26,6 +79,19 @@ pub trait VisionLanguageModel: CausalLM {
 
     /// The image size the vision tower takes, `(height, width)`.
     fn image_size(&self) -> (usize, usize);
+
+    /// Where the processor puts the image tokens.
+    fn image_placement(&self) -> ImagePlacement {
+        ImagePlacement::Inline
+    }
+
+    /// The model's own stages on the way to the image features, by transformers' field
+    /// names (BLIP-2: `vision_last_hidden_state`, `qformer_last_hidden_state`), for
+    /// side-by-side comparison.
+    fn image_stages(&self, pixel_values: &Tensor) -> Result<Vec<(&'static str, Tensor)>> {
+        let _ = pixel_values;
+        Ok(Vec::new())
+    }
 
     /// Logits for `input_ids` whose image tokens take the rows of `image_features`, in order
     /// (every row of a batch its own images' features).

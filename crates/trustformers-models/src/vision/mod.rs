@@ -128,7 +128,10 @@ pub trait ImageTextModel: Send + Sync {
 pub struct LayerNames {
     /// Under which q, k and v live.
     pub attention: &'static str,
+    /// The three projections; or, with `fused`, the fused projection, then the q and v biases
+    /// (BLIP-2: `qkv`, whose bias is `qkv.bias` or `q_bias`, zeros, `v_bias`).
     pub qkv: [&'static str; 3],
+    pub fused: bool,
     pub out: &'static str,
     pub norm1: &'static str,
     pub norm2: &'static str,
@@ -140,6 +143,7 @@ pub struct LayerNames {
 pub const CLIP_NAMES: LayerNames = LayerNames {
     attention: "self_attn",
     qkv: ["q_proj", "k_proj", "v_proj"],
+    fused: false,
     out: "self_attn.out_proj",
     norm1: "layer_norm1",
     norm2: "layer_norm2",
@@ -222,15 +226,7 @@ impl PreNormEncoder {
                 let vb = vb.pp(l);
                 Ok(PreNormLayer {
                     norm1: LayerNorm::new(&vb.pp(names.norm1), h, spec.layer_norm_eps, true)?,
-                    attention: BidirectionalAttention::new(
-                        &vb.pp(names.attention),
-                        names.qkv,
-                        h,
-                        spec.num_attention_heads,
-                        h / spec.num_attention_heads,
-                        spec.qkv_bias,
-                        true,
-                    )?,
+                    attention: attention(spec, names, &vb.pp(names.attention))?,
                     out: Linear::new(&vb.pp(names.out), h, h, true)?,
                     norm2: LayerNorm::new(&vb.pp(names.norm2), h, spec.layer_norm_eps, true)?,
                     fc1: Linear::new(&vb.pp(names.fc1), h, i, true)?,
@@ -269,6 +265,59 @@ impl PreNormEncoder {
         }
         Ok((xs, hidden))
     }
+}
+
+/// A layer's self-attention projections, named by `names`.
+fn attention(spec: &TowerSpec, names: &LayerNames, vb: &Weights) -> Result<BidirectionalAttention> {
+    let (h, heads) = (spec.hidden_size, spec.num_attention_heads);
+    if !names.fused {
+        return BidirectionalAttention::new(
+            vb,
+            names.qkv,
+            h,
+            heads,
+            h / heads,
+            spec.qkv_bias,
+            true,
+        );
+    }
+    let [qkv, q_bias, v_bias] = names.qkv;
+    let weight = vb.pp(qkv).get((3 * h, h), "weight")?;
+    // transformers 5 stores the fused bias (`qkv.bias`); checkpoints saved before, the q and v
+    // biases on their own, k's being zero.
+    let bias = match (spec.qkv_bias, vb.contains(&format!("{qkv}.bias"))) {
+        (false, _) => None,
+        (true, true) => Some(vb.pp(qkv).get(3 * h, "bias")?),
+        (true, false) => {
+            let zeros = Tensor::zeros(h, weight.dtype(), weight.device())?;
+            Some(Tensor::cat(
+                &[vb.get(h, q_bias)?, zeros, vb.get(h, v_bias)?],
+                0,
+            )?)
+        }
+    };
+    let fused = Linear::from_weight(trustformers_core::Weight::Dense(weight), bias)?;
+    Ok(BidirectionalAttention::from_fused(fused, heads, h / heads))
+}
+
+/// Multi-head attention of `q` over `k` and `v` (no mask): `softmax(q k^T / sqrt(d)) v`.
+///
+/// # Shapes
+/// `q`: `[batch, q_len, heads * d]`, `k`, `v`: `[batch, kv_len, heads * d]` ->
+/// `[batch, q_len, heads * d]`.
+pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Tensor> {
+    let (b, n, width) = q.dims3()?;
+    let m = k.dim(1)?;
+    let d = width / heads;
+    let split = |t: &Tensor, len: usize| -> Result<Tensor> {
+        Ok(t.reshape((b, len, heads, d))?
+            .transpose(1, 2)?
+            .contiguous()?)
+    };
+    let (q, k, v) = (split(q, n)?, split(k, m)?, split(v, m)?);
+    let scores = (q.matmul(&k.t()?)? / (d as f64).sqrt())?;
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    Ok(probs.matmul(&v)?.transpose(1, 2)?.reshape((b, n, width))?)
 }
 
 /// L2-normalizes the rows of `xs` `[n, dim]`.

@@ -6,8 +6,8 @@
 
 use super::clip::{ClipTextSpec, ClipVisionSpec};
 use super::{
-    check_pixels, l2_normalize, ImageModel, ImageTextModel, ImageTextOutput, PreNormEncoder,
-    ScoreKind, TowerSpec, VisionOutput, CLIP_NAMES,
+    attend, check_pixels, l2_normalize, ImageModel, ImageTextModel, ImageTextOutput,
+    PreNormEncoder, ScoreKind, TowerSpec, VisionOutput, CLIP_NAMES,
 };
 use crate::hf_config::limits;
 use candle_core::Tensor;
@@ -121,20 +121,14 @@ impl AttentionPool {
 
     /// `[batch, tokens, hidden]` -> `[batch, hidden]`.
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let (b, n, h) = xs.dims3()?;
-        let d = h / self.heads;
-        let split = |t: Tensor, len: usize| -> Result<Tensor> {
-            Ok(t.reshape((b, len, self.heads, d))?
-                .transpose(1, 2)?
-                .contiguous()?)
-        };
+        let (b, _, h) = xs.dims3()?;
         let probe = self.probe.broadcast_as((b, 1, h))?.contiguous()?;
-        let q = split(self.q.forward(&probe)?, 1)?;
-        let k = split(self.k.forward(xs)?, n)?;
-        let v = split(self.v.forward(xs)?, n)?;
-        let scores = (q.matmul(&k.t()?)? / (d as f64).sqrt())?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, 1, h))?;
+        let ctx = attend(
+            &self.q.forward(&probe)?,
+            &self.k.forward(xs)?,
+            &self.v.forward(xs)?,
+            self.heads,
+        )?;
         let attended = self.out.forward(&ctx)?;
         let up = self.fc1.forward(&self.norm.forward(&attended)?)?;
         let pooled = (&attended + self.fc2.forward(&self.act.forward(&up)?)?)?;

@@ -15,6 +15,7 @@ use trustformers_nn::{Activation, LayerNorm, Linear, PatchEmbedding};
 const VIT_NAMES: LayerNames = LayerNames {
     attention: "attention.attention",
     qkv: ["query", "key", "value"],
+    fused: false,
     out: "attention.output.dense",
     norm1: "layernorm_before",
     norm2: "layernorm_after",

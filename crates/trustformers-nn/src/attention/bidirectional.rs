@@ -83,6 +83,17 @@ impl BidirectionalAttention {
         })
     }
 
+    /// Over one fused projection whose output rows are q, then k, then v (`qkv`, `hidden ->
+    /// 3 * heads * head_dim`: BLIP-2's vision tower).
+    pub fn from_fused(qkv: Linear, heads: usize, head_dim: usize) -> Self {
+        Self {
+            qkv: Qkv::Stacked(qkv),
+            heads,
+            head_dim,
+            dropout: Dropout::NONE,
+        }
+    }
+
     /// With dropout on the attention probabilities in training.
     pub fn with_dropout(self, dropout: Dropout) -> Self {
         Self { dropout, ..self }

@@ -530,8 +530,29 @@ impl ImageTextToTextPipeline {
         images: &[ImageInput<'_>],
         params: &ImageTextToTextParams,
     ) -> Result<String> {
+        let ids = self.session.prompt_ids(messages, images.len())?;
+        self.reply(ids, images, params)
+    }
+
+    /// The reply to a prompt written out (BLIP-2's "Question: ... Answer:"), as transformers'
+    /// pipeline gives it for a text input: with `return_full_text`, the prompt's text first.
+    pub fn run_text(
+        &self,
+        prompt: &str,
+        images: &[ImageInput<'_>],
+        params: &ImageTextToTextParams,
+    ) -> Result<String> {
+        let ids = self.session.encode_prompt(prompt, images.len())?;
+        self.reply(ids, images, params)
+    }
+
+    fn reply(
+        &self,
+        ids: Vec<u32>,
+        images: &[ImageInput<'_>],
+        params: &ImageTextToTextParams,
+    ) -> Result<String> {
         let s = &self.session;
-        let ids = s.prompt_ids(messages)?;
         let mut config = params
             .generation
             .clone()
