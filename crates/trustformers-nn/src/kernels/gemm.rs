@@ -6,9 +6,11 @@
 //! The structure is BLIS's: `W^T` is cut into panels of [`NR`] output columns and up to
 //! [`KC`] depth (a panel stays in L1 while it is multiplied by every row of `A`), and a
 //! register-blocked micro-kernel computes `MR x NR` tiles of `C` from `A`'s rows as they are
-//! (no packing of `A`). The AVX2/FMA micro-kernel is chosen at run time; the portable one
-//! computes the same sums in the same order per tile. Output panels are split over candle's
-//! barrier pool.
+//! (no packing of `A`). The micro-kernel is chosen at run time: AVX-512 (12 rows of one
+//! 16-wide register each), AVX2/FMA (6 rows of two 8-wide registers) or portable; each sums a
+//! value of `C` over the depth in order with fused multiply-adds (a tile of one row in four
+//! interleaved chains on AVX), so they differ by rounding only where their tiles differ.
+//! Output panels are split over candle's barrier pool.
 
 use super::fused::{activate_row, Act};
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -17,10 +19,15 @@ mod simd128;
 use std::sync::OnceLock;
 use trustformers_core::{Error, Result};
 
-/// Output columns per panel (two AVX registers).
+/// Output columns per panel (two AVX registers, one AVX-512 register).
 pub const NR: usize = 16;
-/// Rows of `A` per micro-kernel tile.
+/// Rows of `A` per micro-kernel tile (AVX2 and portable).
 const MR: usize = 6;
+/// Rows of `A` per AVX-512 micro-kernel tile of one panel (twelve accumulators hide the FMA
+/// latency).
+const MR_AVX512: usize = 12;
+/// Rows of `A` per AVX-512 tile of two panels (24 accumulators, 14 loads per 24 FMAs).
+const MR_PAIR: usize = 12;
 /// Depth of one pass of the micro-kernel (its slice of a panel stays in L1).
 const KC: usize = 256;
 /// Rows of `A` swept across a group of panels (a block stays in L2).
@@ -203,6 +210,52 @@ impl OutPtr {
     }
 }
 
+/// The micro-kernel a GEMM runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Simd {
+    Portable,
+    Avx2,
+    Avx512,
+}
+
+impl Simd {
+    /// The best this CPU runs.
+    pub(crate) fn detect() -> Self {
+        if use_avx512() {
+            Self::Avx512
+        } else if use_avx2() {
+            Self::Avx2
+        } else {
+            Self::Portable
+        }
+    }
+
+    fn rows(self) -> usize {
+        match self {
+            Self::Avx512 => MR_AVX512,
+            Self::Avx2 | Self::Portable => MR,
+        }
+    }
+}
+
+/// Whether the AVX-512 micro-kernel runs: the CPU has AVX-512F (and FMA) and
+/// `TRUSTFORMERS_NO_AVX512` is not set (for comparing against the AVX2 path).
+pub(crate) fn use_avx512() -> bool {
+    static AVX512: OnceLock<bool> = OnceLock::new();
+    *AVX512.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use_avx2()
+                && std::arch::is_x86_feature_detected!("avx512f")
+                && std::env::var_os("TRUSTFORMERS_NO_AVX512").is_none()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
+}
+
 pub(crate) fn use_avx2() -> bool {
     static AVX2: OnceLock<bool> = OnceLock::new();
     *AVX2.get_or_init(|| {
@@ -228,12 +281,12 @@ pub(crate) fn gemm_serial(a: &[f32], m: usize, w: &dyn Panels) -> Vec<f32> {
 /// rows of several); `a` must hold `(m - 1) * lda + k` values.
 pub(crate) fn gemm_serial_strided(a: &[f32], lda: usize, m: usize, w: &dyn Panels) -> Vec<f32> {
     // The only errors are size checks the caller has made.
-    gemm_with(use_avx2(), false, a, lda, m, w, None, None).unwrap_or_default()
+    gemm_with(Simd::detect(), false, a, lda, m, w, None, None).unwrap_or_default()
 }
 
 /// `C = A W^T + bias` for `A` `[m, k]` row-major; returns `C` `[m, n]` row-major.
 pub fn gemm(a: &[f32], m: usize, w: &dyn Panels, bias: Option<&[f32]>) -> Result<Vec<f32>> {
-    gemm_with(use_avx2(), true, a, w.dims().1, m, w, bias, None)
+    gemm_with(Simd::detect(), true, a, w.dims().1, m, w, bias, None)
 }
 
 /// `act(A W^T + bias)`: [`gemm`] with the activation applied to each block of `C` as soon
@@ -245,14 +298,14 @@ pub fn gemm_activated(
     bias: Option<&[f32]>,
     act: Act,
 ) -> Result<Vec<f32>> {
-    gemm_with(use_avx2(), true, a, w.dims().1, m, w, bias, Some(act))
+    gemm_with(Simd::detect(), true, a, w.dims().1, m, w, bias, Some(act))
 }
 
 /// `A`'s row `i` is `a[i * lda..][..k]`; when `lda` is `k`, `a` must hold exactly `m * k`
 /// values.
 #[allow(clippy::too_many_arguments)]
 fn gemm_with(
-    avx2: bool,
+    simd: Simd,
     parallel: bool,
     a: &[f32],
     lda: usize,
@@ -336,16 +389,49 @@ fn gemm_with(
                 let block = MC.min(m - i0);
                 for k0 in (0..k).step_by(KC) {
                     let kc = KC.min(k - k0);
-                    for (j, (view, bias_tile)) in (first..last).zip(views.iter().zip(&bias_tiles)) {
-                        let cols = NR.min(n - j * NR);
-                        let init = if k0 == 0 {
-                            Init::Bias(bias.map(|_| bias_tile))
-                        } else {
-                            Init::Load
+                    let mut j = first;
+                    while j < last {
+                        let init_of = |j: usize| {
+                            if k0 == 0 {
+                                Init::Bias(bias.map(|_| &bias_tiles[j - first]))
+                            } else {
+                                Init::Load
+                            }
                         };
-                        let panel = &view[k0 * NR..(k0 + kc) * NR];
-                        for i in (i0..i0 + block).step_by(MR) {
-                            let rows = MR.min(i0 + block - i);
+                        let panel_of = |j: usize| &views[j - first][k0 * NR..(k0 + kc) * NR];
+                        // AVX-512 takes two full panels at once: 12 rows x 32 columns of
+                        // accumulators need fewer loads per FMA than 12 x 16.
+                        if simd == Simd::Avx512 && j + 1 < last && (j + 2) * NR <= n {
+                            #[cfg(target_arch = "x86_64")]
+                            for i in (i0..i0 + block).step_by(MR_PAIR) {
+                                let rows = MR_PAIR.min(i0 + block - i);
+                                let a_tile = &a[i * lda + k0..];
+                                // SAFETY: rows `i .. i + rows` and columns `j * NR .. (j + 2) *
+                                // NR` lie inside `C` and belong to this worker's panels;
+                                // `a_tile` holds `rows` rows of stride `lda` from `k0`; each
+                                // panel `kc * NR` values; AVX-512 was detected.
+                                unsafe {
+                                    let c_tile = out.get().add(i * n + j * NR);
+                                    pair_kernel(
+                                        rows,
+                                        kc,
+                                        a_tile,
+                                        lda,
+                                        [panel_of(j), panel_of(j + 1)],
+                                        c_tile,
+                                        n,
+                                        [init_of(j), init_of(j + 1)],
+                                    )
+                                };
+                            }
+                            j += 2;
+                            continue;
+                        }
+                        let cols = NR.min(n - j * NR);
+                        let init = init_of(j);
+                        let panel = panel_of(j);
+                        for i in (i0..i0 + block).step_by(simd.rows()) {
+                            let rows = simd.rows().min(i0 + block - i);
                             let a_tile = &a[i * lda + k0..];
                             // SAFETY: the tile's rows `i .. i + rows` and columns
                             // `j * NR .. j * NR + cols` lie inside `C` (`m * n` values, alive
@@ -354,9 +440,10 @@ fn gemm_with(
                             // SAFETY: as above; `a_tile` holds `rows` rows of stride `lda` from
                             // `k0`, `panel` holds `kc * NR` values.
                             unsafe {
-                                tile(avx2, rows, cols, kc, a_tile, lda, panel, c_tile, n, init)
+                                tile(simd, rows, cols, kc, a_tile, lda, panel, c_tile, n, init)
                             };
                         }
+                        j += 1;
                     }
                 }
                 if let Some(act) = act {
@@ -389,14 +476,15 @@ fn gemm_with(
     Ok(c)
 }
 
-/// One `rows x cols` tile (`rows <= MR`, `cols <= NR`) of `C` at `c` (row stride `ldc`).
+/// One `rows x cols` tile (`rows <= simd.rows()`, `cols <= NR`) of `C` at `c` (row stride
+/// `ldc`).
 ///
 /// # Safety
 /// `c` must be valid for writes of `rows` rows of `cols` values at stride `ldc`; `a` must
 /// hold `(rows - 1) * lda + kc` values; `b` `kc * NR`.
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile(
-    avx2: bool,
+    simd: Simd,
     rows: usize,
     cols: usize,
     kc: usize,
@@ -411,10 +499,10 @@ unsafe fn tile(
     if cols == NR {
         // SAFETY: `c` holds `rows` full rows of NR values at stride `ldc`; the rest as the
         // caller guarantees.
-        return unsafe { rows_kernel(avx2, rows, kc, a, lda, b, c, ldc, init) };
+        return unsafe { rows_kernel(simd, rows, kc, a, lda, b, c, ldc, init) };
     }
     // A partial tile runs on a full-width copy so the kernels always read and write NR.
-    let mut buf = [0f32; MR * NR];
+    let mut buf = [0f32; MR_AVX512 * NR];
     if matches!(init, Init::Load) {
         for r in 0..rows {
             // SAFETY: the caller guarantees `cols` values in each of `rows` rows.
@@ -423,22 +511,23 @@ unsafe fn tile(
             };
         }
     }
-    // SAFETY: `buf` holds MR >= `rows` rows of NR values; the rest as the caller guarantees.
-    unsafe { rows_kernel(avx2, rows, kc, a, lda, b, buf.as_mut_ptr(), NR, init) };
+    // SAFETY: `buf` holds MR_AVX512 >= `rows` rows of NR values; the rest as the caller
+    // guarantees.
+    unsafe { rows_kernel(simd, rows, kc, a, lda, b, buf.as_mut_ptr(), NR, init) };
     for r in 0..rows {
         // SAFETY: as above.
         unsafe { std::ptr::copy_nonoverlapping(buf[r * NR..].as_ptr(), c.add(r * ldc), cols) };
     }
 }
 
-/// [`kernel`] for `rows` (at most [`MR`]) rows.
+/// [`kernel`] for `rows` (at most `simd.rows()`) rows.
 ///
 /// # Safety
 /// As for [`kernel`] with `R = rows`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn rows_kernel(
-    avx2: bool,
+    simd: Simd,
     rows: usize,
     kc: usize,
     a: &[f32],
@@ -448,6 +537,30 @@ unsafe fn rows_kernel(
     ldc: usize,
     init: Init<'_>,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if simd == Simd::Avx512 {
+        let (a, b) = (a.as_ptr(), b.as_ptr());
+        // SAFETY: `Avx512` is only chosen when the CPU has AVX-512F; the caller's guarantees
+        // for `R = rows`.
+        unsafe {
+            match rows {
+                1 => kernel_avx512::<1>(kc, a, lda, b, c, ldc, init),
+                2 => kernel_avx512::<2>(kc, a, lda, b, c, ldc, init),
+                3 => kernel_avx512::<3>(kc, a, lda, b, c, ldc, init),
+                4 => kernel_avx512::<4>(kc, a, lda, b, c, ldc, init),
+                5 => kernel_avx512::<5>(kc, a, lda, b, c, ldc, init),
+                6 => kernel_avx512::<6>(kc, a, lda, b, c, ldc, init),
+                7 => kernel_avx512::<7>(kc, a, lda, b, c, ldc, init),
+                8 => kernel_avx512::<8>(kc, a, lda, b, c, ldc, init),
+                9 => kernel_avx512::<9>(kc, a, lda, b, c, ldc, init),
+                10 => kernel_avx512::<10>(kc, a, lda, b, c, ldc, init),
+                11 => kernel_avx512::<11>(kc, a, lda, b, c, ldc, init),
+                _ => kernel_avx512::<MR_AVX512>(kc, a, lda, b, c, ldc, init),
+            }
+        }
+        return;
+    }
+    let avx2 = simd == Simd::Avx2;
     // SAFETY: the caller's guarantees, for `R = rows`.
     unsafe {
         match rows {
@@ -491,6 +604,160 @@ unsafe fn kernel<const R: usize>(
     // SAFETY: the caller's guarantees.
     unsafe {
         kernel_portable::<R>(kc, a, lda, b, c, ldc, init)
+    }
+}
+
+/// [`kernel_avx512_pair`] for `rows` (at most [`MR_PAIR`]) rows.
+///
+/// # Safety
+/// As for [`kernel_avx512_pair`] with `R = rows`.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn pair_kernel(
+    rows: usize,
+    kc: usize,
+    a: &[f32],
+    lda: usize,
+    b: [&[f32]; 2],
+    c: *mut f32,
+    ldc: usize,
+    init: [Init<'_>; 2],
+) {
+    debug_assert!(a.len() >= (rows - 1) * lda + kc && b.iter().all(|p| p.len() >= kc * NR));
+    let (a, b) = (a.as_ptr(), [b[0].as_ptr(), b[1].as_ptr()]);
+    // SAFETY: the caller's guarantees, for `R = rows`.
+    unsafe {
+        match rows {
+            1 => kernel_avx512_pair::<1>(kc, a, lda, b, c, ldc, init),
+            2 => kernel_avx512_pair::<2>(kc, a, lda, b, c, ldc, init),
+            3 => kernel_avx512_pair::<3>(kc, a, lda, b, c, ldc, init),
+            4 => kernel_avx512_pair::<4>(kc, a, lda, b, c, ldc, init),
+            5 => kernel_avx512_pair::<5>(kc, a, lda, b, c, ldc, init),
+            6 => kernel_avx512_pair::<6>(kc, a, lda, b, c, ldc, init),
+            7 => kernel_avx512_pair::<7>(kc, a, lda, b, c, ldc, init),
+            8 => kernel_avx512_pair::<8>(kc, a, lda, b, c, ldc, init),
+            9 => kernel_avx512_pair::<9>(kc, a, lda, b, c, ldc, init),
+            10 => kernel_avx512_pair::<10>(kc, a, lda, b, c, ldc, init),
+            11 => kernel_avx512_pair::<11>(kc, a, lda, b, c, ldc, init),
+            _ => kernel_avx512_pair::<MR_PAIR>(kc, a, lda, b, c, ldc, init),
+        }
+    }
+}
+
+/// `R` rows of two adjacent panels (32 columns of `C`), one 16-wide register per row and
+/// panel, every value summed over the depth in order.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `c` must hold `R` rows of `2 * NR` values at stride `ldc`;
+/// `a` `(R - 1) * lda + kc` values; each of `b` `kc * NR`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn kernel_avx512_pair<const R: usize>(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: [*const f32; 2],
+    c: *mut f32,
+    ldc: usize,
+    init: [Init<'_>; 2],
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    // SAFETY (whole body): the caller guarantees the extents of `a`, `b` and `c`.
+    unsafe {
+        for (h, init) in init.iter().enumerate() {
+            match init {
+                Init::Bias(Some(bias)) => {
+                    let v = _mm512_loadu_ps(bias.as_ptr());
+                    for row in acc.iter_mut() {
+                        row[h] = v;
+                    }
+                }
+                Init::Bias(None) => {}
+                Init::Load => {
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        row[h] = _mm512_loadu_ps(c.add(r * ldc + h * NR));
+                    }
+                }
+            }
+        }
+        for p in 0..kc {
+            let b0 = _mm512_loadu_ps(b[0].add(p * NR));
+            let b1 = _mm512_loadu_ps(b[1].add(p * NR));
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*a.add(r * lda + p));
+                row[0] = _mm512_fmadd_ps(av, b0, row[0]);
+                row[1] = _mm512_fmadd_ps(av, b1, row[1]);
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            _mm512_storeu_ps(c.add(r * ldc), row[0]);
+            _mm512_storeu_ps(c.add(r * ldc + NR), row[1]);
+        }
+    }
+}
+
+/// [`kernel_avx2`] with one 16-wide register per row: the same fused multiply-adds per value
+/// in the same order (a single row's depth split in four chains, as there).
+///
+/// # Safety
+/// The CPU must support AVX-512F; pointers as for [`kernel`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn kernel_avx512<const R: usize>(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    init: Init<'_>,
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_setzero_ps(); R];
+    // SAFETY (whole body): the caller guarantees the extents of `a`, `b` and `c`.
+    unsafe {
+        match init {
+            Init::Bias(Some(bias)) => {
+                let b0 = _mm512_loadu_ps(bias.as_ptr());
+                for v in acc.iter_mut() {
+                    *v = b0;
+                }
+            }
+            Init::Bias(None) => {}
+            Init::Load => {
+                for (r, v) in acc.iter_mut().enumerate() {
+                    *v = _mm512_loadu_ps(c.add(r * ldc));
+                }
+            }
+        }
+        let mut p = 0;
+        if R == 1 {
+            let mut more = [_mm512_setzero_ps(); 3];
+            while p + 4 <= kc {
+                for (u, m) in more.iter_mut().enumerate() {
+                    let av = _mm512_set1_ps(*a.add(p + u + 1));
+                    *m = _mm512_fmadd_ps(av, _mm512_loadu_ps(b.add((p + u + 1) * NR)), *m);
+                }
+                let av = _mm512_set1_ps(*a.add(p));
+                acc[0] = _mm512_fmadd_ps(av, _mm512_loadu_ps(b.add(p * NR)), acc[0]);
+                p += 4;
+            }
+            for m in more {
+                acc[0] = _mm512_add_ps(acc[0], m);
+            }
+        }
+        for p in p..kc {
+            let bv = _mm512_loadu_ps(b.add(p * NR));
+            for (r, v) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*a.add(r * lda + p));
+                *v = _mm512_fmadd_ps(av, bv, *v);
+            }
+        }
+        for (r, v) in acc.iter().enumerate() {
+            _mm512_storeu_ps(c.add(r * ldc), *v);
+        }
     }
 }
 
@@ -636,6 +903,18 @@ mod tests {
         c
     }
 
+    /// The micro-kernels this CPU runs.
+    fn portable_or_better() -> Vec<Simd> {
+        let mut all = vec![Simd::Portable];
+        if use_avx2() {
+            all.push(Simd::Avx2);
+        }
+        if use_avx512() {
+            all.push(Simd::Avx512);
+        }
+        all
+    }
+
     #[test]
     fn matches_the_reference_on_ragged_shapes() {
         // Rows not a multiple of MR, columns not of NR, depth over two KC blocks and ragged.
@@ -654,14 +933,15 @@ mod tests {
             let packed = PackedF32::new(&w, n, k).unwrap();
             for b in [None, Some(bias.as_slice())] {
                 let want = reference(&a, m, &w, n, k, b);
-                let simd = gemm(&a, m, &packed, b).unwrap();
-                let portable = gemm_with(false, false, &a, k, m, &packed, b, None).unwrap();
-                for got in [simd, portable] {
-                    for (g, w) in got.iter().zip(&want) {
-                        assert!(
-                            (g - w).abs() <= 1e-5 * (1.0 + k as f32),
-                            "{m}x{n}x{k}: {g} vs {w}"
-                        );
+                for simd in portable_or_better() {
+                    for parallel in [true, false] {
+                        let got = gemm_with(simd, parallel, &a, k, m, &packed, b, None).unwrap();
+                        for (g, w) in got.iter().zip(&want) {
+                            assert!(
+                                (g - w).abs() <= 1e-5 * (1.0 + k as f32),
+                                "{m}x{n}x{k} {simd:?}: {g} vs {w}"
+                            );
+                        }
                     }
                 }
             }
@@ -679,10 +959,10 @@ mod tests {
             for act in [Act::Silu, Act::GeluErf, Act::GeluTanh] {
                 let mut want = gemm(&a, m, &packed, Some(&bias)).unwrap();
                 activate_row(act, &mut want);
-                for avx2 in [use_avx2(), false] {
+                for simd in portable_or_better() {
                     for parallel in [true, false] {
                         let got =
-                            gemm_with(avx2, parallel, &a, k, m, &packed, Some(&bias), Some(act))
+                            gemm_with(simd, parallel, &a, k, m, &packed, Some(&bias), Some(act))
                                 .unwrap();
                         assert_eq!(got.len(), want.len());
                         for (g, w) in got.iter().zip(&want) {
