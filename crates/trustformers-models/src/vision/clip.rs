@@ -290,11 +290,16 @@ pub(crate) fn gather_rows(xs: &Tensor, index: &[u32]) -> Result<Tensor> {
     Ok(Tensor::stack(&rows, 0)?)
 }
 
+/// A text tower and its projection (absent in `CLIPTextModel` checkpoints).
+type TextPart = (ClipTextTower, Option<Linear>);
+/// A vision tower and its projection.
+type VisionPart = (ClipVisionTower, Option<Linear>);
+
 /// `CLIPModel` (both towers, projections, `logit_scale`), or a tower alone.
 pub struct ClipModel {
     model_type: String,
-    text: Option<(ClipTextTower, Option<Linear>)>,
-    vision: Option<(ClipVisionTower, Option<Linear>)>,
+    text: Option<TextPart>,
+    vision: Option<VisionPart>,
     /// `exp(logit_scale)`.
     scale: Option<f32>,
 }
@@ -340,12 +345,7 @@ impl ClipModel {
         })
     }
 
-    fn towers(
-        &self,
-    ) -> Result<(
-        &(ClipTextTower, Option<Linear>),
-        &(ClipVisionTower, Option<Linear>),
-    )> {
+    fn towers(&self) -> Result<(&TextPart, &VisionPart)> {
         match (&self.text, &self.vision) {
             (Some(t), Some(v)) => Ok((t, v)),
             _ => Err(Error::InvalidInput(format!(

@@ -27,6 +27,7 @@ const MR: usize = 6;
 /// latency).
 const MR_AVX512: usize = 12;
 /// Rows of `A` per AVX-512 tile of two panels (24 accumulators, 14 loads per 24 FMAs).
+#[cfg(target_arch = "x86_64")]
 const MR_PAIR: usize = 12;
 /// Depth of one pass of the micro-kernel (its slice of a panel stays in L1).
 const KC: usize = 256;
@@ -401,8 +402,8 @@ fn gemm_with(
                         let panel_of = |j: usize| &views[j - first][k0 * NR..(k0 + kc) * NR];
                         // AVX-512 takes two full panels at once: 12 rows x 32 columns of
                         // accumulators need fewer loads per FMA than 12 x 16.
+                        #[cfg(target_arch = "x86_64")]
                         if simd == Simd::Avx512 && j + 1 < last && (j + 2) * NR <= n {
-                            #[cfg(target_arch = "x86_64")]
                             for i in (i0..i0 + block).step_by(MR_PAIR) {
                                 let rows = MR_PAIR.min(i0 + block - i);
                                 let a_tile = &a[i * lda + k0..];
