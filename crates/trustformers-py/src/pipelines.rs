@@ -25,6 +25,9 @@ enum Loaded {
     Summarization(SummarizationPipeline),
     Translation(TranslationPipeline, Option<(String, String)>),
     Text2Text(Text2TextGenerationPipeline),
+    ImageClassification(ImageClassificationPipeline),
+    ZeroShotImage(ZeroShotImageClassificationPipeline),
+    ImageFeatures(ImageFeatureExtractionPipeline),
 }
 
 /// A parameter object's fields, each taken once; what is left at the end is unknown to the
@@ -167,6 +170,20 @@ fn pairs(
         .collect()
 }
 
+/// Image file paths, the inputs of the image tasks.
+fn image_paths(task: &str, inputs: &Value) -> Result<Vec<std::path::PathBuf>, Error> {
+    texts(task, inputs)
+        .map_err(|_| Error::InvalidInput(format!("{task}: inputs must be image file paths")))
+        .map(|t| t.into_iter().map(std::path::PathBuf::from).collect())
+}
+
+fn images(paths: &[std::path::PathBuf]) -> Vec<trustformers::ImageInput<'_>> {
+    paths
+        .iter()
+        .map(|p| trustformers::ImageInput::Path(p))
+        .collect()
+}
+
 /// A task pipeline loaded once and called many times.
 #[pyclass(name = "Pipeline", module = "trustformers._trustformers", frozen)]
 pub struct PyPipeline {
@@ -204,6 +221,15 @@ impl PyPipeline {
                 "text2text-generation" => {
                     Loaded::Text2Text(Pipeline::from_pretrained(&path, &opts)?)
                 }
+                "image-classification" => {
+                    Loaded::ImageClassification(Pipeline::from_pretrained(&path, &opts)?)
+                }
+                "zero-shot-image-classification" => {
+                    Loaded::ZeroShotImage(Pipeline::from_pretrained(&path, &opts)?)
+                }
+                "image-feature-extraction" => {
+                    Loaded::ImageFeatures(Pipeline::from_pretrained(&path, &opts)?)
+                }
                 name if name == "translation" || name.starts_with("translation_") => {
                     let langs = name
                         .strip_prefix("translation_")
@@ -222,7 +248,8 @@ impl PyPipeline {
                         "unknown task {other:?}; this pipeline runs feature-extraction, fill-mask, \
                          text-classification (sentiment-analysis), token-classification (ner), \
                          question-answering, zero-shot-classification, summarization, \
-                         translation, text2text-generation"
+                         translation, text2text-generation, image-classification, \
+                         zero-shot-image-classification, image-feature-extraction"
                     ))
                     .into())
                 }
@@ -405,6 +432,62 @@ impl PyPipeline {
                 let texts = texts("zero-shot-classification", inputs)?;
                 let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
                 to_json(pipe.call(&refs, &params)?)
+            }
+            Loaded::ImageClassification(pipe) => {
+                let mut p = Params::new("image-classification", params)?;
+                let params = ImageClassificationParams {
+                    top_k: p.usize("top_k")?.unwrap_or(5),
+                    function_to_apply: p
+                        .string("function_to_apply")?
+                        .as_deref()
+                        .map(ClassificationFunction::from_name)
+                        .transpose()?,
+                    batch_size: p.batch_size(1)?,
+                };
+                p.done()?;
+                let paths = image_paths("image-classification", inputs)?;
+                to_json(pipe.call(&images(&paths), &params)?)
+            }
+            Loaded::ZeroShotImage(pipe) => {
+                let mut p = Params::new("zero-shot-image-classification", params)?;
+                let mut params = ZeroShotImageParams {
+                    candidate_labels: p.strings("candidate_labels")?.ok_or_else(|| {
+                        Error::InvalidInput(
+                            "zero-shot-image-classification needs `candidate_labels`".into(),
+                        )
+                    })?,
+                    batch_size: p.batch_size(1)?,
+                    ..Default::default()
+                };
+                if let Some(t) = p.string("hypothesis_template")? {
+                    params.hypothesis_template = t;
+                }
+                p.done()?;
+                let paths = image_paths("zero-shot-image-classification", inputs)?;
+                to_json(pipe.call(&images(&paths), &params)?)
+            }
+            Loaded::ImageFeatures(pipe) => {
+                let mut p = Params::new("image-feature-extraction", params)?;
+                let params = ImageFeatureParams {
+                    pool: p.bool("pool")?.unwrap_or(false),
+                    batch_size: p.batch_size(1)?,
+                };
+                p.done()?;
+                let paths = image_paths("image-feature-extraction", inputs)?;
+                // transformers' nesting: [1][tokens][hidden], pooled [1][hidden].
+                let rows = pipe.call(&images(&paths), &params)?;
+                Ok(Value::Array(
+                    rows.into_iter()
+                        .map(|r| {
+                            let r = serde_json::json!(r);
+                            if params.pool {
+                                r
+                            } else {
+                                Value::Array(vec![r])
+                            }
+                        })
+                        .collect(),
+                ))
             }
             Loaded::Summarization(pipe) => {
                 self.text2text(pipe, "summary_text", inputs, params, None)

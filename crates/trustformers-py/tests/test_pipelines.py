@@ -172,3 +172,25 @@ def test_stop_strings_end_generation_as_in_transformers(tmp_path):
     pipe = tf.pipeline("text-generation", model=str(model_dir))
     out = pipe("hello", max_new_tokens=16, eos_token_id=None, stop_sequence=stop, return_full_text=False)
     assert out[0]["generated_text"] == new
+
+
+VISION = read_json(FIXTURES / "vision_pipelines.json")
+
+
+def test_image_pipelines_match_transformers():
+    """image-classification, zero-shot-image-classification and image-feature-extraction on
+    the vision fixtures, against transformers' answers (PNG images: within 1e-4)."""
+    images = [FIXTURES / "images" / name for name in VISION["images"][:2]]
+    pipe = tf.pipeline(model=str(FIXTURES / "vit_classifier"))
+    assert pipe.task == "image-classification"
+    close(pipe(images), VISION["vit_classifier"]["default"][:2])
+    close(pipe(str(images[0]), top_k=2), VISION["vit_classifier"]["top_k_2"][0])
+    for name in ["clip", "siglip"]:
+        pipe = tf.pipeline("zero-shot-image-classification", model=str(FIXTURES / name))
+        got = pipe(images, candidate_labels=["dog", "cat"], hypothesis_template="a picture of the {}")
+        close(got, VISION[name]["template"][:2])
+    pipe = tf.pipeline("image-feature-extraction", model=str(FIXTURES / "vit_base"))
+    close(pipe(images[0]), VISION["vit_base"]["features"][0])
+    close(pipe(images[0], pool=True), VISION["vit_base"]["pooled"][0])
+    with pytest.raises(tf.InvalidArgument):
+        pipe(12)

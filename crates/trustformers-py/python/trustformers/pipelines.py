@@ -27,7 +27,12 @@ _ENCODER_TASKS = {
     "summarization",
     "translation",
     "text2text-generation",
+    "image-classification",
+    "zero-shot-image-classification",
+    "image-feature-extraction",
 }
+
+_IMAGE_TASKS = {"image-classification", "zero-shot-image-classification", "image-feature-extraction"}
 
 _HEAD_TASKS = (
     ("ForSequenceClassification", "text-classification"),
@@ -49,6 +54,13 @@ def _infer_task(name: str) -> str:
                 if arch.endswith(suffix):
                     return task
         return "feature-extraction"
+    if kind == "vision":
+        cfg = json.loads(config)
+        if cfg.get("model_type") in ("clip", "siglip"):
+            return "zero-shot-image-classification"
+        if any(a.endswith("ForImageClassification") or a.endswith("WithTeacher") for a in cfg.get("architectures") or []):
+            return "image-classification"
+        return "image-feature-extraction"
     raise InvalidArgument(f"{name}: no pipeline task for a {kind} model; pass task=")
 
 
@@ -90,12 +102,14 @@ class _RustPipeline(Pipeline):
         params = self._params(kwargs)
         if task == "question-answering":
             return self._question_answering(inputs, args, params)
-        if task == "zero-shot-classification":
+        if task in ("zero-shot-classification", "zero-shot-image-classification"):
             if args:
                 params.setdefault("candidate_labels", args[0])
                 args = args[1:]
             if "sequences" in params:
                 inputs = params.pop("sequences")
+        if task in _IMAGE_TASKS and inputs is None:
+            inputs = params.pop("images", None)
         if args:
             raise InvalidArgument(f"{task}: unexpected positional arguments")
         if inputs is None:
@@ -108,6 +122,12 @@ class _RustPipeline(Pipeline):
             return self._features(items, single, params)
         if task in ("text-classification", "sentiment-analysis"):
             return self._classify(inputs, items, single, params)
+        if task in _IMAGE_TASKS:
+            # Images are given as files (paths); the engine decodes them.
+            try:
+                items = [os.fspath(i) for i in items]
+            except TypeError:
+                raise InvalidArgument(f"{task}: inputs must be image file paths (str or os.PathLike)") from None
         results = self._run(items, params)
         if task in ("summarization", "translation", "text2text-generation") or task.startswith("translation_"):
             return [results[0]] if single else results
@@ -297,7 +317,9 @@ def pipeline(
     ``feature-extraction``, ``fill-mask``, ``text-classification`` / ``sentiment-analysis``,
     ``token-classification`` / ``ner``, ``question-answering``,
     ``zero-shot-classification``, ``summarization``, ``translation`` /
-    ``translation_xx_to_yy``, ``text2text-generation``). ``model`` is a checkpoint directory,
+    ``translation_xx_to_yy``, ``text2text-generation``, ``image-classification``,
+    ``zero-shot-image-classification``, ``image-feature-extraction``; the image tasks take
+    image file paths). ``model`` is a checkpoint directory,
     a ``.gguf`` file, a Hub repo id, a known model name or a loaded model; text generation
     without one uses the default model. Other keyword arguments are the task's parameters
     (``batch_size``, ``top_k``, generation settings, ...), applied to every call."""
