@@ -166,6 +166,22 @@ def image_text_fixture(name, cls_name, config_cls, processor, tok, seed, text, v
         "text_features": text_features,
     }
     save(name, model, tensors, processor, tok)
+    if name == "clip":
+        # The text tower alone, as `CLIPTextModelWithProjection` saves it.
+        from transformers import CLIPTextModelWithProjection
+
+        config.text_config.projection_dim = config.projection_dim
+        text_model = CLIPTextModelWithProjection(config.text_config).eval()
+        state = {k: v for k, v in model.state_dict().items() if k.startswith(("text_model.", "text_projection."))}
+        text_model.load_state_dict(state)
+        out = FIXTURES / "clip_text"
+        out.mkdir(parents=True, exist_ok=True)
+        text_model.save_pretrained(out)
+        tok.save_pretrained(out)
+        with torch.no_grad():
+            embeds = text_model(input_ids=ids, attention_mask=mask).text_embeds
+        save_file({"input_ids": ids.contiguous(), "attention_mask": mask.contiguous(),
+                   "text_features": embeds.float().contiguous()}, out / "expected_text.safetensors")
 
 
 IMAGES = ["rgb_37x53.png", "rgba_90x120.png", "rgb_160x120.jpg"]

@@ -146,6 +146,31 @@ fn embed_images_and_texts_with_an_image_text_model() {
     }
 }
 
+/// `embed` with a text tower alone (`CLIPTextModelWithProjection`) gives the text features
+/// of the whole CLIP model it came from.
+#[test]
+fn embed_texts_with_a_text_tower_alone() {
+    let r = reference();
+    let model = fixture("clip_text");
+    let out = run(&[
+        "embed",
+        "--model",
+        model.to_str().unwrap(),
+        "--json",
+        "a photo of a cat",
+        "this is a dog .",
+    ]);
+    close(&json(&out)["embeddings"], &r["clip"]["text_features"]);
+    let out = run(&[
+        "embed",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        &image("rgb_37x53.png"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
 #[test]
 fn bad_images_and_models_are_reported() {
     let dir = tempfile::tempdir().unwrap();

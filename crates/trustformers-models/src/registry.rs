@@ -788,6 +788,7 @@ pub const ARCHITECTURES: &[Architecture] = &[
     A::vision("deit", vit, None),
     A::vision("clip", clip_vision, Some(clip)),
     A::vision("clip_vision_model", clip_vision, None),
+    A::vision("clip_text_model", clip_vision, Some(clip)),
     A::vision("siglip", siglip_vision, Some(siglip)),
     A::vision("siglip_vision_model", siglip_vision, None),
     // Vision-language models.

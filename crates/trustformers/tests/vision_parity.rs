@@ -412,3 +412,34 @@ fn blip2() {
     );
     assert_eq!(model.image_seq_length(), 4);
 }
+
+/// A text tower alone (`CLIPTextModelWithProjection`): its projected text features.
+#[test]
+fn clip_text_model() {
+    let want = candle_core::safetensors::load(
+        fixture("clip_text").join("expected_text.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let model = AutoConfig::from_pretrained(fixture("clip_text"))
+        .unwrap()
+        .load_image_text_model(&LoadOptions::default())
+        .unwrap();
+    let got = model
+        .text_features(&want["input_ids"], Some(&want["attention_mask"]))
+        .unwrap();
+    close("clip_text", "text_features", &got, &want["text_features"]);
+    let err = model
+        .image_features(
+            &Tensor::zeros(
+                (1, 3, 32, 32),
+                candle_core::DType::F32,
+                &candle_core::Device::Cpu,
+            )
+            .unwrap(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("no vision tower"), "{err}");
+}

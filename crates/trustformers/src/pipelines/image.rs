@@ -180,7 +180,8 @@ pub struct ImageTextEmbedder {
     model: Box<dyn ImageTextModel>,
     device: Device,
     tokenizer: Tokenizer,
-    processor: ImageProcessor,
+    /// `None` for a text tower alone (`CLIPTextModelWithProjection` checkpoints).
+    processor: Option<ImageProcessor>,
 }
 
 /// Texts as an image-text model takes them.
@@ -193,14 +194,21 @@ pub struct TextBatch {
 
 impl ImageTextEmbedder {
     /// Loads an image-text checkpoint directory: the model first (a checkpoint of another
-    /// kind is named as such), then its tokenizer and image processor.
+    /// kind is named as such), then its tokenizer and image processor (which a text tower
+    /// alone may lack).
     pub fn from_pretrained(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self> {
-        let model = AutoConfig::from_pretrained(dir.as_ref())?.load_image_text_model(opts)?;
+        let dir = dir.as_ref();
+        let model = AutoConfig::from_pretrained(dir)?.load_image_text_model(opts)?;
+        let has_processor = ["preprocessor_config.json", "processor_config.json"]
+            .iter()
+            .any(|f| dir.join(f).is_file());
         Ok(Self {
             model,
             device: opts.device.clone(),
-            tokenizer: AutoTokenizer::from_pretrained(dir.as_ref())?,
-            processor: AutoImageProcessor::from_pretrained(dir)?,
+            tokenizer: AutoTokenizer::from_pretrained(dir)?,
+            processor: has_processor
+                .then(|| AutoImageProcessor::from_pretrained(dir))
+                .transpose()?,
         })
     }
 
@@ -233,7 +241,12 @@ impl ImageTextEmbedder {
 
     /// `pixel_values` for `images`.
     pub fn pixel_values(&self, images: &[ImageInput<'_>]) -> Result<Tensor> {
-        pixel_values(&self.processor, images, &self.device)
+        let processor = self.processor.as_ref().ok_or_else(|| {
+            Error::InvalidInput(
+                "this checkpoint has no image processor (preprocessor_config.json)".into(),
+            )
+        })?;
+        pixel_values(processor, images, &self.device)
     }
 
     /// Text embeddings, `[texts][dim]`; L2-normalized with `normalize`.
