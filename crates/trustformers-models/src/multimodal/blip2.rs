@@ -6,7 +6,9 @@
 //! places of the prompt's image tokens (the processor puts `num_query_tokens` of them before
 //! the text).
 
-use super::{merge_image_features, ImagePlacement, VisionLanguageModel};
+use super::{
+    causal_lm_by_language_model, merge_image_features, ImagePlacement, VisionLanguageModel,
+};
 use crate::hf_config::limits;
 use crate::registry;
 use crate::traits::{CausalLM, CausalLmOutput, ForwardOptions, RuntimeOptions};
@@ -460,52 +462,4 @@ impl VisionLanguageModel for Blip2ForConditionalGeneration {
     }
 }
 
-impl CausalLM for Blip2ForConditionalGeneration {
-    fn model_type(&self) -> &str {
-        &self.model_type
-    }
-
-    fn forward_with(
-        &self,
-        input_ids: &Tensor,
-        positions: &Tensor,
-        opts: &ForwardOptions,
-        cache: &mut Cache,
-    ) -> Result<CausalLmOutput> {
-        self.language
-            .forward_with(input_ids, positions, opts, cache)
-    }
-
-    fn forward_rows(
-        &self,
-        input_ids: &Tensor,
-        positions: &Tensor,
-        caches: &mut [&mut Cache],
-    ) -> Result<Tensor> {
-        self.language.forward_rows(input_ids, positions, caches)
-    }
-
-    fn new_cache(&self) -> Cache {
-        self.language.new_cache()
-    }
-
-    fn vocab_size(&self) -> usize {
-        self.language.vocab_size()
-    }
-
-    fn max_position_embeddings(&self) -> usize {
-        self.language.max_position_embeddings()
-    }
-
-    fn num_hidden_layers(&self) -> usize {
-        self.language.num_hidden_layers()
-    }
-
-    fn device(&self) -> &Device {
-        self.language.device()
-    }
-
-    fn dtype(&self) -> DType {
-        self.language.dtype()
-    }
-}
+causal_lm_by_language_model!(Blip2ForConditionalGeneration, language);

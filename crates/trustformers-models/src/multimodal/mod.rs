@@ -56,6 +56,62 @@ pub fn merge_image_features(
     Ok(flat.reshape((b, s, h))?)
 }
 
+/// `CausalLM` for a vision-language model by its language model (`self.$field`, a
+/// `DecoderForCausalLM`): on text it is that model.
+macro_rules! causal_lm_by_language_model {
+    ($ty:ty, $field:ident) => {
+        impl CausalLM for $ty {
+            fn model_type(&self) -> &str {
+                &self.model_type
+            }
+
+            fn forward_with(
+                &self,
+                input_ids: &Tensor,
+                positions: &Tensor,
+                opts: &ForwardOptions,
+                cache: &mut Cache,
+            ) -> Result<CausalLmOutput> {
+                self.$field.forward_with(input_ids, positions, opts, cache)
+            }
+
+            fn forward_rows(
+                &self,
+                input_ids: &Tensor,
+                positions: &Tensor,
+                caches: &mut [&mut Cache],
+            ) -> Result<Tensor> {
+                self.$field.forward_rows(input_ids, positions, caches)
+            }
+
+            fn new_cache(&self) -> Cache {
+                self.$field.new_cache()
+            }
+
+            fn vocab_size(&self) -> usize {
+                self.$field.vocab_size()
+            }
+
+            fn max_position_embeddings(&self) -> usize {
+                self.$field.max_position_embeddings()
+            }
+
+            fn num_hidden_layers(&self) -> usize {
+                self.$field.num_hidden_layers()
+            }
+
+            fn device(&self) -> &Device {
+                self.$field.device()
+            }
+
+            fn dtype(&self) -> DType {
+                self.$field.dtype()
+            }
+        }
+    };
+}
+pub(crate) use causal_lm_by_language_model;
+
 /// How a model's processor puts images in a prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImagePlacement {

@@ -12,7 +12,7 @@ use candle_core::{DType, Tensor};
 use serde_json::Value;
 use trustformers_core::config::Fields;
 use trustformers_core::{Error, Result, Weights};
-use trustformers_nn::attention::causal_mask;
+use trustformers_nn::attention::{causal_mask, padding_mask};
 use trustformers_nn::{Activation, Embedding, LayerNorm, Linear, PatchEmbedding};
 
 /// The vision tower's shape.
@@ -205,19 +205,20 @@ impl ClipVisionTower {
     }
 }
 
-/// CLIP's text tower: tokens and positions, causal layers, `final_layer_norm`; pooled at
-/// the end-of-text token.
-pub struct ClipTextTower {
-    spec: ClipTextSpec,
+/// The text tower CLIP and SigLIP share: tokens and positions, the layers (causal in CLIP,
+/// bidirectional in SigLIP), `final_layer_norm`.
+pub struct TextTower {
+    pub(crate) spec: ClipTextSpec,
     tokens: Embedding,
     positions: Embedding,
     encoder: PreNormEncoder,
     final_norm: LayerNorm,
+    causal: bool,
 }
 
-impl ClipTextTower {
+impl TextTower {
     /// Loads `text_model.*` from `vb`.
-    pub fn new(spec: &ClipTextSpec, vb: &Weights) -> Result<Self> {
+    pub fn new(spec: &ClipTextSpec, causal: bool, vb: &Weights) -> Result<Self> {
         let h = spec.tower.hidden_size;
         let emb = vb.pp("embeddings");
         Ok(Self {
@@ -235,15 +236,15 @@ impl ClipTextTower {
                 spec.tower.layer_norm_eps,
                 true,
             )?,
+            causal,
         })
     }
 
-    /// `(last_hidden_state, pooler_output)`.
-    pub fn forward(
-        &self,
-        input_ids: &Tensor,
-        attention_mask: Option<&Tensor>,
-    ) -> Result<(Tensor, Tensor)> {
+    /// The last hidden state (after `final_layer_norm`).
+    ///
+    /// # Shapes
+    /// `input_ids`, `attention_mask`: `[batch, seq]` -> `[batch, seq, hidden]`.
+    pub fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, s) = input_ids.dims2()?;
         if s == 0 || s > self.spec.max_position_embeddings {
             return Err(Error::InvalidInput(format!(
@@ -257,11 +258,34 @@ impl ClipTextTower {
             .tokens
             .forward(input_ids)?
             .broadcast_add(&self.positions.forward(&positions)?)?;
-        let mask = causal_mask(attention_mask, b, 0, s, None, dev)?;
+        let mask = if self.causal {
+            causal_mask(attention_mask, b, 0, s, None, dev)?
+        } else {
+            padding_mask(attention_mask, b, s)?
+        };
         let (xs, _) = self.encoder.forward(&xs, mask.as_ref(), false)?;
-        let last = self.final_norm.forward(&xs)?;
+        self.final_norm.forward(&xs)
+    }
+}
+
+/// CLIP's text tower, pooled at the end-of-text token.
+pub struct ClipTextTower(TextTower);
+
+impl ClipTextTower {
+    /// Loads `text_model.*` from `vb`.
+    pub fn new(spec: &ClipTextSpec, vb: &Weights) -> Result<Self> {
+        Ok(Self(TextTower::new(spec, true, vb)?))
+    }
+
+    /// `(last_hidden_state, pooler_output)`.
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor)> {
+        let last = self.0.forward(input_ids, attention_mask)?;
         let ids = input_ids.to_dtype(DType::U32)?.to_vec2::<u32>()?;
-        let eos = self.spec.eos_token_id;
+        let eos = self.0.spec.eos_token_id;
         let index: Vec<u32> = ids
             .iter()
             .map(|row| {
@@ -426,7 +450,7 @@ impl ImageTextModel for ClipModel {
     fn max_text_length(&self) -> usize {
         self.text
             .as_ref()
-            .map_or(0, |(t, _)| t.spec.max_position_embeddings)
+            .map_or(0, |(t, _)| t.0.spec.max_position_embeddings)
     }
 
     fn image_size(&self) -> (usize, usize) {

@@ -4,7 +4,7 @@
 //! PoolingHead`); the text tower is bidirectional, pooled at its last token and projected by
 //! `head`. Logits are `cos * exp(logit_scale) + logit_bias`, read through a sigmoid.
 
-use super::clip::{ClipTextSpec, ClipVisionSpec};
+use super::clip::{ClipTextSpec, ClipVisionSpec, TextTower};
 use super::{
     attend, check_pixels, l2_normalize, ImageModel, ImageTextModel, ImageTextOutput,
     PreNormEncoder, ScoreKind, TowerSpec, VisionOutput, CLIP_NAMES,
@@ -14,8 +14,7 @@ use candle_core::Tensor;
 use serde_json::Value;
 use trustformers_core::config::Fields;
 use trustformers_core::{Error, Result, Weights};
-use trustformers_nn::attention::padding_mask;
-use trustformers_nn::{Activation, Embedding, LayerNorm, Linear, PatchEmbedding};
+use trustformers_nn::{Activation, LayerNorm, Linear, PatchEmbedding};
 
 /// A `SiglipConfig`, or a tower's own config (`siglip_vision_model`).
 #[derive(Debug, Clone, PartialEq)]
@@ -194,61 +193,28 @@ impl SiglipVisionTower {
     }
 }
 
-/// SigLIP's text tower.
+/// SigLIP's text tower: bidirectional, pooled at the last position through `head`.
 struct SiglipTextTower {
-    spec: ClipTextSpec,
-    tokens: Embedding,
-    positions: Embedding,
-    encoder: PreNormEncoder,
-    final_norm: LayerNorm,
+    tower: TextTower,
     head: Linear,
 }
 
 impl SiglipTextTower {
     fn new(spec: &ClipTextSpec, projection: usize, vb: &Weights) -> Result<Self> {
-        let h = spec.tower.hidden_size;
-        let emb = vb.pp("embeddings");
         Ok(Self {
-            spec: spec.clone(),
-            tokens: Embedding::new(&emb.pp("token_embedding"), spec.vocab_size, h)?,
-            positions: Embedding::new(
-                &emb.pp("position_embedding"),
-                spec.max_position_embeddings,
-                h,
-            )?,
-            encoder: PreNormEncoder::new(&spec.tower, &CLIP_NAMES, &vb.pp("encoder").pp("layers"))?,
-            final_norm: LayerNorm::new(
-                &vb.pp("final_layer_norm"),
-                h,
-                spec.tower.layer_norm_eps,
-                true,
-            )?,
-            head: Linear::new(&vb.pp("head"), h, projection, true)?,
+            tower: TextTower::new(spec, false, vb)?,
+            head: Linear::new(&vb.pp("head"), spec.tower.hidden_size, projection, true)?,
         })
     }
 
-    /// `(last_hidden_state, pooler_output)`: pooled at the last position, through `head`.
+    /// `(last_hidden_state, pooler_output)`.
     fn forward(
         &self,
         input_ids: &Tensor,
         attention_mask: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor)> {
-        let (b, s) = input_ids.dims2()?;
-        if s == 0 || s > self.spec.max_position_embeddings {
-            return Err(Error::InvalidInput(format!(
-                "{s} tokens: the text model takes 1 to {} (truncate the input)",
-                self.spec.max_position_embeddings
-            )));
-        }
-        let dev = input_ids.device();
-        let positions = Tensor::arange(0u32, s as u32, dev)?.unsqueeze(0)?;
-        let xs = self
-            .tokens
-            .forward(input_ids)?
-            .broadcast_add(&self.positions.forward(&positions)?)?;
-        let mask = padding_mask(attention_mask, b, s)?;
-        let (xs, _) = self.encoder.forward(&xs, mask.as_ref(), false)?;
-        let last = self.final_norm.forward(&xs)?;
+        let last = self.tower.forward(input_ids, attention_mask)?;
+        let s = last.dim(1)?;
         let pooled = self.head.forward(&last.narrow(1, s - 1, 1)?.squeeze(1)?)?;
         Ok((last, pooled))
     }
@@ -364,7 +330,7 @@ impl ImageTextModel for SiglipModel {
     fn max_text_length(&self) -> usize {
         self.text
             .as_ref()
-            .map_or(0, |t| t.spec.max_position_embeddings)
+            .map_or(0, |t| t.tower.spec.max_position_embeddings)
     }
 
     fn image_size(&self) -> (usize, usize) {
