@@ -144,34 +144,14 @@ impl Blip2Spec {
                 "the Q-Former's text input (InstructBLIP-style) is not supported",
             ));
         }
-        let text_config = config
-            .get("text_config")
-            .cloned()
-            .unwrap_or_else(|| serde_json::json!({"model_type": "opt"}));
-        let text_model_type = text_config
-            .get("model_type")
-            .and_then(Value::as_str)
-            .unwrap_or("opt")
-            .to_string();
-        let image_token_id = ["image_token_id", "image_token_index"]
-            .iter()
-            .find_map(|k| f.raw(k))
-            .map(|v| {
-                v.as_u64()
-                    .filter(|&n| n <= u64::from(u32::MAX))
-                    .map(|n| n as u32)
-                    .ok_or_else(|| {
-                        Error::config("image_token_id", format!("must be a token id, got {v}"))
-                    })
-            })
-            .transpose()?
-            .ok_or_else(|| {
-                Error::config(
-                    "image_token_id",
-                    "is required (checkpoints from before transformers 4.47 lack it: their \
+        let (text_config, text_model_type) = super::text_config(config, "opt");
+        let image_token_id = super::image_token_id(&f)?.ok_or_else(|| {
+            Error::config(
+                "image_token_id",
+                "is required (checkpoints from before transformers 4.47 lack it: their \
                      prompts carry no image tokens)",
-                )
-            })?;
+            )
+        })?;
         Ok(Self {
             vision,
             image_size,

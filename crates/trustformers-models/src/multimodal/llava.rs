@@ -77,28 +77,8 @@ impl LlavaSpec {
             },
             14,
         )?;
-        let text_config = config
-            .get("text_config")
-            .cloned()
-            .unwrap_or_else(|| serde_json::json!({"model_type": "llama"}));
-        let text_model_type = text_config
-            .get("model_type")
-            .and_then(Value::as_str)
-            .unwrap_or("llama")
-            .to_string();
-        let image_token_id = ["image_token_id", "image_token_index"]
-            .iter()
-            .find_map(|k| f.raw(k))
-            .map(|v| {
-                v.as_u64()
-                    .filter(|&n| n <= u64::from(u32::MAX))
-                    .map(|n| n as u32)
-                    .ok_or_else(|| {
-                        Error::config("image_token_id", format!("must be a token id, got {v}"))
-                    })
-            })
-            .transpose()?
-            .unwrap_or(32000);
+        let (text_config, text_model_type) = super::text_config(config, "llama");
+        let image_token_id = super::image_token_id(&f)?.unwrap_or(32000);
         let layers = match f.raw("vision_feature_layer") {
             None => vec![-2],
             Some(Value::Array(items)) => items

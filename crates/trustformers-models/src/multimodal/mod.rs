@@ -112,6 +112,40 @@ macro_rules! causal_lm_by_language_model {
 }
 pub(crate) use causal_lm_by_language_model;
 
+/// A multimodal config's `text_config` (an empty one of `default_type` when absent) and its
+/// `model_type`.
+pub(crate) fn text_config(
+    config: &serde_json::Value,
+    default_type: &str,
+) -> (serde_json::Value, String) {
+    let text = config
+        .get("text_config")
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!({ "model_type": default_type }));
+    let model_type = text
+        .get("model_type")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or(default_type)
+        .to_string();
+    (text, model_type)
+}
+
+/// `image_token_id` (or its older name `image_token_index`), when the config has it.
+pub(crate) fn image_token_id(f: &trustformers_core::config::Fields<'_>) -> Result<Option<u32>> {
+    ["image_token_id", "image_token_index"]
+        .iter()
+        .find_map(|k| f.raw(k))
+        .map(|v| {
+            v.as_u64()
+                .filter(|&n| n <= u64::from(u32::MAX))
+                .map(|n| n as u32)
+                .ok_or_else(|| {
+                    Error::config("image_token_id", format!("must be a token id, got {v}"))
+                })
+        })
+        .transpose()
+}
+
 /// How a model's processor puts images in a prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImagePlacement {
