@@ -235,112 +235,8 @@ pub type ImageBuilder =
 pub type MultimodalBuilder =
     fn(&str, &Value, &Weights, &RuntimeOptions) -> Result<Box<dyn VisionLanguageModel>>;
 
-fn llava(
-    model_type: &str,
-    config: &Value,
-    vb: &Weights,
-    runtime: &RuntimeOptions,
-) -> Result<Box<dyn VisionLanguageModel>> {
-    let spec = multimodal::llava::LlavaSpec::from_config(config)?;
-    Ok(Box::new(
-        multimodal::llava::LlavaForConditionalGeneration::new(model_type, &spec, vb, runtime)?,
-    ))
-}
-
-fn blip2(
-    model_type: &str,
-    config: &Value,
-    vb: &Weights,
-    runtime: &RuntimeOptions,
-) -> Result<Box<dyn VisionLanguageModel>> {
-    let spec = multimodal::blip2::Blip2Spec::from_config(config)?;
-    Ok(Box::new(
-        multimodal::blip2::Blip2ForConditionalGeneration::new(model_type, &spec, vb, runtime)?,
-    ))
-}
-
-/// A multimodal checkpoint's `language_model.*` tensors under the names of its text model's
-/// architecture (BLIP-2's OPT keeps `model.decoder.*`).
-fn language_model_names(name: &str, config: &Value) -> Option<StoredName> {
-    let rest = name.strip_prefix("language_model.")?;
-    let text = config.get("text_config")?;
-    let text_type = text.get("model_type")?.as_str()?;
-    let names = by_model_type(text_type).ok()?.tensor_names?;
-    let stored = names(rest, text)?;
-    Some(StoredName {
-        name: format!("language_model.{}", stored.name),
-        ..stored
-    })
-}
-
 /// Builds an image-text model of a `model_type` from its config and weights.
 pub type ImageTextBuilder = fn(&str, &Value, &Weights) -> Result<Box<dyn ImageTextModel>>;
-
-fn vit(
-    model_type: &str,
-    config: &Value,
-    task: VisionTask,
-    num_labels: usize,
-    vb: &Weights,
-) -> Result<Box<dyn ImageModel>> {
-    let spec = vision::vit::VitSpec::from_config(config, model_type)?;
-    Ok(Box::new(vision::vit::VitModel::new(
-        model_type, &spec, task, num_labels, vb,
-    )?))
-}
-
-/// The vision tower of an image-text model is an image model with no head.
-fn no_head(model_type: &str, task: VisionTask) -> Result<()> {
-    match task {
-        VisionTask::Base => Ok(()),
-        VisionTask::ImageClassification => Err(Error::InvalidInput(format!(
-            "`{model_type}` has no image classification head (use zero-shot image \
-             classification)"
-        ))),
-    }
-}
-
-fn clip_vision(
-    model_type: &str,
-    config: &Value,
-    task: VisionTask,
-    _: usize,
-    vb: &Weights,
-) -> Result<Box<dyn ImageModel>> {
-    no_head(model_type, task)?;
-    let spec = vision::clip::ClipSpec::from_config(config, model_type)?;
-    Ok(Box::new(vision::clip::ClipVisionModel::new(
-        model_type, &spec, vb,
-    )?))
-}
-
-fn clip(model_type: &str, config: &Value, vb: &Weights) -> Result<Box<dyn ImageTextModel>> {
-    let spec = vision::clip::ClipSpec::from_config(config, model_type)?;
-    Ok(Box::new(vision::clip::ClipModel::new(
-        model_type, &spec, vb,
-    )?))
-}
-
-fn siglip_vision(
-    model_type: &str,
-    config: &Value,
-    task: VisionTask,
-    _: usize,
-    vb: &Weights,
-) -> Result<Box<dyn ImageModel>> {
-    no_head(model_type, task)?;
-    let spec = vision::siglip::SiglipSpec::from_config(config, model_type)?;
-    Ok(Box::new(vision::siglip::SiglipVisionModel::new(
-        model_type, &spec, vb,
-    )?))
-}
-
-fn siglip(model_type: &str, config: &Value, vb: &Weights) -> Result<Box<dyn ImageTextModel>> {
-    let spec = vision::siglip::SiglipSpec::from_config(config, model_type)?;
-    Ok(Box::new(vision::siglip::SiglipModel::new(
-        model_type, &spec, vb,
-    )?))
-}
 
 /// Builds a state-space language model of a `model_type` from its config and weights.
 pub type StateSpaceBuilder =
@@ -784,16 +680,16 @@ pub const ARCHITECTURES: &[Architecture] = &[
     ),
     A::encoder_decoder("pegasus", bart),
     // Vision and image-text models.
-    A::vision("vit", vit, None),
-    A::vision("deit", vit, None),
-    A::vision("clip", clip_vision, Some(clip)),
-    A::vision("clip_vision_model", clip_vision, None),
-    A::vision("clip_text_model", clip_vision, Some(clip)),
-    A::vision("siglip", siglip_vision, Some(siglip)),
-    A::vision("siglip_vision_model", siglip_vision, None),
+    A::vision("vit", vision::vit, None),
+    A::vision("deit", vision::vit, None),
+    A::vision("clip", vision::clip_vision, Some(vision::clip)),
+    A::vision("clip_vision_model", vision::clip_vision, None),
+    A::vision("clip_text_model", vision::clip_vision, Some(vision::clip)),
+    A::vision("siglip", vision::siglip_vision, Some(vision::siglip)),
+    A::vision("siglip_vision_model", vision::siglip_vision, None),
     // Vision-language models.
-    A::multimodal("llava", llava),
-    A::multimodal("blip-2", blip2).names(language_model_names),
+    A::multimodal("llava", multimodal::llava),
+    A::multimodal("blip-2", multimodal::blip2).names(multimodal::language_model_names),
 ];
 
 fn known() -> Vec<&'static str> {

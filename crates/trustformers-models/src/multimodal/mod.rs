@@ -9,10 +9,13 @@
 pub mod blip2;
 pub mod llava;
 
+use crate::traits::RuntimeOptions;
 use crate::traits::{CausalLM, CausalLmOutput, ForwardOptions};
 use crate::DecoderForCausalLM;
 use candle_core::{DType, Device, Tensor};
+use serde_json::Value;
 use trustformers_core::{Error, Result};
+use trustformers_core::{StoredName, Weights};
 use trustformers_nn::Cache;
 
 /// The inputs embeddings of `input_ids` with the image tokens' rows replaced, in order, by
@@ -291,4 +294,46 @@ impl CausalLM for WithImages<'_> {
     fn dtype(&self) -> DType {
         self.model.dtype()
     }
+}
+
+/// Builds LLaVA (the registry's `llava` entry).
+pub fn llava(
+    model_type: &str,
+    config: &Value,
+    vb: &Weights,
+    runtime: &RuntimeOptions,
+) -> Result<Box<dyn VisionLanguageModel>> {
+    let spec = llava::LlavaSpec::from_config(config)?;
+    Ok(Box::new(llava::LlavaForConditionalGeneration::new(
+        model_type, &spec, vb, runtime,
+    )?))
+}
+
+/// Builds BLIP-2 (the registry's `blip-2` entry).
+pub fn blip2(
+    model_type: &str,
+    config: &Value,
+    vb: &Weights,
+    runtime: &RuntimeOptions,
+) -> Result<Box<dyn VisionLanguageModel>> {
+    let spec = blip2::Blip2Spec::from_config(config)?;
+    Ok(Box::new(blip2::Blip2ForConditionalGeneration::new(
+        model_type, &spec, vb, runtime,
+    )?))
+}
+
+/// A multimodal checkpoint's `language_model.*` tensors under the names of its text model's
+/// architecture (BLIP-2's OPT keeps `model.decoder.*`).
+pub fn language_model_names(name: &str, config: &Value) -> Option<StoredName> {
+    let rest = name.strip_prefix("language_model.")?;
+    let text = config.get("text_config")?;
+    let text_type = text.get("model_type")?.as_str()?;
+    let names = crate::registry::by_model_type(text_type)
+        .ok()?
+        .tensor_names?;
+    let stored = names(rest, text)?;
+    Some(StoredName {
+        name: format!("language_model.{}", stored.name),
+        ..stored
+    })
 }

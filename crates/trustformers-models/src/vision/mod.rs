@@ -12,6 +12,7 @@ pub mod siglip;
 pub mod vit;
 
 use candle_core::{Tensor, D};
+use serde_json::Value;
 use trustformers_core::config::Fields;
 use trustformers_core::{Error, Result, Weights};
 use trustformers_nn::{Activation, BidirectionalAttention, LayerNorm, Linear};
@@ -362,4 +363,69 @@ pub fn pair(f: &Fields<'_>, field: &str, default: usize) -> Result<(usize, usize
             })
         }
     }
+}
+
+/// Builds ViT or DeiT (the registry's `vit` and `deit` entries).
+pub fn vit(
+    model_type: &str,
+    config: &Value,
+    task: VisionTask,
+    num_labels: usize,
+    vb: &Weights,
+) -> Result<Box<dyn ImageModel>> {
+    let spec = vit::VitSpec::from_config(config, model_type)?;
+    Ok(Box::new(vit::VitModel::new(
+        model_type, &spec, task, num_labels, vb,
+    )?))
+}
+
+/// The vision tower of an image-text model is an image model with no head.
+fn no_head(model_type: &str, task: VisionTask) -> Result<()> {
+    match task {
+        VisionTask::Base => Ok(()),
+        VisionTask::ImageClassification => Err(Error::InvalidInput(format!(
+            "`{model_type}` has no image classification head (use zero-shot image \
+             classification)"
+        ))),
+    }
+}
+
+/// Builds a CLIP vision tower as an image model.
+pub fn clip_vision(
+    model_type: &str,
+    config: &Value,
+    task: VisionTask,
+    _: usize,
+    vb: &Weights,
+) -> Result<Box<dyn ImageModel>> {
+    no_head(model_type, task)?;
+    let spec = clip::ClipSpec::from_config(config, model_type)?;
+    Ok(Box::new(clip::ClipVisionModel::new(model_type, &spec, vb)?))
+}
+
+/// Builds CLIP (or a tower alone) as an image-text model.
+pub fn clip(model_type: &str, config: &Value, vb: &Weights) -> Result<Box<dyn ImageTextModel>> {
+    let spec = clip::ClipSpec::from_config(config, model_type)?;
+    Ok(Box::new(clip::ClipModel::new(model_type, &spec, vb)?))
+}
+
+/// Builds a SigLIP vision tower as an image model.
+pub fn siglip_vision(
+    model_type: &str,
+    config: &Value,
+    task: VisionTask,
+    _: usize,
+    vb: &Weights,
+) -> Result<Box<dyn ImageModel>> {
+    no_head(model_type, task)?;
+    let spec = siglip::SiglipSpec::from_config(config, model_type)?;
+    Ok(Box::new(siglip::SiglipVisionModel::new(
+        model_type, &spec, vb,
+    )?))
+}
+
+/// Builds SigLIP as an image-text model.
+pub fn siglip(model_type: &str, config: &Value, vb: &Weights) -> Result<Box<dyn ImageTextModel>> {
+    let spec = siglip::SiglipSpec::from_config(config, model_type)?;
+    Ok(Box::new(siglip::SiglipModel::new(model_type, &spec, vb)?))
 }
