@@ -6,9 +6,7 @@
 //! places of the prompt's image tokens (the processor puts `num_query_tokens` of them before
 //! the text).
 
-use super::{
-    causal_lm_by_language_model, merge_image_features, ImagePlacement, VisionLanguageModel,
-};
+use super::{causal_lm_by_language_model, ImagePlacement, VisionLanguageModel};
 use crate::hf_config::limits;
 use crate::registry;
 use crate::traits::{CausalLM, CausalLmOutput, ForwardOptions, RuntimeOptions};
@@ -384,11 +382,6 @@ impl Blip2ForConditionalGeneration {
         self.qformer
             .forward(&self.vision_last_hidden_state(pixel_values)?)
     }
-
-    /// The language model.
-    pub fn language_model(&self) -> &DecoderForCausalLM {
-        &self.language
-    }
 }
 
 impl VisionLanguageModel for Blip2ForConditionalGeneration {
@@ -422,23 +415,8 @@ impl VisionLanguageModel for Blip2ForConditionalGeneration {
         ])
     }
 
-    fn forward_with_images(
-        &self,
-        input_ids: &Tensor,
-        positions: &Tensor,
-        image_features: &Tensor,
-        opts: &ForwardOptions,
-        cache: &mut Cache,
-    ) -> Result<CausalLmOutput> {
-        let embeds = merge_image_features(
-            &self.language,
-            input_ids,
-            image_features,
-            self.spec.image_token_id,
-            self.spec.num_query_tokens,
-        )?;
-        self.language
-            .forward_embeds(&embeds, positions, opts, cache)
+    fn language_model(&self) -> &DecoderForCausalLM {
+        &self.language
     }
 }
 

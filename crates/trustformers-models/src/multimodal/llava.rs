@@ -9,7 +9,7 @@
 //! tower itself), and that of transformers 4.52-4.57 (`model.vision_tower.vision_model`,
 //! `model.multi_modal_projector`, `model.language_model`, `lm_head`).
 
-use super::{causal_lm_by_language_model, merge_image_features, VisionLanguageModel};
+use super::{causal_lm_by_language_model, VisionLanguageModel};
 use crate::registry;
 use crate::traits::{CausalLM, CausalLmOutput, ForwardOptions, RuntimeOptions};
 use crate::vision::clip::{ClipVisionSpec, ClipVisionTower};
@@ -208,11 +208,6 @@ impl LlavaForConditionalGeneration {
             language,
         })
     }
-
-    /// The language model.
-    pub fn language_model(&self) -> &DecoderForCausalLM {
-        &self.language
-    }
 }
 
 impl VisionLanguageModel for LlavaForConditionalGeneration {
@@ -253,23 +248,8 @@ impl VisionLanguageModel for LlavaForConditionalGeneration {
         self.spec.vision.image_size
     }
 
-    fn forward_with_images(
-        &self,
-        input_ids: &Tensor,
-        positions: &Tensor,
-        image_features: &Tensor,
-        opts: &ForwardOptions,
-        cache: &mut Cache,
-    ) -> Result<CausalLmOutput> {
-        let embeds = merge_image_features(
-            &self.language,
-            input_ids,
-            image_features,
-            self.spec.image_token_id,
-            self.spec.image_seq_length(),
-        )?;
-        self.language
-            .forward_embeds(&embeds, positions, opts, cache)
+    fn language_model(&self) -> &DecoderForCausalLM {
+        &self.language
     }
 }
 

@@ -186,6 +186,9 @@ pub trait VisionLanguageModel: CausalLM {
         Ok(Vec::new())
     }
 
+    /// The decoder that reads the prompt.
+    fn language_model(&self) -> &DecoderForCausalLM;
+
     /// Logits for `input_ids` whose image tokens take the rows of `image_features`, in order
     /// (every row of a batch its own images' features).
     fn forward_with_images(
@@ -195,7 +198,17 @@ pub trait VisionLanguageModel: CausalLM {
         image_features: &Tensor,
         opts: &ForwardOptions,
         cache: &mut Cache,
-    ) -> Result<CausalLmOutput>;
+    ) -> Result<CausalLmOutput> {
+        let language = self.language_model();
+        let embeds = merge_image_features(
+            language,
+            input_ids,
+            image_features,
+            self.image_token_id(),
+            self.image_seq_length(),
+        )?;
+        language.forward_embeds(&embeds, positions, opts, cache)
+    }
 }
 
 /// A vision-language model with the features of one prompt's images: the first pass over a
@@ -242,14 +255,13 @@ impl CausalLM for WithImages<'_> {
         opts: &ForwardOptions,
         cache: &mut Cache,
     ) -> Result<CausalLmOutput> {
+        // Decode steps (a cache holding the prompt) are text: no look at the ids.
+        if cache.seq_len() != 0 {
+            return self.model.forward_with(input_ids, positions, opts, cache);
+        }
         let tokens = self.image_tokens(input_ids)?;
         if tokens == 0 {
             return self.model.forward_with(input_ids, positions, opts, cache);
-        }
-        if cache.seq_len() != 0 {
-            return Err(Error::InvalidInput(
-                "image tokens after the prompt: images go in the prompt".into(),
-            ));
         }
         let rows = input_ids.dim(0)?;
         let per_row = self.features.dim(0)?;
