@@ -70,10 +70,8 @@ fn run_with_images(args: &ChatArgs) -> Result<()> {
     let config = args.generation.apply(&session.generation)?;
     check_one_reply(&config)?;
     let images: Vec<ImageInput<'_>> = args.image.iter().map(|p| ImageInput::Path(p)).collect();
-    // Decode them once now, so a bad file is reported before the first message.
-    for image in &images {
-        image.load()?;
-    }
+    // Their features once, for every turn (a bad file is reported before the first message).
+    let features = session.image_features(&images)?;
     let system: Vec<Message> = args
         .system
         .iter()
@@ -92,7 +90,7 @@ fn run_with_images(args: &ChatArgs) -> Result<()> {
             });
             let reply = session
                 .prompt_ids(&history, images.len())
-                .and_then(|ids| session.generate(&ids, &images, &config, on_piece));
+                .and_then(|ids| session.generate_with_features(&ids, &features, &config, on_piece));
             match reply {
                 Ok(out) => {
                     history.push(Message::new("assistant", out.text));

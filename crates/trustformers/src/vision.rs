@@ -4,7 +4,7 @@
 use crate::auto::{AutoConfig, LoadOptions, ModelConfig};
 use std::path::Path;
 use trustformers_core::config::read_json;
-use trustformers_core::{Error, Result};
+use trustformers_core::{Error, Result, Tensor};
 use trustformers_generate::{generate_text, GenerationConfig, TextOutput};
 use trustformers_models::encoder::heads::id2label;
 use trustformers_models::multimodal::{ImagePlacement, VisionLanguageModel, WithImages};
@@ -288,6 +288,26 @@ impl VisionLanguageModelSession {
         }
     }
 
+    /// The features of `images` (decoded and preprocessed as the processor does), for
+    /// [`Self::generate_with_features`]: computed once, they serve every turn of a chat.
+    pub fn image_features(&self, images: &[ImageInput<'_>]) -> Result<ImageFeatures> {
+        if images.is_empty() {
+            return Ok(ImageFeatures {
+                images: 0,
+                features: None,
+            });
+        }
+        let decoded = images
+            .iter()
+            .map(ImageInput::load)
+            .collect::<Result<Vec<_>>>()?;
+        let pixels = self.processor.preprocess(&decoded, &self.device)?;
+        Ok(ImageFeatures {
+            images: images.len(),
+            features: Some(self.model.image_features(&pixels)?),
+        })
+    }
+
     /// Generates text after `ids` (a prompt with one image token block per image, in order),
     /// streaming it to `on_text` (which returns `false` to stop).
     pub fn generate(
@@ -297,30 +317,50 @@ impl VisionLanguageModelSession {
         config: &GenerationConfig,
         on_text: impl FnMut(&str) -> bool,
     ) -> Result<TextOutput> {
+        self.check_image_tokens(ids, images.len())?;
+        let features = self.image_features(images)?;
+        self.generate_with_features(ids, &features, config, on_text)
+    }
+
+    /// [`Self::generate`] with the images' features already computed.
+    pub fn generate_with_features(
+        &self,
+        ids: &[u32],
+        images: &ImageFeatures,
+        config: &GenerationConfig,
+        on_text: impl FnMut(&str) -> bool,
+    ) -> Result<TextOutput> {
+        self.check_image_tokens(ids, images.images)?;
+        match &images.features {
+            None => generate_text(&*self.model, &self.tokenizer, ids, config, on_text),
+            Some(features) => {
+                let model = WithImages::new(self.model.as_ref(), features)?;
+                generate_text(&model, &self.tokenizer, ids, config, on_text)
+            }
+        }
+    }
+
+    /// Refuses a prompt whose image tokens are not those of `images` images.
+    fn check_image_tokens(&self, ids: &[u32], images: usize) -> Result<()> {
         let image_id = self.model.image_token_id();
         let blocks = ids.iter().filter(|&&t| t == image_id).count();
-        let expected = images.len() * self.model.image_seq_length();
-        if blocks != expected {
+        if blocks != images * self.model.image_seq_length() {
             return Err(Error::InvalidInput(format!(
-                "the prompt has {blocks} image tokens for {} images ({} tokens each): give the \
-                 images the prompt was made for (one `{}` per image)",
-                images.len(),
+                "the prompt has {blocks} image tokens for {images} images ({} tokens each): \
+                 give the images the prompt was made for (one `{}` per image)",
                 self.model.image_seq_length(),
                 self.image_token
             )));
         }
-        if images.is_empty() {
-            return generate_text(&*self.model, &self.tokenizer, ids, config, on_text);
-        }
-        let decoded = images
-            .iter()
-            .map(ImageInput::load)
-            .collect::<Result<Vec<_>>>()?;
-        let pixels = self.processor.preprocess(&decoded, &self.device)?;
-        let features = self.model.image_features(&pixels)?;
-        let model = WithImages::new(self.model.as_ref(), &features)?;
-        generate_text(&model, &self.tokenizer, ids, config, on_text)
+        Ok(())
     }
+}
+
+/// The features of a prompt's images ([`VisionLanguageModelSession::image_features`]).
+pub struct ImageFeatures {
+    images: usize,
+    /// `[images, image tokens, hidden]`; `None` without images.
+    features: Option<Tensor>,
 }
 
 /// A user message of images and text, as chat templates of vision-language models take it.
