@@ -4,8 +4,8 @@
 //! checkpoints, `clip_vision_model`).
 
 use super::{
-    check_pixels, l2_normalize, pair, ImageModel, ImageTextModel, ImageTextOutput, PreNormEncoder,
-    ScoreKind, TowerSpec, VisionOutput, CLIP_NAMES,
+    check_pixels, pair, ImageModel, ImageTextModel, ImageTextOutput, PreNormEncoder, ScoreKind,
+    TowerSpec, VisionOutput, CLIP_NAMES,
 };
 use crate::hf_config::{self, limits};
 use candle_core::{DType, Tensor};
@@ -428,19 +428,17 @@ impl ImageTextModel for ClipModel {
         let pooled = v
             .pooler_output
             .ok_or_else(|| Error::InvalidInput("the vision tower has no pooler".into()))?;
-        let image_embeds = l2_normalize(&project(pooled, visual_proj.as_ref(), "visual")?)?;
+        let image_features = project(pooled, visual_proj.as_ref(), "visual")?;
         let (text_last, text_pooled) = text.forward(input_ids, attention_mask)?;
-        let text_embeds = l2_normalize(&project(text_pooled, text_proj.as_ref(), "text")?)?;
-        let scale = self.scale.unwrap_or(1.0);
-        let logits_per_text = (text_embeds.matmul(&image_embeds.t()?)? * f64::from(scale))?;
-        Ok(ImageTextOutput {
-            logits_per_image: logits_per_text.t()?.contiguous()?,
-            logits_per_text,
-            text_embeds,
-            image_embeds,
-            text_last_hidden_state: text_last,
-            vision_last_hidden_state: v.last_hidden_state,
-        })
+        let text_features = project(text_pooled, text_proj.as_ref(), "text")?;
+        ImageTextOutput::from_features(
+            &text_features,
+            &image_features,
+            self.scale.unwrap_or(1.0),
+            0.0,
+            text_last,
+            v.last_hidden_state,
+        )
     }
 
     fn score_kind(&self) -> ScoreKind {

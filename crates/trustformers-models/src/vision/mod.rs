@@ -80,6 +80,33 @@ pub struct ImageTextOutput {
     pub vision_last_hidden_state: Tensor,
 }
 
+impl ImageTextOutput {
+    /// The outputs from both towers' features (not yet normalized) and last hidden states:
+    /// `logits_per_text = cos(text, image) * scale + bias` (CLIP's bias is 0).
+    pub fn from_features(
+        text_features: &Tensor,
+        image_features: &Tensor,
+        scale: f32,
+        bias: f32,
+        text_last_hidden_state: Tensor,
+        vision_last_hidden_state: Tensor,
+    ) -> Result<Self> {
+        let text_embeds = l2_normalize(text_features)?;
+        let image_embeds = l2_normalize(image_features)?;
+        let logits_per_text = text_embeds
+            .matmul(&image_embeds.t()?)?
+            .affine(f64::from(scale), f64::from(bias))?;
+        Ok(Self {
+            logits_per_image: logits_per_text.t()?.contiguous()?,
+            logits_per_text,
+            text_embeds,
+            image_embeds,
+            text_last_hidden_state,
+            vision_last_hidden_state,
+        })
+    }
+}
+
 /// How an image-text model's logits become probabilities over candidate labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScoreKind {

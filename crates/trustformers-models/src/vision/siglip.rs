@@ -6,8 +6,8 @@
 
 use super::clip::{ClipTextSpec, ClipVisionSpec, TextTower};
 use super::{
-    attend, check_pixels, l2_normalize, ImageModel, ImageTextModel, ImageTextOutput,
-    PreNormEncoder, ScoreKind, TowerSpec, VisionOutput, CLIP_NAMES,
+    attend, check_pixels, ImageModel, ImageTextModel, ImageTextOutput, PreNormEncoder, ScoreKind,
+    TowerSpec, VisionOutput, CLIP_NAMES,
 };
 use crate::hf_config::limits;
 use candle_core::Tensor;
@@ -303,20 +303,15 @@ impl ImageTextModel for SiglipModel {
         let pooled = v
             .pooler_output
             .ok_or_else(|| Error::InvalidInput("the vision tower has no pooling head".into()))?;
-        let image_embeds = l2_normalize(&pooled)?;
         let (text_last, text_pooled) = text.forward(input_ids, attention_mask)?;
-        let text_embeds = l2_normalize(&text_pooled)?;
-        let logits_per_text = text_embeds
-            .matmul(&image_embeds.t()?)?
-            .affine(f64::from(scale), f64::from(bias))?;
-        Ok(ImageTextOutput {
-            logits_per_image: logits_per_text.t()?.contiguous()?,
-            logits_per_text,
-            text_embeds,
-            image_embeds,
-            text_last_hidden_state: text_last,
-            vision_last_hidden_state: v.last_hidden_state,
-        })
+        ImageTextOutput::from_features(
+            &text_pooled,
+            &pooled,
+            scale,
+            bias,
+            text_last,
+            v.last_hidden_state,
+        )
     }
 
     fn score_kind(&self) -> ScoreKind {
