@@ -16,7 +16,7 @@ use trustformers::models::decoder::default_positions;
 use trustformers::models::ForwardOptions;
 use trustformers::nn::profile::{self, Part};
 use trustformers::pipelines::{EmbedParams, SentenceTransformer};
-use trustformers::{resolve_model, Cache, CausalLM, LoadOptions, Tensor};
+use trustformers::{resolve_model, Cache, CausalLM, Tensor};
 
 /// What `bench` measures.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -413,8 +413,8 @@ fn bench_images(args: &BenchArgs) -> Result<()> {
         .map(|p| p.as_path())
         .collect();
     let images: Vec<ImageInput<'_>> = files.iter().map(|p| ImageInput::Path(p)).collect();
+    let opts = args.model.load_options()?;
     let start = Instant::now();
-    let opts = LoadOptions::default();
     let (what, run): (&str, Box<dyn Fn() -> Result<()>>) = if config.architecture.is_image_text() {
         let model = ImageTextEmbedder::from_pretrained(&path, &opts)?;
         (
@@ -489,8 +489,9 @@ fn bench_embeddings(args: &BenchArgs) -> Result<()> {
         .as_deref()
         .unwrap_or(crate::embed::DEFAULT_EMBEDDING_MODEL);
     let path = resolve_model(Some(name))?;
+    let opts = args.model.load_options()?;
     let start = Instant::now();
-    let model = SentenceTransformer::from_pretrained(&path, &LoadOptions::default())?;
+    let model = SentenceTransformer::from_pretrained(&path, &opts)?;
     let load_s = start.elapsed().as_secs_f64();
     let params = EmbedParams::default();
     let time = |texts: &[String]| -> Result<f64> {
@@ -511,6 +512,7 @@ fn bench_embeddings(args: &BenchArgs) -> Result<()> {
         "model": name,
         "threads": candle_core::utils::get_num_threads(),
         "repetitions": args.repetitions,
+        "dtype": args.model.dtype.as_deref().unwrap_or("f32"),
         "load_s": load_s,
         "batch32_len16_sentences_per_s": b16,
         "batch32_len128_sentences_per_s": b128,

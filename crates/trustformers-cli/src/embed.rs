@@ -8,7 +8,7 @@ use serde_json::json;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use trustformers::pipelines::{EmbedParams, ImageTextEmbedder, SentenceTransformer};
-use trustformers::{resolve_model, AutoConfig, ImageInput, LoadOptions};
+use trustformers::{resolve_model, AutoConfig, ImageInput};
 
 /// The model `embed` uses without `--model`.
 pub const DEFAULT_EMBEDDING_MODEL: &str = "all-minilm-l6-v2";
@@ -34,12 +34,17 @@ pub struct EmbedArgs {
     /// Texts per forward pass.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
+    /// Compute dtype (f32, f16, bf16), or q8: int8 weights and activations (encoders only;
+    /// onnxruntime's dynamic quantization).
+    #[arg(long)]
+    dtype: Option<String>,
     /// The texts; one per line from stdin when none are given.
     texts: Vec<String>,
 }
 
 pub fn run(args: &EmbedArgs) -> Result<()> {
     let name = args.model.as_deref().unwrap_or(DEFAULT_EMBEDDING_MODEL);
+    let opts = crate::options::dtype_load_options(args.dtype.as_deref())?;
     let path = resolve_model(Some(name))?;
     let image_text = AutoConfig::from_pretrained(&path)
         .map(|c| c.architecture.is_image_text())
@@ -54,7 +59,7 @@ pub fn run(args: &EmbedArgs) -> Result<()> {
         bail!("give texts or --image files, not both");
     }
     let embeddings = if image_text {
-        let model = ImageTextEmbedder::from_pretrained(&path, &LoadOptions::default())
+        let model = ImageTextEmbedder::from_pretrained(&path, &opts)
             .with_context(|| format!("loading {}", path.display()))?;
         let mut all = Vec::new();
         if args.image.is_empty() {
@@ -73,7 +78,7 @@ pub fn run(args: &EmbedArgs) -> Result<()> {
         all
     } else {
         let texts = texts(args)?;
-        let model = SentenceTransformer::from_pretrained(&path, &LoadOptions::default())
+        let model = SentenceTransformer::from_pretrained(&path, &opts)
             .with_context(|| format!("loading {}", path.display()))?;
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let params = EmbedParams {

@@ -13,7 +13,8 @@ pub struct ModelArgs {
     /// (smollm2-135m-instruct, gemma-3-270m); default smollm2-135m-instruct, fetched once.
     #[arg(long)]
     pub model: Option<String>,
-    /// Compute dtype (f32, f16, bf16); for a GGUF file this dequantizes the weights.
+    /// Compute dtype (f32, f16, bf16; for a GGUF file this dequantizes the weights), or q8:
+    /// int8 weights and activations for encoder models (`bench --task feature-extraction`).
     #[arg(long)]
     pub dtype: Option<String>,
     /// What the KV cache keeps keys and values as (f32, f16); default f16 for quantized
@@ -33,12 +34,7 @@ pub struct ModelArgs {
 impl ModelArgs {
     /// The load options these flags ask for, checked before anything is read.
     pub fn load_options(&self) -> Result<LoadOptions> {
-        let dtype = self
-            .dtype
-            .as_deref()
-            .map(trustformers::core::parse_dtype)
-            .transpose()
-            .context("--dtype")?;
+        let (dtype, quantize) = parse_dtype_flag(self.dtype.as_deref())?;
         let kv_cache_dtype = self
             .kv_cache_dtype
             .as_deref()
@@ -53,6 +49,7 @@ impl ModelArgs {
             kv_cache_dtype,
             prefill_chunk: self.ubatch_size,
             adapter: self.adapter.clone(),
+            quantize,
             ..Default::default()
         };
         // Refused before the weights load, not after.
@@ -66,6 +63,29 @@ impl ModelArgs {
         let path = resolve_model(self.model.as_deref())?;
         LoadedModel::from_path(&path, &opts).with_context(|| format!("loading {}", path.display()))
     }
+}
+
+/// `--dtype`'s value as load settings: a compute dtype, or q8's int8 quantization.
+pub fn parse_dtype_flag(
+    value: Option<&str>,
+) -> Result<(
+    Option<trustformers::DType>,
+    Option<trustformers::Quantization>,
+)> {
+    match value {
+        Some(v) => Ok(trustformers::parse_load_dtype(v).context("--dtype")?),
+        None => Ok((None, None)),
+    }
+}
+
+/// Load options for `--dtype` alone (the encoder commands: `embed`, `pipeline`).
+pub fn dtype_load_options(value: Option<&str>) -> Result<LoadOptions> {
+    let (dtype, quantize) = parse_dtype_flag(value)?;
+    Ok(LoadOptions {
+        dtype,
+        quantize,
+        ..Default::default()
+    })
 }
 
 /// transformers' `early_stopping` values.

@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 use std::io::BufRead;
 use trustformers::pipelines::pipeline::run as run_pipeline;
 use trustformers::pipelines::*;
+use trustformers::resolve_model;
 use trustformers::tokenizers::TextInput;
-use trustformers::{resolve_model, LoadOptions};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Task {
@@ -130,6 +130,10 @@ pub struct PipelineArgs {
     /// zero-shot-classification: sequence/label pairs).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: u32,
+    /// Compute dtype (f32, f16, bf16), or q8: int8 weights and activations (encoder tasks;
+    /// onnxruntime's dynamic quantization).
+    #[arg(long)]
+    dtype: Option<String>,
     /// The inputs; one per line from stdin when none are given.
     inputs: Vec<String>,
 }
@@ -168,10 +172,10 @@ fn image_inputs(paths: &[String]) -> Vec<trustformers::ImageInput<'_>> {
 }
 
 pub fn run(args: &PipelineArgs) -> Result<()> {
+    let opts = crate::options::dtype_load_options(args.dtype.as_deref())?;
     let path = resolve_model(Some(&args.model))?;
     let texts = inputs(args)?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let opts = LoadOptions::default();
     let top_k = |default: Option<usize>| -> Result<Option<usize>> {
         match args.top_k.as_deref() {
             None => Ok(default),

@@ -61,6 +61,8 @@ pub(crate) struct Inner {
     /// the checkpoint.
     pub(crate) parameters: Option<Mutex<BTreeMap<String, Var>>>,
     pub(crate) lora: Option<crate::lora::LoraState>,
+    /// Whether linear layers quantize their weights to int8 ([`Weights::with_int8_linears`]).
+    pub(crate) int8_linears: bool,
 }
 
 /// A prefix into a checkpoint. Cheap to clone; all clones share the record of used tensors.
@@ -89,6 +91,7 @@ impl Weights {
                 used: Mutex::new(BTreeSet::new()),
                 parameters: None,
                 lora: None,
+                int8_linears: false,
             }),
             prefix: String::new(),
         }
@@ -104,6 +107,31 @@ impl Weights {
             inner.parameters = Some(Mutex::new(BTreeMap::new()));
         }
         weights
+    }
+
+    /// Asks the linear layers built from this loader to quantize their weights to int8 per
+    /// output channel (dynamic quantization: activations are quantized on every call).
+    /// Refused for a trainable loader.
+    pub fn with_int8_linears(mut self) -> Result<Self> {
+        if self.is_trainable() {
+            return Err(Error::InvalidInput(
+                "int8 weights cannot be trained: load in f32 to train".into(),
+            ));
+        }
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.int8_linears = true,
+            None => {
+                return Err(Error::InvalidInput(
+                    "with_int8_linears called on a shared loader".into(),
+                ))
+            }
+        }
+        Ok(self)
+    }
+
+    /// Whether linear layers quantize their weights to int8 ([`Self::with_int8_linears`]).
+    pub fn int8_linears(&self) -> bool {
+        self.inner.int8_linears
     }
 
     /// Whether tensors are loaded as trainable [`Var`]s.

@@ -10,6 +10,7 @@ use candle_core::{Device, Module, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::sync::Arc;
 use trustformers_nn::kernels::gemm::{gemm, PackedF32};
+use trustformers_nn::kernels::int8::{Int8Matrix, Int8Simd};
 use trustformers_nn::kernels::{for_qtensor, KQuantPanels};
 
 /// One way of computing `x W^T`.
@@ -51,6 +52,34 @@ fn dense(c: &mut Criterion) {
     group.finish();
 }
 
+/// Dynamically quantized int8 (`--dtype q8`) at MiniLM's shapes, each micro-kernel this CPU
+/// runs, next to the f32 GEMM in the group above.
+fn int8(c: &mut Criterion) {
+    let mut group = c.benchmark_group("int8");
+    group.sample_size(20);
+    for (m, n, k) in [
+        (512, 384, 384),
+        (512, 1536, 384),
+        (512, 384, 1536),
+        (4096, 384, 384),
+        (4096, 1536, 384),
+        (4096, 384, 1536),
+    ] {
+        let (a, w) = (values(m * k), values(n * k));
+        let q = Int8Matrix::quantize(&w, n, k).unwrap();
+        let name = format!("{m}x{n}x{k}");
+        group.throughput(Throughput::Elements((m * n * k) as u64));
+        for simd in [Int8Simd::Vnni, Int8Simd::Avx2, Int8Simd::Portable] {
+            if simd.available() && (simd != Int8Simd::Portable || m == 512) {
+                group.bench_with_input(BenchmarkId::new(format!("{simd:?}"), &name), &a, |b, a| {
+                    b.iter(|| q.matmul_with(simd, a, m, None, None).unwrap())
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
 fn quantized(c: &mut Criterion) {
     let m = 128;
     for (dtype, n, k) in [
@@ -88,5 +117,5 @@ fn quantized(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, dense, quantized);
+criterion_group!(benches, dense, int8, quantized);
 criterion_main!(benches);

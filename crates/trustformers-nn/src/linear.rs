@@ -3,6 +3,7 @@
 use crate::kernels::fused::Act;
 use crate::kernels::gemm::{self, PackedF32, Panels};
 use crate::kernels::gemv;
+use crate::kernels::int8::Int8Matrix;
 use crate::kernels::{self, KQuantPanels, QuantMatmul, GEMM_ROWS};
 use crate::profile::{self, Part};
 use crate::{Activation, Dropout};
@@ -33,6 +34,9 @@ enum LinearWeight {
     },
     /// Formats candle only has scalar code for, run by our kernels.
     Own(Arc<dyn QuantMatmul>),
+    /// Quantized per output channel to int8, run with activations quantized per row on
+    /// every call (onnxruntime's dynamic quantization; `--dtype q8`).
+    Int8(Arc<Int8Matrix>),
     /// A frozen f32 weight under training (LoRA's base layers): our GEMM forward, and in
     /// the graph only the input's gradient (`grad W`), never the weight's.
     Frozen {
@@ -72,6 +76,9 @@ impl Linear {
             Weight::Dense(w) if vb.freezes_base() && !w.track_op() => Self::shared_dense(w, bias),
             weight => Self::from_weight(weight, bias)?,
         };
+        if vb.int8_linears() {
+            layer = layer.to_int8()?;
+        }
         layer.lora = vb.lora_adapter(in_dim, out_dim)?;
         Ok(layer)
     }
@@ -119,6 +126,41 @@ impl Linear {
             bias,
             lora: None,
         })
+    }
+
+    /// This layer with its f32 weight quantized per output channel to int8, run with
+    /// activations quantized per row on every call (onnxruntime's `quantize_dynamic`). A
+    /// layer already ggml-quantized stays as it is (its kernels quantize the activations
+    /// too); a trainable one, or one under a LoRA adapter, is refused.
+    pub fn to_int8(&self) -> Result<Self> {
+        if self.is_trainable() {
+            return Err(trustformers_core::Error::InvalidInput(
+                "a trainable linear layer cannot be quantized to int8".into(),
+            ));
+        }
+        let weight = match &self.weight {
+            LinearWeight::Dense(w) => {
+                let w = w.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
+                let (n, k) = w.dims2()?;
+                let values: Vec<f32> = w.flatten_all()?.to_vec1()?;
+                LinearWeight::Int8(Arc::new(Int8Matrix::quantize(&values, n, k)?))
+            }
+            LinearWeight::Packed(w) | LinearWeight::Frozen { packed: w, .. } => {
+                let (n, k) = w.dims();
+                LinearWeight::Int8(Arc::new(Int8Matrix::quantize(&w.unpack(), n, k)?))
+            }
+            other => other.clone(),
+        };
+        Ok(Self {
+            weight,
+            bias: self.bias.clone(),
+            lora: None,
+        })
+    }
+
+    /// Whether the weight is int8 ([`Self::to_int8`]).
+    pub fn is_int8(&self) -> bool {
+        matches!(self.weight, LinearWeight::Int8(_))
     }
 
     /// Whether the weight or bias is trainable (in an autograd graph).
@@ -203,6 +245,7 @@ impl Linear {
             LinearWeight::Packed(w) => {
                 return gemm_forward(w.as_ref(), xs, self.bias.as_ref(), None)
             }
+            LinearWeight::Int8(w) => return int8_forward(w, xs, self.bias.as_ref(), None),
             LinearWeight::Frozen { w, packed } if crate::differentiable(&[xs]) => {
                 crate::autograd::frozen_matmul(xs, w, packed.clone())?
             }
@@ -247,6 +290,21 @@ impl Linear {
         if layers.iter().any(|l| l.lora.is_some()) {
             return Ok(None);
         }
+        let int8: Option<Vec<&Int8Matrix>> = layers
+            .iter()
+            .map(|l| match &l.weight {
+                LinearWeight::Int8(w) => Some(w.as_ref()),
+                _ => None,
+            })
+            .collect();
+        if let Some(weight) = int8.as_deref().and_then(Int8Matrix::stack) {
+            let dims: Vec<usize> = int8.iter().flatten().map(|w| w.dims().0).collect();
+            return Ok(Some(Self {
+                weight: LinearWeight::Int8(Arc::new(weight)),
+                bias: stacked_bias(layers, &dims)?,
+                lora: None,
+            }));
+        }
         let packed: Option<Vec<&PackedF32>> = layers
             .iter()
             .map(|l| match &l.weight {
@@ -257,22 +315,10 @@ impl Linear {
         let Some(weight) = packed.as_deref().and_then(PackedF32::stack) else {
             return Ok(None);
         };
-        let bias = if layers.iter().any(|l| l.bias.is_some()) {
-            let parts = layers
-                .iter()
-                .zip(packed.iter().flatten())
-                .map(|(l, w)| match &l.bias {
-                    Some(b) => Ok(b.to_dtype(DType::F32)?),
-                    None => Ok(Tensor::zeros(w.dims().0, DType::F32, &Device::Cpu)?),
-                })
-                .collect::<Result<Vec<Tensor>>>()?;
-            Some(Tensor::cat(&parts, 0)?)
-        } else {
-            None
-        };
+        let dims: Vec<usize> = packed.iter().flatten().map(|w| w.dims().0).collect();
         Ok(Some(Self {
             weight: LinearWeight::Packed(Arc::new(weight)),
-            bias,
+            bias: stacked_bias(layers, &dims)?,
             lora: None,
         }))
     }
@@ -283,10 +329,18 @@ impl Linear {
     /// # Shapes
     /// `xs`: `[..., in_dim]` -> `[..., out_dim]`.
     pub fn forward_activated(&self, xs: &Tensor, act: Activation) -> Result<Tensor> {
-        if let (LinearWeight::Packed(w), Some(kind), None) = (&self.weight, act.fused(), &self.lora)
-        {
-            let _timing = profile::scope(Part::Linear);
-            return gemm_forward(w.as_ref(), xs, self.bias.as_ref(), Some(kind));
+        if let (Some(kind), None) = (act.fused(), &self.lora) {
+            match &self.weight {
+                LinearWeight::Packed(w) => {
+                    let _timing = profile::scope(Part::Linear);
+                    return gemm_forward(w.as_ref(), xs, self.bias.as_ref(), Some(kind));
+                }
+                LinearWeight::Int8(w) => {
+                    let _timing = profile::scope(Part::Linear);
+                    return int8_forward(w, xs, self.bias.as_ref(), Some(kind));
+                }
+                _ => {}
+            }
         }
         act.forward(&self.forward(xs)?)
     }
@@ -379,6 +433,50 @@ fn rows_of(xs: &Tensor) -> usize {
     xs.dims()
         .split_last()
         .map_or(0, |(_, rows)| rows.iter().product())
+}
+
+/// The stacked layers' biases end to end (zeros for a layer without one; `dims`: each
+/// layer's outputs), or `None` when none has one.
+fn stacked_bias(layers: &[&Linear], dims: &[usize]) -> Result<Option<Tensor>> {
+    if layers.iter().all(|l| l.bias.is_none()) {
+        return Ok(None);
+    }
+    let parts = layers
+        .iter()
+        .zip(dims)
+        .map(|(l, &n)| match &l.bias {
+            Some(b) => Ok(b.to_dtype(DType::F32)?),
+            None => Ok(Tensor::zeros(n, DType::F32, &Device::Cpu)?),
+        })
+        .collect::<Result<Vec<Tensor>>>()?;
+    Ok(Some(Tensor::cat(&parts, 0)?))
+}
+
+/// `xs W^T (+ bias)`, then `act` if given, through the int8 kernels, in `xs`'s dtype.
+fn int8_forward(
+    w: &Int8Matrix,
+    xs: &Tensor,
+    bias: Option<&Tensor>,
+    act: Option<Act>,
+) -> Result<Tensor> {
+    let (out_dim, in_dim) = w.dims();
+    if xs.dims().last() != Some(&in_dim) {
+        return Err(trustformers_core::Error::ShapeMismatch {
+            name: "linear input".into(),
+            expected: vec![in_dim],
+            actual: xs.dims().to_vec(),
+        });
+    }
+    let rows = rows_of(xs);
+    let mut out_dims = xs.dims().to_vec();
+    if let Some(last) = out_dims.last_mut() {
+        *last = out_dim;
+    }
+    let ys = kernels::with_f32(xs, |x| match bias {
+        Some(b) => kernels::with_f32(b, |b| w.matmul(x, rows, Some(b), act)),
+        None => w.matmul(x, rows, None, act),
+    })?;
+    Ok(Tensor::from_vec(ys, out_dims, &Device::Cpu)?.to_dtype(xs.dtype())?)
 }
 
 /// `xs W^T (+ bias)`, then `act` if given, through our GEMM, in `xs`'s dtype.

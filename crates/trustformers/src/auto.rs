@@ -60,6 +60,32 @@ pub struct LoadOptions {
     /// A PEFT LoRA adapter directory (`adapter_config.json` + `adapter_model.safetensors`)
     /// merged into the weights it targets at load.
     pub adapter: Option<PathBuf>,
+    /// Weights quantized at load, beyond what the files hold (`--dtype q8`).
+    pub quantize: Option<Quantization>,
+}
+
+/// A quantization applied to a checkpoint's weights at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quantization {
+    /// Every linear layer's weight quantized to int8 per output channel, activations to
+    /// int8 per token on every call, products summed in integers: onnxruntime's
+    /// `quantize_dynamic` (weights `QInt8`). Encoder models only; activations and
+    /// everything between the linear layers stay f32.
+    DynamicInt8,
+}
+
+/// The load settings a `--dtype` value names: a compute dtype (`f32`, `f16`, `bf16`), or
+/// `q8` / `int8` for [`Quantization::DynamicInt8`] with f32 activations.
+pub fn parse_load_dtype(name: &str) -> Result<(Option<DType>, Option<Quantization>)> {
+    match name.to_ascii_lowercase().as_str() {
+        "q8" | "int8" => Ok((None, Some(Quantization::DynamicInt8))),
+        other => match trustformers_core::parse_dtype(other) {
+            Ok(dtype) => Ok((Some(dtype), None)),
+            Err(_) => Err(Error::InvalidInput(format!(
+                "unknown dtype `{name}` (expected f32, f16, bf16, or q8 for int8 encoders)"
+            ))),
+        },
+    }
 }
 
 impl Default for LoadOptions {
@@ -74,6 +100,7 @@ impl Default for LoadOptions {
             kv_cache_dtype,
             prefill_chunk,
             adapter: None,
+            quantize: None,
         }
     }
 }
@@ -246,10 +273,14 @@ impl ModelConfig {
         trainable: bool,
     ) -> Result<Weights> {
         let dtype = opts.dtype.unwrap_or(DType::F32);
-        let weights = match trainable {
+        let mut weights = match trainable {
             true => Weights::trainable(source, dtype, opts.device.clone()),
             false => Weights::new(source, dtype, opts.device.clone(), opts.dtype.is_none()),
         };
+        if let Some(Quantization::DynamicInt8) = opts.quantize {
+            self.check_int8(opts, trainable)?;
+            weights = weights.with_int8_linears()?;
+        }
         let rename = self.architecture.gguf.and_then(|d| d.rename);
         match (&self.files, self.architecture.tensor_names, rename) {
             (Files::Dir(_) | Files::Tensors(_), Some(names), _)
@@ -259,6 +290,37 @@ impl ModelConfig {
             }
             _ => Ok(weights),
         }
+    }
+
+    /// Refuses [`Quantization::DynamicInt8`] where it would not cover every linear layer
+    /// or cannot apply: models other than encoders, training, a compute dtype other than
+    /// f32, or a device other than the CPU.
+    fn check_int8(&self, opts: &LoadOptions, trainable: bool) -> Result<()> {
+        let refuse = |why: String| Err(Error::config("dtype", format!("int8 (q8): {why}")));
+        if self.kind() != ModelKind::Encoder {
+            let instead = match &self.files {
+                Files::Gguf(_) => "its GGUF weights run as the file quantizes them (use no dtype)",
+                _ => "use f32, f16 or bf16",
+            };
+            return refuse(format!(
+                "covers encoder models (BERT, RoBERTa, DistilBERT, ALBERT, ELECTRA, DeBERTa, \
+                 ModernBERT, nomic-bert); `{}` is a {:?} model: {instead}",
+                self.model_type(),
+                self.kind()
+            ));
+        }
+        if trainable {
+            return refuse("int8 weights cannot be trained: train in f32".into());
+        }
+        if opts.dtype.is_some_and(|d| d != DType::F32) {
+            return refuse(
+                "runs with f32 activations; it cannot be combined with another dtype".into(),
+            );
+        }
+        if !opts.device.is_cpu() {
+            return refuse("runs on the CPU only".into());
+        }
+        Ok(())
     }
 
     /// Builds the causal language model and loads its weights; every checkpoint tensor must

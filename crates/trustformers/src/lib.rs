@@ -25,8 +25,8 @@ pub mod session;
 pub mod vision;
 
 pub use auto::{
-    read_adapter, AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, LoadOptions,
-    ModelConfig,
+    parse_load_dtype, read_adapter, AutoConfig, AutoModel, AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM, LoadOptions, ModelConfig, Quantization,
 };
 pub use encoders::{
     AutoEncoderModel, AutoModelForMaskedLM, AutoModelForMultipleChoice, AutoModelForPreTraining,

@@ -175,7 +175,13 @@ impl Head {
             HeadOut::Linear(name) => Linear::new(&vb.pp(name), width, out_dim, true)?,
             HeadOut::TiedEmbeddings { bias } => {
                 let b = vb.get(spec.vocab_size, bias)?;
-                model.word_embeddings().tied_linear(Some(b))?
+                let tied = model.word_embeddings().tied_linear(Some(b))?;
+                // The tied table stays f32 for the embedding lookup; the head gets its own
+                // int8 copy, as onnxruntime quantizes the MatMul reading it.
+                match vb.int8_linears() {
+                    true => tied.to_int8()?,
+                    false => tied,
+                }
             }
         };
         if layout.input == HeadInput::Pooled && !model.has_pooler() {

@@ -126,14 +126,19 @@ impl PackedF32 {
             return None;
         }
         let n: usize = parts.iter().map(|p| p.n).sum();
-        let mut rows = Vec::with_capacity(n * k);
-        for part in parts {
-            for r in 0..part.n {
-                let panel = &part.data[(r / NR) * k * NR..];
-                rows.extend((0..k).map(|p| panel[p * NR + r % NR]));
-            }
-        }
+        let rows: Vec<f32> = parts.iter().flat_map(|p| p.unpack()).collect();
         Some(Self::from_rows(&rows, n, k))
+    }
+
+    /// The matrix `[n, k]` row-major, as it was before packing.
+    pub fn unpack(&self) -> Vec<f32> {
+        let k = self.k;
+        let mut rows = Vec::with_capacity(self.n * k);
+        for r in 0..self.n {
+            let panel = &self.data[(r / NR) * k * NR..];
+            rows.extend((0..k).map(|p| panel[p * NR + r % NR]));
+        }
+        rows
     }
 }
 

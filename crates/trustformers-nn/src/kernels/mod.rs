@@ -12,6 +12,7 @@ mod dequant;
 pub mod fused;
 pub mod gemm;
 pub mod gemv;
+pub mod int8;
 mod q4_1;
 mod q5_0;
 mod q8_0;

@@ -219,12 +219,15 @@ impl Dense {
         };
         let bias = cfg.get("bias").and_then(Value::as_bool).unwrap_or(true);
         let source = files.tensors(rel)?;
-        let vb = Weights::new(
+        let mut vb = Weights::new(
             source,
             opts.dtype.unwrap_or(DType::F32),
             opts.device.clone(),
             false,
         );
+        if opts.quantize == Some(crate::Quantization::DynamicInt8) {
+            vb = vb.with_int8_linears()?;
+        }
         let out_features = dim("out_features")?;
         let linear = Linear::new(&vb.pp("linear"), dim("in_features")?, out_features, bias)?;
         vb.finish(&[])?;

@@ -1,0 +1,915 @@
+//! Dynamically quantized int8 matrix multiplication for linear layers, as onnxruntime runs
+//! `quantize_dynamic` models: weights quantized once per output channel (symmetric, int8 in
+//! `[-127, 127]`), activations quantized per row on every call (symmetric, the row's largest
+//! magnitude to 127), dot products summed exactly in 32-bit integers and scaled once:
+//! `C[i, j] = sx[i] * sw[j] * Σ_p qx[i, p] qw[j, p] (+ bias[j])`.
+//!
+//! The micro-kernel is chosen at run time: AVX-512 VNNI (`vpdpbusd`: 64 products per
+//! instruction; it multiplies unsigned by signed bytes, so activations go in offset by 128
+//! and `128 Σ_p qw[j, p]` is subtracted from each sum), AVX2 (`vpmaddubsw` on the
+//! activations' magnitudes and the weights carrying the activations' signs, which cannot
+//! saturate since both are at most 127 in magnitude) or portable. All three compute the same
+//! integer sums and the same float epilogue, so their outputs are bit-identical.
+//!
+//! Weights are packed in panels of [`NR`] output columns; within a panel, each group of four
+//! depth steps holds four bytes per column (`vpdpbusd`'s operand layout). Panels are split
+//! over candle's barrier pool as the f32 GEMM's are.
+
+use super::fused::{activate_row, Act};
+use super::gemm::{OutPtr, NR};
+use std::sync::OnceLock;
+use trustformers_core::{Error, Result};
+
+/// Depth steps one `vpdpbusd` lane sums.
+const QUAD: usize = 4;
+/// Rows of `A` per VNNI tile of two panels (24 accumulators).
+const MR_VNNI: usize = 12;
+/// Rows of `A` per AVX2 and portable tile of one panel.
+const MR: usize = 4;
+/// Rows of `A` swept across a group of panels (their quantized block stays in L2).
+const MC: usize = 192;
+/// Most panels per work item.
+const MAX_GROUP: usize = 8;
+
+/// The micro-kernel an int8 matmul runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Int8Simd {
+    Portable,
+    Avx2,
+    Vnni,
+}
+
+impl Int8Simd {
+    /// The best this CPU runs (`TRUSTFORMERS_NO_AVX512` rules out VNNI, for comparisons).
+    pub fn detect() -> Self {
+        static BEST: OnceLock<Int8Simd> = OnceLock::new();
+        *BEST.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                let no_avx512 = std::env::var_os("TRUSTFORMERS_NO_AVX512").is_some();
+                if !no_avx512
+                    && std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512vnni")
+                {
+                    return Int8Simd::Vnni;
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    return Int8Simd::Avx2;
+                }
+            }
+            Int8Simd::Portable
+        })
+    }
+
+    /// Whether this CPU can run `self`.
+    pub fn available(self) -> bool {
+        match self {
+            Self::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Self::Vnni => {
+                std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512vnni")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    fn rows(self) -> usize {
+        match self {
+            Self::Vnni => MR_VNNI,
+            Self::Avx2 | Self::Portable => MR,
+        }
+    }
+}
+
+/// A weight `W` `[n, k]` quantized per output channel to int8 and packed for
+/// [`Int8Matrix::matmul`].
+pub struct Int8Matrix {
+    n: usize,
+    k: usize,
+    /// `k` rounded up to a multiple of [`QUAD`].
+    kq: usize,
+    /// `ceil(n / NR)` panels of `kq * NR` bytes: depth quad `p`, column `c`, step `t` at
+    /// `p * NR * QUAD + c * QUAD + t` (zero past `n` and `k`).
+    panels: Vec<i8>,
+    /// Each column's scale `sw[j]` (`W[j, p] ≈ sw[j] * qw[j, p]`), zero-padded to whole
+    /// panels.
+    scales: Vec<f32>,
+    /// `128 * Σ_p qw[j, p]`: what the VNNI kernel's offset activations add to column `j`.
+    offsets: Vec<i32>,
+}
+
+impl Int8Matrix {
+    /// Quantizes `w` `[n, k]` row-major (a linear layer's weight): each row to int8 with the
+    /// scale that maps its largest magnitude to 127.
+    pub fn quantize(w: &[f32], n: usize, k: usize) -> Result<Self> {
+        if n.checked_mul(k) != Some(w.len()) {
+            return Err(Error::InvalidInput(format!(
+                "{} weight values do not make a [{n}, {k}] matrix",
+                w.len()
+            )));
+        }
+        if let Some(bad) = w.iter().position(|v| !v.is_finite()) {
+            return Err(Error::InvalidInput(format!(
+                "weight value {} at row {}, column {} is not finite: it cannot be quantized \
+                 to int8",
+                w[bad],
+                bad / k.max(1),
+                bad % k.max(1)
+            )));
+        }
+        let rows: Vec<(Vec<i8>, f32)> = (0..n)
+            .map(|j| {
+                let row = &w[j * k..(j + 1) * k];
+                let mut q = vec![0i8; k];
+                let scale = quantize_row(row, &mut q);
+                (q, scale)
+            })
+            .collect();
+        Ok(Self::pack(&rows, k))
+    }
+
+    /// Packs quantized rows (`rows[j]`: `k` values and their scale).
+    fn pack(rows: &[(Vec<i8>, f32)], k: usize) -> Self {
+        let n = rows.len();
+        let kq = k.div_ceil(QUAD) * QUAD;
+        let panels = n.div_ceil(NR);
+        let mut packed = vec![0i8; panels * kq * NR];
+        let mut scales = vec![0f32; panels * NR];
+        let mut offsets = vec![0i32; panels * NR];
+        for (j, (q, scale)) in rows.iter().enumerate() {
+            let panel = &mut packed[(j / NR) * kq * NR..][..kq * NR];
+            let c = j % NR;
+            for (p, &v) in q.iter().enumerate() {
+                panel[(p / QUAD) * NR * QUAD + c * QUAD + p % QUAD] = v;
+            }
+            scales[j] = *scale;
+            offsets[j] = 128 * q.iter().map(|&v| i32::from(v)).sum::<i32>();
+        }
+        Self {
+            n,
+            k,
+            kq,
+            panels: packed,
+            scales,
+            offsets,
+        }
+    }
+
+    /// `(n, k)`: output columns and depth.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.n, self.k)
+    }
+
+    /// Row `j` of the quantized weight and its scale.
+    fn row(&self, j: usize) -> (Vec<i8>, f32) {
+        let panel = &self.panels[(j / NR) * self.kq * NR..][..self.kq * NR];
+        let c = j % NR;
+        let q = (0..self.k)
+            .map(|p| panel[(p / QUAD) * NR * QUAD + c * QUAD + p % QUAD])
+            .collect();
+        (q, self.scales[j])
+    }
+
+    /// The matrices' rows one after another (q, k and v as one matmul), when they share a
+    /// depth; `None` otherwise.
+    pub fn stack(parts: &[&Int8Matrix]) -> Option<Self> {
+        let k = parts.first()?.k;
+        if parts.iter().any(|m| m.k != k) {
+            return None;
+        }
+        let rows: Vec<(Vec<i8>, f32)> = parts
+            .iter()
+            .flat_map(|m| (0..m.n).map(|j| m.row(j)))
+            .collect();
+        Some(Self::pack(&rows, k))
+    }
+
+    /// `W` as the f32 values its int8 form stands for (`sw[j] * qw[j, p]`), `[n, k]`
+    /// row-major.
+    pub fn dequantize(&self) -> Vec<f32> {
+        (0..self.n)
+            .flat_map(|j| {
+                let (q, scale) = self.row(j);
+                q.into_iter().map(move |v| f32::from(v) * scale)
+            })
+            .collect()
+    }
+
+    /// Bytes the packed weight takes.
+    pub fn storage_bytes(&self) -> usize {
+        self.panels.len() + 4 * (self.scales.len() + self.offsets.len())
+    }
+
+    /// `act(A W^T + bias)` for `A` `[m, k]` row-major, its rows quantized to int8 on the way;
+    /// returns `[m, n]` row-major.
+    pub fn matmul(
+        &self,
+        a: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        act: Option<Act>,
+    ) -> Result<Vec<f32>> {
+        self.matmul_with(Int8Simd::detect(), a, m, bias, act)
+    }
+
+    /// [`Self::matmul`] on a chosen micro-kernel (which must be [available](Int8Simd::available)).
+    pub fn matmul_with(
+        &self,
+        simd: Int8Simd,
+        a: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        act: Option<Act>,
+    ) -> Result<Vec<f32>> {
+        let (n, k, kq) = (self.n, self.k, self.kq);
+        if m.checked_mul(k) != Some(a.len()) {
+            return Err(Error::InvalidInput(format!(
+                "{} activation values are not {m} rows of {k}",
+                a.len()
+            )));
+        }
+        if !simd.available() {
+            return Err(Error::InvalidInput(format!(
+                "this CPU cannot run the {simd:?} int8 kernel"
+            )));
+        }
+        let mut bias_padded = vec![0f32; self.scales.len()];
+        if let Some(b) = bias {
+            if b.len() != n {
+                return Err(Error::InvalidInput(format!(
+                    "bias has {} values for {n} outputs",
+                    b.len()
+                )));
+            }
+            bias_padded[..n].copy_from_slice(b);
+        }
+        if m == 0 || n == 0 || k == 0 {
+            // An empty sum: every row is the bias.
+            let mut c: Vec<f32> = (0..m)
+                .flat_map(|_| bias_padded[..n].iter().copied())
+                .collect();
+            if let Some(act) = act {
+                activate_row(act, &mut c);
+            }
+            return Ok(c);
+        }
+        // Each row quantized once, `kq` bytes apart (offset by 128 for VNNI's unsigned
+        // operand; the padding is a zero either way).
+        let offset = simd == Int8Simd::Vnni;
+        let mut qa = vec![if offset { 128u8 } else { 0 }; m * kq];
+        let mut row_scales = vec![0f32; m];
+        quantize_rows(a, k, kq, offset, &mut qa, &mut row_scales);
+        let mut c: Vec<f32> = Vec::with_capacity(m * n);
+        let out = OutPtr(c.spare_capacity_mut().as_mut_ptr().cast::<f32>());
+        let panels = n.div_ceil(NR);
+        let threads = super::pool_threads();
+        let items = 2 * threads * panels.div_ceil(2 * threads * MAX_GROUP);
+        let group = panels.div_ceil(items).max(1);
+        let epilogue = Epilogue {
+            row_scales: &row_scales,
+            col_scales: &self.scales,
+            offsets: &self.offsets,
+            bias: &bias_padded,
+            offset,
+            n,
+        };
+        let run = |groups: std::ops::Range<usize>| {
+            for g in groups {
+                let first = g * group;
+                let last = panels.min(first + group);
+                for i0 in (0..m).step_by(MC) {
+                    let block = MC.min(m - i0);
+                    // A tile of rows across the group's panels, so each row of `C` is
+                    // written in one run of columns (tiles written a panel at a time down
+                    // the rows made the stores the bottleneck for wide outputs).
+                    for i in (i0..i0 + block).step_by(simd.rows()) {
+                        let rows = simd.rows().min(i0 + block - i);
+                        let a_tile = &qa[i * kq..(i + rows) * kq];
+                        let mut j = first;
+                        while j < last {
+                            let pair = simd == Int8Simd::Vnni && j + 1 < last;
+                            let width = if pair { 2 } else { 1 };
+                            let b = &self.panels[j * kq * NR..(j + width) * kq * NR];
+                            // SAFETY: rows `i .. i + rows` and columns `j * NR ..` of this
+                            // tile lie inside `C` (`m * n` values, alive until the pool
+                            // returns) and belong to this worker's panels; `simd` was
+                            // checked to be available.
+                            unsafe { tile(simd, rows, width, kq, a_tile, b, i, j, &epilogue, out) };
+                            j += width;
+                        }
+                    }
+                    if let Some(act) = act {
+                        let (start, end) = (first * NR, n.min(last * NR));
+                        for i in i0..i0 + block {
+                            // SAFETY: row `i`'s columns `start .. end` lie inside `C`, belong
+                            // to this worker's panels, and were all written above.
+                            let row = unsafe {
+                                std::slice::from_raw_parts_mut(
+                                    out.get().add(i * n + start),
+                                    end - start,
+                                )
+                            };
+                            activate_row(act, row);
+                        }
+                    }
+                }
+            }
+        };
+        let n_groups = panels.div_ceil(group);
+        if m * n * k >= 1 << 16 {
+            candle_core::utils::barrier_pool().execute_chunked(n_groups, run);
+        } else {
+            run(0..n_groups);
+        }
+        // SAFETY: the groups cover every panel and every row tile of each stores all its
+        // rows' columns inside `C`, so all `m * n` values are written.
+        unsafe { c.set_len(m * n) };
+        Ok(c)
+    }
+}
+
+/// Quantizes `row` into `q` (same length) with the scale mapping its largest magnitude to
+/// 127, rounding to nearest, ties to even; returns the scale.
+fn quantize_row(row: &[f32], q: &mut [i8]) -> f32 {
+    quantize_row_with(row, q.iter_mut(), |v| v as u8 as i8)
+}
+
+/// [`quantize_row`] writing each value through `put` (as a byte, offset or not): written so
+/// the compiler vectorizes it (no library call for the rounding: adding and subtracting
+/// 1.5 * 2^23 rounds a float of magnitude below 2^22 to an integer, ties to even). A row
+/// holding an infinity or NaN quantizes to zeros with a NaN scale (its outputs are NaN, as
+/// f32's would be).
+#[inline(always)]
+fn quantize_row_with<'a, T: 'a>(
+    row: &[f32],
+    out: impl Iterator<Item = &'a mut T>,
+    put: impl Fn(i32) -> T,
+) -> f32 {
+    const ROUND: f32 = 12_582_912.0;
+    let amax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let finite = amax.is_finite() && !row.iter().fold(false, |any, v| any | v.is_nan());
+    let (scale, inv) = match (finite, amax == 0.0) {
+        (false, _) => (f32::NAN, 0.0),
+        (true, true) => (0.0, 0.0),
+        (true, false) => (amax / 127.0, 127.0 / amax),
+    };
+    for (d, &v) in out.zip(row) {
+        let r = (v * inv + ROUND) - ROUND;
+        // A NaN (only in a row whose scale is NaN) becomes 0.
+        *d = put(if r.is_nan() {
+            0
+        } else {
+            r.clamp(-127.0, 127.0) as i32
+        });
+    }
+    scale
+}
+
+/// Quantizes `m` rows of `a` (`k` values each) into `qa` (`kq` bytes a row, the padding
+/// left as it is) and their scales, offset by 128 when `offset`; rows split over the pool.
+fn quantize_rows(a: &[f32], k: usize, kq: usize, offset: bool, qa: &mut [u8], scales: &mut [f32]) {
+    let m = scales.len();
+    let put = |v: i32| if offset { (v + 128) as u8 } else { v as u8 };
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = offset && Int8Simd::Vnni.available();
+    let rows = |range: std::ops::Range<usize>, qa: &mut [u8], scales: &mut [f32]| {
+        for (i, (dst, scale)) in range.zip(qa.chunks_exact_mut(kq).zip(scales.iter_mut())) {
+            let row = &a[i * k..(i + 1) * k];
+            #[cfg(target_arch = "x86_64")]
+            if avx512 {
+                // SAFETY: AVX-512F/BW are available; `dst` holds at least `k` bytes.
+                if let Some(s) = unsafe { vnni::quantize_offset(row, dst) } {
+                    *scale = s;
+                    continue;
+                }
+            }
+            *scale = quantize_row_with(row, dst.iter_mut(), put);
+        }
+    };
+    let chunk = 64;
+    if m <= chunk {
+        return rows(0..m, qa, scales);
+    }
+    let qa_ptr = OutBytes(qa.as_mut_ptr());
+    let sc_ptr = OutPtr(scales.as_mut_ptr());
+    candle_core::utils::barrier_pool().execute_chunked(m.div_ceil(chunk), |items| {
+        for item in items {
+            let start = item * chunk;
+            let end = m.min(start + chunk);
+            // SAFETY: items cover disjoint row ranges of `qa` (`kq` bytes a row) and
+            // `scales`, both alive until the pool returns.
+            let (qa, scales) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(
+                        qa_ptr.get().add(start * kq),
+                        (end - start) * kq,
+                    ),
+                    std::slice::from_raw_parts_mut(sc_ptr.get().add(start), end - start),
+                )
+            };
+            rows(start..end, qa, scales);
+        }
+    });
+}
+
+/// [`OutPtr`] for bytes.
+#[derive(Clone, Copy)]
+struct OutBytes(*mut u8);
+// SAFETY: as for `OutPtr`: writers take disjoint ranges, read only after the pool returns.
+unsafe impl Send for OutBytes {}
+// SAFETY: as above.
+unsafe impl Sync for OutBytes {}
+
+impl OutBytes {
+    fn get(self) -> *mut u8 {
+        self.0
+    }
+}
+
+/// What turns a tile's integer sums into `C`'s values.
+struct Epilogue<'a> {
+    row_scales: &'a [f32],
+    /// Padded to whole panels, as are `offsets` and `bias`.
+    col_scales: &'a [f32],
+    offsets: &'a [i32],
+    bias: &'a [f32],
+    /// Whether the sums carry the activations' +128 offset.
+    offset: bool,
+    /// `C`'s row length.
+    n: usize,
+}
+
+impl Epilogue<'_> {
+    /// Stores row `i`'s sums `acc` for the columns from `col` (up to [`NR`] of them, fewer
+    /// at the matrix's edge).
+    ///
+    /// # Safety
+    /// Row `i`, columns `col .. min(col + NR, n)` must lie inside the buffer behind `out`
+    /// and belong to the caller.
+    #[inline(always)]
+    unsafe fn store(&self, acc: &[i32; NR], i: usize, col: usize, out: OutPtr) {
+        let cols = NR.min(self.n - col);
+        let sx = self.row_scales[i];
+        // SAFETY: the caller's guarantee.
+        let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(i * self.n + col), cols) };
+        for (c, d) in dst.iter_mut().enumerate() {
+            let sum = if self.offset {
+                acc[c].wrapping_sub(self.offsets[col + c])
+            } else {
+                acc[c]
+            };
+            *d = sum as f32 * (sx * self.col_scales[col + c]) + self.bias[col + c];
+        }
+    }
+}
+
+/// One tile: `rows` rows of `A` (quantized, `kq` bytes each) by `width` panels from `j`.
+///
+/// # Safety
+/// `simd` must be available; `C` rows `i .. i + rows`, columns of panels `j .. j + width`
+/// must lie inside the buffer behind `out` and belong to the caller; `width` is 2 only for
+/// VNNI; `a` holds `rows * kq` bytes and `b` `width * kq * NR`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile(
+    simd: Int8Simd,
+    rows: usize,
+    width: usize,
+    kq: usize,
+    a: &[u8],
+    b: &[i8],
+    i: usize,
+    j: usize,
+    epi: &Epilogue<'_>,
+    out: OutPtr,
+) {
+    let mut acc = [[[0i32; NR]; 2]; MR_VNNI];
+    match simd {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: VNNI is available and the tile lies in `C` (the caller's guarantees);
+        // extents as documented. It stores its own results.
+        Int8Simd::Vnni => return unsafe { vnni::tile(rows, width, kq, a, b, i, j, epi, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 is available (the caller's guarantee); extents as documented.
+        Int8Simd::Avx2 => unsafe { avx2::tile(rows, kq, a, b, &mut acc) },
+        _ => portable_tile(rows, kq, a, b, &mut acc),
+    }
+    for (r, sums) in acc.iter().take(rows).enumerate() {
+        for (h, sums) in sums.iter().take(width).enumerate() {
+            let col = (j + h) * NR;
+            if col < epi.n {
+                // SAFETY: the caller's guarantee on `C`'s tile.
+                unsafe { epi.store(sums, i + r, col, out) };
+            }
+        }
+    }
+}
+
+/// The integer sums of `rows` rows of signed `a` by one panel, one product at a time.
+fn portable_tile(rows: usize, kq: usize, a: &[u8], b: &[i8], acc: &mut [[[i32; NR]; 2]; MR_VNNI]) {
+    for (r, row) in a.chunks_exact(kq).take(rows).enumerate() {
+        let sums = &mut acc[r][0];
+        for (xs, ws) in row.chunks_exact(QUAD).zip(b.chunks_exact(NR * QUAD)) {
+            for (c, w) in ws.chunks_exact(QUAD).enumerate() {
+                sums[c] += xs
+                    .iter()
+                    .zip(w)
+                    .map(|(&x, &w)| i32::from(x as i8) * i32::from(w))
+                    .sum::<i32>();
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use super::{Epilogue, OutPtr, MR_VNNI, NR, QUAD};
+    use std::arch::x86_64::*;
+
+    /// `rows` rows of offset `a` by `width` (1 or 2) panels from panel `j`, stored into `C`
+    /// from row `i`.
+    ///
+    /// # Safety
+    /// AVX-512F, BW and VNNI must be available; `a` holds `rows * kq` bytes, `b`
+    /// `width * kq * NR`; `C`'s rows `i .. i + rows`, columns of panels `j .. j + width`
+    /// lie inside the buffer behind `out` and belong to the caller.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn tile(
+        rows: usize,
+        width: usize,
+        kq: usize,
+        a: &[u8],
+        b: &[i8],
+        i: usize,
+        j: usize,
+        epi: &Epilogue<'_>,
+        out: OutPtr,
+    ) {
+        debug_assert!(a.len() >= rows * kq && b.len() >= width * kq * NR);
+        let (a, b) = (a.as_ptr(), b.as_ptr());
+        // SAFETY: the caller's guarantees, for `R = rows` and `W = width`.
+        unsafe {
+            macro_rules! run {
+                ($($r:literal)*) => {
+                    match (rows, width) {
+                        $(($r, 2) => kernel::<$r, 2>(kq, a, b, i, j, epi, out),)*
+                        $(($r, _) => kernel::<$r, 1>(kq, a, b, i, j, epi, out),)*
+                        (_, 2) => kernel::<MR_VNNI, 2>(kq, a, b, i, j, epi, out),
+                        _ => kernel::<MR_VNNI, 1>(kq, a, b, i, j, epi, out),
+                    }
+                };
+            }
+            run!(1 2 3 4 5 6 7 8 9 10 11)
+        }
+    }
+
+    /// [`super::quantize_row`] offset by 128 into `dst` (at least `row.len()` bytes), sixteen
+    /// values at a time, with the same rounding (to nearest, ties to even); `None` for a
+    /// row holding an infinity or NaN (the portable path handles it).
+    ///
+    /// # Safety
+    /// AVX-512F and BW must be available.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn quantize_offset(row: &[f32], dst: &mut [u8]) -> Option<f32> {
+        debug_assert!(dst.len() >= row.len());
+        let k = row.len();
+        let tail = k % NR;
+        let tail_mask: __mmask16 = ((1u32 << tail) - 1) as u16;
+        // SAFETY (whole body): loads and stores stay inside `row` and `dst` (the last,
+        // partial group through masks).
+        unsafe {
+            let mut amax = _mm512_setzero_ps();
+            let mut unordered: __mmask16 = 0;
+            let mut p = 0;
+            while p + NR <= k {
+                let v = _mm512_loadu_ps(row.as_ptr().add(p));
+                amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
+                unordered |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                p += NR;
+            }
+            if tail > 0 {
+                let v = _mm512_maskz_loadu_ps(tail_mask, row.as_ptr().add(p));
+                amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
+                unordered |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+            }
+            let amax = _mm512_reduce_max_ps(amax);
+            if unordered != 0 || !amax.is_finite() {
+                return None;
+            }
+            if amax == 0.0 {
+                dst[..k].fill(128);
+                return Some(0.0);
+            }
+            let inv = _mm512_set1_ps(127.0 / amax);
+            let (lo, hi, off) = (
+                _mm512_set1_epi32(-127),
+                _mm512_set1_epi32(127),
+                _mm512_set1_epi32(128),
+            );
+            let quantize = |v: __m512| {
+                let q = _mm512_cvtps_epi32(_mm512_mul_ps(v, inv));
+                _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(q, lo), hi), off)
+            };
+            let mut p = 0;
+            while p + NR <= k {
+                let q = quantize(_mm512_loadu_ps(row.as_ptr().add(p)));
+                _mm_storeu_si128(dst.as_mut_ptr().add(p).cast(), _mm512_cvtepi32_epi8(q));
+                p += NR;
+            }
+            if tail > 0 {
+                let q = quantize(_mm512_maskz_loadu_ps(tail_mask, row.as_ptr().add(p)));
+                _mm512_mask_cvtepi32_storeu_epi8(dst.as_mut_ptr().add(p).cast(), tail_mask, q);
+            }
+            Some(amax / 127.0)
+        }
+    }
+
+    /// `R` rows by `W` panels: per depth quad, one load per panel and one broadcast per
+    /// row, `R * W` dot products of four byte pairs per lane; then [`Epilogue::store`]'s
+    /// arithmetic sixteen columns at a time.
+    ///
+    /// # Safety
+    /// As for [`tile`] with `rows = R`, `width = W`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn kernel<const R: usize, const W: usize>(
+        kq: usize,
+        a: *const u8,
+        b: *const i8,
+        i: usize,
+        j: usize,
+        epi: &Epilogue<'_>,
+        out: OutPtr,
+    ) {
+        let mut acc = [[_mm512_setzero_si512(); W]; R];
+        // SAFETY (whole body): the caller guarantees the extents of `a`, `b` and `C`; the
+        // epilogue's columns are padded to whole panels.
+        unsafe {
+            for p in (0..kq).step_by(QUAD) {
+                let mut bv = [_mm512_setzero_si512(); W];
+                for (h, v) in bv.iter_mut().enumerate() {
+                    *v = _mm512_loadu_si512(b.add(h * kq * NR + p * NR).cast());
+                }
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let av = _mm512_set1_epi32(a.add(r * kq + p).cast::<i32>().read_unaligned());
+                    for (v, w) in row.iter_mut().zip(&bv) {
+                        *v = _mm512_dpbusd_epi32(*v, av, *w);
+                    }
+                }
+            }
+            for h in 0..W {
+                let col = (j + h) * NR;
+                if col >= epi.n {
+                    continue;
+                }
+                let cols = NR.min(epi.n - col);
+                let mask: __mmask16 = if cols == NR { !0 } else { (1u16 << cols) - 1 };
+                let offsets = _mm512_loadu_si512(epi.offsets.as_ptr().add(col).cast());
+                let scales = _mm512_loadu_ps(epi.col_scales.as_ptr().add(col));
+                let bias = _mm512_loadu_ps(epi.bias.as_ptr().add(col));
+                for (r, row) in acc.iter().enumerate() {
+                    let sums = _mm512_cvtepi32_ps(_mm512_sub_epi32(row[h], offsets));
+                    let scale = _mm512_mul_ps(_mm512_set1_ps(epi.row_scales[i + r]), scales);
+                    let y = _mm512_add_ps(_mm512_mul_ps(sums, scale), bias);
+                    _mm512_mask_storeu_ps(out.get().add((i + r) * epi.n + col), mask, y);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{MR, MR_VNNI, NR, QUAD};
+    use std::arch::x86_64::*;
+
+    /// `rows` rows of signed `a` by one panel.
+    ///
+    /// # Safety
+    /// AVX2 must be available; `a` holds `rows * kq` bytes, `b` `kq * NR`.
+    pub(super) unsafe fn tile(
+        rows: usize,
+        kq: usize,
+        a: &[u8],
+        b: &[i8],
+        acc: &mut [[[i32; NR]; 2]; MR_VNNI],
+    ) {
+        debug_assert!(a.len() >= rows * kq && b.len() >= kq * NR);
+        let (a, b) = (a.as_ptr(), b.as_ptr());
+        // SAFETY: the caller's guarantees, for `R = rows`.
+        unsafe {
+            match rows {
+                1 => kernel::<1>(kq, a, b, acc),
+                2 => kernel::<2>(kq, a, b, acc),
+                3 => kernel::<3>(kq, a, b, acc),
+                _ => kernel::<MR>(kq, a, b, acc),
+            }
+        }
+    }
+
+    /// `R` rows by one panel (two registers of eight columns): per depth quad, each row's
+    /// four activations broadcast, their magnitudes multiplied by the weights carrying their
+    /// signs (`|x| * sign(x) w = x w`, pairs at most 2 * 127 * 127, no saturation).
+    ///
+    /// # Safety
+    /// As for [`tile`] with `rows = R`.
+    #[target_feature(enable = "avx2")]
+    unsafe fn kernel<const R: usize>(
+        kq: usize,
+        a: *const u8,
+        b: *const i8,
+        out: &mut [[[i32; NR]; 2]; MR_VNNI],
+    ) {
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [[_mm256_setzero_si256(); 2]; R];
+        // SAFETY (whole body): the caller guarantees the extents of `a` and `b`.
+        unsafe {
+            for p in (0..kq).step_by(QUAD) {
+                let lo = _mm256_loadu_si256(b.add(p * NR).cast());
+                let hi = _mm256_loadu_si256(b.add(p * NR + NR / 2 * QUAD).cast());
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let x = _mm256_set1_epi32(a.add(r * kq + p).cast::<i32>().read_unaligned());
+                    let ax = _mm256_abs_epi8(x);
+                    for (v, w) in row.iter_mut().zip([lo, hi]) {
+                        let pairs = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w, x));
+                        *v = _mm256_add_epi32(*v, _mm256_madd_epi16(pairs, ones));
+                    }
+                }
+            }
+            for (row, dst) in acc.iter().zip(out.iter_mut()) {
+                _mm256_storeu_si256(dst[0].as_mut_ptr().cast(), row[0]);
+                _mm256_storeu_si256(dst[0].as_mut_ptr().add(NR / 2).cast(), row[1]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed;
+        (0..len)
+            .map(|_| {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                ((s >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 4.0
+            })
+            .collect()
+    }
+
+    /// `A W^T + bias` in f64 from the dequantized operands: what the integer sums stand for.
+    fn reference(a: &[f32], m: usize, w: &Int8Matrix, bias: Option<&[f32]>) -> Vec<f32> {
+        let (n, k) = w.dims();
+        let wd = w.dequantize();
+        let mut out = vec![0f32; m * n];
+        for i in 0..m {
+            let row = &a[i * k..(i + 1) * k];
+            let mut q = vec![0i8; k];
+            let s = quantize_row(row, &mut q);
+            for j in 0..n {
+                let dot: f64 = q
+                    .iter()
+                    .zip(&wd[j * k..(j + 1) * k])
+                    .map(|(&x, &w)| f64::from(x) * f64::from(s) * f64::from(w))
+                    .sum();
+                out[i * n + j] = dot as f32 + bias.map_or(0.0, |b| b[j]);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_kernel_gives_the_same_values() {
+        // Edge shapes: depth not a multiple of four, columns not of a panel, rows not of a
+        // tile, and one big enough to run on the pool.
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (2, 3, 0),
+            (3, 17, 5),
+            (13, 33, 38),
+            (25, 50, 67),
+            (64, 96, 130),
+        ] {
+            let a = values(m * k, 7);
+            let w = Int8Matrix::quantize(&values(n * k, 11), n, k).unwrap();
+            let bias = values(n, 13);
+            let want = reference(&a, m, &w, Some(&bias));
+            let portable = w
+                .matmul_with(Int8Simd::Portable, &a, m, Some(&bias), None)
+                .unwrap();
+            for (got, want) in portable.iter().zip(&want) {
+                assert!(
+                    (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                    "{got} vs {want}"
+                );
+            }
+            for simd in [Int8Simd::Avx2, Int8Simd::Vnni] {
+                if simd.available() {
+                    let got = w.matmul_with(simd, &a, m, Some(&bias), None).unwrap();
+                    assert_eq!(got, portable, "{simd:?} on {m}x{n}x{k}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn simd_quantizer_equals_the_portable_one() {
+        if !Int8Simd::Vnni.available() {
+            return;
+        }
+        // Ties (x.5 after scaling) included: a row whose largest value is 127 scales by 1.
+        let mut ties: Vec<f32> = (0..40).map(|i| i as f32 - 19.5).collect();
+        ties.push(127.0);
+        for row in [
+            values(37, 4),
+            values(16, 5),
+            ties,
+            vec![0.0; 9],
+            vec![1.0, f32::NAN],
+        ] {
+            let mut want = vec![0u8; row.len()];
+            let s_want = quantize_row_with(&row, want.iter_mut(), |v| (v + 128) as u8);
+            // SAFETY: VNNI's features are available (checked above).
+            match unsafe { vnni::quantize_offset(&row, &mut vec![0u8; row.len()]) } {
+                Some(s) => {
+                    let mut got = vec![0u8; row.len()];
+                    unsafe { vnni::quantize_offset(&row, &mut got) };
+                    assert_eq!((got, s.to_bits()), (want, s_want.to_bits()));
+                }
+                None => assert!(s_want.is_nan()),
+            }
+        }
+    }
+
+    #[test]
+    fn stays_close_to_f32() {
+        let (m, n, k) = (8, 40, 384);
+        let a = values(m * k, 3);
+        let wf = values(n * k, 5);
+        let w = Int8Matrix::quantize(&wf, n, k).unwrap();
+        let got = w.matmul(&a, m, None, None).unwrap();
+        let (mut err, mut norm) = (0f64, 0f64);
+        for i in 0..m {
+            for j in 0..n {
+                let exact: f32 = (0..k).map(|p| a[i * k + p] * wf[j * k + p]).sum();
+                err += f64::from(got[i * n + j] - exact).powi(2);
+                norm += f64::from(exact).powi(2);
+            }
+        }
+        // Half a step of rounding on each operand, over 384 terms: about 0.6% here.
+        assert!(
+            (err / norm).sqrt() < 0.01,
+            "relative error {}",
+            (err / norm).sqrt()
+        );
+    }
+
+    #[test]
+    fn activation_is_applied() {
+        let (m, n, k) = (5, 20, 12);
+        let a = values(m * k, 1);
+        let w = Int8Matrix::quantize(&values(n * k, 2), n, k).unwrap();
+        let plain = w.matmul(&a, m, None, None).unwrap();
+        let mut want = plain.clone();
+        activate_row(Act::GeluErf, &mut want);
+        assert_eq!(w.matmul(&a, m, None, Some(Act::GeluErf)).unwrap(), want);
+    }
+
+    #[test]
+    fn stacking_concatenates_outputs() {
+        let (m, k) = (6, 20);
+        let a = values(m * k, 9);
+        let q = Int8Matrix::quantize(&values(17 * k, 1), 17, k).unwrap();
+        let v = Int8Matrix::quantize(&values(5 * k, 2), 5, k).unwrap();
+        let both = Int8Matrix::stack(&[&q, &v]).unwrap();
+        let (yq, yv, y) = (
+            q.matmul(&a, m, None, None).unwrap(),
+            v.matmul(&a, m, None, None).unwrap(),
+            both.matmul(&a, m, None, None).unwrap(),
+        );
+        for i in 0..m {
+            assert_eq!(&y[i * 22..i * 22 + 17], &yq[i * 17..(i + 1) * 17]);
+            assert_eq!(&y[i * 22 + 17..(i + 1) * 22], &yv[i * 5..(i + 1) * 5]);
+        }
+        let other = Int8Matrix::quantize(&values(4 * 3, 2), 4, 3).unwrap();
+        assert!(Int8Matrix::stack(&[&q, &other]).is_none());
+    }
+
+    #[test]
+    fn refuses_bad_sizes_and_values() {
+        assert!(Int8Matrix::quantize(&[1.0; 5], 2, 3).is_err());
+        assert!(Int8Matrix::quantize(&[1.0, f32::NAN], 1, 2).is_err());
+        let w = Int8Matrix::quantize(&[1.0; 6], 2, 3).unwrap();
+        assert!(w.matmul(&[1.0; 5], 2, None, None).is_err());
+        assert!(w.matmul(&[1.0; 6], 2, Some(&[0.0; 3]), None).is_err());
+        // A zero row of activations and a zero row of weights give exact zeros.
+        let z = Int8Matrix::quantize(&[0.0; 3], 1, 3).unwrap();
+        assert_eq!(z.matmul(&[0.0; 3], 1, None, None).unwrap(), vec![0.0]);
+    }
+}
