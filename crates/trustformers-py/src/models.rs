@@ -22,14 +22,16 @@ use trustformers::{
 };
 
 /// Load options from the Python side's `dtype` (`None` or "auto": the checkpoint's own way
-/// of loading; GGUF weights stay quantized).
+/// of loading; GGUF weights stay quantized; "q8": int8 weights and activations, encoders
+/// only).
 pub fn load_options(dtype: Option<&str>) -> Result<LoadOptions, Error> {
-    let dtype = match dtype {
-        None | Some("auto") => None,
-        Some(name) => Some(trustformers::core::parse_dtype(name)?),
+    let (dtype, quantize) = match dtype {
+        None | Some("auto") => (None, None),
+        Some(name) => trustformers::parse_load_dtype(name)?,
     };
     Ok(LoadOptions {
         dtype,
+        quantize,
         ..Default::default()
     })
 }

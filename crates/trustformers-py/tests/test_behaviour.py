@@ -184,6 +184,18 @@ def cosine(a, b):
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
+def test_q8_embeddings_are_close_to_float32_and_only_for_encoders():
+    sentences = ["hello world", "the weather is sunny", "john lives in london"]
+    f32 = tf.SentenceTransformer(str(FIXTURES / "bert_base")).encode(sentences)
+    q8 = tf.SentenceTransformer(str(FIXTURES / "bert_base"), dtype="q8").encode(sentences)
+    assert not np.array_equal(f32, q8)
+    assert min(cosine(a, b) for a, b in zip(f32, q8)) >= 0.999
+    with pytest.raises(ValueError, match="encoder models"):
+        tf.AutoModelForCausalLM.from_pretrained(str(FIXTURES / "llama"), dtype="q8")
+    with pytest.raises(ValueError, match="unknown dtype"):
+        tf.SentenceTransformer(str(FIXTURES / "bert_base"), dtype="q4")
+
+
 @real_models
 def test_all_minilm_matches_sentence_transformers():
     texts = read_json(FIXTURES / "all_minilm_sentences.json")

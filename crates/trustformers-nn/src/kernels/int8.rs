@@ -1,15 +1,16 @@
 //! Dynamically quantized int8 matrix multiplication for linear layers, as onnxruntime runs
 //! `quantize_dynamic` models: weights quantized once per output channel (symmetric, int8 in
-//! `[-127, 127]`), activations quantized per row on every call (symmetric, the row's largest
-//! magnitude to 127), dot products summed exactly in 32-bit integers and scaled once:
-//! `C[i, j] = sx[i] * sw[j] * Σ_p qx[i, p] qw[j, p] (+ bias[j])`.
+//! `[-127, 127]`), activations quantized on every call to unsigned bytes with a scale and a
+//! zero point per row (onnxruntime's `DynamicQuantizeLinear`, per row instead of per
+//! tensor: the row's range, zero included, onto `[0, 255]`), dot products summed exactly in
+//! 32-bit integers and scaled once:
+//! `C[i, j] = sx[i] * sw[j] * (Σ_p qx[i, p] qw[j, p] - zx[i] Σ_p qw[j, p]) (+ bias[j])`.
 //!
-//! The micro-kernel is chosen at run time: AVX-512 VNNI (`vpdpbusd`: 64 products per
-//! instruction; it multiplies unsigned by signed bytes, so activations go in offset by 128
-//! and `128 Σ_p qw[j, p]` is subtracted from each sum), AVX2 (`vpmaddubsw` on the
-//! activations' magnitudes and the weights carrying the activations' signs, which cannot
-//! saturate since both are at most 127 in magnitude) or portable. All three compute the same
-//! integer sums and the same float epilogue, so their outputs are bit-identical.
+//! The micro-kernel is chosen at run time: AVX-512 VNNI (`vpdpbusd`: 64 products of unsigned
+//! by signed bytes per instruction), AVX2 (`vpmaddubsw` on the magnitudes of the activations
+//! less 128 and the weights carrying their signs, which cannot saturate: pairs stay within
+//! 2 * 128 * 127) or portable. All three compute the same integer sums and the same float
+//! epilogue, so their outputs are bit-identical.
 //!
 //! Weights are packed in panels of [`NR`] output columns; within a panel, each group of four
 //! depth steps holds four bytes per column (`vpdpbusd`'s operand layout). Panels are split
@@ -100,8 +101,9 @@ pub struct Int8Matrix {
     /// Each column's scale `sw[j]` (`W[j, p] ≈ sw[j] * qw[j, p]`), zero-padded to whole
     /// panels.
     scales: Vec<f32>,
-    /// `128 * Σ_p qw[j, p]`: what the VNNI kernel's offset activations add to column `j`.
-    offsets: Vec<i32>,
+    /// `Σ_p qw[j, p]`: times a row's zero point, what its activations' offset adds to
+    /// column `j`.
+    sums: Vec<i32>,
 }
 
 impl Int8Matrix {
@@ -112,6 +114,11 @@ impl Int8Matrix {
             return Err(Error::InvalidInput(format!(
                 "{} weight values do not make a [{n}, {k}] matrix",
                 w.len()
+            )));
+        }
+        if k > MAX_DEPTH {
+            return Err(Error::InvalidInput(format!(
+                "a depth of {k} is more than int8's 32-bit sums hold (at most {MAX_DEPTH})"
             )));
         }
         if let Some(bad) = w.iter().position(|v| !v.is_finite()) {
@@ -127,7 +134,7 @@ impl Int8Matrix {
             .map(|j| {
                 let row = &w[j * k..(j + 1) * k];
                 let mut q = vec![0i8; k];
-                let scale = quantize_row(row, &mut q);
+                let scale = quantize_weights(row, &mut q);
                 (q, scale)
             })
             .collect();
@@ -141,7 +148,7 @@ impl Int8Matrix {
         let panels = n.div_ceil(NR);
         let mut packed = vec![0i8; panels * kq * NR];
         let mut scales = vec![0f32; panels * NR];
-        let mut offsets = vec![0i32; panels * NR];
+        let mut sums = vec![0i32; panels * NR];
         for (j, (q, scale)) in rows.iter().enumerate() {
             let panel = &mut packed[(j / NR) * kq * NR..][..kq * NR];
             let c = j % NR;
@@ -149,7 +156,7 @@ impl Int8Matrix {
                 panel[(p / QUAD) * NR * QUAD + c * QUAD + p % QUAD] = v;
             }
             scales[j] = *scale;
-            offsets[j] = 128 * q.iter().map(|&v| i32::from(v)).sum::<i32>();
+            sums[j] = q.iter().map(|&v| i32::from(v)).sum::<i32>();
         }
         Self {
             n,
@@ -157,7 +164,7 @@ impl Int8Matrix {
             kq,
             panels: packed,
             scales,
-            offsets,
+            sums,
         }
     }
 
@@ -203,7 +210,7 @@ impl Int8Matrix {
 
     /// Bytes the packed weight takes.
     pub fn storage_bytes(&self) -> usize {
-        self.panels.len() + 4 * (self.scales.len() + self.offsets.len())
+        self.panels.len() + 4 * (self.scales.len() + self.sums.len())
     }
 
     /// `act(A W^T + bias)` for `A` `[m, k]` row-major, its rows quantized to int8 on the way;
@@ -259,12 +266,18 @@ impl Int8Matrix {
             }
             return Ok(c);
         }
-        // Each row quantized once, `kq` bytes apart (offset by 128 for VNNI's unsigned
-        // operand; the padding is a zero either way).
-        let offset = simd == Int8Simd::Vnni;
-        let mut qa = vec![if offset { 128u8 } else { 0 }; m * kq];
+        // Each row quantized once, `kq` bytes apart: unsigned for VNNI, less 128 (signed)
+        // for the others. Padding meets zero weights, so its value does not matter.
+        let unsigned = simd == Int8Simd::Vnni;
+        let mut qa = vec![0u8; m * kq];
         let mut row_scales = vec![0f32; m];
-        quantize_rows(a, k, kq, offset, &mut qa, &mut row_scales);
+        let mut zeros = vec![0i32; m];
+        quantize_rows(a, k, kq, unsigned, &mut qa, &mut row_scales, &mut zeros);
+        // What each row's sums lack or carry: the zero point, less the 128 the signed
+        // kernels already took from every activation.
+        if !unsigned {
+            zeros.iter_mut().for_each(|z| *z -= 128);
+        }
         let mut c: Vec<f32> = Vec::with_capacity(m * n);
         let out = OutPtr(c.spare_capacity_mut().as_mut_ptr().cast::<f32>());
         let panels = n.div_ceil(NR);
@@ -273,10 +286,10 @@ impl Int8Matrix {
         let group = panels.div_ceil(items).max(1);
         let epilogue = Epilogue {
             row_scales: &row_scales,
+            row_zeros: &zeros,
             col_scales: &self.scales,
-            offsets: &self.offsets,
+            sums: &self.sums,
             bias: &bias_padded,
-            offset,
             n,
         };
         let run = |groups: std::ops::Range<usize>| {
@@ -334,88 +347,157 @@ impl Int8Matrix {
     }
 }
 
-/// Quantizes `row` into `q` (same length) with the scale mapping its largest magnitude to
-/// 127, rounding to nearest, ties to even; returns the scale.
-fn quantize_row(row: &[f32], q: &mut [i8]) -> f32 {
-    quantize_row_with(row, q.iter_mut(), |v| v as u8 as i8)
+/// Most depth an [`Int8Matrix`] takes: its sums (up to `255 * 127` a step) stay in `i32`.
+const MAX_DEPTH: usize = 1 << 16;
+
+/// Quantizes a weight row into `q` (same length) with the scale mapping its largest
+/// magnitude to 127, rounding to nearest, ties to even; returns the scale. The row must be
+/// finite.
+fn quantize_weights(row: &[f32], q: &mut [i8]) -> f32 {
+    let amax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+    if amax == 0.0 {
+        q.fill(0);
+        return 0.0;
+    }
+    let inv = 127.0 / amax;
+    for (d, &v) in q.iter_mut().zip(row) {
+        *d = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8;
+    }
+    amax / 127.0
 }
 
-/// [`quantize_row`] writing each value through `put` (as a byte, offset or not): written so
-/// the compiler vectorizes it (no library call for the rounding: adding and subtracting
-/// 1.5 * 2^23 rounds a float of magnitude below 2^22 to an integer, ties to even). A row
-/// holding an infinity or NaN quantizes to zeros with a NaN scale (its outputs are NaN, as
-/// f32's would be).
-#[inline(always)]
-fn quantize_row_with<'a, T: 'a>(
-    row: &[f32],
-    out: impl Iterator<Item = &'a mut T>,
-    put: impl Fn(i32) -> T,
-) -> f32 {
-    const ROUND: f32 = 12_582_912.0;
-    let amax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let finite = amax.is_finite() && !row.iter().fold(false, |any, v| any | v.is_nan());
-    let (scale, inv) = match (finite, amax == 0.0) {
-        (false, _) => (f32::NAN, 0.0),
-        (true, true) => (0.0, 0.0),
-        (true, false) => (amax / 127.0, 127.0 / amax),
-    };
-    for (d, &v) in out.zip(row) {
-        let r = (v * inv + ROUND) - ROUND;
-        // A NaN (only in a row whose scale is NaN) becomes 0.
-        *d = put(if r.is_nan() {
-            0
-        } else {
-            r.clamp(-127.0, 127.0) as i32
-        });
+/// An activation row's quantization: `x ≈ scale * (q - zero)`, `q` in `[0, 255]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct RowQuant {
+    scale: f32,
+    zero: i32,
+    /// `1 / scale` (0 for a row of zeros).
+    inv: f32,
+}
+
+impl RowQuant {
+    /// The quantization of a row whose values span `lo ..= hi`: the range widened to hold
+    /// zero, onto `[0, 255]` (a row of zeros: scale 0). `None` for a range that is not
+    /// finite (the row holds an infinity or NaN).
+    fn of_range(lo: f32, hi: f32) -> Option<Self> {
+        let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+        if !(hi - lo).is_finite() {
+            return None;
+        }
+        if hi == lo {
+            return Some(Self {
+                scale: 0.0,
+                zero: 0,
+                inv: 0.0,
+            });
+        }
+        let scale = (hi - lo) / 255.0;
+        let inv = 255.0 / (hi - lo);
+        let zero = (-lo * inv).round_ties_even().clamp(0.0, 255.0) as i32;
+        Some(Self { scale, zero, inv })
     }
-    scale
+}
+
+/// Quantizes an activation row into `dst` (at least as long) as unsigned bytes, each put
+/// through `put` (unchanged, or less 128 as a signed byte), rounding to nearest, ties to
+/// even; returns the scale and zero point. Written so the compiler vectorizes it (no library
+/// call for the rounding: adding and subtracting 1.5 * 2^23 rounds a float of magnitude
+/// below 2^22 to an integer, ties to even). A row holding an infinity or NaN quantizes to
+/// zeros with a NaN scale (its outputs are NaN, as f32's would be).
+#[inline(always)]
+fn quantize_activations(row: &[f32], dst: &mut [u8], put: impl Fn(i32) -> u8) -> (f32, i32) {
+    const ROUND: f32 = 12_582_912.0;
+    let (lo, hi) = row
+        .iter()
+        .fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let finite = !row.iter().fold(false, |any, v| any | v.is_nan());
+    let Some(q) = RowQuant::of_range(lo, hi).filter(|_| finite) else {
+        dst.iter_mut().zip(row).for_each(|(d, _)| *d = put(0));
+        return (f32::NAN, 0);
+    };
+    let zero = q.zero as f32;
+    for (d, &v) in dst.iter_mut().zip(row) {
+        let r = ((v * q.inv + ROUND) - ROUND) + zero;
+        *d = put(r.clamp(0.0, 255.0) as i32);
+    }
+    (q.scale, q.zero)
 }
 
 /// Quantizes `m` rows of `a` (`k` values each) into `qa` (`kq` bytes a row, the padding
-/// left as it is) and their scales, offset by 128 when `offset`; rows split over the pool.
-fn quantize_rows(a: &[f32], k: usize, kq: usize, offset: bool, qa: &mut [u8], scales: &mut [f32]) {
+/// left as it is), their scales and zero points: unsigned bytes when `unsigned`, less 128
+/// (signed) otherwise; rows split over the pool.
+fn quantize_rows(
+    a: &[f32],
+    k: usize,
+    kq: usize,
+    unsigned: bool,
+    qa: &mut [u8],
+    scales: &mut [f32],
+    zeros: &mut [i32],
+) {
     let m = scales.len();
-    let put = |v: i32| if offset { (v + 128) as u8 } else { v as u8 };
+    let put = |v: i32| if unsigned { v as u8 } else { (v as u8) ^ 0x80 };
     #[cfg(target_arch = "x86_64")]
-    let avx512 = offset && Int8Simd::Vnni.available();
-    let rows = |range: std::ops::Range<usize>, qa: &mut [u8], scales: &mut [f32]| {
-        for (i, (dst, scale)) in range.zip(qa.chunks_exact_mut(kq).zip(scales.iter_mut())) {
-            let row = &a[i * k..(i + 1) * k];
-            #[cfg(target_arch = "x86_64")]
-            if avx512 {
-                // SAFETY: AVX-512F/BW are available; `dst` holds at least `k` bytes.
-                if let Some(s) = unsafe { vnni::quantize_offset(row, dst) } {
-                    *scale = s;
-                    continue;
+    let avx512 = unsigned && Int8Simd::Vnni.available();
+    let rows =
+        |range: std::ops::Range<usize>, qa: &mut [u8], scales: &mut [f32], zeros: &mut [i32]| {
+            for (i, ((dst, scale), zero)) in range.zip(
+                qa.chunks_exact_mut(kq)
+                    .zip(scales.iter_mut())
+                    .zip(zeros.iter_mut()),
+            ) {
+                let row = &a[i * k..(i + 1) * k];
+                #[cfg(target_arch = "x86_64")]
+                if avx512 {
+                    // SAFETY: AVX-512F/BW are available; `dst` holds at least `k` bytes.
+                    if let Some(q) = unsafe { vnni::quantize_unsigned(row, dst) } {
+                        (*scale, *zero) = (q.scale, q.zero);
+                        continue;
+                    }
                 }
+                (*scale, *zero) = quantize_activations(row, dst, put);
             }
-            *scale = quantize_row_with(row, dst.iter_mut(), put);
-        }
-    };
+        };
     let chunk = 64;
     if m <= chunk {
-        return rows(0..m, qa, scales);
+        return rows(0..m, qa, scales, zeros);
     }
     let qa_ptr = OutBytes(qa.as_mut_ptr());
     let sc_ptr = OutPtr(scales.as_mut_ptr());
+    let zero_ptr = OutInts(zeros.as_mut_ptr());
     candle_core::utils::barrier_pool().execute_chunked(m.div_ceil(chunk), |items| {
         for item in items {
             let start = item * chunk;
             let end = m.min(start + chunk);
-            // SAFETY: items cover disjoint row ranges of `qa` (`kq` bytes a row) and
-            // `scales`, both alive until the pool returns.
-            let (qa, scales) = unsafe {
+            // SAFETY: items cover disjoint row ranges of `qa` (`kq` bytes a row), `scales`
+            // and `zeros`, all alive until the pool returns.
+            let (qa, scales, zeros) = unsafe {
                 (
                     std::slice::from_raw_parts_mut(
                         qa_ptr.get().add(start * kq),
                         (end - start) * kq,
                     ),
                     std::slice::from_raw_parts_mut(sc_ptr.get().add(start), end - start),
+                    std::slice::from_raw_parts_mut(zero_ptr.get().add(start), end - start),
                 )
             };
-            rows(start..end, qa, scales);
+            rows(start..end, qa, scales, zeros);
         }
     });
+}
+
+/// [`OutPtr`] for integers.
+#[derive(Clone, Copy)]
+struct OutInts(*mut i32);
+// SAFETY: as for `OutPtr`: writers take disjoint ranges, read only after the pool returns.
+unsafe impl Send for OutInts {}
+// SAFETY: as above.
+unsafe impl Sync for OutInts {}
+
+impl OutInts {
+    fn get(self) -> *mut i32 {
+        self.0
+    }
 }
 
 /// [`OutPtr`] for bytes.
@@ -435,12 +517,13 @@ impl OutBytes {
 /// What turns a tile's integer sums into `C`'s values.
 struct Epilogue<'a> {
     row_scales: &'a [f32],
-    /// Padded to whole panels, as are `offsets` and `bias`.
+    /// What to take `sums[j]` times from row `i`'s sums: its zero point, less 128 for the
+    /// signed kernels.
+    row_zeros: &'a [i32],
+    /// Padded to whole panels, as are `sums` and `bias`.
     col_scales: &'a [f32],
-    offsets: &'a [i32],
+    sums: &'a [i32],
     bias: &'a [f32],
-    /// Whether the sums carry the activations' +128 offset.
-    offset: bool,
     /// `C`'s row length.
     n: usize,
 }
@@ -459,11 +542,7 @@ impl Epilogue<'_> {
         // SAFETY: the caller's guarantee.
         let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(i * self.n + col), cols) };
         for (c, d) in dst.iter_mut().enumerate() {
-            let sum = if self.offset {
-                acc[c].wrapping_sub(self.offsets[col + c])
-            } else {
-                acc[c]
-            };
+            let sum = acc[c].wrapping_sub(self.row_zeros[i].wrapping_mul(self.sums[col + c]));
             *d = sum as f32 * (sx * self.col_scales[col + c]) + self.bias[col + c];
         }
     }
@@ -528,7 +607,7 @@ fn portable_tile(rows: usize, kq: usize, a: &[u8], b: &[i8], acc: &mut [[[i32; N
 
 #[cfg(target_arch = "x86_64")]
 mod vnni {
-    use super::{Epilogue, OutPtr, MR_VNNI, NR, QUAD};
+    use super::{Epilogue, OutPtr, RowQuant, MR_VNNI, NR, QUAD};
     use std::arch::x86_64::*;
 
     /// `rows` rows of offset `a` by `width` (1 or 2) panels from panel `j`, stored into `C`
@@ -568,14 +647,14 @@ mod vnni {
         }
     }
 
-    /// [`super::quantize_row`] offset by 128 into `dst` (at least `row.len()` bytes), sixteen
-    /// values at a time, with the same rounding (to nearest, ties to even); `None` for a
-    /// row holding an infinity or NaN (the portable path handles it).
+    /// [`super::quantize_activations`] as unsigned bytes into `dst` (at least `row.len()`
+    /// bytes), sixteen values at a time, with the same rounding (to nearest, ties to even);
+    /// `None` for a row holding an infinity or NaN (the portable path handles it).
     ///
     /// # Safety
     /// AVX-512F and BW must be available.
     #[target_feature(enable = "avx512f,avx512bw")]
-    pub(super) unsafe fn quantize_offset(row: &[f32], dst: &mut [u8]) -> Option<f32> {
+    pub(super) unsafe fn quantize_unsigned(row: &[f32], dst: &mut [u8]) -> Option<RowQuant> {
         debug_assert!(dst.len() >= row.len());
         let k = row.len();
         let tail = k % NR;
@@ -583,49 +662,33 @@ mod vnni {
         // SAFETY (whole body): loads and stores stay inside `row` and `dst` (the last,
         // partial group through masks).
         unsafe {
-            let mut amax = _mm512_setzero_ps();
+            let (mut lo, mut hi) = (_mm512_setzero_ps(), _mm512_setzero_ps());
             let mut unordered: __mmask16 = 0;
             let mut p = 0;
-            while p + NR <= k {
-                let v = _mm512_loadu_ps(row.as_ptr().add(p));
-                amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
+            while p < k {
+                let mask = if p + NR <= k { !0 } else { tail_mask };
+                let v = _mm512_maskz_loadu_ps(mask, row.as_ptr().add(p));
+                lo = _mm512_min_ps(lo, v);
+                hi = _mm512_max_ps(hi, v);
                 unordered |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
                 p += NR;
             }
-            if tail > 0 {
-                let v = _mm512_maskz_loadu_ps(tail_mask, row.as_ptr().add(p));
-                amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
-                unordered |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-            }
-            let amax = _mm512_reduce_max_ps(amax);
-            if unordered != 0 || !amax.is_finite() {
+            if unordered != 0 {
                 return None;
             }
-            if amax == 0.0 {
-                dst[..k].fill(128);
-                return Some(0.0);
-            }
-            let inv = _mm512_set1_ps(127.0 / amax);
-            let (lo, hi, off) = (
-                _mm512_set1_epi32(-127),
-                _mm512_set1_epi32(127),
-                _mm512_set1_epi32(128),
-            );
-            let quantize = |v: __m512| {
-                let q = _mm512_cvtps_epi32(_mm512_mul_ps(v, inv));
-                _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(q, lo), hi), off)
-            };
+            let q = RowQuant::of_range(_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi))?;
+            let (inv, zero) = (_mm512_set1_ps(q.inv), _mm512_set1_epi32(q.zero));
+            let (floor, ceil) = (_mm512_setzero_si512(), _mm512_set1_epi32(255));
             let mut p = 0;
-            while p + NR <= k {
-                let q = quantize(_mm512_loadu_ps(row.as_ptr().add(p)));
-                _mm_storeu_si128(dst.as_mut_ptr().add(p).cast(), _mm512_cvtepi32_epi8(q));
+            while p < k {
+                let mask = if p + NR <= k { !0 } else { tail_mask };
+                let v = _mm512_maskz_loadu_ps(mask, row.as_ptr().add(p));
+                let r = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, inv)), zero);
+                let r = _mm512_min_epi32(_mm512_max_epi32(r, floor), ceil);
+                _mm512_mask_cvtepi32_storeu_epi8(dst.as_mut_ptr().add(p).cast(), mask, r);
                 p += NR;
             }
-            if tail > 0 {
-                let q = quantize(_mm512_maskz_loadu_ps(tail_mask, row.as_ptr().add(p)));
-                _mm512_mask_cvtepi32_storeu_epi8(dst.as_mut_ptr().add(p).cast(), tail_mask, q);
-            }
-            Some(amax / 127.0)
+            Some(q)
         }
     }
 
@@ -668,13 +731,14 @@ mod vnni {
                 }
                 let cols = NR.min(epi.n - col);
                 let mask: __mmask16 = if cols == NR { !0 } else { (1u16 << cols) - 1 };
-                let offsets = _mm512_loadu_si512(epi.offsets.as_ptr().add(col).cast());
+                let sums = _mm512_loadu_si512(epi.sums.as_ptr().add(col).cast());
                 let scales = _mm512_loadu_ps(epi.col_scales.as_ptr().add(col));
                 let bias = _mm512_loadu_ps(epi.bias.as_ptr().add(col));
                 for (r, row) in acc.iter().enumerate() {
-                    let sums = _mm512_cvtepi32_ps(_mm512_sub_epi32(row[h], offsets));
+                    let zero = _mm512_set1_epi32(epi.row_zeros[i + r]);
+                    let exact = _mm512_sub_epi32(row[h], _mm512_mullo_epi32(zero, sums));
                     let scale = _mm512_mul_ps(_mm512_set1_ps(epi.row_scales[i + r]), scales);
-                    let y = _mm512_add_ps(_mm512_mul_ps(sums, scale), bias);
+                    let y = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(exact), scale), bias);
                     _mm512_mask_storeu_ps(out.get().add((i + r) * epi.n + col), mask, y);
                 }
             }
@@ -769,13 +833,13 @@ mod tests {
         let mut out = vec![0f32; m * n];
         for i in 0..m {
             let row = &a[i * k..(i + 1) * k];
-            let mut q = vec![0i8; k];
-            let s = quantize_row(row, &mut q);
+            let mut q = vec![0u8; k];
+            let (s, z) = quantize_activations(row, &mut q, |v| v as u8);
             for j in 0..n {
                 let dot: f64 = q
                     .iter()
                     .zip(&wd[j * k..(j + 1) * k])
-                    .map(|(&x, &w)| f64::from(x) * f64::from(s) * f64::from(w))
+                    .map(|(&x, &w)| f64::from(i32::from(x) - z) * f64::from(s) * f64::from(w))
                     .sum();
                 out[i * n + j] = dot as f32 + bias.map_or(0.0, |b| b[j]);
             }
@@ -823,24 +887,27 @@ mod tests {
         if !Int8Simd::Vnni.available() {
             return;
         }
-        // Ties (x.5 after scaling) included: a row whose largest value is 127 scales by 1.
-        let mut ties: Vec<f32> = (0..40).map(|i| i as f32 - 19.5).collect();
-        ties.push(127.0);
+        // Ties (x.5 after scaling) included: a row spanning 0 ..= 255 scales by 1.
+        let mut ties: Vec<f32> = (0..40).map(|i| i as f32 + 0.5).collect();
+        ties.push(255.0);
+        let negative: Vec<f32> = values(21, 6).iter().map(|v| -v.abs()).collect();
         for row in [
             values(37, 4),
             values(16, 5),
             ties,
+            negative,
             vec![0.0; 9],
             vec![1.0, f32::NAN],
+            vec![f32::INFINITY, 1.0],
         ] {
             let mut want = vec![0u8; row.len()];
-            let s_want = quantize_row_with(&row, want.iter_mut(), |v| (v + 128) as u8);
+            let (s_want, z_want) = quantize_activations(&row, &mut want, |v| v as u8);
+            let mut got = vec![0u8; row.len()];
             // SAFETY: VNNI's features are available (checked above).
-            match unsafe { vnni::quantize_offset(&row, &mut vec![0u8; row.len()]) } {
-                Some(s) => {
-                    let mut got = vec![0u8; row.len()];
-                    unsafe { vnni::quantize_offset(&row, &mut got) };
-                    assert_eq!((got, s.to_bits()), (want, s_want.to_bits()));
+            match unsafe { vnni::quantize_unsigned(&row, &mut got) } {
+                Some(q) => {
+                    assert_eq!(got, want);
+                    assert_eq!((q.scale.to_bits(), q.zero), (s_want.to_bits(), z_want));
                 }
                 None => assert!(s_want.is_nan()),
             }
@@ -905,6 +972,7 @@ mod tests {
     fn refuses_bad_sizes_and_values() {
         assert!(Int8Matrix::quantize(&[1.0; 5], 2, 3).is_err());
         assert!(Int8Matrix::quantize(&[1.0, f32::NAN], 1, 2).is_err());
+        assert!(Int8Matrix::quantize(&vec![0.0; MAX_DEPTH + 1], 1, MAX_DEPTH + 1).is_err());
         let w = Int8Matrix::quantize(&[1.0; 6], 2, 3).unwrap();
         assert!(w.matmul(&[1.0; 5], 2, None, None).is_err());
         assert!(w.matmul(&[1.0; 6], 2, Some(&[0.0; 3]), None).is_err());

@@ -481,7 +481,8 @@ class _AutoEncoderClass:
     def from_pretrained(cls, pretrained_model_name_or_path: Union[str, "os.PathLike[str]"], **kwargs: Any) -> EncoderModel:
         """Loads an encoder checkpoint (directory, ``.gguf`` file, Hub id or known name)
         with this class's head. ``dtype`` (or ``torch_dtype``): ``"float32"`` (default),
-        ``"float16"``, ``"bfloat16"``."""
+        ``"float16"``, ``"bfloat16"``, or ``"q8"``: int8 weights and activations
+        (onnxruntime's dynamic quantization; close to, not equal to, float32)."""
         name = check_path(pretrained_model_name_or_path)
         dtype = _load_kwargs(kwargs, cls.__name__)
         return EncoderModel(_trustformers.Encoder.from_pretrained(name, cls._task, dtype), name, cls._task)

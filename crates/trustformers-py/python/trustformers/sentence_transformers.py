@@ -16,7 +16,10 @@ from .exceptions import InvalidArgument
 class SentenceTransformer:
     """``SentenceTransformer(name_or_path)``: a sentence-transformers checkpoint directory
     (``modules.json``, pooling config), a BERT-family checkpoint (mean pooling), a GGUF
-    embedding model, a Hub repo id or a known name (``all-MiniLM-L6-v2``)."""
+    embedding model, a Hub repo id or a known name (``all-MiniLM-L6-v2``). ``dtype``:
+    ``None`` (float32), ``"float16"``, ``"bfloat16"``, or ``"q8"``: int8 weights and
+    activations, as onnxruntime's dynamically quantized models run (close to, not equal
+    to, float32)."""
 
     def __init__(
         self,
