@@ -301,7 +301,10 @@ def fixture(name, arch, cls_name, seed):
 
 
 # GGUF fixture -> the safetensors fixture it is converted from.
-GGUF_FIXTURES = {"bert_gguf": "bert_base", "nomic_bert_gguf": "nomic_bert_hub"}
+GGUF_FIXTURES = {"bert_gguf": "bert_base", "nomic_bert_gguf": "nomic_bert_hub", "bert_gguf_q8": "bert_base"}
+# GGUF fixture -> the converter's --outtype (f32 unless named): `bert_gguf_q8` holds the
+# linear weights as Q8_0, what an int8 GGUF encoder file ships.
+GGUF_OUTTYPES = {"bert_gguf_q8": "q8_0"}
 
 
 def nomic_hub_fixture():
@@ -347,7 +350,8 @@ def nomic_hub_fixture():
 
 
 def gguf_fixture(name, src_name):
-    """`src_name` converted by llama.cpp's convert_hf_to_gguf.py (from $LLAMA_CPP) to f32."""
+    """`src_name` converted by llama.cpp's convert_hf_to_gguf.py (from $LLAMA_CPP) to f32 (or
+    the fixture's GGUF_OUTTYPES entry)."""
     import runpy
 
     from safetensors.torch import load_file
@@ -373,9 +377,9 @@ def gguf_fixture(name, src_name):
         base.ModelBase.load_hparams = staticmethod(raw_config)
     out_dir = FIXTURES / name
     out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"tiny-{name.removesuffix('_gguf')}.gguf"
+    out = out_dir / f"tiny-{name.removesuffix('_q8').removesuffix('_gguf')}.gguf"
     argv = sys.argv
-    sys.argv = ["convert_hf_to_gguf.py", str(FIXTURES / src_name), "--outtype", "f32", "--outfile", str(out)]
+    sys.argv = ["convert_hf_to_gguf.py", str(FIXTURES / src_name), "--outtype", GGUF_OUTTYPES.get(name, "f32"), "--outfile", str(out)]
     try:
         runpy.run_path(str(llama_cpp / "convert_hf_to_gguf.py"), run_name="__main__")
     finally:

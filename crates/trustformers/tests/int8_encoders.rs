@@ -150,3 +150,37 @@ fn int8_refuses_what_it_does_not_cover() {
         (None, Some(Quantization::DynamicInt8))
     );
 }
+
+/// A GGUF encoder with Q8_0 linear weights (`bert_base` converted by llama.cpp's
+/// `convert_hf_to_gguf.py --outtype q8_0`) runs on the integer kernels as the file holds it:
+/// close to transformers' f32 outputs, and the same with or without `q8` (its linear
+/// weights are int8 already; nothing is quantized twice).
+#[test]
+fn q8_0_gguf_encoder_runs_as_shipped() {
+    let file = fixture("bert_gguf_q8").join("tiny-bert.gguf");
+    let exp = expected("bert_gguf_q8");
+    let (ids, mask, types) = (
+        &exp["input_ids"],
+        &exp["attention_mask"],
+        &exp["token_type_ids"],
+    );
+    let run = |opts: &LoadOptions| {
+        let model = load_encoder(&file, None, opts).unwrap();
+        model
+            .forward(ids, Some(types), Some(mask), false)
+            .unwrap()
+            .last_hidden_state
+    };
+    let (plain, q8) = (run(&LoadOptions::default()), run(&int8()));
+    let cos = lowest_cosine(&plain, &exp["last_hidden_state"], mask);
+    assert!(cos >= 0.999, "lowest cosine {cos} per token");
+    let diff = (&plain - &q8)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert_eq!(diff, 0.0);
+}

@@ -200,12 +200,12 @@ fn all_minilm_int8_stays_close_to_f32() {
         "int8: top-5 neighbours equal in order for {same}, as sets for {same_set} of {} queries",
         texts.len()
     );
-    // Measured: lowest 0.983, mean 0.9969, sets equal for 96 (onnxruntime's int8 model of the
-    // same checkpoint: lowest 0.823, mean 0.959; see BENCHMARKS.md).
-    assert!(worst >= 0.98, "lowest cosine {worst}");
-    assert!(mean >= 0.996, "mean cosine {mean}");
+    // Measured: lowest 0.9935, mean 0.9987, sets equal for 101 (onnxruntime's int8 model of
+    // the same checkpoint: lowest 0.823, mean 0.959; see BENCHMARKS.md).
+    assert!(worst >= 0.99, "lowest cosine {worst}");
+    assert!(mean >= 0.998, "mean cosine {mean}");
     assert!(
-        same_set * 100 >= 119 * 75,
+        same_set * 100 >= texts.len() * 80,
         "top-5 sets equal for only {same_set}"
     );
 }

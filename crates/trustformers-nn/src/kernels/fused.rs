@@ -65,6 +65,19 @@ macro_rules! multiversion {
             unsafe fn avx2($($arg: $ty),*) {
                 body($($arg),*)
             }
+            // The same code in 16-wide registers: every value is computed by the same
+            // operations in the same order (no reduction is reassociated), so the results
+            // are those of the AVX2 build.
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            unsafe fn avx512($($arg: $ty),*) {
+                body($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            if crate::kernels::gemm::use_avx512() {
+                // SAFETY: only called when the CPU reports AVX-512F, AVX2 and FMA.
+                return unsafe { avx512($($arg),*) };
+            }
             #[cfg(target_arch = "x86_64")]
             if use_avx2() {
                 // SAFETY: only called when the CPU reports AVX2 and FMA.
