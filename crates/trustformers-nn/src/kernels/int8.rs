@@ -359,9 +359,11 @@ fn quantize_weights(row: &[f32], q: &mut [i8]) -> f32 {
         q.fill(0);
         return 0.0;
     }
+    const ROUND: f32 = 12_582_912.0;
     let inv = 127.0 / amax;
     for (d, &v) in q.iter_mut().zip(row) {
-        *d = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8;
+        // To nearest, ties to even (see `quantize_activations`), without a library call.
+        *d = ((v * inv + ROUND) - ROUND).clamp(-127.0, 127.0) as i8;
     }
     amax / 127.0
 }
