@@ -69,7 +69,12 @@ fn int8(c: &mut Criterion) {
         let q = Int8Matrix::quantize(&w, n, k).unwrap();
         let name = format!("{m}x{n}x{k}");
         group.throughput(Throughput::Elements((m * n * k) as u64));
-        for simd in [Int8Simd::Vnni, Int8Simd::Avx2, Int8Simd::Portable] {
+        for simd in [
+            Int8Simd::Amx,
+            Int8Simd::Vnni,
+            Int8Simd::Avx2,
+            Int8Simd::Portable,
+        ] {
             if simd.available() && (simd != Int8Simd::Portable || m == 512) {
                 group.bench_with_input(BenchmarkId::new(format!("{simd:?}"), &name), &a, |b, a| {
                     b.iter(|| q.matmul_with(simd, a, m, None, None).unwrap())

@@ -23,6 +23,10 @@ use trustformers_core::{Error, Result};
 
 /// Depth steps one `vpdpbusd` lane sums.
 const QUAD: usize = 4;
+/// Depth a packed matrix is padded to a multiple of (one AMX tile's row of bytes).
+const KPAD: usize = 64;
+/// Rows of `A` per AMX tile.
+const MR_AMX: usize = 16;
 /// Rows of `A` per VNNI tile of two panels (24 accumulators).
 const MR_VNNI: usize = 12;
 /// Rows of `A` per AVX2 and portable tile of one panel.
@@ -38,16 +42,24 @@ pub enum Int8Simd {
     Portable,
     Avx2,
     Vnni,
+    /// AMX tiles (`tdpbusd`: 16 x 16 sums of 64 byte products per instruction), with
+    /// AVX-512 for the rest.
+    Amx,
 }
 
 impl Int8Simd {
-    /// The best this CPU runs (`TRUSTFORMERS_NO_AVX512` rules out VNNI, for comparisons).
+    /// The best this CPU runs (`TRUSTFORMERS_NO_AMX` rules out AMX, `TRUSTFORMERS_NO_AVX512`
+    /// AMX and VNNI, for comparisons).
     pub fn detect() -> Self {
         static BEST: OnceLock<Int8Simd> = OnceLock::new();
         *BEST.get_or_init(|| {
             #[cfg(target_arch = "x86_64")]
             {
                 let no_avx512 = std::env::var_os("TRUSTFORMERS_NO_AVX512").is_some();
+                let no_amx = std::env::var_os("TRUSTFORMERS_NO_AMX").is_some();
+                if !no_avx512 && !no_amx && Int8Simd::Amx.available() {
+                    return Int8Simd::Amx;
+                }
                 if !no_avx512
                     && std::arch::is_x86_feature_detected!("avx512f")
                     && std::arch::is_x86_feature_detected!("avx512bw")
@@ -63,6 +75,11 @@ impl Int8Simd {
         })
     }
 
+    /// Whether the kernel takes activations as unsigned bytes (as opposed to less 128).
+    fn unsigned(self) -> bool {
+        matches!(self, Self::Vnni | Self::Amx)
+    }
+
     /// Whether this CPU can run `self`.
     pub fn available(self) -> bool {
         match self {
@@ -75,6 +92,8 @@ impl Int8Simd {
                     && std::arch::is_x86_feature_detected!("avx512bw")
                     && std::arch::is_x86_feature_detected!("avx512vnni")
             }
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            Self::Amx => Self::Vnni.available() && amx::enabled(),
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
         }
@@ -82,6 +101,7 @@ impl Int8Simd {
 
     fn rows(self) -> usize {
         match self {
+            Self::Amx => MR_AMX,
             Self::Vnni => MR_VNNI,
             Self::Avx2 | Self::Portable => MR,
         }
@@ -93,7 +113,7 @@ impl Int8Simd {
 pub struct Int8Matrix {
     n: usize,
     k: usize,
-    /// `k` rounded up to a multiple of [`QUAD`].
+    /// `k` rounded up to a multiple of [`KPAD`].
     kq: usize,
     /// `ceil(n / NR)` panels of `kq * NR` bytes: depth quad `p`, column `c`, step `t` at
     /// `p * NR * QUAD + c * QUAD + t` (zero past `n` and `k`).
@@ -144,7 +164,7 @@ impl Int8Matrix {
     /// Packs quantized rows (`rows[j]`: `k` values and their scale).
     fn pack(rows: &[(Vec<i8>, f32)], k: usize) -> Self {
         let n = rows.len();
-        let kq = k.div_ceil(QUAD) * QUAD;
+        let kq = k.div_ceil(KPAD) * KPAD;
         let panels = n.div_ceil(NR);
         let mut packed = vec![0i8; panels * kq * NR];
         let mut scales = vec![0f32; panels * NR];
@@ -268,11 +288,20 @@ impl Int8Matrix {
         }
         // Each row quantized once, `kq` bytes apart: unsigned for VNNI, less 128 (signed)
         // for the others. Padding meets zero weights, so its value does not matter.
-        let unsigned = simd == Int8Simd::Vnni;
-        let mut qa = vec![0u8; m * kq];
+        let unsigned = simd.unsigned();
+        // Whole AMX tiles of rows (zero rows past `m`).
+        let mut qa = vec![0u8; m.next_multiple_of(MR_AMX) * kq];
         let mut row_scales = vec![0f32; m];
         let mut zeros = vec![0i32; m];
-        quantize_rows(a, k, kq, unsigned, &mut qa, &mut row_scales, &mut zeros);
+        quantize_rows(
+            a,
+            k,
+            kq,
+            unsigned,
+            &mut qa[..m * kq],
+            &mut row_scales,
+            &mut zeros,
+        );
         // What each row's sums lack or carry: the zero point, less the 128 the signed
         // kernels already took from every activation.
         if !unsigned {
@@ -293,6 +322,12 @@ impl Int8Matrix {
             n,
         };
         let run = |groups: std::ops::Range<usize>| {
+            // AMX's tile configuration is per thread: set for this work, released after.
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            let _tiles = (simd == Int8Simd::Amx).then(|| {
+                // SAFETY: AMX is available (`simd` was checked).
+                unsafe { amx::Tiles::configure() }
+            });
             for g in groups {
                 let first = g * group;
                 let last = panels.min(first + group);
@@ -303,10 +338,12 @@ impl Int8Matrix {
                     // the rows made the stores the bottleneck for wide outputs).
                     for i in (i0..i0 + block).step_by(simd.rows()) {
                         let rows = simd.rows().min(i0 + block - i);
-                        let a_tile = &qa[i * kq..(i + rows) * kq];
+                        // An AMX tile always loads 16 rows (the buffer has them).
+                        let loaded = if simd == Int8Simd::Amx { MR_AMX } else { rows };
+                        let a_tile = &qa[i * kq..(i + loaded) * kq];
                         let mut j = first;
                         while j < last {
-                            let pair = simd == Int8Simd::Vnni && j + 1 < last;
+                            let pair = simd.unsigned() && j + 1 < last;
                             let width = if pair { 2 } else { 1 };
                             let b = &self.panels[j * kq * NR..(j + width) * kq * NR];
                             // SAFETY: rows `i .. i + rows` and columns `j * NR ..` of this
@@ -575,6 +612,10 @@ unsafe fn tile(
         // SAFETY: VNNI is available and the tile lies in `C` (the caller's guarantees);
         // extents as documented. It stores its own results.
         Int8Simd::Vnni => return unsafe { vnni::tile(rows, width, kq, a, b, i, j, epi, out) },
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        // SAFETY: as above; the thread's tiles are configured (`run` in `matmul_with`) and
+        // `a` holds 16 rows.
+        Int8Simd::Amx => return unsafe { amx::tile(rows, width, kq, a, b, i, j, epi, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 is available (the caller's guarantee); extents as documented.
         Int8Simd::Avx2 => unsafe { avx2::tile(rows, kq, a, b, &mut acc) },
@@ -726,23 +767,183 @@ mod vnni {
                     }
                 }
             }
-            for h in 0..W {
+            (0..W).for_each(|h| store_panel(|r| acc[r][h], R, i, (j + h) * NR, epi, out));
+        }
+    }
+
+    /// Stores `rows` rows of `C` from row `i`, at the sixteen (or, at the matrix's edge,
+    /// fewer) columns from `col`, from their sums (`sums_of(r)` for row `i + r`), with
+    /// [`Epilogue::store`]'s arithmetic; nothing for a `col` past the matrix.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; the rows' columns lie inside the buffer behind `out` and
+    /// belong to the caller.
+    #[inline(always)]
+    pub(super) unsafe fn store_panel(
+        sums_of: impl Fn(usize) -> __m512i,
+        rows: usize,
+        i: usize,
+        col: usize,
+        epi: &Epilogue<'_>,
+        out: OutPtr,
+    ) {
+        if col >= epi.n {
+            return;
+        }
+        let cols = NR.min(epi.n - col);
+        let mask: __mmask16 = if cols == NR { !0 } else { (1u16 << cols) - 1 };
+        // SAFETY (whole body): the epilogue's columns are padded to whole panels; the
+        // caller guarantees `C`'s extent.
+        unsafe {
+            let sums = _mm512_loadu_si512(epi.sums.as_ptr().add(col).cast());
+            let scales = _mm512_loadu_ps(epi.col_scales.as_ptr().add(col));
+            let bias = _mm512_loadu_ps(epi.bias.as_ptr().add(col));
+            for r in 0..rows {
+                let zero = _mm512_set1_epi32(epi.row_zeros[i + r]);
+                let exact = _mm512_sub_epi32(sums_of(r), _mm512_mullo_epi32(zero, sums));
+                let scale = _mm512_mul_ps(_mm512_set1_ps(epi.row_scales[i + r]), scales);
+                let y = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(exact), scale), bias);
+                _mm512_mask_storeu_ps(out.get().add((i + r) * epi.n + col), mask, y);
+            }
+        }
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod amx {
+    use super::{Epilogue, OutPtr, KPAD, MR_AMX, NR};
+    use std::arch::asm;
+    use std::arch::x86_64::*;
+    use std::sync::OnceLock;
+
+    /// Whether the CPU has AMX tiles with int8 products and Linux lets this process use
+    /// them (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`, asked once).
+    pub(super) fn enabled() -> bool {
+        static ENABLED: OnceLock<bool> = OnceLock::new();
+        *ENABLED.get_or_init(|| {
+            // CPUID leaf 7: EDX bit 24 AMX-TILE, bit 25 AMX-INT8.
+            let leaf = __cpuid_count(7, 0);
+            if leaf.edx & (3 << 24) != 3 << 24 {
+                return false;
+            }
+            const SYS_ARCH_PRCTL: i64 = 158;
+            const ARCH_REQ_XCOMP_PERM: usize = 0x1023;
+            const XFEATURE_XTILEDATA: usize = 18;
+            let ret: i64;
+            // SAFETY: the arch_prctl system call with its documented arguments; it only
+            // changes which register state this process may use.
+            unsafe {
+                asm!(
+                    "syscall",
+                    inlateout("rax") SYS_ARCH_PRCTL => ret,
+                    in("rdi") ARCH_REQ_XCOMP_PERM,
+                    in("rsi") XFEATURE_XTILEDATA,
+                    lateout("rcx") _,
+                    lateout("r11") _,
+                    options(nostack),
+                );
+            }
+            ret == 0
+        })
+    }
+
+    /// This thread's tile configuration while alive: five tiles of 16 rows of 64 bytes
+    /// (two of sums, one of activations, two of weights); released on drop.
+    pub(super) struct Tiles;
+
+    impl Tiles {
+        /// # Safety
+        /// AMX must be [enabled].
+        pub(super) unsafe fn configure() -> Self {
+            #[repr(C, align(64))]
+            struct Config([u8; 64]);
+            let mut config = Config([0; 64]);
+            // Palette 1; tile `t`: bytes per row at 16 + 2t (u16), rows at 48 + t.
+            config.0[0] = 1;
+            for t in 0..5 {
+                config.0[16 + 2 * t] = KPAD as u8;
+                config.0[48 + t] = MR_AMX as u8;
+            }
+            // SAFETY: AMX is enabled; the configuration is valid for palette 1.
+            unsafe { asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack)) };
+            Tiles
+        }
+    }
+
+    impl Drop for Tiles {
+        fn drop(&mut self) {
+            // SAFETY: tiles were configured on this thread by `configure`.
+            unsafe { asm!("tilerelease", options(nostack, nomem)) };
+        }
+    }
+
+    /// `rows` rows of unsigned `a` (16 rows loaded, `kq` bytes each) by `width` (1 or 2)
+    /// panels from panel `j`, stored into `C` from row `i`: per 64 bytes of depth, one tile
+    /// of activations against each panel's tile of weights (a panel's 16 depth quads are 16
+    /// rows of 64 bytes, the layout `tdpbusd` reads).
+    ///
+    /// # Safety
+    /// AMX enabled and this thread's [`Tiles`] configured, AVX-512F available; `a` holds
+    /// `16 * kq` bytes, `b` `width * kq * NR`; `C` as for [`super::vnni::tile`].
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn tile(
+        rows: usize,
+        width: usize,
+        kq: usize,
+        a: &[u8],
+        b: &[i8],
+        i: usize,
+        j: usize,
+        epi: &Epilogue<'_>,
+        out: OutPtr,
+    ) {
+        debug_assert!(
+            a.len() >= MR_AMX * kq && b.len() >= width * kq * NR && kq.is_multiple_of(KPAD)
+        );
+        #[repr(C, align(64))]
+        struct Sums([[i32; 2 * NR]; MR_AMX]);
+        let mut sums = Sums([[0; 2 * NR]; MR_AMX]);
+        let (a, b) = (a.as_ptr(), b.as_ptr());
+        let panel = kq * NR;
+        // SAFETY (whole body): tile loads read 16 rows of 64 bytes inside `a` (stride `kq`)
+        // and `b` (stride 64); the stores write `sums`; the caller's guarantees otherwise.
+        unsafe {
+            asm!("tilezero tmm0", "tilezero tmm1", options(nostack, nomem));
+            for chunk in (0..kq).step_by(KPAD) {
+                let weights = b.add(chunk * NR);
+                asm!(
+                    "tileloadd tmm2, [{a} + {lda} * 1]",
+                    "tileloadd tmm3, [{b} + {ldb} * 1]",
+                    "tdpbusd tmm0, tmm2, tmm3",
+                    a = in(reg) a.add(chunk),
+                    lda = in(reg) kq,
+                    b = in(reg) weights,
+                    ldb = in(reg) KPAD,
+                    options(nostack, readonly),
+                );
+                if width == 2 {
+                    asm!(
+                        "tileloadd tmm4, [{b} + {ldb} * 1]",
+                        "tdpbusd tmm1, tmm2, tmm4",
+                        b = in(reg) weights.add(panel),
+                        ldb = in(reg) KPAD,
+                        options(nostack, readonly),
+                    );
+                }
+            }
+            asm!(
+                "tilestored [{c} + {ldc} * 1], tmm0",
+                "tilestored [{c2} + {ldc} * 1], tmm1",
+                c = in(reg) sums.0.as_mut_ptr(),
+                c2 = in(reg) sums.0.as_mut_ptr().cast::<i32>().add(NR),
+                ldc = in(reg) 2 * NR * 4,
+                options(nostack),
+            );
+            for h in 0..width {
                 let col = (j + h) * NR;
-                if col >= epi.n {
-                    continue;
-                }
-                let cols = NR.min(epi.n - col);
-                let mask: __mmask16 = if cols == NR { !0 } else { (1u16 << cols) - 1 };
-                let sums = _mm512_loadu_si512(epi.sums.as_ptr().add(col).cast());
-                let scales = _mm512_loadu_ps(epi.col_scales.as_ptr().add(col));
-                let bias = _mm512_loadu_ps(epi.bias.as_ptr().add(col));
-                for (r, row) in acc.iter().enumerate() {
-                    let zero = _mm512_set1_epi32(epi.row_zeros[i + r]);
-                    let exact = _mm512_sub_epi32(row[h], _mm512_mullo_epi32(zero, sums));
-                    let scale = _mm512_mul_ps(_mm512_set1_ps(epi.row_scales[i + r]), scales);
-                    let y = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(exact), scale), bias);
-                    _mm512_mask_storeu_ps(out.get().add((i + r) * epi.n + col), mask, y);
-                }
+                let sums_of = |r: usize| _mm512_loadu_si512(sums.0[r][h * NR..].as_ptr().cast());
+                super::vnni::store_panel(sums_of, rows, i, col, epi, out);
             }
         }
     }
@@ -874,7 +1075,7 @@ mod tests {
                     "{got} vs {want}"
                 );
             }
-            for simd in [Int8Simd::Avx2, Int8Simd::Vnni] {
+            for simd in [Int8Simd::Avx2, Int8Simd::Vnni, Int8Simd::Amx] {
                 if simd.available() {
                     let got = w.matmul_with(simd, &a, m, Some(&bias), None).unwrap();
                     assert_eq!(got, portable, "{simd:?} on {m}x{n}x{k}");
