@@ -459,24 +459,7 @@ fn int8_forward(
     bias: Option<&Tensor>,
     act: Option<Act>,
 ) -> Result<Tensor> {
-    let (out_dim, in_dim) = w.dims();
-    if xs.dims().last() != Some(&in_dim) {
-        return Err(trustformers_core::Error::ShapeMismatch {
-            name: "linear input".into(),
-            expected: vec![in_dim],
-            actual: xs.dims().to_vec(),
-        });
-    }
-    let rows = rows_of(xs);
-    let mut out_dims = xs.dims().to_vec();
-    if let Some(last) = out_dims.last_mut() {
-        *last = out_dim;
-    }
-    let ys = kernels::with_f32(xs, |x| match bias {
-        Some(b) => kernels::with_f32(b, |b| w.matmul(x, rows, Some(b), act)),
-        None => w.matmul(x, rows, None, act),
-    })?;
-    Ok(Tensor::from_vec(ys, out_dims, &Device::Cpu)?.to_dtype(xs.dtype())?)
+    kernel_forward(w.dims(), xs, bias, |x, rows, b| w.matmul(x, rows, b, act))
 }
 
 /// `xs W^T (+ bias)`, then `act` if given, through our GEMM, in `xs`'s dtype.
@@ -486,7 +469,20 @@ fn gemm_forward(
     bias: Option<&Tensor>,
     act: Option<Act>,
 ) -> Result<Tensor> {
-    let (out_dim, in_dim) = w.dims();
+    kernel_forward(w.dims(), xs, bias, |x, rows, b| match act {
+        Some(act) => gemm::gemm_activated(x, rows, w, b, act),
+        None => gemm::gemm(x, rows, w, b),
+    })
+}
+
+/// A `[..., in_dim]` input through `run` (`x` `[rows, in_dim]` row-major and the bias to
+/// `[rows, out_dim]`) for a weight of `dims` (`(out_dim, in_dim)`), in `xs`'s dtype.
+fn kernel_forward(
+    (out_dim, in_dim): (usize, usize),
+    xs: &Tensor,
+    bias: Option<&Tensor>,
+    run: impl Fn(&[f32], usize, Option<&[f32]>) -> Result<Vec<f32>>,
+) -> Result<Tensor> {
     if xs.dims().last() != Some(&in_dim) {
         return Err(trustformers_core::Error::ShapeMismatch {
             name: "linear input".into(),
@@ -499,13 +495,9 @@ fn gemm_forward(
     if let Some(last) = out_dims.last_mut() {
         *last = out_dim;
     }
-    let run = |x: &[f32], b: Option<&[f32]>| match act {
-        Some(act) => gemm::gemm_activated(x, rows, w, b, act),
-        None => gemm::gemm(x, rows, w, b),
-    };
     let ys = kernels::with_f32(xs, |x| match bias {
-        Some(b) => kernels::with_f32(b, |b| run(x, Some(b))),
-        None => run(x, None),
+        Some(b) => kernels::with_f32(b, |b| run(x, rows, Some(b))),
+        None => run(x, rows, None),
     })?;
     Ok(Tensor::from_vec(ys, out_dims, &Device::Cpu)?.to_dtype(xs.dtype())?)
 }

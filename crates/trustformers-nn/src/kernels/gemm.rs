@@ -218,6 +218,28 @@ impl OutPtr {
     }
 }
 
+/// Applies `act` to rows `rows` of `C` (`n` values a row, behind `out`), at the columns of
+/// panels `panels` (clamped to `n`).
+///
+/// # Safety
+/// Those values lie inside the buffer behind `out`, are initialized, and belong to the
+/// caller.
+pub(crate) unsafe fn activate_block(
+    act: Act,
+    out: OutPtr,
+    n: usize,
+    rows: std::ops::Range<usize>,
+    panels: std::ops::Range<usize>,
+) {
+    let (start, end) = (panels.start * NR, n.min(panels.end * NR));
+    for i in rows {
+        // SAFETY: the caller's guarantee.
+        let row =
+            unsafe { std::slice::from_raw_parts_mut(out.get().add(i * n + start), end - start) };
+        activate_row(act, row);
+    }
+}
+
 /// The micro-kernel a GEMM runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Simd {
@@ -456,18 +478,9 @@ fn gemm_with(
                 }
                 if let Some(act) = act {
                     // The block's columns of this group are final: activate them in cache.
-                    let (start, end) = (first * NR, n.min(last * NR));
-                    for i in i0..i0 + block {
-                        // SAFETY: row `i`'s columns `start .. end` lie inside `C`, belong to
-                        // this worker's panels, and were all written by the loop above.
-                        let row = unsafe {
-                            std::slice::from_raw_parts_mut(
-                                out.get().add(i * n + start),
-                                end - start,
-                            )
-                        };
-                        activate_row(act, row);
-                    }
+                    // SAFETY: rows `i0 .. i0 + block`, columns of panels `first .. last` lie
+                    // inside `C`, belong to this worker and were all written above.
+                    unsafe { activate_block(act, out, n, i0..i0 + block, first..last) };
                 }
             }
         }

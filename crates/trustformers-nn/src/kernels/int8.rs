@@ -17,7 +17,7 @@
 //! over candle's barrier pool as the f32 GEMM's are.
 
 use super::fused::{activate_row, Act};
-use super::gemm::{OutPtr, NR};
+use super::gemm::{activate_block, OutPtr, NR};
 use std::sync::OnceLock;
 use trustformers_core::{Error, Result};
 
@@ -355,18 +355,9 @@ impl Int8Matrix {
                         }
                     }
                     if let Some(act) = act {
-                        let (start, end) = (first * NR, n.min(last * NR));
-                        for i in i0..i0 + block {
-                            // SAFETY: row `i`'s columns `start .. end` lie inside `C`, belong
-                            // to this worker's panels, and were all written above.
-                            let row = unsafe {
-                                std::slice::from_raw_parts_mut(
-                                    out.get().add(i * n + start),
-                                    end - start,
-                                )
-                            };
-                            activate_row(act, row);
-                        }
+                        // SAFETY: rows `i0 .. i0 + block`, columns of panels `first .. last`
+                        // lie inside `C`, belong to this worker and were all written above.
+                        unsafe { activate_block(act, out, n, i0..i0 + block, first..last) };
                     }
                 }
             }
@@ -501,9 +492,9 @@ fn quantize_rows(
     if m <= chunk {
         return rows(0..m, qa, scales, zeros);
     }
-    let qa_ptr = OutBytes(qa.as_mut_ptr());
-    let sc_ptr = OutPtr(scales.as_mut_ptr());
-    let zero_ptr = OutInts(zeros.as_mut_ptr());
+    let qa_ptr = Shared(qa.as_mut_ptr());
+    let sc_ptr = Shared(scales.as_mut_ptr());
+    let zero_ptr = Shared(zeros.as_mut_ptr());
     candle_core::utils::barrier_pool().execute_chunked(m.div_ceil(chunk), |items| {
         for item in items {
             let start = item * chunk;
@@ -525,30 +516,21 @@ fn quantize_rows(
     });
 }
 
-/// [`OutPtr`] for integers.
-#[derive(Clone, Copy)]
-struct OutInts(*mut i32);
-// SAFETY: as for `OutPtr`: writers take disjoint ranges, read only after the pool returns.
-unsafe impl Send for OutInts {}
-// SAFETY: as above.
-unsafe impl Sync for OutInts {}
-
-impl OutInts {
-    fn get(self) -> *mut i32 {
-        self.0
+/// [`OutPtr`] for any element type.
+struct Shared<T>(*mut T);
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        *self
     }
 }
-
-/// [`OutPtr`] for bytes.
-#[derive(Clone, Copy)]
-struct OutBytes(*mut u8);
+impl<T> Copy for Shared<T> {}
 // SAFETY: as for `OutPtr`: writers take disjoint ranges, read only after the pool returns.
-unsafe impl Send for OutBytes {}
+unsafe impl<T> Send for Shared<T> {}
 // SAFETY: as above.
-unsafe impl Sync for OutBytes {}
+unsafe impl<T> Sync for Shared<T> {}
 
-impl OutBytes {
-    fn get(self) -> *mut u8 {
+impl<T> Shared<T> {
+    fn get(self) -> *mut T {
         self.0
     }
 }
