@@ -113,16 +113,7 @@ fn all_minilm_embeddings_match_sentence_transformers() {
         return;
     }
     use trustformers::pipelines::{EmbedParams, SentenceTransformer};
-    let dir = trustformers::resolve::cache_dir().join("all-minilm-l6-v2");
-    assert!(dir.is_dir(), "model not found at {}", dir.display());
-    let texts: Vec<String> = serde_json::from_str(
-        &std::fs::read_to_string(fixture("all_minilm_sentences.json")).unwrap(),
-    )
-    .unwrap();
-    let reference =
-        candle_core::safetensors::load(fixture("all_minilm_reference.safetensors"), &Device::Cpu)
-            .unwrap();
-    let want: Vec<Vec<f32>> = reference["embeddings"].to_vec2().unwrap();
+    let (dir, texts, want) = minilm_corpus();
     let model = SentenceTransformer::from_pretrained(&dir, &LoadOptions::default()).unwrap();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let got = model.encode(&refs, &EmbedParams::default()).unwrap();
@@ -157,16 +148,7 @@ fn all_minilm_int8_stays_close_to_f32() {
         return;
     }
     use trustformers::pipelines::{EmbedParams, SentenceTransformer};
-    let dir = trustformers::resolve::cache_dir().join("all-minilm-l6-v2");
-    assert!(dir.is_dir(), "model not found at {}", dir.display());
-    let texts: Vec<String> = serde_json::from_str(
-        &std::fs::read_to_string(fixture("all_minilm_sentences.json")).unwrap(),
-    )
-    .unwrap();
-    let reference =
-        candle_core::safetensors::load(fixture("all_minilm_reference.safetensors"), &Device::Cpu)
-            .unwrap();
-    let want: Vec<Vec<f32>> = reference["embeddings"].to_vec2().unwrap();
+    let (dir, texts, want) = minilm_corpus();
     let opts = LoadOptions {
         quantize: Some(trustformers::Quantization::DynamicInt8),
         ..Default::default()
@@ -208,6 +190,21 @@ fn all_minilm_int8_stays_close_to_f32() {
         same_set * 100 >= texts.len() * 80,
         "top-5 sets equal for only {same_set}"
     );
+}
+
+/// all-MiniLM-L6-v2's directory, the 119 test sentences and sentence-transformers' f32
+/// embeddings of them.
+fn minilm_corpus() -> (PathBuf, Vec<String>, Vec<Vec<f32>>) {
+    let dir = trustformers::resolve::cache_dir().join("all-minilm-l6-v2");
+    assert!(dir.is_dir(), "model not found at {}", dir.display());
+    let texts: Vec<String> = serde_json::from_str(
+        &std::fs::read_to_string(fixture("all_minilm_sentences.json")).unwrap(),
+    )
+    .unwrap();
+    let reference =
+        candle_core::safetensors::load(fixture("all_minilm_reference.safetensors"), &Device::Cpu)
+            .unwrap();
+    (dir, texts, reference["embeddings"].to_vec2().unwrap())
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {

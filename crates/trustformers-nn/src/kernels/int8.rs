@@ -350,7 +350,18 @@ impl Int8Matrix {
                             // tile lie inside `C` (`m * n` values, alive until the pool
                             // returns) and belong to this worker's panels; `simd` was
                             // checked to be available.
-                            unsafe { tile(simd, rows, width, kq, a_tile, b, i, j, &epilogue, out) };
+                            unsafe {
+                                let t = Tile {
+                                    rows,
+                                    width,
+                                    kq,
+                                    a: a_tile,
+                                    b,
+                                    i,
+                                    j,
+                                };
+                                tile(simd, t, &epilogue, out)
+                            };
                             j += width;
                         }
                     }
@@ -569,35 +580,46 @@ impl Epilogue<'_> {
     }
 }
 
+/// One tile's work: `rows` rows of `C` from row `i`, at the columns of `width` (1 or 2)
+/// panels from panel `j`; `a` holds its rows of quantized activations (`kq` bytes each;
+/// 16 rows for AMX), `b` its panels (`kq * NR` bytes each).
+#[derive(Clone, Copy)]
+struct Tile<'a> {
+    rows: usize,
+    width: usize,
+    kq: usize,
+    a: &'a [u8],
+    b: &'a [i8],
+    i: usize,
+    j: usize,
+}
+
 /// One tile: `rows` rows of `A` (quantized, `kq` bytes each) by `width` panels from `j`.
 ///
 /// # Safety
 /// `simd` must be available; `C` rows `i .. i + rows`, columns of panels `j .. j + width`
 /// must lie inside the buffer behind `out` and belong to the caller; `width` is 2 only for
-/// VNNI; `a` holds `rows * kq` bytes and `b` `width * kq * NR`.
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile(
-    simd: Int8Simd,
-    rows: usize,
-    width: usize,
-    kq: usize,
-    a: &[u8],
-    b: &[i8],
-    i: usize,
-    j: usize,
-    epi: &Epilogue<'_>,
-    out: OutPtr,
-) {
+/// VNNI and AMX; `a` and `b` as [`Tile`] says.
+unsafe fn tile(simd: Int8Simd, tile: Tile<'_>, epi: &Epilogue<'_>, out: OutPtr) {
+    let Tile {
+        rows,
+        width,
+        kq,
+        a,
+        b,
+        i,
+        j,
+    } = tile;
     let mut acc = [[[0i32; NR]; 2]; MR_VNNI];
     match simd {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: VNNI is available and the tile lies in `C` (the caller's guarantees);
         // extents as documented. It stores its own results.
-        Int8Simd::Vnni => return unsafe { vnni::tile(rows, width, kq, a, b, i, j, epi, out) },
+        Int8Simd::Vnni => return unsafe { vnni::tile(tile, epi, out) },
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         // SAFETY: as above; the thread's tiles are configured (`run` in `matmul_with`) and
         // `a` holds 16 rows.
-        Int8Simd::Amx => return unsafe { amx::tile(rows, width, kq, a, b, i, j, epi, out) },
+        Int8Simd::Amx => return unsafe { amx::tile(tile, epi, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 is available (the caller's guarantee); extents as documented.
         Int8Simd::Avx2 => unsafe { avx2::tile(rows, kq, a, b, &mut acc) },
@@ -631,371 +653,16 @@ fn portable_tile(rows: usize, kq: usize, a: &[u8], b: &[i8], acc: &mut [[[i32; N
 }
 
 #[cfg(target_arch = "x86_64")]
-mod vnni {
-    use super::{Epilogue, OutPtr, RowQuant, MR_VNNI, NR, QUAD};
-    use std::arch::x86_64::*;
-
-    /// `rows` rows of offset `a` by `width` (1 or 2) panels from panel `j`, stored into `C`
-    /// from row `i`.
-    ///
-    /// # Safety
-    /// AVX-512F, BW and VNNI must be available; `a` holds `rows * kq` bytes, `b`
-    /// `width * kq * NR`; `C`'s rows `i .. i + rows`, columns of panels `j .. j + width`
-    /// lie inside the buffer behind `out` and belong to the caller.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn tile(
-        rows: usize,
-        width: usize,
-        kq: usize,
-        a: &[u8],
-        b: &[i8],
-        i: usize,
-        j: usize,
-        epi: &Epilogue<'_>,
-        out: OutPtr,
-    ) {
-        debug_assert!(a.len() >= rows * kq && b.len() >= width * kq * NR);
-        let (a, b) = (a.as_ptr(), b.as_ptr());
-        // SAFETY: the caller's guarantees, for `R = rows` and `W = width`.
-        unsafe {
-            macro_rules! run {
-                ($($r:literal)*) => {
-                    match (rows, width) {
-                        $(($r, 2) => kernel::<$r, 2>(kq, a, b, i, j, epi, out),)*
-                        $(($r, _) => kernel::<$r, 1>(kq, a, b, i, j, epi, out),)*
-                        (_, 2) => kernel::<MR_VNNI, 2>(kq, a, b, i, j, epi, out),
-                        _ => kernel::<MR_VNNI, 1>(kq, a, b, i, j, epi, out),
-                    }
-                };
-            }
-            run!(1 2 3 4 5 6 7 8 9 10 11)
-        }
-    }
-
-    /// [`super::quantize_activations`] as unsigned bytes into `dst` (at least `row.len()`
-    /// bytes), sixteen values at a time, with the same rounding (to nearest, ties to even);
-    /// `None` for a row holding an infinity or NaN (the portable path handles it).
-    ///
-    /// # Safety
-    /// AVX-512F and BW must be available.
-    #[target_feature(enable = "avx512f,avx512bw")]
-    pub(super) unsafe fn quantize_unsigned(row: &[f32], dst: &mut [u8]) -> Option<RowQuant> {
-        debug_assert!(dst.len() >= row.len());
-        let k = row.len();
-        let tail = k % NR;
-        let tail_mask: __mmask16 = ((1u32 << tail) - 1) as u16;
-        // SAFETY (whole body): loads and stores stay inside `row` and `dst` (the last,
-        // partial group through masks).
-        unsafe {
-            let (mut lo, mut hi) = (_mm512_setzero_ps(), _mm512_setzero_ps());
-            let mut unordered: __mmask16 = 0;
-            let mut p = 0;
-            while p < k {
-                let mask = if p + NR <= k { !0 } else { tail_mask };
-                let v = _mm512_maskz_loadu_ps(mask, row.as_ptr().add(p));
-                lo = _mm512_min_ps(lo, v);
-                hi = _mm512_max_ps(hi, v);
-                unordered |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-                p += NR;
-            }
-            if unordered != 0 {
-                return None;
-            }
-            let q = RowQuant::of_range(_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi))?;
-            let (inv, zero) = (_mm512_set1_ps(q.inv), _mm512_set1_epi32(q.zero));
-            let (floor, ceil) = (_mm512_setzero_si512(), _mm512_set1_epi32(255));
-            let mut p = 0;
-            while p < k {
-                let mask = if p + NR <= k { !0 } else { tail_mask };
-                let v = _mm512_maskz_loadu_ps(mask, row.as_ptr().add(p));
-                let r = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, inv)), zero);
-                let r = _mm512_min_epi32(_mm512_max_epi32(r, floor), ceil);
-                _mm512_mask_cvtepi32_storeu_epi8(dst.as_mut_ptr().add(p).cast(), mask, r);
-                p += NR;
-            }
-            Some(q)
-        }
-    }
-
-    /// `R` rows by `W` panels: per depth quad, one load per panel and one broadcast per
-    /// row, `R * W` dot products of four byte pairs per lane; then [`Epilogue::store`]'s
-    /// arithmetic sixteen columns at a time.
-    ///
-    /// # Safety
-    /// As for [`tile`] with `rows = R`, `width = W`.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    unsafe fn kernel<const R: usize, const W: usize>(
-        kq: usize,
-        a: *const u8,
-        b: *const i8,
-        i: usize,
-        j: usize,
-        epi: &Epilogue<'_>,
-        out: OutPtr,
-    ) {
-        let mut acc = [[_mm512_setzero_si512(); W]; R];
-        // SAFETY (whole body): the caller guarantees the extents of `a`, `b` and `C`; the
-        // epilogue's columns are padded to whole panels.
-        unsafe {
-            for p in (0..kq).step_by(QUAD) {
-                let mut bv = [_mm512_setzero_si512(); W];
-                for (h, v) in bv.iter_mut().enumerate() {
-                    *v = _mm512_loadu_si512(b.add(h * kq * NR + p * NR).cast());
-                }
-                for (r, row) in acc.iter_mut().enumerate() {
-                    let av = _mm512_set1_epi32(a.add(r * kq + p).cast::<i32>().read_unaligned());
-                    for (v, w) in row.iter_mut().zip(&bv) {
-                        *v = _mm512_dpbusd_epi32(*v, av, *w);
-                    }
-                }
-            }
-            (0..W).for_each(|h| store_panel(|r| acc[r][h], R, i, (j + h) * NR, epi, out));
-        }
-    }
-
-    /// Stores `rows` rows of `C` from row `i`, at the sixteen (or, at the matrix's edge,
-    /// fewer) columns from `col`, from their sums (`sums_of(r)` for row `i + r`), with
-    /// [`Epilogue::store`]'s arithmetic; nothing for a `col` past the matrix.
-    ///
-    /// # Safety
-    /// AVX-512F must be available; the rows' columns lie inside the buffer behind `out` and
-    /// belong to the caller.
-    #[inline(always)]
-    pub(super) unsafe fn store_panel(
-        sums_of: impl Fn(usize) -> __m512i,
-        rows: usize,
-        i: usize,
-        col: usize,
-        epi: &Epilogue<'_>,
-        out: OutPtr,
-    ) {
-        if col >= epi.n {
-            return;
-        }
-        let cols = NR.min(epi.n - col);
-        let mask: __mmask16 = if cols == NR { !0 } else { (1u16 << cols) - 1 };
-        // SAFETY (whole body): the epilogue's columns are padded to whole panels; the
-        // caller guarantees `C`'s extent.
-        unsafe {
-            let sums = _mm512_loadu_si512(epi.sums.as_ptr().add(col).cast());
-            let scales = _mm512_loadu_ps(epi.col_scales.as_ptr().add(col));
-            let bias = _mm512_loadu_ps(epi.bias.as_ptr().add(col));
-            for r in 0..rows {
-                let zero = _mm512_set1_epi32(epi.row_zeros[i + r]);
-                let exact = _mm512_sub_epi32(sums_of(r), _mm512_mullo_epi32(zero, sums));
-                let scale = _mm512_mul_ps(_mm512_set1_ps(epi.row_scales[i + r]), scales);
-                let y = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(exact), scale), bias);
-                _mm512_mask_storeu_ps(out.get().add((i + r) * epi.n + col), mask, y);
-            }
-        }
-    }
-}
+#[path = "int8_vnni.rs"]
+mod vnni;
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-mod amx {
-    use super::{Epilogue, OutPtr, KPAD, MR_AMX, NR};
-    use std::arch::asm;
-    use std::arch::x86_64::*;
-    use std::sync::OnceLock;
-
-    /// Whether the CPU has AMX tiles with int8 products and Linux lets this process use
-    /// them (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`, asked once).
-    pub(super) fn enabled() -> bool {
-        static ENABLED: OnceLock<bool> = OnceLock::new();
-        *ENABLED.get_or_init(|| {
-            // CPUID leaf 7: EDX bit 24 AMX-TILE, bit 25 AMX-INT8.
-            let leaf = __cpuid_count(7, 0);
-            if leaf.edx & (3 << 24) != 3 << 24 {
-                return false;
-            }
-            const SYS_ARCH_PRCTL: i64 = 158;
-            const ARCH_REQ_XCOMP_PERM: usize = 0x1023;
-            const XFEATURE_XTILEDATA: usize = 18;
-            let ret: i64;
-            // SAFETY: the arch_prctl system call with its documented arguments; it only
-            // changes which register state this process may use.
-            unsafe {
-                asm!(
-                    "syscall",
-                    inlateout("rax") SYS_ARCH_PRCTL => ret,
-                    in("rdi") ARCH_REQ_XCOMP_PERM,
-                    in("rsi") XFEATURE_XTILEDATA,
-                    lateout("rcx") _,
-                    lateout("r11") _,
-                    options(nostack),
-                );
-            }
-            ret == 0
-        })
-    }
-
-    /// This thread's tile configuration while alive: five tiles of 16 rows of 64 bytes
-    /// (two of sums, one of activations, two of weights); released on drop.
-    pub(super) struct Tiles;
-
-    impl Tiles {
-        /// # Safety
-        /// AMX must be [enabled].
-        pub(super) unsafe fn configure() -> Self {
-            #[repr(C, align(64))]
-            struct Config([u8; 64]);
-            let mut config = Config([0; 64]);
-            // Palette 1; tile `t`: bytes per row at 16 + 2t (u16), rows at 48 + t.
-            config.0[0] = 1;
-            for t in 0..5 {
-                config.0[16 + 2 * t] = KPAD as u8;
-                config.0[48 + t] = MR_AMX as u8;
-            }
-            // SAFETY: AMX is enabled; the configuration is valid for palette 1.
-            unsafe { asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack)) };
-            Tiles
-        }
-    }
-
-    impl Drop for Tiles {
-        fn drop(&mut self) {
-            // SAFETY: tiles were configured on this thread by `configure`.
-            unsafe { asm!("tilerelease", options(nostack, nomem)) };
-        }
-    }
-
-    /// `rows` rows of unsigned `a` (16 rows loaded, `kq` bytes each) by `width` (1 or 2)
-    /// panels from panel `j`, stored into `C` from row `i`: per 64 bytes of depth, one tile
-    /// of activations against each panel's tile of weights (a panel's 16 depth quads are 16
-    /// rows of 64 bytes, the layout `tdpbusd` reads).
-    ///
-    /// # Safety
-    /// AMX enabled and this thread's [`Tiles`] configured, AVX-512F available; `a` holds
-    /// `16 * kq` bytes, `b` `width * kq * NR`; `C` as for [`super::vnni::tile`].
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn tile(
-        rows: usize,
-        width: usize,
-        kq: usize,
-        a: &[u8],
-        b: &[i8],
-        i: usize,
-        j: usize,
-        epi: &Epilogue<'_>,
-        out: OutPtr,
-    ) {
-        debug_assert!(
-            a.len() >= MR_AMX * kq && b.len() >= width * kq * NR && kq.is_multiple_of(KPAD)
-        );
-        #[repr(C, align(64))]
-        struct Sums([[i32; 2 * NR]; MR_AMX]);
-        let mut sums = Sums([[0; 2 * NR]; MR_AMX]);
-        let (a, b) = (a.as_ptr(), b.as_ptr());
-        let panel = kq * NR;
-        // SAFETY (whole body): tile loads read 16 rows of 64 bytes inside `a` (stride `kq`)
-        // and `b` (stride 64); the stores write `sums`; the caller's guarantees otherwise.
-        unsafe {
-            asm!("tilezero tmm0", "tilezero tmm1", options(nostack, nomem));
-            for chunk in (0..kq).step_by(KPAD) {
-                let weights = b.add(chunk * NR);
-                asm!(
-                    "tileloadd tmm2, [{a} + {lda} * 1]",
-                    "tileloadd tmm3, [{b} + {ldb} * 1]",
-                    "tdpbusd tmm0, tmm2, tmm3",
-                    a = in(reg) a.add(chunk),
-                    lda = in(reg) kq,
-                    b = in(reg) weights,
-                    ldb = in(reg) KPAD,
-                    options(nostack, readonly),
-                );
-                if width == 2 {
-                    asm!(
-                        "tileloadd tmm4, [{b} + {ldb} * 1]",
-                        "tdpbusd tmm1, tmm2, tmm4",
-                        b = in(reg) weights.add(panel),
-                        ldb = in(reg) KPAD,
-                        options(nostack, readonly),
-                    );
-                }
-            }
-            asm!(
-                "tilestored [{c} + {ldc} * 1], tmm0",
-                "tilestored [{c2} + {ldc} * 1], tmm1",
-                c = in(reg) sums.0.as_mut_ptr(),
-                c2 = in(reg) sums.0.as_mut_ptr().cast::<i32>().add(NR),
-                ldc = in(reg) 2 * NR * 4,
-                options(nostack),
-            );
-            for h in 0..width {
-                let col = (j + h) * NR;
-                let sums_of = |r: usize| _mm512_loadu_si512(sums.0[r][h * NR..].as_ptr().cast());
-                super::vnni::store_panel(sums_of, rows, i, col, epi, out);
-            }
-        }
-    }
-}
+#[path = "int8_amx.rs"]
+mod amx;
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use super::{MR, MR_VNNI, NR, QUAD};
-    use std::arch::x86_64::*;
-
-    /// `rows` rows of signed `a` by one panel.
-    ///
-    /// # Safety
-    /// AVX2 must be available; `a` holds `rows * kq` bytes, `b` `kq * NR`.
-    pub(super) unsafe fn tile(
-        rows: usize,
-        kq: usize,
-        a: &[u8],
-        b: &[i8],
-        acc: &mut [[[i32; NR]; 2]; MR_VNNI],
-    ) {
-        debug_assert!(a.len() >= rows * kq && b.len() >= kq * NR);
-        let (a, b) = (a.as_ptr(), b.as_ptr());
-        // SAFETY: the caller's guarantees, for `R = rows`.
-        unsafe {
-            match rows {
-                1 => kernel::<1>(kq, a, b, acc),
-                2 => kernel::<2>(kq, a, b, acc),
-                3 => kernel::<3>(kq, a, b, acc),
-                _ => kernel::<MR>(kq, a, b, acc),
-            }
-        }
-    }
-
-    /// `R` rows by one panel (two registers of eight columns): per depth quad, each row's
-    /// four activations broadcast, their magnitudes multiplied by the weights carrying their
-    /// signs (`|x| * sign(x) w = x w`, pairs at most 2 * 127 * 127, no saturation).
-    ///
-    /// # Safety
-    /// As for [`tile`] with `rows = R`.
-    #[target_feature(enable = "avx2")]
-    unsafe fn kernel<const R: usize>(
-        kq: usize,
-        a: *const u8,
-        b: *const i8,
-        out: &mut [[[i32; NR]; 2]; MR_VNNI],
-    ) {
-        let ones = _mm256_set1_epi16(1);
-        let mut acc = [[_mm256_setzero_si256(); 2]; R];
-        // SAFETY (whole body): the caller guarantees the extents of `a` and `b`.
-        unsafe {
-            for p in (0..kq).step_by(QUAD) {
-                let lo = _mm256_loadu_si256(b.add(p * NR).cast());
-                let hi = _mm256_loadu_si256(b.add(p * NR + NR / 2 * QUAD).cast());
-                for (r, row) in acc.iter_mut().enumerate() {
-                    let x = _mm256_set1_epi32(a.add(r * kq + p).cast::<i32>().read_unaligned());
-                    let ax = _mm256_abs_epi8(x);
-                    for (v, w) in row.iter_mut().zip([lo, hi]) {
-                        let pairs = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w, x));
-                        *v = _mm256_add_epi32(*v, _mm256_madd_epi16(pairs, ones));
-                    }
-                }
-            }
-            for (row, dst) in acc.iter().zip(out.iter_mut()) {
-                _mm256_storeu_si256(dst[0].as_mut_ptr().cast(), row[0]);
-                _mm256_storeu_si256(dst[0].as_mut_ptr().add(NR / 2).cast(), row[1]);
-            }
-        }
-    }
-}
+#[path = "int8_avx2.rs"]
+mod avx2;
 
 #[cfg(test)]
 mod tests {
