@@ -74,11 +74,10 @@ impl Linear {
             // Under LoRA the other frozen weights stay tensors: the input's gradient must
             // pass through them.
             Weight::Dense(w) if vb.freezes_base() && !w.track_op() => Self::shared_dense(w, bias),
+            // Quantized straight from the loaded tensor (not packed for the f32 GEMM first).
+            Weight::Dense(w) if vb.int8_linears() => Self::shared_dense(w, bias).to_int8()?,
             weight => Self::from_weight(weight, bias)?,
         };
-        if vb.int8_linears() {
-            layer = layer.to_int8()?;
-        }
         layer.lora = vb.lora_adapter(in_dim, out_dim)?;
         Ok(layer)
     }
@@ -156,11 +155,6 @@ impl Linear {
             bias: self.bias.clone(),
             lora: None,
         })
-    }
-
-    /// Whether the weight is int8 ([`Self::to_int8`]).
-    pub fn is_int8(&self) -> bool {
-        matches!(self.weight, LinearWeight::Int8(_))
     }
 
     /// Whether the weight or bias is trainable (in an autograd graph).

@@ -219,18 +219,14 @@ impl Int8Matrix {
 
     /// `W` as the f32 values its int8 form stands for (`sw[j] * qw[j, p]`), `[n, k]`
     /// row-major.
-    pub fn dequantize(&self) -> Vec<f32> {
+    #[cfg(test)]
+    fn dequantize(&self) -> Vec<f32> {
         (0..self.n)
             .flat_map(|j| {
                 let (q, scale) = self.row(j);
                 q.into_iter().map(move |v| f32::from(v) * scale)
             })
             .collect()
-    }
-
-    /// Bytes the packed weight takes.
-    pub fn storage_bytes(&self) -> usize {
-        self.panels.len() + 4 * (self.scales.len() + self.sums.len())
     }
 
     /// `act(A W^T + bias)` for `A` `[m, k]` row-major, its rows quantized to int8 on the way;
