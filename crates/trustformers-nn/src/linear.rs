@@ -4,6 +4,7 @@ use crate::kernels::fused::Act;
 use crate::kernels::gemm::{self, PackedF32, Panels};
 use crate::kernels::gemv;
 use crate::kernels::int8::Int8Matrix;
+use crate::kernels::qgemm::{self, IntPanels};
 use crate::kernels::{self, KQuantPanels, QuantMatmul, GEMM_ROWS};
 use crate::profile::{self, Part};
 use crate::{Activation, Dropout};
@@ -26,8 +27,8 @@ enum LinearWeight {
     Dense(Tensor),
     /// f32 on the CPU, packed for our GEMM.
     Packed(Arc<PackedF32>),
-    /// Candle's kernels for decode; `prefill` dequantizes panels into our GEMM where we
-    /// can read the format.
+    /// Candle's kernels for decode; `prefill` unpacks panels for our integer GEMM (or
+    /// dequantizes them into the f32 one) where we can read the format.
     Quantized {
         mm: QMatMul,
         prefill: Option<Arc<KQuantPanels>>,
@@ -246,7 +247,18 @@ impl Linear {
             LinearWeight::Frozen { packed, .. } => gemm_forward(packed.as_ref(), xs, None, None)?,
             LinearWeight::Quantized {
                 prefill: Some(w), ..
-            } if rows_of(xs) >= GEMM_ROWS => gemm_forward(w.as_ref(), xs, None, None)?,
+            } if rows_of(xs) >= GEMM_ROWS => match qgemm::prefill_kernel() {
+                Some(simd) => {
+                    let w = w.as_ref();
+                    return kernel_forward(
+                        IntPanels::dims(w),
+                        xs,
+                        self.bias.as_ref(),
+                        |x, rows, b| qgemm::qgemm(simd, x, rows, w, b),
+                    );
+                }
+                None => gemm_forward(w.as_ref(), xs, None, None)?,
+            },
             LinearWeight::Quantized { mm, .. } => {
                 // ggml kernels take and return f32 activations.
                 let dtype = xs.dtype();

@@ -223,6 +223,56 @@ fn dequantize_q6k(b: &[u8], out: &mut [f32; QK_K]) {
     }
 }
 
+/// Little-endian words of four bytes from `b` (whose length is a multiple of four).
+fn words(b: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    b.chunks_exact(4)
+        .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+}
+
+/// Four bytes' low nibbles.
+const NIBBLES: u32 = 0x0F0F_0F0F;
+
+/// [`dequantize_q4k`] as unsigned nibbles `u` (four to a word, as
+/// [`WeightBlock::unpack`](super::WeightBlock::unpack)) and, per 32-value sub-block,
+/// `(d * scale, -dmin * min)`: value = `a * u + m`, for the integer prefill.
+fn unpack_q4k(b: &[u8], u: &mut [u32; QK_K / 4], groups: &mut [(f32, f32)]) {
+    let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+    let dmin = f16::from_le_bytes([b[2], b[3]]).to_f32();
+    let (scales, qs) = (&b[4..16], &b[16..144]);
+    for (chunk, (q, y)) in qs.chunks_exact(32).zip(u.chunks_exact_mut(16)).enumerate() {
+        let pair = q4k_pair_scales(d, dmin, scales, chunk);
+        groups[2 * chunk] = (pair[0].0, -pair[0].1);
+        groups[2 * chunk + 1] = (pair[1].0, -pair[1].1);
+        let (lo, hi) = y.split_at_mut(8);
+        for ((q, lo), hi) in words(q).zip(lo).zip(hi) {
+            *lo = q & NIBBLES;
+            *hi = (q >> 4) & NIBBLES;
+        }
+    }
+}
+
+/// [`dequantize_q6k`] as unsigned 6-bit `u` (four to a word) and, per 16-value sub-block,
+/// `(d * scale, -32 d * scale)`: value = `a * u + m`, for the integer prefill.
+fn unpack_q6k(b: &[u8], u: &mut [u32; QK_K / 4], groups: &mut [(f32, f32)]) {
+    const PAIRS: u32 = 0x0303_0303;
+    let d = f16::from_le_bytes([b[208], b[209]]).to_f32();
+    for half in 0..2 {
+        let ql = &b[half * 64..half * 64 + 64];
+        let qh = &b[128 + half * 32..128 + half * 32 + 32];
+        let y = &mut u[half * 32..half * 32 + 32];
+        for (l, ((l0, l1), h)) in words(ql).zip(words(&ql[32..])).zip(words(qh)).enumerate() {
+            y[l] = (l0 & NIBBLES) | (h & PAIRS) << 4;
+            y[l + 8] = (l1 & NIBBLES) | ((h >> 2) & PAIRS) << 4;
+            y[l + 16] = ((l0 >> 4) & NIBBLES) | ((h >> 4) & PAIRS) << 4;
+            y[l + 24] = ((l1 >> 4) & NIBBLES) | ((h >> 6) & PAIRS) << 4;
+        }
+        for (i, &sc) in b[192 + half * 8..192 + half * 8 + 8].iter().enumerate() {
+            let a = d * (sc as i8) as f32;
+            groups[half * 8 + i] = (a, -32.0 * a);
+        }
+    }
+}
+
 /// [`dequantize_q4k`] with AVX2: the same values, bit for bit.
 ///
 /// # Safety
@@ -375,6 +425,46 @@ impl Panels for KQuantPanels {
             transpose_tile(&tile, out, self.avx2);
         }
         panel
+    }
+}
+
+impl super::qgemm::IntPanels for KQuantPanels {
+    fn dims(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+
+    fn group(&self) -> usize {
+        match self.kind {
+            KQuant::Q4K => 32,
+            KQuant::Q6K => 16,
+        }
+    }
+
+    fn unpack(&self, j: usize, panel: &mut super::qgemm::IntPanel) {
+        // `new` checked the size; CPU storage hands out its bytes without a copy.
+        let Ok(data) = self.q.data() else {
+            panel.scale.fill(0.0);
+            panel.offset.fill(0.0);
+            return;
+        };
+        let bytes = self.kind.bytes();
+        let row_bytes = self.cols / QK_K * bytes;
+        let per_block = QK_K / self.group();
+        let mut u = [0u32; QK_K / 4];
+        let mut groups = [(0f32, 0f32); QK_K / 16];
+        for c in 0..NR.min(self.rows.saturating_sub(j * NR)) {
+            let row = &data[(j * NR + c) * row_bytes..(j * NR + c + 1) * row_bytes];
+            for (b, block) in row.chunks_exact(bytes).enumerate() {
+                match self.kind {
+                    KQuant::Q4K => unpack_q4k(block, &mut u, &mut groups),
+                    KQuant::Q6K => unpack_q6k(block, &mut u, &mut groups),
+                }
+                panel.put(c, b * QK_K, &u);
+                for (g, &group) in groups[..per_block].iter().enumerate() {
+                    panel.put_group(c, b * per_block + g, group);
+                }
+            }
+        }
     }
 }
 

@@ -16,6 +16,7 @@ pub mod int8;
 mod q4_1;
 mod q5_0;
 mod q8_0;
+pub mod qgemm;
 pub mod sdpa;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub(crate) mod simd128;
@@ -72,8 +73,9 @@ fn rows_per_task(rows: usize) -> usize {
     let threads = pool_threads();
     ROWS_PER_TASK.max(rows.div_ceil(threads * TASKS_PER_THREAD))
 }
-/// From this many activation rows (prefill) a matmul dequantizes the weights a panel at a
-/// time into the f32 [`gemm`](gemm::gemm) instead of quantizing the activations.
+/// From this many activation rows (prefill) a matmul unpacks the weights a panel at a time
+/// for the integer [`qgemm`](qgemm::qgemm) (or, on CPUs without its kernel, dequantizes them
+/// into the f32 [`gemm`](gemm::gemm)) instead of running one dot product per weight row.
 pub const GEMM_ROWS: usize = 32;
 
 /// One activation block: `x ≈ d * qs`, and `s = d * Σ qs` (ggml's `block_q8_1`, with `d` and
@@ -115,6 +117,10 @@ pub trait WeightBlock: Copy + Send + Sync + 'static {
     fn read(bytes: &[u8]) -> Self;
     /// The block's 32 values (ggml's `dequantize_row_*`).
     fn dequantize(&self, out: &mut [f32; BLOCK]);
+    /// The block as unsigned bytes `u` (value `j` in byte `j % 4` of word `j / 4`,
+    /// little-endian) and `(a, m)` with value `j` = `a * u[j] + m`, for the integer
+    /// prefill ([`qgemm`]).
+    fn unpack(&self, u: &mut [u32; BLOCK / 4]) -> (f32, f32);
     /// The same values with AVX2/FMA/F16C (prefill dequantizes every weight once per
     /// matmul).
     ///
@@ -453,7 +459,10 @@ impl<B: WeightBlock> QuantMatmul for QMatrix<B> {
         }
         let n = x.len() / self.cols;
         if n >= GEMM_ROWS {
-            return gemm::gemm(x, n, self, None);
+            return match qgemm::prefill_kernel() {
+                Some(simd) => qgemm::qgemm(simd, x, n, self, None),
+                None => gemm::gemm(x, n, self, None),
+            };
         }
         let me: &dyn QuantMatmul = self;
         matvec_many(&[me], x)?
@@ -745,16 +754,19 @@ pub(crate) mod tests {
         }
     }
 
-    /// From `GEMM_ROWS` activation rows the matmul is the dequantized weights times the
-    /// activations in f32, for every format we read, through `Linear` as the models call it.
+    /// From `GEMM_ROWS` activation rows the matmul unpacks panels, through `Linear` as the
+    /// models call it, for every format we read: the integer kernel's values exactly where
+    /// this CPU runs it, otherwise the dequantized weights times the activations in f32.
     #[test]
-    fn prefill_rows_take_the_f32_gemm() {
+    fn prefill_rows_take_the_panel_kernels() {
         use crate::Linear;
         use trustformers_core::Weight;
         let (rows, cols, n) = (37, 512, GEMM_ROWS + 5);
         let w = Tensor::from_vec(random(rows * cols, 3), (rows, cols), &Device::Cpu).unwrap();
-        let x = Tensor::from_vec(random(n * cols, 4), (n, cols), &Device::Cpu).unwrap();
+        let xv = random(n * cols, 4);
+        let x = Tensor::from_vec(xv.clone(), (n, cols), &Device::Cpu).unwrap();
         let bias = Tensor::from_vec(random(rows, 5), rows, &Device::Cpu).unwrap();
+        let bv: Vec<f32> = bias.to_vec1().unwrap();
         for dtype in [
             GgmlDType::Q4_1,
             GgmlDType::Q5_0,
@@ -763,13 +775,29 @@ pub(crate) mod tests {
             GgmlDType::Q6K,
         ] {
             let q = std::sync::Arc::new(QTensor::quantize(&w, dtype).unwrap());
+            let layer = Linear::from_weight(Weight::Quantized(q.clone()), Some(bias.clone()));
+            let got = layer.unwrap().forward(&x).unwrap();
+            if let Some(simd) = qgemm::prefill_kernel() {
+                let panels: Box<dyn qgemm::IntPanels> = match for_qtensor(&q).unwrap() {
+                    Some(_) if dtype == GgmlDType::Q4_1 => {
+                        Box::new(QMatrix::<BlockQ4_1>::from_qtensor(&q).unwrap())
+                    }
+                    Some(_) if dtype == GgmlDType::Q5_0 => {
+                        Box::new(QMatrix::<BlockQ5_0>::from_qtensor(&q).unwrap())
+                    }
+                    Some(_) => Box::new(QMatrix::<BlockQ8_0>::from_qtensor(&q).unwrap()),
+                    None => Box::new(KQuantPanels::new(q.clone()).unwrap().unwrap()),
+                };
+                let want = qgemm::qgemm(simd, &xv, n, panels.as_ref(), Some(&bv)).unwrap();
+                let got: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
+                assert_eq!(got, want, "{dtype:?}");
+                continue;
+            }
             let want = x
                 .matmul(&q.dequantize(&Device::Cpu).unwrap().t().unwrap())
                 .unwrap()
                 .broadcast_add(&bias)
                 .unwrap();
-            let layer = Linear::from_weight(Weight::Quantized(q), Some(bias.clone())).unwrap();
-            let got = layer.forward(&x).unwrap();
             let diff = max_abs_diff(&got, &want);
             // f32 sums in another order, not 8-bit activations.
             assert!(diff < 1e-4, "{dtype:?}: {diff}");

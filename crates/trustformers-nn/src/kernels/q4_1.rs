@@ -37,6 +37,16 @@ impl WeightBlock for BlockQ4_1 {
         }
     }
 
+    fn unpack(&self, u: &mut [u32; 8]) -> (f32, f32) {
+        let (lo, hi) = u.split_at_mut(4);
+        for ((q, lo), hi) in self.qs.chunks_exact(4).zip(lo).zip(hi) {
+            let q = u32::from_le_bytes([q[0], q[1], q[2], q[3]]);
+            *lo = q & 0x0F0F_0F0F;
+            *hi = (q >> 4) & 0x0F0F_0F0F;
+        }
+        (self.d.to_f32(), self.m.to_f32())
+    }
+
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     fn dot(w: &[Self], x: &[BlockQ8]) -> f32 {
         let mut acc = 0f32;

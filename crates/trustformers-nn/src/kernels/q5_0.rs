@@ -41,6 +41,19 @@ impl WeightBlock for BlockQ5_0 {
         }
     }
 
+    /// `d * (q - 16)` as `d * q + (-16 d)`.
+    fn unpack(&self, u: &mut [u32; 8]) -> (f32, f32) {
+        let qh = u32::from_le_bytes(self.qh);
+        let (lo, hi) = u.split_at_mut(4);
+        for (w, ((q, lo), hi)) in self.qs.chunks_exact(4).zip(lo).zip(hi).enumerate() {
+            let q = u32::from_le_bytes([q[0], q[1], q[2], q[3]]);
+            *lo = (q & 0x0F0F_0F0F) | spread_bits(qh >> (4 * w));
+            *hi = ((q >> 4) & 0x0F0F_0F0F) | spread_bits(qh >> (4 * w + 16));
+        }
+        let d = self.d.to_f32();
+        (d, -16.0 * d)
+    }
+
     fn dot(w: &[Self], x: &[BlockQ8]) -> f32 {
         let mut acc = 0f32;
         for (w, x) in w.iter().zip(x) {
@@ -172,3 +185,10 @@ macro_rules! block_fma {
 }
 #[cfg(target_arch = "x86_64")]
 use block_fma;
+
+/// The low four bits of `bits` as bit 4 of four bytes (bit `i` into byte `i`).
+#[inline]
+fn spread_bits(bits: u32) -> u32 {
+    let b = bits & 0xF;
+    ((b & 1) | (b & 2) << 7 | (b & 4) << 14 | (b & 8) << 21) << 4
+}

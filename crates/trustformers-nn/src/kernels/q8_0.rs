@@ -35,6 +35,15 @@ impl WeightBlock for BlockQ8_0 {
         }
     }
 
+    /// Signed `q` as `q + 128` (flipping the sign bit), less `128 d`.
+    fn unpack(&self, u: &mut [u32; 8]) -> (f32, f32) {
+        for (u, q) in u.iter_mut().zip(self.qs.chunks_exact(4)) {
+            *u = u32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]) ^ 0x8080_8080;
+        }
+        let d = self.d.to_f32();
+        (d, -128.0 * d)
+    }
+
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     fn dot(w: &[Self], x: &[BlockQ8]) -> f32 {
         let mut acc = 0f32;
