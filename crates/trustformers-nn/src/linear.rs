@@ -247,7 +247,7 @@ impl Linear {
             LinearWeight::Frozen { packed, .. } => gemm_forward(packed.as_ref(), xs, None, None)?,
             LinearWeight::Quantized {
                 prefill: Some(w), ..
-            } if rows_of(xs) >= GEMM_ROWS => match qgemm::prefill_kernel() {
+            } if rows_of(xs) >= GEMM_ROWS => match qgemm::kernel_for(w.as_ref()) {
                 Some(simd) => {
                     let w = w.as_ref();
                     return kernel_forward(

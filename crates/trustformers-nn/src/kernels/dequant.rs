@@ -440,6 +440,13 @@ impl super::qgemm::IntPanels for KQuantPanels {
         }
     }
 
+    fn max_unsigned(&self) -> u8 {
+        match self.kind {
+            KQuant::Q4K => 15,
+            KQuant::Q6K => 63,
+        }
+    }
+
     fn unpack(&self, j: usize, panel: &mut super::qgemm::IntPanel) {
         // `new` checked the size; CPU storage hands out its bytes without a copy.
         let Ok(data) = self.q.data() else {

@@ -113,6 +113,8 @@ pub trait WeightBlock: Copy + Send + Sync + 'static {
     const DTYPE: GgmlDType;
     /// Bytes of one block in a GGUF file.
     const BYTES: usize;
+    /// The largest byte [`Self::unpack`] writes.
+    const MAX_UNSIGNED: u8;
     /// Reads one block from its `BYTES` bytes.
     fn read(bytes: &[u8]) -> Self;
     /// The block's 32 values (ggml's `dequantize_row_*`).
@@ -459,7 +461,7 @@ impl<B: WeightBlock> QuantMatmul for QMatrix<B> {
         }
         let n = x.len() / self.cols;
         if n >= GEMM_ROWS {
-            return match qgemm::prefill_kernel() {
+            return match qgemm::kernel_for(self) {
                 Some(simd) => qgemm::qgemm(simd, x, n, self, None),
                 None => gemm::gemm(x, n, self, None),
             };
@@ -777,17 +779,13 @@ pub(crate) mod tests {
             let q = std::sync::Arc::new(QTensor::quantize(&w, dtype).unwrap());
             let layer = Linear::from_weight(Weight::Quantized(q.clone()), Some(bias.clone()));
             let got = layer.unwrap().forward(&x).unwrap();
-            if let Some(simd) = qgemm::prefill_kernel() {
-                let panels: Box<dyn qgemm::IntPanels> = match for_qtensor(&q).unwrap() {
-                    Some(_) if dtype == GgmlDType::Q4_1 => {
-                        Box::new(QMatrix::<BlockQ4_1>::from_qtensor(&q).unwrap())
-                    }
-                    Some(_) if dtype == GgmlDType::Q5_0 => {
-                        Box::new(QMatrix::<BlockQ5_0>::from_qtensor(&q).unwrap())
-                    }
-                    Some(_) => Box::new(QMatrix::<BlockQ8_0>::from_qtensor(&q).unwrap()),
-                    None => Box::new(KQuantPanels::new(q.clone()).unwrap().unwrap()),
-                };
+            let panels: Box<dyn qgemm::IntPanels> = match dtype {
+                GgmlDType::Q4_1 => Box::new(QMatrix::<BlockQ4_1>::from_qtensor(&q).unwrap()),
+                GgmlDType::Q5_0 => Box::new(QMatrix::<BlockQ5_0>::from_qtensor(&q).unwrap()),
+                GgmlDType::Q8_0 => Box::new(QMatrix::<BlockQ8_0>::from_qtensor(&q).unwrap()),
+                _ => Box::new(KQuantPanels::new(q.clone()).unwrap().unwrap()),
+            };
+            if let Some(simd) = qgemm::kernel_for(panels.as_ref()) {
                 let want = qgemm::qgemm(simd, &xv, n, panels.as_ref(), Some(&bv)).unwrap();
                 let got: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
                 assert_eq!(got, want, "{dtype:?}");

@@ -18,6 +18,7 @@ pub struct BlockQ4_1 {
 impl WeightBlock for BlockQ4_1 {
     const DTYPE: GgmlDType = GgmlDType::Q4_1;
     const BYTES: usize = 20;
+    const MAX_UNSIGNED: u8 = 15;
 
     fn read(b: &[u8]) -> Self {
         let mut qs = [0u8; 16];

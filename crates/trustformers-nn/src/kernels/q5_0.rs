@@ -19,6 +19,7 @@ pub struct BlockQ5_0 {
 impl WeightBlock for BlockQ5_0 {
     const DTYPE: GgmlDType = GgmlDType::Q5_0;
     const BYTES: usize = 22;
+    const MAX_UNSIGNED: u8 = 31;
 
     fn read(b: &[u8]) -> Self {
         let mut qs = [0u8; 16];

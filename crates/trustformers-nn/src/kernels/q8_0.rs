@@ -16,6 +16,7 @@ pub struct BlockQ8_0 {
 impl WeightBlock for BlockQ8_0 {
     const DTYPE: GgmlDType = GgmlDType::Q8_0;
     const BYTES: usize = 34;
+    const MAX_UNSIGNED: u8 = 255;
 
     fn read(b: &[u8]) -> Self {
         let mut qs = [0i8; 32];

@@ -24,6 +24,9 @@ use std::sync::OnceLock;
 use trustformers_core::{Error, Result};
 
 #[cfg(target_arch = "x86_64")]
+#[path = "qgemm_avx2.rs"]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
 #[path = "qgemm_vnni.rs"]
 mod vnni;
 
@@ -44,6 +47,10 @@ pub trait IntPanels: Sync {
 
     /// Depth steps sharing one scale and offset: 32, or 16 (Q6_K). Divides `k`.
     fn group(&self) -> usize;
+
+    /// The largest byte [`Self::unpack`] writes (the AVX2 kernel takes only weights below
+    /// 128).
+    fn max_unsigned(&self) -> u8;
 
     /// Writes the panel of columns `j * NR ..` into `panel` (sized for `k` and
     /// [`Self::group`]); columns past `n` are left as they are (never stored).
@@ -95,6 +102,10 @@ impl<B: super::WeightBlock> IntPanels for super::QMatrix<B> {
         BLOCK
     }
 
+    fn max_unsigned(&self) -> u8 {
+        B::MAX_UNSIGNED
+    }
+
     fn unpack(&self, j: usize, panel: &mut IntPanel) {
         let per_row = self.cols / BLOCK;
         let mut u = [0u32; BLOCK / QUAD];
@@ -137,6 +148,9 @@ impl QuantRows {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `simd` is available (checked by `qgemm`); the slices hold one block.
                 QSimd::Vnni => unsafe { vnni::quantize_block(x, q, s) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as above.
+                QSimd::Avx2 => unsafe { avx2::quantize_block(x, q, s) },
                 _ => quantize_block(x, q, s),
             };
         }
@@ -165,6 +179,8 @@ fn quantize_block(x: &[f32], q: &mut [i8], sums: &mut [f32]) -> f32 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QSimd {
     Portable,
+    /// AVX2 (`vpmaddubsw`), for weights whose bytes stay below 128.
+    Avx2,
     /// AVX-512 VNNI (`vpdpbusd`).
     Vnni,
 }
@@ -175,26 +191,58 @@ impl QSimd {
         match self {
             Self::Portable => true,
             #[cfg(target_arch = "x86_64")]
+            Self::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(target_arch = "x86_64")]
             Self::Vnni => {
                 std::arch::is_x86_feature_detected!("avx512f")
                     && std::arch::is_x86_feature_detected!("avx512bw")
                     && std::arch::is_x86_feature_detected!("avx512vnni")
             }
             #[cfg(not(target_arch = "x86_64"))]
-            Self::Vnni => false,
+            Self::Avx2 | Self::Vnni => false,
+        }
+    }
+
+    /// Whether `self` multiplies `w`'s weights (AVX2's 16-bit pair sums would saturate on
+    /// bytes from 128).
+    pub fn takes(self, w: &dyn IntPanels) -> bool {
+        self != Self::Avx2 || w.max_unsigned() < 128
+    }
+
+    fn rows(self) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2 => avx2::MR_AVX2,
+            _ => MR,
         }
     }
 }
 
-/// The integer kernel prefill takes on this CPU; `None` keeps the f32 GEMM (no VNNI, or
-/// `TRUSTFORMERS_NO_AVX512` or `TRUSTFORMERS_F32_PREFILL` set, for comparisons).
+/// The integer kernel prefill takes on this CPU: VNNI, else AVX2; `None` keeps the f32
+/// GEMM (neither, or `TRUSTFORMERS_F32_PREFILL` set; `TRUSTFORMERS_NO_AVX512` rules out
+/// VNNI), for comparisons.
 pub fn prefill_kernel() -> Option<QSimd> {
     static KERNEL: OnceLock<Option<QSimd>> = OnceLock::new();
     *KERNEL.get_or_init(|| {
-        let off = std::env::var_os("TRUSTFORMERS_NO_AVX512").is_some()
-            || std::env::var_os("TRUSTFORMERS_F32_PREFILL").is_some();
-        (!off && QSimd::Vnni.available()).then_some(QSimd::Vnni)
+        if std::env::var_os("TRUSTFORMERS_F32_PREFILL").is_some() {
+            return None;
+        }
+        let no_avx512 = std::env::var_os("TRUSTFORMERS_NO_AVX512").is_some();
+        if !no_avx512 && QSimd::Vnni.available() {
+            Some(QSimd::Vnni)
+        } else {
+            QSimd::Avx2.available().then_some(QSimd::Avx2)
+        }
     })
+}
+
+/// The integer kernel prefill takes for `w` on this CPU ([`prefill_kernel`], when it takes
+/// `w`'s weights); `None` for the f32 GEMM.
+pub fn kernel_for(w: &dyn IntPanels) -> Option<QSimd> {
+    prefill_kernel().filter(|simd| simd.takes(w))
 }
 
 /// One tile's work: `rows` rows of `C` from row `i`, at the columns of `width` (1 or 2)
@@ -231,9 +279,10 @@ pub fn qgemm(
             a.len()
         )));
     }
-    if !simd.available() {
+    if !simd.available() || !simd.takes(w) {
         return Err(Error::InvalidInput(format!(
-            "this CPU cannot run the {simd:?} integer kernel"
+            "the {simd:?} integer kernel cannot run here or take weights up to {}",
+            w.max_unsigned()
         )));
     }
     if !matches!(group, 16 | 32) || !k.is_multiple_of(BLOCK) {
@@ -274,8 +323,8 @@ pub fn qgemm(
             }
             for i0 in (0..m).step_by(MC) {
                 let block = MC.min(m - i0);
-                for i in (i0..i0 + block).step_by(MR) {
-                    let tile_rows = MR.min(i0 + block - i);
+                for i in (i0..i0 + block).step_by(simd.rows()) {
+                    let tile_rows = simd.rows().min(i0 + block - i);
                     let mut j = first;
                     while j < last {
                         let width = if j + 1 < last { 2 } else { 1 };
@@ -325,6 +374,9 @@ unsafe fn tile(simd: QSimd, t: &Tile<'_>, out: OutPtr) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the caller's guarantees.
         QSimd::Vnni => unsafe { vnni::tile(t, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the caller's guarantees; `qgemm` checked that AVX2 takes the weights.
+        QSimd::Avx2 => unsafe { avx2::tile(t, out) },
         // SAFETY: the caller's guarantees.
         _ => unsafe { portable_tile(t, out) },
     }
@@ -485,9 +537,20 @@ mod tests {
                         "{dtype:?}: {worst} vs {theirs}"
                     );
                 }
-                if QSimd::Vnni.available() {
-                    let fast = qgemm(QSimd::Vnni, &x, m, p.as_ref(), Some(&bias)).unwrap();
-                    assert_eq!(fast, got, "{dtype:?} {rows}x{cols}, {m} rows");
+                for simd in [QSimd::Avx2, QSimd::Vnni] {
+                    if !simd.available() {
+                        continue;
+                    }
+                    let fast = qgemm(simd, &x, m, p.as_ref(), Some(&bias));
+                    if !simd.takes(p.as_ref()) {
+                        assert!(fast.is_err(), "{simd:?} {dtype:?}");
+                        continue;
+                    }
+                    assert_eq!(
+                        fast.unwrap(),
+                        got,
+                        "{simd:?} {dtype:?} {rows}x{cols}, {m} rows"
+                    );
                 }
             }
         }
