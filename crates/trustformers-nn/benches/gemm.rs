@@ -1,6 +1,8 @@
 //! The f32 GEMM against candle's matmul: dense weights at all-MiniLM-L6-v2's shapes (batches
-//! of 32 x 16 and 32 x 128 tokens), and quantized weights at prefill (128 rows, SmolLM2 / Gemma 3 shapes)
-//! dequantized panel by panel against candle's `QMatMul`.
+//! of 32 x 16 and 32 x 128 tokens), int8 weights at the same shapes, and ggml-quantized
+//! weights at prefill (128 rows, SmolLM2 / Gemma 3 shapes): dequantized panel by panel into
+//! the f32 GEMM, unpacked for the integer one on each kernel this CPU runs, and candle's
+//! `QMatMul`.
 //!
 //! `cargo bench -p trustformers-nn --bench gemm` (threads: `RAYON_NUM_THREADS`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -9,12 +11,10 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::sync::Arc;
-use trustformers_nn::kernels::gemm::{gemm, PackedF32};
+use trustformers_nn::kernels::gemm::{gemm, PackedF32, Panels};
 use trustformers_nn::kernels::int8::{Int8Matrix, Int8Simd};
-use trustformers_nn::kernels::{for_qtensor, KQuantPanels};
-
-/// One way of computing `x W^T`.
-type Matmul = dyn Fn(&[f32]) -> Vec<f32>;
+use trustformers_nn::kernels::qgemm::{qgemm, IntPanels, QSimd};
+use trustformers_nn::kernels::{BlockQ4_1, BlockQ5_0, KQuantPanels, QMatrix};
 
 fn values(n: usize) -> Vec<f32> {
     (0..n)
@@ -98,23 +98,37 @@ fn quantized(c: &mut Criterion) {
         group.sample_size(20);
         let w = Tensor::from_vec(values(n * k), (n, k), &Device::Cpu).unwrap();
         let q = Arc::new(QTensor::quantize(&w, dtype).unwrap());
-        // K-quants go to the GEMM through their panels; our block formats' kernels do so
-        // themselves from 32 rows up.
-        let ours: Box<Matmul> = match KQuantPanels::new(q.clone()).unwrap() {
-            Some(p) => Box::new(move |a| gemm(a, m, &p, None).unwrap()),
-            None => {
-                let own = for_qtensor(&q).unwrap().expect("a kernel for this format");
-                Box::new(move |a| own.matmul(a).unwrap())
-            }
+        // The weights' panels, for the f32 GEMM (dequantized) and the integer one.
+        let (f32_panels, int_panels): (Box<dyn Panels>, Box<dyn IntPanels>) = match dtype {
+            GgmlDType::Q4_1 => (
+                Box::new(QMatrix::<BlockQ4_1>::from_qtensor(&q).unwrap()),
+                Box::new(QMatrix::<BlockQ4_1>::from_qtensor(&q).unwrap()),
+            ),
+            GgmlDType::Q5_0 => (
+                Box::new(QMatrix::<BlockQ5_0>::from_qtensor(&q).unwrap()),
+                Box::new(QMatrix::<BlockQ5_0>::from_qtensor(&q).unwrap()),
+            ),
+            _ => (
+                Box::new(KQuantPanels::new(q.clone()).unwrap().unwrap()),
+                Box::new(KQuantPanels::new(q.clone()).unwrap().unwrap()),
+            ),
         };
         let candle = QMatMul::from_arc(q).unwrap();
         let a = values(m * k);
         let at = Tensor::from_vec(a.clone(), (m, k), &Device::Cpu).unwrap();
         let name = format!("{m}x{n}x{k}");
         group.throughput(Throughput::Elements((m * n * k) as u64));
-        group.bench_with_input(BenchmarkId::new("ours", &name), &a, |b, a| {
-            b.iter(|| ours(a))
+        group.bench_with_input(BenchmarkId::new("f32", &name), &a, |b, a| {
+            b.iter(|| gemm(a, m, f32_panels.as_ref(), None).unwrap())
         });
+        for simd in [QSimd::Avx2, QSimd::Vnni] {
+            if simd.available() && simd.takes(int_panels.as_ref()) {
+                let id = BenchmarkId::new(format!("int {simd:?}"), &name);
+                group.bench_with_input(id, &a, |b, a| {
+                    b.iter(|| qgemm(simd, a, m, int_panels.as_ref(), None).unwrap())
+                });
+            }
+        }
         group.bench_with_input(BenchmarkId::new("candle", &name), &at, |b, at| {
             b.iter(|| candle.forward(at).unwrap())
         });
