@@ -260,6 +260,8 @@ struct Tile<'a> {
     bias: &'a [f32],
     /// `C`'s row length.
     n: usize,
+    /// Depth quads the AVX2 kernel sums in 16 bits before widening (divides `group / 4`).
+    run: usize,
 }
 
 /// `C = A W^T + bias` for `A` `[m, k]` row-major, with `W`'s values read through
@@ -307,6 +309,12 @@ pub fn qgemm(
             .collect());
     }
     let rows = QuantRows::new(simd, a, m, k, group);
+    #[cfg(target_arch = "x86_64")]
+    let run = avx2::quads_in_16_bits(w.max_unsigned(), group / QUAD);
+    #[cfg(not(target_arch = "x86_64"))]
+    let run = 1;
+    // A power of two, so that it divides the group's quads.
+    let run = 1 << run.ilog2();
     let mut c: Vec<f32> = Vec::with_capacity(m * n);
     let out = OutPtr(c.spare_capacity_mut().as_mut_ptr().cast::<f32>());
     let threads = super::pool_threads();
@@ -340,6 +348,7 @@ pub fn qgemm(
                             panels: [&p[0], &p[width - 1]],
                             bias: &bias_padded,
                             n,
+                            run,
                         };
                         // SAFETY: rows `i .. i + tile_rows` and the columns of panels
                         // `j .. j + width` lie inside `C` (`m * n` values, alive until the

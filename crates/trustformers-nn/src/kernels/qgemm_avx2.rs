@@ -1,15 +1,23 @@
 //! The integer prefill's AVX2 micro-kernel (see the parent module), for weights whose
 //! bytes stay below 128: `vpmaddubsw` multiplies unsigned weight bytes by signed activation
 //! bytes into pairs of 16-bit sums, which cannot saturate (`2 * 127 * 127 < 2^15`), and
-//! `vpmaddwd` by ones adds the pairs into the same four-step 32-bit sums `vpdpbusd` makes.
-//! Up to four rows by one panel (two registers of eight columns). And the activation
-//! quantizer.
+//! `vpmaddwd` by ones adds the pairs into the same 32-bit sums `vpdpbusd` makes. Small
+//! weights let several depth quads' pair sums add up in 16 bits first (eight for 4-bit
+//! formats: `8 * 2 * 15 * 127 < 2^15`), so `vpmaddwd` runs once per run of them. Up to four
+//! rows by one panel (two registers of eight columns). And the activation quantizer.
 
 use super::{OutPtr, Tile, BLOCK, NR, QUAD};
 use std::arch::x86_64::*;
 
 /// Rows of `A` per AVX2 tile.
 pub(super) const MR_AVX2: usize = 4;
+
+/// Depth quads whose 16-bit pair sums can add up without overflow for weight bytes up to
+/// `max`, at most `most`: each quad adds at most `2 * max * 127`.
+pub(super) fn quads_in_16_bits(max: u8, most: usize) -> usize {
+    let per_quad = 2 * 127 * usize::from(max.max(1));
+    (i16::MAX as usize / per_quad).clamp(1, most)
+}
 
 /// One tile (rows as `t` says, each of its panels in turn), stored into `C`.
 ///
@@ -58,6 +66,8 @@ unsafe fn kernel<const R: usize, const G: usize>(t: &Tile<'_>, h: usize, out: Ou
         panel.offset.as_ptr(),
     );
     let ones = _mm256_set1_epi16(1);
+    let run = t.run;
+    debug_assert!(run >= 1 && (G / QUAD).is_multiple_of(run));
     let mut f = [[_mm256_setzero_ps(); 2]; R];
     // SAFETY (whole body): rows `t.i .. t.i + R` of the activations hold `k` bytes, `k /
     // 32` scales and `k / G` sums each; the panel `k / 4 * NR` words and `k / G * NR`
@@ -65,17 +75,24 @@ unsafe fn kernel<const R: usize, const G: usize>(t: &Tile<'_>, h: usize, out: Ou
     unsafe {
         for g in 0..groups {
             let mut acc = [[_mm256_setzero_si256(); 2]; R];
-            for p in (g * G..(g + 1) * G).step_by(QUAD) {
-                let w = u.add(p / QUAD * NR);
-                let wv = [
-                    _mm256_loadu_si256(w.cast()),
-                    _mm256_loadu_si256(w.add(8).cast()),
-                ];
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let x = _mm256_set1_epi32(q.add(r * k + p).cast::<i32>().read_unaligned());
-                    for (acc, w) in acc.iter_mut().zip(&wv) {
-                        let pairs = _mm256_maddubs_epi16(*w, x);
-                        *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(pairs, ones));
+            for p0 in (g * G..(g + 1) * G).step_by(QUAD * run) {
+                let mut pairs = [[_mm256_setzero_si256(); 2]; R];
+                for p in (p0..p0 + QUAD * run).step_by(QUAD) {
+                    let w = u.add(p / QUAD * NR);
+                    let wv = [
+                        _mm256_loadu_si256(w.cast()),
+                        _mm256_loadu_si256(w.add(8).cast()),
+                    ];
+                    for (r, pairs) in pairs.iter_mut().enumerate() {
+                        let x = _mm256_set1_epi32(q.add(r * k + p).cast::<i32>().read_unaligned());
+                        for (sum, w) in pairs.iter_mut().zip(&wv) {
+                            *sum = _mm256_add_epi16(*sum, _mm256_maddubs_epi16(*w, x));
+                        }
+                    }
+                }
+                for (acc, pairs) in acc.iter_mut().zip(&pairs) {
+                    for (acc, sum) in acc.iter_mut().zip(pairs) {
+                        *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(*sum, ones));
                     }
                 }
             }
