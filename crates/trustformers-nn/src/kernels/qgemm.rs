@@ -261,6 +261,7 @@ struct Tile<'a> {
     /// `C`'s row length.
     n: usize,
     /// Depth quads the AVX2 kernel sums in 16 bits before widening (divides `group / 4`).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     run: usize,
 }
 
@@ -312,7 +313,7 @@ pub fn qgemm(
     #[cfg(target_arch = "x86_64")]
     let run = avx2::quads_in_16_bits(w.max_unsigned(), group / QUAD);
     #[cfg(not(target_arch = "x86_64"))]
-    let run = 1;
+    let run = 1usize;
     // A power of two, so that it divides the group's quads.
     let run = 1 << run.ilog2();
     let mut c: Vec<f32> = Vec::with_capacity(m * n);
