@@ -566,6 +566,48 @@ mod tests {
         }
     }
 
+    /// Every weight byte at its format's largest value, by a full-scale row: the sums the
+    /// AVX2 kernel keeps in 16 bits reach their bound and must not wrap.
+    #[test]
+    fn largest_weights_by_full_scale_activations() {
+        struct Constant {
+            byte: u8,
+            group: usize,
+        }
+        impl IntPanels for Constant {
+            fn dims(&self) -> (usize, usize) {
+                (NR, 256)
+            }
+            fn group(&self) -> usize {
+                self.group
+            }
+            fn max_unsigned(&self) -> u8 {
+                self.byte
+            }
+            fn unpack(&self, _: usize, panel: &mut IntPanel) {
+                panel.u.fill(u32::from_le_bytes([self.byte; 4]));
+                panel.scale.fill(1.0);
+                panel.offset.fill(0.0);
+            }
+        }
+        for (byte, group) in [(15, 32), (31, 32), (63, 16), (127, 32), (255, 32)] {
+            let w = Constant { byte, group };
+            for sign in [1.0f32, -1.0] {
+                // Every activation quantizes to +-127 with a scale of 1.
+                let x = vec![127.0 * sign; 2 * 256];
+                let want = 127.0 * sign * byte as f32 * 256.0;
+                let got = qgemm(QSimd::Portable, &x, 2, &w, None).unwrap();
+                assert!(got.iter().all(|&v| v == want), "{byte}: {got:?}");
+                for simd in [QSimd::Avx2, QSimd::Vnni] {
+                    if simd.available() && simd.takes(&w) {
+                        let fast = qgemm(simd, &x, 2, &w, None).unwrap();
+                        assert_eq!(fast, got, "{simd:?}, bytes of {byte}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn zero_rows_and_blocks_and_bad_sizes() {
         let (rows, cols) = (5, 64);
