@@ -388,12 +388,8 @@ fn gemm_with(
     let panels = n.div_ceil(NR);
     // A worker takes a group of panels and sweeps each block of A's rows across all of
     // them, so the block is read from L2 once per group rather than once per panel.
-    // The groups are as equal as can be, and their number a multiple of twice the threads,
-    // so that each thread gets the same share (72 panels on two threads are eight groups of
-    // nine, not four of sixteen and one of eight).
     let threads = if parallel { super::pool_threads() } else { 1 };
-    let items = 2 * threads * panels.div_ceil(2 * threads * MAX_GROUP);
-    let group = panels.div_ceil(items).max(1);
+    let group = super::panels_per_item(panels, threads, MAX_GROUP);
     // Room for each panel of a group, unless `w` hands out panels it keeps (zeroing room
     // for nothing was a visible share of the time).
     let scratch_per_panel = if w.keeps_panels() { 0 } else { k * NR };

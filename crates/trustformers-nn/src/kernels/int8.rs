@@ -262,16 +262,7 @@ impl Int8Matrix {
                 "this CPU cannot run the {simd:?} int8 kernel"
             )));
         }
-        let mut bias_padded = vec![0f32; self.scales.len()];
-        if let Some(b) = bias {
-            if b.len() != n {
-                return Err(Error::InvalidInput(format!(
-                    "bias has {} values for {n} outputs",
-                    b.len()
-                )));
-            }
-            bias_padded[..n].copy_from_slice(b);
-        }
+        let bias_padded = super::padded_bias(bias, n, self.scales.len())?;
         if m == 0 || n == 0 || k == 0 {
             // An empty sum: every row is the bias.
             let mut c: Vec<f32> = (0..m)
@@ -306,9 +297,7 @@ impl Int8Matrix {
         let mut c: Vec<f32> = Vec::with_capacity(m * n);
         let out = OutPtr(c.spare_capacity_mut().as_mut_ptr().cast::<f32>());
         let panels = n.div_ceil(NR);
-        let threads = super::pool_threads();
-        let items = 2 * threads * panels.div_ceil(2 * threads * MAX_GROUP);
-        let group = panels.div_ceil(items).max(1);
+        let group = super::panels_per_item(panels, super::pool_threads(), MAX_GROUP);
         let epilogue = Epilogue {
             row_scales: &row_scales,
             row_zeros: &zeros,

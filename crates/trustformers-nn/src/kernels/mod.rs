@@ -73,6 +73,30 @@ fn rows_per_task(rows: usize) -> usize {
     let threads = pool_threads();
     ROWS_PER_TASK.max(rows.div_ceil(threads * TASKS_PER_THREAD))
 }
+/// Panels per work item when `panels` output panels are split over `threads` threads in
+/// items of at most `most`: as equal as can be, and as many items as a multiple of twice the
+/// threads, so that each thread gets the same share (72 panels on two threads are eight
+/// items of nine, not four of sixteen and one of eight).
+pub(crate) fn panels_per_item(panels: usize, threads: usize, most: usize) -> usize {
+    let items = 2 * threads * panels.div_ceil(2 * threads * most);
+    panels.div_ceil(items).max(1)
+}
+
+/// `bias` (`n` values; none is zeros) padded with zeros to `len >= n` values.
+pub(crate) fn padded_bias(bias: Option<&[f32]>, n: usize, len: usize) -> Result<Vec<f32>> {
+    let mut padded = vec![0f32; len.max(n)];
+    if let Some(b) = bias {
+        if b.len() != n {
+            return Err(Error::InvalidInput(format!(
+                "bias has {} values for {n} outputs",
+                b.len()
+            )));
+        }
+        padded[..n].copy_from_slice(b);
+    }
+    Ok(padded)
+}
+
 /// From this many activation rows (prefill) a matmul unpacks the weights a panel at a time
 /// for the integer [`qgemm`](qgemm::qgemm) (or, on CPUs without its kernel, dequantizes them
 /// into the f32 [`gemm`](gemm::gemm)) instead of running one dot product per weight row.
@@ -606,6 +630,18 @@ pub(crate) mod tests {
         trustformers_core::numeric::max_abs_diff(a, b).unwrap()
     }
 
+    /// `x W^T` in f32 for `n` rows `x` and the dequantized `q`, row-major.
+    pub(crate) fn dequantized_product(q: &QTensor, x: &[f32], n: usize) -> Vec<f32> {
+        let wd = q.dequantize(&Device::Cpu).unwrap();
+        let xt = Tensor::from_vec(x.to_vec(), (n, x.len() / n), &Device::Cpu).unwrap();
+        xt.matmul(&wd.t().unwrap())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
     /// Values in [-1, 1) from a small LCG: deterministic, no dependency.
     pub(crate) fn random(n: usize, seed: u64) -> Vec<f32> {
         // A small LCG: deterministic, no dependency.
@@ -633,15 +669,8 @@ pub(crate) mod tests {
         let x = random(n * cols, 2);
         let got = m.matmul(&x).unwrap();
 
-        let wd = q.dequantize(&Device::Cpu).unwrap();
+        let want = dequantized_product(&q, &x, n);
         let xt = Tensor::from_vec(x.clone(), (n, cols), &Device::Cpu).unwrap();
-        let want: Vec<f32> = xt
-            .matmul(&wd.t().unwrap())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
         let worst = |v: &[f32]| {
             v.iter()
                 .zip(&want)

@@ -265,6 +265,21 @@ struct Tile<'a> {
     run: usize,
 }
 
+#[cfg(target_arch = "x86_64")]
+impl Tile<'_> {
+    /// The tile's first row of quantized activations, of block scales and of group sums
+    /// (for groups of `group`).
+    fn activations(&self, group: usize) -> (*const i8, *const f32, *const f32) {
+        let (k, a) = (self.k, self.a);
+        debug_assert!(a.q.len() >= (self.i + self.rows) * k);
+        (
+            a.q[self.i * k..].as_ptr(),
+            a.d[self.i * k / BLOCK..].as_ptr(),
+            a.s[self.i * k / group..].as_ptr(),
+        )
+    }
+}
+
 /// `C = A W^T + bias` for `A` `[m, k]` row-major, with `W`'s values read through
 /// [`IntPanels`] and `A` quantized to 8 bits per block; returns `C` `[m, n]` row-major.
 pub fn qgemm(
@@ -294,16 +309,7 @@ pub fn qgemm(
         )));
     }
     let panels = n.div_ceil(NR);
-    let mut bias_padded = vec![0f32; panels * NR];
-    if let Some(b) = bias {
-        if b.len() != n {
-            return Err(Error::InvalidInput(format!(
-                "bias has {} values for {n} outputs",
-                b.len()
-            )));
-        }
-        bias_padded[..n].copy_from_slice(b);
-    }
+    let bias_padded = super::padded_bias(bias, n, panels * NR)?;
     if m == 0 || n == 0 || k == 0 {
         return Ok((0..m)
             .flat_map(|_| bias_padded[..n].iter().copied())
@@ -318,9 +324,7 @@ pub fn qgemm(
     let run = 1 << run.ilog2();
     let mut c: Vec<f32> = Vec::with_capacity(m * n);
     let out = OutPtr(c.spare_capacity_mut().as_mut_ptr().cast::<f32>());
-    let threads = super::pool_threads();
-    let items = 2 * threads * panels.div_ceil(2 * threads * MAX_GROUP);
-    let per_item = panels.div_ceil(items).max(1);
+    let per_item = super::panels_per_item(panels, super::pool_threads(), MAX_GROUP);
     let run = |items: std::ops::Range<usize>| {
         let mut unpacked: Vec<IntPanel> = Vec::new();
         for item in items {
@@ -441,7 +445,7 @@ unsafe fn portable_tile(t: &Tile<'_>, out: OutPtr) {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::kernels::tests::random;
+    use crate::kernels::tests::{dequantized_product, random};
     use crate::kernels::{for_qtensor, KQuantPanels};
     use candle_core::quantized::{GgmlDType, QTensor};
     use candle_core::{Device, Tensor};
@@ -508,17 +512,9 @@ mod tests {
             let w = Tensor::from_vec(random(rows * cols, 1), (rows, cols), &Device::Cpu).unwrap();
             let x = random(m * cols, 2);
             let bias = random(rows, 5);
-            let xt = Tensor::from_vec(x.clone(), (m, cols), &Device::Cpu).unwrap();
             for dtype in FORMATS {
                 let q = Arc::new(QTensor::quantize(&w, dtype).unwrap());
-                let wd = q.dequantize(&Device::Cpu).unwrap();
-                let want: Vec<f32> = xt
-                    .matmul(&wd.t().unwrap())
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1()
-                    .unwrap();
+                let want = dequantized_product(&q, &x, m);
                 let p = panels(&q);
                 let got = qgemm(QSimd::Portable, &x, m, p.as_ref(), Some(&bias)).unwrap();
                 let worst = got

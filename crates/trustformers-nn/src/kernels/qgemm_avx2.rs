@@ -55,10 +55,7 @@ unsafe fn kernel<const R: usize, const G: usize>(t: &Tile<'_>, h: usize, out: Ou
     }
     let k = t.k;
     let (blocks, groups) = (k / BLOCK, k / G);
-    debug_assert!(t.a.q.len() >= (t.i + R) * k && t.a.s.len() >= (t.i + R) * groups);
-    let q = t.a.q[t.i * k..].as_ptr();
-    let d = t.a.d[t.i * blocks..].as_ptr();
-    let s = t.a.s[t.i * groups..].as_ptr();
+    let (q, d, s) = t.activations(G);
     let panel = t.panels[h];
     let (u, scale, offset) = (
         panel.u.as_ptr(),

@@ -40,10 +40,7 @@ pub(super) unsafe fn tile(t: &Tile<'_>, out: OutPtr) {
 unsafe fn kernel<const R: usize, const W: usize, const G: usize>(t: &Tile<'_>, out: OutPtr) {
     let k = t.k;
     let (blocks, groups) = (k / BLOCK, k / G);
-    debug_assert!(t.a.q.len() >= (t.i + R) * k && t.a.s.len() >= (t.i + R) * groups);
-    let q = t.a.q[t.i * k..].as_ptr();
-    let d = t.a.d[t.i * blocks..].as_ptr();
-    let s = t.a.s[t.i * groups..].as_ptr();
+    let (q, d, s) = t.activations(G);
     let u: [*const u32; W] = std::array::from_fn(|h| t.panels[h].u.as_ptr());
     let scale: [*const f32; W] = std::array::from_fn(|h| t.panels[h].scale.as_ptr());
     let offset: [*const f32; W] = std::array::from_fn(|h| t.panels[h].offset.as_ptr());
