@@ -450,8 +450,7 @@ impl super::qgemm::IntPanels for KQuantPanels {
     fn unpack(&self, j: usize, panel: &mut super::qgemm::IntPanel) {
         // `new` checked the size; CPU storage hands out its bytes without a copy.
         let Ok(data) = self.q.data() else {
-            panel.scale.fill(0.0);
-            panel.offset.fill(0.0);
+            panel.clear();
             return;
         };
         let bytes = self.kind.bytes();

@@ -59,10 +59,11 @@ pub trait IntPanels: Sync {
 
 /// One panel's weights: `w[c, p] = scale[g * NR + c] * u + offset[g * NR + c]` for group
 /// `g = p / group`, with `u` byte `p % 4` (little-endian) of word `(p / 4) * NR + c`.
+/// Written only through its methods, so its sizes stay the ones the kernels read.
 pub struct IntPanel {
-    pub u: Vec<u32>,
-    pub scale: Vec<f32>,
-    pub offset: Vec<f32>,
+    u: Vec<u32>,
+    scale: Vec<f32>,
+    offset: Vec<f32>,
 }
 
 impl IntPanel {
@@ -83,6 +84,12 @@ impl IntPanel {
         for (dst, &w) in column.zip(u) {
             *dst = w;
         }
+    }
+
+    /// Every weight zero (all scales and offsets zero).
+    pub fn clear(&mut self) {
+        self.scale.fill(0.0);
+        self.offset.fill(0.0);
     }
 
     /// Column `c`'s scale and offset for group `g`.
@@ -317,11 +324,11 @@ pub fn qgemm(
     }
     let rows = QuantRows::new(simd, a, m, k, group);
     #[cfg(target_arch = "x86_64")]
-    let run = avx2::quads_in_16_bits(w.max_unsigned(), group / QUAD);
+    let quads_16 = avx2::quads_in_16_bits(w.max_unsigned(), group / QUAD);
     #[cfg(not(target_arch = "x86_64"))]
-    let run = 1usize;
+    let quads_16 = 1usize;
     // A power of two, so that it divides the group's quads.
-    let run = 1 << run.ilog2();
+    let quads_16 = 1 << quads_16.ilog2();
     let mut c: Vec<f32> = Vec::with_capacity(m * n);
     let out = OutPtr(c.spare_capacity_mut().as_mut_ptr().cast::<f32>());
     let per_item = super::panels_per_item(panels, super::pool_threads(), MAX_GROUP);
@@ -353,7 +360,7 @@ pub fn qgemm(
                             panels: [&p[0], &p[width - 1]],
                             bias: &bias_padded,
                             n,
-                            run,
+                            run: quads_16,
                         };
                         // SAFETY: rows `i .. i + tile_rows` and the columns of panels
                         // `j .. j + width` lie inside `C` (`m * n` values, alive until the
@@ -581,9 +588,13 @@ mod tests {
                 self.byte
             }
             fn unpack(&self, _: usize, panel: &mut IntPanel) {
-                panel.u.fill(u32::from_le_bytes([self.byte; 4]));
-                panel.scale.fill(1.0);
-                panel.offset.fill(0.0);
+                let words = vec![u32::from_le_bytes([self.byte; 4]); 256 / QUAD];
+                for c in 0..NR {
+                    panel.put(c, 0, &words);
+                    for g in 0..256 / self.group {
+                        panel.put_group(c, g, (1.0, 0.0));
+                    }
+                }
             }
         }
         for (byte, group) in [(15, 32), (31, 32), (63, 16), (127, 32), (255, 32)] {
