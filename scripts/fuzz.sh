@@ -73,6 +73,13 @@ for f in tests/fixtures/train/*.parquet; do
     { printf '\003'; cat "$f"; } > "fuzz/corpus/dataset_file/$(basename "$f")"
 done
 
+# compact_bpe: text alone, and vocabularies made from the input (kind byte, tokens, NUL, text).
+mkdir -p fuzz/corpus/compact_bpe
+printf 'Hello world, \342\226\201 caf\303\251 \360\237\230\200 12345' > fuzz/corpus/compact_bpe/text
+printf '\000\342\226\201\na\nb\nab\nba\nab\n<0x41>\n\342\226\201a\000ab aba \342\226\201ab A' > fuzz/corpus/compact_bpe/scores
+printf '\001a\nb\n  \nab\nbab\000ba  ab' > fuzz/corpus/compact_bpe/gemma
+printf '\002a\nb\n\304\240\nab\n\304\240a\000a ab ba' > fuzz/corpus/compact_bpe/ids
+
 # An explicit target dir, so that CARGO_TARGET_DIR cannot move the binaries.
 cargo +nightly fuzz build --target-dir fuzz/target
 # Run the binaries built above, so that editing the sources meanwhile changes nothing.

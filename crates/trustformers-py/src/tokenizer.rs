@@ -52,7 +52,7 @@ impl PyTokenizer {
             true => config.padding_side = side,
             false => config.truncation_side = side,
         }
-        let tokenizer = detach(py, || Ok(Tokenizer::new(current.to_hf(), config)?))?;
+        let tokenizer = detach(py, || Ok(current.with_config(config)?))?;
         self.replace(tokenizer);
         Ok(())
     }
@@ -318,7 +318,7 @@ impl PyTokenizer {
     /// The vocabulary (added tokens included): token -> id.
     fn get_vocab(&self, py: Python<'_>) -> PyResult<std::collections::HashMap<String, u32>> {
         let tokenizer = self.get();
-        detach(py, move || Ok(tokenizer.to_hf().get_vocab(true)))
+        detach(py, move || Ok(tokenizer.get_vocab()))
     }
 
     /// The named special tokens: name (`bos_token`, ...) -> token text.
@@ -389,7 +389,7 @@ impl PyTokenizer {
             other => return Err(invalid(py, format!("unknown special token {other:?}"))),
         };
         *slot = token;
-        let tokenizer = detach(py, || Ok(Tokenizer::new(current.to_hf(), config)?))?;
+        let tokenizer = detach(py, || Ok(current.with_config(config)?))?;
         self.replace(tokenizer);
         Ok(())
     }

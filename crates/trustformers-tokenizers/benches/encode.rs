@@ -49,7 +49,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("corpus", |b| {
         b.iter(|| tok.encode_batch(&inputs, &opts).unwrap())
     });
-    let hf = tok.to_hf();
+    let hf = tok.to_hf().unwrap();
     let raw: Vec<&str> = texts.iter().map(String::as_str).collect();
     g.bench_function("raw_hf", |b| {
         b.iter(|| hf.encode_batch_char_offsets(raw.clone(), true).unwrap())

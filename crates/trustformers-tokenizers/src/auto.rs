@@ -3,6 +3,7 @@
 
 use crate::config::TokenizerConfig;
 use crate::formats::{self, vocab_files};
+use crate::models::Pipeline;
 use crate::tokenizer::Tokenizer;
 use serde_json::Value;
 use std::path::Path;
@@ -107,7 +108,7 @@ fn with_tokenizer_json(
     path: &Path,
     bytes: &[u8],
     config: &mut TokenizerConfig,
-) -> Result<tokenizers::Tokenizer> {
+) -> Result<Pipeline> {
     let mut t = parse_tokenizer_json(bytes)
         .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
     // transformers ignores add_bos_token/add_eos_token when a tokenizer.json exists: its
@@ -121,7 +122,7 @@ fn with_tokenizer_json(
 /// Reads a tokenizer.json. The bytes are parsed as JSON first and the pipeline is built from
 /// that value: `tokenizers` panics (`expect("Helper")`) on a syntax error inside a
 /// `decoder`, which a value can no longer contain.
-fn parse_tokenizer_json(bytes: &[u8]) -> std::result::Result<tokenizers::Tokenizer, String> {
+fn parse_tokenizer_json(bytes: &[u8]) -> std::result::Result<Pipeline, String> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
     check_bpe_merges(&value)?;
     // `tokenizers` is third-party code fed untrusted input: should it still panic, the

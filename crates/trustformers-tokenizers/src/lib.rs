@@ -15,6 +15,7 @@ mod auto;
 pub mod chat;
 pub mod config;
 pub mod formats;
+pub mod models;
 pub mod stats;
 pub mod stream;
 mod tokenizer;

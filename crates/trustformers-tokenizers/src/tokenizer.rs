@@ -3,6 +3,7 @@
 //! transformers' encode/decode semantics.
 
 use crate::config::{Side, TokenizerConfig};
+use crate::models::{pipeline_from_hf, pipeline_to_hf, Pipeline, TokenizerModel};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 use tokenizers::processors::PostProcessorWrapper;
@@ -154,7 +155,7 @@ impl<'a> From<(&'a str, &'a str)> for TextInput<'a> {
 pub struct Tokenizer {
     /// The pipeline without its post-processor: the post-processor runs after truncation,
     /// with per-call options, exactly where `tokenizers` itself runs it.
-    inner: tokenizers::Tokenizer,
+    inner: Pipeline,
     post_processor: Option<PostProcessorWrapper>,
     config: TokenizerConfig,
     special_ids: HashSet<u32>,
@@ -166,8 +167,29 @@ pub const MAX_TOKEN_ID: u32 = 1 << 24;
 
 /// Refuses vocabularies that map two tokens to one id or use absurd ids, which `tokenizers`
 /// accepts and which would make decoding ambiguous or embedding lookups fail later.
-fn check_vocabulary(inner: &tokenizers::Tokenizer) -> Result<()> {
-    let vocab = inner.get_vocab(true);
+fn check_vocabulary(inner: &Pipeline) -> Result<()> {
+    let vocab = match inner.get_model() {
+        TokenizerModel::Hf(_) => inner.get_vocab(true),
+        // A compact vocabulary's ids are its positions (checked against `MAX_TOKEN_ID` when
+        // it was built): only the added tokens can clash.
+        TokenizerModel::Compact(model) => {
+            for (&id, added) in inner.get_added_vocabulary().get_added_tokens_decoder() {
+                if id >= MAX_TOKEN_ID {
+                    return Err(Error::Tokenizer(format!(
+                        "token `{}` has id {id}, beyond the largest allowed ({MAX_TOKEN_ID})",
+                        added.content
+                    )));
+                }
+                if let Some(other) = model.id_to_token(id).filter(|t| *t != added.content) {
+                    return Err(Error::Tokenizer(format!(
+                        "tokens `{other}` and `{}` both have id {id}",
+                        added.content
+                    )));
+                }
+            }
+            return Ok(());
+        }
+    };
     let mut owner: HashMap<u32, &str> = HashMap::with_capacity(vocab.len());
     for (token, &id) in &vocab {
         if id >= MAX_TOKEN_ID {
@@ -189,7 +211,7 @@ fn check_vocabulary(inner: &tokenizers::Tokenizer) -> Result<()> {
 
 /// `tokenizers` panics at encode time on a TemplateProcessing that names a special token its
 /// own `special_tokens` table lacks; refuse such a file at load time instead.
-fn check_post_processor(inner: &tokenizers::Tokenizer) -> Result<()> {
+fn check_post_processor(inner: &Pipeline) -> Result<()> {
     let Some(post) = inner.get_post_processor() else {
         return Ok(());
     };
@@ -238,8 +260,20 @@ fn check_template_json(json: &serde_json::Value) -> Result<()> {
 }
 
 impl Tokenizer {
-    /// Wraps a `tokenizers` pipeline with its transformers-side configuration.
-    pub fn new(mut inner: tokenizers::Tokenizer, config: TokenizerConfig) -> Result<Self> {
+    /// Wraps `tokenizers`' own pipeline with its transformers-side configuration.
+    pub fn from_hf(inner: &tokenizers::Tokenizer, config: TokenizerConfig) -> Result<Self> {
+        Self::new(pipeline_from_hf(inner).map_err(tk_err)?, config)
+    }
+
+    /// This tokenizer with other transformers-side settings (special tokens, sides, limits).
+    pub fn with_config(&self, config: TokenizerConfig) -> Result<Self> {
+        let mut inner = self.inner.clone();
+        inner.with_post_processor(self.post_processor.clone());
+        Self::new(inner, config)
+    }
+
+    /// Wraps a pipeline with its transformers-side configuration.
+    pub fn new(mut inner: Pipeline, config: TokenizerConfig) -> Result<Self> {
         check_vocabulary(&inner)?;
         check_post_processor(&inner)?;
         inner.with_truncation(None).map_err(tk_err)?;
@@ -309,12 +343,22 @@ impl Tokenizer {
         Ok(Some(out))
     }
 
-    /// The underlying `tokenizers` pipeline with its post-processor restored, e.g. to save
-    /// it as tokenizer.json.
-    pub fn to_hf(&self) -> tokenizers::Tokenizer {
-        let mut t = self.inner.clone();
+    /// The pipeline as `tokenizers`' own `Tokenizer`, post-processor restored, e.g. to save
+    /// it as tokenizer.json (a compact BPE becomes the `tokenizers` BPE it equals).
+    pub fn to_hf(&self) -> Result<tokenizers::Tokenizer> {
+        let mut t = pipeline_to_hf(&self.inner).map_err(tk_err)?;
         t.with_post_processor(self.post_processor.clone());
-        t
+        Ok(t)
+    }
+
+    /// The pipeline's model stage.
+    pub fn model(&self) -> &TokenizerModel {
+        self.inner.get_model()
+    }
+
+    /// `{token: id}` including added tokens (transformers' `get_vocab()`).
+    pub fn get_vocab(&self) -> HashMap<String, u32> {
+        self.inner.get_vocab(true)
     }
 
     /// Vocabulary size including added tokens (transformers' `len(tokenizer)`).
@@ -560,7 +604,10 @@ impl Tokenizer {
             .inner
             .decode(ids, skip_special_tokens)
             .map_err(tk_err)?;
-        let is_bpe = matches!(self.inner.get_model(), tokenizers::ModelWrapper::BPE(_));
+        let is_bpe = matches!(
+            self.inner.get_model(),
+            TokenizerModel::Hf(tokenizers::ModelWrapper::BPE(_)) | TokenizerModel::Compact(_)
+        );
         let text = if self.config.clean_up_tokenization_spaces && !is_bpe {
             clean_up_tokenization(&text)
         } else {
@@ -584,8 +631,12 @@ impl Tokenizer {
     /// The prefix that marks a word-continuing token (WordPiece's `##`), if the model has one.
     pub fn continuing_subword_prefix(&self) -> Option<String> {
         match self.inner.get_model() {
-            tokenizers::ModelWrapper::WordPiece(w) => Some(w.continuing_subword_prefix.clone()),
-            tokenizers::ModelWrapper::BPE(b) => b.continuing_subword_prefix.clone(),
+            TokenizerModel::Hf(tokenizers::ModelWrapper::WordPiece(w)) => {
+                Some(w.continuing_subword_prefix.clone())
+            }
+            TokenizerModel::Hf(tokenizers::ModelWrapper::BPE(b)) => {
+                b.continuing_subword_prefix.clone()
+            }
             _ => None,
         }
     }

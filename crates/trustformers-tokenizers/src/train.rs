@@ -271,7 +271,7 @@ where
             t.with_post_processor(Some(template));
         }
     }
-    Tokenizer::new(t, config)
+    Tokenizer::from_hf(&t, config)
 }
 
 /// Trains on the lines of text files. A file that is not UTF-8 is an error naming it.
@@ -294,7 +294,7 @@ pub fn save(tokenizer: &Tokenizer, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let path = dir.join("tokenizer.json");
     tokenizer
-        .to_hf()
+        .to_hf()?
         .save(&path, true)
         .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
     let s = &tokenizer.config().special;

@@ -33,7 +33,7 @@ fn with_sides(tok: &Tokenizer, side: Side) -> Tokenizer {
     let mut config = tok.config().clone();
     config.padding_side = side;
     config.truncation_side = side;
-    Tokenizer::new(tok.to_hf(), config).unwrap()
+    tok.with_config(config).unwrap()
 }
 
 fn options(kwargs: &Value) -> EncodeOptions {

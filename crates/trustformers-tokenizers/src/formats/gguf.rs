@@ -2,11 +2,17 @@
 //! `integrations/gguf/gguf_tokenizer_mapping.py` builds them, so a lone .gguf file is
 //! self-sufficient.
 
-use super::{byte_level_bpe, generate_merges, sentencepiece_bpe, SentencePieceFlavor};
+use super::{
+    byte_level_pipeline, generate_merges, sentencepiece_pipeline, SentencePieceFlavor, Vocab,
+};
 use crate::config::TokenizerConfig;
+use crate::models::compact_bpe::{CompactBpe, CompactBpeOptions, MergeOrder};
+use crate::models::Pipeline;
+use crate::models::TokenizerModel;
 use crate::tokenizer::tk_err;
 use ahash::AHashMap;
 use std::collections::HashSet;
+use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
@@ -89,8 +95,23 @@ fn numbers(file: &GgufFile, key: &str, len: usize) -> Result<Option<Vec<f64>>> {
     }
 }
 
+/// Which BPE model a GGUF vocabulary gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BpeModel {
+    /// The compact BPE (merge order computed from the vocabulary): the default.
+    Compact,
+    /// `tokenizers`' BPE over the generated merge list: the reference the compact one is
+    /// tested against.
+    Tokenizers,
+}
+
 /// Builds the tokenizer a GGUF file describes.
-pub fn from_gguf(file: &GgufFile) -> Result<(tokenizers::Tokenizer, TokenizerConfig)> {
+pub fn from_gguf(file: &GgufFile) -> Result<(Pipeline, TokenizerConfig)> {
+    from_gguf_with(file, BpeModel::Compact)
+}
+
+/// Builds the tokenizer a GGUF file describes, with the given BPE model.
+pub fn from_gguf_with(file: &GgufFile, bpe: BpeModel) -> Result<(Pipeline, TokenizerConfig)> {
     let model = file
         .get("tokenizer.ggml.model")
         .and_then(GgufValue::as_str)
@@ -110,15 +131,13 @@ pub fn from_gguf(file: &GgufFile) -> Result<(tokenizers::Tokenizer, TokenizerCon
     let types: Vec<i64> = numbers(file, "tokenizer.ggml.token_type", n)?
         .map(|t| t.into_iter().map(|x| x as i64).collect())
         .unwrap_or_default();
-    let merges = strings(file, "tokenizer.ggml.merges")?
+    let merges: Option<Vec<(&str, &str)>> = strings(file, "tokenizer.ggml.merges")?
         .map(|m| {
             m.into_iter()
                 .map(|s| {
-                    s.split_once(' ')
-                        .map(|(a, b)| (a.to_string(), b.to_string()))
-                        .ok_or_else(|| {
-                            Error::config("tokenizer.ggml.merges", format!("`{s}` is not a merge"))
-                        })
+                    s.split_once(' ').ok_or_else(|| {
+                        Error::config("tokenizer.ggml.merges", format!("`{s}` is not a merge"))
+                    })
                 })
                 .collect::<Result<Vec<_>>>()
         })
@@ -158,22 +177,26 @@ pub fn from_gguf(file: &GgufFile) -> Result<(tokenizers::Tokenizer, TokenizerCon
     let alphabet: HashSet<char> = spelling.iter().copied().collect();
     let mut tokenizer = match model.as_str() {
         "gpt2" => {
-            let vocab = index_vocab(tokens.iter().map(|t| {
-                if t.chars().all(|c| alphabet.contains(&c)) {
-                    t.clone()
-                } else {
-                    t.bytes().map(|b| spelling[b as usize]).collect()
-                }
-            }));
-            let merges = match merges {
-                Some(m) => m,
-                None => generate_merges(&vocab, None),
+            let spelled: Vec<String> = tokens
+                .iter()
+                .map(|t| {
+                    if t.chars().all(|c| alphabet.contains(&c)) {
+                        t.clone()
+                    } else {
+                        t.bytes().map(|b| spelling[b as usize]).collect()
+                    }
+                })
+                .collect();
+            let order = match &merges {
+                Some(m) => MergeOrder::List(m),
+                None => MergeOrder::Ids,
             };
-            byte_level_bpe(vocab, merges, false)?
+            let model = bpe_model(bpe, &spelled, order, CompactBpeOptions::default())?;
+            byte_level_pipeline(model, false)
         }
         "llama" => {
             let gemma = matches!(arch, "gemma" | "gemma2" | "gemma3");
-            let (flavor, score_map, order) = if gemma {
+            let (flavor, scores) = if gemma {
                 // Multi-space tokens are stored as spaces; GemmaTokenizer spells them with ▁.
                 for t in tokens.iter_mut() {
                     if t.contains(' ') && t.trim().is_empty() {
@@ -181,14 +204,8 @@ pub fn from_gguf(file: &GgufFile) -> Result<(tokenizers::Tokenizer, TokenizerCon
                     }
                 }
                 // Gemma's merge order follows the file order, not the scores.
-                let mut positions = AHashMap::new();
-                let mut order = Vec::new();
-                for (i, t) in tokens.iter().enumerate() {
-                    if positions.insert(t.as_str(), -(i as f64)).is_none() {
-                        order.push(t.as_str());
-                    }
-                }
-                (SentencePieceFlavor::Gemma, positions, order)
+                let order = (0..n).map(|i| -(i as f64)).collect();
+                (SentencePieceFlavor::Gemma, order)
             } else {
                 let scores = scores.clone().ok_or_else(|| {
                     Error::config(
@@ -196,25 +213,22 @@ pub fn from_gguf(file: &GgufFile) -> Result<(tokenizers::Tokenizer, TokenizerCon
                         "required to rebuild sentencepiece merges",
                     )
                 })?;
-                let mut map = AHashMap::new();
-                let mut order = Vec::new();
-                for (t, s) in tokens.iter().zip(scores) {
-                    if map.insert(t.as_str(), s).is_none() {
-                        order.push(t.as_str());
-                    }
-                }
-                (SentencePieceFlavor::Llama, map, order)
+                (SentencePieceFlavor::Llama, scores)
             };
             if !gemma && config.add_bos_token.is_none() {
                 // llama.cpp adds BOS to a sentencepiece vocabulary that does not say otherwise.
                 config.add_bos_token = Some(true);
             }
-            let vocab = index_vocab(tokens.iter().cloned());
-            let merges = match merges {
-                Some(m) => m,
-                None => generate_merges(&vocab, Some((&order, &score_map))),
+            let order = match &merges {
+                Some(m) => MergeOrder::List(m),
+                None => MergeOrder::Scores(&scores),
             };
-            sentencepiece_bpe(vocab, merges, flavor, config.special.unk.as_deref())?
+            let options = CompactBpeOptions {
+                byte_fallback: true,
+                fuse_unk: true,
+                unk_token: config.special.unk.clone().filter(|_| gemma),
+            };
+            sentencepiece_pipeline(bpe_model(bpe, &tokens, order, options)?, flavor)?
         }
         "t5" => {
             // T5Tokenizer: the file calls the first 100 sentinels [PAD...]; rename them back.
@@ -311,6 +325,46 @@ pub fn from_gguf(file: &GgufFile) -> Result<(tokenizers::Tokenizer, TokenizerCon
         ])));
     }
     Ok((tokenizer, config))
+}
+
+/// The BPE model over `tokens` (id order) merging in `order`.
+fn bpe_model(
+    bpe: BpeModel,
+    tokens: &[String],
+    order: MergeOrder,
+    options: CompactBpeOptions,
+) -> Result<TokenizerModel> {
+    let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    if bpe == BpeModel::Compact {
+        return Ok(CompactBpe::new(&refs, order, options)?.into());
+    }
+    let vocab: Vocab = index_vocab(tokens.iter().cloned());
+    let merges = match order {
+        MergeOrder::List(m) => m
+            .iter()
+            .map(|(l, r)| (l.to_string(), r.to_string()))
+            .collect(),
+        MergeOrder::Ids => generate_merges(&vocab, None),
+        MergeOrder::Scores(scores) => {
+            // Python dict semantics: a repeated token keeps its first place, its last score.
+            let mut map = AHashMap::new();
+            let mut first = Vec::new();
+            for (&t, &s) in refs.iter().zip(scores) {
+                if map.insert(t, s).is_none() {
+                    first.push(t);
+                }
+            }
+            generate_merges(&vocab, Some((&first, &map)))
+        }
+    };
+    let mut builder = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .fuse_unk(options.fuse_unk)
+        .byte_fallback(options.byte_fallback);
+    if let Some(unk) = options.unk_token {
+        builder = builder.unk_token(unk);
+    }
+    Ok(builder.build().map_err(tk_err)?.into())
 }
 
 /// `[PAD123]`: how a GGUF file spells T5's sentinel tokens.

@@ -7,6 +7,7 @@ pub mod sentencepiece;
 pub mod vocab_files;
 
 use crate::config::TokenizerConfig;
+use crate::models::{Pipeline, TokenizerModel};
 use crate::tokenizer::tk_err;
 use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
@@ -31,16 +32,21 @@ pub fn byte_level_bpe(
     vocab: Vocab,
     merges: Vec<(String, String)>,
     add_prefix_space: bool,
-) -> Result<tokenizers::Tokenizer> {
+) -> Result<Pipeline> {
     let model = BPE::builder()
         .vocab_and_merges(vocab, merges)
         .fuse_unk(false)
         .build()
         .map_err(tk_err)?;
-    let mut t = tokenizers::Tokenizer::new(model);
+    Ok(byte_level_pipeline(model.into(), add_prefix_space))
+}
+
+/// The byte-level pipeline around a BPE model (`tokenizers`' or the compact one).
+pub fn byte_level_pipeline(model: TokenizerModel, add_prefix_space: bool) -> Pipeline {
+    let mut t = Pipeline::new(model);
     t.with_pre_tokenizer(Some(ByteLevel::new(add_prefix_space, true, true)));
     t.with_decoder(Some(ByteLevelDecoder::default()));
-    Ok(t)
+    t
 }
 
 /// Which SentencePiece-style BPE pipeline to build.
@@ -60,7 +66,7 @@ pub fn sentencepiece_bpe(
     merges: Vec<(String, String)>,
     flavor: SentencePieceFlavor,
     unk_token: Option<&str>,
-) -> Result<tokenizers::Tokenizer> {
+) -> Result<Pipeline> {
     let mut builder = BPE::builder()
         .vocab_and_merges(vocab, merges)
         .fuse_unk(true)
@@ -68,7 +74,16 @@ pub fn sentencepiece_bpe(
     if let (SentencePieceFlavor::Gemma, Some(unk)) = (flavor, unk_token) {
         builder = builder.unk_token(unk.to_string());
     }
-    let mut t = tokenizers::Tokenizer::new(builder.build().map_err(tk_err)?);
+    sentencepiece_pipeline(builder.build().map_err(tk_err)?.into(), flavor)
+}
+
+/// The SentencePiece pipeline around a BPE model (`tokenizers`' or the compact one) built
+/// with byte fallback, fused unknowns, and for Gemma its unknown token.
+pub fn sentencepiece_pipeline(
+    model: TokenizerModel,
+    flavor: SentencePieceFlavor,
+) -> Result<Pipeline> {
+    let mut t = Pipeline::new(model);
     let mut decoders: Vec<DecoderWrapper> = vec![
         tokenizers::decoders::DecoderWrapper::Replace(
             tokenizers::normalizers::replace::Replace::new("▁", " ").map_err(tk_err)?,
@@ -100,7 +115,7 @@ pub fn sentencepiece_bpe(
 
 /// Adds the config's special tokens that the vocabulary lacks as added special tokens and
 /// marks the ones it has as special, as `PreTrainedTokenizerBase.__init__` does.
-pub fn add_special_tokens(t: &mut tokenizers::Tokenizer, config: &TokenizerConfig) -> Result<()> {
+pub fn add_special_tokens(t: &mut Pipeline, config: &TokenizerConfig) -> Result<()> {
     let mut tokens: Vec<AddedToken> = config
         .added_tokens
         .iter()
@@ -122,10 +137,7 @@ pub fn add_special_tokens(t: &mut tokenizers::Tokenizer, config: &TokenizerConfi
 /// transformers' `update_post_processor`: when tokenizer_config.json states `add_bos_token`
 /// or `add_eos_token`, or the pipeline has no post-processor, the post-processor becomes a
 /// template adding BOS and/or EOS as configured.
-pub fn apply_bos_eos_template(
-    t: &mut tokenizers::Tokenizer,
-    config: &TokenizerConfig,
-) -> Result<()> {
+pub fn apply_bos_eos_template(t: &mut Pipeline, config: &TokenizerConfig) -> Result<()> {
     let explicit = config.add_bos_token.is_some() || config.add_eos_token.is_some();
     if !explicit && t.get_post_processor().is_some() {
         return Ok(());

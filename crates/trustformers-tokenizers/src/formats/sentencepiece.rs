@@ -4,6 +4,7 @@
 
 use super::{generate_merges, sentencepiece_bpe, SentencePieceFlavor};
 use crate::config::TokenizerConfig;
+use crate::models::Pipeline;
 use crate::tokenizer::tk_err;
 use std::path::Path;
 use tokenizers::decoders::metaspace::Metaspace as MetaspaceDecoder;
@@ -206,7 +207,7 @@ pub fn from_model_file(
     dir: &Path,
     config: &mut TokenizerConfig,
     raw: &serde_json::Value,
-) -> Result<tokenizers::Tokenizer> {
+) -> Result<Pipeline> {
     let tokenizer_class = raw
         .get("tokenizer_class")
         .and_then(serde_json::Value::as_str);
@@ -277,7 +278,7 @@ pub fn t5_unigram(
     charsmap: Option<&[u8]>,
     config: &mut TokenizerConfig,
     extra_ids: u64,
-) -> Result<tokenizers::Tokenizer> {
+) -> Result<Pipeline> {
     let s = &mut config.special;
     if !s.additional.iter().any(|t| t.contains("<extra_id_")) {
         s.additional
@@ -299,8 +300,8 @@ fn spm_unigram_pipeline(
     charsmap: Option<&[u8]>,
     config: &TokenizerConfig,
     pair: &str,
-) -> Result<tokenizers::Tokenizer> {
-    let mut t = tokenizers::Tokenizer::new(unigram);
+) -> Result<Pipeline> {
+    let mut t = Pipeline::new(unigram.into());
     if let Some(charsmap) = charsmap {
         let charsmap = spm_precompiled::Precompiled::from(charsmap)
             .map_err(|e| Error::Tokenizer(format!("bad precompiled charsmap: {e}")))?;
@@ -339,7 +340,7 @@ fn spm_unigram_pipeline(
 /// scores, renumbered by `vocab.json` (pieces the source model lacks, such as target-side
 /// ones, rank below all of its own). transformers' optional Moses punctuation normalization
 /// (with `sacremoses` installed) is not applied.
-pub fn marian(dir: &Path, config: &mut TokenizerConfig) -> Result<tokenizers::Tokenizer> {
+pub fn marian(dir: &Path, config: &mut TokenizerConfig) -> Result<Pipeline> {
     let spm_path = dir.join("source.spm");
     if !spm_path.is_file() {
         return Err(Error::io(
@@ -407,7 +408,7 @@ pub fn marian(dir: &Path, config: &mut TokenizerConfig) -> Result<tokenizers::To
 }
 
 /// Special tokens first (as special, unnormalized), then the config's other added tokens.
-fn add_tokens(t: &mut tokenizers::Tokenizer, config: &TokenizerConfig) -> Result<()> {
+fn add_tokens(t: &mut Pipeline, config: &TokenizerConfig) -> Result<()> {
     let mut special: Vec<AddedToken> = Vec::new();
     for (content, _, is_special) in &config.added_tokens {
         if *is_special {

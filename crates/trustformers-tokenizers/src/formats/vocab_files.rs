@@ -2,6 +2,7 @@
 //! `merges.txt` (byte-level BPE, GPT-2).
 
 use crate::config::TokenizerConfig;
+use crate::models::Pipeline;
 use crate::tokenizer::tk_err;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -31,11 +32,7 @@ fn default_special(slot: &mut Option<String>, value: &str) {
 /// `BertTokenizer` from `vocab.txt`: BertNormalizer (`do_lower_case`, `strip_accents`,
 /// `tokenize_chinese_chars` from tokenizer_config.json), BertPreTokenizer, WordPiece with
 /// `##` continuation, `[CLS] A [SEP] B [SEP]` template.
-pub fn wordpiece(
-    dir: &Path,
-    config: &mut TokenizerConfig,
-    raw: &Value,
-) -> Result<tokenizers::Tokenizer> {
+pub fn wordpiece(dir: &Path, config: &mut TokenizerConfig, raw: &Value) -> Result<Pipeline> {
     let path = dir.join("vocab.txt");
     let text = read_text(&path)?;
     let mut vocab = HashMap::new();
@@ -64,7 +61,7 @@ pub fn bert_wordpiece(
     do_lower_case: bool,
     strip_accents: Option<bool>,
     tokenize_chinese_chars: bool,
-) -> Result<tokenizers::Tokenizer> {
+) -> Result<Pipeline> {
     let s = &mut config.special;
     default_special(&mut s.unk, "[UNK]");
     default_special(&mut s.sep, "[SEP]");
@@ -76,7 +73,7 @@ pub fn bert_wordpiece(
         .unk_token(s.unk.clone().unwrap_or_default())
         .build()
         .map_err(tk_err)?;
-    let mut t = tokenizers::Tokenizer::new(model);
+    let mut t = Pipeline::new(model.into());
     t.with_normalizer(Some(BertNormalizer::new(
         true,
         tokenize_chinese_chars,
@@ -105,11 +102,7 @@ pub fn bert_wordpiece(
 }
 
 /// `GPT2Tokenizer` from `vocab.json` + `merges.txt`.
-pub fn gpt2(
-    dir: &Path,
-    config: &mut TokenizerConfig,
-    raw: &Value,
-) -> Result<tokenizers::Tokenizer> {
+pub fn gpt2(dir: &Path, config: &mut TokenizerConfig, raw: &Value) -> Result<Pipeline> {
     let vocab_path = dir.join("vocab.json");
     let vocab: super::Vocab = match read_json(&vocab_path)? {
         Value::Object(obj) => obj

@@ -36,7 +36,7 @@ fn tokenizer_json(kind: &str) -> Value {
         "unigram" => serde_json::from_slice(&fixture("tokenizers/unigram/tokenizer.json")).unwrap(),
         other => {
             let tok = AutoTokenizer::from_pretrained(base_dir(other)).unwrap();
-            serde_json::from_str(&tok.to_hf().to_string(false).unwrap()).unwrap()
+            serde_json::from_str(&tok.to_hf().unwrap().to_string(false).unwrap()).unwrap()
         }
     }
 }
