@@ -382,8 +382,10 @@ impl GgufFile {
         let count = src.len() / size;
         let mut blocks: Vec<T> = Vec::with_capacity(count);
         let dst = blocks.as_mut_ptr().cast::<u8>();
+        crate::weights::advise_huge_pages(dst, src.len());
         for offset in (0..src.len()).step_by(chunk.max(1)) {
             let len = chunk.max(1).min(src.len() - offset);
+            self.bytes.populate(start + offset, len);
             // SAFETY: `dst` has room for `count * size == src.len()` bytes, the two buffers
             // do not overlap (one is the read-only map), and `offset + len <= src.len()`.
             unsafe {

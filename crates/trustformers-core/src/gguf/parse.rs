@@ -85,22 +85,24 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// A value of metadata `key`; `what` names it in errors (made once per key: a
+    /// vocabulary array holds hundreds of thousands of values).
     fn value(
         &mut self,
         value_type: u32,
         key: &str,
+        what: &str,
         depth: usize,
     ) -> std::result::Result<GgufValue, GgufError> {
-        let what = format!("metadata `{key}`");
         Ok(match value_type {
-            0 => GgufValue::U8(self.array::<1>(&what)?[0]),
-            1 => GgufValue::I8(i8::from_le_bytes(self.array(&what)?)),
-            2 => GgufValue::U16(u16::from_le_bytes(self.array(&what)?)),
-            3 => GgufValue::I16(i16::from_le_bytes(self.array(&what)?)),
-            4 => GgufValue::U32(u32::from_le_bytes(self.array(&what)?)),
-            5 => GgufValue::I32(i32::from_le_bytes(self.array(&what)?)),
-            6 => GgufValue::F32(f32::from_le_bytes(self.array(&what)?)),
-            7 => match self.array::<1>(&what)?[0] {
+            0 => GgufValue::U8(self.array::<1>(what)?[0]),
+            1 => GgufValue::I8(i8::from_le_bytes(self.array(what)?)),
+            2 => GgufValue::U16(u16::from_le_bytes(self.array(what)?)),
+            3 => GgufValue::I16(i16::from_le_bytes(self.array(what)?)),
+            4 => GgufValue::U32(u32::from_le_bytes(self.array(what)?)),
+            5 => GgufValue::I32(i32::from_le_bytes(self.array(what)?)),
+            6 => GgufValue::F32(f32::from_le_bytes(self.array(what)?)),
+            7 => match self.array::<1>(what)?[0] {
                 0 => GgufValue::Bool(false),
                 1 => GgufValue::Bool(true),
                 b => {
@@ -110,7 +112,7 @@ impl<'a> Reader<'a> {
                     })
                 }
             },
-            8 => GgufValue::String(self.string(&what)?),
+            8 => GgufValue::String(self.string(what)?),
             9 => {
                 if depth >= MAX_ARRAY_DEPTH {
                     return Err(GgufError::NestingTooDeep {
@@ -118,7 +120,7 @@ impl<'a> Reader<'a> {
                         max_depth: MAX_ARRAY_DEPTH,
                     });
                 }
-                let item_type = self.u32(&what)?;
+                let item_type = self.u32(what)?;
                 let min_size = min_value_size(item_type).ok_or(GgufError::UnknownValueType {
                     key: key.to_string(),
                     value_type: item_type,
@@ -126,13 +128,13 @@ impl<'a> Reader<'a> {
                 let len = self.count(min_size, &what)?;
                 let mut items = Vec::with_capacity(len);
                 for _ in 0..len {
-                    items.push(self.value(item_type, key, depth + 1)?);
+                    items.push(self.value(item_type, key, what, depth + 1)?);
                 }
                 GgufValue::Array(items)
             }
-            10 => GgufValue::U64(u64::from_le_bytes(self.array(&what)?)),
-            11 => GgufValue::I64(i64::from_le_bytes(self.array(&what)?)),
-            12 => GgufValue::F64(f64::from_le_bytes(self.array(&what)?)),
+            10 => GgufValue::U64(u64::from_le_bytes(self.array(what)?)),
+            11 => GgufValue::I64(i64::from_le_bytes(self.array(what)?)),
+            12 => GgufValue::F64(f64::from_le_bytes(self.array(what)?)),
             other => {
                 return Err(GgufError::UnknownValueType {
                     key: key.to_string(),
@@ -174,7 +176,7 @@ pub fn parse(buf: &[u8]) -> std::result::Result<GgufHeader, GgufError> {
     for _ in 0..n_kv {
         let key = r.string("metadata key")?;
         let value_type = r.u32(&format!("metadata `{key}` type"))?;
-        let value = r.value(value_type, &key, 0)?;
+        let value = r.value(value_type, &key, &format!("metadata `{key}`"), 0)?;
         if metadata.contains_key(&key) {
             return Err(GgufError::DuplicateKey(key));
         }

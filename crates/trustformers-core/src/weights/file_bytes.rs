@@ -21,6 +21,18 @@ impl FileBytes {
         Ok(Self::Mapped(mmap))
     }
 
+    /// Maps `start..start + len` of a mapped file in one call (`MADV_POPULATE_READ`) before
+    /// it is copied out, instead of one page fault per few pages. Only a hint: where the
+    /// kernel lacks it, the copy faults the pages in as before.
+    pub fn populate(&self, start: usize, len: usize) {
+        #[cfg(target_os = "linux")]
+        if let Self::Mapped(mmap) = self {
+            drop(mmap.advise_range(memmap2::Advice::PopulateRead, start, len));
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (start, len);
+    }
+
     /// Hints that `start..start + len` has been copied out and will not be read soon: a
     /// mapped file's pages leave this process's resident memory (they stay in the page
     /// cache; a later read faults the same bytes back in). Nothing happens to owned bytes.
@@ -51,4 +63,23 @@ impl std::ops::Deref for FileBytes {
             Self::Owned(bytes) => bytes,
         }
     }
+}
+
+/// Asks for transparent huge pages over the 2 MiB-aligned part of `ptr..ptr + len`, an
+/// allocation about to be filled with weights: one page fault per 2 MiB instead of one per
+/// 4 KiB (where the system leaves huge pages to `madvise`). Only a hint.
+pub fn advise_huge_pages(ptr: *mut u8, len: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let start = (ptr as usize).next_multiple_of(HUGE);
+        let end = (ptr as usize).saturating_add(len) / HUGE * HUGE;
+        if end > start {
+            // SAFETY: MADV_HUGEPAGE changes no memory contents, and the range lies inside an
+            // allocation the caller owns.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (ptr, len);
 }

@@ -6,7 +6,7 @@ mod gguf_source;
 mod pth_source;
 mod safetensors_source;
 
-pub use file_bytes::FileBytes;
+pub use file_bytes::{advise_huge_pages, FileBytes};
 pub use gguf_source::{GgufSource, GgufTensorRef, Renamed};
 pub use pth_source::PthSource;
 pub use safetensors_source::SafetensorsSource;
