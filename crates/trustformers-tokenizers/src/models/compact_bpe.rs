@@ -14,13 +14,17 @@
 use ahash::AHashMap;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tokenizers::models::bpe::BPE;
 use tokenizers::Token;
 use trustformers_core::{Error, Result};
 
 /// The largest vocabulary accepted (ids must fit the tokenizer's `MAX_TOKEN_ID`).
 const MAX_TOKENS: usize = crate::tokenizer::MAX_TOKEN_ID as usize;
+
+/// Words cached with their pieces, and the longest cached, as `tokenizers`' BPE caches.
+const CACHE_WORDS: usize = 10_000;
+const CACHE_MAX_WORD_BYTES: usize = 256;
 
 /// Which merge comes first, as the merge list `formats::generate_merges` would write it.
 #[derive(Debug, Clone, Copy)]
@@ -140,6 +144,8 @@ impl Vocabulary {
 #[derive(Debug)]
 struct Model {
     vocab: Vocabulary,
+    /// Words already split: `word -> (id, bytes)` pieces.
+    cache: RwLock<AHashMap<Box<str>, Box<[(u32, usize)]>>>,
     ranks: Ranks,
     byte_fallback: bool,
     fuse_unk: bool,
@@ -172,6 +178,7 @@ impl CompactBpe {
         };
         Ok(Self(Arc::new(Model {
             vocab,
+            cache: RwLock::default(),
             ranks,
             byte_fallback: options.byte_fallback,
             fuse_unk: options.fuse_unk,
@@ -285,8 +292,44 @@ impl CompactBpe {
         if word.is_empty() {
             return Ok(Vec::new());
         }
+        let cacheable = word.len() < CACHE_MAX_WORD_BYTES;
+        if cacheable {
+            if let Some(hit) = self.0.cache.read().ok().and_then(|c| {
+                c.get(word).map(|pieces| self.tokens(pieces))
+            }) {
+                return Ok(hit);
+            }
+        }
+        let pieces = self.merge_word(word)?;
+        let tokens = self.tokens(&pieces);
+        if cacheable {
+            if let Ok(mut cache) = self.0.cache.write() {
+                if cache.len() < CACHE_WORDS {
+                    cache.insert(word.into(), pieces.into());
+                }
+            }
+        }
+        Ok(tokens)
+    }
+
+    /// Tokens of `(id, bytes)` pieces, offsets counted from 0.
+    fn tokens(&self, pieces: &[(u32, usize)]) -> Vec<Token> {
+        let vocab = &self.0.vocab;
+        let mut start = 0;
+        pieces
+            .iter()
+            .map(|&(id, len)| {
+                let token = Token::new(id, vocab.token(id).to_string(), (start, start + len));
+                start += len;
+                token
+            })
+            .collect()
+    }
+
+    /// `word`'s pieces after every merge: `(id, bytes)`.
+    fn merge_word(&self, word: &str) -> Result<Vec<(u32, usize)>> {
         let ids = self.symbols(word)?;
-        let mut word_symbols: Vec<Symbol> = ids
+        let mut symbols: Vec<Symbol> = ids
             .iter()
             .enumerate()
             .map(|(i, &(id, len))| Symbol {
@@ -296,17 +339,11 @@ impl CompactBpe {
                 next: (i + 1 < ids.len()).then_some(i + 1),
             })
             .collect();
-        self.merge_all(&mut word_symbols);
-        let mut start = 0;
-        let vocab = &self.0.vocab;
-        Ok(word_symbols
+        self.merge_all(&mut symbols);
+        Ok(symbols
             .into_iter()
             .filter(|s| s.len > 0)
-            .map(|s| {
-                let token = Token::new(s.id, vocab.token(s.id).to_string(), (start, start + s.len));
-                start += s.len;
-                token
-            })
+            .map(|s| (s.id, s.len))
             .collect())
     }
 
