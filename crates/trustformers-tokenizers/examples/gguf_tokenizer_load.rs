@@ -56,9 +56,13 @@ const MIB: f64 = (1 << 20) as f64;
 fn corpus() -> Vec<String> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures/tokenizers/corpus.json");
-    let texts: Vec<String> =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    texts.iter().cycle().take(texts.len() * 8).cloned().collect()
+    let texts: Vec<String> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    texts
+        .iter()
+        .cycle()
+        .take(texts.len() * 8)
+        .cloned()
+        .collect()
 }
 
 /// Median MB/s encoding `texts` one by one.

@@ -110,17 +110,51 @@ impl LoadedModel {
                 .architecture
                 .wrong_kind("a causal language model, which text generation needs"));
         }
-        // The tokenizer before the weights: what its construction frees is handed back
-        // before the weights arrive, so the two peaks do not add up.
-        let tokenizer = match config.gguf() {
-            Some(file) => AutoTokenizer::from_gguf(file)?,
-            None => tokenizer()?,
+        let (tokenizer, model) = match config.gguf() {
+            // A GGUF file's tokenizer (the compact one: tens of MiB while it is built) on a
+            // second thread while this one copies the weights out.
+            Some(file) => Self::beside(
+                || AutoTokenizer::from_gguf(file),
+                || config.load_causal_lm(opts),
+            )?,
+            // Other tokenizers before the weights: what their construction frees is handed
+            // back before the weights arrive, so the two peaks do not add up.
+            None => {
+                let tokenizer = tokenizer()?;
+                (tokenizer, config.load_causal_lm(opts)?)
+            }
         };
-        let model = config.load_causal_lm(opts)?;
         drop(config);
         // A GGUF file's parsed metadata (its whole vocabulary) has just been freed.
         release_free_memory();
         Ok((Arc::from(model), tokenizer))
+    }
+
+    /// `first` (a tokenizer) on a scoped thread while `second` runs on this one (one after
+    /// the other in WebAssembly, which has no threads).
+    fn beside<A: Send, B>(
+        first: impl FnOnce() -> Result<A> + Send,
+        second: impl FnOnce() -> Result<B>,
+    ) -> Result<(A, B)> {
+        #[cfg(not(target_family = "wasm"))]
+        {
+            std::thread::scope(|s| {
+                let handle = std::thread::Builder::new()
+                    .name("tokenizer".into())
+                    .spawn_scoped(s, first)
+                    .map_err(|e| Error::Tokenizer(format!("no thread to build it on: {e}")))?;
+                let b = second();
+                let a = handle
+                    .join()
+                    .map_err(|_| Error::Tokenizer("its thread panicked".into()))?;
+                Ok((a?, b?))
+            })
+        }
+        #[cfg(target_family = "wasm")]
+        {
+            let a = first()?;
+            Ok((a, second()?))
+        }
     }
 
     /// Whether the tokenizer has a chat template (an instruct model).

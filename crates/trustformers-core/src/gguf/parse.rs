@@ -125,7 +125,7 @@ impl<'a> Reader<'a> {
                     key: key.to_string(),
                     value_type: item_type,
                 })?;
-                let len = self.count(min_size, &what)?;
+                let len = self.count(min_size, what)?;
                 let mut items = Vec::with_capacity(len);
                 for _ in 0..len {
                     items.push(self.value(item_type, key, what, depth + 1)?);
