@@ -2,7 +2,7 @@
 //! one buffer, an open-addressing table from string to id, and a merge order computed from
 //! the vocabulary at each step (as SentencePiece merges by score) instead of a table of
 //! every merge. Gemma 3's 262k-token vocabulary implies 515k merges; `tokenizers`' `BPE`
-//! holds them and the vocabulary twice in hash maps (56 MiB of heap, 0.8 s to build here),
+//! holds them and the vocabulary twice in hash maps (56 MiB of heap, 0.8-1.3 s to build here),
 //! this model 10.5 MiB and 0.05 s (`examples/gguf_tokenizer_load.rs`).
 //!
 //! It reproduces, token for token, the `tokenizers` BPE that `formats::generate_merges` and
