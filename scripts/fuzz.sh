@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 SECONDS_EACH=${1:?usage: scripts/fuzz.sh SECONDS [TARGET...]}
 shift || true
-ALL=(gguf_parse safetensors_parse pickle_load tokenizer_json tokenize_text chat_template config_json optim_kwargs serve_request dataset_file adapter_config trainer_state image_decode)
+ALL=(gguf_parse safetensors_parse pickle_load tokenizer_json tokenize_text chat_template config_json optim_kwargs serve_request dataset_file adapter_config trainer_state image_decode compact_bpe)
 [ $# -gt 0 ] && TARGETS=("$@") || TARGETS=("${ALL[@]}")
 JOBS=${JOBS:-1}
 
