@@ -149,7 +149,8 @@ struct Model {
     vocab: Vocabulary,
     cache: RwLock<WordCache>,
     ranks: Ranks,
-    byte_fallback: bool,
+    /// With byte fallback, the id of each byte's `<0xXX>` token (looked up once).
+    byte_ids: Option<Box<[Option<u32>; 256]>>,
     fuse_unk: bool,
     unk_token: Option<String>,
 }
@@ -179,10 +180,12 @@ impl CompactBpe {
             MergeOrder::List(merges) => list_ranks(&vocab, merges)?,
         };
         Ok(Self(Arc::new(Model {
-            vocab,
             cache: RwLock::default(),
             ranks,
-            byte_fallback: options.byte_fallback,
+            byte_ids: options
+                .byte_fallback
+                .then(|| Box::new(std::array::from_fn(|b| vocab.id(&format!("<{b:#04X}>"))))),
+            vocab,
             fuse_unk: options.fuse_unk,
             unk_token: options.unk_token,
         })))
@@ -264,11 +267,8 @@ impl CompactBpe {
                 symbols.push((id, s.len()));
                 continue;
             }
-            if m.byte_fallback {
-                let bytes: Option<Vec<u32>> = s
-                    .bytes()
-                    .map(|b| m.vocab.id(&format!("<{b:#04X}>")))
-                    .collect();
+            if let Some(byte_ids) = &m.byte_ids {
+                let bytes: Option<Vec<u32>> = s.bytes().map(|b| byte_ids[b as usize]).collect();
                 if let Some(bytes) = bytes {
                     symbols.extend(bytes.into_iter().map(|id| (id, 1)));
                     continue;
@@ -433,7 +433,7 @@ impl CompactBpe {
                 self.vocab().into_iter().collect::<AHashMap<_, _>>(),
                 self.merges(),
             )
-            .byte_fallback(self.0.byte_fallback)
+            .byte_fallback(self.0.byte_ids.is_some())
             .fuse_unk(self.0.fuse_unk);
         if let Some(unk) = &self.0.unk_token {
             builder = builder.unk_token(unk.clone());
