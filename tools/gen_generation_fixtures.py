@@ -10,6 +10,11 @@ from pathlib import Path
 import torch
 from transformers.generation import logits_process as lp
 
+# One-token biases, prefixes that end row 0 ([1], [4, 1]) or row 1 ([9, 10]), one that ends
+# neither, and a token biased twice.
+SEQUENCE_BIAS = [((5,), 1.5), ((1, 12), 2.0), ((4, 1, 11), -3.0), ((9, 10, 6), 0.5),
+                 ((3, 4), 2.0), ((1, 5), 0.25), ((17,), -2.0)]
+
 OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "generation" / "processors.json"
 
 
@@ -31,6 +36,25 @@ def main():
         ("bad_words_ids", {"bad_words_ids": [[5], [1, 9], [4, 1, 11]]}, lp.NoBadWordsLogitsProcessor([[5], [1, 9], [4, 1, 11]], eos_token_id=2)),
         ("min_new_tokens", {"min_new_tokens": 5, "eos_token_id": [2, 3]}, lp.MinNewTokensLengthLogitsProcessor(prompt_len, 5, [2, 3])),
         ("forced_eos", {"max_length": 9, "eos_token_id": [2]}, lp.ForcedEOSTokenLogitsProcessor(9, [2])),
+        ("suppress_tokens", {"suppress_tokens": [5, 7, 39]}, lp.SuppressTokensLogitsProcessor([5, 7, 39])),
+        # Fires when the sequence is begin_index long: the Rust test's prompt length is
+        # set so that it does (8 = the whole input), as generate() sets begin_index.
+        ("begin_suppress_tokens", {"begin_suppress_tokens": [3, 9], "prompt_len": 8},
+         lp.SuppressTokensAtBeginLogitsProcessor([3, 9], 8)),
+        ("begin_suppress_tokens_later", {"begin_suppress_tokens": [3, 9], "prompt_len": 7},
+         lp.SuppressTokensAtBeginLogitsProcessor([3, 9], 7)),
+        ("sequence_bias", {"sequence_bias": SEQUENCE_BIAS},
+         lp.SequenceBiasLogitsProcessor([[list(k), v] for k, v in SEQUENCE_BIAS])),
+        ("epsilon_cutoff", {"epsilon_cutoff": 0.02}, lp.EpsilonLogitsWarper(0.02)),
+        ("epsilon_cutoff_keep", {"epsilon_cutoff": 0.5, "min_tokens_to_keep": 3},
+         lp.EpsilonLogitsWarper(0.5, min_tokens_to_keep=3)),
+        ("eta_cutoff", {"eta_cutoff": 0.05}, lp.EtaLogitsWarper(0.05)),
+        ("eta_cutoff_keep", {"eta_cutoff": 0.9, "min_tokens_to_keep": 2},
+         lp.EtaLogitsWarper(0.9, min_tokens_to_keep=2)),
+        ("exponential_decay_length_penalty",
+         {"exponential_decay_length_penalty": [1, 1.5], "eos_token_id": [2, 3, 11]},
+         lp.ExponentialDecayLengthPenalty((1, 1.5), [2, 3, 11], prompt_len)),
+        ("renormalize_logits", {}, lp.LogitNormalization()),
     ]
     out = {"input_ids": input_ids.tolist(), "prompt_len": prompt_len, "scores": scores.tolist(), "cases": []}
     for name, args, proc in cases:

@@ -7,9 +7,10 @@
 use crate::config::{EarlyStopping, GenerationConfig};
 use crate::generate::{check_prompts, logprob_of};
 use crate::processors::{softmax, Context};
-use crate::{FinishReason, TokenLogprob, TokenOutput};
+use crate::{FinishReason, StepScores, TokenLogprob, TokenOutput};
 use candle_core::Tensor;
 use rand::{rngs::StdRng, Rng, SeedableRng};
+use std::sync::Arc;
 use std::time::Duration;
 use trustformers_core::numeric::log_softmax;
 use trustformers_core::Result;
@@ -24,6 +25,8 @@ const NEG: f32 = -1.0e9;
 struct Hypothesis {
     tokens: Vec<u32>,
     logprobs: Vec<TokenLogprob>,
+    /// The running beam each token extended.
+    beams: Vec<u32>,
     score: f32,
     finished: bool,
 }
@@ -33,6 +36,7 @@ impl Hypothesis {
         Self {
             tokens: Vec::new(),
             logprobs: Vec::new(),
+            beams: Vec::new(),
             score,
             finished: false,
         }
@@ -137,9 +141,15 @@ pub fn beam_search(
     let mut cur_len = prompt_len;
     let mut timed_out = false;
     let mut ids = prompt.to_vec();
+    let keep_steps = config.output_scores || config.output_logits;
+    let mut steps = StepScores {
+        rows: num_beams,
+        ..StepScores::default()
+    };
     loop {
         let vocab = step_logits.first().map_or(0, Vec::len);
         let mut acc = Vec::with_capacity(num_beams * vocab);
+        let (mut step_scores, mut step_raw) = (Vec::new(), Vec::new());
         for (beam, logits) in running.iter().zip(&step_logits) {
             let mut lp = log_softmax(logits);
             ids.truncate(prompt_len);
@@ -151,7 +161,16 @@ pub fn beam_search(
                 },
                 &mut lp,
             );
+            if config.output_scores {
+                step_scores.extend_from_slice(&lp);
+            }
+            if config.output_logits {
+                step_raw.extend_from_slice(logits);
+            }
             acc.extend(lp.iter().map(|&x| x + beam.score));
+        }
+        if keep_steps {
+            steps.record(config, &step_scores, &step_raw);
         }
         let top = if config.do_sample {
             sample_k(&acc, beams_to_keep, &mut rng)
@@ -165,6 +184,7 @@ pub fn beam_search(
                 let (beam, id) = (i / vocab, (i % vocab) as u32);
                 let mut h = running[beam].clone();
                 h.tokens.push(id);
+                h.beams.push(beam as u32);
                 if let Some(n) = config.top_logprobs {
                     h.logprobs.push(logprob_of(&step_logits[beam], id, n));
                 }
@@ -253,6 +273,7 @@ pub fn beam_search(
         step_logits = logits.squeeze(1)?.to_vec2()?;
     }
     let decode = start.elapsed().saturating_sub(prefill);
+    let steps = keep_steps.then(|| Arc::new(steps));
     Ok(done
         .into_iter()
         .take(config.num_return_sequences)
@@ -269,6 +290,8 @@ pub fn beam_search(
                 score: Some(h.score),
                 prefill,
                 decode,
+                steps: steps.clone(),
+                beam_indices: h.beams,
             }
         })
         .collect())

@@ -75,6 +75,30 @@ pub struct GenerationConfig {
     /// Also return each generated token's log-probability and this many top alternatives
     /// (OpenAI's `top_logprobs`; not a transformers field).
     pub top_logprobs: Option<usize>,
+    /// Tokens never generated (`suppress_tokens`).
+    pub suppress_tokens: Vec<u32>,
+    /// Tokens not generated first (`begin_suppress_tokens`).
+    pub begin_suppress_tokens: Vec<u32>,
+    /// `(tokens, bias)`: the bias is added to the last token's score when the sequence ends
+    /// with the others (`sequence_bias`, in its list form).
+    pub sequence_bias: Vec<(Vec<u32>, f32)>,
+    /// When sampling, drop tokens less likely than this (`epsilon_cutoff`; 0 is off).
+    pub epsilon_cutoff: f32,
+    /// When sampling, eta sampling with this `eta` (`eta_cutoff`; 0 is off).
+    pub eta_cutoff: f32,
+    /// `(start, factor)`: end-of-sequence scores grow by `factor` per token beyond `start`
+    /// new tokens (`exponential_decay_length_penalty`).
+    pub exponential_decay_length_penalty: Option<(usize, f32)>,
+    /// The processed scores log-softmaxed again as the last step (`renormalize_logits`).
+    pub renormalize_logits: bool,
+    /// NaN and infinite scores replaced by finite ones (`remove_invalid_values`).
+    pub remove_invalid_values: bool,
+    /// Keep every step's processed scores (`output_scores`) and raw logits
+    /// (`output_logits`) in [`TokenOutput::steps`](crate::TokenOutput::steps). From JSON
+    /// they are read only with `return_dict_in_generate`, as transformers returns them only
+    /// then.
+    pub output_scores: bool,
+    pub output_logits: bool,
 }
 
 impl Default for GenerationConfig {
@@ -110,6 +134,16 @@ impl Default for GenerationConfig {
             num_return_sequences: 1,
             pad_token_id: None,
             top_logprobs: None,
+            suppress_tokens: Vec::new(),
+            begin_suppress_tokens: Vec::new(),
+            sequence_bias: Vec::new(),
+            epsilon_cutoff: 0.0,
+            eta_cutoff: 0.0,
+            exponential_decay_length_penalty: None,
+            renormalize_logits: false,
+            remove_invalid_values: false,
+            output_scores: false,
+            output_logits: false,
         }
     }
 }
@@ -129,6 +163,27 @@ fn ids(v: &Value, field: &str) -> Result<Vec<u32>> {
         Value::Array(items) => items.iter().map(one).collect(),
         other => Ok(vec![one(other)?]),
     }
+}
+
+/// `sequence_bias` in its list form: `[[[token, ...], bias], ...]`.
+fn sequence_bias(v: &Value) -> Result<Vec<(Vec<u32>, f32)>> {
+    let wrong = || {
+        Error::config(
+            "sequence_bias",
+            format!("must be a list of [[token ids], bias] pairs, got {v}"),
+        )
+    };
+    v.as_array()
+        .ok_or_else(wrong)?
+        .iter()
+        .map(|entry| match entry.as_array().map(Vec::as_slice) {
+            Some([tokens @ Value::Array(_), Value::Number(bias)]) => Ok((
+                ids(tokens, "sequence_bias")?,
+                bias.as_f64().ok_or_else(wrong)? as f32,
+            )),
+            _ => Err(wrong()),
+        })
+        .collect()
 }
 
 impl GenerationConfig {
@@ -267,6 +322,44 @@ impl GenerationConfig {
         if let Some(v) = f("decoder_start_token_id") {
             self.decoder_start_token_id = ids(v, "decoder_start_token_id")?.first().copied();
         }
+        if let Some(v) = f("suppress_tokens") {
+            self.suppress_tokens = ids(v, "suppress_tokens")?;
+        }
+        if let Some(v) = f("begin_suppress_tokens") {
+            self.begin_suppress_tokens = ids(v, "begin_suppress_tokens")?;
+        }
+        if let Some(v) = f("sequence_bias") {
+            self.sequence_bias = sequence_bias(v)?;
+        }
+        if let Some(x) = num("epsilon_cutoff")? {
+            self.epsilon_cutoff = x as f32;
+        }
+        if let Some(x) = num("eta_cutoff")? {
+            self.eta_cutoff = x as f32;
+        }
+        if let Some(v) = f("exponential_decay_length_penalty") {
+            let pair = v.as_array().filter(|a| a.len() == 2);
+            let start = pair.and_then(|a| a[0].as_u64());
+            let factor = pair.and_then(|a| a[1].as_f64());
+            let (Some(start), Some(factor)) = (start, factor) else {
+                return Err(Error::config(
+                    "exponential_decay_length_penalty",
+                    format!("must be [start_index, decay_factor], got {v}"),
+                ));
+            };
+            self.exponential_decay_length_penalty = Some((start as usize, factor as f32));
+        }
+        let flag = |k: &str| f(k).and_then(Value::as_bool);
+        if let Some(b) = flag("renormalize_logits") {
+            self.renormalize_logits = b;
+        }
+        if let Some(b) = flag("remove_invalid_values") {
+            self.remove_invalid_values = b;
+        }
+        if flag("return_dict_in_generate") == Some(true) {
+            self.output_scores = flag("output_scores").unwrap_or(self.output_scores);
+            self.output_logits = flag("output_logits").unwrap_or(self.output_logits);
+        }
         self.validate()
     }
 
@@ -331,6 +424,38 @@ impl GenerationConfig {
                 "greedy search returns one sequence per prompt; use do_sample or num_beams".into(),
             );
         }
+        for (field, x) in [
+            ("epsilon_cutoff", self.epsilon_cutoff),
+            ("eta_cutoff", self.eta_cutoff),
+        ] {
+            if !(0.0..1.0).contains(&x) {
+                return bad(field, format!("must be in [0, 1) (0 is off), got {x}"));
+            }
+        }
+        if let Some((_, factor)) = self.exponential_decay_length_penalty {
+            if !factor.is_finite() {
+                return bad(
+                    "exponential_decay_length_penalty",
+                    format!("the decay factor must be a finite number, got {factor}"),
+                );
+            }
+            if self.eos_token_id.is_empty() {
+                return bad(
+                    "exponential_decay_length_penalty",
+                    "needs an eos_token_id to raise".into(),
+                );
+            }
+        }
+        if let Some((seq, b)) = self
+            .sequence_bias
+            .iter()
+            .find(|(seq, b)| seq.is_empty() || !b.is_finite())
+        {
+            return bad(
+                "sequence_bias",
+                format!("each entry needs at least one token and a finite bias, got {seq:?}: {b}"),
+            );
+        }
         if !self.length_penalty.is_finite() {
             return bad(
                 "length_penalty",
@@ -344,6 +469,9 @@ impl GenerationConfig {
     /// biases and penalties first, then (when sampling) the warpers.
     pub fn processors(&self, max_length: usize) -> LogitsProcessorList {
         let mut list: Vec<Box<dyn LogitsProcessor>> = Vec::new();
+        if !self.sequence_bias.is_empty() {
+            list.push(Box::new(SequenceBias(self.sequence_bias.clone())));
+        }
         if !self.logit_bias.is_empty() {
             list.push(Box::new(LogitBias(self.logit_bias.clone())));
         }
@@ -388,6 +516,31 @@ impl GenerationConfig {
                 eos: forced_eos,
             }));
         }
+        if self.remove_invalid_values {
+            list.push(Box::new(InfNanRemove));
+        }
+        if let Some((start, factor)) = self.exponential_decay_length_penalty {
+            list.push(Box::new(ExponentialDecayLengthPenalty {
+                start,
+                factor,
+                eos: self.eos_token_id.clone(),
+            }));
+        }
+        if !self.suppress_tokens.is_empty() {
+            list.push(Box::new(SuppressTokens(self.suppress_tokens.clone())));
+        }
+        if !self.begin_suppress_tokens.is_empty() {
+            list.push(Box::new(SuppressTokensAtBegin {
+                tokens: self.begin_suppress_tokens.clone(),
+                after_forced_bos: self.forced_bos_token_id.is_some(),
+            }));
+        }
+        // Beam search keeps one token more than there are EOS ids, so that a beam can go on.
+        let keep = if self.num_beams > 1 {
+            self.eos_token_id.len().max(1) + 1
+        } else {
+            1
+        };
         if self.do_sample {
             if self.temperature != 1.0 {
                 list.push(Box::new(Temperature(self.temperature)));
@@ -395,27 +548,42 @@ impl GenerationConfig {
             if self.top_k != 0 {
                 list.push(Box::new(TopK {
                     k: self.top_k,
-                    min_tokens_to_keep: 1,
+                    min_tokens_to_keep: keep,
                 }));
             }
             if self.top_p < 1.0 {
                 list.push(Box::new(TopP {
                     p: self.top_p,
-                    min_tokens_to_keep: 1,
+                    min_tokens_to_keep: keep,
                 }));
             }
             if let Some(min_p) = self.min_p {
                 list.push(Box::new(MinP {
                     min_p,
-                    min_tokens_to_keep: 1,
+                    min_tokens_to_keep: keep,
                 }));
             }
             if self.typical_p < 1.0 {
                 list.push(Box::new(TypicalP {
                     mass: self.typical_p,
-                    min_tokens_to_keep: 1,
+                    min_tokens_to_keep: keep,
                 }));
             }
+            if self.epsilon_cutoff > 0.0 {
+                list.push(Box::new(EpsilonCutoff {
+                    epsilon: self.epsilon_cutoff,
+                    min_tokens_to_keep: keep,
+                }));
+            }
+            if self.eta_cutoff > 0.0 {
+                list.push(Box::new(EtaCutoff {
+                    eta: self.eta_cutoff,
+                    min_tokens_to_keep: keep,
+                }));
+            }
+        }
+        if self.renormalize_logits {
+            list.push(Box::new(LogNormalize));
         }
         LogitsProcessorList(list)
     }

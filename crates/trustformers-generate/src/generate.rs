@@ -8,6 +8,7 @@ use crate::processors::{softmax, Context, LogitsProcessorList};
 use crate::step::TextStream;
 use candle_core::Tensor;
 use rand::{rngs::StdRng, Rng, SeedableRng};
+use std::sync::Arc;
 use std::time::Duration;
 use trustformers_core::numeric::log_softmax;
 use trustformers_core::{Error, Result};
@@ -54,6 +55,38 @@ pub struct TokenOutput {
     /// Time to process the prompt, and to generate the rest.
     pub prefill: Duration,
     pub decode: Duration,
+    /// With `output_scores` / `output_logits`: what each step scored (shared by the
+    /// outputs of one beam search).
+    pub steps: Option<Arc<StepScores>>,
+    /// Beam search: for each generated token, the beam row it extended (transformers'
+    /// `beam_indices`, before the caller adds the prompt's offset in a batch).
+    pub beam_indices: Vec<u32>,
+}
+
+/// Every generation step's next-token scores, as transformers' `generate()` returns them with
+/// `return_dict_in_generate`: one entry per step, each `rows × vocab` values. Greedy search
+/// and sampling: one row, this output's (steps after it finished included, while other rows
+/// of the batch went on); beam search: every running beam of the prompt, in transformers'
+/// order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepScores {
+    pub rows: usize,
+    /// The scores after the logits processors (`output_scores`); for beam search, the
+    /// processed log-softmax of the logits.
+    pub scores: Vec<Vec<f32>>,
+    /// The model's raw logits (`output_logits`).
+    pub logits: Vec<Vec<f32>>,
+}
+
+impl StepScores {
+    pub(crate) fn record(&mut self, config: &GenerationConfig, scores: &[f32], logits: &[f32]) {
+        if config.output_scores {
+            self.scores.push(scores.to_vec());
+        }
+        if config.output_logits {
+            self.logits.push(logits.to_vec());
+        }
+    }
 }
 
 /// Picks the next token from processed scores.
@@ -79,20 +112,22 @@ fn select(scores: &[f32], sample: bool, rng: &mut StdRng) -> u32 {
 }
 
 /// The next token from one row's raw logits: the processors, then greedy or seeded
-/// sampled selection; with `top_logprobs`, its log-probability (of the raw logits).
+/// sampled selection; with `top_logprobs`, its log-probability (of the raw logits). The
+/// processed scores come back for `output_scores`.
 pub(crate) fn next_token(
     processors: &LogitsProcessorList,
     config: &GenerationConfig,
     ctx: Context<'_>,
     logits: &[f32],
     rng: &mut StdRng,
-) -> (u32, Option<TokenLogprob>) {
+) -> (u32, Option<TokenLogprob>, Vec<f32>) {
     let mut scores = logits.to_vec();
     processors.process(&ctx, &mut scores);
     let next = select(&scores, config.do_sample, rng);
     (
         next,
         config.top_logprobs.map(|n| logprob_of(logits, next, n)),
+        scores,
     )
 }
 
@@ -145,6 +180,17 @@ pub(crate) fn check_prompts(
             "the prompt ({longest} tokens) does not fit the model's context of {context} tokens"
         )));
     }
+    if let Some(&id) = config
+        .sequence_bias
+        .iter()
+        .flat_map(|(seq, _)| seq)
+        .find(|&&id| id as usize >= vocab)
+    {
+        return Err(Error::config(
+            "sequence_bias",
+            format!("token id {id} is outside the model's vocabulary of {vocab}"),
+        ));
+    }
     let max_length = longest + config.max_new_tokens;
     if max_length > context {
         return Err(Error::InvalidInput(format!(
@@ -166,6 +212,7 @@ struct Row {
     generated: usize,
     finished: Option<FinishReason>,
     logprobs: Vec<TokenLogprob>,
+    steps: StepScores,
 }
 
 /// Greedy or sampled generation for a batch of prompts, left-padded to one width like
@@ -199,6 +246,10 @@ pub(crate) fn sample_rows(
                 generated: 0,
                 finished: None,
                 logprobs: Vec::new(),
+                steps: StepScores {
+                    rows: 1,
+                    ..StepScores::default()
+                },
             }
         })
         .collect();
@@ -238,17 +289,27 @@ pub(crate) fn sample_rows(
             prefill = start.elapsed();
         }
         let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
+        let keep_steps = config.output_scores || config.output_logits;
         for (r, (row, logits)) in rows.iter_mut().zip(last).enumerate() {
-            if row.finished.is_some() {
-                row.ids.push(pad);
-                row.mask.push(1);
-                continue;
-            }
             let ctx = Context {
                 ids: &row.ids,
                 prompt_len: width,
             };
-            let (next, logprob) = next_token(&processors, config, ctx, &logits, &mut rng);
+            if row.finished.is_some() {
+                // transformers runs the processors over finished rows too.
+                if keep_steps {
+                    let mut scores = logits.clone();
+                    processors.process(&ctx, &mut scores);
+                    row.steps.record(config, &scores, &logits);
+                }
+                row.ids.push(pad);
+                row.mask.push(1);
+                continue;
+            }
+            let (next, logprob, scores) = next_token(&processors, config, ctx, &logits, &mut rng);
+            if keep_steps {
+                row.steps.record(config, &scores, &logits);
+            }
             row.logprobs.extend(logprob);
             row.ids.push(next);
             row.mask.push(1);
@@ -284,6 +345,8 @@ pub(crate) fn sample_rows(
             score: None,
             prefill,
             decode: total.saturating_sub(prefill),
+            steps: (config.output_scores || config.output_logits).then(|| Arc::new(row.steps)),
+            beam_indices: Vec::new(),
         })
         .collect())
 }

@@ -13,9 +13,9 @@ pub mod step;
 pub use beam::beam_search;
 pub use config::{EarlyStopping, GenerationConfig};
 pub use generate::{
-    generate_batch, generate_batch_with, generate_ids, generate_text, FinishReason, TextOutput,
-    TokenLogprob, TokenOutput,
+    generate_batch, generate_batch_with, generate_ids, generate_text, FinishReason, StepScores,
+    TextOutput, TokenLogprob, TokenOutput,
 };
 pub use processors::{Context, LogitsProcessor, LogitsProcessorList};
-pub use seq2seq::{generate_seq2seq, EncodedDecoder};
+pub use seq2seq::{generate_seq2seq, generate_seq2seq_with, EncodedDecoder};
 pub use step::{step_rows, Sequence, Step, TextStream};

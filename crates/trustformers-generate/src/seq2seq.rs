@@ -122,6 +122,20 @@ pub fn generate_seq2seq(
     sources: &[Vec<u32>],
     config: &GenerationConfig,
 ) -> Result<Vec<TokenOutput>> {
+    generate_seq2seq_with(model, sources, config, |_, _| Ok(true))
+}
+
+/// [`generate_seq2seq`], showing each new token of greedy and sampled search to `on_token`
+/// (its row among the outputs, and the id) as it is produced, as
+/// [`generate_batch_with`](crate::generate_batch_with) does for decoders: returning `false`
+/// ends that row (a stop string), an error ends the whole generation. Beam search calls it
+/// for none.
+pub fn generate_seq2seq_with(
+    model: &dyn EncoderDecoderLM,
+    sources: &[Vec<u32>],
+    config: &GenerationConfig,
+    on_token: impl FnMut(usize, u32) -> Result<bool>,
+) -> Result<Vec<TokenOutput>> {
     config.validate()?;
     // generation_config.json's `max_length` counts the decoder start token.
     let limited;
@@ -199,6 +213,6 @@ pub fn generate_seq2seq(
     let encoding = start_time.elapsed();
     let prompt = [start];
     let prompts = vec![prompt.as_slice(); sources.len() * n];
-    let outs = sample_rows(&decoder, &prompts, config, |_, _| Ok(true))?;
+    let outs = sample_rows(&decoder, &prompts, config, on_token)?;
     Ok(with_encoder(outs, encoding))
 }

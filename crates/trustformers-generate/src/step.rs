@@ -163,7 +163,7 @@ impl Sequence {
             ids: &self.ids,
             prompt_len: self.prompt_len,
         };
-        let (next, logprob) =
+        let (next, logprob, _) =
             next_token(&self.processors, &self.config, ctx, &logits, &mut self.rng);
         self.ids.push(next);
         if self.config.eos_token_id.contains(&next) {

@@ -68,6 +68,38 @@ fn processor(name: &str, args: &Value) -> Box<dyn LogitsProcessor> {
             max_length: u("max_length"),
             eos: ids(&args["eos_token_id"]),
         }),
+        "suppress_tokens" => Box::new(SuppressTokens(ids(&args["suppress_tokens"]))),
+        "begin_suppress_tokens" | "begin_suppress_tokens_later" => {
+            Box::new(SuppressTokensAtBegin {
+                tokens: ids(&args["begin_suppress_tokens"]),
+                after_forced_bos: false,
+            })
+        }
+        "sequence_bias" => Box::new(SequenceBias(
+            args["sequence_bias"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| (ids(&p[0]), p[1].as_f64().unwrap() as f32))
+                .collect(),
+        )),
+        "epsilon_cutoff" | "epsilon_cutoff_keep" => Box::new(EpsilonCutoff {
+            epsilon: f("epsilon_cutoff"),
+            min_tokens_to_keep: args["min_tokens_to_keep"].as_u64().unwrap_or(1) as usize,
+        }),
+        "eta_cutoff" | "eta_cutoff_keep" => Box::new(EtaCutoff {
+            eta: f("eta_cutoff"),
+            min_tokens_to_keep: args["min_tokens_to_keep"].as_u64().unwrap_or(1) as usize,
+        }),
+        "exponential_decay_length_penalty" => {
+            let pair = &args["exponential_decay_length_penalty"];
+            Box::new(ExponentialDecayLengthPenalty {
+                start: pair[0].as_u64().unwrap() as usize,
+                factor: pair[1].as_f64().unwrap() as f32,
+                eos: ids(&args["eos_token_id"]),
+            })
+        }
+        "renormalize_logits" => Box::new(LogNormalize),
         other => panic!("unknown processor {other}"),
     }
 }
@@ -78,9 +110,15 @@ fn processors_match_transformers() {
         &std::fs::read_to_string(fixtures().join("generation/processors.json")).unwrap(),
     )
     .unwrap();
-    let prompt_len = fx["prompt_len"].as_u64().unwrap() as usize;
-    for case in fx["cases"].as_array().unwrap() {
+    let cases = fx["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 21);
+    for case in cases {
         let name = case["name"].as_str().unwrap();
+        // A case may set the prompt's length (where a processor keys on it).
+        let prompt_len = case["args"]["prompt_len"]
+            .as_u64()
+            .or(fx["prompt_len"].as_u64())
+            .unwrap() as usize;
         let p = processor(name, &case["args"]);
         for row in 0..2 {
             let ids: Vec<u32> = fx["input_ids"][row]
@@ -117,6 +155,20 @@ fn processors_match_transformers() {
             }
         }
     }
+}
+
+#[test]
+fn invalid_values_become_finite() {
+    let mut scores = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1.5];
+    InfNanRemove.process(
+        &Context {
+            ids: &[1],
+            prompt_len: 1,
+        },
+        &mut scores,
+    );
+    // torch.finfo(float32).max / .min
+    assert_eq!(scores, [0.0, f32::MAX, f32::MIN, 1.5]);
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! Each edits one row of next-token scores in place; masked tokens get `-inf`.
 
 mod bad_words;
+mod epsilon_eta;
+mod exponential_decay;
 mod forced_bos;
 mod forced_eos;
 mod frequency_presence;
@@ -11,13 +13,18 @@ mod min_length;
 mod min_new_tokens;
 mod min_p;
 mod no_repeat_ngram;
+mod normalize;
 mod repetition_penalty;
+mod sequence_bias;
+mod suppress_tokens;
 mod temperature;
 mod top_k;
 mod top_p;
 mod typical_p;
 
 pub use bad_words::BadWords;
+pub use epsilon_eta::{EpsilonCutoff, EtaCutoff};
+pub use exponential_decay::ExponentialDecayLengthPenalty;
 pub use forced_bos::ForcedBos;
 pub use forced_eos::ForcedEos;
 pub use frequency_presence::FrequencyPresencePenalty;
@@ -27,7 +34,10 @@ pub use min_length::MinLength;
 pub use min_new_tokens::MinNewTokens;
 pub use min_p::MinP;
 pub use no_repeat_ngram::NoRepeatNGram;
+pub use normalize::{InfNanRemove, LogNormalize};
 pub use repetition_penalty::RepetitionPenalty;
+pub use sequence_bias::SequenceBias;
+pub use suppress_tokens::{SuppressTokens, SuppressTokensAtBegin};
 pub use temperature::Temperature;
 pub use top_k::TopK;
 pub use top_p::TopP;
