@@ -97,6 +97,18 @@ pub fn beam_search(
     prompt: &[u32],
     config: &GenerationConfig,
 ) -> Result<Vec<TokenOutput>> {
+    beam_search_with(model, prompt, config, |_| Ok(false))
+}
+
+/// [`beam_search`] with a stopping criterion of the caller's (a stop string): `stops(tokens)`
+/// sees each candidate's generated tokens and says whether they end it, as an EOS id would
+/// (transformers applies its stopping criteria to every candidate the same way).
+pub fn beam_search_with(
+    model: &dyn CausalLM,
+    prompt: &[u32],
+    config: &GenerationConfig,
+    mut stops: impl FnMut(&[u32]) -> Result<bool>,
+) -> Result<Vec<TokenOutput>> {
     let max_length = check_prompts(model, &[prompt], config)?;
     let num_beams = config.num_beams;
     let prompt_len = prompt.len();
@@ -158,6 +170,7 @@ pub fn beam_search(
                 &Context {
                     ids: &ids,
                     prompt_len,
+                    padding: 0,
                 },
                 &mut lp,
             );
@@ -189,10 +202,13 @@ pub fn beam_search(
                     h.logprobs.push(logprob_of(&step_logits[beam], id, n));
                 }
                 h.score = acc[i];
-                h.finished = eos.contains(&id) || cur_len + 1 >= max_length || timed_out;
-                h
+                h.finished = eos.contains(&id)
+                    || cur_len + 1 >= max_length
+                    || timed_out
+                    || stops(&h.tokens)?;
+                Ok(h)
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let sources: Vec<usize> = top.iter().map(|&i| i / vocab).collect();
 
         // The best candidates that did not finish keep running.

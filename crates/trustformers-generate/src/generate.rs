@@ -207,6 +207,8 @@ pub(crate) fn check_prompts(
 struct Row {
     /// Left padding, prompt and generated tokens.
     ids: Vec<u32>,
+    /// How many of `ids` are left padding.
+    padding: usize,
     mask: Vec<u32>,
     /// How many of `ids` are generated tokens (padding fed after the end is not).
     generated: usize,
@@ -243,6 +245,7 @@ pub(crate) fn sample_rows(
                 mask: std::iter::repeat_n(0, n)
                     .chain(std::iter::repeat_n(1, p.len()))
                     .collect(),
+                padding: n,
                 generated: 0,
                 finished: None,
                 logprobs: Vec::new(),
@@ -294,6 +297,7 @@ pub(crate) fn sample_rows(
             let ctx = Context {
                 ids: &row.ids,
                 prompt_len: width,
+                padding: row.padding,
             };
             if row.finished.is_some() {
                 // transformers runs the processors over finished rows too.

@@ -162,6 +162,7 @@ impl Sequence {
         let ctx = Context {
             ids: &self.ids,
             prompt_len: self.prompt_len,
+            padding: 0,
         };
         let (next, logprob, _) =
             next_token(&self.processors, &self.config, ctx, &logits, &mut self.rng);

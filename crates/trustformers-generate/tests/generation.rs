@@ -137,6 +137,7 @@ fn processors_match_transformers() {
                 &Context {
                     ids: &ids,
                     prompt_len,
+                    padding: 0,
                 },
                 &mut scores,
             );
@@ -164,6 +165,7 @@ fn invalid_values_become_finite() {
         &Context {
             ids: &[1],
             prompt_len: 1,
+            padding: 0,
         },
         &mut scores,
     );
@@ -184,6 +186,7 @@ fn frequency_and_presence_penalties_follow_openai() {
         &Context {
             ids: &ids,
             prompt_len: 2,
+            padding: 0,
         },
         &mut scores,
     );

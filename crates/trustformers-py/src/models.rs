@@ -11,7 +11,8 @@ use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use trustformers::generation::{
-    beam_search, generate_batch_with, generate_seq2seq, GenerationConfig,
+    beam_search_with, generate_batch_with, generate_seq2seq_with, GenerationConfig, StepScores,
+    TokenOutput,
 };
 use trustformers::models::decoder::default_positions;
 use trustformers::models::encoder::heads::EncoderTask;
@@ -262,19 +263,21 @@ impl PyCausalLM {
     }
 
     /// Generates after each prompt (lists of ids, unpadded) with the resolved settings
-    /// `config` (JSON text): a list of `(generated ids, beam score or None)`,
-    /// `num_return_sequences` per prompt. `on_token(row, id)`, when given, sees each new
+    /// `config` (JSON text): a list of `(generated ids, beam score or None, steps or None)`
+    /// (see [`generated`]), `num_return_sequences` per prompt. `on_token(row, id)`, when given, sees each new
     /// token of greedy and sampled search as it comes (a streamer, stop strings) and
-    /// returns `False` to end that row; Ctrl-C stops the generation with
-    /// `KeyboardInterrupt`.
-    #[pyo3(signature = (prompts, config, on_token=None))]
+    /// returns `False` to end that row; in beam search `stops(ids)`, when given, sees each
+    /// candidate's generated ids and returns `True` when they end it (stop strings). Ctrl-C
+    /// stops the generation with `KeyboardInterrupt`.
+    #[pyo3(signature = (prompts, config, on_token=None, stops=None))]
     fn generate(
         &self,
         py: Python<'_>,
         prompts: Vec<Vec<u32>>,
         config: &str,
         on_token: Option<Py<PyAny>>,
-    ) -> PyResult<Vec<(Vec<u32>, Option<f32>)>> {
+        stops: Option<Py<PyAny>>,
+    ) -> PyResult<Vec<Generated>> {
         let config = generation_config(py, config)?;
         let vocab = self.model.vocab_size() as u32;
         if prompts.is_empty() {
@@ -292,39 +295,27 @@ impl PyCausalLM {
             }
         }
         let model = self.model.clone();
-        detach(py, move || {
-            let mut raised: Option<PyErr> = None;
-            let outputs = if config.num_beams > 1 {
+        let outputs = detach(py, move || {
+            let mut hook = PyHook::default();
+            if config.num_beams > 1 {
                 let mut out = Vec::new();
                 for p in &prompts {
                     interrupted()?;
-                    out.extend(beam_search(&*model, p, &config)?);
+                    let stop = |tokens: &[u32]| match &stops {
+                        Some(s) => hook.call(Some(s), (tokens.to_vec(),)),
+                        None => Ok(false),
+                    };
+                    let result = beam_search_with(&*model, p, &config, stop);
+                    out.extend(std::mem::take(&mut hook).finish(result)?);
                 }
-                Ok(out)
-            } else {
-                generate_batch_with(&*model, &prompts, &config, |row, id| {
-                    let result = Python::attach(|py| -> PyResult<bool> {
-                        py.check_signals()?;
-                        let Some(cb) = &on_token else { return Ok(true) };
-                        // `False` ends that row; anything else (a streamer's None) goes on.
-                        let answer = cb.call1(py, (row, id))?;
-                        let answer = answer.bind(py);
-                        Ok(!answer.is_instance_of::<PyBool>() || answer.is_truthy()?)
-                    });
-                    match result {
-                        Ok(go_on) => Ok(go_on),
-                        Err(e) => {
-                            raised = Some(e);
-                            Err(Error::InvalidInput("generation was interrupted".into()))
-                        }
-                    }
-                })
-            };
-            if let Some(e) = raised {
-                return Err(Failure::Python(e));
+                return Ok(out);
             }
-            Ok(outputs?.into_iter().map(|o| (o.ids, o.score)).collect())
-        })
+            let result = generate_batch_with(&*model, &prompts, &config, |row, id| {
+                hook.call(on_token.as_ref(), (row, id))
+            });
+            hook.finish(result)
+        })?;
+        generated(py, outputs)
     }
 }
 
@@ -424,14 +415,16 @@ impl PySeq2SeqLM {
     }
 
     /// Generates from each source (lists of ids, unpadded) with the resolved settings
-    /// `config` (JSON text): `(ids after the decoder start token, beam score or None)`,
-    /// `num_return_sequences` per source.
+    /// `config` (JSON text): `(ids after the decoder start token, beam score or None, steps
+    /// or None)`, `num_return_sequences` per source; `on_token` as for a causal LM.
+    #[pyo3(signature = (sources, config, on_token=None))]
     fn generate(
         &self,
         py: Python<'_>,
         sources: Vec<Vec<u32>>,
         config: &str,
-    ) -> PyResult<Vec<(Vec<u32>, Option<f32>)>> {
+        on_token: Option<Py<PyAny>>,
+    ) -> PyResult<Vec<Generated>> {
         let config = generation_config(py, config)?;
         let vocab = self.model.vocab_size() as u32;
         if sources.is_empty() || sources.iter().any(Vec::is_empty) {
@@ -444,13 +437,92 @@ impl PySeq2SeqLM {
             ));
         }
         let model = self.model.clone();
-        detach(py, move || {
+        let outputs = detach(py, move || {
             interrupted()?;
-            Ok(generate_seq2seq(&*model, &sources, &config)?
-                .into_iter()
-                .map(|o| (o.ids, o.score))
-                .collect())
+            let mut hook = PyHook::default();
+            let result = generate_seq2seq_with(&*model, &sources, &config, |row, id| {
+                hook.call(on_token.as_ref(), (row, id))
+            });
+            hook.finish(result)
+        })?;
+        generated(py, outputs)
+    }
+}
+
+/// One output of `generate` as the Python side takes it: the new ids, the beam score, and
+/// with `output_scores` / `output_logits` a dict of `beam_indices` and, on the first output
+/// of each search (beam search's outputs share theirs), `scores` and `logits` as
+/// `[steps, rows, vocab]` arrays.
+type Generated = (Vec<u32>, Option<f32>, Option<Py<PyAny>>);
+
+fn generated(py: Python<'_>, outputs: Vec<TokenOutput>) -> PyResult<Vec<Generated>> {
+    let mut previous: Option<Arc<StepScores>> = None;
+    let stacked = |steps: &[Vec<f32>], rows: usize| -> PyResult<Option<Py<PyAny>>> {
+        let Some(first) = steps.first() else {
+            return Ok(None);
+        };
+        let vocab = first.len() / rows.max(1);
+        let data: Vec<f32> = steps.iter().flatten().copied().collect();
+        let host = HostArray {
+            shape: vec![steps.len(), rows, vocab],
+            data,
+        };
+        Ok(Some(host.into_py(py)?.into_any().unbind()))
+    };
+    outputs
+        .into_iter()
+        .map(|o| {
+            let Some(steps) = &o.steps else {
+                return Ok((o.ids, o.score, None));
+            };
+            let extra = PyDict::new(py);
+            extra.set_item("beam_indices", &o.beam_indices)?;
+            if !previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, steps)) {
+                extra.set_item("scores", stacked(&steps.scores, steps.rows)?)?;
+                extra.set_item("logits", stacked(&steps.logits, steps.rows)?)?;
+                previous = Some(steps.clone());
+            }
+            Ok((o.ids, o.score, Some(extra.into_any().unbind())))
         })
+        .collect()
+}
+
+/// Calls into Python from a generation running without the GIL (a streamer, stop strings),
+/// checking for Ctrl-C first. A callable's `False` is an answer (end that row, or that
+/// beam); anything else (a streamer's `None`) is `true`. An exception raised there
+/// (`KeyboardInterrupt`, a streamer's error) ends the generation and is raised again by
+/// [`PyHook::finish`].
+#[derive(Default)]
+struct PyHook {
+    raised: Option<PyErr>,
+}
+
+impl PyHook {
+    fn call<A>(&mut self, callable: Option<&Py<PyAny>>, args: A) -> Result<bool, Error>
+    where
+        A: for<'py> pyo3::call::PyCallArgs<'py>,
+    {
+        let result = Python::attach(|py| -> PyResult<bool> {
+            py.check_signals()?;
+            let Some(callable) = callable else {
+                return Ok(true);
+            };
+            let answer = callable.call1(py, args)?;
+            let answer = answer.bind(py);
+            Ok(!answer.is_instance_of::<PyBool>() || answer.is_truthy()?)
+        });
+        result.map_err(|e| {
+            self.raised = Some(e);
+            Error::InvalidInput("generation was interrupted".into())
+        })
+    }
+
+    /// The generation's result, or the Python exception that ended it.
+    fn finish<T>(self, result: Result<T, Error>) -> Result<T, Failure> {
+        match self.raised {
+            Some(e) => Err(Failure::Python(e)),
+            None => Ok(result?),
+        }
     }
 }
 

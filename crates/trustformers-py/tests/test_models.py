@@ -138,7 +138,7 @@ def test_beam_search_matches_transformers(name):
     prompt = np.array([case["prompt"]])
     for beam in case["beam"]:
         config = {"num_beams": 3, **beam["config"]}
-        out = model.generate(prompt, return_dict_in_generate=True, **config)
+        out = model.generate(prompt, return_dict_in_generate=True, output_scores=True, **config)
         want = beam["sequences"]
         assert out.sequences.shape[0] == len(want)
         for row, w in zip(out.sequences, want):

@@ -50,6 +50,9 @@ pub struct Context<'a> {
     pub ids: &'a [u32],
     /// How many of `ids` are the prompt.
     pub prompt_len: usize,
+    /// How many of `ids`, at the start, are left padding of a batched prompt (part of
+    /// `prompt_len`).
+    pub padding: usize,
 }
 
 impl Context<'_> {

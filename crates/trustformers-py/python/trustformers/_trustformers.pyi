@@ -100,7 +100,8 @@ class CausalLM:
         prompts: List[List[int]],
         config: str,
         on_token: Optional[Callable[[int, int], Any]] = None,
-    ) -> List[Tuple[List[int], Optional[float]]]: ...
+        stops: Optional[Callable[[List[int]], bool]] = None,
+    ) -> List[Tuple[List[int], Optional[float], Optional[Dict[str, Any]]]]: ...
 
 class Encoder:
     @staticmethod
@@ -133,7 +134,12 @@ class Seq2SeqLM:
         decoder_input_ids: npt.NDArray[np.int64],
         attention_mask: Optional[npt.NDArray[np.int64]] = None,
     ) -> Dict[str, Any]: ...
-    def generate(self, sources: List[List[int]], config: str) -> List[Tuple[List[int], Optional[float]]]: ...
+    def generate(
+        self,
+        sources: List[List[int]],
+        config: str,
+        on_token: Optional[Callable[[int, int], Any]] = None,
+    ) -> List[Tuple[List[int], Optional[float], Optional[Dict[str, Any]]]]: ...
 
 class Pipeline:
     def __init__(self, task: str, model: str, dtype: Optional[str] = None) -> None: ...

@@ -49,6 +49,14 @@ _DEFAULTS: Dict[str, Any] = {
     "output_logits": False,
     "output_hidden_states": False,
     "output_attentions": False,
+    "suppress_tokens": None,
+    "begin_suppress_tokens": None,
+    "sequence_bias": None,
+    "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0,
+    "exponential_decay_length_penalty": None,
+    "renormalize_logits": False,
+    "remove_invalid_values": False,
     # Not transformers fields: the seed of sampling (transformers seeds torch globally, see
     # set_seed) and OpenAI's penalties.
     "seed": None,
@@ -59,17 +67,9 @@ _DEFAULTS: Dict[str, Any] = {
 # transformers fields this engine does not implement: refused when set to anything but
 # their neutral value.
 _UNSUPPORTED = {
-    "renormalize_logits": (None, False),
-    "remove_invalid_values": (None, False),
-    "exponential_decay_length_penalty": (None,),
-    "suppress_tokens": (None,),
-    "begin_suppress_tokens": (None,),
-    "sequence_bias": (None,),
     "token_healing": (None, False),
     "guidance_scale": (None, 1.0),
     "watermarking_config": (None,),
-    "epsilon_cutoff": (None, 0.0),
-    "eta_cutoff": (None, 0.0),
     "top_h": (None,),
     "encoder_repetition_penalty": (None, 1.0),
     "encoder_no_repeat_ngram_size": (None, 0),
@@ -198,7 +198,7 @@ def resolve(config: GenerationConfig) -> Dict[str, Any]:
                 raise InvalidArgument(f"generation parameter `{key}` is not supported")
         elif key in _DEFAULTS:
             out[key] = value
-    for key in ("output_scores", "output_logits", "output_hidden_states", "output_attentions"):
+    for key in ("output_hidden_states", "output_attentions"):
         if out[key]:
             raise InvalidArgument(f"generation parameter `{key}` is not supported")
     return out

@@ -42,12 +42,17 @@ class PretrainedConfig(dict):
 
 class ModelOutput(dict):
     """A model's outputs: a dict in field order whose keys are also attributes, indexable
-    by position like transformers' ``ModelOutput`` (``out[0]`` is the first field)."""
+    by position like transformers' ``ModelOutput`` (``out[0]`` is the first field). A field
+    of the output's class that was not computed reads as ``None``, as in transformers."""
+
+    _fields: Tuple[str, ...] = ()
 
     def __getattr__(self, name: str) -> Any:
         try:
             return self[name]
         except KeyError:
+            if name in type(self)._fields:
+                return None
             raise AttributeError(name) from None
 
     def __getitem__(self, key: Union[str, int, slice]) -> Any:
@@ -59,8 +64,13 @@ class ModelOutput(dict):
         return tuple(self.values())
 
 
+# The fields of generate()'s outputs that may be left out.
+_GENERATE_FIELDS = ("sequences", "sequences_scores", "scores", "logits", "beam_indices")
+
+
 def _output(name: str, fields: Dict[str, Any]) -> ModelOutput:
-    cls = type(name, (ModelOutput,), {})
+    declared = _GENERATE_FIELDS if name.startswith("Generate") else tuple(fields)
+    cls = type(name, (ModelOutput,), {"_fields": declared})
     return cls((k, v) for k, v in fields.items() if v is not None)
 
 
@@ -231,33 +241,53 @@ class CausalLMModel(PreTrainedModel):
         stop = _stop_strings(settings)
         rust, pad_id = _rust_settings(settings)
         prompts = [row[m.astype(bool)].tolist() for row, m in zip(ids, mask)]
-        on_token: Optional[Callable[[int, int], Any]] = None
-        if stop:
-            if tokenizer is None:
-                raise InvalidArgument(
-                    "stop_strings need the tokenizer: pass tokenizer=... to generate(), as in transformers"
-                )
-            if settings["num_beams"] > 1:
-                raise InvalidArgument("stop_strings are not supported with beam search")
-            if streamer is not None:
-                raise InvalidArgument("stop_strings and a streamer together are not supported")
-            on_token = _StopStrings(tokenizer, stop, len(prompts) * settings["num_return_sequences"])
+        rows = len(prompts) * settings["num_return_sequences"]
         if streamer is not None:
-            if len(prompts) > 1 or settings["num_return_sequences"] > 1:
+            if rows > 1:
                 raise InvalidArgument("a streamer streams one sequence: batch size and num_return_sequences must be 1")
             if settings["num_beams"] > 1:
                 raise InvalidArgument("`streamer` cannot be used with beam search")
+        on_token, stops = _token_hooks(stop, tokenizer, streamer, rows, settings["num_beams"] > 1)
+        if streamer is not None:
             streamer.put(ids)
-            on_token = _Streamed(streamer)
-
         try:
-            results = self._model.generate(prompts, json.dumps(rust), on_token)
+            results = self._model.generate(prompts, json.dumps(rust), on_token, stops)
         finally:
             if streamer is not None:
                 streamer.end()
         per_prompt = settings["num_return_sequences"]
         starts = [ids[i // per_prompt] for i in range(len(results))]
         return _generated(starts, results, pad_id, settings, "DecoderOnly")
+
+
+def _token_hooks(
+    stop: List[str], tokenizer: Any, streamer: Optional[BaseStreamer], rows: int, beams: bool
+) -> Tuple[Optional[Callable[[int, int], Any]], Optional[Callable[[List[int]], bool]]]:
+    """What the engine calls as generation runs: ``on_token(row, id)`` for each new token of
+    greedy and sampled search (the streamer, then the stop strings, which end the row once
+    its text holds one), and for beam search ``stops(ids)``, which says whether a candidate's
+    text holds one (it then finishes as an EOS would)."""
+    if stop and tokenizer is None:
+        raise InvalidArgument(
+            "stop_strings need the tokenizer: pass tokenizer=... to generate(), as in transformers"
+        )
+    if beams:
+        return None, (_StopStrings(tokenizer, stop, 0).holds_stop if stop else None)
+    hooks: List[Callable[[int, int], Any]] = []
+    if streamer is not None:
+        hooks.append(_Streamed(streamer))
+    if stop:
+        hooks.append(_StopStrings(tokenizer, stop, rows))
+    if not hooks:
+        return None, None
+
+    def on_token(row: int, token: int) -> bool:
+        go_on = True
+        for hook in hooks:
+            go_on = hook(row, token) is not False and go_on
+        return go_on
+
+    return on_token, None
 
 
 class _Streamed:
@@ -292,32 +322,72 @@ class _StopStrings:
 
     def __call__(self, row: int, token: int) -> bool:
         self.ids[row].append(token)
-        text = self.tokenizer.decode(self.ids[row])
-        return not any(s in text for s in self.stop)
+        return not self.holds_stop(self.ids[row])
+
+    def holds_stop(self, ids: List[int]) -> bool:
+        """Whether the text of ``ids`` contains a stop string."""
+        text = self.tokenizer.decode(ids)
+        return any(s in text for s in self.stop)
 
 
 def _generated(
     starts: List[np.ndarray],
-    results: List[Tuple[List[int], Optional[float]]],
+    results: List[Tuple[List[int], Optional[float], Optional[Dict[str, Any]]]],
     pad_id: int,
     settings: Dict[str, Any],
     kind: str,
 ) -> Any:
     """generate()'s return value: each output's start (the padded prompt, or the decoder
     start token) then its new ids, finished rows padded with `pad_id`; with
-    `return_dict_in_generate` an output object (and beam search's `sequences_scores`)."""
+    `return_dict_in_generate` an output object, with `scores` and `logits` (a tuple of
+    `[batch, vocab]` arrays, one per step) when asked, and for beam search
+    `sequences_scores` and `beam_indices`."""
+    beam = settings["num_beams"] > 1
+    if beam:
+        # transformers fills beam search's sequences with `pad_token_id or eos_token_id[0]`
+        # (so a pad id of 0 gives way to the EOS id), or -1 without an EOS id.
+        eos = as_id_list(settings["eos_token_id"], "eos_token_id")
+        pad = as_id_list(settings["pad_token_id"], "pad_token_id")
+        pad_id = ((pad[0] if pad else 0) or eos[0]) if eos else -1
     width = len(starts[0])
-    longest = max(len(new) for new, _ in results)
+    longest = max(len(new) for new, _, _ in results)
     sequences = np.full((len(results), width + longest), pad_id, dtype=np.int64)
-    for i, (new, _) in enumerate(results):
+    for i, (new, _, _) in enumerate(results):
         sequences[i, :width] = starts[i]
         sequences[i, width : width + len(new)] = new
     if not settings["return_dict_in_generate"]:
         return sequences
     fields: Dict[str, Any] = {"sequences": sequences}
-    beam = settings["num_beams"] > 1
+    steps = [extra for _, _, extra in results if extra is not None and "scores" in extra]
+    if settings["output_scores"] or settings["output_logits"]:
+        # One entry per search: every output (greedy, sampling) or the first of each
+        # prompt's beams; their steps must line up to stack as transformers' batch does.
+        counts = {len(x["scores"] if x["scores"] is not None else x["logits"]) for x in steps}
+        if len(counts) > 1:
+            raise InvalidArgument(
+                "output_scores/output_logits with beam search over prompts that finish after different "
+                "numbers of steps: transformers goes on scoring the finished prompt's beams, this engine "
+                "stops them; generate these prompts one at a time"
+            )
+        for key, wanted in (("scores", settings["output_scores"]), ("logits", settings["output_logits"])):
+            if wanted:
+                stacked = np.concatenate([x[key] for x in steps], axis=1)
+                fields[key] = tuple(stacked)
     if beam:
-        fields["sequences_scores"] = np.array([s for _, s in results], dtype=np.float32)
+        if settings["output_scores"]:
+            fields["sequences_scores"] = np.array([s for _, s, _ in results], dtype=np.float32)
+        if settings["output_scores"] or settings["output_logits"]:
+            per_prompt = settings["num_return_sequences"]
+            num_beams = settings["num_beams"]
+            rows = [
+                [b + (i // per_prompt) * num_beams for b in extra["beam_indices"]]
+                for i, (_, _, extra) in enumerate(results)
+                if extra is not None
+            ]
+            indices = np.full((len(rows), max(len(r) for r in rows)), -1, dtype=np.int64)
+            for i, r in enumerate(rows):
+                indices[i, : len(r)] = r
+            fields["beam_indices"] = indices
     return _output(f"Generate{'Beam' if beam else ''}{kind}Output", fields)
 
 
@@ -363,6 +433,17 @@ _RUST_FIELDS = (
     "seed",
     "frequency_penalty",
     "presence_penalty",
+    "suppress_tokens",
+    "begin_suppress_tokens",
+    "sequence_bias",
+    "epsilon_cutoff",
+    "eta_cutoff",
+    "exponential_decay_length_penalty",
+    "renormalize_logits",
+    "remove_invalid_values",
+    "return_dict_in_generate",
+    "output_scores",
+    "output_logits",
 )
 
 
@@ -378,6 +459,10 @@ def _rust_settings(settings: Dict[str, Any]) -> Tuple[Dict[str, Any], int]:
     if settings["do_sample"] and settings["seed"] is None:
         settings["seed"] = next_seed()
     rust = {key: settings[key] for key in _RUST_FIELDS if settings.get(key) is not None}
+    bias = settings["sequence_bias"]
+    if isinstance(bias, dict):
+        # transformers' dict form, {(token, ...): bias}, as its list form.
+        rust["sequence_bias"] = [[list(k) if isinstance(k, (tuple, list)) else k, v] for k, v in bias.items()]
     rust["eos_token_id"] = eos
     rust["pad_token_id"] = pad_id
     return rust, pad_id
@@ -575,23 +660,25 @@ class Seq2SeqLMModel(PreTrainedModel):
         input_ids: Any = None,
         attention_mask: Any = None,
         generation_config: Optional[GenerationConfig] = None,
+        streamer: Optional[BaseStreamer] = None,
         **kwargs: Any,
     ) -> Any:
         """transformers' ``generate()`` for an encoder-decoder: the decoder's ids, starting
-        with the decoder start token, finished rows padded with ``pad_token_id``."""
-        if kwargs.get("streamer") is not None:
-            raise InvalidArgument("streamers are not supported for encoder-decoders")
-        kwargs.pop("streamer", None)
+        with the decoder start token, finished rows padded with ``pad_token_id``. A streamer
+        is given the decoder start token, then each new one; stop strings (with
+        ``tokenizer=...``) end a row of greedy search or sampling."""
         if input_ids is None:
             raise InvalidArgument("input_ids is required")
+        tokenizer = kwargs.pop("tokenizer", None)
         config = _merged_config(self.generation_config, generation_config, kwargs)
         ids = as_ids(input_ids, "input_ids")
         mask = np.ones_like(ids) if attention_mask is None else as_ids(attention_mask, "attention_mask")
         if mask.shape != ids.shape:
             raise InvalidArgument(f"attention_mask has shape {list(mask.shape)}, input_ids {list(ids.shape)}")
         settings = resolve(config)
-        if _stop_strings(settings):
-            raise InvalidArgument("stop_strings are not supported for encoder-decoders")
+        stop = _stop_strings(settings)
+        if stop and settings["num_beams"] > 1:
+            raise InvalidArgument("stop_strings with beam search are not supported for encoder-decoders")
         rust, pad_id = _rust_settings(settings)
         if settings["max_new_tokens"] is None:
             # max_length counts the decoder start token, as in transformers.
@@ -599,7 +686,20 @@ class Seq2SeqLMModel(PreTrainedModel):
         start = settings["decoder_start_token_id"]
         start = self._model.decoder_start_token_id if start is None else int(start)
         sources = [row[m.astype(bool)].tolist() for row, m in zip(ids, mask)]
-        results = self._model.generate(sources, json.dumps(rust))
+        rows = len(sources) * settings["num_return_sequences"]
+        if streamer is not None:
+            if rows > 1:
+                raise InvalidArgument("a streamer streams one sequence: batch size and num_return_sequences must be 1")
+            if settings["num_beams"] > 1:
+                raise InvalidArgument("`streamer` cannot be used with beam search")
+        on_token, _ = _token_hooks(stop, tokenizer, streamer, rows, False)
+        if streamer is not None:
+            streamer.put(np.array([[start]], dtype=np.int64))
+        try:
+            results = self._model.generate(sources, json.dumps(rust), on_token)
+        finally:
+            if streamer is not None:
+                streamer.end()
         starts = [np.array([start], dtype=np.int64)] * len(results)
         return _generated(starts, results, pad_id, settings, "EncoderDecoder")
 

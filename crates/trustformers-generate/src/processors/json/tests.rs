@@ -111,6 +111,7 @@ fn the_processor_keeps_only_tokens_that_continue_the_json() {
             &Context {
                 ids: &ids,
                 prompt_len: 0,
+                padding: 0,
             },
             &mut scores,
         );
