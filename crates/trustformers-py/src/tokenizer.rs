@@ -371,7 +371,8 @@ impl PyTokenizer {
                 return Err(invalid(
                     py,
                     format!(
-                        "{name}: {t:?} is not in the vocabulary; adding tokens is not supported"
+                        "{name}: {t:?} is not in the vocabulary; add it first \
+                         (tokenizer.add_special_tokens({{\"{name}\": {t:?}}}))"
                     ),
                 ));
             }
@@ -423,5 +424,38 @@ impl PyTokenizer {
     /// Vocabulary size including added tokens (`len(tokenizer)`).
     fn __len__(&self) -> usize {
         self.get().len()
+    }
+
+    /// Adds `tokens` after the last id (`special`: never split, skipped by
+    /// `skip_special_tokens`); `additional` (special tokens only): `False` lists them after
+    /// the additional special tokens, `True` makes them the whole list. Returns how many
+    /// were new.
+    #[pyo3(signature = (tokens, special, additional=None))]
+    fn add_tokens(
+        &self,
+        py: Python<'_>,
+        tokens: Vec<String>,
+        special: bool,
+        additional: Option<bool>,
+    ) -> PyResult<usize> {
+        let current = self.get();
+        let (tokenizer, added) = detach(py, || {
+            let (mut tokenizer, added) = current.with_added_tokens(&tokens, special)?;
+            if let Some(replace) = additional {
+                let mut config = tokenizer.config().clone();
+                if replace {
+                    config.special.additional.clear();
+                }
+                for t in &tokens {
+                    if !config.special.additional.contains(t) {
+                        config.special.additional.push(t.clone());
+                    }
+                }
+                tokenizer = tokenizer.with_config(config)?;
+            }
+            Ok((tokenizer, added))
+        })?;
+        self.replace(tokenizer);
+        Ok(added)
     }
 }

@@ -148,3 +148,36 @@ def test_split_words_and_word_ids_as_in_transformers():
     assert batch.word_ids(1) == [None, 0, None, None, None, None, None, None, None]
     # Plain text has word ids too (the pre-tokenizer's words).
     assert tok("john lives").word_ids() == [None, 0, 1, None]
+
+
+ADDED = read_json(FIXTURES / "tokenizers" / "added_tokens.json")
+
+
+@pytest.mark.parametrize("name", sorted(ADDED["tokenizers"]))
+def test_added_tokens_match_transformers(name):
+    want = ADDED["tokenizers"][name]
+    tok = tf.AutoTokenizer.from_pretrained(str(FIXTURES / name))
+    assert len(tok) == want["len_before"]
+    assert tok.add_tokens(ADDED["plain"]) == want["added_plain"]
+    assert tok.add_special_tokens(ADDED["special"]) == want["added_special"]
+    assert len(tok) == want["len_after"] and tok.pad_token_id == want["pad_token_id"]
+    assert tok.pad_token == ADDED["special"]["pad_token"]
+    assert tok.special_tokens_map["additional_special_tokens"] == ADDED["special"]["additional_special_tokens"]
+    for text, w in zip(ADDED["texts"], want["encodings"]):
+        ids = tok(text)["input_ids"]
+        assert ids == w["ids"], text
+        assert tok.decode(ids) == w["decoded"]
+        assert tok.decode(ids, skip_special_tokens=True) == w["decoded_skip"]
+    # Adding them again adds nothing.
+    assert tok.add_tokens(ADDED["plain"]) == 0
+
+
+def test_adding_tokens_refuses_what_is_not_a_token():
+    tok = tf.AutoTokenizer.from_pretrained(str(FIXTURES / "t5"))
+    for bad in ([""], [3], None):
+        with pytest.raises(ValueError, match="new_tokens"):
+            tok.add_tokens(bad)
+    with pytest.raises(ValueError, match="special token name"):
+        tok.add_special_tokens({"pad": "<p>"})
+    with pytest.raises(ValueError, match="add_special_tokens"):
+        tok.pad_token = "<not-in-vocab>"

@@ -272,6 +272,33 @@ impl Tokenizer {
         Self::new(inner, config)
     }
 
+    /// This tokenizer with `tokens` added to its vocabulary after the last id, as
+    /// transformers' `add_tokens` / `add_special_tokens` do: an added token is matched
+    /// whole before the model splits the text; a `special` one is also left out by
+    /// `skip_special_tokens` and not normalized. Tokens the vocabulary has already are not
+    /// added again. Returns the tokenizer and how many tokens were new.
+    pub fn with_added_tokens(&self, tokens: &[String], special: bool) -> Result<(Self, usize)> {
+        if let Some(empty) = tokens.iter().position(String::is_empty) {
+            return Err(Error::InvalidInput(format!(
+                "token {empty} to add is empty"
+            )));
+        }
+        let mut inner = self.inner.clone();
+        inner.with_post_processor(self.post_processor.clone());
+        let added: Vec<tokenizers::AddedToken> = tokens
+            .iter()
+            .map(|t| tokenizers::AddedToken::from(t.clone(), special))
+            .collect();
+        let before = inner.get_vocab_size(true);
+        match special {
+            true => inner.add_special_tokens(added),
+            false => inner.add_tokens(added),
+        }
+        .map_err(tk_err)?;
+        let new = inner.get_vocab_size(true) - before;
+        Ok((Self::new(inner, self.config.clone())?, new))
+    }
+
     /// Wraps a pipeline with its transformers-side configuration.
     pub fn new(mut inner: Pipeline, config: TokenizerConfig) -> Result<Self> {
         check_vocabulary(&inner)?;

@@ -62,6 +62,7 @@ class Tokenizer:
     padding_side: str
     truncation_side: str
     def __len__(self) -> int: ...
+    def add_tokens(self, tokens: List[str], special: bool, additional: Optional[bool] = None) -> int: ...
 
 class Checkpoint:
     """Where a loaded checkpoint was found, its config.json and what it says about

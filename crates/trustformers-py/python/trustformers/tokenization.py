@@ -15,6 +15,25 @@ from .exceptions import InvalidArgument
 
 TextOrTexts = Union[str, Sequence[str]]
 
+def _token_list(value: Any, name: str, single: bool = False) -> List[str]:
+    """Tokens to add, as strings: a string, a transformers ``AddedToken`` (its ``content``;
+    ``lstrip`` / ``rstrip`` are not supported), or (unless ``single``) a list of them."""
+
+    def one(v: Any) -> str:
+        content = v if isinstance(v, str) else getattr(v, "content", None)
+        if not isinstance(content, str) or not content:
+            raise InvalidArgument(f"`{name}` holds {v!r}: a token is a non-empty string or an AddedToken")
+        if not isinstance(v, str) and (getattr(v, "lstrip", False) is True or getattr(v, "rstrip", False) is True):
+            raise InvalidArgument(f"`{name}`: AddedToken's lstrip/rstrip are not supported")
+        return content
+
+    if single or isinstance(value, str) or hasattr(value, "content"):
+        return [one(value)]
+    if not isinstance(value, (list, tuple)):
+        raise InvalidArgument(f"`{name}` must be a token or a list of tokens, got {value!r}")
+    return [one(v) for v in value]
+
+
 _SPECIAL = (
     "bos_token",
     "eos_token",
@@ -404,6 +423,39 @@ class PreTrainedTokenizer:
     sep_token_id = _special_token_id("sep_token")
     cls_token_id = _special_token_id("cls_token")
     mask_token_id = _special_token_id("mask_token")
+
+    def add_tokens(self, new_tokens: Any, special_tokens: bool = False) -> int:
+        """Adds tokens to the vocabulary after its last id, as transformers' ``add_tokens``
+        does: each is matched whole before the model splits the text (``special_tokens``:
+        also skipped by ``skip_special_tokens``). Returns how many were new. The model's
+        embeddings do not grow with the vocabulary (no ``resize_token_embeddings``): a
+        model refuses ids beyond its own vocabulary."""
+        tokens = _token_list(new_tokens, "new_tokens")
+        return self._tok.add_tokens(tokens, bool(special_tokens)) if tokens else 0
+
+    def add_special_tokens(
+        self, special_tokens_dict: Dict[str, Any], replace_additional_special_tokens: bool = True
+    ) -> int:
+        """Adds special tokens and names them (transformers' ``add_special_tokens``):
+        ``{"pad_token": "[PAD]", "additional_special_tokens": [...]}``; the additional ones
+        replace the list (or join it with ``replace_additional_special_tokens=False``).
+        Returns how many tokens were new to the vocabulary."""
+        if not isinstance(special_tokens_dict, dict):
+            raise InvalidArgument("special_tokens_dict must be a dict of special token names to tokens")
+        added = 0
+        for key, value in special_tokens_dict.items():
+            if key in _SPECIAL:
+                (token,) = _token_list(value, key, single=True)
+                added += self._tok.add_tokens([token], True)
+                self._set_special(key, token)
+            elif key in ("additional_special_tokens", "extra_special_tokens"):
+                tokens = _token_list(value, key)
+                added += self._tok.add_tokens(tokens, True, bool(replace_additional_special_tokens))
+            else:
+                raise InvalidArgument(
+                    f"{key!r} is not a special token name (one of {', '.join(_SPECIAL)}, additional_special_tokens)"
+                )
+        return added
 
     @property
     def special_tokens_map(self) -> Dict[str, Any]:
