@@ -15,6 +15,10 @@ from transformers.generation import logits_process as lp
 SEQUENCE_BIAS = [((5,), 1.5), ((1, 12), 2.0), ((4, 1, 11), -3.0), ((9, 10, 6), 0.5),
                  ((3, 4), 2.0), ((1, 5), 0.25), ((17,), -2.0)]
 
+# Each row's source (encoder input): row 0 holds the bigram (1, 9) after its last token 1,
+# row 1 two bigrams after its last token 10.
+SOURCE = [[1, 9, 3, 12], [10, 6, 10, 13]]
+
 OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "generation" / "processors.json"
 
 
@@ -55,6 +59,14 @@ def main():
          {"exponential_decay_length_penalty": [1, 1.5], "eos_token_id": [2, 3, 11]},
          lp.ExponentialDecayLengthPenalty((1, 1.5), [2, 3, 11], prompt_len)),
         ("renormalize_logits", {}, lp.LogitNormalization()),
+        ("top_h", {"top_h": 0.4}, lp.TopHLogitsWarper(0.4)),
+        ("encoder_repetition_penalty", {"encoder_repetition_penalty": 1.5, "source": SOURCE},
+         lp.EncoderRepetitionPenaltyLogitsProcessor(1.5, torch.tensor(SOURCE))),
+        ("encoder_no_repeat_ngram_size", {"encoder_no_repeat_ngram_size": 2, "source": SOURCE},
+         lp.EncoderNoRepeatNGramLogitsProcessor(2, torch.tensor(SOURCE))),
+        ("encoder_no_repeat_ngram_size_1", {"encoder_no_repeat_ngram_size": 1, "source": SOURCE},
+         lp.EncoderNoRepeatNGramLogitsProcessor(1, torch.tensor(SOURCE))),
+        ("top_h_all", {"top_h": 1.0}, lp.TopHLogitsWarper(1.0)),
     ]
     out = {"input_ids": input_ids.tolist(), "prompt_len": prompt_len, "scores": scores.tolist(), "cases": []}
     for name, args, proc in cases:

@@ -11,6 +11,9 @@ the tiny fixtures -> tests/fixtures/generation/scores.json.
                   beam_indices.
   t5 greedy:      the encoder-decoder fixture on two sources (the second right-padded):
                   sequences, scores, logits.
+  encoder:        encoder_repetition_penalty and encoder_no_repeat_ngram_size on the llama
+                  fixture (left-padded prompts) and on t5 (right-padded sources; greedy with
+                  scores, and beam search).
   stop strings:   beam search of the llama fixture with a small BPE tokenizer made here
                   (generation/stop_tokenizer; transformers' StopStringCriteria cannot read the
                   fixtures' word-level ones), ending at a stop string the search meets:
@@ -161,13 +164,50 @@ def stop_string_cases():
     return beam
 
 
+ENCODER = {"encoder_repetition_penalty": 2.0, "encoder_no_repeat_ngram_size": 2}
+
+
+def encoder_cases():
+    """The processors that look at the input: a decoder's left-padded prompts (padding
+    included, as transformers passes input_ids), an encoder-decoder's right-padded sources,
+    greedy with scores and beam search."""
+    model = AutoModelForCausalLM.from_pretrained(FIXTURES / "llama", attn_implementation="eager",
+                                                 dtype=torch.float32).eval()
+    g = torch.Generator().manual_seed(9)
+    prompt = torch.randint(3, model.config.vocab_size, (8,), generator=g).tolist()
+    prompts = [prompt, prompt[4:]]
+    width = max(map(len, prompts))
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    settings = {"max_new_tokens": 6, "pad_token_id": 0, "eos_token_id": None, **ENCODER}
+    out = model.generate(ids, attention_mask=mask, do_sample=False, return_dict_in_generate=True,
+                         output_scores=True, **settings)
+    decoder = {"prompts": prompts, "settings": settings, "new": out.sequences[:, width:].tolist(),
+               "scores": [rows(s) for s in out.scores]}
+    model = AutoModelForSeq2SeqLM.from_pretrained(FIXTURES / "t5", dtype=torch.float32).eval()
+    source = torch.randint(3, model.config.vocab_size, (7,), generator=g).tolist()
+    sources = [source, source[2:6]]
+    width = max(map(len, sources))
+    ids = torch.tensor([s + [0] * (width - len(s)) for s in sources])
+    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sources])
+    settings = {"max_new_tokens": 5, **ENCODER}
+    out = model.generate(ids, attention_mask=mask, do_sample=False, return_dict_in_generate=True,
+                         output_scores=True, **settings)
+    beams = model.generate(ids, attention_mask=mask, do_sample=False, num_beams=3, **settings)
+    seq2seq = {"sources": sources, "settings": settings, "new": out.sequences[:, 1:].tolist(),
+               "scores": [rows(s) for s in out.scores], "beam_new": beams[:, 1:].tolist()}
+    return decoder, seq2seq
+
+
 def main():
     torch.manual_seed(0)
     with torch.no_grad():
         greedy, beam = llama_cases()
         stop_beam = stop_string_cases()
+        encoder_decoder_only, encoder_t5 = encoder_cases()
         result = {"llama_greedy": greedy, "llama_beam": beam, "t5_greedy": t5_case(),
-                  "stop_strings_beam": stop_beam}
+                  "stop_strings_beam": stop_beam, "llama_encoder": encoder_decoder_only,
+                  "t5_encoder": encoder_t5}
     OUT.write_text(json.dumps(result))
     print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
 

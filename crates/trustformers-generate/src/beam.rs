@@ -107,6 +107,18 @@ pub fn beam_search_with(
     model: &dyn CausalLM,
     prompt: &[u32],
     config: &GenerationConfig,
+    stops: impl FnMut(&[u32]) -> Result<bool>,
+) -> Result<Vec<TokenOutput>> {
+    beam_search_of(model, prompt, prompt, config, stops)
+}
+
+/// [`beam_search_with`] where the processors' [`Context::source`] is `source` (an
+/// encoder-decoder's source; a decoder's is its prompt).
+pub(crate) fn beam_search_of(
+    model: &dyn CausalLM,
+    prompt: &[u32],
+    source: &[u32],
+    config: &GenerationConfig,
     mut stops: impl FnMut(&[u32]) -> Result<bool>,
 ) -> Result<Vec<TokenOutput>> {
     let max_length = check_prompts(model, &[prompt], config)?;
@@ -171,6 +183,7 @@ pub fn beam_search_with(
                     ids: &ids,
                     prompt_len,
                     padding: 0,
+                    source,
                 },
                 &mut lp,
             );

@@ -75,6 +75,12 @@ pub struct GenerationConfig {
     /// Also return each generated token's log-probability and this many top alternatives
     /// (OpenAI's `top_logprobs`; not a transformers field).
     pub top_logprobs: Option<usize>,
+    /// Tokens of the source (a decoder's prompt) made likelier by this factor
+    /// (`encoder_repetition_penalty`; 1 is off).
+    pub encoder_repetition_penalty: f32,
+    /// No n-gram of this size from the source (a decoder's prompt) is repeated
+    /// (`encoder_no_repeat_ngram_size`; 0 is off).
+    pub encoder_no_repeat_ngram_size: usize,
     /// Tokens never generated (`suppress_tokens`).
     pub suppress_tokens: Vec<u32>,
     /// Tokens not generated first (`begin_suppress_tokens`).
@@ -86,6 +92,8 @@ pub struct GenerationConfig {
     pub epsilon_cutoff: f32,
     /// When sampling, eta sampling with this `eta` (`eta_cutoff`; 0 is off).
     pub eta_cutoff: f32,
+    /// When sampling, entropy-bounded truncation with this fraction (`top_h`, in (0, 1]).
+    pub top_h: Option<f32>,
     /// `(start, factor)`: end-of-sequence scores grow by `factor` per token beyond `start`
     /// new tokens (`exponential_decay_length_penalty`).
     pub exponential_decay_length_penalty: Option<(usize, f32)>,
@@ -134,11 +142,14 @@ impl Default for GenerationConfig {
             num_return_sequences: 1,
             pad_token_id: None,
             top_logprobs: None,
+            encoder_repetition_penalty: 1.0,
+            encoder_no_repeat_ngram_size: 0,
             suppress_tokens: Vec::new(),
             begin_suppress_tokens: Vec::new(),
             sequence_bias: Vec::new(),
             epsilon_cutoff: 0.0,
             eta_cutoff: 0.0,
+            top_h: None,
             exponential_decay_length_penalty: None,
             renormalize_logits: false,
             remove_invalid_values: false,
@@ -322,6 +333,12 @@ impl GenerationConfig {
         if let Some(v) = f("decoder_start_token_id") {
             self.decoder_start_token_id = ids(v, "decoder_start_token_id")?.first().copied();
         }
+        if let Some(x) = num("encoder_repetition_penalty")? {
+            self.encoder_repetition_penalty = x as f32;
+        }
+        if let Some(x) = num("encoder_no_repeat_ngram_size")? {
+            self.encoder_no_repeat_ngram_size = x as usize;
+        }
         if let Some(v) = f("suppress_tokens") {
             self.suppress_tokens = ids(v, "suppress_tokens")?;
         }
@@ -336,6 +353,9 @@ impl GenerationConfig {
         }
         if let Some(x) = num("eta_cutoff")? {
             self.eta_cutoff = x as f32;
+        }
+        if let Some(x) = num("top_h")? {
+            self.top_h = Some(x as f32);
         }
         if let Some(v) = f("exponential_decay_length_penalty") {
             let pair = v.as_array().filter(|a| a.len() == 2);
@@ -392,6 +412,15 @@ impl GenerationConfig {
                 format!("must be a positive number, got {}", self.repetition_penalty),
             );
         }
+        if !(self.encoder_repetition_penalty.is_finite() && self.encoder_repetition_penalty > 0.0) {
+            return bad(
+                "encoder_repetition_penalty",
+                format!(
+                    "must be a positive number, got {}",
+                    self.encoder_repetition_penalty
+                ),
+            );
+        }
         if self.max_new_tokens == 0 {
             return bad("max_new_tokens", "must be at least 1".into());
         }
@@ -430,6 +459,11 @@ impl GenerationConfig {
         ] {
             if !(0.0..1.0).contains(&x) {
                 return bad(field, format!("must be in [0, 1) (0 is off), got {x}"));
+            }
+        }
+        if let Some(h) = self.top_h {
+            if !(h > 0.0 && h <= 1.0) {
+                return bad("top_h", format!("must be in (0, 1], got {h}"));
             }
         }
         if let Some((_, factor)) = self.exponential_decay_length_penalty {
@@ -475,6 +509,11 @@ impl GenerationConfig {
         if !self.logit_bias.is_empty() {
             list.push(Box::new(LogitBias(self.logit_bias.clone())));
         }
+        if self.encoder_repetition_penalty != 1.0 {
+            list.push(Box::new(EncoderRepetitionPenalty(
+                self.encoder_repetition_penalty,
+            )));
+        }
         if self.repetition_penalty != 1.0 {
             list.push(Box::new(RepetitionPenalty(self.repetition_penalty)));
         }
@@ -486,6 +525,11 @@ impl GenerationConfig {
         }
         if self.no_repeat_ngram_size > 0 {
             list.push(Box::new(NoRepeatNGram(self.no_repeat_ngram_size)));
+        }
+        if self.encoder_no_repeat_ngram_size > 0 {
+            list.push(Box::new(EncoderNoRepeatNGram(
+                self.encoder_no_repeat_ngram_size,
+            )));
         }
         if !self.bad_words_ids.is_empty() {
             list.push(Box::new(BadWords(self.bad_words_ids.clone())));
@@ -544,6 +588,9 @@ impl GenerationConfig {
         if self.do_sample {
             if self.temperature != 1.0 {
                 list.push(Box::new(Temperature(self.temperature)));
+            }
+            if let Some(h) = self.top_h {
+                list.push(Box::new(TopH(h)));
             }
             if self.top_k != 0 {
                 list.push(Box::new(TopK {

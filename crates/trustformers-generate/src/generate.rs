@@ -221,9 +221,13 @@ struct Row {
 /// transformers' `generate()`: padded slots are masked out, positions count real tokens only,
 /// and a finished row is fed padding until every row is done. `on_token(row, id)` sees each
 /// new id and may return `false` to stop that row.
+///
+/// `sources` are the rows' [`Context::source`] (an encoder-decoder's sources); `None`: each
+/// row's padded prompt.
 pub(crate) fn sample_rows(
     model: &dyn CausalLM,
     prompts: &[&[u32]],
+    sources: Option<&[Vec<u32>]>,
     config: &GenerationConfig,
     mut on_token: impl FnMut(usize, u32) -> Result<bool>,
 ) -> Result<Vec<TokenOutput>> {
@@ -298,6 +302,10 @@ pub(crate) fn sample_rows(
                 ids: &row.ids,
                 prompt_len: width,
                 padding: row.padding,
+                source: match sources {
+                    Some(sources) => &sources[r],
+                    None => &row.ids[..width],
+                },
             };
             if row.finished.is_some() {
                 // transformers runs the processors over finished rows too.
@@ -375,7 +383,7 @@ pub fn generate_ids(
             "a streamed generation returns one sequence; use generate_batch",
         ));
     }
-    let mut out = sample_rows(model, &[prompt], config, |_, id| on_token(id))?;
+    let mut out = sample_rows(model, &[prompt], None, config, |_, id| on_token(id))?;
     out.pop()
         .ok_or_else(|| Error::InvalidInput("no sequence was generated".into()))
 }
@@ -413,7 +421,7 @@ pub fn generate_batch_with(
         .iter()
         .flat_map(|p| std::iter::repeat_n(p.as_slice(), config.num_return_sequences))
         .collect();
-    sample_rows(model, &rows, config, on_token)
+    sample_rows(model, &rows, None, config, on_token)
 }
 
 /// Text-level result.

@@ -4,7 +4,7 @@
 //! the encoder's output. Beam search copies that cache per beam, so the beams share one
 //! encoding.
 
-use crate::beam::beam_search;
+use crate::beam::beam_search_of;
 use crate::config::GenerationConfig;
 use crate::generate::{sample_rows, TokenOutput};
 use candle_core::{DType, Device, Tensor};
@@ -110,6 +110,16 @@ fn pad_sources(sources: &[&[u32]], pad: u32, device: &Device) -> Result<(Tensor,
     ))
 }
 
+/// `source` right-padded to the longest of `sources`, as the processors that look at the
+/// source see it in transformers (`encoder_input_ids`, padding included).
+fn padded_source(source: &[u32], sources: &[Vec<u32>], config: &GenerationConfig) -> Vec<u32> {
+    let width = sources.iter().map(Vec::len).max().unwrap_or(0);
+    let pad = config.pad_token_id.unwrap_or(0);
+    let mut out = source.to_vec();
+    out.resize(width.max(source.len()), pad);
+    out
+}
+
 /// transformers' `generate()` for an encoder-decoder on a batch of sources of any lengths:
 /// `num_return_sequences` outputs per source, in source order, by greedy search, sampling
 /// (the sources encoded together, right-padded) or beam search (`num_beams > 1`, one source
@@ -186,8 +196,9 @@ pub fn generate_seq2seq_with(
             let ids = Tensor::new(source.as_slice(), &device)?.unsqueeze(0)?;
             let decoder = EncodedDecoder::new(model, model.encode(&ids, None)?, None)?;
             let encoding = start_time.elapsed();
+            let source = padded_source(source, sources, config);
             out.extend(with_encoder(
-                beam_search(&decoder, &[start], config)?,
+                beam_search_of(&decoder, &[start], &source, config, |_| Ok(false))?,
                 encoding,
             ));
         }
@@ -213,6 +224,10 @@ pub fn generate_seq2seq_with(
     let encoding = start_time.elapsed();
     let prompt = [start];
     let prompts = vec![prompt.as_slice(); sources.len() * n];
-    let outs = sample_rows(&decoder, &prompts, config, on_token)?;
+    let padded: Vec<Vec<u32>> = sources
+        .iter()
+        .flat_map(|s| std::iter::repeat_n(padded_source(s, sources, config), n))
+        .collect();
+    let outs = sample_rows(&decoder, &prompts, Some(&padded), config, on_token)?;
     Ok(with_encoder(outs, encoding))
 }

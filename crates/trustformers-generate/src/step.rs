@@ -163,6 +163,7 @@ impl Sequence {
             ids: &self.ids,
             prompt_len: self.prompt_len,
             padding: 0,
+            source: &self.ids[..self.prompt_len],
         };
         let (next, logprob, _) =
             next_token(&self.processors, &self.config, ctx, &logits, &mut self.rng);

@@ -100,6 +100,13 @@ fn processor(name: &str, args: &Value) -> Box<dyn LogitsProcessor> {
             })
         }
         "renormalize_logits" => Box::new(LogNormalize),
+        "top_h" | "top_h_all" => Box::new(TopH(f("top_h"))),
+        "encoder_repetition_penalty" => {
+            Box::new(EncoderRepetitionPenalty(f("encoder_repetition_penalty")))
+        }
+        "encoder_no_repeat_ngram_size" | "encoder_no_repeat_ngram_size_1" => {
+            Box::new(EncoderNoRepeatNGram(u("encoder_no_repeat_ngram_size")))
+        }
         other => panic!("unknown processor {other}"),
     }
 }
@@ -111,7 +118,7 @@ fn processors_match_transformers() {
     )
     .unwrap();
     let cases = fx["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), 21);
+    assert_eq!(cases.len(), 26);
     for case in cases {
         let name = case["name"].as_str().unwrap();
         // A case may set the prompt's length (where a processor keys on it).
@@ -133,11 +140,17 @@ fn processors_match_transformers() {
                 .iter()
                 .map(|x| x.as_f64().unwrap() as f32)
                 .collect();
+            // The row's encoder input, for the processors that look at it.
+            let source: Vec<u32> = case["args"]["source"][row]
+                .as_array()
+                .map(|r| r.iter().map(|x| x.as_u64().unwrap() as u32).collect())
+                .unwrap_or_default();
             p.process(
                 &Context {
                     ids: &ids,
                     prompt_len,
                     padding: 0,
+                    source: &source,
                 },
                 &mut scores,
             );
@@ -166,6 +179,7 @@ fn invalid_values_become_finite() {
             ids: &[1],
             prompt_len: 1,
             padding: 0,
+            source: &[],
         },
         &mut scores,
     );
@@ -187,6 +201,7 @@ fn frequency_and_presence_penalties_follow_openai() {
             ids: &ids,
             prompt_len: 2,
             padding: 0,
+            source: &[],
         },
         &mut scores,
     );

@@ -208,3 +208,66 @@ fn steps_are_kept_only_when_asked() {
         .iter()
         .all(|o| o.steps.is_none() && o.beam_indices.is_empty()));
 }
+
+/// The case's settings with scores kept, read as generate() reads them.
+fn with_scores(base: GenerationConfig, case: &Value) -> GenerationConfig {
+    let mut settings = case["settings"].clone();
+    let s = settings.as_object_mut().unwrap();
+    s.insert("return_dict_in_generate".into(), json!(true));
+    s.insert("output_scores".into(), json!(true));
+    let mut config = base;
+    config.apply_json(&settings).unwrap();
+    config
+}
+
+#[test]
+fn processors_over_the_prompt_match_transformers() {
+    let case = case("llama_encoder");
+    let prompts: Vec<Vec<u32>> = case["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(ids)
+        .collect();
+    let config = with_scores(GenerationConfig::default(), &case);
+    assert_eq!(config.encoder_repetition_penalty, 2.0);
+    assert_eq!(config.encoder_no_repeat_ngram_size, 2);
+    let out = generate_batch(&llama(), &prompts, &config).unwrap();
+    assert_ids(&out, &case["new"]);
+    assert_steps("scores", &stacked_scores(&out), &case["scores"]);
+}
+
+#[test]
+fn processors_over_the_source_match_transformers() {
+    let case = case("t5_encoder");
+    let model =
+        AutoModelForSeq2SeqLM::from_pretrained(fixtures().join("t5"), &LoadOptions::default())
+            .unwrap();
+    let base = GenerationConfig::from_dir(&fixtures().join("t5")).unwrap();
+    let config = with_scores(base, &case);
+    let sources: Vec<Vec<u32>> = case["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(ids)
+        .collect();
+    let out = generate_seq2seq(model.as_ref(), &sources, &config).unwrap();
+    assert_ids(&out, &case["new"]);
+    assert_steps("scores", &stacked_scores(&out), &case["scores"]);
+    // Beam search of each source (padded to the batch's width, as transformers sees it).
+    let beams = GenerationConfig {
+        num_beams: 3,
+        output_scores: false,
+        ..config
+    };
+    let out = generate_seq2seq(model.as_ref(), &sources, &beams).unwrap();
+    assert_ids(&out, &case["beam_new"]);
+}
+
+/// Each output's processed scores side by side.
+fn stacked_scores(outs: &[TokenOutput]) -> Vec<Vec<f32>> {
+    let steps: Vec<&StepScores> = outs.iter().map(|o| o.steps.as_deref().unwrap()).collect();
+    (0..steps[0].scores.len())
+        .map(|t| steps.iter().flat_map(|s| s.scores[t].clone()).collect())
+        .collect()
+}

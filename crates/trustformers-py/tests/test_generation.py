@@ -87,6 +87,27 @@ def test_encoder_decoder_scores_and_logits_match_transformers():
     assert_steps(out.logits, case["logits"])
 
 
+def test_processors_over_the_input_match_transformers():
+    case = SCORES["llama_encoder"]
+    model = tf.AutoModelForCausalLM.from_pretrained(str(FIXTURES / "llama"))
+    ids, mask = left_padded(case["prompts"])
+    out = model.generate(ids, attention_mask=mask, return_dict_in_generate=True, output_scores=True,
+                         **case["settings"])
+    np.testing.assert_array_equal(out.sequences[:, ids.shape[1] :], case["new"])
+    assert_steps(out.scores, case["scores"])
+    case = SCORES["t5_encoder"]
+    model = tf.AutoModelForSeq2SeqLM.from_pretrained(str(FIXTURES / "t5"))
+    width = max(map(len, case["sources"]))
+    ids = np.array([s + [0] * (width - len(s)) for s in case["sources"]])
+    mask = np.array([[1] * len(s) + [0] * (width - len(s)) for s in case["sources"]])
+    out = model.generate(ids, attention_mask=mask, return_dict_in_generate=True, output_scores=True,
+                         **case["settings"])
+    np.testing.assert_array_equal(out.sequences[:, 1:], case["new"])
+    assert_steps(out.scores, case["scores"])
+    beams = model.generate(ids, attention_mask=mask, num_beams=3, **case["settings"])
+    np.testing.assert_array_equal(beams[:, 1:], case["beam_new"])
+
+
 def test_stop_strings_end_beams_as_in_transformers():
     case = SCORES["stop_strings_beam"]
     model = tf.AutoModelForCausalLM.from_pretrained(str(FIXTURES / "llama"))

@@ -2,6 +2,7 @@
 //! Each edits one row of next-token scores in place; masked tokens get `-inf`.
 
 mod bad_words;
+mod encoder;
 mod epsilon_eta;
 mod exponential_decay;
 mod forced_bos;
@@ -18,11 +19,13 @@ mod repetition_penalty;
 mod sequence_bias;
 mod suppress_tokens;
 mod temperature;
+mod top_h;
 mod top_k;
 mod top_p;
 mod typical_p;
 
 pub use bad_words::BadWords;
+pub use encoder::{EncoderNoRepeatNGram, EncoderRepetitionPenalty};
 pub use epsilon_eta::{EpsilonCutoff, EtaCutoff};
 pub use exponential_decay::ExponentialDecayLengthPenalty;
 pub use forced_bos::ForcedBos;
@@ -39,6 +42,7 @@ pub use repetition_penalty::RepetitionPenalty;
 pub use sequence_bias::SequenceBias;
 pub use suppress_tokens::{SuppressTokens, SuppressTokensAtBegin};
 pub use temperature::Temperature;
+pub use top_h::TopH;
 pub use top_k::TopK;
 pub use top_p::TopP;
 pub use typical_p::TypicalP;
@@ -53,6 +57,10 @@ pub struct Context<'a> {
     /// How many of `ids`, at the start, are left padding of a batched prompt (part of
     /// `prompt_len`).
     pub padding: usize,
+    /// What the model was given to continue or translate (transformers'
+    /// `encoder_input_ids`): an encoder-decoder's source, a decoder's prompt, each with the
+    /// padding of its batch.
+    pub source: &'a [u32],
 }
 
 impl Context<'_> {

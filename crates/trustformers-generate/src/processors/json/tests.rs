@@ -112,6 +112,7 @@ fn the_processor_keeps_only_tokens_that_continue_the_json() {
                 ids: &ids,
                 prompt_len: 0,
                 padding: 0,
+                source: &[],
             },
             &mut scores,
         );
