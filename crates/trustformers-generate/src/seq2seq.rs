@@ -132,19 +132,21 @@ pub fn generate_seq2seq(
     sources: &[Vec<u32>],
     config: &GenerationConfig,
 ) -> Result<Vec<TokenOutput>> {
-    generate_seq2seq_with(model, sources, config, |_, _| Ok(true))
+    generate_seq2seq_with(model, sources, config, |_, _| Ok(true), |_| Ok(false))
 }
 
 /// [`generate_seq2seq`], showing each new token of greedy and sampled search to `on_token`
 /// (its row among the outputs, and the id) as it is produced, as
 /// [`generate_batch_with`](crate::generate_batch_with) does for decoders: returning `false`
 /// ends that row (a stop string), an error ends the whole generation. Beam search calls it
-/// for none.
+/// for none; it asks `stops` instead whether a candidate's tokens end it, as
+/// [`beam_search_with`](crate::beam_search_with) does.
 pub fn generate_seq2seq_with(
     model: &dyn EncoderDecoderLM,
     sources: &[Vec<u32>],
     config: &GenerationConfig,
     on_token: impl FnMut(usize, u32) -> Result<bool>,
+    mut stops: impl FnMut(&[u32]) -> Result<bool>,
 ) -> Result<Vec<TokenOutput>> {
     config.validate()?;
     // generation_config.json's `max_length` counts the decoder start token.
@@ -198,7 +200,7 @@ pub fn generate_seq2seq_with(
             let encoding = start_time.elapsed();
             let source = padded_source(source, sources, config);
             out.extend(with_encoder(
-                beam_search_of(&decoder, &[start], &source, config, |_| Ok(false))?,
+                beam_search_of(&decoder, &[start], &source, config, &mut stops)?,
                 encoding,
             ));
         }

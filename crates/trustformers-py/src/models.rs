@@ -416,14 +416,16 @@ impl PySeq2SeqLM {
 
     /// Generates from each source (lists of ids, unpadded) with the resolved settings
     /// `config` (JSON text): `(ids after the decoder start token, beam score or None, steps
-    /// or None)`, `num_return_sequences` per source; `on_token` as for a causal LM.
-    #[pyo3(signature = (sources, config, on_token=None))]
+    /// or None)`, `num_return_sequences` per source; `on_token` and `stops` as for a causal
+    /// LM.
+    #[pyo3(signature = (sources, config, on_token=None, stops=None))]
     fn generate(
         &self,
         py: Python<'_>,
         sources: Vec<Vec<u32>>,
         config: &str,
         on_token: Option<Py<PyAny>>,
+        stops: Option<Py<PyAny>>,
     ) -> PyResult<Vec<Generated>> {
         let config = generation_config(py, config)?;
         let vocab = self.model.vocab_size() as u32;
@@ -439,11 +441,20 @@ impl PySeq2SeqLM {
         let model = self.model.clone();
         let outputs = detach(py, move || {
             interrupted()?;
-            let mut hook = PyHook::default();
-            let result = generate_seq2seq_with(&*model, &sources, &config, |row, id| {
-                hook.call(on_token.as_ref(), (row, id))
-            });
-            hook.finish(result)
+            // One hook for both callbacks: greedy search and sampling call only the first,
+            // beam search only the second.
+            let hook = std::cell::RefCell::new(PyHook::default());
+            let result = generate_seq2seq_with(
+                &*model,
+                &sources,
+                &config,
+                |row, id| hook.borrow_mut().call(on_token.as_ref(), (row, id)),
+                |tokens| match &stops {
+                    Some(s) => hook.borrow_mut().call(Some(s), (tokens.to_vec(),)),
+                    None => Ok(false),
+                },
+            );
+            hook.into_inner().finish(result)
         })?;
         generated(py, outputs)
     }

@@ -167,8 +167,19 @@ def test_encoder_decoder_stops_at_stop_strings():
                          tokenizer=tok)[0, 1:]
     # Ends with the token that completes the stop string (kept, as transformers keeps it).
     assert cut.tolist() == full[: at + 1].tolist()
-    with pytest.raises(ValueError, match="beam search"):
-        model.generate(ids, max_new_tokens=8, num_beams=2, stop_strings=stop, tokenizer=tok)
+    # Beam search: a hypothesis whose text reaches the stop string ends there (its last
+    # token completes it; without an EOS id transformers fills the rest with -1).
+    settings = dict(max_new_tokens=8, eos_token_id=None, no_repeat_ngram_size=1, num_beams=3, num_return_sequences=3)
+    plain = model.generate(ids, **settings)[0, 1:]
+    at = next(i for i in range(1, len(plain)) if tok.decode(plain[i : i + 1]) not in tok.decode(plain[:i]))
+    stop = tok.decode(plain[at : at + 1], skip_special_tokens=True)
+    out = model.generate(ids, stop_strings=stop, tokenizer=tok, **settings)[:, 1:]
+    ended = 0
+    for row in out.tolist():
+        new = [t for t in row if t >= 0]
+        assert all(stop not in tok.decode(new[:i]) for i in range(len(new))), (new, stop)
+        ended += stop in tok.decode(new)
+    assert ended >= 1
 
 
 def test_a_streamer_and_stop_strings_together():

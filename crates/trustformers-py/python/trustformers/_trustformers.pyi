@@ -140,6 +140,7 @@ class Seq2SeqLM:
         sources: List[List[int]],
         config: str,
         on_token: Optional[Callable[[int, int], Any]] = None,
+        stops: Optional[Callable[[List[int]], bool]] = None,
     ) -> List[Tuple[List[int], Optional[float], Optional[Dict[str, Any]]]]: ...
 
 class Pipeline:

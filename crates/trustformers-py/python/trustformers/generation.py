@@ -83,6 +83,17 @@ _UNSUPPORTED = {
     "assistant_model": (None,),
 }
 
+# The decoding methods transformers 5 took out of generate() into `custom_generate` repos on
+# the Hub: their parameters are refused with that said.
+_MOVED_TO_HUB = {
+    "penalty_alpha": "transformers-community/contrastive-search",
+    "dola_layers": "transformers-community/dola",
+    "num_beam_groups": "transformers-community/group-beam-search",
+    "diversity_penalty": "transformers-community/group-beam-search",
+    "constraints": "transformers-community/constrained-beam-search",
+    "force_words_ids": "transformers-community/constrained-beam-search",
+}
+
 # Accepted and without effect here (caching strategy, compilation, speculation settings).
 _IGNORED = {
     "cache_implementation",
@@ -195,7 +206,9 @@ def resolve(config: GenerationConfig) -> Dict[str, Any]:
     for key, value in config.to_dict().items():
         if key in _UNSUPPORTED:
             if value not in _UNSUPPORTED[key]:
-                raise InvalidArgument(f"generation parameter `{key}` is not supported")
+                moved = _MOVED_TO_HUB.get(key)
+                where = f" (transformers 5 moved it out of generate() too, to {moved})" if moved else ""
+                raise InvalidArgument(f"generation parameter `{key}` is not supported{where}")
         elif key in _DEFAULTS:
             out[key] = value
     for key in ("output_hidden_states", "output_attentions"):

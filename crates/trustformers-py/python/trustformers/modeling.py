@@ -669,7 +669,7 @@ class Seq2SeqLMModel(PreTrainedModel):
         """transformers' ``generate()`` for an encoder-decoder: the decoder's ids, starting
         with the decoder start token, finished rows padded with ``pad_token_id``. A streamer
         is given the decoder start token, then each new one; stop strings (with
-        ``tokenizer=...``) end a row of greedy search or sampling."""
+        ``tokenizer=...``) end a row, or in beam search a hypothesis."""
         if input_ids is None:
             raise InvalidArgument("input_ids is required")
         tokenizer = kwargs.pop("tokenizer", None)
@@ -680,8 +680,6 @@ class Seq2SeqLMModel(PreTrainedModel):
             raise InvalidArgument(f"attention_mask has shape {list(mask.shape)}, input_ids {list(ids.shape)}")
         settings = resolve(config)
         stop = _stop_strings(settings)
-        if stop and settings["num_beams"] > 1:
-            raise InvalidArgument("stop_strings with beam search are not supported for encoder-decoders")
         rust, pad_id = _rust_settings(settings)
         if settings["max_new_tokens"] is None:
             # max_length counts the decoder start token, as in transformers.
@@ -695,11 +693,11 @@ class Seq2SeqLMModel(PreTrainedModel):
                 raise InvalidArgument("a streamer streams one sequence: batch size and num_return_sequences must be 1")
             if settings["num_beams"] > 1:
                 raise InvalidArgument("`streamer` cannot be used with beam search")
-        on_token, _ = _token_hooks(stop, tokenizer, streamer, rows, False)
+        on_token, stops = _token_hooks(stop, tokenizer, streamer, rows, settings["num_beams"] > 1)
         if streamer is not None:
             streamer.put(np.array([[start]], dtype=np.int64))
         try:
-            results = self._model.generate(sources, json.dumps(rust), on_token)
+            results = self._model.generate(sources, json.dumps(rust), on_token, stops)
         finally:
             if streamer is not None:
                 streamer.end()
