@@ -14,6 +14,7 @@ the tiny fixtures -> tests/fixtures/generation/scores.json.
   encoder:        encoder_repetition_penalty and encoder_no_repeat_ngram_size on the llama
                   fixture (left-padded prompts) and on t5 (right-padded sources; greedy with
                   scores, and beam search).
+  hidden states:  output_hidden_states on two unpadded prompts of the llama fixture.
   stop strings:   beam search of the llama fixture with a small BPE tokenizer made here
                   (generation/stop_tokenizer; transformers' StopStringCriteria cannot read the
                   fixtures' word-level ones), ending at a stop string the search meets:
@@ -164,6 +165,24 @@ def stop_string_cases():
     return beam
 
 
+def hidden_case():
+    """output_hidden_states on two unpadded prompts (a padded position's hidden state is
+    whatever the masked attention makes of it)."""
+    model = AutoModelForCausalLM.from_pretrained(FIXTURES / "llama", attn_implementation="eager",
+                                                 dtype=torch.float32).eval()
+    g = torch.Generator().manual_seed(13)
+    ids = torch.randint(3, model.config.vocab_size, (2, 5), generator=g)
+    settings = {"max_new_tokens": 3, "pad_token_id": 0, "eos_token_id": None}
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, return_dict_in_generate=True,
+                         output_hidden_states=True, **settings)
+    return {
+        "prompts": ids.tolist(),
+        "settings": settings,
+        "new": out.sequences[:, ids.shape[1]:].tolist(),
+        "hidden_states": [[layer.tolist() for layer in step] for step in out.hidden_states],
+    }
+
+
 ENCODER = {"encoder_repetition_penalty": 2.0, "encoder_no_repeat_ngram_size": 2}
 
 
@@ -205,9 +224,10 @@ def main():
         greedy, beam = llama_cases()
         stop_beam = stop_string_cases()
         encoder_decoder_only, encoder_t5 = encoder_cases()
+        hidden = hidden_case()
         result = {"llama_greedy": greedy, "llama_beam": beam, "t5_greedy": t5_case(),
                   "stop_strings_beam": stop_beam, "llama_encoder": encoder_decoder_only,
-                  "t5_encoder": encoder_t5}
+                  "t5_encoder": encoder_t5, "llama_hidden": hidden}
     OUT.write_text(json.dumps(result))
     print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
 

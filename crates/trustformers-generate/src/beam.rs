@@ -122,6 +122,12 @@ pub(crate) fn beam_search_of(
     mut stops: impl FnMut(&[u32]) -> Result<bool>,
 ) -> Result<Vec<TokenOutput>> {
     let max_length = check_prompts(model, &[prompt], config)?;
+    if config.output_hidden_states {
+        return Err(trustformers_core::Error::config(
+            "output_hidden_states",
+            "hidden states are kept by greedy search and sampling, not beam search",
+        ));
+    }
     let num_beams = config.num_beams;
     let prompt_len = prompt.len();
     let eos = &config.eos_token_id;

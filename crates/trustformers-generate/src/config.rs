@@ -107,6 +107,9 @@ pub struct GenerationConfig {
     /// then.
     pub output_scores: bool,
     pub output_logits: bool,
+    /// Keep every step's hidden states (`output_hidden_states`, read from JSON as the two
+    /// above): greedy search and sampling of decoders.
+    pub output_hidden_states: bool,
 }
 
 impl Default for GenerationConfig {
@@ -155,6 +158,7 @@ impl Default for GenerationConfig {
             remove_invalid_values: false,
             output_scores: false,
             output_logits: false,
+            output_hidden_states: false,
         }
     }
 }
@@ -379,8 +383,15 @@ impl GenerationConfig {
         if flag("return_dict_in_generate") == Some(true) {
             self.output_scores = flag("output_scores").unwrap_or(self.output_scores);
             self.output_logits = flag("output_logits").unwrap_or(self.output_logits);
+            self.output_hidden_states =
+                flag("output_hidden_states").unwrap_or(self.output_hidden_states);
         }
         self.validate()
+    }
+
+    /// Whether the outputs keep per-step records ([`StepScores`](crate::StepScores)).
+    pub fn keeps_steps(&self) -> bool {
+        self.output_scores || self.output_logits || self.output_hidden_states
     }
 
     /// Refuses values transformers refuses.

@@ -68,7 +68,7 @@ pub struct TokenOutput {
 /// and sampling: one row, this output's (steps after it finished included, while other rows
 /// of the batch went on); beam search: every running beam of the prompt, in transformers'
 /// order.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct StepScores {
     pub rows: usize,
     /// The scores after the logits processors (`output_scores`); for beam search, the
@@ -76,6 +76,10 @@ pub struct StepScores {
     pub scores: Vec<Vec<f32>>,
     /// The model's raw logits (`output_logits`).
     pub logits: Vec<Vec<f32>>,
+    /// Greedy search and sampling with `output_hidden_states`: per step, this row's hidden
+    /// states after the embeddings and after every layer (the model's `hidden_states`),
+    /// each `[positions, hidden]`: the padded prompt's at the first step, one after that.
+    pub hidden_states: Vec<Vec<Tensor>>,
 }
 
 impl StepScores {
@@ -287,16 +291,32 @@ pub(crate) fn sample_rows(
         };
         let opts = ForwardOptions {
             attention_mask: mask,
-            output_hidden_states: false,
+            output_hidden_states: config.output_hidden_states,
             logits_to_keep: Some(1),
         };
-        let logits = model.forward_with(&input, &pos, &opts, &mut cache)?.logits;
+        let out = model.forward_with(&input, &pos, &opts, &mut cache)?;
+        let (logits, hidden) = (out.logits, out.hidden_states);
+        if config.output_hidden_states && hidden.is_empty() {
+            return Err(Error::config(
+                "output_hidden_states",
+                format!("{} returns no hidden states here", model.model_type()),
+            ));
+        }
         let last: Vec<Vec<f32>> = logits.squeeze(1)?.to_vec2()?;
         if past == 0 {
             prefill = start.elapsed();
         }
         let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
         let keep_steps = config.output_scores || config.output_logits;
+        if config.output_hidden_states {
+            for (r, row) in rows.iter_mut().enumerate() {
+                let layers = hidden
+                    .iter()
+                    .map(|h| h.get(r))
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                row.steps.hidden_states.push(layers);
+            }
+        }
         for (r, (row, logits)) in rows.iter_mut().zip(last).enumerate() {
             let ctx = Context {
                 ids: &row.ids,
@@ -357,7 +377,7 @@ pub(crate) fn sample_rows(
             score: None,
             prefill,
             decode: total.saturating_sub(prefill),
-            steps: (config.output_scores || config.output_logits).then(|| Arc::new(row.steps)),
+            steps: config.keeps_steps().then(|| Arc::new(row.steps)),
             beam_indices: Vec::new(),
         })
         .collect())

@@ -149,6 +149,12 @@ pub fn generate_seq2seq_with(
     mut stops: impl FnMut(&[u32]) -> Result<bool>,
 ) -> Result<Vec<TokenOutput>> {
     config.validate()?;
+    if config.output_hidden_states {
+        return Err(Error::config(
+            "output_hidden_states",
+            "an encoder-decoder's generation does not keep hidden states",
+        ));
+    }
     // generation_config.json's `max_length` counts the decoder start token.
     let limited;
     let config = match config.max_length {

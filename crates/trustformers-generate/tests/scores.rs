@@ -102,6 +102,7 @@ fn stacked(outs: &[TokenOutput]) -> StepScores {
         rows: steps.len(),
         scores: join(|s| &s.scores),
         logits: join(|s| &s.logits),
+        hidden_states: Vec::new(),
     }
 }
 
@@ -270,4 +271,56 @@ fn stacked_scores(outs: &[TokenOutput]) -> Vec<Vec<f32>> {
     (0..steps[0].scores.len())
         .map(|t| steps.iter().flat_map(|s| s.scores[t].clone()).collect())
         .collect()
+}
+
+#[test]
+fn hidden_states_of_every_step_match_transformers() {
+    let case = case("llama_hidden");
+    let prompts: Vec<Vec<u32>> = case["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(ids)
+        .collect();
+    let mut settings = case["settings"].clone();
+    let s = settings.as_object_mut().unwrap();
+    s.insert("return_dict_in_generate".into(), json!(true));
+    s.insert("output_hidden_states".into(), json!(true));
+    let mut config = GenerationConfig::default();
+    config.apply_json(&settings).unwrap();
+    let m = llama();
+    let out = generate_batch(&m, &prompts, &config).unwrap();
+    assert_ids(&out, &case["new"]);
+    let want = case["hidden_states"].as_array().unwrap();
+    for (r, o) in out.iter().enumerate() {
+        let steps = o.steps.as_deref().unwrap();
+        assert!(steps.scores.is_empty() && steps.logits.is_empty());
+        assert_eq!(steps.hidden_states.len(), want.len());
+        for (t, (layers, w)) in steps.hidden_states.iter().zip(want).enumerate() {
+            let w = w.as_array().unwrap();
+            assert_eq!(layers.len(), w.len(), "step {t}: layers");
+            for (l, (got, w)) in layers.iter().zip(w).enumerate() {
+                let got: Vec<Vec<f32>> = got.to_vec2().unwrap();
+                let w = w[r].as_array().unwrap();
+                assert_eq!(got.len(), w.len(), "step {t} layer {l}: positions");
+                for (g, w) in got
+                    .iter()
+                    .flatten()
+                    .zip(w.iter().flat_map(|p| p.as_array().unwrap()))
+                {
+                    let w = w.as_f64().unwrap() as f32;
+                    assert!((g - w).abs() <= 1e-4, "step {t} layer {l}: {g} vs {w}");
+                }
+            }
+        }
+    }
+    // Beam search and encoder-decoders do not keep them: refused by name.
+    let beams = GenerationConfig {
+        num_beams: 2,
+        ..config
+    };
+    let err = beam_search(&m, &prompts[0], &beams)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("output_hidden_states"), "{err}");
 }

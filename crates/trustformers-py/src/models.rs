@@ -491,6 +491,21 @@ fn generated(py: Python<'_>, outputs: Vec<TokenOutput>) -> PyResult<Vec<Generate
             if !previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, steps)) {
                 extra.set_item("scores", stacked(&steps.scores, steps.rows)?)?;
                 extra.set_item("logits", stacked(&steps.logits, steps.rows)?)?;
+                if !steps.hidden_states.is_empty() {
+                    let mut per_step = Vec::with_capacity(steps.hidden_states.len());
+                    for layers in &steps.hidden_states {
+                        let mut arrays = Vec::with_capacity(layers.len());
+                        for t in layers {
+                            let host = HostArray::from_tensor(t).map_err(|e| match e {
+                                Failure::Rust(e) => to_py(py, e),
+                                Failure::Python(e) => e,
+                            })?;
+                            arrays.push(host.into_py(py)?);
+                        }
+                        per_step.push(arrays);
+                    }
+                    extra.set_item("hidden_states", per_step)?;
+                }
                 previous = Some(steps.clone());
             }
             Ok((o.ids, o.score, Some(extra.into_any().unbind())))

@@ -102,7 +102,7 @@ def test_ctrl_c_stops_generation_with_keyboard_interrupt():
         (lambda m: m.generate(np.array([[1, 2]]), do_sample=True, temperature=-1.0), ValueError, "temperature"),
         (lambda m: m.generate(np.array([[1, 2]]), top_p=2.0), ValueError, "top_p"),
         (lambda m: m.generate(np.array([[1, 2]]), no_such_option=3), ValueError, "no_such_option"),
-        (lambda m: m.generate(np.array([[1, 2]]), output_hidden_states=True), ValueError, "output_hidden_states"),
+        (lambda m: m.generate(np.array([[1, 2]]), output_attentions=True), ValueError, "output_attentions"),
         (lambda m: m.generate(np.array([[1, 2]]), guidance_scale=1.5), ValueError, "guidance_scale"),
         (lambda m: m.generate(np.array([[1, 2]]), encoder_repetition_penalty=-1.0), ValueError, "encoder_repetition_penalty"),
         (lambda m: m.generate(np.array([[1, 2]]), do_sample=True, top_h=0.0), ValueError, "top_h"),

@@ -229,3 +229,20 @@ def test_sampling_cutoffs_keep_the_likely_tokens():
         assert kept.any() and (~kept).any()
         assert probs[kept].min() >= probs[~kept].max()
         assert kept[out.sequences[0, -1]]
+
+
+def test_hidden_states_of_every_step_match_transformers():
+    case = SCORES["llama_hidden"]
+    model = tf.AutoModelForCausalLM.from_pretrained(str(FIXTURES / "llama"))
+    ids = np.array(case["prompts"])
+    out = model.generate(ids, return_dict_in_generate=True, output_hidden_states=True, **case["settings"])
+    np.testing.assert_array_equal(out.sequences[:, ids.shape[1] :], case["new"])
+    assert out.scores is None and len(out.hidden_states) == len(case["hidden_states"])
+    for got, want in zip(out.hidden_states, case["hidden_states"]):
+        assert isinstance(got, tuple) and len(got) == len(want)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, np.array(w, dtype=np.float32), atol=ATOL)
+    with pytest.raises(ValueError, match="output_hidden_states"):
+        model.generate(ids, num_beams=2, return_dict_in_generate=True, output_hidden_states=True, **case["settings"])
+    with pytest.raises(ValueError, match="output_attentions"):
+        model.generate(ids, return_dict_in_generate=True, output_attentions=True, **case["settings"])

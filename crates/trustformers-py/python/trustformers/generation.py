@@ -211,9 +211,8 @@ def resolve(config: GenerationConfig) -> Dict[str, Any]:
                 raise InvalidArgument(f"generation parameter `{key}` is not supported{where}")
         elif key in _DEFAULTS:
             out[key] = value
-    for key in ("output_hidden_states", "output_attentions"):
-        if out[key]:
-            raise InvalidArgument(f"generation parameter `{key}` is not supported")
+    if out["output_attentions"]:
+        raise InvalidArgument("generation parameter `output_attentions` is not supported")
     return out
 
 

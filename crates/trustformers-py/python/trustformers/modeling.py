@@ -65,7 +65,7 @@ class ModelOutput(dict):
 
 
 # The fields of generate()'s outputs that may be left out.
-_GENERATE_FIELDS = ("sequences", "sequences_scores", "scores", "logits", "beam_indices")
+_GENERATE_FIELDS = ("sequences", "sequences_scores", "scores", "logits", "beam_indices", "hidden_states")
 
 
 def _output(name: str, fields: Dict[str, Any]) -> ModelOutput:
@@ -340,8 +340,9 @@ def _generated(
     """generate()'s return value: each output's start (the padded prompt, or the decoder
     start token) then its new ids, finished rows padded with `pad_id`; with
     `return_dict_in_generate` an output object, with `scores` and `logits` (a tuple of
-    `[batch, vocab]` arrays, one per step) when asked, and for beam search
-    `sequences_scores` and `beam_indices`."""
+    `[batch, vocab]` arrays, one per step) and `hidden_states` (per step, per layer,
+    `[batch, positions, hidden]`) when asked, and for beam search `sequences_scores` and
+    `beam_indices`."""
     beam = settings["num_beams"] > 1
     if beam:
         # transformers fills beam search's sequences with `pad_token_id or eos_token_id[0]`
@@ -359,10 +360,12 @@ def _generated(
         return sequences
     fields: Dict[str, Any] = {"sequences": sequences}
     steps = [extra for _, _, extra in results if extra is not None and "scores" in extra]
-    if settings["output_scores"] or settings["output_logits"]:
+    if settings["output_scores"] or settings["output_logits"] or settings["output_hidden_states"]:
         # One entry per search: every output (greedy, sampling) or the first of each
         # prompt's beams; their steps must line up to stack as transformers' batch does.
-        counts = {len(x["scores"] if x["scores"] is not None else x["logits"]) for x in steps}
+        counts = {
+            len(next(x[k] for k in ("scores", "logits", "hidden_states") if x.get(k) is not None)) for x in steps
+        }
         if len(counts) > 1:
             raise InvalidArgument(
                 "output_scores/output_logits with beam search over prompts that finish after different "
@@ -373,6 +376,12 @@ def _generated(
             if wanted:
                 stacked = np.concatenate([x[key] for x in steps], axis=1)
                 fields[key] = tuple(stacked)
+        if settings["output_hidden_states"]:
+            # Per step, per layer: [batch, positions, hidden].
+            fields["hidden_states"] = tuple(
+                tuple(np.stack([x["hidden_states"][t][layer] for x in steps]) for layer in range(len(layers)))
+                for t, layers in enumerate(steps[0]["hidden_states"])
+            )
     if beam:
         if settings["output_scores"]:
             fields["sequences_scores"] = np.array([s for _, s, _ in results], dtype=np.float32)
@@ -447,6 +456,7 @@ _RUST_FIELDS = (
     "return_dict_in_generate",
     "output_scores",
     "output_logits",
+    "output_hidden_states",
 )
 
 
