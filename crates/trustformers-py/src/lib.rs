@@ -8,6 +8,7 @@ mod errors;
 mod models;
 mod pipelines;
 mod tokenizer;
+mod vision;
 
 use pyo3::prelude::*;
 
@@ -31,6 +32,9 @@ fn _trustformers(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<models::PyCheckpoint>()?;
     m.add_class::<pipelines::PyPipeline>()?;
     m.add_class::<pipelines::PySentenceTransformer>()?;
+    m.add_class::<vision::PyImageProcessor>()?;
+    m.add_class::<vision::PyImageModel>()?;
+    m.add_class::<vision::PyImageTextModel>()?;
     m.add_function(wrap_pyfunction!(models::inspect, m)?)?;
     m.add_function(wrap_pyfunction!(resolve, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -38,7 +38,7 @@ pub fn load_options(dtype: Option<&str>) -> Result<LoadOptions, Error> {
 }
 
 /// Resolves `name` (the CLI's resolution) and parses its configuration.
-fn open(name: &str) -> Result<(PathBuf, ModelConfig), Error> {
+pub(crate) fn open(name: &str) -> Result<(PathBuf, ModelConfig), Error> {
     let path = resolve_model(Some(name))?;
     let config = AutoConfig::from_pretrained(&path)?;
     Ok((path, config))
@@ -61,7 +61,7 @@ pub struct PyCheckpoint {
 }
 
 impl PyCheckpoint {
-    fn new(path: &Path, config: &ModelConfig) -> Result<Self, Error> {
+    pub(crate) fn new(path: &Path, config: &ModelConfig) -> Result<Self, Error> {
         Ok(Self {
             path: path.display().to_string(),
             config_json: json_text(&config.json),

@@ -38,6 +38,11 @@ from .modeling import (
 from .pipelines import Pipeline, pipeline
 from .sentence_transformers import SentenceTransformer
 from .tokenization import AutoTokenizer, BatchEncoding, PreTrainedTokenizer
+from .vision import (
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    AutoModelForZeroShotImageClassification,
+)
 
 __all__ = [
     "__version__",
@@ -54,6 +59,9 @@ __all__ = [
     "AutoModelForSeq2SeqLM",
     "AutoModelForSequenceClassification",
     "AutoModelForTokenClassification",
+    "AutoImageProcessor",
+    "AutoModelForImageClassification",
+    "AutoModelForZeroShotImageClassification",
     "PreTrainedModel",
     "PretrainedConfig",
     "ModelOutput",

@@ -745,6 +745,10 @@ class AutoModel:
             return EncoderModel(_trustformers.Encoder.from_pretrained(name, "base", dtype), name, "base")
         if kind == "causal-lm":
             return CausalLMModel(_trustformers.CausalLM.from_pretrained(name, dtype), name, base=True)
+        if kind == "vision":
+            from .vision import load_vision
+
+            return load_vision(name, dtype, None)
         raise InvalidArgument(f"{name}: AutoModel does not load {kind} checkpoints yet")
 
 
