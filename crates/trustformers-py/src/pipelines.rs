@@ -28,6 +28,7 @@ enum Loaded {
     ImageClassification(ImageClassificationPipeline),
     ZeroShotImage(ZeroShotImageClassificationPipeline),
     ImageFeatures(ImageFeatureExtractionPipeline),
+    ImageTextToText(ImageTextToTextPipeline),
 }
 
 /// A parameter object's fields, each taken once; what is left at the end is unknown to the
@@ -230,6 +231,9 @@ impl PyPipeline {
                 "image-feature-extraction" => {
                     Loaded::ImageFeatures(Pipeline::from_pretrained(&path, &opts)?)
                 }
+                "image-text-to-text" => {
+                    Loaded::ImageTextToText(ImageTextToTextPipeline::from_pretrained(&path, &opts)?)
+                }
                 name if name == "translation" || name.starts_with("translation_") => {
                     let langs = name
                         .strip_prefix("translation_")
@@ -249,7 +253,8 @@ impl PyPipeline {
                          text-classification (sentiment-analysis), token-classification (ner), \
                          question-answering, zero-shot-classification, summarization, \
                          translation, text2text-generation, image-classification, \
-                         zero-shot-image-classification, image-feature-extraction"
+                         zero-shot-image-classification, image-feature-extraction, \
+                         image-text-to-text"
                     ))
                     .into())
                 }
@@ -488,6 +493,49 @@ impl PyPipeline {
                         })
                         .collect(),
                 ))
+            }
+            Loaded::ImageTextToText(pipe) => {
+                let mut p = Params::new("image-text-to-text", params)?;
+                let max_new_tokens = p.usize("max_new_tokens")?;
+                let return_full_text = p.bool("return_full_text")?;
+                p.done()?;
+                let items = inputs.as_array().ok_or_else(|| {
+                    Error::InvalidInput("image-text-to-text: inputs must be a list".into())
+                })?;
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    let paths = image_paths("image-text-to-text", &item["images"])?;
+                    let text = &item["text"];
+                    let chat = text.is_array();
+                    let params = ImageTextToTextParams {
+                        max_new_tokens,
+                        // transformers returns the prompt with the reply for a text prompt,
+                        // the reply alone for chat messages.
+                        return_full_text: return_full_text.unwrap_or(!chat),
+                        ..Default::default()
+                    };
+                    let reply = match text {
+                        Value::String(prompt) => pipe.run_text(prompt, &images(&paths), &params)?,
+                        Value::Array(_) => {
+                            let messages: Vec<trustformers::tokenizers::chat::Message> =
+                                serde_json::from_value(text.clone()).map_err(|e| {
+                                    Error::InvalidInput(format!(
+                                        "image-text-to-text: messages are {{\"role\", \"content\"}} objects: {e}"
+                                    ))
+                                })?;
+                            pipe.run(&messages, &images(&paths), &params)?
+                        }
+                        _ => {
+                            return Err(Error::InvalidInput(
+                                "image-text-to-text: text is a prompt or a list of chat messages"
+                                    .into(),
+                            )
+                            .into())
+                        }
+                    };
+                    out.push(serde_json::json!({"generated_text": reply}));
+                }
+                Ok(Value::Array(out))
             }
             Loaded::Summarization(pipe) => {
                 self.text2text(pipe, "summary_text", inputs, params, None)

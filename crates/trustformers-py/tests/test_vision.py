@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import trustformers as tf
-from conftest import FIXTURES, expected
+from conftest import FIXTURES, expected, read_json
 
 ATOL = 1e-4
 IMAGES = FIXTURES / "images"
@@ -103,3 +103,24 @@ def test_bad_image_inputs_raise_value_errors():
     clip = tf.AutoModel.from_pretrained(str(FIXTURES / "clip"))
     with pytest.raises(ValueError, match="vocabulary"):
         clip.get_text_features(input_ids=np.array([[1, 10**6]]))
+
+
+def test_image_text_to_text_pipeline_matches_transformers():
+    reference = read_json(FIXTURES / "llava" / "pipeline.json")
+    pipe = tf.pipeline(model=str(FIXTURES / "llava"))
+    assert pipe.task == "image-text-to-text"
+    image = str(IMAGES / reference["image"])
+    out = pipe(images=image, text=reference["messages"], max_new_tokens=reference["max_new_tokens"])
+    want = reference["result"][0]
+    assert out[0]["generated_text"] == want["generated_text"]
+    # The image goes into the message's image part, as transformers puts it.
+    assert out[0]["input_text"][0]["content"][0] == {"type": "image", "url": image}
+    # Named in the message instead of given apart: the same reply.
+    named = pipe(text=out[0]["input_text"], max_new_tokens=reference["max_new_tokens"])
+    assert named[0]["generated_text"] == want["generated_text"]
+    blip = read_json(FIXTURES / "blip2" / "pipeline.json")
+    pipe = tf.pipeline("image-text-to-text", model=str(FIXTURES / "blip2"))
+    out = pipe(images=str(IMAGES / blip["image"]), text=blip["prompt"], max_new_tokens=blip["max_new_tokens"])
+    assert out == blip["result"]
+    with pytest.raises(ValueError, match="no text"):
+        pipe(images=str(IMAGES / blip["image"]))

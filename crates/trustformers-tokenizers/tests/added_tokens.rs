@@ -35,7 +35,9 @@ fn added_tokens_match_transformers() {
         assert_eq!(tok.len() as u64, want["len_before"].as_u64().unwrap());
         let (tok, n) = tok.with_added_tokens(&plain, false).unwrap();
         assert_eq!(n as u64, want["added_plain"].as_u64().unwrap(), "{name}");
-        let (tok, a) = tok.with_added_tokens(std::slice::from_ref(&pad), true).unwrap();
+        let (tok, a) = tok
+            .with_added_tokens(std::slice::from_ref(&pad), true)
+            .unwrap();
         let (tok, b) = tok.with_added_tokens(&extra, true).unwrap();
         assert_eq!((a + b) as u64, want["added_special"].as_u64().unwrap());
         assert_eq!(tok.len() as u64, want["len_after"].as_u64().unwrap());

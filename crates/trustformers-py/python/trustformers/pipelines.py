@@ -3,9 +3,10 @@ structures transformers returns (a result for one input, a list for several)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -30,6 +31,7 @@ _ENCODER_TASKS = {
     "image-classification",
     "zero-shot-image-classification",
     "image-feature-extraction",
+    "image-text-to-text",
 }
 
 _IMAGE_TASKS = {"image-classification", "zero-shot-image-classification", "image-feature-extraction"}
@@ -61,6 +63,8 @@ def _infer_task(name: str) -> str:
         if any(a.endswith("ForImageClassification") or a.endswith("WithTeacher") for a in cfg.get("architectures") or []):
             return "image-classification"
         return "image-feature-extraction"
+    if kind == "multimodal":
+        return "image-text-to-text"
     raise InvalidArgument(f"{name}: no pipeline task for a {kind} model; pass task=")
 
 
@@ -102,6 +106,8 @@ class _RustPipeline(Pipeline):
         params = self._params(kwargs)
         if task == "question-answering":
             return self._question_answering(inputs, args, params)
+        if task == "image-text-to-text":
+            return self._image_text(inputs, args, params)
         if task in ("zero-shot-classification", "zero-shot-image-classification"):
             if args:
                 params.setdefault("candidate_labels", args[0])
@@ -132,6 +138,46 @@ class _RustPipeline(Pipeline):
         if task in ("summarization", "translation", "text2text-generation") or task.startswith("translation_"):
             return [results[0]] if single else results
         return results[0] if single else results
+
+    def _image_text(self, images: Any, args: Tuple[Any, ...], params: Dict[str, Any]) -> Any:
+        """transformers' ``image-text-to-text``: ``pipe(images=..., text=...)`` with a prompt
+        or chat messages whose ``{"type": "image"}`` parts take the images in order (or name
+        them by ``url`` / ``path``)."""
+        if images is None:
+            images = params.pop("images", None)
+        text = params.pop("text", None)
+        if args:
+            if text is not None or len(args) > 1:
+                raise InvalidArgument("image-text-to-text: unexpected positional arguments")
+            text = args[0]
+        if text is None:
+            raise InvalidArgument("image-text-to-text: no text (a prompt or chat messages)")
+        given = [] if images is None else (list(images) if isinstance(images, (list, tuple)) else [images])
+        try:
+            paths = [os.fspath(i) for i in given]
+        except TypeError:
+            raise InvalidArgument("image-text-to-text: images must be file paths (str or os.PathLike)") from None
+        if isinstance(text, str):
+            result = self._run([{"images": paths, "text": text}], params)[0]
+            return [{"input_text": text, "generated_text": result["generated_text"]}]
+        if not isinstance(text, (list, tuple)) or not all(isinstance(m, dict) for m in text):
+            raise InvalidArgument("image-text-to-text: text is a prompt or a list of chat messages")
+        # The images go into the messages' image parts, as transformers' pipeline puts them.
+        messages = copy.deepcopy(list(text))
+        queue = list(paths)
+        for message in messages:
+            content = message.get("content")
+            for part in content if isinstance(content, list) else []:
+                if isinstance(part, dict) and part.get("type") == "image":
+                    named = part.get("url") or part.get("path") or part.get("image")
+                    if named is None and queue:
+                        part["url"] = queue.pop(0)
+                    elif named is not None and not paths:
+                        given.append(named)
+        if not paths:
+            paths = [os.fspath(p) for p in given]
+        result = self._run([{"images": paths, "text": messages}], params)[0]
+        return [{"input_text": messages, "generated_text": result["generated_text"]}]
 
     def _features(self, items: List[Any], single: bool, params: Dict[str, Any]) -> Any:
         return_tensors = bool(params.pop("return_tensors", False))
