@@ -529,8 +529,7 @@ impl PyPipeline {
                             return Err(Error::InvalidInput(
                                 "image-text-to-text: text is a prompt or a list of chat messages"
                                     .into(),
-                            )
-                            .into())
+                            ))
                         }
                     };
                     out.push(serde_json::json!({"generated_text": reply}));
