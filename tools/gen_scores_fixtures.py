@@ -14,6 +14,8 @@ the tiny fixtures -> tests/fixtures/generation/scores.json.
   encoder:        encoder_repetition_penalty and encoder_no_repeat_ngram_size on the llama
                   fixture (left-padded prompts) and on t5 (right-padded sources; greedy with
                   scores, and beam search).
+  beam batch:     beam search over two prompts whose searches end after different numbers
+                  of steps, with scores, logits and beam indices.
   hidden states:  output_hidden_states on two unpadded prompts of the llama fixture.
   stop strings:   beam search of the llama fixture with a small BPE tokenizer made here
                   (generation/stop_tokenizer; transformers' StopStringCriteria cannot read the
@@ -183,6 +185,36 @@ def hidden_case():
     }
 
 
+def beam_batch_case():
+    """Beam search over two prompts of one length whose searches end after different
+    numbers of steps: transformers goes on scoring the beams of the one that ended."""
+    model = AutoModelForCausalLM.from_pretrained(FIXTURES / "llama", attn_implementation="eager",
+                                                 dtype=torch.float32).eval()
+    g = torch.Generator().manual_seed(21)
+    ids = torch.randint(3, model.config.vocab_size, (2, 6), generator=g)
+    base = {"max_new_tokens": 7, "num_beams": 3, "num_return_sequences": 2, "pad_token_id": 0,
+            "do_sample": False}
+    for eos in range(3, model.config.vocab_size):
+        settings = {**base, "eos_token_id": [eos]}
+        alone = [len(model.generate(ids[i:i + 1], attention_mask=torch.ones_like(ids[:1]), return_dict_in_generate=True,
+                                    output_scores=True, **settings).scores) for i in range(2)]
+        if alone[0] != alone[1]:
+            break
+    else:
+        raise SystemExit("no EOS id makes the two searches end apart")
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), return_dict_in_generate=True, output_scores=True,
+                         output_logits=True, **settings)
+    return {
+        "prompts": ids.tolist(),
+        "settings": settings,
+        "steps_alone": alone,
+        "sequences": out.sequences.tolist(),
+        "sequences_scores": out.sequences_scores.tolist(),
+        "beam_indices": out.beam_indices.tolist(),
+        **steps(out),
+    }
+
+
 ENCODER = {"encoder_repetition_penalty": 2.0, "encoder_no_repeat_ngram_size": 2}
 
 
@@ -225,9 +257,11 @@ def main():
         stop_beam = stop_string_cases()
         encoder_decoder_only, encoder_t5 = encoder_cases()
         hidden = hidden_case()
+        beam_batch = beam_batch_case()
         result = {"llama_greedy": greedy, "llama_beam": beam, "t5_greedy": t5_case(),
                   "stop_strings_beam": stop_beam, "llama_encoder": encoder_decoder_only,
-                  "t5_encoder": encoder_t5, "llama_hidden": hidden}
+                  "t5_encoder": encoder_t5, "llama_hidden": hidden,
+                  "llama_beam_batch": beam_batch}
     OUT.write_text(json.dumps(result))
     print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
 

@@ -109,17 +109,69 @@ pub fn beam_search_with(
     config: &GenerationConfig,
     stops: impl FnMut(&[u32]) -> Result<bool>,
 ) -> Result<Vec<TokenOutput>> {
-    beam_search_of(model, prompt, prompt, config, stops)
+    beam_search_of(model, prompt, prompt, config, stops, 0)
+}
+
+/// Beam search for each of `prompts` ([`beam_search_with`]), `num_return_sequences`
+/// outputs each, in order. With `output_scores` / `output_logits`, a prompt whose search
+/// ends before another's is run again to the same number of steps, its finished
+/// hypotheses unchanged, as transformers' batched search goes on scoring the beams of a
+/// finished prompt: every prompt then has as many steps of scores.
+pub fn beam_search_batch(
+    model: &dyn CausalLM,
+    prompts: &[Vec<u32>],
+    config: &GenerationConfig,
+    mut stops: impl FnMut(&[u32]) -> Result<bool>,
+) -> Result<Vec<TokenOutput>> {
+    aligned(prompts.len(), config, |i, min_steps| {
+        beam_search_of(
+            model,
+            &prompts[i],
+            &prompts[i],
+            config,
+            &mut stops,
+            min_steps,
+        )
+    })
+}
+
+/// Runs `search(i, min_steps)` for `n` prompts; when steps are kept, reruns the prompts
+/// whose search had fewer steps than the longest with that many as `min_steps`.
+pub(crate) fn aligned(
+    n: usize,
+    config: &GenerationConfig,
+    mut search: impl FnMut(usize, usize) -> Result<Vec<TokenOutput>>,
+) -> Result<Vec<TokenOutput>> {
+    let mut outs = (0..n).map(|i| search(i, 0)).collect::<Result<Vec<_>>>()?;
+    if config.output_scores || config.output_logits {
+        let steps = |o: &[TokenOutput]| {
+            o.first()
+                .and_then(|t| t.steps.as_ref())
+                .map_or(0, |s| s.scores.len().max(s.logits.len()))
+        };
+        let most = outs.iter().map(|o| steps(o)).max().unwrap_or(0);
+        for (i, out) in outs.iter_mut().enumerate() {
+            if steps(out) < most {
+                *out = search(i, most)?;
+            }
+        }
+    }
+    Ok(outs.concat())
 }
 
 /// [`beam_search_with`] where the processors' [`Context::source`] is `source` (an
 /// encoder-decoder's source; a decoder's is its prompt).
+///
+/// The search goes on for at least `min_steps` steps while the length allows (its finished
+/// hypotheses no longer change once it could stop), so that its steps line up with a
+/// longer search's in a batch.
 pub(crate) fn beam_search_of(
     model: &dyn CausalLM,
     prompt: &[u32],
     source: &[u32],
     config: &GenerationConfig,
     mut stops: impl FnMut(&[u32]) -> Result<bool>,
+    min_steps: usize,
 ) -> Result<Vec<TokenOutput>> {
     let max_length = check_prompts(model, &[prompt], config)?;
     if config.output_hidden_states {
@@ -289,7 +341,8 @@ pub(crate) fn beam_search_of(
             .any(|h| best_running > if h.finished { worst_done } else { NEG });
         let all_full =
             config.early_stopping == EarlyStopping::True && done.iter().all(|h| h.finished);
-        if !improvable || all_full || candidates.iter().all(|c| c.finished) {
+        let over = !improvable || all_full || candidates.iter().all(|c| c.finished);
+        if cur_len >= max_length || timed_out || (over && cur_len - prompt_len >= min_steps) {
             break;
         }
 

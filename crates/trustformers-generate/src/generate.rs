@@ -2,7 +2,7 @@
 //! the logits processors and greedy or seeded multinomial selection; text comes out through
 //! the streaming detokenizer, with stop strings held back until they can be ruled out.
 
-use crate::beam::beam_search;
+use crate::beam::beam_search_batch;
 use crate::config::GenerationConfig;
 use crate::processors::{softmax, Context, LogitsProcessorList};
 use crate::step::TextStream;
@@ -431,11 +431,7 @@ pub fn generate_batch_with(
     on_token: impl FnMut(usize, u32) -> Result<bool>,
 ) -> Result<Vec<TokenOutput>> {
     if config.num_beams > 1 {
-        let mut out = Vec::new();
-        for p in prompts {
-            out.extend(beam_search(model, p, config)?);
-        }
-        return Ok(out);
+        return beam_search_batch(model, prompts, config, |_| Ok(false));
     }
     let rows: Vec<&[u32]> = prompts
         .iter()

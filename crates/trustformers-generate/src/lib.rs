@@ -10,7 +10,7 @@ pub mod processors;
 pub mod seq2seq;
 pub mod step;
 
-pub use beam::{beam_search, beam_search_with};
+pub use beam::{beam_search, beam_search_batch, beam_search_with};
 pub use config::{EarlyStopping, GenerationConfig};
 pub use generate::{
     generate_batch, generate_batch_with, generate_ids, generate_text, FinishReason, StepScores,

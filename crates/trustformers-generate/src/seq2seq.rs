@@ -4,7 +4,7 @@
 //! the encoder's output. Beam search copies that cache per beam, so the beams share one
 //! encoding.
 
-use crate::beam::beam_search_of;
+use crate::beam::{aligned, beam_search_of};
 use crate::config::GenerationConfig;
 use crate::generate::{sample_rows, TokenOutput};
 use candle_core::{DType, Device, Tensor};
@@ -198,19 +198,15 @@ pub fn generate_seq2seq_with(
         outs
     };
     if config.num_beams > 1 {
-        let mut out = Vec::new();
-        for source in sources {
+        return aligned(sources.len(), config, |i, min_steps| {
             let start_time = Instant::now();
-            let ids = Tensor::new(source.as_slice(), &device)?.unsqueeze(0)?;
+            let ids = Tensor::new(sources[i].as_slice(), &device)?.unsqueeze(0)?;
             let decoder = EncodedDecoder::new(model, model.encode(&ids, None)?, None)?;
             let encoding = start_time.elapsed();
-            let source = padded_source(source, sources, config);
-            out.extend(with_encoder(
-                beam_search_of(&decoder, &[start], &source, config, &mut stops)?,
-                encoding,
-            ));
-        }
-        return Ok(out);
+            let source = padded_source(&sources[i], sources, config);
+            let outs = beam_search_of(&decoder, &[start], &source, config, &mut stops, min_steps)?;
+            Ok(with_encoder(outs, encoding))
+        });
     }
     let start_time = Instant::now();
     let pad = config.pad_token_id.unwrap_or(0);

@@ -324,3 +324,55 @@ fn hidden_states_of_every_step_match_transformers() {
         .to_string();
     assert!(err.contains("output_hidden_states"), "{err}");
 }
+
+#[test]
+fn beam_search_batches_line_up_their_steps_as_transformers() {
+    let case = case("llama_beam_batch");
+    let prompts: Vec<Vec<u32>> = case["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(ids)
+        .collect();
+    let alone: Vec<u64> = case["steps_alone"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
+    assert_ne!(alone[0], alone[1], "the fixture's searches end apart");
+    let config = config(&case);
+    let m = llama();
+    let out =
+        trustformers_generate::beam_search_batch(&m, &prompts, &config, |_| Ok(false)).unwrap();
+    let width = prompts[0].len();
+    let per_prompt = config.num_return_sequences;
+    let want = case["sequences"].as_array().unwrap();
+    for (i, (o, w)) in out.iter().zip(want).enumerate() {
+        let w = ids(w);
+        assert_eq!(o.ids, w[width..width + o.ids.len()], "output {i}");
+        let offset = (i / per_prompt * config.num_beams) as i64;
+        let want_beams: Vec<u32> = case["beam_indices"][i]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|x| x.as_i64().filter(|&b| b >= 0).map(|b| (b - offset) as u32))
+            .collect();
+        assert_eq!(o.beam_indices, want_beams, "output {i}");
+        let s = case["sequences_scores"][i].as_f64().unwrap() as f32;
+        assert!((o.score.unwrap() - s).abs() < 1e-4);
+    }
+    // Both prompts scored for every step of the batch, as transformers' rows.
+    let (a, b) = (
+        out[0].steps.as_deref().unwrap(),
+        out[per_prompt].steps.as_deref().unwrap(),
+    );
+    let join = |x: &[Vec<f32>], y: &[Vec<f32>]| -> Vec<Vec<f32>> {
+        x.iter()
+            .zip(y)
+            .map(|(p, q)| p.iter().chain(q).copied().collect())
+            .collect()
+    };
+    assert_steps("scores", &join(&a.scores, &b.scores), &case["scores"]);
+    assert_steps("logits", &join(&a.logits, &b.logits), &case["logits"]);
+}

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use trustformers::generation::{
-    beam_search_with, generate_batch_with, generate_seq2seq_with, GenerationConfig, StepScores,
+    beam_search_batch, generate_batch_with, generate_seq2seq_with, GenerationConfig, StepScores,
     TokenOutput,
 };
 use trustformers::models::decoder::default_positions;
@@ -298,17 +298,12 @@ impl PyCausalLM {
         let outputs = detach(py, move || {
             let mut hook = PyHook::default();
             if config.num_beams > 1 {
-                let mut out = Vec::new();
-                for p in &prompts {
-                    interrupted()?;
-                    let stop = |tokens: &[u32]| match &stops {
-                        Some(s) => hook.call(Some(s), (tokens.to_vec(),)),
-                        None => Ok(false),
-                    };
-                    let result = beam_search_with(&*model, p, &config, stop);
-                    out.extend(std::mem::take(&mut hook).finish(result)?);
-                }
-                return Ok(out);
+                // The hook checks for Ctrl-C at every candidate, stop strings or not.
+                let result = beam_search_batch(&*model, &prompts, &config, |tokens| match &stops {
+                    Some(s) => hook.call(Some(s), (tokens.to_vec(),)),
+                    None => hook.call(None, ()).map(|_| false),
+                });
+                return hook.finish(result);
             }
             let result = generate_batch_with(&*model, &prompts, &config, |row, id| {
                 hook.call(on_token.as_ref(), (row, id))

@@ -246,3 +246,15 @@ def test_hidden_states_of_every_step_match_transformers():
         model.generate(ids, num_beams=2, return_dict_in_generate=True, output_hidden_states=True, **case["settings"])
     with pytest.raises(ValueError, match="output_attentions"):
         model.generate(ids, return_dict_in_generate=True, output_attentions=True, **case["settings"])
+
+
+def test_beam_search_batches_line_up_their_steps_as_transformers():
+    case = SCORES["llama_beam_batch"]
+    model = tf.AutoModelForCausalLM.from_pretrained(str(FIXTURES / "llama"))
+    out = model.generate(np.array(case["prompts"]), return_dict_in_generate=True, output_scores=True,
+                         output_logits=True, **case["settings"])
+    np.testing.assert_array_equal(out.sequences, case["sequences"])
+    np.testing.assert_allclose(out.sequences_scores, case["sequences_scores"], atol=ATOL)
+    np.testing.assert_array_equal(out.beam_indices, case["beam_indices"])
+    assert_steps(out.scores, case["scores"])
+    assert_steps(out.logits, case["logits"])

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import _trustformers
 from ._utils import as_ids, check_path
-from .exceptions import InvalidArgument
+from .exceptions import InvalidArgument, TrustformersError
 from .generation import BaseStreamer, GenerationConfig, as_id_list, next_seed, resolve
 
 
@@ -367,11 +367,8 @@ def _generated(
             len(next(x[k] for k in ("scores", "logits", "hidden_states") if x.get(k) is not None)) for x in steps
         }
         if len(counts) > 1:
-            raise InvalidArgument(
-                "output_scores/output_logits with beam search over prompts that finish after different "
-                "numbers of steps: transformers goes on scoring the finished prompt's beams, this engine "
-                "stops them; generate these prompts one at a time"
-            )
+            # The engine runs every search to the batch's number of steps.
+            raise TrustformersError(f"generate: searches of {sorted(counts)} steps do not stack")
         for key, wanted in (("scores", settings["output_scores"]), ("logits", settings["output_logits"])):
             if wanted:
                 stacked = np.concatenate([x[key] for x in steps], axis=1)
