@@ -35,6 +35,8 @@ fn _trustformers(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<vision::PyImageProcessor>()?;
     m.add_class::<vision::PyImageModel>()?;
     m.add_class::<vision::PyImageTextModel>()?;
+    m.add_class::<vision::PyVisionLanguageProcessor>()?;
+    m.add_class::<vision::PyVisionLanguageModel>()?;
     m.add_function(wrap_pyfunction!(models::inspect, m)?)?;
     m.add_function(wrap_pyfunction!(resolve, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -115,7 +115,7 @@ fn generation_json(path: &Path, config: &ModelConfig) -> Result<Value, Error> {
 /// A [`GenerationConfig`] from the Python side's resolved settings (transformers' field
 /// names, `max_new_tokens` always given), with the extensions `seed`,
 /// `frequency_penalty` and `presence_penalty`.
-fn generation_config(py: Python<'_>, json: &str) -> PyResult<GenerationConfig> {
+pub(crate) fn generation_config(py: Python<'_>, json: &str) -> PyResult<GenerationConfig> {
     let value: Value =
         serde_json::from_str(json).map_err(|e| invalid(py, format!("generation settings: {e}")))?;
     let mut config = GenerationConfig::default();
@@ -459,9 +459,9 @@ impl PySeq2SeqLM {
 /// with `output_scores` / `output_logits` a dict of `beam_indices` and, on the first output
 /// of each search (beam search's outputs share theirs), `scores` and `logits` as
 /// `[steps, rows, vocab]` arrays.
-type Generated = (Vec<u32>, Option<f32>, Option<Py<PyAny>>);
+pub(crate) type Generated = (Vec<u32>, Option<f32>, Option<Py<PyAny>>);
 
-fn generated(py: Python<'_>, outputs: Vec<TokenOutput>) -> PyResult<Vec<Generated>> {
+pub(crate) fn generated(py: Python<'_>, outputs: Vec<TokenOutput>) -> PyResult<Vec<Generated>> {
     let mut previous: Option<Arc<StepScores>> = None;
     let stacked = |steps: &[Vec<f32>], rows: usize| -> PyResult<Option<Py<PyAny>>> {
         let Some(first) = steps.first() else {
@@ -514,12 +514,12 @@ fn generated(py: Python<'_>, outputs: Vec<TokenOutput>) -> PyResult<Vec<Generate
 /// (`KeyboardInterrupt`, a streamer's error) ends the generation and is raised again by
 /// [`PyHook::finish`].
 #[derive(Default)]
-struct PyHook {
+pub(crate) struct PyHook {
     raised: Option<PyErr>,
 }
 
 impl PyHook {
-    fn call<A>(&mut self, callable: Option<&Py<PyAny>>, args: A) -> Result<bool, Error>
+    pub(crate) fn call<A>(&mut self, callable: Option<&Py<PyAny>>, args: A) -> Result<bool, Error>
     where
         A: for<'py> pyo3::call::PyCallArgs<'py>,
     {
@@ -539,7 +539,7 @@ impl PyHook {
     }
 
     /// The generation's result, or the Python exception that ended it.
-    fn finish<T>(self, result: Result<T, Error>) -> Result<T, Failure> {
+    pub(crate) fn finish<T>(self, result: Result<T, Error>) -> Result<T, Failure> {
         match self.raised {
             Some(e) => Err(Failure::Python(e)),
             None => Ok(result?),

@@ -11,10 +11,15 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
 use std::path::PathBuf;
 use std::sync::Arc;
+use trustformers::generation::{beam_search_batch, generate_batch_with};
 use trustformers::image::{ImageProcessor, RgbImage};
+use trustformers::models::decoder::default_positions;
+use trustformers::models::multimodal::{VisionLanguageModel, WithImages};
 use trustformers::models::vision::{ImageModel, ImageTextModel, VisionTask};
+use trustformers::models::ForwardOptions;
+use trustformers::tokenizers::chat::Message;
 use trustformers::vision::{AutoImageProcessor, ImageInput};
-use trustformers::{Error, Tensor};
+use trustformers::{check_image_tokens, CausalLM, Error, Tensor, VisionLanguageProcessor};
 
 /// An image as the Python side hands it over.
 enum Image {
@@ -365,4 +370,235 @@ fn text_inputs(
         }
     }
     Ok((ids, mask))
+}
+
+/// A vision-language checkpoint's processor (LLaVA's, BLIP-2's): where images go in a
+/// prompt, and the image processor; read without the weights.
+#[pyclass(
+    name = "VisionLanguageProcessor",
+    module = "trustformers._trustformers",
+    frozen
+)]
+pub struct PyVisionLanguageProcessor {
+    inner: Arc<VisionLanguageProcessor>,
+}
+
+#[pymethods]
+impl PyVisionLanguageProcessor {
+    /// Reads the processor of the vision-language checkpoint at `name`.
+    #[staticmethod]
+    fn from_pretrained(py: Python<'_>, name: String) -> PyResult<Self> {
+        let inner = detach(py, move || {
+            let path = trustformers::resolve_model(Some(&name))?;
+            Ok(VisionLanguageProcessor::from_pretrained(path)?)
+        })?;
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The text that stands for an image in a prompt (`<image>`).
+    #[getter]
+    fn image_token(&self) -> String {
+        self.inner.image_token.clone()
+    }
+
+    /// Its id.
+    #[getter]
+    fn image_token_id(&self) -> u32 {
+        self.inner.layout.image_token_id
+    }
+
+    /// Image tokens per image.
+    #[getter]
+    fn image_seq_length(&self) -> usize {
+        self.inner.layout.per_image
+    }
+
+    /// The ids of a written prompt for `images` images (image tokens expanded or put first).
+    fn encode_prompt(&self, py: Python<'_>, prompt: String, images: usize) -> PyResult<Vec<u32>> {
+        let inner = self.inner.clone();
+        detach(py, move || Ok(inner.encode_prompt(&prompt, images)?))
+    }
+
+    /// The prompt ids of chat `messages` (JSON text) for `images` images.
+    fn prompt_ids(&self, py: Python<'_>, messages: String, images: usize) -> PyResult<Vec<u32>> {
+        let messages: Vec<Message> = serde_json::from_str(&messages).map_err(|e| {
+            invalid(
+                py,
+                format!("messages are {{\"role\", \"content\"}} objects: {e}"),
+            )
+        })?;
+        let inner = self.inner.clone();
+        detach(py, move || Ok(inner.prompt_ids(&messages, images)?))
+    }
+
+    /// `pixel_values` of `images`, as [`PyImageProcessor::preprocess`].
+    fn preprocess<'py>(
+        &self,
+        py: Python<'py>,
+        images: Vec<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+        let images = images
+            .iter()
+            .map(Image::read)
+            .collect::<PyResult<Vec<_>>>()?;
+        let inner = self.inner.clone();
+        detach(py, move || {
+            let rgb = images
+                .iter()
+                .map(Image::load)
+                .collect::<Result<Vec<_>, _>>()?;
+            HostArray::from_tensor(&inner.images.preprocess(&rgb, &trustformers::Device::Cpu)?)
+        })?
+        .into_py(py)
+    }
+}
+
+/// A vision-language model (LLaVA, BLIP-2): a language model that reads images through
+/// image tokens.
+#[pyclass(
+    name = "VisionLanguageModel",
+    module = "trustformers._trustformers",
+    frozen
+)]
+pub struct PyVisionLanguageModel {
+    model: Arc<dyn VisionLanguageModel>,
+    checkpoint: PyCheckpoint,
+}
+
+impl PyVisionLanguageModel {
+    /// The model with `images`' features put in a prompt's image tokens (or the model alone
+    /// without images), as a causal LM for `run`. `ids` are the prompt's.
+    fn with_images<T>(
+        model: &dyn VisionLanguageModel,
+        pixels: Option<(Vec<usize>, Vec<f32>)>,
+        ids: &[u32],
+        run: impl FnOnce(&dyn CausalLM) -> Result<T, Error>,
+    ) -> Result<T, Failure> {
+        let images = pixels.as_ref().map_or(0, |(shape, _)| shape[0]);
+        let token = model.image_token_id().to_string();
+        check_image_tokens(model, &token, ids, images)?;
+        match pixels {
+            None => Ok(run(model)?),
+            Some((shape, data)) => {
+                let features = model.image_features(&tensor(shape, data)?)?;
+                Ok(run(&WithImages::new(model, &features)?)?)
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl PyVisionLanguageModel {
+    /// Loads the vision-language model at `name`.
+    #[staticmethod]
+    #[pyo3(signature = (name, dtype=None))]
+    fn from_pretrained(py: Python<'_>, name: String, dtype: Option<String>) -> PyResult<Self> {
+        detach(py, move || {
+            let opts = load_options(dtype.as_deref())?;
+            let (path, config) = open(&name)?;
+            let model = config.load_vision_language_model(&opts)?;
+            Ok(Self {
+                model: Arc::from(model),
+                checkpoint: PyCheckpoint::new(&path, &config)?,
+            })
+        })
+    }
+
+    #[getter]
+    fn checkpoint(&self) -> PyCheckpoint {
+        self.checkpoint.clone()
+    }
+
+    /// The logits `[1, seq, vocab]` of one prompt (`input_ids` `[1, seq]`) whose image
+    /// tokens take the features of `pixel_values` (`[images, 3, height, width]`).
+    #[pyo3(signature = (input_ids, pixel_values=None))]
+    fn forward<'py>(
+        &self,
+        py: Python<'py>,
+        input_ids: PyReadonlyArray2<'py, i64>,
+        pixel_values: Option<PyReadonlyArray4<'py, f32>>,
+    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+        let vocab = self.model.vocab_size() as u64;
+        let ids = IdArray::read(&input_ids, "input_ids", vocab)
+            .map_err(|e| crate::errors::to_py(py, e))?;
+        if ids.rows != 1 {
+            return Err(invalid(
+                py,
+                "a prompt with images runs one at a time: input_ids must be [1, seq]",
+            ));
+        }
+        let pixels = pixel_values.map(|p| pixel_tensor(py, &p)).transpose()?;
+        let model = self.model.clone();
+        detach(py, move || {
+            let prompt = ids.data.clone();
+            let logits = Self::with_images(&*model, pixels, &prompt, |m| {
+                let device = trustformers::Device::Cpu;
+                let input = ids.tensor(&device)?;
+                let positions = default_positions(1, 0, ids.cols, &device)?;
+                Ok(m.forward_with(
+                    &input,
+                    &positions,
+                    &ForwardOptions::default(),
+                    &mut m.new_cache(),
+                )?
+                .logits)
+            })?;
+            HostArray::from_tensor(&logits)
+        })?
+        .into_py(py)
+    }
+
+    /// Generates after one prompt (its ids, with the image tokens of `pixel_values`' images)
+    /// with the resolved settings `config` (JSON text), as `CausalLM.generate` does.
+    #[pyo3(signature = (prompts, pixel_values, config, on_token=None, stops=None))]
+    fn generate(
+        &self,
+        py: Python<'_>,
+        prompts: Vec<Vec<u32>>,
+        pixel_values: Option<PyReadonlyArray4<'_, f32>>,
+        config: &str,
+        on_token: Option<Py<PyAny>>,
+        stops: Option<Py<PyAny>>,
+    ) -> PyResult<Vec<crate::models::Generated>> {
+        let config = crate::models::generation_config(py, config)?;
+        let [prompt] = prompts.as_slice() else {
+            return Err(invalid(
+                py,
+                "a prompt with images runs one at a time: input_ids must be [1, seq]",
+            ));
+        };
+        let vocab = self.model.vocab_size() as u32;
+        if let Some(bad) = prompt.iter().find(|&&id| id >= vocab) {
+            return Err(invalid(
+                py,
+                format!("input_ids holds {bad}, outside the vocabulary of {vocab} tokens"),
+            ));
+        }
+        let pixels = pixel_values.map(|p| pixel_tensor(py, &p)).transpose()?;
+        let model = self.model.clone();
+        let prompts = prompts.clone();
+        let outputs = detach(py, move || {
+            let mut hook = crate::models::PyHook::default();
+            let result = Self::with_images(&*model, pixels, &prompts[0], |m| {
+                if config.num_beams > 1 {
+                    beam_search_batch(m, &prompts, &config, |tokens| match &stops {
+                        Some(s) => hook.call(Some(s), (tokens.to_vec(),)),
+                        None => hook.call(None, ()).map(|_| false),
+                    })
+                } else {
+                    generate_batch_with(m, &prompts, &config, |row, id| {
+                        hook.call(on_token.as_ref(), (row, id))
+                    })
+                }
+            });
+            match result {
+                Err(Failure::Python(e)) => Err(Failure::Python(e)),
+                Err(Failure::Rust(e)) => hook.finish(Err(e)),
+                Ok(out) => hook.finish(Ok(out)),
+            }
+        })?;
+        crate::models::generated(py, outputs)
+    }
 }

@@ -124,3 +124,38 @@ def test_image_text_to_text_pipeline_matches_transformers():
     assert out == blip["result"]
     with pytest.raises(ValueError, match="no text"):
         pipe(images=str(IMAGES / blip["image"]))
+
+
+def test_vision_language_models_match_transformers():
+    """AutoProcessor and AutoModelForImageTextToText as transformers' LLaVA example uses
+    them: the processor's ids and pixels, the logits, greedy generation."""
+    image = str(IMAGES / "rgb_37x53.png")
+    exp = expected("llava")
+    processor = tf.AutoProcessor.from_pretrained(str(FIXTURES / "llava"))
+    messages = read_json(FIXTURES / "llava" / "pipeline.json")["messages"]
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+    inputs = processor(images=image, text=prompt, return_tensors="np")
+    np.testing.assert_array_equal(inputs["input_ids"], exp["input_ids"])
+    np.testing.assert_allclose(inputs["pixel_values"], exp["pixel_values"], atol=ATOL)
+    model = tf.AutoModelForImageTextToText.from_pretrained(str(FIXTURES / "llava"))
+    np.testing.assert_allclose(model(**inputs).logits, exp["logits"], atol=ATOL)
+    out = model.generate(**inputs, max_new_tokens=10, do_sample=False)
+    np.testing.assert_array_equal(out, exp["generated"])
+    two = model(input_ids=exp["two_images_input_ids"], pixel_values=exp["two_images_pixel_values"])
+    np.testing.assert_allclose(two.logits, exp["two_images_logits"], atol=ATOL)
+    # The image tokens must be those of the images given.
+    with pytest.raises(ValueError, match="image tokens"):
+        model.generate(inputs["input_ids"], max_new_tokens=2)
+    with pytest.raises(ValueError, match="one at a time"):
+        model.generate(np.repeat(inputs["input_ids"], 2, axis=0), pixel_values=inputs["pixel_values"])
+
+    exp = expected("blip2")
+    blip = read_json(FIXTURES / "blip2" / "pipeline.json")
+    processor = tf.AutoProcessor.from_pretrained(str(FIXTURES / "blip2"))
+    inputs = processor(images=[image], text=blip["prompt"])
+    np.testing.assert_array_equal(inputs["input_ids"], exp["input_ids"])
+    model = tf.AutoModelForVision2Seq.from_pretrained(str(FIXTURES / "blip2"))
+    np.testing.assert_allclose(model(**inputs).logits, exp["logits"], atol=ATOL)
+    out = model.generate(**inputs, max_new_tokens=10, do_sample=False)
+    np.testing.assert_array_equal(out, exp["generated"])
+    assert type(tf.AutoProcessor.from_pretrained(str(FIXTURES / "vit_classifier"))).__name__ == "ImageProcessor"

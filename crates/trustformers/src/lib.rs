@@ -48,6 +48,7 @@ pub use trustformers_tokenizers::{self as tokenizers, AutoTokenizer, Tokenizer};
 pub use trustformers_train as train;
 pub use trustformers_vision as image;
 pub use vision::{
-    image_message, AutoImageModel, AutoImageProcessor, AutoImageTextModel,
+    check_image_tokens, image_message, AutoImageModel, AutoImageProcessor, AutoImageTextModel,
     AutoModelForImageClassification, ImageInput, VisionLanguageModelSession,
+    VisionLanguageProcessor,
 };

@@ -7,7 +7,9 @@ use trustformers_core::config::read_json;
 use trustformers_core::{Error, Result, Tensor};
 use trustformers_generate::{generate_text, GenerationConfig, TextOutput};
 use trustformers_models::encoder::heads::id2label;
-use trustformers_models::multimodal::{ImagePlacement, VisionLanguageModel, WithImages};
+use trustformers_models::multimodal::{
+    image_prompt, ImagePlacement, ImagePrompt, VisionLanguageModel, WithImages,
+};
 use trustformers_models::registry::ModelKind;
 use trustformers_models::vision::{ImageModel, ImageTextModel, VisionTask};
 use trustformers_tokenizers::chat::{ChatOptions, Message};
@@ -220,14 +222,7 @@ impl VisionLanguageModelSession {
         let dir = dir.as_ref();
         let model = AutoConfig::from_pretrained(dir)?.load_vision_language_model(opts)?;
         let tokenizer = AutoTokenizer::from_pretrained(dir)?;
-        let image_token = tokenizer
-            .id_to_token(model.image_token_id())
-            .ok_or_else(|| {
-                Error::Tokenizer(format!(
-                    "the image token id {} is not in the vocabulary",
-                    model.image_token_id()
-                ))
-            })?;
+        let image_token = image_token_text(&tokenizer, model.image_token_id())?;
         Ok(Self {
             generation: crate::session::generation_defaults(dir, &tokenizer)?,
             processor: AutoImageProcessor::from_pretrained(dir)?,
@@ -239,53 +234,22 @@ impl VisionLanguageModelSession {
     }
 
     /// The prompt ids of `messages` (whose contents may hold `{"type": "image"}` parts) for
-    /// `images` images, as the model's processor makes them: through the chat template (the
-    /// texts of the messages, joined by spaces, for a tokenizer without one), then the image
-    /// tokens placed by [`Self::encode_prompt`].
+    /// `images` images, as the model's processor makes them
+    /// ([`VisionLanguageProcessor::prompt_ids`]).
     pub fn prompt_ids(&self, messages: &[Message], images: usize) -> Result<Vec<u32>> {
-        let prompt = if self.tokenizer.config().chat_template.is_some() {
-            let opts = ChatOptions {
-                add_generation_prompt: true,
-                ..Default::default()
-            };
-            self.tokenizer.apply_chat_template(messages, &opts)?
-        } else {
-            let text = |m: &Message| -> String {
-                match &m.content {
-                    serde_json::Value::String(s) => s.clone(),
-                    serde_json::Value::Array(parts) => parts
-                        .iter()
-                        .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                    _ => String::new(),
-                }
-            };
-            messages.iter().map(text).collect::<Vec<_>>().join(" ")
-        };
+        let prompt = chat_prompt(&self.tokenizer, messages)?;
         self.encode_prompt(&prompt, images)
     }
 
-    /// Tokenizes a prompt already written, as the processor does: LLaVA's each image token
-    /// (one per image, where the prompt puts it) repeated as many times as an image has
-    /// features, with the tokenizer's special tokens unless the prompt starts with the BOS;
-    /// BLIP-2's image tokens for `images` images before the tokenized prompt.
+    /// Tokenizes a prompt already written, as the processor does
+    /// ([`VisionLanguageProcessor::encode_prompt`]).
     pub fn encode_prompt(&self, prompt: &str, images: usize) -> Result<Vec<u32>> {
-        let per_image = self.model.image_seq_length();
-        match self.model.image_placement() {
-            ImagePlacement::Inline => {
-                let expanded =
-                    prompt.replace(&self.image_token, &self.image_token.repeat(per_image));
-                let bos = self.tokenizer.config().special.bos.as_deref();
-                let special = !bos.is_some_and(|b| expanded.starts_with(b));
-                self.tokenizer.encode_ids(&expanded, special)
-            }
-            ImagePlacement::Prefix => {
-                let mut ids = vec![self.model.image_token_id(); images * per_image];
-                ids.extend(self.tokenizer.encode_ids(prompt, true)?);
-                Ok(ids)
-            }
-        }
+        let layout = ImagePrompt {
+            image_token_id: self.model.image_token_id(),
+            per_image: self.model.image_seq_length(),
+            placement: self.model.image_placement(),
+        };
+        encode_image_prompt(&self.tokenizer, &self.image_token, layout, prompt, images)
     }
 
     /// The features of `images` (decoded and preprocessed as the processor does), for
@@ -342,17 +306,139 @@ impl VisionLanguageModelSession {
 
     /// Refuses a prompt whose image tokens are not those of `images` images.
     fn check_image_tokens(&self, ids: &[u32], images: usize) -> Result<()> {
-        let image_id = self.model.image_token_id();
-        let blocks = ids.iter().filter(|&&t| t == image_id).count();
-        if blocks != images * self.model.image_seq_length() {
-            return Err(Error::InvalidInput(format!(
-                "the prompt has {blocks} image tokens for {images} images ({} tokens each): \
-                 give the images the prompt was made for (one `{}` per image)",
-                self.model.image_seq_length(),
-                self.image_token
-            )));
+        check_image_tokens(self.model.as_ref(), &self.image_token, ids, images)
+    }
+}
+
+/// Refuses a prompt for `model` whose image tokens are not those of `images` images, naming
+/// the image token's text.
+pub fn check_image_tokens(
+    model: &dyn VisionLanguageModel,
+    image_token: &str,
+    ids: &[u32],
+    images: usize,
+) -> Result<()> {
+    let image_id = model.image_token_id();
+    let blocks = ids.iter().filter(|&&t| t == image_id).count();
+    if blocks != images * model.image_seq_length() {
+        return Err(Error::InvalidInput(format!(
+            "the prompt has {blocks} image tokens for {images} images ({} tokens each): \
+             give the images the prompt was made for (one `{image_token}` per image)",
+            model.image_seq_length(),
+        )));
+    }
+    Ok(())
+}
+
+/// A chat's prompt text: through the tokenizer's chat template with the generation prompt,
+/// or the texts of the messages joined by spaces for a tokenizer without one.
+fn chat_prompt(tokenizer: &Tokenizer, messages: &[Message]) -> Result<String> {
+    if tokenizer.config().chat_template.is_some() {
+        let opts = ChatOptions {
+            add_generation_prompt: true,
+            ..Default::default()
+        };
+        return tokenizer.apply_chat_template(messages, &opts);
+    }
+    let text = |m: &Message| -> String {
+        match &m.content {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(parts) => parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => String::new(),
         }
-        Ok(())
+    };
+    Ok(messages.iter().map(text).collect::<Vec<_>>().join(" "))
+}
+
+/// Tokenizes a written prompt as a vision-language processor does: LLaVA's each image token
+/// (one per image, where the prompt puts it) repeated as many times as an image has
+/// features, with the tokenizer's special tokens unless the prompt starts with the BOS;
+/// BLIP-2's image tokens for `images` images before the tokenized prompt.
+fn encode_image_prompt(
+    tokenizer: &Tokenizer,
+    image_token: &str,
+    layout: ImagePrompt,
+    prompt: &str,
+    images: usize,
+) -> Result<Vec<u32>> {
+    match layout.placement {
+        ImagePlacement::Inline => {
+            let expanded = prompt.replace(image_token, &image_token.repeat(layout.per_image));
+            let bos = tokenizer.config().special.bos.as_deref();
+            let special = !bos.is_some_and(|b| expanded.starts_with(b));
+            tokenizer.encode_ids(&expanded, special)
+        }
+        ImagePlacement::Prefix => {
+            let mut ids = vec![layout.image_token_id; images * layout.per_image];
+            ids.extend(tokenizer.encode_ids(prompt, true)?);
+            Ok(ids)
+        }
+    }
+}
+
+/// The text of the image token `id` in `tokenizer`'s vocabulary.
+fn image_token_text(tokenizer: &Tokenizer, id: u32) -> Result<String> {
+    tokenizer.id_to_token(id).ok_or_else(|| {
+        Error::Tokenizer(format!("the image token id {id} is not in the vocabulary"))
+    })
+}
+
+/// transformers' `AutoProcessor` of a vision-language checkpoint (`LlavaProcessor`,
+/// `Blip2Processor`): the tokenizer, the image processor and where images go in a prompt,
+/// read without loading the weights.
+pub struct VisionLanguageProcessor {
+    pub tokenizer: Tokenizer,
+    pub images: ImageProcessor,
+    /// The text that stands for an image in a prompt (`<image>`).
+    pub image_token: String,
+    pub layout: ImagePrompt,
+}
+
+impl VisionLanguageProcessor {
+    /// Reads a vision-language checkpoint directory's config.json, tokenizer and image
+    /// processor.
+    pub fn from_pretrained(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        let config = AutoConfig::from_pretrained(dir)?;
+        if config.kind() != ModelKind::Multimodal {
+            return Err(config
+                .architecture
+                .wrong_kind("a vision-language model (LLaVA, BLIP-2)"));
+        }
+        let layout = image_prompt(config.architecture.model_type, &config.json)?;
+        let tokenizer = AutoTokenizer::from_pretrained(dir)?;
+        Ok(Self {
+            image_token: image_token_text(&tokenizer, layout.image_token_id)?,
+            images: AutoImageProcessor::from_pretrained(dir)?,
+            tokenizer,
+            layout,
+        })
+    }
+
+    /// The prompt ids of `messages` (whose contents may hold `{"type": "image"}` parts) for
+    /// `images` images: through the chat template (the texts of the messages, joined by
+    /// spaces, for a tokenizer without one), then the image tokens placed as
+    /// [`Self::encode_prompt`] places them.
+    pub fn prompt_ids(&self, messages: &[Message], images: usize) -> Result<Vec<u32>> {
+        self.encode_prompt(&chat_prompt(&self.tokenizer, messages)?, images)
+    }
+
+    /// Tokenizes a prompt already written, as the processor does: LLaVA's each image token
+    /// (one per image, where the prompt puts it) repeated as many times as an image has
+    /// features, with the tokenizer's special tokens unless the prompt starts with the BOS;
+    /// BLIP-2's image tokens for `images` images before the tokenized prompt.
+    pub fn encode_prompt(&self, prompt: &str, images: usize) -> Result<Vec<u32>> {
+        encode_image_prompt(
+            &self.tokenizer,
+            &self.image_token,
+            self.layout,
+            prompt,
+            images,
+        )
     }
 }
 

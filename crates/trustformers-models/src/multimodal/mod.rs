@@ -159,6 +159,43 @@ pub enum ImagePlacement {
     Prefix,
 }
 
+/// How a vision-language checkpoint's prompts hold images: what its processor needs, read
+/// from config.json without the weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImagePrompt {
+    pub image_token_id: u32,
+    /// Image tokens per image.
+    pub per_image: usize,
+    pub placement: ImagePlacement,
+}
+
+/// The [`ImagePrompt`] of a vision-language checkpoint (`model_type` `llava` or `blip-2`),
+/// the same its model reports once loaded.
+pub fn image_prompt(model_type: &str, config: &Value) -> Result<ImagePrompt> {
+    match model_type {
+        "llava" => {
+            let spec = llava::LlavaSpec::from_config(config)?;
+            Ok(ImagePrompt {
+                image_token_id: spec.image_token_id,
+                per_image: spec.image_seq_length(),
+                placement: ImagePlacement::Inline,
+            })
+        }
+        "blip-2" => {
+            let spec = blip2::Blip2Spec::from_config(config)?;
+            Ok(ImagePrompt {
+                image_token_id: spec.image_token_id,
+                per_image: spec.num_query_tokens,
+                placement: ImagePlacement::Prefix,
+            })
+        }
+        other => Err(Error::config(
+            "model_type",
+            format!("{other:?} is not a vision-language model (LLaVA, BLIP-2)"),
+        )),
+    }
+}
+
 /// A language model that reads images through image tokens.
 pub trait VisionLanguageModel: CausalLM {
     /// The projected features of each image: `[images, image tokens, hidden]`.

@@ -41,7 +41,10 @@ from .tokenization import AutoTokenizer, BatchEncoding, PreTrainedTokenizer
 from .vision import (
     AutoImageProcessor,
     AutoModelForImageClassification,
+    AutoModelForImageTextToText,
+    AutoModelForVision2Seq,
     AutoModelForZeroShotImageClassification,
+    AutoProcessor,
 )
 
 __all__ = [
@@ -62,6 +65,9 @@ __all__ = [
     "AutoImageProcessor",
     "AutoModelForImageClassification",
     "AutoModelForZeroShotImageClassification",
+    "AutoModelForImageTextToText",
+    "AutoModelForVision2Seq",
+    "AutoProcessor",
     "PreTrainedModel",
     "PretrainedConfig",
     "ModelOutput",

@@ -18,7 +18,8 @@ import numpy as np
 from . import _trustformers
 from ._utils import as_ids, check_path, to_numpy
 from .exceptions import InvalidArgument
-from .modeling import ModelOutput, PretrainedConfig, PreTrainedModel, _load_kwargs, _output
+from .generation import GenerationConfig
+from .modeling import CausalLMModel, ModelOutput, PretrainedConfig, PreTrainedModel, _configs, _load_kwargs, _output
 
 
 def _image(item: Any) -> Any:
@@ -241,7 +242,164 @@ class AutoModelForZeroShotImageClassification:
         return model
 
 
+class VisionLanguageProcessor:
+    """transformers' ``LlavaProcessor`` / ``Blip2Processor``: the tokenizer and image
+    processor of a vision-language checkpoint, and where images go in a prompt. Calling it
+    on ``images`` and ``text`` (a prompt holding one image token per image for LLaVA, a plain
+    prompt for BLIP-2) gives ``input_ids``, ``attention_mask`` and ``pixel_values``."""
+
+    def __init__(self, inner: "_trustformers.VisionLanguageProcessor", name_or_path: str):
+        from .tokenization import AutoTokenizer
+
+        self._processor = inner
+        self.name_or_path = name_or_path
+        self.tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        self.image_token = inner.image_token
+        self.image_token_id = inner.image_token_id
+        self.image_seq_length = inner.image_seq_length
+
+    def __call__(self, images: Any = None, text: Any = None, return_tensors: Optional[str] = None, **kwargs: Any) -> ModelOutput:
+        for ignored in ("padding", "truncation"):
+            kwargs.pop(ignored, None)
+        if kwargs:
+            raise InvalidArgument(f"unknown processor arguments {sorted(kwargs)}")
+        if text is None:
+            raise InvalidArgument("text is required (a prompt; see apply_chat_template for chat messages)")
+        if isinstance(text, (list, tuple)):
+            if len(text) != 1:
+                raise InvalidArgument("one prompt at a time: text is a string or a list of one")
+            text = text[0]
+        if not isinstance(text, str):
+            raise InvalidArgument("text must be a string")
+        given = [] if images is None else (list(images) if isinstance(images, (list, tuple)) else [images])
+        ids = self._processor.encode_prompt(text, len(given))
+        fields: Dict[str, Any] = {
+            "input_ids": np.array([ids], dtype=np.int64),
+            "attention_mask": np.ones((1, len(ids)), dtype=np.int64),
+        }
+        if given:
+            fields["pixel_values"] = self._processor.preprocess([_image(i) for i in given])
+        if return_tensors == "pt":
+            import torch
+
+            fields = {k: torch.from_numpy(v) for k, v in fields.items()}
+        elif return_tensors not in (None, "np"):
+            raise InvalidArgument(f"return_tensors is None, 'np' or 'pt', got {return_tensors!r}")
+        return _output("BatchFeature", fields)
+
+    def apply_chat_template(self, conversation: Any, add_generation_prompt: bool = False, tokenize: bool = False, **kwargs: Any) -> Any:
+        """The chat template of the tokenizer (the prompt to call the processor on)."""
+        return self.tokenizer.apply_chat_template(
+            conversation, add_generation_prompt=add_generation_prompt, tokenize=tokenize, **kwargs
+        )
+
+    def decode(self, *args: Any, **kwargs: Any) -> str:
+        return self.tokenizer.decode(*args, **kwargs)
+
+    def batch_decode(self, *args: Any, **kwargs: Any) -> List[str]:
+        return self.tokenizer.batch_decode(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"VisionLanguageProcessor(name_or_path={self.name_or_path!r})"
+
+
+class AutoProcessor:
+    """Loads a checkpoint's processor: a vision-language checkpoint's (tokenizer, image
+    processor and image tokens), an image checkpoint's image processor, else its tokenizer."""
+
+    def __init__(self) -> None:
+        raise InvalidArgument("use AutoProcessor.from_pretrained(name_or_path)")
+
+    @staticmethod
+    def from_pretrained(pretrained_model_name_or_path: Union[str, "os.PathLike[str]"], **kwargs: Any) -> Any:
+        name = check_path(pretrained_model_name_or_path)
+        for ignored in ("use_fast", "trust_remote_code", "local_files_only"):
+            kwargs.pop(ignored, None)
+        if kwargs:
+            raise InvalidArgument(f"AutoProcessor.from_pretrained: unknown arguments {sorted(kwargs)}")
+        kind, _config, _path = _trustformers.inspect(name)
+        if kind == "multimodal":
+            return VisionLanguageProcessor(_trustformers.VisionLanguageProcessor.from_pretrained(name), name)
+        if kind == "vision":
+            return AutoImageProcessor.from_pretrained(name)
+        from .tokenization import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(name)
+
+
+class _WithImages:
+    """A vision-language model bound to one prompt's images, as ``CausalLMModel.generate``
+    calls its engine."""
+
+    def __init__(self, model: "_trustformers.VisionLanguageModel", pixels: Optional[np.ndarray]):
+        self._model = model
+        self._pixels = pixels
+
+    def generate(self, prompts: List[List[int]], config: str, on_token: Any = None, stops: Any = None) -> Any:
+        return self._model.generate(prompts, self._pixels, config, on_token, stops)
+
+
+class VisionLanguageModel(PreTrainedModel):
+    """A vision-language model (``AutoModelForImageTextToText``: LLaVA, BLIP-2): logits of a
+    prompt whose image tokens take the images' features, and ``generate``."""
+
+    def __init__(self, inner: "_trustformers.VisionLanguageModel", name_or_path: str):
+        self._vlm = inner
+        self._base = False
+        self.name_or_path = name_or_path
+        self.config, self.generation_config = _configs(inner.checkpoint)
+
+    def forward(self, input_ids: Any = None, pixel_values: Any = None, attention_mask: Any = None, **kwargs: Any) -> ModelOutput:
+        """``logits`` ``[1, seq, vocab]`` for one prompt and its images."""
+        _no_extra(kwargs, "input_ids, pixel_values, attention_mask")
+        if input_ids is None:
+            raise InvalidArgument("input_ids is required")
+        ids = as_ids(input_ids, "input_ids")
+        if attention_mask is not None and not (as_ids(attention_mask, "attention_mask") == 1).all():
+            raise InvalidArgument("a prompt with images runs alone: attention_mask must be all ones")
+        pixels = None if pixel_values is None else _pixels(pixel_values)
+        return _output("CausalLMOutputWithPast", {"logits": self._vlm.forward(ids, pixels)})
+
+    def generate(self, input_ids: Any = None, pixel_values: Any = None, attention_mask: Any = None,
+                 generation_config: Optional[GenerationConfig] = None, **kwargs: Any) -> Any:
+        """transformers' ``generate()`` for one prompt with its images: the ids, prompt
+        included; every GenerationConfig field as a keyword, as for causal LMs."""
+        pixels = None if pixel_values is None else _pixels(pixel_values)
+        proxy = _Generating(_WithImages(self._vlm, pixels), self.generation_config)
+        return CausalLMModel.generate(proxy, input_ids, attention_mask, generation_config, **kwargs)  # type: ignore[arg-type]
+
+
+class _Generating:
+    """What ``CausalLMModel.generate`` reads of a model."""
+
+    def __init__(self, engine: _WithImages, generation_config: GenerationConfig):
+        self._model = engine
+        self._base = False
+        self.generation_config = generation_config
+
+
+class AutoModelForImageTextToText:
+    """Loads a vision-language model (LLaVA, BLIP-2)."""
+
+    def __init__(self) -> None:
+        raise InvalidArgument("use AutoModelForImageTextToText.from_pretrained(name_or_path)")
+
+    @staticmethod
+    def from_pretrained(pretrained_model_name_or_path: Union[str, "os.PathLike[str]"], **kwargs: Any) -> VisionLanguageModel:
+        name = check_path(pretrained_model_name_or_path)
+        dtype = _load_kwargs(kwargs, "AutoModelForImageTextToText")
+        return VisionLanguageModel(_trustformers.VisionLanguageModel.from_pretrained(name, dtype), name)
+
+
+AutoModelForVision2Seq = AutoModelForImageTextToText
+
+
 __all__ = [
+    "AutoProcessor",
+    "AutoModelForImageTextToText",
+    "AutoModelForVision2Seq",
+    "VisionLanguageModel",
+    "VisionLanguageProcessor",
     "AutoImageProcessor",
     "AutoModelForImageClassification",
     "AutoModelForZeroShotImageClassification",
