@@ -443,3 +443,35 @@ fn clip_text_model() {
         .to_string();
     assert!(err.contains("no vision tower"), "{err}");
 }
+
+/// The processor read without the weights places images as the loaded model does: the same
+/// prompt ids as transformers' processor for LLaVA's chat and BLIP-2's prompt.
+#[test]
+fn vision_language_processor_matches_transformers_without_the_weights() {
+    use trustformers::{image_message, VisionLanguageProcessor};
+    let llava = VisionLanguageProcessor::from_pretrained(fixture("llava")).unwrap();
+    let want = expected("llava");
+    let ids = llava
+        .prompt_ids(&[image_message(1, "what is this ?")], 1)
+        .unwrap();
+    let want_ids: Vec<i64> = want["input_ids"].get(0).unwrap().to_vec1().unwrap();
+    assert_eq!(
+        ids.iter().map(|&i| i64::from(i)).collect::<Vec<_>>(),
+        want_ids
+    );
+    assert_eq!(llava.image_token, "<image>");
+    let blip = VisionLanguageProcessor::from_pretrained(fixture("blip2")).unwrap();
+    let want = expected("blip2");
+    let ids = blip.encode_prompt("what is this ? red", 1).unwrap();
+    let want_ids: Vec<i64> = want["input_ids"].get(0).unwrap().to_vec1().unwrap();
+    assert_eq!(
+        ids.iter().map(|&i| i64::from(i)).collect::<Vec<_>>(),
+        want_ids
+    );
+    // Not a vision-language checkpoint: said so.
+    let err = VisionLanguageProcessor::from_pretrained(fixture("vit_base"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("vision-language"), "{err}");
+}
