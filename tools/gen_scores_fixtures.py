@@ -16,6 +16,7 @@ the tiny fixtures -> tests/fixtures/generation/scores.json.
                   scores, and beam search).
   beam batch:     beam search over two prompts whose searches end after different numbers
                   of steps, with scores, logits and beam indices.
+  guidance:       classifier-free guidance (guidance_scale) on left-padded prompts.
   hidden states:  output_hidden_states on two unpadded prompts of the llama fixture.
   stop strings:   beam search of the llama fixture with a small BPE tokenizer made here
                   (generation/stop_tokenizer; transformers' StopStringCriteria cannot read the
@@ -185,6 +186,22 @@ def hidden_case():
     }
 
 
+def guidance_case():
+    """Classifier-free guidance (guidance_scale, no negative prompt) on left-padded prompts."""
+    model = AutoModelForCausalLM.from_pretrained(FIXTURES / "llama", attn_implementation="eager",
+                                                 dtype=torch.float32).eval()
+    g = torch.Generator().manual_seed(17)
+    prompt = torch.randint(3, model.config.vocab_size, (7,), generator=g).tolist()
+    prompts = [prompt, prompt[3:]]
+    width = max(map(len, prompts))
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    settings = {"max_new_tokens": 5, "pad_token_id": 0, "eos_token_id": None, "guidance_scale": 1.7}
+    out = model.generate(ids, attention_mask=mask, do_sample=False, return_dict_in_generate=True,
+                         output_scores=True, output_logits=True, **settings)
+    return {"prompts": prompts, "settings": settings, "new": out.sequences[:, width:].tolist(), **steps(out)}
+
+
 def beam_batch_case():
     """Beam search over two prompts of one length whose searches end after different
     numbers of steps: transformers goes on scoring the beams of the one that ended."""
@@ -258,10 +275,11 @@ def main():
         encoder_decoder_only, encoder_t5 = encoder_cases()
         hidden = hidden_case()
         beam_batch = beam_batch_case()
+        guidance = guidance_case()
         result = {"llama_greedy": greedy, "llama_beam": beam, "t5_greedy": t5_case(),
                   "stop_strings_beam": stop_beam, "llama_encoder": encoder_decoder_only,
                   "t5_encoder": encoder_t5, "llama_hidden": hidden,
-                  "llama_beam_batch": beam_batch}
+                  "llama_beam_batch": beam_batch, "llama_guidance": guidance}
     OUT.write_text(json.dumps(result))
     print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
 

@@ -174,6 +174,12 @@ pub(crate) fn beam_search_of(
     min_steps: usize,
 ) -> Result<Vec<TokenOutput>> {
     let max_length = check_prompts(model, &[prompt], config)?;
+    if config.guidance().is_some() {
+        return Err(trustformers_core::Error::config(
+            "guidance_scale",
+            "classifier-free guidance is applied in greedy search and sampling, not beam search",
+        ));
+    }
     if config.output_hidden_states {
         return Err(trustformers_core::Error::config(
             "output_hidden_states",

@@ -81,6 +81,11 @@ pub struct GenerationConfig {
     /// No n-gram of this size from the source (a decoder's prompt) is repeated
     /// (`encoder_no_repeat_ngram_size`; 0 is off).
     pub encoder_no_repeat_ngram_size: usize,
+    /// Classifier-free guidance (`guidance_scale`; off at 1): each step's log-probabilities
+    /// become `scale * (conditional - unconditional) + unconditional`, the unconditional
+    /// ones from the model run on the prompt's last token alone, as transformers'
+    /// `UnbatchedClassifierFreeGuidanceLogitsProcessor` does without a negative prompt.
+    pub guidance_scale: Option<f32>,
     /// Tokens never generated (`suppress_tokens`).
     pub suppress_tokens: Vec<u32>,
     /// Tokens not generated first (`begin_suppress_tokens`).
@@ -145,6 +150,7 @@ impl Default for GenerationConfig {
             num_return_sequences: 1,
             pad_token_id: None,
             top_logprobs: None,
+            guidance_scale: None,
             encoder_repetition_penalty: 1.0,
             encoder_no_repeat_ngram_size: 0,
             suppress_tokens: Vec::new(),
@@ -337,6 +343,9 @@ impl GenerationConfig {
         if let Some(v) = f("decoder_start_token_id") {
             self.decoder_start_token_id = ids(v, "decoder_start_token_id")?.first().copied();
         }
+        if let Some(x) = num("guidance_scale")? {
+            self.guidance_scale = Some(x as f32);
+        }
         if let Some(x) = num("encoder_repetition_penalty")? {
             self.encoder_repetition_penalty = x as f32;
         }
@@ -387,6 +396,11 @@ impl GenerationConfig {
                 flag("output_hidden_states").unwrap_or(self.output_hidden_states);
         }
         self.validate()
+    }
+
+    /// The classifier-free guidance scale when guidance is on (set and not 1).
+    pub fn guidance(&self) -> Option<f32> {
+        self.guidance_scale.filter(|&g| g != 1.0)
     }
 
     /// Whether the outputs keep per-step records ([`StepScores`](crate::StepScores)).
@@ -470,6 +484,14 @@ impl GenerationConfig {
         ] {
             if !(0.0..1.0).contains(&x) {
                 return bad(field, format!("must be in [0, 1) (0 is off), got {x}"));
+            }
+        }
+        if let Some(g) = self.guidance_scale {
+            if !g.is_finite() {
+                return bad(
+                    "guidance_scale",
+                    format!("must be a finite number, got {g}"),
+                );
             }
         }
         if let Some(h) = self.top_h {

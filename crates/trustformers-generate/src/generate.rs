@@ -123,16 +123,36 @@ pub(crate) fn next_token(
     config: &GenerationConfig,
     ctx: Context<'_>,
     logits: &[f32],
+    unconditional: Option<&[f32]>,
     rng: &mut StdRng,
 ) -> (u32, Option<TokenLogprob>, Vec<f32>) {
-    let mut scores = logits.to_vec();
-    processors.process(&ctx, &mut scores);
+    let scores = processed(processors, config, ctx, logits, unconditional);
     let next = select(&scores, config.do_sample, rng);
     (
         next,
         config.top_logprobs.map(|n| logprob_of(logits, next, n)),
         scores,
     )
+}
+
+/// A row's scores after classifier-free guidance (with the unconditional logits) and the
+/// processors.
+fn processed(
+    processors: &LogitsProcessorList,
+    config: &GenerationConfig,
+    ctx: Context<'_>,
+    logits: &[f32],
+    unconditional: Option<&[f32]>,
+) -> Vec<f32> {
+    let mut scores = match (config.guidance(), unconditional) {
+        (Some(scale), Some(u)) => {
+            let (c, u) = (log_softmax(logits), log_softmax(u));
+            c.iter().zip(&u).map(|(c, u)| scale * (c - u) + u).collect()
+        }
+        _ => logits.to_vec(),
+    };
+    processors.process(&ctx, &mut scores);
+    scores
 }
 
 /// The chosen token's log-probability and the `n` most likely tokens.
@@ -274,6 +294,11 @@ pub(crate) fn sample_rows(
         &device,
     )?
     .reshape((batch, width))?;
+    // Classifier-free guidance: the model again, from each row's last prompt token alone.
+    let mut unconditional = config
+        .guidance()
+        .map(|_| -> Result<_> { Ok((model.new_cache(), input.narrow(1, width - 1, 1)?)) })
+        .transpose()?;
     let start = Instant::now();
     let mut prefill = Duration::ZERO;
     let deadline = config
@@ -303,6 +328,19 @@ pub(crate) fn sample_rows(
             ));
         }
         let last: Vec<Vec<f32>> = logits.squeeze(1)?.to_vec2()?;
+        let uncond: Option<Vec<Vec<f32>>> = match &mut unconditional {
+            Some((cache, input)) => {
+                let past = cache.seq_len();
+                let opts = ForwardOptions {
+                    logits_to_keep: Some(1),
+                    ..ForwardOptions::default()
+                };
+                let positions = default_positions(batch, past, 1, &device)?;
+                let out = model.forward_with(input, &positions, &opts, cache)?;
+                Some(out.logits.squeeze(1)?.to_vec2()?)
+            }
+            None => None,
+        };
         if past == 0 {
             prefill = start.elapsed();
         }
@@ -327,18 +365,19 @@ pub(crate) fn sample_rows(
                     None => &row.ids[..width],
                 },
             };
+            let u = uncond.as_ref().map(|u| u[r].as_slice());
             if row.finished.is_some() {
                 // transformers runs the processors over finished rows too.
                 if keep_steps {
-                    let mut scores = logits.clone();
-                    processors.process(&ctx, &mut scores);
+                    let scores = processed(&processors, config, ctx, &logits, u);
                     row.steps.record(config, &scores, &logits);
                 }
                 row.ids.push(pad);
                 row.mask.push(1);
                 continue;
             }
-            let (next, logprob, scores) = next_token(&processors, config, ctx, &logits, &mut rng);
+            let (next, logprob, scores) =
+                next_token(&processors, config, ctx, &logits, u, &mut rng);
             if keep_steps {
                 row.steps.record(config, &scores, &logits);
             }
@@ -366,6 +405,9 @@ pub(crate) fn sample_rows(
             .map(|r| r.ids.last().copied().unwrap_or(pad))
             .collect();
         input = Tensor::from_vec(next, (batch, 1), &device)?;
+        if let Some((_, u)) = &mut unconditional {
+            *u = input.clone();
+        }
     }
     let total = start.elapsed();
     Ok(rows

@@ -149,6 +149,12 @@ pub fn generate_seq2seq_with(
     mut stops: impl FnMut(&[u32]) -> Result<bool>,
 ) -> Result<Vec<TokenOutput>> {
     config.validate()?;
+    if config.guidance().is_some() {
+        return Err(Error::config(
+            "guidance_scale",
+            "classifier-free guidance is not applied to encoder-decoders",
+        ));
+    }
     if config.output_hidden_states {
         return Err(Error::config(
             "output_hidden_states",

@@ -59,6 +59,12 @@ impl Sequence {
             ));
         }
         let max_length = check_prompts(model, &[prompt], config)?;
+        if config.guidance().is_some() {
+            return Err(Error::config(
+                "guidance_scale",
+                "classifier-free guidance runs in generate_batch, not stepwise",
+            ));
+        }
         Ok(Self {
             ids: prompt.to_vec(),
             prompt_len: prompt.len(),
@@ -165,8 +171,14 @@ impl Sequence {
             padding: 0,
             source: &self.ids[..self.prompt_len],
         };
-        let (next, logprob, _) =
-            next_token(&self.processors, &self.config, ctx, &logits, &mut self.rng);
+        let (next, logprob, _) = next_token(
+            &self.processors,
+            &self.config,
+            ctx,
+            &logits,
+            None,
+            &mut self.rng,
+        );
         self.ids.push(next);
         if self.config.eos_token_id.contains(&next) {
             self.finished = Some(FinishReason::Eos);

@@ -376,3 +376,30 @@ fn beam_search_batches_line_up_their_steps_as_transformers() {
     assert_steps("scores", &join(&a.scores, &b.scores), &case["scores"]);
     assert_steps("logits", &join(&a.logits, &b.logits), &case["logits"]);
 }
+
+#[test]
+fn classifier_free_guidance_matches_transformers() {
+    let case = case("llama_guidance");
+    let prompts: Vec<Vec<u32>> = case["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(ids)
+        .collect();
+    let config = config(&case);
+    assert_eq!(config.guidance(), Some(1.7));
+    let m = llama();
+    let out = generate_batch(&m, &prompts, &config).unwrap();
+    assert_ids(&out, &case["new"]);
+    let steps = stacked(&out);
+    assert_steps("scores", &steps.scores, &case["scores"]);
+    assert_steps("logits", &steps.logits, &case["logits"]);
+    let beams = GenerationConfig {
+        num_beams: 2,
+        ..config
+    };
+    let err = beam_search(&m, &prompts[0], &beams)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("guidance_scale"), "{err}");
+}

@@ -258,3 +258,14 @@ def test_beam_search_batches_line_up_their_steps_as_transformers():
     np.testing.assert_array_equal(out.beam_indices, case["beam_indices"])
     assert_steps(out.scores, case["scores"])
     assert_steps(out.logits, case["logits"])
+
+
+def test_classifier_free_guidance_matches_transformers():
+    case = SCORES["llama_guidance"]
+    model = tf.AutoModelForCausalLM.from_pretrained(str(FIXTURES / "llama"))
+    ids, mask = left_padded(case["prompts"])
+    out = model.generate(ids, attention_mask=mask, return_dict_in_generate=True, output_scores=True,
+                         output_logits=True, **case["settings"])
+    np.testing.assert_array_equal(out.sequences[:, ids.shape[1] :], case["new"])
+    assert_steps(out.scores, case["scores"])
+    assert_steps(out.logits, case["logits"])

@@ -49,6 +49,7 @@ _DEFAULTS: Dict[str, Any] = {
     "output_logits": False,
     "output_hidden_states": False,
     "output_attentions": False,
+    "guidance_scale": None,
     "encoder_repetition_penalty": 1.0,
     "encoder_no_repeat_ngram_size": 0,
     "suppress_tokens": None,
@@ -71,7 +72,6 @@ _DEFAULTS: Dict[str, Any] = {
 # their neutral value.
 _UNSUPPORTED = {
     "token_healing": (None, False),
-    "guidance_scale": (None, 1.0),
     "watermarking_config": (None,),
     "penalty_alpha": (None,),
     "dola_layers": (None,),

@@ -219,6 +219,11 @@ class CausalLMModel(PreTrainedModel):
         if input_ids is None:
             raise InvalidArgument("input_ids is required (this model has no default prompt)")
         tokenizer = kwargs.pop("tokenizer", None)
+        for name in ("negative_prompt_ids", "negative_prompt_attention_mask"):
+            if kwargs.pop(name, None) is not None:
+                raise InvalidArgument(
+                    f"`{name}` is not supported: guidance_scale guides against the prompt's last token alone"
+                )
         config = _merged_config(self.generation_config, generation_config, kwargs)
         ids = as_ids(input_ids, "input_ids")
         if attention_mask is None:
@@ -439,6 +444,7 @@ _RUST_FIELDS = (
     "seed",
     "frequency_penalty",
     "presence_penalty",
+    "guidance_scale",
     "encoder_repetition_penalty",
     "encoder_no_repeat_ngram_size",
     "suppress_tokens",
