@@ -86,6 +86,12 @@ pub struct GenerationConfig {
     /// ones from the model run on the prompt's last token alone, as transformers'
     /// `UnbatchedClassifierFreeGuidanceLogitsProcessor` does without a negative prompt.
     pub guidance_scale: Option<f32>,
+    /// Prompt lookup decoding with this many guessed tokens per pass
+    /// (`prompt_lookup_num_tokens`; greedy search only): the same ids, fewer passes when the
+    /// output quotes the input.
+    pub prompt_lookup_num_tokens: Option<usize>,
+    /// The longest n-gram prompt lookup matches (`max_matching_ngram_size`; 2 when unset).
+    pub max_matching_ngram_size: Option<usize>,
     /// Tokens never generated (`suppress_tokens`).
     pub suppress_tokens: Vec<u32>,
     /// Tokens not generated first (`begin_suppress_tokens`).
@@ -151,6 +157,8 @@ impl Default for GenerationConfig {
             pad_token_id: None,
             top_logprobs: None,
             guidance_scale: None,
+            prompt_lookup_num_tokens: None,
+            max_matching_ngram_size: None,
             encoder_repetition_penalty: 1.0,
             encoder_no_repeat_ngram_size: 0,
             suppress_tokens: Vec::new(),
@@ -343,6 +351,12 @@ impl GenerationConfig {
         if let Some(v) = f("decoder_start_token_id") {
             self.decoder_start_token_id = ids(v, "decoder_start_token_id")?.first().copied();
         }
+        if let Some(x) = num("prompt_lookup_num_tokens")? {
+            self.prompt_lookup_num_tokens = Some(x as usize);
+        }
+        if let Some(x) = num("max_matching_ngram_size")? {
+            self.max_matching_ngram_size = Some(x as usize);
+        }
         if let Some(x) = num("guidance_scale")? {
             self.guidance_scale = Some(x as f32);
         }
@@ -396,6 +410,11 @@ impl GenerationConfig {
                 flag("output_hidden_states").unwrap_or(self.output_hidden_states);
         }
         self.validate()
+    }
+
+    /// Whether prompt lookup decoding is on (`prompt_lookup_num_tokens` above 0).
+    pub fn prompt_lookup(&self) -> bool {
+        self.prompt_lookup_num_tokens.is_some_and(|n| n > 0)
     }
 
     /// The classifier-free guidance scale when guidance is on (set and not 1).
@@ -485,6 +504,9 @@ impl GenerationConfig {
             if !(0.0..1.0).contains(&x) {
                 return bad(field, format!("must be in [0, 1) (0 is off), got {x}"));
             }
+        }
+        if self.max_matching_ngram_size == Some(0) {
+            return bad("max_matching_ngram_size", "must be at least 1".into());
         }
         if let Some(g) = self.guidance_scale {
             if !g.is_finite() {

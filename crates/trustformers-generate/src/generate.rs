@@ -4,6 +4,7 @@
 
 use crate::beam::beam_search_batch;
 use crate::config::GenerationConfig;
+use crate::lookup::prompt_lookup;
 use crate::processors::{softmax, Context, LogitsProcessorList};
 use crate::step::TextStream;
 use candle_core::Tensor;
@@ -137,7 +138,7 @@ pub(crate) fn next_token(
 
 /// A row's scores after classifier-free guidance (with the unconditional logits) and the
 /// processors.
-fn processed(
+pub(crate) fn processed(
     processors: &LogitsProcessorList,
     config: &GenerationConfig,
     ctx: Context<'_>,
@@ -445,6 +446,9 @@ pub fn generate_ids(
             "a streamed generation returns one sequence; use generate_batch",
         ));
     }
+    if config.prompt_lookup() {
+        return prompt_lookup(model, prompt, config, on_token);
+    }
     let mut out = sample_rows(model, &[prompt], None, config, |_, id| on_token(id))?;
     out.pop()
         .ok_or_else(|| Error::InvalidInput("no sequence was generated".into()))
@@ -473,7 +477,22 @@ pub fn generate_batch_with(
     on_token: impl FnMut(usize, u32) -> Result<bool>,
 ) -> Result<Vec<TokenOutput>> {
     if config.num_beams > 1 {
+        if config.prompt_lookup() {
+            return Err(Error::config(
+                "prompt_lookup_num_tokens",
+                "prompt lookup runs greedy search, not beam search",
+            ));
+        }
         return beam_search_batch(model, prompts, config, |_| Ok(false));
+    }
+    if config.prompt_lookup() {
+        // One prompt at a time, as transformers' assisted generation takes them.
+        let mut on_token = on_token;
+        return prompts
+            .iter()
+            .enumerate()
+            .map(|(row, p)| prompt_lookup(model, p, config, |id| on_token(row, id)))
+            .collect();
     }
     let rows: Vec<&[u32]> = prompts
         .iter()

@@ -6,6 +6,7 @@
 mod beam;
 pub mod config;
 pub mod generate;
+mod lookup;
 pub mod processors;
 pub mod seq2seq;
 pub mod step;
@@ -16,6 +17,7 @@ pub use generate::{
     generate_batch, generate_batch_with, generate_ids, generate_text, FinishReason, StepScores,
     TextOutput, TokenLogprob, TokenOutput,
 };
+pub use lookup::lookup_candidates;
 pub use processors::{Context, LogitsProcessor, LogitsProcessorList};
 pub use seq2seq::{generate_seq2seq, generate_seq2seq_with, EncodedDecoder};
 pub use step::{step_rows, Sequence, Step, TextStream};

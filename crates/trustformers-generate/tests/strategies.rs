@@ -219,3 +219,90 @@ fn logprobs_are_the_model_distribution() {
         b.iter().map(|o| &o.ids).collect::<Vec<_>>()
     );
 }
+
+/// Counts the forward passes of a model.
+struct Counting<'a>(&'a dyn CausalLM, std::sync::atomic::AtomicUsize);
+
+impl CausalLM for Counting<'_> {
+    fn model_type(&self) -> &str {
+        self.0.model_type()
+    }
+    fn forward_with(
+        &self,
+        input_ids: &candle_core::Tensor,
+        positions: &candle_core::Tensor,
+        opts: &trustformers_models::ForwardOptions,
+        cache: &mut trustformers_models::Cache,
+    ) -> trustformers_core::Result<trustformers_models::CausalLmOutput> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.forward_with(input_ids, positions, opts, cache)
+    }
+    fn new_cache(&self) -> trustformers_models::Cache {
+        self.0.new_cache()
+    }
+    fn vocab_size(&self) -> usize {
+        self.0.vocab_size()
+    }
+    fn max_position_embeddings(&self) -> usize {
+        self.0.max_position_embeddings()
+    }
+    fn num_hidden_layers(&self) -> usize {
+        self.0.num_hidden_layers()
+    }
+    fn device(&self) -> &candle_core::Device {
+        self.0.device()
+    }
+    fn dtype(&self) -> DType {
+        self.0.dtype()
+    }
+}
+
+#[test]
+fn prompt_lookup_gives_greedy_ids_in_fewer_passes() {
+    use trustformers_generate::lookup_candidates;
+    // The last two tokens [7, 8] occurred at the start: what followed them is the guess.
+    assert_eq!(
+        lookup_candidates(&[7, 8, 9, 10, 11, 7, 8], 2, 3),
+        vec![9, 10, 11]
+    );
+    assert_eq!(lookup_candidates(&[7, 8, 9, 8], 2, 3), vec![9, 8]);
+    assert!(lookup_candidates(&[1, 2, 3], 2, 3).is_empty());
+    let m = model("llama");
+    // The tiny model falls into loops, so its output soon quotes itself.
+    let prompts: [&[u32]; 3] = [&[5, 9, 14, 3], &[40, 41, 42, 43, 40, 41], &[77; 6]];
+    let mut saved = 0;
+    for prompt in prompts {
+        for extra in [
+            serde_json::json!({}),
+            serde_json::json!({"repetition_penalty": 1.3, "no_repeat_ngram_size": 3}),
+        ] {
+            let mut config = GenerationConfig {
+                max_new_tokens: 24,
+                eos_token_id: vec![],
+                ..Default::default()
+            };
+            config.apply_json(&extra).unwrap();
+            let plain = Counting(&*m, Default::default());
+            let want = generate_ids(&plain, prompt, &config, |_| Ok(true)).unwrap();
+            config.prompt_lookup_num_tokens = Some(4);
+            let fast = Counting(&*m, Default::default());
+            let got = generate_ids(&fast, prompt, &config, |_| Ok(true)).unwrap();
+            assert_eq!(got.ids, want.ids, "{prompt:?} {extra}");
+            let (a, b) = (plain.1.into_inner(), fast.1.into_inner());
+            assert!(b <= a, "{b} passes against {a}");
+            saved += a - b;
+        }
+    }
+    assert!(saved > 0, "no guess was ever kept");
+    // Greedy only: refused with sampling and beams.
+    let config = GenerationConfig {
+        prompt_lookup_num_tokens: Some(3),
+        do_sample: true,
+        ..Default::default()
+    };
+    let err = generate_ids(&m, &[5, 9], &config, |_| Ok(true)).unwrap_err();
+    assert!(
+        err.to_string().contains("prompt_lookup_num_tokens"),
+        "{err}"
+    );
+}

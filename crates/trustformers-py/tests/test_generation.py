@@ -269,3 +269,14 @@ def test_classifier_free_guidance_matches_transformers():
     np.testing.assert_array_equal(out.sequences[:, ids.shape[1] :], case["new"])
     assert_steps(out.scores, case["scores"])
     assert_steps(out.logits, case["logits"])
+
+
+def test_prompt_lookup_gives_greedy_ids():
+    model = tf.AutoModelForCausalLM.from_pretrained(str(FIXTURES / "llama"))
+    for prompt in ([[5, 9, 14, 3]], [[40, 41, 42, 43, 40, 41]]):
+        greedy = model.generate(np.array(prompt), max_new_tokens=20, eos_token_id=None)
+        fast = model.generate(np.array(prompt), max_new_tokens=20, eos_token_id=None, prompt_lookup_num_tokens=4,
+                              max_matching_ngram_size=3)
+        np.testing.assert_array_equal(fast, greedy)
+    with pytest.raises(ValueError, match="prompt_lookup_num_tokens"):
+        model.generate(np.array([[5, 9]]), do_sample=True, prompt_lookup_num_tokens=3)

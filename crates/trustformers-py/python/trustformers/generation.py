@@ -50,6 +50,8 @@ _DEFAULTS: Dict[str, Any] = {
     "output_hidden_states": False,
     "output_attentions": False,
     "guidance_scale": None,
+    "prompt_lookup_num_tokens": None,
+    "max_matching_ngram_size": None,
     "encoder_repetition_penalty": 1.0,
     "encoder_no_repeat_ngram_size": 0,
     "suppress_tokens": None,
@@ -79,7 +81,6 @@ _UNSUPPORTED = {
     "num_beam_groups": (None, 1),
     "constraints": (None,),
     "force_words_ids": (None,),
-    "prompt_lookup_num_tokens": (None,),
     "assistant_model": (None,),
 }
 
@@ -105,7 +106,6 @@ _IGNORED = {
     "num_assistant_tokens",
     "num_assistant_tokens_schedule",
     "assistant_confidence_threshold",
-    "max_matching_ngram_size",
     "assistant_early_exit",
     "assistant_lookbehind",
     "target_lookbehind",

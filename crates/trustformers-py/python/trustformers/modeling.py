@@ -445,6 +445,8 @@ _RUST_FIELDS = (
     "frequency_penalty",
     "presence_penalty",
     "guidance_scale",
+    "prompt_lookup_num_tokens",
+    "max_matching_ngram_size",
     "encoder_repetition_penalty",
     "encoder_no_repeat_ngram_size",
     "suppress_tokens",
