@@ -68,3 +68,24 @@ impl HostArray {
         PyArray1::from_vec(py, self.data).reshape(self.shape)
     }
 }
+
+/// A model's outputs as the Python side takes them: a dict of named arrays, with
+/// `hidden_states` (a list of arrays) when given.
+pub fn output_dict<'py>(
+    py: Python<'py>,
+    fields: Vec<(&str, HostArray)>,
+    hidden_states: Option<Vec<HostArray>>,
+) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+    let out = pyo3::types::PyDict::new(py);
+    for (name, a) in fields {
+        out.set_item(name, a.into_py(py)?)?;
+    }
+    if let Some(hidden) = hidden_states {
+        let arrays = hidden
+            .into_iter()
+            .map(|a| a.into_py(py))
+            .collect::<PyResult<Vec<_>>>()?;
+        out.set_item("hidden_states", arrays)?;
+    }
+    Ok(out)
+}

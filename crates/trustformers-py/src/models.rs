@@ -2,7 +2,7 @@
 //! task. `trustformers/modeling.py` builds transformers' `AutoModel*` classes and output
 //! objects on them.
 
-use crate::arrays::{HostArray, IdArray};
+use crate::arrays::{output_dict, HostArray, IdArray};
 use crate::errors::{detach, invalid, Failure};
 use numpy::PyReadonlyArray2;
 use pyo3::prelude::*;
@@ -249,17 +249,11 @@ impl PyCausalLM {
                 hidden,
             ))
         })?;
-        let out = PyDict::new(py);
-        out.set_item("logits", logits.into_py(py)?)?;
-        out.set_item("last_hidden_state", last.into_py(py)?)?;
-        if output_hidden_states {
-            let arrays = hidden
-                .into_iter()
-                .map(|h| h.into_py(py))
-                .collect::<PyResult<Vec<_>>>()?;
-            out.set_item("hidden_states", arrays)?;
-        }
-        Ok(out)
+        output_dict(
+            py,
+            vec![("logits", logits), ("last_hidden_state", last)],
+            output_hidden_states.then_some(hidden),
+        )
     }
 
     /// Generates after each prompt (lists of ids, unpadded) with the resolved settings
@@ -402,11 +396,7 @@ impl PySeq2SeqLM {
                 ("encoder_last_hidden_state", encoder_out),
             ])
         })?;
-        let out = PyDict::new(py);
-        for (name, a) in arrays {
-            out.set_item(name, a.into_py(py)?)?;
-        }
-        Ok(out)
+        output_dict(py, arrays.into(), None)
     }
 
     /// Generates from each source (lists of ids, unpadded) with the resolved settings
@@ -694,19 +684,8 @@ impl PyEncoder {
                 .collect::<Result<Vec<_>, _>>()?;
             Ok((arrays, hidden))
         })?;
-        let out = PyDict::new(py);
         let (arrays, hidden) = outputs;
-        for (name, a) in arrays {
-            out.set_item(name, a.into_py(py)?)?;
-        }
-        if output_hidden_states {
-            let arrays = hidden
-                .into_iter()
-                .map(|h| h.into_py(py))
-                .collect::<PyResult<Vec<_>>>()?;
-            out.set_item("hidden_states", arrays)?;
-        }
-        Ok(out)
+        output_dict(py, arrays, output_hidden_states.then_some(hidden))
     }
 }
 

@@ -3,7 +3,7 @@
 //! SigLIP). `trustformers/vision.py` builds `AutoImageProcessor`,
 //! `AutoModelForImageClassification`, `AutoModel` and their output objects on them.
 
-use crate::arrays::{HostArray, IdArray};
+use crate::arrays::{output_dict, HostArray, IdArray};
 use crate::errors::{detach, invalid, Failure};
 use crate::models::{load_options, open, PyCheckpoint};
 use numpy::{PyArrayDyn, PyReadonlyArray2, PyReadonlyArray4, PyUntypedArrayMethods};
@@ -19,7 +19,9 @@ use trustformers::models::vision::{ImageModel, ImageTextModel, VisionTask};
 use trustformers::models::ForwardOptions;
 use trustformers::tokenizers::chat::Message;
 use trustformers::vision::{AutoImageProcessor, ImageInput};
-use trustformers::{check_image_tokens, CausalLM, Error, Tensor, VisionLanguageProcessor};
+use trustformers::{
+    check_image_tokens, CausalLM, Error, LoadOptions, ModelConfig, Tensor, VisionLanguageProcessor,
+};
 
 /// An image as the Python side hands it over.
 enum Image {
@@ -120,6 +122,21 @@ impl PyImageProcessor {
     }
 }
 
+/// Resolves `name`, loads it with `build` (the GIL released) and describes its checkpoint.
+fn load<T: ?Sized + Send + Sync>(
+    py: Python<'_>,
+    name: String,
+    dtype: Option<String>,
+    build: impl FnOnce(&ModelConfig, &LoadOptions) -> Result<Arc<T>, Error> + Send,
+) -> PyResult<(Arc<T>, PyCheckpoint)> {
+    detach(py, move || {
+        let opts = load_options(dtype.as_deref())?;
+        let (path, config) = open(&name)?;
+        let model = build(&config, &opts)?;
+        Ok((model, PyCheckpoint::new(&path, &config)?))
+    })
+}
+
 /// `pixel_values` from numpy as a tensor: `[batch, 3, height, width]` f32, finite.
 fn pixel_tensor(
     py: Python<'_>,
@@ -167,15 +184,10 @@ impl PyImageModel {
             "image-classification" => VisionTask::ImageClassification,
             other => return Err(invalid(py, format!("unknown image model head {other:?}"))),
         };
-        detach(py, move || {
-            let opts = load_options(dtype.as_deref())?;
-            let (path, config) = open(&name)?;
-            let model = config.load_image_model(task, &opts)?;
-            Ok(Self {
-                model: Arc::from(model),
-                checkpoint: PyCheckpoint::new(&path, &config)?,
-            })
-        })
+        let (model, checkpoint) = load(py, name, dtype, |config, opts| {
+            Ok(Arc::from(config.load_image_model(task, opts)?))
+        })?;
+        Ok(Self { model, checkpoint })
     }
 
     #[getter]
@@ -219,18 +231,7 @@ impl PyImageModel {
                 .collect::<Result<Vec<_>, _>>()?;
             Ok((fields, hidden))
         })?;
-        let out = PyDict::new(py);
-        for (name, a) in fields {
-            out.set_item(name, a.into_py(py)?)?;
-        }
-        if output_hidden_states {
-            let arrays = hidden
-                .into_iter()
-                .map(|a| a.into_py(py))
-                .collect::<PyResult<Vec<_>>>()?;
-            out.set_item("hidden_states", arrays)?;
-        }
-        Ok(out)
+        output_dict(py, fields, output_hidden_states.then_some(hidden))
     }
 }
 
@@ -247,15 +248,10 @@ impl PyImageTextModel {
     #[staticmethod]
     #[pyo3(signature = (name, dtype=None))]
     fn from_pretrained(py: Python<'_>, name: String, dtype: Option<String>) -> PyResult<Self> {
-        detach(py, move || {
-            let opts = load_options(dtype.as_deref())?;
-            let (path, config) = open(&name)?;
-            let model = config.load_image_text_model(&opts)?;
-            Ok(Self {
-                model: Arc::from(model),
-                checkpoint: PyCheckpoint::new(&path, &config)?,
-            })
-        })
+        let (model, checkpoint) = load(py, name, dtype, |config, opts| {
+            Ok(Arc::from(config.load_image_text_model(opts)?))
+        })?;
+        Ok(Self { model, checkpoint })
     }
 
     #[getter]
@@ -333,11 +329,7 @@ impl PyImageTextModel {
                 ),
             ])
         })?;
-        let out = PyDict::new(py);
-        for (name, a) in fields {
-            out.set_item(name, a.into_py(py)?)?;
-        }
-        Ok(out)
+        output_dict(py, fields, None)
     }
 }
 
@@ -495,15 +487,10 @@ impl PyVisionLanguageModel {
     #[staticmethod]
     #[pyo3(signature = (name, dtype=None))]
     fn from_pretrained(py: Python<'_>, name: String, dtype: Option<String>) -> PyResult<Self> {
-        detach(py, move || {
-            let opts = load_options(dtype.as_deref())?;
-            let (path, config) = open(&name)?;
-            let model = config.load_vision_language_model(&opts)?;
-            Ok(Self {
-                model: Arc::from(model),
-                checkpoint: PyCheckpoint::new(&path, &config)?,
-            })
-        })
+        let (model, checkpoint) = load(py, name, dtype, |config, opts| {
+            Ok(Arc::from(config.load_vision_language_model(opts)?))
+        })?;
+        Ok(Self { model, checkpoint })
     }
 
     #[getter]

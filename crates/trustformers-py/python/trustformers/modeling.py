@@ -247,11 +247,6 @@ class CausalLMModel(PreTrainedModel):
         rust, pad_id = _rust_settings(settings)
         prompts = [row[m.astype(bool)].tolist() for row, m in zip(ids, mask)]
         rows = len(prompts) * settings["num_return_sequences"]
-        if streamer is not None:
-            if rows > 1:
-                raise InvalidArgument("a streamer streams one sequence: batch size and num_return_sequences must be 1")
-            if settings["num_beams"] > 1:
-                raise InvalidArgument("`streamer` cannot be used with beam search")
         on_token, stops = _token_hooks(stop, tokenizer, streamer, rows, settings["num_beams"] > 1)
         if streamer is not None:
             streamer.put(ids)
@@ -271,7 +266,13 @@ def _token_hooks(
     """What the engine calls as generation runs: ``on_token(row, id)`` for each new token of
     greedy and sampled search (the streamer, then the stop strings, which end the row once
     its text holds one), and for beam search ``stops(ids)``, which says whether a candidate's
-    text holds one (it then finishes as an EOS would)."""
+    text holds one (it then finishes as an EOS would). A streamer streams one sequence of
+    greedy search or sampling."""
+    if streamer is not None:
+        if rows > 1:
+            raise InvalidArgument("a streamer streams one sequence: batch size and num_return_sequences must be 1")
+        if beams:
+            raise InvalidArgument("`streamer` cannot be used with beam search")
     if stop and tokenizer is None:
         raise InvalidArgument(
             "stop_strings need the tokenizer: pass tokenizer=... to generate(), as in transformers"
@@ -703,11 +704,6 @@ class Seq2SeqLMModel(PreTrainedModel):
         start = self._model.decoder_start_token_id if start is None else int(start)
         sources = [row[m.astype(bool)].tolist() for row, m in zip(ids, mask)]
         rows = len(sources) * settings["num_return_sequences"]
-        if streamer is not None:
-            if rows > 1:
-                raise InvalidArgument("a streamer streams one sequence: batch size and num_return_sequences must be 1")
-            if settings["num_beams"] > 1:
-                raise InvalidArgument("`streamer` cannot be used with beam search")
         on_token, stops = _token_hooks(stop, tokenizer, streamer, rows, settings["num_beams"] > 1)
         if streamer is not None:
             streamer.put(np.array([[start]], dtype=np.int64))
