@@ -34,6 +34,11 @@ fn llama() -> Box<dyn CausalLM> {
     trustformers::AutoModelForCausalLM::from_pretrained(fixtures().join("llama"), &opts).unwrap()
 }
 
+/// A case's prompts or sources.
+fn rows(v: &Value) -> Vec<Vec<u32>> {
+    v.as_array().unwrap().iter().map(ids).collect()
+}
+
 fn ids(v: &Value) -> Vec<u32> {
     v.as_array()
         .unwrap()
@@ -42,18 +47,22 @@ fn ids(v: &Value) -> Vec<u32> {
         .collect()
 }
 
-/// The case's settings over `base` as generate() gets them, asking for scores and logits.
-fn config_over(mut config: GenerationConfig, case: &Value) -> GenerationConfig {
+/// The case's settings over `base` as generate() reads them, with `flags`
+/// (`return_dict_in_generate` among them) set.
+fn config_with(mut config: GenerationConfig, case: &Value, flags: &[&str]) -> GenerationConfig {
     let mut settings = case["settings"].clone();
     let s = settings.as_object_mut().unwrap();
-    for (k, v) in [
-        ("return_dict_in_generate", true),
-        ("output_scores", true),
-        ("output_logits", true),
-    ] {
-        s.insert(k.into(), json!(v));
+    s.insert("return_dict_in_generate".into(), json!(true));
+    for flag in flags {
+        s.insert((*flag).into(), json!(true));
     }
     config.apply_json(&settings).unwrap();
+    config
+}
+
+/// The case's settings over `base`, asking for scores and logits.
+fn config_over(base: GenerationConfig, case: &Value) -> GenerationConfig {
+    let config = config_with(base, case, &["output_scores", "output_logits"]);
     assert!(config.output_scores && config.output_logits);
     config
 }
@@ -116,12 +125,7 @@ fn assert_ids(got: &[TokenOutput], want: &Value) {
 #[test]
 fn greedy_batch_scores_and_logits_match_transformers() {
     let case = case("llama_greedy");
-    let prompts: Vec<Vec<u32>> = case["prompts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(ids)
-        .collect();
+    let prompts = rows(&case["prompts"]);
     let out = generate_batch(&llama(), &prompts, &config(&case)).unwrap();
     assert_ids(&out, &case["new"]);
     // One row stopped at its EOS before the others: its steps go on (padding fed).
@@ -177,12 +181,7 @@ fn encoder_decoder_scores_and_logits_match_transformers() {
         GenerationConfig::from_dir(&fixtures().join("t5")).unwrap(),
         &case,
     );
-    let sources: Vec<Vec<u32>> = case["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(ids)
-        .collect();
+    let sources = rows(&case["sources"]);
     let out = generate_seq2seq(model.as_ref(), &sources, &config).unwrap();
     assert_ids(&out, &case["new"]);
     let steps = stacked(&out);
@@ -193,12 +192,7 @@ fn encoder_decoder_scores_and_logits_match_transformers() {
 #[test]
 fn steps_are_kept_only_when_asked() {
     let case = case("llama_greedy");
-    let prompts: Vec<Vec<u32>> = case["prompts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(ids)
-        .collect();
+    let prompts = rows(&case["prompts"]);
     let mut config = GenerationConfig::default();
     // Without return_dict_in_generate, generation_config.json's flags keep nothing.
     config
@@ -210,26 +204,15 @@ fn steps_are_kept_only_when_asked() {
         .all(|o| o.steps.is_none() && o.beam_indices.is_empty()));
 }
 
-/// The case's settings with scores kept, read as generate() reads them.
+/// The case's settings with scores kept.
 fn with_scores(base: GenerationConfig, case: &Value) -> GenerationConfig {
-    let mut settings = case["settings"].clone();
-    let s = settings.as_object_mut().unwrap();
-    s.insert("return_dict_in_generate".into(), json!(true));
-    s.insert("output_scores".into(), json!(true));
-    let mut config = base;
-    config.apply_json(&settings).unwrap();
-    config
+    config_with(base, case, &["output_scores"])
 }
 
 #[test]
 fn processors_over_the_prompt_match_transformers() {
     let case = case("llama_encoder");
-    let prompts: Vec<Vec<u32>> = case["prompts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(ids)
-        .collect();
+    let prompts = rows(&case["prompts"]);
     let config = with_scores(GenerationConfig::default(), &case);
     assert_eq!(config.encoder_repetition_penalty, 2.0);
     assert_eq!(config.encoder_no_repeat_ngram_size, 2);
@@ -246,12 +229,7 @@ fn processors_over_the_source_match_transformers() {
             .unwrap();
     let base = GenerationConfig::from_dir(&fixtures().join("t5")).unwrap();
     let config = with_scores(base, &case);
-    let sources: Vec<Vec<u32>> = case["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(ids)
-        .collect();
+    let sources = rows(&case["sources"]);
     let out = generate_seq2seq(model.as_ref(), &sources, &config).unwrap();
     assert_ids(&out, &case["new"]);
     assert_steps("scores", &stacked_scores(&out), &case["scores"]);
@@ -276,18 +254,12 @@ fn stacked_scores(outs: &[TokenOutput]) -> Vec<Vec<f32>> {
 #[test]
 fn hidden_states_of_every_step_match_transformers() {
     let case = case("llama_hidden");
-    let prompts: Vec<Vec<u32>> = case["prompts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(ids)
-        .collect();
-    let mut settings = case["settings"].clone();
-    let s = settings.as_object_mut().unwrap();
-    s.insert("return_dict_in_generate".into(), json!(true));
-    s.insert("output_hidden_states".into(), json!(true));
-    let mut config = GenerationConfig::default();
-    config.apply_json(&settings).unwrap();
+    let prompts = rows(&case["prompts"]);
+    let config = config_with(
+        GenerationConfig::default(),
+        &case,
+        &["output_hidden_states"],
+    );
     let m = llama();
     let out = generate_batch(&m, &prompts, &config).unwrap();
     assert_ids(&out, &case["new"]);
@@ -328,12 +300,7 @@ fn hidden_states_of_every_step_match_transformers() {
 #[test]
 fn beam_search_batches_line_up_their_steps_as_transformers() {
     let case = case("llama_beam_batch");
-    let prompts: Vec<Vec<u32>> = case["prompts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(ids)
-        .collect();
+    let prompts = rows(&case["prompts"]);
     let alone: Vec<u64> = case["steps_alone"]
         .as_array()
         .unwrap()
@@ -380,12 +347,7 @@ fn beam_search_batches_line_up_their_steps_as_transformers() {
 #[test]
 fn classifier_free_guidance_matches_transformers() {
     let case = case("llama_guidance");
-    let prompts: Vec<Vec<u32>> = case["prompts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(ids)
-        .collect();
+    let prompts = rows(&case["prompts"]);
     let config = config(&case);
     assert_eq!(config.guidance(), Some(1.7));
     let m = llama();
