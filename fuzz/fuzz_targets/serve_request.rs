@@ -43,8 +43,24 @@ fuzz_target!(|data: &[u8]| {
         // The processor over the text as generated ids (its characters' entries).
         let ids: Vec<u32> = (16..vocab.len() as u32 - 1).collect();
         let mut scores = vec![0f32; vocab.len()];
-        c.process(&Context { ids: &ids, prompt_len: 0 }, &mut scores);
+        c.process(
+            &Context {
+                ids: &ids,
+                prompt_len: 0,
+                padding: 0,
+                source: &[],
+            },
+            &mut scores,
+        );
         let mut scores = vec![0f32; vocab.len()];
-        c.process(&Context { ids: &[], prompt_len: 0 }, &mut scores);
+        c.process(
+            &Context {
+                ids: &[],
+                prompt_len: 0,
+                padding: 0,
+                source: &[],
+            },
+            &mut scores,
+        );
     }
 });
